@@ -1,0 +1,16 @@
+//! The scheduler and the controllers (Deployments, ReplicaSets, nodes, garbage collection,
+//! endpoints, autoscaling, ...) as idempotent reconcile loops over the Kubernetes API,
+//! run on the elected leader.
+//!
+//! Depends on nothing of ours: it reaches the cluster only through the Kubernetes API.
+
+/// How long a node may stay silent before it is marked NotReady, as kube-controller-manager's default.
+pub const NODE_MONITOR_GRACE_PERIOD: std::time::Duration = std::time::Duration::from_secs(20);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn grace_period_is_kubernetes_default() {
+        assert_eq!(super::NODE_MONITOR_GRACE_PERIOD.as_secs(), 20);
+    }
+}

@@ -1,0 +1,23 @@
+//! Test support shared by every Berth test: OCI images built at test time with no network
+//! (from Debian's busybox-static and the workspace's static `testapp`), runtime bundles made
+//! from them, and guards that remove what a test made even when it fails.
+//!
+//! A dev-dependency only: no production crate may depend on it. It depends on nothing of ours.
+
+pub mod bundle;
+mod error;
+pub mod guard;
+pub mod images;
+pub mod layer;
+pub mod layout;
+
+pub use error::Error;
+
+/// Result type of the test kit.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Path of the static `testapp` executable built by this crate's build script: an HTTP echo
+/// server that reports its hostname and can be told to fail its health check.
+pub fn testapp_path() -> &'static std::path::Path {
+    std::path::Path::new(env!("BERTH_TESTAPP"))
+}

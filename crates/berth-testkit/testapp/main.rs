@@ -1,0 +1,95 @@
+//! `testapp`: the tiny static program that Berth's test images carry.
+//!
+//! It is compiled by berth-testkit's build script with `rustc -C target-feature=+crt-static`,
+//! uses only `std`, and so runs in an image that holds nothing but busybox. Subcommands:
+//!
+//! - `serve [PORT]`: an HTTP server (default port 8080). `GET /` answers with the hostname and
+//!   the request line; `GET /healthz` answers 200, or 500 once `GET /fail` (or `POST /fail`)
+//!   was called or the file `/tmp/unhealthy` exists; `GET /recover` undoes `/fail`.
+//! - `hostname`: prints the hostname the kernel reports (UTS namespace check).
+//! - `exit CODE`: exits with that status.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match args.first().map(String::as_str) {
+        Some("serve") => serve(args.get(1).map(String::as_str).unwrap_or("8080")),
+        Some("hostname") => {
+            println!("{}", hostname());
+            0
+        }
+        Some("exit") => args.get(1).and_then(|c| c.parse().ok()).unwrap_or(1),
+        _ => {
+            eprintln!("usage: testapp serve [PORT] | hostname | exit CODE");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+fn serve(port: &str) -> i32 {
+    let listener = match TcpListener::bind(format!("0.0.0.0:{port}")) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("testapp: cannot listen on port {port}: {e}");
+            return 1;
+        }
+    };
+    eprintln!("testapp: listening on port {port}");
+    let failing = Arc::new(AtomicBool::new(false));
+    for stream in listener.incoming().flatten() {
+        let failing = Arc::clone(&failing);
+        std::thread::spawn(move || {
+            let _ = answer(stream, &failing);
+        });
+    }
+    0
+}
+
+fn answer(stream: TcpStream, failing: &AtomicBool) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // Drain the headers so the client sees a clean close.
+    let mut header = String::new();
+    while reader.read_line(&mut header)? > 2 {
+        header.clear();
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let (status, body) = match path {
+        "/healthz" if failing.load(Ordering::SeqCst) || Path::new("/tmp/unhealthy").exists() => {
+            ("500 Internal Server Error", "unhealthy\n".to_string())
+        }
+        "/healthz" => ("200 OK", "ok\n".to_string()),
+        "/fail" => {
+            failing.store(true, Ordering::SeqCst);
+            ("200 OK", "health check will now fail\n".to_string())
+        }
+        "/recover" => {
+            failing.store(false, Ordering::SeqCst);
+            ("200 OK", "health check will now pass\n".to_string())
+        }
+        _ => (
+            "200 OK",
+            format!("hostname: {}\nrequest: {}\n", hostname(), request_line.trim_end()),
+        ),
+    };
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}

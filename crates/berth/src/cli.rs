@@ -1,0 +1,236 @@
+//! The `berth` command tree: every command of the product, laid out now so that `--help`
+//! shows the whole of it. Commands whose work has not landed yet accept any arguments and
+//! exit 2 with `not implemented yet: <command>`.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Containers and clusters in one binary: the Docker part and the Kubernetes part.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version = crate::VERSION, propagate_version = true)]
+pub struct Cli {
+    /// Log level: error, warn, info, debug or trace (RUST_LOG, when set, takes precedence).
+    #[arg(long, global = true, env = "BERTH_LOG_LEVEL", default_value = "warn")]
+    pub log_level: String,
+
+    /// The daemon socket to talk to (then BERTH_HOST, then DOCKER_HOST).
+    #[arg(short = 'H', long, global = true, env = "BERTH_HOST")]
+    pub host: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Arguments of a command whose work has not landed yet: taken as they come, so that the
+/// answer is always `not implemented yet`, never a usage error.
+#[derive(Debug, Args)]
+pub struct Pending {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
+/// Every top-level command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    // --- Daemons -------------------------------------------------------------------
+    /// Run the container engine daemon serving the Docker Engine API
+    Daemon(Pending),
+    /// Run the Kubernetes-compatible API server, scheduler and controllers
+    Server(Pending),
+    /// Run the node agent that runs this machine's pods
+    Agent(Pending),
+    /// Run an OCI distribution registry
+    Registry(Pending),
+
+    // --- Containers ----------------------------------------------------------------
+    /// Create and run a new container from an image
+    Run(Pending),
+    /// Create a new container without starting it
+    Create(Pending),
+    /// Start one or more stopped containers
+    Start(Pending),
+    /// Stop one or more running containers
+    Stop(Pending),
+    /// Restart one or more containers
+    Restart(Pending),
+    /// Kill one or more running containers
+    Kill(Pending),
+    /// Remove one or more containers
+    Rm(Pending),
+    /// List containers
+    Ps(Pending),
+    /// Fetch the logs of a container
+    Logs(Pending),
+    /// Execute a command in a running container
+    Exec(Pending),
+    /// Attach to a running container's input and output
+    Attach(Pending),
+    /// Block until containers stop, then print their exit codes
+    Wait(Pending),
+    /// Show low-level information on objects
+    Inspect(Pending),
+    /// Show the running processes of a container
+    Top(Pending),
+    /// Show a live stream of container resource usage
+    Stats(Pending),
+    /// Copy files between a container and the local filesystem
+    Cp(Pending),
+    /// Rename a container
+    Rename(Pending),
+    /// Pause all processes within containers
+    Pause(Pending),
+    /// Unpause all processes within containers
+    Unpause(Pending),
+    /// List port mappings of a container
+    Port(Pending),
+
+    // --- Images ----------------------------------------------------------------------
+    /// List images
+    Images(Pending),
+    /// Build an image from a Dockerfile
+    Build(Pending),
+    /// Download an image from a registry
+    Pull(Pending),
+    /// Upload an image to a registry
+    Push(Pending),
+    /// Create a tag that refers to an image
+    Tag(Pending),
+    /// Remove one or more images
+    Rmi(Pending),
+    /// Load images from a tar archive
+    Load(Pending),
+    /// Save images to a tar archive
+    Save(Pending),
+    /// Create an image from a root filesystem tarball
+    Import(Pending),
+    /// Show the history of an image
+    History(Pending),
+
+    // --- Networks, volumes, applications, system ---------------------------------------
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Run multi-container applications from a Compose file
+    #[command(subcommand)]
+    Compose(ComposeCommand),
+    /// Manage the engine: disk usage, pruning, events
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Show system-wide information
+    Info(Pending),
+    /// Show version information of the client and the daemon
+    Version(Pending),
+    /// Get real-time events from the engine
+    Events(Pending),
+
+    // --- Cluster (kubectl's verbs) -------------------------------------------------------
+    /// Apply a configuration to a resource by file name or stdin
+    Apply(Pending),
+    /// Display one or many cluster resources
+    Get(Pending),
+    /// Show details of a cluster resource
+    Describe(Pending),
+    /// Delete cluster resources by file names, stdin, resources and names, or selectors
+    Delete(Pending),
+    /// Manage the rollout of a Deployment, DaemonSet or StatefulSet
+    Rollout(Pending),
+    /// Set a new size for a Deployment, ReplicaSet or StatefulSet
+    Scale(Pending),
+
+    // --- Runtime ---------------------------------------------------------------------------
+    /// The low-level OCI runtime, command-line compatible with runc
+    #[command(subcommand)]
+    Oci(OciCommand),
+}
+
+/// `berth network …`
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network
+    Create(Pending),
+    /// List networks
+    Ls(Pending),
+    /// Show details of networks
+    Inspect(Pending),
+    /// Remove networks
+    Rm(Pending),
+    /// Connect a container to a network
+    Connect(Pending),
+    /// Disconnect a container from a network
+    Disconnect(Pending),
+    /// Remove all unused networks
+    Prune(Pending),
+}
+
+/// `berth volume …`
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume
+    Create(Pending),
+    /// List volumes
+    Ls(Pending),
+    /// Show details of volumes
+    Inspect(Pending),
+    /// Remove volumes
+    Rm(Pending),
+    /// Remove all unused volumes
+    Prune(Pending),
+}
+
+/// `berth compose …`
+#[derive(Debug, Subcommand)]
+pub enum ComposeCommand {
+    /// Create and start the application's containers
+    Up(Pending),
+    /// Stop and remove the application's containers and networks
+    Down(Pending),
+    /// List the application's containers
+    Ps(Pending),
+    /// Show the application's logs
+    Logs(Pending),
+}
+
+/// `berth system …`
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Show disk usage
+    Df(Pending),
+    /// Remove unused data
+    Prune(Pending),
+    /// Show system-wide information
+    Info(Pending),
+    /// Get real-time events from the engine
+    Events(Pending),
+}
+
+/// `berth oci …`: runc's command line.
+#[derive(Debug, Subcommand)]
+pub enum OciCommand {
+    /// Create a container from a bundle (start runs its process)
+    Create(Pending),
+    /// Run the process of a created container
+    Start(Pending),
+    /// Print the state of a container as runtime-spec JSON
+    State(Pending),
+    /// Send a signal to a container's init process
+    Kill(Pending),
+    /// Delete a container and everything the runtime made for it
+    Delete(Pending),
+    /// Create and start a container in one step
+    Run(Pending),
+    /// Run a new process inside a container
+    Exec(Pending),
+    /// List containers
+    List(Pending),
+    /// List the processes of a container
+    Ps(Pending),
+    /// Freeze every process of a container
+    Pause(Pending),
+    /// Thaw a paused container
+    Resume(Pending),
+    /// Write a default config.json into a bundle
+    Spec(Pending),
+}

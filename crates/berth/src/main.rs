@@ -1,0 +1,83 @@
+//! `berth`: the one binary. It parses the command line, sets up logging and hands the
+//! work to the library crates; errors come back here and are printed for a person.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+use tracing_subscriber::EnvFilter;
+
+mod cli;
+
+/// `berth --version`: the crate version and the git commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BERTH_GIT_COMMIT"),
+    ")"
+);
+
+/// Exit status for a command whose work has not landed yet (also clap's usage-error status).
+const EXIT_NOT_IMPLEMENTED: u8 = 2;
+
+fn main() -> ExitCode {
+    let matches = cli::Cli::command().get_matches();
+    let path = command_path(&matches);
+    let cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    init_logging(&cli.log_level);
+    match run(cli) {
+        Ok(code) => code,
+        Err(Outcome::NotImplemented) => {
+            eprintln!("berth: not implemented yet: {path}");
+            ExitCode::from(EXIT_NOT_IMPLEMENTED)
+        }
+        Err(Outcome::Failed(error)) => {
+            eprintln!("berth: error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// How a command that did not succeed ended.
+enum Outcome {
+    /// The command exists in the tree but its work has not landed yet.
+    NotImplemented,
+    /// The command failed; the error carries its causes.
+    Failed(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Outcome {
+    fn from(error: E) -> Self {
+        Outcome::Failed(error.into())
+    }
+}
+
+fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
+    tracing::debug!(command = ?cli.command, "dispatching");
+    Err(Outcome::NotImplemented)
+}
+
+/// The words of the chosen subcommand, e.g. `network create`, for messages.
+fn command_path(matches: &clap::ArgMatches) -> String {
+    let mut words = Vec::new();
+    let mut current = matches;
+    while let Some((name, sub)) = current.subcommand() {
+        words.push(name);
+        current = sub;
+    }
+    words.join(" ")
+}
+
+fn init_logging(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

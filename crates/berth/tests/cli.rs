@@ -1,0 +1,71 @@
+//! The command line as a person meets it: version, help, and honest answers from
+//! commands whose work has not landed yet.
+
+use std::process::Command;
+
+fn berth(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .output()
+        .expect("run berth")
+}
+
+#[test]
+fn version_names_the_release_and_the_commit() {
+    let output = berth(&["--version"]);
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.starts_with(&format!("berth {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(text.contains("(commit "), "{text}");
+}
+
+#[test]
+fn help_shows_the_whole_product() {
+    let output = berth(&["--help"]);
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    for command in [
+        "daemon", "server", "agent", "run", "ps", "images", "build", "push", "pull", "apply",
+        "get", "oci", "network", "volume", "compose",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{command} "))),
+            "{command} missing from --help"
+        );
+    }
+}
+
+#[test]
+fn unimplemented_commands_say_so_and_exit_2() {
+    let cases: [(&[&str], &str); 3] = [
+        (&["server"], "server"),
+        (&["run", "-p", "8080:80", "web:1"], "run"),
+        (&["network", "create", "front"], "network create"),
+    ];
+    for (args, command) in cases {
+        let output = berth(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stderr.trim(),
+            format!("berth: not implemented yet: {command}")
+        );
+        assert!(output.stdout.is_empty(), "{args:?} printed to stdout");
+    }
+}
+
+#[test]
+fn unknown_commands_are_usage_errors_not_panics() {
+    let output = berth(&["frobnicate"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unrecognized subcommand 'frobnicate'"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+}
