@@ -1,1 +1,23 @@
-//! x
+//! Berth's OCI runtime: runs an OCI bundle as an isolated container — namespaces, cgroups
+//! v1 and v2, a pivoted root filesystem with the spec's mounts, masked and read-only paths,
+//! capabilities, rlimits, users — and keeps per-container state so that create, start,
+//! state, kill and delete can be separate commands, as runc's are. The `berth oci` command
+//! line is a thin layer over [`Runtime`]; the engine calls it in-process.
+//!
+//! Depends on nothing of ours. Plain threads, no async: async callers use spawn_blocking.
+
+mod bundle;
+mod caps;
+pub mod cgroups;
+mod container;
+mod error;
+mod fs;
+mod hooks;
+mod init;
+mod mounts;
+pub mod state;
+
+pub use bundle::{Bundle, parse_spec};
+pub use container::{CreateOptions, Runtime};
+pub use error::{Error, Result};
+pub use state::{StateReport, Status};

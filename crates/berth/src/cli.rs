@@ -2,6 +2,8 @@
 //! shows the whole of it. Commands whose work has not landed yet accept any arguments and
 //! exit 2 with `not implemented yet: <command>`.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 
 /// Containers and clusters in one binary: the Docker part and the Kubernetes part.
@@ -142,8 +144,7 @@ pub enum Command {
 
     // --- Runtime ---------------------------------------------------------------------------
     /// The low-level OCI runtime, command-line compatible with runc
-    #[command(subcommand)]
-    Oci(OciCommand),
+    Oci(Oci),
 }
 
 /// `berth network …`
@@ -206,31 +207,126 @@ pub enum SystemCommand {
     Events(Pending),
 }
 
-/// `berth oci …`: runc's command line.
+/// `berth oci …`: runc's command line, flags included.
+#[derive(Debug, Args)]
+pub struct Oci {
+    /// Directory for the runtime's container state
+    #[arg(long, default_value = "/run/berth/oci", env = "BERTH_OCI_ROOT")]
+    pub root: PathBuf,
+    /// Also write errors to this file (containerd reads them from here)
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Format of the --log file: text or json
+    #[arg(long, default_value = "text")]
+    pub log_format: String,
+    /// Accepted for runc compatibility; cgroups are managed through the cgroup filesystem
+    #[arg(long, hide = true)]
+    pub systemd_cgroup: bool,
+    /// Accepted for runc compatibility; use --log-level debug
+    #[arg(long, hide = true)]
+    pub debug: bool,
+    /// The runtime command.
+    #[command(subcommand)]
+    pub command: OciCommand,
+}
+
+/// Flags shared by `create` and `run`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Path to the bundle directory (holding config.json)
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write the container's init pid to this file
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pseudo-terminal's master (not supported yet)
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Accepted for runc compatibility
+    #[arg(long, hide = true)]
+    pub no_pivot: bool,
+    /// Accepted for runc compatibility
+    #[arg(long, hide = true)]
+    pub no_new_keyring: bool,
+    /// The container id
+    pub id: String,
+}
+
+/// `berth oci` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum OciCommand {
     /// Create a container from a bundle (start runs its process)
-    Create(Pending),
+    Create(CreateArgs),
     /// Run the process of a created container
-    Start(Pending),
+    Start {
+        /// The container id
+        id: String,
+    },
     /// Print the state of a container as runtime-spec JSON
-    State(Pending),
-    /// Send a signal to a container's init process
-    Kill(Pending),
+    State {
+        /// The container id
+        id: String,
+    },
+    /// Send a signal (default SIGTERM) to a container's init process
+    Kill {
+        /// Send the signal to every process of the container
+        #[arg(short, long)]
+        all: bool,
+        /// The container id
+        id: String,
+        /// Signal name or number
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
     /// Delete a container and everything the runtime made for it
-    Delete(Pending),
-    /// Create and start a container in one step
-    Run(Pending),
+    Delete {
+        /// Kill the container first if it is still running
+        #[arg(short, long)]
+        force: bool,
+        /// The container id
+        id: String,
+    },
+    /// Create and start a container, and wait for it unless --detach
+    Run {
+        /// Return once the container has started
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep the container's state after it exits
+        #[arg(long)]
+        keep: bool,
+        /// Flags shared with create
+        #[command(flatten)]
+        create: CreateArgs,
+    },
     /// Run a new process inside a container
     Exec(Pending),
     /// List containers
-    List(Pending),
+    List {
+        /// Output format: table or json
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        /// Print only the ids
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// List the processes of a container
-    Ps(Pending),
+    Ps {
+        /// Output format: table or json
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        /// The container id
+        id: String,
+    },
     /// Freeze every process of a container
-    Pause(Pending),
+    Pause {
+        /// The container id
+        id: String,
+    },
     /// Thaw a paused container
-    Resume(Pending),
+    Resume {
+        /// The container id
+        id: String,
+    },
     /// Write a default config.json into a bundle
     Spec(Pending),
 }

@@ -7,6 +7,7 @@ use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
 mod cli;
+mod oci;
 
 /// `berth --version`: the crate version and the git commit it was built from.
 pub const VERSION: &str = concat!(
@@ -59,7 +60,10 @@ impl<E: Into<anyhow::Error>> From<E> for Outcome {
 
 fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
     tracing::debug!(command = ?cli.command, "dispatching");
-    Err(Outcome::NotImplemented)
+    match cli.command {
+        cli::Command::Oci(oci) => oci::run(oci),
+        _ => Err(Outcome::NotImplemented),
+    }
 }
 
 /// The words of the chosen subcommand, e.g. `network create`, for messages.

@@ -1,0 +1,414 @@
+//! Control groups, v1 and v2: make the container's group, apply the spec's limits, put
+//! the init process in it, read usage back, freeze and thaw, and remove it.
+//!
+//! v1 (this project's build machines) has one hierarchy per controller under
+//! /sys/fs/cgroup; v2 (most users) has one unified tree. The same `Cgroup` serves both.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+
+use crate::error::IoContext;
+use crate::{Error, Result};
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The container's cgroup: one directory per v1 hierarchy, or one in the v2 tree.
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    /// (controller names of the hierarchy, directory of the container's group in it).
+    dirs: Vec<(String, PathBuf)>,
+    unified: bool,
+}
+
+/// Whether /sys/fs/cgroup is a cgroup2 mount (pure v2), as opposed to v1 or hybrid.
+pub fn is_unified() -> bool {
+    nix::sys::statfs::statfs(CGROUP_ROOT)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
+/// The v1 hierarchies mounted under /sys/fs/cgroup: (mount point, its controllers).
+fn v1_hierarchies() -> Vec<(PathBuf, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mut right = right.split(' ');
+            if right.next()? != "cgroup" {
+                return None;
+            }
+            let options = right.nth(1)?;
+            let target = left.split(' ').nth(4)?;
+            let controllers: Vec<&str> = options
+                .split(',')
+                .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("name="))
+                .collect();
+            let named = options.split(',').any(|o| o.starts_with("name="));
+            (target.starts_with(CGROUP_ROOT) && (!controllers.is_empty() || named))
+                .then(|| (PathBuf::from(target), controllers.join(",")))
+        })
+        .collect()
+}
+
+impl Cgroup {
+    /// The cgroup at `path` (relative to each hierarchy's root; a leading '/' is ignored).
+    /// Nothing is created yet.
+    pub fn new(path: &str) -> Self {
+        let relative = path.trim_start_matches('/');
+        if is_unified() {
+            return Self {
+                dirs: vec![(String::new(), Path::new(CGROUP_ROOT).join(relative))],
+                unified: true,
+            };
+        }
+        let dirs = v1_hierarchies()
+            .into_iter()
+            .map(|(mount, controllers)| (controllers, mount.join(relative)))
+            .collect();
+        Self {
+            dirs,
+            unified: false,
+        }
+    }
+
+    /// Creates the group, applies `resources` and moves `pid` into it.
+    pub fn create(&self, resources: Option<&LinuxResources>, pid: i32) -> Result<()> {
+        if self.unified {
+            self.enable_v2_controllers()?;
+        }
+        for (controllers, dir) in &self.dirs {
+            std::fs::create_dir_all(dir).at(dir)?;
+            if controllers.split(',').any(|c| c == "cpuset") {
+                inherit_cpuset(dir)?;
+            }
+        }
+        if let Some(resources) = resources {
+            if self.unified {
+                self.apply_v2(resources)?
+            } else {
+                self.apply_v1(resources)?
+            }
+        }
+        for (_, dir) in &self.dirs {
+            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn dir_of(&self, controller: &str) -> Option<&Path> {
+        if self.unified {
+            return self.dirs.first().map(|(_, d)| d.as_path());
+        }
+        self.dirs
+            .iter()
+            .find(|(c, _)| c.split(',').any(|x| x == controller))
+            .map(|(_, d)| d.as_path())
+    }
+
+    fn set(&self, controller: &str, file: &str, value: impl ToString) -> Result<()> {
+        match self.dir_of(controller) {
+            Some(dir) => write(&dir.join(file), &value.to_string()),
+            None => Err(Error::Field {
+                field: "linux.resources".into(),
+                reason: format!("the {controller} cgroup controller is not mounted"),
+            }),
+        }
+    }
+
+    fn apply_v1(&self, r: &LinuxResources) -> Result<()> {
+        if let Some(memory) = r.memory() {
+            if let Some(limit) = memory.limit() {
+                self.set("memory", "memory.limit_in_bytes", limit)?;
+            }
+            if let Some(reservation) = memory.reservation() {
+                self.set("memory", "memory.soft_limit_in_bytes", reservation)?;
+            }
+            if let Some(swap) = memory.swap() {
+                self.set("memory", "memory.memsw.limit_in_bytes", swap)?;
+            }
+        }
+        if let Some(cpu) = r.cpu() {
+            if let Some(shares) = cpu.shares() {
+                self.set("cpu", "cpu.shares", shares)?;
+            }
+            if let Some(period) = cpu.period() {
+                self.set("cpu", "cpu.cfs_period_us", period)?;
+            }
+            if let Some(quota) = cpu.quota() {
+                self.set("cpu", "cpu.cfs_quota_us", quota)?;
+            }
+            if let Some(cpus) = cpu.cpus() {
+                self.set("cpuset", "cpuset.cpus", cpus)?;
+            }
+            if let Some(mems) = cpu.mems() {
+                self.set("cpuset", "cpuset.mems", mems)?;
+            }
+        }
+        if let Some(pids) = r.pids() {
+            self.set("pids", "pids.max", limit_or_max(pids.limit()))?;
+        }
+        if let Some(weight) = r.block_io().as_ref().and_then(|b| b.weight()) {
+            self.set("blkio", "blkio.weight", weight)?;
+        }
+        for rule in r.devices().iter().flatten() {
+            let file = if rule.allow() {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
+            self.set("devices", file, device_rule(rule))?;
+        }
+        Ok(())
+    }
+
+    fn apply_v2(&self, r: &LinuxResources) -> Result<()> {
+        if let Some(memory) = r.memory() {
+            if let Some(limit) = memory.limit() {
+                self.set("memory", "memory.max", limit_or_max(limit))?;
+            }
+            if let Some(reservation) = memory.reservation() {
+                self.set("memory", "memory.low", reservation)?;
+            }
+            if let (Some(swap), Some(limit)) = (memory.swap(), memory.limit()) {
+                // v1's memsw counts memory+swap; v2's swap.max counts swap alone.
+                let swap_only = if swap < 0 { swap } else { swap - limit.max(0) };
+                self.set("memory", "memory.swap.max", limit_or_max(swap_only))?;
+            }
+        }
+        if let Some(cpu) = r.cpu() {
+            if let Some(shares) = cpu.shares() {
+                self.set("cpu", "cpu.weight", shares_to_weight(shares))?;
+            }
+            if cpu.quota().is_some() || cpu.period().is_some() {
+                let quota = cpu
+                    .quota()
+                    .filter(|q| *q > 0)
+                    .map_or("max".to_string(), |q| q.to_string());
+                self.set(
+                    "cpu",
+                    "cpu.max",
+                    format!("{quota} {}", cpu.period().unwrap_or(100_000)),
+                )?;
+            }
+            if let Some(cpus) = cpu.cpus() {
+                self.set("cpuset", "cpuset.cpus", cpus)?;
+            }
+            if let Some(mems) = cpu.mems() {
+                self.set("cpuset", "cpuset.mems", mems)?;
+            }
+        }
+        if let Some(pids) = r.pids() {
+            self.set("pids", "pids.max", limit_or_max(pids.limit()))?;
+        }
+        if let Some(weight) = r.block_io().as_ref().and_then(|b| b.weight()) {
+            // blkio.weight 10..1000 maps onto io.weight 1..10000.
+            self.set(
+                "io",
+                "io.weight",
+                1 + (u64::from(weight).saturating_sub(10)) * 9999 / 990,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// In v2, controllers must be enabled in every ancestor's subtree_control.
+    fn enable_v2_controllers(&self) -> Result<()> {
+        let Some((_, dir)) = self.dirs.first() else {
+            return Ok(());
+        };
+        let available = std::fs::read_to_string(Path::new(CGROUP_ROOT).join("cgroup.controllers"))
+            .unwrap_or_default();
+        let enable: String = available
+            .split_whitespace()
+            .map(|c| format!("+{c} "))
+            .collect();
+        let mut ancestor = PathBuf::from(CGROUP_ROOT);
+        for part in dir
+            .strip_prefix(CGROUP_ROOT)
+            .unwrap_or(dir)
+            .parent()
+            .into_iter()
+            .flat_map(|p| p.components())
+        {
+            if !enable.is_empty() {
+                let _ = std::fs::write(ancestor.join("cgroup.subtree_control"), enable.trim());
+            }
+            ancestor.push(part);
+            std::fs::create_dir_all(&ancestor).at(&ancestor)?;
+        }
+        if !enable.is_empty() {
+            let _ = std::fs::write(ancestor.join("cgroup.subtree_control"), enable.trim());
+        }
+        Ok(())
+    }
+
+    /// Every pid in the group.
+    pub fn pids(&self) -> Vec<i32> {
+        let dir = self
+            .dir_of("pids")
+            .or_else(|| self.dirs.first().map(|(_, d)| d.as_path()));
+        let procs = dir
+            .and_then(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .unwrap_or_default();
+        procs
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Freezes (`true`) or thaws every process of the group.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        if self.unified {
+            return self.set("freezer", "cgroup.freeze", if frozen { "1" } else { "0" });
+        }
+        self.set(
+            "freezer",
+            "freezer.state",
+            if frozen { "FROZEN" } else { "THAWED" },
+        )?;
+        // The kernel freezes asynchronously: wait until it says FROZEN.
+        let dir = self
+            .dir_of("freezer")
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        for _ in 0..1000 {
+            let state = std::fs::read_to_string(dir.join("freezer.state")).unwrap_or_default();
+            if !frozen || state.trim() == "FROZEN" {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Err(Error::Init(
+            "the freezer did not freeze the container within a second".into(),
+        ))
+    }
+
+    /// Whether the group is frozen.
+    pub fn is_frozen(&self) -> bool {
+        let (file, frozen) = if self.unified {
+            ("cgroup.freeze", "1")
+        } else {
+            ("freezer.state", "FROZEN")
+        };
+        self.dir_of("freezer")
+            .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
+            .is_some_and(|s| s.trim() == frozen)
+    }
+
+    /// Removes the group's directories; fails while processes remain in them.
+    pub fn remove(&self) -> Result<()> {
+        for (_, dir) in &self.dirs {
+            match std::fs::remove_dir(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Io {
+                        path: dir.clone(),
+                        source: e,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
+}
+
+/// A v1 cpuset group starts empty and refuses tasks: copy cpus and mems from the parent.
+fn inherit_cpuset(dir: &Path) -> Result<()> {
+    let mut chain = Vec::new();
+    let mut current = dir;
+    while let Some(parent) = current.parent() {
+        chain.push(current);
+        if parent.join("cpuset.cpus").exists()
+            && !std::fs::read_to_string(parent.join("cpuset.cpus"))
+                .unwrap_or_default()
+                .trim()
+                .is_empty()
+        {
+            break;
+        }
+        current = parent;
+    }
+    for group in chain.into_iter().rev() {
+        let parent = group.parent().unwrap_or(group);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let own = std::fs::read_to_string(group.join(file)).unwrap_or_default();
+            if own.trim().is_empty() {
+                let inherited = std::fs::read_to_string(parent.join(file)).at(parent.join(file))?;
+                write(&group.join(file), inherited.trim())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn limit_or_max(limit: i64) -> String {
+    if limit < 0 {
+        "max".to_string()
+    } else {
+        limit.to_string()
+    }
+}
+
+/// cpu.shares (2..262144) onto cpu.weight (1..10000), the formula runc and crun use.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        100
+    } else {
+        1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+    }
+}
+
+fn device_rule(rule: &oci_spec::runtime::LinuxDeviceCgroup) -> String {
+    let kind = rule
+        .typ()
+        .map_or("a".to_string(), |t| t.as_str().to_string());
+    let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
+    let access = rule.access().clone().unwrap_or_else(|| "rwm".to_string());
+    if kind == "a" && rule.major().is_none() {
+        return format!("a *:* {access}");
+    }
+    format!(
+        "{kind} {}:{} {access}",
+        num(rule.major()),
+        num(rule.minor())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_map_onto_weights_like_runc() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+    }
+
+    #[test]
+    fn negative_limits_mean_unlimited() {
+        assert_eq!(limit_or_max(-1), "max");
+        assert_eq!(limit_or_max(100), "100");
+    }
+
+    #[test]
+    fn v1_hierarchies_are_found_on_v1_hosts() {
+        if is_unified() {
+            return;
+        }
+        let found = v1_hierarchies();
+        assert!(
+            found
+                .iter()
+                .any(|(_, c)| c.split(',').any(|x| x == "memory")),
+            "{found:?}"
+        );
+    }
+}

@@ -1,0 +1,490 @@
+//! Container lifecycle operations over the state root: create, start, run, state, kill,
+//! delete, list, pause and resume — the runc command line's verbs as a Rust API.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use nix::unistd::Pid;
+
+use crate::bundle::Bundle;
+use crate::cgroups::Cgroup;
+use crate::error::{IoContext, SysContext};
+use crate::init::{Handover, InitConfig, MSG_ERROR, MSG_GO, MSG_READY, clone_flag};
+use crate::state::{Saved, StateReport, StateRoot, Status, now_rfc3339, pid_start_time};
+use crate::{Error, Result};
+
+const EXEC_FIFO: &str = "exec.fifo";
+
+/// Options of `create` and `run` beyond the bundle.
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    /// Write the init's host pid to this file (`--pid-file`).
+    pub pid_file: Option<PathBuf>,
+}
+
+/// The runtime: containers under one state root.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: StateRoot,
+}
+
+impl Runtime {
+    /// A runtime keeping its state under `root` (runc's `--root`).
+    pub fn new(root: &Path) -> Result<Self> {
+        Ok(Self {
+            root: StateRoot::open(root)?,
+        })
+    }
+
+    /// Creates container `id` from the bundle: namespaces, cgroup and filesystem are set
+    /// up and init waits for `start`. Returns init's host pid.
+    pub fn create(&self, id: &str, bundle: &Path, options: &CreateOptions) -> Result<i32> {
+        let dir = self.root.claim(id)?;
+        let fifo = dir.join(EXEC_FIFO);
+        let spawned = nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+            .or_sys(|| format!("mkfifo {}", fifo.display()))
+            .and_then(|()| open_path(&fifo))
+            .and_then(|fd| self.spawn(id, bundle, options, Handover::WaitForStart(fd)));
+        spawned.inspect_err(|_| {
+            let _ = self.root.remove(id);
+        })
+    }
+
+    /// Creates and starts container `id` in one step and waits for it to exit, then deletes
+    /// it unless `keep`. Returns the exit status as a shell would see it (128+N for signal N).
+    pub fn run(&self, id: &str, bundle: &Path, options: &CreateOptions, keep: bool) -> Result<i32> {
+        self.root.claim(id)?;
+        let pid = self
+            .spawn(id, bundle, options, Handover::Exec)
+            .inspect_err(|_| {
+                let _ = self.root.remove(id);
+            })?;
+        let code = wait_exit(pid);
+        if !keep {
+            self.delete(id, true)?;
+        }
+        Ok(code)
+    }
+
+    /// Creates and starts container `id` and returns at once (`run --detach`).
+    pub fn run_detached(&self, id: &str, bundle: &Path, options: &CreateOptions) -> Result<i32> {
+        self.root.claim(id)?;
+        self.spawn(id, bundle, options, Handover::Exec)
+            .inspect_err(|_| {
+                let _ = self.root.remove(id);
+            })
+    }
+
+    fn spawn(
+        &self,
+        id: &str,
+        bundle_dir: &Path,
+        options: &CreateOptions,
+        handover: Handover,
+    ) -> Result<i32> {
+        let bundle = Bundle::load(bundle_dir)?;
+        let linux = bundle.spec.linux().as_ref();
+        let cgroup_path = linux
+            .and_then(|l| l.cgroups_path().clone())
+            .map_or_else(|| format!("/berth/{id}"), |p| p.display().to_string());
+        let (new_namespaces, joins) = namespaces(&bundle)?;
+        let (parent_sock, child_sock) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .or_sys(|| "socketpair".into())?;
+        let clone_flags = new_namespaces & !CloneFlags::CLONE_NEWCGROUP;
+        // SAFETY: a raw clone with fork semantics (no new stack): the child runs `init::run`,
+        // which never returns. The runtime is single-threaded at this point.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                clone_flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong,
+                0,
+                0,
+                0,
+                0,
+            )
+        };
+        let pid =
+            nix::errno::Errno::result(pid).or_sys(|| "clone the container's init".into())? as i32;
+        if pid == 0 {
+            drop(parent_sock);
+            let config = InitConfig {
+                bundle: &bundle,
+                sync: child_sock,
+                handover,
+                cgroup_path: cgroup_path.clone(),
+                joins,
+                new_namespaces,
+            };
+            crate::init::run(config);
+        }
+        drop(child_sock);
+        let confirm_exec = matches!(handover, Handover::Exec);
+        drop(handover);
+        let cgroup = Cgroup::new(&cgroup_path);
+        let started = self
+            .finish_spawn(
+                id,
+                &bundle,
+                &cgroup,
+                &cgroup_path,
+                pid,
+                &parent_sock,
+                options,
+            )
+            .and_then(|()| {
+                if confirm_exec {
+                    expect_exec(&parent_sock)
+                } else {
+                    Ok(())
+                }
+            });
+        if started.is_err() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+            let _ = cgroup.remove();
+        }
+        started.map(|()| pid)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_spawn(
+        &self,
+        id: &str,
+        bundle: &Bundle,
+        cgroup: &Cgroup,
+        cgroup_path: &str,
+        pid: i32,
+        sync: &OwnedFd,
+        options: &CreateOptions,
+    ) -> Result<()> {
+        let linux = bundle.spec.linux().as_ref();
+        cgroup.create(linux.and_then(|l| l.resources().as_ref()), pid)?;
+        write_id_maps(bundle, pid)?;
+        nix::unistd::write(sync, &[MSG_GO]).or_sys(|| "signal init".into())?;
+        expect_ready(sync)?;
+        let saved = Saved {
+            id: id.to_string(),
+            pid,
+            pid_start_time: pid_start_time(pid).unwrap_or(0),
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: now_rfc3339(),
+            cgroup_path: cgroup_path.to_string(),
+            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+            poststop: bundle
+                .spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.poststop().clone())
+                .unwrap_or_default(),
+        };
+        self.root.save(&saved)?;
+        if let Some(pid_file) = &options.pid_file {
+            std::fs::write(pid_file, pid.to_string()).at(pid_file)?;
+        }
+        Ok(())
+    }
+
+    /// Lets a created container's init exec the user's process.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let saved = self.root.load(id)?;
+        let status = self.status(&saved);
+        if status != Status::Created {
+            return Err(Error::WrongState {
+                action: "start",
+                id: id.to_string(),
+                status: status.to_string(),
+            });
+        }
+        let fifo = self.root.container_dir(id).join(EXEC_FIFO);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .at(&fifo)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut byte = [0u8; 1];
+        loop {
+            match nix::unistd::read(file.as_raw_fd(), &mut byte) {
+                Ok(1) => break,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN)
+                    if Instant::now() < deadline && pid_start_time(saved.pid).is_some() =>
+                {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                _ => {
+                    return Err(Error::Init(format!(
+                        "container {id}'s init did not take the start signal"
+                    )));
+                }
+            }
+        }
+        std::fs::remove_file(&fifo).at(&fifo)
+    }
+
+    /// The container's state as `state` prints it.
+    pub fn state(&self, id: &str) -> Result<StateReport> {
+        let saved = self.root.load(id)?;
+        Ok(self.report(&saved))
+    }
+
+    fn report(&self, saved: &Saved) -> StateReport {
+        let status = self.status(saved);
+        StateReport {
+            oci_version: "1.2.0".to_string(),
+            id: saved.id.clone(),
+            status,
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                saved.pid
+            },
+            bundle: saved.bundle.clone(),
+            rootfs: saved.rootfs.clone(),
+            created: saved.created.clone(),
+            annotations: saved.annotations.clone(),
+            owner: String::new(),
+        }
+    }
+
+    fn status(&self, saved: &Saved) -> Status {
+        if pid_start_time(saved.pid) != Some(saved.pid_start_time) {
+            Status::Stopped
+        } else if self.root.container_dir(&saved.id).join(EXEC_FIFO).exists() {
+            Status::Created
+        } else if Cgroup::new(&saved.cgroup_path).is_frozen() {
+            Status::Paused
+        } else {
+            Status::Running
+        }
+    }
+
+    /// Every container's state, sorted by id.
+    pub fn list(&self) -> Result<Vec<StateReport>> {
+        let ids = self.root.ids()?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| self.root.load(id).ok())
+            .map(|s| self.report(&s))
+            .collect())
+    }
+
+    /// Sends `signal` to init, or with `all` to every process of the container.
+    pub fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<()> {
+        let saved = self.root.load(id)?;
+        let status = self.status(&saved);
+        if status == Status::Stopped {
+            return Err(Error::WrongState {
+                action: "kill",
+                id: id.to_string(),
+                status: status.to_string(),
+            });
+        }
+        let pids = if all {
+            Cgroup::new(&saved.cgroup_path).pids()
+        } else {
+            vec![saved.pid]
+        };
+        for pid in pids {
+            nix::sys::signal::kill(Pid::from_raw(pid), signal)
+                .or_sys(|| format!("send {signal} to {pid}"))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the container: refuses a running one unless `force`, which kills it first.
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let saved = self.root.load(id)?;
+        let status = self.status(&saved);
+        if matches!(status, Status::Running | Status::Paused) && !force {
+            return Err(Error::WrongState {
+                action: "delete",
+                id: id.to_string(),
+                status: format!("not stopped: {status}"),
+            });
+        }
+        let cgroup = Cgroup::new(&saved.cgroup_path);
+        if status != Status::Stopped {
+            if status == Status::Paused {
+                cgroup.freeze(false)?;
+            }
+            for pid in cgroup.pids().into_iter().chain([saved.pid]) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            // Reap it if it is ours; otherwise wait for whoever is its parent to.
+            let _ = nix::sys::wait::waitpid(
+                Pid::from_raw(saved.pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+        }
+        remove_cgroup_when_empty(&cgroup)?;
+        for hook in &saved.poststop {
+            let _ = crate::hooks::run_hook(hook, &self.report(&saved));
+        }
+        self.root.remove(id)
+    }
+
+    /// Freezes every process of the container.
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let saved = self.root.load(id)?;
+        let status = self.status(&saved);
+        if status != Status::Running {
+            return Err(Error::WrongState {
+                action: "pause",
+                id: id.to_string(),
+                status: status.to_string(),
+            });
+        }
+        Cgroup::new(&saved.cgroup_path).freeze(true)
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let saved = self.root.load(id)?;
+        let status = self.status(&saved);
+        if status != Status::Paused {
+            return Err(Error::WrongState {
+                action: "resume",
+                id: id.to_string(),
+                status: status.to_string(),
+            });
+        }
+        Cgroup::new(&saved.cgroup_path).freeze(false)
+    }
+
+    /// Host pids of every process of the container.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let saved = self.root.load(id)?;
+        Ok(Cgroup::new(&saved.cgroup_path).pids())
+    }
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+fn open_path(path: &Path) -> Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .or_sys(|| format!("open {}", path.display()))?;
+    // SAFETY: a fresh descriptor from open.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// New namespaces to create, and existing ones (given by path) to join.
+fn namespaces(bundle: &Bundle) -> Result<(CloneFlags, Vec<(OwnedFd, CloneFlags)>)> {
+    let mut new = CloneFlags::empty();
+    let mut joins = Vec::new();
+    for ns in bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .into_iter()
+        .flatten()
+    {
+        let flag = clone_flag(ns.typ());
+        match ns.path() {
+            None => new |= flag,
+            Some(path) => {
+                let fd = open_path_readable(path)?;
+                if flag == CloneFlags::CLONE_NEWPID {
+                    // Joining a pid namespace applies to children: do it here, before the clone.
+                    nix::sched::setns(&fd, flag)
+                        .or_sys(|| format!("join pid namespace {}", path.display()))?;
+                } else {
+                    joins.push((fd, flag));
+                }
+            }
+        }
+    }
+    Ok((new, joins))
+}
+
+fn open_path_readable(path: &Path) -> Result<OwnedFd> {
+    let file = std::fs::File::open(path).at(path)?;
+    Ok(OwnedFd::from(file))
+}
+
+fn write_id_maps(bundle: &Bundle, pid: i32) -> Result<()> {
+    let Some(linux) = bundle.spec.linux().as_ref() else {
+        return Ok(());
+    };
+    let format = |maps: &[oci_spec::runtime::LinuxIdMapping]| -> String {
+        maps.iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect()
+    };
+    if let Some(maps) = linux.uid_mappings().as_ref().filter(|m| !m.is_empty()) {
+        let path = format!("/proc/{pid}/uid_map");
+        std::fs::write(&path, format(maps)).at(path)?;
+    }
+    if let Some(maps) = linux.gid_mappings().as_ref().filter(|m| !m.is_empty()) {
+        let path = format!("/proc/{pid}/gid_map");
+        std::fs::write(&path, format(maps)).at(path)?;
+    }
+    Ok(())
+}
+
+/// Waits for init's READY, or turns its error report (or silence) into an error.
+fn expect_ready(sync: &OwnedFd) -> Result<()> {
+    let mut buffer = vec![0u8; 4096];
+    let n = nix::unistd::read(sync.as_raw_fd(), &mut buffer).or_sys(|| "read from init".into())?;
+    match buffer.first() {
+        Some(&MSG_READY) if n == 1 => Ok(()),
+        Some(&MSG_ERROR) if n > 0 => Err(Error::Init(
+            String::from_utf8_lossy(&buffer[1..n]).into_owned(),
+        )),
+        _ => Err(Error::Init("init exited without saying why".into())),
+    }
+}
+
+/// After READY, init of `run` goes on to exec: the socket closes at a successful exec
+/// (it is close-on-exec), or carries the error of a failed one.
+fn expect_exec(sync: &OwnedFd) -> Result<()> {
+    let mut buffer = vec![0u8; 4096];
+    match nix::unistd::read(sync.as_raw_fd(), &mut buffer) {
+        Ok(n) if n > 1 && buffer[0] == MSG_ERROR => Err(Error::Init(
+            String::from_utf8_lossy(&buffer[1..n]).into_owned(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Waits for `pid` and maps its end to a shell-style status.
+fn wait_exit(pid: i32) -> i32 {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => return 128 + signal as i32,
+            Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
+            Err(_) => return 255,
+        }
+    }
+}
+
+/// A cgroup can only be removed once the kernel has finished tearing down its processes.
+fn remove_cgroup_when_empty(cgroup: &Cgroup) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match cgroup.remove() {
+            Err(Error::Io { source, .. })
+                if source.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The container's init: the code that runs in the cloned child, inside the new
+//! namespaces, from the clone until execve. It sets up the container's world in named
+//! stages and reports the first failure to the runtime over the sync socket.
+//!
+//! The child is a fork of a single-threaded runtime process (the CLI, or a dedicated
+//! thread-free caller), so it may allocate; callers with threads use `spawn_blocking`
+//! into a helper process, never this path directly.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Spec};
+
+use crate::bundle::Bundle;
+use crate::caps::ProcessCaps;
+use crate::error::SysContext;
+use crate::{Error, Result};
+
+/// How init hands over to the user's process.
+pub(crate) enum Handover {
+    /// Exec at once (`run`).
+    Exec,
+    /// Wait until `start` opens the exec fifo, then exec (`create`).
+    WaitForStart(OwnedFd),
+}
+
+/// Everything init needs, prepared by the runtime before the clone.
+pub(crate) struct InitConfig<'a> {
+    pub bundle: &'a Bundle,
+    pub sync: OwnedFd,
+    pub handover: Handover,
+    pub cgroup_path: String,
+    /// Namespaces to join: (open file of the namespace, its type).
+    pub joins: Vec<(OwnedFd, CloneFlags)>,
+    pub new_namespaces: CloneFlags,
+}
+
+/// Message prefixes on the sync socket.
+pub(crate) const MSG_READY: u8 = b'R';
+pub(crate) const MSG_ERROR: u8 = b'E';
+pub(crate) const MSG_GO: u8 = b'G';
+
+/// Runs init; only returns (with the error already reported) when set-up failed.
+pub(crate) fn run(config: InitConfig) -> ! {
+    let sync = config.sync.as_raw_fd();
+    // Keep the socket open past the set-up's end so the error can still be sent on it.
+    let keep_open = std::mem::ManuallyDrop::new(config.sync.try_clone());
+    let error = match setup_and_exec(config) {
+        Ok(never) => match never {},
+        Err(error) => error,
+    };
+    let mut message = vec![MSG_ERROR];
+    message.extend_from_slice(error.to_string().as_bytes());
+    if let Ok(sync) = keep_open.as_ref() {
+        let _ = nix::unistd::write(sync, &message);
+    }
+    let _ = sync;
+    // SAFETY: _exit ends the child without running the parent's atexit handlers.
+    unsafe { libc::_exit(127) }
+}
+
+enum Never {}
+
+fn setup_and_exec(config: InitConfig) -> Result<Never> {
+    let spec = &config.bundle.spec;
+    wait_for_go(&config.sync)?;
+    // A new cgroup namespace is rooted where the process is when it unshares: only now,
+    // after the runtime moved it into the container's cgroup.
+    if config.new_namespaces.contains(CloneFlags::CLONE_NEWCGROUP) {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .or_sys(|| "unshare the cgroup namespace".into())?;
+    }
+    for (fd, kind) in &config.joins {
+        nix::sched::setns(fd, *kind).or_sys(|| format!("join {kind:?} namespace"))?;
+    }
+    if config.new_namespaces.contains(CloneFlags::CLONE_NEWUTS) {
+        set_names(spec)?;
+    }
+    let new_mount_ns = config.new_namespaces.contains(CloneFlags::CLONE_NEWNS);
+    if new_mount_ns {
+        crate::mounts::prepare_rootfs(spec, &config.bundle.rootfs, &config.cgroup_path)?;
+        crate::mounts::pivot(&config.bundle.rootfs)?;
+        crate::mounts::harden(spec)?;
+    } else {
+        nix::unistd::chroot(&config.bundle.rootfs).or_sys(|| "chroot".into())?;
+    }
+    write_sysctls(spec)?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::Init("no process".into()))?;
+    let env: Vec<CString> = process
+        .env()
+        .iter()
+        .flatten()
+        .filter_map(|e| CString::new(e.as_str()).ok())
+        .collect();
+    let args: Vec<CString> = process
+        .args()
+        .iter()
+        .flatten()
+        .filter_map(|a| CString::new(a.as_str()).ok())
+        .collect();
+    let program = find_program(&args[0], process.env().as_deref().unwrap_or_default())?;
+    let caps = ProcessCaps::from_spec(process.capabilities().as_ref())?;
+    if let Some(score) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", score.to_string())
+            .map_err(|e| Error::Init(format!("oom_score_adj: {e}")))?;
+    }
+    set_rlimits(spec)?;
+    send(&config.sync, MSG_READY)?;
+    if let Handover::WaitForStart(fifo) = &config.handover {
+        wait_for_start(fifo)?;
+    }
+    // From here on, failures can no longer be reported on the socket once it closes at exec.
+    caps.apply_bounding()
+        .or_sys(|| "drop bounding capabilities".into())?;
+    set_user(spec)?;
+    caps.apply_sets().or_sys(|| "set capabilities".into())?;
+    if process.no_new_privileges().unwrap_or(false) {
+        // SAFETY: prctl with integer arguments only.
+        nix::errno::Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+            .or_sys(|| "set no_new_privs".into())?;
+    }
+    let cwd = process.cwd();
+    nix::unistd::chdir(cwd).or_sys(|| format!("chdir to cwd {}", cwd.display()))?;
+    let Err(error) = nix::unistd::execve(&program, &args, &env);
+    Err(Error::Sys {
+        what: format!("exec {}", program.to_string_lossy()),
+        source: error,
+    })
+}
+
+fn wait_for_go(sync: &OwnedFd) -> Result<()> {
+    let mut byte = [0u8; 1];
+    match nix::unistd::read(sync.as_raw_fd(), &mut byte) {
+        Ok(1) if byte[0] == MSG_GO => Ok(()),
+        _ => Err(Error::Init(
+            "the runtime went away before init could start".into(),
+        )),
+    }
+}
+
+fn send(sync: &OwnedFd, byte: u8) -> Result<()> {
+    nix::unistd::write(sync, &[byte])
+        .map(|_| ())
+        .or_sys(|| "write to the runtime".into())
+}
+
+fn set_names(spec: &Spec) -> Result<()> {
+    if let Some(hostname) = spec.hostname() {
+        nix::unistd::sethostname(hostname).or_sys(|| format!("set hostname {hostname:?}"))?;
+    }
+    if let Some(domain) = spec.domainname() {
+        let c = CString::new(domain.as_str())
+            .map_err(|_| Error::Init("domainname holds a NUL".into()))?;
+        // SAFETY: valid pointer and length of a C string.
+        nix::errno::Errno::result(unsafe { libc::setdomainname(c.as_ptr(), domain.len()) })
+            .or_sys(|| "set domainname".into())?;
+    }
+    Ok(())
+}
+
+fn write_sysctls(spec: &Spec) -> Result<()> {
+    for (key, value) in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().clone())
+        .into_iter()
+        .flatten()
+    {
+        if key.contains("..") {
+            return Err(Error::Field {
+                field: format!("linux.sysctl.{key}"),
+                reason: "not a sysctl name".into(),
+            });
+        }
+        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, &value)
+            .map_err(|e| Error::Init(format!("sysctl {key}={value}: {e}")))?;
+    }
+    Ok(())
+}
+
+fn set_rlimits(spec: &Spec) -> Result<()> {
+    let limits = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.rlimits().clone())
+        .unwrap_or_default();
+    for limit in limits {
+        let resource = rlimit_resource(limit.typ());
+        let value = libc::rlimit {
+            rlim_cur: limit.soft(),
+            rlim_max: limit.hard(),
+        };
+        // SAFETY: setrlimit with a valid resource and a struct on the stack.
+        let rc = unsafe { libc::setrlimit(resource, &value) };
+        nix::errno::Errno::result(rc).or_sys(|| {
+            format!(
+                "setrlimit {:?} to {}/{}",
+                limit.typ(),
+                limit.soft(),
+                limit.hard()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn rlimit_resource(kind: PosixRlimitType) -> libc::__rlimit_resource_t {
+    use PosixRlimitType::*;
+    match kind {
+        RlimitCpu => libc::RLIMIT_CPU,
+        RlimitFsize => libc::RLIMIT_FSIZE,
+        RlimitData => libc::RLIMIT_DATA,
+        RlimitStack => libc::RLIMIT_STACK,
+        RlimitCore => libc::RLIMIT_CORE,
+        RlimitRss => libc::RLIMIT_RSS,
+        RlimitNproc => libc::RLIMIT_NPROC,
+        RlimitNofile => libc::RLIMIT_NOFILE,
+        RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        RlimitAs => libc::RLIMIT_AS,
+        RlimitLocks => libc::RLIMIT_LOCKS,
+        RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        RlimitNice => libc::RLIMIT_NICE,
+        RlimitRtprio => libc::RLIMIT_RTPRIO,
+        RlimitRttime => libc::RLIMIT_RTTIME,
+    }
+}
+
+fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
+    // Opening the fifo for writing blocks until `start` opens it for reading.
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Init(format!("open exec fifo: {e}")))?;
+    use std::io::Write;
+    (&file)
+        .write_all(b"0")
+        .map_err(|e| Error::Init(format!("write exec fifo: {e}")))
+}
+
+fn set_user(spec: &Spec) -> Result<()> {
+    let Some(user) = spec.process().as_ref().map(|p| p.user()) else {
+        return Ok(());
+    };
+    // Keep the permitted set across setuid; capset sets the final sets afterwards.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    let groups: Vec<nix::unistd::Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
+    nix::unistd::setgroups(&groups).or_sys(|| "setgroups".into())?;
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(user.gid()))
+        .or_sys(|| format!("setgid {}", user.gid()))?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid()))
+        .or_sys(|| format!("setuid {}", user.uid()))?;
+    if let Some(umask) = user.umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
+    }
+    Ok(())
+}
+
+/// The program to exec: `args[0]` itself when it holds a '/', otherwise the first match on
+/// the container's `PATH`, as execvp would find it — looked up before `start` so that a
+/// missing program fails `create`, as runc does.
+fn find_program(arg0: &CString, env: &[String]) -> Result<CString> {
+    let name = arg0.to_string_lossy();
+    if name.contains('/') {
+        return Ok(arg0.clone());
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(name.as_ref());
+        if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok()
+            && !candidate.is_dir()
+        {
+            return CString::new(candidate.into_os_string().into_encoded_bytes())
+                .map_err(|_| Error::Init("NUL in path".into()));
+        }
+    }
+    Err(Error::Init(format!(
+        "exec: {name:?}: executable file not found in $PATH"
+    )))
+}
+
+/// Maps a spec namespace type onto its clone flag.
+pub(crate) fn clone_flag(kind: LinuxNamespaceType) -> CloneFlags {
+    match kind {
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}

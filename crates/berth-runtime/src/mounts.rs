@@ -1,0 +1,567 @@
+//! The container's filesystem view: the spec's mounts, default devices, pivot_root, masked
+//! and read-only paths. Runs in the container's init, in its new mount namespace.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use oci_spec::runtime::{Mount, Spec};
+
+use crate::error::SysContext;
+use crate::fs::{create_in_root, fd_path, open_in_root};
+use crate::{Error, Result};
+
+/// Mount flags, propagation and filesystem data parsed from a spec mount's options.
+#[derive(Debug, PartialEq)]
+pub struct MountOptions {
+    /// Flags for mount(2).
+    pub flags: MsFlags,
+    /// Propagation changes applied after the mount (rprivate, shared, …).
+    pub propagation: MsFlags,
+    /// Options the filesystem itself reads (`mode=755,size=64k`).
+    pub data: String,
+}
+
+/// Parses options as runc does: known flags set or clear bits, the rest is filesystem data.
+pub fn parse_options(options: &[String]) -> MountOptions {
+    let mut parsed = MountOptions {
+        flags: MsFlags::empty(),
+        propagation: MsFlags::empty(),
+        data: String::new(),
+    };
+    for option in options {
+        let (set, clear, propagation) = match option.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty(), MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY, MsFlags::empty()),
+            "bind" => (MsFlags::MS_BIND, MsFlags::empty(), MsFlags::empty()),
+            "rbind" => (
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                MsFlags::empty(),
+                MsFlags::empty(),
+            ),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty(), MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID, MsFlags::empty()),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty(), MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV, MsFlags::empty()),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty(), MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty(), MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty(), MsFlags::empty()),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty(), MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty(), MsFlags::empty()),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty(), MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty(), MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty(), MsFlags::empty()),
+            "private" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE),
+            "rprivate" => (
+                MsFlags::empty(),
+                MsFlags::empty(),
+                MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            ),
+            "shared" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SHARED),
+            "rshared" => (
+                MsFlags::empty(),
+                MsFlags::empty(),
+                MsFlags::MS_SHARED | MsFlags::MS_REC,
+            ),
+            "slave" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SLAVE),
+            "rslave" => (
+                MsFlags::empty(),
+                MsFlags::empty(),
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            ),
+            "unbindable" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_UNBINDABLE),
+            "runbindable" => (
+                MsFlags::empty(),
+                MsFlags::empty(),
+                MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+            ),
+            "defaults" => (MsFlags::empty(), MsFlags::empty(), MsFlags::empty()),
+            data => {
+                if !parsed.data.is_empty() {
+                    parsed.data.push(',');
+                }
+                parsed.data.push_str(data);
+                continue;
+            }
+        };
+        parsed.flags = (parsed.flags | set) & !clear;
+        parsed.propagation |= propagation;
+    }
+    parsed
+}
+
+/// Makes the rootfs a mount point of its own, private from the host, and mounts the
+/// spec's mounts into it.
+pub fn prepare_rootfs(spec: &Spec, rootfs: &Path, cgroup_path: &str) -> Result<()> {
+    let propagation = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone());
+    let root_flags = match propagation.as_deref() {
+        Some("shared") | Some("rshared") => MsFlags::MS_SHARED,
+        Some("private") | Some("rprivate") => MsFlags::MS_PRIVATE,
+        Some("unbindable") | Some("runbindable") => MsFlags::MS_UNBINDABLE,
+        _ => MsFlags::MS_SLAVE,
+    };
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        root_flags | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .or_sys(|| "make / private to the container".into())?;
+    mount(
+        Some(rootfs),
+        rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .or_sys(|| format!("bind {} onto itself", rootfs.display()))?;
+    let root =
+        crate::fs::open_root(rootfs).or_sys(|| format!("open rootfs {}", rootfs.display()))?;
+    let mut dev_is_tmpfs = false;
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        mount_one(&root, m, cgroup_path).map_err(|e| {
+            Error::Init(format!("mounts[{i}] ({}): {e}", m.destination().display()))
+        })?;
+        dev_is_tmpfs |= m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs");
+    }
+    if dev_is_tmpfs {
+        default_devices(&root, spec)?;
+    }
+    Ok(())
+}
+
+fn mount_one(root: &OwnedFd, m: &Mount, cgroup_path: &str) -> Result<()> {
+    let options = parse_options(m.options().as_deref().unwrap_or_default());
+    let kind = m.typ().clone().unwrap_or_default();
+    let is_bind = options.flags.contains(MsFlags::MS_BIND) || kind == "bind";
+    let source = m.source().clone().unwrap_or_default();
+    let target_is_file = is_bind && source.exists() && !source.is_dir();
+    let target = create_in_root(root.as_raw_fd(), m.destination(), target_is_file)
+        .or_sys(|| "create mount point".into())?;
+    let target_path = fd_path(&target);
+    let data = (!options.data.is_empty()).then_some(options.data.as_str());
+    match kind.as_str() {
+        "cgroup" => return mount_cgroups(root, m, &options, cgroup_path),
+        _ if is_bind => {
+            let flags = MsFlags::MS_BIND | (options.flags & MsFlags::MS_REC);
+            mount(
+                Some(&source),
+                &target_path,
+                None::<&str>,
+                flags,
+                None::<&str>,
+            )
+            .or_sys(|| format!("bind {}", source.display()))?;
+            let remount_flags =
+                options.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+            if !remount_flags.is_empty() {
+                remount(
+                    root,
+                    m.destination(),
+                    remount_flags | MsFlags::MS_BIND,
+                    None,
+                )?;
+            }
+        }
+        "sysfs" => {
+            let result = mount(
+                Some("sysfs"),
+                &target_path,
+                Some("sysfs"),
+                options.flags,
+                data,
+            );
+            if result == Err(nix::errno::Errno::EPERM) {
+                // Without a network namespace of its own, sysfs cannot be mounted: bind the host's.
+                mount(
+                    Some("/sys"),
+                    &target_path,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .or_sys(|| "bind /sys".into())?;
+            } else {
+                result.or_sys(|| "mount sysfs".into())?;
+            }
+        }
+        _ => {
+            let fs_source = if source.as_os_str().is_empty() {
+                PathBuf::from(&kind)
+            } else {
+                source
+            };
+            mount(
+                Some(&fs_source),
+                &target_path,
+                Some(kind.as_str()),
+                options.flags,
+                data,
+            )
+            .or_sys(|| format!("mount {kind}"))?;
+        }
+    }
+    if !options.propagation.is_empty() {
+        let mounted = open_in_root(root.as_raw_fd(), m.destination(), libc::O_PATH)
+            .or_sys(|| "reopen mount".into())?;
+        mount(
+            None::<&str>,
+            &fd_path(&mounted),
+            None::<&str>,
+            options.propagation,
+            None::<&str>,
+        )
+        .or_sys(|| "set propagation".into())?;
+    }
+    Ok(())
+}
+
+/// Remounts what is now mounted at `dest` (inside `root`) with `flags`. The mount point is
+/// opened again: a handle opened before the mount still points at the directory beneath.
+fn remount(root: &OwnedFd, dest: &Path, flags: MsFlags, data: Option<&str>) -> Result<()> {
+    let mounted = open_in_root(root.as_raw_fd(), dest, libc::O_PATH)
+        .or_sys(|| format!("reopen {}", dest.display()))?;
+    mount(
+        None::<&str>,
+        &fd_path(&mounted),
+        None::<&str>,
+        flags | MsFlags::MS_REMOUNT,
+        data,
+    )
+    .or_sys(|| format!("remount {}", dest.display()))
+}
+
+/// A `cgroup` mount: the unified tree on v2; on v1 a tmpfs with each hierarchy's part that
+/// belongs to the container bound beneath it, read-only when asked.
+fn mount_cgroups(
+    root: &OwnedFd,
+    m: &Mount,
+    options: &MountOptions,
+    cgroup_path: &str,
+) -> Result<()> {
+    let target = open_in_root(root.as_raw_fd(), m.destination(), libc::O_PATH)
+        .or_sys(|| "open cgroup mount point".into())?;
+    let flags = options.flags
+        & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    if crate::cgroups::is_unified() {
+        return mount(
+            Some("cgroup2"),
+            &fd_path(&target),
+            Some("cgroup2"),
+            flags,
+            None::<&str>,
+        )
+        .or_sys(|| "mount cgroup2".into());
+    }
+    mount(
+        Some("tmpfs"),
+        &fd_path(&target),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=755"),
+    )
+    .or_sys(|| "mount tmpfs for cgroups".into())?;
+    let hierarchies: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && !p.is_symlink())
+                .collect()
+        })
+        .unwrap_or_default();
+    for hierarchy in hierarchies {
+        let Some(name) = hierarchy.file_name() else {
+            continue;
+        };
+        let source = hierarchy.join(cgroup_path.trim_start_matches('/'));
+        if !source.is_dir() {
+            continue;
+        }
+        let dest = m.destination().join(name);
+        let dest = create_in_root(root.as_raw_fd(), &dest, false)
+            .or_sys(|| "create cgroup mount point".into())?;
+        mount(
+            Some(&source),
+            &fd_path(&dest),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .or_sys(|| format!("bind {}", source.display()))?;
+        remount(
+            root,
+            &m.destination().join(name),
+            flags | MsFlags::MS_BIND,
+            None,
+        )?;
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        remount(root, m.destination(), flags, Some("mode=755"))?;
+    }
+    Ok(())
+}
+
+/// The devices every container gets (null, zero, full, random, urandom, tty) plus the
+/// spec's own, and the /dev symlinks programs expect.
+fn default_devices(root: &OwnedFd, spec: &Spec) -> Result<()> {
+    use nix::sys::stat::{SFlag, makedev};
+    let mut devices: Vec<(PathBuf, SFlag, u64, u64, u32, u32, u32)> = [
+        ("/dev/null", 1, 3),
+        ("/dev/zero", 1, 5),
+        ("/dev/full", 1, 7),
+        ("/dev/random", 1, 8),
+        ("/dev/urandom", 1, 9),
+        ("/dev/tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(p, major, minor)| (PathBuf::from(p), SFlag::S_IFCHR, major, minor, 0o666, 0, 0))
+    .collect();
+    for d in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .into_iter()
+        .flatten()
+    {
+        let kind = match d.typ().as_str() {
+            "b" => SFlag::S_IFBLK,
+            "p" => SFlag::S_IFIFO,
+            _ => SFlag::S_IFCHR,
+        };
+        let (uid, gid) = (d.uid().unwrap_or(0), d.gid().unwrap_or(0));
+        devices.push((
+            d.path().clone(),
+            kind,
+            d.major() as u64,
+            d.minor() as u64,
+            d.file_mode().unwrap_or(0o666),
+            uid,
+            gid,
+        ));
+    }
+    for (path, kind, major, minor, mode, uid, gid) in devices {
+        let Some(parent) = path.parent() else {
+            continue;
+        };
+        let dir = create_in_root(root.as_raw_fd(), parent, false)
+            .or_sys(|| format!("create {}", parent.display()))?;
+        let name = path.file_name().unwrap_or_default();
+        let _ = nix::unistd::unlinkat(
+            Some(dir.as_raw_fd()),
+            name,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        nix::sys::stat::mknodat(
+            Some(dir.as_raw_fd()),
+            name,
+            kind,
+            nix::sys::stat::Mode::from_bits_truncate(mode),
+            makedev(major, minor),
+        )
+        .or_sys(|| format!("mknod {}", path.display()))?;
+        nix::unistd::fchownat(
+            Some(dir.as_raw_fd()),
+            name,
+            Some(uid.into()),
+            Some(gid.into()),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .or_sys(|| format!("chown {}", path.display()))?;
+        // mknod's mode is cut by the umask: set it exactly.
+        nix::sys::stat::fchmodat(
+            Some(dir.as_raw_fd()),
+            name,
+            nix::sys::stat::Mode::from_bits_truncate(mode),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .or_sys(|| format!("chmod {}", path.display()))?;
+    }
+    let dev = open_in_root(
+        root.as_raw_fd(),
+        Path::new("/dev"),
+        libc::O_PATH | libc::O_DIRECTORY,
+    )
+    .or_sys(|| "open /dev".into())?;
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        match nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), link) {
+            Err(nix::errno::Errno::EEXIST) | Ok(()) => {}
+            Err(e) => {
+                return Err(Error::Sys {
+                    what: format!("symlink /dev/{link}"),
+                    source: e,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Swaps the root: the rootfs becomes `/` and the host's root is detached.
+pub fn pivot(rootfs: &Path) -> Result<()> {
+    nix::unistd::chdir(rootfs).or_sys(|| format!("chdir {}", rootfs.display()))?;
+    // pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then
+    // removes the old root without needing a directory for it inside the container.
+    nix::unistd::pivot_root(".", ".").or_sys(|| "pivot_root".into())?;
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .or_sys(|| "make old root a slave".into())?;
+    umount2(".", MntFlags::MNT_DETACH).or_sys(|| "detach the old root".into())?;
+    nix::unistd::chdir("/").or_sys(|| "chdir /".into())
+}
+
+/// Masks, read-only paths and a read-only root, applied after the pivot (paths are the
+/// container's). Resolution stays inside the new root, and the /dev/null that masks files
+/// must be the real character device 1:3, so a container cannot swap either for a symlink
+/// or a file of its choosing (CVE-2025-31133).
+pub fn harden(spec: &Spec) -> Result<()> {
+    let root = crate::fs::open_root(Path::new("/")).or_sys(|| "open /".into())?;
+    let dev_null = open_dev_null(&root)?;
+    let linux = spec.linux().as_ref();
+    for path in linux
+        .and_then(|l| l.masked_paths().clone())
+        .into_iter()
+        .flatten()
+    {
+        let Ok(target) = open_in_root(
+            root.as_raw_fd(),
+            Path::new(&path),
+            libc::O_PATH | libc::O_NOFOLLOW,
+        ) else {
+            continue;
+        };
+        let is_dir = nix::sys::stat::fstat(target.as_raw_fd())
+            .is_ok_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        let result = if is_dir {
+            mount(
+                Some("tmpfs"),
+                &fd_path(&target),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+        } else {
+            mount(
+                Some(&fd_path(&dev_null)),
+                &fd_path(&target),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+        };
+        result.or_sys(|| format!("mask {path}"))?;
+    }
+    for path in linux
+        .and_then(|l| l.readonly_paths().clone())
+        .into_iter()
+        .flatten()
+    {
+        let Ok(target) = open_in_root(
+            root.as_raw_fd(),
+            Path::new(&path),
+            libc::O_PATH | libc::O_NOFOLLOW,
+        ) else {
+            continue;
+        };
+        let target_path = fd_path(&target);
+        mount(
+            Some(&target_path),
+            &target_path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .or_sys(|| format!("bind {path}"))?;
+        let ro = MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC;
+        remount(&root, Path::new(&path), ro, None)?;
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .or_sys(|| "make the root read-only".into())?;
+    }
+    Ok(())
+}
+
+/// The container's /dev/null, refused unless it is the null device itself.
+fn open_dev_null(root: &OwnedFd) -> Result<OwnedFd> {
+    let fd = open_in_root(
+        root.as_raw_fd(),
+        Path::new("/dev/null"),
+        libc::O_PATH | libc::O_NOFOLLOW,
+    )
+    .or_sys(|| "open /dev/null".into())?;
+    let stat = nix::sys::stat::fstat(fd.as_raw_fd()).or_sys(|| "stat /dev/null".into())?;
+    let is_null = stat.st_mode & libc::S_IFMT == libc::S_IFCHR
+        && stat.st_rdev == nix::sys::stat::makedev(1, 3);
+    if !is_null {
+        return Err(Error::Init(
+            "/dev/null in the container is not the null device: refusing to mask paths with it"
+                .into(),
+        ));
+    }
+    Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_into_flags_propagation_and_data() {
+        let opts: Vec<String> = [
+            "nosuid",
+            "strictatime",
+            "mode=755",
+            "size=65536k",
+            "rprivate",
+            "ro",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let parsed = parse_options(&opts);
+        assert_eq!(
+            parsed.flags,
+            MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME | MsFlags::MS_RDONLY
+        );
+        assert_eq!(parsed.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+        assert_eq!(parsed.data, "mode=755,size=65536k");
+    }
+
+    #[test]
+    fn later_options_override_earlier_ones() {
+        let parsed = parse_options(&["ro".to_string(), "rw".to_string()]);
+        assert!(!parsed.flags.contains(MsFlags::MS_RDONLY));
+    }
+}

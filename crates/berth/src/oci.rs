@@ -1,0 +1,142 @@
+//! `berth oci`: runc's command line over berth-runtime. Output and exit codes follow runc:
+//! `state` prints the state JSON, `run` exits with the container's status, errors exit 1.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use berth_runtime::{CreateOptions, Runtime};
+use nix::sys::signal::Signal;
+
+use crate::Outcome;
+use crate::cli::{CreateArgs, Oci, OciCommand};
+
+/// Runs one `berth oci` command; errors also go to `--log` when given, as runc does.
+pub fn run(oci: Oci) -> Result<ExitCode, Outcome> {
+    let (log, format) = (oci.log.clone(), oci.log_format.clone());
+    let result = dispatch(oci);
+    if let (Err(Outcome::Failed(error)), Some(log)) = (&result, log) {
+        write_log(&log, &format, &format!("{error:#}"));
+    }
+    result
+}
+
+fn dispatch(oci: Oci) -> Result<ExitCode, Outcome> {
+    use OciCommand::*;
+    let runtime =
+        Runtime::new(&oci.root).with_context(|| format!("state root {}", oci.root.display()))?;
+    match oci.command {
+        Create(args) => {
+            runtime.create(&args.id, &args.bundle, &options(&args)?)?;
+        }
+        Start { id } => runtime.start(&id)?,
+        State { id } => println!("{}", serde_json::to_string_pretty(&runtime.state(&id)?)?),
+        Kill { id, signal, all } => runtime.kill(&id, parse_signal(&signal)?, all)?,
+        Delete { id, force } => runtime.delete(&id, force)?,
+        Run {
+            detach: true,
+            create,
+            ..
+        } => {
+            runtime.run_detached(&create.id, &create.bundle, &options(&create)?)?;
+        }
+        Run { keep, create, .. } => {
+            let code = runtime.run(&create.id, &create.bundle, &options(&create)?, keep)?;
+            return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+        }
+        List { format, quiet } => list(&runtime, &format, quiet)?,
+        Ps { format, id } => ps(&runtime, &format, &id)?,
+        Pause { id } => runtime.pause(&id)?,
+        Resume { id } => runtime.resume(&id)?,
+        Exec(_) | Spec(_) => return Err(Outcome::NotImplemented),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn options(args: &CreateArgs) -> anyhow::Result<CreateOptions> {
+    if args.console_socket.is_some() {
+        bail!("--console-socket is not supported yet: terminals land with exec");
+    }
+    Ok(CreateOptions {
+        pid_file: args.pid_file.clone(),
+    })
+}
+
+/// `KILL`, `SIGKILL`, `kill` and `9` all name SIGKILL.
+fn parse_signal(text: &str) -> anyhow::Result<Signal> {
+    if let Ok(number) = text.parse::<i32>() {
+        return Signal::try_from(number).with_context(|| format!("invalid signal number {number}"));
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name).with_context(|| format!("unknown signal {text:?}"))
+}
+
+fn list(runtime: &Runtime, format: &str, quiet: bool) -> anyhow::Result<()> {
+    let states = runtime.list()?;
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for state in &states {
+            writeln!(out, "{}", state.id)?;
+        }
+        return Ok(());
+    }
+    match format {
+        "json" => writeln!(out, "{}", serde_json::to_string(&states)?)?,
+        "table" => {
+            writeln!(
+                out,
+                "{:<12} {:<10} {:<10} {:<40} {:<30} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            )?;
+            for s in &states {
+                writeln!(
+                    out,
+                    "{:<12} {:<10} {:<10} {:<40} {:<30} root",
+                    s.id,
+                    s.pid,
+                    s.status,
+                    s.bundle.display(),
+                    s.created
+                )?;
+            }
+        }
+        other => bail!("invalid format option {other:?}: table or json"),
+    }
+    Ok(())
+}
+
+fn ps(runtime: &Runtime, format: &str, id: &str) -> anyhow::Result<()> {
+    let pids = runtime.pids(id)?;
+    match format {
+        "json" => println!("{}", serde_json::to_string(&pids)?),
+        "table" => {
+            println!("{:>8} CMD", "PID");
+            for pid in pids {
+                let cmd = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                println!("{pid:>8} {}", cmd.trim());
+            }
+        }
+        other => bail!("invalid format option {other:?}: table or json"),
+    }
+    Ok(())
+}
+
+fn write_log(path: &std::path::Path, format: &str, message: &str) {
+    let line = match format {
+        "json" => serde_json::json!({"level": "error", "msg": message, "time": berth_runtime::state::now_rfc3339()}).to_string(),
+        _ => format!("level=error msg={message:?}"),
+    };
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(file, "{line}");
+    }
+}
