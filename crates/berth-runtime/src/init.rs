@@ -52,7 +52,11 @@ pub(crate) fn run(config: InitConfig) -> ! {
         Err(error) => error,
     };
     let mut message = vec![MSG_ERROR];
-    message.extend_from_slice(error.to_string().as_bytes());
+    let text = match error {
+        Error::Init(text) => text,
+        other => other.to_string(),
+    };
+    message.extend_from_slice(text.as_bytes());
     if let Ok(sync) = keep_open.as_ref() {
         let _ = nix::unistd::write(sync, &message);
     }
@@ -82,11 +86,13 @@ fn setup_and_exec(config: InitConfig) -> Result<Never> {
     if new_mount_ns {
         crate::mounts::prepare_rootfs(spec, &config.bundle.rootfs, &config.cgroup_path)?;
         crate::mounts::pivot(&config.bundle.rootfs)?;
+        // Sysctls go in before readonlyPaths make /proc/sys read-only.
+        write_sysctls(spec)?;
         crate::mounts::harden(spec)?;
     } else {
         nix::unistd::chroot(&config.bundle.rootfs).or_sys(|| "chroot".into())?;
+        write_sysctls(spec)?;
     }
-    write_sysctls(spec)?;
     let process = spec
         .process()
         .as_ref()
@@ -126,11 +132,29 @@ fn setup_and_exec(config: InitConfig) -> Result<Never> {
     }
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).or_sys(|| format!("chdir to cwd {}", cwd.display()))?;
+    close_inherited_descriptors()?;
     let Err(error) = nix::unistd::execve(&program, &args, &env);
     Err(Error::Sys {
         what: format!("exec {}", program.to_string_lossy()),
         source: error,
     })
+}
+
+/// Marks every descriptor above stderr close-on-exec, those the runtime's caller passed
+/// down included, so none reaches the container's process (runc does the same).
+fn close_inherited_descriptors() -> Result<()> {
+    // SAFETY: close_range with integer arguments only.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    nix::errno::Errno::result(rc)
+        .map(|_| ())
+        .or_sys(|| "mark inherited descriptors close-on-exec".into())
 }
 
 fn wait_for_go(sync: &OwnedFd) -> Result<()> {

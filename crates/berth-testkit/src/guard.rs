@@ -147,7 +147,14 @@ impl Drop for CgroupGuard {
             return;
         };
         for hierarchy in hierarchies.flatten() {
-            remove_cgroup_tree(&hierarchy.path().join(&self.relative));
+            let root = hierarchy.path();
+            remove_cgroup_tree(&root.join(&self.relative));
+            // Parents the runtime made on the way (`berth-test/`) go too once empty.
+            let mut parent = self.relative.parent();
+            while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+                let _ = std::fs::remove_dir(root.join(dir));
+                parent = dir.parent();
+            }
         }
     }
 }

@@ -1,0 +1,658 @@
+//! Conformance of `berth oci` to the OCI runtime spec, proven on the reference runtimes:
+//! every case runs the same bundle under `berth oci`, runc and (where it starts on this
+//! machine) crun, and holds each to the same expectation.
+//!
+//! crun 1.8.1 refuses a v1 host that also mounts an empty cgroup2 at
+//! /sys/fs/cgroup/unified: it runs here in a private mount namespace with that unmounted.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use berth_testkit::bundle::bundle_from_image;
+use berth_testkit::guard::{CgroupGuard, Scratch};
+use berth_testkit::images::busybox_image;
+use serde_json::{Value, json};
+
+/// A runtime under test: how to invoke it with a given state root.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Runtime {
+    Berth,
+    Runc,
+    Crun,
+}
+
+impl Runtime {
+    fn command(self, root: &Path) -> Command {
+        let root = root.display().to_string();
+        match self {
+            Runtime::Berth => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+                c.args(["oci", "--root", &root]);
+                c
+            }
+            Runtime::Runc => {
+                let mut c = Command::new("runc");
+                c.args(["--root", &root]);
+                c
+            }
+            Runtime::Crun => {
+                let mut c = Command::new("unshare");
+                c.args([
+                    "-m",
+                    "sh",
+                    "-c",
+                    "umount /sys/fs/cgroup/unified 2>/dev/null; exec crun \"$@\"",
+                    "crun",
+                    "--root",
+                    &root,
+                ]);
+                c
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Runtime::Berth => "berth",
+            Runtime::Runc => "runc",
+            Runtime::Crun => "crun",
+        }
+    }
+}
+
+/// Berth always; runc and crun when installed and able to run a container here.
+fn runtimes() -> &'static [Runtime] {
+    static FOUND: OnceLock<Vec<Runtime>> = OnceLock::new();
+    FOUND.get_or_init(|| {
+        let mut found = vec![Runtime::Berth];
+        for peer in [Runtime::Runc, Runtime::Crun] {
+            let case = Case::new("probe", &["true"]);
+            match case.run(peer) {
+                Ok(output) if output.status.success() => found.push(peer),
+                other => eprintln!(
+                    "{} cannot run containers here; its reference checks are skipped: {other:?}",
+                    peer.name()
+                ),
+            }
+        }
+        found
+    })
+}
+
+/// An edit of a bundle's config.json.
+type Tweak = Box<dyn Fn(&mut Value)>;
+
+/// One bundle, made fresh per runtime, with a config to adjust.
+struct Case {
+    name: String,
+    args: Vec<String>,
+    tweaks: Vec<Tweak>,
+}
+
+impl Case {
+    fn new(name: &str, args: &[&str]) -> Self {
+        Self {
+            name: name.to_string(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            tweaks: Vec::new(),
+        }
+    }
+
+    fn tweak(mut self, f: impl Fn(&mut Value) + 'static) -> Self {
+        self.tweaks.push(Box::new(f));
+        self
+    }
+
+    fn shell(name: &str, script: &str) -> Self {
+        Self::new(name, &["sh", "-c", script])
+    }
+
+    /// Runs the case under `runtime` in the foreground (`run`) and returns its output.
+    fn run(&self, runtime: Runtime) -> Result<Output, String> {
+        let scratch = Scratch::new(&format!("oci-{}-{}", self.name, runtime.name()))
+            .map_err(|e| e.to_string())?;
+        let (bundle, id, _cgroup) = self.bundle(&scratch, runtime);
+        runtime
+            .command(&scratch.path().join("state"))
+            .args(["run", "--bundle"])
+            .arg(&bundle)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())
+    }
+
+    fn bundle(&self, scratch: &Scratch, runtime: Runtime) -> (PathBuf, String, CgroupGuard) {
+        let image = busybox_image(&scratch.path().join("image")).unwrap();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let bundle = bundle_from_image(&image, &scratch.path().join("bundle"), &args).unwrap();
+        let id = format!("{}-{}-{}", self.name, runtime.name(), std::process::id());
+        let cgroup = format!("berth-test/{id}");
+        let config_path = bundle.join("config.json");
+        let mut config: Value =
+            serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+        config["linux"]["cgroupsPath"] = json!(format!("/{cgroup}"));
+        for tweak in &self.tweaks {
+            tweak(&mut config);
+        }
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        (bundle, id, CgroupGuard::new(cgroup))
+    }
+
+    /// Runs under every runtime and applies `check` to each output.
+    fn expect(&self, check: impl Fn(&Output) -> Result<(), String>) {
+        for &runtime in runtimes() {
+            let output = self.run(runtime).unwrap();
+            if let Err(why) = check(&output) {
+                panic!(
+                    "{} under {}: {why}\nstatus: {}\nstdout: {}\nstderr: {}",
+                    self.name,
+                    runtime.name(),
+                    output.status,
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        }
+    }
+
+    fn expect_stdout(&self, expected: &str) {
+        self.expect(|o| {
+            let stdout = String::from_utf8_lossy(&o.stdout);
+            if o.status.success() && stdout.trim() == expected {
+                Ok(())
+            } else {
+                Err(format!("expected stdout {expected:?}"))
+            }
+        });
+    }
+}
+
+#[test]
+fn hostname_comes_from_the_spec() {
+    Case::new("hostname", &["hostname"])
+        .tweak(|c| c["hostname"] = json!("conformance"))
+        .expect_stdout("conformance");
+}
+
+#[test]
+fn init_is_pid_1_in_its_own_pid_namespace() {
+    Case::shell("pidns", "echo $$ $(cat /proc/1/comm)").expect_stdout("1 sh");
+}
+
+#[test]
+fn exit_status_is_passed_through() {
+    Case::shell("exit", "exit 42").expect(|o| {
+        if o.status.code() == Some(42) {
+            Ok(())
+        } else {
+            Err("expected 42".into())
+        }
+    });
+}
+
+#[test]
+fn network_namespace_has_only_loopback() {
+    Case::new("netns", &["ls", "/sys/class/net"]).expect_stdout("lo");
+}
+
+#[test]
+fn root_is_read_only_when_asked() {
+    Case::shell(
+        "readonly",
+        "touch /x 2>/dev/null && echo writable || echo readonly",
+    )
+    .tweak(|c| c["root"]["readonly"] = json!(true))
+    .expect_stdout("readonly");
+    Case::shell(
+        "writable",
+        "touch /x 2>/dev/null && echo writable || echo readonly",
+    )
+    .tweak(|c| c["root"]["readonly"] = json!(false))
+    .expect_stdout("writable");
+}
+
+#[test]
+fn default_devices_and_mounts_are_there() {
+    let script = "test -c /dev/null && test -c /dev/zero && test -c /dev/urandom && test -d /dev/pts && \
+                  test -d /dev/shm && test -L /dev/fd && test -r /proc/self/status && echo ok";
+    Case::shell("devices", script).expect_stdout("ok");
+}
+
+#[test]
+fn masked_paths_are_empty_and_readonly_paths_refuse_writes() {
+    let script = "wc -c < /proc/keys; ls /proc/acpi | wc -l; \
+                  echo x > /proc/sys/kernel/domainname 2>/dev/null && echo wrote || echo refused";
+    Case::shell("masks", script).expect_stdout("0\n0\nrefused");
+}
+
+#[test]
+fn capabilities_are_exactly_the_spec_ones() {
+    // CAP_KILL (5), CAP_NET_BIND_SERVICE (10), CAP_AUDIT_WRITE (29).
+    let caps = json!(["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"]);
+    Case::shell(
+        "caps",
+        "grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status | awk '{print $2}'",
+    )
+    .tweak(move |c| {
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set] = caps.clone();
+        }
+        c["process"]["capabilities"]["inheritable"] = json!([]);
+        c["process"]["capabilities"]["ambient"] = json!([]);
+    })
+    .expect_stdout("0000000020000420\n0000000020000420\n0000000020000420");
+}
+
+#[test]
+fn user_groups_cwd_env_and_umask_are_applied() {
+    Case::shell("user", "id -u; id -g; id -G; pwd; echo $GREETING; umask")
+        .tweak(|c| {
+            c["process"]["user"] =
+                json!({"uid": 1000, "gid": 1001, "additionalGids": [1002], "umask": 23});
+            c["process"]["cwd"] = json!("/tmp");
+            c["process"]["env"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("GREETING=hello"));
+        })
+        .expect_stdout("1000\n1001\n1001 1002\n/tmp\nhello\n0027");
+}
+
+#[test]
+fn no_new_privileges_is_set() {
+    Case::shell(
+        "nnp",
+        "grep NoNewPrivs /proc/self/status | awk '{print $2}'",
+    )
+    .tweak(|c| c["process"]["noNewPrivileges"] = json!(true))
+    .expect_stdout("1");
+}
+
+#[test]
+fn rlimits_are_applied() {
+    Case::shell("rlimit", "ulimit -n; ulimit -Hn")
+        .tweak(|c| {
+            c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1000}])
+        })
+        .expect_stdout("512\n1000");
+}
+
+#[test]
+fn sysctls_are_written_in_the_container() {
+    Case::new("sysctl", &["cat", "/proc/sys/net/ipv4/ip_forward"])
+        .tweak(|c| c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"}))
+        .expect_stdout("1");
+}
+
+#[test]
+fn memory_and_pids_limits_reach_the_cgroup() {
+    if berth_runtime_unified() {
+        return eprintln!("cgroup v2 host: the v1 file names below do not apply");
+    }
+    Case::shell(
+        "limits",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max",
+    )
+    .tweak(|c| {
+        c["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 50}})
+    })
+    .expect_stdout("67108864\n50");
+}
+
+#[test]
+fn the_pids_limit_is_enforced() {
+    // Ten background sleeps cannot start under a limit of 5 processes.
+    Case::shell(
+        "pidsmax",
+        "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done 2>/dev/null; echo done",
+    )
+    .tweak(|c| c["linux"]["resources"] = json!({"pids": {"limit": 5}}))
+    .expect(|o| {
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        if stdout.contains("done") && !stderr.is_empty() || !o.status.success() {
+            Ok(())
+        } else {
+            Err("ten processes started under a limit of five".into())
+        }
+    });
+}
+
+fn berth_runtime_unified() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains("cgroup2"))
+}
+
+#[test]
+fn a_symlink_cannot_point_a_mount_at_the_host() {
+    let victim = Scratch::new("mount-victim").unwrap();
+    let victim_dir = victim.path().to_path_buf();
+    let target = victim_dir.display().to_string();
+    // The image holds /escape -> <host dir>; a tmpfs is mounted at /escape/inside.
+    Case::shell(
+        "symlinkmount",
+        "ls -d /escape/inside >/dev/null && echo mounted",
+    )
+    .tweak(move |c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/escape/inside", "type": "tmpfs", "source": "tmpfs"}));
+        c["annotations"] = json!({"escape-target": target.clone()});
+    })
+    .expect_with_rootfs(
+        |rootfs, config| {
+            let target = config["annotations"]["escape-target"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            std::os::unix::fs::symlink(target, rootfs.join("escape")).unwrap();
+        },
+        |_| Ok(()),
+    );
+    assert!(
+        !victim_dir.join("inside").exists(),
+        "a mount point was created on the host"
+    );
+}
+
+impl Case {
+    /// Like `expect`, with a hook that edits the unpacked rootfs before the run.
+    fn expect_with_rootfs(
+        &self,
+        prepare: impl Fn(&Path, &Value),
+        check: impl Fn(&Output) -> Result<(), String>,
+    ) {
+        for &runtime in runtimes() {
+            let scratch = Scratch::new(&format!("oci-{}-{}", self.name, runtime.name())).unwrap();
+            let (bundle, id, _cgroup) = self.bundle(&scratch, runtime);
+            let config: Value =
+                serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap())
+                    .unwrap();
+            prepare(&bundle.join("rootfs"), &config);
+            let output = runtime
+                .command(&scratch.path().join("state"))
+                .args(["run", "--bundle"])
+                .arg(&bundle)
+                .arg(&id)
+                .output()
+                .unwrap();
+            check(&output)
+                .unwrap_or_else(|why| panic!("{} under {}: {why}", self.name, runtime.name()));
+        }
+    }
+}
+
+#[test]
+fn no_runtime_descriptor_leaks_into_the_container() {
+    // /proc/self/fd of `ls` itself: 0, 1, 2 and the directory ls opened to list it.
+    Case::shell("fdleak", "ls /proc/self/fd | wc -l").expect_stdout("4");
+}
+
+#[test]
+fn a_cwd_through_proc_self_fd_cannot_reach_the_host() {
+    // CVE-2024-21626: a leaked directory descriptor as cwd would put the process on the host.
+    for fd in 3..8 {
+        Case::new(&format!("cwdfd{fd}"), &["sh", "-c", "test -e ./bin/busybox && echo container-root-visible || ls .. >/dev/null && echo host"])
+            .tweak(move |c| c["process"]["cwd"] = json!(format!("/proc/self/fd/{fd}")))
+            .expect(|o| if o.status.success() { Err("the process started with a descriptor as its cwd".into()) } else { Ok(()) });
+    }
+}
+
+#[test]
+fn installed_reference_runtimes_are_really_exercised() {
+    let runc_installed = Command::new("runc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if runc_installed {
+        assert!(
+            runtimes().contains(&Runtime::Runc),
+            "runc is installed but could not run the probe container"
+        );
+    }
+}
+
+fn state_of(runtime: Runtime, root: &Path, id: &str) -> Option<Value> {
+    let output = runtime.command(root).args(["state", id]).output().unwrap();
+    output
+        .status
+        .success()
+        .then(|| serde_json::from_slice(&output.stdout).unwrap())
+}
+
+fn ok(runtime: Runtime, root: &Path, args: &[&str]) {
+    let output = runtime
+        .command(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{} {args:?}: {}",
+        runtime.name(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn lifecycle_create_start_state_kill_delete() {
+    for &runtime in runtimes() {
+        let case = Case::new("lifecycle", &["sleep", "300"]);
+        let scratch = Scratch::new(&format!("oci-lifecycle-{}", runtime.name())).unwrap();
+        let (bundle, id, _cgroup) = case.bundle(&scratch, runtime);
+        let root = scratch.path().join("state");
+        let bundle = bundle.display().to_string();
+        let pid_file = scratch.path().join("pid").display().to_string();
+        // Detached containers must not hold the test's pipes open.
+        let output = runtime
+            .command(&root)
+            .args(["create", "--bundle", &bundle, "--pid-file", &pid_file, &id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(output.success(), "{} create", runtime.name());
+        let state = state_of(runtime, &root, &id).unwrap();
+        assert_eq!(state["status"], "created", "{}", runtime.name());
+        assert_eq!(state["id"], id.as_str());
+        let pid: i64 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            state["pid"],
+            pid,
+            "{}: pid file and state disagree",
+            runtime.name()
+        );
+        ok(runtime, &root, &["start", &id]);
+        assert_eq!(
+            state_of(runtime, &root, &id).unwrap()["status"],
+            "running",
+            "{}",
+            runtime.name()
+        );
+        let refused = runtime
+            .command(&root)
+            .args(["delete", &id])
+            .output()
+            .unwrap();
+        assert!(
+            !refused.status.success(),
+            "{}: deleted a running container without --force",
+            runtime.name()
+        );
+        ok(runtime, &root, &["kill", &id, "KILL"]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while state_of(runtime, &root, &id).unwrap()["status"] != "stopped" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: never stopped",
+                runtime.name()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        ok(runtime, &root, &["delete", &id]);
+        assert!(
+            state_of(runtime, &root, &id).is_none(),
+            "{}: state remains after delete",
+            runtime.name()
+        );
+    }
+}
+
+#[test]
+fn pause_and_resume_freeze_the_container() {
+    for &runtime in runtimes().iter().filter(|r| **r != Runtime::Crun) {
+        let case = Case::new("pause", &["sleep", "300"]);
+        let scratch = Scratch::new(&format!("oci-pause-{}", runtime.name())).unwrap();
+        let (bundle, id, _cgroup) = case.bundle(&scratch, runtime);
+        let root = scratch.path().join("state");
+        let status = runtime
+            .command(&root)
+            .args(["run", "--detach", "--bundle"])
+            .arg(&bundle)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{} run --detach", runtime.name());
+        ok(runtime, &root, &["pause", &id]);
+        assert_eq!(
+            state_of(runtime, &root, &id).unwrap()["status"],
+            "paused",
+            "{}",
+            runtime.name()
+        );
+        ok(runtime, &root, &["resume", &id]);
+        assert_eq!(
+            state_of(runtime, &root, &id).unwrap()["status"],
+            "running",
+            "{}",
+            runtime.name()
+        );
+        ok(runtime, &root, &["delete", "--force", &id]);
+    }
+}
+
+/// Bad input: a clear error naming the cause, non-zero exit, nothing left behind.
+fn refuses(name: &str, prepare: impl Fn(&Path), expected: &str) {
+    let scratch = Scratch::new(&format!("oci-bad-{name}")).unwrap();
+    let (bundle, id, _cgroup) = Case::new(name, &["true"]).bundle(&scratch, Runtime::Berth);
+    prepare(&bundle);
+    let root = scratch.path().join("state");
+    let output = Runtime::Berth
+        .command(&root)
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
+    assert!(
+        stderr.contains(expected),
+        "{name}: expected {expected:?} in {stderr:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    assert!(
+        state_of(Runtime::Berth, &root, &id).is_none(),
+        "{name}: state left behind"
+    );
+    let cgroup_dir = Path::new("/sys/fs/cgroup/memory/berth-test").join(&id);
+    assert!(!cgroup_dir.exists(), "{name}: cgroup left behind");
+}
+
+fn edit_config(bundle: &Path, f: impl Fn(&mut Value)) {
+    let path = bundle.join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    f(&mut config);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+}
+
+#[test]
+fn bad_bundles_are_refused_with_the_cause_and_leave_nothing() {
+    refuses(
+        "norootfs",
+        |b| std::fs::remove_dir_all(b.join("rootfs")).unwrap(),
+        "root.path",
+    );
+    refuses(
+        "notjson",
+        |b| std::fs::write(b.join("config.json"), "{not json").unwrap(),
+        "config.json",
+    );
+    refuses(
+        "badns",
+        |b| edit_config(b, |c| c["linux"]["namespaces"][0]["type"] = json!("bogus")),
+        "linux.namespaces[0].type",
+    );
+    refuses(
+        "noargs",
+        |b| edit_config(b, |c| c["process"]["args"] = json!([])),
+        "process.args",
+    );
+    refuses(
+        "noprogram",
+        |b| edit_config(b, |c| c["process"]["args"] = json!(["no-such-program"])),
+        "executable file not found",
+    );
+    refuses(
+        "badcap",
+        |b| {
+            edit_config(b, |c| {
+                c["process"]["capabilities"]["bounding"] = json!(["CAP_FLY"])
+            })
+        },
+        "CAP_FLY",
+    );
+    refuses(
+        "badlimit",
+        |b| {
+            edit_config(b, |c| {
+                c["linux"]["resources"] = json!({"cpu": {"cpus": "4096-5000"}})
+            })
+        },
+        "cpuset.cpus",
+    );
+}
+
+#[test]
+fn a_taken_id_is_refused() {
+    let scratch = Scratch::new("oci-dup").unwrap();
+    let (bundle, id, _cgroup) =
+        Case::new("dup", &["sleep", "300"]).bundle(&scratch, Runtime::Berth);
+    let root = scratch.path().join("state");
+    let log = scratch.path().join("stderr");
+    let create = |expect_ok: bool| {
+        // The created container's init keeps its stdio: point it at files, not pipes.
+        let status = Runtime::Berth
+            .command(&root)
+            .args(["create", "--bundle"])
+            .arg(&bundle)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .status()
+            .unwrap();
+        let stderr = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(status.success(), expect_ok, "{stderr}");
+        stderr
+    };
+    create(true);
+    assert!(create(false).contains("already exists"));
+    ok(Runtime::Berth, &root, &["delete", "--force", &id]);
+}
