@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# `berth oci run` of /bin/true in a busybox bundle against crun and runc, side by side in
+# one hyperfine run, plus `unshare` as the floor; then each runtime's peak RSS.
+#
+# Everything runs in one private mount namespace with /sys/fs/cgroup/unified unmounted:
+# crun 1.8.1 refuses this machine's hybrid cgroup layout otherwise, and the same
+# environment for every runtime keeps the comparison fair.
+set -euo pipefail
+: "${BERTH:?set by benches/run}" "${TESTKIT:?set by benches/run}"
+work=$(mktemp -d /tmp/berth-bench-oci.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+"$TESTKIT" bundle busybox "$work/bundle" /bin/true >/dev/null
+runs=${RUNS:-100}
+
+unshare -m --propagation private bash -s "$BERTH" "$work" "$runs" <<'INNER'
+set -euo pipefail
+berth=$1 work=$2 runs=$3
+umount /sys/fs/cgroup/unified 2>/dev/null || true
+cd "$work/bundle"
+commands=(
+  "$berth oci --root $work/berth run -b $work/bundle bench"
+  "crun --root $work/crun run -b $work/bundle bench"
+  "runc --root $work/runc run -b $work/bundle bench"
+  "unshare -p -f -m -u -i -n --mount-proc /bin/true"
+)
+hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/result.json" \
+  -n berth -n crun -n runc -n unshare-floor "${commands[@]}" >/dev/null
+python3 - "$work/result.json" <<'PY'
+import json, sys
+results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+berth = results["berth"]["mean"]
+for name, r in results.items():
+    print(f"{name:14s} {r['mean']*1000:7.2f} ms ± {r['stddev']*1000:5.2f}  (median {r['median']*1000:.2f} ms)")
+for peer in ("crun", "runc", "unshare-floor"):
+    print(f"berth/{peer:13s} {berth / results[peer]['mean']:.2f}")
+PY
+for name in berth crun runc; do
+  case $name in
+    berth) cmd=("$berth" oci --root "$work/berth" run -b "$work/bundle" rss) ;;
+    *) cmd=("$name" --root "$work/$name" run -b "$work/bundle" rss) ;;
+  esac
+  # GNU time's own pre-exec child is small, so %M is the runtime's (or its init's) peak.
+  kib=$(/usr/bin/time -f %M "${cmd[@]}" 2>&1 >/dev/null | tail -1)
+  printf '%-14s peak RSS %s KiB\n' "$name" "$kib"
+done
+INNER
