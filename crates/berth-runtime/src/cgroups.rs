@@ -115,41 +115,34 @@ impl Cgroup {
         }
     }
 
+    /// Writes `value` when the spec gives one.
+    fn set_some(&self, controller: &str, file: &str, value: Option<impl ToString>) -> Result<()> {
+        value.map_or(Ok(()), |v| self.set(controller, file, v))
+    }
+
+    /// cpuset and pids read the same in both versions.
+    fn apply_common(&self, r: &LinuxResources) -> Result<()> {
+        if let Some(cpu) = r.cpu() {
+            self.set_some("cpuset", "cpuset.cpus", cpu.cpus().as_ref())?;
+            self.set_some("cpuset", "cpuset.mems", cpu.mems().as_ref())?;
+        }
+        let pids = r.pids().as_ref().map(|p| limit_or_max(p.limit()));
+        self.set_some("pids", "pids.max", pids)
+    }
+
     fn apply_v1(&self, r: &LinuxResources) -> Result<()> {
         if let Some(memory) = r.memory() {
-            if let Some(limit) = memory.limit() {
-                self.set("memory", "memory.limit_in_bytes", limit)?;
-            }
-            if let Some(reservation) = memory.reservation() {
-                self.set("memory", "memory.soft_limit_in_bytes", reservation)?;
-            }
-            if let Some(swap) = memory.swap() {
-                self.set("memory", "memory.memsw.limit_in_bytes", swap)?;
-            }
+            self.set_some("memory", "memory.limit_in_bytes", memory.limit())?;
+            self.set_some("memory", "memory.soft_limit_in_bytes", memory.reservation())?;
+            self.set_some("memory", "memory.memsw.limit_in_bytes", memory.swap())?;
         }
         if let Some(cpu) = r.cpu() {
-            if let Some(shares) = cpu.shares() {
-                self.set("cpu", "cpu.shares", shares)?;
-            }
-            if let Some(period) = cpu.period() {
-                self.set("cpu", "cpu.cfs_period_us", period)?;
-            }
-            if let Some(quota) = cpu.quota() {
-                self.set("cpu", "cpu.cfs_quota_us", quota)?;
-            }
-            if let Some(cpus) = cpu.cpus() {
-                self.set("cpuset", "cpuset.cpus", cpus)?;
-            }
-            if let Some(mems) = cpu.mems() {
-                self.set("cpuset", "cpuset.mems", mems)?;
-            }
+            self.set_some("cpu", "cpu.shares", cpu.shares())?;
+            self.set_some("cpu", "cpu.cfs_period_us", cpu.period())?;
+            self.set_some("cpu", "cpu.cfs_quota_us", cpu.quota())?;
         }
-        if let Some(pids) = r.pids() {
-            self.set("pids", "pids.max", limit_or_max(pids.limit()))?;
-        }
-        if let Some(weight) = r.block_io().as_ref().and_then(|b| b.weight()) {
-            self.set("blkio", "blkio.weight", weight)?;
-        }
+        let weight = r.block_io().as_ref().and_then(|b| b.weight());
+        self.set_some("blkio", "blkio.weight", weight)?;
         for rule in r.devices().iter().flatten() {
             let file = if rule.allow() {
                 "devices.allow"
@@ -158,17 +151,13 @@ impl Cgroup {
             };
             self.set("devices", file, device_rule(rule))?;
         }
-        Ok(())
+        self.apply_common(r)
     }
 
     fn apply_v2(&self, r: &LinuxResources) -> Result<()> {
         if let Some(memory) = r.memory() {
-            if let Some(limit) = memory.limit() {
-                self.set("memory", "memory.max", limit_or_max(limit))?;
-            }
-            if let Some(reservation) = memory.reservation() {
-                self.set("memory", "memory.low", reservation)?;
-            }
+            self.set_some("memory", "memory.max", memory.limit().map(limit_or_max))?;
+            self.set_some("memory", "memory.low", memory.reservation())?;
             if let (Some(swap), Some(limit)) = (memory.swap(), memory.limit()) {
                 // v1's memsw counts memory+swap; v2's swap.max counts swap alone.
                 let swap_only = if swap < 0 { swap } else { swap - limit.max(0) };
@@ -176,9 +165,7 @@ impl Cgroup {
             }
         }
         if let Some(cpu) = r.cpu() {
-            if let Some(shares) = cpu.shares() {
-                self.set("cpu", "cpu.weight", shares_to_weight(shares))?;
-            }
+            self.set_some("cpu", "cpu.weight", cpu.shares().map(shares_to_weight))?;
             if cpu.quota().is_some() || cpu.period().is_some() {
                 let quota = cpu
                     .quota()
@@ -190,25 +177,12 @@ impl Cgroup {
                     format!("{quota} {}", cpu.period().unwrap_or(100_000)),
                 )?;
             }
-            if let Some(cpus) = cpu.cpus() {
-                self.set("cpuset", "cpuset.cpus", cpus)?;
-            }
-            if let Some(mems) = cpu.mems() {
-                self.set("cpuset", "cpuset.mems", mems)?;
-            }
         }
-        if let Some(pids) = r.pids() {
-            self.set("pids", "pids.max", limit_or_max(pids.limit()))?;
-        }
-        if let Some(weight) = r.block_io().as_ref().and_then(|b| b.weight()) {
-            // blkio.weight 10..1000 maps onto io.weight 1..10000.
-            self.set(
-                "io",
-                "io.weight",
-                1 + (u64::from(weight).saturating_sub(10)) * 9999 / 990,
-            )?;
-        }
-        Ok(())
+        // blkio.weight 10..1000 maps onto io.weight 1..10000.
+        let weight = r.block_io().as_ref().and_then(|b| b.weight());
+        let io_weight = weight.map(|w| 1 + (u64::from(w).saturating_sub(10)) * 9999 / 990);
+        self.set_some("io", "io.weight", io_weight)?;
+        self.apply_common(r)
     }
 
     /// In v2, controllers must be enabled in every ancestor's subtree_control.

@@ -196,15 +196,7 @@ impl Runtime {
 
     /// Lets a created container's init exec the user's process.
     pub fn start(&self, id: &str) -> Result<()> {
-        let saved = self.root.load(id)?;
-        let status = self.status(&saved);
-        if status != Status::Created {
-            return Err(Error::WrongState {
-                action: "start",
-                id: id.to_string(),
-                status: status.to_string(),
-            });
-        }
+        let saved = self.load_when(id, "start", |s| s == Status::Created)?;
         let fifo = self.root.container_dir(id).join(EXEC_FIFO);
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -280,15 +272,7 @@ impl Runtime {
 
     /// Sends `signal` to init, or with `all` to every process of the container.
     pub fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<()> {
-        let saved = self.root.load(id)?;
-        let status = self.status(&saved);
-        if status == Status::Stopped {
-            return Err(Error::WrongState {
-                action: "kill",
-                id: id.to_string(),
-                status: status.to_string(),
-            });
-        }
+        let saved = self.load_when(id, "kill", |s| s != Status::Stopped)?;
         let pids = if all {
             Cgroup::new(&saved.cgroup_path).pids()
         } else {
@@ -335,30 +319,33 @@ impl Runtime {
 
     /// Freezes every process of the container.
     pub fn pause(&self, id: &str) -> Result<()> {
-        let saved = self.root.load(id)?;
-        let status = self.status(&saved);
-        if status != Status::Running {
-            return Err(Error::WrongState {
-                action: "pause",
-                id: id.to_string(),
-                status: status.to_string(),
-            });
-        }
+        let saved = self.load_when(id, "pause", |s| s == Status::Running)?;
         Cgroup::new(&saved.cgroup_path).freeze(true)
     }
 
     /// Thaws a paused container.
     pub fn resume(&self, id: &str) -> Result<()> {
+        let saved = self.load_when(id, "resume", |s| s == Status::Paused)?;
+        Cgroup::new(&saved.cgroup_path).freeze(false)
+    }
+
+    /// Loads the record of `id`, refusing `action` unless its status passes `allowed`.
+    fn load_when(
+        &self,
+        id: &str,
+        action: &'static str,
+        allowed: impl Fn(Status) -> bool,
+    ) -> Result<Saved> {
         let saved = self.root.load(id)?;
         let status = self.status(&saved);
-        if status != Status::Paused {
+        if !allowed(status) {
             return Err(Error::WrongState {
-                action: "resume",
+                action,
                 id: id.to_string(),
                 status: status.to_string(),
             });
         }
-        Cgroup::new(&saved.cgroup_path).freeze(false)
+        Ok(saved)
     }
 
     /// Host pids of every process of the container.

@@ -22,7 +22,8 @@ pub struct MountOptions {
     pub data: String,
 }
 
-/// Parses options as runc does: known flags set or clear bits, the rest is filesystem data.
+/// Parses options as runc does: known flags set or clear bits, propagation names (with
+/// an `r` prefix for recursive) go apart, the rest is filesystem data.
 pub fn parse_options(options: &[String]) -> MountOptions {
     let mut parsed = MountOptions {
         flags: MsFlags::empty(),
@@ -30,66 +31,62 @@ pub fn parse_options(options: &[String]) -> MountOptions {
         data: String::new(),
     };
     for option in options {
-        let (set, clear, propagation) = match option.as_str() {
-            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty(), MsFlags::empty()),
-            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY, MsFlags::empty()),
-            "bind" => (MsFlags::MS_BIND, MsFlags::empty(), MsFlags::empty()),
-            "rbind" => (
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                MsFlags::empty(),
-                MsFlags::empty(),
-            ),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty(), MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID, MsFlags::empty()),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty(), MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV, MsFlags::empty()),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty(), MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty(), MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty(), MsFlags::empty()),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty(), MsFlags::empty()),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty(), MsFlags::empty()),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty(), MsFlags::empty()),
-            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty(), MsFlags::empty()),
-            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty(), MsFlags::empty()),
-            "private" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE),
-            "rprivate" => (
-                MsFlags::empty(),
-                MsFlags::empty(),
-                MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-            ),
-            "shared" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SHARED),
-            "rshared" => (
-                MsFlags::empty(),
-                MsFlags::empty(),
-                MsFlags::MS_SHARED | MsFlags::MS_REC,
-            ),
-            "slave" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SLAVE),
-            "rslave" => (
-                MsFlags::empty(),
-                MsFlags::empty(),
-                MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            ),
-            "unbindable" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_UNBINDABLE),
-            "runbindable" => (
-                MsFlags::empty(),
-                MsFlags::empty(),
-                MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
-            ),
-            "defaults" => (MsFlags::empty(), MsFlags::empty(), MsFlags::empty()),
-            data => {
-                if !parsed.data.is_empty() {
-                    parsed.data.push(',');
-                }
-                parsed.data.push_str(data);
-                continue;
+        if let Some((set, clear)) = flag_option(option) {
+            parsed.flags = (parsed.flags | set) & !clear;
+        } else if let Some(propagation) = propagation_option(option) {
+            parsed.propagation |= propagation;
+        } else if option != "defaults" {
+            if !parsed.data.is_empty() {
+                parsed.data.push(',');
             }
-        };
-        parsed.flags = (parsed.flags | set) & !clear;
-        parsed.propagation |= propagation;
+            parsed.data.push_str(option);
+        }
     }
     parsed
+}
+
+/// The flags an option sets and clears.
+fn flag_option(option: &str) -> Option<(MsFlags, MsFlags)> {
+    let none = MsFlags::empty();
+    Some(match option {
+        "ro" => (MsFlags::MS_RDONLY, none),
+        "rw" => (none, MsFlags::MS_RDONLY),
+        "bind" => (MsFlags::MS_BIND, none),
+        "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, none),
+        "nosuid" => (MsFlags::MS_NOSUID, none),
+        "suid" => (none, MsFlags::MS_NOSUID),
+        "nodev" => (MsFlags::MS_NODEV, none),
+        "dev" => (none, MsFlags::MS_NODEV),
+        "noexec" => (MsFlags::MS_NOEXEC, none),
+        "exec" => (none, MsFlags::MS_NOEXEC),
+        "sync" => (MsFlags::MS_SYNCHRONOUS, none),
+        "async" => (none, MsFlags::MS_SYNCHRONOUS),
+        "noatime" => (MsFlags::MS_NOATIME, none),
+        "nodiratime" => (MsFlags::MS_NODIRATIME, none),
+        "relatime" => (MsFlags::MS_RELATIME, none),
+        "strictatime" => (MsFlags::MS_STRICTATIME, none),
+        "mand" => (MsFlags::MS_MANDLOCK, none),
+        "remount" => (MsFlags::MS_REMOUNT, none),
+        _ => return None,
+    })
+}
+
+/// The propagation an option asks for: `private`, `shared`, `slave`, `unbindable`, and
+/// their recursive `r…` forms.
+fn propagation_option(option: &str) -> Option<MsFlags> {
+    let kind = |name: &str| match name {
+        "private" => Some(MsFlags::MS_PRIVATE),
+        "shared" => Some(MsFlags::MS_SHARED),
+        "slave" => Some(MsFlags::MS_SLAVE),
+        "unbindable" => Some(MsFlags::MS_UNBINDABLE),
+        _ => None,
+    };
+    kind(option).or_else(|| {
+        option
+            .strip_prefix('r')
+            .and_then(kind)
+            .map(|f| f | MsFlags::MS_REC)
+    })
 }
 
 /// Makes the rootfs a mount point of its own, private from the host, and mounts the
