@@ -89,6 +89,11 @@ impl Cgroup {
                 self.apply_v1(resources)?
             }
         }
+        self.add(pid)
+    }
+
+    /// Moves `pid` into the group (in every hierarchy).
+    pub fn add(&self, pid: i32) -> Result<()> {
         for (_, dir) in &self.dirs {
             write(&dir.join("cgroup.procs"), &pid.to_string())?;
         }

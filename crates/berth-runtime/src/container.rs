@@ -9,15 +9,25 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::Pid;
+use oci_spec::runtime::Process;
 
 use crate::bundle::Bundle;
 use crate::cgroups::Cgroup;
 use crate::error::{IoContext, SysContext};
-use crate::init::{Handover, InitConfig, MSG_ERROR, MSG_GO, MSG_READY, clone_flag};
+use crate::init::{Handover, InitConfig, MSG_ERROR, MSG_GO, MSG_PID, MSG_READY, clone_flag};
 use crate::state::{Saved, StateReport, StateRoot, Status, now_rfc3339, pid_start_time};
 use crate::{Error, Result};
 
 const EXEC_FIFO: &str = "exec.fifo";
+
+/// Options of `exec` beyond the process.
+#[derive(Debug, Default, Clone)]
+pub struct ExecOptions {
+    /// Return once the process has started instead of waiting for it.
+    pub detach: bool,
+    /// Write the process's host pid to this file (`--pid-file`).
+    pub pid_file: Option<PathBuf>,
+}
 
 /// Options of `create` and `run` beyond the bundle.
 #[derive(Debug, Default, Clone)]
@@ -348,6 +358,57 @@ impl Runtime {
         Ok(saved)
     }
 
+    /// Runs `process` inside the running container `id`: in its namespaces and cgroup,
+    /// as the process spec says. Returns its exit status, or at once with its host pid as
+    /// the status when `detach` is set.
+    pub fn exec(&self, id: &str, process: &Process, options: &ExecOptions) -> Result<i32> {
+        let saved = self.load_when(id, "exec in", |s| {
+            matches!(s, Status::Created | Status::Running)
+        })?;
+        let joins = container_namespaces(saved.pid)?;
+        let (parent_sock, child_sock) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .or_sys(|| "socketpair".into())?;
+        // SAFETY: fork of a single-threaded runtime; the child only returns through exit.
+        let child = unsafe { nix::unistd::fork() }.or_sys(|| "fork for exec".into())?;
+        if let nix::unistd::ForkResult::Child = child {
+            drop(parent_sock);
+            exec_child(child_sock, &joins, process, options.detach);
+        }
+        drop(child_sock);
+        let child = match child {
+            nix::unistd::ForkResult::Parent { child } => child,
+            nix::unistd::ForkResult::Child => unreachable!("the child never returns"),
+        };
+        let outcome = Cgroup::new(&saved.cgroup_path)
+            .add(child.as_raw())
+            .and_then(|()| {
+                nix::unistd::write(&parent_sock, &[MSG_GO])
+                    .map(|_| ())
+                    .or_sys(|| "signal exec".into())
+            })
+            .and_then(|()| read_exec_pid(&parent_sock))
+            .and_then(|pid| expect_ready(&parent_sock).map(|()| pid))
+            .and_then(|pid| expect_exec(&parent_sock).map(|()| pid));
+        let pid = match outcome {
+            Ok(pid) => pid,
+            Err(error) => {
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(child, None);
+                return Err(error);
+            }
+        };
+        if let Some(pid_file) = &options.pid_file {
+            std::fs::write(pid_file, pid.to_string()).at(pid_file)?;
+        }
+        let code = wait_exit(child.as_raw());
+        Ok(if options.detach { pid } else { code })
+    }
+
     /// Host pids of every process of the container.
     pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
         let saved = self.root.load(id)?;
@@ -433,6 +494,86 @@ fn expect_ready(sync: &OwnedFd) -> Result<()> {
             String::from_utf8_lossy(&buffer[1..n]).into_owned(),
         )),
         _ => Err(Error::Init("init exited without saying why".into())),
+    }
+}
+
+/// The namespaces of `pid` that differ from the runtime's own, user first: entering the
+/// user namespace grants the rights to enter the others, and the mount namespace last
+/// but one keeps /proc/<pid> reachable while the others are opened.
+fn container_namespaces(pid: i32) -> Result<Vec<(OwnedFd, CloneFlags)>> {
+    let kinds = [
+        ("user", CloneFlags::CLONE_NEWUSER),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ];
+    let mut joins = Vec::new();
+    for (name, flag) in kinds {
+        let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+        let ours = PathBuf::from(format!("/proc/self/ns/{name}"));
+        if std::fs::read_link(&theirs).ok() != std::fs::read_link(&ours).ok() {
+            joins.push((open_path_readable(&theirs)?, flag));
+        }
+    }
+    Ok(joins)
+}
+
+/// The forked child of `exec`: joins the namespaces, forks once more so that the process
+/// is inside the pid namespace, reports its pid, and waits for it unless detached.
+fn exec_child(
+    sync: OwnedFd,
+    joins: &[(OwnedFd, CloneFlags)],
+    process: &Process,
+    detach: bool,
+) -> ! {
+    let raw = sync.as_raw_fd();
+    crate::init::report_and_exit(raw, move || {
+        let mut go = [0u8; 1];
+        if nix::unistd::read(sync.as_raw_fd(), &mut go) != Ok(1) || go[0] != MSG_GO {
+            return Err(Error::Init(
+                "the runtime went away before exec could start".into(),
+            ));
+        }
+        for (fd, kind) in joins {
+            nix::sched::setns(fd, *kind).or_sys(|| format!("join {kind:?} namespace"))?;
+        }
+        // SAFETY: fork of a single-threaded process.
+        match unsafe { nix::unistd::fork() }.or_sys(|| "fork into the pid namespace".into())? {
+            nix::unistd::ForkResult::Child => {
+                let prepared = crate::init::prepare_process(process)?;
+                crate::init::send(&sync, MSG_READY)?;
+                crate::init::exec_process(process, &prepared)
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let mut message = vec![MSG_PID];
+                message.extend_from_slice(&child.as_raw().to_le_bytes());
+                nix::unistd::write(&sync, &message).or_sys(|| "report the exec pid".into())?;
+                drop(sync);
+                let code = if detach { 0 } else { wait_exit(child.as_raw()) };
+                // SAFETY: ends this helper with the process's status.
+                unsafe { libc::_exit(code) }
+            }
+        }
+    })
+}
+
+/// Reads the exec'd process's host pid, or the error that came instead.
+fn read_exec_pid(sync: &OwnedFd) -> Result<i32> {
+    let mut buffer = vec![0u8; 4096];
+    let n = nix::unistd::read(sync.as_raw_fd(), &mut buffer).or_sys(|| "read from exec".into())?;
+    match buffer.first() {
+        Some(&MSG_PID) if n == 5 => Ok(i32::from_le_bytes([
+            buffer[1], buffer[2], buffer[3], buffer[4],
+        ])),
+        Some(&MSG_ERROR) => Err(Error::Init(
+            String::from_utf8_lossy(&buffer[1..n]).into_owned(),
+        )),
+        _ => Err(Error::Init(
+            "exec's helper exited without saying why".into(),
+        )),
     }
 }
 

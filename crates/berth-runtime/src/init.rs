@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Process, Spec};
 
 use crate::bundle::Bundle;
 use crate::caps::ProcessCaps;
@@ -41,13 +41,19 @@ pub(crate) struct InitConfig<'a> {
 pub(crate) const MSG_READY: u8 = b'R';
 pub(crate) const MSG_ERROR: u8 = b'E';
 pub(crate) const MSG_GO: u8 = b'G';
+pub(crate) const MSG_PID: u8 = b'P';
 
 /// Runs init; only returns (with the error already reported) when set-up failed.
 pub(crate) fn run(config: InitConfig) -> ! {
-    let sync = config.sync.as_raw_fd();
-    // Keep the socket open past the set-up's end so the error can still be sent on it.
-    let keep_open = std::mem::ManuallyDrop::new(config.sync.try_clone());
-    let error = match setup_and_exec(config) {
+    report_and_exit(config.sync.as_raw_fd(), || setup_and_exec(config))
+}
+
+/// Runs `stage`; on failure sends its error on the sync socket `sync` and exits 127.
+pub(crate) fn report_and_exit(sync: i32, stage: impl FnOnce() -> Result<Never>) -> ! {
+    // A duplicate keeps the socket open after the stage drops its own handle.
+    // SAFETY: dup of a descriptor number; a failure gives -1, checked below.
+    let keep_open = unsafe { libc::dup(sync) };
+    let error = match stage() {
         Ok(never) => match never {},
         Err(error) => error,
     };
@@ -57,15 +63,16 @@ pub(crate) fn run(config: InitConfig) -> ! {
         other => other.to_string(),
     };
     message.extend_from_slice(text.as_bytes());
-    if let Ok(sync) = keep_open.as_ref() {
-        let _ = nix::unistd::write(sync, &message);
+    if keep_open >= 0 {
+        // SAFETY: writing a byte buffer we own to a descriptor we duplicated.
+        unsafe { libc::write(keep_open, message.as_ptr().cast(), message.len()) };
     }
-    let _ = sync;
     // SAFETY: _exit ends the child without running the parent's atexit handlers.
     unsafe { libc::_exit(127) }
 }
 
-enum Never {}
+/// The type of a function that only returns on failure.
+pub(crate) enum Never {}
 
 fn setup_and_exec(config: InitConfig) -> Result<Never> {
     let spec = &config.bundle.spec;
@@ -97,34 +104,63 @@ fn setup_and_exec(config: InitConfig) -> Result<Never> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::Init("no process".into()))?;
-    let env: Vec<CString> = process
-        .env()
-        .iter()
-        .flatten()
-        .filter_map(|e| CString::new(e.as_str()).ok())
-        .collect();
-    let args: Vec<CString> = process
-        .args()
-        .iter()
-        .flatten()
-        .filter_map(|a| CString::new(a.as_str()).ok())
-        .collect();
-    let program = find_program(&args[0], process.env().as_deref().unwrap_or_default())?;
+    let prepared = prepare_process(process)?;
+    send(&config.sync, MSG_READY)?;
+    if let Handover::WaitForStart(fifo) = &config.handover {
+        wait_for_start(fifo)?;
+    }
+    exec_process(process, &prepared)
+}
+
+/// The parts of the process resolved before the runtime is told READY, so that a missing
+/// program or a refused limit fails `create` (or `exec`) rather than after it.
+pub(crate) struct PreparedProcess {
+    program: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+    caps: ProcessCaps,
+}
+
+/// Resolves the program and capabilities and applies oom_score_adj and rlimits.
+pub(crate) fn prepare_process(process: &Process) -> Result<PreparedProcess> {
+    let c_strings = |list: &Option<Vec<String>>| -> Vec<CString> {
+        list.iter()
+            .flatten()
+            .filter_map(|s| CString::new(s.as_str()).ok())
+            .collect()
+    };
+    let args = c_strings(process.args());
+    let arg0 = args.first().ok_or_else(|| Error::Field {
+        field: "process.args".into(),
+        reason: "must name the program to run".into(),
+    })?;
+    let program = find_program(arg0, process.env().as_deref().unwrap_or_default())?;
     let caps = ProcessCaps::from_spec(process.capabilities().as_ref())?;
     if let Some(score) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", score.to_string())
             .map_err(|e| Error::Init(format!("oom_score_adj: {e}")))?;
     }
-    set_rlimits(spec)?;
-    send(&config.sync, MSG_READY)?;
-    if let Handover::WaitForStart(fifo) = &config.handover {
-        wait_for_start(fifo)?;
-    }
-    // From here on, failures can no longer be reported on the socket once it closes at exec.
-    caps.apply_bounding()
+    set_rlimits(process)?;
+    Ok(PreparedProcess {
+        program,
+        env: c_strings(process.env()),
+        args,
+        caps,
+    })
+}
+
+/// The last steps, in the order privilege allows: bounding set, user, capability sets,
+/// no_new_privs, cwd, descriptors, exec.
+pub(crate) fn exec_process(process: &Process, prepared: &PreparedProcess) -> Result<Never> {
+    prepared
+        .caps
+        .apply_bounding()
         .or_sys(|| "drop bounding capabilities".into())?;
-    set_user(spec)?;
-    caps.apply_sets().or_sys(|| "set capabilities".into())?;
+    set_user(process)?;
+    prepared
+        .caps
+        .apply_sets()
+        .or_sys(|| "set capabilities".into())?;
     if process.no_new_privileges().unwrap_or(false) {
         // SAFETY: prctl with integer arguments only.
         nix::errno::Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
@@ -133,9 +169,9 @@ fn setup_and_exec(config: InitConfig) -> Result<Never> {
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).or_sys(|| format!("chdir to cwd {}", cwd.display()))?;
     close_inherited_descriptors()?;
-    let Err(error) = nix::unistd::execve(&program, &args, &env);
+    let Err(error) = nix::unistd::execve(&prepared.program, &prepared.args, &prepared.env);
     Err(Error::Sys {
-        what: format!("exec {}", program.to_string_lossy()),
+        what: format!("exec {}", prepared.program.to_string_lossy()),
         source: error,
     })
 }
@@ -167,7 +203,7 @@ fn wait_for_go(sync: &OwnedFd) -> Result<()> {
     }
 }
 
-fn send(sync: &OwnedFd, byte: u8) -> Result<()> {
+pub(crate) fn send(sync: &OwnedFd, byte: u8) -> Result<()> {
     nix::unistd::write(sync, &[byte])
         .map(|_| ())
         .or_sys(|| "write to the runtime".into())
@@ -208,12 +244,8 @@ fn write_sysctls(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn set_rlimits(spec: &Spec) -> Result<()> {
-    let limits = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.rlimits().clone())
-        .unwrap_or_default();
+fn set_rlimits(process: &Process) -> Result<()> {
+    let limits = process.rlimits().clone().unwrap_or_default();
     for limit in limits {
         let resource = rlimit_resource(limit.typ());
         let value = libc::rlimit {
@@ -269,10 +301,8 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
         .map_err(|e| Error::Init(format!("write exec fifo: {e}")))
 }
 
-fn set_user(spec: &Spec) -> Result<()> {
-    let Some(user) = spec.process().as_ref().map(|p| p.user()) else {
-        return Ok(());
-    };
+fn set_user(process: &Process) -> Result<()> {
+    let user = process.user();
     // Keep the permitted set across setuid; capset sets the final sets afterwards.
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };

@@ -18,6 +18,7 @@ mod mounts;
 pub mod state;
 
 pub use bundle::{Bundle, parse_spec};
-pub use container::{CreateOptions, Runtime};
+pub use container::{CreateOptions, ExecOptions, Runtime};
 pub use error::{Error, Result};
+pub use oci_spec::runtime::Process;
 pub use state::{StateReport, Status};

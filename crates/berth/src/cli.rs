@@ -144,7 +144,7 @@ pub enum Command {
 
     // --- Runtime ---------------------------------------------------------------------------
     /// The low-level OCI runtime, command-line compatible with runc
-    Oci(Oci),
+    Oci(Box<Oci>),
 }
 
 /// `berth network …`
@@ -252,6 +252,37 @@ pub struct CreateArgs {
     pub id: String,
 }
 
+/// `berth oci exec`'s flags, as runc's.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// A process.json (runtime-spec `process`) describing what to run
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Set an environment variable (repeatable)
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// UID[:GID] to run as
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Return once the process has started
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Write the process's host pid to this file
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Allocate a pseudo-terminal (not supported yet)
+    #[arg(short, long)]
+    pub tty: bool,
+    /// The container id
+    pub id: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
 /// `berth oci` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum OciCommand {
@@ -299,7 +330,7 @@ pub enum OciCommand {
         create: CreateArgs,
     },
     /// Run a new process inside a container
-    Exec(Pending),
+    Exec(ExecArgs),
     /// List containers
     List {
         /// Output format: table or json

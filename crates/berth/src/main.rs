@@ -61,7 +61,7 @@ impl<E: Into<anyhow::Error>> From<E> for Outcome {
 fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
     tracing::debug!(command = ?cli.command, "dispatching");
     match cli.command {
-        cli::Command::Oci(oci) => oci::run(oci),
+        cli::Command::Oci(oci) => oci::run(*oci),
         _ => Err(Outcome::NotImplemented),
     }
 }

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use std::str::FromStr;
 
 use anyhow::{Context, bail};
-use berth_runtime::{CreateOptions, Runtime};
+use berth_runtime::{CreateOptions, ExecOptions, Process, Runtime};
 use nix::sys::signal::Signal;
 
 use crate::Outcome;
-use crate::cli::{CreateArgs, Oci, OciCommand};
+use crate::cli::{CreateArgs, ExecArgs, Oci, OciCommand};
 
 /// Runs one `berth oci` command; errors also go to `--log` when given, as runc does.
 pub fn run(oci: Oci) -> Result<ExitCode, Outcome> {
@@ -49,7 +49,18 @@ fn dispatch(oci: Oci) -> Result<ExitCode, Outcome> {
         Ps { format, id } => ps(&runtime, &format, &id)?,
         Pause { id } => runtime.pause(&id)?,
         Resume { id } => runtime.resume(&id)?,
-        Exec(_) | Spec(_) => return Err(Outcome::NotImplemented),
+        Exec(args) => {
+            let process = exec_process(&runtime, &args)?;
+            let options = ExecOptions {
+                detach: args.detach,
+                pid_file: args.pid_file.clone(),
+            };
+            let code = runtime.exec(&args.id, &process, &options)?;
+            if !args.detach {
+                return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+            }
+        }
+        Spec(_) => return Err(Outcome::NotImplemented),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -61,6 +72,50 @@ fn options(args: &CreateArgs) -> anyhow::Result<CreateOptions> {
     Ok(CreateOptions {
         pid_file: args.pid_file.clone(),
     })
+}
+
+/// The process `exec` runs: `--process` as given, or the container's own process from its
+/// config.json with the command and flags of the command line laid over it, as runc does.
+fn exec_process(runtime: &Runtime, args: &ExecArgs) -> anyhow::Result<Process> {
+    if args.tty {
+        bail!("--tty is not supported yet: terminals land with the console socket");
+    }
+    if let Some(path) = &args.process {
+        let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+        return serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()));
+    }
+    if args.command.is_empty() {
+        bail!("exec needs a command, or --process FILE");
+    }
+    let bundle = runtime.state(&args.id)?.bundle;
+    let mut process = berth_runtime::Bundle::load(&bundle)
+        .ok()
+        .and_then(|b| b.spec.process().clone())
+        .unwrap_or_default();
+    process.set_args(Some(args.command.clone()));
+    process.set_terminal(Some(false));
+    let mut env = process.env().clone().unwrap_or_default();
+    for pair in &args.env {
+        let key = pair.split('=').next().unwrap_or_default();
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(pair.clone());
+    }
+    process.set_env(Some(env));
+    if let Some(cwd) = &args.cwd {
+        process.set_cwd(cwd.clone());
+    }
+    if let Some(user) = &args.user {
+        let (uid, gid) = user.split_once(':').unwrap_or((user, "0"));
+        let uid = uid
+            .parse()
+            .with_context(|| format!("invalid uid in --user {user:?}"))?;
+        let gid = gid
+            .parse()
+            .with_context(|| format!("invalid gid in --user {user:?}"))?;
+        process.user_mut().set_uid(uid);
+        process.user_mut().set_gid(gid);
+    }
+    Ok(process)
 }
 
 /// `KILL`, `SIGKILL`, `kill` and `9` all name SIGKILL.

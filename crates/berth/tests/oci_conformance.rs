@@ -656,3 +656,78 @@ fn a_taken_id_is_refused() {
     assert!(create(false).contains("already exists"));
     ok(Runtime::Berth, &root, &["delete", "--force", &id]);
 }
+
+#[test]
+fn exec_joins_the_running_container() {
+    for &runtime in runtimes().iter().filter(|r| **r != Runtime::Crun) {
+        let case =
+            Case::new("exec", &["sleep", "300"]).tweak(|c| c["hostname"] = json!("exec-target"));
+        let scratch = Scratch::new(&format!("oci-exec-{}", runtime.name())).unwrap();
+        let (bundle, id, _cgroup) = case.bundle(&scratch, runtime);
+        let root = scratch.path().join("state");
+        let status = runtime
+            .command(&root)
+            .args(["run", "--detach", "--bundle"])
+            .arg(&bundle)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{} run --detach", runtime.name());
+        let exec = |args: &[&str]| {
+            runtime
+                .command(&root)
+                .arg("exec")
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        let output = exec(&[
+            &id,
+            "sh",
+            "-c",
+            "echo $(hostname) $(cat /proc/1/comm); exit 7",
+        ]);
+        assert_eq!(
+            output.status.code(),
+            Some(7),
+            "{}: {}",
+            runtime.name(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "exec-target sleep",
+            "{}",
+            runtime.name()
+        );
+        let output = exec(&[
+            "--user",
+            "1000:1000",
+            "--env",
+            "GREETING=hi",
+            "--cwd",
+            "/tmp",
+            &id,
+            "sh",
+            "-c",
+            "id -u; echo $GREETING; pwd",
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "1000\nhi\n/tmp",
+            "{}",
+            runtime.name()
+        );
+        let output = exec(&[&id, "no-such-program"]);
+        assert!(
+            !output.status.success(),
+            "{}: exec of a missing program succeeded",
+            runtime.name()
+        );
+        ok(runtime, &root, &["delete", "--force", &id]);
+    }
+}
