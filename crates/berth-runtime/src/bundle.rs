@@ -40,6 +40,29 @@ impl Bundle {
     }
 }
 
+/// Writes the default config.json into `dir`, as `runc spec` does: busybox-style `sh` on a
+/// terminal in a read-only `rootfs`, the usual namespaces, mounts, masks and capabilities.
+/// Refuses to overwrite an existing config.
+pub fn write_default_spec(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("config.json");
+    if path.exists() {
+        return Err(Error::Config {
+            path,
+            reason: "already exists: remove it first".into(),
+        });
+    }
+    let mut spec = Spec::default();
+    spec.set_hostname(Some("berth".to_string()));
+    if let Some(process) = spec.process_mut() {
+        process.set_terminal(Some(true));
+    }
+    spec.save(&path).map_err(|e| Error::Config {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(path)
+}
+
 /// Parses config.json, naming the field when a value has the wrong shape.
 pub fn parse_spec(text: &[u8]) -> std::result::Result<Spec, String> {
     let deserializer = &mut serde_json::Deserializer::from_slice(text);

@@ -17,7 +17,7 @@ mod init;
 mod mounts;
 pub mod state;
 
-pub use bundle::{Bundle, parse_spec};
+pub use bundle::{Bundle, parse_spec, write_default_spec};
 pub use container::{CreateOptions, ExecOptions, Runtime};
 pub use error::{Error, Result};
 pub use oci_spec::runtime::Process;

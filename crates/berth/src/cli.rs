@@ -359,5 +359,9 @@ pub enum OciCommand {
         id: String,
     },
     /// Write a default config.json into a bundle
-    Spec(Pending),
+    Spec {
+        /// The bundle directory to write config.json into
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+    },
 }

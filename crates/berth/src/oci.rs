@@ -60,7 +60,9 @@ fn dispatch(oci: Oci) -> Result<ExitCode, Outcome> {
                 return Ok(ExitCode::from(code.clamp(0, 255) as u8));
             }
         }
-        Spec(_) => return Err(Outcome::NotImplemented),
+        Spec { bundle } => {
+            berth_runtime::write_default_spec(&bundle)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -731,3 +731,52 @@ fn exec_joins_the_running_container() {
         ok(runtime, &root, &["delete", "--force", &id]);
     }
 }
+
+#[test]
+fn spec_writes_a_config_the_runtimes_accept_and_refuses_to_overwrite() {
+    let scratch = Scratch::new("oci-spec").unwrap();
+    let root = scratch.path().join("state");
+    let bundle = scratch.path().display().to_string();
+    ok(Runtime::Berth, &root, &["spec", "--bundle", &bundle]);
+    let again = Runtime::Berth
+        .command(&root)
+        .args(["spec", "--bundle", &bundle])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(scratch.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["root"]["path"], "rootfs");
+    assert_eq!(config["process"]["args"], json!(["sh"]));
+    // The same file, run non-interactively, works under every runtime.
+    let image = busybox_image(&scratch.path().join("image")).unwrap();
+    let unpacked = bundle_from_image(&image, &scratch.path().join("unpacked"), &["true"]).unwrap();
+    std::fs::rename(unpacked.join("rootfs"), scratch.path().join("rootfs")).unwrap();
+    edit_config(scratch.path(), |c| {
+        c["process"]["terminal"] = json!(false);
+        c["process"]["args"] = json!(["echo", "from-spec"]);
+        c["linux"]["cgroupsPath"] = json!(format!("/berth-test/spec-{}", std::process::id()));
+    });
+    let _cgroup = CgroupGuard::new(format!("berth-test/spec-{}", std::process::id()));
+    for &runtime in runtimes() {
+        let output = runtime
+            .command(&root)
+            .args([
+                "run",
+                "--bundle",
+                &bundle,
+                &format!("spec-{}", runtime.name()),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "from-spec",
+            "{}: {}",
+            runtime.name(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
