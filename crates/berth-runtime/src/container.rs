@@ -102,13 +102,7 @@ impl Runtime {
             .and_then(|l| l.cgroups_path().clone())
             .map_or_else(|| format!("/berth/{id}"), |p| p.display().to_string());
         let (new_namespaces, joins) = namespaces(&bundle)?;
-        let (parent_sock, child_sock) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .or_sys(|| "socketpair".into())?;
+        let (parent_sock, child_sock) = sync_pair()?;
         let clone_flags = new_namespaces & !CloneFlags::CLONE_NEWCGROUP;
         // SAFETY: a raw clone with fork semantics (no new stack): the child runs `init::run`,
         // which never returns. The runtime is single-threaded at this point.
@@ -366,13 +360,7 @@ impl Runtime {
             matches!(s, Status::Created | Status::Running)
         })?;
         let joins = container_namespaces(saved.pid)?;
-        let (parent_sock, child_sock) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .or_sys(|| "socketpair".into())?;
+        let (parent_sock, child_sock) = sync_pair()?;
         // SAFETY: fork of a single-threaded runtime; the child only returns through exit.
         let child = unsafe { nix::unistd::fork() }.or_sys(|| "fork for exec".into())?;
         if let nix::unistd::ForkResult::Child = child {
@@ -427,6 +415,17 @@ fn open_path(path: &Path) -> Result<OwnedFd> {
     .or_sys(|| format!("open {}", path.display()))?;
     // SAFETY: a fresh descriptor from open.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The runtime's and the child's ends of the close-on-exec sync socket.
+fn sync_pair() -> Result<(OwnedFd, OwnedFd)> {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .or_sys(|| "socketpair".into())
 }
 
 /// New namespaces to create, and existing ones (given by path) to join.

@@ -511,6 +511,21 @@ fn lifecycle_create_start_state_kill_delete() {
     }
 }
 
+/// `run --detach`, with the container's stdio away from the test's pipes.
+fn run_detached(runtime: Runtime, root: &Path, bundle: &Path, id: &str) {
+    let status = runtime
+        .command(root)
+        .args(["run", "--detach", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{} run --detach", runtime.name());
+}
+
 #[test]
 fn pause_and_resume_freeze_the_container() {
     for &runtime in runtimes().iter().filter(|r| **r != Runtime::Crun) {
@@ -518,17 +533,7 @@ fn pause_and_resume_freeze_the_container() {
         let scratch = Scratch::new(&format!("oci-pause-{}", runtime.name())).unwrap();
         let (bundle, id, _cgroup) = case.bundle(&scratch, runtime);
         let root = scratch.path().join("state");
-        let status = runtime
-            .command(&root)
-            .args(["run", "--detach", "--bundle"])
-            .arg(&bundle)
-            .arg(&id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "{} run --detach", runtime.name());
+        run_detached(runtime, &root, &bundle, &id);
         ok(runtime, &root, &["pause", &id]);
         assert_eq!(
             state_of(runtime, &root, &id).unwrap()["status"],
@@ -665,17 +670,7 @@ fn exec_joins_the_running_container() {
         let scratch = Scratch::new(&format!("oci-exec-{}", runtime.name())).unwrap();
         let (bundle, id, _cgroup) = case.bundle(&scratch, runtime);
         let root = scratch.path().join("state");
-        let status = runtime
-            .command(&root)
-            .args(["run", "--detach", "--bundle"])
-            .arg(&bundle)
-            .arg(&id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "{} run --detach", runtime.name());
+        run_detached(runtime, &root, &bundle, &id);
         let exec = |args: &[&str]| {
             runtime
                 .command(&root)
