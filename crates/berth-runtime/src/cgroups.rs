@@ -16,6 +16,8 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// The container's cgroup: one directory per v1 hierarchy, or one in the v2 tree.
 #[derive(Debug, Clone)]
 pub struct Cgroup {
+    /// The path as the spec gave it, relative to each hierarchy's root.
+    path: String,
     /// (controller names of the hierarchy, directory of the container's group in it).
     dirs: Vec<(String, PathBuf)>,
     unified: bool,
@@ -57,6 +59,7 @@ impl Cgroup {
         let relative = path.trim_start_matches('/');
         if is_unified() {
             return Self {
+                path: path.to_string(),
                 dirs: vec![(String::new(), Path::new(CGROUP_ROOT).join(relative))],
                 unified: true,
             };
@@ -66,9 +69,15 @@ impl Cgroup {
             .map(|(mount, controllers)| (controllers, mount.join(relative)))
             .collect();
         Self {
+            path: path.to_string(),
             dirs,
             unified: false,
         }
+    }
+
+    /// The path as the spec gave it: what the state records to find the group again.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// Creates the group, applies `resources` and moves `pid` into it.

@@ -2,6 +2,7 @@
 //! delete, list, pause and resume — the runc command line's verbs as a Rust API.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -53,26 +54,18 @@ impl Runtime {
     /// Creates container `id` from the bundle: namespaces, cgroup and filesystem are set
     /// up and init waits for `start`. Returns init's host pid.
     pub fn create(&self, id: &str, bundle: &Path, options: &CreateOptions) -> Result<i32> {
-        let dir = self.root.claim(id)?;
-        let fifo = dir.join(EXEC_FIFO);
-        let spawned = nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
-            .or_sys(|| format!("mkfifo {}", fifo.display()))
-            .and_then(|()| open_path(&fifo))
-            .and_then(|fd| self.spawn(id, bundle, options, Handover::WaitForStart(fd)));
-        spawned.inspect_err(|_| {
-            let _ = self.root.remove(id);
+        self.claim_and_spawn(id, bundle, options, |dir| {
+            let fifo = dir.join(EXEC_FIFO);
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+                .or_sys(|| format!("mkfifo {}", fifo.display()))?;
+            open_path(&fifo).map(Handover::WaitForStart)
         })
     }
 
     /// Creates and starts container `id` in one step and waits for it to exit, then deletes
     /// it unless `keep`. Returns the exit status as a shell would see it (128+N for signal N).
     pub fn run(&self, id: &str, bundle: &Path, options: &CreateOptions, keep: bool) -> Result<i32> {
-        self.root.claim(id)?;
-        let pid = self
-            .spawn(id, bundle, options, Handover::Exec)
-            .inspect_err(|_| {
-                let _ = self.root.remove(id);
-            })?;
+        let pid = self.run_detached(id, bundle, options)?;
         let code = wait_exit(pid);
         if !keep {
             self.delete(id, true)?;
@@ -82,8 +75,21 @@ impl Runtime {
 
     /// Creates and starts container `id` and returns at once (`run --detach`).
     pub fn run_detached(&self, id: &str, bundle: &Path, options: &CreateOptions) -> Result<i32> {
-        self.root.claim(id)?;
-        self.spawn(id, bundle, options, Handover::Exec)
+        self.claim_and_spawn(id, bundle, options, |_| Ok(Handover::Exec))
+    }
+
+    /// Claims the state directory of `id`, spawns init with the handover `prepare` makes
+    /// in it, and gives the directory back if anything fails.
+    fn claim_and_spawn(
+        &self,
+        id: &str,
+        bundle: &Path,
+        options: &CreateOptions,
+        prepare: impl FnOnce(&Path) -> Result<Handover>,
+    ) -> Result<i32> {
+        let dir = self.root.claim(id)?;
+        prepare(&dir)
+            .and_then(|handover| self.spawn(id, bundle, options, handover))
             .inspect_err(|_| {
                 let _ = self.root.remove(id);
             })
@@ -135,15 +141,7 @@ impl Runtime {
         drop(handover);
         let cgroup = Cgroup::new(&cgroup_path);
         let started = self
-            .finish_spawn(
-                id,
-                &bundle,
-                &cgroup,
-                &cgroup_path,
-                pid,
-                &parent_sock,
-                options,
-            )
+            .finish_spawn(id, &bundle, &cgroup, pid, &parent_sock, options)
             .and_then(|()| {
                 if confirm_exec {
                     expect_exec(&parent_sock)
@@ -159,13 +157,11 @@ impl Runtime {
         started.map(|()| pid)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn finish_spawn(
         &self,
         id: &str,
         bundle: &Bundle,
         cgroup: &Cgroup,
-        cgroup_path: &str,
         pid: i32,
         sync: &OwnedFd,
         options: &CreateOptions,
@@ -182,7 +178,7 @@ impl Runtime {
             bundle: bundle.dir.clone(),
             rootfs: bundle.rootfs.clone(),
             created: now_rfc3339(),
-            cgroup_path: cgroup_path.to_string(),
+            cgroup_path: cgroup.path().to_string(),
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             poststop: bundle
                 .spec
@@ -403,8 +399,6 @@ impl Runtime {
         Ok(Cgroup::new(&saved.cgroup_path).pids())
     }
 }
-
-use std::os::unix::fs::OpenOptionsExt;
 
 fn open_path(path: &Path) -> Result<OwnedFd> {
     let fd = nix::fcntl::open(

@@ -429,20 +429,12 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
 /// or a file of its choosing (CVE-2025-31133).
 pub fn harden(spec: &Spec) -> Result<()> {
     let root = crate::fs::open_root(Path::new("/")).or_sys(|| "open /".into())?;
-    let dev_null = open_dev_null(&root)?;
     let linux = spec.linux().as_ref();
-    for path in linux
+    let masked = linux
         .and_then(|l| l.masked_paths().clone())
-        .into_iter()
-        .flatten()
-    {
-        let Ok(target) = open_in_root(
-            root.as_raw_fd(),
-            Path::new(&path),
-            libc::O_PATH | libc::O_NOFOLLOW,
-        ) else {
-            continue;
-        };
+        .unwrap_or_default();
+    let dev_null = open_dev_null(&root)?;
+    for (path, target) in existing_in_root(&root, &masked) {
         let is_dir = nix::sys::stat::fstat(target.as_raw_fd())
             .is_ok_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR);
         let result = if is_dir {
@@ -464,18 +456,10 @@ pub fn harden(spec: &Spec) -> Result<()> {
         };
         result.or_sys(|| format!("mask {path}"))?;
     }
-    for path in linux
+    let readonly = linux
         .and_then(|l| l.readonly_paths().clone())
-        .into_iter()
-        .flatten()
-    {
-        let Ok(target) = open_in_root(
-            root.as_raw_fd(),
-            Path::new(&path),
-            libc::O_PATH | libc::O_NOFOLLOW,
-        ) else {
-            continue;
-        };
+        .unwrap_or_default();
+    for (path, target) in existing_in_root(&root, &readonly) {
         let target_path = fd_path(&target);
         mount(
             Some(&target_path),
@@ -490,7 +474,7 @@ pub fn harden(spec: &Spec) -> Result<()> {
             | MsFlags::MS_NOSUID
             | MsFlags::MS_NODEV
             | MsFlags::MS_NOEXEC;
-        remount(&root, Path::new(&path), ro, None)?;
+        remount(&root, Path::new(path), ro, None)?;
     }
     if spec
         .root()
@@ -508,6 +492,23 @@ pub fn harden(spec: &Spec) -> Result<()> {
         .or_sys(|| "make the root read-only".into())?;
     }
     Ok(())
+}
+
+/// The paths of `paths` that exist inside `root`, each with an O_PATH handle that does not
+/// follow a final symlink; the spec says a missing masked or read-only path is skipped.
+fn existing_in_root<'a>(
+    root: &'a OwnedFd,
+    paths: &'a [String],
+) -> impl Iterator<Item = (&'a str, OwnedFd)> + 'a {
+    paths.iter().filter_map(|path| {
+        open_in_root(
+            root.as_raw_fd(),
+            Path::new(path),
+            libc::O_PATH | libc::O_NOFOLLOW,
+        )
+        .ok()
+        .map(|fd| (path.as_str(), fd))
+    })
 }
 
 /// The container's /dev/null, refused unless it is the null device itself.
