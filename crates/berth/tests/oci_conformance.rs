@@ -427,6 +427,11 @@ fn state_of(runtime: Runtime, root: &Path, id: &str) -> Option<Value> {
         .then(|| serde_json::from_slice(&output.stdout).unwrap())
 }
 
+fn assert_status(runtime: Runtime, root: &Path, id: &str, expected: &str) {
+    let state = state_of(runtime, root, id).unwrap();
+    assert_eq!(state["status"], expected, "{}", runtime.name());
+}
+
 fn ok(runtime: Runtime, root: &Path, args: &[&str]) {
     let output = runtime
         .command(root)
@@ -451,16 +456,11 @@ fn lifecycle_create_start_state_kill_delete() {
         let root = scratch.path().join("state");
         let bundle = bundle.display().to_string();
         let pid_file = scratch.path().join("pid").display().to_string();
-        // Detached containers must not hold the test's pipes open.
-        let output = runtime
-            .command(&root)
-            .args(["create", "--bundle", &bundle, "--pid-file", &pid_file, &id])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(output.success(), "{} create", runtime.name());
+        ok_detached(
+            runtime,
+            &root,
+            &["create", "--bundle", &bundle, "--pid-file", &pid_file, &id],
+        );
         let state = state_of(runtime, &root, &id).unwrap();
         assert_eq!(state["status"], "created", "{}", runtime.name());
         assert_eq!(state["id"], id.as_str());
@@ -476,12 +476,7 @@ fn lifecycle_create_start_state_kill_delete() {
             runtime.name()
         );
         ok(runtime, &root, &["start", &id]);
-        assert_eq!(
-            state_of(runtime, &root, &id).unwrap()["status"],
-            "running",
-            "{}",
-            runtime.name()
-        );
+        assert_status(runtime, &root, &id, "running");
         let refused = runtime
             .command(&root)
             .args(["delete", &id])
@@ -511,19 +506,24 @@ fn lifecycle_create_start_state_kill_delete() {
     }
 }
 
-/// `run --detach`, with the container's stdio away from the test's pipes.
+/// `run --detach`.
 fn run_detached(runtime: Runtime, root: &Path, bundle: &Path, id: &str) {
+    let bundle = bundle.display().to_string();
+    ok_detached(runtime, root, &["run", "--detach", "--bundle", &bundle, id]);
+}
+
+/// Like `ok`, for commands that leave a container running: its stdio goes nowhere, so the
+/// container cannot hold the test's pipes open.
+fn ok_detached(runtime: Runtime, root: &Path, args: &[&str]) {
     let status = runtime
         .command(root)
-        .args(["run", "--detach", "--bundle"])
-        .arg(bundle)
-        .arg(id)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .unwrap();
-    assert!(status.success(), "{} run --detach", runtime.name());
+    assert!(status.success(), "{} {args:?}", runtime.name());
 }
 
 #[test]
@@ -535,19 +535,9 @@ fn pause_and_resume_freeze_the_container() {
         let root = scratch.path().join("state");
         run_detached(runtime, &root, &bundle, &id);
         ok(runtime, &root, &["pause", &id]);
-        assert_eq!(
-            state_of(runtime, &root, &id).unwrap()["status"],
-            "paused",
-            "{}",
-            runtime.name()
-        );
+        assert_status(runtime, &root, &id, "paused");
         ok(runtime, &root, &["resume", &id]);
-        assert_eq!(
-            state_of(runtime, &root, &id).unwrap()["status"],
-            "running",
-            "{}",
-            runtime.name()
-        );
+        assert_status(runtime, &root, &id, "running");
         ok(runtime, &root, &["delete", "--force", &id]);
     }
 }
