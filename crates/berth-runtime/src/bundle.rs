@@ -42,8 +42,9 @@ impl Bundle {
 
 /// Writes the default config.json into `dir`, as `runc spec` does: busybox-style `sh` on a
 /// terminal in a read-only `rootfs`, the usual namespaces, mounts, masks and capabilities.
-/// Refuses to overwrite an existing config.
-pub fn write_default_spec(dir: &Path) -> Result<PathBuf> {
+/// With `seccomp_profile` (Docker's profile format, as JSON text), the profile converted
+/// for the config's bounding set goes in too. Refuses to overwrite an existing config.
+pub fn write_default_spec(dir: &Path, seccomp_profile: Option<&str>) -> Result<PathBuf> {
     let path = dir.join("config.json");
     if path.exists() {
         return Err(Error::Config {
@@ -56,11 +57,31 @@ pub fn write_default_spec(dir: &Path) -> Result<PathBuf> {
     if let Some(process) = spec.process_mut() {
         process.set_terminal(Some(true));
     }
+    if let Some(profile) = seccomp_profile {
+        add_seccomp(&mut spec, profile)?;
+    }
     spec.save(&path).map_err(|e| Error::Config {
         path: path.clone(),
         reason: e.to_string(),
     })?;
     Ok(path)
+}
+
+fn add_seccomp(spec: &mut Spec, profile: &str) -> Result<()> {
+    let bounding: Vec<String> = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.bounding().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|cap| format!("CAP_{cap}"))
+        .collect();
+    let seccomp = crate::seccomp::from_docker_profile(profile, &bounding)?;
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_seccomp(Some(seccomp));
+    }
+    Ok(())
 }
 
 /// Parses config.json, naming the field when a value has the wrong shape.

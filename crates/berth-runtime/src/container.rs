@@ -10,7 +10,9 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::Pid;
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{LinuxSeccomp, Process};
+
+use crate::seccomp::Program;
 
 use crate::bundle::Bundle;
 use crate::cgroups::Cgroup;
@@ -107,6 +109,7 @@ impl Runtime {
         let cgroup_path = linux
             .and_then(|l| l.cgroups_path().clone())
             .map_or_else(|| format!("/berth/{id}"), |p| p.display().to_string());
+        let seccomp = self.seccomp_program(linux.and_then(|l| l.seccomp().as_ref()))?;
         let (new_namespaces, joins) = namespaces(&bundle)?;
         let (parent_sock, child_sock) = sync_pair()?;
         let clone_flags = new_namespaces & !CloneFlags::CLONE_NEWCGROUP;
@@ -133,6 +136,7 @@ impl Runtime {
                 cgroup_path: cgroup_path.clone(),
                 joins,
                 new_namespaces,
+                seccomp: seccomp.as_ref(),
             };
             crate::init::run(config);
         }
@@ -186,6 +190,7 @@ impl Runtime {
                 .as_ref()
                 .and_then(|h| h.poststop().clone())
                 .unwrap_or_default(),
+            seccomp: linux.and_then(|l| l.seccomp().clone()),
         };
         self.root.save(&saved)?;
         if let Some(pid_file) = &options.pid_file {
@@ -355,13 +360,20 @@ impl Runtime {
         let saved = self.load_when(id, "exec in", |s| {
             matches!(s, Status::Created | Status::Running)
         })?;
+        let seccomp = self.seccomp_program(saved.seccomp.as_ref())?;
         let joins = container_namespaces(saved.pid)?;
         let (parent_sock, child_sock) = sync_pair()?;
         // SAFETY: fork of a single-threaded runtime; the child only returns through exit.
         let child = unsafe { nix::unistd::fork() }.or_sys(|| "fork for exec".into())?;
         if let nix::unistd::ForkResult::Child = child {
             drop(parent_sock);
-            exec_child(child_sock, &joins, process, options.detach);
+            exec_child(
+                child_sock,
+                &joins,
+                process,
+                seccomp.as_ref(),
+                options.detach,
+            );
         }
         drop(child_sock);
         let child = match child {
@@ -391,6 +403,13 @@ impl Runtime {
         }
         let code = wait_exit(child.as_raw());
         Ok(if options.detach { pid } else { code })
+    }
+
+    /// The compiled filter of a container's seccomp profile, if it has one.
+    fn seccomp_program(&self, profile: Option<&LinuxSeccomp>) -> Result<Option<Program>> {
+        profile
+            .map(|p| crate::seccomp::program(p, &self.root.seccomp_cache()))
+            .transpose()
     }
 
     /// Host pids of every process of the container.
@@ -520,6 +539,7 @@ fn exec_child(
     sync: OwnedFd,
     joins: &[(OwnedFd, CloneFlags)],
     process: &Process,
+    seccomp: Option<&Program>,
     detach: bool,
 ) -> ! {
     let raw = sync.as_raw_fd();
@@ -538,7 +558,7 @@ fn exec_child(
             nix::unistd::ForkResult::Child => {
                 let prepared = crate::init::prepare_process(process)?;
                 crate::init::send(&sync, MSG_READY)?;
-                crate::init::exec_process(process, &prepared)
+                crate::init::exec_process(process, &prepared, seccomp)
             }
             nix::unistd::ForkResult::Parent { child } => {
                 let mut message = vec![MSG_PID];

@@ -16,6 +16,7 @@ use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Process, Spec};
 use crate::bundle::Bundle;
 use crate::caps::ProcessCaps;
 use crate::error::SysContext;
+use crate::seccomp::Program;
 use crate::{Error, Result};
 
 /// How init hands over to the user's process.
@@ -35,6 +36,7 @@ pub(crate) struct InitConfig<'a> {
     /// Namespaces to join: (open file of the namespace, its type).
     pub joins: Vec<(OwnedFd, CloneFlags)>,
     pub new_namespaces: CloneFlags,
+    pub seccomp: Option<&'a Program>,
 }
 
 /// Message prefixes on the sync socket.
@@ -109,7 +111,7 @@ fn setup_and_exec(config: InitConfig) -> Result<Never> {
     if let Handover::WaitForStart(fifo) = &config.handover {
         wait_for_start(fifo)?;
     }
-    exec_process(process, &prepared)
+    exec_process(process, &prepared, config.seccomp)
 }
 
 /// The parts of the process resolved before the runtime is told READY, so that a missing
@@ -150,8 +152,19 @@ pub(crate) fn prepare_process(process: &Process) -> Result<PreparedProcess> {
 }
 
 /// The last steps, in the order privilege allows: bounding set, user, capability sets,
-/// no_new_privs, cwd, descriptors, exec.
-pub(crate) fn exec_process(process: &Process, prepared: &PreparedProcess) -> Result<Never> {
+/// no_new_privs, cwd, descriptors, exec. Without no_new_privs, loading a seccomp filter
+/// needs CAP_SYS_ADMIN, so it goes in first; with it, last, so that the filter sees as
+/// few of the runtime's own syscalls as possible.
+pub(crate) fn exec_process(
+    process: &Process,
+    prepared: &PreparedProcess,
+    seccomp: Option<&Program>,
+) -> Result<Never> {
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    let load_seccomp = || seccomp.map_or(Ok(()), Program::load);
+    if !no_new_privs {
+        load_seccomp()?;
+    }
     prepared
         .caps
         .apply_bounding()
@@ -161,10 +174,11 @@ pub(crate) fn exec_process(process: &Process, prepared: &PreparedProcess) -> Res
         .caps
         .apply_sets()
         .or_sys(|| "set capabilities".into())?;
-    if process.no_new_privileges().unwrap_or(false) {
+    if no_new_privs {
         // SAFETY: prctl with integer arguments only.
         nix::errno::Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
             .or_sys(|| "set no_new_privs".into())?;
+        load_seccomp()?;
     }
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).or_sys(|| format!("chdir to cwd {}", cwd.display()))?;

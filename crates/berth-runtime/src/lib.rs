@@ -1,6 +1,6 @@
 //! Berth's OCI runtime: runs an OCI bundle as an isolated container — namespaces, cgroups
 //! v1 and v2, a pivoted root filesystem with the spec's mounts, masked and read-only paths,
-//! capabilities, rlimits, users — and keeps per-container state so that create, start,
+//! capabilities, seccomp, rlimits, users — and keeps per-container state so that create, start,
 //! state, kill and delete can be separate commands, as runc's are. The `berth oci` command
 //! line is a thin layer over [`Runtime`]; the engine calls it in-process.
 //!
@@ -15,10 +15,12 @@ mod fs;
 mod hooks;
 mod init;
 mod mounts;
+mod seccomp;
 pub mod state;
 
 pub use bundle::{Bundle, parse_spec, write_default_spec};
 pub use container::{CreateOptions, ExecOptions, Runtime};
 pub use error::{Error, Result};
 pub use oci_spec::runtime::Process;
+pub use seccomp::from_docker_profile;
 pub use state::{StateReport, Status};

@@ -58,6 +58,9 @@ pub struct Saved {
     /// The poststop hooks, run at delete even when the bundle is gone.
     #[serde(default)]
     pub poststop: Vec<oci_spec::runtime::Hook>,
+    /// The container's seccomp profile, which `exec`'d processes get too.
+    #[serde(default)]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// The JSON `state` prints: the runtime spec's state plus runc's extra fields.
@@ -119,6 +122,11 @@ impl StateRoot {
         Ok(Self {
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// Where compiled seccomp programs are kept; '@' is never part of a container id.
+    pub fn seccomp_cache(&self) -> PathBuf {
+        self.dir.join("@seccomp")
     }
 
     /// The directory of container `id`.

@@ -8,6 +8,8 @@
 //!   was called or the file `/tmp/unhealthy` exists; `GET /recover` undoes `/fail`.
 //! - `hostname`: prints the hostname the kernel reports (UTS namespace check).
 //! - `exit CODE`: exits with that status.
+//! - `syscall NR [ARG...]`: makes raw system call NR with integer arguments and prints
+//!   `ok` or `errno N` (seccomp checks).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -24,12 +26,42 @@ fn main() {
             0
         }
         Some("exit") => args.get(1).and_then(|c| c.parse().ok()).unwrap_or(1),
+        Some("syscall") => raw_syscall(&args[1..]),
         _ => {
-            eprintln!("usage: testapp serve [PORT] | hostname | exit CODE");
+            eprintln!("usage: testapp serve [PORT] | hostname | exit CODE | syscall NR [ARG...]");
             2
         }
     };
     std::process::exit(code);
+}
+
+unsafe extern "C" {
+    fn syscall(number: i64, ...) -> i64;
+}
+
+fn raw_syscall(args: &[String]) -> i32 {
+    let numbers: Vec<i64> = args.iter().filter_map(|a| parse_int(a)).collect();
+    if numbers.is_empty() || numbers.len() != args.len() || numbers.len() > 7 {
+        eprintln!("testapp: syscall takes a number and up to six integer arguments");
+        return 2;
+    }
+    let arg = |i: usize| numbers.get(i).copied().unwrap_or(0);
+    // SAFETY: the caller picks a syscall whose arguments are plain integers.
+    let rc = unsafe { syscall(arg(0), arg(1), arg(2), arg(3), arg(4), arg(5), arg(6)) };
+    if rc < 0 {
+        println!("errno {}", std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    } else {
+        println!("ok");
+    }
+    0
+}
+
+/// A decimal or 0x-prefixed hexadecimal integer.
+fn parse_int(text: &str) -> Option<i64> {
+    match text.strip_prefix("0x") {
+        Some(hex) => i64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
 }
 
 fn hostname() -> String {

@@ -363,5 +363,9 @@ pub enum OciCommand {
         /// The bundle directory to write config.json into
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
+        /// Add this Docker-format seccomp profile (e.g. Docker's default,
+        /// /usr/share/containers/seccomp.json) for the config's capabilities
+        #[arg(long, value_name = "FILE")]
+        seccomp_profile: Option<PathBuf>,
     },
 }

@@ -60,8 +60,17 @@ fn dispatch(oci: Oci) -> Result<ExitCode, Outcome> {
                 return Ok(ExitCode::from(code.clamp(0, 255) as u8));
             }
         }
-        Spec { bundle } => {
-            berth_runtime::write_default_spec(&bundle)?;
+        Spec {
+            bundle,
+            seccomp_profile,
+        } => {
+            let profile = seccomp_profile
+                .map(|path| {
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("read seccomp profile {}", path.display()))
+                })
+                .transpose()?;
+            berth_runtime::write_default_spec(&bundle, profile.as_deref())?;
         }
     }
     Ok(ExitCode::SUCCESS)

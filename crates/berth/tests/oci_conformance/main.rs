@@ -13,8 +13,11 @@ use std::sync::OnceLock;
 
 use berth_testkit::bundle::bundle_from_image;
 use berth_testkit::guard::{CgroupGuard, Scratch};
-use berth_testkit::images::busybox_image;
+use berth_testkit::images::{busybox_image, webapp_image};
+use berth_testkit::layout::LayoutImage;
 use serde_json::{Value, json};
+
+mod seccomp;
 
 /// A runtime under test: how to invoke it with a given state root.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -90,6 +93,7 @@ struct Case {
     name: String,
     args: Vec<String>,
     tweaks: Vec<Tweak>,
+    image: fn(&Path) -> berth_testkit::Result<LayoutImage>,
 }
 
 impl Case {
@@ -98,6 +102,15 @@ impl Case {
             name: name.to_string(),
             args: args.iter().map(|a| a.to_string()).collect(),
             tweaks: Vec::new(),
+            image: busybox_image,
+        }
+    }
+
+    /// The same, on the webapp image, which adds `/bin/testapp` to busybox.
+    fn testapp(name: &str, args: &[&str]) -> Self {
+        Self {
+            image: webapp_image,
+            ..Self::new(name, args)
         }
     }
 
@@ -126,7 +139,7 @@ impl Case {
     }
 
     fn bundle(&self, scratch: &Scratch, runtime: Runtime) -> (PathBuf, String, CgroupGuard) {
-        let image = busybox_image(&scratch.path().join("image")).unwrap();
+        let image = (self.image)(&scratch.path().join("image")).unwrap();
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let bundle = bundle_from_image(&image, &scratch.path().join("bundle"), &args).unwrap();
         let id = format!("{}-{}-{}", self.name, runtime.name(), std::process::id());
