@@ -10,14 +10,16 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxSeccomp, Process};
+use oci_spec::runtime::{Hooks, LinuxSeccomp, Process};
 
 use crate::seccomp::Program;
 
 use crate::bundle::Bundle;
 use crate::cgroups::Cgroup;
 use crate::error::{IoContext, SysContext};
-use crate::init::{Handover, InitConfig, MSG_ERROR, MSG_GO, MSG_PID, MSG_READY, clone_flag};
+use crate::init::{
+    Handover, InitConfig, MSG_ERROR, MSG_GO, MSG_HOOKS, MSG_PID, MSG_READY, clone_flag,
+};
 use crate::state::{Saved, StateReport, StateRoot, Status, now_rfc3339, pid_start_time};
 use crate::{Error, Result};
 
@@ -77,7 +79,18 @@ impl Runtime {
 
     /// Creates and starts container `id` and returns at once (`run --detach`).
     pub fn run_detached(&self, id: &str, bundle: &Path, options: &CreateOptions) -> Result<i32> {
-        self.claim_and_spawn(id, bundle, options, |_| Ok(Handover::Exec))
+        let pid = self.claim_and_spawn(id, bundle, options, |_| Ok(Handover::Exec))?;
+        self.run_poststart(id)?;
+        Ok(pid)
+    }
+
+    /// Poststart hooks run once the user's process has started; their failures are only
+    /// logged, as the spec says.
+    fn run_poststart(&self, id: &str) -> Result<()> {
+        let saved = self.root.load(id)?;
+        let hooks = crate::hooks::of_kind(saved.hooks.as_ref(), Hooks::poststart);
+        crate::hooks::run_all_warn(hooks, &saved.report(Status::Running));
+        Ok(())
     }
 
     /// Claims the state directory of `id`, spawns init with the handover `prepare` makes
@@ -173,8 +186,6 @@ impl Runtime {
         let linux = bundle.spec.linux().as_ref();
         cgroup.create(linux.and_then(|l| l.resources().as_ref()), pid)?;
         write_id_maps(bundle, pid)?;
-        nix::unistd::write(sync, &[MSG_GO]).or_sys(|| "signal init".into())?;
-        expect_ready(sync)?;
         let saved = Saved {
             id: id.to_string(),
             pid,
@@ -184,14 +195,14 @@ impl Runtime {
             created: now_rfc3339(),
             cgroup_path: cgroup.path().to_string(),
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-            poststop: bundle
-                .spec
-                .hooks()
-                .as_ref()
-                .and_then(|h| h.poststop().clone())
-                .unwrap_or_default(),
+            hooks: bundle.spec.hooks().clone(),
             seccomp: linux.and_then(|l| l.seccomp().clone()),
         };
+        nix::unistd::write(sync, &[MSG_GO]).or_sys(|| "signal init".into())?;
+        if crate::hooks::need_creation_step(saved.hooks.as_ref()) {
+            run_creation_hooks(sync, &saved)?;
+        }
+        expect_message(sync, MSG_READY)?;
         self.root.save(&saved)?;
         if let Some(pid_file) = &options.pid_file {
             std::fs::write(pid_file, pid.to_string()).at(pid_file)?;
@@ -225,7 +236,8 @@ impl Runtime {
                 }
             }
         }
-        std::fs::remove_file(&fifo).at(&fifo)
+        std::fs::remove_file(&fifo).at(&fifo)?;
+        self.run_poststart(id)
     }
 
     /// The container's state as `state` prints it.
@@ -235,22 +247,7 @@ impl Runtime {
     }
 
     fn report(&self, saved: &Saved) -> StateReport {
-        let status = self.status(saved);
-        StateReport {
-            oci_version: "1.2.0".to_string(),
-            id: saved.id.clone(),
-            status,
-            pid: if status == Status::Stopped {
-                0
-            } else {
-                saved.pid
-            },
-            bundle: saved.bundle.clone(),
-            rootfs: saved.rootfs.clone(),
-            created: saved.created.clone(),
-            annotations: saved.annotations.clone(),
-            owner: String::new(),
-        }
+        saved.report(self.status(saved))
     }
 
     fn status(&self, saved: &Saved) -> Status {
@@ -316,9 +313,8 @@ impl Runtime {
             );
         }
         remove_cgroup_when_empty(&cgroup)?;
-        for hook in &saved.poststop {
-            let _ = crate::hooks::run_hook(hook, &self.report(&saved));
-        }
+        let poststop = crate::hooks::of_kind(saved.hooks.as_ref(), Hooks::poststop);
+        crate::hooks::run_all_warn(poststop, &saved.report(Status::Stopped));
         self.root.remove(id)
     }
 
@@ -388,7 +384,7 @@ impl Runtime {
                     .or_sys(|| "signal exec".into())
             })
             .and_then(|()| read_exec_pid(&parent_sock))
-            .and_then(|pid| expect_ready(&parent_sock).map(|()| pid))
+            .and_then(|pid| expect_message(&parent_sock, MSG_READY).map(|()| pid))
             .and_then(|pid| expect_exec(&parent_sock).map(|()| pid));
         let pid = match outcome {
             Ok(pid) => pid,
@@ -496,12 +492,29 @@ fn write_id_maps(bundle: &Bundle, pid: i32) -> Result<()> {
     Ok(())
 }
 
-/// Waits for init's READY, or turns its error report (or silence) into an error.
-fn expect_ready(sync: &OwnedFd) -> Result<()> {
+/// Runs prestart and createRuntime hooks, in the runtime's namespaces, once init has made
+/// the container's mounts and asks for them; then hands init the state for its own
+/// createContainer and startContainer hooks.
+fn run_creation_hooks(sync: &OwnedFd, saved: &Saved) -> Result<()> {
+    expect_message(sync, MSG_HOOKS)?;
+    let state = crate::hooks::state_json(&saved.report(Status::Creating));
+    for kind in [Hooks::prestart, Hooks::create_runtime] {
+        crate::hooks::run_all(crate::hooks::of_kind(saved.hooks.as_ref(), kind), &state)?;
+    }
+    let mut message = vec![MSG_GO];
+    message.extend_from_slice(&state);
+    nix::unistd::write(sync, &message)
+        .map(|_| ())
+        .or_sys(|| "hand init the state".into())
+}
+
+/// Waits for the one-byte message `expected` from init, or turns its error report (or
+/// silence) into an error.
+fn expect_message(sync: &OwnedFd, expected: u8) -> Result<()> {
     let mut buffer = vec![0u8; 4096];
     let n = nix::unistd::read(sync.as_raw_fd(), &mut buffer).or_sys(|| "read from init".into())?;
     match buffer.first() {
-        Some(&MSG_READY) if n == 1 => Ok(()),
+        Some(&byte) if byte == expected && n == 1 => Ok(()),
         Some(&MSG_ERROR) if n > 0 => Err(Error::Init(
             String::from_utf8_lossy(&buffer[1..n]).into_owned(),
         )),

@@ -11,12 +11,13 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Process, Spec};
+use oci_spec::runtime::{Hooks, LinuxNamespaceType, PosixRlimitType, Process, Spec};
 
 use crate::bundle::Bundle;
 use crate::caps::ProcessCaps;
 use crate::error::SysContext;
 use crate::seccomp::Program;
+use crate::state::Status;
 use crate::{Error, Result};
 
 /// How init hands over to the user's process.
@@ -44,6 +45,7 @@ pub(crate) const MSG_READY: u8 = b'R';
 pub(crate) const MSG_ERROR: u8 = b'E';
 pub(crate) const MSG_GO: u8 = b'G';
 pub(crate) const MSG_PID: u8 = b'P';
+pub(crate) const MSG_HOOKS: u8 = b'H';
 
 /// Runs init; only returns (with the error already reported) when set-up failed.
 pub(crate) fn run(config: InitConfig) -> ! {
@@ -94,6 +96,14 @@ fn setup_and_exec(config: InitConfig) -> Result<Never> {
     let new_mount_ns = config.new_namespaces.contains(CloneFlags::CLONE_NEWNS);
     if new_mount_ns {
         crate::mounts::prepare_rootfs(spec, &config.bundle.rootfs, &config.cgroup_path)?;
+    }
+    let hooks = spec.hooks().as_ref();
+    let hook_state = if crate::hooks::need_creation_step(hooks) {
+        Some(creation_hooks(&config.sync, hooks)?)
+    } else {
+        None
+    };
+    if new_mount_ns {
         crate::mounts::pivot(&config.bundle.rootfs)?;
         // Sysctls go in before readonlyPaths make /proc/sys read-only.
         write_sysctls(spec)?;
@@ -110,6 +120,11 @@ fn setup_and_exec(config: InitConfig) -> Result<Never> {
     send(&config.sync, MSG_READY)?;
     if let Handover::WaitForStart(fifo) = &config.handover {
         wait_for_start(fifo)?;
+    }
+    if let Some(state) = &hook_state {
+        let state = crate::hooks::with_status(state, Status::Created);
+        let start = crate::hooks::of_kind(hooks, Hooks::start_container);
+        crate::hooks::run_all(start, &state)?;
     }
     exec_process(process, &prepared, config.seccomp)
 }
@@ -205,6 +220,24 @@ fn close_inherited_descriptors() -> Result<()> {
     nix::errno::Errno::result(rc)
         .map(|_| ())
         .or_sys(|| "mark inherited descriptors close-on-exec".into())
+}
+
+/// Asks the runtime to run its creation hooks, then runs createContainer hooks here, in
+/// the container's namespaces before pivot_root. Returns the state the runtime sent.
+fn creation_hooks(sync: &OwnedFd, hooks: Option<&Hooks>) -> Result<Vec<u8>> {
+    send(sync, MSG_HOOKS)?;
+    let mut buffer = vec![0u8; 1 << 16];
+    let n = nix::unistd::read(sync.as_raw_fd(), &mut buffer).or_sys(|| "read the state".into())?;
+    if n == 0 || buffer[0] != MSG_GO {
+        return Err(Error::Init("the runtime went away during the hooks".into()));
+    }
+    buffer.truncate(n);
+    buffer.remove(0);
+    crate::hooks::run_all(
+        crate::hooks::of_kind(hooks, Hooks::create_container),
+        &buffer,
+    )?;
+    Ok(buffer)
 }
 
 fn wait_for_go(sync: &OwnedFd) -> Result<()> {

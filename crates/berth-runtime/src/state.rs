@@ -14,6 +14,8 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Being set up: what prestart and createRuntime hooks see.
+    Creating,
     /// Set up, init waiting for `start`.
     Created,
     /// The user's process runs.
@@ -27,6 +29,7 @@ pub enum Status {
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let name = match self {
+            Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
             Status::Paused => "paused",
@@ -55,12 +58,34 @@ pub struct Saved {
     pub cgroup_path: String,
     /// The config's annotations.
     pub annotations: HashMap<String, String>,
-    /// The poststop hooks, run at delete even when the bundle is gone.
+    /// The spec's hooks: poststart runs at `start`, poststop at delete, when the bundle
+    /// may be gone.
     #[serde(default)]
-    pub poststop: Vec<oci_spec::runtime::Hook>,
+    pub hooks: Option<oci_spec::runtime::Hooks>,
     /// The container's seccomp profile, which `exec`'d processes get too.
     #[serde(default)]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+}
+
+impl Saved {
+    /// The state report of this container when its status is `status`.
+    pub fn report(&self, status: Status) -> StateReport {
+        StateReport {
+            oci_version: "1.2.0".to_string(),
+            id: self.id.clone(),
+            status,
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
+            bundle: self.bundle.clone(),
+            rootfs: self.rootfs.clone(),
+            created: self.created.clone(),
+            annotations: self.annotations.clone(),
+            owner: String::new(),
+        }
+    }
 }
 
 /// The JSON `state` prints: the runtime spec's state plus runc's extra fields.
