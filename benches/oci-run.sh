@@ -45,11 +45,12 @@ import json, sys
 results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 for name, r in results.items():
     print(f"{name:14s} {r['mean']*1000:7.2f} ms ± {r['stddev']*1000:5.2f}  (median {r['median']*1000:.2f} ms)")
+# Ratios of medians: one busy moment of a shared machine moves a mean, not a median.
 for suffix in ("", "+seccomp"):
-    berth = results["berth" + suffix]["mean"]
+    berth = results["berth" + suffix]["median"]
     for peer in ("crun", "runc"):
-        print(f"berth{suffix}/{peer}{suffix:9s} {berth / results[peer + suffix]['mean']:.2f}")
-print(f"berth/unshare-floor  {results['berth']['mean'] / results['unshare-floor']['mean']:.2f}")
+        print(f"berth{suffix}/{peer}{suffix:9s} {berth / results[peer + suffix]['median']:.2f}")
+print(f"berth/unshare-floor  {results['berth']['median'] / results['unshare-floor']['median']:.2f}")
 PY
 for name in berth crun runc; do
   case $name in

@@ -557,6 +557,7 @@ fn exec_child(
 ) -> ! {
     let raw = sync.as_raw_fd();
     crate::init::report_and_exit(raw, move || {
+        crate::sealed_exe::make_non_dumpable()?;
         let mut go = [0u8; 1];
         if nix::unistd::read(sync.as_raw_fd(), &mut go) != Ok(1) || go[0] != MSG_GO {
             return Err(Error::Init(

@@ -81,6 +81,8 @@ pub(crate) enum Never {}
 fn setup_and_exec(config: InitConfig) -> Result<Never> {
     let spec = &config.bundle.spec;
     wait_for_go(&config.sync)?;
+    // After GO: the runtime has written any id maps, which needs init dumpable.
+    crate::sealed_exe::make_non_dumpable()?;
     // A new cgroup namespace is rooted where the process is when it unshares: only now,
     // after the runtime moved it into the container's cgroup.
     if config.new_namespaces.contains(CloneFlags::CLONE_NEWCGROUP) {

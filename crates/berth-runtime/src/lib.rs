@@ -15,6 +15,7 @@ mod fs;
 mod hooks;
 mod init;
 mod mounts;
+mod sealed_exe;
 mod seccomp;
 pub mod state;
 
@@ -22,5 +23,6 @@ pub use bundle::{Bundle, parse_spec, write_default_spec};
 pub use container::{CreateOptions, ExecOptions, Runtime};
 pub use error::{Error, Result};
 pub use oci_spec::runtime::Process;
+pub use sealed_exe::run_from_sealed_binary;
 pub use seccomp::from_docker_profile;
 pub use state::{StateReport, Status};

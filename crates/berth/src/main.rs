@@ -21,6 +21,13 @@ pub const VERSION: &str = concat!(
 const EXIT_NOT_IMPLEMENTED: u8 = 2;
 
 fn main() -> ExitCode {
+    if starts_containers(std::env::args()) {
+        // Before anything else, so that the re-executed process does all the work once.
+        if let Err(error) = berth_runtime::run_from_sealed_binary() {
+            eprintln!("berth: error: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
     let matches = cli::Cli::command().get_matches();
     let path = command_path(&matches);
     let cli = match cli::Cli::from_arg_matches(&matches) {
@@ -42,6 +49,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether the command line may start container processes (`oci create`, `oci run`,
+/// `oci exec`): those must run from a sealed binary (CVE-2019-5736). A false match only
+/// costs one re-exec.
+fn starts_containers(mut args: impl Iterator<Item = String>) -> bool {
+    args.any(|a| a == "oci") && args.any(|a| matches!(a.as_str(), "create" | "run" | "exec"))
 }
 
 /// How a command that did not succeed ended.

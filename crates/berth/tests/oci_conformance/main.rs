@@ -17,6 +17,7 @@ use berth_testkit::images::{busybox_image, webapp_image};
 use berth_testkit::layout::LayoutImage;
 use serde_json::{Value, json};
 
+mod escapes;
 mod hooks;
 mod seccomp;
 
@@ -350,82 +351,6 @@ fn berth_runtime_unified() -> bool {
         .unwrap()
         .lines()
         .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains("cgroup2"))
-}
-
-#[test]
-fn a_symlink_cannot_point_a_mount_at_the_host() {
-    let victim = Scratch::new("mount-victim").unwrap();
-    let victim_dir = victim.path().to_path_buf();
-    let target = victim_dir.display().to_string();
-    // The image holds /escape -> <host dir>; a tmpfs is mounted at /escape/inside.
-    Case::shell(
-        "symlinkmount",
-        "ls -d /escape/inside >/dev/null && echo mounted",
-    )
-    .tweak(move |c| {
-        c["mounts"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"destination": "/escape/inside", "type": "tmpfs", "source": "tmpfs"}));
-        c["annotations"] = json!({"escape-target": target.clone()});
-    })
-    .expect_with_rootfs(
-        |rootfs, config| {
-            let target = config["annotations"]["escape-target"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            std::os::unix::fs::symlink(target, rootfs.join("escape")).unwrap();
-        },
-        |_| Ok(()),
-    );
-    assert!(
-        !victim_dir.join("inside").exists(),
-        "a mount point was created on the host"
-    );
-}
-
-impl Case {
-    /// Like `expect`, with a hook that edits the unpacked rootfs before the run.
-    fn expect_with_rootfs(
-        &self,
-        prepare: impl Fn(&Path, &Value),
-        check: impl Fn(&Output) -> Result<(), String>,
-    ) {
-        for &runtime in runtimes() {
-            let scratch = Scratch::new(&format!("oci-{}-{}", self.name, runtime.name())).unwrap();
-            let (bundle, id, _cgroup) = self.bundle(&scratch, runtime);
-            let config: Value =
-                serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap())
-                    .unwrap();
-            prepare(&bundle.join("rootfs"), &config);
-            let output = runtime
-                .command(&scratch.path().join("state"))
-                .args(["run", "--bundle"])
-                .arg(&bundle)
-                .arg(&id)
-                .output()
-                .unwrap();
-            check(&output)
-                .unwrap_or_else(|why| panic!("{} under {}: {why}", self.name, runtime.name()));
-        }
-    }
-}
-
-#[test]
-fn no_runtime_descriptor_leaks_into_the_container() {
-    // /proc/self/fd of `ls` itself: 0, 1, 2 and the directory ls opened to list it.
-    Case::shell("fdleak", "ls /proc/self/fd | wc -l").expect_stdout("4");
-}
-
-#[test]
-fn a_cwd_through_proc_self_fd_cannot_reach_the_host() {
-    // CVE-2024-21626: a leaked directory descriptor as cwd would put the process on the host.
-    for fd in 3..8 {
-        Case::new(&format!("cwdfd{fd}"), &["sh", "-c", "test -e ./bin/busybox && echo container-root-visible || ls .. >/dev/null && echo host"])
-            .tweak(move |c| c["process"]["cwd"] = json!(format!("/proc/self/fd/{fd}")))
-            .expect(|o| if o.status.success() { Err("the process started with a descriptor as its cwd".into()) } else { Ok(()) });
-    }
 }
 
 #[test]
