@@ -32,6 +32,8 @@ pub struct ExecOptions {
     pub detach: bool,
     /// Write the process's host pid to this file (`--pid-file`).
     pub pid_file: Option<PathBuf>,
+    /// Send the terminal's master to the listener on this socket (`--console-socket`).
+    pub console_socket: Option<PathBuf>,
 }
 
 /// Options of `create` and `run` beyond the bundle.
@@ -39,6 +41,15 @@ pub struct ExecOptions {
 pub struct CreateOptions {
     /// Write the init's host pid to this file (`--pid-file`).
     pub pid_file: Option<PathBuf>,
+    /// Send the terminal's master to the listener on this socket (`--console-socket`).
+    pub console_socket: Option<PathBuf>,
+}
+
+/// A container whose init has been spawned.
+struct Spawned {
+    pid: i32,
+    /// Our end of a private console socket, when we relay the terminal ourselves.
+    console: Option<OwnedFd>,
 }
 
 /// The runtime: containers under one state root.
@@ -58,19 +69,23 @@ impl Runtime {
     /// Creates container `id` from the bundle: namespaces, cgroup and filesystem are set
     /// up and init waits for `start`. Returns init's host pid.
     pub fn create(&self, id: &str, bundle: &Path, options: &CreateOptions) -> Result<i32> {
-        self.claim_and_spawn(id, bundle, options, |dir| {
+        let spawned = self.claim_and_spawn(id, bundle, options, false, |dir| {
             let fifo = dir.join(EXEC_FIFO);
             nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
                 .or_sys(|| format!("mkfifo {}", fifo.display()))?;
             open_path(&fifo).map(Handover::WaitForStart)
-        })
+        })?;
+        Ok(spawned.pid)
     }
 
     /// Creates and starts container `id` in one step and waits for it to exit, then deletes
     /// it unless `keep`. Returns the exit status as a shell would see it (128+N for signal N).
     pub fn run(&self, id: &str, bundle: &Path, options: &CreateOptions, keep: bool) -> Result<i32> {
-        let pid = self.run_detached(id, bundle, options)?;
-        let code = wait_exit(pid);
+        let spawned = self.start_at_once(id, bundle, options, true)?;
+        if let Some(console) = spawned.console {
+            crate::console::relay(crate::console::receive_master(&console)?);
+        }
+        let code = wait_exit(spawned.pid);
         if !keep {
             self.delete(id, true)?;
         }
@@ -79,9 +94,20 @@ impl Runtime {
 
     /// Creates and starts container `id` and returns at once (`run --detach`).
     pub fn run_detached(&self, id: &str, bundle: &Path, options: &CreateOptions) -> Result<i32> {
-        let pid = self.claim_and_spawn(id, bundle, options, |_| Ok(Handover::Exec))?;
+        Ok(self.start_at_once(id, bundle, options, false)?.pid)
+    }
+
+    fn start_at_once(
+        &self,
+        id: &str,
+        bundle: &Path,
+        options: &CreateOptions,
+        attached: bool,
+    ) -> Result<Spawned> {
+        let spawned =
+            self.claim_and_spawn(id, bundle, options, attached, |_| Ok(Handover::Exec))?;
         self.run_poststart(id)?;
-        Ok(pid)
+        Ok(spawned)
     }
 
     /// Poststart hooks run once the user's process has started; their failures are only
@@ -100,11 +126,12 @@ impl Runtime {
         id: &str,
         bundle: &Path,
         options: &CreateOptions,
+        attached: bool,
         prepare: impl FnOnce(&Path) -> Result<Handover>,
-    ) -> Result<i32> {
+    ) -> Result<Spawned> {
         let dir = self.root.claim(id)?;
         prepare(&dir)
-            .and_then(|handover| self.spawn(id, bundle, options, handover))
+            .and_then(|handover| self.spawn(id, bundle, options, attached, handover))
             .inspect_err(|_| {
                 let _ = self.root.remove(id);
             })
@@ -115,9 +142,13 @@ impl Runtime {
         id: &str,
         bundle_dir: &Path,
         options: &CreateOptions,
+        attached: bool,
         handover: Handover,
-    ) -> Result<i32> {
+    ) -> Result<Spawned> {
         let bundle = Bundle::load(bundle_dir)?;
+        let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal());
+        let (console, our_console) =
+            console_ends(terminal, options.console_socket.as_deref(), attached)?;
         let linux = bundle.spec.linux().as_ref();
         let cgroup_path = linux
             .and_then(|l| l.cgroups_path().clone())
@@ -150,10 +181,12 @@ impl Runtime {
                 joins,
                 new_namespaces,
                 seccomp: seccomp.as_ref(),
+                console,
             };
             crate::init::run(config);
         }
         drop(child_sock);
+        drop(console);
         let confirm_exec = matches!(handover, Handover::Exec);
         drop(handover);
         let cgroup = Cgroup::new(&cgroup_path);
@@ -171,7 +204,10 @@ impl Runtime {
             let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
             let _ = cgroup.remove();
         }
-        started.map(|()| pid)
+        started.map(|()| Spawned {
+            pid,
+            console: our_console,
+        })
     }
 
     fn finish_spawn(
@@ -357,21 +393,28 @@ impl Runtime {
             matches!(s, Status::Created | Status::Running)
         })?;
         let seccomp = self.seccomp_program(saved.seccomp.as_ref())?;
+        let (console, our_console) = console_ends(
+            process.terminal(),
+            options.console_socket.as_deref(),
+            !options.detach,
+        )?;
         let joins = container_namespaces(saved.pid)?;
         let (parent_sock, child_sock) = sync_pair()?;
         // SAFETY: fork of a single-threaded runtime; the child only returns through exit.
         let child = unsafe { nix::unistd::fork() }.or_sys(|| "fork for exec".into())?;
         if let nix::unistd::ForkResult::Child = child {
             drop(parent_sock);
-            exec_child(
-                child_sock,
-                &joins,
+            exec_child(ExecChild {
+                sync: child_sock,
+                joins: &joins,
                 process,
-                seccomp.as_ref(),
-                options.detach,
-            );
+                seccomp: seccomp.as_ref(),
+                console,
+                detach: options.detach,
+            });
         }
         drop(child_sock);
+        drop(console);
         let child = match child {
             nix::unistd::ForkResult::Parent { child } => child,
             nix::unistd::ForkResult::Child => unreachable!("the child never returns"),
@@ -396,6 +439,9 @@ impl Runtime {
         };
         if let Some(pid_file) = &options.pid_file {
             std::fs::write(pid_file, pid.to_string()).at(pid_file)?;
+        }
+        if let Some(console) = our_console {
+            crate::console::relay(crate::console::receive_master(&console)?);
         }
         let code = wait_exit(child.as_raw());
         Ok(if options.detach { pid } else { code })
@@ -546,17 +592,22 @@ fn container_namespaces(pid: i32) -> Result<Vec<(OwnedFd, CloneFlags)>> {
     Ok(joins)
 }
 
+/// What the forked child of `exec` needs.
+struct ExecChild<'a> {
+    sync: OwnedFd,
+    joins: &'a [(OwnedFd, CloneFlags)],
+    process: &'a Process,
+    seccomp: Option<&'a Program>,
+    console: Option<OwnedFd>,
+    detach: bool,
+}
+
 /// The forked child of `exec`: joins the namespaces, forks once more so that the process
 /// is inside the pid namespace, reports its pid, and waits for it unless detached.
-fn exec_child(
-    sync: OwnedFd,
-    joins: &[(OwnedFd, CloneFlags)],
-    process: &Process,
-    seccomp: Option<&Program>,
-    detach: bool,
-) -> ! {
-    let raw = sync.as_raw_fd();
+fn exec_child(child: ExecChild) -> ! {
+    let raw = child.sync.as_raw_fd();
     crate::init::report_and_exit(raw, move || {
+        let sync = child.sync;
         crate::sealed_exe::make_non_dumpable()?;
         let mut go = [0u8; 1];
         if nix::unistd::read(sync.as_raw_fd(), &mut go) != Ok(1) || go[0] != MSG_GO {
@@ -564,27 +615,62 @@ fn exec_child(
                 "the runtime went away before exec could start".into(),
             ));
         }
-        for (fd, kind) in joins {
+        for (fd, kind) in child.joins {
             nix::sched::setns(fd, *kind).or_sys(|| format!("join {kind:?} namespace"))?;
         }
         // SAFETY: fork of a single-threaded process.
         match unsafe { nix::unistd::fork() }.or_sys(|| "fork into the pid namespace".into())? {
             nix::unistd::ForkResult::Child => {
-                let prepared = crate::init::prepare_process(process)?;
+                let mut prepared = crate::init::prepare_process(child.process)?;
+                if let Some(console) = &child.console {
+                    prepared.open_terminal(console, child.process)?;
+                }
                 crate::init::send(&sync, MSG_READY)?;
-                crate::init::exec_process(process, &prepared, seccomp)
+                crate::init::exec_process(child.process, &prepared, child.seccomp)
             }
-            nix::unistd::ForkResult::Parent { child } => {
+            nix::unistd::ForkResult::Parent { child: pid } => {
                 let mut message = vec![MSG_PID];
-                message.extend_from_slice(&child.as_raw().to_le_bytes());
+                message.extend_from_slice(&pid.as_raw().to_le_bytes());
                 nix::unistd::write(&sync, &message).or_sys(|| "report the exec pid".into())?;
                 drop(sync);
-                let code = if detach { 0 } else { wait_exit(child.as_raw()) };
+                drop(child.console);
+                let code = if child.detach {
+                    0
+                } else {
+                    wait_exit(pid.as_raw())
+                };
                 // SAFETY: ends this helper with the process's status.
                 unsafe { libc::_exit(code) }
             }
         }
     })
+}
+
+/// The console socket init sends the terminal to, and our end of it when we relay the
+/// terminal ourselves (a foreground `run` or `exec` without `--console-socket`).
+fn console_ends(
+    terminal: Option<bool>,
+    socket: Option<&Path>,
+    attached: bool,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    let field = |reason: &str| Error::Field {
+        field: "process.terminal".into(),
+        reason: reason.into(),
+    };
+    match (terminal.unwrap_or(false), socket) {
+        (false, None) => Ok((None, None)),
+        (false, Some(_)) => Err(field(
+            "is false, but a console socket was given: only a terminal is sent there",
+        )),
+        (true, Some(path)) => Ok((Some(crate::console::connect(path)?), None)),
+        (true, None) if attached => {
+            let (ours, theirs) = crate::console::private_pair()?;
+            Ok((Some(theirs), Some(ours)))
+        }
+        (true, None) => Err(field(
+            "is true: a detached container needs --console-socket to hand its terminal to",
+        )),
+    }
 }
 
 /// Reads the exec'd process's host pid, or the error that came instead.

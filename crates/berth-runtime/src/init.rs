@@ -38,6 +38,8 @@ pub(crate) struct InitConfig<'a> {
     pub joins: Vec<(OwnedFd, CloneFlags)>,
     pub new_namespaces: CloneFlags,
     pub seccomp: Option<&'a Program>,
+    /// The console socket to send the terminal's master to, when the process has one.
+    pub console: Option<OwnedFd>,
 }
 
 /// Message prefixes on the sync socket.
@@ -118,7 +120,10 @@ fn setup_and_exec(config: InitConfig) -> Result<Never> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::Init("no process".into()))?;
-    let prepared = prepare_process(process)?;
+    let mut prepared = prepare_process(process)?;
+    if let Some(console) = &config.console {
+        prepared.open_terminal(console, process)?;
+    }
     send(&config.sync, MSG_READY)?;
     if let Handover::WaitForStart(fifo) = &config.handover {
         wait_for_start(fifo)?;
@@ -138,6 +143,21 @@ pub(crate) struct PreparedProcess {
     args: Vec<CString>,
     env: Vec<CString>,
     caps: ProcessCaps,
+    /// The slave of the process's terminal, made in the container's devpts.
+    terminal: Option<OwnedFd>,
+}
+
+impl PreparedProcess {
+    /// Makes the process's terminal and sends its master over `console`.
+    pub(crate) fn open_terminal(&mut self, console: &OwnedFd, process: &Process) -> Result<()> {
+        let user = process.user();
+        self.terminal = Some(crate::console::open_and_send(
+            console,
+            user.uid(),
+            user.gid(),
+        )?);
+        Ok(())
+    }
 }
 
 /// Resolves the program and capabilities and applies oom_score_adj and rlimits.
@@ -165,6 +185,7 @@ pub(crate) fn prepare_process(process: &Process) -> Result<PreparedProcess> {
         env: c_strings(process.env()),
         args,
         caps,
+        terminal: None,
     })
 }
 
@@ -177,6 +198,9 @@ pub(crate) fn exec_process(
     prepared: &PreparedProcess,
     seccomp: Option<&Program>,
 ) -> Result<Never> {
+    if let Some(terminal) = &prepared.terminal {
+        crate::console::attach(terminal)?;
+    }
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     let load_seccomp = || seccomp.map_or(Ok(()), Program::load);
     if !no_new_privs {

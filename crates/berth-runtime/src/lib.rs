@@ -9,6 +9,7 @@
 mod bundle;
 mod caps;
 pub mod cgroups;
+mod console;
 mod container;
 mod error;
 mod fs;

@@ -239,7 +239,7 @@ pub struct CreateArgs {
     /// Write the container's init pid to this file
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
-    /// Unix socket that receives the pseudo-terminal's master (not supported yet)
+    /// Unix socket that receives the pseudo-terminal's master (process.terminal)
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
     /// Accepted for runc compatibility
@@ -273,9 +273,12 @@ pub struct ExecArgs {
     /// Write the process's host pid to this file
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
-    /// Allocate a pseudo-terminal (not supported yet)
+    /// Allocate a pseudo-terminal
     #[arg(short, long)]
     pub tty: bool,
+    /// Unix socket to send the terminal's master to (with --tty)
+    #[arg(long, value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
     /// The container id
     pub id: String,
     /// The command and its arguments

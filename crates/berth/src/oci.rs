@@ -54,6 +54,7 @@ fn dispatch(oci: Oci) -> Result<ExitCode, Outcome> {
             let options = ExecOptions {
                 detach: args.detach,
                 pid_file: args.pid_file.clone(),
+                console_socket: args.console_socket.clone(),
             };
             let code = runtime.exec(&args.id, &process, &options)?;
             if !args.detach {
@@ -77,20 +78,15 @@ fn dispatch(oci: Oci) -> Result<ExitCode, Outcome> {
 }
 
 fn options(args: &CreateArgs) -> anyhow::Result<CreateOptions> {
-    if args.console_socket.is_some() {
-        bail!("--console-socket is not supported yet: terminals land with exec");
-    }
     Ok(CreateOptions {
         pid_file: args.pid_file.clone(),
+        console_socket: args.console_socket.clone(),
     })
 }
 
 /// The process `exec` runs: `--process` as given, or the container's own process from its
 /// config.json with the command and flags of the command line laid over it, as runc does.
 fn exec_process(runtime: &Runtime, args: &ExecArgs) -> anyhow::Result<Process> {
-    if args.tty {
-        bail!("--tty is not supported yet: terminals land with the console socket");
-    }
     if let Some(path) = &args.process {
         let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
         return serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()));
@@ -104,7 +100,7 @@ fn exec_process(runtime: &Runtime, args: &ExecArgs) -> anyhow::Result<Process> {
         .and_then(|b| b.spec.process().clone())
         .unwrap_or_default();
     process.set_args(Some(args.command.clone()));
-    process.set_terminal(Some(false));
+    process.set_terminal(Some(args.tty));
     let mut env = process.env().clone().unwrap_or_default();
     for pair in &args.env {
         let key = pair.split('=').next().unwrap_or_default();
