@@ -510,6 +510,8 @@ fn namespaces(bundle: &Bundle) -> Result<(CloneFlags, Vec<(OwnedFd, CloneFlags)>
             }
         }
     }
+    // Joining the user namespace first grants the rights to join the others.
+    joins.sort_by_key(|(_, kind)| *kind != CloneFlags::CLONE_NEWUSER);
     Ok((new, joins))
 }
 

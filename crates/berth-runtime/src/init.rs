@@ -94,6 +94,14 @@ fn setup_and_exec(config: InitConfig) -> Result<Never> {
     for (fd, kind) in &config.joins {
         nix::sched::setns(fd, *kind).or_sys(|| format!("join {kind:?} namespace"))?;
     }
+    let user_ns = config.new_namespaces.contains(CloneFlags::CLONE_NEWUSER)
+        || config
+            .joins
+            .iter()
+            .any(|(_, kind)| *kind == CloneFlags::CLONE_NEWUSER);
+    if user_ns {
+        become_namespace_root()?;
+    }
     if config.new_namespaces.contains(CloneFlags::CLONE_NEWUTS) {
         set_names(spec)?;
     }
@@ -246,6 +254,17 @@ fn close_inherited_descriptors() -> Result<()> {
     nix::errno::Errno::result(rc)
         .map(|_| ())
         .or_sys(|| "mark inherited descriptors close-on-exec".into())
+}
+
+/// Takes the ids of root inside the user namespace. Init keeps the host ids it was cloned
+/// with, which the namespace does not map, and files it made would fail with EOVERFLOW.
+fn become_namespace_root() -> Result<()> {
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    let root_uid = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid)
+        .or_sys(|| "become gid 0 in the user namespace".into())?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid)
+        .or_sys(|| "become uid 0 in the user namespace".into())
 }
 
 /// Asks the runtime to run its creation hooks, then runs createContainer hooks here, in

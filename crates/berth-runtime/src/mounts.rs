@@ -1,9 +1,10 @@
 //! The container's filesystem view: the spec's mounts, default devices, pivot_root, masked
 //! and read-only paths. Runs in the container's init, in its new mount namespace.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use oci_spec::runtime::{Mount, Spec};
 
@@ -304,6 +305,53 @@ fn mount_cgroups(
     Ok(())
 }
 
+fn set_owner_and_mode(
+    dir: &OwnedFd,
+    name: &std::ffi::OsStr,
+    path: &Path,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+) -> Result<()> {
+    nix::unistd::fchownat(
+        Some(dir.as_raw_fd()),
+        name,
+        Some(uid.into()),
+        Some(gid.into()),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .or_sys(|| format!("chown {}", path.display()))?;
+    // mknod's mode is cut by the umask: set it exactly.
+    nix::sys::stat::fchmodat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::sys::stat::Mode::from_bits_truncate(mode),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .or_sys(|| format!("chmod {}", path.display()))
+}
+
+/// Bind-mounts the host's device at `path` onto an empty file `name` in `dir`.
+fn bind_host_device(dir: &OwnedFd, name: &std::ffi::OsStr, path: &Path) -> Result<()> {
+    let target = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .or_sys(|| format!("create {}", path.display()))?;
+    // SAFETY: a fresh descriptor from openat.
+    let target = unsafe { OwnedFd::from_raw_fd(target) };
+    nix::mount::mount(
+        Some(path),
+        format!("/proc/self/fd/{}", target.as_raw_fd()).as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .or_sys(|| format!("bind the host's {}", path.display()))
+}
+
 /// The devices every container gets (null, zero, full, random, urandom, tty) plus the
 /// spec's own, and the /dev symlinks programs expect.
 fn default_devices(root: &OwnedFd, spec: &Spec) -> Result<()> {
@@ -354,30 +402,20 @@ fn default_devices(root: &OwnedFd, spec: &Spec) -> Result<()> {
             name,
             nix::unistd::UnlinkatFlags::NoRemoveDir,
         );
-        nix::sys::stat::mknodat(
+        match nix::sys::stat::mknodat(
             Some(dir.as_raw_fd()),
             name,
             kind,
             nix::sys::stat::Mode::from_bits_truncate(mode),
             makedev(major, minor),
-        )
-        .or_sys(|| format!("mknod {}", path.display()))?;
-        nix::unistd::fchownat(
-            Some(dir.as_raw_fd()),
-            name,
-            Some(uid.into()),
-            Some(gid.into()),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .or_sys(|| format!("chown {}", path.display()))?;
-        // mknod's mode is cut by the umask: set it exactly.
-        nix::sys::stat::fchmodat(
-            Some(dir.as_raw_fd()),
-            name,
-            nix::sys::stat::Mode::from_bits_truncate(mode),
-            nix::sys::stat::FchmodatFlags::FollowSymlink,
-        )
-        .or_sys(|| format!("chmod {}", path.display()))?;
+        ) {
+            // A user namespace may not make device nodes: bind the host's instead, as runc.
+            Err(nix::errno::Errno::EPERM) => bind_host_device(&dir, name, &path)?,
+            made => {
+                made.or_sys(|| format!("mknod {}", path.display()))?;
+                set_owner_and_mode(&dir, name, &path, uid, gid, mode)?;
+            }
+        }
     }
     let dev = open_in_root(
         root.as_raw_fd(),

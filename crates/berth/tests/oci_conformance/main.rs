@@ -355,6 +355,29 @@ fn berth_runtime_unified() -> bool {
 }
 
 #[test]
+fn a_user_namespace_maps_root_to_an_unprivileged_host_id() {
+    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    Case::shell(
+        "userns",
+        "id -u; cat /proc/self/uid_map /proc/self/gid_map | tr -s ' ' | sed 's/^ //'; \
+         touch /tmp/made && stat -c %u:%g /tmp/made; echo x > /dev/null && echo null-ok",
+    )
+    .tweak(move |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map.clone();
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+    })
+    .expect_stdout("0\n0 100000 65536\n0 100000 65536\n0:0\nnull-ok");
+}
+
+#[test]
 fn installed_reference_runtimes_are_really_exercised() {
     let runc_installed = Command::new("runc")
         .arg("--version")
