@@ -15,7 +15,7 @@ use oci_spec::runtime::{Hooks, LinuxSeccomp, Process};
 use crate::seccomp::Program;
 
 use crate::bundle::Bundle;
-use crate::cgroups::Cgroup;
+use crate::cgroups::{Cgroup, Stats};
 use crate::error::{IoContext, SysContext};
 use crate::init::{
     Handover, InitConfig, MSG_ERROR, MSG_GO, MSG_HOOKS, MSG_PID, MSG_READY, clone_flag,
@@ -283,7 +283,15 @@ impl Runtime {
     }
 
     fn report(&self, saved: &Saved) -> StateReport {
-        saved.report(self.status(saved))
+        let mut report = saved.report(self.status(saved));
+        report.oom_killed = Cgroup::new(&saved.cgroup_path).oom_kills() > 0;
+        report
+    }
+
+    /// The container's usage (CPU, memory, pids) as its cgroup reports it now.
+    pub fn stats(&self, id: &str) -> Result<Stats> {
+        let saved = self.root.load(id)?;
+        Ok(Cgroup::new(&saved.cgroup_path).stats())
     }
 
     fn status(&self, saved: &Saved) -> Status {

@@ -84,6 +84,7 @@ impl Saved {
             created: self.created.clone(),
             annotations: self.annotations.clone(),
             owner: String::new(),
+            oom_killed: false,
         }
     }
 }
@@ -111,6 +112,10 @@ pub struct StateReport {
     pub annotations: HashMap<String, String>,
     /// Who owns it (runc prints an empty string for root).
     pub owner: String,
+    /// Whether the kernel's OOM killer killed a process of the container (Berth's own
+    /// field: Docker's `State.OOMKilled`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
 }
 
 /// The runtime's state root: one directory per container.

@@ -351,6 +351,17 @@ pub enum OciCommand {
         /// The container id
         id: String,
     },
+    /// Print a container's usage as JSON: once with --stats, else every --interval
+    Events {
+        /// Print one stats reading and exit
+        #[arg(long)]
+        stats: bool,
+        /// Seconds between readings when streaming
+        #[arg(long, default_value = "5s", value_parser = parse_seconds)]
+        interval: std::time::Duration,
+        /// The container id
+        id: String,
+    },
     /// Freeze every process of a container
     Pause {
         /// The container id
@@ -371,4 +382,21 @@ pub enum OciCommand {
         #[arg(long, value_name = "FILE")]
         seccomp_profile: Option<PathBuf>,
     },
+}
+
+/// `5s`, `500ms` or a plain number of seconds, as runc's `--interval` takes them.
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    let invalid = || format!("invalid duration {text:?}: use e.g. 5s or 500ms");
+    if let Some(ms) = text.strip_suffix("ms") {
+        return ms
+            .parse()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| invalid());
+    }
+    text.trim_end_matches('s')
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(invalid)
 }

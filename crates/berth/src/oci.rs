@@ -47,6 +47,11 @@ fn dispatch(oci: Oci) -> Result<ExitCode, Outcome> {
         }
         List { format, quiet } => list(&runtime, &format, quiet)?,
         Ps { format, id } => ps(&runtime, &format, &id)?,
+        Events {
+            stats,
+            interval,
+            id,
+        } => events(&runtime, &id, stats, interval)?,
         Pause { id } => runtime.pause(&id)?,
         Resume { id } => runtime.resume(&id)?,
         Exec(args) => {
@@ -123,6 +128,32 @@ fn exec_process(runtime: &Runtime, args: &ExecArgs) -> anyhow::Result<Process> {
         process.user_mut().set_gid(gid);
     }
     Ok(process)
+}
+
+/// runc's `events`: `{"type":"stats","id":…,"data":…}` lines, once or every `interval`
+/// until the container stops, with an `oom` event whenever the OOM killer struck.
+fn events(
+    runtime: &Runtime,
+    id: &str,
+    once: bool,
+    interval: std::time::Duration,
+) -> anyhow::Result<()> {
+    let mut oom_seen = 0;
+    loop {
+        let stats = runtime.stats(id)?;
+        if stats.memory.oom_kill > oom_seen {
+            oom_seen = stats.memory.oom_kill;
+            println!("{}", serde_json::json!({"type": "oom", "id": id}));
+        }
+        println!(
+            "{}",
+            serde_json::json!({"type": "stats", "id": id, "data": stats})
+        );
+        if once || runtime.state(id)?.status == berth_runtime::Status::Stopped {
+            return Ok(());
+        }
+        std::thread::sleep(interval);
+    }
 }
 
 /// `KILL`, `SIGKILL`, `kill` and `9` all name SIGKILL.

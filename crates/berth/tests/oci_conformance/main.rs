@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 mod escapes;
 mod hooks;
 mod seccomp;
+mod stats;
 mod terminal;
 
 /// A runtime under test: how to invoke it with a given state root.

@@ -11,6 +11,10 @@ use oci_spec::runtime::LinuxResources;
 use crate::error::IoContext;
 use crate::{Error, Result};
 
+mod stats;
+
+pub use stats::{CpuStats, CpuUsage, MemoryStats, MemoryUsage, PidsStats, Stats};
+
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// The container's cgroup: one directory per v1 hierarchy, or one in the v2 tree.
