@@ -2,13 +2,14 @@
 # `berth oci run` of /bin/true in a busybox bundle against crun and runc, side by side in
 # one hyperfine run, plus `unshare` as the floor; then each runtime's peak RSS. The
 # `+seccomp` rows run the same bundle with Docker's default seccomp profile, as every
-# `docker run` does (`berth oci spec --seccomp-profile` converts it).
+# `docker run` does (`berth oci spec --seccomp-profile` converts it). `berth-api` is the
+# in-process library API's create -> start -> wait -> delete, the engine's path.
 #
 # Everything runs in one private mount namespace with /sys/fs/cgroup/unified unmounted:
 # crun 1.8.1 refuses this machine's hybrid cgroup layout otherwise, and the same
 # environment for every runtime keeps the comparison fair.
 set -euo pipefail
-: "${BERTH:?set by benches/run}" "${TESTKIT:?set by benches/run}"
+: "${BERTH:?set by benches/run}" "${TESTKIT:?set by benches/run}" "${LIFECYCLE_BENCH:?set by benches/run}"
 work=$(mktemp -d /tmp/berth-bench-oci.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 "$TESTKIT" bundle busybox "$work/bundle" /bin/true >/dev/null
@@ -24,9 +25,9 @@ config["linux"]["seccomp"] = profile
 json.dump(config, open(sys.argv[2], "w"))
 PY
 
-unshare -m --propagation private bash -s "$BERTH" "$work" "$runs" <<'INNER'
+unshare -m --propagation private bash -s "$BERTH" "$work" "$runs" "$LIFECYCLE_BENCH" <<'INNER'
 set -euo pipefail
-berth=$1 work=$2 runs=$3
+berth=$1 work=$2 runs=$3 lifecycle=$4
 umount /sys/fs/cgroup/unified 2>/dev/null || true
 cd "$work/bundle"
 commands=(
@@ -52,6 +53,8 @@ for suffix in ("", "+seccomp"):
         print(f"berth{suffix}/{peer}{suffix:9s} {berth / results[peer + suffix]['median']:.2f}")
 print(f"berth/unshare-floor  {results['berth']['median'] / results['unshare-floor']['median']:.2f}")
 PY
+# The engine's path: the library API in-process, create -> start -> wait -> delete.
+"$lifecycle" "$work/bundle" "$work/api" "$runs"
 for name in berth crun runc; do
   case $name in
     berth) cmd=("$berth" oci --root "$work/berth" run -b "$work/bundle" rss) ;;

@@ -43,6 +43,9 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     /// Send the terminal's master to the listener on this socket (`--console-socket`).
     pub console_socket: Option<PathBuf>,
+    /// Move the root filesystem into place instead of pivot_root (`--no-pivot`), for
+    /// hosts whose own root cannot be pivoted away from (an initramfs).
+    pub no_pivot: bool,
 }
 
 /// A container whose init has been spawned.
@@ -90,6 +93,13 @@ impl Runtime {
             self.delete(id, true)?;
         }
         Ok(code)
+    }
+
+    /// Waits for container `id`'s init to exit and returns its status as a shell sees it
+    /// (128+N for signal N). Only init's parent, the process that created the container,
+    /// can wait for it; for any other caller it returns 255 at once.
+    pub fn wait(&self, id: &str) -> Result<i32> {
+        Ok(wait_exit(self.root.load(id)?.pid))
     }
 
     /// Creates and starts container `id` and returns at once (`run --detach`).
@@ -182,6 +192,7 @@ impl Runtime {
                 new_namespaces,
                 seccomp: seccomp.as_ref(),
                 console,
+                no_pivot: options.no_pivot,
             };
             crate::init::run(config);
         }

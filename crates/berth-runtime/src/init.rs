@@ -40,6 +40,8 @@ pub(crate) struct InitConfig<'a> {
     pub seccomp: Option<&'a Program>,
     /// The console socket to send the terminal's master to, when the process has one.
     pub console: Option<OwnedFd>,
+    /// Move the root instead of pivot_root (`--no-pivot`).
+    pub no_pivot: bool,
 }
 
 /// Message prefixes on the sync socket.
@@ -116,7 +118,7 @@ fn setup_and_exec(config: InitConfig) -> Result<Never> {
         None
     };
     if new_mount_ns {
-        crate::mounts::pivot(&config.bundle.rootfs)?;
+        crate::mounts::pivot(&config.bundle.rootfs, config.no_pivot)?;
         // Sysctls go in before readonlyPaths make /proc/sys read-only.
         write_sysctls(spec)?;
         crate::mounts::harden(spec)?;

@@ -444,11 +444,19 @@ fn default_devices(root: &OwnedFd, spec: &Spec) -> Result<()> {
 }
 
 /// Swaps the root: the rootfs becomes `/` and the host's root is detached.
-pub fn pivot(rootfs: &Path) -> Result<()> {
+pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
     nix::unistd::chdir(rootfs).or_sys(|| format!("chdir {}", rootfs.display()))?;
+    if no_pivot {
+        return move_root();
+    }
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then
     // removes the old root without needing a directory for it inside the container.
-    nix::unistd::pivot_root(".", ".").or_sys(|| "pivot_root".into())?;
+    match nix::unistd::pivot_root(".", ".") {
+        // The host's root is the initramfs (rootfs), which cannot be pivoted away from:
+        // move the new root over / and chroot into it, as runc does there.
+        Err(nix::errno::Errno::EINVAL) => return move_root(),
+        other => other.or_sys(|| "pivot_root".into())?,
+    }
     mount(
         None::<&str>,
         ".",
@@ -458,6 +466,17 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
     )
     .or_sys(|| "make old root a slave".into())?;
     umount2(".", MntFlags::MNT_DETACH).or_sys(|| "detach the old root".into())?;
+    nix::unistd::chdir("/").or_sys(|| "chdir /".into())
+}
+
+/// The fallback where pivot_root cannot work: MS_MOVE of the current directory onto /,
+/// then chroot. The old root stays reachable only through this mount namespace's
+/// history, which the container cannot walk back up without CAP_SYS_CHROOT tricks, so
+/// it is only used where pivot_root is refused, or asked for (`--no-pivot`).
+fn move_root() -> Result<()> {
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .or_sys(|| "move the root filesystem onto /".into())?;
+    nix::unistd::chroot(".").or_sys(|| "chroot".into())?;
     nix::unistd::chdir("/").or_sys(|| "chdir /".into())
 }
 

@@ -242,8 +242,8 @@ pub struct CreateArgs {
     /// Unix socket that receives the pseudo-terminal's master (process.terminal)
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
-    /// Accepted for runc compatibility
-    #[arg(long, hide = true)]
+    /// Move the root filesystem into place instead of pivot_root (for an initramfs host)
+    #[arg(long)]
     pub no_pivot: bool,
     /// Accepted for runc compatibility
     #[arg(long, hide = true)]

@@ -86,6 +86,7 @@ fn options(args: &CreateArgs) -> anyhow::Result<CreateOptions> {
     Ok(CreateOptions {
         pid_file: args.pid_file.clone(),
         console_socket: args.console_socket.clone(),
+        no_pivot: args.no_pivot,
     })
 }
 

@@ -379,6 +379,36 @@ fn a_user_namespace_maps_root_to_an_unprivileged_host_id() {
 }
 
 #[test]
+fn no_pivot_moves_the_root_into_place() {
+    for &runtime in runtimes() {
+        let scratch = Scratch::new(&format!("nopivot-{}", runtime.name())).unwrap();
+        let case = Case::shell(
+            "nopivot",
+            "ls /bin/busybox && grep -c . /proc/self/mountinfo >/dev/null && echo inside",
+        );
+        let (bundle, id, _cgroup) = case.bundle(&scratch, runtime);
+        let output = runtime
+            .command(&scratch.path().join("state"))
+            .args([
+                "run",
+                "--no-pivot",
+                "--bundle",
+                bundle.to_str().unwrap(),
+                &id,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "/bin/busybox\ninside",
+            "{}: {output:?}",
+            runtime.name()
+        );
+    }
+}
+
+#[test]
 fn installed_reference_runtimes_are_really_exercised() {
     let runc_installed = Command::new("runc")
         .arg("--version")
