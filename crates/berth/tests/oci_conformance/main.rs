@@ -17,6 +17,7 @@ use berth_testkit::images::{busybox_image, webapp_image};
 use berth_testkit::layout::LayoutImage;
 use serde_json::{Value, json};
 
+mod cgroup_v2;
 mod escapes;
 mod hooks;
 mod seccomp;
