@@ -11,6 +11,7 @@ use oci_spec::runtime::LinuxResources;
 use crate::error::IoContext;
 use crate::{Error, Result};
 
+mod devices;
 mod stats;
 
 pub use stats::{CpuStats, CpuUsage, MemoryStats, MemoryUsage, PidsStats, Stats};
@@ -161,13 +162,13 @@ impl Cgroup {
         }
         let weight = r.block_io().as_ref().and_then(|b| b.weight());
         self.set_some("blkio", "blkio.weight", weight)?;
-        for rule in r.devices().iter().flatten() {
+        for rule in devices::effective_rules(r.devices().as_deref().unwrap_or_default()) {
             let file = if rule.allow() {
                 "devices.allow"
             } else {
                 "devices.deny"
             };
-            self.set("devices", file, device_rule(rule))?;
+            self.set("devices", file, devices::v1_rule(&rule))?;
         }
         self.apply_common(r)
     }
@@ -200,6 +201,10 @@ impl Cgroup {
         let weight = r.block_io().as_ref().and_then(|b| b.weight());
         let io_weight = weight.map(|w| 1 + (u64::from(w).saturating_sub(10)) * 9999 / 990);
         self.set_some("io", "io.weight", io_weight)?;
+        let rules = devices::effective_rules(r.devices().as_deref().unwrap_or_default());
+        if let (false, Some((_, dir))) = (rules.is_empty(), self.dirs.first()) {
+            devices::attach(dir, &rules)?;
+        }
         self.apply_common(r)
     }
 
@@ -355,22 +360,6 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     } else {
         1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
     }
-}
-
-fn device_rule(rule: &oci_spec::runtime::LinuxDeviceCgroup) -> String {
-    let kind = rule
-        .typ()
-        .map_or("a".to_string(), |t| t.as_str().to_string());
-    let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
-    let access = rule.access().clone().unwrap_or_else(|| "rwm".to_string());
-    if kind == "a" && rule.major().is_none() {
-        return format!("a *:* {access}");
-    }
-    format!(
-        "{kind} {}:{} {access}",
-        num(rule.major()),
-        num(rule.minor())
-    )
 }
 
 #[cfg(test)]

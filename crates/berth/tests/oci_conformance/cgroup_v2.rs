@@ -9,7 +9,7 @@ use super::*;
 /// `berth oci` seeing a pure cgroup v2 host. Its stdout is captured, so a detached
 /// container's must not be: `run --detach` gets the container's stdio from us.
 fn berth_on_v2(root: &Path, args: &[&str]) -> Output {
-    let detached = args.first() == Some(&"run");
+    let detached = args.first() == Some(&"run") && args.contains(&"--detach");
     Command::new("unshare")
         .args([
             "-m",
@@ -87,4 +87,20 @@ fn on_cgroup_v2_a_container_is_placed_frozen_counted_and_removed() {
         "{stats}"
     );
     assert!(!group.exists(), "{} left behind", group.display());
+}
+
+/// v2 has no devices controller: the rules become an eBPF program on the group.
+#[test]
+fn on_cgroup_v2_device_rules_are_an_ebpf_program() {
+    let scratch = Scratch::new("cgroup-v2-devices").unwrap();
+    let (bundle, id, _cgroup) = device_case("cgroup-v2-devices").bundle(&scratch, Runtime::Berth);
+    let output = berth_on_v2(
+        &scratch.path().join("state"),
+        &["run", "--bundle", bundle.to_str().unwrap(), &id],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        DEVICES_HELD,
+        "{output:?}"
+    );
 }

@@ -409,6 +409,48 @@ fn no_pivot_moves_the_root_into_place() {
     }
 }
 
+/// Deny every device, then let the runtime add the ones every container needs (as runc
+/// does), with CAP_MKNOD so that only the device rules stand between the process and a
+/// node it makes itself: /dev/fuse (10:229), which root opens without any capability and
+/// which is not among the defaults.
+fn device_case(name: &str) -> Case {
+    assert!(
+        Path::new("/sys/dev/char/10:229").exists(),
+        "this machine has no /dev/fuse to test device rules with"
+    );
+    Case::shell(
+        name,
+        "echo x > /dev/null && echo null-ok; head -c1 /dev/urandom >/dev/null && echo urandom-ok; \
+         mknod /tmp/fuse c 10 229 && head -c0 /tmp/fuse && echo fuse-opened",
+    )
+    .tweak(|c| {
+        c["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_MKNOD"));
+        }
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+    })
+}
+
+/// What `device_case` prints when the rules hold.
+const DEVICES_HELD: &str = "null-ok\nurandom-ok";
+
+#[test]
+fn device_rules_allow_the_standard_devices_and_nothing_else() {
+    device_case("devices").expect(|o| {
+        match String::from_utf8_lossy(&o.stdout).trim() == DEVICES_HELD {
+            true => Ok(()),
+            false => Err("device rules did not hold".into()),
+        }
+    });
+}
+
 #[test]
 fn installed_reference_runtimes_are_really_exercised() {
     let runc_installed = Command::new("runc")
@@ -519,15 +561,23 @@ fn run_detached(runtime: Runtime, root: &Path, bundle: &Path, id: &str) {
 /// Like `ok`, for commands that leave a container running: its stdio goes nowhere, so the
 /// container cannot hold the test's pipes open.
 fn ok_detached(runtime: Runtime, root: &Path, args: &[&str]) {
+    // Not a pipe: a detached container inherits it and would hold it open.
+    let log_path = root.with_extension("stderr");
+    let log = std::fs::File::create(&log_path).unwrap();
     let status = runtime
         .command(root)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .status()
         .unwrap();
-    assert!(status.success(), "{} {args:?}", runtime.name());
+    let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "{} {args:?}: {status}: {stderr}",
+        runtime.name()
+    );
 }
 
 #[test]
