@@ -3,13 +3,10 @@
 //!
 //! Depends on nothing of ours: the engine, the build and the registry sit on top of it.
 
-/// The OCI media type of an image manifest; the first shared name of the image model.
-pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+mod digest;
+mod error;
+mod unpack;
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn manifest_media_type_is_the_oci_one() {
-        assert!(super::OCI_MANIFEST_MEDIA_TYPE.starts_with("application/vnd.oci.image"));
-    }
-}
+pub use digest::{Digest, HashingReader};
+pub use error::{Error, Result};
+pub use unpack::{Unpacked, unpack_layer};
