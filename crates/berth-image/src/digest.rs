@@ -7,9 +7,27 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{Error, Result};
 
-/// A validated `sha256:` digest: the address of every blob, layer and image.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A validated `sha256:` digest: the address of every blob, layer and image. It is
+/// parsed again when deserialized, so a tampered record cannot name a path.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct Digest(String);
+
+impl TryFrom<String> for Digest {
+    type Error = Error;
+
+    fn try_from(text: String) -> Result<Self> {
+        Self::parse(&text)
+    }
+}
+
+impl From<Digest> for String {
+    fn from(digest: Digest) -> Self {
+        digest.0
+    }
+}
 
 impl Digest {
     /// Parses `sha256:<64 lowercase hex>`; anything else is refused (it would become a

@@ -3,10 +3,18 @@
 //!
 //! Depends on nothing of ours: the engine, the build and the registry sit on top of it.
 
+mod archive;
+mod content;
 mod digest;
 mod error;
+mod reference;
+mod store;
 mod unpack;
 
+pub use archive::Loaded;
+pub use content::{ContentStore, Ingest};
 pub use digest::{Digest, HashingReader};
 pub use error::{Error, Result};
+pub use reference::Reference;
+pub use store::{ImageRecord, ImageStore, LayerBlob, LayerRecord, Removed};
 pub use unpack::{Unpacked, unpack_layer};

@@ -327,11 +327,9 @@ fn c_name(name: &[u8], raw: &[u8]) -> Result<CString> {
 }
 
 fn owner(header: &tar::Header, raw: &[u8]) -> Result<(u32, u32)> {
+    // An empty owner field (some writers leave it NUL) reads as 0, as GNU tar reads it.
     let id = |value: std::io::Result<u64>| {
-        value
-            .ok()
-            .and_then(|v| u32::try_from(v).ok())
-            .ok_or_else(|| unsafe_entry(raw, "owner id out of range"))
+        u32::try_from(value.unwrap_or(0)).map_err(|_| unsafe_entry(raw, "owner id out of range"))
     };
     Ok((id(header.uid())?, id(header.gid())?))
 }

@@ -219,3 +219,35 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> 
         source,
     })
 }
+
+/// The layout of `image` as one tar archive, the way `docker save` (Docker 25 and later)
+/// and `skopeo copy … oci-archive:` write it, with the image named `name` (e.g.
+/// `busybox:latest`) by the `io.containerd.image.name` annotation, as `docker load`
+/// reads it.
+pub fn layout_archive(image: &LayoutImage, name: &str) -> Result<Vec<u8>> {
+    let index_path = image.dir.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).at(&index_path)?)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", index_path.display())))?;
+    for manifest in index["manifests"].as_array_mut().into_iter().flatten() {
+        manifest["annotations"]["io.containerd.image.name"] = json!(name);
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.mode(tar::HeaderMode::Deterministic);
+    for entry in ["oci-layout", "blobs"] {
+        let path = image.dir.join(entry);
+        let appended = if path.is_dir() {
+            builder.append_dir_all(entry, &path)
+        } else {
+            builder.append_path_with_name(&path, entry)
+        };
+        appended.at(&path)?;
+    }
+    let index = to_bytes(&index);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(index.len() as u64);
+    header.set_mode(0o644);
+    builder
+        .append_data(&mut header, "index.json", &index[..])
+        .at(&index_path)?;
+    builder.into_inner().at(&image.dir)
+}
