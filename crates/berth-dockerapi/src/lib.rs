@@ -1,17 +1,118 @@
 //! The Docker Engine API over berth-engine: the server the daemon exposes on its unix
 //! socket, and the client the `berth` CLI uses, so `docker` and its SDKs work unchanged.
 //!
+//! Requests may carry a version prefix (`/v1.50/images/json`); it is checked against the
+//! range we serve and stripped before routing. Every error is Docker's JSON
+//! `{"message": …}` with Docker's status code; endpoints not served yet answer 501.
+//!
 //! Depends on berth-engine, berth-build, berth-registry and berth-ui.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::routing::{get, post};
+use berth_engine::Engine;
+
+mod error;
+mod images;
+mod system;
+mod time;
+
+pub use error::ApiError;
 
 /// Oldest Docker Engine API version we answer.
 pub const MIN_API_VERSION: (u32, u32) = (1, 41);
 /// Newest Docker Engine API version we negotiate up to (what docker 28 asks for).
 pub const MAX_API_VERSION: (u32, u32) = (1, 50);
 
+/// The engine behind every handler.
+type State = Arc<Engine>;
+
+/// Every route we serve, without the version prefix.
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/images/json", get(images::list))
+        .route("/images/load", post(images::load))
+        // Image names hold slashes (`registry:5000/team/app`): one catch-all route per
+        // method, split on the trailing action.
+        .route(
+            "/images/{*name}",
+            get(images::inspect)
+                .post(images::tag)
+                .delete(images::remove),
+        )
+        .fallback(error::not_implemented)
+        .with_state(engine)
+}
+
+/// Serves the API on `listener` until the process ends.
+pub async fn serve(engine: Arc<Engine>, listener: tokio::net::UnixListener) -> std::io::Result<()> {
+    use axum::ServiceExt;
+    let app = tower::Layer::layer(
+        &tower::util::MapRequestLayer::new(strip_version),
+        router(engine),
+    );
+    axum::serve(listener, app.into_make_service()).await
+}
+
+/// Removes a `/v1.NN` prefix so that one router serves every version; an unsupported
+/// version is routed to a path that answers Docker's error for it.
+fn strip_version(mut request: Request) -> Request {
+    let path = request.uri().path();
+    let Some(rest) = path.strip_prefix("/v") else {
+        return request;
+    };
+    let Some((version, tail)) = rest.split_once('/') else {
+        return request;
+    };
+    let parsed = version
+        .split_once('.')
+        .and_then(|(major, minor)| Some((major.parse().ok()?, minor.parse().ok()?)));
+    let new_path = match parsed {
+        Some(v) if (MIN_API_VERSION..=MAX_API_VERSION).contains(&v) => format!("/{tail}"),
+        Some(_) => format!("/_unsupported_version/{version}"),
+        None => return request,
+    };
+    let query = request
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    if let Ok(uri) = format!("{new_path}{query}").parse() {
+        *request.uri_mut() = uri;
+    }
+    request
+}
+
+/// `MAJOR.MINOR` of a version pair.
+fn version_string((major, minor): (u32, u32)) -> String {
+    format!("{major}.{minor}")
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn negotiation_range_is_not_empty() {
-        assert!(super::MIN_API_VERSION <= super::MAX_API_VERSION);
+    fn version_prefixes_are_stripped_or_refused() {
+        let path = |p: &str| {
+            strip_version(
+                Request::builder()
+                    .uri(p)
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .uri()
+            .to_string()
+        };
+        assert_eq!(path("/v1.50/images/json?all=1"), "/images/json?all=1");
+        assert_eq!(path("/v1.41/_ping"), "/_ping");
+        assert_eq!(path("/v1.12/_ping"), "/_unsupported_version/1.12");
+        assert_eq!(path("/_ping"), "/_ping");
+        assert_eq!(path("/volumes"), "/volumes");
     }
 }

@@ -35,7 +35,7 @@ pub enum Error {
         reason: String,
     },
     /// No image, tag or blob of that name.
-    #[error("no such image: {0}")]
+    #[error("No such image: {0}")]
     NotFound(String),
     /// A file of the store or of the target could not be read or written.
     #[error("{path}: {source}")]

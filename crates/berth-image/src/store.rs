@@ -450,7 +450,9 @@ fn resolve_in<'a>(index: &'a Index, name: &str) -> Result<&'a ImageRecord> {
             return Ok(image);
         }
     }
-    Err(Error::NotFound(name.to_string()))
+    // Docker names the missing image as a normalised reference: `nope:latest`.
+    let shown = Reference::parse(name).map_or_else(|_| name.to_string(), |r| r.to_string());
+    Err(Error::NotFound(shown))
 }
 
 fn invalid(what: &str, error: impl std::fmt::Display) -> Error {

@@ -31,12 +31,21 @@ pub struct Pending {
     args: Vec<String>,
 }
 
+/// `berth daemon`'s flags, as dockerd names them.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Root directory of persistent state: images, containers, volumes
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = berth_engine::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+}
+
 /// Every top-level command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     // --- Daemons -------------------------------------------------------------------
-    /// Run the container engine daemon serving the Docker Engine API
-    Daemon(Pending),
+    /// Run the container engine daemon serving the Docker Engine API (on -H, default
+    /// unix:///run/berth/berth.sock)
+    Daemon(DaemonArgs),
     /// Run the Kubernetes-compatible API server, scheduler and controllers
     Server(Pending),
     /// Run the node agent that runs this machine's pods

@@ -7,6 +7,7 @@ use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
 mod cli;
+mod daemon;
 mod oci;
 
 /// `berth --version`: the crate version and the git commit it was built from.
@@ -76,6 +77,7 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
     tracing::debug!(command = ?cli.command, "dispatching");
     match cli.command {
         cli::Command::Oci(oci) => oci::run(*oci),
+        cli::Command::Daemon(args) => daemon::run(&args, cli.host.as_deref()),
         _ => Err(Outcome::NotImplemented),
     }
 }

@@ -1,0 +1,169 @@
+//! Image endpoints: list, inspect, load, tag and remove, in Docker's JSON shapes.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State as Extract};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use berth_image::{ImageRecord, Reference, Removed};
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{ApiError, State};
+
+/// The size Docker reports for an image: its layers, uncompressed.
+fn size(image: &ImageRecord) -> u64 {
+    image.layers.iter().map(|l| l.unpacked_size).sum()
+}
+
+fn repo_tags(tags: &[String]) -> Value {
+    json!(tags)
+}
+
+/// `GET /images/json`.
+pub(crate) async fn list(Extract(engine): Extract<State>) -> Result<Json<Value>, ApiError> {
+    let images = engine.images().list();
+    let summaries = images
+        .iter()
+        .map(|(image, tags)| {
+            let config = engine.images().config(image).unwrap_or_default();
+            json!({
+                "Id": image.id.as_str(),
+                "ParentId": "",
+                "RepoTags": repo_tags(tags),
+                "RepoDigests": [],
+                "Created": crate::time::unix_seconds(config["created"].as_str().unwrap_or_default()),
+                "Size": size(image),
+                "SharedSize": -1,
+                "Labels": config["config"]["Labels"].clone(),
+                "Containers": -1,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(summaries)))
+}
+
+/// The image name of `/images/{name}/{action}`, when the path ends with that action.
+fn name_before(path: &str, action: &str) -> Result<String, ApiError> {
+    path.strip_suffix(action)
+        .and_then(|name| name.strip_suffix('/'))
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("berth does not implement /images/{path} yet"),
+            )
+        })
+}
+
+/// `GET /images/{name}/json`.
+pub(crate) async fn inspect(
+    Extract(engine): Extract<State>,
+    Path(path): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let name = name_before(&path, "json")?;
+    let image = engine.images().resolve(&name)?;
+    let config = engine.images().config(&image)?;
+    Ok(Json(json!({
+        "Id": image.id.as_str(),
+        "RepoTags": repo_tags(&engine.images().tags(&image)),
+        "RepoDigests": [],
+        "Parent": "",
+        "Comment": config["comment"].as_str().unwrap_or_default(),
+        "Created": config["created"].as_str().unwrap_or_default(),
+        "DockerVersion": "",
+        "Author": config["author"].as_str().unwrap_or_default(),
+        "Config": config["config"].clone(),
+        "Architecture": config["architecture"].clone(),
+        "Os": config["os"].clone(),
+        "Size": size(&image),
+        "GraphDriver": {"Name": "overlay2", "Data": {}},
+        "RootFS": {
+            "Type": "layers",
+            "Layers": image.layers.iter().map(|l| l.diff_id.as_str()).collect::<Vec<_>>(),
+        },
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    })))
+}
+
+/// `POST /images/load`: the archive streams from the request body into the store.
+pub(crate) async fn load(
+    Extract(engine): Extract<State>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+    let loaded = tokio::task::spawn_blocking(move || engine.images().load(reader))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let mut lines = String::new();
+    for image in loaded {
+        let message = if image.tags.is_empty() {
+            format!("Loaded image ID: {}\n", image.id)
+        } else {
+            image
+                .tags
+                .iter()
+                .map(|t| format!("Loaded image: {t}\n"))
+                .collect()
+        };
+        lines.push_str(&json!({"stream": message}).to_string());
+        lines.push('\n');
+    }
+    Ok(([("Content-Type", "application/json")], lines).into_response())
+}
+
+/// Query of `DELETE /images/{name}`.
+#[derive(Deserialize)]
+pub(crate) struct RemoveQuery {
+    #[serde(default)]
+    force: Option<String>,
+}
+
+fn flag(value: &Option<String>) -> bool {
+    matches!(value.as_deref(), Some("1" | "true" | "True"))
+}
+
+/// `DELETE /images/{name}`.
+pub(crate) async fn remove(
+    Extract(engine): Extract<State>,
+    Path(name): Path<String>,
+    Query(query): Query<RemoveQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let removed = engine.images().remove(&name, flag(&query.force))?;
+    Ok(Json(Value::Array(
+        removed
+            .into_iter()
+            .map(|r| match r {
+                Removed::Untagged(tag) => json!({"Untagged": tag}),
+                Removed::Deleted(id) => json!({"Deleted": id.as_str()}),
+            })
+            .collect(),
+    )))
+}
+
+/// Query of `POST /images/{name}/tag`.
+#[derive(Deserialize)]
+pub(crate) struct TagQuery {
+    repo: String,
+    #[serde(default)]
+    tag: Option<String>,
+}
+
+/// `POST /images/{name}/tag`.
+pub(crate) async fn tag(
+    Extract(engine): Extract<State>,
+    Path(path): Path<String>,
+    Query(query): Query<TagQuery>,
+) -> Result<StatusCode, ApiError> {
+    let name = name_before(&path, "tag")?;
+    let tag = query
+        .tag
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "latest".into());
+    let target = Reference::parse(&format!("{}:{tag}", query.repo))?;
+    engine.images().tag(&name, &target)?;
+    Ok(StatusCode::CREATED)
+}

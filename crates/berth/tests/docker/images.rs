@@ -1,0 +1,116 @@
+//! Images through the docker CLI and the Python SDK: version negotiation, load, list,
+//! inspect, tag, remove, and Docker's errors.
+
+use super::*;
+
+#[test]
+fn docker_version_negotiates_with_the_daemon() {
+    let daemon = Daemon::start("version");
+    let out = daemon.docker_ok(&[
+        "version",
+        "--format",
+        "{{.Server.Platform.Name}} {{.Server.APIVersion}}",
+    ]);
+    assert_eq!(out.trim(), "Berth Engine 1.50");
+    let info = daemon.docker_ok(&["info", "--format", "{{.Driver}} {{.Images}}"]);
+    assert_eq!(info.trim(), "overlay2 0");
+}
+
+#[test]
+fn docker_load_images_inspect_tag_and_rmi() {
+    let daemon = Daemon::start("images");
+    let archive = daemon.archive("busybox");
+    let loaded = daemon.docker_ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(loaded.trim(), "Loaded image: busybox:latest");
+    let listed = daemon.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(listed.trim(), "busybox:latest");
+    let cmd = daemon.docker_ok(&[
+        "image",
+        "inspect",
+        "busybox",
+        "--format",
+        "{{json .Config.Cmd}} {{len .RootFS.Layers}}",
+    ]);
+    assert_eq!(cmd.trim(), r#"["sh"] 1"#);
+
+    daemon.docker_ok(&["tag", "busybox", "registry.local:5000/team/box:v1"]);
+    let id = daemon.docker_ok(&[
+        "image",
+        "inspect",
+        "registry.local:5000/team/box:v1",
+        "--format",
+        "{{.Id}}",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let untagged = daemon.docker_ok(&["rmi", "registry.local:5000/team/box:v1"]);
+    assert_eq!(untagged.trim(), "Untagged: registry.local:5000/team/box:v1");
+    let removed = daemon.docker_ok(&["rmi", "busybox"]);
+    assert!(
+        removed.contains("Untagged: busybox:latest")
+            && removed.contains(&format!("Deleted: {}", id.trim())),
+        "{removed}"
+    );
+    assert_eq!(daemon.docker_ok(&["images", "-q"]).trim(), "");
+}
+
+#[test]
+fn docker_errors_are_docker_s() {
+    let daemon = Daemon::start("errors");
+    let missing = daemon.docker(&["rmi", "nope"]);
+    assert!(!missing.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr).trim(),
+        "Error response from daemon: No such image: nope:latest"
+    );
+    let bad = daemon.scratch.path().join("bad.tar");
+    std::fs::write(&bad, b"not an archive at all").unwrap();
+    let refused = daemon.docker(&["load", "-i", bad.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Error response from daemon"),
+        "{refused:?}"
+    );
+    // An endpoint not served yet answers a clear 501, never hangs.
+    let swarm = daemon.docker(&["swarm", "init"]);
+    assert!(
+        String::from_utf8_lossy(&swarm.stderr).contains("does not implement"),
+        "{swarm:?}"
+    );
+}
+
+#[test]
+fn the_python_sdk_loads_lists_tags_and_removes() {
+    let daemon = Daemon::start("python");
+    let archive = daemon.archive("busybox");
+    let script = r#"
+import sys, docker
+client = docker.DockerClient(base_url=sys.argv[1])
+assert client.ping()
+with open(sys.argv[2], "rb") as f:
+    images = client.images.load(f.read())
+image = images[0]
+assert image.tags == ["busybox:latest"], image.tags
+assert image.attrs["Config"]["Cmd"] == ["sh"]
+image.tag("copy", "v2")
+assert sorted(client.images.get("copy:v2").tags) == ["busybox:latest", "copy:v2"]
+client.images.remove("copy:v2")
+client.images.remove("busybox")
+assert client.images.list() == []
+try:
+    client.images.get("busybox")
+    raise SystemExit("a removed image was found")
+except docker.errors.ImageNotFound:
+    pass
+print("ok")
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, &daemon.host(), archive.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "ok",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

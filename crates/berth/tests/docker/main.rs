@@ -1,0 +1,104 @@
+//! Black-box tests of `berth daemon` through the stock clients: the `docker` CLI (28.x)
+//! and the Python `docker` SDK, each pointed at a daemon of its own with a private data
+//! directory and socket.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_testkit::guard::{ChildGuard, Scratch};
+
+mod images;
+
+/// A daemon serving its own socket from its own data directory; killed on drop.
+struct Daemon {
+    // Dropped first: the daemon stops before its directory goes.
+    _process: ChildGuard,
+    scratch: Scratch,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(name: &str) -> Self {
+        let scratch = Scratch::new(&format!("daemon-{name}")).unwrap();
+        let socket = scratch.path().join("berth.sock");
+        let log = std::fs::File::create(scratch.path().join("daemon.log")).unwrap();
+        let process = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["daemon", "--log-level", "info", "--data-dir"])
+            .arg(scratch.path().join("data"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut process = ChildGuard(process);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            if let Ok(Some(status)) = process.0.try_wait() {
+                panic!(
+                    "the daemon exited with {status}: {}",
+                    read_log(scratch.path())
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not listen within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self {
+            _process: process,
+            scratch,
+            socket,
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// The stock docker CLI against this daemon, with a private config directory.
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .env("DOCKER_CONFIG", self.scratch.path().join("docker-config"))
+            .env("DOCKER_HOST", self.host())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `docker ARGS`, which must succeed; its stdout.
+    fn docker_ok(&self, args: &[&str]) -> String {
+        let output = self.docker(args);
+        assert!(
+            output.status.success(),
+            "docker {args:?}: {}\nstderr: {}\ndaemon log: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr),
+            read_log(self.scratch.path())
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Writes the test kit's image `name` as a `docker load` archive; its path.
+    fn archive(&self, name: &str) -> PathBuf {
+        let dir = self.scratch.path().join(format!("image-{name}"));
+        let image = match name {
+            "busybox" => berth_testkit::images::busybox_image(&dir).unwrap(),
+            _ => berth_testkit::images::webapp_image(&dir).unwrap(),
+        };
+        let path = self.scratch.path().join(format!("{name}.tar"));
+        let tar = berth_testkit::layout::layout_archive(&image, &format!("{name}:latest")).unwrap();
+        std::fs::write(&path, tar).unwrap();
+        path
+    }
+}
+
+fn read_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
+}
