@@ -35,31 +35,67 @@ impl IntoResponse for ApiError {
 
 impl From<berth_image::Error> for ApiError {
     fn from(error: berth_image::Error) -> Self {
-        use berth_image::Error::*;
-        let status = match &error {
-            NotFound(_) => StatusCode::NOT_FOUND,
-            Invalid { what, .. } if what == "removal" => StatusCode::CONFLICT,
-            Invalid { .. } | Unsafe { .. } | DigestMismatch { .. } => StatusCode::BAD_REQUEST,
-            Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let message = match &error {
-            Invalid { what, reason } if what == "removal" => reason.clone(),
-            _ => error.to_string(),
-        };
-        Self::new(status, message)
+        image_error(&error)
+    }
+}
+
+fn image_error(error: &berth_image::Error) -> ApiError {
+    use berth_image::Error::*;
+    match error {
+        NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, error.to_string()),
+        // The store words its conflicts as Docker does.
+        Invalid { what, reason } if what == "removal" => {
+            ApiError::new(StatusCode::CONFLICT, reason.clone())
+        }
+        Invalid { .. } | Unsafe { .. } | DigestMismatch { .. } => {
+            ApiError::new(StatusCode::BAD_REQUEST, error.to_string())
+        }
+        Io { .. } => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
     }
 }
 
 impl From<berth_engine::Error> for ApiError {
     fn from(error: berth_engine::Error) -> Self {
-        match error {
-            berth_engine::Error::Image(error) => error.into(),
-        }
+        use berth_engine::Error::*;
+        let status = match &error {
+            Image(error) => return image_error(error),
+            NoSuchContainer(_) => StatusCode::NOT_FOUND,
+            Conflict(_) => StatusCode::CONFLICT,
+            Invalid(_) => StatusCode::BAD_REQUEST,
+            Runtime(_) | Start(_) | Io(..) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, error.to_string())
     }
 }
 
-/// Endpoints not served yet: a clear 501, never a hang.
-pub(crate) async fn not_implemented(uri: Uri) -> ApiError {
+/// `GET /networks/{name}` until networks land: none exists.
+pub(crate) async fn no_such_network(
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("network {name} not found"))
+}
+
+/// `GET /volumes/{name}` until volumes land: none exists.
+pub(crate) async fn no_such_volume(
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("get {name}: no such volume"))
+}
+
+/// `GET /plugins/{name}/json`: Berth has no plugins.
+pub(crate) async fn no_such_plugin(
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> ApiError {
+    let name = name.trim_end_matches("/json");
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("plugin \"{name}\" not found"),
+    )
+}
+
+/// Endpoints not served yet: a clear 501, never a hang. The request body is read first,
+/// so a client still sending it does not see its connection reset.
+pub(crate) async fn not_implemented(uri: Uri, _body: axum::body::Bytes) -> ApiError {
     let path = uri.path();
     if let Some(version) = path.strip_prefix("/_unsupported_version/") {
         return ApiError::new(

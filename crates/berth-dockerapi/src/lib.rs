@@ -14,6 +14,7 @@ use axum::extract::Request;
 use axum::routing::{get, post};
 use berth_engine::Engine;
 
+mod containers;
 mod error;
 mod images;
 mod system;
@@ -45,6 +46,23 @@ pub fn router(engine: Arc<Engine>) -> Router {
                 .post(images::tag)
                 .delete(images::remove),
         )
+        .route("/containers/json", get(containers::list))
+        .route("/containers/create", post(containers::create))
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/start", post(containers::start))
+        .route("/containers/{id}/wait", post(containers::wait))
+        .route("/containers/{id}/stop", post(containers::stop))
+        .route("/containers/{id}/kill", post(containers::kill))
+        .route("/containers/{id}/attach", post(containers::attach))
+        .route("/containers/{id}/logs", get(containers::logs))
+        .route(
+            "/containers/{id}",
+            axum::routing::delete(containers::remove),
+        )
+        // `docker inspect NAME` asks each kind in turn: a clear 404 lets it go on.
+        .route("/networks/{*name}", get(error::no_such_network))
+        .route("/volumes/{*name}", get(error::no_such_volume))
+        .route("/plugins/{*name}", get(error::no_such_plugin))
         .fallback(error::not_implemented)
         .with_state(engine)
 }

@@ -4,54 +4,94 @@
 //!
 //! Depends on berth-runtime, berth-image and berth-net.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use berth_image::ImageStore;
+
+mod containers;
+pub mod logs;
+mod model;
+mod monitor;
+mod rootfs;
+mod spec;
+
+pub use containers::WaitCondition;
+pub use model::{Container, CreateRequest, HostConfig, State, Status};
+pub use monitor::{ExitRecord, run_monitor};
 
 /// Default directory for state that must survive a reboot.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/berth";
 /// Default directory for state that lives only as long as the boot (sockets, pid files).
 pub const DEFAULT_RUN_DIR: &str = "/run/berth";
 
-/// Why the engine refused or failed.
+/// Why the engine refused or failed; each variant maps onto one Docker API status.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// From the image store.
     #[error(transparent)]
     Image(#[from] berth_image::Error),
+    /// From the runtime.
+    #[error(transparent)]
+    Runtime(#[from] berth_runtime::Error),
+    /// No container of that name or id.
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    /// The request conflicts with the container's state or another container.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request itself is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// The container could not be started.
+    #[error("failed to start the container: {0}")]
+    Start(String),
+    /// A file of the engine's state could not be read or written.
+    #[error("{path}: {source}", path = .0.display(), source = .1)]
+    Io(PathBuf, std::io::Error),
 }
 
 /// The engine's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Where the engine keeps its state.
+/// Where the engine keeps its state, and how it starts container monitors.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// State that survives a reboot: images, containers' records, volumes.
     pub data_dir: PathBuf,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
-        }
-    }
+    /// State that lives as long as the boot: the runtime's container state.
+    pub run_dir: PathBuf,
+    /// The command that runs a monitor, before its arguments (runtime root, container
+    /// directory, id): for the `berth` binary, `[/proc/self/exe, monitor]`.
+    pub monitor: Vec<OsString>,
+    /// The cgroup under which containers' cgroups go (`--cgroup-parent`).
+    pub cgroup_parent: String,
 }
 
 /// The engine of one host.
 #[derive(Debug)]
 pub struct Engine {
     data_dir: PathBuf,
+    runtime_root: PathBuf,
+    monitor: Vec<OsString>,
+    cgroup_parent: String,
     images: ImageStore,
+    containers: containers::Containers,
 }
 
 impl Engine {
-    /// Opens (or starts) the engine's state under `config.data_dir`.
+    /// Opens (or starts) the engine's state.
     pub fn open(config: &EngineConfig) -> Result<Self> {
+        if config.monitor.is_empty() {
+            return Err(Error::Invalid("no monitor command configured".into()));
+        }
         Ok(Self {
             data_dir: config.data_dir.clone(),
+            runtime_root: config.run_dir.join("runtime"),
+            monitor: config.monitor.clone(),
+            cgroup_parent: config.cgroup_parent.trim_matches('/').to_string(),
             images: ImageStore::open(&config.data_dir.join("image"))?,
+            containers: containers::Containers::load(&config.data_dir.join("containers"))?,
         })
     }
 

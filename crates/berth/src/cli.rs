@@ -37,6 +37,23 @@ pub struct DaemonArgs {
     /// Root directory of persistent state: images, containers, volumes
     #[arg(long, env = "BERTH_DATA_DIR", default_value = berth_engine::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Root directory of state that lives as long as the boot (runtime state)
+    #[arg(long, env = "BERTH_EXEC_ROOT", default_value = berth_engine::DEFAULT_RUN_DIR)]
+    pub exec_root: PathBuf,
+    /// Parent cgroup of every container's cgroup
+    #[arg(long, default_value = "berth")]
+    pub cgroup_parent: String,
+}
+
+/// `berth monitor`'s arguments, as the engine passes them.
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// The runtime's state root
+    pub runtime_root: PathBuf,
+    /// The container's directory (its bundle)
+    pub dir: PathBuf,
+    /// The container id
+    pub id: String,
 }
 
 /// Every top-level command.
@@ -46,6 +63,9 @@ pub enum Command {
     /// Run the container engine daemon serving the Docker Engine API (on -H, default
     /// unix:///run/berth/berth.sock)
     Daemon(DaemonArgs),
+    /// A container's monitor, started by the daemon (not for people)
+    #[command(hide = true)]
+    Monitor(MonitorArgs),
     /// Run the Kubernetes-compatible API server, scheduler and controllers
     Server(Pending),
     /// Run the node agent that runs this machine's pods

@@ -52,11 +52,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether the command line may start container processes (`oci create`, `oci run`,
-/// `oci exec`): those must run from a sealed binary (CVE-2019-5736). A false match only
-/// costs one re-exec.
-fn starts_containers(mut args: impl Iterator<Item = String>) -> bool {
-    args.any(|a| a == "oci") && args.any(|a| matches!(a.as_str(), "create" | "run" | "exec"))
+/// Whether the command line may start container processes (`daemon`, whose monitors do,
+/// `oci create`, `oci run`, `oci exec`): those must run from a sealed binary
+/// (CVE-2019-5736). A false match only costs one re-exec.
+fn starts_containers(args: impl Iterator<Item = String>) -> bool {
+    let args: Vec<String> = args.skip(1).collect();
+    let daemon = args.iter().any(|a| a == "daemon");
+    let mut words = args.iter();
+    daemon
+        || (words.any(|a| a == "oci")
+            && words.any(|a| matches!(a.as_str(), "create" | "run" | "exec")))
 }
 
 /// How a command that did not succeed ended.
@@ -78,6 +83,9 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
     match cli.command {
         cli::Command::Oci(oci) => oci::run(*oci),
         cli::Command::Daemon(args) => daemon::run(&args, cli.host.as_deref()),
+        cli::Command::Monitor(args) => Ok(ExitCode::from(
+            berth_engine::run_monitor(&args.runtime_root, &args.dir, &args.id).clamp(0, 255) as u8,
+        )),
         _ => Err(Outcome::NotImplemented),
     }
 }

@@ -8,16 +8,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_testkit::guard::{ChildGuard, Scratch};
+use berth_testkit::guard::{CgroupGuard, ChildGuard, Scratch};
 
+mod containers;
 mod images;
 
-/// A daemon serving its own socket from its own data directory; killed on drop.
+/// A daemon serving its own socket from its own data directory and cgroup parent; on
+/// drop its containers are removed, then it is killed and its files and cgroups go.
 struct Daemon {
-    // Dropped first: the daemon stops before its directory goes.
-    _process: ChildGuard,
+    // Dropped in this order: the daemon stops before its directory and cgroups go.
+    process: ChildGuard,
     scratch: Scratch,
+    _cgroups: CgroupGuard,
     socket: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // Containers outlive their daemon by design (live restore): remove them first.
+        if let Ok(Some(_)) | Err(_) = self.process.0.try_wait() {
+            return;
+        }
+        let ids = self.docker(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            self.docker(&["rm", "-f", id]);
+        }
+    }
 }
 
 impl Daemon {
@@ -25,9 +41,19 @@ impl Daemon {
         let scratch = Scratch::new(&format!("daemon-{name}")).unwrap();
         let socket = scratch.path().join("berth.sock");
         let log = std::fs::File::create(scratch.path().join("daemon.log")).unwrap();
+        let cgroup_parent = format!("berth-test/daemon-{name}-{}", std::process::id());
         let process = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["daemon", "--log-level", "info", "--data-dir"])
+            .args([
+                "daemon",
+                "--log-level",
+                "info",
+                "--cgroup-parent",
+                &cgroup_parent,
+                "--data-dir",
+            ])
             .arg(scratch.path().join("data"))
+            .arg("--exec-root")
+            .arg(scratch.path().join("run"))
             .arg("-H")
             .arg(format!("unix://{}", socket.display()))
             .stdin(Stdio::null())
@@ -51,8 +77,9 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(10));
         }
         Self {
-            _process: process,
+            process,
             scratch,
+            _cgroups: CgroupGuard::new(cgroup_parent),
             socket,
         }
     }

@@ -1,0 +1,469 @@
+//! Container endpoints: create, start, wait, attach, logs, list, inspect, stop, kill and
+//! remove, in Docker's shapes. Output reaches clients as Docker's multiplexed stream:
+//! 8-byte frame headers (stream, 0, 0, 0, big-endian length) before each chunk.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State as Extract};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_engine::{Container, CreateRequest, Engine, Status, WaitCondition};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::{ApiError, State};
+
+/// Runs blocking engine work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, berth_engine::Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+/// Query parameters that are flags: `1`, `true`.
+fn flag(value: Option<&str>) -> bool {
+    matches!(value, Some("1" | "true" | "True"))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct CreateQuery {
+    name: Option<String>,
+}
+
+/// `POST /containers/create`.
+pub(crate) async fn create(
+    Extract(engine): Extract<State>,
+    Query(query): Query<CreateQuery>,
+    Json(request): Json<CreateRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let container =
+        blocking(move || engine.create_container(query.name.as_deref(), request)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"Id": container.id, "Warnings": []})),
+    ))
+}
+
+/// `POST /containers/{id}/start`: 204, or 304 when it already runs.
+pub(crate) async fn start(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let started = blocking(move || engine.start_container(&id)).await?;
+    Ok(if started {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_MODIFIED
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct WaitQuery {
+    condition: Option<String>,
+}
+
+/// `POST /containers/{id}/wait`. The headers go out at once and the body when the
+/// condition holds: the docker CLI starts the container only once its wait is answered.
+pub(crate) async fn wait(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+    Query(query): Query<WaitQuery>,
+) -> Result<Response, ApiError> {
+    let condition = match query.condition.as_deref() {
+        None | Some("" | "not-running") => WaitCondition::NotRunning,
+        Some("next-exit") => WaitCondition::NextExit,
+        Some("removed") => WaitCondition::Removed,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("invalid condition: {other:?}"),
+            ));
+        }
+    };
+    // Fail fast on a missing container, before the headers.
+    engine.container(&id)?;
+    let body = futures_util::stream::once(async move {
+        let result = blocking(move || engine.wait_container(&id, condition)).await;
+        let answer = match result {
+            Ok(code) => json!({"StatusCode": code, "Error": null}),
+            Err(error) => json!({"StatusCode": -1, "Error": {"Message": error.message}}),
+        };
+        Ok::<_, std::io::Error>(answer.to_string())
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct StopQuery {
+    t: Option<u64>,
+    signal: Option<String>,
+}
+
+/// `POST /containers/{id}/stop`.
+pub(crate) async fn stop(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+    Query(query): Query<StopQuery>,
+) -> Result<StatusCode, ApiError> {
+    if engine.container(&id)?.state.status != Status::Running {
+        return Ok(StatusCode::NOT_MODIFIED);
+    }
+    let timeout = Duration::from_secs(query.t.unwrap_or(10));
+    blocking(move || engine.stop_container(&id, timeout)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /containers/{id}/kill`.
+pub(crate) async fn kill(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+    Query(query): Query<StopQuery>,
+) -> Result<StatusCode, ApiError> {
+    let name = query
+        .signal
+        .unwrap_or_else(|| "KILL".into())
+        .to_ascii_uppercase();
+    let name = if name.starts_with("SIG") {
+        name
+    } else {
+        format!("SIG{name}")
+    };
+    let signal = name
+        .parse::<nix::sys::signal::Signal>()
+        .or_else(|_| {
+            name.trim_start_matches("SIG")
+                .parse::<i32>()
+                .map_err(|_| ())
+                .and_then(|n| nix::sys::signal::Signal::try_from(n).map_err(|_| ()))
+        })
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid signal: {name}")))?;
+    blocking(move || engine.kill_container(&id, signal)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct RemoveQuery {
+    force: Option<String>,
+}
+
+/// `DELETE /containers/{id}`.
+pub(crate) async fn remove(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+    Query(query): Query<RemoveQuery>,
+) -> Result<StatusCode, ApiError> {
+    let force = flag(query.force.as_deref());
+    blocking(move || engine.remove_container(&id, force)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct ListQuery {
+    all: Option<String>,
+}
+
+/// `GET /containers/json`.
+pub(crate) async fn list(
+    Extract(engine): Extract<State>,
+    Query(query): Query<ListQuery>,
+) -> Json<Value> {
+    let all = flag(query.all.as_deref());
+    Json(Value::Array(
+        engine.containers(all).iter().map(summary).collect(),
+    ))
+}
+
+fn command_line(container: &Container) -> String {
+    std::iter::once(container.path.as_str())
+        .chain(container.args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Docker's human status: `Up …`, `Exited (N) …`, `Created`.
+fn human_status(container: &Container) -> String {
+    match container.state.status {
+        Status::Running => format!("Up {}", ago(&container.state.started_at)),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            container.state.exit_code,
+            ago(&container.state.finished_at)
+        ),
+        Status::Created => "Created".into(),
+        Status::Removing => "Removal In Progress".into(),
+    }
+}
+
+fn ago(time: &str) -> String {
+    let then = crate::time::unix_seconds(time);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    match (now - then).max(0) {
+        s if s < 2 => "Less than a second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s => format!("{} hours", s / 3600),
+    }
+}
+
+fn summary(container: &Container) -> Value {
+    json!({
+        "Id": container.id,
+        "Names": [format!("/{}", container.name)],
+        "Image": container.image,
+        "ImageID": container.image_id,
+        "Command": command_line(container),
+        "Created": crate::time::unix_seconds(&container.created),
+        "State": container.state.status.as_str(),
+        "Status": human_status(container),
+        "Ports": [],
+        "Labels": container.request.labels.clone().unwrap_or_default(),
+        "HostConfig": {"NetworkMode": if container.request.host_config.network_mode.is_empty() { "default" } else { container.request.host_config.network_mode.as_str() }},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": [],
+    })
+}
+
+/// `GET /containers/{id}/json`.
+pub(crate) async fn inspect(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let c = engine.container(&id)?;
+    let state = &c.state;
+    let mut host_config = serde_json::to_value(&c.request.host_config).unwrap_or_default();
+    host_config["LogConfig"] = json!({"Type": "json-file", "Config": {}});
+    Ok(Json(json!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.path,
+        "Args": c.args,
+        "State": {
+            "Status": state.status.as_str(),
+            "Running": state.status == Status::Running,
+            "Paused": false, "Restarting": false,
+            "OOMKilled": state.oom_killed,
+            "Dead": false,
+            "Pid": state.pid,
+            "ExitCode": state.exit_code,
+            "Error": state.error,
+            "StartedAt": if state.started_at.is_empty() { "0001-01-01T00:00:00Z" } else { state.started_at.as_str() },
+            "FinishedAt": if state.finished_at.is_empty() { "0001-01-01T00:00:00Z" } else { state.finished_at.as_str() },
+        },
+        "Image": c.image_id,
+        "Name": format!("/{}", c.name),
+        "RestartCount": 0,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "LogPath": engine.log_path(&c),
+        "HostConfig": host_config,
+        "Config": {
+            "Hostname": if c.request.hostname.is_empty() { &c.id[..12] } else { c.request.hostname.as_str() },
+            "User": c.user,
+            "Tty": c.request.tty,
+            "OpenStdin": c.request.open_stdin,
+            "Env": c.env,
+            "Cmd": c.request.cmd,
+            "Entrypoint": c.request.entrypoint,
+            "Image": c.image,
+            "WorkingDir": c.working_dir,
+            "Labels": c.request.labels.clone().unwrap_or_default(),
+        },
+        "Mounts": [],
+        "NetworkSettings": {"Networks": {}, "Ports": {}},
+    })))
+}
+
+/// One frame of the multiplexed stream.
+fn frame(stream: &str, text: &[u8]) -> Vec<u8> {
+    let kind = if stream == "stderr" { 2 } else { 1 };
+    let mut out = Vec::with_capacity(text.len() + 8);
+    out.extend_from_slice(&[kind, 0, 0, 0]);
+    out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+    out.extend_from_slice(text);
+    out
+}
+
+/// Which streams a client asked for, and how it wants them.
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+pub(crate) struct StreamQuery {
+    stdout: Option<String>,
+    stderr: Option<String>,
+    follow: Option<String>,
+    timestamps: Option<String>,
+    tail: Option<String>,
+}
+
+impl StreamQuery {
+    fn wants(&self, stream: &str) -> bool {
+        match stream {
+            "stderr" => flag(self.stderr.as_deref()),
+            _ => flag(self.stdout.as_deref()),
+        }
+    }
+}
+
+/// Encodes log entries for a client: framed unless the container has a terminal.
+fn encode(entries: &[berth_engine::logs::LogEntry], query: &StreamQuery, tty: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in entries.iter().filter(|e| query.wants(&e.stream)) {
+        let text = if flag(query.timestamps.as_deref()) {
+            format!("{} {}", entry.time, entry.log)
+        } else {
+            entry.log.clone()
+        };
+        if tty {
+            out.extend_from_slice(text.as_bytes());
+        } else {
+            out.extend(frame(&entry.stream, text.as_bytes()));
+        }
+    }
+    out
+}
+
+type Batch = Vec<berth_engine::logs::LogEntry>;
+
+/// Follows a container's log from its start and sends each batch of entries until the
+/// run that was current when following began has ended and the log is drained, or the
+/// receiver is gone. Polls every 20 ms.
+async fn follow(
+    engine: Arc<Engine>,
+    container: Container,
+    log: std::fs::File,
+    batches: tokio::sync::mpsc::Sender<Batch>,
+) {
+    let exits = container.state.exits;
+    let path = std::path::PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&log)
+    ));
+    let mut offset = 0;
+    loop {
+        let ended = engine.container(&container.id).map_or(true, |c| {
+            c.state.exits > exits || (exits > 0 && c.state.status != Status::Running)
+        });
+        let Ok((entries, next)) = berth_engine::logs::read_from(&path, offset) else {
+            return;
+        };
+        offset = next;
+        if !entries.is_empty() && batches.send(entries).await.is_err() {
+            return;
+        }
+        if ended {
+            // One more read: what the monitor wrote before the exit was recorded.
+            if let Ok((entries, _)) = berth_engine::logs::read_from(&path, offset)
+                && !entries.is_empty()
+            {
+                let _ = batches.send(entries).await;
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `POST /containers/{id}/attach`: upgrades the connection and streams the container's
+/// output to it until the run ends.
+pub(crate) async fn attach(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+    Query(query): Query<StreamQuery>,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    let container = engine.container(&id)?;
+    let log = std::fs::File::open(engine.log_path(&container))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let tty = container.request.tty;
+    let upgrade = hyper::upgrade::on(&mut request);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Batch>(16);
+    tokio::spawn(follow(engine, container, log, sender));
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else {
+            return;
+        };
+        let mut io = hyper_util::rt::TokioIo::new(upgraded);
+        while let Some(entries) = receiver.recv().await {
+            if io.write_all(&encode(&entries, &query, tty)).await.is_err() {
+                return;
+            }
+        }
+        let _ = io.shutdown().await;
+    });
+    let content_type = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    Ok(Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "tcp")
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::empty())
+        .unwrap_or_default())
+}
+
+/// `GET /containers/{id}/logs`.
+pub(crate) async fn logs(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+    Query(query): Query<StreamQuery>,
+) -> Result<Response, ApiError> {
+    let container = engine.container(&id)?;
+    let path = engine.log_path(&container);
+    let tty = container.request.tty;
+    let content_type = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    if !flag(query.follow.as_deref()) || container.state.status != Status::Running {
+        let (mut entries, _) = berth_engine::logs::read_from(&path, 0)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if let Some(tail) = query.tail.as_deref().and_then(|t| t.parse::<usize>().ok()) {
+            entries.drain(..entries.len().saturating_sub(tail));
+        }
+        return Ok((
+            [(header::CONTENT_TYPE, content_type)],
+            encode(&entries, &query, tty),
+        )
+            .into_response());
+    }
+    let log = std::fs::File::open(&path)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Batch>(16);
+    tokio::spawn(follow(engine, container, log, sender));
+    let stream = futures_util::stream::unfold(receiver, move |mut receiver| {
+        let query = query.clone();
+        async move {
+            let entries = receiver.recv().await?;
+            Some((
+                Ok::<_, std::io::Error>(encode(&entries, &query, tty)),
+                receiver,
+            ))
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}

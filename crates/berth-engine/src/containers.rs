@@ -1,0 +1,563 @@
+//! Container lifecycle in the engine: create (record and resolve the process against the
+//! image), start (overlay root, runtime spec, a monitor process), wait, stop, kill and
+//! remove. Records live in `<data>/containers/<id>/container.json`; state changes wake
+//! every waiter through one condition variable.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::model::{Container, CreateRequest, State, Status};
+use crate::monitor::{EXIT_FILE, ExitRecord, LOG_FILE};
+use crate::rootfs::Overlay;
+use crate::{Engine, Error, Result};
+
+/// What `wait` waits for (`docker wait`'s `condition`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    /// Return at once if not running, else at its exit.
+    NotRunning,
+    /// The next exit from now.
+    NextExit,
+    /// Its removal.
+    Removed,
+}
+
+/// The containers of an engine and the lock that guards them.
+#[derive(Debug, Default)]
+pub(crate) struct Containers {
+    records: Mutex<BTreeMap<String, Container>>,
+    changed: Condvar,
+}
+
+impl Containers {
+    /// Loads every record under `dir`.
+    pub(crate) fn load(dir: &std::path::Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(dir.to_path_buf(), e))?;
+        let mut records = BTreeMap::new();
+        for entry in std::fs::read_dir(dir)
+            .map_err(|e| Error::Io(dir.to_path_buf(), e))?
+            .flatten()
+        {
+            let path = entry.path().join("container.json");
+            if let Ok(data) = std::fs::read(&path)
+                && let Ok(container) = serde_json::from_slice::<Container>(&data)
+            {
+                records.insert(container.id.clone(), container);
+            }
+        }
+        Ok(Self {
+            records: Mutex::new(records),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Container>> {
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Engine {
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.data_dir.join("containers").join(id)
+    }
+
+    /// The json-file log of a container.
+    pub fn log_path(&self, container: &Container) -> PathBuf {
+        self.container_dir(&container.id).join(LOG_FILE)
+    }
+
+    /// Every container (`all`) or the running ones, newest first.
+    pub fn containers(&self, all: bool) -> Vec<Container> {
+        let mut list: Vec<Container> = self
+            .containers
+            .lock()
+            .values()
+            .filter(|c| all || c.state.status == Status::Running)
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| b.created.cmp(&a.created));
+        list
+    }
+
+    /// The container a name stands for: its name, its id, or a unique id prefix.
+    pub fn container(&self, name: &str) -> Result<Container> {
+        find(&self.containers.lock(), name).cloned()
+    }
+
+    /// Records a new container from `request`; nothing runs yet.
+    pub fn create_container(
+        &self,
+        name: Option<&str>,
+        request: CreateRequest,
+    ) -> Result<Container> {
+        let image = self.images.resolve(&request.image)?;
+        let config = self.images.config(&image)?;
+        let (path, args) = process_args(&request, &config["config"])?;
+        let id = random_hex(32)?;
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(name) => valid_name(name.trim_start_matches('/'))?,
+            None => format!("berth_{}", &id[..8]),
+        };
+        let container = Container {
+            id: id.clone(),
+            name,
+            image_id: image.id.to_string(),
+            image: request.image.clone(),
+            path,
+            args,
+            env: environment(&request, &config["config"]),
+            working_dir: non_empty(&request.working_dir, &config["config"]["WorkingDir"]),
+            user: non_empty(&request.user, &config["config"]["User"]),
+            request,
+            created: crate::logs::timestamp(std::time::SystemTime::now()),
+            state: State::default(),
+        };
+        let mut records = self.containers.lock();
+        if let Some(other) = records.values().find(|c| c.name == container.name) {
+            return Err(Error::Conflict(format!(
+                "Conflict. The container name \"/{}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                container.name, other.id
+            )));
+        }
+        let dir = self.container_dir(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Io(dir.clone(), e))?;
+        // The log exists from the start, so an attach made before `start` can hold it
+        // open and still read it all if `--rm` removes the directory at the exit.
+        let log = dir.join(LOG_FILE);
+        std::fs::File::create(&log).map_err(|e| Error::Io(log, e))?;
+        self.save(&container)?;
+        records.insert(id, container.clone());
+        Ok(container)
+    }
+
+    /// Starts a created or exited container: mounts its root, writes its spec and
+    /// hands it to a monitor process. Returns `false` when it was already running.
+    pub fn start_container(self: &Arc<Self>, name: &str) -> Result<bool> {
+        let container = self.container(name)?;
+        if container.state.status == Status::Running {
+            return Ok(false);
+        }
+        let dir = self.container_dir(&container.id);
+        let image = self.images.resolve(&container.image_id)?;
+        let overlay = Overlay::of(&dir);
+        overlay.mount(&self.images.layer_dirs(&image))?;
+        let started = self.launch(&container, &overlay);
+        let mut records = self.containers.lock();
+        let Some(record) = records.get_mut(&container.id) else {
+            return Err(Error::NoSuchContainer(name.to_string()));
+        };
+        match started {
+            Ok((pid, monitor)) => {
+                record.state.status = Status::Running;
+                record.state.pid = pid;
+                record.state.started_at = crate::logs::timestamp(std::time::SystemTime::now());
+                record.state.error.clear();
+                self.save(record)?;
+                drop(records);
+                self.containers.changed.notify_all();
+                let engine = Arc::clone(self);
+                let id = container.id.clone();
+                std::thread::spawn(move || {
+                    let mut monitor = monitor;
+                    let _ = monitor.wait();
+                    engine.finish(&id);
+                });
+                Ok(true)
+            }
+            Err(error) => {
+                record.state.error = error.to_string();
+                let _ = self.save(record);
+                drop(records);
+                let _ = overlay.unmount();
+                Err(error)
+            }
+        }
+    }
+
+    /// Writes the etc files and the spec, then spawns the monitor and reads its verdict.
+    fn launch(
+        &self,
+        container: &Container,
+        overlay: &Overlay,
+    ) -> Result<(i32, std::process::Child)> {
+        let dir = self.container_dir(&container.id);
+        let etc = dir.join("etc");
+        std::fs::create_dir_all(&etc).map_err(|e| Error::Io(etc.clone(), e))?;
+        let hostname = if container.request.hostname.is_empty() {
+            &container.id[..12]
+        } else {
+            &container.request.hostname
+        };
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        for (file, text) in [
+            ("hostname", format!("{hostname}\n")),
+            (
+                "hosts",
+                format!(
+                    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+                ),
+            ),
+            ("resolv.conf", resolv),
+        ] {
+            std::fs::write(etc.join(file), text).map_err(|e| Error::Io(etc.join(file), e))?;
+        }
+        let spec =
+            crate::spec::runtime_spec(container, &overlay.target, &etc, &self.cgroup_parent)?;
+        let config = dir.join("config.json");
+        std::fs::write(
+            &config,
+            serde_json::to_vec_pretty(&spec).unwrap_or_default(),
+        )
+        .map_err(|e| Error::Io(config, e))?;
+        let _ = std::fs::remove_file(dir.join(EXIT_FILE));
+        let mut command = Command::new(&self.monitor[0]);
+        command
+            .args(&self.monitor[1..])
+            .arg(&self.runtime_root)
+            .arg(&dir)
+            .arg(&container.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        // Its own process group: a signal to the daemon's group does not reach it.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut monitor = command
+            .spawn()
+            .map_err(|e| Error::Io(PathBuf::from(&self.monitor[0]), e))?;
+        let mut line = String::new();
+        if let Some(stdout) = monitor.stdout.take() {
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        }
+        match line.trim_end().split_once(' ') {
+            Some(("started", pid)) => Ok((pid.parse().unwrap_or(0), monitor)),
+            Some(("error", message)) => {
+                let _ = monitor.wait();
+                Err(Error::Start(message.to_string()))
+            }
+            _ => {
+                let _ = monitor.wait();
+                Err(Error::Start(
+                    "the container monitor exited without a word".into(),
+                ))
+            }
+        }
+    }
+
+    /// Records the end of a run from the monitor's exit file; removes `--rm` containers.
+    fn finish(&self, id: &str) {
+        let dir = self.container_dir(id);
+        let exit: Option<ExitRecord> = std::fs::read(dir.join(EXIT_FILE))
+            .ok()
+            .and_then(|data| serde_json::from_slice(&data).ok());
+        let _ = Overlay::of(&dir).unmount();
+        let mut records = self.containers.lock();
+        let Some(record) = records.get_mut(id) else {
+            return;
+        };
+        record.state.status = Status::Exited;
+        record.state.pid = 0;
+        record.state.exits += 1;
+        match exit {
+            Some(exit) => {
+                record.state.exit_code = exit.code;
+                record.state.oom_killed = exit.oom_killed;
+                record.state.finished_at = exit.finished_at;
+            }
+            None => {
+                record.state.exit_code = 255;
+                record.state.finished_at = crate::logs::timestamp(std::time::SystemTime::now());
+            }
+        }
+        let auto_remove = record.request.host_config.auto_remove;
+        let _ = self.save(record);
+        drop(records);
+        self.containers.changed.notify_all();
+        if auto_remove {
+            let _ = self.remove_container(id, false);
+        }
+    }
+
+    /// Sends `signal` to the container's process.
+    pub fn kill_container(&self, name: &str, signal: nix::sys::signal::Signal) -> Result<()> {
+        let container = self.container(name)?;
+        if container.state.status != Status::Running {
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                container.id
+            )));
+        }
+        self.runtime()?
+            .kill(&container.id, signal, false)
+            .map_err(Error::from)
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout` if it still runs.
+    pub fn stop_container(&self, name: &str, timeout: Duration) -> Result<()> {
+        let container = self.container(name)?;
+        if container.state.status != Status::Running {
+            return Ok(());
+        }
+        let runtime = self.runtime()?;
+        let _ = runtime.kill(&container.id, nix::sys::signal::Signal::SIGTERM, false);
+        if !self.wait_until(&container.id, timeout, |c| {
+            c.is_none_or(|c| c.state.status != Status::Running)
+        }) {
+            let _ = runtime.kill(&container.id, nix::sys::signal::Signal::SIGKILL, true);
+            self.wait_until(&container.id, Duration::from_secs(30), |c| {
+                c.is_none_or(|c| c.state.status != Status::Running)
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes a container; a running one only with `force`, which kills it first.
+    pub fn remove_container(&self, name: &str, force: bool) -> Result<()> {
+        let container = self.container(name)?;
+        if container.state.status == Status::Running {
+            if !force {
+                return Err(Error::Conflict(format!(
+                    "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                    container.name
+                )));
+            }
+            self.stop_container(&container.id, Duration::ZERO)?;
+        }
+        let dir = self.container_dir(&container.id);
+        Overlay::of(&dir).unmount()?;
+        let mut records = self.containers.lock();
+        if records.remove(&container.id).is_none() {
+            return Ok(());
+        }
+        drop(records);
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::Io(dir, e))?;
+        self.containers.changed.notify_all();
+        Ok(())
+    }
+
+    /// Waits for `condition` and returns the exit status of the last run.
+    pub fn wait_container(&self, name: &str, condition: WaitCondition) -> Result<i32> {
+        let container = self.container(name)?;
+        let exits = container.state.exits;
+        let last_code = Mutex::new(container.state.exit_code);
+        self.wait_until(&container.id, Duration::MAX, |c| {
+            if let Some(c) = c {
+                *last_code
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = c.state.exit_code;
+            }
+            match (condition, c) {
+                (_, None) => true,
+                (WaitCondition::NotRunning, Some(c)) => c.state.status != Status::Running,
+                (WaitCondition::NextExit, Some(c)) => c.state.exits > exits,
+                (WaitCondition::Removed, Some(_)) => false,
+            }
+        });
+        Ok(last_code
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Blocks until `done` holds for the container (None once removed) or `timeout`
+    /// passes; returns whether it held.
+    fn wait_until(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(Option<&Container>) -> bool,
+    ) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut records = self.containers.lock();
+        loop {
+            if done(records.get(id)) {
+                return true;
+            }
+            let wait = match deadline {
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) => left,
+                    None => return false,
+                },
+                None => Duration::from_secs(3600),
+            };
+            records = self
+                .containers
+                .changed
+                .wait_timeout(records, wait)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn runtime(&self) -> Result<berth_runtime::Runtime> {
+        berth_runtime::Runtime::new(&self.runtime_root).map_err(Error::from)
+    }
+
+    /// Writes a container's record (temp file, fsync, rename).
+    fn save(&self, container: &Container) -> Result<()> {
+        let path = self.container_dir(&container.id).join("container.json");
+        let partial = path.with_extension("json.partial");
+        let data = serde_json::to_vec_pretty(container).unwrap_or_default();
+        std::fs::write(&partial, data)
+            .and_then(|()| std::fs::File::open(&partial)?.sync_all())
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .map_err(|e| Error::Io(path, e))
+    }
+}
+
+fn find<'a>(records: &'a BTreeMap<String, Container>, name: &str) -> Result<&'a Container> {
+    let name = name.trim_start_matches('/');
+    if let Some(container) = records.values().find(|c| c.name == name || c.id == name) {
+        return Ok(container);
+    }
+    let mut matches = records
+        .values()
+        .filter(|c| !name.is_empty() && c.id.starts_with(name));
+    match (matches.next(), matches.next()) {
+        (Some(container), None) => Ok(container),
+        _ => Err(Error::NoSuchContainer(name.to_string())),
+    }
+}
+
+/// Docker's rule: the request's Entrypoint replaces the image's and drops its Cmd; else
+/// the request's Cmd replaces the image's Cmd after the image's Entrypoint.
+fn process_args(request: &CreateRequest, image: &Value) -> Result<(String, Vec<String>)> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    let mut full = match &request.entrypoint {
+        Some(entrypoint) => {
+            let mut full: Vec<String> = entrypoint
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect();
+            full.extend(request.cmd.clone().unwrap_or_default());
+            full
+        }
+        None => {
+            let mut full = strings(&image["Entrypoint"]);
+            match request.cmd.as_ref().filter(|c| !c.is_empty()) {
+                Some(cmd) => full.extend(cmd.iter().cloned()),
+                None => full.extend(strings(&image["Cmd"])),
+            }
+            full
+        }
+    };
+    if full.is_empty() {
+        return Err(Error::Invalid("no command specified".into()));
+    }
+    let path = full.remove(0);
+    Ok((path, full))
+}
+
+/// The image's environment with the request's over it, key by key, and a PATH.
+fn environment(request: &CreateRequest, image: &Value) -> Vec<String> {
+    let mut env: Vec<String> = image["Env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect();
+    for pair in request.env.iter().flatten() {
+        let key = pair.split('=').next().unwrap_or_default();
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(pair.clone());
+    }
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(
+            0,
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
+    }
+    env
+}
+
+fn non_empty(requested: &str, image: &Value) -> String {
+    if requested.is_empty() {
+        image.as_str().unwrap_or_default().to_string()
+    } else {
+        requested.to_string()
+    }
+}
+
+fn valid_name(name: &str) -> Result<String> {
+    let mut bytes = name.bytes();
+    let valid = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if valid {
+        Ok(name.to_string())
+    } else {
+        Err(Error::Invalid(format!(
+            "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )))
+    }
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut buffer = vec![0u8; bytes];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom")
+            .map_err(|e| Error::Io("/dev/urandom".into(), e))?,
+        &mut buffer,
+    )
+    .map_err(|e| Error::Io("/dev/urandom".into(), e))?;
+    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(entrypoint: Option<Vec<&str>>, cmd: Option<Vec<&str>>) -> CreateRequest {
+        CreateRequest {
+            entrypoint: entrypoint.map(|e| e.into_iter().map(String::from).collect()),
+            cmd: cmd.map(|c| c.into_iter().map(String::from).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_combine_as_in_docker() {
+        let image = json!({"Entrypoint": ["/entry"], "Cmd": ["default"]});
+        let run = |r| process_args(&r, &image).unwrap();
+        assert_eq!(
+            run(request(None, None)),
+            ("/entry".into(), vec!["default".into()])
+        );
+        assert_eq!(
+            run(request(None, Some(vec!["x"]))),
+            ("/entry".into(), vec!["x".into()])
+        );
+        assert_eq!(
+            run(request(Some(vec!["/other"]), None)),
+            ("/other".into(), vec![])
+        );
+        assert_eq!(
+            run(request(Some(vec![""]), Some(vec!["sh"]))),
+            ("sh".into(), vec![])
+        );
+        assert!(process_args(&request(None, None), &json!({})).is_err());
+    }
+
+    #[test]
+    fn request_env_overrides_the_image_s_by_key() {
+        let r = CreateRequest {
+            env: Some(vec!["A=2".into(), "B=3".into()]),
+            ..Default::default()
+        };
+        let env = environment(&r, &json!({"Env": ["PATH=/bin", "A=1"]}));
+        assert_eq!(env, ["PATH=/bin", "A=2", "B=3"]);
+    }
+}

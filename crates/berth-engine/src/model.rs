@@ -1,0 +1,137 @@
+//! Containers as the Docker API describes them: what `create` asks for (Config and
+//! HostConfig, the parts the engine honours) and the record the engine keeps.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The body of `POST /containers/create`: the container's Config with its HostConfig.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateRequest {
+    /// The image, by name or id.
+    pub image: String,
+    /// Command, replacing the image's Cmd.
+    pub cmd: Option<Vec<String>>,
+    /// Entrypoint, replacing the image's (and then the image's Cmd is not used).
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=value` pairs, over the image's.
+    pub env: Option<Vec<String>>,
+    /// Working directory, over the image's.
+    pub working_dir: String,
+    /// `uid[:gid]`, over the image's.
+    pub user: String,
+    /// Hostname; the short id when empty.
+    pub hostname: String,
+    /// Allocate a terminal.
+    pub tty: bool,
+    /// Keep stdin open.
+    pub open_stdin: bool,
+    /// Labels.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Host-side settings.
+    pub host_config: HostConfig,
+}
+
+/// The host-side settings of `create` the engine honours.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostConfig {
+    /// Remove the container once it exits (`--rm`).
+    pub auto_remove: bool,
+    /// Memory limit in bytes (`--memory`); 0 for none.
+    pub memory: i64,
+    /// CPU limit in billionths of a CPU (`--cpus`); 0 for none.
+    pub nano_cpus: i64,
+    /// Relative CPU weight (`--cpu-shares`); 0 for the default.
+    pub cpu_shares: i64,
+    /// Process limit (`--pids-limit`); none or <= 0 for none.
+    pub pids_limit: Option<i64>,
+    /// Mount the root filesystem read-only (`--read-only`).
+    pub readonly_rootfs: bool,
+    /// Capabilities added to Docker's default set.
+    pub cap_add: Option<Vec<String>>,
+    /// Capabilities removed from it (`ALL` for every one).
+    pub cap_drop: Option<Vec<String>>,
+    /// Every capability, every device, no seccomp, no masked paths (`--privileged`).
+    pub privileged: bool,
+    /// `none`, `host`, `bridge` (the default)…
+    pub network_mode: String,
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Made, never started.
+    #[default]
+    Created,
+    /// Its process runs.
+    Running,
+    /// Its process ended.
+    Exited,
+    /// Being removed.
+    Removing,
+}
+
+impl Status {
+    /// Docker's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+            Status::Removing => "removing",
+        }
+    }
+}
+
+/// The state part of a container's record.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    /// Where it is in its life.
+    pub status: Status,
+    /// Host pid of its process while it runs.
+    pub pid: i32,
+    /// Exit status of its last run.
+    pub exit_code: i32,
+    /// When it last started, RFC 3339.
+    pub started_at: String,
+    /// When it last ended, RFC 3339.
+    pub finished_at: String,
+    /// Whether the OOM killer struck in its last run.
+    pub oom_killed: bool,
+    /// Why its last start failed, if it did.
+    pub error: String,
+    /// How many runs have ended: lets `wait` tell the next exit from an earlier one.
+    pub exits: u64,
+}
+
+/// A container as the engine keeps it (`container.json` in its directory).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Container {
+    /// 64 hex digits.
+    pub id: String,
+    /// Its name, without Docker's leading `/`.
+    pub name: String,
+    /// The image id it was made from.
+    pub image_id: String,
+    /// The image as the user named it.
+    pub image: String,
+    /// The process it runs: entrypoint and command resolved against the image.
+    pub path: String,
+    /// The process's arguments after `path`.
+    pub args: Vec<String>,
+    /// The process's environment, the image's with the request's over it.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub working_dir: String,
+    /// User.
+    pub user: String,
+    /// What create asked for.
+    pub request: CreateRequest,
+    /// When it was created, RFC 3339.
+    pub created: String,
+    /// Its state.
+    pub state: State,
+}

@@ -1,0 +1,261 @@
+//! The OCI runtime spec of a container, made the way Docker makes it: Docker's default
+//! capabilities, mounts, masked and read-only paths, device rules and seccomp profile,
+//! with the create request's limits and settings applied.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::model::Container;
+use crate::{Error, Result};
+
+/// Docker's default capability set.
+const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every capability this kernel knows, for `--privileged` and `--cap-add ALL`.
+const ALL_CAPS: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+const MASKED_PATHS: [&str; 12] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Docker's default seccomp profile, as Debian ships it with the containers tools.
+const SECCOMP_PROFILE: &str = "/usr/share/containers/seccomp.json";
+
+/// The capability set after `--cap-add` / `--cap-drop` (names with or without `CAP_`).
+fn capabilities(container: &Container) -> Vec<String> {
+    let host = &container.request.host_config;
+    if host.privileged {
+        return ALL_CAPS.iter().map(|c| c.to_string()).collect();
+    }
+    let normal = |c: &String| {
+        let upper = c.to_ascii_uppercase();
+        if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        }
+    };
+    let added: Vec<String> = host.cap_add.iter().flatten().map(normal).collect();
+    let dropped: Vec<String> = host.cap_drop.iter().flatten().map(normal).collect();
+    // Docker's order: `ALL` in either list first, then single drops, then single adds.
+    let mut caps: Vec<String> = if added.iter().any(|c| c == "CAP_ALL") {
+        ALL_CAPS.iter().map(|c| c.to_string()).collect()
+    } else if dropped.iter().any(|c| c == "CAP_ALL") {
+        Vec::new()
+    } else {
+        DEFAULT_CAPS.iter().map(|c| c.to_string()).collect()
+    };
+    caps.retain(|c| !dropped.contains(c));
+    caps.extend(added.into_iter().filter(|c| c != "CAP_ALL"));
+    caps.sort();
+    caps.dedup();
+    caps
+}
+
+/// `uid[:gid]` as numbers; `root` and empty mean 0.
+fn user(text: &str) -> Result<(u32, u32)> {
+    let (uid, gid) = text.split_once(':').unwrap_or((text, ""));
+    let number =
+        |part: &str| -> Result<u32> {
+            match part {
+            "" | "root" => Ok(0),
+            digits => digits.parse().map_err(|_| Error::Invalid(format!(
+                "unable to find user {text}: only numeric users (uid[:gid]) are supported yet"
+            ))),
+        }
+        };
+    let uid = number(uid)?;
+    Ok((uid, if gid.is_empty() { uid } else { number(gid)? }))
+}
+
+/// The spec for `container`, whose root filesystem is mounted at `rootfs` and whose
+/// /etc/hosts, /etc/hostname and /etc/resolv.conf are the files in `etc_dir`.
+pub(crate) fn runtime_spec(
+    container: &Container,
+    rootfs: &Path,
+    etc_dir: &Path,
+    cgroup_parent: &str,
+) -> Result<Value> {
+    let host = &container.request.host_config;
+    let caps = capabilities(container);
+    let (uid, gid) = user(&container.user)?;
+    let hostname = if container.request.hostname.is_empty() {
+        container.id[..12].to_string()
+    } else {
+        container.request.hostname.clone()
+    };
+    let mut args = vec![container.path.clone()];
+    args.extend(container.args.iter().cloned());
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if host.privileged { "rw" } else { "ro" }]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}),
+    ];
+    for file in ["hosts", "hostname", "resolv.conf"] {
+        mounts.push(json!({
+            "destination": format!("/etc/{file}"), "type": "bind",
+            "source": etc_dir.join(file), "options": ["rbind", "rprivate"],
+        }));
+    }
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
+    if host.network_mode != "host" {
+        namespaces.push(json!({"type": "network"}));
+    }
+    let mut resources = json!({"devices": [{"allow": host.privileged, "access": "rwm"}]});
+    if host.memory > 0 {
+        resources["memory"] = json!({"limit": host.memory});
+    }
+    if host.nano_cpus > 0 || host.cpu_shares > 0 {
+        let mut cpu = json!({});
+        if host.nano_cpus > 0 {
+            cpu["period"] = json!(100_000);
+            cpu["quota"] = json!(host.nano_cpus / 10_000);
+        }
+        if host.cpu_shares > 0 {
+            cpu["shares"] = json!(host.cpu_shares);
+        }
+        resources["cpu"] = cpu;
+    }
+    if let Some(limit) = host.pids_limit.filter(|l| *l > 0) {
+        resources["pids"] = json!({"limit": limit});
+    }
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "resources": resources,
+        "cgroupsPath": format!("/{cgroup_parent}/{}", container.id),
+    });
+    if !host.privileged {
+        linux["maskedPaths"] = json!(MASKED_PATHS);
+        linux["readonlyPaths"] = json!(READONLY_PATHS);
+        if let Ok(profile) = std::fs::read_to_string(SECCOMP_PROFILE) {
+            let seccomp = berth_runtime::from_docker_profile(&profile, &caps)?;
+            linux["seccomp"] = serde_json::to_value(seccomp).unwrap_or_default();
+        } else {
+            tracing::warn!(
+                "{SECCOMP_PROFILE} is missing: containers run without a seccomp profile"
+            );
+        }
+    }
+    Ok(json!({
+        "ociVersion": "1.2.0",
+        "process": {
+            "terminal": container.request.tty,
+            "user": {"uid": uid, "gid": gid},
+            "args": args,
+            "env": container.env,
+            "cwd": if container.working_dir.is_empty() { "/" } else { container.working_dir.as_str() },
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": false,
+            "oomScoreAdj": 0,
+        },
+        "root": {"path": rootfs, "readonly": host.readonly_rootfs},
+        "hostname": hostname,
+        "mounts": mounts,
+        "linux": linux,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_parse_as_docker_reads_them() {
+        assert_eq!(user("").unwrap(), (0, 0));
+        assert_eq!(user("1000").unwrap(), (1000, 1000));
+        assert_eq!(user("1000:50").unwrap(), (1000, 50));
+        assert!(
+            user("nobody")
+                .unwrap_err()
+                .to_string()
+                .contains("unable to find user nobody")
+        );
+    }
+}

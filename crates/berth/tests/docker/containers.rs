@@ -1,0 +1,164 @@
+//! Containers through the docker CLI and the Python SDK: run in the foreground and
+//! detached, logs, ps, inspect, stop, rm, limits and Docker's default confinement.
+
+use super::*;
+
+/// A daemon with the busybox image loaded.
+fn daemon_with_busybox(name: &str) -> Daemon {
+    let daemon = Daemon::start(name);
+    let archive = daemon.archive("busybox");
+    daemon.docker_ok(&["load", "-i", archive.to_str().unwrap()]);
+    daemon
+}
+
+#[test]
+fn docker_run_passes_output_and_exit_status_and_rm_leaves_nothing() {
+    let daemon = daemon_with_busybox("run");
+    let output = daemon.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "err\n");
+    assert_eq!(
+        daemon.docker_ok(&["ps", "-aq"]).trim(),
+        "",
+        "--rm left the container"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(daemon.scratch.path().to_str().unwrap()),
+        "a rootfs stayed mounted"
+    );
+}
+
+#[test]
+fn a_detached_container_shows_in_ps_logs_and_inspect_and_stops() {
+    let daemon = daemon_with_busybox("detached");
+    let id = daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sleeper",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; exec sleep 300",
+    ]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let ps = daemon.docker_ok(&["ps", "--format", "{{.Names}} {{.Image}} {{.State}}"]);
+    assert_eq!(ps.trim(), "sleeper busybox running");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while daemon.docker_ok(&["logs", "sleeper"]).trim() != "started" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let state = daemon.docker_ok(&[
+        "inspect",
+        "sleeper",
+        "--format",
+        "{{.State.Status}} {{.Config.Hostname}}",
+    ]);
+    assert_eq!(state.trim(), format!("running {}", &id.trim()[..12]));
+    let conflict = daemon.docker(&["rm", "sleeper"]);
+    assert!(
+        String::from_utf8_lossy(&conflict.stderr).contains("container is running"),
+        "{conflict:?}"
+    );
+    daemon.docker_ok(&["stop", "-t", "1", "sleeper"]);
+    let exited = daemon.docker_ok(&[
+        "inspect",
+        "sleeper",
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}}",
+    ]);
+    // sleep as pid 1 has no SIGTERM handler: stop escalates to SIGKILL, as with Docker.
+    assert_eq!(exited.trim(), "exited 137");
+    daemon.docker_ok(&["rm", "sleeper"]);
+    let missing = daemon.docker(&["inspect", "sleeper"]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("No such object: sleeper"),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn limits_capabilities_and_seccomp_are_docker_s() {
+    let daemon = daemon_with_busybox("confined");
+    let script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
+                  grep -E '^(CapEff|Seccomp):' /proc/self/status | tr -d '\\t'";
+    let out = daemon.docker_ok(&[
+        "run", "--rm", "--memory", "32m", "busybox", "sh", "-c", script,
+    ]);
+    // Docker's default capability set is 0xa80425fb.
+    assert_eq!(out.trim(), "33554432\nCapEff:00000000a80425fb\nSeccomp:2");
+    let dropped = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_RAW",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert_eq!(dropped.split_whitespace().last(), Some("0000000000002000"));
+}
+
+#[test]
+fn a_missing_image_and_a_taken_name_are_refused_by_name() {
+    let daemon = daemon_with_busybox("refusals");
+    let missing = daemon.docker(&["run", "--rm", "nosuchimage"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("nosuchimage"),
+        "{missing:?}"
+    );
+    daemon.docker_ok(&["create", "--name", "taken", "busybox", "true"]);
+    let taken = daemon.docker(&["create", "--name", "taken", "busybox", "true"]);
+    assert!(
+        String::from_utf8_lossy(&taken.stderr).contains("is already in use"),
+        "{taken:?}"
+    );
+}
+
+#[test]
+fn the_python_sdk_runs_and_manages_containers() {
+    let daemon = daemon_with_busybox("python-run");
+    let script = r#"
+import sys, docker
+client = docker.DockerClient(base_url=sys.argv[1])
+assert client.containers.run("busybox", ["echo", "hi"], remove=True) == b"hi\n"
+c = client.containers.run("busybox", ["sh", "-c", "echo ready; exec sleep 300"], detach=True, name="py")
+c.reload()
+assert c.status == "running", c.status
+assert c.wait(timeout=0.1) if False else True
+c.kill()
+assert c.wait()["StatusCode"] == 137
+assert c.logs() == b"ready\n", c.logs()
+c.remove()
+assert client.containers.list(all=True) == []
+print("ok")
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, &daemon.host()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "ok",
+        "{}\ndaemon log: {}",
+        String::from_utf8_lossy(&output.stderr),
+        read_log(daemon.scratch.path())
+    );
+}
