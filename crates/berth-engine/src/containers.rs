@@ -33,6 +33,9 @@ pub enum WaitCondition {
 pub(crate) struct Containers {
     records: Mutex<BTreeMap<String, Container>>,
     changed: Condvar,
+    /// The last exit status of every container that ended, kept past its removal: a
+    /// `wait` for removal (`docker run --rm`) may wake only after the record is gone.
+    exit_codes: Mutex<std::collections::HashMap<String, i32>>,
 }
 
 impl Containers {
@@ -54,6 +57,7 @@ impl Containers {
         Ok(Self {
             records: Mutex::new(records),
             changed: Condvar::new(),
+            exit_codes: Mutex::default(),
         })
     }
 
@@ -251,6 +255,36 @@ impl Engine {
         }
     }
 
+    /// Watches the containers a previous daemon left running (live restore): their
+    /// monitors still hold them; each end is recorded when its monitor writes the exit
+    /// file, or, should a monitor have died, shortly after the container's process did.
+    pub fn restore(self: &Arc<Self>) {
+        for container in self.containers(false) {
+            let engine = Arc::clone(self);
+            std::thread::spawn(move || engine.watch(&container));
+        }
+    }
+
+    fn watch(&self, container: &Container) {
+        let exit_file = self.container_dir(&container.id).join(EXIT_FILE);
+        let pid = nix::unistd::Pid::from_raw(container.state.pid);
+        let mut gone_since: Option<Instant> = None;
+        loop {
+            if exit_file.exists() {
+                break;
+            }
+            let alive = container.state.pid > 0 && nix::sys::signal::kill(pid, None).is_ok();
+            let gone = *gone_since.get_or_insert_with(Instant::now);
+            if alive {
+                gone_since = None;
+            } else if gone.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.finish(&container.id);
+    }
+
     /// Records the end of a run from the monitor's exit file; removes `--rm` containers.
     fn finish(&self, id: &str) {
         let dir = self.container_dir(id);
@@ -275,6 +309,9 @@ impl Engine {
                 record.state.exit_code = 255;
                 record.state.finished_at = crate::logs::timestamp(std::time::SystemTime::now());
             }
+        }
+        if let Ok(mut codes) = self.containers.exit_codes.lock() {
+            codes.insert(id.to_string(), record.state.exit_code);
         }
         let auto_remove = record.request.host_config.auto_remove;
         let _ = self.save(record);
@@ -346,23 +383,21 @@ impl Engine {
     pub fn wait_container(&self, name: &str, condition: WaitCondition) -> Result<i32> {
         let container = self.container(name)?;
         let exits = container.state.exits;
-        let last_code = Mutex::new(container.state.exit_code);
-        self.wait_until(&container.id, Duration::MAX, |c| {
-            if let Some(c) = c {
-                *last_code
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = c.state.exit_code;
-            }
-            match (condition, c) {
-                (_, None) => true,
-                (WaitCondition::NotRunning, Some(c)) => c.state.status != Status::Running,
-                (WaitCondition::NextExit, Some(c)) => c.state.exits > exits,
-                (WaitCondition::Removed, Some(_)) => false,
-            }
+        self.wait_until(&container.id, Duration::MAX, |c| match (condition, c) {
+            (_, None) => true,
+            (WaitCondition::NotRunning, Some(c)) => c.state.status != Status::Running,
+            (WaitCondition::NextExit, Some(c)) => c.state.exits > exits,
+            (WaitCondition::Removed, Some(_)) => false,
         });
-        Ok(last_code
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner))
+        let codes = self
+            .containers
+            .exit_codes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(codes
+            .get(&container.id)
+            .copied()
+            .unwrap_or(container.state.exit_code))
     }
 
     /// Blocks until `done` holds for the container (None once removed) or `timeout`

@@ -27,7 +27,9 @@ pub fn run(args: &DaemonArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    runtime.block_on(serve(Arc::new(engine), socket))?;
+    let engine = Arc::new(engine);
+    engine.restore();
+    runtime.block_on(serve(engine, socket))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -162,3 +162,30 @@ print("ok")
         read_log(daemon.scratch.path())
     );
 }
+
+#[test]
+fn a_container_outlives_a_killed_daemon_and_is_found_again() {
+    let mut daemon = daemon_with_busybox("restore");
+    daemon.docker_ok(&["run", "-d", "--name", "survivor", "busybox", "sleep", "300"]);
+    let pid: i32 = daemon
+        .docker_ok(&["inspect", "survivor", "--format", "{{.State.Pid}}"])
+        .trim()
+        .parse()
+        .unwrap();
+    daemon.kill_and_restart();
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
+        "the container died with its daemon"
+    );
+    let ps = daemon.docker_ok(&["ps", "--format", "{{.Names}} {{.State}}"]);
+    assert_eq!(ps.trim(), "survivor running");
+    daemon.docker_ok(&["kill", "survivor"]);
+    daemon.docker_ok(&["wait", "survivor"]);
+    let state = daemon.docker_ok(&[
+        "inspect",
+        "survivor",
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}}",
+    ]);
+    assert_eq!(state.trim(), "exited 137");
+}

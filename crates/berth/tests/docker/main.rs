@@ -20,6 +20,7 @@ struct Daemon {
     process: ChildGuard,
     scratch: Scratch,
     _cgroups: CgroupGuard,
+    cgroup_parent: String,
     socket: PathBuf,
 }
 
@@ -40,48 +41,22 @@ impl Daemon {
     fn start(name: &str) -> Self {
         let scratch = Scratch::new(&format!("daemon-{name}")).unwrap();
         let socket = scratch.path().join("berth.sock");
-        let log = std::fs::File::create(scratch.path().join("daemon.log")).unwrap();
         let cgroup_parent = format!("berth-test/daemon-{name}-{}", std::process::id());
-        let process = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args([
-                "daemon",
-                "--log-level",
-                "info",
-                "--cgroup-parent",
-                &cgroup_parent,
-                "--data-dir",
-            ])
-            .arg(scratch.path().join("data"))
-            .arg("--exec-root")
-            .arg(scratch.path().join("run"))
-            .arg("-H")
-            .arg(format!("unix://{}", socket.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut process = ChildGuard(process);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            if let Ok(Some(status)) = process.0.try_wait() {
-                panic!(
-                    "the daemon exited with {status}: {}",
-                    read_log(scratch.path())
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not listen within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let process = spawn_daemon(scratch.path(), &socket, &cgroup_parent);
         Self {
             process,
             scratch,
-            _cgroups: CgroupGuard::new(cgroup_parent),
+            _cgroups: CgroupGuard::new(&cgroup_parent),
+            cgroup_parent,
             socket,
         }
+    }
+
+    /// Kills the daemon with SIGKILL and starts a new one on the same state.
+    fn kill_and_restart(&mut self) {
+        let _ = self.process.0.kill();
+        let _ = self.process.0.wait();
+        self.process = spawn_daemon(self.scratch.path(), &self.socket, &self.cgroup_parent);
     }
 
     fn host(&self) -> String {
@@ -124,6 +99,48 @@ impl Daemon {
         std::fs::write(&path, tar).unwrap();
         path
     }
+}
+
+/// Starts `berth daemon` on `dir` and waits until it listens on `socket`.
+fn spawn_daemon(dir: &Path, socket: &Path, cgroup_parent: &str) -> ChildGuard {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.log"))
+        .unwrap();
+    let _ = std::fs::remove_file(socket);
+    let process = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args([
+            "daemon",
+            "--log-level",
+            "info",
+            "--cgroup-parent",
+            cgroup_parent,
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("run"))
+        .arg("-H")
+        .arg(format!("unix://{}", socket.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut process = ChildGuard(process);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        if let Ok(Some(status)) = process.0.try_wait() {
+            panic!("the daemon exited with {status}: {}", read_log(dir));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not listen within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    process
 }
 
 fn read_log(dir: &Path) -> String {
