@@ -8,6 +8,8 @@ set -euo pipefail
 : "${BERTH:?set by benches/run}" "${TESTKIT:?set by benches/run}"
 command -v podman >/dev/null || { echo "podman is not installed: apt-get install podman" >&2; exit 1; }
 work=$(mktemp -d /tmp/berth-bench-engine.XXXXXX)
+# Podman's network set-up adds nftables tables and /run/netns: taken away again after.
+tables_before=$(nft list tables 2>/dev/null || true)
 "$TESTKIT" archive busybox "$work/busybox.tar"
 setsid "$BERTH" daemon --data-dir "$work/data" --exec-root "$work/run" --cgroup-parent berth-bench \
   -H "unix://$work/berth.sock" >"$work/daemon.log" 2>&1 </dev/null &
@@ -18,10 +20,15 @@ cleanup() {
   grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   rm -rf "$work"
   rmdir /sys/fs/cgroup/*/berth-bench 2>/dev/null || true
+  nft list tables 2>/dev/null | while read -r _ family name; do
+    grep -qx "table $family $name" <<<"$tables_before" || nft delete table "$family" "$name"
+  done
 }
 trap cleanup EXIT
 for _ in $(seq 200); do [ -S "$work/berth.sock" ] && break; sleep 0.05; done
 export DOCKER_HOST="unix://$work/berth.sock" DOCKER_CONFIG="$work/docker-config"
+# Podman reads DOCKER_CONFIG too, and insists on finding a config file there.
+mkdir -p "$DOCKER_CONFIG" && echo '{}' >"$DOCKER_CONFIG/config.json"
 docker load -i "$work/busybox.tar" >/dev/null
 podman=(podman --root "$work/podman" --runroot "$work/podman-run" --storage-driver overlay
   --runtime runc --cgroup-manager cgroupfs)
@@ -30,7 +37,7 @@ limits="--ulimit nofile=1024:20000 --ulimit nproc=4096:4096"
 hyperfine -N --warmup 3 --runs "${RUNS:-30}" --export-json "$work/result.json" \
   -n docker-cli+berth "docker run --rm busybox /bin/true" \
   -n podman "${podman[*]} run --rm $limits busybox /bin/true" \
-  -n podman-no-network "${podman[*]} run --rm $limits --network none busybox /bin/true" >/dev/null
+  -n podman-no-network "${podman[*]} run --rm $limits --network none busybox /bin/true" ${HYPERFINE_FLAGS:-} >/dev/null
 python3 - "$work/result.json" <<'PY'
 import json, sys
 results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
