@@ -121,7 +121,7 @@ impl Engine {
             working_dir: non_empty(&request.working_dir, &config["config"]["WorkingDir"]),
             user: non_empty(&request.user, &config["config"]["User"]),
             request,
-            created: crate::logs::timestamp(std::time::SystemTime::now()),
+            created: berth_runtime::state::now_rfc3339(),
             state: State::default(),
         };
         let mut records = self.containers.lock();
@@ -162,7 +162,7 @@ impl Engine {
             Ok((pid, monitor)) => {
                 record.state.status = Status::Running;
                 record.state.pid = pid;
-                record.state.started_at = crate::logs::timestamp(std::time::SystemTime::now());
+                record.state.started_at = berth_runtime::state::now_rfc3339();
                 record.state.error.clear();
                 self.save(record)?;
                 drop(records);
@@ -307,7 +307,7 @@ impl Engine {
             }
             None => {
                 record.state.exit_code = 255;
-                record.state.finished_at = crate::logs::timestamp(std::time::SystemTime::now());
+                record.state.finished_at = berth_runtime::state::now_rfc3339();
             }
         }
         if let Ok(mut codes) = self.containers.exit_codes.lock() {

@@ -20,7 +20,7 @@ pub struct LogEntry {
 
 /// Appends the lines of `chunk` from `stream` to the log.
 pub(crate) fn append(log: &mut impl Write, stream: &str, chunk: &[u8]) -> std::io::Result<()> {
-    let time = timestamp(std::time::SystemTime::now());
+    let time = berth_runtime::state::now_rfc3339();
     for line in chunk.split_inclusive(|b| *b == b'\n') {
         let entry = LogEntry {
             log: String::from_utf8_lossy(line).into_owned(),
@@ -58,47 +58,9 @@ pub fn read_from(path: &Path, offset: u64) -> std::io::Result<(Vec<LogEntry>, u6
     Ok((entries, position))
 }
 
-/// RFC 3339 UTC with nanoseconds, as Docker stamps log lines.
-pub fn timestamp(time: std::time::SystemTime) -> String {
-    let since = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since.as_secs() as i64;
-    let (year, month, day) = civil_from_days(secs.div_euclid(86400));
-    let rem = secs.rem_euclid(86400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_nanos()
-    )
-}
-
-/// The civil date of a day count from 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339_with_nanoseconds() {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 5);
-        assert_eq!(timestamp(t), "2023-11-14T22:13:20.000000005Z");
-    }
 
     #[test]
     fn lines_round_trip_and_partial_lines_wait() {

@@ -74,7 +74,7 @@ pub fn run_monitor(runtime_root: &Path, dir: &Path, id: &str) -> i32 {
     let record = ExitRecord {
         code,
         oom_killed,
-        finished_at: crate::logs::timestamp(std::time::SystemTime::now()),
+        finished_at: berth_runtime::state::now_rfc3339(),
     };
     let partial = dir.join("exit.json.partial");
     let written = std::fs::write(&partial, serde_json::to_vec(&record).unwrap_or_default())

@@ -27,51 +27,6 @@ const DEFAULT_CAPS: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability this kernel knows, for `--privileged` and `--cap-add ALL`.
-const ALL_CAPS: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
 const MASKED_PATHS: [&str; 12] = [
     "/proc/asound",
     "/proc/acpi",
@@ -102,7 +57,10 @@ const SECCOMP_PROFILE: &str = "/usr/share/containers/seccomp.json";
 fn capabilities(container: &Container) -> Vec<String> {
     let host = &container.request.host_config;
     if host.privileged {
-        return ALL_CAPS.iter().map(|c| c.to_string()).collect();
+        return berth_runtime::capability_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
     }
     let normal = |c: &String| {
         let upper = c.to_ascii_uppercase();
@@ -116,7 +74,10 @@ fn capabilities(container: &Container) -> Vec<String> {
     let dropped: Vec<String> = host.cap_drop.iter().flatten().map(normal).collect();
     // Docker's order: `ALL` in either list first, then single drops, then single adds.
     let mut caps: Vec<String> = if added.iter().any(|c| c == "CAP_ALL") {
-        ALL_CAPS.iter().map(|c| c.to_string()).collect()
+        berth_runtime::capability_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
     } else if dropped.iter().any(|c| c == "CAP_ALL") {
         Vec::new()
     } else {

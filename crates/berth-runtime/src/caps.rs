@@ -49,6 +49,11 @@ const NAMES: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
+/// Every capability name the runtime knows, in kernel order (`--privileged` gets them all).
+pub fn capability_names() -> &'static [&'static str] {
+    &NAMES
+}
+
 /// A set of capabilities as the kernel's 64-bit mask.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CapSet(pub u64);

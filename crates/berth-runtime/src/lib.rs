@@ -21,6 +21,7 @@ mod seccomp;
 pub mod state;
 
 pub use bundle::{Bundle, parse_spec, write_default_spec};
+pub use caps::capability_names;
 pub use container::{CreateOptions, ExecOptions, Runtime};
 pub use error::{Error, Result};
 pub use oci_spec::runtime::Process;

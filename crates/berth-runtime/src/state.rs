@@ -246,9 +246,14 @@ pub fn pid_start_time(pid: i32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
-/// The current time as RFC 3339 UTC, without pulling in a date crate.
+/// The current time as RFC 3339 UTC with nanoseconds, without pulling in a date crate.
 pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// `time` as RFC 3339 UTC with nanoseconds, as Docker stamps its logs and states.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    let now = time
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs() as i64;
@@ -279,6 +284,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_with_nanoseconds() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 5);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.000000005Z");
+    }
 
     #[test]
     fn ids_that_could_escape_the_root_are_refused() {

@@ -51,36 +51,38 @@ fn read_all(mut master: std::fs::File) -> String {
 
 const CHECK_TTY: &str = "tty; test -t 0 && test -t 1 && test -t 2 && echo all-on-tty";
 
+/// Runs `args` (a command whose process gets a terminal) with a console socket given
+/// right after the subcommand, and checks what the terminal showed; then deletes `id`.
+fn expect_terminal_session(runtime: Runtime, scratch: &Scratch, args: &[&str], id: &str) {
+    let socket = scratch.path().join("console.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let root = scratch.path().join("state");
+    let mut full = vec![args[0], "--console-socket", socket.to_str().unwrap()];
+    full.extend_from_slice(&args[1..]);
+    ok_detached(runtime, &root, &full);
+    let output = read_all(receive_terminal(&listener));
+    assert_eq!(
+        output.trim(),
+        "/dev/pts/0\nall-on-tty",
+        "under {}",
+        runtime.name()
+    );
+    ok(runtime, &root, &["delete", "--force", id]);
+}
+
 #[test]
 fn the_terminal_goes_to_the_console_socket() {
     for &runtime in runtimes() {
         let scratch = Scratch::new(&format!("tty-{}", runtime.name())).unwrap();
         let case = Case::shell("tty", CHECK_TTY).tweak(|c| c["process"]["terminal"] = json!(true));
         let (bundle, id, _cgroup) = case.bundle(&scratch, runtime);
-        let socket = scratch.path().join("console.sock");
-        let listener = UnixListener::bind(&socket).unwrap();
-        let root = scratch.path().join("state");
-        ok_detached(
+        let bundle = bundle.to_str().unwrap();
+        expect_terminal_session(
             runtime,
-            &root,
-            &[
-                "run",
-                "--detach",
-                "--console-socket",
-                socket.to_str().unwrap(),
-                "--bundle",
-                bundle.to_str().unwrap(),
-                &id,
-            ],
+            &scratch,
+            &["run", "--detach", "--bundle", bundle, &id],
+            &id,
         );
-        let output = read_all(receive_terminal(&listener));
-        assert_eq!(
-            output.trim(),
-            "/dev/pts/0\nall-on-tty",
-            "under {}",
-            runtime.name()
-        );
-        ok(runtime, &root, &["delete", "--force", &id]);
     }
 }
 
@@ -90,33 +92,9 @@ fn exec_tty_gets_its_own_terminal() {
         let scratch = Scratch::new(&format!("exec-tty-{}", runtime.name())).unwrap();
         let (bundle, id, _cgroup) =
             Case::new("exec-tty", &["sleep", "300"]).bundle(&scratch, runtime);
-        let root = scratch.path().join("state");
-        run_detached(runtime, &root, &bundle, &id);
-        let socket = scratch.path().join("console.sock");
-        let listener = UnixListener::bind(&socket).unwrap();
-        ok_detached(
-            runtime,
-            &root,
-            &[
-                "exec",
-                "--detach",
-                "--tty",
-                "--console-socket",
-                socket.to_str().unwrap(),
-                &id,
-                "sh",
-                "-c",
-                CHECK_TTY,
-            ],
-        );
-        let output = read_all(receive_terminal(&listener));
-        assert_eq!(
-            output.trim(),
-            "/dev/pts/0\nall-on-tty",
-            "under {}",
-            runtime.name()
-        );
-        ok(runtime, &root, &["delete", "--force", &id]);
+        run_detached(runtime, &scratch.path().join("state"), &bundle, &id);
+        let args = ["exec", "--detach", "--tty", &id, "sh", "-c", CHECK_TTY];
+        expect_terminal_session(runtime, &scratch, &args, &id);
     }
 }
 
