@@ -59,7 +59,7 @@ impl From<berth_engine::Error> for ApiError {
         use berth_engine::Error::*;
         let status = match &error {
             Image(error) => return image_error(error),
-            NoSuchContainer(_) => StatusCode::NOT_FOUND,
+            NoSuchContainer(_) | NoSuchVolume(_) => StatusCode::NOT_FOUND,
             Conflict(_) => StatusCode::CONFLICT,
             Invalid(_) => StatusCode::BAD_REQUEST,
             Runtime(_) | Start(_) | Io(..) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -73,13 +73,6 @@ pub(crate) async fn no_such_network(
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("network {name} not found"))
-}
-
-/// `GET /volumes/{name}` until volumes land: none exists.
-pub(crate) async fn no_such_volume(
-    axum::extract::Path(name): axum::extract::Path<String>,
-) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("get {name}: no such volume"))
 }
 
 /// `GET /plugins/{name}/json`: Berth has no plugins.

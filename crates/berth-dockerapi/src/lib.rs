@@ -19,6 +19,7 @@ mod error;
 mod images;
 mod system;
 mod time;
+mod volumes;
 
 pub use error::ApiError;
 
@@ -61,7 +62,13 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         // `docker inspect NAME` asks each kind in turn: a clear 404 lets it go on.
         .route("/networks/{*name}", get(error::no_such_network))
-        .route("/volumes/{*name}", get(error::no_such_volume))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
         .route("/plugins/{*name}", get(error::no_such_plugin))
         .fallback(error::not_implemented)
         .with_state(engine)

@@ -105,6 +105,7 @@ impl Engine {
         let image = self.images.resolve(&request.image)?;
         let config = self.images.config(&image)?;
         let (path, args) = process_args(&request, &config["config"])?;
+        self.check_mounts(&request)?;
         let id = random_hex(32)?;
         let name = match name.filter(|n| !n.is_empty()) {
             Some(name) => valid_name(name.trim_start_matches('/'))?,
@@ -179,8 +180,13 @@ impl Engine {
             Err(error) => {
                 record.state.error = error.to_string();
                 let _ = self.save(record);
+                let auto_remove = record.request.host_config.auto_remove;
                 drop(records);
                 let _ = overlay.unmount();
+                // A `--rm` container that cannot start goes too: its client waits for that.
+                if auto_remove {
+                    let _ = self.remove_container(&container.id, true);
+                }
                 Err(error)
             }
         }
@@ -213,8 +219,11 @@ impl Engine {
         ] {
             std::fs::write(etc.join(file), text).map_err(|e| Error::Io(etc.join(file), e))?;
         }
-        let spec =
+        let mut spec =
             crate::spec::runtime_spec(container, &overlay.target, &etc, &self.cgroup_parent)?;
+        if let Some(mounts) = spec["mounts"].as_array_mut() {
+            mounts.extend(self.container_mounts(container)?);
+        }
         let config = dir.join("config.json");
         std::fs::write(
             &config,
@@ -539,7 +548,7 @@ fn valid_name(name: &str) -> Result<String> {
     }
 }
 
-fn random_hex(bytes: usize) -> Result<String> {
+pub(crate) fn random_hex(bytes: usize) -> Result<String> {
     let mut buffer = vec![0u8; bytes];
     std::io::Read::read_exact(
         &mut std::fs::File::open("/dev/urandom")

@@ -15,10 +15,12 @@ mod model;
 mod monitor;
 mod rootfs;
 mod spec;
+mod volumes;
 
 pub use containers::WaitCondition;
 pub use model::{Container, CreateRequest, HostConfig, State, Status};
 pub use monitor::{ExitRecord, run_monitor};
+pub use volumes::{MountRequest, Volume};
 
 /// Default directory for state that must survive a reboot.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/berth";
@@ -37,6 +39,9 @@ pub enum Error {
     /// No container of that name or id.
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// No volume of that name.
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
     /// The request conflicts with the container's state or another container.
     #[error("{0}")]
     Conflict(String),

@@ -57,6 +57,12 @@ pub struct HostConfig {
     pub privileged: bool,
     /// `none`, `host`, `bridge` (the default)…
     pub network_mode: String,
+    /// `-v` mounts: `SOURCE:TARGET[:ro]`, SOURCE a host path or a volume name.
+    pub binds: Option<Vec<String>>,
+    /// `--mount` mounts.
+    pub mounts: Option<Vec<crate::volumes::MountRequest>>,
+    /// `--tmpfs` mounts: target to options.
+    pub tmpfs: Option<BTreeMap<String, String>>,
 }
 
 /// Where a container is in its life.

@@ -29,7 +29,11 @@ pub fn run(args: &DaemonArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
         .context("start the async runtime")?;
     let engine = Arc::new(engine);
     engine.restore();
-    runtime.block_on(serve(engine, socket))?;
+    let served = runtime.block_on(serve(engine, socket));
+    // Requests still blocked (a `wait` on a container that runs on) must not hold the
+    // exit: the containers and their monitors carry on without us.
+    runtime.shutdown_background();
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

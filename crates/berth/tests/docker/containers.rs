@@ -4,7 +4,7 @@
 use super::*;
 
 /// A daemon with the busybox image loaded.
-fn daemon_with_busybox(name: &str) -> Daemon {
+pub(crate) fn daemon_with_busybox(name: &str) -> Daemon {
     let daemon = Daemon::start(name);
     let archive = daemon.archive("busybox");
     daemon.docker_ok(&["load", "-i", archive.to_str().unwrap()]);

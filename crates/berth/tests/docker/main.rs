@@ -12,6 +12,7 @@ use berth_testkit::guard::{CgroupGuard, ChildGuard, Scratch};
 
 mod containers;
 mod images;
+mod volumes;
 
 /// A daemon serving its own socket from its own data directory and cgroup parent; on
 /// drop its containers are removed, then it is killed and its files and cgroups go.
@@ -63,9 +64,11 @@ impl Daemon {
         format!("unix://{}", self.socket.display())
     }
 
-    /// The stock docker CLI against this daemon, with a private config directory.
+    /// The stock docker CLI against this daemon, with a private config directory; killed
+    /// after a minute, so that a hang fails the test instead of stalling the run.
     fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker")
+        Command::new("timeout")
+            .args(["60", "docker"])
             .env("DOCKER_CONFIG", self.scratch.path().join("docker-config"))
             .env("DOCKER_HOST", self.host())
             .args(args)

@@ -1,0 +1,256 @@
+//! Volumes and the mounts of `-v`, `--mount` and `--tmpfs`: named volumes of the local
+//! driver live in `<data>/volumes/<name>/_data` and outlive their containers; binds
+//! name host paths; tmpfs mounts are the container's own.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::model::Container;
+use crate::{Engine, Error, Result};
+
+/// One entry of HostConfig.Mounts (`--mount`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct MountRequest {
+    /// `bind`, `volume` or `tmpfs`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// Host path (bind) or volume name (volume).
+    pub source: String,
+    /// Path in the container.
+    pub target: String,
+    /// Mount read-only.
+    pub read_only: bool,
+}
+
+/// A named volume.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Volume {
+    /// Its name.
+    pub name: String,
+    /// Where its data lives on the host.
+    pub mountpoint: PathBuf,
+}
+
+impl Volume {
+    /// Docker's JSON for it.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "Name": self.name, "Driver": "local", "Mountpoint": self.mountpoint,
+            "Scope": "local", "Labels": {}, "Options": {},
+        })
+    }
+}
+
+/// A mount in the runtime spec's words.
+struct SpecMount {
+    destination: String,
+    source: PathBuf,
+    kind: &'static str,
+    read_only: bool,
+}
+
+impl Engine {
+    fn volumes_dir(&self) -> PathBuf {
+        self.data_dir.join("volumes")
+    }
+
+    /// Creates volume `name` (a random one when empty); an existing one is returned as is.
+    pub fn create_volume(&self, name: &str) -> Result<Volume> {
+        let name = if name.is_empty() {
+            crate::containers::random_hex(32)?
+        } else {
+            valid_volume_name(name)?
+        };
+        let mountpoint = self.volumes_dir().join(&name).join("_data");
+        std::fs::create_dir_all(&mountpoint).map_err(|e| Error::Io(mountpoint.clone(), e))?;
+        Ok(Volume { name, mountpoint })
+    }
+
+    /// Volume `name`.
+    pub fn volume(&self, name: &str) -> Result<Volume> {
+        let mountpoint = self
+            .volumes_dir()
+            .join(valid_volume_name(name)?)
+            .join("_data");
+        if mountpoint.is_dir() {
+            Ok(Volume {
+                name: name.to_string(),
+                mountpoint,
+            })
+        } else {
+            Err(Error::NoSuchVolume(name.to_string()))
+        }
+    }
+
+    /// Every volume, by name.
+    pub fn volumes(&self) -> Vec<Volume> {
+        let mut names: Vec<String> = std::fs::read_dir(self.volumes_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names.iter().filter_map(|n| self.volume(n).ok()).collect()
+    }
+
+    /// Removes volume `name`, unless a container uses it.
+    pub fn remove_volume(&self, name: &str) -> Result<()> {
+        let volume = self.volume(name)?;
+        if let Some(user) = self.containers(true).iter().find(|c| uses_volume(c, name)) {
+            return Err(Error::Conflict(format!(
+                "remove {name}: volume is in use - [{}]",
+                user.id
+            )));
+        }
+        let dir = self.volumes_dir().join(&volume.name);
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::Io(dir, e))
+    }
+
+    /// The spec mounts of a container's binds, volumes and tmpfs mounts; named volumes
+    /// are created when missing, as `docker run -v` does.
+    pub(crate) fn container_mounts(&self, container: &Container) -> Result<Vec<Value>> {
+        let mut mounts = Vec::new();
+        for bind in container.request.host_config.binds.iter().flatten() {
+            mounts.push(self.parse_bind(bind)?);
+        }
+        for mount in container.request.host_config.mounts.iter().flatten() {
+            mounts.push(self.resolve_mount(mount)?);
+        }
+        let mut spec: Vec<Value> = mounts
+            .into_iter()
+            .map(|m| {
+                let mut options = vec![if m.kind == "bind" { "rbind" } else { "nosuid" }, "rprivate"];
+                options.push(if m.read_only { "ro" } else { "rw" });
+                json!({"destination": m.destination, "type": m.kind, "source": m.source, "options": options})
+            })
+            .collect();
+        for (target, options) in container.request.host_config.tmpfs.iter().flatten() {
+            let mut all = vec!["nosuid".to_string(), "nodev".to_string()];
+            all.extend(
+                options
+                    .split(',')
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_string),
+            );
+            spec.push(
+                json!({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": all}),
+            );
+        }
+        Ok(spec)
+    }
+
+    /// Refuses at create what start would refuse: a malformed `-v`, a `--mount` bind of a
+    /// missing path, an unknown mount type.
+    pub(crate) fn check_mounts(&self, request: &crate::model::CreateRequest) -> Result<()> {
+        for bind in request.host_config.binds.iter().flatten() {
+            bind_parts(bind)?;
+        }
+        for mount in request.host_config.mounts.iter().flatten() {
+            if mount.kind == "bind" {
+                self.resolve_mount(mount)?;
+            } else if mount.kind != "volume" {
+                return Err(Error::Invalid(format!(
+                    "mount type {:?} is not supported",
+                    mount.kind
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `-v SOURCE:TARGET[:ro|rw]`: an absolute SOURCE is a host path (made if missing,
+    /// as Docker does), any other a volume name.
+    fn parse_bind(&self, bind: &str) -> Result<SpecMount> {
+        let (source, target, mode) = bind_parts(bind)?;
+        let read_only = mode.split(',').any(|m| m == "ro");
+        let source = if source.starts_with('/') {
+            std::fs::create_dir_all(source).map_err(|e| Error::Io(source.into(), e))?;
+            PathBuf::from(source)
+        } else {
+            self.create_volume(source)?.mountpoint
+        };
+        Ok(SpecMount {
+            destination: target.to_string(),
+            source,
+            kind: "bind",
+            read_only,
+        })
+    }
+
+    fn resolve_mount(&self, mount: &MountRequest) -> Result<SpecMount> {
+        let source = match mount.kind.as_str() {
+            "bind" => {
+                let path = Path::new(&mount.source);
+                if !path.is_absolute() || !path.exists() {
+                    return Err(Error::Invalid(format!(
+                        "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                        mount.source
+                    )));
+                }
+                path.to_path_buf()
+            }
+            "volume" => self.create_volume(&mount.source)?.mountpoint,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "mount type {other:?} is not supported"
+                )));
+            }
+        };
+        Ok(SpecMount {
+            destination: mount.target.clone(),
+            source,
+            kind: "bind",
+            read_only: mount.read_only,
+        })
+    }
+}
+
+/// SOURCE, TARGET and mode of a `-v` spec.
+fn bind_parts(bind: &str) -> Result<(&str, &str, &str)> {
+    let parts: Vec<&str> = bind.split(':').collect();
+    let (source, target, mode) = match parts.as_slice() {
+        [source, target] => (*source, *target, ""),
+        [source, target, mode] => (*source, *target, *mode),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "invalid volume specification: '{bind}'"
+            )));
+        }
+    };
+    if !target.starts_with('/') {
+        return Err(Error::Invalid(format!(
+            "invalid volume specification: '{bind}': the destination must be an absolute path"
+        )));
+    }
+    Ok((source, target, mode))
+}
+
+fn uses_volume(container: &Container, name: &str) -> bool {
+    let host = &container.request.host_config;
+    host.binds
+        .iter()
+        .flatten()
+        .any(|b| b.split(':').next() == Some(name))
+        || host
+            .mounts
+            .iter()
+            .flatten()
+            .any(|m| m.kind == "volume" && m.source == name)
+}
+
+fn valid_volume_name(name: &str) -> Result<String> {
+    let mut bytes = name.bytes();
+    let valid = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if valid {
+        Ok(name.to_string())
+    } else {
+        Err(Error::Invalid(format!(
+            "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed"
+        )))
+    }
+}

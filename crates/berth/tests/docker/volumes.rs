@@ -1,0 +1,76 @@
+//! Volumes and mounts through the docker CLI: named volumes outlive their containers,
+//! binds show host files (read-only when asked), tmpfs mounts are private, and a volume
+//! in use cannot be removed.
+
+use super::*;
+
+#[test]
+fn a_named_volume_outlives_its_container_and_is_refused_removal_while_used() {
+    let daemon = containers::daemon_with_busybox("volumes");
+    daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/file",
+    ]);
+    let read = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data:ro",
+        "busybox",
+        "cat",
+        "/data/file",
+    ]);
+    assert_eq!(read.trim(), "kept");
+    let listed = daemon.docker_ok(&["volume", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    assert_eq!(listed.trim(), "data local");
+    daemon.docker_ok(&[
+        "create",
+        "--name",
+        "user",
+        "-v",
+        "data:/data",
+        "busybox",
+        "true",
+    ]);
+    let refused = daemon.docker(&["volume", "rm", "data"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("volume is in use"),
+        "{refused:?}"
+    );
+    daemon.docker_ok(&["rm", "user"]);
+    daemon.docker_ok(&["volume", "rm", "data"]);
+    assert_eq!(daemon.docker_ok(&["volume", "ls", "-q"]).trim(), "");
+}
+
+#[test]
+fn binds_show_host_files_read_only_when_asked_and_tmpfs_is_private() {
+    let daemon = containers::daemon_with_busybox("binds");
+    let host = daemon.scratch.path().join("host-dir");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("greeting"), "from the host\n").unwrap();
+    let spec = format!("{}:/host:ro", host.display());
+    let out = daemon.docker_ok(&[
+        "run", "--rm", "-v", &spec, "--tmpfs", "/scratch", "busybox", "sh", "-c",
+        "cat /host/greeting; touch /host/new 2>/dev/null || echo read-only; touch /scratch/x && echo tmpfs-ok",
+    ]);
+    assert_eq!(out, "from the host\nread-only\ntmpfs-ok\n");
+    assert!(!host.join("new").exists());
+    let missing = daemon.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,source=/no/such/dir,target=/x",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("bind source path does not exist"),
+        "{missing:?}"
+    );
+}
