@@ -119,12 +119,15 @@ pub(crate) async fn stop(
     Path(id): Path<String>,
     Query(query): Query<StopQuery>,
 ) -> Result<StatusCode, ApiError> {
-    if engine.container(&id)?.state.status != Status::Running {
-        return Ok(StatusCode::NOT_MODIFIED);
-    }
+    let was_running = engine.container(&id)?.state.status == Status::Running;
+    // Stopped even when down between restarts: the engine then cancels the restart.
     let timeout = Duration::from_secs(query.t.unwrap_or(10));
     blocking(move || engine.stop_container(&id, timeout)).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(if was_running {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_MODIFIED
+    })
 }
 
 /// `POST /containers/{id}/kill`.
@@ -269,7 +272,7 @@ pub(crate) async fn inspect(
         },
         "Image": c.image_id,
         "Name": format!("/{}", c.name),
-        "RestartCount": 0,
+        "RestartCount": state.restart_count,
         "Driver": "overlay2",
         "Platform": "linux",
         "LogPath": engine.log_path(&c),

@@ -106,6 +106,12 @@ impl Engine {
         let config = self.images.config(&image)?;
         let (path, args) = process_args(&request, &config["config"])?;
         self.check_mounts(&request)?;
+        let policy = request.host_config.restart_policy.name.as_str();
+        if request.host_config.auto_remove && !matches!(policy, "" | "no") {
+            return Err(Error::Invalid(
+                "conflicting options: cannot specify both --restart and --rm".into(),
+            ));
+        }
         let id = random_hex(32)?;
         let name = match name.filter(|n| !n.is_empty()) {
             Some(name) => valid_name(name.trim_start_matches('/'))?,
@@ -146,6 +152,12 @@ impl Engine {
     /// Starts a created or exited container: mounts its root, writes its spec and
     /// hands it to a monitor process. Returns `false` when it was already running.
     pub fn start_container(self: &Arc<Self>, name: &str) -> Result<bool> {
+        self.start(name, false)
+    }
+
+    /// Starts a container for the user, or for its restart policy (`by_policy`): a
+    /// policy start that a stop overtook is undone at once.
+    fn start(self: &Arc<Self>, name: &str, by_policy: bool) -> Result<bool> {
         let container = self.container(name)?;
         if container.state.status == Status::Running {
             return Ok(false);
@@ -161,10 +173,16 @@ impl Engine {
         };
         match started {
             Ok((pid, monitor)) => {
+                if by_policy && record.state.stopped_by_user {
+                    let _ = self
+                        .runtime()
+                        .map(|r| r.kill(&container.id, nix::sys::signal::Signal::SIGKILL, true));
+                }
                 record.state.status = Status::Running;
                 record.state.pid = pid;
                 record.state.started_at = berth_runtime::state::now_rfc3339();
                 record.state.error.clear();
+                record.state.stopped_by_user &= by_policy;
                 self.save(record)?;
                 drop(records);
                 self.containers.changed.notify_all();
@@ -274,7 +292,7 @@ impl Engine {
         }
     }
 
-    fn watch(&self, container: &Container) {
+    fn watch(self: &Arc<Self>, container: &Container) {
         let exit_file = self.container_dir(&container.id).join(EXIT_FILE);
         let pid = nix::unistd::Pid::from_raw(container.state.pid);
         let mut gone_since: Option<Instant> = None;
@@ -294,8 +312,9 @@ impl Engine {
         self.finish(&container.id);
     }
 
-    /// Records the end of a run from the monitor's exit file; removes `--rm` containers.
-    fn finish(&self, id: &str) {
+    /// Records the end of a run from the monitor's exit file; then removes a `--rm`
+    /// container, or restarts one whose restart policy asks for it.
+    fn finish(self: &Arc<Self>, id: &str) {
         let dir = self.container_dir(id);
         let exit: Option<ExitRecord> = std::fs::read(dir.join(EXIT_FILE))
             .ok()
@@ -323,15 +342,57 @@ impl Engine {
             codes.insert(id.to_string(), record.state.exit_code);
         }
         let auto_remove = record.request.host_config.auto_remove;
+        let policy = &record.request.host_config.restart_policy;
+        let restart = policy.restarts(
+            record.state.exit_code,
+            record.state.restart_count,
+            record.state.stopped_by_user,
+        );
+        let restarts = record.state.restart_count;
         let _ = self.save(record);
         drop(records);
         self.containers.changed.notify_all();
         if auto_remove {
             let _ = self.remove_container(id, false);
+        } else if restart {
+            self.restart_later(id, restarts);
         }
     }
 
-    /// Sends `signal` to the container's process.
+    /// Restarts after Docker's back-off: 100 ms, doubling with each restart, at most a
+    /// minute.
+    fn restart_later(self: &Arc<Self>, id: &str, restarts: u64) {
+        let delay =
+            Duration::from_millis(100 * (1u64 << restarts.min(10))).min(Duration::from_secs(60));
+        let engine = Arc::clone(self);
+        let id = id.to_string();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            // Checked and counted under the lock: a stop from now on overtakes the start.
+            let still_wanted = engine.update(&id, |state| {
+                let wanted = state.status == Status::Exited && !state.stopped_by_user;
+                state.restart_count += u64::from(wanted);
+                wanted
+            });
+            if still_wanted == Some(true)
+                && let Err(error) = engine.start(&id, true)
+            {
+                tracing::warn!(%id, %error, "restart failed");
+            }
+        });
+    }
+
+    /// Changes a container's state under the lock and saves it; None when it is gone.
+    fn update<T>(&self, id: &str, change: impl FnOnce(&mut State) -> T) -> Option<T> {
+        let mut records = self.containers.lock();
+        let record = records.get_mut(id)?;
+        let result = change(&mut record.state);
+        let _ = self.save(record);
+        Some(result)
+    }
+
+    /// Sends `signal` to the container's process; a restart policy then leaves the
+    /// container down, as after `docker stop`.
     pub fn kill_container(&self, name: &str, signal: nix::sys::signal::Signal) -> Result<()> {
         let container = self.container(name)?;
         if container.state.status != Status::Running {
@@ -340,6 +401,7 @@ impl Engine {
                 container.id
             )));
         }
+        self.update(&container.id, |state| state.stopped_by_user = true);
         self.runtime()?
             .kill(&container.id, signal, false)
             .map_err(Error::from)
@@ -348,6 +410,8 @@ impl Engine {
     /// SIGTERM, then SIGKILL after `timeout` if it still runs.
     pub fn stop_container(&self, name: &str, timeout: Duration) -> Result<()> {
         let container = self.container(name)?;
+        // Also when it is down between restarts: the pending restart must not happen.
+        self.update(&container.id, |state| state.stopped_by_user = true);
         if container.state.status != Status::Running {
             return Ok(());
         }

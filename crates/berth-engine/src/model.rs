@@ -63,6 +63,34 @@ pub struct HostConfig {
     pub mounts: Option<Vec<crate::volumes::MountRequest>>,
     /// `--tmpfs` mounts: target to options.
     pub tmpfs: Option<BTreeMap<String, String>>,
+    /// `--restart`.
+    pub restart_policy: RestartPolicy,
+}
+
+/// `--restart no|always|unless-stopped|on-failure[:N]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RestartPolicy {
+    /// `no` (or empty), `always`, `unless-stopped`, `on-failure`.
+    pub name: String,
+    /// For `on-failure`: the most restarts, 0 for no limit.
+    pub maximum_retry_count: u64,
+}
+
+impl RestartPolicy {
+    /// Whether a run that ended with `exit_code` is restarted, given the restarts so far
+    /// and whether the user stopped it.
+    pub fn restarts(&self, exit_code: i32, restarts: u64, stopped_by_user: bool) -> bool {
+        match self.name.as_str() {
+            "always" | "unless-stopped" => !stopped_by_user,
+            "on-failure" => {
+                exit_code != 0
+                    && !stopped_by_user
+                    && (self.maximum_retry_count == 0 || restarts < self.maximum_retry_count)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Where a container is in its life.
@@ -111,6 +139,12 @@ pub struct State {
     pub error: String,
     /// How many runs have ended: lets `wait` tell the next exit from an earlier one.
     pub exits: u64,
+    /// Restarts by the restart policy since the last start asked for.
+    #[serde(default)]
+    pub restart_count: u64,
+    /// Stopped or killed through the API: `always` and `unless-stopped` leave it so.
+    #[serde(default)]
+    pub stopped_by_user: bool,
 }
 
 /// A container as the engine keeps it (`container.json` in its directory).

@@ -189,3 +189,69 @@ fn a_container_outlives_a_killed_daemon_and_is_found_again() {
     ]);
     assert_eq!(state.trim(), "exited 137");
 }
+
+#[test]
+fn restart_policies_restart_with_back_off_until_their_limit_or_a_stop() {
+    let daemon = daemon_with_busybox("restart");
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "failing",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let inspect = |name: &str| {
+        daemon.docker_ok(&[
+            "inspect",
+            name,
+            "--format",
+            "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}",
+        ])
+    };
+    // Two restarts, then it stays down with its last status.
+    while inspect("failing").trim() != "2 exited 3" {
+        assert!(
+            Instant::now() < deadline,
+            "on-failure:2 ended as {}",
+            inspect("failing")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        "busybox",
+        "true",
+    ]);
+    while !inspect("always").starts_with('3') {
+        assert!(
+            Instant::now() < deadline,
+            "always ended as {}",
+            inspect("always")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon.docker_ok(&["stop", "always"]);
+    let stopped = inspect("always");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        inspect("always"),
+        stopped,
+        "a stopped container was restarted"
+    );
+    let conflict = daemon.docker(&["run", "--rm", "--restart", "always", "busybox", "true"]);
+    assert!(
+        String::from_utf8_lossy(&conflict.stderr).contains("conflicting options"),
+        "{conflict:?}"
+    );
+}
