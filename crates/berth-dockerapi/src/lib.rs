@@ -16,6 +16,7 @@ use berth_engine::Engine;
 
 mod containers;
 mod error;
+mod exec;
 mod images;
 mod system;
 mod time;
@@ -60,6 +61,9 @@ pub fn router(engine: Arc<Engine>) -> Router {
             "/containers/{id}",
             axum::routing::delete(containers::remove),
         )
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/json", get(exec::inspect))
         // `docker inspect NAME` asks each kind in turn: a clear 404 lets it go on.
         .route("/networks/{*name}", get(error::no_such_network))
         .route("/volumes", get(volumes::list))

@@ -69,7 +69,7 @@ impl Containers {
 }
 
 impl Engine {
-    fn container_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
         self.data_dir.join("containers").join(id)
     }
 
@@ -249,9 +249,9 @@ impl Engine {
         )
         .map_err(|e| Error::Io(config, e))?;
         let _ = std::fs::remove_file(dir.join(EXIT_FILE));
-        let mut command = Command::new(&self.monitor[0]);
+        let mut command = Command::new(&self.berth_binary);
         command
-            .args(&self.monitor[1..])
+            .arg("monitor")
             .arg(&self.runtime_root)
             .arg(&dir)
             .arg(&container.id)
@@ -262,7 +262,7 @@ impl Engine {
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let mut monitor = command
             .spawn()
-            .map_err(|e| Error::Io(PathBuf::from(&self.monitor[0]), e))?;
+            .map_err(|e| Error::Io(self.berth_binary.clone(), e))?;
         let mut line = String::new();
         if let Some(stdout) = monitor.stdout.take() {
             let _ = std::io::BufReader::new(stdout).read_line(&mut line);

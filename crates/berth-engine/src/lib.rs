@@ -4,12 +4,12 @@
 //!
 //! Depends on berth-runtime, berth-image and berth-net.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use berth_image::ImageStore;
 
 mod containers;
+mod exec;
 pub mod logs;
 mod model;
 mod monitor;
@@ -18,6 +18,7 @@ mod spec;
 mod volumes;
 
 pub use containers::WaitCondition;
+pub use exec::{ExecRecord, ExecRequest};
 pub use model::{Container, CreateRequest, HostConfig, State, Status};
 pub use monitor::{ExitRecord, run_monitor};
 pub use volumes::{MountRequest, Volume};
@@ -39,6 +40,9 @@ pub enum Error {
     /// No container of that name or id.
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// No exec instance of that id.
+    #[error("No such exec instance: {0}")]
+    NoSuchExec(String),
     /// No volume of that name.
     #[error("get {0}: no such volume")]
     NoSuchVolume(String),
@@ -66,9 +70,10 @@ pub struct EngineConfig {
     pub data_dir: PathBuf,
     /// State that lives as long as the boot: the runtime's container state.
     pub run_dir: PathBuf,
-    /// The command that runs a monitor, before its arguments (runtime root, container
-    /// directory, id): for the `berth` binary, `[/proc/self/exe, monitor]`.
-    pub monitor: Vec<OsString>,
+    /// The `berth` binary, whose `monitor` and `oci exec` subcommands the engine runs as
+    /// helper processes (a multi-threaded daemon must not fork container processes
+    /// itself): `/proc/self/exe` in the daemon.
+    pub berth_binary: PathBuf,
     /// The cgroup under which containers' cgroups go (`--cgroup-parent`).
     pub cgroup_parent: String,
 }
@@ -78,8 +83,9 @@ pub struct EngineConfig {
 pub struct Engine {
     data_dir: PathBuf,
     runtime_root: PathBuf,
-    monitor: Vec<OsString>,
+    berth_binary: PathBuf,
     cgroup_parent: String,
+    execs: exec::Execs,
     images: ImageStore,
     containers: containers::Containers,
 }
@@ -87,13 +93,11 @@ pub struct Engine {
 impl Engine {
     /// Opens (or starts) the engine's state.
     pub fn open(config: &EngineConfig) -> Result<Self> {
-        if config.monitor.is_empty() {
-            return Err(Error::Invalid("no monitor command configured".into()));
-        }
         Ok(Self {
             data_dir: config.data_dir.clone(),
             runtime_root: config.run_dir.join("runtime"),
-            monitor: config.monitor.clone(),
+            berth_binary: config.berth_binary.clone(),
+            execs: exec::Execs::default(),
             cgroup_parent: config.cgroup_parent.trim_matches('/').to_string(),
             images: ImageStore::open(&config.data_dir.join("image"))?,
             containers: containers::Containers::load(&config.data_dir.join("containers"))?,

@@ -91,7 +91,7 @@ fn capabilities(container: &Container) -> Vec<String> {
 }
 
 /// `uid[:gid]` as numbers; `root` and empty mean 0.
-fn user(text: &str) -> Result<(u32, u32)> {
+pub(crate) fn user(text: &str) -> Result<(u32, u32)> {
     let (uid, gid) = text.split_once(':').unwrap_or((text, ""));
     let number =
         |part: &str| -> Result<u32> {

@@ -17,8 +17,8 @@ pub fn run(args: &DaemonArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
     let engine = Engine::open(&EngineConfig {
         data_dir: args.data_dir.clone(),
         run_dir: args.exec_root.clone(),
-        // The daemon runs from its sealed binary, and so do its monitors.
-        monitor: vec!["/proc/self/exe".into(), "monitor".into()],
+        // The daemon runs from its sealed binary, and so do its helpers.
+        berth_binary: "/proc/self/exe".into(),
         cgroup_parent: args.cgroup_parent.clone(),
     })
     .with_context(|| format!("open the engine's state in {}", args.data_dir.display()))?;

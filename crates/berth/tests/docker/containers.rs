@@ -255,3 +255,74 @@ fn restart_policies_restart_with_back_off_until_their_limit_or_a_stop() {
         "{conflict:?}"
     );
 }
+
+#[test]
+fn docker_exec_runs_in_the_container_with_stdin_user_and_exit_status() {
+    let daemon = daemon_with_busybox("exec");
+    let id = daemon.docker_ok(&["run", "-d", "--name", "target", "busybox", "sleep", "300"]);
+    let out = daemon.docker(&[
+        "exec",
+        "target",
+        "sh",
+        "-c",
+        "hostname; echo err >&2; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        &id.trim()[..12]
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    let user = daemon.docker_ok(&[
+        "exec",
+        "-u",
+        "1000",
+        "-e",
+        "GREETING=hi",
+        "target",
+        "sh",
+        "-c",
+        "id -u; echo $GREETING",
+    ]);
+    assert_eq!(user, "1000\nhi\n");
+    let mut piped = Command::new("timeout")
+        .args([
+            "60",
+            "docker",
+            "exec",
+            "-i",
+            "target",
+            "sh",
+            "-c",
+            "cat; echo done",
+        ])
+        .env("DOCKER_CONFIG", daemon.scratch.path().join("docker-config"))
+        .env("DOCKER_HOST", daemon.host())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut piped.stdin.take().unwrap(), b"through stdin\n").unwrap();
+    let output = piped.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "through stdin\ndone\n"
+    );
+    let script = r#"
+import sys, docker
+client = docker.DockerClient(base_url=sys.argv[1])
+code, out = client.containers.get("target").exec_run(["sh", "-c", "echo from python; exit 2"])
+assert (code, out) == (2, b"from python\n"), (code, out)
+print("ok")
+"#;
+    let python = Command::new("python3")
+        .args(["-c", script, &daemon.host()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&python.stdout).trim(),
+        "ok",
+        "{}",
+        String::from_utf8_lossy(&python.stderr)
+    );
+}

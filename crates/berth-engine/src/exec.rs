@@ -1,0 +1,168 @@
+//! `docker exec`: a process started in a running container. The daemon is multi-threaded
+//! and must not fork container processes itself, so each exec runs `berth oci exec` as a
+//! helper child whose stdin, stdout and stderr are pipes the API streams; the helper joins
+//! the container, applies its confinement (seccomp included) and exits with the process's
+//! status. With a terminal, the helper relays the process's pty on those same pipes.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::model::Status;
+use crate::{Engine, Error, Result};
+
+/// The body of `POST /containers/{id}/exec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ExecRequest {
+    /// The command.
+    pub cmd: Vec<String>,
+    /// Extra `KEY=value` pairs.
+    pub env: Option<Vec<String>>,
+    /// Working directory; the container's when empty.
+    pub working_dir: String,
+    /// `uid[:gid]`; the container's when empty.
+    pub user: String,
+    /// Allocate a terminal.
+    pub tty: bool,
+    /// Stream the client's stdin to the process.
+    pub attach_stdin: bool,
+}
+
+/// An exec instance.
+#[derive(Debug, Clone)]
+pub struct ExecRecord {
+    /// Its id.
+    pub id: String,
+    /// The container it runs in.
+    pub container_id: String,
+    /// What was asked.
+    pub request: ExecRequest,
+    /// Whether its process runs.
+    pub running: bool,
+    /// Its exit status once it ended.
+    pub exit_code: Option<i32>,
+}
+
+/// The exec instances of an engine.
+#[derive(Debug, Default)]
+pub(crate) struct Execs(Mutex<HashMap<String, ExecRecord>>);
+
+impl Execs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ExecRecord>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Engine {
+    /// Registers an exec instance in a running container.
+    pub fn create_exec(&self, container: &str, request: ExecRequest) -> Result<ExecRecord> {
+        let container = self.container(container)?;
+        if container.state.status != Status::Running {
+            return Err(Error::Conflict(format!(
+                "container {} is not running",
+                container.id
+            )));
+        }
+        if request.cmd.is_empty() {
+            return Err(Error::Invalid("No exec command specified".into()));
+        }
+        let record = ExecRecord {
+            id: crate::containers::random_hex(32)?,
+            container_id: container.id,
+            request,
+            running: false,
+            exit_code: None,
+        };
+        self.execs.lock().insert(record.id.clone(), record.clone());
+        Ok(record)
+    }
+
+    /// An exec instance.
+    pub fn exec(&self, id: &str) -> Result<ExecRecord> {
+        self.execs
+            .lock()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NoSuchExec(id.to_string()))
+    }
+
+    /// Starts an exec instance's process; the caller streams the child's pipes and
+    /// reports its end with [`Engine::exec_ended`].
+    pub fn start_exec(&self, id: &str) -> Result<Child> {
+        let record = self.exec(id)?;
+        let dir = self.container_dir(&record.container_id);
+        let process = exec_process(&dir.join("config.json"), &record.request)?;
+        let file = dir.join(format!("exec-{id}.json"));
+        std::fs::write(&file, serde_json::to_vec(&process).unwrap_or_default())
+            .map_err(|e| Error::Io(file.clone(), e))?;
+        let child = Command::new(&self.berth_binary)
+            .arg("oci")
+            .arg("--root")
+            .arg(&self.runtime_root)
+            .arg("exec")
+            .arg("--process")
+            .arg(&file)
+            .arg(&record.container_id)
+            .stdin(if record.request.attach_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Io(self.berth_binary.clone(), e))?;
+        if let Some(record) = self.execs.lock().get_mut(id) {
+            record.running = true;
+        }
+        Ok(child)
+    }
+
+    /// Records the end of an exec instance's process.
+    pub fn exec_ended(&self, id: &str, exit_code: i32) {
+        if let Some(record) = self.execs.lock().get_mut(id) {
+            record.running = false;
+            record.exit_code = Some(exit_code);
+            let file = self
+                .container_dir(&record.container_id)
+                .join(format!("exec-{id}.json"));
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// The container's own process spec with the exec's command, environment, directory,
+/// user and terminal laid over it, as runc's exec does.
+fn exec_process(config: &std::path::Path, request: &ExecRequest) -> Result<Value> {
+    let spec: Value = std::fs::read(config)
+        .ok()
+        .and_then(|data| serde_json::from_slice(&data).ok())
+        .ok_or_else(|| Error::Conflict("the container's spec is gone: is it running?".into()))?;
+    let mut process = spec["process"].clone();
+    process["args"] = serde_json::json!(request.cmd);
+    process["terminal"] = serde_json::json!(request.tty);
+    if let Some(extra) = &request.env {
+        let mut env: Vec<String> =
+            serde_json::from_value(process["env"].clone()).unwrap_or_default();
+        for pair in extra {
+            let key = pair.split('=').next().unwrap_or_default();
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(pair.clone());
+        }
+        process["env"] = serde_json::json!(env);
+    }
+    if !request.working_dir.is_empty() {
+        process["cwd"] = serde_json::json!(request.working_dir);
+    }
+    if !request.user.is_empty() {
+        let (uid, gid) = crate::spec::user(&request.user)?;
+        process["user"] = serde_json::json!({"uid": uid, "gid": gid});
+    }
+    Ok(process)
+}
