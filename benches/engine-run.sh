@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `docker run --rm busybox /bin/true` through the stock docker CLI against `berth daemon`,
+# `berth run --rm busybox /bin/true` and the same through the stock docker CLI, both
+# against `berth daemon`,
 # beside `podman run --rm` (with and without its network set-up), in one hyperfine run;
 # then the daemon's idle memory. Podman 4.3 runs here with runc and cgroupfs (crun 1.8.1
 # refuses this machine's hybrid cgroup layout) and with ulimits the machine allows (no
@@ -35,6 +36,7 @@ podman=(podman --root "$work/podman" --runroot "$work/podman-run" --storage-driv
 "${podman[@]}" load -i "$work/busybox.tar" >/dev/null
 limits="--ulimit nofile=1024:20000 --ulimit nproc=4096:4096"
 hyperfine -N --warmup 3 --runs "${RUNS:-30}" --export-json "$work/result.json" \
+  -n berth-cli "$BERTH run --rm busybox /bin/true" \
   -n docker-cli+berth "docker run --rm busybox /bin/true" \
   -n podman "${podman[*]} run --rm $limits busybox /bin/true" \
   -n podman-no-network "${podman[*]} run --rm $limits --network none busybox /bin/true" ${HYPERFINE_FLAGS:-} >/dev/null
@@ -43,8 +45,9 @@ import json, sys
 results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 for name, r in results.items():
     print(f"{name:18s} {r['mean']*1000:7.1f} ms ± {r['stddev']*1000:5.1f}  (median {r['median']*1000:.1f} ms)")
-berth = results["docker-cli+berth"]["median"]
-for peer in ("podman", "podman-no-network"):
-    print(f"berth/{peer:18s} {berth / results[peer]['median']:.2f}")
+for client in ("berth-cli", "docker-cli+berth"):
+    berth = results[client]["median"]
+    for peer in ("podman", "podman-no-network"):
+        print(f"{client}/{peer:18s} {berth / results[peer]['median']:.2f}")
 PY
 printf 'berth daemon idle RSS %s KiB\n' "$(ps -o rss= -p "$daemon" | tr -d ' ')"

@@ -14,6 +14,7 @@ use axum::extract::Request;
 use axum::routing::{get, post};
 use berth_engine::Engine;
 
+pub mod client;
 mod containers;
 mod error;
 mod exec;

@@ -171,6 +171,7 @@ impl Engine {
         let Some(record) = records.get_mut(&container.id) else {
             return Err(Error::NoSuchContainer(name.to_string()));
         };
+        record.state.restarting = false;
         match started {
             Ok((pid, monitor)) => {
                 if by_policy && record.state.stopped_by_user {
@@ -200,6 +201,7 @@ impl Engine {
                 let _ = self.save(record);
                 let auto_remove = record.request.host_config.auto_remove;
                 drop(records);
+                self.containers.changed.notify_all();
                 let _ = overlay.unmount();
                 // A `--rm` container that cannot start goes too: its client waits for that.
                 if auto_remove {
@@ -372,12 +374,15 @@ impl Engine {
             let still_wanted = engine.update(&id, |state| {
                 let wanted = state.status == Status::Exited && !state.stopped_by_user;
                 state.restart_count += u64::from(wanted);
+                state.restarting = wanted;
                 wanted
             });
             if still_wanted == Some(true)
                 && let Err(error) = engine.start(&id, true)
             {
                 tracing::warn!(%id, %error, "restart failed");
+                engine.update(&id, |state| state.restarting = false);
+                engine.containers.changed.notify_all();
             }
         });
     }
@@ -409,9 +414,14 @@ impl Engine {
 
     /// SIGTERM, then SIGKILL after `timeout` if it still runs.
     pub fn stop_container(&self, name: &str, timeout: Duration) -> Result<()> {
-        let container = self.container(name)?;
-        // Also when it is down between restarts: the pending restart must not happen.
-        self.update(&container.id, |state| state.stopped_by_user = true);
+        let id = self.container(name)?.id;
+        // Also when it is down between restarts: the pending restart must not happen, and
+        // one under way is let settle (it undoes itself on seeing the stop).
+        self.update(&id, |state| state.stopped_by_user = true);
+        self.wait_until(&id, Duration::from_secs(30), |c| {
+            c.is_none_or(|c| !c.state.restarting)
+        });
+        let container = self.container(&id)?;
         if container.state.status != Status::Running {
             return Ok(());
         }

@@ -145,6 +145,9 @@ pub struct State {
     /// Stopped or killed through the API: `always` and `unless-stopped` leave it so.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// A restart by the policy is under way: a stop waits for it to settle.
+    #[serde(default)]
+    pub restarting: bool,
 }
 
 /// A container as the engine keeps it (`container.json` in its directory).

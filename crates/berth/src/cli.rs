@@ -31,6 +31,58 @@ pub struct Pending {
     args: Vec<String>,
 }
 
+/// `berth run`'s flags, as docker names them.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Run in the background and print the container id
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Name the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (repeatable)
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// uid[:gid] to run as
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Replace the image's entrypoint
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Bind mount or volume: SOURCE:TARGET[:ro] (repeatable)
+    #[arg(short, long = "volume")]
+    pub volume: Vec<String>,
+    /// Memory limit, e.g. 64m or 1g
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Restart policy: no, always, unless-stopped, on-failure[:N]
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// Mount the root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Give every capability and device
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add a capability (repeatable)
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (repeatable; ALL for every one)
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// The image
+    pub image: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
 /// `berth daemon`'s flags, as dockerd names them.
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
@@ -75,7 +127,7 @@ pub enum Command {
 
     // --- Containers ----------------------------------------------------------------
     /// Create and run a new container from an image
-    Run(Pending),
+    Run(Box<RunArgs>),
     /// Create a new container without starting it
     Create(Pending),
     /// Start one or more stopped containers

@@ -7,6 +7,7 @@ use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
 mod cli;
+mod containers;
 mod daemon;
 mod oci;
 
@@ -83,6 +84,7 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
     match cli.command {
         cli::Command::Oci(oci) => oci::run(*oci),
         cli::Command::Daemon(args) => daemon::run(&args, cli.host.as_deref()),
+        cli::Command::Run(args) => containers::run(&args, cli.host.as_deref()),
         cli::Command::Monitor(args) => Ok(ExitCode::from(
             berth_engine::run_monitor(&args.runtime_root, &args.dir, &args.id).clamp(0, 255) as u8,
         )),

@@ -43,7 +43,7 @@ fn help_shows_the_whole_product() {
 fn unimplemented_commands_say_so_and_exit_2() {
     let cases: [(&[&str], &str); 3] = [
         (&["server"], "server"),
-        (&["run", "-p", "8080:80", "web:1"], "run"),
+        (&["pull", "web:1"], "pull"),
         (&["network", "create", "front"], "network create"),
     ];
     for (args, command) in cases {

@@ -326,3 +326,35 @@ print("ok")
         String::from_utf8_lossy(&python.stderr)
     );
 }
+
+#[test]
+fn berth_run_is_a_client_of_the_same_api() {
+    let daemon = daemon_with_busybox("berth-run");
+    let output = Command::new("timeout")
+        .args(["60", env!("CARGO_BIN_EXE_berth"), "-H", &daemon.host()])
+        .args([
+            "run",
+            "--rm",
+            "-e",
+            "WHO=berth",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $WHO; echo err >&2; exit 5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(5), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "berth\n");
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "err\n");
+    assert_eq!(daemon.docker_ok(&["ps", "-aq"]).trim(), "");
+    let missing = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["-H", &daemon.host(), "run", "--rm", "nosuch"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("No such image: nosuch:latest"),
+        "{missing:?}"
+    );
+}

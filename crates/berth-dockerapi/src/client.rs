@@ -1,0 +1,179 @@
+//! The client side of the API, for the `berth` CLI: one HTTP/1.1 connection per request
+//! over the daemon's unix socket (long requests such as attach and wait each need their
+//! own), JSON in and out, and hijacked streams for attach.
+
+use std::path::PathBuf;
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+/// Where the daemon listens: `-H`, then `BERTH_HOST`, then `DOCKER_HOST`, then the
+/// default socket.
+pub fn socket_from(host: Option<&str>) -> Result<PathBuf, String> {
+    let from_env = std::env::var("DOCKER_HOST").ok();
+    let host = host.map(str::to_string).or(from_env);
+    match host {
+        None => Ok(PathBuf::from("/run/berth/berth.sock")),
+        Some(host) => host
+            .strip_prefix("unix://")
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                format!("unsupported host {host:?}: only unix:// sockets are supported")
+            }),
+    }
+}
+
+/// A client of one daemon.
+#[derive(Debug, Clone)]
+pub struct Client {
+    socket: PathBuf,
+}
+
+/// A response: status and body.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body as JSON (null when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// Ok with the answer, or Docker's error message.
+    pub fn ok(self) -> Result<Self, String> {
+        if self.status < 400 {
+            return Ok(self);
+        }
+        let message = self.json()["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(&self.body).into_owned());
+        Err(format!("Error response from daemon: {message}"))
+    }
+}
+
+type Connection = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+impl Client {
+    /// A client of the daemon on `socket`.
+    pub fn new(socket: PathBuf) -> Self {
+        Self { socket }
+    }
+
+    async fn connect(&self) -> Result<Connection, String> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| {
+                format!(
+                    "Cannot connect to the Berth daemon at unix://{}: {e}. Is the daemon running?",
+                    self.socket.display()
+                )
+            })?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection.with_upgrades());
+        Ok(sender)
+    }
+
+    fn request(
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Request<Full<Bytes>>, String> {
+        let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        Request::builder()
+            .method(method)
+            .uri(format!("http://berth/v1.50{path}"))
+            .header("Host", "berth")
+            .header("Content-Type", "application/json")
+            .body(Full::new(body))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends a request and reads the whole answer.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, String> {
+        let mut sender = self.connect().await?;
+        let response = sender
+            .send_request(Self::request(method, path, body)?)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(Answer { status, body })
+    }
+
+    /// Sends a request whose answer comes later (`wait`): returns once the headers are
+    /// in, with a future of the body.
+    pub async fn call_later(
+        &self,
+        method: &str,
+        path: &str,
+    ) -> Result<impl Future<Output = Result<Answer, String>> + use<>, String> {
+        let mut sender = self.connect().await?;
+        let response = sender
+            .send_request(Self::request(method, path, None)?)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        Ok(async move {
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok(Answer { status, body })
+        })
+    }
+
+    /// Opens a hijacked stream (`attach`): the raw connection after the upgrade.
+    pub async fn hijack(&self, path: &str) -> Result<TokioIo<hyper::upgrade::Upgraded>, String> {
+        let mut sender = self.connect().await?;
+        let mut request = Self::request("POST", path, None)?;
+        request
+            .headers_mut()
+            .insert("Connection", "Upgrade".parse().map_err(|_| "header")?);
+        request
+            .headers_mut()
+            .insert("Upgrade", "tcp".parse().map_err(|_| "header")?);
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            return Answer { status, body }
+                .ok()
+                .and(Err("the daemon did not upgrade the connection".into()));
+        }
+        let upgraded = hyper::upgrade::on(response)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(TokioIo::new(upgraded))
+    }
+}

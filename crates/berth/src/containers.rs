@@ -1,0 +1,173 @@
+//! `berth run`: a client of the daemon's Docker Engine API, as `docker run` is: create,
+//! attach, wait, start, then the container's output on our stdout and stderr and its exit
+//! status as ours.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow, bail};
+use berth_dockerapi::client::{Client, socket_from};
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::Outcome;
+use crate::cli::RunArgs;
+
+/// Runs `berth run`.
+pub fn run(args: &RunArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
+    let client = Client::new(socket_from(host).map_err(|e| anyhow!(e))?);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let code = runtime.block_on(run_container(&client, args))?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+async fn run_container(client: &Client, args: &RunArgs) -> anyhow::Result<i64> {
+    let body = create_body(args)?;
+    let query = args
+        .name
+        .as_ref()
+        .map(|n| format!("?name={n}"))
+        .unwrap_or_default();
+    let created = client
+        .call("POST", &format!("/containers/create{query}"), Some(&body))
+        .await
+        .and_then(|a| a.ok())
+        .map_err(|e| anyhow!(e))?;
+    let id = created.json()["Id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if args.detach {
+        start(client, &id).await?;
+        println!("{id}");
+        return Ok(0);
+    }
+    let attach = client
+        .hijack(&format!(
+            "/containers/{id}/attach?stream=1&stdout=1&stderr=1"
+        ))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    let condition = if args.rm { "removed" } else { "next-exit" };
+    let wait = client
+        .call_later(
+            "POST",
+            &format!("/containers/{id}/wait?condition={condition}"),
+        )
+        .await
+        .map_err(|e| anyhow!(e))?;
+    start(client, &id).await?;
+    let output = tokio::spawn(demultiplex(attach));
+    let answer = wait.await.and_then(|a| a.ok()).map_err(|e| anyhow!(e))?;
+    let _ = output.await;
+    answer.json()["StatusCode"]
+        .as_i64()
+        .ok_or_else(|| anyhow!("the daemon gave no exit status: {}", answer.json()))
+}
+
+async fn start(client: &Client, id: &str) -> anyhow::Result<()> {
+    client
+        .call("POST", &format!("/containers/{id}/start"), None)
+        .await
+        .and_then(|a| a.ok())
+        .map(|_| ())
+        .map_err(|e| anyhow!(e))
+}
+
+/// Copies Docker's multiplexed stream to our stdout and stderr.
+async fn demultiplex(mut stream: impl AsyncRead + Unpin) {
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    let mut header = [0u8; 8];
+    while stream.read_exact(&mut header).await.is_ok() {
+        let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let mut payload = vec![0u8; size];
+        if stream.read_exact(&mut payload).await.is_err() {
+            return;
+        }
+        let written = if header[0] == 2 {
+            stderr.write_all(&payload).await.and(stderr.flush().await)
+        } else {
+            stdout.write_all(&payload).await.and(stdout.flush().await)
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+}
+
+/// The create request of Docker's API for the flags given.
+fn create_body(args: &RunArgs) -> anyhow::Result<Value> {
+    let memory = args
+        .memory
+        .as_deref()
+        .map(parse_bytes)
+        .transpose()?
+        .unwrap_or(0);
+    let restart = args.restart.as_deref().unwrap_or("no");
+    let (policy, retries) = restart.split_once(':').unwrap_or((restart, "0"));
+    let retries: u64 = retries
+        .parse()
+        .with_context(|| format!("invalid restart policy {restart:?}"))?;
+    let mut body = json!({
+        "Image": args.image,
+        "Env": args.env,
+        "WorkingDir": args.workdir.clone().unwrap_or_default(),
+        "User": args.user.clone().unwrap_or_default(),
+        "AttachStdout": !args.detach,
+        "AttachStderr": !args.detach,
+        "HostConfig": {
+            "AutoRemove": args.rm,
+            "Binds": args.volume,
+            "Memory": memory,
+            "ReadonlyRootfs": args.read_only,
+            "Privileged": args.privileged,
+            "CapAdd": args.cap_add,
+            "CapDrop": args.cap_drop,
+            "RestartPolicy": {"Name": policy, "MaximumRetryCount": retries},
+        },
+    });
+    if !args.command.is_empty() {
+        body["Cmd"] = json!(args.command);
+    }
+    if let Some(entrypoint) = &args.entrypoint {
+        body["Entrypoint"] = json!([entrypoint]);
+    }
+    Ok(body)
+}
+
+/// `64m`, `1g`, `512k`, `1024` (bytes).
+fn parse_bytes(text: &str) -> anyhow::Result<i64> {
+    let lower = text.to_ascii_lowercase();
+    let (digits, unit) = match lower.trim_end_matches('b').char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&lower[..i], c),
+        _ => (lower.trim_end_matches('b'), 'b'),
+    };
+    let number: i64 = digits
+        .parse()
+        .with_context(|| format!("invalid size {text:?}"))?;
+    let scale = match unit {
+        'b' => 1,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => bail!("invalid size {text:?}: use b, k, m or g"),
+    };
+    Ok(number * scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_as_docker_reads_them() {
+        assert_eq!(parse_bytes("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("512kb").unwrap(), 512 << 10);
+        assert_eq!(parse_bytes("1024").unwrap(), 1024);
+        assert!(parse_bytes("lots").is_err());
+    }
+}
