@@ -470,3 +470,63 @@ pub(crate) async fn logs(
     )
         .into_response())
 }
+
+/// `GET /containers/{id}/stats`: one reading in Docker's shape (`stream=false`, as
+/// `docker stats --no-stream` asks); CPU percentages come from two readings, so the
+/// previous one is taken 100 ms before.
+pub(crate) async fn stats(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let container = engine.container(&id)?;
+    let reading = |engine: Arc<Engine>, id: String| {
+        blocking(move || Ok((engine.container_stats(&id)?, system_cpu_nanos())))
+    };
+    let (before, system_before) = reading(engine.clone(), id.clone()).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (now, system_now) = reading(engine.clone(), id).await?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = |s: &berth_engine::Stats, system: u64| {
+        json!({
+            "cpu_usage": {
+                "total_usage": s.cpu.usage.total,
+                "usage_in_kernelmode": s.cpu.usage.kernel,
+                "usage_in_usermode": s.cpu.usage.user,
+            },
+            "system_cpu_usage": system,
+            "online_cpus": cpus,
+        })
+    };
+    Ok(Json(json!({
+        "read": berth_engine::now_rfc3339(),
+        "name": format!("/{}", container.name),
+        "id": container.id,
+        "cpu_stats": cpu(&now, system_now),
+        "precpu_stats": cpu(&before, system_before),
+        "memory_stats": {
+            "usage": now.memory.usage.usage,
+            "max_usage": now.memory.usage.max,
+            "limit": now.memory.usage.limit,
+            "failcnt": now.memory.usage.failcnt,
+            "stats": now.memory.raw,
+        },
+        "pids_stats": {"current": now.pids.current, "limit": now.pids.limit},
+        "blkio_stats": {},
+        "networks": {},
+    })))
+}
+
+/// The host's total CPU time in nanoseconds (/proc/stat's first line), the base of
+/// Docker's CPU percentage.
+fn system_cpu_nanos() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    ticks * 10_000_000
+}

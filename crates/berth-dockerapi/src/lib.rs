@@ -63,6 +63,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
             axum::routing::delete(containers::remove),
         )
         .route("/containers/{id}/exec", post(exec::create))
+        .route("/containers/{id}/stats", get(containers::stats))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/json", get(exec::inspect))
         // `docker inspect NAME` asks each kind in turn: a clear 404 lets it go on.

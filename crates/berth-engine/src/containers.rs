@@ -513,6 +513,15 @@ impl Engine {
         }
     }
 
+    /// A running container's usage from its cgroup (`docker stats`).
+    pub fn container_stats(&self, name: &str) -> Result<crate::Stats> {
+        let container = self.container(name)?;
+        if container.state.status != Status::Running {
+            return Ok(crate::Stats::default());
+        }
+        self.runtime()?.stats(&container.id).map_err(Error::from)
+    }
+
     fn runtime(&self) -> Result<berth_runtime::Runtime> {
         berth_runtime::Runtime::new(&self.runtime_root).map_err(Error::from)
     }

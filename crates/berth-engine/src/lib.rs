@@ -17,6 +17,10 @@ mod rootfs;
 mod spec;
 mod volumes;
 
+/// A container's usage, as its cgroup reports it.
+pub use berth_runtime::cgroups::Stats;
+/// The clock the engine stamps states and logs with (RFC 3339, nanoseconds).
+pub use berth_runtime::state::now_rfc3339;
 pub use containers::WaitCondition;
 pub use exec::{ExecRecord, ExecRequest};
 pub use model::{Container, CreateRequest, HostConfig, State, Status};

@@ -322,12 +322,14 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
     let mut current = dir;
     while let Some(parent) = current.parent() {
         chain.push(current);
-        if parent.join("cpuset.cpus").exists()
-            && !std::fs::read_to_string(parent.join("cpuset.cpus"))
+        // Both files: a concurrent creator of the same parent may have filled one only.
+        let filled = |file: &str| {
+            !std::fs::read_to_string(parent.join(file))
                 .unwrap_or_default()
                 .trim()
                 .is_empty()
-        {
+        };
+        if filled("cpuset.cpus") && filled("cpuset.mems") {
             break;
         }
         current = parent;

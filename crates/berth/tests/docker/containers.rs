@@ -358,3 +358,37 @@ fn berth_run_is_a_client_of_the_same_api() {
         "{missing:?}"
     );
 }
+
+#[test]
+fn docker_stats_reads_the_container_s_cgroup() {
+    let daemon = daemon_with_busybox("stats");
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "--memory",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    let stats = daemon.docker_ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.MemUsage}} {{.PIDs}} {{.CPUPerc}}",
+        "busy",
+    ]);
+    let fields: Vec<&str> = stats.split_whitespace().collect();
+    // busy 1.2MiB / 64MiB 1 98.50%
+    assert_eq!(fields.first(), Some(&"busy"), "{stats}");
+    assert_eq!(fields.get(3), Some(&"64MiB"), "{stats}");
+    assert_eq!(fields.get(4), Some(&"1"), "{stats}");
+    let cpu: f64 = fields
+        .get(5)
+        .and_then(|c| c.trim_end_matches('%').parse().ok())
+        .unwrap_or(0.0);
+    assert!(cpu > 10.0, "a busy loop shows {cpu}% CPU: {stats}");
+}
