@@ -202,6 +202,9 @@ fn command_line(container: &Container) -> String {
 /// Docker's human status: `Up …`, `Exited (N) …`, `Created`.
 fn human_status(container: &Container) -> String {
     match container.state.status {
+        Status::Running if container.state.paused => {
+            format!("Up {} (Paused)", ago(&container.state.started_at))
+        }
         Status::Running => format!("Up {}", ago(&container.state.started_at)),
         Status::Exited => format!(
             "Exited ({}) {} ago",
@@ -234,7 +237,7 @@ fn summary(container: &Container) -> Value {
         "ImageID": container.image_id,
         "Command": command_line(container),
         "Created": crate::time::unix_seconds(&container.created),
-        "State": container.state.status.as_str(),
+        "State": if container.state.paused { "paused" } else { container.state.status.as_str() },
         "Status": human_status(container),
         "Ports": [],
         "Labels": container.request.labels.clone().unwrap_or_default(),
@@ -259,9 +262,9 @@ pub(crate) async fn inspect(
         "Path": c.path,
         "Args": c.args,
         "State": {
-            "Status": state.status.as_str(),
+            "Status": if state.paused { "paused" } else { state.status.as_str() },
             "Running": state.status == Status::Running,
-            "Paused": false, "Restarting": false,
+            "Paused": state.paused, "Restarting": state.restarting,
             "OOMKilled": state.oom_killed,
             "Dead": false,
             "Pid": state.pid,
@@ -529,4 +532,77 @@ fn system_cpu_nanos() -> u64 {
         .filter_map(|t| t.parse::<u64>().ok())
         .sum();
     ticks * 10_000_000
+}
+
+/// `POST /containers/{id}/pause`.
+pub(crate) async fn pause(
+    engine: Extract<State>,
+    id: Path<String>,
+) -> Result<StatusCode, ApiError> {
+    set_paused(engine, id, true).await
+}
+
+/// `POST /containers/{id}/unpause`.
+pub(crate) async fn unpause(
+    engine: Extract<State>,
+    id: Path<String>,
+) -> Result<StatusCode, ApiError> {
+    set_paused(engine, id, false).await
+}
+
+async fn set_paused(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+    paused: bool,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || engine.pause_container(&id, paused)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /containers/{id}/restart`: stop (with `t`), then start.
+pub(crate) async fn restart(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+    Query(query): Query<StopQuery>,
+) -> Result<StatusCode, ApiError> {
+    let timeout = Duration::from_secs(query.t.unwrap_or(10));
+    blocking(move || {
+        engine.stop_container(&id, timeout)?;
+        engine.start_container(&id)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct RenameQuery {
+    name: String,
+}
+
+/// `POST /containers/{id}/rename`.
+pub(crate) async fn rename(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+    Query(query): Query<RenameQuery>,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || engine.rename_container(&id, &query.name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /containers/{id}/top`.
+pub(crate) async fn top(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let processes = blocking(move || engine.container_processes(&id)).await?;
+    let rows: Vec<Value> = processes
+        .into_iter()
+        .map(|(pid, ppid, uid, command)| {
+            json!([uid.to_string(), pid.to_string(), ppid.to_string(), command])
+        })
+        .collect();
+    Ok(Json(
+        json!({"Titles": ["UID", "PID", "PPID", "CMD"], "Processes": rows}),
+    ))
 }

@@ -64,6 +64,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/containers/{id}/exec", post(exec::create))
         .route("/containers/{id}/stats", get(containers::stats))
+        .route("/containers/{id}/pause", post(containers::pause))
+        .route("/containers/{id}/unpause", post(containers::unpause))
+        .route("/containers/{id}/restart", post(containers::restart))
+        .route("/containers/{id}/rename", post(containers::rename))
+        .route("/containers/{id}/top", get(containers::top))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/json", get(exec::inspect))
         // `docker inspect NAME` asks each kind in turn: a clear 404 lets it go on.

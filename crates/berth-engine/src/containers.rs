@@ -328,6 +328,7 @@ impl Engine {
         };
         record.state.status = Status::Exited;
         record.state.pid = 0;
+        record.state.paused = false;
         record.state.exits += 1;
         match exit {
             Some(exit) => {
@@ -426,6 +427,11 @@ impl Engine {
             return Ok(());
         }
         let runtime = self.runtime()?;
+        if container.state.paused {
+            // Frozen processes take no signal: thaw them first, as Docker does.
+            let _ = runtime.resume(&id);
+            self.update(&id, |state| state.paused = false);
+        }
         let _ = runtime.kill(&container.id, nix::sys::signal::Signal::SIGTERM, false);
         if !self.wait_until(&container.id, timeout, |c| {
             c.is_none_or(|c| c.state.status != Status::Running)
@@ -513,6 +519,67 @@ impl Engine {
         }
     }
 
+    /// Freezes (`pause`) or thaws (`unpause`) a running container's processes.
+    pub fn pause_container(&self, name: &str, paused: bool) -> Result<()> {
+        let container = self.container(name)?;
+        if container.state.status != Status::Running {
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                container.id
+            )));
+        }
+        if container.state.paused == paused {
+            let state = if paused {
+                "already paused"
+            } else {
+                "not paused"
+            };
+            return Err(Error::Conflict(format!(
+                "Container {} is {state}",
+                container.id
+            )));
+        }
+        let runtime = self.runtime()?;
+        if paused {
+            runtime.pause(&container.id)?;
+        } else {
+            runtime.resume(&container.id)?;
+        }
+        self.update(&container.id, |state| state.paused = paused);
+        Ok(())
+    }
+
+    /// Gives a container a new name.
+    pub fn rename_container(&self, name: &str, new_name: &str) -> Result<()> {
+        let new_name = valid_name(new_name.trim_start_matches('/'))?;
+        let mut records = self.containers.lock();
+        let id = find(&records, name)?.id.clone();
+        if let Some(other) = records.values().find(|c| c.name == new_name && c.id != id) {
+            return Err(Error::Conflict(format!(
+                "Conflict. The container name \"/{new_name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                other.id
+            )));
+        }
+        let Some(record) = records.get_mut(&id) else {
+            return Err(Error::NoSuchContainer(name.to_string()));
+        };
+        record.name = new_name;
+        self.save(record)
+    }
+
+    /// The processes of a running container: (pid, parent pid, uid, command line).
+    pub fn container_processes(&self, name: &str) -> Result<Vec<(i32, i32, u32, String)>> {
+        let container = self.container(name)?;
+        if container.state.status != Status::Running {
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                container.id
+            )));
+        }
+        let pids = self.runtime()?.pids(&container.id)?;
+        Ok(pids.into_iter().filter_map(process_info).collect())
+    }
+
     /// A running container's usage from its cgroup (`docker stats`).
     pub fn container_stats(&self, name: &str) -> Result<crate::Stats> {
         let container = self.container(name)?;
@@ -536,6 +603,25 @@ impl Engine {
             .and_then(|()| std::fs::rename(&partial, &path))
             .map_err(|e| Error::Io(path, e))
     }
+}
+
+/// Pid, parent pid, uid and command line of a host process, from /proc.
+fn process_info(pid: i32) -> Option<(i32, i32, u32, String)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let command = String::from_utf8_lossy(&cmdline)
+        .split('\0')
+        .filter(|a| !a.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some((pid, field("PPid:")? as i32, field("Uid:")? as u32, command))
 }
 
 fn find<'a>(records: &'a BTreeMap<String, Container>, name: &str) -> Result<&'a Container> {

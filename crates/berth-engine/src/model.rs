@@ -148,6 +148,9 @@ pub struct State {
     /// A restart by the policy is under way: a stop waits for it to settle.
     #[serde(default)]
     pub restarting: bool,
+    /// Frozen by `pause`.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// A container as the engine keeps it (`container.json` in its directory).

@@ -392,3 +392,46 @@ fn docker_stats_reads_the_container_s_cgroup() {
         .unwrap_or(0.0);
     assert!(cpu > 10.0, "a busy loop shows {cpu}% CPU: {stats}");
 }
+
+#[test]
+fn pause_unpause_rename_top_and_restart() {
+    let daemon = daemon_with_busybox("lifecycle");
+    daemon.docker_ok(&["run", "-d", "--name", "first", "busybox", "sleep", "300"]);
+    daemon.docker_ok(&["pause", "first"]);
+    let paused = daemon.docker_ok(&[
+        "inspect",
+        "first",
+        "--format",
+        "{{.State.Status}} {{.State.Paused}}",
+    ]);
+    assert_eq!(paused.trim(), "paused true");
+    let again = daemon.docker(&["pause", "first"]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already paused"),
+        "{again:?}"
+    );
+    daemon.docker_ok(&["unpause", "first"]);
+    daemon.docker_ok(&["rename", "first", "second"]);
+    let top = daemon.docker_ok(&["top", "second"]);
+    assert!(top.lines().any(|l| l.ends_with("sleep 300")), "{top}");
+    let started = daemon.docker_ok(&["inspect", "second", "--format", "{{.State.StartedAt}}"]);
+    daemon.docker_ok(&["restart", "-t", "0", "second"]);
+    let after = daemon.docker_ok(&[
+        "inspect",
+        "second",
+        "--format",
+        "{{.State.Status}} {{.State.StartedAt}}",
+    ]);
+    assert!(
+        after.starts_with("running ") && !after.ends_with(started.trim()),
+        "{started} -> {after}"
+    );
+    // A paused container still stops promptly: it is thawed first.
+    daemon.docker_ok(&["pause", "second"]);
+    let stop = std::time::Instant::now();
+    daemon.docker_ok(&["stop", "-t", "1", "second"]);
+    assert!(
+        stop.elapsed() < Duration::from_secs(20),
+        "stop of a paused container hung"
+    );
+}
