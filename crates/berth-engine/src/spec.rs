@@ -50,8 +50,11 @@ const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// Docker's default seccomp profile, as Debian ships it with the containers tools.
-const SECCOMP_PROFILE: &str = "/usr/share/containers/seccomp.json";
+/// Docker's default seccomp profile, built into the binary so that every container is
+/// confined whatever the host has installed: the profile as Debian's
+/// golang-github-containers-common 0.50 ships it (/usr/share/containers/seccomp.json,
+/// Apache-2.0, the same rules as moby's profiles/seccomp/default.json).
+const SECCOMP_PROFILE: &str = include_str!("default-seccomp.json");
 
 /// The capability set after `--cap-add` / `--cap-drop` (names with or without `CAP_`).
 fn capabilities(container: &Container) -> Vec<String> {
@@ -175,14 +178,8 @@ pub(crate) fn runtime_spec(
     if !host.privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
-        if let Ok(profile) = std::fs::read_to_string(SECCOMP_PROFILE) {
-            let seccomp = berth_runtime::from_docker_profile(&profile, &caps)?;
-            linux["seccomp"] = serde_json::to_value(seccomp).unwrap_or_default();
-        } else {
-            tracing::warn!(
-                "{SECCOMP_PROFILE} is missing: containers run without a seccomp profile"
-            );
-        }
+        let seccomp = berth_runtime::from_docker_profile(SECCOMP_PROFILE, &caps)?;
+        linux["seccomp"] = serde_json::to_value(seccomp).unwrap_or_default();
     }
     Ok(json!({
         "ociVersion": "1.2.0",
