@@ -205,7 +205,13 @@ fn human_status(container: &Container) -> String {
         Status::Running if container.state.paused => {
             format!("Up {} (Paused)", ago(&container.state.started_at))
         }
-        Status::Running => format!("Up {}", ago(&container.state.started_at)),
+        Status::Running => match container.state.health.as_ref().map(|h| h.status.as_str()) {
+            Some("starting") => {
+                format!("Up {} (health: starting)", ago(&container.state.started_at))
+            }
+            Some(health) => format!("Up {} ({health})", ago(&container.state.started_at)),
+            None => format!("Up {}", ago(&container.state.started_at)),
+        },
         Status::Exited => format!(
             "Exited ({}) {} ago",
             container.state.exit_code,
@@ -265,6 +271,7 @@ pub(crate) async fn inspect(
             "Status": if state.paused { "paused" } else { state.status.as_str() },
             "Running": state.status == Status::Running,
             "Paused": state.paused, "Restarting": state.restarting,
+            "Health": state.health,
             "OOMKilled": state.oom_killed,
             "Dead": false,
             "Pid": state.pid,

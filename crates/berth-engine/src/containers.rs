@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::health::HealthConfig;
 use crate::model::{Container, CreateRequest, State, Status};
 use crate::monitor::{EXIT_FILE, ExitRecord, LOG_FILE};
 use crate::rootfs::Overlay;
@@ -187,6 +188,10 @@ impl Engine {
                 self.save(record)?;
                 drop(records);
                 self.containers.changed.notify_all();
+                let image_config = self.images.config(&image).unwrap_or_default();
+                if let Some(check) = HealthConfig::of(&container, &image_config["config"]) {
+                    self.watch_health(&container, check);
+                }
                 let engine = Arc::clone(self);
                 let id = container.id.clone();
                 std::thread::spawn(move || {
@@ -389,7 +394,7 @@ impl Engine {
     }
 
     /// Changes a container's state under the lock and saves it; None when it is gone.
-    fn update<T>(&self, id: &str, change: impl FnOnce(&mut State) -> T) -> Option<T> {
+    pub(crate) fn update<T>(&self, id: &str, change: impl FnOnce(&mut State) -> T) -> Option<T> {
         let mut records = self.containers.lock();
         let record = records.get_mut(id)?;
         let result = change(&mut record.state);

@@ -139,7 +139,7 @@ impl Engine {
 
 /// The container's own process spec with the exec's command, environment, directory,
 /// user and terminal laid over it, as runc's exec does.
-fn exec_process(config: &std::path::Path, request: &ExecRequest) -> Result<Value> {
+pub(crate) fn exec_process(config: &std::path::Path, request: &ExecRequest) -> Result<Value> {
     let spec: Value = std::fs::read(config)
         .ok()
         .and_then(|data| serde_json::from_slice(&data).ok())

@@ -10,6 +10,7 @@ use berth_image::ImageStore;
 
 mod containers;
 mod exec;
+mod health;
 pub mod logs;
 mod model;
 mod monitor;
@@ -23,6 +24,7 @@ pub use berth_runtime::cgroups::Stats;
 pub use berth_runtime::state::now_rfc3339;
 pub use containers::WaitCondition;
 pub use exec::{ExecRecord, ExecRequest};
+pub use health::{Health, HealthConfig, ProbeResult};
 pub use model::{Container, CreateRequest, HostConfig, State, Status};
 pub use monitor::{ExitRecord, run_monitor};
 pub use volumes::{MountRequest, Volume};

@@ -29,6 +29,8 @@ pub struct CreateRequest {
     pub open_stdin: bool,
     /// Labels.
     pub labels: Option<BTreeMap<String, String>>,
+    /// The health check, over the image's.
+    pub healthcheck: Option<crate::health::HealthConfig>,
     /// Host-side settings.
     pub host_config: HostConfig,
 }
@@ -151,6 +153,9 @@ pub struct State {
     /// Frozen by `pause`.
     #[serde(default)]
     pub paused: bool,
+    /// The health check's verdicts, when the container has one.
+    #[serde(default)]
+    pub health: Option<crate::health::Health>,
 }
 
 /// A container as the engine keeps it (`container.json` in its directory).

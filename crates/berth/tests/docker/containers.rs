@@ -435,3 +435,45 @@ fn pause_unpause_rename_top_and_restart() {
         "stop of a paused container hung"
     );
 }
+
+#[test]
+fn health_checks_turn_unhealthy_then_healthy() {
+    let daemon = daemon_with_busybox("health");
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "checked",
+        "--health-cmd",
+        "test -e /tmp/ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let health = || {
+        daemon
+            .docker_ok(&["inspect", "checked", "--format", "{{.State.Health.Status}}"])
+            .trim()
+            .to_string()
+    };
+    let wait_for = |expected: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while health() != expected {
+            assert!(
+                Instant::now() < deadline,
+                "health stayed {} instead of {expected}",
+                health()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("unhealthy");
+    daemon.docker_ok(&["exec", "checked", "touch", "/tmp/ok"]);
+    wait_for("healthy");
+    let ps = daemon.docker_ok(&["ps", "--format", "{{.Status}}"]);
+    assert!(ps.trim().ends_with("(healthy)"), "{ps}");
+}
