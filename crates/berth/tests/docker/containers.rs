@@ -477,3 +477,24 @@ fn health_checks_turn_unhealthy_then_healthy() {
     let ps = daemon.docker_ok(&["ps", "--format", "{{.Status}}"]);
     assert!(ps.trim().ends_with("(healthy)"), "{ps}");
 }
+
+#[test]
+fn logs_follow_streams_until_the_container_exits() {
+    let daemon = daemon_with_busybox("follow");
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line $i; sleep 0.3; done",
+    ]);
+    let followed = daemon.docker_ok(&["logs", "-f", "talker"]);
+    assert_eq!(followed, "line 1\nline 2\nline 3\n");
+    let tail = daemon.docker_ok(&["logs", "--tail", "1", "talker"]);
+    assert_eq!(tail, "line 3\n");
+    let stamped = daemon.docker_ok(&["logs", "-t", "talker"]);
+    assert!(stamped.lines().all(|l| l.contains("Z line ")), "{stamped}");
+}
