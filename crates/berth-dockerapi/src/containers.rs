@@ -613,3 +613,63 @@ pub(crate) async fn top(
         json!({"Titles": ["UID", "PID", "PPID", "CMD"], "Processes": rows}),
     ))
 }
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct ArchiveQuery {
+    path: String,
+}
+
+/// The `X-Docker-Container-Path-Stat` header: the stat as base64 JSON.
+fn path_stat_header(stat: &berth_engine::PathStat) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(stat).unwrap_or_default())
+}
+
+/// `GET /containers/{id}/archive`: a tar of the path.
+pub(crate) async fn archive_get(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+    Query(query): Query<ArchiveQuery>,
+) -> Result<Response, ApiError> {
+    let (stat, tar) = blocking(move || engine.copy_from(&id, &query.path)).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (
+                header::HeaderName::from_static("x-docker-container-path-stat"),
+                path_stat_header(&stat),
+            ),
+        ],
+        tar,
+    )
+        .into_response())
+}
+
+/// `HEAD /containers/{id}/archive`: the path's stat only.
+pub(crate) async fn archive_head(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+    Query(query): Query<ArchiveQuery>,
+) -> Result<Response, ApiError> {
+    let stat = blocking(move || engine.stat_path(&id, &query.path)).await?;
+    Ok(([(
+        header::HeaderName::from_static("x-docker-container-path-stat"),
+        path_stat_header(&stat),
+    )])
+    .into_response())
+}
+
+/// `PUT /containers/{id}/archive`: extracts the tar in the body into the path.
+pub(crate) async fn archive_put(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+    Query(query): Query<ArchiveQuery>,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    use futures_util::TryStreamExt;
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+    blocking(move || engine.copy_into(&id, &query.path, reader)).await?;
+    Ok(StatusCode::OK)
+}

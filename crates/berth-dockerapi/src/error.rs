@@ -59,7 +59,9 @@ impl From<berth_engine::Error> for ApiError {
         use berth_engine::Error::*;
         let status = match &error {
             Image(error) => return image_error(error),
-            NoSuchContainer(_) | NoSuchVolume(_) | NoSuchExec(_) => StatusCode::NOT_FOUND,
+            NoSuchContainer(_) | NoSuchVolume(_) | NoSuchExec(_) | NoSuchPath(_) => {
+                StatusCode::NOT_FOUND
+            }
             Conflict(_) => StatusCode::CONFLICT,
             Invalid(_) => StatusCode::BAD_REQUEST,
             Runtime(_) | Start(_) | Io(..) => StatusCode::INTERNAL_SERVER_ERROR,

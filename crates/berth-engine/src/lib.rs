@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use berth_image::ImageStore;
 
 mod containers;
+mod copy;
 mod exec;
 mod health;
 pub mod logs;
@@ -23,6 +24,7 @@ pub use berth_runtime::cgroups::Stats;
 /// The clock the engine stamps states and logs with (RFC 3339, nanoseconds).
 pub use berth_runtime::state::now_rfc3339;
 pub use containers::WaitCondition;
+pub use copy::PathStat;
 pub use exec::{ExecRecord, ExecRequest};
 pub use health::{Health, HealthConfig, ProbeResult};
 pub use model::{Container, CreateRequest, HostConfig, State, Status};
@@ -46,6 +48,9 @@ pub enum Error {
     /// No container of that name or id.
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// No such path in the container.
+    #[error("Could not find the file {0} in container")]
+    NoSuchPath(String),
     /// No exec instance of that id.
     #[error("No such exec instance: {0}")]
     NoSuchExec(String),

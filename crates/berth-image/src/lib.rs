@@ -17,4 +17,4 @@ pub use digest::{Digest, HashingReader};
 pub use error::{Error, Result};
 pub use reference::Reference;
 pub use store::{ImageRecord, ImageStore, LayerBlob, LayerRecord, Removed};
-pub use unpack::{Unpacked, unpack_layer};
+pub use unpack::{Unpacked, extract_into, unpack_layer};

@@ -35,7 +35,27 @@ pub struct Unpacked {
 /// Unpacks the layer read from `input` (a tar, gzip-compressed or not) into `target`,
 /// an empty directory, and returns its digests for the caller to verify.
 pub fn unpack_layer(input: impl Read, target: &Path) -> Result<Unpacked> {
-    let mut extractor = Extractor::new(target)?;
+    unpack(input, target, Mode::Layer)
+}
+
+/// Extracts an archive into an existing directory (`docker cp` into a container), with
+/// the same confinement as a layer: existing files and symlinks are replaced, `.wh.`
+/// names are ordinary files, and nothing lands outside `target`.
+pub fn extract_into(input: impl Read, target: &Path) -> Result<()> {
+    unpack(input, target, Mode::Copy).map(|_| ())
+}
+
+/// What the archive is.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// An image layer into an empty directory, whiteouts translated for overlayfs.
+    Layer,
+    /// A copy into a directory that has content already.
+    Copy,
+}
+
+fn unpack(input: impl Read, target: &Path, mode: Mode) -> Result<Unpacked> {
+    let mut extractor = Extractor::new(target, mode)?;
     let mut compressed = BufReader::with_capacity(1 << 16, HashingReader::new(input));
     let gzip = compressed.fill_buf().at(target)?.starts_with(&[0x1f, 0x8b]);
     let (diff_id, size) = {
@@ -81,12 +101,13 @@ struct Extractor {
     root_path: PathBuf,
     /// Every path written so far, to refuse duplicates and check hard-link sources.
     seen: HashSet<Vec<u8>>,
+    mode: Mode,
 }
 
 impl Extractor {
-    fn new(target: &Path) -> Result<Self> {
+    fn new(target: &Path, mode: Mode) -> Result<Self> {
         let mut listing = std::fs::read_dir(target).at(target)?;
-        if listing.next().is_some() {
+        if mode == Mode::Layer && listing.next().is_some() {
             return Err(Error::Invalid {
                 what: "unpack target".into(),
                 reason: format!("{} is not empty", target.display()),
@@ -105,6 +126,7 @@ impl Extractor {
             root: unsafe { OwnedFd::from_raw_fd(root) },
             root_path: target.to_path_buf(),
             seen: HashSet::new(),
+            mode,
         })
     }
 
@@ -123,7 +145,10 @@ impl Extractor {
             return Err(unsafe_entry(&raw, "appears twice in the layer"));
         }
         let parent = self.directory(parents, &raw)?;
-        if let Some(hidden) = name.strip_prefix(b".wh.") {
+        if let Some(hidden) = name
+            .strip_prefix(b".wh.")
+            .filter(|_| self.mode == Mode::Layer)
+        {
             return self.whiteout(&parent, hidden, parents, &raw);
         }
         let header = entry.header();
@@ -134,6 +159,9 @@ impl Extractor {
             & 0o7777;
         let mtime = header.mtime().unwrap_or(0);
         let name_c = c_name(name, &raw)?;
+        if self.mode == Mode::Copy && kind != tar::EntryType::Directory {
+            replace_existing(&parent, &name_c).map_err(|e| io_error(&raw, e))?;
+        }
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let file = create_file(&parent, &name_c).map_err(|e| io_error(&raw, e))?;
@@ -374,6 +402,19 @@ fn open_beneath(dir: &OwnedFd, name: &std::ffi::CStr, flags: i32) -> nix::Result
         // SAFETY: a fresh descriptor from openat2.
         unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
     })
+}
+
+/// Removes what a copied entry replaces (a file or symlink; a directory stays and then
+/// refuses the entry, as Docker refuses to overwrite a directory with a non-directory).
+fn replace_existing(dir: &OwnedFd, name: &CString) -> nix::Result<()> {
+    match nix::unistd::unlinkat(
+        Some(dir.as_raw_fd()),
+        name.as_c_str(),
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    ) {
+        Ok(()) | Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::EISDIR) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn create_file(dir: &OwnedFd, name: &CString) -> nix::Result<OwnedFd> {

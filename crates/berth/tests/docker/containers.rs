@@ -498,3 +498,66 @@ fn logs_follow_streams_until_the_container_exits() {
     let stamped = daemon.docker_ok(&["logs", "-t", "talker"]);
     assert!(stamped.lines().all(|l| l.contains("Z line ")), "{stamped}");
 }
+
+#[test]
+fn docker_cp_copies_both_ways_and_resolves_links_inside_the_container() {
+    let daemon = daemon_with_busybox("cp");
+    let id = daemon.docker_ok(&["run", "-d", "--name", "files", "busybox", "sleep", "300"]);
+    let host_dir = daemon.scratch.path().join("cp");
+    std::fs::create_dir(&host_dir).unwrap();
+    let unique = format!("berth-cp-probe-{}", std::process::id());
+    let host_file = host_dir.join(&unique);
+    std::fs::write(&host_file, "from the host\n").unwrap();
+
+    daemon.docker_ok(&["cp", host_file.to_str().unwrap(), "files:/tmp/"]);
+    assert_eq!(
+        daemon.docker_ok(&["exec", "files", "cat", &format!("/tmp/{unique}")]),
+        "from the host\n"
+    );
+
+    let out = host_dir.join("hostname");
+    daemon.docker_ok(&["cp", "files:/etc/hostname", out.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().trim(),
+        &id.trim()[..12]
+    );
+
+    // A directory comes out whole, as the container sees it (its /etc/hostname bind too).
+    let etc = host_dir.join("etc-copy");
+    daemon.docker_ok(&["cp", "files:/etc", etc.to_str().unwrap()]);
+    assert!(etc.join("passwd").is_file(), "no passwd in the copied /etc");
+    let copied_hostname = std::fs::read_to_string(etc.join("hostname")).unwrap_or_default();
+    assert_eq!(copied_hostname.trim(), &id.trim()[..12]);
+
+    // A link in the container to /etc leads to the container's /etc, never the host's.
+    daemon.docker_ok(&["exec", "files", "ln", "-s", "/etc", "/tmp/etclink"]);
+    daemon.docker_ok(&["cp", host_file.to_str().unwrap(), "files:/tmp/etclink/"]);
+    assert!(
+        !Path::new("/etc").join(&unique).exists(),
+        "docker cp wrote into the host's /etc"
+    );
+    daemon.docker_ok(&["exec", "files", "test", "-f", &format!("/etc/{unique}")]);
+
+    // A stopped container's files are reachable too, and its root is unmounted after.
+    daemon.docker_ok(&["stop", "-t", "0", "files"]);
+    let stopped = host_dir.join("from-stopped");
+    daemon.docker_ok(&[
+        "cp",
+        &format!("files:/tmp/{unique}"),
+        stopped.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&stopped).unwrap(),
+        "from the host\n"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(daemon.scratch.path().join("data").to_str().unwrap()),
+        "the copy left the root mounted"
+    );
+    let missing = daemon.docker(&["cp", "files:/no/such/file", host_dir.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("Could not find the file /no/such/file"),
+        "{missing:?}"
+    );
+}
