@@ -3,7 +3,7 @@
 //! host), through the running container's own view of its mounts, or its root mounted
 //! for the copy when it is not running.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::model::Status;
@@ -114,39 +114,11 @@ impl Engine {
     }
 }
 
-/// `struct open_how` of openat2(2).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
 /// Opens `path` of the container with `rootfs` as `/` for every symlink on the way.
 fn open_in_root(rootfs: &Path, path: &str) -> Result<OwnedFd> {
-    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-    const RESOLVE_IN_ROOT: u64 = 0x10;
     let root = std::fs::File::open(rootfs).map_err(|e| Error::Io(rootfs.to_path_buf(), e))?;
-    let name = std::ffi::CString::new(path)
-        .map_err(|_| Error::Invalid(format!("NUL in path {path:?}")))?;
-    let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: openat2 with a NUL-terminated path and an open_how of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            name.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    match nix::errno::Errno::result(fd) {
-        // SAFETY: a fresh descriptor from openat2.
-        Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+    match berth_image::open_in_root(&root, path, libc::O_PATH) {
+        Ok(fd) => Ok(fd),
         Err(nix::errno::Errno::ENOENT) => Err(Error::NoSuchPath(path.to_string())),
         Err(e) => Err(Error::Io(PathBuf::from(path), e.into())),
     }

@@ -6,7 +6,7 @@
 //! host file.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -168,45 +168,14 @@ fn open_dir(path: &Path) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `struct open_how` of openat2(2).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
 /// Opens a staged file with every symlink resolved as if the staging directory were `/`.
 fn open_staged(root: &OwnedFd, path: &str) -> Result<std::fs::File> {
-    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-    const RESOLVE_IN_ROOT: u64 = 0x10;
-    let name = std::ffi::CString::new(path).map_err(|_| Error::Invalid {
-        what: "image archive".into(),
-        reason: format!("{path:?} holds a NUL"),
-    })?;
-    let how = OpenHow {
-        flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: openat2 with a NUL-terminated path and an open_how of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            name.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    let fd = nix::errno::Errno::result(fd).map_err(|e| Error::Invalid {
-        what: "image archive".into(),
-        reason: format!("{path}: {e}"),
-    })?;
-    // SAFETY: a fresh descriptor from openat2.
-    Ok(std::fs::File::from(unsafe {
-        OwnedFd::from_raw_fd(fd as i32)
-    }))
+    crate::resolve::open_in_root(root, path, libc::O_RDONLY)
+        .map(std::fs::File::from)
+        .map_err(|e| Error::Invalid {
+            what: "image archive".into(),
+            reason: format!("{path}: {e}"),
+        })
 }
 
 fn read_staged(root: &OwnedFd, path: &str) -> Result<Vec<u8>> {

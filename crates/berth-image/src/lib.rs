@@ -8,6 +8,7 @@ mod content;
 mod digest;
 mod error;
 mod reference;
+mod resolve;
 mod store;
 mod unpack;
 
@@ -16,5 +17,6 @@ pub use content::{ContentStore, Ingest};
 pub use digest::{Digest, HashingReader};
 pub use error::{Error, Result};
 pub use reference::Reference;
+pub use resolve::open_in_root;
 pub use store::{ImageRecord, ImageStore, LayerBlob, LayerRecord, Removed};
 pub use unpack::{Unpacked, extract_into, unpack_layer};

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
 use std::io::{BufRead, BufReader, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -369,39 +369,11 @@ fn io_error(raw: &[u8], error: nix::errno::Errno) -> Error {
     }
 }
 
-/// `struct open_how` of openat2(2).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-const RESOLVE_BENEATH: u64 = 0x08;
-
 /// Opens `name` beneath `dir`, refusing any symlink on the way.
 fn open_beneath(dir: &OwnedFd, name: &std::ffi::CStr, flags: i32) -> nix::Result<OwnedFd> {
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
-        mode: 0,
-        resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: openat2 with a NUL-terminated name and an open_how of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    nix::errno::Errno::result(fd).map(|fd| {
-        // SAFETY: a fresh descriptor from openat2.
-        unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
-    })
+    use crate::resolve::{RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS};
+    let resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    crate::resolve::openat2(dir, name, flags | libc::O_NOFOLLOW, resolve)
 }
 
 /// Removes what a copied entry replaces (a file or symlink; a directory stays and then
