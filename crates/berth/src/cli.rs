@@ -83,6 +83,25 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
+/// `berth ps`'s flags.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show every container (running ones only without it)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only the ids
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `berth images`'s flags.
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Only the ids
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
 /// `berth daemon`'s flags, as dockerd names them.
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
@@ -141,7 +160,7 @@ pub enum Command {
     /// Remove one or more containers
     Rm(Pending),
     /// List containers
-    Ps(Pending),
+    Ps(PsArgs),
     /// Fetch the logs of a container
     Logs(Pending),
     /// Execute a command in a running container
@@ -169,7 +188,7 @@ pub enum Command {
 
     // --- Images ----------------------------------------------------------------------
     /// List images
-    Images(Pending),
+    Images(ImagesArgs),
     /// Build an image from a Dockerfile
     Build(Pending),
     /// Download an image from a registry

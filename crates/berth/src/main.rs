@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 mod cli;
 mod containers;
 mod daemon;
+mod listing;
 mod oci;
 
 /// `berth --version`: the crate version and the git commit it was built from.
@@ -85,6 +86,8 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
         cli::Command::Oci(oci) => oci::run(*oci),
         cli::Command::Daemon(args) => daemon::run(&args, cli.host.as_deref()),
         cli::Command::Run(args) => containers::run(&args, cli.host.as_deref()),
+        cli::Command::Ps(args) => listing::ps(&args, cli.host.as_deref()),
+        cli::Command::Images(args) => listing::images(&args, cli.host.as_deref()),
         cli::Command::Monitor(args) => Ok(ExitCode::from(
             berth_engine::run_monitor(&args.runtime_root, &args.dir, &args.id).clamp(0, 255) as u8,
         )),

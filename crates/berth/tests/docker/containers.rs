@@ -561,3 +561,62 @@ fn docker_cp_copies_both_ways_and_resolves_links_inside_the_container() {
         "{missing:?}"
     );
 }
+
+#[test]
+fn berth_ps_and_images_print_docker_s_tables() {
+    let daemon = daemon_with_busybox("listing");
+    daemon.docker_ok(&["run", "-d", "--name", "listed", "busybox", "sleep", "300"]);
+    let berth = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["-H", &daemon.host()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "berth {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    // The columns that do not depend on the moment of the call are docker's exactly.
+    let columns = |text: &str, keep: &[usize]| -> Vec<String> {
+        text.lines()
+            .map(|l| {
+                let cells: Vec<&str> = l
+                    .split("   ")
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                keep.iter()
+                    .map(|i| cells.get(*i).copied().unwrap_or_default().to_string())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
+    };
+    let ours = berth(&["ps"]);
+    let theirs = daemon.docker_ok(&["ps"]);
+    assert_eq!(
+        columns(&ours, &[0, 1, 2]),
+        columns(&theirs, &[0, 1, 2]),
+        "\n{ours}\n{theirs}"
+    );
+    assert!(
+        ours.lines().nth(1).is_some_and(|l| l.ends_with("listed")),
+        "{ours}"
+    );
+    assert_eq!(berth(&["ps", "-q"]), daemon.docker_ok(&["ps", "-q"]));
+    let ours = berth(&["images"]);
+    let theirs = daemon.docker_ok(&["images"]);
+    assert_eq!(
+        columns(&ours, &[0, 1, 2]),
+        columns(&theirs, &[0, 1, 2]),
+        "\n{ours}\n{theirs}"
+    );
+    assert_eq!(
+        ours.lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().last()),
+        theirs
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().last())
+    );
+}
