@@ -132,7 +132,7 @@ pub(crate) async fn remove(
     Path(name): Path<String>,
     Query(query): Query<RemoveQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let removed = engine.images().remove(&name, flag(&query.force))?;
+    let removed = engine.remove_image(&name, flag(&query.force))?;
     Ok(Json(Value::Array(
         removed
             .into_iter()
@@ -166,4 +166,22 @@ pub(crate) async fn tag(
     let target = Reference::parse(&format!("{}:{tag}", query.repo))?;
     engine.images().tag(&name, &target)?;
     Ok(StatusCode::CREATED)
+}
+
+/// `POST /images/prune`: removes dangling images (those without a tag) that no container
+/// uses.
+pub(crate) async fn prune(Extract(engine): Extract<State>) -> Result<Json<Value>, ApiError> {
+    let in_use: Vec<String> = engine
+        .containers(true)
+        .into_iter()
+        .map(|c| c.image_id)
+        .collect();
+    let mut deleted = Vec::new();
+    for (image, tags) in engine.images().list() {
+        if tags.is_empty() && !in_use.contains(&image.id.to_string()) {
+            engine.remove_image(image.id.as_str(), false)?;
+            deleted.push(json!({"Deleted": image.id.as_str()}));
+        }
+    }
+    Ok(Json(json!({"ImagesDeleted": deleted, "SpaceReclaimed": 0})))
 }

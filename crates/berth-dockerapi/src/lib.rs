@@ -41,6 +41,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/info", get(system::info))
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
+        .route("/images/prune", post(images::prune))
         // Image names hold slashes (`registry:5000/team/app`): one catch-all route per
         // method, split on the trailing action.
         .route(
@@ -51,6 +52,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/containers/json", get(containers::list))
         .route("/containers/create", post(containers::create))
+        .route("/containers/prune", post(containers::prune))
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}/start", post(containers::start))
         .route("/containers/{id}/wait", post(containers::wait))

@@ -120,6 +120,32 @@ impl Engine {
         &self.images
     }
 
+    /// `docker rmi`: refused while a container uses the image (its layers are that
+    /// container's root), unless by tag: then only the tag goes, as with Docker.
+    pub fn remove_image(&self, name: &str, force: bool) -> Result<Vec<berth_image::Removed>> {
+        let image = self.images.resolve(name)?;
+        let user = self
+            .containers(true)
+            .into_iter()
+            .find(|c| c.image_id == image.id.as_str());
+        let Some(user) = user else {
+            return Ok(self.images.remove(name, force)?);
+        };
+        let tag = berth_image::Reference::parse(name)
+            .ok()
+            .map(|r| r.to_string());
+        let tags = self.images.tags(&image);
+        if let Some(tag) = tag.filter(|t| tags.contains(t) && (tags.len() > 1 || force)) {
+            self.images.untag(&tag)?;
+            return Ok(vec![berth_image::Removed::Untagged(tag)]);
+        }
+        Err(Error::Conflict(format!(
+            "conflict: unable to delete {} (must be forced) - image is being used by container {}",
+            &image.id.hex()[..12],
+            &user.id[..12]
+        )))
+    }
+
     /// The data directory (`docker info`'s DockerRootDir).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir

@@ -327,6 +327,15 @@ impl ImageStore {
         self.save(&index)
     }
 
+    /// Takes tag `tag` off its image, which stays.
+    pub fn untag(&self, tag: &str) -> Result<()> {
+        let mut index = self.lock();
+        if index.tags.remove(tag).is_none() {
+            return Err(Error::NotFound(tag.to_string()));
+        }
+        self.save(&index)
+    }
+
     /// `docker rmi`: a tag is taken off; the image goes when no tag is left (or with
     /// `force`, with all its tags), and its layers and blobs when nothing else uses them.
     pub fn remove(&self, name: &str, force: bool) -> Result<Vec<Removed>> {

@@ -620,3 +620,37 @@ fn berth_ps_and_images_print_docker_s_tables() {
             .and_then(|l| l.split_whitespace().last())
     );
 }
+
+#[test]
+fn an_image_in_use_is_kept_and_prune_removes_only_what_is_unused() {
+    let daemon = daemon_with_busybox("prune");
+    daemon.docker_ok(&["run", "--name", "done", "busybox", "true"]);
+    let refused = daemon.docker(&["rmi", "busybox"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("image is being used by container"),
+        "{refused:?}"
+    );
+    daemon.docker_ok(&["tag", "busybox", "other:1"]);
+    assert_eq!(
+        daemon.docker_ok(&["rmi", "other:1"]).trim(),
+        "Untagged: other:1"
+    );
+    daemon.docker_ok(&["run", "-d", "--name", "running", "busybox", "sleep", "300"]);
+    let pruned = daemon.docker_ok(&["container", "prune", "-f"]);
+    assert!(pruned.contains("Deleted Containers:"), "{pruned}");
+    assert_eq!(
+        daemon
+            .docker_ok(&["ps", "-a", "--format", "{{.Names}}"])
+            .trim(),
+        "running"
+    );
+    // The image is still used by the running container: its layers stay.
+    daemon.docker_ok(&["image", "prune", "-f"]);
+    assert_eq!(
+        daemon
+            .docker_ok(&["images", "--format", "{{.Repository}}"])
+            .trim(),
+        "busybox"
+    );
+    daemon.docker_ok(&["run", "--rm", "busybox", "true"]);
+}
