@@ -60,6 +60,18 @@ impl Answer {
     }
 }
 
+/// Reads a response whole.
+async fn read_answer(response: hyper::Response<hyper::body::Incoming>) -> Result<Answer, String> {
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Answer { status, body })
+}
+
 type Connection = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 impl Client {
@@ -111,14 +123,7 @@ impl Client {
             .send_request(Self::request(method, path, body)?)
             .await
             .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok(Answer { status, body })
+        read_answer(response).await
     }
 
     /// Sends a request whose answer comes later (`wait`): returns once the headers are
@@ -133,16 +138,7 @@ impl Client {
             .send_request(Self::request(method, path, None)?)
             .await
             .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        Ok(async move {
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            Ok(Answer { status, body })
-        })
+        Ok(read_answer(response))
     }
 
     /// Opens a hijacked stream (`attach`): the raw connection after the upgrade.
@@ -160,14 +156,8 @@ impl Client {
             .await
             .map_err(|e| e.to_string())?;
         if response.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
-            let status = response.status().as_u16();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            return Answer { status, body }
+            return read_answer(response)
+                .await?
                 .ok()
                 .and(Err("the daemon did not upgrade the connection".into()));
         }

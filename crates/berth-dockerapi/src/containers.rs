@@ -420,18 +420,27 @@ pub(crate) async fn attach(
         }
         let _ = io.shutdown().await;
     });
-    let content_type = if tty {
+    Ok(switching_protocols(tty))
+}
+
+/// The media type of a container's output stream: raw with a terminal, else framed.
+pub(crate) fn stream_type(tty: bool) -> &'static str {
+    if tty {
         "application/vnd.docker.raw-stream"
     } else {
         "application/vnd.docker.multiplexed-stream"
-    };
-    Ok(Response::builder()
+    }
+}
+
+/// The 101 answer that hands the connection over to a hijacked stream.
+pub(crate) fn switching_protocols(tty: bool) -> Response {
+    Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "Upgrade")
         .header(header::UPGRADE, "tcp")
-        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_TYPE, stream_type(tty))
         .body(Body::empty())
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// `GET /containers/{id}/logs`.
@@ -443,11 +452,7 @@ pub(crate) async fn logs(
     let container = engine.container(&id)?;
     let path = engine.log_path(&container);
     let tty = container.request.tty;
-    let content_type = if tty {
-        "application/vnd.docker.raw-stream"
-    } else {
-        "application/vnd.docker.multiplexed-stream"
-    };
+    let content_type = stream_type(tty);
     if !flag(query.follow.as_deref()) || container.state.status != Status::Running {
         let (mut entries, _) = berth_engine::logs::read_from(&path, 0)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Request, State as Extract};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use berth_engine::ExecRequest;
 use serde::Deserialize;
@@ -89,18 +89,7 @@ pub(crate) async fn start(
         engine.exec_ended(&id, code);
         let _ = to_client.lock().await.shutdown().await;
     });
-    let content_type = if tty {
-        "application/vnd.docker.raw-stream"
-    } else {
-        "application/vnd.docker.multiplexed-stream"
-    };
-    Ok(Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, "tcp")
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Body::empty())
-        .unwrap_or_default())
+    Ok(crate::containers::switching_protocols(tty))
 }
 
 /// Copies one output pipe of the helper to the client: framed as `stream` (1 stdout,

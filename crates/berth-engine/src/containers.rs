@@ -709,11 +709,15 @@ fn non_empty(requested: &str, image: &Value) -> String {
     }
 }
 
-fn valid_name(name: &str) -> Result<String> {
+/// Docker's rule for container and volume names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub(crate) fn is_docker_name(name: &str) -> bool {
     let mut bytes = name.bytes();
-    let valid = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if valid {
+    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+fn valid_name(name: &str) -> Result<String> {
+    if is_docker_name(name) {
         Ok(name.to_string())
     } else {
         Err(Error::Invalid(format!(

@@ -96,32 +96,50 @@ impl Engine {
     /// reports its end with [`Engine::exec_ended`].
     pub fn start_exec(&self, id: &str) -> Result<Child> {
         let record = self.exec(id)?;
-        let dir = self.container_dir(&record.container_id);
-        let process = exec_process(&dir.join("config.json"), &record.request)?;
-        let file = dir.join(format!("exec-{id}.json"));
-        std::fs::write(&file, serde_json::to_vec(&process).unwrap_or_default())
-            .map_err(|e| Error::Io(file.clone(), e))?;
-        let child = Command::new(&self.berth_binary)
-            .arg("oci")
-            .arg("--root")
-            .arg(&self.runtime_root)
-            .arg("exec")
-            .arg("--process")
-            .arg(&file)
-            .arg(&record.container_id)
-            .stdin(if record.request.attach_stdin {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::Io(self.berth_binary.clone(), e))?;
+        let stdin = if record.request.attach_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        let child = self.spawn_exec_helper(
+            &record.container_id,
+            &format!("exec-{id}.json"),
+            &record.request,
+            [stdin, Stdio::piped(), Stdio::piped()],
+        )?;
         if let Some(record) = self.execs.lock().get_mut(id) {
             record.running = true;
         }
         Ok(child)
+    }
+
+    /// Starts `berth oci exec` for `request` in the container, its process spec written
+    /// to `file_name` in the container's directory, with `stdio` as its stdin, stdout and
+    /// stderr: the one way execs and health probes enter a container.
+    pub(crate) fn spawn_exec_helper(
+        &self,
+        container_id: &str,
+        file_name: &str,
+        request: &ExecRequest,
+        [stdin, stdout, stderr]: [Stdio; 3],
+    ) -> Result<Child> {
+        let dir = self.container_dir(container_id);
+        let process = exec_process(&dir.join("config.json"), request)?;
+        let file = dir.join(file_name);
+        std::fs::write(&file, serde_json::to_vec(&process).unwrap_or_default())
+            .map_err(|e| Error::Io(file.clone(), e))?;
+        Command::new(&self.berth_binary)
+            .arg("oci")
+            .arg("--root")
+            .arg(&self.runtime_root)
+            .args(["exec", "--process"])
+            .arg(&file)
+            .arg(container_id)
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| Error::Io(self.berth_binary.clone(), e))
     }
 
     /// Records the end of an exec instance's process.
@@ -139,7 +157,7 @@ impl Engine {
 
 /// The container's own process spec with the exec's command, environment, directory,
 /// user and terminal laid over it, as runc's exec does.
-pub(crate) fn exec_process(config: &std::path::Path, request: &ExecRequest) -> Result<Value> {
+fn exec_process(config: &std::path::Path, request: &ExecRequest) -> Result<Value> {
     let spec: Value = std::fs::read(config)
         .ok()
         .and_then(|data| serde_json::from_slice(&data).ok())

@@ -4,7 +4,7 @@
 //! `retries` failures in a row (failures within the start period do not count).
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -152,27 +152,12 @@ impl Engine {
     }
 
     fn run_probe(&self, id: &str, cmd: Vec<String>, timeout: Duration) -> Result<(i32, String)> {
-        let file = self.container_dir(id).join("health-probe.json");
         let request = ExecRequest {
             cmd,
             ..ExecRequest::default()
         };
-        let process =
-            crate::exec::exec_process(&self.container_dir(id).join("config.json"), &request)?;
-        std::fs::write(&file, serde_json::to_vec(&process).unwrap_or_default())
-            .map_err(|e| crate::Error::Io(file.clone(), e))?;
-        let mut child = Command::new(&self.berth_binary)
-            .arg("oci")
-            .arg("--root")
-            .arg(&self.runtime_root)
-            .args(["exec", "--process"])
-            .arg(&file)
-            .arg(id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| crate::Error::Io(self.berth_binary.clone(), e))?;
+        let stdio = [Stdio::null(), Stdio::piped(), Stdio::null()];
+        let mut child = self.spawn_exec_helper(id, "health-probe.json", &request, stdio)?;
         let deadline = Instant::now() + timeout;
         let code = loop {
             match child.try_wait() {

@@ -243,10 +243,7 @@ fn uses_volume(container: &Container, name: &str) -> bool {
 }
 
 fn valid_volume_name(name: &str) -> Result<String> {
-    let mut bytes = name.bytes();
-    let valid = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if valid {
+    if crate::containers::is_docker_name(name) {
         Ok(name.to_string())
     } else {
         Err(Error::Invalid(format!(

@@ -14,13 +14,28 @@ use crate::cli::RunArgs;
 
 /// Runs `berth run`.
 pub fn run(args: &RunArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
+    let code = with_daemon(
+        host,
+        |client| async move { run_container(&client, args).await },
+    )?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Runs `work` against the daemon `host` names, on a single-threaded async runtime: what
+/// every client command of the CLI does.
+pub(crate) fn with_daemon<T, F>(
+    host: Option<&str>,
+    work: impl FnOnce(Client) -> F,
+) -> anyhow::Result<T>
+where
+    F: Future<Output = anyhow::Result<T>>,
+{
     let client = Client::new(socket_from(host).map_err(|e| anyhow!(e))?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    let code = runtime.block_on(run_container(&client, args))?;
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    runtime.block_on(work(client))
 }
 
 async fn run_container(client: &Client, args: &RunArgs) -> anyhow::Result<i64> {

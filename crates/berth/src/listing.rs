@@ -3,24 +3,17 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, anyhow};
-use berth_dockerapi::client::{Client, socket_from};
+use anyhow::anyhow;
 use serde_json::Value;
 
 use crate::Outcome;
 use crate::cli::{ImagesArgs, PsArgs};
 
 fn get(host: Option<&str>, path: &str) -> anyhow::Result<Value> {
-    let client = Client::new(socket_from(host).map_err(|e| anyhow!(e))?);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    let answer = runtime
-        .block_on(client.call("GET", path, None))
-        .and_then(|a| a.ok())
-        .map_err(|e| anyhow!(e))?;
-    Ok(answer.json())
+    crate::containers::with_daemon(host, |client| async move {
+        let answer = client.call("GET", path, None).await.and_then(|a| a.ok());
+        Ok(answer.map_err(|e| anyhow!(e))?.json())
+    })
 }
 
 /// Rows under a header, each column as wide as its widest cell, three spaces apart.
