@@ -1,13 +1,143 @@
 //! Host networking for containers and Services: bridges, veth pairs, IPAM, nftables rules
 //! (outbound NAT, port publishing, Service virtual IPs), routes and the DNS server.
 //!
+//! Synchronous on purpose: each operation is a handful of netlink requests or one `nft`
+//! transaction, made from the engine's blocking threads; network namespaces are entered
+//! on threads of their own, which a blocking API makes simple and safe.
+//!
 //! Depends on nothing of ours; the engine and the node agent drive it.
+
+mod dns;
+mod firewall;
+mod ipam;
+mod netlink;
+pub mod netns;
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+pub use dns::{DnsServer, Names, host_resolvers};
+pub use firewall::{Firewall, NetworkRules, PortMapping, Protocol};
+pub use ipam::{Pool, default_subnets, host_routes};
+pub use ipnet::Ipv4Net;
 
 /// Name of the default bridge that containers attach to, like Docker's `docker0`.
 pub const DEFAULT_BRIDGE: &str = "berth0";
 
 /// Longest name the kernel accepts for a network interface (IFNAMSIZ less the NUL).
 pub const MAX_INTERFACE_NAME: usize = 15;
+
+/// Why a network operation failed, naming what it was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call or netlink request failed.
+    #[error("{what}: {source}")]
+    Os {
+        /// What was being done.
+        what: String,
+        /// The kernel's answer.
+        source: std::io::Error,
+    },
+    /// The request itself is wrong or cannot be met (a full subnet, a bad address).
+    #[error("{0}")]
+    Invalid(String),
+    /// `nft` refused a ruleset.
+    #[error("nft: {0}")]
+    Nft(String),
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) trait Context<T> {
+    fn or_os(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: Into<std::io::Error>> Context<T> for std::result::Result<T, E> {
+    fn or_os(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::Os {
+            what: what(),
+            source: e.into(),
+        })
+    }
+}
+
+/// How a container's end of a veth pair is set up inside its network namespace.
+#[derive(Debug, Clone)]
+pub struct Interface {
+    /// The host end's name (attached to the bridge).
+    pub host_name: String,
+    /// Its address in the network.
+    pub address: Ipv4Addr,
+    /// The network's prefix length.
+    pub prefix: u8,
+    /// The default route's gateway (the bridge's address).
+    pub gateway: Ipv4Addr,
+    /// Its MAC address.
+    pub mac: [u8; 6],
+}
+
+/// Makes sure a bridge named `name` exists, holds `gateway/prefix` and is up; packets
+/// from 127.0.0.0/8 may leave through it (`route_localnet`), which lets published
+/// ports answer on the host's loopback without a userspace proxy.
+pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
+    let mut netlink = netlink::Netlink::open()?;
+    netlink.add_bridge(name)?;
+    let index = netlink::index_of(name)?;
+    netlink.add_address(index, gateway, prefix)?;
+    netlink.set_up(index)?;
+    sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")
+}
+
+/// Removes a network interface (a bridge, or the host end of a veth pair); one that is
+/// already gone is no error.
+pub fn delete_link(name: &str) -> Result<()> {
+    let mut netlink = netlink::Netlink::open()?;
+    match netlink::index_of(name) {
+        Ok(index) => netlink.delete_link(index),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Wires the network namespace at `netns` to `bridge`: a veth pair whose host end joins
+/// the bridge and whose other end becomes `eth0` inside, with its address and a default
+/// route through the bridge.
+pub fn attach(netns: &Path, bridge: &str, interface: &Interface) -> Result<()> {
+    let peer = format!("{}p", &interface.host_name);
+    let mut host = netlink::Netlink::open()?;
+    host.add_veth(&interface.host_name, &peer)?;
+    let wired = (|| {
+        let host_index = netlink::index_of(&interface.host_name)?;
+        host.set_controller_and_up(host_index, netlink::index_of(bridge)?)?;
+        let namespace = std::fs::File::open(netns).or_os(|| format!("open {}", netns.display()))?;
+        host.move_to_netns(netlink::index_of(&peer)?, &namespace)?;
+        let Interface {
+            address,
+            prefix,
+            gateway,
+            mac,
+            ..
+        } = interface.clone();
+        netns::run_in(netns, move || {
+            let mut inside = netlink::Netlink::open()?;
+            let index = netlink::index_of(&peer)?;
+            inside.configure_eth0(index, mac)?;
+            inside.add_address(index, address, prefix)?;
+            inside.set_up(index)?;
+            inside.add_default_route(gateway)
+        })
+    })();
+    if wired.is_err() {
+        let _ = delete_link(&interface.host_name);
+    }
+    wired
+}
+
+/// Sets a sysctl of the calling thread's network namespace (`net/ipv4/ip_forward`).
+pub fn sysctl(key: &str, value: &str) -> Result<()> {
+    let path = format!("/proc/sys/{key}");
+    std::fs::write(&path, value).or_os(|| format!("write {path}"))
+}
 
 #[cfg(test)]
 mod tests {

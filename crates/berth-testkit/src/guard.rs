@@ -102,12 +102,19 @@ pub struct NetnsGuard {
 }
 
 impl NetnsGuard {
-    /// Creates the namespace `name`.
+    /// Creates the namespace `name`, a test host with its loopback up.
     pub fn create(name: &str) -> Result<Self> {
         run(Command::new("ip").args(["netns", "add", name]))?;
-        Ok(Self {
+        let guard = Self {
             name: name.to_string(),
-        })
+        };
+        run(Command::new("ip").args(["-n", name, "link", "set", "lo", "up"]))?;
+        Ok(guard)
+    }
+
+    /// Its path, for `setns` and `nsenter --net=`.
+    pub fn path(&self) -> std::path::PathBuf {
+        std::path::Path::new("/run/netns").join(&self.name)
     }
 
     /// The namespace's name.

@@ -1,0 +1,223 @@
+//! The DNS server of a user-defined network: it answers containers' names with their
+//! addresses, as Docker's embedded server does, and forwards every other question to the
+//! host's resolvers. It listens on the network's gateway address, which every container
+//! of the network reaches, so no rule inside the containers is needed (podman's
+//! aardvark-dns does the same).
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
+
+use crate::{Context, Result};
+
+/// How long answers may be cached, as Docker sets it.
+const TTL: u32 = 600;
+/// How often the serving thread looks up from its socket to see whether to stop.
+const STOP_CHECK: Duration = Duration::from_millis(250);
+/// How long a forwarded question may take.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The names a server answers: lower-case names to addresses, shared with the engine,
+/// which replaces them as containers come and go.
+#[derive(Debug, Clone, Default)]
+pub struct Names(Arc<RwLock<HashMap<String, Vec<Ipv4Addr>>>>);
+
+impl Names {
+    /// Replaces every name.
+    pub fn set(&self, names: HashMap<String, Vec<Ipv4Addr>>) {
+        let names = names
+            .into_iter()
+            .map(|(name, addresses)| (name.to_ascii_lowercase(), addresses))
+            .collect();
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = names;
+    }
+
+    fn get(&self, name: &str) -> Option<Vec<Ipv4Addr>> {
+        let names = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        names.get(name).cloned()
+    }
+}
+
+/// A running server; it stops when dropped.
+#[derive(Debug)]
+pub struct DnsServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DnsServer {
+    /// Serves `names` on UDP port 53 of `address`, forwarding the rest to `upstream`.
+    pub fn start(address: Ipv4Addr, names: Names, upstream: Vec<SocketAddr>) -> Result<Self> {
+        let socket = UdpSocket::bind((address, 53)).or_os(|| format!("listen on {address}:53"))?;
+        socket
+            .set_read_timeout(Some(STOP_CHECK))
+            .or_os(|| "set the DNS socket's timeout".into())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(format!("dns {address}"))
+            .spawn(move || serve(&socket, &names, &upstream, &stopped))
+            .or_os(|| "start the DNS thread".into())?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The nameservers of the host's /etc/resolv.conf, on port 53.
+pub fn host_resolvers() -> Vec<SocketAddr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+fn serve(socket: &UdpSocket, names: &Names, upstream: &[SocketAddr], stop: &AtomicBool) {
+    let mut buffer = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((length, client)) = socket.recv_from(&mut buffer) else {
+            continue;
+        };
+        let Ok(question) = Message::from_vec(&buffer[..length]) else {
+            continue;
+        };
+        match answer(&question, names) {
+            Some(reply) => {
+                if let Ok(bytes) = reply.to_vec() {
+                    let _ = socket.send_to(&bytes, client);
+                }
+            }
+            None => forward(socket, &buffer[..length], client, &question, upstream),
+        }
+    }
+}
+
+/// The answer from `names`, or None when the question is not about one of them.
+fn answer(question: &Message, names: &Names) -> Option<Message> {
+    let query = question.queries.first()?;
+    let name = query
+        .name()
+        .to_ascii()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let addresses = names.get(&name)?;
+    let mut reply = Message::response(question.metadata.id, question.metadata.op_code);
+    reply.metadata.recursion_desired = question.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.metadata.authoritative = true;
+    reply.add_query(query.clone());
+    // Other record types of a known name get no records and no error, so resolvers
+    // asking for A and AAAA together take the A answer.
+    if matches!(query.query_type(), RecordType::A | RecordType::ANY) {
+        for address in addresses {
+            reply.add_answer(Record::from_rdata(
+                query.name().clone(),
+                TTL,
+                RData::A(A(address)),
+            ));
+        }
+    }
+    Some(reply)
+}
+
+/// Relays a question to the first upstream that answers, on a thread of its own; with
+/// none, the client hears "no such name" at once.
+fn forward(
+    socket: &UdpSocket,
+    request: &[u8],
+    client: SocketAddr,
+    question: &Message,
+    upstream: &[SocketAddr],
+) {
+    let (Ok(reply_socket), false) = (socket.try_clone(), upstream.is_empty()) else {
+        let mut reply = Message::error_msg(
+            question.metadata.id,
+            question.metadata.op_code,
+            ResponseCode::NXDomain,
+        );
+        reply.metadata.message_type = MessageType::Response;
+        reply.add_queries(question.queries.iter().cloned());
+        if let Ok(bytes) = reply.to_vec() {
+            let _ = socket.send_to(&bytes, client);
+        }
+        return;
+    };
+    let request = request.to_vec();
+    let upstream = upstream.to_vec();
+    std::thread::spawn(move || {
+        for server in upstream {
+            let bind: SocketAddr = if server.is_ipv4() {
+                "0.0.0.0:0".parse().unwrap_or(server)
+            } else {
+                "[::]:0".parse().unwrap_or(server)
+            };
+            let Ok(outbound) = UdpSocket::bind(bind) else {
+                continue;
+            };
+            let _ = outbound.set_read_timeout(Some(UPSTREAM_TIMEOUT));
+            let mut buffer = [0u8; 4096];
+            if outbound.send_to(&request, server).is_ok()
+                && let Ok(length) = outbound.recv(&mut buffer)
+            {
+                let _ = reply_socket.send_to(&buffer[..length], client);
+                return;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{OpCode, Query};
+    use hickory_proto::rr::Name;
+
+    fn question(name: &str, kind: RecordType) -> Message {
+        let mut message = Message::new(7, MessageType::Query, OpCode::Query);
+        message.add_query(Query::query(Name::from_ascii(name).expect("a name"), kind));
+        message
+    }
+
+    #[test]
+    fn known_names_answer_whatever_their_case() {
+        let names = Names::default();
+        names.set(HashMap::from([(
+            "Web".to_string(),
+            vec![Ipv4Addr::new(10, 0, 0, 2)],
+        )]));
+        let reply = answer(&question("web.", RecordType::A), &names).expect("an answer");
+        assert_eq!(reply.metadata.id, 7);
+        assert_eq!(reply.answers.len(), 1);
+        assert_eq!(
+            reply.answers[0].data,
+            RData::A(A(Ipv4Addr::new(10, 0, 0, 2)))
+        );
+        let aaaa = answer(&question("WEB", RecordType::AAAA), &names).expect("an answer");
+        assert!(aaaa.answers.is_empty());
+        assert!(answer(&question("db.", RecordType::A), &names).is_none());
+    }
+}

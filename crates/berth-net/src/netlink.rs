@@ -1,0 +1,179 @@
+//! The few rtnetlink requests container networking needs, over a blocking netlink socket:
+//! the messages are rtnetlink's builders, the socket is created in the calling thread's
+//! network namespace and stays bound to it.
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+
+use rtnetlink::packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use rtnetlink::{AddressMessageBuilder, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::{Context, Result};
+
+/// A netlink route socket of the namespace it was opened in.
+pub(crate) struct Netlink {
+    socket: Socket,
+    sequence: u32,
+}
+
+/// The index of the interface `name` in the calling thread's network namespace.
+pub(crate) fn index_of(name: &str) -> Result<u32> {
+    nix::net::if_::if_nametoindex(name).or_os(|| format!("find interface {name}"))
+}
+
+impl Netlink {
+    pub(crate) fn open() -> Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE).or_os(|| "open a netlink socket".into())?;
+        socket
+            .bind_auto()
+            .or_os(|| "bind a netlink socket".into())?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .or_os(|| "connect a netlink socket".into())?;
+        Ok(Self {
+            socket,
+            sequence: 0,
+        })
+    }
+
+    /// Sends one request and reads the kernel's acknowledgement.
+    fn request(&mut self, message: RouteNetlinkMessage, flags: u16, what: &str) -> Result<()> {
+        let mut packet = NetlinkMessage::from(message);
+        packet.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        self.sequence += 1;
+        packet.header.sequence_number = self.sequence;
+        packet.finalize();
+        let mut buffer = vec![0; packet.buffer_len()];
+        packet.serialize(&mut buffer);
+        self.socket
+            .send(&buffer, 0)
+            .or_os(|| format!("{what}: send"))?;
+        loop {
+            let (data, _) = self
+                .socket
+                .recv_from_full()
+                .or_os(|| format!("{what}: receive"))?;
+            let mut offset = 0;
+            while offset < data.len() {
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
+                    .map_err(std::io::Error::other)
+                    .or_os(|| format!("{what}: read the answer"))?;
+                let length = reply.header.length as usize;
+                if let NetlinkPayload::Error(error) = reply.payload
+                    && reply.header.sequence_number == self.sequence
+                {
+                    return match error.code {
+                        None => Ok(()),
+                        Some(code) => Err(std::io::Error::from_raw_os_error(-code.get()))
+                            .or_os(|| what.to_string()),
+                    };
+                }
+                if length == 0 {
+                    break;
+                }
+                offset += length;
+            }
+        }
+    }
+
+    /// Adds a bridge; one of that name already there is kept.
+    pub(crate) fn add_bridge(&mut self, name: &str) -> Result<()> {
+        let message = RouteNetlinkMessage::NewLink(LinkBridge::new(name).build());
+        already_there_is_fine(self.request(
+            message,
+            NLM_F_CREATE | NLM_F_EXCL,
+            &format!("add bridge {name}"),
+        ))
+    }
+
+    pub(crate) fn add_veth(&mut self, name: &str, peer: &str) -> Result<()> {
+        let message = RouteNetlinkMessage::NewLink(LinkVeth::new(name, peer).build());
+        self.request(
+            message,
+            NLM_F_CREATE | NLM_F_EXCL,
+            &format!("add veth pair {name}"),
+        )
+    }
+
+    /// Adds an address; the same address already there is kept.
+    pub(crate) fn add_address(&mut self, index: u32, address: Ipv4Addr, prefix: u8) -> Result<()> {
+        let message = AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(index)
+            .address(address, prefix)
+            .build();
+        already_there_is_fine(self.request(
+            RouteNetlinkMessage::NewAddress(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &format!("add address {address}/{prefix}"),
+        ))
+    }
+
+    pub(crate) fn set_up(&mut self, index: u32) -> Result<()> {
+        let message = LinkUnspec::new_with_index(index).up().build();
+        self.request(RouteNetlinkMessage::SetLink(message), 0, "set link up")
+    }
+
+    pub(crate) fn set_controller_and_up(&mut self, index: u32, bridge: u32) -> Result<()> {
+        let message = LinkUnspec::new_with_index(index)
+            .controller(bridge)
+            .up()
+            .build();
+        self.request(
+            RouteNetlinkMessage::SetLink(message),
+            0,
+            "attach the veth to its bridge",
+        )
+    }
+
+    pub(crate) fn move_to_netns(&mut self, index: u32, netns: &std::fs::File) -> Result<()> {
+        let message = LinkUnspec::new_with_index(index)
+            .setns_by_fd(netns.as_raw_fd())
+            .build();
+        self.request(
+            RouteNetlinkMessage::SetLink(message),
+            0,
+            "move the veth into the container's namespace",
+        )
+    }
+
+    /// Renames the container's end of the pair to `eth0` and gives it its MAC address.
+    pub(crate) fn configure_eth0(&mut self, index: u32, mac: [u8; 6]) -> Result<()> {
+        let message = LinkUnspec::new_with_index(index)
+            .name("eth0")
+            .address(mac.to_vec())
+            .build();
+        self.request(RouteNetlinkMessage::SetLink(message), 0, "name eth0")
+    }
+
+    pub(crate) fn add_default_route(&mut self, gateway: Ipv4Addr) -> Result<()> {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gateway)
+            .build();
+        self.request(
+            RouteNetlinkMessage::NewRoute(route),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &format!("add the default route via {gateway}"),
+        )
+    }
+
+    pub(crate) fn delete_link(&mut self, index: u32) -> Result<()> {
+        let message = LinkUnspec::new_with_index(index).build();
+        self.request(RouteNetlinkMessage::DelLink(message), 0, "delete link")
+    }
+}
+
+/// EEXIST as success: for requests that make sure something is there.
+fn already_there_is_fine(result: Result<()>) -> Result<()> {
+    match result {
+        Err(crate::Error::Os { source, .. })
+            if source.raw_os_error() == Some(nix::errno::Errno::EEXIST as i32) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}

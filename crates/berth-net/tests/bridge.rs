@@ -1,0 +1,112 @@
+//! A container's network end to end on a test host (a network namespace of its own):
+//! bridge, veth into a container namespace, a port published through nftables and reached
+//! on the host's 127.0.0.1, and the network's DNS server answering a container's name.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_net::{
+    DnsServer, Firewall, Interface, Names, NetworkRules, PortMapping, Protocol, netns,
+};
+use berth_testkit::guard::{NetnsGuard, Scratch};
+
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+const CONTAINER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+
+/// The container namespace, released on drop.
+struct ContainerNetns(PathBuf);
+
+impl Drop for ContainerNetns {
+    fn drop(&mut self) {
+        let _ = netns::remove(&self.0);
+    }
+}
+
+fn in_ns<T: Send + 'static>(path: &Path, work: impl FnOnce() -> T + Send + 'static) -> T {
+    netns::run_in(path, move || Ok(work())).expect("enter the namespace")
+}
+
+#[test]
+fn a_published_port_answers_on_the_host_s_loopback_and_names_resolve() {
+    let host = NetnsGuard::create(&format!("berth-net-{}", std::process::id())).expect("netns");
+    let host_ns = host.path();
+    let scratch = Scratch::new("berth-net").expect("scratch");
+    let container = ContainerNetns(scratch.path().join("netns"));
+    netns::create(&container.0).expect("create the container namespace");
+    let container_ns = container.0.clone();
+    netns::run_in(&host_ns, move || {
+        berth_net::ensure_bridge("bt0", GATEWAY, 24)?;
+        let interface = Interface {
+            host_name: "vethtest0".into(),
+            address: CONTAINER,
+            prefix: 24,
+            gateway: GATEWAY,
+            mac: [0x02, 0x42, 10, 77, 0, 2],
+        };
+        berth_net::attach(&container_ns, "bt0", &interface)?;
+        let firewall = Firewall::install("berth_test", &[])?;
+        firewall.set_networks(&[NetworkRules {
+            bridge: "bt0".into(),
+            subnet: "10.77.0.0/24".parse().expect("subnet"),
+            internal: false,
+        }])?;
+        firewall.publish(&[PortMapping {
+            host_ip: None,
+            host_port: 18080,
+            protocol: Protocol::Tcp,
+            container_ip: CONTAINER,
+            container_port: 80,
+        }])
+    })
+    .expect("wire the container");
+
+    let server = in_ns(&container.0, || TcpListener::bind("0.0.0.0:80")).expect("listen");
+    let serving = std::thread::spawn(move || {
+        let (mut stream, peer) = server.accept().expect("accept");
+        stream.write_all(b"hello").expect("write");
+        peer
+    });
+    let reply = in_ns(&host_ns, || {
+        let mut stream = TcpStream::connect_timeout(
+            &"127.0.0.1:18080".parse().expect("addr"),
+            Duration::from_secs(5),
+        )?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        std::io::Result::Ok(text)
+    })
+    .expect("connect to the published port");
+    assert_eq!(reply, "hello");
+    // Loopback traffic arrives masqueraded as the gateway's.
+    assert_eq!(serving.join().expect("server").ip(), GATEWAY);
+
+    let names = Names::default();
+    names.set(HashMap::from([("web".to_string(), vec![CONTAINER])]));
+    let _dns = in_ns(&host_ns, move || {
+        DnsServer::start(GATEWAY, names, Vec::new())
+    })
+    .expect("dns");
+    let answers = in_ns(&container.0, || {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+        // A query for web./A, id 0x1234, recursion desired.
+        let query = [
+            0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'e', b'b', 0, 0, 1, 0, 1,
+        ];
+        socket.send_to(&query, (GATEWAY, 53))?;
+        let mut buffer = [0u8; 512];
+        let length = socket.recv(&mut buffer)?;
+        std::io::Result::Ok(buffer[..length].to_vec())
+    })
+    .expect("ask the DNS server");
+    assert_eq!(&answers[..2], &[0x12, 0x34], "the reply answers our id");
+    assert_eq!(
+        u16::from_be_bytes([answers[6], answers[7]]),
+        1,
+        "one answer"
+    );
+    assert_eq!(&answers[answers.len() - 4..], &CONTAINER.octets());
+}
