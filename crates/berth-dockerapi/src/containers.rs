@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use crate::{ApiError, State};
 
 /// Runs blocking engine work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, berth_engine::Error> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
@@ -245,10 +245,10 @@ fn summary(container: &Container) -> Value {
         "Created": crate::time::unix_seconds(&container.created),
         "State": if container.state.paused { "paused" } else { container.state.status.as_str() },
         "Status": human_status(container),
-        "Ports": [],
+        "Ports": port_list(container),
         "Labels": container.request.labels.clone().unwrap_or_default(),
-        "HostConfig": {"NetworkMode": if container.request.host_config.network_mode.is_empty() { "default" } else { container.request.host_config.network_mode.as_str() }},
-        "NetworkSettings": {"Networks": {}},
+        "HostConfig": {"NetworkMode": network_mode(container)},
+        "NetworkSettings": {"Networks": networks(container)},
         "Mounts": [],
     })
 }
@@ -300,8 +300,86 @@ pub(crate) async fn inspect(
             "Labels": c.request.labels.clone().unwrap_or_default(),
         },
         "Mounts": [],
-        "NetworkSettings": {"Networks": {}, "Ports": {}},
+        "NetworkSettings": network_settings(&c),
     })))
+}
+
+/// `default` when the request named no network, as Docker reports it.
+fn network_mode(container: &Container) -> &str {
+    match container.request.host_config.network_mode.as_str() {
+        "" => "default",
+        mode => mode,
+    }
+}
+
+/// The published ports as `docker ps` lists them.
+fn port_list(container: &Container) -> Value {
+    let ports: Vec<Value> = container
+        .state
+        .endpoint
+        .iter()
+        .flat_map(|e| &e.ports)
+        .map(|p| json!({"IP": p.host_ip.to_string(), "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.protocol}))
+        .collect();
+    Value::Array(ports)
+}
+
+/// NetworkSettings.Networks: the container's network, with its address while it runs.
+fn networks(container: &Container) -> Value {
+    let mode = network_mode(container);
+    let name = if mode == "default" { "bridge" } else { mode };
+    if name.starts_with("container:") {
+        return json!({});
+    }
+    let endpoint = container.state.endpoint.as_ref();
+    let aliases = container
+        .request
+        .networking_config
+        .as_ref()
+        .and_then(|n| n.endpoints_config.as_ref())
+        .and_then(|e| e.get(name))
+        .and_then(|e| e.aliases.clone());
+    json!({ endpoint.map_or(name, |e| e.network_name.as_str()): {
+        "IPAMConfig": null,
+        "Links": null,
+        "Aliases": aliases,
+        "MacAddress": endpoint.map(|e| e.mac.as_str()).unwrap_or_default(),
+        "NetworkID": endpoint.map(|e| e.network_id.as_str()).unwrap_or_default(),
+        "EndpointID": endpoint.map(|e| e.endpoint_id.as_str()).unwrap_or_default(),
+        "Gateway": endpoint.map(|e| e.gateway.to_string()).unwrap_or_default(),
+        "IPAddress": endpoint.map(|e| e.ip.to_string()).unwrap_or_default(),
+        "IPPrefixLen": endpoint.map_or(0, |e| e.prefix),
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "DNSNames": endpoint.map(|e| e.dns_names.clone()),
+    }})
+}
+
+/// NetworkSettings of inspect: the network, the published ports and, on the default
+/// bridge, the address at the top level too (where old clients look).
+fn network_settings(container: &Container) -> Value {
+    let endpoint = container.state.endpoint.as_ref();
+    let mut ports = serde_json::Map::new();
+    for port in endpoint.iter().flat_map(|e| &e.ports) {
+        let key = format!("{}/{}", port.container_port, port.protocol);
+        let binding =
+            json!({"HostIp": port.host_ip.to_string(), "HostPort": port.host_port.to_string()});
+        match ports.entry(key).or_insert_with(|| json!([])) {
+            Value::Array(list) => list.push(binding),
+            other => *other = json!([binding]),
+        }
+    }
+    let default_bridge = endpoint.filter(|e| e.network_name == "bridge");
+    json!({
+        "SandboxKey": container.state.sandbox.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        "Ports": ports,
+        "IPAddress": default_bridge.map(|e| e.ip.to_string()).unwrap_or_default(),
+        "IPPrefixLen": default_bridge.map_or(0, |e| e.prefix),
+        "Gateway": default_bridge.map(|e| e.gateway.to_string()).unwrap_or_default(),
+        "MacAddress": default_bridge.map(|e| e.mac.as_str()).unwrap_or_default(),
+        "Networks": networks(container),
+    })
 }
 
 /// One frame of the multiplexed stream.

@@ -59,22 +59,15 @@ impl From<berth_engine::Error> for ApiError {
         use berth_engine::Error::*;
         let status = match &error {
             Image(error) => return image_error(error),
-            NoSuchContainer(_) | NoSuchVolume(_) | NoSuchExec(_) | NoSuchPath(_) => {
-                StatusCode::NOT_FOUND
-            }
+            NoSuchContainer(_) | NoSuchVolume(_) | NoSuchExec(_) | NoSuchPath(_)
+            | NoSuchNetwork(_) => StatusCode::NOT_FOUND,
             Conflict(_) => StatusCode::CONFLICT,
+            Forbidden(_) => StatusCode::FORBIDDEN,
             Invalid(_) => StatusCode::BAD_REQUEST,
-            Runtime(_) | Start(_) | Io(..) => StatusCode::INTERNAL_SERVER_ERROR,
+            Runtime(_) | Start(_) | Network(_) | Io(..) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, error.to_string())
     }
-}
-
-/// `GET /networks/{name}` until networks land: none exists.
-pub(crate) async fn no_such_network(
-    axum::extract::Path(name): axum::extract::Path<String>,
-) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("network {name} not found"))
 }
 
 /// `GET /plugins/{name}/json`: Berth has no plugins.

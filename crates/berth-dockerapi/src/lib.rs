@@ -19,6 +19,7 @@ mod containers;
 mod error;
 mod exec;
 mod images;
+mod networks;
 mod system;
 mod time;
 mod volumes;
@@ -79,8 +80,13 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/json", get(exec::inspect))
-        // `docker inspect NAME` asks each kind in turn: a clear 404 lets it go on.
-        .route("/networks/{*name}", get(error::no_such_network))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{name}",
+            get(networks::inspect).delete(networks::remove),
+        )
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))
         .route("/volumes/prune", post(volumes::prune))

@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::health::HealthConfig;
 use crate::model::{Container, CreateRequest, State, Status};
 use crate::monitor::{EXIT_FILE, ExitRecord, LOG_FILE};
+use crate::networks::Sandbox;
 use crate::rootfs::Overlay;
 use crate::{Engine, Error, Result};
 
@@ -174,7 +175,7 @@ impl Engine {
         };
         record.state.restarting = false;
         match started {
-            Ok((pid, monitor)) => {
+            Ok((pid, monitor, sandbox)) => {
                 if by_policy && record.state.stopped_by_user {
                     let _ = self
                         .runtime()
@@ -185,8 +186,11 @@ impl Engine {
                 record.state.started_at = berth_runtime::state::now_rfc3339();
                 record.state.error.clear();
                 record.state.stopped_by_user &= by_policy;
+                record.state.sandbox = sandbox.netns.filter(|_| sandbox.owned);
+                record.state.endpoint = sandbox.endpoint;
                 self.save(record)?;
                 drop(records);
+                self.refresh_names();
                 self.containers.changed.notify_all();
                 let image_config = self.images.config(&image).unwrap_or_default();
                 if let Some(check) = HealthConfig::of(&container, &image_config["config"]) {
@@ -217,11 +221,31 @@ impl Engine {
         }
     }
 
-    /// Writes the etc files and the spec, then spawns the monitor and reads its verdict.
+    /// Sets up the container's network, then spawns its monitor; the network is undone
+    /// if the container does not start.
     fn launch(
         &self,
         container: &Container,
         overlay: &Overlay,
+    ) -> Result<(i32, std::process::Child, Sandbox)> {
+        let sandbox = self.connect(container)?;
+        match self.spawn_monitor(container, overlay, &sandbox) {
+            Ok((pid, monitor)) => Ok((pid, monitor, sandbox)),
+            Err(error) => {
+                if sandbox.owned {
+                    self.disconnect(&container.id, &sandbox.netns, sandbox.endpoint.as_ref());
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Writes the etc files and the spec, then spawns the monitor and reads its verdict.
+    fn spawn_monitor(
+        &self,
+        container: &Container,
+        overlay: &Overlay,
+        sandbox: &Sandbox,
     ) -> Result<(i32, std::process::Child)> {
         let dir = self.container_dir(&container.id);
         let etc = dir.join("etc");
@@ -231,21 +255,29 @@ impl Engine {
         } else {
             &container.request.hostname
         };
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let own_address = sandbox
+            .endpoint
+            .as_ref()
+            .map_or("127.0.1.1".to_string(), |e| e.ip.to_string());
         for (file, text) in [
             ("hostname", format!("{hostname}\n")),
             (
                 "hosts",
                 format!(
-                    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+                    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own_address}\t{hostname}\n"
                 ),
             ),
-            ("resolv.conf", resolv),
+            ("resolv.conf", sandbox.resolv_conf.clone()),
         ] {
             std::fs::write(etc.join(file), text).map_err(|e| Error::Io(etc.join(file), e))?;
         }
-        let mut spec =
-            crate::spec::runtime_spec(container, &overlay.target, &etc, &self.cgroup_parent)?;
+        let mut spec = crate::spec::runtime_spec(
+            container,
+            &overlay.target,
+            &etc,
+            &self.cgroup_parent,
+            sandbox.netns.as_deref(),
+        )?;
         if let Some(mounts) = spec["mounts"].as_array_mut() {
             mounts.extend(self.container_mounts(container)?);
         }
@@ -293,6 +325,7 @@ impl Engine {
     /// monitors still hold them; each end is recorded when its monitor writes the exit
     /// file, or, should a monitor have died, shortly after the container's process did.
     pub fn restore(self: &Arc<Self>) {
+        self.restore_networks();
         for container in self.containers(false) {
             let engine = Arc::clone(self);
             std::thread::spawn(move || engine.watch(&container));
@@ -349,6 +382,8 @@ impl Engine {
         if let Ok(mut codes) = self.containers.exit_codes.lock() {
             codes.insert(id.to_string(), record.state.exit_code);
         }
+        let sandbox = record.state.sandbox.take();
+        let endpoint = record.state.endpoint.take();
         let auto_remove = record.request.host_config.auto_remove;
         let policy = &record.request.host_config.restart_policy;
         let restart = policy.restarts(
@@ -359,6 +394,8 @@ impl Engine {
         let restarts = record.state.restart_count;
         let _ = self.save(record);
         drop(records);
+        self.disconnect(id, &sandbox, endpoint.as_ref());
+        self.refresh_names();
         self.containers.changed.notify_all();
         if auto_remove {
             let _ = self.remove_container(id, false);

@@ -15,6 +15,7 @@ mod health;
 pub mod logs;
 mod model;
 mod monitor;
+mod networks;
 mod rootfs;
 mod spec;
 mod volumes;
@@ -27,9 +28,13 @@ pub use containers::WaitCondition;
 pub use copy::PathStat;
 pub use exec::{ExecRecord, ExecRequest};
 pub use health::{Health, HealthConfig, ProbeResult};
-pub use model::{Container, CreateRequest, HostConfig, State, Status};
+pub use model::{Container, CreateRequest, Endpoint, HostConfig, PublishedPort, State, Status};
 pub use monitor::{ExitRecord, run_monitor};
+pub use networks::{BridgeConfig, Network, NetworkRequest};
 pub use volumes::{MountRequest, Volume};
+
+/// The default bridge's interface name, like Docker's `docker0`.
+pub use berth_net::DEFAULT_BRIDGE;
 
 /// Default directory for state that must survive a reboot.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/berth";
@@ -57,6 +62,15 @@ pub enum Error {
     /// No volume of that name.
     #[error("get {0}: no such volume")]
     NoSuchVolume(String),
+    /// No network of that name or id.
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
+    /// The kernel refused part of a container's network.
+    #[error("network: {0}")]
+    Network(String),
+    /// The request is understood and refused (a predefined network, one in use).
+    #[error("{0}")]
+    Forbidden(String),
     /// The request conflicts with the container's state or another container.
     #[error("{0}")]
     Conflict(String),
@@ -87,6 +101,8 @@ pub struct EngineConfig {
     pub berth_binary: PathBuf,
     /// The cgroup under which containers' cgroups go (`--cgroup-parent`).
     pub cgroup_parent: String,
+    /// The default bridge (`--bridge`, `--bip`).
+    pub bridge: BridgeConfig,
 }
 
 /// The engine of one host.
@@ -99,6 +115,7 @@ pub struct Engine {
     execs: exec::Execs,
     images: ImageStore,
     containers: containers::Containers,
+    networks: networks::Networks,
 }
 
 impl Engine {
@@ -112,6 +129,11 @@ impl Engine {
             cgroup_parent: config.cgroup_parent.trim_matches('/').to_string(),
             images: ImageStore::open(&config.data_dir.join("image"))?,
             containers: containers::Containers::load(&config.data_dir.join("containers"))?,
+            networks: networks::Networks::open(
+                &config.data_dir.join("networks"),
+                &config.run_dir.join("netns"),
+                &config.bridge,
+            )?,
         })
     }
 

@@ -31,8 +31,90 @@ pub struct CreateRequest {
     pub labels: Option<BTreeMap<String, String>>,
     /// The health check, over the image's.
     pub healthcheck: Option<crate::health::HealthConfig>,
+    /// Ports the container listens on (`--expose`), `PORT/PROTO` to `{}`; with the image's,
+    /// what `-P` publishes.
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     /// Host-side settings.
     pub host_config: HostConfig,
+    /// Settings per network: aliases and a fixed address (`--network-alias`, `--ip`).
+    pub networking_config: Option<NetworkingConfig>,
+}
+
+/// `NetworkingConfig` of create: the endpoint settings per network name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkingConfig {
+    /// Network name to its endpoint's settings.
+    pub endpoints_config: Option<BTreeMap<String, EndpointConfig>>,
+}
+
+/// What a container asks of its endpoint on one network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointConfig {
+    /// More names the container answers to on the network.
+    pub aliases: Option<Vec<String>>,
+    /// A fixed address.
+    #[serde(rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpam>,
+}
+
+/// A fixed address asked for (`--ip`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndpointIpam {
+    /// The IPv4 address.
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+}
+
+/// One host binding of a container port (`-p [HOST_IP:]HOST_PORT:PORT`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    /// The host address; empty for all.
+    pub host_ip: String,
+    /// The host port; empty or `0` for one the kernel picks.
+    pub host_port: String,
+}
+
+/// A container's place on a network while it runs: what the engine set up, so that it
+/// can answer inspect and undo it all when the container stops.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The network's id.
+    pub network_id: String,
+    /// The network's name.
+    pub network_name: String,
+    /// A random id, as Docker's endpoint ids.
+    pub endpoint_id: String,
+    /// The container's address.
+    pub ip: std::net::Ipv4Addr,
+    /// The network's prefix length.
+    pub prefix: u8,
+    /// The network's gateway.
+    pub gateway: std::net::Ipv4Addr,
+    /// The container's MAC address, `02:42:…`.
+    pub mac: String,
+    /// The host end of its veth pair.
+    pub host_veth: String,
+    /// The names it answers to on the network (user-defined networks only).
+    pub dns_names: Vec<String>,
+    /// Its published ports.
+    pub ports: Vec<PublishedPort>,
+}
+
+/// A port published on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedPort {
+    /// The host address; `0.0.0.0` for all.
+    pub host_ip: std::net::Ipv4Addr,
+    /// The host port.
+    pub host_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// The container's port.
+    pub container_port: u16,
 }
 
 /// The host-side settings of `create` the engine honours.
@@ -67,6 +149,10 @@ pub struct HostConfig {
     pub tmpfs: Option<BTreeMap<String, String>>,
     /// `--restart`.
     pub restart_policy: RestartPolicy,
+    /// `-p`: `PORT/PROTO` to its host bindings.
+    pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
+    /// `-P`: publish every exposed port on a port the kernel picks.
+    pub publish_all_ports: bool,
 }
 
 /// `--restart no|always|unless-stopped|on-failure[:N]`.
@@ -156,6 +242,12 @@ pub struct State {
     /// The health check's verdicts, when the container has one.
     #[serde(default)]
     pub health: Option<crate::health::Health>,
+    /// Its network namespace while it runs (none with `--network host`).
+    #[serde(default)]
+    pub sandbox: Option<std::path::PathBuf>,
+    /// Its place on a bridge network while it runs.
+    #[serde(default)]
+    pub endpoint: Option<Endpoint>,
 }
 
 /// A container as the engine keeps it (`container.json` in its directory).

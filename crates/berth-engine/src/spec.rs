@@ -109,13 +109,15 @@ pub(crate) fn user(text: &str) -> Result<(u32, u32)> {
     Ok((uid, if gid.is_empty() { uid } else { number(gid)? }))
 }
 
-/// The spec for `container`, whose root filesystem is mounted at `rootfs` and whose
-/// /etc/hosts, /etc/hostname and /etc/resolv.conf are the files in `etc_dir`.
+/// The spec for `container`, whose root filesystem is mounted at `rootfs`, whose
+/// /etc/hosts, /etc/hostname and /etc/resolv.conf are the files in `etc_dir`, and which
+/// joins the network namespace at `netns` (the host's when None).
 pub(crate) fn runtime_spec(
     container: &Container,
     rootfs: &Path,
     etc_dir: &Path,
     cgroup_parent: &str,
+    netns: Option<&Path>,
 ) -> Result<Value> {
     let host = &container.request.host_config;
     let caps = capabilities(container);
@@ -149,8 +151,8 @@ pub(crate) fn runtime_spec(
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
-    if host.network_mode != "host" {
-        namespaces.push(json!({"type": "network"}));
+    if let Some(path) = netns {
+        namespaces.push(json!({"type": "network", "path": path}));
     }
     let mut resources = json!({"devices": [{"allow": host.privileged, "access": "rwm"}]});
     if host.memory > 0 {

@@ -6,13 +6,14 @@
 //! - `serve [PORT]`: an HTTP server (default port 8080). `GET /` answers with the hostname and
 //!   the request line; `GET /healthz` answers 200, or 500 once `GET /fail` (or `POST /fail`)
 //!   was called or the file `/tmp/unhealthy` exists; `GET /recover` undoes `/fail`.
+//! - `udp-echo PORT`: answers every UDP datagram on PORT with the same bytes.
 //! - `hostname`: prints the hostname the kernel reports (UTS namespace check).
 //! - `exit CODE`: exits with that status.
 //! - `syscall NR [ARG...]`: makes raw system call NR with integer arguments and prints
 //!   `ok` or `errno N` (seccomp checks).
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
         Some("serve") => serve(args.get(1).map(String::as_str).unwrap_or("8080")),
+        Some("udp-echo") => udp_echo(args.get(1).map(String::as_str).unwrap_or("9000")),
         Some("hostname") => {
             println!("{}", hostname());
             0
@@ -28,7 +30,9 @@ fn main() {
         Some("exit") => args.get(1).and_then(|c| c.parse().ok()).unwrap_or(1),
         Some("syscall") => raw_syscall(&args[1..]),
         _ => {
-            eprintln!("usage: testapp serve [PORT] | hostname | exit CODE | syscall NR [ARG...]");
+            eprintln!(
+                "usage: testapp serve [PORT] | udp-echo PORT | hostname | exit CODE | syscall NR [ARG...]"
+            );
             2
         }
     };
@@ -68,6 +72,21 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".to_string())
+}
+
+fn udp_echo(port: &str) -> i32 {
+    let socket = match UdpSocket::bind(format!("0.0.0.0:{port}")) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("testapp: bind udp port {port}: {e}");
+            return 1;
+        }
+    };
+    let mut buffer = [0u8; 2048];
+    while let Ok((length, peer)) = socket.recv_from(&mut buffer) {
+        let _ = socket.send_to(&buffer[..length], peer);
+    }
+    1
 }
 
 fn serve(port: &str) -> i32 {

@@ -114,6 +114,12 @@ pub struct DaemonArgs {
     /// Parent cgroup of every container's cgroup
     #[arg(long, default_value = "berth")]
     pub cgroup_parent: String,
+    /// Interface name of the default bridge network
+    #[arg(short = 'b', long, default_value = berth_engine::DEFAULT_BRIDGE)]
+    pub bridge: String,
+    /// Address and prefix of the default bridge [default: 172.17.0.1/16]
+    #[arg(long)]
+    pub bip: Option<String>,
 }
 
 /// `berth monitor`'s arguments, as the engine passes them.

@@ -20,6 +20,10 @@ pub fn run(args: &DaemonArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
         // The daemon runs from its sealed binary, and so do its helpers.
         berth_binary: "/proc/self/exe".into(),
         cgroup_parent: args.cgroup_parent.clone(),
+        bridge: berth_engine::BridgeConfig {
+            name: args.bridge.clone(),
+            address: args.bip.clone(),
+        },
     })
     .with_context(|| format!("open the engine's state in {}", args.data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -29,7 +33,8 @@ pub fn run(args: &DaemonArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
         .context("start the async runtime")?;
     let engine = Arc::new(engine);
     engine.restore();
-    let served = runtime.block_on(serve(engine, socket));
+    let served = runtime.block_on(serve(Arc::clone(&engine), socket));
+    engine.shutdown_networks();
     // Requests still blocked (a `wait` on a container that runs on) must not hold the
     // exit: the containers and their monitors carry on without us.
     runtime.shutdown_background();

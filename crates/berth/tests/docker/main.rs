@@ -8,19 +8,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_testkit::guard::{CgroupGuard, ChildGuard, Scratch};
+use berth_testkit::guard::{CgroupGuard, ChildGuard, NetnsGuard, Scratch};
 
 mod containers;
 mod images;
+mod networks;
 mod volumes;
 
-/// A daemon serving its own socket from its own data directory and cgroup parent; on
-/// drop its containers are removed, then it is killed and its files and cgroups go.
+/// A daemon serving its own socket from its own data directory and cgroup parent, on a
+/// test host of its own (a network namespace, so its bridges, nftables table and ports
+/// are its alone); on drop its containers are removed, then it is killed and its files,
+/// cgroups and host go.
 struct Daemon {
-    // Dropped in this order: the daemon stops before its directory and cgroups go.
+    // Dropped in this order: the daemon stops before its directory, cgroups and host go.
     process: ChildGuard,
     scratch: Scratch,
     _cgroups: CgroupGuard,
+    host: NetnsGuard,
     cgroup_parent: String,
     socket: PathBuf,
 }
@@ -43,21 +47,50 @@ impl Daemon {
         let scratch = Scratch::new(&format!("daemon-{name}")).unwrap();
         let socket = scratch.path().join("berth.sock");
         let cgroup_parent = format!("berth-test/daemon-{name}-{}", std::process::id());
-        let process = spawn_daemon(scratch.path(), &socket, &cgroup_parent);
+        let host = NetnsGuard::create(&format!("berth-{name}-{}", std::process::id())).unwrap();
+        let process = spawn_daemon(scratch.path(), &socket, &cgroup_parent, &host);
         Self {
             process,
             scratch,
             _cgroups: CgroupGuard::new(&cgroup_parent),
+            host,
             cgroup_parent,
             socket,
         }
+    }
+
+    /// `curl` on the daemon's host: the body of `url`, or None when it cannot be had.
+    fn curl(&self, url: &str) -> Option<String> {
+        let output = self
+            .on_host(&["curl", "-sf", "--max-time", "10", url])
+            .output()
+            .unwrap();
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// A command run on the daemon's host (in its network namespace).
+    fn on_host(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net={}", self.host.path().display()))
+            .args(args)
+            .stdin(Stdio::null());
+        command
     }
 
     /// Kills the daemon with SIGKILL and starts a new one on the same state.
     fn kill_and_restart(&mut self) {
         let _ = self.process.0.kill();
         let _ = self.process.0.wait();
-        self.process = spawn_daemon(self.scratch.path(), &self.socket, &self.cgroup_parent);
+        self.process = spawn_daemon(
+            self.scratch.path(),
+            &self.socket,
+            &self.cgroup_parent,
+            &self.host,
+        );
     }
 
     fn host(&self) -> String {
@@ -104,15 +137,19 @@ impl Daemon {
     }
 }
 
-/// Starts `berth daemon` on `dir` and waits until it listens on `socket`.
-fn spawn_daemon(dir: &Path, socket: &Path, cgroup_parent: &str) -> ChildGuard {
+/// Starts `berth daemon` on `dir`, on the test host `host`, and waits until it listens on
+/// `socket`.
+fn spawn_daemon(dir: &Path, socket: &Path, cgroup_parent: &str, host: &NetnsGuard) -> ChildGuard {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("daemon.log"))
         .unwrap();
     let _ = std::fs::remove_file(socket);
-    let process = Command::new(env!("CARGO_BIN_EXE_berth"))
+    // nsenter joins the namespace and executes the daemon in its own place.
+    let process = Command::new("nsenter")
+        .arg(format!("--net={}", host.path().display()))
+        .arg(env!("CARGO_BIN_EXE_berth"))
         .args([
             "daemon",
             "--log-level",

@@ -1,0 +1,839 @@
+//! Networks: the default bridge, user-defined bridges with their own subnets and DNS,
+//! `host` and `none`; and what a container gets on one while it runs — a network
+//! namespace, an address, a veth pair to the bridge, published ports and a name in the
+//! network's DNS. Records live in `<data>/networks/<id>.json`. The kernel side (bridges,
+//! nftables table, DNS servers) is set up at the first use, so an engine that never
+//! starts a networked container changes nothing on the host.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use berth_net::{DnsServer, Firewall, Ipv4Net, Names, NetworkRules, Pool, PortMapping, Protocol};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Container, Endpoint, PublishedPort, Status};
+use crate::{Engine, Error, Result};
+
+/// The engine's nftables table.
+const FIREWALL_TABLE: &str = "berth";
+/// The default bridge's address and prefix, as Docker's.
+const DEFAULT_BRIDGE_ADDRESS: &str = "172.17.0.1/16";
+/// Names of the networks every engine has.
+const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
+
+/// A network as the engine keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Network {
+    /// 64 hex digits.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// `bridge`, `host` or `null`.
+    pub driver: String,
+    /// When it was made, RFC 3339.
+    pub created: String,
+    /// Its subnet (bridge networks).
+    pub subnet: Option<Ipv4Net>,
+    /// The bridge's address, containers' gateway (bridge networks).
+    pub gateway: Option<Ipv4Addr>,
+    /// The bridge interface (bridge networks).
+    pub bridge: String,
+    /// No way out of the host (`--internal`).
+    pub internal: bool,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Network {
+    /// Whether containers on it find each other by name (user-defined bridges).
+    pub fn has_dns(&self) -> bool {
+        self.driver == "bridge" && self.name != "bridge"
+    }
+}
+
+/// `docker network create`'s request.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkRequest {
+    /// The name.
+    pub name: String,
+    /// `bridge` (the default).
+    pub driver: String,
+    /// `--subnet`.
+    pub subnet: Option<String>,
+    /// `--gateway`.
+    pub gateway: Option<String>,
+    /// `--internal`.
+    pub internal: bool,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Where the engine's bridge networks start from (dockerd's `--bridge` and `--bip`).
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    /// The default bridge's interface name.
+    pub name: String,
+    /// Its address and prefix; Docker's 172.17.0.1/16 when None.
+    pub address: Option<String>,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self {
+            name: berth_net::DEFAULT_BRIDGE.to_string(),
+            address: None,
+        }
+    }
+}
+
+/// The kernel side, once set up.
+#[derive(Default)]
+struct Live {
+    firewall: Option<Firewall>,
+    dns: HashMap<String, (DnsServer, Names)>,
+}
+
+/// The networks of an engine.
+pub(crate) struct Networks {
+    dir: PathBuf,
+    sandboxes: PathBuf,
+    records: Mutex<BTreeMap<String, Network>>,
+    pools: Mutex<HashMap<String, Pool>>,
+    live: Mutex<Live>,
+    /// Host ports held open for the containers that publish them: no other program can
+    /// take them, and the kernel picks free ones for `-P`.
+    reservations: Mutex<HashMap<String, Vec<Reservation>>>,
+}
+
+impl std::fmt::Debug for Networks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Networks").field("dir", &self.dir).finish()
+    }
+}
+
+#[allow(dead_code)] // Held only for the port they keep.
+enum Reservation {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Networks {
+    /// Loads the records under `dir`, making the predefined networks on first use.
+    pub(crate) fn open(dir: &Path, sandboxes: &Path, bridge: &BridgeConfig) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(dir.to_path_buf(), e))?;
+        let mut records = BTreeMap::new();
+        for entry in std::fs::read_dir(dir)
+            .map_err(|e| Error::Io(dir.to_path_buf(), e))?
+            .flatten()
+        {
+            if let Ok(data) = std::fs::read(entry.path())
+                && let Ok(network) = serde_json::from_slice::<Network>(&data)
+            {
+                records.insert(network.id.clone(), network);
+            }
+        }
+        let networks = Self {
+            dir: dir.to_path_buf(),
+            sandboxes: sandboxes.to_path_buf(),
+            records: Mutex::new(BTreeMap::new()),
+            pools: Mutex::default(),
+            live: Mutex::default(),
+            reservations: Mutex::default(),
+        };
+        let (subnet, gateway) = default_bridge_address(bridge)?;
+        for name in PREDEFINED {
+            let mut network = match records.values().find(|n| n.name == name) {
+                Some(network) => network.clone(),
+                None => Network {
+                    id: crate::containers::random_hex(32)?,
+                    name: name.to_string(),
+                    driver: match name {
+                        "none" => "null",
+                        other => other,
+                    }
+                    .to_string(),
+                    created: berth_runtime::state::now_rfc3339(),
+                    subnet: None,
+                    gateway: None,
+                    bridge: String::new(),
+                    internal: false,
+                    labels: BTreeMap::new(),
+                },
+            };
+            if name == "bridge" {
+                network.subnet = Some(subnet);
+                network.gateway = Some(gateway);
+                network.bridge = bridge.name.clone();
+            }
+            networks.save(&network)?;
+            records.insert(network.id.clone(), network);
+        }
+        let mut pools = HashMap::new();
+        for network in records.values() {
+            if let Some(subnet) = network.subnet {
+                pools.insert(
+                    network.id.clone(),
+                    Pool::new(subnet, network.gateway).map_err(net_error)?,
+                );
+            }
+        }
+        *lock(&networks.records) = records;
+        *lock(&networks.pools) = pools;
+        Ok(networks)
+    }
+
+    fn save(&self, network: &Network) -> Result<()> {
+        let path = self.dir.join(format!("{}.json", network.id));
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(network).unwrap_or_default(),
+        )
+        .map_err(|e| Error::Io(path, e))
+    }
+
+    fn find(&self, name: &str) -> Result<Network> {
+        let records = lock(&self.records);
+        if let Some(network) = records.values().find(|n| n.name == name || n.id == name) {
+            return Ok(network.clone());
+        }
+        let mut matches = records
+            .values()
+            .filter(|n| !name.is_empty() && n.id.starts_with(name));
+        match (matches.next(), matches.next()) {
+            (Some(network), None) => Ok(network.clone()),
+            _ => Err(Error::NoSuchNetwork(name.to_string())),
+        }
+    }
+
+    /// Sets up the firewall table, every bridge and every DNS server, once.
+    fn ensure_live(&self, running: &[Endpoint]) -> Result<()> {
+        let mut live = lock(&self.live);
+        if live.firewall.is_some() {
+            return Ok(());
+        }
+        let records: Vec<Network> = lock(&self.records).values().cloned().collect();
+        let mappings: Vec<PortMapping> = running.iter().flat_map(mappings).collect();
+        let firewall = Firewall::install(FIREWALL_TABLE, &mappings).map_err(net_error)?;
+        for network in records.iter().filter(|n| n.driver == "bridge") {
+            bring_up(network, &mut live)?;
+        }
+        firewall.set_networks(&rules(&records)).map_err(net_error)?;
+        live.firewall = Some(firewall);
+        Ok(())
+    }
+}
+
+/// The default bridge's subnet and address (`--bip`).
+fn default_bridge_address(bridge: &BridgeConfig) -> Result<(Ipv4Net, Ipv4Addr)> {
+    let text = bridge.address.as_deref().unwrap_or(DEFAULT_BRIDGE_ADDRESS);
+    let address: Ipv4Net = text.parse().map_err(|_| {
+        Error::Invalid(format!(
+            "invalid --bip {text}: want an address/prefix such as {DEFAULT_BRIDGE_ADDRESS}"
+        ))
+    })?;
+    Ok((address.trunc(), address.addr()))
+}
+
+/// A network's bridge up with its address, and its DNS server when it has one.
+fn bring_up(network: &Network, live: &mut Live) -> Result<()> {
+    let (Some(subnet), Some(gateway)) = (network.subnet, network.gateway) else {
+        return Ok(());
+    };
+    berth_net::ensure_bridge(&network.bridge, gateway, subnet.prefix_len()).map_err(net_error)?;
+    if network.has_dns() && !live.dns.contains_key(&network.id) {
+        let names = Names::default();
+        let server = DnsServer::start(gateway, names.clone(), berth_net::host_resolvers())
+            .map_err(net_error)?;
+        live.dns.insert(network.id.clone(), (server, names));
+    }
+    Ok(())
+}
+
+fn rules(records: &[Network]) -> Vec<NetworkRules> {
+    records
+        .iter()
+        .filter_map(|n| {
+            Some(NetworkRules {
+                bridge: n.bridge.clone(),
+                subnet: n.subnet?,
+                internal: n.internal,
+            })
+        })
+        .collect()
+}
+
+fn net_error(error: berth_net::Error) -> Error {
+    Error::Network(error.to_string())
+}
+
+/// The port mappings of an endpoint, in the firewall's words.
+fn mappings(endpoint: &Endpoint) -> Vec<PortMapping> {
+    endpoint
+        .ports
+        .iter()
+        .map(|p| PortMapping {
+            host_ip: (!p.host_ip.is_unspecified()).then_some(p.host_ip),
+            host_port: p.host_port,
+            protocol: if p.protocol == "udp" {
+                Protocol::Udp
+            } else {
+                Protocol::Tcp
+            },
+            container_ip: endpoint.ip,
+            container_port: p.container_port,
+        })
+        .collect()
+}
+
+/// What `--network` asks for.
+enum Mode {
+    Host,
+    None,
+    Container(String),
+    Bridge(String),
+}
+
+fn mode(container: &Container) -> Mode {
+    match container.request.host_config.network_mode.as_str() {
+        "host" => Mode::Host,
+        "none" => Mode::None,
+        "" | "default" | "bridge" => Mode::Bridge("bridge".into()),
+        other => match other.strip_prefix("container:") {
+            Some(name) => Mode::Container(name.to_string()),
+            None => Mode::Bridge(other.to_string()),
+        },
+    }
+}
+
+/// What a starting container gets from its network: the namespace to join (None for
+/// the host's), its endpoint, and the contents of its /etc/resolv.conf.
+pub(crate) struct Sandbox {
+    pub(crate) netns: Option<PathBuf>,
+    /// Whether the namespace is the container's own, to release when it stops.
+    pub(crate) owned: bool,
+    pub(crate) endpoint: Option<Endpoint>,
+    pub(crate) resolv_conf: String,
+}
+
+impl Engine {
+    /// Every network, by name.
+    pub fn networks(&self) -> Vec<Network> {
+        let mut list: Vec<Network> = lock(&self.networks.records).values().cloned().collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// The network a name, id or unique id prefix stands for.
+    pub fn network(&self, name: &str) -> Result<Network> {
+        self.networks.find(name)
+    }
+
+    /// The running containers on a network, with their endpoints.
+    pub fn network_endpoints(&self, network: &Network) -> Vec<(Container, Endpoint)> {
+        self.containers(false)
+            .into_iter()
+            .filter_map(|c| {
+                let endpoint = c.state.endpoint.clone()?;
+                (endpoint.network_id == network.id).then_some((c, endpoint))
+            })
+            .collect()
+    }
+
+    /// `docker network create`: a bridge network with its own subnet (the first free one
+    /// of Docker's pools unless asked), bridge and DNS server.
+    pub fn create_network(&self, request: NetworkRequest) -> Result<Network> {
+        let driver = if request.driver.is_empty() {
+            "bridge"
+        } else {
+            request.driver.as_str()
+        };
+        if driver != "bridge" {
+            return Err(Error::Invalid(format!(
+                "plugin \"{driver}\" not found: only the bridge driver makes networks"
+            )));
+        }
+        if !crate::containers::is_docker_name(&request.name) {
+            return Err(Error::Invalid(format!(
+                "invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+                request.name
+            )));
+        }
+        let mut records = lock(&self.networks.records);
+        if records.values().any(|n| n.name == request.name) {
+            return Err(Error::Conflict(format!(
+                "network with name {} already exists",
+                request.name
+            )));
+        }
+        let taken: Vec<Ipv4Net> = records.values().filter_map(|n| n.subnet).collect();
+        let subnet = match &request.subnet {
+            Some(text) => {
+                let subnet: Ipv4Net = text.parse().map_err(|_| {
+                    Error::Invalid(format!(
+                        "invalid subnet {text}: want an IPv4 CIDR such as 10.1.0.0/24"
+                    ))
+                })?;
+                if let Some(other) = taken.iter().find(|t| overlaps(t, &subnet)) {
+                    return Err(Error::Conflict(format!(
+                        "invalid pool request: Pool overlaps with other one on this address space ({other})"
+                    )));
+                }
+                subnet
+            }
+            None => {
+                let routes = berth_net::host_routes();
+                berth_net::default_subnets()
+                    .find(|s| !taken.iter().chain(&routes).any(|t| overlaps(t, s)))
+                    .ok_or_else(|| {
+                        Error::Invalid(
+                            "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into(),
+                        )
+                    })?
+            }
+        };
+        let gateway = match &request.gateway {
+            Some(text) => Some(text.parse::<Ipv4Addr>().map_err(|_| {
+                Error::Invalid(format!("invalid gateway {text}: want an IPv4 address"))
+            })?),
+            None => None,
+        };
+        let pool = Pool::new(subnet, gateway).map_err(|e| Error::Invalid(e.to_string()))?;
+        let id = crate::containers::random_hex(32)?;
+        let network = Network {
+            bridge: format!("br-{}", &id[..12]),
+            id,
+            name: request.name,
+            driver: driver.to_string(),
+            created: berth_runtime::state::now_rfc3339(),
+            subnet: Some(pool.subnet()),
+            gateway: Some(pool.gateway()),
+            internal: request.internal,
+            labels: request.labels,
+        };
+        self.networks.save(&network)?;
+        records.insert(network.id.clone(), network.clone());
+        let all: Vec<Network> = records.values().cloned().collect();
+        drop(records);
+        lock(&self.networks.pools).insert(network.id.clone(), pool);
+        let mut live = lock(&self.networks.live);
+        if let Some(firewall) = &live.firewall {
+            let firewall = firewall.clone();
+            bring_up(&network, &mut live)?;
+            firewall.set_networks(&rules(&all)).map_err(net_error)?;
+        }
+        Ok(network)
+    }
+
+    /// `docker network rm`: refused for the predefined networks and while containers run
+    /// on it.
+    pub fn remove_network(&self, name: &str) -> Result<()> {
+        let network = self.networks.find(name)?;
+        if PREDEFINED.contains(&network.name.as_str()) {
+            return Err(Error::Forbidden(format!(
+                "{} is a pre-defined network and cannot be removed",
+                network.name
+            )));
+        }
+        if let Some((container, _)) = self.network_endpoints(&network).first() {
+            return Err(Error::Forbidden(format!(
+                "error while removing network: network {} has active endpoints (name:\"{}\" id:\"{}\")",
+                network.name,
+                container.name,
+                &container.id[..12]
+            )));
+        }
+        let mut records = lock(&self.networks.records);
+        records.remove(&network.id);
+        let all: Vec<Network> = records.values().cloned().collect();
+        drop(records);
+        lock(&self.networks.pools).remove(&network.id);
+        let path = self.networks.dir.join(format!("{}.json", network.id));
+        let _ = std::fs::remove_file(&path);
+        let mut live = lock(&self.networks.live);
+        live.dns.remove(&network.id);
+        if let Some(firewall) = &live.firewall {
+            firewall.set_networks(&rules(&all)).map_err(net_error)?;
+            berth_net::delete_link(&network.bridge).map_err(net_error)?;
+        }
+        Ok(())
+    }
+
+    /// Sets up a starting container's network.
+    pub(crate) fn connect(&self, container: &Container) -> Result<Sandbox> {
+        let own_netns = self.networks.sandboxes.join(&container.id);
+        match mode(container) {
+            Mode::Host => Ok(Sandbox {
+                netns: None,
+                owned: false,
+                endpoint: None,
+                resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            }),
+            Mode::None => {
+                berth_net::netns::create(&own_netns).map_err(net_error)?;
+                Ok(Sandbox {
+                    netns: Some(own_netns),
+                    owned: true,
+                    endpoint: None,
+                    resolv_conf: host_resolv_conf(),
+                })
+            }
+            Mode::Container(name) => {
+                let other = self.container(&name)?;
+                if other.state.status != Status::Running {
+                    return Err(Error::Conflict(format!(
+                        "cannot join network namespace of a non running container: {}",
+                        other.id
+                    )));
+                }
+                let netns = match &other.state.sandbox {
+                    Some(path) => path.clone(),
+                    None => PathBuf::from(format!("/proc/{}/ns/net", other.state.pid)),
+                };
+                Ok(Sandbox {
+                    netns: Some(netns),
+                    owned: false,
+                    endpoint: None,
+                    resolv_conf: host_resolv_conf(),
+                })
+            }
+            Mode::Bridge(name) => self.connect_bridge(container, &name, own_netns),
+        }
+    }
+
+    fn connect_bridge(&self, container: &Container, name: &str, netns: PathBuf) -> Result<Sandbox> {
+        let network = self.networks.find(name)?;
+        if network.driver != "bridge" {
+            return Err(Error::Invalid(format!(
+                "container cannot be connected to network {}: use --network {}",
+                network.name, network.name
+            )));
+        }
+        let running: Vec<Endpoint> = self
+            .containers(false)
+            .into_iter()
+            .filter_map(|c| c.state.endpoint)
+            .collect();
+        self.networks.ensure_live(&running)?;
+        let settings = container
+            .request
+            .networking_config
+            .as_ref()
+            .and_then(|n| n.endpoints_config.as_ref())
+            .and_then(|e| e.get(name).or_else(|| e.get(&network.name)).cloned())
+            .unwrap_or_default();
+        let wanted = match settings
+            .ipam_config
+            .as_ref()
+            .map(|i| i.ipv4_address.as_str())
+        {
+            Some(text) if !text.is_empty() => Some(
+                text.parse::<Ipv4Addr>()
+                    .map_err(|_| Error::Invalid(format!("invalid IPv4 address {text}")))?,
+            ),
+            _ => None,
+        };
+        let (ip, prefix, gateway) = {
+            let mut pools = lock(&self.networks.pools);
+            let pool = pools
+                .get_mut(&network.id)
+                .ok_or_else(|| Error::NoSuchNetwork(network.name.clone()))?;
+            let ip = pool
+                .allocate(wanted)
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            (ip, pool.subnet().prefix_len(), pool.gateway())
+        };
+        let octets = ip.octets();
+        let mac = [0x02, 0x42, octets[0], octets[1], octets[2], octets[3]];
+        let mut endpoint = Endpoint {
+            network_id: network.id.clone(),
+            network_name: network.name.clone(),
+            endpoint_id: crate::containers::random_hex(32)?,
+            ip,
+            prefix,
+            gateway,
+            mac: mac
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+            host_veth: format!("veth{}", &crate::containers::random_hex(4)?[..7]),
+            dns_names: Vec::new(),
+            ports: Vec::new(),
+        };
+        if network.has_dns() {
+            endpoint.dns_names.push(container.name.clone());
+            endpoint
+                .dns_names
+                .extend(settings.aliases.iter().flatten().cloned());
+            endpoint.dns_names.push(container.id[..12].to_string());
+        }
+        let wired = (|| {
+            berth_net::netns::create(&netns).map_err(net_error)?;
+            let interface = berth_net::Interface {
+                host_name: endpoint.host_veth.clone(),
+                address: ip,
+                prefix,
+                gateway,
+                mac,
+            };
+            berth_net::attach(&netns, &network.bridge, &interface).map_err(net_error)?;
+            endpoint.ports = self.reserve_ports(container)?;
+            if let Some(firewall) = &lock(&self.networks.live).firewall {
+                firewall.publish(&mappings(&endpoint)).map_err(net_error)?;
+            }
+            Ok(())
+        })();
+        let resolv_conf = if network.has_dns() {
+            format!(
+                "nameserver {gateway}\n{}options ndots:0\n",
+                host_search_lines()
+            )
+        } else {
+            host_resolv_conf()
+        };
+        let sandbox = Sandbox {
+            netns: Some(netns),
+            owned: true,
+            endpoint: Some(endpoint),
+            resolv_conf,
+        };
+        if let Err(error) = wired {
+            self.disconnect(&container.id, &sandbox.netns, sandbox.endpoint.as_ref());
+            return Err(error);
+        }
+        Ok(sandbox)
+    }
+
+    /// Holds the host ports a container publishes, picking free ones where none is named.
+    fn reserve_ports(&self, container: &Container) -> Result<Vec<PublishedPort>> {
+        let host = &container.request.host_config;
+        let mut wanted: Vec<(String, crate::model::PortBinding)> = Vec::new();
+        for (port, bindings) in host.port_bindings.iter().flatten() {
+            for binding in bindings.iter().flatten() {
+                wanted.push((port.clone(), binding.clone()));
+            }
+        }
+        if host.publish_all_ports {
+            let image = self.images.resolve(&container.image_id)?;
+            let config = self.images.config(&image)?;
+            let mut exposed: Vec<String> = container
+                .request
+                .exposed_ports
+                .iter()
+                .flatten()
+                .map(|(k, _)| k.clone())
+                .collect();
+            if let Some(ports) = config["config"]["ExposedPorts"].as_object() {
+                exposed.extend(ports.keys().cloned());
+            }
+            for port in exposed {
+                if !wanted.iter().any(|(p, _)| *p == port) {
+                    wanted.push((port, crate::model::PortBinding::default()));
+                }
+            }
+        }
+        let mut published = Vec::new();
+        let mut held = Vec::new();
+        for (port, binding) in wanted {
+            let (number, protocol) = port.split_once('/').unwrap_or((&port, "tcp"));
+            let container_port: u16 = number
+                .parse()
+                .map_err(|_| Error::Invalid(format!("invalid port specification: {port:?}")))?;
+            if !matches!(protocol, "tcp" | "udp") {
+                return Err(Error::Invalid(format!("invalid proto: {protocol}")));
+            }
+            let host_ip: Ipv4Addr = match binding.host_ip.as_str() {
+                "" => Ipv4Addr::UNSPECIFIED,
+                text => text.parse().map_err(|_| {
+                    Error::Invalid(format!(
+                        "invalid IP address {text}: only IPv4 is published yet"
+                    ))
+                })?,
+            };
+            let host_port: u16 = match binding.host_port.as_str() {
+                "" => 0,
+                text => text.parse().map_err(|_| {
+                    Error::Invalid(format!(
+                        "invalid host port {text:?}: port ranges are not supported yet"
+                    ))
+                })?,
+            };
+            let (reservation, host_port) = self.reserve(container, host_ip, host_port, protocol)?;
+            held.push(reservation);
+            published.push(PublishedPort {
+                host_ip,
+                host_port,
+                protocol: protocol.to_string(),
+                container_port,
+            });
+        }
+        lock(&self.networks.reservations).insert(container.id.clone(), held);
+        Ok(published)
+    }
+
+    fn reserve(
+        &self,
+        container: &Container,
+        ip: Ipv4Addr,
+        port: u16,
+        protocol: &str,
+    ) -> Result<(Reservation, u16)> {
+        let bound = if protocol == "udp" {
+            UdpSocket::bind((ip, port))
+                .and_then(|s| Ok((s.local_addr()?.port(), Reservation::Udp(s))))
+        } else {
+            TcpListener::bind((ip, port))
+                .and_then(|s| Ok((s.local_addr()?.port(), Reservation::Tcp(s))))
+        };
+        match bound {
+            Ok((port, reservation)) => Ok((reservation, port)),
+            Err(error) => {
+                let ours = self.containers(false).iter().any(|c| {
+                    c.state
+                        .endpoint
+                        .iter()
+                        .flat_map(|e| &e.ports)
+                        .any(|p| p.host_port == port && p.protocol == protocol)
+                });
+                Err(Error::Conflict(if ours {
+                    format!("Bind for {ip}:{port} failed: port is already allocated")
+                } else {
+                    format!(
+                        "driver failed programming external connectivity on endpoint {} ({}): failed to bind host port {ip}:{port}/{protocol}: {error}",
+                        container.name, container.id
+                    )
+                }))
+            }
+        }
+    }
+
+    /// Undoes a container's network: its ports, address, veth pair and namespace.
+    pub(crate) fn disconnect(
+        &self,
+        id: &str,
+        netns: &Option<PathBuf>,
+        endpoint: Option<&Endpoint>,
+    ) {
+        lock(&self.networks.reservations).remove(id);
+        if let Some(endpoint) = endpoint {
+            if let Some(firewall) = &lock(&self.networks.live).firewall {
+                let _ = firewall.unpublish(&mappings(endpoint));
+            }
+            if let Some(pool) = lock(&self.networks.pools).get_mut(&endpoint.network_id) {
+                pool.release(endpoint.ip);
+            }
+            let _ = berth_net::delete_link(&endpoint.host_veth);
+        }
+        if let Some(netns) = netns {
+            let _ = berth_net::netns::remove(netns);
+        }
+    }
+
+    /// Points each user network's DNS at its running containers.
+    pub(crate) fn refresh_names(&self) {
+        let running = self.containers(false);
+        let live = lock(&self.networks.live);
+        for (network_id, (_, names)) in &live.dns {
+            let mut table: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+            for endpoint in running.iter().filter_map(|c| c.state.endpoint.as_ref()) {
+                if endpoint.network_id == *network_id {
+                    for name in &endpoint.dns_names {
+                        table.entry(name.clone()).or_default().push(endpoint.ip);
+                    }
+                }
+            }
+            names.set(table);
+        }
+    }
+
+    /// After a restart of the daemon: the addresses and host ports of the containers
+    /// that still run are theirs again, and their networks' DNS answers again.
+    pub(crate) fn restore_networks(&self) {
+        let running = self.containers(false);
+        let endpoints: Vec<Endpoint> = running
+            .iter()
+            .filter_map(|c| c.state.endpoint.clone())
+            .collect();
+        {
+            let mut pools = lock(&self.networks.pools);
+            for endpoint in &endpoints {
+                if let Some(pool) = pools.get_mut(&endpoint.network_id) {
+                    pool.claim(endpoint.ip);
+                }
+            }
+        }
+        for container in &running {
+            for port in container.state.endpoint.iter().flat_map(|e| &e.ports) {
+                if let Ok((reservation, _)) =
+                    self.reserve(container, port.host_ip, port.host_port, &port.protocol)
+                {
+                    lock(&self.networks.reservations)
+                        .entry(container.id.clone())
+                        .or_default()
+                        .push(reservation);
+                }
+            }
+        }
+        if !endpoints.is_empty() && self.networks.ensure_live(&endpoints).is_ok() {
+            self.refresh_names();
+        }
+    }
+
+    /// At the daemon's shutdown: with no container left running, the bridges, DNS
+    /// servers and firewall table go; running containers keep them (live restore).
+    pub fn shutdown_networks(&self) {
+        if !self.containers(false).is_empty() {
+            return;
+        }
+        let mut live = lock(&self.networks.live);
+        live.dns.clear();
+        if let Some(firewall) = live.firewall.take() {
+            let _ = firewall.remove();
+            for network in lock(&self.networks.records)
+                .values()
+                .filter(|n| n.driver == "bridge")
+            {
+                let _ = berth_net::delete_link(&network.bridge);
+            }
+        }
+    }
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// The host's resolv.conf without loopback nameservers, which a container cannot reach;
+/// with none left, Docker's fallback of Google's public servers.
+fn host_resolv_conf() -> String {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            let server = line.strip_prefix("nameserver").map(str::trim);
+            !server.is_some_and(|s| s.starts_with("127.") || s == "::1")
+        })
+        .collect();
+    let mut out = kept.join("\n");
+    if !kept.iter().any(|l| l.starts_with("nameserver")) {
+        out.push_str("\nnameserver 8.8.8.8\nnameserver 8.8.4.4");
+    }
+    out.push('\n');
+    out
+}
+
+fn host_search_lines() -> String {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("search"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}

@@ -1,0 +1,264 @@
+//! Networks through the docker CLI, each daemon on a test host of its own: ports published
+//! with `-p` answer curl on the host's 127.0.0.1, containers on a user network find each
+//! other by name and alias, outbound traffic leaves masqueraded, and `--network
+//! none|host|container:` give the namespaces Docker gives.
+
+use super::*;
+
+/// A daemon with the busybox and webapp images loaded.
+fn daemon_with_webapp(name: &str) -> Daemon {
+    let daemon = containers::daemon_with_busybox(name);
+    let archive = daemon.archive("webapp");
+    daemon.docker_ok(&["load", "-i", archive.to_str().unwrap()]);
+    daemon
+}
+
+/// Waits until `url` answers on the daemon's host; its body.
+fn wait_for_http(daemon: &Daemon, url: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(body) = daemon.curl(url) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not answer within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn published_ports_answer_curl_on_the_host_s_loopback_until_the_container_stops() {
+    let daemon = daemon_with_webapp("publish");
+    daemon.docker_ok(&["run", "-d", "--name", "web", "-p", "18080:8080", "webapp"]);
+    assert_eq!(
+        wait_for_http(&daemon, "http://127.0.0.1:18080/healthz").trim(),
+        "ok"
+    );
+    assert_eq!(
+        daemon.docker_ok(&["port", "web"]).trim(),
+        "8080/tcp -> 0.0.0.0:18080"
+    );
+    let ps = daemon.docker_ok(&["ps", "--format", "{{.Ports}}"]);
+    assert_eq!(ps.trim(), "0.0.0.0:18080->8080/tcp");
+
+    // The same port again is refused by name; a port the kernel picks, on 127.0.0.1 only.
+    let taken = daemon.docker(&["run", "-d", "--name", "again", "-p", "18080:8080", "webapp"]);
+    assert!(!taken.status.success());
+    assert!(
+        String::from_utf8_lossy(&taken.stderr).contains("port is already allocated"),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    daemon.docker_ok(&["rm", "-f", "again"]);
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "picked",
+        "-p",
+        "127.0.0.1::8080",
+        "webapp",
+    ]);
+    let port = daemon.docker_ok(&["port", "picked", "8080"]);
+    let address = port.trim().to_string();
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    assert_eq!(
+        wait_for_http(&daemon, &format!("http://{address}/healthz")).trim(),
+        "ok"
+    );
+
+    // UDP: a datagram to the published port reaches the container and its answer returns.
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "udp",
+        "-p",
+        "19000:9000/udp",
+        "--entrypoint",
+        "/bin/testapp",
+        "webapp",
+        "udp-echo",
+        "9000",
+    ]);
+    let echo = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(0.2)\n\
+        for i in range(100):\n  s.sendto(b'over-udp',('127.0.0.1',19000))\n  try:\n    print(s.recv(100).decode()); break\n  except OSError: pass";
+    let output = daemon.on_host(&["python3", "-c", echo]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "over-udp");
+
+    // Stopped, the port answers no more and is free for another container.
+    daemon.docker_ok(&["stop", "-t", "1", "web"]);
+    assert_eq!(daemon.curl("http://127.0.0.1:18080/healthz"), None);
+    daemon.docker_ok(&["run", "-d", "--name", "web2", "-p", "18080:8080", "webapp"]);
+    assert_eq!(
+        wait_for_http(&daemon, "http://127.0.0.1:18080/healthz").trim(),
+        "ok"
+    );
+}
+
+#[test]
+fn containers_on_a_user_network_find_each_other_by_name_and_alias() {
+    let daemon = daemon_with_webapp("names");
+    daemon.docker_ok(&["network", "create", "--subnet", "10.91.0.0/24", "app"]);
+    let listed = daemon.docker_ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        ["app bridge", "bridge bridge", "host host", "none null"]
+    );
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "api",
+        "--network",
+        "app",
+        "--network-alias",
+        "backend",
+        "webapp",
+    ]);
+    let ip = daemon.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        "api",
+    ]);
+    assert_eq!(ip.trim(), "10.91.0.2");
+    for name in ["api", "backend"] {
+        let url = format!("http://{name}:8080/healthz");
+        let script =
+            format!("for i in $(seq 100); do wget -qO- {url} && exit 0; sleep 0.1; done; exit 1");
+        let body = daemon.docker_ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "app",
+            "busybox",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        assert_eq!(body.trim(), "ok", "{name}");
+    }
+    // Names are the network's own: the default bridge does not know them.
+    let outside = daemon.docker(&["run", "--rm", "busybox", "nslookup", "api"]);
+    assert!(!outside.status.success());
+
+    let inspect = daemon.docker_ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .Containers}}{{.Name}} {{.IPv4Address}}{{end}}",
+        "app",
+    ]);
+    assert_eq!(inspect.trim(), "api 10.91.0.2/24");
+    let busy = daemon.docker(&["network", "rm", "app"]);
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("has active endpoints"));
+    let predefined = daemon.docker(&["network", "rm", "bridge"]);
+    assert!(String::from_utf8_lossy(&predefined.stderr).contains("pre-defined network"));
+    let missing = daemon.docker(&["run", "--rm", "--network", "nowhere", "busybox", "true"]);
+    let missing = String::from_utf8_lossy(&missing.stderr);
+    assert!(missing.contains("network nowhere not found"), "{missing}");
+    daemon.docker_ok(&["rm", "-f", "api"]);
+    daemon.docker_ok(&["network", "rm", "app"]);
+    let bridges = daemon.on_host(&["ip", "-br", "link"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&bridges.stdout).contains("br-"));
+}
+
+#[test]
+fn outbound_traffic_leaves_masqueraded_as_the_host() {
+    let daemon = containers::daemon_with_busybox("outbound");
+    // A second machine beyond the daemon's host, 10.200.0.2, behind a veth pair.
+    let outside = NetnsGuard::create(&format!("berth-outside-{}", std::process::id())).unwrap();
+    let run = |command: &mut Command| assert!(command.status().unwrap().success());
+    run(Command::new("ip").args([
+        "link",
+        "add",
+        "up0",
+        "netns",
+        daemon.host.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "up1",
+        "netns",
+        outside.name(),
+    ]));
+    run(&mut daemon.on_host(&["ip", "addr", "add", "10.200.0.1/24", "dev", "up0"]));
+    run(&mut daemon.on_host(&["ip", "link", "set", "up0", "up"]));
+    run(Command::new("ip").args([
+        "-n",
+        outside.name(),
+        "addr",
+        "add",
+        "10.200.0.2/24",
+        "dev",
+        "up1",
+    ]));
+    run(Command::new("ip").args(["-n", outside.name(), "link", "set", "up1", "up"]));
+    // It answers each connection with the address it came from.
+    let server = Command::new("nsenter")
+        .arg(format!("--net={}", outside.path().display()))
+        .args(["python3", "-c", "import socket\ns=socket.socket()\ns.bind(('10.200.0.2',7000))\ns.listen()\nc,a=s.accept()\nc.sendall(a[0].encode())\nc.close()"])
+        .spawn()
+        .unwrap();
+    let _server = ChildGuard(server);
+    let seen = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in $(seq 100); do nc 10.200.0.2 7000 && exit 0; sleep 0.1; done; exit 1",
+    ]);
+    assert_eq!(seen.trim(), "10.200.0.1");
+}
+
+#[test]
+fn network_none_host_and_container_modes_share_the_namespaces_docker_s_do() {
+    let daemon = containers::daemon_with_busybox("modes");
+    let links = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    let names: Vec<&str> = links.lines().filter_map(|l| l.split(": ").nth(1)).collect();
+    assert_eq!(names, ["lo"]);
+    assert!(links.contains("UP"), "lo is up: {links}");
+
+    let host_ns = std::fs::metadata(daemon.host.path()).unwrap();
+    let in_host = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/net",
+    ]);
+    assert_eq!(
+        in_host.trim(),
+        format!("net:[{}]", std::os::unix::fs::MetadataExt::ino(&host_ns))
+    );
+
+    daemon.docker_ok(&["run", "-d", "--name", "first", "busybox", "sleep", "300"]);
+    let first = daemon.docker_ok(&["exec", "first", "readlink", "/proc/self/ns/net"]);
+    let joined = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:first",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/net",
+    ]);
+    assert_eq!(joined, first);
+    assert_ne!(first.trim(), in_host.trim());
+}
