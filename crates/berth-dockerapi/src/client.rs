@@ -102,13 +102,37 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Request<Full<Bytes>>, String> {
         let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        Self::raw_request(method, path, body, "application/json")
+    }
+
+    fn raw_request(
+        method: &str,
+        path: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<Request<Full<Bytes>>, String> {
         Request::builder()
             .method(method)
             .uri(format!("http://berth/v1.50{path}"))
             .header("Host", "berth")
-            .header("Content-Type", "application/json")
+            .header("Content-Type", content_type)
             .body(Full::new(body))
             .map_err(|e| e.to_string())
+    }
+
+    /// Sends `body` as it is (`load`'s archive) and reads the whole answer.
+    pub async fn upload(
+        &self,
+        path: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<Answer, String> {
+        let mut sender = self.connect().await?;
+        let response = sender
+            .send_request(Self::raw_request("POST", path, body, content_type)?)
+            .await
+            .map_err(|e| e.to_string())?;
+        read_answer(response).await
     }
 
     /// Sends a request and reads the whole answer.

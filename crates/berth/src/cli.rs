@@ -70,6 +70,18 @@ pub struct RunArgs {
     /// Give every capability and device
     #[arg(long)]
     pub privileged: bool,
+    /// Publish a port on the host: [IP:][HOST_PORT:]PORT[/udp] (repeatable)
+    #[arg(short, long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish every exposed port on a port the kernel picks
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Connect to a network: bridge, host, none, container:NAME or a user network
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Another name for the container on its user network (repeatable)
+    #[arg(long)]
+    pub network_alias: Vec<String>,
     /// Add a capability (repeatable)
     #[arg(long)]
     pub cap_add: Vec<String>,
@@ -81,6 +93,64 @@ pub struct RunArgs {
     /// The command and its arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+/// `berth stop`'s flags.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait for the container to end before killing it
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    pub time: u64,
+    /// The containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `berth rm`'s flags.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill and remove a running container
+    #[arg(short, long)]
+    pub force: bool,
+    /// Remove the anonymous volumes of the container too
+    #[arg(short, long)]
+    pub volumes: bool,
+    /// The containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `berth logs`'s flags.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Number of lines from the end ("all" for every one)
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// The container
+    pub container: String,
+}
+
+/// `berth port`'s arguments.
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// The container
+    pub container: String,
+    /// Only this port: PORT[/PROTO]
+    pub port: Option<String>,
+}
+
+/// `berth load`'s flags.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The archive to read (docker save or OCI layout form)
+    #[arg(short, long)]
+    pub input: std::path::PathBuf,
+    /// Print only the loaded images' names
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// `berth ps`'s flags.
@@ -158,17 +228,17 @@ pub enum Command {
     /// Start one or more stopped containers
     Start(Pending),
     /// Stop one or more running containers
-    Stop(Pending),
+    Stop(StopArgs),
     /// Restart one or more containers
     Restart(Pending),
     /// Kill one or more running containers
     Kill(Pending),
     /// Remove one or more containers
-    Rm(Pending),
+    Rm(RmArgs),
     /// List containers
     Ps(PsArgs),
     /// Fetch the logs of a container
-    Logs(Pending),
+    Logs(LogsArgs),
     /// Execute a command in a running container
     Exec(Pending),
     /// Attach to a running container's input and output
@@ -190,7 +260,7 @@ pub enum Command {
     /// Unpause all processes within containers
     Unpause(Pending),
     /// List port mappings of a container
-    Port(Pending),
+    Port(PortArgs),
 
     // --- Images ----------------------------------------------------------------------
     /// List images
@@ -206,7 +276,7 @@ pub enum Command {
     /// Remove one or more images
     Rmi(Pending),
     /// Load images from a tar archive
-    Load(Pending),
+    Load(LoadArgs),
     /// Save images to a tar archive
     Save(Pending),
     /// Create an image from a root filesystem tarball

@@ -92,7 +92,7 @@ async fn start(client: &Client, id: &str) -> anyhow::Result<()> {
 }
 
 /// Copies Docker's multiplexed stream to our stdout and stderr.
-async fn demultiplex(mut stream: impl AsyncRead + Unpin) {
+pub(crate) async fn demultiplex(mut stream: impl AsyncRead + Unpin) {
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
     let mut header = [0u8; 8];
@@ -126,6 +126,19 @@ fn create_body(args: &RunArgs) -> anyhow::Result<Value> {
     let retries: u64 = retries
         .parse()
         .with_context(|| format!("invalid restart policy {restart:?}"))?;
+    let mut port_bindings = serde_json::Map::new();
+    for spec in &args.publish {
+        let (port, binding) = parse_publish(spec)?;
+        match port_bindings.entry(port).or_insert_with(|| json!([])) {
+            Value::Array(list) => list.push(binding),
+            other => *other = json!([binding]),
+        }
+    }
+    let exposed: serde_json::Map<String, Value> = port_bindings
+        .keys()
+        .map(|k| (k.clone(), json!({})))
+        .collect();
+    let network = args.network.clone().unwrap_or_else(|| "default".into());
     let mut body = json!({
         "Image": args.image,
         "Env": args.env,
@@ -142,8 +155,16 @@ fn create_body(args: &RunArgs) -> anyhow::Result<Value> {
             "CapAdd": args.cap_add,
             "CapDrop": args.cap_drop,
             "RestartPolicy": {"Name": policy, "MaximumRetryCount": retries},
+            "PortBindings": port_bindings,
+            "PublishAllPorts": args.publish_all,
+            "NetworkMode": network,
         },
+        "ExposedPorts": exposed,
     });
+    if !args.network_alias.is_empty() {
+        body["NetworkingConfig"] =
+            json!({"EndpointsConfig": {network: {"Aliases": args.network_alias}}});
+    }
     if !args.command.is_empty() {
         body["Cmd"] = json!(args.command);
     }
@@ -151,6 +172,30 @@ fn create_body(args: &RunArgs) -> anyhow::Result<Value> {
         body["Entrypoint"] = json!([entrypoint]);
     }
     Ok(body)
+}
+
+/// `-p [IP:][HOST_PORT:]PORT[/PROTO]` as docker reads it: the `PORT/PROTO` key and its
+/// binding.
+fn parse_publish(spec: &str) -> anyhow::Result<(String, Value)> {
+    let (address, protocol) = spec.split_once('/').unwrap_or((spec, "tcp"));
+    let parts: Vec<&str> = address.rsplitn(3, ':').collect();
+    let (port, host_port, host_ip) = match parts.as_slice() {
+        [port] => (*port, "", ""),
+        [port, host_port] => (*port, *host_port, ""),
+        [port, host_port, host_ip] => (*port, *host_port, *host_ip),
+        _ => bail!("invalid port specification: {spec:?}"),
+    };
+    let valid = |p: &str| p.parse::<u16>().is_ok_and(|n| n > 0);
+    if !valid(port) || !(host_port.is_empty() || valid(host_port)) {
+        bail!("invalid port specification: {spec:?}");
+    }
+    if !matches!(protocol, "tcp" | "udp") {
+        bail!("invalid proto: {protocol}");
+    }
+    Ok((
+        format!("{port}/{protocol}"),
+        json!({"HostIp": host_ip, "HostPort": host_port}),
+    ))
 }
 
 /// `64m`, `1g`, `512k`, `1024` (bytes).
@@ -176,6 +221,26 @@ fn parse_bytes(text: &str) -> anyhow::Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publish_flags_parse_as_docker_reads_them() {
+        let parse = |spec| parse_publish(spec).unwrap();
+        assert_eq!(
+            parse("8080:80"),
+            ("80/tcp".into(), json!({"HostIp": "", "HostPort": "8080"}))
+        );
+        assert_eq!(
+            parse("127.0.0.1::53/udp"),
+            (
+                "53/udp".into(),
+                json!({"HostIp": "127.0.0.1", "HostPort": ""})
+            )
+        );
+        assert_eq!(parse("80").1, json!({"HostIp": "", "HostPort": ""}));
+        for bad in ["x:80", "8080:0", "80/sctp", "70000"] {
+            assert!(parse_publish(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sizes_parse_as_docker_reads_them() {

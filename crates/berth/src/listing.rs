@@ -117,7 +117,7 @@ pub fn ps(args: &PsArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
                 command,
                 age(c["Created"].as_i64().unwrap_or(0)),
                 text(&c["Status"]),
-                String::new(),
+                ports(&c["Ports"]),
                 text(&c["Names"][0]).trim_start_matches('/').to_string(),
             ]
         })
@@ -185,6 +185,30 @@ pub fn images(args: &ImagesArgs, host: Option<&str>) -> Result<ExitCode, Outcome
         table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The PORTS column: `0.0.0.0:8080->80/tcp`, or `80/tcp` for a port not published.
+fn ports(list: &Value) -> String {
+    let shown: Vec<String> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let private = format!(
+                "{}/{}",
+                p["PrivatePort"].as_u64().unwrap_or_default(),
+                p["Type"].as_str().unwrap_or("tcp")
+            );
+            match p["PublicPort"].as_u64() {
+                Some(public) => format!(
+                    "{}:{public}->{private}",
+                    p["IP"].as_str().unwrap_or("0.0.0.0")
+                ),
+                None => private,
+            }
+        })
+        .collect();
+    shown.join(", ")
 }
 
 #[cfg(test)]

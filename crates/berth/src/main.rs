@@ -7,6 +7,7 @@ use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
 mod cli;
+mod commands;
 mod containers;
 mod daemon;
 mod listing;
@@ -88,6 +89,11 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
         cli::Command::Run(args) => containers::run(&args, cli.host.as_deref()),
         cli::Command::Ps(args) => listing::ps(&args, cli.host.as_deref()),
         cli::Command::Images(args) => listing::images(&args, cli.host.as_deref()),
+        cli::Command::Stop(args) => commands::stop(&args, cli.host.as_deref()),
+        cli::Command::Rm(args) => commands::rm(&args, cli.host.as_deref()),
+        cli::Command::Logs(args) => commands::logs(&args, cli.host.as_deref()),
+        cli::Command::Port(args) => commands::port(&args, cli.host.as_deref()),
+        cli::Command::Load(args) => commands::load(&args, cli.host.as_deref()),
         cli::Command::Monitor(args) => Ok(ExitCode::from(
             berth_engine::run_monitor(&args.runtime_root, &args.dir, &args.id).clamp(0, 255) as u8,
         )),

@@ -566,15 +566,7 @@ fn docker_cp_copies_both_ways_and_resolves_links_inside_the_container() {
 fn berth_ps_and_images_print_docker_s_tables() {
     let daemon = daemon_with_busybox("listing");
     daemon.docker_ok(&["run", "-d", "--name", "listed", "busybox", "sleep", "300"]);
-    let berth = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["-H", &daemon.host()])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "berth {args:?}: {output:?}");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
+    let berth = |args: &[&str]| daemon.berth_ok(args);
     // The columns that do not depend on the moment of the call are docker's exactly.
     let columns = |text: &str, keep: &[usize]| -> Vec<String> {
         text.lines()

@@ -110,6 +110,23 @@ impl Daemon {
             .unwrap()
     }
 
+    /// Berth's own CLI against this daemon, killed after a minute.
+    fn berth(&self, args: &[&str]) -> Output {
+        Command::new("timeout")
+            .args(["60", env!("CARGO_BIN_EXE_berth"), "-H", &self.host()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `berth ARGS`, which must succeed; its stdout.
+    fn berth_ok(&self, args: &[&str]) -> String {
+        let output = self.berth(args);
+        assert!(output.status.success(), "berth {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// `docker ARGS`, which must succeed; its stdout.
     fn docker_ok(&self, args: &[&str]) -> String {
         let output = self.docker(args);

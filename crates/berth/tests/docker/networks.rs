@@ -262,3 +262,68 @@ fn network_none_host_and_container_modes_share_the_namespaces_docker_s_do() {
     assert_eq!(joined, first);
     assert_ne!(first.trim(), in_host.trim());
 }
+
+#[test]
+fn berth_s_own_cli_loads_publishes_and_manages_the_container() {
+    let daemon = Daemon::start("berth-cli");
+    let archive = daemon.archive("webapp");
+    let loaded = daemon.berth_ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(loaded.trim(), "Loaded image: webapp:latest");
+    daemon.berth_ok(&["run", "-d", "--name", "web", "-p", "18081:8080", "webapp"]);
+    assert!(wait_for_http(&daemon, "http://127.0.0.1:18081/").contains("GET / HTTP/1.1"));
+    assert_eq!(
+        daemon.berth_ok(&["port", "web"]),
+        daemon.docker_ok(&["port", "web"])
+    );
+    assert_eq!(
+        daemon.berth_ok(&["port", "web", "8080"]).trim(),
+        "0.0.0.0:18081"
+    );
+    let ps = daemon.berth_ok(&["ps"]);
+    assert!(ps.contains("0.0.0.0:18081->8080/tcp"), "{ps}");
+    assert_eq!(
+        daemon.berth_ok(&["logs", "web"]),
+        daemon.docker_ok(&["logs", "web"])
+    );
+    assert_eq!(daemon.berth_ok(&["stop", "-t", "1", "web"]).trim(), "web");
+    assert_eq!(daemon.curl("http://127.0.0.1:18081/"), None);
+    assert_eq!(daemon.berth_ok(&["rm", "web"]).trim(), "web");
+    let gone = daemon.berth(&["rm", "web"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("No such container: web"));
+}
+
+#[test]
+fn the_python_sdk_creates_networks_and_publishes_ports() {
+    let daemon = daemon_with_webapp("python-net");
+    let script = r#"
+import sys, docker
+client = docker.DockerClient(base_url=sys.argv[1])
+net = client.networks.create("pynet", driver="bridge", ipam=docker.types.IPAMConfig(
+    pool_configs=[docker.types.IPAMPool(subnet="10.92.0.0/24")]))
+c = client.containers.run("webapp", detach=True, name="pyweb", ports={"8080/tcp": 18082}, network="pynet")
+c.reload()
+assert c.ports == {"8080/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18082"}]}, c.ports
+net.reload()
+assert [x.name for x in net.containers] == ["pyweb"], net.containers
+assert sorted(n.name for n in client.networks.list()) == ["bridge", "host", "none", "pynet"]
+print(c.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"])
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, &daemon.host()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "10.92.0.2",
+        "{}\ndaemon log: {}",
+        String::from_utf8_lossy(&output.stderr),
+        read_log(daemon.scratch.path())
+    );
+    assert_eq!(
+        wait_for_http(&daemon, "http://127.0.0.1:18082/healthz").trim(),
+        "ok"
+    );
+    daemon.docker_ok(&["rm", "-f", "pyweb"]);
+    daemon.docker_ok(&["network", "rm", "pynet"]);
+}
