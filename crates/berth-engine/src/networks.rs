@@ -715,7 +715,7 @@ impl Engine {
         }
     }
 
-    /// Undoes a container's network: its ports, address, veth pair and namespace.
+    /// Undoes a container's network: its ports, its address and its namespace.
     pub(crate) fn disconnect(
         &self,
         id: &str,
@@ -730,8 +730,9 @@ impl Engine {
             if let Some(pool) = lock(&self.networks.pools).get_mut(&endpoint.network_id) {
                 pool.release(endpoint.ip);
             }
-            let _ = berth_net::delete_link(&endpoint.host_veth);
         }
+        // The veth pair goes with the namespace, in the kernel's own time: deleting it
+        // here would hold the container's exit up for an RCU grace period.
         if let Some(netns) = netns {
             let _ = berth_net::netns::remove(netns);
         }

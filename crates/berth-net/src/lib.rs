@@ -100,28 +100,24 @@ pub fn delete_link(name: &str) -> Result<()> {
 }
 
 /// Wires the network namespace at `netns` to `bridge`: a veth pair whose host end joins
-/// the bridge and whose other end becomes `eth0` inside, with its address and a default
-/// route through the bridge.
+/// the bridge and whose other end is `eth0` inside, with its address and a default route
+/// through the bridge.
 pub fn attach(netns: &Path, bridge: &str, interface: &Interface) -> Result<()> {
-    let peer = format!("{}p", &interface.host_name);
+    let namespace = std::fs::File::open(netns).or_os(|| format!("open {}", netns.display()))?;
     let mut host = netlink::Netlink::open()?;
-    host.add_veth(&interface.host_name, &peer)?;
+    host.add_veth_into(&interface.host_name, &namespace, "eth0", interface.mac)?;
     let wired = (|| {
         let host_index = netlink::index_of(&interface.host_name)?;
         host.set_controller_and_up(host_index, netlink::index_of(bridge)?)?;
-        let namespace = std::fs::File::open(netns).or_os(|| format!("open {}", netns.display()))?;
-        host.move_to_netns(netlink::index_of(&peer)?, &namespace)?;
         let Interface {
             address,
             prefix,
             gateway,
-            mac,
             ..
         } = interface.clone();
         netns::run_in(netns, move || {
             let mut inside = netlink::Netlink::open()?;
-            let index = netlink::index_of(&peer)?;
-            inside.configure_eth0(index, mac)?;
+            let index = netlink::index_of("eth0")?;
             inside.add_address(index, address, prefix)?;
             inside.set_up(index)?;
             inside.add_default_route(gateway)

@@ -9,8 +9,12 @@ use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
 };
 use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
-use rtnetlink::{AddressMessageBuilder, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{
+    AddressMessageBuilder, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    RouteMessageBuilder,
+};
 
 use crate::{Context, Result};
 
@@ -90,8 +94,25 @@ impl Netlink {
         ))
     }
 
-    pub(crate) fn add_veth(&mut self, name: &str, peer: &str) -> Result<()> {
-        let message = RouteNetlinkMessage::NewLink(LinkVeth::new(name, peer).build());
+    /// Adds a veth pair whose peer is made directly inside the namespace `netns` with its
+    /// final name and MAC address: moving an interface between namespaces afterwards
+    /// costs an RCU grace period (about 20 ms here).
+    pub(crate) fn add_veth_into(
+        &mut self,
+        name: &str,
+        netns: &std::fs::File,
+        peer: &str,
+        mac: [u8; 6],
+    ) -> Result<()> {
+        let peer_message = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer.to_string())
+            .address(mac.to_vec())
+            .setns_by_fd(netns.as_raw_fd())
+            .build();
+        let message = LinkVeth::new(name, peer)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_message)))
+            .build();
+        let message = RouteNetlinkMessage::NewLink(message);
         self.request(
             message,
             NLM_F_CREATE | NLM_F_EXCL,
@@ -127,26 +148,6 @@ impl Netlink {
             0,
             "attach the veth to its bridge",
         )
-    }
-
-    pub(crate) fn move_to_netns(&mut self, index: u32, netns: &std::fs::File) -> Result<()> {
-        let message = LinkUnspec::new_with_index(index)
-            .setns_by_fd(netns.as_raw_fd())
-            .build();
-        self.request(
-            RouteNetlinkMessage::SetLink(message),
-            0,
-            "move the veth into the container's namespace",
-        )
-    }
-
-    /// Renames the container's end of the pair to `eth0` and gives it its MAC address.
-    pub(crate) fn configure_eth0(&mut self, index: u32, mac: [u8; 6]) -> Result<()> {
-        let message = LinkUnspec::new_with_index(index)
-            .name("eth0")
-            .address(mac.to_vec())
-            .build();
-        self.request(RouteNetlinkMessage::SetLink(message), 0, "name eth0")
     }
 
     pub(crate) fn add_default_route(&mut self, gateway: Ipv4Addr) -> Result<()> {
