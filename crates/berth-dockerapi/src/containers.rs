@@ -656,11 +656,7 @@ pub(crate) async fn restart(
     Query(query): Query<StopQuery>,
 ) -> Result<StatusCode, ApiError> {
     let timeout = Duration::from_secs(query.t.unwrap_or(10));
-    blocking(move || {
-        engine.stop_container(&id, timeout)?;
-        engine.start_container(&id)
-    })
-    .await?;
+    blocking(move || engine.restart_container(&id, timeout)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -21,6 +21,11 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// A 400: the request itself is wrong.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
 }
 
 impl IntoResponse for ApiError {

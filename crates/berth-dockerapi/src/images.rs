@@ -1,5 +1,7 @@
 //! Image endpoints: list, inspect, load, tag and remove, in Docker's JSON shapes.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State as Extract};
@@ -95,11 +97,17 @@ pub(crate) async fn load(
 ) -> Result<Response, ApiError> {
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
-    let loaded = tokio::task::spawn_blocking(move || engine.images().load(reader))
+    let store = Arc::clone(&engine);
+    let loaded = tokio::task::spawn_blocking(move || store.images().load(reader))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     let mut lines = String::new();
     for image in loaded {
+        let name = image
+            .tags
+            .first()
+            .map_or_else(|| image.id.to_string(), |t| t.to_string());
+        engine.emit_image(image.id.as_str(), "load", &name);
         let message = if image.tags.is_empty() {
             format!("Loaded image ID: {}\n", image.id)
         } else {
@@ -165,6 +173,8 @@ pub(crate) async fn tag(
         .unwrap_or_else(|| "latest".into());
     let target = Reference::parse(&format!("{}:{tag}", query.repo))?;
     engine.images().tag(&name, &target)?;
+    let id = engine.images().resolve(&name)?.id;
+    engine.emit_image(id.as_str(), "tag", &target.to_string());
     Ok(StatusCode::CREATED)
 }
 

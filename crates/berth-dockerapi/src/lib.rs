@@ -17,6 +17,7 @@ use berth_engine::Engine;
 pub mod client;
 mod containers;
 mod error;
+mod events;
 mod exec;
 mod images;
 mod networks;
@@ -80,6 +81,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/json", get(exec::inspect))
+        .route("/events", get(events::events))
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
         .route("/networks/prune", post(networks::prune))

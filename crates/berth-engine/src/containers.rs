@@ -19,6 +19,9 @@ use crate::networks::Sandbox;
 use crate::rootfs::Overlay;
 use crate::{Engine, Error, Result};
 
+/// How many removed containers' exit statuses are kept for `wait`s that wake late.
+const REMEMBERED_EXITS: usize = 256;
+
 /// What `wait` waits for (`docker wait`'s `condition`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitCondition {
@@ -35,9 +38,9 @@ pub enum WaitCondition {
 pub(crate) struct Containers {
     records: Mutex<BTreeMap<String, Container>>,
     changed: Condvar,
-    /// The last exit status of every container that ended, kept past its removal: a
-    /// `wait` for removal (`docker run --rm`) may wake only after the record is gone.
-    exit_codes: Mutex<std::collections::HashMap<String, i32>>,
+    /// The last exit status of the most recently removed containers: a `wait` for
+    /// removal (`docker run --rm`) may wake only after the record is gone.
+    exit_codes: Mutex<std::collections::VecDeque<(String, i32)>>,
 }
 
 impl Containers {
@@ -61,6 +64,27 @@ impl Containers {
             changed: Condvar::new(),
             exit_codes: Mutex::default(),
         })
+    }
+
+    /// Keeps a removed container's exit status for late waiters, the last
+    /// [`REMEMBERED_EXITS`] of them.
+    fn remember_exit(&self, container: &Container) {
+        let mut codes = self
+            .exit_codes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if codes.len() == REMEMBERED_EXITS {
+            codes.pop_front();
+        }
+        codes.push_back((container.id.clone(), container.state.exit_code));
+    }
+
+    fn removed_exit(&self, id: &str) -> Option<i32> {
+        let codes = self
+            .exit_codes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        codes.iter().rev().find(|(i, _)| i == id).map(|(_, code)| *code)
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Container>> {
@@ -148,6 +172,8 @@ impl Engine {
         std::fs::File::create(&log).map_err(|e| Error::Io(log, e))?;
         self.save(&container)?;
         records.insert(id, container.clone());
+        drop(records);
+        self.emit_container(&container, "create", &[]);
         Ok(container)
     }
 
@@ -189,8 +215,13 @@ impl Engine {
                 record.state.sandbox = sandbox.netns.filter(|_| sandbox.owned);
                 record.state.endpoint = sandbox.endpoint;
                 self.save(record)?;
+                let started = record.clone();
                 drop(records);
                 self.refresh_names();
+                if let Some(endpoint) = &started.state.endpoint {
+                    self.emit_network(&endpoint.network_id, "connect", Some(&started.id));
+                }
+                self.emit_container(&started, "start", &[]);
                 self.containers.changed.notify_all();
                 let image_config = self.images.config(&image).unwrap_or_default();
                 if let Some(check) = HealthConfig::of(&container, &image_config["config"]) {
@@ -379,9 +410,6 @@ impl Engine {
                 record.state.finished_at = berth_runtime::state::now_rfc3339();
             }
         }
-        if let Ok(mut codes) = self.containers.exit_codes.lock() {
-            codes.insert(id.to_string(), record.state.exit_code);
-        }
         let sandbox = record.state.sandbox.take();
         let endpoint = record.state.endpoint.take();
         let auto_remove = record.request.host_config.auto_remove;
@@ -393,9 +421,21 @@ impl Engine {
         );
         let restarts = record.state.restart_count;
         let _ = self.save(record);
+        let ended = record.clone();
         drop(records);
         self.disconnect(id, &sandbox, endpoint.as_ref());
         self.refresh_names();
+        if let Some(endpoint) = &endpoint {
+            self.emit_network(&endpoint.network_id, "disconnect", Some(id));
+        }
+        if ended.state.oom_killed {
+            self.emit_container(&ended, "oom", &[]);
+        }
+        self.emit_container(
+            &ended,
+            "die",
+            &[("exitCode", ended.state.exit_code.to_string())],
+        );
         self.containers.changed.notify_all();
         if auto_remove {
             let _ = self.remove_container(id, false);
@@ -450,9 +490,13 @@ impl Engine {
             )));
         }
         self.update(&container.id, |state| state.stopped_by_user = true);
-        self.runtime()?
-            .kill(&container.id, signal, false)
-            .map_err(Error::from)
+        self.runtime()?.kill(&container.id, signal, false)?;
+        self.emit_container(
+            &container,
+            "kill",
+            &[("signal", (signal as i32).to_string())],
+        );
+        Ok(())
     }
 
     /// SIGTERM, then SIGKILL after `timeout` if it still runs.
@@ -475,14 +519,25 @@ impl Engine {
             self.update(&id, |state| state.paused = false);
         }
         let _ = runtime.kill(&container.id, nix::sys::signal::Signal::SIGTERM, false);
+        self.emit_container(&container, "kill", &[("signal", "15".into())]);
         if !self.wait_until(&container.id, timeout, |c| {
             c.is_none_or(|c| c.state.status != Status::Running)
         }) {
             let _ = runtime.kill(&container.id, nix::sys::signal::Signal::SIGKILL, true);
+            self.emit_container(&container, "kill", &[("signal", "9".into())]);
             self.wait_until(&container.id, Duration::from_secs(30), |c| {
                 c.is_none_or(|c| c.state.status != Status::Running)
             });
         }
+        self.emit_container(&container, "stop", &[]);
+        Ok(())
+    }
+
+    /// `docker restart`: stop (SIGKILL after `timeout`), then start.
+    pub fn restart_container(self: &Arc<Self>, name: &str, timeout: Duration) -> Result<()> {
+        self.stop_container(name, timeout)?;
+        self.start_container(name)?;
+        self.emit_container(&self.container(name)?, "restart", &[]);
         Ok(())
     }
 
@@ -501,12 +556,14 @@ impl Engine {
         let dir = self.container_dir(&container.id);
         Overlay::of(&dir).unmount()?;
         let mut records = self.containers.lock();
-        if records.remove(&container.id).is_none() {
+        let Some(removed) = records.remove(&container.id) else {
             return Ok(());
-        }
+        };
+        self.containers.remember_exit(&removed);
         drop(records);
         std::fs::remove_dir_all(&dir).map_err(|e| Error::Io(dir, e))?;
         self.containers.changed.notify_all();
+        self.emit_container(&container, "destroy", &[]);
         Ok(())
     }
 
@@ -520,14 +577,12 @@ impl Engine {
             (WaitCondition::NextExit, Some(c)) => c.state.exits > exits,
             (WaitCondition::Removed, Some(_)) => false,
         });
-        let codes = self
+        Ok(self
             .containers
-            .exit_codes
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(codes
             .get(&container.id)
-            .copied()
+            .map(|c| c.state.exit_code)
+            .or_else(|| self.containers.removed_exit(&container.id))
             .unwrap_or(container.state.exit_code))
     }
 
@@ -588,6 +643,7 @@ impl Engine {
             runtime.resume(&container.id)?;
         }
         self.update(&container.id, |state| state.paused = paused);
+        self.emit_container(&container, if paused { "pause" } else { "unpause" }, &[]);
         Ok(())
     }
 
@@ -605,8 +661,12 @@ impl Engine {
         let Some(record) = records.get_mut(&id) else {
             return Err(Error::NoSuchContainer(name.to_string()));
         };
-        record.name = new_name;
-        self.save(record)
+        let old_name = std::mem::replace(&mut record.name, new_name);
+        self.save(record)?;
+        let renamed = record.clone();
+        drop(records);
+        self.emit_container(&renamed, "rename", &[("oldName", format!("/{old_name}"))]);
+        Ok(())
     }
 
     /// The processes of a running container: (pid, parent pid, uid, command line).

@@ -74,12 +74,13 @@ impl Engine {
         }
         let record = ExecRecord {
             id: crate::containers::random_hex(32)?,
-            container_id: container.id,
+            container_id: container.id.clone(),
             request,
             running: false,
             exit_code: None,
         };
         self.execs.lock().insert(record.id.clone(), record.clone());
+        self.emit_exec(&record, "exec_create", &[]);
         Ok(record)
     }
 
@@ -110,6 +111,7 @@ impl Engine {
         if let Some(record) = self.execs.lock().get_mut(id) {
             record.running = true;
         }
+        self.emit_exec(&record, "exec_start", &[]);
         Ok(child)
     }
 
@@ -144,6 +146,9 @@ impl Engine {
 
     /// Records the end of an exec instance's process.
     pub fn exec_ended(&self, id: &str, exit_code: i32) {
+        if let Ok(record) = self.exec(id) {
+            self.emit_exec(&record, "exec_die", &[("exitCode", exit_code.to_string())]);
+        }
         if let Some(record) = self.execs.lock().get_mut(id) {
             record.running = false;
             record.exit_code = Some(exit_code);
@@ -152,6 +157,23 @@ impl Engine {
                 .join(format!("exec-{id}.json"));
             let _ = std::fs::remove_file(file);
         }
+    }
+}
+
+impl Engine {
+    /// Docker's exec events: `exec_create: CMD ARGS`, on the container, with the exec id.
+    fn emit_exec(&self, record: &ExecRecord, action: &str, extra: &[(&str, String)]) {
+        let Ok(container) = self.container(&record.container_id) else {
+            return;
+        };
+        let mut attributes = vec![("execID", record.id.clone())];
+        attributes.extend(extra.iter().cloned());
+        let action = if action == "exec_die" {
+            action.to_string()
+        } else {
+            format!("{action}: {}", record.request.cmd.join(" "))
+        };
+        self.emit_container(&container, &action, &attributes);
     }
 }
 

@@ -119,8 +119,9 @@ impl Engine {
                 }
                 let result = engine.probe(&id, config.command(), timeout);
                 let counts = Instant::now() >= grace_until;
-                engine.update(&id, |state| {
+                let changed = engine.update(&id, |state| {
                     let health = state.health.get_or_insert_with(Health::default);
+                    let before = health.status.clone();
                     if result.exit_code == 0 {
                         health.status = "healthy".into();
                         health.failing_streak = 0;
@@ -133,7 +134,11 @@ impl Engine {
                     health.log.push(result);
                     let excess = health.log.len().saturating_sub(5);
                     health.log.drain(..excess);
+                    (health.status != before).then(|| health.status.clone())
                 });
+                if let (Some(Some(status)), Ok(container)) = (changed, engine.container(&id)) {
+                    engine.emit_container(&container, &format!("health_status: {status}"), &[]);
+                }
             }
         });
     }

@@ -10,6 +10,7 @@ use berth_image::ImageStore;
 
 mod containers;
 mod copy;
+mod events;
 mod exec;
 mod health;
 pub mod logs;
@@ -26,6 +27,7 @@ pub use berth_runtime::cgroups::Stats;
 pub use berth_runtime::state::now_rfc3339;
 pub use containers::WaitCondition;
 pub use copy::PathStat;
+pub use events::{Actor, Event};
 pub use exec::{ExecRecord, ExecRequest};
 pub use health::{Health, HealthConfig, ProbeResult};
 pub use model::{Container, CreateRequest, Endpoint, HostConfig, PublishedPort, State, Status};
@@ -116,6 +118,7 @@ pub struct Engine {
     images: ImageStore,
     containers: containers::Containers,
     networks: networks::Networks,
+    events: events::Events,
 }
 
 impl Engine {
@@ -134,6 +137,7 @@ impl Engine {
                 &config.run_dir.join("netns"),
                 &config.bridge,
             )?,
+            events: events::Events::default(),
         })
     }
 
@@ -151,7 +155,18 @@ impl Engine {
             .into_iter()
             .find(|c| c.image_id == image.id.as_str());
         let Some(user) = user else {
-            return Ok(self.images.remove(name, force)?);
+            let removed = self.images.remove(name, force)?;
+            for item in &removed {
+                match item {
+                    berth_image::Removed::Untagged(tag) => {
+                        self.emit_image(image.id.as_str(), "untag", tag)
+                    }
+                    berth_image::Removed::Deleted(id) => {
+                        self.emit_image(id.as_str(), "delete", name)
+                    }
+                }
+            }
+            return Ok(removed);
         };
         let tag = berth_image::Reference::parse(name)
             .ok()
@@ -159,6 +174,7 @@ impl Engine {
         let tags = self.images.tags(&image);
         if let Some(tag) = tag.filter(|t| tags.contains(t) && (tags.len() > 1 || force)) {
             self.images.untag(&tag)?;
+            self.emit_image(image.id.as_str(), "untag", &tag);
             return Ok(vec![berth_image::Removed::Untagged(tag)]);
         }
         Err(Error::Conflict(format!(
@@ -166,6 +182,13 @@ impl Engine {
             &image.id.hex()[..12],
             &user.id[..12]
         )))
+    }
+
+    /// Publishes an image event (`load`, `tag`, `untag`, `delete`…) about image `id`,
+    /// under the name the user gave.
+    pub fn emit_image(&self, id: &str, action: &str, name: &str) {
+        let attributes = [("name".to_string(), name.to_string())].into();
+        self.emit("image", action, id, attributes);
     }
 
     /// The data directory (`docker info`'s DockerRootDir).

@@ -324,6 +324,21 @@ pub(crate) struct Sandbox {
 }
 
 impl Engine {
+    /// Publishes a network event; `connect` and `disconnect` name the container.
+    pub(crate) fn emit_network(&self, network_id: &str, action: &str, container: Option<&str>) {
+        let Ok(network) = self.networks.find(network_id) else {
+            return;
+        };
+        let mut attributes = BTreeMap::from([
+            ("name".to_string(), network.name),
+            ("type".to_string(), network.driver),
+        ]);
+        if let Some(container) = container {
+            attributes.insert("container".into(), container.to_string());
+        }
+        self.emit("network", action, &network.id, attributes);
+    }
+
     /// Every network, by name.
     pub fn networks(&self) -> Vec<Network> {
         let mut list: Vec<Network> = lock(&self.networks.records).values().cloned().collect();
@@ -429,6 +444,8 @@ impl Engine {
             bring_up(&network, &mut live)?;
             firewall.set_networks(&rules(&all)).map_err(net_error)?;
         }
+        drop(live);
+        self.emit_network(&network.id, "create", None);
         Ok(network)
     }
 
@@ -450,6 +467,7 @@ impl Engine {
                 &container.id[..12]
             )));
         }
+        self.emit_network(&network.id, "destroy", None);
         let mut records = lock(&self.networks.records);
         records.remove(&network.id);
         let all: Vec<Network> = records.values().cloned().collect();

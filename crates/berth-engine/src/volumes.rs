@@ -65,7 +65,10 @@ impl Engine {
             valid_volume_name(name)?
         };
         let mountpoint = self.volumes_dir().join(&name).join("_data");
-        std::fs::create_dir_all(&mountpoint).map_err(|e| Error::Io(mountpoint.clone(), e))?;
+        if !mountpoint.is_dir() {
+            std::fs::create_dir_all(&mountpoint).map_err(|e| Error::Io(mountpoint.clone(), e))?;
+            self.emit_volume(&name, "create");
+        }
         Ok(Volume { name, mountpoint })
     }
 
@@ -107,7 +110,14 @@ impl Engine {
             )));
         }
         let dir = self.volumes_dir().join(&volume.name);
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::Io(dir, e))
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::Io(dir, e))?;
+        self.emit_volume(&volume.name, "destroy");
+        Ok(())
+    }
+
+    fn emit_volume(&self, name: &str, action: &str) {
+        let attributes = [("driver".to_string(), "local".to_string())].into();
+        self.emit("volume", action, name, attributes);
     }
 
     /// The spec mounts of a container's binds, volumes and tmpfs mounts; named volumes

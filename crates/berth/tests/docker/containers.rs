@@ -476,6 +476,43 @@ fn health_checks_turn_unhealthy_then_healthy() {
     wait_for("healthy");
     let ps = daemon.docker_ok(&["ps", "--format", "{{.Status}}"]);
     assert!(ps.trim().ends_with("(healthy)"), "{ps}");
+    // Each change of health is an event.
+    let events = daemon.docker_ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "1",
+        "--filter",
+        "event=health_status",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert_eq!(events, "", "nothing happened before 1970");
+    let until = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 1
+    );
+    let events = daemon.docker_ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        "event=health_status",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let events: Vec<&str> = events.lines().collect();
+    assert_eq!(
+        events,
+        ["health_status: unhealthy", "health_status: healthy"]
+    );
 }
 
 #[test]

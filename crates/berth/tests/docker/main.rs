@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use berth_testkit::guard::{CgroupGuard, ChildGuard, NetnsGuard, Scratch};
 
 mod containers;
+mod events;
 mod images;
 mod networks;
 mod volumes;
