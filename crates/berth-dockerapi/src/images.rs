@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State as Extract};
+use axum::extract::{Path, Query, RawQuery, State as Extract};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_image::{ImageRecord, Reference, Removed};
@@ -60,12 +60,96 @@ fn name_before(path: &str, action: &str) -> Result<String, ApiError> {
         })
 }
 
-/// `GET /images/{name}/json`.
-pub(crate) async fn inspect(
-    Extract(engine): Extract<State>,
+/// `GET /images/{name}/json|history|get`: one route for the three, as names hold slashes.
+pub(crate) async fn get_image(
+    engine: Extract<State>,
     Path(path): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let name = name_before(&path, "json")?;
+) -> Result<Response, ApiError> {
+    if let Ok(name) = name_before(&path, "history") {
+        return history(&engine, &name).map(IntoResponse::into_response);
+    }
+    if let Ok(name) = name_before(&path, "get") {
+        return save(engine, vec![name]).await;
+    }
+    inspect(engine, &path).map(IntoResponse::into_response)
+}
+
+/// `GET /images/get?names=…`: `docker save` of several images.
+pub(crate) async fn save_many(
+    engine: Extract<State>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let names = query_values(query.as_deref(), "names");
+    if names.is_empty() {
+        return Err(ApiError::bad_request("no images named to save"));
+    }
+    save(engine, names).await
+}
+
+/// The values of every `key=` in a query string (keys may repeat).
+fn query_values(query: Option<&str>, key: &str) -> Vec<String> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.unwrap_or_default()).unwrap_or_default();
+    pairs
+        .into_iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// The archive of `names`, streamed as it is written.
+async fn save(Extract(engine): Extract<State>, names: Vec<String>) -> Result<Response, ApiError> {
+    for name in &names {
+        engine.images().resolve(name)?;
+    }
+    let (reader, writer) = tokio::io::duplex(1 << 16);
+    tokio::task::spawn_blocking(move || {
+        let out = tokio_util::io::SyncIoBridge::new(writer);
+        if let Err(error) = engine.images().save_archive(&names, out) {
+            tracing::warn!(%error, "docker save stopped");
+        }
+    });
+    Ok((
+        [("Content-Type", "application/x-tar")],
+        Body::from_stream(tokio_util::io::ReaderStream::new(reader)),
+    )
+        .into_response())
+}
+
+/// `GET /images/{name}/history`: the config's history, newest first, each step that made
+/// a layer with that layer's size.
+fn history(engine: &State, name: &str) -> Result<Json<Value>, ApiError> {
+    let image = engine.images().resolve(name)?;
+    let config = engine.images().config(&image)?;
+    let mut sizes = image.layers.iter().map(|l| l.unpacked_size);
+    let steps = config["history"].as_array().cloned().unwrap_or_default();
+    let mut rows: Vec<Value> = steps
+        .iter()
+        .map(|step| {
+            let empty = step["empty_layer"].as_bool().unwrap_or(false);
+            json!({
+                "Id": "<missing>",
+                "Created": crate::time::unix_seconds(step["created"].as_str().unwrap_or_default()),
+                "CreatedBy": step["created_by"].as_str().unwrap_or_default(),
+                "Tags": null,
+                "Size": if empty { 0 } else { sizes.next().unwrap_or(0) },
+                "Comment": step["comment"].as_str().unwrap_or_default(),
+            })
+        })
+        .collect();
+    // Layers the history does not account for (images without one) get a row each.
+    rows.extend(sizes.map(|size| json!({"Id": "<missing>", "Created": 0, "CreatedBy": "", "Tags": null, "Size": size, "Comment": ""})));
+    rows.reverse();
+    if let Some(top) = rows.first_mut() {
+        top["Id"] = json!(image.id.as_str());
+        top["Tags"] = json!(engine.images().tags(&image));
+    }
+    Ok(Json(Value::Array(rows)))
+}
+
+/// `GET /images/{name}/json`.
+fn inspect(Extract(engine): Extract<State>, path: &str) -> Result<Json<Value>, ApiError> {
+    let name = name_before(path, "json")?;
     let image = engine.images().resolve(&name)?;
     let config = engine.images().config(&image)?;
     Ok(Json(json!({

@@ -20,6 +20,7 @@ mod error;
 mod events;
 mod exec;
 mod images;
+mod import;
 mod networks;
 mod system;
 mod time;
@@ -43,12 +44,14 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/info", get(system::info))
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
+        .route("/images/get", get(images::save_many))
+        .route("/images/create", post(import::create))
         .route("/images/prune", post(images::prune))
         // Image names hold slashes (`registry:5000/team/app`): one catch-all route per
         // method, split on the trailing action.
         .route(
             "/images/{*name}",
-            get(images::inspect)
+            get(images::get_image)
                 .post(images::tag)
                 .delete(images::remove),
         )

@@ -84,7 +84,11 @@ impl Containers {
             .exit_codes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        codes.iter().rev().find(|(i, _)| i == id).map(|(_, code)| *code)
+        codes
+            .iter()
+            .rev()
+            .find(|(i, _)| i == id)
+            .map(|(_, code)| *code)
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Container>> {

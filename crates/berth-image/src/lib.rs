@@ -7,6 +7,7 @@ mod archive;
 mod content;
 mod digest;
 mod error;
+mod export;
 mod reference;
 mod resolve;
 mod store;

@@ -25,6 +25,7 @@ const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER_GZIP_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const LAYER_TAR_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
+const LAYER_ZSTD_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// One image as the store keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -209,18 +210,12 @@ impl ImageStore {
             .at(self.content.path(&blob.digest))?
             .len();
         let target = self.layer_dir(diff_id);
-        let gzip = blob.media_type.ends_with("gzip") || {
-            let mut magic = [0u8; 2];
-            use std::io::Read;
-            self.content
-                .open_blob(&blob.digest)?
-                .read(&mut magic)
-                .unwrap_or(0)
-                == 2
-                && magic == [0x1f, 0x8b]
-        };
-        let media_type = if gzip {
+        let mut magic = [0u8; 4];
+        let _ = std::io::Read::read(&mut self.content.open_blob(&blob.digest)?, &mut magic);
+        let media_type = if magic.starts_with(&[0x1f, 0x8b]) {
             LAYER_GZIP_TYPE
+        } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
+            LAYER_ZSTD_TYPE
         } else {
             LAYER_TAR_TYPE
         }

@@ -57,13 +57,8 @@ enum Mode {
 fn unpack(input: impl Read, target: &Path, mode: Mode) -> Result<Unpacked> {
     let mut extractor = Extractor::new(target, mode)?;
     let mut compressed = BufReader::with_capacity(1 << 16, HashingReader::new(input));
-    let gzip = compressed.fill_buf().at(target)?.starts_with(&[0x1f, 0x8b]);
     let (diff_id, size) = {
-        let decompressed: Box<dyn Read + '_> = if gzip {
-            Box::new(flate2::bufread::MultiGzDecoder::new(&mut compressed))
-        } else {
-            Box::new(&mut compressed)
-        };
+        let decompressed = decompressed(&mut compressed).at(target)?;
         let mut tar_stream = HashingReader::new(decompressed);
         let mut archive = tar::Archive::new(&mut tar_stream);
         let entries = archive.entries().map_err(|e| corrupt(&e))?;
@@ -79,6 +74,23 @@ fn unpack(input: impl Read, target: &Path, mode: Mode) -> Result<Unpacked> {
         diff_id,
         size,
     })
+}
+
+/// The tar stream inside `input`, which is gzip-compressed, zstd-compressed or plain:
+/// told apart by their magic numbers, as Docker does.
+pub(crate) fn decompressed<'a>(
+    input: &'a mut (impl BufRead + 'a),
+) -> std::io::Result<Box<dyn Read + 'a>> {
+    let head = input.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(input)))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let decoder = ruzstd::decoding::StreamingDecoder::new(input)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        Ok(Box::new(decoder))
+    } else {
+        Ok(Box::new(input))
+    }
 }
 
 fn corrupt(error: &std::io::Error) -> Error {

@@ -123,6 +123,22 @@ impl Jail {
 }
 
 #[test]
+fn zstd_layers_unpack_and_hash_like_plain_ones() {
+    let tar = Layer::default().file("etc/motd", b"zstd\n").finish();
+    let compressed =
+        ruzstd::encoding::compress_to_vec(&tar[..], ruzstd::encoding::CompressionLevel::Fastest);
+    let jail = Jail::new();
+    let target = jail.target();
+    let unpacked = unpack_layer(&compressed[..], &target).unwrap();
+    assert_eq!(unpacked.diff_id, Digest::of(&tar));
+    assert_eq!(unpacked.digest, Digest::of(&compressed));
+    assert_eq!(
+        std::fs::read_to_string(target.join("etc/motd")).unwrap(),
+        "zstd\n"
+    );
+}
+
+#[test]
 fn a_layer_lands_as_written_with_overlay_whiteouts() {
     let tar = Layer::default()
         .dir("etc/")

@@ -114,3 +114,78 @@ print("ok")
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn docker_save_writes_an_archive_that_loads_back_and_skopeo_reads() {
+    let daemon = containers::daemon_with_busybox("save");
+    let id = daemon.docker_ok(&["inspect", "-f", "{{.Id}}", "busybox"]);
+    let saved = daemon.scratch.path().join("saved.tar");
+    daemon.docker_ok(&["save", "-o", saved.to_str().unwrap(), "busybox"]);
+    for transport in ["docker-archive", "oci-archive"] {
+        let output = Command::new("skopeo")
+            .args([
+                "inspect",
+                "--config",
+                &format!("{transport}:{}", saved.display()),
+            ])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "skopeo {transport}: {output:?}");
+        let config: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(config["rootfs"]["type"], "layers", "{transport}");
+    }
+    daemon.docker_ok(&["rmi", "busybox"]);
+    daemon.docker_ok(&["load", "-i", saved.to_str().unwrap()]);
+    assert_eq!(
+        daemon.docker_ok(&["inspect", "-f", "{{.Id}}", "busybox"]),
+        id
+    );
+    assert_eq!(
+        daemon
+            .docker_ok(&["run", "--rm", "busybox", "echo", "back"])
+            .trim(),
+        "back"
+    );
+    let history = daemon.docker_ok(&["history", "--format", "{{.ID}} {{.Size}}", "busybox"]);
+    let first = history.lines().next().unwrap();
+    assert!(
+        id.trim().contains(first.split(' ').next().unwrap()),
+        "{history}"
+    );
+    assert!(!first.ends_with(" 0B"), "{history}");
+}
+
+#[test]
+fn docker_import_makes_an_image_of_a_root_filesystem_with_its_changes() {
+    let daemon = Daemon::start("import");
+    let root = daemon.scratch.path().join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    let tarball = daemon.scratch.path().join("root.tar");
+    let tar = Command::new("tar")
+        .args([
+            "-C",
+            root.to_str().unwrap(),
+            "-cf",
+            tarball.to_str().unwrap(),
+            ".",
+        ])
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let id = daemon.docker_ok(&[
+        "import",
+        "--change",
+        r#"CMD ["/bin/sh", "-c", "echo imported $GREETING"]"#,
+        "--change",
+        "ENV GREETING=hello",
+        tarball.to_str().unwrap(),
+        "imported:1",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let out = daemon.docker_ok(&["run", "--rm", "imported:1"]);
+    assert_eq!(out.trim(), "imported hello");
+    let bad = daemon.docker(&["import", "--change", "RUN make", tarball.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RUN is not a valid change command"));
+}
