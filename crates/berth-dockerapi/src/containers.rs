@@ -235,7 +235,8 @@ fn ago(time: &str) -> String {
     }
 }
 
-fn summary(container: &Container) -> Value {
+/// A container as `docker ps` lists it.
+pub(crate) fn summary(container: &Container) -> Value {
     json!({
         "Id": container.id,
         "Names": [format!("/{}", container.name)],

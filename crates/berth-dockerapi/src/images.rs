@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::{ApiError, State};
 
 /// The size Docker reports for an image: its layers, uncompressed.
-fn size(image: &ImageRecord) -> u64 {
+pub(crate) fn size(image: &ImageRecord) -> u64 {
     image.layers.iter().map(|l| l.unpacked_size).sum()
 }
 
@@ -23,25 +23,32 @@ fn repo_tags(tags: &[String]) -> Value {
     json!(tags)
 }
 
+/// An image as `docker images` lists it.
+pub(crate) fn summary(
+    engine: &berth_engine::Engine,
+    image: &ImageRecord,
+    tags: &[String],
+) -> Value {
+    let config = engine.images().config(image).unwrap_or_default();
+    json!({
+        "Id": image.id.as_str(),
+        "ParentId": "",
+        "RepoTags": repo_tags(tags),
+        "RepoDigests": [],
+        "Created": crate::time::unix_seconds(config["created"].as_str().unwrap_or_default()),
+        "Size": size(image),
+        "SharedSize": -1,
+        "Labels": config["config"]["Labels"].clone(),
+        "Containers": -1,
+    })
+}
+
 /// `GET /images/json`.
 pub(crate) async fn list(Extract(engine): Extract<State>) -> Result<Json<Value>, ApiError> {
     let images = engine.images().list();
     let summaries = images
         .iter()
-        .map(|(image, tags)| {
-            let config = engine.images().config(image).unwrap_or_default();
-            json!({
-                "Id": image.id.as_str(),
-                "ParentId": "",
-                "RepoTags": repo_tags(tags),
-                "RepoDigests": [],
-                "Created": crate::time::unix_seconds(config["created"].as_str().unwrap_or_default()),
-                "Size": size(image),
-                "SharedSize": -1,
-                "Labels": config["config"]["Labels"].clone(),
-                "Containers": -1,
-            })
-        })
+        .map(|(image, tags)| summary(&engine, image, tags))
         .collect();
     Ok(Json(Value::Array(summaries)))
 }
@@ -262,9 +269,18 @@ pub(crate) async fn tag(
     Ok(StatusCode::CREATED)
 }
 
-/// `POST /images/prune`: removes dangling images (those without a tag) that no container
-/// uses.
-pub(crate) async fn prune(Extract(engine): Extract<State>) -> Result<Json<Value>, ApiError> {
+/// `POST /images/prune`: removes the images no container uses: the dangling ones (those
+/// without a tag), or every one with the filter `dangling=false` (`prune -a`).
+pub(crate) async fn prune(
+    Extract(engine): Extract<State>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let filters = query_values(query.as_deref(), "filters");
+    let all = filters.iter().any(|f| {
+        serde_json::from_str::<Value>(f).is_ok_and(|v| {
+            v["dangling"] == json!(["false"]) || v["dangling"]["false"] == json!(true)
+        })
+    });
     let in_use: Vec<String> = engine
         .containers(true)
         .into_iter()
@@ -272,8 +288,8 @@ pub(crate) async fn prune(Extract(engine): Extract<State>) -> Result<Json<Value>
         .collect();
     let mut deleted = Vec::new();
     for (image, tags) in engine.images().list() {
-        if tags.is_empty() && !in_use.contains(&image.id.to_string()) {
-            engine.remove_image(image.id.as_str(), false)?;
+        if (all || tags.is_empty()) && !in_use.contains(&image.id.to_string()) {
+            engine.remove_image(image.id.as_str(), true)?;
             deleted.push(json!({"Deleted": image.id.as_str()}));
         }
     }

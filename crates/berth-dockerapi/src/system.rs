@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use crate::{MAX_API_VERSION, MIN_API_VERSION, State, version_string};
+use crate::{ApiError, MAX_API_VERSION, MIN_API_VERSION, State, version_string};
 
 /// The daemon's version, as `docker version` shows it.
 const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -85,12 +85,21 @@ pub(crate) async fn info(Extract(engine): Extract<State>) -> Json<Value> {
                 .ok()
         })
         .map_or(0, |kib| kib * 1024);
+    let containers = engine.containers(true);
+    let running = containers
+        .iter()
+        .filter(|c| c.state.status == berth_engine::Status::Running)
+        .count();
+    let paused = containers.iter().filter(|c| c.state.paused).count();
     let cgroup_v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
     Json(json!({
         "ID": hostname,
         "Name": hostname,
-        "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+        "Containers": containers.len(),
+        "ContainersRunning": running - paused,
+        "ContainersPaused": paused,
+        "ContainersStopped": containers.len() - running,
         "Images": engine.images().list().len(),
         "Driver": "overlay2",
         "DockerRootDir": engine.data_dir(),
@@ -111,4 +120,79 @@ pub(crate) async fn info(Extract(engine): Extract<State>) -> Json<Value> {
         "Swarm": {"LocalNodeState": "inactive"},
         "Warnings": [],
     }))
+}
+
+/// `GET /system/df`: the disk each image, container and volume takes.
+pub(crate) async fn df(Extract(engine): Extract<State>) -> Result<Json<Value>, ApiError> {
+    crate::containers::blocking(move || Ok(disk_usage(&engine)))
+        .await
+        .map(Json)
+}
+
+fn disk_usage(engine: &berth_engine::Engine) -> Value {
+    let containers = engine.containers(true);
+    let images = engine.images().list();
+    // Each layer once: its size and how many images use it.
+    let mut layers = std::collections::BTreeMap::new();
+    for layer in images.iter().flat_map(|(image, _)| &image.layers) {
+        let entry = layers
+            .entry(layer.diff_id.clone())
+            .or_insert((layer.unpacked_size, 0usize));
+        entry.1 += 1;
+    }
+    let image_rows: Vec<Value> = images
+        .iter()
+        .map(|(image, tags)| {
+            let mut row = crate::images::summary(engine, image, tags);
+            let users = containers
+                .iter()
+                .filter(|c| c.image_id == image.id.as_str())
+                .count();
+            let shared: u64 = image
+                .layers
+                .iter()
+                .filter(|l| layers.get(&l.diff_id).is_some_and(|(_, n)| *n > 1))
+                .map(|l| l.unpacked_size)
+                .sum();
+            row["Containers"] = json!(users);
+            row["SharedSize"] = json!(shared);
+            row
+        })
+        .collect();
+    let container_rows: Vec<Value> = containers
+        .iter()
+        .map(|c| {
+            let mut row = crate::containers::summary(c);
+            let written = engine.container_size(c);
+            let image = engine
+                .images()
+                .resolve(&c.image_id)
+                .map_or(0, |i| crate::images::size(&i));
+            row["SizeRw"] = json!(written);
+            row["SizeRootFs"] = json!(written + image);
+            row
+        })
+        .collect();
+    let volume_rows: Vec<Value> = engine
+        .volumes()
+        .iter()
+        .map(|v| {
+            let mut row = v.to_json();
+            let (size, users) = engine.volume_usage(&v.name);
+            row["UsageData"] = json!({"Size": size, "RefCount": users});
+            row
+        })
+        .collect();
+    json!({
+        "LayersSize": layers.values().map(|(size, _)| size).sum::<u64>(),
+        "Images": image_rows,
+        "Containers": container_rows,
+        "Volumes": volume_rows,
+        "BuildCache": [],
+    })
+}
+
+/// `POST /build/prune`: Berth keeps no build cache yet, so there is nothing to remove.
+pub(crate) async fn build_prune() -> Json<Value> {
+    Json(json!({"CachesDeleted": [], "SpaceReclaimed": 0}))
 }

@@ -19,6 +19,7 @@ mod monitor;
 mod networks;
 mod rootfs;
 mod spec;
+mod usage;
 mod volumes;
 
 /// A container's usage, as its cgroup reports it.

@@ -239,7 +239,7 @@ fn bind_parts(bind: &str) -> Result<(&str, &str, &str)> {
     Ok((source, target, mode))
 }
 
-fn uses_volume(container: &Container, name: &str) -> bool {
+pub(crate) fn uses_volume(container: &Container, name: &str) -> bool {
     let host = &container.request.host_config;
     host.binds
         .iter()

@@ -189,3 +189,56 @@ fn docker_import_makes_an_image_of_a_root_filesystem_with_its_changes() {
     let bad = daemon.docker(&["import", "--change", "RUN make", tarball.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("RUN is not a valid change command"));
 }
+
+#[test]
+fn system_df_counts_and_system_prune_removes_what_nothing_uses() {
+    let daemon = containers::daemon_with_busybox("system");
+    daemon.docker_ok(&[
+        "run",
+        "--name",
+        "wrote",
+        "-v",
+        "kept:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 100000 /dev/zero > /big; head -c 50000 /dev/zero > /data/file",
+    ]);
+    daemon.docker_ok(&["network", "create", "unused"]);
+    let df = daemon.docker_ok(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}} {{.TotalCount}} {{.Active}}",
+    ]);
+    assert_eq!(
+        df.lines().collect::<Vec<_>>(),
+        [
+            "Images 1 1",
+            "Containers 1 0",
+            "Local Volumes 1 1",
+            "Build Cache 0 0"
+        ]
+    );
+    let verbose = daemon.docker_ok(&["system", "df", "-v", "--format", "{{json .}}"]);
+    let verbose: serde_json::Value = serde_json::from_str(verbose.trim()).unwrap();
+    let written: u64 = verbose["Containers"][0]["Size"].as_str().map_or(0, |s| {
+        s.split(' ')
+            .next()
+            .unwrap_or("0")
+            .trim_end_matches(|c: char| c.is_alphabetic())
+            .parse::<f64>()
+            .unwrap_or(0.0) as u64
+    });
+    assert!(written >= 100, "the container wrote ~100kB: {verbose}");
+
+    let pruned = daemon.docker_ok(&["system", "prune", "-a", "-f", "--volumes"]);
+    assert!(pruned.contains("Deleted Containers:"), "{pruned}");
+    assert!(pruned.contains("Deleted Networks:\nunused"), "{pruned}");
+    assert_eq!(daemon.docker_ok(&["ps", "-aq"]), "");
+    assert_eq!(daemon.docker_ok(&["images", "-q"]), "");
+    assert_eq!(
+        daemon.docker_ok(&["network", "ls", "-q"]).lines().count(),
+        3
+    );
+}
