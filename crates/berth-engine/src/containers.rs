@@ -316,6 +316,9 @@ impl Engine {
         if let Some(mounts) = spec["mounts"].as_array_mut() {
             mounts.extend(self.container_mounts(container)?);
         }
+        if container.request.host_config.init == Some(true) {
+            crate::spec::add_init(&mut spec, self.init_path.as_deref())?;
+        }
         let config = dir.join("config.json");
         std::fs::write(
             &config,

@@ -106,6 +106,9 @@ pub struct EngineConfig {
     pub cgroup_parent: String,
     /// The default bridge (`--bridge`, `--bip`).
     pub bridge: BridgeConfig,
+    /// The static init binary `--init` runs as PID 1 (dockerd's `--init-path`); None to
+    /// look for `docker-init` on the PATH, then Debian's `tini-static`.
+    pub init_path: Option<PathBuf>,
 }
 
 /// The engine of one host.
@@ -115,6 +118,7 @@ pub struct Engine {
     runtime_root: PathBuf,
     berth_binary: PathBuf,
     cgroup_parent: String,
+    init_path: Option<PathBuf>,
     execs: exec::Execs,
     images: ImageStore,
     containers: containers::Containers,
@@ -131,6 +135,7 @@ impl Engine {
             berth_binary: config.berth_binary.clone(),
             execs: exec::Execs::default(),
             cgroup_parent: config.cgroup_parent.trim_matches('/').to_string(),
+            init_path: config.init_path.clone(),
             images: ImageStore::open(&config.data_dir.join("image"))?,
             containers: containers::Containers::load(&config.data_dir.join("containers"))?,
             networks: networks::Networks::open(

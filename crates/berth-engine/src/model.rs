@@ -149,6 +149,11 @@ pub struct HostConfig {
     pub tmpfs: Option<BTreeMap<String, String>>,
     /// `--restart`.
     pub restart_policy: RestartPolicy,
+    /// `--security-opt`: `seccomp=unconfined`, `seccomp=<profile JSON>` (the CLI sends
+    /// the file's content), `no-new-privileges[:true]`.
+    pub security_opt: Option<Vec<String>>,
+    /// `--init`: an init process as PID 1 that reaps zombies and forwards signals.
+    pub init: Option<bool>,
     /// `-p`: `PORT/PROTO` to its host bindings.
     pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
     /// `-P`: publish every exposed port on a port the kernel picks.

@@ -93,6 +93,50 @@ fn capabilities(container: &Container) -> Vec<String> {
     caps
 }
 
+/// What `--security-opt` asked for.
+#[derive(Default)]
+struct SecurityOptions<'a> {
+    /// None: Docker's default profile; Some(None): unconfined; Some(Some(json)): that one.
+    seccomp: Option<Option<&'a str>>,
+    no_new_privileges: bool,
+}
+
+impl<'a> SecurityOptions<'a> {
+    fn parse(options: impl Iterator<Item = &'a String>) -> Result<Self> {
+        let mut parsed = Self::default();
+        for option in options {
+            let (key, value) = option
+                .split_once(['=', ':'])
+                .unwrap_or((option.as_str(), ""));
+            match (key, value) {
+                ("seccomp", "unconfined") => parsed.seccomp = Some(None),
+                ("seccomp", profile) if !profile.is_empty() => parsed.seccomp = Some(Some(profile)),
+                ("no-new-privileges", "" | "true") => parsed.no_new_privileges = true,
+                ("no-new-privileges", "false") => parsed.no_new_privileges = false,
+                // AppArmor and SELinux are not this host's: accepted as Docker accepts them
+                // where they are disabled.
+                ("apparmor" | "label", _) => {}
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "Invalid --security-opt: {option:?}"
+                    )));
+                }
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// The profile to load: none for privileged or unconfined containers.
+    fn seccomp_profile(&self, privileged: bool) -> Option<&'a str> {
+        match self.seccomp {
+            // Privileged containers run unconfined whatever was asked, as with Docker.
+            _ if privileged => None,
+            Some(choice) => choice,
+            None => Some(SECCOMP_PROFILE),
+        }
+    }
+}
+
 /// `uid[:gid]` as numbers; `root` and empty mean 0.
 pub(crate) fn user(text: &str) -> Result<(u32, u32)> {
     let (uid, gid) = text.split_once(':').unwrap_or((text, ""));
@@ -177,10 +221,13 @@ pub(crate) fn runtime_spec(
         "resources": resources,
         "cgroupsPath": format!("/{cgroup_parent}/{}", container.id),
     });
+    let security = SecurityOptions::parse(host.security_opt.iter().flatten())?;
     if !host.privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
-        let seccomp = berth_runtime::from_docker_profile(SECCOMP_PROFILE, &caps)?;
+    }
+    if let Some(profile) = security.seccomp_profile(host.privileged) {
+        let seccomp = berth_runtime::from_docker_profile(profile, &caps)?;
         linux["seccomp"] = serde_json::to_value(seccomp).unwrap_or_default();
     }
     Ok(json!({
@@ -192,7 +239,7 @@ pub(crate) fn runtime_spec(
             "env": container.env,
             "cwd": if container.working_dir.is_empty() { "/" } else { container.working_dir.as_str() },
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": false,
+            "noNewPrivileges": security.no_new_privileges,
             "oomScoreAdj": 0,
         },
         "root": {"path": rootfs, "readonly": host.readonly_rootfs},
@@ -200,6 +247,47 @@ pub(crate) fn runtime_spec(
         "mounts": mounts,
         "linux": linux,
     }))
+}
+
+/// Where `--init` looks for its init when the daemon names none: Docker's name for it on
+/// the PATH, then Debian's static tini (package `tini`).
+const INIT_CANDIDATES: [&str; 2] = ["docker-init", "/usr/bin/tini-static"];
+
+/// Makes the spec's process run under an init, as `docker run --init` does: the static
+/// init binary bound read-only at /sbin/docker-init runs the command as its child.
+pub(crate) fn add_init(spec: &mut Value, init_path: Option<&Path>) -> Result<()> {
+    let found = match init_path {
+        Some(path) => Some(path.to_path_buf()),
+        None => INIT_CANDIDATES
+            .iter()
+            .find_map(|name| find_executable(name)),
+    };
+    let Some(init) = found.filter(|p| p.is_file()) else {
+        return Err(Error::Invalid(
+            "--init: no init binary found (docker-init on the PATH or /usr/bin/tini-static from Debian's tini package; or start the daemon with --init-path)".into(),
+        ));
+    };
+    if let Some(mounts) = spec["mounts"].as_array_mut() {
+        mounts.push(json!({
+            "destination": "/sbin/docker-init", "type": "bind",
+            "source": init, "options": ["bind", "ro"],
+        }));
+    }
+    if let Some(args) = spec["process"]["args"].as_array_mut() {
+        args.splice(0..0, [json!("/sbin/docker-init"), json!("--")]);
+    }
+    Ok(())
+}
+
+/// `name` itself when it is a path, else the first match on the PATH.
+fn find_executable(name: &str) -> Option<std::path::PathBuf> {
+    if name.contains('/') {
+        return Some(std::path::PathBuf::from(name));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
 }
 
 #[cfg(test)]

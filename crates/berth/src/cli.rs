@@ -190,6 +190,10 @@ pub struct DaemonArgs {
     /// Address and prefix of the default bridge [default: 172.17.0.1/16]
     #[arg(long)]
     pub bip: Option<String>,
+    /// The static init binary `run --init` uses [default: docker-init on the PATH, then
+    /// /usr/bin/tini-static]
+    #[arg(long)]
+    pub init_path: Option<std::path::PathBuf>,
 }
 
 /// `berth monitor`'s arguments, as the engine passes them.

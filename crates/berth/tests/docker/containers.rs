@@ -116,6 +116,79 @@ fn limits_capabilities_and_seccomp_are_docker_s() {
 }
 
 #[test]
+fn init_runs_as_pid_1_and_passes_signals_on() {
+    let daemon = daemon_with_busybox("init");
+    let pid1 = daemon.docker_ok(&["run", "--rm", "--init", "busybox", "cat", "/proc/1/cmdline"]);
+    assert_eq!(
+        pid1.split('\0').take(3).collect::<Vec<_>>(),
+        ["/sbin/docker-init", "--", "cat"]
+    );
+    // A shell as PID 1 ignores SIGTERM; under the init it gets it and dies of it.
+    daemon.docker_ok(&[
+        "run", "-d", "--init", "--name", "term", "busybox", "sleep", "300",
+    ]);
+    daemon.docker_ok(&["stop", "-t", "60", "term"]);
+    let code = daemon.docker_ok(&["inspect", "-f", "{{.State.ExitCode}}", "term"]);
+    assert_eq!(
+        code.trim(),
+        "143",
+        "killed by the forwarded SIGTERM, not SIGKILL"
+    );
+}
+
+#[test]
+fn security_opt_chooses_the_seccomp_profile_and_no_new_privileges() {
+    let daemon = daemon_with_busybox("security-opt");
+    let status = "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | tr -d '\\t'";
+    let unconfined = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "no-new-privileges",
+        "busybox",
+        "sh",
+        "-c",
+        status,
+    ]);
+    assert_eq!(unconfined.trim(), "NoNewPrivs:1\nSeccomp:0");
+    // A profile of our own, read by the CLI and sent whole: mkdir is refused.
+    let profile = daemon.scratch.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let refused = daemon.docker(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &format!("seccomp={}", profile.display()),
+        "busybox",
+        "mkdir",
+        "/tmp/x",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Operation not permitted"),
+        "{refused:?}"
+    );
+    let bad = daemon.docker(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "sandbox=off",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("Invalid --security-opt"),
+        "{bad:?}"
+    );
+}
+
+#[test]
 fn a_missing_image_and_a_taken_name_are_refused_by_name() {
     let daemon = daemon_with_busybox("refusals");
     let missing = daemon.docker(&["run", "--rm", "nosuchimage"]);
