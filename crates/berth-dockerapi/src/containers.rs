@@ -262,7 +262,9 @@ pub(crate) async fn inspect(
     let c = engine.container(&id)?;
     let state = &c.state;
     let mut host_config = serde_json::to_value(&c.request.host_config).unwrap_or_default();
-    host_config["LogConfig"] = json!({"Type": "json-file", "Config": {}});
+    if host_config["LogConfig"]["Type"] == "" {
+        host_config["LogConfig"]["Type"] = json!("json-file");
+    }
     Ok(Json(json!({
         "Id": c.id,
         "Created": c.created,
@@ -443,29 +445,36 @@ async fn follow(
     batches: tokio::sync::mpsc::Sender<Batch>,
 ) {
     let exits = container.state.exits;
-    let path = std::path::PathBuf::from(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&log)
-    ));
+    let current = engine.log_path(&container);
+    let mut log = log;
     let mut offset = 0;
+    let mut ended = false;
     loop {
-        let ended = engine.container(&container.id).map_or(true, |c| {
-            c.state.exits > exits || (exits > 0 && c.state.status != Status::Running)
-        });
+        // Whether the run had ended before this read: then what it finds is all there is.
+        ended = ended
+            || engine.container(&container.id).map_or(true, |c| {
+                c.state.exits > exits || (exits > 0 && c.state.status != Status::Running)
+            });
+        let path = std::path::PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&log)
+        ));
         let Ok((entries, next)) = berth_engine::logs::read_from(&path, offset) else {
             return;
         };
         offset = next;
-        if !entries.is_empty() && batches.send(entries).await.is_err() {
-            return;
+        if !entries.is_empty() {
+            if batches.send(entries).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        if let Some(newer) = berth_engine::logs::next_file(&log, &current) {
+            // The monitor rotated the log: what we hold is complete, go on in the next one.
+            (log, offset) = (newer, 0);
+            continue;
         }
         if ended {
-            // One more read: what the monitor wrote before the exit was recorded.
-            if let Ok((entries, _)) = berth_engine::logs::read_from(&path, offset)
-                && !entries.is_empty()
-            {
-                let _ = batches.send(entries).await;
-            }
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -533,7 +542,7 @@ pub(crate) async fn logs(
     let tty = container.request.tty;
     let content_type = stream_type(tty);
     if !flag(query.follow.as_deref()) || container.state.status != Status::Running {
-        let (mut entries, _) = berth_engine::logs::read_from(&path, 0)
+        let mut entries = berth_engine::logs::read_all(&path)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         if let Some(tail) = query.tail.as_deref().and_then(|t| t.parse::<usize>().ok()) {
             entries.drain(..entries.len().saturating_sub(tail));

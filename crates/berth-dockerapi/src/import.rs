@@ -15,14 +15,16 @@ use serde_json::{Map, Value, json};
 
 use crate::{ApiError, State};
 
-/// `POST /images/create`.
-pub(crate) async fn create(
-    Extract(engine): Extract<State>,
-    RawQuery(query): RawQuery,
-    body: Body,
-) -> Result<Response, ApiError> {
+/// What `docker import` asked for, from the query.
+struct ImportRequest {
+    config: Value,
+    tags: Vec<Reference>,
+    comment: String,
+}
+
+fn import_request(query: Option<&str>) -> Result<ImportRequest, ApiError> {
     let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query.as_deref().unwrap_or_default()).unwrap_or_default();
+        serde_urlencoded::from_str(query.unwrap_or_default()).unwrap_or_default();
     let value = |key: &str| {
         pairs
             .iter()
@@ -40,7 +42,6 @@ pub(crate) async fn create(
         .filter(|(k, _)| k == "changes")
         .map(|(_, v)| v.as_str())
         .collect();
-    let config = config_from_changes(&changes)?;
     let tags = match value("repo").filter(|r| !r.is_empty()) {
         // The CLI sends `repo=name:tag` whole; other clients split it.
         Some(repo) => match value("tag").filter(|t| !t.is_empty()) {
@@ -49,20 +50,43 @@ pub(crate) async fn create(
         },
         None => Vec::new(),
     };
-    let comment = value("message").unwrap_or("Imported from -").to_string();
+    Ok(ImportRequest {
+        config: config_from_changes(&changes)?,
+        tags,
+        comment: value("message").unwrap_or("Imported from -").to_string(),
+    })
+}
+
+/// `POST /images/create`. A refused request still reads its body, so the client, still
+/// sending it, hears the refusal instead of a reset connection.
+pub(crate) async fn create(
+    Extract(engine): Extract<State>,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let request = match import_request(query.as_deref()) {
+        Ok(request) => request,
+        Err(error) => {
+            let _ = axum::body::to_bytes(body, usize::MAX).await;
+            return Err(error);
+        }
+    };
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     let store = Arc::clone(&engine);
-    let tag_names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    let name = request.tags.first().map(|t| t.to_string());
     let id = tokio::task::spawn_blocking(move || {
         store
             .images()
-            .import_rootfs(reader, config, &comment, &tags)
+            .import_rootfs(reader, request.config, &request.comment, &request.tags)
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    let name = tag_names.first().cloned().unwrap_or_else(|| id.to_string());
-    engine.emit_image(id.as_str(), "import", &name);
+    engine.emit_image(
+        id.as_str(),
+        "import",
+        &name.unwrap_or_else(|| id.to_string()),
+    );
     let line = format!("{}\n", json!({"status": id.as_str()}));
     Ok(([("Content-Type", "application/json")], line).into_response())
 }

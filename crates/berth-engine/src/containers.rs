@@ -136,6 +136,7 @@ impl Engine {
         let config = self.images.config(&image)?;
         let (path, args) = process_args(&request, &config["config"])?;
         self.check_mounts(&request)?;
+        crate::logs::Rotation::of(&request.host_config.log_config)?;
         let policy = request.host_config.restart_policy.name.as_str();
         if request.host_config.auto_remove && !matches!(policy, "" | "no") {
             return Err(Error::Invalid(

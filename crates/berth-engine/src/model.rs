@@ -149,6 +149,8 @@ pub struct HostConfig {
     pub tmpfs: Option<BTreeMap<String, String>>,
     /// `--restart`.
     pub restart_policy: RestartPolicy,
+    /// `--log-driver` and `--log-opt`.
+    pub log_config: LogConfig,
     /// `--security-opt`: `seccomp=unconfined`, `seccomp=<profile JSON>` (the CLI sends
     /// the file's content), `no-new-privileges[:true]`.
     pub security_opt: Option<Vec<String>>,
@@ -158,6 +160,18 @@ pub struct HostConfig {
     pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
     /// `-P`: publish every exposed port on a port the kernel picks.
     pub publish_all_ports: bool,
+}
+
+/// `--log-driver json-file --log-opt max-size=10m --log-opt max-file=3`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// The driver: `json-file` (or empty for it).
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The driver's options.
+    #[serde(rename = "Config")]
+    pub config: BTreeMap<String, String>,
 }
 
 /// `--restart no|always|unless-stopped|on-failure[:N]`.

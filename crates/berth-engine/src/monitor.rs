@@ -51,11 +51,13 @@ pub fn run_monitor(runtime_root: &Path, dir: &Path, id: &str) -> i32 {
     };
     let _ = writeln!(status, "started {pid}");
     drop(status);
-    let log = match std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(LOG_FILE))
-    {
+    // The container's record says how its log rotates (checked when it was created).
+    let rotation = std::fs::read(dir.join("container.json"))
+        .ok()
+        .and_then(|data| serde_json::from_slice::<crate::model::Container>(&data).ok())
+        .and_then(|c| crate::logs::Rotation::of(&c.request.host_config.log_config).ok())
+        .flatten();
+    let log = match crate::logs::LogWriter::open(&dir.join(LOG_FILE), rotation) {
         Ok(log) => std::sync::Arc::new(std::sync::Mutex::new(log)),
         Err(_) => return 1,
     };
@@ -127,7 +129,7 @@ fn redirect(from: &impl AsRawFd, to: i32) -> Result<(), String> {
         .map_err(|e| format!("redirect descriptor {to}: {e}"))
 }
 
-fn copy_to_log(pipe: OwnedFd, stream: &str, log: &std::sync::Mutex<std::fs::File>) {
+fn copy_to_log(pipe: OwnedFd, stream: &str, log: &std::sync::Mutex<crate::logs::LogWriter>) {
     let mut pipe = std::fs::File::from(pipe);
     let mut buffer = vec![0u8; 32 * 1024];
     while let Ok(n) = pipe.read(&mut buffer) {
@@ -135,7 +137,7 @@ fn copy_to_log(pipe: OwnedFd, stream: &str, log: &std::sync::Mutex<std::fs::File
             break;
         }
         if let Ok(mut log) = log.lock() {
-            let _ = crate::logs::append(&mut *log, stream, &buffer[..n]);
+            let _ = log.append(stream, &buffer[..n]);
         }
     }
 }

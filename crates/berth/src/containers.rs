@@ -200,22 +200,9 @@ fn parse_publish(spec: &str) -> anyhow::Result<(String, Value)> {
 
 /// `64m`, `1g`, `512k`, `1024` (bytes).
 fn parse_bytes(text: &str) -> anyhow::Result<i64> {
-    let lower = text.to_ascii_lowercase();
-    let (digits, unit) = match lower.trim_end_matches('b').char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&lower[..i], c),
-        _ => (lower.trim_end_matches('b'), 'b'),
-    };
-    let number: i64 = digits
-        .parse()
-        .with_context(|| format!("invalid size {text:?}"))?;
-    let scale = match unit {
-        'b' => 1,
-        'k' => 1 << 10,
-        'm' => 1 << 20,
-        'g' => 1 << 30,
-        _ => bail!("invalid size {text:?}: use b, k, m or g"),
-    };
-    Ok(number * scale)
+    berth_engine::logs::parse_size(text)
+        .and_then(|n| i64::try_from(n).ok())
+        .ok_or_else(|| anyhow!("invalid size {text:?}: use a number with b, k, m or g"))
 }
 
 #[cfg(test)]

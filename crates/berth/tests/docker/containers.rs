@@ -756,3 +756,62 @@ fn an_image_in_use_is_kept_and_prune_removes_only_what_is_unused() {
     );
     daemon.docker_ok(&["run", "--rm", "busybox", "true"]);
 }
+
+#[test]
+fn json_file_logs_rotate_and_logs_follow_across_rotations() {
+    let daemon = daemon_with_busybox("log-rotation");
+    let script = "sleep 0.5; i=1; while [ $i -le 300 ]; do echo line $i; i=$((i+1)); done";
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "many",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=100",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let followed = daemon.docker_ok(&["logs", "-f", "many"]);
+    let expected: Vec<String> = (1..=300).map(|i| format!("line {i}")).collect();
+    assert_eq!(followed.lines().collect::<Vec<_>>(), expected);
+    assert_eq!(daemon.docker_ok(&["logs", "many"]), followed);
+    let log = daemon.docker_ok(&["inspect", "-f", "{{.LogPath}}", "many"]);
+    let log = std::path::PathBuf::from(log.trim());
+    assert!(std::fs::metadata(&log).unwrap().len() <= 1024);
+    assert!(std::path::Path::new(&format!("{}.10", log.display())).exists());
+
+    // Two files at most: the oldest lines are gone.
+    daemon.docker_ok(&[
+        "run",
+        "--name",
+        "few",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let kept = daemon.docker_ok(&["logs", "few"]);
+    let kept: Vec<&str> = kept.lines().collect();
+    assert_eq!(kept.last(), Some(&"line 300"));
+    assert!(kept.len() < 100, "{} lines kept", kept.len());
+    let bad = daemon.docker(&[
+        "run",
+        "--rm",
+        "--log-opt",
+        "max-size=lots",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("invalid max-size"),
+        "{bad:?}"
+    );
+}
