@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use berth_engine::{Container, CreateRequest, Engine, Status, WaitCondition};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use crate::{ApiError, State};
 
@@ -399,6 +399,7 @@ fn frame(stream: &str, text: &[u8]) -> Vec<u8> {
 #[derive(Deserialize, Default, Clone)]
 #[serde(default)]
 pub(crate) struct StreamQuery {
+    stdin: Option<String>,
     stdout: Option<String>,
     stderr: Option<String>,
     follow: Option<String>,
@@ -493,22 +494,65 @@ pub(crate) async fn attach(
     let log = std::fs::File::open(engine.log_path(&container))
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let tty = container.request.tty;
+    let with_stdin = flag(query.stdin.as_deref()) && container.request.open_stdin;
     let upgrade = hyper::upgrade::on(&mut request);
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Batch>(16);
-    tokio::spawn(follow(engine, container, log, sender));
+    let id = container.id.clone();
+    tokio::spawn(follow(Arc::clone(&engine), container, log, sender));
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else {
             return;
         };
-        let mut io = hyper_util::rt::TokioIo::new(upgraded);
+        let (input, mut output) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+        if with_stdin {
+            tokio::spawn(forward_stdin(engine, id, input));
+        }
         while let Some(entries) = receiver.recv().await {
-            if io.write_all(&encode(&entries, &query, tty)).await.is_err() {
+            if output
+                .write_all(&encode(&entries, &query, tty))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
-        let _ = io.shutdown().await;
+        let _ = output.shutdown().await;
     });
     Ok(switching_protocols(tty))
+}
+
+/// Copies an attached client's input into the container's stdin once the container runs
+/// (a client attaches before `start`); the end of the input is passed on.
+async fn forward_stdin(engine: Arc<Engine>, id: String, mut input: impl AsyncRead + Unpin) {
+    let Ok(exits) = engine.container(&id).map(|c| c.state.exits) else {
+        return;
+    };
+    let stdin = loop {
+        match engine.container(&id).map(|c| c.state) {
+            Ok(state) if state.status == Status::Running => {
+                let engine = Arc::clone(&engine);
+                let id = id.clone();
+                match blocking(move || engine.container_stdin(&id)).await {
+                    Ok(stdin) => break stdin,
+                    Err(_) => return,
+                }
+            }
+            // Not started yet: the client attached first, as `run` does.
+            Ok(state) if state.exits == exits => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            _ => return,
+        }
+    };
+    let Ok(stdin) = stdin
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixStream::from_std(stdin))
+    else {
+        return;
+    };
+    let mut stdin = stdin;
+    let _ = tokio::io::copy(&mut input, &mut stdin).await;
+    let _ = stdin.shutdown().await;
 }
 
 /// The media type of a container's output stream: raw with a terminal, else framed.
@@ -668,6 +712,23 @@ pub(crate) async fn restart(
     let timeout = Duration::from_secs(query.t.unwrap_or(10));
     blocking(move || engine.restart_container(&id, timeout)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct ResizeQuery {
+    h: u16,
+    w: u16,
+}
+
+/// `POST /containers/{id}/resize`: the attached client's terminal size.
+pub(crate) async fn resize(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+    Query(query): Query<ResizeQuery>,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || engine.resize_container(&id, query.h, query.w)).await?;
+    Ok(StatusCode::OK)
 }
 
 #[derive(Deserialize, Default)]

@@ -19,6 +19,7 @@ mod monitor;
 mod networks;
 mod rootfs;
 mod spec;
+mod stdio;
 mod usage;
 mod volumes;
 

@@ -27,6 +27,8 @@ pub struct CreateRequest {
     pub tty: bool,
     /// Keep stdin open.
     pub open_stdin: bool,
+    /// Close the container's stdin when the first attached client's input ends.
+    pub stdin_once: bool,
     /// Labels.
     pub labels: Option<BTreeMap<String, String>>,
     /// The health check, over the image's.

@@ -72,8 +72,9 @@ pub(crate) fn attach(slave: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
-/// Receives the master sent by [`open_and_send`].
-pub(crate) fn receive_master(socket: &OwnedFd) -> Result<OwnedFd> {
+/// Receives the terminal's master that a container's init sent over a console socket
+/// (runc's protocol): what a `--console-socket` listener does with its connection.
+pub fn receive_master(socket: &OwnedFd) -> Result<OwnedFd> {
     let mut name = [0u8; 256];
     let mut iov = [std::io::IoSliceMut::new(&mut name)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);

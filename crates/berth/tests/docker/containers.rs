@@ -815,3 +815,57 @@ fn json_file_logs_rotate_and_logs_follow_across_rotations() {
         "{bad:?}"
     );
 }
+
+#[test]
+fn run_i_passes_stdin_and_run_it_gets_a_terminal_of_the_client_s_size() {
+    let daemon = daemon_with_busybox("stdin");
+    let mut cat = Command::new("timeout")
+        .args([
+            "60",
+            "docker",
+            "run",
+            "-i",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "cat; echo done",
+        ])
+        .env("DOCKER_CONFIG", daemon.scratch.path().join("docker-config"))
+        .env("DOCKER_HOST", daemon.host())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(cat.stdin.as_mut().unwrap(), b"through stdin\n").unwrap();
+    drop(cat.stdin.take());
+    let output = cat.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "through stdin\ndone\n"
+    );
+
+    // `script` gives the CLI a terminal of 33x111 rows and columns; the container's
+    // terminal takes that size, and its shell's exit status is the run's.
+    let command = format!(
+        "stty rows 33 cols 111; DOCKER_HOST={} DOCKER_CONFIG={} docker run -it --rm busybox sh",
+        daemon.host(),
+        daemon.scratch.path().join("docker-config").display()
+    );
+    let mut script = Command::new("timeout")
+        .args(["60", "script", "-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = script.stdin.take().unwrap();
+    // The client sends its size just after the start: wait for it, then report.
+    let typed = b"while [ \"$(stty size)\" = \"0 0\" ]; do sleep 0.05; done; echo in-$((6*7)); stty size; exit 3\n";
+    std::io::Write::write_all(&mut input, typed).unwrap();
+    // The input stays open until the run ends, as a person's keyboard would.
+    let output = script.wait_with_output().unwrap();
+    drop(input);
+    let text = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+    assert!(text.contains("\nin-42\n33 111\n"), "{text}");
+    assert_eq!(output.status.code(), Some(3), "{text}");
+}
