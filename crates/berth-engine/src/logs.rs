@@ -165,31 +165,56 @@ impl LogWriter {
 }
 
 /// The file written after `held` when the log at `current` was rotated since `held` was
-/// opened: the next newer old file, or the current one; None while `held` is current. A
-/// file rotated out of existence is followed by the oldest one left.
+/// opened: the next newer old file, or the current one; None while `held` is current, or
+/// while a rotation is half done. A file rotated out of existence is followed by the
+/// oldest one left.
 pub fn next_file(held: &std::fs::File, current: &Path) -> Option<std::fs::File> {
     use std::os::unix::fs::MetadataExt;
     let inode = |path: &Path| std::fs::metadata(path).ok().map(|m| m.ino());
-    let held = held.metadata().ok()?.ino();
-    if inode(current)? == held {
+    let held_meta = held.metadata().ok()?;
+    if inode(current)? == held_meta.ino() {
         return None;
     }
-    let old = (1..).take_while(|n| rotated(current, *n).exists()).count() as u32;
-    let newer = match (1..=old).find(|n| inode(&rotated(current, *n)) == Some(held)) {
-        Some(1) => current.to_path_buf(),
-        Some(n) => rotated(current, n - 1),
-        None if old > 0 => rotated(current, old),
-        None => current.to_path_buf(),
+    let old = rotated_files(current);
+    let position = old
+        .iter()
+        .position(|path| inode(path) == Some(held_meta.ino()));
+    let newer = match position {
+        Some(0) => current.to_path_buf(),
+        Some(i) => old[i - 1].clone(),
+        // Deleted: rotated past max-file while we were reading it.
+        None if held_meta.nlink() == 0 => old.last().cloned().unwrap_or(current.to_path_buf()),
+        // Being renamed right now: look again on the next round.
+        None => return None,
     };
     std::fs::File::open(newer).ok()
 }
 
+/// The rotated files of the log at `current`, newest first. A rotation renames them one
+/// by one, so a gap of a missing number is stepped over.
+fn rotated_files(current: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut misses = 0;
+    for n in 1.. {
+        let path = rotated(current, n);
+        if path.exists() {
+            files.push(path);
+            misses = 0;
+        } else {
+            misses += 1;
+            if misses > 2 {
+                break;
+            }
+        }
+    }
+    files
+}
+
 /// Every entry of the log at `path`, its rotated files first, oldest to newest.
 pub fn read_all(path: &Path) -> std::io::Result<Vec<LogEntry>> {
-    let old = (1..).take_while(|n| rotated(path, *n).exists()).count() as u32;
     let mut entries = Vec::new();
-    for n in (1..=old).rev() {
-        entries.extend(read_from(&rotated(path, n), 0)?.0);
+    for old in rotated_files(path).iter().rev() {
+        entries.extend(read_from(old, 0)?.0);
     }
     entries.extend(read_from(path, 0)?.0);
     Ok(entries)

@@ -95,6 +95,72 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
+/// Commands that take only the names of what they act on.
+#[derive(Debug, Args)]
+pub struct NamesArgs {
+    /// Names or ids
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// Commands that take nothing.
+#[derive(Debug, Args)]
+pub struct NoArgs {}
+
+/// `berth kill`'s flags.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal to send, by name or number
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    /// The containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `berth rmi`'s flags.
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Remove the image even when several tags or a stopped container refer to it
+    #[arg(short, long)]
+    pub force: bool,
+    /// The images
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+/// `berth tag SOURCE TARGET`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The image
+    pub source: String,
+    /// The new name: REPOSITORY[:TAG]
+    pub target: String,
+}
+
+/// `berth network create`'s flags.
+#[derive(Debug, Args)]
+pub struct NetworkCreateArgs {
+    /// Subnet in CIDR form [default: the next free of Docker's pools]
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// The subnet's gateway [default: its first address]
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// No way out of the host
+    #[arg(long)]
+    pub internal: bool,
+    /// The network's name
+    pub name: String,
+}
+
+/// `berth volume create [NAME]`.
+#[derive(Debug, Args)]
+pub struct VolumeCreateArgs {
+    /// The volume's name [default: a random one]
+    pub name: Option<String>,
+}
+
 /// `berth stop`'s flags.
 #[derive(Debug, Args)]
 pub struct StopArgs {
@@ -230,13 +296,13 @@ pub enum Command {
     /// Create a new container without starting it
     Create(Pending),
     /// Start one or more stopped containers
-    Start(Pending),
+    Start(NamesArgs),
     /// Stop one or more running containers
     Stop(StopArgs),
     /// Restart one or more containers
-    Restart(Pending),
+    Restart(StopArgs),
     /// Kill one or more running containers
-    Kill(Pending),
+    Kill(KillArgs),
     /// Remove one or more containers
     Rm(RmArgs),
     /// List containers
@@ -248,9 +314,9 @@ pub enum Command {
     /// Attach to a running container's input and output
     Attach(Pending),
     /// Block until containers stop, then print their exit codes
-    Wait(Pending),
+    Wait(NamesArgs),
     /// Show low-level information on objects
-    Inspect(Pending),
+    Inspect(NamesArgs),
     /// Show the running processes of a container
     Top(Pending),
     /// Show a live stream of container resource usage
@@ -260,9 +326,9 @@ pub enum Command {
     /// Rename a container
     Rename(Pending),
     /// Pause all processes within containers
-    Pause(Pending),
+    Pause(NamesArgs),
     /// Unpause all processes within containers
-    Unpause(Pending),
+    Unpause(NamesArgs),
     /// List port mappings of a container
     Port(PortArgs),
 
@@ -276,9 +342,9 @@ pub enum Command {
     /// Upload an image to a registry
     Push(Pending),
     /// Create a tag that refers to an image
-    Tag(Pending),
+    Tag(TagArgs),
     /// Remove one or more images
-    Rmi(Pending),
+    Rmi(RmiArgs),
     /// Load images from a tar archive
     Load(LoadArgs),
     /// Save images to a tar archive
@@ -304,7 +370,7 @@ pub enum Command {
     /// Show system-wide information
     Info(Pending),
     /// Show version information of the client and the daemon
-    Version(Pending),
+    Version(NoArgs),
     /// Get real-time events from the engine
     Events(Pending),
 
@@ -331,13 +397,13 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum NetworkCommand {
     /// Create a network
-    Create(Pending),
+    Create(NetworkCreateArgs),
     /// List networks
-    Ls(Pending),
+    Ls(NoArgs),
     /// Show details of networks
-    Inspect(Pending),
+    Inspect(NamesArgs),
     /// Remove networks
-    Rm(Pending),
+    Rm(NamesArgs),
     /// Connect a container to a network
     Connect(Pending),
     /// Disconnect a container from a network
@@ -350,13 +416,13 @@ pub enum NetworkCommand {
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
     /// Create a volume
-    Create(Pending),
+    Create(VolumeCreateArgs),
     /// List volumes
-    Ls(Pending),
+    Ls(NoArgs),
     /// Show details of volumes
-    Inspect(Pending),
+    Inspect(NamesArgs),
     /// Remove volumes
-    Rm(Pending),
+    Rm(NamesArgs),
     /// Remove all unused volumes
     Prune(Pending),
 }

@@ -1,5 +1,6 @@
 //! The CLI's request-and-answer commands, clients of the daemon's API as docker's are:
-//! stop, rm, logs, port and load, with docker's output.
+//! start, stop, restart, kill, pause, unpause, wait, rm, logs, port, inspect, load, tag,
+//! rmi and version, with docker's output.
 
 use std::process::ExitCode;
 
@@ -7,7 +8,9 @@ use anyhow::{Context, anyhow};
 use berth_dockerapi::client::Client;
 
 use crate::Outcome;
-use crate::cli::{LoadArgs, LogsArgs, PortArgs, RmArgs, StopArgs};
+use crate::cli::{
+    KillArgs, LoadArgs, LogsArgs, NamesArgs, PortArgs, RmArgs, RmiArgs, StopArgs, TagArgs,
+};
 use crate::containers::{demultiplex, with_daemon};
 
 /// Runs `request` for each container and prints its name as docker does; the failures
@@ -17,12 +20,23 @@ fn each_container(
     containers: &[String],
     request: impl Fn(&str) -> (&'static str, String),
 ) -> Result<ExitCode, Outcome> {
+    each_name(host, containers, request, |name, _| println!("{name}"))
+}
+
+/// Runs `request` for each name and `report`s each answer; the failures are reported
+/// one by one and make the exit status 1.
+pub(crate) fn each_name(
+    host: Option<&str>,
+    names: &[String],
+    request: impl Fn(&str) -> (&'static str, String),
+    report: impl Fn(&str, serde_json::Value),
+) -> Result<ExitCode, Outcome> {
     let failed = with_daemon(host, |client| async move {
         let mut failed = false;
-        for name in containers {
+        for name in names {
             let (method, path) = request(name);
             match client.call(method, &path, None).await.and_then(|a| a.ok()) {
-                Ok(_) => println!("{name}"),
+                Ok(answer) => report(name, answer.json()),
                 Err(error) => {
                     eprintln!("Error response from daemon: {error}");
                     failed = true;
@@ -45,6 +59,163 @@ pub fn stop(args: &StopArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
     })
 }
 
+/// `berth start`.
+pub fn start(args: &NamesArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
+    each_container(host, &args.names, |name| {
+        ("POST", format!("/containers/{name}/start"))
+    })
+}
+
+/// `berth restart`.
+pub fn restart(args: &StopArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
+    each_container(host, &args.containers, |name| {
+        (
+            "POST",
+            format!("/containers/{name}/restart?t={}", args.time),
+        )
+    })
+}
+
+/// `berth kill`.
+pub fn kill(args: &KillArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
+    each_container(host, &args.containers, |name| {
+        (
+            "POST",
+            format!("/containers/{name}/kill?signal={}", args.signal),
+        )
+    })
+}
+
+/// `berth pause`.
+pub fn pause(args: &NamesArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
+    each_container(host, &args.names, |name| {
+        ("POST", format!("/containers/{name}/pause"))
+    })
+}
+
+/// `berth unpause`.
+pub fn unpause(args: &NamesArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
+    each_container(host, &args.names, |name| {
+        ("POST", format!("/containers/{name}/unpause"))
+    })
+}
+
+/// `berth wait`: each container's exit status once it stops.
+pub fn wait(args: &NamesArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
+    each_name(
+        host,
+        &args.names,
+        |name| ("POST", format!("/containers/{name}/wait")),
+        |_, answer| println!("{}", answer["StatusCode"]),
+    )
+}
+
+/// `berth rmi`: docker's `Untagged:` and `Deleted:` lines.
+pub fn rmi(args: &RmiArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
+    each_name(
+        host,
+        &args.images,
+        |name| ("DELETE", format!("/images/{name}?force={}", args.force)),
+        |_, answer| {
+            for item in answer.as_array().into_iter().flatten() {
+                for (key, label) in [("Untagged", "Untagged"), ("Deleted", "Deleted")] {
+                    if let Some(value) = item[key].as_str() {
+                        println!("{label}: {value}");
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// `berth tag SOURCE REPOSITORY[:TAG]`.
+pub fn tag(args: &TagArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
+    let (repo, tag) = match args
+        .target
+        .rsplit_once(':')
+        .filter(|(_, t)| !t.contains('/'))
+    {
+        Some((repo, tag)) => (repo, tag),
+        None => (args.target.as_str(), "latest"),
+    };
+    with_daemon(host, |client| async move {
+        let path = format!("/images/{}/tag?repo={repo}&tag={tag}", args.source);
+        client
+            .call("POST", &path, None)
+            .await
+            .and_then(|a| a.ok())
+            .map_err(|e| anyhow!(e))
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `berth inspect`: each object as JSON, in an array as docker prints it; a name is
+/// looked for among containers, then images, networks and volumes.
+pub fn inspect_objects(args: &NamesArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
+    let (found, missing) = with_daemon(host, |client| async move {
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for name in &args.names {
+            let mut object = None;
+            for path in [
+                format!("/containers/{name}/json"),
+                format!("/images/{name}/json"),
+                format!("/networks/{name}"),
+                format!("/volumes/{name}"),
+            ] {
+                if let Ok(answer) = client.call("GET", &path, None).await.and_then(|a| a.ok()) {
+                    object = Some(answer.json());
+                    break;
+                }
+            }
+            match object {
+                Some(object) => found.push(object),
+                None => missing.push(name.clone()),
+            }
+        }
+        Ok((found, missing))
+    })?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&found).unwrap_or_default()
+    );
+    for name in &missing {
+        eprintln!("Error: No such object: {name}");
+    }
+    Ok(if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `berth version`: this client's version and the daemon's.
+pub fn version(host: Option<&str>) -> Result<ExitCode, Outcome> {
+    println!("Client:\n Version:    {}", env!("CARGO_PKG_VERSION"));
+    let server = with_daemon(host, |client| async move {
+        client
+            .call("GET", "/version", None)
+            .await
+            .and_then(|a| a.ok())
+            .map(|a| a.json())
+            .map_err(|e| anyhow!(e))
+    })?;
+    let field = |key: &str| server[key].as_str().unwrap_or_default().to_string();
+    println!(
+        "\nServer: {}\n Engine:\n  Version:     {}\n  API version: {} (minimum version {})\n  OS/Arch:     {}/{}\n  Kernel:      {}",
+        server["Platform"]["Name"]
+            .as_str()
+            .unwrap_or("Berth Engine"),
+        field("Version"),
+        field("ApiVersion"),
+        field("MinAPIVersion"),
+        field("Os"),
+        field("Arch"),
+        field("KernelVersion"),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `berth rm`.
 pub fn rm(args: &RmArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
     each_container(host, &args.containers, |name| {
@@ -55,7 +226,7 @@ pub fn rm(args: &RmArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
     })
 }
 
-async fn inspect(client: &Client, name: &str) -> anyhow::Result<serde_json::Value> {
+async fn inspect_container(client: &Client, name: &str) -> anyhow::Result<serde_json::Value> {
     let answer = client
         .call("GET", &format!("/containers/{name}/json"), None)
         .await
@@ -67,7 +238,7 @@ async fn inspect(client: &Client, name: &str) -> anyhow::Result<serde_json::Valu
 /// `berth logs` (without follow): the container's output so far, stdout and stderr apart.
 pub fn logs(args: &LogsArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
     with_daemon(host, |client| async move {
-        let tty = inspect(&client, &args.container).await?["Config"]["Tty"]
+        let tty = inspect_container(&client, &args.container).await?["Config"]["Tty"]
             .as_bool()
             .unwrap_or(false);
         let path = format!(
@@ -93,7 +264,7 @@ pub fn logs(args: &LogsArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
 /// `berth port`: `PORT/PROTO -> HOST_IP:HOST_PORT`, or only the host side for one port.
 pub fn port(args: &PortArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
     let container = with_daemon(host, |client| async move {
-        inspect(&client, &args.container).await
+        inspect_container(&client, &args.container).await
     })?;
     let wanted = args.port.as_ref().map(|p| {
         if p.contains('/') {

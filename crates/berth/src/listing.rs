@@ -9,15 +9,19 @@ use serde_json::Value;
 use crate::Outcome;
 use crate::cli::{ImagesArgs, PsArgs};
 
-fn get(host: Option<&str>, path: &str) -> anyhow::Result<Value> {
+pub(crate) fn get(host: Option<&str>, path: &str) -> anyhow::Result<Value> {
     crate::containers::with_daemon(host, |client| async move {
         let answer = client.call("GET", path, None).await.and_then(|a| a.ok());
         Ok(answer.map_err(|e| anyhow!(e))?.json())
     })
 }
 
-/// Rows under a header, each column as wide as its widest cell, three spaces apart.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+/// The narrowest a column gets, spaces included: docker's tabwriter minimum.
+const MIN_COLUMN: usize = 10;
+
+/// Rows under a header, each column as wide as its widest cell, three spaces apart (and
+/// at least [`MIN_COLUMN`] wide), as docker's tabwriter lays them out.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -33,7 +37,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
                 if i == last {
                     c.clone()
                 } else {
-                    format!("{c:<w$}", w = widths[i] + 3)
+                    format!("{c:<w$}", w = (widths[i] + 3).max(MIN_COLUMN))
                 }
             })
             .collect();
@@ -227,12 +231,12 @@ mod tests {
     fn columns_are_padded_to_their_widest_cell() {
         let rows = vec![vec![
             "a".to_string(),
-            "long cell".to_string(),
+            "long cell value".to_string(),
             "x".to_string(),
         ]];
         assert_eq!(
             table(&["ONE", "TWO", "THREE"], &rows),
-            "ONE   TWO         THREE\na     long cell   x"
+            "ONE       TWO               THREE\na         long cell value   x"
         );
     }
 }

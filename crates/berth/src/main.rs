@@ -11,6 +11,7 @@ mod commands;
 mod containers;
 mod daemon;
 mod listing;
+mod objects;
 mod oci;
 
 /// `berth --version`: the crate version and the git commit it was built from.
@@ -93,6 +94,18 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
         cli::Command::Rm(args) => commands::rm(&args, cli.host.as_deref()),
         cli::Command::Logs(args) => commands::logs(&args, cli.host.as_deref()),
         cli::Command::Port(args) => commands::port(&args, cli.host.as_deref()),
+        cli::Command::Start(args) => commands::start(&args, cli.host.as_deref()),
+        cli::Command::Restart(args) => commands::restart(&args, cli.host.as_deref()),
+        cli::Command::Kill(args) => commands::kill(&args, cli.host.as_deref()),
+        cli::Command::Pause(args) => commands::pause(&args, cli.host.as_deref()),
+        cli::Command::Unpause(args) => commands::unpause(&args, cli.host.as_deref()),
+        cli::Command::Wait(args) => commands::wait(&args, cli.host.as_deref()),
+        cli::Command::Inspect(args) => commands::inspect_objects(&args, cli.host.as_deref()),
+        cli::Command::Tag(args) => commands::tag(&args, cli.host.as_deref()),
+        cli::Command::Rmi(args) => commands::rmi(&args, cli.host.as_deref()),
+        cli::Command::Version(_) => commands::version(cli.host.as_deref()),
+        cli::Command::Network(command) => objects::network(command, cli.host.as_deref()),
+        cli::Command::Volume(command) => objects::volume(command, cli.host.as_deref()),
         cli::Command::Load(args) => commands::load(&args, cli.host.as_deref()),
         cli::Command::Monitor(args) => Ok(ExitCode::from(
             berth_engine::run_monitor(&args.runtime_root, &args.dir, &args.id).clamp(0, 255) as u8,

@@ -44,7 +44,7 @@ fn unimplemented_commands_say_so_and_exit_2() {
     let cases: [(&[&str], &str); 3] = [
         (&["server"], "server"),
         (&["pull", "web:1"], "pull"),
-        (&["network", "create", "front"], "network create"),
+        (&["network", "connect", "front", "web"], "network connect"),
     ];
     for (args, command) in cases {
         let output = berth(args);

@@ -327,3 +327,75 @@ print(c.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"])
     daemon.docker_ok(&["rm", "-f", "pyweb"]);
     daemon.docker_ok(&["network", "rm", "pynet"]);
 }
+
+#[test]
+fn berth_s_own_cli_mirrors_docker_s_object_commands() {
+    let daemon = containers::daemon_with_busybox("berth-objects");
+    daemon.berth_ok(&["network", "create", "--subnet", "10.93.0.0/24", "net1"]);
+    assert_eq!(
+        daemon.berth_ok(&["network", "ls"]),
+        daemon.docker_ok(&["network", "ls"])
+    );
+    assert_eq!(
+        daemon.berth_ok(&["volume", "create", "vol1"]).trim(),
+        "vol1"
+    );
+    assert_eq!(
+        daemon.berth_ok(&["volume", "ls"]),
+        daemon.docker_ok(&["volume", "ls"])
+    );
+    let inspected: serde_json::Value =
+        serde_json::from_str(&daemon.berth_ok(&["network", "inspect", "net1"])).unwrap();
+    assert_eq!(inspected[0]["IPAM"]["Config"][0]["Subnet"], "10.93.0.0/24");
+
+    daemon.berth_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "life",
+        "--network",
+        "net1",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(daemon.berth_ok(&["pause", "life"]).trim(), "life");
+    assert_eq!(
+        daemon
+            .docker_ok(&["inspect", "-f", "{{.State.Status}}", "life"])
+            .trim(),
+        "paused"
+    );
+    daemon.berth_ok(&["unpause", "life"]);
+    assert_eq!(
+        daemon.berth_ok(&["kill", "-s", "TERM", "life"]).trim(),
+        "life"
+    );
+    // PID 1 ignores SIGTERM: it needs SIGKILL, after which wait reports 137.
+    daemon.berth_ok(&["kill", "life"]);
+    assert_eq!(daemon.berth_ok(&["wait", "life"]).trim(), "137");
+    daemon.berth_ok(&["start", "life"]);
+    daemon.berth_ok(&["restart", "-t", "0", "life"]);
+    let objects: serde_json::Value =
+        serde_json::from_str(&daemon.berth_ok(&["inspect", "life", "busybox"])).unwrap();
+    assert_eq!(objects[0]["Name"], "/life");
+    assert_eq!(objects[0]["State"]["Running"], true);
+    assert!(objects[1]["RepoTags"][0] == "busybox:latest", "{objects}");
+    let missing = daemon.berth(&["inspect", "nothing"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("No such object: nothing"));
+
+    daemon.berth_ok(&["tag", "busybox", "mine:1"]);
+    assert_eq!(
+        daemon.berth_ok(&["rmi", "mine:1"]).trim(),
+        "Untagged: mine:1"
+    );
+    assert!(
+        daemon
+            .berth_ok(&["version"])
+            .contains("Server: Berth Engine")
+    );
+    daemon.berth_ok(&["rm", "-f", "life"]);
+    assert_eq!(daemon.berth_ok(&["network", "rm", "net1"]).trim(), "net1");
+    assert_eq!(daemon.berth_ok(&["volume", "rm", "vol1"]).trim(), "vol1");
+}
