@@ -1,10 +1,172 @@
-//! The Kubernetes-compatible API server: authentication, authorization, validation,
-//! defaulting, the watch cache, discovery, OpenAPI and subresources, over berth-store.
+//! The Kubernetes-compatible API server: TLS with certificates of its own, bearer-token
+//! authentication, discovery, and the resources' REST verbs (get, list, create, update,
+//! delete, watch) over berth-store, in the shapes kubectl and client libraries expect.
 //!
-//! Depends on berth-store and berth-ui.
+//! Depends on berth-store.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod auth;
+mod discovery;
+mod objects;
+mod openapi;
+mod pki;
+mod resources;
+mod status;
+
+pub use pki::Pki;
+pub use resources::{RESOURCES, Resource};
 
 /// The address `berth server` listens on when none is given (kube-apiserver's secure port).
 pub const DEFAULT_BIND: &str = "127.0.0.1:6443";
+
+/// The Kubernetes version the server reports, which kubectl's dispatcher picks its
+/// client by.
+pub const KUBERNETES_VERSION: (u32, u32) = (1, 32);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file of its state could not be read or written.
+    #[error("{path}: {source}", path = .0.display(), source = .1)]
+    Io(PathBuf, std::io::Error),
+    /// The datastore refused.
+    #[error(transparent)]
+    Store(#[from] berth_store::Error),
+    /// Certificates, TLS or the listener could not be set up.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, error: std::io::Error) -> Self {
+        Error::Io(path.to_path_buf(), error)
+    }
+}
+
+/// The server's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How `berth server` runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Its state: certificates, tokens, the SQLite database.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `etcd://HOST:PORT,…`; the SQLite database in the data
+    /// directory when None.
+    pub datastore: Option<String>,
+    /// Where it listens.
+    pub bind: SocketAddr,
+    /// Also write the admin kubeconfig here (k3s's `--write-kubeconfig`).
+    pub write_kubeconfig: Option<PathBuf>,
+}
+
+/// What the request handlers share.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn berth_store::Store>,
+    pub(crate) tokens: auth::Tokens,
+}
+
+/// Runs the server until `shutdown` completes.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let datastore = config.datastore.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            config.data_dir.join("db").join("state.db").display()
+        )
+    });
+    let store = open_store(&datastore).await?;
+    objects::ensure_system_namespaces(store.as_ref()).await?;
+    let pki = Pki::ensure(&config.data_dir.join("tls"), config.bind.ip())?;
+    let tokens = auth::Tokens::ensure(&config.data_dir)?;
+    let kubeconfig = auth::kubeconfig(&pki, &tokens, config.bind);
+    write_private(
+        &config.data_dir.join("admin.kubeconfig"),
+        kubeconfig.as_bytes(),
+    )?;
+    if let Some(path) = &config.write_kubeconfig {
+        write_private(path, kubeconfig.as_bytes())?;
+    }
+    let shared = Arc::new(Shared { store, tokens });
+    let router = discovery::routes()
+        .merge(resources::routes())
+        .merge(openapi::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            auth::authenticate,
+        ))
+        .with_state(shared);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+        pki.cert.into_bytes(),
+        pki.key.into_bytes(),
+    )
+    .await
+    .map_err(|e| Error::Setup(format!("load the serving certificate: {e}")))?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    tracing::info!(address = %config.bind, datastore, "serving the Kubernetes API");
+    axum_server::bind_rustls(config.bind, tls)
+        .handle(handle)
+        .serve(router.into_make_service())
+        .await
+        .map_err(|e| Error::Setup(format!("serve on {}: {e}", config.bind)))
+}
+
+/// Opens the datastore, waiting up to half a minute for it to answer: a server and its
+/// etcd often start together.
+async fn open_store(datastore: &str) -> Result<Arc<dyn berth_store::Store>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let opened = match berth_store::open(datastore).await {
+            Ok(store) => store.revision().await.map(|_| store),
+            Err(error) => Err(error),
+        };
+        match opened {
+            Ok(store) => return Ok(store),
+            Err(error) if std::time::Instant::now() < deadline => {
+                tracing::info!(%error, "waiting for the datastore");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Writes a file only its owner may read (keys, tokens, kubeconfigs).
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(data))
+        .map_err(|e| Error::io(path, e))
+}
+
+/// Random bytes as hex, for tokens and uids.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut random, &mut buffer);
+    }
+    hex::encode(buffer)
+}
 
 #[cfg(test)]
 mod tests {

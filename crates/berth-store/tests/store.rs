@@ -7,21 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_store::{Error, EtcdStore, Event, SqliteStore, Store};
-use berth_testkit::guard::{ChildGuard, Scratch};
+use berth_testkit::etcd::Etcd;
+use berth_testkit::guard::Scratch;
 
 /// A store under test and what must outlive it (etcd's process, the files).
 struct Backend {
     store: Arc<dyn Store>,
-    _etcd: Option<ChildGuard>,
+    _etcd: Option<Etcd>,
     _scratch: Scratch,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn sqlite() -> Backend {
@@ -36,39 +29,16 @@ async fn sqlite() -> Backend {
 
 async fn etcd() -> Backend {
     let scratch = Scratch::new("store-etcd").unwrap();
-    let (client, peer) = (free_port(), free_port());
-    let client_url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let process = std::process::Command::new("etcd")
-        .args(["--name", "test", "--data-dir"])
-        .arg(scratch.path().join("etcd"))
-        .args([
-            "--listen-client-urls",
-            &client_url,
-            "--advertise-client-urls",
-            &client_url,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-        ])
-        .args(["--initial-cluster", &format!("test={peer_url}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start etcd (Debian's etcd-server)");
-    let guard = ChildGuard(process);
-    let endpoint = format!("127.0.0.1:{client}");
+    let etcd =
+        Etcd::start(&scratch.path().join("etcd")).expect("start etcd (Debian's etcd-server)");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(store) = EtcdStore::connect(&[&endpoint]).await
+        if let Ok(store) = EtcdStore::connect(&[&etcd.endpoint]).await
             && store.revision().await.is_ok()
         {
             return Backend {
                 store: Arc::new(store),
-                _etcd: Some(guard),
+                _etcd: Some(etcd),
                 _scratch: scratch,
             };
         }

@@ -6,6 +6,7 @@
 
 pub mod bundle;
 mod error;
+pub mod etcd;
 pub mod guard;
 pub mod images;
 pub mod layer;

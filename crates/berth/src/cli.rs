@@ -107,6 +107,27 @@ pub struct NamesArgs {
 #[derive(Debug, Args)]
 pub struct NoArgs {}
 
+/// `berth server`'s flags, as k3s names them.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Directory of the server's state: certificates, tokens, the SQLite database
+    #[arg(
+        long,
+        default_value = "/var/lib/berth/server",
+        env = "BERTH_SERVER_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// sqlite://PATH or etcd://HOST:PORT[,HOST:PORT…] [default: SQLite in the data dir]
+    #[arg(long, env = "BERTH_DATASTORE")]
+    pub datastore: Option<String>,
+    /// Address to serve the Kubernetes API on (HTTPS)
+    #[arg(long, default_value = berth_apiserver::DEFAULT_BIND)]
+    pub bind: std::net::SocketAddr,
+    /// Also write the admin kubeconfig to this path
+    #[arg(long)]
+    pub write_kubeconfig: Option<PathBuf>,
+}
+
 /// `berth kill`'s flags.
 #[derive(Debug, Args)]
 pub struct KillArgs {
@@ -284,7 +305,7 @@ pub enum Command {
     #[command(hide = true)]
     Monitor(MonitorArgs),
     /// Run the Kubernetes-compatible API server, scheduler and controllers
-    Server(Pending),
+    Server(ServerArgs),
     /// Run the node agent that runs this machine's pods
     Agent(Pending),
     /// Run an OCI distribution registry

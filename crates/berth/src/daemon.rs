@@ -77,7 +77,7 @@ async fn serve(engine: Arc<Engine>, socket: PathBuf) -> anyhow::Result<()> {
     result
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (
         signal(SignalKind::interrupt()),

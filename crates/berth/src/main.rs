@@ -13,6 +13,7 @@ mod daemon;
 mod listing;
 mod objects;
 mod oci;
+mod server;
 
 /// `berth --version`: the crate version and the git commit it was built from.
 pub const VERSION: &str = concat!(
@@ -87,6 +88,7 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
     match cli.command {
         cli::Command::Oci(oci) => oci::run(*oci),
         cli::Command::Daemon(args) => daemon::run(&args, cli.host.as_deref()),
+        cli::Command::Server(args) => server::run(args),
         cli::Command::Run(args) => containers::run(&args, cli.host.as_deref()),
         cli::Command::Ps(args) => listing::ps(&args, cli.host.as_deref()),
         cli::Command::Images(args) => listing::images(&args, cli.host.as_deref()),

@@ -1,0 +1,408 @@
+//! Objects as the API server keeps and shows them: parsing and checking what clients
+//! send (kind, names as DNS names, the namespace), the fields the server owns (uid,
+//! creationTimestamp, resourceVersion from the store revision), defaults, and the
+//! `as=Table` form kubectl prints.
+
+use serde_json::{Value, json};
+
+use crate::resources::Resource;
+use crate::status::Status;
+
+/// The namespaces every cluster has.
+const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// A request body as a JSON object.
+pub(crate) fn parse(body: &[u8]) -> Result<Value, Status> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(Status::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+/// A stored object as clients see it: its resourceVersion is the store's revision.
+pub(crate) fn from_stored(kv: &berth_store::KeyValue) -> Option<Value> {
+    let mut object: Value = serde_json::from_slice(&kv.value).ok()?;
+    object["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+    Some(object)
+}
+
+/// A name Kubernetes accepts: a DNS subdomain (RFC 1123), or a DNS label for namespaces.
+fn check_name(resource: &Resource, name: &str) -> Result<(), String> {
+    let label_only = resource.plural == "namespaces";
+    let max = if label_only { 63 } else { 253 };
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let valid = name.len() <= max
+        && if label_only {
+            valid_label(name)
+        } else {
+            name.split('.').all(valid_label)
+        };
+    if valid {
+        return Ok(());
+    }
+    let rule = if label_only {
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
+    } else {
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+    };
+    Err(format!("metadata.name: Invalid value: \"{name}\": {rule}"))
+}
+
+/// Checks the object's kind and apiVersion against the resource's.
+fn check_kind(resource: &Resource, object: &mut Value) -> Result<(), Status> {
+    match object["apiVersion"].as_str() {
+        None | Some("v1") => {}
+        Some(other) => {
+            return Err(Status::bad_request(format!(
+                "the API version in the data ({other}) does not match the expected API version (v1)"
+            )));
+        }
+    }
+    match object["kind"].as_str() {
+        None => {}
+        Some(kind) if kind == resource.kind => {}
+        Some(kind) => {
+            return Err(Status::bad_request(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                resource.kind
+            )));
+        }
+    }
+    object["apiVersion"] = json!("v1");
+    object["kind"] = json!(resource.kind);
+    Ok(())
+}
+
+/// Checks the namespace in the object against the request's, filling it in.
+fn check_namespace(object: &mut Value, namespace: Option<&str>) -> Result<(), Status> {
+    let Some(namespace) = namespace else {
+        if let Some(map) = object["metadata"].as_object_mut() {
+            map.remove("namespace");
+        }
+        return Ok(());
+    };
+    match object["metadata"]["namespace"].as_str() {
+        Some(given) if !given.is_empty() && given != namespace => Err(Status::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        _ => {
+            object["metadata"]["namespace"] = json!(namespace);
+            Ok(())
+        }
+    }
+}
+
+/// A new object's store key and stored form: name (from generateName when asked), uid,
+/// creation time and the resource's defaults.
+pub(crate) fn prepare_create(
+    resource: &Resource,
+    namespace: Option<&str>,
+    mut object: Value,
+    prefix: &str,
+) -> Result<(String, Value), Status> {
+    check_kind(resource, &mut object)?;
+    if !object["metadata"].is_object() {
+        object["metadata"] = json!({});
+    }
+    let name = match (
+        object["metadata"]["name"].as_str(),
+        object["metadata"]["generateName"].as_str(),
+    ) {
+        (Some(name), _) if !name.is_empty() => name.to_string(),
+        (_, Some(base)) if !base.is_empty() => format!("{base}{}", random_suffix()),
+        _ => {
+            return Err(Status::invalid(
+                resource.kind,
+                "",
+                "metadata.name: Required value: name or generateName is required",
+            ));
+        }
+    };
+    check_name(resource, &name).map_err(|m| Status::invalid(resource.kind, &name, m))?;
+    check_namespace(&mut object, namespace)?;
+    let metadata = &mut object["metadata"];
+    metadata["name"] = json!(name);
+    metadata["uid"] = json!(uid());
+    metadata["creationTimestamp"] = json!(now());
+    if let Some(map) = metadata.as_object_mut() {
+        map.remove("resourceVersion");
+    }
+    default(resource, &mut object);
+    Ok((format!("{prefix}{name}"), object))
+}
+
+/// An update's expected revision (0 when the client sent none) and stored form.
+pub(crate) fn prepare_update(
+    resource: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+    mut object: Value,
+) -> Result<(i64, Value), Status> {
+    check_kind(resource, &mut object)?;
+    match object["metadata"]["name"].as_str() {
+        Some(given) if given == name => {}
+        Some(given) => {
+            return Err(Status::bad_request(format!(
+                "the name of the object ({given}) does not match the name on the URL ({name})"
+            )));
+        }
+        None => object["metadata"]["name"] = json!(name),
+    }
+    check_namespace(&mut object, namespace)?;
+    let expected = match object["metadata"]["resourceVersion"].as_str() {
+        None | Some("") => 0,
+        Some(text) => text.parse().map_err(|_| {
+            Status::invalid(
+                resource.kind,
+                name,
+                format!("metadata.resourceVersion: Invalid value: \"{text}\": must be the resourceVersion the server gave"),
+            )
+        })?,
+    };
+    if let Some(map) = object["metadata"].as_object_mut() {
+        map.remove("resourceVersion");
+    }
+    default(resource, &mut object);
+    Ok((expected, object))
+}
+
+/// The fields clients cannot change keep their stored values.
+pub(crate) fn keep_system_fields(mut object: Value, current: &berth_store::KeyValue) -> Value {
+    if let Ok(stored) = serde_json::from_slice::<Value>(&current.value) {
+        for field in ["uid", "creationTimestamp"] {
+            object["metadata"][field] = stored["metadata"][field].clone();
+        }
+    }
+    object
+}
+
+/// Kubernetes' defaults for the served kinds.
+fn default(resource: &Resource, object: &mut Value) {
+    match resource.kind {
+        "Namespace" => {
+            object["spec"]["finalizers"] = json!(["kubernetes"]);
+            object["status"]["phase"] = json!("Active");
+        }
+        "Secret" if object["type"].is_null() => object["type"] = json!("Opaque"),
+        _ => {}
+    }
+}
+
+/// A 404 unless `namespace` exists: objects are only made in namespaces that do.
+pub(crate) async fn require_namespace(
+    store: &dyn berth_store::Store,
+    namespace: &str,
+) -> Result<(), Status> {
+    match store
+        .get(&format!("/registry/namespaces/{namespace}"))
+        .await
+    {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Status::not_found("namespaces", namespace)),
+        Err(e) => Err(Status::from_store(e, "namespaces", namespace)),
+    }
+}
+
+/// Makes the namespaces every cluster has, once.
+pub(crate) async fn ensure_system_namespaces(store: &dyn berth_store::Store) -> crate::Result<()> {
+    let resource = crate::resources::resource("namespaces")
+        .map_err(|_| crate::Error::Setup("the namespaces resource is missing".into()))?;
+    for name in SYSTEM_NAMESPACES {
+        let object = json!({"metadata": {"name": name}});
+        let Ok((key, object)) = prepare_create(resource, None, object, "/registry/namespaces/")
+        else {
+            continue;
+        };
+        match store
+            .create(&key, serde_json::to_vec(&object).unwrap_or_default())
+            .await
+        {
+            Ok(_) | Err(berth_store::Error::Exists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The list as a `meta.k8s.io/v1` Table: kubectl prints its columns as they are.
+pub(crate) fn table(resource: &Resource, items: &[Value], revision: i64) -> Value {
+    let mut columns =
+        vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name"})];
+    let extra: &[&str] = match resource.kind {
+        "Namespace" => &["Status"],
+        "ConfigMap" => &["Data"],
+        "Secret" => &["Type", "Data"],
+        _ => &[],
+    };
+    for name in extra {
+        columns.push(json!({"name": name, "type": "string", "format": "", "description": name}));
+    }
+    columns.push(json!({"name": "Age", "type": "string", "format": "", "description": "Age"}));
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|object| {
+            let mut cells = vec![object["metadata"]["name"].clone()];
+            for name in extra {
+                cells.push(match *name {
+                    "Status" => object["status"]["phase"].clone(),
+                    "Type" => object["type"].clone(),
+                    _ => json!(object["data"].as_object().map_or(0, |d| d.len())),
+                });
+            }
+            cells.push(json!(age(object["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or_default())));
+            json!({
+                "cells": cells,
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": object["metadata"].clone(),
+                },
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": revision.to_string()},
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Now, as Kubernetes stamps objects (RFC 3339, seconds, UTC).
+fn now() -> String {
+    humantime_seconds(unix_now())
+}
+
+fn humantime_seconds(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Seconds since the epoch of an RFC 3339 time of ours.
+fn parse_time(text: &str) -> Option<i64> {
+    let number = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// kubectl's AGE: `42s`, `3m10s`, `25m`, `5h3m`, `30h`, `3d4h`, `12d`.
+fn age(created: &str) -> String {
+    let Some(then) = parse_time(created) else {
+        return "<unknown>".into();
+    };
+    let s = (unix_now() - then).max(0);
+    let (m, h, d) = (s / 60, s / 3600, s / 86_400);
+    match s {
+        _ if s < 120 => format!("{s}s"),
+        _ if m < 10 && s % 60 != 0 => format!("{m}m{}s", s % 60),
+        _ if h < 3 => format!("{m}m"),
+        _ if h < 8 && m % 60 != 0 => format!("{h}h{}m", m % 60),
+        _ if h < 48 => format!("{h}h"),
+        _ if d < 8 && h % 24 != 0 => format!("{d}d{}h", h % 24),
+        _ => format!("{d}d"),
+    }
+}
+
+/// A version 4 UUID, as Kubernetes gives objects.
+fn uid() -> String {
+    let hex = crate::random_hex(16);
+    format!(
+        "{}-{}-4{}-{}{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        ["8", "9", "a", "b"][usize::from(hex.as_bytes()[16] % 4)],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+/// generateName's five random characters.
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    crate::random_hex(5)
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let byte =
+                u8::from_str_radix(std::str::from_utf8(pair).unwrap_or("0"), 16).unwrap_or(0);
+            char::from(ALPHABET[usize::from(byte) % ALPHABET.len()])
+        })
+        .take(5)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_and_ages_read_as_kubectl_s() {
+        let t = 1_700_000_000;
+        assert_eq!(humantime_seconds(t), "2023-11-14T22:13:20Z");
+        assert_eq!(parse_time("2023-11-14T22:13:20Z"), Some(t));
+        assert_eq!(age(&humantime_seconds(unix_now() - 30)), "30s");
+        assert_eq!(age(&humantime_seconds(unix_now() - 190)), "3m10s");
+        assert_eq!(age(&humantime_seconds(unix_now() - 3 * 86_400)), "3d");
+    }
+
+    #[test]
+    fn names_must_be_dns_names() {
+        let ns = crate::resources::resource("namespaces").expect("served");
+        let cm = crate::resources::resource("configmaps").expect("served");
+        assert!(check_name(cm, "app.config-1").is_ok());
+        assert!(check_name(ns, "app.config").is_err());
+        assert!(check_name(cm, "Upper").is_err());
+        assert!(check_name(cm, "-x").is_err());
+        assert_eq!(uid().len(), 36);
+        assert_eq!(random_suffix().len(), 5);
+    }
+}

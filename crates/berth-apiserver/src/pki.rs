@@ -1,0 +1,75 @@
+//! The server's certificates, made on first start as k3s makes them: a cluster CA, and a
+//! serving certificate it signs for the names clients dial (localhost, 127.0.0.1 and the
+//! bind address). Kept under `<data-dir>/tls/`; the CA goes into every kubeconfig.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+
+use crate::{Error, Result};
+
+/// PEM texts of the CA certificate, the serving certificate and its key.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    /// The cluster CA certificate.
+    pub ca: String,
+    /// The serving certificate.
+    pub cert: String,
+    /// The serving certificate's private key.
+    pub key: String,
+}
+
+fn tls_error(error: rcgen::Error) -> Error {
+    Error::Setup(format!("make the certificates: {error}"))
+}
+
+impl Pki {
+    /// The certificates under `dir`, made when missing.
+    pub fn ensure(dir: &Path, address: IpAddr) -> Result<Self> {
+        let paths = [
+            dir.join("ca.crt"),
+            dir.join("server.crt"),
+            dir.join("server.key"),
+        ];
+        if paths.iter().all(|p| p.exists()) {
+            let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::io(p, e));
+            return Ok(Self {
+                ca: read(&paths[0])?,
+                cert: read(&paths[1])?,
+                key: read(&paths[2])?,
+            });
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let ca_key = KeyPair::generate().map_err(tls_error)?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "berth-ca");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).map_err(tls_error)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().map_err(tls_error)?;
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "kubernetes".to_string()])
+                .map_err(tls_error)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "berth-server");
+        for ip in [IpAddr::from([127, 0, 0, 1]), address] {
+            if !ip.is_unspecified() && !params.subject_alt_names.contains(&SanType::IpAddress(ip)) {
+                params.subject_alt_names.push(SanType::IpAddress(ip));
+            }
+        }
+        let cert = params.signed_by(&key, &issuer).map_err(tls_error)?;
+        let pki = Self {
+            ca: ca.pem(),
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        };
+        for (path, text) in paths.iter().zip([&pki.ca, &pki.cert, &pki.key]) {
+            crate::write_private(path, text.as_bytes())?;
+        }
+        Ok(pki)
+    }
+}

@@ -1,0 +1,421 @@
+//! The served resources and their REST verbs: one set of handlers for every resource,
+//! namespaced or not, driven by the [`RESOURCES`] table. Objects are kept as JSON under
+//! `/registry/<plural>/[<namespace>/]<name>`, as kube-apiserver keeps them in etcd; their
+//! resourceVersion is the store revision of their last change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::Shared;
+use crate::objects;
+use crate::status::Status;
+
+/// A resource the server serves.
+#[derive(Debug)]
+pub struct Resource {
+    /// The URL name: `configmaps`.
+    pub plural: &'static str,
+    /// `configmap`.
+    pub singular: &'static str,
+    /// `ConfigMap`.
+    pub kind: &'static str,
+    /// Whether its objects live in namespaces.
+    pub namespaced: bool,
+    /// kubectl's short names: `cm`.
+    pub short_names: &'static [&'static str],
+}
+
+/// The core/v1 resources served so far.
+pub const RESOURCES: &[Resource] = &[
+    Resource {
+        plural: "namespaces",
+        singular: "namespace",
+        kind: "Namespace",
+        namespaced: false,
+        short_names: &["ns"],
+    },
+    Resource {
+        plural: "configmaps",
+        singular: "configmap",
+        kind: "ConfigMap",
+        namespaced: true,
+        short_names: &["cm"],
+    },
+    Resource {
+        plural: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        namespaced: true,
+        short_names: &[],
+    },
+];
+
+pub(crate) fn resource(plural: &str) -> Result<&'static Resource, Status> {
+    RESOURCES
+        .iter()
+        .find(|r| r.plural == plural)
+        .ok_or_else(|| {
+            Status::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        })
+}
+
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/api/v1/{plural}", get(list_all).post(create_cluster))
+        .route(
+            "/api/v1/{plural}/{name}",
+            get(get_cluster).put(update_cluster).delete(delete_cluster),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/{plural}",
+            get(list_namespaced).post(create_namespaced),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/{plural}/{name}",
+            get(get_namespaced)
+                .put(update_namespaced)
+                .delete(delete_namespaced),
+        )
+}
+
+type Params = Query<HashMap<String, String>>;
+type Shared_ = State<Arc<Shared>>;
+
+/// Where a request points: a resource, and for namespaced ones a namespace.
+struct Place {
+    resource: &'static Resource,
+    namespace: Option<String>,
+}
+
+impl Place {
+    fn cluster(plural: &str) -> Result<Self, Status> {
+        Ok(Self {
+            resource: resource(plural)?,
+            namespace: None,
+        })
+    }
+
+    fn namespaced(namespace: String, plural: &str) -> Result<Self, Status> {
+        let resource = resource(plural)?;
+        if !resource.namespaced {
+            return Err(Status::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource",
+            ));
+        }
+        Ok(Self {
+            resource,
+            namespace: Some(namespace),
+        })
+    }
+
+    /// The store prefix of the objects in this place.
+    fn prefix(&self) -> String {
+        match &self.namespace {
+            Some(namespace) => format!("/registry/{}/{namespace}/", self.resource.plural),
+            None => format!("/registry/{}/", self.resource.plural),
+        }
+    }
+}
+
+async fn list_all(
+    state: Shared_,
+    Path(plural): Path<String>,
+    query: Params,
+    headers: HeaderMap,
+) -> Response {
+    respond(list(state, Place::cluster(&plural), query, headers).await)
+}
+
+async fn list_namespaced(
+    state: Shared_,
+    Path((namespace, plural)): Path<(String, String)>,
+    query: Params,
+    headers: HeaderMap,
+) -> Response {
+    respond(list(state, Place::namespaced(namespace, &plural), query, headers).await)
+}
+
+async fn create_cluster(state: Shared_, Path(plural): Path<String>, body: Bytes) -> Response {
+    respond(create(state, Place::cluster(&plural), body).await)
+}
+
+async fn create_namespaced(
+    state: Shared_,
+    Path((namespace, plural)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    respond(create(state, Place::namespaced(namespace, &plural), body).await)
+}
+
+async fn get_cluster(state: Shared_, Path((plural, name)): Path<(String, String)>) -> Response {
+    respond(read(state, Place::cluster(&plural), name).await)
+}
+
+async fn get_namespaced(
+    state: Shared_,
+    Path((namespace, plural, name)): Path<(String, String, String)>,
+) -> Response {
+    respond(read(state, Place::namespaced(namespace, &plural), name).await)
+}
+
+async fn update_cluster(
+    state: Shared_,
+    Path((plural, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    respond(update(state, Place::cluster(&plural), name, body).await)
+}
+
+async fn update_namespaced(
+    state: Shared_,
+    Path((namespace, plural, name)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    respond(update(state, Place::namespaced(namespace, &plural), name, body).await)
+}
+
+async fn delete_cluster(state: Shared_, Path((plural, name)): Path<(String, String)>) -> Response {
+    respond(delete(state, Place::cluster(&plural), name).await)
+}
+
+async fn delete_namespaced(
+    state: Shared_,
+    Path((namespace, plural, name)): Path<(String, String, String)>,
+) -> Response {
+    respond(delete(state, Place::namespaced(namespace, &plural), name).await)
+}
+
+fn respond(result: Result<Response, Status>) -> Response {
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn json_response(code: StatusCode, value: &Value) -> Response {
+    (
+        code,
+        [("content-type", "application/json")],
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+async fn list(
+    State(shared): Shared_,
+    place: Result<Place, Status>,
+    Query(query): Params,
+    headers: HeaderMap,
+) -> Result<Response, Status> {
+    let place = place?;
+    if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
+        return watch(shared, place, query).await;
+    }
+    let prefix = place.prefix();
+    let listed = shared
+        .store
+        .list(&prefix, "", 0, 0)
+        .await
+        .map_err(|e| Status::from_store(e, place.resource.plural, ""))?;
+    let items: Vec<Value> = listed
+        .items
+        .iter()
+        .filter_map(objects::from_stored)
+        .collect();
+    let wants_table = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"));
+    let body = if wants_table {
+        objects::table(place.resource, &items, listed.revision)
+    } else {
+        json!({
+            "kind": format!("{}List", place.resource.kind),
+            "apiVersion": "v1",
+            "metadata": {"resourceVersion": listed.revision.to_string()},
+            "items": items,
+        })
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `?watch=true`: the changes as JSON lines of `{"type", "object"}`; without a
+/// resourceVersion, the current objects first as ADDED.
+async fn watch(
+    shared: Arc<Shared>,
+    place: Place,
+    query: HashMap<String, String>,
+) -> Result<Response, Status> {
+    let prefix = place.prefix();
+    let plural = place.resource.plural;
+    let from: i64 = query
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut initial = Vec::new();
+    let after = if from == 0 {
+        let listed = shared
+            .store
+            .list(&prefix, "", 0, 0)
+            .await
+            .map_err(|e| Status::from_store(e, plural, ""))?;
+        initial = listed
+            .items
+            .iter()
+            .filter_map(objects::from_stored)
+            .collect();
+        listed.revision
+    } else {
+        from
+    };
+    let mut changes = shared
+        .store
+        .watch(&prefix, after)
+        .await
+        .map_err(|e| Status::from_store(e, plural, ""))?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    tokio::spawn(async move {
+        let line = |kind: &str, object: Value| {
+            let mut text =
+                serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+            text.push(b'\n');
+            Bytes::from(text)
+        };
+        for object in initial {
+            if sender.send(Ok(line("ADDED", object))).await.is_err() {
+                return;
+            }
+        }
+        while let Some(change) = changes.recv().await {
+            let Ok(change) = change else {
+                return;
+            };
+            let event = match change {
+                berth_store::Event::Put { kv, prev } => objects::from_stored(&kv)
+                    .map(|o| line(if prev.is_some() { "MODIFIED" } else { "ADDED" }, o)),
+                berth_store::Event::Delete { mut prev, revision } => {
+                    prev.mod_revision = revision;
+                    objects::from_stored(&prev).map(|o| line("DELETED", o))
+                }
+            };
+            if let Some(event) = event
+                && sender.send(Ok(event)).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    Ok((
+        [("content-type", "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn create(
+    State(shared): Shared_,
+    place: Result<Place, Status>,
+    body: Bytes,
+) -> Result<Response, Status> {
+    let place = place?;
+    let object = objects::parse(&body)?;
+    if let Some(namespace) = &place.namespace {
+        objects::require_namespace(shared.store.as_ref(), namespace).await?;
+    }
+    let (key, object) = objects::prepare_create(
+        place.resource,
+        place.namespace.as_deref(),
+        object,
+        &place.prefix(),
+    )?;
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let stored = shared
+        .store
+        .create(&key, serde_json::to_vec(&object).unwrap_or_default())
+        .await
+        .map_err(|e| Status::from_store(e, place.resource.plural, &name))?;
+    let created = objects::from_stored(&stored).unwrap_or(object);
+    Ok(json_response(StatusCode::CREATED, &created))
+}
+
+async fn read(
+    State(shared): Shared_,
+    place: Result<Place, Status>,
+    name: String,
+) -> Result<Response, Status> {
+    let place = place?;
+    let stored = shared
+        .store
+        .get(&format!("{}{name}", place.prefix()))
+        .await
+        .map_err(|e| Status::from_store(e, place.resource.plural, &name))?
+        .ok_or_else(|| Status::not_found(place.resource.plural, &name))?;
+    let object = objects::from_stored(&stored)
+        .ok_or_else(|| Status::not_found(place.resource.plural, &name))?;
+    Ok(json_response(StatusCode::OK, &object))
+}
+
+async fn update(
+    State(shared): Shared_,
+    place: Result<Place, Status>,
+    name: String,
+    body: Bytes,
+) -> Result<Response, Status> {
+    let place = place?;
+    let object = objects::parse(&body)?;
+    let (expected, object) =
+        objects::prepare_update(place.resource, place.namespace.as_deref(), &name, object)?;
+    let key = format!("{}{name}", place.prefix());
+    let current = shared
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| Status::from_store(e, place.resource.plural, &name))?
+        .ok_or_else(|| Status::not_found(place.resource.plural, &name))?;
+    let object = objects::keep_system_fields(object, &current);
+    let stored = shared
+        .store
+        .update(
+            &key,
+            serde_json::to_vec(&object).unwrap_or_default(),
+            expected,
+        )
+        .await
+        .map_err(|e| Status::from_store(e, place.resource.plural, &name))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &objects::from_stored(&stored).unwrap_or(object),
+    ))
+}
+
+async fn delete(
+    State(shared): Shared_,
+    place: Result<Place, Status>,
+    name: String,
+) -> Result<Response, Status> {
+    let place = place?;
+    let (last, _) = shared
+        .store
+        .delete(&format!("{}{name}", place.prefix()), 0)
+        .await
+        .map_err(|e| Status::from_store(e, place.resource.plural, &name))?;
+    let object = objects::from_stored(&last).unwrap_or(Value::Null);
+    Ok(json_response(StatusCode::OK, &object))
+}

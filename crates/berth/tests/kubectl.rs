@@ -1,0 +1,253 @@
+//! Black-box tests of `berth server` through the stock kubectl (its dispatcher picks the
+//! client matching the server's /version), on the embedded SQLite store and on a real
+//! etcd: TLS and the admin kubeconfig, authentication, discovery, and create, get (tables,
+//! -o yaml/jsonpath), apply and delete of namespaces and configmaps.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_testkit::etcd::{Etcd, free_port};
+use berth_testkit::guard::{ChildGuard, Scratch};
+
+/// A server of its own, stopped and cleaned up on drop.
+struct Server {
+    _process: ChildGuard,
+    _etcd: Option<Etcd>,
+    scratch: Scratch,
+    port: u16,
+}
+
+impl Server {
+    fn start(name: &str, on_etcd: bool) -> Self {
+        let scratch = Scratch::new(&format!("server-{name}")).unwrap();
+        let etcd = on_etcd.then(|| Etcd::start(&scratch.path().join("etcd")).unwrap());
+        let port = free_port().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command
+            .args([
+                "server",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(scratch.path().join("data"));
+        if let Some(etcd) = &etcd {
+            command.args(["--datastore", &format!("etcd://{}", etcd.endpoint)]);
+        }
+        let log = std::fs::File::create(scratch.path().join("server.log")).unwrap();
+        let process = ChildGuard(
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        let server = Self {
+            _process: process,
+            _etcd: etcd,
+            scratch,
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !server.kubeconfig().exists() || server.curl(&["/healthz"]).stdout != b"ok" {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not answer within 30 s: {}",
+                std::fs::read_to_string(server.scratch.path().join("server.log"))
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.scratch.path().join("data/admin.kubeconfig")
+    }
+
+    /// curl against the server, trusting its CA.
+    fn curl(&self, args: &[&str]) -> Output {
+        let ca = self.scratch.path().join("data/tls/ca.crt");
+        let url = format!("https://127.0.0.1:{}{}", self.port, args[0]);
+        Command::new("curl")
+            .args(["-s", "--max-time", "10", "--cacert"])
+            .arg(&ca)
+            .arg(url)
+            .args(&args[1..])
+            .output()
+            .unwrap()
+    }
+
+    /// kubectl with the admin kubeconfig and a cache of its own.
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("timeout")
+            .args(["60", "kubectl"])
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", self.scratch.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}\nserver log: {}",
+            String::from_utf8_lossy(&output.stderr),
+            std::fs::read_to_string(self.scratch.path().join("server.log")).unwrap_or_default()
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.scratch.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+}
+
+const MANIFEST: &str = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: team
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: team
+data:
+  color: blue
+  size: large
+";
+
+fn kubectl_suite(server: &Server) {
+    // Only the admin's token gets in; the answer is a Kubernetes Status.
+    let anonymous = server.curl(&["/api/v1/namespaces"]);
+    let status: serde_json::Value = serde_json::from_slice(&anonymous.stdout).unwrap();
+    assert_eq!(
+        (status["kind"].as_str(), status["code"].as_i64()),
+        (Some("Status"), Some(401))
+    );
+
+    let version = server.kubectl_ok(&["version", "-o", "json"]);
+    let version: serde_json::Value = serde_json::from_str(&version).unwrap();
+    assert_eq!(version["serverVersion"]["minor"], "32");
+
+    let namespaces = server.kubectl_ok(&["get", "namespaces"]);
+    let rows: Vec<Vec<&str>> = namespaces
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "STATUS", "AGE"]);
+    assert!(
+        rows.iter().any(|r| r[..2] == ["default", "Active"]),
+        "{namespaces}"
+    );
+
+    let manifest = server.write("app.yaml", MANIFEST);
+    assert_eq!(
+        server.kubectl_ok(&["apply", "-f", &manifest]),
+        "namespace/team created\nconfigmap/settings created\n"
+    );
+    assert_eq!(
+        server.kubectl_ok(&["apply", "-f", &manifest]),
+        "namespace/team unchanged\nconfigmap/settings unchanged\n"
+    );
+    let listed = server.kubectl_ok(&["-n", "team", "get", "configmaps"]);
+    let cells: Vec<&str> = listed.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(cells[..2], ["settings", "2"], "{listed}");
+    assert_eq!(
+        server.kubectl_ok(&[
+            "-n",
+            "team",
+            "get",
+            "cm",
+            "settings",
+            "-o",
+            "jsonpath={.data.color}"
+        ]),
+        "blue"
+    );
+    let yaml = server.kubectl_ok(&["-n", "team", "get", "cm", "settings", "-o", "yaml"]);
+    assert!(
+        yaml.contains("uid: ") && yaml.contains("resourceVersion: "),
+        "{yaml}"
+    );
+    let all = server.kubectl_ok(&["get", "cm", "-A", "--no-headers"]);
+    assert!(all.starts_with("team "), "{all}");
+
+    let again = server.kubectl(&["create", "-f", &manifest]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr)
+            .contains("Error from server (AlreadyExists): error when creating"),
+        "{again:?}"
+    );
+    let bad = server.write(
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n  namespace: team\n",
+    );
+    let refused = server.kubectl(&["create", "-f", &bad]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("metadata.name: Invalid value: \"Bad_Name\""),
+        "{refused:?}"
+    );
+    let nowhere = server.write(
+        "nowhere.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: nowhere\n",
+    );
+    let missing = server.kubectl(&["create", "-f", &nowhere]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("namespaces \"nowhere\" not found"));
+
+    assert_eq!(
+        server.kubectl_ok(&["-n", "team", "delete", "cm", "settings"]),
+        "configmap \"settings\" deleted\n"
+    );
+    let gone = server.kubectl(&["-n", "team", "get", "cm", "settings"]);
+    assert_eq!(
+        String::from_utf8_lossy(&gone.stderr).trim(),
+        "Error from server (NotFound): configmaps \"settings\" not found"
+    );
+}
+
+#[test]
+fn kubectl_drives_the_server_on_sqlite() {
+    let server = Server::start("sqlite", false);
+    kubectl_suite(&server);
+}
+
+#[test]
+fn kubectl_drives_the_server_on_etcd() {
+    let server = Server::start("etcd", true);
+    kubectl_suite(&server);
+}
+
+/// What the server made on first start is there for a new user.
+#[test]
+fn first_start_writes_the_kubeconfig_the_node_token_and_certificates() {
+    let server = Server::start("files", false);
+    let data = server.scratch.path().join("data");
+    for file in [
+        "admin.kubeconfig",
+        "node-token",
+        "tls/ca.crt",
+        "tls/server.crt",
+        "tls/server.key",
+    ] {
+        let meta = std::fs::metadata(data.join(file)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077,
+            0,
+            "{file} is readable by others"
+        );
+    }
+    let kubeconfig = std::fs::read_to_string(server.kubeconfig()).unwrap();
+    assert!(kubeconfig.contains(&format!("server: https://127.0.0.1:{}", server.port)));
+}
