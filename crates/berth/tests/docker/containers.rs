@@ -223,17 +223,7 @@ c.remove()
 assert client.containers.list(all=True) == []
 print("ok")
 "#;
-    let output = Command::new("python3")
-        .args(["-c", script, &daemon.host()])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        "ok",
-        "{}\ndaemon log: {}",
-        String::from_utf8_lossy(&output.stderr),
-        read_log(daemon.scratch.path())
-    );
+    daemon.python_sdk(script, "ok");
 }
 
 #[test]
@@ -358,19 +348,8 @@ fn docker_exec_runs_in_the_container_with_stdin_user_and_exit_status() {
         "id -u; echo $GREETING",
     ]);
     assert_eq!(user, "1000\nhi\n");
-    let mut piped = Command::new("timeout")
-        .args([
-            "60",
-            "docker",
-            "exec",
-            "-i",
-            "target",
-            "sh",
-            "-c",
-            "cat; echo done",
-        ])
-        .env("DOCKER_CONFIG", daemon.scratch.path().join("docker-config"))
-        .env("DOCKER_HOST", daemon.host())
+    let mut piped = daemon
+        .docker_command(&["exec", "-i", "target", "sh", "-c", "cat; echo done"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -403,20 +382,16 @@ print("ok")
 #[test]
 fn berth_run_is_a_client_of_the_same_api() {
     let daemon = daemon_with_busybox("berth-run");
-    let output = Command::new("timeout")
-        .args(["60", env!("CARGO_BIN_EXE_berth"), "-H", &daemon.host()])
-        .args([
-            "run",
-            "--rm",
-            "-e",
-            "WHO=berth",
-            "busybox",
-            "sh",
-            "-c",
-            "echo $WHO; echo err >&2; exit 5",
-        ])
-        .output()
-        .unwrap();
+    let output = daemon.berth(&[
+        "run",
+        "--rm",
+        "-e",
+        "WHO=berth",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $WHO; echo err >&2; exit 5",
+    ]);
     assert_eq!(output.status.code(), Some(5), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "berth\n");
     assert_eq!(String::from_utf8_lossy(&output.stderr), "err\n");
@@ -819,20 +794,8 @@ fn json_file_logs_rotate_and_logs_follow_across_rotations() {
 #[test]
 fn run_i_passes_stdin_and_run_it_gets_a_terminal_of_the_client_s_size() {
     let daemon = daemon_with_busybox("stdin");
-    let mut cat = Command::new("timeout")
-        .args([
-            "60",
-            "docker",
-            "run",
-            "-i",
-            "--rm",
-            "busybox",
-            "sh",
-            "-c",
-            "cat; echo done",
-        ])
-        .env("DOCKER_CONFIG", daemon.scratch.path().join("docker-config"))
-        .env("DOCKER_HOST", daemon.host())
+    let mut cat = daemon
+        .docker_command(&["run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

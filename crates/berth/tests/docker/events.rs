@@ -15,16 +15,8 @@ fn events_replay_filter_and_stream_live() {
     let daemon = containers::daemon_with_busybox("events");
     let since = unix_now().to_string();
     // Live: a follower sees the work as it happens.
-    let mut follower = Command::new("timeout")
-        .args([
-            "60",
-            "docker",
-            "events",
-            "--format",
-            "{{.Type}} {{.Action}}",
-        ])
-        .env("DOCKER_CONFIG", daemon.scratch.path().join("docker-config"))
-        .env("DOCKER_HOST", daemon.host())
+    let mut follower = daemon
+        .docker_command(&["events", "--format", "{{.Type}} {{.Action}}"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

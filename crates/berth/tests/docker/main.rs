@@ -101,14 +101,37 @@ impl Daemon {
     /// The stock docker CLI against this daemon, with a private config directory; killed
     /// after a minute, so that a hang fails the test instead of stalling the run.
     fn docker(&self, args: &[&str]) -> Output {
-        Command::new("timeout")
-            .args(["60", "docker"])
-            .env("DOCKER_CONFIG", self.scratch.path().join("docker-config"))
-            .env("DOCKER_HOST", self.host())
-            .args(args)
+        self.docker_command(args)
             .stdin(Stdio::null())
             .output()
             .unwrap()
+    }
+
+    /// The docker command line for `args`, to spawn with pipes of the caller's choice.
+    fn docker_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("timeout");
+        command
+            .args(["60", "docker"])
+            .env("DOCKER_CONFIG", self.scratch.path().join("docker-config"))
+            .env("DOCKER_HOST", self.host())
+            .args(args);
+        command
+    }
+
+    /// Runs a Python docker SDK script with the daemon's address as its argument; its
+    /// stdout must be `expected`.
+    fn python_sdk(&self, script: &str, expected: &str) {
+        let output = Command::new("python3")
+            .args(["-c", script, &self.host()])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            expected,
+            "{}\ndaemon log: {}",
+            String::from_utf8_lossy(&output.stderr),
+            read_log(self.scratch.path())
+        );
     }
 
     /// Berth's own CLI against this daemon, killed after a minute.

@@ -309,17 +309,7 @@ assert [x.name for x in net.containers] == ["pyweb"], net.containers
 assert sorted(n.name for n in client.networks.list()) == ["bridge", "host", "none", "pynet"]
 print(c.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"])
 "#;
-    let output = Command::new("python3")
-        .args(["-c", script, &daemon.host()])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        "10.92.0.2",
-        "{}\ndaemon log: {}",
-        String::from_utf8_lossy(&output.stderr),
-        read_log(daemon.scratch.path())
-    );
+    daemon.python_sdk(script, "10.92.0.2");
     assert_eq!(
         wait_for_http(&daemon, "http://127.0.0.1:18082/healthz").trim(),
         "ok"
