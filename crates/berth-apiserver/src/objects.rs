@@ -178,6 +178,51 @@ pub(crate) fn prepare_update(
     Ok((expected, object))
 }
 
+/// Applies a PATCH body of `content_type` to `object`: JSON patch (RFC 6902), JSON merge
+/// patch (RFC 7386), or a strategic merge patch — for the served kinds, whose fields are
+/// maps and scalars, a merge patch with kubectl's `$` directives left out.
+pub(crate) fn apply_patch(
+    object: &mut Value,
+    content_type: &str,
+    body: &[u8],
+) -> Result<(), String> {
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    let parsed: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the patch is not valid JSON: {e}"))?;
+    match media {
+        "application/json-patch+json" => {
+            let operations: json_patch::Patch = serde_json::from_value(parsed)
+                .map_err(|e| format!("the JSON patch is malformed: {e}"))?;
+            json_patch::patch(object, &operations).map_err(|e| e.to_string())
+        }
+        "application/merge-patch+json" => {
+            json_patch::merge(object, &parsed);
+            Ok(())
+        }
+        "application/strategic-merge-patch+json" => {
+            json_patch::merge(object, &without_directives(parsed));
+            Ok(())
+        }
+        other => Err(format!(
+            "the patch type {other:?} is not served: use application/json-patch+json, application/merge-patch+json or application/strategic-merge-patch+json"
+        )),
+    }
+}
+
+/// A strategic merge patch without its `$`-keys (`$setElementOrder/…`, `$patch`,
+/// `$retainKeys`), which order lists the served kinds do not have.
+fn without_directives(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(key, _)| !key.starts_with('$'))
+                .map(|(key, value)| (key, without_directives(value)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 /// The fields clients cannot change keep their stored values.
 pub(crate) fn keep_system_fields(mut object: Value, current: &berth_store::KeyValue) -> Value {
     if let Ok(stored) = serde_json::from_slice::<Value>(&current.value) {

@@ -76,7 +76,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/api/v1/{plural}", get(list_all).post(create_cluster))
         .route(
             "/api/v1/{plural}/{name}",
-            get(get_cluster).put(update_cluster).delete(delete_cluster),
+            get(get_cluster)
+                .put(update_cluster)
+                .patch(patch_cluster)
+                .delete(delete_cluster),
         )
         .route(
             "/api/v1/namespaces/{namespace}/{plural}",
@@ -86,6 +89,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             "/api/v1/namespaces/{namespace}/{plural}/{name}",
             get(get_namespaced)
                 .put(update_namespaced)
+                .patch(patch_namespaced)
                 .delete(delete_namespaced),
         )
 }
@@ -186,6 +190,33 @@ async fn update_namespaced(
     body: Bytes,
 ) -> Response {
     respond(update(state, Place::namespaced(namespace, &plural), name, body).await)
+}
+
+async fn patch_cluster(
+    state: Shared_,
+    Path((plural, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(patch(state, Place::cluster(&plural), name, headers, body).await)
+}
+
+async fn patch_namespaced(
+    state: Shared_,
+    Path((namespace, plural, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(
+        patch(
+            state,
+            Place::namespaced(namespace, &plural),
+            name,
+            headers,
+            body,
+        )
+        .await,
+    )
 }
 
 async fn delete_cluster(state: Shared_, Path((plural, name)): Path<(String, String)>) -> Response {
@@ -389,6 +420,49 @@ async fn update(
         .await
         .map_err(|e| Status::from_store(e, place.resource.plural, &name))?
         .ok_or_else(|| Status::not_found(place.resource.plural, &name))?;
+    let object = objects::keep_system_fields(object, &current);
+    let stored = shared
+        .store
+        .update(
+            &key,
+            serde_json::to_vec(&object).unwrap_or_default(),
+            expected,
+        )
+        .await
+        .map_err(|e| Status::from_store(e, place.resource.plural, &name))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &objects::from_stored(&stored).unwrap_or(object),
+    ))
+}
+
+/// PATCH: the patch applied to the current object, stored if nobody changed it meanwhile
+/// (the object's resourceVersion is the current one unless the patch names another).
+async fn patch(
+    State(shared): Shared_,
+    place: Result<Place, Status>,
+    name: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Status> {
+    let place = place?;
+    let key = format!("{}{name}", place.prefix());
+    let current = shared
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| Status::from_store(e, place.resource.plural, &name))?
+        .ok_or_else(|| Status::not_found(place.resource.plural, &name))?;
+    let mut object = objects::from_stored(&current)
+        .ok_or_else(|| Status::not_found(place.resource.plural, &name))?;
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    objects::apply_patch(&mut object, content_type, &body)
+        .map_err(|m| Status::invalid(place.resource.kind, &name, m))?;
+    let (expected, object) =
+        objects::prepare_update(place.resource, place.namespace.as_deref(), &name, object)?;
     let object = objects::keep_system_fields(object, &current);
     let stored = shared
         .store

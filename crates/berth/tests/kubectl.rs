@@ -206,6 +206,75 @@ fn kubectl_suite(server: &Server) {
     let missing = server.kubectl(&["create", "-f", &nowhere]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("namespaces \"nowhere\" not found"));
 
+    // label, annotate and the three kinds of patch; a changed manifest re-applied.
+    server.kubectl_ok(&["-n", "team", "label", "cm", "settings", "tier=web"]);
+    server.kubectl_ok(&["-n", "team", "annotate", "cm", "settings", "owner=ops"]);
+    server.kubectl_ok(&[
+        "-n",
+        "team",
+        "patch",
+        "cm",
+        "settings",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"color":"red"}}"#,
+    ]);
+    server.kubectl_ok(&[
+        "-n",
+        "team",
+        "patch",
+        "cm",
+        "settings",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/data/shape","value":"round"}]"#,
+    ]);
+    server.kubectl_ok(&[
+        "-n",
+        "team",
+        "patch",
+        "cm",
+        "settings",
+        "-p",
+        r#"{"data":{"size":"small"}}"#,
+    ]);
+    let patched = server.kubectl_ok(&[
+        "-n", "team", "get", "cm", "settings", "-o",
+        "jsonpath={.metadata.labels.tier} {.metadata.annotations.owner} {.data.color} {.data.shape} {.data.size}",
+    ]);
+    assert_eq!(patched, "web ops red round small");
+    let bad_patch = server.kubectl(&[
+        "-n",
+        "team",
+        "patch",
+        "cm",
+        "settings",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/data/nothing"}]"#,
+    ]);
+    assert!(!bad_patch.status.success());
+    let changed = server.write(
+        "changed.yaml",
+        &MANIFEST.replace("color: blue", "color: green"),
+    );
+    assert_eq!(
+        server.kubectl_ok(&["apply", "-f", &changed]),
+        "namespace/team unchanged\nconfigmap/settings configured\n"
+    );
+    assert_eq!(
+        server.kubectl_ok(&[
+            "-n",
+            "team",
+            "get",
+            "cm",
+            "settings",
+            "-o",
+            "jsonpath={.data.color}"
+        ]),
+        "green"
+    );
+
     assert_eq!(
         server.kubectl_ok(&["-n", "team", "delete", "cm", "settings"]),
         "configmap \"settings\" deleted\n"
