@@ -13,6 +13,7 @@ mod discovery;
 mod objects;
 mod openapi;
 mod pki;
+mod protobuf;
 mod resources;
 mod status;
 

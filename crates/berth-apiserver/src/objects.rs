@@ -11,8 +11,11 @@ use crate::status::Status;
 /// The namespaces every cluster has.
 const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// A request body as a JSON object.
-pub(crate) fn parse(body: &[u8]) -> Result<Value, Status> {
+/// A request body as a JSON object: JSON, or Kubernetes' protobuf for `kind`.
+pub(crate) fn parse(body: &[u8], content_type: &str, kind: &str) -> Result<Value, Status> {
+    if content_type.starts_with(crate::protobuf::MEDIA_TYPE) {
+        return crate::protobuf::decode(body, kind).map_err(Status::bad_request);
+    }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))?;
     if !value.is_object() {
@@ -240,7 +243,9 @@ fn default(resource: &Resource, object: &mut Value) {
             object["spec"]["finalizers"] = json!(["kubernetes"]);
             object["status"]["phase"] = json!("Active");
         }
-        "Secret" if object["type"].is_null() => object["type"] = json!("Opaque"),
+        "Secret" if object["type"].as_str().unwrap_or_default().is_empty() => {
+            object["type"] = json!("Opaque")
+        }
         _ => {}
     }
 }

@@ -153,16 +153,22 @@ async fn list_namespaced(
     respond(list(state, Place::namespaced(namespace, &plural), query, headers).await)
 }
 
-async fn create_cluster(state: Shared_, Path(plural): Path<String>, body: Bytes) -> Response {
-    respond(create(state, Place::cluster(&plural), body).await)
+async fn create_cluster(
+    state: Shared_,
+    Path(plural): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(create(state, Place::cluster(&plural), headers, body).await)
 }
 
 async fn create_namespaced(
     state: Shared_,
     Path((namespace, plural)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(create(state, Place::namespaced(namespace, &plural), body).await)
+    respond(create(state, Place::namespaced(namespace, &plural), headers, body).await)
 }
 
 async fn get_cluster(state: Shared_, Path((plural, name)): Path<(String, String)>) -> Response {
@@ -179,17 +185,28 @@ async fn get_namespaced(
 async fn update_cluster(
     state: Shared_,
     Path((plural, name)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(update(state, Place::cluster(&plural), name, body).await)
+    respond(update(state, Place::cluster(&plural), name, headers, body).await)
 }
 
 async fn update_namespaced(
     state: Shared_,
     Path((namespace, plural, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(update(state, Place::namespaced(namespace, &plural), name, body).await)
+    respond(
+        update(
+            state,
+            Place::namespaced(namespace, &plural),
+            name,
+            headers,
+            body,
+        )
+        .await,
+    )
 }
 
 async fn patch_cluster(
@@ -228,6 +245,13 @@ async fn delete_namespaced(
     Path((namespace, plural, name)): Path<(String, String, String)>,
 ) -> Response {
     respond(delete(state, Place::namespaced(namespace, &plural), name).await)
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 fn respond(result: Result<Response, Status>) -> Response {
@@ -360,10 +384,11 @@ async fn watch(
 async fn create(
     State(shared): Shared_,
     place: Result<Place, Status>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Status> {
     let place = place?;
-    let object = objects::parse(&body)?;
+    let object = objects::parse(&body, content_type(&headers), place.resource.kind)?;
     if let Some(namespace) = &place.namespace {
         objects::require_namespace(shared.store.as_ref(), namespace).await?;
     }
@@ -407,10 +432,11 @@ async fn update(
     State(shared): Shared_,
     place: Result<Place, Status>,
     name: String,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Status> {
     let place = place?;
-    let object = objects::parse(&body)?;
+    let object = objects::parse(&body, content_type(&headers), place.resource.kind)?;
     let (expected, object) =
         objects::prepare_update(place.resource, place.namespace.as_deref(), &name, object)?;
     let key = format!("{}{name}", place.prefix());
@@ -455,11 +481,7 @@ async fn patch(
         .ok_or_else(|| Status::not_found(place.resource.plural, &name))?;
     let mut object = objects::from_stored(&current)
         .ok_or_else(|| Status::not_found(place.resource.plural, &name))?;
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    objects::apply_patch(&mut object, content_type, &body)
+    objects::apply_patch(&mut object, content_type(&headers), &body)
         .map_err(|m| Status::invalid(place.resource.kind, &name, m))?;
     let (expected, object) =
         objects::prepare_update(place.resource, place.namespace.as_deref(), &name, object)?;

@@ -151,6 +151,53 @@ fn kubectl_suite(server: &Server) {
         "{namespaces}"
     );
 
+    // kubectl's typed commands send protobuf.
+    assert_eq!(
+        server.kubectl_ok(&["create", "namespace", "typed"]),
+        "namespace/typed created\n"
+    );
+    server.kubectl_ok(&[
+        "-n",
+        "typed",
+        "create",
+        "configmap",
+        "literal",
+        "--from-literal=k=v",
+    ]);
+    server.kubectl_ok(&[
+        "-n",
+        "typed",
+        "create",
+        "secret",
+        "generic",
+        "hidden",
+        "--from-literal=p=s3cret",
+    ]);
+    assert_eq!(
+        server.kubectl_ok(&[
+            "-n",
+            "typed",
+            "get",
+            "secret",
+            "hidden",
+            "-o",
+            "jsonpath={.type} {.data.p}"
+        ]),
+        "Opaque czNjcmV0"
+    );
+    assert_eq!(
+        server.kubectl_ok(&[
+            "-n",
+            "typed",
+            "get",
+            "cm",
+            "literal",
+            "-o",
+            "jsonpath={.data.k}"
+        ]),
+        "v"
+    );
+
     let manifest = server.write("app.yaml", MANIFEST);
     assert_eq!(
         server.kubectl_ok(&["apply", "-f", &manifest]),
