@@ -15,6 +15,7 @@ mod openapi;
 mod pki;
 mod protobuf;
 mod resources;
+mod selectors;
 mod status;
 
 pub use pki::Pki;

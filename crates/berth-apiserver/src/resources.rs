@@ -14,8 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use base64::Engine;
+
 use crate::Shared;
 use crate::objects;
+use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::Status;
 
 /// A resource the server serves.
@@ -277,32 +280,88 @@ async fn list(
     if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
         return watch(shared, place, query).await;
     }
-    let prefix = place.prefix();
-    let listed = shared
-        .store
-        .list(&prefix, "", 0, 0)
-        .await
-        .map_err(|e| Status::from_store(e, place.resource.plural, ""))?;
-    let items: Vec<Value> = listed
-        .items
-        .iter()
-        .filter_map(objects::from_stored)
-        .collect();
+    let (items, revision, next) = select(&shared, &place, &query).await?;
     let wants_table = headers
         .get("accept")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("as=Table"));
     let body = if wants_table {
-        objects::table(place.resource, &items, listed.revision)
+        objects::table(place.resource, &items, revision)
     } else {
         json!({
             "kind": format!("{}List", place.resource.kind),
             "apiVersion": "v1",
-            "metadata": {"resourceVersion": listed.revision.to_string()},
+            "metadata": {"resourceVersion": revision.to_string()},
             "items": items,
         })
     };
+    let mut body = body;
+    if let Some(token) = next {
+        body["metadata"]["continue"] = json!(token);
+    }
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// The objects a list asks for: those its label and field selectors match, at most
+/// `limit` of them from where `continue` left off, all read at one revision; with the
+/// token for the next page when more may follow.
+async fn select(
+    shared: &Shared,
+    place: &Place,
+    query: &HashMap<String, String>,
+) -> Result<(Vec<Value>, i64, Option<String>), Status> {
+    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+        .map_err(Status::bad_request)?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
+        .map_err(Status::bad_request)?;
+    let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let (mut cursor, mut revision) = match query.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => continue_from(token)?,
+        None => (String::new(), 0),
+    };
+    let prefix = place.prefix();
+    let mut items = Vec::new();
+    loop {
+        let page = shared
+            .store
+            .list(&prefix, &cursor, limit, revision)
+            .await
+            .map_err(|e| Status::from_store(e, place.resource.plural, ""))?;
+        revision = page.revision;
+        for kv in &page.items {
+            cursor = kv.key.clone();
+            if let Some(object) =
+                objects::from_stored(kv).filter(|o| labels.matches(o) && fields.matches(o))
+            {
+                items.push(object);
+            }
+            if limit > 0 && items.len() == limit {
+                let last_of_page = page.items.last().is_some_and(|l| l.key == kv.key);
+                let more = page.more || !last_of_page;
+                let token = more.then(|| continue_token(revision, &cursor));
+                return Ok((items, revision, token));
+            }
+        }
+        if !page.more {
+            return Ok((items, revision, None));
+        }
+    }
+}
+
+/// The continue token: the revision of the first page and the last key given.
+fn continue_token(revision: i64, key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{revision}:{key}"))
+}
+
+fn continue_from(token: &str) -> Result<(String, i64), Status> {
+    let invalid = || Status::bad_request(format!("invalid continue token {token:?}"));
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(invalid)?;
+    let (revision, key) = text.split_once(':').ok_or_else(invalid)?;
+    Ok((key.to_string(), revision.parse().map_err(|_| invalid())?))
 }
 
 /// `?watch=true`: the changes as JSON lines of `{"type", "object"}`; without a
@@ -314,6 +373,11 @@ async fn watch(
 ) -> Result<Response, Status> {
     let prefix = place.prefix();
     let plural = place.resource.plural;
+    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+        .map_err(Status::bad_request)?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
+        .map_err(Status::bad_request)?;
+    let wanted = move |object: &Value| labels.matches(object) && fields.matches(object);
     let from: i64 = query
         .get("resourceVersion")
         .and_then(|v| v.parse().ok())
@@ -329,6 +393,7 @@ async fn watch(
             .items
             .iter()
             .filter_map(objects::from_stored)
+            .filter(|o| wanted(o))
             .collect();
         listed.revision
     } else {
@@ -358,14 +423,14 @@ async fn watch(
             };
             let event = match change {
                 berth_store::Event::Put { kv, prev } => objects::from_stored(&kv)
-                    .map(|o| line(if prev.is_some() { "MODIFIED" } else { "ADDED" }, o)),
+                    .map(|o| (if prev.is_some() { "MODIFIED" } else { "ADDED" }, o)),
                 berth_store::Event::Delete { mut prev, revision } => {
                     prev.mod_revision = revision;
-                    objects::from_stored(&prev).map(|o| line("DELETED", o))
+                    objects::from_stored(&prev).map(|o| ("DELETED", o))
                 }
             };
-            if let Some(event) = event
-                && sender.send(Ok(event)).await.is_err()
+            if let Some((kind, object)) = event.filter(|(_, object)| wanted(object))
+                && sender.send(Ok(line(kind, object))).await.is_err()
             {
                 return;
             }

@@ -82,6 +82,14 @@ impl Server {
             .unwrap()
     }
 
+    /// GET `path` as the admin; the JSON answer.
+    fn api(&self, path: &str) -> serde_json::Value {
+        let token = std::fs::read_to_string(self.scratch.path().join("data/admin-token")).unwrap();
+        let header = format!("Authorization: Bearer {}", token.trim());
+        let output = self.curl(&[path, "-H", &header]);
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
     /// kubectl with the admin kubeconfig and a cache of its own.
     fn kubectl(&self, args: &[&str]) -> Output {
         Command::new("timeout")
@@ -290,6 +298,52 @@ fn kubectl_suite(server: &Server) {
         "jsonpath={.metadata.labels.tier} {.metadata.annotations.owner} {.data.color} {.data.shape} {.data.size}",
     ]);
     assert_eq!(patched, "web ops red round small");
+    // Selectors and paging.
+    assert_eq!(
+        server.kubectl_ok(&[
+            "-n",
+            "team",
+            "get",
+            "cm",
+            "-l",
+            "tier in (web, api)",
+            "-o",
+            "name"
+        ]),
+        "configmap/settings\n"
+    );
+    assert_eq!(
+        server.kubectl_ok(&["-n", "team", "get", "cm", "-l", "tier=db", "-o", "name"]),
+        ""
+    );
+    for name in ["second", "third"] {
+        server.kubectl_ok(&["-n", "typed", "create", "configmap", name]);
+    }
+    assert_eq!(
+        server.kubectl_ok(&["-n", "typed", "get", "cm", "--chunk-size=1", "-o", "name"]),
+        "configmap/literal\nconfigmap/second\nconfigmap/third\n"
+    );
+    let first = server.api("/api/v1/namespaces/typed/configmaps?limit=2");
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let token = first["metadata"]["continue"].as_str().unwrap();
+    let rest = server.api(&format!(
+        "/api/v1/namespaces/typed/configmaps?limit=2&continue={token}"
+    ));
+    assert_eq!(rest["items"][0]["metadata"]["name"], "third");
+    assert!(rest["metadata"]["continue"].is_null(), "{rest}");
+    assert_eq!(
+        server.kubectl_ok(&[
+            "-n",
+            "typed",
+            "get",
+            "cm",
+            "--field-selector",
+            "metadata.name=third",
+            "-o",
+            "name"
+        ]),
+        "configmap/third\n"
+    );
     let bad_patch = server.kubectl(&[
         "-n",
         "team",

@@ -1,0 +1,149 @@
+//! Label selectors (`-l app=web,tier!=db,env in (a,b),!legacy`) and field selectors
+//! (`--field-selector metadata.name=x`), as Kubernetes parses and applies them.
+
+use serde_json::Value;
+
+/// One requirement of a label selector.
+#[derive(Debug, Clone, PartialEq)]
+enum Requirement {
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+/// A parsed label selector: every requirement must hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct LabelSelector(Vec<Requirement>);
+
+/// Splits on commas outside parentheses.
+fn terms(text: &str) -> Vec<&str> {
+    let (mut out, mut depth, mut start) = (Vec::new(), 0, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(text[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(text[start..].trim());
+    out.into_iter().filter(|t| !t.is_empty()).collect()
+}
+
+fn set(values: &str) -> Option<Vec<String>> {
+    let inner = values.trim().strip_prefix('(')?.strip_suffix(')')?;
+    Some(inner.split(',').map(|v| v.trim().to_string()).collect())
+}
+
+impl LabelSelector {
+    /// Parses `text`; the error names the term that could not be read.
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        let mut requirements = Vec::new();
+        for term in terms(text) {
+            let invalid = || format!("unable to parse requirement: {term:?}");
+            let requirement = if let Some(key) = term.strip_prefix('!') {
+                Requirement::NotExists(key.trim().to_string())
+            } else if let Some((key, value)) = term.split_once("!=") {
+                Requirement::NotIn(key.trim().to_string(), vec![value.trim().to_string()])
+            } else if let Some((key, value)) =
+                term.split_once("==").or_else(|| term.split_once('='))
+            {
+                Requirement::In(key.trim().to_string(), vec![value.trim().to_string()])
+            } else if let Some((key, values)) = term.split_once(" notin ") {
+                Requirement::NotIn(key.trim().to_string(), set(values).ok_or_else(invalid)?)
+            } else if let Some((key, values)) = term.split_once(" in ") {
+                Requirement::In(key.trim().to_string(), set(values).ok_or_else(invalid)?)
+            } else if term
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
+                Requirement::Exists(term.to_string())
+            } else {
+                return Err(invalid());
+            };
+            requirements.push(requirement);
+        }
+        Ok(Self(requirements))
+    }
+
+    /// Whether an object's labels meet every requirement.
+    pub(crate) fn matches(&self, object: &Value) -> bool {
+        let labels = &object["metadata"]["labels"];
+        self.0.iter().all(|requirement| match requirement {
+            Requirement::In(key, values) => labels[key]
+                .as_str()
+                .is_some_and(|v| values.iter().any(|w| w == v)),
+            Requirement::NotIn(key, values) => labels[key]
+                .as_str()
+                .is_none_or(|v| values.iter().all(|w| w != v)),
+            Requirement::Exists(key) => !labels[key].is_null(),
+            Requirement::NotExists(key) => labels[key].is_null(),
+        })
+    }
+}
+
+/// A field selector: `path=value`, `path==value` or `path!=value` terms.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FieldSelector(Vec<(String, String, bool)>);
+
+impl FieldSelector {
+    /// Parses `text`.
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        let mut terms_out = Vec::new();
+        for term in terms(text) {
+            let (path, value, equal) = if let Some((p, v)) = term.split_once("!=") {
+                (p, v, false)
+            } else if let Some((p, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                (p, v, true)
+            } else {
+                return Err(format!("invalid selector: {term:?}; expected field=value"));
+            };
+            terms_out.push((path.trim().to_string(), value.trim().to_string(), equal));
+        }
+        Ok(Self(terms_out))
+    }
+
+    /// Whether the object's fields meet every term.
+    pub(crate) fn matches(&self, object: &Value) -> bool {
+        self.0.iter().all(|(path, value, equal)| {
+            let found = path.split('.').fold(object, |node, part| &node[part]);
+            let text = match found {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (text == *value) == *equal
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn label_selectors_read_and_match_as_kubernetes_s() {
+        let object = json!({"metadata": {"name": "a", "labels": {"app": "web", "env": "prod"}}});
+        let matches = |text: &str| LabelSelector::parse(text).expect("parses").matches(&object);
+        assert!(matches("app=web"));
+        assert!(matches("app==web,env!=dev"));
+        assert!(matches("env in (prod, staging),!legacy"));
+        assert!(matches("app"));
+        assert!(!matches("env notin (prod)"));
+        assert!(!matches("app=db"));
+        assert!(!matches("tier"));
+        assert!(LabelSelector::parse("env in prod").is_err());
+        let fields = FieldSelector::parse("metadata.name=a,metadata.namespace!=x").expect("parses");
+        assert!(fields.matches(&object));
+        assert!(
+            !FieldSelector::parse("metadata.name=b")
+                .expect("parses")
+                .matches(&object)
+        );
+    }
+}
