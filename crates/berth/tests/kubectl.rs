@@ -14,8 +14,8 @@ use berth_testkit::guard::{ChildGuard, Scratch};
 
 /// A server of its own, stopped and cleaned up on drop.
 struct Server {
-    _process: ChildGuard,
-    _etcd: Option<Etcd>,
+    process: ChildGuard,
+    etcd: Option<Etcd>,
     scratch: Scratch,
     port: u16,
 }
@@ -25,44 +25,35 @@ impl Server {
         let scratch = Scratch::new(&format!("server-{name}")).unwrap();
         let etcd = on_etcd.then(|| Etcd::start(&scratch.path().join("etcd")).unwrap());
         let port = free_port().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
-        command
-            .args([
-                "server",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(scratch.path().join("data"));
-        if let Some(etcd) = &etcd {
-            command.args(["--datastore", &format!("etcd://{}", etcd.endpoint)]);
-        }
-        let log = std::fs::File::create(scratch.path().join("server.log")).unwrap();
-        let process = ChildGuard(
-            command
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
+        let process = spawn_server(scratch.path(), port, etcd.as_ref());
         let server = Self {
-            _process: process,
-            _etcd: etcd,
+            process,
+            etcd,
             scratch,
             port,
         };
+        server.wait_until_ready();
+        server
+    }
+
+    /// Kills the server with SIGKILL and starts it again on the same state and port.
+    fn kill_and_restart(&mut self) {
+        let _ = self.process.0.kill();
+        let _ = self.process.0.wait();
+        self.process = spawn_server(self.scratch.path(), self.port, self.etcd.as_ref());
+        self.wait_until_ready();
+    }
+
+    fn wait_until_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !server.kubeconfig().exists() || server.curl(&["/healthz"]).stdout != b"ok" {
+        while !self.kubeconfig().exists() || self.curl(&["/healthz"]).stdout != b"ok" {
             assert!(
                 Instant::now() < deadline,
                 "the server did not answer within 30 s: {}",
-                std::fs::read_to_string(server.scratch.path().join("server.log"))
-                    .unwrap_or_default()
+                std::fs::read_to_string(self.scratch.path().join("server.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        server
     }
 
     fn kubeconfig(&self) -> PathBuf {
@@ -118,6 +109,35 @@ impl Server {
         std::fs::write(&path, text).unwrap();
         path.display().to_string()
     }
+}
+
+/// `berth server` on `dir`'s data directory, listening on `port`.
+fn spawn_server(dir: &std::path::Path, port: u16, etcd: Option<&Etcd>) -> ChildGuard {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    command
+        .args([
+            "server",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.join("data"));
+    if let Some(etcd) = etcd {
+        command.args(["--datastore", &format!("etcd://{}", etcd.endpoint)]);
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
+    ChildGuard(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
 }
 
 const MANIFEST: &str = "apiVersion: v1
@@ -420,4 +440,92 @@ fn first_start_writes_the_kubeconfig_the_node_token_and_certificates() {
     }
     let kubeconfig = std::fs::read_to_string(server.kubeconfig()).unwrap();
     assert!(kubeconfig.contains(&format!("server: https://127.0.0.1:{}", server.port)));
+}
+
+/// kill -9 of the server in the middle of a stream of creates: every create that was
+/// answered 201 is there after the restart.
+fn creates_survive_a_killed_server(mut server: Server) {
+    let token = std::fs::read_to_string(server.scratch.path().join("data/admin-token")).unwrap();
+    let header = format!("Authorization: Bearer {}", token.trim());
+    let ca = server.scratch.path().join("data/tls/ca.crt");
+    let url = format!(
+        "https://127.0.0.1:{}/api/v1/namespaces/default/configmaps",
+        server.port
+    );
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let body = format!(r#"{{"metadata":{{"name":"c{i}"}},"data":{{"n":"{i}"}}}}"#);
+                let code = Command::new("curl")
+                    .args([
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                        "--max-time",
+                        "5",
+                        "--cacert",
+                    ])
+                    .arg(&ca)
+                    .args([
+                        "-H",
+                        &header,
+                        "-H",
+                        "Content-Type: application/json",
+                        "-X",
+                        "POST",
+                        "-d",
+                        &body,
+                        &url,
+                    ])
+                    .output()
+                    .unwrap();
+                if code.stdout == b"201" {
+                    acknowledged.lock().unwrap().push(format!("c{i}"));
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acknowledged.lock().unwrap().len() < 30 {
+        assert!(Instant::now() < deadline, "creates did not get through");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.kill_and_restart();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let listed = server.api("/api/v1/namespaces/default/configmaps");
+    let names: std::collections::HashSet<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["metadata"]["name"].as_str())
+        .collect();
+    let acknowledged = acknowledged.lock().unwrap();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|n| !names.contains(n.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged creates lost: {lost:?} of {}",
+        acknowledged.len()
+    );
+}
+
+#[test]
+fn acknowledged_creates_survive_kill_9_on_sqlite() {
+    creates_survive_a_killed_server(Server::start("durable-sqlite", false));
+}
+
+#[test]
+fn acknowledged_creates_survive_kill_9_on_etcd() {
+    creates_survive_a_killed_server(Server::start("durable-etcd", true));
 }
