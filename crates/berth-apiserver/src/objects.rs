@@ -11,6 +11,11 @@ use crate::status::Status;
 /// The namespaces every cluster has.
 const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// Whether `name` is one of the namespaces every cluster keeps.
+pub(crate) fn is_system_namespace(name: &str) -> bool {
+    SYSTEM_NAMESPACES.contains(&name)
+}
+
 /// A request body as a JSON object: JSON, or Kubernetes' protobuf for `kind`.
 pub(crate) fn parse(body: &[u8], content_type: &str, kind: &str) -> Result<Value, Status> {
     if content_type.starts_with(crate::protobuf::MEDIA_TYPE) {

@@ -572,6 +572,9 @@ async fn delete(
     name: String,
 ) -> Result<Response, Status> {
     let place = place?;
+    if place.resource.plural == "namespaces" {
+        delete_namespace_contents(&shared, &name).await?;
+    }
     let (last, _) = shared
         .store
         .delete(&format!("{}{name}", place.prefix()), 0)
@@ -579,4 +582,40 @@ async fn delete(
         .map_err(|e| Status::from_store(e, place.resource.plural, &name))?;
     let object = objects::from_stored(&last).unwrap_or(Value::Null);
     Ok(json_response(StatusCode::OK, &object))
+}
+
+/// A namespace goes with everything in it, as the namespace controller empties it; the
+/// namespaces the cluster needs cannot go.
+async fn delete_namespace_contents(shared: &Shared, namespace: &str) -> Result<(), Status> {
+    if objects::is_system_namespace(namespace) {
+        return Err(Status::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("namespaces \"{namespace}\" is forbidden: this namespace may not be deleted"),
+        ));
+    }
+    if shared
+        .store
+        .get(&format!("/registry/namespaces/{namespace}"))
+        .await
+        .map_err(|e| Status::from_store(e, "namespaces", namespace))?
+        .is_none()
+    {
+        return Err(Status::not_found("namespaces", namespace));
+    }
+    for resource in RESOURCES.iter().filter(|r| r.namespaced) {
+        let prefix = format!("/registry/{}/{namespace}/", resource.plural);
+        let listed = shared
+            .store
+            .list(&prefix, "", 0, 0)
+            .await
+            .map_err(|e| Status::from_store(e, resource.plural, ""))?;
+        for kv in listed.items {
+            match shared.store.delete(&kv.key, 0).await {
+                Ok(_) | Err(berth_store::Error::NotFound(_)) => {}
+                Err(e) => return Err(Status::from_store(e, resource.plural, &kv.key)),
+            }
+        }
+    }
+    Ok(())
 }

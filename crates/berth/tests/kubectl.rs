@@ -400,6 +400,22 @@ fn kubectl_suite(server: &Server) {
         server.kubectl_ok(&["-n", "team", "delete", "cm", "settings"]),
         "configmap \"settings\" deleted\n"
     );
+    // A namespace goes with what is in it; the system ones stay.
+    assert_eq!(
+        server.kubectl_ok(&["delete", "namespace", "typed"]),
+        "namespace \"typed\" deleted\n"
+    );
+    assert_eq!(
+        server.api("/api/v1/configmaps")["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+    let system = server.kubectl(&["delete", "namespace", "default"]);
+    assert!(
+        String::from_utf8_lossy(&system.stderr).contains("this namespace may not be deleted"),
+        "{system:?}"
+    );
     let gone = server.kubectl(&["-n", "team", "get", "cm", "settings"]);
     assert_eq!(
         String::from_utf8_lossy(&gone.stderr).trim(),
