@@ -8,7 +8,7 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::resources::RESOURCES;
+use crate::resources::{RESOURCES, group_versions};
 use crate::{KUBERNETES_VERSION, Shared};
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
@@ -17,6 +17,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/api", get(api_versions))
         .route("/api/v1", get(core_resources))
         .route("/apis", get(groups))
+        .route("/apis/{group}/{version}", get(group_resources))
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
@@ -46,8 +47,29 @@ async fn api_versions() -> Json<Value> {
 }
 
 async fn core_resources() -> Json<Value> {
+    Json(resource_list("", "v1"))
+}
+
+async fn group_resources(
+    axum::extract::Path((group, version)): axum::extract::Path<(String, String)>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !group_versions().contains(&(group.as_str(), version.as_str())) {
+        return crate::status::Status::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .into_response();
+    }
+    Json(resource_list(&group, &version)).into_response()
+}
+
+/// The APIResourceList of one group version.
+fn resource_list(group: &str, version: &str) -> Value {
     let resources: Vec<Value> = RESOURCES
         .iter()
+        .filter(|r| r.group == group && r.version == version)
         .map(|r| {
             json!({
                 "name": r.plural,
@@ -59,15 +81,28 @@ async fn core_resources() -> Json<Value> {
             })
         })
         .collect();
-    Json(json!({
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    json!({
         "kind": "APIResourceList",
-        "groupVersion": "v1",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
         "resources": resources,
-    }))
+    })
 }
 
 async fn groups() -> Json<Value> {
-    Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))
+    let groups: Vec<Value> = group_versions()
+        .into_iter()
+        .map(|(group, version)| {
+            let version = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+            json!({"name": group, "versions": [version], "preferredVersion": version})
+        })
+        .collect();
+    Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
 }
 
 async fn ok() -> &'static str {

@@ -70,11 +70,13 @@ fn check_name(resource: &Resource, name: &str) -> Result<(), String> {
 
 /// Checks the object's kind and apiVersion against the resource's.
 fn check_kind(resource: &Resource, object: &mut Value) -> Result<(), Status> {
+    let api_version = resource.api_version();
     match object["apiVersion"].as_str() {
-        None | Some("v1") => {}
+        None => {}
+        Some(given) if given == api_version => {}
         Some(other) => {
             return Err(Status::bad_request(format!(
-                "the API version in the data ({other}) does not match the expected API version (v1)"
+                "the API version in the data ({other}) does not match the expected API version ({api_version})"
             )));
         }
     }
@@ -88,7 +90,7 @@ fn check_kind(resource: &Resource, object: &mut Value) -> Result<(), Status> {
             )));
         }
     }
-    object["apiVersion"] = json!("v1");
+    object["apiVersion"] = json!(api_version);
     object["kind"] = json!(resource.kind);
     Ok(())
 }

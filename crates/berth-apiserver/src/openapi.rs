@@ -8,25 +8,36 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::Path;
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 
 use crate::Shared;
-use crate::resources::{RESOURCES, Resource};
+use crate::resources::{RESOURCES, Resource, group_versions};
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/openapi/v3", get(root))
         .route("/openapi/v3/api/v1", get(core_v1))
+        .route("/openapi/v3/apis/{group}/{version}", get(group_version))
 }
 
 /// The document's version: it changes only with the server's build.
 const HASH: &str = env!("CARGO_PKG_VERSION");
 
 async fn root() -> Json<Value> {
-    Json(
-        json!({"paths": {"api/v1": {"serverRelativeURL": format!("/openapi/v3/api/v1?hash={HASH}")}}}),
-    )
+    let mut paths = Map::new();
+    paths.insert(
+        "api/v1".into(),
+        json!({"serverRelativeURL": format!("/openapi/v3/api/v1?hash={HASH}")}),
+    );
+    for (group, version) in group_versions() {
+        paths.insert(
+            format!("apis/{group}/{version}"),
+            json!({"serverRelativeURL": format!("/openapi/v3/apis/{group}/{version}?hash={HASH}")}),
+        );
+    }
+    Json(json!({"paths": paths}))
 }
 
 fn parameter(name: &str, location: &str) -> Value {
@@ -42,21 +53,38 @@ fn operation(resource: &Resource, id: &str, with_body_checks: bool) -> Value {
         }
     }
     json!({
-        "operationId": format!("{id}CoreV1{}", resource.kind),
+        "operationId": format!("{id}{}", resource.kind),
         "parameters": parameters,
         "responses": {"200": {"description": "OK"}},
-        "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": resource.kind},
+        "x-kubernetes-group-version-kind": {"group": resource.group, "version": resource.version, "kind": resource.kind},
     })
 }
 
 async fn core_v1() -> Json<Value> {
+    Json(document("", "v1"))
+}
+
+async fn group_version(Path((group, version)): Path<(String, String)>) -> Json<Value> {
+    Json(document(&group, &version))
+}
+
+/// The paths of one group version's resources.
+fn document(group: &str, version: &str) -> Value {
     let mut paths = Map::new();
     let mut schemas = Map::new();
-    for resource in RESOURCES {
+    let root = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
+    for resource in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let base = if resource.namespaced {
-            format!("/api/v1/namespaces/{{namespace}}/{}", resource.plural)
+            format!("{root}/namespaces/{{namespace}}/{}", resource.plural)
         } else {
-            format!("/api/v1/{}", resource.plural)
+            format!("{root}/{}", resource.plural)
         };
         paths.insert(
             base.clone(),
@@ -75,17 +103,17 @@ async fn core_v1() -> Json<Value> {
             }),
         );
         schemas.insert(
-            format!("io.k8s.api.core.v1.{}", resource.kind),
+            format!("{}.{}", if group.is_empty() { "core" } else { group }, resource.kind),
             json!({
                 "type": "object",
-                "x-kubernetes-group-version-kind": [{"group": "", "version": "v1", "kind": resource.kind}],
+                "x-kubernetes-group-version-kind": [{"group": group, "version": version, "kind": resource.kind}],
             }),
         );
     }
-    Json(json!({
+    json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": format!("v{}.{}", crate::KUBERNETES_VERSION.0, crate::KUBERNETES_VERSION.1)},
         "paths": paths,
         "components": {"schemas": schemas},
-    }))
+    })
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,6 +24,10 @@ use crate::status::Status;
 /// A resource the server serves.
 #[derive(Debug)]
 pub struct Resource {
+    /// Its API group: empty for the core group.
+    pub group: &'static str,
+    /// Its version: `v1`, `v2`.
+    pub version: &'static str,
     /// The URL name: `configmaps`.
     pub plural: &'static str,
     /// `configmap`.
@@ -36,65 +40,210 @@ pub struct Resource {
     pub short_names: &'static [&'static str],
 }
 
-/// The core/v1 resources served so far.
+impl Resource {
+    /// `v1` or `apps/v1`, as apiVersion fields say it.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+macro_rules! resource {
+    ($group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, $namespaced:expr, [$($short:expr),*]) => {
+        Resource {
+            group: $group,
+            version: $version,
+            plural: $plural,
+            singular: $singular,
+            kind: $kind,
+            namespaced: $namespaced,
+            short_names: &[$($short),*],
+        }
+    };
+}
+
+/// The resources served: stored as given, checked for kind, names and namespace; their
+/// own validation and defaulting come with their typed schemas.
 pub const RESOURCES: &[Resource] = &[
-    Resource {
-        plural: "namespaces",
-        singular: "namespace",
-        kind: "Namespace",
-        namespaced: false,
-        short_names: &["ns"],
-    },
-    Resource {
-        plural: "configmaps",
-        singular: "configmap",
-        kind: "ConfigMap",
-        namespaced: true,
-        short_names: &["cm"],
-    },
-    Resource {
-        plural: "secrets",
-        singular: "secret",
-        kind: "Secret",
-        namespaced: true,
-        short_names: &[],
-    },
+    resource!(
+        "",
+        "v1",
+        "namespaces",
+        "namespace",
+        "Namespace",
+        false,
+        ["ns"]
+    ),
+    resource!(
+        "",
+        "v1",
+        "configmaps",
+        "configmap",
+        "ConfigMap",
+        true,
+        ["cm"]
+    ),
+    resource!("", "v1", "secrets", "secret", "Secret", true, []),
+    resource!("", "v1", "pods", "pod", "Pod", true, ["po"]),
+    resource!("", "v1", "services", "service", "Service", true, ["svc"]),
+    resource!(
+        "",
+        "v1",
+        "endpoints",
+        "endpoints",
+        "Endpoints",
+        true,
+        ["ep"]
+    ),
+    resource!("", "v1", "nodes", "node", "Node", false, ["no"]),
+    resource!("", "v1", "events", "event", "Event", true, ["ev"]),
+    resource!(
+        "",
+        "v1",
+        "serviceaccounts",
+        "serviceaccount",
+        "ServiceAccount",
+        true,
+        ["sa"]
+    ),
+    resource!(
+        "",
+        "v1",
+        "persistentvolumes",
+        "persistentvolume",
+        "PersistentVolume",
+        false,
+        ["pv"]
+    ),
+    resource!(
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        "PersistentVolumeClaim",
+        true,
+        ["pvc"]
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "deployments",
+        "deployment",
+        "Deployment",
+        true,
+        ["deploy"]
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "replicasets",
+        "replicaset",
+        "ReplicaSet",
+        true,
+        ["rs"]
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "daemonsets",
+        "daemonset",
+        "DaemonSet",
+        true,
+        ["ds"]
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "statefulsets",
+        "statefulset",
+        "StatefulSet",
+        true,
+        ["sts"]
+    ),
+    resource!("batch", "v1", "jobs", "job", "Job", true, []),
+    resource!(
+        "batch",
+        "v1",
+        "cronjobs",
+        "cronjob",
+        "CronJob",
+        true,
+        ["cj"]
+    ),
+    resource!(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        "HorizontalPodAutoscaler",
+        true,
+        ["hpa"]
+    ),
+    resource!(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "lease",
+        "Lease",
+        true,
+        []
+    ),
+    resource!(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "endpointslice",
+        "EndpointSlice",
+        true,
+        []
+    ),
 ];
 
+/// The group versions served besides the core `v1`, in discovery order.
+pub(crate) fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        if !seen.contains(&(r.group, r.version)) {
+            seen.push((r.group, r.version));
+        }
+    }
+    seen
+}
+
 pub(crate) fn resource(plural: &str) -> Result<&'static Resource, Status> {
-    RESOURCES
-        .iter()
-        .find(|r| r.plural == plural)
-        .ok_or_else(|| {
-            Status::new(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                "the server could not find the requested resource",
-            )
-        })
+    find(
+        RESOURCES
+            .iter()
+            .find(|r| r.group.is_empty() && r.plural == plural),
+    )
+}
+
+fn find(found: Option<&'static Resource>) -> Result<&'static Resource, Status> {
+    found.ok_or_else(not_served)
+}
+
+fn not_served() -> Status {
+    Status::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
 }
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
+    let verbs = || {
+        get(get_any)
+            .post(post_any)
+            .put(put_any)
+            .patch(patch_any)
+            .delete(delete_any)
+    };
     Router::new()
-        .route("/api/v1/{plural}", get(list_all).post(create_cluster))
-        .route(
-            "/api/v1/{plural}/{name}",
-            get(get_cluster)
-                .put(update_cluster)
-                .patch(patch_cluster)
-                .delete(delete_cluster),
-        )
-        .route(
-            "/api/v1/namespaces/{namespace}/{plural}",
-            get(list_namespaced).post(create_namespaced),
-        )
-        .route(
-            "/api/v1/namespaces/{namespace}/{plural}/{name}",
-            get(get_namespaced)
-                .put(update_namespaced)
-                .patch(patch_namespaced)
-                .delete(delete_namespaced),
-        )
+        .route("/api/v1/{*rest}", verbs())
+        .route("/apis/{group}/{version}/{*rest}", verbs())
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -107,28 +256,6 @@ struct Place {
 }
 
 impl Place {
-    fn cluster(plural: &str) -> Result<Self, Status> {
-        Ok(Self {
-            resource: resource(plural)?,
-            namespace: None,
-        })
-    }
-
-    fn namespaced(namespace: String, plural: &str) -> Result<Self, Status> {
-        let resource = resource(plural)?;
-        if !resource.namespaced {
-            return Err(Status::new(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                "the server could not find the requested resource",
-            ));
-        }
-        Ok(Self {
-            resource,
-            namespace: Some(namespace),
-        })
-    }
-
     /// The store prefix of the objects in this place.
     fn prefix(&self) -> String {
         match &self.namespace {
@@ -138,116 +265,130 @@ impl Place {
     }
 }
 
-async fn list_all(
+/// A request's path read as Kubernetes lays paths out: `[namespaces/NS/]PLURAL[/NAME]`
+/// under `/api/v1` or `/apis/GROUP/VERSION`.
+fn place_of(uri: &axum::http::Uri) -> Result<(Place, Option<String>), Status> {
+    let path = uri.path();
+    let (group, version, rest) = match path.strip_prefix("/api/v1/") {
+        Some(rest) => ("", "v1", rest),
+        None => {
+            let rest = path.strip_prefix("/apis/").unwrap_or_default();
+            let mut parts = rest.splitn(3, '/');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(group), Some(version), Some(rest)) => (group, version, rest),
+                _ => return Err(not_served()),
+            }
+        }
+    };
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let lookup = |plural: &str| {
+        find(
+            RESOURCES
+                .iter()
+                .find(|r| r.group == group && r.version == version && r.plural == plural),
+        )
+    };
+    let cluster = |resource: &'static Resource, name: Option<&str>| {
+        Ok((
+            Place {
+                resource,
+                namespace: None,
+            },
+            name.map(str::to_string),
+        ))
+    };
+    match segments.as_slice() {
+        ["namespaces", namespace, plural, rest @ ..] => {
+            let resource = lookup(plural)?;
+            if !resource.namespaced || rest.len() > 1 {
+                return Err(not_served());
+            }
+            Ok((
+                Place {
+                    resource,
+                    namespace: Some(namespace.to_string()),
+                },
+                rest.first().map(|n| n.to_string()),
+            ))
+        }
+        [plural] => cluster(lookup(plural)?, None),
+        [plural, name] => {
+            let resource = lookup(plural)?;
+            if resource.namespaced {
+                return Err(not_served());
+            }
+            cluster(resource, Some(name))
+        }
+        _ => Err(not_served()),
+    }
+}
+
+async fn get_any(
     state: Shared_,
-    Path(plural): Path<String>,
+    uri: axum::http::Uri,
     query: Params,
     headers: HeaderMap,
 ) -> Response {
-    respond(list(state, Place::cluster(&plural), query, headers).await)
+    respond(match place_of(&uri) {
+        Ok((place, Some(name))) => read(state, Ok(place), name).await,
+        Ok((place, None)) => list(state, Ok(place), query, headers).await,
+        Err(status) => Err(status),
+    })
 }
 
-async fn list_namespaced(
+async fn post_any(
     state: Shared_,
-    Path((namespace, plural)): Path<(String, String)>,
-    query: Params,
-    headers: HeaderMap,
-) -> Response {
-    respond(list(state, Place::namespaced(namespace, &plural), query, headers).await)
-}
-
-async fn create_cluster(
-    state: Shared_,
-    Path(plural): Path<String>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(create(state, Place::cluster(&plural), headers, body).await)
+    respond(match place_of(&uri) {
+        Ok((place, None)) => create(state, Ok(place), headers, body).await,
+        Ok((_, Some(_))) => Err(method_not_allowed()),
+        Err(status) => Err(status),
+    })
 }
 
-async fn create_namespaced(
+async fn put_any(
     state: Shared_,
-    Path((namespace, plural)): Path<(String, String)>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(create(state, Place::namespaced(namespace, &plural), headers, body).await)
+    respond(match place_of(&uri) {
+        Ok((place, Some(name))) => update(state, Ok(place), name, headers, body).await,
+        Ok((_, None)) => Err(method_not_allowed()),
+        Err(status) => Err(status),
+    })
 }
 
-async fn get_cluster(state: Shared_, Path((plural, name)): Path<(String, String)>) -> Response {
-    respond(read(state, Place::cluster(&plural), name).await)
-}
-
-async fn get_namespaced(
+async fn patch_any(
     state: Shared_,
-    Path((namespace, plural, name)): Path<(String, String, String)>,
-) -> Response {
-    respond(read(state, Place::namespaced(namespace, &plural), name).await)
-}
-
-async fn update_cluster(
-    state: Shared_,
-    Path((plural, name)): Path<(String, String)>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(update(state, Place::cluster(&plural), name, headers, body).await)
+    respond(match place_of(&uri) {
+        Ok((place, Some(name))) => patch(state, Ok(place), name, headers, body).await,
+        Ok((_, None)) => Err(method_not_allowed()),
+        Err(status) => Err(status),
+    })
 }
 
-async fn update_namespaced(
-    state: Shared_,
-    Path((namespace, plural, name)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    respond(
-        update(
-            state,
-            Place::namespaced(namespace, &plural),
-            name,
-            headers,
-            body,
-        )
-        .await,
+async fn delete_any(state: Shared_, uri: axum::http::Uri) -> Response {
+    respond(match place_of(&uri) {
+        Ok((place, Some(name))) => delete(state, Ok(place), name).await,
+        Ok((_, None)) => Err(method_not_allowed()),
+        Err(status) => Err(status),
+    })
+}
+
+fn method_not_allowed() -> Status {
+    Status::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "the server does not allow this method on the requested resource",
     )
-}
-
-async fn patch_cluster(
-    state: Shared_,
-    Path((plural, name)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    respond(patch(state, Place::cluster(&plural), name, headers, body).await)
-}
-
-async fn patch_namespaced(
-    state: Shared_,
-    Path((namespace, plural, name)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    respond(
-        patch(
-            state,
-            Place::namespaced(namespace, &plural),
-            name,
-            headers,
-            body,
-        )
-        .await,
-    )
-}
-
-async fn delete_cluster(state: Shared_, Path((plural, name)): Path<(String, String)>) -> Response {
-    respond(delete(state, Place::cluster(&plural), name).await)
-}
-
-async fn delete_namespaced(
-    state: Shared_,
-    Path((namespace, plural, name)): Path<(String, String, String)>,
-) -> Response {
-    respond(delete(state, Place::namespaced(namespace, &plural), name).await)
 }
 
 fn content_type(headers: &HeaderMap) -> &str {
@@ -290,7 +431,7 @@ async fn list(
     } else {
         json!({
             "kind": format!("{}List", place.resource.kind),
-            "apiVersion": "v1",
+            "apiVersion": place.resource.api_version(),
             "metadata": {"resourceVersion": revision.to_string()},
             "items": items,
         })

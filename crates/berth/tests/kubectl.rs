@@ -400,6 +400,42 @@ fn kubectl_suite(server: &Server) {
         server.kubectl_ok(&["-n", "team", "delete", "cm", "settings"]),
         "configmap \"settings\" deleted\n"
     );
+    // Resources of API groups, stored as declared (their controllers come later).
+    let apps = server.write(
+        "deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: team\nspec:\n  replicas: 3\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers: [{name: web, image: webapp}]\n",
+    );
+    assert_eq!(
+        server.kubectl_ok(&["apply", "-f", &apps]),
+        "deployment.apps/web created\n"
+    );
+    assert_eq!(
+        server.kubectl_ok(&[
+            "-n",
+            "team",
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.apiVersion} {.spec.replicas}"
+        ]),
+        "apps/v1 3"
+    );
+    let resources = server.kubectl_ok(&["api-resources", "--no-headers"]);
+    for wanted in [
+        "deployments",
+        "horizontalpodautoscalers",
+        "leases",
+        "pods",
+        "services",
+    ] {
+        assert!(
+            resources.lines().any(|l| l.starts_with(wanted)),
+            "{wanted} missing: {resources}"
+        );
+    }
+    server.kubectl_ok(&["delete", "-f", &apps]);
+
     // A namespace goes with what is in it; the system ones stay.
     assert_eq!(
         server.kubectl_ok(&["delete", "namespace", "typed"]),
