@@ -1,6 +1,8 @@
-//! Authentication: bearer tokens made on first start — the admin's, written into the
-//! admin kubeconfig, and the node join token (`<data-dir>/node-token`) for agents. A
-//! request without a valid token gets 401 in the Status format.
+//! Authentication and authorization: bearer tokens made on first start — the admin's,
+//! written into the admin kubeconfig, and the node join token (`<data-dir>/node-token`)
+//! for agents. A request without a valid token gets 401; one its identity may not make
+//! gets 403, both in the Status format. The admin may do anything (cluster-admin); a
+//! node may work on nodes, leases, pods and events, and read what pods need.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -88,10 +90,73 @@ pub(crate) async fn authenticate(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match token {
-        Some(token) if token == shared.tokens.admin || token == shared.tokens.node => {
-            next.run(request).await
+    let identity = match token {
+        Some(token) if token == shared.tokens.admin => Identity::Admin,
+        Some(token) if token == shared.tokens.node => Identity::Node,
+        _ => {
+            return Status::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
+                .into_response();
         }
-        _ => Status::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized").into_response(),
+    };
+    let mut request = request;
+    request.extensions_mut().insert(identity);
+    next.run(request).await
+}
+
+/// Who a request comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Identity {
+    /// The cluster's administrator: every verb on every resource.
+    Admin,
+    /// A node agent, by the join token.
+    Node,
+}
+
+impl Identity {
+    /// The user name Kubernetes would report.
+    pub(crate) fn user(self) -> &'static str {
+        match self {
+            Identity::Admin => "system:admin",
+            Identity::Node => "system:node",
+        }
     }
+
+    /// Whether this identity may `verb` the resource `plural`.
+    pub(crate) fn may(self, verb: &str, plural: &str) -> bool {
+        match self {
+            Identity::Admin => true,
+            Identity::Node => {
+                matches!(plural, "nodes" | "leases" | "pods" | "events")
+                    || (matches!(verb, "get" | "list" | "watch")
+                        && matches!(
+                            plural,
+                            "configmaps"
+                                | "secrets"
+                                | "services"
+                                | "endpoints"
+                                | "endpointslices"
+                                | "namespaces"
+                        ))
+            }
+        }
+    }
+}
+
+/// The 403 Kubernetes answers, in its words.
+pub(crate) fn forbidden(
+    identity: Identity,
+    verb: &str,
+    group: &str,
+    plural: &str,
+    namespace: Option<&str>,
+) -> Status {
+    let scope = namespace.map_or(String::new(), |ns| format!(" in the namespace \"{ns}\""));
+    Status::new(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        format!(
+            "{plural} is forbidden: User \"{}\" cannot {verb} resource \"{plural}\" in API group \"{group}\"{scope}",
+            identity.user()
+        ),
+    )
 }

@@ -18,6 +18,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/api/v1", get(core_resources))
         .route("/apis", get(groups))
         .route("/apis/{group}/{version}", get(group_resources))
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            axum::routing::post(self_subject_access_review),
+        )
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
@@ -54,6 +58,18 @@ async fn group_resources(
     axum::extract::Path((group, version)): axum::extract::Path<(String, String)>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    if (group.as_str(), version.as_str()) == AUTHORIZATION {
+        return Json(json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": "authorization.k8s.io/v1",
+            "resources": [{
+                "name": "selfsubjectaccessreviews", "singularName": "selfsubjectaccessreview",
+                "namespaced": false, "kind": "SelfSubjectAccessReview", "verbs": ["create"],
+            }],
+        }))
+        .into_response();
+    }
     if !group_versions().contains(&(group.as_str(), version.as_str())) {
         return crate::status::Status::new(
             axum::http::StatusCode::NOT_FOUND,
@@ -94,9 +110,13 @@ fn resource_list(group: &str, version: &str) -> Value {
     })
 }
 
+/// The group of access reviews, which is not stored: `kubectl auth can-i` asks it.
+const AUTHORIZATION: (&str, &str) = ("authorization.k8s.io", "v1");
+
 async fn groups() -> Json<Value> {
     let groups: Vec<Value> = group_versions()
         .into_iter()
+        .chain([AUTHORIZATION])
         .map(|(group, version)| {
             let version = json!({"groupVersion": format!("{group}/{version}"), "version": version});
             json!({"name": group, "versions": [version], "preferredVersion": version})
@@ -107,4 +127,38 @@ async fn groups() -> Json<Value> {
 
 async fn ok() -> &'static str {
     "ok"
+}
+
+/// `kubectl auth can-i`: whether the caller may do what the review asks.
+async fn self_subject_access_review(
+    axum::extract::Extension(identity): axum::extract::Extension<crate::auth::Identity>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let protobuf = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with(crate::protobuf::MEDIA_TYPE));
+    let parsed = if protobuf {
+        crate::protobuf::access_review(&body)
+    } else {
+        serde_json::from_slice::<Value>(&body)
+            .map_err(|e| format!("the request body is not valid JSON: {e}"))
+    };
+    let mut review = match parsed {
+        Ok(review) => review,
+        Err(message) => return crate::status::Status::bad_request(message).into_response(),
+    };
+    let attributes = &review["spec"]["resourceAttributes"];
+    let verb = attributes["verb"].as_str().unwrap_or_default().to_string();
+    let resource = attributes["resource"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let allowed = identity.may(&verb, &resource);
+    review["status"] = json!({"allowed": allowed});
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!("SelfSubjectAccessReview");
+    (axum::http::StatusCode::CREATED, Json(review)).into_response()
 }

@@ -15,8 +15,8 @@ pub(crate) const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
 const MAGIC: &[u8] = b"k8s\0";
 
-/// The JSON form of a protobuf-encoded object of kind `kind`.
-pub(crate) fn decode(body: &[u8], kind: &str) -> Result<Value, String> {
+/// The object inside a protobuf body, checked to be of kind `kind`.
+fn unwrap_envelope(body: &[u8], kind: &str) -> Result<Vec<u8>, String> {
     let envelope = body
         .strip_prefix(MAGIC)
         .ok_or("the protobuf body does not start with Kubernetes' magic bytes")?;
@@ -29,7 +29,31 @@ pub(crate) fn decode(body: &[u8], kind: &str) -> Result<Value, String> {
             "the kind in the data ({sent}) does not match the expected kind ({kind})"
         ));
     }
-    let raw = unknown.raw.unwrap_or_default();
+    Ok(unknown.raw.unwrap_or_default())
+}
+
+/// The JSON form of a protobuf-encoded SelfSubjectAccessReview (`kubectl auth can-i`).
+pub(crate) fn access_review(body: &[u8]) -> Result<Value, String> {
+    use k8s_pb::api::authorization::v1::SelfSubjectAccessReview;
+    let raw = unwrap_envelope(body, "SelfSubjectAccessReview")?;
+    let review = SelfSubjectAccessReview::decode(raw.as_slice()).map_err(|e| {
+        format!("the SelfSubjectAccessReview in the protobuf body is malformed: {e}")
+    })?;
+    let attributes = review
+        .spec
+        .and_then(|s| s.resource_attributes)
+        .unwrap_or_default();
+    Ok(json!({"spec": {"resourceAttributes": {
+        "namespace": attributes.namespace,
+        "verb": attributes.verb,
+        "group": attributes.group,
+        "resource": attributes.resource,
+    }}}))
+}
+
+/// The JSON form of a protobuf-encoded object of kind `kind`.
+pub(crate) fn decode(body: &[u8], kind: &str) -> Result<Value, String> {
+    let raw = unwrap_envelope(body, kind)?;
     let malformed =
         |e: prost::DecodeError| format!("the {kind} in the protobuf body is malformed: {e}");
     let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);

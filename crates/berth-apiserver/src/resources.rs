@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use base64::Engine;
 
 use crate::Shared;
+use crate::auth::Identity;
 use crate::objects;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::Status;
@@ -323,13 +324,40 @@ fn place_of(uri: &axum::http::Uri) -> Result<(Place, Option<String>), Status> {
     }
 }
 
+/// The place a request points at, if its identity may `verb` there.
+fn authorized(
+    uri: &axum::http::Uri,
+    identity: Identity,
+    verb: impl FnOnce(&Option<String>) -> &'static str,
+) -> Result<(Place, Option<String>), Status> {
+    let (place, name) = place_of(uri)?;
+    let verb = verb(&name);
+    if !identity.may(verb, place.resource.plural) {
+        return Err(crate::auth::forbidden(
+            identity,
+            verb,
+            place.resource.group,
+            place.resource.plural,
+            place.namespace.as_deref(),
+        ));
+    }
+    Ok((place, name))
+}
+
 async fn get_any(
     state: Shared_,
+    Extension(identity): Extension<Identity>,
     uri: axum::http::Uri,
     query: Params,
     headers: HeaderMap,
 ) -> Response {
-    respond(match place_of(&uri) {
+    let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    let verb = |name: &Option<String>| match (name, watching) {
+        (Some(_), _) => "get",
+        (None, true) => "watch",
+        (None, false) => "list",
+    };
+    respond(match authorized(&uri, identity, verb) {
         Ok((place, Some(name))) => read(state, Ok(place), name).await,
         Ok((place, None)) => list(state, Ok(place), query, headers).await,
         Err(status) => Err(status),
@@ -338,11 +366,12 @@ async fn get_any(
 
 async fn post_any(
     state: Shared_,
+    Extension(identity): Extension<Identity>,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(match place_of(&uri) {
+    respond(match authorized(&uri, identity, |_| "create") {
         Ok((place, None)) => create(state, Ok(place), headers, body).await,
         Ok((_, Some(_))) => Err(method_not_allowed()),
         Err(status) => Err(status),
@@ -351,11 +380,12 @@ async fn post_any(
 
 async fn put_any(
     state: Shared_,
+    Extension(identity): Extension<Identity>,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(match place_of(&uri) {
+    respond(match authorized(&uri, identity, |_| "update") {
         Ok((place, Some(name))) => update(state, Ok(place), name, headers, body).await,
         Ok((_, None)) => Err(method_not_allowed()),
         Err(status) => Err(status),
@@ -364,19 +394,24 @@ async fn put_any(
 
 async fn patch_any(
     state: Shared_,
+    Extension(identity): Extension<Identity>,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(match place_of(&uri) {
+    respond(match authorized(&uri, identity, |_| "patch") {
         Ok((place, Some(name))) => patch(state, Ok(place), name, headers, body).await,
         Ok((_, None)) => Err(method_not_allowed()),
         Err(status) => Err(status),
     })
 }
 
-async fn delete_any(state: Shared_, uri: axum::http::Uri) -> Response {
-    respond(match place_of(&uri) {
+async fn delete_any(
+    state: Shared_,
+    Extension(identity): Extension<Identity>,
+    uri: axum::http::Uri,
+) -> Response {
+    respond(match authorized(&uri, identity, |_| "delete") {
         Ok((place, Some(name))) => delete(state, Ok(place), name).await,
         Ok((_, None)) => Err(method_not_allowed()),
         Err(status) => Err(status),

@@ -459,10 +459,52 @@ fn kubectl_suite(server: &Server) {
     );
 }
 
+/// The admin may do anything; the node token only what a node agent does.
+fn authorization_suite(server: &Server) {
+    assert_eq!(
+        server
+            .kubectl_ok(&["auth", "can-i", "delete", "secrets"])
+            .trim(),
+        "yes"
+    );
+    let node_token =
+        std::fs::read_to_string(server.scratch.path().join("data/node-token")).unwrap();
+    let admin = std::fs::read_to_string(server.kubeconfig()).unwrap();
+    let admin_token =
+        std::fs::read_to_string(server.scratch.path().join("data/admin-token")).unwrap();
+    let node_config = server.write(
+        "node.kubeconfig",
+        &admin.replace(admin_token.trim(), node_token.trim()),
+    );
+    let as_node = |args: &[&str]| {
+        Command::new("timeout")
+            .args(["60", "kubectl", "--kubeconfig", &node_config])
+            .env("HOME", server.scratch.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&as_node(&["auth", "can-i", "create", "pods"]).stdout).trim(),
+        "yes"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&as_node(&["auth", "can-i", "create", "configmaps"]).stdout).trim(),
+        "no"
+    );
+    assert!(as_node(&["get", "configmaps", "-A"]).status.success());
+    let refused = as_node(&["create", "configmap", "nope"]);
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        "error: failed to create configmap: configmaps is forbidden: User \"system:node\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"default\""
+    );
+}
+
 #[test]
 fn kubectl_drives_the_server_on_sqlite() {
     let server = Server::start("sqlite", false);
     kubectl_suite(&server);
+    authorization_suite(&server);
 }
 
 #[test]
