@@ -293,31 +293,113 @@ pub(crate) async fn ensure_system_namespaces(store: &dyn berth_store::Store) -> 
     Ok(())
 }
 
-/// The list as a `meta.k8s.io/v1` Table: kubectl prints its columns as they are.
-pub(crate) fn table(resource: &Resource, items: &[Value], revision: i64) -> Value {
-    let mut columns =
-        vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name"})];
-    let extra: &[&str] = match resource.kind {
+/// kubectl's columns for a kind, between NAME and AGE, and the cell of each.
+fn columns(kind: &str) -> &'static [&'static str] {
+    match kind {
         "Namespace" => &["Status"],
         "ConfigMap" => &["Data"],
         "Secret" => &["Type", "Data"],
+        "Pod" => &["Ready", "Status", "Restarts"],
+        "Deployment" => &["Ready", "Up-to-date", "Available"],
+        "ReplicaSet" => &["Desired", "Current", "Ready"],
+        "Service" => &["Type", "Cluster-IP", "External-IP", "Port(s)"],
+        "Node" => &["Status", "Roles", "Version"],
         _ => &[],
-    };
-    for name in extra {
-        columns.push(json!({"name": name, "type": "string", "format": "", "description": name}));
     }
-    columns.push(json!({"name": "Age", "type": "string", "format": "", "description": "Age"}));
+}
+
+fn count(value: &Value) -> i64 {
+    value.as_i64().unwrap_or(0)
+}
+
+/// One cell of `column` for `object` of `kind`, as kubectl's printers fill it.
+fn cell(kind: &str, column: &str, object: &Value) -> Value {
+    let (spec, status) = (&object["spec"], &object["status"]);
+    match (kind, column) {
+        ("Namespace", "Status") => status["phase"].clone(),
+        ("Secret", "Type") => object["type"].clone(),
+        (_, "Data") => json!(object["data"].as_object().map_or(0, |d| d.len())),
+        ("Pod", "Ready") => {
+            let statuses = status["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let ready = statuses
+                .iter()
+                .filter(|c| c["ready"] == json!(true))
+                .count();
+            let total = spec["containers"].as_array().map_or(0, Vec::len);
+            json!(format!("{ready}/{total}"))
+        }
+        ("Pod", "Status") => json!(status["phase"].as_str().unwrap_or("Pending")),
+        ("Pod", "Restarts") => json!(status["containerStatuses"].as_array().map_or(0, |s| {
+            s.iter().map(|c| count(&c["restartCount"])).sum::<i64>()
+        })),
+        ("Deployment", "Ready") => json!(format!(
+            "{}/{}",
+            count(&status["readyReplicas"]),
+            spec["replicas"].as_i64().unwrap_or(1)
+        )),
+        ("Deployment", "Up-to-date") => json!(count(&status["updatedReplicas"])),
+        ("Deployment", "Available") => json!(count(&status["availableReplicas"])),
+        ("ReplicaSet", "Desired") => json!(spec["replicas"].as_i64().unwrap_or(1)),
+        ("ReplicaSet", "Current") => json!(count(&status["replicas"])),
+        ("ReplicaSet", "Ready") => json!(count(&status["readyReplicas"])),
+        ("Service", "Type") => json!(spec["type"].as_str().unwrap_or("ClusterIP")),
+        ("Service", "Cluster-IP") => json!(spec["clusterIP"].as_str().unwrap_or("<none>")),
+        ("Service", "External-IP") => json!("<none>"),
+        ("Service", "Port(s)") => {
+            let ports: Vec<String> = spec["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    format!(
+                        "{}/{}",
+                        count(&p["port"]),
+                        p["protocol"].as_str().unwrap_or("TCP")
+                    )
+                })
+                .collect();
+            json!(if ports.is_empty() {
+                "<none>".to_string()
+            } else {
+                ports.join(",")
+            })
+        }
+        ("Node", "Status") => {
+            let ready = status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            json!(if ready { "Ready" } else { "NotReady" })
+        }
+        ("Node", "Roles") => json!("<none>"),
+        ("Node", "Version") => status["nodeInfo"]["kubeletVersion"].clone(),
+        _ => Value::Null,
+    }
+}
+
+/// The list as a `meta.k8s.io/v1` Table: kubectl prints its columns as they are.
+pub(crate) fn table(resource: &Resource, items: &[Value], revision: i64) -> Value {
+    let extra = columns(resource.kind);
+    let mut definitions =
+        vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name"})];
+    for name in extra {
+        definitions
+            .push(json!({"name": name, "type": "string", "format": "", "description": name}));
+    }
+    definitions.push(json!({"name": "Age", "type": "string", "format": "", "description": "Age"}));
     let rows: Vec<Value> = items
         .iter()
         .map(|object| {
             let mut cells = vec![object["metadata"]["name"].clone()];
-            for name in extra {
-                cells.push(match *name {
-                    "Status" => object["status"]["phase"].clone(),
-                    "Type" => object["type"].clone(),
-                    _ => json!(object["data"].as_object().map_or(0, |d| d.len())),
-                });
-            }
+            cells.extend(
+                extra
+                    .iter()
+                    .map(|column| cell(resource.kind, column, object)),
+            );
             cells.push(json!(age(object["metadata"]["creationTimestamp"]
                 .as_str()
                 .unwrap_or_default())));
@@ -335,7 +417,7 @@ pub(crate) fn table(resource: &Resource, items: &[Value], revision: i64) -> Valu
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": revision.to_string()},
-        "columnDefinitions": columns,
+        "columnDefinitions": definitions,
         "rows": rows,
     })
 }
@@ -449,6 +531,26 @@ mod tests {
         assert_eq!(age(&humantime_seconds(unix_now() - 30)), "30s");
         assert_eq!(age(&humantime_seconds(unix_now() - 190)), "3m10s");
         assert_eq!(age(&humantime_seconds(unix_now() - 3 * 86_400)), "3d");
+    }
+
+    #[test]
+    fn table_cells_read_as_kubectl_s_printers() {
+        let pod = json!({
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}]},
+            "status": {"phase": "Running", "containerStatuses": [
+                {"ready": true, "restartCount": 2}, {"ready": false, "restartCount": 1}]},
+        });
+        let cells: Vec<Value> = columns("Pod")
+            .iter()
+            .map(|c| cell("Pod", c, &pod))
+            .collect();
+        assert_eq!(cells, [json!("1/2"), json!("Running"), json!(3)]);
+        let service = json!({"spec": {"clusterIP": "10.43.0.10", "ports": [
+            {"port": 53, "protocol": "UDP"}, {"port": 80}]}});
+        assert_eq!(cell("Service", "Port(s)", &service), json!("53/UDP,80/TCP"));
+        assert_eq!(cell("Service", "Type", &service), json!("ClusterIP"));
+        let node = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        assert_eq!(cell("Node", "Status", &node), json!("Ready"));
     }
 
     #[test]

@@ -421,6 +421,22 @@ fn kubectl_suite(server: &Server) {
         ]),
         "apps/v1 3"
     );
+    let deployments = server.kubectl_ok(&["-n", "team", "get", "deployments"]);
+    let header: Vec<&str> = deployments
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert!(
+        deployments
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("web    0/3 "),
+        "{deployments}"
+    );
     let resources = server.kubectl_ok(&["api-resources", "--no-headers"]);
     for wanted in [
         "deployments",
