@@ -453,14 +453,14 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Response, Status> {
     let place = place?;
-    if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
-        return watch(shared, place, query).await;
-    }
-    let (items, revision, next) = select(&shared, &place, &query).await?;
     let wants_table = headers
         .get("accept")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("as=Table"));
+    if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
+        return watch(shared, place, query, wants_table).await;
+    }
+    let (items, revision, next) = select(&shared, &place, &query).await?;
     let body = if wants_table {
         objects::table(place.resource, &items, revision)
     } else {
@@ -546,7 +546,9 @@ async fn watch(
     shared: Arc<Shared>,
     place: Place,
     query: HashMap<String, String>,
+    as_table: bool,
 ) -> Result<Response, Status> {
+    let resource = place.resource;
     let prefix = place.prefix();
     let plural = place.resource.plural;
     let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
@@ -582,7 +584,17 @@ async fn watch(
         .map_err(|e| Status::from_store(e, plural, ""))?;
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
+        // kubectl get -w asks for each object as a one-row Table.
         let line = |kind: &str, object: Value| {
+            let object = if as_table {
+                let revision = object["metadata"]["resourceVersion"]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                objects::table(resource, &[object], revision)
+            } else {
+                object
+            };
             let mut text =
                 serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
             text.push(b'\n');

@@ -452,6 +452,57 @@ fn kubectl_suite(server: &Server) {
     }
     server.kubectl_ok(&["delete", "-f", &apps]);
 
+    // kubectl get -w prints each change as a row of the kind's table.
+    let mut watcher = Command::new("timeout")
+        .args([
+            "60",
+            "kubectl",
+            "-n",
+            "team",
+            "get",
+            "cm",
+            "-w",
+            "--no-headers",
+        ])
+        .env("KUBECONFIG", server.kubeconfig())
+        .env("HOME", server.scratch.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = watcher.stdout.take().unwrap();
+    let _watcher = ChildGuard(watcher);
+    let (rows, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(output)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if rows.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // Until the watch is up, each attempt adds a configmap the watch may report.
+        let _ = server.kubectl(&[
+            "-n",
+            "team",
+            "create",
+            "configmap",
+            "watched",
+            "--from-literal=a=b",
+        ]);
+        if let Ok(row) = lines.recv_timeout(Duration::from_millis(500)) {
+            let cells: Vec<&str> = row.split_whitespace().collect();
+            assert_eq!(cells[..2], ["watched", "1"], "{row}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "kubectl get -w printed nothing");
+    }
+    server.kubectl_ok(&["-n", "team", "delete", "configmap", "watched"]);
+
     // A namespace goes with what is in it; the system ones stay.
     assert_eq!(
         server.kubectl_ok(&["delete", "namespace", "typed"]),
