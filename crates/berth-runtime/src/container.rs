@@ -445,8 +445,7 @@ impl Runtime {
                     .map(|_| ())
                     .or_sys(|| "signal exec".into())
             })
-            .and_then(|()| read_exec_pid(&parent_sock))
-            .and_then(|pid| expect_message(&parent_sock, MSG_READY).map(|()| pid))
+            .and_then(|()| read_exec_start(&parent_sock))
             .and_then(|pid| expect_exec(&parent_sock).map(|()| pid));
         let pid = match outcome {
             Ok(pid) => pid,
@@ -694,21 +693,35 @@ fn console_ends(
     }
 }
 
-/// Reads the exec'd process's host pid, or the error that came instead.
-fn read_exec_pid(sync: &OwnedFd) -> Result<i32> {
+/// Reads the exec'd process's host pid (from the helper) and its READY (from the process
+/// itself), or the error that came instead. The two come from different processes, so
+/// either may arrive first.
+fn read_exec_start(sync: &OwnedFd) -> Result<i32> {
     let mut buffer = vec![0u8; 4096];
-    let n = nix::unistd::read(sync.as_raw_fd(), &mut buffer).or_sys(|| "read from exec".into())?;
-    match buffer.first() {
-        Some(&MSG_PID) if n == 5 => Ok(i32::from_le_bytes([
-            buffer[1], buffer[2], buffer[3], buffer[4],
-        ])),
-        Some(&MSG_ERROR) => Err(Error::Init(
-            String::from_utf8_lossy(&buffer[1..n]).into_owned(),
-        )),
-        _ => Err(Error::Init(
-            "exec's helper exited without saying why".into(),
-        )),
+    let (mut pid, mut ready) = (None, false);
+    while pid.is_none() || !ready {
+        let n =
+            nix::unistd::read(sync.as_raw_fd(), &mut buffer).or_sys(|| "read from exec".into())?;
+        match buffer.first() {
+            Some(&MSG_PID) if n == 5 && pid.is_none() => {
+                pid = Some(i32::from_le_bytes([
+                    buffer[1], buffer[2], buffer[3], buffer[4],
+                ]));
+            }
+            Some(&MSG_READY) if n == 1 && !ready => ready = true,
+            Some(&MSG_ERROR) if n > 0 => {
+                return Err(Error::Init(
+                    String::from_utf8_lossy(&buffer[1..n]).into_owned(),
+                ));
+            }
+            _ => {
+                return Err(Error::Init(
+                    "exec's helper exited without saying why".into(),
+                ));
+            }
+        }
     }
+    pid.ok_or_else(|| Error::Init("exec's helper sent no pid".into()))
 }
 
 /// After READY, init of `run` goes on to exec: the socket closes at a successful exec
