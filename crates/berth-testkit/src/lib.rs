@@ -22,3 +22,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub fn testapp_path() -> &'static std::path::Path {
     std::path::Path::new(env!("BERTH_TESTAPP"))
 }
+
+/// The lines a child process writes, as they come: a thread reads `output` and sends each
+/// line, so a test can wait for one with a timeout instead of blocking on the pipe.
+pub fn lines_of(output: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(output)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    lines
+}

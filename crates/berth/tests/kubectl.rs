@@ -471,18 +471,7 @@ fn kubectl_suite(server: &Server) {
         .unwrap();
     let output = watcher.stdout.take().unwrap();
     let _watcher = ChildGuard(watcher);
-    let (rows, lines) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(output)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if rows.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let lines = berth_testkit::lines_of(output);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         // Until the watch is up, each attempt adds a configmap the watch may report.

@@ -22,18 +22,7 @@ fn events_replay_filter_and_stream_live() {
         .unwrap();
     let follower_out = follower.stdout.take().unwrap();
     let _follower = ChildGuard(follower);
-    let (sender, lines) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(follower_out)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if sender.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let lines = berth_testkit::lines_of(follower_out);
     // It listens once a probe's event reaches it.
     loop {
         daemon.docker_ok(&["volume", "create", "probe"]);
