@@ -199,6 +199,24 @@ fn append(
     Ok(written)
 }
 
+/// The key's newest row when the key exists and, unless `expected` is 0, is at revision
+/// `expected`: what an update or a delete may replace.
+fn live_at(previous: Option<Row>, key: &str, expected: i64) -> Result<Row> {
+    match previous {
+        Some(row) if !row.deleted => {
+            if expected != 0 && row.id != expected {
+                return Err(Error::Conflict {
+                    key: key.to_string(),
+                    expected,
+                    actual: row.id,
+                });
+            }
+            Ok(row)
+        }
+        _ => Err(Error::NotFound(key.to_string())),
+    }
+}
+
 /// The change a row records, with the value it replaced.
 fn event(connection: &Connection, row: &Row) -> Result<Event> {
     if row.deleted {
@@ -320,18 +338,9 @@ impl Store for SqliteStore {
     async fn update(&self, key: &str, value: Vec<u8>, expected: i64) -> Result<KeyValue> {
         let key = key.to_string();
         self.with(move |c, live| {
-            let written = append(c, live, &key, |previous| match previous {
-                Some(row) if !row.deleted => {
-                    if expected != 0 && row.id != expected {
-                        return Err(Error::Conflict {
-                            key: key.clone(),
-                            expected,
-                            actual: row.id,
-                        });
-                    }
-                    Ok((false, row.create_revision, row.id, value))
-                }
-                _ => Err(Error::NotFound(key.clone())),
+            let written = append(c, live, &key, |previous| {
+                let row = live_at(previous, &key, expected)?;
+                Ok((false, row.create_revision, row.id, value))
             })?;
             Ok(written.key_value())
         })
@@ -342,19 +351,10 @@ impl Store for SqliteStore {
         let key = key.to_string();
         self.with(move |c, live| {
             let mut last = None;
-            let written = append(c, live, &key, |previous| match previous {
-                Some(row) if !row.deleted => {
-                    if expected != 0 && row.id != expected {
-                        return Err(Error::Conflict {
-                            key: key.clone(),
-                            expected,
-                            actual: row.id,
-                        });
-                    }
-                    last = Some(row.key_value());
-                    Ok((true, row.create_revision, row.id, row.value))
-                }
-                _ => Err(Error::NotFound(key.clone())),
+            let written = append(c, live, &key, |previous| {
+                let row = live_at(previous, &key, expected)?;
+                last = Some(row.key_value());
+                Ok((true, row.create_revision, row.id, row.value))
             })?;
             let last = last.ok_or_else(|| Error::NotFound(key.clone()))?;
             Ok((last, written.id))
