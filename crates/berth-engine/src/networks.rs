@@ -213,12 +213,14 @@ impl Networks {
         }
     }
 
-    /// Sets up the firewall table, every bridge and every DNS server, once.
-    fn ensure_live(&self, running: &[Endpoint]) -> Result<()> {
+    /// Sets up the firewall table, every bridge and every DNS server, once; `running`
+    /// gives the endpoints whose ports the table starts with, asked only that once.
+    fn ensure_live(&self, running: impl FnOnce() -> Vec<Endpoint>) -> Result<()> {
         let mut live = lock(&self.live);
         if live.firewall.is_some() {
             return Ok(());
         }
+        let running = running();
         let records: Vec<Network> = lock(&self.records).values().cloned().collect();
         let mappings: Vec<PortMapping> = running.iter().flat_map(mappings).collect();
         let firewall = Firewall::install(FIREWALL_TABLE, &mappings).map_err(net_error)?;
@@ -534,12 +536,12 @@ impl Engine {
                 network.name, network.name
             )));
         }
-        let running: Vec<Endpoint> = self
-            .containers(false)
-            .into_iter()
-            .filter_map(|c| c.state.endpoint)
-            .collect();
-        self.networks.ensure_live(&running)?;
+        self.networks.ensure_live(|| {
+            self.containers(false)
+                .into_iter()
+                .filter_map(|c| c.state.endpoint)
+                .collect()
+        })?;
         let settings = container
             .request
             .networking_config
@@ -801,7 +803,7 @@ impl Engine {
                 }
             }
         }
-        if !endpoints.is_empty() && self.networks.ensure_live(&endpoints).is_ok() {
+        if !endpoints.is_empty() && self.networks.ensure_live(|| endpoints).is_ok() {
             self.refresh_names();
         }
     }
