@@ -3,6 +3,8 @@
 //! creationTimestamp, resourceVersion from the store revision), defaults, and the
 //! `as=Table` form kubectl prints.
 
+use std::time::SystemTime;
+
 use serde_json::{Value, json};
 
 use crate::resources::Resource;
@@ -422,70 +424,31 @@ pub(crate) fn table(resource: &Resource, items: &[Value], revision: i64) -> Valu
     })
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Now, as Kubernetes stamps objects (RFC 3339, seconds, UTC).
 fn now() -> String {
-    humantime_seconds(unix_now())
+    rfc3339(SystemTime::now())
 }
 
-fn humantime_seconds(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// Seconds since the epoch of an RFC 3339 time of ours.
-fn parse_time(text: &str) -> Option<i64> {
-    let number = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
-    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    let (y, m) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// kubectl's AGE: `42s`, `3m10s`, `25m`, `5h3m`, `30h`, `3d4h`, `12d`.
 fn age(created: &str) -> String {
-    let Some(then) = parse_time(created) else {
+    let Ok(then) = humantime::parse_rfc3339(created) else {
         return "<unknown>".into();
     };
-    let s = (unix_now() - then).max(0);
+    let s = SystemTime::now()
+        .duration_since(then)
+        .map_or(0, |d| d.as_secs());
     let (m, h, d) = (s / 60, s / 3600, s / 86_400);
     match s {
         _ if s < 120 => format!("{s}s"),
-        _ if m < 10 && s % 60 != 0 => format!("{m}m{}s", s % 60),
+        _ if m < 10 && !s.is_multiple_of(60) => format!("{m}m{}s", s % 60),
         _ if h < 3 => format!("{m}m"),
-        _ if h < 8 && m % 60 != 0 => format!("{h}h{}m", m % 60),
+        _ if h < 8 && !m.is_multiple_of(60) => format!("{h}h{}m", m % 60),
         _ if h < 48 => format!("{h}h"),
-        _ if d < 8 && h % 24 != 0 => format!("{d}d{}h", h % 24),
+        _ if d < 8 && !h.is_multiple_of(24) => format!("{d}d{}h", h % 24),
         _ => format!("{d}d"),
     }
 }
@@ -522,15 +485,20 @@ fn random_suffix() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn times_round_trip_and_ages_read_as_kubectl_s() {
-        let t = 1_700_000_000;
-        assert_eq!(humantime_seconds(t), "2023-11-14T22:13:20Z");
-        assert_eq!(parse_time("2023-11-14T22:13:20Z"), Some(t));
-        assert_eq!(age(&humantime_seconds(unix_now() - 30)), "30s");
-        assert_eq!(age(&humantime_seconds(unix_now() - 190)), "3m10s");
-        assert_eq!(age(&humantime_seconds(unix_now() - 3 * 86_400)), "3d");
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            humantime::parse_rfc3339("2023-11-14T22:13:20Z").ok(),
+            Some(t)
+        );
+        let ago = |seconds| rfc3339(SystemTime::now() - Duration::from_secs(seconds));
+        assert_eq!(age(&ago(30)), "30s");
+        assert_eq!(age(&ago(190)), "3m10s");
+        assert_eq!(age(&ago(3 * 86_400)), "3d");
     }
 
     #[test]

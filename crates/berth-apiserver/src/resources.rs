@@ -486,10 +486,7 @@ async fn select(
     place: &Place,
     query: &HashMap<String, String>,
 ) -> Result<(Vec<Value>, i64, Option<String>), Status> {
-    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
-        .map_err(Status::bad_request)?;
-    let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
-        .map_err(Status::bad_request)?;
+    let wanted = selected(query)?;
     let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
     let (mut cursor, mut revision) = match query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => continue_from(token)?,
@@ -506,9 +503,7 @@ async fn select(
         revision = page.revision;
         for kv in &page.items {
             cursor = kv.key.clone();
-            if let Some(object) =
-                objects::from_stored(kv).filter(|o| labels.matches(o) && fields.matches(o))
-            {
+            if let Some(object) = objects::from_stored(kv).filter(|o| wanted(o)) {
                 items.push(object);
             }
             if limit > 0 && items.len() == limit {
@@ -522,6 +517,14 @@ async fn select(
             return Ok((items, revision, None));
         }
     }
+}
+
+/// Whether an object is one the query's label and field selectors ask for.
+fn selected(query: &HashMap<String, String>) -> Result<impl Fn(&Value) -> bool + use<>, Status> {
+    let selector = |key: &str| query.get(key).map_or("", String::as_str);
+    let labels = LabelSelector::parse(selector("labelSelector")).map_err(Status::bad_request)?;
+    let fields = FieldSelector::parse(selector("fieldSelector")).map_err(Status::bad_request)?;
+    Ok(move |object: &Value| labels.matches(object) && fields.matches(object))
 }
 
 /// The continue token: the revision of the first page and the last key given.
@@ -551,11 +554,7 @@ async fn watch(
     let resource = place.resource;
     let prefix = place.prefix();
     let plural = place.resource.plural;
-    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
-        .map_err(Status::bad_request)?;
-    let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
-        .map_err(Status::bad_request)?;
-    let wanted = move |object: &Value| labels.matches(object) && fields.matches(object);
+    let wanted = selected(&query)?;
     let from: i64 = query
         .get("resourceVersion")
         .and_then(|v| v.parse().ok())
@@ -670,15 +669,52 @@ async fn read(
     name: String,
 ) -> Result<Response, Status> {
     let place = place?;
+    let (_, _, object) = current(&shared, &place, &name).await?;
+    Ok(json_response(StatusCode::OK, &object))
+}
+
+/// The object at `name`: its store key, its stored form, and as clients see it.
+async fn current(
+    shared: &Shared,
+    place: &Place,
+    name: &str,
+) -> Result<(String, berth_store::KeyValue, Value), Status> {
+    let key = format!("{}{name}", place.prefix());
+    let not_found = || Status::not_found(place.resource.plural, name);
     let stored = shared
         .store
-        .get(&format!("{}{name}", place.prefix()))
+        .get(&key)
         .await
-        .map_err(|e| Status::from_store(e, place.resource.plural, &name))?
-        .ok_or_else(|| Status::not_found(place.resource.plural, &name))?;
-    let object = objects::from_stored(&stored)
-        .ok_or_else(|| Status::not_found(place.resource.plural, &name))?;
-    Ok(json_response(StatusCode::OK, &object))
+        .map_err(|e| Status::from_store(e, place.resource.plural, name))?
+        .ok_or_else(not_found)?;
+    let object = objects::from_stored(&stored).ok_or_else(not_found)?;
+    Ok((key, stored, object))
+}
+
+/// Stores the new form of the object at `key` if it is still at revision `expected`,
+/// keeping the fields clients cannot change; the object as stored.
+async fn replace(
+    shared: &Shared,
+    place: &Place,
+    name: &str,
+    (key, current): (String, berth_store::KeyValue),
+    object: Value,
+    expected: i64,
+) -> Result<Response, Status> {
+    let object = objects::keep_system_fields(object, &current);
+    let stored = shared
+        .store
+        .update(
+            &key,
+            serde_json::to_vec(&object).unwrap_or_default(),
+            expected,
+        )
+        .await
+        .map_err(|e| Status::from_store(e, place.resource.plural, name))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &objects::from_stored(&stored).unwrap_or(object),
+    ))
 }
 
 async fn update(
@@ -692,27 +728,8 @@ async fn update(
     let object = objects::parse(&body, content_type(&headers), place.resource.kind)?;
     let (expected, object) =
         objects::prepare_update(place.resource, place.namespace.as_deref(), &name, object)?;
-    let key = format!("{}{name}", place.prefix());
-    let current = shared
-        .store
-        .get(&key)
-        .await
-        .map_err(|e| Status::from_store(e, place.resource.plural, &name))?
-        .ok_or_else(|| Status::not_found(place.resource.plural, &name))?;
-    let object = objects::keep_system_fields(object, &current);
-    let stored = shared
-        .store
-        .update(
-            &key,
-            serde_json::to_vec(&object).unwrap_or_default(),
-            expected,
-        )
-        .await
-        .map_err(|e| Status::from_store(e, place.resource.plural, &name))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &objects::from_stored(&stored).unwrap_or(object),
-    ))
+    let (key, stored, _) = current(&shared, &place, &name).await?;
+    replace(&shared, &place, &name, (key, stored), object, expected).await
 }
 
 /// PATCH: the patch applied to the current object, stored if nobody changed it meanwhile
@@ -725,33 +742,12 @@ async fn patch(
     body: Bytes,
 ) -> Result<Response, Status> {
     let place = place?;
-    let key = format!("{}{name}", place.prefix());
-    let current = shared
-        .store
-        .get(&key)
-        .await
-        .map_err(|e| Status::from_store(e, place.resource.plural, &name))?
-        .ok_or_else(|| Status::not_found(place.resource.plural, &name))?;
-    let mut object = objects::from_stored(&current)
-        .ok_or_else(|| Status::not_found(place.resource.plural, &name))?;
+    let (key, stored, mut object) = current(&shared, &place, &name).await?;
     objects::apply_patch(&mut object, content_type(&headers), &body)
         .map_err(|m| Status::invalid(place.resource.kind, &name, m))?;
     let (expected, object) =
         objects::prepare_update(place.resource, place.namespace.as_deref(), &name, object)?;
-    let object = objects::keep_system_fields(object, &current);
-    let stored = shared
-        .store
-        .update(
-            &key,
-            serde_json::to_vec(&object).unwrap_or_default(),
-            expected,
-        )
-        .await
-        .map_err(|e| Status::from_store(e, place.resource.plural, &name))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &objects::from_stored(&stored).unwrap_or(object),
-    ))
+    replace(&shared, &place, &name, (key, stored), object, expected).await
 }
 
 async fn delete(
