@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 mod auth;
 mod discovery;
+mod kinds;
 mod objects;
 mod openapi;
 mod pki;
@@ -17,6 +18,7 @@ mod protobuf;
 mod resources;
 mod selectors;
 mod status;
+mod writes;
 
 pub use pki::Pki;
 pub use resources::{RESOURCES, Resource};

@@ -151,7 +151,6 @@ pub(crate) fn prepare_create(
     if let Some(map) = metadata.as_object_mut() {
         map.remove("resourceVersion");
     }
-    default(resource, &mut object);
     Ok((format!("{prefix}{name}"), object))
 }
 
@@ -186,7 +185,6 @@ pub(crate) fn prepare_update(
     if let Some(map) = object["metadata"].as_object_mut() {
         map.remove("resourceVersion");
     }
-    default(resource, &mut object);
     Ok((expected, object))
 }
 
@@ -235,28 +233,51 @@ fn without_directives(value: Value) -> Value {
     }
 }
 
-/// The fields clients cannot change keep their stored values.
-pub(crate) fn keep_system_fields(mut object: Value, current: &berth_store::KeyValue) -> Value {
-    if let Ok(stored) = serde_json::from_slice::<Value>(&current.value) {
-        for field in ["uid", "creationTimestamp"] {
-            object["metadata"][field] = stored["metadata"][field].clone();
+/// The object's name.
+pub(crate) fn name_of(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+/// An update of `current`: the fields clients cannot change keep their values, and the
+/// generation counts changes of what the object declares (all but metadata and status)
+/// for kinds with a status, as controllers' observedGeneration compares it.
+pub(crate) fn carry_over(mut object: Value, current: &Value, has_status: bool) -> Value {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        let kept = current["metadata"][field].clone();
+        match object["metadata"].as_object_mut() {
+            Some(metadata) if kept.is_null() => {
+                metadata.remove(field);
+            }
+            _ => object["metadata"][field] = kept,
         }
+    }
+    let declared = |o: &Value| {
+        let mut o = o.clone();
+        if let Some(map) = o.as_object_mut() {
+            map.remove("metadata");
+            map.remove("status");
+        }
+        o
+    };
+    if has_status && declared(&object) != declared(current) {
+        let generation = current["metadata"]["generation"].as_i64().unwrap_or(0);
+        object["metadata"]["generation"] = json!(generation + 1);
     }
     object
 }
 
-/// Kubernetes' defaults for the served kinds.
-fn default(resource: &Resource, object: &mut Value) {
-    match resource.kind {
-        "Namespace" => {
-            object["spec"]["finalizers"] = json!(["kubernetes"]);
-            object["status"]["phase"] = json!("Active");
-        }
-        "Secret" if object["type"].as_str().unwrap_or_default().is_empty() => {
-            object["type"] = json!("Opaque")
-        }
-        _ => {}
-    }
+/// Whether the object was deleted and its finalizers are all done: it may go.
+pub(crate) fn finalized(object: &Value) -> bool {
+    !object["metadata"]["deletionTimestamp"].is_null()
+        && object["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
 }
 
 /// A 404 unless `namespace` exists: objects are only made in namespaces that do.
@@ -284,6 +305,10 @@ pub(crate) async fn ensure_system_namespaces(store: &dyn berth_store::Store) -> 
         else {
             continue;
         };
+        let Ok(admitted) = resource.admit(object, crate::kinds::FieldValidation::Strict) else {
+            continue;
+        };
+        let object = admitted.object;
         match store
             .create(&key, serde_json::to_vec(&object).unwrap_or_default())
             .await
@@ -429,7 +454,7 @@ fn now() -> String {
     rfc3339(SystemTime::now())
 }
 
-fn rfc3339(time: SystemTime) -> String {
+pub(crate) fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 

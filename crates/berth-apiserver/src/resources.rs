@@ -16,11 +16,20 @@ use serde_json::{Value, json};
 
 use base64::Engine;
 
+use k8s_openapi::api::apps::v1 as apps;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1 as batch;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
 use crate::Shared;
 use crate::auth::Identity;
+use crate::kinds::{self, Admitted, FieldValidation, Schema};
 use crate::objects;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::Status;
+use crate::writes::{self, DeleteOptions, Part, WriteOptions};
 
 /// A resource the server serves.
 #[derive(Debug)]
@@ -39,6 +48,9 @@ pub struct Resource {
     pub namespaced: bool,
     /// kubectl's short names: `cm`.
     pub short_names: &'static [&'static str],
+    /// Whether only its `/status` subresource changes its status.
+    pub has_status: bool,
+    admit: kinds::Admit,
 }
 
 impl Resource {
@@ -50,157 +62,74 @@ impl Resource {
             format!("{}/{}", self.group, self.version)
         }
     }
+
+    /// `Deployment.apps`, as kube-apiserver's messages name a kind.
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.to_string()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    /// `object` read through the kind's schema: typed, defaulted and checked.
+    pub(crate) fn admit(
+        &self,
+        object: Value,
+        validation: FieldValidation,
+    ) -> Result<Admitted, Status> {
+        (self.admit)(&self.qualified_kind(), object, validation)
+    }
 }
 
 macro_rules! resource {
-    ($group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, $namespaced:expr, [$($short:expr),*]) => {
+    ($type:ty, $singular:expr, $namespaced:expr, [$($short:expr),*]) => {
         Resource {
-            group: $group,
-            version: $version,
-            plural: $plural,
+            group: <$type as k8s_openapi::Resource>::GROUP,
+            version: <$type as k8s_openapi::Resource>::VERSION,
+            plural: <$type as k8s_openapi::Resource>::URL_PATH_SEGMENT,
             singular: $singular,
-            kind: $kind,
+            kind: <$type as k8s_openapi::Resource>::KIND,
             namespaced: $namespaced,
             short_names: &[$($short),*],
+            has_status: <$type as Schema>::HAS_STATUS,
+            admit: kinds::admit::<$type>,
         }
     };
 }
 
-/// The resources served: stored as given, checked for kind, names and namespace; their
-/// own validation and defaulting come with their typed schemas.
+/// The resources served, each read through its k8s-openapi type (crate::kinds).
 pub const RESOURCES: &[Resource] = &[
+    resource!(core::Namespace, "namespace", false, ["ns"]),
+    resource!(core::ConfigMap, "configmap", true, ["cm"]),
+    resource!(core::Secret, "secret", true, []),
+    resource!(core::Pod, "pod", true, ["po"]),
+    resource!(core::Service, "service", true, ["svc"]),
+    resource!(core::Endpoints, "endpoints", true, ["ep"]),
+    resource!(core::Node, "node", false, ["no"]),
+    resource!(core::Event, "event", true, ["ev"]),
+    resource!(core::ServiceAccount, "serviceaccount", true, ["sa"]),
+    resource!(core::PersistentVolume, "persistentvolume", false, ["pv"]),
     resource!(
-        "",
-        "v1",
-        "namespaces",
-        "namespace",
-        "Namespace",
-        false,
-        ["ns"]
-    ),
-    resource!(
-        "",
-        "v1",
-        "configmaps",
-        "configmap",
-        "ConfigMap",
-        true,
-        ["cm"]
-    ),
-    resource!("", "v1", "secrets", "secret", "Secret", true, []),
-    resource!("", "v1", "pods", "pod", "Pod", true, ["po"]),
-    resource!("", "v1", "services", "service", "Service", true, ["svc"]),
-    resource!(
-        "",
-        "v1",
-        "endpoints",
-        "endpoints",
-        "Endpoints",
-        true,
-        ["ep"]
-    ),
-    resource!("", "v1", "nodes", "node", "Node", false, ["no"]),
-    resource!("", "v1", "events", "event", "Event", true, ["ev"]),
-    resource!(
-        "",
-        "v1",
-        "serviceaccounts",
-        "serviceaccount",
-        "ServiceAccount",
-        true,
-        ["sa"]
-    ),
-    resource!(
-        "",
-        "v1",
-        "persistentvolumes",
-        "persistentvolume",
-        "PersistentVolume",
-        false,
-        ["pv"]
-    ),
-    resource!(
-        "",
-        "v1",
-        "persistentvolumeclaims",
+        core::PersistentVolumeClaim,
         "persistentvolumeclaim",
-        "PersistentVolumeClaim",
         true,
         ["pvc"]
     ),
+    resource!(apps::Deployment, "deployment", true, ["deploy"]),
+    resource!(apps::ReplicaSet, "replicaset", true, ["rs"]),
+    resource!(apps::DaemonSet, "daemonset", true, ["ds"]),
+    resource!(apps::StatefulSet, "statefulset", true, ["sts"]),
+    resource!(batch::Job, "job", true, []),
+    resource!(batch::CronJob, "cronjob", true, ["cj"]),
     resource!(
-        "apps",
-        "v1",
-        "deployments",
-        "deployment",
-        "Deployment",
-        true,
-        ["deploy"]
-    ),
-    resource!(
-        "apps",
-        "v1",
-        "replicasets",
-        "replicaset",
-        "ReplicaSet",
-        true,
-        ["rs"]
-    ),
-    resource!(
-        "apps",
-        "v1",
-        "daemonsets",
-        "daemonset",
-        "DaemonSet",
-        true,
-        ["ds"]
-    ),
-    resource!(
-        "apps",
-        "v1",
-        "statefulsets",
-        "statefulset",
-        "StatefulSet",
-        true,
-        ["sts"]
-    ),
-    resource!("batch", "v1", "jobs", "job", "Job", true, []),
-    resource!(
-        "batch",
-        "v1",
-        "cronjobs",
-        "cronjob",
-        "CronJob",
-        true,
-        ["cj"]
-    ),
-    resource!(
-        "autoscaling",
-        "v2",
-        "horizontalpodautoscalers",
+        HorizontalPodAutoscaler,
         "horizontalpodautoscaler",
-        "HorizontalPodAutoscaler",
         true,
         ["hpa"]
     ),
-    resource!(
-        "coordination.k8s.io",
-        "v1",
-        "leases",
-        "lease",
-        "Lease",
-        true,
-        []
-    ),
-    resource!(
-        "discovery.k8s.io",
-        "v1",
-        "endpointslices",
-        "endpointslice",
-        "EndpointSlice",
-        true,
-        []
-    ),
+    resource!(Lease, "lease", true, []),
+    resource!(EndpointSlice, "endpointslice", true, []),
 ];
 
 /// The group versions served besides the core `v1`, in discovery order.
@@ -251,14 +180,14 @@ type Params = Query<HashMap<String, String>>;
 type Shared_ = State<Arc<Shared>>;
 
 /// Where a request points: a resource, and for namespaced ones a namespace.
-struct Place {
-    resource: &'static Resource,
-    namespace: Option<String>,
+pub(crate) struct Place {
+    pub(crate) resource: &'static Resource,
+    pub(crate) namespace: Option<String>,
 }
 
 impl Place {
     /// The store prefix of the objects in this place.
-    fn prefix(&self) -> String {
+    pub(crate) fn prefix(&self) -> String {
         match &self.namespace {
             Some(namespace) => format!("/registry/{}/{namespace}/", self.resource.plural),
             None => format!("/registry/{}/", self.resource.plural),
@@ -266,9 +195,16 @@ impl Place {
     }
 }
 
-/// A request's path read as Kubernetes lays paths out: `[namespaces/NS/]PLURAL[/NAME]`
-/// under `/api/v1` or `/apis/GROUP/VERSION`.
-fn place_of(uri: &axum::http::Uri) -> Result<(Place, Option<String>), Status> {
+/// What a request addresses: a place, and in it an object (or part of one) or all.
+struct Target {
+    place: Place,
+    name: Option<String>,
+    part: Part,
+}
+
+/// A request's path read as Kubernetes lays paths out:
+/// `[namespaces/NS/]PLURAL[/NAME[/SUBRESOURCE]]` under `/api/v1` or `/apis/GROUP/VERSION`.
+fn place_of(uri: &axum::http::Uri) -> Result<Target, Status> {
     let path = uri.path();
     let (group, version, rest) = match path.strip_prefix("/api/v1/") {
         Some(rest) => ("", "v1", rest),
@@ -282,56 +218,42 @@ fn place_of(uri: &axum::http::Uri) -> Result<(Place, Option<String>), Status> {
         }
     };
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    let lookup = |plural: &str| {
-        find(
-            RESOURCES
-                .iter()
-                .find(|r| r.group == group && r.version == version && r.plural == plural),
-        )
+    let (namespace, plural, object) = match segments.as_slice() {
+        ["namespaces", namespace, plural, object @ ..] => (Some(*namespace), *plural, object),
+        [plural, object @ ..] => (None, *plural, object),
+        [] => return Err(not_served()),
     };
-    let cluster = |resource: &'static Resource, name: Option<&str>| {
-        Ok((
-            Place {
-                resource,
-                namespace: None,
-            },
-            name.map(str::to_string),
-        ))
-    };
-    match segments.as_slice() {
-        ["namespaces", namespace, plural, rest @ ..] => {
-            let resource = lookup(plural)?;
-            if !resource.namespaced || rest.len() > 1 {
-                return Err(not_served());
-            }
-            Ok((
-                Place {
-                    resource,
-                    namespace: Some(namespace.to_string()),
-                },
-                rest.first().map(|n| n.to_string()),
-            ))
-        }
-        [plural] => cluster(lookup(plural)?, None),
-        [plural, name] => {
-            let resource = lookup(plural)?;
-            if resource.namespaced {
-                return Err(not_served());
-            }
-            cluster(resource, Some(name))
-        }
-        _ => Err(not_served()),
+    let resource = find(
+        RESOURCES
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural),
+    )?;
+    if resource.namespaced != namespace.is_some() && !object.is_empty() || object.len() > 2 {
+        return Err(not_served());
     }
+    if namespace.is_some() && !resource.namespaced {
+        return Err(not_served());
+    }
+    let part = Part::of(resource, object.get(1).copied()).ok_or_else(not_served)?;
+    Ok(Target {
+        place: Place {
+            resource,
+            namespace: namespace.map(str::to_string),
+        },
+        name: object.first().map(|n| n.to_string()),
+        part,
+    })
 }
 
-/// The place a request points at, if its identity may `verb` there.
+/// What a request addresses, if its identity may `verb` there.
 fn authorized(
     uri: &axum::http::Uri,
     identity: Identity,
     verb: impl FnOnce(&Option<String>) -> &'static str,
-) -> Result<(Place, Option<String>), Status> {
-    let (place, name) = place_of(uri)?;
-    let verb = verb(&name);
+) -> Result<Target, Status> {
+    let target = place_of(uri)?;
+    let verb = verb(&target.name);
+    let place = &target.place;
     if !identity.may(verb, place.resource.plural) {
         return Err(crate::auth::forbidden(
             identity,
@@ -341,11 +263,11 @@ fn authorized(
             place.namespace.as_deref(),
         ));
     }
-    Ok((place, name))
+    Ok(target)
 }
 
 async fn get_any(
-    state: Shared_,
+    State(shared): Shared_,
     Extension(identity): Extension<Identity>,
     uri: axum::http::Uri,
     query: Params,
@@ -358,64 +280,118 @@ async fn get_any(
         (None, false) => "list",
     };
     respond(match authorized(&uri, identity, verb) {
-        Ok((place, Some(name))) => read(state, Ok(place), name).await,
-        Ok((place, None)) => list(state, Ok(place), query, headers).await,
+        Ok(Target {
+            place,
+            name: Some(name),
+            part,
+        }) => current(&shared, &place, &name)
+            .await
+            .map(|(_, _, object)| json_response(StatusCode::OK, &writes::view(part, object))),
+        Ok(target) => list(shared, target.place, query, headers).await,
         Err(status) => Err(status),
     })
 }
 
 async fn post_any(
-    state: Shared_,
+    State(shared): Shared_,
     Extension(identity): Extension<Identity>,
     uri: axum::http::Uri,
+    Query(query): Params,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(match authorized(&uri, identity, |_| "create") {
-        Ok((place, None)) => create(state, Ok(place), headers, body).await,
-        Ok((_, Some(_))) => Err(method_not_allowed()),
-        Err(status) => Err(status),
-    })
+    respond(
+        async {
+            let target = authorized(&uri, identity, |_| "create")?;
+            if target.name.is_some() {
+                return Err(method_not_allowed());
+            }
+            let options = WriteOptions::from_query(&query)?;
+            let object = writes::parse_body(Part::Whole, target.place.resource, &headers, &body)?;
+            writes::create(&shared, &target.place, &options, object).await
+        }
+        .await,
+    )
+}
+
+/// The object a PUT or PATCH addresses, and the options of its write.
+fn written(
+    uri: &axum::http::Uri,
+    identity: Identity,
+    verb: &'static str,
+    query: &HashMap<String, String>,
+) -> Result<(Target, String, WriteOptions), Status> {
+    let target = authorized(uri, identity, |_| verb)?;
+    let name = target.name.clone().ok_or_else(method_not_allowed)?;
+    Ok((target, name, WriteOptions::from_query(query)?))
 }
 
 async fn put_any(
-    state: Shared_,
+    State(shared): Shared_,
     Extension(identity): Extension<Identity>,
     uri: axum::http::Uri,
+    Query(query): Params,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(match authorized(&uri, identity, |_| "update") {
-        Ok((place, Some(name))) => update(state, Ok(place), name, headers, body).await,
-        Ok((_, None)) => Err(method_not_allowed()),
-        Err(status) => Err(status),
-    })
+    respond(
+        async {
+            let (target, name, options) = written(&uri, identity, "update", &query)?;
+            let given = writes::parse_body(target.part, target.place.resource, &headers, &body)?;
+            let edit = |_current: Value| Ok(given.clone());
+            writes::change(&shared, &target.place, &name, (target.part, &options), edit).await
+        }
+        .await,
+    )
 }
 
+/// PATCH: the patch applied to the current object (or part), stored if nobody changed
+/// it meanwhile.
 async fn patch_any(
-    state: Shared_,
+    State(shared): Shared_,
     Extension(identity): Extension<Identity>,
     uri: axum::http::Uri,
+    Query(query): Params,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(match authorized(&uri, identity, |_| "patch") {
-        Ok((place, Some(name))) => patch(state, Ok(place), name, headers, body).await,
-        Ok((_, None)) => Err(method_not_allowed()),
-        Err(status) => Err(status),
-    })
+    respond(
+        async {
+            let (target, name, options) = written(&uri, identity, "patch", &query)?;
+            let kind = target.place.resource.kind;
+            let edit = |mut current: Value| {
+                objects::apply_patch(&mut current, writes::content_type(&headers), &body)
+                    .map_err(|m| Status::invalid(kind, &name, m))?;
+                Ok(current)
+            };
+            writes::change(&shared, &target.place, &name, (target.part, &options), edit).await
+        }
+        .await,
+    )
 }
 
 async fn delete_any(
-    state: Shared_,
+    State(shared): Shared_,
     Extension(identity): Extension<Identity>,
     uri: axum::http::Uri,
+    Query(query): Params,
+    body: Bytes,
 ) -> Response {
-    respond(match authorized(&uri, identity, |_| "delete") {
-        Ok((place, Some(name))) => delete(state, Ok(place), name).await,
-        Ok((_, None)) => Err(method_not_allowed()),
-        Err(status) => Err(status),
-    })
+    respond(
+        async {
+            let target = authorized(&uri, identity, |_| "delete")?;
+            let name = target.name.ok_or_else(method_not_allowed)?;
+            if target.part != Part::Whole {
+                return Err(method_not_allowed());
+            }
+            let options = DeleteOptions::from_request(&query, &body)?;
+            if target.place.resource.plural == "namespaces" {
+                delete_namespace_contents(&shared, &name).await?;
+            }
+            writes::delete(&shared, &target.place, &name, &options).await
+        }
+        .await,
+    )
 }
 
 fn method_not_allowed() -> Status {
@@ -426,33 +402,20 @@ fn method_not_allowed() -> Status {
     )
 }
 
-fn content_type(headers: &HeaderMap) -> &str {
-    headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-}
-
 fn respond(result: Result<Response, Status>) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
 fn json_response(code: StatusCode, value: &Value) -> Response {
-    (
-        code,
-        [("content-type", "application/json")],
-        serde_json::to_vec(value).unwrap_or_default(),
-    )
-        .into_response()
+    writes::respond(code, value, &[])
 }
 
 async fn list(
-    State(shared): Shared_,
-    place: Result<Place, Status>,
+    shared: Arc<Shared>,
+    place: Place,
     Query(query): Params,
     headers: HeaderMap,
 ) -> Result<Response, Status> {
-    let place = place?;
     let wants_table = headers
         .get("accept")
         .and_then(|v| v.to_str().ok())
@@ -633,48 +596,8 @@ async fn watch(
         .into_response())
 }
 
-async fn create(
-    State(shared): Shared_,
-    place: Result<Place, Status>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Status> {
-    let place = place?;
-    let object = objects::parse(&body, content_type(&headers), place.resource.kind)?;
-    if let Some(namespace) = &place.namespace {
-        objects::require_namespace(shared.store.as_ref(), namespace).await?;
-    }
-    let (key, object) = objects::prepare_create(
-        place.resource,
-        place.namespace.as_deref(),
-        object,
-        &place.prefix(),
-    )?;
-    let name = object["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let stored = shared
-        .store
-        .create(&key, serde_json::to_vec(&object).unwrap_or_default())
-        .await
-        .map_err(|e| Status::from_store(e, place.resource.plural, &name))?;
-    let created = objects::from_stored(&stored).unwrap_or(object);
-    Ok(json_response(StatusCode::CREATED, &created))
-}
-
-async fn read(
-    State(shared): Shared_,
-    place: Result<Place, Status>,
-    name: String,
-) -> Result<Response, Status> {
-    let place = place?;
-    let (_, _, object) = current(&shared, &place, &name).await?;
-    Ok(json_response(StatusCode::OK, &object))
-}
-
 /// The object at `name`: its store key, its stored form, and as clients see it.
-async fn current(
+pub(crate) async fn current(
     shared: &Shared,
     place: &Place,
     name: &str,
@@ -689,83 +612,6 @@ async fn current(
         .ok_or_else(not_found)?;
     let object = objects::from_stored(&stored).ok_or_else(not_found)?;
     Ok((key, stored, object))
-}
-
-/// Stores the new form of the object at `key` if it is still at revision `expected`,
-/// keeping the fields clients cannot change; the object as stored.
-async fn replace(
-    shared: &Shared,
-    place: &Place,
-    name: &str,
-    (key, current): (String, berth_store::KeyValue),
-    object: Value,
-    expected: i64,
-) -> Result<Response, Status> {
-    let object = objects::keep_system_fields(object, &current);
-    let stored = shared
-        .store
-        .update(
-            &key,
-            serde_json::to_vec(&object).unwrap_or_default(),
-            expected,
-        )
-        .await
-        .map_err(|e| Status::from_store(e, place.resource.plural, name))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &objects::from_stored(&stored).unwrap_or(object),
-    ))
-}
-
-async fn update(
-    State(shared): Shared_,
-    place: Result<Place, Status>,
-    name: String,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Status> {
-    let place = place?;
-    let object = objects::parse(&body, content_type(&headers), place.resource.kind)?;
-    let (expected, object) =
-        objects::prepare_update(place.resource, place.namespace.as_deref(), &name, object)?;
-    let (key, stored, _) = current(&shared, &place, &name).await?;
-    replace(&shared, &place, &name, (key, stored), object, expected).await
-}
-
-/// PATCH: the patch applied to the current object, stored if nobody changed it meanwhile
-/// (the object's resourceVersion is the current one unless the patch names another).
-async fn patch(
-    State(shared): Shared_,
-    place: Result<Place, Status>,
-    name: String,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Status> {
-    let place = place?;
-    let (key, stored, mut object) = current(&shared, &place, &name).await?;
-    objects::apply_patch(&mut object, content_type(&headers), &body)
-        .map_err(|m| Status::invalid(place.resource.kind, &name, m))?;
-    let (expected, object) =
-        objects::prepare_update(place.resource, place.namespace.as_deref(), &name, object)?;
-    replace(&shared, &place, &name, (key, stored), object, expected).await
-}
-
-async fn delete(
-    State(shared): Shared_,
-    place: Result<Place, Status>,
-    name: String,
-) -> Result<Response, Status> {
-    let place = place?;
-    if place.resource.plural == "namespaces" {
-        delete_namespace_contents(&shared, &name).await?;
-    }
-    let (last, _) = shared
-        .store
-        .delete(&format!("{}{name}", place.prefix()), 0)
-        .await
-        .map_err(|e| Status::from_store(e, place.resource.plural, &name))?;
-    let object = objects::from_stored(&last).unwrap_or(Value::Null);
-    Ok(json_response(StatusCode::OK, &object))
 }
 
 /// A namespace goes with everything in it, as the namespace controller empties it; the

@@ -52,6 +52,17 @@ impl Status {
         )
     }
 
+    /// Whether this is a 404.
+    pub(crate) fn is_not_found(&self) -> bool {
+        self.code == StatusCode::NOT_FOUND
+    }
+
+    /// What the client is told.
+    #[cfg(test)]
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The store's error about `resource` `name`.
     pub(crate) fn from_store(error: berth_store::Error, resource: &str, name: &str) -> Self {
         match error {

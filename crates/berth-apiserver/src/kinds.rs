@@ -1,0 +1,619 @@
+//! The served kinds' schemas: every object a client writes is read into its k8s-openapi
+//! type — so a wrong type is refused naming the field, and unknown fields are dropped,
+//! warned about or refused as the request's `fieldValidation` asks — then given
+//! Kubernetes' defaults and checked as kube-apiserver checks it, errors naming the field.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Endpoints, Event, Namespace, Node, PersistentVolume,
+    PersistentVolumeClaim, Pod, PodSpec, PodTemplateSpec, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::status::Status;
+
+/// What to do with fields the kind does not have: the `fieldValidation` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them and say so in `Warning` headers: the server's default.
+    Warn,
+    /// Refuse the request: kubectl's default.
+    Strict,
+}
+
+impl FieldValidation {
+    /// The request's choice; Warn when it made none.
+    pub(crate) fn from_query(value: Option<&str>) -> Result<Self, Status> {
+        match value.unwrap_or("Warn") {
+            "Ignore" => Ok(Self::Ignore),
+            "" | "Warn" => Ok(Self::Warn),
+            "Strict" => Ok(Self::Strict),
+            other => Err(Status::bad_request(format!(
+                "fieldValidation must be one of \"Ignore\", \"Warn\" or \"Strict\", not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// An object as its schema reads it, with the warnings for the client.
+pub(crate) struct Admitted {
+    pub(crate) object: Value,
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Reads `object` of `kind` through its schema: typed, defaulted and checked.
+pub(crate) type Admit = fn(&str, Value, FieldValidation) -> Result<Admitted, Status>;
+
+/// What the server knows of a kind beyond its fields: defaults and checks.
+pub(crate) trait Schema: DeserializeOwned + Serialize {
+    /// Whether the kind has a status that only its `/status` subresource changes.
+    const HAS_STATUS: bool = false;
+
+    /// Kubernetes' defaults for fields left out.
+    fn default_fields(&mut self) {}
+
+    /// What is wrong with the object, each naming its field; empty when valid.
+    fn problems(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The kind's [`Admit`] for the resource table.
+pub(crate) fn admit<K: Schema>(
+    qualified_kind: &str,
+    object: Value,
+    validation: FieldValidation,
+) -> Result<Admitted, Status> {
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut typed: K = serde_path_to_error::deserialize(object.clone()).map_err(|e| {
+        let kind = qualified_kind.split('.').next().unwrap_or_default();
+        Status::bad_request(format!(
+            "{kind} in version \"{}\" cannot be handled as a {kind}: {}: {}",
+            object["apiVersion"].as_str().unwrap_or_default(),
+            e.path(),
+            e.inner()
+        ))
+    })?;
+    let read = serde_json::to_value(&typed).unwrap_or_default();
+    let mut unknown = Vec::new();
+    unknown_fields(&object, &read, "", &mut unknown);
+    if validation == FieldValidation::Strict && !unknown.is_empty() {
+        let fields: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        return Err(Status::bad_request(format!(
+            "strict decoding error: {}",
+            fields.join(", ")
+        )));
+    }
+    typed.default_fields();
+    let problems = typed.problems();
+    if !problems.is_empty() {
+        let message = match problems.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        return Err(Status::invalid(qualified_kind, &name, message));
+    }
+    let warnings = match validation {
+        FieldValidation::Warn => unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Admitted {
+        object: serde_json::to_value(&typed).unwrap_or_default(),
+        warnings,
+    })
+}
+
+/// The fields of `given` that reading it as its type lost: those the kind does not have.
+fn unknown_fields(given: &Value, read: &Value, path: &str, found: &mut Vec<String>) {
+    match (given, read) {
+        (Value::Object(given), Value::Object(read)) => {
+            for (key, value) in given {
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match read.get(key) {
+                    Some(kept) => unknown_fields(value, kept, &here, found),
+                    None if value.is_null() => {}
+                    None => found.push(here),
+                }
+            }
+        }
+        (Value::Array(given), Value::Array(read)) => {
+            for (index, (value, kept)) in given.iter().zip(read).enumerate() {
+                unknown_fields(value, kept, &format!("{path}[{index}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn set_default<T>(field: &mut Option<T>, value: T) {
+    if field.is_none() {
+        *field = Some(value);
+    }
+}
+
+fn required(field: &str) -> String {
+    format!("{field}: Required value")
+}
+
+fn unsupported(field: &str, value: &str, supported: &[&str]) -> String {
+    let supported: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "{field}: Unsupported value: \"{value}\": supported values: {}",
+        supported.join(", ")
+    )
+}
+
+fn at_least_zero(field: &str, value: Option<i32>) -> Option<String> {
+    value
+        .filter(|v| *v < 0)
+        .map(|v| format!("{field}: Invalid value: {v}: must be greater than or equal to 0"))
+}
+
+fn default_container(container: &mut Container) {
+    let latest = container.image.as_deref().is_some_and(|image| {
+        let tag = image.rsplit('/').next().unwrap_or(image);
+        !tag.contains(':') && !image.contains('@') || tag.ends_with(":latest")
+    });
+    set_default(
+        &mut container.image_pull_policy,
+        if latest { "Always" } else { "IfNotPresent" }.to_string(),
+    );
+    set_default(
+        &mut container.termination_message_path,
+        "/dev/termination-log".to_string(),
+    );
+    set_default(
+        &mut container.termination_message_policy,
+        "File".to_string(),
+    );
+    set_default(&mut container.resources, Default::default());
+    for port in container.ports.iter_mut().flatten() {
+        set_default(&mut port.protocol, "TCP".to_string());
+    }
+}
+
+fn default_pod_spec(spec: &mut PodSpec) {
+    set_default(&mut spec.restart_policy, "Always".to_string());
+    set_default(&mut spec.dns_policy, "ClusterFirst".to_string());
+    set_default(&mut spec.scheduler_name, "default-scheduler".to_string());
+    set_default(&mut spec.termination_grace_period_seconds, 30);
+    set_default(&mut spec.security_context, Default::default());
+    set_default(&mut spec.enable_service_links, true);
+    spec.containers.iter_mut().for_each(default_container);
+    spec.init_containers
+        .iter_mut()
+        .flatten()
+        .for_each(default_container);
+}
+
+fn pod_spec_problems(spec: &PodSpec, at: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if spec.containers.is_empty() {
+        problems.push(required(&format!("{at}.containers")));
+    }
+    for (i, container) in spec.containers.iter().enumerate() {
+        if container.name.is_empty() {
+            problems.push(required(&format!("{at}.containers[{i}].name")));
+        }
+        if container.image.as_deref().unwrap_or_default().is_empty() {
+            problems.push(required(&format!("{at}.containers[{i}].image")));
+        }
+    }
+    let policy = spec.restart_policy.as_deref().unwrap_or("Always");
+    if !["Always", "OnFailure", "Never"].contains(&policy) {
+        problems.push(unsupported(
+            &format!("{at}.restartPolicy"),
+            policy,
+            &["Always", "OnFailure", "Never"],
+        ));
+    }
+    problems
+}
+
+/// A workload's selector must be given and must select its own template's pods.
+fn workload_problems(
+    replicas: Option<i32>,
+    selector: Option<&LabelSelector>,
+    template: Option<&PodTemplateSpec>,
+) -> Vec<String> {
+    let mut problems: Vec<String> = at_least_zero("spec.replicas", replicas)
+        .into_iter()
+        .collect();
+    let labels = template
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    match selector {
+        None => problems.push(required("spec.selector")),
+        Some(s) if s.match_labels.is_none() && s.match_expressions.is_none() => {
+            problems.push(
+                "spec.selector: Invalid value: \"null\": empty selector is invalid for deployment"
+                    .into(),
+            );
+        }
+        Some(s) if !selects(s, &labels) => problems.push(format!(
+            "spec.template.metadata.labels: Invalid value: {}: `selector` does not match template `labels`",
+            go_map(&labels)
+        )),
+        Some(_) => {}
+    }
+    match template.and_then(|t| t.spec.as_ref()) {
+        Some(spec) => problems.extend(pod_spec_problems(spec, "spec.template.spec")),
+        None => problems.push(required("spec.template.spec.containers")),
+    }
+    problems
+}
+
+/// Whether `selector`'s matchLabels hold for `labels` (expressions are the
+/// controllers' to evaluate).
+fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// A label map as Go prints it in kube-apiserver's messages.
+fn go_map(labels: &BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
+    format!("map[string]string{{{}}}", pairs.join(", "))
+}
+
+fn default_template(template: &mut PodTemplateSpec) {
+    if let Some(spec) = template.spec.as_mut() {
+        default_pod_spec(spec);
+    }
+}
+
+fn percent(value: &str) -> Option<IntOrString> {
+    Some(IntOrString::String(value.to_string()))
+}
+
+impl Schema for Namespace {
+    const HAS_STATUS: bool = true;
+    fn default_fields(&mut self) {
+        self.spec.get_or_insert_default().finalizers = Some(vec!["kubernetes".into()]);
+        set_default(
+            &mut self.status.get_or_insert_default().phase,
+            "Active".into(),
+        );
+    }
+}
+
+impl Schema for ConfigMap {}
+
+impl Schema for Secret {
+    /// `stringData` is written into `data`, as kube-apiserver does.
+    fn default_fields(&mut self) {
+        if self.type_.as_deref().is_none_or(str::is_empty) {
+            self.type_ = Some("Opaque".into());
+        }
+        if let Some(strings) = self.string_data.take() {
+            let data = self.data.get_or_insert_default();
+            for (key, value) in strings {
+                data.insert(key, k8s_openapi::ByteString(value.into_bytes()));
+            }
+        }
+    }
+}
+
+impl Schema for Pod {
+    const HAS_STATUS: bool = true;
+    fn default_fields(&mut self) {
+        default_pod_spec(self.spec.get_or_insert_default());
+        let status = self.status.get_or_insert_default();
+        set_default(&mut status.phase, "Pending".into());
+        set_default(&mut status.qos_class, qos_class(self.spec.as_ref()).into());
+    }
+    fn problems(&self) -> Vec<String> {
+        pod_spec_problems(self.spec.as_ref().unwrap_or(&PodSpec::default()), "spec")
+    }
+}
+
+/// The pod's quality-of-service class from its containers' requests and limits.
+fn qos_class(spec: Option<&PodSpec>) -> &'static str {
+    let containers = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+    let resources = containers.iter().filter_map(|c| c.resources.as_ref());
+    let (mut any, mut guaranteed) = (false, !containers.is_empty());
+    for r in resources {
+        let requests = r.requests.clone().unwrap_or_default();
+        let limits = r.limits.clone().unwrap_or_default();
+        any |= !requests.is_empty() || !limits.is_empty();
+        guaranteed &= ["cpu", "memory"].iter().all(|k| {
+            limits.contains_key(*k) && requests.get(*k).is_none_or(|q| Some(q) == limits.get(*k))
+        });
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+impl Schema for Service {
+    const HAS_STATUS: bool = true;
+    fn default_fields(&mut self) {
+        let spec = self.spec.get_or_insert_default();
+        set_default(&mut spec.type_, "ClusterIP".into());
+        set_default(&mut spec.session_affinity, "None".into());
+        for port in spec.ports.iter_mut().flatten() {
+            set_default(&mut port.protocol, "TCP".into());
+            set_default(&mut port.target_port, IntOrString::Int(port.port));
+        }
+    }
+    fn problems(&self) -> Vec<String> {
+        let ports = self.spec.as_ref().and_then(|s| s.ports.as_ref());
+        ports
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, p)| !(1..=65535).contains(&p.port))
+            .map(|(i, p)| {
+                format!(
+                    "spec.ports[{i}].port: Invalid value: {}: must be between 1 and 65535, inclusive",
+                    p.port
+                )
+            })
+            .collect()
+    }
+}
+
+impl Schema for Endpoints {}
+impl Schema for Event {}
+impl Schema for ServiceAccount {}
+impl Schema for Lease {}
+impl Schema for EndpointSlice {}
+
+impl Schema for Node {
+    const HAS_STATUS: bool = true;
+}
+
+impl Schema for PersistentVolume {
+    const HAS_STATUS: bool = true;
+}
+
+impl Schema for PersistentVolumeClaim {
+    const HAS_STATUS: bool = true;
+}
+
+impl Schema for Deployment {
+    const HAS_STATUS: bool = true;
+    fn default_fields(&mut self) {
+        let spec = self.spec.get_or_insert_default();
+        set_default(&mut spec.replicas, 1);
+        set_default(&mut spec.revision_history_limit, 10);
+        set_default(&mut spec.progress_deadline_seconds, 600);
+        let strategy = spec.strategy.get_or_insert_default();
+        set_default(&mut strategy.type_, "RollingUpdate".into());
+        if strategy.type_.as_deref() == Some("RollingUpdate") {
+            let rolling = strategy.rolling_update.get_or_insert_default();
+            set_default(&mut rolling.max_surge, IntOrString::String("25%".into()));
+            if rolling.max_unavailable.is_none() {
+                rolling.max_unavailable = percent("25%");
+            }
+        }
+        default_template(&mut spec.template);
+    }
+    fn problems(&self) -> Vec<String> {
+        let spec = self.spec.as_ref();
+        workload_problems(
+            spec.and_then(|s| s.replicas),
+            spec.map(|s| &s.selector),
+            spec.map(|s| &s.template),
+        )
+    }
+}
+
+impl Schema for ReplicaSet {
+    const HAS_STATUS: bool = true;
+    fn default_fields(&mut self) {
+        let spec = self.spec.get_or_insert_default();
+        set_default(&mut spec.replicas, 1);
+        if let Some(template) = spec.template.as_mut() {
+            default_template(template);
+        }
+    }
+    fn problems(&self) -> Vec<String> {
+        let spec = self.spec.as_ref();
+        workload_problems(
+            spec.and_then(|s| s.replicas),
+            spec.map(|s| &s.selector),
+            spec.and_then(|s| s.template.as_ref()),
+        )
+    }
+}
+
+impl Schema for DaemonSet {
+    const HAS_STATUS: bool = true;
+    fn default_fields(&mut self) {
+        let spec = self.spec.get_or_insert_default();
+        set_default(&mut spec.revision_history_limit, 10);
+        default_template(&mut spec.template);
+    }
+    fn problems(&self) -> Vec<String> {
+        let spec = self.spec.as_ref();
+        workload_problems(None, spec.map(|s| &s.selector), spec.map(|s| &s.template))
+    }
+}
+
+impl Schema for StatefulSet {
+    const HAS_STATUS: bool = true;
+    fn default_fields(&mut self) {
+        let spec = self.spec.get_or_insert_default();
+        set_default(&mut spec.replicas, 1);
+        set_default(&mut spec.revision_history_limit, 10);
+        set_default(&mut spec.pod_management_policy, "OrderedReady".into());
+        default_template(&mut spec.template);
+    }
+    fn problems(&self) -> Vec<String> {
+        let spec = self.spec.as_ref();
+        workload_problems(
+            spec.and_then(|s| s.replicas),
+            spec.map(|s| &s.selector),
+            spec.map(|s| &s.template),
+        )
+    }
+}
+
+impl Schema for Job {
+    const HAS_STATUS: bool = true;
+    fn default_fields(&mut self) {
+        let spec = self.spec.get_or_insert_default();
+        set_default(&mut spec.backoff_limit, 6);
+        set_default(&mut spec.completions, 1);
+        set_default(&mut spec.parallelism, 1);
+        default_template(&mut spec.template);
+    }
+    fn problems(&self) -> Vec<String> {
+        let template = self.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        template.map_or_else(
+            || vec![required("spec.template.spec.containers")],
+            |spec| pod_spec_problems(spec, "spec.template.spec"),
+        )
+    }
+}
+
+impl Schema for CronJob {
+    const HAS_STATUS: bool = true;
+    fn default_fields(&mut self) {
+        let spec = self.spec.get_or_insert_default();
+        set_default(&mut spec.concurrency_policy, "Allow".into());
+        set_default(&mut spec.suspend, false);
+        set_default(&mut spec.successful_jobs_history_limit, 3);
+        set_default(&mut spec.failed_jobs_history_limit, 1);
+    }
+    fn problems(&self) -> Vec<String> {
+        match self.spec.as_ref().map(|s| s.schedule.as_str()) {
+            Some(schedule) if !schedule.is_empty() => Vec::new(),
+            _ => vec![required("spec.schedule")],
+        }
+    }
+}
+
+impl Schema for HorizontalPodAutoscaler {
+    const HAS_STATUS: bool = true;
+    fn default_fields(&mut self) {
+        set_default(&mut self.spec.get_or_insert_default().min_replicas, 1);
+    }
+    fn problems(&self) -> Vec<String> {
+        let Some(spec) = self.spec.as_ref() else {
+            return vec![required("spec")];
+        };
+        let mut problems = Vec::new();
+        if spec.max_replicas < 1 {
+            problems.push(format!(
+                "spec.maxReplicas: Invalid value: {}: must be greater than or equal to 1",
+                spec.max_replicas
+            ));
+        }
+        if spec.min_replicas.is_some_and(|min| min > spec.max_replicas) {
+            problems.push(format!(
+                "spec.maxReplicas: Invalid value: {}: must be greater than or equal to `minReplicas`",
+                spec.max_replicas
+            ));
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn admit_as<K: Schema>(object: Value, validation: FieldValidation) -> Result<Value, String> {
+        admit::<K>("Kind", object, validation)
+            .map(|a| a.object)
+            .map_err(|s| s.message().to_string())
+    }
+
+    #[test]
+    fn pods_get_kubernetes_defaults() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"},
+                                    {"name": "d", "image": "busybox:1.36"}]}});
+        let pod = admit_as::<Pod>(pod, FieldValidation::Strict).unwrap();
+        assert_eq!(pod["spec"]["restartPolicy"], "Always");
+        assert_eq!(pod["spec"]["schedulerName"], "default-scheduler");
+        assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(
+            pod["spec"]["containers"][1]["imagePullPolicy"],
+            "IfNotPresent"
+        );
+        assert_eq!(pod["status"]["phase"], "Pending");
+        assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    }
+
+    #[test]
+    fn problems_name_their_fields() {
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}});
+        assert_eq!(
+            admit_as::<Pod>(pod, FieldValidation::Warn).unwrap_err(),
+            "Kind \"p\" is invalid: spec.containers[0].image: Required value"
+        );
+        let typo = json!({"metadata": {"name": "p"}, "spec": {"containers": "c"}});
+        let message = admit_as::<Pod>(typo, FieldValidation::Warn).unwrap_err();
+        assert!(
+            message.contains("spec.containers: invalid type"),
+            "{message}"
+        );
+        let deployment = json!({"metadata": {"name": "d"}, "spec": {
+            "selector": {"matchLabels": {"app": "a"}},
+            "template": {"metadata": {"labels": {"app": "b"}},
+                         "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        let message = admit_as::<Deployment>(deployment, FieldValidation::Warn).unwrap_err();
+        assert!(
+            message.contains("`selector` does not match template `labels`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_dropped_warned_or_refused() {
+        let cm = json!({"metadata": {"name": "c", "colour": "red"}, "data": {"a": "b"}, "dat": 1});
+        let message = admit_as::<ConfigMap>(cm.clone(), FieldValidation::Strict).unwrap_err();
+        assert_eq!(
+            message,
+            "strict decoding error: unknown field \"dat\", unknown field \"metadata.colour\""
+        );
+        let admitted = admit::<ConfigMap>("ConfigMap", cm, FieldValidation::Warn).unwrap();
+        assert_eq!(admitted.warnings.len(), 2);
+        assert!(admitted.object.get("dat").is_none());
+        assert_eq!(admitted.object["data"]["a"], "b");
+    }
+
+    #[test]
+    fn secrets_take_string_data_into_data() {
+        let secret = json!({"metadata": {"name": "s"}, "stringData": {"k": "v"}});
+        let secret = admit_as::<Secret>(secret, FieldValidation::Strict).unwrap();
+        assert_eq!(secret["data"]["k"], "dg==");
+        assert_eq!(secret["type"], "Opaque");
+        assert!(secret.get("stringData").is_none());
+    }
+}

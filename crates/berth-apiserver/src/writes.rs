@@ -1,0 +1,539 @@
+//! The verbs that change objects — create, update, patch, delete — on an object or on
+//! its `status` and `scale` subresources, with the options every write takes
+//! (`fieldValidation`, `dryRun`, `fieldManager`) and delete's own (propagationPolicy,
+//! gracePeriodSeconds, preconditions, finalizers).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::Shared;
+use crate::kinds::FieldValidation;
+use crate::objects;
+use crate::resources::{Place, RESOURCES, Resource};
+use crate::status::Status;
+
+/// The part of an object a request addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// The object itself: everything but its status when the kind has one.
+    Whole,
+    /// `/status`: only the status.
+    Status,
+    /// `/scale`: only `spec.replicas`, seen as an autoscaling/v1 Scale.
+    Scale,
+}
+
+impl Part {
+    /// The part named by a path's subresource, if the resource has it.
+    pub(crate) fn of(resource: &Resource, subresource: Option<&str>) -> Option<Self> {
+        match subresource {
+            None => Some(Part::Whole),
+            Some("status") if resource.has_status => Some(Part::Status),
+            Some("scale") if SCALABLE.contains(&resource.plural) => Some(Part::Scale),
+            Some(_) => None,
+        }
+    }
+}
+
+/// The resources with a `/scale` subresource.
+const SCALABLE: [&str; 3] = ["deployments", "replicasets", "statefulsets"];
+
+/// The options every write takes from its query.
+pub(crate) struct WriteOptions {
+    validation: FieldValidation,
+    dry_run: bool,
+}
+
+impl WriteOptions {
+    pub(crate) fn from_query(query: &HashMap<String, String>) -> Result<Self, Status> {
+        let dry_run = match query.get("dryRun").map(String::as_str) {
+            None | Some("") => false,
+            Some("All") => true,
+            Some(other) => {
+                return Err(Status::bad_request(format!(
+                    "dryRun: Unsupported value: \"{other}\": supported values: \"All\""
+                )));
+            }
+        };
+        Ok(Self {
+            validation: FieldValidation::from_query(
+                query.get("fieldValidation").map(String::as_str),
+            )?,
+            dry_run,
+        })
+    }
+}
+
+/// The part of `object` a client reads and writes at `part`.
+pub(crate) fn view(part: Part, object: Value) -> Value {
+    match part {
+        Part::Whole | Part::Status => object,
+        Part::Scale => {
+            let metadata = &object["metadata"];
+            let selector: Vec<String> = object["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            json!({
+                "kind": "Scale",
+                "apiVersion": "autoscaling/v1",
+                "metadata": {
+                    "name": metadata["name"],
+                    "namespace": metadata["namespace"],
+                    "uid": metadata["uid"],
+                    "resourceVersion": metadata["resourceVersion"],
+                    "creationTimestamp": metadata["creationTimestamp"],
+                },
+                "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(0)},
+                "status": {
+                    "replicas": object["status"]["replicas"].as_i64().unwrap_or(0),
+                    "selector": selector.join(","),
+                },
+            })
+        }
+    }
+}
+
+/// The object `given` at `part` makes of `current`: a write to one part leaves the
+/// others as they are.
+fn merged(
+    part: Part,
+    resource: &Resource,
+    current: &Value,
+    mut given: Value,
+) -> Result<Value, Status> {
+    let revision = given["metadata"]["resourceVersion"].take();
+    let mut object = match part {
+        Part::Whole => {
+            if resource.has_status {
+                given["status"] = current["status"].clone();
+            }
+            given
+        }
+        Part::Status => {
+            let mut object = current.clone();
+            object["status"] = given["status"].take();
+            object
+        }
+        Part::Scale => {
+            let Some(replicas) = given["spec"]["replicas"].as_i64().filter(|r| *r >= 0) else {
+                return Err(Status::invalid(
+                    "Scale",
+                    current["metadata"]["name"].as_str().unwrap_or_default(),
+                    "spec.replicas: Invalid value: must be a non-negative integer",
+                ));
+            };
+            let mut object = current.clone();
+            object["spec"]["replicas"] = json!(replicas);
+            object
+        }
+    };
+    object["metadata"]["resourceVersion"] = revision;
+    Ok(object)
+}
+
+/// POST: a new object, defaulted, checked and stored unless it is a dry run.
+pub(crate) async fn create(
+    shared: &Shared,
+    place: &Place,
+    options: &WriteOptions,
+    mut object: Value,
+) -> Result<Response, Status> {
+    let resource = place.resource;
+    if let Some(namespace) = &place.namespace {
+        objects::require_namespace(shared.store.as_ref(), namespace).await?;
+    }
+    if resource.has_status && resource.kind != "Node" {
+        object["status"] = json!({});
+    }
+    let (key, object) = objects::prepare_create(
+        resource,
+        place.namespace.as_deref(),
+        object,
+        &place.prefix(),
+    )?;
+    let admitted = resource.admit(object, options.validation)?;
+    let mut object = admitted.object;
+    if resource.has_status {
+        object["metadata"]["generation"] = json!(1);
+    }
+    let name = objects::name_of(&object).to_string();
+    if options.dry_run {
+        return Ok(respond(StatusCode::CREATED, &object, &admitted.warnings));
+    }
+    let stored = shared
+        .store
+        .create(&key, serde_json::to_vec(&object).unwrap_or_default())
+        .await
+        .map_err(|e| Status::from_store(e, resource.plural, &name))?;
+    let created = objects::from_stored(&stored).unwrap_or(object);
+    Ok(respond(StatusCode::CREATED, &created, &admitted.warnings))
+}
+
+/// PUT and PATCH: `edit` turns the current view of `part` into the one wanted, which is
+/// merged into the object, checked and stored if nobody changed the object meanwhile.
+/// When the client named no resourceVersion, a concurrent change is retried, as
+/// kube-apiserver does.
+pub(crate) async fn change(
+    shared: &Shared,
+    place: &Place,
+    name: &str,
+    (part, options): (Part, &WriteOptions),
+    edit: impl Fn(Value) -> Result<Value, Status>,
+) -> Result<Response, Status> {
+    let resource = place.resource;
+    loop {
+        let (key, stored, current) = crate::resources::current(shared, place, name).await?;
+        let given = edit(view(part, current.clone()))?;
+        let proposed = merged(part, resource, &current, given)?;
+        let (expected, proposed) =
+            objects::prepare_update(resource, place.namespace.as_deref(), name, proposed)?;
+        let admitted = resource.admit(proposed, options.validation)?;
+        let object = objects::carry_over(admitted.object, &current, resource.has_status);
+        if options.dry_run {
+            return Ok(respond(
+                StatusCode::OK,
+                &view(part, object),
+                &admitted.warnings,
+            ));
+        }
+        if objects::finalized(&object) {
+            return remove(shared, place, name, &key, stored.mod_revision).await;
+        }
+        let guard = if expected == 0 {
+            stored.mod_revision
+        } else {
+            expected
+        };
+        let result = shared
+            .store
+            .update(&key, serde_json::to_vec(&object).unwrap_or_default(), guard)
+            .await;
+        match result {
+            Ok(kv) => {
+                let object = objects::from_stored(&kv).unwrap_or(object);
+                return Ok(respond(
+                    StatusCode::OK,
+                    &view(part, object),
+                    &admitted.warnings,
+                ));
+            }
+            Err(berth_store::Error::Conflict { .. }) if expected == 0 => continue,
+            Err(e) => return Err(Status::from_store(e, resource.plural, name)),
+        }
+    }
+}
+
+/// What a DELETE asks for, from its query and its DeleteOptions body.
+pub(crate) struct DeleteOptions {
+    propagation: Propagation,
+    grace_period: Option<i64>,
+    precondition_uid: Option<String>,
+    precondition_revision: Option<String>,
+    dry_run: bool,
+}
+
+/// What happens to an object's dependents (those whose ownerReferences name it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Propagation {
+    /// They are deleted too: Background and Foreground (here both before the owner goes).
+    Cascade,
+    /// They stay, without the reference to their owner.
+    Orphan,
+}
+
+impl DeleteOptions {
+    pub(crate) fn from_request(
+        query: &HashMap<String, String>,
+        body: &[u8],
+    ) -> Result<Self, Status> {
+        let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            serde_json::from_slice(body).map_err(|e| {
+                Status::bad_request(format!("the DeleteOptions body is not valid JSON: {e}"))
+            })?
+        };
+        let text = |key: &str| {
+            query
+                .get(key)
+                .cloned()
+                .or_else(|| body[key].as_str().map(str::to_string))
+        };
+        let propagation = match text("propagationPolicy").as_deref() {
+            None | Some("Background" | "Foreground") => Propagation::Cascade,
+            Some("Orphan") => Propagation::Orphan,
+            Some(other) => {
+                return Err(Status::bad_request(format!(
+                    "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+                )));
+            }
+        };
+        let grace_period = query
+            .get("gracePeriodSeconds")
+            .and_then(|g| g.parse().ok())
+            .or_else(|| body["gracePeriodSeconds"].as_i64());
+        let dry_run = text("dryRun").as_deref() == Some("All")
+            || body["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|v| v == "All"));
+        let precondition = |key: &str| body["preconditions"][key].as_str().map(str::to_string);
+        Ok(Self {
+            propagation,
+            grace_period,
+            precondition_uid: precondition("uid"),
+            precondition_revision: precondition("resourceVersion"),
+            dry_run,
+        })
+    }
+}
+
+/// DELETE: the object goes with its dependents (or they are orphaned); one with
+/// finalizers, or a pod on a node, is only marked deleted until they are done.
+pub(crate) async fn delete(
+    shared: &Shared,
+    place: &Place,
+    name: &str,
+    options: &DeleteOptions,
+) -> Result<Response, Status> {
+    let resource = place.resource;
+    let (key, stored, mut object) = crate::resources::current(shared, place, name).await?;
+    check_preconditions(resource, name, &object, options)?;
+    if options.dry_run {
+        return Ok(respond(StatusCode::OK, &object, &[]));
+    }
+    let uid = object["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if let Some(namespace) = &place.namespace {
+        Box::pin(settle_dependents(
+            shared,
+            namespace,
+            &uid,
+            options.propagation,
+        ))
+        .await?;
+    }
+    let grace = pod_grace_period(resource, &object, options.grace_period);
+    if !has_finalizers(&object) && grace.is_none() {
+        return remove(shared, place, name, &key, stored.mod_revision).await;
+    }
+    if object["metadata"]["deletionTimestamp"].is_null() {
+        let grace = grace.unwrap_or(0);
+        let deadline =
+            std::time::SystemTime::now() + std::time::Duration::from_secs(grace.max(0) as u64);
+        object["metadata"]["deletionTimestamp"] = json!(objects::rfc3339(deadline));
+        object["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        let kv = shared
+            .store
+            .update(
+                &key,
+                serde_json::to_vec(&object).unwrap_or_default(),
+                stored.mod_revision,
+            )
+            .await
+            .map_err(|e| Status::from_store(e, resource.plural, name))?;
+        object = objects::from_stored(&kv).unwrap_or(object);
+    }
+    Ok(respond(StatusCode::OK, &object, &[]))
+}
+
+fn check_preconditions(
+    resource: &Resource,
+    name: &str,
+    object: &Value,
+    options: &DeleteOptions,
+) -> Result<(), Status> {
+    let checks = [
+        ("UID", "uid", &options.precondition_uid),
+        (
+            "ResourceVersion",
+            "resourceVersion",
+            &options.precondition_revision,
+        ),
+    ];
+    for (label, field, wanted) in checks {
+        let actual = object["metadata"][field].as_str().unwrap_or_default();
+        if let Some(wanted) = wanted.as_deref().filter(|w| *w != actual) {
+            return Err(Status::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {actual}",
+                    resource.plural
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn has_finalizers(object: &Value) -> bool {
+    object["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
+}
+
+/// A pod on a node is given its grace period to stop there: the node's agent removes it.
+/// None when the pod can go at once.
+fn pod_grace_period(resource: &Resource, pod: &Value, asked: Option<i64>) -> Option<i64> {
+    if resource.plural != "pods"
+        || pod["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+    {
+        return None;
+    }
+    if matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    ) {
+        return None;
+    }
+    let grace = asked.unwrap_or_else(|| {
+        pod["spec"]["terminationGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(30)
+    });
+    (grace > 0).then_some(grace)
+}
+
+/// Removes the object at `key` if still at `revision`; kube-apiserver's Success status.
+async fn remove(
+    shared: &Shared,
+    place: &Place,
+    name: &str,
+    key: &str,
+    revision: i64,
+) -> Result<Response, Status> {
+    let resource = place.resource;
+    let (last, _) = shared
+        .store
+        .delete(key, revision)
+        .await
+        .map_err(|e| Status::from_store(e, resource.plural, name))?;
+    let uid = objects::from_stored(&last).map_or(Value::Null, |o| o["metadata"]["uid"].clone());
+    let body = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": name, "group": resource.group, "kind": resource.plural, "uid": uid},
+    });
+    Ok(respond(StatusCode::OK, &body, &[]))
+}
+
+/// Deletes the objects in `namespace` owned by `uid` (and theirs, in turn), or takes
+/// the owner's reference out of them when they are to be orphaned.
+async fn settle_dependents(
+    shared: &Shared,
+    namespace: &str,
+    uid: &str,
+    propagation: Propagation,
+) -> Result<(), Status> {
+    for resource in RESOURCES.iter().filter(|r| r.namespaced) {
+        let prefix = format!("/registry/{}/{namespace}/", resource.plural);
+        let listed = shared
+            .store
+            .list(&prefix, "", 0, 0)
+            .await
+            .map_err(|e| Status::from_store(e, resource.plural, ""))?;
+        for kv in listed.items {
+            let Some(mut dependent) = objects::from_stored(&kv) else {
+                continue;
+            };
+            let Some(references) = dependent["metadata"]["ownerReferences"].as_array_mut() else {
+                continue;
+            };
+            let before = references.len();
+            references.retain(|r| r["uid"] != uid);
+            if references.len() == before {
+                continue;
+            }
+            let place = Place {
+                resource,
+                namespace: Some(namespace.to_string()),
+            };
+            let name = objects::name_of(&dependent).to_string();
+            let outcome = match propagation {
+                Propagation::Orphan => shared
+                    .store
+                    .update(
+                        &kv.key,
+                        serde_json::to_vec(&dependent).unwrap_or_default(),
+                        kv.mod_revision,
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(|e| Status::from_store(e, resource.plural, &name)),
+                Propagation::Cascade => {
+                    let options = DeleteOptions {
+                        propagation,
+                        grace_period: None,
+                        precondition_uid: None,
+                        precondition_revision: None,
+                        dry_run: false,
+                    };
+                    delete(shared, &place, &name, &options).await.map(drop)
+                }
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(status) if status.is_not_found() => {}
+                Err(status) => return Err(status),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A JSON answer with kube-apiserver's `Warning` headers.
+pub(crate) fn respond(code: StatusCode, value: &Value, warnings: &[String]) -> Response {
+    let mut response = (
+        code,
+        [("content-type", "application/json")],
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
+        .into_response();
+    for warning in warnings {
+        let text = format!(
+            "299 - {}",
+            serde_json::to_string(warning).unwrap_or_default()
+        );
+        if let Ok(value) = text.parse() {
+            response.headers_mut().append("warning", value);
+        }
+    }
+    response
+}
+
+/// The content type of a request.
+pub(crate) fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// The body of a PUT at `part`: the kind's own (JSON or protobuf), or a Scale in JSON.
+pub(crate) fn parse_body(
+    part: Part,
+    resource: &Resource,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Value, Status> {
+    let kind = if part == Part::Scale {
+        "Scale"
+    } else {
+        resource.kind
+    };
+    objects::parse(body, content_type(headers), kind)
+}

@@ -1,0 +1,8 @@
+//! Black-box tests of `berth server`, each on the embedded SQLite store and on a real
+//! etcd: through the stock kubectl, through kube-rs, and through kill -9.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod durability;
+mod kubectl;
+mod server;

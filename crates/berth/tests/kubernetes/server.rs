@@ -1,0 +1,137 @@
+//! The test harness: a `berth server` of its own per test, on SQLite or on a real etcd,
+//! with curl, kubectl and kube-rs clients pointed at it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_testkit::etcd::{Etcd, free_port};
+use berth_testkit::guard::{ChildGuard, Scratch};
+
+/// A server of its own, stopped and cleaned up on drop.
+pub struct Server {
+    process: ChildGuard,
+    etcd: Option<Etcd>,
+    pub scratch: Scratch,
+    pub port: u16,
+}
+
+impl Server {
+    pub fn start(name: &str, on_etcd: bool) -> Self {
+        let scratch = Scratch::new(&format!("server-{name}")).unwrap();
+        let etcd = on_etcd.then(|| Etcd::start(&scratch.path().join("etcd")).unwrap());
+        let port = free_port().unwrap();
+        let process = spawn_server(scratch.path(), port, etcd.as_ref());
+        let server = Self {
+            process,
+            etcd,
+            scratch,
+            port,
+        };
+        server.wait_until_ready();
+        server
+    }
+
+    /// Kills the server with SIGKILL and starts it again on the same state and port.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.process.0.kill();
+        let _ = self.process.0.wait();
+        self.process = spawn_server(self.scratch.path(), self.port, self.etcd.as_ref());
+        self.wait_until_ready();
+    }
+
+    pub fn wait_until_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.kubeconfig().exists() || self.curl(&["/healthz"]).stdout != b"ok" {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not answer within 30 s: {}",
+                std::fs::read_to_string(self.scratch.path().join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.scratch.path().join("data/admin.kubeconfig")
+    }
+
+    /// curl against the server, trusting its CA.
+    pub fn curl(&self, args: &[&str]) -> Output {
+        let ca = self.scratch.path().join("data/tls/ca.crt");
+        let url = format!("https://127.0.0.1:{}{}", self.port, args[0]);
+        Command::new("curl")
+            .args(["-s", "--max-time", "10", "--cacert"])
+            .arg(&ca)
+            .arg(url)
+            .args(&args[1..])
+            .output()
+            .unwrap()
+    }
+
+    /// GET `path` as the admin; the JSON answer.
+    pub fn api(&self, path: &str) -> serde_json::Value {
+        let token = std::fs::read_to_string(self.scratch.path().join("data/admin-token")).unwrap();
+        let header = format!("Authorization: Bearer {}", token.trim());
+        let output = self.curl(&[path, "-H", &header]);
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    /// kubectl with the admin kubeconfig and a cache of its own.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("timeout")
+            .args(["60", "kubectl"])
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", self.scratch.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}\nserver log: {}",
+            String::from_utf8_lossy(&output.stderr),
+            std::fs::read_to_string(self.scratch.path().join("server.log")).unwrap_or_default()
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> String {
+        let path = self.scratch.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+}
+
+/// `berth server` on `dir`'s data directory, listening on `port`.
+fn spawn_server(dir: &std::path::Path, port: u16, etcd: Option<&Etcd>) -> ChildGuard {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    command
+        .args([
+            "server",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.join("data"));
+    if let Some(etcd) = etcd {
+        command.args(["--datastore", &format!("etcd://{}", etcd.endpoint)]);
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
+    ChildGuard(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
