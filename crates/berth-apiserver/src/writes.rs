@@ -204,7 +204,12 @@ pub(crate) async fn change(
             ));
         }
         if objects::finalized(&object) {
-            return remove(shared, place, name, &key, stored.mod_revision).await;
+            let last = remove(shared, place, name, &key, stored.mod_revision).await?;
+            return Ok(respond(
+                StatusCode::OK,
+                &view(part, last),
+                &admitted.warnings,
+            ));
         }
         let guard = if expected == 0 {
             stored.mod_revision
@@ -323,7 +328,8 @@ pub(crate) async fn delete(
     }
     let grace = pod_grace_period(resource, &object, options.grace_period);
     if !has_finalizers(&object) && grace.is_none() {
-        return remove(shared, place, name, &key, stored.mod_revision).await;
+        let last = remove(shared, place, name, &key, stored.mod_revision).await?;
+        return Ok(deleted(resource, name, &last));
     }
     if object["metadata"]["deletionTimestamp"].is_null() {
         let grace = grace.unwrap_or(0);
@@ -406,29 +412,37 @@ fn pod_grace_period(resource: &Resource, pod: &Value, asked: Option<i64>) -> Opt
     (grace > 0).then_some(grace)
 }
 
-/// Removes the object at `key` if still at `revision`; kube-apiserver's Success status.
+/// Removes the object at `key` if still at `revision`; its last form.
 async fn remove(
     shared: &Shared,
     place: &Place,
     name: &str,
     key: &str,
     revision: i64,
-) -> Result<Response, Status> {
-    let resource = place.resource;
+) -> Result<Value, Status> {
     let (last, _) = shared
         .store
         .delete(key, revision)
         .await
-        .map_err(|e| Status::from_store(e, resource.plural, name))?;
-    let uid = objects::from_stored(&last).map_or(Value::Null, |o| o["metadata"]["uid"].clone());
+        .map_err(|e| Status::from_store(e, place.resource.plural, name))?;
+    Ok(objects::from_stored(&last).unwrap_or(Value::Null))
+}
+
+/// kube-apiserver's answer to a delete that removed the object at once.
+fn deleted(resource: &Resource, name: &str, last: &Value) -> Response {
     let body = json!({
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
         "status": "Success",
-        "details": {"name": name, "group": resource.group, "kind": resource.plural, "uid": uid},
+        "details": {
+            "name": name,
+            "group": resource.group,
+            "kind": resource.plural,
+            "uid": last["metadata"]["uid"],
+        },
     });
-    Ok(respond(StatusCode::OK, &body, &[]))
+    respond(StatusCode::OK, &body, &[])
 }
 
 /// Deletes the objects in `namespace` owned by `uid` (and theirs, in turn), or takes

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod client;
 mod durability;
 mod kubectl;
 mod server;
