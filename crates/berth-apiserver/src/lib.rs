@@ -11,6 +11,7 @@ use std::sync::Arc;
 mod auth;
 mod discovery;
 mod kinds;
+mod managed;
 mod objects;
 mod openapi;
 mod pki;

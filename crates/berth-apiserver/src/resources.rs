@@ -306,7 +306,7 @@ async fn post_any(
             if target.name.is_some() {
                 return Err(method_not_allowed());
             }
-            let options = WriteOptions::from_query(&query)?;
+            let options = WriteOptions::from_request(&query, &headers)?;
             let object = writes::parse_body(Part::Whole, target.place.resource, &headers, &body)?;
             writes::create(&shared, &target.place, &options, object).await
         }
@@ -319,11 +319,11 @@ fn written(
     uri: &axum::http::Uri,
     identity: Identity,
     verb: &'static str,
-    query: &HashMap<String, String>,
+    (query, headers): (&HashMap<String, String>, &HeaderMap),
 ) -> Result<(Target, String, WriteOptions), Status> {
     let target = authorized(uri, identity, |_| verb)?;
     let name = target.name.clone().ok_or_else(method_not_allowed)?;
-    Ok((target, name, WriteOptions::from_query(query)?))
+    Ok((target, name, WriteOptions::from_request(query, headers)?))
 }
 
 async fn put_any(
@@ -336,7 +336,7 @@ async fn put_any(
 ) -> Response {
     respond(
         async {
-            let (target, name, options) = written(&uri, identity, "update", &query)?;
+            let (target, name, options) = written(&uri, identity, "update", (&query, &headers))?;
             let given = writes::parse_body(target.part, target.place.resource, &headers, &body)?;
             let edit = |_current: Value| Ok(given.clone());
             writes::change(&shared, &target.place, &name, (target.part, &options), edit).await
@@ -357,7 +357,10 @@ async fn patch_any(
 ) -> Response {
     respond(
         async {
-            let (target, name, options) = written(&uri, identity, "patch", &query)?;
+            let (target, name, options) = written(&uri, identity, "patch", (&query, &headers))?;
+            if options.manager.applying && target.part == Part::Whole {
+                return writes::apply(&shared, &target.place, &name, &options, &body).await;
+            }
             let kind = target.place.resource.kind;
             let edit = |mut current: Value| {
                 objects::apply_patch(&mut current, writes::content_type(&headers), &body)

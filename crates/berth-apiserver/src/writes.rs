@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::Shared;
 use crate::kinds::FieldValidation;
+use crate::managed::{self, Manager};
 use crate::objects;
 use crate::resources::{Place, RESOURCES, Resource};
 use crate::status::Status;
@@ -46,10 +47,37 @@ const SCALABLE: [&str; 3] = ["deployments", "replicasets", "statefulsets"];
 pub(crate) struct WriteOptions {
     validation: FieldValidation,
     dry_run: bool,
+    /// Who writes: the `fieldManager`, else the client program's name.
+    pub(crate) manager: Manager,
 }
 
 impl WriteOptions {
-    pub(crate) fn from_query(query: &HashMap<String, String>) -> Result<Self, Status> {
+    pub(crate) fn from_request(
+        query: &HashMap<String, String>,
+        headers: &HeaderMap,
+    ) -> Result<Self, Status> {
+        let applying = content_type(headers).starts_with(APPLY_PATCH);
+        let named = query.get("fieldManager").filter(|m| !m.is_empty());
+        if applying && named.is_none() {
+            return Err(Status::invalid(
+                "PatchOptions.meta.k8s.io",
+                "",
+                "fieldManager: Required value: is required for apply patch",
+            ));
+        }
+        let program = || {
+            let agent = headers.get("user-agent").and_then(|v| v.to_str().ok());
+            agent
+                .and_then(|a| a.split('/').next())
+                .filter(|a| !a.is_empty())
+                .unwrap_or("unknown")
+                .to_string()
+        };
+        let manager = Manager {
+            name: named.cloned().unwrap_or_else(program),
+            applying,
+            force: applying && query.get("force").is_some_and(|f| f == "true"),
+        };
         let dry_run = match query.get("dryRun").map(String::as_str) {
             None | Some("") => false,
             Some("All") => true,
@@ -64,9 +92,13 @@ impl WriteOptions {
                 query.get("fieldValidation").map(String::as_str),
             )?,
             dry_run,
+            manager,
         })
     }
 }
+
+/// The media type of server-side apply's PATCH.
+pub(crate) const APPLY_PATCH: &str = "application/apply-patch";
 
 /// The part of `object` a client reads and writes at `part`.
 pub(crate) fn view(part: Part, object: Value) -> Value {
@@ -160,6 +192,10 @@ pub(crate) async fn create(
     )?;
     let admitted = resource.admit(object, options.validation)?;
     let mut object = admitted.object;
+    if !options.manager.applying {
+        let api_version = resource.api_version();
+        managed::record_update(None, &mut object, &options.manager.name, &api_version);
+    }
     if resource.has_status {
         object["metadata"]["generation"] = json!(1);
     }
@@ -195,7 +231,11 @@ pub(crate) async fn change(
         let (expected, proposed) =
             objects::prepare_update(resource, place.namespace.as_deref(), name, proposed)?;
         let admitted = resource.admit(proposed, options.validation)?;
-        let object = objects::carry_over(admitted.object, &current, resource.has_status);
+        let mut object = objects::carry_over(admitted.object, &current, resource.has_status);
+        if !options.manager.applying {
+            let (manager, api_version) = (&options.manager.name, resource.api_version());
+            managed::record_update(Some(&current), &mut object, manager, &api_version);
+        }
         if options.dry_run {
             return Ok(respond(
                 StatusCode::OK,
@@ -550,4 +590,42 @@ pub(crate) fn parse_body(
         resource.kind
     };
     objects::parse(body, content_type(headers), kind)
+}
+
+/// A server-side apply of `body`: the object made from it when there is none, else
+/// the configuration merged in by field ownership, refused on conflicts unless forced.
+pub(crate) async fn apply(
+    shared: &Shared,
+    place: &Place,
+    name: &str,
+    options: &WriteOptions,
+    body: &[u8],
+) -> Result<Response, Status> {
+    let resource = place.resource;
+    let mut applied: Value = serde_json::from_slice(body)
+        .map_err(|e| Status::bad_request(format!("the applied configuration is not JSON: {e}")))?;
+    match applied["metadata"]["name"].as_str() {
+        Some(given) if given != name => {
+            return Err(Status::bad_request(format!(
+                "the name of the object ({given}) does not match the name on the URL ({name})"
+            )));
+        }
+        _ => applied["metadata"]["name"] = json!(name),
+    }
+    let applied = managed::configuration(applied);
+    let api_version = resource.api_version();
+    let conflicts = |conflicts: Vec<managed::Conflict>| {
+        let message = managed::conflict_message(&conflicts, &api_version);
+        Status::new(StatusCode::CONFLICT, "Conflict", message)
+    };
+    let exists = crate::resources::current(shared, place, name).await;
+    if matches!(&exists, Err(status) if status.is_not_found()) {
+        let object =
+            managed::apply(None, &applied, &options.manager, &api_version).map_err(conflicts)?;
+        return create(shared, place, options, object).await;
+    }
+    let edit = |current: Value| {
+        managed::apply(Some(&current), &applied, &options.manager, &api_version).map_err(conflicts)
+    };
+    change(shared, place, name, (Part::Whole, options), edit).await
 }

@@ -210,6 +210,34 @@ async fn deployments(api: &Api<Deployment>) {
     assert_eq!(scaled.spec.unwrap().replicas, Some(3));
     assert_eq!(scaled.metadata.generation, Some(2));
 
+    // Server-side apply makes the object, then merges changes by field ownership.
+    let apply = PatchParams::apply("berth-test");
+    let mut declared = deployment("applied");
+    api.patch("applied", &apply, &Patch::Apply(&declared))
+        .await
+        .unwrap();
+    declared.spec.as_mut().unwrap().replicas = Some(4);
+    let applied = api
+        .patch("applied", &apply, &Patch::Apply(&declared))
+        .await
+        .unwrap();
+    assert_eq!(applied.spec.unwrap().replicas, Some(4));
+    let managers: Vec<String> = applied
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert_eq!(managers, ["berth-test"]);
+    let rival = PatchParams::apply("rival");
+    declared.spec.as_mut().unwrap().replicas = Some(2);
+    let (code, message) = refusal(api.patch("applied", &rival, &Patch::Apply(&declared)).await);
+    assert_eq!(code, 409, "{message}");
+    api.patch("applied", &rival.force(), &Patch::Apply(&declared))
+        .await
+        .unwrap();
+
     let mut unselected = deployment("stray");
     unselected
         .spec

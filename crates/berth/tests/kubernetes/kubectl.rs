@@ -24,6 +24,56 @@ data:
   size: large
 ";
 
+/// `kubectl apply --server-side`: the object made, then changed by field ownership; a
+/// field another manager set is a conflict until forced.
+fn server_side_apply_suite(server: &Server) {
+    let config = |color: &str, extra: &str| {
+        server.write(
+            "ssa.yaml",
+            &format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\n  namespace: default\ndata:\n  color: {color}\n{extra}"
+            ),
+        )
+    };
+    let apply = |file: &str, force: bool| {
+        let mut args = vec!["apply", "--server-side", "-f", file];
+        if force {
+            args.push("--force-conflicts");
+        }
+        server.kubectl(&args)
+    };
+    let get =
+        |path: &str| server.kubectl_ok(&["get", "cm", "ssa", "-o", &format!("jsonpath={path}")]);
+    let applied = apply(&config("blue", "  size: large\n"), false);
+    assert_eq!(
+        String::from_utf8_lossy(&applied.stdout),
+        "configmap/ssa serverside-applied\n"
+    );
+    assert_eq!(get("{.metadata.managedFields[*].manager}"), "kubectl");
+    server.kubectl_ok(&[
+        "patch",
+        "cm",
+        "ssa",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"color":"red"}}"#,
+    ]);
+    let refused = apply(&config("blue", ""), false);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains(
+            r#"Apply failed with 1 conflict: conflict with "kubectl-patch" using v1: .data.color"#
+        ),
+        "{message}"
+    );
+    assert!(apply(&config("blue", ""), true).status.success());
+    // The field the applier stopped naming is gone; the forced one is its own now.
+    assert_eq!(get("{.data}"), r#"{"color":"blue"}"#);
+    assert_eq!(get("{.metadata.managedFields[*].manager}"), "kubectl");
+    server.kubectl_ok(&["delete", "cm", "ssa"]);
+}
+
 fn kubectl_suite(server: &Server) {
     // Only the admin's token gets in; the answer is a Kubernetes Status.
     let anonymous = server.curl(&["/api/v1/namespaces"]);
@@ -306,6 +356,22 @@ fn kubectl_suite(server: &Server) {
             .starts_with("web    0/3 "),
         "{deployments}"
     );
+    assert_eq!(
+        server.kubectl_ok(&["-n", "team", "scale", "deployment", "web", "--replicas=5"]),
+        "deployment.apps/web scaled\n"
+    );
+    assert_eq!(
+        server.kubectl_ok(&[
+            "-n",
+            "team",
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.generation}"
+        ]),
+        "5 2"
+    );
     let resources = server.kubectl_ok(&["api-resources", "--no-headers"]);
     for wanted in [
         "deployments",
@@ -429,6 +495,7 @@ fn authorization_suite(server: &Server) {
 fn kubectl_drives_the_server_on_sqlite() {
     let server = Server::start("sqlite", false);
     kubectl_suite(&server);
+    server_side_apply_suite(&server);
     authorization_suite(&server);
 }
 
@@ -436,4 +503,5 @@ fn kubectl_drives_the_server_on_sqlite() {
 fn kubectl_drives_the_server_on_etcd() {
     let server = Server::start("etcd", true);
     kubectl_suite(&server);
+    server_side_apply_suite(&server);
 }
