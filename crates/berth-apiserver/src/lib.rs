@@ -19,6 +19,7 @@ mod protobuf;
 mod resources;
 mod selectors;
 mod status;
+mod watch;
 mod writes;
 
 pub use pki::Pki;
@@ -66,6 +67,9 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Also write the admin kubeconfig here (k3s's `--write-kubeconfig`).
     pub write_kubeconfig: Option<PathBuf>,
+    /// How often the datastore's history is compacted to where it was one interval ago
+    /// (kube-apiserver's `--etcd-compaction-interval`); never when zero.
+    pub compaction_interval: std::time::Duration,
 }
 
 /// What the request handlers share.
@@ -96,6 +100,12 @@ pub async fn run(
     )?;
     if let Some(path) = &config.write_kubeconfig {
         write_private(path, kubeconfig.as_bytes())?;
+    }
+    if !config.compaction_interval.is_zero() {
+        tokio::spawn(compact_periodically(
+            Arc::clone(&store),
+            config.compaction_interval,
+        ));
     }
     let shared = Arc::new(Shared { store, tokens });
     let router = discovery::routes()
@@ -143,6 +153,26 @@ async fn open_store(datastore: &str) -> Result<Arc<dyn berth_store::Store>> {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
             Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Compacts the store's history every `interval` to the revision it had reached one
+/// interval before, as kube-apiserver does: watchers get that long to catch up. Another
+/// server on the same etcd may have compacted further already, which is fine.
+async fn compact_periodically(store: Arc<dyn berth_store::Store>, interval: std::time::Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    let mut previous = 0;
+    loop {
+        ticks.tick().await;
+        if previous > 0
+            && let Err(error) = store.compact(previous).await
+        {
+            tracing::debug!(%error, revision = previous, "compaction skipped");
+        }
+        match store.revision().await {
+            Ok(revision) => previous = revision,
+            Err(error) => tracing::warn!(%error, "could not read the datastore's revision"),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -424,7 +424,7 @@ async fn list(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("as=Table"));
     if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
-        return watch(shared, place, query, wants_table).await;
+        return crate::watch::watch(shared, place, query, wants_table).await;
     }
     let (items, revision, next) = select(&shared, &place, &query).await?;
     let body = if wants_table {
@@ -486,7 +486,9 @@ async fn select(
 }
 
 /// Whether an object is one the query's label and field selectors ask for.
-fn selected(query: &HashMap<String, String>) -> Result<impl Fn(&Value) -> bool + use<>, Status> {
+pub(crate) fn selected(
+    query: &HashMap<String, String>,
+) -> Result<impl Fn(&Value) -> bool + use<>, Status> {
     let selector = |key: &str| query.get(key).map_or("", String::as_str);
     let labels = LabelSelector::parse(selector("labelSelector")).map_err(Status::bad_request)?;
     let fields = FieldSelector::parse(selector("fieldSelector")).map_err(Status::bad_request)?;
@@ -507,96 +509,6 @@ fn continue_from(token: &str) -> Result<(String, i64), Status> {
         .ok_or_else(invalid)?;
     let (revision, key) = text.split_once(':').ok_or_else(invalid)?;
     Ok((key.to_string(), revision.parse().map_err(|_| invalid())?))
-}
-
-/// `?watch=true`: the changes as JSON lines of `{"type", "object"}`; without a
-/// resourceVersion, the current objects first as ADDED.
-async fn watch(
-    shared: Arc<Shared>,
-    place: Place,
-    query: HashMap<String, String>,
-    as_table: bool,
-) -> Result<Response, Status> {
-    let resource = place.resource;
-    let prefix = place.prefix();
-    let plural = place.resource.plural;
-    let wanted = selected(&query)?;
-    let from: i64 = query
-        .get("resourceVersion")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut initial = Vec::new();
-    let after = if from == 0 {
-        let listed = shared
-            .store
-            .list(&prefix, "", 0, 0)
-            .await
-            .map_err(|e| Status::from_store(e, plural, ""))?;
-        initial = listed
-            .items
-            .iter()
-            .filter_map(objects::from_stored)
-            .filter(|o| wanted(o))
-            .collect();
-        listed.revision
-    } else {
-        from
-    };
-    let mut changes = shared
-        .store
-        .watch(&prefix, after)
-        .await
-        .map_err(|e| Status::from_store(e, plural, ""))?;
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    tokio::spawn(async move {
-        // kubectl get -w asks for each object as a one-row Table.
-        let line = |kind: &str, object: Value| {
-            let object = if as_table {
-                let revision = object["metadata"]["resourceVersion"]
-                    .as_str()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                objects::table(resource, &[object], revision)
-            } else {
-                object
-            };
-            let mut text =
-                serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-            text.push(b'\n');
-            Bytes::from(text)
-        };
-        for object in initial {
-            if sender.send(Ok(line("ADDED", object))).await.is_err() {
-                return;
-            }
-        }
-        while let Some(change) = changes.recv().await {
-            let Ok(change) = change else {
-                return;
-            };
-            let event = match change {
-                berth_store::Event::Put { kv, prev } => objects::from_stored(&kv)
-                    .map(|o| (if prev.is_some() { "MODIFIED" } else { "ADDED" }, o)),
-                berth_store::Event::Delete { mut prev, revision } => {
-                    prev.mod_revision = revision;
-                    objects::from_stored(&prev).map(|o| ("DELETED", o))
-                }
-            };
-            if let Some((kind, object)) = event.filter(|(_, object)| wanted(object))
-                && sender.send(Ok(line(kind, object))).await.is_err()
-            {
-                return;
-            }
-        }
-    });
-    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
-    });
-    Ok((
-        [("content-type", "application/json")],
-        Body::from_stream(stream),
-    )
-        .into_response())
 }
 
 /// The object at `name`: its store key, its stored form, and as clients see it.

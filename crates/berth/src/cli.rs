@@ -126,6 +126,9 @@ pub struct ServerArgs {
     /// Also write the admin kubeconfig to this path
     #[arg(long)]
     pub write_kubeconfig: Option<PathBuf>,
+    /// How often to compact the datastore's history (0s: never)
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub compaction_interval: std::time::Duration,
 }
 
 /// `berth kill`'s flags.

@@ -20,6 +20,7 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
         datastore: args.datastore,
         bind: args.bind,
         write_kubeconfig: args.write_kubeconfig,
+        compaction_interval: args.compaction_interval,
     };
     runtime
         .block_on(berth_apiserver::run(

@@ -329,6 +329,76 @@ async fn watches(api: &Api<ConfigMap>) {
         .filter(|e| matches!(e, kube::runtime::watcher::Event::InitApply(_)))
         .count();
     assert_eq!(initial, listed.items.len());
+
+    // Streaming lists: the initial objects as events, ended by a bookmark.
+    let streaming = kube::runtime::watcher::Config::default().streaming_lists();
+    let events = kube::runtime::watcher(api.clone(), streaming)
+        .take_while(|e| {
+            let done = matches!(e, Ok(kube::runtime::watcher::Event::InitDone));
+            async move { !done }
+        })
+        .try_collect::<Vec<_>>();
+    let events = tokio::time::timeout(std::time::Duration::from_secs(10), events)
+        .await
+        .expect("the initial events' bookmark within 10 s")
+        .unwrap();
+    assert_eq!(
+        events.len(),
+        1 + listed.items.len(),
+        "Init, then each object"
+    );
+}
+
+/// A watch from a revision the store has compacted away ends with 410 Expired, which
+/// tells clients to list again.
+fn compacted_watches_expire(server: &Server) {
+    let first = server.kubectl_ok(&[
+        "create",
+        "configmap",
+        "early",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={first}&timeoutSeconds=1"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        server.kubectl_ok(&["annotate", "--overwrite", "configmap", "early", "tick=now"]);
+        let token = server.admin_token();
+        let header = format!("Authorization: Bearer {token}");
+        let answer = server.curl(&[&path, "-H", &header]);
+        let text = String::from_utf8_lossy(&answer.stdout);
+        if text.contains(r#""type":"ERROR""#) {
+            let line: serde_json::Value =
+                serde_json::from_str(text.lines().last().unwrap()).unwrap();
+            assert_eq!(line["object"]["code"], 410, "{text}");
+            assert_eq!(line["object"]["reason"], "Expired", "{text}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revision was not compacted within 30 s: {text}"
+        );
+    }
+}
+
+#[test]
+fn compacted_watches_expire_on_sqlite() {
+    compacted_watches_expire(&Server::start_with(
+        "compact-sqlite",
+        false,
+        &["--compaction-interval", "1s"],
+    ));
+}
+
+#[test]
+fn compacted_watches_expire_on_etcd() {
+    compacted_watches_expire(&Server::start_with(
+        "compact-etcd",
+        true,
+        &["--compaction-interval", "1s"],
+    ));
 }
 
 fn client_suite(server: &Server) {

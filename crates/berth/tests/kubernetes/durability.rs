@@ -31,8 +31,7 @@ fn first_start_writes_the_kubeconfig_the_node_token_and_certificates() {
 /// kill -9 of the server in the middle of a stream of creates: every create that was
 /// answered 201 is there after the restart.
 fn creates_survive_a_killed_server(mut server: Server) {
-    let token = std::fs::read_to_string(server.scratch.path().join("data/admin-token")).unwrap();
-    let header = format!("Authorization: Bearer {}", token.trim());
+    let header = format!("Authorization: Bearer {}", server.admin_token());
     let ca = server.scratch.path().join("data/tls/ca.crt");
     let url = format!(
         "https://127.0.0.1:{}/api/v1/namespaces/default/configmaps",

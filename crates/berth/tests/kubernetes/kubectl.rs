@@ -461,8 +461,7 @@ fn authorization_suite(server: &Server) {
     let node_token =
         std::fs::read_to_string(server.scratch.path().join("data/node-token")).unwrap();
     let admin = std::fs::read_to_string(server.kubeconfig()).unwrap();
-    let admin_token =
-        std::fs::read_to_string(server.scratch.path().join("data/admin-token")).unwrap();
+    let admin_token = server.admin_token();
     let node_config = server.write(
         "node.kubeconfig",
         &admin.replace(admin_token.trim(), node_token.trim()),

@@ -14,19 +14,27 @@ pub struct Server {
     etcd: Option<Etcd>,
     pub scratch: Scratch,
     pub port: u16,
+    flags: Vec<String>,
 }
 
 impl Server {
     pub fn start(name: &str, on_etcd: bool) -> Self {
+        Self::start_with(name, on_etcd, &[])
+    }
+
+    /// A server started with more flags.
+    pub fn start_with(name: &str, on_etcd: bool, flags: &[&str]) -> Self {
         let scratch = Scratch::new(&format!("server-{name}")).unwrap();
         let etcd = on_etcd.then(|| Etcd::start(&scratch.path().join("etcd")).unwrap());
         let port = free_port().unwrap();
-        let process = spawn_server(scratch.path(), port, etcd.as_ref());
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        let process = spawn_server(scratch.path(), port, etcd.as_ref(), &flags);
         let server = Self {
             process,
             etcd,
             scratch,
             port,
+            flags,
         };
         server.wait_until_ready();
         server
@@ -36,7 +44,12 @@ impl Server {
     pub fn kill_and_restart(&mut self) {
         let _ = self.process.0.kill();
         let _ = self.process.0.wait();
-        self.process = spawn_server(self.scratch.path(), self.port, self.etcd.as_ref());
+        self.process = spawn_server(
+            self.scratch.path(),
+            self.port,
+            self.etcd.as_ref(),
+            &self.flags,
+        );
         self.wait_until_ready();
     }
 
@@ -69,10 +82,17 @@ impl Server {
             .unwrap()
     }
 
+    /// The admin's bearer token.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.scratch.path().join("data/admin-token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
     /// GET `path` as the admin; the JSON answer.
     pub fn api(&self, path: &str) -> serde_json::Value {
-        let token = std::fs::read_to_string(self.scratch.path().join("data/admin-token")).unwrap();
-        let header = format!("Authorization: Bearer {}", token.trim());
+        let header = format!("Authorization: Bearer {}", self.admin_token());
         let output = self.curl(&[path, "-H", &header]);
         serde_json::from_slice(&output.stdout).unwrap()
     }
@@ -108,7 +128,12 @@ impl Server {
 }
 
 /// `berth server` on `dir`'s data directory, listening on `port`.
-fn spawn_server(dir: &std::path::Path, port: u16, etcd: Option<&Etcd>) -> ChildGuard {
+fn spawn_server(
+    dir: &std::path::Path,
+    port: u16,
+    etcd: Option<&Etcd>,
+    flags: &[String],
+) -> ChildGuard {
     let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
     command
         .args([
@@ -117,7 +142,8 @@ fn spawn_server(dir: &std::path::Path, port: u16, etcd: Option<&Etcd>) -> ChildG
             &format!("127.0.0.1:{port}"),
             "--data-dir",
         ])
-        .arg(dir.join("data"));
+        .arg(dir.join("data"))
+        .args(flags);
     if let Some(etcd) = etcd {
         command.args(["--datastore", &format!("etcd://{}", etcd.endpoint)]);
     }
