@@ -4,6 +4,17 @@
 //!
 //! Depends on nothing of ours: it reaches the cluster only through the Kubernetes API.
 
+pub mod leader;
+
+pub use leader::Election;
+
+/// Runs the controller manager: competes for leadership through its Lease and, while
+/// leading, runs the controllers. They come with the scheduler and controller issue;
+/// today the leader holds the Lease so that exactly one server would run them.
+pub async fn run_controller_manager(client: kube::Client, election: Election) {
+    leader::run(client, election, std::future::pending).await;
+}
+
 /// How long a node may stay silent before it is marked NotReady, as kube-controller-manager's default.
 pub const NODE_MONITOR_GRACE_PERIOD: std::time::Duration = std::time::Duration::from_secs(20);
 

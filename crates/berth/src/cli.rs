@@ -126,6 +126,9 @@ pub struct ServerArgs {
     /// Also write the admin kubeconfig to this path
     #[arg(long)]
     pub write_kubeconfig: Option<PathBuf>,
+    /// Run the controller manager on whichever server holds its Lease
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
     /// How often to compact the datastore's history (0s: never)
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub compaction_interval: std::time::Duration,

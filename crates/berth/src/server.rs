@@ -15,6 +15,7 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
+    let kubeconfig = args.data_dir.join("admin.kubeconfig");
     let config = berth_apiserver::ServerConfig {
         data_dir: args.data_dir,
         datastore: args.datastore,
@@ -22,11 +23,46 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
         write_kubeconfig: args.write_kubeconfig,
         compaction_interval: args.compaction_interval,
     };
-    runtime
-        .block_on(berth_apiserver::run(
-            config,
-            crate::daemon::shutdown_signal(),
-        ))
-        .context("serve the Kubernetes API")?;
+    runtime.block_on(async {
+        if args.leader_elect {
+            tokio::spawn(controller_manager(kubeconfig));
+        }
+        berth_apiserver::run(config, crate::daemon::shutdown_signal())
+            .await
+            .context("serve the Kubernetes API")
+    })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The controller manager, a client of this server's API through the admin
+/// kubeconfig the server writes as it starts.
+async fn controller_manager(kubeconfig: std::path::PathBuf) {
+    let client = loop {
+        match client_of(&kubeconfig).await {
+            Ok(client) => break client,
+            Err(error) => tracing::debug!(%error, "waiting for the admin kubeconfig"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let election = berth_controllers::Election::controller_manager(identity());
+    berth_controllers::run_controller_manager(client, election).await;
+}
+
+async fn client_of(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// This server's name in leader election: its hostname and what tells its process
+/// apart from others there, as kube-controller-manager's `hostname_uuid`.
+fn identity() -> String {
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "berth".into());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{host}_{}_{started:08x}", std::process::id())
 }

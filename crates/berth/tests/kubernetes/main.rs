@@ -5,5 +5,6 @@
 
 mod client;
 mod durability;
+mod failover;
 mod kubectl;
 mod server;

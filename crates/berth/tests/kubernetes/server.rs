@@ -11,7 +11,8 @@ use berth_testkit::guard::{ChildGuard, Scratch};
 /// A server of its own, stopped and cleaned up on drop.
 pub struct Server {
     process: ChildGuard,
-    etcd: Option<Etcd>,
+    /// Its own etcd, if any: dropped after the server (fields drop in order).
+    _etcd: Option<Etcd>,
     pub scratch: Scratch,
     pub port: u16,
     flags: Vec<String>,
@@ -26,12 +27,31 @@ impl Server {
     pub fn start_with(name: &str, on_etcd: bool, flags: &[&str]) -> Self {
         let scratch = Scratch::new(&format!("server-{name}")).unwrap();
         let etcd = on_etcd.then(|| Etcd::start(&scratch.path().join("etcd")).unwrap());
+        let endpoint = etcd.as_ref().map(|e| e.endpoint.clone());
+        Self::launch(scratch, etcd, endpoint, flags)
+    }
+
+    /// A server on an etcd others share.
+    pub fn start_on(name: &str, etcd: &Etcd) -> Self {
+        let scratch = Scratch::new(&format!("server-{name}")).unwrap();
+        Self::launch(scratch, None, Some(etcd.endpoint.clone()), &[])
+    }
+
+    fn launch(
+        scratch: Scratch,
+        etcd: Option<Etcd>,
+        endpoint: Option<String>,
+        flags: &[&str],
+    ) -> Self {
         let port = free_port().unwrap();
-        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-        let process = spawn_server(scratch.path(), port, etcd.as_ref(), &flags);
+        let mut flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        if let Some(endpoint) = endpoint {
+            flags.extend(["--datastore".to_string(), format!("etcd://{endpoint}")]);
+        }
+        let process = spawn_server(scratch.path(), port, &flags);
         let server = Self {
             process,
-            etcd,
+            _etcd: etcd,
             scratch,
             port,
             flags,
@@ -40,16 +60,16 @@ impl Server {
         server
     }
 
-    /// Kills the server with SIGKILL and starts it again on the same state and port.
-    pub fn kill_and_restart(&mut self) {
+    /// Kills the server with SIGKILL.
+    pub fn kill(&mut self) {
         let _ = self.process.0.kill();
         let _ = self.process.0.wait();
-        self.process = spawn_server(
-            self.scratch.path(),
-            self.port,
-            self.etcd.as_ref(),
-            &self.flags,
-        );
+    }
+
+    /// Kills the server with SIGKILL and starts it again on the same state and port.
+    pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.process = spawn_server(self.scratch.path(), self.port, &self.flags);
         self.wait_until_ready();
     }
 
@@ -128,12 +148,7 @@ impl Server {
 }
 
 /// `berth server` on `dir`'s data directory, listening on `port`.
-fn spawn_server(
-    dir: &std::path::Path,
-    port: u16,
-    etcd: Option<&Etcd>,
-    flags: &[String],
-) -> ChildGuard {
+fn spawn_server(dir: &std::path::Path, port: u16, flags: &[String]) -> ChildGuard {
     let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
     command
         .args([
@@ -144,9 +159,6 @@ fn spawn_server(
         ])
         .arg(dir.join("data"))
         .args(flags);
-    if let Some(etcd) = etcd {
-        command.args(["--datastore", &format!("etcd://{}", etcd.endpoint)]);
-    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
