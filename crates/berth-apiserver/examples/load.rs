@@ -1,14 +1,24 @@
-//! A load generator for `berth server`: creates ConfigMaps at a fixed rate over
-//! keep-alive HTTPS connections and reports the latency of each create, measured from
-//! the moment it was due (so a slow server cannot hide its queue), as p50/p99/max.
+//! A load generator for `berth server` over keep-alive HTTPS connections:
 //!
-//!   load DATA_DIR ADDRESS RATE SECONDS [CONNECTIONS]
+//!   load DATA_DIR ADDRESS create|patch|get RATE SECONDS [CONNECTIONS]
+//!       ConfigMap creates, merge patches or gets at a fixed rate; each latency is
+//!       measured from the moment the request was due, so a slow server cannot hide
+//!       its queue; p50/p99/max.
+//!   load DATA_DIR ADDRESS pods COUNT
+//!       COUNT pods created in namespace `bench` as fast as 32 connections go.
+//!   load DATA_DIR ADDRESS list REPEAT
+//!       all pods listed REPEAT times, whole and in kubectl's 500-item pages.
+//!   load DATA_DIR ADDRESS watchers WATCHERS EVENTS
+//!       WATCHERS watches of ConfigMaps in namespace `watched`, then EVENTS creates at
+//!       100/s: every watcher must see every event; the delay from each create's answer
+//!       to each watcher's receipt, p50/p99/max.
 //!
 //! DATA_DIR is the server's (for its CA and admin token); ADDRESS is host:port.
 
 #![allow(clippy::unwrap_used)] // a benchmark tool: fail loudly
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
@@ -18,85 +28,138 @@ use rustls::pki_types::{CertificateDer, ServerName};
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
-async fn connect(address: &str, tls: &tokio_rustls::TlsConnector) -> Sender {
-    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    let stream = tls.connect(name, tcp).await.unwrap();
-    let (sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    sender
+/// Where the server is and how to get in.
+#[derive(Clone)]
+struct Target {
+    address: String,
+    tls: tokio_rustls::TlsConnector,
+    token: String,
 }
 
-#[tokio::main]
-async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [dir, address, rate, seconds, rest @ ..] = args.as_slice() else {
-        eprintln!("usage: load DATA_DIR ADDRESS RATE SECONDS [CONNECTIONS]");
-        std::process::exit(2);
-    };
-    let dir = std::path::Path::new(dir);
-    let rate: u64 = rate.parse().unwrap();
-    let seconds: u64 = seconds.parse().unwrap();
-    let connections: usize = rest.first().map_or(16, |c| c.parse().unwrap());
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = std::fs::read(dir.join("tls/ca.crt")).unwrap();
-    for cert in CertificateDer::pem_slice_iter(&ca) {
-        roots.add(cert.unwrap()).unwrap();
+impl Target {
+    fn of(dir: &std::path::Path, address: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = std::fs::read(dir.join("tls/ca.crt")).unwrap();
+        for cert in CertificateDer::pem_slice_iter(&ca) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Self {
+            address: address.to_string(),
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            token: std::fs::read_to_string(dir.join("admin-token"))
+                .unwrap()
+                .trim()
+                .to_string(),
+        }
     }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let token = std::fs::read_to_string(dir.join("admin-token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let total = rate * seconds;
-    let (jobs, receiver) = tokio::sync::mpsc::channel::<(u64, Instant)>(total.max(1) as usize);
-    let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
-    // Names of this run's objects, unlike any earlier run's.
-    let run = format!(
+
+    async fn connect(&self) -> Sender {
+        let tcp = tokio::net::TcpStream::connect(&self.address).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let stream = self.tls.connect(name, tcp).await.unwrap();
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        sender
+    }
+
+    fn request(&self, method: &str, path: &str, body: String) -> hyper::Request<Full<Bytes>> {
+        let content_type = if method == "PATCH" {
+            "application/merge-patch+json"
+        } else {
+            "application/json"
+        };
+        hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    }
+
+    /// Sends one request, checking its status; the body's length.
+    async fn send(
+        &self,
+        sender: &mut Sender,
+        (method, path, body): (&str, &str, String),
+        expected: u16,
+    ) -> usize {
+        let response = sender
+            .send_request(self.request(method, path, body))
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            status,
+            expected,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        bytes.len()
+    }
+}
+
+/// p50, p99 and max of some latencies, in milliseconds.
+fn summary(latencies: &mut [Duration]) -> String {
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(at(0.50)),
+        ms(at(0.99)),
+        ms(*latencies.last().unwrap())
+    )
+}
+
+/// Names unlike any earlier run's.
+fn run_id() -> String {
+    format!(
         "{:x}",
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis()
-    );
+    )
+}
+
+/// Requests made by `make` at `rate` for `seconds` over `connections`; each latency
+/// from when its request was due.
+async fn fixed_rate(
+    target: &Target,
+    (rate, seconds, connections): (u64, u64, usize),
+    expected: u16,
+    make: impl Fn(u64) -> (&'static str, String, String) + Send + Sync + 'static,
+) -> (Vec<Duration>, Duration) {
+    let total = rate * seconds;
+    let (jobs, receiver) = tokio::sync::mpsc::channel::<(u64, Instant)>(total.max(1) as usize);
+    let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+    let make = Arc::new(make);
     let mut workers = Vec::new();
     for _ in 0..connections {
-        let (receiver, tls, token, address, run) = (
-            receiver.clone(),
-            tls.clone(),
-            token.clone(),
-            address.clone(),
-            run.clone(),
-        );
+        let (receiver, target, make) = (receiver.clone(), target.clone(), make.clone());
         workers.push(tokio::spawn(async move {
-            let mut sender = connect(&address, &tls).await;
+            let mut sender = target.connect().await;
             let mut latencies = Vec::new();
             loop {
                 let job = receiver.lock().await.recv().await;
                 let Some((index, due)) = job else {
                     return latencies;
                 };
-                let body = format!(
-                    r#"{{"metadata":{{"name":"load-{run}-{index}"}},"data":{{"i":"{index}"}}}}"#
-                );
-                let request = hyper::Request::post("/api/v1/namespaces/default/configmaps")
-                    .header("host", "localhost")
-                    .header("authorization", format!("Bearer {token}"))
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(body)))
-                    .unwrap();
-                let response = sender.send_request(request).await.unwrap();
-                let status = response.status();
-                let _ = response.into_body().collect().await;
-                assert_eq!(status, 201, "create {index}");
+                let (method, path, body) = make(index);
+                target
+                    .send(&mut sender, (method, &path, body), expected)
+                    .await;
                 latencies.push(due.elapsed());
             }
         }));
@@ -109,20 +172,236 @@ async fn main() {
         jobs.send((index, due)).await.unwrap();
     }
     drop(jobs);
-    let mut latencies: Vec<Duration> = Vec::new();
+    let mut latencies = Vec::new();
     for worker in workers {
         latencies.extend(worker.await.unwrap());
     }
-    let elapsed = start.elapsed();
-    latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    (latencies, start.elapsed())
+}
+
+const CONFIG_MAPS: &str = "/api/v1/namespaces/default/configmaps";
+
+/// ConfigMap creates, patches or gets at a fixed rate.
+async fn verbs(target: &Target, verb: &str, rate: u64, seconds: u64, connections: usize) {
+    let run = run_id();
+    // Patches and gets go round 100 objects made first.
+    if verb != "create" {
+        let mut sender = target.connect().await;
+        for i in 0..100 {
+            let body = format!(r#"{{"metadata":{{"name":"rw-{run}-{i}"}},"data":{{"v":"0"}}}}"#);
+            target
+                .send(&mut sender, ("POST", CONFIG_MAPS, body), 201)
+                .await;
+        }
+    }
+    let make: Box<dyn Fn(u64) -> (&'static str, String, String) + Send + Sync> = match verb {
+        "create" => Box::new(move |i| {
+            let body =
+                format!(r#"{{"metadata":{{"name":"load-{run}-{i}"}},"data":{{"i":"{i}"}}}}"#);
+            ("POST", CONFIG_MAPS.to_string(), body)
+        }),
+        "patch" => Box::new(move |i| {
+            let path = format!("{CONFIG_MAPS}/rw-{run}-{}", i % 100);
+            ("PATCH", path, format!(r#"{{"data":{{"v":"{i}"}}}}"#))
+        }),
+        _ => Box::new(move |i| {
+            let path = format!("{CONFIG_MAPS}/rw-{run}-{}", i % 100);
+            ("GET", path, String::new())
+        }),
+    };
+    let expected = if verb == "create" { 201 } else { 200 };
+    let (mut latencies, elapsed) =
+        fixed_rate(target, (rate, seconds, connections), expected, make).await;
     println!(
-        "creates {} in {:.2} s ({:.0}/s, asked {rate}/s): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "{verb} {} in {:.2} s ({:.0}/s, asked {rate}/s): {}",
         latencies.len(),
         elapsed.as_secs_f64(),
         latencies.len() as f64 / elapsed.as_secs_f64(),
-        at(0.50).as_secs_f64() * 1e3,
-        at(0.99).as_secs_f64() * 1e3,
-        latencies.last().unwrap().as_secs_f64() * 1e3,
+        summary(&mut latencies)
     );
+}
+
+/// Creates `count` pods in namespace `bench` over 32 connections, as fast as they go.
+async fn pods(target: &Target, count: u64) {
+    let mut sender = target.connect().await;
+    let namespace = r#"{"metadata":{"name":"bench"}}"#.to_string();
+    let response = sender
+        .send_request(target.request("POST", "/api/v1/namespaces", namespace))
+        .await
+        .unwrap();
+    let _ = response.into_body().collect().await;
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let run = run_id();
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..32 {
+        let (target, next, run) = (target.clone(), next.clone(), run.clone());
+        workers.push(tokio::spawn(async move {
+            let mut sender = target.connect().await;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    return;
+                }
+                let body = format!(
+                    r#"{{"metadata":{{"name":"pod-{run}-{i}","labels":{{"app":"bench","shard":"{}"}}}},"spec":{{"containers":[{{"name":"app","image":"webapp:1","resources":{{"requests":{{"cpu":"100m","memory":"64Mi"}}}}}}]}}}}"#,
+                    i % 10
+                );
+                let path = "/api/v1/namespaces/bench/pods";
+                target.send(&mut sender, ("POST", path, body), 201).await;
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "pods {count} created in {:.2} s ({:.0}/s)",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// Lists every pod `repeat` times, whole and in kubectl's pages of 500.
+async fn list(target: &Target, repeat: usize) {
+    let mut sender = target.connect().await;
+    for (label, limit) in [("whole", 0), ("pages of 500", 500)] {
+        let mut latencies = Vec::new();
+        let mut size = 0;
+        for _ in 0..repeat {
+            let start = Instant::now();
+            let mut token = String::new();
+            size = 0;
+            loop {
+                let mut path = "/api/v1/pods".to_string();
+                if limit > 0 {
+                    path = format!("{path}?limit={limit}&continue={token}");
+                }
+                let response = sender
+                    .send_request(target.request("GET", &path, String::new()))
+                    .await
+                    .unwrap();
+                let bytes = response.into_body().collect().await.unwrap().to_bytes();
+                size += bytes.len();
+                let page: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                match page["metadata"]["continue"].as_str() {
+                    Some(next) if !next.is_empty() => token = next.to_string(),
+                    _ => break,
+                }
+            }
+            latencies.push(start.elapsed());
+        }
+        println!(
+            "list of all pods, {label} ({:.1} MB) x{repeat}: {}",
+            size as f64 / 1e6,
+            summary(&mut latencies)
+        );
+    }
+}
+
+/// `watchers` watches of one namespace's ConfigMaps, then `events` creates at 100/s:
+/// every watcher must see every create; the delay from each create's answer to each
+/// watcher's receipt.
+async fn watchers(target: &Target, watchers: usize, events: u64) {
+    let mut sender = target.connect().await;
+    let namespace = r#"{"metadata":{"name":"watched"}}"#.to_string();
+    let response = sender
+        .send_request(target.request("POST", "/api/v1/namespaces", namespace))
+        .await
+        .unwrap();
+    let _ = response.into_body().collect().await;
+    let path = "/api/v1/namespaces/watched/configmaps";
+    let listed = target
+        .send(&mut sender, ("GET", path, String::new()), 200)
+        .await;
+    assert!(listed > 0);
+    let answered: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut handles = Vec::new();
+    let ready = Arc::new(tokio::sync::Barrier::new(watchers + 1));
+    for _ in 0..watchers {
+        let (target, answered, ready) = (target.clone(), answered.clone(), ready.clone());
+        handles.push(tokio::spawn(async move {
+            let mut sender = target.connect().await;
+            let watch = format!("{path}?watch=true");
+            let response = sender
+                .send_request(target.request("GET", &watch, String::new()))
+                .await
+                .unwrap();
+            ready.wait().await;
+            let mut body = response.into_body();
+            let (mut buffer, mut seen, mut delays) = (Vec::new(), 0, Vec::new());
+            while seen < events {
+                let Some(frame) = body.frame().await else {
+                    break;
+                };
+                let Ok(data) = frame.unwrap().into_data() else {
+                    continue;
+                };
+                let received = Instant::now();
+                buffer.extend_from_slice(&data);
+                while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=end).collect();
+                    let event: serde_json::Value = serde_json::from_slice(&line).unwrap();
+                    let name = event["object"]["metadata"]["name"].as_str().unwrap_or("");
+                    if event["type"] == "ADDED" && name.starts_with("event-") {
+                        seen += 1;
+                        let sent = answered.lock().unwrap().get(name).copied();
+                        delays.push(
+                            sent.map_or(Duration::ZERO, |s| received.saturating_duration_since(s)),
+                        );
+                    }
+                }
+            }
+            (seen, delays)
+        }));
+    }
+    ready.wait().await;
+    let start = Instant::now();
+    for i in 0..events {
+        tokio::time::sleep_until((start + Duration::from_millis(10 * i)).into()).await;
+        let body = format!(r#"{{"metadata":{{"name":"event-{i}"}}}}"#);
+        target.send(&mut sender, ("POST", path, body), 201).await;
+        answered
+            .lock()
+            .unwrap()
+            .insert(format!("event-{i}"), Instant::now());
+    }
+    let mut delays = Vec::new();
+    let mut missed = 0;
+    for handle in handles {
+        let (seen, got) = handle.await.unwrap();
+        missed += events - seen;
+        delays.extend(got);
+    }
+    println!(
+        "{watchers} watchers x {events} events: {} deliveries, {missed} missed, in {:.2} s; delay {}",
+        delays.len(),
+        start.elapsed().as_secs_f64(),
+        summary(&mut delays)
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [dir, address, mode, rest @ ..] = args.as_slice() else {
+        eprintln!("usage: load DATA_DIR ADDRESS create|patch|get|pods|list|watchers ARGS…");
+        std::process::exit(2);
+    };
+    let target = Target::of(std::path::Path::new(dir), address);
+    let number = |i: usize| -> u64 { rest.get(i).map_or(0, |n| n.parse().unwrap()) };
+    match mode.as_str() {
+        "create" | "patch" | "get" => {
+            let connections = rest.get(2).map_or(16, |c| c.parse().unwrap());
+            verbs(&target, mode, number(0), number(1), connections).await
+        }
+        "pods" => pods(&target, number(0)).await,
+        "list" => list(&target, number(0) as usize).await,
+        "watchers" => watchers(&target, number(0) as usize, number(1)).await,
+        other => {
+            eprintln!("unknown mode {other}");
+            std::process::exit(2);
+        }
+    }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod auth;
+mod cache;
 mod discovery;
 mod kinds;
 mod managed;
@@ -75,6 +76,7 @@ pub struct ServerConfig {
 /// What the request handlers share.
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn berth_store::Store>,
+    pub(crate) cache: Arc<cache::Cache>,
     pub(crate) tokens: auth::Tokens,
 }
 
@@ -101,13 +103,19 @@ pub async fn run(
     if let Some(path) = &config.write_kubeconfig {
         write_private(path, kubeconfig.as_bytes())?;
     }
+    let cache = cache::Cache::start(Arc::clone(&store));
     if !config.compaction_interval.is_zero() {
         tokio::spawn(compact_periodically(
             Arc::clone(&store),
+            Arc::clone(&cache),
             config.compaction_interval,
         ));
     }
-    let shared = Arc::new(Shared { store, tokens });
+    let shared = Arc::new(Shared {
+        store,
+        cache,
+        tokens,
+    });
     let router = discovery::routes()
         .merge(resources::routes())
         .merge(openapi::routes())
@@ -160,15 +168,20 @@ async fn open_store(datastore: &str) -> Result<Arc<dyn berth_store::Store>> {
 /// Compacts the store's history every `interval` to the revision it had reached one
 /// interval before, as kube-apiserver does: watchers get that long to catch up. Another
 /// server on the same etcd may have compacted further already, which is fine.
-async fn compact_periodically(store: Arc<dyn berth_store::Store>, interval: std::time::Duration) {
+async fn compact_periodically(
+    store: Arc<dyn berth_store::Store>,
+    cache: Arc<cache::Cache>,
+    interval: std::time::Duration,
+) {
     let mut ticks = tokio::time::interval(interval);
     let mut previous = 0;
     loop {
         ticks.tick().await;
-        if previous > 0
-            && let Err(error) = store.compact(previous).await
-        {
-            tracing::debug!(%error, revision = previous, "compaction skipped");
+        if previous > 0 {
+            match store.compact(previous).await {
+                Ok(()) => cache.forget_through(previous),
+                Err(error) => tracing::debug!(%error, revision = previous, "compaction skipped"),
+            }
         }
         match store.revision().await {
             Ok(revision) => previous = revision,

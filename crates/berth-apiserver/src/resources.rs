@@ -27,7 +27,7 @@ use crate::Shared;
 use crate::auth::Identity;
 use crate::kinds::{self, Admitted, FieldValidation, Schema};
 use crate::objects;
-use crate::selectors::{FieldSelector, LabelSelector};
+use crate::selectors::Selection;
 use crate::status::Status;
 use crate::writes::{self, DeleteOptions, Part, WriteOptions};
 
@@ -426,6 +426,14 @@ async fn list(
     if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
         return crate::watch::watch(shared, place, query, wants_table).await;
     }
+    if let Some((entries, revision)) = from_cache(&shared, &place, &query).await? {
+        if !wants_table {
+            return Ok(list_body(place.resource, &entries, revision));
+        }
+        let items: Vec<Value> = entries.iter().map(|e| e.object()).collect();
+        let table = objects::table(place.resource, &items, revision);
+        return Ok(json_response(StatusCode::OK, &table));
+    }
     let (items, revision, next) = select(&shared, &place, &query).await?;
     let body = if wants_table {
         objects::table(place.resource, &items, revision)
@@ -444,6 +452,60 @@ async fn list(
     Ok(json_response(StatusCode::OK, &body))
 }
 
+/// A whole list (not in pages, not at an exact older revision) from the watch cache,
+/// once it has caught up with the store; None when the store must answer.
+async fn from_cache(
+    shared: &Shared,
+    place: &Place,
+    query: &HashMap<String, String>,
+) -> Result<Option<(Vec<Arc<crate::cache::Entry>>, i64)>, Status> {
+    let given = |key: &str| query.get(key).filter(|v| !v.is_empty() && *v != "0");
+    if given("limit").is_some() || given("continue").is_some() {
+        return Ok(None);
+    }
+    if query
+        .get("resourceVersionMatch")
+        .is_some_and(|m| m == "Exact")
+    {
+        return Ok(None);
+    }
+    let selection = Selection::parse(query)?;
+    // resourceVersion=0 takes any state; otherwise the latest is wanted.
+    if query.get("resourceVersion").is_none_or(|v| v != "0") {
+        let latest = shared
+            .store
+            .revision()
+            .await
+            .map_err(|e| Status::from_store(e, place.resource.plural, ""))?;
+        if !shared.cache.caught_up(latest).await {
+            return Ok(None);
+        }
+    }
+    let (mut entries, revision) = shared.cache.list(&place.prefix());
+    entries.retain(|entry| selection.matches_entry(entry));
+    Ok(Some((entries, revision)))
+}
+
+/// A list's JSON from the objects' own, without reading them again.
+fn list_body(resource: &Resource, entries: &[Arc<crate::cache::Entry>], revision: i64) -> Response {
+    let head = json!({
+        "kind": format!("{}List", resource.kind),
+        "apiVersion": resource.api_version(),
+        "metadata": {"resourceVersion": revision.to_string()},
+    });
+    let mut body = serde_json::to_vec(&head).unwrap_or_default();
+    body.pop(); // the closing brace: the items follow
+    body.extend_from_slice(b",\"items\":[");
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&entry.json);
+    }
+    body.extend_from_slice(b"]}");
+    (StatusCode::OK, [("content-type", "application/json")], body).into_response()
+}
+
 /// The objects a list asks for: those its label and field selectors match, at most
 /// `limit` of them from where `continue` left off, all read at one revision; with the
 /// token for the next page when more may follow.
@@ -452,7 +514,7 @@ async fn select(
     place: &Place,
     query: &HashMap<String, String>,
 ) -> Result<(Vec<Value>, i64, Option<String>), Status> {
-    let wanted = selected(query)?;
+    let selection = Selection::parse(query)?;
     let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
     let (mut cursor, mut revision) = match query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => continue_from(token)?,
@@ -469,7 +531,7 @@ async fn select(
         revision = page.revision;
         for kv in &page.items {
             cursor = kv.key.clone();
-            if let Some(object) = objects::from_stored(kv).filter(|o| wanted(o)) {
+            if let Some(object) = objects::from_stored(kv).filter(|o| selection.matches(o)) {
                 items.push(object);
             }
             if limit > 0 && items.len() == limit {
@@ -483,16 +545,6 @@ async fn select(
             return Ok((items, revision, None));
         }
     }
-}
-
-/// Whether an object is one the query's label and field selectors ask for.
-pub(crate) fn selected(
-    query: &HashMap<String, String>,
-) -> Result<impl Fn(&Value) -> bool + use<>, Status> {
-    let selector = |key: &str| query.get(key).map_or("", String::as_str);
-    let labels = LabelSelector::parse(selector("labelSelector")).map_err(Status::bad_request)?;
-    let fields = FieldSelector::parse(selector("fieldSelector")).map_err(Status::bad_request)?;
-    Ok(move |object: &Value| labels.matches(object) && fields.matches(object))
 }
 
 /// The continue token: the revision of the first page and the last key given.

@@ -121,6 +121,55 @@ impl FieldSelector {
     }
 }
 
+/// The fields of [`crate::cache::Entry::summary`]: selectors on them need not read the
+/// whole object.
+const SUMMARY_FIELDS: [&str; 4] = [
+    "metadata.name",
+    "metadata.namespace",
+    "spec.nodeName",
+    "status.phase",
+];
+
+/// What a list or watch selects: its label and field selectors together.
+pub(crate) struct Selection {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Selection {
+    /// The `labelSelector` and `fieldSelector` of a query.
+    pub(crate) fn parse(
+        query: &std::collections::HashMap<String, String>,
+    ) -> Result<Self, crate::status::Status> {
+        let selector = |key: &str| query.get(key).map_or("", String::as_str);
+        let bad = crate::status::Status::bad_request;
+        Ok(Self {
+            labels: LabelSelector::parse(selector("labelSelector")).map_err(bad)?,
+            fields: FieldSelector::parse(selector("fieldSelector")).map_err(bad)?,
+        })
+    }
+
+    /// Whether `object` is selected.
+    pub(crate) fn matches(&self, object: &Value) -> bool {
+        self.labels.matches(object) && self.fields.matches(object)
+    }
+
+    /// Whether a cached object is selected, read whole only when a field selector asks
+    /// about fields its summary lacks.
+    pub(crate) fn matches_entry(&self, entry: &crate::cache::Entry) -> bool {
+        if self
+            .fields
+            .0
+            .iter()
+            .all(|(path, _, _)| SUMMARY_FIELDS.contains(&path.as_str()))
+        {
+            self.matches(&entry.summary)
+        } else {
+            self.matches(&entry.object())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

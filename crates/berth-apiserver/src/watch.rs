@@ -14,9 +14,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::Sender;
 
+use tokio::sync::broadcast;
+
 use crate::Shared;
+use crate::cache::{Change, Entry};
 use crate::objects;
 use crate::resources::{Place, Resource};
+use crate::selectors::Selection;
 use crate::status::Status;
 
 /// How often a watch that allows bookmarks is told the revision it has reached.
@@ -52,7 +56,8 @@ impl WatchOptions {
     }
 }
 
-/// Starts the watch of `place` and answers with its stream.
+/// Starts the watch of `place` and answers with its stream: from the watch cache when
+/// it reaches back far enough, else from the store.
 pub(crate) async fn watch(
     shared: Arc<Shared>,
     place: Place,
@@ -60,34 +65,37 @@ pub(crate) async fn watch(
     as_table: bool,
 ) -> Result<Response, Status> {
     let options = WatchOptions::from_query(&query, as_table);
-    let wanted = crate::resources::selected(&query)?;
+    let selection = Selection::parse(&query)?;
     let resource = place.resource;
     let prefix = place.prefix();
-    let mut initial = Vec::new();
-    let mut after = options.from;
-    if options.initial_events {
-        let listed = shared
-            .store
-            .list(&prefix, "", 0, 0)
-            .await
-            .map_err(|e| Status::from_store(e, resource.plural, ""))?;
-        initial = listed
-            .items
-            .iter()
-            .filter_map(objects::from_stored)
-            .filter(|o| wanted(o))
-            .collect();
-        after = after.max(listed.revision);
+    let start = if options.initial_events {
+        0
+    } else {
+        options.from
+    };
+    if start > 0 {
+        shared.cache.caught_up(start).await;
     }
-    let changes = shared.store.watch(&prefix, after).await;
+    let (initial, feed, revision) = match shared.cache.follow_from(&prefix, start) {
+        Some((following, revision)) => {
+            let feed = Feed::Cache {
+                feed: following.feed,
+                prefix,
+            };
+            (following.replay, Ok(feed), revision.max(start))
+        }
+        None => from_store(&shared, &prefix, &options)
+            .await
+            .map_err(|e| Status::from_store(e, resource.plural, ""))?,
+    };
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let stream = Stream {
         resource,
         sender,
         options,
-        revision: after,
+        revision,
     };
-    tokio::spawn(stream.run(initial, changes, wanted));
+    tokio::spawn(stream.run(initial, feed, selection));
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|item| (item, receiver))
     });
@@ -96,6 +104,78 @@ pub(crate) async fn watch(
         Body::from_stream(body),
     )
         .into_response())
+}
+
+type Start = (Vec<Arc<Change>>, berth_store::Result<Feed>, i64);
+
+/// A watch from the store itself, for revisions older than the cache's window: the
+/// current objects first when asked, then the store's changes after them.
+async fn from_store(
+    shared: &Shared,
+    prefix: &str,
+    options: &WatchOptions,
+) -> berth_store::Result<Start> {
+    let mut initial = Vec::new();
+    let mut after = options.from;
+    if options.initial_events {
+        let listed = shared.store.list(prefix, "", 0, 0).await?;
+        initial = listed
+            .items
+            .iter()
+            .filter_map(|kv| {
+                let entry = Entry::of(&kv.value, kv.mod_revision)?;
+                Some(Arc::new(Change {
+                    kind: "ADDED",
+                    key: kv.key.clone(),
+                    entry: Arc::new(entry),
+                    revision: kv.mod_revision,
+                }))
+            })
+            .collect();
+        after = after.max(listed.revision);
+    }
+    let feed = shared.store.watch(prefix, after).await.map(Feed::Store);
+    Ok((initial, feed, after))
+}
+
+/// Where a watch's changes come from.
+enum Feed {
+    /// The watch cache's changes, of every resource: those under `prefix` are this
+    /// watch's.
+    Cache {
+        feed: broadcast::Receiver<Arc<Change>>,
+        prefix: String,
+    },
+    /// The store's own watch.
+    Store(berth_store::Watch),
+}
+
+impl Feed {
+    /// The next change; None when the feed has ended (or this watcher fell too far
+    /// behind: the client then watches again from the last revision it saw).
+    async fn next(&mut self) -> Option<berth_store::Result<Arc<Change>>> {
+        match self {
+            Feed::Cache { feed, prefix } => loop {
+                match feed.recv().await {
+                    Ok(change) if change.key.starts_with(prefix.as_str()) => {
+                        return Some(Ok(change));
+                    }
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+            },
+            Feed::Store(watch) => loop {
+                match watch.recv().await? {
+                    Ok(event) => {
+                        if let Some(change) = Change::of(&event) {
+                            return Some(Ok(Arc::new(change)));
+                        }
+                    }
+                    Err(error) => return Some(Err(error)),
+                }
+            },
+        }
+    }
 }
 
 /// One client's watch: what it asked for and where it has got to.
@@ -110,16 +190,16 @@ struct Stream {
 impl Stream {
     async fn run(
         mut self,
-        initial: Vec<Value>,
-        changes: berth_store::Result<berth_store::Watch>,
-        wanted: impl Fn(&Value) -> bool,
+        initial: Vec<Arc<Change>>,
+        feed: berth_store::Result<Feed>,
+        selection: Selection,
     ) {
         let deadline = self
             .options
             .timeout
             .map(|t| tokio::time::Instant::now() + t);
-        for object in initial {
-            if !self.send("ADDED", object).await {
+        for change in initial {
+            if selection.matches_entry(&change.entry) && !self.send(&change).await {
                 return;
             }
         }
@@ -129,8 +209,8 @@ impl Stream {
                 return;
             }
         }
-        let mut changes = match changes {
-            Ok(changes) => changes,
+        let mut feed = match feed {
+            Ok(feed) => feed,
             Err(error) => return self.fail(error).await,
         };
         let mut ticks = tokio::time::interval(BOOKMARK_INTERVAL);
@@ -143,7 +223,7 @@ impl Stream {
                 }
             };
             let change = tokio::select! {
-                change = changes.recv() => change,
+                change = feed.next() => change,
                 _ = ticks.tick(), if self.options.bookmarks => {
                     if !self.bookmark(None).await {
                         return;
@@ -157,38 +237,31 @@ impl Stream {
                 Some(Err(error)) => return self.fail(error).await,
                 None => return,
             };
-            let revision = change.revision();
-            let event = match change {
-                berth_store::Event::Put { kv, prev } => objects::from_stored(&kv)
-                    .map(|o| (if prev.is_some() { "MODIFIED" } else { "ADDED" }, o)),
-                berth_store::Event::Delete { mut prev, revision } => {
-                    prev.mod_revision = revision;
-                    objects::from_stored(&prev).map(|o| ("DELETED", o))
-                }
-            };
-            self.revision = revision;
-            if let Some((kind, object)) = event.filter(|(_, object)| wanted(object))
-                && !self.send(kind, object).await
-            {
+            if selection.matches_entry(&change.entry) && !self.send(&change).await {
                 return;
             }
         }
     }
 
-    /// Sends one event; false once the client has gone.
-    async fn send(&mut self, kind: &str, object: Value) -> bool {
-        if let Some(revision) = object["metadata"]["resourceVersion"]
-            .as_str()
-            .and_then(|v| v.parse().ok())
-        {
-            self.revision = self.revision.max(revision);
+    /// Sends one change; false once the client has gone.
+    async fn send(&mut self, change: &Change) -> bool {
+        self.revision = self.revision.max(change.revision);
+        if self.options.as_table {
+            // kubectl get -w asks for each object as a one-row Table.
+            let table = objects::table(self.resource, &[change.entry.object()], self.revision);
+            return self.send_value(change.kind, table).await;
         }
-        // kubectl get -w asks for each object as a one-row Table.
-        let object = if self.options.as_table && kind != "BOOKMARK" && kind != "ERROR" {
-            objects::table(self.resource, &[object], self.revision)
-        } else {
-            object
-        };
+        let json = &change.entry.json;
+        let mut line = Vec::with_capacity(json.len() + 32);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(change.kind.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(json);
+        line.extend_from_slice(b"}\n");
+        self.sender.send(Ok(Bytes::from(line))).await.is_ok()
+    }
+
+    async fn send_value(&mut self, kind: &str, object: Value) -> bool {
         let mut line =
             serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
@@ -206,7 +279,7 @@ impl Stream {
             "apiVersion": self.resource.api_version(),
             "metadata": metadata,
         });
-        self.send("BOOKMARK", object).await
+        self.send_value("BOOKMARK", object).await
     }
 
     /// Ends the watch with an ERROR event: 410 Expired when the revision asked for is
@@ -224,6 +297,6 @@ impl Stream {
                 "message": error.to_string(),
             }),
         };
-        self.send("ERROR", status).await;
+        self.send_value("ERROR", status).await;
     }
 }

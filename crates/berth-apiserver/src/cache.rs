@@ -1,0 +1,284 @@
+//! The watch cache: every object of the cluster held in memory as the JSON clients get,
+//! kept current by one watch of the whole store, with a window of recent changes. Lists
+//! and watches are served from it — a thousand watchers cost one store watch, and each
+//! change is encoded once — instead of each reading the store.
+//!
+//! A list that asks for the latest state waits until the cache has caught up with the
+//! store's current revision (read cheaply from the store), so reads stay consistent.
+//! Lists in pages and watches from before the window go to the store.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+/// How many recent changes a watch may start from without going to the store.
+const WINDOW: usize = 10_000;
+
+/// How many changes a slow watcher may fall behind before its watch is ended (it then
+/// watches again from where it got to, as clients do).
+const FEED_CAPACITY: usize = 8_192;
+
+/// How long a list waits for the cache to catch up before reading the store instead.
+const CATCH_UP: Duration = Duration::from_secs(3);
+
+/// An object as clients get it.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// Its JSON, resourceVersion included.
+    pub(crate) json: Bytes,
+    /// The fields selectors usually ask about: names, labels, spec.nodeName and
+    /// status.phase (the whole object is read when a selector asks for more).
+    pub(crate) summary: Value,
+}
+
+impl Entry {
+    /// The object of a store value at `revision`; None when it is not JSON.
+    pub(crate) fn of(value: &[u8], revision: i64) -> Option<Self> {
+        let mut object: Value = serde_json::from_slice(value).ok()?;
+        object["metadata"]["resourceVersion"] = json!(revision.to_string());
+        let metadata = &object["metadata"];
+        let summary = json!({
+            "metadata": {
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "labels": metadata["labels"],
+            },
+            "spec": {"nodeName": object["spec"]["nodeName"]},
+            "status": {"phase": object["status"]["phase"]},
+        });
+        Some(Self {
+            json: Bytes::from(serde_json::to_vec(&object).ok()?),
+            summary,
+        })
+    }
+
+    /// The whole object, parsed.
+    pub(crate) fn object(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+}
+
+/// One change: an object added, modified or deleted at a revision.
+#[derive(Debug)]
+pub(crate) struct Change {
+    /// ADDED, MODIFIED or DELETED, as watch events name them.
+    pub(crate) kind: &'static str,
+    pub(crate) key: String,
+    /// The object after the change (before it, for a deletion).
+    pub(crate) entry: Arc<Entry>,
+    pub(crate) revision: i64,
+}
+
+impl Change {
+    /// The change a store event makes.
+    pub(crate) fn of(event: &berth_store::Event) -> Option<Self> {
+        let (kind, kv, revision) = match event {
+            berth_store::Event::Put { kv, prev } => {
+                let kind = if prev.is_some() { "MODIFIED" } else { "ADDED" };
+                (kind, kv, kv.mod_revision)
+            }
+            berth_store::Event::Delete { prev, revision } => ("DELETED", prev, *revision),
+        };
+        Some(Self {
+            kind,
+            key: kv.key.clone(),
+            entry: Arc::new(Entry::of(&kv.value, revision)?),
+            revision,
+        })
+    }
+}
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<String, Arc<Entry>>,
+    history: VecDeque<Arc<Change>>,
+    /// The store revision the cache reflects; 0 until it has loaded.
+    revision: i64,
+}
+
+/// The cache of a server's store.
+pub(crate) struct Cache {
+    state: RwLock<State>,
+    feed: broadcast::Sender<Arc<Change>>,
+    reached: tokio::sync::watch::Sender<i64>,
+}
+
+/// A watch served from the cache: the changes after its start, then those that follow.
+pub(crate) struct Following {
+    pub(crate) replay: Vec<Arc<Change>>,
+    pub(crate) feed: broadcast::Receiver<Arc<Change>>,
+}
+
+impl Cache {
+    /// A cache of `store`, filled and kept current by a task of its own.
+    pub(crate) fn start(store: Arc<dyn berth_store::Store>) -> Arc<Self> {
+        let cache = Arc::new(Self {
+            state: RwLock::default(),
+            feed: broadcast::channel(FEED_CAPACITY).0,
+            reached: tokio::sync::watch::channel(0).0,
+        });
+        tokio::spawn(Arc::clone(&cache).follow(store));
+        cache
+    }
+
+    /// Loads the store, then applies its changes; loads again if the watch breaks.
+    async fn follow(self: Arc<Self>, store: Arc<dyn berth_store::Store>) {
+        loop {
+            if let Err(error) = self.load_and_apply(store.as_ref()).await {
+                tracing::warn!(%error, "the watch cache lost the store; reloading");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    async fn load_and_apply(&self, store: &dyn berth_store::Store) -> berth_store::Result<()> {
+        let listed = store.list(berth_store::KEY_PREFIX, "", 0, 0).await?;
+        let objects = listed
+            .items
+            .iter()
+            .filter_map(|kv| {
+                Some((
+                    kv.key.clone(),
+                    Arc::new(Entry::of(&kv.value, kv.mod_revision)?),
+                ))
+            })
+            .collect();
+        {
+            let mut state = self.write();
+            *state = State {
+                objects,
+                history: VecDeque::new(),
+                revision: listed.revision,
+            };
+        }
+        self.reached.send_replace(listed.revision);
+        let mut changes = store
+            .watch(berth_store::KEY_PREFIX, listed.revision)
+            .await?;
+        while let Some(event) = changes.recv().await {
+            let event = event?;
+            let Some(change) = Change::of(&event) else {
+                continue;
+            };
+            self.apply(Arc::new(change));
+        }
+        Err(berth_store::Error::Backend(
+            "the store's watch ended".into(),
+        ))
+    }
+
+    fn apply(&self, change: Arc<Change>) {
+        let revision = change.revision;
+        {
+            let mut state = self.write();
+            if change.kind == "DELETED" {
+                state.objects.remove(&change.key);
+            } else {
+                state
+                    .objects
+                    .insert(change.key.clone(), Arc::clone(&change.entry));
+            }
+            if state.history.len() == WINDOW {
+                state.history.pop_front();
+            }
+            state.history.push_back(Arc::clone(&change));
+            state.revision = revision;
+            // Sent under the lock, so a watch that subscribes under it misses nothing.
+            let _ = self.feed.send(change);
+        }
+        self.reached.send_replace(revision);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets the changes up to `revision`, which the store has compacted away: a watch
+    /// from before it is told its revision is gone, as it would be by the store.
+    pub(crate) fn forget_through(&self, revision: i64) {
+        let mut state = self.write();
+        while state
+            .history
+            .front()
+            .is_some_and(|c| c.revision <= revision)
+        {
+            state.history.pop_front();
+        }
+    }
+
+    /// Waits until the cache reflects at least `revision`; false if it does not within
+    /// a few seconds.
+    pub(crate) async fn caught_up(&self, revision: i64) -> bool {
+        let mut reached = self.reached.subscribe();
+        tokio::time::timeout(CATCH_UP, reached.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The objects under `prefix` and the revision they are at.
+    pub(crate) fn list(&self, prefix: &str) -> (Vec<Arc<Entry>>, i64) {
+        let state = self.read();
+        let items = under(&state.objects, prefix)
+            .map(|(_, entry)| Arc::clone(entry))
+            .collect();
+        (items, state.revision)
+    }
+
+    /// A watch of `prefix` after `revision` (the objects now, as ADDED, when 0), or None
+    /// when the window no longer reaches back that far.
+    pub(crate) fn follow_from(&self, prefix: &str, revision: i64) -> Option<(Following, i64)> {
+        let state = self.read();
+        if state.revision == 0 {
+            return None;
+        }
+        let feed = self.feed.subscribe();
+        let replay = if revision == 0 {
+            under(&state.objects, prefix)
+                .map(|(key, entry)| {
+                    Arc::new(Change {
+                        kind: "ADDED",
+                        key: key.clone(),
+                        entry: Arc::clone(entry),
+                        revision: state.revision,
+                    })
+                })
+                .collect()
+        } else {
+            let oldest = state
+                .history
+                .front()
+                .map_or(state.revision, |c| c.revision - 1);
+            if revision < oldest || revision > state.revision {
+                return None;
+            }
+            state
+                .history
+                .iter()
+                .filter(|c| c.revision > revision && c.key.starts_with(prefix))
+                .cloned()
+                .collect()
+        };
+        Some((Following { replay, feed }, state.revision))
+    }
+}
+
+fn under<'s>(
+    objects: &'s BTreeMap<String, Arc<Entry>>,
+    prefix: &str,
+) -> impl Iterator<Item = (&'s String, &'s Arc<Entry>)> {
+    objects
+        .range(prefix.to_string()..)
+        .take_while(move |(key, _)| key.starts_with(prefix))
+}
