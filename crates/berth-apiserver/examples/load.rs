@@ -93,6 +93,7 @@ impl Target {
         (method, path, body): (&str, &str, String),
         expected: u16,
     ) -> usize {
+        sender.ready().await.unwrap();
         let response = sender
             .send_request(self.request(method, path, body))
             .await
@@ -278,6 +279,7 @@ async fn list(target: &Target, repeat: usize) {
                 if limit > 0 {
                     path = format!("{path}?limit={limit}&continue={token}");
                 }
+                sender.ready().await.unwrap();
                 let response = sender
                     .send_request(target.request("GET", &path, String::new()))
                     .await

@@ -15,6 +15,8 @@ use axum::body::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use crate::selectors::SUMMARY_FIELDS;
+
 /// How many recent changes a watch may start from without going to the store.
 const WINDOW: usize = 10_000;
 
@@ -30,9 +32,46 @@ const CATCH_UP: Duration = Duration::from_secs(3);
 pub(crate) struct Entry {
     /// Its JSON, resourceVersion included.
     pub(crate) json: Bytes,
-    /// The fields selectors usually ask about: names, labels, spec.nodeName and
-    /// status.phase (the whole object is read when a selector asks for more).
-    pub(crate) summary: Value,
+    /// What selectors usually ask about, kept apart so they need not read the JSON.
+    pub(crate) summary: Summary,
+}
+
+/// An object's labels and the fields of [`SUMMARY_FIELDS`], compactly: the cache holds
+/// one per object of the cluster.
+#[derive(Debug)]
+pub(crate) struct Summary {
+    labels: Box<[(Box<str>, Box<str>)]>,
+    fields: [Option<Box<str>>; SUMMARY_FIELDS.len()],
+}
+
+impl Summary {
+    fn of(object: &Value) -> Self {
+        let labels = object["metadata"]["labels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str().into(), v.as_str().unwrap_or_default().into()))
+            .collect();
+        let fields = SUMMARY_FIELDS.map(|path| {
+            let value = path.split('.').fold(object, |node, part| &node[part]);
+            value.as_str().map(Box::from)
+        });
+        Self { labels, fields }
+    }
+
+    /// The value of label `key`.
+    pub(crate) fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| &**k == key)
+            .map(|(_, v)| &**v)
+    }
+
+    /// The value of a field of [`SUMMARY_FIELDS`].
+    pub(crate) fn field(&self, path: &str) -> Option<&str> {
+        let index = SUMMARY_FIELDS.iter().position(|p| *p == path)?;
+        self.fields[index].as_deref()
+    }
 }
 
 impl Entry {
@@ -40,16 +79,7 @@ impl Entry {
     pub(crate) fn of(value: &[u8], revision: i64) -> Option<Self> {
         let mut object: Value = serde_json::from_slice(value).ok()?;
         object["metadata"]["resourceVersion"] = json!(revision.to_string());
-        let metadata = &object["metadata"];
-        let summary = json!({
-            "metadata": {
-                "name": metadata["name"],
-                "namespace": metadata["namespace"],
-                "labels": metadata["labels"],
-            },
-            "spec": {"nodeName": object["spec"]["nodeName"]},
-            "status": {"phase": object["status"]["phase"]},
-        });
+        let summary = Summary::of(&object);
         Some(Self {
             json: Bytes::from(serde_json::to_vec(&object).ok()?),
             summary,

@@ -73,15 +73,20 @@ impl LabelSelector {
     /// Whether an object's labels meet every requirement.
     pub(crate) fn matches(&self, object: &Value) -> bool {
         let labels = &object["metadata"]["labels"];
+        self.holds(|key| labels[key].as_str())
+    }
+
+    /// Whether the labels `label` looks up meet every requirement.
+    pub(crate) fn holds<'l>(&self, label: impl Fn(&str) -> Option<&'l str>) -> bool {
         self.0.iter().all(|requirement| match requirement {
-            Requirement::In(key, values) => labels[key]
-                .as_str()
-                .is_some_and(|v| values.iter().any(|w| w == v)),
-            Requirement::NotIn(key, values) => labels[key]
-                .as_str()
-                .is_none_or(|v| values.iter().all(|w| w != v)),
-            Requirement::Exists(key) => !labels[key].is_null(),
-            Requirement::NotExists(key) => labels[key].is_null(),
+            Requirement::In(key, values) => {
+                label(key).is_some_and(|v| values.iter().any(|w| w == v))
+            }
+            Requirement::NotIn(key, values) => {
+                label(key).is_none_or(|v| values.iter().all(|w| w != v))
+            }
+            Requirement::Exists(key) => label(key).is_some(),
+            Requirement::NotExists(key) => label(key).is_none(),
         })
     }
 }
@@ -109,21 +114,27 @@ impl FieldSelector {
 
     /// Whether the object's fields meet every term.
     pub(crate) fn matches(&self, object: &Value) -> bool {
-        self.0.iter().all(|(path, value, equal)| {
+        self.holds(|path| {
             let found = path.split('.').fold(object, |node, part| &node[part]);
-            let text = match found {
+            match found {
                 Value::String(s) => s.clone(),
                 Value::Null => String::new(),
                 other => other.to_string(),
-            };
-            (text == *value) == *equal
+            }
         })
+    }
+
+    /// Whether the fields `field` reads (as text, empty when absent) meet every term.
+    fn holds(&self, field: impl Fn(&str) -> String) -> bool {
+        self.0
+            .iter()
+            .all(|(path, value, equal)| (field(path) == *value) == *equal)
     }
 }
 
-/// The fields of [`crate::cache::Entry::summary`]: selectors on them need not read the
+/// The fields a [`crate::cache::Summary`] keeps: selectors on them need not read the
 /// whole object.
-const SUMMARY_FIELDS: [&str; 4] = [
+pub(crate) const SUMMARY_FIELDS: [&str; 4] = [
     "metadata.name",
     "metadata.namespace",
     "spec.nodeName",
@@ -157,16 +168,16 @@ impl Selection {
     /// Whether a cached object is selected, read whole only when a field selector asks
     /// about fields its summary lacks.
     pub(crate) fn matches_entry(&self, entry: &crate::cache::Entry) -> bool {
-        if self
-            .fields
-            .0
-            .iter()
-            .all(|(path, _, _)| SUMMARY_FIELDS.contains(&path.as_str()))
-        {
-            self.matches(&entry.summary)
-        } else {
-            self.matches(&entry.object())
+        let summary = &entry.summary;
+        let summarized =
+            |(path, _, _): &(String, String, bool)| SUMMARY_FIELDS.contains(&path.as_str());
+        if !self.fields.0.iter().all(summarized) {
+            return self.matches(&entry.object());
         }
+        self.labels.holds(|key| summary.label(key))
+            && self
+                .fields
+                .holds(|path| summary.field(path).unwrap_or_default().to_string())
     }
 }
 

@@ -79,7 +79,7 @@ fn backend(error: impl std::fmt::Display) -> Error {
 /// The SQLite store.
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
-    live: broadcast::Sender<Row>,
+    live: broadcast::Sender<Arc<Announced>>,
 }
 
 impl SqliteStore {
@@ -105,7 +105,9 @@ impl SqliteStore {
     /// Runs `work` on the connection, off the async threads.
     async fn with<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection, &broadcast::Sender<Row>) -> Result<T> + Send + 'static,
+        work: impl FnOnce(&mut Connection, &broadcast::Sender<Arc<Announced>>) -> Result<T>
+        + Send
+        + 'static,
     ) -> Result<T> {
         let connection = Arc::clone(&self.connection);
         let live = self.live.clone();
@@ -150,15 +152,25 @@ fn latest(connection: &Connection, key: &str) -> Result<Option<Row>> {
         .map_err(backend)
 }
 
+/// A change as live watchers get it: its row's revision and key, and the event, built
+/// once by the writer (who read the replaced row anyway) instead of by each watcher.
+#[derive(Debug)]
+struct Announced {
+    id: i64,
+    name: Vec<u8>,
+    event: Event,
+}
+
 /// Appends a row in one transaction with the read that decided it, then announces it.
 fn append(
     connection: &mut Connection,
-    live: &broadcast::Sender<Row>,
+    live: &broadcast::Sender<Arc<Announced>>,
     key: &str,
     decide: impl FnOnce(Option<Row>) -> Result<(bool, i64, i64, Vec<u8>)>,
 ) -> Result<Row> {
     let transaction = connection.transaction().map_err(backend)?;
     let previous = latest(&transaction, key)?;
+    let replaced = previous.as_ref().map(Row::key_value);
     let (deleted, create_revision, prev_revision, value) = decide(previous)?;
     let created = !deleted && create_revision == 0;
     let id: i64 = transaction
@@ -194,8 +206,22 @@ fn append(
         prev_revision,
         value,
     };
+    let event = if deleted {
+        let mut prev = written.key_value();
+        prev.mod_revision = prev_revision;
+        Event::Delete { prev, revision: id }
+    } else {
+        Event::Put {
+            kv: written.key_value(),
+            prev: replaced.filter(|_| prev_revision != 0),
+        }
+    };
     // No watcher is no error.
-    let _ = live.send(written.clone());
+    let _ = live.send(Arc::new(Announced {
+        id,
+        name: written.name.clone(),
+        event,
+    }));
     Ok(written)
 }
 
@@ -391,7 +417,6 @@ impl Store for SqliteStore {
                 }
             })
             .await?;
-        let connection = Arc::clone(&self.connection);
         tokio::spawn(async move {
             let mut last = after;
             for event in history {
@@ -401,8 +426,8 @@ impl Store for SqliteStore {
                 }
             }
             loop {
-                let row = match live.recv().await {
-                    Ok(row) => row,
+                let announced = match live.recv().await {
+                    Ok(announced) => announced,
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         let _ = sender
                             .send(Err(Error::Backend("the watch fell too far behind".into())))
@@ -411,21 +436,11 @@ impl Store for SqliteStore {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                if row.id <= last || !row.name.starts_with(prefix.as_bytes()) {
+                if announced.id <= last || !announced.name.starts_with(prefix.as_bytes()) {
                     continue;
                 }
-                last = row.id;
-                let connection = Arc::clone(&connection);
-                let event = tokio::task::spawn_blocking(move || {
-                    let connection = connection
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    event(&connection, &row)
-                })
-                .await
-                .map_err(backend)
-                .and_then(|e| e);
-                if sender.send(event).await.is_err() {
+                last = announced.id;
+                if sender.send(Ok(announced.event.clone())).await.is_err() {
                     return;
                 }
             }
