@@ -286,6 +286,10 @@ async fn list(target: &Target, repeat: usize) {
                     .unwrap();
                 let bytes = response.into_body().collect().await.unwrap().to_bytes();
                 size += bytes.len();
+                assert!(bytes.ends_with(b"}"), "a whole JSON answer");
+                if limit == 0 {
+                    break;
+                }
                 let page: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
                 match page["metadata"]["continue"].as_str() {
                     Some(next) if !next.is_empty() => token = next.to_string(),

@@ -10,6 +10,7 @@ use crate::cli::ServerArgs;
 
 /// Runs the server.
 pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
+    return_memory_promptly();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -32,6 +33,17 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
             .context("serve the Kubernetes API")
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps the server's resident memory close to what it holds. Lists and watches make
+/// large short-lived buffers; glibc would otherwise raise its mmap threshold after
+/// the first is freed and serve the next from per-thread heaps it rarely gives back.
+fn return_memory_promptly() {
+    // SAFETY: mallopt only tunes the allocator; called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 /// The controller manager, a client of this server's API through the admin
