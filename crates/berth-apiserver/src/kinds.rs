@@ -124,6 +124,14 @@ pub(crate) fn admit<K: Schema>(
     })
 }
 
+/// Adds `K`'s schema to `generator`; its name among the generator's definitions.
+pub(crate) fn schema_of<K: schemars::JsonSchema>(
+    generator: &mut schemars::SchemaGenerator,
+) -> String {
+    generator.subschema_for::<K>();
+    K::schema_name().into_owned()
+}
+
 /// The fields of `given` that reading it as its type lost: those the kind does not have.
 fn unknown_fields(given: &Value, read: &Value, path: &str, found: &mut Vec<String>) {
     match (given, read) {

@@ -320,6 +320,65 @@ pub(crate) async fn ensure_system_namespaces(store: &dyn berth_store::Store) -> 
     Ok(())
 }
 
+/// The columns `kubectl get -o wide` adds after AGE (priority 1 in the Table).
+fn wide_columns(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "Pod" => &["IP", "Node", "Nominated Node", "Readiness Gates"],
+        "Deployment" | "ReplicaSet" => &["Containers", "Images", "Selector"],
+        "Service" => &["Selector"],
+        "Node" => &[
+            "Internal-IP",
+            "External-IP",
+            "OS-Image",
+            "Kernel-Version",
+            "Container-Runtime",
+        ],
+        _ => &[],
+    }
+}
+
+/// The text of a label map as kubectl prints selectors: `app=web,tier=db`.
+fn selector_text(labels: &Value) -> Value {
+    let pairs: Vec<String> = labels
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    json!(if pairs.is_empty() {
+        "<none>".to_string()
+    } else {
+        pairs.join(",")
+    })
+}
+
+/// A field of each of a pod template's containers, joined with commas.
+fn containers_field(spec: &Value, field: &str) -> Value {
+    let values: Vec<&str> = spec["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c[field].as_str())
+        .collect();
+    json!(values.join(","))
+}
+
+/// A node's address of `kind` (InternalIP, ExternalIP), or `<none>`.
+fn node_address(status: &Value, kind: &str) -> Value {
+    let address = status["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["type"] == kind)
+        .and_then(|a| a["address"].as_str());
+    json!(address.unwrap_or("<none>"))
+}
+
+/// A text field, or `<none>` when it is not set.
+fn or_none(value: &Value) -> Value {
+    json!(value.as_str().filter(|v| !v.is_empty()).unwrap_or("<none>"))
+}
+
 /// kubectl's columns for a kind, between NAME and AGE, and the cell of each.
 fn columns(kind: &str) -> &'static [&'static str] {
     match kind {
@@ -404,20 +463,33 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
         }
         ("Node", "Roles") => json!("<none>"),
         ("Node", "Version") => status["nodeInfo"]["kubeletVersion"].clone(),
+        ("Pod", "IP") => or_none(&status["podIP"]),
+        ("Pod", "Node") => or_none(&spec["nodeName"]),
+        ("Pod", "Nominated Node") => or_none(&status["nominatedNodeName"]),
+        ("Pod", "Readiness Gates") => json!("<none>"),
+        (_, "Containers") => containers_field(spec, "name"),
+        (_, "Images") => containers_field(spec, "image"),
+        ("Service", "Selector") => selector_text(&spec["selector"]),
+        (_, "Selector") => selector_text(&spec["selector"]["matchLabels"]),
+        ("Node", "Internal-IP") => node_address(status, "InternalIP"),
+        ("Node", "External-IP") => node_address(status, "ExternalIP"),
+        ("Node", "OS-Image") => or_none(&status["nodeInfo"]["osImage"]),
+        ("Node", "Kernel-Version") => or_none(&status["nodeInfo"]["kernelVersion"]),
+        ("Node", "Container-Runtime") => or_none(&status["nodeInfo"]["containerRuntimeVersion"]),
         _ => Value::Null,
     }
 }
 
 /// The list as a `meta.k8s.io/v1` Table: kubectl prints its columns as they are.
 pub(crate) fn table(resource: &Resource, items: &[Value], revision: i64) -> Value {
-    let extra = columns(resource.kind);
-    let mut definitions =
-        vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name"})];
-    for name in extra {
-        definitions
-            .push(json!({"name": name, "type": "string", "format": "", "description": name}));
-    }
-    definitions.push(json!({"name": "Age", "type": "string", "format": "", "description": "Age"}));
+    let (extra, wide) = (columns(resource.kind), wide_columns(resource.kind));
+    let definition = |name: &str, priority: u8| json!({"name": name, "type": "string", "format": "", "description": name, "priority": priority});
+    let mut definitions = vec![json!({
+        "name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0,
+    })];
+    definitions.extend(extra.iter().map(|name| definition(name, 0)));
+    definitions.push(definition("Age", 0));
+    definitions.extend(wide.iter().map(|name| definition(name, 1)));
     let rows: Vec<Value> = items
         .iter()
         .map(|object| {
@@ -430,6 +502,10 @@ pub(crate) fn table(resource: &Resource, items: &[Value], revision: i64) -> Valu
             cells.push(json!(age(object["metadata"]["creationTimestamp"]
                 .as_str()
                 .unwrap_or_default())));
+            cells.extend(
+                wide.iter()
+                    .map(|column| cell(resource.kind, column, object)),
+            );
             json!({
                 "cells": cells,
                 "object": {

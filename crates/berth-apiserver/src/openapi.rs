@@ -1,8 +1,8 @@
-//! OpenAPI v3 discovery, as far as clients need it today: each served resource's paths
-//! with their operations, tagged with the kind they act on and naming the
-//! `fieldValidation` query parameter, which tells kubectl the server validates fields
-//! itself (so kubectl sends `fieldValidation=Strict` instead of checking schemas). Full
-//! schemas come with the typed resources.
+//! OpenAPI v3 discovery: each served resource's paths with their operations, tagged with
+//! the kind they act on and naming the `fieldValidation` query parameter (which tells
+//! kubectl the server validates fields itself, so it sends `fieldValidation=Strict`),
+//! and every kind's schema with Kubernetes' field descriptions, generated from the
+//! k8s-openapi types, for `kubectl explain`.
 
 use std::sync::Arc;
 
@@ -71,7 +71,8 @@ async fn group_version(Path((group, version)): Path<(String, String)>) -> Json<V
 /// The paths of one group version's resources.
 fn document(group: &str, version: &str) -> Value {
     let mut paths = Map::new();
-    let mut schemas = Map::new();
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let mut kinds = Vec::new();
     let root = if group.is_empty() {
         format!("/api/{version}")
     } else {
@@ -102,13 +103,16 @@ fn document(group: &str, version: &str) -> Value {
                 "delete": operation(resource, "delete", false),
             }),
         );
-        schemas.insert(
-            format!("{}.{}", if group.is_empty() { "core" } else { group }, resource.kind),
-            json!({
-                "type": "object",
-                "x-kubernetes-group-version-kind": [{"group": group, "version": version, "kind": resource.kind}],
-            }),
-        );
+        kinds.push(((resource.schema)(&mut generator), resource.kind));
+    }
+    let mut schemas = generator.take_definitions(true);
+    for (name, kind) in kinds {
+        if let Some(schema) = schemas.get_mut(&name).and_then(Value::as_object_mut) {
+            schema.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{"group": group, "version": version, "kind": kind}]),
+            );
+        }
     }
     json!({
         "openapi": "3.0.0",

@@ -51,6 +51,9 @@ pub struct Resource {
     /// Whether only its `/status` subresource changes its status.
     pub has_status: bool,
     admit: kinds::Admit,
+    /// Adds the kind's OpenAPI schema (and those it refers to) to a generator; the
+    /// schema's name: `io.k8s.api.apps.v1.Deployment`.
+    pub(crate) schema: fn(&mut schemars::SchemaGenerator) -> String,
 }
 
 impl Resource {
@@ -94,6 +97,7 @@ macro_rules! resource {
             short_names: &[$($short),*],
             has_status: <$type as Schema>::HAS_STATUS,
             admit: kinds::admit::<$type>,
+            schema: kinds::schema_of::<$type>,
         }
     };
 }
@@ -286,7 +290,14 @@ async fn get_any(
             part,
         }) => current(&shared, &place, &name)
             .await
-            .map(|(_, _, object)| json_response(StatusCode::OK, &writes::view(part, object))),
+            .map(|(_, stored, object)| {
+                let object = writes::view(part, object);
+                if wants_table(&headers) && part == Part::Whole {
+                    let table = objects::table(place.resource, &[object], stored.mod_revision);
+                    return json_response(StatusCode::OK, &table);
+                }
+                json_response(StatusCode::OK, &object)
+            }),
         Ok(target) => list(shared, target.place, query, headers).await,
         Err(status) => Err(status),
     })
@@ -413,16 +424,21 @@ fn json_response(code: StatusCode, value: &Value) -> Response {
     writes::respond(code, value, &[])
 }
 
+/// Whether the client asks for a `meta.k8s.io` Table (kubectl's server-side printing).
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"))
+}
+
 async fn list(
     shared: Arc<Shared>,
     place: Place,
     Query(query): Params,
     headers: HeaderMap,
 ) -> Result<Response, Status> {
-    let wants_table = headers
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"));
+    let wants_table = wants_table(&headers);
     if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
         return crate::watch::watch(shared, place, query, wants_table).await;
     }

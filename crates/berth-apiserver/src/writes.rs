@@ -512,6 +512,11 @@ async fn settle_dependents(
             if references.len() == before {
                 continue;
             }
+            if references.is_empty()
+                && let Some(metadata) = dependent["metadata"].as_object_mut()
+            {
+                metadata.remove("ownerReferences");
+            }
             let place = Place {
                 resource,
                 namespace: Some(namespace.to_string()),

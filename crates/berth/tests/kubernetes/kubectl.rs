@@ -74,6 +74,88 @@ fn server_side_apply_suite(server: &Server) {
     server.kubectl_ok(&["delete", "cm", "ssa"]);
 }
 
+/// What kubectl shows of workloads: wide tables, describe, explain from the OpenAPI
+/// schemas; and deletes that cascade to dependents or orphan them.
+fn workloads_suite(server: &Server) {
+    let deployment = server.write(
+        "web.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers: [{name: web, image: \"webapp:1\", ports: [{containerPort: 8080}]}]\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &deployment]);
+    let wide = server.kubectl_ok(&["get", "deployment", "web", "-o", "wide"]);
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert!(
+        wide.lines()
+            .nth(1)
+            .unwrap()
+            .ends_with("web          webapp:1   app=web"),
+        "{wide}"
+    );
+    let described = server.kubectl_ok(&["describe", "deployment", "web"]);
+    for line in [
+        "Selector:               app=web",
+        "Replicas:               2 desired",
+        "Image:         webapp:1",
+    ] {
+        assert!(
+            described.contains(line),
+            "{line:?} missing from:\n{described}"
+        );
+    }
+    let explained = server.kubectl_ok(&["explain", "deployment.spec.replicas"]);
+    assert!(
+        explained.contains("FIELD: replicas <integer>"),
+        "{explained}"
+    );
+    assert!(explained.contains("Number of desired pods."), "{explained}");
+
+    // A ReplicaSet the Deployment owns: orphaned, then deleted in the foreground.
+    let uid = server.kubectl_ok(&["get", "deployment", "web", "-o", "jsonpath={.metadata.uid}"]);
+    let owned = server.write(
+        "web-rs.yaml",
+        &format!("apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: web-1\n  ownerReferences: [{{apiVersion: apps/v1, kind: Deployment, name: web, uid: \"{uid}\", controller: true}}]\nspec:\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers: [{{name: web, image: \"webapp:1\"}}]\n"),
+    );
+    server.kubectl_ok(&["apply", "-f", &owned]);
+    assert_eq!(
+        server.kubectl_ok(&["delete", "deployment", "web", "--cascade=orphan"]),
+        "deployment.apps \"web\" deleted\n"
+    );
+    assert_eq!(
+        server.kubectl_ok(&[
+            "get",
+            "rs",
+            "web-1",
+            "-o",
+            "jsonpath={.metadata.ownerReferences}"
+        ]),
+        ""
+    );
+    server.kubectl_ok(&["apply", "-f", &deployment]);
+    let uid = server.kubectl_ok(&["get", "deployment", "web", "-o", "jsonpath={.metadata.uid}"]);
+    let adopt = format!(
+        r#"{{"metadata":{{"ownerReferences":[{{"apiVersion":"apps/v1","kind":"Deployment","name":"web","uid":"{uid}","controller":true}}]}}}}"#
+    );
+    server.kubectl_ok(&["patch", "rs", "web-1", "--type=merge", "-p", &adopt]);
+    server.kubectl_ok(&["delete", "deployment", "web", "--cascade=foreground"]);
+    assert!(
+        !server.kubectl(&["get", "rs", "web-1"]).status.success(),
+        "the owned ReplicaSet went with its owner"
+    );
+}
+
 fn kubectl_suite(server: &Server) {
     // Only the admin's token gets in; the answer is a Kubernetes Status.
     let anonymous = server.curl(&["/api/v1/namespaces"]);
@@ -495,6 +577,7 @@ fn kubectl_drives_the_server_on_sqlite() {
     let server = Server::start("sqlite", false);
     kubectl_suite(&server);
     server_side_apply_suite(&server);
+    workloads_suite(&server);
     authorization_suite(&server);
 }
 
@@ -503,4 +586,5 @@ fn kubectl_drives_the_server_on_etcd() {
     let server = Server::start("etcd", true);
     kubectl_suite(&server);
     server_side_apply_suite(&server);
+    workloads_suite(&server);
 }
