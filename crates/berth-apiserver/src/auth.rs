@@ -1,8 +1,14 @@
-//! Authentication and authorization: bearer tokens made on first start — the admin's,
-//! written into the admin kubeconfig, and the node join token (`<data-dir>/node-token`)
-//! for agents. A request without a valid token gets 401; one its identity may not make
-//! gets 403, both in the Status format. The admin may do anything (cluster-admin); a
-//! node may work on nodes, leases, pods and events, and read what pods need.
+//! Authentication and authorization: bearer tokens made on first start — the admin's
+//! (in `admin.kubeconfig`), a read-only viewer's (in `viewer.kubeconfig`) and the node
+//! join token (`<data-dir>/node-token`) — and per-node tokens derived from the join
+//! token ([`node_token`]), which an agent computes for its own node's name. A request
+//! without a valid token gets 401; one its identity may not make gets 403, both in the
+//! Status format.
+//!
+//! The admin may do anything (cluster-admin); the viewer may read everything but
+//! secrets (Kubernetes' `view` role); the join token may work on nodes, leases, pods and
+//! events and read what pods need; a named node only on its own Node and Lease and the
+//! pods bound to it (Kubernetes' Node authorizer and NodeRestriction).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,7 +26,35 @@ use crate::{Pki, Result, Shared};
 /// The tokens the server accepts.
 pub(crate) struct Tokens {
     pub(crate) admin: String,
+    pub(crate) viewer: String,
     pub(crate) node: String,
+}
+
+/// The bearer token of node `name` for a cluster whose join token is `join`:
+/// `berth-node.NAME.HMAC` with HMAC-SHA256 of the name under the join token.
+pub fn node_token(join: &str, name: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(join.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(name.as_bytes());
+    format!(
+        "berth-node.{name}.{}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
+/// The node a per-node token names, if the token is genuine.
+fn node_of(token: &str, join: &str) -> Option<String> {
+    let name = token.strip_prefix("berth-node.")?.rsplit_once('.')?.0;
+    let genuine = node_token(join, name);
+    // Compared whole, in constant time for equal lengths.
+    let same = genuine.len() == token.len()
+        && genuine
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    same.then(|| name.to_string())
 }
 
 impl Tokens {
@@ -39,13 +73,14 @@ impl Tokens {
         };
         Ok(Self {
             admin: token("admin-token")?,
+            viewer: token("viewer-token")?,
             node: token("node-token")?,
         })
     }
 }
 
-/// The admin's kubeconfig for a server at `bind`.
-pub(crate) fn kubeconfig(pki: &Pki, tokens: &Tokens, bind: SocketAddr) -> String {
+/// A kubeconfig for `user` with `token`, for a server at `bind`.
+pub(crate) fn kubeconfig(pki: &Pki, (user, token): (&str, &str), bind: SocketAddr) -> String {
     let host = if bind.ip().is_unspecified() {
         format!("127.0.0.1:{}", bind.port())
     } else {
@@ -61,17 +96,16 @@ clusters:
     server: https://{host}
     certificate-authority-data: {ca}
 users:
-- name: admin
+- name: {user}
   user:
     token: {token}
 contexts:
 - name: berth
   context:
     cluster: berth
-    user: admin
+    user: {user}
 current-context: berth
-",
-        token = tokens.admin
+"
     )
 }
 
@@ -90,9 +124,12 @@ pub(crate) async fn authenticate(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    let tokens = &shared.tokens;
     let identity = match token {
-        Some(token) if token == shared.tokens.admin => Identity::Admin,
-        Some(token) if token == shared.tokens.node => Identity::Node,
+        Some(token) if token == tokens.admin => Identity::Admin,
+        Some(token) if token == tokens.viewer => Identity::Viewer,
+        Some(token) if token == tokens.node => Identity::Nodes,
+        Some(token) if let Some(name) = node_of(token, &tokens.node) => Identity::Node(name),
         _ => {
             return Status::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
                 .into_response();
@@ -104,47 +141,109 @@ pub(crate) async fn authenticate(
 }
 
 /// Who a request comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Identity {
     /// The cluster's administrator: every verb on every resource.
     Admin,
-    /// A node agent, by the join token.
-    Node,
+    /// A read-only user: everything but secrets.
+    Viewer,
+    /// Any node agent, by the join token.
+    Nodes,
+    /// One node, by its own token.
+    Node(String),
+}
+
+/// What a request would do: a verb on a resource, in a namespace, to a named object.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Access<'a> {
+    pub(crate) verb: &'a str,
+    pub(crate) plural: &'a str,
+    pub(crate) namespace: Option<&'a str>,
+    pub(crate) name: Option<&'a str>,
+}
+
+/// What node agents read to run pods.
+const POD_INPUTS: [&str; 6] = [
+    "configmaps",
+    "secrets",
+    "services",
+    "endpoints",
+    "endpointslices",
+    "namespaces",
+];
+
+fn reading(verb: &str) -> bool {
+    matches!(verb, "get" | "list" | "watch")
 }
 
 impl Identity {
     /// The user name Kubernetes would report.
-    pub(crate) fn user(self) -> &'static str {
+    pub(crate) fn user(&self) -> String {
         match self {
-            Identity::Admin => "system:admin",
-            Identity::Node => "system:node",
+            Identity::Admin => "system:admin".into(),
+            Identity::Viewer => "system:viewer".into(),
+            Identity::Nodes => "system:node".into(),
+            Identity::Node(name) => format!("system:node:{name}"),
         }
     }
 
-    /// Whether this identity may `verb` the resource `plural`.
-    pub(crate) fn may(self, verb: &str, plural: &str) -> bool {
+    /// Whether this identity may make `access` (for a named node, the objects it
+    /// touches are checked again by [`Identity::may_touch`]).
+    pub(crate) fn may(&self, access: Access<'_>) -> bool {
+        let Access {
+            verb,
+            plural,
+            namespace,
+            name,
+        } = access;
         match self {
             Identity::Admin => true,
-            Identity::Node => {
+            Identity::Viewer => reading(verb) && plural != "secrets",
+            Identity::Nodes => {
                 matches!(plural, "nodes" | "leases" | "pods" | "events")
-                    || (matches!(verb, "get" | "list" | "watch")
-                        && matches!(
-                            plural,
-                            "configmaps"
-                                | "secrets"
-                                | "services"
-                                | "endpoints"
-                                | "endpointslices"
-                                | "namespaces"
-                        ))
+                    || (reading(verb) && POD_INPUTS.contains(&plural))
             }
+            Identity::Node(node) => {
+                let own = || name.is_none_or(|n| n == node);
+                match plural {
+                    "nodes" => reading(verb) || own(),
+                    "leases" => namespace == Some("kube-node-lease") && (reading(verb) || own()),
+                    "pods" | "events" => true,
+                    _ => reading(verb) && POD_INPUTS.contains(&plural),
+                }
+            }
+        }
+    }
+
+    /// Whether this identity may write `object` of resource `plural`: a named node only
+    /// its own Node and Lease and the pods bound to it.
+    pub(crate) fn may_touch(&self, plural: &str, object: &serde_json::Value) -> bool {
+        let Identity::Node(node) = self else {
+            return true;
+        };
+        match plural {
+            "nodes" | "leases" => object["metadata"]["name"] == node.as_str(),
+            "pods" => object["spec"]["nodeName"] == node.as_str(),
+            _ => true,
         }
     }
 }
 
+/// The 403 for a node writing what is not its own, in NodeRestriction's manner.
+pub(crate) fn not_its_own(identity: &Identity, plural: &str, name: &str) -> Status {
+    Status::new(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        format!(
+            "{plural} \"{name}\" is forbidden: User \"{}\" may only modify its own Node and Lease and the pods bound to it",
+            identity.user()
+        ),
+    )
+}
+
 /// The 403 Kubernetes answers, in its words.
 pub(crate) fn forbidden(
-    identity: Identity,
+    identity: &Identity,
     verb: &str,
     group: &str,
     plural: &str,
@@ -159,4 +258,37 @@ pub(crate) fn forbidden(
             identity.user()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_tokens_name_their_node_and_cannot_be_forged() {
+        let token = node_token("join", "node-a");
+        assert_eq!(node_of(&token, "join").as_deref(), Some("node-a"));
+        assert_eq!(node_of(&token, "other-join"), None);
+        let renamed = token.replace("node-a", "node-b");
+        assert_eq!(node_of(&renamed, "join"), None);
+        assert_eq!(node_of("berth-node.x", "join"), None);
+    }
+
+    #[test]
+    fn a_named_node_reads_widely_but_writes_only_its_own() {
+        let node = Identity::Node("a".into());
+        let access = |verb, plural, name| Access {
+            verb,
+            plural,
+            namespace: Some("kube-node-lease"),
+            name,
+        };
+        assert!(node.may(access("get", "nodes", Some("b"))));
+        assert!(!node.may(access("update", "nodes", Some("b"))));
+        assert!(node.may(access("update", "leases", Some("a"))));
+        assert!(!node.may(access("create", "configmaps", None)));
+        let pod = serde_json::json!({"spec": {"nodeName": "b"}});
+        assert!(!node.may_touch("pods", &pod));
+        assert!(Identity::Admin.may_touch("pods", &pod));
+    }
 }

@@ -156,7 +156,13 @@ async fn self_subject_access_review(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let allowed = identity.may(&verb, &resource);
+    let access = crate::auth::Access {
+        verb: &verb,
+        plural: &resource,
+        namespace: attributes["namespace"].as_str().filter(|n| !n.is_empty()),
+        name: attributes["name"].as_str().filter(|n| !n.is_empty()),
+    };
+    let allowed = identity.may(access);
     review["status"] = json!({"allowed": allowed});
     review["apiVersion"] = json!("authorization.k8s.io/v1");
     review["kind"] = json!("SelfSubjectAccessReview");

@@ -23,6 +23,7 @@ mod status;
 mod watch;
 mod writes;
 
+pub use auth::node_token;
 pub use pki::Pki;
 pub use resources::{RESOURCES, Resource};
 
@@ -95,10 +96,15 @@ pub async fn run(
     objects::ensure_system_namespaces(store.as_ref()).await?;
     let pki = Pki::ensure(&config.data_dir.join("tls"), config.bind.ip())?;
     let tokens = auth::Tokens::ensure(&config.data_dir)?;
-    let kubeconfig = auth::kubeconfig(&pki, &tokens, config.bind);
+    let kubeconfig = auth::kubeconfig(&pki, ("admin", &tokens.admin), config.bind);
     write_private(
         &config.data_dir.join("admin.kubeconfig"),
         kubeconfig.as_bytes(),
+    )?;
+    let viewer = auth::kubeconfig(&pki, ("viewer", &tokens.viewer), config.bind);
+    write_private(
+        &config.data_dir.join("viewer.kubeconfig"),
+        viewer.as_bytes(),
     )?;
     if let Some(path) = &config.write_kubeconfig {
         write_private(path, kubeconfig.as_bytes())?;
@@ -119,6 +125,8 @@ pub async fn run(
     let router = discovery::routes()
         .merge(resources::routes())
         .merge(openapi::routes())
+        .layer(axum::middleware::map_response(too_large_as_status))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
             auth::authenticate,
@@ -163,6 +171,23 @@ async fn open_store(datastore: &str) -> Result<Arc<dyn berth_store::Store>> {
             Err(error) => return Err(error.into()),
         }
     }
+}
+
+/// The largest request body accepted: kube-apiserver's 3 MiB.
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// A body over [`MAX_BODY`] is refused as kube-apiserver refuses it, in a Status.
+async fn too_large_as_status(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if response.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return response;
+    }
+    status::Status::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        format!("Request entity too large: limit is {MAX_BODY}"),
+    )
+    .into_response()
 }
 
 /// Compacts the store's history every `interval` to the revision it had reached one

@@ -252,13 +252,19 @@ fn place_of(uri: &axum::http::Uri) -> Result<Target, Status> {
 /// What a request addresses, if its identity may `verb` there.
 fn authorized(
     uri: &axum::http::Uri,
-    identity: Identity,
+    identity: &Identity,
     verb: impl FnOnce(&Option<String>) -> &'static str,
 ) -> Result<Target, Status> {
     let target = place_of(uri)?;
     let verb = verb(&target.name);
     let place = &target.place;
-    if !identity.may(verb, place.resource.plural) {
+    let access = crate::auth::Access {
+        verb,
+        plural: place.resource.plural,
+        namespace: place.namespace.as_deref(),
+        name: target.name.as_deref(),
+    };
+    if !identity.may(access) {
         return Err(crate::auth::forbidden(
             identity,
             verb,
@@ -283,7 +289,7 @@ async fn get_any(
         (None, true) => "watch",
         (None, false) => "list",
     };
-    respond(match authorized(&uri, identity, verb) {
+    respond(match authorized(&uri, &identity, verb) {
         Ok(Target {
             place,
             name: Some(name),
@@ -313,11 +319,11 @@ async fn post_any(
 ) -> Response {
     respond(
         async {
-            let target = authorized(&uri, identity, |_| "create")?;
+            let target = authorized(&uri, &identity, |_| "create")?;
             if target.name.is_some() {
                 return Err(method_not_allowed());
             }
-            let options = WriteOptions::from_request(&query, &headers)?;
+            let options = WriteOptions::from_request(&query, &headers, identity)?;
             let object = writes::parse_body(Part::Whole, target.place.resource, &headers, &body)?;
             writes::create(&shared, &target.place, &options, object).await
         }
@@ -332,9 +338,13 @@ fn written(
     verb: &'static str,
     (query, headers): (&HashMap<String, String>, &HeaderMap),
 ) -> Result<(Target, String, WriteOptions), Status> {
-    let target = authorized(uri, identity, |_| verb)?;
+    let target = authorized(uri, &identity, |_| verb)?;
     let name = target.name.clone().ok_or_else(method_not_allowed)?;
-    Ok((target, name, WriteOptions::from_request(query, headers)?))
+    Ok((
+        target,
+        name,
+        WriteOptions::from_request(query, headers, identity)?,
+    ))
 }
 
 async fn put_any(
@@ -393,12 +403,12 @@ async fn delete_any(
 ) -> Response {
     respond(
         async {
-            let target = authorized(&uri, identity, |_| "delete")?;
+            let target = authorized(&uri, &identity, |_| "delete")?;
             let name = target.name.ok_or_else(method_not_allowed)?;
             if target.part != Part::Whole {
                 return Err(method_not_allowed());
             }
-            let options = DeleteOptions::from_request(&query, &body)?;
+            let options = DeleteOptions::from_request(&query, &body, identity)?;
             if target.place.resource.plural == "namespaces" {
                 delete_namespace_contents(&shared, &name).await?;
             }

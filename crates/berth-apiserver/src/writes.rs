@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::Shared;
+use crate::auth::Identity;
 use crate::kinds::FieldValidation;
 use crate::managed::{self, Manager};
 use crate::objects;
@@ -49,12 +50,15 @@ pub(crate) struct WriteOptions {
     dry_run: bool,
     /// Who writes: the `fieldManager`, else the client program's name.
     pub(crate) manager: Manager,
+    /// Who asks, for the checks of what a node may touch.
+    identity: Identity,
 }
 
 impl WriteOptions {
     pub(crate) fn from_request(
         query: &HashMap<String, String>,
         headers: &HeaderMap,
+        identity: Identity,
     ) -> Result<Self, Status> {
         let applying = content_type(headers).starts_with(APPLY_PATCH);
         let named = query.get("fieldManager").filter(|m| !m.is_empty());
@@ -93,6 +97,7 @@ impl WriteOptions {
             )?,
             dry_run,
             manager,
+            identity,
         })
     }
 }
@@ -192,6 +197,7 @@ pub(crate) async fn create(
     )?;
     let admitted = resource.admit(object, options.validation)?;
     let mut object = admitted.object;
+    touchable(&options.identity, resource, &object)?;
     if !options.manager.applying {
         let api_version = resource.api_version();
         managed::record_update(None, &mut object, &options.manager.name, &api_version);
@@ -226,12 +232,14 @@ pub(crate) async fn change(
     let resource = place.resource;
     loop {
         let (key, stored, current) = crate::resources::current(shared, place, name).await?;
+        touchable(&options.identity, resource, &current)?;
         let given = edit(view(part, current.clone()))?;
         let proposed = merged(part, resource, &current, given)?;
         let (expected, proposed) =
             objects::prepare_update(resource, place.namespace.as_deref(), name, proposed)?;
         let admitted = resource.admit(proposed, options.validation)?;
         let mut object = objects::carry_over(admitted.object, &current, resource.has_status);
+        touchable(&options.identity, resource, &object)?;
         if !options.manager.applying {
             let (manager, api_version) = (&options.manager.name, resource.api_version());
             managed::record_update(Some(&current), &mut object, manager, &api_version);
@@ -277,6 +285,7 @@ pub(crate) async fn change(
 
 /// What a DELETE asks for, from its query and its DeleteOptions body.
 pub(crate) struct DeleteOptions {
+    identity: Identity,
     propagation: Propagation,
     grace_period: Option<i64>,
     precondition_uid: Option<String>,
@@ -297,6 +306,7 @@ impl DeleteOptions {
     pub(crate) fn from_request(
         query: &HashMap<String, String>,
         body: &[u8],
+        identity: Identity,
     ) -> Result<Self, Status> {
         let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
             json!({})
@@ -330,6 +340,7 @@ impl DeleteOptions {
                 .is_some_and(|d| d.iter().any(|v| v == "All"));
         let precondition = |key: &str| body["preconditions"][key].as_str().map(str::to_string);
         Ok(Self {
+            identity,
             propagation,
             grace_period,
             precondition_uid: precondition("uid"),
@@ -349,6 +360,7 @@ pub(crate) async fn delete(
 ) -> Result<Response, Status> {
     let resource = place.resource;
     let (key, stored, mut object) = crate::resources::current(shared, place, name).await?;
+    touchable(&options.identity, resource, &object)?;
     check_preconditions(resource, name, &object, options)?;
     if options.dry_run {
         return Ok(respond(StatusCode::OK, &object, &[]));
@@ -389,6 +401,16 @@ pub(crate) async fn delete(
         object = objects::from_stored(&kv).unwrap_or(object);
     }
     Ok(respond(StatusCode::OK, &object, &[]))
+}
+
+/// A 403 unless `identity` may write `object` (a node: its own Node and Lease, and the
+/// pods bound to it).
+fn touchable(identity: &Identity, resource: &Resource, object: &Value) -> Result<(), Status> {
+    if identity.may_touch(resource.plural, object) {
+        return Ok(());
+    }
+    let name = objects::name_of(object);
+    Err(crate::auth::not_its_own(identity, resource.plural, name))
 }
 
 fn check_preconditions(
@@ -535,6 +557,8 @@ async fn settle_dependents(
                     .map_err(|e| Status::from_store(e, resource.plural, &name)),
                 Propagation::Cascade => {
                     let options = DeleteOptions {
+                        // The server's own garbage collection.
+                        identity: Identity::Admin,
                         propagation,
                         grace_period: None,
                         precondition_uid: None,

@@ -540,28 +540,13 @@ fn authorization_suite(server: &Server) {
             .trim(),
         "yes"
     );
-    let node_token =
-        std::fs::read_to_string(server.scratch.path().join("data/node-token")).unwrap();
-    let admin = std::fs::read_to_string(server.kubeconfig()).unwrap();
-    let admin_token = server.admin_token();
-    let node_config = server.write(
-        "node.kubeconfig",
-        &admin.replace(admin_token.trim(), node_token.trim()),
-    );
-    let as_node = |args: &[&str]| {
-        Command::new("timeout")
-            .args(["60", "kubectl", "--kubeconfig", &node_config])
-            .env("HOME", server.scratch.path())
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let join = server.token("node-token");
+    let as_node = |args: &[&str]| server.kubectl_as(&join, args);
+    let answer =
+        |output: std::process::Output| String::from_utf8_lossy(&output.stdout).trim().to_string();
+    assert_eq!(answer(as_node(&["auth", "can-i", "create", "pods"])), "yes");
     assert_eq!(
-        String::from_utf8_lossy(&as_node(&["auth", "can-i", "create", "pods"]).stdout).trim(),
-        "yes"
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&as_node(&["auth", "can-i", "create", "configmaps"]).stdout).trim(),
+        answer(as_node(&["auth", "can-i", "create", "configmaps"])),
         "no"
     );
     assert!(as_node(&["get", "configmaps", "-A"]).status.success());
@@ -570,6 +555,117 @@ fn authorization_suite(server: &Server) {
         String::from_utf8_lossy(&refused.stderr).trim(),
         "error: failed to create configmap: configmaps is forbidden: User \"system:node\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"default\""
     );
+
+    // The viewer reads everything but secrets and changes nothing.
+    let viewer = server.token("viewer-token");
+    assert!(
+        server
+            .kubectl_as(&viewer, &["get", "configmaps", "-A"])
+            .status
+            .success()
+    );
+    assert_eq!(
+        answer(server.kubectl_as(&viewer, &["auth", "can-i", "list", "secrets"])),
+        "no"
+    );
+    let refused = server.kubectl_as(&viewer, &["create", "namespace", "nope"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("User \"system:viewer\" cannot create resource \"namespaces\""),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // A node by its own token: its Node, its Lease and the pods bound to it, nothing else.
+    let node_a = berth_apiserver::node_token(&join, "node-a");
+    let as_a = |args: &[&str]| server.kubectl_as(&node_a, args);
+    let node = |name: &str| {
+        server.write(
+            &format!("{name}.yaml"),
+            &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n"),
+        )
+    };
+    assert!(as_a(&["create", "-f", &node("node-a")]).status.success());
+    let refused = as_a(&["create", "-f", &node("node-b")]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("User \"system:node:node-a\" may only modify its own Node"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let lease = server.write("lease.yaml", "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: node-a\n  namespace: kube-node-lease\nspec:\n  holderIdentity: node-a\n");
+    assert!(as_a(&["create", "-f", &lease]).status.success());
+    for (pod, bound_to) in [("on-a", "node-a"), ("on-b", "node-b")] {
+        let manifest = server.write(&format!("{pod}.yaml"), &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\nspec:\n  nodeName: {bound_to}\n  containers: [{{name: c, image: i}}]\n"));
+        server.kubectl_ok(&["create", "-f", &manifest]);
+    }
+    assert!(as_a(&["label", "pod", "on-a", "seen=yes"]).status.success());
+    assert!(!as_a(&["label", "pod", "on-b", "seen=yes"]).status.success());
+    assert!(as_a(&["get", "pods"]).status.success());
+    let forged = format!("{node_a}0");
+    assert!(
+        !server
+            .kubectl_as(&forged, &["get", "pods"])
+            .status
+            .success(),
+        "a forged node token is refused"
+    );
+    server.kubectl_ok(&[
+        "delete",
+        "pod",
+        "on-a",
+        "on-b",
+        "--grace-period=0",
+        "--force",
+    ]);
+}
+
+/// Bad input gets a Kubernetes Status with the right code and writes nothing.
+fn bad_input_suite(server: &Server) {
+    let header = format!("Authorization: Bearer {}", server.admin_token());
+    let post = |body_file: &str| {
+        let output = server.curl(&[
+            "/api/v1/namespaces/default/configmaps",
+            "-H",
+            &header,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &format!("@{body_file}"),
+        ]);
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let huge = format!(
+        r#"{{"metadata":{{"name":"huge"}},"data":{{"k":"{}"}}}}"#,
+        "x".repeat(3 * 1024 * 1024)
+    );
+    let answer = post(&server.write("huge.json", &huge));
+    assert_eq!(
+        (answer["code"].as_i64(), answer["reason"].as_str()),
+        (Some(413), Some("RequestEntityTooLarge")),
+        "{answer}"
+    );
+    let answer = post(&server.write("broken.json", r#"{"metadata": {"name": "#));
+    assert_eq!(answer["code"], 400, "{answer}");
+    let typo = server.write(
+        "typo.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndatta:\n  k: v\n",
+    );
+    let refused = server.kubectl(&["create", "-f", &typo]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(r#"unknown field "datta""#),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    for name in ["huge", "broken", "typo"] {
+        assert!(
+            !server.kubectl(&["get", "configmap", name]).status.success(),
+            "{name} was written"
+        );
+    }
+    let wrong = server.curl(&["/api/v1/namespaces", "-H", "Authorization: Bearer wrong"]);
+    let answer: serde_json::Value = serde_json::from_slice(&wrong.stdout).unwrap();
+    assert_eq!(answer["code"], 401);
 }
 
 #[test]
@@ -579,6 +675,7 @@ fn kubectl_drives_the_server_on_sqlite() {
     server_side_apply_suite(&server);
     workloads_suite(&server);
     authorization_suite(&server);
+    bad_input_suite(&server);
 }
 
 #[test]

@@ -117,6 +117,30 @@ impl Server {
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
+    /// kubectl as the user of `token` (the admin kubeconfig with another token).
+    pub fn kubectl_as(&self, token: &str, args: &[&str]) -> Output {
+        let admin = std::fs::read_to_string(self.kubeconfig()).unwrap();
+        let config = self.write(
+            &format!("user-{}.kubeconfig", &token[..8.min(token.len())]),
+            &admin.replace(&self.admin_token(), token),
+        );
+        Command::new("timeout")
+            .args(["60", "kubectl", "--kubeconfig", &config])
+            .env("HOME", self.scratch.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// A token the server wrote into its data directory.
+    pub fn token(&self, file: &str) -> String {
+        std::fs::read_to_string(self.scratch.path().join("data").join(file))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
     /// kubectl with the admin kubeconfig and a cache of its own.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         Command::new("timeout")
