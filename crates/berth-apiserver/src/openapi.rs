@@ -17,6 +17,7 @@ use crate::resources::{RESOURCES, Resource, group_versions};
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
+        .route("/openapi/v2", get(swagger))
         .route("/openapi/v3", get(root))
         .route("/openapi/v3/api/v1", get(core_v1))
         .route("/openapi/v3/apis/{group}/{version}", get(group_version))
@@ -68,10 +69,14 @@ async fn group_version(Path((group, version)): Path<(String, String)>) -> Json<V
     Json(document(&group, &version))
 }
 
-/// The paths of one group version's resources.
-fn document(group: &str, version: &str) -> Value {
-    let mut paths = Map::new();
-    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+/// The paths of one group version's resources, and their kinds' schemas added to
+/// `generator` as (schema name, kind).
+fn paths_of(
+    group: &str,
+    version: &str,
+    generator: &mut schemars::SchemaGenerator,
+    paths: &mut Map<String, Value>,
+) -> Vec<(String, &'static str)> {
     let mut kinds = Vec::new();
     let root = if group.is_empty() {
         format!("/api/{version}")
@@ -103,21 +108,72 @@ fn document(group: &str, version: &str) -> Value {
                 "delete": operation(resource, "delete", false),
             }),
         );
-        kinds.push(((resource.schema)(&mut generator), resource.kind));
+        kinds.push(((resource.schema)(generator), resource.kind));
     }
+    kinds
+}
+
+/// The generator's schemas, each kind's tagged with its group, version and kind, which
+/// is how kubectl finds them.
+fn tagged_schemas(
+    generator: &mut schemars::SchemaGenerator,
+    kinds: &[(String, &'static str, &str, &str)],
+) -> Map<String, Value> {
     let mut schemas = generator.take_definitions(true);
-    for (name, kind) in kinds {
-        if let Some(schema) = schemas.get_mut(&name).and_then(Value::as_object_mut) {
+    for (name, kind, group, version) in kinds {
+        if let Some(schema) = schemas.get_mut(name).and_then(Value::as_object_mut) {
             schema.insert(
                 "x-kubernetes-group-version-kind".into(),
                 json!([{"group": group, "version": version, "kind": kind}]),
             );
         }
     }
+    schemas
+}
+
+fn info() -> Value {
+    let (major, minor) = crate::KUBERNETES_VERSION;
+    json!({"title": "Kubernetes", "version": format!("v{major}.{minor}")})
+}
+
+/// One group version's OpenAPI v3 document.
+fn document(group: &str, version: &str) -> Value {
+    let mut paths = Map::new();
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let kinds: Vec<_> = paths_of(group, version, &mut generator, &mut paths)
+        .into_iter()
+        .map(|(name, kind)| (name, kind, group, version))
+        .collect();
     json!({
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": format!("v{}.{}", crate::KUBERNETES_VERSION.0, crate::KUBERNETES_VERSION.1)},
+        "info": info(),
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": tagged_schemas(&mut generator, &kinds)},
     })
+}
+
+/// `/openapi/v2`: every group version in one Swagger 2.0 document, for clients that
+/// predate OpenAPI v3 (served as JSON).
+async fn swagger() -> Json<Value> {
+    let mut settings = schemars::generate::SchemaSettings::openapi3();
+    settings.definitions_path = "/definitions".into();
+    let mut generator = settings.into_generator();
+    let mut paths = Map::new();
+    let mut kinds = Vec::new();
+    let mut versions = vec![("", "v1")];
+    versions.extend(group_versions());
+    for (group, version) in versions {
+        let found = paths_of(group, version, &mut generator, &mut paths);
+        kinds.extend(
+            found
+                .into_iter()
+                .map(|(name, kind)| (name, kind, group, version)),
+        );
+    }
+    Json(json!({
+        "swagger": "2.0",
+        "info": info(),
+        "paths": paths,
+        "definitions": tagged_schemas(&mut generator, &kinds),
+    }))
 }

@@ -291,6 +291,10 @@ async fn get_any(
     };
     respond(match authorized(&uri, &identity, verb) {
         Ok(Target {
+            part: Part::Binding,
+            ..
+        }) => Err(method_not_allowed()),
+        Ok(Target {
             place,
             name: Some(name),
             part,
@@ -320,10 +324,13 @@ async fn post_any(
     respond(
         async {
             let target = authorized(&uri, &identity, |_| "create")?;
+            let options = WriteOptions::from_request(&query, &headers, identity)?;
+            if let (Some(name), Part::Binding) = (&target.name, target.part) {
+                return writes::bind(&shared, &target.place, name, &options, &body).await;
+            }
             if target.name.is_some() {
                 return Err(method_not_allowed());
             }
-            let options = WriteOptions::from_request(&query, &headers, identity)?;
             let object = writes::parse_body(Part::Whole, target.place.resource, &headers, &body)?;
             writes::create(&shared, &target.place, &options, object).await
         }
@@ -339,6 +346,9 @@ fn written(
     (query, headers): (&HashMap<String, String>, &HeaderMap),
 ) -> Result<(Target, String, WriteOptions), Status> {
     let target = authorized(uri, &identity, |_| verb)?;
+    if target.part == Part::Binding {
+        return Err(method_not_allowed());
+    }
     let name = target.name.clone().ok_or_else(method_not_allowed)?;
     Ok((
         target,

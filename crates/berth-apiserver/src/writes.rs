@@ -27,6 +27,8 @@ pub(crate) enum Part {
     Status,
     /// `/scale`: only `spec.replicas`, seen as an autoscaling/v1 Scale.
     Scale,
+    /// A pod's `/binding`: its node, set once by the scheduler.
+    Binding,
 }
 
 impl Part {
@@ -36,6 +38,7 @@ impl Part {
             None => Some(Part::Whole),
             Some("status") if resource.has_status => Some(Part::Status),
             Some("scale") if SCALABLE.contains(&resource.plural) => Some(Part::Scale),
+            Some("binding") if resource.plural == "pods" => Some(Part::Binding),
             Some(_) => None,
         }
     }
@@ -108,7 +111,7 @@ pub(crate) const APPLY_PATCH: &str = "application/apply-patch";
 /// The part of `object` a client reads and writes at `part`.
 pub(crate) fn view(part: Part, object: Value) -> Value {
     match part {
-        Part::Whole | Part::Status => object,
+        Part::Whole | Part::Status | Part::Binding => object,
         Part::Scale => {
             let metadata = &object["metadata"];
             let selector: Vec<String> = object["spec"]["selector"]["matchLabels"]
@@ -147,6 +150,7 @@ fn merged(
 ) -> Result<Value, Status> {
     let revision = given["metadata"]["resourceVersion"].take();
     let mut object = match part {
+        Part::Binding => given,
         Part::Whole => {
             if resource.has_status {
                 given["status"] = current["status"].clone();
@@ -657,4 +661,60 @@ pub(crate) async fn apply(
         managed::apply(Some(&current), &applied, &options.manager, &api_version).map_err(conflicts)
     };
     change(shared, place, name, (Part::Whole, options), edit).await
+}
+
+/// POST `pods/NAME/binding`: the pod is assigned to the Binding's target node (once:
+/// a bound pod is a 409) and marked PodScheduled, as kube-apiserver does for the
+/// scheduler.
+pub(crate) async fn bind(
+    shared: &Shared,
+    place: &Place,
+    name: &str,
+    options: &WriteOptions,
+    body: &[u8],
+) -> Result<Response, Status> {
+    let binding: Value = serde_json::from_slice(body)
+        .map_err(|e| Status::bad_request(format!("the Binding is not valid JSON: {e}")))?;
+    let Some(node) = binding["target"]["name"].as_str().filter(|n| !n.is_empty()) else {
+        return Err(Status::invalid(
+            "Binding",
+            name,
+            "target.name: Required value",
+        ));
+    };
+    let edit = |mut pod: Value| {
+        if let Some(bound) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+            return Err(Status::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{bound}\""
+                ),
+            ));
+        }
+        pod["spec"]["nodeName"] = json!(node);
+        let scheduled = json!({
+            "type": "PodScheduled",
+            "status": "True",
+            "lastProbeTime": null,
+            "lastTransitionTime": objects::rfc3339(std::time::SystemTime::now()),
+        });
+        let conditions = pod["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut conditions: Vec<Value> = conditions
+            .into_iter()
+            .filter(|c| c["type"] != "PodScheduled")
+            .collect();
+        conditions.push(scheduled);
+        pod["status"]["conditions"] = json!(conditions);
+        Ok(pod)
+    };
+    change(shared, place, name, (Part::Binding, options), edit).await?;
+    let status = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Success", "code": 201,
+    });
+    Ok(respond(StatusCode::CREATED, &status, &[]))
 }

@@ -184,6 +184,30 @@ async fn pods(api: &Api<Pod>) {
         .await
         .unwrap();
     assert_eq!(after.status.unwrap().phase.as_deref(), Some("Running"));
+
+    // The scheduler's binding: once, and the pod is marked scheduled.
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding", "metadata": {"name": "web"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"},
+    });
+    let post = PostParams::default();
+    let bound: serde_json::Value = api
+        .create_subresource("binding", "web", &post, &binding)
+        .await
+        .unwrap();
+    assert_eq!(bound["status"], "Success");
+    let pod = api.get("web").await.unwrap();
+    assert_eq!(pod.spec.unwrap().node_name.as_deref(), Some("node-1"));
+    let conditions = pod.status.unwrap().conditions.unwrap();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "True")
+    );
+    let again = api
+        .create_subresource::<_, serde_json::Value>("binding", "web", &post, &binding)
+        .await;
+    assert_eq!(refusal(again).0, 409);
 }
 
 async fn deployments(api: &Api<Deployment>) {

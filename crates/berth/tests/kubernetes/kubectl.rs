@@ -121,6 +121,13 @@ fn workloads_suite(server: &Server) {
         "{explained}"
     );
     assert!(explained.contains("Number of desired pods."), "{explained}");
+    let swagger = server.api("/openapi/v2");
+    assert_eq!(swagger["swagger"], "2.0");
+    assert_eq!(
+        swagger["definitions"]["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"]
+            [0]["kind"],
+        "Deployment"
+    );
 
     // A ReplicaSet the Deployment owns: orphaned, then deleted in the foreground.
     let uid = server.kubectl_ok(&["get", "deployment", "web", "-o", "jsonpath={.metadata.uid}"]);
