@@ -109,6 +109,48 @@ current-context: berth
     )
 }
 
+/// A kubeconfig for `user` (in `group`) authenticating with a client certificate the
+/// cluster CA under `data_dir` signs, for the server its admin kubeconfig names — what
+/// `kubeadm kubeconfig user` makes.
+pub fn client_kubeconfig(data_dir: &Path, user: &str, group: Option<&str>) -> Result<String> {
+    let tls = data_dir.join("tls");
+    let (cert, key) = crate::issue_client_certificate(&tls, user, group)?;
+    let admin = data_dir.join("admin.kubeconfig");
+    let admin = std::fs::read_to_string(&admin).map_err(|e| crate::Error::io(&admin, e))?;
+    let line = |prefix: &str| {
+        admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_string))
+            .unwrap_or_default()
+    };
+    let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    Ok(format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: berth
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: {user}
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: berth
+  context:
+    cluster: berth
+    user: {user}
+current-context: berth
+",
+        server = line("server: "),
+        ca = line("certificate-authority-data: "),
+        cert = encode(&cert),
+        key = encode(&key),
+    ))
+}
+
 /// Lets through requests with a known bearer token; health probes need none, as with
 /// kube-apiserver's anonymous health checks.
 pub(crate) async fn authenticate(
@@ -125,11 +167,16 @@ pub(crate) async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let tokens = &shared.tokens;
+    let certificate = request
+        .extensions()
+        .get::<Arc<axum_server::tls::TlsInfo>>()
+        .and_then(|tls| tls.peer_certificates.first().cloned());
     let identity = match token {
         Some(token) if token == tokens.admin => Identity::Admin,
         Some(token) if token == tokens.viewer => Identity::Viewer,
         Some(token) if token == tokens.node => Identity::Nodes,
         Some(token) if let Some(name) = node_of(token, &tokens.node) => Identity::Node(name),
+        None if let Some(identity) = certificate.as_deref().and_then(of_certificate) => identity,
         _ => {
             return Status::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
                 .into_response();
@@ -138,6 +185,31 @@ pub(crate) async fn authenticate(
     let mut request = request;
     request.extensions_mut().insert(identity);
     next.run(request).await
+}
+
+/// The identity a client certificate (verified against the cluster CA by the TLS
+/// layer) names: its common name is the user, its organization the group, as in
+/// Kubernetes. `system:masters` may do anything, `berth:viewers` read, and
+/// `system:node:NAME` in `system:nodes` is that node; anyone else may do nothing.
+fn of_certificate(der: &[u8]) -> Option<Identity> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = certificate.subject();
+    let user = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let groups: Vec<&str> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .collect();
+    Some(match user.strip_prefix("system:node:") {
+        Some(node) if groups.contains(&"system:nodes") => Identity::Node(node.to_string()),
+        _ if groups.contains(&"system:masters") => Identity::Admin,
+        _ if groups.contains(&"berth:viewers") => Identity::Viewer,
+        _ => Identity::User(user),
+    })
 }
 
 /// Who a request comes from.
@@ -149,8 +221,10 @@ pub(crate) enum Identity {
     Viewer,
     /// Any node agent, by the join token.
     Nodes,
-    /// One node, by its own token.
+    /// One node, by its own token or certificate.
     Node(String),
+    /// Someone with a certificate but no role: allowed nothing.
+    User(String),
 }
 
 /// What a request would do: a verb on a resource, in a namespace, to a named object.
@@ -184,6 +258,7 @@ impl Identity {
             Identity::Viewer => "system:viewer".into(),
             Identity::Nodes => "system:node".into(),
             Identity::Node(name) => format!("system:node:{name}"),
+            Identity::User(name) => name.clone(),
         }
     }
 
@@ -199,6 +274,7 @@ impl Identity {
         match self {
             Identity::Admin => true,
             Identity::Viewer => reading(verb) && plural != "secrets",
+            Identity::User(_) => false,
             Identity::Nodes => {
                 matches!(plural, "nodes" | "leases" | "pods" | "events")
                     || (reading(verb) && POD_INPUTS.contains(&plural))

@@ -23,8 +23,8 @@ mod status;
 mod watch;
 mod writes;
 
-pub use auth::node_token;
-pub use pki::Pki;
+pub use auth::{client_kubeconfig, node_token};
+pub use pki::{Pki, issue_client_certificate};
 pub use resources::{RESOURCES, Resource};
 
 /// The address `berth server` listens on when none is given (kube-apiserver's secure port).
@@ -133,12 +133,7 @@ pub async fn run(
         ))
         .with_state(shared);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
-        pki.cert.into_bytes(),
-        pki.key.into_bytes(),
-    )
-    .await
-    .map_err(|e| Error::Setup(format!("load the serving certificate: {e}")))?;
+    let tls = tls_config(&pki)?;
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
     tokio::spawn(async move {
@@ -151,6 +146,38 @@ pub async fn run(
         .serve(router.into_make_service())
         .await
         .map_err(|e| Error::Setup(format!("serve on {}: {e}", config.bind)))
+}
+
+/// The server's TLS: its certificate, and client certificates the cluster CA signed
+/// accepted (not required: most clients bring bearer tokens).
+fn tls_config(pki: &Pki) -> Result<axum_server::tls_rustls::RustlsConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let setup = |what: &str, e: &dyn std::fmt::Display| Error::Setup(format!("{what}: {e}"));
+    let certs = CertificateDer::pem_slice_iter(pki.cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| setup("read the serving certificate", &e))?;
+    let key = PrivateKeyDer::from_pem_slice(pki.key.as_bytes())
+        .map_err(|e| setup("read the serving key", &e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(pki.ca.as_bytes()) {
+        let ca = ca.map_err(|e| setup("read the CA certificate", &e))?;
+        roots
+            .add(ca)
+            .map_err(|e| setup("trust the CA certificate", &e))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| setup("verify client certificates", &e))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| setup("load the serving certificate", &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
+        Arc::new(config),
+    ))
 }
 
 /// Opens the datastore, waiting up to half a minute for it to answer: a server and its

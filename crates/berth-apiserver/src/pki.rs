@@ -1,11 +1,15 @@
 //! The server's certificates, made on first start as k3s makes them: a cluster CA, and a
 //! serving certificate it signs for the names clients dial (localhost, 127.0.0.1 and the
-//! bind address). Kept under `<data-dir>/tls/`; the CA goes into every kubeconfig.
+//! bind address). Kept under `<data-dir>/tls/`; the CA goes into every kubeconfig, and
+//! signs the client certificates users authenticate with (`berth kubeconfig`).
 
 use std::net::IpAddr;
 use std::path::Path;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    SanType,
+};
 
 use crate::{Error, Result};
 
@@ -42,12 +46,9 @@ impl Pki {
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let ca_key = KeyPair::generate().map_err(tls_error)?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "berth-ca");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_params = ca_params()?;
         let ca = ca_params.self_signed(&ca_key).map_err(tls_error)?;
+        crate::write_private(&dir.join("ca.key"), ca_key.serialize_pem().as_bytes())?;
         let issuer = Issuer::new(ca_params, ca_key);
         let key = KeyPair::generate().map_err(tls_error)?;
         let mut params =
@@ -72,4 +73,39 @@ impl Pki {
         }
         Ok(pki)
     }
+}
+
+/// The cluster CA's subject and constraints, the same each time they are made.
+fn ca_params() -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "berth-ca");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    Ok(params)
+}
+
+/// A client certificate and its key (PEM) for `user` in `group`, signed by the cluster
+/// CA under `dir`: Kubernetes reads the user from the common name and the group from
+/// the organization.
+pub fn issue_client_certificate(
+    dir: &Path,
+    user: &str,
+    group: Option<&str>,
+) -> Result<(String, String)> {
+    let path = dir.join("ca.key");
+    let ca_key = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let ca_key = KeyPair::from_pem(&ca_key).map_err(tls_error)?;
+    let issuer = Issuer::new(ca_params()?, ca_key);
+    let key = KeyPair::generate().map_err(tls_error)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
+    params.distinguished_name.push(DnType::CommonName, user);
+    if let Some(group) = group {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, group);
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).map_err(tls_error)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }

@@ -134,6 +134,25 @@ pub struct ServerArgs {
     pub compaction_interval: std::time::Duration,
 }
 
+/// `berth kubeconfig`'s flags, as `kubeadm kubeconfig user`'s.
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// The server's data directory (its CA signs the certificate)
+    #[arg(
+        long,
+        default_value = "/var/lib/berth/server",
+        env = "BERTH_SERVER_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// The user's name: the certificate's common name
+    #[arg(long)]
+    pub user: String,
+    /// The user's group: the certificate's organization (system:masters for
+    /// administrators, berth:viewers for read-only users, system:nodes for nodes)
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
 /// `berth kill`'s flags.
 #[derive(Debug, Args)]
 pub struct KillArgs {
@@ -312,6 +331,8 @@ pub enum Command {
     Monitor(MonitorArgs),
     /// Run the Kubernetes-compatible API server, scheduler and controllers
     Server(ServerArgs),
+    /// Print a kubeconfig for a user authenticating with a client certificate
+    Kubeconfig(KubeconfigArgs),
     /// Run the node agent that runs this machine's pods
     Agent(Pending),
     /// Run an OCI distribution registry

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::Outcome;
-use crate::cli::ServerArgs;
+use crate::cli::{KubeconfigArgs, ServerArgs};
 
 /// Runs the server.
 pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
@@ -32,6 +32,15 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
             .await
             .context("serve the Kubernetes API")
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `berth kubeconfig`: prints a kubeconfig with a client certificate for the user.
+pub fn kubeconfig(args: &KubeconfigArgs) -> Result<ExitCode, Outcome> {
+    let config =
+        berth_apiserver::client_kubeconfig(&args.data_dir, &args.user, args.group.as_deref())
+            .with_context(|| format!("make a kubeconfig for {}", args.user))?;
+    print!("{config}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,7 +13,9 @@ fn first_start_writes_the_kubeconfig_the_node_token_and_certificates() {
     for file in [
         "admin.kubeconfig",
         "node-token",
+        "viewer.kubeconfig",
         "tls/ca.crt",
+        "tls/ca.key",
         "tls/server.crt",
         "tls/server.key",
     ] {

@@ -609,6 +609,60 @@ fn authorization_suite(server: &Server) {
     assert!(as_a(&["label", "pod", "on-a", "seen=yes"]).status.success());
     assert!(!as_a(&["label", "pod", "on-b", "seen=yes"]).status.success());
     assert!(as_a(&["get", "pods"]).status.success());
+    // Client certificates the cluster CA signs: the user is the common name, the group
+    // the organization.
+    let certified = |user: &str, group: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command.args(["kubeconfig", "--user", user, "--data-dir"]);
+        command.arg(server.scratch.path().join("data"));
+        if let Some(group) = group {
+            command.args(["--group", group]);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        server.write(
+            &format!("{user}.kubeconfig"),
+            &String::from_utf8_lossy(&output.stdout),
+        )
+    };
+    let as_cert = |config: &str, args: &[&str]| {
+        Command::new("timeout")
+            .args(["60", "kubectl", "--kubeconfig", config])
+            .env("HOME", server.scratch.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let alice = certified("alice", Some("system:masters"));
+    assert!(
+        as_cert(&alice, &["create", "namespace", "alices"])
+            .status
+            .success()
+    );
+    let bob = certified("bob", None);
+    let refused = as_cert(&bob, &["get", "namespaces"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("User \"bob\" cannot list resource \"namespaces\""),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let node_b = certified("system:node:node-b", Some("system:nodes"));
+    assert!(
+        as_cert(&node_b, &["create", "-f", &node("node-b")])
+            .status
+            .success()
+    );
+    assert!(
+        !as_cert(&node_b, &["label", "node", "node-a", "x=y"])
+            .status
+            .success()
+    );
+
     let forged = format!("{node_a}0");
     assert!(
         !server
