@@ -4,6 +4,8 @@
 //!
 //! Depends on berth-engine and berth-net, and on the Kubernetes API as a client.
 
+pub mod simulate;
+
 /// How often the agent renews its node Lease, as the kubelet does by default.
 pub const LEASE_RENEW_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 

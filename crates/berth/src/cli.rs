@@ -134,6 +134,35 @@ pub struct ServerArgs {
     pub compaction_interval: std::time::Duration,
 }
 
+/// `berth agent`'s flags.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The API server's URL
+    #[arg(long, env = "BERTH_SERVER", default_value = "https://127.0.0.1:6443")]
+    pub server: String,
+    /// The cluster's join token (the server's node-token file)
+    #[arg(long, env = "BERTH_TOKEN")]
+    pub token: String,
+    /// The cluster CA's certificate (the server's tls/ca.crt)
+    #[arg(long)]
+    pub certificate_authority: PathBuf,
+    /// Register this many simulated nodes, which run their pods without containers
+    #[arg(long)]
+    pub simulate: Option<usize>,
+    /// The node's name; with --simulate, the prefix of the nodes' names
+    #[arg(long, default_value = "berth-sim")]
+    pub node_name: String,
+    /// Each simulated node's allocatable CPU
+    #[arg(long, default_value = "4")]
+    pub cpu: String,
+    /// Each simulated node's allocatable memory
+    #[arg(long, default_value = "16Gi")]
+    pub memory: String,
+    /// Each simulated node's pod capacity
+    #[arg(long, default_value = "110")]
+    pub max_pods: String,
+}
+
 /// `berth kubeconfig`'s flags, as `kubeadm kubeconfig user`'s.
 #[derive(Debug, Args)]
 pub struct KubeconfigArgs {
@@ -333,8 +362,8 @@ pub enum Command {
     Server(ServerArgs),
     /// Print a kubeconfig for a user authenticating with a client certificate
     Kubeconfig(KubeconfigArgs),
-    /// Run the node agent that runs this machine's pods
-    Agent(Pending),
+    /// Run the node agent that runs this machine's pods (today: simulated nodes)
+    Agent(AgentArgs),
     /// Run an OCI distribution registry
     Registry(Pending),
 

@@ -90,6 +90,7 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
         cli::Command::Daemon(args) => daemon::run(&args, cli.host.as_deref()),
         cli::Command::Server(args) => server::run(args),
         cli::Command::Kubeconfig(args) => server::kubeconfig(&args),
+        cli::Command::Agent(args) => server::agent(args),
         cli::Command::Run(args) => containers::run(&args, cli.host.as_deref()),
         cli::Command::Ps(args) => listing::ps(&args, cli.host.as_deref()),
         cli::Command::Images(args) => listing::images(&args, cli.host.as_deref()),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::Outcome;
-use crate::cli::{KubeconfigArgs, ServerArgs};
+use crate::cli::{AgentArgs, KubeconfigArgs, ServerArgs};
 
 /// Runs the server.
 pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
@@ -31,6 +31,43 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
         berth_apiserver::run(config, crate::daemon::shutdown_signal())
             .await
             .context("serve the Kubernetes API")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `berth agent`: simulated nodes until SIGINT or SIGTERM (running real pods comes with
+/// the cluster issue).
+pub fn agent(args: AgentArgs) -> Result<ExitCode, Outcome> {
+    let Some(count) = args.simulate else {
+        return Err(
+            anyhow::anyhow!("only simulated nodes are implemented yet: pass --simulate N").into(),
+        );
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let simulation = berth_agent::simulate::Simulation {
+        prefix: args.node_name.clone(),
+        count,
+        capacity: (args.cpu.clone(), args.memory.clone(), args.max_pods.clone()),
+    };
+    runtime.block_on(async {
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: berth\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: agent\n  user:\n    token: {}\ncontexts:\n- name: berth\n  context: {{cluster: berth, user: agent}}\ncurrent-context: berth\n",
+            args.server,
+            args.certificate_authority.display(),
+            args.token
+        );
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig)?;
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+        let client = kube::Client::try_from(config)?;
+        tokio::select! {
+            result = berth_agent::simulate::run(client, simulation) => result.context("run the simulated nodes"),
+            () = crate::daemon::shutdown_signal() => Ok(()),
+        }
     })?;
     Ok(ExitCode::SUCCESS)
 }

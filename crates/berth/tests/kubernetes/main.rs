@@ -7,4 +7,5 @@ mod client;
 mod durability;
 mod failover;
 mod kubectl;
+mod scenarios;
 mod server;

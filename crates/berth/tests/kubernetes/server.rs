@@ -102,6 +102,57 @@ impl Server {
             .unwrap()
     }
 
+    /// `berth agent --simulate COUNT` with nodes `sim-0`…, stopped on drop.
+    pub fn simulated_nodes(&self, count: usize) -> ChildGuard {
+        let data = self.scratch.path().join("data");
+        let log = std::fs::File::create(self.scratch.path().join("agent.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args([
+                "agent",
+                "--simulate",
+                &count.to_string(),
+                "--node-name",
+                "sim",
+            ])
+            .args(["--server", &format!("https://127.0.0.1:{}", self.port)])
+            .args([
+                "--token",
+                &self.token("node-token"),
+                "--certificate-authority",
+            ])
+            .arg(data.join("tls/ca.crt"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        ChildGuard(child)
+    }
+
+    /// Runs kubectl until its output satisfies `done`, for up to `limit`; the output.
+    pub fn kubectl_until(
+        &self,
+        args: &[&str],
+        limit: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let output = self.kubectl(args);
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kubectl {args:?} did not get there within {limit:?}: {text}{}\nagent log: {}",
+                String::from_utf8_lossy(&output.stderr),
+                std::fs::read_to_string(self.scratch.path().join("agent.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The admin's bearer token.
     pub fn admin_token(&self) -> String {
         std::fs::read_to_string(self.scratch.path().join("data/admin-token"))

@@ -1,0 +1,237 @@
+//! Simulated nodes, as kwok makes them: registered with a chosen capacity, kept alive
+//! through their Leases, and running the pods bound to them without starting anything —
+//! each such pod is reported Running and Ready with an address of its node's range. For
+//! scheduler and controller tests and benchmarks at a scale no machine could run.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures_util::TryStreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+/// What the simulated nodes are.
+#[derive(Debug, Clone)]
+pub struct Simulation {
+    /// Nodes are `PREFIX-0` … `PREFIX-(count-1)`.
+    pub prefix: String,
+    /// How many nodes.
+    pub count: usize,
+    /// Each node's allocatable CPU, memory and pods: `4`, `16Gi`, `110`.
+    pub capacity: (String, String, String),
+}
+
+impl Simulation {
+    fn names(&self) -> Vec<String> {
+        (0..self.count)
+            .map(|i| format!("{}-{i}", self.prefix))
+            .collect()
+    }
+}
+
+/// The Kubernetes version simulated nodes report.
+const KUBELET_VERSION: &str = "v1.32.0-berth-simulated";
+
+/// Registers the nodes, then keeps them alive and runs their pods until the client's
+/// server goes away for good.
+pub async fn run(client: Client, simulation: Simulation) -> Result<(), kube::Error> {
+    let names = simulation.names();
+    for (index, name) in names.iter().enumerate() {
+        register(&client, &simulation, name, index).await?;
+    }
+    tracing::info!(nodes = names.len(), prefix = %simulation.prefix, "simulated nodes registered");
+    let heartbeat = tokio::spawn(heartbeat(client.clone(), names.clone()));
+    let result = run_pods(client, &names).await;
+    heartbeat.abort();
+    result
+}
+
+fn node_object(simulation: &Simulation, name: &str, index: usize) -> Node {
+    let (cpu, memory, pods) = &simulation.capacity;
+    let resources: BTreeMap<String, Quantity> = [
+        ("cpu", cpu),
+        ("memory", memory),
+        ("pods", pods),
+        ("ephemeral-storage", &"100Gi".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), Quantity(v.clone())))
+    .collect();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    serde_json::from_value(json!({
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "type": "berth-simulated",
+            },
+        },
+        "status": {
+            "capacity": resources,
+            "allocatable": resources,
+            "addresses": [{"type": "InternalIP", "address": node_address(index)}],
+            "conditions": [{
+                "type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "simulated node is ready",
+                "lastHeartbeatTime": now, "lastTransitionTime": now,
+            }],
+            "nodeInfo": {
+                "kubeletVersion": KUBELET_VERSION,
+                "containerRuntimeVersion": "berth://simulated",
+                "osImage": "simulated", "kernelVersion": "simulated",
+                "operatingSystem": "linux", "architecture": "amd64",
+                "machineID": "", "systemUUID": "", "bootID": "", "kubeProxyVersion": "",
+            },
+        },
+    }))
+    .unwrap_or_default()
+}
+
+/// The node's address: 10.200.x.y by its index.
+fn node_address(index: usize) -> String {
+    format!("10.200.{}.{}", index / 250, index % 250 + 1)
+}
+
+/// Creates the node, or gives an existing one the simulated status.
+async fn register(
+    client: &Client,
+    simulation: &Simulation,
+    name: &str,
+    index: usize,
+) -> Result<(), kube::Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = node_object(simulation, name, index);
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let status = json!({"status": node.status});
+            nodes
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+                .await
+                .map(drop)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Renews every node's Lease each [`crate::LEASE_RENEW_INTERVAL`], as kubelets do.
+async fn heartbeat(client: Client, names: Vec<String>) {
+    let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+    loop {
+        for name in &names {
+            if let Err(error) = renew(&leases, name).await {
+                tracing::warn!(%error, node = %name, "could not renew the node lease");
+            }
+        }
+        tokio::time::sleep(crate::LEASE_RENEW_INTERVAL).await;
+    }
+}
+
+async fn renew(leases: &Api<Lease>, name: &str) -> Result<(), kube::Error> {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": name, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now},
+    });
+    let apply = PatchParams::apply("berth-agent").force();
+    leases
+        .patch(name, &apply, &Patch::Apply(&lease))
+        .await
+        .map(drop)
+}
+
+/// Reports every pod bound to one of `names` Running and Ready, and finishes the
+/// deletion of those being deleted, as their kubelet would.
+async fn run_pods(client: Client, names: &[String]) -> Result<(), kube::Error> {
+    let pods: Api<Pod> = Api::all(client.clone());
+    let index: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let mut next_address: HashMap<usize, u32> = HashMap::new();
+    let config = watcher::Config::default().fields("spec.nodeName!=");
+    let mut events = std::pin::pin!(watcher(pods, config));
+    while let Some(event) = events.try_next().await.map_err(watch_error)? {
+        let (watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) = event else {
+            continue;
+        };
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        let Some(&node_index) = node.and_then(|n| index.get(n)) else {
+            continue;
+        };
+        let namespaced: Api<Pod> =
+            Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+        if pod.metadata.deletion_timestamp.is_some() {
+            let now = DeleteParams::default().grace_period(0);
+            if let Err(error) = namespaced.delete(&pod.name_any(), &now).await {
+                tracing::debug!(%error, pod = %pod.name_any(), "could not finish a deletion");
+            }
+            continue;
+        }
+        if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
+            continue;
+        }
+        let counter = next_address.entry(node_index).or_insert(1);
+        *counter += 1;
+        let address = format!(
+            "10.{}.{}.{}",
+            100 + node_index / 250,
+            node_index % 250,
+            *counter % 250 + 1
+        );
+        let status = running(&pod, &address, &node_address(node_index));
+        let patched = namespaced
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&status),
+            )
+            .await;
+        if let Err(error) = patched {
+            tracing::debug!(%error, pod = %pod.name_any(), "could not report a pod running");
+        }
+    }
+    Ok(())
+}
+
+fn watch_error(error: watcher::Error) -> kube::Error {
+    match error {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => e,
+        other => kube::Error::Service(Box::new(other)),
+    }
+}
+
+/// The status a kubelet reports for a pod whose containers all started.
+fn running(pod: &Pod, address: &str, host: &str) -> serde_json::Value {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let containers: Vec<serde_json::Value> = pod
+        .spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .map(|c| {
+            json!({
+                "name": c.name, "image": c.image, "imageID": "", "ready": true, "started": true,
+                "restartCount": 0, "state": {"running": {"startedAt": now}},
+            })
+        })
+        .collect();
+    let condition = |kind: &str| json!({"type": kind, "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
+    let conditions = ["Initialized", "Ready", "ContainersReady", "PodScheduled"].map(condition);
+    json!({"status": {
+        "phase": "Running",
+        "podIP": address, "podIPs": [{"ip": address}],
+        "hostIP": host, "hostIPs": [{"ip": host}],
+        "startTime": now,
+        "conditions": conditions,
+        "containerStatuses": containers,
+    }})
+}
