@@ -233,6 +233,15 @@ fn without_directives(value: Value) -> Value {
     }
 }
 
+/// The object without its resourceVersion: what a patch applies to, so that only a
+/// patch naming a revision makes it a precondition.
+pub(crate) fn without_revision(mut object: Value) -> Value {
+    if let Some(metadata) = object["metadata"].as_object_mut() {
+        metadata.remove("resourceVersion");
+    }
+    object
+}
+
 /// The object's name.
 pub(crate) fn name_of(object: &Value) -> &str {
     object["metadata"]["name"].as_str().unwrap_or_default()

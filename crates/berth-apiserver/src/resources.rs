@@ -393,7 +393,10 @@ async fn patch_any(
                 return writes::apply(&shared, &target.place, &name, &options, &body).await;
             }
             let kind = target.place.resource.kind;
-            let edit = |mut current: Value| {
+            // Without the current resourceVersion, a patch that names none is applied to
+            // whatever is current, retried if another write lands in between.
+            let edit = |current: Value| {
+                let mut current = objects::without_revision(current);
                 objects::apply_patch(&mut current, writes::content_type(&headers), &body)
                     .map_err(|m| Status::invalid(kind, &name, m))?;
                 Ok(current)

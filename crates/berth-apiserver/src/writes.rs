@@ -658,6 +658,7 @@ pub(crate) async fn apply(
         return create(shared, place, options, object).await;
     }
     let edit = |current: Value| {
+        let current = objects::without_revision(current);
         managed::apply(Some(&current), &applied, &options.manager, &api_version).map_err(conflicts)
     };
     change(shared, place, name, (Part::Whole, options), edit).await
@@ -682,7 +683,8 @@ pub(crate) async fn bind(
             "target.name: Required value",
         ));
     };
-    let edit = |mut pod: Value| {
+    let edit = |pod: Value| {
+        let mut pod = objects::without_revision(pod);
         if let Some(bound) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
             return Err(Status::new(
                 StatusCode::CONFLICT,

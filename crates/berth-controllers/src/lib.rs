@@ -4,15 +4,24 @@
 //!
 //! Depends on nothing of ours: it reaches the cluster only through the Kubernetes API.
 
+pub mod events;
 pub mod leader;
+mod quantity;
+pub mod scheduler;
 
 pub use leader::Election;
 
 /// Runs the controller manager: competes for leadership through its Lease and, while
-/// leading, runs the controllers. They come with the scheduler and controller issue;
-/// today the leader holds the Lease so that exactly one server would run them.
+/// leading, runs the scheduler and the controllers.
 pub async fn run_controller_manager(client: kube::Client, election: Election) {
-    leader::run(client, election, std::future::pending).await;
+    let controllers = client.clone();
+    let lead = move || {
+        let client = controllers.clone();
+        async move {
+            scheduler::run(client).await;
+        }
+    };
+    leader::run(client, election, lead).await;
 }
 
 /// How long a node may stay silent before it is marked NotReady, as kube-controller-manager's default.

@@ -1,0 +1,363 @@
+//! The scheduler: places each pending pod of `default-scheduler` on a node that can take
+//! it, and binds it there through `pods/binding`, as kube-scheduler does.
+//!
+//! Filters: the node is Ready and schedulable; the pod tolerates its NoSchedule and
+//! NoExecute taints; the pod's nodeSelector matches its labels; the pod's CPU and memory
+//! requests and one more pod fit what is allocatable beside the pods already there.
+//! Score: the least allocated node (CPU and memory fractions after placing the pod).
+//! A pod that fits nowhere stays Pending with a `FailedScheduling` event and a
+//! PodScheduled=False condition saying why, in kube-scheduler's words, and is tried
+//! again whenever the cluster changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use crate::quantity::milli;
+
+/// The scheduler's name, which pods ask for in `spec.schedulerName`.
+pub const NAME: &str = "default-scheduler";
+
+/// How often pending pods are looked at again when nothing changed.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// Runs the scheduler until the client's watches end.
+pub async fn run(client: Client) {
+    let (nodes, node_writer) = reflector::store::<Node>();
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    let node_events = reflector::reflector(
+        node_writer,
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+    )
+    .applied_objects()
+    .map(|_| ());
+    let pod_events = reflector::reflector(
+        pod_writer,
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
+    )
+    .applied_objects()
+    .map(|_| ());
+    // The stores fill only while their streams are polled: a task of its own polls them
+    // and wakes the scheduler on each change.
+    let changed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let feeder = {
+        let changed = std::sync::Arc::clone(&changed);
+        tokio::spawn(async move {
+            let mut changes = std::pin::pin!(futures_util::stream::select(node_events, pod_events));
+            while changes.next().await.is_some() {
+                changed.notify_one();
+            }
+        })
+    };
+    // Leadership lost aborts this task, which takes the feeder with it.
+    let _feeder = AbortOnDrop(feeder.abort_handle());
+    let (_, _) = tokio::join!(nodes.wait_until_ready(), pods.wait_until_ready());
+    let mut reported: HashMap<String, String> = HashMap::new();
+    while !feeder.is_finished() {
+        schedule_pending(&client, &nodes, &pods, &mut reported).await;
+        let _ = tokio::time::timeout(RETRY, changed.notified()).await;
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What one node has left, as the scheduler counts it.
+struct Room {
+    node: std::sync::Arc<Node>,
+    cpu: (i128, i128),
+    memory: (i128, i128),
+    pods: (i128, i128),
+}
+
+impl Room {
+    fn name(&self) -> String {
+        self.node.name_any()
+    }
+}
+
+/// CPU and memory requests of a pod, in millis.
+fn requests(pod: &Pod) -> (i128, i128) {
+    let mut total = (0, 0);
+    for container in pod.spec.iter().flat_map(|s| &s.containers) {
+        let requests = container
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref());
+        let get = |key: &str| {
+            requests
+                .and_then(|r| r.get(key))
+                .and_then(|q| milli(&q.0))
+                .unwrap_or(0)
+        };
+        total.0 += get("cpu");
+        total.1 += get("memory");
+    }
+    total
+}
+
+fn allocatable(node: &Node, key: &str) -> i128 {
+    node.status
+        .as_ref()
+        .and_then(|s| s.allocatable.as_ref())
+        .and_then(|a| a.get(key))
+        .and_then(|q| milli(&q.0))
+        .unwrap_or(0)
+}
+
+/// Every node's room, from the pods bound to it that have not finished.
+fn rooms(nodes: &Store<Node>, pods: &Store<Pod>) -> Vec<Room> {
+    let mut used: HashMap<String, (i128, i128, i128)> = HashMap::new();
+    for pod in pods.state() {
+        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+            continue;
+        };
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded" | "Failed")) {
+            continue;
+        }
+        let (cpu, memory) = requests(&pod);
+        let entry = used.entry(node).or_default();
+        *entry = (entry.0 + cpu, entry.1 + memory, entry.2 + 1000);
+    }
+    nodes
+        .state()
+        .into_iter()
+        .map(|node| {
+            let (cpu, memory, count) = used.get(&node.name_any()).copied().unwrap_or_default();
+            Room {
+                cpu: (cpu, allocatable(&node, "cpu")),
+                memory: (memory, allocatable(&node, "memory")),
+                pods: (count, allocatable(&node, "pods")),
+                node,
+            }
+        })
+        .collect()
+}
+
+/// Why `node` cannot take `pod`, in kube-scheduler's words; None when it can.
+fn unfit(room: &Room, pod: &Pod) -> Option<String> {
+    let node = &room.node;
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    if !ready {
+        return Some("node(s) were not ready".into());
+    }
+    let spec = node.spec.as_ref();
+    if spec.and_then(|s| s.unschedulable).unwrap_or(false) {
+        return Some("node(s) were unschedulable".into());
+    }
+    let tolerations = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.clone())
+        .unwrap_or_default();
+    for taint in spec.and_then(|s| s.taints.as_ref()).into_iter().flatten() {
+        let blocking = matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute");
+        if blocking && !tolerations.iter().any(|t| tolerates(t, taint)) {
+            let value = taint.value.as_deref().unwrap_or_default();
+            return Some(format!(
+                "node(s) had untolerated taint {{{}: {value}}}",
+                taint.key
+            ));
+        }
+    }
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let selector: BTreeMap<String, String> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_selector.clone())
+        .unwrap_or_default();
+    if selector.iter().any(|(k, v)| labels.get(k) != Some(v)) {
+        return Some("node(s) didn't match Pod's node affinity/selector".into());
+    }
+    let (cpu, memory) = requests(pod);
+    if room.pods.0 + 1000 > room.pods.1 {
+        return Some("Too many pods".into());
+    }
+    if room.cpu.0 + cpu > room.cpu.1 {
+        return Some("Insufficient cpu".into());
+    }
+    if room.memory.0 + memory > room.memory.1 {
+        return Some("Insufficient memory".into());
+    }
+    None
+}
+
+/// Whether `toleration` tolerates `taint`, as Kubernetes matches them.
+fn tolerates(toleration: &k8s_openapi::api::core::v1::Toleration, taint: &Taint) -> bool {
+    let effect = toleration.effect.as_deref().unwrap_or_default();
+    if !effect.is_empty() && effect != taint.effect {
+        return false;
+    }
+    let key = toleration.key.as_deref().unwrap_or_default();
+    match toleration.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => key.is_empty() || key == taint.key,
+        _ => key == taint.key && toleration.value.as_deref() == taint.value.as_deref().or(Some("")),
+    }
+}
+
+/// How full the node would be with the pod: lower is better (least allocated).
+fn fullness(room: &Room, pod: &Pod) -> f64 {
+    let (cpu, memory) = requests(pod);
+    let fraction = |(used, total): (i128, i128), more: i128| {
+        if total <= 0 {
+            1.0
+        } else {
+            (used + more) as f64 / total as f64
+        }
+    };
+    fraction(room.cpu, cpu) + fraction(room.memory, memory)
+}
+
+fn pending(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    spec.is_some_and(|s| s.node_name.as_deref().unwrap_or_default().is_empty())
+        && spec
+            .and_then(|s| s.scheduler_name.as_deref())
+            .unwrap_or(NAME)
+            == NAME
+        && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// One pass: every pending pod placed where it fits best, or told why it cannot be.
+async fn schedule_pending(
+    client: &Client,
+    nodes: &Store<Node>,
+    pods: &Store<Pod>,
+    reported: &mut HashMap<String, String>,
+) {
+    let mut rooms = rooms(nodes, pods);
+    let mut waiting: Vec<_> = pods.state().into_iter().filter(|p| pending(p)).collect();
+    waiting.sort_by_key(|p| p.metadata.creation_timestamp.clone());
+    for pod in waiting {
+        let uid = pod.uid().unwrap_or_default();
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        let mut best: Option<(f64, usize)> = None;
+        for (index, room) in rooms.iter().enumerate() {
+            match unfit(room, &pod) {
+                Some(reason) => *reasons.entry(reason).or_default() += 1,
+                None => {
+                    let score = fullness(room, &pod);
+                    if best.is_none_or(|(b, _)| score < b) {
+                        best = Some((score, index));
+                    }
+                }
+            }
+        }
+        match best {
+            Some((_, index)) => {
+                let room = &mut rooms[index];
+                if bind(client, &pod, &room.name()).await {
+                    let (cpu, memory) = requests(&pod);
+                    room.cpu.0 += cpu;
+                    room.memory.0 += memory;
+                    room.pods.0 += 1000;
+                    reported.remove(&uid);
+                }
+            }
+            None => {
+                let message = unschedulable_message(rooms.len(), &reasons);
+                if reported.get(&uid) != Some(&message) {
+                    report_unschedulable(client, &pod, &message).await;
+                    reported.insert(uid, message);
+                }
+            }
+        }
+    }
+}
+
+/// `0/3 nodes are available: 2 Insufficient cpu, 1 node(s) had untolerated taint {…}.`
+fn unschedulable_message(nodes: usize, reasons: &BTreeMap<String, usize>) -> String {
+    let mut reasons: Vec<String> = reasons
+        .iter()
+        .map(|(reason, count)| format!("{count} {reason}"))
+        .collect();
+    reasons.sort();
+    if reasons.is_empty() {
+        return format!("0/{nodes} nodes are available.");
+    }
+    format!("0/{nodes} nodes are available: {}.", reasons.join(", "))
+}
+
+async fn bind(client: &Client, pod: &Pod, node: &str) -> bool {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": pod.name_any(), "namespace": pod.namespace()},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    let bound = pods
+        .create_subresource::<_, serde_json::Value>(
+            "binding",
+            &pod.name_any(),
+            &PostParams::default(),
+            &binding,
+        )
+        .await;
+    match bound {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::debug!(%error, pod = %pod.name_any(), "binding failed");
+            false
+        }
+    }
+}
+
+/// The FailedScheduling event and the PodScheduled=False condition.
+async fn report_unschedulable(client: &Client, pod: &Pod, message: &str) {
+    let namespace = pod.namespace().unwrap_or_default();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let condition = json!({"status": {"conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": message, "lastProbeTime": null, "lastTransitionTime": now,
+    }]}});
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    if let Err(error) = pods
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(&condition),
+        )
+        .await
+    {
+        tracing::debug!(%error, pod = %pod.name_any(), "could not mark the pod unschedulable");
+    }
+    crate::events::record(client, pod, ("Warning", "FailedScheduling", message), NAME).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_read_as_kube_scheduler_s() {
+        let reasons = BTreeMap::from([
+            ("Insufficient cpu".to_string(), 2),
+            (
+                "node(s) had untolerated taint {dedicated: gpu}".to_string(),
+                1,
+            ),
+        ]);
+        assert_eq!(
+            unschedulable_message(3, &reasons),
+            "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu."
+        );
+    }
+}
