@@ -52,6 +52,11 @@ impl Status {
         )
     }
 
+    /// Whether this is a 409 Conflict (a stale revision), not an AlreadyExists.
+    pub(crate) fn is_conflict(&self) -> bool {
+        self.reason == "Conflict"
+    }
+
     /// Whether this is a 404.
     pub(crate) fn is_not_found(&self) -> bool {
         self.code == StatusCode::NOT_FOUND

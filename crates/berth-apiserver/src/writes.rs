@@ -362,8 +362,27 @@ pub(crate) async fn delete(
     name: &str,
     options: &DeleteOptions,
 ) -> Result<Response, Status> {
+    // Without preconditions, a write that lands between the read and the delete (a
+    // controller's status update) is no reason to fail: try again on the new version.
+    let preconditions =
+        options.precondition_uid.is_some() || options.precondition_revision.is_some();
+    let mut attempts = 0;
+    loop {
+        match delete_once(shared, place, name, options).await {
+            Err(status) if status.is_conflict() && !preconditions && attempts < 10 => attempts += 1,
+            outcome => return outcome,
+        }
+    }
+}
+
+async fn delete_once(
+    shared: &Shared,
+    place: &Place,
+    name: &str,
+    options: &DeleteOptions,
+) -> Result<Response, Status> {
     let resource = place.resource;
-    let (key, stored, mut object) = crate::resources::current(shared, place, name).await?;
+    let (_, _, object) = crate::resources::current(shared, place, name).await?;
     touchable(&options.identity, resource, &object)?;
     check_preconditions(resource, name, &object, options)?;
     if options.dry_run {
@@ -382,6 +401,8 @@ pub(crate) async fn delete(
         ))
         .await?;
     }
+    // Settling the dependents takes a while, and their controllers write meanwhile.
+    let (key, stored, mut object) = crate::resources::current(shared, place, name).await?;
     let grace = pod_grace_period(resource, &object, options.grace_period);
     if !has_finalizers(&object) && grace.is_none() {
         let last = remove(shared, place, name, &key, stored.mod_revision).await?;

@@ -4,10 +4,13 @@
 //!
 //! Depends on nothing of ours: it reaches the cluster only through the Kubernetes API.
 
+pub mod collector;
 pub mod events;
 pub mod leader;
 mod quantity;
+pub mod replicasets;
 pub mod scheduler;
+mod watched;
 
 pub use leader::Election;
 
@@ -18,7 +21,11 @@ pub async fn run_controller_manager(client: kube::Client, election: Election) {
     let lead = move || {
         let client = controllers.clone();
         async move {
-            scheduler::run(client).await;
+            tokio::join!(
+                scheduler::run(client.clone()),
+                replicasets::run(client.clone()),
+                collector::run(client),
+            );
         }
     };
     leader::run(client, election, lead).await;

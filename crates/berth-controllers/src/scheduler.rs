@@ -12,15 +12,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::quantity::milli;
+use crate::watched::Watched;
 
 /// The scheduler's name, which pods ask for in `spec.schedulerName`.
 pub const NAME: &str = "default-scheduler";
@@ -30,48 +29,15 @@ const RETRY: Duration = Duration::from_secs(5);
 
 /// Runs the scheduler until the client's watches end.
 pub async fn run(client: Client) {
-    let (nodes, node_writer) = reflector::store::<Node>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let node_events = reflector::reflector(
-        node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .applied_objects()
-    .map(|_| ());
-    let pod_events = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .applied_objects()
-    .map(|_| ());
-    // The stores fill only while their streams are polled: a task of its own polls them
-    // and wakes the scheduler on each change.
-    let changed = std::sync::Arc::new(tokio::sync::Notify::new());
-    let feeder = {
-        let changed = std::sync::Arc::clone(&changed);
-        tokio::spawn(async move {
-            let mut changes = std::pin::pin!(futures_util::stream::select(node_events, pod_events));
-            while changes.next().await.is_some() {
-                changed.notify_one();
-            }
-        })
-    };
-    // Leadership lost aborts this task, which takes the feeder with it.
-    let _feeder = AbortOnDrop(feeder.abort_handle());
-    let (_, _) = tokio::join!(nodes.wait_until_ready(), pods.wait_until_ready());
+    let mut watched = Watched::default();
+    let nodes = watched.cache(Api::<Node>::all(client.clone())).await;
+    let pods = watched.cache(Api::<Pod>::all(client.clone())).await;
     let mut reported: HashMap<String, String> = HashMap::new();
-    while !feeder.is_finished() {
+    loop {
         schedule_pending(&client, &nodes, &pods, &mut reported).await;
-        let _ = tokio::time::timeout(RETRY, changed.notified()).await;
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+        if !watched.next_change(RETRY).await {
+            return;
+        }
     }
 }
 

@@ -279,6 +279,8 @@ async fn deployments(api: &Api<Deployment>) {
 }
 
 /// Deleting an owner deletes what it owns, unless the dependents are to be orphaned.
+/// (The pods name the ReplicaSet as an owner but not as their controller, so that the
+/// ReplicaSet controller leaves them alone.)
 async fn cascades(client: &Client) {
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "cascade");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "cascade");
@@ -297,7 +299,7 @@ async fn cascades(client: &Client) {
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": format!("{set}-pod"), "ownerReferences": [{
                 "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": set,
-                "uid": owner.uid().unwrap(), "controller": true}]},
+                "uid": owner.uid().unwrap(), "controller": false}]},
             "spec": {"containers": [{"name": "c", "image": "i"}]},
         }))
         .unwrap();

@@ -119,10 +119,82 @@ fn the_scheduler_places_pods_where_they_fit(server: &Server) {
     );
 }
 
+/// Running pods of ReplicaSet `set`, by name.
+fn running_pods(server: &Server, set: &str) -> Vec<String> {
+    let listed = server.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        &format!("set={set}"),
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.status.phase}{\"\\n\"}{end}",
+    ]);
+    listed
+        .lines()
+        .filter(|l| l.ends_with(" Running"))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect()
+}
+
+fn replica_sets_keep_their_pods(server: &Server) {
+    let set = server.write(
+        "keeper.yaml",
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: keeper\nspec:\n  replicas: 3\n  selector:\n    matchLabels: {set: keeper}\n  template:\n    metadata:\n      labels: {set: keeper}\n    spec:\n      containers: [{name: c, image: busybox, resources: {requests: {cpu: 100m}}}]\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &set]);
+    let deadline = std::time::Instant::now() + LIMIT;
+    let wait_for = |count: usize| loop {
+        let running = running_pods(server, "keeper");
+        let ready = server.kubectl_ok(&[
+            "get",
+            "rs",
+            "keeper",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ]);
+        if running.len() == count && ready == count.to_string() {
+            return running;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{running:?} running, {ready:?} ready, wanted {count}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let first = wait_for(3);
+    // A pod that dies is replaced.
+    server.kubectl_ok(&["delete", "pod", &first[0], "--wait=false"]);
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let running = running_pods(server, "keeper");
+        if running.len() == 3 && !running.contains(&first[0]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not replaced: {running:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.kubectl_ok(&["scale", "rs", "keeper", "--replicas=1"]);
+    let deadline = std::time::Instant::now() + LIMIT;
+    while running_pods(server, "keeper").len() != 1 {
+        assert!(std::time::Instant::now() < deadline, "not scaled down");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.kubectl_ok(&["delete", "rs", "keeper"]);
+    server.kubectl_until(
+        &["get", "pods", "-l", "set=keeper", "-o", "name"],
+        LIMIT,
+        str::is_empty,
+    );
+}
+
 fn scenarios(server: &Server) {
     let _agent = server.simulated_nodes(3);
     simulated_nodes_run_their_pods(server);
     the_scheduler_places_pods_where_they_fit(server);
+    replica_sets_keep_their_pods(server);
 }
 
 #[test]
