@@ -5,6 +5,7 @@
 //! Depends on nothing of ours: it reaches the cluster only through the Kubernetes API.
 
 pub mod collector;
+pub mod deployments;
 pub mod events;
 pub mod leader;
 mod quantity;
@@ -24,6 +25,7 @@ pub async fn run_controller_manager(client: kube::Client, election: Election) {
             tokio::join!(
                 scheduler::run(client.clone()),
                 replicasets::run(client.clone()),
+                deployments::run(client.clone()),
                 collector::run(client),
             );
         }

@@ -64,18 +64,21 @@ pub(crate) fn ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// The pods `owner` controls, from the cache.
-pub(crate) fn owned_by<K: kube::Resource>(
-    owner: &K,
-    pods: &Store<Pod>,
-) -> Vec<std::sync::Arc<Pod>> {
+/// The objects of `store` that `owner` controls.
+pub(crate) fn owned_by<O, K>(owner: &O, store: &Store<K>) -> Vec<std::sync::Arc<K>>
+where
+    O: kube::Resource,
+    K: kube::Resource<DynamicType = ()> + Clone,
+{
     let uid = owner.uid();
     let namespace = owner.namespace();
-    pods.state()
+    store
+        .state()
         .into_iter()
-        .filter(|pod| pod.namespace() == namespace)
-        .filter(|pod| {
-            pod.owner_references()
+        .filter(|object| object.namespace() == namespace)
+        .filter(|object| {
+            object
+                .owner_references()
                 .iter()
                 .any(|r| r.controller == Some(true) && Some(&r.uid) == uid.as_ref())
         })

@@ -190,11 +190,99 @@ fn replica_sets_keep_their_pods(server: &Server) {
     );
 }
 
+/// Ready pods of the `web` Deployment that are not being deleted, and their images.
+fn ready_web_pods(server: &Server) -> Vec<String> {
+    let listed = server.kubectl_ok(&[
+        "get", "pods", "-l", "app=web", "-o",
+        "jsonpath={range .items[*]}{.metadata.deletionTimestamp}|{.status.conditions[?(@.type==\"Ready\")].status}|{.spec.containers[0].image}{\"\\n\"}{end}",
+    ]);
+    listed
+        .lines()
+        .filter_map(|l| l.strip_prefix("|True|"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits for `kubectl rollout status` to report success, checking on every look that
+/// the ready pods never fell below `floor`.
+fn roll_out_keeping(server: &Server, floor: usize) {
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let ready = ready_web_pods(server);
+        assert!(
+            ready.len() >= floor,
+            "only {} ready during the rollout: {ready:?}",
+            ready.len()
+        );
+        let status = server.kubectl(&["rollout", "status", "deployment/web", "--watch=false"]);
+        if String::from_utf8_lossy(&status.stdout).contains("successfully rolled out") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rollout: {}",
+            String::from_utf8_lossy(&status.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn deployments_roll_out_and_back(server: &Server) {
+    let web = server.write(
+        "web.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n  strategy:\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers: [{name: web, image: \"webapp:1\", resources: {requests: {cpu: 100m}}}]\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &web]);
+    let status = server.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert!(
+        status.contains("deployment \"web\" successfully rolled out"),
+        "{status}"
+    );
+    assert_eq!(ready_web_pods(server).len(), 3);
+
+    // v1 to v2 with maxUnavailable=0: never fewer than 3 ready.
+    server.kubectl_ok(&["set", "image", "deployment/web", "web=webapp:2"]);
+    roll_out_keeping(server, 3);
+    let images = ready_web_pods(server);
+    assert_eq!(images, ["webapp:2"; 3], "{images:?}");
+    let history = server.kubectl_ok(&["rollout", "history", "deployment/web"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+
+    // Undo brings v1 back, as revision 3.
+    server.kubectl_ok(&["rollout", "undo", "deployment/web"]);
+    roll_out_keeping(server, 3);
+    assert_eq!(ready_web_pods(server), ["webapp:1"; 3]);
+    assert_eq!(
+        server.kubectl_ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"
+        ]),
+        "3"
+    );
+
+    // Deleting the Deployment removes its ReplicaSets and their pods.
+    server.kubectl_ok(&["delete", "deployment", "web"]);
+    server.kubectl_until(
+        &["get", "rs,pods", "-l", "app=web", "-o", "name"],
+        LIMIT,
+        str::is_empty,
+    );
+}
+
 fn scenarios(server: &Server) {
     let _agent = server.simulated_nodes(3);
     simulated_nodes_run_their_pods(server);
     the_scheduler_places_pods_where_they_fit(server);
     replica_sets_keep_their_pods(server);
+    deployments_roll_out_and_back(server);
 }
 
 #[test]
