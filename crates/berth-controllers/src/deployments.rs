@@ -270,13 +270,15 @@ async fn roll(
     } else if old_running == 0 {
         new_target = desired;
     }
-    scale(api, new, new_target).await?;
+    if new_target != new_replicas {
+        // As kube-controller-manager: a step that grows the new set shrinks nothing;
+        // the next one counts the new pods as unavailable until they are.
+        return scale(api, new, new_target).await;
+    }
     // Old sets shrink as far as availability allows.
     let min_available = desired - unavailable;
-    let new_unavailable = new_target.min(new_replicas) - available(new);
-    let mut budget = (old_running + new_target) - min_available - new_unavailable.max(0);
-    let old_unavailable: i32 = old.iter().map(|s| replicas(s) - available(s)).sum();
-    budget = budget.max(old_unavailable.min(old_running));
+    let new_unavailable = (new_target - available(new)).max(0);
+    let mut budget = (old_running + new_target) - min_available - new_unavailable;
     for set in old {
         if budget <= 0 {
             break;
