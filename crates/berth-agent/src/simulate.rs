@@ -23,6 +23,9 @@ pub struct Simulation {
     pub count: usize,
     /// Each node's allocatable CPU, memory and pods: `4`, `16Gi`, `110`.
     pub capacity: (String, String, String),
+    /// How often the nodes' Leases are renewed ([`crate::LEASE_RENEW_INTERVAL`] by
+    /// default, as kubelets do).
+    pub heartbeat: std::time::Duration,
 }
 
 impl Simulation {
@@ -44,7 +47,11 @@ pub async fn run(client: Client, simulation: Simulation) -> Result<(), kube::Err
         register(&client, &simulation, name, index).await?;
     }
     tracing::info!(nodes = names.len(), prefix = %simulation.prefix, "simulated nodes registered");
-    let heartbeat = tokio::spawn(heartbeat(client.clone(), names.clone()));
+    let heartbeat = tokio::spawn(heartbeat(
+        client.clone(),
+        names.clone(),
+        simulation.heartbeat,
+    ));
     let result = run_pods(client, &names).await;
     heartbeat.abort();
     result
@@ -119,8 +126,8 @@ async fn register(
     }
 }
 
-/// Renews every node's Lease each [`crate::LEASE_RENEW_INTERVAL`], as kubelets do.
-async fn heartbeat(client: Client, names: Vec<String>) {
+/// Renews every node's Lease each `interval`.
+async fn heartbeat(client: Client, names: Vec<String>, interval: std::time::Duration) {
     let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
     loop {
         for name in &names {
@@ -128,7 +135,7 @@ async fn heartbeat(client: Client, names: Vec<String>) {
                 tracing::warn!(%error, node = %name, "could not renew the node lease");
             }
         }
-        tokio::time::sleep(crate::LEASE_RENEW_INTERVAL).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

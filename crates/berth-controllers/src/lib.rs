@@ -8,6 +8,7 @@ pub mod collector;
 pub mod deployments;
 pub mod events;
 pub mod leader;
+pub mod nodes;
 mod quantity;
 pub mod replicasets;
 pub mod scheduler;
@@ -17,7 +18,11 @@ pub use leader::Election;
 
 /// Runs the controller manager: competes for leadership through its Lease and, while
 /// leading, runs the scheduler and the controllers.
-pub async fn run_controller_manager(client: kube::Client, election: Election) {
+pub async fn run_controller_manager(
+    client: kube::Client,
+    election: Election,
+    lifecycle: nodes::Lifecycle,
+) {
     let controllers = client.clone();
     let lead = move || {
         let client = controllers.clone();
@@ -26,20 +31,10 @@ pub async fn run_controller_manager(client: kube::Client, election: Election) {
                 scheduler::run(client.clone()),
                 replicasets::run(client.clone()),
                 deployments::run(client.clone()),
+                nodes::run(client.clone(), lifecycle),
                 collector::run(client),
             );
         }
     };
     leader::run(client, election, lead).await;
-}
-
-/// How long a node may stay silent before it is marked NotReady, as kube-controller-manager's default.
-pub const NODE_MONITOR_GRACE_PERIOD: std::time::Duration = std::time::Duration::from_secs(20);
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn grace_period_is_kubernetes_default() {
-        assert_eq!(super::NODE_MONITOR_GRACE_PERIOD.as_secs(), 20);
-    }
 }

@@ -129,6 +129,12 @@ pub struct ServerArgs {
     /// Run the controller manager on whichever server holds its Lease
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
+    /// How long a node may be silent before it is marked NotReady and tainted
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub node_monitor_grace_period: std::time::Duration,
+    /// How long pods stay on an unreachable node unless they tolerate it otherwise
+    #[arg(long, default_value_t = 30)]
+    pub default_unreachable_toleration_seconds: u64,
     /// How often to compact the datastore's history (0s: never)
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub compaction_interval: std::time::Duration,
@@ -161,6 +167,9 @@ pub struct AgentArgs {
     /// Each simulated node's pod capacity
     #[arg(long, default_value = "110")]
     pub max_pods: String,
+    /// How often the nodes renew their Leases
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: std::time::Duration,
 }
 
 /// `berth kubeconfig`'s flags, as `kubeadm kubeconfig user`'s.

@@ -26,7 +26,13 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
     };
     runtime.block_on(async {
         if args.leader_elect {
-            tokio::spawn(controller_manager(kubeconfig));
+            let lifecycle = berth_controllers::nodes::Lifecycle {
+                grace_period: args.node_monitor_grace_period,
+                default_toleration: std::time::Duration::from_secs(
+                    args.default_unreachable_toleration_seconds,
+                ),
+            };
+            tokio::spawn(controller_manager(kubeconfig, lifecycle));
         }
         berth_apiserver::run(config, crate::daemon::shutdown_signal())
             .await
@@ -52,6 +58,7 @@ pub fn agent(args: AgentArgs) -> Result<ExitCode, Outcome> {
         prefix: args.node_name.clone(),
         count,
         capacity: (args.cpu.clone(), args.memory.clone(), args.max_pods.clone()),
+        heartbeat: args.heartbeat_interval,
     };
     runtime.block_on(async {
         let kubeconfig = format!(
@@ -94,7 +101,10 @@ fn return_memory_promptly() {
 
 /// The controller manager, a client of this server's API through the admin
 /// kubeconfig the server writes as it starts.
-async fn controller_manager(kubeconfig: std::path::PathBuf) {
+async fn controller_manager(
+    kubeconfig: std::path::PathBuf,
+    lifecycle: berth_controllers::nodes::Lifecycle,
+) {
     let client = loop {
         match client_of(&kubeconfig).await {
             Ok(client) => break client,
@@ -103,7 +113,7 @@ async fn controller_manager(kubeconfig: std::path::PathBuf) {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     let election = berth_controllers::Election::controller_manager(identity());
-    berth_controllers::run_controller_manager(client, election).await;
+    berth_controllers::run_controller_manager(client, election, lifecycle).await;
 }
 
 async fn client_of(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {

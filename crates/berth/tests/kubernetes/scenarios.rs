@@ -277,6 +277,59 @@ fn deployments_roll_out_and_back(server: &Server) {
     );
 }
 
+/// A node that stops heartbeating loses its pods to the others.
+fn pods_leave_a_silent_node(server: &Server) {
+    // The pods start on the only node there is, then others join and it falls silent.
+    let mut doomed = server.simulated_nodes_named("doomed", 1);
+    let spread = server.write(
+        "spread.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: spread\nspec:\n  replicas: 3\n  selector:\n    matchLabels: {app: spread}\n  template:\n    metadata:\n      labels: {app: spread}\n    spec:\n      containers: [{name: c, image: busybox, resources: {requests: {cpu: \"1\"}}}]\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &spread]);
+    let placement = [
+        "get",
+        "pods",
+        "-l",
+        "app=spread",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.deletionTimestamp}|{.status.phase}|{.spec.nodeName}{\"\\n\"}{end}",
+    ];
+    let running_on = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("|Running|"))
+            .map(str::to_string)
+            .collect()
+    };
+    server.kubectl_until(&placement, LIMIT, |text| {
+        running_on(text) == ["doomed-0"; 3]
+    });
+    let _steady = server.simulated_nodes_named("steady", 2);
+    server.kubectl_until(&["get", "nodes", "--no-headers"], LIMIT, |text| {
+        text.lines().filter(|l| l.contains(" Ready ")).count() == 3
+    });
+
+    let _ = doomed.0.kill();
+    let _ = doomed.0.wait();
+    server.kubectl_until(
+        &["get", "node", "doomed-0", "--no-headers"],
+        LIMIT,
+        |text| text.contains("NotReady"),
+    );
+    server.kubectl_until(&placement, LIMIT, |text| {
+        let nodes = running_on(text);
+        nodes.len() == 3 && nodes.iter().all(|n| n.starts_with("steady-"))
+    });
+    let taints = server.kubectl_ok(&[
+        "get",
+        "node",
+        "doomed-0",
+        "-o",
+        "jsonpath={.spec.taints[*].key}",
+    ]);
+    assert_eq!(taints, "node.kubernetes.io/unreachable");
+    server.kubectl_ok(&["delete", "deployment", "spread", "--wait=false"]);
+}
+
 fn scenarios(server: &Server) {
     let _agent = server.simulated_nodes(3);
     simulated_nodes_run_their_pods(server);
@@ -284,6 +337,14 @@ fn scenarios(server: &Server) {
     replica_sets_keep_their_pods(server);
     deployments_roll_out_and_back(server);
 }
+
+/// Short grace periods, so a silent node is noticed in seconds.
+const LIFECYCLE: [&str; 4] = [
+    "--node-monitor-grace-period",
+    "3s",
+    "--default-unreachable-toleration-seconds",
+    "2",
+];
 
 #[test]
 fn scenarios_on_sqlite() {
@@ -293,4 +354,14 @@ fn scenarios_on_sqlite() {
 #[test]
 fn scenarios_on_etcd() {
     scenarios(&Server::start("sim-etcd", true));
+}
+
+#[test]
+fn silent_nodes_on_sqlite() {
+    pods_leave_a_silent_node(&Server::start_with("silent-sqlite", false, &LIFECYCLE));
+}
+
+#[test]
+fn silent_nodes_on_etcd() {
+    pods_leave_a_silent_node(&Server::start_with("silent-etcd", true, &LIFECYCLE));
 }

@@ -104,16 +104,26 @@ impl Server {
 
     /// `berth agent --simulate COUNT` with nodes `sim-0`…, stopped on drop.
     pub fn simulated_nodes(&self, count: usize) -> ChildGuard {
+        self.simulated_nodes_named("sim", count)
+    }
+
+    /// Simulated nodes `PREFIX-0`…, renewing their Leases every second.
+    pub fn simulated_nodes_named(&self, prefix: &str, count: usize) -> ChildGuard {
         let data = self.scratch.path().join("data");
-        let log = std::fs::File::create(self.scratch.path().join("agent.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.scratch.path().join("agent.log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .args([
                 "agent",
                 "--simulate",
                 &count.to_string(),
                 "--node-name",
-                "sim",
+                prefix,
             ])
+            .args(["--heartbeat-interval", "1s"])
             .args(["--server", &format!("https://127.0.0.1:{}", self.port)])
             .args([
                 "--token",

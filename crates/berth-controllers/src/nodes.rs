@@ -1,0 +1,188 @@
+//! Node lifecycle, as kube-controller-manager's: a node whose Lease has not been renewed
+//! for the grace period (judged on this controller's clock) becomes NotReady — its Ready
+//! condition Unknown, the `node.kubernetes.io/unreachable:NoExecute` taint added — and
+//! each of its pods is evicted once it has tolerated that taint for its
+//! tolerationSeconds (the default when it names none); their controllers make new ones
+//! elsewhere. A node heard from again gets its taint removed and is Ready again.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use crate::watched::Watched;
+
+/// The taint of a node the controller has not heard from.
+pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+
+/// How long nodes may be silent, and how long their pods tolerate it by default.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifecycle {
+    /// `--node-monitor-grace-period` (Kubernetes: 20 s).
+    pub grace_period: Duration,
+    /// `--default-unreachable-toleration-seconds` (30 s here, as the issue asks).
+    pub default_toleration: Duration,
+}
+
+/// When this controller last saw each node's Lease change.
+type Heard = HashMap<String, (Option<String>, Instant)>;
+
+/// Runs the controller until the client's watches end.
+pub async fn run(client: Client, lifecycle: Lifecycle) {
+    let mut watched = Watched::default();
+    let nodes = watched.cache(Api::<Node>::all(client.clone())).await;
+    let leases = watched
+        .cache(Api::<Lease>::namespaced(client.clone(), "kube-node-lease"))
+        .await;
+    let pods = watched.cache(Api::<Pod>::all(client.clone())).await;
+    let mut heard = Heard::new();
+    loop {
+        for node in nodes.state() {
+            if let Err(error) =
+                watch_over(&client, &node, (&leases, &pods), &mut heard, lifecycle).await
+            {
+                tracing::debug!(%error, node = %node.name_any(), "node lifecycle step failed");
+            }
+        }
+        if !watched.next_change(Duration::from_secs(1)).await {
+            return;
+        }
+    }
+}
+
+fn unreachable_taint(node: &Node) -> Option<&Taint> {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .and_then(|t| t.iter().find(|t| t.key == UNREACHABLE))
+}
+
+async fn watch_over(
+    client: &Client,
+    node: &Node,
+    (leases, pods): (&Store<Lease>, &Store<Pod>),
+    heard: &mut Heard,
+    lifecycle: Lifecycle,
+) -> Result<(), kube::Error> {
+    let name = node.name_any();
+    let lease = leases.get(&ObjectRef::new(&name).within("kube-node-lease"));
+    let renewed = lease
+        .and_then(|l| l.spec.clone())
+        .and_then(|s| s.renew_time)
+        .map(|t| t.0.to_string());
+    let entry = heard
+        .entry(name.clone())
+        .or_insert((renewed.clone(), Instant::now()));
+    if entry.0 != renewed {
+        *entry = (renewed, Instant::now());
+    }
+    let silent = entry.1.elapsed() > lifecycle.grace_period;
+    match (silent, unreachable_taint(node)) {
+        (true, None) => mark(client, node, true).await,
+        (false, Some(_)) => mark(client, node, false).await,
+        (true, Some(taint)) => evict(client, node, taint, pods, lifecycle.default_toleration).await,
+        (false, None) => Ok(()),
+    }
+}
+
+/// Marks the node unreachable (Ready Unknown, tainted) or reachable again.
+async fn mark(client: &Client, node: &Node, unreachable: bool) -> Result<(), kube::Error> {
+    let api: Api<Node> = Api::all(client.clone());
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let mut taints: Vec<serde_json::Value> = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t.key != UNREACHABLE)
+        .filter_map(|t| serde_json::to_value(t).ok())
+        .collect();
+    let (status, reason, message) = if unreachable {
+        taints.push(json!({"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": now}));
+        (
+            "Unknown",
+            "NodeStatusUnknown",
+            "Kubelet stopped posting node status.",
+        )
+    } else {
+        ("True", "KubeletReady", "kubelet is posting ready status")
+    };
+    let mut conditions: Vec<serde_json::Value> = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.type_ != "Ready")
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .collect();
+    conditions.push(json!({
+        "type": "Ready", "status": status, "reason": reason, "message": message,
+        "lastHeartbeatTime": now, "lastTransitionTime": now,
+    }));
+    let name = node.name_any();
+    let spec = json!({"spec": {"taints": taints}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&spec))
+        .await?;
+    let status = json!({"status": {"conditions": conditions}});
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    tracing::info!(node = %name, unreachable, "node reachability changed");
+    Ok(())
+}
+
+/// Deletes the node's pods that have tolerated the unreachable taint long enough.
+async fn evict(
+    client: &Client,
+    node: &Node,
+    taint: &Taint,
+    pods: &Store<Pod>,
+    default_toleration: Duration,
+) -> Result<(), kube::Error> {
+    let tainted_at = taint
+        .time_added
+        .as_ref()
+        .map_or(k8s_openapi::jiff::Timestamp::now(), |t| t.0);
+    let tainted_for = k8s_openapi::jiff::Timestamp::now().duration_since(tainted_at);
+    let tainted_for = Duration::try_from(tainted_for).unwrap_or_default();
+    let name = node.name_any();
+    for pod in pods.state() {
+        let on_node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&name);
+        if !on_node || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        if tainted_for < toleration(&pod, default_toleration) {
+            continue;
+        }
+        let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+        api.delete(&pod.name_any(), &DeleteParams::default())
+            .await?;
+        tracing::info!(pod = %pod.name_any(), node = %name, "evicted from an unreachable node");
+    }
+    Ok(())
+}
+
+/// How long the pod tolerates its node being unreachable: its own toleration's
+/// seconds, for ever if it tolerates without a limit, else the default.
+fn toleration(pod: &Pod, default: Duration) -> Duration {
+    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_ref());
+    let own = tolerations.into_iter().flatten().find(|t| {
+        let key = t.key.as_deref().unwrap_or_default();
+        (key == UNREACHABLE || (key.is_empty() && t.operator.as_deref() == Some("Exists")))
+            && t.effect
+                .as_deref()
+                .is_none_or(|e| e.is_empty() || e == "NoExecute")
+    });
+    match own {
+        Some(t) => t
+            .toleration_seconds
+            .map_or(Duration::MAX, |s| Duration::from_secs(s.max(0) as u64)),
+        None => default,
+    }
+}
