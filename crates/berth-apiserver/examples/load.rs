@@ -8,6 +8,9 @@
 //!       COUNT pods created in namespace `bench` as fast as 32 connections go.
 //!   load DATA_DIR ADDRESS list REPEAT
 //!       all pods listed REPEAT times, whole and in kubectl's 500-item pages.
+//!   load DATA_DIR ADDRESS schedule COUNT
+//!       COUNT pods created as fast as they go; the time until the scheduler has bound
+//!       them all (pods/s) and each pod's delay from created to bound.
 //!   load DATA_DIR ADDRESS watchers WATCHERS EVENTS
 //!       WATCHERS watches of ConfigMaps in namespace `watched`, then EVENTS creates at
 //!       100/s: every watcher must see every event; the delay from each create's answer
@@ -222,21 +225,31 @@ async fn verbs(target: &Target, verb: &str, rate: u64, seconds: u64, connections
     );
 }
 
-/// Creates `count` pods in namespace `bench` over 32 connections, as fast as they go.
-async fn pods(target: &Target, count: u64) {
+/// Creates namespace `name`, if it is not there yet.
+async fn namespace(target: &Target, name: &str) {
     let mut sender = target.connect().await;
-    let namespace = r#"{"metadata":{"name":"bench"}}"#.to_string();
+    let body = format!(r#"{{"metadata":{{"name":"{name}"}}}}"#);
     let response = sender
-        .send_request(target.request("POST", "/api/v1/namespaces", namespace))
+        .send_request(target.request("POST", "/api/v1/namespaces", body))
         .await
         .unwrap();
     let _ = response.into_body().collect().await;
+}
+
+/// When each pod was created, by name.
+type Created = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Creates `count` pods in namespace `bench` over 32 connections, as fast as they go,
+/// noting when each was answered; how long it took.
+async fn create_pods(target: &Target, count: u64, created: &Created) -> Duration {
+    namespace(target, "bench").await;
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let run = run_id();
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..32 {
-        let (target, next, run) = (target.clone(), next.clone(), run.clone());
+        let (target, next, run, created) =
+            (target.clone(), next.clone(), run.clone(), created.clone());
         workers.push(tokio::spawn(async move {
             let mut sender = target.connect().await;
             loop {
@@ -244,23 +257,108 @@ async fn pods(target: &Target, count: u64) {
                 if i >= count {
                     return;
                 }
+                let name = format!("pod-{run}-{i}");
                 let body = format!(
-                    r#"{{"metadata":{{"name":"pod-{run}-{i}","labels":{{"app":"bench","shard":"{}"}}}},"spec":{{"containers":[{{"name":"app","image":"webapp:1","resources":{{"requests":{{"cpu":"100m","memory":"64Mi"}}}}}}]}}}}"#,
+                    r#"{{"metadata":{{"name":"{name}","labels":{{"app":"bench","shard":"{}"}}}},"spec":{{"containers":[{{"name":"app","image":"webapp:1","resources":{{"requests":{{"cpu":"100m","memory":"64Mi"}}}}}}]}}}}"#,
                     i % 10
                 );
                 let path = "/api/v1/namespaces/bench/pods";
                 target.send(&mut sender, ("POST", path, body), 201).await;
+                created.lock().unwrap().insert(name, Instant::now());
             }
         }));
     }
     for worker in workers {
         worker.await.unwrap();
     }
-    let elapsed = start.elapsed();
+    start.elapsed()
+}
+
+/// Creates `count` pods in namespace `bench`, as fast as they go.
+async fn pods(target: &Target, count: u64) {
+    let elapsed = create_pods(target, count, &Created::default()).await;
     println!(
         "pods {count} created in {:.2} s ({:.0}/s)",
         elapsed.as_secs_f64(),
         count as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// Follows the watch at `path` — once it is open, meeting the others at `ready` — and
+/// gives `each` every event with when it arrived, until `each` says it has seen enough
+/// or the stream ends.
+async fn follow(
+    target: &Target,
+    path: &str,
+    ready: Option<&tokio::sync::Barrier>,
+    mut each: impl FnMut(serde_json::Value, Instant) -> bool,
+) {
+    let mut sender = target.connect().await;
+    let response = sender
+        .send_request(target.request("GET", path, String::new()))
+        .await
+        .unwrap();
+    if let Some(ready) = ready {
+        ready.wait().await;
+    }
+    let mut body = response.into_body();
+    let mut buffer = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.unwrap().into_data() else {
+            continue;
+        };
+        let received = Instant::now();
+        buffer.extend_from_slice(&data);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            if each(serde_json::from_slice(&line).unwrap(), received) {
+                return;
+            }
+        }
+    }
+}
+
+/// Creates `count` pods as fast as they go and waits until the scheduler has bound
+/// them all: pods/s from the first create to the last binding, and each pod's delay
+/// from its create's answer to its binding.
+async fn schedule(target: &Target, count: u64) {
+    namespace(target, "bench").await;
+    let created = Created::default();
+    let start = Instant::now();
+    let watching = {
+        let (target, created) = (target.clone(), created.clone());
+        tokio::spawn(async move {
+            let mut delays = Vec::new();
+            let mut bound = std::collections::HashSet::new();
+            let path = "/api/v1/namespaces/bench/pods?watch=true&resourceVersion=0";
+            follow(&target, path, None, |event, received| {
+                let object = &event["object"];
+                let name = object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                if object["spec"]["nodeName"].is_string() && bound.insert(name.clone()) {
+                    let sent = created.lock().unwrap().get(&name).copied();
+                    delays.push(
+                        sent.map_or(Duration::ZERO, |s| received.saturating_duration_since(s)),
+                    );
+                }
+                bound.len() as u64 >= count
+            })
+            .await;
+            delays
+        })
+    };
+    let creating = create_pods(target, count, &created).await;
+    let mut delays = watching.await.unwrap();
+    let elapsed = start.elapsed();
+    println!(
+        "scheduled {} pods in {:.2} s ({:.0} pods/s; created in {:.2} s); create to bound {}",
+        delays.len(),
+        elapsed.as_secs_f64(),
+        delays.len() as f64 / elapsed.as_secs_f64(),
+        creating.as_secs_f64(),
+        summary(&mut delays)
     );
 }
 
@@ -328,37 +426,20 @@ async fn watchers(target: &Target, watchers: usize, events: u64) {
     for _ in 0..watchers {
         let (target, answered, ready) = (target.clone(), answered.clone(), ready.clone());
         handles.push(tokio::spawn(async move {
-            let mut sender = target.connect().await;
+            let (mut seen, mut delays) = (0, Vec::new());
             let watch = format!("{path}?watch=true");
-            let response = sender
-                .send_request(target.request("GET", &watch, String::new()))
-                .await
-                .unwrap();
-            ready.wait().await;
-            let mut body = response.into_body();
-            let (mut buffer, mut seen, mut delays) = (Vec::new(), 0, Vec::new());
-            while seen < events {
-                let Some(frame) = body.frame().await else {
-                    break;
-                };
-                let Ok(data) = frame.unwrap().into_data() else {
-                    continue;
-                };
-                let received = Instant::now();
-                buffer.extend_from_slice(&data);
-                while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buffer.drain(..=end).collect();
-                    let event: serde_json::Value = serde_json::from_slice(&line).unwrap();
-                    let name = event["object"]["metadata"]["name"].as_str().unwrap_or("");
-                    if event["type"] == "ADDED" && name.starts_with("event-") {
-                        seen += 1;
-                        let sent = answered.lock().unwrap().get(name).copied();
-                        delays.push(
-                            sent.map_or(Duration::ZERO, |s| received.saturating_duration_since(s)),
-                        );
-                    }
+            follow(&target, &watch, Some(&ready), |event, received| {
+                let name = event["object"]["metadata"]["name"].as_str().unwrap_or("");
+                if event["type"] == "ADDED" && name.starts_with("event-") {
+                    seen += 1;
+                    let sent = answered.lock().unwrap().get(name).copied();
+                    delays.push(
+                        sent.map_or(Duration::ZERO, |s| received.saturating_duration_since(s)),
+                    );
                 }
-            }
+                seen >= events
+            })
+            .await;
             (seen, delays)
         }));
     }
@@ -405,6 +486,7 @@ async fn main() {
         "pods" => pods(&target, number(0)).await,
         "list" => list(&target, number(0) as usize).await,
         "watchers" => watchers(&target, number(0) as usize, number(1)).await,
+        "schedule" => schedule(&target, number(0)).await,
         other => {
             eprintln!("unknown mode {other}");
             std::process::exit(2);

@@ -24,6 +24,9 @@ use crate::watched::Watched;
 /// The scheduler's name, which pods ask for in `spec.schedulerName`.
 pub const NAME: &str = "default-scheduler";
 
+/// How many bindings are sent at once.
+const BINDINGS_IN_FLIGHT: usize = 64;
+
 /// How often pending pods are looked at again when nothing changed.
 const RETRY: Duration = Duration::from_secs(5);
 
@@ -115,7 +118,7 @@ fn rooms(nodes: &Store<Node>, pods: &Store<Pod>) -> Vec<Room> {
 }
 
 /// Why `node` cannot take `pod`, in kube-scheduler's words; None when it can.
-fn unfit(room: &Room, pod: &Pod) -> Option<String> {
+fn unfit(room: &Room, pod: &Pod, (cpu, memory): (i128, i128)) -> Option<String> {
     let node = &room.node;
     let ready = node
         .status
@@ -129,10 +132,9 @@ fn unfit(room: &Room, pod: &Pod) -> Option<String> {
     if spec.and_then(|s| s.unschedulable).unwrap_or(false) {
         return Some("node(s) were unschedulable".into());
     }
-    let tolerations = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.tolerations.clone())
+    let pod_spec = pod.spec.as_ref();
+    let tolerations = pod_spec
+        .and_then(|s| s.tolerations.as_deref())
         .unwrap_or_default();
     for taint in spec.and_then(|s| s.taints.as_ref()).into_iter().flatten() {
         let blocking = matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute");
@@ -144,16 +146,15 @@ fn unfit(room: &Room, pod: &Pod) -> Option<String> {
             ));
         }
     }
-    let labels = node.metadata.labels.clone().unwrap_or_default();
-    let selector: BTreeMap<String, String> = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_selector.clone())
-        .unwrap_or_default();
-    if selector.iter().any(|(k, v)| labels.get(k) != Some(v)) {
+    let labels = node.metadata.labels.as_ref();
+    let selector = pod_spec.and_then(|s| s.node_selector.as_ref());
+    if selector
+        .into_iter()
+        .flatten()
+        .any(|(k, v)| labels.and_then(|l| l.get(k)) != Some(v))
+    {
         return Some("node(s) didn't match Pod's node affinity/selector".into());
     }
-    let (cpu, memory) = requests(pod);
     if room.pods.0 + 1000 > room.pods.1 {
         return Some("Too many pods".into());
     }
@@ -180,8 +181,7 @@ fn tolerates(toleration: &k8s_openapi::api::core::v1::Toleration, taint: &Taint)
 }
 
 /// How full the node would be with the pod: lower is better (least allocated).
-fn fullness(room: &Room, pod: &Pod) -> f64 {
-    let (cpu, memory) = requests(pod);
+fn fullness(room: &Room, (cpu, memory): (i128, i128)) -> f64 {
     let fraction = |(used, total): (i128, i128), more: i128| {
         if total <= 0 {
             1.0
@@ -212,15 +212,17 @@ async fn schedule_pending(
     let mut rooms = rooms(nodes, pods);
     let mut waiting: Vec<_> = pods.state().into_iter().filter(|p| pending(p)).collect();
     waiting.sort_by_key(|p| p.metadata.creation_timestamp.clone());
+    let mut placed = Vec::new();
     for pod in waiting {
         let uid = pod.uid().unwrap_or_default();
+        let demand = requests(&pod);
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         let mut best: Option<(f64, usize)> = None;
         for (index, room) in rooms.iter().enumerate() {
-            match unfit(room, &pod) {
+            match unfit(room, &pod, demand) {
                 Some(reason) => *reasons.entry(reason).or_default() += 1,
                 None => {
-                    let score = fullness(room, &pod);
+                    let score = fullness(room, demand);
                     if best.is_none_or(|(b, _)| score < b) {
                         best = Some((score, index));
                     }
@@ -230,13 +232,11 @@ async fn schedule_pending(
         match best {
             Some((_, index)) => {
                 let room = &mut rooms[index];
-                if bind(client, &pod, &room.name()).await {
-                    let (cpu, memory) = requests(&pod);
-                    room.cpu.0 += cpu;
-                    room.memory.0 += memory;
-                    room.pods.0 += 1000;
-                    reported.remove(&uid);
-                }
+                room.cpu.0 += demand.0;
+                room.memory.0 += demand.1;
+                room.pods.0 += 1000;
+                reported.remove(&uid);
+                placed.push((pod, room.name()));
             }
             None => {
                 let message = unschedulable_message(rooms.len(), &reasons);
@@ -247,6 +247,16 @@ async fn schedule_pending(
             }
         }
     }
+    // Bindings go out together; one that fails is tried again in the next pass, from
+    // what the cache then says.
+    futures_util::StreamExt::for_each_concurrent(
+        futures_util::stream::iter(placed),
+        BINDINGS_IN_FLIGHT,
+        |(pod, node)| async move {
+            bind(client, &pod, &node).await;
+        },
+    )
+    .await;
 }
 
 /// `0/3 nodes are available: 2 Insufficient cpu, 1 node(s) had untolerated taint {…}.`
@@ -262,7 +272,8 @@ fn unschedulable_message(nodes: usize, reasons: &BTreeMap<String, usize>) -> Str
     format!("0/{nodes} nodes are available: {}.", reasons.join(", "))
 }
 
-async fn bind(client: &Client, pod: &Pod, node: &str) -> bool {
+/// Binds the pod to the node; a failure (the pod bound meanwhile, or gone) is logged.
+async fn bind(client: &Client, pod: &Pod, node: &str) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     let binding = json!({
         "apiVersion": "v1", "kind": "Binding",
@@ -277,12 +288,8 @@ async fn bind(client: &Client, pod: &Pod, node: &str) -> bool {
             &binding,
         )
         .await;
-    match bound {
-        Ok(_) => true,
-        Err(error) => {
-            tracing::debug!(%error, pod = %pod.name_any(), "binding failed");
-            false
-        }
+    if let Err(error) = bound {
+        tracing::debug!(%error, pod = %pod.name_any(), "binding failed");
     }
 }
 

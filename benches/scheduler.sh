@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The scheduler like kube-scheduler's scheduler_perf SchedulingBasic: `berth server` on
+# SQLite with NODES simulated nodes (`berth agent --simulate`), then PODS pods created
+# as fast as 32 connections go; reports pods/s from the first create to the last
+# binding, each pod's delay from created to bound (p50/p99), and the server's RSS.
+# Kubernetes' CI demands >= 680 pods/s (10,000 pods) and >= 810 (50,000) on 5,000 nodes;
+# the goal is >= 8,000 pods/s.
+set -euo pipefail
+: "${BERTH:?set by benches/run}" "${LOAD:?set by benches/run}"
+nodes=${NODES:-5000} pods=${PODS:-10000}
+work=$(mktemp -d /tmp/berth-bench-scheduler.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+address="127.0.0.1:$port" data="$work/data"
+"$BERTH" server --data-dir "$data" --bind "$address" >"$work/server.log" 2>&1 &
+server=$!
+pids+=("$server")
+for _ in $(seq 300); do
+  [ -f "$data/admin.kubeconfig" ] && curl -sf --cacert "$data/tls/ca.crt" "https://$address/healthz" >/dev/null && break
+  sleep 0.05
+done
+"$BERTH" agent --simulate "$nodes" --node-name bench --server "https://$address" \
+  --token "$(cat "$data/node-token")" --certificate-authority "$data/tls/ca.crt" >"$work/agent.log" 2>&1 &
+pids+=($!)
+count_nodes() {
+  curl -sf --cacert "$data/tls/ca.crt" -H "Authorization: Bearer $(cat "$data/admin-token")" \
+    "https://$address/api/v1/nodes" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))'
+}
+start=$SECONDS
+until [ "$(count_nodes)" -ge "$nodes" ]; do sleep 0.5; done
+printf 'scheduler  %s simulated nodes registered in %s s\n' "$nodes" "$((SECONDS - start))"
+printf 'scheduler  '; "$LOAD" "$data" "$address" schedule "$pods"
+printf 'scheduler  server RSS %s KiB with %s nodes and %s pods\n' "$(ps -o rss= -p "$server" | tr -d ' ')" "$nodes" "$pods"
