@@ -639,6 +639,21 @@ async fn delete_namespace_contents(shared: &Shared, namespace: &str) -> Result<(
     {
         return Err(Status::not_found("namespaces", namespace));
     }
+    for (resource, kv) in in_namespace(shared, namespace).await? {
+        match shared.store.delete(&kv.key, 0).await {
+            Ok(_) | Err(berth_store::Error::NotFound(_)) => {}
+            Err(e) => return Err(Status::from_store(e, resource.plural, &kv.key)),
+        }
+    }
+    Ok(())
+}
+
+/// Every object in `namespace`, of every namespaced resource, as stored.
+pub(crate) async fn in_namespace(
+    shared: &Shared,
+    namespace: &str,
+) -> Result<Vec<(&'static Resource, berth_store::KeyValue)>, Status> {
+    let mut found = Vec::new();
     for resource in RESOURCES.iter().filter(|r| r.namespaced) {
         let prefix = format!("/registry/{}/{namespace}/", resource.plural);
         let listed = shared
@@ -646,12 +661,7 @@ async fn delete_namespace_contents(shared: &Shared, namespace: &str) -> Result<(
             .list(&prefix, "", 0, 0)
             .await
             .map_err(|e| Status::from_store(e, resource.plural, ""))?;
-        for kv in listed.items {
-            match shared.store.delete(&kv.key, 0).await {
-                Ok(_) | Err(berth_store::Error::NotFound(_)) => {}
-                Err(e) => return Err(Status::from_store(e, resource.plural, &kv.key)),
-            }
-        }
+        found.extend(listed.items.into_iter().map(|kv| (resource, kv)));
     }
-    Ok(())
+    Ok(found)
 }

@@ -15,7 +15,7 @@ use crate::auth::Identity;
 use crate::kinds::FieldValidation;
 use crate::managed::{self, Manager};
 use crate::objects;
-use crate::resources::{Place, RESOURCES, Resource};
+use crate::resources::{Place, Resource};
 use crate::status::Status;
 
 /// The part of an object a request addresses.
@@ -540,64 +540,56 @@ async fn settle_dependents(
     uid: &str,
     propagation: Propagation,
 ) -> Result<(), Status> {
-    for resource in RESOURCES.iter().filter(|r| r.namespaced) {
-        let prefix = format!("/registry/{}/{namespace}/", resource.plural);
-        let listed = shared
-            .store
-            .list(&prefix, "", 0, 0)
-            .await
-            .map_err(|e| Status::from_store(e, resource.plural, ""))?;
-        for kv in listed.items {
-            let Some(mut dependent) = objects::from_stored(&kv) else {
-                continue;
-            };
-            let Some(references) = dependent["metadata"]["ownerReferences"].as_array_mut() else {
-                continue;
-            };
-            let before = references.len();
-            references.retain(|r| r["uid"] != uid);
-            if references.len() == before {
-                continue;
+    for (resource, kv) in crate::resources::in_namespace(shared, namespace).await? {
+        let Some(mut dependent) = objects::from_stored(&kv) else {
+            continue;
+        };
+        let Some(references) = dependent["metadata"]["ownerReferences"].as_array_mut() else {
+            continue;
+        };
+        let before = references.len();
+        references.retain(|r| r["uid"] != uid);
+        if references.len() == before {
+            continue;
+        }
+        if references.is_empty()
+            && let Some(metadata) = dependent["metadata"].as_object_mut()
+        {
+            metadata.remove("ownerReferences");
+        }
+        let place = Place {
+            resource,
+            namespace: Some(namespace.to_string()),
+        };
+        let name = objects::name_of(&dependent).to_string();
+        let outcome = match propagation {
+            Propagation::Orphan => shared
+                .store
+                .update(
+                    &kv.key,
+                    serde_json::to_vec(&dependent).unwrap_or_default(),
+                    kv.mod_revision,
+                )
+                .await
+                .map(drop)
+                .map_err(|e| Status::from_store(e, resource.plural, &name)),
+            Propagation::Cascade => {
+                let options = DeleteOptions {
+                    // The server's own garbage collection.
+                    identity: Identity::Admin,
+                    propagation,
+                    grace_period: None,
+                    precondition_uid: None,
+                    precondition_revision: None,
+                    dry_run: false,
+                };
+                delete(shared, &place, &name, &options).await.map(drop)
             }
-            if references.is_empty()
-                && let Some(metadata) = dependent["metadata"].as_object_mut()
-            {
-                metadata.remove("ownerReferences");
-            }
-            let place = Place {
-                resource,
-                namespace: Some(namespace.to_string()),
-            };
-            let name = objects::name_of(&dependent).to_string();
-            let outcome = match propagation {
-                Propagation::Orphan => shared
-                    .store
-                    .update(
-                        &kv.key,
-                        serde_json::to_vec(&dependent).unwrap_or_default(),
-                        kv.mod_revision,
-                    )
-                    .await
-                    .map(drop)
-                    .map_err(|e| Status::from_store(e, resource.plural, &name)),
-                Propagation::Cascade => {
-                    let options = DeleteOptions {
-                        // The server's own garbage collection.
-                        identity: Identity::Admin,
-                        propagation,
-                        grace_period: None,
-                        precondition_uid: None,
-                        precondition_revision: None,
-                        dry_run: false,
-                    };
-                    delete(shared, &place, &name, &options).await.map(drop)
-                }
-            };
-            match outcome {
-                Ok(()) => {}
-                Err(status) if status.is_not_found() => {}
-                Err(status) => return Err(status),
-            }
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(status) if status.is_not_found() => {}
+            Err(status) => return Err(status),
         }
     }
     Ok(())

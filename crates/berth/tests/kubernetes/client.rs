@@ -311,6 +311,23 @@ async fn cascades(client: &Client) {
     assert!(orphan.owner_references().is_empty());
 }
 
+/// What kube-runtime's watcher gives before it says its initial state is complete.
+async fn initial_events(
+    api: &Api<ConfigMap>,
+    config: kube::runtime::watcher::Config,
+) -> Vec<kube::runtime::watcher::Event<ConfigMap>> {
+    let events = kube::runtime::watcher(api.clone(), config)
+        .take_while(|e| {
+            let done = matches!(e, Ok(kube::runtime::watcher::Event::InitDone));
+            async move { !done }
+        })
+        .try_collect::<Vec<_>>();
+    tokio::time::timeout(std::time::Duration::from_secs(10), events)
+        .await
+        .expect("the watcher's initial state within 10 s")
+        .unwrap()
+}
+
 /// A watch from a list's resourceVersion sees what happens after it, in order.
 async fn watches(api: &Api<ConfigMap>) {
     let listed = api.list(&ListParams::default()).await.unwrap();
@@ -340,16 +357,7 @@ async fn watches(api: &Api<ConfigMap>) {
     assert_eq!(seen, ["added watched", "deleted watched"]);
 
     // kube-runtime's watcher lists, then follows.
-    let events = kube::runtime::watcher(api.clone(), kube::runtime::watcher::Config::default())
-        .take_while(|e| {
-            let done = matches!(e, Ok(kube::runtime::watcher::Event::InitDone));
-            async move { !done }
-        })
-        .try_collect::<Vec<_>>();
-    let events = tokio::time::timeout(std::time::Duration::from_secs(10), events)
-        .await
-        .expect("the watcher's initial list within 10 s")
-        .unwrap();
+    let events = initial_events(api, kube::runtime::watcher::Config::default()).await;
     let initial = events
         .iter()
         .filter(|e| matches!(e, kube::runtime::watcher::Event::InitApply(_)))
@@ -358,16 +366,7 @@ async fn watches(api: &Api<ConfigMap>) {
 
     // Streaming lists: the initial objects as events, ended by a bookmark.
     let streaming = kube::runtime::watcher::Config::default().streaming_lists();
-    let events = kube::runtime::watcher(api.clone(), streaming)
-        .take_while(|e| {
-            let done = matches!(e, Ok(kube::runtime::watcher::Event::InitDone));
-            async move { !done }
-        })
-        .try_collect::<Vec<_>>();
-    let events = tokio::time::timeout(std::time::Duration::from_secs(10), events)
-        .await
-        .expect("the initial events' bookmark within 10 s")
-        .unwrap();
+    let events = initial_events(api, streaming).await;
     assert_eq!(
         events.len(),
         1 + listed.items.len(),
