@@ -13,6 +13,7 @@ mod cache;
 mod discovery;
 mod kinds;
 mod managed;
+mod metrics;
 mod objects;
 mod openapi;
 mod pki;
@@ -24,6 +25,7 @@ mod watch;
 mod writes;
 
 pub use auth::{client_kubeconfig, node_token};
+pub use metrics::{CPU_USAGE, MEMORY_USAGE};
 pub use pki::{Pki, issue_client_certificate};
 pub use resources::{RESOURCES, Resource};
 
@@ -125,6 +127,7 @@ pub async fn run(
     let router = discovery::routes()
         .merge(resources::routes())
         .merge(openapi::routes())
+        .merge(metrics::routes())
         .layer(axum::middleware::map_response(too_large_as_status))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(

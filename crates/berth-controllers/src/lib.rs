@@ -4,6 +4,7 @@
 //!
 //! Depends on nothing of ours: it reaches the cluster only through the Kubernetes API.
 
+pub mod autoscalers;
 pub mod collector;
 pub mod deployments;
 pub mod events;
@@ -32,6 +33,7 @@ pub async fn run_controller_manager(
                 replicasets::run(client.clone()),
                 deployments::run(client.clone()),
                 nodes::run(client.clone(), lifecycle),
+                autoscalers::run(client.clone()),
                 collector::run(client),
             );
         }

@@ -297,7 +297,9 @@ async fn bind(client: &Client, pod: &Pod, node: &str) {
 async fn report_unschedulable(client: &Client, pod: &Pod, message: &str) {
     let namespace = pod.namespace().unwrap_or_default();
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let condition = json!({"status": {"conditions": [{
+    // Only the version of the pod that was judged: if it was bound meanwhile (by another
+    // scheduler, or by hand), the patch fails instead of undoing that.
+    let condition = json!({"metadata": {"resourceVersion": pod.resource_version()}, "status": {"conditions": [{
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
         "message": message, "lastProbeTime": null, "lastTransitionTime": now,
     }]}});

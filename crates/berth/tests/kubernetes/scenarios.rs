@@ -268,6 +268,41 @@ fn deployments_roll_out_and_back(server: &Server) {
         "3"
     );
 
+    // Paused, a new template waits; resumed, it rolls out; a restart is one more revision.
+    server.kubectl_ok(&["rollout", "pause", "deployment/web"]);
+    server.kubectl_ok(&["set", "image", "deployment/web", "web=webapp:3"]);
+    server.kubectl_until(
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.metadata.generation}/{.status.observedGeneration}",
+        ],
+        LIMIT,
+        |text| text.split('/').next() == text.split('/').nth(1),
+    );
+    assert_eq!(
+        ready_web_pods(server),
+        ["webapp:1"; 3],
+        "a paused Deployment rolled out"
+    );
+    server.kubectl_ok(&["rollout", "resume", "deployment/web"]);
+    roll_out_keeping(server, 3);
+    assert_eq!(ready_web_pods(server), ["webapp:3"; 3]);
+    server.kubectl_ok(&["rollout", "restart", "deployment/web"]);
+    roll_out_keeping(server, 3);
+    assert_eq!(
+        server.kubectl_ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"
+        ]),
+        "5"
+    );
+
     // Deleting the Deployment removes its ReplicaSets and their pods.
     server.kubectl_ok(&["delete", "deployment", "web"]);
     server.kubectl_until(
@@ -330,12 +365,66 @@ fn pods_leave_a_silent_node(server: &Server) {
     server.kubectl_ok(&["delete", "deployment", "spread", "--wait=false"]);
 }
 
+/// Annotates every pod of `busy` with `usage` CPU until its Deployment declares
+/// `replicas` and has them ready.
+fn load_until(server: &Server, usage: &str, replicas: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let annotation = format!("metrics.berth.dev/cpu={usage}");
+    loop {
+        server.kubectl(&[
+            "annotate",
+            "pods",
+            "-l",
+            "app=busy",
+            "--overwrite",
+            &annotation,
+        ]);
+        let state = server.kubectl_ok(&[
+            "get",
+            "deployment",
+            "busy",
+            "-o",
+            "jsonpath={.spec.replicas}/{.status.readyReplicas}",
+        ]);
+        if state == format!("{replicas}/{replicas}") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "at {usage} the autoscaler did not reach {replicas}: {state}; {}",
+            server.kubectl_ok(&["get", "hpa", "busy", "-o", "jsonpath={.status}"])
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// An autoscaler scales 2 → 5 as CPU rises, and back to 2 when it falls.
+fn autoscalers_follow_the_load(server: &Server) {
+    let busy = server.write(
+        "busy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: busy\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: busy}\n  template:\n    metadata:\n      labels: {app: busy}\n    spec:\n      containers: [{name: c, image: busybox, resources: {requests: {cpu: 100m}}}]\n---\napiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: busy\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: busy}\n  minReplicas: 2\n  maxReplicas: 5\n  metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}\n  behavior:\n    scaleDown: {stabilizationWindowSeconds: 2}\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &busy]);
+    load_until(server, "50m", 2);
+    load_until(server, "200m", 5);
+    load_until(server, "10m", 2);
+    let utilization = server.kubectl_ok(&[
+        "get",
+        "hpa",
+        "busy",
+        "-o",
+        "jsonpath={.status.currentMetrics[0].resource.current.averageUtilization}",
+    ]);
+    assert_eq!(utilization, "10");
+}
+
 fn scenarios(server: &Server) {
     let _agent = server.simulated_nodes(3);
     simulated_nodes_run_their_pods(server);
     the_scheduler_places_pods_where_they_fit(server);
     replica_sets_keep_their_pods(server);
     deployments_roll_out_and_back(server);
+    autoscalers_follow_the_load(server);
 }
 
 /// Short grace periods, so a silent node is noticed in seconds.

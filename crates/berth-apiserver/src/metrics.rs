@@ -1,0 +1,166 @@
+//! metrics.k8s.io/v1beta1, as metrics-server serves it: each running pod's CPU and memory
+//! usage (PodMetrics), for the HorizontalPodAutoscaler and `kubectl top pod` (node
+//! metrics come with the real agent). Node agents report a pod's usage in its annotations
+//! [`CPU_USAGE`] and [`MEMORY_USAGE`] (the simulated agent lets tests set them), and
+//! this API reads them from the watch cache.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::Shared;
+use crate::auth::{Access, Identity};
+use crate::selectors::Selection;
+use crate::status::Status;
+
+/// The pod annotation carrying its CPU usage (`250m`).
+pub const CPU_USAGE: &str = "metrics.berth.dev/cpu";
+/// The pod annotation carrying its memory usage (`64Mi`).
+pub const MEMORY_USAGE: &str = "metrics.berth.dev/memory";
+
+const GROUP_VERSION: &str = "metrics.k8s.io/v1beta1";
+
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/apis/metrics.k8s.io/v1beta1/pods", get(all_pods))
+        .route(
+            "/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods",
+            get(namespace_pods),
+        )
+        .route(
+            "/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods/{name}",
+            get(one_pod),
+        )
+}
+
+type Params = Query<HashMap<String, String>>;
+
+/// The running pods under `prefix` the query selects, as the cache holds them.
+fn running_pods(
+    shared: &Shared,
+    prefix: &str,
+    query: &HashMap<String, String>,
+) -> Result<Vec<Value>, Status> {
+    let selection = Selection::parse(query)?;
+    let (entries, _) = shared.cache.list(prefix);
+    Ok(entries
+        .iter()
+        .filter(|e| selection.matches_entry(e))
+        .map(|e| e.object())
+        .filter(|pod| pod["status"]["phase"] == "Running")
+        .collect())
+}
+
+/// A pod's PodMetrics: its usage on its first container (agents report per pod).
+fn pod_metrics(pod: &Value) -> Value {
+    let annotations = &pod["metadata"]["annotations"];
+    let usage = json!({
+        "cpu": annotations[CPU_USAGE].as_str().unwrap_or("0"),
+        "memory": annotations[MEMORY_USAGE].as_str().unwrap_or("0"),
+    });
+    let containers: Vec<Value> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| {
+            let usage = if i == 0 {
+                usage.clone()
+            } else {
+                json!({"cpu": "0", "memory": "0"})
+            };
+            json!({"name": c["name"], "usage": usage})
+        })
+        .collect();
+    json!({
+        "kind": "PodMetrics",
+        "apiVersion": GROUP_VERSION,
+        "metadata": {
+            "name": pod["metadata"]["name"],
+            "namespace": pod["metadata"]["namespace"],
+            "labels": pod["metadata"]["labels"],
+            "creationTimestamp": crate::objects::rfc3339(std::time::SystemTime::now()),
+        },
+        "timestamp": crate::objects::rfc3339(std::time::SystemTime::now()),
+        "window": "10s",
+        "containers": containers,
+    })
+}
+
+fn list_of(kind: &str, items: Vec<Value>) -> Response {
+    let body = json!({"kind": kind, "apiVersion": GROUP_VERSION, "metadata": {}, "items": items});
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// A 403 unless `identity` may list or get `plural` metrics.
+fn allowed(identity: &Identity, verb: &'static str, plural: &'static str) -> Result<(), Status> {
+    let access = Access {
+        verb,
+        plural: "pods",
+        namespace: None,
+        name: None,
+    };
+    if identity.may(access) {
+        return Ok(());
+    }
+    Err(crate::auth::forbidden(
+        identity,
+        verb,
+        "metrics.k8s.io",
+        plural,
+        None,
+    ))
+}
+
+async fn all_pods(
+    State(shared): State<Arc<Shared>>,
+    Extension(identity): Extension<Identity>,
+    Query(query): Params,
+) -> Response {
+    let answer = allowed(&identity, "list", "pods")
+        .and_then(|()| running_pods(&shared, "/registry/pods/", &query));
+    match answer {
+        Ok(pods) => list_of("PodMetricsList", pods.iter().map(pod_metrics).collect()),
+        Err(status) => status.into_response(),
+    }
+}
+
+async fn namespace_pods(
+    State(shared): State<Arc<Shared>>,
+    Extension(identity): Extension<Identity>,
+    Path(namespace): Path<String>,
+    Query(query): Params,
+) -> Response {
+    let prefix = format!("/registry/pods/{namespace}/");
+    let answer =
+        allowed(&identity, "list", "pods").and_then(|()| running_pods(&shared, &prefix, &query));
+    match answer {
+        Ok(pods) => list_of("PodMetricsList", pods.iter().map(pod_metrics).collect()),
+        Err(status) => status.into_response(),
+    }
+}
+
+async fn one_pod(
+    State(shared): State<Arc<Shared>>,
+    Extension(identity): Extension<Identity>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    let prefix = format!("/registry/pods/{namespace}/");
+    let answer = allowed(&identity, "get", "pods")
+        .and_then(|()| running_pods(&shared, &prefix, &HashMap::new()))
+        .and_then(|pods| {
+            pods.into_iter()
+                .find(|p| p["metadata"]["name"] == name.as_str())
+                .ok_or_else(|| Status::not_found("pods.metrics.k8s.io", &name))
+        });
+    match answer {
+        Ok(pod) => (StatusCode::OK, axum::Json(pod_metrics(&pod))).into_response(),
+        Err(status) => status.into_response(),
+    }
+}

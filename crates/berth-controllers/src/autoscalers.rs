@@ -1,0 +1,201 @@
+//! The HorizontalPodAutoscaler controller (autoscaling/v2), with Kubernetes' algorithm:
+//! for each Resource metric with a Utilization target, the pods' usage (from
+//! metrics.k8s.io) over their requests gives the utilization; the desired count is
+//! `ceil(pods × utilization / target)` unless that ratio is within the 10% tolerance;
+//! the largest over the metrics wins, kept within minReplicas..maxReplicas. A scale down
+//! takes the highest recommendation of the stabilization window (300 s unless
+//! `behavior.scaleDown.stabilizationWindowSeconds` says otherwise), so a dip does not
+//! shed pods at once. The target is scaled through its `scale` subresource.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use crate::quantity::milli;
+use crate::watched::Watched;
+
+/// How often autoscalers look at their metrics.
+const PERIOD: Duration = Duration::from_secs(2);
+/// Ratios this close to 1 change nothing.
+const TOLERANCE: f64 = 0.1;
+/// The default scale-down stabilization window.
+const SCALE_DOWN_WINDOW: Duration = Duration::from_secs(300);
+
+/// Each autoscaler's recent recommendations.
+type Recommendations = HashMap<String, Vec<(Instant, i32)>>;
+
+/// Runs the controller until the client's watches end.
+pub async fn run(client: Client) {
+    let mut watched = Watched::default();
+    let autoscalers = watched
+        .cache(Api::<HorizontalPodAutoscaler>::all(client.clone()))
+        .await;
+    let mut recommendations = Recommendations::new();
+    loop {
+        for hpa in autoscalers.state() {
+            let history = recommendations
+                .entry(hpa.uid().unwrap_or_default())
+                .or_default();
+            if let Err(error) = reconcile(&client, &hpa, history).await {
+                tracing::debug!(%error, hpa = %hpa.name_any(), "autoscaling step failed");
+            }
+        }
+        tokio::time::sleep(PERIOD).await;
+        if !watched.next_change(Duration::ZERO).await {
+            return;
+        }
+    }
+}
+
+async fn reconcile(
+    client: &Client,
+    hpa: &HorizontalPodAutoscaler,
+    history: &mut Vec<(Instant, i32)>,
+) -> Result<(), kube::Error> {
+    let namespace = hpa.namespace().unwrap_or_default();
+    let Some(spec) = hpa.spec.as_ref() else {
+        return Ok(());
+    };
+    let reference = &spec.scale_target_ref;
+    let (group, version) = reference
+        .api_version
+        .as_deref()
+        .unwrap_or("apps/v1")
+        .split_once('/')
+        .unwrap_or(("", "v1"));
+    let kind = GroupVersionKind::gvk(group, version, &reference.kind);
+    let targets: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &namespace, &ApiResource::from_gvk(&kind));
+    let scale = targets.get_scale(&reference.name).await?;
+    let current = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
+    let selector = scale.status.and_then(|s| s.selector).unwrap_or_default();
+    let usage = usage(client, &namespace, &selector).await?;
+    let mut desired = None;
+    let mut current_metrics = Vec::new();
+    for metric in spec.metrics.iter().flatten() {
+        let Some(resource) = metric.resource.as_ref() else {
+            continue;
+        };
+        let Some(target) = resource.target.average_utilization else {
+            continue;
+        };
+        let key = resource.name.as_str();
+        let (used, requested, pods): (i128, i128, i32) = usage
+            .values()
+            .filter_map(|per| per.get(key).copied())
+            .fold((0, 0, 0), |(u, r, n), (used, requested)| {
+                (u + used, r + requested, n + 1)
+            });
+        if requested == 0 || pods == 0 {
+            continue;
+        }
+        let utilization = (100 * used / requested) as i32;
+        current_metrics.push(json!({"type": "Resource", "resource": {
+            "name": key, "current": {"averageUtilization": utilization}}}));
+        let ratio = f64::from(utilization) / f64::from(target.max(1));
+        let wanted = if (ratio - 1.0).abs() <= TOLERANCE {
+            current
+        } else {
+            (ratio * f64::from(pods)).ceil() as i32
+        };
+        desired = Some(desired.map_or(wanted, |d: i32| d.max(wanted)));
+    }
+    let Some(desired) = desired else {
+        return Ok(());
+    };
+    let desired = desired.clamp(spec.min_replicas.unwrap_or(1), spec.max_replicas);
+    let window = spec
+        .behavior
+        .as_ref()
+        .and_then(|b| b.scale_down.as_ref())
+        .and_then(|s| s.stabilization_window_seconds)
+        .map_or(SCALE_DOWN_WINDOW, |s| Duration::from_secs(s.max(0) as u64));
+    let now = Instant::now();
+    history.push((now, desired));
+    history.retain(|(at, _)| now.duration_since(*at) <= window);
+    // Scaling down: the highest recommendation of the window.
+    let stabilized = history.iter().map(|(_, d)| *d).max().unwrap_or(desired);
+    let decided = if desired < current {
+        stabilized.min(current)
+    } else {
+        desired
+    };
+    if decided != current {
+        let patch = json!({"spec": {"replicas": decided}});
+        targets
+            .patch_scale(
+                &reference.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        tracing::info!(hpa = %hpa.name_any(), from = current, to = decided, "scaled");
+    }
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &namespace);
+    let status = json!({"status": {
+        "currentReplicas": current,
+        "desiredReplicas": decided,
+        "currentMetrics": current_metrics,
+        "lastScaleTime": (decided != current).then(|| k8s_openapi::jiff::Timestamp::now().to_string()),
+    }});
+    api.patch_status(
+        &hpa.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&status),
+    )
+    .await
+    .map(drop)
+}
+
+/// Each selected pod's (usage, request) per resource, in millis, for the pods the
+/// metrics API reports.
+async fn usage(
+    client: &Client,
+    namespace: &str,
+    selector: &str,
+) -> Result<HashMap<String, HashMap<&'static str, (i128, i128)>>, kube::Error> {
+    let params = ListParams::default().labels(selector);
+    let metrics_kind = GroupVersionKind::gvk("metrics.k8s.io", "v1beta1", "PodMetrics");
+    let mut resource = ApiResource::from_gvk(&metrics_kind);
+    resource.plural = "pods".into();
+    let metrics: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let requests: HashMap<String, Pod> = pods
+        .list(&params)
+        .await?
+        .items
+        .into_iter()
+        .map(|p| (p.name_any(), p))
+        .collect();
+    let mut found = HashMap::new();
+    for sample in metrics.list(&params).await?.items {
+        let Some(pod) = requests.get(&sample.name_any()) else {
+            continue;
+        };
+        let mut per = HashMap::new();
+        for key in ["cpu", "memory"] {
+            let used: i128 = sample.data["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["usage"][key].as_str().and_then(milli))
+                .sum();
+            let requested: i128 = pod
+                .spec
+                .iter()
+                .flat_map(|s| &s.containers)
+                .filter_map(|c| c.resources.as_ref()?.requests.as_ref()?.get(key))
+                .filter_map(|q| milli(&q.0))
+                .sum();
+            per.insert(key, (used, requested));
+        }
+        found.insert(sample.name_any(), per);
+    }
+    Ok(found)
+}
