@@ -50,6 +50,8 @@ struct Room {
     cpu: (i128, i128),
     memory: (i128, i128),
     pods: (i128, i128),
+    /// CPU and memory as scoring counts them: requests left out count as the defaults.
+    scored: (i128, i128),
 }
 
 impl Room {
@@ -60,6 +62,16 @@ impl Room {
 
 /// CPU and memory requests of a pod, in millis.
 fn requests(pod: &Pod) -> (i128, i128) {
+    requests_at_least(pod, (0, 0))
+}
+
+/// What scoring counts a container as requesting when it requests nothing, as
+/// kube-scheduler's non-zero requests: 100 millicores and 200 MiB. Without them, pods
+/// that request nothing would all score alike and pile onto one node.
+const SCORING_DEFAULTS: (i128, i128) = (100, 200 * 1024 * 1024 * 1000);
+
+/// A pod's CPU and memory requests, in millis, each container's at least `floor`.
+fn requests_at_least(pod: &Pod, floor: (i128, i128)) -> (i128, i128) {
     let mut total = (0, 0);
     for container in pod.spec.iter().flat_map(|s| &s.containers) {
         let requests = container
@@ -72,8 +84,9 @@ fn requests(pod: &Pod) -> (i128, i128) {
                 .and_then(|q| milli(&q.0))
                 .unwrap_or(0)
         };
-        total.0 += get("cpu");
-        total.1 += get("memory");
+        let (cpu, memory) = (get("cpu"), get("memory"));
+        total.0 += if cpu == 0 { floor.0 } else { cpu };
+        total.1 += if memory == 0 { floor.1 } else { memory };
     }
     total
 }
@@ -89,7 +102,7 @@ fn allocatable(node: &Node, key: &str) -> i128 {
 
 /// Every node's room, from the pods bound to it that have not finished.
 fn rooms(nodes: &Store<Node>, pods: &Store<Pod>) -> Vec<Room> {
-    let mut used: HashMap<String, (i128, i128, i128)> = HashMap::new();
+    let mut used: HashMap<String, (i128, i128, i128, (i128, i128))> = HashMap::new();
     for pod in pods.state() {
         let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
             continue;
@@ -99,15 +112,23 @@ fn rooms(nodes: &Store<Node>, pods: &Store<Pod>) -> Vec<Room> {
             continue;
         }
         let (cpu, memory) = requests(&pod);
+        let scored = requests_at_least(&pod, SCORING_DEFAULTS);
         let entry = used.entry(node).or_default();
-        *entry = (entry.0 + cpu, entry.1 + memory, entry.2 + 1000);
+        *entry = (
+            entry.0 + cpu,
+            entry.1 + memory,
+            entry.2 + 1000,
+            (entry.3.0 + scored.0, entry.3.1 + scored.1),
+        );
     }
     nodes
         .state()
         .into_iter()
         .map(|node| {
-            let (cpu, memory, count) = used.get(&node.name_any()).copied().unwrap_or_default();
+            let (cpu, memory, count, scored) =
+                used.get(&node.name_any()).copied().unwrap_or_default();
             Room {
+                scored,
                 cpu: (cpu, allocatable(&node, "cpu")),
                 memory: (memory, allocatable(&node, "memory")),
                 pods: (count, allocatable(&node, "pods")),
@@ -180,8 +201,10 @@ fn tolerates(toleration: &k8s_openapi::api::core::v1::Toleration, taint: &Taint)
     }
 }
 
-/// How full the node would be with the pod: lower is better (least allocated).
+/// How full the node would be with the pod, by scoring requests: lower is better
+/// (least allocated).
 fn fullness(room: &Room, (cpu, memory): (i128, i128)) -> f64 {
+    let (cpu_total, memory_total) = (room.cpu.1, room.memory.1);
     let fraction = |(used, total): (i128, i128), more: i128| {
         if total <= 0 {
             1.0
@@ -189,7 +212,7 @@ fn fullness(room: &Room, (cpu, memory): (i128, i128)) -> f64 {
             (used + more) as f64 / total as f64
         }
     };
-    fraction(room.cpu, cpu) + fraction(room.memory, memory)
+    fraction((room.scored.0, cpu_total), cpu) + fraction((room.scored.1, memory_total), memory)
 }
 
 fn pending(pod: &Pod) -> bool {
@@ -216,13 +239,14 @@ async fn schedule_pending(
     for pod in waiting {
         let uid = pod.uid().unwrap_or_default();
         let demand = requests(&pod);
+        let scored = requests_at_least(&pod, SCORING_DEFAULTS);
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         let mut best: Option<(f64, usize)> = None;
         for (index, room) in rooms.iter().enumerate() {
             match unfit(room, &pod, demand) {
                 Some(reason) => *reasons.entry(reason).or_default() += 1,
                 None => {
-                    let score = fullness(room, demand);
+                    let score = fullness(room, scored);
                     if best.is_none_or(|(b, _)| score < b) {
                         best = Some((score, index));
                     }
@@ -235,6 +259,7 @@ async fn schedule_pending(
                 room.cpu.0 += demand.0;
                 room.memory.0 += demand.1;
                 room.pods.0 += 1000;
+                room.scored = (room.scored.0 + scored.0, room.scored.1 + scored.1);
                 reported.remove(&uid);
                 placed.push((pod, room.name()));
             }

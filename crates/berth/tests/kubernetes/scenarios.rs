@@ -66,6 +66,30 @@ fn scheduling_failures(server: &Server, name: &str) -> String {
 }
 
 fn the_scheduler_places_pods_where_they_fit(server: &Server) {
+    // Pods that request nothing still spread: scoring counts them at the defaults.
+    for name in ["even-0", "even-1", "even-2"] {
+        let manifest = server.write(
+            &format!("{name}.yaml"),
+            &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{even: \"yes\"}}\nspec:\n  containers: [{{name: c, image: busybox}}]\n"),
+        );
+        server.kubectl_ok(&["apply", "-f", &manifest]);
+    }
+    let nodes = server.kubectl_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "even=yes",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ],
+        LIMIT,
+        |text| text.split_whitespace().count() == 3,
+    );
+    let distinct: std::collections::HashSet<&str> = nodes.split_whitespace().collect();
+    assert_eq!(distinct.len(), 3, "not spread: {nodes}");
+    server.kubectl_ok(&["delete", "pods", "-l", "even=yes", "--wait=false"]);
+
     server.kubectl_ok(&["apply", "-f", &pod(server, "small", "100m", "")]);
     let placed = server.kubectl_until(
         &[
