@@ -70,6 +70,18 @@ async fn group_resources(
         }))
         .into_response();
     }
+    if (group.as_str(), version.as_str()) == METRICS {
+        return Json(json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": "metrics.k8s.io/v1beta1",
+            "resources": [{
+                "name": "pods", "singularName": "", "namespaced": true,
+                "kind": "PodMetrics", "verbs": ["get", "list"],
+            }],
+        }))
+        .into_response();
+    }
     if !group_versions().contains(&(group.as_str(), version.as_str())) {
         return crate::status::Status::new(
             axum::http::StatusCode::NOT_FOUND,
@@ -113,10 +125,14 @@ fn resource_list(group: &str, version: &str) -> Value {
 /// The group of access reviews, which is not stored: `kubectl auth can-i` asks it.
 const AUTHORIZATION: (&str, &str) = ("authorization.k8s.io", "v1");
 
+/// The group of resource usage (crate::metrics), which is not stored either: `kubectl
+/// top` looks for it.
+const METRICS: (&str, &str) = ("metrics.k8s.io", "v1beta1");
+
 async fn groups() -> Json<Value> {
     let groups: Vec<Value> = group_versions()
         .into_iter()
-        .chain([AUTHORIZATION])
+        .chain([AUTHORIZATION, METRICS])
         .map(|(group, version)| {
             let version = json!({"groupVersion": format!("{group}/{version}"), "version": version});
             json!({"name": group, "versions": [version], "preferredVersion": version})

@@ -440,6 +440,13 @@ fn autoscalers_follow_the_load(server: &Server) {
         "jsonpath={.status.currentMetrics[0].resource.current.averageUtilization}",
     ]);
     assert_eq!(utilization, "10");
+    let top = server.kubectl_ok(&["top", "pod", "-l", "app=busy", "--no-headers"]);
+    assert_eq!(top.lines().count(), 2, "{top}");
+    assert!(
+        top.lines()
+            .all(|l| l.split_whitespace().nth(1) == Some("10m")),
+        "{top}"
+    );
 }
 
 fn scenarios(server: &Server) {
