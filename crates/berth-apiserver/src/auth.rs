@@ -87,25 +87,11 @@ pub(crate) fn kubeconfig(pki: &Pki, (user, token): (&str, &str), bind: SocketAdd
         bind.to_string()
     };
     let ca = base64::engine::general_purpose::STANDARD.encode(&pki.ca);
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: berth
-  cluster:
-    server: https://{host}
-    certificate-authority-data: {ca}
-users:
-- name: {user}
-  user:
-    token: {token}
-contexts:
-- name: berth
-  context:
-    cluster: berth
-    user: {user}
-current-context: berth
-"
+    config_text(
+        &format!("https://{host}"),
+        &ca,
+        user,
+        &format!("token: {token}"),
     )
 }
 
@@ -124,7 +110,23 @@ pub fn client_kubeconfig(data_dir: &Path, user: &str, group: Option<&str>) -> Re
             .unwrap_or_default()
     };
     let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
-    Ok(format!(
+    let credentials = format!(
+        "client-certificate-data: {}\n    client-key-data: {}",
+        encode(&cert),
+        encode(&key)
+    );
+    Ok(config_text(
+        &line("server: "),
+        &line("certificate-authority-data: "),
+        user,
+        &credentials,
+    ))
+}
+
+/// The one kubeconfig layout every kubeconfig here uses: cluster `berth` at `server`
+/// trusting `ca` (base64), and `user` with its `credentials` lines.
+fn config_text(server: &str, ca: &str, user: &str, credentials: &str) -> String {
+    format!(
         "apiVersion: v1
 kind: Config
 clusters:
@@ -135,20 +137,15 @@ clusters:
 users:
 - name: {user}
   user:
-    client-certificate-data: {cert}
-    client-key-data: {key}
+    {credentials}
 contexts:
 - name: berth
   context:
     cluster: berth
     user: {user}
 current-context: berth
-",
-        server = line("server: "),
-        ca = line("certificate-authority-data: "),
-        cert = encode(&cert),
-        key = encode(&key),
-    ))
+"
+    )
 }
 
 /// Lets through requests with a known bearer token; health probes need none, as with

@@ -299,10 +299,6 @@ fn default_template(template: &mut PodTemplateSpec) {
     }
 }
 
-fn percent(value: &str) -> Option<IntOrString> {
-    Some(IntOrString::String(value.to_string()))
-}
-
 impl Schema for Namespace {
     const HAS_STATUS: bool = true;
     fn default_fields(&mut self) {
@@ -422,9 +418,10 @@ impl Schema for Deployment {
         if strategy.type_.as_deref() == Some("RollingUpdate") {
             let rolling = strategy.rolling_update.get_or_insert_default();
             set_default(&mut rolling.max_surge, IntOrString::String("25%".into()));
-            if rolling.max_unavailable.is_none() {
-                rolling.max_unavailable = percent("25%");
-            }
+            set_default(
+                &mut rolling.max_unavailable,
+                IntOrString::String("25%".into()),
+            );
         }
         default_template(&mut spec.template);
     }

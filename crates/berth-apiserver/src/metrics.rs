@@ -98,8 +98,8 @@ fn list_of(kind: &str, items: Vec<Value>) -> Response {
     (StatusCode::OK, axum::Json(body)).into_response()
 }
 
-/// A 403 unless `identity` may list or get `plural` metrics.
-fn allowed(identity: &Identity, verb: &'static str, plural: &'static str) -> Result<(), Status> {
+/// A 403 unless `identity` may `verb` pods, whose metrics these are.
+fn allowed(identity: &Identity, verb: &'static str) -> Result<(), Status> {
     let access = Access {
         verb,
         plural: "pods",
@@ -113,9 +113,22 @@ fn allowed(identity: &Identity, verb: &'static str, plural: &'static str) -> Res
         identity,
         verb,
         "metrics.k8s.io",
-        plural,
+        "pods",
         None,
     ))
+}
+
+/// The PodMetricsList of the running pods under `prefix` the query selects.
+fn list(
+    shared: &Shared,
+    identity: &Identity,
+    prefix: &str,
+    query: &HashMap<String, String>,
+) -> Response {
+    match allowed(identity, "list").and_then(|()| running_pods(shared, prefix, query)) {
+        Ok(pods) => list_of("PodMetricsList", pods.iter().map(pod_metrics).collect()),
+        Err(status) => status.into_response(),
+    }
 }
 
 async fn all_pods(
@@ -123,12 +136,7 @@ async fn all_pods(
     Extension(identity): Extension<Identity>,
     Query(query): Params,
 ) -> Response {
-    let answer = allowed(&identity, "list", "pods")
-        .and_then(|()| running_pods(&shared, "/registry/pods/", &query));
-    match answer {
-        Ok(pods) => list_of("PodMetricsList", pods.iter().map(pod_metrics).collect()),
-        Err(status) => status.into_response(),
-    }
+    list(&shared, &identity, "/registry/pods/", &query)
 }
 
 async fn namespace_pods(
@@ -137,13 +145,12 @@ async fn namespace_pods(
     Path(namespace): Path<String>,
     Query(query): Params,
 ) -> Response {
-    let prefix = format!("/registry/pods/{namespace}/");
-    let answer =
-        allowed(&identity, "list", "pods").and_then(|()| running_pods(&shared, &prefix, &query));
-    match answer {
-        Ok(pods) => list_of("PodMetricsList", pods.iter().map(pod_metrics).collect()),
-        Err(status) => status.into_response(),
-    }
+    list(
+        &shared,
+        &identity,
+        &format!("/registry/pods/{namespace}/"),
+        &query,
+    )
 }
 
 async fn one_pod(
@@ -152,7 +159,7 @@ async fn one_pod(
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
     let prefix = format!("/registry/pods/{namespace}/");
-    let answer = allowed(&identity, "get", "pods")
+    let answer = allowed(&identity, "get")
         .and_then(|()| running_pods(&shared, &prefix, &HashMap::new()))
         .and_then(|pods| {
             pods.into_iter()
