@@ -8,6 +8,7 @@ pub mod autoscalers;
 pub mod collector;
 pub mod deployments;
 pub mod events;
+mod labels;
 pub mod leader;
 pub mod nodes;
 mod quantity;

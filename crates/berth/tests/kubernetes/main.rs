@@ -7,5 +7,6 @@ mod client;
 mod durability;
 mod failover;
 mod kubectl;
+mod placement;
 mod scenarios;
 mod server;
