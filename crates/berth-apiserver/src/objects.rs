@@ -406,7 +406,20 @@ fn columns(kind: &str) -> &'static [&'static str] {
         "Service" => &["Type", "Cluster-IP", "External-IP", "Port(s)"],
         "Node" => &["Status", "Roles", "Version"],
         "PriorityClass" => &["Value", "Global-Default"],
+        "Endpoints" => &["Endpoints"],
+        "EndpointSlice" => &["AddressType", "Ports", "Endpoints"],
         _ => &[],
+    }
+}
+
+/// Up to three items joined by commas and how many more, as kubectl prints endpoints:
+/// `10.0.0.1:80,10.0.0.2:80,10.0.0.3:80 + 2 more...`, `<none>` for none.
+fn first_three(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    match items.len() {
+        0 => "<none>".into(),
+        1..=3 => items.join(","),
+        more => format!("{} + {} more...", items[..3].join(","), more - 3),
     }
 }
 
@@ -447,6 +460,52 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
         ("ReplicaSet", "Desired") => json!(spec["replicas"].as_i64().unwrap_or(1)),
         ("ReplicaSet", "Current") => json!(count(&status["replicas"])),
         ("ReplicaSet", "Ready") => json!(count(&status["readyReplicas"])),
+        ("Endpoints", "Endpoints") => json!(first_three(
+            object["subsets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|subset| {
+                    let ports: Vec<i64> = subset["ports"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|p| count(&p["port"]))
+                        .collect();
+                    let ips: Vec<String> = subset["addresses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a["ip"].as_str().map(str::to_string))
+                        .collect();
+                    ips.into_iter().flat_map(move |ip| {
+                        let ports = if ports.is_empty() {
+                            vec![None]
+                        } else {
+                            ports.iter().copied().map(Some).collect()
+                        };
+                        ports
+                            .into_iter()
+                            .map(move |p| p.map_or(ip.clone(), |p| format!("{ip}:{p}")))
+                    })
+                })
+        )),
+        ("EndpointSlice", "AddressType") => object["addressType"].clone(),
+        ("EndpointSlice", "Ports") => json!(first_three(
+            object["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| count(&p["port"]).to_string())
+        )),
+        ("EndpointSlice", "Endpoints") => json!(first_three(
+            object["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+                .filter_map(|a| a.as_str().map(str::to_string))
+        )),
         ("PriorityClass", "Value") => json!(count(&object["value"])),
         ("PriorityClass", "Global-Default") => json!(object["globalDefault"] == json!(true)),
         ("Service", "Type") => json!(spec["type"].as_str().unwrap_or("ClusterIP")),

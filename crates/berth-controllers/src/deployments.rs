@@ -314,6 +314,24 @@ async fn prune_history(
     Ok(())
 }
 
+/// Whether the rollout has made no progress for `deadline` seconds: its Progressing
+/// condition was last updated (on the last change of counts) that long ago.
+fn out_of_time(
+    conditions: &[k8s_openapi::api::apps::v1::DeploymentCondition],
+    deadline: Option<i32>,
+) -> bool {
+    let Some(deadline) = deadline else {
+        return false;
+    };
+    let since = conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .and_then(|c| c.last_update_time.as_ref());
+    since.is_some_and(|since| {
+        k8s_openapi::jiff::Timestamp::now().as_second() - since.0.as_second() >= i64::from(deadline)
+    })
+}
+
 /// The deployment's status from its sets, written only when it changed.
 async fn report(
     client: &Client,
@@ -361,15 +379,32 @@ async fn report(
         ),
         (_, None) => ("DeploymentPaused", "Deployment is paused".to_string()),
     };
+    let counts_unchanged = previous.replicas == Some(replicas)
+        && previous.updated_replicas == Some(updated)
+        && previous.ready_replicas == Some(ready)
+        && previous.available_replicas == Some(available_count);
+    let stalled = !complete
+        && counts_unchanged
+        && new.is_some()
+        && (condition_is("Progressing", "ProgressDeadlineExceeded")
+            || out_of_time(&conditions, spec.progress_deadline_seconds));
+    let (progress_status, progress_reason, progress_message) = match new {
+        Some(set) if stalled => (
+            "False",
+            "ProgressDeadlineExceeded",
+            format!(
+                "ReplicaSet \"{}\" has timed out progressing.",
+                set.name_any()
+            ),
+        ),
+        _ => ("True", progress_reason, progress_message),
+    };
     let available_reason = if available_count >= desired - unavailable {
         "MinimumReplicasAvailable"
     } else {
         "MinimumReplicasUnavailable"
     };
-    let unchanged = previous.replicas == Some(replicas)
-        && previous.updated_replicas == Some(updated)
-        && previous.ready_replicas == Some(ready)
-        && previous.available_replicas == Some(available_count)
+    let unchanged = counts_unchanged
         && previous.observed_generation == deployment.metadata.generation
         && condition_is("Progressing", progress_reason)
         && condition_is("Available", available_reason);
@@ -395,7 +430,7 @@ async fn report(
         "observedGeneration": deployment.metadata.generation,
         "conditions": [
             condition("Available", available_status, available_reason, "Deployment has minimum availability."),
-            condition("Progressing", "True", progress_reason, &progress_message),
+            condition("Progressing", progress_status, progress_reason, &progress_message),
         ],
     }});
     let api: Api<Deployment> =

@@ -7,6 +7,7 @@
 pub mod autoscalers;
 pub mod collector;
 pub mod deployments;
+pub mod endpoints;
 pub mod events;
 mod labels;
 pub mod leader;
@@ -35,6 +36,7 @@ pub async fn run_controller_manager(
                 deployments::run(client.clone()),
                 nodes::run(client.clone(), lifecycle),
                 autoscalers::run(client.clone()),
+                endpoints::run(client.clone()),
                 collector::run(client),
             );
         }

@@ -64,6 +64,27 @@ pub(crate) fn ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// Whether the pod has been ready for `min_ready_seconds` by `now`: what Kubernetes
+/// calls available, so a pod that crashes right after starting does not count.
+pub(crate) fn available(
+    pod: &Pod,
+    min_ready_seconds: i32,
+    now: k8s_openapi::jiff::Timestamp,
+) -> bool {
+    let since = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
+        .map(|c| c.last_transition_time.as_ref().map(|t| t.0));
+    match since {
+        None => false,
+        Some(_) if min_ready_seconds <= 0 => true,
+        Some(None) => false,
+        Some(Some(since)) => now.as_second() - since.as_second() >= i64::from(min_ready_seconds),
+    }
+}
+
 /// The objects of `store` that `owner` controls.
 pub(crate) fn owned_by<O, K>(owner: &O, store: &Store<K>) -> Vec<std::sync::Arc<K>>
 where
@@ -166,12 +187,22 @@ async fn report(
 ) -> Result<(), kube::Error> {
     let counted: Vec<_> = owned.iter().filter(|p| active(p)).collect();
     let ready_count = counted.iter().filter(|p| ready(p)).count() as i32;
+    let min_ready = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0);
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let available_count = counted
+        .iter()
+        .filter(|p| available(p, min_ready, now))
+        .count() as i32;
     let replicas = counted.len() as i32;
     let status = set.status.clone().unwrap_or_default();
     let generation = set.metadata.generation;
     if status.replicas == replicas
         && status.ready_replicas.unwrap_or(0) == ready_count
-        && status.available_replicas.unwrap_or(0) == ready_count
+        && status.available_replicas.unwrap_or(0) == available_count
         && status.observed_generation == generation
     {
         return Ok(());
@@ -182,7 +213,7 @@ async fn report(
         "replicas": replicas,
         "fullyLabeledReplicas": replicas,
         "readyReplicas": ready_count,
-        "availableReplicas": ready_count,
+        "availableReplicas": available_count,
         "observedGeneration": generation,
     }});
     api.patch_status(

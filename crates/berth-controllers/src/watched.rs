@@ -30,7 +30,8 @@ impl Drop for Watched {
 }
 
 impl Watched {
-    /// A cache of everything `api` lists, filled once its initial list is in.
+    /// A cache of everything `api` lists, filled once its initial list is in. Deletions
+    /// wake the controller too: removing an object is as much a change to act on.
     pub(crate) async fn cache<K>(&mut self, api: Api<K>) -> Store<K>
     where
         K: kube::Resource<DynamicType = ()>
@@ -43,7 +44,7 @@ impl Watched {
     {
         let (store, writer) = reflector::store::<K>();
         let changes = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-            .applied_objects();
+            .touched_objects();
         let changed = Arc::clone(&self.changed);
         let feeder = tokio::spawn(async move {
             let mut changes = std::pin::pin!(changes);

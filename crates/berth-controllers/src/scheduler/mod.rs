@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::Store;
@@ -56,9 +57,9 @@ pub async fn run(client: Client) {
         pods: watched.cache(Api::<Pod>::all(client.clone())).await,
         namespaces: watched.cache(Api::<Namespace>::all(client.clone())).await,
     };
-    let mut reported: HashMap<String, String> = HashMap::new();
+    let mut memory = Memory::default();
     loop {
-        schedule_pending(&client, &caches, &mut reported).await;
+        schedule_pending(&client, &caches, &mut memory).await;
         if !watched.next_change(RETRY).await {
             return;
         }
@@ -75,6 +76,17 @@ fn pending(pod: &Pod) -> bool {
         && pod.metadata.deletion_timestamp.is_none()
 }
 
+/// What the scheduler keeps between passes.
+#[derive(Default)]
+struct Memory {
+    /// The last unschedulable message given each pod (by uid), so it is not repeated.
+    reported: HashMap<String, String>,
+    /// Pods bound (by uid) whose binding the pod cache does not show yet, and their
+    /// nodes — kube-scheduler's assumed pods. Without them a pass right after a binding
+    /// would see the node without the pod and could overfill it.
+    assumed: HashMap<String, String>,
+}
+
 /// What became of one pod in a pass.
 enum Outcome {
     Placed(usize),
@@ -83,23 +95,19 @@ enum Outcome {
 }
 
 /// One pass: every pending pod placed where it fits best, or told why it cannot be.
-async fn schedule_pending(
-    client: &Client,
-    caches: &Caches,
-    reported: &mut HashMap<String, String>,
-) {
-    let mut nodes = snapshot::take(&caches.nodes, &caches.pods);
+async fn schedule_pending(client: &Client, caches: &Caches, memory: &mut Memory) {
+    let all = caches.pods.state();
+    forget_confirmed(&mut memory.assumed, &all);
+    let mut nodes = snapshot::take(&caches.nodes, &all, &memory.assumed);
     let namespaces: NamespaceLabels = caches
         .namespaces
         .state()
         .iter()
         .map(|n| (n.name_any(), n.metadata.labels.clone()))
         .collect();
-    let mut waiting: Vec<_> = caches
-        .pods
-        .state()
+    let mut waiting: Vec<_> = all
         .into_iter()
-        .filter(|p| pending(p))
+        .filter(|p| pending(p) && !memory.assumed.contains_key(&p.uid().unwrap_or_default()))
         .collect();
     waiting.sort_by_key(|p| {
         (
@@ -112,7 +120,7 @@ async fn schedule_pending(
         let uid = pod.uid().unwrap_or_default();
         match decide(&nodes, &pod, &namespaces) {
             Outcome::Placed(index) => {
-                reported.remove(&uid);
+                memory.reported.remove(&uid);
                 let node = nodes[index].name();
                 nodes[index].add(bound_copy(&pod, &node));
                 placed.push((pod, node));
@@ -121,7 +129,7 @@ async fn schedule_pending(
                 nodes[preemption.node].reserve(&snapshot::Demand::of(&pod));
                 let node = nodes[preemption.node].name();
                 preempt(client, &pod, &node, &preemption.victims).await;
-                report_once(client, &pod, message, reported).await;
+                report_once(client, &pod, message, &mut memory.reported).await;
             }
             Outcome::Unschedulable(message) => {
                 if let Some(index) =
@@ -129,20 +137,36 @@ async fn schedule_pending(
                 {
                     nodes[index].reserve(&snapshot::Demand::of(&pod));
                 }
-                report_once(client, &pod, message, reported).await;
+                report_once(client, &pod, message, &mut memory.reported).await;
             }
         }
     }
     // Bindings go out together; one that fails is tried again in the next pass, from
     // what the cache then says.
-    futures_util::StreamExt::for_each_concurrent(
-        futures_util::stream::iter(placed),
-        BINDINGS_IN_FLIGHT,
-        |(pod, node)| async move {
-            bind(client, &pod, &node).await;
-        },
-    )
-    .await;
+    let bound: Vec<(String, String)> = stream::iter(placed)
+        .map(|(pod, node)| async move {
+            bind(client, &pod, &node)
+                .await
+                .then(|| (pod.uid().unwrap_or_default(), node))
+        })
+        .buffer_unordered(BINDINGS_IN_FLIGHT)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    memory.assumed.extend(bound);
+}
+
+/// Forgets the assumed pods the cache now shows bound, or no longer has.
+fn forget_confirmed(assumed: &mut HashMap<String, String>, pods: &[Arc<Pod>]) {
+    if assumed.is_empty() {
+        return;
+    }
+    let unbound: std::collections::HashSet<String> = pods
+        .iter()
+        .filter(|p| snapshot::node_of(p).is_none())
+        .filter_map(|p| p.uid())
+        .collect();
+    assumed.retain(|uid, _| unbound.contains(uid));
 }
 
 /// Where the pod goes, or why it cannot go anywhere yet.
@@ -252,8 +276,9 @@ async fn preempt(client: &Client, pod: &Pod, node: &str, victims: &[Arc<Pod>]) {
     }
 }
 
-/// Binds the pod to the node; a failure (the pod bound meanwhile, or gone) is logged.
-async fn bind(client: &Client, pod: &Pod, node: &str) {
+/// Binds the pod to the node, saying whether it worked; a failure (the pod bound
+/// meanwhile, or gone) is logged and the pod tried again in a later pass.
+async fn bind(client: &Client, pod: &Pod, node: &str) -> bool {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     let binding = json!({
         "apiVersion": "v1", "kind": "Binding",
@@ -268,8 +293,12 @@ async fn bind(client: &Client, pod: &Pod, node: &str) {
             &binding,
         )
         .await;
-    if let Err(error) = bound {
-        tracing::debug!(%error, pod = %pod.name_any(), "binding failed");
+    match bound {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::debug!(%error, pod = %pod.name_any(), "binding failed");
+            false
+        }
     }
 }
 

@@ -255,20 +255,29 @@ pub(crate) fn node_of(pod: &Pod) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
-/// Every node with the pods bound to it, in the caches' order.
-pub(crate) fn take(nodes: &Store<Node>, pods: &Store<Pod>) -> Vec<NodeInfo> {
+/// Every node with the pods bound to it, in the caches' order — counting the pods
+/// `assumed` bound (uid → node) that the cache does not show bound yet.
+pub(crate) fn take(
+    nodes: &Store<Node>,
+    pods: &[Arc<Pod>],
+    assumed: &HashMap<String, String>,
+) -> Vec<NodeInfo> {
     let mut infos: Vec<NodeInfo> = nodes.state().into_iter().map(NodeInfo::new).collect();
     let index: HashMap<String, usize> = infos
         .iter()
         .enumerate()
         .map(|(i, info)| (info.name(), i))
         .collect();
-    for pod in pods.state() {
-        let Some(&at) = node_of(&pod).and_then(|node| index.get(node)) else {
+    for pod in pods {
+        let node = node_of(pod).or_else(|| {
+            let uid = pod.uid()?;
+            assumed.get(&uid).map(String::as_str)
+        });
+        let Some(&at) = node.and_then(|node| index.get(node)) else {
             continue;
         };
-        if occupies(&pod) {
-            infos[at].add(pod);
+        if occupies(pod) {
+            infos[at].add(Arc::clone(pod));
         }
     }
     infos

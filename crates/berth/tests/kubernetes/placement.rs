@@ -125,17 +125,17 @@ fn affinities_are_honoured(server: &Server) {
 }
 
 fn spread_and_ports_are_honoured(server: &Server) {
-    // Zone a is one node, zone b two: six pods spread evenly over the zones put three
+    // Zone a is one node, zone b two (labelled at the start: the scheduler's node and
+    // pod caches are separate watches): six pods spread evenly over the zones put three
     // on the lone node, where least-allocated alone would put two.
-    server.kubectl_ok(&["label", "node", "sim-0", "zone=a"]);
-    server.kubectl_ok(&["label", "node", "sim-1", "sim-2", "zone=b"]);
     let spread = "  topologySpreadConstraints:\n  - {maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: spread}}}\n";
     let set: Vec<_> = named("spread", 6)
         .into_iter()
         .map(|n| (n, "app: spread", spread))
         .collect();
     server.kubectl_ok(&["apply", "-f", &pods(server, "spread.yaml", &set)]);
-    assert_eq!(nodes_of(server, "app=spread", 6).get("sim-0"), Some(&3));
+    let spread = nodes_of(server, "app=spread", 6);
+    assert_eq!(spread.get("sim-0"), Some(&3), "{spread:?}");
     server.kubectl_ok(&["delete", "pods", "-l", "app=spread", "--wait=false"]);
 
     let port = "  nodeSelector: {kubernetes.io/hostname: sim-2}\n  hostNetwork: false\n";
@@ -239,6 +239,8 @@ fn placement(server: &Server) {
     server.kubectl_until(&["get", "nodes", "--no-headers"], LIMIT, |text| {
         text.lines().filter(|l| l.contains(" Ready ")).count() == 3
     });
+    server.kubectl_ok(&["label", "node", "sim-0", "zone=a"]);
+    server.kubectl_ok(&["label", "node", "sim-1", "sim-2", "zone=b"]);
     affinities_are_honoured(server);
     spread_and_ports_are_honoured(server);
     priority_preempts(server);

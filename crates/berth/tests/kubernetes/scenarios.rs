@@ -214,6 +214,54 @@ fn replica_sets_keep_their_pods(server: &Server) {
     );
 }
 
+/// The addresses `kubectl get endpoints NAME` shows, once `wanted` says they are right.
+fn endpoints_until(server: &Server, name: &str, wanted: impl Fn(&str) -> bool) -> String {
+    server.kubectl_until(&["get", "endpoints", name, "--no-headers"], LIMIT, |row| {
+        row.split_whitespace().nth(1).is_some_and(&wanted)
+    })
+}
+
+fn services_follow_their_pods(server: &Server) {
+    let manifest = server.write(
+        "backend.yaml",
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: backend\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: backend}\n  template:\n    metadata:\n      labels: {app: backend}\n    spec:\n      containers: [{name: c, image: busybox, ports: [{name: http, containerPort: 8080}]}]\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: backend\nspec:\n  selector: {app: backend}\n  ports: [{name: web, port: 80, targetPort: http}]\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &manifest]);
+    let two = |text: &str| text.split(',').filter(|a| a.ends_with(":8080")).count() == 2;
+    let row = endpoints_until(server, "backend", two);
+    let ips: Vec<&str> = row.split_whitespace().nth(1).unwrap().split(',').collect();
+    assert!(ips.iter().all(|a| a.starts_with("10.")), "{row}");
+    let slice = server.kubectl_until(
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=backend",
+            "-o",
+            "jsonpath={.items[*].endpoints[*].conditions.ready} {.items[*].ports[*].port}",
+        ],
+        LIMIT,
+        |text| text == "true true 8080",
+    );
+    assert_eq!(slice, "true true 8080");
+
+    // Three pods, then none: the addresses follow.
+    server.kubectl_ok(&["scale", "rs", "backend", "--replicas=3"]);
+    endpoints_until(server, "backend", |text| text.split(',').count() == 3);
+    server.kubectl_ok(&["scale", "rs", "backend", "--replicas=0"]);
+    endpoints_until(server, "backend", |text| text == "<none>");
+
+    // The Service gone, its Endpoints and slice go too.
+    server.kubectl_ok(&["delete", "service", "backend"]);
+    server.kubectl_until(&["get", "endpoints", "-o", "name"], LIMIT, |text| {
+        !text.contains("backend")
+    });
+    server.kubectl_until(&["get", "endpointslices", "-o", "name"], LIMIT, |text| {
+        !text.contains("backend")
+    });
+    server.kubectl_ok(&["delete", "rs", "backend"]);
+}
+
 /// Ready pods of the `web` Deployment that are not being deleted, and their images.
 fn ready_web_pods(server: &Server) -> Vec<String> {
     let listed = server.kubectl_ok(&[
@@ -337,6 +385,59 @@ fn deployments_roll_out_and_back(server: &Server) {
 }
 
 /// A node that stops heartbeating loses its pods to the others.
+/// A Deployment of `replicas` pods requesting `cpu`, with `extra` spec lines.
+fn deployment(server: &Server, name: &str, cpu: &str, extra: &str) -> String {
+    server.write(
+        &format!("{name}.yaml"),
+        &format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n{extra}  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers: [{{name: c, image: busybox, resources: {{requests: {{cpu: \"{cpu}\"}}}}}}]\n"),
+    )
+}
+
+fn rollouts_wait_and_give_up(server: &Server) {
+    // Ready is not yet available: minReadySeconds must pass first.
+    server.kubectl_ok(&[
+        "apply",
+        "-f",
+        &deployment(server, "patient", "10m", "  minReadySeconds: 4\n"),
+    ]);
+    let counts = server.kubectl_until(
+        &[
+            "get",
+            "deploy",
+            "patient",
+            "-o",
+            "jsonpath={.status.readyReplicas} {.status.availableReplicas}",
+        ],
+        LIMIT,
+        |text| text.starts_with("1 "),
+    );
+    assert_eq!(counts, "1 0");
+    server.kubectl_ok(&["rollout", "status", "deploy/patient", "--timeout=30s"]);
+
+    // A rollout that cannot progress says so once its deadline passes.
+    server.kubectl_ok(&[
+        "apply",
+        "-f",
+        &deployment(server, "stuck", "64", "  progressDeadlineSeconds: 2\n"),
+    ]);
+    let status = server.kubectl(&["rollout", "status", "deploy/stuck", "--timeout=30s"]);
+    let said = String::from_utf8_lossy(&status.stderr);
+    assert!(!status.status.success());
+    assert!(
+        said.contains(r#"deployment "stuck" exceeded its progress deadline"#),
+        "{said}"
+    );
+    let reason = server.kubectl_ok(&[
+        "get",
+        "deploy",
+        "stuck",
+        "-o",
+        r#"jsonpath={.status.conditions[?(@.type=="Progressing")].reason}"#,
+    ]);
+    assert_eq!(reason, "ProgressDeadlineExceeded");
+    server.kubectl_ok(&["delete", "deploy", "patient", "stuck"]);
+}
+
 fn pods_leave_a_silent_node(server: &Server) {
     // The pods start on the only node there is, then others join and it falls silent.
     let mut doomed = server.simulated_nodes_named("doomed", 1);
@@ -454,7 +555,9 @@ fn scenarios(server: &Server) {
     simulated_nodes_run_their_pods(server);
     the_scheduler_places_pods_where_they_fit(server);
     replica_sets_keep_their_pods(server);
+    services_follow_their_pods(server);
     deployments_roll_out_and_back(server);
+    rollouts_wait_and_give_up(server);
     autoscalers_follow_the_load(server);
 }
 

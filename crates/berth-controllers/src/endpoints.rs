@@ -1,0 +1,306 @@
+//! The Endpoints and EndpointSlice controllers: for every Service with a selector, the
+//! addresses of the pods it selects and the ports they serve it on — what Service
+//! proxies and cluster DNS route to. A pod is a ready address once its Ready condition
+//! is True, a not-ready one before; a terminating pod leaves the Endpoints and stays in
+//! the slice marked terminating, as in Kubernetes.
+//!
+//! Endpoints are named after their Service and carry the
+//! `endpoints.kubernetes.io/managed-by` label, so the controller removes only its own
+//! when a Service goes; slices are owned by their Service and go with it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::labels::has_all;
+use crate::replicasets::ready;
+use crate::watched::Watched;
+
+/// How often Services are looked at again when nothing changed.
+const RETRY: Duration = Duration::from_secs(10);
+
+/// The label marking Endpoints this controller keeps.
+const ENDPOINTS_MANAGER: (&str, &str) =
+    ("endpoints.kubernetes.io/managed-by", "endpoint-controller");
+
+/// The label marking EndpointSlices this controller keeps.
+const SLICE_MANAGER: (&str, &str) = (
+    "endpointslice.kubernetes.io/managed-by",
+    "endpointslice-controller.k8s.io",
+);
+
+/// The label naming a slice's Service.
+const SERVICE_NAME: &str = "kubernetes.io/service-name";
+
+/// The field manager of the controller's server-side applies.
+const MANAGER: &str = "endpoint-controller";
+
+/// Runs both controllers until the client's watches end.
+pub async fn run(client: Client) {
+    let mut watched = Watched::default();
+    let services = watched.cache(Api::<Service>::all(client.clone())).await;
+    let pods = watched.cache(Api::<Pod>::all(client.clone())).await;
+    let endpoints = watched.cache(Api::<Endpoints>::all(client.clone())).await;
+    let mut written: HashMap<(String, String), Value> = HashMap::new();
+    loop {
+        let current = services.state();
+        for service in &current {
+            let caches = (&pods, &endpoints);
+            if let Err(error) = reconcile(&client, service, caches, &mut written).await {
+                tracing::debug!(%error, service = %service.name_any(), "endpoints not written");
+            }
+        }
+        let live: Vec<(String, String)> = current.iter().map(|s| key(s.as_ref())).collect();
+        written.retain(|k, _| live.contains(k));
+        remove_orphans(&client, &endpoints, &live).await;
+        if !watched.next_change(RETRY).await {
+            return;
+        }
+    }
+}
+
+fn key<K: kube::Resource>(object: &K) -> (String, String) {
+    (object.namespace().unwrap_or_default(), object.name_any())
+}
+
+/// One selected pod as an endpoint: its address and the ports it serves on.
+struct Backend<'a> {
+    pod: &'a Pod,
+    ip: String,
+    ports: Vec<Value>,
+    ready: bool,
+    terminating: bool,
+}
+
+/// The pods the Service selects that have an address and serve every port it names.
+fn backends<'a>(service: &Service, pods: &'a [std::sync::Arc<Pod>]) -> Vec<Backend<'a>> {
+    let Some(spec) = service.spec.as_ref() else {
+        return Vec::new();
+    };
+    let Some(selector) = spec.selector.as_ref().filter(|s| !s.is_empty()) else {
+        return Vec::new();
+    };
+    let namespace = service.namespace();
+    let ports = spec.ports.as_deref().unwrap_or_default();
+    let mut found: Vec<Backend> = pods
+        .iter()
+        .filter(|p| p.namespace() == namespace && has_all(selector, &p.metadata.labels))
+        .filter_map(|pod| {
+            let status = pod.status.as_ref()?;
+            let ip = status.pod_ip.clone().filter(|ip| !ip.is_empty())?;
+            if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+                return None;
+            }
+            let ports = ports
+                .iter()
+                .map(|port| served_on(pod, port))
+                .collect::<Option<Vec<_>>>()?;
+            Some(Backend {
+                pod: pod.as_ref(),
+                ip,
+                ports,
+                ready: ready(pod),
+                terminating: pod.metadata.deletion_timestamp.is_some(),
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.ip.cmp(&b.ip));
+    found
+}
+
+/// The Service port as the pod serves it: the target port, named ports looked up in
+/// the pod's containers; None when the pod has no port of that name.
+fn served_on(pod: &Pod, port: &ServicePort) -> Option<Value> {
+    let number = match port.target_port.as_ref() {
+        None => port.port,
+        Some(IntOrString::Int(number)) => *number,
+        Some(IntOrString::String(name)) => match name.parse() {
+            Ok(number) => number,
+            Err(_) => {
+                pod.spec
+                    .iter()
+                    .flat_map(|s| &s.containers)
+                    .flat_map(|c| c.ports.iter().flatten())
+                    .find(|p| p.name.as_deref() == Some(name))?
+                    .container_port
+            }
+        },
+    };
+    Some(json!({
+        "name": port.name.clone().unwrap_or_default(),
+        "port": number,
+        "protocol": port.protocol.clone().unwrap_or_else(|| "TCP".into()),
+    }))
+}
+
+/// Writes the Service's Endpoints and slice when they differ from what was last written
+/// (or the Endpoints were removed by someone else).
+async fn reconcile(
+    client: &Client,
+    service: &Service,
+    (pods, existing): (&Store<Pod>, &Store<Endpoints>),
+    written: &mut HashMap<(String, String), Value>,
+) -> Result<(), kube::Error> {
+    let has_selector = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .is_some_and(|s| !s.is_empty());
+    if !has_selector {
+        return Ok(());
+    }
+    let all = pods.state();
+    let found = backends(service, &all);
+    let wanted =
+        json!({"endpoints": endpoints_of(service, &found), "slice": slice_of(service, &found)});
+    let key = key(service);
+    let present = existing
+        .get(&kube::runtime::reflector::ObjectRef::new(&key.1).within(&key.0))
+        .is_some();
+    if present && written.get(&key) == Some(&wanted) {
+        return Ok(());
+    }
+    let namespace = service.namespace().unwrap_or_default();
+    let params = PatchParams::apply(MANAGER).force();
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), &namespace);
+    endpoints
+        .patch(
+            &service.name_any(),
+            &params,
+            &Patch::Apply(&wanted["endpoints"]),
+        )
+        .await?;
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &namespace);
+    let slice_name = format!("{}-{}", service.name_any(), short_hash(service));
+    slices
+        .patch(&slice_name, &params, &Patch::Apply(&wanted["slice"]))
+        .await?;
+    written.insert(key, wanted);
+    Ok(())
+}
+
+/// Five characters from the Service's uid, as the random suffix of upstream's slice
+/// names — stable here, so the slice is found again without a list.
+fn short_hash(service: &Service) -> String {
+    let uid = service.uid().unwrap_or_default();
+    let digits: String = uid.chars().filter(char::is_ascii_alphanumeric).collect();
+    digits.chars().take(5).collect::<String>().to_lowercase()
+}
+
+/// One Endpoints subset being gathered: ready addresses, not-ready ones, their ports.
+#[derive(Default)]
+struct Subset {
+    ready: Vec<Value>,
+    not_ready: Vec<Value>,
+    ports: Vec<Value>,
+}
+
+/// Endpoints: pods grouped into subsets by the ports they serve on.
+fn endpoints_of(service: &Service, found: &[Backend]) -> Value {
+    let mut subsets: BTreeMap<String, Subset> = BTreeMap::new();
+    for backend in found.iter().filter(|b| !b.terminating) {
+        let ports = Value::Array(backend.ports.clone());
+        let subset = subsets.entry(ports.to_string()).or_insert_with(|| Subset {
+            ports: backend.ports.clone(),
+            ..Subset::default()
+        });
+        let address = json!({
+            "ip": backend.ip,
+            "nodeName": backend.pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            "targetRef": target(backend.pod),
+        });
+        if backend.ready {
+            subset.ready.push(address);
+        } else {
+            subset.not_ready.push(address);
+        }
+    }
+    let subsets: Vec<Value> = subsets
+        .into_values()
+        .map(|gathered| {
+            let mut subset = json!({"ports": gathered.ports});
+            if !gathered.ready.is_empty() {
+                subset["addresses"] = json!(gathered.ready);
+            }
+            if !gathered.not_ready.is_empty() {
+                subset["notReadyAddresses"] = json!(gathered.not_ready);
+            }
+            subset
+        })
+        .collect();
+    let mut labels = service.labels().clone();
+    labels.insert(ENDPOINTS_MANAGER.0.into(), ENDPOINTS_MANAGER.1.into());
+    json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": service.name_any(), "namespace": service.namespace(), "labels": labels},
+        "subsets": subsets,
+    })
+}
+
+/// The one IPv4 slice of the Service.
+fn slice_of(service: &Service, found: &[Backend]) -> Value {
+    let endpoints: Vec<Value> = found
+        .iter()
+        .map(|b| {
+            json!({
+                "addresses": [b.ip],
+                "conditions": {
+                    "ready": b.ready && !b.terminating,
+                    "serving": b.ready,
+                    "terminating": b.terminating,
+                },
+                "nodeName": b.pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+                "targetRef": target(b.pod),
+            })
+        })
+        .collect();
+    let ports = found.first().map_or_else(Vec::new, |b| b.ports.clone());
+    let mut labels = service.labels().clone();
+    labels.insert(SERVICE_NAME.into(), service.name_any());
+    labels.insert(SLICE_MANAGER.0.into(), SLICE_MANAGER.1.into());
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {
+            "name": format!("{}-{}", service.name_any(), short_hash(service)),
+            "namespace": service.namespace(),
+            "labels": labels,
+            "ownerReferences": [{
+                "apiVersion": "v1", "kind": "Service", "name": service.name_any(),
+                "uid": service.uid(), "controller": true, "blockOwnerDeletion": true,
+            }],
+        },
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": ports,
+    })
+}
+
+fn target(pod: &Pod) -> Value {
+    json!({"kind": "Pod", "name": pod.name_any(), "namespace": pod.namespace(), "uid": pod.uid()})
+}
+
+/// Deletes the Endpoints this controller made for Services that are gone.
+async fn remove_orphans(client: &Client, endpoints: &Store<Endpoints>, live: &[(String, String)]) {
+    for object in endpoints.state() {
+        let ours = object.labels().get(ENDPOINTS_MANAGER.0).map(String::as_str)
+            == Some(ENDPOINTS_MANAGER.1);
+        if !ours || live.contains(&key(object.as_ref())) {
+            continue;
+        }
+        let api: Api<Endpoints> =
+            Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+        if let Err(error) = api
+            .delete(&object.name_any(), &DeleteParams::default())
+            .await
+        {
+            tracing::debug!(%error, endpoints = %object.name_any(), "could not remove");
+        }
+    }
+}
