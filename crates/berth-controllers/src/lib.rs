@@ -1,15 +1,19 @@
-//! The scheduler and the controllers (Deployments, ReplicaSets, nodes, garbage collection,
-//! endpoints, autoscaling, ...) as idempotent reconcile loops over the Kubernetes API,
+//! The scheduler and the controllers (Deployments, ReplicaSets, Jobs, CronJobs, DaemonSets,
+//! StatefulSets, nodes, garbage collection, endpoints, autoscaling, ...) as idempotent reconcile loops over the Kubernetes API,
 //! run on the elected leader.
 //!
 //! Depends on nothing of ours: it reaches the cluster only through the Kubernetes API.
 
 pub mod autoscalers;
 pub mod collector;
+pub mod cronjobs;
 pub mod deployments;
 pub mod events;
+mod expectations;
+pub mod jobs;
 pub mod leader;
 pub mod nodes;
+mod pods;
 mod quantity;
 pub mod replicasets;
 pub mod scheduler;
@@ -32,6 +36,8 @@ pub async fn run_controller_manager(
                 scheduler::run(client.clone()),
                 replicasets::run(client.clone()),
                 deployments::run(client.clone()),
+                jobs::run(client.clone()),
+                cronjobs::run(client.clone()),
                 nodes::run(client.clone(), lifecycle),
                 autoscalers::run(client.clone()),
                 collector::run(client),

@@ -9,3 +9,4 @@ mod failover;
 mod kubectl;
 mod scenarios;
 mod server;
+mod workloads;
