@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, Pod, PodSpec, PodTemplateSpec, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
@@ -716,6 +717,48 @@ impl Schema for HorizontalPodAutoscaler {
                 "spec.maxReplicas: Invalid value: {}: must be greater than or equal to `minReplicas`",
                 spec.max_replicas
             ));
+        }
+        problems
+    }
+}
+
+/// The highest priority a class made by users may give; higher ones are the system's
+/// (`system-cluster-critical`, `system-node-critical`).
+pub(crate) const HIGHEST_USER_PRIORITY: i32 = 1_000_000_000;
+
+impl Schema for PriorityClass {
+    fn default_fields(&mut self) {
+        set_default(
+            &mut self.preemption_policy,
+            "PreemptLowerPriority".to_string(),
+        );
+    }
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        if crate::priorities::is_system_class(name, self.value) {
+            return problems;
+        }
+        if self.value > HIGHEST_USER_PRIORITY {
+            problems.push(format!(
+                "value: Forbidden: maximum allowed value of a user defined priority is {HIGHEST_USER_PRIORITY}"
+            ));
+        }
+        if name.starts_with("system-") {
+            problems.push(format!(
+                "metadata.name: Invalid value: {name:?}: name prefix 'system-' is reserved"
+            ));
+        }
+        if let Some(policy) = self.preemption_policy.as_deref() {
+            problems.extend(
+                (!matches!(policy, "PreemptLowerPriority" | "Never")).then(|| {
+                    unsupported(
+                        "preemptionPolicy",
+                        policy,
+                        &["Never", "PreemptLowerPriority"],
+                    )
+                }),
+            );
         }
         problems
     }

@@ -17,6 +17,7 @@ mod metrics;
 mod objects;
 mod openapi;
 mod pki;
+mod priorities;
 mod protobuf;
 mod resources;
 mod selectors;
@@ -95,7 +96,7 @@ pub async fn run(
         )
     });
     let store = open_store(&datastore).await?;
-    objects::ensure_system_namespaces(store.as_ref()).await?;
+    objects::ensure_system_objects(store.as_ref()).await?;
     let pki = Pki::ensure(&config.data_dir.join("tls"), config.bind.ip())?;
     let tokens = auth::Tokens::ensure(&config.data_dir)?;
     let kubeconfig = auth::kubeconfig(&pki, ("admin", &tokens.admin), config.bind);

@@ -304,22 +304,28 @@ pub(crate) async fn require_namespace(
     }
 }
 
-/// Makes the namespaces every cluster has, once.
-pub(crate) async fn ensure_system_namespaces(store: &dyn berth_store::Store) -> crate::Result<()> {
-    let resource = crate::resources::resource("namespaces")
-        .map_err(|_| crate::Error::Setup("the namespaces resource is missing".into()))?;
-    for name in SYSTEM_NAMESPACES {
-        let object = json!({"metadata": {"name": name}});
-        let Ok((key, object)) = prepare_create(resource, None, object, "/registry/namespaces/")
-        else {
+/// Makes the objects every cluster has, once: its namespaces and the system
+/// PriorityClasses.
+pub(crate) async fn ensure_system_objects(store: &dyn berth_store::Store) -> crate::Result<()> {
+    let namespaces = SYSTEM_NAMESPACES
+        .iter()
+        .map(|name| ("namespaces", json!({"metadata": {"name": name}})));
+    let classes = crate::priorities::system_classes().map(|class| ("priorityclasses", class));
+    for (plural, object) in namespaces.chain(classes) {
+        let resource = crate::resources::resource(plural)
+            .map_err(|_| crate::Error::Setup(format!("the {plural} resource is missing")))?;
+        let prefix = format!("/registry/{plural}/");
+        let Ok((key, object)) = prepare_create(resource, None, object, &prefix) else {
             continue;
         };
         let Ok(admitted) = resource.admit(object, crate::kinds::FieldValidation::Strict) else {
             continue;
         };
-        let object = admitted.object;
         match store
-            .create(&key, serde_json::to_vec(&object).unwrap_or_default())
+            .create(
+                &key,
+                serde_json::to_vec(&admitted.object).unwrap_or_default(),
+            )
             .await
         {
             Ok(_) | Err(berth_store::Error::Exists(_)) => {}
@@ -413,6 +419,7 @@ fn columns(kind: &str) -> &'static [&'static str] {
             "Node Selector",
         ],
         "StatefulSet" => &["Ready"],
+        "PriorityClass" => &["Value", "Global-Default"],
         _ => &[],
     }
 }
@@ -494,6 +501,8 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
         ("ReplicaSet", "Desired") => json!(spec["replicas"].as_i64().unwrap_or(1)),
         ("ReplicaSet", "Current") => json!(count(&status["replicas"])),
         ("ReplicaSet", "Ready") => json!(count(&status["readyReplicas"])),
+        ("PriorityClass", "Value") => json!(count(&object["value"])),
+        ("PriorityClass", "Global-Default") => json!(object["globalDefault"] == json!(true)),
         ("Service", "Type") => json!(spec["type"].as_str().unwrap_or("ClusterIP")),
         ("Service", "Cluster-IP") => json!(spec["clusterIP"].as_str().unwrap_or("<none>")),
         ("Service", "External-IP") => json!("<none>"),

@@ -22,6 +22,7 @@ use k8s_openapi::api::batch::v1 as batch;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 
 use crate::Shared;
 use crate::auth::Identity;
@@ -135,6 +136,7 @@ pub const RESOURCES: &[Resource] = &[
     ),
     resource!(Lease, "lease", true, []),
     resource!(EndpointSlice, "endpointslice", true, []),
+    resource!(PriorityClass, "priorityclass", false, ["pc"]),
 ];
 
 /// The group versions served besides the core `v1`, in discovery order.
@@ -148,12 +150,9 @@ pub(crate) fn group_versions() -> Vec<(&'static str, &'static str)> {
     seen
 }
 
+/// The resource served under `plural`, in whichever group (plurals do not repeat).
 pub(crate) fn resource(plural: &str) -> Result<&'static Resource, Status> {
-    find(
-        RESOURCES
-            .iter()
-            .find(|r| r.group.is_empty() && r.plural == plural),
-    )
+    find(RESOURCES.iter().find(|r| r.plural == plural))
 }
 
 fn find(found: Option<&'static Resource>) -> Result<&'static Resource, Status> {

@@ -202,6 +202,9 @@ pub(crate) async fn create(
     let admitted = resource.admit(object, options.validation)?;
     let mut object = admitted.object;
     touchable(&options.identity, resource, &object)?;
+    if resource.kind == "Pod" {
+        crate::priorities::admit(shared.store.as_ref(), &mut object).await?;
+    }
     if !options.manager.applying {
         let api_version = resource.api_version();
         managed::record_update(None, &mut object, &options.manager.name, &api_version);

@@ -11,6 +11,7 @@ pub mod deployments;
 pub mod events;
 mod expectations;
 pub mod jobs;
+mod labels;
 pub mod leader;
 pub mod nodes;
 mod pods;

@@ -7,6 +7,7 @@ mod client;
 mod durability;
 mod failover;
 mod kubectl;
+mod placement;
 mod scenarios;
 mod server;
 mod workloads;

@@ -109,7 +109,7 @@ fn the_scheduler_places_pods_where_they_fit(server: &Server) {
     server.kubectl_ok(&["apply", "-f", &pod(server, "huge", "64", "")]);
     assert_eq!(
         scheduling_failures(server, "huge"),
-        "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu."
+        "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."
     );
     assert_eq!(
         server.kubectl_ok(&[
@@ -127,7 +127,7 @@ fn the_scheduler_places_pods_where_they_fit(server: &Server) {
     server.kubectl_ok(&["apply", "-f", &zoned]);
     assert_eq!(
         scheduling_failures(server, "zoned"),
-        "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 node(s) didn't match Pod's node affinity/selector."
+        "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
     );
     server.kubectl_ok(&["label", "node", "sim-2", "zone=b"]);
     server.kubectl_until(

@@ -1,0 +1,116 @@
+//! Label selectors as Kubernetes evaluates them: the `matchLabels` and
+//! `matchExpressions` of a LabelSelector (pod affinity, topology spread, Services'
+//! plain selectors, workloads' selectors) and the requirements of a node selector term.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+/// Labels as objects carry them: absent means none.
+pub(crate) type Labels = Option<BTreeMap<String, String>>;
+
+/// Whether `selector` selects an object labelled `labels`. An empty selector selects
+/// everything (as `{}` does in Kubernetes); operators it does not know select nothing.
+pub(crate) fn selects(selector: &LabelSelector, labels: &Labels) -> bool {
+    let value = |key: &str| labels.as_ref().and_then(|l| l.get(key)).map(String::as_str);
+    let plain = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| value(k) == Some(v.as_str()));
+    plain
+        && selector
+            .match_expressions
+            .iter()
+            .flatten()
+            .all(|e| requirement_holds(&e.operator, value(&e.key), e.values.as_deref()))
+}
+
+/// Whether `labels` carry every pair of `wanted` (a Service's or a nodeSelector's map).
+pub(crate) fn has_all(wanted: &BTreeMap<String, String>, labels: &Labels) -> bool {
+    wanted
+        .iter()
+        .all(|(k, v)| labels.as_ref().and_then(|l| l.get(k)) == Some(v))
+}
+
+/// One requirement `key OPERATOR values` against the key's value on an object (None
+/// when the object lacks the key), with the operators of label and node selectors.
+pub(crate) fn requirement_holds(
+    operator: &str,
+    value: Option<&str>,
+    values: Option<&[String]>,
+) -> bool {
+    let values = values.unwrap_or_default();
+    let among = || value.is_some_and(|v| values.iter().any(|w| w == v));
+    let compared = |ordering: std::cmp::Ordering| {
+        let number = |text: &str| text.parse::<i64>().ok();
+        match (
+            value.and_then(number),
+            values.first().and_then(|w| number(w)),
+        ) {
+            (Some(v), Some(w)) => v.cmp(&w) == ordering,
+            _ => false,
+        }
+    };
+    match operator {
+        "In" => among(),
+        "NotIn" => !among(),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" => compared(std::cmp::Ordering::Greater),
+        "Lt" => compared(std::cmp::Ordering::Less),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn selectors_combine_labels_and_expressions() {
+        let selector: LabelSelector = serde_json::from_value(json!({
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["front", "edge"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+            ],
+        }))
+        .unwrap();
+        assert!(selects(
+            &selector,
+            &labels(&[("app", "web"), ("tier", "edge")])
+        ));
+        assert!(!selects(
+            &selector,
+            &labels(&[("app", "web"), ("tier", "back")])
+        ));
+        assert!(!selects(
+            &selector,
+            &labels(&[("app", "web"), ("tier", "front"), ("canary", "1")])
+        ));
+        assert!(!selects(&selector, &None));
+        assert!(selects(&LabelSelector::default(), &None));
+    }
+
+    #[test]
+    fn node_operators_compare_numbers() {
+        let five = ["5".to_string()];
+        assert!(requirement_holds("Gt", Some("7"), Some(&five)));
+        assert!(!requirement_holds("Gt", Some("5"), Some(&five)));
+        assert!(requirement_holds("Lt", Some("3"), Some(&five)));
+        assert!(!requirement_holds("Lt", Some("x"), Some(&five)));
+        assert!(requirement_holds("NotIn", None, Some(&five)));
+        assert!(!requirement_holds("Sideways", Some("5"), Some(&five)));
+    }
+}

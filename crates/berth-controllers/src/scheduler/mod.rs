@@ -1,0 +1,318 @@
+//! The scheduler: places each pending pod of `default-scheduler` on a node that can take
+//! it, and binds it there through `pods/binding`, as kube-scheduler does.
+//!
+//! A pass takes a snapshot of the cluster (snapshot.rs), then takes the pending pods
+//! by priority, oldest first; for each, the nodes that pass every filter (filters.rs:
+//! readiness, cordons, taints, node affinity, host ports, resources, topology spread,
+//! pod affinity) are ranked (scores.rs) and the best wins. A pod that fits nowhere may
+//! preempt pods of lower priority (preemption.rs); otherwise it stays Pending with a
+//! `FailedScheduling` event and a PodScheduled=False condition saying why, in
+//! kube-scheduler's words, and is tried again whenever the cluster changes.
+
+mod filters;
+mod node_affinity;
+mod preemption;
+mod scores;
+mod snapshot;
+mod topology;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use crate::watched::Watched;
+use filters::{Plan, Unfit};
+use preemption::{Preemption, priority};
+use snapshot::NodeInfo;
+use topology::NamespaceLabels;
+
+/// The scheduler's name, which pods ask for in `spec.schedulerName`.
+pub const NAME: &str = "default-scheduler";
+
+/// How many bindings are sent at once.
+const BINDINGS_IN_FLIGHT: usize = 64;
+
+/// How often pending pods are looked at again when nothing changed.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// What the scheduler watches.
+struct Caches {
+    nodes: Store<Node>,
+    pods: Store<Pod>,
+    namespaces: Store<Namespace>,
+}
+
+/// Runs the scheduler until the client's watches end.
+pub async fn run(client: Client) {
+    let mut watched = Watched::default();
+    let caches = Caches {
+        nodes: watched.cache(Api::<Node>::all(client.clone())).await,
+        pods: watched.cache(Api::<Pod>::all(client.clone())).await,
+        namespaces: watched.cache(Api::<Namespace>::all(client.clone())).await,
+    };
+    let mut reported: HashMap<String, String> = HashMap::new();
+    loop {
+        schedule_pending(&client, &caches, &mut reported).await;
+        if !watched.next_change(RETRY).await {
+            return;
+        }
+    }
+}
+
+fn pending(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    spec.is_some_and(|s| s.node_name.as_deref().unwrap_or_default().is_empty())
+        && spec
+            .and_then(|s| s.scheduler_name.as_deref())
+            .unwrap_or(NAME)
+            == NAME
+        && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// What became of one pod in a pass.
+enum Outcome {
+    Placed(usize),
+    Preempting(Preemption, String),
+    Unschedulable(String),
+}
+
+/// One pass: every pending pod placed where it fits best, or told why it cannot be.
+async fn schedule_pending(
+    client: &Client,
+    caches: &Caches,
+    reported: &mut HashMap<String, String>,
+) {
+    let mut nodes = snapshot::take(&caches.nodes, &caches.pods);
+    let namespaces: NamespaceLabels = caches
+        .namespaces
+        .state()
+        .iter()
+        .map(|n| (n.name_any(), n.metadata.labels.clone()))
+        .collect();
+    let mut waiting: Vec<_> = caches
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| pending(p))
+        .collect();
+    waiting.sort_by_key(|p| {
+        (
+            std::cmp::Reverse(priority(p)),
+            p.metadata.creation_timestamp.clone(),
+        )
+    });
+    let mut placed = Vec::new();
+    for pod in waiting {
+        let uid = pod.uid().unwrap_or_default();
+        match decide(&nodes, &pod, &namespaces) {
+            Outcome::Placed(index) => {
+                reported.remove(&uid);
+                let node = nodes[index].name();
+                nodes[index].add(bound_copy(&pod, &node));
+                placed.push((pod, node));
+            }
+            Outcome::Preempting(preemption, message) => {
+                nodes[preemption.node].reserve(&snapshot::Demand::of(&pod));
+                let node = nodes[preemption.node].name();
+                preempt(client, &pod, &node, &preemption.victims).await;
+                report_once(client, &pod, message, reported).await;
+            }
+            Outcome::Unschedulable(message) => {
+                if let Some(index) =
+                    nominated(&pod).and_then(|n| nodes.iter().position(|i| i.name() == n))
+                {
+                    nodes[index].reserve(&snapshot::Demand::of(&pod));
+                }
+                report_once(client, &pod, message, reported).await;
+            }
+        }
+    }
+    // Bindings go out together; one that fails is tried again in the next pass, from
+    // what the cache then says.
+    futures_util::StreamExt::for_each_concurrent(
+        futures_util::stream::iter(placed),
+        BINDINGS_IN_FLIGHT,
+        |(pod, node)| async move {
+            bind(client, &pod, &node).await;
+        },
+    )
+    .await;
+}
+
+/// Where the pod goes, or why it cannot go anywhere yet.
+fn decide(nodes: &[NodeInfo], pod: &Pod, namespaces: &NamespaceLabels) -> Outcome {
+    let plan = Plan::new(pod, nodes, namespaces);
+    let mut feasible = Vec::new();
+    let mut turned_down: Vec<(usize, Unfit)> = Vec::new();
+    for (index, node) in nodes.iter().enumerate() {
+        match filters::unfit(node, &plan) {
+            None => feasible.push(index),
+            Some(why) => turned_down.push((index, why)),
+        }
+    }
+    if let Some(index) = scores::best(nodes, &feasible, &plan) {
+        return Outcome::Placed(index);
+    }
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, why) in &turned_down {
+        *reasons.entry(why.reason.clone()).or_default() += 1;
+    }
+    let message = unschedulable_message(nodes.len(), &reasons);
+    match preemption::find(nodes, &plan, &turned_down) {
+        Ok(preemption) => Outcome::Preempting(preemption, message),
+        Err(not_helpful) => Outcome::Unschedulable(format!("{message} preemption: {not_helpful}")),
+    }
+}
+
+/// The pod as it will be once bound, for the rest of the pass to count.
+fn bound_copy(pod: &Pod, node: &str) -> Arc<Pod> {
+    let mut bound = pod.clone();
+    if let Some(spec) = bound.spec.as_mut() {
+        spec.node_name = Some(node.to_string());
+    }
+    Arc::new(bound)
+}
+
+/// The node preemption set aside for the pod, if any.
+fn nominated(pod: &Pod) -> Option<&str> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+/// `0/3 nodes are available: 2 Insufficient cpu, 1 node(s) had untolerated taint {…}.`
+fn unschedulable_message(nodes: usize, reasons: &BTreeMap<String, usize>) -> String {
+    let mut reasons: Vec<String> = reasons
+        .iter()
+        .map(|(reason, count)| format!("{count} {reason}"))
+        .collect();
+    reasons.sort();
+    if reasons.is_empty() {
+        return format!("0/{nodes} nodes are available.");
+    }
+    format!("0/{nodes} nodes are available: {}.", reasons.join(", "))
+}
+
+/// Reports the pod unschedulable, unless this was the last thing said about it.
+async fn report_once(
+    client: &Client,
+    pod: &Pod,
+    message: String,
+    reported: &mut HashMap<String, String>,
+) {
+    let uid = pod.uid().unwrap_or_default();
+    if reported.get(&uid) != Some(&message) {
+        report_unschedulable(client, pod, &message).await;
+        reported.insert(uid, message);
+    }
+}
+
+/// Evicts the victims (gracefully, as kube-scheduler deletes them) and nominates the
+/// node for the pod, which takes it once they are gone.
+async fn preempt(client: &Client, pod: &Pod, node: &str, victims: &[Arc<Pod>]) {
+    let uid = pod.uid().unwrap_or_default();
+    for victim in victims {
+        let api: Api<Pod> =
+            Api::namespaced(client.clone(), &victim.namespace().unwrap_or_default());
+        match api
+            .delete(&victim.name_any(), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {
+                let message = format!("Preempted by pod {uid} on node {node}");
+                crate::events::record(
+                    client,
+                    victim.as_ref(),
+                    ("Normal", "Preempted", &message),
+                    NAME,
+                )
+                .await;
+            }
+            Err(error) => tracing::debug!(%error, victim = %victim.name_any(), "eviction failed"),
+        }
+    }
+    let nomination = json!({"status": {"nominatedNodeName": node}});
+    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    if let Err(error) = api
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&nomination),
+        )
+        .await
+    {
+        tracing::debug!(%error, pod = %pod.name_any(), "could not nominate a node");
+    }
+}
+
+/// Binds the pod to the node; a failure (the pod bound meanwhile, or gone) is logged.
+async fn bind(client: &Client, pod: &Pod, node: &str) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": pod.name_any(), "namespace": pod.namespace()},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    let bound = pods
+        .create_subresource::<_, serde_json::Value>(
+            "binding",
+            &pod.name_any(),
+            &PostParams::default(),
+            &binding,
+        )
+        .await;
+    if let Err(error) = bound {
+        tracing::debug!(%error, pod = %pod.name_any(), "binding failed");
+    }
+}
+
+/// The FailedScheduling event and the PodScheduled=False condition.
+async fn report_unschedulable(client: &Client, pod: &Pod, message: &str) {
+    let namespace = pod.namespace().unwrap_or_default();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    // Only the version of the pod that was judged: if it was bound meanwhile (by another
+    // scheduler, or by hand), the patch fails instead of undoing that.
+    let condition = json!({"metadata": {"resourceVersion": pod.resource_version()}, "status": {"conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": message, "lastProbeTime": null, "lastTransitionTime": now,
+    }]}});
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    if let Err(error) = pods
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(&condition),
+        )
+        .await
+    {
+        tracing::debug!(%error, pod = %pod.name_any(), "could not mark the pod unschedulable");
+    }
+    crate::events::record(client, pod, ("Warning", "FailedScheduling", message), NAME).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_read_as_kube_scheduler_s() {
+        let reasons = BTreeMap::from([
+            ("Insufficient cpu".to_string(), 2),
+            (
+                "node(s) had untolerated taint {dedicated: gpu}".to_string(),
+                1,
+            ),
+        ]);
+        assert_eq!(
+            unschedulable_message(3, &reasons),
+            "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu."
+        );
+    }
+}
