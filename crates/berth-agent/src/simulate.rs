@@ -207,32 +207,36 @@ async fn run_pods(client: Client, names: &[String]) -> Result<(), kube::Error> {
         if matches!(phase, Some("Succeeded" | "Failed")) {
             continue;
         }
+        if phase != Some("Running") {
+            let counter = next_address.entry(node_index).or_insert(1);
+            *counter += 1;
+            let address = format!(
+                "10.{}.{}.{}",
+                100 + node_index / 250,
+                node_index % 250,
+                *counter % 250 + 1
+            );
+            let mut status = running(&pod, &address, &node_address(node_index));
+            // Only the version of the pod this event showed: a stale event must not
+            // undo a later status (a pod that finished meanwhile).
+            status["metadata"] = json!({"resourceVersion": pod.resource_version()});
+            let patched = namespaced
+                .patch_status(
+                    &pod.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&status),
+                )
+                .await;
+            if let Err(error) = patched {
+                tracing::debug!(%error, pod = %pod.name_any(), "could not report a pod running");
+                continue;
+            }
+        }
+        // Its containers start exiting only once it is reported running.
         if let Some(exit) = planned_exit(&pod)
             && exiting.insert(pod.uid().unwrap_or_default())
         {
             tokio::spawn(run_to_exit(namespaced.clone(), pod.clone(), exit));
-        }
-        if phase == Some("Running") {
-            continue;
-        }
-        let counter = next_address.entry(node_index).or_insert(1);
-        *counter += 1;
-        let address = format!(
-            "10.{}.{}.{}",
-            100 + node_index / 250,
-            node_index % 250,
-            *counter % 250 + 1
-        );
-        let status = running(&pod, &address, &node_address(node_index));
-        let patched = namespaced
-            .patch_status(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&status),
-            )
-            .await;
-        if let Err(error) = patched {
-            tracing::debug!(%error, pod = %pod.name_any(), "could not report a pod running");
         }
     }
     Ok(())

@@ -7,6 +7,7 @@
 pub mod autoscalers;
 pub mod collector;
 pub mod cronjobs;
+pub mod daemonsets;
 pub mod deployments;
 pub mod events;
 mod expectations;
@@ -17,7 +18,9 @@ pub mod nodes;
 mod pods;
 mod quantity;
 pub mod replicasets;
+mod revisions;
 pub mod scheduler;
+pub mod statefulsets;
 mod watched;
 
 pub use leader::Election;
@@ -39,6 +42,8 @@ pub async fn run_controller_manager(
                 deployments::run(client.clone()),
                 jobs::run(client.clone()),
                 cronjobs::run(client.clone()),
+                daemonsets::run(client.clone()),
+                statefulsets::run(client.clone()),
                 nodes::run(client.clone(), lifecycle),
                 autoscalers::run(client.clone()),
                 collector::run(client),

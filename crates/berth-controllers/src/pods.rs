@@ -3,7 +3,7 @@
 //! kube-controller-manager's controllers read it.
 
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -11,6 +11,8 @@ use serde_json::json;
 pub(crate) enum Naming {
     /// `BASE-` and a random suffix, as ReplicaSets, Jobs and DaemonSets name theirs.
     Generated(String),
+    /// Exactly this, as StatefulSets name theirs.
+    Exactly(String),
 }
 
 /// The owner reference that makes `owner` the controller of what carries it; the
@@ -32,6 +34,7 @@ pub(crate) fn from_template<O: Resource<DynamicType = ()>>(
     let metadata = template.metadata.clone().unwrap_or_default();
     let (field, name) = match naming {
         Naming::Generated(base) => ("generateName", format!("{base}-")),
+        Naming::Exactly(name) => ("name", name),
     };
     let pod = json!({
         "metadata": {
@@ -52,12 +55,20 @@ pub(crate) async fn create(client: &Client, pod: &Pod) -> Result<Pod, kube::Erro
     api.create(&PostParams::default(), pod).await
 }
 
-/// Deletes the pod; false when it was already gone.
+/// Deletes the pod — this very pod, by its uid: not one made since under its name —
+/// false when it was already gone.
 pub(crate) async fn delete(client: &Client, pod: &Pod) -> Result<bool, kube::Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
-    match api.delete(&pod.name_any(), &DeleteParams::default()).await {
+    let this = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: pod.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&pod.name_any(), &this).await {
         Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(false),
         Err(error) => Err(error),
     }
 }
@@ -86,4 +97,10 @@ pub(crate) fn ready(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Whether the pod is Running and Ready: what ordered StatefulSets and rolling updates
+/// wait for.
+pub(crate) fn running_and_ready(pod: &Pod) -> bool {
+    active(pod) && phase(pod) == "Running" && ready(pod)
 }

@@ -221,6 +221,207 @@ fn cronjob_ran_on_schedule(server: &Server) {
     });
 }
 
+/// Each `agent` pod's node and image, one line each, sorted.
+fn daemon_pods(server: &Server) -> Vec<String> {
+    let listed = server.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=agent",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.deletionTimestamp}|{.status.phase}|{.spec.nodeName} {.spec.containers[0].image}{\"\\n\"}{end}",
+    ]);
+    let mut pods: Vec<String> = listed
+        .lines()
+        .filter_map(|l| l.strip_prefix("|Running|"))
+        .map(str::to_string)
+        .collect();
+    pods.sort();
+    pods
+}
+
+fn daemonsets_run_on_every_node(server: &Server) {
+    let manifest = server.write(
+        "agent.yaml",
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels: {app: agent}\n  template:\n    metadata:\n      labels: {app: agent}\n    spec:\n      containers: [{name: c, image: \"agent:1\"}]\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &manifest]);
+    let status = server.kubectl_ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    assert!(
+        status.contains("daemon set \"agent\" successfully rolled out"),
+        "{status}"
+    );
+    let placed = |image: &str, nodes: &[&str]| -> Vec<String> {
+        nodes.iter().map(|n| format!("{n} {image}")).collect()
+    };
+    assert_eq!(
+        daemon_pods(server),
+        placed("agent:1", &["sim-0", "sim-1", "sim-2"])
+    );
+    let row = server.kubectl_ok(&["get", "ds", "agent", "--no-headers"]);
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(columns[..6], ["agent", "3", "3", "3", "3", "3"], "{row}");
+
+    // A new image rolls out node by node.
+    server.kubectl_ok(&["set", "image", "ds/agent", "c=agent:2"]);
+    let status = server.kubectl_ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    server.kubectl_until(
+        &["get", "pods", "-l", "app=agent", "-o", "name"],
+        LIMIT,
+        |text| text.lines().count() == 3,
+    );
+    assert_eq!(
+        daemon_pods(server),
+        placed("agent:2", &["sim-0", "sim-1", "sim-2"])
+    );
+    let history = server.kubectl_ok(&["rollout", "history", "ds/agent"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+
+    // A node that joins gets a pod; one that leaves loses it.
+    let _extra = server.simulated_nodes_named("extra", 1);
+    let four = placed("agent:2", &["extra-0", "sim-0", "sim-1", "sim-2"]);
+    let deadline = Instant::now() + LIMIT;
+    while daemon_pods(server) != four {
+        assert!(
+            Instant::now() < deadline,
+            "no pod on the new node: {:?}",
+            daemon_pods(server)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.kubectl_ok(&["delete", "node", "extra-0"]);
+    server.kubectl_until(
+        &["get", "pods", "-l", "app=agent", "-o", "name"],
+        LIMIT,
+        |text| text.lines().count() == 3,
+    );
+    assert_eq!(
+        daemon_pods(server),
+        placed("agent:2", &["sim-0", "sim-1", "sim-2"])
+    );
+    server.kubectl_ok(&["delete", "ds", "agent"]);
+    server.kubectl_until(
+        &["get", "pods", "-l", "app=agent", "-o", "name"],
+        LIMIT,
+        str::is_empty,
+    );
+}
+
+/// The `web` pods: name, readiness and uid, one line each, in name order.
+fn web_pods(server: &Server) -> Vec<(String, bool, String)> {
+    let listed = server.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type==\"Ready\")].status}- {.metadata.uid}{\"\\n\"}{end}",
+    ]);
+    let mut pods: Vec<(String, bool, String)> = listed
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let name = parts.next()?.to_string();
+            let ready = parts.next()? == "True-";
+            Some((name, ready, parts.next().unwrap_or_default().to_string()))
+        })
+        .collect();
+    pods.sort();
+    pods
+}
+
+/// Watches the `web` pods until `done`; when `in_order`, asserting on every look that
+/// each pod's predecessor is there and ready (the order OrderedReady keeps).
+fn web_until(server: &Server, in_order: bool, done: impl Fn(&[(String, bool, String)]) -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let pods = web_pods(server);
+        for (index, (name, _, _)) in pods.iter().enumerate().filter(|_| in_order) {
+            assert_eq!(name, &format!("web-{index}"), "out of order: {pods:?}");
+            if index > 0 {
+                assert!(
+                    pods[index - 1].1,
+                    "{name} before its predecessor was ready: {pods:?}"
+                );
+            }
+        }
+        if done(&pods) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "web did not settle: {pods:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn statefulsets_keep_their_names_and_order(server: &Server) {
+    let manifest = server.write(
+        "web.yaml",
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: web\nspec:\n  replicas: 3\n  serviceName: web\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers: [{name: c, image: \"web:1\"}]\n  volumeClaimTemplates:\n  - metadata: {name: www}\n    spec:\n      accessModes: [ReadWriteOnce]\n      resources: {requests: {storage: 1Gi}}\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &manifest]);
+    web_until(server, true, |pods| {
+        pods.len() == 3 && pods.iter().all(|p| p.1)
+    });
+    let claims = server.kubectl_ok(&["get", "pvc", "-o", "jsonpath={.items[*].metadata.name}"]);
+    assert_eq!(claims, "www-web-0 www-web-1 www-web-2");
+    assert_eq!(
+        field(
+            server,
+            "pod/web-1",
+            "{.spec.volumes[0].persistentVolumeClaim.claimName} {.metadata.labels.apps\\.kubernetes\\.io/pod-index} {.spec.hostname}"
+        ),
+        "www-web-1 1 web-1"
+    );
+    assert_eq!(field(server, "sts/web", "{.status.readyReplicas}"), "3");
+
+    // A deleted pod comes back under its name.
+    let before = web_pods(server)[1].2.clone();
+    server.kubectl_ok(&["delete", "pod", "web-1", "--wait=false"]);
+    web_until(server, false, |pods| {
+        pods.len() == 3 && pods.iter().all(|p| p.1) && pods[1].2 != before
+    });
+
+    // A new image rolls out, from the top.
+    server.kubectl_ok(&["set", "image", "sts/web", "c=web:2"]);
+    let status = server.kubectl_ok(&["rollout", "status", "sts/web", "--timeout=60s"]);
+    assert!(status.contains("roll out complete: 3 new pods"), "{status}");
+    let images = server.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    assert_eq!(images, "web:2 web:2 web:2");
+    let revisions = field(
+        server,
+        "sts/web",
+        "{.status.currentRevision} {.status.updateRevision}",
+    );
+    let (current, update) = revisions.split_once(' ').unwrap();
+    assert_eq!(current, update);
+
+    // Scaling down goes from the top, one at a time; the claims stay.
+    server.kubectl_ok(&["scale", "sts/web", "--replicas=1"]);
+    web_until(server, true, |pods| pods.len() == 1);
+    let claims = server.kubectl_ok(&["get", "pvc", "-o", "jsonpath={.items[*].metadata.name}"]);
+    assert_eq!(claims, "www-web-0 www-web-1 www-web-2");
+    server.kubectl_ok(&["delete", "sts", "web"]);
+    server.kubectl_until(
+        &["get", "pods", "-l", "app=web", "-o", "name"],
+        LIMIT,
+        str::is_empty,
+    );
+    server.kubectl_ok(&["delete", "pvc", "--all"]);
+}
+
 fn workloads(server: &Server) {
     let _agent = server.simulated_nodes(3);
     server.kubectl_until(&["get", "nodes", "--no-headers"], LIMIT, |text| {
@@ -230,6 +431,8 @@ fn workloads(server: &Server) {
     create_cronjob(server);
     jobs_run_to_completion(server);
     failing_jobs_stop_at_their_backoff_limit(server);
+    daemonsets_run_on_every_node(server);
+    statefulsets_keep_their_names_and_order(server);
     cronjob_ran_on_schedule(server);
 }
 
