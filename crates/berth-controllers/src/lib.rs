@@ -1,6 +1,6 @@
 //! The scheduler and the controllers (Deployments, ReplicaSets, Jobs, CronJobs, DaemonSets,
-//! StatefulSets, nodes, garbage collection, endpoints, autoscaling, ...) as idempotent reconcile loops over the Kubernetes API,
-//! run on the elected leader.
+//! StatefulSets, nodes, garbage collection, endpoints, autoscaling, ...) as idempotent
+//! reconcile loops over the Kubernetes API, run on the elected leader.
 //!
 //! Depends on nothing of ours: it reaches the cluster only through the Kubernetes API.
 
