@@ -2,8 +2,17 @@
 //! through their Leases, and running the pods bound to them without starting anything —
 //! each such pod is reported Running and Ready with an address of its node's range. For
 //! scheduler and controller tests and benchmarks at a scale no machine could run.
+//!
+//! Pods that should finish, as a Job's do, say how in two annotations:
+//! `simulate.berth.dev/exit-code: "N"` makes every container exit with N once it has run
+//! for `simulate.berth.dev/run-seconds` (0 when not given). Then, as a kubelet would,
+//! the node reports a pod that stays down (restartPolicy Never, or OnFailure with exit
+//! code 0) finished — phase Succeeded for 0, Failed otherwise, each container
+//! terminated with that code, Ready False — and restarts the containers of any other
+//! (their restartCount grows, one restart per run, at least a second apart).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -35,6 +44,12 @@ impl Simulation {
             .collect()
     }
 }
+
+/// The annotation that makes a pod's containers exit with its value as exit code.
+pub const EXIT_CODE: &str = "simulate.berth.dev/exit-code";
+
+/// The annotation saying how many seconds the containers run before they exit.
+pub const RUN_SECONDS: &str = "simulate.berth.dev/run-seconds";
 
 /// The Kubernetes version simulated nodes report.
 const KUBELET_VERSION: &str = "v1.32.0-berth-simulated";
@@ -163,11 +178,17 @@ async fn run_pods(client: Client, names: &[String]) -> Result<(), kube::Error> {
         .map(|(i, n)| (n.as_str(), i))
         .collect();
     let mut next_address: HashMap<usize, u32> = HashMap::new();
+    let mut exiting: HashSet<String> = HashSet::new();
     let config = watcher::Config::default().fields("spec.nodeName!=");
     let mut events = std::pin::pin!(watcher(pods, config));
     while let Some(event) = events.try_next().await.map_err(watch_error)? {
-        let (watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) = event else {
-            continue;
+        let pod = match event {
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => pod,
+            watcher::Event::Delete(pod) => {
+                exiting.remove(&pod.uid().unwrap_or_default());
+                continue;
+            }
+            _ => continue,
         };
         let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
         let Some(&node_index) = node.and_then(|n| index.get(n)) else {
@@ -182,27 +203,40 @@ async fn run_pods(client: Client, names: &[String]) -> Result<(), kube::Error> {
             }
             continue;
         }
-        if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded" | "Failed")) {
             continue;
         }
-        let counter = next_address.entry(node_index).or_insert(1);
-        *counter += 1;
-        let address = format!(
-            "10.{}.{}.{}",
-            100 + node_index / 250,
-            node_index % 250,
-            *counter % 250 + 1
-        );
-        let status = running(&pod, &address, &node_address(node_index));
-        let patched = namespaced
-            .patch_status(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&status),
-            )
-            .await;
-        if let Err(error) = patched {
-            tracing::debug!(%error, pod = %pod.name_any(), "could not report a pod running");
+        if phase != Some("Running") {
+            let counter = next_address.entry(node_index).or_insert(1);
+            *counter += 1;
+            let address = format!(
+                "10.{}.{}.{}",
+                100 + node_index / 250,
+                node_index % 250,
+                *counter % 250 + 1
+            );
+            let mut status = running(&pod, &address, &node_address(node_index));
+            // Only the version of the pod this event showed: a stale event must not
+            // undo a later status (a pod that finished meanwhile).
+            status["metadata"] = json!({"resourceVersion": pod.resource_version()});
+            let patched = namespaced
+                .patch_status(
+                    &pod.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&status),
+                )
+                .await;
+            if let Err(error) = patched {
+                tracing::debug!(%error, pod = %pod.name_any(), "could not report a pod running");
+                continue;
+            }
+        }
+        // Its containers start exiting only once it is reported running.
+        if let Some(exit) = planned_exit(&pod)
+            && exiting.insert(pod.uid().unwrap_or_default())
+        {
+            tokio::spawn(run_to_exit(namespaced.clone(), pod.clone(), exit));
         }
     }
     Ok(())
@@ -241,4 +275,111 @@ fn running(pod: &Pod, address: &str, host: &str) -> serde_json::Value {
         "conditions": conditions,
         "containerStatuses": containers,
     }})
+}
+
+/// How the pod's containers are to exit: their exit code and run time, from the pod's
+/// annotations; None for pods that run until deleted (or whose annotation is no number,
+/// which is logged).
+fn planned_exit(pod: &Pod) -> Option<(i32, Duration)> {
+    let annotations = pod.metadata.annotations.as_ref()?;
+    let code = annotations.get(EXIT_CODE)?;
+    let Ok(code) = code.trim().parse() else {
+        tracing::warn!(pod = %pod.name_any(), %code, "{EXIT_CODE} is not a number: ignored");
+        return None;
+    };
+    let seconds = annotations
+        .get(RUN_SECONDS)
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(0.0);
+    Some((code, Duration::from_secs_f64(seconds)))
+}
+
+/// Lets the pod's containers run and exit as planned, again and again while the
+/// restart policy restarts them, until the pod is finished or gone.
+async fn run_to_exit(pods: Api<Pod>, pod: Pod, (code, run): (i32, Duration)) {
+    let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone());
+    let stays_down = match policy.as_deref().unwrap_or("Always") {
+        "Never" => true,
+        "OnFailure" => code == 0,
+        _ => false,
+    };
+    let mut restarts = 0;
+    loop {
+        let pause = if stays_down || restarts == 0 {
+            run
+        } else {
+            run.max(Duration::from_secs(1))
+        };
+        tokio::time::sleep(pause).await;
+        let status = if stays_down {
+            finished(&pod, code)
+        } else {
+            restarts += 1;
+            restarted(&pod, code, restarts)
+        };
+        let patched = pods
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&status),
+            )
+            .await;
+        if let Err(error) = patched {
+            return tracing::debug!(%error, pod = %pod.name_any(), "the exiting pod is gone");
+        }
+        if stays_down {
+            return;
+        }
+    }
+}
+
+/// The status a kubelet reports for a pod whose containers exited with `code` for good.
+fn finished(pod: &Pod, code: i32) -> serde_json::Value {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let state = json!({"ready": false, "started": false, "restartCount": 0,
+                       "state": exit_state(code, &now)});
+    let condition = |kind: &str, status: &str| {
+        json!({"type": kind, "status": status, "reason": "PodCompleted",
+               "lastProbeTime": null, "lastTransitionTime": now})
+    };
+    json!({"status": {
+        "phase": if code == 0 { "Succeeded" } else { "Failed" },
+        "conditions": [
+            condition("Initialized", "True"), condition("Ready", "False"),
+            condition("ContainersReady", "False"), condition("PodScheduled", "True"),
+        ],
+        "containerStatuses": container_statuses(pod, &state),
+    }})
+}
+
+/// The status after the kubelet restarted the pod's containers, which had exited with
+/// `code`, for the `restarts`th time.
+fn restarted(pod: &Pod, code: i32, restarts: i32) -> serde_json::Value {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let state = json!({"ready": true, "started": true, "restartCount": restarts,
+                       "state": {"running": {"startedAt": now}},
+                       "lastState": exit_state(code, &now)});
+    json!({"status": {"containerStatuses": container_statuses(pod, &state)}})
+}
+
+/// A container state: terminated with `code`, as a kubelet words it.
+fn exit_state(code: i32, now: &str) -> serde_json::Value {
+    let reason = if code == 0 { "Completed" } else { "Error" };
+    json!({"terminated": {"exitCode": code, "reason": reason, "startedAt": now, "finishedAt": now}})
+}
+
+/// Every container's status: its name and image, and `state`'s fields.
+fn container_statuses(pod: &Pod, state: &serde_json::Value) -> Vec<serde_json::Value> {
+    pod.spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .map(|c| {
+            let mut status = json!({"name": c.name, "image": c.image, "imageID": ""});
+            if let (Some(status), Some(state)) = (status.as_object_mut(), state.as_object()) {
+                status.extend(state.clone());
+            }
+            status
+        })
+        .collect()
 }

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -394,6 +396,7 @@ impl Schema for Event {}
 impl Schema for ServiceAccount {}
 impl Schema for Lease {}
 impl Schema for EndpointSlice {}
+impl Schema for ControllerRevision {}
 
 impl Schema for Node {
     const HAS_STATUS: bool = true;
@@ -460,11 +463,31 @@ impl Schema for DaemonSet {
     fn default_fields(&mut self) {
         let spec = self.spec.get_or_insert_default();
         set_default(&mut spec.revision_history_limit, 10);
+        let strategy = spec.update_strategy.get_or_insert_default();
+        set_default(&mut strategy.type_, "RollingUpdate".into());
+        if strategy.type_.as_deref() == Some("RollingUpdate") {
+            let rolling = strategy.rolling_update.get_or_insert_default();
+            set_default(&mut rolling.max_unavailable, IntOrString::Int(1));
+            set_default(&mut rolling.max_surge, IntOrString::Int(0));
+        }
         default_template(&mut spec.template);
     }
     fn problems(&self) -> Vec<String> {
         let spec = self.spec.as_ref();
-        workload_problems(None, spec.map(|s| &s.selector), spec.map(|s| &s.template))
+        let mut problems =
+            workload_problems(None, spec.map(|s| &s.selector), spec.map(|s| &s.template));
+        let strategy = spec.and_then(|s| s.update_strategy.as_ref());
+        let kind = strategy
+            .and_then(|s| s.type_.as_deref())
+            .unwrap_or_default();
+        if !["RollingUpdate", "OnDelete"].contains(&kind) {
+            problems.push(unsupported(
+                "spec.updateStrategy.type",
+                kind,
+                &["OnDelete", "RollingUpdate"],
+            ));
+        }
+        problems
     }
 }
 
@@ -475,33 +498,168 @@ impl Schema for StatefulSet {
         set_default(&mut spec.replicas, 1);
         set_default(&mut spec.revision_history_limit, 10);
         set_default(&mut spec.pod_management_policy, "OrderedReady".into());
+        let strategy = spec.update_strategy.get_or_insert_default();
+        set_default(&mut strategy.type_, "RollingUpdate".into());
+        if strategy.type_.as_deref() == Some("RollingUpdate") {
+            set_default(
+                &mut strategy.rolling_update.get_or_insert_default().partition,
+                0,
+            );
+        }
+        let retention = spec
+            .persistent_volume_claim_retention_policy
+            .get_or_insert_default();
+        set_default(&mut retention.when_deleted, "Retain".into());
+        set_default(&mut retention.when_scaled, "Retain".into());
+        for claim in spec.volume_claim_templates.iter_mut().flatten() {
+            let claim_spec = claim.spec.get_or_insert_default();
+            set_default(&mut claim_spec.volume_mode, "Filesystem".into());
+        }
         default_template(&mut spec.template);
     }
     fn problems(&self) -> Vec<String> {
         let spec = self.spec.as_ref();
-        workload_problems(
+        let mut problems = workload_problems(
             spec.and_then(|s| s.replicas),
             spec.map(|s| &s.selector),
             spec.map(|s| &s.template),
-        )
+        );
+        let policy = spec
+            .and_then(|s| s.pod_management_policy.as_deref())
+            .unwrap_or_default();
+        if !["OrderedReady", "Parallel"].contains(&policy) {
+            problems.push(unsupported(
+                "spec.podManagementPolicy",
+                policy,
+                &["OrderedReady", "Parallel"],
+            ));
+        }
+        let strategy = spec.and_then(|s| s.update_strategy.as_ref());
+        let kind = strategy
+            .and_then(|s| s.type_.as_deref())
+            .unwrap_or_default();
+        if !["RollingUpdate", "OnDelete"].contains(&kind) {
+            problems.push(unsupported(
+                "spec.updateStrategy.type",
+                kind,
+                &["OnDelete", "RollingUpdate"],
+            ));
+        }
+        for (i, claim) in spec
+            .and_then(|s| s.volume_claim_templates.as_ref())
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if claim
+                .metadata
+                .name
+                .as_deref()
+                .unwrap_or_default()
+                .is_empty()
+            {
+                problems.push(required(&format!(
+                    "spec.volumeClaimTemplates[{i}].metadata.name"
+                )));
+            }
+        }
+        problems
     }
 }
 
+/// The label of a Job's pods that its generated selector selects by.
+const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
+
 impl Schema for Job {
     const HAS_STATUS: bool = true;
+    /// Besides the plain defaults, as kube-apiserver's Job strategy: unless the Job
+    /// asks for a manual selector, one selecting its own uid, and the labels that
+    /// match it (and name the Job) on its template — and on the Job, if it has none.
     fn default_fields(&mut self) {
+        let uid = self.metadata.uid.clone().unwrap_or_default();
+        let name = self.metadata.name.clone().unwrap_or_default();
         let spec = self.spec.get_or_insert_default();
         set_default(&mut spec.backoff_limit, 6);
         set_default(&mut spec.completions, 1);
         set_default(&mut spec.parallelism, 1);
+        set_default(&mut spec.completion_mode, "NonIndexed".into());
+        set_default(&mut spec.suspend, false);
+        if spec.pod_failure_policy.is_none() {
+            set_default(
+                &mut spec.pod_replacement_policy,
+                "TerminatingOrFailed".into(),
+            );
+        }
+        if !spec.manual_selector.unwrap_or(false) && !uid.is_empty() {
+            let labels = spec
+                .template
+                .metadata
+                .get_or_insert_default()
+                .labels
+                .get_or_insert_default();
+            for (key, value) in [
+                (JOB_UID_LABEL, &uid),
+                ("controller-uid", &uid),
+                ("batch.kubernetes.io/job-name", &name),
+                ("job-name", &name),
+            ] {
+                labels.insert(key.into(), value.clone());
+            }
+            if spec.selector.is_none() {
+                spec.selector = Some(LabelSelector {
+                    match_labels: Some([(JOB_UID_LABEL.into(), uid)].into()),
+                    ..LabelSelector::default()
+                });
+            }
+        }
         default_template(&mut spec.template);
+        if self.metadata.labels.as_ref().is_none_or(BTreeMap::is_empty) {
+            self.metadata.labels = spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone());
+        }
     }
     fn problems(&self) -> Vec<String> {
-        let template = self.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-        template.map_or_else(
-            || vec![required("spec.template.spec.containers")],
-            |spec| pod_spec_problems(spec, "spec.template.spec"),
-        )
+        let Some(spec) = self.spec.as_ref() else {
+            return vec![required("spec.template.spec.containers")];
+        };
+        let mut problems: Vec<String> = [
+            ("spec.completions", spec.completions),
+            ("spec.parallelism", spec.parallelism),
+            ("spec.backoffLimit", spec.backoff_limit),
+        ]
+        .into_iter()
+        .filter_map(|(field, value)| at_least_zero(field, value))
+        .collect();
+        // Defaulting gave the Job its selector unless it asked to choose one itself.
+        problems.extend(workload_problems(
+            None,
+            spec.selector.as_ref(),
+            Some(&spec.template),
+        ));
+        let policy = spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref())
+            .unwrap_or_default();
+        if !["OnFailure", "Never"].contains(&policy) {
+            problems.push(unsupported(
+                "spec.template.spec.restartPolicy",
+                policy,
+                &["OnFailure", "Never"],
+            ));
+        }
+        if spec.completion_mode.as_deref() == Some("Indexed") {
+            problems.push(unsupported(
+                "spec.completionMode",
+                "Indexed",
+                &["NonIndexed"],
+            ));
+        }
+        problems
     }
 }
 
@@ -513,12 +671,28 @@ impl Schema for CronJob {
         set_default(&mut spec.suspend, false);
         set_default(&mut spec.successful_jobs_history_limit, 3);
         set_default(&mut spec.failed_jobs_history_limit, 1);
+        if let Some(template) = spec.job_template.spec.as_mut().map(|s| &mut s.template) {
+            default_template(template);
+        }
     }
     fn problems(&self) -> Vec<String> {
-        match self.spec.as_ref().map(|s| s.schedule.as_str()) {
+        let mut problems = match self.spec.as_ref().map(|s| s.schedule.as_str()) {
             Some(schedule) if !schedule.is_empty() => Vec::new(),
             _ => vec![required("spec.schedule")],
+        };
+        let policy = self
+            .spec
+            .as_ref()
+            .and_then(|s| s.concurrency_policy.as_deref())
+            .unwrap_or_default();
+        if !["Allow", "Forbid", "Replace"].contains(&policy) {
+            problems.push(unsupported(
+                "spec.concurrencyPolicy",
+                policy,
+                &["Allow", "Forbid", "Replace"],
+            ));
         }
+        problems
     }
 }
 
@@ -654,6 +828,28 @@ mod tests {
         assert_eq!(admitted.warnings.len(), 2);
         assert!(admitted.object.get("dat").is_none());
         assert_eq!(admitted.object["data"]["a"], "b");
+    }
+
+    #[test]
+    fn jobs_select_their_own_uid() {
+        let job = json!({"metadata": {"name": "pi", "uid": "u-1"}, "spec": {"template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}});
+        let job = admit_as::<Job>(job, FieldValidation::Strict).unwrap();
+        assert_eq!(
+            job["spec"]["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}})
+        );
+        let labels = &job["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels["job-name"], "pi");
+        assert_eq!(labels["controller-uid"], "u-1");
+        assert_eq!(job["metadata"]["labels"], *labels);
+        assert_eq!(job["spec"]["backoffLimit"], 6);
+        let always = json!({"metadata": {"name": "pi", "uid": "u-1"}, "spec": {"template": {
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+        assert_eq!(
+            admit_as::<Job>(always, FieldValidation::Strict).unwrap_err(),
+            "Kind \"pi\" is invalid: spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""
+        );
     }
 
     #[test]

@@ -339,7 +339,10 @@ pub(crate) async fn ensure_system_objects(store: &dyn berth_store::Store) -> cra
 fn wide_columns(kind: &str) -> &'static [&'static str] {
     match kind {
         "Pod" => &["IP", "Node", "Nominated Node", "Readiness Gates"],
-        "Deployment" | "ReplicaSet" => &["Containers", "Images", "Selector"],
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "Job" | "CronJob" => {
+            &["Containers", "Images", "Selector"]
+        }
+        "StatefulSet" => &["Containers", "Images"],
         "Service" => &["Selector"],
         "Node" => &[
             "Internal-IP",
@@ -405,6 +408,17 @@ fn columns(kind: &str) -> &'static [&'static str] {
         "ReplicaSet" => &["Desired", "Current", "Ready"],
         "Service" => &["Type", "Cluster-IP", "External-IP", "Port(s)"],
         "Node" => &["Status", "Roles", "Version"],
+        "Job" => &["Status", "Completions", "Duration"],
+        "CronJob" => &["Schedule", "Timezone", "Suspend", "Active", "Last Schedule"],
+        "DaemonSet" => &[
+            "Desired",
+            "Current",
+            "Ready",
+            "Up-to-date",
+            "Available",
+            "Node Selector",
+        ],
+        "StatefulSet" => &["Ready"],
         "PriorityClass" => &["Value", "Global-Default"],
         "Endpoints" => &["Endpoints"],
         "EndpointSlice" => &["AddressType", "Ports", "Endpoints"],
@@ -421,6 +435,46 @@ fn first_three(items: impl Iterator<Item = String>) -> String {
         1..=3 => items.join(","),
         more => format!("{} + {} more...", items[..3].join(","), more - 3),
     }
+}
+
+/// A Job's STATUS, as kubectl 1.28+ prints it: its last true terminal condition.
+fn job_status(object: &Value) -> Value {
+    if !object["metadata"]["deletionTimestamp"].is_null() {
+        return json!("Terminating");
+    }
+    let conditions = object["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let holds = |kind: &str| {
+        conditions
+            .iter()
+            .any(|c| c["type"] == kind && c["status"] == "True")
+    };
+    let status = [
+        "Complete",
+        "Failed",
+        "FailureTarget",
+        "SuccessCriteriaMet",
+        "Suspended",
+    ]
+    .into_iter()
+    .find(|kind| holds(kind))
+    .unwrap_or("Running");
+    json!(status)
+}
+
+/// The time from the RFC 3339 `from` to `until` (or now), kubectl's way; empty when
+/// `from` is not set.
+fn duration_cell(from: &Value, until: &Value) -> Value {
+    let parse = |v: &Value| v.as_str().and_then(|t| humantime::parse_rfc3339(t).ok());
+    let Some(from) = parse(from) else {
+        return json!("");
+    };
+    json!(human_duration(
+        from,
+        parse(until).unwrap_or_else(SystemTime::now)
+    ))
 }
 
 fn count(value: &Value) -> i64 {
@@ -538,12 +592,45 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
                 .any(|c| c["type"] == "Ready" && c["status"] == "True");
             json!(if ready { "Ready" } else { "NotReady" })
         }
+        ("Job", "Status") => job_status(object),
+        ("Job", "Completions") => json!(format!(
+            "{}/{}",
+            count(&status["succeeded"]),
+            spec["completions"].as_i64().unwrap_or(1)
+        )),
+        ("Job", "Duration") => duration_cell(&status["startTime"], &status["completionTime"]),
+        ("CronJob", "Schedule") => spec["schedule"].clone(),
+        ("CronJob", "Timezone") => or_none(&spec["timeZone"]),
+        ("CronJob", "Suspend") => json!(spec["suspend"] == json!(true)),
+        ("CronJob", "Active") => json!(status["active"].as_array().map_or(0, Vec::len)),
+        ("CronJob", "Last Schedule") => {
+            match duration_cell(&status["lastScheduleTime"], &Value::Null) {
+                text if text == "" => json!("<none>"),
+                text => text,
+            }
+        }
+        ("DaemonSet", "Desired") => json!(count(&status["desiredNumberScheduled"])),
+        ("DaemonSet", "Current") => json!(count(&status["currentNumberScheduled"])),
+        ("DaemonSet", "Ready") => json!(count(&status["numberReady"])),
+        ("DaemonSet", "Up-to-date") => json!(count(&status["updatedNumberScheduled"])),
+        ("DaemonSet", "Available") => json!(count(&status["numberAvailable"])),
+        ("DaemonSet", "Node Selector") => selector_text(&spec["template"]["spec"]["nodeSelector"]),
+        ("StatefulSet", "Ready") => json!(format!(
+            "{}/{}",
+            count(&status["readyReplicas"]),
+            spec["replicas"].as_i64().unwrap_or(1)
+        )),
         ("Node", "Roles") => json!("<none>"),
         ("Node", "Version") => status["nodeInfo"]["kubeletVersion"].clone(),
         ("Pod", "IP") => or_none(&status["podIP"]),
         ("Pod", "Node") => or_none(&spec["nodeName"]),
         ("Pod", "Nominated Node") => or_none(&status["nominatedNodeName"]),
         ("Pod", "Readiness Gates") => json!("<none>"),
+        ("CronJob", "Containers") => containers_field(&spec["jobTemplate"]["spec"], "name"),
+        ("CronJob", "Images") => containers_field(&spec["jobTemplate"]["spec"], "image"),
+        ("CronJob", "Selector") => {
+            selector_text(&spec["jobTemplate"]["spec"]["selector"]["matchLabels"])
+        }
         (_, "Containers") => containers_field(spec, "name"),
         (_, "Images") => containers_field(spec, "image"),
         ("Service", "Selector") => selector_text(&spec["selector"]),
@@ -616,9 +703,12 @@ fn age(created: &str) -> String {
     let Ok(then) = humantime::parse_rfc3339(created) else {
         return "<unknown>".into();
     };
-    let s = SystemTime::now()
-        .duration_since(then)
-        .map_or(0, |d| d.as_secs());
+    human_duration(then, SystemTime::now())
+}
+
+/// The time from `then` to `until` as kubectl prints durations.
+fn human_duration(then: SystemTime, until: SystemTime) -> String {
+    let s = until.duration_since(then).map_or(0, |d| d.as_secs());
     let (m, h, d) = (s / 60, s / 3600, s / 86_400);
     match s {
         _ if s < 120 => format!("{s}s"),

@@ -125,6 +125,7 @@ pub const RESOURCES: &[Resource] = &[
     resource!(apps::ReplicaSet, "replicaset", true, ["rs"]),
     resource!(apps::DaemonSet, "daemonset", true, ["ds"]),
     resource!(apps::StatefulSet, "statefulset", true, ["sts"]),
+    resource!(apps::ControllerRevision, "controllerrevision", true, []),
     resource!(batch::Job, "job", true, []),
     resource!(batch::CronJob, "cronjob", true, ["cj"]),
     resource!(

@@ -1,4 +1,4 @@
-//! The garbage collector: deletes pods and ReplicaSets whose owners are all gone — those
+//! The garbage collector: deletes pods, ReplicaSets and Jobs whose owners are all gone — those
 //! a controller made while its owner was being deleted, or whose owner was removed
 //! without cascading — as kube-controller-manager's garbage collector does. An owner is
 //! gone when no object of its kind, name and uid exists.
@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, DynamicObject};
@@ -25,9 +26,11 @@ pub async fn run(client: Client) {
     let mut watched = Watched::default();
     let pods = watched.cache(Api::<Pod>::all(client.clone())).await;
     let sets = watched.cache(Api::<ReplicaSet>::all(client.clone())).await;
+    let jobs = watched.cache(Api::<Job>::all(client.clone())).await;
     loop {
         let mut owners = HashMap::new();
         collect(&client, &sets, &mut owners).await;
+        collect(&client, &jobs, &mut owners).await;
         collect(&client, &pods, &mut owners).await;
         tokio::time::sleep(PAUSE).await;
         if !watched.next_change(RETRY).await {

@@ -73,7 +73,7 @@ fn template_key(template: &PodTemplateSpec) -> String {
 }
 
 /// The template's hash, in the alphabet Kubernetes uses for generated names.
-fn template_hash(template: &PodTemplateSpec) -> String {
+pub(crate) fn template_hash(template: &PodTemplateSpec) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     sha2::Sha256::digest(template_key(template).as_bytes())
         .iter()
@@ -84,7 +84,12 @@ fn template_hash(template: &PodTemplateSpec) -> String {
 
 /// maxSurge or maxUnavailable as a count of `desired` (percentages rounded up for surge,
 /// down for unavailability, as Kubernetes does).
-fn resolve(value: Option<&IntOrString>, desired: i32, round_up: bool, default: &str) -> i32 {
+pub(crate) fn resolve(
+    value: Option<&IntOrString>,
+    desired: i32,
+    round_up: bool,
+    default: &str,
+) -> i32 {
     let fallback = IntOrString::String(default.into());
     match value.unwrap_or(&fallback) {
         IntOrString::Int(n) => *n,

@@ -20,7 +20,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::labels::has_all;
-use crate::replicasets::ready;
+use crate::pods::ready;
 use crate::watched::Watched;
 
 /// How often Services are looked at again when nothing changed.

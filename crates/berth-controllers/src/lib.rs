@@ -1,20 +1,27 @@
-//! The scheduler and the controllers (Deployments, ReplicaSets, nodes, garbage collection,
-//! endpoints, autoscaling, ...) as idempotent reconcile loops over the Kubernetes API,
-//! run on the elected leader.
+//! The scheduler and the controllers (Deployments, ReplicaSets, Jobs, CronJobs, DaemonSets,
+//! StatefulSets, nodes, garbage collection, endpoints, autoscaling, ...) as idempotent
+//! reconcile loops over the Kubernetes API, run on the elected leader.
 //!
 //! Depends on nothing of ours: it reaches the cluster only through the Kubernetes API.
 
 pub mod autoscalers;
 pub mod collector;
+pub mod cronjobs;
+pub mod daemonsets;
 pub mod deployments;
 pub mod endpoints;
 pub mod events;
+mod expectations;
+pub mod jobs;
 mod labels;
 pub mod leader;
 pub mod nodes;
+mod pods;
 mod quantity;
 pub mod replicasets;
+mod revisions;
 pub mod scheduler;
+pub mod statefulsets;
 mod watched;
 
 pub use leader::Election;
@@ -34,6 +41,10 @@ pub async fn run_controller_manager(
                 scheduler::run(client.clone()),
                 replicasets::run(client.clone()),
                 deployments::run(client.clone()),
+                jobs::run(client.clone()),
+                cronjobs::run(client.clone()),
+                daemonsets::run(client.clone()),
+                statefulsets::run(client.clone()),
                 nodes::run(client.clone(), lifecycle),
                 autoscalers::run(client.clone()),
                 endpoints::run(client.clone()),

@@ -152,7 +152,10 @@ pub struct AgentArgs {
     /// The cluster CA's certificate (the server's tls/ca.crt)
     #[arg(long)]
     pub certificate_authority: PathBuf,
-    /// Register this many simulated nodes, which run their pods without containers
+    /// Register this many simulated nodes, which run their pods without containers.
+    /// A pod annotated `simulate.berth.dev/exit-code: "N"` exits with N after
+    /// `simulate.berth.dev/run-seconds` (default 0): Succeeded or Failed under
+    /// restartPolicy Never, restarted otherwise, as a kubelet would
     #[arg(long)]
     pub simulate: Option<usize>,
     /// The node's name; with --simulate, the prefix of the nodes' names

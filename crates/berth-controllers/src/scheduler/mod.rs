@@ -9,8 +9,8 @@
 //! `FailedScheduling` event and a PodScheduled=False condition saying why, in
 //! kube-scheduler's words, and is tried again whenever the cluster changes.
 
-mod filters;
-mod node_affinity;
+pub(crate) mod filters;
+pub(crate) mod node_affinity;
 mod preemption;
 mod scores;
 mod snapshot;

@@ -10,3 +10,4 @@ mod kubectl;
 mod placement;
 mod scenarios;
 mod server;
+mod workloads;
