@@ -78,6 +78,9 @@ async fn group_resources(
             "resources": [{
                 "name": "pods", "singularName": "", "namespaced": true,
                 "kind": "PodMetrics", "verbs": ["get", "list"],
+            }, {
+                "name": "nodes", "singularName": "", "namespaced": false,
+                "kind": "NodeMetrics", "verbs": ["get", "list"],
             }],
         }))
         .into_response();

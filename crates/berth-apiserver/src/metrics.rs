@@ -1,8 +1,9 @@
 //! metrics.k8s.io/v1beta1, as metrics-server serves it: each running pod's CPU and memory
-//! usage (PodMetrics), for the HorizontalPodAutoscaler and `kubectl top pod` (node
-//! metrics come with the real agent). Node agents report a pod's usage in its annotations
-//! [`CPU_USAGE`] and [`MEMORY_USAGE`] (the simulated agent lets tests set them), and
-//! this API reads them from the watch cache.
+//! usage (PodMetrics), for the HorizontalPodAutoscaler and `kubectl top pod`, and each
+//! node's (NodeMetrics, the sum of its running pods' usage) for `kubectl top node`. Node
+//! agents report a pod's usage in its annotations [`CPU_USAGE`] and [`MEMORY_USAGE`]
+//! (the simulated agent lets tests set them), and this API reads them from the watch
+//! cache.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             "/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods/{name}",
             get(one_pod),
         )
+        .route("/apis/metrics.k8s.io/v1beta1/nodes", get(all_nodes))
+        .route("/apis/metrics.k8s.io/v1beta1/nodes/{name}", get(one_node))
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -98,11 +101,11 @@ fn list_of(kind: &str, items: Vec<Value>) -> Response {
     (StatusCode::OK, axum::Json(body)).into_response()
 }
 
-/// A 403 unless `identity` may `verb` pods, whose metrics these are.
-fn allowed(identity: &Identity, verb: &'static str) -> Result<(), Status> {
+/// A 403 unless `identity` may `verb` the pods or nodes whose metrics these are.
+fn allowed(identity: &Identity, verb: &'static str, plural: &'static str) -> Result<(), Status> {
     let access = Access {
         verb,
-        plural: "pods",
+        plural,
         namespace: None,
         name: None,
     };
@@ -113,7 +116,7 @@ fn allowed(identity: &Identity, verb: &'static str) -> Result<(), Status> {
         identity,
         verb,
         "metrics.k8s.io",
-        "pods",
+        plural,
         None,
     ))
 }
@@ -125,7 +128,7 @@ fn list(
     prefix: &str,
     query: &HashMap<String, String>,
 ) -> Response {
-    match allowed(identity, "list").and_then(|()| running_pods(shared, prefix, query)) {
+    match allowed(identity, "list", "pods").and_then(|()| running_pods(shared, prefix, query)) {
         Ok(pods) => list_of("PodMetricsList", pods.iter().map(pod_metrics).collect()),
         Err(status) => status.into_response(),
     }
@@ -159,7 +162,7 @@ async fn one_pod(
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
     let prefix = format!("/registry/pods/{namespace}/");
-    let answer = allowed(&identity, "get")
+    let answer = allowed(&identity, "get", "pods")
         .and_then(|()| running_pods(&shared, &prefix, &HashMap::new()))
         .and_then(|pods| {
             pods.into_iter()
@@ -168,6 +171,85 @@ async fn one_pod(
         });
     match answer {
         Ok(pod) => (StatusCode::OK, axum::Json(pod_metrics(&pod))).into_response(),
+        Err(status) => status.into_response(),
+    }
+}
+
+/// Each node's usage: the sum of its running pods' usage, in thousandths.
+fn node_usage(shared: &Shared) -> Result<HashMap<String, (i128, i128)>, Status> {
+    let mut usage: HashMap<String, (i128, i128)> = HashMap::new();
+    for pod in running_pods(shared, "/registry/pods/", &HashMap::new())? {
+        let Some(node) = pod["spec"]["nodeName"].as_str() else {
+            continue;
+        };
+        let read = |key: &str| {
+            pod["metadata"]["annotations"][key]
+                .as_str()
+                .and_then(berth_quantity::milli)
+                .unwrap_or(0)
+        };
+        let entry = usage.entry(node.to_string()).or_default();
+        entry.0 += read(CPU_USAGE);
+        entry.1 += read(MEMORY_USAGE);
+    }
+    Ok(usage)
+}
+
+/// The NodeMetrics of every node the query selects.
+fn node_metrics(shared: &Shared, query: &HashMap<String, String>) -> Result<Vec<Value>, Status> {
+    let selection = Selection::parse(query)?;
+    let usage = node_usage(shared)?;
+    let (nodes, _) = shared.cache.list("/registry/nodes/");
+    let now = crate::objects::rfc3339(std::time::SystemTime::now());
+    Ok(nodes
+        .iter()
+        .filter(|e| selection.matches_entry(e))
+        .map(|e| {
+            let node = e.object();
+            let name = node["metadata"]["name"].as_str().unwrap_or_default();
+            let (cpu, memory) = usage.get(name).copied().unwrap_or_default();
+            json!({
+                "kind": "NodeMetrics",
+                "apiVersion": GROUP_VERSION,
+                "metadata": {"name": name, "labels": node["metadata"]["labels"], "creationTimestamp": now},
+                "timestamp": now,
+                "window": "10s",
+                "usage": {
+                    "cpu": berth_quantity::format_milli(cpu),
+                    "memory": berth_quantity::format_milli(memory),
+                },
+            })
+        })
+        .collect())
+}
+
+async fn all_nodes(
+    State(shared): State<Arc<Shared>>,
+    Extension(identity): Extension<Identity>,
+    Query(query): Params,
+) -> Response {
+    let listed = allowed(&identity, "list", "nodes").and_then(|()| node_metrics(&shared, &query));
+    match listed {
+        Ok(items) => list_of("NodeMetricsList", items),
+        Err(status) => status.into_response(),
+    }
+}
+
+async fn one_node(
+    State(shared): State<Arc<Shared>>,
+    Extension(identity): Extension<Identity>,
+    Path(name): Path<String>,
+) -> Response {
+    let found = allowed(&identity, "get", "nodes")
+        .and_then(|()| node_metrics(&shared, &HashMap::new()))
+        .and_then(|items| {
+            items
+                .into_iter()
+                .find(|m| m["metadata"]["name"] == name.as_str())
+                .ok_or_else(|| Status::not_found("nodes.metrics.k8s.io", &name))
+        });
+    match found {
+        Ok(metrics) => (StatusCode::OK, axum::Json(metrics)).into_response(),
         Err(status) => status.into_response(),
     }
 }

@@ -1,7 +1,8 @@
 //! The HorizontalPodAutoscaler controller (autoscaling/v2), with Kubernetes' algorithm:
-//! for each Resource metric with a Utilization target, the pods' usage (from
-//! metrics.k8s.io) over their requests gives the utilization; the desired count is
-//! `ceil(pods × utilization / target)` unless that ratio is within the 10% tolerance;
+//! for each Resource metric (CPU or memory), the pods' usage from metrics.k8s.io is
+//! compared with the target — a Utilization target with usage over requests, an
+//! AverageValue target with the average usage per pod; the desired count is
+//! `ceil(pods × usage / target)` unless that ratio is within the 10% tolerance;
 //! the largest over the metrics wins, kept within minReplicas..maxReplicas. A scale down
 //! takes the highest recommendation of the stabilization window (300 s unless
 //! `behavior.scaleDown.stabilizationWindowSeconds` says otherwise), so a dip does not
@@ -10,15 +11,15 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscaler, ResourceMetricSource};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::quantity::milli;
 use crate::watched::Watched;
+use berth_quantity::{format_milli, milli};
 
 /// How often autoscalers look at their metrics.
 const PERIOD: Duration = Duration::from_secs(2);
@@ -82,27 +83,15 @@ async fn reconcile(
         let Some(resource) = metric.resource.as_ref() else {
             continue;
         };
-        let Some(target) = resource.target.average_utilization else {
+        let Some(reading) = read(resource, &usage) else {
             continue;
         };
-        let key = resource.name.as_str();
-        let (used, requested, pods): (i128, i128, i32) = usage
-            .values()
-            .filter_map(|per| per.get(key).copied())
-            .fold((0, 0, 0), |(u, r, n), (used, requested)| {
-                (u + used, r + requested, n + 1)
-            });
-        if requested == 0 || pods == 0 {
-            continue;
-        }
-        let utilization = (100 * used / requested) as i32;
         current_metrics.push(json!({"type": "Resource", "resource": {
-            "name": key, "current": {"averageUtilization": utilization}}}));
-        let ratio = f64::from(utilization) / f64::from(target.max(1));
-        let wanted = if (ratio - 1.0).abs() <= TOLERANCE {
+            "name": resource.name, "current": reading.current}}));
+        let wanted = if (reading.ratio - 1.0).abs() <= TOLERANCE {
             current
         } else {
-            (ratio * f64::from(pods)).ceil() as i32
+            (reading.ratio * f64::from(reading.pods)).ceil() as i32
         };
         desired = Some(desired.map_or(wanted, |d: i32| d.max(wanted)));
     }
@@ -153,13 +142,56 @@ async fn reconcile(
     .map(drop)
 }
 
+/// What one Resource metric reads now against its target.
+struct Reading {
+    /// Usage over the target: above 1 asks for more pods.
+    ratio: f64,
+    /// How many pods were measured.
+    pods: i32,
+    /// The metric's `current` in the HPA's status.
+    current: serde_json::Value,
+}
+
+/// The metric's reading from the pods' usage: against a Utilization target, usage over
+/// requests in percent; against an AverageValue target, the average usage per pod.
+fn read(resource: &ResourceMetricSource, usage: &Usage) -> Option<Reading> {
+    let key = resource.name.as_str();
+    let (used, requested, pods): (i128, i128, i32) = usage
+        .values()
+        .filter_map(|per| per.get(key).copied())
+        .fold((0, 0, 0), |(u, r, n), (used, requested)| {
+            (u + used, r + requested, n + 1)
+        });
+    if pods == 0 {
+        return None;
+    }
+    let average = used / i128::from(pods);
+    let target = &resource.target;
+    if let Some(wanted) = target.average_utilization {
+        if requested == 0 {
+            return None;
+        }
+        let utilization = (100 * used / requested) as i32;
+        return Some(Reading {
+            ratio: f64::from(utilization) / f64::from(wanted.max(1)),
+            pods,
+            current: json!({"averageUtilization": utilization, "averageValue": format_milli(average)}),
+        });
+    }
+    let wanted = target.average_value.as_ref().and_then(|q| milli(&q.0))?;
+    Some(Reading {
+        ratio: average as f64 / wanted.max(1) as f64,
+        pods,
+        current: json!({"averageValue": format_milli(average)}),
+    })
+}
+
+/// Each measured pod's usage and request, in thousandths, per resource.
+type Usage = HashMap<String, HashMap<&'static str, (i128, i128)>>;
+
 /// Each selected pod's (usage, request) per resource, in millis, for the pods the
 /// metrics API reports.
-async fn usage(
-    client: &Client,
-    namespace: &str,
-    selector: &str,
-) -> Result<HashMap<String, HashMap<&'static str, (i128, i128)>>, kube::Error> {
+async fn usage(client: &Client, namespace: &str, selector: &str) -> Result<Usage, kube::Error> {
     let params = ListParams::default().labels(selector);
     let metrics_kind = GroupVersionKind::gvk("metrics.k8s.io", "v1beta1", "PodMetrics");
     let mut resource = ApiResource::from_gvk(&metrics_kind);
@@ -198,4 +230,53 @@ async fn usage(
         found.insert(sample.name_any(), per);
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(per_pod: &[(i128, i128)]) -> Usage {
+        per_pod
+            .iter()
+            .enumerate()
+            .map(|(i, used)| (format!("p{i}"), HashMap::from([("memory", *used)])))
+            .collect()
+    }
+
+    fn metric(target: serde_json::Value) -> ResourceMetricSource {
+        serde_json::from_value(json!({"name": "memory", "target": target})).unwrap()
+    }
+
+    #[test]
+    fn average_values_compare_usage_per_pod() {
+        let mib = 1024 * 1024 * 1000;
+        let both = usage(&[(100 * mib, 0), (100 * mib, 0)]);
+        let reading = read(
+            &metric(json!({"type": "AverageValue", "averageValue": "50Mi"})),
+            &both,
+        )
+        .unwrap();
+        assert_eq!((reading.ratio, reading.pods), (2.0, 2));
+        assert_eq!(reading.current["averageValue"], "104857600");
+    }
+
+    #[test]
+    fn utilization_needs_requests() {
+        let none = usage(&[(10, 0)]);
+        assert!(
+            read(
+                &metric(json!({"type": "Utilization", "averageUtilization": 50})),
+                &none
+            )
+            .is_none()
+        );
+        let half = usage(&[(10, 40), (30, 40)]);
+        let reading = read(
+            &metric(json!({"type": "Utilization", "averageUtilization": 50})),
+            &half,
+        )
+        .unwrap();
+        assert_eq!(reading.current["averageUtilization"], 50);
+    }
 }

@@ -17,7 +17,6 @@ mod labels;
 pub mod leader;
 pub mod nodes;
 mod pods;
-mod quantity;
 pub mod replicasets;
 mod revisions;
 pub mod scheduler;

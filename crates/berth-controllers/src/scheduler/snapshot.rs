@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
-use crate::quantity::milli;
+use berth_quantity::milli;
 
 /// Amounts of the resources the scheduler counts, in thousandths (millicores, and one
 /// pod is 1,000).

@@ -548,6 +548,20 @@ fn autoscalers_follow_the_load(server: &Server) {
             .all(|l| l.split_whitespace().nth(1) == Some("10m")),
         "{top}"
     );
+    // Nodes add up their pods' usage: the two busy pods are the only ones using CPU.
+    let nodes = server.kubectl_ok(&["top", "node", "--no-headers"]);
+    assert_eq!(nodes.lines().count(), 3, "{nodes}");
+    let millicores: u32 = nodes
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(1)?
+                .strip_suffix('m')?
+                .parse::<u32>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(millicores, 20, "{nodes}");
 }
 
 fn scenarios(server: &Server) {

@@ -1,5 +1,6 @@
-//! Kubernetes resource quantities (`100m`, `0.5`, `64Mi`, `1G`, `2e3`) as integers the
-//! scheduler can add: CPU in millicores, everything else in units (bytes, pods).
+//! Kubernetes resource quantities (`100m`, `0.5`, `64Mi`, `1G`, `2e3`) as integers that
+//! can be added and compared — CPU in millicores, everything else in thousandths of its
+//! unit — for the scheduler, the autoscaler and the metrics API. Depends on nothing.
 
 /// The quantity in thousandths of its unit (millicores for CPU); None when unreadable.
 pub fn milli(text: &str) -> Option<i128> {
@@ -41,9 +42,24 @@ pub fn milli(text: &str) -> Option<i128> {
     Some((value * scale * 10f64.powi(exponent) * 1000.0).round() as i128)
 }
 
+/// Thousandths written back as Kubernetes writes a quantity: `250m`, or whole units.
+pub fn format_milli(milli: i128) -> String {
+    if milli % 1000 == 0 {
+        (milli / 1000).to_string()
+    } else {
+        format!("{milli}m")
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::milli;
+    use super::{format_milli, milli};
+
+    #[test]
+    fn whole_units_lose_their_suffix() {
+        assert_eq!(format_milli(250), "250m");
+        assert_eq!(format_milli(3000), "3");
+    }
 
     #[test]
     fn quantities_read_as_kubernetes_reads_them() {
