@@ -18,7 +18,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::watched::Watched;
+use crate::watched::{Informers, Watched};
 use berth_quantity::{format_milli, milli};
 
 /// How often autoscalers look at their metrics.
@@ -32,11 +32,9 @@ const SCALE_DOWN_WINDOW: Duration = Duration::from_secs(300);
 type Recommendations = HashMap<String, Vec<(Instant, i32)>>;
 
 /// Runs the controller until the client's watches end.
-pub async fn run(client: Client) {
-    let mut watched = Watched::default();
-    let autoscalers = watched
-        .cache(Api::<HorizontalPodAutoscaler>::all(client.clone()))
-        .await;
+pub async fn run(client: Client, informers: Informers) {
+    let mut watched = Watched::new(&informers);
+    let autoscalers = watched.cache::<HorizontalPodAutoscaler>().await;
     let mut recommendations = Recommendations::new();
     loop {
         for hpa in autoscalers.state() {

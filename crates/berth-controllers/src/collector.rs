@@ -15,18 +15,18 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 
-use crate::watched::Watched;
+use crate::watched::{Informers, Watched};
 
 /// The longest a collection waits when nothing changed; the shortest between two.
 const RETRY: Duration = Duration::from_secs(5);
 const PAUSE: Duration = Duration::from_millis(500);
 
 /// Runs the collector until the client's watches end.
-pub async fn run(client: Client) {
-    let mut watched = Watched::default();
-    let pods = watched.cache(Api::<Pod>::all(client.clone())).await;
-    let sets = watched.cache(Api::<ReplicaSet>::all(client.clone())).await;
-    let jobs = watched.cache(Api::<Job>::all(client.clone())).await;
+pub async fn run(client: Client, informers: Informers) {
+    let mut watched = Watched::new(&informers);
+    let pods = watched.cache::<Pod>().await;
+    let sets = watched.cache::<ReplicaSet>().await;
+    let jobs = watched.cache::<Job>().await;
     loop {
         let mut owners = HashMap::new();
         collect(&client, &sets, &mut owners).await;

@@ -28,7 +28,7 @@ use serde_json::json;
 
 use crate::jobs::finished;
 use crate::replicasets::owned_by;
-use crate::watched::Watched;
+use crate::watched::{Informers, Watched};
 
 /// The longest the controller sleeps when no change and no schedule wakes it sooner.
 const RETRY: Duration = Duration::from_secs(10);
@@ -43,10 +43,10 @@ pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-tim
 type Unschedulable = (&'static str, String);
 
 /// Runs the controller until the client's watches end.
-pub async fn run(client: Client) {
-    let mut watched = Watched::default();
-    let cronjobs = watched.cache(Api::<CronJob>::all(client.clone())).await;
-    let jobs = watched.cache(Api::<Job>::all(client.clone())).await;
+pub async fn run(client: Client, informers: Informers) {
+    let mut watched = Watched::new(&informers);
+    let cronjobs = watched.cache::<CronJob>().await;
+    let jobs = watched.cache::<Job>().await;
     // The problem each broken CronJob was last told of, so it is told once.
     let mut warned: HashMap<String, String> = HashMap::new();
     loop {

@@ -29,7 +29,7 @@ use crate::pods::{Naming, active, ready};
 use crate::revisions::{HASH_LABEL, Revision};
 use crate::scheduler::filters::tolerates;
 use crate::scheduler::node_affinity;
-use crate::watched::Watched;
+use crate::watched::{Informers, Watched};
 
 /// How often DaemonSets are looked at again when nothing changed.
 const RETRY: Duration = Duration::from_secs(5);
@@ -56,15 +56,13 @@ struct Caches {
 }
 
 /// Runs the controller until the client's watches end.
-pub async fn run(client: Client) {
-    let mut watched = Watched::default();
-    let sets = watched.cache(Api::<DaemonSet>::all(client.clone())).await;
+pub async fn run(client: Client, informers: Informers) {
+    let mut watched = Watched::new(&informers);
+    let sets = watched.cache::<DaemonSet>().await;
     let caches = Caches {
-        nodes: watched.cache(Api::<Node>::all(client.clone())).await,
-        pods: watched.cache(Api::<Pod>::all(client.clone())).await,
-        revisions: watched
-            .cache(Api::<ControllerRevision>::all(client.clone()))
-            .await,
+        nodes: watched.cache::<Node>().await,
+        pods: watched.cache::<Pod>().await,
+        revisions: watched.cache::<ControllerRevision>().await,
     };
     let mut expectations = Expectations::default();
     loop {

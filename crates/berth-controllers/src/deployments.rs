@@ -19,17 +19,17 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use sha2::Digest;
 
-use crate::watched::Watched;
+use crate::watched::{Informers, Watched};
 
 const RETRY: Duration = Duration::from_secs(5);
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const HASH_LABEL: &str = "pod-template-hash";
 
 /// Runs the controller until the client's watches end.
-pub async fn run(client: Client) {
-    let mut watched = Watched::default();
-    let deployments = watched.cache(Api::<Deployment>::all(client.clone())).await;
-    let sets = watched.cache(Api::<ReplicaSet>::all(client.clone())).await;
+pub async fn run(client: Client, informers: Informers) {
+    let mut watched = Watched::new(&informers);
+    let deployments = watched.cache::<Deployment>().await;
+    let sets = watched.cache::<ReplicaSet>().await;
     loop {
         for deployment in deployments.state() {
             if deployment.metadata.deletion_timestamp.is_some() {

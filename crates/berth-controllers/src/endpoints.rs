@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::labels::has_all;
 use crate::pods::ready;
-use crate::watched::Watched;
+use crate::watched::{Informers, Watched};
 
 /// How often Services are looked at again when nothing changed.
 const RETRY: Duration = Duration::from_secs(10);
@@ -43,11 +43,11 @@ const SERVICE_NAME: &str = "kubernetes.io/service-name";
 const MANAGER: &str = "endpoint-controller";
 
 /// Runs both controllers until the client's watches end.
-pub async fn run(client: Client) {
-    let mut watched = Watched::default();
-    let services = watched.cache(Api::<Service>::all(client.clone())).await;
-    let pods = watched.cache(Api::<Pod>::all(client.clone())).await;
-    let endpoints = watched.cache(Api::<Endpoints>::all(client.clone())).await;
+pub async fn run(client: Client, informers: Informers) {
+    let mut watched = Watched::new(&informers);
+    let services = watched.cache::<Service>().await;
+    let pods = watched.cache::<Pod>().await;
+    let endpoints = watched.cache::<Endpoints>().await;
     let mut written: HashMap<(String, String), Value> = HashMap::new();
     loop {
         let current = services.state();

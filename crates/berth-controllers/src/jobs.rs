@@ -25,7 +25,7 @@ use serde_json::json;
 use crate::expectations::{Expectations, InFlight};
 use crate::pods::{Naming, active, ready};
 use crate::replicasets::owned_by;
-use crate::watched::Watched;
+use crate::watched::{Informers, Watched};
 
 /// How often Jobs are looked at again when nothing changed (back-offs and deadlines
 /// end on this beat).
@@ -38,10 +38,10 @@ const COMPONENT: &str = "job-controller";
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(360));
 
 /// Runs the controller until the client's watches end.
-pub async fn run(client: Client) {
-    let mut watched = Watched::default();
-    let jobs = watched.cache(Api::<Job>::all(client.clone())).await;
-    let pods = watched.cache(Api::<Pod>::all(client.clone())).await;
+pub async fn run(client: Client, informers: Informers) {
+    let mut watched = Watched::new(&informers);
+    let jobs = watched.cache::<Job>().await;
+    let pods = watched.cache::<Pod>().await;
     let mut expectations = Expectations::default();
     loop {
         let current = jobs.state();

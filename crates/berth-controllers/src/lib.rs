@@ -24,6 +24,7 @@ pub mod statefulsets;
 mod watched;
 
 pub use leader::Election;
+pub use watched::Informers;
 
 /// Runs the controller manager: competes for leadership through its Lease and, while
 /// leading, runs the scheduler and the controllers.
@@ -36,18 +37,19 @@ pub async fn run_controller_manager(
     let lead = move || {
         let client = controllers.clone();
         async move {
+            let informers = Informers::new(client.clone());
             tokio::join!(
-                scheduler::run(client.clone()),
-                replicasets::run(client.clone()),
-                deployments::run(client.clone()),
-                jobs::run(client.clone()),
-                cronjobs::run(client.clone()),
-                daemonsets::run(client.clone()),
-                statefulsets::run(client.clone()),
-                nodes::run(client.clone(), lifecycle),
-                autoscalers::run(client.clone()),
-                endpoints::run(client.clone()),
-                collector::run(client),
+                scheduler::run(client.clone(), informers.clone()),
+                replicasets::run(client.clone(), informers.clone()),
+                deployments::run(client.clone(), informers.clone()),
+                jobs::run(client.clone(), informers.clone()),
+                cronjobs::run(client.clone(), informers.clone()),
+                daemonsets::run(client.clone(), informers.clone()),
+                statefulsets::run(client.clone(), informers.clone()),
+                nodes::run(client.clone(), informers.clone(), lifecycle),
+                autoscalers::run(client.clone(), informers.clone()),
+                endpoints::run(client.clone(), informers.clone()),
+                collector::run(client, informers),
             );
         }
     };

@@ -15,7 +15,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::watched::Watched;
+use crate::watched::{Informers, Watched};
 
 /// The taint of a node the controller has not heard from.
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -33,13 +33,11 @@ pub struct Lifecycle {
 type Heard = HashMap<String, (Option<String>, Instant)>;
 
 /// Runs the controller until the client's watches end.
-pub async fn run(client: Client, lifecycle: Lifecycle) {
-    let mut watched = Watched::default();
-    let nodes = watched.cache(Api::<Node>::all(client.clone())).await;
-    let leases = watched
-        .cache(Api::<Lease>::namespaced(client.clone(), "kube-node-lease"))
-        .await;
-    let pods = watched.cache(Api::<Pod>::all(client.clone())).await;
+pub async fn run(client: Client, informers: Informers, lifecycle: Lifecycle) {
+    let mut watched = Watched::new(&informers);
+    let nodes = watched.cache::<Node>().await;
+    let leases = watched.cache::<Lease>().await;
+    let pods = watched.cache::<Pod>().await;
     let mut heard = Heard::new();
     loop {
         for node in nodes.state() {

@@ -17,16 +17,16 @@ use serde_json::json;
 
 use crate::expectations::{Expectations, InFlight};
 use crate::pods::{Naming, active, available, ready};
-use crate::watched::Watched;
+use crate::watched::{Informers, Watched};
 
 /// How often ReplicaSets are looked at again when nothing changed.
 const RETRY: Duration = Duration::from_secs(5);
 
 /// Runs the controller until the client's watches end.
-pub async fn run(client: Client) {
-    let mut watched = Watched::default();
-    let sets = watched.cache(Api::<ReplicaSet>::all(client.clone())).await;
-    let pods = watched.cache(Api::<Pod>::all(client.clone())).await;
+pub async fn run(client: Client, informers: Informers) {
+    let mut watched = Watched::new(&informers);
+    let sets = watched.cache::<ReplicaSet>().await;
+    let pods = watched.cache::<Pod>().await;
     let mut expectations = Expectations::default();
     loop {
         let current = sets.state();

@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::pods::{Naming, running_and_ready};
 use crate::revisions::{HASH_LABEL, Revision};
-use crate::watched::Watched;
+use crate::watched::{Informers, Watched};
 
 /// How often StatefulSets are looked at again when nothing changed.
 const RETRY: Duration = Duration::from_secs(5);
@@ -42,17 +42,13 @@ struct Caches {
 }
 
 /// Runs the controller until the client's watches end.
-pub async fn run(client: Client) {
-    let mut watched = Watched::default();
-    let sets = watched.cache(Api::<StatefulSet>::all(client.clone())).await;
+pub async fn run(client: Client, informers: Informers) {
+    let mut watched = Watched::new(&informers);
+    let sets = watched.cache::<StatefulSet>().await;
     let caches = Caches {
-        pods: watched.cache(Api::<Pod>::all(client.clone())).await,
-        claims: watched
-            .cache(Api::<PersistentVolumeClaim>::all(client.clone()))
-            .await,
-        revisions: watched
-            .cache(Api::<ControllerRevision>::all(client.clone()))
-            .await,
+        pods: watched.cache::<Pod>().await,
+        claims: watched.cache::<PersistentVolumeClaim>().await,
+        revisions: watched.cache::<ControllerRevision>().await,
     };
     loop {
         for set in sets.state() {

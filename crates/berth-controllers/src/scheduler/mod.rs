@@ -27,7 +27,7 @@ use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::watched::Watched;
+use crate::watched::{Informers, Watched};
 use filters::{Plan, Unfit};
 use preemption::{Preemption, priority};
 use snapshot::NodeInfo;
@@ -50,12 +50,12 @@ struct Caches {
 }
 
 /// Runs the scheduler until the client's watches end.
-pub async fn run(client: Client) {
-    let mut watched = Watched::default();
+pub async fn run(client: Client, informers: Informers) {
+    let mut watched = Watched::new(&informers);
     let caches = Caches {
-        nodes: watched.cache(Api::<Node>::all(client.clone())).await,
-        pods: watched.cache(Api::<Pod>::all(client.clone())).await,
-        namespaces: watched.cache(Api::<Namespace>::all(client.clone())).await,
+        nodes: watched.cache::<Node>().await,
+        pods: watched.cache::<Pod>().await,
+        namespaces: watched.cache::<Namespace>().await,
     };
     let mut memory = Memory::default();
     loop {
