@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 
 use super::node_affinity;
 use super::snapshot::{Demand, HostPort, NodeInfo};
-use super::topology::{NamespaceLabels, PodAffinity, Spread};
+use super::topology::{Guarded, NamespaceLabels, PodAffinity, Spread};
 
 /// Why a node cannot take a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,12 +44,16 @@ pub(crate) struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    pub(crate) fn new(pod: &'a Pod, nodes: &[NodeInfo], namespaces: &NamespaceLabels) -> Self {
+    pub(crate) fn new(
+        pod: &'a Pod,
+        nodes: &[NodeInfo],
+        (guarded, namespaces): (&[Guarded], &NamespaceLabels),
+    ) -> Self {
         Plan {
             pod,
             demand: Demand::of(pod),
             ports: HostPort::of(pod),
-            affinity: PodAffinity::of(pod, nodes, namespaces),
+            affinity: PodAffinity::of(pod, nodes, (guarded, namespaces)),
             spread: Spread::of(pod, nodes),
         }
     }
@@ -57,7 +61,7 @@ impl<'a> Plan<'a> {
 
 /// Why the node cannot take the planned pod; None when it can.
 pub(crate) fn unfit(node: &NodeInfo, plan: &Plan) -> Option<Unfit> {
-    schedulable(&node.node)
+    schedulable(node)
         .or_else(|| untolerated(&node.node, plan.pod))
         .or_else(|| {
             (!node_affinity::admits(plan.pod, &node.node))
@@ -77,17 +81,12 @@ pub(crate) fn unfit(node: &NodeInfo, plan: &Plan) -> Option<Unfit> {
 }
 
 /// Ready and not cordoned.
-fn schedulable(node: &Node) -> Option<Unfit> {
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    if !ready {
+fn schedulable(node: &NodeInfo) -> Option<Unfit> {
+    if !node.ready {
         return Some(Unfit::unresolvable("node(s) were not ready"));
     }
-    let cordoned = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
-    cordoned.then(|| Unfit::unresolvable("node(s) were unschedulable"))
+    node.cordoned
+        .then(|| Unfit::unresolvable("node(s) were unschedulable"))
 }
 
 /// The node's first NoSchedule or NoExecute taint the pod does not tolerate.

@@ -85,6 +85,8 @@ struct Memory {
     /// nodes — kube-scheduler's assumed pods. Without them a pass right after a binding
     /// would see the node without the pod and could overfill it.
     assumed: HashMap<String, String>,
+    /// Where the next pod's search for nodes starts (see [`enough`]).
+    start: usize,
 }
 
 /// What became of one pod in a pass.
@@ -105,6 +107,7 @@ async fn schedule_pending(client: &Client, caches: &Caches, memory: &mut Memory)
         .iter()
         .map(|n| (n.name_any(), n.metadata.labels.clone()))
         .collect();
+    let mut guarded = topology::guarded(&nodes);
     let mut waiting: Vec<_> = all
         .into_iter()
         .filter(|p| pending(p) && !memory.assumed.contains_key(&p.uid().unwrap_or_default()))
@@ -118,11 +121,16 @@ async fn schedule_pending(client: &Client, caches: &Caches, memory: &mut Memory)
     let mut placed = Vec::new();
     for pod in waiting {
         let uid = pod.uid().unwrap_or_default();
-        match decide(&nodes, &pod, &namespaces) {
+        let plan = Plan::new(&pod, &nodes, (&guarded, &namespaces));
+        match decide(&nodes, &plan, &mut memory.start) {
             Outcome::Placed(index) => {
                 memory.reported.remove(&uid);
                 let node = nodes[index].name();
-                nodes[index].add(bound_copy(&pod, &node));
+                let bound = bound_copy(&pod, &node);
+                if topology::guards(&bound) {
+                    guarded.push((index, Arc::clone(&bound)));
+                }
+                nodes[index].add(bound);
                 placed.push((pod, node));
             }
             Outcome::Preempting(preemption, message) => {
@@ -170,17 +178,37 @@ fn forget_confirmed(assumed: &mut HashMap<String, String>, pods: &[Arc<Pod>]) {
 }
 
 /// Where the pod goes, or why it cannot go anywhere yet.
-fn decide(nodes: &[NodeInfo], pod: &Pod, namespaces: &NamespaceLabels) -> Outcome {
-    let plan = Plan::new(pod, nodes, namespaces);
+/// How many feasible nodes are enough to choose from, as kube-scheduler's default
+/// percentageOfNodesToScore: every node of a cluster under 100, else 50% less 1% per
+/// 125 nodes, at least 5% and at least 100 nodes. Judging every node of a large cluster
+/// for every pod would cost more than a slightly better choice is worth.
+fn enough(nodes: usize) -> usize {
+    const AT_LEAST: usize = 100;
+    if nodes < AT_LEAST {
+        return nodes;
+    }
+    let percent = 50usize.saturating_sub(nodes / 125).max(5);
+    (nodes * percent / 100).max(AT_LEAST)
+}
+
+/// Where the pod goes, or why it cannot go anywhere yet. The search starts at `start`
+/// and moves it past the nodes it judged, so successive pods look at different nodes.
+fn decide(nodes: &[NodeInfo], plan: &Plan, start: &mut usize) -> Outcome {
+    let count = nodes.len();
+    let wanted = enough(count);
     let mut feasible = Vec::new();
     let mut turned_down: Vec<(usize, Unfit)> = Vec::new();
-    for (index, node) in nodes.iter().enumerate() {
-        match filters::unfit(node, &plan) {
+    let mut judged = 0;
+    while judged < count && feasible.len() < wanted {
+        let index = (*start + judged) % count;
+        match filters::unfit(&nodes[index], plan) {
             None => feasible.push(index),
             Some(why) => turned_down.push((index, why)),
         }
+        judged += 1;
     }
-    if let Some(index) = scores::best(nodes, &feasible, &plan) {
+    *start = (*start + judged) % count.max(1);
+    if let Some(index) = scores::best(nodes, &feasible, plan) {
         return Outcome::Placed(index);
     }
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
@@ -188,7 +216,7 @@ fn decide(nodes: &[NodeInfo], pod: &Pod, namespaces: &NamespaceLabels) -> Outcom
         *reasons.entry(why.reason.clone()).or_default() += 1;
     }
     let message = unschedulable_message(nodes.len(), &reasons);
-    match preemption::find(nodes, &plan, &turned_down) {
+    match preemption::find(nodes, plan, &turned_down) {
         Ok(preemption) => Outcome::Preempting(preemption, message),
         Err(not_helpful) => Outcome::Unschedulable(format!("{message} preemption: {not_helpful}")),
     }
@@ -329,6 +357,15 @@ async fn report_unschedulable(client: &Client, pod: &Pod, message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_clusters_are_sampled_as_kube_scheduler_samples_them() {
+        assert_eq!(enough(3), 3);
+        assert_eq!(enough(100), 100);
+        assert_eq!(enough(1000), 420);
+        assert_eq!(enough(5000), 500);
+        assert_eq!(enough(100_000), 5000);
+    }
 
     #[test]
     fn messages_read_as_kube_scheduler_s() {

@@ -160,6 +160,10 @@ impl HostPort {
 #[derive(Clone)]
 pub(crate) struct NodeInfo {
     pub node: Arc<Node>,
+    /// Its Ready condition is True.
+    pub ready: bool,
+    /// Marked unschedulable (`kubectl cordon`).
+    pub cordoned: bool,
     pub allocatable: Amounts,
     pub requested: Amounts,
     /// CPU and memory requested as scoring counts them.
@@ -178,7 +182,14 @@ impl NodeInfo {
                 .and_then(|q| milli(&q.0))
                 .unwrap_or(0)
         };
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
         NodeInfo {
+            ready,
+            cordoned: node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true),
             allocatable: Amounts {
                 cpu: get("cpu"),
                 memory: get("memory"),

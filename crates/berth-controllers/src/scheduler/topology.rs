@@ -7,6 +7,7 @@
 //! node is a lookup of its label's value.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
@@ -99,7 +100,11 @@ pub(crate) const EXISTING_ANTI_AFFINITY_UNMET: &str =
     "node(s) didn't satisfy existing pods anti-affinity rules";
 
 impl PodAffinity {
-    pub(crate) fn of(pod: &Pod, nodes: &[NodeInfo], namespaces: &NamespaceLabels) -> Self {
+    pub(crate) fn of(
+        pod: &Pod,
+        nodes: &[NodeInfo],
+        (guarded, namespaces): (&[Guarded], &NamespaceLabels),
+    ) -> Self {
         let own = pod.namespace().unwrap_or_default();
         let affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
         let together = affinity.and_then(|a| a.pod_affinity.as_ref());
@@ -157,7 +162,7 @@ impl PodAffinity {
         PodAffinity {
             required,
             anti,
-            kept_out: kept_out(pod, nodes, namespaces),
+            kept_out: kept_out(pod, nodes, (guarded, namespaces)),
             preferred,
         }
     }
@@ -197,28 +202,57 @@ impl PodAffinity {
     }
 }
 
+/// A placed pod with required anti-affinity, and the index of its node.
+pub(crate) type Guarded = (usize, Arc<Pod>);
+
+fn required_anti_affinity(pod: &Pod) -> &[PodAffinityTerm] {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_deref()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the pod keeps others away through required anti-affinity.
+pub(crate) fn guards(pod: &Pod) -> bool {
+    !required_anti_affinity(pod).is_empty()
+}
+
+/// The placed pods that keep others away: few in most clusters, so each pod to schedule
+/// checks them rather than every placed pod.
+pub(crate) fn guarded(nodes: &[NodeInfo]) -> Vec<Guarded> {
+    nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(index, node)| {
+            node.pods
+                .iter()
+                .filter(|p| guards(p))
+                .map(move |p| (index, Arc::clone(p)))
+        })
+        .collect()
+}
+
 /// The domains that pods already placed keep `pod` out of through their required
 /// anti-affinity.
-fn kept_out(pod: &Pod, nodes: &[NodeInfo], namespaces: &NamespaceLabels) -> Vec<(String, String)> {
+fn kept_out(
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    (guarded, namespaces): (&[Guarded], &NamespaceLabels),
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for node in nodes {
-        for placed in &node.pods {
-            let terms = placed
-                .spec
-                .as_ref()
-                .and_then(|s| s.affinity.as_ref())
-                .and_then(|a| a.pod_anti_affinity.as_ref())
-                .and_then(|a| {
-                    a.required_during_scheduling_ignored_during_execution
-                        .as_ref()
-                });
-            let owner = placed.namespace().unwrap_or_default();
-            for term in terms.into_iter().flatten() {
-                if let Some(value) = node.label(&term.topology_key)
-                    && term_selects(term, &owner, pod, namespaces)
-                {
-                    out.push((term.topology_key.clone(), value.to_string()));
-                }
+    for (index, placed) in guarded {
+        let node = &nodes[*index];
+        let owner = placed.namespace().unwrap_or_default();
+        for term in required_anti_affinity(placed) {
+            if let Some(value) = node.label(&term.topology_key)
+                && term_selects(term, &owner, pod, namespaces)
+            {
+                out.push((term.topology_key.clone(), value.to_string()));
             }
         }
     }
