@@ -29,6 +29,9 @@ pub struct Lifecycle {
     pub default_toleration: Duration,
 }
 
+/// How often the nodes are looked over.
+const PERIOD: Duration = Duration::from_secs(1);
+
 /// When this controller last saw each node's Lease change.
 type Heard = HashMap<String, (Option<String>, Instant)>;
 
@@ -47,7 +50,12 @@ pub async fn run(client: Client, informers: Informers, lifecycle: Lifecycle) {
                 tracing::debug!(%error, node = %node.name_any(), "node lifecycle step failed");
             }
         }
-        if !watched.next_change(Duration::from_secs(1)).await {
+        // Silence is what this controller watches for, so it looks every second
+        // rather than on every change: at 5,000 nodes, Lease renewals and pod updates
+        // arrive hundreds of times a second, and a pass over every node on each was the
+        // controller manager's largest cost.
+        tokio::time::sleep(PERIOD).await;
+        if !watched.next_change(Duration::ZERO).await {
             return;
         }
     }

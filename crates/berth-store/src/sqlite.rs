@@ -1,8 +1,14 @@
 //! The embedded backend: one SQLite database (WAL, synchronous commits) with one row per
 //! revision, as k3s's kine keeps them. A key's value as of revision R is its row with the
 //! greatest id ≤ R; a deletion is a row marked deleted (holding the last value, for the
-//! watch's delete event). Writes go through one connection under a lock, so revisions are
-//! handed out in commit order, and each committed row is broadcast to the watches.
+//! watch's delete event).
+//!
+//! Writes go to one writer thread with a connection of its own, which commits them in
+//! batches (group commit): whatever writes are waiting when it starts a transaction go
+//! into it, each decided on what the ones before it wrote, and one fsync makes them all
+//! durable before any is answered. Revisions are handed out in commit order, and each
+//! committed row is then broadcast to the watches. Reads use a second connection, which
+//! WAL lets run beside the writer.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -76,10 +82,39 @@ fn backend(error: impl std::fmt::Display) -> Error {
     Error::Backend(error.to_string())
 }
 
+/// The most writes one transaction commits.
+const MOST_PER_COMMIT: usize = 512;
+
 /// The SQLite store.
 pub struct SqliteStore {
+    /// The readers' connection (and compaction's).
     connection: Arc<Mutex<Connection>>,
     live: broadcast::Sender<Arc<Announced>>,
+    writes: std::sync::mpsc::Sender<Write>,
+}
+
+/// How a write turns the key's newest row (if any) into the new row's fields: deleted,
+/// create revision, previous revision, value.
+type Decide = Box<dyn FnOnce(Option<Row>) -> Result<(bool, i64, i64, Vec<u8>)> + Send>;
+
+/// A committed write: the new row and the live value it replaced.
+type Written = (Row, Option<KeyValue>);
+
+/// One write waiting for the writer thread.
+struct Write {
+    key: String,
+    decide: Decide,
+    done: tokio::sync::oneshot::Sender<Result<Written>>,
+}
+
+fn connect(path: &Path) -> Result<Connection> {
+    let connection = Connection::open(path).map_err(backend)?;
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(|e| Error::Backend(format!("open {}: {e}", path.display())))?;
+    Ok(connection)
 }
 
 impl SqliteStore {
@@ -88,18 +123,40 @@ impl SqliteStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(backend)?;
         }
-        let connection = Connection::open(path).map_err(backend)?;
+        let connection = connect(path)?;
         connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
-            )
-            .and_then(|()| connection.execute_batch(SCHEMA))
+            .execute_batch(SCHEMA)
             .and_then(|()| connection.execute_batch(FIRST_REVISION))
             .map_err(|e| Error::Backend(format!("open {}: {e}", path.display())))?;
+        let writer = connect(path)?;
+        let live = broadcast::channel(LIVE_BUFFER).0;
+        let (writes, queue) = std::sync::mpsc::channel();
+        let announce = live.clone();
+        std::thread::Builder::new()
+            .name("berth-sqlite-writer".into())
+            .spawn(move || write_batches(writer, &queue, &announce))
+            .map_err(backend)?;
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
-            live: broadcast::channel(LIVE_BUFFER).0,
+            live,
+            writes,
         })
+    }
+
+    /// Queues a write for the writer thread and waits until it is committed.
+    async fn write(&self, key: &str, decide: Decide) -> Result<Written> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let write = Write {
+            key: key.to_string(),
+            decide,
+            done,
+        };
+        self.writes
+            .send(write)
+            .map_err(|_| Error::Backend("the SQLite writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Backend("the SQLite writer has stopped".into()))?
     }
 
     /// Runs `work` on the connection, off the async threads.
@@ -161,32 +218,86 @@ struct Announced {
     event: Event,
 }
 
-/// Appends a row in one transaction with the read that decided it, then announces it.
-fn append(
-    connection: &mut Connection,
+/// The writer thread: commits the queued writes in batches until the store is dropped.
+fn write_batches(
+    mut connection: Connection,
+    queue: &std::sync::mpsc::Receiver<Write>,
     live: &broadcast::Sender<Arc<Announced>>,
-    key: &str,
-    decide: impl FnOnce(Option<Row>) -> Result<(bool, i64, i64, Vec<u8>)>,
-) -> Result<Row> {
-    let transaction = connection.transaction().map_err(backend)?;
-    let previous = latest(&transaction, key)?;
-    let replaced = previous.as_ref().map(Row::key_value);
+) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MOST_PER_COMMIT {
+            match queue.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        commit(&mut connection, batch, live);
+    }
+}
+
+/// Writes a batch in one transaction, then answers each write and announces what was
+/// committed, in revision order. A write whose check fails (a conflict, say) fails
+/// alone; a failed commit fails them all.
+fn commit(
+    connection: &mut Connection,
+    batch: Vec<Write>,
+    live: &broadcast::Sender<Arc<Announced>>,
+) {
+    let transaction =
+        match connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            Ok(transaction) => transaction,
+            Err(error) => {
+                let message = error.to_string();
+                for write in batch {
+                    let _ = write.done.send(Err(Error::Backend(message.clone())));
+                }
+                return;
+            }
+        };
+    let outcomes: Vec<_> = batch
+        .into_iter()
+        .map(|write| (write.done, append(&transaction, &write.key, write.decide)))
+        .collect();
+    if let Err(error) = transaction.commit() {
+        let message = error.to_string();
+        for (done, _) in outcomes {
+            let _ = done.send(Err(Error::Backend(message.clone())));
+        }
+        return;
+    }
+    for (done, outcome) in outcomes {
+        if let Ok((row, replaced)) = &outcome {
+            announce(live, row, replaced.clone());
+        }
+        let _ = done.send(outcome);
+    }
+}
+
+/// Appends a row after the read that decided it, inside the batch's transaction.
+fn append(transaction: &Connection, key: &str, decide: Decide) -> Result<Written> {
+    let previous = latest(transaction, key)?;
+    let replaced = previous.as_ref().filter(|r| !r.deleted).map(Row::key_value);
     let (deleted, create_revision, prev_revision, value) = decide(previous)?;
     let created = !deleted && create_revision == 0;
     let id: i64 = transaction
-        .query_row(
+        .prepare_cached(
             "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, value)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-            params![
-                key.as_bytes(),
-                created,
-                deleted,
-                create_revision,
-                prev_revision,
-                value
-            ],
-            |r| r.get(0),
         )
+        .and_then(|mut insert| {
+            insert.query_row(
+                params![
+                    key.as_bytes(),
+                    created,
+                    deleted,
+                    create_revision,
+                    prev_revision,
+                    value
+                ],
+                |r| r.get(0),
+            )
+        })
         .map_err(backend)?;
     let create_revision = if created { id } else { create_revision };
     if created {
@@ -197,7 +308,6 @@ fn append(
             )
             .map_err(backend)?;
     }
-    transaction.commit().map_err(backend)?;
     let written = Row {
         id,
         name: key.as_bytes().to_vec(),
@@ -206,23 +316,30 @@ fn append(
         prev_revision,
         value,
     };
-    let event = if deleted {
+    Ok((written, replaced))
+}
+
+/// Tells the live watches of a committed row.
+fn announce(live: &broadcast::Sender<Arc<Announced>>, written: &Row, replaced: Option<KeyValue>) {
+    let event = if written.deleted {
         let mut prev = written.key_value();
-        prev.mod_revision = prev_revision;
-        Event::Delete { prev, revision: id }
+        prev.mod_revision = written.prev_revision;
+        Event::Delete {
+            prev,
+            revision: written.id,
+        }
     } else {
         Event::Put {
             kv: written.key_value(),
-            prev: replaced.filter(|_| prev_revision != 0),
+            prev: replaced.filter(|_| written.prev_revision != 0),
         }
     };
     // No watcher is no error.
     let _ = live.send(Arc::new(Announced {
-        id,
+        id: written.id,
         name: written.name.clone(),
         event,
     }));
-    Ok(written)
 }
 
 /// The key's newest row when the key exists and, unless `expected` is 0, is at revision
@@ -350,49 +467,42 @@ impl Store for SqliteStore {
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
-        let key = key.to_string();
-        self.with(move |c, live| {
-            let written = append(c, live, &key, |previous| match previous {
-                Some(row) if !row.deleted => Err(Error::Exists(key.clone())),
-                previous => Ok((false, 0, previous.map_or(0, |r| r.id), value)),
-            })?;
-            Ok(written.key_value())
-        })
-        .await
+        let exists = key.to_string();
+        let decide: Decide = Box::new(move |previous| match previous {
+            Some(row) if !row.deleted => Err(Error::Exists(exists)),
+            previous => Ok((false, 0, previous.map_or(0, |r| r.id), value)),
+        });
+        let (written, _) = self.write(key, decide).await?;
+        Ok(written.key_value())
     }
 
     async fn update(&self, key: &str, value: Vec<u8>, expected: i64) -> Result<KeyValue> {
-        let key = key.to_string();
-        self.with(move |c, live| {
-            let written = append(c, live, &key, |previous| {
-                let row = live_at(previous, &key, expected)?;
-                Ok((false, row.create_revision, row.id, value))
-            })?;
-            Ok(written.key_value())
-        })
-        .await
+        let name = key.to_string();
+        let decide: Decide = Box::new(move |previous| {
+            let row = live_at(previous, &name, expected)?;
+            Ok((false, row.create_revision, row.id, value))
+        });
+        let (written, _) = self.write(key, decide).await?;
+        Ok(written.key_value())
     }
 
     async fn delete(&self, key: &str, expected: i64) -> Result<(KeyValue, i64)> {
-        let key = key.to_string();
-        self.with(move |c, live| {
-            let mut last = None;
-            let written = append(c, live, &key, |previous| {
-                let row = live_at(previous, &key, expected)?;
-                last = Some(row.key_value());
-                Ok((true, row.create_revision, row.id, row.value))
-            })?;
-            let last = last.ok_or_else(|| Error::NotFound(key.clone()))?;
-            Ok((last, written.id))
-        })
-        .await
+        let name = key.to_string();
+        let decide: Decide = Box::new(move |previous| {
+            let row = live_at(previous, &name, expected)?;
+            Ok((true, row.create_revision, row.id, row.value))
+        });
+        let (written, last) = self.write(key, decide).await?;
+        let last = last.ok_or_else(|| Error::NotFound(key.to_string()))?;
+        Ok((last, written.id))
     }
 
     async fn watch(&self, prefix: &str, after: i64) -> Result<Watch> {
         let prefix = prefix.to_string();
         let (sender, receiver) = tokio::sync::mpsc::channel(1024);
-        // Subscribed under the connection's lock, before the history is read: no change
-        // falls between the two, and those in both are skipped by revision.
+        // Subscribed before the history is read: a change committed meanwhile is in one
+        // or both (the writer announces only after committing), and those in both are
+        // skipped by revision.
         let (history, mut live, after) = self
             .with({
                 let prefix = prefix.clone();
@@ -450,7 +560,9 @@ impl Store for SqliteStore {
 
     async fn compact(&self, revision: i64) -> Result<()> {
         self.with(move |c, _| {
-            let transaction = c.transaction().map_err(backend)?;
+            let transaction = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
             // Each key keeps its newest row before the compaction revision, unless that
             // row is a deletion; everything older goes.
             transaction
