@@ -155,19 +155,11 @@ async fn self_subject_access_review(
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let protobuf = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with(crate::protobuf::MEDIA_TYPE));
-    let parsed = if protobuf {
-        crate::protobuf::access_review(&body)
-    } else {
-        serde_json::from_slice::<Value>(&body)
-            .map_err(|e| format!("the request body is not valid JSON: {e}"))
-    };
-    let mut review = match parsed {
+    let kind = crate::protobuf::SELF_SUBJECT_ACCESS_REVIEW;
+    let mut review = match crate::objects::parse(&body, crate::writes::content_type(&headers), kind)
+    {
         Ok(review) => review,
-        Err(message) => return crate::status::Status::bad_request(message).into_response(),
+        Err(status) => return status.into_response(),
     };
     let attributes = &review["spec"]["resourceAttributes"];
     let verb = attributes["verb"].as_str().unwrap_or_default().to_string();

@@ -371,7 +371,12 @@ impl Schema for Service {
         set_default(&mut spec.session_affinity, "None".into());
         for port in spec.ports.iter_mut().flatten() {
             set_default(&mut port.protocol, "TCP".into());
-            set_default(&mut port.target_port, IntOrString::Int(port.port));
+            // Zero and "" are unset, as kube-apiserver reads them: a Go client's
+            // protobuf always carries the field.
+            let unset = [IntOrString::Int(0), IntOrString::String(String::new())];
+            if port.target_port.as_ref().is_none_or(|t| unset.contains(t)) {
+                port.target_port = Some(IntOrString::Int(port.port));
+            }
         }
     }
     fn problems(&self) -> Vec<String> {

@@ -19,9 +19,13 @@ pub(crate) fn is_system_namespace(name: &str) -> bool {
 }
 
 /// A request body as a JSON object: JSON, or Kubernetes' protobuf for `kind`.
-pub(crate) fn parse(body: &[u8], content_type: &str, kind: &str) -> Result<Value, Status> {
+pub(crate) fn parse(
+    body: &[u8],
+    content_type: &str,
+    kind: crate::protobuf::Kind,
+) -> Result<Value, Status> {
     if content_type.starts_with(crate::protobuf::MEDIA_TYPE) {
-        return crate::protobuf::decode(body, kind).map_err(Status::bad_request);
+        return crate::protobuf::decode(body, kind);
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))?;

@@ -76,6 +76,11 @@ impl Resource {
         }
     }
 
+    /// Which message a protobuf body for this resource holds.
+    pub(crate) fn protobuf_kind(&self) -> crate::protobuf::Kind<'static> {
+        crate::protobuf::Kind::new(self.group, self.version, self.kind)
+    }
+
     /// `object` read through the kind's schema: typed, defaulted and checked.
     pub(crate) fn admit(
         &self,

@@ -62,6 +62,12 @@ impl Status {
         self.code == StatusCode::NOT_FOUND
     }
 
+    /// The HTTP code.
+    #[cfg(test)]
+    pub(crate) fn code(&self) -> StatusCode {
+        self.code
+    }
+
     /// What the client is told.
     #[cfg(test)]
     pub(crate) fn message(&self) -> &str {

@@ -626,7 +626,7 @@ pub(crate) fn content_type(headers: &HeaderMap) -> &str {
         .unwrap_or_default()
 }
 
-/// The body of a PUT at `part`: the kind's own (JSON or protobuf), or a Scale in JSON.
+/// The body of a PUT at `part`: the kind's own, or a Scale (each JSON or protobuf).
 pub(crate) fn parse_body(
     part: Part,
     resource: &Resource,
@@ -634,9 +634,9 @@ pub(crate) fn parse_body(
     body: &Bytes,
 ) -> Result<Value, Status> {
     let kind = if part == Part::Scale {
-        "Scale"
+        crate::protobuf::SCALE
     } else {
-        resource.kind
+        resource.protobuf_kind()
     };
     objects::parse(body, content_type(headers), kind)
 }
