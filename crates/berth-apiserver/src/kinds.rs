@@ -179,6 +179,18 @@ fn unsupported(field: &str, value: &str, supported: &[&str]) -> String {
     )
 }
 
+/// A DaemonSet's or StatefulSet's `spec.updateStrategy.type` that is neither kind.
+fn update_strategy_problem(kind: Option<&str>) -> Option<String> {
+    let kind = kind.unwrap_or_default();
+    (!["RollingUpdate", "OnDelete"].contains(&kind)).then(|| {
+        unsupported(
+            "spec.updateStrategy.type",
+            kind,
+            &["OnDelete", "RollingUpdate"],
+        )
+    })
+}
+
 fn at_least_zero(field: &str, value: Option<i32>) -> Option<String> {
     value
         .filter(|v| *v < 0)
@@ -482,16 +494,9 @@ impl Schema for DaemonSet {
         let mut problems =
             workload_problems(None, spec.map(|s| &s.selector), spec.map(|s| &s.template));
         let strategy = spec.and_then(|s| s.update_strategy.as_ref());
-        let kind = strategy
-            .and_then(|s| s.type_.as_deref())
-            .unwrap_or_default();
-        if !["RollingUpdate", "OnDelete"].contains(&kind) {
-            problems.push(unsupported(
-                "spec.updateStrategy.type",
-                kind,
-                &["OnDelete", "RollingUpdate"],
-            ));
-        }
+        problems.extend(update_strategy_problem(
+            strategy.and_then(|s| s.type_.as_deref()),
+        ));
         problems
     }
 }
@@ -540,16 +545,9 @@ impl Schema for StatefulSet {
             ));
         }
         let strategy = spec.and_then(|s| s.update_strategy.as_ref());
-        let kind = strategy
-            .and_then(|s| s.type_.as_deref())
-            .unwrap_or_default();
-        if !["RollingUpdate", "OnDelete"].contains(&kind) {
-            problems.push(unsupported(
-                "spec.updateStrategy.type",
-                kind,
-                &["OnDelete", "RollingUpdate"],
-            ));
-        }
+        problems.extend(update_strategy_problem(
+            strategy.and_then(|s| s.type_.as_deref()),
+        ));
         for (i, claim) in spec
             .and_then(|s| s.volume_claim_templates.as_ref())
             .into_iter()

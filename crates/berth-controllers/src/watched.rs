@@ -121,8 +121,11 @@ impl Informers {
         let (store, writer) = reflector::store::<K>();
         let (counter, changes) = watch::channel(0u64);
         let api = Api::<K>::all(self.inner.client.clone());
-        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-            .touched_objects();
+        // managedFields are the server's record of who set which field; no controller
+        // reads them, and they are often the larger half of an object.
+        let events = watcher(api, watcher::Config::default())
+            .modify(|object: &mut K| object.meta_mut().managed_fields = None);
+        let stream = reflector::reflector(writer, events).touched_objects();
         let feeder = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while stream.next().await.is_some() {

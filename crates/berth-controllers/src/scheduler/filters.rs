@@ -91,11 +91,7 @@ fn schedulable(node: &NodeInfo) -> Option<Unfit> {
 
 /// The node's first NoSchedule or NoExecute taint the pod does not tolerate.
 fn untolerated(node: &Node, pod: &Pod) -> Option<Unfit> {
-    let tolerations = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.tolerations.as_deref())
-        .unwrap_or_default();
+    let tolerations = tolerations(pod);
     let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref());
     let taint = taints.into_iter().flatten().find(|taint| {
         matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute")
@@ -110,17 +106,20 @@ fn untolerated(node: &Node, pod: &Pod) -> Option<Unfit> {
 
 /// How many PreferNoSchedule taints of the node the pod does not tolerate.
 pub(crate) fn untolerated_preferences(node: &Node, pod: &Pod) -> i64 {
-    let tolerations = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.tolerations.as_deref())
-        .unwrap_or_default();
+    let tolerations = tolerations(pod);
     let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref());
     taints
         .into_iter()
         .flatten()
         .filter(|t| t.effect == "PreferNoSchedule" && !tolerations.iter().any(|o| tolerates(o, t)))
         .count() as i64
+}
+
+fn tolerations(pod: &Pod) -> &[Toleration] {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or_default()
 }
 
 /// Whether `toleration` tolerates `taint`, as Kubernetes matches them.

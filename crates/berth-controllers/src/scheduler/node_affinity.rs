@@ -3,7 +3,9 @@
 //! terms a node meets). `matchFields` knows `metadata.name`, which DaemonSet pods use to
 //! name their node.
 
-use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, Pod};
+use k8s_openapi::api::core::v1::{
+    Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, PreferredSchedulingTerm,
+};
 use kube::ResourceExt;
 
 use crate::labels::{has_all, requirement_holds};
@@ -30,18 +32,23 @@ pub(crate) fn admits(pod: &Pod, node: &Node) -> bool {
         })
 }
 
-/// The summed weights of the pod's preferred node affinity terms the node meets.
-pub(crate) fn preference(pod: &Pod, node: &Node) -> i64 {
+/// The pod's preferred node affinity terms.
+fn preferred_terms(pod: &Pod) -> &[PreferredSchedulingTerm] {
     pod.spec
         .as_ref()
         .and_then(|s| s.affinity.as_ref())
         .and_then(|a| a.node_affinity.as_ref())
         .and_then(|a| {
             a.preferred_during_scheduling_ignored_during_execution
-                .as_ref()
+                .as_deref()
         })
-        .into_iter()
-        .flatten()
+        .unwrap_or_default()
+}
+
+/// The summed weights of the pod's preferred node affinity terms the node meets.
+pub(crate) fn preference(pod: &Pod, node: &Node) -> i64 {
+    preferred_terms(pod)
+        .iter()
         .filter(|p| term_matches(&p.preference, node))
         .map(|p| i64::from(p.weight))
         .sum()
@@ -49,15 +56,7 @@ pub(crate) fn preference(pod: &Pod, node: &Node) -> i64 {
 
 /// Whether the pod has preferred node affinity terms at all.
 pub(crate) fn has_preferences(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.affinity.as_ref())
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| {
-            a.preferred_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-        .is_some_and(|p| !p.is_empty())
+    !preferred_terms(pod).is_empty()
 }
 
 /// A term holds when all its requirements do; a term without any matches no node.

@@ -43,23 +43,6 @@ fn nodes_of(server: &Server, selector: &str, count: usize) -> HashMap<String, us
     nodes
 }
 
-/// The FailedScheduling message of pod `name`, once there is one.
-fn failure(server: &Server, name: &str) -> String {
-    let selector = format!("involvedObject.name={name},reason=FailedScheduling");
-    server.kubectl_until(
-        &[
-            "get",
-            "events",
-            "--field-selector",
-            &selector,
-            "-o",
-            "jsonpath={.items[-1:].message}",
-        ],
-        LIMIT,
-        |text| !text.is_empty(),
-    )
-}
-
 /// The one pod labelled `selector` that is bound to no node (bound ones may still be
 /// Pending until their node reports them running).
 fn unbound(server: &Server, selector: &str) -> String {
@@ -118,7 +101,7 @@ fn affinities_are_honoured(server: &Server) {
     let distinct: std::collections::HashSet<&str> = placed.split_whitespace().collect();
     assert_eq!(distinct.len(), 3, "{placed}");
     assert_eq!(
-        failure(server, &unbound(server, "app=apart")),
+        server.event_message(&unbound(server, "app=apart"), "FailedScheduling"),
         "0/3 nodes are available: 3 node(s) didn't satisfy existing pods anti-affinity rules. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
     );
     server.kubectl_ok(&["delete", "pods", "-l", "app=apart", "--wait=false"]);
@@ -154,7 +137,7 @@ fn spread_and_ports_are_honoured(server: &Server) {
     server.kubectl_ok(&["apply", "-f", &server.write("ports.yaml", &both)]);
     nodes_of(server, "port=8080", 1);
     assert_eq!(
-        failure(server, &unbound(server, "port=8080")),
+        server.event_message(&unbound(server, "port=8080"), "FailedScheduling"),
         "0/3 nodes are available: 1 node(s) didn't have free ports for the requested pod ports, 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: 1 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling."
     );
     server.kubectl_ok(&["delete", "pods", "-l", "port=8080", "--wait=false"]);
@@ -219,18 +202,7 @@ fn priority_preempts(server: &Server) {
         .into_iter()
         .find(|name| !left.contains(name.as_str()))
         .unwrap();
-    let preempted = server.kubectl_until(
-        &[
-            "get",
-            "events",
-            "--field-selector",
-            &format!("involvedObject.name={victim},reason=Preempted"),
-            "-o",
-            "jsonpath={.items[*].message}",
-        ],
-        LIMIT,
-        |text| !text.is_empty(),
-    );
+    let preempted = server.event_message(&victim, "Preempted");
     assert!(preempted.starts_with("Preempted by pod "), "{preempted}");
 }
 

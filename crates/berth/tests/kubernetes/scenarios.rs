@@ -48,23 +48,6 @@ fn pod(server: &Server, name: &str, cpu: &str, extra: &str) -> String {
     )
 }
 
-/// The FailedScheduling messages about pod `name`, once there is one.
-fn scheduling_failures(server: &Server, name: &str) -> String {
-    let selector = format!("involvedObject.name={name},reason=FailedScheduling");
-    server.kubectl_until(
-        &[
-            "get",
-            "events",
-            "--field-selector",
-            &selector,
-            "-o",
-            "jsonpath={.items[*].message}",
-        ],
-        LIMIT,
-        |text| !text.is_empty(),
-    )
-}
-
 fn the_scheduler_places_pods_where_they_fit(server: &Server) {
     // Pods that request nothing still spread: scoring counts them at the defaults.
     for name in ["even-0", "even-1", "even-2"] {
@@ -108,7 +91,7 @@ fn the_scheduler_places_pods_where_they_fit(server: &Server) {
     server.kubectl_ok(&["taint", "nodes", "sim-0", "dedicated=gpu:NoSchedule"]);
     server.kubectl_ok(&["apply", "-f", &pod(server, "huge", "64", "")]);
     assert_eq!(
-        scheduling_failures(server, "huge"),
+        server.event_message("huge", "FailedScheduling"),
         "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."
     );
     assert_eq!(
@@ -126,7 +109,7 @@ fn the_scheduler_places_pods_where_they_fit(server: &Server) {
     let zoned = pod(server, "zoned", "1", "  nodeSelector: {zone: b}\n");
     server.kubectl_ok(&["apply", "-f", &zoned]);
     assert_eq!(
-        scheduling_failures(server, "zoned"),
+        server.event_message("zoned", "FailedScheduling"),
         "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
     );
     server.kubectl_ok(&["label", "node", "sim-2", "zone=b"]);

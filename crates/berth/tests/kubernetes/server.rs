@@ -164,6 +164,24 @@ impl Server {
     }
 
     /// The admin's bearer token.
+    /// The message of the latest event with `reason` about the object named `name`,
+    /// once there is one.
+    pub fn event_message(&self, name: &str, reason: &str) -> String {
+        let selector = format!("involvedObject.name={name},reason={reason}");
+        self.kubectl_until(
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                &selector,
+                "-o",
+                "jsonpath={.items[-1:].message}",
+            ],
+            Duration::from_secs(30),
+            |text| !text.is_empty(),
+        )
+    }
+
     pub fn admin_token(&self) -> String {
         std::fs::read_to_string(self.scratch.path().join("data/admin-token"))
             .unwrap()
