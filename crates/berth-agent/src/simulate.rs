@@ -220,14 +220,7 @@ async fn run_pods(client: Client, names: &[String]) -> Result<(), kube::Error> {
             // Only the version of the pod this event showed: a stale event must not
             // undo a later status (a pod that finished meanwhile).
             status["metadata"] = json!({"resourceVersion": pod.resource_version()});
-            let patched = namespaced
-                .patch_status(
-                    &pod.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&status),
-                )
-                .await;
-            if let Err(error) = patched {
+            if let Err(error) = report(&namespaced, &pod, &status).await {
                 tracing::debug!(%error, pod = %pod.name_any(), "could not report a pod running");
                 continue;
             }
@@ -295,6 +288,20 @@ fn planned_exit(pod: &Pod) -> Option<(i32, Duration)> {
     Some((code, Duration::from_secs_f64(seconds)))
 }
 
+/// Merges `status` into the pod's status, as a kubelet reports it.
+async fn report(
+    pods: &Api<Pod>,
+    pod: &Pod,
+    status: &serde_json::Value,
+) -> Result<Pod, kube::Error> {
+    pods.patch_status(
+        &pod.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(status),
+    )
+    .await
+}
+
 /// Lets the pod's containers run and exit as planned, again and again while the
 /// restart policy restarts them, until the pod is finished or gone.
 async fn run_to_exit(pods: Api<Pod>, pod: Pod, (code, run): (i32, Duration)) {
@@ -318,14 +325,7 @@ async fn run_to_exit(pods: Api<Pod>, pod: Pod, (code, run): (i32, Duration)) {
             restarts += 1;
             restarted(&pod, code, restarts)
         };
-        let patched = pods
-            .patch_status(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&status),
-            )
-            .await;
-        if let Err(error) = patched {
+        if let Err(error) = report(&pods, &pod, &status).await {
             return tracing::debug!(%error, pod = %pod.name_any(), "the exiting pod is gone");
         }
         if stays_down {

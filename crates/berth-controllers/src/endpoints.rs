@@ -178,20 +178,24 @@ async fn reconcile(
         )
         .await?;
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &namespace);
-    let slice_name = format!("{}-{}", service.name_any(), short_hash(service));
     slices
-        .patch(&slice_name, &params, &Patch::Apply(&wanted["slice"]))
+        .patch(
+            &slice_name(service),
+            &params,
+            &Patch::Apply(&wanted["slice"]),
+        )
         .await?;
     written.insert(key, wanted);
     Ok(())
 }
 
-/// Five characters from the Service's uid, as the random suffix of upstream's slice
-/// names — stable here, so the slice is found again without a list.
-fn short_hash(service: &Service) -> String {
+/// The Service's slice: its name and five characters of its uid, as the random suffix
+/// of upstream's slice names — stable here, so the slice is found again without a list.
+fn slice_name(service: &Service) -> String {
     let uid = service.uid().unwrap_or_default();
     let digits: String = uid.chars().filter(char::is_ascii_alphanumeric).collect();
-    digits.chars().take(5).collect::<String>().to_lowercase()
+    let suffix = digits.chars().take(5).collect::<String>().to_lowercase();
+    format!("{}-{suffix}", service.name_any())
 }
 
 /// One Endpoints subset being gathered: ready addresses, not-ready ones, their ports.
@@ -268,7 +272,7 @@ fn slice_of(service: &Service, found: &[Backend]) -> Value {
     json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {
-            "name": format!("{}-{}", service.name_any(), short_hash(service)),
+            "name": slice_name(service),
             "namespace": service.namespace(),
             "labels": labels,
             "ownerReferences": [{

@@ -16,7 +16,7 @@ mod scores;
 mod snapshot;
 mod topology;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,9 +108,13 @@ async fn schedule_pending(client: &Client, caches: &Caches, memory: &mut Memory)
         .map(|n| (n.name_any(), n.metadata.labels.clone()))
         .collect();
     let mut guarded = topology::guarded(&nodes);
-    let mut waiting: Vec<_> = all
+    let pending_pods: Vec<_> = all.into_iter().filter(|p| pending(p)).collect();
+    // What was said of pods no longer pending (bound or gone) is not needed again.
+    let still_pending: HashSet<String> = pending_pods.iter().filter_map(|p| p.uid()).collect();
+    memory.reported.retain(|uid, _| still_pending.contains(uid));
+    let mut waiting: Vec<_> = pending_pods
         .into_iter()
-        .filter(|p| pending(p) && !memory.assumed.contains_key(&p.uid().unwrap_or_default()))
+        .filter(|p| !memory.assumed.contains_key(&p.uid().unwrap_or_default()))
         .collect();
     waiting.sort_by_key(|p| {
         (
@@ -134,7 +138,7 @@ async fn schedule_pending(client: &Client, caches: &Caches, memory: &mut Memory)
                 placed.push((pod, node));
             }
             Outcome::Preempting(preemption, message) => {
-                nodes[preemption.node].reserve(&snapshot::Demand::of(&pod));
+                nodes[preemption.node].reserve(&plan.demand);
                 let node = nodes[preemption.node].name();
                 preempt(client, &pod, &node, &preemption.victims).await;
                 report_once(client, &pod, message, &mut memory.reported).await;
@@ -143,7 +147,7 @@ async fn schedule_pending(client: &Client, caches: &Caches, memory: &mut Memory)
                 if let Some(index) =
                     nominated(&pod).and_then(|n| nodes.iter().position(|i| i.name() == n))
                 {
-                    nodes[index].reserve(&snapshot::Demand::of(&pod));
+                    nodes[index].reserve(&plan.demand);
                 }
                 report_once(client, &pod, message, &mut memory.reported).await;
             }
@@ -169,7 +173,7 @@ fn forget_confirmed(assumed: &mut HashMap<String, String>, pods: &[Arc<Pod>]) {
     if assumed.is_empty() {
         return;
     }
-    let unbound: std::collections::HashSet<String> = pods
+    let unbound: HashSet<String> = pods
         .iter()
         .filter(|p| snapshot::node_of(p).is_none())
         .filter_map(|p| p.uid())
