@@ -46,21 +46,23 @@ pub(crate) fn system_classes() -> impl Iterator<Item = Value> {
     })
 }
 
-/// Gives a pod being created its priority and preemption policy from its class.
-pub(crate) async fn admit(store: &dyn berth_store::Store, pod: &mut Value) -> Result<(), Status> {
+/// Gives a pod being created its priority and preemption policy from its class, read
+/// from the watch cache (as kube-apiserver's plugin reads its informer) so that pod
+/// creates cost no store read.
+pub(crate) async fn admit(shared: &crate::Shared, pod: &mut Value) -> Result<(), Status> {
     let name = pod["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
         .to_string();
     let spec = &mut pod["spec"];
     let class = match spec["priorityClassName"].as_str().filter(|c| !c.is_empty()) {
-        Some(wanted) => Some(named(store, wanted).await?.ok_or_else(|| {
+        Some(wanted) => Some(named(shared, wanted).await?.ok_or_else(|| {
             forbidden(
                 &name,
                 format!("no PriorityClass with name {wanted} was found"),
             )
         })?),
-        None => global_default(store).await?,
+        None => global_default(shared),
     };
     let value = class.as_ref().map_or(0, |c| c.value);
     if let Some(given) = spec["priority"].as_i64()
@@ -95,11 +97,22 @@ fn store_error(error: berth_store::Error) -> Status {
     Status::from_store(error, "priorityclasses", "")
 }
 
-async fn named(
-    store: &dyn berth_store::Store,
-    name: &str,
-) -> Result<Option<PriorityClass>, Status> {
-    let stored = store
+/// The classes the watch cache holds.
+fn cached(shared: &crate::Shared) -> impl Iterator<Item = PriorityClass> {
+    let (entries, _) = shared.cache.list(PREFIX);
+    entries
+        .into_iter()
+        .filter_map(|entry| serde_json::from_value(entry.object()).ok())
+}
+
+/// The class called `name`: from the cache, or from the store when the cache does not
+/// have it yet (one made a moment ago).
+async fn named(shared: &crate::Shared, name: &str) -> Result<Option<PriorityClass>, Status> {
+    if let Some(class) = cached(shared).find(|c| c.metadata.name.as_deref() == Some(name)) {
+        return Ok(Some(class));
+    }
+    let stored = shared
+        .store
         .get(&format!("{PREFIX}{name}"))
         .await
         .map_err(store_error)?;
@@ -107,12 +120,8 @@ async fn named(
 }
 
 /// The class marked globalDefault (the lowest, should there be several).
-async fn global_default(store: &dyn berth_store::Store) -> Result<Option<PriorityClass>, Status> {
-    let listed = store.list(PREFIX, "", 0, 0).await.map_err(store_error)?;
-    Ok(listed
-        .items
-        .iter()
-        .filter_map(|kv| serde_json::from_slice::<PriorityClass>(&kv.value).ok())
+fn global_default(shared: &crate::Shared) -> Option<PriorityClass> {
+    cached(shared)
         .filter(|c| c.global_default == Some(true))
-        .min_by_key(|c| c.value))
+        .min_by_key(|c| c.value)
 }

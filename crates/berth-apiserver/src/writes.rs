@@ -203,7 +203,7 @@ pub(crate) async fn create(
     let mut object = admitted.object;
     touchable(&options.identity, resource, &object)?;
     if resource.kind == "Pod" {
-        crate::priorities::admit(shared.store.as_ref(), &mut object).await?;
+        crate::priorities::admit(shared, &mut object).await?;
     }
     if !options.manager.applying {
         let api_version = resource.api_version();
