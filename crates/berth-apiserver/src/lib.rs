@@ -22,6 +22,7 @@ mod protobuf;
 mod resources;
 mod selectors;
 mod status;
+mod tables;
 mod watch;
 mod writes;
 

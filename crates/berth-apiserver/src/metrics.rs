@@ -50,7 +50,7 @@ fn running_pods(
     prefix: &str,
     query: &HashMap<String, String>,
 ) -> Result<Vec<Value>, Status> {
-    let selection = Selection::parse(query)?;
+    let selection = Selection::parse(query, "Pod")?;
     let (entries, _) = shared.cache.list(prefix);
     Ok(entries
         .iter()
@@ -197,7 +197,7 @@ fn node_usage(shared: &Shared) -> Result<HashMap<String, (i128, i128)>, Status> 
 
 /// The NodeMetrics of every node the query selects.
 fn node_metrics(shared: &Shared, query: &HashMap<String, String>) -> Result<Vec<Value>, Status> {
-    let selection = Selection::parse(query)?;
+    let selection = Selection::parse(query, "Node")?;
     let usage = node_usage(shared)?;
     let (nodes, _) = shared.cache.list("/registry/nodes/");
     let now = crate::objects::rfc3339(std::time::SystemTime::now());

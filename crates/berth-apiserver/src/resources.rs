@@ -308,7 +308,8 @@ async fn get_any(
             .map(|(_, stored, object)| {
                 let object = writes::view(part, object);
                 if wants_table(&headers) && part == Part::Whole {
-                    let table = objects::table(place.resource, &[object], stored.mod_revision);
+                    let table =
+                        crate::tables::table(place.resource, &[object], stored.mod_revision);
                     return json_response(StatusCode::OK, &table);
                 }
                 json_response(StatusCode::OK, &object)
@@ -475,12 +476,12 @@ async fn list(
             return Ok(list_body(place.resource, &entries, revision));
         }
         let items: Vec<Value> = entries.iter().map(|e| e.object()).collect();
-        let table = objects::table(place.resource, &items, revision);
+        let table = crate::tables::table(place.resource, &items, revision);
         return Ok(json_response(StatusCode::OK, &table));
     }
     let (items, revision, next) = select(&shared, &place, &query).await?;
     let body = if wants_table {
-        objects::table(place.resource, &items, revision)
+        crate::tables::table(place.resource, &items, revision)
     } else {
         json!({
             "kind": format!("{}List", place.resource.kind),
@@ -513,7 +514,7 @@ async fn from_cache(
     {
         return Ok(None);
     }
-    let selection = Selection::parse(query)?;
+    let selection = Selection::parse(query, place.resource.kind)?;
     // resourceVersion=0 takes any state; otherwise the latest is wanted.
     if query.get("resourceVersion").is_none_or(|v| v != "0") {
         let latest = shared
@@ -558,7 +559,7 @@ async fn select(
     place: &Place,
     query: &HashMap<String, String>,
 ) -> Result<(Vec<Value>, i64, Option<String>), Status> {
-    let selection = Selection::parse(query)?;
+    let selection = Selection::parse(query, place.resource.kind)?;
     let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
     let (mut cursor, mut revision) = match query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => continue_from(token)?,

@@ -91,13 +91,94 @@ impl LabelSelector {
     }
 }
 
-/// A field selector: `path=value`, `path==value` or `path!=value` terms.
+/// A field selector: `label=value`, `label==value` or `label!=value` terms over the
+/// fields kube-apiserver lets clients select a kind's objects by.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct FieldSelector(Vec<(String, String, bool)>);
+pub(crate) struct FieldSelector {
+    kind: &'static str,
+    terms: Vec<(String, String, bool)>,
+}
+
+/// The fields of `kind` besides metadata.name and metadata.namespace that selectors
+/// may name (kube-apiserver's `…ToSelectableFields`).
+fn selectable(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "Pod" => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        "Event" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        "Node" => &["spec.unschedulable"],
+        "Namespace" => &["status.phase"],
+        "Secret" => &["type"],
+        "Service" => &["spec.clusterIP", "spec.type"],
+        "ReplicaSet" => &["status.replicas"],
+        "Job" => &["status.successful"],
+        _ => &[],
+    }
+}
+
+/// The value of the selectable field `label` of `object` of `kind`, as text: empty when
+/// unset, but booleans and counts read as kube-apiserver formats them when unset.
+fn field_value(kind: &str, label: &str, object: &Value) -> String {
+    let path = match (kind, label) {
+        ("Event", "source") => {
+            let component = object["source"]["component"].as_str().unwrap_or_default();
+            return if component.is_empty() {
+                text(&object["reportingComponent"], "")
+            } else {
+                component.to_string()
+            };
+        }
+        ("Pod", "status.podIP") => "status.podIPs.0.ip",
+        ("Job", "status.successful") => "status.succeeded",
+        (_, path) => path,
+    };
+    let found = path
+        .split('.')
+        .fold(object, |node, part| match part.parse::<usize>() {
+            Ok(index) => &node[index],
+            Err(_) => &node[part],
+        });
+    let unset = match label {
+        "spec.hostNetwork" | "spec.unschedulable" => "false",
+        "status.replicas" | "status.successful" => "0",
+        _ => "",
+    };
+    text(found, unset)
+}
+
+/// A JSON value as text: strings as they are, `unset` for null.
+fn text(value: &Value, unset: &str) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => unset.to_string(),
+        other => other.to_string(),
+    }
+}
 
 impl FieldSelector {
-    /// Parses `text`.
-    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+    /// Parses `text` for objects of `kind`; a field the kind does not offer is refused,
+    /// as kube-apiserver refuses it.
+    pub(crate) fn parse(text: &str, kind: &'static str) -> Result<Self, String> {
         let mut terms_out = Vec::new();
         for term in terms(text) {
             let (path, value, equal) = if let Some((p, v)) = term.split_once("!=") {
@@ -107,26 +188,28 @@ impl FieldSelector {
             } else {
                 return Err(format!("invalid selector: {term:?}; expected field=value"));
             };
-            terms_out.push((path.trim().to_string(), value.trim().to_string(), equal));
+            let path = path.trim();
+            if !["metadata.name", "metadata.namespace"].contains(&path)
+                && !selectable(kind).contains(&path)
+            {
+                return Err(format!("field label not supported: {path}"));
+            }
+            terms_out.push((path.to_string(), value.trim().to_string(), equal));
         }
-        Ok(Self(terms_out))
+        Ok(Self {
+            kind,
+            terms: terms_out,
+        })
     }
 
     /// Whether the object's fields meet every term.
     pub(crate) fn matches(&self, object: &Value) -> bool {
-        self.holds(|path| {
-            let found = path.split('.').fold(object, |node, part| &node[part]);
-            match found {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other => other.to_string(),
-            }
-        })
+        self.holds(|label| field_value(self.kind, label, object))
     }
 
     /// Whether the fields `field` reads (as text, empty when absent) meet every term.
     fn holds(&self, field: impl Fn(&str) -> String) -> bool {
-        self.0
+        self.terms
             .iter()
             .all(|(path, value, equal)| (field(path) == *value) == *equal)
     }
@@ -148,15 +231,16 @@ pub(crate) struct Selection {
 }
 
 impl Selection {
-    /// The `labelSelector` and `fieldSelector` of a query.
+    /// The `labelSelector` and `fieldSelector` of a query for objects of `kind`.
     pub(crate) fn parse(
         query: &std::collections::HashMap<String, String>,
+        kind: &'static str,
     ) -> Result<Self, crate::status::Status> {
         let selector = |key: &str| query.get(key).map_or("", String::as_str);
         let bad = crate::status::Status::bad_request;
         Ok(Self {
             labels: LabelSelector::parse(selector("labelSelector")).map_err(bad)?,
-            fields: FieldSelector::parse(selector("fieldSelector")).map_err(bad)?,
+            fields: FieldSelector::parse(selector("fieldSelector"), kind).map_err(bad)?,
         })
     }
 
@@ -171,7 +255,7 @@ impl Selection {
         let summary = &entry.summary;
         let summarized =
             |(path, _, _): &(String, String, bool)| SUMMARY_FIELDS.contains(&path.as_str());
-        if !self.fields.0.iter().all(summarized) {
+        if !self.fields.terms.iter().all(summarized) {
             return self.matches(&entry.object());
         }
         self.labels.holds(|key| summary.label(key))
@@ -198,12 +282,40 @@ mod tests {
         assert!(!matches("app=db"));
         assert!(!matches("tier"));
         assert!(LabelSelector::parse("env in prod").is_err());
-        let fields = FieldSelector::parse("metadata.name=a,metadata.namespace!=x").expect("parses");
+        let fields = FieldSelector::parse("metadata.name=a,metadata.namespace!=x", "ConfigMap")
+            .expect("parses");
         assert!(fields.matches(&object));
         assert!(
-            !FieldSelector::parse("metadata.name=b")
+            !FieldSelector::parse("metadata.name=b", "ConfigMap")
                 .expect("parses")
                 .matches(&object)
         );
+    }
+
+    #[test]
+    fn field_selectors_offer_each_kind_s_fields() {
+        let event = json!({"metadata": {"name": "e"}, "reason": "Evicted", "type": "Warning",
+            "involvedObject": {"kind": "Pod", "name": "web"}, "reportingComponent": "kubelet"});
+        let matches = |text: &str| {
+            FieldSelector::parse(text, "Event")
+                .expect("parses")
+                .matches(&event)
+        };
+        assert!(matches("involvedObject.name=web,reason=Evicted"));
+        assert!(matches(
+            "source=kubelet,reportingComponent=kubelet,type!=Normal"
+        ));
+        assert!(matches("involvedObject.fieldPath="));
+        assert!(!matches("involvedObject.kind=Node"));
+        assert_eq!(
+            FieldSelector::parse("reason=x", "ConfigMap").unwrap_err(),
+            "field label not supported: reason"
+        );
+        let node = json!({"metadata": {"name": "n"}});
+        let nodes = FieldSelector::parse("spec.unschedulable=false", "Node").expect("parses");
+        assert!(nodes.matches(&node));
+        let pod = json!({"status": {"podIPs": [{"ip": "10.0.0.5"}]}});
+        let pods = FieldSelector::parse("status.podIP=10.0.0.5,spec.hostNetwork=false", "Pod");
+        assert!(pods.expect("parses").matches(&pod));
     }
 }

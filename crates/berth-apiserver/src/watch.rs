@@ -18,7 +18,6 @@ use tokio::sync::broadcast;
 
 use crate::Shared;
 use crate::cache::{Change, Entry};
-use crate::objects;
 use crate::resources::{Place, Resource};
 use crate::selectors::Selection;
 use crate::status::Status;
@@ -65,7 +64,7 @@ pub(crate) async fn watch(
     as_table: bool,
 ) -> Result<Response, Status> {
     let options = WatchOptions::from_query(&query, as_table);
-    let selection = Selection::parse(&query)?;
+    let selection = Selection::parse(&query, place.resource.kind)?;
     let resource = place.resource;
     let prefix = place.prefix();
     let start = if options.initial_events {
@@ -248,7 +247,8 @@ impl Stream {
         self.revision = self.revision.max(change.revision);
         if self.options.as_table {
             // kubectl get -w asks for each object as a one-row Table.
-            let table = objects::table(self.resource, &[change.entry.object()], self.revision);
+            let table =
+                crate::tables::table(self.resource, &[change.entry.object()], self.revision);
             return self.send_value(change.kind, table).await;
         }
         let json = &change.entry.json;

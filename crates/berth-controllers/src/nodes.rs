@@ -1,7 +1,8 @@
 //! Node lifecycle, as kube-controller-manager's: a node whose Lease has not been renewed
 //! for the grace period (judged on this controller's clock) becomes NotReady — its Ready
-//! condition Unknown, the `node.kubernetes.io/unreachable:NoExecute` taint added — and
-//! each of its pods is evicted once it has tolerated that taint for its
+//! condition Unknown, the `node.kubernetes.io/unreachable:NoExecute` taint added — its
+//! pods are marked not Ready (as kube's MarkPodsNotReady: Services stop sending them
+//! traffic), and each is evicted once it has tolerated that taint for its
 //! tolerationSeconds (the default when it names none); their controllers make new ones
 //! elsewhere. A node heard from again gets its taint removed and is Ready again.
 
@@ -91,7 +92,10 @@ async fn watch_over(
     match (silent, unreachable_taint(node)) {
         (true, None) => mark(client, node, true).await,
         (false, Some(_)) => mark(client, node, false).await,
-        (true, Some(taint)) => evict(client, node, taint, pods, lifecycle.default_toleration).await,
+        (true, Some(taint)) => {
+            mark_pods_not_ready(client, &name, pods).await?;
+            evict(client, node, taint, pods, lifecycle.default_toleration).await
+        }
         (false, None) => Ok(()),
     }
 }
@@ -140,6 +144,72 @@ async fn mark(client: &Client, node: &Node, unreachable: bool) -> Result<(), kub
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
         .await?;
     tracing::info!(node = %name, unreachable, "node reachability changed");
+    Ok(())
+}
+
+/// The component events about a node's pods name as their source.
+const COMPONENT: &str = "node-controller";
+
+/// Sets the Ready condition of each of the node's pods that has one to False, as kube's
+/// MarkPodsNotReady does: the silent node's agent cannot say they are ready, so nothing
+/// should count on them. Each pod so marked gets a NodeNotReady event. Done on every
+/// look, so that pods bound to the node later, or whose update failed, are marked too.
+async fn mark_pods_not_ready(
+    client: &Client,
+    node: &str,
+    pods: &Store<Pod>,
+) -> Result<(), kube::Error> {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    for pod in pods.state() {
+        if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node) {
+            continue;
+        }
+        let conditions = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
+        if !conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status != "False")
+        {
+            continue;
+        }
+        let conditions: Vec<serde_json::Value> = conditions
+            .into_iter()
+            .filter_map(|c| {
+                let ready = c.type_ == "Ready";
+                let mut c = serde_json::to_value(c).ok()?;
+                if ready {
+                    c["status"] = json!("False");
+                    c["lastTransitionTime"] = json!(now);
+                }
+                Some(c)
+            })
+            .collect();
+        // The revision read is a precondition: a pod changed since is looked at again.
+        let patch = json!({
+            "metadata": {"resourceVersion": pod.resource_version()},
+            "status": {"conditions": conditions},
+        });
+        let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+        match api
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            // Gone, or changed since it was read: the next look sees it anew.
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => continue,
+            Err(error) => return Err(error),
+        }
+        let event = ("Warning", "NodeNotReady", "Node is not ready");
+        crate::events::record(client, pod.as_ref(), event, COMPONENT).await;
+        tracing::info!(pod = %pod.name_any(), node, "marked not ready: its node is silent");
+    }
     Ok(())
 }
 

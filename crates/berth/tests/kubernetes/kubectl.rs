@@ -848,6 +848,124 @@ fn authorization_suite(server: &Server) {
     ]);
 }
 
+/// An Event manifest about the pod `web` of the `evented` namespace.
+fn event(name: &str, reason: &str, component: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Event\nmetadata:\n  name: {name}\n  namespace: evented\ninvolvedObject: {{kind: Pod, name: web, namespace: evented, fieldPath: \"spec.containers{{web}}\"}}\nreason: {reason}\ntype: Warning\nmessage: \"the pod was tested \"\nsource: {{component: {component}, host: node-1}}\nfirstTimestamp: \"2020-01-01T00:00:00Z\"\nlastTimestamp: \"2021-01-01T00:00:00Z\"\ncount: 3\n"
+    )
+}
+
+/// The words of each line kubectl printed.
+fn words(output: &str) -> Vec<Vec<&str>> {
+    output
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect()
+}
+
+/// kubectl's view of events and of a pod being deleted, as kube-apiserver's tables
+/// show them; events selected by their fields.
+fn events_and_terminating_suite(server: &Server) {
+    server.kubectl_ok(&["create", "namespace", "evented"]);
+    let first = server.write("event-1.yaml", &event("web.1", "Testing", "tester"));
+    server.kubectl_ok(&["create", "-f", &first]);
+    let table = server.kubectl_ok(&["-n", "evented", "get", "events"]);
+    let rows = words(&table);
+    assert_eq!(
+        rows[0],
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{table}"
+    );
+    assert_eq!(
+        rows[1][1..],
+        [
+            "Warning", "Testing", "pod/web", "the", "pod", "was", "tested"
+        ],
+        "{table}"
+    );
+    let wide = server.kubectl_ok(&["-n", "evented", "get", "events", "-o", "wide"]);
+    let rows = words(&wide);
+    assert_eq!(
+        rows[0],
+        [
+            "LAST",
+            "SEEN",
+            "TYPE",
+            "REASON",
+            "OBJECT",
+            "SUBOBJECT",
+            "SOURCE",
+            "MESSAGE",
+            "FIRST",
+            "SEEN",
+            "COUNT",
+            "NAME"
+        ],
+        "{wide}"
+    );
+    assert!(
+        wide.contains("spec.containers{web}   tester, node-1   the pod was tested   "),
+        "{wide}"
+    );
+    assert_eq!(rows[1][rows[1].len() - 2..], ["3", "web.1"], "{wide}");
+
+    // Events are selected by the fields kube-apiserver offers, and only by those.
+    let second = server.write("event-2.yaml", &event("web.2", "Other", "other"));
+    server.kubectl_ok(&["create", "-f", &second]);
+    let select = |selector: &str| {
+        server.kubectl_ok(&[
+            "-n",
+            "evented",
+            "get",
+            "events",
+            "--field-selector",
+            selector,
+            "-o",
+            "name",
+        ])
+    };
+    assert_eq!(
+        select("involvedObject.name=web,reason=Testing"),
+        "event/web.1\n"
+    );
+    assert_eq!(select("source=other,type=Warning"), "event/web.2\n");
+    assert_eq!(select("involvedObject.kind=Node"), "");
+    let refused = server.kubectl(&["get", "events", "--field-selector", "colour=red"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("field label not supported: colour"),
+        "{refused:?}"
+    );
+
+    // A pod its finalizer keeps while it is deleted reads Terminating until it goes.
+    let held = server.write(
+        "held.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: held\n  namespace: evented\n  finalizers: [example.com/hold]\nspec:\n  containers: [{name: c, image: busybox}]\n",
+    );
+    server.kubectl_ok(&["create", "-f", &held]);
+    let pod = || server.kubectl_ok(&["-n", "evented", "get", "pod", "held", "--no-headers"]);
+    assert_eq!(words(&pod())[0][1..3], ["0/1", "Pending"]);
+    server.kubectl_ok(&["-n", "evented", "delete", "pod", "held", "--wait=false"]);
+    assert_eq!(words(&pod())[0][1..3], ["0/1", "Terminating"]);
+    server.kubectl_ok(&[
+        "-n",
+        "evented",
+        "patch",
+        "pod",
+        "held",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    assert!(
+        !server
+            .kubectl(&["-n", "evented", "get", "pod", "held"])
+            .status
+            .success(),
+        "the pod outlived its finalizer"
+    );
+    server.kubectl_ok(&["delete", "namespace", "evented"]);
+}
+
 /// Bad input gets a Kubernetes Status with the right code and writes nothing.
 fn bad_input_suite(server: &Server) {
     let header = format!("Authorization: Bearer {}", server.admin_token());
@@ -922,6 +1040,7 @@ fn kubectl_drives_the_server_on_sqlite() {
     typed_commands_suite(&server);
     server_side_apply_suite(&server);
     workloads_suite(&server);
+    events_and_terminating_suite(&server);
     authorization_suite(&server);
     bad_input_suite(&server);
 }

@@ -462,6 +462,41 @@ fn pods_leave_a_silent_node(server: &Server) {
         let nodes = running_on(text);
         nodes.len() == 3 && nodes.iter().all(|n| n.starts_with("steady-"))
     });
+    // Its pods are marked not ready, as kube's MarkPodsNotReady does, and being evicted
+    // where no agent finishes them, they read Terminating.
+    let stranded = server.kubectl_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=spread",
+            "--field-selector",
+            "spec.nodeName=doomed-0",
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
+        ],
+        LIMIT,
+        |text| text.lines().count() == 3 && text.lines().all(|l| l.ends_with(" False")),
+    );
+    let first = stranded.split(' ').next().unwrap();
+    assert_eq!(
+        server.event_message(first, "NodeNotReady"),
+        "Node is not ready"
+    );
+    let rows = server.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=spread",
+        "--field-selector",
+        "spec.nodeName=doomed-0",
+        "--no-headers",
+    ]);
+    assert!(
+        rows.lines()
+            .all(|l| l.split_whitespace().nth(2) == Some("Terminating")),
+        "{rows}"
+    );
     let taints = server.kubectl_ok(&[
         "get",
         "node",
