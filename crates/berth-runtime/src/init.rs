@@ -199,10 +199,12 @@ pub(crate) fn prepare_process(process: &Process) -> Result<PreparedProcess> {
     })
 }
 
-/// The last steps, in the order privilege allows: bounding set, user, capability sets,
-/// no_new_privs, cwd, descriptors, exec. Without no_new_privs, loading a seccomp filter
-/// needs CAP_SYS_ADMIN, so it goes in first; with it, last, so that the filter sees as
-/// few of the runtime's own syscalls as possible.
+/// The last steps, in the order privilege allows: descriptors, bounding set, user,
+/// capability sets, cwd, no_new_privs, exec. Without no_new_privs, loading a seccomp
+/// filter needs CAP_SYS_ADMIN, so it goes in first; with it, last, so that the filter sees
+/// as few of the runtime's own syscalls as possible. The descriptors are marked before
+/// any filter: a profile need not allow close_range (Docker's older ones do not), only
+/// what runc also calls after loading it.
 pub(crate) fn exec_process(
     process: &Process,
     prepared: &PreparedProcess,
@@ -211,6 +213,7 @@ pub(crate) fn exec_process(
     if let Some(terminal) = &prepared.terminal {
         crate::console::attach(terminal)?;
     }
+    close_inherited_descriptors()?;
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     let load_seccomp = || seccomp.map_or(Ok(()), Program::load);
     if !no_new_privs {
@@ -225,15 +228,14 @@ pub(crate) fn exec_process(
         .caps
         .apply_sets()
         .or_sys(|| "set capabilities".into())?;
+    let cwd = process.cwd();
+    nix::unistd::chdir(cwd).or_sys(|| format!("chdir to cwd {}", cwd.display()))?;
     if no_new_privs {
         // SAFETY: prctl with integer arguments only.
         nix::errno::Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
             .or_sys(|| "set no_new_privs".into())?;
         load_seccomp()?;
     }
-    let cwd = process.cwd();
-    nix::unistd::chdir(cwd).or_sys(|| format!("chdir to cwd {}", cwd.display()))?;
-    close_inherited_descriptors()?;
     let Err(error) = nix::unistd::execve(&prepared.program, &prepared.args, &prepared.env);
     Err(Error::Sys {
         what: format!("exec {}", prepared.program.to_string_lossy()),
@@ -242,7 +244,8 @@ pub(crate) fn exec_process(
 }
 
 /// Marks every descriptor above stderr close-on-exec, those the runtime's caller passed
-/// down included, so none reaches the container's process (runc does the same).
+/// down included, so none reaches the container's process (runc does the same). Kernels
+/// before 5.11 lack CLOSE_RANGE_CLOEXEC: there each open descriptor is marked in turn.
 fn close_inherited_descriptors() -> Result<()> {
     // SAFETY: close_range with integer arguments only.
     let rc = unsafe {
@@ -253,9 +256,35 @@ fn close_inherited_descriptors() -> Result<()> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    nix::errno::Errno::result(rc)
-        .map(|_| ())
-        .or_sys(|| "mark inherited descriptors close-on-exec".into())
+    match nix::errno::Errno::result(rc) {
+        Ok(_) => Ok(()),
+        // EPERM: the runtime itself runs under a filter that refuses close_range.
+        Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::EINVAL | nix::errno::Errno::EPERM) => {
+            mark_each_descriptor()
+        }
+        Err(e) => Err(e).or_sys(|| "mark inherited descriptors close-on-exec".into()),
+    }
+}
+
+/// Marks each descriptor listed in /proc/self/fd above stderr close-on-exec; the listing's
+/// own descriptor is among them and closes when the listing is dropped.
+fn mark_each_descriptor() -> Result<()> {
+    let listing = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| Error::Init(format!("list /proc/self/fd: {e}")))?;
+    let fds: Vec<i32> = listing
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: fcntl on a descriptor number; one closed meanwhile gives EBADF.
+        let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        match nix::errno::Errno::result(rc) {
+            Ok(_) | Err(nix::errno::Errno::EBADF) => {}
+            Err(e) => return Err(e).or_sys(|| format!("mark descriptor {fd} close-on-exec")),
+        }
+    }
+    Ok(())
 }
 
 /// Takes the ids of root inside the user namespace. Init keeps the host ids it was cloned

@@ -98,3 +98,30 @@ fn a_profile_the_runtime_cannot_honour_is_refused() {
         "linux.seccomp.syscalls[0].args[0].index",
     );
 }
+
+/// Docker's default profile as older tools still ship it: every syscall it does not list
+/// fails with EPERM, and close_range (Linux 5.9) is not listed. What init does once the
+/// filter is loaded must not need it.
+#[test]
+fn a_profile_without_close_range_still_runs_the_container() {
+    let profile = std::fs::read_to_string(DOCKER_PROFILE)
+        .unwrap_or_else(|e| panic!("{DOCKER_PROFILE}: {e} (scripts/install-deps installs it)"));
+    Case::shell("seccomp-noclose", "echo started")
+        .tweak(move |c| {
+            let bounding: Vec<String> =
+                serde_json::from_value(c["process"]["capabilities"]["bounding"].clone()).unwrap();
+            let seccomp = berth_runtime::from_docker_profile(&profile, &bounding).unwrap();
+            let mut seccomp = serde_json::to_value(seccomp).unwrap();
+            assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO");
+            seccomp.as_object_mut().unwrap().remove("defaultErrnoRet");
+            for rule in seccomp["syscalls"].as_array_mut().unwrap() {
+                let names = rule["names"].as_array_mut().unwrap();
+                names.retain(|name| name != "close_range");
+                if names.is_empty() {
+                    names.push(json!("no_such_syscall_anywhere"));
+                }
+            }
+            c["linux"]["seccomp"] = seccomp;
+        })
+        .expect_stdout("started");
+}
