@@ -18,6 +18,7 @@ struct Column {
     wide: bool,
 }
 
+/// A column of text cells.
 const fn text(name: &'static str) -> Column {
     Column {
         name,
@@ -26,6 +27,7 @@ const fn text(name: &'static str) -> Column {
     }
 }
 
+/// A column of counts.
 const fn int(name: &'static str) -> Column {
     Column {
         name,
@@ -34,6 +36,7 @@ const fn int(name: &'static str) -> Column {
     }
 }
 
+/// A column of true/false cells.
 const fn boolean(name: &'static str) -> Column {
     Column {
         name,
@@ -42,6 +45,7 @@ const fn boolean(name: &'static str) -> Column {
     }
 }
 
+/// A text column only `-o wide` shows.
 const fn wide(name: &'static str) -> Column {
     Column {
         name,
@@ -362,6 +366,7 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
     }
 }
 
+/// A text field, empty when it is not set.
 fn text_of(value: &Value) -> &str {
     value.as_str().unwrap_or_default()
 }
@@ -371,6 +376,7 @@ fn or<'v>(value: &'v Value, fallback: &'v str) -> &'v str {
     value.as_str().filter(|v| !v.is_empty()).unwrap_or(fallback)
 }
 
+/// A number field, zero when it is not set (Go's zero value).
 fn count(value: &Value) -> i64 {
     value.as_i64().unwrap_or(0)
 }
@@ -384,6 +390,7 @@ fn length(value: &Value) -> usize {
     }
 }
 
+/// The entries of a list field, none when it is not set.
 fn items(value: &Value) -> impl Iterator<Item = &Value> {
     value.as_array().into_iter().flatten()
 }
@@ -489,6 +496,7 @@ fn slice_ports(ports: &Value) -> String {
     first_three(&list, "<unset>")
 }
 
+/// An EndpointSlice's addresses, across its endpoints.
 fn slice_endpoints(endpoints: &Value) -> String {
     let list: Vec<String> = items(endpoints)
         .flat_map(|e| items(&e["addresses"]))
@@ -538,6 +546,7 @@ fn terminated_reason(terminated: &Value, prefix: &str) -> String {
     }
 }
 
+/// Whether the status holds condition `kind` as True.
 fn has_condition(status: &Value, kind: &str) -> bool {
     items(&status["conditions"]).any(|c| c["type"] == kind && c["status"] == "True")
 }
@@ -644,6 +653,7 @@ fn pod_row(pod: &Value) -> PodRow {
     row
 }
 
+/// A pod's cell, from its row ([`pod_row`]) or its fields for the wide columns.
 fn pod_cell(column: &str, pod: &Value) -> Value {
     let (spec, status) = (&pod["spec"], &pod["status"]);
     match column {
@@ -682,6 +692,8 @@ fn pod_cell(column: &str, pod: &Value) -> Value {
     }
 }
 
+/// A node's cell: STATUS from its Ready condition (and SchedulingDisabled when
+/// cordoned), ROLES from its `node-role.kubernetes.io/*` labels, its addresses and info.
 fn node_cell(column: &str, node: &Value) -> Value {
     let status = &node["status"];
     let info = &status["nodeInfo"];
@@ -737,6 +749,7 @@ fn node_cell(column: &str, node: &Value) -> Value {
     }
 }
 
+/// A Service's cell: its cluster IP, external IPs by type, ports with node ports.
 fn service_cell(column: &str, service: &Value) -> Value {
     let spec = &service["spec"];
     let kind = text_of(&spec["type"]);

@@ -21,6 +21,9 @@ use crate::watched::{Informers, Watched};
 /// The taint of a node the controller has not heard from.
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
+/// The source its events about nodes and their pods name, as kube-controller-manager's.
+const COMPONENT: &str = "node-controller";
+
 /// How long nodes may be silent, and how long their pods tolerate it by default.
 #[derive(Debug, Clone, Copy)]
 pub struct Lifecycle {
@@ -143,12 +146,16 @@ async fn mark(client: &Client, node: &Node, unreachable: bool) -> Result<(), kub
     let status = json!({"status": {"conditions": conditions}});
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
         .await?;
+    let reason = if unreachable {
+        "NodeNotReady"
+    } else {
+        "NodeReady"
+    };
+    let message = format!("Node {name} status is now: {reason}");
+    crate::events::record(client, node, ("Normal", reason, &message), COMPONENT).await;
     tracing::info!(node = %name, unreachable, "node reachability changed");
     Ok(())
 }
-
-/// The component events about a node's pods name as their source.
-const COMPONENT: &str = "node-controller";
 
 /// Sets the Ready condition of each of the node's pods that has one to False, as kube's
 /// MarkPodsNotReady does: the silent node's agent cannot say they are ready, so nothing

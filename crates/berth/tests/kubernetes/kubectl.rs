@@ -1052,4 +1052,5 @@ fn kubectl_drives_the_server_on_etcd() {
     typed_commands_suite(&server);
     server_side_apply_suite(&server);
     workloads_suite(&server);
+    events_and_terminating_suite(&server);
 }

@@ -478,6 +478,10 @@ fn pods_leave_a_silent_node(server: &Server) {
         LIMIT,
         |text| text.lines().count() == 3 && text.lines().all(|l| l.ends_with(" False")),
     );
+    assert_eq!(
+        server.event_message("doomed-0", "NodeNotReady"),
+        "Node doomed-0 status is now: NodeNotReady"
+    );
     let first = stranded.split(' ').next().unwrap();
     assert_eq!(
         server.event_message(first, "NodeNotReady"),
