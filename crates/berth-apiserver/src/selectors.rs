@@ -148,7 +148,8 @@ fn field_value(kind: &str, label: &str, object: &Value) -> String {
                 component.to_string()
             };
         }
-        ("Pod", "status.podIP") => "status.podIPs.0.ip",
+        // kube-apiserver's conversion makes podIPs of a lone podIP.
+        ("Pod", "status.podIP") if object["status"]["podIPs"].is_array() => "status.podIPs.0.ip",
         ("Job", "status.successful") => "status.succeeded",
         (_, path) => path,
     };

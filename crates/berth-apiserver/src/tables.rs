@@ -670,7 +670,11 @@ fn pod_cell(column: &str, pod: &Value) -> Value {
             } if restarts != 0 => format!("{restarts} ({} ago)", human_duration(when)),
             row => row.restarts.to_string(),
         }),
-        "IP" => json!(or(&status["podIPs"][0]["ip"], "<none>")),
+        // kube-apiserver's conversion makes podIPs of a lone podIP.
+        "IP" => json!(or(
+            &status["podIPs"][0]["ip"],
+            or(&status["podIP"], "<none>")
+        )),
         "Node" => json!(or(&spec["nodeName"], "<none>")),
         "Nominated Node" => json!(or(&status["nominatedNodeName"], "<none>")),
         "Readiness Gates" => {
@@ -1164,6 +1168,9 @@ mod tests {
                 {"name": "i2", "state": {"running": {}}}],
                 "containerStatuses": [{"state": {"waiting": {"reason": "PodInitializing"}}}]}});
         assert_eq!(pod_cells(&initializing)[1], "Init:1/2");
+        let addressed = json!({"status": {"podIP": "10.0.0.9"}});
+        assert_eq!(pod_cell("IP", &addressed), "10.0.0.9");
+        assert_eq!(pod_cell("IP", &initializing), "<none>");
         assert_eq!(
             row_conditions("Pod", &done(0, "Completed")).unwrap()[0]["reason"],
             "Succeeded"
