@@ -22,6 +22,17 @@ fn job(name: &str, spec: &str, code: i32, seconds: &str) -> String {
     )
 }
 
+/// The READY and STATUS columns of `kubectl get pods` for the pods `selector` selects.
+fn statuses(server: &Server, selector: &str) -> Vec<String> {
+    let rows = server.kubectl_ok(&["get", "pods", "-l", selector, "--no-headers"]);
+    rows.lines()
+        .map(|row| {
+            let cells: Vec<&str> = row.split_whitespace().collect();
+            cells[1..3].join(" ")
+        })
+        .collect()
+}
+
 fn jobs_run_to_completion(server: &Server) {
     let manifest = server.write(
         "batch.yaml",
@@ -69,6 +80,10 @@ fn jobs_run_to_completion(server: &Server) {
         ["Succeeded batch"; 3],
         "{pods}"
     );
+    assert_eq!(
+        statuses(server, "batch.kubernetes.io/job-name=batch"),
+        ["0/1 Completed"; 3]
+    );
     let row = server.kubectl_ok(&["get", "job", "batch", "--no-headers"]);
     let columns: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(columns[..3], ["batch", "Complete", "3/3"], "{row}");
@@ -108,6 +123,7 @@ fn failing_jobs_stop_at_their_backoff_limit(server: &Server) {
         "jsonpath={.items[*].status.phase}",
     ]);
     assert_eq!(phases, "Failed Failed");
+    assert_eq!(statuses(server, "job-name=doomed"), ["0/1 Error"; 2]);
     let reasons = server.kubectl_ok(&[
         "get",
         "events",
