@@ -283,7 +283,9 @@ impl Runtime {
                 }
             }
         }
+        let outcome = read_exec_outcome(file);
         std::fs::remove_file(&fifo).at(&fifo)?;
+        outcome?;
         self.run_poststart(id)
     }
 
@@ -732,6 +734,25 @@ fn expect_exec(sync: &OwnedFd) -> Result<()> {
         Ok(n) if n > 1 && buffer[0] == MSG_ERROR => Err(Error::Init(
             String::from_utf8_lossy(&buffer[1..n]).into_owned(),
         )),
+        _ => Ok(()),
+    }
+}
+
+/// After the start signal, init keeps the fifo open until its exec closes it, or writes
+/// why it could not get there: read to the end to learn which.
+fn read_exec_outcome(fifo: std::fs::File) -> Result<()> {
+    use std::io::Read;
+    nix::fcntl::fcntl(
+        fifo.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .or_sys(|| "make the exec fifo blocking".into())?;
+    let mut report = Vec::new();
+    (&fifo)
+        .read_to_end(&mut report)
+        .map_err(|e| Error::Init(format!("read the exec fifo: {e}")))?;
+    match report.split_first() {
+        Some((&MSG_ERROR, text)) => Err(Error::Init(String::from_utf8_lossy(text).into_owned())),
         _ => Ok(()),
     }
 }

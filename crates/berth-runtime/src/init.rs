@@ -65,18 +65,23 @@ pub(crate) fn report_and_exit(sync: i32, stage: impl FnOnce() -> Result<Never>) 
         Ok(never) => match never {},
         Err(error) => error,
     };
-    let mut message = vec![MSG_ERROR];
-    let text = match error {
-        Error::Init(text) => text,
-        other => other.to_string(),
-    };
-    message.extend_from_slice(text.as_bytes());
+    let message = error_message(&error);
     if keep_open >= 0 {
         // SAFETY: writing a byte buffer we own to a descriptor we duplicated.
         unsafe { libc::write(keep_open, message.as_ptr().cast(), message.len()) };
     }
     // SAFETY: _exit ends the child without running the parent's atexit handlers.
     unsafe { libc::_exit(127) }
+}
+
+/// An error as init reports it: MSG_ERROR, then the cause.
+fn error_message(error: &Error) -> Vec<u8> {
+    let mut message = vec![MSG_ERROR];
+    match error {
+        Error::Init(text) => message.extend_from_slice(text.as_bytes()),
+        other => message.extend_from_slice(other.to_string().as_bytes()),
+    }
+    message
 }
 
 /// The type of a function that only returns on failure.
@@ -117,33 +122,44 @@ fn setup_and_exec(config: InitConfig) -> Result<Never> {
     } else {
         None
     };
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::Init("no process".into()))?;
     if new_mount_ns {
         crate::mounts::pivot(&config.bundle.rootfs, config.no_pivot)?;
+        make_cwd(process)?;
         // Sysctls go in before readonlyPaths make /proc/sys read-only.
         write_sysctls(spec)?;
         crate::mounts::harden(spec)?;
     } else {
         nix::unistd::chroot(&config.bundle.rootfs).or_sys(|| "chroot".into())?;
+        make_cwd(process)?;
         write_sysctls(spec)?;
     }
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::Init("no process".into()))?;
     let mut prepared = prepare_process(process)?;
     if let Some(console) = &config.console {
         prepared.open_terminal(console, process)?;
     }
     send(&config.sync, MSG_READY)?;
-    if let Handover::WaitForStart(fifo) = &config.handover {
-        wait_for_start(fifo)?;
+    let started = match &config.handover {
+        Handover::WaitForStart(fifo) => Some(wait_for_start(fifo)?),
+        Handover::Exec => None,
+    };
+    let Err(error) = (|| {
+        if let Some(state) = &hook_state {
+            let state = crate::hooks::with_status(state, Status::Created);
+            let start = crate::hooks::of_kind(hooks, Hooks::start_container);
+            crate::hooks::run_all(start, &state)?;
+        }
+        exec_process(process, &prepared, config.seccomp)
+    })();
+    if let Some(mut started) = started {
+        // `create` is gone by now: `start` reads this end of the fifo until exec closes it.
+        use std::io::Write;
+        let _ = started.write_all(&error_message(&error));
     }
-    if let Some(state) = &hook_state {
-        let state = crate::hooks::with_status(state, Status::Created);
-        let start = crate::hooks::of_kind(hooks, Hooks::start_container);
-        crate::hooks::run_all(start, &state)?;
-    }
-    exec_process(process, &prepared, config.seccomp)
+    Err(error)
 }
 
 /// The parts of the process resolved before the runtime is told READY, so that a missing
@@ -199,8 +215,8 @@ pub(crate) fn prepare_process(process: &Process) -> Result<PreparedProcess> {
     })
 }
 
-/// The last steps, in the order privilege allows: descriptors, bounding set, user,
-/// capability sets, cwd, no_new_privs, exec. Without no_new_privs, loading a seccomp
+/// The last steps, in the order privilege allows: descriptors, bounding set, cwd, user,
+/// capability sets, no_new_privs, exec. Without no_new_privs, loading a seccomp
 /// filter needs CAP_SYS_ADMIN, so it goes in first; with it, last, so that the filter sees
 /// as few of the runtime's own syscalls as possible. The descriptors are marked before
 /// any filter: a profile need not allow close_range (Docker's older ones do not), only
@@ -223,13 +239,17 @@ pub(crate) fn exec_process(
         .caps
         .apply_bounding()
         .or_sys(|| "drop bounding capabilities".into())?;
+    // As root first, as runc does: the user may work in a directory it could not enter.
+    let cwd = process.cwd();
+    let entered = nix::unistd::chdir(cwd).is_ok();
     set_user(process)?;
     prepared
         .caps
         .apply_sets()
         .or_sys(|| "set capabilities".into())?;
-    let cwd = process.cwd();
-    nix::unistd::chdir(cwd).or_sys(|| format!("chdir to cwd {}", cwd.display()))?;
+    if !entered {
+        nix::unistd::chdir(cwd).or_sys(|| format!("chdir to cwd {}", cwd.display()))?;
+    }
     if no_new_privs {
         // SAFETY: prctl with integer arguments only.
         nix::errno::Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
@@ -411,7 +431,10 @@ fn rlimit_resource(kind: PosixRlimitType) -> libc::__rlimit_resource_t {
     }
 }
 
-fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
+/// Waits for `start` and tells it init got the signal. The fifo's write end is returned
+/// open: it closes at exec (it is close-on-exec), and until then carries any failure to
+/// `start`, which reads it to the end.
+fn wait_for_start(fifo: &OwnedFd) -> Result<std::fs::File> {
     // Opening the fifo for writing blocks until `start` opens it for reading.
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let file = std::fs::OpenOptions::new()
@@ -421,7 +444,8 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
     use std::io::Write;
     (&file)
         .write_all(b"0")
-        .map_err(|e| Error::Init(format!("write exec fifo: {e}")))
+        .map_err(|e| Error::Init(format!("write exec fifo: {e}")))?;
+    Ok(file)
 }
 
 fn set_user(process: &Process) -> Result<()> {
@@ -452,7 +476,9 @@ fn set_user(process: &Process) -> Result<()> {
 fn find_program(arg0: &CString, env: &[String]) -> Result<CString> {
     let name = arg0.to_string_lossy();
     if name.contains('/') {
-        return Ok(arg0.clone());
+        return executable(Path::new(name.as_ref()))
+            .map(|()| arg0.clone())
+            .map_err(|why| Error::Init(format!("exec: {name:?}: {why}")));
     }
     let path = env
         .iter()
@@ -460,9 +486,7 @@ fn find_program(arg0: &CString, env: &[String]) -> Result<CString> {
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let candidate = Path::new(dir).join(name.as_ref());
-        if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok()
-            && !candidate.is_dir()
-        {
+        if executable(&candidate).is_ok() {
             return CString::new(candidate.into_os_string().into_encoded_bytes())
                 .map_err(|_| Error::Init("NUL in path".into()));
         }
@@ -470,6 +494,26 @@ fn find_program(arg0: &CString, env: &[String]) -> Result<CString> {
     Err(Error::Init(format!(
         "exec: {name:?}: executable file not found in $PATH"
     )))
+}
+
+/// Whether `path` is a file execve could run, or why not.
+fn executable(path: &Path) -> std::result::Result<(), String> {
+    let metadata = std::fs::metadata(path).map_err(|e| format!("stat {}: {e}", path.display()))?;
+    if metadata.is_dir() {
+        return Err(format!("{} is a directory", path.display()));
+    }
+    nix::unistd::access(path, nix::unistd::AccessFlags::X_OK)
+        .map_err(|e| format!("{}: {}", path.display(), e.desc()))
+}
+
+/// Creates the process's working directory when the image lacks it, as runc and crun do,
+/// before the root is made read-only; one that is not a directory fails `create`.
+fn make_cwd(process: &Process) -> Result<()> {
+    let cwd = process.cwd();
+    std::fs::create_dir_all(cwd).map_err(|e| Error::Field {
+        field: "process.cwd".into(),
+        reason: format!("{}: {e}", cwd.display()),
+    })
 }
 
 /// Maps a spec namespace type onto its clone flag.

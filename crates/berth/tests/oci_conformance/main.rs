@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 mod cgroup_v2;
 mod escapes;
 mod hooks;
+mod init_failures;
 mod seccomp;
 mod stats;
 mod terminal;
