@@ -37,6 +37,25 @@ fn simulated_nodes_run_their_pods(server: &Server) {
     // The pod's node finishes its graceful deletion.
     server.kubectl_ok(&["delete", "pod", "bound", "--timeout=30s"]);
     assert!(!server.kubectl(&["get", "pod", "bound"]).status.success());
+
+    // Containers that keep exiting are restarted; RESTARTS says how often and when last.
+    let restarting = server.write(
+        "restarting.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: restarting\n  annotations: {simulate.berth.dev/exit-code: \"1\"}\nspec:\n  nodeName: sim-1\n  containers: [{name: c, image: busybox}]\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &restarting]);
+    let row = server.kubectl_until(
+        &["get", "pod", "restarting", "--no-headers"],
+        LIMIT,
+        |row| row.split_whitespace().nth(3).is_some_and(|n| n != "0"),
+    );
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[1..3], ["1/1", "Running"], "{row}");
+    assert!(
+        cells[4].starts_with('(') && cells[4].ends_with('s') && cells[5] == "ago)",
+        "{row}"
+    );
+    server.kubectl_ok(&["delete", "pod", "restarting", "--timeout=30s"]);
 }
 
 fn pod(server: &Server, name: &str, cpu: &str, extra: &str) -> String {
