@@ -38,12 +38,17 @@ pub(crate) struct CreateQuery {
     name: Option<String>,
 }
 
-/// `POST /containers/create`.
+/// `POST /containers/create`: a body that sets anything the engine does not honour is
+/// refused with a 400 naming it, before anything is made.
 pub(crate) async fn create(
     Extract(engine): Extract<State>,
     Query(query): Query<CreateQuery>,
-    Json(request): Json<CreateRequest>,
+    Json(body): Json<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    crate::unsupported::check_create(&body)
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
+    let request: CreateRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid create body: {e}")))?;
     let container =
         blocking(move || engine.create_container(query.name.as_deref(), request)).await?;
     Ok((
@@ -52,12 +57,26 @@ pub(crate) async fn create(
     ))
 }
 
-/// `POST /containers/{id}/start`: 204, or 304 when it already runs.
+/// `POST /containers/{id}/start`: 204, or 304 when it already runs. A terminal starts at
+/// the size the client gave at create (`ConsoleSize`).
 pub(crate) async fn start(
     Extract(engine): Extract<State>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let started = blocking(move || engine.start_container(&id)).await?;
+    let started = blocking(move || {
+        let started = engine.start_container(&id)?;
+        let container = engine.container(&id)?;
+        if let (true, Some(&[rows, columns])) = (
+            started && container.request.tty,
+            container.request.host_config.console_size.as_deref(),
+        ) && rows > 0
+            && columns > 0
+        {
+            engine.resize_container(&id, rows, columns)?;
+        }
+        Ok(started)
+    })
+    .await?;
     Ok(if started {
         StatusCode::NO_CONTENT
     } else {
@@ -120,14 +139,21 @@ pub(crate) async fn stop(
     Query(query): Query<StopQuery>,
 ) -> Result<StatusCode, ApiError> {
     let was_running = engine.container(&id)?.state.status == Status::Running;
+    let signal = query.signal.as_deref().map(signal).transpose()?;
     // Stopped even when down between restarts: the engine then cancels the restart.
-    let timeout = Duration::from_secs(query.t.unwrap_or(10));
-    blocking(move || engine.stop_container(&id, timeout)).await?;
+    let timeout = query.t.map(Duration::from_secs);
+    blocking(move || engine.stop_container(&id, timeout, signal)).await?;
     Ok(if was_running {
         StatusCode::NO_CONTENT
     } else {
         StatusCode::NOT_MODIFIED
     })
+}
+
+/// A signal by name or number, or a 400.
+fn signal(name: &str) -> Result<nix::sys::signal::Signal, ApiError> {
+    berth_engine::parse_signal(name)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid signal: {name}")))
 }
 
 /// `POST /containers/{id}/kill`.
@@ -136,24 +162,7 @@ pub(crate) async fn kill(
     Path(id): Path<String>,
     Query(query): Query<StopQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let name = query
-        .signal
-        .unwrap_or_else(|| "KILL".into())
-        .to_ascii_uppercase();
-    let name = if name.starts_with("SIG") {
-        name
-    } else {
-        format!("SIG{name}")
-    };
-    let signal = name
-        .parse::<nix::sys::signal::Signal>()
-        .or_else(|_| {
-            name.trim_start_matches("SIG")
-                .parse::<i32>()
-                .map_err(|_| ())
-                .and_then(|n| nix::sys::signal::Signal::try_from(n).map_err(|_| ()))
-        })
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid signal: {name}")))?;
+    let signal = signal(query.signal.as_deref().unwrap_or("KILL"))?;
     blocking(move || engine.kill_container(&id, signal)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -301,6 +310,9 @@ pub(crate) async fn inspect(
             "Image": c.image,
             "WorkingDir": c.working_dir,
             "Labels": c.request.labels.clone().unwrap_or_default(),
+            "Domainname": c.request.domainname,
+            "StopSignal": c.request.stop_signal,
+            "StopTimeout": c.request.stop_timeout,
         },
         "Mounts": [],
         "NetworkSettings": network_settings(&c),
@@ -709,7 +721,7 @@ pub(crate) async fn restart(
     Path(id): Path<String>,
     Query(query): Query<StopQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let timeout = Duration::from_secs(query.t.unwrap_or(10));
+    let timeout = query.t.map(Duration::from_secs);
     blocking(move || engine.restart_container(&id, timeout)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

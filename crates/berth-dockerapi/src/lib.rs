@@ -24,6 +24,7 @@ mod import;
 mod networks;
 mod system;
 mod time;
+mod unsupported;
 mod volumes;
 
 pub use error::ApiError;

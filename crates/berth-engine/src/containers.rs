@@ -19,6 +19,10 @@ use crate::networks::Sandbox;
 use crate::rootfs::Overlay;
 use crate::{Engine, Error, Result};
 
+/// Seconds `stop` waits for the stop signal to work when neither the client nor the
+/// container's `--stop-timeout` says, as Docker.
+const DEFAULT_STOP_TIMEOUT: u64 = 10;
+
 /// How many removed containers' exit statuses are kept for `wait`s that wake late.
 const REMEMBERED_EXITS: usize = 256;
 
@@ -136,6 +140,9 @@ impl Engine {
         let config = self.images.config(&image)?;
         let (path, args) = process_args(&request, &config["config"])?;
         self.check_mounts(&request)?;
+        crate::settings::check(&request)?;
+        crate::etc::check(&request.host_config)?;
+        self.check_name_settings(&request)?;
         crate::logs::Rotation::of(&request.host_config.log_config)?;
         let policy = request.host_config.restart_policy.name.as_str();
         if request.host_config.auto_remove && !matches!(policy, "" | "no") {
@@ -295,15 +302,21 @@ impl Engine {
             .endpoint
             .as_ref()
             .map_or("127.0.1.1".to_string(), |e| e.ip.to_string());
+        let gateway = sandbox
+            .endpoint
+            .as_ref()
+            .map(|e| std::net::IpAddr::V4(e.gateway));
+        let host = &container.request.host_config;
         for (file, text) in [
             ("hostname", format!("{hostname}\n")),
             (
                 "hosts",
-                format!(
-                    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own_address}\t{hostname}\n"
-                ),
+                crate::etc::hosts(host, hostname, &own_address, gateway)?,
             ),
-            ("resolv.conf", sandbox.resolv_conf.clone()),
+            (
+                "resolv.conf",
+                crate::etc::resolv_conf(host, &sandbox.resolv_conf),
+            ),
         ] {
             std::fs::write(etc.join(file), text).map_err(|e| Error::Io(etc.join(file), e))?;
         }
@@ -507,8 +520,14 @@ impl Engine {
         Ok(())
     }
 
-    /// SIGTERM, then SIGKILL after `timeout` if it still runs.
-    pub fn stop_container(&self, name: &str, timeout: Duration) -> Result<()> {
+    /// The container's stop signal (`signal`, else its `--stop-signal`, else SIGTERM),
+    /// then SIGKILL after `timeout` (else its `--stop-timeout`, else 10 s) if it still runs.
+    pub fn stop_container(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+        signal: Option<nix::sys::signal::Signal>,
+    ) -> Result<()> {
         let id = self.container(name)?.id;
         // Also when it is down between restarts: the pending restart must not happen, and
         // one under way is let settle (it undoes itself on seeing the stop).
@@ -526,8 +545,24 @@ impl Engine {
             let _ = runtime.resume(&id);
             self.update(&id, |state| state.paused = false);
         }
-        let _ = runtime.kill(&container.id, nix::sys::signal::Signal::SIGTERM, false);
-        self.emit_container(&container, "kill", &[("signal", "15".into())]);
+        let signal = match signal {
+            Some(signal) => signal,
+            None => crate::settings::stop_signal(&container.request)?,
+        };
+        let timeout = timeout.unwrap_or_else(|| {
+            Duration::from_secs(
+                container
+                    .request
+                    .stop_timeout
+                    .unwrap_or(DEFAULT_STOP_TIMEOUT),
+            )
+        });
+        let _ = runtime.kill(&container.id, signal, false);
+        self.emit_container(
+            &container,
+            "kill",
+            &[("signal", (signal as i32).to_string())],
+        );
         if !self.wait_until(&container.id, timeout, |c| {
             c.is_none_or(|c| c.state.status != Status::Running)
         }) {
@@ -542,8 +577,12 @@ impl Engine {
     }
 
     /// `docker restart`: stop (SIGKILL after `timeout`), then start.
-    pub fn restart_container(self: &Arc<Self>, name: &str, timeout: Duration) -> Result<()> {
-        self.stop_container(name, timeout)?;
+    pub fn restart_container(
+        self: &Arc<Self>,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        self.stop_container(name, timeout, None)?;
         self.start_container(name)?;
         self.emit_container(&self.container(name)?, "restart", &[]);
         Ok(())
@@ -559,7 +598,7 @@ impl Engine {
                     container.name
                 )));
             }
-            self.stop_container(&container.id, Duration::ZERO)?;
+            self.stop_container(&container.id, Some(Duration::ZERO), None)?;
         }
         let dir = self.container_dir(&container.id);
         Overlay::of(&dir).unmount()?;

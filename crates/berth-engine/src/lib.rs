@@ -10,6 +10,7 @@ use berth_image::ImageStore;
 
 mod containers;
 mod copy;
+mod etc;
 mod events;
 mod exec;
 mod health;
@@ -18,6 +19,7 @@ mod model;
 mod monitor;
 mod networks;
 mod rootfs;
+mod settings;
 mod spec;
 mod stdio;
 mod usage;
@@ -32,9 +34,13 @@ pub use copy::PathStat;
 pub use events::{Actor, Event};
 pub use exec::{ExecRecord, ExecRequest};
 pub use health::{Health, HealthConfig, ProbeResult};
-pub use model::{Container, CreateRequest, Endpoint, HostConfig, PublishedPort, State, Status};
+pub use model::{
+    Container, CreateRequest, DeviceMapping, Endpoint, HostConfig, PublishedPort, State, Status,
+    Ulimit,
+};
 pub use monitor::{ExitRecord, run_monitor};
 pub use networks::{BridgeConfig, Network, NetworkRequest};
+pub use settings::parse_signal;
 pub use volumes::{MountRequest, Volume};
 
 /// The default bridge's interface name, like Docker's `docker0`.

@@ -23,6 +23,12 @@ pub struct CreateRequest {
     pub user: String,
     /// Hostname; the short id when empty.
     pub hostname: String,
+    /// NIS domain name (`--domainname`).
+    pub domainname: String,
+    /// The signal `stop` sends first (`--stop-signal`); SIGTERM when empty.
+    pub stop_signal: String,
+    /// Seconds `stop` waits before SIGKILL when the client names none (`--stop-timeout`).
+    pub stop_timeout: Option<u64>,
     /// Allocate a terminal.
     pub tty: bool,
     /// Keep stdin open.
@@ -162,6 +168,82 @@ pub struct HostConfig {
     pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
     /// `-P`: publish every exposed port on a port the kernel picks.
     pub publish_all_ports: bool,
+    /// `--dns`: nameservers for /etc/resolv.conf.
+    pub dns: Option<Vec<String>>,
+    /// `--dns-option`: `options` of /etc/resolv.conf.
+    pub dns_options: Option<Vec<String>>,
+    /// `--dns-search`: search domains of /etc/resolv.conf.
+    pub dns_search: Option<Vec<String>>,
+    /// `--add-host NAME:IP`: more lines of /etc/hosts.
+    pub extra_hosts: Option<Vec<String>>,
+    /// `--group-add`: supplementary group ids.
+    pub group_add: Option<Vec<String>>,
+    /// `--ipc`: empty, `private` or `shareable` for its own namespace, `host` for the host's.
+    pub ipc_mode: String,
+    /// `--pid`: empty for its own namespace, `host` for the host's.
+    pub pid_mode: String,
+    /// `--uts`: empty for its own namespace, `host` for the host's.
+    #[serde(rename = "UTSMode")]
+    pub uts_mode: String,
+    /// `--cgroupns`: empty or `private` for its own cgroup namespace, `host` for the host's.
+    pub cgroupns_mode: String,
+    /// `--oom-score-adj`.
+    pub oom_score_adj: i64,
+    /// `--shm-size` in bytes; 64 MiB when 0.
+    pub shm_size: i64,
+    /// `--sysctl`: namespaced kernel parameters.
+    pub sysctls: Option<BTreeMap<String, String>>,
+    /// `--cpu-period` in microseconds; 0 for the default.
+    pub cpu_period: i64,
+    /// `--cpu-quota` in microseconds per period; 0 for none.
+    pub cpu_quota: i64,
+    /// `--cpuset-cpus`: the CPUs it may run on.
+    pub cpuset_cpus: String,
+    /// `--cpuset-mems`: the memory nodes it may use.
+    pub cpuset_mems: String,
+    /// `--memory-reservation` (soft limit) in bytes; 0 for none.
+    pub memory_reservation: i64,
+    /// `--memory-swap`: memory plus swap in bytes; 0 for the default, -1 for unlimited.
+    pub memory_swap: i64,
+    /// `--device`: host devices made in the container.
+    pub devices: Option<Vec<DeviceMapping>>,
+    /// `--device-cgroup-rule`: `TYPE MAJOR:MINOR ACCESS` rules of the device cgroup.
+    pub device_cgroup_rules: Option<Vec<String>>,
+    /// `--ulimit`: resource limits of its processes.
+    pub ulimits: Option<Vec<Ulimit>>,
+    /// Paths hidden from it; Docker's list when None (`--security-opt systempaths=unconfined`
+    /// sends an empty one).
+    pub masked_paths: Option<Vec<String>>,
+    /// Paths it sees read-only; Docker's list when None.
+    pub readonly_paths: Option<Vec<String>>,
+    /// `--annotation`: OCI annotations of its spec.
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// The client's terminal as `[rows, columns]`, the terminal's size at start.
+    pub console_size: Option<Vec<u16>>,
+}
+
+/// `--device PATH_ON_HOST[:PATH_IN_CONTAINER[:PERMISSIONS]]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeviceMapping {
+    /// The host's device node.
+    pub path_on_host: String,
+    /// Where it appears in the container; the host's path when empty.
+    pub path_in_container: String,
+    /// What the device cgroup allows of it: some of `r`, `w`, `m`.
+    pub cgroup_permissions: String,
+}
+
+/// `--ulimit NAME=SOFT[:HARD]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Ulimit {
+    /// `nofile`, `nproc`, … (RLIMIT_ without its prefix, lower case).
+    pub name: String,
+    /// The soft limit.
+    pub soft: i64,
+    /// The hard limit.
+    pub hard: i64,
 }
 
 /// `--log-driver json-file --log-opt max-size=10m --log-opt max-file=3`.

@@ -486,6 +486,28 @@ impl Engine {
         Ok(())
     }
 
+    /// Refuses `--dns` and `--add-host` where they cannot hold: in another container's
+    /// network (Docker's conflict), and `--dns` on a network whose own DNS server answers
+    /// the container, which does not forward to servers of the container's choosing.
+    pub(crate) fn check_name_settings(&self, request: &crate::model::CreateRequest) -> Result<()> {
+        let host = &request.host_config;
+        let dns = host.dns.as_ref().is_some_and(|d| !d.is_empty());
+        let hosts = host.extra_hosts.as_ref().is_some_and(|h| !h.is_empty());
+        match host.network_mode.as_str() {
+            mode if mode.starts_with("container:") && (dns || hosts) => Err(Error::Invalid(
+                "conflicting options: dns and the network mode (--dns and --add-host cannot be set with --network container:)".into(),
+            )),
+            "" | "default" | "bridge" | "host" | "none" => Ok(()),
+            name => match self.networks.find(name) {
+                Ok(network) if dns && network.has_dns() => Err(Error::Invalid(format!(
+                    "berth does not support --dns on network {}: its DNS server answers the container there",
+                    network.name
+                ))),
+                _ => Ok(()),
+            },
+        }
+    }
+
     /// Sets up a starting container's network.
     pub(crate) fn connect(&self, container: &Container) -> Result<Sandbox> {
         let own_netns = self.networks.sandboxes.join(&container.id);

@@ -7,7 +7,10 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::model::Container;
-use crate::{Error, Result};
+use crate::{Error, Result, settings};
+
+/// The size of /dev/shm when `--shm-size` sets none: Docker's 64 MiB.
+const DEFAULT_SHM_SIZE: i64 = 64 << 20;
 
 /// Docker's default capability set.
 const DEFAULT_CAPS: [&str; 14] = [
@@ -173,6 +176,11 @@ pub(crate) fn runtime_spec(
     };
     let mut args = vec![container.path.clone()];
     args.extend(container.args.iter().cloned());
+    let shm_size = if host.shm_size > 0 {
+        host.shm_size
+    } else {
+        DEFAULT_SHM_SIZE
+    };
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
@@ -180,7 +188,11 @@ pub(crate) fn runtime_spec(
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if host.privileged { "rw" } else { "ro" }]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}),
+        if host.ipc_mode == "host" {
+            json!({"destination": "/dev/shm", "type": "bind", "source": "/dev/shm", "options": ["rbind", "rprivate"]})
+        } else {
+            json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm_size}")]})
+        },
     ];
     for file in ["hosts", "hostname", "resolv.conf"] {
         mounts.push(json!({
@@ -188,65 +200,69 @@ pub(crate) fn runtime_spec(
             "source": etc_dir.join(file), "options": ["rbind", "rprivate"],
         }));
     }
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-        json!({"type": "cgroup"}),
-    ];
-    if let Some(path) = netns {
-        namespaces.push(json!({"type": "network", "path": path}));
+    let (devices, device_rules) = settings::devices(host)?;
+    let mut device_cgroup = vec![json!({"allow": host.privileged, "access": "rwm"})];
+    device_cgroup.extend(device_rules);
+    let mut resources = json!({"devices": device_cgroup});
+    if let Some(memory) = settings::memory(host)? {
+        resources["memory"] = memory;
     }
-    let mut resources = json!({"devices": [{"allow": host.privileged, "access": "rwm"}]});
-    if host.memory > 0 {
-        resources["memory"] = json!({"limit": host.memory});
-    }
-    if host.nano_cpus > 0 || host.cpu_shares > 0 {
-        let mut cpu = json!({});
-        if host.nano_cpus > 0 {
-            cpu["period"] = json!(100_000);
-            cpu["quota"] = json!(host.nano_cpus / 10_000);
-        }
-        if host.cpu_shares > 0 {
-            cpu["shares"] = json!(host.cpu_shares);
-        }
+    if let Some(cpu) = settings::cpu(host)? {
         resources["cpu"] = cpu;
     }
     if let Some(limit) = host.pids_limit.filter(|l| *l > 0) {
         resources["pids"] = json!({"limit": limit});
     }
     let mut linux = json!({
-        "namespaces": namespaces,
+        "namespaces": settings::namespaces(host, netns)?,
         "resources": resources,
         "cgroupsPath": format!("/{cgroup_parent}/{}", container.id),
+        "devices": devices,
     });
+    if let Some(sysctls) = settings::sysctls(host)? {
+        linux["sysctl"] = sysctls;
+    }
     let security = SecurityOptions::parse(host.security_opt.iter().flatten())?;
     if !host.privileged {
-        linux["maskedPaths"] = json!(MASKED_PATHS);
-        linux["readonlyPaths"] = json!(READONLY_PATHS);
+        linux["maskedPaths"] = host
+            .masked_paths
+            .as_ref()
+            .map_or(json!(MASKED_PATHS), |p| json!(p));
+        linux["readonlyPaths"] = host
+            .readonly_paths
+            .as_ref()
+            .map_or(json!(READONLY_PATHS), |p| json!(p));
     }
     if let Some(profile) = security.seccomp_profile(host.privileged) {
         let seccomp = berth_runtime::from_docker_profile(profile, &caps)?;
         linux["seccomp"] = serde_json::to_value(seccomp).unwrap_or_default();
     }
-    Ok(json!({
+    let mut spec = json!({
         "ociVersion": "1.2.0",
         "process": {
             "terminal": container.request.tty,
-            "user": {"uid": uid, "gid": gid},
+            "user": {"uid": uid, "gid": gid, "additionalGids": settings::additional_gids(host)?},
             "args": args,
             "env": container.env,
             "cwd": if container.working_dir.is_empty() { "/" } else { container.working_dir.as_str() },
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "noNewPrivileges": security.no_new_privileges,
-            "oomScoreAdj": 0,
+            "oomScoreAdj": settings::oom_score_adj(host)?,
+            "rlimits": settings::rlimits(host)?,
         },
         "root": {"path": rootfs, "readonly": host.readonly_rootfs},
-        "hostname": hostname,
         "mounts": mounts,
         "linux": linux,
-    }))
+        "annotations": host.annotations.clone().unwrap_or_default(),
+    });
+    // With the host's UTS namespace the host's names stay, as with Docker.
+    if host.uts_mode != "host" {
+        spec["hostname"] = json!(hostname);
+        if !container.request.domainname.is_empty() {
+            spec["domainname"] = json!(container.request.domainname);
+        }
+    }
+    Ok(spec)
 }
 
 /// Where `--init` looks for its init when the daemon names none: Docker's name for it on

@@ -14,6 +14,7 @@ mod containers;
 mod events;
 mod images;
 mod networks;
+mod settings;
 mod volumes;
 
 /// A daemon serving its own socket from its own data directory and cgroup parent, on a

@@ -1,0 +1,415 @@
+//! `docker run` settings through the stock CLI: each one the engine honours is seen
+//! from inside the container, and each one it does not is refused by name before
+//! anything is made.
+
+use super::*;
+use crate::containers::daemon_with_busybox;
+
+/// `docker run --rm FLAGS busybox sh -c SCRIPT`'s output, which must succeed.
+fn run_in(daemon: &Daemon, flags: &[&str], script: &str) -> String {
+    let mut args = vec!["run", "--rm"];
+    args.extend(flags);
+    args.extend(["busybox", "sh", "-c", script]);
+    daemon.docker_ok(&args)
+}
+
+/// The namespace a link under /proc/self/ns names, as the test host sees it.
+fn host_namespace(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[test]
+fn names_and_resolver_settings_reach_etc_hosts_and_resolv_conf() {
+    let daemon = daemon_with_busybox("etc-files");
+    let resolver = "grep -E '^(nameserver|search|options)' /etc/resolv.conf";
+    let cases: [(&[&str], &str, &str); 4] = [
+        (
+            &["--add-host", "foo:1.2.3.4", "--add-host", "gw:host-gateway"],
+            "grep -E 'foo|gw' /etc/hosts",
+            "1.2.3.4\tfoo\n172.17.0.1\tgw",
+        ),
+        (
+            &["--dns", "9.9.9.9"],
+            "grep nameserver /etc/resolv.conf",
+            "nameserver 9.9.9.9",
+        ),
+        (
+            &[
+                "--dns",
+                "9.9.9.9",
+                "--dns-search",
+                "example.com",
+                "--dns-option",
+                "ndots:2",
+            ],
+            resolver,
+            "nameserver 9.9.9.9\nsearch example.com\noptions ndots:2",
+        ),
+        (&["--add-host", "bad:1.2.3"], "true", "refused"),
+    ];
+    for (flags, script, expected) in cases {
+        if expected == "refused" {
+            let mut args = vec!["run", "--rm"];
+            args.extend(flags);
+            args.extend(["busybox", "true"]);
+            let output = daemon.docker(&args);
+            assert!(!output.status.success(), "{flags:?}: {output:?}");
+            continue;
+        }
+        assert_eq!(run_in(&daemon, flags, script).trim(), expected, "{flags:?}");
+    }
+    // On a network whose own DNS server answers, `--dns` cannot be honoured: refused.
+    daemon.docker_ok(&["network", "create", "named"]);
+    let output = daemon.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "named",
+        "--dns",
+        "9.9.9.9",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("berth does not support --dns on network named"),
+        "{output:?}"
+    );
+    let search = run_in(
+        &daemon,
+        &["--network", "named", "--dns-search", "example.com"],
+        resolver,
+    );
+    assert!(search.contains("search example.com\n"), "{search}");
+}
+
+#[test]
+fn limits_devices_and_kernel_settings_are_honoured() {
+    let daemon = daemon_with_busybox("settings");
+    let cgroup = |v1: &str, v2: &str| {
+        format!("cat /sys/fs/cgroup/{v1} 2>/dev/null || cat /sys/fs/cgroup/{v2}")
+    };
+    let cpu = format!(
+        "{}; {}",
+        cgroup("cpu/cpu.cfs_period_us", "cpu.max"),
+        cgroup("cpu/cpu.cfs_quota_us", "cpu.max")
+    );
+    let memory = format!(
+        "{}; {}",
+        cgroup("memory/memory.soft_limit_in_bytes", "memory.low"),
+        cgroup("memory/memory.memsw.limit_in_bytes", "memory.swap.max")
+    );
+    let open_fuse = "(exec 3</dev/myfuse) && echo read; (exec 3>/dev/myfuse) 2>/dev/null && echo write || echo no-write";
+    let system_paths = "grep -c ' /proc/keys ' /proc/self/mountinfo; grep -c ' /proc/sys ' /proc/self/mountinfo; true";
+    let mknod_fuse =
+        "mknod /tmp/f c 10 229 && ((exec 3</tmp/f) 2>/dev/null && echo opened || echo denied)";
+    let cases: Vec<(Vec<&str>, String, String)> = vec![
+        (
+            vec!["--ulimit", "nofile=100:200"],
+            "ulimit -n; ulimit -Hn".into(),
+            "100\n200".into(),
+        ),
+        (
+            vec!["--shm-size", "1m"],
+            "df -k /dev/shm | awk 'NR==2 {print $2}'".into(),
+            "1024".into(),
+        ),
+        (
+            vec![],
+            "df -k /dev/shm | awk 'NR==2 {print $2}'".into(),
+            "65536".into(),
+        ),
+        (
+            vec!["--device", "/dev/null:/dev/mynull"],
+            "stat -c '%t:%T' /dev/mynull && echo x > /dev/mynull && echo written".into(),
+            "1:3\nwritten".into(),
+        ),
+        (
+            vec!["--device", "/dev/fuse:/dev/myfuse:r"],
+            open_fuse.into(),
+            "read\nno-write".into(),
+        ),
+        (
+            vec!["--device", "/dev/fuse:/dev/myfuse"],
+            open_fuse.into(),
+            "read\nwrite".into(),
+        ),
+        (
+            vec!["--device-cgroup-rule", "c 10:229 r"],
+            mknod_fuse.into(),
+            "opened".into(),
+        ),
+        (vec![], mknod_fuse.into(), "denied".into()),
+        (
+            vec!["--sysctl", "kernel.shmmax=123456"],
+            "cat /proc/sys/kernel/shmmax".into(),
+            "123456".into(),
+        ),
+        (
+            vec!["--group-add", "1234"],
+            "grep Groups /proc/self/status | tr -d '\\t'".into(),
+            "Groups:1234".into(),
+        ),
+        (
+            vec!["--domainname", "example.org"],
+            "cat /proc/sys/kernel/domainname".into(),
+            "example.org".into(),
+        ),
+        (
+            vec!["--oom-score-adj", "100"],
+            "cat /proc/self/oom_score_adj".into(),
+            "100".into(),
+        ),
+        (
+            vec!["--cpuset-cpus", "0"],
+            "grep Cpus_allowed_list /proc/self/status | tr -d '\\t'".into(),
+            "Cpus_allowed_list:0".into(),
+        ),
+        (
+            vec!["--cpuset-mems", "0"],
+            "grep Mems_allowed_list /proc/self/status | tr -d '\\t'".into(),
+            "Mems_allowed_list:0".into(),
+        ),
+        (
+            vec!["--cpu-period", "50000", "--cpu-quota", "25000"],
+            cpu,
+            "50000\n25000".into(),
+        ),
+        (
+            vec![
+                "--memory",
+                "32m",
+                "--memory-reservation",
+                "16m",
+                "--memory-swap",
+                "64m",
+            ],
+            memory,
+            "16777216\n67108864".into(),
+        ),
+        (
+            vec!["--ipc", "host"],
+            "readlink /proc/self/ns/ipc".into(),
+            host_namespace("ipc"),
+        ),
+        (
+            vec!["--pid", "host"],
+            "readlink /proc/self/ns/pid".into(),
+            host_namespace("pid"),
+        ),
+        (
+            vec!["--uts", "host"],
+            "readlink /proc/self/ns/uts".into(),
+            host_namespace("uts"),
+        ),
+        (
+            vec!["--cgroupns", "host"],
+            "readlink /proc/self/ns/cgroup".into(),
+            host_namespace("cgroup"),
+        ),
+        (vec![], system_paths.into(), "1\n1".into()),
+        (
+            vec!["--security-opt", "systempaths=unconfined"],
+            system_paths.into(),
+            "0\n0".into(),
+        ),
+    ];
+    for (flags, script, expected) in &cases {
+        let output = run_in(&daemon, flags, script);
+        assert_eq!(output.trim(), expected, "{flags:?}: {script}");
+    }
+    // Private namespaces by default: the same links differ from the host's.
+    let own = run_in(
+        &daemon,
+        &[],
+        "readlink /proc/self/ns/ipc; readlink /proc/self/ns/pid",
+    );
+    assert!(
+        !own.contains(&host_namespace("ipc")) && !own.contains(&host_namespace("pid")),
+        "{own}"
+    );
+}
+
+#[test]
+fn annotations_reach_the_runtime_spec() {
+    let daemon = daemon_with_busybox("annotations");
+    let id = daemon.docker_ok(&[
+        "create",
+        "--annotation",
+        "org.example.key=value",
+        "busybox",
+        "true",
+    ]);
+    daemon.docker_ok(&["start", id.trim()]);
+    let spec = daemon
+        .scratch
+        .path()
+        .join("data/containers")
+        .join(id.trim())
+        .join("config.json");
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(spec).unwrap()).unwrap();
+    assert_eq!(spec["annotations"]["org.example.key"], "value");
+}
+
+#[test]
+fn stop_sends_the_stop_signal_and_waits_the_stop_timeout() {
+    let daemon = daemon_with_busybox("stop-signal");
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "usr1",
+        "--stop-signal",
+        "USR1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 42' USR1; while true; do sleep 0.1; done",
+    ]);
+    daemon.docker_ok(&["stop", "usr1"]);
+    let code = daemon.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.State.ExitCode}} {{.Config.StopSignal}}",
+        "usr1",
+    ]);
+    assert_eq!(code.trim(), "42 USR1");
+    // sleep as PID 1 ignores SIGTERM: stop waits the container's timeout, not 10 s.
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "patient",
+        "--stop-timeout",
+        "1",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let started = Instant::now();
+    daemon.docker_ok(&["stop", "patient"]);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
+    let code = daemon.docker_ok(&["inspect", "-f", "{{.State.ExitCode}}", "patient"]);
+    assert_eq!(code.trim(), "137");
+}
+
+#[test]
+fn settings_berth_does_not_honour_are_refused_by_name_and_make_nothing() {
+    let daemon = daemon_with_busybox("refused-settings");
+    daemon.docker_ok(&["network", "create", "first"]);
+    daemon.docker_ok(&["network", "create", "second"]);
+    let cases: [(&[&str], &str); 28] = [
+        (
+            &["--cpu-rt-period", "100"],
+            "--cpu-rt-period (HostConfig.CpuRealtimePeriod)",
+        ),
+        (
+            &["--cpu-rt-runtime", "50"],
+            "--cpu-rt-runtime (HostConfig.CpuRealtimeRuntime)",
+        ),
+        (
+            &["--blkio-weight", "300"],
+            "--blkio-weight (HostConfig.BlkioWeight)",
+        ),
+        (
+            &["--blkio-weight-device", "/dev/null:100"],
+            "--blkio-weight-device (HostConfig.BlkioWeightDevice)",
+        ),
+        (
+            &["--device-read-bps", "/dev/null:1mb"],
+            "--device-read-bps (HostConfig.BlkioDeviceReadBps)",
+        ),
+        (
+            &["--device-write-bps", "/dev/null:1mb"],
+            "--device-write-bps (HostConfig.BlkioDeviceWriteBps)",
+        ),
+        (
+            &["--device-read-iops", "/dev/null:10"],
+            "--device-read-iops (HostConfig.BlkioDeviceReadIOps)",
+        ),
+        (
+            &["--device-write-iops", "/dev/null:10"],
+            "--device-write-iops (HostConfig.BlkioDeviceWriteIOps)",
+        ),
+        (
+            &["--memory-swappiness", "10"],
+            "--memory-swappiness (HostConfig.MemorySwappiness)",
+        ),
+        (
+            &["--oom-kill-disable"],
+            "--oom-kill-disable (HostConfig.OomKillDisable)",
+        ),
+        (
+            &["--storage-opt", "size=1G"],
+            "--storage-opt (HostConfig.StorageOpt)",
+        ),
+        (&["--gpus", "all"], "--gpus (HostConfig.DeviceRequests)"),
+        (
+            &["--volumes-from", "other"],
+            "--volumes-from (HostConfig.VolumesFrom)",
+        ),
+        (&["--link", "other:alias"], "--link (HostConfig.Links)"),
+        (
+            &["--cgroup-parent", "elsewhere"],
+            "--cgroup-parent (HostConfig.CgroupParent)",
+        ),
+        (&["--runtime", "runc"], "--runtime (HostConfig.Runtime)"),
+        (
+            &["--ipc", "container:other"],
+            "--ipc container:other (HostConfig.IpcMode)",
+        ),
+        (
+            &["--pid", "container:other"],
+            "--pid container:other (HostConfig.PidMode)",
+        ),
+        (
+            &["--mac-address", "02:42:ac:11:00:99"],
+            "--mac-address (NetworkingConfig.EndpointsConfig[default].MacAddress)",
+        ),
+        (
+            &["--ip6", "fe80::1"],
+            "--ip6 (NetworkingConfig.EndpointsConfig[default].IPAMConfig.IPv6Address)",
+        ),
+        (
+            &["--link-local-ip", "169.254.1.1"],
+            "--link-local-ip (NetworkingConfig.EndpointsConfig[default].IPAMConfig.LinkLocalIPs)",
+        ),
+        (
+            &["--health-cmd", "true", "--health-start-interval", "1s"],
+            "--health-start-interval (Healthcheck.StartInterval)",
+        ),
+        (&["-v", "/data"], "(an anonymous volume) (Volumes)"),
+        (&["--group-add", "audio"], "--group-add by name (audio)"),
+        (
+            &["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"],
+            "sysctl \"net.ipv4.ip_forward\" is not allowed",
+        ),
+        (&["--ulimit", "nofiles=1"], "invalid ulimit type: nofiles"),
+        (&["--device", "/dev/pts"], "not a device node"),
+        (
+            &["--network", "first", "--network", "second"],
+            "more than one --network",
+        ),
+    ];
+    for (flags, named) in cases {
+        let mut args = vec!["run", "--rm"];
+        args.extend(flags);
+        args.extend(["busybox", "true"]);
+        let output = daemon.docker(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flags:?} was accepted");
+        assert!(stderr.contains(named), "{flags:?}: {stderr}");
+        assert_eq!(
+            daemon.docker_ok(&["ps", "-aq"]).trim(),
+            "",
+            "{flags:?} made a container"
+        );
+    }
+}
