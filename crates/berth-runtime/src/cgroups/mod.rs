@@ -154,6 +154,14 @@ impl Cgroup {
             self.set_some("memory", "memory.limit_in_bytes", memory.limit())?;
             self.set_some("memory", "memory.soft_limit_in_bytes", memory.reservation())?;
             self.set_some("memory", "memory.memsw.limit_in_bytes", memory.swap())?;
+            self.set_some("memory", "memory.swappiness", swappiness(memory)?)?;
+            if memory.disable_oom_killer() == Some(true) {
+                self.set("memory", "memory.oom_control", 1)?;
+            }
+            if memory.kernel().is_some() || memory.kernel_tcp().is_some() {
+                // As runc 1.1: kernels since 5.16 have no separate kernel memory limit.
+                tracing::warn!("linux.resources.memory.kernel and kernelTCP are ignored");
+            }
         }
         if let Some(cpu) = r.cpu() {
             self.set_some("cpu", "cpu.shares", cpu.shares())?;
@@ -361,6 +369,17 @@ pub fn shares_to_weight(shares: u64) -> u64 {
         100
     } else {
         1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+    }
+}
+
+/// The spec's swappiness, which the kernel takes from 0 to 100.
+fn swappiness(memory: &oci_spec::runtime::LinuxMemory) -> Result<Option<u64>> {
+    match memory.swappiness() {
+        Some(value) if value > 100 => Err(Error::Field {
+            field: "linux.resources.memory.swappiness".into(),
+            reason: format!("{value} is out of range: valid values are 0 to 100"),
+        }),
+        value => Ok(value),
     }
 }
 

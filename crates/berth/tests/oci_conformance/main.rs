@@ -332,6 +332,23 @@ fn memory_and_pids_limits_reach_the_cgroup() {
 }
 
 #[test]
+fn memory_swappiness_and_the_oom_killer_switch_reach_the_cgroup() {
+    if berth_runtime_unified() {
+        return eprintln!(
+            "cgroup v2 host: v1's memory.swappiness and memory.oom_control do not apply"
+        );
+    }
+    Case::shell(
+        "swappiness",
+        "cd /sys/fs/cgroup/memory && cat memory.swappiness && grep oom_kill_disable memory.oom_control",
+    )
+    .tweak(|c| {
+        c["linux"]["resources"] = json!({"memory": {"swappiness": 10, "disableOOMKiller": true}})
+    })
+    .expect_stdout("10\noom_kill_disable 1");
+}
+
+#[test]
 fn the_pids_limit_is_enforced() {
     // Ten background sleeps cannot start under a limit of 5 processes.
     Case::shell(
