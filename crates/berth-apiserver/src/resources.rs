@@ -305,14 +305,17 @@ async fn get_any(
             part,
         }) => current(&shared, &place, &name)
             .await
-            .map(|(_, stored, object)| {
+            .and_then(|(_, stored, object)| {
                 let object = writes::view(part, object);
-                if wants_table(&headers) && part == Part::Whole {
-                    let table =
-                        crate::tables::table(place.resource, &[object], stored.mod_revision);
-                    return json_response(StatusCode::OK, &table);
+                match crate::tables::requested(&headers, &query.0)? {
+                    Some(include) if part == Part::Whole => {
+                        let revision = stored.mod_revision;
+                        let table =
+                            crate::tables::table(place.resource, &[object], revision, include);
+                        Ok(json_response(StatusCode::OK, &table))
+                    }
+                    _ => Ok(json_response(StatusCode::OK, &object)),
                 }
-                json_response(StatusCode::OK, &object)
             }),
         Ok(target) => list(shared, target.place, query, headers).await,
         Err(status) => Err(status),
@@ -453,35 +456,27 @@ fn json_response(code: StatusCode, value: &Value) -> Response {
     writes::respond(code, value, &[])
 }
 
-/// Whether the client asks for a `meta.k8s.io` Table (kubectl's server-side printing).
-fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"))
-}
-
 async fn list(
     shared: Arc<Shared>,
     place: Place,
     Query(query): Params,
     headers: HeaderMap,
 ) -> Result<Response, Status> {
-    let wants_table = wants_table(&headers);
+    let table = crate::tables::requested(&headers, &query)?;
     if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
-        return crate::watch::watch(shared, place, query, wants_table).await;
+        return crate::watch::watch(shared, place, query, table).await;
     }
     if let Some((entries, revision)) = from_cache(&shared, &place, &query).await? {
-        if !wants_table {
+        let Some(include) = table else {
             return Ok(list_body(place.resource, &entries, revision));
-        }
+        };
         let items: Vec<Value> = entries.iter().map(|e| e.object()).collect();
-        let table = crate::tables::table(place.resource, &items, revision);
+        let table = crate::tables::table(place.resource, &items, revision, include);
         return Ok(json_response(StatusCode::OK, &table));
     }
     let (items, revision, next) = select(&shared, &place, &query).await?;
-    let body = if wants_table {
-        crate::tables::table(place.resource, &items, revision)
+    let body = if let Some(include) = table {
+        crate::tables::table(place.resource, &items, revision, include)
     } else {
         json!({
             "kind": format!("{}List", place.resource.kind),

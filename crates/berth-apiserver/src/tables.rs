@@ -3,11 +3,48 @@
 //! its printers (kubernetes/pkg/printers/internalversion) fill them — kubectl prints
 //! what the server says, so any difference shows in `kubectl get`.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
+use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::resources::Resource;
+use crate::status::Status;
+
+/// What a Table's rows carry of their objects: the request's `includeObject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Include {
+    /// Nothing (`None`).
+    Nothing,
+    /// The metadata, as a PartialObjectMetadata: the default.
+    Metadata,
+    /// The whole object: what `kubectl get --sort-by` reads its field from.
+    Object,
+}
+
+/// The Table a request asks for — kubectl's server-side printing names `as=Table` in its
+/// Accept header — and what its rows carry; None when it asks for objects.
+pub(crate) fn requested(
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<Option<Include>, Status> {
+    let wanted = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"));
+    if !wanted {
+        return Ok(None);
+    }
+    match query.get("includeObject").map(String::as_str) {
+        None | Some("" | "Metadata") => Ok(Some(Include::Metadata)),
+        Some("Object") => Ok(Some(Include::Object)),
+        Some("None") => Ok(Some(Include::Nothing)),
+        Some(other) => Err(Status::bad_request(format!(
+            "includeObject: Unsupported value: {other:?}: supported values: \"Metadata\", \"None\", \"Object\""
+        ))),
+    }
+}
 
 /// One column of a kind's table.
 struct Column {
@@ -237,8 +274,14 @@ fn columns(kind: &str) -> &'static [Column] {
     }
 }
 
-/// The list as a `meta.k8s.io/v1` Table: kubectl prints its columns as they are.
-pub(crate) fn table(resource: &Resource, items: &[Value], revision: i64) -> Value {
+/// The list as a `meta.k8s.io/v1` Table, each row with what `include` asks of its
+/// object: kubectl prints its columns as they are.
+pub(crate) fn table(
+    resource: &Resource,
+    items: &[Value],
+    revision: i64,
+    include: Include,
+) -> Value {
     let columns = columns(resource.kind);
     let definitions: Vec<Value> = columns
         .iter()
@@ -259,14 +302,18 @@ pub(crate) fn table(resource: &Resource, items: &[Value], revision: i64) -> Valu
                 .iter()
                 .map(|c| cell(resource.kind, c.name, object))
                 .collect();
-            let mut row = json!({
-                "cells": cells,
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": object["metadata"].clone(),
-                },
-            });
+            let mut row = json!({"cells": cells});
+            match include {
+                Include::Nothing => {}
+                Include::Metadata => {
+                    row["object"] = json!({
+                        "kind": "PartialObjectMetadata",
+                        "apiVersion": "meta.k8s.io/v1",
+                        "metadata": object["metadata"].clone(),
+                    });
+                }
+                Include::Object => row["object"] = object.clone(),
+            }
             if let Some(conditions) = row_conditions(resource.kind, object) {
                 row["conditions"] = conditions;
             }
@@ -1106,6 +1153,33 @@ mod tests {
         json!(crate::objects::rfc3339(
             SystemTime::now() - Duration::from_secs(seconds)
         ))
+    }
+
+    #[test]
+    fn rows_carry_what_include_object_asks() {
+        let pods = crate::resources::resource("pods").expect("served");
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
+        let row = |include| table(pods, std::slice::from_ref(&pod), 7, include)["rows"][0].clone();
+        assert_eq!(row(Include::Object)["object"], pod);
+        assert_eq!(
+            row(Include::Metadata)["object"]["kind"],
+            "PartialObjectMetadata"
+        );
+        assert!(row(Include::Nothing).get("object").is_none());
+        let mut headers = HeaderMap::new();
+        let query = |value: &str| HashMap::from([("includeObject".to_string(), value.to_string())]);
+        assert_eq!(requested(&headers, &query("Object")).ok(), Some(None));
+        headers.insert(
+            "accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            requested(&headers, &query("Object")).ok(),
+            Some(Some(Include::Object))
+        );
+        assert!(requested(&headers, &query("Everything")).is_err());
     }
 
     #[test]

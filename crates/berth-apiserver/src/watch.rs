@@ -21,6 +21,7 @@ use crate::cache::{Change, Entry};
 use crate::resources::{Place, Resource};
 use crate::selectors::Selection;
 use crate::status::Status;
+use crate::tables::Include;
 
 /// How often a watch that allows bookmarks is told the revision it has reached.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
@@ -31,11 +32,11 @@ struct WatchOptions {
     initial_events: bool,
     bookmarks: bool,
     timeout: Option<Duration>,
-    as_table: bool,
+    as_table: Option<Include>,
 }
 
 impl WatchOptions {
-    fn from_query(query: &HashMap<String, String>, as_table: bool) -> Self {
+    fn from_query(query: &HashMap<String, String>, as_table: Option<Include>) -> Self {
         let flag = |key: &str| matches!(query.get(key).map(String::as_str), Some("true" | "1"));
         let from = query
             .get("resourceVersion")
@@ -61,7 +62,7 @@ pub(crate) async fn watch(
     shared: Arc<Shared>,
     place: Place,
     query: HashMap<String, String>,
-    as_table: bool,
+    as_table: Option<Include>,
 ) -> Result<Response, Status> {
     let options = WatchOptions::from_query(&query, as_table);
     let selection = Selection::parse(&query, place.resource.kind)?;
@@ -245,10 +246,10 @@ impl Stream {
     /// Sends one change; false once the client has gone.
     async fn send(&mut self, change: &Change) -> bool {
         self.revision = self.revision.max(change.revision);
-        if self.options.as_table {
+        if let Some(include) = self.options.as_table {
             // kubectl get -w asks for each object as a one-row Table.
-            let table =
-                crate::tables::table(self.resource, &[change.entry.object()], self.revision);
+            let object = change.entry.object();
+            let table = crate::tables::table(self.resource, &[object], self.revision, include);
             return self.send_value(change.kind, table).await;
         }
         let json = &change.entry.json;

@@ -930,6 +930,17 @@ fn events_and_terminating_suite(server: &Server) {
     );
     assert_eq!(select("source=other,type=Warning"), "event/web.2\n");
     assert_eq!(select("involvedObject.kind=Node"), "");
+    // --sort-by reads the field from the whole objects the rows carry (includeObject).
+    let sorted = server.kubectl_ok(&[
+        "-n",
+        "evented",
+        "get",
+        "events",
+        "--sort-by=.reason",
+        "--no-headers",
+    ]);
+    let reasons: Vec<&str> = words(&sorted).iter().map(|row| row[2]).collect();
+    assert_eq!(reasons, ["Other", "Testing"], "{sorted}");
     let refused = server.kubectl(&["get", "events", "--field-selector", "colour=red"]);
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("field label not supported: colour"),
