@@ -643,7 +643,20 @@ pub(crate) async fn stats(
     };
     let (before, system_before) = reading(engine.clone(), id.clone()).await?;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let (now, system_now) = reading(engine.clone(), id).await?;
+    let (now, system_now) = reading(engine.clone(), id.clone()).await?;
+    let interfaces = blocking(move || engine.container_network_usage(&id)).await?;
+    let networks: serde_json::Map<String, Value> = interfaces
+        .into_iter()
+        .map(|i| {
+            let counters = json!({
+                "rx_bytes": i.rx_bytes, "rx_packets": i.rx_packets,
+                "rx_errors": i.rx_errors, "rx_dropped": i.rx_dropped,
+                "tx_bytes": i.tx_bytes, "tx_packets": i.tx_packets,
+                "tx_errors": i.tx_errors, "tx_dropped": i.tx_dropped,
+            });
+            (i.name, counters)
+        })
+        .collect();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cpu = |s: &berth_engine::Stats, system: u64| {
         json!({
@@ -665,14 +678,30 @@ pub(crate) async fn stats(
         "memory_stats": {
             "usage": now.memory.usage.usage,
             "max_usage": now.memory.usage.max,
-            "limit": now.memory.usage.limit,
+            // Unlimited is the cgroup's largest number; the host's memory bounds it, as
+            // Docker reports.
+            "limit": now.memory.usage.limit.min(host_memory().unwrap_or(u64::MAX)),
             "failcnt": now.memory.usage.failcnt,
             "stats": now.memory.raw,
         },
         "pids_stats": {"current": now.pids.current, "limit": now.pids.limit},
         "blkio_stats": {},
-        "networks": {},
+        "networks": networks,
     })))
+}
+
+/// The host's memory in bytes (/proc/meminfo's MemTotal).
+fn host_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// The host's total CPU time in nanoseconds (/proc/stat's first line), the base of

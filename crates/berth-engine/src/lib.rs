@@ -41,6 +41,7 @@ pub use model::{
 pub use monitor::{ExitRecord, run_monitor};
 pub use networks::{BridgeConfig, Network, NetworkRequest};
 pub use settings::parse_signal;
+pub use usage::InterfaceUsage;
 pub use volumes::{MountRequest, Volume};
 
 /// The default bridge's interface name, like Docker's `docker0`.

@@ -442,6 +442,49 @@ fn docker_stats_reads_the_container_s_cgroup() {
 }
 
 #[test]
+fn docker_stats_bounds_an_unlimited_container_by_host_memory_and_counts_its_traffic() {
+    let daemon = daemon_with_busybox("stats-host");
+    daemon.docker_ok(&["run", "-d", "--name", "free", "busybox", "sleep", "300"]);
+    // Traffic out of its eth0: pings to the bridge's gateway.
+    daemon.docker_ok(&["exec", "free", "ping", "-c", "3", "-W", "1", "172.17.0.1"]);
+    let stats = daemon.docker_ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.MemUsage}}|{{.NetIO}}",
+        "free",
+    ]);
+    let (memory, network) = stats.trim().split_once('|').unwrap();
+    let limit = memory.split(" / ").nth(1).unwrap();
+    let units = [
+        ("KiB", 1u64 << 10),
+        ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
+        ("TiB", 1 << 40),
+    ];
+    let bytes = units
+        .iter()
+        .find_map(|(unit, size)| {
+            let number: f64 = limit.strip_suffix(unit)?.parse().ok()?;
+            Some(number * *size as f64)
+        })
+        .unwrap_or_else(|| panic!("limit {limit} is not the host's memory: {stats}"));
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let total: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap()
+        * 1024.0;
+    assert!(
+        (bytes - total).abs() / total < 0.01,
+        "{limit} against {total} bytes"
+    );
+    assert!(!network.starts_with("0B / "), "no traffic counted: {stats}");
+    assert!(!network.ends_with(" / 0B"), "no traffic counted: {stats}");
+}
+
+#[test]
 fn pause_unpause_rename_top_and_restart() {
     let daemon = daemon_with_busybox("lifecycle");
     daemon.docker_ok(&["run", "-d", "--name", "first", "busybox", "sleep", "300"]);
