@@ -158,6 +158,7 @@ fn validate(dir: &Path, spec: &Spec) -> Result<PathBuf> {
     if has_mappings && !user_ns {
         return Err(field("linux.uidMappings", "given without a user namespace"));
     }
+    crate::mounts::root_propagation(spec)?;
     for (i, mount) in spec.mounts().iter().flatten().enumerate() {
         if !mount.destination().is_absolute() {
             return Err(field(

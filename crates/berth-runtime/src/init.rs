@@ -132,6 +132,8 @@ fn setup_and_exec(config: InitConfig) -> Result<Never> {
         // Sysctls go in before readonlyPaths make /proc/sys read-only.
         write_sysctls(spec)?;
         crate::mounts::harden(spec)?;
+        // Last: an unbindable root would refuse the read-only paths' bind mounts.
+        crate::mounts::set_root_propagation(spec)?;
     } else {
         nix::unistd::chroot(&config.bundle.rootfs).or_sys(|| "chroot".into())?;
         make_cwd(process)?;

@@ -90,18 +90,39 @@ fn propagation_option(option: &str) -> Option<MsFlags> {
     })
 }
 
-/// Makes the rootfs a mount point of its own, private from the host, and mounts the
-/// spec's mounts into it.
-pub fn prepare_rootfs(spec: &Spec, rootfs: &Path, cgroup_path: &str) -> Result<()> {
-    let propagation = spec
+/// The propagation `linux.rootfsPropagation` asks for, refused unless it is one of the
+/// spec's values; `None` when unset.
+pub fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
+    let Some(value) = spec
         .linux()
         .as_ref()
-        .and_then(|l| l.rootfs_propagation().clone());
-    let root_flags = match propagation.as_deref() {
-        Some("shared") | Some("rshared") => MsFlags::MS_SHARED,
-        Some("private") | Some("rprivate") => MsFlags::MS_PRIVATE,
-        Some("unbindable") | Some("runbindable") => MsFlags::MS_UNBINDABLE,
-        _ => MsFlags::MS_SLAVE,
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    propagation_option(value)
+        .map(Some)
+        .ok_or_else(|| Error::Field {
+            field: "linux.rootfsPropagation".into(),
+            reason: format!(
+                "{value:?} is not one of private, rprivate, slave, rslave, shared, rshared, \
+             unbindable, runbindable"
+            ),
+        })
+}
+
+/// Makes the rootfs a mount point of its own, cut off from the host (a slave of it, or
+/// private when asked), and mounts the spec's mounts into it. The root gets the
+/// propagation the spec asks for only after the pivot (`set_root_propagation`): shared
+/// now would share the host's peer group, and pivot_root refuses a shared or unbindable
+/// new root.
+pub fn prepare_rootfs(spec: &Spec, rootfs: &Path, cgroup_path: &str) -> Result<()> {
+    let private = root_propagation(spec)?.is_some_and(|f| f.contains(MsFlags::MS_PRIVATE));
+    let root_flags = if private {
+        MsFlags::MS_PRIVATE
+    } else {
+        MsFlags::MS_SLAVE
     };
     mount(
         None::<&str>,
@@ -467,6 +488,16 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
     .or_sys(|| "make old root a slave".into())?;
     umount2(".", MntFlags::MNT_DETACH).or_sys(|| "detach the old root".into())?;
     nix::unistd::chdir("/").or_sys(|| "chdir /".into())
+}
+
+/// Gives the container's root, once in place, the propagation the spec asks for (crun
+/// does the same; runc 1.1 leaves the root private).
+pub fn set_root_propagation(spec: &Spec) -> Result<()> {
+    let Some(flags) = root_propagation(spec)? else {
+        return Ok(());
+    };
+    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+        .or_sys(|| "set linux.rootfsPropagation on /".into())
 }
 
 /// The fallback where pivot_root cannot work: MS_MOVE of the current directory onto /,

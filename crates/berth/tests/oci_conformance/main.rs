@@ -837,3 +837,47 @@ fn spec_writes_a_config_the_runtimes_accept_and_refuses_to_overwrite() {
         );
     }
 }
+
+/// What /proc/self/mountinfo says of the container's root's propagation (its optional
+/// fields: `shared:N`, `master:N`, `unbindable`; none when private).
+fn root_propagation_case(value: &'static str) -> Case {
+    Case::new(
+        &format!("rootprop-{value}"),
+        &[
+            "awk",
+            r#"$5 == "/" { for (i = 7; $i != "-"; i++) printf "%s ", $i; print "end" }"#,
+            "/proc/self/mountinfo",
+        ],
+    )
+    .tweak(move |c| c["linux"]["rootfsPropagation"] = json!(value))
+}
+
+/// Expects the root's optional fields to satisfy `holds`.
+fn expect_root_propagation(case: Case, holds: fn(&str) -> bool) {
+    case.expect(|o| {
+        let fields = String::from_utf8_lossy(&o.stdout);
+        match o.status.success() && holds(fields.trim()) {
+            true => Ok(()),
+            false => Err("the root's propagation is not the one asked for".into()),
+        }
+    });
+}
+
+/// runc 1.1.5 leaves the root private whatever rootfsPropagation says (and cannot bind an
+/// unbindable rootfs at all): crun applies it to `/` after the pivot, and so does berth.
+#[test]
+fn rootfs_propagation_is_applied_to_the_root() {
+    expect_root_propagation(root_propagation_case("shared").except(Runtime::Runc), |f| {
+        f.starts_with("shared:")
+    });
+    expect_root_propagation(
+        root_propagation_case("rshared").except(Runtime::Runc),
+        |f| f.starts_with("shared:"),
+    );
+    expect_root_propagation(
+        root_propagation_case("unbindable").except(Runtime::Runc),
+        |f| f == "unbindable end",
+    );
+    expect_root_propagation(root_propagation_case("rprivate"), |f| f == "end");
+    expect_root_propagation(root_propagation_case("private"), |f| f == "end");
+}
