@@ -99,8 +99,19 @@ async fn watch_over(
             mark_pods_not_ready(client, &name, pods).await?;
             evict(client, node, taint, pods, lifecycle.default_toleration).await
         }
+        // A node its agent itself says is not ready: its pods are not either.
+        (false, None) if said_not_ready(node) => mark_pods_not_ready(client, &name, pods).await,
         (false, None) => Ok(()),
     }
+}
+
+/// Whether the node has a Ready condition that is not True.
+fn said_not_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status != "True")
 }
 
 /// Marks the node unreachable (Ready Unknown, tainted) or reachable again.
@@ -140,11 +151,14 @@ async fn mark(client: &Client, node: &Node, unreachable: bool) -> Result<(), kub
         "lastHeartbeatTime": now, "lastTransitionTime": now,
     }));
     let name = node.name_any();
-    let spec = json!({"spec": {"taints": taints}});
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(&spec))
-        .await?;
+    // The condition before the taint: a node seen between the two is then either still
+    // tainted (and marked again) or, coming back, never untainted while not Ready —
+    // which would read as its agent saying it is not ready.
     let status = json!({"status": {"conditions": conditions}});
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    let spec = json!({"spec": {"taints": taints}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&spec))
         .await?;
     let reason = if unreachable {
         "NodeNotReady"

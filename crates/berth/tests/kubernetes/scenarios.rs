@@ -528,6 +528,34 @@ fn pods_leave_a_silent_node(server: &Server) {
         "jsonpath={.spec.taints[*].key}",
     ]);
     assert_eq!(taints, "node.kubernetes.io/unreachable");
+
+    // A node whose own status says it is not ready has its pods marked not ready too.
+    let moved = running_on(&server.kubectl_ok(&placement));
+    let node = &moved[0];
+    server.kubectl_ok(&[
+        "patch",
+        "node",
+        node,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"KubeletNotReady"}]}}"#,
+    ]);
+    let on_node = format!("spec.nodeName={node}");
+    server.kubectl_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=spread",
+            "--field-selector",
+            &on_node,
+            "-o",
+            r#"jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
+        ],
+        LIMIT,
+        |text| !text.is_empty() && text.lines().all(|l| l == "False"),
+    );
     server.kubectl_ok(&["delete", "deployment", "spread", "--wait=false"]);
 }
 
