@@ -194,7 +194,7 @@ const ENDPOINT: &[Field] = &[
     field("IPAMConfig", "--ip", Object(IPAM)),
     field("Links", "--link", Refused),
     field("Aliases", "--network-alias", Honoured),
-    field("MacAddress", "--mac-address", Refused),
+    field("MacAddress", "--mac-address", Honoured),
     field("DriverOpts", "--network driver-opt", Refused),
     field("GwPriority", "--network gw-priority", Refused),
     field("NetworkID", "", Refused),
@@ -349,10 +349,10 @@ mod tests {
         );
         assert_eq!(
             refused(
-                "/NetworkingConfig/EndpointsConfig/default/MacAddress",
-                json!("02:42:ac:11:00:99")
+                "/NetworkingConfig/EndpointsConfig/default/DriverOpts",
+                json!({"com.example": "x"})
             ),
-            "berth does not support --mac-address (NetworkingConfig.EndpointsConfig[default].MacAddress)"
+            "berth does not support --network driver-opt (NetworkingConfig.EndpointsConfig[default].DriverOpts)"
         );
         assert_eq!(
             refused("/HostConfig/MemorySwappiness", json!(10)),

@@ -65,6 +65,34 @@ pub struct EndpointConfig {
     /// A fixed address.
     #[serde(rename = "IPAMConfig")]
     pub ipam_config: Option<EndpointIpam>,
+    /// A fixed MAC address (`--mac-address`); one made from the IP address when empty.
+    pub mac_address: String,
+}
+
+impl EndpointConfig {
+    /// The MAC address asked for, if any, as bytes.
+    pub fn mac(&self) -> crate::Result<Option<[u8; 6]>> {
+        if self.mac_address.is_empty() {
+            return Ok(None);
+        }
+        let bad = || {
+            crate::Error::Invalid(format!(
+                "invalid MAC address: {:?} (--mac-address)",
+                self.mac_address
+            ))
+        };
+        let bytes: Vec<u8> = self
+            .mac_address
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).map_err(|_| bad()))
+            .collect::<crate::Result<_>>()?;
+        let mac: [u8; 6] = bytes.try_into().map_err(|_| bad())?;
+        // A group address cannot be an interface's.
+        if mac[0] & 1 == 1 {
+            return Err(bad());
+        }
+        Ok(Some(mac))
+    }
 }
 
 /// A fixed address asked for (`--ip`).

@@ -569,7 +569,12 @@ impl Engine {
             .networking_config
             .as_ref()
             .and_then(|n| n.endpoints_config.as_ref())
-            .and_then(|e| e.get(name).or_else(|| e.get(&network.name)).cloned())
+            .and_then(|e| {
+                e.get(name)
+                    .or_else(|| e.get(&network.name))
+                    .or_else(|| e.get("default").filter(|_| network.name == "bridge"))
+                    .cloned()
+            })
             .unwrap_or_default();
         let wanted = match settings
             .ipam_config
@@ -582,6 +587,7 @@ impl Engine {
             ),
             _ => None,
         };
+        let asked_mac = settings.mac()?;
         let (ip, prefix, gateway) = {
             let mut pools = lock(&self.networks.pools);
             let pool = pools
@@ -593,7 +599,7 @@ impl Engine {
             (ip, pool.subnet().prefix_len(), pool.gateway())
         };
         let octets = ip.octets();
-        let mac = [0x02, 0x42, octets[0], octets[1], octets[2], octets[3]];
+        let mac = asked_mac.unwrap_or([0x02, 0x42, octets[0], octets[1], octets[2], octets[3]]);
         let mut endpoint = Endpoint {
             network_id: network.id.clone(),
             network_name: network.name.clone(),

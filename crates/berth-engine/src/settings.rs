@@ -23,7 +23,33 @@ pub(crate) fn check(request: &CreateRequest) -> Result<()> {
     memory(host)?;
     oom_score_adj(host)?;
     stop_signal(request)?;
-    Ok(())
+    restart_policy(host)?;
+    for endpoint in request
+        .networking_config
+        .iter()
+        .filter_map(|n| n.endpoints_config.as_ref())
+        .flat_map(|e| e.values())
+    {
+        endpoint.mac()?;
+    }
+    crate::spec::check_security_options(host)
+}
+
+/// `--restart`: one of Docker's policies, a retry count only with `on-failure`.
+fn restart_policy(host: &HostConfig) -> Result<()> {
+    let policy = &host.restart_policy;
+    match policy.name.as_str() {
+        "" | "no" | "always" | "unless-stopped" if policy.maximum_retry_count > 0 => {
+            Err(invalid(format!(
+                "invalid restart policy: maximum retry count can only be used with 'on-failure' (--restart {})",
+                policy.name
+            )))
+        }
+        "" | "no" | "always" | "unless-stopped" | "on-failure" => Ok(()),
+        other => Err(invalid(format!(
+            "invalid restart policy: unknown policy '{other}'"
+        ))),
+    }
 }
 
 fn invalid(message: impl Into<String>) -> Error {

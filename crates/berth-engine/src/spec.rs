@@ -140,6 +140,12 @@ impl<'a> SecurityOptions<'a> {
     }
 }
 
+/// Checks `--security-opt` at create, so that an option start would refuse makes no
+/// container.
+pub(crate) fn check_security_options(host: &crate::model::HostConfig) -> Result<()> {
+    SecurityOptions::parse(host.security_opt.iter().flatten()).map(drop)
+}
+
 /// `uid[:gid]` as numbers; `root` and empty mean 0.
 pub(crate) fn user(text: &str) -> Result<(u32, u32)> {
     let (uid, gid) = text.split_once(':').unwrap_or((text, ""));

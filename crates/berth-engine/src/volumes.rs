@@ -236,6 +236,16 @@ fn bind_parts(bind: &str) -> Result<(&str, &str, &str)> {
             "invalid volume specification: '{bind}': the destination must be an absolute path"
         )));
     }
+    // `z` and `Z` relabel for SELinux, which this host does not enforce; binds are
+    // `rprivate` always. Other propagation modes and `nocopy` are not honoured.
+    if let Some(other) = mode
+        .split(',')
+        .find(|m| !matches!(*m, "" | "ro" | "rw" | "z" | "Z" | "private" | "rprivate"))
+    {
+        return Err(Error::Invalid(format!(
+            "berth does not support the volume mode {other:?} (-v {bind})"
+        )));
+    }
     Ok((source, target, mode))
 }
 

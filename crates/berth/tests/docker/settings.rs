@@ -22,10 +22,15 @@ fn host_namespace(kind: &str) -> String {
 }
 
 #[test]
-fn names_and_resolver_settings_reach_etc_hosts_and_resolv_conf() {
+fn names_addresses_and_resolver_settings_reach_the_container() {
     let daemon = daemon_with_busybox("etc-files");
     let resolver = "grep -E '^(nameserver|search|options)' /etc/resolv.conf";
-    let cases: [(&[&str], &str, &str); 4] = [
+    let cases: [(&[&str], &str, &str); 5] = [
+        (
+            &["--mac-address", "02:42:ac:11:00:99"],
+            "cat /sys/class/net/eth0/address",
+            "02:42:ac:11:00:99",
+        ),
         (
             &["--add-host", "foo:1.2.3.4", "--add-host", "gw:host-gateway"],
             "grep -E 'foo|gw' /etc/hosts",
@@ -305,7 +310,7 @@ fn settings_berth_does_not_honour_are_refused_by_name_and_make_nothing() {
     let daemon = daemon_with_busybox("refused-settings");
     daemon.docker_ok(&["network", "create", "first"]);
     daemon.docker_ok(&["network", "create", "second"]);
-    let cases: [(&[&str], &str); 28] = [
+    let cases: [(&[&str], &str); 29] = [
         (
             &["--cpu-rt-period", "100"],
             "--cpu-rt-period (HostConfig.CpuRealtimePeriod)",
@@ -369,9 +374,10 @@ fn settings_berth_does_not_honour_are_refused_by_name_and_make_nothing() {
             &["--pid", "container:other"],
             "--pid container:other (HostConfig.PidMode)",
         ),
+        (&["--security-opt", "sandbox=off"], "Invalid --security-opt"),
         (
-            &["--mac-address", "02:42:ac:11:00:99"],
-            "--mac-address (NetworkingConfig.EndpointsConfig[default].MacAddress)",
+            &["-v", "/tmp:/x:rshared"],
+            "berth does not support the volume mode \"rshared\"",
         ),
         (
             &["--ip6", "fe80::1"],
