@@ -134,6 +134,15 @@ fn validate(dir: &Path, spec: &Spec) -> Result<PathBuf> {
             format!("{} is not an absolute path", process.cwd().display()),
         ));
     }
+    if let Some(score) = process
+        .oom_score_adj()
+        .filter(|s| !(-1000..=1000).contains(s))
+    {
+        return Err(field(
+            "process.oomScoreAdj",
+            format!("{score} is out of range: valid values are -1000 to 1000"),
+        ));
+    }
     let linux = spec
         .linux()
         .as_ref()
@@ -158,6 +167,26 @@ fn validate(dir: &Path, spec: &Spec) -> Result<PathBuf> {
     if has_mappings && !user_ns {
         return Err(field("linux.uidMappings", "given without a user namespace"));
     }
+    let new_user_ns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|ns| ns.typ() == LinuxNamespaceType::User && ns.path().is_none());
+    for (name, maps) in [
+        ("linux.uidMappings", linux.uid_mappings()),
+        ("linux.gidMappings", linux.gid_mappings()),
+    ] {
+        if new_user_ns && maps.as_ref().is_none_or(|m| m.is_empty()) {
+            return Err(field(
+                name,
+                "missing: a new user namespace needs its id mappings",
+            ));
+        }
+    }
+    for key in linux.sysctl().iter().flat_map(|s| s.keys()) {
+        check_sysctl(key, &seen)?;
+    }
+    check_hooks(spec)?;
     crate::mounts::root_propagation(spec)?;
     for (i, mount) in spec.mounts().iter().flatten().enumerate() {
         if !mount.destination().is_absolute() {
@@ -168,4 +197,71 @@ fn validate(dir: &Path, spec: &Spec) -> Result<PathBuf> {
         }
     }
     Ok(rootfs)
+}
+
+/// Refuses a sysctl the container's own namespaces do not hold, as runc does: writing it
+/// would change the host's kernel.
+fn check_sysctl(key: &str, namespaces: &HashSet<LinuxNamespaceType>) -> Result<()> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let needs = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        LinuxNamespaceType::Ipc
+    } else if key.starts_with("net.") {
+        LinuxNamespaceType::Network
+    } else if key == "kernel.domainname" {
+        LinuxNamespaceType::Uts
+    } else if key == "kernel.hostname" {
+        return Err(field(
+            &format!("linux.sysctl.{key}"),
+            "conflicts with the hostname field: set that instead",
+        ));
+    } else {
+        return Err(field(
+            &format!("linux.sysctl.{key}"),
+            "is not in a separate kernel namespace: it would change the host",
+        ));
+    };
+    if namespaces.contains(&needs) {
+        Ok(())
+    } else {
+        Err(field(
+            &format!("linux.sysctl.{key}"),
+            format!("needs a {needs:?} namespace of the container's own"),
+        ))
+    }
+}
+
+/// Refuses a hook whose path is not absolute: the spec requires one, and a relative
+/// path would be looked up wherever the runtime runs.
+fn check_hooks(spec: &Spec) -> Result<()> {
+    let Some(hooks) = spec.hooks() else {
+        return Ok(());
+    };
+    let kinds = [
+        ("prestart", hooks.prestart()),
+        ("createRuntime", hooks.create_runtime()),
+        ("createContainer", hooks.create_container()),
+        ("startContainer", hooks.start_container()),
+        ("poststart", hooks.poststart()),
+        ("poststop", hooks.poststop()),
+    ];
+    for (kind, list) in kinds {
+        for (i, hook) in list.iter().flatten().enumerate() {
+            if !hook.path().is_absolute() {
+                return Err(field(
+                    &format!("hooks.{kind}[{i}].path"),
+                    format!("{} is not absolute", hook.path().display()),
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -21,6 +21,7 @@ mod cgroup_v2;
 mod escapes;
 mod hooks;
 mod init_failures;
+mod invalid_values;
 mod seccomp;
 mod stats;
 mod terminal;
