@@ -346,7 +346,7 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
     let (metadata, spec, status) = (&object["metadata"], &object["spec"], &object["status"]);
     match (kind, column) {
         ("Event", _) => event_cell(column, object),
-        (_, "Name") => metadata["name"].clone(),
+        (_, "Name") => json!(text_of(&metadata["name"])),
         (_, "Age") => json!(since(&metadata["creationTimestamp"])),
         ("Pod", _) => pod_cell(column, object),
         ("Node", _) => node_cell(column, object),
@@ -354,13 +354,13 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
         ("PersistentVolume" | "PersistentVolumeClaim", _) => volume_cell(kind, column, object),
         ("Job", _) => job_cell(column, object),
         ("HorizontalPodAutoscaler", _) => autoscaler_cell(column, object),
-        ("Namespace", "Status") => status["phase"].clone(),
-        ("Secret", "Type") => object["type"].clone(),
+        ("Namespace", "Status") => json!(text_of(&status["phase"])),
+        ("Secret", "Type") => json!(text_of(&object["type"])),
         ("Secret", "Data") => json!(length(&object["data"])),
         ("ConfigMap", "Data") => json!(length(&object["data"]) + length(&object["binaryData"])),
         ("ServiceAccount", "Secrets") => json!(length(&object["secrets"])),
         ("Endpoints", "Endpoints") => json!(endpoints(&object["subsets"])),
-        ("EndpointSlice", "AddressType") => object["addressType"].clone(),
+        ("EndpointSlice", "AddressType") => json!(text_of(&object["addressType"])),
         ("EndpointSlice", "Ports") => json!(slice_ports(&object["ports"])),
         ("EndpointSlice", "Endpoints") => json!(slice_endpoints(&object["endpoints"])),
         ("Deployment" | "StatefulSet", "Ready") => json!(format!(
@@ -384,7 +384,7 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
         }
         ("ControllerRevision", "Controller") => json!(controller_of(metadata)),
         ("ControllerRevision", "Revision") => json!(count(&object["revision"])),
-        ("CronJob", "Schedule") => spec["schedule"].clone(),
+        ("CronJob", "Schedule") => json!(text_of(&spec["schedule"])),
         ("CronJob", "Timezone") => json!(or(&spec["timeZone"], "<none>")),
         ("CronJob", "Suspend") => json!(match spec["suspend"].as_bool() {
             Some(true) => "True",
@@ -872,9 +872,10 @@ fn volume_cell(kind: &str, column: &str, object: &Value) -> Value {
     let bound = kind == "PersistentVolume" || !text_of(&spec["volumeName"]).is_empty();
     match column {
         "Status" if !object["metadata"]["deletionTimestamp"].is_null() => json!("Terminating"),
-        "Status" => status["phase"].clone(),
-        "Capacity" if kind == "PersistentVolume" => json!(text_of(&spec["capacity"]["storage"])),
-        "Capacity" if bound => json!(text_of(&status["capacity"]["storage"])),
+        "Status" => json!(text_of(&status["phase"])),
+        // A missing quantity prints as Go's zero Quantity: `0`.
+        "Capacity" if kind == "PersistentVolume" => json!(or(&spec["capacity"]["storage"], "0")),
+        "Capacity" if bound => json!(or(&status["capacity"]["storage"], "0")),
         "Access Modes" if kind == "PersistentVolume" => json!(access_modes(&spec["accessModes"])),
         "Access Modes" if bound => json!(access_modes(&status["accessModes"])),
         "Capacity" | "Access Modes" => json!(""),
@@ -1081,7 +1082,7 @@ fn event_cell(column: &str, event: &Value) -> Value {
             })
         }
         "Message" => json!(text_of(&event["message"]).trim()),
-        "Name" => event["metadata"]["name"].clone(),
+        "Name" => json!(text_of(&event["metadata"]["name"])),
         _ => Value::Null,
     }
 }
@@ -1360,6 +1361,32 @@ mod tests {
                 json!("c"),
                 json!("i"),
                 json!("<none>")
+            ]
+        );
+        let claim = json!({"spec": {"volumeName": "pv-1", "storageClassName": "local",
+            "volumeMode": "Filesystem"}, "status": {"phase": "Bound",
+            "accessModes": ["ReadWriteMany", "ReadWriteOnce"], "capacity": {"storage": "1Gi"}}});
+        assert_eq!(
+            cells("PersistentVolumeClaim", &claim),
+            [
+                "Bound",
+                "pv-1",
+                "1Gi",
+                "RWO,RWX",
+                "local",
+                "<unset>",
+                "Filesystem"
+            ]
+        );
+        let volume = json!({"spec": {"claimRef": {"namespace": "ns", "name": "data"}}});
+        assert_eq!(
+            cells("PersistentVolume", &volume)[..5],
+            [
+                json!("0"),
+                json!(""),
+                json!(""),
+                json!(""),
+                json!("ns/data")
             ]
         );
         let revision = json!({"metadata": {"ownerReferences": [{"apiVersion": "apps/v1",
