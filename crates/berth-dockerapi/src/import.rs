@@ -117,6 +117,9 @@ fn config_from_changes(changes: &[&str]) -> Result<Value, ApiError> {
             "USER" => {
                 config.insert("User".into(), json!(rest));
             }
+            "STOPSIGNAL" => {
+                config.insert("StopSignal".into(), json!(rest));
+            }
             "ENV" => {
                 let pair = match rest.split_once('=') {
                     Some(_) => rest.to_string(),

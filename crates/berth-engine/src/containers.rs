@@ -134,10 +134,14 @@ impl Engine {
     pub fn create_container(
         &self,
         name: Option<&str>,
-        request: CreateRequest,
+        mut request: CreateRequest,
     ) -> Result<Container> {
         let image = self.images.resolve(&request.image)?;
         let config = self.images.config(&image)?;
+        if request.stop_signal.is_empty() {
+            // The image's STOPSIGNAL, as Docker takes it.
+            request.stop_signal = non_empty("", &config["config"]["StopSignal"]);
+        }
         let (path, args) = process_args(&request, &config["config"])?;
         self.check_mounts(&request)?;
         crate::settings::check(&request)?;

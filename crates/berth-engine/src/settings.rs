@@ -57,10 +57,23 @@ fn invalid(message: impl Into<String>) -> Error {
 }
 
 /// The device nodes to make (`linux.devices`) and the cgroup rules that let the container
-/// use them, `--device` first, then `--device-cgroup-rule`.
+/// use them: every host device for `--privileged`, then `--device`, then
+/// `--device-cgroup-rule`.
 pub(crate) fn devices(host: &HostConfig) -> Result<(Vec<Value>, Vec<Value>)> {
     let mut nodes = Vec::new();
     let mut rules = Vec::new();
+    if host.privileged {
+        for path in host_devices(std::path::Path::new("/dev")) {
+            let mapping = DeviceMapping {
+                path_on_host: path.display().to_string(),
+                ..Default::default()
+            };
+            // A node gone since the walk is skipped, as Docker skips it.
+            if let Ok((node, _)) = device(&mapping) {
+                nodes.push(node);
+            }
+        }
+    }
     for mapping in host.devices.iter().flatten() {
         let (node, rule) = device(mapping)?;
         nodes.push(node);
@@ -120,6 +133,41 @@ fn device(mapping: &DeviceMapping) -> Result<(Value, Value)> {
     let rule =
         json!({"allow": true, "type": kind, "major": major, "minor": minor, "access": access});
     Ok((node, rule))
+}
+
+/// The host's device nodes under `dir`, as a privileged container gets them: not those
+/// of the directories the container has its own of, nor the console and ptmx, which the
+/// runtime makes the container's own.
+fn host_devices(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    const OWN: [&str; 9] = [
+        "pts",
+        "shm",
+        "fd",
+        "mqueue",
+        ".lxc",
+        ".lxd-mounts",
+        ".udev",
+        "console",
+        "ptmx",
+    ];
+    let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    let mut found = Vec::new();
+    for entry in entries {
+        if OWN.contains(&entry.file_name().to_string_lossy().as_ref()) {
+            continue;
+        }
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() => found.extend(host_devices(&entry.path())),
+            Ok(kind)
+                if std::os::unix::fs::FileTypeExt::is_char_device(&kind)
+                    || std::os::unix::fs::FileTypeExt::is_block_device(&kind) =>
+            {
+                found.push(entry.path());
+            }
+            _ => {}
+        }
+    }
+    found
 }
 
 /// `TYPE MAJOR:MINOR ACCESS` (`c 1:3 rwm`, `b 8:* r`, `a *:* rwm`) as a cgroup rule.

@@ -111,7 +111,9 @@ fn limits_devices_and_kernel_settings_are_honoured() {
     let system_paths = "grep -c ' /proc/keys ' /proc/self/mountinfo; grep -c ' /proc/sys ' /proc/self/mountinfo; true";
     let mknod_fuse =
         "mknod /tmp/f c 10 229 && ((exec 3</tmp/f) 2>/dev/null && echo opened || echo denied)";
+    let fuse = "test -c /dev/fuse && echo present || echo absent";
     let cases: Vec<(Vec<&str>, String, String)> = vec![
+        (vec![], fuse.into(), "absent".into()),
         (
             vec!["--ulimit", "nofile=100:200"],
             "ulimit -n; ulimit -Hn".into(),
@@ -238,6 +240,38 @@ fn limits_devices_and_kernel_settings_are_honoured() {
     );
 }
 
+/// The spec a container was last started with, from the daemon's data directory.
+fn runtime_spec(daemon: &Daemon, id: &str) -> serde_json::Value {
+    let path = daemon
+        .scratch
+        .path()
+        .join("data/containers")
+        .join(id)
+        .join("config.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn privileged_containers_get_the_host_s_devices() {
+    let daemon = daemon_with_busybox("privileged-devices");
+    let id = daemon.docker_ok(&["create", "--privileged", "busybox", "true"]);
+    // Started for its spec: where the host withholds a capability (this sandbox lacks
+    // CAP_SYS_RESOURCE) a privileged container cannot start, with Docker too.
+    let _ = daemon.docker(&["start", id.trim()]);
+    let spec = runtime_spec(&daemon, id.trim());
+    let devices: Vec<&str> = spec["linux"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["path"].as_str())
+        .collect();
+    assert!(devices.contains(&"/dev/fuse"), "{devices:?}");
+    assert!(
+        !devices.contains(&"/dev/ptmx") && !devices.iter().any(|d| d.starts_with("/dev/pts")),
+        "{devices:?}"
+    );
+}
+
 #[test]
 fn annotations_reach_the_runtime_spec() {
     let daemon = daemon_with_busybox("annotations");
@@ -249,13 +283,7 @@ fn annotations_reach_the_runtime_spec() {
         "true",
     ]);
     daemon.docker_ok(&["start", id.trim()]);
-    let spec = daemon
-        .scratch
-        .path()
-        .join("data/containers")
-        .join(id.trim())
-        .join("config.json");
-    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(spec).unwrap()).unwrap();
+    let spec = runtime_spec(&daemon, id.trim());
     assert_eq!(spec["annotations"]["org.example.key"], "value");
 }
 
@@ -282,6 +310,45 @@ fn stop_sends_the_stop_signal_and_waits_the_stop_timeout() {
         "usr1",
     ]);
     assert_eq!(code.trim(), "42 USR1");
+    // The image's STOPSIGNAL when the container sets none.
+    let root = daemon.scratch.path().join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "sleep"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    let rootfs = daemon.scratch.path().join("rootfs.tar");
+    let tar = Command::new("tar")
+        .args([
+            "-C",
+            root.to_str().unwrap(),
+            "-cf",
+            rootfs.to_str().unwrap(),
+            ".",
+        ])
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    daemon.docker_ok(&[
+        "import",
+        "--change",
+        "STOPSIGNAL SIGUSR1",
+        rootfs.to_str().unwrap(),
+        "usr1-image",
+    ]);
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "from-image",
+        "usr1-image",
+        "sh",
+        "-c",
+        "trap 'exit 43' USR1; while true; do sleep 0.1; done",
+    ]);
+    daemon.docker_ok(&["stop", "from-image"]);
+    let code = daemon.docker_ok(&["inspect", "-f", "{{.State.ExitCode}}", "from-image"]);
+    assert_eq!(code.trim(), "43");
     // sleep as PID 1 ignores SIGTERM: stop waits the container's timeout, not 10 s.
     daemon.docker_ok(&[
         "run",
