@@ -183,6 +183,7 @@ impl Cgroup {
 
     fn apply_v2(&self, r: &LinuxResources) -> Result<()> {
         if let Some(memory) = r.memory() {
+            refuse_v1_only_memory(memory)?;
             self.set_some("memory", "memory.max", memory.limit().map(limit_or_max))?;
             self.set_some("memory", "memory.low", memory.reservation())?;
             if let (Some(swap), Some(limit)) = (memory.swap(), memory.limit()) {
@@ -369,6 +370,24 @@ pub fn shares_to_weight(shares: u64) -> u64 {
         100
     } else {
         1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+    }
+}
+
+/// v2 has no per-group swappiness nor a switch for the OOM killer: refused, not dropped.
+fn refuse_v1_only_memory(memory: &oci_spec::runtime::LinuxMemory) -> Result<()> {
+    let v1_only = [
+        ("swappiness", memory.swappiness().is_some()),
+        (
+            "disableOOMKiller",
+            memory.disable_oom_killer() == Some(true),
+        ),
+    ];
+    match v1_only.iter().find(|(_, given)| *given) {
+        Some((name, _)) => Err(Error::Field {
+            field: format!("linux.resources.memory.{name}"),
+            reason: "cgroup v2 has no such setting".into(),
+        }),
+        None => Ok(()),
     }
 }
 

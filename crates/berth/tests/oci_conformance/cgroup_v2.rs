@@ -104,3 +104,27 @@ fn on_cgroup_v2_device_rules_are_an_ebpf_program() {
         "{output:?}"
     );
 }
+
+/// v1's memory.swappiness and memory.oom_control have no v2 counterpart: refused there,
+/// naming the field, not dropped.
+#[test]
+fn on_cgroup_v2_v1_only_memory_settings_are_refused() {
+    for (name, memory) in [
+        ("swappiness", json!({"swappiness": 10})),
+        ("disableOOMKiller", json!({"disableOOMKiller": true})),
+    ] {
+        let scratch = Scratch::new(&format!("cgroup-v2-{name}")).unwrap();
+        let case = Case::new(&format!("cgroup-v2-{name}"), &["true"])
+            .tweak(move |c| c["linux"]["resources"] = json!({"memory": memory.clone()}));
+        let (bundle, id, _cgroup) = case.bundle(&scratch, Runtime::Berth);
+        let output = berth_on_v2(
+            &scratch.path().join("state"),
+            &["run", "--bundle", bundle.to_str().unwrap(), &id],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(&format!("linux.resources.memory.{name}")),
+            "{name}: {output:?}"
+        );
+    }
+}
