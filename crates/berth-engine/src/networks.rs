@@ -487,15 +487,25 @@ impl Engine {
     }
 
     /// Refuses `--dns` and `--add-host` where they cannot hold: in another container's
-    /// network (Docker's conflict), and `--dns` on a network whose own DNS server answers
-    /// the container, which does not forward to servers of the container's choosing.
+    /// network (Docker's conflict), `--dns` on a network whose own DNS server answers
+    /// the container, which does not forward to servers of the container's choosing, and
+    /// `--network-alias` on a network without names (as Docker refuses it).
     pub(crate) fn check_name_settings(&self, request: &crate::model::CreateRequest) -> Result<()> {
         let host = &request.host_config;
         let dns = host.dns.as_ref().is_some_and(|d| !d.is_empty());
         let hosts = host.extra_hosts.as_ref().is_some_and(|h| !h.is_empty());
+        let aliases = request
+            .networking_config
+            .iter()
+            .filter_map(|n| n.endpoints_config.as_ref())
+            .flat_map(|e| e.values())
+            .any(|e| e.aliases.as_ref().is_some_and(|a| !a.is_empty()));
         match host.network_mode.as_str() {
             mode if mode.starts_with("container:") && (dns || hosts) => Err(Error::Invalid(
                 "conflicting options: dns and the network mode (--dns and --add-host cannot be set with --network container:)".into(),
+            )),
+            "" | "default" | "bridge" | "host" | "none" if aliases => Err(Error::Invalid(
+                "network-scoped alias is supported only for containers in user defined networks (--network-alias)".into(),
             )),
             "" | "default" | "bridge" | "host" | "none" => Ok(()),
             name => match self.networks.find(name) {

@@ -485,4 +485,16 @@ fn settings_berth_does_not_honour_are_refused_by_name_and_make_nothing() {
             "{flags:?} made a container"
         );
     }
+    // What the CLI itself refuses, the API refuses too: an alias on the default bridge.
+    let body = r#"{"Image": "busybox", "NetworkingConfig": {"EndpointsConfig": {"bridge": {"Aliases": ["nick"]}}}}"#;
+    let answer = Command::new("curl")
+        .args(["-s", "--unix-socket", daemon.socket.to_str().unwrap()])
+        .args(["-H", "Content-Type: application/json", "-d", body])
+        .args(["-w", "\n%{http_code}", "http://docker/containers/create"])
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer.stdout);
+    assert!(answer.ends_with("\n400"), "{answer}");
+    assert!(answer.contains("network-scoped alias"), "{answer}");
+    assert_eq!(daemon.docker_ok(&["ps", "-aq"]).trim(), "");
 }
