@@ -368,6 +368,59 @@ mod tests {
         );
     }
 
+    /// Every field a table refuses, or accepts only some values of: where it sits in a
+    /// body (a JSON pointer), where the message says it sits, and its flag.
+    fn refusable(
+        table: &[Field],
+        pointer: &str,
+        path: &str,
+        out: &mut Vec<(String, String, &'static str)>,
+    ) {
+        for field in table {
+            let (pointer, path) = (
+                format!("{pointer}/{}", field.name),
+                format!("{path}{}", field.name),
+            );
+            match &field.rule {
+                Honoured => {}
+                Refused | Only(_) => out.push((pointer, path, field.flag)),
+                Object(inner) => refusable(inner, &pointer, &format!("{path}."), out),
+                // Mounts are a list; endpoints a map by network name.
+                Each(inner) if field.name == "Mounts" => {
+                    refusable(inner, &format!("{pointer}/0"), &format!("{path}[0]."), out)
+                }
+                Each(inner) => refusable(
+                    inner,
+                    &format!("{pointer}/default"),
+                    &format!("{path}[default]."),
+                    out,
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn every_field_not_honoured_is_refused_by_its_flag_and_path() {
+        let mut fields = Vec::new();
+        refusable(CONFIG, "", "", &mut fields);
+        assert!(fields.len() > 50, "{}", fields.len());
+        for (pointer, path, flag) in fields {
+            let mut body = plain_run();
+            body["HostConfig"]["Mounts"] =
+                json!([{"Type": "bind", "Source": "/tmp", "Target": "/x"}]);
+            body["Healthcheck"] = json!({"Test": ["CMD", "true"]});
+            body["NetworkingConfig"]["EndpointsConfig"]["default"]["IPAMConfig"] = json!({});
+            let (parent, name) = pointer.rsplit_once('/').unwrap();
+            body.pointer_mut(parent).unwrap()[name] = json!("set");
+            let message = check_create(&body).unwrap_err();
+            assert!(
+                message.contains(&format!("({path})")) || message.ends_with(&path),
+                "{message}"
+            );
+            assert!(message.contains(flag), "{message}");
+        }
+    }
+
     #[test]
     fn honoured_and_default_values_pass() {
         let mut body = plain_run();
