@@ -349,6 +349,17 @@ fn memory_swappiness_and_the_oom_killer_switch_reach_the_cgroup() {
     .expect_stdout("10\noom_kill_disable 1");
 }
 
+/// Kernels since 5.16 have no separate kernel memory limit: runc 1.1 and crun run the
+/// container and leave the settings out (runc with a warning), and so does berth.
+#[test]
+fn kernel_memory_limits_are_left_out_as_runc_does() {
+    Case::new("kmem", &["echo", "ran"])
+        .tweak(|c| {
+            c["linux"]["resources"] = json!({"memory": {"kernel": 67108864, "kernelTCP": 67108864}})
+        })
+        .expect_stdout("ran");
+}
+
 #[test]
 fn the_pids_limit_is_enforced() {
     // Ten background sleeps cannot start under a limit of 5 processes.
