@@ -156,6 +156,9 @@ impl Runtime {
         handover: Handover,
     ) -> Result<Spawned> {
         let bundle = Bundle::load(bundle_dir)?;
+        if options.no_pivot {
+            crate::mounts::refuse_private_without_pivot(&bundle.spec)?;
+        }
         let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal());
         let (console, our_console) =
             console_ends(terminal, options.console_socket.as_deref(), attached)?;

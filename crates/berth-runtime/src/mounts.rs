@@ -112,6 +112,18 @@ pub fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
         })
 }
 
+/// Refuses a private root with `--no-pivot`, as runc does: the host's root stays beneath
+/// the moved one, and private, it would keep every host mount it holds busy.
+pub fn refuse_private_without_pivot(spec: &Spec) -> Result<()> {
+    match root_propagation(spec)? {
+        Some(flags) if flags.contains(MsFlags::MS_PRIVATE) => Err(Error::Field {
+            field: "linux.rootfsPropagation".into(),
+            reason: "[r]private is not safe without pivot_root (--no-pivot)".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Makes the rootfs a mount point of its own, cut off from the host (a slave of it, or
 /// private when asked), and mounts the spec's mounts into it. The root gets the
 /// propagation the spec asks for only after the pivot (`set_root_propagation`): shared

@@ -439,6 +439,35 @@ fn no_pivot_moves_the_root_into_place() {
     }
 }
 
+/// runc refuses a private root without pivot_root; crun 1.8.1 runs it.
+#[test]
+fn no_pivot_refuses_a_private_root() {
+    for &runtime in runtimes().iter().filter(|r| **r != Runtime::Crun) {
+        let scratch = Scratch::new(&format!("nopivot-private-{}", runtime.name())).unwrap();
+        let case = Case::new("nopivot-private", &["true"])
+            .tweak(|c| c["linux"]["rootfsPropagation"] = json!("rprivate"));
+        let (bundle, id, _cgroup) = case.bundle(&scratch, runtime);
+        let output = runtime
+            .command(&scratch.path().join("state"))
+            .args([
+                "run",
+                "--no-pivot",
+                "--bundle",
+                bundle.to_str().unwrap(),
+                &id,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains("private"),
+            "{}: {output:?}",
+            runtime.name()
+        );
+    }
+}
+
 /// Deny every device, then let the runtime add the ones every container needs (as runc
 /// does), with CAP_MKNOD so that only the device rules stand between the process and a
 /// node it makes itself: /dev/fuse (10:229), which root opens without any capability and
