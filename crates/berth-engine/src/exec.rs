@@ -201,7 +201,11 @@ fn exec_process(config: &std::path::Path, request: &ExecRequest) -> Result<Value
         process["cwd"] = serde_json::json!(request.working_dir);
     }
     if !request.user.is_empty() {
-        let (uid, gid) = crate::spec::user(&request.user)?;
+        let rootfs = spec["root"]["path"]
+            .as_str()
+            .map(std::path::PathBuf::from)
+            .ok_or_else(|| Error::Conflict("the container's spec names no root".into()))?;
+        let (uid, gid) = crate::accounts::user(&request.user, &rootfs)?;
         process["user"] = serde_json::json!({"uid": uid, "gid": gid});
     }
     Ok(process)

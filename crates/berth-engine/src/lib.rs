@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use berth_image::ImageStore;
 
+mod accounts;
 mod containers;
 mod copy;
 mod etc;

@@ -17,7 +17,6 @@ pub(crate) fn check(request: &CreateRequest) -> Result<()> {
     devices(host)?;
     rlimits(host)?;
     sysctls(host)?;
-    additional_gids(host)?;
     namespaces(host, None)?;
     cpu(host)?;
     memory(host)?;
@@ -281,18 +280,13 @@ pub(crate) fn sysctls(host: &HostConfig) -> Result<Option<Value>> {
     Ok(Some(json!(sysctls)))
 }
 
-/// `process.user.additionalGids` from `--group-add`: numeric ids only, as for `--user`.
-pub(crate) fn additional_gids(host: &HostConfig) -> Result<Vec<u32>> {
+/// `process.user.additionalGids` from `--group-add`, by number or by name in the
+/// container's /etc/group (its root at `rootfs`).
+pub(crate) fn additional_gids(host: &HostConfig, rootfs: &std::path::Path) -> Result<Vec<u32>> {
     host.group_add
         .iter()
         .flatten()
-        .map(|group| {
-            group.parse().map_err(|_| {
-                invalid(format!(
-                    "berth does not support --group-add by name ({group}): only numeric group ids"
-                ))
-            })
-        })
+        .map(|group| crate::accounts::group(group, rootfs))
         .collect()
 }
 

@@ -146,22 +146,6 @@ pub(crate) fn check_security_options(host: &crate::model::HostConfig) -> Result<
     SecurityOptions::parse(host.security_opt.iter().flatten()).map(drop)
 }
 
-/// `uid[:gid]` as numbers; `root` and empty mean 0.
-pub(crate) fn user(text: &str) -> Result<(u32, u32)> {
-    let (uid, gid) = text.split_once(':').unwrap_or((text, ""));
-    let number =
-        |part: &str| -> Result<u32> {
-            match part {
-            "" | "root" => Ok(0),
-            digits => digits.parse().map_err(|_| Error::Invalid(format!(
-                "unable to find user {text}: only numeric users (uid[:gid]) are supported yet"
-            ))),
-        }
-        };
-    let uid = number(uid)?;
-    Ok((uid, if gid.is_empty() { uid } else { number(gid)? }))
-}
-
 /// The spec for `container`, whose root filesystem is mounted at `rootfs`, whose
 /// /etc/hosts, /etc/hostname and /etc/resolv.conf are the files in `etc_dir`, and which
 /// joins the network namespace at `netns` (the host's when None).
@@ -174,7 +158,7 @@ pub(crate) fn runtime_spec(
 ) -> Result<Value> {
     let host = &container.request.host_config;
     let caps = capabilities(container);
-    let (uid, gid) = user(&container.user)?;
+    let (uid, gid) = crate::accounts::user(&container.user, rootfs)?;
     let hostname = if container.request.hostname.is_empty() {
         container.id[..12].to_string()
     } else {
@@ -247,7 +231,7 @@ pub(crate) fn runtime_spec(
         "ociVersion": "1.2.0",
         "process": {
             "terminal": container.request.tty,
-            "user": {"uid": uid, "gid": gid, "additionalGids": settings::additional_gids(host)?},
+            "user": {"uid": uid, "gid": gid, "additionalGids": settings::additional_gids(host, rootfs)?},
             "args": args,
             "env": container.env,
             "cwd": if container.working_dir.is_empty() { "/" } else { container.working_dir.as_str() },
@@ -310,22 +294,4 @@ fn find_executable(name: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn users_parse_as_docker_reads_them() {
-        assert_eq!(user("").unwrap(), (0, 0));
-        assert_eq!(user("1000").unwrap(), (1000, 1000));
-        assert_eq!(user("1000:50").unwrap(), (1000, 50));
-        assert!(
-            user("nobody")
-                .unwrap_err()
-                .to_string()
-                .contains("unable to find user nobody")
-        );
-    }
 }

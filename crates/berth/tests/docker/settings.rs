@@ -161,6 +161,21 @@ fn limits_devices_and_kernel_settings_are_honoured() {
             "Groups:1234".into(),
         ),
         (
+            vec!["--group-add", "nogroup", "--group-add", "1"],
+            "grep Groups /proc/self/status | tr -d '\\t'".into(),
+            "Groups:1 65534".into(),
+        ),
+        (
+            vec!["--user", "nobody"],
+            "id -u; id -g".into(),
+            "65534\n65534".into(),
+        ),
+        (
+            vec!["--user", "daemon:nogroup"],
+            "id -u; id -g".into(),
+            "1\n65534".into(),
+        ),
+        (
             vec!["--domainname", "example.org"],
             "cat /proc/sys/kernel/domainname".into(),
             "example.org".into(),
@@ -377,7 +392,7 @@ fn settings_berth_does_not_honour_are_refused_by_name_and_make_nothing() {
     let daemon = daemon_with_busybox("refused-settings");
     daemon.docker_ok(&["network", "create", "first"]);
     daemon.docker_ok(&["network", "create", "second"]);
-    let cases: [(&[&str], &str); 29] = [
+    let cases: [(&[&str], &str); 30] = [
         (
             &["--cpu-rt-period", "100"],
             "--cpu-rt-period (HostConfig.CpuRealtimePeriod)",
@@ -459,7 +474,8 @@ fn settings_berth_does_not_honour_are_refused_by_name_and_make_nothing() {
             "--health-start-interval (Healthcheck.StartInterval)",
         ),
         (&["-v", "/data"], "(an anonymous volume) (Volumes)"),
-        (&["--group-add", "audio"], "--group-add by name (audio)"),
+        (&["--group-add", "audio"], "unable to find group audio"),
+        (&["--user", "web"], "unable to find user web"),
         (
             &["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"],
             "sysctl \"net.ipv4.ip_forward\" is not allowed",
