@@ -306,10 +306,7 @@ impl Engine {
             .endpoint
             .as_ref()
             .map_or("127.0.1.1".to_string(), |e| e.ip.to_string());
-        let gateway = sandbox
-            .endpoint
-            .as_ref()
-            .map(|e| std::net::IpAddr::V4(e.gateway));
+        let gateway = self.host_gateway();
         let host = &container.request.host_config;
         for (file, text) in [
             ("hostname", format!("{hostname}\n")),

@@ -17,7 +17,7 @@ fn extra_host(entry: &str, gateway: Option<IpAddr>) -> Result<(String, IpAddr)> 
     let address = match address.trim_matches(['[', ']']) {
         HOST_GATEWAY => gateway.ok_or_else(|| {
             Error::Invalid(format!(
-                "--add-host {entry}: host-gateway has no address without a bridge network"
+                "--add-host {entry}: host-gateway has no address: the default bridge has none"
             ))
         })?,
         text => text

@@ -486,6 +486,13 @@ impl Engine {
         Ok(())
     }
 
+    /// The address `--add-host NAME:host-gateway` stands for: the default bridge's, as
+    /// Docker's is docker0's, whatever network the container is on.
+    pub(crate) fn host_gateway(&self) -> Option<std::net::IpAddr> {
+        let bridge = self.networks.find("bridge").ok()?;
+        bridge.gateway.map(std::net::IpAddr::V4)
+    }
+
     /// Refuses `--dns` and `--add-host` where they cannot hold: in another container's
     /// network (Docker's conflict), `--dns` on a network whose own DNS server answers
     /// the container, which does not forward to servers of the container's choosing, and

@@ -89,6 +89,15 @@ fn names_addresses_and_resolver_settings_reach_the_container() {
         resolver,
     );
     assert!(search.contains("search example.com\n"), "{search}");
+    // host-gateway is the default bridge's address on any network, as docker0's is.
+    for network in ["named", "host"] {
+        let hosts = run_in(
+            &daemon,
+            &["--network", network, "--add-host", "gw:host-gateway"],
+            "grep gw /etc/hosts",
+        );
+        assert_eq!(hosts.trim(), "172.17.0.1\tgw", "--network {network}");
+    }
 }
 
 #[test]
