@@ -171,6 +171,8 @@ pub(crate) async fn kill(
 #[serde(default)]
 pub(crate) struct RemoveQuery {
     force: Option<String>,
+    /// `docker rm -v`: its anonymous volumes too.
+    v: Option<String>,
 }
 
 /// `DELETE /containers/{id}`.
@@ -180,7 +182,11 @@ pub(crate) async fn remove(
     Query(query): Query<RemoveQuery>,
 ) -> Result<StatusCode, ApiError> {
     let force = flag(query.force.as_deref());
-    blocking(move || engine.remove_container(&id, force)).await?;
+    if flag(query.v.as_deref()) {
+        blocking(move || engine.remove_container_and_volumes(&id, force)).await?;
+    } else {
+        blocking(move || engine.remove_container(&id, force)).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -54,11 +54,7 @@ const CONFIG: &[Field] = &[
     field("Healthcheck", "--health-*", Object(HEALTHCHECK)),
     field("ArgsEscaped", "", Refused),
     field("Image", "IMAGE", Honoured),
-    field(
-        "Volumes",
-        "--volume with only a container path (an anonymous volume)",
-        Refused,
-    ),
+    field("Volumes", "--volume", Honoured),
     field("WorkingDir", "--workdir", Honoured),
     field("Entrypoint", "--entrypoint", Honoured),
     field("NetworkDisabled", "", Refused),
@@ -357,10 +353,6 @@ mod tests {
         assert_eq!(
             refused("/HostConfig/MemorySwappiness", json!(10)),
             "berth does not support --memory-swappiness (HostConfig.MemorySwappiness)"
-        );
-        assert_eq!(
-            refused("/Volumes", json!({"/data": {}})),
-            "berth does not support --volume with only a container path (an anonymous volume) (Volumes)"
         );
         assert_eq!(
             refused("/HostConfig/NoSuchField", json!(true)),

@@ -169,6 +169,7 @@ impl Engine {
             env: environment(&request, &config["config"]),
             working_dir: non_empty(&request.working_dir, &config["config"]["WorkingDir"]),
             user: non_empty(&request.user, &config["config"]["User"]),
+            anonymous_volumes: crate::volumes::anonymous_volumes(&request, &config["config"])?,
             request,
             created: berth_runtime::state::now_rfc3339(),
             state: State::default(),
@@ -589,8 +590,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes a container; a running one only with `force`, which kills it first.
+    /// Removes a container; a running one only with `force`, which kills it first. Its
+    /// anonymous volumes go too when it was run with `--rm`.
     pub fn remove_container(&self, name: &str, force: bool) -> Result<()> {
+        self.remove(name, force, false)
+    }
+
+    /// Removes a container and its anonymous volumes (`docker rm -v`).
+    pub fn remove_container_and_volumes(&self, name: &str, force: bool) -> Result<()> {
+        self.remove(name, force, true)
+    }
+
+    fn remove(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let container = self.container(name)?;
         if container.state.status == Status::Running {
             if !force {
@@ -612,6 +623,9 @@ impl Engine {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::Io(dir, e))?;
         self.containers.changed.notify_all();
         self.emit_container(&container, "destroy", &[]);
+        if volumes || removed.request.host_config.auto_remove {
+            self.remove_anonymous_volumes(&removed);
+        }
         Ok(())
     }
 

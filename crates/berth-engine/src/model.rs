@@ -39,6 +39,9 @@ pub struct CreateRequest {
     pub labels: Option<BTreeMap<String, String>>,
     /// The health check, over the image's.
     pub healthcheck: Option<crate::health::HealthConfig>,
+    /// Paths that get an anonymous volume of their own (`-v /path`), path to `{}`; the
+    /// image's VOLUMEs are added to them.
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     /// Ports the container listens on (`--expose`), `PORT/PROTO` to `{}`; with the image's,
     /// what `-P` publishes.
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
@@ -404,6 +407,10 @@ pub struct Container {
     pub user: String,
     /// What create asked for.
     pub request: CreateRequest,
+    /// Its anonymous volumes: volume name to the path it is mounted at. They go with the
+    /// container when `--rm` or `docker rm -v` removes it.
+    #[serde(default)]
+    pub anonymous_volumes: BTreeMap<String, String>,
     /// When it was created, RFC 3339.
     pub created: String,
     /// Its state.

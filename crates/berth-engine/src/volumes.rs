@@ -130,6 +130,9 @@ impl Engine {
         for mount in container.request.host_config.mounts.iter().flatten() {
             mounts.push(self.resolve_mount(mount)?);
         }
+        for (name, target) in &container.anonymous_volumes {
+            mounts.push(self.anonymous_mount(container, name, target)?);
+        }
         let mut spec: Vec<Value> = mounts
             .into_iter()
             .map(|m| {
@@ -151,6 +154,38 @@ impl Engine {
             );
         }
         Ok(spec)
+    }
+
+    /// An anonymous volume's mount; a new volume is first filled with what the image has
+    /// at its path, as Docker fills it.
+    fn anonymous_mount(
+        &self,
+        container: &Container,
+        name: &str,
+        target: &str,
+    ) -> Result<SpecMount> {
+        let fresh = self.volume(name).is_err();
+        let volume = self.create_volume(name)?;
+        if fresh {
+            let rootfs = crate::rootfs::Overlay::of(&self.container_dir(&container.id)).target;
+            copy_up(&rootfs, target, &volume.mountpoint)?;
+        }
+        Ok(SpecMount {
+            destination: target.to_string(),
+            source: volume.mountpoint,
+            kind: "bind",
+            read_only: false,
+        })
+    }
+
+    /// Removes a removed container's anonymous volumes; one still in use (`--volumes-from`
+    /// is not honoured, so none should be) stays.
+    pub(crate) fn remove_anonymous_volumes(&self, container: &Container) {
+        for name in container.anonymous_volumes.keys() {
+            if let Err(error) = self.remove_volume(name) {
+                tracing::warn!(volume = %name, %error, "an anonymous volume stays");
+            }
+        }
     }
 
     /// Refuses at create what start would refuse: a malformed `-v`, a `--mount` bind of a
@@ -249,7 +284,80 @@ fn bind_parts(bind: &str) -> Result<(&str, &str, &str)> {
     Ok((source, target, mode))
 }
 
+/// Copies what the root at `rootfs` has at `target` (a directory) into `volume`, keeping
+/// owners, modes and links; the path is resolved inside the root, so no link in it leads
+/// out. Nothing there, nothing copied.
+fn copy_up(rootfs: &Path, target: &str, volume: &Path) -> Result<()> {
+    let root = std::fs::File::open(rootfs).map_err(|e| Error::Io(rootfs.to_path_buf(), e))?;
+    let Ok(dir) = berth_image::open_in_root(&root, target, libc::O_PATH | libc::O_DIRECTORY) else {
+        return Ok(());
+    };
+    let source = format!(
+        "/proc/{}/fd/{}/.",
+        std::process::id(),
+        std::os::fd::AsRawFd::as_raw_fd(&dir)
+    );
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&source)
+        .arg(volume)
+        .status()
+        .map_err(|e| Error::Io("cp".into(), e))?;
+    if !status.success() {
+        return Err(Error::Invalid(format!(
+            "could not fill the volume at {target} from the image: cp {status}"
+        )));
+    }
+    Ok(())
+}
+
+/// The anonymous volumes a new container gets: `-v /path` and the image's VOLUMEs, each
+/// a new volume of a random name, but for paths a bind, mount or tmpfs already takes.
+pub(crate) fn anonymous_volumes(
+    request: &crate::model::CreateRequest,
+    image: &Value,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let host = &request.host_config;
+    let taken: Vec<String> = host
+        .binds
+        .iter()
+        .flatten()
+        .filter_map(|b| bind_parts(b).ok().map(|(_, target, _)| target.to_string()))
+        .chain(host.mounts.iter().flatten().map(|m| m.target.clone()))
+        .chain(host.tmpfs.iter().flatten().map(|(t, _)| t.clone()))
+        .map(|t| t.trim_end_matches('/').to_string())
+        .collect();
+    let asked = request
+        .volumes
+        .iter()
+        .flatten()
+        .map(|(path, _)| path.clone());
+    let from_image = image["Volumes"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(path, _)| path.clone());
+    let mut volumes = std::collections::BTreeMap::new();
+    let mut targets: Vec<String> = asked.chain(from_image).collect();
+    targets.sort();
+    targets.dedup();
+    for target in targets {
+        if !target.starts_with('/') {
+            return Err(Error::Invalid(format!(
+                "invalid volume specification: '{target}': the path must be absolute"
+            )));
+        }
+        if !taken.contains(&target.trim_end_matches('/').to_string()) {
+            volumes.insert(crate::containers::random_hex(32)?, target);
+        }
+    }
+    Ok(volumes)
+}
+
 pub(crate) fn uses_volume(container: &Container, name: &str) -> bool {
+    if container.anonymous_volumes.contains_key(name) {
+        return true;
+    }
     let host = &container.request.host_config;
     host.binds
         .iter()
@@ -269,5 +377,27 @@ fn valid_volume_name(name: &str) -> Result<String> {
         Err(Error::Invalid(format!(
             "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_image_s_volumes_and_the_request_s_get_anonymous_ones_unless_mounted() {
+        let mut request = crate::model::CreateRequest {
+            volumes: Some([("/data".to_string(), json!({}))].into()),
+            ..Default::default()
+        };
+        request.host_config.binds = Some(vec!["/host:/taken/".into()]);
+        let image = json!({"Volumes": {"/var/lib/db": {}, "/taken": {}, "/data": {}}});
+        let volumes = anonymous_volumes(&request, &image).unwrap();
+        let mut targets: Vec<&str> = volumes.values().map(String::as_str).collect();
+        targets.sort();
+        assert_eq!(targets, ["/data", "/var/lib/db"]);
+        assert!(volumes.keys().all(|name| name.len() == 64));
+        request.volumes = Some([("relative".to_string(), json!({}))].into());
+        assert!(anonymous_volumes(&request, &json!({})).is_err());
     }
 }
