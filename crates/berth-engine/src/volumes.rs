@@ -127,8 +127,11 @@ impl Engine {
         for bind in container.request.host_config.binds.iter().flatten() {
             mounts.push(self.parse_bind(bind)?);
         }
+        // Anonymous `--mount`s are among the container's anonymous volumes.
         for mount in container.request.host_config.mounts.iter().flatten() {
-            mounts.push(self.resolve_mount(mount)?);
+            if !is_anonymous(mount) {
+                mounts.push(self.resolve_mount(mount)?);
+            }
         }
         for (name, target) in &container.anonymous_volumes {
             mounts.push(self.anonymous_mount(container, name, target)?);
@@ -311,6 +314,11 @@ fn copy_up(rootfs: &Path, target: &str, volume: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `--mount type=volume` without a source: an anonymous volume.
+fn is_anonymous(mount: &MountRequest) -> bool {
+    mount.kind == "volume" && mount.source.is_empty()
+}
+
 /// The anonymous volumes a new container gets: `-v /path` and the image's VOLUMEs, each
 /// a new volume of a random name, but for paths a bind, mount or tmpfs already takes.
 pub(crate) fn anonymous_volumes(
@@ -323,7 +331,13 @@ pub(crate) fn anonymous_volumes(
         .iter()
         .flatten()
         .filter_map(|b| bind_parts(b).ok().map(|(_, target, _)| target.to_string()))
-        .chain(host.mounts.iter().flatten().map(|m| m.target.clone()))
+        .chain(
+            host.mounts
+                .iter()
+                .flatten()
+                .filter(|m| !is_anonymous(m))
+                .map(|m| m.target.clone()),
+        )
         .chain(host.tmpfs.iter().flatten().map(|(t, _)| t.clone()))
         .map(|t| t.trim_end_matches('/').to_string())
         .collect();
@@ -331,7 +345,14 @@ pub(crate) fn anonymous_volumes(
         .volumes
         .iter()
         .flatten()
-        .map(|(path, _)| path.clone());
+        .map(|(path, _)| path.clone())
+        .chain(
+            host.mounts
+                .iter()
+                .flatten()
+                .filter(|m| is_anonymous(m))
+                .map(|m| m.target.clone()),
+        );
     let from_image = image["Volumes"]
         .as_object()
         .into_iter()
@@ -391,11 +412,16 @@ mod tests {
             ..Default::default()
         };
         request.host_config.binds = Some(vec!["/host:/taken/".into()]);
+        request.host_config.mounts = Some(vec![MountRequest {
+            kind: "volume".into(),
+            target: "/scratch".into(),
+            ..Default::default()
+        }]);
         let image = json!({"Volumes": {"/var/lib/db": {}, "/taken": {}, "/data": {}}});
         let volumes = anonymous_volumes(&request, &image).unwrap();
         let mut targets: Vec<&str> = volumes.values().map(String::as_str).collect();
         targets.sort();
-        assert_eq!(targets, ["/data", "/var/lib/db"]);
+        assert_eq!(targets, ["/data", "/scratch", "/var/lib/db"]);
         assert!(volumes.keys().all(|name| name.len() == 64));
         request.volumes = Some([("relative".to_string(), json!({}))].into());
         assert!(anonymous_volumes(&request, &json!({})).is_err());

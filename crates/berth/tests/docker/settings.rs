@@ -308,6 +308,13 @@ fn anonymous_volumes_are_filled_from_the_image_and_go_with_rm() {
     );
     assert_eq!(out.trim(), "2\nroot:x:0:0:root:/root:/bin/sh\n0");
     assert_eq!(volumes().trim(), "", "--rm left its anonymous volumes");
+    let out = run_in(
+        &daemon,
+        &["--mount", "type=volume,dst=/scratch"],
+        "grep -c ' /scratch ' /proc/self/mountinfo",
+    );
+    assert_eq!(out.trim(), "1");
+    assert_eq!(volumes().trim(), "", "--rm left an anonymous --mount");
     // Kept by a plain rm, removed by rm -v; a bind at the same path takes its place.
     daemon.docker_ok(&[
         "run",
