@@ -178,8 +178,14 @@ const MOUNT: &[Field] = &[
     field("BindOptions", "--mount bind-*", Refused),
     field("VolumeOptions", "--mount volume-*", Refused),
     field("ImageOptions", "--mount image-*", Refused),
-    field("TmpfsOptions", "--mount tmpfs-*", Refused),
+    field("TmpfsOptions", "--mount tmpfs-*", Object(TMPFS)),
     field("ClusterOptions", "", Refused),
+];
+
+const TMPFS: &[Field] = &[
+    field("SizeBytes", "--mount tmpfs-size", Honoured),
+    field("Mode", "--mount tmpfs-mode", Honoured),
+    field("Options", "--mount tmpfs-option", Refused),
 ];
 
 const NETWORKING_CONFIG: &[Field] = &[field("EndpointsConfig", "--network", Each(ENDPOINT))];
@@ -399,7 +405,7 @@ mod tests {
         for (pointer, path, flag) in fields {
             let mut body = plain_run();
             body["HostConfig"]["Mounts"] =
-                json!([{"Type": "bind", "Source": "/tmp", "Target": "/x"}]);
+                json!([{"Type": "tmpfs", "Target": "/x", "TmpfsOptions": {}}]);
             body["Healthcheck"] = json!({"Test": ["CMD", "true"]});
             body["NetworkingConfig"]["EndpointsConfig"]["default"]["IPAMConfig"] = json!({});
             let (parent, name) = pointer.rsplit_once('/').unwrap();

@@ -23,6 +23,37 @@ pub struct MountRequest {
     pub target: String,
     /// Mount read-only.
     pub read_only: bool,
+    /// A tmpfs mount's size and mode.
+    pub tmpfs_options: Option<TmpfsOptions>,
+}
+
+/// `--mount type=tmpfs,tmpfs-size=…,tmpfs-mode=…`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TmpfsOptions {
+    /// Its size in bytes; the kernel's default (half the memory) when 0.
+    pub size_bytes: i64,
+    /// Its permission bits; 1777 when 0.
+    pub mode: u32,
+}
+
+impl MountRequest {
+    /// A tmpfs `--mount` as `--tmpfs` gives one: its target and mount options.
+    fn as_tmpfs(&self) -> (String, String) {
+        let mut options = Vec::new();
+        if let Some(tmpfs) = &self.tmpfs_options {
+            if tmpfs.size_bytes > 0 {
+                options.push(format!("size={}", tmpfs.size_bytes));
+            }
+            if tmpfs.mode != 0 {
+                options.push(format!("mode={:o}", tmpfs.mode & 0o7777));
+            }
+        }
+        if self.read_only {
+            options.push("ro".to_string());
+        }
+        (self.target.clone(), options.join(","))
+    }
 }
 
 /// A named volume.
@@ -129,7 +160,7 @@ impl Engine {
         }
         // Anonymous `--mount`s are among the container's anonymous volumes.
         for mount in container.request.host_config.mounts.iter().flatten() {
-            if !is_anonymous(mount) {
+            if !is_anonymous(mount) && mount.kind != "tmpfs" {
                 mounts.push(self.resolve_mount(mount)?);
             }
         }
@@ -144,7 +175,15 @@ impl Engine {
                 json!({"destination": m.destination, "type": m.kind, "source": m.source, "options": options})
             })
             .collect();
-        for (target, options) in container.request.host_config.tmpfs.iter().flatten() {
+        let host = &container.request.host_config;
+        let tmpfs_mounts = host.mounts.iter().flatten().filter(|m| m.kind == "tmpfs");
+        let tmpfs = host
+            .tmpfs
+            .iter()
+            .flatten()
+            .map(|(target, options)| (target.clone(), options.clone()))
+            .chain(tmpfs_mounts.map(MountRequest::as_tmpfs));
+        for (target, options) in tmpfs {
             let mut all = vec!["nosuid".to_string(), "nodev".to_string()];
             all.extend(
                 options
@@ -200,7 +239,7 @@ impl Engine {
         for mount in request.host_config.mounts.iter().flatten() {
             if mount.kind == "bind" {
                 self.resolve_mount(mount)?;
-            } else if mount.kind != "volume" {
+            } else if !matches!(mount.kind.as_str(), "volume" | "tmpfs") {
                 return Err(Error::Invalid(format!(
                     "mount type {:?} is not supported",
                     mount.kind

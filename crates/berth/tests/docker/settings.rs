@@ -241,6 +241,11 @@ fn limits_devices_and_kernel_settings_are_honoured() {
             "readlink /proc/self/ns/cgroup".into(),
             host_namespace("cgroup"),
         ),
+        (
+            vec!["--mount", "type=tmpfs,dst=/t,tmpfs-size=1m,tmpfs-mode=1770"],
+            "df -k /t | awk 'NR==2 {print $2}'; stat -c %a /t".into(),
+            "1024\n1770".into(),
+        ),
         (vec![], system_paths.into(), "1\n1".into()),
         (
             vec!["--security-opt", "systempaths=unconfined"],
