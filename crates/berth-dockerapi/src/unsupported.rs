@@ -175,11 +175,39 @@ const MOUNT: &[Field] = &[
         "--mount consistency",
         Only(|v| v == "default"),
     ),
-    field("BindOptions", "--mount bind-*", Refused),
-    field("VolumeOptions", "--mount volume-*", Refused),
+    field("BindOptions", "--mount bind-*", Object(BIND_OPTIONS)),
+    field("VolumeOptions", "--mount volume-*", Object(VOLUME_OPTIONS)),
     field("ImageOptions", "--mount image-*", Refused),
     field("TmpfsOptions", "--mount tmpfs-*", Object(TMPFS)),
     field("ClusterOptions", "", Refused),
+];
+
+/// Binds are `rprivate` and recursive always.
+const BIND_OPTIONS: &[Field] = &[
+    field(
+        "Propagation",
+        "--mount bind-propagation",
+        Only(|v| matches!(v.as_str(), Some("private" | "rprivate"))),
+    ),
+    field("NonRecursive", "--mount bind-recursive=disabled", Refused),
+    field("CreateMountpoint", "--mount bind-create-src", Refused),
+    field(
+        "ReadOnlyNonRecursive",
+        "--mount bind-recursive=writable",
+        Refused,
+    ),
+    field(
+        "ReadOnlyForceRecursive",
+        "--mount bind-recursive=readonly",
+        Refused,
+    ),
+];
+
+const VOLUME_OPTIONS: &[Field] = &[
+    field("NoCopy", "--mount volume-nocopy", Honoured),
+    field("Labels", "--mount volume-label", Refused),
+    field("DriverConfig", "--mount volume-driver", Refused),
+    field("Subpath", "--mount volume-subpath", Refused),
 ];
 
 const TMPFS: &[Field] = &[
@@ -404,8 +432,7 @@ mod tests {
         assert!(fields.len() > 50, "{}", fields.len());
         for (pointer, path, flag) in fields {
             let mut body = plain_run();
-            body["HostConfig"]["Mounts"] =
-                json!([{"Type": "tmpfs", "Target": "/x", "TmpfsOptions": {}}]);
+            body["HostConfig"]["Mounts"] = json!([{"Type": "tmpfs", "Target": "/x", "TmpfsOptions": {}, "BindOptions": {}, "VolumeOptions": {}}]);
             body["Healthcheck"] = json!({"Test": ["CMD", "true"]});
             body["NetworkingConfig"]["EndpointsConfig"]["default"]["IPAMConfig"] = json!({});
             let (parent, name) = pointer.rsplit_once('/').unwrap();

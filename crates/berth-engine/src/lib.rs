@@ -43,7 +43,7 @@ pub use monitor::{ExitRecord, run_monitor};
 pub use networks::{BridgeConfig, Network, NetworkRequest};
 pub use settings::parse_signal;
 pub use usage::InterfaceUsage;
-pub use volumes::{MountRequest, TmpfsOptions, Volume};
+pub use volumes::{MountRequest, TmpfsOptions, Volume, VolumeOptions};
 
 /// The default bridge's interface name, like Docker's `docker0`.
 pub use berth_net::DEFAULT_BRIDGE;

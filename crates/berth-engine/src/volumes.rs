@@ -25,6 +25,16 @@ pub struct MountRequest {
     pub read_only: bool,
     /// A tmpfs mount's size and mode.
     pub tmpfs_options: Option<TmpfsOptions>,
+    /// A volume mount's options.
+    pub volume_options: Option<VolumeOptions>,
+}
+
+/// `--mount type=volume,volume-nocopy`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VolumeOptions {
+    /// Leave a new volume empty instead of filling it from the image.
+    pub no_copy: bool,
 }
 
 /// `--mount type=tmpfs,tmpfs-size=…,tmpfs-mode=…`.
@@ -154,18 +164,19 @@ impl Engine {
     /// The spec mounts of a container's binds, volumes and tmpfs mounts; named volumes
     /// are created when missing, as `docker run -v` does.
     pub(crate) fn container_mounts(&self, container: &Container) -> Result<Vec<Value>> {
+        let rootfs = crate::rootfs::Overlay::of(&self.container_dir(&container.id)).target;
         let mut mounts = Vec::new();
         for bind in container.request.host_config.binds.iter().flatten() {
-            mounts.push(self.parse_bind(bind)?);
+            mounts.push(self.parse_bind(bind, &rootfs)?);
         }
         // Anonymous `--mount`s are among the container's anonymous volumes.
         for mount in container.request.host_config.mounts.iter().flatten() {
             if !is_anonymous(mount) && mount.kind != "tmpfs" {
-                mounts.push(self.resolve_mount(mount)?);
+                mounts.push(self.resolve_mount(mount, Some(&rootfs))?);
             }
         }
         for (name, target) in &container.anonymous_volumes {
-            mounts.push(self.anonymous_mount(container, name, target)?);
+            mounts.push(self.anonymous_mount(&rootfs, name, target)?);
         }
         let mut spec: Vec<Value> = mounts
             .into_iter()
@@ -200,24 +211,30 @@ impl Engine {
 
     /// An anonymous volume's mount; a new volume is first filled with what the image has
     /// at its path, as Docker fills it.
-    fn anonymous_mount(
-        &self,
-        container: &Container,
-        name: &str,
-        target: &str,
-    ) -> Result<SpecMount> {
-        let fresh = self.volume(name).is_err();
-        let volume = self.create_volume(name)?;
-        if fresh {
-            let rootfs = crate::rootfs::Overlay::of(&self.container_dir(&container.id)).target;
-            copy_up(&rootfs, target, &volume.mountpoint)?;
-        }
+    fn anonymous_mount(&self, rootfs: &Path, name: &str, target: &str) -> Result<SpecMount> {
         Ok(SpecMount {
             destination: target.to_string(),
-            source: volume.mountpoint,
+            source: self.volume_source(Some(rootfs), name, target, true)?,
             kind: "bind",
             read_only: false,
         })
+    }
+
+    /// Volume `name`'s data directory, the volume made if missing; a new one is filled
+    /// (`fill`) with what the root at `rootfs` has at `target`, as Docker fills it.
+    fn volume_source(
+        &self,
+        rootfs: Option<&Path>,
+        name: &str,
+        target: &str,
+        fill: bool,
+    ) -> Result<PathBuf> {
+        let fresh = self.volume(name).is_err();
+        let volume = self.create_volume(name)?;
+        if let (true, true, Some(rootfs)) = (fresh, fill, rootfs) {
+            copy_up(rootfs, target, &volume.mountpoint)?;
+        }
+        Ok(volume.mountpoint)
     }
 
     /// Removes a removed container's anonymous volumes; one still in use (`--volumes-from`
@@ -238,7 +255,7 @@ impl Engine {
         }
         for mount in request.host_config.mounts.iter().flatten() {
             if mount.kind == "bind" {
-                self.resolve_mount(mount)?;
+                self.resolve_mount(mount, None)?;
             } else if !matches!(mount.kind.as_str(), "volume" | "tmpfs") {
                 return Err(Error::Invalid(format!(
                     "mount type {:?} is not supported",
@@ -251,14 +268,15 @@ impl Engine {
 
     /// `-v SOURCE:TARGET[:ro|rw]`: an absolute SOURCE is a host path (made if missing,
     /// as Docker does), any other a volume name.
-    fn parse_bind(&self, bind: &str) -> Result<SpecMount> {
+    fn parse_bind(&self, bind: &str, rootfs: &Path) -> Result<SpecMount> {
         let (source, target, mode) = bind_parts(bind)?;
         let read_only = mode.split(',').any(|m| m == "ro");
         let source = if source.starts_with('/') {
             std::fs::create_dir_all(source).map_err(|e| Error::Io(source.into(), e))?;
             PathBuf::from(source)
         } else {
-            self.create_volume(source)?.mountpoint
+            let fill = !mode.split(',').any(|m| m == "nocopy");
+            self.volume_source(Some(rootfs), source, target, fill)?
         };
         Ok(SpecMount {
             destination: target.to_string(),
@@ -268,7 +286,9 @@ impl Engine {
         })
     }
 
-    fn resolve_mount(&self, mount: &MountRequest) -> Result<SpecMount> {
+    /// A `--mount`'s spec mount; a new volume is filled from the root at `rootfs` (none
+    /// when only checking).
+    fn resolve_mount(&self, mount: &MountRequest, rootfs: Option<&Path>) -> Result<SpecMount> {
         let source = match mount.kind.as_str() {
             "bind" => {
                 let path = Path::new(&mount.source);
@@ -280,7 +300,10 @@ impl Engine {
                 }
                 path.to_path_buf()
             }
-            "volume" => self.create_volume(&mount.source)?.mountpoint,
+            "volume" => {
+                let fill = !mount.volume_options.as_ref().is_some_and(|o| o.no_copy);
+                self.volume_source(rootfs, &mount.source, &mount.target, fill)?
+            }
             other => {
                 return Err(Error::Invalid(format!(
                     "mount type {other:?} is not supported"
@@ -314,11 +337,13 @@ fn bind_parts(bind: &str) -> Result<(&str, &str, &str)> {
         )));
     }
     // `z` and `Z` relabel for SELinux, which this host does not enforce; binds are
-    // `rprivate` always. Other propagation modes and `nocopy` are not honoured.
-    if let Some(other) = mode
-        .split(',')
-        .find(|m| !matches!(*m, "" | "ro" | "rw" | "z" | "Z" | "private" | "rprivate"))
-    {
+    // `rprivate` always. Other propagation modes are not honoured.
+    if let Some(other) = mode.split(',').find(|m| {
+        !matches!(
+            *m,
+            "" | "ro" | "rw" | "z" | "Z" | "private" | "rprivate" | "nocopy"
+        )
+    }) {
         return Err(Error::Invalid(format!(
             "berth does not support the volume mode {other:?} (-v {bind})"
         )));

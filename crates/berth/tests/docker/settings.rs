@@ -302,7 +302,7 @@ fn privileged_containers_get_the_host_s_devices() {
 }
 
 #[test]
-fn anonymous_volumes_are_filled_from_the_image_and_go_with_rm() {
+fn volumes_are_filled_from_the_image_and_anonymous_ones_go_with_rm() {
     let daemon = daemon_with_busybox("anonymous-volumes");
     let volumes = || daemon.docker_ok(&["volume", "ls", "-q"]);
     // A volume of its own at /etc, filled with the image's /etc, and gone with --rm.
@@ -320,6 +320,21 @@ fn anonymous_volumes_are_filled_from_the_image_and_go_with_rm() {
     );
     assert_eq!(out.trim(), "1");
     assert_eq!(volumes().trim(), "", "--rm left an anonymous --mount");
+    // A new named volume is filled from the image too, unless told not to be.
+    let filled = run_in(&daemon, &["-v", "filled:/etc"], "head -1 /etc/passwd");
+    assert_eq!(filled.trim(), "root:x:0:0:root:/root:/bin/sh");
+    let again = run_in(&daemon, &["-v", "filled:/x"], "head -1 /x/passwd");
+    assert_eq!(again, filled);
+    let probe = "test -e /etc/passwd && echo filled || echo empty";
+    for flags in [
+        ["--mount", "type=volume,src=bare,dst=/etc,volume-nocopy"],
+        ["-v", "bare2:/etc:nocopy"],
+    ] {
+        assert_eq!(run_in(&daemon, &flags, probe).trim(), "empty", "{flags:?}");
+    }
+    for name in ["filled", "bare", "bare2"] {
+        daemon.docker_ok(&["volume", "rm", name]);
+    }
     // Kept by a plain rm, removed by rm -v; a bind at the same path takes its place.
     daemon.docker_ok(&[
         "run",
