@@ -143,8 +143,8 @@ const HOST_CONFIG: &[Field] = &[
     field("KernelMemoryTCP", "", Refused),
     field("MemoryReservation", "--memory-reservation", Honoured),
     field("MemorySwap", "--memory-swap", Honoured),
-    field("MemorySwappiness", "--memory-swappiness", Only(|v| v == -1)),
-    field("OomKillDisable", "--oom-kill-disable", Refused),
+    field("MemorySwappiness", "--memory-swappiness", Honoured),
+    field("OomKillDisable", "--oom-kill-disable", Honoured),
     field("Init", "--init", Honoured),
     field("PidsLimit", "--pids-limit", Honoured),
     field("Ulimits", "--ulimit", Honoured),
@@ -383,10 +383,6 @@ mod tests {
                 json!({"com.example": "x"})
             ),
             "berth does not support --network driver-opt (NetworkingConfig.EndpointsConfig[default].DriverOpts)"
-        );
-        assert_eq!(
-            refused("/HostConfig/MemorySwappiness", json!(10)),
-            "berth does not support --memory-swappiness (HostConfig.MemorySwappiness)"
         );
         assert_eq!(
             refused("/HostConfig/NoSuchField", json!(true)),

@@ -236,6 +236,10 @@ pub struct HostConfig {
     pub memory_reservation: i64,
     /// `--memory-swap`: memory plus swap in bytes; 0 for the default, -1 for unlimited.
     pub memory_swap: i64,
+    /// `--memory-swappiness` 0 to 100; None or -1 for the host's.
+    pub memory_swappiness: Option<i64>,
+    /// `--oom-kill-disable`: the OOM killer leaves its processes alone.
+    pub oom_kill_disable: bool,
     /// `--device`: host devices made in the container.
     pub devices: Option<Vec<DeviceMapping>>,
     /// `--device-cgroup-rule`: `TYPE MAJOR:MINOR ACCESS` rules of the device cgroup.

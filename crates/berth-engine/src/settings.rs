@@ -372,8 +372,8 @@ pub(crate) fn cpu(host: &HostConfig) -> Result<Option<Value>> {
     Ok((!cpu.is_empty()).then_some(Value::Object(cpu)))
 }
 
-/// `linux.resources.memory` from `--memory`, `--memory-reservation` and `--memory-swap`;
-/// None when none is set.
+/// `linux.resources.memory` from `--memory`, `--memory-reservation`, `--memory-swap`,
+/// `--memory-swappiness` and `--oom-kill-disable`; None when none is set.
 pub(crate) fn memory(host: &HostConfig) -> Result<Option<Value>> {
     if host.memory_swap != 0 && host.memory <= 0 {
         return Err(invalid(
@@ -401,6 +401,20 @@ pub(crate) fn memory(host: &HostConfig) -> Result<Option<Value>> {
     }
     if host.memory_swap != 0 {
         memory.insert("swap".into(), json!(host.memory_swap));
+    }
+    match host.memory_swappiness {
+        None | Some(-1) => {}
+        Some(value @ 0..=100) => {
+            memory.insert("swappiness".into(), json!(value));
+        }
+        Some(value) => {
+            return Err(invalid(format!(
+                "Invalid value: {value}, valid memory swappiness range is 0-100"
+            )));
+        }
+    }
+    if host.oom_kill_disable {
+        memory.insert("disableOOMKiller".into(), json!(true));
     }
     Ok((!memory.is_empty()).then_some(Value::Object(memory)))
 }
