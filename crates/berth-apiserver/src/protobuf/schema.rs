@@ -112,10 +112,15 @@ fn generate() -> BTreeMap<PathBuf, String> {
 }
 
 /// Where k8s-pb's source is, and its version, as cargo resolved it for this workspace.
+/// The resolve is filtered to this platform: unfiltered, `cargo metadata` wants every
+/// crate of Cargo.lock (Windows-only ones too), which a fresh cargo home that only built
+/// for Linux does not hold, and offline it cannot fetch them.
 fn k8s_pb_source() -> (PathBuf, String) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let platform = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
     let output = std::process::Command::new(cargo)
         .args(["metadata", "--format-version=1", "--offline"])
+        .args(["--filter-platform", &platform])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
