@@ -65,7 +65,7 @@ impl Tokens {
             match std::fs::read_to_string(&path) {
                 Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_string()),
                 _ => {
-                    let token = crate::random_hex(24);
+                    let token = crate::random_hex(24)?;
                     crate::write_private(&path, format!("{token}\n").as_bytes())?;
                     Ok(token)
                 }

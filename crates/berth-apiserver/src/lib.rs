@@ -264,17 +264,37 @@ pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<()> {
         .map_err(|e| Error::io(path, e))
 }
 
-/// Random bytes as hex, for tokens and uids.
-pub(crate) fn random_hex(bytes: usize) -> String {
+/// Where secrets and uids come from.
+const RANDOM_SOURCE: &str = "/dev/urandom";
+
+/// Random bytes as hex, for tokens and uids. A token that cannot be made from the OS's
+/// random source is an error: a predictable one would let anyone in.
+pub(crate) fn random_hex(bytes: usize) -> Result<String> {
+    random_hex_from(Path::new(RANDOM_SOURCE), bytes)
+}
+
+/// [`random_hex`] from `source`, which must yield all `bytes`.
+fn random_hex_from(source: &Path, bytes: usize) -> Result<String> {
     let mut buffer = vec![0u8; bytes];
-    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut random, &mut buffer);
-    }
-    hex::encode(buffer)
+    std::fs::File::open(source)
+        .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut buffer))
+        .map_err(|e| Error::io(source, e))?;
+    Ok(hex::encode(buffer))
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn random_values_fail_loudly_without_their_source() {
+        let short = super::random_hex_from(std::path::Path::new("/dev/null"), 24);
+        assert!(short.is_err(), "an empty source made {short:?}");
+        let missing = super::random_hex_from(std::path::Path::new("/nonexistent/urandom"), 24);
+        assert!(missing.is_err(), "a missing source made {missing:?}");
+        let token = super::random_hex(24).expect("the OS's random source");
+        assert_eq!(token.len(), 48);
+        assert_ne!(token, "0".repeat(48));
+    }
+
     #[test]
     fn default_bind_is_a_socket_address() {
         let addr: std::net::SocketAddr = super::DEFAULT_BIND.parse().expect("valid address");

@@ -136,7 +136,7 @@ pub(crate) fn prepare_create(
         object["metadata"]["generateName"].as_str(),
     ) {
         (Some(name), _) if !name.is_empty() => name.to_string(),
-        (_, Some(base)) if !base.is_empty() => format!("{base}{}", random_suffix()),
+        (_, Some(base)) if !base.is_empty() => format!("{base}{}", random_suffix()?),
         _ => {
             return Err(Status::invalid(
                 resource.kind,
@@ -149,7 +149,7 @@ pub(crate) fn prepare_create(
     check_namespace(&mut object, namespace)?;
     let metadata = &mut object["metadata"];
     metadata["name"] = json!(name);
-    metadata["uid"] = json!(uid());
+    metadata["uid"] = json!(uid()?);
     metadata["creationTimestamp"] = json!(now());
     if let Some(map) = metadata.as_object_mut() {
         map.remove("resourceVersion");
@@ -347,10 +347,21 @@ pub(crate) fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
+/// The random hex of `bytes` bytes, or a 500 when the OS cannot give it.
+fn random_or_status(bytes: usize) -> Result<String, Status> {
+    crate::random_hex(bytes).map_err(|e| {
+        Status::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            e.to_string(),
+        )
+    })
+}
+
 /// A version 4 UUID, as Kubernetes gives objects.
-fn uid() -> String {
-    let hex = crate::random_hex(16);
-    format!(
+fn uid() -> Result<String, Status> {
+    let hex = random_or_status(16)?;
+    Ok(format!(
         "{}-{}-4{}-{}{}-{}",
         &hex[0..8],
         &hex[8..12],
@@ -358,13 +369,13 @@ fn uid() -> String {
         ["8", "9", "a", "b"][usize::from(hex.as_bytes()[16] % 4)],
         &hex[17..20],
         &hex[20..32]
-    )
+    ))
 }
 
 /// generateName's five random characters.
-fn random_suffix() -> String {
+fn random_suffix() -> Result<String, Status> {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    crate::random_hex(5)
+    Ok(random_or_status(5)?
         .as_bytes()
         .chunks(2)
         .map(|pair| {
@@ -373,7 +384,7 @@ fn random_suffix() -> String {
             char::from(ALPHABET[usize::from(byte) % ALPHABET.len()])
         })
         .take(5)
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -387,7 +398,7 @@ mod tests {
         assert!(check_name(ns, "app.config").is_err());
         assert!(check_name(cm, "Upper").is_err());
         assert!(check_name(cm, "-x").is_err());
-        assert_eq!(uid().len(), 36);
-        assert_eq!(random_suffix().len(), 5);
+        assert_eq!(uid().map(|u| u.len()).ok(), Some(36));
+        assert_eq!(random_suffix().map(|s| s.len()).ok(), Some(5));
     }
 }
