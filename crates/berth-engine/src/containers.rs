@@ -45,6 +45,22 @@ pub(crate) struct Containers {
     /// The last exit status of the most recently removed containers: a `wait` for
     /// removal (`docker run --rm`) may wake only after the record is gone.
     exit_codes: Mutex<std::collections::VecDeque<(String, i32)>>,
+    /// Containers a start is under way for, claimed under the records' lock: two starts
+    /// of one container (an API start and a restart-policy one) must not both launch it.
+    starting: Mutex<std::collections::BTreeSet<String>>,
+}
+
+/// A start under way, from [`Containers::claim_start`]; released on drop, after the
+/// start has recorded its outcome.
+struct StartClaim<'a> {
+    containers: &'a Containers,
+    id: String,
+}
+
+impl Drop for StartClaim<'_> {
+    fn drop(&mut self) {
+        self.containers.starting().remove(&self.id);
+    }
 }
 
 impl Containers {
@@ -67,7 +83,32 @@ impl Containers {
             records: Mutex::new(records),
             changed: Condvar::new(),
             exit_codes: Mutex::default(),
+            starting: Mutex::default(),
         })
+    }
+
+    fn starting(&self) -> MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.starting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The container `name` stands for and the right to start it, or None when it runs
+    /// or another start of it is under way. Both are decided under the records' lock,
+    /// where a start records its outcome.
+    fn claim_start(&self, name: &str) -> Result<Option<(Container, StartClaim<'_>)>> {
+        let records = self.lock();
+        let container = find(&records, name)?.clone();
+        if container.state.status == Status::Running
+            || !self.starting().insert(container.id.clone())
+        {
+            return Ok(None);
+        }
+        let claim = StartClaim {
+            containers: self,
+            id: container.id.clone(),
+        };
+        Ok(Some((container, claim)))
     }
 
     /// Keeps a removed container's exit status for late waiters, the last
@@ -203,10 +244,9 @@ impl Engine {
     /// Starts a container for the user, or for its restart policy (`by_policy`): a
     /// policy start that a stop overtook is undone at once.
     fn start(self: &Arc<Self>, name: &str, by_policy: bool) -> Result<bool> {
-        let container = self.container(name)?;
-        if container.state.status == Status::Running {
+        let Some((container, _claim)) = self.containers.claim_start(name)? else {
             return Ok(false);
-        }
+        };
         let dir = self.container_dir(&container.id);
         let image = self.images.resolve(&container.image_id)?;
         let overlay = Overlay::of(&dir);

@@ -389,3 +389,46 @@ fn berth_s_own_cli_mirrors_docker_s_object_commands() {
     assert_eq!(daemon.berth_ok(&["network", "rm", "net1"]).trim(), "net1");
     assert_eq!(daemon.berth_ok(&["volume", "rm", "vol1"]).trim(), "vol1");
 }
+
+/// Several starts of one container at once launch it once: each loser used to set up a
+/// network of its own and tear it down again, freeing the winner's published port.
+#[test]
+fn concurrent_starts_launch_a_container_once_and_keep_its_port() {
+    use std::io::{Read, Write};
+
+    const STARTS: usize = 8;
+    let daemon = daemon_with_webapp("starts");
+    let created = daemon.docker_ok(&["create", "--name", "web", "-p", "18081:8080", "webapp"]);
+    let id = created.trim();
+    let ready = std::sync::Barrier::new(STARTS);
+    let answers: Vec<String> = std::thread::scope(|scope| {
+        let starts: Vec<_> = (0..STARTS)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut stream =
+                        std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+                    ready.wait();
+                    write!(
+                        stream,
+                        "POST /containers/{id}/start HTTP/1.1\r\nHost: berth\r\n\
+                         Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                    .unwrap();
+                    let mut response = String::new();
+                    stream.read_to_string(&mut response).unwrap();
+                    response.lines().next().unwrap_or_default().to_string()
+                })
+            })
+            .collect();
+        starts.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let launched = answers.iter().filter(|a| a.contains(" 204 ")).count();
+    let already = answers.iter().filter(|a| a.contains(" 304 ")).count();
+    assert_eq!((launched, already), (1, STARTS - 1), "answers: {answers:?}");
+    assert_eq!(
+        wait_for_http(&daemon, "http://127.0.0.1:18081/healthz").trim(),
+        "ok"
+    );
+    let state = daemon.docker_ok(&["inspect", "-f", "{{.State.Status}}|{{.State.Error}}", "web"]);
+    assert_eq!(state.trim(), "running|");
+}
