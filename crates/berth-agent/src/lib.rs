@@ -1,8 +1,10 @@
-//! The node agent: runs the Pods bound to its node through berth-engine, probes them,
-//! reports their status and metrics, streams logs, exec and port-forward, and programs
-//! Service rules through berth-net.
+//! The node agent, the kubelet of Berth. Today it runs simulated nodes only: they
+//! register, heartbeat their Leases and report the pods bound to them as running. Real
+//! pods come next: run through berth-engine, probed, reported, with Service rules through
+//! berth-net.
 //!
-//! Depends on berth-engine and berth-net, and on the Kubernetes API as a client.
+//! Depends on nothing of ours yet (berth-engine and berth-net when real pods land), and on
+//! the Kubernetes API as a client.
 
 pub mod simulate;
 

@@ -5,7 +5,8 @@
 //! range we serve and stripped before routing. Every error is Docker's JSON
 //! `{"message": …}` with Docker's status code; endpoints not served yet answer 501.
 //!
-//! Depends on berth-engine, berth-build, berth-registry and berth-ui.
+//! Depends on berth-engine and berth-image; berth-build, berth-registry and berth-ui join
+//! when they have code.
 
 use std::sync::Arc;
 
