@@ -794,6 +794,21 @@ pub(crate) async fn rename(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /containers/{id}/update` (`docker update`): resource limits and the restart
+/// policy, changed in place; anything else set is refused by name.
+pub(crate) async fn update(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    crate::unsupported::check_update(&body)
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
+    let update: berth_engine::UpdateRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid update body: {e}")))?;
+    blocking(move || engine.update_container(&id, update)).await?;
+    Ok(Json(json!({"Warnings": []})))
+}
+
 /// `GET /containers/{id}/top`.
 pub(crate) async fn top(
     Extract(engine): Extract<State>,

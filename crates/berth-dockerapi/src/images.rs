@@ -12,6 +12,7 @@ use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::query::QueryPairs;
 use crate::{ApiError, State};
 
 /// The size Docker reports for an image: its layers, uncompressed.
@@ -86,22 +87,11 @@ pub(crate) async fn save_many(
     engine: Extract<State>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let names = query_values(query.as_deref(), "names");
+    let names = QueryPairs::parse(query.as_deref()).all("names");
     if names.is_empty() {
         return Err(ApiError::bad_request("no images named to save"));
     }
     save(engine, names).await
-}
-
-/// The values of every `key=` in a query string (keys may repeat).
-fn query_values(query: Option<&str>, key: &str) -> Vec<String> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query.unwrap_or_default()).unwrap_or_default();
-    pairs
-        .into_iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v)
-        .collect()
 }
 
 /// The archive of `names`, streamed as it is written.
@@ -275,7 +265,7 @@ pub(crate) async fn prune(
     Extract(engine): Extract<State>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let filters = query_values(query.as_deref(), "filters");
+    let filters = QueryPairs::parse(query.as_deref()).all("filters");
     let all = filters.iter().any(|f| {
         serde_json::from_str::<Value>(f).is_ok_and(|v| {
             v["dangling"] == json!(["false"]) || v["dangling"]["false"] == json!(true)

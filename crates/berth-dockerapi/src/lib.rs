@@ -15,6 +15,7 @@ use axum::extract::Request;
 use axum::routing::{get, post};
 use berth_engine::Engine;
 
+mod changes;
 pub mod client;
 mod containers;
 mod error;
@@ -23,6 +24,7 @@ mod exec;
 mod images;
 mod import;
 mod networks;
+mod query;
 mod system;
 mod time;
 mod unsupported;
@@ -81,6 +83,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/top", get(containers::top))
+        .route("/containers/{id}/changes", get(changes::diff))
+        .route("/containers/{id}/export", get(changes::export))
+        .route("/containers/{id}/update", post(containers::update))
+        .route("/commit", post(changes::commit))
         .route(
             "/containers/{id}/archive",
             get(containers::archive_get)

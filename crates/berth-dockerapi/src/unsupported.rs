@@ -244,10 +244,30 @@ const IPAM: &[Field] = &[
     field("LinkLocalIPs", "--link-local-ip", Refused),
 ];
 
+/// The body of `POST /containers/{id}/update` (`docker update`): the resources part of
+/// HostConfig and the restart policy.
+const UPDATE: &[Field] = &[
+    field("Memory", "--memory", Honoured),
+    field("MemorySwap", "--memory-swap", Honoured),
+    field("MemoryReservation", "--memory-reservation", Honoured),
+    field("NanoCpus", "--cpus", Honoured),
+    field("CpuShares", "--cpu-shares", Honoured),
+    field("CpuPeriod", "--cpu-period", Honoured),
+    field("CpuQuota", "--cpu-quota", Honoured),
+    field("CpusetCpus", "--cpuset-cpus", Honoured),
+    field("CpusetMems", "--cpuset-mems", Honoured),
+    field("PidsLimit", "--pids-limit", Honoured),
+    field("RestartPolicy", "--restart", Honoured),
+    field("BlkioWeight", "--blkio-weight", Refused),
+    field("CpuRealtimePeriod", "--cpu-rt-period", Refused),
+    field("CpuRealtimeRuntime", "--cpu-rt-runtime", Refused),
+    field("KernelMemory", "--kernel-memory", Refused),
+];
+
 /// Whether `value` is what the CLI sends for a setting left alone: null, false, zero,
 /// empty, or a list or object of such (`ConsoleSize: [0, 0]`). An object holding an
 /// object is a map with keys that say something (`Volumes: {"/data": {}}`): set.
-fn unset(value: &Value) -> bool {
+pub(crate) fn unset(value: &Value) -> bool {
     match value {
         Value::Null => true,
         Value::Bool(b) => !b,
@@ -344,6 +364,11 @@ fn check_networks(body: &Value) -> Result<(), String> {
 pub(crate) fn check_create(body: &Value) -> Result<(), String> {
     check_object(body, CONFIG, "")?;
     check_networks(body)
+}
+
+/// Refuses a `docker update` body that sets anything the engine cannot change in place.
+pub(crate) fn check_update(body: &Value) -> Result<(), String> {
+    check_object(body, UPDATE, "")
 }
 
 #[cfg(test)]

@@ -136,7 +136,7 @@ impl Containers {
             .map(|(_, code)| *code)
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Container>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Container>> {
         self.records
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -793,12 +793,12 @@ impl Engine {
         self.runtime()?.stats(&container.id).map_err(Error::from)
     }
 
-    fn runtime(&self) -> Result<berth_runtime::Runtime> {
+    pub(crate) fn runtime(&self) -> Result<berth_runtime::Runtime> {
         berth_runtime::Runtime::new(&self.runtime_root).map_err(Error::from)
     }
 
     /// Writes a container's record (temp file, fsync, rename).
-    fn save(&self, container: &Container) -> Result<()> {
+    pub(crate) fn save(&self, container: &Container) -> Result<()> {
         let path = self.container_dir(&container.id).join("container.json");
         let partial = path.with_extension("json.partial");
         let data = serde_json::to_vec_pretty(container).unwrap_or_default();
@@ -828,7 +828,10 @@ fn process_info(pid: i32) -> Option<(i32, i32, u32, String)> {
     Some((pid, field("PPid:")? as i32, field("Uid:")? as u32, command))
 }
 
-fn find<'a>(records: &'a BTreeMap<String, Container>, name: &str) -> Result<&'a Container> {
+pub(crate) fn find<'a>(
+    records: &'a BTreeMap<String, Container>,
+    name: &str,
+) -> Result<&'a Container> {
     let name = name.trim_start_matches('/');
     if let Some(container) = records.values().find(|c| c.name == name || c.id == name) {
         return Ok(container);

@@ -6,7 +6,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use crate::model::Status;
+use crate::model::{Container, Status};
 use crate::rootfs::Overlay;
 use crate::{Engine, Error, Result};
 
@@ -28,7 +28,7 @@ pub struct PathStat {
 }
 
 /// The container's root, mounted for as long as this lives if it was not already.
-struct MountedRoot {
+pub(crate) struct MountedRoot {
     overlay: Overlay,
     mounted_here: bool,
 }
@@ -47,22 +47,29 @@ impl Engine {
     /// the copy.
     fn mounted_root(&self, name: &str) -> Result<(MountedRoot, PathBuf)> {
         let container = self.container(name)?;
-        let overlay = Overlay::of(&self.container_dir(&container.id));
         if container.state.status == Status::Running && container.state.pid > 0 {
             let root = PathBuf::from(format!("/proc/{}/root", container.state.pid));
             let guard = MountedRoot {
-                overlay,
+                overlay: Overlay::of(&self.container_dir(&container.id)),
                 mounted_here: false,
             };
             return Ok((guard, root));
         }
+        self.overlay_root(&container)
+    }
+
+    /// The container's own root filesystem without its volumes: its overlay, mounted for
+    /// as long as the guard lives unless it already was.
+    pub(crate) fn overlay_root(&self, container: &Container) -> Result<(MountedRoot, PathBuf)> {
+        let overlay = Overlay::of(&self.container_dir(&container.id));
+        let mounted_here = !overlay.is_mounted();
         let image = self.images.resolve(&container.image_id)?;
         overlay.mount(&self.images.layer_dirs(&image))?;
         let target = overlay.target.clone();
         Ok((
             MountedRoot {
                 overlay,
-                mounted_here: true,
+                mounted_here,
             },
             target,
         ))

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use berth_image::ImageStore;
 
 mod accounts;
+mod changes;
 mod containers;
 mod copy;
 mod etc;
@@ -23,6 +24,7 @@ mod rootfs;
 mod settings;
 mod spec;
 mod stdio;
+mod update;
 mod usage;
 mod volumes;
 
@@ -30,6 +32,7 @@ mod volumes;
 pub use berth_runtime::cgroups::Stats;
 /// The clock the engine stamps states and logs with (RFC 3339, nanoseconds).
 pub use berth_runtime::state::now_rfc3339;
+pub use changes::{CommitRequest, apply_changes};
 pub use containers::WaitCondition;
 pub use copy::PathStat;
 pub use events::{Actor, Event};
@@ -42,6 +45,7 @@ pub use model::{
 pub use monitor::{ExitRecord, run_monitor};
 pub use networks::{BridgeConfig, Network, NetworkRequest};
 pub use settings::parse_signal;
+pub use update::UpdateRequest;
 pub use usage::InterfaceUsage;
 pub use volumes::{MountRequest, TmpfsOptions, Volume, VolumeOptions};
 

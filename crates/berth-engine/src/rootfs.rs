@@ -62,7 +62,13 @@ impl Overlay {
             .map_err(|e| Error::Io(self.target.clone(), e.into()))
     }
 
-    fn is_mounted(&self) -> bool {
+    /// The directory that holds what the container wrote.
+    pub(crate) fn upper(&self) -> &Path {
+        &self.upper
+    }
+
+    /// Whether the root filesystem is mounted at the target.
+    pub(crate) fn is_mounted(&self) -> bool {
         let target = self.target.display().to_string();
         std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap_or_default()

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::digest::{Digest, HashingReader};
 use crate::reference::Reference;
-use crate::store::{ImageStore, LayerBlob};
+use crate::store::{ImageRecord, ImageStore, LayerBlob};
 use crate::unpack::decompressed;
 use crate::{Error, Result};
 
@@ -123,7 +123,7 @@ impl ImageStore {
                 })?
                 .0
         };
-        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let now = now();
         let document = json!({
             "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
             "os": "linux",
@@ -142,5 +142,69 @@ impl ImageStore {
             &[layer],
             tags,
         )
+    }
+
+    /// `docker commit`: an image of `base`'s layers and `layer` on top (an uncompressed
+    /// tar already in the content store, whose digest is therefore also its diff_id),
+    /// with `config` as what it runs and `note` in its history.
+    pub fn commit(
+        &self,
+        base: &ImageRecord,
+        layer: Digest,
+        config: Value,
+        note: &CommitNote,
+        tags: &[Reference],
+    ) -> Result<Digest> {
+        let mut document = self.config(base)?;
+        let now = now();
+        document["created"] = json!(now);
+        document["config"] = config;
+        document["comment"] = json!(note.comment);
+        if !note.author.is_empty() {
+            document["author"] = json!(note.author);
+        }
+        let step = json!({"created": now, "author": note.author, "comment": note.comment});
+        push(&mut document["history"], step);
+        push(&mut document["rootfs"]["diff_ids"], json!(layer.as_str()));
+        let mut layers: Vec<LayerBlob> = base
+            .layers
+            .iter()
+            .map(|l| LayerBlob {
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+            })
+            .collect();
+        layers.push(LayerBlob {
+            digest: layer,
+            media_type: String::new(),
+        });
+        self.import(
+            &serde_json::to_vec(&document).unwrap_or_default(),
+            &layers,
+            tags,
+        )
+    }
+}
+
+/// Who made a committed image and why (`docker commit -a` and `-m`).
+#[derive(Debug, Clone, Default)]
+pub struct CommitNote {
+    /// The author.
+    pub author: String,
+    /// The commit message.
+    pub comment: String,
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Appends to a JSON array, making it first if the document had none.
+fn push(array: &mut Value, item: Value) {
+    if !array.is_array() {
+        *array = json!([]);
+    }
+    if let Value::Array(items) = array {
+        items.push(item);
     }
 }

@@ -4,6 +4,7 @@
 //! Depends on nothing of ours: the engine, the build and the registry sit on top of it.
 
 mod archive;
+mod changes;
 mod content;
 mod digest;
 mod error;
@@ -14,9 +15,11 @@ mod store;
 mod unpack;
 
 pub use archive::Loaded;
+pub use changes::{Change, ChangeKind, UpperDir};
 pub use content::{ContentStore, Ingest};
 pub use digest::{Digest, HashingReader};
 pub use error::{Error, Result};
+pub use export::CommitNote;
 pub use reference::Reference;
 pub use resolve::open_in_root;
 pub use store::{ImageRecord, ImageStore, LayerBlob, LayerRecord, Removed};

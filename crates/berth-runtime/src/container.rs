@@ -384,6 +384,13 @@ impl Runtime {
         Cgroup::new(&saved.cgroup_path).freeze(true)
     }
 
+    /// Changes the resource limits of a created, running or paused container (`runc
+    /// update`): only what `resources` sets.
+    pub fn update(&self, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let saved = self.load_when(id, "update", |s| s != Status::Stopped)?;
+        Cgroup::new(&saved.cgroup_path).update(resources)
+    }
+
     /// Thaws a paused container.
     pub fn resume(&self, id: &str) -> Result<()> {
         let saved = self.load_when(id, "resume", |s| s == Status::Paused)?;

@@ -25,7 +25,7 @@ pub use caps::capability_names;
 pub use console::receive_master as receive_terminal;
 pub use container::{CreateOptions, ExecOptions, Runtime};
 pub use error::{Error, Result};
-pub use oci_spec::runtime::Process;
+pub use oci_spec::runtime::{LinuxResources, Process};
 pub use sealed_exe::run_from_sealed_binary;
 pub use seccomp::from_docker_profile;
 pub use state::{StateReport, Status};

@@ -106,6 +106,19 @@ impl Cgroup {
         self.add(pid)
     }
 
+    /// Changes the limits of an existing group to what `resources` sets, leaving the rest.
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+        if self.unified {
+            return self.apply_v2(resources);
+        }
+        // v1 wants memory.limit_in_bytes <= memory.memsw.limit_in_bytes at every write:
+        // lift memsw first, so that limit and then memsw can be written whichever grows.
+        if resources.memory().as_ref().and_then(|m| m.swap()).is_some() {
+            self.set("memory", "memory.memsw.limit_in_bytes", -1)?;
+        }
+        self.apply_v1(resources)
+    }
+
     /// Moves `pid` into the group (in every hierarchy).
     pub fn add(&self, pid: i32) -> Result<()> {
         for (_, dir) in &self.dirs {

@@ -595,3 +595,75 @@ fn settings_berth_does_not_honour_are_refused_by_name_and_make_nothing() {
     assert!(answer.contains("network-scoped alias"), "{answer}");
     assert_eq!(daemon.docker_ok(&["ps", "-aq"]).trim(), "");
 }
+
+/// A cgroup file of container `name`, read from inside it: the v1 file or the v2 one.
+fn cgroup_file(daemon: &Daemon, name: &str, v1: &str, v2: &str) -> String {
+    let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let file = format!("/sys/fs/cgroup/{}", if unified { v2 } else { v1 });
+    daemon
+        .docker_ok(&["exec", name, "cat", &file])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn docker_update_changes_limits_in_place_and_for_later_starts() {
+    let daemon = daemon_with_busybox("update");
+    let limited = ["--name", "limited", "--memory", "64m", "--pids-limit", "50"];
+    daemon.docker_ok(&[&["run", "-d"][..], &limited, &["busybox", "sleep", "1000"]].concat());
+    daemon.docker_ok(&[
+        "update",
+        "--memory",
+        "96m",
+        "--memory-swap",
+        "200m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "80",
+        "--restart",
+        "on-failure:3",
+        "limited",
+    ]);
+    let memory = cgroup_file(
+        &daemon,
+        "limited",
+        "memory/memory.limit_in_bytes",
+        "memory.max",
+    );
+    assert_eq!(memory, (96u64 << 20).to_string());
+    let pids = cgroup_file(&daemon, "limited", "pids/pids.max", "pids.max");
+    assert_eq!(pids, "80");
+    let quota = cgroup_file(&daemon, "limited", "cpu/cpu.cfs_quota_us", "cpu.max");
+    assert!(quota.starts_with("50000"), "{quota}");
+    let recorded = daemon.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}",
+        "limited",
+    ]);
+    assert_eq!(
+        recorded.trim(),
+        format!("{} {} 500000000 80 on-failure:3", 96u64 << 20, 200u64 << 20)
+    );
+    let refused = daemon.docker(&["update", "--blkio-weight", "300", "limited"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--blkio-weight (BlkioWeight)"), "{stderr}");
+    let too_big = daemon.docker(&["update", "--memory", "300m", "limited"]);
+    let stderr = String::from_utf8_lossy(&too_big.stderr);
+    assert!(
+        stderr.contains("update the memoryswap at the same time"),
+        "{stderr}"
+    );
+    daemon.docker_ok(&["create", "--name", "later", "busybox", "sleep", "1000"]);
+    daemon.docker_ok(&["update", "--memory", "48m", "later"]);
+    daemon.docker_ok(&["start", "later"]);
+    let memory = cgroup_file(
+        &daemon,
+        "later",
+        "memory/memory.limit_in_bytes",
+        "memory.max",
+    );
+    assert_eq!(memory, (48u64 << 20).to_string());
+    daemon.docker_ok(&["rm", "-f", "limited", "later"]);
+}

@@ -1,0 +1,46 @@
+//! Query strings as Docker clients send them: keys may repeat (`changes`, `names`), and a
+//! repository and tag may come whole or split.
+
+use berth_image::Reference;
+
+use crate::ApiError;
+
+/// A request's query, as its key-value pairs in order.
+pub(crate) struct QueryPairs(Vec<(String, String)>);
+
+impl QueryPairs {
+    /// The pairs of `raw`; a query that cannot be read has none.
+    pub(crate) fn parse(raw: Option<&str>) -> Self {
+        Self(serde_urlencoded::from_str(raw.unwrap_or_default()).unwrap_or_default())
+    }
+
+    /// The first non-empty value of `key`.
+    pub(crate) fn first(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, v)| k == key && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order.
+    pub(crate) fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// The tag `repo` and `tag` name, if any: the CLI sends `repo=name:tag` whole, other
+    /// clients split it.
+    pub(crate) fn tags(&self) -> Result<Vec<Reference>, ApiError> {
+        let Some(repo) = self.first("repo") else {
+            return Ok(Vec::new());
+        };
+        let reference = match self.first("tag") {
+            Some(tag) => Reference::parse(&format!("{repo}:{tag}"))?,
+            None => Reference::parse(repo)?,
+        };
+        Ok(vec![reference])
+    }
+}
