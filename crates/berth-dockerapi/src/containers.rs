@@ -264,7 +264,7 @@ pub(crate) fn summary(container: &Container) -> Value {
         "Ports": port_list(container),
         "Labels": container.request.labels.clone().unwrap_or_default(),
         "HostConfig": {"NetworkMode": network_mode(container)},
-        "NetworkSettings": {"Networks": networks(container)},
+        "NetworkSettings": {"Networks": crate::networks::container_networks(container)},
         "Mounts": [],
     })
 }
@@ -345,38 +345,6 @@ fn port_list(container: &Container) -> Value {
     Value::Array(ports)
 }
 
-/// NetworkSettings.Networks: the container's network, with its address while it runs.
-fn networks(container: &Container) -> Value {
-    let mode = network_mode(container);
-    let name = if mode == "default" { "bridge" } else { mode };
-    if name.starts_with("container:") {
-        return json!({});
-    }
-    let endpoint = container.state.endpoint.as_ref();
-    let aliases = container
-        .request
-        .networking_config
-        .as_ref()
-        .and_then(|n| n.endpoints_config.as_ref())
-        .and_then(|e| e.get(name))
-        .and_then(|e| e.aliases.clone());
-    json!({ endpoint.map_or(name, |e| e.network_name.as_str()): {
-        "IPAMConfig": null,
-        "Links": null,
-        "Aliases": aliases,
-        "MacAddress": endpoint.map(|e| e.mac.as_str()).unwrap_or_default(),
-        "NetworkID": endpoint.map(|e| e.network_id.as_str()).unwrap_or_default(),
-        "EndpointID": endpoint.map(|e| e.endpoint_id.as_str()).unwrap_or_default(),
-        "Gateway": endpoint.map(|e| e.gateway.to_string()).unwrap_or_default(),
-        "IPAddress": endpoint.map(|e| e.ip.to_string()).unwrap_or_default(),
-        "IPPrefixLen": endpoint.map_or(0, |e| e.prefix),
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
-        "DNSNames": endpoint.map(|e| e.dns_names.clone()),
-    }})
-}
-
 /// NetworkSettings of inspect: the network, the published ports and, on the default
 /// bridge, the address at the top level too (where old clients look).
 fn network_settings(container: &Container) -> Value {
@@ -399,7 +367,7 @@ fn network_settings(container: &Container) -> Value {
         "IPPrefixLen": default_bridge.map_or(0, |e| e.prefix),
         "Gateway": default_bridge.map(|e| e.gateway.to_string()).unwrap_or_default(),
         "MacAddress": default_bridge.map(|e| e.mac.as_str()).unwrap_or_default(),
-        "Networks": networks(container),
+        "Networks": crate::networks::container_networks(container),
     })
 }
 

@@ -99,6 +99,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
         .route("/networks/prune", post(networks::prune))
+        .route("/networks/{name}/connect", post(networks::connect))
+        .route("/networks/{name}/disconnect", post(networks::disconnect))
         .route(
             "/networks/{name}",
             get(networks::inspect).delete(networks::remove),

@@ -1,4 +1,5 @@
-//! Network endpoints: list, inspect, create, remove, prune, in Docker's shapes.
+//! Network endpoints: list, inspect, create, remove, prune, connect and disconnect, in
+//! Docker's shapes; and the networks part of a container's inspect.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State as Extract};
 use axum::http::StatusCode;
-use berth_engine::{Engine, Network, NetworkRequest};
+use berth_engine::{Container, Endpoint, EndpointConfig, Engine, Network, NetworkRequest, Status};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -153,4 +154,120 @@ pub(crate) async fn prune(Extract(engine): Extract<State>) -> Result<Json<Value>
     })
     .await?;
     Ok(Json(json!({"NetworksDeleted": removed})))
+}
+
+/// The body of `POST /networks/{name}/connect`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct ConnectBody {
+    container: String,
+    endpoint_config: Option<Value>,
+}
+
+/// `POST /networks/{name}/connect`: endpoint settings the engine does not honour are
+/// refused with a 400 naming them.
+pub(crate) async fn connect(
+    Extract(engine): Extract<State>,
+    Path(name): Path<String>,
+    Json(body): Json<ConnectBody>,
+) -> Result<StatusCode, ApiError> {
+    let config = body.endpoint_config.unwrap_or(Value::Null);
+    crate::unsupported::check_endpoint(&config).map_err(ApiError::bad_request)?;
+    let settings: EndpointConfig = match config {
+        Value::Null => EndpointConfig::default(),
+        config => serde_json::from_value(config)
+            .map_err(|e| ApiError::bad_request(format!("invalid EndpointConfig: {e}")))?,
+    };
+    blocking(move || engine.connect_network(&name, &body.container, settings)).await?;
+    Ok(StatusCode::OK)
+}
+
+/// The body of `POST /networks/{name}/disconnect`. `Force` changes nothing here: an
+/// endpoint never outlives its container, so there is none to force away.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct DisconnectBody {
+    container: String,
+}
+
+/// `POST /networks/{name}/disconnect`.
+pub(crate) async fn disconnect(
+    Extract(engine): Extract<State>,
+    Path(name): Path<String>,
+    Json(body): Json<DisconnectBody>,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || engine.disconnect_network(&name, &body.container)).await?;
+    Ok(StatusCode::OK)
+}
+
+/// NetworkSettings.Networks of inspect: each network the container is on, with its
+/// address there while it runs; a stopped container's networks as it will join them.
+pub(crate) fn container_networks(container: &Container) -> Value {
+    let mode = match container.request.host_config.network_mode.as_str() {
+        "" | "default" => "bridge",
+        mode => mode,
+    };
+    if mode.starts_with("container:") {
+        return json!({});
+    }
+    let configs: BTreeMap<&str, &EndpointConfig> = container
+        .request
+        .networking_config
+        .iter()
+        .filter_map(|n| n.endpoints_config.as_ref())
+        .flatten()
+        .map(|(key, config)| {
+            (
+                if key == "default" {
+                    "bridge"
+                } else {
+                    key.as_str()
+                },
+                config,
+            )
+        })
+        .collect();
+    let mut networks = serde_json::Map::new();
+    if container.state.endpoint.is_none() {
+        networks.insert(mode.to_string(), endpoint_value(None, configs.get(mode)));
+    }
+    let first = container.state.endpoint.is_some();
+    for (index, endpoint) in container.state.endpoints().enumerate() {
+        let config = (first && index == 0)
+            .then(|| configs.get(mode))
+            .flatten()
+            .or_else(|| configs.get(endpoint.network_name.as_str()))
+            .or_else(|| configs.get(endpoint.network_id.as_str()));
+        networks.insert(
+            endpoint.network_name.clone(),
+            endpoint_value(Some(endpoint), config),
+        );
+    }
+    if container.state.status != Status::Running {
+        for (key, config) in &configs {
+            if *key != mode {
+                networks.insert(key.to_string(), endpoint_value(None, Some(config)));
+            }
+        }
+    }
+    Value::Object(networks)
+}
+
+/// One network of NetworkSettings.Networks.
+fn endpoint_value(endpoint: Option<&Endpoint>, config: Option<&&EndpointConfig>) -> Value {
+    json!({
+        "IPAMConfig": null,
+        "Links": null,
+        "Aliases": config.and_then(|c| c.aliases.clone()),
+        "MacAddress": endpoint.map(|e| e.mac.as_str()).unwrap_or_default(),
+        "NetworkID": endpoint.map(|e| e.network_id.as_str()).unwrap_or_default(),
+        "EndpointID": endpoint.map(|e| e.endpoint_id.as_str()).unwrap_or_default(),
+        "Gateway": endpoint.map(|e| e.gateway.to_string()).unwrap_or_default(),
+        "IPAddress": endpoint.map(|e| e.ip.to_string()).unwrap_or_default(),
+        "IPPrefixLen": endpoint.map_or(0, |e| e.prefix),
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "DNSNames": endpoint.map(|e| e.dns_names.clone()),
+    })
 }

@@ -338,32 +338,16 @@ fn check_each(value: &Value, table: &[Field], path: &str) -> Result<(), String> 
     }
 }
 
-/// The create body's networks beyond the one `NetworkMode` names: the engine connects a
-/// container to one network at create.
-fn check_networks(body: &Value) -> Result<(), String> {
-    let mode = body["HostConfig"]["NetworkMode"]
-        .as_str()
-        .unwrap_or_default();
-    let Some(endpoints) = body["NetworkingConfig"]["EndpointsConfig"].as_object() else {
-        return Ok(());
-    };
-    let named = |key: &str| {
-        key == mode
-            || (matches!(mode, "" | "default" | "bridge") && matches!(key, "default" | "bridge"))
-    };
-    match endpoints.keys().find(|key| !named(key)) {
-        Some(other) => Err(format!(
-            "berth does not support more than one --network at create (NetworkingConfig.EndpointsConfig[{other}]): connect it with docker network connect"
-        )),
-        None => Ok(()),
-    }
-}
-
 /// Refuses a create body that sets anything the engine does not honour; the message
 /// names the setting as `docker run` knows it and where it sits in the body.
 pub(crate) fn check_create(body: &Value) -> Result<(), String> {
-    check_object(body, CONFIG, "")?;
-    check_networks(body)
+    check_object(body, CONFIG, "")
+}
+
+/// Refuses the EndpointConfig of `docker network connect` when it sets anything the
+/// engine does not honour, as create's endpoint settings are.
+pub(crate) fn check_endpoint(body: &Value) -> Result<(), String> {
+    check_object(body, ENDPOINT, "EndpointConfig")
 }
 
 /// Refuses a `docker update` body that sets anything the engine cannot change in place.
@@ -485,14 +469,26 @@ mod tests {
     }
 
     #[test]
-    fn a_second_network_is_refused() {
+    fn a_second_network_is_accepted_with_its_endpoint_settings_checked() {
         let mut body = plain_run();
         body["HostConfig"]["NetworkMode"] = json!("a");
-        body["NetworkingConfig"]["EndpointsConfig"] = json!({"a": {}, "b": {}});
+        body["NetworkingConfig"]["EndpointsConfig"] = json!({"a": {}, "b": {"Aliases": ["x"]}});
+        assert_eq!(check_create(&body), Ok(()));
+        body["NetworkingConfig"]["EndpointsConfig"]["b"]["Links"] = json!(["c:d"]);
         assert!(
             check_create(&body)
                 .unwrap_err()
-                .contains("EndpointsConfig[b]")
+                .contains("EndpointsConfig[b].Links")
+        );
+    }
+
+    #[test]
+    fn connect_s_endpoint_settings_are_refused_by_name_when_not_honoured() {
+        let sent = json!({"IPAMConfig": {"IPv4Address": "10.1.0.9", "IPv6Address": ""}, "Links": null, "Aliases": ["x"], "DriverOpts": null, "GwPriority": 0, "MacAddress": "", "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": null});
+        assert_eq!(check_endpoint(&sent), Ok(()));
+        assert_eq!(
+            check_endpoint(&json!({"IPAMConfig": {"IPv6Address": "fd00::9"}})),
+            Err("berth does not support --ip6 (EndpointConfig.IPAMConfig.IPv6Address)".into())
         );
     }
 }

@@ -271,11 +271,12 @@ impl Engine {
                 record.state.stopped_by_user &= by_policy;
                 record.state.sandbox = sandbox.netns.filter(|_| sandbox.owned);
                 record.state.endpoint = sandbox.endpoint;
+                record.state.extra_endpoints = sandbox.extra_endpoints;
                 self.save(record)?;
                 let started = record.clone();
                 drop(records);
                 self.refresh_names();
-                if let Some(endpoint) = &started.state.endpoint {
+                for endpoint in started.state.endpoints() {
                     self.emit_network(&endpoint.network_id, "connect", Some(&started.id));
                 }
                 self.emit_container(&started, "start", &[]);
@@ -321,7 +322,7 @@ impl Engine {
             Ok((pid, monitor)) => Ok((pid, monitor, sandbox)),
             Err(error) => {
                 if sandbox.owned {
-                    self.disconnect(&container.id, &sandbox.netns, sandbox.endpoint.as_ref());
+                    self.disconnect(&container.id, &sandbox.netns, sandbox.endpoints());
                 }
                 Err(error)
             }
@@ -474,7 +475,7 @@ impl Engine {
             }
         }
         let sandbox = record.state.sandbox.take();
-        let endpoint = record.state.endpoint.take();
+        let endpoints = record.state.take_endpoints();
         let auto_remove = record.request.host_config.auto_remove;
         let policy = &record.request.host_config.restart_policy;
         let restart = policy.restarts(
@@ -486,9 +487,9 @@ impl Engine {
         let _ = self.save(record);
         let ended = record.clone();
         drop(records);
-        self.disconnect(id, &sandbox, endpoint.as_ref());
+        self.disconnect(id, &sandbox, &endpoints);
         self.refresh_names();
-        if let Some(endpoint) = &endpoint {
+        for endpoint in &endpoints {
             self.emit_network(&endpoint.network_id, "disconnect", Some(id));
         }
         if ended.state.oom_killed {

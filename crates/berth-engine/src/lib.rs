@@ -39,8 +39,8 @@ pub use events::{Actor, Event};
 pub use exec::{ExecRecord, ExecRequest};
 pub use health::{Health, HealthConfig, ProbeResult};
 pub use model::{
-    Container, CreateRequest, DeviceMapping, Endpoint, HostConfig, PublishedPort, State, Status,
-    Ulimit,
+    Container, CreateRequest, DeviceMapping, Endpoint, EndpointConfig, HostConfig, PublishedPort,
+    State, Status, Ulimit,
 };
 pub use monitor::{ExitRecord, run_monitor};
 pub use networks::{BridgeConfig, Network, NetworkRequest};

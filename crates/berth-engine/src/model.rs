@@ -137,6 +137,10 @@ pub struct Endpoint {
     pub mac: String,
     /// The host end of its veth pair.
     pub host_veth: String,
+    /// Its interface in the container, `eth0`, `eth1`…; empty in records older than
+    /// `docker network connect`, whose only interface was `eth0`.
+    #[serde(default)]
+    pub interface: String,
     /// The names it answers to on the network (user-defined networks only).
     pub dns_names: Vec<String>,
     /// Its published ports.
@@ -386,6 +390,23 @@ pub struct State {
     /// Its place on a bridge network while it runs.
     #[serde(default)]
     pub endpoint: Option<Endpoint>,
+    /// Its places on the other networks it is connected to while it runs (a second
+    /// `--network`, `docker network connect`), on `eth1` onwards.
+    #[serde(default)]
+    pub extra_endpoints: Vec<Endpoint>,
+}
+
+impl State {
+    /// Its endpoints while it runs, its first network's first.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoint.iter().chain(&self.extra_endpoints)
+    }
+
+    /// Takes its endpoints away as it stops, its first network's first.
+    pub fn take_endpoints(&mut self) -> Vec<Endpoint> {
+        let extra = std::mem::take(&mut self.extra_endpoints);
+        self.endpoint.take().into_iter().chain(extra).collect()
+    }
 }
 
 /// A container as the engine keeps it (`container.json` in its directory).

@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use berth_net::{DnsServer, Firewall, Ipv4Net, Names, NetworkRules, Pool, PortMapping, Protocol};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Container, Endpoint, PublishedPort, Status};
+use crate::model::{Container, CreateRequest, Endpoint, EndpointConfig, PublishedPort, Status};
 use crate::{Engine, Error, Result};
 
 /// The engine's nftables table.
@@ -304,7 +304,12 @@ enum Mode {
 }
 
 fn mode(container: &Container) -> Mode {
-    match container.request.host_config.network_mode.as_str() {
+    mode_of(&container.request.host_config.network_mode)
+}
+
+/// What a `NetworkMode` asks for.
+fn mode_of(network_mode: &str) -> Mode {
+    match network_mode {
         "host" => Mode::Host,
         "none" => Mode::None,
         "" | "default" | "bridge" => Mode::Bridge("bridge".into()),
@@ -322,7 +327,16 @@ pub(crate) struct Sandbox {
     /// Whether the namespace is the container's own, to release when it stops.
     pub(crate) owned: bool,
     pub(crate) endpoint: Option<Endpoint>,
+    /// Its endpoints on the networks beyond the first, eth1 onwards.
+    pub(crate) extra_endpoints: Vec<Endpoint>,
     pub(crate) resolv_conf: String,
+}
+
+impl Sandbox {
+    /// Every endpoint, the first network's first.
+    pub(crate) fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoint.iter().chain(&self.extra_endpoints)
+    }
 }
 
 impl Engine {
@@ -358,8 +372,12 @@ impl Engine {
         self.containers(false)
             .into_iter()
             .filter_map(|c| {
-                let endpoint = c.state.endpoint.clone()?;
-                (endpoint.network_id == network.id).then_some((c, endpoint))
+                let endpoint = c
+                    .state
+                    .endpoints()
+                    .find(|e| e.network_id == network.id)
+                    .cloned()?;
+                Some((c, endpoint))
             })
             .collect()
     }
@@ -495,34 +513,182 @@ impl Engine {
 
     /// Refuses `--dns` and `--add-host` where they cannot hold: in another container's
     /// network (Docker's conflict), `--dns` on a network whose own DNS server answers
-    /// the container, which does not forward to servers of the container's choosing, and
-    /// `--network-alias` on a network without names (as Docker refuses it).
-    pub(crate) fn check_name_settings(&self, request: &crate::model::CreateRequest) -> Result<()> {
+    /// the container, which does not forward to servers of the container's choosing,
+    /// `--network-alias` on a network without names (as Docker refuses it), and a second
+    /// network beside one that shares a namespace or has none.
+    pub(crate) fn check_name_settings(&self, request: &CreateRequest) -> Result<()> {
         let host = &request.host_config;
         let dns = host.dns.as_ref().is_some_and(|d| !d.is_empty());
         let hosts = host.extra_hosts.as_ref().is_some_and(|h| !h.is_empty());
-        let aliases = request
-            .networking_config
-            .iter()
-            .filter_map(|n| n.endpoints_config.as_ref())
-            .flat_map(|e| e.values())
-            .any(|e| e.aliases.as_ref().is_some_and(|a| !a.is_empty()));
-        match host.network_mode.as_str() {
-            mode if mode.starts_with("container:") && (dns || hosts) => Err(Error::Invalid(
+        let mode = mode_of(&host.network_mode);
+        if matches!(mode, Mode::Container(_)) && (dns || hosts) {
+            return Err(Error::Invalid(
                 "conflicting options: dns and the network mode (--dns and --add-host cannot be set with --network container:)".into(),
-            )),
-            "" | "default" | "bridge" | "host" | "none" if aliases => Err(Error::Invalid(
-                "network-scoped alias is supported only for containers in user defined networks (--network-alias)".into(),
-            )),
-            "" | "default" | "bridge" | "host" | "none" => Ok(()),
-            name => match self.networks.find(name) {
-                Ok(network) if dns && network.has_dns() => Err(Error::Invalid(format!(
-                    "berth does not support --dns on network {}: its DNS server answers the container there",
-                    network.name
-                ))),
-                _ => Ok(()),
-            },
+            ));
         }
+        let first = self.first_network(&mode);
+        for (key, settings) in endpoints_config(request) {
+            let Ok(network) = self.network_named(key) else {
+                continue;
+            };
+            check_aliases(&network, settings)?;
+            if first.as_ref().is_none_or(|f| f.id != network.id)
+                && let Some(refusal) = conflict(&mode, &network)
+            {
+                return Err(Error::Invalid(refusal.into()));
+            }
+        }
+        match first {
+            Some(network) if dns && network.has_dns() => Err(Error::Invalid(format!(
+                "berth does not support --dns on network {}: its DNS server answers the container there",
+                network.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The network `--network` names; None for another container's.
+    fn first_network(&self, mode: &Mode) -> Option<Network> {
+        match mode {
+            Mode::Host => self.networks.find("host").ok(),
+            Mode::None => self.networks.find("none").ok(),
+            Mode::Container(_) => None,
+            Mode::Bridge(name) => self.networks.find(name).ok(),
+        }
+    }
+
+    /// `docker network connect`: a running container gets an interface on `network` at
+    /// once, with its names in the network's DNS; a stopped one keeps the settings for
+    /// its next start.
+    pub fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        settings: EndpointConfig,
+    ) -> Result<()> {
+        let network = self.networks.find(network)?;
+        let container = self.container(container)?;
+        let mode = mode(&container);
+        if self.is_on(&container, &mode, &network) {
+            return Err(Error::Forbidden(format!(
+                "endpoint with name {} already exists in network {}",
+                container.name, network.name
+            )));
+        }
+        if let Some(refusal) = conflict(&mode, &network) {
+            return Err(Error::Invalid(refusal.into()));
+        }
+        check_aliases(&network, &settings)?;
+        wanted_address(&settings)?;
+        settings.mac()?;
+        if container.state.status == Status::Running {
+            self.ensure_live()?;
+        }
+        let attached = self.update_record(&container.id, |record| {
+            let attached = match (record.state.status, record.state.sandbox.clone()) {
+                (Status::Running, Some(netns)) => {
+                    let index = (1..)
+                        .find(|i| {
+                            let name = format!("eth{i}");
+                            !record.state.endpoints().any(|e| e.interface == name)
+                        })
+                        .unwrap_or(1);
+                    let endpoint =
+                        self.attach_endpoint(record, &network, &settings, &netns, index)?;
+                    record.state.extra_endpoints.push(endpoint);
+                    true
+                }
+                _ => false,
+            };
+            record
+                .request
+                .networking_config
+                .get_or_insert_default()
+                .endpoints_config
+                .get_or_insert_default()
+                .insert(network.name.clone(), settings);
+            Ok(attached)
+        })?;
+        if attached {
+            self.refresh_names();
+            self.emit_network(&network.id, "connect", Some(&container.id));
+        }
+        Ok(())
+    }
+
+    /// `docker network disconnect`: a running container loses its interface on
+    /// `network` and its names there; a stopped one the settings of its next start.
+    pub fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
+        let network = self.networks.find(network)?;
+        let container = self.container(container)?;
+        let mode = mode(&container);
+        if let Some(first) = self.first_network(&mode).filter(|f| f.id == network.id) {
+            return Err(Error::Invalid(if first.driver == "host" {
+                CONFLICT_HOST.into()
+            } else {
+                format!(
+                    "berth does not support disconnecting a container from the network it was created on ({}, --network): only from those connected besides",
+                    first.name
+                )
+            }));
+        }
+        let detached = self.update_record(&container.id, |record| {
+            let key = endpoints_config(&record.request)
+                .map(|(key, _)| key)
+                .find(|key| self.network_named(key).is_ok_and(|n| n.id == network.id))
+                .cloned();
+            let position = record
+                .state
+                .extra_endpoints
+                .iter()
+                .position(|e| e.network_id == network.id);
+            if key.is_none() && position.is_none() {
+                return Err(Error::Forbidden(format!(
+                    "container {} is not connected to network {}",
+                    record.id, network.name
+                )));
+            }
+            if let (Some(key), Some(config)) = (key, record.request.networking_config.as_mut())
+                && let Some(endpoints) = config.endpoints_config.as_mut()
+            {
+                endpoints.remove(&key);
+            }
+            Ok(position.map(|i| record.state.extra_endpoints.remove(i)))
+        })?;
+        if let Some(endpoint) = detached {
+            let _ = berth_net::delete_link(&endpoint.host_veth);
+            self.release(&endpoint);
+            self.refresh_names();
+            self.emit_network(&network.id, "disconnect", Some(&container.id));
+        }
+        Ok(())
+    }
+
+    /// Changes a container's record under the containers' lock and saves it.
+    fn update_record<T>(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Container) -> Result<T>,
+    ) -> Result<T> {
+        let mut records = self.containers.lock();
+        let record = records
+            .get_mut(id)
+            .ok_or_else(|| Error::NoSuchContainer(id.to_string()))?;
+        let result = change(record)?;
+        self.save(record)?;
+        Ok(result)
+    }
+
+    /// Whether the container is on `network`: by `--network`, by its EndpointsConfig, or
+    /// by an endpoint while it runs.
+    fn is_on(&self, container: &Container, mode: &Mode, network: &Network) -> bool {
+        self.first_network(mode).is_some_and(|n| n.id == network.id)
+            || container
+                .state
+                .endpoints()
+                .any(|e| e.network_id == network.id)
+            || endpoints_config(&container.request)
+                .any(|(key, _)| self.network_named(key).is_ok_and(|n| n.id == network.id))
     }
 
     /// Sets up a starting container's network.
@@ -533,6 +699,7 @@ impl Engine {
                 netns: None,
                 owned: false,
                 endpoint: None,
+                extra_endpoints: Vec::new(),
                 resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
             }),
             Mode::None => {
@@ -541,6 +708,7 @@ impl Engine {
                     netns: Some(own_netns),
                     owned: true,
                     endpoint: None,
+                    extra_endpoints: Vec::new(),
                     resolv_conf: host_resolv_conf(),
                 })
             }
@@ -560,6 +728,7 @@ impl Engine {
                     netns: Some(netns),
                     owned: false,
                     endpoint: None,
+                    extra_endpoints: Vec::new(),
                     resolv_conf: host_resolv_conf(),
                 })
             }
@@ -575,35 +744,80 @@ impl Engine {
                 network.name, network.name
             )));
         }
+        let extra = self.extra_networks(container, &network)?;
+        self.ensure_live()?;
+        let mut endpoints = Vec::new();
+        let wired = self.wire(container, &network, &extra, &netns, &mut endpoints);
+        if let Err(error) = wired {
+            self.disconnect(&container.id, &Some(netns), &endpoints);
+            return Err(error);
+        }
+        let resolv_conf = match network.gateway.filter(|_| network.has_dns()) {
+            Some(gateway) => format!(
+                "nameserver {gateway}\n{}options ndots:0\n",
+                host_search_lines()
+            ),
+            None => host_resolv_conf(),
+        };
+        let mut endpoints = endpoints.into_iter();
+        Ok(Sandbox {
+            netns: Some(netns),
+            owned: true,
+            endpoint: endpoints.next(),
+            extra_endpoints: endpoints.collect(),
+            resolv_conf,
+        })
+    }
+
+    /// Sets up the firewall table, bridges and DNS servers if no container did yet.
+    fn ensure_live(&self) -> Result<()> {
         self.networks.ensure_live(|| {
             self.containers(false)
                 .into_iter()
                 .filter_map(|c| c.state.endpoint)
                 .collect()
-        })?;
-        let settings = container
-            .request
-            .networking_config
-            .as_ref()
-            .and_then(|n| n.endpoints_config.as_ref())
-            .and_then(|e| {
-                e.get(name)
-                    .or_else(|| e.get(&network.name))
-                    .or_else(|| e.get("default").filter(|_| network.name == "bridge"))
-                    .cloned()
-            })
-            .unwrap_or_default();
-        let wanted = match settings
-            .ipam_config
-            .as_ref()
-            .map(|i| i.ipv4_address.as_str())
-        {
-            Some(text) if !text.is_empty() => Some(
-                text.parse::<Ipv4Addr>()
-                    .map_err(|_| Error::Invalid(format!("invalid IPv4 address {text}")))?,
-            ),
-            _ => None,
-        };
+        })
+    }
+
+    /// A new namespace at `netns` wired to `network` as eth0, with the container's
+    /// published ports, and to each of `extra` as eth1 onwards; each endpoint made is
+    /// pushed to `wired`, for the caller to undo on failure.
+    fn wire(
+        &self,
+        container: &Container,
+        network: &Network,
+        extra: &[(Network, EndpointConfig)],
+        netns: &Path,
+        wired: &mut Vec<Endpoint>,
+    ) -> Result<()> {
+        berth_net::netns::create(netns).map_err(net_error)?;
+        let settings = self.endpoint_settings(container, network);
+        wired.push(self.attach_endpoint(container, network, &settings, netns, 0)?);
+        let ports = self.reserve_ports(container)?;
+        if let Some(first) = wired.first_mut() {
+            first.ports = ports;
+            if let Some(firewall) = &lock(&self.networks.live).firewall {
+                firewall.publish(&mappings(first)).map_err(net_error)?;
+            }
+        }
+        for (index, (other, settings)) in extra.iter().enumerate() {
+            wired.push(self.attach_endpoint(container, other, settings, netns, index + 1)?);
+        }
+        Ok(())
+    }
+
+    /// An address on `network` for the container, wired into `netns` as `eth{index}`
+    /// (the default route goes through eth0's network); the address is released again
+    /// when the wiring fails.
+    fn attach_endpoint(
+        &self,
+        container: &Container,
+        network: &Network,
+        settings: &EndpointConfig,
+        netns: &Path,
+        index: usize,
+    ) -> Result<Endpoint> {
+        let wanted = wanted_address(settings)?;
         let asked_mac = settings.mac()?;
         let (ip, prefix, gateway) = {
             let mut pools = lock(&self.networks.pools);
@@ -630,6 +844,7 @@ impl Engine {
                 .collect::<Vec<_>>()
                 .join(":"),
             host_veth: format!("veth{}", &crate::containers::random_hex(4)?[..7]),
+            interface: format!("eth{index}"),
             dns_names: Vec::new(),
             ports: Vec::new(),
         };
@@ -640,41 +855,66 @@ impl Engine {
                 .extend(settings.aliases.iter().flatten().cloned());
             endpoint.dns_names.push(container.id[..12].to_string());
         }
-        let wired = (|| {
-            berth_net::netns::create(&netns).map_err(net_error)?;
-            let interface = berth_net::Interface {
-                host_name: endpoint.host_veth.clone(),
-                address: ip,
-                prefix,
-                gateway,
-                mac,
-            };
-            berth_net::attach(&netns, &network.bridge, &interface).map_err(net_error)?;
-            endpoint.ports = self.reserve_ports(container)?;
-            if let Some(firewall) = &lock(&self.networks.live).firewall {
-                firewall.publish(&mappings(&endpoint)).map_err(net_error)?;
-            }
-            Ok(())
-        })();
-        let resolv_conf = if network.has_dns() {
-            format!(
-                "nameserver {gateway}\n{}options ndots:0\n",
-                host_search_lines()
-            )
-        } else {
-            host_resolv_conf()
+        let interface = berth_net::Interface {
+            host_name: endpoint.host_veth.clone(),
+            name: endpoint.interface.clone(),
+            address: ip,
+            prefix,
+            gateway: (index == 0).then_some(gateway),
+            mac,
         };
-        let sandbox = Sandbox {
-            netns: Some(netns),
-            owned: true,
-            endpoint: Some(endpoint),
-            resolv_conf,
-        };
-        if let Err(error) = wired {
-            self.disconnect(&container.id, &sandbox.netns, sandbox.endpoint.as_ref());
-            return Err(error);
+        if let Err(error) = berth_net::attach(netns, &network.bridge, &interface) {
+            self.release(&endpoint);
+            return Err(net_error(error));
         }
-        Ok(sandbox)
+        Ok(endpoint)
+    }
+
+    /// The networks a container is on besides the one `--network` names: the others
+    /// its EndpointsConfig names (a second `--network`, `docker network connect`).
+    fn extra_networks(
+        &self,
+        container: &Container,
+        first: &Network,
+    ) -> Result<Vec<(Network, EndpointConfig)>> {
+        let mut extra: Vec<(Network, EndpointConfig)> = Vec::new();
+        for (key, settings) in endpoints_config(&container.request) {
+            let network = self.network_named(key)?;
+            if network.id == first.id || extra.iter().any(|(n, _)| n.id == network.id) {
+                continue;
+            }
+            if let Some(refusal) = conflict(&Mode::Bridge(first.name.clone()), &network) {
+                return Err(Error::Invalid(refusal.into()));
+            }
+            extra.push((network, settings.clone()));
+        }
+        Ok(extra)
+    }
+
+    /// The settings a container's EndpointsConfig gives for `network`, under any name of
+    /// it; none when it gives none.
+    fn endpoint_settings(&self, container: &Container, network: &Network) -> EndpointConfig {
+        endpoints_config(&container.request)
+            .find(|(key, _)| self.network_named(key).is_ok_and(|n| n.id == network.id))
+            .map(|(_, settings)| settings.clone())
+            .unwrap_or_default()
+    }
+
+    /// The network an EndpointsConfig key names: `default` is the default bridge.
+    fn network_named(&self, key: &str) -> Result<Network> {
+        self.networks
+            .find(if key == "default" { "bridge" } else { key })
+    }
+
+    /// Gives an endpoint's address back to its network's pool and takes its published
+    /// ports off the firewall.
+    fn release(&self, endpoint: &Endpoint) {
+        if let Some(firewall) = &lock(&self.networks.live).firewall {
+            let _ = firewall.unpublish(&mappings(endpoint));
+        }
+        if let Some(pool) = lock(&self.networks.pools).get_mut(&endpoint.network_id) {
+            pool.release(endpoint.ip);
+        }
     }
 
     /// Holds the host ports a container publishes, picking free ones where none is named.
@@ -780,21 +1020,16 @@ impl Engine {
         }
     }
 
-    /// Undoes a container's network: its ports, its address and its namespace.
-    pub(crate) fn disconnect(
+    /// Undoes a container's network: its ports, its addresses and its namespace.
+    pub(crate) fn disconnect<'a>(
         &self,
         id: &str,
         netns: &Option<PathBuf>,
-        endpoint: Option<&Endpoint>,
+        endpoints: impl IntoIterator<Item = &'a Endpoint>,
     ) {
         lock(&self.networks.reservations).remove(id);
-        if let Some(endpoint) = endpoint {
-            if let Some(firewall) = &lock(&self.networks.live).firewall {
-                let _ = firewall.unpublish(&mappings(endpoint));
-            }
-            if let Some(pool) = lock(&self.networks.pools).get_mut(&endpoint.network_id) {
-                pool.release(endpoint.ip);
-            }
+        for endpoint in endpoints {
+            self.release(endpoint);
         }
         // The veth pair goes with the namespace, in the kernel's own time: deleting it
         // here would hold the container's exit up for an RCU grace period.
@@ -809,7 +1044,7 @@ impl Engine {
         let live = lock(&self.networks.live);
         for (network_id, (_, names)) in &live.dns {
             let mut table: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
-            for endpoint in running.iter().filter_map(|c| c.state.endpoint.as_ref()) {
+            for endpoint in running.iter().flat_map(|c| c.state.endpoints()) {
                 if endpoint.network_id == *network_id {
                     for name in &endpoint.dns_names {
                         table.entry(name.clone()).or_default().push(endpoint.ip);
@@ -826,7 +1061,7 @@ impl Engine {
         let running = self.containers(false);
         let endpoints: Vec<Endpoint> = running
             .iter()
-            .filter_map(|c| c.state.endpoint.clone())
+            .flat_map(|c| c.state.endpoints().cloned())
             .collect();
         {
             let mut pools = lock(&self.networks.pools);
@@ -870,6 +1105,60 @@ impl Engine {
                 let _ = berth_net::delete_link(&network.bridge);
             }
         }
+    }
+}
+
+/// Docker's refusal of a container connected to a host network, or leaving it.
+const CONFLICT_HOST: &str =
+    "container cannot be disconnected from host network or connected to host network";
+/// Docker's refusal of a second network for a container in another's namespace or the
+/// host's.
+const CONFLICT_SHARED: &str = "container sharing network namespace with another container or host cannot be connected to any other network";
+/// Docker's refusal of a second network beside `none`.
+const CONFLICT_NONE: &str = "container cannot be connected to multiple networks with one of the networks in private (none) mode";
+
+/// Docker's refusal of a container in `mode` on `network` besides its first; None when
+/// it may be.
+fn conflict(mode: &Mode, network: &Network) -> Option<&'static str> {
+    match (mode, network.driver.as_str()) {
+        (_, "host") => Some(CONFLICT_HOST),
+        (Mode::Host | Mode::Container(_), _) => Some(CONFLICT_SHARED),
+        (Mode::None, _) | (_, "null") => Some(CONFLICT_NONE),
+        (Mode::Bridge(_), _) => None,
+    }
+}
+
+/// Refuses aliases on a network without names, as Docker does.
+fn check_aliases(network: &Network, settings: &EndpointConfig) -> Result<()> {
+    if network.has_dns() || settings.aliases.as_ref().is_none_or(|a| a.is_empty()) {
+        return Ok(());
+    }
+    Err(Error::Invalid(
+        "network-scoped alias is supported only for containers in user defined networks (--network-alias)".into(),
+    ))
+}
+
+/// The endpoint settings of create and `docker network connect`, by network key.
+fn endpoints_config(request: &CreateRequest) -> impl Iterator<Item = (&String, &EndpointConfig)> {
+    request
+        .networking_config
+        .iter()
+        .filter_map(|n| n.endpoints_config.as_ref())
+        .flatten()
+}
+
+/// The fixed address settings ask for (`--ip`), if any.
+fn wanted_address(settings: &EndpointConfig) -> Result<Option<Ipv4Addr>> {
+    match settings
+        .ipam_config
+        .as_ref()
+        .map(|i| i.ipv4_address.as_str())
+    {
+        Some(text) if !text.is_empty() => text
+            .parse::<Ipv4Addr>()
+            .map(Some)
+            .map_err(|_| Error::Invalid(format!("invalid IPv4 address {text}"))),
+        _ => Ok(None),
     }
 }
 

@@ -67,12 +67,16 @@ impl<T, E: Into<std::io::Error>> Context<T> for std::result::Result<T, E> {
 pub struct Interface {
     /// The host end's name (attached to the bridge).
     pub host_name: String,
+    /// The name inside: `eth0` for a container's first network, `eth1`… for the networks
+    /// it is connected to besides.
+    pub name: String,
     /// Its address in the network.
     pub address: Ipv4Addr,
     /// The network's prefix length.
     pub prefix: u8,
-    /// The default route's gateway (the bridge's address).
-    pub gateway: Ipv4Addr,
+    /// The default route's gateway (the bridge's address); None on an interface beside
+    /// the first, which reaches only its own subnet.
+    pub gateway: Option<Ipv4Addr>,
     /// Its MAC address.
     pub mac: [u8; 6],
 }
@@ -100,16 +104,22 @@ pub fn delete_link(name: &str) -> Result<()> {
 }
 
 /// Wires the network namespace at `netns` to `bridge`: a veth pair whose host end joins
-/// the bridge and whose other end is `eth0` inside, with its address and a default route
-/// through the bridge.
+/// the bridge and whose other end is `interface.name` inside, with its address and, when
+/// it has a gateway, the default route through the bridge.
 pub fn attach(netns: &Path, bridge: &str, interface: &Interface) -> Result<()> {
     let namespace = std::fs::File::open(netns).or_os(|| format!("open {}", netns.display()))?;
     let mut host = netlink::Netlink::open()?;
-    host.add_veth_into(&interface.host_name, &namespace, "eth0", interface.mac)?;
+    host.add_veth_into(
+        &interface.host_name,
+        &namespace,
+        &interface.name,
+        interface.mac,
+    )?;
     let wired = (|| {
         let host_index = netlink::index_of(&interface.host_name)?;
         host.set_controller_and_up(host_index, netlink::index_of(bridge)?)?;
         let Interface {
+            name,
             address,
             prefix,
             gateway,
@@ -117,10 +127,13 @@ pub fn attach(netns: &Path, bridge: &str, interface: &Interface) -> Result<()> {
         } = interface.clone();
         netns::run_in(netns, move || {
             let mut inside = netlink::Netlink::open()?;
-            let index = netlink::index_of("eth0")?;
+            let index = netlink::index_of(&name)?;
             inside.add_address(index, address, prefix)?;
             inside.set_up(index)?;
-            inside.add_default_route(gateway)
+            match gateway {
+                Some(gateway) => inside.add_default_route(gateway),
+                None => Ok(()),
+            }
         })
     })();
     if wired.is_err() {

@@ -1,5 +1,6 @@
 //! A container's network end to end on a test host (a network namespace of its own):
-//! bridge, veth into a container namespace, a port published through nftables and reached
+//! bridge, veth into a container namespace (and a second one, on a second bridge, without
+//! a default route), a port published through nftables and reached
 //! on the host's 127.0.0.1, and the network's DNS server answering a container's name.
 
 use std::collections::HashMap;
@@ -41,12 +42,24 @@ fn a_published_port_answers_on_the_host_s_loopback_and_names_resolve() {
         berth_net::ensure_bridge("bt0", GATEWAY, 24)?;
         let interface = Interface {
             host_name: "vethtest0".into(),
+            name: "eth0".into(),
             address: CONTAINER,
             prefix: 24,
-            gateway: GATEWAY,
+            gateway: Some(GATEWAY),
             mac: [0x02, 0x42, 10, 77, 0, 2],
         };
         berth_net::attach(&container_ns, "bt0", &interface)?;
+        // A second network: eth1, its own subnet only, no second default route.
+        berth_net::ensure_bridge("bt1", Ipv4Addr::new(10, 78, 0, 1), 24)?;
+        let second = Interface {
+            host_name: "vethtest1".into(),
+            name: "eth1".into(),
+            address: Ipv4Addr::new(10, 78, 0, 2),
+            prefix: 24,
+            gateway: None,
+            mac: [0x02, 0x42, 10, 78, 0, 2],
+        };
+        berth_net::attach(&container_ns, "bt1", &second)?;
         let firewall = Firewall::install("berth_test", &[])?;
         firewall.set_networks(&[NetworkRules {
             bridge: "bt0".into(),
@@ -62,6 +75,28 @@ fn a_published_port_answers_on_the_host_s_loopback_and_names_resolve() {
         }])
     })
     .expect("wire the container");
+
+    // The kernel's routes in the container: (interface, destination), hex little-endian.
+    let routes = in_ns(&container.0, || {
+        std::fs::read_to_string("/proc/thread-self/net/route").expect("routes")
+    });
+    let mut routes: Vec<(&str, &str)> = routes
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            Some((fields.next()?, fields.next()?))
+        })
+        .collect();
+    routes.sort();
+    assert_eq!(
+        routes,
+        [
+            ("eth0", "00000000"),
+            ("eth0", "00004D0A"),
+            ("eth1", "00004E0A")
+        ]
+    );
 
     let server = in_ns(&container.0, || TcpListener::bind("0.0.0.0:80")).expect("listen");
     let serving = std::thread::spawn(move || {

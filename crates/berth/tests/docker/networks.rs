@@ -432,3 +432,216 @@ fn concurrent_starts_launch_a_container_once_and_keep_its_port() {
     let state = daemon.docker_ok(&["inspect", "-f", "{{.State.Status}}|{{.State.Error}}", "web"]);
     assert_eq!(state.trim(), "running|");
 }
+
+/// The names `docker inspect` lists under NetworkSettings.Networks, with the address
+/// on each: `name=address`, in name order.
+fn inspected_networks(daemon: &Daemon, container: &str) -> String {
+    daemon
+        .docker_ok(&[
+            "inspect",
+            "-f",
+            "{{range $name, $n := .NetworkSettings.Networks}}{{$name}}={{$n.IPAddress}} {{end}}",
+            container,
+        ])
+        .trim()
+        .to_string()
+}
+
+/// `nslookup NAME` run in `container`, retried while the network's DNS is being told:
+/// its output once NAME resolves, None when it never does (slowly: a name the network
+/// does not know goes to the host's resolvers).
+fn lookup(daemon: &Daemon, container: &str, name: &str) -> Option<String> {
+    let script =
+        format!("for i in $(seq 50); do nslookup {name} && exit 0; sleep 0.1; done; exit 1");
+    let output = daemon.docker(&["exec", container, "sh", "-c", &script]);
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The stderr of a docker command that must fail.
+fn refusal(daemon: &Daemon, args: &[&str]) -> String {
+    let output = daemon.docker(args);
+    assert!(!output.status.success(), "docker {args:?} succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn network_connect_adds_a_second_network_and_disconnect_takes_it_away() {
+    let daemon = containers::daemon_with_busybox("connect");
+    let since = unix_seconds().to_string();
+    daemon.docker_ok(&["network", "create", "--subnet", "10.94.0.0/24", "front"]);
+    daemon.docker_ok(&["network", "create", "--subnet", "10.95.0.0/24", "back"]);
+    let sleeper = |name: &str, network: &str| {
+        daemon.docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            network,
+            "busybox",
+            "sleep",
+            "300",
+        ])
+    };
+    let app = sleeper("app", "front");
+    let app = app.trim();
+    sleeper("peer", "back");
+    let unknown = daemon.docker(&["exec", "peer", "nslookup", "app"]);
+    assert!(!unknown.status.success(), "{unknown:?}");
+
+    // Running, it gets eth1 with the next address of back's subnet, and its name and
+    // alias there; the default route stays on front.
+    daemon.docker_ok(&["network", "connect", "--alias", "api", "back", "app"]);
+    let eth1 = daemon.docker_ok(&["exec", "app", "ip", "-o", "-4", "addr", "show", "eth1"]);
+    assert!(eth1.contains("inet 10.95.0.3/24"), "{eth1}");
+    let route = daemon.docker_ok(&["exec", "app", "ip", "route", "show", "default"]);
+    assert!(route.contains("via 10.94.0.1 dev eth0"), "{route}");
+    assert_eq!(
+        inspected_networks(&daemon, "app"),
+        "back=10.95.0.3 front=10.94.0.2"
+    );
+    let members = daemon.docker_ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}",
+        "back",
+    ]);
+    let mut members: Vec<&str> = members.split_whitespace().collect();
+    members.sort();
+    assert_eq!(members, ["app=10.95.0.3/24", "peer=10.95.0.2/24"]);
+    for name in ["app", "api"] {
+        let found = lookup(&daemon, "peer", name).unwrap_or_default();
+        assert!(found.contains("10.95.0.3"), "{name}: {found}");
+    }
+    daemon.docker_ok(&["exec", "peer", "ping", "-c", "1", "-W", "5", "app"]);
+
+    // Docker's refusals, in Docker's words.
+    let twice = refusal(&daemon, &["network", "connect", "back", "app"]);
+    assert!(
+        twice.contains("endpoint with name app already exists in network back"),
+        "{twice}"
+    );
+    let stranger = refusal(&daemon, &["network", "disconnect", "bridge", "app"]);
+    assert!(
+        stranger.contains(&format!(
+            "container {app} is not connected to network bridge"
+        )),
+        "{stranger}"
+    );
+    let host = refusal(&daemon, &["network", "connect", "host", "app"]);
+    assert!(
+        host.contains("cannot be disconnected from host network or connected to host network"),
+        "{host}"
+    );
+    let nowhere = refusal(&daemon, &["network", "connect", "nowhere", "app"]);
+    assert!(nowhere.contains("network nowhere not found"), "{nowhere}");
+    let nobody = refusal(&daemon, &["network", "connect", "back", "nobody"]);
+    assert!(nobody.contains("No such container: nobody"), "{nobody}");
+    let ip6 = refusal(
+        &daemon,
+        &[
+            "network",
+            "connect",
+            "--link-local-ip",
+            "169.254.0.9",
+            "front",
+            "peer",
+        ],
+    );
+    assert!(
+        ip6.contains("berth does not support --link-local-ip"),
+        "{ip6}"
+    );
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "alone",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let alone = refusal(&daemon, &["network", "connect", "back", "alone"]);
+    assert!(alone.contains("in private (none) mode"), "{alone}");
+
+    // Disconnected, the interface, the address and the names are gone.
+    daemon.docker_ok(&["network", "disconnect", "back", "app"]);
+    let links = daemon.docker_ok(&["exec", "app", "ip", "-o", "link"]);
+    assert!(!links.contains("eth1"), "{links}");
+    assert_eq!(inspected_networks(&daemon, "app"), "front=10.94.0.2");
+    let gone = daemon.docker(&["exec", "peer", "nslookup", "app"]);
+    assert!(!gone.status.success(), "{gone:?}");
+
+    // A stopped container keeps the connection for its next start.
+    daemon.docker_ok(&[
+        "create",
+        "--name",
+        "later",
+        "--network",
+        "front",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    daemon.docker_ok(&["network", "connect", "back", "later"]);
+    assert_eq!(inspected_networks(&daemon, "later"), "back= front=");
+    daemon.docker_ok(&["start", "later"]);
+    let eth1 = daemon.docker_ok(&["exec", "later", "ip", "-o", "-4", "addr", "show", "eth1"]);
+    assert!(eth1.contains("inet 10.95.0."), "{eth1}");
+    assert!(lookup(&daemon, "peer", "later").is_some());
+    daemon.docker_ok(&["stop", "-t", "0", "later"]);
+    daemon.docker_ok(&["network", "disconnect", "back", "later"]);
+    assert_eq!(inspected_networks(&daemon, "later"), "front=");
+
+    // Two networks at create, as Docker 28 takes them.
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "both",
+        "--network",
+        "front",
+        "--network",
+        "back",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let links = daemon.docker_ok(&["exec", "both", "ip", "-o", "link"]);
+    assert!(links.contains("eth0") && links.contains("eth1"), "{links}");
+    assert!(lookup(&daemon, "peer", "both").is_some());
+
+    let until = (unix_seconds() + 1).to_string();
+    let events = daemon.docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=network",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.container}}",
+    ]);
+    assert!(
+        events.contains(&format!("connect back {app}\n")),
+        "{events}"
+    );
+    assert!(
+        events.contains(&format!("disconnect back {app}\n")),
+        "{events}"
+    );
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
