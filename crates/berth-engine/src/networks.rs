@@ -10,7 +10,9 @@ use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use berth_net::{DnsServer, Firewall, Ipv4Net, Names, NetworkRules, Pool, PortMapping, Protocol};
+use berth_net::{
+    DnsServer, Firewall, Ipv4Net, NameTable, Names, NetworkRules, Pool, PortMapping, Protocol,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Container, CreateRequest, Endpoint, EndpointConfig, PublishedPort, Status};
@@ -1038,20 +1040,18 @@ impl Engine {
         }
     }
 
-    /// Points each user network's DNS at its running containers.
+    /// Points each user network's DNS at its running containers: every client is
+    /// answered the names on the network, and a container that is on other networks
+    /// too the names on those as well, as Docker's resolver answers it.
     pub(crate) fn refresh_names(&self) {
         let running = self.containers(false);
+        let tables = name_tables(&running);
         let live = lock(&self.networks.live);
         for (network_id, (_, names)) in &live.dns {
-            let mut table: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
-            for endpoint in running.iter().flat_map(|c| c.state.endpoints()) {
-                if endpoint.network_id == *network_id {
-                    for name in &endpoint.dns_names {
-                        table.entry(name.clone()).or_default().push(endpoint.ip);
-                    }
-                }
-            }
-            names.set(table);
+            names.set_with_clients(
+                tables.get(network_id).cloned().unwrap_or_default(),
+                client_names(&running, network_id, &tables),
+            );
         }
     }
 
@@ -1106,6 +1106,49 @@ impl Engine {
             }
         }
     }
+}
+
+/// The names on each network: its running containers' names and aliases there.
+fn name_tables(running: &[Container]) -> HashMap<String, NameTable> {
+    let mut tables: HashMap<String, NameTable> = HashMap::new();
+    for endpoint in running.iter().flat_map(|c| c.state.endpoints()) {
+        let table = tables.entry(endpoint.network_id.clone()).or_default();
+        for name in &endpoint.dns_names {
+            table.entry(name.clone()).or_default().push(endpoint.ip);
+        }
+    }
+    tables
+}
+
+/// What the DNS server of `network_id` answers each container on it besides its own
+/// names, by the container's address there: the names on its other networks.
+fn client_names(
+    running: &[Container],
+    network_id: &str,
+    tables: &HashMap<String, NameTable>,
+) -> HashMap<Ipv4Addr, NameTable> {
+    let mut clients = HashMap::new();
+    for container in running {
+        let mut endpoints = container.state.endpoints();
+        let Some(client) = endpoints.find(|e| e.network_id == network_id) else {
+            continue;
+        };
+        let mut known = NameTable::new();
+        for other in container.state.endpoints() {
+            if other.network_id == network_id {
+                continue;
+            }
+            for (name, addresses) in tables.get(&other.network_id).into_iter().flatten() {
+                known
+                    .entry(name.clone())
+                    .or_insert_with(|| addresses.clone());
+            }
+        }
+        if !known.is_empty() {
+            clients.insert(client.ip, known);
+        }
+    }
+    clients
 }
 
 /// Docker's refusal of a container connected to a host network, or leaving it.

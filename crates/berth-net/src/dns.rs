@@ -23,31 +23,64 @@ const STOP_CHECK: Duration = Duration::from_millis(250);
 /// How long a forwarded question may take.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Names to addresses.
+pub type NameTable = HashMap<String, Vec<Ipv4Addr>>;
+
 /// The names a server answers: lower-case names to addresses, shared with the engine,
 /// which replaces them as containers come and go.
 #[derive(Debug, Clone, Default)]
-pub struct Names(Arc<RwLock<HashMap<String, Vec<Ipv4Addr>>>>);
+pub struct Names(Arc<RwLock<Tables>>);
+
+#[derive(Debug, Default)]
+struct Tables {
+    /// What every client is answered.
+    shared: NameTable,
+    /// What only the client at an address is answered besides: the names of the other
+    /// networks its container is on, as Docker's resolver answers a container the names
+    /// of all its networks.
+    clients: HashMap<Ipv4Addr, NameTable>,
+}
 
 impl Names {
-    /// Replaces every name.
-    pub fn set(&self, names: HashMap<String, Vec<Ipv4Addr>>) {
-        let names = names
-            .into_iter()
-            .map(|(name, addresses)| (name.to_ascii_lowercase(), addresses))
-            .collect();
+    /// Replaces every name, none of them for some clients only.
+    pub fn set(&self, names: NameTable) {
+        self.set_with_clients(names, HashMap::new());
+    }
+
+    /// Replaces every name: `shared` for every client, and `clients` for the client at
+    /// each address besides (where `shared` does not know the name).
+    pub fn set_with_clients(&self, shared: NameTable, clients: HashMap<Ipv4Addr, NameTable>) {
+        let tables = Tables {
+            shared: lower_case(shared),
+            clients: clients
+                .into_iter()
+                .map(|(client, table)| (client, lower_case(table)))
+                .collect(),
+        };
         *self
             .0
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = names;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tables;
     }
 
-    fn get(&self, name: &str) -> Option<Vec<Ipv4Addr>> {
-        let names = self
+    fn get(&self, name: &str, client: Ipv4Addr) -> Option<Vec<Ipv4Addr>> {
+        let tables = self
             .0
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        names.get(name).cloned()
+        tables
+            .shared
+            .get(name)
+            .or_else(|| tables.clients.get(&client)?.get(name))
+            .cloned()
     }
+}
+
+fn lower_case(table: NameTable) -> NameTable {
+    table
+        .into_iter()
+        .map(|(name, addresses)| (name.to_ascii_lowercase(), addresses))
+        .collect()
 }
 
 /// A running server; it stops when dropped.
@@ -105,7 +138,11 @@ fn serve(socket: &UdpSocket, names: &Names, upstream: &[SocketAddr], stop: &Atom
         let Ok(question) = Message::from_vec(&buffer[..length]) else {
             continue;
         };
-        match answer(&question, names) {
+        let client_ip = match client.ip() {
+            std::net::IpAddr::V4(ip) => ip,
+            std::net::IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        };
+        match answer(&question, names, client_ip) {
             Some(reply) => {
                 if let Ok(bytes) = reply.to_vec() {
                     let _ = socket.send_to(&bytes, client);
@@ -116,15 +153,16 @@ fn serve(socket: &UdpSocket, names: &Names, upstream: &[SocketAddr], stop: &Atom
     }
 }
 
-/// The answer from `names`, or None when the question is not about one of them.
-fn answer(question: &Message, names: &Names) -> Option<Message> {
+/// The answer from `names` to `client`, or None when the question is not about one of
+/// the names it is answered.
+fn answer(question: &Message, names: &Names, client: Ipv4Addr) -> Option<Message> {
     let query = question.queries.first()?;
     let name = query
         .name()
         .to_ascii()
         .trim_end_matches('.')
         .to_ascii_lowercase();
-    let addresses = names.get(&name)?;
+    let addresses = names.get(&name, client)?;
     let mut reply = Message::response(question.metadata.id, question.metadata.op_code);
     reply.metadata.recursion_desired = question.metadata.recursion_desired;
     reply.metadata.recursion_available = true;
@@ -209,15 +247,37 @@ mod tests {
             "Web".to_string(),
             vec![Ipv4Addr::new(10, 0, 0, 2)],
         )]));
-        let reply = answer(&question("web.", RecordType::A), &names).expect("an answer");
+        let anyone = Ipv4Addr::new(10, 0, 0, 9);
+        let reply = answer(&question("web.", RecordType::A), &names, anyone).expect("an answer");
         assert_eq!(reply.metadata.id, 7);
         assert_eq!(reply.answers.len(), 1);
         assert_eq!(
             reply.answers[0].data,
             RData::A(A(Ipv4Addr::new(10, 0, 0, 2)))
         );
-        let aaaa = answer(&question("WEB", RecordType::AAAA), &names).expect("an answer");
+        let aaaa = answer(&question("WEB", RecordType::AAAA), &names, anyone).expect("an answer");
         assert!(aaaa.answers.is_empty());
-        assert!(answer(&question("db.", RecordType::A), &names).is_none());
+        assert!(answer(&question("db.", RecordType::A), &names, anyone).is_none());
+    }
+
+    #[test]
+    fn a_client_s_own_names_answer_it_alone() {
+        let names = Names::default();
+        let (web, db) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 1, 0, 3));
+        let on_both = Ipv4Addr::new(10, 0, 0, 4);
+        names.set_with_clients(
+            HashMap::from([("web".to_string(), vec![web])]),
+            HashMap::from([(
+                on_both,
+                HashMap::from([("DB".to_string(), vec![db]), ("web".to_string(), vec![db])]),
+            )]),
+        );
+        let reply = answer(&question("db.", RecordType::A), &names, on_both).expect("an answer");
+        assert_eq!(reply.answers[0].data, RData::A(A(db)));
+        // The network's own names come first.
+        let reply = answer(&question("web.", RecordType::A), &names, on_both).expect("an answer");
+        assert_eq!(reply.answers[0].data, RData::A(A(web)));
+        let other = Ipv4Addr::new(10, 0, 0, 5);
+        assert!(answer(&question("db.", RecordType::A), &names, other).is_none());
     }
 }

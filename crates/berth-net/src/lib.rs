@@ -16,7 +16,7 @@ pub mod netns;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-pub use dns::{DnsServer, Names, host_resolvers};
+pub use dns::{DnsServer, NameTable, Names, host_resolvers};
 pub use firewall::{Firewall, NetworkRules, PortMapping, Protocol};
 pub use ipam::{Pool, default_subnets, host_routes};
 pub use ipnet::Ipv4Net;

@@ -518,6 +518,10 @@ fn network_connect_adds_a_second_network_and_disconnect_takes_it_away() {
         assert!(found.contains("10.95.0.3"), "{name}: {found}");
     }
     daemon.docker_ok(&["exec", "peer", "ping", "-c", "1", "-W", "5", "app"]);
+    // And it finds back's containers by name, through front's DNS server.
+    let found = lookup(&daemon, "app", "peer").unwrap_or_default();
+    assert!(found.contains("10.95.0.2"), "{found}");
+    daemon.docker_ok(&["exec", "app", "ping", "-c", "1", "-W", "5", "peer"]);
 
     // Docker's refusals, in Docker's words.
     let twice = refusal(&daemon, &["network", "connect", "back", "app"]);
@@ -576,6 +580,8 @@ fn network_connect_adds_a_second_network_and_disconnect_takes_it_away() {
     assert!(!links.contains("eth1"), "{links}");
     assert_eq!(inspected_networks(&daemon, "app"), "front=10.94.0.2");
     let gone = daemon.docker(&["exec", "peer", "nslookup", "app"]);
+    assert!(!gone.status.success(), "{gone:?}");
+    let gone = daemon.docker(&["exec", "app", "nslookup", "peer"]);
     assert!(!gone.status.success(), "{gone:?}");
 
     // A stopped container keeps the connection for its next start.
