@@ -203,7 +203,11 @@ pub(crate) async fn list(
 ) -> Json<Value> {
     let all = flag(query.all.as_deref());
     Json(Value::Array(
-        engine.containers(all).iter().map(summary).collect(),
+        engine
+            .containers(all)
+            .iter()
+            .map(|c| summary(&engine, c))
+            .collect(),
     ))
 }
 
@@ -251,7 +255,7 @@ fn ago(time: &str) -> String {
 }
 
 /// A container as `docker ps` lists it.
-pub(crate) fn summary(container: &Container) -> Value {
+pub(crate) fn summary(engine: &Engine, container: &Container) -> Value {
     json!({
         "Id": container.id,
         "Names": [format!("/{}", container.name)],
@@ -265,8 +269,29 @@ pub(crate) fn summary(container: &Container) -> Value {
         "Labels": container.request.labels.clone().unwrap_or_default(),
         "HostConfig": {"NetworkMode": network_mode(container)},
         "NetworkSettings": {"Networks": crate::networks::container_networks(container)},
-        "Mounts": [],
+        "Mounts": mounts(engine, container),
     })
+}
+
+/// Its binds, volumes and `--mount` tmpfs mounts, in Docker's words.
+fn mounts(engine: &Engine, container: &Container) -> Value {
+    let points: Vec<Value> = engine
+        .mount_points(container)
+        .into_iter()
+        .map(|m| {
+            let mut point = json!({
+                "Type": m.kind, "Source": m.source, "Destination": m.destination,
+                "Mode": m.mode, "RW": m.read_write,
+                "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
+            });
+            if m.kind == "volume" {
+                point["Name"] = json!(m.name);
+                point["Driver"] = json!("local");
+            }
+            point
+        })
+        .collect();
+    json!(points)
 }
 
 /// `GET /containers/{id}/json`.
@@ -320,7 +345,7 @@ pub(crate) async fn inspect(
             "StopSignal": c.request.stop_signal,
             "StopTimeout": c.request.stop_timeout,
         },
-        "Mounts": [],
+        "Mounts": mounts(&engine, &c),
         "NetworkSettings": network_settings(&c),
     })))
 }

@@ -162,7 +162,7 @@ fn disk_usage(engine: &berth_engine::Engine) -> Value {
     let container_rows: Vec<Value> = containers
         .iter()
         .map(|c| {
-            let mut row = crate::containers::summary(c);
+            let mut row = crate::containers::summary(engine, c);
             let written = engine.container_size(c);
             let image = engine
                 .images()

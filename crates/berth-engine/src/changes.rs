@@ -97,21 +97,8 @@ impl Engine {
         let (_mounted, root) = self.overlay_root(&container)?;
         let mut builder = tar::Builder::new(out);
         builder.follow_symlinks(false);
-        let written = std::fs::read_dir(&root).and_then(|entries| {
-            let mut names: Vec<_> = entries
-                .map(|e| e.map(|e| e.file_name()))
-                .collect::<std::io::Result<_>>()?;
-            names.sort();
-            for name in names {
-                let source = root.join(&name);
-                if source.symlink_metadata()?.is_dir() {
-                    builder.append_dir_all(&name, &source)?;
-                } else {
-                    builder.append_path_with_name(&source, &name)?;
-                }
-            }
-            builder.into_inner()?.flush()
-        });
+        let written = crate::copy::append_root(&mut builder, &root)
+            .and_then(|()| builder.into_inner()?.flush());
         written.map_err(|e| Error::Io(root, e))
     }
 

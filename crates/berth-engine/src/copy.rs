@@ -86,7 +86,10 @@ impl Engine {
         // The magic link itself must never be archived (it would become a symlink to the
         // host's path): a directory is walked from `…/fd/N/.`, a file read from a
         // descriptor opened through it.
-        let appended = if stat.mode & (1 << 31) != 0 {
+        let appended = if stat.name == "/" {
+            // The root has no name of its own: its entries go in by theirs, as Docker's.
+            append_root(&mut builder, Path::new(&format!("{source}/.")))
+        } else if stat.mode & (1 << 31) != 0 {
             builder.append_dir_all(&stat.name, format!("{source}/."))
         } else {
             std::fs::File::open(&source).and_then(|mut file| {
@@ -119,6 +122,33 @@ impl Engine {
         let target = PathBuf::from(format!("/proc/self/fd/{}", opened.as_raw_fd()));
         berth_image::extract_into(tar, &target).map_err(Error::from)
     }
+}
+
+/// Kernel filesystems a running container has mounted at these paths: archived as
+/// empty directories, as Docker, which never sees them, archives them.
+const KERNEL_MOUNTS: &[&str] = &["dev", "proc", "sys"];
+
+/// Appends everything under a container's root `root` to `builder`, by names relative to
+/// it, in name order.
+pub(crate) fn append_root<W: std::io::Write>(
+    builder: &mut tar::Builder<W>,
+    root: &Path,
+) -> std::io::Result<()> {
+    let mut names: Vec<_> = std::fs::read_dir(root)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<_>>()?;
+    names.sort();
+    for name in names {
+        let source = root.join(&name);
+        if KERNEL_MOUNTS.iter().any(|k| name == *k) {
+            builder.append_dir(&name, &source)?;
+        } else if source.symlink_metadata()?.is_dir() {
+            builder.append_dir_all(&name, &source)?;
+        } else {
+            builder.append_path_with_name(&source, &name)?;
+        }
+    }
+    Ok(())
 }
 
 /// Opens `path` of the container with `rootfs` as `/` for every symlink on the way.

@@ -47,7 +47,7 @@ pub use networks::{BridgeConfig, Network, NetworkRequest};
 pub use settings::parse_signal;
 pub use update::UpdateRequest;
 pub use usage::InterfaceUsage;
-pub use volumes::{MountRequest, TmpfsOptions, Volume, VolumeOptions};
+pub use volumes::{MountPoint, MountRequest, TmpfsOptions, Volume, VolumeOptions};
 
 /// The default bridge's interface name, like Docker's `docker0`.
 pub use berth_net::DEFAULT_BRIDGE;

@@ -85,6 +85,23 @@ impl Volume {
     }
 }
 
+/// One of a container's mounts as `docker inspect` lists them (`Mounts`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountPoint {
+    /// `bind`, `volume` or `tmpfs`.
+    pub kind: &'static str,
+    /// The volume's name; empty for binds and tmpfs.
+    pub name: String,
+    /// Where it comes from on the host; empty for tmpfs.
+    pub source: PathBuf,
+    /// Where it is in the container.
+    pub destination: String,
+    /// The `-v` mode as given (`ro`, `z`…).
+    pub mode: String,
+    /// Writable.
+    pub read_write: bool,
+}
+
 /// A mount in the runtime spec's words.
 struct SpecMount {
     destination: String,
@@ -159,6 +176,65 @@ impl Engine {
     fn emit_volume(&self, name: &str, action: &str) {
         let attributes = [("driver".to_string(), "local".to_string())].into();
         self.emit("volume", action, name, attributes);
+    }
+
+    /// A container's binds, volumes and `--mount` tmpfs mounts, as inspect lists them,
+    /// in the order they are mounted. Nothing is made: a volume not made yet has the
+    /// path it will have.
+    pub fn mount_points(&self, container: &Container) -> Vec<MountPoint> {
+        let host = &container.request.host_config;
+        let volume = |name: &str| self.volumes_dir().join(name).join("_data");
+        let mut points = Vec::new();
+        for (source, target, mode) in host
+            .binds
+            .iter()
+            .flatten()
+            .filter_map(|b| bind_parts(b).ok())
+        {
+            let named = !source.starts_with('/');
+            points.push(MountPoint {
+                kind: if named { "volume" } else { "bind" },
+                name: if named {
+                    source.to_string()
+                } else {
+                    String::new()
+                },
+                source: if named {
+                    volume(source)
+                } else {
+                    PathBuf::from(source)
+                },
+                destination: target.to_string(),
+                mode: mode.to_string(),
+                read_write: !mode.split(',').any(|m| m == "ro"),
+            });
+        }
+        for mount in host.mounts.iter().flatten().filter(|m| !is_anonymous(m)) {
+            let (kind, name, source) = match mount.kind.as_str() {
+                "volume" => ("volume", mount.source.clone(), volume(&mount.source)),
+                "tmpfs" => ("tmpfs", String::new(), PathBuf::new()),
+                _ => ("bind", String::new(), PathBuf::from(&mount.source)),
+            };
+            points.push(MountPoint {
+                kind,
+                name,
+                source,
+                destination: mount.target.clone(),
+                mode: String::new(),
+                read_write: !mount.read_only,
+            });
+        }
+        for (name, target) in &container.anonymous_volumes {
+            points.push(MountPoint {
+                kind: "volume",
+                name: name.clone(),
+                source: volume(name),
+                destination: target.clone(),
+                mode: String::new(),
+                read_write: true,
+            });
+        }
+        points
     }
 
     /// The spec mounts of a container's binds, volumes and tmpfs mounts; named volumes

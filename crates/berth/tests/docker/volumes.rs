@@ -74,3 +74,67 @@ fn binds_show_host_files_read_only_when_asked_and_tmpfs_is_private() {
         "{missing:?}"
     );
 }
+
+#[test]
+fn inspect_lists_mounts_and_cp_archives_the_whole_root_with_them() {
+    let daemon = containers::daemon_with_busybox("mounts");
+    let host = daemon.scratch.path().join("shared");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("greeting"), "hello\n").unwrap();
+    let bind = format!("{}:/host:ro", host.display());
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "mounted",
+        "-v",
+        "cache:/cache",
+        "-v",
+        &bind,
+        "--mount",
+        "type=tmpfs,target=/scratch",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let mounts = daemon.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.RW}} {{.Mode}};{{end}}",
+        "mounted",
+    ]);
+    assert_eq!(
+        mounts.trim(),
+        "volume cache /cache true ;bind  /host false ro;tmpfs  /scratch true ;"
+    );
+    let source = daemon.docker_ok(&["inspect", "-f", "{{(index .Mounts 1).Source}}", "mounted"]);
+    assert_eq!(source.trim(), host.display().to_string());
+    let listed = daemon.docker_ok(&["ps", "--format", "{{.Mounts}}"]);
+    assert!(listed.contains("cache"), "{listed}");
+    let archive = daemon
+        .docker_command(&["cp", "mounted:/", "-"])
+        .output()
+        .unwrap();
+    assert!(archive.status.success(), "{archive:?}");
+    let names = Command::new("tar")
+        .arg("-t")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut tar| {
+            use std::io::Write;
+            tar.stdin.take().unwrap().write_all(&archive.stdout)?;
+            tar.wait_with_output()
+        })
+        .unwrap();
+    let names = String::from_utf8_lossy(&names.stdout);
+    let names: Vec<&str> = names.lines().map(|n| n.trim_end_matches('/')).collect();
+    for expected in ["bin/busybox", "host/greeting", "proc"] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    assert!(
+        !names.iter().any(|n| n.starts_with("proc/self")),
+        "{names:?}"
+    );
+    daemon.docker_ok(&["rm", "-f", "mounted"]);
+}
