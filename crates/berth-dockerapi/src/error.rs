@@ -47,7 +47,8 @@ impl From<berth_image::Error> for ApiError {
 fn image_error(error: &berth_image::Error) -> ApiError {
     use berth_image::Error::*;
     match error {
-        NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, error.to_string()),
+        NotFound(_) | RegistryMissing(_) => ApiError::new(StatusCode::NOT_FOUND, error.to_string()),
+        Registry(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
         // The store words its conflicts as Docker does.
         Invalid { what, reason } if what == "removal" => {
             ApiError::new(StatusCode::CONFLICT, reason.clone())

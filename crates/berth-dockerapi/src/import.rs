@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State as Extract};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_image::Reference;
 use futures_util::TryStreamExt;
@@ -26,9 +26,8 @@ struct ImportRequest {
 fn import_request(query: Option<&str>) -> Result<ImportRequest, ApiError> {
     let query = QueryPairs::parse(query);
     if query.first("fromSrc") != Some("-") {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "berth cannot pull images yet: load them with docker load, or import a tarball with docker import",
+        return Err(ApiError::bad_request(
+            "berth imports a tarball from the request body only (fromSrc=-): name an image to pull with fromImage",
         ));
     }
     Ok(ImportRequest {
@@ -46,8 +45,14 @@ fn import_request(query: Option<&str>) -> Result<ImportRequest, ApiError> {
 pub(crate) async fn create(
     Extract(engine): Extract<State>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let pairs = QueryPairs::parse(query.as_deref());
+    if pairs.first("fromImage").is_some() {
+        let _ = axum::body::to_bytes(body, usize::MAX).await;
+        return crate::pull::pull(engine, &pairs, &headers).await;
+    }
     let request = match import_request(query.as_deref()) {
         Ok(request) => request,
         Err(error) => {

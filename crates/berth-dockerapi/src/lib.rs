@@ -24,6 +24,7 @@ mod exec;
 mod images;
 mod import;
 mod networks;
+mod pull;
 mod query;
 mod system;
 mod time;

@@ -34,6 +34,13 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A registry that could not be reached or answered what a pull cannot use, in its
+    /// words.
+    #[error("{0}")]
+    Registry(String),
+    /// What a registry does not have, or will not show: the manifest, the repository.
+    #[error("{0}")]
+    RegistryMissing(String),
     /// No image, tag or blob of that name.
     #[error("No such image: {0}")]
     NotFound(String),

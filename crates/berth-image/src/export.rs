@@ -125,7 +125,7 @@ impl ImageStore {
         };
         let now = now();
         let document = json!({
-            "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+            "architecture": crate::pull::host_architecture(),
             "os": "linux",
             "created": now,
             "comment": comment,

@@ -67,6 +67,26 @@ impl Reference {
     }
 }
 
+impl Reference {
+    /// The registry (`host[:port]`, `docker.io` by default) and the repository's path in
+    /// it (`library/busybox` for Docker Hub's official images), as Docker splits them: a
+    /// first part is a registry when it has a `.` or `:` or is `localhost`.
+    pub fn registry_and_path(&self) -> (String, String) {
+        match self.repository.split_once('/') {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first.to_string(), rest.to_string())
+            }
+            Some(_) => ("docker.io".to_string(), self.repository.clone()),
+            None => (
+                "docker.io".to_string(),
+                format!("library/{}", self.repository),
+            ),
+        }
+    }
+}
+
 impl std::fmt::Display for Reference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.repository, self.tag)
@@ -90,6 +110,17 @@ mod tests {
             parse("registry.local:5000/team/app:v1"),
             "registry.local:5000/team/app:v1"
         );
+        let split = |s| Reference::parse(s).unwrap().registry_and_path();
+        assert_eq!(
+            split("busybox"),
+            ("docker.io".into(), "library/busybox".into())
+        );
+        assert_eq!(split("team/app"), ("docker.io".into(), "team/app".into()));
+        assert_eq!(
+            split("127.0.0.1:5000/app"),
+            ("127.0.0.1:5000".into(), "app".into())
+        );
+        assert_eq!(split("localhost/a/b"), ("localhost".into(), "a/b".into()));
         assert!(Reference::parse("Busybox").is_err());
         assert!(Reference::parse("app@sha256:abc").is_err());
         assert!(Reference::parse("app:bad/tag").is_err());

@@ -11,6 +11,7 @@ pub mod guard;
 pub mod images;
 pub mod layer;
 pub mod layout;
+pub mod registry;
 
 pub use error::Error;
 

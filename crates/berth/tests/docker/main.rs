@@ -15,6 +15,7 @@ mod containers;
 mod events;
 mod images;
 mod networks;
+mod pull;
 mod settings;
 mod volumes;
 

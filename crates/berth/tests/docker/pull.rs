@@ -1,0 +1,82 @@
+//! `docker pull` and `docker run` of an image not yet here, from a real registry
+//! (distribution 2.8 on the daemon's test host, seeded with skopeo).
+
+use super::*;
+use berth_testkit::registry::LocalRegistry;
+
+/// A daemon and a registry on its test host holding the test kit's busybox as
+/// `busybox:latest`.
+fn daemon_and_registry(name: &str) -> (Daemon, LocalRegistry) {
+    let daemon = Daemon::start(name);
+    let registry = LocalRegistry::start(
+        &daemon.scratch.path().join("registry"),
+        Some(&daemon.host.path()),
+        5000,
+    )
+    .unwrap();
+    let image =
+        berth_testkit::images::busybox_image(&daemon.scratch.path().join("layout")).unwrap();
+    registry.push(&image, "busybox", "latest").unwrap();
+    (daemon, registry)
+}
+
+#[test]
+fn docker_pull_fetches_an_image_that_then_runs_and_a_second_pull_finds_it_current() {
+    let (daemon, registry) = daemon_and_registry("pull");
+    let image = format!("{}/busybox", registry.address);
+    let pulled = daemon.docker_ok(&["pull", &image]);
+    assert!(pulled.contains("Pull complete"), "{pulled}");
+    assert!(
+        pulled.contains(&format!(
+            "Status: Downloaded newer image for {image}:latest"
+        )),
+        "{pulled}"
+    );
+    let digest = pulled
+        .lines()
+        .find_map(|l| l.strip_prefix("Digest: "))
+        .unwrap();
+    assert!(digest.starts_with("sha256:"), "{pulled}");
+    let out = daemon.docker_ok(&["run", "--rm", &image, "echo", "pulled"]);
+    assert_eq!(out.trim(), "pulled");
+    let again = daemon.docker_ok(&["pull", &image]);
+    assert!(again.contains("Already exists"), "{again}");
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {image}:latest")),
+        "{again}"
+    );
+    let listed = daemon.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(listed.trim(), format!("{image}:latest"));
+}
+
+#[test]
+fn docker_run_pulls_a_missing_image_and_missing_ones_are_named_as_docker_names_them() {
+    let (daemon, registry) = daemon_and_registry("run-pull");
+    let image = format!("{}/busybox:latest", registry.address);
+    let run = daemon.docker(&["run", "--rm", &image, "echo", "ran"]);
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "ran");
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("Unable to find image"),
+        "{run:?}"
+    );
+    let tag = format!("{}/busybox:nope", registry.address);
+    let missing_tag = daemon.docker(&["pull", &tag]);
+    let stderr = String::from_utf8_lossy(&missing_tag.stderr);
+    assert!(
+        stderr.contains(&format!("manifest for {tag} not found: manifest unknown")),
+        "{stderr}"
+    );
+    // distribution answers MANIFEST_UNKNOWN for a repository it never had, and Docker
+    // words it the same way.
+    let repository = format!("{}/nothing", registry.address);
+    let missing_repository = daemon.docker(&["pull", &repository]);
+    let stderr = String::from_utf8_lossy(&missing_repository.stderr);
+    assert!(
+        stderr.contains(&format!("manifest for {repository}:latest not found")),
+        "{stderr}"
+    );
+    let unreachable = daemon.docker(&["pull", "127.0.0.1:5999/busybox"]);
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(stderr.contains("127.0.0.1:5999"), "{stderr}");
+}
