@@ -1,7 +1,7 @@
 //! `POST /images/create?fromSrc=-`: `docker import`, a root filesystem tarball in the
 //! request body made into an image, with `--change` instructions (CMD, ENTRYPOINT, ENV,
-//! WORKDIR, USER, EXPOSE, LABEL) written into its config. Pulling (`fromImage`) waits for
-//! the registry client.
+//! WORKDIR, USER, EXPOSE, LABEL) written into its config. The same endpoint pulls with
+//! `fromImage`: see `pull.rs`.
 
 use std::sync::Arc;
 
