@@ -84,10 +84,17 @@ pub struct Interface {
 /// Makes sure a bridge named `name` exists, holds `gateway/prefix` and is up; packets
 /// from 127.0.0.0/8 may leave through it (`route_localnet`), which lets published
 /// ports answer on the host's loopback without a userspace proxy.
+///
+/// Its MAC address is fixed, made from the gateway's address as containers' are from
+/// theirs: a bridge left to itself takes the lowest MAC of its ports, so a container
+/// joining would change it under the other containers' ARP caches, and the gateway
+/// (their DNS server among others) would be out of their reach until those expire.
 pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
     let mut netlink = netlink::Netlink::open()?;
     netlink.add_bridge(name)?;
     let index = netlink::index_of(name)?;
+    let [a, b, c, d] = gateway.octets();
+    netlink.set_address(index, [0x02, 0x42, a, b, c, d])?;
     netlink.add_address(index, gateway, prefix)?;
     netlink.set_up(index)?;
     sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")

@@ -133,6 +133,18 @@ impl Netlink {
         ))
     }
 
+    /// Gives a link a fixed MAC address.
+    pub(crate) fn set_address(&mut self, index: u32, mac: [u8; 6]) -> Result<()> {
+        let message = LinkUnspec::new_with_index(index)
+            .address(mac.to_vec())
+            .build();
+        self.request(
+            RouteNetlinkMessage::SetLink(message),
+            0,
+            "set the MAC address",
+        )
+    }
+
     pub(crate) fn set_up(&mut self, index: u32) -> Result<()> {
         let message = LinkUnspec::new_with_index(index).up().build();
         self.request(RouteNetlinkMessage::SetLink(message), 0, "set link up")

@@ -76,6 +76,15 @@ fn a_published_port_answers_on_the_host_s_loopback_and_names_resolve() {
     })
     .expect("wire the container");
 
+    // The bridge keeps the MAC made from its gateway's address whatever ports join it,
+    // so containers' ARP caches stay true.
+    let link = std::process::Command::new("ip")
+        .args(["-n", host.name(), "-o", "link", "show", "bt0"])
+        .output()
+        .expect("ip link");
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(link.contains("link/ether 02:42:0a:4d:00:01 "), "{link}");
+
     // The kernel's routes in the container: (interface, destination), hex little-endian.
     let routes = in_ns(&container.0, || {
         std::fs::read_to_string("/proc/thread-self/net/route").expect("routes")
