@@ -613,6 +613,7 @@ impl Engine {
         })?;
         if attached {
             self.refresh_names();
+            self.rewrite_resolv_conf(&container.id)?;
             self.emit_network(&network.id, "connect", Some(&container.id));
         }
         Ok(())
@@ -661,6 +662,7 @@ impl Engine {
             let _ = berth_net::delete_link(&endpoint.host_veth);
             self.release(&endpoint);
             self.refresh_names();
+            self.rewrite_resolv_conf(&container.id)?;
             self.emit_network(&network.id, "disconnect", Some(&container.id));
         }
         Ok(())
@@ -754,13 +756,7 @@ impl Engine {
             self.disconnect(&container.id, &Some(netns), &endpoints);
             return Err(error);
         }
-        let resolv_conf = match network.gateway.filter(|_| network.has_dns()) {
-            Some(gateway) => format!(
-                "nameserver {gateway}\n{}options ndots:0\n",
-                host_search_lines()
-            ),
-            None => host_resolv_conf(),
-        };
+        let resolv_conf = self.resolv_conf(&endpoints);
         let mut endpoints = endpoints.into_iter();
         Ok(Sandbox {
             netns: Some(netns),
@@ -769,6 +765,39 @@ impl Engine {
             extra_endpoints: endpoints.collect(),
             resolv_conf,
         })
+    }
+
+    /// The resolv.conf of a container on the networks of `endpoints`: the DNS server of
+    /// the first of them that has one, or the host's servers.
+    fn resolv_conf<'a>(&self, endpoints: impl IntoIterator<Item = &'a Endpoint>) -> String {
+        let server = endpoints
+            .into_iter()
+            .find(|e| self.networks.find(&e.network_id).is_ok_and(|n| n.has_dns()));
+        match server {
+            Some(endpoint) => format!(
+                "nameserver {}\n{}options ndots:0\n",
+                endpoint.gateway,
+                host_search_lines()
+            ),
+            None => host_resolv_conf(),
+        }
+    }
+
+    /// Rewrites a running container's /etc/resolv.conf after its networks changed: on
+    /// the default bridge and connected to a network with names, it asks that network's
+    /// DNS server from now on (Docker switches to its resolver likewise), and back.
+    fn rewrite_resolv_conf(&self, id: &str) -> Result<()> {
+        let container = self.container(id)?;
+        if container.state.status != Status::Running {
+            return Ok(());
+        }
+        let base = self.resolv_conf(container.state.endpoints());
+        let text = crate::etc::resolv_conf(&container.request.host_config, &base);
+        let path = self.container_dir(id).join("etc").join("resolv.conf");
+        if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+            return Ok(());
+        }
+        std::fs::write(&path, text).map_err(|e| Error::Io(path, e))
     }
 
     /// Sets up the firewall table, bridges and DNS servers if no container did yet.

@@ -460,6 +460,21 @@ fn lookup(daemon: &Daemon, container: &str, name: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// Runs busybox `sleep 300` as `name` on `network`; its id.
+fn sleeper(daemon: &Daemon, name: &str, network: &str) -> String {
+    daemon.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        network,
+        "busybox",
+        "sleep",
+        "300",
+    ])
+}
+
 /// The stderr of a docker command that must fail.
 fn refusal(daemon: &Daemon, args: &[&str]) -> String {
     let output = daemon.docker(args);
@@ -469,26 +484,13 @@ fn refusal(daemon: &Daemon, args: &[&str]) -> String {
 
 #[test]
 fn network_connect_adds_a_second_network_and_disconnect_takes_it_away() {
-    let daemon = containers::daemon_with_busybox("connect");
+    let mut daemon = containers::daemon_with_busybox("connect");
     let since = unix_seconds().to_string();
     daemon.docker_ok(&["network", "create", "--subnet", "10.94.0.0/24", "front"]);
     daemon.docker_ok(&["network", "create", "--subnet", "10.95.0.0/24", "back"]);
-    let sleeper = |name: &str, network: &str| {
-        daemon.docker_ok(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            network,
-            "busybox",
-            "sleep",
-            "300",
-        ])
-    };
-    let app = sleeper("app", "front");
+    let app = sleeper(&daemon, "app", "front");
     let app = app.trim();
-    sleeper("peer", "back");
+    sleeper(&daemon, "peer", "back");
     let unknown = daemon.docker(&["exec", "peer", "nslookup", "app"]);
     assert!(!unknown.status.success(), "{unknown:?}");
 
@@ -522,6 +524,15 @@ fn network_connect_adds_a_second_network_and_disconnect_takes_it_away() {
     let found = lookup(&daemon, "app", "peer").unwrap_or_default();
     assert!(found.contains("10.95.0.2"), "{found}");
     daemon.docker_ok(&["exec", "app", "ping", "-c", "1", "-W", "5", "peer"]);
+
+    // A daemon restarted under its running containers knows both networks of app again.
+    daemon.kill_and_restart();
+    let found = lookup(&daemon, "peer", "api").unwrap_or_default();
+    assert!(found.contains("10.95.0.3"), "{found}");
+    assert_eq!(
+        inspected_networks(&daemon, "app"),
+        "back=10.95.0.3 front=10.94.0.2"
+    );
 
     // Docker's refusals, in Docker's words.
     let twice = refusal(&daemon, &["network", "connect", "back", "app"]);
@@ -604,6 +615,16 @@ fn network_connect_adds_a_second_network_and_disconnect_takes_it_away() {
     daemon.docker_ok(&["stop", "-t", "0", "later"]);
     daemon.docker_ok(&["network", "disconnect", "back", "later"]);
     assert_eq!(inspected_networks(&daemon, "later"), "front=");
+
+    // On the default bridge and connected to back, it asks back's DNS server from then
+    // on, and the host's servers again once disconnected.
+    sleeper(&daemon, "plain", "bridge");
+    daemon.docker_ok(&["network", "connect", "back", "plain"]);
+    let found = lookup(&daemon, "plain", "peer").unwrap_or_default();
+    assert!(found.contains("10.95.0.2"), "{found}");
+    daemon.docker_ok(&["network", "disconnect", "back", "plain"]);
+    let resolv = daemon.docker_ok(&["exec", "plain", "cat", "/etc/resolv.conf"]);
+    assert!(!resolv.contains("10.95.0.1"), "{resolv}");
 
     // Two networks at create, as Docker 28 takes them.
     daemon.docker_ok(&[
