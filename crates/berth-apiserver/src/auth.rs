@@ -43,6 +43,17 @@ pub fn node_token(join: &str, name: &str) -> String {
     )
 }
 
+/// The full join token agents join with, k3s's form: `K10<sha256 of the CA PEM, hex>::
+/// server:<join secret>` (berth-agent's `JoinToken` reads it). It pins the CA, so an
+/// agent needs nothing else to trust the server.
+pub(crate) fn join_token(ca_pem: &str, secret: &str) -> String {
+    use sha2::Digest as _;
+    format!(
+        "K10{}::server:{secret}",
+        hex::encode(sha2::Sha256::digest(ca_pem.as_bytes()))
+    )
+}
+
 /// The node a per-node token names, if the token is genuine.
 fn node_of(token: &str, join: &str) -> Option<String> {
     let name = token.strip_prefix("berth-node.")?.rsplit_once('.')?.0;
@@ -148,14 +159,18 @@ current-context: berth
     )
 }
 
-/// Lets through requests with a known bearer token; health probes need none, as with
-/// kube-apiserver's anonymous health checks.
+/// Lets through requests with a known bearer token; health probes and the CA certificate
+/// need none, as with kube-apiserver's anonymous health checks and k3s's `/cacerts`.
 pub(crate) async fn authenticate(
     State(shared): State<Arc<Shared>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if matches!(request.uri().path(), "/healthz" | "/livez" | "/readyz") {
+    // The CA certificate is public: joining agents check it against their token's hash.
+    if matches!(
+        request.uri().path(),
+        "/healthz" | "/livez" | "/readyz" | "/cacerts"
+    ) {
         return next.run(request).await;
     }
     let token = request

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::State;
 use axum::routing::get;
 use serde_json::{Value, json};
 
@@ -25,6 +26,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
+        .route("/cacerts", get(cacerts))
 }
 
 async fn version() -> Json<Value> {
@@ -142,6 +144,12 @@ async fn groups() -> Json<Value> {
         })
         .collect();
     Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+}
+
+/// `GET /cacerts`: the cluster CA certificate, for agents joining with a token that pins
+/// its hash.
+async fn cacerts(State(shared): State<Arc<Shared>>) -> String {
+    shared.ca.clone()
 }
 
 async fn ok() -> &'static str {

@@ -83,6 +83,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn berth_store::Store>,
     pub(crate) cache: Arc<cache::Cache>,
     pub(crate) tokens: auth::Tokens,
+    /// The cluster CA certificate (PEM), which joining agents fetch from `/cacerts`.
+    pub(crate) ca: String,
 }
 
 /// Runs the server until `shutdown` completes.
@@ -100,6 +102,10 @@ pub async fn run(
     objects::ensure_system_objects(store.as_ref()).await?;
     let pki = Pki::ensure(&config.data_dir.join("tls"), config.bind.ip())?;
     let tokens = auth::Tokens::ensure(&config.data_dir)?;
+    write_private(
+        &config.data_dir.join("token"),
+        format!("{}\n", auth::join_token(&pki.ca, &tokens.node)).as_bytes(),
+    )?;
     let kubeconfig = auth::kubeconfig(&pki, ("admin", &tokens.admin), config.bind);
     write_private(
         &config.data_dir.join("admin.kubeconfig"),
@@ -125,6 +131,7 @@ pub async fn run(
         store,
         cache,
         tokens,
+        ca: pki.ca.clone(),
     });
     let router = discovery::routes()
         .merge(resources::routes())

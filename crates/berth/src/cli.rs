@@ -146,12 +146,13 @@ pub struct AgentArgs {
     /// The API server's URL
     #[arg(long, env = "BERTH_SERVER", default_value = "https://127.0.0.1:6443")]
     pub server: String,
-    /// The cluster's join token (the server's node-token file)
+    /// The cluster's join token: the server's <data-dir>/token (K10…, which pins the
+    /// cluster CA), or its bare node-token with --certificate-authority
     #[arg(long, env = "BERTH_TOKEN")]
     pub token: String,
-    /// The cluster CA's certificate (the server's tls/ca.crt)
+    /// The cluster CA's certificate (the server's tls/ca.crt); not needed with a K10 token
     #[arg(long)]
-    pub certificate_authority: PathBuf,
+    pub certificate_authority: Option<PathBuf>,
     /// Register this many simulated nodes, which run their pods without containers.
     /// A pod annotated `simulate.berth.dev/exit-code: "N"` exits with N after
     /// `simulate.berth.dev/run-seconds` (default 0): Succeeded or Failed under

@@ -61,16 +61,10 @@ pub fn agent(args: AgentArgs) -> Result<ExitCode, Outcome> {
         heartbeat: args.heartbeat_interval,
     };
     runtime.block_on(async {
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: berth\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: agent\n  user:\n    token: {}\ncontexts:\n- name: berth\n  context: {{cluster: berth, user: agent}}\ncurrent-context: berth\n",
-            args.server,
-            args.certificate_authority.display(),
-            args.token
-        );
-        let kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig)?;
-        let options = kube::config::KubeConfigOptions::default();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
-        let client = kube::Client::try_from(config)?;
+        let token = berth_agent::join::JoinToken::parse(&args.token)?;
+        let client =
+            berth_agent::join::join(&args.server, &token, args.certificate_authority.as_deref())
+                .await?;
         tokio::select! {
             result = berth_agent::simulate::run(client, simulation) => result.context("run the simulated nodes"),
             () = crate::daemon::shutdown_signal() => Ok(()),

@@ -13,6 +13,7 @@ fn first_start_writes_the_kubeconfig_the_node_token_and_certificates() {
     for file in [
         "admin.kubeconfig",
         "node-token",
+        "token",
         "viewer.kubeconfig",
         "tls/ca.crt",
         "tls/ca.key",
@@ -28,6 +29,48 @@ fn first_start_writes_the_kubeconfig_the_node_token_and_certificates() {
     }
     let kubeconfig = std::fs::read_to_string(server.kubeconfig()).unwrap();
     assert!(kubeconfig.contains(&format!("server: https://127.0.0.1:{}", server.port)));
+}
+
+/// An agent joins with the server's URL and token alone; a token with a wrong secret or
+/// naming another CA is refused with the reason, and no Node appears.
+#[test]
+fn agents_join_with_the_token_alone_and_wrong_tokens_are_refused() {
+    let server = Server::start("join", false);
+    let token = server.token("token");
+    let secret = server.token("node-token");
+    assert!(
+        token.starts_with("K10") && token.ends_with(&format!("::server:{secret}")),
+        "{token}"
+    );
+    let _joined = server.simulated_nodes_named("joined", 1);
+    server.kubectl_until(
+        &["get", "nodes", "--no-headers"],
+        Duration::from_secs(30),
+        |text| text.contains("joined-0") && text.contains(" Ready "),
+    );
+    let (pinned, _) = token.split_once("::").unwrap();
+    let other_ca = format!("K10{}::server:{secret}", "0".repeat(64));
+    let cases = [
+        (
+            format!("{pinned}::server:wrong"),
+            "the server refused the join token",
+        ),
+        (other_ca, "is not the one the join token names"),
+        (secret.clone(), "the token does not pin the cluster CA"),
+    ];
+    for (bad, reason) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["agent", "--simulate", "1", "--node-name", "intruder"])
+            .args(["--server", &format!("https://127.0.0.1:{}", server.port)])
+            .args(["--token", &bad])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{bad}: {stderr}");
+        assert!(stderr.contains(reason), "{bad}: {stderr}");
+    }
+    let nodes = server.kubectl_ok(&["get", "nodes", "-o", "name"]);
+    assert_eq!(nodes.trim(), "node/joined-0");
 }
 
 /// kill -9 of the server in the middle of a stream of creates: every create that was
