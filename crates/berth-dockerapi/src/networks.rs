@@ -228,16 +228,16 @@ pub(crate) fn container_networks(container: &Container) -> Value {
         })
         .collect();
     let mut networks = serde_json::Map::new();
-    if container.state.endpoint.is_none() {
+    let joins_first = !container.state.left_first_network;
+    if joins_first && container.state.endpoint.is_none() {
         networks.insert(mode.to_string(), endpoint_value(None, configs.get(mode)));
     }
-    let first = container.state.endpoint.is_some();
+    let first = joins_first && container.state.endpoint.is_some();
     for (index, endpoint) in container.state.endpoints().enumerate() {
-        let config = (first && index == 0)
-            .then(|| configs.get(mode))
-            .flatten()
-            .or_else(|| configs.get(endpoint.network_name.as_str()))
-            .or_else(|| configs.get(endpoint.network_id.as_str()));
+        let config = configs
+            .get(endpoint.network_name.as_str())
+            .or_else(|| configs.get(endpoint.network_id.as_str()))
+            .or_else(|| (first && index == 0).then(|| configs.get(mode)).flatten());
         networks.insert(
             endpoint.network_name.clone(),
             endpoint_value(Some(endpoint), config),

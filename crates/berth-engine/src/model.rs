@@ -394,6 +394,10 @@ pub struct State {
     /// `--network`, `docker network connect`), on `eth1` onwards.
     #[serde(default)]
     pub extra_endpoints: Vec<Endpoint>,
+    /// Disconnected from the network `--network` named (`docker network disconnect`): it
+    /// joins only the others at its starts, until connected to it again.
+    #[serde(default)]
+    pub left_first_network: bool,
 }
 
 impl State {

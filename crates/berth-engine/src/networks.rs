@@ -571,7 +571,7 @@ impl Engine {
         let network = self.networks.find(network)?;
         let container = self.container(container)?;
         let mode = mode(&container);
-        if self.is_on(&container, &mode, &network) {
+        if self.is_on(&container, &network) {
             return Err(Error::Forbidden(format!(
                 "endpoint with name {} already exists in network {}",
                 container.name, network.name
@@ -589,15 +589,15 @@ impl Engine {
         let attached = self.update_record(&container.id, |record| {
             let attached = match (record.state.status, record.state.sandbox.clone()) {
                 (Status::Running, Some(netns)) => {
-                    let index = (1..)
-                        .find(|i| {
-                            let name = format!("eth{i}");
-                            !record.state.endpoints().any(|e| e.interface == name)
-                        })
-                        .unwrap_or(1);
+                    let first = record.state.endpoint.is_none();
+                    let index = free_interface(&record.state);
                     let endpoint =
-                        self.attach_endpoint(record, &network, &settings, &netns, index)?;
-                    record.state.extra_endpoints.push(endpoint);
+                        self.attach_endpoint(record, &network, &settings, &netns, index, first)?;
+                    if first {
+                        record.state.endpoint = Some(endpoint);
+                    } else {
+                        record.state.extra_endpoints.push(endpoint);
+                    }
                     true
                 }
                 _ => false,
@@ -609,6 +609,12 @@ impl Engine {
                 .endpoints_config
                 .get_or_insert_default()
                 .insert(network.name.clone(), settings);
+            if self
+                .first_network(&mode)
+                .is_some_and(|f| f.id == network.id)
+            {
+                record.state.left_first_network = false;
+            }
             Ok(attached)
         })?;
         if attached {
@@ -620,32 +626,30 @@ impl Engine {
     }
 
     /// `docker network disconnect`: a running container loses its interface on
-    /// `network` and its names there; a stopped one the settings of its next start.
+    /// `network` and its names there; a stopped one the settings of its next start. Off
+    /// the network `--network` named, it joins only the others from then on; the next
+    /// of them takes the default route if the container runs.
     pub fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
         let network = self.networks.find(network)?;
         let container = self.container(container)?;
-        let mode = mode(&container);
-        if let Some(first) = self.first_network(&mode).filter(|f| f.id == network.id) {
+        let first = self.first_of(&container).filter(|f| f.id == network.id);
+        if let Some(first) = first.as_ref().filter(|f| f.driver != "bridge") {
             return Err(Error::Invalid(if first.driver == "host" {
                 CONFLICT_HOST.into()
             } else {
                 format!(
-                    "berth does not support disconnecting a container from the network it was created on ({}, --network): only from those connected besides",
+                    "berth does not support disconnecting a container from the {} network",
                     first.name
                 )
             }));
         }
-        let detached = self.update_record(&container.id, |record| {
+        let (gone, promoted) = self.update_record(&container.id, |record| {
             let key = endpoints_config(&record.request)
                 .map(|(key, _)| key)
                 .find(|key| self.network_named(key).is_ok_and(|n| n.id == network.id))
                 .cloned();
-            let position = record
-                .state
-                .extra_endpoints
-                .iter()
-                .position(|e| e.network_id == network.id);
-            if key.is_none() && position.is_none() {
+            let gone = take_endpoint(&mut record.state, &network.id);
+            if first.is_none() && key.is_none() && gone.is_none() {
                 return Err(Error::Forbidden(format!(
                     "container {} is not connected to network {}",
                     record.id, network.name
@@ -656,16 +660,32 @@ impl Engine {
             {
                 endpoints.remove(&key);
             }
-            Ok(position.map(|i| record.state.extra_endpoints.remove(i)))
+            record.state.left_first_network |= first.is_some();
+            Ok((gone, promote_next(&mut record.state)))
         })?;
-        if let Some(endpoint) = detached {
-            let _ = berth_net::delete_link(&endpoint.host_veth);
-            self.release(&endpoint);
-            self.refresh_names();
-            self.rewrite_resolv_conf(&container.id)?;
-            self.emit_network(&network.id, "disconnect", Some(&container.id));
+        let Some(endpoint) = gone else {
+            return Ok(());
+        };
+        let _ = berth_net::delete_link(&endpoint.host_veth);
+        self.release(&endpoint);
+        if !endpoint.ports.is_empty() {
+            lock(&self.networks.reservations).remove(&container.id);
         }
+        if let Some((netns, gateway)) = promoted {
+            berth_net::set_default_route(&netns, gateway).map_err(net_error)?;
+        }
+        self.refresh_names();
+        self.rewrite_resolv_conf(&container.id)?;
+        self.emit_network(&network.id, "disconnect", Some(&container.id));
         Ok(())
+    }
+
+    /// The network `--network` named, unless the container was disconnected from it.
+    fn first_of(&self, container: &Container) -> Option<Network> {
+        if container.state.left_first_network {
+            return None;
+        }
+        self.first_network(&mode(container))
     }
 
     /// Changes a container's record under the containers' lock and saves it.
@@ -685,8 +705,8 @@ impl Engine {
 
     /// Whether the container is on `network`: by `--network`, by its EndpointsConfig, or
     /// by an endpoint while it runs.
-    fn is_on(&self, container: &Container, mode: &Mode, network: &Network) -> bool {
-        self.first_network(mode).is_some_and(|n| n.id == network.id)
+    fn is_on(&self, container: &Container, network: &Network) -> bool {
+        self.first_of(container).is_some_and(|n| n.id == network.id)
             || container
                 .state
                 .endpoints()
@@ -741,17 +761,23 @@ impl Engine {
     }
 
     fn connect_bridge(&self, container: &Container, name: &str, netns: PathBuf) -> Result<Sandbox> {
-        let network = self.networks.find(name)?;
-        if network.driver != "bridge" {
-            return Err(Error::Invalid(format!(
-                "container cannot be connected to network {}: use --network {}",
-                network.name, network.name
-            )));
+        let mut networks = Vec::new();
+        if !container.state.left_first_network {
+            let network = self.networks.find(name)?;
+            if network.driver != "bridge" {
+                return Err(Error::Invalid(format!(
+                    "container cannot be connected to network {}: use --network {}",
+                    network.name, network.name
+                )));
+            }
+            let settings = self.endpoint_settings(container, &network);
+            networks.push((network, settings));
         }
-        let extra = self.extra_networks(container, &network)?;
+        let first = networks.first().map(|(n, _)| n.id.clone());
+        networks.extend(self.extra_networks(container, first.as_deref())?);
         self.ensure_live()?;
         let mut endpoints = Vec::new();
-        let wired = self.wire(container, &network, &extra, &netns, &mut endpoints);
+        let wired = self.wire(container, &networks, &netns, &mut endpoints);
         if let Err(error) = wired {
             self.disconnect(&container.id, &Some(netns), &endpoints);
             return Err(error);
@@ -810,36 +836,41 @@ impl Engine {
         })
     }
 
-    /// A new namespace at `netns` wired to `network` as eth0, with the container's
-    /// published ports, and to each of `extra` as eth1 onwards; each endpoint made is
-    /// pushed to `wired`, for the caller to undo on failure.
+    /// A new namespace at `netns` wired to each of `networks`, eth0 onwards, the first
+    /// with the default route and the container's published ports; each endpoint made
+    /// is pushed to `wired`, for the caller to undo on failure.
     fn wire(
         &self,
         container: &Container,
-        network: &Network,
-        extra: &[(Network, EndpointConfig)],
+        networks: &[(Network, EndpointConfig)],
         netns: &Path,
         wired: &mut Vec<Endpoint>,
     ) -> Result<()> {
         berth_net::netns::create(netns).map_err(net_error)?;
-        let settings = self.endpoint_settings(container, network);
-        wired.push(self.attach_endpoint(container, network, &settings, netns, 0)?);
-        let ports = self.reserve_ports(container)?;
-        if let Some(first) = wired.first_mut() {
-            first.ports = ports;
-            if let Some(firewall) = &lock(&self.networks.live).firewall {
-                firewall.publish(&mappings(first)).map_err(net_error)?;
+        for (index, (network, settings)) in networks.iter().enumerate() {
+            wired.push(self.attach_endpoint(
+                container,
+                network,
+                settings,
+                netns,
+                index,
+                index == 0,
+            )?);
+            if index == 0
+                && let Some(first) = wired.first_mut()
+            {
+                first.ports = self.reserve_ports(container)?;
+                if let Some(firewall) = &lock(&self.networks.live).firewall {
+                    firewall.publish(&mappings(first)).map_err(net_error)?;
+                }
             }
-        }
-        for (index, (other, settings)) in extra.iter().enumerate() {
-            wired.push(self.attach_endpoint(container, other, settings, netns, index + 1)?);
         }
         Ok(())
     }
 
-    /// An address on `network` for the container, wired into `netns` as `eth{index}`
-    /// (the default route goes through eth0's network); the address is released again
-    /// when the wiring fails.
+    /// An address on `network` for the container, wired into `netns` as `eth{index}`,
+    /// with the default route through the network's gateway when it is the `first`
+    /// interface; the address is released again when the wiring fails.
     fn attach_endpoint(
         &self,
         container: &Container,
@@ -847,6 +878,7 @@ impl Engine {
         settings: &EndpointConfig,
         netns: &Path,
         index: usize,
+        first: bool,
     ) -> Result<Endpoint> {
         let wanted = wanted_address(settings)?;
         let asked_mac = settings.mac()?;
@@ -891,7 +923,7 @@ impl Engine {
             name: endpoint.interface.clone(),
             address: ip,
             prefix,
-            gateway: (index == 0).then_some(gateway),
+            gateway: first.then_some(gateway),
             mac,
         };
         if let Err(error) = berth_net::attach(netns, &network.bridge, &interface) {
@@ -901,20 +933,21 @@ impl Engine {
         Ok(endpoint)
     }
 
-    /// The networks a container is on besides the one `--network` names: the others
-    /// its EndpointsConfig names (a second `--network`, `docker network connect`).
+    /// The networks a container is on besides the one `--network` names (of id `first`):
+    /// the others its EndpointsConfig names (a second `--network`, `docker network
+    /// connect`).
     fn extra_networks(
         &self,
         container: &Container,
-        first: &Network,
+        first: Option<&str>,
     ) -> Result<Vec<(Network, EndpointConfig)>> {
         let mut extra: Vec<(Network, EndpointConfig)> = Vec::new();
         for (key, settings) in endpoints_config(&container.request) {
             let network = self.network_named(key)?;
-            if network.id == first.id || extra.iter().any(|(n, _)| n.id == network.id) {
+            if Some(network.id.as_str()) == first || extra.iter().any(|(n, _)| n.id == network.id) {
                 continue;
             }
-            if let Some(refusal) = conflict(&Mode::Bridge(first.name.clone()), &network) {
+            if let Some(refusal) = conflict(&Mode::Bridge(String::new()), &network) {
                 return Err(Error::Invalid(refusal.into()));
             }
             extra.push((network, settings.clone()));
@@ -1135,6 +1168,48 @@ impl Engine {
             }
         }
     }
+}
+
+/// Takes a container's endpoint on the network of `network_id` away, wherever it is.
+fn take_endpoint(state: &mut crate::model::State, network_id: &str) -> Option<Endpoint> {
+    if state
+        .endpoint
+        .as_ref()
+        .is_some_and(|e| e.network_id == network_id)
+    {
+        return state.endpoint.take();
+    }
+    let position = state
+        .extra_endpoints
+        .iter()
+        .position(|e| e.network_id == network_id)?;
+    Some(state.extra_endpoints.remove(position))
+}
+
+/// With its first endpoint gone, a running container's next one becomes its first:
+/// its namespace and the gateway the default route is to go through now.
+fn promote_next(state: &mut crate::model::State) -> Option<(PathBuf, Ipv4Addr)> {
+    if state.status != Status::Running
+        || state.endpoint.is_some()
+        || state.extra_endpoints.is_empty()
+    {
+        return None;
+    }
+    let next = state.extra_endpoints.remove(0);
+    let gateway = next.gateway;
+    state.endpoint = Some(next);
+    Some((state.sandbox.clone()?, gateway))
+}
+
+/// The lowest N of the `ethN` a running container has no interface named.
+fn free_interface(state: &crate::model::State) -> usize {
+    let taken = |i: usize| {
+        let name = format!("eth{i}");
+        state
+            .endpoints()
+            .any(|e| e.interface == name || (i == 0 && e.interface.is_empty()))
+    };
+    (0..).find(|&i| !taken(i)).unwrap_or_default()
 }
 
 /// The names on each network: its running containers' names and aliases there.

@@ -149,6 +149,14 @@ pub fn attach(netns: &Path, bridge: &str, interface: &Interface) -> Result<()> {
     wired
 }
 
+/// Routes the namespace at `netns` out through `gateway`, the address of a network one
+/// of its interfaces is on: when the interface that held the default route has gone.
+pub fn set_default_route(netns: &Path, gateway: Ipv4Addr) -> Result<()> {
+    netns::run_in(netns, move || {
+        netlink::Netlink::open()?.add_default_route(gateway)
+    })
+}
+
 /// Sets a sysctl of the calling thread's network namespace (`net/ipv4/ip_forward`).
 pub fn sysctl(key: &str, value: &str) -> Result<()> {
     let path = format!("/proc/sys/{key}");

@@ -615,6 +615,10 @@ fn network_connect_adds_a_second_network_and_disconnect_takes_it_away() {
     daemon.docker_ok(&["stop", "-t", "0", "later"]);
     daemon.docker_ok(&["network", "disconnect", "back", "later"]);
     assert_eq!(inspected_networks(&daemon, "later"), "front=");
+    daemon.docker_ok(&["network", "disconnect", "front", "later"]);
+    assert_eq!(inspected_networks(&daemon, "later"), "");
+    daemon.docker_ok(&["network", "connect", "front", "later"]);
+    assert_eq!(inspected_networks(&daemon, "later"), "front=");
 
     // On the default bridge and connected to back, it asks back's DNS server from then
     // on, and the host's servers again once disconnected.
@@ -643,6 +647,38 @@ fn network_connect_adds_a_second_network_and_disconnect_takes_it_away() {
     let links = daemon.docker_ok(&["exec", "both", "ip", "-o", "link"]);
     assert!(links.contains("eth0") && links.contains("eth1"), "{links}");
     assert!(lookup(&daemon, "peer", "both").is_some());
+
+    // Off the network it was created on, the next one takes the default route; back on
+    // it, it is on both again, and at its next start as at its first.
+    daemon.docker_ok(&["network", "disconnect", "front", "both"]);
+    assert_eq!(inspected_networks(&daemon, "both"), "back=10.95.0.3");
+    let route = daemon.docker_ok(&["exec", "both", "ip", "route", "show", "default"]);
+    assert!(route.contains("via 10.95.0.1 dev eth1"), "{route}");
+    let links = daemon.docker_ok(&["exec", "both", "ip", "-o", "link"]);
+    assert!(!links.contains("eth0"), "{links}");
+    daemon.docker_ok(&["network", "connect", "front", "both"]);
+    let eth0 = daemon.docker_ok(&["exec", "both", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(eth0.contains("inet 10.94.0."), "{eth0}");
+    daemon.docker_ok(&["restart", "-t", "0", "both"]);
+    let route = daemon.docker_ok(&["exec", "both", "ip", "route", "show", "default"]);
+    assert!(route.contains("via 10.94.0.1 dev eth0"), "{route}");
+
+    // Off its only network it has loopback alone, and stays so across a restart, until
+    // connected again.
+    daemon.docker_ok(&["network", "disconnect", "bridge", "plain"]);
+    assert_eq!(inspected_networks(&daemon, "plain"), "");
+    daemon.docker_ok(&["restart", "-t", "0", "plain"]);
+    let links = daemon.docker_ok(&["exec", "plain", "ip", "-o", "link"]);
+    let names: Vec<&str> = links.lines().filter_map(|l| l.split(": ").nth(1)).collect();
+    assert_eq!(names, ["lo"]);
+    daemon.docker_ok(&["network", "connect", "bridge", "plain"]);
+    let route = daemon.docker_ok(&["exec", "plain", "ip", "route", "show", "default"]);
+    assert!(route.contains("dev eth0"), "{route}");
+    assert!(
+        inspected_networks(&daemon, "plain").starts_with("bridge=172.17.0."),
+        "{}",
+        inspected_networks(&daemon, "plain")
+    );
 
     let until = (unix_seconds() + 1).to_string();
     let events = daemon.docker_ok(&[
