@@ -1,7 +1,9 @@
 //! Networks: the default bridge, user-defined bridges with their own subnets and DNS,
-//! `host` and `none`; and what a container gets on one while it runs — a network
-//! namespace, an address, a veth pair to the bridge, published ports and a name in the
-//! network's DNS. Records live in `<data>/networks/<id>.json`. The kernel side (bridges,
+//! `host` and `none`; and what a container gets on them while it runs — a network
+//! namespace, and on each of its networks (`--network`, more at create or by `docker
+//! network connect`) an interface, eth0 onwards, with an address, a veth pair to the
+//! bridge and its names in the network's DNS; the first holds the default route and
+//! the published ports. Records live in `<data>/networks/<id>.json`. The kernel side (bridges,
 //! nftables table, DNS servers) is set up at the first use, so an engine that never
 //! starts a networked container changes nothing on the host.
 
