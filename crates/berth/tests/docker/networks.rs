@@ -308,8 +308,17 @@ net.reload()
 assert [x.name for x in net.containers] == ["pyweb"], net.containers
 assert sorted(n.name for n in client.networks.list()) == ["bridge", "host", "none", "pynet"]
 print(c.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"])
+back = client.networks.create("pyback", ipam=docker.types.IPAMConfig(
+    pool_configs=[docker.types.IPAMPool(subnet="10.96.0.0/24")]))
+back.connect(c, aliases=["pyalias"])
+c.reload()
+print(c.attrs["NetworkSettings"]["Networks"]["pyback"]["IPAddress"], c.attrs["NetworkSettings"]["Networks"]["pyback"]["Aliases"])
+back.disconnect(c)
+c.reload()
+print(sorted(c.attrs["NetworkSettings"]["Networks"]))
+back.remove()
 "#;
-    daemon.python_sdk(script, "10.92.0.2");
+    daemon.python_sdk(script, "10.92.0.2\n10.96.0.2 ['pyalias']\n['pynet']");
     assert_eq!(
         wait_for_http(&daemon, "http://127.0.0.1:18082/healthz").trim(),
         "ok"
@@ -606,12 +615,13 @@ fn network_connect_adds_a_second_network_and_disconnect_takes_it_away() {
         "sleep",
         "300",
     ]);
-    daemon.docker_ok(&["network", "connect", "back", "later"]);
+    daemon.docker_ok(&["network", "connect", "--ip", "10.95.0.50", "back", "later"]);
     assert_eq!(inspected_networks(&daemon, "later"), "back= front=");
     daemon.docker_ok(&["start", "later"]);
     let eth1 = daemon.docker_ok(&["exec", "later", "ip", "-o", "-4", "addr", "show", "eth1"]);
-    assert!(eth1.contains("inet 10.95.0."), "{eth1}");
-    assert!(lookup(&daemon, "peer", "later").is_some());
+    assert!(eth1.contains("inet 10.95.0.50/24"), "{eth1}");
+    let found = lookup(&daemon, "peer", "later").unwrap_or_default();
+    assert!(found.contains("10.95.0.50"), "{found}");
     daemon.docker_ok(&["stop", "-t", "0", "later"]);
     daemon.docker_ok(&["network", "disconnect", "back", "later"]);
     assert_eq!(inspected_networks(&daemon, "later"), "front=");
