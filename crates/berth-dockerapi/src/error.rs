@@ -49,6 +49,7 @@ fn image_error(error: &berth_image::Error) -> ApiError {
     match error {
         NotFound(_) | RegistryMissing(_) => ApiError::new(StatusCode::NOT_FOUND, error.to_string()),
         Registry(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+        RegistryDenied(_) => ApiError::new(StatusCode::UNAUTHORIZED, error.to_string()),
         // The store words its conflicts as Docker does.
         Invalid { what, reason } if what == "removal" => {
             ApiError::new(StatusCode::CONFLICT, reason.clone())

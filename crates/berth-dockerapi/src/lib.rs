@@ -53,6 +53,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))
         .route("/images/create", post(import::create))
+        .route("/auth", post(pull::login))
         .route("/images/prune", post(images::prune))
         // Image names hold slashes (`registry:5000/team/app`): one catch-all route per
         // method, split on the trailing action.

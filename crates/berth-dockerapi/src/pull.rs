@@ -1,9 +1,12 @@
-//! `POST /images/create?fromImage=…&tag=…`: `docker pull` (and `docker run`'s pull of a
-//! missing image), streamed as Docker's progress JSON. A pull that fails before its
-//! first layer is an HTTP error, as Docker's: the CLI prints it as the daemon's answer.
+//! Registries: `POST /images/create?fromImage=…&tag=…`, `docker pull` (and `docker run`'s
+//! pull of a missing image), streamed as Docker's progress JSON — a pull that fails
+//! before its first layer is an HTTP error, as Docker's, which the CLI prints as the
+//! daemon's answer —, and `POST /auth`, `docker login`'s check of credentials, which the
+//! CLI then keeps and sends with each pull.
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -147,6 +150,27 @@ fn short_id(layer: &Digest) -> String {
 
 fn error_line(message: &str) -> Value {
     json!({"errorDetail": {"message": message}, "error": message})
+}
+
+/// `POST /auth`: Docker's AuthConfig, checked with the registry it names.
+pub(crate) async fn login(Json(auth): Json<Value>) -> Result<Json<Value>, ApiError> {
+    let text = |key: &str| auth[key].as_str().unwrap_or_default().to_string();
+    let credentials = Credentials {
+        username: text("username"),
+        password: text("password"),
+    };
+    let server = match text("serveraddress") {
+        address if address.is_empty() => "docker.io".to_string(),
+        address => address,
+    };
+    let options = PullOptions {
+        credentials: Some(credentials),
+        insecure_registries: Vec::new(),
+    };
+    Registry::login(&server, &options).await?;
+    Ok(Json(
+        json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+    ))
 }
 
 /// The reference `fromImage` and `tag` name; pulls by digest and for other platforms

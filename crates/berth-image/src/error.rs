@@ -41,6 +41,9 @@ pub enum Error {
     /// What a registry does not have, or will not show: the manifest, the repository.
     #[error("{0}")]
     RegistryMissing(String),
+    /// A registry that would not let these credentials in.
+    #[error("{0}")]
+    RegistryDenied(String),
     /// No image, tag or blob of that name.
     #[error("No such image: {0}")]
     NotFound(String),

@@ -131,6 +131,50 @@ impl Registry {
     /// The registry and repository `reference` names.
     pub fn new(reference: &Reference, options: &PullOptions) -> Result<Self> {
         let (host, repository) = reference.registry_and_path();
+        Self::connect(host, repository, reference.clone(), options)
+    }
+
+    /// Checks `options`' credentials with the registry at `server` (`host[:port]`, or a
+    /// URL as `docker login` sends it), as `docker login` does: its `/v2/` must let them
+    /// in.
+    pub async fn login(server: &str, options: &PullOptions) -> Result<()> {
+        let host = server
+            .split_once("://")
+            .map_or(server, |(_, rest)| rest)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .replace("index.docker.io", "docker.io");
+        let reference = Reference {
+            repository: host.clone(),
+            tag: "latest".into(),
+        };
+        let registry = Self::connect(host, String::new(), reference, options)?;
+        let url = format!("{}/v2/", registry.base);
+        let mut response = registry.send(&url, "application/json", None).await?;
+        if response.status() == StatusCode::UNAUTHORIZED && registry.credentials.is_some() {
+            registry
+                .authenticate(&header(&response, "www-authenticate"))
+                .await?;
+            let authorization = registry.authorization.lock().ok().and_then(|a| a.clone());
+            response = registry
+                .send(&url, "application/json", authorization.as_deref())
+                .await?;
+        }
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            status => Err(Error::RegistryDenied(format!(
+                "login attempt to {url} failed with status: {status}"
+            ))),
+        }
+    }
+
+    fn connect(
+        host: String,
+        repository: String,
+        reference: Reference,
+        options: &PullOptions,
+    ) -> Result<Self> {
         let scheme = if is_loopback(&host) || options.insecure_registries.contains(&host) {
             "http"
         } else {
@@ -151,7 +195,7 @@ impl Registry {
             client: Client::builder(hyper_util::rt::TokioExecutor::new()).build(https),
             base: format!("{scheme}://{host}"),
             repository,
-            reference: reference.clone(),
+            reference,
             credentials: options.credentials.clone(),
             authorization: Mutex::new(None),
         })

@@ -23,15 +23,45 @@ impl LocalRegistry {
     /// Starts a registry storing under `dir`, in the network namespace at `netns` (the
     /// caller's when None), on `port`, and waits until it answers.
     pub fn start(dir: &Path, netns: Option<&Path>, port: u16) -> std::io::Result<Self> {
+        Self::start_with_users(dir, netns, port, &[])
+    }
+
+    /// Starts a registry as [`LocalRegistry::start`] does that, when `users` (name and
+    /// password) are given, lets only them in, with basic auth (an htpasswd file made
+    /// with apache2-utils' `htpasswd`).
+    pub fn start_with_users(
+        dir: &Path,
+        netns: Option<&Path>,
+        port: u16,
+        users: &[(&str, &str)],
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir.join("storage"))?;
-        let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.join("storage").display()
-            ),
-        )?;
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("storage").display()
+        );
+        if !users.is_empty() {
+            let htpasswd = dir.join("htpasswd");
+            let mut lines = String::new();
+            for (user, password) in users {
+                let output = Command::new("htpasswd")
+                    .args(["-Bbn", user, password])
+                    .output()?;
+                if !output.status.success() {
+                    return Err(std::io::Error::other("htpasswd failed"));
+                }
+                lines.push_str(String::from_utf8_lossy(&output.stdout).trim());
+                lines.push('\n');
+            }
+            std::fs::write(&htpasswd, lines)?;
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_path = dir.join("config.yml");
+        std::fs::write(&config_path, config)?;
+        let config = config_path;
         let mut command = in_netns(netns, "docker-registry");
         let process = command
             .arg("serve")
@@ -52,7 +82,12 @@ impl LocalRegistry {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let answered = in_netns(self.netns.as_deref(), "curl")
-                .args(["-sf", &format!("http://{}/v2/", self.address)])
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    &format!("http://{}/v2/", self.address),
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()?
@@ -69,10 +104,21 @@ impl LocalRegistry {
         }
     }
 
-    /// Pushes `image` (an OCI layout) to this registry as `repository:tag` with skopeo.
-    pub fn push(&self, image: &LayoutImage, repository: &str, tag: &str) -> std::io::Result<()> {
-        let output = in_netns(self.netns.as_deref(), "skopeo")
-            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+    /// Pushes `image` (an OCI layout) to this registry as `repository:tag` with skopeo,
+    /// as `user` (name, password) when the registry wants one.
+    pub fn push(
+        &self,
+        image: &LayoutImage,
+        repository: &str,
+        tag: &str,
+        user: Option<(&str, &str)>,
+    ) -> std::io::Result<()> {
+        let mut command = in_netns(self.netns.as_deref(), "skopeo");
+        command.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some((name, password)) = user {
+            command.arg(format!("--dest-creds={name}:{password}"));
+        }
+        let output = command
             .arg(format!("oci:{}:{}", image.dir.display(), image.tag))
             .arg(format!("docker://{}/{repository}:{tag}", self.address))
             .output()?;

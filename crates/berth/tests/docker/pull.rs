@@ -16,7 +16,7 @@ fn daemon_and_registry(name: &str) -> (Daemon, LocalRegistry) {
     .unwrap();
     let image =
         berth_testkit::images::busybox_image(&daemon.scratch.path().join("layout")).unwrap();
-    registry.push(&image, "busybox", "latest").unwrap();
+    registry.push(&image, "busybox", "latest", None).unwrap();
     (daemon, registry)
 }
 
@@ -79,4 +79,46 @@ fn docker_run_pulls_a_missing_image_and_missing_ones_are_named_as_docker_names_t
     let unreachable = daemon.docker(&["pull", "127.0.0.1:5999/busybox"]);
     let stderr = String::from_utf8_lossy(&unreachable.stderr);
     assert!(stderr.contains("127.0.0.1:5999"), "{stderr}");
+}
+
+#[test]
+fn docker_login_lets_pulls_into_a_registry_that_wants_users() {
+    let daemon = Daemon::start("login");
+    let registry = LocalRegistry::start_with_users(
+        &daemon.scratch.path().join("registry"),
+        Some(&daemon.host.path()),
+        5000,
+        &[("ada", "s3cret")],
+    )
+    .unwrap();
+    let image =
+        berth_testkit::images::busybox_image(&daemon.scratch.path().join("layout")).unwrap();
+    registry
+        .push(&image, "private", "v1", Some(("ada", "s3cret")))
+        .unwrap();
+    let image = format!("{}/private:v1", registry.address);
+    let anonymous = daemon.docker(&["pull", &image]);
+    assert!(!anonymous.status.success(), "{anonymous:?}");
+    assert!(
+        String::from_utf8_lossy(&anonymous.stderr).contains("may require 'docker login'"),
+        "{anonymous:?}"
+    );
+    let wrong = daemon.docker(&["login", "-u", "ada", "-p", "wrong", &registry.address]);
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "login attempt to http://{}/v2/ failed with status: 401 Unauthorized",
+            registry.address
+        )),
+        "{stderr}"
+    );
+    let login = daemon.docker_ok(&["login", "-u", "ada", "-p", "s3cret", &registry.address]);
+    assert!(login.contains("Login Succeeded"), "{login}");
+    let pulled = daemon.docker_ok(&["pull", &image]);
+    assert!(
+        pulled.contains("Status: Downloaded newer image"),
+        "{pulled}"
+    );
+    let out = daemon.docker_ok(&["run", "--rm", &image, "echo", "private"]);
+    assert_eq!(out.trim(), "private");
 }
