@@ -256,7 +256,10 @@ pub(crate) fn container_networks(container: &Container) -> Value {
 /// One network of NetworkSettings.Networks.
 fn endpoint_value(endpoint: Option<&Endpoint>, config: Option<&&EndpointConfig>) -> Value {
     json!({
-        "IPAMConfig": null,
+        "IPAMConfig": config
+            .and_then(|c| c.ipam_config.as_ref())
+            .filter(|i| !i.ipv4_address.is_empty())
+            .map(|i| json!({"IPv4Address": i.ipv4_address})),
         "Links": null,
         "Aliases": config.and_then(|c| c.aliases.clone()),
         "MacAddress": endpoint.map(|e| e.mac.as_str()).unwrap_or_default(),

@@ -617,6 +617,13 @@ fn network_connect_adds_a_second_network_and_disconnect_takes_it_away() {
     ]);
     daemon.docker_ok(&["network", "connect", "--ip", "10.95.0.50", "back", "later"]);
     assert_eq!(inspected_networks(&daemon, "later"), "back= front=");
+    let ipam = daemon.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.back.IPAMConfig.IPv4Address}}",
+        "later",
+    ]);
+    assert_eq!(ipam.trim(), "10.95.0.50");
     daemon.docker_ok(&["start", "later"]);
     let eth1 = daemon.docker_ok(&["exec", "later", "ip", "-o", "-4", "addr", "show", "eth1"]);
     assert!(eth1.contains("inet 10.95.0.50/24"), "{eth1}");
