@@ -150,6 +150,50 @@ impl Client {
         read_answer(response).await
     }
 
+    /// Sends a request whose answer is a stream of JSON lines (`pull`'s progress): an
+    /// error status is the daemon's message; otherwise each line as it comes.
+    pub async fn json_lines(
+        &self,
+        method: &str,
+        path: &str,
+    ) -> Result<impl futures_util::Stream<Item = Result<Value, String>> + use<>, String> {
+        let mut sender = self.connect().await?;
+        let response = sender
+            .send_request(Self::request(method, path, None)?)
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status().as_u16() >= 400 {
+            return Err(read_answer(response).await?.ok().err().unwrap_or_default());
+        }
+        let state = (response.into_body(), Vec::<u8>::new());
+        Ok(futures_util::stream::unfold(
+            state,
+            |(mut body, mut pending)| async move {
+                loop {
+                    if let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = pending.drain(..=end).collect();
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        let value = serde_json::from_slice(&line).map_err(|e| e.to_string());
+                        return Some((value, (body, pending)));
+                    }
+                    match body.frame().await {
+                        Some(Ok(frame)) => {
+                            if let Some(data) = frame.data_ref() {
+                                pending.extend_from_slice(data);
+                            }
+                        }
+                        Some(Err(error)) => {
+                            return Some((Err(error.to_string()), (body, Vec::new())));
+                        }
+                        None => return None,
+                    }
+                }
+            },
+        ))
+    }
+
     /// Sends a request whose answer comes later (`wait`): returns once the headers are
     /// in, with a future of the body.
     pub async fn call_later(

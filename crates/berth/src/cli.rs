@@ -217,6 +217,16 @@ pub struct RmiArgs {
     pub images: Vec<String>,
 }
 
+/// `berth pull NAME[:TAG]`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The image: [REGISTRY/]REPOSITORY[:TAG]
+    pub name: String,
+    /// Suppress the progress output
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
 /// `berth tag SOURCE TARGET`.
 #[derive(Debug, Args)]
 pub struct TagArgs {
@@ -428,7 +438,7 @@ pub enum Command {
     /// Build an image from a Dockerfile
     Build(Pending),
     /// Download an image from a registry
-    Pull(Pending),
+    Pull(PullArgs),
     /// Upload an image to a registry
     Push(Pending),
     /// Create a tag that refers to an image

@@ -45,11 +45,21 @@ async fn run_container(client: &Client, args: &RunArgs) -> anyhow::Result<i64> {
         .as_ref()
         .map(|n| format!("?name={n}"))
         .unwrap_or_default();
-    let created = client
-        .call("POST", &format!("/containers/create{query}"), Some(&body))
+    let path = format!("/containers/create{query}");
+    let mut created = client
+        .call("POST", &path, Some(&body))
         .await
-        .and_then(|a| a.ok())
         .map_err(|e| anyhow!(e))?;
+    if created.status == 404 {
+        // As docker: an image not here is pulled, then the create tried again.
+        eprintln!("Unable to find image '{}' locally", args.image);
+        crate::pull::pull_image(client, &args.image, false).await?;
+        created = client
+            .call("POST", &path, Some(&body))
+            .await
+            .map_err(|e| anyhow!(e))?;
+    }
+    let created = created.ok().map_err(|e| anyhow!(e))?;
     let id = created.json()["Id"]
         .as_str()
         .unwrap_or_default()

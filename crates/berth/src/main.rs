@@ -13,6 +13,7 @@ mod daemon;
 mod listing;
 mod objects;
 mod oci;
+mod pull;
 mod server;
 
 /// `berth --version`: the crate version and the git commit it was built from.
@@ -111,6 +112,7 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
         cli::Command::Network(command) => objects::network(command, cli.host.as_deref()),
         cli::Command::Volume(command) => objects::volume(command, cli.host.as_deref()),
         cli::Command::Load(args) => commands::load(&args, cli.host.as_deref()),
+        cli::Command::Pull(args) => pull::pull(&args, cli.host.as_deref()),
         cli::Command::Monitor(args) => Ok(ExitCode::from(
             berth_engine::run_monitor(&args.runtime_root, &args.dir, &args.id).clamp(0, 255) as u8,
         )),

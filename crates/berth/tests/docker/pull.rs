@@ -122,3 +122,46 @@ fn docker_login_lets_pulls_into_a_registry_that_wants_users() {
     let out = daemon.docker_ok(&["run", "--rm", &image, "echo", "private"]);
     assert_eq!(out.trim(), "private");
 }
+
+#[test]
+fn berth_pull_shows_each_layer_and_berth_run_pulls_what_is_missing() {
+    let (daemon, registry) = daemon_and_registry("berth-pull");
+    let image = format!("{}/busybox", registry.address);
+    let pulled = daemon.berth_ok(&["pull", &image]);
+    let lines: Vec<&str> = pulled.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"latest: Pulling from busybox"),
+        "{pulled}"
+    );
+    assert!(
+        lines.iter().any(|l| l.ends_with(": Pull complete")),
+        "{pulled}"
+    );
+    assert!(
+        !pulled.contains("Downloading"),
+        "no progress flood off a terminal: {pulled}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&format!("{image}:latest").as_str()),
+        "{pulled}"
+    );
+    daemon.docker_ok(&["rmi", &image]);
+    let ran = daemon.berth(&["run", "--rm", &image, "echo", "ran"]);
+    assert!(ran.status.success(), "{ran:?}");
+    assert!(
+        String::from_utf8_lossy(&ran.stdout).ends_with("ran\n"),
+        "{ran:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&ran.stderr).contains("Unable to find image"),
+        "{ran:?}"
+    );
+    let missing = daemon.berth(&["pull", &format!("{image}:nope")]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("manifest unknown"),
+        "{missing:?}"
+    );
+}
