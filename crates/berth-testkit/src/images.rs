@@ -52,6 +52,25 @@ pub fn busybox_image(dir: &Path) -> Result<LayoutImage> {
     write_layout(dir, "latest", config, &[busybox_layer()?])
 }
 
+/// Writes busybox for two platforms into the OCI layout at `dir`, tagged `latest`: this
+/// host's architecture, whose config sets `PLATFORM=<arch>`, and another one (`arm64`, or
+/// `amd64` on arm64 hosts) whose config says its own — a pull must pick the first.
+pub fn busybox_multi_platform_image(dir: &Path) -> Result<LayoutImage> {
+    let host = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    };
+    let other = if host == "amd64" { "arm64" } else { "amd64" };
+    let config = |arch: &str| json!({"Env": [PATH_ENV, format!("PLATFORM={arch}")], "Cmd": ["sh"]});
+    let layer = busybox_layer()?;
+    crate::layout::write_multi_platform_layout(
+        dir,
+        "latest",
+        &[(host, config(host)), (other, config(other))],
+        &[layer],
+    )
+}
+
 /// Writes the web application image into the OCI layout at `dir`, tagged `latest`: busybox
 /// plus `/bin/testapp`, serving HTTP on [`WEBAPP_PORT`] with a health check on `/healthz`.
 pub fn webapp_image(dir: &Path) -> Result<LayoutImage> {

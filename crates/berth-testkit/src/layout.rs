@@ -16,6 +16,7 @@ use crate::{Error, Result};
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 /// The annotation that names a manifest's tag in `index.json`.
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -37,6 +38,66 @@ pub struct LayoutImage {
 /// Writes an image made of `layers` and the runtime `config` (the `config` object of an
 /// OCI image config: Env, Cmd, Entrypoint, WorkingDir, …) into the layout at `dir` as `tag`.
 pub fn write_layout(dir: &Path, tag: &str, config: Value, layers: &[Layer]) -> Result<LayoutImage> {
+    let (manifest_digest, size) = write_manifest(dir, "amd64", &config, layers)?;
+    write_index(
+        dir,
+        tag,
+        json!({"mediaType": MANIFEST_TYPE, "digest": manifest_digest, "size": size}),
+    )?;
+    Ok(LayoutImage {
+        dir: dir.to_path_buf(),
+        tag: tag.to_string(),
+        manifest_digest,
+        config,
+        layer_digests: layers.iter().map(|l| l.digest.clone()).collect(),
+    })
+}
+
+/// Writes an image for several platforms into the layout at `dir` as `tag`: an image
+/// index listing one manifest per `(architecture, config)`, all of them linux and made
+/// of `layers`. [`LayoutImage::manifest_digest`] is the index's, its config the first's.
+pub fn write_multi_platform_layout(
+    dir: &Path,
+    tag: &str,
+    platforms: &[(&str, Value)],
+    layers: &[Layer],
+) -> Result<LayoutImage> {
+    let mut manifests = Vec::new();
+    for (architecture, config) in platforms {
+        let (digest, size) = write_manifest(dir, architecture, config, layers)?;
+        manifests.push(json!({
+            "mediaType": MANIFEST_TYPE, "digest": digest, "size": size,
+            "platform": {"os": "linux", "architecture": architecture},
+        }));
+    }
+    let index =
+        to_bytes(&json!({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": manifests}));
+    let index_digest = write_blob(dir, &index)?;
+    write_index(
+        dir,
+        tag,
+        json!({"mediaType": INDEX_TYPE, "digest": index_digest, "size": index.len()}),
+    )?;
+    Ok(LayoutImage {
+        dir: dir.to_path_buf(),
+        tag: tag.to_string(),
+        manifest_digest: index_digest,
+        config: platforms
+            .first()
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default(),
+        layer_digests: layers.iter().map(|l| l.digest.clone()).collect(),
+    })
+}
+
+/// Writes the layers, a config for `architecture` and the manifest joining them; the
+/// manifest's digest and size.
+fn write_manifest(
+    dir: &Path,
+    architecture: &str,
+    config: &Value,
+    layers: &[Layer],
+) -> Result<(String, usize)> {
     std::fs::create_dir_all(dir.join("blobs/sha256")).at(dir)?;
     write_file(
         &dir.join("oci-layout"),
@@ -46,7 +107,7 @@ pub fn write_layout(dir: &Path, tag: &str, config: Value, layers: &[Layer]) -> R
         write_blob(dir, &layer.compressed)?;
     }
     let image_config = json!({
-        "architecture": "amd64",
+        "architecture": architecture,
         "os": "linux",
         "created": "1970-01-01T00:00:00Z",
         "config": config,
@@ -64,23 +125,18 @@ pub fn write_layout(dir: &Path, tag: &str, config: Value, layers: &[Layer]) -> R
         })).collect::<Vec<_>>(),
     });
     let manifest_bytes = to_bytes(&manifest);
-    let manifest_digest = write_blob(dir, &manifest_bytes)?;
+    Ok((write_blob(dir, &manifest_bytes)?, manifest_bytes.len()))
+}
+
+/// Writes `index.json` naming `descriptor` (a manifest's or an index's) as `tag`.
+fn write_index(dir: &Path, tag: &str, mut descriptor: Value) -> Result<()> {
+    descriptor["annotations"] = json!({REF_NAME: tag});
     let index = json!({
         "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
-            "mediaType": MANIFEST_TYPE, "digest": manifest_digest, "size": manifest_bytes.len(),
-            "annotations": {REF_NAME: tag},
-        }],
+        "mediaType": INDEX_TYPE,
+        "manifests": [descriptor],
     });
-    write_file(&dir.join("index.json"), &to_bytes(&index))?;
-    Ok(LayoutImage {
-        dir: dir.to_path_buf(),
-        tag: tag.to_string(),
-        manifest_digest,
-        config,
-        layer_digests: layers.iter().map(|l| l.digest.clone()).collect(),
-    })
+    write_file(&dir.join("index.json"), &to_bytes(&index))
 }
 
 fn to_bytes(value: &Value) -> Vec<u8> {

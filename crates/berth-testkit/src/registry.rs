@@ -114,7 +114,7 @@ impl LocalRegistry {
         user: Option<(&str, &str)>,
     ) -> std::io::Result<()> {
         let mut command = in_netns(self.netns.as_deref(), "skopeo");
-        command.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        command.args(["copy", "--all", "--quiet", "--dest-tls-verify=false"]);
         if let Some((name, password)) = user {
             command.arg(format!("--dest-creds={name}:{password}"));
         }

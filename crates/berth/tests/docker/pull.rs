@@ -165,3 +165,22 @@ fn berth_pull_shows_each_layer_and_berth_run_pulls_what_is_missing() {
         "{missing:?}"
     );
 }
+
+#[test]
+fn an_image_index_is_resolved_to_this_host_s_platform() {
+    let (daemon, registry) = daemon_and_registry("index");
+    let layout = daemon.scratch.path().join("multi-layout");
+    let image = berth_testkit::images::busybox_multi_platform_image(&layout).unwrap();
+    registry.push(&image, "multi", "latest", None).unwrap();
+    let name = format!("{}/multi", registry.address);
+    daemon.docker_ok(&["pull", &name]);
+    let arch = daemon.docker_ok(&["image", "inspect", "-f", "{{.Architecture}}", &name]);
+    let host = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    assert_eq!(arch.trim(), host);
+    let said = daemon.docker_ok(&["run", "--rm", &name, "sh", "-c", "echo $PLATFORM"]);
+    assert_eq!(said.trim(), host);
+}
