@@ -92,11 +92,7 @@ impl Tokens {
 
 /// A kubeconfig for `user` with `token`, for a server at `bind`.
 pub(crate) fn kubeconfig(pki: &Pki, (user, token): (&str, &str), bind: SocketAddr) -> String {
-    let host = if bind.ip().is_unspecified() {
-        format!("127.0.0.1:{}", bind.port())
-    } else {
-        bind.to_string()
-    };
+    let host = crate::reachable(bind);
     let ca = base64::engine::general_purpose::STANDARD.encode(&pki.ca);
     config_text(
         &format!("https://{host}"),

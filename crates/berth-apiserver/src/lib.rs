@@ -153,6 +153,11 @@ pub async fn run(
         stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
     });
     tracing::info!(address = %config.bind, datastore, "serving the Kubernetes API");
+    let data = config.data_dir.display();
+    tracing::info!(
+        "use the cluster: export KUBECONFIG={data}/admin.kubeconfig; join nodes: berth agent --server https://{} --token \"$(cat {data}/token)\"",
+        reachable(config.bind)
+    );
     axum_server::bind_rustls(config.bind, tls)
         .handle(handle)
         .serve(router.into_make_service())
@@ -251,6 +256,16 @@ async fn compact_periodically(
             Ok(revision) => previous = revision,
             Err(error) => tracing::warn!(%error, "could not read the datastore's revision"),
         }
+    }
+}
+
+/// The address clients on this machine reach a server bound to `bind` at: loopback for
+/// a wildcard bind.
+pub(crate) fn reachable(bind: SocketAddr) -> String {
+    if bind.ip().is_unspecified() {
+        format!("127.0.0.1:{}", bind.port())
+    } else {
+        bind.to_string()
     }
 }
 
