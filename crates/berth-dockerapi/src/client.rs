@@ -150,16 +150,25 @@ impl Client {
         read_answer(response).await
     }
 
-    /// Sends a request whose answer is a stream of JSON lines (`pull`'s progress): an
-    /// error status is the daemon's message; otherwise each line as it comes.
+    /// Sends a request, with `headers`, whose answer is a stream of JSON lines (`pull`'s
+    /// progress): an error status is the daemon's message; otherwise each line as it
+    /// comes.
     pub async fn json_lines(
         &self,
         method: &str,
         path: &str,
+        headers: &[(&'static str, String)],
     ) -> Result<impl futures_util::Stream<Item = Result<Value, String>> + use<>, String> {
         let mut sender = self.connect().await?;
+        let mut request = Self::request(method, path, None)?;
+        for (name, value) in headers {
+            let value = value
+                .parse()
+                .map_err(|_| format!("invalid {name} header"))?;
+            request.headers_mut().insert(*name, value);
+        }
         let response = sender
-            .send_request(Self::request(method, path, None)?)
+            .send_request(request)
             .await
             .map_err(|e| e.to_string())?;
         if response.status().as_u16() >= 400 {

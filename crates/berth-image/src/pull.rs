@@ -45,6 +45,49 @@ pub struct Credentials {
     pub password: String,
 }
 
+impl Credentials {
+    /// The credentials a Docker `config.json` (what `docker login` writes, and what an
+    /// `imagePullSecret` of type `kubernetes.io/dockerconfigjson` holds) keeps for
+    /// `registry` (`host[:port]`; `docker.io` for Docker Hub). Entries are keyed by host
+    /// or by URL; each holds `auth` (base64 of `user:password`) or the two fields.
+    pub fn from_docker_config(config: &[u8], registry: &str) -> Option<Self> {
+        let config: Value = serde_json::from_slice(config).ok()?;
+        let wanted = |key: &str| {
+            let host = key
+                .split_once("://")
+                .map_or(key, |(_, rest)| rest)
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            host == registry
+                || (registry == "docker.io"
+                    && matches!(
+                        host,
+                        "index.docker.io" | "registry-1.docker.io" | "docker.io"
+                    ))
+        };
+        let (_, entry) = config["auths"]
+            .as_object()?
+            .iter()
+            .find(|(key, _)| wanted(key))?;
+        if let Some(auth) = entry["auth"].as_str().filter(|a| !a.is_empty()) {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(auth)
+                .ok()?;
+            let decoded = String::from_utf8(decoded).ok()?;
+            let (username, password) = decoded.split_once(':')?;
+            return Some(Self {
+                username: username.to_string(),
+                password: password.to_string(),
+            });
+        }
+        Some(Self {
+            username: entry["username"].as_str()?.to_string(),
+            password: entry["password"].as_str()?.to_string(),
+        })
+    }
+}
+
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
 pub struct PullOptions {
@@ -561,6 +604,29 @@ mod tests {
         assert!(is_loopback("[::1]:5000"));
         assert!(!is_loopback("registry.example.com:5000"));
         assert!(!is_loopback("10.0.0.1:5000"));
+    }
+
+    #[test]
+    fn docker_configs_give_the_registry_s_credentials() {
+        let config = br#"{"auths": {
+            "127.0.0.1:5000": {"auth": "YWRhOnMzY3JldA=="},
+            "https://index.docker.io/v1/": {"username": "hub", "password": "pw"}
+        }}"#;
+        let ada = Credentials::from_docker_config(config, "127.0.0.1:5000").unwrap();
+        assert_eq!(
+            (ada.username.as_str(), ada.password.as_str()),
+            ("ada", "s3cret")
+        );
+        let hub = Credentials::from_docker_config(config, "docker.io").unwrap();
+        assert_eq!(
+            (hub.username.as_str(), hub.password.as_str()),
+            ("hub", "pw")
+        );
+        assert_eq!(Credentials::from_docker_config(config, "other:5000"), None);
+        assert_eq!(
+            Credentials::from_docker_config(b"not json", "docker.io"),
+            None
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::anyhow;
+use base64::Engine as _;
 use berth_dockerapi::client::Client;
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -27,8 +28,12 @@ pub fn pull(args: &PullArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
 pub(crate) async fn pull_image(client: &Client, name: &str, quiet: bool) -> anyhow::Result<()> {
     let (image, tag) = split_tag(name);
     let query = serde_urlencoded::to_string([("fromImage", image), ("tag", tag)])?;
+    let headers: Vec<(&'static str, String)> = registry_auth(image)
+        .map(|auth| ("X-Registry-Auth", auth))
+        .into_iter()
+        .collect();
     let lines = client
-        .json_lines("POST", &format!("/images/create?{query}"))
+        .json_lines("POST", &format!("/images/create?{query}"), &headers)
         .await
         .map_err(|e| anyhow!(e))?;
     let mut lines = std::pin::pin!(lines);
@@ -44,6 +49,27 @@ pub(crate) async fn pull_image(client: &Client, name: &str, quiet: bool) -> anyh
     }
     println!("{image}:{tag}");
     Ok(())
+}
+
+/// The `X-Registry-Auth` header for `image`'s registry from the Docker config `docker
+/// login` wrote (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`), as the docker
+/// CLI sends it; None without credentials for it.
+fn registry_auth(image: &str) -> Option<String> {
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".docker"))
+        })?;
+    let config = std::fs::read(dir.join("config.json")).ok()?;
+    let reference = berth_image::Reference::parse(image).ok()?;
+    let (registry, _) = reference.registry_and_path();
+    let credentials = berth_image::Credentials::from_docker_config(&config, &registry)?;
+    let auth = serde_json::json!({
+        "username": credentials.username,
+        "password": credentials.password,
+        "serveraddress": registry,
+    });
+    Some(base64::engine::general_purpose::URL_SAFE.encode(auth.to_string()))
 }
 
 /// `NAME[:TAG]` as the repository and the tag (`latest` when none); a registry's port is

@@ -114,6 +114,14 @@ fn docker_login_lets_pulls_into_a_registry_that_wants_users() {
     );
     let login = daemon.docker_ok(&["login", "-u", "ada", "-p", "s3cret", &registry.address]);
     assert!(login.contains("Login Succeeded"), "{login}");
+    // berth's own CLI sends what docker login kept, as the docker CLI does.
+    let by_berth = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["-H", &daemon.host(), "pull", &image])
+        .env("DOCKER_CONFIG", daemon.scratch.path().join("docker-config"))
+        .output()
+        .unwrap();
+    assert!(by_berth.status.success(), "{by_berth:?}");
+    daemon.docker_ok(&["rmi", &image]);
     let pulled = daemon.docker_ok(&["pull", &image]);
     assert!(
         pulled.contains("Status: Downloaded newer image"),
