@@ -191,10 +191,17 @@ fn security_opt_chooses_the_seccomp_profile_and_no_new_privileges() {
 #[test]
 fn a_missing_image_and_a_taken_name_are_refused_by_name() {
     let daemon = daemon_with_busybox("refusals");
-    let missing = daemon.docker(&["run", "--rm", "nosuchimage"]);
+    // An image not here is pulled: from a loopback registry that is not there, as a
+    // test reaches nothing beyond its hosts.
+    let missing = daemon.docker(&["run", "--rm", "127.0.0.1:5999/nosuchimage"]);
     assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(
-        String::from_utf8_lossy(&missing.stderr).contains("nosuchimage"),
+        stderr.contains("Unable to find image '127.0.0.1:5999/nosuchimage:latest' locally"),
+        "{missing:?}"
+    );
+    assert!(
+        stderr.contains("http://127.0.0.1:5999/v2/nosuchimage/manifests/latest"),
         "{missing:?}"
     );
     daemon.docker_ok(&["create", "--name", "taken", "busybox", "true"]);
@@ -397,14 +404,16 @@ fn berth_run_is_a_client_of_the_same_api() {
     assert_eq!(String::from_utf8_lossy(&output.stderr), "err\n");
     assert_eq!(daemon.docker_ok(&["ps", "-aq"]).trim(), "");
     let missing = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["-H", &daemon.host(), "run", "--rm", "nosuch"])
+        .args(["-H", &daemon.host(), "run", "--rm", "127.0.0.1:5999/nosuch"])
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(
-        String::from_utf8_lossy(&missing.stderr).contains("No such image: nosuch:latest"),
+        stderr.contains("Unable to find image '127.0.0.1:5999/nosuch' locally"),
         "{missing:?}"
     );
+    assert!(stderr.contains("127.0.0.1:5999"), "{missing:?}");
 }
 
 #[test]
