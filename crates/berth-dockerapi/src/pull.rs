@@ -177,9 +177,19 @@ pub(crate) async fn login(Json(auth): Json<Value>) -> Result<Json<Value>, ApiErr
 /// are refused by name.
 fn requested_reference(query: &QueryPairs) -> Result<Reference, ApiError> {
     let image = query.first("fromImage").unwrap_or_default();
+    let named_tag = image
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'));
     let text = match query.first("tag") {
         Some(tag) if tag.starts_with("sha256:") => format!("{image}@{tag}"),
         Some(tag) => format!("{image}:{tag}"),
+        // No tag anywhere asks for every tag of the repository (`docker pull -a`).
+        None if !named_tag && !image.contains('@') => {
+            return Err(ApiError::bad_request(format!(
+                "berth does not support pulling every tag yet (docker pull --all-tags {image}): name a tag"
+            )));
+        }
         None => image.to_string(),
     };
     if text.contains('@') {
@@ -226,12 +236,17 @@ mod tests {
             "127.0.0.1:5000/app:v1"
         );
         assert_eq!(
-            query("fromImage=busybox").unwrap().to_string(),
-            "busybox:latest"
+            query("fromImage=busybox%3A1.36").unwrap().to_string(),
+            "busybox:1.36"
+        );
+        let all_tags = query("fromImage=busybox").unwrap_err();
+        assert!(
+            all_tags.message.contains("--all-tags busybox"),
+            "{all_tags:?}"
         );
         let by_digest = query("fromImage=busybox&tag=sha256:abc").unwrap_err();
         assert!(by_digest.message.contains("by digest"), "{by_digest:?}");
-        let arm = query("fromImage=busybox&platform=linux/s390x").unwrap_err();
+        let arm = query("fromImage=busybox&tag=latest&platform=linux/s390x").unwrap_err();
         assert!(arm.message.contains("--platform linux/s390x"), "{arm:?}");
     }
 

@@ -76,6 +76,16 @@ fn docker_run_pulls_a_missing_image_and_missing_ones_are_named_as_docker_names_t
         stderr.contains(&format!("manifest for {repository}:latest not found")),
         "{stderr}"
     );
+    let all_tags = daemon.docker(&[
+        "pull",
+        "--all-tags",
+        &format!("{}/busybox", registry.address),
+    ]);
+    let stderr = String::from_utf8_lossy(&all_tags.stderr);
+    assert!(
+        stderr.contains("berth does not support pulling every tag yet"),
+        "{stderr}"
+    );
     let unreachable = daemon.docker(&["pull", "127.0.0.1:5999/busybox"]);
     let stderr = String::from_utf8_lossy(&unreachable.stderr);
     assert!(stderr.contains("127.0.0.1:5999"), "{stderr}");
