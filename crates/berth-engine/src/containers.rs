@@ -339,22 +339,15 @@ impl Engine {
         let dir = self.container_dir(&container.id);
         let etc = dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(|e| Error::Io(etc.clone(), e))?;
-        let hostname = if container.request.hostname.is_empty() {
-            &container.id[..12]
-        } else {
-            &container.request.hostname
-        };
-        let own_address = sandbox
-            .endpoint
-            .as_ref()
-            .map_or("127.0.1.1".to_string(), |e| e.ip.to_string());
+        let hostname = hostname_of(&container);
+        let own_addresses: Vec<String> = sandbox.endpoints().map(|e| e.ip.to_string()).collect();
         let gateway = self.host_gateway();
         let host = &container.request.host_config;
         for (file, text) in [
             ("hostname", format!("{hostname}\n")),
             (
                 "hosts",
-                crate::etc::hosts(host, hostname, &own_address, gateway)?,
+                crate::etc::hosts(host, hostname, &own_addresses, gateway)?,
             ),
             (
                 "resolv.conf",
@@ -827,6 +820,15 @@ fn process_info(pid: i32) -> Option<(i32, i32, u32, String)> {
         .collect::<Vec<_>>()
         .join(" ");
     Some((pid, field("PPid:")? as i32, field("Uid:")? as u32, command))
+}
+
+/// The container's host name: the one it was created with, else its short id.
+pub(crate) fn hostname_of(container: &Container) -> &str {
+    if container.request.hostname.is_empty() {
+        &container.id[..12]
+    } else {
+        &container.request.hostname
+    }
 }
 
 pub(crate) fn find<'a>(

@@ -48,17 +48,24 @@ pub(crate) fn check(host: &HostConfig) -> Result<()> {
     Ok(())
 }
 
-/// /etc/hosts: localhost, the container's own name at `own_address`, and each
-/// `--add-host`.
+/// /etc/hosts: localhost, the container's own name at each of `own_addresses` (one per
+/// network it is on, as Docker writes them; 127.0.1.1 on none), and each `--add-host`.
 pub(crate) fn hosts(
     host: &HostConfig,
     hostname: &str,
-    own_address: &str,
+    own_addresses: &[String],
     gateway: Option<IpAddr>,
 ) -> Result<String> {
-    let mut text = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own_address}\t{hostname}\n"
-    );
+    let mut text = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
+    let fallback = ["127.0.1.1".to_string()];
+    let addresses = if own_addresses.is_empty() {
+        &fallback[..]
+    } else {
+        own_addresses
+    };
+    for address in addresses {
+        text.push_str(&format!("{address}\t{hostname}\n"));
+    }
     for entry in host.extra_hosts.iter().flatten() {
         let (name, address) = extra_host(entry, gateway)?;
         text.push_str(&format!("{address}\t{name}\n"));
@@ -132,12 +139,12 @@ mod tests {
     #[test]
     fn extra_hosts_follow_the_container_s_own_line() {
         let gateway = Some("172.17.0.1".parse().unwrap());
-        let text = hosts(&host(&[], &[], &[]), "box", "172.17.0.2", gateway).unwrap();
+        let text = hosts(&host(&[], &[], &[]), "box", &["172.17.0.2".into()], gateway).unwrap();
         assert!(
             text.ends_with("172.17.0.2\tbox\n1.2.3.4\tfoo\n172.17.0.1\tgw\n"),
             "{text}"
         );
-        assert!(hosts(&host(&[], &[], &[]), "box", "127.0.1.1", None).is_err());
+        assert!(hosts(&host(&[], &[], &[]), "box", &[], None).is_err());
         let bad = HostConfig {
             extra_hosts: Some(vec!["foo:not-an-ip".into()]),
             ..Default::default()

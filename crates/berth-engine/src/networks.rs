@@ -621,7 +621,7 @@ impl Engine {
         })?;
         if attached {
             self.refresh_names();
-            self.rewrite_resolv_conf(&container.id)?;
+            self.rewrite_etc(&container.id)?;
             self.emit_network(&network.id, "connect", Some(&container.id));
         }
         Ok(())
@@ -677,7 +677,7 @@ impl Engine {
             berth_net::set_default_route(&netns, gateway).map_err(net_error)?;
         }
         self.refresh_names();
-        self.rewrite_resolv_conf(&container.id)?;
+        self.rewrite_etc(&container.id)?;
         self.emit_network(&network.id, "disconnect", Some(&container.id));
         Ok(())
     }
@@ -811,21 +811,34 @@ impl Engine {
         }
     }
 
-    /// Rewrites a running container's /etc/resolv.conf after its networks changed: on
-    /// the default bridge and connected to a network with names, it asks that network's
-    /// DNS server from now on (Docker switches to its resolver likewise), and back.
-    fn rewrite_resolv_conf(&self, id: &str) -> Result<()> {
+    /// Rewrites a running container's /etc/hosts and /etc/resolv.conf after its networks
+    /// changed: its name at each network's address, as Docker writes them, and — on the
+    /// default bridge and connected to a network with names — that network's DNS server
+    /// from now on (Docker switches to its resolver likewise), and back.
+    fn rewrite_etc(&self, id: &str) -> Result<()> {
         let container = self.container(id)?;
         if container.state.status != Status::Running {
             return Ok(());
         }
+        let host = &container.request.host_config;
+        let addresses: Vec<String> = container
+            .state
+            .endpoints()
+            .map(|e| e.ip.to_string())
+            .collect();
+        let hostname = crate::containers::hostname_of(&container);
+        let hosts = crate::etc::hosts(host, hostname, &addresses, self.host_gateway())?;
         let base = self.resolv_conf(container.state.endpoints());
-        let text = crate::etc::resolv_conf(&container.request.host_config, &base);
-        let path = self.container_dir(id).join("etc").join("resolv.conf");
-        if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
-            return Ok(());
+        let resolv_conf = crate::etc::resolv_conf(host, &base);
+        let etc = self.container_dir(id).join("etc");
+        for (file, text) in [("hosts", hosts), ("resolv.conf", resolv_conf)] {
+            let path = etc.join(file);
+            if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+                continue;
+            }
+            std::fs::write(&path, text).map_err(|e| Error::Io(path, e))?;
         }
-        std::fs::write(&path, text).map_err(|e| Error::Io(path, e))
+        Ok(())
     }
 
     /// Sets up the firewall table, bridges and DNS servers if no container did yet.

@@ -514,6 +514,12 @@ fn network_connect_adds_a_second_network_and_disconnect_takes_it_away() {
         inspected_networks(&daemon, "app"),
         "back=10.95.0.3 front=10.94.0.2"
     );
+    // Its /etc/hosts names it at both addresses, as Docker's does.
+    let hosts = daemon.docker_ok(&["exec", "app", "cat", "/etc/hosts"]);
+    let own = format!("\t{}\n", &app[..12]);
+    for address in ["10.94.0.2", "10.95.0.3"] {
+        assert!(hosts.contains(&format!("{address}{own}")), "{hosts}");
+    }
     let members = daemon.docker_ok(&[
         "network",
         "inspect",
@@ -598,6 +604,8 @@ fn network_connect_adds_a_second_network_and_disconnect_takes_it_away() {
     daemon.docker_ok(&["network", "disconnect", "back", "app"]);
     let links = daemon.docker_ok(&["exec", "app", "ip", "-o", "link"]);
     assert!(!links.contains("eth1"), "{links}");
+    let hosts = daemon.docker_ok(&["exec", "app", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains("10.95.0.3"), "{hosts}");
     assert_eq!(inspected_networks(&daemon, "app"), "front=10.94.0.2");
     let gone = daemon.docker(&["exec", "peer", "nslookup", "app"]);
     assert!(!gone.status.success(), "{gone:?}");
