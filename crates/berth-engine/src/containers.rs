@@ -339,7 +339,7 @@ impl Engine {
         let dir = self.container_dir(&container.id);
         let etc = dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(|e| Error::Io(etc.clone(), e))?;
-        let hostname = hostname_of(&container);
+        let hostname = hostname_of(container);
         let own_addresses: Vec<String> = sandbox.endpoints().map(|e| e.ip.to_string()).collect();
         let gateway = self.host_gateway();
         let host = &container.request.host_config;
