@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::State as Extract;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -36,7 +37,7 @@ pub(crate) async fn pull(
     let reference = requested_reference(query)?;
     let options = PullOptions {
         credentials: registry_auth(headers),
-        insecure_registries: Vec::new(),
+        insecure_registries: engine.insecure_registries().to_vec(),
     };
     let registry = Registry::new(&reference, &options)?;
     let (sender, mut receiver) = unbounded_channel();
@@ -153,7 +154,10 @@ fn error_line(message: &str) -> Value {
 }
 
 /// `POST /auth`: Docker's AuthConfig, checked with the registry it names.
-pub(crate) async fn login(Json(auth): Json<Value>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn login(
+    Extract(engine): Extract<crate::State>,
+    Json(auth): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
     let text = |key: &str| auth[key].as_str().unwrap_or_default().to_string();
     let credentials = Credentials {
         username: text("username"),
@@ -165,7 +169,7 @@ pub(crate) async fn login(Json(auth): Json<Value>) -> Result<Json<Value>, ApiErr
     };
     let options = PullOptions {
         credentials: Some(credentials),
-        insecure_registries: Vec::new(),
+        insecure_registries: engine.insecure_registries().to_vec(),
     };
     Registry::login(&server, &options).await?;
     Ok(Json(

@@ -122,6 +122,9 @@ pub struct EngineConfig {
     /// The static init binary `--init` runs as PID 1 (dockerd's `--init-path`); None to
     /// look for `docker-init` on the PATH, then Debian's `tini-static`.
     pub init_path: Option<PathBuf>,
+    /// Registries (`host[:port]`) pulled from over plain HTTP besides loopback ones
+    /// (dockerd's `--insecure-registry`; CIDRs are not supported).
+    pub insecure_registries: Vec<String>,
 }
 
 /// The engine of one host.
@@ -132,6 +135,7 @@ pub struct Engine {
     berth_binary: PathBuf,
     cgroup_parent: String,
     init_path: Option<PathBuf>,
+    insecure_registries: Vec<String>,
     execs: exec::Execs,
     images: ImageStore,
     containers: containers::Containers,
@@ -142,6 +146,15 @@ pub struct Engine {
 impl Engine {
     /// Opens (or starts) the engine's state.
     pub fn open(config: &EngineConfig) -> Result<Self> {
+        if let Some(other) = config
+            .insecure_registries
+            .iter()
+            .find(|r| r.is_empty() || r.contains('/') || r.contains("://"))
+        {
+            return Err(Error::Invalid(format!(
+                "berth supports --insecure-registry HOST[:PORT] only, not {other:?}"
+            )));
+        }
         Ok(Self {
             data_dir: config.data_dir.clone(),
             runtime_root: config.run_dir.join("runtime"),
@@ -149,6 +162,7 @@ impl Engine {
             execs: exec::Execs::default(),
             cgroup_parent: config.cgroup_parent.trim_matches('/').to_string(),
             init_path: config.init_path.clone(),
+            insecure_registries: config.insecure_registries.clone(),
             images: ImageStore::open(&config.data_dir.join("image"))?,
             containers: containers::Containers::load(&config.data_dir.join("containers"))?,
             networks: networks::Networks::open(
@@ -158,6 +172,11 @@ impl Engine {
             )?,
             events: events::Events::default(),
         })
+    }
+
+    /// Registries pulls may reach over plain HTTP besides loopback ones.
+    pub fn insecure_registries(&self) -> &[String] {
+        &self.insecure_registries
     }
 
     /// The image store.

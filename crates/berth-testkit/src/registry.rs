@@ -13,7 +13,7 @@ use crate::layout::LayoutImage;
 /// A running registry; it is killed on drop.
 #[derive(Debug)]
 pub struct LocalRegistry {
-    /// `127.0.0.1:PORT`, as image references name it.
+    /// `IP:PORT`, as image references name it.
     pub address: String,
     netns: Option<PathBuf>,
     _process: ChildGuard,
@@ -21,9 +21,10 @@ pub struct LocalRegistry {
 
 impl LocalRegistry {
     /// Starts a registry storing under `dir`, in the network namespace at `netns` (the
-    /// caller's when None), on `port`, and waits until it answers.
-    pub fn start(dir: &Path, netns: Option<&Path>, port: u16) -> std::io::Result<Self> {
-        Self::start_with_users(dir, netns, port, &[])
+    /// caller's when None), listening on `address` (`IP:PORT`), and waits until it
+    /// answers.
+    pub fn start(dir: &Path, netns: Option<&Path>, address: &str) -> std::io::Result<Self> {
+        Self::start_with_users(dir, netns, address, &[])
     }
 
     /// Starts a registry as [`LocalRegistry::start`] does that, when `users` (name and
@@ -32,12 +33,12 @@ impl LocalRegistry {
     pub fn start_with_users(
         dir: &Path,
         netns: Option<&Path>,
-        port: u16,
+        address: &str,
         users: &[(&str, &str)],
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir.join("storage"))?;
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
             dir.join("storage").display()
         );
         if !users.is_empty() {
@@ -70,7 +71,7 @@ impl LocalRegistry {
             .stderr(Stdio::null())
             .spawn()?;
         let registry = Self {
-            address: format!("127.0.0.1:{port}"),
+            address: address.to_string(),
             netns: netns.map(Path::to_path_buf),
             _process: ChildGuard(process),
         };

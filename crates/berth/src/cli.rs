@@ -358,6 +358,9 @@ pub struct DaemonArgs {
     /// /usr/bin/tini-static]
     #[arg(long)]
     pub init_path: Option<std::path::PathBuf>,
+    /// A registry (HOST[:PORT]) to pull from over plain HTTP; loopback ones always are
+    #[arg(long)]
+    pub insecure_registry: Vec<String>,
 }
 
 /// `berth monitor`'s arguments, as the engine passes them.

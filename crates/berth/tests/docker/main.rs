@@ -52,7 +52,7 @@ impl Daemon {
         let socket = scratch.path().join("berth.sock");
         let cgroup_parent = format!("berth-test/daemon-{name}-{}", std::process::id());
         let host = NetnsGuard::create(&format!("berth-{name}-{}", std::process::id())).unwrap();
-        let process = spawn_daemon(scratch.path(), &socket, &cgroup_parent, &host);
+        let process = spawn_daemon(scratch.path(), &socket, &cgroup_parent, &host, &[]);
         Self {
             process,
             scratch,
@@ -87,6 +87,12 @@ impl Daemon {
 
     /// Kills the daemon with SIGKILL and starts a new one on the same state.
     fn kill_and_restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// Kills the daemon with SIGKILL and starts a new one on the same state with the
+    /// daemon flags `extra`.
+    fn restart_with(&mut self, extra: &[&str]) {
         let _ = self.process.0.kill();
         let _ = self.process.0.wait();
         self.process = spawn_daemon(
@@ -94,6 +100,7 @@ impl Daemon {
             &self.socket,
             &self.cgroup_parent,
             &self.host,
+            extra,
         );
     }
 
@@ -183,7 +190,13 @@ impl Daemon {
 
 /// Starts `berth daemon` on `dir`, on the test host `host`, and waits until it listens on
 /// `socket`.
-fn spawn_daemon(dir: &Path, socket: &Path, cgroup_parent: &str, host: &NetnsGuard) -> ChildGuard {
+fn spawn_daemon(
+    dir: &Path,
+    socket: &Path,
+    cgroup_parent: &str,
+    host: &NetnsGuard,
+    extra: &[&str],
+) -> ChildGuard {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -207,6 +220,7 @@ fn spawn_daemon(dir: &Path, socket: &Path, cgroup_parent: &str, host: &NetnsGuar
         .arg(dir.join("run"))
         .arg("-H")
         .arg(format!("unix://{}", socket.display()))
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

@@ -11,7 +11,7 @@ fn daemon_and_registry(name: &str) -> (Daemon, LocalRegistry) {
     let registry = LocalRegistry::start(
         &daemon.scratch.path().join("registry"),
         Some(&daemon.host.path()),
-        5000,
+        "127.0.0.1:5000",
     )
     .unwrap();
     let image =
@@ -97,7 +97,7 @@ fn docker_login_lets_pulls_into_a_registry_that_wants_users() {
     let registry = LocalRegistry::start_with_users(
         &daemon.scratch.path().join("registry"),
         Some(&daemon.host.path()),
-        5000,
+        "127.0.0.1:5000",
         &[("ada", "s3cret")],
     )
     .unwrap();
@@ -201,4 +201,35 @@ fn an_image_index_is_resolved_to_this_host_s_platform() {
     assert_eq!(arch.trim(), host);
     let said = daemon.docker_ok(&["run", "--rm", &name, "sh", "-c", "echo $PLATFORM"]);
     assert_eq!(said.trim(), host);
+}
+
+#[test]
+fn registries_beyond_loopback_need_tls_unless_named_insecure() {
+    let mut daemon = Daemon::start("insecure");
+    // An address of the test host that is not loopback's, on its lo.
+    let added = daemon
+        .on_host(&["ip", "addr", "add", "10.203.0.1/32", "dev", "lo"])
+        .status()
+        .unwrap();
+    assert!(added.success());
+    let registry = LocalRegistry::start(
+        &daemon.scratch.path().join("registry"),
+        Some(&daemon.host.path()),
+        "10.203.0.1:5000",
+    )
+    .unwrap();
+    let layout = daemon.scratch.path().join("layout");
+    let image = berth_testkit::images::busybox_image(&layout).unwrap();
+    registry.push(&image, "busybox", "latest", None).unwrap();
+    let name = "10.203.0.1:5000/busybox:latest";
+    let over_tls = daemon.docker(&["pull", name]);
+    assert!(!over_tls.status.success(), "{over_tls:?}");
+    let stderr = String::from_utf8_lossy(&over_tls.stderr);
+    assert!(stderr.contains("https://10.203.0.1:5000/v2/"), "{stderr}");
+    daemon.restart_with(&["--insecure-registry", "10.203.0.1:5000"]);
+    let pulled = daemon.docker_ok(&["pull", name]);
+    assert!(
+        pulled.contains("Status: Downloaded newer image"),
+        "{pulled}"
+    );
 }
