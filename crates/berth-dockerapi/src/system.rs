@@ -43,7 +43,7 @@ pub(crate) async fn version() -> Json<Value> {
         "ApiVersion": version_string(MAX_API_VERSION),
         "MinAPIVersion": version_string(MIN_API_VERSION),
         "Os": "linux",
-        "Arch": go_arch(),
+        "Arch": berth_image::host_architecture(),
         "KernelVersion": kernel(),
     });
     Json(json!({
@@ -55,18 +55,9 @@ pub(crate) async fn version() -> Json<Value> {
         "GitCommit": "",
         "GoVersion": "n/a (Rust)",
         "Os": "linux",
-        "Arch": go_arch(),
+        "Arch": berth_image::host_architecture(),
         "KernelVersion": kernel(),
     }))
-}
-
-/// The architecture as Go (and so Docker) names it.
-pub(crate) fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
 }
 
 /// `GET /info`.
