@@ -66,7 +66,7 @@ fn age(unix: i64) -> String {
 }
 
 /// `2.13MB`: decimal units with three significant digits, as docker prints sizes.
-fn size(bytes: u64) -> String {
+pub(crate) fn size(bytes: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
     let mut unit = 0;

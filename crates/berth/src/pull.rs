@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::Outcome;
 use crate::cli::PullArgs;
 use crate::containers::with_daemon;
+use crate::listing::size;
 
 /// `berth pull NAME[:TAG]`.
 pub fn pull(args: &PullArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
@@ -26,9 +27,10 @@ pub fn pull(args: &PullArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
 /// Pulls `name` through the daemon, showing its progress unless `quiet`; prints the
 /// reference pulled, as docker does.
 pub(crate) async fn pull_image(client: &Client, name: &str, quiet: bool) -> anyhow::Result<()> {
-    let (image, tag) = split_tag(name);
+    let reference = berth_image::Reference::parse(name)?;
+    let (image, tag) = (reference.repository.as_str(), reference.tag.as_str());
     let query = serde_urlencoded::to_string([("fromImage", image), ("tag", tag)])?;
-    let headers: Vec<(&'static str, String)> = registry_auth(image)
+    let headers: Vec<(&'static str, String)> = registry_auth(&reference)
         .map(|auth| ("X-Registry-Auth", auth))
         .into_iter()
         .collect();
@@ -47,21 +49,20 @@ pub(crate) async fn pull_image(client: &Client, name: &str, quiet: bool) -> anyh
             display.show(&message)?;
         }
     }
-    println!("{image}:{tag}");
+    println!("{reference}");
     Ok(())
 }
 
-/// The `X-Registry-Auth` header for `image`'s registry from the Docker config `docker
+/// The `X-Registry-Auth` header for `reference`'s registry from the Docker config `docker
 /// login` wrote (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`), as the docker
 /// CLI sends it; None without credentials for it.
-fn registry_auth(image: &str) -> Option<String> {
+fn registry_auth(reference: &berth_image::Reference) -> Option<String> {
     let dir = std::env::var_os("DOCKER_CONFIG")
         .map(std::path::PathBuf::from)
         .or_else(|| {
             std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".docker"))
         })?;
     let config = std::fs::read(dir.join("config.json")).ok()?;
-    let reference = berth_image::Reference::parse(image).ok()?;
     let (registry, _) = reference.registry_and_path();
     let credentials = berth_image::Credentials::from_docker_config(&config, &registry)?;
     let auth = serde_json::json!({
@@ -70,16 +71,6 @@ fn registry_auth(image: &str) -> Option<String> {
         "serveraddress": registry,
     });
     Some(base64::engine::general_purpose::URL_SAFE.encode(auth.to_string()))
-}
-
-/// `NAME[:TAG]` as the repository and the tag (`latest` when none); a registry's port is
-/// not a tag.
-fn split_tag(name: &str) -> (&str, &str) {
-    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
-    match name[last_slash..].rfind(':') {
-        Some(i) => (&name[..last_slash + i], &name[last_slash + i + 1..]),
-        None => (name, "latest"),
-    }
 }
 
 /// What the terminal shows: one line per layer, in the order they appeared.
@@ -152,37 +143,14 @@ fn bar(detail: &Value) -> String {
         " [{}{arrow}{}] {}/{}",
         "=".repeat(done as usize),
         " ".repeat((WIDTH - done).saturating_sub(arrow.len() as u64) as usize),
-        human(current),
-        human(total)
+        size(current),
+        size(total)
     )
-}
-
-/// Bytes as docker's progress shows them (decimal units).
-fn human(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1_000_000_000 => format!("{:.2}GB", b as f64 / 1e9),
-        b if b >= 1_000_000 => format!("{:.1}MB", b as f64 / 1e6),
-        b if b >= 1_000 => format!("{:.1}kB", b as f64 / 1e3),
-        b => format!("{b}B"),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_split_into_repository_and_tag() {
-        assert_eq!(split_tag("busybox"), ("busybox", "latest"));
-        assert_eq!(
-            split_tag("127.0.0.1:5000/app"),
-            ("127.0.0.1:5000/app", "latest")
-        );
-        assert_eq!(
-            split_tag("127.0.0.1:5000/app:v1"),
-            ("127.0.0.1:5000/app", "v1")
-        );
-    }
 
     #[test]
     fn bars_fill_with_progress() {
@@ -191,7 +159,7 @@ mod tests {
             half.starts_with(&format!(" [{}>", "=".repeat(25))),
             "{half}"
         );
-        assert!(half.ends_with("] 500.0kB/1.0MB"), "{half}");
+        assert!(half.ends_with("] 500kB/1MB"), "{half}");
         assert_eq!(bar(&serde_json::json!({})), "");
     }
 }
