@@ -94,11 +94,6 @@ impl JoinToken {
             secret: secret.to_string(),
         })
     }
-
-    /// The full token for a cluster whose CA is `ca_pem` and secret `secret`.
-    pub fn format(ca_pem: &str, secret: &str) -> String {
-        format!("K10{}::server:{secret}", sha256_hex(ca_pem.as_bytes()))
-    }
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -186,7 +181,11 @@ mod tests {
 
     #[test]
     fn full_tokens_pin_the_ca_and_bare_ones_do_not() {
-        let full = JoinToken::format("-----BEGIN CERTIFICATE-----\n", "s3cret");
+        // As the server writes it (berth-apiserver's join_token).
+        let full = format!(
+            "K10{}::server:s3cret",
+            sha256_hex(b"-----BEGIN CERTIFICATE-----\n")
+        );
         let parsed = JoinToken::parse(&full).unwrap();
         assert_eq!(parsed.secret, "s3cret");
         assert_eq!(
