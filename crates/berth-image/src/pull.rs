@@ -53,12 +53,7 @@ impl Credentials {
     pub fn from_docker_config(config: &[u8], registry: &str) -> Option<Self> {
         let config: Value = serde_json::from_slice(config).ok()?;
         let wanted = |key: &str| {
-            let host = key
-                .split_once("://")
-                .map_or(key, |(_, rest)| rest)
-                .split('/')
-                .next()
-                .unwrap_or_default();
+            let host = registry_host(key);
             host == registry
                 || (registry == "docker.io"
                     && matches!(
@@ -181,13 +176,7 @@ impl Registry {
     /// URL as `docker login` sends it), as `docker login` does: its `/v2/` must let them
     /// in.
     pub async fn login(server: &str, options: &PullOptions) -> Result<()> {
-        let host = server
-            .split_once("://")
-            .map_or(server, |(_, rest)| rest)
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .replace("index.docker.io", "docker.io");
+        let host = registry_host(server).replace("index.docker.io", "docker.io");
         let reference = Reference {
             repository: host.clone(),
             tag: "latest".into(),
@@ -251,25 +240,26 @@ impl Registry {
         progress: &(dyn Fn(PullProgress) + Sync),
     ) -> Result<Fetched> {
         let (manifest_digest, manifest) = self.platform_manifest().await?;
-        let layers: Vec<Digest> = manifest
+        let layers: Vec<(LayerBlob, u64)> = manifest
             .layers
             .iter()
-            .map(|l| Digest::parse(&l.digest))
+            .map(|l| {
+                let blob = LayerBlob {
+                    digest: Digest::parse(&l.digest)?,
+                    media_type: l.media_type.clone(),
+                };
+                Ok((blob, l.size))
+            })
             .collect::<Result<_>>()?;
         progress(PullProgress::Resolved {
             digest: manifest_digest.clone(),
-            layers: layers.clone(),
+            layers: layers.iter().map(|(blob, _)| blob.digest.clone()).collect(),
         });
         let config_digest = Digest::parse(&manifest.config.digest)?;
         let config = self.fetch_bytes(&config_digest).await?;
-        let sized: Vec<(Digest, u64)> = manifest
-            .layers
-            .iter()
-            .zip(&layers)
-            .map(|(layer, digest)| (digest.clone(), layer.size))
-            .collect();
-        let fetches = sized.into_iter().map(|(digest, size)| async move {
-            self.fetch_layer(store, &digest, size, progress).await
+        // Owned per fetch: futures that borrow from the iterator would not be Send.
+        let fetches = layers.clone().into_iter().map(|(blob, size)| async move {
+            self.fetch_layer(store, &blob.digest, size, progress).await
         });
         let fetched: Vec<Result<()>> = futures_util::stream::iter(fetches)
             .buffered(CONCURRENT_LAYERS)
@@ -278,15 +268,7 @@ impl Registry {
         fetched.into_iter().collect::<Result<Vec<()>>>()?;
         Ok(Fetched {
             config,
-            layers: manifest
-                .layers
-                .iter()
-                .zip(layers)
-                .map(|(layer, digest)| LayerBlob {
-                    digest,
-                    media_type: layer.media_type.clone(),
-                })
-                .collect(),
+            layers: layers.into_iter().map(|(blob, _)| blob).collect(),
             manifest_digest,
         })
     }
@@ -528,6 +510,13 @@ impl Registry {
             self.reference.repository
         ))
     }
+}
+
+/// The `host[:port]` of a registry named by host or by URL (`https://host/v1/`), as
+/// `docker login` and Docker configs name them.
+fn registry_host(address: &str) -> &str {
+    let rest = address.split_once("://").map_or(address, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or_default()
 }
 
 fn registry_error(message: impl Into<String>) -> Error {
