@@ -42,7 +42,8 @@ impl Engine {
     /// The container's changes to its image, sorted by path.
     pub fn changes(&self, name: &str) -> Result<Vec<Change>> {
         let container = self.container(name)?;
-        let lowers = self.lower_layers(&container)?;
+        let image = self.images.resolve(&container.image_id)?;
+        let lowers = self.images.layer_dirs(&image);
         let overlay = Overlay::of(&self.container_dir(&container.id));
         upper_dir(&overlay, &lowers)
             .changes()
@@ -61,7 +62,7 @@ impl Engine {
         if pause {
             self.pause_container(&container.id, true)?;
         }
-        let layer = self.write_changes(&container);
+        let layer = self.write_changes(&container, &self.images.layer_dirs(&image));
         if pause {
             self.pause_container(&container.id, false)?;
         }
@@ -80,12 +81,11 @@ impl Engine {
         Ok(id)
     }
 
-    /// The container's changes as a layer blob in the content store.
-    fn write_changes(&self, container: &Container) -> Result<Digest> {
-        let lowers = self.lower_layers(container)?;
+    /// The container's changes over `lowers` as a layer blob in the content store.
+    fn write_changes(&self, container: &Container, lowers: &[PathBuf]) -> Result<Digest> {
         let overlay = Overlay::of(&self.container_dir(&container.id));
         let mut ingest = self.images.content().ingest()?;
-        upper_dir(&overlay, &lowers)
+        upper_dir(&overlay, lowers)
             .write_layer(&mut ingest)
             .map_err(|e| Error::Io(overlay.upper().to_path_buf(), e))?;
         Ok(ingest.commit(None)?)
@@ -100,11 +100,6 @@ impl Engine {
         let written = crate::copy::append_root(&mut builder, &root)
             .and_then(|()| builder.into_inner()?.flush());
         written.map_err(|e| Error::Io(root, e))
-    }
-
-    fn lower_layers(&self, container: &Container) -> Result<Vec<PathBuf>> {
-        let image = self.images.resolve(&container.image_id)?;
-        Ok(self.images.layer_dirs(&image))
     }
 }
 

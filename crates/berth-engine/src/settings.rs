@@ -327,6 +327,22 @@ pub(crate) fn namespaces(host: &HostConfig, netns: Option<&std::path::Path>) -> 
     Ok(namespaces)
 }
 
+/// The limits of `linux.resources` (memory, cpu, pids) as `host` sets them; an empty
+/// object when it sets none.
+pub(crate) fn limits(host: &HostConfig) -> Result<Value> {
+    let mut resources = json!({});
+    if let Some(memory) = memory(host)? {
+        resources["memory"] = memory;
+    }
+    if let Some(cpu) = cpu(host)? {
+        resources["cpu"] = cpu;
+    }
+    if let Some(limit) = host.pids_limit.filter(|l| *l > 0) {
+        resources["pids"] = json!({"limit": limit});
+    }
+    Ok(resources)
+}
+
 /// `linux.resources.cpu` from `--cpus`, `--cpu-shares`, `--cpu-period`, `--cpu-quota` and
 /// `--cpuset-*`; None when none is set.
 pub(crate) fn cpu(host: &HostConfig) -> Result<Option<Value>> {

@@ -193,16 +193,8 @@ pub(crate) fn runtime_spec(
     let (devices, device_rules) = settings::devices(host)?;
     let mut device_cgroup = vec![json!({"allow": host.privileged, "access": "rwm"})];
     device_cgroup.extend(device_rules);
-    let mut resources = json!({"devices": device_cgroup});
-    if let Some(memory) = settings::memory(host)? {
-        resources["memory"] = memory;
-    }
-    if let Some(cpu) = settings::cpu(host)? {
-        resources["cpu"] = cpu;
-    }
-    if let Some(limit) = host.pids_limit.filter(|l| *l > 0) {
-        resources["pids"] = json!({"limit": limit});
-    }
+    let mut resources = settings::limits(host)?;
+    resources["devices"] = json!(device_cgroup);
     let mut linux = json!({
         "namespaces": settings::namespaces(host, netns)?,
         "resources": resources,

@@ -108,13 +108,9 @@ fn updated(host: &HostConfig, update: UpdateRequest) -> Result<HostConfig> {
 /// The cgroup limits `host` sets, for a running container: a limit no longer set is
 /// lifted.
 fn resources(host: &HostConfig) -> Result<berth_runtime::LinuxResources> {
-    let mut resources =
-        json!({"pids": {"limit": host.pids_limit.filter(|l| *l > 0).unwrap_or(-1)}});
-    if let Some(memory) = settings::memory(host)? {
-        resources["memory"] = memory;
-    }
-    if let Some(cpu) = settings::cpu(host)? {
-        resources["cpu"] = cpu;
+    let mut resources = settings::limits(host)?;
+    if resources["pids"].is_null() {
+        resources["pids"] = json!({"limit": -1});
     }
     serde_json::from_value(resources).map_err(|e| Error::Invalid(e.to_string()))
 }
