@@ -3,13 +3,6 @@
 
 use super::*;
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[test]
 fn events_replay_filter_and_stream_live() {
     let daemon = containers::daemon_with_busybox("events");

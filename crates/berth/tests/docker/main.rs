@@ -241,6 +241,14 @@ fn spawn_daemon(
     process
 }
 
+/// Seconds since the epoch, as `docker events --since/--until` take them.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 fn read_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
 }

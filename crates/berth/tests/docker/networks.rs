@@ -494,7 +494,7 @@ fn refusal(daemon: &Daemon, args: &[&str]) -> String {
 #[test]
 fn network_connect_adds_a_second_network_and_disconnect_takes_it_away() {
     let mut daemon = containers::daemon_with_busybox("connect");
-    let since = unix_seconds().to_string();
+    let since = unix_now().to_string();
     daemon.docker_ok(&["network", "create", "--subnet", "10.94.0.0/24", "front"]);
     daemon.docker_ok(&["network", "create", "--subnet", "10.95.0.0/24", "back"]);
     let app = sleeper(&daemon, "app", "front");
@@ -705,7 +705,7 @@ fn network_connect_adds_a_second_network_and_disconnect_takes_it_away() {
         inspected_networks(&daemon, "plain")
     );
 
-    let until = (unix_seconds() + 1).to_string();
+    let until = (unix_now() + 1).to_string();
     let events = daemon.docker_ok(&[
         "events",
         "--since",
@@ -725,11 +725,4 @@ fn network_connect_adds_a_second_network_and_disconnect_takes_it_away() {
         events.contains(&format!("disconnect back {app}\n")),
         "{events}"
     );
-}
-
-fn unix_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
