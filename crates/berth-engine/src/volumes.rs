@@ -179,8 +179,9 @@ impl Engine {
     }
 
     /// A container's binds, volumes and `--mount` tmpfs mounts, as inspect lists them,
-    /// in the order they are mounted. Nothing is made: a volume not made yet has the
-    /// path it will have.
+    /// sorted by destination: the docker CLI sends `-v` binds in a Go map's random
+    /// order, and inspect's output should not change from one run to the next.
+    /// Nothing is made: a volume not made yet has the path it will have.
     pub fn mount_points(&self, container: &Container) -> Vec<MountPoint> {
         let host = &container.request.host_config;
         let volume = |name: &str| self.volumes_dir().join(name).join("_data");
@@ -234,6 +235,7 @@ impl Engine {
                 read_write: true,
             });
         }
+        points.sort_by(|a, b| a.destination.cmp(&b.destination));
         points
     }
 
