@@ -66,8 +66,8 @@ impl From<berth_engine::Error> for ApiError {
         use berth_engine::Error::*;
         let status = match &error {
             Image(error) => return image_error(error),
-            NoSuchContainer(_) | NoSuchVolume(_) | NoSuchExec(_) | NoSuchPath(_)
-            | NoSuchNetwork(_) => StatusCode::NOT_FOUND,
+            NoSuchContainer(_) | NoSuchSandbox(_) | NoSuchVolume(_) | NoSuchExec(_)
+            | NoSuchPath(_) | NoSuchNetwork(_) => StatusCode::NOT_FOUND,
             Conflict(_) => StatusCode::CONFLICT,
             Forbidden(_) => StatusCode::FORBIDDEN,
             Invalid(_) => StatusCode::BAD_REQUEST,

@@ -35,13 +35,9 @@ pub(crate) async fn pull(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let reference = requested_reference(query)?;
-    let options = PullOptions {
-        credentials: registry_auth(headers),
-        insecure_registries: engine.insecure_registries().to_vec(),
-    };
-    let registry = Registry::new(&reference, &options)?;
     let (sender, mut receiver) = unbounded_channel();
-    tokio::spawn(run_pull(engine, registry, reference.clone(), sender));
+    let credentials = registry_auth(headers);
+    tokio::spawn(run_pull(engine, reference.clone(), credentials, sender));
     let first = match receiver.recv().await {
         Some(Message::Refused(error)) => return Err(error.into()),
         Some(Message::Line(line)) => line,
@@ -71,11 +67,11 @@ pub(crate) async fn pull(
         .into_response())
 }
 
-/// Fetches, imports and tags the image, sending progress as it goes.
+/// Pulls the image through the engine, sending progress as it goes.
 async fn run_pull(
     engine: Arc<Engine>,
-    registry: Registry,
     reference: Reference,
+    credentials: Option<Credentials>,
     sender: UnboundedSender<Message>,
 ) {
     let report = |progress: PullProgress| {
@@ -83,39 +79,23 @@ async fn run_pull(
             let _ = sender.send(Message::Line(line));
         }
     };
-    let fetched = match registry.fetch(engine.images(), &report).await {
-        Ok(fetched) => fetched,
-        Err(error) => {
-            let _ = sender.send(Message::Refused(error));
-            return;
+    let pulled = match engine.pull_image(&reference, credentials, &report).await {
+        Ok(pulled) => pulled,
+        Err(berth_engine::Error::Image(error)) => {
+            return drop(sender.send(Message::Refused(error)));
         }
-    };
-    let name = reference.to_string();
-    let up_to_date = engine
-        .images()
-        .resolve(&name)
-        .is_ok_and(|image| image.id == Digest::of(&fetched.config));
-    let store = Arc::clone(&engine);
-    let layers = fetched.layers.clone();
-    let tags = vec![reference];
-    let imported =
-        tokio::task::spawn_blocking(move || store.images().import(&fetched.config, &layers, &tags))
-            .await;
-    let id = match imported {
-        Ok(Ok(id)) => id,
-        Ok(Err(error)) => return drop(sender.send(Message::Refused(error))),
         Err(error) => return drop(sender.send(Message::Line(error_line(&error.to_string())))),
     };
-    for layer in &fetched.layers {
-        let _ = sender.send(Message::Line(layer_line("Pull complete", &layer.digest)));
+    for layer in &pulled.layers {
+        let _ = sender.send(Message::Line(layer_line("Pull complete", layer)));
     }
-    engine.emit_image(id.as_str(), "pull", &name);
-    let status = if up_to_date {
+    let name = reference.to_string();
+    let status = if pulled.up_to_date {
         format!("Status: Image is up to date for {name}")
     } else {
         format!("Status: Downloaded newer image for {name}")
     };
-    for line in [format!("Digest: {}", fetched.manifest_digest), status] {
+    for line in [format!("Digest: {}", pulled.manifest_digest), status] {
         let _ = sender.send(Message::Line(json!({"status": line})));
     }
 }

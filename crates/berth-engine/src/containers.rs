@@ -175,7 +175,17 @@ impl Engine {
     pub fn create_container(
         &self,
         name: Option<&str>,
+        request: CreateRequest,
+    ) -> Result<Container> {
+        self.create_record(name, request, None)
+    }
+
+    /// Records a new container, in the pod sandbox `pod_sandbox` when given.
+    pub(crate) fn create_record(
+        &self,
+        name: Option<&str>,
         mut request: CreateRequest,
+        pod_sandbox: Option<String>,
     ) -> Result<Container> {
         let image = self.images.resolve(&request.image)?;
         let config = self.images.config(&image)?;
@@ -213,6 +223,7 @@ impl Engine {
             anonymous_volumes: crate::volumes::anonymous_volumes(&request, &config["config"])?,
             request,
             created: berth_runtime::state::now_rfc3339(),
+            pod_sandbox,
             state: State::default(),
         };
         let mut records = self.containers.lock();
@@ -340,7 +351,10 @@ impl Engine {
         let etc = dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(|e| Error::Io(etc.clone(), e))?;
         let hostname = hostname_of(container);
-        let own_addresses: Vec<String> = sandbox.endpoints().map(|e| e.ip.to_string()).collect();
+        let own_addresses: Vec<String> = match &container.pod_sandbox {
+            Some(pod) => self.sandbox_addresses(pod),
+            None => sandbox.endpoints().map(|e| e.ip.to_string()).collect(),
+        };
         let gateway = self.host_gateway();
         let host = &container.request.host_config;
         for (file, text) in [
@@ -368,6 +382,9 @@ impl Engine {
         }
         if container.request.host_config.init == Some(true) {
             crate::spec::add_init(&mut spec, self.init_path.as_deref())?;
+        }
+        if let Some(pod) = &container.pod_sandbox {
+            self.join_sandbox(&mut spec, pod)?;
         }
         let config = dir.join("config.json");
         std::fs::write(

@@ -117,7 +117,7 @@ impl Engine {
                 {
                     return;
                 }
-                let result = engine.probe(&id, config.command(), timeout);
+                let result = engine.probe(&id, config.command(), timeout, "health");
                 let counts = Instant::now() >= grace_until;
                 let changed = engine.update(&id, |state| {
                     let health = state.health.get_or_insert_with(Health::default);
@@ -143,10 +143,12 @@ impl Engine {
         });
     }
 
-    /// Runs one probe in the container, killed after `timeout`.
-    fn probe(&self, id: &str, cmd: Vec<String>, timeout: Duration) -> ProbeResult {
+    /// Runs one probe command in the container, killed after `timeout`: its exit code
+    /// (-1 when it timed out or could not run) and the start of its output. `kind` names
+    /// the probe (`health`, `liveness`…): probes of different kinds may run at once.
+    pub fn probe(&self, id: &str, cmd: Vec<String>, timeout: Duration, kind: &str) -> ProbeResult {
         let start = crate::now_rfc3339();
-        let outcome = self.run_probe(id, cmd, timeout);
+        let outcome = self.run_probe(id, cmd, timeout, kind);
         let (exit_code, output) = outcome.unwrap_or_else(|e| (-1, e.to_string()));
         ProbeResult {
             start,
@@ -156,13 +158,20 @@ impl Engine {
         }
     }
 
-    fn run_probe(&self, id: &str, cmd: Vec<String>, timeout: Duration) -> Result<(i32, String)> {
+    fn run_probe(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+        kind: &str,
+    ) -> Result<(i32, String)> {
         let request = ExecRequest {
             cmd,
             ..ExecRequest::default()
         };
         let stdio = [Stdio::null(), Stdio::piped(), Stdio::null()];
-        let mut child = self.spawn_exec_helper(id, "health-probe.json", &request, stdio)?;
+        let file = format!("{kind}-probe.json");
+        let mut child = self.spawn_exec_helper(id, &file, &request, stdio)?;
         let deadline = Instant::now() + timeout;
         let code = loop {
             match child.try_wait() {

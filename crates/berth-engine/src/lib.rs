@@ -20,6 +20,8 @@ pub mod logs;
 mod model;
 mod monitor;
 mod networks;
+mod pods;
+mod pulls;
 mod rootfs;
 mod settings;
 mod spec;
@@ -44,6 +46,8 @@ pub use model::{
 };
 pub use monitor::{ExitRecord, run_monitor};
 pub use networks::{BridgeConfig, Network, NetworkRequest};
+pub use pods::{ContainerSecurity, HostPort, PodContainerRequest, PodSandbox, SandboxRequest};
+pub use pulls::Pulled;
 pub use settings::parse_signal;
 pub use update::UpdateRequest;
 pub use usage::InterfaceUsage;
@@ -75,6 +79,9 @@ pub enum Error {
     /// No exec instance of that id.
     #[error("No such exec instance: {0}")]
     NoSuchExec(String),
+    /// No pod sandbox of that name or id.
+    #[error("No such pod sandbox: {0}")]
+    NoSuchSandbox(String),
     /// No volume of that name.
     #[error("get {0}: no such volume")]
     NoSuchVolume(String),
@@ -125,6 +132,9 @@ pub struct EngineConfig {
     /// Registries (`host[:port]`) pulled from over plain HTTP besides loopback ones
     /// (dockerd's `--insecure-registry`; CIDRs are not supported).
     pub insecure_registries: Vec<String>,
+    /// The engine's nftables table: `berth` for the daemon's, another for an agent's
+    /// engine on the same host.
+    pub firewall_table: String,
 }
 
 /// The engine of one host.
@@ -140,6 +150,7 @@ pub struct Engine {
     images: ImageStore,
     containers: containers::Containers,
     networks: networks::Networks,
+    sandboxes: pods::Sandboxes,
     events: events::Events,
 }
 
@@ -169,6 +180,11 @@ impl Engine {
                 &config.data_dir.join("networks"),
                 &config.run_dir.join("netns"),
                 &config.bridge,
+                &config.firewall_table,
+            )?,
+            sandboxes: pods::Sandboxes::load(
+                &config.data_dir.join("sandboxes"),
+                &config.run_dir.join("pods"),
             )?,
             events: events::Events::default(),
         })

@@ -442,6 +442,9 @@ pub struct Container {
     pub anonymous_volumes: BTreeMap<String, String>,
     /// When it was created, RFC 3339.
     pub created: String,
+    /// The pod sandbox whose namespaces it joins, for a container of a Kubernetes pod.
+    #[serde(default)]
+    pub pod_sandbox: Option<String>,
     /// Its state.
     pub state: State,
 }

@@ -20,8 +20,6 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Container, CreateRequest, Endpoint, EndpointConfig, PublishedPort, Status};
 use crate::{Engine, Error, Result};
 
-/// The engine's nftables table.
-const FIREWALL_TABLE: &str = "berth";
 /// The default bridge's address and prefix, as Docker's.
 const DEFAULT_BRIDGE_ADDRESS: &str = "172.17.0.1/16";
 /// Names of the networks every engine has.
@@ -103,6 +101,9 @@ struct Live {
 pub(crate) struct Networks {
     dir: PathBuf,
     sandboxes: PathBuf,
+    /// The nftables table of this engine (an agent's engine has its own beside a
+    /// daemon's).
+    firewall_table: String,
     records: Mutex<BTreeMap<String, Network>>,
     pools: Mutex<HashMap<String, Pool>>,
     live: Mutex<Live>,
@@ -131,7 +132,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Networks {
     /// Loads the records under `dir`, making the predefined networks on first use.
-    pub(crate) fn open(dir: &Path, sandboxes: &Path, bridge: &BridgeConfig) -> Result<Self> {
+    pub(crate) fn open(
+        dir: &Path,
+        sandboxes: &Path,
+        bridge: &BridgeConfig,
+        firewall_table: &str,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(dir.to_path_buf(), e))?;
         let mut records = BTreeMap::new();
         for entry in std::fs::read_dir(dir)
@@ -147,6 +153,7 @@ impl Networks {
         let networks = Self {
             dir: dir.to_path_buf(),
             sandboxes: sandboxes.to_path_buf(),
+            firewall_table: firewall_table.to_string(),
             records: Mutex::new(BTreeMap::new()),
             pools: Mutex::default(),
             live: Mutex::default(),
@@ -227,7 +234,7 @@ impl Networks {
         let running = running();
         let records: Vec<Network> = lock(&self.records).values().cloned().collect();
         let mappings: Vec<PortMapping> = running.iter().flat_map(mappings).collect();
-        let firewall = Firewall::install(FIREWALL_TABLE, &mappings).map_err(net_error)?;
+        let firewall = Firewall::install(&self.firewall_table, &mappings).map_err(net_error)?;
         for network in records.iter().filter(|n| n.driver == "bridge") {
             bring_up(network, &mut live)?;
         }
@@ -719,6 +726,9 @@ impl Engine {
 
     /// Sets up a starting container's network.
     pub(crate) fn connect(&self, container: &Container) -> Result<Sandbox> {
+        if let Some(pod) = &container.pod_sandbox {
+            return self.sandbox_network(pod);
+        }
         let own_netns = self.networks.sandboxes.join(&container.id);
         match mode(container) {
             Mode::Host => Ok(Sandbox {
@@ -843,12 +853,15 @@ impl Engine {
 
     /// Sets up the firewall table, bridges and DNS servers if no container did yet.
     fn ensure_live(&self) -> Result<()> {
-        self.networks.ensure_live(|| {
-            self.containers(false)
-                .into_iter()
-                .filter_map(|c| c.state.endpoint)
-                .collect()
-        })
+        self.networks.ensure_live(|| self.live_endpoints())
+    }
+
+    /// The first endpoints of the running containers and the pod sandboxes: the ones
+    /// whose ports are published.
+    fn live_endpoints(&self) -> Vec<Endpoint> {
+        let containers = self.containers(false).into_iter().map(|c| c.state.endpoint);
+        let pods = self.sandboxes().into_iter().map(|s| s.endpoint);
+        containers.chain(pods).flatten().collect()
     }
 
     /// A new namespace at `netns` wired to each of `networks`, eth0 onwards, the first
@@ -1139,6 +1152,7 @@ impl Engine {
         let endpoints: Vec<Endpoint> = running
             .iter()
             .flat_map(|c| c.state.endpoints().cloned())
+            .chain(self.sandboxes().into_iter().filter_map(|s| s.endpoint))
             .collect();
         {
             let mut pools = lock(&self.networks.pools);
@@ -1168,7 +1182,7 @@ impl Engine {
     /// At the daemon's shutdown: with no container left running, the bridges, DNS
     /// servers and firewall table go; running containers keep them (live restore).
     pub fn shutdown_networks(&self) {
-        if !self.containers(false).is_empty() {
+        if !self.containers(false).is_empty() || !self.sandboxes().is_empty() {
             return;
         }
         let mut live = lock(&self.networks.live);
