@@ -39,7 +39,7 @@ const EXTRA: [Extra; 2] = [
 
 #[test]
 fn protos_are_current() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
+    let root = manifest_dir().join("proto");
     let wanted = generate();
     if std::env::var_os("BERTH_REGENERATE_PROTOS").is_some() {
         let _ = std::fs::remove_dir_all(&root);
@@ -111,6 +111,13 @@ fn generate() -> BTreeMap<PathBuf, String> {
         .collect()
 }
 
+/// The crate's directory, as the test runner says at run time: a test binary reused
+/// from a build in another checkout (a shared target directory) must read this one.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 /// Where k8s-pb's source is, and its version, as cargo resolved it for this workspace.
 /// The resolve is filtered to this platform: unfiltered, `cargo metadata` wants every
 /// crate of Cargo.lock (Windows-only ones too), which a fresh cargo home that only built
@@ -121,7 +128,7 @@ fn k8s_pb_source() -> (PathBuf, String) {
     let output = std::process::Command::new(cargo)
         .args(["metadata", "--format-version=1", "--offline"])
         .args(["--filter-platform", &platform])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(manifest_dir())
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
