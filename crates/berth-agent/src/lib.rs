@@ -1,17 +1,152 @@
 //! The node agent, the kubelet of Berth. It joins a cluster with a token alone
-//! ([`join`]); today it runs simulated nodes only: they register, heartbeat their Leases
-//! and report the pods bound to them as running. Real
-//! pods come next: run through berth-engine, probed, reported, with Service rules through
-//! berth-net.
+//! ([`join`]), registers its Node with what the host has ([`node`]), and runs the pods
+//! bound to it as containers of its own engine ([`kubelet`]): a sandbox per pod
+//! holding its namespaces, its containers joining them, their status reported as the
+//! kubelet reports it. `--simulate N` runs simulated nodes instead ([`simulate`]), for
+//! scheduler and controller tests at a scale no machine could run.
 //!
-//! Depends on nothing of ours yet (berth-engine and berth-net when real pods land), and on
-//! the Kubernetes API as a client.
+//! Depends on berth-engine (and berth-image for references and the host's
+//! architecture), and on the Kubernetes API as a client.
 
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_engine::{BridgeConfig, Engine, EngineConfig};
+use kube::Client;
+use kube::runtime::watcher;
+
+mod images;
 pub mod join;
+pub mod kubelet;
+pub mod node;
+mod probes;
+mod security;
 pub mod simulate;
+mod spec;
+mod status;
 
 /// How often the agent renews its node Lease, as the kubelet does by default.
-pub const LEASE_RENEW_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The bridge pods are wired to, the gateway of the node's pod range.
+pub const POD_BRIDGE: &str = "berth-pods";
+
+/// The nftables table of the agent's engine, beside a `berth daemon`'s `berth`.
+pub const FIREWALL_TABLE: &str = "berth-agent";
+
+/// What a real node agent is.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The Node's name.
+    pub node_name: String,
+    /// Its address; the host's first non-loopback IPv4 address when None.
+    pub node_ip: Option<Ipv4Addr>,
+    /// The agent's state: `<data-dir>/agent` (its engine, pods' volumes, the air-gap
+    /// `images` folder).
+    pub data_dir: PathBuf,
+    /// Its runtime state, gone at reboot.
+    pub run_dir: PathBuf,
+    /// The `berth` binary its engine runs container monitors from.
+    pub berth_binary: PathBuf,
+    /// How often the Lease is renewed.
+    pub heartbeat: Duration,
+    /// Registries pulled from over plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+    /// The cgroup under which pods' containers go (`kubepods`).
+    pub cgroup_parent: String,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The API server refused or failed.
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    /// The engine could not be opened.
+    #[error("open the node's engine: {0}")]
+    Engine(#[from] berth_engine::Error),
+    /// The node has no address to report.
+    #[error("no IPv4 address to report for the node: pass --node-ip")]
+    NoAddress,
+    /// The pod range is not one.
+    #[error("the node's pod range {0:?} is not an IPv4 CIDR")]
+    PodCidr(String),
+}
+
+/// Registers the node and runs its pods until the API watch ends for good.
+pub async fn run(client: Client, config: AgentConfig) -> Result<(), AgentError> {
+    let ip = config
+        .node_ip
+        .or_else(node::first_address)
+        .ok_or(AgentError::NoAddress)?;
+    let identity = node::NodeIdentity {
+        name: config.node_name.clone(),
+        ip,
+    };
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| berth_engine::Error::Io(config.data_dir.clone(), e))?;
+    // A node that has its pod range already (an agent restarting) stays Ready: its pods
+    // run on meanwhile.
+    let known = node::existing_pod_cidr(&client, &identity.name)
+        .await?
+        .is_some();
+    node::register(&client, &identity, &config.data_dir, known).await?;
+    let heartbeat = tokio::spawn(node::heartbeat(
+        client.clone(),
+        identity.name.clone(),
+        config.heartbeat,
+    ));
+    let cidr = node::pod_cidr(&client, &identity.name).await?;
+    let engine = Arc::new(open_engine(&config, &cidr)?);
+    images::import_air_gap_images(&engine, &config.data_dir.join("images"));
+    engine.restore();
+    node::register(&client, &identity, &config.data_dir, true).await?;
+    tracing::info!(node = %identity.name, %ip, pod_cidr = %cidr, "node agent running");
+    let kubelet = Arc::new(kubelet::Kubelet {
+        client,
+        engine,
+        node: identity,
+        pods_dir: config.data_dir.join("pods"),
+    });
+    let result = kubelet::run(kubelet).await;
+    heartbeat.abort();
+    Ok(result?)
+}
+
+/// The node's engine: pods on the bridge whose gateway is the first address of the
+/// node's pod range.
+fn open_engine(config: &AgentConfig, cidr: &str) -> Result<Engine, AgentError> {
+    let range: berth_net::Ipv4Net = cidr.parse().map_err(|_| AgentError::PodCidr(cidr.into()))?;
+    let gateway = range
+        .hosts()
+        .next()
+        .ok_or_else(|| AgentError::PodCidr(cidr.into()))?;
+    Ok(Engine::open(&EngineConfig {
+        data_dir: config.data_dir.join("engine"),
+        run_dir: config.run_dir.clone(),
+        berth_binary: config.berth_binary.clone(),
+        cgroup_parent: config.cgroup_parent.clone(),
+        bridge: BridgeConfig {
+            name: POD_BRIDGE.into(),
+            address: Some(format!("{gateway}/{}", range.prefix_len())),
+        },
+        init_path: None,
+        insecure_registries: config.insecure_registries.clone(),
+        firewall_table: FIREWALL_TABLE.into(),
+    })?)
+}
+
+/// A watch's error as the API client's.
+pub(crate) fn watch_error(error: watcher::Error) -> kube::Error {
+    match error {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => e,
+        other => kube::Error::Service(Box::new(other)),
+    }
+}
 
 #[cfg(test)]
 mod tests {

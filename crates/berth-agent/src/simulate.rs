@@ -18,7 +18,7 @@ use futures_util::TryStreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -59,7 +59,7 @@ const KUBELET_VERSION: &str = "v1.32.0-berth-simulated";
 pub async fn run(client: Client, simulation: Simulation) -> Result<(), kube::Error> {
     let names = simulation.names();
     for (index, name) in names.iter().enumerate() {
-        register(&client, &simulation, name, index).await?;
+        crate::node::create_or_update(&client, &node_object(&simulation, name, index)).await?;
     }
     tracing::info!(nodes = names.len(), prefix = %simulation.prefix, "simulated nodes registered");
     let heartbeat = tokio::spawn(heartbeat(
@@ -119,53 +119,17 @@ fn node_address(index: usize) -> String {
     format!("10.200.{}.{}", index / 250, index % 250 + 1)
 }
 
-/// Creates the node, or gives an existing one the simulated status.
-async fn register(
-    client: &Client,
-    simulation: &Simulation,
-    name: &str,
-    index: usize,
-) -> Result<(), kube::Error> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node = node_object(simulation, name, index);
-    match nodes.create(&PostParams::default(), &node).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            let status = json!({"status": node.status});
-            nodes
-                .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-                .await
-                .map(drop)
-        }
-        Err(error) => Err(error),
-    }
-}
-
 /// Renews every node's Lease each `interval`.
 async fn heartbeat(client: Client, names: Vec<String>, interval: std::time::Duration) {
     let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
     loop {
         for name in &names {
-            if let Err(error) = renew(&leases, name).await {
+            if let Err(error) = crate::node::renew(&leases, name).await {
                 tracing::warn!(%error, node = %name, "could not renew the node lease");
             }
         }
         tokio::time::sleep(interval).await;
     }
-}
-
-async fn renew(leases: &Api<Lease>, name: &str) -> Result<(), kube::Error> {
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let lease = json!({
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": name, "namespace": "kube-node-lease"},
-        "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now},
-    });
-    let apply = PatchParams::apply("berth-agent").force();
-    leases
-        .patch(name, &apply, &Patch::Apply(&lease))
-        .await
-        .map(drop)
 }
 
 /// Reports every pod bound to one of `names` Running and Ready, and finishes the
@@ -181,7 +145,7 @@ async fn run_pods(client: Client, names: &[String]) -> Result<(), kube::Error> {
     let mut exiting: HashSet<String> = HashSet::new();
     let config = watcher::Config::default().fields("spec.nodeName!=");
     let mut events = std::pin::pin!(watcher(pods, config));
-    while let Some(event) = events.try_next().await.map_err(watch_error)? {
+    while let Some(event) = events.try_next().await.map_err(crate::watch_error)? {
         let pod = match event {
             watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => pod,
             watcher::Event::Delete(pod) => {
@@ -233,15 +197,6 @@ async fn run_pods(client: Client, names: &[String]) -> Result<(), kube::Error> {
         }
     }
     Ok(())
-}
-
-fn watch_error(error: watcher::Error) -> kube::Error {
-    match error {
-        watcher::Error::InitialListFailed(e)
-        | watcher::Error::WatchStartFailed(e)
-        | watcher::Error::WatchFailed(e) => e,
-        other => kube::Error::Service(Box::new(other)),
-    }
 }
 
 /// The status a kubelet reports for a pod whose containers all started.

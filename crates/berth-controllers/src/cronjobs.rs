@@ -65,7 +65,7 @@ pub async fn run(client: Client, informers: Informers) {
                         != Some(message.clone())
                     {
                         let event = ("Warning", reason, message.as_str());
-                        crate::events::record(&client, cronjob.as_ref(), event, COMPONENT).await;
+                        berth_events::record(&client, cronjob.as_ref(), event, COMPONENT).await;
                     }
                 }
                 Err(error) => {
@@ -208,7 +208,7 @@ async fn start(
         Ok(job) => {
             let message = format!("Created job {}", job.name_any());
             let event = ("Normal", "SuccessfulCreate", message.as_str());
-            crate::events::record(client, cronjob, event, COMPONENT).await;
+            berth_events::record(client, cronjob, event, COMPONENT).await;
             Ok(Some(job))
         }
         // Made already: by an earlier pass whose status write was lost.
@@ -266,7 +266,7 @@ async fn delete_job(client: &Client, cronjob: &CronJob, job: &Job) -> Result<(),
         Ok(_) => {
             let message = format!("Deleted job {}", job.name_any());
             let event = ("Normal", "SuccessfulDelete", message.as_str());
-            crate::events::record(client, cronjob, event, COMPONENT).await;
+            berth_events::record(client, cronjob, event, COMPONENT).await;
             Ok(())
         }
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
@@ -367,7 +367,7 @@ async fn report(
             job.name_any()
         );
         let event = ("Normal", "SawCompletedJob", message.as_str());
-        crate::events::record(client, cronjob, event, COMPONENT).await;
+        berth_events::record(client, cronjob, event, COMPONENT).await;
     }
     Ok(())
 }

@@ -318,7 +318,7 @@ fn rolling_out(set: &DaemonSet, survey: &Survey, hash: &str) -> Vec<Arc<Pod>> {
 }
 
 async fn announce(client: &Client, set: &DaemonSet, reason: &str, message: &str) {
-    crate::events::record(client, set, ("Normal", reason, message), COMPONENT).await;
+    berth_events::record(client, set, ("Normal", reason, message), COMPONENT).await;
 }
 
 /// The set's status from its nodes' pods, written when it changed.

@@ -221,7 +221,7 @@ async fn reconcile(
                 crate::pods::from_template(job, &spec.template, Naming::Generated(job.name_any()))?;
             let created = crate::pods::create(client, &pod).await?;
             let message = format!("Created pod: {}", created.name_any());
-            crate::events::record(
+            berth_events::record(
                 client,
                 job,
                 ("Normal", "SuccessfulCreate", &message),
@@ -242,7 +242,7 @@ async fn reconcile(
         for pod in tally.active.drain(..excess) {
             if crate::pods::delete(client, &pod).await? {
                 let message = format!("Deleted pod: {}", pod.name_any());
-                crate::events::record(
+                berth_events::record(
                     client,
                     job,
                     ("Normal", "SuccessfulDelete", &message),
@@ -372,7 +372,7 @@ async fn announce(client: &Client, job: &Job, conditions: &[JobCondition]) {
             ),
             _ => continue,
         };
-        crate::events::record(client, job, event, COMPONENT).await;
+        berth_events::record(client, job, event, COMPONENT).await;
     }
 }
 

@@ -10,11 +10,11 @@ pub mod cronjobs;
 pub mod daemonsets;
 pub mod deployments;
 pub mod endpoints;
-pub mod events;
 mod expectations;
 pub mod jobs;
 mod labels;
 pub mod leader;
+pub mod node_ipam;
 pub mod nodes;
 mod pods;
 pub mod replicasets;
@@ -32,6 +32,7 @@ pub async fn run_controller_manager(
     client: kube::Client,
     election: Election,
     lifecycle: nodes::Lifecycle,
+    cluster_cidr: node_ipam::ClusterCidr,
 ) {
     let controllers = client.clone();
     let lead = move || {
@@ -47,6 +48,7 @@ pub async fn run_controller_manager(
                 daemonsets::run(client.clone(), informers.clone()),
                 statefulsets::run(client.clone(), informers.clone()),
                 nodes::run(client.clone(), informers.clone(), lifecycle),
+                node_ipam::run(client.clone(), informers.clone(), cluster_cidr),
                 autoscalers::run(client.clone(), informers.clone()),
                 endpoints::run(client.clone(), informers.clone()),
                 collector::run(client, informers),

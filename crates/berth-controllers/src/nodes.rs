@@ -166,7 +166,7 @@ async fn mark(client: &Client, node: &Node, unreachable: bool) -> Result<(), kub
         "NodeReady"
     };
     let message = format!("Node {name} status is now: {reason}");
-    crate::events::record(client, node, ("Normal", reason, &message), COMPONENT).await;
+    berth_events::record(client, node, ("Normal", reason, &message), COMPONENT).await;
     tracing::info!(node = %name, unreachable, "node reachability changed");
     Ok(())
 }
@@ -228,7 +228,7 @@ async fn mark_pods_not_ready(
             Err(error) => return Err(error),
         }
         let event = ("Warning", "NodeNotReady", "Node is not ready");
-        crate::events::record(client, pod.as_ref(), event, COMPONENT).await;
+        berth_events::record(client, pod.as_ref(), event, COMPONENT).await;
         tracing::info!(pod = %pod.name_any(), node, "marked not ready: its node is silent");
     }
     Ok(())

@@ -148,7 +148,7 @@ async fn ensure_claims(
 }
 
 async fn announce(client: &Client, set: &StatefulSet, reason: &str, message: &str) {
-    crate::events::record(client, set, ("Normal", reason, message), COMPONENT).await;
+    berth_events::record(client, set, ("Normal", reason, message), COMPONENT).await;
 }
 
 /// The set's current and update revisions: the update one is its template's; the

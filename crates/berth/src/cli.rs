@@ -138,6 +138,37 @@ pub struct ServerArgs {
     /// How often to compact the datastore's history (0s: never)
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub compaction_interval: std::time::Duration,
+    /// The pod addresses of the cluster; each node gets a /24 of it
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: berth_controllers::node_ipam::ClusterCidr,
+    /// Do not run an agent for this machine: the server only serves the API and runs
+    /// the controllers
+    #[arg(long)]
+    pub disable_agent: bool,
+    /// The machine's agent (unless --disable-agent); its state is <data-dir>/agent
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// The flags of a node agent, `berth agent`'s and the one `berth server` runs.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node's name [default: the host name]
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The node's address [default: the host's first non-loopback IPv4 address]
+    #[arg(long)]
+    pub node_ip: Option<std::net::Ipv4Addr>,
+    /// Root directory of state that lives as long as the boot; the agent's is
+    /// <exec-root>/agent
+    #[arg(long, env = "BERTH_EXEC_ROOT", default_value = berth_engine::DEFAULT_RUN_DIR)]
+    pub exec_root: PathBuf,
+    /// A registry (HOST[:PORT]) to pull from over plain HTTP; loopback ones always are
+    #[arg(long)]
+    pub insecure_registry: Vec<String>,
+    /// The cgroup under which pods' containers go
+    #[arg(long, default_value = "kubepods")]
+    pub cgroup_parent: String,
 }
 
 /// `berth agent`'s flags.
@@ -153,15 +184,20 @@ pub struct AgentArgs {
     /// The cluster CA's certificate (the server's tls/ca.crt); not needed with a K10 token
     #[arg(long)]
     pub certificate_authority: Option<PathBuf>,
+    /// Directory of the agent's state, <data-dir>/agent: its engine, pods' volumes and
+    /// the air-gap images folder <data-dir>/agent/images (*.tar, imported at start)
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = berth_engine::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// The node; with --simulate, --node-name is the prefix of the nodes' names
+    /// [default there: berth-sim]
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Register this many simulated nodes, which run their pods without containers.
     /// A pod annotated `simulate.berth.dev/exit-code: "N"` exits with N after
     /// `simulate.berth.dev/run-seconds` (default 0): Succeeded or Failed under
     /// restartPolicy Never, restarted otherwise, as a kubelet would
     #[arg(long)]
     pub simulate: Option<usize>,
-    /// The node's name; with --simulate, the prefix of the nodes' names
-    #[arg(long, default_value = "berth-sim")]
-    pub node_name: String,
     /// Each simulated node's allocatable CPU
     #[arg(long, default_value = "4")]
     pub cpu: String,

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::Outcome;
-use crate::cli::{AgentArgs, KubeconfigArgs, ServerArgs};
+use crate::cli::{AgentArgs, KubeconfigArgs, NodeArgs, ServerArgs};
 
-/// Runs the server.
+/// Runs the server, and the agent of its machine unless `--disable-agent`.
 pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
     return_memory_promptly();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -18,12 +18,21 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
         .context("start the async runtime")?;
     let kubeconfig = args.data_dir.join("admin.kubeconfig");
     let config = berth_apiserver::ServerConfig {
-        data_dir: args.data_dir,
+        data_dir: args.data_dir.clone(),
         datastore: args.datastore,
         bind: args.bind,
         write_kubeconfig: args.write_kubeconfig,
         compaction_interval: args.compaction_interval,
     };
+    let agent = (!args.disable_agent).then(|| {
+        let server = format!("https://{}", loopback_if_any(args.bind));
+        let token_file = args.data_dir.join("token");
+        (
+            server,
+            token_file,
+            agent_config(&args.data_dir, &args.node, None),
+        )
+    });
     runtime.block_on(async {
         if args.leader_elect {
             let lifecycle = berth_controllers::nodes::Lifecycle {
@@ -32,7 +41,10 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
                     args.default_unreachable_toleration_seconds,
                 ),
             };
-            tokio::spawn(controller_manager(kubeconfig, lifecycle));
+            tokio::spawn(controller_manager(kubeconfig, lifecycle, args.cluster_cidr));
+        }
+        if let Some((server, token_file, config)) = agent {
+            tokio::spawn(own_agent(server, token_file, config?));
         }
         berth_apiserver::run(config, crate::daemon::shutdown_signal())
             .await
@@ -41,32 +53,115 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `berth agent`: simulated nodes until SIGINT or SIGTERM (running real pods comes with
-/// the cluster issue).
-pub fn agent(args: AgentArgs) -> Result<ExitCode, Outcome> {
-    let Some(count) = args.simulate else {
-        return Err(
-            anyhow::anyhow!("only simulated nodes are implemented yet: pass --simulate N").into(),
-        );
+/// The address this server's own agent reaches it at: loopback when it listens on all.
+fn loopback_if_any(bind: std::net::SocketAddr) -> std::net::SocketAddr {
+    if bind.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], bind.port()))
+    } else {
+        bind
+    }
+}
+
+/// The agent of the server's own machine: it joins with the token the server wrote,
+/// as any other agent would. An agent that fails is logged; the server serves on.
+async fn own_agent(
+    server: String,
+    token_file: std::path::PathBuf,
+    config: berth_agent::AgentConfig,
+) {
+    let token = loop {
+        match std::fs::read_to_string(&token_file) {
+            Ok(token) if !token.trim().is_empty() => break token,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
     };
+    let token = match berth_agent::join::JoinToken::parse(&token) {
+        Ok(token) => token,
+        Err(error) => {
+            return tracing::error!(%error, "the machine's agent cannot read the join token");
+        }
+    };
+    // The API may not answer for a moment after the token is written.
+    let client = loop {
+        match berth_agent::join::join(&server, &token, None).await {
+            Ok(client) => break client,
+            Err(error) => {
+                tracing::debug!(%error, "the machine's agent waits for the API");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    };
+    if let Err(error) = berth_agent::run(client, config).await {
+        tracing::error!(%error, "the machine's agent stopped");
+    }
+}
+
+/// An agent's settings from its flags: state under `<data_dir>/agent`, runtime state
+/// under `<exec-root>/agent`.
+fn agent_config(
+    data_dir: &std::path::Path,
+    node: &NodeArgs,
+    heartbeat: Option<std::time::Duration>,
+) -> anyhow::Result<berth_agent::AgentConfig> {
+    let node_name = match &node.node_name {
+        Some(name) => name.clone(),
+        None => nix::unistd::gethostname()
+            .context("read the host name for the node's name")?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    Ok(berth_agent::AgentConfig {
+        node_name,
+        node_ip: node.node_ip,
+        data_dir: data_dir.join("agent"),
+        run_dir: node.exec_root.join("agent"),
+        berth_binary: "/proc/self/exe".into(),
+        heartbeat: heartbeat.unwrap_or(berth_agent::LEASE_RENEW_INTERVAL),
+        insecure_registries: node.insecure_registry.clone(),
+        cgroup_parent: node.cgroup_parent.clone(),
+    })
+}
+
+/// `berth agent`: the node agent, or simulated nodes, until SIGINT or SIGTERM.
+pub fn agent(args: AgentArgs) -> Result<ExitCode, Outcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    let simulation = berth_agent::simulate::Simulation {
-        prefix: args.node_name.clone(),
-        count,
-        capacity: (args.cpu.clone(), args.memory.clone(), args.max_pods.clone()),
-        heartbeat: args.heartbeat_interval,
-    };
     runtime.block_on(async {
         let token = berth_agent::join::JoinToken::parse(&args.token)?;
         let client =
             berth_agent::join::join(&args.server, &token, args.certificate_authority.as_deref())
                 .await?;
+        let work = async {
+            match args.simulate {
+                Some(count) => {
+                    let simulation = berth_agent::simulate::Simulation {
+                        prefix: args
+                            .node
+                            .node_name
+                            .clone()
+                            .unwrap_or_else(|| "berth-sim".into()),
+                        count,
+                        capacity: (args.cpu.clone(), args.memory.clone(), args.max_pods.clone()),
+                        heartbeat: args.heartbeat_interval,
+                    };
+                    berth_agent::simulate::run(client, simulation)
+                        .await
+                        .context("run the simulated nodes")
+                }
+                None => {
+                    let config =
+                        agent_config(&args.data_dir, &args.node, Some(args.heartbeat_interval))?;
+                    berth_agent::run(client, config)
+                        .await
+                        .context("run the node")
+                }
+            }
+        };
         tokio::select! {
-            result = berth_agent::simulate::run(client, simulation) => result.context("run the simulated nodes"),
+            result = work => result,
             () = crate::daemon::shutdown_signal() => Ok(()),
         }
     })?;
@@ -98,6 +193,7 @@ fn return_memory_promptly() {
 async fn controller_manager(
     kubeconfig: std::path::PathBuf,
     lifecycle: berth_controllers::nodes::Lifecycle,
+    cluster_cidr: berth_controllers::node_ipam::ClusterCidr,
 ) {
     let client = loop {
         match client_of(&kubeconfig).await {
@@ -107,7 +203,7 @@ async fn controller_manager(
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     let election = berth_controllers::Election::controller_manager(identity());
-    berth_controllers::run_controller_manager(client, election, lifecycle).await;
+    berth_controllers::run_controller_manager(client, election, lifecycle, cluster_cidr).await;
 }
 
 async fn client_of(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {

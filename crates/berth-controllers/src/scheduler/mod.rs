@@ -283,7 +283,7 @@ async fn preempt(client: &Client, pod: &Pod, node: &str, victims: &[Arc<Pod>]) {
         {
             Ok(_) => {
                 let message = format!("Preempted by pod {uid} on node {node}");
-                crate::events::record(
+                berth_events::record(
                     client,
                     victim.as_ref(),
                     ("Normal", "Preempted", &message),
@@ -355,7 +355,7 @@ async fn report_unschedulable(client: &Client, pod: &Pod, message: &str) {
     {
         tracing::debug!(%error, pod = %pod.name_any(), "could not mark the pod unschedulable");
     }
-    crate::events::record(client, pod, ("Warning", "FailedScheduling", message), NAME).await;
+    berth_events::record(client, pod, ("Warning", "FailedScheduling", message), NAME).await;
 }
 
 #[cfg(test)]

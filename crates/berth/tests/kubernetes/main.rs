@@ -8,6 +8,7 @@ mod durability;
 mod failover;
 mod kubectl;
 mod placement;
+mod pods;
 mod scenarios;
 mod server;
 mod workloads;

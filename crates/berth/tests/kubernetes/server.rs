@@ -256,6 +256,9 @@ fn spawn_server(dir: &std::path::Path, port: u16, flags: &[String]) -> ChildGuar
             "--data-dir",
         ])
         .arg(dir.join("data"))
+        // These servers have simulated nodes, or none: a machine's agent is tested on
+        // a test host of its own (pods.rs).
+        .arg("--disable-agent")
         .args(flags);
     let log = std::fs::OpenOptions::new()
         .create(true)

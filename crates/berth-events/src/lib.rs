@@ -1,4 +1,7 @@
-//! Events about objects, as `kubectl describe` and `kubectl get events` show them.
+//! Events about objects, as `kubectl describe` and `kubectl get events` show them: the
+//! controllers' and the node agent's (the kubelet's Pulling, Started, BackOff…).
+//!
+//! Depends on nothing of ours: only the Kubernetes API, as a client.
 
 use k8s_openapi::api::core::v1::Event;
 use kube::api::PostParams;

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Pod startup on one node — `berth server` and `berth agent` on a network namespace of
+# their own — with the image present: from a pod's creation to its Ready condition, as
+# one watch sees both (kubectl's watch stream, timed as it arrives), over 100 pods created
+# one after another and over a burst of 50 created at once; then the idle agent's RSS.
+# Kubernetes' SLO is p99 <= 5 s; issue 14's goals: p99 <= 300 ms one by one, <= 2 s for
+# the burst, agent idle RSS <= 20 MiB (k3s's agent: 275 MB).
+set -euo pipefail
+: "${BERTH:?set by benches/run}" "${TESTKIT:?set by benches/run}"
+work=$(mktemp -d /tmp/berth-bench-pods.XXXXXX)
+host=berth-bench-pods-$$
+cgroup=berth-bench-pods
+server=""
+agent=""
+on_host() { nsenter --net="/run/netns/$host" "$@"; }
+kube() { on_host env KUBECONFIG="$work/data/admin.kubeconfig" HOME="$work" kubectl "$@"; }
+cleanup() {
+  if [ -n "$server" ]; then
+    kube delete pods --all --grace-period=0 --wait --timeout=120s >/dev/null 2>&1 || true
+    for process in $agent $server; do
+      kill "$process" 2>/dev/null || true
+      wait "$process" 2>/dev/null || true
+    done
+  fi
+  grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  ip netns del "$host" 2>/dev/null || true
+  rmdir /sys/fs/cgroup/$cgroup /sys/fs/cgroup/*/$cgroup 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ip netns add "$host"
+on_host ip link set lo up
+mkdir -p "$work/node/agent/images"
+"$TESTKIT" archive busybox "$work/node/agent/images/busybox.tar"
+on_host "$BERTH" server --data-dir "$work/data" --bind 127.0.0.1:6443 --disable-agent \
+  >"$work/server.log" 2>&1 &
+server=$!
+for _ in $(seq 300); do [ -s "$work/data/token" ] && break; sleep 0.1; done
+# The agent on its own, to measure it alone.
+on_host "$BERTH" agent --server https://127.0.0.1:6443 --token "$(cat "$work/data/token")" \
+  --data-dir "$work/node" --exec-root "$work/run" --node-name bench-node --node-ip 127.0.0.1 \
+  --cgroup-parent "$cgroup" >"$work/agent.log" 2>&1 &
+agent=$!
+for _ in $(seq 300); do
+  kube get nodes 2>/dev/null | grep -q ' Ready ' && break
+  sleep 0.1
+done
+
+pod() {
+  printf '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"%s"},"spec":{"terminationGracePeriodSeconds":0,"containers":[{"name":"main","image":"busybox:latest","imagePullPolicy":"IfNotPresent","command":["sleep","3600"]}]}}\n' "$1"
+}
+
+# Times each pod from its ADDED event to the event showing it Ready, as the events arrive.
+cat >"$work/timer.py" <<'PY'
+import json, os, sys, time
+added, ready, buffer = {}, {}, ""
+decoder = json.JSONDecoder()
+while True:
+    chunk = os.read(0, 65536)
+    if not chunk:
+        break
+    now = time.monotonic()
+    buffer += chunk.decode()
+    while True:
+        buffer = buffer.lstrip()
+        try:
+            event, end = decoder.raw_decode(buffer)
+        except ValueError:
+            break
+        buffer = buffer[end:]
+        pod = event.get("object", {})
+        name = pod.get("metadata", {}).get("name")
+        if event.get("type") == "ADDED":
+            added.setdefault(name, now)
+        conditions = pod.get("status", {}).get("conditions") or []
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+            ready.setdefault(name, now)
+for name, start in added.items():
+    if name in ready:
+        print(name, round((ready[name] - start) * 1000, 1))
+PY
+
+measure() {
+  local label=$1 count=$2 mode=$3
+  kube get pods --watch --output-watch-events -o json 2>/dev/null |
+    python3 "$work/timer.py" >"$work/$label.ms" &
+  local watcher=$!
+  sleep 1
+  if [ "$mode" = one-by-one ]; then
+    for i in $(seq "$count"); do
+      pod "$label-$i" | kube create -f - >/dev/null
+      kube wait --for=condition=Ready "pod/$label-$i" --timeout=60s >/dev/null
+    done
+  else
+    for i in $(seq "$count"); do pod "$label-$i"; done | kube create -f - >/dev/null
+    kube wait --for=condition=Ready pods --all --timeout=120s >/dev/null
+  fi
+  sleep 1
+  pkill -f "kubectl get pods --watch" || true
+  wait "$watcher" 2>/dev/null || true
+  kube delete pods --all --grace-period=0 --wait --timeout=120s >/dev/null
+  python3 - "$label" "$count" "$work/$label.ms" <<'PY'
+import sys
+label, count, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+times = sorted(float(line.split()[1]) for line in open(path) if line.strip())
+if len(times) != count:
+    sys.exit(f"{label}: {len(times)} of {count} pods were seen Ready")
+pick = lambda q: times[min(len(times) - 1, int(q * len(times)))]
+print(f"{label}: {count} pods, created -> Ready: p50 {pick(0.5):.0f} ms, p99 {pick(0.99):.0f} ms, max {times[-1]:.0f} ms")
+PY
+}
+measure one-by-one 100 one-by-one
+measure burst 50 burst
+sleep 2
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$(pgrep -f "berth agent --server" | head -1)/status")
+echo "agent, idle with no pods: RSS $((rss / 1024)) MiB ($rss KiB)"

@@ -1,0 +1,704 @@
+//! The kubelet's pod workers: every pod bound to this node gets a worker task that
+//! makes the pod's sandbox, runs its init containers in order and then its containers
+//! through the engine, restarts them as the restart policy says (with the kubelet's
+//! back-off: at once, then 10 s doubling to 5 min), reports the pod's status as the
+//! kubelet does, and at deletion stops the containers within the grace period, removes
+//! everything the pod had and lets the API server forget the pod.
+//!
+//! Workers are woken by changes, never by polling: the pod's own watch events, and the
+//! engine's container events (start, die) routed to the worker of the pod whose labels
+//! they carry. A timer wakes a worker only when a back-off it waits out ends.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_engine::{Engine, PodSandbox};
+use futures_util::TryStreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::node::NodeIdentity;
+use crate::probes::{ProbeState, ProbeStates, Target};
+use crate::spec::{self, Refusal};
+use crate::status::{self, Waiting};
+
+/// The label of a sandbox or container that names its pod's uid.
+pub const POD_UID: &str = "io.kubernetes.pod.uid";
+/// The label naming the pod.
+pub const POD_NAME: &str = "io.kubernetes.pod.name";
+/// The label naming the pod's namespace.
+pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+/// The label of a container that names its container in the pod.
+pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
+/// The label of a container that counts its restarts: 0 for the first run.
+pub const ATTEMPT: &str = "io.kubernetes.container.restartCount";
+
+/// The kubelet's restart back-off: its first delay and its ceiling.
+const BACKOFF_START: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// What the pod workers of one node share.
+pub struct Kubelet {
+    /// The node's API client.
+    pub client: Client,
+    /// The node's engine.
+    pub engine: Arc<Engine>,
+    /// The node.
+    pub node: NodeIdentity,
+    /// Where pods' volumes live: `<dir>/<uid>/volumes/<name>`.
+    pub pods_dir: PathBuf,
+}
+
+/// What wakes a pod's worker.
+enum Wake {
+    /// The pod changed in the API.
+    Pod(Box<Pod>),
+    /// The pod is gone from the API.
+    Gone,
+    /// One of its containers started or ended.
+    Changed,
+}
+
+/// Runs the pods bound to the node until the watch of them fails for good.
+pub async fn run(kubelet: Arc<Kubelet>) -> Result<(), kube::Error> {
+    let pods: Api<Pod> = Api::all(kubelet.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", kubelet.node.name));
+    let mut stream = std::pin::pin!(watcher(pods, config));
+    let (_, mut engine_events) = kubelet.engine.subscribe_events();
+    let mut workers: HashMap<String, UnboundedSender<Wake>> = HashMap::new();
+    let mut listed: HashSet<String> = HashSet::new();
+    loop {
+        tokio::select! {
+            event = stream.try_next() => {
+                let Some(event) = event.map_err(crate::watch_error)? else { return Ok(()) };
+                match event {
+                    watcher::Event::Init => listed.clear(),
+                    watcher::Event::InitApply(pod) => {
+                        listed.insert(pod.uid().unwrap_or_default());
+                        dispatch(&kubelet, &mut workers, pod);
+                    }
+                    watcher::Event::InitDone => remove_orphans(&kubelet, &listed).await,
+                    watcher::Event::Apply(pod) => dispatch(&kubelet, &mut workers, pod),
+                    watcher::Event::Delete(pod) => {
+                        if let Some(worker) = workers.remove(&pod.uid().unwrap_or_default()) {
+                            let _ = worker.send(Wake::Gone);
+                        }
+                    }
+                }
+            }
+            event = engine_events.recv() => match event {
+                Ok(event) if event.kind == "container" => {
+                    let uid = event.actor.attributes.get(POD_UID);
+                    if let Some(worker) = uid.and_then(|uid| workers.get(uid)) {
+                        let _ = worker.send(Wake::Changed);
+                    }
+                }
+                Ok(_) => {}
+                // Missed events: every worker looks again.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    for worker in workers.values() {
+                        let _ = worker.send(Wake::Changed);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+        }
+    }
+}
+
+/// Hands the pod to its worker, starting one if it has none (or its last one ended).
+fn dispatch(
+    kubelet: &Arc<Kubelet>,
+    workers: &mut HashMap<String, UnboundedSender<Wake>>,
+    pod: Pod,
+) {
+    let uid = pod.uid().unwrap_or_default();
+    let pod = Box::new(pod);
+    let pod = match workers.get(&uid) {
+        Some(worker) => match worker.send(Wake::Pod(pod)) {
+            Ok(()) => return,
+            Err(tokio::sync::mpsc::error::SendError(Wake::Pod(pod))) => pod,
+            Err(_) => return,
+        },
+        None => pod,
+    };
+    let (sender, receiver) = unbounded_channel();
+    let worker = Worker::new(Arc::clone(kubelet), *pod, sender.clone());
+    workers.insert(uid, sender);
+    tokio::spawn(worker.run(receiver));
+}
+
+/// Removes the sandboxes (and so the containers) of pods the API no longer has: pods
+/// deleted while the agent was down.
+async fn remove_orphans(kubelet: &Arc<Kubelet>, listed: &HashSet<String>) {
+    for sandbox in kubelet.engine.sandboxes() {
+        let uid = sandbox.labels.get(POD_UID).cloned().unwrap_or_default();
+        if listed.contains(&uid) {
+            continue;
+        }
+        let engine = Arc::clone(&kubelet.engine);
+        let removed = tokio::task::spawn_blocking(move || engine.remove_sandbox(&sandbox.id)).await;
+        if let Ok(Err(error)) = removed {
+            tracing::warn!(%error, pod_uid = %uid, "could not remove the sandbox of a deleted pod");
+        }
+        let _ = std::fs::remove_dir_all(kubelet.pods_dir.join(&uid));
+    }
+}
+
+/// What a worker remembers between syncs.
+struct Worker {
+    kubelet: Arc<Kubelet>,
+    pod: Pod,
+    gone: bool,
+    /// Per container: when its back-off ends and how long the next one is.
+    backoff: HashMap<String, (Instant, Duration)>,
+    /// Per container: why it waits, when the engine's records do not say.
+    waiting: HashMap<String, Waiting>,
+    /// The last status reported.
+    reported: Option<serde_json::Value>,
+    /// What the probes of the running containers found, by engine id.
+    probes: ProbeStates,
+    /// Its own wake-up line, for its probers.
+    wake: UnboundedSender<Wake>,
+}
+
+/// What a sync asks of its worker next.
+enum Step {
+    /// Sleep until woken, or until the instant given.
+    Wait(Option<Instant>),
+    /// The pod is gone and so is everything it had.
+    Done,
+}
+
+impl Worker {
+    fn new(kubelet: Arc<Kubelet>, pod: Pod, wake: UnboundedSender<Wake>) -> Self {
+        Self {
+            kubelet,
+            pod,
+            gone: false,
+            backoff: HashMap::new(),
+            waiting: HashMap::new(),
+            reported: None,
+            probes: ProbeStates::default(),
+            wake,
+        }
+    }
+
+    async fn run(mut self, mut wakes: UnboundedReceiver<Wake>) {
+        loop {
+            let deadline = match self.sync().await {
+                Step::Done => return,
+                Step::Wait(deadline) => deadline,
+            };
+            let first = match deadline {
+                Some(at) => match tokio::time::timeout_at(at.into(), wakes.recv()).await {
+                    Ok(None) => return,
+                    Ok(Some(wake)) => Some(wake),
+                    Err(_) => None,
+                },
+                None => match wakes.recv().await {
+                    None => return,
+                    wake => wake,
+                },
+            };
+            let mut next = first;
+            while let Some(wake) = next {
+                match wake {
+                    Wake::Pod(pod) => self.pod = *pod,
+                    Wake::Gone => self.gone = true,
+                    Wake::Changed => {}
+                }
+                next = wakes.try_recv().ok();
+            }
+        }
+    }
+
+    fn uid(&self) -> String {
+        self.pod.uid().unwrap_or_default()
+    }
+
+    /// Records an event about the pod from the kubelet, without holding the worker up.
+    fn event(&self, kind: &'static str, reason: &'static str, message: String) {
+        record_later(
+            self.kubelet.client.clone(),
+            self.pod.clone(),
+            (kind, reason, message),
+        );
+    }
+
+    async fn sync(&mut self) -> Step {
+        if self.gone || self.pod.metadata.deletion_timestamp.is_some() {
+            self.terminate().await;
+            return Step::Done;
+        }
+        let phase = self.pod.status.as_ref().and_then(|s| s.phase.clone());
+        if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
+            return Step::Wait(None);
+        }
+        let sandbox = match self.sandbox().await {
+            Ok(sandbox) => sandbox,
+            Err(message) => {
+                tracing::warn!(pod = %self.pod.name_any(), %message, "could not make the pod's sandbox");
+                let message = format!("Failed to create pod sandbox: {message}");
+                self.event("Warning", "FailedCreatePodSandBox", message);
+                return Step::Wait(Some(Instant::now() + BACKOFF_START));
+            }
+        };
+        let mut wake = None;
+        let initialized = self.run_init_containers(&sandbox, &mut wake).await;
+        if initialized {
+            let containers = self.spec().containers.clone();
+            for container in &containers {
+                self.ensure(&sandbox, container, false, &mut wake).await;
+            }
+            self.probe(&sandbox, &containers);
+        }
+        self.report(&sandbox).await;
+        Step::Wait(wake)
+    }
+
+    fn spec(&self) -> &k8s_openapi::api::core::v1::PodSpec {
+        static EMPTY: std::sync::OnceLock<k8s_openapi::api::core::v1::PodSpec> =
+            std::sync::OnceLock::new();
+        self.pod
+            .spec
+            .as_ref()
+            .unwrap_or_else(|| EMPTY.get_or_init(Default::default))
+    }
+
+    fn restart_policy(&self) -> &str {
+        self.spec().restart_policy.as_deref().unwrap_or("Always")
+    }
+
+    /// The pod's sandbox: the one the engine has for its uid, or a new one.
+    async fn sandbox(&self) -> Result<PodSandbox, String> {
+        let uid = self.uid();
+        if let Some(sandbox) = self
+            .kubelet
+            .engine
+            .sandboxes()
+            .into_iter()
+            .find(|s| s.labels.get(POD_UID) == Some(&uid))
+        {
+            return Ok(sandbox);
+        }
+        let request = spec::sandbox_request(&self.pod).map_err(|r| r.to_string())?;
+        let engine = Arc::clone(&self.kubelet.engine);
+        tokio::task::spawn_blocking(move || engine.run_sandbox(request))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs the init containers one after another; true once all have succeeded.
+    async fn run_init_containers(
+        &mut self,
+        sandbox: &PodSandbox,
+        wake: &mut Option<Instant>,
+    ) -> bool {
+        let containers = self.spec().init_containers.clone().unwrap_or_default();
+        for container in &containers {
+            let records = self.records(&container.name);
+            match records.last() {
+                Some(latest) if status::exit_code(latest) == Some(0) => continue,
+                _ => {
+                    self.ensure(sandbox, container, true, wake).await;
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// The engine's containers for the pod's container `name`, oldest run first.
+    fn records(&self, name: &str) -> Vec<berth_engine::Container> {
+        status::records(&self.kubelet.engine.containers(true), &self.uid(), name)
+    }
+
+    /// Makes the container run if it should: its first run, or a restart the policy
+    /// asks for once its back-off has passed.
+    async fn ensure(
+        &mut self,
+        sandbox: &PodSandbox,
+        container: &k8s_openapi::api::core::v1::Container,
+        init: bool,
+        wake: &mut Option<Instant>,
+    ) {
+        let records = self.records(&container.name);
+        let attempt = match records.last() {
+            None => 0,
+            Some(latest) if latest.state.status == berth_engine::Status::Running => return,
+            Some(latest) => {
+                let Some(code) = status::exit_code(latest) else {
+                    return; // created, not started yet: a start is under way
+                };
+                // Init containers are retried unless the pod never restarts.
+                let policy = if init && self.restart_policy() == "Always" {
+                    "OnFailure"
+                } else {
+                    self.restart_policy()
+                };
+                if !status::restarts(policy, code) {
+                    return;
+                }
+                let now = Instant::now();
+                if let Some((until, _)) = self.backoff.get(&container.name)
+                    && now < *until
+                {
+                    let delay = self.backoff[&container.name].1;
+                    self.waiting.insert(
+                        container.name.clone(),
+                        Waiting::new(
+                            "CrashLoopBackOff",
+                            format!(
+                                "back-off {} restarting failed container={} pod={}_{}({})",
+                                go_duration(delay),
+                                container.name,
+                                self.pod.name_any(),
+                                self.pod.namespace().unwrap_or_default(),
+                                self.uid()
+                            ),
+                        ),
+                    );
+                    *wake = earliest(*wake, *until);
+                    self.event(
+                        "Warning",
+                        "BackOff",
+                        format!(
+                            "Back-off restarting failed container {} in pod {}_{}({})",
+                            container.name,
+                            self.pod.name_any(),
+                            self.pod.namespace().unwrap_or_default(),
+                            self.uid()
+                        ),
+                    );
+                    return;
+                }
+                status::attempt(latest) + 1
+            }
+        };
+        if self.pulling_backs_off(container, wake) {
+            return;
+        }
+        if attempt > 0 {
+            self.back_off(&container.name);
+        }
+        let pull_failed_before = self.pull_failed(&container.name);
+        self.waiting.remove(&container.name);
+        if let Err(waiting) = self.start(sandbox, container, attempt).await {
+            tracing::info!(pod = %self.pod.name_any(), container = %container.name, reason = %waiting.reason, message = %waiting.message, "container not started");
+            if waiting.reason == "ErrImagePull" {
+                self.event("Warning", "Failed", waiting.message.clone());
+            }
+            self.event(
+                "Warning",
+                "Failed",
+                format!("Error: {}", waiting.reason_or_message()),
+            );
+            let retry = if waiting.reason == "ErrImagePull" {
+                // Shown as ErrImagePull now, then ImagePullBackOff until the next try.
+                if attempt == 0 || pull_failed_before {
+                    self.back_off(&container.name);
+                }
+                Instant::now()
+            } else {
+                Instant::now() + BACKOFF_START
+            };
+            *wake = earliest(*wake, retry);
+            self.waiting.insert(container.name.clone(), waiting);
+        }
+        // Only the two latest runs are kept: the current one and the previous one that
+        // `kubectl logs --previous` reads.
+        for old in records.iter().rev().skip(1) {
+            let engine = Arc::clone(&self.kubelet.engine);
+            let id = old.id.clone();
+            let _ = tokio::task::spawn_blocking(move || engine.remove_container(&id, true)).await;
+        }
+    }
+
+    /// Starts the container's next back-off: 10 s, then twice the last, at most 5 min.
+    fn back_off(&mut self, name: &str) {
+        let delay = self
+            .backoff
+            .get(name)
+            .map_or(BACKOFF_START, |(_, d)| (*d * 2).min(BACKOFF_MAX));
+        self.backoff
+            .insert(name.to_string(), (Instant::now() + delay, delay));
+    }
+
+    fn pull_failed(&self, name: &str) -> bool {
+        self.waiting
+            .get(name)
+            .is_some_and(|w| matches!(w.reason.as_str(), "ErrImagePull" | "ImagePullBackOff"))
+    }
+
+    /// Whether the container's image pull failed and its back-off has not passed: then
+    /// it waits as ImagePullBackOff until the back-off ends.
+    fn pulling_backs_off(
+        &mut self,
+        container: &k8s_openapi::api::core::v1::Container,
+        wake: &mut Option<Instant>,
+    ) -> bool {
+        let Some((until, _)) = self.backoff.get(&container.name).copied() else {
+            return false;
+        };
+        if !self.pull_failed(&container.name) || Instant::now() >= until {
+            return false;
+        }
+        let image = container.image.clone().unwrap_or_default();
+        let message = format!("Back-off pulling image {image:?}");
+        let shown = self.waiting.get(&container.name).map(|w| w.reason.clone());
+        if shown.as_deref() != Some("ImagePullBackOff") {
+            self.event("Normal", "BackOff", message.clone());
+        }
+        self.waiting.insert(
+            container.name.clone(),
+            Waiting::new("ImagePullBackOff", message),
+        );
+        *wake = earliest(*wake, until);
+        true
+    }
+
+    /// Pulls the image as the policy says, then creates and starts run `attempt` of
+    /// the container; why it waits when it cannot.
+    async fn start(
+        &self,
+        sandbox: &PodSandbox,
+        container: &k8s_openapi::api::core::v1::Container,
+        attempt: u32,
+    ) -> Result<(), Waiting> {
+        let image = container.image.clone().unwrap_or_default();
+        let report = |pulling: bool| {
+            if pulling {
+                self.event("Normal", "Pulling", format!("Pulling image {image:?}"));
+            } else {
+                let message = format!("Container image {image:?} already present on machine");
+                self.event("Normal", "Pulled", message);
+            }
+        };
+        let pulled = crate::images::ensure(&self.kubelet.engine, container, &report).await?;
+        if let Some(took) = pulled {
+            let message = format!("Successfully pulled image {image:?} in {took:?}");
+            self.event("Normal", "Pulled", message);
+        }
+        let request =
+            spec::container_request(&self.kubelet, &self.pod, sandbox, container, attempt)
+                .await
+                .map_err(|refusal: Refusal| {
+                    Waiting::new("CreateContainerConfigError", refusal.to_string())
+                })?;
+        let engine = Arc::clone(&self.kubelet.engine);
+        let sandbox_id = sandbox.id.clone();
+        let creating = Arc::clone(&engine);
+        let created = tokio::task::spawn_blocking(move || {
+            creating.create_pod_container(&sandbox_id, request)
+        })
+        .await
+        .map_err(|e| Waiting::new("CreateContainerError", e.to_string()))?
+        .map_err(|e| Waiting::new("CreateContainerError", e.to_string()))?;
+        self.event(
+            "Normal",
+            "Created",
+            format!("Created container: {}", container.name),
+        );
+        let started = tokio::task::spawn_blocking(move || engine.start_container(&created.id))
+            .await
+            .map_err(|e| Waiting::new("RunContainerError", e.to_string()))?;
+        started.map_err(|e| Waiting::new("RunContainerError", e.to_string()))?;
+        self.event(
+            "Normal",
+            "Started",
+            format!("Started container: {}", container.name),
+        );
+        Ok(())
+    }
+
+    /// Starts the probers of each container run that has none yet, and forgets the
+    /// results of runs that ended.
+    fn probe(&self, sandbox: &PodSandbox, containers: &[k8s_openapi::api::core::v1::Container]) {
+        let Ok(mut states) = self.probes.lock() else {
+            return;
+        };
+        let mut live = HashSet::new();
+        for container in containers {
+            let runs = self.records(&container.name);
+            let Some(run) = runs
+                .last()
+                .filter(|r| r.state.status == berth_engine::Status::Running)
+            else {
+                continue;
+            };
+            live.insert(run.id.clone());
+            if states.contains_key(&run.id) {
+                continue;
+            }
+            states.insert(run.id.clone(), ProbeState::initial(container));
+            let ip = sandbox.ip().map_or(
+                std::net::IpAddr::V4(self.kubelet.node.ip),
+                std::net::IpAddr::V4,
+            );
+            crate::probes::start(Target {
+                engine: Arc::clone(&self.kubelet.engine),
+                container: container.clone(),
+                id: run.id.clone(),
+                ip,
+                grace: Duration::from_secs(self.grace_period()),
+                states: Arc::clone(&self.probes),
+                notify: self.notifier(),
+            });
+        }
+        states.retain(|id, _| live.contains(id));
+    }
+
+    /// What probers call with news: an event to record, and a wake-up for the worker.
+    fn notifier(&self) -> crate::probes::Notify {
+        let client = self.kubelet.client.clone();
+        let pod = self.pod.clone();
+        let wake = self.wake.clone();
+        Arc::new(move |event| {
+            if let Some((kind, reason, message)) = event {
+                record_later(client.clone(), pod.clone(), (kind, reason, message));
+            }
+            let _ = wake.send(Wake::Changed);
+        })
+    }
+
+    /// The seconds a stop of the pod's containers waits for them before SIGKILL.
+    fn grace_period(&self) -> u64 {
+        let seconds = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or(self.spec().termination_grace_period_seconds)
+            .unwrap_or(30);
+        u64::try_from(seconds).unwrap_or(0)
+    }
+
+    /// Reports the pod's status when it changed since the last report.
+    async fn report(&mut self, sandbox: &PodSandbox) {
+        let records = self.kubelet.engine.containers(true);
+        let probes = self.probes.lock().map(|p| p.clone()).unwrap_or_default();
+        let status = status::pod_status(
+            &self.pod,
+            sandbox,
+            &self.kubelet.node,
+            (&records, &probes),
+            &self.waiting,
+        );
+        let body = serde_json::json!({"status": status});
+        if self.reported.as_ref() == Some(&body) {
+            return;
+        }
+        let pods: Api<Pod> = Api::namespaced(
+            self.kubelet.client.clone(),
+            &self.pod.namespace().unwrap_or_default(),
+        );
+        match pods
+            .patch_status(
+                &self.pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&body),
+            )
+            .await
+        {
+            Ok(pod) => {
+                self.pod = pod;
+                self.reported = Some(body);
+            }
+            Err(error) => {
+                tracing::debug!(%error, pod = %self.pod.name_any(), "could not report the pod's status");
+            }
+        }
+    }
+
+    /// Stops the pod's containers within its grace period, removes its sandbox and
+    /// volumes, and lets the API server forget it.
+    async fn terminate(&self) {
+        let grace = self.grace_period();
+        let uid = self.uid();
+        let engine = Arc::clone(&self.kubelet.engine);
+        let running: Vec<String> = engine
+            .containers(false)
+            .into_iter()
+            .filter(|c| c.request.labels.as_ref().and_then(|l| l.get(POD_UID)) == Some(&uid))
+            .map(|c| {
+                if !self.gone {
+                    let labels = c.request.labels.as_ref();
+                    let name = labels.and_then(|l| l.get(CONTAINER_NAME)).cloned();
+                    let message = format!("Stopping container {}", name.unwrap_or_default());
+                    self.event("Normal", "Killing", message);
+                }
+                c.id
+            })
+            .collect();
+        let stops = running.into_iter().map(|id| {
+            let engine = Arc::clone(&engine);
+            tokio::task::spawn_blocking(move || {
+                engine.stop_container(&id, Some(Duration::from_secs(grace)), None)
+            })
+        });
+        futures_util::future::join_all(stops).await;
+        let sandboxes: Vec<PodSandbox> = engine
+            .sandboxes()
+            .into_iter()
+            .filter(|s| s.labels.get(POD_UID) == Some(&uid))
+            .collect();
+        for sandbox in sandboxes {
+            let engine = Arc::clone(&engine);
+            let removed =
+                tokio::task::spawn_blocking(move || engine.remove_sandbox(&sandbox.id)).await;
+            if let Ok(Err(error)) = removed {
+                tracing::warn!(%error, pod = %self.pod.name_any(), "could not remove the pod's sandbox");
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.kubelet.pods_dir.join(&uid));
+        if self.gone {
+            return;
+        }
+        let pods: Api<Pod> = Api::namespaced(
+            self.kubelet.client.clone(),
+            &self.pod.namespace().unwrap_or_default(),
+        );
+        let now = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        if let Err(error) = pods.delete(&self.pod.name_any(), &now).await {
+            tracing::debug!(%error, pod = %self.pod.name_any(), "could not finish the pod's deletion");
+        }
+    }
+}
+
+/// A duration as Go prints it, as the kubelet's messages have it: `10s`, `5m0s`.
+fn go_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if seconds < 60 {
+        format!("{seconds}s")
+    } else {
+        format!("{}m{}s", seconds / 60, seconds % 60)
+    }
+}
+
+/// Records an event about `pod` from the kubelet on a task of its own.
+fn record_later(
+    client: Client,
+    pod: Pod,
+    (kind, reason, message): (&'static str, &'static str, String),
+) {
+    tokio::spawn(async move {
+        berth_events::record(&client, &pod, (kind, reason, &message), "kubelet").await;
+    });
+}
+
+fn earliest(current: Option<Instant>, candidate: Instant) -> Option<Instant> {
+    Some(current.map_or(candidate, |c| c.min(candidate)))
+}

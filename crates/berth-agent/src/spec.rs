@@ -1,0 +1,625 @@
+//! A pod and its containers turned into what the engine runs: the sandbox (host name,
+//! host network, host ports) and each container (command and args, environment with
+//! its sources resolved, working directory, volumes as binds, resource limits).
+//! Whatever the agent does not run yet is refused by name, never ignored.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use berth_engine::{HostPort, PodContainerRequest, PodSandbox, SandboxRequest};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, Pod, Secret, Volume};
+use kube::{Api, ResourceExt};
+
+use crate::kubelet::{ATTEMPT, CONTAINER_NAME, Kubelet, POD_NAME, POD_NAMESPACE, POD_UID};
+
+/// Why a pod or container cannot be run as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// A field the agent does not support yet.
+    #[error("berth does not support {0} yet")]
+    Unsupported(String),
+    /// A value that is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// A configMap, secret or key that is not there.
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// The labels every engine object of the pod carries.
+fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
+    [
+        (POD_UID, pod.uid().unwrap_or_default()),
+        (POD_NAME, pod.name_any()),
+        (POD_NAMESPACE, pod.namespace().unwrap_or_default()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// The dockershim's name pattern: `k8s_<container>_<pod>_<namespace>_<uid>_<attempt>`.
+fn engine_name(pod: &Pod, container: &str, attempt: u32) -> String {
+    format!(
+        "k8s_{container}_{}_{}_{}_{attempt}",
+        pod.name_any(),
+        pod.namespace().unwrap_or_default(),
+        pod.uid().unwrap_or_default()
+    )
+}
+
+/// The sandbox of `pod`.
+pub fn sandbox_request(pod: &Pod) -> Result<SandboxRequest, Refusal> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    for (set, field) in [
+        (spec.host_pid == Some(true), "hostPID"),
+        (
+            spec.share_process_namespace == Some(true),
+            "shareProcessNamespace",
+        ),
+        (spec.host_users == Some(false), "hostUsers: false"),
+        (spec.dns_config.is_some(), "dnsConfig"),
+        (spec.host_aliases.is_some(), "hostAliases"),
+        (spec.subdomain.is_some(), "subdomain"),
+    ] {
+        if set {
+            return Err(Refusal::Unsupported(format!("spec.{field}")));
+        }
+    }
+    let mut host_ports = Vec::new();
+    for container in &spec.containers {
+        for port in container.ports.iter().flatten() {
+            let Some(host_port) = port.host_port.filter(|p| *p > 0) else {
+                continue;
+            };
+            let host_ip = match port.host_ip.as_deref() {
+                None | Some("") => None,
+                Some(text) => Some(text.parse::<Ipv4Addr>().map_err(|_| {
+                    Refusal::Invalid(format!("hostIP {text:?} is not an IPv4 address"))
+                })?),
+            };
+            host_ports.push(HostPort {
+                host_ip,
+                host_port: u16::try_from(host_port).map_err(|_| {
+                    Refusal::Invalid(format!("hostPort {host_port} is out of range"))
+                })?,
+                container_port: u16::try_from(port.container_port).map_err(|_| {
+                    Refusal::Invalid(format!(
+                        "containerPort {} is out of range",
+                        port.container_port
+                    ))
+                })?,
+                protocol: port.protocol.as_deref().unwrap_or("TCP").to_lowercase(),
+            });
+        }
+    }
+    Ok(SandboxRequest {
+        name: engine_name(pod, "POD", 0),
+        hostname: spec.hostname.clone().unwrap_or_else(|| pod.name_any()),
+        host_network: spec.host_network == Some(true),
+        host_ipc: spec.host_ipc == Some(true),
+        host_ports,
+        labels: pod_labels(pod),
+    })
+}
+
+/// Run `attempt` of `container` of `pod`, in `sandbox`.
+pub async fn container_request(
+    kubelet: &Kubelet,
+    pod: &Pod,
+    sandbox: &PodSandbox,
+    container: &Container,
+    attempt: u32,
+) -> Result<PodContainerRequest, Refusal> {
+    refuse_unsupported(container)?;
+    let mut labels = pod_labels(pod);
+    labels.insert(CONTAINER_NAME.into(), container.name.clone());
+    labels.insert(ATTEMPT.into(), attempt.to_string());
+    let (memory_limit, nano_cpus, cpu_shares) = resources(container)?;
+    let env = environment(kubelet, pod, sandbox, container).await?;
+    let image_user = kubelet
+        .engine
+        .images()
+        .resolve(container.image.as_deref().unwrap_or_default())
+        .and_then(|image| kubelet.engine.images().config(&image))
+        .map(|config| {
+            config["config"]["User"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default();
+    let security = crate::security::settings(pod, container, &image_user)?;
+    // `$(NAME)` in command and args is the container's variable, as the kubelet has it.
+    let expanded = |words: &Option<Vec<String>>| {
+        words
+            .as_ref()
+            .map(|w| w.iter().map(|word| expand(word, &env)).collect::<Vec<_>>())
+    };
+    Ok(PodContainerRequest {
+        name: engine_name(pod, &container.name, attempt),
+        image: container.image.clone().unwrap_or_default(),
+        command: expanded(&container.command),
+        args: expanded(&container.args),
+        env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        working_dir: container.working_dir.clone().unwrap_or_default(),
+        stdin: container.stdin == Some(true),
+        tty: container.tty == Some(true),
+        binds: binds(kubelet, pod, container).await?,
+        memory_limit,
+        nano_cpus,
+        cpu_shares,
+        security,
+        labels,
+    })
+}
+
+/// Refuses the fields of a container the agent does not honour yet.
+fn refuse_unsupported(container: &Container) -> Result<(), Refusal> {
+    let fields = [
+        (container.lifecycle.is_some(), "lifecycle"),
+        (container.volume_devices.is_some(), "volumeDevices"),
+        (container.resize_policy.is_some(), "resizePolicy"),
+        (
+            container.restart_policy.is_some(),
+            "restartPolicy (sidecar containers)",
+        ),
+    ];
+    crate::probes::check(container)?;
+    match fields.into_iter().find(|(set, _)| *set) {
+        Some((_, field)) => Err(Refusal::Unsupported(format!(
+            "{field} (container {:?})",
+            container.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Limits: memory in bytes, CPU in billionths; requests: CPU shares, as the kubelet
+/// turns them into cgroup settings.
+fn resources(container: &Container) -> Result<(i64, i64, i64), Refusal> {
+    let resources = container.resources.clone().unwrap_or_default();
+    let read = |map: &Option<
+        BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >,
+                key: &str| {
+        map.as_ref()
+            .and_then(|m| m.get(key))
+            .map(|q| {
+                berth_quantity::milli(&q.0).ok_or_else(|| {
+                    Refusal::Invalid(format!("{key} quantity {:?} is not valid", q.0))
+                })
+            })
+            .transpose()
+    };
+    let memory = read(&resources.limits, "memory")?.map_or(0, |m| (m / 1000) as i64);
+    let cpu_limit = read(&resources.limits, "cpu")?.map_or(0, |m| (m * 1_000_000) as i64);
+    let cpu_request = read(&resources.requests, "cpu")?
+        .or(read(&resources.limits, "cpu")?)
+        .map_or(0, |m| ((m * 1024 / 1000) as i64).max(2));
+    Ok((memory, cpu_limit, cpu_request))
+}
+
+/// The container's environment: `envFrom` first, then `env`, each with its source read.
+async fn environment(
+    kubelet: &Kubelet,
+    pod: &Pod,
+    sandbox: &PodSandbox,
+    container: &Container,
+) -> Result<Vec<(String, String)>, Refusal> {
+    let namespace = pod.namespace().unwrap_or_default();
+    let mut env: Vec<(String, String)> = Vec::new();
+    for source in container.env_from.iter().flatten() {
+        let prefix = source.prefix.clone().unwrap_or_default();
+        let (data, optional) = if let Some(reference) = &source.config_map_ref {
+            let data = config_map(kubelet, &namespace, &reference.name).await;
+            (data, reference.optional == Some(true))
+        } else if let Some(reference) = &source.secret_ref {
+            let data = secret(kubelet, &namespace, &reference.name).await;
+            (data, reference.optional == Some(true))
+        } else {
+            continue;
+        };
+        match data {
+            Ok(data) => env.extend(data.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v))),
+            Err(missing) if !optional => return Err(missing),
+            Err(_) => {}
+        }
+    }
+    for variable in container.env.iter().flatten() {
+        if let Some(value) = value_of(kubelet, pod, sandbox, variable).await? {
+            env.retain(|(k, _)| *k != variable.name);
+            env.push((variable.name.clone(), expand(&value, &env)));
+        }
+    }
+    Ok(env)
+}
+
+/// `$(NAME)` references to variables defined before, as the kubelet expands them; `$$`
+/// escapes a dollar.
+fn expand(value: &str, env: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(end) = inner.find(')')
+        {
+            let name = &inner[..end];
+            match env.iter().rev().find(|(k, _)| k == name) {
+                Some((_, v)) => out.push_str(v),
+                None => out.push_str(&rest[at..at + 2 + end + 1]),
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One variable's value; None for an optional one whose source is missing.
+async fn value_of(
+    kubelet: &Kubelet,
+    pod: &Pod,
+    sandbox: &PodSandbox,
+    variable: &EnvVar,
+) -> Result<Option<String>, Refusal> {
+    let Some(source) = &variable.value_from else {
+        return Ok(Some(variable.value.clone().unwrap_or_default()));
+    };
+    let namespace = pod.namespace().unwrap_or_default();
+    let keyed = if let Some(key) = &source.config_map_key_ref {
+        Some((
+            config_map(kubelet, &namespace, &key.name).await,
+            &key.key,
+            key.optional == Some(true),
+            "configmap",
+            &key.name,
+        ))
+    } else if let Some(key) = &source.secret_key_ref {
+        Some((
+            secret(kubelet, &namespace, &key.name).await,
+            &key.key,
+            key.optional == Some(true),
+            "secret",
+            &key.name,
+        ))
+    } else {
+        None
+    };
+    if let Some((data, key, optional, kind, name)) = keyed {
+        return match data.map(|d| d.get(key.as_str()).cloned()) {
+            Ok(Some(value)) => Ok(Some(value)),
+            _ if optional => Ok(None),
+            Ok(None) => Err(Refusal::Missing(format!(
+                "couldn't find key {key} in {kind} {namespace}/{name}"
+            ))),
+            Err(missing) => Err(missing),
+        };
+    }
+    if let Some(field) = &source.field_ref {
+        return field_value(
+            pod,
+            sandbox,
+            &kubelet.node.ip.to_string(),
+            &field.field_path,
+        )
+        .map(Some);
+    }
+    Err(Refusal::Unsupported(format!(
+        "env {:?}: resourceFieldRef",
+        variable.name
+    )))
+}
+
+/// A pod field of the downward API.
+fn field_value(
+    pod: &Pod,
+    sandbox: &PodSandbox,
+    host_ip: &str,
+    path: &str,
+) -> Result<String, Refusal> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let keyed = |prefix: &str, map: &Option<BTreeMap<String, String>>| {
+        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
+        Some(
+            map.as_ref()
+                .and_then(|m| m.get(key))
+                .cloned()
+                .unwrap_or_default(),
+        )
+    };
+    if let Some(value) = keyed("metadata.labels['", &pod.metadata.labels)
+        .or_else(|| keyed("metadata.annotations['", &pod.metadata.annotations))
+    {
+        return Ok(value);
+    }
+    let pod_ip = sandbox
+        .ip()
+        .map_or_else(|| host_ip.to_string(), |ip| ip.to_string());
+    Ok(match path {
+        "metadata.name" => pod.name_any(),
+        "metadata.namespace" => pod.namespace().unwrap_or_default(),
+        "metadata.uid" => pod.uid().unwrap_or_default(),
+        "spec.nodeName" => spec.node_name.unwrap_or_default(),
+        "spec.serviceAccountName" => spec.service_account_name.unwrap_or_default(),
+        "status.hostIP" | "status.hostIPs" => host_ip.to_string(),
+        "status.podIP" | "status.podIPs" => pod_ip,
+        other => {
+            return Err(Refusal::Invalid(format!(
+                "unsupported fieldRef fieldPath {other:?}"
+            )));
+        }
+    })
+}
+
+async fn config_map(
+    kubelet: &Kubelet,
+    namespace: &str,
+    name: &str,
+) -> Result<BTreeMap<String, String>, Refusal> {
+    let api: Api<ConfigMap> = Api::namespaced(kubelet.client.clone(), namespace);
+    match api.get_opt(name).await {
+        Ok(Some(map)) => Ok(map.data.unwrap_or_default()),
+        Ok(None) => Err(Refusal::Missing(format!("configmap \"{name}\" not found"))),
+        Err(error) => Err(Refusal::Missing(format!("configmap \"{name}\": {error}"))),
+    }
+}
+
+async fn secret(
+    kubelet: &Kubelet,
+    namespace: &str,
+    name: &str,
+) -> Result<BTreeMap<String, String>, Refusal> {
+    let api: Api<Secret> = Api::namespaced(kubelet.client.clone(), namespace);
+    match api.get_opt(name).await {
+        Ok(Some(secret)) => {
+            let mut data: BTreeMap<String, String> = secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                .collect();
+            data.extend(secret.string_data.unwrap_or_default());
+            Ok(data)
+        }
+        Ok(None) => Err(Refusal::Missing(format!("secret \"{name}\" not found"))),
+        Err(error) => Err(Refusal::Missing(format!("secret \"{name}\": {error}"))),
+    }
+}
+
+/// The container's volume mounts as host directories bound in.
+async fn binds(
+    kubelet: &Kubelet,
+    pod: &Pod,
+    container: &Container,
+) -> Result<Vec<(PathBuf, String, bool)>, Refusal> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let volumes = spec.volumes.unwrap_or_default();
+    let dir = kubelet
+        .pods_dir
+        .join(pod.uid().unwrap_or_default())
+        .join("volumes");
+    let mut binds = Vec::new();
+    for mount in container.volume_mounts.iter().flatten() {
+        let volume = volumes
+            .iter()
+            .find(|v| v.name == mount.name)
+            .ok_or_else(|| {
+                Refusal::Invalid(format!(
+                    "volume mount {:?}: no volume of that name",
+                    mount.name
+                ))
+            })?;
+        let mut source = volume_source(kubelet, pod, volume, &dir).await?;
+        if let Some(sub_path) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            if sub_path.starts_with('/') || sub_path.split('/').any(|p| p == "..") {
+                return Err(Refusal::Invalid(format!(
+                    "subPath {sub_path:?} must stay inside its volume"
+                )));
+            }
+            source = source.join(sub_path);
+            if !source.exists() {
+                std::fs::create_dir_all(&source).map_err(|e| io_refusal(&source, &e))?;
+            }
+        }
+        binds.push((
+            source,
+            mount.mount_path.clone(),
+            mount.read_only == Some(true),
+        ));
+    }
+    Ok(binds)
+}
+
+fn io_refusal(path: &Path, error: &std::io::Error) -> Refusal {
+    Refusal::Invalid(format!("{}: {error}", path.display()))
+}
+
+/// The host directory (or file) that holds `volume`, made or filled as its kind says.
+async fn volume_source(
+    kubelet: &Kubelet,
+    pod: &Pod,
+    volume: &Volume,
+    dir: &Path,
+) -> Result<PathBuf, Refusal> {
+    let own = dir.join(&volume.name);
+    if let Some(empty) = &volume.empty_dir {
+        if empty.medium.as_deref().is_some_and(|m| !m.is_empty()) {
+            return Err(Refusal::Unsupported(format!(
+                "emptyDir medium {:?} (volume {:?})",
+                empty.medium.as_deref().unwrap_or_default(),
+                volume.name
+            )));
+        }
+        std::fs::create_dir_all(&own).map_err(|e| io_refusal(&own, &e))?;
+        // As the kubelet makes them: writable by all, or by the pod's fsGroup.
+        let fs_group = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.as_ref())
+            .and_then(|c| c.fs_group)
+            .and_then(|g| u32::try_from(g).ok());
+        share_with_group(&own, fs_group)?;
+        return Ok(own);
+    }
+    if let Some(host) = &volume.host_path {
+        return host_path(&host.path, host.type_.as_deref().unwrap_or(""));
+    }
+    let namespace = pod.namespace().unwrap_or_default();
+    let (data, items, mode, optional) = if let Some(source) = &volume.config_map {
+        let data = config_map(kubelet, &namespace, &source.name).await;
+        (
+            data,
+            &source.items,
+            source.default_mode,
+            source.optional == Some(true),
+        )
+    } else if let Some(source) = &volume.secret {
+        let name = source.secret_name.clone().unwrap_or_default();
+        let data = secret(kubelet, &namespace, &name).await;
+        (
+            data,
+            &source.items,
+            source.default_mode,
+            source.optional == Some(true),
+        )
+    } else {
+        return Err(Refusal::Unsupported(format!(
+            "this kind of volume (volume {:?}): emptyDir, hostPath, configMap and secret are supported",
+            volume.name
+        )));
+    };
+    let data = match data {
+        Ok(data) => data,
+        Err(_) if optional => BTreeMap::new(),
+        Err(missing) => return Err(missing),
+    };
+    write_files(&own, &data, items.as_deref(), mode.unwrap_or(0o644))?;
+    Ok(own)
+}
+
+/// Opens an emptyDir to everyone (mode 0777), or to `fs_group` (its group, set-group-id
+/// so that what is made in it is the group's too).
+fn share_with_group(dir: &Path, fs_group: Option<u32>) -> Result<(), Refusal> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match fs_group {
+        Some(gid) => {
+            std::os::unix::fs::chown(dir, None, Some(gid)).map_err(|e| io_refusal(dir, &e))?;
+            0o2777
+        }
+        None => 0o777,
+    };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| io_refusal(dir, &e))
+}
+
+/// Writes a configMap's or secret's keys as files (only `items`, at their paths, when
+/// given).
+fn write_files(
+    dir: &Path,
+    data: &BTreeMap<String, String>,
+    items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
+    mode: i32,
+) -> Result<(), Refusal> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| io_refusal(dir, &e))?;
+    let files: Vec<(String, String, i32)> = match items {
+        Some(items) => items
+            .iter()
+            .map(|item| {
+                let value = data.get(&item.key).cloned().ok_or_else(|| {
+                    Refusal::Missing(format!("configmap or secret has no key {:?}", item.key))
+                })?;
+                Ok((item.path.clone(), value, item.mode.unwrap_or(mode)))
+            })
+            .collect::<Result<_, Refusal>>()?,
+        None => data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone(), mode))
+            .collect(),
+    };
+    for (path, value, mode) in files {
+        if path.starts_with('/') || path.split('/').any(|p| p == "..") {
+            return Err(Refusal::Invalid(format!(
+                "item path {path:?} must stay inside its volume"
+            )));
+        }
+        let file = dir.join(&path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io_refusal(parent, &e))?;
+        }
+        std::fs::write(&file, value).map_err(|e| io_refusal(&file, &e))?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode as u32 & 0o777))
+            .map_err(|e| io_refusal(&file, &e))?;
+    }
+    Ok(())
+}
+
+/// A hostPath volume checked against its type, made for the `OrCreate` types.
+fn host_path(path: &str, kind: &str) -> Result<PathBuf, Refusal> {
+    use std::os::unix::fs::FileTypeExt;
+    let target = PathBuf::from(path);
+    let metadata = std::fs::metadata(&target);
+    let wrong =
+        |what: &str| Refusal::Invalid(format!("hostPath type check failed: {path} is not {what}"));
+    match kind {
+        "" => {}
+        "DirectoryOrCreate" if metadata.is_err() => {
+            std::fs::create_dir_all(&target).map_err(|e| io_refusal(&target, &e))?;
+        }
+        "FileOrCreate" if metadata.is_err() => {
+            std::fs::File::create(&target).map_err(|e| io_refusal(&target, &e))?;
+        }
+        "Directory" | "DirectoryOrCreate" if !metadata.as_ref().is_ok_and(|m| m.is_dir()) => {
+            return Err(wrong("a directory"));
+        }
+        "File" | "FileOrCreate" if !metadata.as_ref().is_ok_and(|m| m.is_file()) => {
+            return Err(wrong("a file"));
+        }
+        "Socket" if !metadata.as_ref().is_ok_and(|m| m.file_type().is_socket()) => {
+            return Err(wrong("a socket file"));
+        }
+        "CharDevice"
+            if !metadata
+                .as_ref()
+                .is_ok_and(|m| m.file_type().is_char_device()) =>
+        {
+            return Err(wrong("a character device"));
+        }
+        "BlockDevice"
+            if !metadata
+                .as_ref()
+                .is_ok_and(|m| m.file_type().is_block_device()) =>
+        {
+            return Err(wrong("a block device"));
+        }
+        "Directory" | "DirectoryOrCreate" | "File" | "FileOrCreate" | "Socket" | "CharDevice"
+        | "BlockDevice" => {}
+        other => {
+            return Err(Refusal::Invalid(format!(
+                "hostPath type {other:?} is not valid"
+            )));
+        }
+    }
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand;
+
+    #[test]
+    fn dependent_variables_expand_as_the_kubelet_expands_them() {
+        let env = vec![("A".to_string(), "one".to_string())];
+        assert_eq!(expand("$(A)-$(B)-$$(A)-$", &env), "one-$(B)-$(A)-$");
+    }
+}

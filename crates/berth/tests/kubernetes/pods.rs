@@ -1,0 +1,585 @@
+//! Real pods: an all-in-one `berth server` (the API server, the controllers and the
+//! machine's own agent) on a test host of its own, with the test kit's busybox in the
+//! agent's air-gap images folder, driven by the stock kubectl — pods run as containers,
+//! are reachable on their pod address and host port, report the kubelet's states and
+//! reasons, and leave nothing behind when deleted.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_testkit::etcd::free_port;
+use berth_testkit::guard::{CgroupGuard, ChildGuard, NetnsGuard, Scratch};
+
+/// An all-in-one server on a test host; on drop the server stops, then the pods'
+/// processes, mounts and the host go.
+struct AllInOne {
+    // Dropped in this order.
+    process: ChildGuard,
+    _cgroups: CgroupGuard,
+    scratch: Scratch,
+    host: NetnsGuard,
+    port: u16,
+    cgroup_parent: String,
+}
+
+impl AllInOne {
+    fn start(name: &str) -> Self {
+        let scratch = Scratch::new(&format!("aio-{name}")).unwrap();
+        let images = scratch.path().join("data/agent/images");
+        std::fs::create_dir_all(&images).unwrap();
+        let layout = berth_testkit::images::busybox_image(&scratch.path().join("busybox")).unwrap();
+        let archive = berth_testkit::layout::layout_archive(&layout, "busybox:1").unwrap();
+        std::fs::write(images.join("busybox.tar"), archive).unwrap();
+        let host = NetnsGuard::create(&format!("berth-aio-{name}-{}", std::process::id())).unwrap();
+        let cgroup_parent = format!("berth-test/aio-{name}-{}", std::process::id());
+        let port = free_port().unwrap();
+        let process = spawn(scratch.path(), &host, port, &cgroup_parent);
+        let cluster = Self {
+            process,
+            _cgroups: CgroupGuard::new(&cgroup_parent),
+            scratch,
+            host,
+            port,
+            cgroup_parent,
+        };
+        cluster.wait_until_ready();
+        cluster
+    }
+
+    fn wait_until_ready(&self) {
+        self.kubectl_until(&["get", "nodes"], Duration::from_secs(30), |text| {
+            text.contains("test-node") && text.contains(" Ready ")
+        });
+    }
+
+    /// Kills the server (and so its agent) with SIGKILL and starts it again.
+    fn kill_and_restart(&mut self) {
+        let _ = self.process.0.kill();
+        let _ = self.process.0.wait();
+        self.process = spawn(
+            self.scratch.path(),
+            &self.host,
+            self.port,
+            &self.cgroup_parent,
+        );
+        self.wait_until_ready();
+    }
+
+    /// A command run on the test host.
+    fn on_host(&self, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net={}", self.host.path().display()))
+            .args(["timeout", "60"])
+            .args(args)
+            .env(
+                "KUBECONFIG",
+                self.scratch.path().join("data/admin.kubeconfig"),
+            )
+            .env("HOME", self.scratch.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        let mut all = vec!["kubectl"];
+        all.extend(args);
+        self.on_host(&all)
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.scratch.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Runs kubectl until its output satisfies `done`; the output.
+    fn kubectl_until(&self, args: &[&str], limit: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let output = self.kubectl(args);
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kubectl {args:?} did not get there within {limit:?}: {text}{}\nserver log: {}",
+                String::from_utf8_lossy(&output.stderr),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A pod's field, once it satisfies `done`.
+    fn pod_field(&self, pod: &str, path: &str, done: impl Fn(&str) -> bool) -> String {
+        let jsonpath = format!("jsonpath={{{path}}}");
+        self.kubectl_until(
+            &["get", "pod", pod, "-o", &jsonpath],
+            Duration::from_secs(60),
+            done,
+        )
+    }
+
+    /// The messages of the events about `object` with `reason`, once there are some.
+    fn events(&self, object: &str, reason: &str) -> String {
+        let selector = format!("involvedObject.name={object},reason={reason}");
+        self.kubectl_until(
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                &selector,
+                "-o",
+                "jsonpath={.items[*].message}",
+            ],
+            Duration::from_secs(30),
+            |text| !text.is_empty(),
+        )
+    }
+
+    fn apply(&self, name: &str, manifest: &str) {
+        let path = self.scratch.path().join(name);
+        std::fs::write(&path, manifest).unwrap();
+        self.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
+    }
+
+    fn curl(&self, url: &str) -> String {
+        let output = self.on_host(&["curl", "-sf", "--max-time", "10", url]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+/// `berth server` with its agent, on the test host, its state in `dir`.
+fn spawn(dir: &Path, host: &NetnsGuard, port: u16, cgroup_parent: &str) -> ChildGuard {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
+    let process = Command::new("nsenter")
+        .arg(format!("--net={}", host.path().display()))
+        .arg(env!("CARGO_BIN_EXE_berth"))
+        .args(["server", "--bind", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("run"))
+        .args(["--node-name", "test-node", "--node-ip", "127.0.0.1"])
+        .args(["--cgroup-parent", cgroup_parent])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    ChildGuard(process)
+}
+
+/// Mounts still held under `dir`.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&dir))
+        .map(String::from)
+        .collect()
+}
+
+const WEB_POD: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: greeting
+data:
+  word: hello
+  page.txt: from a configMap
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - name: prepare
+    image: busybox:1
+    command: ["sh", "-c", "echo prepared > /www/init.txt"]
+    volumeMounts:
+    - {name: www, mountPath: /www}
+  containers:
+  - name: httpd
+    image: busybox:1
+    command: ["sh", "-c"]
+    args:
+    - echo "$(GREETING) from $(hostname) at $POD_IP on $NODE" > /www/index.html && cp /config/page.txt /www/ && exec httpd -f -p 8080 -h /www
+    env:
+    - name: GREETING
+      valueFrom:
+        configMapKeyRef: {name: greeting, key: word}
+    - name: POD_IP
+      valueFrom:
+        fieldRef: {fieldPath: status.podIP}
+    - name: NODE
+      valueFrom:
+        fieldRef: {fieldPath: spec.nodeName}
+    ports:
+    - containerPort: 8080
+      hostPort: 18080
+    volumeMounts:
+    - {name: www, mountPath: /www}
+    - {name: config, mountPath: /config, readOnly: true}
+  volumes:
+  - name: www
+    emptyDir: {}
+  - name: config
+    configMap: {name: greeting}
+"#;
+
+const CONFINED_PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: confined
+spec:
+  restartPolicy: Never
+  securityContext: {runAsUser: 1000, runAsGroup: 3000, fsGroup: 2000}
+  containers:
+  - name: main
+    image: busybox:1
+    command:
+    - sh
+    - -c
+    - test "$(id -u):$(id -g)" = 1000:3000 && id -G | grep -qw 2000 && touch /data/made && ! touch /root-file 2>/dev/null
+    securityContext:
+      readOnlyRootFilesystem: true
+      allowPrivilegeEscalation: false
+      capabilities: {drop: [ALL]}
+    volumeMounts:
+    - {name: data, mountPath: /data}
+  volumes:
+  - name: data
+    emptyDir: {}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: as-root
+spec:
+  securityContext: {runAsNonRoot: true}
+  containers:
+  - name: main
+    image: busybox:1
+"#;
+
+#[test]
+fn security_contexts_set_users_groups_and_confinement() {
+    let cluster = AllInOne::start("confined");
+    cluster.apply("confined.yaml", CONFINED_PODS);
+    let phase = cluster.pod_field("confined", ".status.phase", |p| {
+        matches!(p, "Succeeded" | "Failed")
+    });
+    assert_eq!(
+        phase,
+        "Succeeded",
+        "{}",
+        cluster.kubectl_ok(&["get", "pod", "confined", "-o", "yaml"])
+    );
+    let refused = cluster.pod_field(
+        "as-root",
+        ".status.containerStatuses[0].state.waiting.message",
+        |m| !m.is_empty(),
+    );
+    assert!(
+        refused.contains("container has runAsNonRoot and image will run as root"),
+        "{refused}"
+    );
+    cluster.kubectl_ok(&["delete", "pods", "--all", "--timeout=60s"]);
+}
+
+#[test]
+fn one_command_gives_a_node_that_runs_pods_and_removes_them_whole() {
+    let mut cluster = AllInOne::start("web");
+    let node = cluster.kubectl_ok(&[
+        "get",
+        "node",
+        "test-node",
+        "-o",
+        "jsonpath={.spec.podCIDR} {.status.nodeInfo.containerRuntimeVersion} {.status.capacity.pods}",
+    ]);
+    assert!(node.starts_with("10.42.0.0/24 berth://"), "{node}");
+    assert!(node.ends_with(" 110"), "{node}");
+    cluster.apply("web.yaml", WEB_POD);
+    let ip = cluster.pod_field("web", ".status.podIP", |ip| ip.starts_with("10.42.0."));
+    cluster.pod_field("web", ".status.phase", |phase| phase == "Running");
+    let ready = cluster.pod_field(
+        "web",
+        ".status.conditions[?(@.type==\"Ready\")].status",
+        |s| s == "True",
+    );
+    assert_eq!(ready, "True");
+    let expected = format!("hello from web at {ip} on test-node\n");
+    assert_eq!(cluster.curl(&format!("http://{ip}:8080/")), expected);
+    assert_eq!(cluster.curl("http://127.0.0.1:18080/"), expected);
+    assert_eq!(
+        cluster.curl(&format!("http://{ip}:8080/init.txt")),
+        "prepared\n"
+    );
+    assert_eq!(
+        cluster.curl(&format!("http://{ip}:8080/page.txt")),
+        "from a configMap"
+    );
+    let init = cluster.pod_field(
+        "web",
+        ".status.initContainerStatuses[0].state.terminated.reason",
+        |r| !r.is_empty(),
+    );
+    assert_eq!(init, "Completed");
+    let started = cluster.events("web", "Started");
+    assert!(started.contains("Started container: prepare"), "{started}");
+    assert!(started.contains("Started container: httpd"), "{started}");
+
+    // The agent restarts without touching the pod, and adopts it again.
+    let id = ".status.containerStatuses[0].containerID";
+    let container = cluster.pod_field("web", id, |c| c.starts_with("berth://"));
+    cluster.kill_and_restart();
+    assert_eq!(cluster.curl(&format!("http://{ip}:8080/")), expected);
+    cluster.kubectl_ok(&["label", "pod", "web", "seen=again"]);
+    assert_eq!(cluster.pod_field("web", id, |c| !c.is_empty()), container);
+    let restarts = ".status.containerStatuses[0].restartCount";
+    assert_eq!(cluster.pod_field("web", restarts, |c| !c.is_empty()), "0");
+
+    cluster.kubectl_ok(&["delete", "pod", "web", "--timeout=30s"]);
+    let gone = cluster.kubectl(&["get", "pod", "web"]);
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("NotFound"),
+        "{gone:?}"
+    );
+    let agent_run = cluster.scratch.path().join("run/agent");
+    assert_eq!(mounts_under(&agent_run.join("pods")), Vec::<String>::new());
+    assert_eq!(mounts_under(&agent_run.join("netns")), Vec::<String>::new());
+}
+
+const FAILING_PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: exits
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sh", "-c", "exit 3"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: completes
+spec:
+  restartPolicy: OnFailure
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["true"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: crashes
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["/no/such/command"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: unconfigured
+spec:
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sleep", "100"]
+    env:
+    - name: X
+      valueFrom:
+        configMapKeyRef: {name: missing, key: x}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: unpullable
+spec:
+  containers:
+  - name: main
+    image: 127.0.0.1:9/nothing:1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: host-pid
+spec:
+  hostPID: true
+  containers:
+  - name: main
+    image: busybox:1
+"#;
+
+#[test]
+fn failing_pods_show_the_kubelets_states_and_reasons() {
+    let cluster = AllInOne::start("failing");
+    cluster.apply("failing.yaml", FAILING_PODS);
+    let status = ".status.containerStatuses[0]";
+    cluster.pod_field("exits", ".status.phase", |p| p == "Failed");
+    let exited = cluster.pod_field(
+        "exits",
+        &format!("{status}.state.terminated.exitCode"),
+        |c| !c.is_empty(),
+    );
+    assert_eq!(exited, "3");
+    let reason = cluster.pod_field("exits", &format!("{status}.state.terminated.reason"), |r| {
+        !r.is_empty()
+    });
+    assert_eq!(reason, "Error");
+    cluster.pod_field("completes", ".status.phase", |p| p == "Succeeded");
+
+    cluster.pod_field("crashes", &format!("{status}.state.waiting.reason"), |r| {
+        r == "CrashLoopBackOff"
+    });
+    let last = cluster.pod_field(
+        "crashes",
+        &format!("{status}.lastState.terminated.message"),
+        |m| !m.is_empty(),
+    );
+    assert!(last.contains("/no/such/command"), "{last}");
+    let restarts = cluster.pod_field("crashes", &format!("{status}.restartCount"), |c| {
+        !c.is_empty()
+    });
+    assert!(restarts.parse::<u32>().unwrap() >= 1, "{restarts}");
+    let backoff = cluster.events("crashes", "BackOff");
+    assert!(
+        backoff.contains("Back-off restarting failed container main in pod crashes_default"),
+        "{backoff}"
+    );
+    let refused = cluster.events("host-pid", "FailedCreatePodSandBox");
+    assert!(
+        refused.contains("berth does not support spec.hostPID yet"),
+        "{refused}"
+    );
+    let failed = cluster.events("unconfigured", "Failed");
+    assert!(
+        failed.contains(r#"Error: configmap "missing" not found"#),
+        "{failed}"
+    );
+
+    let unconfigured = cluster.pod_field("unconfigured", &format!("{status}.state.waiting"), |w| {
+        w.contains("CreateContainerConfigError")
+    });
+    assert!(
+        unconfigured.contains(r#"configmap \"missing\" not found"#),
+        "{unconfigured}"
+    );
+
+    let pulled = cluster.pod_field("unpullable", &format!("{status}.state.waiting"), |w| {
+        w.contains("ImagePullBackOff")
+    });
+    assert!(pulled.contains("Back-off pulling image"), "{pulled}");
+    let events_free_listing = cluster.kubectl_ok(&["get", "pods"]);
+    for (pod, shown) in [
+        ("exits", "Error"),
+        ("completes", "Completed"),
+        ("crashes", "CrashLoopBackOff"),
+        ("unconfigured", "CreateContainerConfigError"),
+        ("unpullable", "ImagePullBackOff"),
+    ] {
+        let line = events_free_listing
+            .lines()
+            .find(|l| l.starts_with(pod))
+            .unwrap_or_default();
+        assert!(line.contains(shown), "{pod}: {events_free_listing}");
+    }
+    cluster.kubectl_ok(&["delete", "pods", "--all", "--timeout=60s"]);
+    assert_eq!(
+        mounts_under(&cluster.scratch.path().join("run/agent")),
+        Vec::<String>::new()
+    );
+}
+
+const PROBED_POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: probed
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: busybox:1
+    command:
+    - sh
+    - -c
+    - |
+      mkdir -p /www; echo ok > /www/ready; touch /tmp/alive
+      (sleep 6; rm /www/ready; sleep 3; rm /tmp/alive) &
+      exec httpd -f -p 8080 -h /www
+    ports:
+    - {name: http, containerPort: 8080}
+    # Generous timeouts: a loaded test machine must not fail the probes by slowness.
+    readinessProbe:
+      httpGet: {path: /ready, port: http}
+      periodSeconds: 1
+      timeoutSeconds: 5
+    livenessProbe:
+      exec:
+        command: ["test", "-e", "/tmp/alive"]
+      initialDelaySeconds: 2
+      periodSeconds: 1
+      timeoutSeconds: 5
+      failureThreshold: 2
+"#;
+
+#[test]
+fn probes_gate_readiness_and_restart_what_fails_them() {
+    let cluster = AllInOne::start("probed");
+    cluster.apply("probed.yaml", PROBED_POD);
+    let ready = ".status.conditions[?(@.type==\"Ready\")].status";
+    cluster.pod_field("probed", ready, |s| s == "True");
+    cluster.pod_field("probed", ready, |s| s == "False");
+    let unready = cluster.events("probed", "Unhealthy");
+    assert!(
+        unready.contains("Readiness probe failed: HTTP probe failed with statuscode: 404"),
+        "{unready}"
+    );
+    let restarts = ".status.containerStatuses[0].restartCount";
+    cluster.pod_field("probed", restarts, |c| {
+        c.parse::<u32>().is_ok_and(|c| c >= 1)
+    });
+    let killed = cluster.events("probed", "Killing");
+    assert!(
+        killed.contains("Container web failed liveness probe, will be restarted"),
+        "{killed}"
+    );
+    let unhealthy = cluster.events("probed", "Unhealthy");
+    assert!(
+        unhealthy.contains("Liveness probe failed: command exited with 1"),
+        "{unhealthy}"
+    );
+    cluster.kubectl_ok(&["delete", "pod", "probed", "--timeout=30s"]);
+}
