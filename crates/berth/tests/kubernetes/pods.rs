@@ -583,3 +583,133 @@ fn probes_gate_readiness_and_restart_what_fails_them() {
     );
     cluster.kubectl_ok(&["delete", "pod", "probed", "--timeout=30s"]);
 }
+
+const WORKLOADS: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: sleepers
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: sleepers}
+  template:
+    metadata:
+      labels: {app: sleepers}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - name: main
+        image: busybox:1
+        command: ["sleep", "3600"]
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: finishes
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: busybox:1
+        command: ["sh", "-c", "echo done"]
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: fails
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: busybox:1
+        command: ["sh", "-c", "exit 7"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: greedy
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sh", "-c", "head -c 200m /dev/zero | tail"]
+    resources:
+      limits: {memory: 32Mi}
+"#;
+
+#[test]
+fn controllers_workloads_run_as_real_pods() {
+    let cluster = AllInOne::start("workloads");
+    cluster.apply("workloads.yaml", WORKLOADS);
+    cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=Available",
+        "deployment/sleepers",
+        "--timeout=60s",
+    ]);
+    let pods = cluster.kubectl_ok(&["get", "pods", "-l", "app=sleepers", "-o", "name"]);
+    let first = pods.lines().next().unwrap().to_string();
+    cluster.kubectl_ok(&["delete", &first, "--timeout=30s"]);
+    cluster.kubectl_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=sleepers",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "name",
+        ],
+        Duration::from_secs(60),
+        |text| text.lines().count() == 2 && !text.contains(&first),
+    );
+
+    cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=Complete",
+        "job/finishes",
+        "--timeout=60s",
+    ]);
+    cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=Failed",
+        "job/fails",
+        "--timeout=60s",
+    ]);
+    let code = cluster.kubectl_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "job-name=fails",
+            "-o",
+            "jsonpath={.items[0].status.containerStatuses[0].state.terminated.exitCode}",
+        ],
+        Duration::from_secs(30),
+        |text| !text.is_empty(),
+    );
+    assert_eq!(code, "7");
+
+    let oom = cluster.pod_field(
+        "greedy",
+        ".status.containerStatuses[0].state.terminated.reason",
+        |r| !r.is_empty(),
+    );
+    assert_eq!(oom, "OOMKilled");
+    let code = cluster.pod_field(
+        "greedy",
+        ".status.containerStatuses[0].state.terminated.exitCode",
+        |c| !c.is_empty(),
+    );
+    assert_eq!(code, "137");
+    cluster.kubectl_ok(&["delete", "deployment", "sleepers", "--timeout=60s"]);
+    cluster.kubectl_ok(&["delete", "jobs", "--all", "--timeout=60s"]);
+    cluster.kubectl_ok(&["delete", "pods", "--all", "--timeout=60s"]);
+}
