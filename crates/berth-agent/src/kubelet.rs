@@ -15,9 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_engine::{Engine, PodSandbox};
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -62,6 +64,9 @@ enum Wake {
     Gone,
     /// One of its containers started or ended.
     Changed,
+    /// A configMap or secret of this namespace changed: volumes made of them are
+    /// written again.
+    Objects(String),
 }
 
 /// Runs the pods bound to the node until the watch of them fails for good.
@@ -72,8 +77,18 @@ pub async fn run(kubelet: Arc<Kubelet>) -> Result<(), kube::Error> {
     let (_, mut engine_events) = kubelet.engine.subscribe_events();
     let mut workers: HashMap<String, UnboundedSender<Wake>> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
+    let objects = futures_util::stream::select(
+        changed_namespaces::<ConfigMap>(&kubelet.client),
+        changed_namespaces::<Secret>(&kubelet.client),
+    );
+    let mut objects = std::pin::pin!(objects);
     loop {
         tokio::select! {
+            Some(namespace) = objects.next() => {
+                for worker in workers.values() {
+                    let _ = worker.send(Wake::Objects(namespace.clone()));
+                }
+            }
             event = stream.try_next() => {
                 let Some(event) = event.map_err(crate::watch_error)? else { return Ok(()) };
                 match event {
@@ -109,6 +124,29 @@ pub async fn run(kubelet: Arc<Kubelet>) -> Result<(), kube::Error> {
             },
         }
     }
+}
+
+/// The namespaces of the objects of kind `K` as they change (not as first listed).
+fn changed_namespaces<K>(client: &Client) -> impl futures_util::Stream<Item = String> + use<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    let api: Api<K> = Api::all(client.clone());
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .filter_map(|event| async move {
+            match event {
+                Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => {
+                    object.namespace()
+                }
+                _ => None,
+            }
+        })
 }
 
 /// Hands the pod to its worker, starting one if it has none (or its last one ended).
@@ -165,6 +203,8 @@ struct Worker {
     probes: ProbeStates,
     /// Its own wake-up line, for its probers.
     wake: UnboundedSender<Wake>,
+    /// A configMap or secret of its namespace changed since the last sync.
+    objects_changed: bool,
 }
 
 /// What a sync asks of its worker next.
@@ -186,6 +226,7 @@ impl Worker {
             reported: None,
             probes: ProbeStates::default(),
             wake,
+            objects_changed: false,
         }
     }
 
@@ -212,6 +253,9 @@ impl Worker {
                     Wake::Pod(pod) => self.pod = *pod,
                     Wake::Gone => self.gone = true,
                     Wake::Changed => {}
+                    Wake::Objects(namespace) => {
+                        self.objects_changed |= self.pod.namespace() == Some(namespace);
+                    }
                 }
                 next = wakes.try_recv().ok();
             }
@@ -257,6 +301,11 @@ impl Worker {
                 self.ensure(&sandbox, container, false, &mut wake).await;
             }
             self.probe(&sandbox, &containers);
+        }
+        if std::mem::take(&mut self.objects_changed)
+            && let Err(refusal) = spec::refresh_volumes(&self.kubelet, &self.pod).await
+        {
+            tracing::info!(pod = %self.pod.name_any(), %refusal, "could not refresh the pod's volumes");
         }
         self.report(&sandbox).await;
         Step::Wait(wake)

@@ -474,6 +474,40 @@ async fn volume_source(
     if let Some(host) = &volume.host_path {
         return host_path(&host.path, host.type_.as_deref().unwrap_or(""));
     }
+    if fill_from_object(kubelet, pod, volume, &own).await? {
+        return Ok(own);
+    }
+    Err(Refusal::Unsupported(format!(
+        "this kind of volume (volume {:?}): emptyDir, hostPath, configMap and secret are supported",
+        volume.name
+    )))
+}
+
+/// Rewrites the pod's configMap and secret volumes from their objects as they are now,
+/// in place: a container sees a changed key's new content, as with the kubelet.
+pub async fn refresh_volumes(kubelet: &Kubelet, pod: &Pod) -> Result<(), Refusal> {
+    let dir = kubelet
+        .pods_dir
+        .join(pod.uid().unwrap_or_default())
+        .join("volumes");
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone());
+    for volume in volumes.iter().flatten() {
+        let own = dir.join(&volume.name);
+        if own.is_dir() {
+            fill_from_object(kubelet, pod, volume, &own).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Fills `own` with the keys of the configMap or secret `volume` names; false when it
+/// names neither.
+async fn fill_from_object(
+    kubelet: &Kubelet,
+    pod: &Pod,
+    volume: &Volume,
+    own: &Path,
+) -> Result<bool, Refusal> {
     let namespace = pod.namespace().unwrap_or_default();
     let (data, items, mode, optional) = if let Some(source) = &volume.config_map {
         let data = config_map(kubelet, &namespace, &source.name).await;
@@ -493,18 +527,15 @@ async fn volume_source(
             source.optional == Some(true),
         )
     } else {
-        return Err(Refusal::Unsupported(format!(
-            "this kind of volume (volume {:?}): emptyDir, hostPath, configMap and secret are supported",
-            volume.name
-        )));
+        return Ok(false);
     };
     let data = match data {
         Ok(data) => data,
         Err(_) if optional => BTreeMap::new(),
         Err(missing) => return Err(missing),
     };
-    write_files(&own, &data, items.as_deref(), mode.unwrap_or(0o644))?;
-    Ok(own)
+    write_files(own, &data, items.as_deref(), mode.unwrap_or(0o644))?;
+    Ok(true)
 }
 
 /// Opens an emptyDir to everyone (mode 0777), or to `fs_group` (its group, set-group-id
@@ -557,9 +588,18 @@ fn write_files(
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io_refusal(parent, &e))?;
         }
-        std::fs::write(&file, value).map_err(|e| io_refusal(&file, &e))?;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode as u32 & 0o777))
-            .map_err(|e| io_refusal(&file, &e))?;
+        if std::fs::read_to_string(&file).is_ok_and(|old| old == value) {
+            continue;
+        }
+        // Written beside and renamed over: a reader sees the old content or the new.
+        let fresh = file.with_file_name(format!(
+            ".{}.new",
+            file.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        std::fs::write(&fresh, value).map_err(|e| io_refusal(&fresh, &e))?;
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(mode as u32 & 0o777))
+            .map_err(|e| io_refusal(&fresh, &e))?;
+        std::fs::rename(&fresh, &file).map_err(|e| io_refusal(&file, &e))?;
     }
     Ok(())
 }

@@ -226,7 +226,7 @@ spec:
     image: busybox:1
     command: ["sh", "-c"]
     args:
-    - echo "$(GREETING) from $(hostname) at $POD_IP on $NODE" > /www/index.html && cp /config/page.txt /www/ && exec httpd -f -p 8080 -h /www
+    - echo "$(GREETING) from $(hostname) at $POD_IP on $NODE" > /www/index.html && ln -s /config/page.txt /www/page.txt && exec httpd -f -p 8080 -h /www
     env:
     - name: GREETING
       valueFrom:
@@ -349,6 +349,25 @@ fn one_command_gives_a_node_that_runs_pods_and_removes_them_whole() {
         |r| !r.is_empty(),
     );
     assert_eq!(init, "Completed");
+    // A changed configMap reaches the volume in place.
+    let patch = r#"{"data":{"page.txt":"changed in place"}}"#;
+    cluster.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "greeting",
+        "--type",
+        "merge",
+        "-p",
+        patch,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.curl(&format!("http://{ip}:8080/page.txt")) != "changed in place" {
+        assert!(
+            Instant::now() < deadline,
+            "the configMap change did not reach the volume"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let started = cluster.events("web", "Started");
     assert!(started.contains("Started container: prepare"), "{started}");
     assert!(started.contains("Started container: httpd"), "{started}");
