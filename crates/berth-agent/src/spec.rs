@@ -212,17 +212,25 @@ async fn environment(
     let mut env: Vec<(String, String)> = Vec::new();
     for source in container.env_from.iter().flatten() {
         let prefix = source.prefix.clone().unwrap_or_default();
-        let (data, optional) = if let Some(reference) = &source.config_map_ref {
-            let data = config_map(kubelet, &namespace, &reference.name).await;
-            (data, reference.optional == Some(true))
+        let (object, optional) = if let Some(reference) = &source.config_map_ref {
+            (
+                (Source::ConfigMap, reference.name.as_str()),
+                reference.optional,
+            )
         } else if let Some(reference) = &source.secret_ref {
-            let data = secret(kubelet, &namespace, &reference.name).await;
-            (data, reference.optional == Some(true))
+            (
+                (Source::Secret, reference.name.as_str()),
+                reference.optional,
+            )
         } else {
             continue;
         };
-        match data {
-            Ok(data) => env.extend(data.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v))),
+        let optional = optional == Some(true);
+        match object_data(kubelet, &namespace, object).await {
+            Ok(data) => env.extend(
+                data.into_iter()
+                    .map(|(k, v)| (format!("{prefix}{k}"), text(v))),
+            ),
             Err(missing) if !optional => return Err(missing),
             Err(_) => {}
         }
@@ -277,27 +285,19 @@ async fn value_of(
     };
     let namespace = pod.namespace().unwrap_or_default();
     let keyed = if let Some(key) = &source.config_map_key_ref {
-        Some((
-            config_map(kubelet, &namespace, &key.name).await,
-            &key.key,
-            key.optional == Some(true),
-            "configmap",
-            &key.name,
-        ))
-    } else if let Some(key) = &source.secret_key_ref {
-        Some((
-            secret(kubelet, &namespace, &key.name).await,
-            &key.key,
-            key.optional == Some(true),
-            "secret",
-            &key.name,
-        ))
+        Some((Source::ConfigMap, &key.name, &key.key, key.optional))
     } else {
-        None
+        source
+            .secret_key_ref
+            .as_ref()
+            .map(|key| (Source::Secret, &key.name, &key.key, key.optional))
     };
-    if let Some((data, key, optional, kind, name)) = keyed {
+    if let Some((kind, name, key, optional)) = keyed {
+        let optional = optional == Some(true);
+        let data = object_data(kubelet, &namespace, (kind, name)).await;
+        let kind = kind.word();
         return match data.map(|d| d.get(key.as_str()).cloned()) {
-            Ok(Some(value)) => Ok(Some(value)),
+            Ok(Some(value)) => Ok(Some(text(value))),
             _ if optional => Ok(None),
             Ok(None) => Err(Refusal::Missing(format!(
                 "couldn't find key {key} in {kind} {namespace}/{name}"
@@ -361,39 +361,72 @@ fn field_value(
     })
 }
 
-async fn config_map(
-    kubelet: &Kubelet,
-    namespace: &str,
-    name: &str,
-) -> Result<BTreeMap<String, String>, Refusal> {
-    let api: Api<ConfigMap> = Api::namespaced(kubelet.client.clone(), namespace);
-    match api.get_opt(name).await {
-        Ok(Some(map)) => Ok(map.data.unwrap_or_default()),
-        Ok(None) => Err(Refusal::Missing(format!("configmap \"{name}\" not found"))),
-        Err(error) => Err(Refusal::Missing(format!("configmap \"{name}\": {error}"))),
+/// Where a pod's configuration comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    ConfigMap,
+    Secret,
+}
+
+impl Source {
+    /// The kind as the kubelet's messages name it.
+    fn word(self) -> &'static str {
+        match self {
+            Source::ConfigMap => "configmap",
+            Source::Secret => "secret",
+        }
     }
 }
 
-async fn secret(
+/// The keys of the configMap or secret `name`, as bytes (a configMap's `binaryData`
+/// and a secret's values need not be text); the kubelet's words when it is missing.
+async fn object_data(
     kubelet: &Kubelet,
     namespace: &str,
-    name: &str,
-) -> Result<BTreeMap<String, String>, Refusal> {
-    let api: Api<Secret> = Api::namespaced(kubelet.client.clone(), namespace);
-    match api.get_opt(name).await {
-        Ok(Some(secret)) => {
-            let mut data: BTreeMap<String, String> = secret
+    (source, name): (Source, &str),
+) -> Result<BTreeMap<String, Vec<u8>>, Refusal> {
+    let missing = |error: Option<kube::Error>| {
+        let word = source.word();
+        Refusal::Missing(match error {
+            None => format!("{word} \"{name}\" not found"),
+            Some(error) => format!("{word} \"{name}\": {error}"),
+        })
+    };
+    match source {
+        Source::ConfigMap => {
+            let api: Api<ConfigMap> = Api::namespaced(kubelet.client.clone(), namespace);
+            let map = api.get_opt(name).await.map_err(|e| missing(Some(e)))?;
+            let map = map.ok_or_else(|| missing(None))?;
+            let text = map
                 .data
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                .collect();
-            data.extend(secret.string_data.unwrap_or_default());
-            Ok(data)
+                .map(|(k, v)| (k, v.into_bytes()));
+            let binary = map
+                .binary_data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0));
+            Ok(text.chain(binary).collect())
         }
-        Ok(None) => Err(Refusal::Missing(format!("secret \"{name}\" not found"))),
-        Err(error) => Err(Refusal::Missing(format!("secret \"{name}\": {error}"))),
+        Source::Secret => {
+            let api: Api<Secret> = Api::namespaced(kubelet.client.clone(), namespace);
+            let secret = api.get_opt(name).await.map_err(|e| missing(Some(e)))?;
+            let secret = secret.ok_or_else(|| missing(None))?;
+            let data = secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0));
+            let text = secret.string_data.unwrap_or_default().into_iter();
+            Ok(data.chain(text.map(|(k, v)| (k, v.into_bytes()))).collect())
+        }
     }
+}
+
+/// A value of a configMap or secret as an environment variable's.
+fn text(value: Vec<u8>) -> String {
+    String::from_utf8(value).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The container's volume mounts as host directories bound in.
@@ -509,29 +542,19 @@ async fn fill_from_object(
     own: &Path,
 ) -> Result<bool, Refusal> {
     let namespace = pod.namespace().unwrap_or_default();
-    let (data, items, mode, optional) = if let Some(source) = &volume.config_map {
-        let data = config_map(kubelet, &namespace, &source.name).await;
-        (
-            data,
-            &source.items,
-            source.default_mode,
-            source.optional == Some(true),
-        )
+    let (object, items, mode, optional) = if let Some(source) = &volume.config_map {
+        let object = (Source::ConfigMap, source.name.as_str());
+        (object, &source.items, source.default_mode, source.optional)
     } else if let Some(source) = &volume.secret {
-        let name = source.secret_name.clone().unwrap_or_default();
-        let data = secret(kubelet, &namespace, &name).await;
-        (
-            data,
-            &source.items,
-            source.default_mode,
-            source.optional == Some(true),
-        )
+        let name = source.secret_name.as_deref().unwrap_or_default();
+        let object = (Source::Secret, name);
+        (object, &source.items, source.default_mode, source.optional)
     } else {
         return Ok(false);
     };
-    let data = match data {
+    let data = match object_data(kubelet, &namespace, object).await {
         Ok(data) => data,
-        Err(_) if optional => BTreeMap::new(),
+        Err(_) if optional == Some(true) => BTreeMap::new(),
         Err(missing) => return Err(missing),
     };
     write_files(own, &data, items.as_deref(), mode.unwrap_or(0o644))?;
@@ -557,13 +580,13 @@ fn share_with_group(dir: &Path, fs_group: Option<u32>) -> Result<(), Refusal> {
 /// given).
 fn write_files(
     dir: &Path,
-    data: &BTreeMap<String, String>,
+    data: &BTreeMap<String, Vec<u8>>,
     items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
     mode: i32,
 ) -> Result<(), Refusal> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).map_err(|e| io_refusal(dir, &e))?;
-    let files: Vec<(String, String, i32)> = match items {
+    let files: Vec<(String, Vec<u8>, i32)> = match items {
         Some(items) => items
             .iter()
             .map(|item| {
@@ -588,7 +611,7 @@ fn write_files(
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io_refusal(parent, &e))?;
         }
-        if std::fs::read_to_string(&file).is_ok_and(|old| old == value) {
+        if std::fs::read(&file).is_ok_and(|old| old == value) {
             continue;
         }
         // Written beside and renamed over: a reader sees the old content or the new.

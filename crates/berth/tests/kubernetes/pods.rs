@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use berth_testkit::etcd::free_port;
 use berth_testkit::guard::{CgroupGuard, ChildGuard, NetnsGuard, Scratch};
 
+use crate::server::poll_kubectl;
+
 /// An all-in-one server on a test host; on drop the server stops, then the pods'
 /// processes, mounts and the host go.
 struct AllInOne {
@@ -105,21 +107,8 @@ impl AllInOne {
 
     /// Runs kubectl until its output satisfies `done`; the output.
     fn kubectl_until(&self, args: &[&str], limit: Duration, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let output = self.kubectl(args);
-            let text = String::from_utf8_lossy(&output.stdout).into_owned();
-            if done(&text) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kubectl {args:?} did not get there within {limit:?}: {text}{}\nserver log: {}",
-                String::from_utf8_lossy(&output.stderr),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let log = || format!("server log: {}", self.log());
+        poll_kubectl(|args| self.kubectl(args), args, (limit, done), log)
     }
 
     /// A pod's field, once it satisfies `done`.

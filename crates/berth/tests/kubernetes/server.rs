@@ -141,21 +141,14 @@ impl Server {
         limit: Duration,
         done: impl Fn(&str) -> bool,
     ) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let output = self.kubectl(args);
-            let text = String::from_utf8_lossy(&output.stdout).into_owned();
-            if done(&text) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kubectl {args:?} did not get there within {limit:?}: {text}{}\nagent log: {}",
-                String::from_utf8_lossy(&output.stderr),
-                std::fs::read_to_string(self.scratch.path().join("agent.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let log = || {
+            let path = self.scratch.path().join("agent.log");
+            format!(
+                "agent log: {}",
+                std::fs::read_to_string(path).unwrap_or_default()
+            )
+        };
+        poll_kubectl(|args| self.kubectl(args), args, (limit, done), log)
     }
 
     /// The admin's bearer token.
@@ -242,6 +235,31 @@ impl Server {
         let path = self.scratch.path().join(name);
         std::fs::write(&path, text).unwrap();
         path.display().to_string()
+    }
+}
+
+/// Runs kubectl (as `kubectl` runs it) until its output satisfies `done`, for up to
+/// `limit`; the output. A failure shows what `log` says.
+pub fn poll_kubectl(
+    kubectl: impl Fn(&[&str]) -> Output,
+    args: &[&str],
+    (limit, done): (Duration, impl Fn(&str) -> bool),
+    log: impl Fn() -> String,
+) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let output = kubectl(args);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubectl {args:?} did not get there within {limit:?}: {text}{}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
