@@ -75,44 +75,64 @@ pub enum AgentError {
     PodCidr(String),
 }
 
-/// Registers the node and runs its pods until the API watch ends for good.
-pub async fn run(client: Client, config: AgentConfig) -> Result<(), AgentError> {
-    let ip = config
-        .node_ip
-        .or_else(node::first_address)
-        .ok_or(AgentError::NoAddress)?;
-    let identity = node::NodeIdentity {
-        name: config.node_name.clone(),
-        ip,
-    };
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| berth_engine::Error::Io(config.data_dir.clone(), e))?;
-    // A node that has its pod range already (an agent restarting) stays Ready: its pods
-    // run on meanwhile.
-    let known = node::existing_pod_cidr(&client, &identity.name)
-        .await?
-        .is_some();
-    node::register(&client, &identity, &config.data_dir, known).await?;
-    let heartbeat = tokio::spawn(node::heartbeat(
-        client.clone(),
-        identity.name.clone(),
-        config.heartbeat,
-    ));
-    let cidr = node::pod_cidr(&client, &identity.name).await?;
-    let engine = Arc::new(open_engine(&config, &cidr)?);
-    images::import_air_gap_images(&engine, &config.data_dir.join("images"));
-    engine.restore();
-    node::register(&client, &identity, &config.data_dir, true).await?;
-    tracing::info!(node = %identity.name, %ip, pod_cidr = %cidr, "node agent running");
-    let kubelet = Arc::new(kubelet::Kubelet {
-        client,
-        engine,
-        node: identity,
-        pods_dir: config.data_dir.join("pods"),
-    });
-    let result = kubelet::run(kubelet).await;
-    heartbeat.abort();
-    Ok(result?)
+/// A node whose agent has registered it and opened its engine, ready to run its pods.
+pub struct Agent {
+    kubelet: Arc<kubelet::Kubelet>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Agent {
+    /// Registers the node (NotReady until it has a pod range, unless it had one
+    /// already), renews its Lease from now on, opens its engine on the node's pod range,
+    /// imports the air-gap images and re-adopts what a previous agent left running.
+    pub async fn start(client: Client, config: AgentConfig) -> Result<Self, AgentError> {
+        let ip = config
+            .node_ip
+            .or_else(node::first_address)
+            .ok_or(AgentError::NoAddress)?;
+        let identity = node::NodeIdentity {
+            name: config.node_name.clone(),
+            ip,
+        };
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| berth_engine::Error::Io(config.data_dir.clone(), e))?;
+        // A node that has its pod range already (an agent restarting) stays Ready: its
+        // pods run on meanwhile.
+        let known = node::existing_pod_cidr(&client, &identity.name)
+            .await?
+            .is_some();
+        node::register(&client, &identity, &config.data_dir, known).await?;
+        let heartbeat = tokio::spawn(node::heartbeat(
+            client.clone(),
+            identity.name.clone(),
+            config.heartbeat,
+        ));
+        let cidr = node::pod_cidr(&client, &identity.name).await?;
+        let engine = Arc::new(open_engine(&config, &cidr)?);
+        images::import_air_gap_images(&engine, &config.data_dir.join("images"));
+        engine.restore();
+        node::register(&client, &identity, &config.data_dir, true).await?;
+        tracing::info!(node = %identity.name, %ip, pod_cidr = %cidr, "node agent running");
+        let kubelet = Arc::new(kubelet::Kubelet {
+            client,
+            engine,
+            node: identity,
+            pods_dir: config.data_dir.join("pods"),
+        });
+        Ok(Self { kubelet, heartbeat })
+    }
+
+    /// The node's engine, whose containers are the pods' (for the operator's view).
+    pub fn engine(&self) -> Arc<Engine> {
+        Arc::clone(&self.kubelet.engine)
+    }
+
+    /// Runs the node's pods until the API watch ends for good.
+    pub async fn run(self) -> Result<(), AgentError> {
+        let result = kubelet::run(Arc::clone(&self.kubelet)).await;
+        self.heartbeat.abort();
+        Ok(result?)
+    }
 }
 
 /// The node's engine: pods on the bridge whose gateway is the first address of the

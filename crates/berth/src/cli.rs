@@ -359,6 +359,10 @@ pub struct PsArgs {
     /// Show every container (running ones only without it)
     #[arg(short, long)]
     pub all: bool,
+    /// The containers of this machine's pods: those of the node agent's engine (its
+    /// socket, /run/berth/agent/berth.sock; -H names another)
+    #[arg(long)]
+    pub pods: bool,
     /// Only the ids
     #[arg(short, long)]
     pub quiet: bool,

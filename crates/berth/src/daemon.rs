@@ -56,7 +56,9 @@ fn socket_path(host: Option<&str>) -> anyhow::Result<PathBuf> {
     }
 }
 
-async fn serve(engine: Arc<Engine>, socket: PathBuf) -> anyhow::Result<()> {
+/// Serves the Docker Engine API of `engine` on the unix socket `socket` until SIGINT or
+/// SIGTERM, then removes the socket.
+pub(crate) async fn serve(engine: Arc<Engine>, socket: PathBuf) -> anyhow::Result<()> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }

@@ -92,6 +92,11 @@ pub(crate) fn size(bytes: u64) -> String {
 
 /// `berth ps`.
 pub fn ps(args: &PsArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
+    let agent = format!("unix://{}/agent/berth.sock", berth_engine::DEFAULT_RUN_DIR);
+    let host = match host {
+        None if args.pods => Some(agent.as_str()),
+        host => host,
+    };
     let path = if args.all {
         "/containers/json?all=1"
     } else {

@@ -91,9 +91,24 @@ async fn own_agent(
             }
         }
     };
-    if let Err(error) = berth_agent::run(client, config).await {
+    if let Err(error) = run_agent(client, config).await {
         tracing::error!(%error, "the machine's agent stopped");
     }
+}
+
+/// Starts the node's agent and runs its pods, serving the Docker API of its engine at
+/// `<exec-root>/agent/berth.sock` for the operator (`berth ps --pods`, or `docker` with
+/// that socket), as `ctr -n k8s.io` or `crictl` show a kubelet's containers.
+async fn run_agent(client: kube::Client, config: berth_agent::AgentConfig) -> anyhow::Result<()> {
+    let socket = config.run_dir.join("berth.sock");
+    let agent = berth_agent::Agent::start(client, config).await?;
+    let engine = agent.engine();
+    tokio::spawn(async move {
+        if let Err(error) = crate::daemon::serve(engine, socket).await {
+            tracing::warn!(%error, "could not serve the agent's engine to the operator");
+        }
+    });
+    Ok(agent.run().await?)
 }
 
 /// An agent's settings from its flags: state under `<data_dir>/agent`, runtime state
@@ -124,6 +139,7 @@ fn agent_config(
 
 /// `berth agent`: the node agent, or simulated nodes, until SIGINT or SIGTERM.
 pub fn agent(args: AgentArgs) -> Result<ExitCode, Outcome> {
+    return_memory_promptly();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -154,9 +170,7 @@ pub fn agent(args: AgentArgs) -> Result<ExitCode, Outcome> {
                 None => {
                     let config =
                         agent_config(&args.data_dir, &args.node, Some(args.heartbeat_interval))?;
-                    berth_agent::run(client, config)
-                        .await
-                        .context("run the node")
+                    run_agent(client, config).await.context("run the node")
                 }
             }
         };

@@ -338,6 +338,18 @@ fn one_command_gives_a_node_that_runs_pods_and_removes_them_whole() {
         |r| !r.is_empty(),
     );
     assert_eq!(init, "Completed");
+    // The node's operator sees the pod's containers, by the dockershim's names.
+    let socket = cluster.scratch.path().join("run/agent/berth.sock");
+    let listed = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("-H")
+        .arg(format!("unix://{}", socket.display()))
+        .args(["ps", "-a", "--pods"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("k8s_httpd_web_default_"), "{listed}");
+    assert!(listed.contains("k8s_prepare_web_default_"), "{listed}");
+
     // A changed configMap reaches the volume in place.
     let patch = r#"{"data":{"page.txt":"changed in place"}}"#;
     cluster.kubectl_ok(&[
