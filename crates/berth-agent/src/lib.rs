@@ -17,6 +17,7 @@ use berth_engine::{BridgeConfig, Engine, EngineConfig};
 use kube::Client;
 use kube::runtime::watcher;
 
+mod api;
 mod images;
 pub mod join;
 pub mod kubelet;
@@ -56,6 +57,8 @@ pub struct AgentConfig {
     pub insecure_registries: Vec<String>,
     /// The cgroup under which pods' containers go (`kubepods`).
     pub cgroup_parent: String,
+    /// The port of the agent's HTTPS API on the node's address (the kubelet's 10250).
+    pub port: u16,
 }
 
 /// Why the agent stopped.
@@ -70,6 +73,9 @@ pub enum AgentError {
     /// The node has no address to report.
     #[error("no IPv4 address to report for the node: pass --node-ip")]
     NoAddress,
+    /// The agent's API could not be served.
+    #[error("serve the agent's API: {0}")]
+    Serve(String),
     /// The pod range is not one.
     #[error("the node's pod range {0:?} is not an IPv4 CIDR")]
     PodCidr(String),
@@ -79,6 +85,7 @@ pub enum AgentError {
 pub struct Agent {
     kubelet: Arc<kubelet::Kubelet>,
     heartbeat: tokio::task::JoinHandle<()>,
+    api: tokio::task::JoinHandle<()>,
 }
 
 impl Agent {
@@ -93,6 +100,7 @@ impl Agent {
         let identity = node::NodeIdentity {
             name: config.node_name.clone(),
             ip,
+            port: config.port,
         };
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| berth_engine::Error::Io(config.data_dir.clone(), e))?;
@@ -111,6 +119,8 @@ impl Agent {
         let engine = Arc::new(open_engine(&config, &cidr)?);
         images::import_air_gap_images(&engine, &config.data_dir.join("images"));
         engine.restore();
+        let address = api::address(std::net::IpAddr::V4(ip), config.port);
+        let api = api::serve(&client, (&identity.name, address), Arc::clone(&engine)).await?;
         node::register(&client, &identity, &config.data_dir, true).await?;
         tracing::info!(node = %identity.name, %ip, pod_cidr = %cidr, "node agent running");
         let kubelet = Arc::new(kubelet::Kubelet {
@@ -119,7 +129,11 @@ impl Agent {
             node: identity,
             pods_dir: config.data_dir.join("pods"),
         });
-        Ok(Self { kubelet, heartbeat })
+        Ok(Self {
+            kubelet,
+            heartbeat,
+            api,
+        })
     }
 
     /// The node's engine, whose containers are the pods' (for the operator's view).
@@ -131,6 +145,7 @@ impl Agent {
     pub async fn run(self) -> Result<(), AgentError> {
         let result = kubelet::run(Arc::clone(&self.kubelet)).await;
         self.heartbeat.abort();
+        self.api.abort();
         Ok(result?)
     }
 }

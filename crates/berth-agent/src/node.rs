@@ -8,7 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeStatus, NodeSystemInfo};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus,
+    NodeSystemInfo,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Patch, PatchParams, PostParams};
@@ -25,6 +28,8 @@ pub struct NodeIdentity {
     pub name: String,
     /// Its address (InternalIP), where the API server reaches the agent.
     pub ip: Ipv4Addr,
+    /// The port of the agent's API there.
+    pub port: u16,
 }
 
 /// Creates the Node, or brings an existing one's status up to date: Ready once `ready`
@@ -140,6 +145,11 @@ fn status(node: &NodeIdentity, data_dir: &Path, kubelet_version: &str, ready: bo
             },
         ]),
         node_info: Some(node_info(kubelet_version)),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(node.port),
+            }),
+        }),
         ..NodeStatus::default()
     }
 }

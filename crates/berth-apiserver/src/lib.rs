@@ -12,6 +12,7 @@ mod auth;
 mod cache;
 mod discovery;
 mod kinds;
+mod kubelets;
 mod managed;
 mod metrics;
 mod objects;
@@ -85,6 +86,10 @@ pub(crate) struct Shared {
     pub(crate) tokens: auth::Tokens,
     /// The cluster CA certificate (PEM), which joining agents fetch from `/cacerts`.
     pub(crate) ca: String,
+    /// Where the CA's key is, for the certificates it issues agents.
+    pub(crate) tls_dir: std::path::PathBuf,
+    /// The client the server dials agents with.
+    pub(crate) kubelets: kubelets::Kubelets,
 }
 
 /// Runs the server until `shutdown` completes.
@@ -127,16 +132,20 @@ pub async fn run(
             config.compaction_interval,
         ));
     }
+    let tls_dir = config.data_dir.join("tls");
     let shared = Arc::new(Shared {
         store,
         cache,
         tokens,
         ca: pki.ca.clone(),
+        kubelets: kubelets::Kubelets::new(&pki.ca, &tls_dir)?,
+        tls_dir,
     });
     let router = discovery::routes()
         .merge(resources::routes())
         .merge(openapi::routes())
         .merge(metrics::routes())
+        .merge(kubelets::routes())
         .layer(axum::middleware::map_response(too_large_as_status))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(

@@ -85,6 +85,38 @@ fn ca_params() -> Result<CertificateParams> {
     Ok(params)
 }
 
+/// The cluster CA under `dir`, to sign with.
+fn issuer(dir: &Path) -> Result<Issuer<'static, KeyPair>> {
+    let path = dir.join("ca.key");
+    let ca_key = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let ca_key = KeyPair::from_pem(&ca_key).map_err(tls_error)?;
+    Ok(Issuer::new(ca_params()?, ca_key))
+}
+
+/// A node's serving certificate and its key (PEM), signed by the cluster CA under
+/// `dir`, for its name and addresses, as a kubelet's (`system:node:<name>`).
+pub fn issue_serving_certificate(
+    dir: &Path,
+    node: &str,
+    addresses: &[IpAddr],
+) -> Result<(String, String)> {
+    let issuer = issuer(dir)?;
+    let key = KeyPair::generate().map_err(tls_error)?;
+    let mut params = CertificateParams::new(vec![node.to_string()]).map_err(tls_error)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("system:node:{node}"));
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "system:nodes");
+    params
+        .subject_alt_names
+        .extend(addresses.iter().map(|ip| SanType::IpAddress(*ip)));
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &issuer).map_err(tls_error)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 /// A client certificate and its key (PEM) for `user` in `group`, signed by the cluster
 /// CA under `dir`: Kubernetes reads the user from the common name and the group from
 /// the organization.
@@ -93,10 +125,7 @@ pub fn issue_client_certificate(
     user: &str,
     group: Option<&str>,
 ) -> Result<(String, String)> {
-    let path = dir.join("ca.key");
-    let ca_key = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let ca_key = KeyPair::from_pem(&ca_key).map_err(tls_error)?;
-    let issuer = Issuer::new(ca_params()?, ca_key);
+    let issuer = issuer(dir)?;
     let key = KeyPair::generate().map_err(tls_error)?;
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
     params.distinguished_name.push(DnType::CommonName, user);

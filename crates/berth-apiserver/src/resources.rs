@@ -262,6 +262,9 @@ fn authorized(
 ) -> Result<Target, Status> {
     let target = place_of(uri)?;
     let verb = verb(&target.name);
+    if target.part == Part::Log && verb != "get" {
+        return Err(method_not_allowed());
+    }
     let place = &target.place;
     let access = crate::auth::Access {
         verb,
@@ -299,6 +302,11 @@ async fn get_any(
             part: Part::Binding,
             ..
         }) => Err(method_not_allowed()),
+        Ok(Target {
+            place,
+            name: Some(name),
+            part: Part::Log,
+        }) => crate::kubelets::logs(&shared, &place, &name, &query.0).await,
         Ok(Target {
             place,
             name: Some(name),

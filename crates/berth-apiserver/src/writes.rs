@@ -29,6 +29,8 @@ pub(crate) enum Part {
     Scale,
     /// A pod's `/binding`: its node, set once by the scheduler.
     Binding,
+    /// A pod's `/log`: its container's output, from its node's agent (read only).
+    Log,
 }
 
 impl Part {
@@ -39,6 +41,7 @@ impl Part {
             Some("status") if resource.has_status => Some(Part::Status),
             Some("scale") if SCALABLE.contains(&resource.plural) => Some(Part::Scale),
             Some("binding") if resource.plural == "pods" => Some(Part::Binding),
+            Some("log") if resource.plural == "pods" => Some(Part::Log),
             Some(_) => None,
         }
     }
@@ -111,7 +114,7 @@ pub(crate) const APPLY_PATCH: &str = "application/apply-patch";
 /// The part of `object` a client reads and writes at `part`.
 pub(crate) fn view(part: Part, object: Value) -> Value {
     match part {
-        Part::Whole | Part::Status | Part::Binding => object,
+        Part::Whole | Part::Status | Part::Binding | Part::Log => object,
         Part::Scale => {
             let metadata = &object["metadata"];
             let selector: Vec<String> = object["spec"]["selector"]["matchLabels"]
@@ -150,6 +153,13 @@ fn merged(
 ) -> Result<Value, Status> {
     let revision = given["metadata"]["resourceVersion"].take();
     let mut object = match part {
+        Part::Log => {
+            return Err(Status::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "a pod's log is read only",
+            ));
+        }
         Part::Binding => given,
         Part::Whole => {
             if resource.has_status {

@@ -447,52 +447,6 @@ fn encode(entries: &[berth_engine::logs::LogEntry], query: &StreamQuery, tty: bo
 
 type Batch = Vec<berth_engine::logs::LogEntry>;
 
-/// Follows a container's log from its start and sends each batch of entries until the
-/// run that was current when following began has ended and the log is drained, or the
-/// receiver is gone. Polls every 20 ms.
-async fn follow(
-    engine: Arc<Engine>,
-    container: Container,
-    log: std::fs::File,
-    batches: tokio::sync::mpsc::Sender<Batch>,
-) {
-    let exits = container.state.exits;
-    let current = engine.log_path(&container);
-    let mut log = log;
-    let mut offset = 0;
-    let mut ended = false;
-    loop {
-        // Whether the run had ended before this read: then what it finds is all there is.
-        ended = ended
-            || engine.container(&container.id).map_or(true, |c| {
-                c.state.exits > exits || (exits > 0 && c.state.status != Status::Running)
-            });
-        let path = std::path::PathBuf::from(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&log)
-        ));
-        let Ok((entries, next)) = berth_engine::logs::read_from(&path, offset) else {
-            return;
-        };
-        offset = next;
-        if !entries.is_empty() {
-            if batches.send(entries).await.is_err() {
-                return;
-            }
-            continue;
-        }
-        if let Some(newer) = berth_engine::logs::next_file(&log, &current) {
-            // The monitor rotated the log: what we hold is complete, go on in the next one.
-            (log, offset) = (newer, 0);
-            continue;
-        }
-        if ended {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// `POST /containers/{id}/attach`: upgrades the connection and streams the container's
 /// output to it until the run ends.
 pub(crate) async fn attach(
@@ -509,7 +463,13 @@ pub(crate) async fn attach(
     let upgrade = hyper::upgrade::on(&mut request);
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Batch>(16);
     let id = container.id.clone();
-    tokio::spawn(follow(Arc::clone(&engine), container, log, sender));
+    tokio::spawn(berth_engine::logs::follow(
+        Arc::clone(&engine),
+        container,
+        log,
+        0,
+        sender,
+    ));
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else {
             return;
@@ -611,7 +571,9 @@ pub(crate) async fn logs(
     let log = std::fs::File::open(&path)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let (sender, receiver) = tokio::sync::mpsc::channel::<Batch>(16);
-    tokio::spawn(follow(engine, container, log, sender));
+    tokio::spawn(berth_engine::logs::follow(
+        engine, container, log, 0, sender,
+    ));
     let stream = futures_util::stream::unfold(receiver, move |mut receiver| {
         let query = query.clone();
         async move {

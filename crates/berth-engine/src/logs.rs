@@ -244,6 +244,54 @@ pub fn read_from(path: &Path, offset: u64) -> std::io::Result<(Vec<LogEntry>, u6
     Ok((entries, position))
 }
 
+/// Follows a container's log from `offset` of the file `log` and sends each batch of
+/// entries until the run that was current when following began has ended and the log
+/// is drained, or the receiver is gone. Polls every 20 ms. Shared by `docker logs -f`
+/// and `kubectl logs -f`.
+pub async fn follow(
+    engine: std::sync::Arc<crate::Engine>,
+    container: crate::Container,
+    log: std::fs::File,
+    offset: u64,
+    batches: tokio::sync::mpsc::Sender<Vec<LogEntry>>,
+) {
+    let exits = container.state.exits;
+    let current = engine.log_path(&container);
+    let mut log = log;
+    let mut offset = offset;
+    let mut ended = false;
+    loop {
+        // Whether the run had ended before this read: then what it finds is all there is.
+        ended = ended
+            || engine.container(&container.id).map_or(true, |c| {
+                c.state.exits > exits || (exits > 0 && c.state.status != crate::Status::Running)
+            });
+        let path = PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&log)
+        ));
+        let Ok((entries, next)) = read_from(&path, offset) else {
+            return;
+        };
+        offset = next;
+        if !entries.is_empty() {
+            if batches.send(entries).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        if let Some(newer) = next_file(&log, &current) {
+            // The monitor rotated the log: what we hold is complete, go on in the next one.
+            (log, offset) = (newer, 0);
+            continue;
+        }
+        if ended {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -169,6 +169,9 @@ pub struct NodeArgs {
     /// The cgroup under which pods' containers go
     #[arg(long, default_value = "kubepods")]
     pub cgroup_parent: String,
+    /// The port of the agent's HTTPS API (logs for kubectl) on the node's address
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
 }
 
 /// `berth agent`'s flags.

@@ -134,6 +134,7 @@ fn agent_config(
         heartbeat: heartbeat.unwrap_or(berth_agent::LEASE_RENEW_INTERVAL),
         insecure_registries: node.insecure_registry.clone(),
         cgroup_parent: node.cgroup_parent.clone(),
+        port: node.kubelet_port,
     })
 }
 

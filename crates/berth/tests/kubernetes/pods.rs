@@ -662,6 +662,17 @@ spec:
     command: ["sh", "-c", "head -c 200m /dev/zero | tail"]
     resources:
       limits: {memory: 32Mi}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: talker
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sh", "-c", "echo one; echo two >&2; sleep 1; echo three; exec sleep 3600"]
 "#;
 
 #[test]
@@ -729,6 +740,31 @@ fn controllers_workloads_run_as_real_pods() {
         |c| !c.is_empty(),
     );
     assert_eq!(code, "137");
+
+    // kubectl logs, through the API server to the node's agent.
+    assert_eq!(cluster.kubectl_ok(&["logs", "job/finishes"]), "done\n");
+    cluster.kubectl_until(
+        &["logs", "talker", "--tail=1"],
+        Duration::from_secs(30),
+        |text| text == "three\n",
+    );
+    assert_eq!(cluster.kubectl_ok(&["logs", "talker"]), "one\ntwo\nthree\n");
+    let stamped = cluster.kubectl_ok(&["logs", "talker", "--timestamps", "--tail=1"]);
+    assert!(
+        stamped.starts_with("20") && stamped.ends_with("Z three\n"),
+        "{stamped}"
+    );
+    let followed = cluster.on_host(&["timeout", "3", "kubectl", "logs", "-f", "talker"]);
+    assert_eq!(
+        String::from_utf8_lossy(&followed.stdout),
+        "one\ntwo\nthree\n"
+    );
+    let previous = cluster.kubectl(&["logs", "talker", "--previous"]);
+    assert!(
+        String::from_utf8_lossy(&previous.stderr)
+            .contains(r#"previous terminated container "main" in pod "talker" not found"#),
+        "{previous:?}"
+    );
     cluster.kubectl_ok(&["delete", "deployment", "sleepers", "--timeout=60s"]);
     cluster.kubectl_ok(&["delete", "jobs", "--all", "--timeout=60s"]);
     cluster.kubectl_ok(&["delete", "pods", "--all", "--timeout=60s"]);
