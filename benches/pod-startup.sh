@@ -13,6 +13,8 @@ host=berth-bench-pods-$$
 cgroup=berth-bench-pods
 server=""
 agent=""
+# The server runs under nsenter directly (not this function), so that $! is the
+# process itself, which nsenter becomes, and the clean-up kills it.
 on_host() { nsenter --net="/run/netns/$host" "$@"; }
 kube() { on_host env KUBECONFIG="$work/data/admin.kubeconfig" HOME="$work" kubectl "$@"; }
 cleanup() {
@@ -34,12 +36,12 @@ ip netns add "$host"
 on_host ip link set lo up
 mkdir -p "$work/node/agent/images"
 "$TESTKIT" archive busybox "$work/node/agent/images/busybox.tar"
-on_host "$BERTH" server --data-dir "$work/data" --bind 127.0.0.1:6443 --disable-agent \
+nsenter --net="/run/netns/$host" "$BERTH" server --data-dir "$work/data" --bind 127.0.0.1:6443 --disable-agent \
   >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 300); do [ -s "$work/data/token" ] && break; sleep 0.1; done
 # The agent on its own, to measure it alone.
-on_host "$BERTH" agent --server https://127.0.0.1:6443 --token "$(cat "$work/data/token")" \
+nsenter --net="/run/netns/$host" "$BERTH" agent --server https://127.0.0.1:6443 --token "$(cat "$work/data/token")" \
   --data-dir "$work/node" --exec-root "$work/run" --node-name bench-node --node-ip 127.0.0.1 \
   --cgroup-parent "$cgroup" >"$work/agent.log" 2>&1 &
 agent=$!
