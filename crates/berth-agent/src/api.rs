@@ -1,7 +1,8 @@
 //! The agent's own HTTPS endpoint, as the kubelet's on port 10250: what the API server
-//! proxies to a node for kubectl — today its containers' logs
+//! proxies to a node for kubectl — its containers' logs
 //! (`GET /containerLogs/{namespace}/{pod}/{container}`, with `follow`, `previous`,
-//! `tailLines`, `sinceSeconds`, `timestamps` and `limitBytes`).
+//! `tailLines`, `sinceSeconds`, `timestamps` and `limitBytes`), and the streams of
+//! [`crate::streams`] (exec, attach, port-forward).
 //!
 //! Its serving certificate comes from the cluster CA (the agent asks the server for it
 //! with its node credentials), and only clients with a certificate the cluster CA signed
@@ -54,6 +55,7 @@ pub async fn serve(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
+        .merge(crate::streams::routes())
         .with_state(engine);
     let listener = std::net::TcpListener::bind(address)
         .map_err(|e| AgentError::Serve(format!("listen on {address}: {e}")))?;
@@ -242,7 +244,7 @@ fn follow(engine: Arc<Engine>, run: Container, options: LogOptions, first: Strin
 }
 
 /// The engine's runs of a pod's container, oldest first.
-fn runs(engine: &Engine, namespace: &str, pod: &str, container: &str) -> Vec<Container> {
+pub(crate) fn runs(engine: &Engine, namespace: &str, pod: &str, container: &str) -> Vec<Container> {
     let all = engine.containers(true);
     let mut runs: Vec<Container> = all
         .into_iter()

@@ -27,6 +27,7 @@ mod security;
 pub mod simulate;
 mod spec;
 mod status;
+mod streams;
 
 /// How often the agent renews its node Lease, as the kubelet does by default.
 pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);

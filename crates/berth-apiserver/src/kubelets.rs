@@ -6,7 +6,8 @@
 //! dials agents trusting the cluster CA alone and authenticates with a client
 //! certificate of its own (`kube-apiserver-kubelet-client`, in `system:masters`), which
 //! agents require. Over it the server proxies what kubectl asks of pods: their logs
-//! (`pods/log`).
+//! (`pods/log`), and the streams of `exec`, `attach` and `port-forward`, upgraded
+//! connections spliced through once the agent has switched protocols.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use axum::extract::{Json, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{any, post};
 use axum::{Extension, Router};
 use http_body_util::Empty;
 use hyper::body::Bytes;
@@ -78,7 +79,20 @@ impl Kubelets {
 
 /// The server's routes for agents.
 pub(crate) fn routes() -> Router<Arc<Shared>> {
-    Router::new().route("/berth/v1/serving-certificate", post(serving_certificate))
+    Router::new()
+        .route("/berth/v1/serving-certificate", post(serving_certificate))
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/exec",
+            any(stream),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/attach",
+            any(stream),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
+            any(stream),
+        )
 }
 
 /// What an agent asks a serving certificate for.
@@ -146,23 +160,65 @@ pub(crate) async fn logs(
     name: &str,
     query: &HashMap<String, String>,
 ) -> std::result::Result<Response, Status> {
-    let (_, _, pod) = current(shared, place, name).await?;
-    let containers: Vec<&str> = pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["name"].as_str())
+    let (pod, agent) = agent_of(shared, place, name).await?;
+    let container = container_of(&pod, name, query.get("container").map(String::as_str))?;
+    let namespace = place.namespace.as_deref().unwrap_or("default");
+    let forwarded: Vec<String> = query
+        .iter()
+        .filter(|(k, _)| k.as_str() != "container")
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
         .collect();
-    let container = match query.get("container").map(String::as_str) {
-        Some(container) if !container.is_empty() => container.to_string(),
-        _ if containers.len() == 1 => containers[0].to_string(),
-        _ => {
-            return Err(Status::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            )));
-        }
+    let url = format!(
+        "{agent}/containerLogs/{namespace}/{name}/{container}?{}",
+        forwarded.join("&")
+    );
+    let request = hyper::Request::get(url.as_str())
+        .body(Empty::new())
+        .map_err(|e| unreachable(&url, &e))?;
+    let response = shared
+        .kubelets
+        .client
+        .request(request)
+        .await
+        .map_err(|e| unreachable(&url, &e))?;
+    let status = response.status();
+    let body = axum::body::Body::new(response.into_body());
+    if !status.is_success() {
+        return Err(refusal(status, body).await);
+    }
+    Ok(([("Content-Type", "text/plain")], body).into_response())
+}
+
+/// The agent's refusal as a Status.
+async fn refusal(status: StatusCode, body: axum::body::Body) -> Status {
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&bytes).trim().to_string();
+    let reason = match status {
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::FORBIDDEN => "Forbidden",
+        _ => "BadRequest",
     };
+    Status::new(status, reason, message)
+}
+
+/// The error for an agent that could not be asked.
+fn unreachable(url: &str, error: &dyn std::fmt::Display) -> Status {
+    Status::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        format!("Get \"{url}\": {error}"),
+    )
+}
+
+/// The pod `name` and the base URL of the agent of its node.
+async fn agent_of(
+    shared: &Shared,
+    place: &Place,
+    name: &str,
+) -> std::result::Result<(Value, String), Status> {
+    let (_, _, pod) = current(shared, place, name).await?;
     let node_name = pod["spec"]["nodeName"].as_str().unwrap_or_default();
     if node_name.is_empty() {
         return Err(Status::bad_request(format!(
@@ -180,51 +236,161 @@ pub(crate) async fn logs(
     let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
         .as_u64()
         .unwrap_or(u64::from(KUBELET_PORT));
-    let namespace = place.namespace.as_deref().unwrap_or("default");
-    let forwarded: Vec<String> = query
-        .iter()
-        .filter(|(k, _)| k.as_str() != "container")
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect();
     let host = match address {
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
         std::net::IpAddr::V4(ip) => ip.to_string(),
     };
-    let url = format!(
-        "https://{host}:{port}/containerLogs/{namespace}/{name}/{container}?{}",
-        forwarded.join("&")
-    );
-    let unreachable = |e: &dyn std::fmt::Display| {
-        Status::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            format!("Get \"{url}\": {e}"),
-        )
+    Ok((pod, format!("https://{host}:{port}")))
+}
+
+/// The container a request names, or the pod's only one.
+fn container_of(
+    pod: &Value,
+    name: &str,
+    asked: Option<&str>,
+) -> std::result::Result<String, Status> {
+    let containers: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    match asked {
+        Some(container) if !container.is_empty() => Ok(container.to_string()),
+        _ if containers.len() == 1 => Ok(containers[0].to_string()),
+        _ => Err(Status::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            containers.join(" ")
+        ))),
+    }
+}
+
+/// The headers of an upgrade that pass through to the agent and back.
+const UPGRADE_HEADERS: [&str; 7] = [
+    "connection",
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-accept",
+    "x-stream-protocol-version",
+];
+
+/// `…/pods/{name}/exec`, `/attach` and `/portforward`: the request passed to the agent
+/// of the pod's node and, once the agent has switched protocols, the two connections
+/// spliced together (the protocol is the agent's business).
+async fn stream(
+    State(shared): State<Arc<Shared>>,
+    Extension(identity): Extension<Identity>,
+    axum::extract::Path((namespace, name)): axum::extract::Path<(String, String)>,
+    mut request: axum::extract::Request,
+) -> Response {
+    let kind = request
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let to_client = hyper::upgrade::on(&mut request);
+    let (parts, _) = request.into_parts();
+    match to_agent(&shared, &identity, (namespace, name, kind), parts).await {
+        Ok(mut answer) if answer.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            let mut response = Response::new(axum::body::Body::empty());
+            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            copy_upgrade_headers(answer.headers(), response.headers_mut());
+            let to_agent = hyper::upgrade::on(&mut answer);
+            tokio::spawn(async move {
+                let (Ok(client), Ok(agent)) = tokio::join!(to_client, to_agent) else {
+                    return;
+                };
+                let mut client = hyper_util::rt::TokioIo::new(client);
+                let mut agent = hyper_util::rt::TokioIo::new(agent);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut agent).await;
+            });
+            response
+        }
+        Ok(answer) => {
+            let status = answer.status();
+            refusal(status, axum::body::Body::new(answer.into_body()))
+                .await
+                .into_response()
+        }
+        Err(status) => status.into_response(),
+    }
+}
+
+/// Asks the agent to upgrade as the client asked.
+async fn to_agent(
+    shared: &Shared,
+    identity: &Identity,
+    (namespace, name, kind): (String, String, String),
+    request: axum::http::request::Parts,
+) -> std::result::Result<hyper::Response<hyper::body::Incoming>, Status> {
+    let plural = match kind.as_str() {
+        "exec" => "pods/exec",
+        "attach" => "pods/attach",
+        "portforward" => "pods/portforward",
+        _ => return Err(Status::bad_request(format!("pods/{kind} is not a stream"))),
     };
-    let request = hyper::Request::get(url.as_str())
+    let access = crate::auth::Access {
+        verb: "create",
+        plural,
+        namespace: Some(&namespace),
+        name: Some(&name),
+    };
+    if !identity.may(access) {
+        return Err(crate::auth::forbidden(
+            identity,
+            "create",
+            "",
+            plural,
+            Some(&namespace),
+        ));
+    }
+    let place = Place {
+        resource: resource("pods")?,
+        namespace: Some(namespace.clone()),
+    };
+    let (pod, agent) = agent_of(shared, &place, &name).await?;
+    let query = request.uri.query().unwrap_or_default();
+    let path = if kind == "portforward" {
+        format!("/portForward/{namespace}/{name}?{query}")
+    } else {
+        let asked = query
+            .split('&')
+            .find_map(|word| word.strip_prefix("container="));
+        let container = container_of(&pod, &name, asked)?;
+        let rest: Vec<&str> = query
+            .split('&')
+            .filter(|word| !word.starts_with("container="))
+            .collect();
+        format!("/{kind}/{namespace}/{name}/{container}?{}", rest.join("&"))
+    };
+    let url = format!("{agent}{path}");
+    let mut upgrade = hyper::Request::builder()
+        .method(request.method.clone())
+        .uri(url.as_str());
+    if let Some(headers) = upgrade.headers_mut() {
+        copy_upgrade_headers(&request.headers, headers);
+    }
+    let upgrade = upgrade
         .body(Empty::new())
-        .map_err(|e| unreachable(&e))?;
-    let response = shared
+        .map_err(|e| unreachable(&url, &e))?;
+    shared
         .kubelets
         .client
-        .request(request)
+        .request(upgrade)
         .await
-        .map_err(|e| unreachable(&e))?;
-    let status = response.status();
-    let body = axum::body::Body::new(response.into_body());
-    if !status.is_success() {
-        let bytes = axum::body::to_bytes(body, 64 * 1024)
-            .await
-            .unwrap_or_default();
-        let message = String::from_utf8_lossy(&bytes).trim().to_string();
-        let reason = if status == StatusCode::NOT_FOUND {
-            "NotFound"
-        } else {
-            "BadRequest"
-        };
-        return Err(Status::new(status, reason, message));
+        .map_err(|e| unreachable(&url, &e))
+}
+
+fn copy_upgrade_headers(from: &axum::http::HeaderMap, to: &mut axum::http::HeaderMap) {
+    for name in UPGRADE_HEADERS {
+        for value in from.get_all(name) {
+            to.append(name, value.clone());
+        }
     }
-    Ok(([("Content-Type", "text/plain")], body).into_response())
 }
 
 /// The node's InternalIP.

@@ -666,6 +666,13 @@ fn exec_child(child: ExecChild) -> ! {
                 nix::unistd::write(&sync, &message).or_sys(|| "report the exec pid".into())?;
                 drop(sync);
                 drop(child.console);
+                // Every other descriptor goes too, report_and_exit's duplicate of the
+                // sync socket among them: the runtime learns that the process has
+                // exec'd from the end of that socket, and with a terminal it relays
+                // nothing until then, so a long-lived process would never be relayed.
+                // SAFETY: close_range with integer arguments; nothing here uses a
+                // descriptor above stderr again.
+                unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
                 let code = if child.detach {
                     0
                 } else {

@@ -11,4 +11,5 @@ mod placement;
 mod pods;
 mod scenarios;
 mod server;
+mod streams;
 mod workloads;

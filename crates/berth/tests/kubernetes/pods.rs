@@ -15,7 +15,7 @@ use crate::server::poll_kubectl;
 
 /// An all-in-one server on a test host; on drop the server stops, then the pods'
 /// processes, mounts and the host go.
-struct AllInOne {
+pub(crate) struct AllInOne {
     // Dropped in this order.
     process: ChildGuard,
     _cgroups: CgroupGuard,
@@ -26,7 +26,7 @@ struct AllInOne {
 }
 
 impl AllInOne {
-    fn start(name: &str) -> Self {
+    pub(crate) fn start(name: &str) -> Self {
         let scratch = Scratch::new(&format!("aio-{name}")).unwrap();
         let images = scratch.path().join("data/agent/images");
         std::fs::create_dir_all(&images).unwrap();
@@ -68,17 +68,29 @@ impl AllInOne {
         self.wait_until_ready();
     }
 
-    /// A command run on the test host.
-    fn on_host(&self, args: &[&str]) -> Output {
-        Command::new("nsenter")
+    /// A command on the test host, `args` its start, as the cluster's admin.
+    pub(crate) fn host_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("nsenter");
+        command
             .arg(format!("--net={}", self.host.path().display()))
-            .args(["timeout", "60"])
             .args(args)
             .env(
                 "KUBECONFIG",
                 self.scratch.path().join("data/admin.kubeconfig"),
             )
-            .env("HOME", self.scratch.path())
+            .env("HOME", self.scratch.path());
+        command
+    }
+
+    /// The folder of the cluster's state and the test's files.
+    pub(crate) fn scratch_path(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// A command run on the test host.
+    fn on_host(&self, args: &[&str]) -> Output {
+        self.host_command(&["timeout", "60"])
+            .args(args)
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -101,7 +113,7 @@ impl AllInOne {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.scratch.path().join("server.log")).unwrap_or_default()
     }
 
@@ -112,7 +124,7 @@ impl AllInOne {
     }
 
     /// A pod's field, once it satisfies `done`.
-    fn pod_field(&self, pod: &str, path: &str, done: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn pod_field(&self, pod: &str, path: &str, done: impl Fn(&str) -> bool) -> String {
         let jsonpath = format!("jsonpath={{{path}}}");
         self.kubectl_until(
             &["get", "pod", pod, "-o", &jsonpath],
@@ -138,13 +150,13 @@ impl AllInOne {
         )
     }
 
-    fn apply(&self, name: &str, manifest: &str) {
+    pub(crate) fn apply(&self, name: &str, manifest: &str) {
         let path = self.scratch.path().join(name);
         std::fs::write(&path, manifest).unwrap();
         self.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
     }
 
-    fn curl(&self, url: &str) -> String {
+    pub(crate) fn curl(&self, url: &str) -> String {
         let output = self.on_host(&["curl", "-sf", "--max-time", "10", url]);
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
