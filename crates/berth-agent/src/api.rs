@@ -2,7 +2,7 @@
 //! proxies to a node for kubectl — its containers' logs
 //! (`GET /containerLogs/{namespace}/{pod}/{container}`, with `follow`, `previous`,
 //! `tailLines`, `sinceSeconds`, `timestamps` and `limitBytes`), and the streams of
-//! [`crate::streams`] (exec, attach, port-forward).
+//! [`crate::streams`] (exec, attach, port-forward), and the resource metrics of [`crate::metrics`].
 //!
 //! Its serving certificate comes from the cluster CA (the agent asks the server for it
 //! with its node credentials), and only clients with a certificate the cluster CA signed
@@ -55,6 +55,7 @@ pub async fn serve(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
+        .route("/metrics/resource", get(crate::metrics::resource))
         .merge(crate::streams::routes())
         .with_state(engine);
     let listener = std::net::TcpListener::bind(address)

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use berth_engine::{Engine, PodSandbox};
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
@@ -64,8 +64,8 @@ enum Wake {
     Gone,
     /// One of its containers started or ended.
     Changed,
-    /// A configMap or secret of this namespace changed: volumes made of them are
-    /// written again.
+    /// A configMap, secret or claim of this namespace changed: volumes made of them
+    /// are written again, and a container waiting for one is tried again.
     Objects(String),
 }
 
@@ -78,8 +78,11 @@ pub async fn run(kubelet: Arc<Kubelet>) -> Result<(), kube::Error> {
     let mut workers: HashMap<String, UnboundedSender<Wake>> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
     let objects = futures_util::stream::select(
-        changed_namespaces::<ConfigMap>(&kubelet.client),
-        changed_namespaces::<Secret>(&kubelet.client),
+        futures_util::stream::select(
+            changed_namespaces::<ConfigMap>(&kubelet.client),
+            changed_namespaces::<Secret>(&kubelet.client),
+        ),
+        changed_namespaces::<PersistentVolumeClaim>(&kubelet.client),
     );
     let mut objects = std::pin::pin!(objects);
     loop {
@@ -444,11 +447,15 @@ impl Worker {
             if waiting.reason == "ErrImagePull" {
                 self.event("Warning", "Failed", waiting.message.clone());
             }
-            self.event(
-                "Warning",
-                "Failed",
-                format!("Error: {}", waiting.reason_or_message()),
-            );
+            if waiting.reason == "ContainerCreating" {
+                self.event("Warning", "FailedMount", waiting.message.clone());
+            } else {
+                self.event(
+                    "Warning",
+                    "Failed",
+                    format!("Error: {}", waiting.reason_or_message()),
+                );
+            }
             let retry = if waiting.reason == "ErrImagePull" {
                 // Shown as ErrImagePull now, then ImagePullBackOff until the next try.
                 if attempt == 0 || pull_failed_before {
@@ -538,8 +545,9 @@ impl Worker {
         let request =
             spec::container_request(&self.kubelet, &self.pod, sandbox, container, attempt)
                 .await
-                .map_err(|refusal: Refusal| {
-                    Waiting::new("CreateContainerConfigError", refusal.to_string())
+                .map_err(|refusal: Refusal| match refusal {
+                    Refusal::Unmountable(why) => Waiting::new("ContainerCreating", why),
+                    other => Waiting::new("CreateContainerConfigError", other.to_string()),
                 })?;
         let engine = Arc::clone(&self.kubelet.engine);
         let sandbox_id = sandbox.id.clone();

@@ -21,6 +21,7 @@ mod api;
 mod images;
 pub mod join;
 pub mod kubelet;
+mod metrics;
 pub mod node;
 mod probes;
 mod security;

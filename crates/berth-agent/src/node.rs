@@ -18,6 +18,10 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
+/// The Node annotation naming the folder the node's local volumes are made in (the
+/// local-path provisioner's, in berth-controllers, reads it).
+pub const STORAGE_ANNOTATION: &str = "berth.dev/local-storage";
+
 /// How many pods a node takes, the kubelet's default `--max-pods`.
 const MAX_PODS: &str = "110";
 
@@ -45,6 +49,10 @@ pub async fn register(
         metadata: ObjectMeta {
             name: Some(node.name.clone()),
             labels: Some(labels(&node.name)),
+            annotations: Some(BTreeMap::from([(
+                STORAGE_ANNOTATION.to_string(),
+                data_dir.join("storage").display().to_string(),
+            )])),
             ..ObjectMeta::default()
         },
         spec: None,
@@ -59,8 +67,14 @@ pub(crate) async fn create_or_update(client: &Client, node: &Node) -> Result<(),
     match nodes.create(&PostParams::default(), node).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => {
-            let status = json!({"status": node.status});
             let name = node.metadata.name.clone().unwrap_or_default();
+            if let Some(annotations) = &node.metadata.annotations {
+                let metadata = json!({"metadata": {"annotations": annotations}});
+                nodes
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&metadata))
+                    .await?;
+            }
+            let status = json!({"status": node.status});
             nodes
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
                 .await

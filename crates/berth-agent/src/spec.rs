@@ -8,7 +8,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use berth_engine::{HostPort, PodContainerRequest, PodSandbox, SandboxRequest};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, EnvVar, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume,
+};
 use kube::{Api, ResourceExt};
 
 use crate::kubelet::{ATTEMPT, CONTAINER_NAME, Kubelet, POD_NAME, POD_NAMESPACE, POD_UID};
@@ -25,6 +27,10 @@ pub enum Refusal {
     /// A configMap, secret or key that is not there.
     #[error("{0}")]
     Missing(String),
+    /// A volume that cannot be mounted (yet): the pod waits in ContainerCreating with
+    /// FailedMount events, as with the kubelet.
+    #[error("{0}")]
+    Unmountable(String),
 }
 
 /// The labels every engine object of the pod carries.
@@ -49,6 +55,19 @@ fn engine_name(pod: &Pod, container: &str, attempt: u32) -> String {
     )
 }
 
+/// The pod's domain when it has a subdomain (a StatefulSet's pods have their service's):
+/// `<subdomain>.<namespace>.svc.cluster.local`, as the kubelet writes it in /etc/hosts.
+fn pod_domain(pod: &Pod) -> String {
+    let subdomain = pod.spec.as_ref().and_then(|s| s.subdomain.as_deref());
+    match subdomain.filter(|s| !s.is_empty()) {
+        Some(subdomain) => format!(
+            "{subdomain}.{}.svc.cluster.local",
+            pod.namespace().unwrap_or_default()
+        ),
+        None => String::new(),
+    }
+}
+
 /// The sandbox of `pod`.
 pub fn sandbox_request(pod: &Pod) -> Result<SandboxRequest, Refusal> {
     let spec = pod.spec.clone().unwrap_or_default();
@@ -61,7 +80,6 @@ pub fn sandbox_request(pod: &Pod) -> Result<SandboxRequest, Refusal> {
         (spec.host_users == Some(false), "hostUsers: false"),
         (spec.dns_config.is_some(), "dnsConfig"),
         (spec.host_aliases.is_some(), "hostAliases"),
-        (spec.subdomain.is_some(), "subdomain"),
     ] {
         if set {
             return Err(Refusal::Unsupported(format!("spec.{field}")));
@@ -144,6 +162,7 @@ pub async fn container_request(
         args: expanded(&container.args),
         env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
         working_dir: container.working_dir.clone().unwrap_or_default(),
+        domain: pod_domain(pod),
         stdin: container.stdin == Some(true),
         tty: container.tty == Some(true),
         binds: binds(kubelet, pod, container).await?,
@@ -504,15 +523,66 @@ async fn volume_source(
         share_with_group(&own, fs_group)?;
         return Ok(own);
     }
+    let mount_failed = |refusal: Refusal| match refusal {
+        Refusal::Unmountable(why) => Refusal::Unmountable(format!(
+            "MountVolume.SetUp failed for volume {:?} : {why}",
+            volume.name
+        )),
+        other => other,
+    };
     if let Some(host) = &volume.host_path {
-        return host_path(&host.path, host.type_.as_deref().unwrap_or(""));
+        return host_path(&host.path, host.type_.as_deref().unwrap_or("")).map_err(mount_failed);
+    }
+    if let Some(claim) = &volume.persistent_volume_claim {
+        let namespace = pod.namespace().unwrap_or_default();
+        return claimed(kubelet, &namespace, &claim.claim_name)
+            .await
+            .map_err(mount_failed);
     }
     if fill_from_object(kubelet, pod, volume, &own).await? {
         return Ok(own);
     }
     Err(Refusal::Unsupported(format!(
-        "this kind of volume (volume {:?}): emptyDir, hostPath, configMap and secret are supported",
+        "this kind of volume (volume {:?}): emptyDir, hostPath, configMap, secret and persistentVolumeClaim are supported",
         volume.name
+    )))
+}
+
+/// The directory of the volume `claim` is bound to (a local one: hostPath or local),
+/// made when its type says so.
+async fn claimed(kubelet: &Kubelet, namespace: &str, claim: &str) -> Result<PathBuf, Refusal> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kubelet.client.clone(), namespace);
+    let unreadable =
+        |e: kube::Error| Refusal::Unmountable(format!("persistentvolumeclaim {claim:?}: {e}"));
+    let found = claims
+        .get_opt(claim)
+        .await
+        .map_err(unreadable)?
+        .ok_or_else(|| {
+            Refusal::Unmountable(format!("persistentvolumeclaim {claim:?} not found"))
+        })?;
+    let volume = found
+        .spec
+        .and_then(|s| s.volume_name)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            Refusal::Unmountable(format!("persistentvolumeclaim {claim:?} is not bound yet"))
+        })?;
+    let volumes: Api<PersistentVolume> = Api::all(kubelet.client.clone());
+    let spec = volumes
+        .get(&volume)
+        .await
+        .map_err(unreadable)?
+        .spec
+        .unwrap_or_default();
+    if let Some(host) = spec.host_path {
+        return host_path(&host.path, host.type_.as_deref().unwrap_or(""));
+    }
+    if let Some(local) = spec.local {
+        return host_path(&local.path, "Directory");
+    }
+    Err(Refusal::Unsupported(format!(
+        "persistentVolume {volume:?} of this kind: hostPath and local volumes are supported"
     )))
 }
 
@@ -632,8 +702,9 @@ fn host_path(path: &str, kind: &str) -> Result<PathBuf, Refusal> {
     use std::os::unix::fs::FileTypeExt;
     let target = PathBuf::from(path);
     let metadata = std::fs::metadata(&target);
-    let wrong =
-        |what: &str| Refusal::Invalid(format!("hostPath type check failed: {path} is not {what}"));
+    let wrong = |what: &str| {
+        Refusal::Unmountable(format!("hostPath type check failed: {path} is not {what}"))
+    };
     match kind {
         "" => {}
         "DirectoryOrCreate" if metadata.is_err() => {

@@ -245,9 +245,11 @@ pub(crate) struct Access<'a> {
 }
 
 /// What node agents read to run pods.
-const POD_INPUTS: [&str; 6] = [
+const POD_INPUTS: [&str; 8] = [
     "configmaps",
     "secrets",
+    "persistentvolumeclaims",
+    "persistentvolumes",
     "services",
     "endpoints",
     "endpointslices",

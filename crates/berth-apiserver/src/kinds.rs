@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
@@ -425,6 +426,17 @@ impl Schema for PersistentVolume {
 
 impl Schema for PersistentVolumeClaim {
     const HAS_STATUS: bool = true;
+    fn default_fields(&mut self) {
+        let spec = self.spec.get_or_insert_default();
+        set_default(&mut spec.volume_mode, "Filesystem".into());
+    }
+}
+
+impl Schema for StorageClass {
+    fn default_fields(&mut self) {
+        set_default(&mut self.reclaim_policy, "Delete".into());
+        set_default(&mut self.volume_binding_mode, "Immediate".into());
+    }
 }
 
 impl Schema for Deployment {

@@ -75,6 +75,26 @@ impl Kubelets {
         let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
         Ok(Self { client })
     }
+
+    /// The text an agent answers to `GET url`.
+    pub(crate) async fn get(&self, url: &str) -> std::result::Result<String, String> {
+        let request = hyper::Request::get(url)
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = axum::body::to_bytes(axum::body::Body::new(response.into_body()), 16 << 20)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{url}: {status}"));
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
 }
 
 /// The server's routes for agents.
@@ -230,9 +250,15 @@ async fn agent_of(
         namespace: None,
     };
     let (_, _, node) = current(shared, &nodes, node_name).await?;
-    let address = internal_ip(&node).ok_or_else(|| {
+    let agent = agent_url(&node).ok_or_else(|| {
         Status::bad_request(format!("node {node_name} has no InternalIP address"))
     })?;
+    Ok((pod, agent))
+}
+
+/// The base URL of a node's agent: its InternalIP, on the port it reports.
+pub(crate) fn agent_url(node: &Value) -> Option<String> {
+    let address = internal_ip(node)?;
     let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
         .as_u64()
         .unwrap_or(u64::from(KUBELET_PORT));
@@ -240,7 +266,7 @@ async fn agent_of(
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
         std::net::IpAddr::V4(ip) => ip.to_string(),
     };
-    Ok((pod, format!("https://{host}:{port}")))
+    Some(format!("https://{host}:{port}"))
 }
 
 /// The container a request names, or the pod's only one.

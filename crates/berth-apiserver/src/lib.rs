@@ -21,8 +21,10 @@ mod pki;
 mod priorities;
 mod protobuf;
 mod resources;
+mod scrapes;
 mod selectors;
 mod status;
+mod storage;
 mod tables;
 mod watch;
 mod writes;
@@ -90,6 +92,8 @@ pub(crate) struct Shared {
     pub(crate) tls_dir: std::path::PathBuf,
     /// The client the server dials agents with.
     pub(crate) kubelets: kubelets::Kubelets,
+    /// The last resource metrics of each real node's agent.
+    pub(crate) scrapes: scrapes::Scrapes,
 }
 
 /// Runs the server until `shutdown` completes.
@@ -139,8 +143,10 @@ pub async fn run(
         tokens,
         ca: pki.ca.clone(),
         kubelets: kubelets::Kubelets::new(&pki.ca, &tls_dir)?,
+        scrapes: scrapes::Scrapes::default(),
         tls_dir,
     });
+    tokio::spawn(scrapes::run(Arc::clone(&shared)));
     let router = discovery::routes()
         .merge(resources::routes())
         .merge(openapi::routes())

@@ -1,9 +1,10 @@
 //! metrics.k8s.io/v1beta1, as metrics-server serves it: each running pod's CPU and memory
 //! usage (PodMetrics), for the HorizontalPodAutoscaler and `kubectl top pod`, and each
-//! node's (NodeMetrics, the sum of its running pods' usage) for `kubectl top node`. Node
-//! agents report a pod's usage in its annotations [`CPU_USAGE`] and [`MEMORY_USAGE`]
-//! (the simulated agent lets tests set them), and this API reads them from the watch
-//! cache.
+//! node's (NodeMetrics) for `kubectl top node`. Real nodes' usage comes from their
+//! agents' cgroups, scraped as metrics-server scrapes kubelets ([`crate::scrapes`]);
+//! simulated nodes report a pod's usage in its annotations [`CPU_USAGE`] and
+//! [`MEMORY_USAGE`] (tests set them), read from the watch cache, and a simulated node's
+//! usage is the sum of its pods'.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,14 +61,55 @@ fn running_pods(
         .collect())
 }
 
-/// A pod's PodMetrics: its usage on its first container (agents report per pod).
-fn pod_metrics(pod: &Value) -> Value {
+/// A pod's PodMetrics; None while its real node has not been scraped twice with it.
+fn pod_metrics(shared: &Shared, pod: &Value) -> Option<Value> {
+    let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+    let containers = if shared.scrapes.covers(node) {
+        let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        let measured = shared.scrapes.pod(node, namespace, name)?;
+        measured
+            .into_iter()
+            .map(|(name, usage)| json!({"name": name, "usage": usage_of(usage)}))
+            .collect()
+    } else {
+        annotated(pod)
+    };
+    Some(json!({
+        "kind": "PodMetrics",
+        "apiVersion": GROUP_VERSION,
+        "metadata": {
+            "name": pod["metadata"]["name"],
+            "namespace": pod["metadata"]["namespace"],
+            "labels": pod["metadata"]["labels"],
+            "creationTimestamp": crate::objects::rfc3339(std::time::SystemTime::now()),
+        },
+        "timestamp": crate::objects::rfc3339(std::time::SystemTime::now()),
+        "window": WINDOW,
+        "containers": containers,
+    }))
+}
+
+/// The window usage is measured over: the time between two scrapes.
+const WINDOW: &str = "10s";
+
+/// A measured usage as metrics-server writes it: nanocores and KiB.
+fn usage_of(usage: crate::scrapes::Usage) -> Value {
+    json!({
+        "cpu": format!("{}n", usage.cpu_nanocores),
+        "memory": format!("{}Ki", usage.memory_bytes / 1024),
+    })
+}
+
+/// A simulated pod's containers: its annotated usage on the first one (simulated
+/// agents report per pod).
+fn annotated(pod: &Value) -> Vec<Value> {
     let annotations = &pod["metadata"]["annotations"];
     let usage = json!({
         "cpu": annotations[CPU_USAGE].as_str().unwrap_or("0"),
         "memory": annotations[MEMORY_USAGE].as_str().unwrap_or("0"),
     });
-    let containers: Vec<Value> = pod["spec"]["containers"]
+    pod["spec"]["containers"]
         .as_array()
         .into_iter()
         .flatten()
@@ -80,20 +122,7 @@ fn pod_metrics(pod: &Value) -> Value {
             };
             json!({"name": c["name"], "usage": usage})
         })
-        .collect();
-    json!({
-        "kind": "PodMetrics",
-        "apiVersion": GROUP_VERSION,
-        "metadata": {
-            "name": pod["metadata"]["name"],
-            "namespace": pod["metadata"]["namespace"],
-            "labels": pod["metadata"]["labels"],
-            "creationTimestamp": crate::objects::rfc3339(std::time::SystemTime::now()),
-        },
-        "timestamp": crate::objects::rfc3339(std::time::SystemTime::now()),
-        "window": "10s",
-        "containers": containers,
-    })
+        .collect()
 }
 
 fn list_of(kind: &str, items: Vec<Value>) -> Response {
@@ -129,7 +158,10 @@ fn list(
     query: &HashMap<String, String>,
 ) -> Response {
     match allowed(identity, "list", "pods").and_then(|()| running_pods(shared, prefix, query)) {
-        Ok(pods) => list_of("PodMetricsList", pods.iter().map(pod_metrics).collect()),
+        Ok(pods) => list_of(
+            "PodMetricsList",
+            pods.iter().filter_map(|p| pod_metrics(shared, p)).collect(),
+        ),
         Err(status) => status.into_response(),
     }
 }
@@ -167,16 +199,17 @@ async fn one_pod(
         .and_then(|pods| {
             pods.into_iter()
                 .find(|p| p["metadata"]["name"] == name.as_str())
+                .and_then(|pod| pod_metrics(&shared, &pod))
                 .ok_or_else(|| Status::not_found("pods.metrics.k8s.io", &name))
         });
     match answer {
-        Ok(pod) => (StatusCode::OK, axum::Json(pod_metrics(&pod))).into_response(),
+        Ok(metrics) => (StatusCode::OK, axum::Json(metrics)).into_response(),
         Err(status) => status.into_response(),
     }
 }
 
-/// Each node's usage: the sum of its running pods' usage, in thousandths.
-fn node_usage(shared: &Shared) -> Result<HashMap<String, (i128, i128)>, Status> {
+/// Each simulated node's usage: the sum of its running pods' usage, in thousandths.
+fn simulated_usage(shared: &Shared) -> Result<HashMap<String, (i128, i128)>, Status> {
     let mut usage: HashMap<String, (i128, i128)> = HashMap::new();
     for pod in running_pods(shared, "/registry/pods/", &HashMap::new())? {
         let Some(node) = pod["spec"]["nodeName"].as_str() else {
@@ -198,27 +231,29 @@ fn node_usage(shared: &Shared) -> Result<HashMap<String, (i128, i128)>, Status> 
 /// The NodeMetrics of every node the query selects.
 fn node_metrics(shared: &Shared, query: &HashMap<String, String>) -> Result<Vec<Value>, Status> {
     let selection = Selection::parse(query, "Node")?;
-    let usage = node_usage(shared)?;
+    let simulated = simulated_usage(shared)?;
     let (nodes, _) = shared.cache.list("/registry/nodes/");
     let now = crate::objects::rfc3339(std::time::SystemTime::now());
     Ok(nodes
         .iter()
         .filter(|e| selection.matches_entry(e))
-        .map(|e| {
+        .filter_map(|e| {
             let node = e.object();
             let name = node["metadata"]["name"].as_str().unwrap_or_default();
-            let (cpu, memory) = usage.get(name).copied().unwrap_or_default();
-            json!({
+            let usage = if shared.scrapes.covers(name) {
+                usage_of(shared.scrapes.node(name)?)
+            } else {
+                let (cpu, memory) = simulated.get(name).copied().unwrap_or_default();
+                json!({"cpu": berth_quantity::format_milli(cpu), "memory": berth_quantity::format_milli(memory)})
+            };
+            Some(json!({
                 "kind": "NodeMetrics",
                 "apiVersion": GROUP_VERSION,
                 "metadata": {"name": name, "labels": node["metadata"]["labels"], "creationTimestamp": now},
                 "timestamp": now,
-                "window": "10s",
-                "usage": {
-                    "cpu": berth_quantity::format_milli(cpu),
-                    "memory": berth_quantity::format_milli(memory),
-                },
-            })
+                "window": WINDOW,
+                "usage": usage,
+            }))
         })
         .collect())
 }

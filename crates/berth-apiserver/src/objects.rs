@@ -314,7 +314,8 @@ pub(crate) async fn ensure_system_objects(store: &dyn berth_store::Store) -> cra
         .iter()
         .map(|name| ("namespaces", json!({"metadata": {"name": name}})));
     let classes = crate::priorities::system_classes().map(|class| ("priorityclasses", class));
-    for (plural, object) in namespaces.chain(classes) {
+    let storage = std::iter::once(("storageclasses", crate::storage::default_class()));
+    for (plural, object) in namespaces.chain(classes).chain(storage) {
         let resource = crate::resources::resource(plural)
             .map_err(|_| crate::Error::Setup(format!("the {plural} resource is missing")))?;
         let prefix = format!("/registry/{plural}/");

@@ -23,6 +23,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::api::storage::v1::StorageClass;
 
 use crate::Shared;
 use crate::auth::Identity;
@@ -142,6 +143,7 @@ pub const RESOURCES: &[Resource] = &[
     resource!(Lease, "lease", true, []),
     resource!(EndpointSlice, "endpointslice", true, []),
     resource!(PriorityClass, "priorityclass", false, ["pc"]),
+    resource!(StorageClass, "storageclass", false, ["sc"]),
 ];
 
 /// The group versions served besides the core `v1`, in discovery order.

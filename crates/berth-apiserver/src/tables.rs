@@ -263,6 +263,14 @@ fn columns(kind: &str) -> &'static [Column] {
             AGE,
         ],
         "Lease" => columns![NAME, text("Holder"), AGE],
+        "StorageClass" => columns![
+            NAME,
+            text("Provisioner"),
+            text("ReclaimPolicy"),
+            text("VolumeBindingMode"),
+            boolean("AllowVolumeExpansion"),
+            AGE,
+        ],
         "PriorityClass" => columns![
             NAME,
             int("Value"),
@@ -346,6 +354,9 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
     let (metadata, spec, status) = (&object["metadata"], &object["spec"], &object["status"]);
     match (kind, column) {
         ("Event", _) => event_cell(column, object),
+        ("StorageClass", "Name") if crate::storage::is_default(object) => {
+            json!(format!("{} (default)", text_of(&metadata["name"])))
+        }
         (_, "Name") => json!(text_of(&metadata["name"])),
         (_, "Age") => json!(since(&metadata["creationTimestamp"])),
         ("Pod", _) => pod_cell(column, object),
@@ -406,6 +417,12 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
             text => text,
         }),
         ("Lease", "Holder") => json!(text_of(&spec["holderIdentity"])),
+        ("StorageClass", "Provisioner") => json!(text_of(&object["provisioner"])),
+        ("StorageClass", "ReclaimPolicy") => json!(text_of(&object["reclaimPolicy"])),
+        ("StorageClass", "VolumeBindingMode") => json!(text_of(&object["volumeBindingMode"])),
+        ("StorageClass", "AllowVolumeExpansion") => {
+            json!(object["allowVolumeExpansion"] == json!(true))
+        }
         ("PriorityClass", "Value") => json!(count(&object["value"])),
         ("PriorityClass", "Global-Default") => json!(object["globalDefault"] == json!(true)),
         ("PriorityClass", "PreemptionPolicy") => json!(text_of(&object["preemptionPolicy"])),

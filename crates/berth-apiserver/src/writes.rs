@@ -215,6 +215,9 @@ pub(crate) async fn create(
     if resource.kind == "Pod" {
         crate::priorities::admit(shared, &mut object).await?;
     }
+    if resource.kind == "PersistentVolumeClaim" {
+        crate::storage::admit(shared, &mut object);
+    }
     if !options.manager.applying {
         let api_version = resource.api_version();
         managed::record_update(None, &mut object, &options.manager.name, &api_version);

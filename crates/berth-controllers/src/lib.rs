@@ -14,6 +14,7 @@ mod expectations;
 pub mod jobs;
 mod labels;
 pub mod leader;
+pub mod local_path;
 pub mod node_ipam;
 pub mod nodes;
 mod pods;
@@ -50,6 +51,7 @@ pub async fn run_controller_manager(
                 nodes::run(client.clone(), informers.clone(), lifecycle),
                 node_ipam::run(client.clone(), informers.clone(), cluster_cidr),
                 autoscalers::run(client.clone(), informers.clone()),
+                local_path::run(client.clone(), informers.clone()),
                 endpoints::run(client.clone(), informers.clone()),
                 collector::run(client, informers),
             );

@@ -361,7 +361,7 @@ impl Engine {
             ("hostname", format!("{hostname}\n")),
             (
                 "hosts",
-                crate::etc::hosts(host, hostname, &own_addresses, gateway)?,
+                crate::etc::hosts(host, &host_names_of(container), &own_addresses, gateway)?,
             ),
             (
                 "resolv.conf",
@@ -845,6 +845,16 @@ pub(crate) fn hostname_of(container: &Container) -> &str {
         &container.id[..12]
     } else {
         &container.request.hostname
+    }
+}
+
+/// The names /etc/hosts gives the container's own addresses: its fully qualified name
+/// first when it has a domain (`--domainname`, a pod's subdomain), then its host name.
+pub(crate) fn host_names_of(container: &Container) -> String {
+    let hostname = hostname_of(container);
+    match container.request.domainname.as_str() {
+        "" => hostname.to_string(),
+        domain => format!("{hostname}.{domain}\t{hostname}"),
     }
 }
 

@@ -836,8 +836,8 @@ impl Engine {
             .endpoints()
             .map(|e| e.ip.to_string())
             .collect();
-        let hostname = crate::containers::hostname_of(&container);
-        let hosts = crate::etc::hosts(host, hostname, &addresses, self.host_gateway())?;
+        let names = crate::containers::host_names_of(&container);
+        let hosts = crate::etc::hosts(host, &names, &addresses, self.host_gateway())?;
         let base = self.resolv_conf(container.state.endpoints());
         let resolv_conf = crate::etc::resolv_conf(host, &base);
         let etc = self.container_dir(id).join("etc");

@@ -104,6 +104,9 @@ pub struct PodContainerRequest {
     pub env: Vec<String>,
     /// `workingDir`, over the image's.
     pub working_dir: String,
+    /// The pod's domain, naming it in /etc/hosts (`<subdomain>.<namespace>.svc.<zone>`);
+    /// empty without a subdomain.
+    pub domain: String,
     /// Keep stdin open (`stdin`).
     pub stdin: bool,
     /// Allocate a terminal (`tty`).
@@ -327,6 +330,7 @@ impl Engine {
             working_dir: request.working_dir,
             user: request.security.user.clone(),
             hostname: sandbox.hostname.clone(),
+            domainname: request.domain,
             tty: request.tty,
             open_stdin: request.stdin,
             labels: Some(request.labels),
@@ -391,11 +395,12 @@ impl Engine {
                 namespaces.push(json!({"type": kind, "path": path}));
             }
         }
-        if sandbox.uts.is_none()
-            && let Some(spec) = spec.as_object_mut()
-        {
-            spec.remove("hostname");
+        if let Some(spec) = spec.as_object_mut() {
+            // A pod's domain names it in /etc/hosts only, as the kubelet does.
             spec.remove("domainname");
+            if sandbox.uts.is_none() {
+                spec.remove("hostname");
+            }
         }
         Ok(())
     }

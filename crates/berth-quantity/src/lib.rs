@@ -24,6 +24,8 @@ pub fn milli(text: &str) -> Option<i128> {
     let value: f64 = number.parse().ok()?;
     let scale: f64 = match suffix {
         "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
         "m" => 1e-3,
         "k" => 1e3,
         "M" => 1e6,
@@ -64,6 +66,8 @@ mod tests {
     #[test]
     fn quantities_read_as_kubernetes_reads_them() {
         assert_eq!(milli("100m"), Some(100));
+        assert_eq!(milli("250000000n"), Some(250));
+        assert_eq!(milli("1500u"), Some(2));
         assert_eq!(milli("2"), Some(2000));
         assert_eq!(milli("0.5"), Some(500));
         assert_eq!(milli("64Mi"), Some(64 * 1024 * 1024 * 1000));

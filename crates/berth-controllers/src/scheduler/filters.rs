@@ -41,6 +41,8 @@ pub(crate) struct Plan<'a> {
     pub ports: Vec<HostPort>,
     pub affinity: PodAffinity,
     pub spread: Vec<Spread>,
+    /// What its PersistentVolumeClaims ask of the node.
+    pub volumes: super::volumes::Needs,
 }
 
 impl<'a> Plan<'a> {
@@ -55,6 +57,7 @@ impl<'a> Plan<'a> {
             ports: HostPort::of(pod),
             affinity: PodAffinity::of(pod, nodes, (guarded, namespaces)),
             spread: Spread::of(pod, nodes),
+            volumes: super::volumes::Needs::default(),
         }
     }
 }
@@ -66,6 +69,10 @@ pub(crate) fn unfit(node: &NodeInfo, plan: &Plan) -> Option<Unfit> {
         .or_else(|| {
             (!node_affinity::admits(plan.pod, &node.node))
                 .then(|| Unfit::unresolvable("node(s) didn't match Pod's node affinity/selector"))
+        })
+        .or_else(|| {
+            (!plan.volumes.admit(&node.node))
+                .then(|| Unfit::unresolvable("node(s) had volume node affinity conflict"))
         })
         .or_else(|| room(node, plan))
         .or_else(|| {

@@ -15,13 +15,16 @@ mod preemption;
 mod scores;
 mod snapshot;
 mod topology;
+mod volumes;
+
+pub use volumes::SELECTED_NODE;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{StreamExt, stream};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
@@ -47,6 +50,8 @@ struct Caches {
     nodes: Store<Node>,
     pods: Store<Pod>,
     namespaces: Store<Namespace>,
+    claims: Store<PersistentVolumeClaim>,
+    volumes: Store<PersistentVolume>,
 }
 
 /// Runs the scheduler until the client's watches end.
@@ -56,6 +61,8 @@ pub async fn run(client: Client, informers: Informers) {
         nodes: watched.cache::<Node>().await,
         pods: watched.cache::<Pod>().await,
         namespaces: watched.cache::<Namespace>().await,
+        claims: watched.cache::<PersistentVolumeClaim>().await,
+        volumes: watched.cache::<PersistentVolume>().await,
     };
     let mut memory = Memory::default();
     loop {
@@ -125,7 +132,16 @@ async fn schedule_pending(client: &Client, caches: &Caches, memory: &mut Memory)
     let mut placed = Vec::new();
     for pod in waiting {
         let uid = pod.uid().unwrap_or_default();
-        let plan = Plan::new(&pod, &nodes, (&guarded, &namespaces));
+        let claims = match volumes::Needs::of(&pod, &caches.claims, &caches.volumes) {
+            Ok(needs) => needs,
+            Err(message) => {
+                let message = format!("0/{} nodes are available: {message}.", nodes.len());
+                report_once(client, &pod, message, &mut memory.reported).await;
+                continue;
+            }
+        };
+        let mut plan = Plan::new(&pod, &nodes, (&guarded, &namespaces));
+        plan.volumes = claims.clone();
         match decide(&nodes, &plan, &mut memory.start) {
             Outcome::Placed(index) => {
                 memory.reported.remove(&uid);
@@ -135,7 +151,7 @@ async fn schedule_pending(client: &Client, caches: &Caches, memory: &mut Memory)
                     guarded.push((index, Arc::clone(&bound)));
                 }
                 nodes[index].add(bound);
-                placed.push((pod, node));
+                placed.push((pod, node, claims));
             }
             Outcome::Preempting(preemption, message) => {
                 nodes[preemption.node].reserve(&plan.demand);
@@ -156,10 +172,10 @@ async fn schedule_pending(client: &Client, caches: &Caches, memory: &mut Memory)
     // Bindings go out together; one that fails is tried again in the next pass, from
     // what the cache then says.
     let bound: Vec<(String, String)> = stream::iter(placed)
-        .map(|(pod, node)| async move {
-            bind(client, &pod, &node)
-                .await
-                .then(|| (pod.uid().unwrap_or_default(), node))
+        .map(|(pod, node, volumes)| async move {
+            let bound =
+                volumes.select(client, &pod, &node).await && bind(client, &pod, &node).await;
+            bound.then(|| (pod.uid().unwrap_or_default(), node))
         })
         .buffer_unordered(BINDINGS_IN_FLIGHT)
         .filter_map(std::future::ready)

@@ -4,7 +4,7 @@
 //! name their node.
 
 use k8s_openapi::api::core::v1::{
-    Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, PreferredSchedulingTerm,
+    Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PreferredSchedulingTerm,
 };
 use kube::ResourceExt;
 
@@ -23,13 +23,16 @@ pub(crate) fn admits(pod: &Pod, node: &Node) -> bool {
             a.required_during_scheduling_ignored_during_execution
                 .as_ref()
         });
-    selected
-        && required.is_none_or(|selector| {
-            selector
-                .node_selector_terms
-                .iter()
-                .any(|term| term_matches(term, node))
-        })
+    selected && required.is_none_or(|selector| selector_admits(selector, node))
+}
+
+/// Whether any term of `selector` holds for the node (a pod's required affinity, or a
+/// local PersistentVolume's node affinity).
+pub(crate) fn selector_admits(selector: &NodeSelector, node: &Node) -> bool {
+    selector
+        .node_selector_terms
+        .iter()
+        .any(|term| term_matches(term, node))
 }
 
 /// The pod's preferred node affinity terms.

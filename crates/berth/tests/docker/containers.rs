@@ -370,7 +370,13 @@ fn docker_exec_runs_in_the_container_with_stdin_user_and_exit_status() {
     // An interactive shell on a terminal (script gives docker one) answers as it runs,
     // not only once it has ended.
     let mut terminal = Command::new("timeout")
-        .args(["60", "script", "-qec", "docker exec -it target sh", "/dev/null"])
+        .args([
+            "60",
+            "script",
+            "-qec",
+            "docker exec -it target sh",
+            "/dev/null",
+        ])
         .env("DOCKER_CONFIG", daemon.scratch.path().join("docker-config"))
         .env("DOCKER_HOST", daemon.host())
         .stdin(Stdio::piped())
@@ -385,7 +391,10 @@ fn docker_exec_runs_in_the_container_with_stdin_user_and_exit_status() {
     let mut shown = String::new();
     std::io::Read::read_to_string(&mut terminal.stdout.take().unwrap(), &mut shown).unwrap();
     assert_eq!(status.code(), Some(5), "{shown}");
-    assert!(shown.contains("/dev/pts/") && shown.contains("42\r\n"), "{shown}");
+    assert!(
+        shown.contains("/dev/pts/") && shown.contains("42\r\n"),
+        "{shown}"
+    );
     let script = r#"
 import sys, docker
 client = docker.DockerClient(base_url=sys.argv[1])

@@ -102,7 +102,7 @@ impl AllInOne {
         self.on_host(&all)
     }
 
-    fn kubectl_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn kubectl_ok(&self, args: &[&str]) -> String {
         let output = self.kubectl(args);
         assert!(
             output.status.success(),
@@ -118,7 +118,12 @@ impl AllInOne {
     }
 
     /// Runs kubectl until its output satisfies `done`; the output.
-    fn kubectl_until(&self, args: &[&str], limit: Duration, done: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn kubectl_until(
+        &self,
+        args: &[&str],
+        limit: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
         let log = || format!("server log: {}", self.log());
         poll_kubectl(|args| self.kubectl(args), args, (limit, done), log)
     }
