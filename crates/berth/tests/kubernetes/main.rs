@@ -6,6 +6,7 @@
 mod client;
 mod durability;
 mod failover;
+mod joining;
 mod kubectl;
 mod metrics;
 mod placement;

@@ -621,24 +621,31 @@ fn probes_gate_readiness_and_restart_what_fails_them() {
     cluster.kubectl_ok(&["delete", "pod", "probed", "--timeout=30s"]);
 }
 
+/// `REGISTRY` stands for the local registry's address.
 const WORKLOADS: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
 metadata:
-  name: sleepers
+  name: web
 spec:
   replicas: 2
   selector:
-    matchLabels: {app: sleepers}
+    matchLabels: {app: web}
   template:
     metadata:
-      labels: {app: sleepers}
+      labels: {app: web}
     spec:
       terminationGracePeriodSeconds: 0
       containers:
-      - name: main
-        image: busybox:1
-        command: ["sleep", "3600"]
+      - name: web
+        image: REGISTRY/webapp:1
+        ports:
+        - {name: http, containerPort: 8080}
+        readinessProbe:
+          httpGet: {path: /healthz, port: http}
+          periodSeconds: 1
+        livenessProbe:
+          httpGet: {path: /healthz, port: http}
 ---
 apiVersion: batch/v1
 kind: Job
@@ -695,14 +702,33 @@ spec:
 #[test]
 fn controllers_workloads_run_as_real_pods() {
     let cluster = AllInOne::start("workloads");
-    cluster.apply("workloads.yaml", WORKLOADS);
+    // The test kit's web app, pulled from a registry on the node's loopback.
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    let registry = berth_testkit::registry::LocalRegistry::start(
+        &cluster.scratch.path().join("registry"),
+        Some(&cluster.host.path()),
+        &address,
+    )
+    .unwrap();
+    let webapp =
+        berth_testkit::images::webapp_image(&cluster.scratch.path().join("webapp")).unwrap();
+    registry.push(&webapp, "webapp", "1", None).unwrap();
+    cluster.apply("workloads.yaml", &WORKLOADS.replace("REGISTRY", &address));
     cluster.kubectl_ok(&[
         "wait",
         "--for=condition=Available",
-        "deployment/sleepers",
+        "deployment/web",
         "--timeout=60s",
     ]);
-    let pods = cluster.kubectl_ok(&["get", "pods", "-l", "app=sleepers", "-o", "name"]);
+    let pods = cluster.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
+    let pod = pods
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("pod/")
+        .to_string();
+    let pulled = cluster.events(&pod, "Pulled");
+    assert!(pulled.contains(&format!("{address}/webapp:1")), "{pulled}");
     let first = pods.lines().next().unwrap().to_string();
     cluster.kubectl_ok(&["delete", &first, "--timeout=30s"]);
     cluster.kubectl_until(
@@ -710,7 +736,7 @@ fn controllers_workloads_run_as_real_pods() {
             "get",
             "pods",
             "-l",
-            "app=sleepers",
+            "app=web",
             "--field-selector=status.phase=Running",
             "-o",
             "name",
@@ -782,7 +808,7 @@ fn controllers_workloads_run_as_real_pods() {
             .contains(r#"previous terminated container "main" in pod "talker" not found"#),
         "{previous:?}"
     );
-    cluster.kubectl_ok(&["delete", "deployment", "sleepers", "--timeout=60s"]);
+    cluster.kubectl_ok(&["delete", "deployment", "web", "--timeout=60s"]);
     cluster.kubectl_ok(&["delete", "jobs", "--all", "--timeout=60s"]);
     cluster.kubectl_ok(&["delete", "pods", "--all", "--timeout=60s"]);
 }
