@@ -56,6 +56,9 @@ pub struct Kubelet {
     pub pods_dir: PathBuf,
 }
 
+/// How long a postStart hook may take before it counts as failed.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// What wakes a pod's worker.
 enum Wake {
     /// The pod changed in the API.
@@ -563,6 +566,7 @@ impl Worker {
             "Created",
             format!("Created container: {}", container.name),
         );
+        let id = created.id.clone();
         let started = tokio::task::spawn_blocking(move || engine.start_container(&created.id))
             .await
             .map_err(|e| Waiting::new("RunContainerError", e.to_string()))?;
@@ -572,7 +576,57 @@ impl Worker {
             "Started",
             format!("Started container: {}", container.name),
         );
+        self.post_start(sandbox, container, &id).await;
         Ok(())
+    }
+
+    /// Runs the container's postStart hook; one that fails kills the container (its
+    /// restart policy then decides), as the kubelet does.
+    async fn post_start(
+        &self,
+        sandbox: &PodSandbox,
+        container: &k8s_openapi::api::core::v1::Container,
+        id: &str,
+    ) {
+        let Some(hook) = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.post_start.as_ref())
+        else {
+            return;
+        };
+        let target = self.target(sandbox, container, id);
+        if let Err(why) = crate::probes::handle(&target, hook, HOOK_TIMEOUT).await {
+            let message = format!("PostStartHook failed: {why}");
+            self.event("Warning", "FailedPostStartHook", message);
+            let (engine, id) = (Arc::clone(&self.kubelet.engine), id.to_string());
+            let grace = target.grace;
+            let _ =
+                tokio::task::spawn_blocking(move || engine.stop_container(&id, Some(grace), None))
+                    .await;
+        }
+    }
+
+    /// What probers and hooks of a container run need.
+    fn target(
+        &self,
+        sandbox: &PodSandbox,
+        container: &k8s_openapi::api::core::v1::Container,
+        id: &str,
+    ) -> Target {
+        let ip = sandbox.ip().map_or(
+            std::net::IpAddr::V4(self.kubelet.node.ip),
+            std::net::IpAddr::V4,
+        );
+        Target {
+            engine: Arc::clone(&self.kubelet.engine),
+            container: container.clone(),
+            id: id.to_string(),
+            ip,
+            grace: Duration::from_secs(self.grace_period()),
+            states: Arc::clone(&self.probes),
+            notify: self.notifier(),
+        }
     }
 
     /// Starts the probers of each container run that has none yet, and forgets the
@@ -595,21 +649,54 @@ impl Worker {
                 continue;
             }
             states.insert(run.id.clone(), ProbeState::initial(container));
-            let ip = sandbox.ip().map_or(
-                std::net::IpAddr::V4(self.kubelet.node.ip),
-                std::net::IpAddr::V4,
-            );
-            crate::probes::start(Target {
-                engine: Arc::clone(&self.kubelet.engine),
-                container: container.clone(),
-                id: run.id.clone(),
-                ip,
-                grace: Duration::from_secs(self.grace_period()),
-                states: Arc::clone(&self.probes),
-                notify: self.notifier(),
-            });
+            crate::probes::start(self.target(sandbox, container, &run.id));
         }
         states.retain(|id, _| live.contains(id));
+    }
+
+    /// Runs the preStop hooks of the pod's running containers, together, within the
+    /// grace period; what they take is taken from it.
+    async fn pre_stop(&self, grace: Duration) {
+        if self.gone {
+            return;
+        }
+        let Some(sandbox) = self
+            .kubelet
+            .engine
+            .sandboxes()
+            .into_iter()
+            .find(|s| s.labels.get(POD_UID) == Some(&self.uid()))
+        else {
+            return;
+        };
+        let mut hooks = Vec::new();
+        for container in &self.spec().containers {
+            let Some(hook) = container
+                .lifecycle
+                .as_ref()
+                .and_then(|l| l.pre_stop.clone())
+            else {
+                continue;
+            };
+            let runs = self.records(&container.name);
+            let Some(run) = runs
+                .last()
+                .filter(|r| r.state.status == berth_engine::Status::Running)
+            else {
+                continue;
+            };
+            let target = self.target(&sandbox, container, &run.id);
+            hooks.push(async move {
+                let outcome = crate::probes::handle(&target, &hook, grace).await;
+                (target.container.name.clone(), outcome)
+            });
+        }
+        for (name, outcome) in futures_util::future::join_all(hooks).await {
+            if let Err(why) = outcome {
+                let message = format!("PreStopHook failed: {why} (container {name})");
+                self.event("Warning", "FailedPreStopHook", message);
+            }
+        }
     }
 
     /// What probers call with news: an event to record, and a wake-up for the worker.
@@ -679,6 +766,9 @@ impl Worker {
         let grace = self.grace_period();
         let uid = self.uid();
         let engine = Arc::clone(&self.kubelet.engine);
+        let begun = Instant::now();
+        self.pre_stop(Duration::from_secs(grace)).await;
+        let grace = grace.saturating_sub(begun.elapsed().as_secs());
         let running: Vec<String> = engine
             .containers(false)
             .into_iter()

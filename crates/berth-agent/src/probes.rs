@@ -7,7 +7,8 @@
 //! A result that changes wakes the pod's worker, which reports it.
 //!
 //! Probes reach the pod at its address from the agent (httpGet, tcpSocket) or run in
-//! the container (exec, through the engine as `docker exec` does).
+//! the container (exec, through the engine as `docker exec` does). Lifecycle hooks
+//! (postStart, preStop) run the same handlers once ([`handle`]), or sleep.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,7 +18,7 @@ use std::time::Duration;
 use berth_engine::Engine;
 use http_body_util::Empty;
 use hyper::body::Bytes;
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::spec::Refusal;
@@ -69,6 +70,27 @@ pub fn check(container: &Container) -> Result<(), Refusal> {
         &container.liveness_probe,
         &container.readiness_probe,
     ];
+    let hooks = container
+        .lifecycle
+        .iter()
+        .flat_map(|l| [&l.post_start, &l.pre_stop]);
+    for hook in hooks.flatten() {
+        if hook.tcp_socket.is_some() {
+            return Err(Refusal::Unsupported(format!(
+                "tcpSocket lifecycle hooks, which Kubernetes no longer runs (container {:?})",
+                container.name
+            )));
+        }
+        if let Some(get) = &hook.http_get
+            && get.scheme.as_deref().is_some_and(|s| s != "HTTP")
+        {
+            return Err(Refusal::Unsupported(format!(
+                "httpGet hooks of scheme {} (container {:?})",
+                get.scheme.as_deref().unwrap_or_default(),
+                container.name
+            )));
+        }
+    }
     for probe in probes.into_iter().flatten() {
         if probe.grpc.is_some() {
             return Err(Refusal::Unsupported(format!(
@@ -87,6 +109,25 @@ pub fn check(container: &Container) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// Runs a lifecycle hook's handler once, for up to `timeout`: Ok, or why it failed.
+pub async fn handle(
+    target: &Target,
+    hook: &LifecycleHandler,
+    timeout: Duration,
+) -> Result<(), String> {
+    if let Some(sleep) = &hook.sleep {
+        let seconds = u64::try_from(sleep.seconds).unwrap_or(0);
+        tokio::time::sleep(Duration::from_secs(seconds).min(timeout)).await;
+        return Ok(());
+    }
+    let probe = Probe {
+        exec: hook.exec.clone(),
+        http_get: hook.http_get.clone(),
+        ..Probe::default()
+    };
+    attempt(target, &probe, "Lifecycle", timeout).await
 }
 
 /// What probers call with news: a result changed, with an event to record (type,
@@ -157,7 +198,7 @@ async fn run(target: Target, kind: Kind, probe: Probe) {
         if !running(&target) {
             return;
         }
-        let outcome = attempt(&target, &probe, kind, timeout).await;
+        let outcome = attempt(&target, &probe, kind.name(), timeout).await;
         match outcome {
             Ok(()) => {
                 failures = 0;
@@ -227,14 +268,14 @@ async fn kill(target: &Target, kind: Kind) {
 async fn attempt(
     target: &Target,
     probe: &Probe,
-    kind: Kind,
+    kind: &str,
     timeout: Duration,
 ) -> Result<(), String> {
     if let Some(exec) = &probe.exec {
         let engine = Arc::clone(&target.engine);
         let id = target.id.clone();
         let command = exec.command.clone().unwrap_or_default();
-        let label = kind.name().to_lowercase();
+        let label = kind.to_lowercase();
         let result =
             tokio::task::spawn_blocking(move || engine.probe(&id, command, timeout, &label))
                 .await
@@ -269,7 +310,7 @@ async fn attempt(
         );
         return http_get(&url, get.http_headers.iter().flatten(), timeout).await;
     }
-    Err("the probe names no handler (exec, httpGet or tcpSocket)".into())
+    Err("the handler names no action (exec, httpGet, tcpSocket or sleep)".into())
 }
 
 /// A probe's port: a number, or the name of one of the container's ports.

@@ -177,7 +177,6 @@ pub async fn container_request(
 /// Refuses the fields of a container the agent does not honour yet.
 fn refuse_unsupported(container: &Container) -> Result<(), Refusal> {
     let fields = [
-        (container.lifecycle.is_some(), "lifecycle"),
         (container.volume_devices.is_some(), "volumeDevices"),
         (container.resize_policy.is_some(), "resizePolicy"),
         (

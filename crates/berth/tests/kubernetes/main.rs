@@ -8,6 +8,7 @@ mod durability;
 mod failover;
 mod joining;
 mod kubectl;
+mod lifecycle;
 mod metrics;
 mod placement;
 mod pods;

@@ -139,7 +139,7 @@ impl AllInOne {
     }
 
     /// The messages of the events about `object` with `reason`, once there are some.
-    fn events(&self, object: &str, reason: &str) -> String {
+    pub(crate) fn events(&self, object: &str, reason: &str) -> String {
         let selector = format!("involvedObject.name={object},reason={reason}");
         self.kubectl_until(
             &[
