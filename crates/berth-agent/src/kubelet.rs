@@ -56,6 +56,23 @@ pub struct Kubelet {
     pub pods_dir: PathBuf,
 }
 
+impl Kubelet {
+    /// The agent's data directory (`<data-dir>/agent`), whose disk is the node's.
+    pub fn data_dir(&self) -> PathBuf {
+        self.pods_dir
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default()
+    }
+
+    /// Removes a pod's volumes (memory-backed ones unmounted first).
+    fn remove_pod_dir(&self, uid: &str) {
+        let dir = self.pods_dir.join(uid);
+        spec::unmount_below(&dir);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// How long a postStart hook may take before it counts as failed.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -190,7 +207,7 @@ async fn remove_orphans(kubelet: &Arc<Kubelet>, listed: &HashSet<String>) {
         if let Ok(Err(error)) = removed {
             tracing::warn!(%error, pod_uid = %uid, "could not remove the sandbox of a deleted pod");
         }
-        let _ = std::fs::remove_dir_all(kubelet.pods_dir.join(&uid));
+        kubelet.remove_pod_dir(&uid);
     }
 }
 
@@ -803,7 +820,7 @@ impl Worker {
                 tracing::warn!(%error, pod = %self.pod.name_any(), "could not remove the pod's sandbox");
             }
         }
-        let _ = std::fs::remove_dir_all(self.kubelet.pods_dir.join(&uid));
+        self.kubelet.remove_pod_dir(&uid);
         if self.gone {
             return;
         }

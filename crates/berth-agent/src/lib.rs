@@ -18,6 +18,7 @@ use kube::Client;
 use kube::runtime::watcher;
 
 mod api;
+mod downward;
 mod images;
 pub mod join;
 pub mod kubelet;

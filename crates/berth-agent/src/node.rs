@@ -169,7 +169,7 @@ fn status(node: &NodeIdentity, data_dir: &Path, kubelet_version: &str, ready: bo
 }
 
 /// CPUs this process may use, the host's memory, the data directory's disk, and pods.
-fn capacity(data_dir: &Path) -> BTreeMap<String, Quantity> {
+pub(crate) fn capacity(data_dir: &Path) -> BTreeMap<String, Quantity> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let memory_kib = read_meminfo("MemTotal:").unwrap_or(0);
     let disk = nix::sys::statvfs::statvfs(data_dir)

@@ -33,6 +33,10 @@ pub enum Refusal {
     Unmountable(String),
 }
 
+/// A file of a volume: its path in the volume, its content, its mode (the volume's
+/// default mode when None).
+pub(crate) type VolumeFile = (String, Vec<u8>, Option<i32>);
+
 /// The labels every engine object of the pod carries.
 fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
     [
@@ -68,6 +72,24 @@ fn pod_domain(pod: &Pod) -> String {
     }
 }
 
+/// The pod's hostAliases as /etc/hosts entries (`name:address`).
+fn host_aliases(pod: &Pod) -> Vec<String> {
+    let aliases = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.host_aliases.iter().flatten());
+    aliases
+        .flat_map(|alias| {
+            let ip = alias.ip.clone();
+            alias
+                .hostnames
+                .iter()
+                .flatten()
+                .map(move |name| format!("{name}:{ip}"))
+        })
+        .collect()
+}
+
 /// The sandbox of `pod`.
 pub fn sandbox_request(pod: &Pod) -> Result<SandboxRequest, Refusal> {
     let spec = pod.spec.clone().unwrap_or_default();
@@ -79,7 +101,6 @@ pub fn sandbox_request(pod: &Pod) -> Result<SandboxRequest, Refusal> {
         ),
         (spec.host_users == Some(false), "hostUsers: false"),
         (spec.dns_config.is_some(), "dnsConfig"),
-        (spec.host_aliases.is_some(), "hostAliases"),
     ] {
         if set {
             return Err(Refusal::Unsupported(format!("spec.{field}")));
@@ -166,6 +187,7 @@ pub async fn container_request(
         stdin: container.stdin == Some(true),
         tty: container.tty == Some(true),
         binds: binds(kubelet, pod, container).await?,
+        extra_hosts: host_aliases(pod),
         memory_limit,
         nano_cpus,
         cpu_shares,
@@ -254,7 +276,7 @@ async fn environment(
         }
     }
     for variable in container.env.iter().flatten() {
-        if let Some(value) = value_of(kubelet, pod, sandbox, variable).await? {
+        if let Some(value) = value_of(kubelet, (pod, &container.name), sandbox, variable).await? {
             env.retain(|(k, _)| *k != variable.name);
             env.push((variable.name.clone(), expand(&value, &env)));
         }
@@ -294,7 +316,7 @@ fn expand(value: &str, env: &[(String, String)]) -> String {
 /// One variable's value; None for an optional one whose source is missing.
 async fn value_of(
     kubelet: &Kubelet,
-    pod: &Pod,
+    (pod, container): (&Pod, &str),
     sandbox: &PodSandbox,
     variable: &EnvVar,
 ) -> Result<Option<String>, Refusal> {
@@ -332,8 +354,12 @@ async fn value_of(
         )
         .map(Some);
     }
-    Err(Refusal::Unsupported(format!(
-        "env {:?}: resourceFieldRef",
+    if let Some(selector) = &source.resource_field_ref {
+        let value = crate::downward::resource_value(pod, container, selector, &kubelet.data_dir())?;
+        return Ok(Some(value));
+    }
+    Err(Refusal::Invalid(format!(
+        "env {:?}: valueFrom names no source",
         variable.name
     )))
 }
@@ -504,14 +530,23 @@ async fn volume_source(
 ) -> Result<PathBuf, Refusal> {
     let own = dir.join(&volume.name);
     if let Some(empty) = &volume.empty_dir {
-        if empty.medium.as_deref().is_some_and(|m| !m.is_empty()) {
-            return Err(Refusal::Unsupported(format!(
-                "emptyDir medium {:?} (volume {:?})",
-                empty.medium.as_deref().unwrap_or_default(),
-                volume.name
-            )));
+        let size = empty.size_limit.as_ref().map(|q| q.0.clone());
+        match empty.medium.as_deref().unwrap_or_default() {
+            "" if size.is_some() => {
+                return Err(Refusal::Unsupported(format!(
+                    "emptyDir sizeLimit on disk (volume {:?}): use medium: Memory",
+                    volume.name
+                )));
+            }
+            "" => std::fs::create_dir_all(&own).map_err(|e| io_refusal(&own, &e))?,
+            "Memory" => memory_backed(&own, size.as_deref())?,
+            other => {
+                return Err(Refusal::Unsupported(format!(
+                    "emptyDir medium {other:?} (volume {:?})",
+                    volume.name
+                )));
+            }
         }
-        std::fs::create_dir_all(&own).map_err(|e| io_refusal(&own, &e))?;
         // As the kubelet makes them: writable by all, or by the pod's fsGroup.
         let fs_group = pod
             .spec
@@ -602,14 +637,27 @@ pub async fn refresh_volumes(kubelet: &Kubelet, pod: &Pod) -> Result<(), Refusal
     Ok(())
 }
 
-/// Fills `own` with the keys of the configMap or secret `volume` names; false when it
-/// names neither.
+/// Fills `own` with the files of a configMap, secret, downwardAPI or projected
+/// `volume`; false when it is none of those.
 async fn fill_from_object(
     kubelet: &Kubelet,
     pod: &Pod,
     volume: &Volume,
     own: &Path,
 ) -> Result<bool, Refusal> {
+    if let Some(source) = &volume.downward_api {
+        let items = source.items.as_deref().unwrap_or_default();
+        let files = crate::downward::files(pod, items, &kubelet.data_dir())?;
+        write_entries(own, files, source.default_mode.unwrap_or(0o644))?;
+        return Ok(true);
+    }
+    if let Some(projected) = &volume.projected {
+        let mode = projected.default_mode.unwrap_or(0o644);
+        for source in projected.sources.iter().flatten() {
+            fill_projected(kubelet, pod, source, (own, mode)).await?;
+        }
+        return Ok(true);
+    }
     let namespace = pod.namespace().unwrap_or_default();
     let (object, items, mode, optional) = if let Some(source) = &volume.config_map {
         let object = (Source::ConfigMap, source.name.as_str());
@@ -628,6 +676,93 @@ async fn fill_from_object(
     };
     write_files(own, &data, items.as_deref(), mode.unwrap_or(0o644))?;
     Ok(true)
+}
+
+/// Writes one source of a projected volume into `own`.
+async fn fill_projected(
+    kubelet: &Kubelet,
+    pod: &Pod,
+    source: &k8s_openapi::api::core::v1::VolumeProjection,
+    (own, mode): (&Path, i32),
+) -> Result<(), Refusal> {
+    let namespace = pod.namespace().unwrap_or_default();
+    let (object, items, optional) = if let Some(map) = &source.config_map {
+        (
+            (Source::ConfigMap, map.name.as_str()),
+            &map.items,
+            map.optional,
+        )
+    } else if let Some(secret) = &source.secret {
+        (
+            (Source::Secret, secret.name.as_str()),
+            &secret.items,
+            secret.optional,
+        )
+    } else if let Some(downward) = &source.downward_api {
+        let items = downward.items.as_deref().unwrap_or_default();
+        let files = crate::downward::files(pod, items, &kubelet.data_dir())?;
+        return write_entries(own, files, mode);
+    } else if source.service_account_token.is_some() {
+        return Err(Refusal::Unsupported(
+            "projected serviceAccountToken volumes (the TokenRequest API)".into(),
+        ));
+    } else {
+        return Err(Refusal::Unsupported(
+            "this kind of projected volume source: configMap, secret and downwardAPI are supported"
+                .into(),
+        ));
+    };
+    let data = match object_data(kubelet, &namespace, object).await {
+        Ok(data) => data,
+        Err(_) if optional == Some(true) => return Ok(()),
+        Err(missing) => return Err(missing),
+    };
+    write_files(own, &data, items.as_deref(), mode)
+}
+
+/// A tmpfs at `dir` (of `size`, a quantity, when given), unless one is there already
+/// (an agent re-adopting its pods).
+fn memory_backed(dir: &Path, size: Option<&str>) -> Result<(), Refusal> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir_all(dir).map_err(|e| io_refusal(dir, &e))?;
+    let device = |path: &Path| std::fs::metadata(path).map(|m| m.dev()).ok();
+    if dir.parent().and_then(device) != device(dir) {
+        return Ok(());
+    }
+    let options = match size {
+        Some(size) => {
+            let bytes = berth_quantity::milli(size)
+                .filter(|m| *m > 0)
+                .ok_or_else(|| Refusal::Invalid(format!("emptyDir sizeLimit {size:?}")))?;
+            format!("size={}", bytes / 1000)
+        }
+        None => String::new(),
+    };
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(options.as_str()),
+    )
+    .map_err(|e| Refusal::Unmountable(format!("mount a tmpfs at {}: {e}", dir.display())))
+}
+
+/// Unmounts every mount under `dir` (a pod's memory-backed volumes), deepest first.
+pub(crate) fn unmount_below(dir: &Path) {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(4))
+        .map(PathBuf::from)
+        .filter(|point| point.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in points {
+        let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
+    }
 }
 
 /// Opens an emptyDir to everyone (mode 0777), or to `fs_group` (its group, set-group-id
@@ -653,24 +788,31 @@ fn write_files(
     items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
     mode: i32,
 ) -> Result<(), Refusal> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).map_err(|e| io_refusal(dir, &e))?;
-    let files: Vec<(String, Vec<u8>, i32)> = match items {
+    let files: Vec<VolumeFile> = match items {
         Some(items) => items
             .iter()
             .map(|item| {
                 let value = data.get(&item.key).cloned().ok_or_else(|| {
                     Refusal::Missing(format!("configmap or secret has no key {:?}", item.key))
                 })?;
-                Ok((item.path.clone(), value, item.mode.unwrap_or(mode)))
+                Ok((item.path.clone(), value, item.mode))
             })
             .collect::<Result<_, Refusal>>()?,
         None => data
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone(), mode))
+            .map(|(k, v)| (k.clone(), v.clone(), None))
             .collect(),
     };
-    for (path, value, mode) in files {
+    write_entries(dir, files, mode)
+}
+
+/// Writes files (path in the volume, content, mode — `mode` when it has none) into
+/// `dir`, each replaced whole so that a reader sees old content or new.
+fn write_entries(dir: &Path, files: Vec<VolumeFile>, mode: i32) -> Result<(), Refusal> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| io_refusal(dir, &e))?;
+    for (path, value, own_mode) in files {
+        let mode = own_mode.unwrap_or(mode);
         if path.starts_with('/') || path.split('/').any(|p| p == "..") {
             return Err(Refusal::Invalid(format!(
                 "item path {path:?} must stay inside its volume"

@@ -113,6 +113,8 @@ pub struct PodContainerRequest {
     pub tty: bool,
     /// Host directories bound into the container: source, target, read-only.
     pub binds: Vec<(PathBuf, String, bool)>,
+    /// Extra /etc/hosts entries, `name:address` (a pod's hostAliases).
+    pub extra_hosts: Vec<String>,
     /// Memory limit in bytes; 0 for none.
     pub memory_limit: i64,
     /// CPU limit in billionths of a CPU; 0 for none.
@@ -337,6 +339,7 @@ impl Engine {
             host_config: HostConfig {
                 network_mode: "none".into(),
                 binds: Some(binds),
+                extra_hosts: Some(request.extra_hosts),
                 memory: request.memory_limit,
                 nano_cpus: request.nano_cpus,
                 cpu_shares: request.cpu_shares,

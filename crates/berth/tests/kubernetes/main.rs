@@ -16,4 +16,5 @@ mod scenarios;
 mod server;
 mod storage;
 mod streams;
+mod volumes;
 mod workloads;

@@ -1,0 +1,89 @@
+//! What a pod learns of itself and the volumes beyond configMaps and secrets: the
+//! downward API (env resourceFieldRef, downwardAPI and projected volumes), memory-backed
+//! emptyDirs with their size limit, and hostAliases in /etc/hosts.
+
+use std::time::Duration;
+
+use crate::pods::AllInOne;
+
+const SELF_AWARE: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  mode: fast
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: aware
+  labels: {app: aware, tier: back}
+spec:
+  terminationGracePeriodSeconds: 1
+  hostAliases:
+  - ip: 10.1.2.3
+    hostnames: [registry.internal, mirror.internal]
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sleep", "3600"]
+    resources:
+      requests: {cpu: 250m, memory: 64Mi}
+      limits: {memory: 128Mi}
+    env:
+    - name: CPU_REQUEST
+      valueFrom:
+        resourceFieldRef: {resource: requests.cpu, divisor: 1m}
+    - name: MEMORY_LIMIT
+      valueFrom:
+        resourceFieldRef: {resource: limits.memory, divisor: 1Mi}
+    volumeMounts:
+    - {name: info, mountPath: /info}
+    - {name: all, mountPath: /all}
+    - {name: scratch, mountPath: /scratch}
+  volumes:
+  - name: info
+    downwardAPI:
+      items:
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+      - {path: name, fieldRef: {fieldPath: metadata.name}}
+      - {path: memory, resourceFieldRef: {containerName: main, resource: requests.memory, divisor: 1Mi}}
+  - name: all
+    projected:
+      sources:
+      - configMap:
+          name: settings
+          items: [{key: mode, path: settings/mode}]
+      - downwardAPI:
+          items: [{path: namespace, fieldRef: {fieldPath: metadata.namespace}}]
+  - name: scratch
+    emptyDir: {medium: Memory, sizeLimit: 8Mi}
+"#;
+
+#[test]
+fn pods_see_the_downward_api_projected_and_memory_volumes_and_host_aliases() {
+    let cluster = AllInOne::start("volumes");
+    cluster.apply("aware.yaml", SELF_AWARE);
+    cluster.pod_field("aware", ".status.phase", |phase| phase == "Running");
+    let script = "echo $CPU_REQUEST $MEMORY_LIMIT; cat /info/labels; echo; cat /info/name /info/memory; echo; \
+                  cat /all/settings/mode /all/namespace; echo; grep internal /etc/hosts; \
+                  grep ' /scratch ' /proc/mounts | cut -d' ' -f3; \
+                  dd if=/dev/zero of=/scratch/big bs=1M count=16 2>/dev/null && echo unbounded || echo bounded";
+    let shown = cluster.kubectl_until(
+        &["exec", "aware", "--", "sh", "-c", script],
+        Duration::from_secs(60),
+        |text| !text.is_empty(),
+    );
+    let expected = "250 128\napp=\"aware\"\ntier=\"back\"\naware64\nfastdefault\n\
+                    10.1.2.3\tregistry.internal\n10.1.2.3\tmirror.internal\ntmpfs\nbounded\n";
+    assert_eq!(shown, expected);
+    cluster.kubectl_ok(&["delete", "pod", "aware", "--timeout=60s"]);
+    let left: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(cluster.scratch_path().to_str().unwrap()) && l.contains("tmpfs"))
+        .map(String::from)
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
