@@ -100,6 +100,40 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// A client of the cluster at `server` as node `node`: joined with `token` (see
+/// [`join`]), which is then traded for the node's own credentials (a client certificate
+/// of `system:node:NAME`), so that the agent reaches only its own Node, Lease and pods.
+pub async fn join_as_node(
+    server: &str,
+    (token, ca_file): (&JoinToken, Option<&Path>),
+    node: &str,
+) -> Result<kube::Client, JoinError> {
+    let (joined, ca) = join_with_ca(server, token, ca_file).await?;
+    let body = serde_json::json!({ "node": node });
+    let request = http::Request::post("/berth/v1/node-credentials")
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap_or_default())
+        .map_err(|e| JoinError::Client(e.to_string()))?;
+    let issued: NodeCredentials = joined
+        .request(request)
+        .await
+        .map_err(|e| JoinError::Refused(format!("node credentials: {e}")))?;
+    let encode = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+    let user = format!(
+        "client-certificate-data: {}\n    client-key-data: {}",
+        encode(&issued.cert),
+        encode(&issued.key)
+    );
+    client(server, &ca, &user).await
+}
+
+/// What the server issues a node.
+#[derive(serde::Deserialize)]
+struct NodeCredentials {
+    cert: String,
+    key: String,
+}
+
 /// A client of the cluster at `server` authenticated by `token`, trusting the CA the
 /// token pins or the one in `ca_file`; it has been checked to be accepted.
 pub async fn join(
@@ -107,6 +141,15 @@ pub async fn join(
     token: &JoinToken,
     ca_file: Option<&Path>,
 ) -> Result<kube::Client, JoinError> {
+    Ok(join_with_ca(server, token, ca_file).await?.0)
+}
+
+/// [`join`]'s client, and the CA it trusts (PEM).
+async fn join_with_ca(
+    server: &str,
+    token: &JoinToken,
+    ca_file: Option<&Path>,
+) -> Result<(kube::Client, String), JoinError> {
     let ca = match (&token.ca_sha256, ca_file) {
         (Some(expected), _) => pinned_ca(server, expected).await?,
         (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| JoinError::CaFile {
@@ -115,7 +158,7 @@ pub async fn join(
         })?,
         (None, None) => return Err(JoinError::NoCa),
     };
-    let client = client(server, &ca, &token.secret).await?;
+    let client = client(server, &ca, &format!("token: {}", token.secret)).await?;
     client
         .apiserver_version()
         .await
@@ -126,7 +169,7 @@ pub async fn join(
         .list_metadata(&kube::api::ListParams::default().limit(1))
         .await
         .map_err(|e| JoinError::Refused(e.to_string()))?;
-    Ok(client)
+    Ok((client, ca))
 }
 
 /// The server's CA, fetched without trusting the connection and kept only if its hash
@@ -159,11 +202,12 @@ async fn pinned_ca(server: &str, expected: &str) -> Result<String, JoinError> {
     Ok(ca)
 }
 
-/// A client of `server` that trusts `ca_pem` alone and presents `secret`.
-async fn client(server: &str, ca_pem: &str, secret: &str) -> Result<kube::Client, JoinError> {
+/// A client of `server` that trusts `ca_pem` alone and presents `user` (a kubeconfig
+/// user's fields: a token, or a client certificate and key).
+async fn client(server: &str, ca_pem: &str, user: &str) -> Result<kube::Client, JoinError> {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: berth\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: agent\n  user:\n    token: {secret}\ncontexts:\n- name: berth\n  context: {{cluster: berth, user: agent}}\ncurrent-context: berth\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: berth\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: agent\n  user:\n    {user}\ncontexts:\n- name: berth\n  context: {{cluster: berth, user: agent}}\ncurrent-context: berth\n"
     );
     let client_error = |e: &dyn std::fmt::Display| JoinError::Client(e.to_string());
     let kubeconfig =

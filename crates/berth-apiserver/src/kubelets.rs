@@ -101,6 +101,7 @@ impl Kubelets {
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/berth/v1/serving-certificate", post(serving_certificate))
+        .route("/berth/v1/node-credentials", post(node_credentials))
         .route(
             "/api/v1/namespaces/{namespace}/pods/{name}/exec",
             any(stream),
@@ -128,6 +129,71 @@ struct IssuedCertificate {
     cert: String,
     key: String,
     ca: String,
+}
+
+/// What an agent asks its own credentials for.
+#[derive(Deserialize)]
+struct CredentialsRequest {
+    node: String,
+}
+
+/// A client certificate and its key (PEM).
+#[derive(Serialize)]
+struct Credentials {
+    cert: String,
+    key: String,
+}
+
+/// `POST /berth/v1/node-credentials`: a joining agent trades the join token for
+/// credentials of its own node — a client certificate of `system:node:NAME` in
+/// `system:nodes` — which reach only that node's Node, Lease and pods (the Node
+/// authorizer and NodeRestriction), as kubelets' TLS bootstrap gets them.
+async fn node_credentials(
+    State(shared): State<Arc<Shared>>,
+    Extension(identity): Extension<Identity>,
+    Json(request): Json<CredentialsRequest>,
+) -> Response {
+    let allowed = match &identity {
+        Identity::Admin | Identity::Nodes => true,
+        Identity::Node(node) => *node == request.node,
+        _ => false,
+    };
+    let valid = !request.node.is_empty()
+        && request.node.len() <= 253
+        && request
+            .node
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if !allowed || !valid {
+        let (status, reason, message) = if allowed {
+            (
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("invalid node name {:?}", request.node),
+            )
+        } else {
+            (
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "{} may not get credentials for node {:?}",
+                    identity.user(),
+                    request.node
+                ),
+            )
+        };
+        return Status::new(status, reason, message).into_response();
+    }
+    let user = format!("system:node:{}", request.node);
+    match crate::pki::issue_client_certificate(&shared.tls_dir, &user, Some("system:nodes")) {
+        Ok((cert, key)) => Json(Credentials { cert, key }).into_response(),
+        Err(error) => Status::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            error.to_string(),
+        )
+        .into_response(),
+    }
 }
 
 /// `POST /berth/v1/serving-certificate`: a node's serving certificate, for its own name

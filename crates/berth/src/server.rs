@@ -83,7 +83,7 @@ async fn own_agent(
     };
     // The API may not answer for a moment after the token is written.
     let client = loop {
-        match berth_agent::join::join(&server, &token, None).await {
+        match berth_agent::join::join_as_node(&server, (&token, None), &config.node_name).await {
             Ok(client) => break client,
             Err(error) => {
                 tracing::debug!(%error, "the machine's agent waits for the API");
@@ -148,12 +148,12 @@ pub fn agent(args: AgentArgs) -> Result<ExitCode, Outcome> {
         .context("start the async runtime")?;
     runtime.block_on(async {
         let token = berth_agent::join::JoinToken::parse(&args.token)?;
-        let client =
-            berth_agent::join::join(&args.server, &token, args.certificate_authority.as_deref())
-                .await?;
+        let ca_file = args.certificate_authority.as_deref();
         let work = async {
             match args.simulate {
                 Some(count) => {
+                    // Simulated nodes share one process: they keep the join token's rights.
+                    let client = berth_agent::join::join(&args.server, &token, ca_file).await?;
                     let simulation = berth_agent::simulate::Simulation {
                         prefix: args
                             .node
@@ -171,7 +171,12 @@ pub fn agent(args: AgentArgs) -> Result<ExitCode, Outcome> {
                 None => {
                     let config =
                         agent_config(&args.data_dir, &args.node, Some(args.heartbeat_interval))?;
-                    run_agent(client, config).await.context("run the node")
+                    let name = &config.node_name;
+                    let joined =
+                        berth_agent::join::join_as_node(&args.server, (&token, ca_file), name);
+                    run_agent(joined.await?, config)
+                        .await
+                        .context("run the node")
                 }
             }
         };
