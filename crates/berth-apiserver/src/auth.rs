@@ -1,7 +1,8 @@
 //! Authentication and authorization: bearer tokens made on first start — the admin's
 //! (in `admin.kubeconfig`), a read-only viewer's (in `viewer.kubeconfig`) and the node
-//! join token (`<data-dir>/node-token`) — and per-node tokens derived from the join
-//! token ([`node_token`]), which an agent computes for its own node's name. A request
+//! join token (`<data-dir>/node-token`) — per-node tokens derived from the join token
+//! ([`node_token`]), and client certificates the cluster CA signed (agents trade the
+//! join token for one of their own node at join, `kubelets.rs`). A request
 //! without a valid token gets 401; one its identity may not make gets 403, both in the
 //! Status format.
 //!
