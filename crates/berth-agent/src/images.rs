@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_engine::Engine;
-use berth_image::Reference;
-use k8s_openapi::api::core::v1::Container;
+use berth_image::{Credentials, Reference};
+use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use kube::{Api, ResourceExt};
 
 use crate::status::Waiting;
 
@@ -18,8 +19,8 @@ use crate::status::Waiting;
 /// image cannot be had. `report` hears whether a pull starts (true) or the image is
 /// used as it is (false).
 pub async fn ensure(
-    engine: &Arc<Engine>,
-    container: &Container,
+    (engine, client): (&Arc<Engine>, &kube::Client),
+    (pod, container): (&Pod, &Container),
     report: &(dyn Fn(bool) + Sync),
 ) -> Result<Option<Duration>, Waiting> {
     let image = container.image.clone().unwrap_or_default();
@@ -58,13 +59,52 @@ pub async fn ensure(
     }
     report(true);
     let started = Instant::now();
-    match engine.pull_image(&reference, None, &|_| {}).await {
+    let credentials = pull_credentials(client, pod, &reference).await;
+    match engine.pull_image(&reference, credentials, &|_| {}).await {
         Ok(_) => Ok(Some(started.elapsed())),
         Err(error) => Err(Waiting::new(
             "ErrImagePull",
             format!("Failed to pull image {image:?}: {error}"),
         )),
     }
+}
+
+/// The credentials the pod's first imagePullSecret holding one for the image's
+/// registry has (a `kubernetes.io/dockerconfigjson` secret, or an old `dockercfg` one);
+/// None to pull anonymously. A secret that is missing is passed over, as the kubelet
+/// passes it over.
+async fn pull_credentials(
+    client: &kube::Client,
+    pod: &Pod,
+    reference: &Reference,
+) -> Option<Credentials> {
+    let (registry, _) = reference.registry_and_path();
+    let secrets: Api<Secret> =
+        Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    let names = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.image_pull_secrets.iter().flatten());
+    for name in names {
+        let Ok(Some(secret)) = secrets.get_opt(&name.name).await else {
+            tracing::warn!(secret = %name.name, "an imagePullSecret is missing");
+            continue;
+        };
+        let data = secret.data.unwrap_or_default();
+        let found = match (data.get(".dockerconfigjson"), data.get(".dockercfg")) {
+            (Some(config), _) => Credentials::from_docker_config(&config.0, &registry),
+            // The old format is the `auths` map alone.
+            (None, Some(old)) => {
+                let wrapped = serde_json::json!({"auths": serde_json::from_slice::<serde_json::Value>(&old.0).ok()?});
+                Credentials::from_docker_config(wrapped.to_string().as_bytes(), &registry)
+            }
+            (None, None) => None,
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
 }
 
 /// Imports every `*.tar` (and `*.tar.gz`) archive of `dir`, as `docker load` would;

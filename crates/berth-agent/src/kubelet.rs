@@ -557,7 +557,12 @@ impl Worker {
                 self.event("Normal", "Pulled", message);
             }
         };
-        let pulled = crate::images::ensure(&self.kubelet.engine, container, &report).await?;
+        let pulled = crate::images::ensure(
+            (&self.kubelet.engine, &self.kubelet.client),
+            (&self.pod, container),
+            &report,
+        )
+        .await?;
         if let Some(took) = pulled {
             let message = format!("Successfully pulled image {image:?} in {took:?}");
             self.event("Normal", "Pulled", message);

@@ -12,6 +12,7 @@ mod lifecycle;
 mod metrics;
 mod placement;
 mod pods;
+mod pulls;
 mod scenarios;
 mod server;
 mod storage;

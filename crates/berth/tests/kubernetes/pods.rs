@@ -82,6 +82,11 @@ impl AllInOne {
         command
     }
 
+    /// The test host's network namespace.
+    pub(crate) fn host_path(&self) -> std::path::PathBuf {
+        self.host.path()
+    }
+
     /// The folder of the cluster's state and the test's files.
     pub(crate) fn scratch_path(&self) -> &Path {
         self.scratch.path()
