@@ -4,7 +4,9 @@
 //! seccomp profile — Kubernetes' default is none (`Unconfined`) unless the pod asks for
 //! `RuntimeDefault`. What Berth does not enforce is refused by name.
 
-use berth_engine::ContainerSecurity;
+use std::path::Path;
+
+use berth_engine::{ContainerSecurity, Seccomp};
 use k8s_openapi::api::core::v1::{Container, Pod, SeccompProfile};
 
 use crate::spec::Refusal;
@@ -13,7 +15,7 @@ use crate::spec::Refusal;
 pub fn settings(
     pod: &Pod,
     container: &Container,
-    image_user: &str,
+    (image_user, profiles): (&str, &Path),
 ) -> Result<ContainerSecurity, Refusal> {
     let pod_context = pod
         .spec
@@ -75,19 +77,34 @@ pub fn settings(
         cap_add: capabilities.add.unwrap_or_default(),
         cap_drop: capabilities.drop.unwrap_or_default(),
         no_new_privileges: own.allow_privilege_escalation == Some(false),
-        seccomp_unconfined: unconfined(seccomp.as_ref(), &container.name)?,
+        seccomp: seccomp_of(seccomp.as_ref(), profiles)?,
     })
 }
 
-/// Whether the container runs without a seccomp filter: yes unless `RuntimeDefault`.
-fn unconfined(profile: Option<&SeccompProfile>, container: &str) -> Result<bool, Refusal> {
-    match profile.map(|p| p.type_.as_str()) {
-        None | Some("Unconfined") => Ok(true),
-        Some("RuntimeDefault") => Ok(false),
-        Some("Localhost") => Err(Refusal::Unsupported(format!(
-            "seccompProfile type Localhost (container {container:?})"
-        ))),
-        Some(other) => Err(Refusal::Invalid(format!(
+/// The container's seccomp filter: none unless the pod asks (`RuntimeDefault`, or a
+/// `Localhost` profile read from the node's `profiles` folder, the kubelet's
+/// /var/lib/kubelet/seccomp).
+fn seccomp_of(profile: Option<&SeccompProfile>, profiles: &Path) -> Result<Seccomp, Refusal> {
+    let Some(profile) = profile else {
+        return Ok(Seccomp::Unconfined);
+    };
+    match profile.type_.as_str() {
+        "Unconfined" => Ok(Seccomp::Unconfined),
+        "RuntimeDefault" => Ok(Seccomp::RuntimeDefault),
+        "Localhost" => {
+            let name = profile.localhost_profile.as_deref().unwrap_or_default();
+            if name.is_empty() || name.starts_with('/') || name.split('/').any(|p| p == "..") {
+                return Err(Refusal::Invalid(format!(
+                    "seccompProfile localhostProfile {name:?} must name a file under the node's seccomp folder"
+                )));
+            }
+            let path = profiles.join(name);
+            let json = std::fs::read_to_string(&path).map_err(|e| {
+                Refusal::Invalid(format!("seccomp profile {}: {e}", path.display()))
+            })?;
+            Ok(Seccomp::Profile(json))
+        }
+        other => Err(Refusal::Invalid(format!(
             "seccompProfile type {other:?} is not RuntimeDefault, Unconfined or Localhost"
         ))),
     }

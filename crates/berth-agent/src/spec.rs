@@ -169,7 +169,8 @@ pub async fn container_request(
                 .to_string()
         })
         .unwrap_or_default();
-    let security = crate::security::settings(pod, container, &image_user)?;
+    let profiles = kubelet.data_dir().join("seccomp");
+    let security = crate::security::settings(pod, container, (&image_user, &profiles))?;
     // `$(NAME)` in command and args is the container's variable, as the kubelet has it.
     let expanded = |words: &Option<Vec<String>>| {
         words

@@ -46,7 +46,9 @@ pub use model::{
 };
 pub use monitor::{ExitRecord, run_monitor};
 pub use networks::{BridgeConfig, Network, NetworkRequest};
-pub use pods::{ContainerSecurity, HostPort, PodContainerRequest, PodSandbox, SandboxRequest};
+pub use pods::{
+    ContainerSecurity, HostPort, PodContainerRequest, PodSandbox, SandboxRequest, Seccomp,
+};
 pub use pulls::Pulled;
 pub use settings::parse_signal;
 pub use update::UpdateRequest;

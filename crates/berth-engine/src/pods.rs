@@ -144,16 +144,30 @@ pub struct ContainerSecurity {
     pub cap_drop: Vec<String>,
     /// No privilege escalation (`allowPrivilegeEscalation: false`).
     pub no_new_privileges: bool,
-    /// No seccomp filter (Kubernetes' default) rather than the runtime's default one.
-    pub seccomp_unconfined: bool,
+    /// The seccomp filter.
+    pub seccomp: Seccomp,
+}
+
+/// A pod container's seccomp filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Seccomp {
+    /// None (Kubernetes' default, `Unconfined`).
+    #[default]
+    Unconfined,
+    /// The runtime's default profile (`RuntimeDefault`).
+    RuntimeDefault,
+    /// A profile of the node's (`Localhost`), as its JSON.
+    Profile(String),
 }
 
 impl ContainerSecurity {
     /// The `--security-opt` values that say the same.
     fn security_options(&self) -> Vec<String> {
         let mut options = Vec::new();
-        if self.seccomp_unconfined {
-            options.push("seccomp=unconfined".to_string());
+        match &self.seccomp {
+            Seccomp::Unconfined => options.push("seccomp=unconfined".to_string()),
+            Seccomp::RuntimeDefault => {}
+            Seccomp::Profile(json) => options.push(format!("seccomp={json}")),
         }
         if self.no_new_privileges {
             options.push("no-new-privileges".to_string());

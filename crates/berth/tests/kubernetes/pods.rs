@@ -265,6 +265,19 @@ const CONFINED_PODS: &str = r#"
 apiVersion: v1
 kind: Pod
 metadata:
+  name: filtered
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sh", "-c", "touch /tmp/file && ! mkdir /tmp/dir"]
+    securityContext:
+      seccompProfile: {type: Localhost, localhostProfile: profiles/no-mkdir.json}
+---
+apiVersion: v1
+kind: Pod
+metadata:
   name: confined
 spec:
   restartPolicy: Never
@@ -300,7 +313,21 @@ spec:
 #[test]
 fn security_contexts_set_users_groups_and_confinement() {
     let cluster = AllInOne::start("confined");
+    // A node's own seccomp profile, as the kubelet's /var/lib/kubelet/seccomp holds them.
+    let profiles = cluster.scratch.path().join("data/agent/seccomp/profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    let no_mkdir = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#;
+    std::fs::write(profiles.join("no-mkdir.json"), no_mkdir).unwrap();
     cluster.apply("confined.yaml", CONFINED_PODS);
+    let filtered = cluster.pod_field("filtered", ".status.phase", |p| {
+        matches!(p, "Succeeded" | "Failed")
+    });
+    assert_eq!(
+        filtered,
+        "Succeeded",
+        "{}",
+        cluster.kubectl_ok(&["logs", "filtered"])
+    );
     let phase = cluster.pod_field("confined", ".status.phase", |p| {
         matches!(p, "Succeeded" | "Failed")
     });
