@@ -29,6 +29,7 @@ mod security;
 pub mod simulate;
 mod spec;
 mod status;
+mod storage;
 mod streams;
 
 /// How often the agent renews its node Lease, as the kubelet does by default.
@@ -126,6 +127,10 @@ impl Agent {
         let api = api::serve(&client, (&identity.name, address), Arc::clone(&engine)).await?;
         node::register(&client, &identity, &config.data_dir, true).await?;
         tracing::info!(node = %identity.name, %ip, pod_cidr = %cidr, "node agent running");
+        tokio::spawn(storage::collect(
+            client.clone(),
+            config.data_dir.join("storage"),
+        ));
         let kubelet = Arc::new(kubelet::Kubelet {
             client,
             engine,

@@ -96,4 +96,15 @@ fn a_statefulsets_claim_is_provisioned_locally_and_keeps_its_data_across_pods() 
     cluster.kubectl_until(&["get", "pv", "-o", "name"], limit, |text| {
         !text.contains(&volume)
     });
+    // And the node removes its data.
+    let folder = cluster.scratch_path().join("data/agent/storage");
+    let deadline = std::time::Instant::now() + limit;
+    while std::fs::read_dir(&folder).is_ok_and(|mut d| d.next().is_some()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the volume's data stayed in {}",
+            folder.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
