@@ -18,7 +18,7 @@ use std::time::Duration;
 use berth_engine::Engine;
 use http_body_util::Empty;
 use hyper::body::Bytes;
-use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Probe};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, LifecycleHandler, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::spec::Refusal;
@@ -81,15 +81,7 @@ pub fn check(container: &Container) -> Result<(), Refusal> {
                 container.name
             )));
         }
-        if let Some(get) = &hook.http_get
-            && get.scheme.as_deref().is_some_and(|s| s != "HTTP")
-        {
-            return Err(Refusal::Unsupported(format!(
-                "httpGet hooks of scheme {} (container {:?})",
-                get.scheme.as_deref().unwrap_or_default(),
-                container.name
-            )));
-        }
+        http_only(hook.http_get.as_ref(), "hooks", &container.name)?;
     }
     for probe in probes.into_iter().flatten() {
         if probe.grpc.is_some() {
@@ -98,17 +90,19 @@ pub fn check(container: &Container) -> Result<(), Refusal> {
                 container.name
             )));
         }
-        if let Some(get) = &probe.http_get
-            && get.scheme.as_deref().is_some_and(|s| s != "HTTP")
-        {
-            return Err(Refusal::Unsupported(format!(
-                "httpGet probes of scheme {} (container {:?})",
-                get.scheme.as_deref().unwrap_or_default(),
-                container.name
-            )));
-        }
+        http_only(probe.http_get.as_ref(), "probes", &container.name)?;
     }
     Ok(())
+}
+
+/// Refuses an httpGet handler of a scheme other than HTTP (HTTPS is not run yet).
+fn http_only(get: Option<&HTTPGetAction>, what: &str, container: &str) -> Result<(), Refusal> {
+    match get.and_then(|g| g.scheme.as_deref()) {
+        Some(scheme) if scheme != "HTTP" => Err(Refusal::Unsupported(format!(
+            "httpGet {what} of scheme {scheme} (container {container:?})"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Runs a lifecycle hook's handler once, for up to `timeout`: Ok, or why it failed.

@@ -54,18 +54,7 @@ pub(crate) async fn start(
             .body(Body::empty())
             .unwrap_or_default());
     }
-    let stdin = child
-        .stdin
-        .take()
-        .and_then(|s| tokio::process::ChildStdin::from_std(s).ok());
-    let stdout = child
-        .stdout
-        .take()
-        .and_then(|s| tokio::process::ChildStdout::from_std(s).ok());
-    let stderr = child
-        .stderr
-        .take()
-        .and_then(|s| tokio::process::ChildStderr::from_std(s).ok());
+    let (stdin, stdout, stderr) = berth_engine::exec_pipes(&mut child);
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else {
             let _ = child.kill();

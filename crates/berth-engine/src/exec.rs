@@ -160,6 +160,32 @@ impl Engine {
     }
 }
 
+/// An exec helper's pipes, for async readers and writers: stdin (when the exec takes
+/// input), stdout and stderr.
+pub type ExecPipes = (
+    Option<tokio::process::ChildStdin>,
+    Option<tokio::process::ChildStdout>,
+    Option<tokio::process::ChildStderr>,
+);
+
+/// Takes the pipes of a child [`Engine::start_exec`] started, for use on a tokio runtime.
+pub fn exec_pipes(child: &mut Child) -> ExecPipes {
+    (
+        child
+            .stdin
+            .take()
+            .and_then(|p| tokio::process::ChildStdin::from_std(p).ok()),
+        child
+            .stdout
+            .take()
+            .and_then(|p| tokio::process::ChildStdout::from_std(p).ok()),
+        child
+            .stderr
+            .take()
+            .and_then(|p| tokio::process::ChildStderr::from_std(p).ok()),
+    )
+}
+
 impl Engine {
     /// Docker's exec events: `exec_create: CMD ARGS`, on the container, with the exec id.
     fn emit_exec(&self, record: &ExecRecord, action: &str, extra: &[(&str, String)]) {

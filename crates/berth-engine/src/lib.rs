@@ -38,7 +38,7 @@ pub use changes::{CommitRequest, apply_changes};
 pub use containers::WaitCondition;
 pub use copy::PathStat;
 pub use events::{Actor, Event};
-pub use exec::{ExecRecord, ExecRequest};
+pub use exec::{ExecPipes, ExecRecord, ExecRequest, exec_pipes};
 pub use health::{Health, HealthConfig, ProbeResult};
 pub use model::{
     Container, CreateRequest, DeviceMapping, Endpoint, EndpointConfig, HostConfig, PublishedPort,

@@ -118,19 +118,10 @@ async fn run_exec(
     if let Some(resize) = resize {
         tokio::spawn(drain(resize));
     }
-    if let (Some(input), Some(pipe)) = (stdin, child.stdin.take())
-        && let Ok(pipe) = tokio::process::ChildStdin::from_std(pipe)
-    {
+    let (pipe, stdout, stderr) = berth_engine::exec_pipes(&mut child);
+    if let (Some(input), Some(pipe)) = (stdin, pipe) {
         tokio::spawn(feed(input, pipe));
     }
-    let stdout = child
-        .stdout
-        .take()
-        .and_then(|p| tokio::process::ChildStdout::from_std(p).ok());
-    let stderr = child
-        .stderr
-        .take()
-        .and_then(|p| tokio::process::ChildStderr::from_std(p).ok());
     tokio::join!(
         pump(stdout, Channel::Stdout, &output),
         pump(stderr, Channel::Stderr, &output)
