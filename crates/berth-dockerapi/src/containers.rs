@@ -719,8 +719,8 @@ pub(crate) async fn restart(
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub(crate) struct ResizeQuery {
-    h: u16,
-    w: u16,
+    pub(crate) h: u16,
+    pub(crate) w: u16,
 }
 
 /// `POST /containers/{id}/resize`: the attached client's terminal size.

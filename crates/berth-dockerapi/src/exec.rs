@@ -109,6 +109,16 @@ async fn pump<W: tokio::io::AsyncWrite + Unpin>(
     }
 }
 
+/// `POST /exec/{id}/resize`: the exec's terminal size (`docker exec -it`).
+pub(crate) async fn resize(
+    Extract(engine): Extract<State>,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<crate::containers::ResizeQuery>,
+) -> Result<StatusCode, ApiError> {
+    crate::containers::blocking(move || engine.resize_exec(&id, query.h, query.w)).await?;
+    Ok(StatusCode::OK)
+}
+
 /// `GET /exec/{id}/json`.
 pub(crate) async fn inspect(
     Extract(engine): Extract<State>,

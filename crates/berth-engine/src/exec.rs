@@ -47,13 +47,23 @@ pub struct ExecRecord {
     pub exit_code: Option<i32>,
 }
 
-/// The exec instances of an engine.
+/// The exec instances of an engine, and the terminal size pipes of the running ones
+/// that have a terminal.
 #[derive(Debug, Default)]
-pub(crate) struct Execs(Mutex<HashMap<String, ExecRecord>>);
+pub(crate) struct Execs {
+    records: Mutex<HashMap<String, ExecRecord>>,
+    terminals: Mutex<HashMap<String, std::fs::File>>,
+}
 
 impl Execs {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ExecRecord>> {
-        self.0
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn terminals(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::fs::File>> {
+        self.terminals
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -102,11 +112,20 @@ impl Engine {
         } else {
             Stdio::null()
         };
+        // With a terminal, the helper relays it and takes its sizes from a pipe.
+        let sizes = if record.request.tty {
+            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| Error::Io(self.berth_binary.clone(), e.into()))?;
+            self.execs.terminals().insert(id.to_string(), write.into());
+            Some(read)
+        } else {
+            None
+        };
         let child = self.spawn_exec_helper(
-            &record.container_id,
-            &format!("exec-{id}.json"),
+            (&record.container_id, &format!("exec-{id}.json")),
             &record.request,
             [stdin, Stdio::piped(), Stdio::piped()],
+            sizes.as_ref(),
         )?;
         if let Some(record) = self.execs.lock().get_mut(id) {
             record.running = true;
@@ -117,25 +136,43 @@ impl Engine {
 
     /// Starts `berth oci exec` for `request` in the container, its process spec written
     /// to `file_name` in the container's directory, with `stdio` as its stdin, stdout and
-    /// stderr: the one way execs and health probes enter a container.
+    /// stderr, and `sizes` (the read end of a pipe of terminal sizes) as its descriptor
+    /// 3: the one way execs and health probes enter a container.
     pub(crate) fn spawn_exec_helper(
         &self,
-        container_id: &str,
-        file_name: &str,
+        (container_id, file_name): (&str, &str),
         request: &ExecRequest,
         [stdin, stdout, stderr]: [Stdio; 3],
+        sizes: Option<&std::os::fd::OwnedFd>,
     ) -> Result<Child> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
         let dir = self.container_dir(container_id);
         let process = exec_process(&dir.join("config.json"), request)?;
         let file = dir.join(file_name);
         std::fs::write(&file, serde_json::to_vec(&process).unwrap_or_default())
             .map_err(|e| Error::Io(file.clone(), e))?;
-        Command::new(&self.berth_binary)
+        let mut command = Command::new(&self.berth_binary);
+        command
             .arg("oci")
             .arg("--root")
             .arg(&self.runtime_root)
             .args(["exec", "--process"])
-            .arg(&file)
+            .arg(&file);
+        if let Some(sizes) = sizes {
+            let raw = sizes.as_raw_fd();
+            command.args(["--resize-fd", "3"]);
+            // SAFETY: only dup2, which is async-signal-safe, between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::dup2(raw, 3) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        command
             .arg(container_id)
             .stdin(stdin)
             .stdout(stdout)
@@ -144,8 +181,25 @@ impl Engine {
             .map_err(|e| Error::Io(self.berth_binary.clone(), e))
     }
 
+    /// Sets the size of a running exec instance's terminal (`docker exec -t`'s and
+    /// `kubectl exec -t`'s resizes).
+    pub fn resize_exec(&self, id: &str, rows: u16, columns: u16) -> Result<()> {
+        use std::io::Write;
+        let record = self.exec(id)?;
+        let mut terminals = self.execs.terminals();
+        let pipe = terminals.get_mut(id).ok_or_else(|| {
+            Error::Conflict(format!(
+                "exec {id} has no terminal, or its process has ended (running: {})",
+                record.running
+            ))
+        })?;
+        pipe.write_all(format!("{rows} {columns}\n").as_bytes())
+            .map_err(|e| Error::Io(self.berth_binary.clone(), e))
+    }
+
     /// Records the end of an exec instance's process.
     pub fn exec_ended(&self, id: &str, exit_code: i32) {
+        self.execs.terminals().remove(id);
         if let Ok(record) = self.exec(id) {
             self.emit_exec(&record, "exec_die", &[("exitCode", exit_code.to_string())]);
         }

@@ -171,7 +171,7 @@ impl Engine {
         };
         let stdio = [Stdio::null(), Stdio::piped(), Stdio::null()];
         let file = format!("{kind}-probe.json");
-        let mut child = self.spawn_exec_helper(id, &file, &request, stdio)?;
+        let mut child = self.spawn_exec_helper((id, &file), &request, stdio, None)?;
         let deadline = Instant::now() + timeout;
         let code = loop {
             match child.try_wait() {

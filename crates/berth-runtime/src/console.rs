@@ -100,9 +100,13 @@ pub fn receive_master(socket: &OwnedFd) -> Result<OwnedFd> {
 }
 
 /// Relays the runtime's stdin to the terminal and the terminal to its stdout until the
-/// container's side is closed, with the runtime's own terminal (if any) in raw mode.
-pub(crate) fn relay(master: OwnedFd) {
+/// container's side is closed, with the runtime's own terminal (if any) in raw mode; the
+/// terminal takes each size read from `resizes` (`ROWS COLUMNS` lines).
+pub(crate) fn relay(master: OwnedFd, resizes: Option<std::fs::File>) {
     copy_window_size(&master);
+    if let (Some(resizes), Ok(terminal)) = (resizes, master.try_clone()) {
+        std::thread::spawn(move || follow_sizes(resizes, &terminal));
+    }
     let raw = RawMode::enter();
     if let Ok(input) = master.try_clone() {
         // The copy of stdin ends with the process, or when the terminal is gone.
@@ -128,6 +132,28 @@ pub(crate) fn relay(master: OwnedFd) {
         }
     }
     drop(raw);
+}
+
+/// Sets the terminal's size to each `ROWS COLUMNS` line of `resizes` until it ends.
+fn follow_sizes(resizes: std::fs::File, terminal: &OwnedFd) {
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(resizes)
+        .lines()
+        .map_while(|l| l.ok())
+    {
+        let mut numbers = line.split_whitespace().map(|n| n.parse::<u16>());
+        let (Some(Ok(rows)), Some(Ok(columns))) = (numbers.next(), numbers.next()) else {
+            continue;
+        };
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: columns,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ with a winsize struct on the stack.
+        unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    }
 }
 
 /// Gives the container's terminal the size of the runtime's, when it has one.

@@ -34,6 +34,10 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     /// Send the terminal's master to the listener on this socket (`--console-socket`).
     pub console_socket: Option<PathBuf>,
+    /// A descriptor of this process to read the relayed terminal's sizes from, one
+    /// `ROWS COLUMNS` line each (`--resize-fd`, a Berth extension: a caller relaying
+    /// through us has no terminal of its own for us to copy the size from).
+    pub resize_fd: Option<i32>,
 }
 
 /// Options of `create` and `run` beyond the bundle.
@@ -86,7 +90,7 @@ impl Runtime {
     pub fn run(&self, id: &str, bundle: &Path, options: &CreateOptions, keep: bool) -> Result<i32> {
         let spawned = self.start_at_once(id, bundle, options, true)?;
         if let Some(console) = spawned.console {
-            crate::console::relay(crate::console::receive_master(&console)?);
+            crate::console::relay(crate::console::receive_master(&console)?, None);
         }
         let code = wait_exit(spawned.pid);
         if !keep {
@@ -471,7 +475,11 @@ impl Runtime {
             std::fs::write(pid_file, pid.to_string()).at(pid_file)?;
         }
         if let Some(console) = our_console {
-            crate::console::relay(crate::console::receive_master(&console)?);
+            // SAFETY: the caller hands this descriptor over for the relay's use alone.
+            let resizes = options
+                .resize_fd
+                .map(|fd| unsafe { std::fs::File::from_raw_fd(fd) });
+            crate::console::relay(crate::console::receive_master(&console)?, resizes);
         }
         let code = wait_exit(child.as_raw());
         Ok(if options.detach { pid } else { code })

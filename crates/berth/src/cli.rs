@@ -671,6 +671,10 @@ pub struct ExecArgs {
     /// Unix socket to send the terminal's master to (with --tty)
     #[arg(long, value_name = "PATH")]
     pub console_socket: Option<PathBuf>,
+    /// Read the terminal's sizes (`ROWS COLUMNS` lines) from this inherited descriptor
+    /// while relaying it (with --tty and no --console-socket; a Berth extension)
+    #[arg(long, value_name = "FD")]
+    pub resize_fd: Option<i32>,
     /// The container id
     pub id: String,
     /// The command and its arguments

@@ -60,6 +60,7 @@ fn dispatch(oci: Oci) -> Result<ExitCode, Outcome> {
                 detach: args.detach,
                 pid_file: args.pid_file.clone(),
                 console_socket: args.console_socket.clone(),
+                resize_fd: args.resize_fd,
             };
             let code = runtime.exec(&args.id, &process, &options)?;
             if !args.detach {

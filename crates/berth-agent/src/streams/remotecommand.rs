@@ -114,9 +114,11 @@ async fn run_exec(
             return output.finish(&internal_error(&message)).await;
         }
     };
-    // An exec's terminal keeps the size it was made with.
-    if let Some(resize) = resize {
-        tokio::spawn(drain(resize));
+    if let Some(sizes) = resize {
+        let (engine, id) = (Arc::clone(&engine), id.clone());
+        tokio::spawn(resize_terminal(sizes, move |rows, columns| {
+            engine.resize_exec(&id, rows, columns)
+        }));
     }
     let (pipe, stdout, stderr) = berth_engine::exec_pipes(&mut child);
     if let (Some(input), Some(pipe)) = (stdin, pipe) {
@@ -213,7 +215,10 @@ async fn run_attach(engine: Arc<Engine>, run: Container, log: std::fs::File, ses
         }
     }
     if let Some(sizes) = resize {
-        tokio::spawn(resize_terminal(Arc::clone(&engine), run.id.clone(), sizes));
+        let (engine, id) = (Arc::clone(&engine), run.id.clone());
+        tokio::spawn(resize_terminal(sizes, move |rows, columns| {
+            engine.resize_container(&id, rows, columns)
+        }));
     }
     let offset = log.metadata().map_or(0, |m| m.len());
     let (sender, mut entries) = mpsc::channel(16);
@@ -246,16 +251,19 @@ struct TerminalSize {
     height: u16,
 }
 
-/// Gives the container's terminal each size the client sends.
-async fn resize_terminal(engine: Arc<Engine>, id: String, mut sizes: mpsc::Receiver<Vec<u8>>) {
+/// Gives a terminal each size the client sends, through `apply` (rows, columns).
+async fn resize_terminal<F>(mut sizes: mpsc::Receiver<Vec<u8>>, apply: F)
+where
+    F: Fn(u16, u16) -> berth_engine::Result<()> + Clone + Send + 'static,
+{
     while let Some(bytes) = sizes.recv().await {
         let messages = serde_json::Deserializer::from_slice(&bytes).into_iter::<TerminalSize>();
         for size in messages.map_while(Result::ok) {
-            let (engine, id) = (Arc::clone(&engine), id.clone());
-            let _ = tokio::task::spawn_blocking(move || {
-                engine.resize_container(&id, size.height, size.width)
-            })
-            .await;
+            let apply = apply.clone();
+            let resized = tokio::task::spawn_blocking(move || apply(size.height, size.width)).await;
+            if let Ok(Err(error)) = resized {
+                tracing::debug!(%error, "a terminal could not be resized");
+            }
         }
     }
 }

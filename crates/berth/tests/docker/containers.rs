@@ -371,10 +371,12 @@ fn docker_exec_runs_in_the_container_with_stdin_user_and_exit_status() {
     // not only once it has ended.
     let mut terminal = Command::new("timeout")
         .args([
+            "-k",
+            "5",
             "60",
             "script",
             "-qec",
-            "docker exec -it target sh",
+            "stty rows 33 cols 101; docker exec -it target sh",
             "/dev/null",
         ])
         .env("DOCKER_CONFIG", daemon.scratch.path().join("docker-config"))
@@ -385,7 +387,10 @@ fn docker_exec_runs_in_the_container_with_stdin_user_and_exit_status() {
         .unwrap();
     // The input stays open until docker has ended: script ends the session at its end.
     let mut typed = terminal.stdin.take().unwrap();
-    std::io::Write::write_all(&mut typed, b"tty; echo $((6*7)); exit 5\n").unwrap();
+    // The terminal takes the client's size (a resize), which the shell waits for.
+    let input =
+        b"tty; until [ \"$(stty size)\" = \"33 101\" ]; do :; done; echo $((6*7)); exit 5\n";
+    std::io::Write::write_all(&mut typed, input).unwrap();
     let status = terminal.wait().unwrap();
     drop(typed);
     let mut shown = String::new();

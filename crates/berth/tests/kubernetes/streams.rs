@@ -66,7 +66,7 @@ fn kubectl_release(minor: u32) -> PathBuf {
 /// kubectl `release` on the cluster's host, with `args`, as a child with piped stdio.
 fn spawn(cluster: &AllInOne, release: &std::path::Path, args: &[&str]) -> ChildGuard {
     let child = cluster
-        .host_command(&["timeout", "60"])
+        .host_command(&["timeout", "-k", "5", "60"])
         .arg(release)
         .args(args)
         .stdin(Stdio::piped())
@@ -115,7 +115,8 @@ fn on_terminal(
     args: &str,
     typed: &str,
 ) -> (String, Option<i32>) {
-    let command = format!("{} {args}", release.display());
+    // A terminal of a known size, which kubectl passes on.
+    let command = format!("stty rows 33 cols 101; {} {args}", release.display());
     let mut child = spawn(
         cluster,
         std::path::Path::new("script"),
@@ -188,12 +189,9 @@ fn exec_cp_attach_and_port_forward_work_with_kubectl_1_27_and_1_33() {
         );
 
         // exec -it: a terminal, an interactive shell.
-        let (shown, code) = on_terminal(
-            &cluster,
-            &kubectl,
-            "exec -it box -- sh",
-            "tty; echo $((6*7)); exit 5\n",
-        );
+        let typed =
+            "tty; until [ \"$(stty size)\" = \"33 101\" ]; do :; done; echo $((6*7)); exit 5\n";
+        let (shown, code) = on_terminal(&cluster, &kubectl, "exec -it box -- sh", typed);
         assert_eq!(code, Some(5), "kubectl 1.{minor}: {shown}");
         assert!(
             shown.contains("/dev/pts/") && shown.contains("\n42\n"),
