@@ -140,7 +140,18 @@ pub fn sandbox_request(pod: &Pod) -> Result<SandboxRequest, Refusal> {
         host_ipc: spec.host_ipc == Some(true),
         host_ports,
         labels: pod_labels(pod),
+        cgroup: pod_cgroup(pod, &spec),
     })
+}
+
+/// The pod's cgroup under the node's (`kubepods`), as the kubelet lays them out by QoS
+/// class: `pod<uid>` for Guaranteed pods, `burstable/pod<uid>`, `besteffort/pod<uid>`.
+fn pod_cgroup(pod: &Pod, spec: &k8s_openapi::api::core::v1::PodSpec) -> String {
+    let own = format!("pod{}", pod.uid().unwrap_or_default());
+    match crate::status::qos_class(spec) {
+        "Guaranteed" => own,
+        class => format!("{}/{own}", class.to_lowercase()),
+    }
 }
 
 /// Run `attempt` of `container` of `pod`, in `sandbox`.

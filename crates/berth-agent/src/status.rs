@@ -329,7 +329,7 @@ fn conditions(old: &PodStatus, phase: &str, initialized: bool, ready: bool) -> V
 
 /// Guaranteed when every container limits CPU and memory to what it requests,
 /// BestEffort when none asks for either, Burstable otherwise.
-fn qos_class(spec: &k8s_openapi::api::core::v1::PodSpec) -> &'static str {
+pub(crate) fn qos_class(spec: &k8s_openapi::api::core::v1::PodSpec) -> &'static str {
     let containers = spec
         .containers
         .iter()

@@ -374,7 +374,7 @@ impl Engine {
             container,
             &overlay.target,
             &etc,
-            &self.cgroup_parent,
+            &self.cgroup_parent_of(container),
             sandbox.netns.as_deref(),
         )?;
         if let Some(mounts) = spec["mounts"].as_array_mut() {

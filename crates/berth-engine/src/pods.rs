@@ -40,6 +40,9 @@ pub struct SandboxRequest {
     pub host_ports: Vec<HostPort>,
     /// Labels, for the agent to find its pod's sandbox again.
     pub labels: BTreeMap<String, String>,
+    /// The pod's cgroup under the engine's cgroup parent, which its containers' go in
+    /// (the kubelet's `burstable/pod<uid>`); empty for none of its own.
+    pub cgroup: String,
 }
 
 /// A pod port published on the host.
@@ -78,6 +81,9 @@ pub struct PodSandbox {
     pub endpoint: Option<Endpoint>,
     /// The /etc/resolv.conf its containers get.
     pub resolv_conf: String,
+    /// Its cgroup under the engine's cgroup parent ([`SandboxRequest::cgroup`]).
+    #[serde(default)]
+    pub cgroup: String,
 }
 
 impl PodSandbox {
@@ -264,7 +270,14 @@ impl Engine {
             uts: (!request.host_network).then(|| pins.join("uts")),
             endpoint: None,
             resolv_conf: String::new(),
+            cgroup: request.cgroup.trim_matches('/').to_string(),
         };
+        if sandbox.cgroup.split('/').any(|part| part == "..") {
+            return Err(Error::Invalid(format!(
+                "the sandbox cgroup {:?} must stay under the engine's",
+                request.cgroup
+            )));
+        }
         let made = self.make_sandbox(&mut sandbox, &request);
         if let Err(error) = made {
             self.release_sandbox(&sandbox);
@@ -298,6 +311,38 @@ impl Engine {
         let _ = std::fs::remove_dir_all(self.sandboxes.pins.join(&sandbox.id));
     }
 
+    /// The cgroup parent of a container: its pod's cgroup for a pod container, else the
+    /// engine's.
+    pub(crate) fn cgroup_parent_of(&self, container: &Container) -> String {
+        let pod = container
+            .pod_sandbox
+            .as_deref()
+            .and_then(|id| self.sandboxes.find(id).ok())
+            .map(|s| s.cgroup)
+            .filter(|c| !c.is_empty());
+        match pod {
+            Some(pod) => format!("{}/{pod}", self.cgroup_parent),
+            None => self.cgroup_parent.clone(),
+        }
+    }
+
+    /// Removes the pod's (now empty) cgroup from every mounted hierarchy.
+    fn remove_pod_cgroup(&self, sandbox: &PodSandbox) {
+        if sandbox.cgroup.is_empty() {
+            return;
+        }
+        let relative = format!("{}/{}", self.cgroup_parent, sandbox.cgroup);
+        let hierarchies = std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten();
+        let roots = std::iter::once(PathBuf::from("/sys/fs/cgroup"))
+            .chain(hierarchies.map(|h| h.path()).filter(|p| p.is_dir()));
+        for root in roots {
+            let _ = std::fs::remove_dir(root.join(&relative));
+        }
+    }
+
     /// The pod sandboxes of this engine.
     pub fn sandboxes(&self) -> Vec<PodSandbox> {
         self.sandboxes.lock().values().cloned().collect()
@@ -316,6 +361,7 @@ impl Engine {
             self.remove_container(&container.id, true)?;
         }
         self.release_sandbox(&sandbox);
+        self.remove_pod_cgroup(&sandbox);
         let path = self.sandboxes.record_path(&sandbox.id);
         std::fs::remove_file(&path).map_err(|e| Error::Io(path, e))?;
         self.sandboxes.lock().remove(&sandbox.id);

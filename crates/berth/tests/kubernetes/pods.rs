@@ -82,6 +82,11 @@ impl AllInOne {
         command
     }
 
+    /// The cgroup (under each hierarchy's root) the node's pods go in.
+    pub(crate) fn cgroup_parent(&self) -> &str {
+        &self.cgroup_parent
+    }
+
     /// The test host's network namespace.
     pub(crate) fn host_path(&self) -> std::path::PathBuf {
         self.host.path()

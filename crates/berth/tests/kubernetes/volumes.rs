@@ -78,6 +78,35 @@ fn pods_see_the_downward_api_projected_and_memory_volumes_and_host_aliases() {
     let expected = "250 128\napp=\"aware\"\ntier=\"back\"\naware64\nfastdefault\n\
                     10.1.2.3\tregistry.internal\n10.1.2.3\tmirror.internal\ntmpfs\nbounded\n";
     assert_eq!(shown, expected);
+    // The pod's containers are in a cgroup of the pod, under its QoS class's, as the
+    // kubelet lays them out (in every hierarchy, on cgroup v1); it goes with the pod.
+    let uid = cluster.pod_field("aware", ".metadata.uid", |u| !u.is_empty());
+    let relative = format!("{}/burstable/pod{uid}", cluster.cgroup_parent());
+    let hierarchies = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path());
+    let pod_cgroups: Vec<std::path::PathBuf> = std::iter::once("/sys/fs/cgroup".into())
+        .chain(hierarchies)
+        .map(|root: std::path::PathBuf| root.join(&relative))
+        .filter(|dir| dir.is_dir())
+        .collect();
+    assert!(
+        !pod_cgroups.is_empty(),
+        "no cgroup {relative} in any hierarchy"
+    );
+    for dir in &pod_cgroups {
+        let members = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_dir());
+        assert_eq!(
+            members.count(),
+            1,
+            "{} should hold the one container",
+            dir.display()
+        );
+    }
     cluster.kubectl_ok(&["delete", "pod", "aware", "--timeout=60s"]);
     let left: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
@@ -86,4 +115,6 @@ fn pods_see_the_downward_api_projected_and_memory_volumes_and_host_aliases() {
         .map(String::from)
         .collect();
     assert!(left.is_empty(), "{left:?}");
+    let stayed: Vec<_> = pod_cgroups.iter().filter(|dir| dir.exists()).collect();
+    assert!(stayed.is_empty(), "{stayed:?}");
 }
