@@ -36,30 +36,54 @@ pub(crate) async fn resource(State(engine): State<Arc<Engine>>) -> Response {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let mut text = String::new();
-    let _ = writeln!(text, "# TYPE container_cpu_usage_seconds_total counter");
-    for c in &containers {
-        let _ = writeln!(
-            text,
-            "container_cpu_usage_seconds_total{{{}}} {} {now}",
-            labels(c),
-            c.cpu_seconds
-        );
-    }
-    let _ = writeln!(text, "# TYPE container_memory_working_set_bytes gauge");
-    for c in &containers {
-        let _ = writeln!(
-            text,
-            "container_memory_working_set_bytes{{{}}} {} {now}",
-            labels(c),
-            c.working_set
-        );
-    }
-    let _ = writeln!(text, "# TYPE node_cpu_usage_seconds_total counter");
-    let _ = writeln!(text, "node_cpu_usage_seconds_total {node_cpu} {now}");
-    let _ = writeln!(text, "# TYPE node_memory_working_set_bytes gauge");
-    let _ = writeln!(text, "node_memory_working_set_bytes {node_memory} {now}");
+    let cpu = containers.iter().map(|c| (labels(c), c.cpu_seconds));
+    series(
+        &mut text,
+        ("container_cpu_usage_seconds_total", "counter"),
+        cpu,
+        now,
+    );
+    let memory = containers.iter().map(|c| (labels(c), c.working_set as f64));
+    series(
+        &mut text,
+        ("container_memory_working_set_bytes", "gauge"),
+        memory,
+        now,
+    );
+    let node_cpu = std::iter::once((String::new(), node_cpu));
+    series(
+        &mut text,
+        ("node_cpu_usage_seconds_total", "counter"),
+        node_cpu,
+        now,
+    );
+    let node_memory = std::iter::once((String::new(), node_memory as f64));
+    series(
+        &mut text,
+        ("node_memory_working_set_bytes", "gauge"),
+        node_memory,
+        now,
+    );
     let _ = writeln!(text, "# TYPE scrape_error gauge\nscrape_error 0");
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// One metric's samples (labels, value) at `now`, after its TYPE line.
+fn series(
+    text: &mut String,
+    (name, kind): (&str, &str),
+    samples: impl Iterator<Item = (String, f64)>,
+    now: u128,
+) {
+    let _ = writeln!(text, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let labels = if labels.is_empty() {
+            labels
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(text, "{name}{labels} {value} {now}");
+    }
 }
 
 fn labels(c: &ContainerUsage) -> String {
