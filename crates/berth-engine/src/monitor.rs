@@ -286,7 +286,7 @@ fn serve(dir_fd: &OwnedFd, started: &mut Started, stdio: &Stdio) -> Result<(), S
                     .map_while(Result::ok)
                 {
                     if let Some((rows, columns)) = parse_resize(&line) {
-                        resize(&terminal, rows, columns);
+                        berth_runtime::set_terminal_size(&terminal, rows, columns);
                     }
                 }
             }
@@ -302,17 +302,6 @@ fn parse_resize(line: &str) -> Option<(u16, u16)> {
         return None;
     }
     Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
-}
-
-fn resize(terminal: &OwnedFd, rows: u16, columns: u16) {
-    let size = libc::winsize {
-        ws_row: rows,
-        ws_col: columns,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ on a terminal descriptor we own, with a valid winsize.
-    unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &size) };
 }
 
 fn redirect(from: &impl AsRawFd, to: i32) -> Result<(), String> {

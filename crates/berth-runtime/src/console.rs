@@ -145,15 +145,21 @@ fn follow_sizes(resizes: std::fs::File, terminal: &OwnedFd) {
         let (Some(Ok(rows)), Some(Ok(columns))) = (numbers.next(), numbers.next()) else {
             continue;
         };
-        let size = libc::winsize {
-            ws_row: rows,
-            ws_col: columns,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ with a winsize struct on the stack.
-        unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+        set_size(terminal, rows, columns);
     }
+}
+
+/// Sets a terminal's size: what a relay does with its client's resizes (the runtime's
+/// own `--resize-fd`, and the engine's container monitors).
+pub fn set_size(terminal: &OwnedFd, rows: u16, columns: u16) {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: columns,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ on a terminal descriptor we own, with a valid winsize.
+    unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &size) };
 }
 
 /// Gives the container's terminal the size of the runtime's, when it has one.

@@ -22,7 +22,7 @@ pub mod state;
 
 pub use bundle::{Bundle, parse_spec, write_default_spec};
 pub use caps::capability_names;
-pub use console::receive_master as receive_terminal;
+pub use console::{receive_master as receive_terminal, set_size as set_terminal_size};
 pub use container::{CreateOptions, ExecOptions, Runtime};
 pub use error::{Error, Result};
 pub use oci_spec::runtime::{LinuxResources, Process};
