@@ -181,7 +181,15 @@ fn remove_cgroup_tree(dir: &Path) {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
-    let _ = std::fs::remove_dir(dir);
+    // Killed processes leave the group only once the kernel has torn them down: until
+    // then it is busy, so it is removed when it empties (within 10 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Err(error) = std::fs::remove_dir(dir) {
+        if error.raw_os_error() != Some(libc::EBUSY) || std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// An nftables table deleted on drop (`nft delete table FAMILY NAME`).
