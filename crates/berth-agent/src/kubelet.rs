@@ -228,6 +228,8 @@ struct Worker {
     wake: UnboundedSender<Wake>,
     /// A configMap or secret of its namespace changed since the last sync.
     objects_changed: bool,
+    /// Its sandbox's network was checked, or made by this worker.
+    sandbox_checked: bool,
 }
 
 /// What a sync asks of its worker next.
@@ -250,6 +252,7 @@ impl Worker {
             probes: ProbeStates::default(),
             wake,
             objects_changed: false,
+            sandbox_checked: false,
         }
     }
 
@@ -347,17 +350,39 @@ impl Worker {
         self.spec().restart_policy.as_deref().unwrap_or("Always")
     }
 
-    /// The pod's sandbox: the one the engine has for its uid, or a new one.
-    async fn sandbox(&self) -> Result<PodSandbox, String> {
+    /// The pod's sandbox: the one the engine has for its uid, or a new one. A sandbox
+    /// this worker did not make (an earlier agent's) has its network checked first and
+    /// is made again, with the pod's containers, when the check fails — as the kubelet
+    /// re-creates a sandbox that changed.
+    async fn sandbox(&mut self) -> Result<PodSandbox, String> {
         let uid = self.uid();
-        if let Some(sandbox) = self
+        let found = self
             .kubelet
             .engine
             .sandboxes()
             .into_iter()
-            .find(|s| s.labels.get(POD_UID) == Some(&uid))
-        {
-            return Ok(sandbox);
+            .find(|s| s.labels.get(POD_UID) == Some(&uid));
+        let checked = std::mem::replace(&mut self.sandbox_checked, true);
+        if let Some(sandbox) = found {
+            if checked {
+                return Ok(sandbox);
+            }
+            let engine = Arc::clone(&self.kubelet.engine);
+            let id = sandbox.id.clone();
+            let verdict = tokio::task::spawn_blocking(move || engine.check_sandbox(&id))
+                .await
+                .map_err(|e| e.to_string())?;
+            let Err(problem) = verdict else {
+                return Ok(sandbox);
+            };
+            tracing::warn!(pod = %self.pod.name_any(), %problem, "the pod's sandbox network failed its check");
+            let message = "Pod sandbox changed, it will be killed and re-created.".to_string();
+            self.event("Normal", "SandboxChanged", message);
+            let engine = Arc::clone(&self.kubelet.engine);
+            tokio::task::spawn_blocking(move || engine.remove_sandbox(&sandbox.id))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
         }
         let request = spec::sandbox_request(&self.pod).map_err(|r| r.to_string())?;
         let engine = Arc::clone(&self.kubelet.engine);

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_engine::{BridgeConfig, Engine, EngineConfig};
+use berth_engine::{BridgeConfig, CniNetwork, Engine, EngineConfig};
 use kube::Client;
 use kube::runtime::watcher;
 
@@ -63,6 +63,11 @@ pub struct AgentConfig {
     pub cgroup_parent: String,
     /// The port of the agent's HTTPS API on the node's address (the kubelet's 10250).
     pub port: u16,
+    /// The directory whose CNI network configuration pods are set up with
+    /// (`/etc/cni/net.d`); the built-in bridge when it holds none.
+    pub cni_conf_dir: PathBuf,
+    /// Where the CNI plugins are, searched in order.
+    pub cni_bin_dirs: Vec<PathBuf>,
 }
 
 /// Why the agent stopped.
@@ -83,6 +88,9 @@ pub enum AgentError {
     /// The pod range is not one.
     #[error("the node's pod range {0:?} is not an IPv4 CIDR")]
     PodCidr(String),
+    /// The CNI configuration cannot be read.
+    #[error("read the CNI network configuration: {0}")]
+    Cni(#[from] berth_net::Error),
 }
 
 /// A node whose agent has registered it and opened its engine, ready to run its pods.
@@ -166,6 +174,7 @@ fn open_engine(config: &AgentConfig, cidr: &str) -> Result<Engine, AgentError> {
         .hosts()
         .next()
         .ok_or_else(|| AgentError::PodCidr(cidr.into()))?;
+    let cni = pod_network(config, range)?;
     Ok(Engine::open(&EngineConfig {
         data_dir: config.data_dir.join("engine"),
         run_dir: config.run_dir.clone(),
@@ -178,7 +187,30 @@ fn open_engine(config: &AgentConfig, cidr: &str) -> Result<Engine, AgentError> {
         init_path: None,
         insecure_registries: config.insecure_registries.clone(),
         firewall_table: FIREWALL_TABLE.into(),
+        cni,
     })?)
+}
+
+/// The CNI network of the configuration directory, given the node's pod range; None
+/// when the directory holds none, for the engine's own bridge.
+fn pod_network(
+    config: &AgentConfig,
+    range: berth_net::Ipv4Net,
+) -> Result<Option<CniNetwork>, AgentError> {
+    let Some((file, network)) = berth_net::cni::load_dir(&config.cni_conf_dir)? else {
+        tracing::info!(
+            bridge = POD_BRIDGE,
+            "pods on the built-in bridge: no CNI configuration in {}",
+            config.cni_conf_dir.display()
+        );
+        return Ok(None);
+    };
+    tracing::info!(network = %network.name, file = %file.display(), "pods on a CNI network");
+    Ok(Some(CniNetwork {
+        config: network,
+        plugins: berth_net::cni::Plugins::new(config.cni_bin_dirs.clone()),
+        pod_range: Some(range),
+    }))
 }
 
 /// A watch's error as the API client's.

@@ -141,6 +141,14 @@ pub fn sandbox_request(pod: &Pod) -> Result<SandboxRequest, Refusal> {
         host_ports,
         labels: pod_labels(pod),
         cgroup: pod_cgroup(pod, &spec),
+        network_args: vec![
+            (
+                "K8S_POD_NAMESPACE".into(),
+                pod.namespace().unwrap_or_default(),
+            ),
+            ("K8S_POD_NAME".into(), pod.name_any()),
+            ("K8S_POD_UID".into(), pod.uid().unwrap_or_default()),
+        ],
     })
 }
 

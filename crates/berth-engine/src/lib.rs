@@ -47,7 +47,8 @@ pub use model::{
 pub use monitor::{ExitRecord, run_monitor};
 pub use networks::{BridgeConfig, Network, NetworkRequest};
 pub use pods::{
-    ContainerSecurity, HostPort, PodContainerRequest, PodSandbox, SandboxRequest, Seccomp,
+    CniAttached, CniNetwork, ContainerSecurity, HostPort, PodContainerRequest, PodSandbox,
+    SandboxRequest, Seccomp,
 };
 pub use pulls::Pulled;
 pub use settings::parse_signal;
@@ -137,6 +138,9 @@ pub struct EngineConfig {
     /// The engine's nftables table: `berth` for the daemon's, another for an agent's
     /// engine on the same host.
     pub firewall_table: String,
+    /// The network pod sandboxes are set up with through CNI plugins; None for the
+    /// default bridge.
+    pub cni: Option<CniNetwork>,
 }
 
 /// The engine of one host.
@@ -153,6 +157,7 @@ pub struct Engine {
     containers: containers::Containers,
     networks: networks::Networks,
     sandboxes: pods::Sandboxes,
+    cni: Option<CniNetwork>,
     events: events::Events,
 }
 
@@ -188,6 +193,7 @@ impl Engine {
                 &config.data_dir.join("sandboxes"),
                 &config.run_dir.join("pods"),
             )?,
+            cni: config.cni.clone(),
             events: events::Events::default(),
         })
     }

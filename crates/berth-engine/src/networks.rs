@@ -283,7 +283,7 @@ fn rules(records: &[Network]) -> Vec<NetworkRules> {
         .collect()
 }
 
-fn net_error(error: berth_net::Error) -> Error {
+pub(crate) fn net_error(error: berth_net::Error) -> Error {
     Error::Network(error.to_string())
 }
 
@@ -1344,7 +1344,7 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 
 /// The host's resolv.conf without loopback nameservers, which a container cannot reach;
 /// with none left, Docker's fallback of Google's public servers.
-fn host_resolv_conf() -> String {
+pub(crate) fn host_resolv_conf() -> String {
     let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let kept: Vec<&str> = text
         .lines()

@@ -16,6 +16,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use berth_net::Ipv4Net;
+use berth_net::cni::{Attachment, IpRange, NetworkConfig, Outcome, Plugins, RuntimeConfig};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 use serde::{Deserialize, Serialize};
@@ -43,6 +45,32 @@ pub struct SandboxRequest {
     /// The pod's cgroup under the engine's cgroup parent, which its containers' go in
     /// (the kubelet's `burstable/pod<uid>`); empty for none of its own.
     pub cgroup: String,
+    /// `CNI_ARGS` for a CNI network's plugins (the kubelet's `K8S_POD_NAME`…).
+    pub network_args: Vec<(String, String)>,
+}
+
+/// A pod network set up by CNI plugins (a configuration of the node's `/etc/cni/net.d`)
+/// instead of the engine's own bridge.
+#[derive(Debug, Clone)]
+pub struct CniNetwork {
+    /// The network's configuration list.
+    pub config: NetworkConfig,
+    /// Where its plugins are.
+    pub plugins: Plugins,
+    /// The node's pod range, given to plugins that take `ipRanges` (host-local).
+    pub pod_range: Option<Ipv4Net>,
+}
+
+/// How a sandbox was attached to a CNI network: what its CHECK and DEL need again — the
+/// configuration and arguments its ADD was given, and ADD's result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CniAttached {
+    /// The network's configuration at ADD.
+    pub network: NetworkConfig,
+    /// The attachment's arguments.
+    pub attachment: Attachment,
+    /// ADD's result; None when ADD failed.
+    pub outcome: Option<Outcome>,
 }
 
 /// A pod port published on the host.
@@ -84,12 +112,21 @@ pub struct PodSandbox {
     /// Its cgroup under the engine's cgroup parent ([`SandboxRequest::cgroup`]).
     #[serde(default)]
     pub cgroup: String,
+    /// Its attachment to a CNI network, when the engine has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni: Option<CniAttached>,
 }
 
 impl PodSandbox {
-    /// The pod's address: its endpoint's, or None on the host's network.
+    /// The pod's address: its endpoint's or its CNI result's first IPv4 one, or None on
+    /// the host's network.
     pub fn ip(&self) -> Option<Ipv4Addr> {
-        self.endpoint.as_ref().map(|e| e.ip)
+        self.endpoint.as_ref().map(|e| e.ip).or_else(|| {
+            self.cni
+                .as_ref()
+                .and_then(|c| c.outcome.as_ref())
+                .and_then(Outcome::ipv4)
+        })
     }
 }
 
@@ -271,6 +308,7 @@ impl Engine {
             endpoint: None,
             resolv_conf: String::new(),
             cgroup: request.cgroup.trim_matches('/').to_string(),
+            cni: None,
         };
         if sandbox.cgroup.split('/').any(|part| part == "..") {
             return Err(Error::Invalid(format!(
@@ -294,6 +332,9 @@ impl Engine {
             sandbox.uts.as_deref(),
             &sandbox.hostname,
         )?;
+        if let Some(cni) = self.cni.as_ref().filter(|_| !request.host_network) {
+            return self.attach_cni(sandbox, request, cni);
+        }
         let network = self.connect(&stand_in(sandbox, request))?;
         sandbox.netns = network.netns;
         sandbox.endpoint = network.endpoint;
@@ -301,9 +342,122 @@ impl Engine {
         Ok(())
     }
 
+    /// Gives a sandbox its network through the CNI plugins: a new network namespace,
+    /// its loopback (the `loopback` plugin, as containerd runs it) and the network's
+    /// ADD, its host ports passed as `portMappings` and the node's pod range as
+    /// `ipRanges` to the plugins that take them.
+    fn attach_cni(
+        &self,
+        sandbox: &mut PodSandbox,
+        request: &SandboxRequest,
+        cni: &CniNetwork,
+    ) -> Result<()> {
+        if let Some(port) = request.host_ports.first()
+            && !cni.config.supports("portMappings")
+        {
+            return Err(Error::Invalid(format!(
+                "hostPort {} needs a plugin with the portMappings capability, and the CNI network {:?} has none",
+                port.host_port, cni.config.name
+            )));
+        }
+        let netns = self.sandboxes.pins.join(&sandbox.id).join("net");
+        berth_net::netns::create(&netns).map_err(crate::networks::net_error)?;
+        sandbox.netns = Some(netns.clone());
+        let attachment = Attachment {
+            container_id: sandbox.id.clone(),
+            netns,
+            ifname: "eth0".into(),
+            args: request.network_args.clone(),
+            runtime_config: RuntimeConfig {
+                port_mappings: request.host_ports.iter().map(port_mapping).collect(),
+                ip_ranges: cni
+                    .pod_range
+                    .map(|range| {
+                        vec![vec![IpRange {
+                            subnet: range.trunc().into(),
+                        }]]
+                    })
+                    .unwrap_or_default(),
+            },
+        };
+        let attached = sandbox.cni.insert(CniAttached {
+            network: cni.config.clone(),
+            attachment,
+            outcome: None,
+        });
+        let run = || -> berth_net::Result<Outcome> {
+            cni.plugins
+                .add(&NetworkConfig::loopback(), &loopback(&attached.attachment))?;
+            cni.plugins.add(&attached.network, &attached.attachment)
+        };
+        let outcome = run().map_err(crate::networks::net_error)?;
+        let servers = outcome.nameservers();
+        sandbox.resolv_conf = if servers.is_empty() {
+            crate::networks::host_resolv_conf()
+        } else {
+            servers
+                .iter()
+                .map(|s| format!("nameserver {s}\n"))
+                .collect()
+        };
+        attached.outcome = Some(outcome);
+        Ok(())
+    }
+
+    /// Checks that a sandbox's network is as it was made: CNI's CHECK for a sandbox on
+    /// a CNI network (run when an agent adopts pods it did not start); the engine's own
+    /// bridge has nothing to check.
+    pub fn check_sandbox(&self, name: &str) -> Result<()> {
+        let sandbox = self.sandboxes.find(name)?;
+        let Some(CniAttached {
+            network,
+            attachment,
+            outcome: Some(outcome),
+        }) = &sandbox.cni
+        else {
+            return Ok(());
+        };
+        self.cni_plugins()
+            .check(network, attachment, outcome)
+            .map_err(crate::networks::net_error)
+    }
+
+    /// The CNI plugins of the engine's network, or those of the default directories.
+    fn cni_plugins(&self) -> Plugins {
+        self.cni
+            .as_ref()
+            .map(|cni| cni.plugins.clone())
+            .unwrap_or_default()
+    }
+
+    /// Detaches a sandbox from its CNI network (DEL, then its loopback's); a plugin's
+    /// failure is logged, as what it holds cannot be taken back any other way.
+    fn detach_cni(&self, attached: &CniAttached) {
+        let plugins = self.cni_plugins();
+        let deleted = plugins
+            .del(
+                &attached.network,
+                &attached.attachment,
+                attached.outcome.as_ref(),
+            )
+            .and_then(|()| {
+                plugins.del(
+                    &NetworkConfig::loopback(),
+                    &loopback(&attached.attachment),
+                    None,
+                )
+            });
+        if let Err(error) = deleted {
+            tracing::warn!(sandbox = %attached.attachment.container_id, %error, "could not detach a pod sandbox from its CNI network");
+        }
+    }
+
     /// Takes a sandbox's network, ports and namespaces away; what is not there is
     /// skipped.
     fn release_sandbox(&self, sandbox: &PodSandbox) {
+        if let Some(attached) = &sandbox.cni {
+            self.detach_cni(attached);
+        }
         self.disconnect(&sandbox.id, &sandbox.netns, sandbox.endpoint.iter());
         for pin in [&sandbox.ipc, &sandbox.uts].into_iter().flatten() {
             let _ = nix::mount::umount2(pin, MntFlags::MNT_DETACH);
@@ -510,6 +664,25 @@ fn stand_in(sandbox: &PodSandbox, request: &SandboxRequest) -> Container {
         created: sandbox.created.clone(),
         pod_sandbox: None,
         state: crate::model::State::default(),
+    }
+}
+
+/// A host port as CNI's `portMappings` capability gives it.
+fn port_mapping(port: &HostPort) -> berth_net::cni::PortMapping {
+    berth_net::cni::PortMapping {
+        host_port: port.host_port,
+        container_port: port.container_port,
+        protocol: port.protocol.clone(),
+        host_ip: port.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+    }
+}
+
+/// The attachment of the sandbox's loopback, beside its network's.
+fn loopback(attachment: &Attachment) -> Attachment {
+    Attachment {
+        ifname: "lo".into(),
+        runtime_config: RuntimeConfig::default(),
+        ..attachment.clone()
     }
 }
 

@@ -7,6 +7,7 @@
 //!
 //! Depends on nothing of ours; the engine and the node agent drive it.
 
+pub mod cni;
 mod dns;
 mod firewall;
 mod ipam;
@@ -44,6 +45,16 @@ pub enum Error {
     /// `nft` refused a ruleset.
     #[error("nft: {0}")]
     Nft(String),
+    /// A CNI plugin failed, in its own words.
+    #[error("plugin type={plugin:?} failed ({operation}): {message}")]
+    Cni {
+        /// Its type.
+        plugin: String,
+        /// ADD, CHECK or DEL.
+        operation: &'static str,
+        /// What it said.
+        message: String,
+    },
 }
 
 /// The result type of this crate.

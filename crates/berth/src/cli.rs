@@ -172,6 +172,17 @@ pub struct NodeArgs {
     /// The port of the agent's HTTPS API (logs for kubectl) on the node's address
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// Directory of the CNI network configuration pods are set up with (its first
+    /// .conf, .conflist or .json); Berth's built-in bridge when it holds none
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+    /// Directories of the CNI plugins, searched in order (colon-separated)
+    #[arg(
+        long,
+        default_value = "/opt/cni/bin:/usr/lib/cni",
+        value_delimiter = ':'
+    )]
+    pub cni_bin_dir: Vec<PathBuf>,
 }
 
 /// `berth agent`'s flags.

@@ -27,6 +27,7 @@ pub fn run(args: &DaemonArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
         init_path: args.init_path.clone(),
         insecure_registries: args.insecure_registry.clone(),
         firewall_table: "berth".into(),
+        cni: None,
     })
     .with_context(|| format!("open the engine's state in {}", args.data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -135,6 +135,8 @@ fn agent_config(
         insecure_registries: node.insecure_registry.clone(),
         cgroup_parent: node.cgroup_parent.clone(),
         port: node.kubelet_port,
+        cni_conf_dir: node.cni_conf_dir.clone(),
+        cni_bin_dirs: node.cni_bin_dir.clone(),
     })
 }
 

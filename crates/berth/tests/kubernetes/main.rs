@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod client;
+mod cni;
 mod durability;
 mod failover;
 mod joining;

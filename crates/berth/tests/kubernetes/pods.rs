@@ -27,7 +27,15 @@ pub(crate) struct AllInOne {
 
 impl AllInOne {
     pub(crate) fn start(name: &str) -> Self {
+        Self::start_with(name, |_| {})
+    }
+
+    /// A server whose scratch folder `prepare` fills first: the node's CNI
+    /// configuration directory is its `cni/net.d` (empty unless `prepare` writes one,
+    /// for the built-in bridge whatever the machine's /etc/cni/net.d holds).
+    pub(crate) fn start_with(name: &str, prepare: impl FnOnce(&Path)) -> Self {
         let scratch = Scratch::new(&format!("aio-{name}")).unwrap();
+        prepare(scratch.path());
         let images = scratch.path().join("data/agent/images");
         std::fs::create_dir_all(&images).unwrap();
         let layout = berth_testkit::images::busybox_image(&scratch.path().join("busybox")).unwrap();
@@ -56,7 +64,7 @@ impl AllInOne {
     }
 
     /// Kills the server (and so its agent) with SIGKILL and starts it again.
-    fn kill_and_restart(&mut self) {
+    pub(crate) fn kill_and_restart(&mut self) {
         let _ = self.process.0.kill();
         let _ = self.process.0.wait();
         self.process = spawn(
@@ -98,7 +106,7 @@ impl AllInOne {
     }
 
     /// A command run on the test host.
-    fn on_host(&self, args: &[&str]) -> Output {
+    pub(crate) fn on_host(&self, args: &[&str]) -> Output {
         self.host_command(&["timeout", "60"])
             .args(args)
             .stdin(Stdio::null())
@@ -194,6 +202,8 @@ fn spawn(dir: &Path, host: &NetnsGuard, port: u16, cgroup_parent: &str) -> Child
         .arg(dir.join("run"))
         .args(["--node-name", "test-node", "--node-ip", "127.0.0.1"])
         .args(["--cgroup-parent", cgroup_parent])
+        .arg("--cni-conf-dir")
+        .arg(dir.join("cni/net.d"))
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
