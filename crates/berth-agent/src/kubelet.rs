@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use berth_engine::{Engine, PodSandbox};
 use futures_util::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
@@ -28,6 +28,7 @@ use crate::node::NodeIdentity;
 use crate::probes::{ProbeState, ProbeStates, Target};
 use crate::spec::{self, Refusal};
 use crate::status::{self, Waiting};
+use crate::watches::ObjectWatches;
 
 /// The label of a sandbox or container that names its pod's uid.
 pub const POD_UID: &str = "io.kubernetes.pod.uid";
@@ -97,19 +98,22 @@ pub async fn run(kubelet: Arc<Kubelet>) -> Result<(), kube::Error> {
     let (_, mut engine_events) = kubelet.engine.subscribe_events();
     let mut workers: HashMap<String, UnboundedSender<Wake>> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
-    let objects = futures_util::stream::select(
-        futures_util::stream::select(
-            changed_namespaces::<ConfigMap>(&kubelet.client),
-            changed_namespaces::<Secret>(&kubelet.client),
-        ),
-        changed_namespaces::<PersistentVolumeClaim>(&kubelet.client),
-    );
-    let mut objects = std::pin::pin!(objects);
+    let claims = changed_namespaces::<PersistentVolumeClaim>(&kubelet.client);
+    let mut claims = std::pin::pin!(claims);
+    let (changed, mut changes) = unbounded_channel();
+    let mut watched = ObjectWatches::new(kubelet.client.clone(), changed);
     loop {
         tokio::select! {
-            Some(namespace) = objects.next() => {
+            Some(namespace) = claims.next() => {
                 for worker in workers.values() {
                     let _ = worker.send(Wake::Objects(namespace.clone()));
+                }
+            }
+            Some(key) = changes.recv() => {
+                for uid in watched.users(&key) {
+                    if let Some(worker) = workers.get(uid) {
+                        let _ = worker.send(Wake::Objects(key.1.clone()));
+                    }
                 }
             }
             event = stream.try_next() => {
@@ -118,12 +122,25 @@ pub async fn run(kubelet: Arc<Kubelet>) -> Result<(), kube::Error> {
                     watcher::Event::Init => listed.clear(),
                     watcher::Event::InitApply(pod) => {
                         listed.insert(pod.uid().unwrap_or_default());
+                        watched.track(&pod);
                         dispatch(&kubelet, &mut workers, pod);
                     }
-                    watcher::Event::InitDone => remove_orphans(&kubelet, &listed).await,
-                    watcher::Event::Apply(pod) => dispatch(&kubelet, &mut workers, pod),
+                    watcher::Event::InitDone => {
+                        for uid in watched.pods() {
+                            if !listed.contains(&uid) {
+                                watched.forget(&uid);
+                            }
+                        }
+                        remove_orphans(&kubelet, &listed).await;
+                    }
+                    watcher::Event::Apply(pod) => {
+                        watched.track(&pod);
+                        dispatch(&kubelet, &mut workers, pod);
+                    }
                     watcher::Event::Delete(pod) => {
-                        if let Some(worker) = workers.remove(&pod.uid().unwrap_or_default()) {
+                        let uid = pod.uid().unwrap_or_default();
+                        watched.forget(&uid);
+                        if let Some(worker) = workers.remove(&uid) {
                             let _ = worker.send(Wake::Gone);
                         }
                     }

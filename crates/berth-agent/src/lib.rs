@@ -31,6 +31,7 @@ mod spec;
 mod status;
 mod storage;
 mod streams;
+mod watches;
 
 /// How often the agent renews its node Lease, as the kubelet does by default.
 pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);

@@ -1,15 +1,15 @@
 //! Authentication and authorization: bearer tokens made on first start — the admin's
 //! (in `admin.kubeconfig`), a read-only viewer's (in `viewer.kubeconfig`) and the node
-//! join token (`<data-dir>/node-token`) — per-node tokens derived from the join token
-//! ([`node_token`]), and client certificates the cluster CA signed (agents trade the
-//! join token for one of their own node at join, `kubelets.rs`). A request
+//! join token (`<data-dir>/node-token`) — and client certificates the cluster CA signed
+//! (agents trade the join token for one of their own node at join, `kubelets.rs`). A request
 //! without a valid token gets 401; one its identity may not make gets 403, both in the
 //! Status format.
 //!
 //! The admin may do anything (cluster-admin); the viewer may read everything but
 //! secrets (Kubernetes' `view` role); the join token may work on nodes, leases, pods and
-//! events and read what pods need; a named node only on its own Node and Lease and the
-//! pods bound to it (Kubernetes' Node authorizer and NodeRestriction).
+//! events (what simulated nodes do); a named node writes only its own Node and Lease and
+//! the pods bound to it, and reads only the configMaps and secrets those pods use
+//! (Kubernetes' Node authorizer and NodeRestriction).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -31,19 +31,6 @@ pub(crate) struct Tokens {
     pub(crate) node: String,
 }
 
-/// The bearer token of node `name` for a cluster whose join token is `join`:
-/// `berth-node.NAME.HMAC` with HMAC-SHA256 of the name under the join token.
-pub fn node_token(join: &str, name: &str) -> String {
-    use hmac::Mac;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(join.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(name.as_bytes());
-    format!(
-        "berth-node.{name}.{}",
-        hex::encode(mac.finalize().into_bytes())
-    )
-}
-
 /// The full join token agents join with, k3s's form: `K10<sha256 of the CA PEM, hex>::
 /// server:<join secret>` (berth-agent's `JoinToken` reads it). It pins the CA, so an
 /// agent needs nothing else to trust the server.
@@ -53,20 +40,6 @@ pub(crate) fn join_token(ca_pem: &str, secret: &str) -> String {
         "K10{}::server:{secret}",
         hex::encode(sha2::Sha256::digest(ca_pem.as_bytes()))
     )
-}
-
-/// The node a per-node token names, if the token is genuine.
-fn node_of(token: &str, join: &str) -> Option<String> {
-    let name = token.strip_prefix("berth-node.")?.rsplit_once('.')?.0;
-    let genuine = node_token(join, name);
-    // Compared whole, in constant time for equal lengths.
-    let same = genuine.len() == token.len()
-        && genuine
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    same.then(|| name.to_string())
 }
 
 impl Tokens {
@@ -184,7 +157,6 @@ pub(crate) async fn authenticate(
         Some(token) if token == tokens.admin => Identity::Admin,
         Some(token) if token == tokens.viewer => Identity::Viewer,
         Some(token) if token == tokens.node => Identity::Nodes,
-        Some(token) if let Some(name) = node_of(token, &tokens.node) => Identity::Node(name),
         None if let Some(identity) = certificate.as_deref().and_then(of_certificate) => identity,
         _ => {
             return Status::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
@@ -245,10 +217,8 @@ pub(crate) struct Access<'a> {
     pub(crate) name: Option<&'a str>,
 }
 
-/// What node agents read to run pods.
-const POD_INPUTS: [&str; 8] = [
-    "configmaps",
-    "secrets",
+/// What node agents read to run pods, besides the configMaps and secrets their pods use.
+const POD_INPUTS: [&str; 6] = [
     "persistentvolumeclaims",
     "persistentvolumes",
     "services",
@@ -286,16 +256,18 @@ impl Identity {
             Identity::Admin => true,
             Identity::Viewer => reading(verb) && plural != "secrets",
             Identity::User(_) => false,
-            Identity::Nodes => {
-                matches!(plural, "nodes" | "leases" | "pods" | "events")
-                    || (reading(verb) && POD_INPUTS.contains(&plural))
-            }
+            Identity::Nodes => matches!(plural, "nodes" | "leases" | "pods" | "events"),
             Identity::Node(node) => {
                 let own = || name.is_none_or(|n| n == node);
                 match plural {
                     "nodes" => reading(verb) || own(),
                     "leases" => namespace == Some("kube-node-lease") && (reading(verb) || own()),
                     "pods" | "events" => true,
+                    // One object at a time, and only one its pods use
+                    // ([`node_may_read`]).
+                    "configmaps" | "secrets" => {
+                        reading(verb) && name.is_some() && namespace.is_some()
+                    }
                     _ => reading(verb) && POD_INPUTS.contains(&plural),
                 }
             }
@@ -314,6 +286,60 @@ impl Identity {
             _ => true,
         }
     }
+}
+
+/// Whether `identity` may read the object `name` of `place` as far as the Node
+/// authorizer's graph goes: a node reads a configMap or secret only while a pod bound to
+/// it refers to it (read from the watch cache); everyone else passes. The 403 names the
+/// missing relationship, in the Node authorizer's words.
+pub(crate) fn node_may_read(
+    cache: &crate::cache::Cache,
+    identity: &Identity,
+    place: &crate::resources::Place,
+    name: Option<&str>,
+) -> std::result::Result<(), Status> {
+    let Identity::Node(node) = identity else {
+        return Ok(());
+    };
+    let plural = place.resource.plural;
+    let Some(kind) =
+        berth_podrefs::Kind::of_plural(plural).filter(|k| *k != berth_podrefs::Kind::Claim)
+    else {
+        return Ok(());
+    };
+    let (Some(namespace), Some(name)) = (place.namespace.as_deref(), name) else {
+        return Err(no_relationship(identity, plural, "", ""));
+    };
+    let wanted = (kind, name.to_string());
+    let (pods, _) = cache.list(&format!("/registry/pods/{namespace}/"));
+    let used = pods
+        .iter()
+        .filter(|entry| entry.summary.field("spec.nodeName") == Some(node.as_str()))
+        .filter_map(|entry| {
+            serde_json::from_slice::<k8s_openapi::api::core::v1::Pod>(&entry.json).ok()
+        })
+        .any(|pod| {
+            pod.spec
+                .as_ref()
+                .is_some_and(|spec| berth_podrefs::all(spec).contains(&wanted))
+        });
+    if used {
+        Ok(())
+    } else {
+        Err(no_relationship(identity, plural, namespace, name))
+    }
+}
+
+fn no_relationship(identity: &Identity, plural: &str, namespace: &str, name: &str) -> Status {
+    Status::new(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        format!(
+            "{plural} \"{name}\" is forbidden: User \"{}\" cannot get resource \"{plural}\" in API group \"\" in the namespace \"{namespace}\": no relationship found between node '{}' and this object",
+            identity.user(),
+            identity.user().trim_start_matches("system:node:")
+        ),
+    )
 }
 
 /// The 403 for a node writing what is not its own, in NodeRestriction's manner.
@@ -350,16 +376,6 @@ pub(crate) fn forbidden(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn node_tokens_name_their_node_and_cannot_be_forged() {
-        let token = node_token("join", "node-a");
-        assert_eq!(node_of(&token, "join").as_deref(), Some("node-a"));
-        assert_eq!(node_of(&token, "other-join"), None);
-        let renamed = token.replace("node-a", "node-b");
-        assert_eq!(node_of(&renamed, "join"), None);
-        assert_eq!(node_of("berth-node.x", "join"), None);
-    }
 
     #[test]
     fn a_named_node_reads_widely_but_writes_only_its_own() {

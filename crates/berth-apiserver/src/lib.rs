@@ -29,7 +29,7 @@ mod tables;
 mod watch;
 mod writes;
 
-pub use auth::{client_kubeconfig, node_token};
+pub use auth::client_kubeconfig;
 pub use metrics::{CPU_USAGE, MEMORY_USAGE};
 pub use pki::{Pki, issue_client_certificate};
 pub use resources::{RESOURCES, Resource};

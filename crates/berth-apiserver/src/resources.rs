@@ -268,11 +268,14 @@ fn authorized(
         return Err(method_not_allowed());
     }
     let place = &target.place;
+    // A list or watch of one object by name is authorized as reading that object, as
+    // kube-apiserver's request info takes the name from a `metadata.name` selector.
+    let selected = uri.query().and_then(selected_name);
     let access = crate::auth::Access {
         verb,
         plural: place.resource.plural,
         namespace: place.namespace.as_deref(),
-        name: target.name.as_deref(),
+        name: target.name.as_deref().or(selected.as_deref()),
     };
     if !identity.may(access) {
         return Err(crate::auth::forbidden(
@@ -284,6 +287,19 @@ fn authorized(
         ));
     }
     Ok(target)
+}
+
+/// The object a query's field selector names alone (`metadata.name=NAME`), if it does.
+fn selected_name(query: &str) -> Option<String> {
+    let selector = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(key, _)| key == "fieldSelector")?
+        .1;
+    let name = selector
+        .strip_prefix("metadata.name==")
+        .or_else(|| selector.strip_prefix("metadata.name="))?;
+    (!name.is_empty() && !name.contains(',')).then(|| name.to_string())
 }
 
 async fn get_any(
@@ -299,7 +315,19 @@ async fn get_any(
         (None, true) => "watch",
         (None, false) => "list",
     };
-    respond(match authorized(&uri, &identity, verb) {
+    let target = authorized(&uri, &identity, verb).and_then(|target| {
+        crate::auth::node_may_read(
+            &shared.cache,
+            &identity,
+            &target.place,
+            target
+                .name
+                .as_deref()
+                .or(uri.query().and_then(selected_name).as_deref()),
+        )?;
+        Ok(target)
+    });
+    respond(match target {
         Ok(Target {
             part: Part::Binding,
             ..

@@ -723,7 +723,10 @@ fn authorization_suite(server: &Server) {
         answer(as_node(&["auth", "can-i", "create", "configmaps"])),
         "no"
     );
-    assert!(as_node(&["get", "configmaps", "-A"]).status.success());
+    assert!(
+        !as_node(&["get", "configmaps", "-A"]).status.success(),
+        "the join token reads no configMaps"
+    );
     let refused = as_node(&["create", "configmap", "nope"]);
     assert_eq!(
         String::from_utf8_lossy(&refused.stderr).trim(),
@@ -750,32 +753,6 @@ fn authorization_suite(server: &Server) {
         String::from_utf8_lossy(&refused.stderr)
     );
 
-    // A node by its own token: its Node, its Lease and the pods bound to it, nothing else.
-    let node_a = berth_apiserver::node_token(&join, "node-a");
-    let as_a = |args: &[&str]| server.kubectl_as(&node_a, args);
-    let node = |name: &str| {
-        server.write(
-            &format!("{name}.yaml"),
-            &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n"),
-        )
-    };
-    assert!(as_a(&["create", "-f", &node("node-a")]).status.success());
-    let refused = as_a(&["create", "-f", &node("node-b")]);
-    assert!(
-        String::from_utf8_lossy(&refused.stderr)
-            .contains("User \"system:node:node-a\" may only modify its own Node"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
-    let lease = server.write("lease.yaml", "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: node-a\n  namespace: kube-node-lease\nspec:\n  holderIdentity: node-a\n");
-    assert!(as_a(&["create", "-f", &lease]).status.success());
-    for (pod, bound_to) in [("on-a", "node-a"), ("on-b", "node-b")] {
-        let manifest = server.write(&format!("{pod}.yaml"), &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\nspec:\n  nodeName: {bound_to}\n  containers: [{{name: c, image: i}}]\n"));
-        server.kubectl_ok(&["create", "-f", &manifest]);
-    }
-    assert!(as_a(&["label", "pod", "on-a", "seen=yes"]).status.success());
-    assert!(!as_a(&["label", "pod", "on-b", "seen=yes"]).status.success());
-    assert!(as_a(&["get", "pods"]).status.success());
     // Client certificates the cluster CA signs: the user is the common name, the group
     // the organization.
     let certified = |user: &str, group: Option<&str>| {
@@ -804,6 +781,73 @@ fn authorization_suite(server: &Server) {
             .output()
             .unwrap()
     };
+    // A node by its own certificate: its Node, its Lease and the pods bound to it, and
+    // only the configMaps and secrets those pods use.
+    let node_a = certified("system:node:node-a", Some("system:nodes"));
+    let as_a = |args: &[&str]| as_cert(&node_a, args);
+    let node = |name: &str| {
+        server.write(
+            &format!("{name}.yaml"),
+            &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n"),
+        )
+    };
+    assert!(as_a(&["create", "-f", &node("node-a")]).status.success());
+    let refused = as_a(&["create", "-f", &node("node-b")]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("User \"system:node:node-a\" may only modify its own Node"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let lease = server.write("lease.yaml", "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: node-a\n  namespace: kube-node-lease\nspec:\n  holderIdentity: node-a\n");
+    assert!(as_a(&["create", "-f", &lease]).status.success());
+    for name in ["settings-a", "settings-b"] {
+        server.kubectl_ok(&["create", "configmap", name, "--from-literal=k=v"]);
+    }
+    for name in ["password-a", "password-b"] {
+        server.kubectl_ok(&["create", "secret", "generic", name, "--from-literal=k=v"]);
+    }
+    for (pod, bound_to, suffix) in [("on-a", "node-a", "a"), ("on-b", "node-b", "b")] {
+        let manifest = server.write(&format!("{pod}.yaml"), &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\nspec:\n  nodeName: {bound_to}\n  containers:\n  - name: c\n    image: i\n    env:\n    - name: P\n      valueFrom: {{secretKeyRef: {{name: password-{suffix}, key: k}}}}\n  volumes:\n  - {{name: v, configMap: {{name: settings-{suffix}}}}}\n"));
+        server.kubectl_ok(&["create", "-f", &manifest]);
+    }
+    // The Node authorizer's graph: what on-a uses, one object at a time (also as a
+    // list of one by name, as the kubelet watches it), and nothing of on-b's.
+    assert!(as_a(&["get", "configmap", "settings-a"]).status.success());
+    assert!(as_a(&["get", "secret", "password-a"]).status.success());
+    assert!(
+        as_a(&[
+            "get",
+            "configmaps",
+            "--field-selector",
+            "metadata.name=settings-a"
+        ])
+        .status
+        .success()
+    );
+    for refused in [
+        as_a(&["get", "configmap", "settings-b"]),
+        as_a(&["get", "secret", "password-b"]),
+        as_a(&["get", "secrets"]),
+        as_a(&["get", "configmaps", "-A"]),
+    ] {
+        assert!(!refused.status.success());
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("forbidden"),
+            "{}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+    }
+    let refused = as_a(&["get", "secret", "password-b"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("no relationship found between node 'node-a' and this object"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(as_a(&["label", "pod", "on-a", "seen=yes"]).status.success());
+    assert!(!as_a(&["label", "pod", "on-b", "seen=yes"]).status.success());
+    assert!(as_a(&["get", "pods"]).status.success());
     let alice = certified("alice", Some("system:masters"));
     assert!(
         as_cert(&alice, &["create", "namespace", "alices"])
@@ -830,13 +874,13 @@ fn authorization_suite(server: &Server) {
             .success()
     );
 
-    let forged = format!("{node_a}0");
+    let forged = format!("{join}0");
     assert!(
         !server
             .kubectl_as(&forged, &["get", "pods"])
             .status
             .success(),
-        "a forged node token is refused"
+        "a forged token is refused"
     );
     server.kubectl_ok(&[
         "delete",
@@ -846,6 +890,8 @@ fn authorization_suite(server: &Server) {
         "--grace-period=0",
         "--force",
     ]);
+    server.kubectl_ok(&["delete", "configmap", "settings-a", "settings-b"]);
+    server.kubectl_ok(&["delete", "secret", "password-a", "password-b"]);
 }
 
 /// An Event manifest about the pod `web` of the `evented` namespace.
