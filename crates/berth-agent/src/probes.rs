@@ -84,22 +84,16 @@ pub fn check(container: &Container) -> Result<(), Refusal> {
         http_only(hook.http_get.as_ref(), "hooks", &container.name)?;
     }
     for probe in probes.into_iter().flatten() {
-        if probe.grpc.is_some() {
-            return Err(Refusal::Unsupported(format!(
-                "grpc probes (container {:?})",
-                container.name
-            )));
-        }
         http_only(probe.http_get.as_ref(), "probes", &container.name)?;
     }
     Ok(())
 }
 
-/// Refuses an httpGet handler of a scheme other than HTTP (HTTPS is not run yet).
+/// Refuses an httpGet handler of a scheme other than HTTP and HTTPS.
 fn http_only(get: Option<&HTTPGetAction>, what: &str, container: &str) -> Result<(), Refusal> {
     match get.and_then(|g| g.scheme.as_deref()) {
-        Some(scheme) if scheme != "HTTP" => Err(Refusal::Unsupported(format!(
-            "httpGet {what} of scheme {scheme} (container {container:?})"
+        Some(scheme) if scheme != "HTTP" && scheme != "HTTPS" => Err(Refusal::Invalid(format!(
+            "httpGet {what} of scheme {scheme:?}: only HTTP and HTTPS are (container {container:?})"
         ))),
         _ => Ok(()),
     }
@@ -298,13 +292,20 @@ async fn attempt(
         let port = port_of(&target.container, &get.port)?;
         let host = get.host.clone().unwrap_or_else(|| target.ip.to_string());
         let path = get.path.clone().unwrap_or_else(|| "/".into());
+        let scheme = get.scheme.as_deref().unwrap_or("HTTP").to_lowercase();
         let url = format!(
-            "http://{}{path}",
+            "{scheme}://{}{path}",
             SocketAddr::new(host.parse().unwrap_or(target.ip), port)
         );
         return http_get(&url, get.http_headers.iter().flatten(), timeout).await;
     }
-    Err("the handler names no action (exec, httpGet, tcpSocket or sleep)".into())
+    if let Some(grpc) = &probe.grpc {
+        let port =
+            u16::try_from(grpc.port).map_err(|_| format!("port {} is out of range", grpc.port))?;
+        let address = SocketAddr::new(target.ip, port);
+        return grpc_check(address, grpc.service.clone().unwrap_or_default(), timeout).await;
+    }
+    Err("the handler names no action (exec, httpGet, tcpSocket, grpc or sleep)".into())
 }
 
 /// A probe's port: a number, or the name of one of the container's ports.
@@ -322,20 +323,19 @@ fn port_of(container: &Container, port: &IntOrString) -> Result<u16, String> {
     u16::try_from(number).map_err(|_| format!("port {number} is out of range"))
 }
 
-/// The kubelet's HTTP probe: a GET that passes with a status from 200 to 399.
+/// The kubelet's HTTP probe: a GET that passes with a status from 200 to 399; over
+/// HTTPS without verifying the server's certificate, as the kubelet probes.
 async fn http_get(
     url: &str,
     headers: impl Iterator<Item = &k8s_openapi::api::core::v1::HTTPHeader>,
     timeout: Duration,
 ) -> Result<(), String> {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
     let mut request = hyper::Request::get(url).header("User-Agent", "kube-probe/1.33");
     for header in headers {
         request = request.header(header.name.as_str(), header.value.as_str());
     }
     let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
-    match tokio::time::timeout(timeout, client.request(request)).await {
+    match tokio::time::timeout(timeout, probe_client().request(request)).await {
         Ok(Ok(response)) if (200..400).contains(&response.status().as_u16()) => Ok(()),
         Ok(Ok(response)) => Err(format!(
             "HTTP probe failed with statuscode: {}",
@@ -345,5 +345,132 @@ async fn http_get(
         Err(_) => Err(format!(
             "Get {url:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
         )),
+    }
+}
+
+type ProbeClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Empty<Bytes>,
+>;
+
+/// The client of every HTTP(S) probe of the agent: no connection kept between tries,
+/// as the kubelet's probes do not keep them.
+fn probe_client() -> &'static ProbeClient {
+    static CLIENT: std::sync::OnceLock<ProbeClient> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map(|config| {
+                config
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                    .with_no_client_auth()
+            })
+            .unwrap_or_else(|_| unreachable!("ring supports the default protocol versions"));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector)
+    })
+}
+
+/// Accepts any server certificate (still checking the handshake's signatures), as the
+/// kubelet's HTTPS probes skip verification: a pod's certificate is rarely one its node
+/// could check.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &rustls::pki_types::CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            certificate,
+            signature,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &rustls::pki_types::CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            certificate,
+            signature,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The kubelet's gRPC probe: the standard health check (`grpc.health.v1.Health/Check`)
+/// over plain HTTP/2, passing when the service answers SERVING; failures in the
+/// kubelet's words.
+async fn grpc_check(address: SocketAddr, service: String, timeout: Duration) -> Result<(), String> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let connect_failed = || {
+        format!(
+            "timeout: failed to connect service {address:?} within {}s",
+            timeout.as_secs()
+        )
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(timeout);
+    let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Ok(Ok(channel)) => channel,
+        _ => return Err(connect_failed()),
+    };
+    let mut client = HealthClient::new(channel);
+    let check = client.check(HealthCheckRequest { service });
+    match tokio::time::timeout(timeout, check).await {
+        Err(_) => Err(format!(
+            "timeout: health rpc did not complete within {}s",
+            timeout.as_secs()
+        )),
+        Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => Err(format!(
+            "error: this server does not implement the grpc health protocol (grpc.health.v1.Health): {}",
+            status.message()
+        )),
+        Ok(Err(status)) => Err(format!(
+            "error: health rpc probe failed: {}",
+            status.message()
+        )),
+        Ok(Ok(response)) => match response.into_inner().status() {
+            ServingStatus::Serving => Ok(()),
+            other => Err(format!(
+                "service unhealthy (responded with {:?})",
+                other.as_str_name()
+            )),
+        },
     }
 }

@@ -13,6 +13,7 @@ mod lifecycle;
 mod metrics;
 mod placement;
 mod pods;
+mod probes;
 mod pulls;
 mod scenarios;
 mod server;
