@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use berth_engine::{HostPort, PodContainerRequest, PodSandbox, SandboxRequest};
+use berth_engine::{HostPort, PodContainerRequest, PodLimits, PodSandbox, SandboxRequest};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, EnvVar, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume,
 };
@@ -141,6 +141,7 @@ pub fn sandbox_request(pod: &Pod) -> Result<SandboxRequest, Refusal> {
         host_ports,
         labels: pod_labels(pod),
         cgroup: pod_cgroup(pod, &spec),
+        limits: pod_limits(&spec)?,
         network_args: vec![
             (
                 "K8S_POD_NAMESPACE".into(),
@@ -160,6 +161,36 @@ fn pod_cgroup(pod: &Pod, spec: &k8s_openapi::api::core::v1::PodSpec) -> String {
         "Guaranteed" => own,
         class => format!("{}/{own}", class.to_lowercase()),
     }
+}
+
+/// The limits of the pod's cgroup, as the kubelet sets them: the CPU weight of all its
+/// requests, and a CPU or memory limit only when every container (init containers too)
+/// has one — the sum of the containers', or the largest init container's if more.
+fn pod_limits(spec: &k8s_openapi::api::core::v1::PodSpec) -> Result<PodLimits, Refusal> {
+    let each = |containers: &[Container]| -> Result<Vec<(i64, i64, i64)>, Refusal> {
+        containers.iter().map(resources).collect()
+    };
+    let apps = each(&spec.containers)?;
+    let inits = each(spec.init_containers.as_deref().unwrap_or_default())?;
+    let all = || apps.iter().chain(&inits);
+    let effective = |pick: fn(&(i64, i64, i64)) -> i64| {
+        let sum: i64 = apps.iter().map(pick).sum();
+        inits.iter().map(pick).max().unwrap_or(0).max(sum)
+    };
+    let declared = |pick: fn(&(i64, i64, i64)) -> i64| all().all(|c| pick(c) > 0);
+    Ok(PodLimits {
+        memory: if declared(|c| c.0) {
+            effective(|c| c.0)
+        } else {
+            0
+        },
+        nano_cpus: if declared(|c| c.1) {
+            effective(|c| c.1)
+        } else {
+            0
+        },
+        cpu_shares: effective(|c| c.2).max(2),
+    })
 }
 
 /// Run `attempt` of `container` of `pod`, in `sandbox`.

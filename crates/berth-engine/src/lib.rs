@@ -47,8 +47,8 @@ pub use model::{
 pub use monitor::{ExitRecord, run_monitor};
 pub use networks::{BridgeConfig, Network, NetworkRequest};
 pub use pods::{
-    CniAttached, CniNetwork, ContainerSecurity, HostPort, PodContainerRequest, PodSandbox,
-    SandboxRequest, Seccomp,
+    CniAttached, CniNetwork, ContainerSecurity, HostPort, PodContainerRequest, PodLimits,
+    PodSandbox, SandboxRequest, Seccomp,
 };
 pub use pulls::Pulled;
 pub use settings::parse_signal;

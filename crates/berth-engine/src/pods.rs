@@ -47,6 +47,20 @@ pub struct SandboxRequest {
     pub cgroup: String,
     /// `CNI_ARGS` for a CNI network's plugins (the kubelet's `K8S_POD_NAME`…).
     pub network_args: Vec<(String, String)>,
+    /// What the pod's cgroup bounds its containers to together.
+    pub limits: PodLimits,
+}
+
+/// The limits of a pod's cgroup (the kubelet's pod-level resources): what its containers
+/// may use together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PodLimits {
+    /// Memory limit in bytes; 0 for none.
+    pub memory: i64,
+    /// CPU limit in billionths of a CPU; 0 for none.
+    pub nano_cpus: i64,
+    /// Relative CPU weight (1024 for one CPU requested); 0 for the default.
+    pub cpu_shares: i64,
 }
 
 /// A pod network set up by CNI plugins (a configuration of the node's `/etc/cni/net.d`)
@@ -319,6 +333,7 @@ impl Engine {
         let made = self.make_sandbox(&mut sandbox, &request);
         if let Err(error) = made {
             self.release_sandbox(&sandbox);
+            self.remove_pod_cgroup(&sandbox);
             return Err(error);
         }
         self.sandboxes.save(&sandbox)?;
@@ -327,6 +342,7 @@ impl Engine {
     }
 
     fn make_sandbox(&self, sandbox: &mut PodSandbox, request: &SandboxRequest) -> Result<()> {
+        self.make_pod_cgroup(sandbox, request.limits)?;
         pin_namespaces(
             sandbox.ipc.as_deref(),
             sandbox.uts.as_deref(),
@@ -478,6 +494,26 @@ impl Engine {
             Some(pod) => format!("{}/{pod}", self.cgroup_parent),
             None => self.cgroup_parent.clone(),
         }
+    }
+
+    /// Makes the pod's cgroup with its limits, before any of its containers' go in it.
+    fn make_pod_cgroup(&self, sandbox: &PodSandbox, limits: PodLimits) -> Result<()> {
+        if sandbox.cgroup.is_empty() {
+            return Ok(());
+        }
+        let host = HostConfig {
+            memory: limits.memory,
+            nano_cpus: limits.nano_cpus,
+            cpu_shares: limits.cpu_shares,
+            ..HostConfig::default()
+        };
+        let resources: berth_runtime::LinuxResources =
+            serde_json::from_value(crate::settings::limits(&host)?)
+                .map_err(|e| Error::Invalid(format!("the pod's limits: {e}")))?;
+        let path = format!("{}/{}", self.cgroup_parent, sandbox.cgroup);
+        berth_runtime::cgroups::Cgroup::new(&path)
+            .create_empty(Some(&resources))
+            .map_err(|e| Error::Start(format!("make the pod's cgroup {path}: {e}")))
     }
 
     /// Removes the pod's (now empty) cgroup from every mounted hierarchy.

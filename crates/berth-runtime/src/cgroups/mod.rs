@@ -87,6 +87,13 @@ impl Cgroup {
 
     /// Creates the group, applies `resources` and moves `pid` into it.
     pub fn create(&self, resources: Option<&LinuxResources>, pid: i32) -> Result<()> {
+        self.create_empty(resources)?;
+        self.add(pid)
+    }
+
+    /// Creates the group and applies `resources`, with no process in it: a group that
+    /// others go under (a pod's, whose limits bound its containers' together).
+    pub fn create_empty(&self, resources: Option<&LinuxResources>) -> Result<()> {
         if self.unified {
             self.enable_v2_controllers()?;
         }
@@ -96,14 +103,11 @@ impl Cgroup {
                 inherit_cpuset(dir)?;
             }
         }
-        if let Some(resources) = resources {
-            if self.unified {
-                self.apply_v2(resources)?
-            } else {
-                self.apply_v1(resources)?
-            }
+        match resources {
+            Some(resources) if self.unified => self.apply_v2(resources),
+            Some(resources) => self.apply_v1(resources),
+            None => Ok(()),
         }
-        self.add(pid)
     }
 
     /// Changes the limits of an existing group to what `resources` sets, leaving the rest.

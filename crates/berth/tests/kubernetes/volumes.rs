@@ -95,6 +95,26 @@ fn pods_see_the_downward_api_projected_and_memory_volumes_and_host_aliases() {
         !pod_cgroups.is_empty(),
         "no cgroup {relative} in any hierarchy"
     );
+    // The pod's cgroup bounds its containers together, as the kubelet sets it: the
+    // memory limit every container declares, the weight of the CPU requested, and no
+    // CPU quota, which not every container declares.
+    let setting = |file: &str| {
+        pod_cgroups
+            .iter()
+            .find_map(|dir| std::fs::read_to_string(dir.join(file)).ok())
+            .map(|text| text.trim().to_string())
+    };
+    if let Some(max) = setting("memory.max") {
+        assert_eq!(max, "134217728");
+        assert_eq!(setting("cpu.max").as_deref(), Some("max 100000"));
+    } else {
+        assert_eq!(
+            setting("memory.limit_in_bytes").as_deref(),
+            Some("134217728")
+        );
+        assert_eq!(setting("cpu.shares").as_deref(), Some("256"));
+        assert_eq!(setting("cpu.cfs_quota_us").as_deref(), Some("-1"));
+    }
     for dir in &pod_cgroups {
         let members = std::fs::read_dir(dir)
             .unwrap()
