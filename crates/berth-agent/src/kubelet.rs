@@ -66,6 +66,11 @@ impl Kubelet {
             .unwrap_or_default()
     }
 
+    /// Where a pod's volumes are: `<pods>/<uid>/volumes`.
+    pub fn volumes_dir(&self, uid: &str) -> PathBuf {
+        self.pods_dir.join(uid).join("volumes")
+    }
+
     /// Removes a pod's volumes (memory-backed ones unmounted first).
     fn remove_pod_dir(&self, uid: &str) {
         let dir = self.pods_dir.join(uid);
@@ -247,6 +252,8 @@ struct Worker {
     objects_changed: bool,
     /// Its sandbox's network was checked, or made by this worker.
     sandbox_checked: bool,
+    /// Why the pod was evicted, once it was.
+    evicted: Option<String>,
 }
 
 /// What a sync asks of its worker next.
@@ -270,6 +277,7 @@ impl Worker {
             wake,
             objects_changed: false,
             sandbox_checked: false,
+            evicted: None,
         }
     }
 
@@ -327,6 +335,18 @@ impl Worker {
         if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
             return Step::Wait(None);
         }
+        if self.evicted.is_some() {
+            if let Some(sandbox) = self
+                .kubelet
+                .engine
+                .sandboxes()
+                .into_iter()
+                .find(|s| s.labels.get(POD_UID) == Some(&self.uid()))
+            {
+                self.report(&sandbox).await;
+            }
+            return Step::Wait(None);
+        }
         let sandbox = match self.sandbox().await {
             Ok(sandbox) => sandbox,
             Err(message) => {
@@ -344,6 +364,9 @@ impl Worker {
                 self.ensure(&sandbox, container, false, &mut wake).await;
             }
             self.probe(&sandbox, &containers);
+            if let Some(next) = self.watch_disk_use().await {
+                wake = earliest(wake, next);
+            }
         }
         if std::mem::take(&mut self.objects_changed)
             && let Err(refusal) = spec::refresh_volumes(&self.kubelet, &self.pod).await
@@ -798,6 +821,12 @@ impl Worker {
             (&records, &probes),
             &self.waiting,
         );
+        let mut status = status;
+        if let Some(message) = &self.evicted {
+            status.phase = Some("Failed".into());
+            status.reason = Some("Evicted".into());
+            status.message = Some(message.clone());
+        }
         let body = serde_json::json!({"status": status});
         if self.reported.as_ref() == Some(&body) {
             return;
@@ -824,15 +853,33 @@ impl Worker {
         }
     }
 
-    /// Stops the pod's containers within its grace period, removes its sandbox and
-    /// volumes, and lets the API server forget it.
-    async fn terminate(&self) {
-        let grace = self.grace_period();
+    /// Measures the pod's emptyDirs that have a size limit and evicts the pod when one
+    /// is over it, as the kubelet's eviction manager does; when to measure again, if
+    /// there is anything to measure.
+    async fn watch_disk_use(&mut self) -> Option<Instant> {
+        let volumes = self.kubelet.volumes_dir(&self.uid());
+        let limits = crate::eviction::disk_limits(&self.pod, &volumes);
+        if limits.is_empty() {
+            return None;
+        }
+        let over = tokio::task::spawn_blocking(move || crate::eviction::exceeded(&limits))
+            .await
+            .ok()
+            .flatten();
+        let Some(message) = over else {
+            return Some(Instant::now() + crate::eviction::MONITORING_INTERVAL);
+        };
+        tracing::info!(pod = %self.pod.name_any(), %message, "evicting the pod");
+        self.event("Warning", "Evicted", message.clone());
+        self.stop_all(0).await;
+        self.evicted = Some(message);
+        None
+    }
+
+    /// Stops the pod's running containers, together, each within `grace` seconds.
+    async fn stop_all(&self, grace: u64) {
         let uid = self.uid();
         let engine = Arc::clone(&self.kubelet.engine);
-        let begun = Instant::now();
-        self.pre_stop(Duration::from_secs(grace)).await;
-        let grace = grace.saturating_sub(begun.elapsed().as_secs());
         let running: Vec<String> = engine
             .containers(false)
             .into_iter()
@@ -854,6 +901,18 @@ impl Worker {
             })
         });
         futures_util::future::join_all(stops).await;
+    }
+
+    /// Stops the pod's containers within its grace period, removes its sandbox and
+    /// volumes, and lets the API server forget it.
+    async fn terminate(&self) {
+        let grace = self.grace_period();
+        let uid = self.uid();
+        let engine = Arc::clone(&self.kubelet.engine);
+        let begun = Instant::now();
+        self.pre_stop(Duration::from_secs(grace)).await;
+        self.stop_all(grace.saturating_sub(begun.elapsed().as_secs()))
+            .await;
         let sandboxes: Vec<PodSandbox> = engine
             .sandboxes()
             .into_iter()

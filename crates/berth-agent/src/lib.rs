@@ -19,6 +19,7 @@ use kube::runtime::watcher;
 
 mod api;
 mod downward;
+mod eviction;
 mod images;
 pub mod join;
 pub mod kubelet;

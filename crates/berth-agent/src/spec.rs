@@ -532,10 +532,7 @@ async fn binds(
 ) -> Result<Vec<(PathBuf, String, bool)>, Refusal> {
     let spec = pod.spec.clone().unwrap_or_default();
     let volumes = spec.volumes.unwrap_or_default();
-    let dir = kubelet
-        .pods_dir
-        .join(pod.uid().unwrap_or_default())
-        .join("volumes");
+    let dir = kubelet.volumes_dir(&pod.uid().unwrap_or_default());
     let mut binds = Vec::new();
     for mount in container.volume_mounts.iter().flatten() {
         let volume = volumes
@@ -583,12 +580,6 @@ async fn volume_source(
     if let Some(empty) = &volume.empty_dir {
         let size = empty.size_limit.as_ref().map(|q| q.0.clone());
         match empty.medium.as_deref().unwrap_or_default() {
-            "" if size.is_some() => {
-                return Err(Refusal::Unsupported(format!(
-                    "emptyDir sizeLimit on disk (volume {:?}): use medium: Memory",
-                    volume.name
-                )));
-            }
             "" => std::fs::create_dir_all(&own).map_err(|e| io_refusal(&own, &e))?,
             "Memory" => memory_backed(&own, size.as_deref())?,
             other => {
@@ -674,10 +665,7 @@ async fn claimed(kubelet: &Kubelet, namespace: &str, claim: &str) -> Result<Path
 /// Rewrites the pod's configMap and secret volumes from their objects as they are now,
 /// in place: a container sees a changed key's new content, as with the kubelet.
 pub async fn refresh_volumes(kubelet: &Kubelet, pod: &Pod) -> Result<(), Refusal> {
-    let dir = kubelet
-        .pods_dir
-        .join(pod.uid().unwrap_or_default())
-        .join("volumes");
+    let dir = kubelet.volumes_dir(&pod.uid().unwrap_or_default());
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone());
     for volume in volumes.iter().flatten() {
         let own = dir.join(&volume.name);

@@ -1,6 +1,7 @@
 //! What a pod learns of itself and the volumes beyond configMaps and secrets: the
 //! downward API (env resourceFieldRef, downwardAPI and projected volumes), memory-backed
-//! emptyDirs with their size limit, and hostAliases in /etc/hosts.
+//! emptyDirs with their size limit, disk ones evicting their pod when outgrown, and
+//! hostAliases in /etc/hosts.
 
 use std::time::Duration;
 
@@ -137,4 +138,40 @@ fn pods_see_the_downward_api_projected_and_memory_volumes_and_host_aliases() {
     assert!(left.is_empty(), "{left:?}");
     let stayed: Vec<_> = pod_cgroups.iter().filter(|dir| dir.exists()).collect();
     assert!(stayed.is_empty(), "{stayed:?}");
+
+    // An emptyDir on disk that outgrows its sizeLimit gets its pod evicted.
+    cluster.apply("hoarder.yaml", HOARDER);
+    let reason = cluster.pod_field("hoarder", ".status.reason", |r| !r.is_empty());
+    assert_eq!(reason, "Evicted");
+    assert_eq!(
+        cluster.kubectl_ok(&[
+            "get",
+            "pod",
+            "hoarder",
+            "-o",
+            "jsonpath={.status.phase}: {.status.message}"
+        ]),
+        "Failed: Usage of EmptyDir volume \"cache\" exceeds the limit \"1Mi\". "
+    );
+    let evicted = cluster.events("hoarder", "Evicted");
+    assert!(evicted.contains("exceeds the limit"), "{evicted}");
+    cluster.kubectl_ok(&["delete", "pod", "hoarder", "--timeout=60s"]);
 }
+
+const HOARDER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hoarder
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sh", "-c", "dd if=/dev/zero of=/cache/big bs=1M count=4 && exec sleep 3600"]
+    volumeMounts:
+    - {name: cache, mountPath: /cache}
+  volumes:
+  - name: cache
+    emptyDir: {sizeLimit: 1Mi}
+"#;
