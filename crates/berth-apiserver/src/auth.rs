@@ -157,6 +157,9 @@ pub(crate) async fn authenticate(
         Some(token) if token == tokens.admin => Identity::Admin,
         Some(token) if token == tokens.viewer => Identity::Viewer,
         Some(token) if token == tokens.node => Identity::Nodes,
+        Some(token) if let Some(account) = shared.signer.identity_of(token, &shared.cache) => {
+            account
+        }
         None if let Some(identity) = certificate.as_deref().and_then(of_certificate) => identity,
         _ => {
             return Status::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
@@ -204,6 +207,14 @@ pub(crate) enum Identity {
     Nodes,
     /// One node, by its own token or certificate.
     Node(String),
+    /// A ServiceAccount, by a token the server issued: allowed nothing until RBAC
+    /// grants it something, as Kubernetes' default service accounts.
+    ServiceAccount {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
     /// Someone with a certificate but no role: allowed nothing.
     User(String),
 }
@@ -239,6 +250,9 @@ impl Identity {
             Identity::Viewer => "system:viewer".into(),
             Identity::Nodes => "system:node".into(),
             Identity::Node(name) => format!("system:node:{name}"),
+            Identity::ServiceAccount { namespace, name } => {
+                format!("system:serviceaccount:{namespace}:{name}")
+            }
             Identity::User(name) => name.clone(),
         }
     }
@@ -255,7 +269,7 @@ impl Identity {
         match self {
             Identity::Admin => true,
             Identity::Viewer => reading(verb) && plural != "secrets",
-            Identity::User(_) => false,
+            Identity::User(_) | Identity::ServiceAccount { .. } => false,
             Identity::Nodes => matches!(plural, "nodes" | "leases" | "pods" | "events"),
             Identity::Node(node) => {
                 let own = || name.is_none_or(|n| n == node);
@@ -263,6 +277,9 @@ impl Identity {
                     "nodes" => reading(verb) || own(),
                     "leases" => namespace == Some("kube-node-lease") && (reading(verb) || own()),
                     "pods" | "events" => true,
+                    // Tokens of its pods' accounts, bound to them (checked where
+                    // issued).
+                    "serviceaccounts/token" => verb == "create",
                     // One object at a time, and only one its pods use
                     // ([`node_may_read`]).
                     "configmaps" | "secrets" => {

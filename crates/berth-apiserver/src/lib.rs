@@ -26,6 +26,7 @@ mod selectors;
 mod status;
 mod storage;
 mod tables;
+mod tokens;
 mod watch;
 mod writes;
 
@@ -94,6 +95,8 @@ pub(crate) struct Shared {
     pub(crate) kubelets: kubelets::Kubelets,
     /// The last resource metrics of each real node's agent.
     pub(crate) scrapes: scrapes::Scrapes,
+    /// The key ServiceAccount tokens are signed with.
+    pub(crate) signer: tokens::Signer,
 }
 
 /// Runs the server until `shutdown` completes.
@@ -144,6 +147,7 @@ pub async fn run(
         ca: pki.ca.clone(),
         kubelets: kubelets::Kubelets::new(&pki.ca, &tls_dir)?,
         scrapes: scrapes::Scrapes::default(),
+        signer: tokens::Signer::ensure(&tls_dir)?,
         tls_dir,
     });
     tokio::spawn(scrapes::run(Arc::clone(&shared)));
@@ -152,6 +156,7 @@ pub async fn run(
         .merge(openapi::routes())
         .merge(metrics::routes())
         .merge(kubelets::routes())
+        .merge(tokens::routes())
         .layer(axum::middleware::map_response(too_large_as_status))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(

@@ -29,6 +29,10 @@ const UNKNOWN: &str = "k8s.io.apimachinery.pkg.runtime.Unknown";
 /// The body of a PUT to a resource's `/scale`.
 pub(crate) const SCALE: Kind<'static> = Kind::new("autoscaling", "v1", "Scale");
 
+/// The body of a ServiceAccount's `/token`.
+pub(crate) const TOKEN_REQUEST: Kind<'static> =
+    Kind::new("authentication.k8s.io", "v1", "TokenRequest");
+
 /// `kubectl auth can-i`'s question.
 pub(crate) const SELF_SUBJECT_ACCESS_REVIEW: Kind<'static> =
     Kind::new("authorization.k8s.io", "v1", "SelfSubjectAccessReview");

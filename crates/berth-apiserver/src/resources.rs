@@ -268,12 +268,16 @@ fn authorized(
         return Err(method_not_allowed());
     }
     let place = &target.place;
+    let plural = match target.part {
+        Part::Token => "serviceaccounts/token",
+        _ => place.resource.plural,
+    };
     // A list or watch of one object by name is authorized as reading that object, as
     // kube-apiserver's request info takes the name from a `metadata.name` selector.
     let selected = uri.query().and_then(selected_name);
     let access = crate::auth::Access {
         verb,
-        plural: place.resource.plural,
+        plural,
         namespace: place.namespace.as_deref(),
         name: target.name.as_deref().or(selected.as_deref()),
     };
@@ -282,9 +286,12 @@ fn authorized(
             identity,
             verb,
             place.resource.group,
-            place.resource.plural,
+            plural,
             place.namespace.as_deref(),
         ));
+    }
+    if target.part == Part::Token && verb != "create" {
+        return Err(method_not_allowed());
     }
     Ok(target)
 }
@@ -371,6 +378,12 @@ async fn post_any(
     respond(
         async {
             let target = authorized(&uri, &identity, |_| "create")?;
+            if let (Some(name), Part::Token) = (&target.name, target.part) {
+                let request =
+                    writes::parse_body(Part::Token, target.place.resource, &headers, &body)?;
+                return crate::tokens::request(&shared, &target.place, name, &identity, request)
+                    .await;
+            }
             let options = WriteOptions::from_request(&query, &headers, identity)?;
             if let (Some(name), Part::Binding) = (&target.name, target.part) {
                 return writes::bind(&shared, &target.place, name, &options, &body).await;

@@ -31,6 +31,8 @@ pub(crate) enum Part {
     Binding,
     /// A pod's `/log`: its container's output, from its node's agent (read only).
     Log,
+    /// A ServiceAccount's `/token`: a token issued for it (create only).
+    Token,
 }
 
 impl Part {
@@ -42,6 +44,7 @@ impl Part {
             Some("scale") if SCALABLE.contains(&resource.plural) => Some(Part::Scale),
             Some("binding") if resource.plural == "pods" => Some(Part::Binding),
             Some("log") if resource.plural == "pods" => Some(Part::Log),
+            Some("token") if resource.plural == "serviceaccounts" => Some(Part::Token),
             Some(_) => None,
         }
     }
@@ -114,7 +117,7 @@ pub(crate) const APPLY_PATCH: &str = "application/apply-patch";
 /// The part of `object` a client reads and writes at `part`.
 pub(crate) fn view(part: Part, object: Value) -> Value {
     match part {
-        Part::Whole | Part::Status | Part::Binding | Part::Log => object,
+        Part::Whole | Part::Status | Part::Binding | Part::Log | Part::Token => object,
         Part::Scale => {
             let metadata = &object["metadata"];
             let selector: Vec<String> = object["spec"]["selector"]["matchLabels"]
@@ -153,11 +156,11 @@ fn merged(
 ) -> Result<Value, Status> {
     let revision = given["metadata"]["resourceVersion"].take();
     let mut object = match part {
-        Part::Log => {
+        Part::Log | Part::Token => {
             return Err(Status::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
-                "a pod's log is read only",
+                "a pod's log is read only and a token is only created",
             ));
         }
         Part::Binding => given,
@@ -639,17 +642,18 @@ pub(crate) fn content_type(headers: &HeaderMap) -> &str {
         .unwrap_or_default()
 }
 
-/// The body of a PUT at `part`: the kind's own, or a Scale (each JSON or protobuf).
+/// The body of a write at `part`: the kind's own, a Scale or a TokenRequest (each JSON
+/// or protobuf).
 pub(crate) fn parse_body(
     part: Part,
     resource: &Resource,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Value, Status> {
-    let kind = if part == Part::Scale {
-        crate::protobuf::SCALE
-    } else {
-        resource.protobuf_kind()
+    let kind = match part {
+        Part::Scale => crate::protobuf::SCALE,
+        Part::Token => crate::protobuf::TOKEN_REQUEST,
+        _ => resource.protobuf_kind(),
     };
     objects::parse(body, content_type(headers), kind)
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use syn::{Attribute, Fields, GenericArgument, Item, LitStr, PathArguments, Type};
 
-use super::{Kind, SCALE, SELF_SUBJECT_ACCESS_REVIEW, UNKNOWN};
+use super::{Kind, SCALE, SELF_SUBJECT_ACCESS_REVIEW, TOKEN_REQUEST, UNKNOWN};
 use crate::kinds::schema_of;
 use crate::resources::RESOURCES;
 
@@ -29,12 +29,16 @@ struct Field {
 /// The kinds decoded besides the served ones, with their schemas' adders.
 type Extra = (Kind<'static>, fn(&mut schemars::SchemaGenerator) -> String);
 
-const EXTRA: [Extra; 2] = [
+const EXTRA: [Extra; 3] = [
     (
         SELF_SUBJECT_ACCESS_REVIEW,
         schema_of::<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview>,
     ),
     (SCALE, schema_of::<k8s_openapi::api::autoscaling::v1::Scale>),
+    (
+        TOKEN_REQUEST,
+        schema_of::<k8s_openapi::api::authentication::v1::TokenRequest>,
+    ),
 ];
 
 #[test]

@@ -807,8 +807,9 @@ fn authorization_suite(server: &Server) {
     for name in ["password-a", "password-b"] {
         server.kubectl_ok(&["create", "secret", "generic", name, "--from-literal=k=v"]);
     }
+    server.kubectl_ok(&["create", "serviceaccount", "robot"]);
     for (pod, bound_to, suffix) in [("on-a", "node-a", "a"), ("on-b", "node-b", "b")] {
-        let manifest = server.write(&format!("{pod}.yaml"), &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\nspec:\n  nodeName: {bound_to}\n  containers:\n  - name: c\n    image: i\n    env:\n    - name: P\n      valueFrom: {{secretKeyRef: {{name: password-{suffix}, key: k}}}}\n  volumes:\n  - {{name: v, configMap: {{name: settings-{suffix}}}}}\n"));
+        let manifest = server.write(&format!("{pod}.yaml"), &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\nspec:\n  nodeName: {bound_to}\n  serviceAccountName: robot\n  containers:\n  - name: c\n    image: i\n    env:\n    - name: P\n      valueFrom: {{secretKeyRef: {{name: password-{suffix}, key: k}}}}\n  volumes:\n  - {{name: v, configMap: {{name: settings-{suffix}}}}}\n"));
         server.kubectl_ok(&["create", "-f", &manifest]);
     }
     // The Node authorizer's graph: what on-a uses, one object at a time (also as a
@@ -874,6 +875,8 @@ fn authorization_suite(server: &Server) {
             .success()
     );
 
+    service_account_tokens(server, &|args| as_cert(&node_a, args));
+
     let forged = format!("{join}0");
     assert!(
         !server
@@ -882,16 +885,85 @@ fn authorization_suite(server: &Server) {
             .success(),
         "a forged token is refused"
     );
-    server.kubectl_ok(&[
-        "delete",
-        "pod",
-        "on-a",
-        "on-b",
-        "--grace-period=0",
-        "--force",
-    ]);
+    server.kubectl_ok(&["delete", "pod", "on-b", "--grace-period=0", "--force"]);
+    server.kubectl_ok(&["delete", "serviceaccount", "robot"]);
     server.kubectl_ok(&["delete", "configmap", "settings-a", "settings-b"]);
     server.kubectl_ok(&["delete", "secret", "password-a", "password-b"]);
+}
+
+/// TokenRequest as `kubectl create token` uses it: tokens authenticate their account
+/// (which may do nothing without RBAC), carry kube-apiserver's claims, die with the pod
+/// they are bound to, and a node gets them only for its own pods. `as_node_a` runs
+/// kubectl as node-a, which runs pod on-a (on-b runs on node-b); both run as `robot`.
+fn service_account_tokens(server: &Server, as_node_a: &dyn Fn(&[&str]) -> std::process::Output) {
+    let token = server.kubectl_ok(&["create", "token", "robot", "--duration=15m"]);
+    let token = token.trim();
+    let refused = server.kubectl_as(token, &["get", "pods"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("User \"system:serviceaccount:default:robot\" cannot list resource \"pods\""),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "system:serviceaccount:default:robot");
+    assert_eq!(
+        claims["aud"][0],
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        900
+    );
+    let jwks: serde_json::Value =
+        serde_json::from_str(&server.kubectl_ok(&["get", "--raw", "/openid/v1/jwks"])).unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+    let short = server.kubectl(&["create", "token", "robot", "--duration=5m"]);
+    assert!(
+        String::from_utf8_lossy(&short.stderr)
+            .contains("may not specify a duration less than 10 minutes"),
+        "{}",
+        String::from_utf8_lossy(&short.stderr)
+    );
+
+    // Bound to a pod: valid while the pod lives. node-a gets one for its own pod only.
+    let bound = |kubectl: &dyn Fn(&[&str]) -> std::process::Output, pod: &str| {
+        kubectl(&[
+            "create",
+            "token",
+            "robot",
+            "--bound-object-kind=Pod",
+            &format!("--bound-object-name={pod}"),
+        ])
+    };
+    let mine = bound(as_node_a, "on-a");
+    assert!(
+        mine.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mine.stderr)
+    );
+    let theirs = bound(as_node_a, "on-b");
+    assert!(
+        String::from_utf8_lossy(&theirs.stderr)
+            .contains("may only request tokens bound to pods on node node-a"),
+        "{}",
+        String::from_utf8_lossy(&theirs.stderr)
+    );
+    let token = String::from_utf8_lossy(&mine.stdout).trim().to_string();
+    let as_pod = server.kubectl_as(&token, &["get", "pods"]);
+    assert!(String::from_utf8_lossy(&as_pod.stderr).contains("forbidden"));
+    server.kubectl_ok(&["delete", "pod", "on-a", "--grace-period=0", "--force"]);
+    let gone = server.kubectl_as(&token, &["get", "pods"]);
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("Unauthorized"),
+        "a token bound to a deleted pod is dead: {}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
 }
 
 /// An Event manifest about the pod `web` of the `evented` namespace.
