@@ -254,6 +254,8 @@ struct Worker {
     sandbox_checked: bool,
     /// Why the pod was evicted, once it was.
     evicted: Option<String>,
+    /// When its projected tokens were last fetched.
+    tokens_fetched: Option<Instant>,
 }
 
 /// What a sync asks of its worker next.
@@ -278,6 +280,7 @@ impl Worker {
             objects_changed: false,
             sandbox_checked: false,
             evicted: None,
+            tokens_fetched: None,
         }
     }
 
@@ -367,6 +370,9 @@ impl Worker {
             if let Some(next) = self.watch_disk_use().await {
                 wake = earliest(wake, next);
             }
+        }
+        if let Some(next) = self.tokens_due() {
+            wake = earliest(wake, next);
         }
         if std::mem::take(&mut self.objects_changed)
             && let Err(refusal) = spec::refresh_volumes(&self.kubelet, &self.pod).await
@@ -851,6 +857,20 @@ impl Worker {
                 tracing::debug!(%error, pod = %self.pod.name_any(), "could not report the pod's status");
             }
         }
+    }
+
+    /// Marks the pod's volumes for refreshing when its projected tokens are due to be
+    /// fetched again; when they will be next, if it has any.
+    fn tokens_due(&mut self) -> Option<Instant> {
+        let interval = spec::token_refresh_interval(&self.pod)?;
+        let now = Instant::now();
+        let fetched = *self.tokens_fetched.get_or_insert(now);
+        if now < fetched + interval {
+            return Some(fetched + interval);
+        }
+        self.objects_changed = true;
+        self.tokens_fetched = Some(now);
+        Some(now + interval)
     }
 
     /// Measures the pod's emptyDirs that have a size limit and evicts the pod when one

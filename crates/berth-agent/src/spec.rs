@@ -741,13 +741,12 @@ async fn fill_projected(
         let items = downward.items.as_deref().unwrap_or_default();
         let files = crate::downward::files(pod, items, &kubelet.data_dir())?;
         return write_entries(own, files, mode);
-    } else if source.service_account_token.is_some() {
-        return Err(Refusal::Unsupported(
-            "projected serviceAccountToken volumes (the TokenRequest API)".into(),
-        ));
+    } else if let Some(projection) = &source.service_account_token {
+        let token = service_account_token(kubelet, pod, projection).await?;
+        return write_entries(own, vec![(projection.path.clone(), token, None)], mode);
     } else {
         return Err(Refusal::Unsupported(
-            "this kind of projected volume source: configMap, secret and downwardAPI are supported"
+            "this kind of projected volume source: configMap, secret, downwardAPI and serviceAccountToken are supported"
                 .into(),
         ));
     };
@@ -757,6 +756,62 @@ async fn fill_projected(
         Err(missing) => return Err(missing),
     };
     write_files(own, &data, items.as_deref(), mode)
+}
+
+/// A token of the pod's account bound to the pod, from the TokenRequest API, for the
+/// projection's audience and lifetime (an hour unless it says).
+async fn service_account_token(
+    kubelet: &Kubelet,
+    pod: &Pod,
+    projection: &k8s_openapi::api::core::v1::ServiceAccountTokenProjection,
+) -> Result<Vec<u8>, Refusal> {
+    use k8s_openapi::api::authentication::v1::{
+        BoundObjectReference, TokenRequest, TokenRequestSpec,
+    };
+    let account = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".into());
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: projection.audience.iter().cloned().collect(),
+            expiration_seconds: Some(projection.expiration_seconds.unwrap_or(3600)),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(pod.name_any()),
+                uid: pod.uid(),
+            }),
+        },
+        ..TokenRequest::default()
+    };
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(kubelet.client.clone(), &pod.namespace().unwrap_or_default());
+    let issued = accounts
+        .create_token_request(&account, &kube::api::PostParams::default(), &request)
+        .await
+        .map_err(|e| {
+            Refusal::Invalid(format!(
+                "failed to fetch token for service account {account:?}: {e}"
+            ))
+        })?;
+    let token = issued.status.map(|s| s.token).unwrap_or_default();
+    Ok(token.into_bytes())
+}
+
+/// How often the pod's projected tokens are fetched again: when 80 % of the shortest
+/// one's life has passed, as the kubelet refreshes them; None without any.
+pub fn token_refresh_interval(pod: &Pod) -> Option<std::time::Duration> {
+    let volumes = pod.spec.as_ref()?.volumes.as_ref()?;
+    volumes
+        .iter()
+        .filter_map(|v| v.projected.as_ref())
+        .flat_map(|p| p.sources.iter().flatten())
+        .filter_map(|s| s.service_account_token.as_ref())
+        .map(|t| t.expiration_seconds.unwrap_or(3600))
+        .min()
+        .map(|seconds| std::time::Duration::from_secs(u64::try_from(seconds * 8 / 10).unwrap_or(0)))
 }
 
 /// A tmpfs at `dir` (of `size`, a quantity, when given), unless one is there already

@@ -292,7 +292,8 @@ pub(crate) fn finalized(object: &Value) -> bool {
             .is_none_or(Vec::is_empty)
 }
 
-/// A 404 unless `namespace` exists: objects are only made in namespaces that do.
+/// A 404 unless `namespace` exists, a 403 while it is being deleted: objects are only
+/// made in namespaces that live (kube-apiserver's NamespaceLifecycle).
 pub(crate) async fn require_namespace(
     store: &dyn berth_store::Store,
     namespace: &str,
@@ -301,6 +302,17 @@ pub(crate) async fn require_namespace(
         .get(&format!("/registry/namespaces/{namespace}"))
         .await
     {
+        Ok(Some(kv))
+            if from_stored(&kv).is_some_and(|n| !n["metadata"]["deletionTimestamp"].is_null()) =>
+        {
+            Err(Status::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "unable to create new content in namespace {namespace} because it is being terminated"
+                ),
+            ))
+        }
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(Status::not_found("namespaces", namespace)),
         Err(e) => Err(Status::from_store(e, "namespaces", namespace)),

@@ -682,14 +682,26 @@ async fn delete_namespace_contents(shared: &Shared, namespace: &str) -> Result<(
             format!("namespaces \"{namespace}\" is forbidden: this namespace may not be deleted"),
         ));
     }
-    if shared
+    let key = format!("/registry/namespaces/{namespace}");
+    let stored = shared
         .store
-        .get(&format!("/registry/namespaces/{namespace}"))
+        .get(&key)
         .await
         .map_err(|e| Status::from_store(e, "namespaces", namespace))?
-        .is_none()
+        .ok_or_else(|| Status::not_found("namespaces", namespace))?;
+    // Terminating first, so that nothing new is made in it while its contents go.
+    if let Some(mut object) = objects::from_stored(&stored)
+        && object["metadata"]["deletionTimestamp"].is_null()
     {
-        return Err(Status::not_found("namespaces", namespace));
+        object["metadata"]["deletionTimestamp"] =
+            json!(objects::rfc3339(std::time::SystemTime::now()));
+        object["status"]["phase"] = json!("Terminating");
+        let value = serde_json::to_vec(&objects::without_revision(object)).unwrap_or_default();
+        shared
+            .store
+            .update(&key, value, stored.mod_revision)
+            .await
+            .map_err(|e| Status::from_store(e, "namespaces", namespace))?;
     }
     for (resource, kv) in in_namespace(shared, namespace).await? {
         match shared.store.delete(&kv.key, 0).await {

@@ -216,6 +216,7 @@ pub(crate) async fn create(
     let mut object = admitted.object;
     touchable(&options.identity, resource, &object)?;
     if resource.kind == "Pod" {
+        crate::accounts::admit(shared, &mut object)?;
         crate::priorities::admit(shared, &mut object).await?;
     }
     if resource.kind == "PersistentVolumeClaim" {

@@ -21,6 +21,7 @@ mod pods;
 pub mod replicasets;
 mod revisions;
 pub mod scheduler;
+pub mod serviceaccounts;
 pub mod statefulsets;
 mod watched;
 
@@ -34,10 +35,12 @@ pub async fn run_controller_manager(
     election: Election,
     lifecycle: nodes::Lifecycle,
     cluster_cidr: node_ipam::ClusterCidr,
+    root_ca: String,
 ) {
     let controllers = client.clone();
     let lead = move || {
         let client = controllers.clone();
+        let root_ca = root_ca.clone();
         async move {
             let informers = Informers::new(client.clone());
             tokio::join!(
@@ -53,6 +56,7 @@ pub async fn run_controller_manager(
                 autoscalers::run(client.clone(), informers.clone()),
                 local_path::run(client.clone(), informers.clone()),
                 endpoints::run(client.clone(), informers.clone()),
+                serviceaccounts::run(client.clone(), informers.clone(), root_ca),
                 collector::run(client, informers),
             );
         }

@@ -217,7 +217,7 @@ async fn controller_manager(
     lifecycle: berth_controllers::nodes::Lifecycle,
     cluster_cidr: berth_controllers::node_ipam::ClusterCidr,
 ) {
-    let client = loop {
+    let (client, root_ca) = loop {
         match client_of(&kubeconfig).await {
             Ok(client) => break client,
             Err(error) => tracing::debug!(%error, "waiting for the admin kubeconfig"),
@@ -225,14 +225,37 @@ async fn controller_manager(
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     let election = berth_controllers::Election::controller_manager(identity());
-    berth_controllers::run_controller_manager(client, election, lifecycle, cluster_cidr).await;
+    berth_controllers::run_controller_manager(client, election, lifecycle, cluster_cidr, root_ca)
+        .await;
 }
 
-async fn client_of(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+/// A client of the kubeconfig's cluster, and the cluster's CA (PEM) it trusts.
+async fn client_of(kubeconfig: &std::path::Path) -> anyhow::Result<(kube::Client, String)> {
     let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig)?;
     let options = kube::config::KubeConfigOptions::default();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
-    Ok(kube::Client::try_from(config)?)
+    let root_ca = config
+        .root_cert
+        .as_ref()
+        .and_then(|certificates| certificates.first())
+        .map(|der| pem_certificate(der))
+        .context("the admin kubeconfig names no certificate authority")?;
+    Ok((kube::Client::try_from(config)?, root_ca))
+}
+
+/// A DER certificate as PEM, 64 columns as every tool writes it.
+fn pem_certificate(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|chunk| std::str::from_utf8(chunk).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }
 
 /// This server's name in leader election: its hostname and what tells its process

@@ -79,6 +79,34 @@ fn pods_see_the_downward_api_projected_and_memory_volumes_and_host_aliases() {
     let expected = "250 128\napp=\"aware\"\ntier=\"back\"\naware64\nfastdefault\n\
                     10.1.2.3\tregistry.internal\n10.1.2.3\tmirror.internal\ntmpfs\nbounded\n";
     assert_eq!(shown, expected);
+    // The pod runs as the namespace's default account, whose token (bound to the pod),
+    // the cluster CA and the namespace it finds where client libraries look.
+    let credentials = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let read = |file: &str| {
+        cluster.kubectl_ok(&[
+            "exec",
+            "aware",
+            "--",
+            "cat",
+            &format!("{credentials}/{file}"),
+        ])
+    };
+    assert_eq!(read("namespace"), "default");
+    let ca = std::fs::read_to_string(cluster.scratch_path().join("data/tls/ca.crt")).unwrap();
+    assert_eq!(
+        read("ca.crt").split_whitespace().collect::<String>(),
+        ca.split_whitespace().collect::<String>()
+    );
+    let token = read("token");
+    let as_pod = cluster.on_host(&["kubectl", "--token", &token, "get", "pods"]);
+    assert!(
+        String::from_utf8_lossy(&as_pod.stderr).contains(
+            "User \"system:serviceaccount:default:default\" cannot list resource \"pods\""
+        ),
+        "{}",
+        String::from_utf8_lossy(&as_pod.stderr)
+    );
+
     // The pod's containers are in a cgroup of the pod, under its QoS class's, as the
     // kubelet lays them out (in every hierarchy, on cgroup v1); it goes with the pod.
     let uid = cluster.pod_field("aware", ".metadata.uid", |u| !u.is_empty());
@@ -141,6 +169,17 @@ fn pods_see_the_downward_api_projected_and_memory_volumes_and_host_aliases() {
 
     // An emptyDir on disk that outgrows its sizeLimit gets its pod evicted.
     cluster.apply("hoarder.yaml", HOARDER);
+    let volumes = cluster.kubectl_ok(&[
+        "get",
+        "pod",
+        "hoarder",
+        "-o",
+        "jsonpath={.spec.volumes[*].name}",
+    ]);
+    assert_eq!(
+        volumes, "cache",
+        "automountServiceAccountToken: false adds no credentials"
+    );
     let reason = cluster.pod_field("hoarder", ".status.reason", |r| !r.is_empty());
     assert_eq!(reason, "Evicted");
     assert_eq!(
@@ -165,6 +204,7 @@ metadata:
   name: hoarder
 spec:
   terminationGracePeriodSeconds: 30
+  automountServiceAccountToken: false
   containers:
   - name: main
     image: busybox:1
