@@ -50,11 +50,14 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 
-agent_rss() {
-  awk '/VmRSS/ {print $2}' "/proc/$(pgrep -f "berth agent --server" | head -1)/status"
-}
+agent_status() { cat "/proc/$(pgrep -f "berth agent --server" | head -1)/status"; }
+agent_rss() { agent_status | awk '/VmRSS/ {print $2}'; }
+# The resident set split: the agent's own memory (anonymous) and the pages of the berth
+# binary and libraries it touched (file-backed, shared with any other berth process).
+agent_split() { agent_status | awk '/RssAnon/ {a=$2} /RssFile/ {f=$2} END {printf "%d MiB anonymous + %d MiB file-backed", a/1024, f/1024}'; }
 sleep 2
 fresh=$(agent_rss)
+fresh_split=$(agent_split)
 
 pod() {
   printf '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"%s"},"spec":{"terminationGracePeriodSeconds":0,"containers":[{"name":"main","image":"busybox:latest","imagePullPolicy":"IfNotPresent","command":["sleep","3600"]}]}}\n' "$1"
@@ -121,7 +124,10 @@ PY
 }
 measure one-by-one 100 one-by-one
 measure burst 50 burst
-sleep 2
+# Idle: past the 10 s its runtime keeps idle blocking threads (and their stacks) for
+# another burst.
+sleep 12
 after=$(agent_rss)
 echo "agent idle RSS: $((fresh / 1024)) MiB ($fresh KiB) fresh, $((after / 1024)) MiB ($after KiB) after the 150 pods"
+echo "agent idle RSS split: fresh $fresh_split; after the pods $(agent_split)"
 

@@ -40,6 +40,10 @@ pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
 /// The bridge pods are wired to, the gateway of the node's pod range.
 pub const POD_BRIDGE: &str = "berth-pods";
 
+/// The events the agent's engine keeps: its one subscriber, the agent, keeps up (and
+/// one that lags looks at every pod again), and nobody asks for past ones.
+const EVENT_HISTORY: usize = 64;
+
 /// The nftables table of the agent's engine, beside a `berth daemon`'s `berth`.
 pub const FIREWALL_TABLE: &str = "berth-agent";
 
@@ -190,6 +194,7 @@ fn open_engine(config: &AgentConfig, cidr: &str) -> Result<Engine, AgentError> {
         insecure_registries: config.insecure_registries.clone(),
         firewall_table: FIREWALL_TABLE.into(),
         cni,
+        event_history: EVENT_HISTORY,
     })?)
 }
 

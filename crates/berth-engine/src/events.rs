@@ -13,8 +13,8 @@ use tokio::sync::broadcast;
 use crate::Engine;
 use crate::model::Container;
 
-/// How many past events `--since` can reach back to.
-const HISTORY: usize = 1024;
+/// How many past events `docker events --since` can reach back to on a daemon's engine.
+pub const DOCKER_EVENT_HISTORY: usize = 1024;
 
 /// One event, serialized as the Docker API sends it.
 #[derive(Debug, Clone, Serialize)]
@@ -61,14 +61,18 @@ pub struct Actor {
 #[derive(Debug)]
 pub(crate) struct Events {
     recent: Mutex<VecDeque<Event>>,
+    history: usize,
     live: broadcast::Sender<Event>,
 }
 
-impl Default for Events {
-    fn default() -> Self {
+impl Events {
+    /// Keeping the last `history` events, and as many for a subscriber that lags.
+    pub(crate) fn new(history: usize) -> Self {
+        let history = history.max(1);
         Self {
-            recent: Mutex::new(VecDeque::with_capacity(HISTORY)),
-            live: broadcast::channel(HISTORY).0,
+            recent: Mutex::new(VecDeque::new()),
+            history,
+            live: broadcast::channel(history).0,
         }
     }
 }
@@ -79,7 +83,7 @@ impl Events {
             .recent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if recent.len() == HISTORY {
+        if recent.len() == self.history {
             recent.pop_front();
         }
         recent.push_back(event.clone());

@@ -37,7 +37,7 @@ pub use berth_runtime::state::now_rfc3339;
 pub use changes::{CommitRequest, apply_changes};
 pub use containers::WaitCondition;
 pub use copy::PathStat;
-pub use events::{Actor, Event};
+pub use events::{Actor, DOCKER_EVENT_HISTORY, Event};
 pub use exec::{ExecPipes, ExecRecord, ExecRequest, exec_pipes};
 pub use health::{Health, HealthConfig, ProbeResult};
 pub use model::{
@@ -141,6 +141,10 @@ pub struct EngineConfig {
     /// The network pod sandboxes are set up with through CNI plugins; None for the
     /// default bridge.
     pub cni: Option<CniNetwork>,
+    /// How many past events are kept (what `docker events --since` reaches, and how far
+    /// a subscriber may lag): [`DOCKER_EVENT_HISTORY`] for a daemon, few for an agent,
+    /// whose only subscriber keeps up.
+    pub event_history: usize,
 }
 
 /// The engine of one host.
@@ -194,7 +198,7 @@ impl Engine {
                 &config.run_dir.join("pods"),
             )?,
             cni: config.cni.clone(),
-            events: events::Events::default(),
+            events: events::Events::new(config.event_history),
         })
     }
 

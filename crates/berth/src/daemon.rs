@@ -28,6 +28,7 @@ pub fn run(args: &DaemonArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
         insecure_registries: args.insecure_registry.clone(),
         firewall_table: "berth".into(),
         cni: None,
+        event_history: berth_engine::DOCKER_EVENT_HISTORY,
     })
     .with_context(|| format!("open the engine's state in {}", args.data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
