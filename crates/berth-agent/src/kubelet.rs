@@ -476,9 +476,17 @@ impl Worker {
         let attempt = match records.last() {
             None => 0,
             Some(latest) if latest.state.status == berth_engine::Status::Running => return,
+            // Created but never started (this worker starts what it creates before it
+            // syncs again): left by an agent that stopped between the two. Made again.
+            Some(latest) if status::exit_code(latest).is_none() => {
+                let (engine, id) = (Arc::clone(&self.kubelet.engine), latest.id.clone());
+                let _ =
+                    tokio::task::spawn_blocking(move || engine.remove_container(&id, true)).await;
+                status::attempt(latest)
+            }
             Some(latest) => {
                 let Some(code) = status::exit_code(latest) else {
-                    return; // created, not started yet: a start is under way
+                    return;
                 };
                 // Init containers are retried unless the pod never restarts.
                 let policy = if init && self.restart_policy() == "Always" {
