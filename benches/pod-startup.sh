@@ -27,7 +27,11 @@ cleanup() {
   fi
   grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   ip netns del "$host" 2>/dev/null || true
-  rmdir /sys/fs/cgroup/$cgroup /sys/fs/cgroup/*/$cgroup 2>/dev/null || true
+  # Depth first: the pods' QoS-class groups (besteffort/, burstable/) stay under it.
+  for dir in /sys/fs/cgroup/$cgroup /sys/fs/cgroup/*/$cgroup; do
+    [ -d "$dir" ] && find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  true
   rm -rf "$work"
 }
 trap cleanup EXIT
