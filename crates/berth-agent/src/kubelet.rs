@@ -15,11 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_engine::{Engine, PodSandbox};
-use futures_util::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use futures_util::TryStreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -103,17 +101,10 @@ pub async fn run(kubelet: Arc<Kubelet>) -> Result<(), kube::Error> {
     let (_, mut engine_events) = kubelet.engine.subscribe_events();
     let mut workers: HashMap<String, UnboundedSender<Wake>> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
-    let claims = changed_namespaces::<PersistentVolumeClaim>(&kubelet.client);
-    let mut claims = std::pin::pin!(claims);
     let (changed, mut changes) = unbounded_channel();
     let mut watched = ObjectWatches::new(kubelet.client.clone(), changed);
     loop {
         tokio::select! {
-            Some(namespace) = claims.next() => {
-                for worker in workers.values() {
-                    let _ = worker.send(Wake::Objects(namespace.clone()));
-                }
-            }
             Some(key) = changes.recv() => {
                 for uid in watched.users(&key) {
                     if let Some(worker) = workers.get(uid) {
@@ -169,29 +160,6 @@ pub async fn run(kubelet: Arc<Kubelet>) -> Result<(), kube::Error> {
             },
         }
     }
-}
-
-/// The namespaces of the objects of kind `K` as they change (not as first listed).
-fn changed_namespaces<K>(client: &Client) -> impl futures_util::Stream<Item = String> + use<K>
-where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + 'static,
-{
-    let api: Api<K> = Api::all(client.clone());
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .filter_map(|event| async move {
-            match event {
-                Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => {
-                    object.namespace()
-                }
-                _ => None,
-            }
-        })
 }
 
 /// Hands the pod to its worker, starting one if it has none (or its last one ended).

@@ -1,5 +1,5 @@
-//! Watches of the configMaps and secrets the node's pods show in volumes, so a change
-//! reaches the files without a restart. One watch per object, by `metadata.name` — all
+//! Watches of the configMaps, secrets and claims the node's pods use in volumes, so a
+//! change reaches the files without a restart (and a claim's binding, its mount). One watch per object, by `metadata.name` — all
 //! a node may read under the Node authorizer, as the kubelet's watch-based manager
 //! does — shared by every pod that uses it and stopped when the last one goes.
 
@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use berth_podrefs::Kind;
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc::UnboundedSender;
@@ -45,7 +45,6 @@ impl ObjectWatches {
             .map(berth_podrefs::in_volumes)
             .unwrap_or_default()
             .into_iter()
-            .filter(|(kind, _)| *kind != Kind::Claim)
             .map(|(kind, name)| (kind, namespace.clone(), name))
             .collect();
         let uid = pod.uid().unwrap_or_default();
@@ -119,8 +118,13 @@ fn watch(client: Client, key: ObjectKey, changed: UnboundedSender<ObjectKey>) ->
             key,
             changed,
         )),
-        _ => tokio::spawn(follow(
+        Kind::ConfigMap => tokio::spawn(follow(
             Api::<ConfigMap>::namespaced(client, namespace),
+            key,
+            changed,
+        )),
+        Kind::Claim => tokio::spawn(follow(
+            Api::<PersistentVolumeClaim>::namespaced(client, namespace),
             key,
             changed,
         )),

@@ -8,7 +8,7 @@
 //! The admin may do anything (cluster-admin); the viewer may read everything but
 //! secrets (Kubernetes' `view` role); the join token may work on nodes, leases, pods and
 //! events (what simulated nodes do); a named node writes only its own Node and Lease and
-//! the pods bound to it, and reads only the configMaps and secrets those pods use
+//! the pods bound to it, and reads only the configMaps, secrets and claims those pods use
 //! (Kubernetes' Node authorizer and NodeRestriction).
 
 use std::net::SocketAddr;
@@ -228,9 +228,9 @@ pub(crate) struct Access<'a> {
     pub(crate) name: Option<&'a str>,
 }
 
-/// What node agents read to run pods, besides the configMaps and secrets their pods use.
-const POD_INPUTS: [&str; 6] = [
-    "persistentvolumeclaims",
+/// What node agents read to run pods, besides the configMaps, secrets and claims their
+/// pods use.
+const POD_INPUTS: [&str; 5] = [
     "persistentvolumes",
     "services",
     "endpoints",
@@ -282,7 +282,7 @@ impl Identity {
                     "serviceaccounts/token" => verb == "create",
                     // One object at a time, and only one its pods use
                     // ([`node_may_read`]).
-                    "configmaps" | "secrets" => {
+                    "configmaps" | "secrets" | "persistentvolumeclaims" => {
                         reading(verb) && name.is_some() && namespace.is_some()
                     }
                     _ => reading(verb) && POD_INPUTS.contains(&plural),
@@ -306,8 +306,8 @@ impl Identity {
 }
 
 /// Whether `identity` may read the object `name` of `place` as far as the Node
-/// authorizer's graph goes: a node reads a configMap or secret only while a pod bound to
-/// it refers to it (read from the watch cache); everyone else passes. The 403 names the
+/// authorizer's graph goes: a node reads a configMap, secret or claim only while a pod
+/// bound to it refers to it (read from the watch cache); everyone else passes. The 403 names the
 /// missing relationship, in the Node authorizer's words.
 pub(crate) fn node_may_read(
     cache: &crate::cache::Cache,
@@ -319,9 +319,7 @@ pub(crate) fn node_may_read(
         return Ok(());
     };
     let plural = place.resource.plural;
-    let Some(kind) =
-        berth_podrefs::Kind::of_plural(plural).filter(|k| *k != berth_podrefs::Kind::Claim)
-    else {
+    let Some(kind) = berth_podrefs::Kind::of_plural(plural) else {
         return Ok(());
     };
     let (Some(namespace), Some(name)) = (place.namespace.as_deref(), name) else {

@@ -876,6 +876,7 @@ fn authorization_suite(server: &Server) {
         as_a(&["get", "secret", "password-b"]),
         as_a(&["get", "secrets"]),
         as_a(&["get", "configmaps", "-A"]),
+        as_a(&["get", "persistentvolumeclaims", "-A"]),
     ] {
         assert!(!refused.status.success());
         assert!(
