@@ -22,9 +22,6 @@ const MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// more so that it is told apart from a token a pod asked for itself).
 const TOKEN_EXPIRATION: i64 = 3607;
 
-/// The characters of a generated name's suffix (Kubernetes' utilrand).
-const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-
 /// Gives a pod being created its account and, unless it opts out, the volume of the
 /// account's credentials.
 pub(crate) fn admit(shared: &Shared, pod: &mut Value) -> Result<(), Status> {
@@ -57,13 +54,10 @@ pub(crate) fn admit(shared: &Shared, pod: &mut Value) -> Result<(), Status> {
 
 /// The account, from the watch cache.
 fn account(shared: &Shared, namespace: &str, name: &str) -> Option<ServiceAccount> {
-    let (entries, _) = shared
+    let entry = shared
         .cache
-        .list(&format!("/registry/serviceaccounts/{namespace}/{name}"));
-    entries
-        .iter()
-        .find(|e| e.summary.field("metadata.name") == Some(name))
-        .and_then(|e| serde_json::from_slice(&e.json).ok())
+        .get(&format!("/registry/serviceaccounts/{namespace}/{name}"))?;
+    serde_json::from_slice(&entry.json).ok()
 }
 
 fn mounts_credentials(spec: &PodSpec) -> bool {
@@ -75,7 +69,7 @@ fn mounts_credentials(spec: &PodSpec) -> bool {
 }
 
 fn mount_credentials(spec: &mut PodSpec) -> Result<(), Status> {
-    let name = format!("kube-api-access-{}", suffix()?);
+    let name = format!("kube-api-access-{}", crate::objects::random_suffix()?);
     spec.volumes
         .get_or_insert_with(Vec::new)
         .push(credentials_volume(&name));
@@ -141,20 +135,4 @@ fn credentials_volume(name: &str) -> Volume {
         }),
         ..Volume::default()
     }
-}
-
-/// Five characters of Kubernetes' generated-name alphabet.
-fn suffix() -> Result<String, Status> {
-    let random = crate::random_hex(5).map_err(|e| {
-        Status::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            e.to_string(),
-        )
-    })?;
-    let bytes = hex::decode(random).unwrap_or_default();
-    Ok(bytes
-        .iter()
-        .map(|b| char::from(ALPHANUMS[usize::from(*b) % ALPHANUMS.len()]))
-        .collect())
 }

@@ -259,6 +259,11 @@ impl Cache {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// The object at `key`, if the cache holds one.
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<Entry>> {
+        self.read().objects.get(key).map(Arc::clone)
+    }
+
     /// The objects under `prefix` and the revision they are at.
     pub(crate) fn list(&self, prefix: &str) -> (Vec<Arc<Entry>>, i64) {
         let state = self.read();

@@ -372,7 +372,7 @@ fn random_or_status(bytes: usize) -> Result<String, Status> {
 }
 
 /// A version 4 UUID, as Kubernetes gives objects.
-fn uid() -> Result<String, Status> {
+pub(crate) fn uid() -> Result<String, Status> {
     let hex = random_or_status(16)?;
     Ok(format!(
         "{}-{}-4{}-{}{}-{}",
@@ -386,7 +386,7 @@ fn uid() -> Result<String, Status> {
 }
 
 /// generateName's five random characters.
-fn random_suffix() -> Result<String, Status> {
+pub(crate) fn random_suffix() -> Result<String, Status> {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     Ok(random_or_status(5)?
         .as_bytes()

@@ -256,8 +256,10 @@ fn place_of(uri: &axum::http::Uri) -> Result<Target, Status> {
     })
 }
 
-/// What a request addresses, if its identity may `verb` there.
+/// What a request addresses, if its identity may `verb` there (for a node, as far as
+/// the Node authorizer's graph in `cache` goes too).
 fn authorized(
+    cache: &crate::cache::Cache,
     uri: &axum::http::Uri,
     identity: &Identity,
     verb: impl FnOnce(&Option<String>) -> &'static str,
@@ -290,6 +292,7 @@ fn authorized(
             place.namespace.as_deref(),
         ));
     }
+    crate::auth::node_may_read(cache, identity, place, access.name)?;
     if target.part == Part::Token && verb != "create" {
         return Err(method_not_allowed());
     }
@@ -322,19 +325,7 @@ async fn get_any(
         (None, true) => "watch",
         (None, false) => "list",
     };
-    let target = authorized(&uri, &identity, verb).and_then(|target| {
-        crate::auth::node_may_read(
-            &shared.cache,
-            &identity,
-            &target.place,
-            target
-                .name
-                .as_deref()
-                .or(uri.query().and_then(selected_name).as_deref()),
-        )?;
-        Ok(target)
-    });
-    respond(match target {
+    respond(match authorized(&shared.cache, &uri, &identity, verb) {
         Ok(Target {
             part: Part::Binding,
             ..
@@ -377,7 +368,7 @@ async fn post_any(
 ) -> Response {
     respond(
         async {
-            let target = authorized(&uri, &identity, |_| "create")?;
+            let target = authorized(&shared.cache, &uri, &identity, |_| "create")?;
             if let (Some(name), Part::Token) = (&target.name, target.part) {
                 let request =
                     writes::parse_body(Part::Token, target.place.resource, &headers, &body)?;
@@ -400,12 +391,13 @@ async fn post_any(
 
 /// The object a PUT or PATCH addresses, and the options of its write.
 fn written(
+    cache: &crate::cache::Cache,
     uri: &axum::http::Uri,
     identity: Identity,
     verb: &'static str,
     (query, headers): (&HashMap<String, String>, &HeaderMap),
 ) -> Result<(Target, String, WriteOptions), Status> {
-    let target = authorized(uri, &identity, |_| verb)?;
+    let target = authorized(cache, uri, &identity, |_| verb)?;
     if target.part == Part::Binding {
         return Err(method_not_allowed());
     }
@@ -427,7 +419,8 @@ async fn put_any(
 ) -> Response {
     respond(
         async {
-            let (target, name, options) = written(&uri, identity, "update", (&query, &headers))?;
+            let (target, name, options) =
+                written(&shared.cache, &uri, identity, "update", (&query, &headers))?;
             let given = writes::parse_body(target.part, target.place.resource, &headers, &body)?;
             let edit = |_current: Value| Ok(given.clone());
             writes::change(&shared, &target.place, &name, (target.part, &options), edit).await
@@ -448,7 +441,8 @@ async fn patch_any(
 ) -> Response {
     respond(
         async {
-            let (target, name, options) = written(&uri, identity, "patch", (&query, &headers))?;
+            let (target, name, options) =
+                written(&shared.cache, &uri, identity, "patch", (&query, &headers))?;
             if options.manager.applying && target.part == Part::Whole {
                 return writes::apply(&shared, &target.place, &name, &options, &body).await;
             }
@@ -476,7 +470,7 @@ async fn delete_any(
 ) -> Response {
     respond(
         async {
-            let target = authorized(&uri, &identity, |_| "delete")?;
+            let target = authorized(&shared.cache, &uri, &identity, |_| "delete")?;
             let name = target.name.ok_or_else(method_not_allowed)?;
             if target.part != Part::Whole {
                 return Err(method_not_allowed());

@@ -158,12 +158,10 @@ impl Signer {
         let scope = &claims.kubernetes;
         if let Some(pod) = &scope.pod {
             let key = format!("/registry/pods/{}/{}", scope.namespace, pod.name);
-            let (entries, _) = cache.list(&key);
-            let alive = entries.iter().any(|entry| {
-                entry.summary.field("metadata.name") == Some(pod.name.as_str())
-                    && serde_json::from_slice::<Pod>(&entry.json)
-                        .is_ok_and(|p| p.metadata.uid.as_deref() == Some(pod.uid.as_str()))
-            });
+            let entry = cache.get(&key)?;
+            // The metadata alone: this runs at every request such a token makes.
+            let alive = serde_json::from_slice::<Named>(&entry.json)
+                .is_ok_and(|p| p.metadata.uid.as_deref() == Some(pod.uid.as_str()));
             if !alive {
                 return None;
             }
@@ -175,6 +173,12 @@ impl Signer {
     }
 }
 
+/// An object's metadata, the rest of it skipped.
+#[derive(Deserialize)]
+struct Named {
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+}
+
 /// `POST .../serviceaccounts/NAME/token`: a token of the account, for the audiences
 /// asked (the API's by default), bound to a pod when asked. A node may ask only for the
 /// account of a pod bound to it, bound to that pod.
@@ -183,10 +187,9 @@ pub(crate) async fn request(
     place: &Place,
     name: &str,
     identity: &Identity,
-    body: serde_json::Value,
+    mut body: serde_json::Value,
 ) -> std::result::Result<Response, Status> {
     let namespace = place.namespace.clone().unwrap_or_default();
-    let mut body = body;
     if let Some(fields) = body.as_object_mut() {
         // What a client sends as status (an empty one, from protobuf) is the server's to
         // fill.
@@ -245,7 +248,7 @@ pub(crate) async fn request(
         exp: issued + lifetime,
         iat: issued,
         iss: ISSUER.into(),
-        jti: uuid(),
+        jti: crate::objects::uid()?,
         nbf: issued,
         sub: format!("system:serviceaccount:{namespace}:{name}"),
         kubernetes: KubernetesClaims {
@@ -328,19 +331,6 @@ async fn bound_pod(
         )));
     }
     Ok(Some(pod))
-}
-
-/// A random version-4 UUID, a token's `jti`.
-fn uuid() -> String {
-    let hex = crate::random_hex(16).unwrap_or_default();
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[13..16],
-        &hex[17..20],
-        &hex[20..32]
-    )
 }
 
 /// OIDC discovery of the issuer, so others can verify the cluster's tokens.
