@@ -496,11 +496,21 @@ impl Engine {
         }
     }
 
+    /// The pod's own cgroup, if it has one.
+    fn pod_cgroup(&self, sandbox: &PodSandbox) -> Option<berth_runtime::cgroups::Cgroup> {
+        (!sandbox.cgroup.is_empty()).then(|| {
+            berth_runtime::cgroups::Cgroup::new(&format!(
+                "{}/{}",
+                self.cgroup_parent, sandbox.cgroup
+            ))
+        })
+    }
+
     /// Makes the pod's cgroup with its limits, before any of its containers' go in it.
     fn make_pod_cgroup(&self, sandbox: &PodSandbox, limits: PodLimits) -> Result<()> {
-        if sandbox.cgroup.is_empty() {
+        let Some(cgroup) = self.pod_cgroup(sandbox) else {
             return Ok(());
-        }
+        };
         let host = HostConfig {
             memory: limits.memory,
             nano_cpus: limits.nano_cpus,
@@ -510,26 +520,15 @@ impl Engine {
         let resources: berth_runtime::LinuxResources =
             serde_json::from_value(crate::settings::limits(&host)?)
                 .map_err(|e| Error::Invalid(format!("the pod's limits: {e}")))?;
-        let path = format!("{}/{}", self.cgroup_parent, sandbox.cgroup);
-        berth_runtime::cgroups::Cgroup::new(&path)
+        cgroup
             .create_empty(Some(&resources))
-            .map_err(|e| Error::Start(format!("make the pod's cgroup {path}: {e}")))
+            .map_err(|e| Error::Start(format!("make the pod's cgroup {}: {e}", cgroup.path())))
     }
 
     /// Removes the pod's (now empty) cgroup from every mounted hierarchy.
     fn remove_pod_cgroup(&self, sandbox: &PodSandbox) {
-        if sandbox.cgroup.is_empty() {
-            return;
-        }
-        let relative = format!("{}/{}", self.cgroup_parent, sandbox.cgroup);
-        let hierarchies = std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten();
-        let roots = std::iter::once(PathBuf::from("/sys/fs/cgroup"))
-            .chain(hierarchies.map(|h| h.path()).filter(|p| p.is_dir()));
-        for root in roots {
-            let _ = std::fs::remove_dir(root.join(&relative));
+        if let Some(cgroup) = self.pod_cgroup(sandbox) {
+            let _ = cgroup.remove();
         }
     }
 

@@ -318,12 +318,14 @@ impl Cgroup {
             .is_some_and(|s| s.trim() == frozen)
     }
 
-    /// Removes the group's directories; fails while processes remain in them.
+    /// Removes the group's directories, in every hierarchy even when one fails; fails
+    /// (with the first failure) while processes remain in them.
     pub fn remove(&self) -> Result<()> {
+        let mut first = Ok(());
         for (_, dir) in &self.dirs {
             match std::fs::remove_dir(dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::Io {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound && first.is_ok() => {
+                    first = Err(Error::Io {
                         path: dir.clone(),
                         source: e,
                     });
@@ -331,7 +333,7 @@ impl Cgroup {
                 _ => {}
             }
         }
-        Ok(())
+        first
     }
 }
 
