@@ -88,9 +88,9 @@ enum Wake {
     Gone,
     /// One of its containers started or ended.
     Changed,
-    /// A configMap, secret or claim of this namespace changed: volumes made of them
-    /// are written again, and a container waiting for one is tried again.
-    Objects(String),
+    /// A configMap, secret or claim its volumes use changed: volumes made of them are
+    /// written again, and a container waiting for one is tried again.
+    Objects,
 }
 
 /// Runs the pods bound to the node until the watch of them fails for good.
@@ -108,7 +108,7 @@ pub async fn run(kubelet: Arc<Kubelet>) -> Result<(), kube::Error> {
             Some(key) = changes.recv() => {
                 for uid in watched.users(&key) {
                     if let Some(worker) = workers.get(uid) {
-                        let _ = worker.send(Wake::Objects(key.1.clone()));
+                        let _ = worker.send(Wake::Objects);
                     }
                 }
             }
@@ -216,7 +216,7 @@ struct Worker {
     probes: ProbeStates,
     /// Its own wake-up line, for its probers.
     wake: UnboundedSender<Wake>,
-    /// A configMap or secret of its namespace changed since the last sync.
+    /// An object its volumes use changed, or its tokens are due, since the last sync.
     objects_changed: bool,
     /// Its sandbox's network was checked, or made by this worker.
     sandbox_checked: bool,
@@ -275,9 +275,7 @@ impl Worker {
                     Wake::Pod(pod) => self.pod = *pod,
                     Wake::Gone => self.gone = true,
                     Wake::Changed => {}
-                    Wake::Objects(namespace) => {
-                        self.objects_changed |= self.pod.namespace() == Some(namespace);
-                    }
+                    Wake::Objects => self.objects_changed = true,
                 }
                 next = wakes.try_recv().ok();
             }
@@ -307,13 +305,7 @@ impl Worker {
             return Step::Wait(None);
         }
         if self.evicted.is_some() {
-            if let Some(sandbox) = self
-                .kubelet
-                .engine
-                .sandboxes()
-                .into_iter()
-                .find(|s| s.labels.get(POD_UID) == Some(&self.uid()))
-            {
+            if let Some(sandbox) = self.existing_sandbox() {
                 self.report(&sandbox).await;
             }
             return Step::Wait(None);
@@ -364,18 +356,22 @@ impl Worker {
         self.spec().restart_policy.as_deref().unwrap_or("Always")
     }
 
+    /// The sandbox the engine has for the pod's uid, if any.
+    fn existing_sandbox(&self) -> Option<PodSandbox> {
+        let uid = self.uid();
+        self.kubelet
+            .engine
+            .sandboxes()
+            .into_iter()
+            .find(|s| s.labels.get(POD_UID) == Some(&uid))
+    }
+
     /// The pod's sandbox: the one the engine has for its uid, or a new one. A sandbox
     /// this worker did not make (an earlier agent's) has its network checked first and
     /// is made again, with the pod's containers, when the check fails — as the kubelet
     /// re-creates a sandbox that changed.
     async fn sandbox(&mut self) -> Result<PodSandbox, String> {
-        let uid = self.uid();
-        let found = self
-            .kubelet
-            .engine
-            .sandboxes()
-            .into_iter()
-            .find(|s| s.labels.get(POD_UID) == Some(&uid));
+        let found = self.existing_sandbox();
         let checked = std::mem::replace(&mut self.sandbox_checked, true);
         if let Some(sandbox) = found {
             if checked {
@@ -444,62 +440,62 @@ impl Worker {
         let attempt = match records.last() {
             None => 0,
             Some(latest) if latest.state.status == berth_engine::Status::Running => return,
-            // Created but never started (this worker starts what it creates before it
-            // syncs again): left by an agent that stopped between the two. Made again.
-            Some(latest) if status::exit_code(latest).is_none() => {
-                let (engine, id) = (Arc::clone(&self.kubelet.engine), latest.id.clone());
-                let _ =
-                    tokio::task::spawn_blocking(move || engine.remove_container(&id, true)).await;
-                status::attempt(latest)
-            }
-            Some(latest) => {
-                let Some(code) = status::exit_code(latest) else {
-                    return;
-                };
-                // Init containers are retried unless the pod never restarts.
-                let policy = if init && self.restart_policy() == "Always" {
-                    "OnFailure"
-                } else {
-                    self.restart_policy()
-                };
-                if !status::restarts(policy, code) {
-                    return;
+            Some(latest) => match status::exit_code(latest) {
+                // Created but never started (this worker starts what it creates before
+                // it syncs again): left by an agent that stopped between the two. Made
+                // again.
+                None => {
+                    let (engine, id) = (Arc::clone(&self.kubelet.engine), latest.id.clone());
+                    let _ = tokio::task::spawn_blocking(move || engine.remove_container(&id, true))
+                        .await;
+                    status::attempt(latest)
                 }
-                let now = Instant::now();
-                if let Some((until, _)) = self.backoff.get(&container.name)
-                    && now < *until
-                {
-                    let delay = self.backoff[&container.name].1;
-                    self.waiting.insert(
-                        container.name.clone(),
-                        Waiting::new(
-                            "CrashLoopBackOff",
+                Some(code) => {
+                    // Init containers are retried unless the pod never restarts.
+                    let policy = if init && self.restart_policy() == "Always" {
+                        "OnFailure"
+                    } else {
+                        self.restart_policy()
+                    };
+                    if !status::restarts(policy, code) {
+                        return;
+                    }
+                    let now = Instant::now();
+                    if let Some((until, _)) = self.backoff.get(&container.name)
+                        && now < *until
+                    {
+                        let delay = self.backoff[&container.name].1;
+                        self.waiting.insert(
+                            container.name.clone(),
+                            Waiting::new(
+                                "CrashLoopBackOff",
+                                format!(
+                                    "back-off {} restarting failed container={} pod={}_{}({})",
+                                    go_duration(delay),
+                                    container.name,
+                                    self.pod.name_any(),
+                                    self.pod.namespace().unwrap_or_default(),
+                                    self.uid()
+                                ),
+                            ),
+                        );
+                        *wake = earliest(*wake, *until);
+                        self.event(
+                            "Warning",
+                            "BackOff",
                             format!(
-                                "back-off {} restarting failed container={} pod={}_{}({})",
-                                go_duration(delay),
+                                "Back-off restarting failed container {} in pod {}_{}({})",
                                 container.name,
                                 self.pod.name_any(),
                                 self.pod.namespace().unwrap_or_default(),
                                 self.uid()
                             ),
-                        ),
-                    );
-                    *wake = earliest(*wake, *until);
-                    self.event(
-                        "Warning",
-                        "BackOff",
-                        format!(
-                            "Back-off restarting failed container {} in pod {}_{}({})",
-                            container.name,
-                            self.pod.name_any(),
-                            self.pod.namespace().unwrap_or_default(),
-                            self.uid()
-                        ),
-                    );
-                    return;
+                        );
+                        return;
+                    }
+                    status::attempt(latest) + 1
                 }
-                status::attempt(latest) + 1
-            }
+            },
         };
         if self.pulling_backs_off(container, wake) {
             return;
@@ -796,14 +792,13 @@ impl Worker {
     async fn report(&mut self, sandbox: &PodSandbox) {
         let records = self.kubelet.engine.containers(true);
         let probes = self.probes.lock().map(|p| p.clone()).unwrap_or_default();
-        let status = status::pod_status(
+        let mut status = status::pod_status(
             &self.pod,
             sandbox,
             &self.kubelet.node,
             (&records, &probes),
             &self.waiting,
         );
-        let mut status = status;
         if let Some(message) = &self.evicted {
             status.phase = Some("Failed".into());
             status.reason = Some("Evicted".into());

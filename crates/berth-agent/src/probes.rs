@@ -81,16 +81,16 @@ pub fn check(container: &Container) -> Result<(), Refusal> {
                 container.name
             )));
         }
-        http_only(hook.http_get.as_ref(), "hooks", &container.name)?;
+        known_scheme(hook.http_get.as_ref(), "hooks", &container.name)?;
     }
     for probe in probes.into_iter().flatten() {
-        http_only(probe.http_get.as_ref(), "probes", &container.name)?;
+        known_scheme(probe.http_get.as_ref(), "probes", &container.name)?;
     }
     Ok(())
 }
 
 /// Refuses an httpGet handler of a scheme other than HTTP and HTTPS.
-fn http_only(get: Option<&HTTPGetAction>, what: &str, container: &str) -> Result<(), Refusal> {
+fn known_scheme(get: Option<&HTTPGetAction>, what: &str, container: &str) -> Result<(), Refusal> {
     match get.and_then(|g| g.scheme.as_deref()) {
         Some(scheme) if scheme != "HTTP" && scheme != "HTTPS" => Err(Refusal::Invalid(format!(
             "httpGet {what} of scheme {scheme:?}: only HTTP and HTTPS are (container {container:?})"

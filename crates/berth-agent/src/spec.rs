@@ -662,8 +662,9 @@ async fn claimed(kubelet: &Kubelet, namespace: &str, claim: &str) -> Result<Path
     )))
 }
 
-/// Rewrites the pod's configMap and secret volumes from their objects as they are now,
-/// in place: a container sees a changed key's new content, as with the kubelet.
+/// Rewrites the pod's configMap, secret and projected volumes (tokens too) from their
+/// sources as they are now, in place: a container sees a changed key's new content, as
+/// with the kubelet.
 pub async fn refresh_volumes(kubelet: &Kubelet, pod: &Pod) -> Result<(), Refusal> {
     let dir = kubelet.volumes_dir(&pod.uid().unwrap_or_default());
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone());
@@ -758,6 +759,10 @@ async fn fill_projected(
     write_files(own, &data, items.as_deref(), mode)
 }
 
+/// How long a projected token lives when its projection does not say (the API's
+/// default for `serviceAccountToken.expirationSeconds`).
+const TOKEN_EXPIRATION_SECONDS: i64 = 3600;
+
 /// A token of the pod's account bound to the pod, from the TokenRequest API, for the
 /// projection's audience and lifetime (an hour unless it says).
 async fn service_account_token(
@@ -776,7 +781,11 @@ async fn service_account_token(
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: projection.audience.iter().cloned().collect(),
-            expiration_seconds: Some(projection.expiration_seconds.unwrap_or(3600)),
+            expiration_seconds: Some(
+                projection
+                    .expiration_seconds
+                    .unwrap_or(TOKEN_EXPIRATION_SECONDS),
+            ),
             bound_object_ref: Some(BoundObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Pod".into()),
@@ -809,7 +818,7 @@ pub fn token_refresh_interval(pod: &Pod) -> Option<std::time::Duration> {
         .filter_map(|v| v.projected.as_ref())
         .flat_map(|p| p.sources.iter().flatten())
         .filter_map(|s| s.service_account_token.as_ref())
-        .map(|t| t.expiration_seconds.unwrap_or(3600))
+        .map(|t| t.expiration_seconds.unwrap_or(TOKEN_EXPIRATION_SECONDS))
         .min()
         .map(|seconds| std::time::Duration::from_secs(u64::try_from(seconds * 8 / 10).unwrap_or(0)))
 }

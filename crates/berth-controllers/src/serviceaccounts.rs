@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -67,11 +68,13 @@ fn active(namespace: &Namespace) -> bool {
 /// Makes the namespace's `default` account; false when it could not.
 async fn make_default_account(client: &Client, namespace: &str) -> bool {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-    let account: ServiceAccount =
-        match serde_json::from_value(json!({"metadata": {"name": "default"}})) {
-            Ok(account) => account,
-            Err(_) => return false,
-        };
+    let account = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("default".into()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
     match api.create(&PostParams::default(), &account).await {
         Ok(_) => true,
         Err(kube::Error::Api(status)) if status.code == 409 => true,

@@ -231,31 +231,17 @@ async fn controller_manager(
 
 /// A client of the kubeconfig's cluster, and the cluster's CA (PEM) it trusts.
 async fn client_of(kubeconfig: &std::path::Path) -> anyhow::Result<(kube::Client, String)> {
+    use base64::Engine as _;
     let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let authority = kubeconfig
+        .clusters
+        .iter()
+        .find_map(|c| c.cluster.as_ref()?.certificate_authority_data.clone())
+        .context("the admin kubeconfig names no certificate authority")?;
+    let root_ca = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(authority)?)?;
     let options = kube::config::KubeConfigOptions::default();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
-    let root_ca = config
-        .root_cert
-        .as_ref()
-        .and_then(|certificates| certificates.first())
-        .map(|der| pem_certificate(der))
-        .context("the admin kubeconfig names no certificate authority")?;
     Ok((kube::Client::try_from(config)?, root_ca))
-}
-
-/// A DER certificate as PEM, 64 columns as every tool writes it.
-fn pem_certificate(der: &[u8]) -> String {
-    use base64::Engine as _;
-    let text = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = text
-        .as_bytes()
-        .chunks(64)
-        .map(|chunk| std::str::from_utf8(chunk).unwrap_or_default())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        lines.join("\n")
-    )
 }
 
 /// This server's name in leader election: its hostname and what tells its process
