@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use crate::status::Status;
-use crate::{Pki, Result, Shared};
+use crate::{Pki, Result, Shared, rbac};
 
 /// The tokens the server accepts.
 pub(crate) struct Tokens {
@@ -172,9 +172,9 @@ pub(crate) async fn authenticate(
 }
 
 /// The identity a client certificate (verified against the cluster CA by the TLS
-/// layer) names: its common name is the user, its organization the group, as in
-/// Kubernetes. `system:masters` may do anything, `berth:viewers` read, and
-/// `system:node:NAME` in `system:nodes` is that node; anyone else may do nothing.
+/// layer) names: its common name is the user, its organizations the groups, as in
+/// Kubernetes. `system:masters` may do anything, `system:node:NAME` in `system:nodes` is
+/// that node; anyone else may do what RBAC grants the user or its groups.
 fn of_certificate(der: &[u8]) -> Option<Identity> {
     let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = certificate.subject();
@@ -184,46 +184,50 @@ fn of_certificate(der: &[u8]) -> Option<Identity> {
         .as_str()
         .ok()?
         .to_string();
-    let groups: Vec<&str> = subject
+    let groups: Vec<String> = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok())
+        .map(str::to_string)
         .collect();
-    Some(match user.strip_prefix("system:node:") {
-        Some(node) if groups.contains(&"system:nodes") => Identity::Node(node.to_string()),
-        _ if groups.contains(&"system:masters") => Identity::Admin,
-        _ if groups.contains(&"berth:viewers") => Identity::Viewer,
-        _ => Identity::User(user),
-    })
+    Some(Identity::of_user(user, groups))
 }
 
 /// Who a request comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Identity {
-    /// The cluster's administrator: every verb on every resource.
+    /// The cluster's administrator (in `system:masters`): every verb on every resource.
     Admin,
-    /// A read-only user: everything but secrets.
+    /// The read-only user of `viewer.kubeconfig`, in `berth:viewers`, which the default
+    /// policy lets read everything but secrets.
     Viewer,
     /// Any node agent, by the join token.
     Nodes,
-    /// One node, by its own token or certificate.
+    /// One node, by its own certificate: the Node authorizer's, and RBAC's.
     Node(String),
-    /// A ServiceAccount, by a token the server issued: allowed nothing until RBAC
-    /// grants it something, as Kubernetes' default service accounts.
+    /// A ServiceAccount, by a token the server issued: allowed what RBAC grants it.
     ServiceAccount {
         /// Its namespace.
         namespace: String,
         /// Its name.
         name: String,
     },
-    /// Someone with a certificate but no role: allowed nothing.
-    User(String),
+    /// Someone with a certificate: allowed what RBAC grants the user or its groups.
+    User {
+        /// The certificate's common name.
+        name: String,
+        /// Its organizations.
+        groups: Vec<String>,
+    },
 }
 
-/// What a request would do: a verb on a resource, in a namespace, to a named object.
+/// What a request would do: a verb on a resource (or one of its subresources) of an API
+/// group, in a namespace, to a named object — RBAC's resource attributes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Access<'a> {
     pub(crate) verb: &'a str,
+    pub(crate) group: &'a str,
     pub(crate) plural: &'a str,
+    pub(crate) subresource: Option<&'a str>,
     pub(crate) namespace: Option<&'a str>,
     pub(crate) name: Option<&'a str>,
 }
@@ -242,7 +246,41 @@ fn reading(verb: &str) -> bool {
     matches!(verb, "get" | "list" | "watch")
 }
 
+/// Whether `identity` may make `access`: as the built-in authorizers say (the
+/// privileged group, the Node authorizer), or else as RBAC's roles in `cache` say. For a
+/// named node the objects it touches are checked again by [`Identity::may_touch`].
+pub(crate) fn authorize(
+    cache: &crate::cache::Cache,
+    identity: &Identity,
+    access: Access<'_>,
+) -> bool {
+    identity.may_without_roles(access) || rbac::allows(cache, &identity.info(), &access)
+}
+
+/// Whether `identity` may `verb` the non-resource URL `path` (`/healthz`, `/metrics`):
+/// the admin always, anyone else as RBAC's `nonResourceURLs` rules say.
+pub(crate) fn authorize_path(
+    cache: &crate::cache::Cache,
+    identity: &Identity,
+    verb: &str,
+    path: &str,
+) -> bool {
+    *identity == Identity::Admin || rbac::allows_path(cache, &identity.info(), verb, path)
+}
+
 impl Identity {
+    /// The identity of `name` in `groups` (a certificate's subject, a review's user):
+    /// `system:node:NAME` in `system:nodes` is that node, anyone in `system:masters` the
+    /// admin, anyone else a user that RBAC decides for.
+    pub(crate) fn of_user(name: String, groups: Vec<String>) -> Self {
+        let in_group = |group: &str| groups.iter().any(|g| g == group);
+        match name.strip_prefix("system:node:") {
+            Some(node) if in_group("system:nodes") => Identity::Node(node.to_string()),
+            _ if in_group(rbac::MASTERS) => Identity::Admin,
+            _ => Identity::User { name, groups },
+        }
+    }
+
     /// The user name Kubernetes would report.
     pub(crate) fn user(&self) -> String {
         match self {
@@ -253,23 +291,48 @@ impl Identity {
             Identity::ServiceAccount { namespace, name } => {
                 format!("system:serviceaccount:{namespace}:{name}")
             }
-            Identity::User(name) => name.clone(),
+            Identity::User { name, .. } => name.clone(),
         }
     }
 
-    /// Whether this identity may make `access` (for a named node, the objects it
-    /// touches are checked again by [`Identity::may_touch`]).
-    pub(crate) fn may(&self, access: Access<'_>) -> bool {
+    /// The user and its groups, as RBAC's subjects and `kubectl auth whoami` name them.
+    pub(crate) fn info(&self) -> rbac::UserInfo {
+        let groups: Vec<String> = match self {
+            Identity::Admin => vec![rbac::MASTERS.into()],
+            Identity::Viewer => vec![rbac::VIEWERS.into()],
+            Identity::Nodes => vec!["system:bootstrappers".into()],
+            Identity::Node(_) => vec!["system:nodes".into()],
+            Identity::ServiceAccount { namespace, .. } => vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{namespace}"),
+            ],
+            Identity::User { groups, .. } => groups.clone(),
+        };
+        let mut groups = groups;
+        groups.push(rbac::AUTHENTICATED.into());
+        rbac::UserInfo {
+            name: self.user(),
+            groups,
+        }
+    }
+
+    /// Whether the built-in authorizers allow `access` whatever the roles say: the
+    /// admin anything, the join token what simulated nodes do, a node what the Node
+    /// authorizer grants.
+    fn may_without_roles(&self, access: Access<'_>) -> bool {
         let Access {
             verb,
             plural,
+            subresource,
             namespace,
             name,
+            ..
         } = access;
         match self {
             Identity::Admin => true,
-            Identity::Viewer => reading(verb) && plural != "secrets",
-            Identity::User(_) | Identity::ServiceAccount { .. } => false,
+            Identity::Viewer | Identity::User { .. } | Identity::ServiceAccount { .. } => false,
+            // Objects and their status, never a pod's streams or logs.
+            _ if subresource.is_some_and(|s| s != "status" && s != "token") => false,
             Identity::Nodes => matches!(plural, "nodes" | "leases" | "pods" | "events"),
             Identity::Node(node) => {
                 let own = || name.is_none_or(|n| n == node);
@@ -279,7 +342,7 @@ impl Identity {
                     "pods" | "events" => true,
                     // Tokens of its pods' accounts, bound to them (checked where
                     // issued).
-                    "serviceaccounts/token" => verb == "create",
+                    "serviceaccounts" if subresource == Some("token") => verb == "create",
                     // One object at a time, and only one its pods use
                     // ([`node_may_read`]).
                     "configmaps" | "secrets" | "persistentvolumeclaims" => {
@@ -370,19 +433,26 @@ pub(crate) fn not_its_own(identity: &Identity, plural: &str, name: &str) -> Stat
 }
 
 /// The 403 Kubernetes answers, in its words.
-pub(crate) fn forbidden(
-    identity: &Identity,
-    verb: &str,
-    group: &str,
-    plural: &str,
-    namespace: Option<&str>,
-) -> Status {
-    let scope = namespace.map_or(String::new(), |ns| format!(" in the namespace \"{ns}\""));
+pub(crate) fn forbidden(identity: &Identity, access: Access<'_>) -> Status {
+    let Access {
+        verb,
+        group,
+        plural,
+        subresource,
+        namespace,
+        name,
+    } = access;
+    let object = name.map_or(String::new(), |name| format!(" \"{name}\""));
+    let resource = subresource.map_or(plural.to_string(), |sub| format!("{plural}/{sub}"));
+    let scope = match namespace {
+        Some(namespace) => format!(" in the namespace \"{namespace}\""),
+        None => " at the cluster scope".into(),
+    };
     Status::new(
         StatusCode::FORBIDDEN,
         "Forbidden",
         format!(
-            "{plural} is forbidden: User \"{}\" cannot {verb} resource \"{plural}\" in API group \"{group}\"{scope}",
+            "{plural}{object} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{group}\"{scope}",
             identity.user()
         ),
     )
@@ -397,14 +467,17 @@ mod tests {
         let node = Identity::Node("a".into());
         let access = |verb, plural, name| Access {
             verb,
+            group: "",
             plural,
+            subresource: None,
             namespace: Some("kube-node-lease"),
             name,
         };
-        assert!(node.may(access("get", "nodes", Some("b"))));
-        assert!(!node.may(access("update", "nodes", Some("b"))));
-        assert!(node.may(access("update", "leases", Some("a"))));
-        assert!(!node.may(access("create", "configmaps", None)));
+        assert!(node.may_without_roles(access("get", "nodes", Some("b"))));
+        assert!(!node.may_without_roles(access("update", "nodes", Some("b"))));
+        assert!(node.may_without_roles(access("update", "leases", Some("a"))));
+        assert!(!node.may_without_roles(access("create", "configmaps", None)));
+        assert!(!node.may_without_roles(access("get", "serviceaccounts", Some("a"))));
         let pod = serde_json::json!({"spec": {"nodeName": "b"}});
         assert!(!node.may_touch("pods", &pod));
         assert!(Identity::Admin.may_touch("pods", &pod));

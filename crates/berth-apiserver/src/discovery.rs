@@ -10,6 +10,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::resources::{RESOURCES, group_versions};
+use crate::reviews::{AUTHORIZATION, AUTHORIZATION_RESOURCES};
 use crate::{KUBERNETES_VERSION, Shared};
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
@@ -19,10 +20,6 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/api/v1", get(core_resources))
         .route("/apis", get(groups))
         .route("/apis/{group}/{version}", get(group_resources))
-        .route(
-            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-            axum::routing::post(self_subject_access_review),
-        )
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
@@ -60,17 +57,29 @@ async fn group_resources(
     axum::extract::Path((group, version)): axum::extract::Path<(String, String)>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if (group.as_str(), version.as_str()) == AUTHORIZATION {
-        return Json(json!({
+    let reviews = |resources: &[(&str, &str)]| {
+        let resources: Vec<Value> = resources
+            .iter()
+            .map(|(plural, kind)| {
+                json!({
+                    "name": plural, "singularName": plural.trim_end_matches('s'),
+                    "namespaced": false, "kind": kind, "verbs": ["create"],
+                })
+            })
+            .collect();
+        Json(json!({
             "kind": "APIResourceList",
             "apiVersion": "v1",
-            "groupVersion": "authorization.k8s.io/v1",
-            "resources": [{
-                "name": "selfsubjectaccessreviews", "singularName": "selfsubjectaccessreview",
-                "namespaced": false, "kind": "SelfSubjectAccessReview", "verbs": ["create"],
-            }],
+            "groupVersion": format!("{group}/{version}"),
+            "resources": resources,
         }))
-        .into_response();
+        .into_response()
+    };
+    if (group.as_str(), version.as_str()) == AUTHORIZATION {
+        return reviews(&AUTHORIZATION_RESOURCES);
+    }
+    if (group.as_str(), version.as_str()) == AUTHENTICATION {
+        return reviews(&[("selfsubjectreviews", "SelfSubjectReview")]);
     }
     if (group.as_str(), version.as_str()) == METRICS {
         return Json(json!({
@@ -127,8 +136,8 @@ fn resource_list(group: &str, version: &str) -> Value {
     })
 }
 
-/// The group of access reviews, which is not stored: `kubectl auth can-i` asks it.
-const AUTHORIZATION: (&str, &str) = ("authorization.k8s.io", "v1");
+/// The group of who-am-I reviews (crate::reviews), which is not stored either.
+const AUTHENTICATION: (&str, &str) = ("authentication.k8s.io", "v1");
 
 /// The group of resource usage (crate::metrics), which is not stored either: `kubectl
 /// top` looks for it.
@@ -137,7 +146,7 @@ const METRICS: (&str, &str) = ("metrics.k8s.io", "v1beta1");
 async fn groups() -> Json<Value> {
     let groups: Vec<Value> = group_versions()
         .into_iter()
-        .chain([AUTHORIZATION, METRICS])
+        .chain([AUTHENTICATION, AUTHORIZATION, METRICS])
         .map(|(group, version)| {
             let version = json!({"groupVersion": format!("{group}/{version}"), "version": version});
             json!({"name": group, "versions": [version], "preferredVersion": version})
@@ -154,36 +163,4 @@ async fn cacerts(State(shared): State<Arc<Shared>>) -> String {
 
 async fn ok() -> &'static str {
     "ok"
-}
-
-/// `kubectl auth can-i`: whether the caller may do what the review asks.
-async fn self_subject_access_review(
-    axum::extract::Extension(identity): axum::extract::Extension<crate::auth::Identity>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let kind = crate::protobuf::SELF_SUBJECT_ACCESS_REVIEW;
-    let mut review = match crate::objects::parse(&body, crate::writes::content_type(&headers), kind)
-    {
-        Ok(review) => review,
-        Err(status) => return status.into_response(),
-    };
-    let attributes = &review["spec"]["resourceAttributes"];
-    let verb = attributes["verb"].as_str().unwrap_or_default().to_string();
-    let resource = attributes["resource"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let access = crate::auth::Access {
-        verb: &verb,
-        plural: &resource,
-        namespace: attributes["namespace"].as_str().filter(|n| !n.is_empty()),
-        name: attributes["name"].as_str().filter(|n| !n.is_empty()),
-    };
-    let allowed = identity.may(access);
-    review["status"] = json!({"allowed": allowed});
-    review["apiVersion"] = json!("authorization.k8s.io/v1");
-    review["kind"] = json!("SelfSubjectAccessReview");
-    (axum::http::StatusCode::CREATED, Json(review)).into_response()
 }

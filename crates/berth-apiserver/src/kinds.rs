@@ -60,10 +60,25 @@ pub(crate) struct Admitted {
 /// Reads `object` of `kind` through its schema: typed, defaulted and checked.
 pub(crate) type Admit = fn(&str, Value, FieldValidation) -> Result<Admitted, Status>;
 
+/// Which names a kind's objects may have, as kube-apiserver's validation names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRule {
+    /// A DNS subdomain (RFC 1123): most kinds.
+    Subdomain,
+    /// A DNS label: namespaces, which become parts of DNS names.
+    Label,
+    /// Any path segment (no `/` or `%`, not `.` or `..`): RBAC's roles and bindings,
+    /// whose names are `system:`-prefixed.
+    PathSegment,
+}
+
 /// What the server knows of a kind beyond its fields: defaults and checks.
 pub(crate) trait Schema: DeserializeOwned + Serialize {
     /// Whether the kind has a status that only its `/status` subresource changes.
     const HAS_STATUS: bool = false;
+
+    /// Which names its objects may have.
+    const NAME_RULE: NameRule = NameRule::Subdomain;
 
     /// Kubernetes' defaults for fields left out.
     fn default_fields(&mut self) {}
@@ -317,6 +332,7 @@ fn default_template(template: &mut PodTemplateSpec) {
 
 impl Schema for Namespace {
     const HAS_STATUS: bool = true;
+    const NAME_RULE: NameRule = NameRule::Label;
     fn default_fields(&mut self) {
         self.spec.get_or_insert_default().finalizers = Some(vec!["kubernetes".into()]);
         set_default(

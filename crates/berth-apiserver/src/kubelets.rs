@@ -419,26 +419,19 @@ async fn to_agent(
     (namespace, name, kind): (String, String, String),
     request: axum::http::request::Parts,
 ) -> std::result::Result<hyper::Response<hyper::body::Incoming>, Status> {
-    let plural = match kind.as_str() {
-        "exec" => "pods/exec",
-        "attach" => "pods/attach",
-        "portforward" => "pods/portforward",
-        _ => return Err(Status::bad_request(format!("pods/{kind} is not a stream"))),
-    };
+    if !matches!(kind.as_str(), "exec" | "attach" | "portforward") {
+        return Err(Status::bad_request(format!("pods/{kind} is not a stream")));
+    }
     let access = crate::auth::Access {
         verb: "create",
-        plural,
+        group: "",
+        plural: "pods",
+        subresource: Some(&kind),
         namespace: Some(&namespace),
         name: Some(&name),
     };
-    if !identity.may(access) {
-        return Err(crate::auth::forbidden(
-            identity,
-            "create",
-            "",
-            plural,
-            Some(&namespace),
-        ));
+    if !crate::auth::authorize(&shared.cache, identity, access) {
+        return Err(crate::auth::forbidden(identity, access));
     }
     let place = Place {
         resource: resource("pods")?,

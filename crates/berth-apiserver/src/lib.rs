@@ -21,7 +21,9 @@ mod openapi;
 mod pki;
 mod priorities;
 mod protobuf;
+mod rbac;
 mod resources;
+mod reviews;
 mod scrapes;
 mod selectors;
 mod status;
@@ -158,6 +160,7 @@ pub async fn run(
         .merge(metrics::routes())
         .merge(kubelets::routes())
         .merge(tokens::routes())
+        .merge(reviews::routes())
         .layer(axum::middleware::map_response(too_large_as_status))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(

@@ -130,34 +130,42 @@ fn list_of(kind: &str, items: Vec<Value>) -> Response {
     (StatusCode::OK, axum::Json(body)).into_response()
 }
 
-/// A 403 unless `identity` may `verb` the pods or nodes whose metrics these are.
-fn allowed(identity: &Identity, verb: &'static str, plural: &'static str) -> Result<(), Status> {
+/// A 403 unless `identity` may `verb` the pods or nodes (in `namespace`) whose metrics
+/// these are, as RBAC rules name them: resources of `metrics.k8s.io`.
+fn allowed(
+    shared: &Shared,
+    identity: &Identity,
+    (verb, plural): (&str, &str),
+    namespace: Option<&str>,
+) -> Result<(), Status> {
     let access = Access {
         verb,
+        group: "metrics.k8s.io",
         plural,
-        namespace: None,
+        subresource: None,
+        namespace,
         name: None,
     };
-    if identity.may(access) {
+    if crate::auth::authorize(&shared.cache, identity, access) {
         return Ok(());
     }
-    Err(crate::auth::forbidden(
-        identity,
-        verb,
-        "metrics.k8s.io",
-        plural,
-        None,
-    ))
+    Err(crate::auth::forbidden(identity, access))
 }
 
-/// The PodMetricsList of the running pods under `prefix` the query selects.
+/// The PodMetricsList of the running pods (of `namespace`, or all) the query selects.
 fn list(
     shared: &Shared,
     identity: &Identity,
-    prefix: &str,
+    namespace: Option<&str>,
     query: &HashMap<String, String>,
 ) -> Response {
-    match allowed(identity, "list", "pods").and_then(|()| running_pods(shared, prefix, query)) {
+    let prefix = match namespace {
+        Some(namespace) => format!("/registry/pods/{namespace}/"),
+        None => "/registry/pods/".to_string(),
+    };
+    let listed = allowed(shared, identity, ("list", "pods"), namespace)
+        .and_then(|()| running_pods(shared, &prefix, query));
+    match listed {
         Ok(pods) => list_of(
             "PodMetricsList",
             pods.iter().filter_map(|p| pod_metrics(shared, p)).collect(),
@@ -171,7 +179,7 @@ async fn all_pods(
     Extension(identity): Extension<Identity>,
     Query(query): Params,
 ) -> Response {
-    list(&shared, &identity, "/registry/pods/", &query)
+    list(&shared, &identity, None, &query)
 }
 
 async fn namespace_pods(
@@ -180,12 +188,7 @@ async fn namespace_pods(
     Path(namespace): Path<String>,
     Query(query): Params,
 ) -> Response {
-    list(
-        &shared,
-        &identity,
-        &format!("/registry/pods/{namespace}/"),
-        &query,
-    )
+    list(&shared, &identity, Some(&namespace), &query)
 }
 
 async fn one_pod(
@@ -194,7 +197,7 @@ async fn one_pod(
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
     let prefix = format!("/registry/pods/{namespace}/");
-    let answer = allowed(&identity, "get", "pods")
+    let answer = allowed(&shared, &identity, ("get", "pods"), Some(&namespace))
         .and_then(|()| running_pods(&shared, &prefix, &HashMap::new()))
         .and_then(|pods| {
             pods.into_iter()
@@ -263,7 +266,8 @@ async fn all_nodes(
     Extension(identity): Extension<Identity>,
     Query(query): Params,
 ) -> Response {
-    let listed = allowed(&identity, "list", "nodes").and_then(|()| node_metrics(&shared, &query));
+    let listed = allowed(&shared, &identity, ("list", "nodes"), None)
+        .and_then(|()| node_metrics(&shared, &query));
     match listed {
         Ok(items) => list_of("NodeMetricsList", items),
         Err(status) => status.into_response(),
@@ -275,7 +279,7 @@ async fn one_node(
     Extension(identity): Extension<Identity>,
     Path(name): Path<String>,
 ) -> Response {
-    let found = allowed(&identity, "get", "nodes")
+    let found = allowed(&shared, &identity, ("get", "nodes"), None)
         .and_then(|()| node_metrics(&shared, &HashMap::new()))
         .and_then(|items| {
             items

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
+use crate::kinds::NameRule;
 use crate::resources::Resource;
 use crate::status::Status;
 
@@ -43,10 +44,8 @@ pub(crate) fn from_stored(kv: &berth_store::KeyValue) -> Option<Value> {
     Some(object)
 }
 
-/// A name Kubernetes accepts: a DNS subdomain (RFC 1123), or a DNS label for namespaces.
+/// A name the kind accepts (its [`NameRule`]), or kube-apiserver's words for why not.
 fn check_name(resource: &Resource, name: &str) -> Result<(), String> {
-    let label_only = resource.plural == "namespaces";
-    let max = if label_only { 63 } else { 253 };
     let valid_label = |label: &str| {
         !label.is_empty()
             && label.len() <= 63
@@ -56,19 +55,23 @@ fn check_name(resource: &Resource, name: &str) -> Result<(), String> {
             && !label.starts_with('-')
             && !label.ends_with('-')
     };
-    let valid = name.len() <= max
-        && if label_only {
-            valid_label(name)
-        } else {
-            name.split('.').all(valid_label)
-        };
-    if valid {
-        return Ok(());
-    }
-    let rule = if label_only {
-        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
-    } else {
-        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+    let rule = match resource.name_rule {
+        NameRule::Label if name.len() <= 63 && valid_label(name) => return Ok(()),
+        NameRule::Label => {
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
+        }
+        NameRule::Subdomain if name.len() <= 253 && name.split('.').all(valid_label) => {
+            return Ok(());
+        }
+        NameRule::Subdomain => {
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+        }
+        NameRule::PathSegment => match name {
+            "." | ".." => "may not be '.' or '..'",
+            _ if name.contains('/') => "may not contain '/'",
+            _ if name.contains('%') => "may not contain '%'",
+            _ => return Ok(()),
+        },
     };
     Err(format!("metadata.name: Invalid value: \"{name}\": {rule}"))
 }
@@ -319,24 +322,27 @@ pub(crate) async fn require_namespace(
     }
 }
 
-/// Makes the objects every cluster has, once: its namespaces and the system
-/// PriorityClasses.
+/// Makes the objects every cluster has, once: its namespaces, the system
+/// PriorityClasses, the default StorageClass and the default RBAC policy.
 pub(crate) async fn ensure_system_objects(store: &dyn berth_store::Store) -> crate::Result<()> {
     let namespaces = SYSTEM_NAMESPACES
         .iter()
         .map(|name| ("namespaces", json!({"metadata": {"name": name}})));
     let classes = crate::priorities::system_classes().map(|class| ("priorityclasses", class));
     let storage = std::iter::once(("storageclasses", crate::storage::default_class()));
-    for (plural, object) in namespaces.chain(classes).chain(storage) {
+    let policy = crate::rbac::bootstrap_policy();
+    for (plural, object) in namespaces.chain(classes).chain(storage).chain(policy) {
         let resource = crate::resources::resource(plural)
             .map_err(|_| crate::Error::Setup(format!("the {plural} resource is missing")))?;
         let prefix = format!("/registry/{plural}/");
-        let Ok((key, object)) = prepare_create(resource, None, object, &prefix) else {
-            continue;
+        // The objects are the server's own: one it cannot read is a bug to stop at.
+        let refused = |status: Status| {
+            crate::Error::Setup(format!("a default object of {plural}: {status:?}"))
         };
-        let Ok(admitted) = resource.admit(object, crate::kinds::FieldValidation::Strict) else {
-            continue;
-        };
+        let (key, object) = prepare_create(resource, None, object, &prefix).map_err(refused)?;
+        let admitted = resource
+            .admit(object, crate::kinds::FieldValidation::Strict)
+            .map_err(refused)?;
         match store
             .create(
                 &key,

@@ -37,6 +37,18 @@ pub(crate) const TOKEN_REQUEST: Kind<'static> =
 pub(crate) const SELF_SUBJECT_ACCESS_REVIEW: Kind<'static> =
     Kind::new("authorization.k8s.io", "v1", "SelfSubjectAccessReview");
 
+/// `kubectl auth can-i --list`'s question.
+pub(crate) const SELF_SUBJECT_RULES_REVIEW: Kind<'static> =
+    Kind::new("authorization.k8s.io", "v1", "SelfSubjectRulesReview");
+
+/// Whether someone else may: webhooks' and authorizing proxies' question.
+pub(crate) const SUBJECT_ACCESS_REVIEW: Kind<'static> =
+    Kind::new("authorization.k8s.io", "v1", "SubjectAccessReview");
+
+/// `kubectl auth whoami`'s question.
+pub(crate) const SELF_SUBJECT_REVIEW: Kind<'static> =
+    Kind::new("authentication.k8s.io", "v1", "SelfSubjectReview");
+
 /// The descriptors of every message a decoded kind reaches, compiled from `proto/` by
 /// the build script.
 static DESCRIPTORS: LazyLock<DescriptorPool> = LazyLock::new(|| {
@@ -62,6 +74,11 @@ impl<'a> Kind<'a> {
         }
     }
 
+    /// `Deployment`, as objects' `kind` says it.
+    pub(crate) fn name(&self) -> &'a str {
+        self.name
+    }
+
     /// `k8s.io.api.apps.v1.Deployment`: Kubernetes names a group's package by the
     /// group's first label, the core group's `core`.
     fn message_name(&self) -> String {
@@ -72,7 +89,7 @@ impl<'a> Kind<'a> {
         format!("k8s.io.api.{package}.{}.{}", self.version, self.name)
     }
 
-    fn api_version(&self) -> String {
+    pub(crate) fn api_version(&self) -> String {
         match self.group {
             "" => self.version.to_string(),
             group => format!("{group}/{}", self.version),

@@ -22,6 +22,7 @@ use k8s_openapi::api::batch::v1 as batch;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::rbac::v1 as rbac;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
 
@@ -52,6 +53,8 @@ pub struct Resource {
     pub short_names: &'static [&'static str],
     /// Whether only its `/status` subresource changes its status.
     pub has_status: bool,
+    /// Which names its objects may have.
+    pub name_rule: kinds::NameRule,
     admit: kinds::Admit,
     /// Adds the kind's OpenAPI schema (and those it refers to) to a generator; the
     /// schema's name: `io.k8s.api.apps.v1.Deployment`.
@@ -103,6 +106,7 @@ macro_rules! resource {
             namespaced: $namespaced,
             short_names: &[$($short),*],
             has_status: <$type as Schema>::HAS_STATUS,
+            name_rule: <$type as Schema>::NAME_RULE,
             admit: kinds::admit::<$type>,
             schema: kinds::schema_of::<$type>,
         }
@@ -144,6 +148,10 @@ pub const RESOURCES: &[Resource] = &[
     resource!(EndpointSlice, "endpointslice", true, []),
     resource!(PriorityClass, "priorityclass", false, ["pc"]),
     resource!(StorageClass, "storageclass", false, ["sc"]),
+    resource!(rbac::ClusterRole, "clusterrole", false, []),
+    resource!(rbac::ClusterRoleBinding, "clusterrolebinding", false, []),
+    resource!(rbac::Role, "role", true, []),
+    resource!(rbac::RoleBinding, "rolebinding", true, []),
 ];
 
 /// The group versions served besides the core `v1`, in discovery order.
@@ -270,27 +278,19 @@ fn authorized(
         return Err(method_not_allowed());
     }
     let place = &target.place;
-    let plural = match target.part {
-        Part::Token => "serviceaccounts/token",
-        _ => place.resource.plural,
-    };
     // A list or watch of one object by name is authorized as reading that object, as
     // kube-apiserver's request info takes the name from a `metadata.name` selector.
     let selected = uri.query().and_then(selected_name);
     let access = crate::auth::Access {
         verb,
-        plural,
+        group: place.resource.group,
+        plural: place.resource.plural,
+        subresource: target.part.subresource(),
         namespace: place.namespace.as_deref(),
         name: target.name.as_deref().or(selected.as_deref()),
     };
-    if !identity.may(access) {
-        return Err(crate::auth::forbidden(
-            identity,
-            verb,
-            place.resource.group,
-            plural,
-            place.namespace.as_deref(),
-        ));
+    if !crate::auth::authorize(cache, identity, access) {
+        return Err(crate::auth::forbidden(identity, access));
     }
     crate::auth::node_may_read(cache, identity, place, access.name)?;
     if target.part == Part::Token && verb != "create" {

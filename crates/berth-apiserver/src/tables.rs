@@ -278,6 +278,15 @@ fn columns(kind: &str) -> &'static [Column] {
             AGE,
             text("PreemptionPolicy"),
         ],
+        "Role" | "ClusterRole" => columns![NAME, text("Created At")],
+        "RoleBinding" | "ClusterRoleBinding" => columns![
+            NAME,
+            text("Role"),
+            AGE,
+            wide("Users"),
+            wide("Groups"),
+            wide("ServiceAccounts"),
+        ],
         _ => columns![NAME, AGE],
     }
 }
@@ -423,9 +432,38 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
         ("StorageClass", "AllowVolumeExpansion") => {
             json!(object["allowVolumeExpansion"] == json!(true))
         }
+        ("Role" | "ClusterRole", "Created At") => json!(text_of(&metadata["creationTimestamp"])),
+        ("RoleBinding" | "ClusterRoleBinding", _) => binding_cell(column, object),
         ("PriorityClass", "Value") => json!(count(&object["value"])),
         ("PriorityClass", "Global-Default") => json!(object["globalDefault"] == json!(true)),
         ("PriorityClass", "PreemptionPolicy") => json!(text_of(&object["preemptionPolicy"])),
+        _ => Value::Null,
+    }
+}
+
+/// A cell of a RoleBinding or ClusterRoleBinding, as kubectl's printer fills it: the
+/// role as `Kind/name`, and each kind of subject listed apart.
+fn binding_cell(column: &str, binding: &Value) -> Value {
+    let role = &binding["roleRef"];
+    let subjects = |kind: &str| -> String {
+        let names: Vec<String> = items(&binding["subjects"])
+            .filter(|s| s["kind"] == kind)
+            .map(|s| match kind {
+                "ServiceAccount" => format!("{}/{}", text_of(&s["namespace"]), text_of(&s["name"])),
+                _ => text_of(&s["name"]).to_string(),
+            })
+            .collect();
+        names.join(", ")
+    };
+    match column {
+        "Role" => json!(format!(
+            "{}/{}",
+            text_of(&role["kind"]),
+            text_of(&role["name"])
+        )),
+        "Users" => json!(subjects("User")),
+        "Groups" => json!(subjects("Group")),
+        "ServiceAccounts" => json!(subjects("ServiceAccount")),
         _ => Value::Null,
     }
 }

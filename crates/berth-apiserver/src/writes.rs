@@ -48,6 +48,18 @@ impl Part {
             Some(_) => None,
         }
     }
+
+    /// The subresource's name in paths and RBAC rules; none for the object itself.
+    pub(crate) fn subresource(self) -> Option<&'static str> {
+        match self {
+            Part::Whole => None,
+            Part::Status => Some("status"),
+            Part::Scale => Some("scale"),
+            Part::Binding => Some("binding"),
+            Part::Log => Some("log"),
+            Part::Token => Some("token"),
+        }
+    }
 }
 
 /// The resources with a `/scale` subresource.
@@ -215,6 +227,7 @@ pub(crate) async fn create(
     let admitted = resource.admit(object, options.validation)?;
     let mut object = admitted.object;
     touchable(&options.identity, resource, &object)?;
+    crate::rbac::check_write(&shared.cache, &options.identity, resource, (None, &object))?;
     if resource.kind == "Pod" {
         crate::accounts::admit(shared, &mut object)?;
         crate::priorities::admit(shared, &mut object).await?;
@@ -264,6 +277,8 @@ pub(crate) async fn change(
         let admitted = resource.admit(proposed, options.validation)?;
         let mut object = objects::carry_over(admitted.object, &current, resource.has_status);
         touchable(&options.identity, resource, &object)?;
+        let change = (Some(&current), &object);
+        crate::rbac::check_write(&shared.cache, &options.identity, resource, change)?;
         if !options.manager.applying {
             let (manager, api_version) = (&options.manager.name, resource.api_version());
             managed::record_update(Some(&current), &mut object, manager, &api_version);

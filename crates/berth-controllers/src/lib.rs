@@ -5,6 +5,7 @@
 //! Depends on nothing of ours: it reaches the cluster only through the Kubernetes API.
 
 pub mod autoscalers;
+pub mod clusterroles;
 pub mod collector;
 pub mod cronjobs;
 pub mod daemonsets;
@@ -57,6 +58,7 @@ pub async fn run_controller_manager(
                 local_path::run(client.clone(), informers.clone()),
                 endpoints::run(client.clone(), informers.clone()),
                 serviceaccounts::run(client.clone(), informers.clone(), root_ca),
+                clusterroles::run(client.clone(), informers.clone()),
                 collector::run(client, informers),
             );
         }

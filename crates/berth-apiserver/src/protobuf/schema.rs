@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use syn::{Attribute, Fields, GenericArgument, Item, LitStr, PathArguments, Type};
 
-use super::{Kind, SCALE, SELF_SUBJECT_ACCESS_REVIEW, TOKEN_REQUEST, UNKNOWN};
+use super::{
+    Kind, SCALE, SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_REVIEW, SELF_SUBJECT_RULES_REVIEW,
+    SUBJECT_ACCESS_REVIEW, TOKEN_REQUEST, UNKNOWN,
+};
 use crate::kinds::schema_of;
 use crate::resources::RESOURCES;
 
@@ -29,10 +32,22 @@ struct Field {
 /// The kinds decoded besides the served ones, with their schemas' adders.
 type Extra = (Kind<'static>, fn(&mut schemars::SchemaGenerator) -> String);
 
-const EXTRA: [Extra; 3] = [
+const EXTRA: [Extra; 6] = [
     (
         SELF_SUBJECT_ACCESS_REVIEW,
         schema_of::<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview>,
+    ),
+    (
+        SELF_SUBJECT_RULES_REVIEW,
+        schema_of::<k8s_openapi::api::authorization::v1::SelfSubjectRulesReview>,
+    ),
+    (
+        SUBJECT_ACCESS_REVIEW,
+        schema_of::<k8s_openapi::api::authorization::v1::SubjectAccessReview>,
+    ),
+    (
+        SELF_SUBJECT_REVIEW,
+        schema_of::<k8s_openapi::api::authentication::v1::SelfSubjectReview>,
     ),
     (SCALE, schema_of::<k8s_openapi::api::autoscaling::v1::Scale>),
     (

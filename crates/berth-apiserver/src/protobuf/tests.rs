@@ -329,7 +329,14 @@ fn every_served_kind_and_the_extra_ones_have_a_message() {
     let kinds = crate::resources::RESOURCES
         .iter()
         .map(|r| r.protobuf_kind());
-    for kind in kinds.chain([SCALE, SELF_SUBJECT_ACCESS_REVIEW]) {
+    let extra = [
+        SCALE,
+        SELF_SUBJECT_ACCESS_REVIEW,
+        SELF_SUBJECT_RULES_REVIEW,
+        SUBJECT_ACCESS_REVIEW,
+        SELF_SUBJECT_REVIEW,
+    ];
+    for kind in kinds.chain(extra) {
         assert!(
             DESCRIPTORS
                 .get_message_by_name(&kind.message_name())

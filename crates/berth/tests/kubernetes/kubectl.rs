@@ -800,32 +800,8 @@ fn authorization_suite(server: &Server) {
 
     // Client certificates the cluster CA signs: the user is the common name, the group
     // the organization.
-    let certified = |user: &str, group: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
-        command.args(["kubeconfig", "--user", user, "--data-dir"]);
-        command.arg(server.scratch.path().join("data"));
-        if let Some(group) = group {
-            command.args(["--group", group]);
-        }
-        let output = command.output().unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        server.write(
-            &format!("{user}.kubeconfig"),
-            &String::from_utf8_lossy(&output.stdout),
-        )
-    };
-    let as_cert = |config: &str, args: &[&str]| {
-        Command::new("timeout")
-            .args(["60", "kubectl", "--kubeconfig", config])
-            .env("HOME", server.scratch.path())
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let certified = |user: &str, group: Option<&str>| server.certified(user, group);
+    let as_cert = |config: &str, args: &[&str]| server.kubectl_with(config, args);
     // A node by its own certificate: its Node, its Lease and the pods bound to it, and
     // only the configMaps and secrets those pods use.
     let node_a = certified("system:node:node-a", Some("system:nodes"));

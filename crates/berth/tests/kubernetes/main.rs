@@ -15,6 +15,7 @@ mod placement;
 mod pods;
 mod probes;
 mod pulls;
+mod rbac;
 mod scenarios;
 mod server;
 mod storage;

@@ -191,8 +191,34 @@ impl Server {
             &format!("user-{}.kubeconfig", &token[..8.min(token.len())]),
             &admin.replace(&self.admin_token(), token),
         );
+        self.kubectl_with(&config, args)
+    }
+
+    /// A kubeconfig (its path) for `user` in `group` with a client certificate the
+    /// cluster CA signs, as `berth kubeconfig` writes it.
+    pub fn certified(&self, user: &str, group: Option<&str>) -> String {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command.args(["kubeconfig", "--user", user, "--data-dir"]);
+        command.arg(self.scratch.path().join("data"));
+        if let Some(group) = group {
+            command.args(["--group", group]);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        self.write(
+            &format!("{user}.kubeconfig"),
+            &String::from_utf8_lossy(&output.stdout),
+        )
+    }
+
+    /// kubectl with the kubeconfig at `config`.
+    pub fn kubectl_with(&self, config: &str, args: &[&str]) -> Output {
         Command::new("timeout")
-            .args(["60", "kubectl", "--kubeconfig", &config])
+            .args(["60", "kubectl", "--kubeconfig", config])
             .env("HOME", self.scratch.path())
             .args(args)
             .stdin(Stdio::null())

@@ -1,0 +1,629 @@
+//! Role-based access control, as kube-apiserver's RBAC authorizer: a request is allowed
+//! when a rule of a role bound to its user, or to one of the user's groups, covers its
+//! verb, API group, resource (or `resource/subresource`) and name — ClusterRoleBindings
+//! everywhere, RoleBindings in their namespace. Roles and bindings are read from the
+//! watch cache, as kube-apiserver reads its informers, so an authorization costs no
+//! store read.
+//!
+//! The default policy — `cluster-admin`, `admin`, `edit`, `view` and the `system:` roles
+//! with their bindings — is kube-apiserver's bootstrap policy, kept verbatim in
+//! `rbac/cluster-roles.json` and `rbac/cluster-role-bindings.json` (converted to JSON
+//! from upstream's `plugin/pkg/auth/authorizer/rbac/bootstrappolicy/testdata` YAML: the
+//! roles of commit 025f2834, the 1.27–1.30 policy; the bindings of 1.21 onwards) and made
+//! at the first start. Berth adds one role of its own: `berth:view-cluster`, bound to the
+//! viewer's group, which reads every served resource but secrets, cluster-scoped ones
+//! included (upstream's `view` reads namespaced ones only).
+
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::auth::{Access, Identity};
+use crate::cache::Cache;
+use crate::kinds::{NameRule, Schema};
+use crate::resources::Resource;
+use crate::status::Status;
+
+/// The API group of RBAC's kinds.
+pub(crate) const GROUP: &str = "rbac.authorization.k8s.io";
+
+/// The group every authenticated user is in.
+pub(crate) const AUTHENTICATED: &str = "system:authenticated";
+
+/// The group whose members may do anything, without consulting roles, as
+/// kube-apiserver's privileged-group authorizer.
+pub(crate) const MASTERS: &str = "system:masters";
+
+/// The group of read-only users (`viewer.kubeconfig`, certificates in `berth:viewers`).
+pub(crate) const VIEWERS: &str = "berth:viewers";
+
+/// The ClusterRole that group is bound to.
+const VIEW_CLUSTER: &str = "berth:view-cluster";
+
+/// A user as RBAC's subjects name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserInfo {
+    /// `system:serviceaccount:default:builder`, `system:node:a`, `alice`.
+    pub(crate) name: String,
+    /// Its groups, `system:authenticated` among them.
+    pub(crate) groups: Vec<String>,
+}
+
+impl UserInfo {
+    /// Whether `subject` of a binding in `namespace` (none for a ClusterRoleBinding)
+    /// names this user, one of its groups, or its ServiceAccount — an account's namespace
+    /// is the binding's unless the subject names one.
+    fn is(&self, subject: &Subject, namespace: Option<&str>) -> bool {
+        match subject.kind.as_str() {
+            "User" => subject.name == self.name,
+            "Group" => self.groups.contains(&subject.name),
+            "ServiceAccount" => {
+                let namespace = subject
+                    .namespace
+                    .as_deref()
+                    .filter(|n| !n.is_empty())
+                    .or(namespace)
+                    .unwrap_or_default();
+                self.name == format!("system:serviceaccount:{namespace}:{}", subject.name)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether RBAC lets `user` make `access`.
+pub(crate) fn allows(cache: &Cache, user: &UserInfo, access: &Access<'_>) -> bool {
+    rules_for(cache, user, access.namespace)
+        .iter()
+        .any(|rule| covers(rule, access))
+}
+
+/// Whether RBAC lets `user` `verb` the non-resource URL `path`: only ClusterRoles bound
+/// cluster-wide grant those.
+pub(crate) fn allows_path(cache: &Cache, user: &UserInfo, verb: &str, path: &str) -> bool {
+    rules_for(cache, user, None).iter().any(|rule| {
+        rule.verbs.iter().any(|v| v == "*" || v == verb)
+            && rule
+                .non_resource_urls
+                .iter()
+                .flatten()
+                .any(|url| match url.strip_suffix('*') {
+                    Some(prefix) => path.starts_with(prefix),
+                    None => url == path,
+                })
+    })
+}
+
+/// Every rule that applies to `user` in `namespace`: those of roles bound cluster-wide,
+/// and in a namespace those bound there too.
+pub(crate) fn rules_for(
+    cache: &Cache,
+    user: &UserInfo,
+    namespace: Option<&str>,
+) -> Vec<PolicyRule> {
+    let mut rules = Vec::new();
+    for binding in objects::<ClusterRoleBinding>(cache, "/registry/clusterrolebindings/") {
+        if binds(binding.subjects.as_deref(), user, None) {
+            rules.extend(role_rules(cache, &binding.role_ref, None));
+        }
+    }
+    if let Some(namespace) = namespace {
+        let prefix = format!("/registry/rolebindings/{namespace}/");
+        for binding in objects::<RoleBinding>(cache, &prefix) {
+            if binds(binding.subjects.as_deref(), user, Some(namespace)) {
+                rules.extend(role_rules(cache, &binding.role_ref, Some(namespace)));
+            }
+        }
+    }
+    rules
+}
+
+fn binds(subjects: Option<&[Subject]>, user: &UserInfo, namespace: Option<&str>) -> bool {
+    subjects
+        .unwrap_or_default()
+        .iter()
+        .any(|s| user.is(s, namespace))
+}
+
+/// The rules of the role `role_ref` names: a ClusterRole, or a Role of `namespace`.
+fn role_rules(cache: &Cache, role_ref: &RoleRef, namespace: Option<&str>) -> Vec<PolicyRule> {
+    let rules = match (role_ref.kind.as_str(), namespace) {
+        ("ClusterRole", _) => {
+            object::<ClusterRole>(cache, &format!("/registry/clusterroles/{}", role_ref.name))
+                .and_then(|role| role.rules)
+        }
+        ("Role", Some(namespace)) => object::<Role>(
+            cache,
+            &format!("/registry/roles/{namespace}/{}", role_ref.name),
+        )
+        .and_then(|role| role.rules),
+        _ => None,
+    };
+    rules.unwrap_or_default()
+}
+
+fn objects<K: DeserializeOwned>(cache: &Cache, prefix: &str) -> Vec<K> {
+    let (entries, _) = cache.list(prefix);
+    entries
+        .iter()
+        .filter_map(|entry| serde_json::from_slice(&entry.json).ok())
+        .collect()
+}
+
+fn object<K: DeserializeOwned>(cache: &Cache, key: &str) -> Option<K> {
+    serde_json::from_slice(&cache.get(key)?.json).ok()
+}
+
+/// Whether `rule` covers `access`, as RBAC's `RuleAllows`.
+pub(crate) fn covers(rule: &PolicyRule, access: &Access<'_>) -> bool {
+    let any_or = |values: &[String], wanted: &str| values.iter().any(|v| v == "*" || v == wanted);
+    let resource = match access.subresource {
+        Some(sub) => format!("{}/{sub}", access.plural),
+        None => access.plural.to_string(),
+    };
+    let resource_matches = rule.resources.iter().flatten().any(|r| {
+        r == "*"
+            || *r == resource
+            || access
+                .subresource
+                .is_some_and(|sub| *r == format!("*/{sub}"))
+    });
+    let name_matches = match rule.resource_names.as_deref() {
+        None | Some([]) => true,
+        Some(names) => access.name.is_some_and(|n| names.iter().any(|m| m == n)),
+    };
+    any_or(&rule.verbs, access.verb)
+        && any_or(rule.api_groups.as_deref().unwrap_or_default(), access.group)
+        && resource_matches
+        && name_matches
+}
+
+/// The default policy's objects, to make at the first start: `(plural, object)`.
+pub(crate) fn bootstrap_policy() -> impl Iterator<Item = (&'static str, Value)> {
+    let listed = |text: &str| -> Vec<Value> {
+        let list: Value = serde_json::from_str(text).unwrap_or_default();
+        list["items"].as_array().cloned().unwrap_or_default()
+    };
+    let roles = listed(include_str!("rbac/cluster-roles.json"))
+        .into_iter()
+        .chain([view_cluster_role()])
+        .map(|role| ("clusterroles", role));
+    let bindings = listed(include_str!("rbac/cluster-role-bindings.json"))
+        .into_iter()
+        .chain([viewers_binding()])
+        .map(|binding| ("clusterrolebindings", binding));
+    roles.chain(bindings)
+}
+
+/// Reading every served resource but secrets, in every group.
+fn view_cluster_role() -> Value {
+    let mut groups: Vec<&str> = Vec::new();
+    for resource in crate::resources::RESOURCES {
+        if !groups.contains(&resource.group) {
+            groups.push(resource.group);
+        }
+    }
+    let mut rules: Vec<Value> = groups
+        .iter()
+        .map(|group| {
+            let resources = crate::resources::RESOURCES
+                .iter()
+                .filter(|r| r.group == *group && r.plural != "secrets")
+                .flat_map(|r| [r.plural.to_string(), format!("{}/status", r.plural)])
+                .collect::<Vec<String>>();
+            json!({"apiGroups": [group], "resources": resources, "verbs": ["get", "list", "watch"]})
+        })
+        .collect();
+    rules.push(
+        json!({"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get", "list", "watch"]}),
+    );
+    rules.push(json!({"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]}));
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": VIEW_CLUSTER, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+        "rules": rules,
+    })
+}
+
+fn viewers_binding() -> Value {
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": VIEW_CLUSTER, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+        "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": VIEW_CLUSTER},
+        "subjects": [{"apiGroup": GROUP, "kind": "Group", "name": VIEWERS}],
+    })
+}
+
+/// The rules' problems, as kube-apiserver's validation words them; `namespaced` for a
+/// Role, whose rules may not name non-resource URLs.
+fn rule_problems(rules: Option<&[PolicyRule]>, namespaced: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, rule) in rules.unwrap_or_default().iter().enumerate() {
+        let field = |name: &str| format!("rules[{i}].{name}");
+        if rule.verbs.is_empty() {
+            problems.push(format!(
+                "{}: Required value: verbs must contain at least one value",
+                field("verbs")
+            ));
+        }
+        let urls = rule.non_resource_urls.as_deref().unwrap_or_default();
+        let empty = |values: &Option<Vec<String>>| values.as_ref().is_none_or(Vec::is_empty);
+        if !urls.is_empty() {
+            let why = if namespaced {
+                "namespaced rules cannot apply to non-resource URLs"
+            } else if !empty(&rule.resources) || !empty(&rule.api_groups) {
+                "rules cannot apply to both regular resources and non-resource URLs"
+            } else {
+                continue;
+            };
+            problems.push(format!(
+                "{}: Invalid value: {urls:?}: {why}",
+                field("nonResourceURLs")
+            ));
+            continue;
+        }
+        if empty(&rule.api_groups) {
+            problems.push(format!(
+                "{}: Required value: resource rules must supply at least one api group",
+                field("apiGroups")
+            ));
+        }
+        if empty(&rule.resources) {
+            problems.push(format!(
+                "{}: Required value: resource rules must supply at least one resource",
+                field("resources")
+            ));
+        }
+    }
+    problems
+}
+
+/// A binding's problems: its role reference (to a ClusterRole, or for a RoleBinding
+/// also a Role) and its subjects.
+fn binding_problems(
+    role_ref: &RoleRef,
+    subjects: Option<&[Subject]>,
+    namespaced: bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if role_ref.api_group != GROUP {
+        problems.push(format!(
+            "roleRef.apiGroup: Unsupported value: {:?}: supported values: \"{GROUP}\"",
+            role_ref.api_group
+        ));
+    }
+    let kinds: &[&str] = if namespaced {
+        &["Role", "ClusterRole"]
+    } else {
+        &["ClusterRole"]
+    };
+    if !kinds.contains(&role_ref.kind.as_str()) {
+        let supported: Vec<String> = kinds.iter().map(|k| format!("\"{k}\"")).collect();
+        problems.push(format!(
+            "roleRef.kind: Unsupported value: {:?}: supported values: {}",
+            role_ref.kind,
+            supported.join(", ")
+        ));
+    }
+    if role_ref.name.is_empty() {
+        problems.push("roleRef.name: Required value".into());
+    }
+    for (i, subject) in subjects.unwrap_or_default().iter().enumerate() {
+        if subject.name.is_empty() {
+            problems.push(format!("subjects[{i}].name: Required value"));
+        }
+        match subject.kind.as_str() {
+            "ServiceAccount" if !namespaced && subject.namespace.as_deref().unwrap_or_default().is_empty() => {
+                problems.push(format!("subjects[{i}].namespace: Required value"));
+            }
+            "ServiceAccount" | "User" | "Group" => {}
+            other => problems.push(format!(
+                "subjects[{i}].kind: Unsupported value: {other:?}: supported values: \"ServiceAccount\", \"User\", \"Group\""
+            )),
+        }
+    }
+    problems
+}
+
+/// A subject's API group when it names none, as Kubernetes defaults it.
+fn default_subjects(subjects: Option<&mut Vec<Subject>>) {
+    for subject in subjects.into_iter().flatten() {
+        if subject.api_group.as_deref().unwrap_or_default().is_empty() {
+            subject.api_group = match subject.kind.as_str() {
+                "ServiceAccount" => None,
+                _ => Some(GROUP.into()),
+            };
+        }
+    }
+}
+
+/// A role kind's schema: path-segment names, rules checked (`namespaced`: a Role's).
+macro_rules! role_schema {
+    ($kind:ty, $namespaced:expr) => {
+        impl Schema for $kind {
+            const NAME_RULE: NameRule = NameRule::PathSegment;
+
+            fn problems(&self) -> Vec<String> {
+                rule_problems(self.rules.as_deref(), $namespaced)
+            }
+        }
+    };
+}
+
+/// A binding kind's schema: path-segment names, subjects' groups defaulted, the role
+/// reference and subjects checked (`namespaced`: a RoleBinding's).
+macro_rules! binding_schema {
+    ($kind:ty, $namespaced:expr) => {
+        impl Schema for $kind {
+            const NAME_RULE: NameRule = NameRule::PathSegment;
+
+            fn default_fields(&mut self) {
+                default_subjects(self.subjects.as_mut());
+            }
+
+            fn problems(&self) -> Vec<String> {
+                binding_problems(&self.role_ref, self.subjects.as_deref(), $namespaced)
+            }
+        }
+    };
+}
+
+role_schema!(Role, true);
+role_schema!(ClusterRole, false);
+binding_schema!(RoleBinding, true);
+binding_schema!(ClusterRoleBinding, false);
+
+/// What a write of a role or binding must pass besides its schema, as kube-apiserver's
+/// RBAC storage checks it: a binding's roleRef never changes, and nobody grants what
+/// they do not hold — a role's rules, or a bound role's, must all be the writer's own
+/// (in the namespace, for Roles and RoleBindings) unless RBAC lets them `escalate` the
+/// role or `bind` it. `current` is the object being replaced, none for a create.
+pub(crate) fn check_write(
+    cache: &Cache,
+    identity: &Identity,
+    resource: &Resource,
+    (current, object): (Option<&Value>, &Value),
+) -> Result<(), Status> {
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let namespace = object["metadata"]["namespace"].as_str();
+    let (granted, verb, role): (Vec<PolicyRule>, _, _) = match resource.kind {
+        "Role" | "ClusterRole" => {
+            let rules = serde_json::from_value(object["rules"].clone()).unwrap_or_default();
+            (rules, "escalate", (resource.plural, name.to_string()))
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            if let Some(current) = current
+                && current["roleRef"] != object["roleRef"]
+            {
+                return Err(Status::invalid(
+                    &resource.qualified_kind(),
+                    name,
+                    format!(
+                        "roleRef: Invalid value: {}: cannot change roleRef",
+                        object["roleRef"]
+                    ),
+                ));
+            }
+            let role_ref: RoleRef =
+                serde_json::from_value(object["roleRef"].clone()).unwrap_or_default();
+            let plural = if role_ref.kind == "Role" {
+                "roles"
+            } else {
+                "clusterroles"
+            };
+            let rules = role_rules(cache, &role_ref, namespace);
+            (rules, "bind", (plural, role_ref.name.clone()))
+        }
+        _ => return Ok(()),
+    };
+    let (plural, role_name) = role;
+    let access = Access {
+        verb,
+        group: GROUP,
+        plural,
+        subresource: None,
+        namespace,
+        name: Some(&role_name),
+    };
+    if crate::auth::authorize(cache, identity, access) {
+        return Ok(());
+    }
+    let held = rules_for(cache, &identity.info(), namespace);
+    let missing: Vec<String> = granted
+        .iter()
+        .flat_map(atoms)
+        .filter(|atom| !held.iter().any(|rule| covers_atom(rule, atom)))
+        .map(|atom| atom.to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let info = identity.info();
+    let groups: Vec<String> = info.groups.iter().map(|g| format!("{g:?}")).collect();
+    Err(Status::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "Forbidden",
+        format!(
+            "{}.{GROUP} \"{name}\" is forbidden: user \"{}\" (groups=[{}]) is attempting to grant RBAC permissions not currently held:\n{}",
+            resource.plural,
+            info.name,
+            groups.join(" "),
+            missing.join("\n")
+        ),
+    ))
+}
+
+/// One permission a rule grants: a verb on one resource of one group (and one name, if
+/// the rule names them), or on one non-resource URL.
+enum Atom<'a> {
+    Resource {
+        verb: &'a str,
+        group: &'a str,
+        resource: &'a str,
+        name: Option<&'a str>,
+    },
+    Url {
+        verb: &'a str,
+        url: &'a str,
+    },
+}
+
+impl std::fmt::Display for Atom<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Atom::Resource {
+                verb,
+                group,
+                resource,
+                name,
+            } => {
+                write!(f, "{{APIGroups:[{group:?}], Resources:[{resource:?}], ")?;
+                if let Some(name) = name {
+                    write!(f, "ResourceNames:[{name:?}], ")?;
+                }
+                write!(f, "Verbs:[{verb:?}]}}")
+            }
+            Atom::Url { verb, url } => write!(f, "{{NonResourceURLs:[{url:?}], Verbs:[{verb:?}]}}"),
+        }
+    }
+}
+
+/// A rule broken into the single permissions it grants, as RBAC's escalation check
+/// breaks it down.
+fn atoms(rule: &PolicyRule) -> Vec<Atom<'_>> {
+    let mut found = Vec::new();
+    for verb in &rule.verbs {
+        for url in rule.non_resource_urls.iter().flatten() {
+            found.push(Atom::Url { verb, url });
+        }
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                let names = rule.resource_names.as_deref().unwrap_or_default();
+                if names.is_empty() {
+                    found.push(Atom::Resource {
+                        verb,
+                        group,
+                        resource,
+                        name: None,
+                    });
+                }
+                for name in names {
+                    found.push(Atom::Resource {
+                        verb,
+                        group,
+                        resource,
+                        name: Some(name),
+                    });
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Whether the held `rule` grants `atom`: wildcards in the held rule cover anything,
+/// a wildcard in the atom only a wildcard.
+fn covers_atom(rule: &PolicyRule, atom: &Atom<'_>) -> bool {
+    let has = |values: &[String], wanted: &str| values.iter().any(|v| v == "*" || v == wanted);
+    match *atom {
+        Atom::Url { verb, url } => {
+            has(&rule.verbs, verb)
+                && rule.non_resource_urls.iter().flatten().any(|held| {
+                    match held.strip_suffix('*') {
+                        Some(prefix) => url.starts_with(prefix),
+                        None => held == url,
+                    }
+                })
+        }
+        Atom::Resource {
+            verb,
+            group,
+            resource,
+            name,
+        } => {
+            let (base, sub) = resource.split_once('/').unwrap_or((resource, ""));
+            let resource_held = rule.resources.iter().flatten().any(|held| {
+                held == "*"
+                    || held == resource
+                    || (!sub.is_empty() && *held == format!("*/{sub}"))
+                    || *held == format!("{base}/*")
+            });
+            let name_held = match rule.resource_names.as_deref() {
+                None | Some([]) => true,
+                Some(names) => name.is_some_and(|n| names.iter().any(|held| held == n)),
+            };
+            has(&rule.verbs, verb)
+                && has(rule.api_groups.as_deref().unwrap_or_default(), group)
+                && resource_held
+                && name_held
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]) -> PolicyRule {
+        let owned = |values: &[&str]| values.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        PolicyRule {
+            verbs: owned(verbs),
+            api_groups: Some(owned(groups)),
+            resources: Some(owned(resources)),
+            resource_names: Some(owned(names)),
+            non_resource_urls: None,
+        }
+    }
+
+    fn access<'a>(
+        verb: &'a str,
+        plural: &'a str,
+        sub: Option<&'a str>,
+        name: Option<&'a str>,
+    ) -> Access<'a> {
+        Access {
+            verb,
+            group: "apps",
+            plural,
+            subresource: sub,
+            namespace: Some("default"),
+            name,
+        }
+    }
+
+    #[test]
+    fn rules_cover_subresources_names_and_wildcards_as_rbac_does() {
+        let scale = rule(&["update"], &["apps"], &["*/scale"], &[]);
+        assert!(covers(
+            &scale,
+            &access("update", "deployments", Some("scale"), None)
+        ));
+        assert!(!covers(
+            &scale,
+            &access("update", "deployments", None, None)
+        ));
+        let named = rule(&["get"], &["apps"], &["deployments"], &["web"]);
+        assert!(covers(
+            &named,
+            &access("get", "deployments", None, Some("web"))
+        ));
+        assert!(!covers(
+            &named,
+            &access("get", "deployments", None, Some("db"))
+        ));
+        assert!(!covers(&named, &access("list", "deployments", None, None)));
+        let everything = rule(&["*"], &["*"], &["*"], &[]);
+        assert!(covers(
+            &everything,
+            &access("delete", "deployments", Some("status"), None)
+        ));
+        // A held wildcard covers a grant of one thing, a held single thing no wildcard.
+        let reader = rule(&["get"], &["apps"], &["deployments"], &[]);
+        assert!(atoms(&reader).iter().all(|a| covers_atom(&everything, a)));
+        assert!(!atoms(&everything).iter().all(|a| covers_atom(&reader, a)));
+    }
+}
