@@ -136,10 +136,11 @@ pub(crate) async fn authenticate(
     request: Request,
     next: Next,
 ) -> Response {
-    // The CA certificate is public: joining agents check it against their token's hash.
+    // What kube-apiserver's system:public-info-viewer lets anyone read; the CA
+    // certificate is public too: joining agents check it against their token's hash.
     if matches!(
         request.uri().path(),
-        "/healthz" | "/livez" | "/readyz" | "/cacerts"
+        "/healthz" | "/livez" | "/readyz" | "/version" | "/cacerts"
     ) {
         return next.run(request).await;
     }
@@ -148,18 +149,12 @@ pub(crate) async fn authenticate(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let tokens = &shared.tokens;
     let certificate = request
         .extensions()
         .get::<Arc<axum_server::tls::TlsInfo>>()
         .and_then(|tls| tls.peer_certificates.first().cloned());
     let identity = match token {
-        Some(token) if token == tokens.admin => Identity::Admin,
-        Some(token) if token == tokens.viewer => Identity::Viewer,
-        Some(token) if token == tokens.node => Identity::Nodes,
-        Some(token) if let Some(account) = shared.signer.identity_of(token, &shared.cache) => {
-            account
-        }
+        Some(token) if let Some(identity) = of_token(&shared, token) => identity,
         None if let Some(identity) = certificate.as_deref().and_then(of_certificate) => identity,
         _ => {
             return Status::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
@@ -169,6 +164,18 @@ pub(crate) async fn authenticate(
     let mut request = request;
     request.extensions_mut().insert(identity);
     next.run(request).await
+}
+
+/// Who a bearer token meant for the API stands for: one of the server's own tokens, or
+/// a live ServiceAccount token.
+pub(crate) fn of_token(shared: &Shared, token: &str) -> Option<Identity> {
+    let tokens = &shared.tokens;
+    match token {
+        _ if token == tokens.admin => Some(Identity::Admin),
+        _ if token == tokens.viewer => Some(Identity::Viewer),
+        _ if token == tokens.node => Some(Identity::Nodes),
+        _ => shared.signer.identity_of(token, &shared.cache),
+    }
 }
 
 /// The identity a client certificate (verified against the cluster CA by the TLS

@@ -79,7 +79,10 @@ async fn group_resources(
         return reviews(&AUTHORIZATION_RESOURCES);
     }
     if (group.as_str(), version.as_str()) == AUTHENTICATION {
-        return reviews(&[("selfsubjectreviews", "SelfSubjectReview")]);
+        return reviews(&[
+            ("selfsubjectreviews", "SelfSubjectReview"),
+            ("tokenreviews", "TokenReview"),
+        ]);
     }
     if (group.as_str(), version.as_str()) == METRICS {
         return Json(json!({
@@ -120,6 +123,7 @@ fn resource_list(group: &str, version: &str) -> Value {
                 "kind": r.kind,
                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
                 "shortNames": r.short_names,
+                "categories": r.categories,
             })
         })
         .collect();

@@ -13,11 +13,13 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Endpoints, Event, Namespace, Node, PersistentVolume,
-    PersistentVolumeClaim, Pod, PodSpec, PodTemplateSpec, Secret, Service, ServiceAccount,
+    PersistentVolumeClaim, Pod, PodSpec, PodTemplate, PodTemplateSpec, Secret, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1::{CSIDriver, StorageClass, VolumeAttachment};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
@@ -79,6 +81,9 @@ pub(crate) trait Schema: DeserializeOwned + Serialize {
 
     /// Which names its objects may have.
     const NAME_RULE: NameRule = NameRule::Subdomain;
+
+    /// The groups of resources kubectl asks for by one name (`kubectl get all`).
+    const CATEGORIES: &'static [&'static str] = &[];
 
     /// Kubernetes' defaults for fields left out.
     fn default_fields(&mut self) {}
@@ -361,6 +366,7 @@ impl Schema for Secret {
 
 impl Schema for Pod {
     const HAS_STATUS: bool = true;
+    const CATEGORIES: &'static [&'static str] = &["all"];
     fn default_fields(&mut self) {
         default_pod_spec(self.spec.get_or_insert_default());
         let status = self.status.get_or_insert_default();
@@ -394,6 +400,7 @@ fn qos_class(spec: Option<&PodSpec>) -> &'static str {
 
 impl Schema for Service {
     const HAS_STATUS: bool = true;
+    const CATEGORIES: &'static [&'static str] = &["all"];
     fn default_fields(&mut self) {
         let spec = self.spec.get_or_insert_default();
         set_default(&mut spec.type_, "ClusterIP".into());
@@ -455,8 +462,54 @@ impl Schema for StorageClass {
     }
 }
 
+impl Schema for PodTemplate {
+    fn default_fields(&mut self) {
+        if let Some(template) = self.template.as_mut() {
+            default_template(template);
+        }
+    }
+}
+
+impl Schema for RuntimeClass {
+    fn problems(&self) -> Vec<String> {
+        match self.handler.as_str() {
+            "" => vec!["handler: Required value".into()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Schema for CSIDriver {
+    /// storage.k8s.io's defaults for a driver that says nothing.
+    fn default_fields(&mut self) {
+        let spec = &mut self.spec;
+        set_default(&mut spec.attach_required, true);
+        set_default(&mut spec.pod_info_on_mount, false);
+        set_default(&mut spec.requires_republish, false);
+        set_default(&mut spec.storage_capacity, false);
+        set_default(&mut spec.fs_group_policy, "ReadWriteOnceWithFSType".into());
+        set_default(&mut spec.volume_lifecycle_modes, vec!["Persistent".into()]);
+    }
+}
+
+impl Schema for VolumeAttachment {
+    const HAS_STATUS: bool = true;
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.spec.attacher.is_empty() {
+            problems.push("spec.attacher: Required value".to_string());
+        }
+        if self.spec.node_name.is_empty() {
+            problems.push("spec.nodeName: Required value".to_string());
+        }
+        problems
+    }
+}
+
 impl Schema for Deployment {
     const HAS_STATUS: bool = true;
+    const CATEGORIES: &'static [&'static str] = &["all"];
     fn default_fields(&mut self) {
         let spec = self.spec.get_or_insert_default();
         set_default(&mut spec.replicas, 1);
@@ -486,6 +539,7 @@ impl Schema for Deployment {
 
 impl Schema for ReplicaSet {
     const HAS_STATUS: bool = true;
+    const CATEGORIES: &'static [&'static str] = &["all"];
     fn default_fields(&mut self) {
         let spec = self.spec.get_or_insert_default();
         set_default(&mut spec.replicas, 1);
@@ -505,6 +559,7 @@ impl Schema for ReplicaSet {
 
 impl Schema for DaemonSet {
     const HAS_STATUS: bool = true;
+    const CATEGORIES: &'static [&'static str] = &["all"];
     fn default_fields(&mut self) {
         let spec = self.spec.get_or_insert_default();
         set_default(&mut spec.revision_history_limit, 10);
@@ -531,6 +586,7 @@ impl Schema for DaemonSet {
 
 impl Schema for StatefulSet {
     const HAS_STATUS: bool = true;
+    const CATEGORIES: &'static [&'static str] = &["all"];
     fn default_fields(&mut self) {
         let spec = self.spec.get_or_insert_default();
         set_default(&mut spec.replicas, 1);
@@ -603,6 +659,7 @@ const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
 
 impl Schema for Job {
     const HAS_STATUS: bool = true;
+    const CATEGORIES: &'static [&'static str] = &["all"];
     /// Besides the plain defaults, as kube-apiserver's Job strategy: unless the Job
     /// asks for a manual selector, one selecting its own uid, and the labels that
     /// match it (and name the Job) on its template — and on the Job, if it has none.
@@ -696,6 +753,7 @@ impl Schema for Job {
 
 impl Schema for CronJob {
     const HAS_STATUS: bool = true;
+    const CATEGORIES: &'static [&'static str] = &["all"];
     fn default_fields(&mut self) {
         let spec = self.spec.get_or_insert_default();
         set_default(&mut spec.concurrency_policy, "Allow".into());
@@ -729,6 +787,7 @@ impl Schema for CronJob {
 
 impl Schema for HorizontalPodAutoscaler {
     const HAS_STATUS: bool = true;
+    const CATEGORIES: &'static [&'static str] = &["all"];
     fn default_fields(&mut self) {
         set_default(&mut self.spec.get_or_insert_default().min_replicas, 1);
     }

@@ -16,6 +16,7 @@ mod kinds;
 mod kubelets;
 mod managed;
 mod metrics;
+mod networking;
 mod objects;
 mod openapi;
 mod pki;

@@ -45,6 +45,10 @@ pub(crate) const SELF_SUBJECT_RULES_REVIEW: Kind<'static> =
 pub(crate) const SUBJECT_ACCESS_REVIEW: Kind<'static> =
     Kind::new("authorization.k8s.io", "v1", "SubjectAccessReview");
 
+/// Whether a token is good: the question of servers that take the cluster's tokens.
+pub(crate) const TOKEN_REVIEW: Kind<'static> =
+    Kind::new("authentication.k8s.io", "v1", "TokenReview");
+
 /// `kubectl auth whoami`'s question.
 pub(crate) const SELF_SUBJECT_REVIEW: Kind<'static> =
     Kind::new("authentication.k8s.io", "v1", "SelfSubjectReview");

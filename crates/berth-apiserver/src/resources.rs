@@ -22,9 +22,11 @@ use k8s_openapi::api::batch::v1 as batch;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1 as networking;
+use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::rbac::v1 as rbac;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1 as storage;
 
 use crate::Shared;
 use crate::auth::Identity;
@@ -55,6 +57,8 @@ pub struct Resource {
     pub has_status: bool,
     /// Which names its objects may have.
     pub name_rule: kinds::NameRule,
+    /// Its categories: `all` for the workloads `kubectl get all` lists.
+    pub categories: &'static [&'static str],
     admit: kinds::Admit,
     /// Adds the kind's OpenAPI schema (and those it refers to) to a generator; the
     /// schema's name: `io.k8s.api.apps.v1.Deployment`.
@@ -107,6 +111,7 @@ macro_rules! resource {
             short_names: &[$($short),*],
             has_status: <$type as Schema>::HAS_STATUS,
             name_rule: <$type as Schema>::NAME_RULE,
+            categories: <$type as Schema>::CATEGORIES,
             admit: kinds::admit::<$type>,
             schema: kinds::schema_of::<$type>,
         }
@@ -147,7 +152,14 @@ pub const RESOURCES: &[Resource] = &[
     resource!(Lease, "lease", true, []),
     resource!(EndpointSlice, "endpointslice", true, []),
     resource!(PriorityClass, "priorityclass", false, ["pc"]),
-    resource!(StorageClass, "storageclass", false, ["sc"]),
+    resource!(storage::StorageClass, "storageclass", false, ["sc"]),
+    resource!(core::PodTemplate, "podtemplate", true, []),
+    resource!(networking::Ingress, "ingress", true, ["ing"]),
+    resource!(networking::IngressClass, "ingressclass", false, []),
+    resource!(networking::NetworkPolicy, "networkpolicy", true, ["netpol"]),
+    resource!(RuntimeClass, "runtimeclass", false, []),
+    resource!(storage::CSIDriver, "csidriver", false, []),
+    resource!(storage::VolumeAttachment, "volumeattachment", false, []),
     resource!(rbac::ClusterRole, "clusterrole", false, []),
     resource!(rbac::ClusterRoleBinding, "clusterrolebinding", false, []),
     resource!(rbac::Role, "role", true, []),

@@ -50,6 +50,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             "/apis/authentication.k8s.io/{version}/selfsubjectreviews",
             post(self_subject_review),
         )
+        .route(
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            post(token_review),
+        )
 }
 
 /// The resources of `authorization.k8s.io/v1`, for discovery: `(plural, kind)`.
@@ -99,16 +103,12 @@ async fn subject_access_review(
     body: Bytes,
 ) -> Response {
     let kind = crate::protobuf::SUBJECT_ACCESS_REVIEW;
-    let access = Access {
-        verb: "create",
-        group: AUTHORIZATION.0,
-        plural: "subjectaccessreviews",
-        subresource: None,
-        namespace: None,
-        name: None,
-    };
-    if !crate::auth::authorize(&shared.cache, &identity, access) {
-        return crate::auth::forbidden(&identity, access).into_response();
+    if let Err(status) = may_review(
+        &shared,
+        &identity,
+        (AUTHORIZATION.0, "subjectaccessreviews"),
+    ) {
+        return status.into_response();
     }
     let review = match review_of(&body, &headers, kind) {
         Ok(review) => review,
@@ -128,6 +128,76 @@ async fn subject_access_review(
         .collect();
     let subject = Identity::of_user(user, groups);
     let status = decide(&shared, &subject, spec);
+    answered(review, kind, status)
+}
+
+/// A 403 unless `identity` may create the reviews of `group`'s `plural`: reviews about
+/// others are for delegating servers (system:auth-delegator), not for everyone.
+fn may_review(
+    shared: &Shared,
+    identity: &Identity,
+    (group, plural): (&str, &str),
+) -> Result<(), Status> {
+    let access = Access {
+        verb: "create",
+        group,
+        plural,
+        subresource: None,
+        namespace: None,
+        name: None,
+    };
+    if crate::auth::authorize(&shared.cache, identity, access) {
+        Ok(())
+    } else {
+        Err(crate::auth::forbidden(identity, access))
+    }
+}
+
+/// Whether a token is live and for whom, as servers that delegate authentication ask
+/// (webhook token authenticators, kube-rbac-proxy): the server's own tokens for the API,
+/// ServiceAccount tokens for the audiences asked (the API's by default).
+async fn token_review(
+    State(shared): State<Arc<Shared>>,
+    Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let kind = crate::protobuf::TOKEN_REVIEW;
+    if let Err(status) = may_review(
+        &shared,
+        &identity,
+        ("authentication.k8s.io", "tokenreviews"),
+    ) {
+        return status.into_response();
+    }
+    let review = match review_of(&body, &headers, kind) {
+        Ok(review) => review,
+        Err(status) => return status.into_response(),
+    };
+    let token = review["spec"]["token"].as_str().unwrap_or_default();
+    let asked: Vec<&str> = review["spec"]["audiences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let api = [crate::tokens::ISSUER];
+    let reviewed = if asked.is_empty() || asked == api {
+        crate::auth::of_token(&shared, token).map(|identity| (identity, vec![api[0].to_string()]))
+    } else {
+        shared.signer.review(token, &shared.cache, &asked)
+    };
+    let status = match reviewed {
+        Some((identity, audiences)) => {
+            let info = identity.info();
+            json!({
+                "authenticated": true,
+                "user": {"username": info.name, "groups": info.groups},
+                "audiences": audiences,
+            })
+        }
+        None => json!({"authenticated": false, "error": "invalid bearer token"}),
+    };
     answered(review, kind, status)
 }
 

@@ -279,6 +279,41 @@ fn columns(kind: &str) -> &'static [Column] {
             text("PreemptionPolicy"),
         ],
         "Role" | "ClusterRole" => columns![NAME, text("Created At")],
+        "Ingress" => columns![
+            NAME,
+            text("Class"),
+            text("Hosts"),
+            text("Address"),
+            text("Ports"),
+            AGE,
+        ],
+        "IngressClass" => columns![NAME, text("Controller"), text("Parameters"), AGE],
+        "NetworkPolicy" => columns![NAME, text("Pod-Selector"), AGE],
+        "PodTemplate" => columns![
+            text("Template"),
+            text("Containers"),
+            text("Images"),
+            text("Pod Labels"),
+        ],
+        "RuntimeClass" => columns![NAME, text("Handler"), AGE],
+        "CSIDriver" => columns![
+            NAME,
+            boolean("AttachRequired"),
+            boolean("PodInfoOnMount"),
+            boolean("StorageCapacity"),
+            text("TokenRequests"),
+            boolean("RequiresRepublish"),
+            text("Modes"),
+            AGE,
+        ],
+        "VolumeAttachment" => columns![
+            NAME,
+            text("Attacher"),
+            text("PV"),
+            text("Node"),
+            boolean("Attached"),
+            AGE,
+        ],
         "RoleBinding" | "ClusterRoleBinding" => columns![
             NAME,
             text("Role"),
@@ -419,6 +454,8 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
         ("CronJob", "Containers" | "Images" | "Selector") => {
             cell("Job", column, &spec["jobTemplate"])
         }
+        ("PodTemplate", "Containers") => json!(containers_field(object, "name")),
+        ("PodTemplate", "Images") => json!(containers_field(object, "image")),
         (_, "Containers") => json!(containers_field(spec, "name")),
         (_, "Images") => json!(containers_field(spec, "image")),
         (_, "Selector") => json!(match selector_text(&spec["selector"]) {
@@ -434,9 +471,99 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
         }
         ("Role" | "ClusterRole", "Created At") => json!(text_of(&metadata["creationTimestamp"])),
         ("RoleBinding" | "ClusterRoleBinding", _) => binding_cell(column, object),
+        ("Ingress", _) => ingress_cell(column, object),
+        ("IngressClass", "Controller") => json!(text_of(&spec["controller"])),
+        ("IngressClass", "Parameters") => json!(ingress_class_parameters(&spec["parameters"])),
+        ("NetworkPolicy", "Pod-Selector") => json!(match selector_text(&spec["podSelector"]) {
+            text if text.is_empty() => "<none>".to_string(),
+            text => text,
+        }),
+        ("PodTemplate", "Template") => json!(text_of(&metadata["name"])),
+        ("PodTemplate", "Pod Labels") => {
+            json!(labels_text(&object["template"]["metadata"]["labels"]))
+        }
+        ("RuntimeClass", "Handler") => json!(text_of(&object["handler"])),
+        ("CSIDriver", _) => csi_driver_cell(column, spec),
+        ("VolumeAttachment", "Attacher") => json!(text_of(&spec["attacher"])),
+        ("VolumeAttachment", "PV") => json!(text_of(&spec["source"]["persistentVolumeName"])),
+        ("VolumeAttachment", "Node") => json!(text_of(&spec["nodeName"])),
+        ("VolumeAttachment", "Attached") => json!(status["attached"] == json!(true)),
         ("PriorityClass", "Value") => json!(count(&object["value"])),
         ("PriorityClass", "Global-Default") => json!(object["globalDefault"] == json!(true)),
         ("PriorityClass", "PreemptionPolicy") => json!(text_of(&object["preemptionPolicy"])),
+        _ => Value::Null,
+    }
+}
+
+/// A cell of an Ingress, as kubectl's printer fills it: its class, hosts (`*` for a
+/// rule without one), load-balancer addresses and ports (443 too with TLS).
+fn ingress_cell(column: &str, ingress: &Value) -> Value {
+    let (spec, status) = (&ingress["spec"], &ingress["status"]);
+    match column {
+        "Class" => json!(or(&spec["ingressClassName"], "<none>")),
+        "Hosts" => {
+            let hosts: Vec<&str> = items(&spec["rules"])
+                .map(|rule| or(&rule["host"], "*"))
+                .collect();
+            json!(if hosts.is_empty() {
+                "*".to_string()
+            } else {
+                hosts.join(",")
+            })
+        }
+        "Address" => {
+            let addresses: Vec<&str> = items(&status["loadBalancer"]["ingress"])
+                .map(|lb| or(&lb["ip"], text_of(&lb["hostname"])))
+                .collect();
+            json!(addresses.join(","))
+        }
+        "Ports" => json!(if items(&spec["tls"]).next().is_some() {
+            "80, 443"
+        } else {
+            "80"
+        }),
+        _ => Value::Null,
+    }
+}
+
+/// An IngressClass's parameters as `Kind.group/name`, or `<none>`.
+fn ingress_class_parameters(parameters: &Value) -> String {
+    if parameters.is_null() {
+        return "<none>".into();
+    }
+    let kind = match parameters["apiGroup"].as_str() {
+        Some(group) => format!("{}.{group}", text_of(&parameters["kind"])),
+        None => text_of(&parameters["kind"]).to_string(),
+    };
+    format!("{kind}/{}", text_of(&parameters["name"]))
+}
+
+/// A cell of a CSIDriver: its capabilities as kubectl prints them.
+fn csi_driver_cell(column: &str, spec: &Value) -> Value {
+    let flag = |field: &str| json!(spec[field] == json!(true));
+    match column {
+        "AttachRequired" => flag("attachRequired"),
+        "PodInfoOnMount" => flag("podInfoOnMount"),
+        "StorageCapacity" => flag("storageCapacity"),
+        "RequiresRepublish" => flag("requiresRepublish"),
+        "TokenRequests" => {
+            let audiences: Vec<&str> = items(&spec["tokenRequests"])
+                .map(|t| text_of(&t["audience"]))
+                .collect();
+            json!(if audiences.is_empty() {
+                "<unset>".to_string()
+            } else {
+                audiences.join(",")
+            })
+        }
+        "Modes" => {
+            let modes: Vec<&str> = items(&spec["volumeLifecycleModes"]).map(text_of).collect();
+            json!(if modes.is_empty() {
+                "<none>".to_string()
+            } else {
+                modes.join(",")
+            })
+        }
         _ => Value::Null,
     }
 }

@@ -141,9 +141,9 @@ impl Signer {
 
     /// The claims of a token this server signed for the API's audience, if it has not
     /// expired.
-    fn verify(&self, token: &str) -> Option<Claims> {
+    fn verify(&self, token: &str, audiences: &[&str]) -> Option<Claims> {
         let mut validation = Validation::new(Algorithm::ES256);
-        validation.set_audience(&[ISSUER]);
+        validation.set_audience(audiences);
         validation.set_issuer(&[ISSUER]);
         validation.leeway = 0;
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
@@ -152,9 +152,21 @@ impl Signer {
     }
 
     /// Who a bearer token stands for, if it is a live ServiceAccount token of this
-    /// cluster: a token bound to a pod lives only as long as that pod.
+    /// cluster for the API: a token bound to a pod lives only as long as that pod.
     pub(crate) fn identity_of(&self, token: &str, cache: &Cache) -> Option<Identity> {
-        let claims = self.verify(token)?;
+        self.review(token, cache, &[ISSUER])
+            .map(|(identity, _)| identity)
+    }
+
+    /// Who a token stands for if it is live and meant for one of `audiences`, and which
+    /// of them it names: a TokenReview's answer.
+    pub(crate) fn review(
+        &self,
+        token: &str,
+        cache: &Cache,
+        audiences: &[&str],
+    ) -> Option<(Identity, Vec<String>)> {
+        let claims = self.verify(token, audiences)?;
         let scope = &claims.kubernetes;
         if let Some(pod) = &scope.pod {
             let key = format!("/registry/pods/{}/{}", scope.namespace, pod.name);
@@ -166,10 +178,17 @@ impl Signer {
                 return None;
             }
         }
-        Some(Identity::ServiceAccount {
+        let identity = Identity::ServiceAccount {
             namespace: scope.namespace.clone(),
             name: scope.serviceaccount.name.clone(),
-        })
+        };
+        let named = claims
+            .aud
+            .iter()
+            .filter(|a| audiences.contains(&a.as_str()))
+            .cloned()
+            .collect();
+        Some((identity, named))
     }
 }
 

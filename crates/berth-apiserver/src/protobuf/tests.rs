@@ -335,6 +335,7 @@ fn every_served_kind_and_the_extra_ones_have_a_message() {
         SELF_SUBJECT_RULES_REVIEW,
         SUBJECT_ACCESS_REVIEW,
         SELF_SUBJECT_REVIEW,
+        TOKEN_REVIEW,
     ];
     for kind in kinds.chain(extra) {
         assert!(

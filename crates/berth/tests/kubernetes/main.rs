@@ -8,6 +8,7 @@ mod cni;
 mod durability;
 mod failover;
 mod joining;
+mod kinds;
 mod kubectl;
 mod lifecycle;
 mod metrics;

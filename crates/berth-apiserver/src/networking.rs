@@ -1,0 +1,135 @@
+//! The networking.k8s.io kinds' schemas — Ingress, IngressClass, NetworkPolicy — defaulted
+//! and checked as kube-apiserver's validation does. The API serves them as Kubernetes
+//! does, whatever enforces them: the cluster network (issue 16) routes Ingresses and
+//! enforces NetworkPolicies.
+
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, Ingress, IngressClass, NetworkPolicy, NetworkPolicyPort,
+};
+
+use crate::kinds::Schema;
+
+/// The path types an Ingress path may have.
+const PATH_TYPES: [&str; 3] = ["Exact", "ImplementationSpecific", "Prefix"];
+
+impl Schema for Ingress {
+    const HAS_STATUS: bool = true;
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let spec = self.spec.clone().unwrap_or_default();
+        let rules = spec.rules.unwrap_or_default();
+        if spec.default_backend.is_none() && rules.is_empty() {
+            problems.push(
+                "spec: Invalid value: \"null\": either `defaultBackend` or `rules` must be specified"
+                    .to_string(),
+            );
+        }
+        for (i, rule) in rules.iter().enumerate() {
+            let paths = rule
+                .http
+                .as_ref()
+                .map(|h| h.paths.as_slice())
+                .unwrap_or_default();
+            for (j, path) in paths.iter().enumerate() {
+                let field = format!("spec.rules[{i}].http.paths[{j}]");
+                problems.extend(path_problems(&field, path));
+            }
+        }
+        problems
+    }
+}
+
+/// An Ingress path's problems: its type, and an absolute path for the types that match
+/// by path.
+fn path_problems(field: &str, path: &HTTPIngressPath) -> Vec<String> {
+    let mut problems = Vec::new();
+    match path.path_type.as_str() {
+        "" => problems.push(format!(
+            "{field}.pathType: Required value: pathType must be specified"
+        )),
+        kind if !PATH_TYPES.contains(&kind) => problems.push(format!(
+            "{field}.pathType: Unsupported value: {kind:?}: supported values: \"Exact\", \"ImplementationSpecific\", \"Prefix\""
+        )),
+        "Exact" | "Prefix" => {
+            let given = path.path.as_deref().unwrap_or_default();
+            if !given.starts_with('/') {
+                problems.push(format!(
+                    "{field}.path: Invalid value: {given:?}: must be an absolute path"
+                ));
+            }
+        }
+        _ => {}
+    }
+    let backend = &path.backend;
+    if backend.service.is_none() && backend.resource.is_none() {
+        problems.push(format!(
+            "{field}.backend: Invalid value: \"\": one backend (`service` or `resource`) must be specified"
+        ));
+    }
+    problems
+}
+
+impl Schema for IngressClass {
+    fn problems(&self) -> Vec<String> {
+        let controller = self.spec.as_ref().and_then(|s| s.controller.as_deref());
+        match controller {
+            None | Some("") => vec!["spec.controller: Required value".into()],
+            Some(_) => Vec::new(),
+        }
+    }
+}
+
+impl Schema for NetworkPolicy {
+    /// As kube-apiserver's defaults: a policy without types is an Ingress policy, and an
+    /// Egress one too when it has egress rules; ports are TCP unless they say.
+    fn default_fields(&mut self) {
+        let Some(spec) = self.spec.as_mut() else {
+            return;
+        };
+        if spec.policy_types.as_ref().is_none_or(Vec::is_empty) {
+            let mut types = vec!["Ingress".to_string()];
+            if spec.egress.as_ref().is_some_and(|e| !e.is_empty()) {
+                types.push("Egress".into());
+            }
+            spec.policy_types = Some(types);
+        }
+        let ingress_ports = spec
+            .ingress
+            .iter_mut()
+            .flatten()
+            .flat_map(|r| r.ports.iter_mut().flatten());
+        let egress_ports = spec
+            .egress
+            .iter_mut()
+            .flatten()
+            .flat_map(|r| r.ports.iter_mut().flatten());
+        for port in ingress_ports.chain(egress_ports) {
+            default_protocol(port);
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let types = self
+            .spec
+            .as_ref()
+            .and_then(|s| s.policy_types.as_deref())
+            .unwrap_or_default();
+        types
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !matches!(t.as_str(), "Ingress" | "Egress"))
+            .map(|(i, t)| {
+                format!(
+                    "spec.policyTypes[{i}]: Unsupported value: {t:?}: supported values: \"Ingress\", \"Egress\""
+                )
+            })
+            .collect()
+    }
+}
+
+fn default_protocol(port: &mut NetworkPolicyPort) {
+    if port.protocol.is_none() {
+        port.protocol = Some("TCP".into());
+    }
+}

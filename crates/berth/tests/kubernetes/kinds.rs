@@ -1,0 +1,298 @@
+//! The built-in kinds real manifests bring besides workloads — an ingress controller's
+//! IngressClass and an Ingress, NetworkPolicies, a RuntimeClass, a CSI driver, a
+//! PodTemplate — applied with kubectl's default validation, printed as kubectl prints
+//! them, defaulted as kube-apiserver defaults them and refused in its words; `kubectl get
+//! all`; and what delegating servers ask: TokenReview, and `/version` without
+//! credentials.
+
+use std::process::Output;
+
+use crate::server::Server;
+
+const MANIFESTS: &str = r#"apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: nginx
+  labels:
+    app.kubernetes.io/name: ingress-nginx
+spec:
+  controller: k8s.io/ingress-nginx
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  annotations:
+    nginx.ingress.kubernetes.io/rewrite-target: /
+spec:
+  ingressClassName: nginx
+  tls:
+  - hosts: [shop.example.com]
+    secretName: shop-tls
+  rules:
+  - host: shop.example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: web
+            port:
+              number: 80
+  - host: api.example.com
+    http:
+      paths:
+      - path: /v1
+        pathType: Exact
+        backend:
+          service:
+            name: api
+            port:
+              name: http
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: default-deny
+spec:
+  podSelector: {}
+  policyTypes: [Ingress]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: allow-web
+spec:
+  podSelector:
+    matchLabels:
+      app: web
+  ingress:
+  - from:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: ingress
+    ports:
+    - port: 8080
+  egress:
+  - to:
+    - ipBlock:
+        cidr: 10.0.0.0/8
+        except: [10.1.0.0/16]
+---
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: sandboxed
+handler: runsc
+---
+apiVersion: storage.k8s.io/v1
+kind: CSIDriver
+metadata:
+  name: hostpath.csi.k8s.io
+spec:
+  podInfoOnMount: true
+  volumeLifecycleModes: [Persistent, Ephemeral]
+---
+apiVersion: v1
+kind: PodTemplate
+metadata:
+  name: worker
+template:
+  metadata:
+    labels:
+      app: worker
+  spec:
+    containers:
+    - name: worker
+      image: busybox
+"#;
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).trim().to_string()
+}
+
+/// The first row of `kubectl get` output, split at whitespace.
+fn first_row(table: &str) -> Vec<String> {
+    let row = table.lines().nth(1).unwrap_or_default();
+    row.split_whitespace().map(str::to_string).collect()
+}
+
+#[test]
+fn networking_storage_and_node_kinds_apply_print_and_default_as_kubernetes_does() {
+    let server = Server::start("kinds", false);
+    let manifests = server.write("kinds.yaml", MANIFESTS);
+    let applied = server.kubectl_ok(&["apply", "-f", &manifests]);
+    for object in [
+        "ingressclass.networking.k8s.io/nginx created",
+        "ingress.networking.k8s.io/web created",
+        "networkpolicy.networking.k8s.io/default-deny created",
+        "networkpolicy.networking.k8s.io/allow-web created",
+        "runtimeclass.node.k8s.io/sandboxed created",
+        "csidriver.storage.k8s.io/hostpath.csi.k8s.io created",
+        "podtemplate/worker created",
+    ] {
+        assert!(applied.contains(object), "{applied}");
+    }
+
+    let ingress = first_row(&server.kubectl_ok(&["get", "ing", "web"]));
+    assert_eq!(
+        ingress[..5],
+        [
+            "web",
+            "nginx",
+            "shop.example.com,api.example.com",
+            "80,",
+            "443"
+        ]
+    );
+    let class = first_row(&server.kubectl_ok(&["get", "ingressclass", "nginx"]));
+    assert_eq!(class[..3], ["nginx", "k8s.io/ingress-nginx", "<none>"]);
+    let policies = server.kubectl_ok(&["get", "netpol"]);
+    let rows: Vec<Vec<&str>> = policies
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0][..2], ["allow-web", "app=web"]);
+    assert_eq!(rows[1][..2], ["default-deny", "<none>"]);
+    let field = |kind: &str, name: &str, path: &str| {
+        server.kubectl_ok(&["get", kind, name, "-o", &format!("jsonpath={path}")])
+    };
+    // kube-apiserver's defaults: an Egress policy too when it has egress rules, TCP.
+    assert_eq!(
+        field("netpol", "allow-web", "{.spec.policyTypes}"),
+        r#"["Ingress","Egress"]"#
+    );
+    assert_eq!(
+        field(
+            "netpol",
+            "allow-web",
+            "{.spec.ingress[0].ports[0].protocol}"
+        ),
+        "TCP"
+    );
+    assert_eq!(
+        field("csidriver", "hostpath.csi.k8s.io", "{.spec.attachRequired}"),
+        "true"
+    );
+    let runtime = first_row(&server.kubectl_ok(&["get", "runtimeclass"]));
+    assert_eq!(runtime[..2], ["sandboxed", "runsc"]);
+    let template = first_row(&server.kubectl_ok(&["get", "podtemplate", "worker"]));
+    assert_eq!(template, ["worker", "worker", "busybox", "app=worker"]);
+    assert_eq!(
+        field(
+            "podtemplate",
+            "worker",
+            "{.template.spec.containers[0].imagePullPolicy}"
+        ),
+        "Always"
+    );
+
+    // Discovery as kubectl reads it: short names, and the workloads of `get all`.
+    let resources = server.kubectl_ok(&["api-resources"]);
+    assert!(
+        resources.lines().any(|l| {
+            l.split_whitespace().collect::<Vec<_>>()
+                == [
+                    "ingresses",
+                    "ing",
+                    "networking.k8s.io/v1",
+                    "true",
+                    "Ingress",
+                ]
+        }),
+        "{resources}"
+    );
+    server.kubectl_ok(&["create", "deployment", "web", "--image=busybox"]);
+    let all = server.kubectl_ok(&["get", "all"]);
+    assert!(all.contains("deployment.apps/web"), "{all}");
+
+    // Refused in kube-apiserver's words.
+    let bad = server.write(
+        "bad.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: bad\nspec:\n  rules:\n  - http:\n      paths:\n      - path: relative\n        pathType: Prefix\n        backend:\n          service: {name: web, port: {number: 80}}\n",
+    );
+    let refused = stderr(&server.kubectl(&["apply", "-f", &bad]));
+    assert!(
+        refused.contains(
+            "spec.rules[0].http.paths[0].path: Invalid value: \"relative\": must be an absolute path"
+        ),
+        "{refused}"
+    );
+    let classless = server.write(
+        "classless.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: classless\nspec: {}\n",
+    );
+    let refused = stderr(&server.kubectl(&["apply", "-f", &classless]));
+    assert!(
+        refused.contains("spec.controller: Required value"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn token_reviews_answer_delegating_servers_and_version_needs_no_credentials() {
+    let server = Server::start("reviews", false);
+    let version = server.curl(&["/version"]);
+    let version: serde_json::Value = serde_json::from_slice(&version.stdout).unwrap();
+    assert_eq!(version["major"], "1");
+
+    for account in ["delegator", "robot"] {
+        server.kubectl_ok(&["create", "serviceaccount", account]);
+    }
+    server.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "delegator",
+        "--clusterrole=system:auth-delegator",
+        "--serviceaccount=default:delegator",
+    ]);
+    let token = |account: &str| {
+        server
+            .kubectl_ok(&["create", "token", account])
+            .trim()
+            .to_string()
+    };
+    let (delegator, robot) = (token("delegator"), token("robot"));
+    let review = |as_token: &str, token: &str, audiences: &[&str]| {
+        let body = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token, "audiences": audiences},
+        });
+        let file = server.write("review.json", &body.to_string());
+        let path = "/apis/authentication.k8s.io/v1/tokenreviews";
+        server.kubectl_as(as_token, &["create", "--raw", path, "-f", &file])
+    };
+    let answer = review(&delegator, &robot, &[]);
+    assert!(answer.status.success(), "{}", stderr(&answer));
+    let answer: serde_json::Value = serde_json::from_slice(&answer.stdout).unwrap();
+    assert_eq!(answer["status"]["authenticated"], true);
+    assert_eq!(
+        answer["status"]["user"]["username"],
+        "system:serviceaccount:default:robot"
+    );
+    assert_eq!(
+        answer["status"]["audiences"][0],
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    // A token for another audience is not good for the API's, nor a forged one.
+    let vault = server.kubectl_ok(&["create", "token", "robot", "--audience=vault"]);
+    for (token, audiences) in [(vault.trim(), vec![]), (&format!("{robot}x"), vec![])] {
+        let answer = review(&delegator, token, &audiences);
+        let answer: serde_json::Value = serde_json::from_slice(&answer.stdout).unwrap();
+        assert_eq!(answer["status"]["authenticated"], false, "{answer}");
+    }
+    let answer = review(&delegator, vault.trim(), &["vault"]);
+    let answer: serde_json::Value = serde_json::from_slice(&answer.stdout).unwrap();
+    assert_eq!(answer["status"]["authenticated"], true, "{answer}");
+    assert_eq!(answer["status"]["audiences"][0], "vault");
+    // Only those allowed to create tokenreviews may ask.
+    let refused = review(&robot, &delegator, &[]);
+    assert!(
+        stderr(&refused).contains("cannot create resource \"tokenreviews\" in API group \"authentication.k8s.io\" at the cluster scope"),
+        "{}",
+        stderr(&refused)
+    );
+}
