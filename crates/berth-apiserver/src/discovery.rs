@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::resources::{RESOURCES, group_versions};
+use crate::resources::{RESOURCES, Resource, group_versions};
 use crate::reviews::{AUTHORIZATION, AUTHORIZATION_RESOURCES};
 use crate::{KUBERNETES_VERSION, Shared};
 
@@ -110,13 +110,13 @@ async fn group_resources(
     Json(resource_list(&group, &version)).into_response()
 }
 
-/// The APIResourceList of one group version.
+/// The APIResourceList of one group version: each resource, then its subresources.
 fn resource_list(group: &str, version: &str) -> Value {
     let resources: Vec<Value> = RESOURCES
         .iter()
         .filter(|r| r.group == group && r.version == version)
-        .map(|r| {
-            json!({
+        .flat_map(|r| {
+            let resource = json!({
                 "name": r.plural,
                 "singularName": r.singular,
                 "namespaced": r.namespaced,
@@ -124,7 +124,8 @@ fn resource_list(group: &str, version: &str) -> Value {
                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
                 "shortNames": r.short_names,
                 "categories": r.categories,
-            })
+            });
+            std::iter::once(resource).chain(subresources(r))
         })
         .collect();
     let group_version = if group.is_empty() {
@@ -138,6 +139,68 @@ fn resource_list(group: &str, version: &str) -> Value {
         "groupVersion": group_version,
         "resources": resources,
     })
+}
+
+/// A subresource as discovery lists it.
+struct Subresource {
+    name: &'static str,
+    /// The group and version of its kind, when not the resource's.
+    group_version: Option<(&'static str, &'static str)>,
+    kind: &'static str,
+    verbs: &'static [&'static str],
+}
+
+/// A resource's subresources as discovery lists them (`kubectl drain` looks for
+/// `pods/eviction` there before it evicts instead of deleting).
+fn subresources(resource: &Resource) -> Vec<Value> {
+    let sub = |name, group_version, kind, verbs| Subresource {
+        name,
+        group_version,
+        kind,
+        verbs,
+    };
+    let writable: &[&str] = &["get", "patch", "update"];
+    let mut found = Vec::new();
+    if resource.has_status {
+        found.push(sub("status", None, resource.kind, writable));
+    }
+    if crate::writes::SCALABLE.contains(&resource.plural) {
+        found.push(sub("scale", Some(("autoscaling", "v1")), "Scale", writable));
+    }
+    match resource.plural {
+        "pods" => {
+            found.push(sub("binding", None, "Binding", &["create"]));
+            found.push(sub(
+                "eviction",
+                Some(("policy", "v1")),
+                "Eviction",
+                &["create"],
+            ));
+            found.push(sub("log", None, "Pod", &["get"]));
+        }
+        "serviceaccounts" => {
+            let group_version = Some(("authentication.k8s.io", "v1"));
+            found.push(sub("token", group_version, "TokenRequest", &["create"]));
+        }
+        _ => {}
+    }
+    found
+        .into_iter()
+        .map(|sub| {
+            let mut listed = json!({
+                "name": format!("{}/{}", resource.plural, sub.name),
+                "singularName": "",
+                "namespaced": resource.namespaced,
+                "kind": sub.kind,
+                "verbs": sub.verbs,
+            });
+            if let Some((group, version)) = sub.group_version {
+                listed["group"] = json!(group);
+                listed["version"] = json!(version);
+            }
+            listed
+        })
+        .collect()
 }
 
 /// The group of who-am-I reviews (crate::reviews), which is not stored either.

@@ -12,6 +12,7 @@ mod accounts;
 mod auth;
 mod cache;
 mod discovery;
+mod disruption;
 mod kinds;
 mod kubelets;
 mod managed;

@@ -49,6 +49,9 @@ pub(crate) const SUBJECT_ACCESS_REVIEW: Kind<'static> =
 pub(crate) const TOKEN_REVIEW: Kind<'static> =
     Kind::new("authentication.k8s.io", "v1", "TokenReview");
 
+/// A pod's eviction, as `kubectl drain` asks for it.
+pub(crate) const EVICTION: Kind<'static> = Kind::new("policy", "v1", "Eviction");
+
 /// `kubectl auth whoami`'s question.
 pub(crate) const SELF_SUBJECT_REVIEW: Kind<'static> =
     Kind::new("authentication.k8s.io", "v1", "SelfSubjectReview");

@@ -24,6 +24,7 @@ use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1 as networking;
 use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1 as rbac;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1 as storage;
@@ -158,6 +159,7 @@ pub const RESOURCES: &[Resource] = &[
     resource!(networking::IngressClass, "ingressclass", false, []),
     resource!(networking::NetworkPolicy, "networkpolicy", true, ["netpol"]),
     resource!(RuntimeClass, "runtimeclass", false, []),
+    resource!(PodDisruptionBudget, "poddisruptionbudget", true, ["pdb"]),
     resource!(storage::CSIDriver, "csidriver", false, []),
     resource!(storage::VolumeAttachment, "volumeattachment", false, []),
     resource!(rbac::ClusterRole, "clusterrole", false, []),
@@ -305,7 +307,7 @@ fn authorized(
         return Err(crate::auth::forbidden(identity, access));
     }
     crate::auth::node_may_read(cache, identity, place, access.name)?;
-    if target.part == Part::Token && verb != "create" {
+    if matches!(target.part, Part::Token | Part::Eviction) && verb != "create" {
         return Err(method_not_allowed());
     }
     Ok(target)
@@ -385,6 +387,11 @@ async fn post_any(
                 let request =
                     writes::parse_body(Part::Token, target.place.resource, &headers, &body)?;
                 return crate::tokens::request(&shared, &target.place, name, &identity, request)
+                    .await;
+            }
+            if let (Some(name), Part::Eviction) = (&target.name, target.part) {
+                let request = (&headers, &body);
+                return crate::disruption::evict(&shared, &target.place, name, &identity, request)
                     .await;
             }
             let options = WriteOptions::from_request(&query, &headers, identity)?;

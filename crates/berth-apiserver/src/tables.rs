@@ -296,6 +296,13 @@ fn columns(kind: &str) -> &'static [Column] {
             text("Pod Labels"),
         ],
         "RuntimeClass" => columns![NAME, text("Handler"), AGE],
+        "PodDisruptionBudget" => columns![
+            NAME,
+            text("Min Available"),
+            text("Max Unavailable"),
+            int("Allowed Disruptions"),
+            AGE,
+        ],
         "CSIDriver" => columns![
             NAME,
             boolean("AttachRequired"),
@@ -483,6 +490,13 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
             json!(labels_text(&object["template"]["metadata"]["labels"]))
         }
         ("RuntimeClass", "Handler") => json!(text_of(&object["handler"])),
+        ("PodDisruptionBudget", "Min Available") => json!(int_or_string(&spec["minAvailable"])),
+        ("PodDisruptionBudget", "Max Unavailable") => {
+            json!(int_or_string(&spec["maxUnavailable"]))
+        }
+        ("PodDisruptionBudget", "Allowed Disruptions") => {
+            json!(count(&status["disruptionsAllowed"]))
+        }
         ("CSIDriver", _) => csi_driver_cell(column, spec),
         ("VolumeAttachment", "Attacher") => json!(text_of(&spec["attacher"])),
         ("VolumeAttachment", "PV") => json!(text_of(&spec["source"]["persistentVolumeName"])),
@@ -592,6 +606,15 @@ fn binding_cell(column: &str, binding: &Value) -> Value {
         "Groups" => json!(subjects("Group")),
         "ServiceAccounts" => json!(subjects("ServiceAccount")),
         _ => Value::Null,
+    }
+}
+
+/// An int-or-string field as kubectl prints it: `2`, `50%`, or `N/A` when unset.
+fn int_or_string(value: &Value) -> String {
+    match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => "N/A".into(),
     }
 }
 

@@ -33,6 +33,9 @@ pub(crate) enum Part {
     Log,
     /// A ServiceAccount's `/token`: a token issued for it (create only).
     Token,
+    /// A pod's `/eviction`: its deletion, unless a disruption budget forbids it
+    /// (create only).
+    Eviction,
 }
 
 impl Part {
@@ -45,6 +48,7 @@ impl Part {
             Some("binding") if resource.plural == "pods" => Some(Part::Binding),
             Some("log") if resource.plural == "pods" => Some(Part::Log),
             Some("token") if resource.plural == "serviceaccounts" => Some(Part::Token),
+            Some("eviction") if resource.plural == "pods" => Some(Part::Eviction),
             Some(_) => None,
         }
     }
@@ -58,12 +62,13 @@ impl Part {
             Part::Binding => Some("binding"),
             Part::Log => Some("log"),
             Part::Token => Some("token"),
+            Part::Eviction => Some("eviction"),
         }
     }
 }
 
 /// The resources with a `/scale` subresource.
-const SCALABLE: [&str; 3] = ["deployments", "replicasets", "statefulsets"];
+pub(crate) const SCALABLE: [&str; 3] = ["deployments", "replicasets", "statefulsets"];
 
 /// The options every write takes from its query.
 pub(crate) struct WriteOptions {
@@ -76,6 +81,21 @@ pub(crate) struct WriteOptions {
 }
 
 impl WriteOptions {
+    /// The options of a write the server makes itself on a client's behalf (an
+    /// eviction's budget): by `manager`, with every right, checked strictly.
+    pub(crate) fn by_server(manager: &str) -> Self {
+        Self {
+            validation: FieldValidation::Strict,
+            dry_run: false,
+            manager: Manager {
+                name: manager.to_string(),
+                applying: false,
+                force: false,
+            },
+            identity: Identity::Admin,
+        }
+    }
+
     pub(crate) fn from_request(
         query: &HashMap<String, String>,
         headers: &HeaderMap,
@@ -129,7 +149,9 @@ pub(crate) const APPLY_PATCH: &str = "application/apply-patch";
 /// The part of `object` a client reads and writes at `part`.
 pub(crate) fn view(part: Part, object: Value) -> Value {
     match part {
-        Part::Whole | Part::Status | Part::Binding | Part::Log | Part::Token => object,
+        Part::Whole | Part::Status | Part::Binding | Part::Log | Part::Token | Part::Eviction => {
+            object
+        }
         Part::Scale => {
             let metadata = &object["metadata"];
             let selector: Vec<String> = object["spec"]["selector"]["matchLabels"]
@@ -168,11 +190,11 @@ fn merged(
 ) -> Result<Value, Status> {
     let revision = given["metadata"]["resourceVersion"].take();
     let mut object = match part {
-        Part::Log | Part::Token => {
+        Part::Log | Part::Token | Part::Eviction => {
             return Err(Status::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
-                "a pod's log is read only and a token is only created",
+                "a pod's log is read only, and tokens and evictions are only created",
             ));
         }
         Part::Binding => given,

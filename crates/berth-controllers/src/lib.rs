@@ -10,10 +10,11 @@ pub mod collector;
 pub mod cronjobs;
 pub mod daemonsets;
 pub mod deployments;
+pub mod disruption;
 pub mod endpoints;
 mod expectations;
 pub mod jobs;
-mod labels;
+use berth_labels as labels;
 pub mod leader;
 pub mod local_path;
 pub mod node_ipam;
@@ -59,6 +60,7 @@ pub async fn run_controller_manager(
                 endpoints::run(client.clone(), informers.clone()),
                 serviceaccounts::run(client.clone(), informers.clone(), root_ca),
                 clusterroles::run(client.clone(), informers.clone()),
+                disruption::run(client.clone(), informers.clone()),
                 collector::run(client, informers),
             );
         }

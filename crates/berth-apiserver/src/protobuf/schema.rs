@@ -13,8 +13,8 @@ use serde_json::Value;
 use syn::{Attribute, Fields, GenericArgument, Item, LitStr, PathArguments, Type};
 
 use super::{
-    Kind, SCALE, SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_REVIEW, SELF_SUBJECT_RULES_REVIEW,
-    SUBJECT_ACCESS_REVIEW, TOKEN_REQUEST, TOKEN_REVIEW, UNKNOWN,
+    EVICTION, Kind, SCALE, SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_REVIEW,
+    SELF_SUBJECT_RULES_REVIEW, SUBJECT_ACCESS_REVIEW, TOKEN_REQUEST, TOKEN_REVIEW, UNKNOWN,
 };
 use crate::kinds::schema_of;
 use crate::resources::RESOURCES;
@@ -32,7 +32,7 @@ struct Field {
 /// The kinds decoded besides the served ones, with their schemas' adders.
 type Extra = (Kind<'static>, fn(&mut schemars::SchemaGenerator) -> String);
 
-const EXTRA: [Extra; 7] = [
+const EXTRA: [Extra; 8] = [
     (
         SELF_SUBJECT_ACCESS_REVIEW,
         schema_of::<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview>,
@@ -44,6 +44,10 @@ const EXTRA: [Extra; 7] = [
     (
         SUBJECT_ACCESS_REVIEW,
         schema_of::<k8s_openapi::api::authorization::v1::SubjectAccessReview>,
+    ),
+    (
+        EVICTION,
+        schema_of::<k8s_openapi::api::policy::v1::Eviction>,
     ),
     (
         TOKEN_REVIEW,

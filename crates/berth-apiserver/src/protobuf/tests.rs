@@ -336,6 +336,7 @@ fn every_served_kind_and_the_extra_ones_have_a_message() {
         SUBJECT_ACCESS_REVIEW,
         SELF_SUBJECT_REVIEW,
         TOKEN_REVIEW,
+        EVICTION,
     ];
     for kind in kinds.chain(extra) {
         assert!(

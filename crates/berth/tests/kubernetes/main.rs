@@ -5,6 +5,7 @@
 
 mod client;
 mod cni;
+mod disruption;
 mod durability;
 mod failover;
 mod joining;

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// Labels as objects carry them: absent means none.
-pub(crate) type Labels = Option<BTreeMap<String, String>>;
+pub type Labels = Option<BTreeMap<String, String>>;
 
 /// Whether `selector` selects an object labelled `labels`. An empty selector selects
 /// everything (as `{}` does in Kubernetes); operators it does not know select nothing.
-pub(crate) fn selects(selector: &LabelSelector, labels: &Labels) -> bool {
+pub fn selects(selector: &LabelSelector, labels: &Labels) -> bool {
     let value = |key: &str| labels.as_ref().and_then(|l| l.get(key)).map(String::as_str);
     let plain = selector
         .match_labels
@@ -27,7 +27,7 @@ pub(crate) fn selects(selector: &LabelSelector, labels: &Labels) -> bool {
 }
 
 /// Whether `labels` carry every pair of `wanted` (a Service's or a nodeSelector's map).
-pub(crate) fn has_all(wanted: &BTreeMap<String, String>, labels: &Labels) -> bool {
+pub fn has_all(wanted: &BTreeMap<String, String>, labels: &Labels) -> bool {
     wanted
         .iter()
         .all(|(k, v)| labels.as_ref().and_then(|l| l.get(k)) == Some(v))
@@ -35,11 +35,7 @@ pub(crate) fn has_all(wanted: &BTreeMap<String, String>, labels: &Labels) -> boo
 
 /// One requirement `key OPERATOR values` against the key's value on an object (None
 /// when the object lacks the key), with the operators of label and node selectors.
-pub(crate) fn requirement_holds(
-    operator: &str,
-    value: Option<&str>,
-    values: Option<&[String]>,
-) -> bool {
+pub fn requirement_holds(operator: &str, value: Option<&str>, values: Option<&[String]>) -> bool {
     let values = values.unwrap_or_default();
     let among = || value.is_some_and(|v| values.iter().any(|w| w == v));
     let compared = |ordering: std::cmp::Ordering| {

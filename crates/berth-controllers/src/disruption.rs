@@ -1,0 +1,253 @@
+//! PodDisruptionBudgets' status, as kube-controller-manager's disruption controller
+//! keeps it: how many pods the budget expects, how many are healthy (Ready, not being
+//! deleted, not just evicted), how many must stay healthy, and so how many disruptions
+//! evictions may spend now. Evictions record the pods they took in `disruptedPods`; an
+//! entry is dropped when its pod is gone or after two minutes, as upstream's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::watched::{Informers, Watched};
+
+/// How soon a failed write is tried again, and pending disruptions looked at again.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// How often everything is looked over when nothing changed.
+const RECHECK: Duration = Duration::from_secs(60);
+
+/// How long an evicted pod counts as disrupted while it has not gone, as upstream's
+/// `DeletionTimeout`.
+const DISRUPTION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The replicas each controller of pods asks for, by the controller's uid.
+type Scales = BTreeMap<String, i32>;
+
+/// Runs until the client's watches end.
+pub async fn run(client: Client, informers: Informers) {
+    let mut watched = Watched::new(&informers);
+    let budgets = watched.cache::<PodDisruptionBudget>().await;
+    let pods = watched.cache::<Pod>().await;
+    let replica_sets = watched.cache::<ReplicaSet>().await;
+    let stateful_sets = watched.cache::<StatefulSet>().await;
+    loop {
+        let pods = pods.state();
+        let scales: Scales = replica_sets
+            .state()
+            .iter()
+            .map(|rs| (rs.uid(), rs.spec.as_ref().and_then(|s| s.replicas)))
+            .chain(
+                stateful_sets
+                    .state()
+                    .iter()
+                    .map(|sts| (sts.uid(), sts.spec.as_ref().and_then(|s| s.replicas))),
+            )
+            .filter_map(|(uid, replicas)| Some((uid?, replicas.unwrap_or(1))))
+            .collect();
+        let now = Timestamp::now();
+        let mut again = false;
+        for budget in budgets.state() {
+            let wanted = status_of(&budget, &pods, &scales, now);
+            again |= wanted["disruptedPods"]
+                .as_object()
+                .is_some_and(|d| !d.is_empty());
+            let current = serde_json::to_value(&budget.status).unwrap_or_default();
+            if !same_status(&current, &wanted) {
+                again |= !write_status(&client, &budget, &current, wanted).await;
+            }
+        }
+        let wait = if again { RETRY } else { RECHECK };
+        if !watched.next_change(wait).await {
+            return;
+        }
+    }
+}
+
+/// The status `budget` should have now.
+fn status_of(
+    budget: &PodDisruptionBudget,
+    pods: &[Arc<Pod>],
+    scales: &Scales,
+    now: Timestamp,
+) -> Value {
+    let spec = budget.spec.clone().unwrap_or_default();
+    let namespace = budget.namespace();
+    let covered: Vec<&Arc<Pod>> = pods
+        .iter()
+        .filter(|pod| pod.namespace() == namespace)
+        .filter(|pod| {
+            spec.selector
+                .as_ref()
+                .is_some_and(|s| crate::labels::selects(s, &pod.metadata.labels))
+        })
+        .collect();
+    let disrupted = still_disrupted(budget, &covered, now);
+    let healthy = covered
+        .iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .filter(|pod| !disrupted.contains_key(&pod.name_any()))
+        .filter(|pod| crate::pods::ready(pod))
+        .count() as i32;
+    let (expected, desired) = match (&spec.min_available, &spec.max_unavailable) {
+        (Some(IntOrString::Int(min)), _) => (covered.len() as i32, *min),
+        (Some(IntOrString::String(percent)), _) => {
+            let expected = expected_from_controllers(&covered, scales);
+            (expected, share(percent, expected))
+        }
+        (None, Some(max)) => {
+            let expected = expected_from_controllers(&covered, scales);
+            let unavailable = match max {
+                IntOrString::Int(max) => *max,
+                IntOrString::String(percent) => share(percent, expected),
+            };
+            (expected, (expected - unavailable).max(0))
+        }
+        (None, None) => (covered.len() as i32, 0),
+    };
+    let allowed = if expected <= 0 {
+        0
+    } else {
+        (healthy - desired).max(0)
+    };
+    let condition = json!({
+        "type": "DisruptionAllowed",
+        "status": if allowed > 0 { "True" } else { "False" },
+        "reason": if allowed > 0 { "SufficientPods" } else { "InsufficientPods" },
+        "message": "",
+        "observedGeneration": budget.metadata.generation,
+        "lastTransitionTime": transition_time(budget, allowed > 0, now),
+    });
+    json!({
+        "observedGeneration": budget.metadata.generation,
+        "disruptedPods": disrupted,
+        "disruptionsAllowed": allowed,
+        "currentHealthy": healthy,
+        "desiredHealthy": desired,
+        "expectedPods": expected,
+        "conditions": [condition],
+    })
+}
+
+/// The evictions still counted: those of pods that still exist, for two minutes at
+/// most, as upstream's.
+fn still_disrupted(
+    budget: &PodDisruptionBudget,
+    covered: &[&Arc<Pod>],
+    now: Timestamp,
+) -> BTreeMap<String, String> {
+    let present: BTreeSet<String> = covered.iter().map(|p| p.name_any()).collect();
+    let recorded = budget
+        .status
+        .as_ref()
+        .and_then(|s| s.disrupted_pods.clone())
+        .unwrap_or_default();
+    recorded
+        .into_iter()
+        .filter(|(pod, _)| present.contains(pod))
+        .filter(|(_, at)| {
+            let age = now.duration_since(at.0).unsigned_abs();
+            age < DISRUPTION_TIMEOUT
+        })
+        .map(|(pod, at)| (pod, at.0.to_string()))
+        .collect()
+}
+
+/// When the DisruptionAllowed condition last changed: kept while it says the same.
+fn transition_time(budget: &PodDisruptionBudget, allowed: bool, now: Timestamp) -> String {
+    let status = if allowed { "True" } else { "False" };
+    budget
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "DisruptionAllowed"))
+        .filter(|c| c.status == status)
+        .map_or_else(|| now.to_string(), |c| c.last_transition_time.0.to_string())
+}
+
+/// The pods the covered pods' controllers ask for, each controller once: percentages
+/// and maxUnavailable are of those, not of the pods that happen to exist. A pod
+/// without a controller counts as one.
+fn expected_from_controllers(covered: &[&Arc<Pod>], scales: &Scales) -> i32 {
+    let mut controllers = BTreeSet::new();
+    let mut loose = 0;
+    for pod in covered {
+        match pod
+            .owner_references()
+            .iter()
+            .find(|o| o.controller == Some(true))
+        {
+            Some(owner) if scales.contains_key(&owner.uid) => {
+                controllers.insert(owner.uid.clone());
+            }
+            _ => loose += 1,
+        }
+    }
+    controllers.iter().map(|uid| scales[uid]).sum::<i32>() + loose
+}
+
+/// `percent` (`"50%"`) of `total`, rounded up as upstream rounds budgets.
+fn share(percent: &str, total: i32) -> i32 {
+    let value: f64 = percent.trim_end_matches('%').parse().unwrap_or(0.0);
+    (value * f64::from(total) / 100.0).ceil() as i32
+}
+
+/// Whether two statuses say the same, transition times aside.
+fn same_status(current: &Value, wanted: &Value) -> bool {
+    let without_time = |status: &Value| {
+        let mut status = status.clone();
+        if let Some(conditions) = status["conditions"].as_array_mut() {
+            for condition in conditions {
+                condition["lastTransitionTime"].take();
+            }
+        }
+        if status["disruptedPods"]
+            .as_object()
+            .is_some_and(|d| d.is_empty())
+        {
+            status["disruptedPods"].take();
+        }
+        status
+    };
+    without_time(current) == without_time(wanted)
+}
+
+/// Writes `wanted` as the budget's status; false when it could not.
+async fn write_status(
+    client: &Client,
+    budget: &PodDisruptionBudget,
+    current: &Value,
+    mut wanted: Value,
+) -> bool {
+    // A merge patch keeps map entries it does not name: name the gone ones as null.
+    for (pod, _) in current["disruptedPods"].as_object().into_iter().flatten() {
+        if wanted["disruptedPods"].get(pod).is_none() {
+            wanted["disruptedPods"][pod] = Value::Null;
+        }
+    }
+    let api: Api<PodDisruptionBudget> =
+        Api::namespaced(client.clone(), &budget.namespace().unwrap_or_default());
+    let patch = json!({"status": wanted});
+    match api
+        .patch_status(
+            &budget.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(%error, budget = %budget.name_any(), "could not write the disruption budget's status");
+            false
+        }
+    }
+}
