@@ -31,6 +31,7 @@ mod selectors;
 mod status;
 mod storage;
 mod tables;
+mod telemetry;
 mod tokens;
 mod watch;
 mod writes;
@@ -102,6 +103,8 @@ pub(crate) struct Shared {
     pub(crate) scrapes: scrapes::Scrapes,
     /// The key ServiceAccount tokens are signed with.
     pub(crate) signer: tokens::Signer,
+    /// The server's own metrics, served at `/metrics`.
+    pub(crate) telemetry: telemetry::Telemetry,
 }
 
 /// Runs the server until `shutdown` completes.
@@ -154,6 +157,7 @@ pub async fn run(
         scrapes: scrapes::Scrapes::default(),
         signer: tokens::Signer::ensure(&tls_dir)?,
         tls_dir,
+        telemetry: telemetry::Telemetry::default(),
     });
     tokio::spawn(scrapes::run(Arc::clone(&shared)));
     let router = discovery::routes()
@@ -163,6 +167,11 @@ pub async fn run(
         .merge(kubelets::routes())
         .merge(tokens::routes())
         .merge(reviews::routes())
+        .merge(telemetry::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            telemetry::record,
+        ))
         .layer(axum::middleware::map_response(too_large_as_status))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(

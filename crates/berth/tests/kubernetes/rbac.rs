@@ -199,6 +199,23 @@ fn rbac_roles_and_bindings_decide_what_accounts_users_and_groups_may_do() {
     assert_eq!(can_i(&["update", "leases/someone-else", "-n", "ops"]), "no");
     assert_eq!(can_i(&["get", "/metrics"]), "yes");
     assert_eq!(can_i(&["get", "/logs"]), "no");
+    // Its ClusterRole grants the non-resource URL /metrics: kube-apiserver's metrics.
+    let metrics = as_operator(&["get", "--raw", "/metrics"]);
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains(r#"apiserver_request_total{verb="LIST",group="",version="v1",resource="pods",subresource="",scope="cluster",component="apiserver",code="200"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"apiserver_storage_objects{resource="clusterroles.rbac.authorization.k8s.io"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("apiserver_request_duration_seconds_bucket{"),
+        "{metrics}"
+    );
     let listed = as_operator(&["auth", "can-i", "--list", "-n", "ops"]);
     let list = stdout(&listed);
     let configmaps = list
@@ -248,6 +265,10 @@ fn rbac_roles_and_bindings_decide_what_accounts_users_and_groups_may_do() {
     refused(
         as_carol(&["get", "pods", "-n", "default"]),
         "pods is forbidden: User \"carol\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"",
+    );
+    assert!(
+        stderr(&as_carol(&["get", "--raw", "/metrics"]))
+            .contains("User \"carol\" cannot get path \"/metrics\""),
     );
     refused(
         as_carol(&["get", "secrets", "-n", "ops"]),
