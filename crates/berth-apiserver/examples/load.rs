@@ -16,7 +16,9 @@
 //!       100/s: every watcher must see every event; the delay from each create's answer
 //!       to each watcher's receipt, p50/p99/max.
 //!
-//! DATA_DIR is the server's (for its CA and admin token); ADDRESS is host:port.
+//! DATA_DIR is the server's (for its CA and admin token); ADDRESS is host:port. With
+//! LOAD_TOKEN set, requests carry that bearer token instead of the admin's (a
+//! ServiceAccount's, to measure what RBAC's decisions cost).
 
 #![allow(clippy::unwrap_used)] // a benchmark tool: fail loudly
 
@@ -53,10 +55,12 @@ impl Target {
         Self {
             address: address.to_string(),
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
-            token: std::fs::read_to_string(dir.join("admin-token"))
-                .unwrap()
-                .trim()
-                .to_string(),
+            token: std::env::var("LOAD_TOKEN").unwrap_or_else(|_| {
+                std::fs::read_to_string(dir.join("admin-token"))
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            }),
         }
     }
 

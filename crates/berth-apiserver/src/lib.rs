@@ -23,6 +23,7 @@ mod openapi;
 mod pki;
 mod priorities;
 mod protobuf;
+mod quota;
 mod rbac;
 mod resources;
 mod reviews;

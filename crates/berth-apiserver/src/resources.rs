@@ -131,6 +131,8 @@ pub const RESOURCES: &[Resource] = &[
     resource!(core::Event, "event", true, ["ev"]),
     resource!(core::ServiceAccount, "serviceaccount", true, ["sa"]),
     resource!(core::PersistentVolume, "persistentvolume", false, ["pv"]),
+    resource!(core::ResourceQuota, "resourcequota", true, ["quota"]),
+    resource!(core::LimitRange, "limitrange", true, ["limits"]),
     resource!(
         core::PersistentVolumeClaim,
         "persistentvolumeclaim",

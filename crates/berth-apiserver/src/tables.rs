@@ -278,7 +278,8 @@ fn columns(kind: &str) -> &'static [Column] {
             AGE,
             text("PreemptionPolicy"),
         ],
-        "Role" | "ClusterRole" => columns![NAME, text("Created At")],
+        "Role" | "ClusterRole" | "LimitRange" => columns![NAME, text("Created At")],
+        "ResourceQuota" => columns![NAME, AGE, text("Request"), text("Limit")],
         "Ingress" => columns![
             NAME,
             text("Class"),
@@ -476,7 +477,11 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
         ("StorageClass", "AllowVolumeExpansion") => {
             json!(object["allowVolumeExpansion"] == json!(true))
         }
-        ("Role" | "ClusterRole", "Created At") => json!(text_of(&metadata["creationTimestamp"])),
+        ("Role" | "ClusterRole" | "LimitRange", "Created At") => {
+            json!(text_of(&metadata["creationTimestamp"]))
+        }
+        ("ResourceQuota", "Request") => json!(quota_usage(status, false)),
+        ("ResourceQuota", "Limit") => json!(quota_usage(status, true)),
         ("RoleBinding" | "ClusterRoleBinding", _) => binding_cell(column, object),
         ("Ingress", _) => ingress_cell(column, object),
         ("IngressClass", "Controller") => json!(text_of(&spec["controller"])),
@@ -607,6 +612,22 @@ fn binding_cell(column: &str, binding: &Value) -> Value {
         "ServiceAccounts" => json!(subjects("ServiceAccount")),
         _ => Value::Null,
     }
+}
+
+/// A quota's `used/hard` pairs as kubectl prints them (`pods: 1/2, requests.cpu:
+/// 500m/1`): the limits.* resources in the Limit column, the rest in Request.
+fn quota_usage(status: &Value, limits: bool) -> String {
+    let pairs: Vec<String> = status["hard"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(name, _)| name.starts_with("limits.") == limits)
+        .map(|(name, hard)| {
+            let used = or(&status["used"][name], "0");
+            format!("{name}: {used}/{}", text_of(hard))
+        })
+        .collect();
+    pairs.join(", ")
 }
 
 /// An int-or-string field as kubectl prints it: `2`, `50%`, or `N/A` when unset.

@@ -250,9 +250,11 @@ pub(crate) async fn create(
     let mut object = admitted.object;
     touchable(&options.identity, resource, &object)?;
     crate::rbac::check_write(&shared.cache, &options.identity, resource, (None, &object))?;
+    let namespace = place.namespace.as_deref().unwrap_or_default();
     if resource.kind == "Pod" {
         crate::accounts::admit(shared, &mut object)?;
         crate::priorities::admit(shared, &mut object).await?;
+        crate::quota::limit(shared, namespace, &mut object)?;
     }
     if resource.kind == "PersistentVolumeClaim" {
         crate::storage::admit(shared, &mut object);
@@ -268,6 +270,7 @@ pub(crate) async fn create(
     if options.dry_run {
         return Ok(respond(StatusCode::CREATED, &object, &admitted.warnings));
     }
+    crate::quota::charge(shared, resource, namespace, &object).await?;
     let stored = shared
         .store
         .create(&key, serde_json::to_vec(&object).unwrap_or_default())

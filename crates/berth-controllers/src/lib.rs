@@ -20,6 +20,7 @@ pub mod local_path;
 pub mod node_ipam;
 pub mod nodes;
 mod pods;
+pub mod quota;
 pub mod replicasets;
 mod revisions;
 pub mod scheduler;
@@ -61,6 +62,7 @@ pub async fn run_controller_manager(
                 serviceaccounts::run(client.clone(), informers.clone(), root_ca),
                 clusterroles::run(client.clone(), informers.clone()),
                 disruption::run(client.clone(), informers.clone()),
+                quota::run(client.clone(), informers.clone()),
                 collector::run(client, informers),
             );
         }

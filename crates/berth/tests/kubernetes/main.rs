@@ -17,6 +17,7 @@ mod placement;
 mod pods;
 mod probes;
 mod pulls;
+mod quota;
 mod rbac;
 mod scenarios;
 mod server;
