@@ -198,6 +198,16 @@ pub(crate) async fn charge(
     namespace: &str,
     object: &Value,
 ) -> Result<(), Status> {
+    let (entries, _) = shared
+        .cache
+        .list(&format!("/registry/resourcequotas/{namespace}/"));
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let quotas: Vec<ResourceQuota> = entries
+        .iter()
+        .filter_map(|entry| serde_json::from_slice(&entry.json).ok())
+        .collect();
     let pod: Option<Pod> = (resource.plural == "pods")
         .then(|| serde_json::from_value(object.clone()).ok())
         .flatten();
@@ -213,13 +223,6 @@ pub(crate) async fn charge(
         _ => return Ok(()),
     };
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
-    let (entries, _) = shared
-        .cache
-        .list(&format!("/registry/resourcequotas/{namespace}/"));
-    let quotas: Vec<ResourceQuota> = entries
-        .iter()
-        .filter_map(|entry| serde_json::from_slice(&entry.json).ok())
-        .collect();
     let refused = |why: String| {
         Status::new(
             StatusCode::FORBIDDEN,
