@@ -14,7 +14,7 @@ cleanup() {
 trap cleanup EXIT
 address="127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 data="$work/data"
-"$BERTH" server --data-dir "$data" --bind "$address" --leader-elect=false >"$work/server.log" 2>&1 &
+"$BERTH" server --data-dir "$data" --bind "$address" --leader-elect=false --disable-agent >"$work/server.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 300); do
   [ -f "$data/admin.kubeconfig" ] && curl -sf --cacert "$data/tls/ca.crt" "https://$address/healthz" >/dev/null && break

@@ -89,11 +89,17 @@ pub(crate) fn allows_path(cache: &Cache, user: &UserInfo, verb: &str, path: &str
                 .non_resource_urls
                 .iter()
                 .flatten()
-                .any(|url| match url.strip_suffix('*') {
-                    Some(prefix) => path.starts_with(prefix),
-                    None => url == path,
-                })
+                .any(|url| url_covers(url, path))
     })
+}
+
+/// Whether a rule's non-resource URL covers `path`: exactly, or by the prefix before a
+/// trailing `*`.
+fn url_covers(url: &str, path: &str) -> bool {
+    match url.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => url == path,
+    }
 }
 
 /// Every rule that applies to `user` in `namespace`: those of roles bound cluster-wide,
@@ -532,12 +538,11 @@ fn covers_atom(rule: &PolicyRule, atom: &Atom<'_>) -> bool {
     match *atom {
         Atom::Url { verb, url } => {
             has(&rule.verbs, verb)
-                && rule.non_resource_urls.iter().flatten().any(|held| {
-                    match held.strip_suffix('*') {
-                        Some(prefix) => url.starts_with(prefix),
-                        None => held == url,
-                    }
-                })
+                && rule
+                    .non_resource_urls
+                    .iter()
+                    .flatten()
+                    .any(|held| url_covers(held, url))
         }
         Atom::Resource {
             verb,
