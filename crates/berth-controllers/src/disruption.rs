@@ -40,6 +40,14 @@ pub async fn run(client: Client, informers: Informers) {
     let replica_sets = watched.cache::<ReplicaSet>().await;
     let stateful_sets = watched.cache::<StatefulSet>().await;
     loop {
+        let all = budgets.state();
+        // Without budgets there is nothing to count: pods change often, budgets seldom.
+        if all.is_empty() {
+            if !watched.next_change(RECHECK).await {
+                return;
+            }
+            continue;
+        }
         let pods = pods.state();
         let scales: Scales = replica_sets
             .state()
@@ -55,7 +63,7 @@ pub async fn run(client: Client, informers: Informers) {
             .collect();
         let now = Timestamp::now();
         let mut again = false;
-        for budget in budgets.state() {
+        for budget in all {
             let wanted = status_of(&budget, &pods, &scales, now);
             again |= wanted["disruptedPods"]
                 .as_object()

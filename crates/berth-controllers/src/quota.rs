@@ -32,6 +32,14 @@ pub async fn run(client: Client, informers: Informers) {
     let maps = watched.cache::<ConfigMap>().await;
     let secrets = watched.cache::<Secret>().await;
     loop {
+        let all = quotas.state();
+        // Without quotas there is nothing to total: objects change often, quotas seldom.
+        if all.is_empty() {
+            if !watched.next_change(RECHECK).await {
+                return;
+            }
+            continue;
+        }
         let (pods, claims) = (pods.state(), claims.state());
         let counts = [
             ("services", namespaces_of(&services.state())),
@@ -39,7 +47,7 @@ pub async fn run(client: Client, informers: Informers) {
             ("secrets", namespaces_of(&secrets.state())),
         ];
         let mut retry = false;
-        for quota in quotas.state() {
+        for quota in all {
             let namespace = quota.namespace();
             let in_namespace = |object_namespace: Option<String>| object_namespace == namespace;
             let objects = pods
