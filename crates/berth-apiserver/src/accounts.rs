@@ -54,10 +54,9 @@ pub(crate) fn admit(shared: &Shared, pod: &mut Value) -> Result<(), Status> {
 
 /// The account, from the watch cache.
 fn account(shared: &Shared, namespace: &str, name: &str) -> Option<ServiceAccount> {
-    let entry = shared
+    shared
         .cache
-        .get(&format!("/registry/serviceaccounts/{namespace}/{name}"))?;
-    serde_json::from_slice(&entry.json).ok()
+        .typed(&format!("/registry/serviceaccounts/{namespace}/{name}"))
 }
 
 fn mounts_credentials(spec: &PodSpec) -> bool {

@@ -5,11 +5,12 @@
 //! without a valid token gets 401; one its identity may not make gets 403, both in the
 //! Status format.
 //!
-//! The admin may do anything (cluster-admin); the viewer may read everything but
-//! secrets (Kubernetes' `view` role); the join token may work on nodes, leases, pods and
-//! events (what simulated nodes do); a named node writes only its own Node and Lease and
-//! the pods bound to it, and reads only the configMaps, secrets and claims those pods use
-//! (Kubernetes' Node authorizer and NodeRestriction).
+//! Authorization goes as kube-apiserver's: the admin (`system:masters`) may do anything;
+//! the join token may work on nodes, leases, pods and events (what simulated nodes do);
+//! a named node writes only its own Node and Lease and the pods bound to it, and reads
+//! only the configMaps, secrets and claims those pods use (the Node authorizer and
+//! NodeRestriction); whatever those do not allow, RBAC decides (`rbac.rs`) — the viewer,
+//! users by certificate and ServiceAccounts get what their roles grant.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -264,6 +265,19 @@ pub(crate) fn authorize(
     identity.may_without_roles(access) || rbac::allows(cache, &identity.info(), &access)
 }
 
+/// A 403 in Kubernetes' words unless `identity` may make `access`.
+pub(crate) fn require(
+    cache: &crate::cache::Cache,
+    identity: &Identity,
+    access: Access<'_>,
+) -> std::result::Result<(), Status> {
+    if authorize(cache, identity, access) {
+        Ok(())
+    } else {
+        Err(forbidden(identity, access))
+    }
+}
+
 /// Whether `identity` may `verb` the non-resource URL `path` (`/healthz`, `/metrics`):
 /// the admin always, anyone else as RBAC's `nonResourceURLs` rules say.
 pub(crate) fn authorize_path(
@@ -302,6 +316,15 @@ impl Identity {
         }
     }
 
+    /// Whether only RBAC decides for this identity: no built-in authorizer grants it
+    /// anything.
+    pub(crate) fn decided_by_roles_alone(&self) -> bool {
+        matches!(
+            self,
+            Identity::Viewer | Identity::User { .. } | Identity::ServiceAccount { .. }
+        )
+    }
+
     /// The user and its groups, as RBAC's subjects and `kubectl auth whoami` name them.
     pub(crate) fn info(&self) -> rbac::UserInfo {
         let groups: Vec<String> = match self {
@@ -337,6 +360,7 @@ impl Identity {
         } = access;
         match self {
             Identity::Admin => true,
+            // Those [`Identity::decided_by_roles_alone`] names.
             Identity::Viewer | Identity::User { .. } | Identity::ServiceAccount { .. } => false,
             // Objects and their status, never a pod's streams or logs.
             _ if subresource.is_some_and(|s| s != "status" && s != "token") => false,
@@ -400,9 +424,7 @@ pub(crate) fn node_may_read(
     let used = pods
         .iter()
         .filter(|entry| entry.summary.field("spec.nodeName") == Some(node.as_str()))
-        .filter_map(|entry| {
-            serde_json::from_slice::<k8s_openapi::api::core::v1::Pod>(&entry.json).ok()
-        })
+        .filter_map(|entry| entry.typed::<k8s_openapi::api::core::v1::Pod>())
         .any(|pod| {
             pod.spec
                 .as_ref()

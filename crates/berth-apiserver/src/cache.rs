@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -91,6 +92,11 @@ impl Entry {
     /// The whole object, parsed.
     pub(crate) fn object(&self) -> Value {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// The object read as `K` (a kind's type, or a part of one); None when it is not.
+    pub(crate) fn typed<K: DeserializeOwned>(&self) -> Option<K> {
+        serde_json::from_slice(&self.json).ok()
     }
 }
 
@@ -262,6 +268,17 @@ impl Cache {
     /// The object at `key`, if the cache holds one.
     pub(crate) fn get(&self, key: &str) -> Option<Arc<Entry>> {
         self.read().objects.get(key).map(Arc::clone)
+    }
+
+    /// The object at `key` read as `K`, if the cache holds one of that shape.
+    pub(crate) fn typed<K: DeserializeOwned>(&self, key: &str) -> Option<K> {
+        self.get(key)?.typed()
+    }
+
+    /// The objects under `prefix` read as `K`, those of another shape left out.
+    pub(crate) fn typed_list<K: DeserializeOwned>(&self, prefix: &str) -> Vec<K> {
+        let (entries, _) = self.list(prefix);
+        entries.iter().filter_map(|entry| entry.typed()).collect()
     }
 
     /// The objects under `prefix` and the revision they are at.

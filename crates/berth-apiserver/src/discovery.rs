@@ -100,12 +100,7 @@ async fn group_resources(
         .into_response();
     }
     if !group_versions().contains(&(group.as_str(), version.as_str())) {
-        return crate::status::Status::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-        .into_response();
+        return crate::resources::not_served().into_response();
     }
     Json(resource_list(&group, &version)).into_response()
 }

@@ -7,8 +7,7 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -43,13 +42,8 @@ pub(crate) async fn evict(
     place: &Place,
     name: &str,
     identity: &Identity,
-    (headers, body): (&HeaderMap, &Bytes),
+    eviction: Value,
 ) -> Result<Response, Status> {
-    let eviction = crate::objects::parse(
-        body,
-        writes::content_type(headers),
-        crate::protobuf::EVICTION,
-    )?;
     let delete_options = match &eviction["deleteOptions"] {
         Value::Null => Vec::new(),
         options => serde_json::to_vec(options).unwrap_or_default(),
@@ -75,13 +69,11 @@ pub(crate) async fn evict(
 /// allows none, or when more than one covers the pod.
 async fn spend_budget(shared: &Shared, place: &Place, pod: &Pod) -> Result<(), Status> {
     let namespace = place.namespace.clone().unwrap_or_default();
-    let (entries, _) = shared
-        .cache
-        .list(&format!("/registry/poddisruptionbudgets/{namespace}/"));
     let labels = pod.metadata.labels.clone();
-    let covering: Vec<PodDisruptionBudget> = entries
-        .iter()
-        .filter_map(|entry| serde_json::from_slice::<PodDisruptionBudget>(&entry.json).ok())
+    let covering: Vec<PodDisruptionBudget> = shared
+        .cache
+        .typed_list::<PodDisruptionBudget>(&format!("/registry/poddisruptionbudgets/{namespace}/"))
+        .into_iter()
         .filter(|budget| {
             let selector = budget.spec.as_ref().and_then(|s| s.selector.as_ref());
             selector.is_some_and(|s| berth_labels::selects(s, &labels))

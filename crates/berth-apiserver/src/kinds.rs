@@ -188,11 +188,13 @@ fn set_default<T>(field: &mut Option<T>, value: T) {
     }
 }
 
-fn required(field: &str) -> String {
+/// `field` is missing, in kube-apiserver's words.
+pub(crate) fn required(field: &str) -> String {
     format!("{field}: Required value")
 }
 
-fn unsupported(field: &str, value: &str, supported: &[&str]) -> String {
+/// `field` holds `value`, not one of `supported`, in kube-apiserver's words.
+pub(crate) fn unsupported(field: &str, value: &str, supported: &[&str]) -> String {
     let supported: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
     format!(
         "{field}: Unsupported value: \"{value}\": supported values: {}",
@@ -473,7 +475,7 @@ impl Schema for PodTemplate {
 impl Schema for RuntimeClass {
     fn problems(&self) -> Vec<String> {
         match self.handler.as_str() {
-            "" => vec!["handler: Required value".into()],
+            "" => vec![required("handler")],
             _ => Vec::new(),
         }
     }
@@ -498,10 +500,10 @@ impl Schema for VolumeAttachment {
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.spec.attacher.is_empty() {
-            problems.push("spec.attacher: Required value".to_string());
+            problems.push(required("spec.attacher"));
         }
         if self.spec.node_name.is_empty() {
-            problems.push("spec.nodeName: Required value".to_string());
+            problems.push(required("spec.nodeName"));
         }
         problems
     }

@@ -430,9 +430,7 @@ async fn to_agent(
         namespace: Some(&namespace),
         name: Some(&name),
     };
-    if !crate::auth::authorize(&shared.cache, identity, access) {
-        return Err(crate::auth::forbidden(identity, access));
-    }
+    crate::auth::require(&shared.cache, identity, access)?;
     let place = Place {
         resource: resource("pods")?,
         namespace: Some(namespace.clone()),

@@ -146,10 +146,7 @@ fn allowed(
         namespace,
         name: None,
     };
-    if crate::auth::authorize(&shared.cache, identity, access) {
-        return Ok(());
-    }
-    Err(crate::auth::forbidden(identity, access))
+    crate::auth::require(&shared.cache, identity, access)
 }
 
 /// The PodMetricsList of the running pods (of `namespace`, or all) the query selects.

@@ -7,7 +7,7 @@ use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, Ingress, IngressClass, NetworkPolicy, NetworkPolicyPort,
 };
 
-use crate::kinds::Schema;
+use crate::kinds::{Schema, required, unsupported};
 
 /// The path types an Ingress path may have.
 const PATH_TYPES: [&str; 3] = ["Exact", "ImplementationSpecific", "Prefix"];
@@ -48,9 +48,9 @@ fn path_problems(field: &str, path: &HTTPIngressPath) -> Vec<String> {
         "" => problems.push(format!(
             "{field}.pathType: Required value: pathType must be specified"
         )),
-        kind if !PATH_TYPES.contains(&kind) => problems.push(format!(
-            "{field}.pathType: Unsupported value: {kind:?}: supported values: \"Exact\", \"ImplementationSpecific\", \"Prefix\""
-        )),
+        kind if !PATH_TYPES.contains(&kind) => {
+            problems.push(unsupported(&format!("{field}.pathType"), kind, &PATH_TYPES));
+        }
         "Exact" | "Prefix" => {
             let given = path.path.as_deref().unwrap_or_default();
             if !given.starts_with('/') {
@@ -74,7 +74,7 @@ impl Schema for IngressClass {
     fn problems(&self) -> Vec<String> {
         let controller = self.spec.as_ref().and_then(|s| s.controller.as_deref());
         match controller {
-            None | Some("") => vec!["spec.controller: Required value".into()],
+            None | Some("") => vec![required("spec.controller")],
             Some(_) => Vec::new(),
         }
     }
@@ -119,11 +119,7 @@ impl Schema for NetworkPolicy {
             .iter()
             .enumerate()
             .filter(|(_, t)| !matches!(t.as_str(), "Ingress" | "Egress"))
-            .map(|(i, t)| {
-                format!(
-                    "spec.policyTypes[{i}]: Unsupported value: {t:?}: supported values: \"Ingress\", \"Egress\""
-                )
-            })
+            .map(|(i, t)| unsupported(&format!("spec.policyTypes[{i}]"), t, &["Ingress", "Egress"]))
             .collect()
     }
 }

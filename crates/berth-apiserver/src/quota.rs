@@ -91,12 +91,10 @@ impl Schema for LimitRange {
 
 /// The namespace's Container limit ranges, from the watch cache.
 fn container_ranges(shared: &Shared, namespace: &str) -> Vec<LimitRangeItem> {
-    let (entries, _) = shared
+    shared
         .cache
-        .list(&format!("/registry/limitranges/{namespace}/"));
-    entries
-        .iter()
-        .filter_map(|entry| serde_json::from_slice::<LimitRange>(&entry.json).ok())
+        .typed_list::<LimitRange>(&format!("/registry/limitranges/{namespace}/"))
+        .into_iter()
         .flat_map(|range| range.spec.map(|s| s.limits).unwrap_or_default())
         .filter(|item| item.type_ == "Container")
         .collect()
@@ -153,41 +151,60 @@ fn fill(into: &mut Amounts, defaults: Option<&BTreeMap<String, Quantity>>) {
 /// How a container's requests and limits break the range's minimums and maximums, in
 /// LimitRanger's words.
 fn bounds(range: &LimitRangeItem, requests: &Amounts, limits: &Amounts) -> Vec<String> {
-    let amount = |map: &Amounts, name: &str| {
-        map.as_ref()
-            .and_then(|m| m.get(name))
-            .map(|q| (q.0.clone(), berth_quantity::milli(&q.0).unwrap_or(0)))
+    let maximums = Bound {
+        of: range.max.as_ref(),
+        given: limits,
+        words: ("maximum", "limit"),
+        broken: |value, bound| value > bound,
     };
-    let mut problems = Vec::new();
-    for (name, max) in range.max.iter().flatten() {
-        let bound = berth_quantity::milli(&max.0).unwrap_or(0);
-        match amount(limits, name) {
-            None => problems.push(format!(
-                "maximum {name} usage per Container is {}.  No limit is specified",
-                max.0
-            )),
-            Some((given, value)) if value > bound => problems.push(format!(
-                "maximum {name} usage per Container is {}, but limit is {given}",
-                max.0
-            )),
-            Some(_) => {}
+    let minimums = Bound {
+        of: range.min.as_ref(),
+        given: requests,
+        words: ("minimum", "request"),
+        broken: |value, bound| value < bound,
+    };
+    maximums
+        .problems()
+        .into_iter()
+        .chain(minimums.problems())
+        .collect()
+}
+
+/// One side of a limit range: its amounts, the container's amounts held to them, and
+/// how LimitRanger words a breach.
+struct Bound<'a> {
+    of: Option<&'a BTreeMap<String, Quantity>>,
+    given: &'a Amounts,
+    /// `("maximum", "limit")` or `("minimum", "request")`.
+    words: (&'static str, &'static str),
+    /// Whether the container's amount breaks the bound.
+    broken: fn(i128, i128) -> bool,
+}
+
+impl Bound<'_> {
+    fn problems(&self) -> Vec<String> {
+        let (side, amount) = self.words;
+        let mut problems = Vec::new();
+        for (name, bound) in self.of.into_iter().flatten() {
+            let limit = berth_quantity::milli(&bound.0).unwrap_or(0);
+            match self.given.as_ref().and_then(|m| m.get(name)) {
+                None => problems.push(format!(
+                    "{side} {name} usage per Container is {}.  No {amount} is specified",
+                    bound.0
+                )),
+                Some(given)
+                    if (self.broken)(berth_quantity::milli(&given.0).unwrap_or(0), limit) =>
+                {
+                    problems.push(format!(
+                        "{side} {name} usage per Container is {}, but {amount} is {}",
+                        bound.0, given.0
+                    ));
+                }
+                Some(_) => {}
+            }
         }
+        problems
     }
-    for (name, min) in range.min.iter().flatten() {
-        let bound = berth_quantity::milli(&min.0).unwrap_or(0);
-        match amount(requests, name) {
-            None => problems.push(format!(
-                "minimum {name} usage per Container is {}.  No request is specified",
-                min.0
-            )),
-            Some((given, value)) if value < bound => problems.push(format!(
-                "minimum {name} usage per Container is {}, but request is {given}",
-                min.0
-            )),
-            Some(_) => {}
-        }
-    }
-    problems
 }
 
 /// Charges `object`, being created as `resource` in `namespace`, to every quota there
@@ -198,16 +215,12 @@ pub(crate) async fn charge(
     namespace: &str,
     object: &Value,
 ) -> Result<(), Status> {
-    let (entries, _) = shared
+    let quotas: Vec<ResourceQuota> = shared
         .cache
-        .list(&format!("/registry/resourcequotas/{namespace}/"));
-    if entries.is_empty() {
+        .typed_list(&format!("/registry/resourcequotas/{namespace}/"));
+    if quotas.is_empty() {
         return Ok(());
     }
-    let quotas: Vec<ResourceQuota> = entries
-        .iter()
-        .filter_map(|entry| serde_json::from_slice(&entry.json).ok())
-        .collect();
     let pod: Option<Pod> = (resource.plural == "pods")
         .then(|| serde_json::from_value(object.clone()).ok())
         .flatten();

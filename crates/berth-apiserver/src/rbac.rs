@@ -17,12 +17,11 @@
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::auth::{Access, Identity};
 use crate::cache::Cache;
-use crate::kinds::{NameRule, Schema};
+use crate::kinds::{NameRule, Schema, required, unsupported};
 use crate::resources::Resource;
 use crate::status::Status;
 
@@ -42,10 +41,11 @@ pub(crate) const VIEWERS: &str = "berth:viewers";
 /// The ClusterRole that group is bound to.
 const VIEW_CLUSTER: &str = "berth:view-cluster";
 
-/// A user as RBAC's subjects name it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A user as RBAC's subjects name it, serialized as reviews' `userInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct UserInfo {
     /// `system:serviceaccount:default:builder`, `system:node:a`, `alice`.
+    #[serde(rename = "username")]
     pub(crate) name: String,
     /// Its groups, `system:authenticated` among them.
     pub(crate) groups: Vec<String>,
@@ -83,14 +83,10 @@ pub(crate) fn allows(cache: &Cache, user: &UserInfo, access: &Access<'_>) -> boo
 /// Whether RBAC lets `user` `verb` the non-resource URL `path`: only ClusterRoles bound
 /// cluster-wide grant those.
 pub(crate) fn allows_path(cache: &Cache, user: &UserInfo, verb: &str, path: &str) -> bool {
-    rules_for(cache, user, None).iter().any(|rule| {
-        rule.verbs.iter().any(|v| v == "*" || v == verb)
-            && rule
-                .non_resource_urls
-                .iter()
-                .flatten()
-                .any(|url| url_covers(url, path))
-    })
+    let asked = Atom::Url { verb, url: path };
+    rules_for(cache, user, None)
+        .iter()
+        .any(|rule| grants(rule, &asked, Reading::Authorizer))
 }
 
 /// Whether a rule's non-resource URL covers `path`: exactly, or by the prefix before a
@@ -110,14 +106,14 @@ pub(crate) fn rules_for(
     namespace: Option<&str>,
 ) -> Vec<PolicyRule> {
     let mut rules = Vec::new();
-    for binding in objects::<ClusterRoleBinding>(cache, "/registry/clusterrolebindings/") {
+    for binding in cache.typed_list::<ClusterRoleBinding>("/registry/clusterrolebindings/") {
         if binds(binding.subjects.as_deref(), user, None) {
             rules.extend(role_rules(cache, &binding.role_ref, None));
         }
     }
     if let Some(namespace) = namespace {
         let prefix = format!("/registry/rolebindings/{namespace}/");
-        for binding in objects::<RoleBinding>(cache, &prefix) {
+        for binding in cache.typed_list::<RoleBinding>(&prefix) {
             if binds(binding.subjects.as_deref(), user, Some(namespace)) {
                 rules.extend(role_rules(cache, &binding.role_ref, Some(namespace)));
             }
@@ -136,54 +132,30 @@ fn binds(subjects: Option<&[Subject]>, user: &UserInfo, namespace: Option<&str>)
 /// The rules of the role `role_ref` names: a ClusterRole, or a Role of `namespace`.
 fn role_rules(cache: &Cache, role_ref: &RoleRef, namespace: Option<&str>) -> Vec<PolicyRule> {
     let rules = match (role_ref.kind.as_str(), namespace) {
-        ("ClusterRole", _) => {
-            object::<ClusterRole>(cache, &format!("/registry/clusterroles/{}", role_ref.name))
-                .and_then(|role| role.rules)
-        }
-        ("Role", Some(namespace)) => object::<Role>(
-            cache,
-            &format!("/registry/roles/{namespace}/{}", role_ref.name),
-        )
-        .and_then(|role| role.rules),
+        ("ClusterRole", _) => cache
+            .typed::<ClusterRole>(&format!("/registry/clusterroles/{}", role_ref.name))
+            .and_then(|role| role.rules),
+        ("Role", Some(namespace)) => cache
+            .typed::<Role>(&format!("/registry/roles/{namespace}/{}", role_ref.name))
+            .and_then(|role| role.rules),
         _ => None,
     };
     rules.unwrap_or_default()
 }
 
-fn objects<K: DeserializeOwned>(cache: &Cache, prefix: &str) -> Vec<K> {
-    let (entries, _) = cache.list(prefix);
-    entries
-        .iter()
-        .filter_map(|entry| serde_json::from_slice(&entry.json).ok())
-        .collect()
-}
-
-fn object<K: DeserializeOwned>(cache: &Cache, key: &str) -> Option<K> {
-    serde_json::from_slice(&cache.get(key)?.json).ok()
-}
-
 /// Whether `rule` covers `access`, as RBAC's `RuleAllows`.
 pub(crate) fn covers(rule: &PolicyRule, access: &Access<'_>) -> bool {
-    let any_or = |values: &[String], wanted: &str| values.iter().any(|v| v == "*" || v == wanted);
     let resource = match access.subresource {
         Some(sub) => format!("{}/{sub}", access.plural),
         None => access.plural.to_string(),
     };
-    let resource_matches = rule.resources.iter().flatten().any(|r| {
-        r == "*"
-            || *r == resource
-            || access
-                .subresource
-                .is_some_and(|sub| *r == format!("*/{sub}"))
-    });
-    let name_matches = match rule.resource_names.as_deref() {
-        None | Some([]) => true,
-        Some(names) => access.name.is_some_and(|n| names.iter().any(|m| m == n)),
+    let asked = Atom::Resource {
+        verb: access.verb,
+        group: access.group,
+        resource: &resource,
+        name: access.name,
     };
-    any_or(&rule.verbs, access.verb)
-        && any_or(rule.api_groups.as_deref().unwrap_or_default(), access.group)
-        && resource_matches
-        && name_matches
+    grants(rule, &asked, Reading::Authorizer)
 }
 
 /// The default policy's objects, to make at the first start: `(plural, object)`.
@@ -297,9 +269,10 @@ fn binding_problems(
 ) -> Vec<String> {
     let mut problems = Vec::new();
     if role_ref.api_group != GROUP {
-        problems.push(format!(
-            "roleRef.apiGroup: Unsupported value: {:?}: supported values: \"{GROUP}\"",
-            role_ref.api_group
+        problems.push(unsupported(
+            "roleRef.apiGroup",
+            &role_ref.api_group,
+            &[GROUP],
         ));
     }
     let kinds: &[&str] = if namespaced {
@@ -308,27 +281,26 @@ fn binding_problems(
         &["ClusterRole"]
     };
     if !kinds.contains(&role_ref.kind.as_str()) {
-        let supported: Vec<String> = kinds.iter().map(|k| format!("\"{k}\"")).collect();
-        problems.push(format!(
-            "roleRef.kind: Unsupported value: {:?}: supported values: {}",
-            role_ref.kind,
-            supported.join(", ")
-        ));
+        problems.push(unsupported("roleRef.kind", &role_ref.kind, kinds));
     }
     if role_ref.name.is_empty() {
-        problems.push("roleRef.name: Required value".into());
+        problems.push(required("roleRef.name"));
     }
     for (i, subject) in subjects.unwrap_or_default().iter().enumerate() {
+        let field = |name: &str| format!("subjects[{i}].{name}");
         if subject.name.is_empty() {
-            problems.push(format!("subjects[{i}].name: Required value"));
+            problems.push(required(&field("name")));
         }
+        let namespace = subject.namespace.as_deref().unwrap_or_default();
         match subject.kind.as_str() {
-            "ServiceAccount" if !namespaced && subject.namespace.as_deref().unwrap_or_default().is_empty() => {
-                problems.push(format!("subjects[{i}].namespace: Required value"));
+            "ServiceAccount" if !namespaced && namespace.is_empty() => {
+                problems.push(required(&field("namespace")));
             }
             "ServiceAccount" | "User" | "Group" => {}
-            other => problems.push(format!(
-                "subjects[{i}].kind: Unsupported value: {other:?}: supported values: \"ServiceAccount\", \"User\", \"Group\""
+            other => problems.push(unsupported(
+                &field("kind"),
+                other,
+                &["ServiceAccount", "User", "Group"],
             )),
         }
     }
@@ -442,7 +414,11 @@ pub(crate) fn check_write(
     let missing: Vec<String> = granted
         .iter()
         .flat_map(atoms)
-        .filter(|atom| !held.iter().any(|rule| covers_atom(rule, atom)))
+        .filter(|atom| {
+            !held
+                .iter()
+                .any(|rule| grants(rule, atom, Reading::Escalation))
+        })
         .map(|atom| atom.to_string())
         .collect();
     if missing.is_empty() {
@@ -531,9 +507,20 @@ fn atoms(rule: &PolicyRule) -> Vec<Atom<'_>> {
     found
 }
 
-/// Whether the held `rule` grants `atom`: wildcards in the held rule cover anything,
-/// a wildcard in the atom only a wildcard.
-fn covers_atom(rule: &PolicyRule, atom: &Atom<'_>) -> bool {
+/// How a rule is read: by the authorizer deciding a request, or by the escalation check
+/// asking whether a held rule covers one being granted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// RBAC's `RuleAllows`.
+    Authorizer,
+    /// RBAC's escalation check, which also reads a held `RESOURCE/*` as every
+    /// subresource of RESOURCE.
+    Escalation,
+}
+
+/// Whether `rule` grants `atom`: wildcards in the rule cover anything, a wildcard in the
+/// atom only a wildcard.
+fn grants(rule: &PolicyRule, atom: &Atom<'_>, reading: Reading) -> bool {
     let has = |values: &[String], wanted: &str| values.iter().any(|v| v == "*" || v == wanted);
     match *atom {
         Atom::Url { verb, url } => {
@@ -555,7 +542,7 @@ fn covers_atom(rule: &PolicyRule, atom: &Atom<'_>) -> bool {
                 held == "*"
                     || held == resource
                     || (!sub.is_empty() && *held == format!("*/{sub}"))
-                    || *held == format!("{base}/*")
+                    || (reading == Reading::Escalation && *held == format!("{base}/*"))
             });
             let name_held = match rule.resource_names.as_deref() {
                 None | Some([]) => true,
@@ -628,7 +615,15 @@ mod tests {
         ));
         // A held wildcard covers a grant of one thing, a held single thing no wildcard.
         let reader = rule(&["get"], &["apps"], &["deployments"], &[]);
-        assert!(atoms(&reader).iter().all(|a| covers_atom(&everything, a)));
-        assert!(!atoms(&everything).iter().all(|a| covers_atom(&reader, a)));
+        assert!(
+            atoms(&reader)
+                .iter()
+                .all(|a| grants(&everything, a, Reading::Escalation))
+        );
+        assert!(
+            !atoms(&everything)
+                .iter()
+                .all(|a| grants(&reader, a, Reading::Escalation))
+        );
     }
 }

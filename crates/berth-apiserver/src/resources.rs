@@ -190,7 +190,8 @@ fn find(found: Option<&'static Resource>) -> Result<&'static Resource, Status> {
     found.ok_or_else(not_served)
 }
 
-fn not_served() -> Status {
+/// The 404 of a path that names nothing the server serves.
+pub(crate) fn not_served() -> Status {
     Status::new(
         StatusCode::NOT_FOUND,
         "NotFound",
@@ -305,9 +306,7 @@ fn authorized(
         namespace: place.namespace.as_deref(),
         name: target.name.as_deref().or(selected.as_deref()),
     };
-    if !crate::auth::authorize(cache, identity, access) {
-        return Err(crate::auth::forbidden(identity, access));
-    }
+    crate::auth::require(cache, identity, access)?;
     crate::auth::node_may_read(cache, identity, place, access.name)?;
     if matches!(target.part, Part::Token | Part::Eviction) && verb != "create" {
         return Err(method_not_allowed());
@@ -392,8 +391,9 @@ async fn post_any(
                     .await;
             }
             if let (Some(name), Part::Eviction) = (&target.name, target.part) {
-                let request = (&headers, &body);
-                return crate::disruption::evict(&shared, &target.place, name, &identity, request)
+                let eviction =
+                    writes::parse_body(Part::Eviction, target.place.resource, &headers, &body)?;
+                return crate::disruption::evict(&shared, &target.place, name, &identity, eviction)
                     .await;
             }
             let options = WriteOptions::from_request(&query, &headers, identity)?;

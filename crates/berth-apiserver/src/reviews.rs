@@ -146,11 +146,7 @@ fn may_review(
         namespace: None,
         name: None,
     };
-    if crate::auth::authorize(&shared.cache, identity, access) {
-        Ok(())
-    } else {
-        Err(crate::auth::forbidden(identity, access))
-    }
+    crate::auth::require(&shared.cache, identity, access)
 }
 
 /// Whether a token is live and for whom, as servers that delegate authentication ask
@@ -188,14 +184,11 @@ async fn token_review(
         shared.signer.review(token, &shared.cache, &asked)
     };
     let status = match reviewed {
-        Some((identity, audiences)) => {
-            let info = identity.info();
-            json!({
-                "authenticated": true,
-                "user": {"username": info.name, "groups": info.groups},
-                "audiences": audiences,
-            })
-        }
+        Some((identity, audiences)) => json!({
+            "authenticated": true,
+            "user": identity.info(),
+            "audiences": audiences,
+        }),
         None => json!({"authenticated": false, "error": "invalid bearer token"}),
     };
     answered(review, kind, status)
@@ -270,10 +263,7 @@ async fn self_subject_rules_review(
         .map(|rule| json!({"verbs": rule.verbs, "nonResourceURLs": rule.non_resource_urls}))
         .collect();
     // Rules of the built-in authorizers (the admin, nodes) are not RBAC's to list.
-    let incomplete = !matches!(
-        identity,
-        Identity::Viewer | Identity::User { .. } | Identity::ServiceAccount { .. }
-    );
+    let incomplete = !identity.decided_by_roles_alone();
     let status = json!({
         "resourceRules": resource_rules,
         "nonResourceRules": non_resource_rules,
@@ -290,12 +280,7 @@ async fn self_subject_review(
     body: Bytes,
 ) -> Response {
     if !AUTHENTICATION_VERSIONS.contains(&version.as_str()) {
-        return Status::new(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-        .into_response();
+        return crate::resources::not_served().into_response();
     }
     let kind = match version.as_str() {
         "v1" => crate::protobuf::SELF_SUBJECT_REVIEW,
@@ -305,7 +290,6 @@ async fn self_subject_review(
         Ok(review) => review,
         Err(status) => return status.into_response(),
     };
-    let info = identity.info();
-    let status = json!({"userInfo": {"username": info.name, "groups": info.groups}});
+    let status = json!({"userInfo": identity.info()});
     answered(review, kind, status)
 }

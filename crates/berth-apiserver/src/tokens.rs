@@ -139,7 +139,7 @@ impl Signer {
         })
     }
 
-    /// The claims of a token this server signed for the API's audience, if it has not
+    /// The claims of a token this server signed for one of `audiences`, if it has not
     /// expired.
     fn verify(&self, token: &str, audiences: &[&str]) -> Option<Claims> {
         let mut validation = Validation::new(Algorithm::ES256);
@@ -170,10 +170,9 @@ impl Signer {
         let scope = &claims.kubernetes;
         if let Some(pod) = &scope.pod {
             let key = format!("/registry/pods/{}/{}", scope.namespace, pod.name);
-            let entry = cache.get(&key)?;
             // The metadata alone: this runs at every request such a token makes.
-            let alive = serde_json::from_slice::<Named>(&entry.json)
-                .is_ok_and(|p| p.metadata.uid.as_deref() == Some(pod.uid.as_str()));
+            let named: Named = cache.typed(&key)?;
+            let alive = named.metadata.uid.as_deref() == Some(pod.uid.as_str());
             if !alive {
                 return None;
             }

@@ -683,8 +683,8 @@ pub(crate) fn content_type(headers: &HeaderMap) -> &str {
         .unwrap_or_default()
 }
 
-/// The body of a write at `part`: the kind's own, a Scale or a TokenRequest (each JSON
-/// or protobuf).
+/// The body of a write at `part`: the kind's own, a Scale, a TokenRequest or an Eviction
+/// (each JSON or protobuf).
 pub(crate) fn parse_body(
     part: Part,
     resource: &Resource,
@@ -694,6 +694,7 @@ pub(crate) fn parse_body(
     let kind = match part {
         Part::Scale => crate::protobuf::SCALE,
         Part::Token => crate::protobuf::TOKEN_REQUEST,
+        Part::Eviction => crate::protobuf::EVICTION,
         _ => resource.protobuf_kind(),
     };
     objects::parse(body, content_type(headers), kind)

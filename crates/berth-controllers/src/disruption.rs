@@ -13,10 +13,10 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
+use crate::statuses::merge_status;
 use crate::watched::{Informers, Watched};
 
 /// How soon a failed write is tried again, and pending disruptions looked at again.
@@ -70,7 +70,15 @@ pub async fn run(client: Client, informers: Informers) {
                 .is_some_and(|d| !d.is_empty());
             let current = serde_json::to_value(&budget.status).unwrap_or_default();
             if !same_status(&current, &wanted) {
-                again |= !write_status(&client, &budget, &current, wanted).await;
+                let api = Api::namespaced(client.clone(), &budget.namespace().unwrap_or_default());
+                let change = (&current, wanted);
+                again |= !merge_status::<PodDisruptionBudget>(
+                    &api,
+                    &budget.name_any(),
+                    change,
+                    &["disruptedPods"],
+                )
+                .await;
             }
         }
         let wait = if again { RETRY } else { RECHECK };
@@ -226,36 +234,4 @@ fn same_status(current: &Value, wanted: &Value) -> bool {
         status
     };
     without_time(current) == without_time(wanted)
-}
-
-/// Writes `wanted` as the budget's status; false when it could not.
-async fn write_status(
-    client: &Client,
-    budget: &PodDisruptionBudget,
-    current: &Value,
-    mut wanted: Value,
-) -> bool {
-    // A merge patch keeps map entries it does not name: name the gone ones as null.
-    for (pod, _) in current["disruptedPods"].as_object().into_iter().flatten() {
-        if wanted["disruptedPods"].get(pod).is_none() {
-            wanted["disruptedPods"][pod] = Value::Null;
-        }
-    }
-    let api: Api<PodDisruptionBudget> =
-        Api::namespaced(client.clone(), &budget.namespace().unwrap_or_default());
-    let patch = json!({"status": wanted});
-    match api
-        .patch_status(
-            &budget.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => true,
-        Err(error) => {
-            tracing::warn!(%error, budget = %budget.name_any(), "could not write the disruption budget's status");
-            false
-        }
-    }
 }

@@ -26,6 +26,7 @@ mod revisions;
 pub mod scheduler;
 pub mod serviceaccounts;
 pub mod statefulsets;
+mod statuses;
 mod watched;
 
 pub use leader::Election;

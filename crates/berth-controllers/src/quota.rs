@@ -10,10 +10,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, Pod, ResourceQuota, Secret, Service,
 };
-use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
+use crate::statuses::merge_status;
 use crate::watched::{Informers, Watched};
 
 /// How soon a failed write is tried again.
@@ -70,7 +70,15 @@ pub async fn run(client: Client, informers: Informers) {
             let wanted = status_of(&quota, &objects);
             let current = serde_json::to_value(&quota.status).unwrap_or_default();
             if current["hard"] != wanted["hard"] || current["used"] != wanted["used"] {
-                retry |= !write_status(&client, &quota, &current, wanted).await;
+                let api = Api::namespaced(client.clone(), &quota.namespace().unwrap_or_default());
+                let change = (&current, wanted);
+                retry |= !merge_status::<ResourceQuota>(
+                    &api,
+                    &quota.name_any(),
+                    change,
+                    &["hard", "used"],
+                )
+                .await;
             }
         }
         let wait = if retry { RETRY } else { RECHECK };
@@ -106,38 +114,4 @@ fn status_of(quota: &ResourceQuota, objects: &[berth_quota::Object<'_>]) -> Valu
         })
         .collect();
     json!({"hard": hard, "used": used})
-}
-
-/// Writes `wanted` as the quota's status; false when it could not.
-async fn write_status(
-    client: &Client,
-    quota: &ResourceQuota,
-    current: &Value,
-    mut wanted: Value,
-) -> bool {
-    // A merge patch keeps map entries it does not name: name the dropped ones as null.
-    for field in ["hard", "used"] {
-        for (name, _) in current[field].as_object().into_iter().flatten() {
-            if wanted[field].get(name).is_none() {
-                wanted[field][name] = Value::Null;
-            }
-        }
-    }
-    let namespace = quota.namespace().unwrap_or_default();
-    let api: Api<ResourceQuota> = Api::namespaced(client.clone(), &namespace);
-    let patch = json!({"status": wanted});
-    match api
-        .patch_status(
-            &quota.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => true,
-        Err(error) => {
-            tracing::warn!(%error, quota = %quota.name_any(), namespace, "could not write the quota's status");
-            false
-        }
-    }
 }
