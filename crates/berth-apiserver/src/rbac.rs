@@ -542,7 +542,9 @@ fn grants(rule: &PolicyRule, atom: &Atom<'_>, reading: Reading) -> bool {
                 held == "*"
                     || held == resource
                     || (!sub.is_empty() && *held == format!("*/{sub}"))
-                    || (reading == Reading::Escalation && *held == format!("{base}/*"))
+                    || (reading == Reading::Escalation
+                        && !sub.is_empty()
+                        && *held == format!("{base}/*"))
             });
             let name_held = match rule.resource_names.as_deref() {
                 None | Some([]) => true,
@@ -625,5 +627,15 @@ mod tests {
                 .iter()
                 .all(|a| grants(&reader, a, Reading::Escalation))
         );
+        // A held `deployments/*` covers granting their subresources, not them.
+        let subresources = rule(&["get"], &["apps"], &["deployments/*"], &[]);
+        let scale = rule(&["get"], &["apps"], &["deployments/scale"], &[]);
+        let held = |granted: &PolicyRule| {
+            atoms(granted)
+                .iter()
+                .all(|a| grants(&subresources, a, Reading::Escalation))
+        };
+        assert!(held(&scale));
+        assert!(!held(&reader));
     }
 }
