@@ -257,21 +257,17 @@ fn reading(verb: &str) -> bool {
 /// Whether `identity` may make `access`: as the built-in authorizers say (the
 /// privileged group, the Node authorizer), or else as RBAC's roles in `cache` say. For a
 /// named node the objects it touches are checked again by [`Identity::may_touch`].
-pub(crate) fn authorize(
-    cache: &crate::cache::Cache,
-    identity: &Identity,
-    access: Access<'_>,
-) -> bool {
-    identity.may_without_roles(access) || rbac::allows(cache, &identity.info(), &access)
+pub(crate) fn authorize(shared: &Shared, identity: &Identity, access: Access<'_>) -> bool {
+    identity.may_without_roles(access) || rbac::allows(shared, &identity.info(), &access)
 }
 
 /// A 403 in Kubernetes' words unless `identity` may make `access`.
 pub(crate) fn require(
-    cache: &crate::cache::Cache,
+    shared: &Shared,
     identity: &Identity,
     access: Access<'_>,
 ) -> std::result::Result<(), Status> {
-    if authorize(cache, identity, access) {
+    if authorize(shared, identity, access) {
         Ok(())
     } else {
         Err(forbidden(identity, access))
@@ -280,13 +276,8 @@ pub(crate) fn require(
 
 /// Whether `identity` may `verb` the non-resource URL `path` (`/healthz`, `/metrics`):
 /// the admin always, anyone else as RBAC's `nonResourceURLs` rules say.
-pub(crate) fn authorize_path(
-    cache: &crate::cache::Cache,
-    identity: &Identity,
-    verb: &str,
-    path: &str,
-) -> bool {
-    *identity == Identity::Admin || rbac::allows_path(cache, &identity.info(), verb, path)
+pub(crate) fn authorize_path(shared: &Shared, identity: &Identity, verb: &str, path: &str) -> bool {
+    *identity == Identity::Admin || rbac::allows_path(shared, &identity.info(), verb, path)
 }
 
 impl Identity {

@@ -7,8 +7,9 @@
 //! store's current revision (read cheaply from the store), so reads stay consistent.
 //! Lists in pages and watches from before the window go to the store.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -136,6 +137,20 @@ struct State {
     history: VecDeque<Arc<Change>>,
     /// The store revision the cache reflects; 0 until it has loaded.
     revision: i64,
+    /// The revision the cache last loaded the whole store at.
+    loaded: i64,
+    /// The revision each directory (`/registry/roles/`) last changed at, since the load.
+    changed: HashMap<String, i64>,
+}
+
+/// The directory of a key, `/registry/roles/` of `/registry/roles/ns/name`: what
+/// [`Memo`]s depend on.
+fn directory(key: &str) -> &str {
+    let end = key
+        .match_indices('/')
+        .nth(2)
+        .map_or(key.len(), |(at, _)| at + 1);
+    &key[..end]
 }
 
 /// The cache of a server's store.
@@ -191,6 +206,8 @@ impl Cache {
                 objects,
                 history: VecDeque::new(),
                 revision: listed.revision,
+                loaded: listed.revision,
+                changed: HashMap::new(),
             };
         }
         self.reached.send_replace(listed.revision);
@@ -225,6 +242,9 @@ impl Cache {
             }
             state.history.push_back(Arc::clone(&change));
             state.revision = revision;
+            state
+                .changed
+                .insert(directory(&change.key).to_string(), revision);
             // Sent under the lock, so a watch that subscribes under it misses nothing.
             let _ = self.feed.send(change);
         }
@@ -263,6 +283,16 @@ impl Cache {
         tokio::time::timeout(CATCH_UP, reached.wait_for(|r| *r >= revision))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The latest revision any of `directories` changed at (or the cache loaded at):
+    /// what is computed from them stays right while this stays the same.
+    pub(crate) fn stamp(&self, directories: &[&str]) -> i64 {
+        let state = self.read();
+        directories
+            .iter()
+            .filter_map(|d| state.changed.get(*d).copied())
+            .fold(state.loaded, i64::max)
     }
 
     /// The object at `key`, if the cache holds one.
@@ -328,6 +358,59 @@ impl Cache {
     }
 }
 
+/// How many values a [`Memo`] keeps before it starts afresh.
+const MEMO_CAPACITY: usize = 4_096;
+
+/// Values computed from the objects of some directories of the cache, kept until one of
+/// those changes: RBAC's rules for a user, say, wanted at every request but changing
+/// only when a role or binding does.
+pub(crate) struct Memo<K, V> {
+    directories: &'static [&'static str],
+    /// The stamp the values were computed at, and the values.
+    values: Mutex<(i64, HashMap<K, V>)>,
+}
+
+impl<K: Eq + Hash, V: Clone> Memo<K, V> {
+    /// A memo of values computed from the objects under `directories`.
+    pub(crate) fn new(directories: &'static [&'static str]) -> Self {
+        Self {
+            directories,
+            values: Mutex::default(),
+        }
+    }
+
+    /// The value for `key`: the one kept if nothing it depends on changed since,
+    /// otherwise `compute`'s, kept for next time.
+    pub(crate) fn get_or(&self, cache: &Cache, key: K, compute: impl FnOnce() -> V) -> V {
+        // Stamped before computing: a change while it computes makes the next call
+        // compute again rather than keep a value that may have missed it.
+        let stamp = cache.stamp(self.directories);
+        {
+            let values = self.lock();
+            if values.0 == stamp
+                && let Some(value) = values.1.get(&key)
+            {
+                return value.clone();
+            }
+        }
+        let value = compute();
+        let mut values = self.lock();
+        if values.0 < stamp || values.1.len() >= MEMO_CAPACITY {
+            *values = (stamp, HashMap::new());
+        }
+        if values.0 == stamp {
+            values.1.insert(key, value.clone());
+        }
+        value
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (i64, HashMap<K, V>)> {
+        self.values
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 fn under<'s>(
     objects: &'s BTreeMap<String, Arc<Entry>>,
     prefix: &str,
@@ -335,4 +418,19 @@ fn under<'s>(
     objects
         .range(prefix.to_string()..)
         .take_while(move |(key, _)| key.starts_with(prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::directory;
+
+    #[test]
+    fn a_keys_directory_is_its_resources() {
+        assert_eq!(directory("/registry/roles/ns/name"), "/registry/roles/");
+        assert_eq!(
+            directory("/registry/clusterroles/admin"),
+            "/registry/clusterroles/"
+        );
+        assert_eq!(directory("/registry/short"), "/registry/short");
+    }
 }

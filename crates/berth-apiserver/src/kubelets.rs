@@ -430,7 +430,7 @@ async fn to_agent(
         namespace: Some(&namespace),
         name: Some(&name),
     };
-    crate::auth::require(&shared.cache, identity, access)?;
+    crate::auth::require(shared, identity, access)?;
     let place = Place {
         resource: resource("pods")?,
         namespace: Some(namespace.clone()),

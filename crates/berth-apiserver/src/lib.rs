@@ -106,6 +106,8 @@ pub(crate) struct Shared {
     pub(crate) signer: tokens::Signer,
     /// The server's own metrics, served at `/metrics`.
     pub(crate) telemetry: telemetry::Telemetry,
+    /// RBAC's rules per user and namespace, kept while no role or binding changes.
+    pub(crate) rules: rbac::Rules,
 }
 
 /// Runs the server until `shutdown` completes.
@@ -159,6 +161,7 @@ pub async fn run(
         signer: tokens::Signer::ensure(&tls_dir)?,
         tls_dir,
         telemetry: telemetry::Telemetry::default(),
+        rules: rbac::Rules::new(rbac::POLICY_DIRECTORIES),
     });
     tokio::spawn(scrapes::run(Arc::clone(&shared)));
     let router = discovery::routes()

@@ -146,7 +146,7 @@ fn allowed(
         namespace,
         name: None,
     };
-    crate::auth::require(&shared.cache, identity, access)
+    crate::auth::require(shared, identity, access)
 }
 
 /// The PodMetricsList of the running pods (of `namespace`, or all) the query selects.

@@ -17,10 +17,13 @@
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
+use crate::Shared;
 use crate::auth::{Access, Identity};
-use crate::cache::Cache;
+use crate::cache::{Cache, Memo};
 use crate::kinds::{NameRule, Schema, required, unsupported};
 use crate::resources::Resource;
 use crate::status::Status;
@@ -42,7 +45,7 @@ pub(crate) const VIEWERS: &str = "berth:viewers";
 const VIEW_CLUSTER: &str = "berth:view-cluster";
 
 /// A user as RBAC's subjects name it, serialized as reviews' `userInfo`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub(crate) struct UserInfo {
     /// `system:serviceaccount:default:builder`, `system:node:a`, `alice`.
     #[serde(rename = "username")]
@@ -74,17 +77,17 @@ impl UserInfo {
 }
 
 /// Whether RBAC lets `user` make `access`.
-pub(crate) fn allows(cache: &Cache, user: &UserInfo, access: &Access<'_>) -> bool {
-    rules_for(cache, user, access.namespace)
+pub(crate) fn allows(shared: &Shared, user: &UserInfo, access: &Access<'_>) -> bool {
+    rules_for(shared, user, access.namespace)
         .iter()
         .any(|rule| covers(rule, access))
 }
 
 /// Whether RBAC lets `user` `verb` the non-resource URL `path`: only ClusterRoles bound
 /// cluster-wide grant those.
-pub(crate) fn allows_path(cache: &Cache, user: &UserInfo, verb: &str, path: &str) -> bool {
+pub(crate) fn allows_path(shared: &Shared, user: &UserInfo, verb: &str, path: &str) -> bool {
     let asked = Atom::Url { verb, url: path };
-    rules_for(cache, user, None)
+    rules_for(shared, user, None)
         .iter()
         .any(|rule| grants(rule, &asked, Reading::Authorizer))
 }
@@ -98,13 +101,33 @@ fn url_covers(url: &str, path: &str) -> bool {
     }
 }
 
+/// What RBAC's rules come to for a user in a namespace (none: cluster-wide), kept
+/// until a role or binding changes: reading every binding and role at each request
+/// made a ServiceAccount's requests several times slower than the admin's.
+pub(crate) type Rules = Memo<(UserInfo, Option<String>), Arc<[PolicyRule]>>;
+
+/// The directories of the cache [`Rules`] are computed from.
+pub(crate) const POLICY_DIRECTORIES: &[&str] = &[
+    "/registry/clusterrolebindings/",
+    "/registry/clusterroles/",
+    "/registry/rolebindings/",
+    "/registry/roles/",
+];
+
 /// Every rule that applies to `user` in `namespace`: those of roles bound cluster-wide,
 /// and in a namespace those bound there too.
 pub(crate) fn rules_for(
-    cache: &Cache,
+    shared: &Shared,
     user: &UserInfo,
     namespace: Option<&str>,
-) -> Vec<PolicyRule> {
+) -> Arc<[PolicyRule]> {
+    let key = (user.clone(), namespace.map(str::to_string));
+    shared.rules.get_or(&shared.cache, key, || {
+        bound_rules(&shared.cache, user, namespace).into()
+    })
+}
+
+fn bound_rules(cache: &Cache, user: &UserInfo, namespace: Option<&str>) -> Vec<PolicyRule> {
     let mut rules = Vec::new();
     for binding in cache.typed_list::<ClusterRoleBinding>("/registry/clusterrolebindings/") {
         if binds(binding.subjects.as_deref(), user, None) {
@@ -361,7 +384,7 @@ binding_schema!(ClusterRoleBinding, false);
 /// (in the namespace, for Roles and RoleBindings) unless RBAC lets them `escalate` the
 /// role or `bind` it. `current` is the object being replaced, none for a create.
 pub(crate) fn check_write(
-    cache: &Cache,
+    shared: &Shared,
     identity: &Identity,
     resource: &Resource,
     (current, object): (Option<&Value>, &Value),
@@ -393,7 +416,7 @@ pub(crate) fn check_write(
             } else {
                 "clusterroles"
             };
-            let rules = role_rules(cache, &role_ref, namespace);
+            let rules = role_rules(&shared.cache, &role_ref, namespace);
             (rules, "bind", (plural, role_ref.name.clone()))
         }
         _ => return Ok(()),
@@ -407,10 +430,10 @@ pub(crate) fn check_write(
         namespace,
         name: Some(&role_name),
     };
-    if crate::auth::authorize(cache, identity, access) {
+    if crate::auth::authorize(shared, identity, access) {
         return Ok(());
     }
-    let held = rules_for(cache, &identity.info(), namespace);
+    let held = rules_for(shared, &identity.info(), namespace);
     let missing: Vec<String> = granted
         .iter()
         .flat_map(atoms)

@@ -282,9 +282,9 @@ fn place_of(uri: &axum::http::Uri) -> Result<Target, Status> {
 }
 
 /// What a request addresses, if its identity may `verb` there (for a node, as far as
-/// the Node authorizer's graph in `cache` goes too).
+/// the Node authorizer's graph in the cache goes too).
 fn authorized(
-    cache: &crate::cache::Cache,
+    shared: &Shared,
     uri: &axum::http::Uri,
     identity: &Identity,
     verb: impl FnOnce(&Option<String>) -> &'static str,
@@ -306,8 +306,8 @@ fn authorized(
         namespace: place.namespace.as_deref(),
         name: target.name.as_deref().or(selected.as_deref()),
     };
-    crate::auth::require(cache, identity, access)?;
-    crate::auth::node_may_read(cache, identity, place, access.name)?;
+    crate::auth::require(shared, identity, access)?;
+    crate::auth::node_may_read(&shared.cache, identity, place, access.name)?;
     if matches!(target.part, Part::Token | Part::Eviction) && verb != "create" {
         return Err(method_not_allowed());
     }
@@ -340,7 +340,7 @@ async fn get_any(
         (None, true) => "watch",
         (None, false) => "list",
     };
-    respond(match authorized(&shared.cache, &uri, &identity, verb) {
+    respond(match authorized(&shared, &uri, &identity, verb) {
         Ok(Target {
             part: Part::Binding,
             ..
@@ -383,7 +383,7 @@ async fn post_any(
 ) -> Response {
     respond(
         async {
-            let target = authorized(&shared.cache, &uri, &identity, |_| "create")?;
+            let target = authorized(&shared, &uri, &identity, |_| "create")?;
             if let (Some(name), Part::Token) = (&target.name, target.part) {
                 let request =
                     writes::parse_body(Part::Token, target.place.resource, &headers, &body)?;
@@ -412,13 +412,13 @@ async fn post_any(
 
 /// The object a PUT or PATCH addresses, and the options of its write.
 fn written(
-    cache: &crate::cache::Cache,
+    shared: &Shared,
     uri: &axum::http::Uri,
     identity: Identity,
     verb: &'static str,
     (query, headers): (&HashMap<String, String>, &HeaderMap),
 ) -> Result<(Target, String, WriteOptions), Status> {
-    let target = authorized(cache, uri, &identity, |_| verb)?;
+    let target = authorized(shared, uri, &identity, |_| verb)?;
     if target.part == Part::Binding {
         return Err(method_not_allowed());
     }
@@ -441,7 +441,7 @@ async fn put_any(
     respond(
         async {
             let (target, name, options) =
-                written(&shared.cache, &uri, identity, "update", (&query, &headers))?;
+                written(&shared, &uri, identity, "update", (&query, &headers))?;
             let given = writes::parse_body(target.part, target.place.resource, &headers, &body)?;
             let edit = |_current: Value| Ok(given.clone());
             writes::change(&shared, &target.place, &name, (target.part, &options), edit).await
@@ -463,7 +463,7 @@ async fn patch_any(
     respond(
         async {
             let (target, name, options) =
-                written(&shared.cache, &uri, identity, "patch", (&query, &headers))?;
+                written(&shared, &uri, identity, "patch", (&query, &headers))?;
             if options.manager.applying && target.part == Part::Whole {
                 return writes::apply(&shared, &target.place, &name, &options, &body).await;
             }
@@ -491,7 +491,7 @@ async fn delete_any(
 ) -> Response {
     respond(
         async {
-            let target = authorized(&shared.cache, &uri, &identity, |_| "delete")?;
+            let target = authorized(&shared, &uri, &identity, |_| "delete")?;
             let name = target.name.ok_or_else(method_not_allowed)?;
             if target.part != Part::Whole {
                 return Err(method_not_allowed());

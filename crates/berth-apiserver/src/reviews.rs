@@ -146,7 +146,7 @@ fn may_review(
         namespace: None,
         name: None,
     };
-    crate::auth::require(&shared.cache, identity, access)
+    crate::auth::require(shared, identity, access)
 }
 
 /// Whether a token is live and for whom, as servers that delegate authentication ask
@@ -209,13 +209,13 @@ fn decide(shared: &Shared, identity: &Identity, spec: &Value) -> Value {
             namespace: attributes.namespace.as_deref().filter(|n| !n.is_empty()),
             name: attributes.name.as_deref().filter(|n| !n.is_empty()),
         };
-        crate::auth::authorize(&shared.cache, identity, access)
+        crate::auth::authorize(shared, identity, access)
     } else if let Ok(attributes) =
         serde_json::from_value::<NonResourceAttributes>(spec["nonResourceAttributes"].clone())
     {
         let path = attributes.path.unwrap_or_default();
         let verb = attributes.verb.unwrap_or_default();
-        crate::auth::authorize_path(&shared.cache, identity, &verb, &path)
+        crate::auth::authorize_path(shared, identity, &verb, &path)
     } else {
         false
     };
@@ -243,9 +243,9 @@ async fn self_subject_rules_review(
     let namespace = review["spec"]["namespace"]
         .as_str()
         .filter(|n| !n.is_empty());
-    let rules = rbac::rules_for(&shared.cache, &identity.info(), namespace);
-    let (resource, non_resource): (Vec<PolicyRule>, Vec<PolicyRule>) = rules
-        .into_iter()
+    let rules = rbac::rules_for(&shared, &identity.info(), namespace);
+    let (resource, non_resource): (Vec<&PolicyRule>, Vec<&PolicyRule>) = rules
+        .iter()
         .partition(|rule| rule.non_resource_urls.as_ref().is_none_or(Vec::is_empty));
     let resource_rules: Vec<Value> = resource
         .iter()

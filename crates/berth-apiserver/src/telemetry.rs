@@ -134,7 +134,7 @@ async fn metrics(
     State(shared): State<Arc<Shared>>,
     Extension(identity): Extension<Identity>,
 ) -> Response {
-    if !crate::auth::authorize_path(&shared.cache, &identity, "get", "/metrics") {
+    if !crate::auth::authorize_path(&shared, &identity, "get", "/metrics") {
         return crate::status::Status::new(
             StatusCode::FORBIDDEN,
             "Forbidden",

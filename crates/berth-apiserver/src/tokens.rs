@@ -5,8 +5,9 @@
 //! exists, and verifiable by anyone through OIDC discovery
 //! (`/.well-known/openid-configuration`, `/openid/v1/jwks`).
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -37,6 +38,9 @@ const DEFAULT_EXPIRATION: i64 = 3600;
 /// The shortest life a request may ask for.
 const SHORTEST_EXPIRATION: i64 = 600;
 
+/// How many verified tokens the server remembers before it starts afresh.
+const VERIFIED_CAPACITY: usize = 1_024;
+
 /// The server's signing key and what verifiers need of it.
 pub(crate) struct Signer {
     encoding: EncodingKey,
@@ -45,6 +49,9 @@ pub(crate) struct Signer {
     /// The public point's coordinates, base64url, for the JWKS.
     x: String,
     y: String,
+    /// Tokens whose signature and issuer were checked, with their claims: verifying
+    /// an ES256 signature costs more than the rest of a request.
+    verified: Mutex<HashMap<String, Arc<Claims>>>,
 }
 
 /// A token's claims, kube-apiserver's names.
@@ -77,6 +84,13 @@ struct KubernetesClaims {
 struct Reference {
     name: String,
     uid: String,
+}
+
+/// Seconds since the Unix epoch, as JWT claims count time.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn base64url(bytes: &[u8]) -> String {
@@ -124,6 +138,7 @@ impl Signer {
             key_id,
             x,
             y,
+            verified: Mutex::default(),
         })
     }
 
@@ -141,14 +156,39 @@ impl Signer {
 
     /// The claims of a token this server signed for one of `audiences`, if it has not
     /// expired.
-    fn verify(&self, token: &str, audiences: &[&str]) -> Option<Claims> {
+    fn verify(&self, token: &str, audiences: &[&str]) -> Option<Arc<Claims>> {
+        let claims = self.signed(token)?;
+        let now = unix_now();
+        let current = claims.nbf <= now && now <= claims.exp;
+        let meant = claims.aud.iter().any(|a| audiences.contains(&a.as_str()));
+        (current && meant).then_some(claims)
+    }
+
+    /// The claims of a token this server signed, its signature checked once.
+    fn signed(&self, token: &str) -> Option<Arc<Claims>> {
+        let verified = || {
+            self.verified
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(claims) = verified().get(token) {
+            return Some(Arc::clone(claims));
+        }
         let mut validation = Validation::new(Algorithm::ES256);
-        validation.set_audience(audiences);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
         validation.set_issuer(&[ISSUER]);
-        validation.leeway = 0;
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-            .ok()
-            .map(|data| data.claims)
+        let claims = Arc::new(
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+                .ok()?
+                .claims,
+        );
+        let mut verified = verified();
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(token.to_string(), Arc::clone(&claims));
+        Some(claims)
     }
 
     /// Who a bearer token stands for, if it is a live ServiceAccount token of this
@@ -245,9 +285,7 @@ pub(crate) async fn request(
             ));
         }
     }
-    let issued = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let issued = unix_now();
     let at = |second: i64| {
         k8s_openapi::jiff::Timestamp::from_second(second)
             .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time)

@@ -249,7 +249,7 @@ pub(crate) async fn create(
     let admitted = resource.admit(object, options.validation)?;
     let mut object = admitted.object;
     touchable(&options.identity, resource, &object)?;
-    crate::rbac::check_write(&shared.cache, &options.identity, resource, (None, &object))?;
+    crate::rbac::check_write(shared, &options.identity, resource, (None, &object))?;
     let namespace = place.namespace.as_deref().unwrap_or_default();
     if resource.kind == "Pod" {
         crate::accounts::admit(shared, &mut object)?;
@@ -303,7 +303,7 @@ pub(crate) async fn change(
         let mut object = objects::carry_over(admitted.object, &current, resource.has_status);
         touchable(&options.identity, resource, &object)?;
         let change = (Some(&current), &object);
-        crate::rbac::check_write(&shared.cache, &options.identity, resource, change)?;
+        crate::rbac::check_write(shared, &options.identity, resource, change)?;
         if !options.manager.applying {
             let (manager, api_version) = (&options.manager.name, resource.api_version());
             managed::record_update(Some(&current), &mut object, manager, &api_version);

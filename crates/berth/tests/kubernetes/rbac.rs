@@ -7,7 +7,7 @@
 use std::process::Output;
 use std::time::Duration;
 
-use crate::server::Server;
+use crate::server::{Server, poll_kubectl};
 
 const OPERATOR: &str = r#"apiVersion: v1
 kind: Namespace
@@ -192,6 +192,29 @@ fn rbac_roles_and_bindings_decide_what_accounts_users_and_groups_may_do() {
     };
     assert_eq!(can_i(&["create", "configmaps", "-n", "ops"]), "yes");
     assert_eq!(can_i(&["create", "configmaps", "-n", "default"]), "no");
+    // A binding made later counts as soon as the server has it, and stops counting
+    // when it is deleted: what the server remembers of the account's rules follows.
+    let can_create_in_default = ["auth", "can-i", "create", "configmaps", "-n", "default"];
+    let until_answer = |answer: &'static str| {
+        poll_kubectl(
+            as_operator,
+            &can_create_in_default,
+            (Duration::from_secs(10), |text: &str| text.trim() == answer),
+            String::new,
+        )
+    };
+    server.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "late",
+        "--clusterrole=edit",
+        "--serviceaccount=ops:operator",
+        "-n",
+        "default",
+    ]);
+    until_answer("yes");
+    server.kubectl_ok(&["delete", "rolebinding", "late", "-n", "default"]);
+    until_answer("no");
     assert_eq!(
         can_i(&["update", "leases/operator-leader", "-n", "ops"]),
         "yes"

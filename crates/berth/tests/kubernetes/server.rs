@@ -151,7 +151,6 @@ impl Server {
         poll_kubectl(|args| self.kubectl(args), args, (limit, done), log)
     }
 
-    /// The admin's bearer token.
     /// The message of the latest event with `reason` about the object named `name`,
     /// once there is one.
     pub fn event_message(&self, name: &str, reason: &str) -> String {
@@ -170,6 +169,7 @@ impl Server {
         )
     }
 
+    /// The admin's bearer token.
     pub fn admin_token(&self) -> String {
         std::fs::read_to_string(self.scratch.path().join("data/admin-token"))
             .unwrap()
