@@ -403,7 +403,7 @@ pub(crate) fn node_may_read(
     let Identity::Node(node) = identity else {
         return Ok(());
     };
-    let plural = place.resource.plural;
+    let plural = place.resource.plural.as_str();
     let Some(kind) = berth_podrefs::Kind::of_plural(plural) else {
         return Ok(());
     };

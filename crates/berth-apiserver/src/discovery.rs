@@ -9,7 +9,8 @@ use axum::extract::State;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::resources::{RESOURCES, Resource, group_versions};
+use crate::registry::group_versions;
+use crate::resources::Resource;
 use crate::reviews::{AUTHORIZATION, AUTHORIZATION_RESOURCES};
 use crate::{KUBERNETES_VERSION, Shared};
 
@@ -49,11 +50,16 @@ async fn api_versions() -> Json<Value> {
     }))
 }
 
-async fn core_resources() -> Json<Value> {
-    Json(resource_list("", "v1"))
+async fn core_resources(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(resource_list(
+        &shared.registry.table(&shared.cache),
+        "",
+        "v1",
+    ))
 }
 
 async fn group_resources(
+    State(shared): State<Arc<Shared>>,
     axum::extract::Path((group, version)): axum::extract::Path<(String, String)>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
@@ -99,15 +105,19 @@ async fn group_resources(
         }))
         .into_response();
     }
-    if !group_versions().contains(&(group.as_str(), version.as_str())) {
+    let table = shared.registry.table(&shared.cache);
+    if !table
+        .iter()
+        .any(|r| r.group == group && r.version == version)
+    {
         return crate::resources::not_served().into_response();
     }
-    Json(resource_list(&group, &version)).into_response()
+    Json(resource_list(&table, &group, &version)).into_response()
 }
 
 /// The APIResourceList of one group version: each resource, then its subresources.
-fn resource_list(group: &str, version: &str) -> Value {
-    let resources: Vec<Value> = RESOURCES
+fn resource_list(table: &[Arc<Resource>], group: &str, version: &str) -> Value {
+    let resources: Vec<Value> = table
         .iter()
         .filter(|r| r.group == group && r.version == version)
         .flat_map(|r| {
@@ -141,28 +151,28 @@ struct Subresource {
     name: &'static str,
     /// The group and version of its kind, when not the resource's.
     group_version: Option<(&'static str, &'static str)>,
-    kind: &'static str,
+    kind: String,
     verbs: &'static [&'static str],
 }
 
 /// A resource's subresources as discovery lists them (`kubectl drain` looks for
 /// `pods/eviction` there before it evicts instead of deleting).
 fn subresources(resource: &Resource) -> Vec<Value> {
-    let sub = |name, group_version, kind, verbs| Subresource {
+    let sub = |name, group_version, kind: &str, verbs| Subresource {
         name,
         group_version,
-        kind,
+        kind: kind.to_string(),
         verbs,
     };
     let writable: &[&str] = &["get", "patch", "update"];
     let mut found = Vec::new();
     if resource.has_status {
-        found.push(sub("status", None, resource.kind, writable));
+        found.push(sub("status", None, &resource.kind, writable));
     }
-    if crate::writes::SCALABLE.contains(&resource.plural) {
+    if crate::writes::SCALABLE.contains(&resource.plural.as_str()) {
         found.push(sub("scale", Some(("autoscaling", "v1")), "Scale", writable));
     }
-    match resource.plural {
+    match resource.plural.as_str() {
         "pods" => {
             found.push(sub("binding", None, "Binding", &["create"]));
             found.push(sub(
@@ -205,13 +215,18 @@ const AUTHENTICATION: (&str, &str) = ("authentication.k8s.io", "v1");
 /// top` looks for it.
 const METRICS: (&str, &str) = ("metrics.k8s.io", "v1beta1");
 
-async fn groups() -> Json<Value> {
-    let groups: Vec<Value> = group_versions()
+async fn groups(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let unstored = [AUTHENTICATION, AUTHORIZATION, METRICS]
+        .map(|(group, version)| (group.to_string(), vec![version.to_string()]));
+    let groups: Vec<Value> = group_versions(&shared.registry.table(&shared.cache))
         .into_iter()
-        .chain([AUTHENTICATION, AUTHORIZATION, METRICS])
-        .map(|(group, version)| {
-            let version = json!({"groupVersion": format!("{group}/{version}"), "version": version});
-            json!({"name": group, "versions": [version], "preferredVersion": version})
+        .chain(unstored)
+        .map(|(group, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+                .collect();
+            json!({"name": group, "preferredVersion": versions[0], "versions": versions})
         })
         .collect();
     Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))

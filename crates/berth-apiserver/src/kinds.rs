@@ -100,10 +100,6 @@ pub(crate) fn admit<K: Schema>(
     object: Value,
     validation: FieldValidation,
 ) -> Result<Admitted, Status> {
-    let name = object["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
     let mut typed: K = serde_path_to_error::deserialize(object.clone()).map_err(|e| {
         let kind = qualified_kind.split('.').next().unwrap_or_default();
         Status::bad_request(format!(
@@ -116,36 +112,43 @@ pub(crate) fn admit<K: Schema>(
     let read = serde_json::to_value(&typed).unwrap_or_default();
     let mut unknown = Vec::new();
     unknown_fields(&object, &read, "", &mut unknown);
-    if validation == FieldValidation::Strict && !unknown.is_empty() {
-        let fields: Vec<String> = unknown
-            .iter()
-            .map(|f| format!("unknown field \"{f}\""))
-            .collect();
-        return Err(Status::bad_request(format!(
-            "strict decoding error: {}",
-            fields.join(", ")
-        )));
-    }
     typed.default_fields();
     let problems = typed.problems();
+    let admitted = serde_json::to_value(&typed).unwrap_or_default();
+    judge(qualified_kind, admitted, (unknown, problems), validation)
+}
+
+/// The verdict on an object read through its schema, given the fields the schema does
+/// not have and what is wrong with the rest: refused in kube-apiserver's words, or
+/// admitted with a warning per unknown field when the request asked for warnings.
+pub(crate) fn judge(
+    qualified_kind: &str,
+    object: Value,
+    (unknown, problems): (Vec<String>, Vec<String>),
+    validation: FieldValidation,
+) -> Result<Admitted, Status> {
+    let unknown: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    if validation == FieldValidation::Strict && !unknown.is_empty() {
+        let kind = qualified_kind.split('.').next().unwrap_or_default();
+        let version = object["apiVersion"].as_str().unwrap_or_default();
+        let version = version.rsplit('/').next().unwrap_or_default();
+        return Err(Status::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+            unknown.join(", ")
+        )));
+    }
     if !problems.is_empty() {
-        let message = match problems.as_slice() {
-            [one] => one.clone(),
-            many => format!("[{}]", many.join(", ")),
-        };
-        return Err(Status::invalid(qualified_kind, &name, message));
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        return Err(Status::invalid_fields(qualified_kind, name, &problems));
     }
     let warnings = match validation {
-        FieldValidation::Warn => unknown
-            .iter()
-            .map(|f| format!("unknown field \"{f}\""))
-            .collect(),
+        FieldValidation::Warn => unknown,
         _ => Vec::new(),
     };
-    Ok(Admitted {
-        object: serde_json::to_value(&typed).unwrap_or_default(),
-        warnings,
-    })
+    Ok(Admitted { object, warnings })
 }
 
 /// Adds `K`'s schema to `generator`; its name among the generator's definitions.
@@ -914,7 +917,7 @@ mod tests {
         let message = admit_as::<ConfigMap>(cm.clone(), FieldValidation::Strict).unwrap_err();
         assert_eq!(
             message,
-            "strict decoding error: unknown field \"dat\", unknown field \"metadata.colour\""
+            "Kind in version \"v1\" cannot be handled as a Kind: strict decoding error: unknown field \"dat\", unknown field \"metadata.colour\""
         );
         let admitted = admit::<ConfigMap>("ConfigMap", cm, FieldValidation::Warn).unwrap();
         assert_eq!(admitted.warnings.len(), 2);

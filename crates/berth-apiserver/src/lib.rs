@@ -11,6 +11,7 @@ use std::sync::Arc;
 mod accounts;
 mod auth;
 mod cache;
+mod custom;
 mod discovery;
 mod disruption;
 mod kinds;
@@ -25,6 +26,7 @@ mod priorities;
 mod protobuf;
 mod quota;
 mod rbac;
+mod registry;
 mod resources;
 mod reviews;
 mod scrapes;
@@ -40,7 +42,6 @@ mod writes;
 pub use auth::client_kubeconfig;
 pub use metrics::{CPU_USAGE, MEMORY_USAGE};
 pub use pki::{Pki, issue_client_certificate};
-pub use resources::{RESOURCES, Resource};
 
 /// The address `berth server` listens on when none is given (kube-apiserver's secure port).
 pub const DEFAULT_BIND: &str = "127.0.0.1:6443";
@@ -108,6 +109,8 @@ pub(crate) struct Shared {
     pub(crate) telemetry: telemetry::Telemetry,
     /// RBAC's rules per user and namespace, kept while no role or binding changes.
     pub(crate) rules: rbac::Rules,
+    /// The resources served: Kubernetes' own and those of CustomResourceDefinitions.
+    pub(crate) registry: registry::Registry,
 }
 
 /// Runs the server until `shutdown` completes.
@@ -162,6 +165,7 @@ pub async fn run(
         tls_dir,
         telemetry: telemetry::Telemetry::default(),
         rules: rbac::Rules::new(rbac::POLICY_DIRECTORIES),
+        registry: registry::Registry::default(),
     });
     tokio::spawn(scrapes::run(Arc::clone(&shared)));
     let router = discovery::routes()

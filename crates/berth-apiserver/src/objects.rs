@@ -142,13 +142,13 @@ pub(crate) fn prepare_create(
         (_, Some(base)) if !base.is_empty() => format!("{base}{}", random_suffix()?),
         _ => {
             return Err(Status::invalid(
-                resource.kind,
+                &resource.kind,
                 "",
                 "metadata.name: Required value: name or generateName is required",
             ));
         }
     };
-    check_name(resource, &name).map_err(|m| Status::invalid(resource.kind, &name, m))?;
+    check_name(resource, &name).map_err(|m| Status::invalid(&resource.kind, &name, m))?;
     check_namespace(&mut object, namespace)?;
     let metadata = &mut object["metadata"];
     metadata["name"] = json!(name);
@@ -182,7 +182,7 @@ pub(crate) fn prepare_update(
         None | Some("") => 0,
         Some(text) => text.parse().map_err(|_| {
             Status::invalid(
-                resource.kind,
+                &resource.kind,
                 name,
                 format!("metadata.resourceVersion: Invalid value: \"{text}\": must be the resourceVersion the server gave"),
             )
@@ -339,7 +339,7 @@ pub(crate) async fn ensure_system_objects(store: &dyn berth_store::Store) -> cra
         let refused = |status: Status| {
             crate::Error::Setup(format!("a default object of {plural}: {status:?}"))
         };
-        let (key, object) = prepare_create(resource, None, object, &prefix).map_err(refused)?;
+        let (key, object) = prepare_create(&resource, None, object, &prefix).map_err(refused)?;
         let admitted = resource
             .admit(object, crate::kinds::FieldValidation::Strict)
             .map_err(refused)?;
@@ -413,10 +413,10 @@ mod tests {
     fn names_must_be_dns_names() {
         let ns = crate::resources::resource("namespaces").expect("served");
         let cm = crate::resources::resource("configmaps").expect("served");
-        assert!(check_name(cm, "app.config-1").is_ok());
-        assert!(check_name(ns, "app.config").is_err());
-        assert!(check_name(cm, "Upper").is_err());
-        assert!(check_name(cm, "-x").is_err());
+        assert!(check_name(&cm, "app.config-1").is_ok());
+        assert!(check_name(&ns, "app.config").is_err());
+        assert!(check_name(&cm, "Upper").is_err());
+        assert!(check_name(&cm, "-x").is_err());
         assert_eq!(uid().map(|u| u.len()).ok(), Some(36));
         assert_eq!(random_suffix().map(|s| s.len()).ok(), Some(5));
     }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 
 use crate::Shared;
-use crate::resources::{RESOURCES, Resource, group_versions};
+use crate::registry::{Table, each_group_version};
+use crate::resources::{Definition, Resource};
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -26,13 +27,14 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
 /// The document's version: it changes only with the server's build.
 const HASH: &str = env!("CARGO_PKG_VERSION");
 
-async fn root() -> Json<Value> {
+async fn root(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let mut paths = Map::new();
     paths.insert(
         "api/v1".into(),
         json!({"serverRelativeURL": format!("/openapi/v3/api/v1?hash={HASH}")}),
     );
-    for (group, version) in group_versions() {
+    let table = shared.registry.table(&shared.cache);
+    for (group, version) in each_group_version(&table) {
         paths.insert(
             format!("apis/{group}/{version}"),
             json!({"serverRelativeURL": format!("/openapi/v3/apis/{group}/{version}?hash={HASH}")}),
@@ -61,29 +63,46 @@ fn operation(resource: &Resource, id: &str, with_body_checks: bool) -> Value {
     })
 }
 
-async fn core_v1() -> Json<Value> {
-    Json(document("", "v1"))
+async fn core_v1(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(document(&shared.registry.table(&shared.cache), "", "v1"))
 }
 
-async fn group_version(Path((group, version)): Path<(String, String)>) -> Json<Value> {
-    Json(document(&group, &version))
+async fn group_version(
+    State(shared): State<Arc<Shared>>,
+    Path((group, version)): Path<(String, String)>,
+) -> Json<Value> {
+    Json(document(
+        &shared.registry.table(&shared.cache),
+        &group,
+        &version,
+    ))
 }
 
-/// The paths of one group version's resources, and their kinds' schemas added to
-/// `generator` as (schema name, kind).
+/// A kind's schema in a document: its name, and for a custom kind the schema itself
+/// (a built-in kind's is in the generator).
+struct KindSchema {
+    name: String,
+    custom: Option<Value>,
+    kind: String,
+    group: String,
+    version: String,
+}
+
+/// The paths of one group version's resources, and their kinds' schemas (those of
+/// built-in kinds added to `generator`).
 fn paths_of(
-    group: &str,
-    version: &str,
+    table: &Table,
+    (group, version): (&str, &str),
     generator: &mut schemars::SchemaGenerator,
     paths: &mut Map<String, Value>,
-) -> Vec<(String, &'static str)> {
+) -> Vec<KindSchema> {
     let mut kinds = Vec::new();
     let root = if group.is_empty() {
         format!("/api/{version}")
     } else {
         format!("/apis/{group}/{version}")
     };
-    for resource in RESOURCES
+    for resource in table
         .iter()
         .filter(|r| r.group == group && r.version == version)
     {
@@ -108,20 +127,49 @@ fn paths_of(
                 "delete": operation(resource, "delete", false),
             }),
         );
-        kinds.push(((resource.schema)(generator), resource.kind));
+        kinds.push(kind_schema(resource, generator));
     }
     kinds
+}
+
+fn kind_schema(resource: &Resource, generator: &mut schemars::SchemaGenerator) -> KindSchema {
+    let (name, custom) = match &resource.definition {
+        Definition::BuiltIn { schema, .. } => (schema(generator), None),
+        Definition::Custom(version) => {
+            // kube-apiserver's name for it: the group reversed, `com.example.v1.CronTab`.
+            let group: Vec<&str> = resource.group.rsplit('.').collect();
+            let name = format!("{}.{}.{}", group.join("."), resource.version, resource.kind);
+            (name, Some(version.schema_json()))
+        }
+    };
+    KindSchema {
+        name,
+        custom,
+        kind: resource.kind.clone(),
+        group: resource.group.clone(),
+        version: resource.version.clone(),
+    }
 }
 
 /// The generator's schemas, each kind's tagged with its group, version and kind, which
 /// is how kubectl finds them.
 fn tagged_schemas(
     generator: &mut schemars::SchemaGenerator,
-    kinds: &[(String, &'static str, &str, &str)],
+    kinds: Vec<KindSchema>,
 ) -> Map<String, Value> {
     let mut schemas = generator.take_definitions(true);
-    for (name, kind, group, version) in kinds {
-        if let Some(schema) = schemas.get_mut(name).and_then(Value::as_object_mut) {
+    for KindSchema {
+        name,
+        custom,
+        kind,
+        group,
+        version,
+    } in kinds
+    {
+        if let Some(custom) = custom {
+            schemas.insert(name.clone(), custom);
+        }
+        if let Some(schema) = schemas.get_mut(&name).and_then(Value::as_object_mut) {
             schema.insert(
                 "x-kubernetes-group-version-kind".into(),
                 json!([{"group": group, "version": version, "kind": kind}]),
@@ -137,43 +185,41 @@ fn info() -> Value {
 }
 
 /// One group version's OpenAPI v3 document.
-fn document(group: &str, version: &str) -> Value {
+fn document(table: &Table, group: &str, version: &str) -> Value {
     let mut paths = Map::new();
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
-    let kinds: Vec<_> = paths_of(group, version, &mut generator, &mut paths)
-        .into_iter()
-        .map(|(name, kind)| (name, kind, group, version))
-        .collect();
+    let kinds = paths_of(table, (group, version), &mut generator, &mut paths);
     json!({
         "openapi": "3.0.0",
         "info": info(),
         "paths": paths,
-        "components": {"schemas": tagged_schemas(&mut generator, &kinds)},
+        "components": {"schemas": tagged_schemas(&mut generator, kinds)},
     })
 }
 
 /// `/openapi/v2`: every group version in one Swagger 2.0 document, for clients that
 /// predate OpenAPI v3 (served as JSON).
-async fn swagger() -> Json<Value> {
+async fn swagger(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let mut settings = schemars::generate::SchemaSettings::openapi3();
     settings.definitions_path = "/definitions".into();
     let mut generator = settings.into_generator();
     let mut paths = Map::new();
     let mut kinds = Vec::new();
-    let mut versions = vec![("", "v1")];
-    versions.extend(group_versions());
-    for (group, version) in versions {
-        let found = paths_of(group, version, &mut generator, &mut paths);
-        kinds.extend(
-            found
-                .into_iter()
-                .map(|(name, kind)| (name, kind, group, version)),
-        );
+    let table = shared.registry.table(&shared.cache);
+    let mut versions = vec![(String::new(), "v1".to_string())];
+    versions.extend(each_group_version(&table));
+    for (group, version) in &versions {
+        kinds.extend(paths_of(
+            &table,
+            (group, version),
+            &mut generator,
+            &mut paths,
+        ));
     }
     Json(json!({
         "swagger": "2.0",
         "info": info(),
         "paths": paths,
-        "definitions": tagged_schemas(&mut generator, &kinds),
+        "definitions": tagged_schemas(&mut generator, kinds),
     }))
 }

@@ -90,10 +90,12 @@ impl<'a> Kind<'a> {
     /// group's first label, the core group's `core`.
     fn message_name(&self) -> String {
         let package = match self.group.split('.').next() {
-            Some("") | None => "core",
-            Some(label) => label,
+            Some("") | None => "api.core".to_string(),
+            // Its types live with the apiextensions server, not in k8s.io/api.
+            Some("apiextensions") => "apiextensions_apiserver.pkg.apis.apiextensions".to_string(),
+            Some(label) => format!("api.{label}"),
         };
-        format!("k8s.io.api.{package}.{}.{}", self.version, self.name)
+        format!("k8s.io.{package}.{}.{}", self.version, self.name)
     }
 
     pub(crate) fn api_version(&self) -> String {

@@ -230,8 +230,8 @@ pub(crate) async fn charge(
     let counted = match (&pod, &claim) {
         (Some(pod), _) => berth_quota::Object::Pod(pod),
         (_, Some(claim)) => berth_quota::Object::Claim(claim),
-        _ if berth_quota::COUNTED.contains(&resource.plural) => {
-            berth_quota::Object::Other(resource.plural)
+        _ if let Some(plural) = berth_quota::COUNTED.iter().find(|p| **p == resource.plural) => {
+            berth_quota::Object::Other(plural)
         }
         _ => return Ok(()),
     };

@@ -201,16 +201,17 @@ pub(crate) fn bootstrap_policy() -> impl Iterator<Item = (&'static str, Value)> 
 /// Reading every served resource but secrets, in every group.
 fn view_cluster_role() -> Value {
     let mut groups: Vec<&str> = Vec::new();
-    for resource in crate::resources::RESOURCES {
-        if !groups.contains(&resource.group) {
-            groups.push(resource.group);
+    let served = crate::resources::BUILT_IN.iter();
+    for resource in served.clone() {
+        if !groups.contains(&resource.group.as_str()) {
+            groups.push(&resource.group);
         }
     }
     let mut rules: Vec<Value> = groups
         .iter()
         .map(|group| {
-            let resources = crate::resources::RESOURCES
-                .iter()
+            let resources = served
+                .clone()
                 .filter(|r| r.group == *group && r.plural != "secrets")
                 .flat_map(|r| [r.plural.to_string(), format!("{}/status", r.plural)])
                 .collect::<Vec<String>>();
@@ -391,10 +392,14 @@ pub(crate) fn check_write(
 ) -> Result<(), Status> {
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
     let namespace = object["metadata"]["namespace"].as_str();
-    let (granted, verb, role): (Vec<PolicyRule>, _, _) = match resource.kind {
+    let (granted, verb, role): (Vec<PolicyRule>, _, _) = match resource.kind.as_str() {
         "Role" | "ClusterRole" => {
             let rules = serde_json::from_value(object["rules"].clone()).unwrap_or_default();
-            (rules, "escalate", (resource.plural, name.to_string()))
+            (
+                rules,
+                "escalate",
+                (resource.plural.as_str(), name.to_string()),
+            )
         }
         "RoleBinding" | "ClusterRoleBinding" => {
             if let Some(current) = current

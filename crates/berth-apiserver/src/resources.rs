@@ -1,10 +1,10 @@
 //! The served resources and their REST verbs: one set of handlers for every resource,
-//! namespaced or not, driven by the [`RESOURCES`] table. Objects are kept as JSON under
+//! namespaced or not, driven by the registry's table (crate::registry). Objects are kept as JSON under
 //! `/registry/<plural>/[<namespace>/]<name>`, as kube-apiserver keeps them in etcd; their
 //! resourceVersion is the store revision of their last change.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -28,6 +28,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1 as rbac;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1 as storage;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
 use crate::Shared;
 use crate::auth::Identity;
@@ -37,57 +38,73 @@ use crate::selectors::Selection;
 use crate::status::Status;
 use crate::writes::{self, DeleteOptions, Part, WriteOptions};
 
-/// A resource the server serves.
+/// A resource the server serves: one of Kubernetes' own kinds, or a version of a
+/// CustomResourceDefinition's — a runtime value either way, looked up in the
+/// [`crate::registry::Registry`].
 #[derive(Debug)]
-pub struct Resource {
+pub(crate) struct Resource {
     /// Its API group: empty for the core group.
-    pub group: &'static str,
+    pub(crate) group: String,
     /// Its version: `v1`, `v2`.
-    pub version: &'static str,
+    pub(crate) version: String,
     /// The URL name: `configmaps`.
-    pub plural: &'static str,
+    pub(crate) plural: String,
     /// `configmap`.
-    pub singular: &'static str,
+    pub(crate) singular: String,
     /// `ConfigMap`.
-    pub kind: &'static str,
+    pub(crate) kind: String,
     /// Whether its objects live in namespaces.
-    pub namespaced: bool,
+    pub(crate) namespaced: bool,
     /// kubectl's short names: `cm`.
-    pub short_names: &'static [&'static str],
+    pub(crate) short_names: Vec<String>,
     /// Whether only its `/status` subresource changes its status.
-    pub has_status: bool,
+    pub(crate) has_status: bool,
     /// Which names its objects may have.
-    pub name_rule: kinds::NameRule,
+    pub(crate) name_rule: kinds::NameRule,
     /// Its categories: `all` for the workloads `kubectl get all` lists.
-    pub categories: &'static [&'static str],
-    admit: kinds::Admit,
-    /// Adds the kind's OpenAPI schema (and those it refers to) to a generator; the
-    /// schema's name: `io.k8s.api.apps.v1.Deployment`.
-    pub(crate) schema: fn(&mut schemars::SchemaGenerator) -> String,
+    pub(crate) categories: Vec<String>,
+    /// Where its objects are stored: `/registry/configmaps/`.
+    pub(crate) directory: String,
+    /// What its objects are read through.
+    pub(crate) definition: Definition,
+}
+
+/// What a resource's objects are read, checked and printed through.
+#[derive(Debug)]
+pub(crate) enum Definition {
+    /// One of Kubernetes' kinds, through its k8s-openapi type.
+    BuiltIn {
+        admit: kinds::Admit,
+        /// Adds the kind's OpenAPI schema (and those it refers to) to a generator; the
+        /// schema's name: `io.k8s.api.apps.v1.Deployment`.
+        schema: fn(&mut schemars::SchemaGenerator) -> String,
+    },
+    /// A version of a CustomResourceDefinition, through its structural schema.
+    Custom(Arc<crate::custom::Version>),
 }
 
 impl Resource {
     /// `v1` or `apps/v1`, as apiVersion fields say it.
-    pub fn api_version(&self) -> String {
+    pub(crate) fn api_version(&self) -> String {
         if self.group.is_empty() {
-            self.version.to_string()
+            self.version.clone()
         } else {
             format!("{}/{}", self.group, self.version)
         }
     }
 
     /// `Deployment.apps`, as kube-apiserver's messages name a kind.
-    pub fn qualified_kind(&self) -> String {
+    pub(crate) fn qualified_kind(&self) -> String {
         if self.group.is_empty() {
-            self.kind.to_string()
+            self.kind.clone()
         } else {
             format!("{}.{}", self.kind, self.group)
         }
     }
 
     /// Which message a protobuf body for this resource holds.
-    pub(crate) fn protobuf_kind(&self) -> crate::protobuf::Kind<'static> {
-        crate::protobuf::Kind::new(self.group, self.version, self.kind)
+    pub(crate) fn protobuf_kind(&self) -> crate::protobuf::Kind<'_> {
+        crate::protobuf::Kind::new(&self.group, &self.version, &self.kind)
     }
 
     /// `object` read through the kind's schema: typed, defaulted and checked.
@@ -96,98 +113,114 @@ impl Resource {
         object: Value,
         validation: FieldValidation,
     ) -> Result<Admitted, Status> {
-        (self.admit)(&self.qualified_kind(), object, validation)
+        match &self.definition {
+            Definition::BuiltIn { admit, .. } => admit(&self.qualified_kind(), object, validation),
+            Definition::Custom(version) => version.admit(self, object, validation),
+        }
+    }
+
+    /// The version of a CustomResourceDefinition this resource is, if it is one.
+    pub(crate) fn custom(&self) -> Option<&crate::custom::Version> {
+        match &self.definition {
+            Definition::Custom(version) => Some(version),
+            Definition::BuiltIn { .. } => None,
+        }
     }
 }
 
 macro_rules! resource {
     ($type:ty, $singular:expr, $namespaced:expr, [$($short:expr),*]) => {
         Resource {
-            group: <$type as k8s_openapi::Resource>::GROUP,
-            version: <$type as k8s_openapi::Resource>::VERSION,
-            plural: <$type as k8s_openapi::Resource>::URL_PATH_SEGMENT,
-            singular: $singular,
-            kind: <$type as k8s_openapi::Resource>::KIND,
+            group: <$type as k8s_openapi::Resource>::GROUP.to_string(),
+            version: <$type as k8s_openapi::Resource>::VERSION.to_string(),
+            plural: <$type as k8s_openapi::Resource>::URL_PATH_SEGMENT.to_string(),
+            singular: $singular.to_string(),
+            kind: <$type as k8s_openapi::Resource>::KIND.to_string(),
             namespaced: $namespaced,
-            short_names: &[$($short),*],
+            short_names: vec![$($short.to_string()),*],
             has_status: <$type as Schema>::HAS_STATUS,
             name_rule: <$type as Schema>::NAME_RULE,
-            categories: <$type as Schema>::CATEGORIES,
-            admit: kinds::admit::<$type>,
-            schema: kinds::schema_of::<$type>,
+            categories: <$type as Schema>::CATEGORIES.iter().map(|c| c.to_string()).collect(),
+            directory: format!("/registry/{}/", <$type as k8s_openapi::Resource>::URL_PATH_SEGMENT),
+            definition: Definition::BuiltIn {
+                admit: kinds::admit::<$type>,
+                schema: kinds::schema_of::<$type>,
+            },
         }
     };
 }
 
-/// The resources served, each read through its k8s-openapi type (crate::kinds).
-pub const RESOURCES: &[Resource] = &[
-    resource!(core::Namespace, "namespace", false, ["ns"]),
-    resource!(core::ConfigMap, "configmap", true, ["cm"]),
-    resource!(core::Secret, "secret", true, []),
-    resource!(core::Pod, "pod", true, ["po"]),
-    resource!(core::Service, "service", true, ["svc"]),
-    resource!(core::Endpoints, "endpoints", true, ["ep"]),
-    resource!(core::Node, "node", false, ["no"]),
-    resource!(core::Event, "event", true, ["ev"]),
-    resource!(core::ServiceAccount, "serviceaccount", true, ["sa"]),
-    resource!(core::PersistentVolume, "persistentvolume", false, ["pv"]),
-    resource!(core::ResourceQuota, "resourcequota", true, ["quota"]),
-    resource!(core::LimitRange, "limitrange", true, ["limits"]),
-    resource!(
-        core::PersistentVolumeClaim,
-        "persistentvolumeclaim",
-        true,
-        ["pvc"]
-    ),
-    resource!(apps::Deployment, "deployment", true, ["deploy"]),
-    resource!(apps::ReplicaSet, "replicaset", true, ["rs"]),
-    resource!(apps::DaemonSet, "daemonset", true, ["ds"]),
-    resource!(apps::StatefulSet, "statefulset", true, ["sts"]),
-    resource!(apps::ControllerRevision, "controllerrevision", true, []),
-    resource!(batch::Job, "job", true, []),
-    resource!(batch::CronJob, "cronjob", true, ["cj"]),
-    resource!(
-        HorizontalPodAutoscaler,
-        "horizontalpodautoscaler",
-        true,
-        ["hpa"]
-    ),
-    resource!(Lease, "lease", true, []),
-    resource!(EndpointSlice, "endpointslice", true, []),
-    resource!(PriorityClass, "priorityclass", false, ["pc"]),
-    resource!(storage::StorageClass, "storageclass", false, ["sc"]),
-    resource!(core::PodTemplate, "podtemplate", true, []),
-    resource!(networking::Ingress, "ingress", true, ["ing"]),
-    resource!(networking::IngressClass, "ingressclass", false, []),
-    resource!(networking::NetworkPolicy, "networkpolicy", true, ["netpol"]),
-    resource!(RuntimeClass, "runtimeclass", false, []),
-    resource!(PodDisruptionBudget, "poddisruptionbudget", true, ["pdb"]),
-    resource!(storage::CSIDriver, "csidriver", false, []),
-    resource!(storage::VolumeAttachment, "volumeattachment", false, []),
-    resource!(rbac::ClusterRole, "clusterrole", false, []),
-    resource!(rbac::ClusterRoleBinding, "clusterrolebinding", false, []),
-    resource!(rbac::Role, "role", true, []),
-    resource!(rbac::RoleBinding, "rolebinding", true, []),
-];
+/// Kubernetes' kinds the server serves, each read through its k8s-openapi type
+/// (crate::kinds); CustomResourceDefinitions add theirs in the registry.
+pub(crate) static BUILT_IN: LazyLock<Vec<Arc<Resource>>> = LazyLock::new(|| {
+    [
+        resource!(core::Namespace, "namespace", false, ["ns"]),
+        resource!(core::ConfigMap, "configmap", true, ["cm"]),
+        resource!(core::Secret, "secret", true, []),
+        resource!(core::Pod, "pod", true, ["po"]),
+        resource!(core::Service, "service", true, ["svc"]),
+        resource!(core::Endpoints, "endpoints", true, ["ep"]),
+        resource!(core::Node, "node", false, ["no"]),
+        resource!(core::Event, "event", true, ["ev"]),
+        resource!(core::ServiceAccount, "serviceaccount", true, ["sa"]),
+        resource!(core::PersistentVolume, "persistentvolume", false, ["pv"]),
+        resource!(core::ResourceQuota, "resourcequota", true, ["quota"]),
+        resource!(core::LimitRange, "limitrange", true, ["limits"]),
+        resource!(
+            core::PersistentVolumeClaim,
+            "persistentvolumeclaim",
+            true,
+            ["pvc"]
+        ),
+        resource!(apps::Deployment, "deployment", true, ["deploy"]),
+        resource!(apps::ReplicaSet, "replicaset", true, ["rs"]),
+        resource!(apps::DaemonSet, "daemonset", true, ["ds"]),
+        resource!(apps::StatefulSet, "statefulset", true, ["sts"]),
+        resource!(apps::ControllerRevision, "controllerrevision", true, []),
+        resource!(batch::Job, "job", true, []),
+        resource!(batch::CronJob, "cronjob", true, ["cj"]),
+        resource!(
+            HorizontalPodAutoscaler,
+            "horizontalpodautoscaler",
+            true,
+            ["hpa"]
+        ),
+        resource!(Lease, "lease", true, []),
+        resource!(EndpointSlice, "endpointslice", true, []),
+        resource!(PriorityClass, "priorityclass", false, ["pc"]),
+        resource!(storage::StorageClass, "storageclass", false, ["sc"]),
+        resource!(core::PodTemplate, "podtemplate", true, []),
+        resource!(networking::Ingress, "ingress", true, ["ing"]),
+        resource!(networking::IngressClass, "ingressclass", false, []),
+        resource!(networking::NetworkPolicy, "networkpolicy", true, ["netpol"]),
+        resource!(RuntimeClass, "runtimeclass", false, []),
+        resource!(PodDisruptionBudget, "poddisruptionbudget", true, ["pdb"]),
+        resource!(storage::CSIDriver, "csidriver", false, []),
+        resource!(storage::VolumeAttachment, "volumeattachment", false, []),
+        resource!(rbac::ClusterRole, "clusterrole", false, []),
+        resource!(rbac::ClusterRoleBinding, "clusterrolebinding", false, []),
+        resource!(rbac::Role, "role", true, []),
+        resource!(rbac::RoleBinding, "rolebinding", true, []),
+        resource!(
+            CustomResourceDefinition,
+            "customresourcedefinition",
+            false,
+            ["crd", "crds"]
+        ),
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect()
+});
 
-/// The group versions served besides the core `v1`, in discovery order.
-pub(crate) fn group_versions() -> Vec<(&'static str, &'static str)> {
-    let mut seen: Vec<(&str, &str)> = Vec::new();
-    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
-        if !seen.contains(&(r.group, r.version)) {
-            seen.push((r.group, r.version));
-        }
-    }
-    seen
-}
-
-/// The resource served under `plural`, in whichever group (plurals do not repeat).
-pub(crate) fn resource(plural: &str) -> Result<&'static Resource, Status> {
-    find(RESOURCES.iter().find(|r| r.plural == plural))
-}
-
-fn find(found: Option<&'static Resource>) -> Result<&'static Resource, Status> {
-    found.ok_or_else(not_served)
+/// The built-in resource served under `plural`, in whichever group (their plurals do
+/// not repeat).
+pub(crate) fn resource(plural: &str) -> Result<Arc<Resource>, Status> {
+    BUILT_IN
+        .iter()
+        .find(|r| r.plural == plural)
+        .cloned()
+        .ok_or_else(not_served)
 }
 
 /// The 404 of a path that names nothing the server serves.
@@ -217,7 +250,7 @@ type Shared_ = State<Arc<Shared>>;
 
 /// Where a request points: a resource, and for namespaced ones a namespace.
 pub(crate) struct Place {
-    pub(crate) resource: &'static Resource,
+    pub(crate) resource: Arc<Resource>,
     pub(crate) namespace: Option<String>,
 }
 
@@ -225,8 +258,8 @@ impl Place {
     /// The store prefix of the objects in this place.
     pub(crate) fn prefix(&self) -> String {
         match &self.namespace {
-            Some(namespace) => format!("/registry/{}/{namespace}/", self.resource.plural),
-            None => format!("/registry/{}/", self.resource.plural),
+            Some(namespace) => format!("{}{namespace}/", self.resource.directory),
+            None => self.resource.directory.clone(),
         }
     }
 }
@@ -240,7 +273,7 @@ struct Target {
 
 /// A request's path read as Kubernetes lays paths out:
 /// `[namespaces/NS/]PLURAL[/NAME[/SUBRESOURCE]]` under `/api/v1` or `/apis/GROUP/VERSION`.
-fn place_of(uri: &axum::http::Uri) -> Result<Target, Status> {
+async fn place_of(shared: &Shared, uri: &axum::http::Uri) -> Result<Target, Status> {
     let path = uri.path();
     let (group, version, rest) = match path.strip_prefix("/api/v1/") {
         Some(rest) => ("", "v1", rest),
@@ -259,18 +292,17 @@ fn place_of(uri: &axum::http::Uri) -> Result<Target, Status> {
         [plural, object @ ..] => (None, *plural, object),
         [] => return Err(not_served()),
     };
-    let resource = find(
-        RESOURCES
-            .iter()
-            .find(|r| r.group == group && r.version == version && r.plural == plural),
-    )?;
+    let resource = shared
+        .registry
+        .find(shared, (group, version, plural))
+        .await?;
     if resource.namespaced != namespace.is_some() && !object.is_empty() || object.len() > 2 {
         return Err(not_served());
     }
     if namespace.is_some() && !resource.namespaced {
         return Err(not_served());
     }
-    let part = Part::of(resource, object.get(1).copied()).ok_or_else(not_served)?;
+    let part = Part::of(&resource, object.get(1).copied()).ok_or_else(not_served)?;
     Ok(Target {
         place: Place {
             resource,
@@ -283,13 +315,13 @@ fn place_of(uri: &axum::http::Uri) -> Result<Target, Status> {
 
 /// What a request addresses, if its identity may `verb` there (for a node, as far as
 /// the Node authorizer's graph in the cache goes too).
-fn authorized(
+async fn authorized(
     shared: &Shared,
     uri: &axum::http::Uri,
     identity: &Identity,
     verb: impl FnOnce(&Option<String>) -> &'static str,
 ) -> Result<Target, Status> {
-    let target = place_of(uri)?;
+    let target = place_of(shared, uri).await?;
     let verb = verb(&target.name);
     if target.part == Part::Log && verb != "get" {
         return Err(method_not_allowed());
@@ -300,8 +332,8 @@ fn authorized(
     let selected = uri.query().and_then(selected_name);
     let access = crate::auth::Access {
         verb,
-        group: place.resource.group,
-        plural: place.resource.plural,
+        group: &place.resource.group,
+        plural: &place.resource.plural,
         subresource: target.part.subresource(),
         namespace: place.namespace.as_deref(),
         name: target.name.as_deref().or(selected.as_deref()),
@@ -340,7 +372,7 @@ async fn get_any(
         (None, true) => "watch",
         (None, false) => "list",
     };
-    respond(match authorized(&shared, &uri, &identity, verb) {
+    respond(match authorized(&shared, &uri, &identity, verb).await {
         Ok(Target {
             part: Part::Binding,
             ..
@@ -362,7 +394,7 @@ async fn get_any(
                     Some(include) if part == Part::Whole => {
                         let revision = stored.mod_revision;
                         let table =
-                            crate::tables::table(place.resource, &[object], revision, include);
+                            crate::tables::table(&place.resource, &[object], revision, include);
                         Ok(json_response(StatusCode::OK, &table))
                     }
                     _ => Ok(json_response(StatusCode::OK, &object)),
@@ -383,16 +415,16 @@ async fn post_any(
 ) -> Response {
     respond(
         async {
-            let target = authorized(&shared, &uri, &identity, |_| "create")?;
+            let target = authorized(&shared, &uri, &identity, |_| "create").await?;
             if let (Some(name), Part::Token) = (&target.name, target.part) {
                 let request =
-                    writes::parse_body(Part::Token, target.place.resource, &headers, &body)?;
+                    writes::parse_body(Part::Token, &target.place.resource, &headers, &body)?;
                 return crate::tokens::request(&shared, &target.place, name, &identity, request)
                     .await;
             }
             if let (Some(name), Part::Eviction) = (&target.name, target.part) {
                 let eviction =
-                    writes::parse_body(Part::Eviction, target.place.resource, &headers, &body)?;
+                    writes::parse_body(Part::Eviction, &target.place.resource, &headers, &body)?;
                 return crate::disruption::evict(&shared, &target.place, name, &identity, eviction)
                     .await;
             }
@@ -403,7 +435,7 @@ async fn post_any(
             if target.name.is_some() {
                 return Err(method_not_allowed());
             }
-            let object = writes::parse_body(Part::Whole, target.place.resource, &headers, &body)?;
+            let object = writes::parse_body(Part::Whole, &target.place.resource, &headers, &body)?;
             writes::create(&shared, &target.place, &options, object).await
         }
         .await,
@@ -411,14 +443,14 @@ async fn post_any(
 }
 
 /// The object a PUT or PATCH addresses, and the options of its write.
-fn written(
+async fn written(
     shared: &Shared,
     uri: &axum::http::Uri,
     identity: Identity,
     verb: &'static str,
     (query, headers): (&HashMap<String, String>, &HeaderMap),
 ) -> Result<(Target, String, WriteOptions), Status> {
-    let target = authorized(shared, uri, &identity, |_| verb)?;
+    let target = authorized(shared, uri, &identity, |_| verb).await?;
     if target.part == Part::Binding {
         return Err(method_not_allowed());
     }
@@ -441,8 +473,8 @@ async fn put_any(
     respond(
         async {
             let (target, name, options) =
-                written(&shared, &uri, identity, "update", (&query, &headers))?;
-            let given = writes::parse_body(target.part, target.place.resource, &headers, &body)?;
+                written(&shared, &uri, identity, "update", (&query, &headers)).await?;
+            let given = writes::parse_body(target.part, &target.place.resource, &headers, &body)?;
             let edit = |_current: Value| Ok(given.clone());
             writes::change(&shared, &target.place, &name, (target.part, &options), edit).await
         }
@@ -463,11 +495,11 @@ async fn patch_any(
     respond(
         async {
             let (target, name, options) =
-                written(&shared, &uri, identity, "patch", (&query, &headers))?;
+                written(&shared, &uri, identity, "patch", (&query, &headers)).await?;
             if options.manager.applying && target.part == Part::Whole {
                 return writes::apply(&shared, &target.place, &name, &options, &body).await;
             }
-            let kind = target.place.resource.kind;
+            let kind = &target.place.resource.kind;
             // Without the current resourceVersion, a patch that names none is applied to
             // whatever is current, retried if another write lands in between.
             let edit = |current: Value| {
@@ -491,14 +523,18 @@ async fn delete_any(
 ) -> Response {
     respond(
         async {
-            let target = authorized(&shared, &uri, &identity, |_| "delete")?;
+            let target = authorized(&shared, &uri, &identity, |_| "delete").await?;
             let name = target.name.ok_or_else(method_not_allowed)?;
             if target.part != Part::Whole {
                 return Err(method_not_allowed());
             }
             let options = DeleteOptions::from_request(&query, &body, identity)?;
-            if target.place.resource.plural == "namespaces" {
-                delete_namespace_contents(&shared, &name).await?;
+            match target.place.resource.plural.as_str() {
+                "namespaces" => delete_namespace_contents(&shared, &name).await?,
+                "customresourcedefinitions" => {
+                    crate::custom::delete_objects(&shared, &name).await?
+                }
+                _ => {}
             }
             writes::delete(&shared, &target.place, &name, &options).await
         }
@@ -534,15 +570,15 @@ async fn list(
     }
     if let Some((entries, revision)) = from_cache(&shared, &place, &query).await? {
         let Some(include) = table else {
-            return Ok(list_body(place.resource, &entries, revision));
+            return Ok(list_body(&place.resource, &entries, revision));
         };
         let items: Vec<Value> = entries.iter().map(|e| e.object()).collect();
-        let table = crate::tables::table(place.resource, &items, revision, include);
+        let table = crate::tables::table(&place.resource, &items, revision, include);
         return Ok(json_response(StatusCode::OK, &table));
     }
     let (items, revision, next) = select(&shared, &place, &query).await?;
     let body = if let Some(include) = table {
-        crate::tables::table(place.resource, &items, revision, include)
+        crate::tables::table(&place.resource, &items, revision, include)
     } else {
         json!({
             "kind": format!("{}List", place.resource.kind),
@@ -575,14 +611,14 @@ async fn from_cache(
     {
         return Ok(None);
     }
-    let selection = Selection::parse(query, place.resource.kind)?;
+    let selection = Selection::parse(query, &place.resource.kind)?;
     // resourceVersion=0 takes any state; otherwise the latest is wanted.
     if query.get("resourceVersion").is_none_or(|v| v != "0") {
         let latest = shared
             .store
             .revision()
             .await
-            .map_err(|e| Status::from_store(e, place.resource.plural, ""))?;
+            .map_err(|e| Status::from_store(e, &place.resource.plural, ""))?;
         if !shared.cache.caught_up(latest).await {
             return Ok(None);
         }
@@ -620,7 +656,7 @@ async fn select(
     place: &Place,
     query: &HashMap<String, String>,
 ) -> Result<(Vec<Value>, i64, Option<String>), Status> {
-    let selection = Selection::parse(query, place.resource.kind)?;
+    let selection = Selection::parse(query, &place.resource.kind)?;
     let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
     let (mut cursor, mut revision) = match query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => continue_from(token)?,
@@ -633,7 +669,7 @@ async fn select(
             .store
             .list(&prefix, &cursor, limit, revision)
             .await
-            .map_err(|e| Status::from_store(e, place.resource.plural, ""))?;
+            .map_err(|e| Status::from_store(e, &place.resource.plural, ""))?;
         revision = page.revision;
         for kv in &page.items {
             cursor = kv.key.clone();
@@ -676,12 +712,12 @@ pub(crate) async fn current(
     name: &str,
 ) -> Result<(String, berth_store::KeyValue, Value), Status> {
     let key = format!("{}{name}", place.prefix());
-    let not_found = || Status::not_found(place.resource.plural, name);
+    let not_found = || Status::not_found(&place.resource.plural, name);
     let stored = shared
         .store
         .get(&key)
         .await
-        .map_err(|e| Status::from_store(e, place.resource.plural, name))?
+        .map_err(|e| Status::from_store(e, &place.resource.plural, name))?
         .ok_or_else(not_found)?;
     let object = objects::from_stored(&stored).ok_or_else(not_found)?;
     Ok((key, stored, object))
@@ -721,7 +757,7 @@ async fn delete_namespace_contents(shared: &Shared, namespace: &str) -> Result<(
     for (resource, kv) in in_namespace(shared, namespace).await? {
         match shared.store.delete(&kv.key, 0).await {
             Ok(_) | Err(berth_store::Error::NotFound(_)) => {}
-            Err(e) => return Err(Status::from_store(e, resource.plural, &kv.key)),
+            Err(e) => return Err(Status::from_store(e, &resource.plural, &kv.key)),
         }
     }
     Ok(())
@@ -731,16 +767,28 @@ async fn delete_namespace_contents(shared: &Shared, namespace: &str) -> Result<(
 pub(crate) async fn in_namespace(
     shared: &Shared,
     namespace: &str,
-) -> Result<Vec<(&'static Resource, berth_store::KeyValue)>, Status> {
+) -> Result<Vec<(Arc<Resource>, berth_store::KeyValue)>, Status> {
     let mut found = Vec::new();
-    for resource in RESOURCES.iter().filter(|r| r.namespaced) {
-        let prefix = format!("/registry/{}/{namespace}/", resource.plural);
+    let table = shared.registry.table(&shared.cache);
+    // A definition serves each version as a resource of its own, all stored together.
+    let mut directories: Vec<&str> = Vec::new();
+    for resource in table.iter().filter(|r| r.namespaced) {
+        if directories.contains(&resource.directory.as_str()) {
+            continue;
+        }
+        directories.push(&resource.directory);
+        let prefix = format!("{}{namespace}/", resource.directory);
         let listed = shared
             .store
             .list(&prefix, "", 0, 0)
             .await
-            .map_err(|e| Status::from_store(e, resource.plural, ""))?;
-        found.extend(listed.items.into_iter().map(|kv| (resource, kv)));
+            .map_err(|e| Status::from_store(e, &resource.plural, ""))?;
+        found.extend(
+            listed
+                .items
+                .into_iter()
+                .map(|kv| (Arc::clone(resource), kv)),
+        );
     }
     Ok(found)
 }

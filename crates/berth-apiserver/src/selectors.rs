@@ -95,7 +95,7 @@ impl LabelSelector {
 /// fields kube-apiserver lets clients select a kind's objects by.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FieldSelector {
-    kind: &'static str,
+    kind: String,
     terms: Vec<(String, String, bool)>,
 }
 
@@ -179,7 +179,7 @@ fn text(value: &Value, unset: &str) -> String {
 impl FieldSelector {
     /// Parses `text` for objects of `kind`; a field the kind does not offer is refused,
     /// as kube-apiserver refuses it.
-    pub(crate) fn parse(text: &str, kind: &'static str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str, kind: &str) -> Result<Self, String> {
         let mut terms_out = Vec::new();
         for term in terms(text) {
             let (path, value, equal) = if let Some((p, v)) = term.split_once("!=") {
@@ -198,14 +198,14 @@ impl FieldSelector {
             terms_out.push((path.to_string(), value.trim().to_string(), equal));
         }
         Ok(Self {
-            kind,
+            kind: kind.to_string(),
             terms: terms_out,
         })
     }
 
     /// Whether the object's fields meet every term.
     pub(crate) fn matches(&self, object: &Value) -> bool {
-        self.holds(|label| field_value(self.kind, label, object))
+        self.holds(|label| field_value(&self.kind, label, object))
     }
 
     /// Whether the fields `field` reads (as text, empty when absent) meet every term.
@@ -235,7 +235,7 @@ impl Selection {
     /// The `labelSelector` and `fieldSelector` of a query for objects of `kind`.
     pub(crate) fn parse(
         query: &std::collections::HashMap<String, String>,
-        kind: &'static str,
+        kind: &str,
     ) -> Result<Self, crate::status::Status> {
         let selector = |key: &str| query.get(key).map_or("", String::as_str);
         let bad = crate::status::Status::bad_request;

@@ -44,12 +44,39 @@ impl Status {
 
     /// An object that fails validation, the field named.
     pub(crate) fn invalid(kind: &str, name: &str, message: impl Into<String>) -> Self {
-        let message = message.into();
-        Self::new(
+        Self::invalid_fields(kind, name, &[message.into()])
+    }
+
+    /// An object `problems` (each `field: what is wrong`) make invalid, as
+    /// kube-apiserver reports it: one message, and each problem as a cause of the
+    /// details, which kubectl prints (`The CronTab "a" is invalid: spec.x: …`).
+    pub(crate) fn invalid_fields(qualified_kind: &str, name: &str, problems: &[String]) -> Self {
+        let message = match problems {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let mut status = Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",
-            format!("{kind} \"{name}\" is invalid: {message}"),
-        )
+            format!("{qualified_kind} \"{name}\" is invalid: {message}"),
+        );
+        let causes: Option<Vec<serde_json::Value>> = problems
+            .iter()
+            .map(|problem| {
+                let (field, message) = problem.split_once(": ")?;
+                (!field.contains(char::is_whitespace)).then(
+                    || json!({"reason": "FieldValueInvalid", "message": message, "field": field}),
+                )
+            })
+            .collect();
+        // Without a field for every problem, kubectl prints the message instead.
+        if let Some(causes) = causes {
+            let (kind, group) = qualified_kind
+                .split_once('.')
+                .unwrap_or((qualified_kind, ""));
+            status.details = json!({"name": name, "group": group, "kind": kind, "causes": causes});
+        }
+        status
     }
 
     /// Whether this is a 409 Conflict (a stale revision), not an AlreadyExists.

@@ -9,6 +9,8 @@ use std::time::SystemTime;
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceColumnDefinition;
+
 use crate::resources::Resource;
 use crate::status::Status;
 
@@ -342,27 +344,14 @@ pub(crate) fn table(
     revision: i64,
     include: Include,
 ) -> Value {
-    let columns = columns(resource.kind);
-    let definitions: Vec<Value> = columns
-        .iter()
-        .map(|c| {
-            json!({
-                "name": c.name,
-                "type": c.kind,
-                "format": if c.name == "Name" { "name" } else { "" },
-                "description": c.name,
-                "priority": u8::from(c.wide),
-            })
-        })
-        .collect();
+    let (definitions, cells) = match resource.custom() {
+        Some(version) => custom_columns(&version.columns),
+        None => built_in_columns(&resource.kind),
+    };
     let rows: Vec<Value> = items
         .iter()
         .map(|object| {
-            let cells: Vec<Value> = columns
-                .iter()
-                .map(|c| cell(resource.kind, c.name, object))
-                .collect();
-            let mut row = json!({"cells": cells});
+            let mut row = json!({"cells": cells(object)});
             match include {
                 Include::Nothing => {}
                 Include::Metadata => {
@@ -374,7 +363,7 @@ pub(crate) fn table(
                 }
                 Include::Object => row["object"] = object.clone(),
             }
-            if let Some(conditions) = row_conditions(resource.kind, object) {
+            if let Some(conditions) = row_conditions(&resource.kind, object) {
                 row["conditions"] = conditions;
             }
             row
@@ -387,6 +376,78 @@ pub(crate) fn table(
         "columnDefinitions": definitions,
         "rows": rows,
     })
+}
+
+/// A table's column definitions, and what fills a row's cells from its object.
+type Columns<'a> = (Vec<Value>, Box<dyn Fn(&Value) -> Vec<Value> + 'a>);
+
+/// A column definition as Tables carry them.
+fn definition(name: &str, kind: &str, format: &str, description: &str, priority: i32) -> Value {
+    json!({
+        "name": name, "type": kind, "format": format,
+        "description": description, "priority": priority,
+    })
+}
+
+fn built_in_columns(kind: &str) -> Columns<'_> {
+    let columns = columns(kind);
+    let definitions = columns
+        .iter()
+        .map(|c| {
+            let format = if c.name == "Name" { "name" } else { "" };
+            definition(c.name, c.kind, format, c.name, i32::from(c.wide))
+        })
+        .collect();
+    let cells = move |object: &Value| columns.iter().map(|c| cell(kind, c.name, object)).collect();
+    (definitions, Box::new(cells))
+}
+
+/// A custom resource's columns: its name, then its version's
+/// `additionalPrinterColumns` (its age when it has none), each cell what the column's
+/// JSONPath finds, dates shown as ages — as kube-apiserver's table convertor for
+/// custom resources fills them.
+fn custom_columns(given: &[CustomResourceColumnDefinition]) -> Columns<'_> {
+    const AGE_PATH: &str = ".metadata.creationTimestamp";
+    let name = definition(
+        "Name",
+        "string",
+        "name",
+        "Name must be unique within a namespace.",
+        0,
+    );
+    let mut definitions = vec![name];
+    let mut paths: Vec<(&str, &str)> = Vec::new();
+    if given.is_empty() {
+        definitions.push(definition("Age", "date", "", "", 0));
+        paths.push((AGE_PATH, "date"));
+    }
+    for column in given {
+        definitions.push(definition(
+            &column.name,
+            &column.type_,
+            column.format.as_deref().unwrap_or_default(),
+            column.description.as_deref().unwrap_or_default(),
+            column.priority.unwrap_or(0),
+        ));
+        paths.push((&column.json_path, &column.type_));
+    }
+    let cells = move |object: &Value| {
+        let mut cells = vec![json!(text_of(&object["metadata"]["name"]))];
+        cells.extend(paths.iter().map(|(path, kind)| {
+            use jsonpath_rust::JsonPath as _;
+            let found = object
+                .query(&format!("${path}"))
+                .ok()
+                .and_then(|values| values.first().map(|v| (*v).clone()));
+            match found {
+                Some(time) if *kind == "date" => json!(since(&time)),
+                Some(value) => value,
+                None => Value::Null,
+            }
+        }));
+        cells
+    };
+    (definitions, Box::new(cells))
 }
 
 /// A finished pod's row says so, as kube-apiserver marks it (`Completed`).
@@ -1386,7 +1447,7 @@ mod tests {
     fn rows_carry_what_include_object_asks() {
         let pods = crate::resources::resource("pods").expect("served");
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
-        let row = |include| table(pods, std::slice::from_ref(&pod), 7, include)["rows"][0].clone();
+        let row = |include| table(&pods, std::slice::from_ref(&pod), 7, include)["rows"][0].clone();
         assert_eq!(row(Include::Object)["object"], pod);
         assert_eq!(
             row(Include::Metadata)["object"]["kind"],

@@ -23,7 +23,6 @@ use prometheus_client::registry::Registry;
 
 use crate::Shared;
 use crate::auth::Identity;
-use crate::resources::RESOURCES;
 
 /// kube-apiserver's latency buckets, in seconds.
 const BUCKETS: [f64; 23] = [
@@ -146,11 +145,9 @@ async fn metrics(
         .into_response();
     }
     let telemetry = &shared.telemetry;
-    for resource in RESOURCES {
-        let (objects, _) = shared
-            .cache
-            .list(&format!("/registry/{}/", resource.plural));
-        let name = match resource.group {
+    for resource in shared.registry.table(&shared.cache).iter() {
+        let (objects, _) = shared.cache.list(&resource.directory);
+        let name = match resource.group.as_str() {
             "" => resource.plural.to_string(),
             group => format!("{}.{group}", resource.plural),
         };

@@ -65,9 +65,9 @@ pub(crate) async fn watch(
     as_table: Option<Include>,
 ) -> Result<Response, Status> {
     let options = WatchOptions::from_query(&query, as_table);
-    let selection = Selection::parse(&query, place.resource.kind)?;
-    let resource = place.resource;
+    let selection = Selection::parse(&query, &place.resource.kind)?;
     let prefix = place.prefix();
+    let resource = place.resource;
     let start = if options.initial_events {
         0
     } else {
@@ -86,7 +86,7 @@ pub(crate) async fn watch(
         }
         None => from_store(&shared, &prefix, &options)
             .await
-            .map_err(|e| Status::from_store(e, resource.plural, ""))?,
+            .map_err(|e| Status::from_store(e, &resource.plural, ""))?,
     };
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let stream = Stream {
@@ -180,7 +180,7 @@ impl Feed {
 
 /// One client's watch: what it asked for and where it has got to.
 struct Stream {
-    resource: &'static Resource,
+    resource: Arc<Resource>,
     sender: Sender<Result<Bytes, std::io::Error>>,
     options: WatchOptions,
     /// The revision of the last event sent.
@@ -249,7 +249,7 @@ impl Stream {
         if let Some(include) = self.options.as_table {
             // kubectl get -w asks for each object as a one-row Table.
             let object = change.entry.object();
-            let table = crate::tables::table(self.resource, &[object], self.revision, include);
+            let table = crate::tables::table(&self.resource, &[object], self.revision, include);
             return self.send_value(change.kind, table).await;
         }
         let json = &change.entry.json;

@@ -44,7 +44,7 @@ impl Part {
         match subresource {
             None => Some(Part::Whole),
             Some("status") if resource.has_status => Some(Part::Status),
-            Some("scale") if SCALABLE.contains(&resource.plural) => Some(Part::Scale),
+            Some("scale") if SCALABLE.contains(&resource.plural.as_str()) => Some(Part::Scale),
             Some("binding") if resource.plural == "pods" => Some(Part::Binding),
             Some("log") if resource.plural == "pods" => Some(Part::Log),
             Some("token") if resource.plural == "serviceaccounts" => Some(Part::Token),
@@ -233,7 +233,7 @@ pub(crate) async fn create(
     options: &WriteOptions,
     mut object: Value,
 ) -> Result<Response, Status> {
-    let resource = place.resource;
+    let resource = &place.resource;
     if let Some(namespace) = &place.namespace {
         objects::require_namespace(shared.store.as_ref(), namespace).await?;
     }
@@ -248,6 +248,9 @@ pub(crate) async fn create(
     )?;
     let admitted = resource.admit(object, options.validation)?;
     let mut object = admitted.object;
+    if crate::custom::is_definitions(resource) {
+        crate::custom::establish(&mut object);
+    }
     touchable(&options.identity, resource, &object)?;
     crate::rbac::check_write(shared, &options.identity, resource, (None, &object))?;
     let namespace = place.namespace.as_deref().unwrap_or_default();
@@ -275,7 +278,7 @@ pub(crate) async fn create(
         .store
         .create(&key, serde_json::to_vec(&object).unwrap_or_default())
         .await
-        .map_err(|e| Status::from_store(e, resource.plural, &name))?;
+        .map_err(|e| Status::from_store(e, &resource.plural, &name))?;
     let created = objects::from_stored(&stored).unwrap_or(object);
     Ok(respond(StatusCode::CREATED, &created, &admitted.warnings))
 }
@@ -291,7 +294,7 @@ pub(crate) async fn change(
     (part, options): (Part, &WriteOptions),
     edit: impl Fn(Value) -> Result<Value, Status>,
 ) -> Result<Response, Status> {
-    let resource = place.resource;
+    let resource = &place.resource;
     loop {
         let (key, stored, current) = crate::resources::current(shared, place, name).await?;
         touchable(&options.identity, resource, &current)?;
@@ -301,6 +304,9 @@ pub(crate) async fn change(
             objects::prepare_update(resource, place.namespace.as_deref(), name, proposed)?;
         let admitted = resource.admit(proposed, options.validation)?;
         let mut object = objects::carry_over(admitted.object, &current, resource.has_status);
+        if part == Part::Whole && crate::custom::is_definitions(resource) {
+            crate::custom::establish(&mut object);
+        }
         touchable(&options.identity, resource, &object)?;
         let change = (Some(&current), &object);
         crate::rbac::check_write(shared, &options.identity, resource, change)?;
@@ -342,7 +348,7 @@ pub(crate) async fn change(
                 ));
             }
             Err(berth_store::Error::Conflict { .. }) if expected == 0 => continue,
-            Err(e) => return Err(Status::from_store(e, resource.plural, name)),
+            Err(e) => return Err(Status::from_store(e, &resource.plural, name)),
         }
     }
 }
@@ -441,7 +447,7 @@ async fn delete_once(
     name: &str,
     options: &DeleteOptions,
 ) -> Result<Response, Status> {
-    let resource = place.resource;
+    let resource = &place.resource;
     let (_, _, object) = crate::resources::current(shared, place, name).await?;
     touchable(&options.identity, resource, &object)?;
     check_preconditions(resource, name, &object, options)?;
@@ -482,7 +488,7 @@ async fn delete_once(
                 stored.mod_revision,
             )
             .await
-            .map_err(|e| Status::from_store(e, resource.plural, name))?;
+            .map_err(|e| Status::from_store(e, &resource.plural, name))?;
         object = objects::from_stored(&kv).unwrap_or(object);
     }
     Ok(respond(StatusCode::OK, &object, &[]))
@@ -491,11 +497,11 @@ async fn delete_once(
 /// A 403 unless `identity` may write `object` (a node: its own Node and Lease, and the
 /// pods bound to it).
 fn touchable(identity: &Identity, resource: &Resource, object: &Value) -> Result<(), Status> {
-    if identity.may_touch(resource.plural, object) {
+    if identity.may_touch(&resource.plural, object) {
         return Ok(());
     }
     let name = objects::name_of(object);
-    Err(crate::auth::not_its_own(identity, resource.plural, name))
+    Err(crate::auth::not_its_own(identity, &resource.plural, name))
 }
 
 fn check_preconditions(
@@ -571,7 +577,7 @@ async fn remove(
         .store
         .delete(key, revision)
         .await
-        .map_err(|e| Status::from_store(e, place.resource.plural, name))?;
+        .map_err(|e| Status::from_store(e, &place.resource.plural, name))?;
     Ok(objects::from_stored(&last).unwrap_or(Value::Null))
 }
 
@@ -632,7 +638,7 @@ async fn settle_dependents(
                 )
                 .await
                 .map(drop)
-                .map_err(|e| Status::from_store(e, resource.plural, &name)),
+                .map_err(|e| Status::from_store(e, &place.resource.plural, &name)),
             Propagation::Cascade => {
                 let options = DeleteOptions {
                     // The server's own garbage collection.
@@ -709,7 +715,7 @@ pub(crate) async fn apply(
     options: &WriteOptions,
     body: &[u8],
 ) -> Result<Response, Status> {
-    let resource = place.resource;
+    let resource = &place.resource;
     let mut applied: Value = serde_json::from_slice(body)
         .map_err(|e| Status::bad_request(format!("the applied configuration is not JSON: {e}")))?;
     match applied["metadata"]["name"].as_str() {

@@ -17,7 +17,7 @@ use super::{
     SELF_SUBJECT_RULES_REVIEW, SUBJECT_ACCESS_REVIEW, TOKEN_REQUEST, TOKEN_REVIEW, UNKNOWN,
 };
 use crate::kinds::schema_of;
-use crate::resources::RESOURCES;
+use crate::resources::{BUILT_IN, Definition};
 
 /// One field of a message as a `.proto` file declares it.
 struct Field {
@@ -107,7 +107,7 @@ fn generate() -> BTreeMap<PathBuf, String> {
     let definitions = definitions();
     let mut packages: BTreeMap<String, BTreeMap<String, Vec<Field>>> = BTreeMap::new();
     let mut parsed = BTreeMap::new();
-    let roots = RESOURCES.iter().map(|r| r.protobuf_kind());
+    let roots = BUILT_IN.iter().map(|r| r.protobuf_kind());
     let mut todo: Vec<String> = roots
         .chain(EXTRA.iter().map(|(kind, _)| *kind))
         .map(|kind| kind.message_name())
@@ -174,8 +174,10 @@ fn k8s_pb_source() -> (PathBuf, String) {
 /// k8s-openapi's schemas of everything the decoded kinds reach, by definition name.
 fn definitions() -> serde_json::Map<String, Value> {
     let mut generator = schemars::SchemaGenerator::default();
-    for resource in RESOURCES {
-        (resource.schema)(&mut generator);
+    for resource in BUILT_IN.iter() {
+        if let Definition::BuiltIn { schema, .. } = &resource.definition {
+            schema(&mut generator);
+        }
     }
     for (_, schema) in EXTRA {
         schema(&mut generator);

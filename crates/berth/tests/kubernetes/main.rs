@@ -5,6 +5,7 @@
 
 mod client;
 mod cni;
+mod custom;
 mod disruption;
 mod durability;
 mod failover;

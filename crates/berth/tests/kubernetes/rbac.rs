@@ -387,7 +387,7 @@ fn rbac_roles_and_bindings_decide_what_accounts_users_and_groups_may_do() {
     );
     let invalid = stderr(&server.kubectl(&["apply", "-f", &bad]));
     for problem in [
-        "RoleBinding.rbac.authorization.k8s.io \"bad\" is invalid",
+        "The RoleBinding \"bad\" is invalid",
         "roleRef.kind: Unsupported value: \"Foo\": supported values: \"Role\", \"ClusterRole\"",
         "subjects[0].kind: Unsupported value: \"Robot\": supported values: \"ServiceAccount\", \"User\", \"Group\"",
     ] {

@@ -1,0 +1,315 @@
+//! CustomResourceDefinitions: the kind itself — checked, defaulted and given the status
+//! kube-apiserver's apiextensions controllers give it (names accepted, established) —
+//! and the resources its served versions add to the registry, whose objects are read
+//! through the version's structural schema (crate `berth-schema`) and printed with its
+//! `additionalPrinterColumns`.
+//!
+//! Custom objects are stored under `/registry/<group>/<plural>/`, as kube-apiserver
+//! stores them, and go with their definition.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionVersion,
+    JSONSchemaProps,
+};
+use serde_json::{Value, json};
+
+use crate::Shared;
+use crate::kinds::{self, Admitted, FieldValidation, NameRule, Schema};
+use crate::resources::{Definition, Resource};
+use crate::status::Status;
+
+/// A served version of a definition: what its objects are checked and printed with.
+#[derive(Debug)]
+pub(crate) struct Version {
+    /// Its `openAPIV3Schema`.
+    schema: Option<JSONSchemaProps>,
+    /// Its `additionalPrinterColumns`.
+    pub(crate) columns: Vec<CustomResourceColumnDefinition>,
+}
+
+impl Version {
+    /// Its schema as OpenAPI documents carry it (any object, when it has none).
+    pub(crate) fn schema_json(&self) -> Value {
+        self.schema
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok())
+            .unwrap_or_else(
+                || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+            )
+    }
+
+    /// `object` pruned, defaulted and validated by the version's schema.
+    pub(crate) fn admit(
+        &self,
+        resource: &Resource,
+        mut object: Value,
+        validation: FieldValidation,
+    ) -> Result<Admitted, Status> {
+        let findings = match &self.schema {
+            Some(schema) => berth_schema::apply(schema, &mut object),
+            None => berth_schema::Findings::default(),
+        };
+        kinds::judge(
+            &resource.qualified_kind(),
+            object,
+            (findings.unknown, findings.errors),
+            validation,
+        )
+    }
+}
+
+/// The resources `definition` serves: one per served version, the preferred first.
+pub(crate) fn resources_of(definition: &CustomResourceDefinition) -> Vec<Resource> {
+    let spec = &definition.spec;
+    let names = &spec.names;
+    let mut versions: Vec<&CustomResourceDefinitionVersion> =
+        spec.versions.iter().filter(|v| v.served).collect();
+    versions.sort_by_key(|v| std::cmp::Reverse(priority(&v.name)));
+    versions
+        .into_iter()
+        .map(|version| Resource {
+            group: spec.group.clone(),
+            version: version.name.clone(),
+            plural: names.plural.clone(),
+            singular: names
+                .singular
+                .clone()
+                .unwrap_or_else(|| names.kind.to_lowercase()),
+            kind: names.kind.clone(),
+            namespaced: spec.scope == "Namespaced",
+            short_names: names.short_names.clone().unwrap_or_default(),
+            has_status: version
+                .subresources
+                .as_ref()
+                .is_some_and(|s| s.status.is_some()),
+            name_rule: NameRule::Subdomain,
+            categories: names.categories.clone().unwrap_or_default(),
+            directory: directory_of(definition),
+            definition: Definition::Custom(std::sync::Arc::new(Version {
+                schema: version
+                    .schema
+                    .as_ref()
+                    .and_then(|s| s.open_api_v3_schema.clone()),
+                columns: version
+                    .additional_printer_columns
+                    .clone()
+                    .unwrap_or_default(),
+            })),
+        })
+        .collect()
+}
+
+/// Where a definition's objects are stored: `/registry/<group>/<plural>/`.
+fn directory_of(definition: &CustomResourceDefinition) -> String {
+    format!(
+        "/registry/{}/{}/",
+        definition.spec.group, definition.spec.names.plural
+    )
+}
+
+/// How Kubernetes ranks version names: GA over beta over alpha, higher numbers first,
+/// names of no such shape last.
+fn priority(name: &str) -> (u8, u32, u32) {
+    let Some(rest) = name.strip_prefix('v') else {
+        return (0, 0, 0);
+    };
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    let Ok(major) = rest[..digits].parse::<u32>() else {
+        return (0, 0, 0);
+    };
+    let (stage, minor) = match &rest[digits..] {
+        "" => (3, 0),
+        suffix => match (suffix.strip_prefix("beta"), suffix.strip_prefix("alpha")) {
+            (Some(n), _) => (2, n.parse().unwrap_or(0)),
+            (_, Some(n)) => (1, n.parse().unwrap_or(0)),
+            _ => return (0, 0, 0),
+        },
+    };
+    (stage, major, minor)
+}
+
+impl Schema for CustomResourceDefinition {
+    const HAS_STATUS: bool = true;
+
+    fn default_fields(&mut self) {
+        let names = &mut self.spec.names;
+        if names.singular.as_deref().is_none_or(str::is_empty) {
+            names.singular = Some(names.kind.to_lowercase());
+        }
+        if names.list_kind.as_deref().is_none_or(str::is_empty) {
+            names.list_kind = Some(format!("{}List", names.kind));
+        }
+        if self.spec.conversion.is_none() {
+            self.spec.conversion = serde_json::from_value(json!({"strategy": "None"})).ok();
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let spec = &self.spec;
+        let mut problems = Vec::new();
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        if name != format!("{}.{}", spec.names.plural, spec.group) {
+            problems.push(format!(
+                "metadata.name: Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group"
+            ));
+        }
+        if !spec.group.contains('.') {
+            problems.push(format!(
+                "spec.group: Invalid value: {:?}: should be a domain with at least one dot",
+                spec.group
+            ));
+        }
+        if !matches!(spec.scope.as_str(), "Cluster" | "Namespaced") {
+            problems.push(format!(
+                "spec.scope: Unsupported value: {:?}: supported values: \"Cluster\", \"Namespaced\"",
+                spec.scope
+            ));
+        }
+        for (field, value) in [("plural", &spec.names.plural), ("kind", &spec.names.kind)] {
+            if value.is_empty() {
+                problems.push(format!("spec.names.{field}: Required value"));
+            }
+        }
+        if spec.names.plural != spec.names.plural.to_lowercase() {
+            problems.push(format!(
+                "spec.names.plural: Invalid value: {:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'",
+                spec.names.plural
+            ));
+        }
+        problems.extend(version_problems(&spec.versions));
+        problems
+    }
+}
+
+fn version_problems(versions: &[CustomResourceDefinitionVersion]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if versions.is_empty() {
+        return vec!["spec.versions: Invalid value: null: must have exactly one version marked as storage version".into()];
+    }
+    if versions.iter().filter(|v| v.storage).count() != 1 {
+        problems.push(
+            "spec.versions: Invalid value: \"\": must have exactly one version marked as storage version"
+                .to_string(),
+        );
+    }
+    if !versions.iter().any(|v| v.served) {
+        problems.push(
+            "spec.versions: Invalid value: \"\": must have at least one version marked as served"
+                .to_string(),
+        );
+    }
+    for (index, version) in versions.iter().enumerate() {
+        let root = version
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref());
+        let at = format!("spec.versions[{index}].schema.openAPIV3Schema");
+        match root {
+            None => problems.push(format!("{at}: Required value: schemas are required")),
+            Some(root) if root.type_.as_deref() != Some("object") => problems.push(format!(
+                "{at}.type: Invalid value: {:?}: must be object at the root",
+                root.type_.clone().unwrap_or_default()
+            )),
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
+/// Whether `resource` is CustomResourceDefinitions themselves.
+pub(crate) fn is_definitions(resource: &Resource) -> bool {
+    resource.plural == "customresourcedefinitions" && resource.custom().is_none()
+}
+
+/// Gives a definition (as it is about to be stored) the status kube-apiserver's
+/// controllers give one whose names nothing else uses: its names accepted, itself
+/// established, its storage version recorded.
+pub(crate) fn establish(object: &mut Value) {
+    let names = object["spec"]["names"].clone();
+    let storage = object["spec"]["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["storage"] == true)
+        .and_then(|v| v["name"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let mut stored: Vec<Value> = object["status"]["storedVersions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !stored.iter().any(|v| *v == storage.as_str()) {
+        stored.push(json!(storage));
+    }
+    let now = crate::objects::rfc3339(std::time::SystemTime::now());
+    let condition = |kind: &str, reason: &str, message: &str| {
+        let kept = object["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == kind && c["status"] == "True")
+            .and_then(|c| c["lastTransitionTime"].as_str())
+            .unwrap_or(&now)
+            .to_string();
+        json!({"type": kind, "status": "True", "reason": reason, "message": message,
+               "lastTransitionTime": kept})
+    };
+    let conditions = json!([
+        condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+        condition(
+            "Established",
+            "InitialNamesAccepted",
+            "the initial names have been accepted"
+        ),
+    ]);
+    object["status"] = json!({
+        "acceptedNames": names,
+        "conditions": conditions,
+        "storedVersions": stored,
+    });
+}
+
+/// Deletes every object of the definition `name` (about to be deleted), as
+/// kube-apiserver's finalizer does before the definition goes.
+pub(crate) async fn delete_objects(shared: &Shared, name: &str) -> Result<(), Status> {
+    let Some(definition) = shared
+        .cache
+        .typed::<CustomResourceDefinition>(&format!("/registry/customresourcedefinitions/{name}"))
+    else {
+        return Ok(());
+    };
+    let directory = directory_of(&definition);
+    let listed = shared
+        .store
+        .list(&directory, "", 0, 0)
+        .await
+        .map_err(|e| Status::from_store(e, &definition.spec.names.plural, ""))?;
+    for kv in listed.items {
+        match shared.store.delete(&kv.key, 0).await {
+            Ok(_) | Err(berth_store::Error::NotFound(_)) => {}
+            Err(e) => {
+                return Err(Status::from_store(
+                    e,
+                    &definition.spec.names.plural,
+                    &kv.key,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::priority;
+
+    #[test]
+    fn versions_rank_as_kubernetes_ranks_them() {
+        let mut names = ["v1alpha1", "v2", "v1beta2", "v1", "foo", "v1beta1", "v10"];
+        names.sort_by_key(|n| std::cmp::Reverse(priority(n)));
+        assert_eq!(
+            names,
+            ["v10", "v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+        );
+    }
+}

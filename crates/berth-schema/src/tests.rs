@@ -1,0 +1,102 @@
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+use serde_json::{Value, json};
+
+use crate::{Findings, apply};
+
+/// The CronTab of Kubernetes' CustomResourceDefinition guide, with a few more rules.
+fn crontab() -> JSONSchemaProps {
+    serde_json::from_value(json!({
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "required": ["cronSpec"],
+                "properties": {
+                    "cronSpec": {"type": "string", "pattern": "^(\\d+|\\*)(/\\d+)?(\\s+(\\d+|\\*)(/\\d+)?){4}$"},
+                    "image": {"type": "string", "maxLength": 20},
+                    "replicas": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1},
+                    "policy": {"type": "string", "enum": ["Allow", "Forbid"]},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "ports": {"type": "array", "maxItems": 2, "x-kubernetes-list-type": "set",
+                              "items": {"type": "integer"}},
+                    "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                    "port": {"x-kubernetes-int-or-string": true},
+                    "note": {"type": "string", "nullable": true},
+                },
+            },
+            "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}},
+        },
+    }))
+    .unwrap()
+}
+
+fn applied(object: Value) -> (Value, Findings) {
+    let mut object = object;
+    let findings = apply(&crontab(), &mut object);
+    (object, findings)
+}
+
+#[test]
+fn unknown_fields_are_pruned_and_named_but_object_fields_and_preserved_ones_stay() {
+    let (object, findings) = applied(json!({
+        "apiVersion": "stable.example.com/v1", "kind": "CronTab",
+        "metadata": {"name": "a"},
+        "spec": {"cronSpec": "* * * * */5", "colour": "red", "extra": {"anything": [1]},
+                 "labels": {"team": "a"}},
+        "unexpected": true,
+    }));
+    assert_eq!(findings.unknown, ["spec.colour", "unexpected"]);
+    assert!(findings.errors.is_empty(), "{findings:?}");
+    assert_eq!(object["spec"]["extra"], json!({"anything": [1]}));
+    assert_eq!(object["metadata"]["name"], "a");
+    assert!(object["spec"].get("colour").is_none());
+}
+
+#[test]
+fn defaults_fill_missing_and_null_fields_but_not_nullable_ones() {
+    let (object, _) = applied(json!({"spec": {"cronSpec": "* * * * *", "note": null}}));
+    assert_eq!(object["spec"]["replicas"], 1);
+    assert_eq!(object["spec"]["note"], Value::Null);
+    let (object, _) = applied(json!({"spec": {"cronSpec": "* * * * *", "replicas": null}}));
+    assert_eq!(object["spec"]["replicas"], 1);
+}
+
+#[test]
+fn values_are_checked_with_kube_apiservers_messages() {
+    let (_, findings) = applied(json!({"spec": {
+        "cronSpec": "every minute", "replicas": "two", "image": "a-very-long-image-name:latest",
+        "policy": "Maybe", "ports": [80, 80, 443], "port": true, "labels": {"team": 1},
+    }}));
+    assert_eq!(
+        findings.errors,
+        [
+            "spec.cronSpec: Invalid value: \"every minute\": spec.cronSpec in body should match '^(\\d+|\\*)(/\\d+)?(\\s+(\\d+|\\*)(/\\d+)?){4}$'",
+            "spec.image: Too long: may not be longer than 20",
+            "spec.labels.team: Invalid value: \"integer\": spec.labels.team in body must be of type string: \"integer\"",
+            "spec.policy: Unsupported value: \"Maybe\": supported values: \"Allow\", \"Forbid\"",
+            "spec.port: Invalid value: \"boolean\": spec.port in body must be of type integer-or-string: \"boolean\"",
+            "spec.ports: Too many: 3: must have at most 2 items",
+            "spec.ports[1]: Duplicate value: 80",
+            "spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\"",
+        ]
+    );
+    let (_, findings) = applied(json!({"spec": {"replicas": 0}}));
+    assert_eq!(
+        findings.errors,
+        [
+            "spec.cronSpec: Required value",
+            "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1",
+        ]
+    );
+}
+
+#[test]
+fn a_valid_object_passes_whole() {
+    let given = json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab",
+        "metadata": {"name": "a"},
+        "spec": {"cronSpec": "*/5 * * * *", "replicas": 3, "port": "http", "ports": [80]},
+        "status": {"ready": true}});
+    let (object, findings) = applied(given.clone());
+    assert_eq!(findings, Findings::default());
+    assert_eq!(object, given);
+}

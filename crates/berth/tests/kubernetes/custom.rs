@@ -1,0 +1,221 @@
+//! CustomResourceDefinitions as operators publish them: a definition with two versions,
+//! a structural schema with defaults, enums, bounds and patterns, printer columns, short
+//! names, a category and the status subresource, applied with kubectl's default
+//! validation and established at once; its objects validated, pruned and defaulted in
+//! kube-apiserver's words and printed with its columns; and gone with the definition.
+
+use std::process::Output;
+use std::time::Duration;
+
+use crate::server::Server;
+
+/// The CronTab of Kubernetes' CustomResourceDefinition guide, as projects write theirs.
+const DEFINITION: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.stable.example.com
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names:
+    plural: crontabs
+    singular: crontab
+    kind: CronTab
+    shortNames: [ct]
+    categories: [all]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+    additionalPrinterColumns:
+    - name: Spec
+      type: string
+      jsonPath: .spec.cronSpec
+      description: The cron spec defining the interval a CronJob is run
+    - name: Replicas
+      type: integer
+      jsonPath: .spec.replicas
+    - name: Ready
+      type: boolean
+      jsonPath: .status.ready
+    - name: Image
+      type: string
+      priority: 1
+      jsonPath: .spec.image
+    - name: Age
+      type: date
+      jsonPath: .metadata.creationTimestamp
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [cronSpec]
+            properties:
+              cronSpec:
+                type: string
+                pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'
+              image:
+                type: string
+              replicas:
+                type: integer
+                minimum: 1
+                maximum: 10
+                default: 1
+              policy:
+                type: string
+                enum: [Allow, Forbid]
+                default: Allow
+          status:
+            type: object
+            properties:
+              ready:
+                type: boolean
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+"#;
+
+const CRONTAB: &str = r#"apiVersion: stable.example.com/v1
+kind: CronTab
+metadata:
+  name: nightly
+spec:
+  cronSpec: "0 3 * * *"
+  image: backup:1
+"#;
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).trim().to_string()
+}
+
+fn refused(output: Output, expected: &str) {
+    assert!(!output.status.success(), "{output:?}");
+    assert!(stderr(&output).contains(expected), "{}", stderr(&output));
+}
+
+#[test]
+fn custom_resources_are_served_checked_and_printed_as_their_definition_says() {
+    let server = Server::start("custom", false);
+    let definition = server.write("crd.yaml", DEFINITION);
+    let applied = server.kubectl_ok(&["apply", "-f", &definition]);
+    assert!(
+        applied.contains(
+            "customresourcedefinition.apiextensions.k8s.io/crontabs.stable.example.com created"
+        ),
+        "{applied}"
+    );
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/crontabs.stable.example.com",
+        "--timeout=10s",
+    ]);
+    let crontab = server.write("crontab.yaml", CRONTAB);
+    let created = server.kubectl_ok(&["apply", "-f", &crontab]);
+    assert_eq!(created, "crontab.stable.example.com/nightly created\n");
+
+    // Defaults from the schema; the columns the definition names, by short name too.
+    let field = |path: &str| {
+        server.kubectl_ok(&["get", "ct", "nightly", "-o", &format!("jsonpath={path}")])
+    };
+    assert_eq!(field("{.spec.replicas} {.spec.policy}"), "1 Allow");
+    let table = server.kubectl_ok(&["get", "crontabs"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SPEC", "REPLICAS", "READY", "AGE"]);
+    // A column whose path finds nothing is an empty cell: no status yet.
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..8], ["nightly", "0", "3", "*", "*", "*", "1", "0s"]);
+    let wide = server.kubectl_ok(&["get", "ct", "-o", "wide"]);
+    assert!(wide.lines().next().unwrap().contains("IMAGE"), "{wide}");
+    assert!(wide.contains("backup:1"), "{wide}");
+    let all = server.kubectl_ok(&["get", "all"]);
+    assert!(all.contains("crontab.stable.example.com/nightly"), "{all}");
+
+    // Only the status subresource writes the status.
+    server.kubectl_ok(&[
+        "patch",
+        "ct",
+        "nightly",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"ready":true}}"#,
+    ]);
+    server.kubectl_ok(&[
+        "patch",
+        "ct",
+        "nightly",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":3},"status":{"ready":false}}"#,
+    ]);
+    assert_eq!(field("{.spec.replicas} {.status.ready}"), "3 true");
+    let row = server.kubectl_ok(&["get", "ct", "nightly", "--no-headers"]);
+    let row: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(row[6..8], ["3", "true"]);
+
+    // Every served version reads the same objects.
+    let other = server.kubectl_ok(&["get", "crontabs.v1beta1.stable.example.com", "-o", "name"]);
+    assert_eq!(other, "crontab.stable.example.com/nightly\n");
+
+    // Refused in kube-apiserver's words: unknown fields under kubectl's strict
+    // validation, then values the schema does not allow.
+    let unknown = server.write(
+        "unknown.yaml",
+        &CRONTAB.replace("image: backup:1", "image: backup:1\n  colour: red"),
+    );
+    refused(
+        server.kubectl(&["apply", "-f", &unknown]),
+        r#"unknown field "spec.colour""#,
+    );
+    let wrong = server.write(
+        "wrong.yaml",
+        &CRONTAB
+            .replace("nightly", "broken")
+            .replace("0 3 * * *", "at three")
+            .replace("image: backup:1", "replicas: eleven\n  policy: Sometimes"),
+    );
+    let output = server.kubectl(&["apply", "-f", &wrong]);
+    assert!(!output.status.success(), "{output:?}");
+    let message = stderr(&output);
+    for expected in [
+        r#"The CronTab "broken" is invalid"#,
+        r#"spec.cronSpec: Invalid value: "at three": spec.cronSpec in body should match"#,
+        r#"spec.policy: Unsupported value: "Sometimes": supported values: "Allow", "Forbid""#,
+        r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#,
+    ] {
+        assert!(message.contains(expected), "{message}");
+    }
+
+    // Discovery and OpenAPI know the kind.
+    let resources = server.kubectl_ok(&["api-resources", "--api-group=stable.example.com"]);
+    assert!(
+        resources
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["crontabs", "ct", "stable.example.com/v1", "true", "CronTab"]),
+        "{resources}"
+    );
+
+    // The definition's objects go with it, and its resource with them.
+    server.kubectl_ok(&["delete", "crd", "crontabs.stable.example.com"]);
+    server.kubectl_until(&["api-resources"], Duration::from_secs(10), |text| {
+        !text.contains("crontabs")
+    });
+    refused(
+        server.kubectl(&["get", "crontabs"]),
+        r#"the server doesn't have a resource type "crontabs""#,
+    );
+    server.kubectl_ok(&["apply", "-f", &definition]);
+    let after = server.kubectl(&["get", "crontabs", "-A", "-o", "name"]);
+    assert!(after.status.success(), "{after:?}");
+    assert_eq!(String::from_utf8_lossy(&after.stdout), "");
+}
