@@ -37,6 +37,7 @@ mod tables;
 mod telemetry;
 mod tokens;
 mod watch;
+mod webhooks;
 mod writes;
 
 pub use auth::client_kubeconfig;

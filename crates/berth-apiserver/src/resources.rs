@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 
 use base64::Engine;
 
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1 as batch;
@@ -201,6 +204,18 @@ pub(crate) static BUILT_IN: LazyLock<Vec<Arc<Resource>>> = LazyLock::new(|| {
         resource!(rbac::ClusterRoleBinding, "clusterrolebinding", false, []),
         resource!(rbac::Role, "role", true, []),
         resource!(rbac::RoleBinding, "rolebinding", true, []),
+        resource!(
+            MutatingWebhookConfiguration,
+            "mutatingwebhookconfiguration",
+            false,
+            []
+        ),
+        resource!(
+            ValidatingWebhookConfiguration,
+            "validatingwebhookconfiguration",
+            false,
+            []
+        ),
         resource!(
             CustomResourceDefinition,
             "customresourcedefinition",

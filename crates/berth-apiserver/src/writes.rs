@@ -17,6 +17,7 @@ use crate::managed::{self, Manager};
 use crate::objects;
 use crate::resources::{Place, Resource};
 use crate::status::Status;
+use crate::webhooks::{self, Operation};
 
 /// The part of an object a request addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,24 @@ pub(crate) struct WriteOptions {
 }
 
 impl WriteOptions {
+    /// The write the admission webhooks are asked about.
+    fn webhooks_write<'a>(
+        &self,
+        operation: Operation,
+        place: &'a Place,
+        (part, name): (Part, &'a str),
+    ) -> webhooks::Write<'a> {
+        webhooks::Write {
+            operation,
+            resource: &place.resource,
+            subresource: part.subresource(),
+            namespace: place.namespace.as_deref(),
+            name,
+            user: self.identity.info(),
+            dry_run: self.dry_run,
+        }
+    }
+
     /// The options of a write the server makes itself on a client's behalf (an
     /// eviction's budget): by `manager`, with every right, checked strictly.
     pub(crate) fn by_server(manager: &str) -> Self {
@@ -262,6 +281,10 @@ pub(crate) async fn create(
     if resource.kind == "PersistentVolumeClaim" {
         crate::storage::admit(shared, &mut object);
     }
+    let name = objects::name_of(&object).to_string();
+    let mut warnings = admitted.warnings;
+    let write = options.webhooks_write(Operation::Create, place, (Part::Whole, &name));
+    let mut object = webhooked(shared, &write, (object, None), &mut warnings).await?;
     if !options.manager.applying {
         let api_version = resource.api_version();
         managed::record_update(None, &mut object, &options.manager.name, &api_version);
@@ -269,9 +292,8 @@ pub(crate) async fn create(
     if resource.has_status {
         object["metadata"]["generation"] = json!(1);
     }
-    let name = objects::name_of(&object).to_string();
     if options.dry_run {
-        return Ok(respond(StatusCode::CREATED, &object, &admitted.warnings));
+        return Ok(respond(StatusCode::CREATED, &object, &warnings));
     }
     crate::quota::charge(shared, resource, namespace, &object).await?;
     let stored = shared
@@ -280,7 +302,25 @@ pub(crate) async fn create(
         .await
         .map_err(|e| Status::from_store(e, &resource.plural, &name))?;
     let created = objects::from_stored(&stored).unwrap_or(object);
-    Ok(respond(StatusCode::CREATED, &created, &admitted.warnings))
+    Ok(respond(StatusCode::CREATED, &created, &warnings))
+}
+
+/// The admission webhooks' part of a write: the mutating ones over `object` (read
+/// through its schema again when they changed it), then the validating ones.
+async fn webhooked(
+    shared: &Shared,
+    write: &webhooks::Write<'_>,
+    (mut object, old): (Value, Option<&Value>),
+    warnings: &mut Vec<String>,
+) -> Result<Value, Status> {
+    if webhooks::mutate(shared, write, (&mut object, old), warnings).await? {
+        object = write
+            .resource
+            .admit(object, FieldValidation::Ignore)?
+            .object;
+    }
+    webhooks::validate(shared, write, (Some(&object), old), warnings).await?;
+    Ok(object)
 }
 
 /// PUT and PATCH: `edit` turns the current view of `part` into the one wanted, which is
@@ -310,24 +350,19 @@ pub(crate) async fn change(
         touchable(&options.identity, resource, &object)?;
         let change = (Some(&current), &object);
         crate::rbac::check_write(shared, &options.identity, resource, change)?;
+        let mut warnings = admitted.warnings;
+        let write = options.webhooks_write(Operation::Update, place, (part, name));
+        let mut object = webhooked(shared, &write, (object, Some(&current)), &mut warnings).await?;
         if !options.manager.applying {
             let (manager, api_version) = (&options.manager.name, resource.api_version());
             managed::record_update(Some(&current), &mut object, manager, &api_version);
         }
         if options.dry_run {
-            return Ok(respond(
-                StatusCode::OK,
-                &view(part, object),
-                &admitted.warnings,
-            ));
+            return Ok(respond(StatusCode::OK, &view(part, object), &warnings));
         }
         if objects::finalized(&object) {
             let last = remove(shared, place, name, &key, stored.mod_revision).await?;
-            return Ok(respond(
-                StatusCode::OK,
-                &view(part, last),
-                &admitted.warnings,
-            ));
+            return Ok(respond(StatusCode::OK, &view(part, last), &warnings));
         }
         let guard = if expected == 0 {
             stored.mod_revision
@@ -341,11 +376,7 @@ pub(crate) async fn change(
         match result {
             Ok(kv) => {
                 let object = objects::from_stored(&kv).unwrap_or(object);
-                return Ok(respond(
-                    StatusCode::OK,
-                    &view(part, object),
-                    &admitted.warnings,
-                ));
+                return Ok(respond(StatusCode::OK, &view(part, object), &warnings));
             }
             Err(berth_store::Error::Conflict { .. }) if expected == 0 => continue,
             Err(e) => return Err(Status::from_store(e, &resource.plural, name)),
@@ -451,8 +482,19 @@ async fn delete_once(
     let (_, _, object) = crate::resources::current(shared, place, name).await?;
     touchable(&options.identity, resource, &object)?;
     check_preconditions(resource, name, &object, options)?;
+    let write = webhooks::Write {
+        operation: Operation::Delete,
+        resource,
+        subresource: None,
+        namespace: place.namespace.as_deref(),
+        name,
+        user: options.identity.info(),
+        dry_run: options.dry_run,
+    };
+    let mut warnings = Vec::new();
+    webhooks::validate(shared, &write, (None, Some(&object)), &mut warnings).await?;
     if options.dry_run {
-        return Ok(respond(StatusCode::OK, &object, &[]));
+        return Ok(respond(StatusCode::OK, &object, &warnings));
     }
     let uid = object["metadata"]["uid"]
         .as_str()

@@ -25,4 +25,5 @@ mod server;
 mod storage;
 mod streams;
 mod volumes;
+mod webhooks;
 mod workloads;
