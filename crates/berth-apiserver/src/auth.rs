@@ -463,6 +463,11 @@ pub(crate) fn forbidden(identity: &Identity, access: Access<'_>) -> Status {
         name,
     } = access;
     let object = name.map_or(String::new(), |name| format!(" \"{name}\""));
+    // The group resource as kube-apiserver names it: `deployments.apps`.
+    let qualified = match group {
+        "" => plural.to_string(),
+        group => format!("{plural}.{group}"),
+    };
     let resource = subresource.map_or(plural.to_string(), |sub| format!("{plural}/{sub}"));
     let scope = match namespace {
         Some(namespace) => format!(" in the namespace \"{namespace}\""),
@@ -472,7 +477,7 @@ pub(crate) fn forbidden(identity: &Identity, access: Access<'_>) -> Status {
         StatusCode::FORBIDDEN,
         "Forbidden",
         format!(
-            "{plural}{object} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{group}\"{scope}",
+            "{qualified}{object} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{group}\"{scope}",
             identity.user()
         ),
     )

@@ -218,9 +218,21 @@ const METRICS: (&str, &str) = ("metrics.k8s.io", "v1beta1");
 async fn groups(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let unstored = [AUTHENTICATION, AUTHORIZATION, METRICS]
         .map(|(group, version)| (group.to_string(), vec![version.to_string()]));
-    let groups: Vec<Value> = group_versions(&shared.registry.table(&shared.cache))
+    let mut served = group_versions(&shared.registry.table(&shared.cache));
+    served.extend(unstored);
+    // Group versions other servers serve through APIServices, the built-in ones they
+    // claim among them.
+    for remote in crate::aggregation::remotes(&shared).iter() {
+        match served.iter_mut().find(|(group, _)| *group == remote.group) {
+            Some((_, versions)) if !versions.contains(&remote.version) => {
+                versions.push(remote.version.clone());
+            }
+            Some(_) => {}
+            None => served.push((remote.group.clone(), vec![remote.version.clone()])),
+        }
+    }
+    let groups: Vec<Value> = served
         .into_iter()
-        .chain(unstored)
         .map(|(group, versions)| {
             let versions: Vec<Value> = versions
                 .iter()

@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod accounts;
+mod aggregation;
 mod auth;
 mod cache;
 mod custom;
+mod dial;
 mod discovery;
 mod disruption;
 mod kinds;
@@ -112,6 +114,8 @@ pub(crate) struct Shared {
     pub(crate) rules: rbac::Rules,
     /// The resources served: Kubernetes' own and those of CustomResourceDefinitions.
     pub(crate) registry: registry::Registry,
+    /// The group versions APIServices hand to other servers.
+    pub(crate) aggregated: aggregation::Aggregated,
 }
 
 /// Runs the server until `shutdown` completes.
@@ -167,8 +171,10 @@ pub async fn run(
         telemetry: telemetry::Telemetry::default(),
         rules: rbac::Rules::new(rbac::POLICY_DIRECTORIES),
         registry: registry::Registry::default(),
+        aggregated: aggregation::aggregated(),
     });
     tokio::spawn(scrapes::run(Arc::clone(&shared)));
+    tokio::spawn(aggregation::run(Arc::clone(&shared)));
     let router = discovery::routes()
         .merge(resources::routes())
         .merge(openapi::routes())
@@ -183,6 +189,10 @@ pub async fn run(
         ))
         .layer(axum::middleware::map_response(too_large_as_status))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            aggregation::route,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
             auth::authenticate,

@@ -91,8 +91,9 @@ impl<'a> Kind<'a> {
     fn message_name(&self) -> String {
         let package = match self.group.split('.').next() {
             Some("") | None => "api.core".to_string(),
-            // Its types live with the apiextensions server, not in k8s.io/api.
+            // Their types live with their servers, not in k8s.io/api.
             Some("apiextensions") => "apiextensions_apiserver.pkg.apis.apiextensions".to_string(),
+            Some("apiregistration") => "kube_aggregator.pkg.apis.apiregistration".to_string(),
             Some(label) => format!("api.{label}"),
         };
         format!("k8s.io.{package}.{}.{}", self.version, self.name)

@@ -32,6 +32,7 @@ use k8s_openapi::api::rbac::v1 as rbac;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1 as storage;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 
 use crate::Shared;
 use crate::auth::Identity;
@@ -216,6 +217,7 @@ pub(crate) static BUILT_IN: LazyLock<Vec<Arc<Resource>>> = LazyLock::new(|| {
             false,
             []
         ),
+        resource!(APIService, "apiservice", false, []),
         resource!(
             CustomResourceDefinition,
             "customresourcedefinition",

@@ -115,6 +115,7 @@ macro_rules! columns {
 fn columns(kind: &str) -> &'static [Column] {
     match kind {
         "Namespace" => columns![NAME, text("Status"), AGE],
+        "APIService" => columns![NAME, text("Service"), text("Available"), AGE],
         "ConfigMap" => columns![NAME, text("Data"), AGE],
         "Secret" => columns![NAME, text("Type"), text("Data"), AGE],
         "ServiceAccount" => columns![NAME, text("Secrets"), AGE],
@@ -462,6 +463,32 @@ fn row_conditions(kind: &str, object: &Value) -> Option<Value> {
     }]))
 }
 
+/// An APIService's Service (`Local` when it has none) and its availability, as
+/// kube-apiserver's printer shows them (`False (MissingEndpoints)`).
+fn api_service_cell(column: &str, object: &Value) -> Value {
+    let service = &object["spec"]["service"];
+    if column == "Service" {
+        return match service.is_null() {
+            true => json!("Local"),
+            false => json!(format!(
+                "{}/{}",
+                text_of(&service["namespace"]),
+                text_of(&service["name"])
+            )),
+        };
+    }
+    let available = object["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Available");
+    json!(match available {
+        Some(c) if c["status"] == "True" => "True".to_string(),
+        Some(c) => format!("{} ({})", text_of(&c["status"]), text_of(&c["reason"])),
+        None => "Unknown".to_string(),
+    })
+}
+
 /// One cell of `column` for `object` of `kind`, as kube-apiserver's printers fill it.
 fn cell(kind: &str, column: &str, object: &Value) -> Value {
     let (metadata, spec, status) = (&object["metadata"], &object["spec"], &object["status"]);
@@ -479,6 +506,7 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
         ("Job", _) => job_cell(column, object),
         ("HorizontalPodAutoscaler", _) => autoscaler_cell(column, object),
         ("Namespace", "Status") => json!(text_of(&status["phase"])),
+        ("APIService", _) => api_service_cell(column, object),
         ("Secret", "Type") => json!(text_of(&object["type"])),
         ("Secret", "Data") => json!(length(&object["data"])),
         ("ConfigMap", "Data") => json!(length(&object["data"]) + length(&object["binaryData"])),

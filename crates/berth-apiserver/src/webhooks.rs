@@ -13,7 +13,6 @@
 //! against its `caBundle` (the host's roots when it has none) under the Service's DNS
 //! name `<service>.<namespace>.svc`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -25,12 +24,12 @@ use k8s_openapi::api::admissionregistration::v1::{
     ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Shared;
+use crate::dial::Trust;
 use crate::kinds::Schema;
 use crate::rbac::UserInfo;
 use crate::resources::Resource;
@@ -216,7 +215,7 @@ async fn call(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",
                 format!(
-                    "Internal error occurred: failed calling webhook {:?}: {error}",
+                    "Internal error occurred: failed calling webhook {:?}: failed to call webhook: {error}",
                     hook.name
                 ),
             ));
@@ -419,7 +418,7 @@ struct ReplyStatus {
 }
 
 /// Sends `review` to the webhook and reads its reply; the error as kube-apiserver words
-/// it (`failed to call webhook: …`).
+/// it after `failed to call webhook: `.
 async fn ask(
     shared: &Shared,
     hook: &Hook<'_>,
@@ -431,52 +430,53 @@ async fn ask(
         "{url}{}timeout={timeout}s",
         if url.contains('?') { '&' } else { '?' }
     );
-    let client = client(hook.client, server_name)?;
+    let trust = match &hook.client.ca_bundle {
+        Some(bundle) if !bundle.0.is_empty() => Trust::Bundle(&bundle.0),
+        _ => Trust::HostRoots,
+    };
+    let client = crate::dial::https_client(trust, server_name)?;
     let request = hyper::Request::post(&url)
         .header("content-type", "application/json")
         .header("accept", "application/json")
         .body(Full::new(Bytes::from(review.to_string())))
-        .map_err(|e| format!("failed to call webhook: {e}"))?;
+        .map_err(|e| e.to_string())?;
     let limit = Duration::from_secs(u64::try_from(timeout).unwrap_or(10));
     let exchange = async {
         let response = client.request(request).await.map_err(|e| {
             let cause =
                 std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
-            format!("failed to call webhook: Post {url:?}: {cause}")
+            format!("Post {url:?}: {cause}")
         })?;
         let status = response.status();
         let body = response
             .into_body()
             .collect()
             .await
-            .map_err(|e| format!("failed to call webhook: {e}"))?
+            .map_err(|e| e.to_string())?
             .to_bytes();
         if !status.is_success() {
             return Err(format!(
-                "failed to call webhook: the server responded with the status code {}",
+                "the server responded with the status code {}",
                 status.as_u16()
             ));
         }
         Ok(body)
     };
-    let body = tokio::time::timeout(limit, exchange).await.map_err(|_| {
-        format!("failed to call webhook: Post {url:?}: context deadline exceeded")
-    })??;
-    let reply: ReviewReply = serde_json::from_slice(&body).map_err(|e| {
-        format!("failed to call webhook: the response is not an AdmissionReview: {e}")
-    })?;
-    let reply = reply
-        .response
-        .ok_or("failed to call webhook: the response has no response field")?;
+    let body = tokio::time::timeout(limit, exchange)
+        .await
+        .map_err(|_| format!("Post {url:?}: context deadline exceeded"))??;
+    let reply: ReviewReply = serde_json::from_slice(&body)
+        .map_err(|e| format!("the response is not an AdmissionReview: {e}"))?;
+    let reply = reply.response.ok_or("the response has no response field")?;
     let sent = review["request"]["uid"].as_str().unwrap_or_default();
     if reply.uid != sent {
         return Err(format!(
-            "failed to call webhook: expected response.uid={sent:?}, got {:?}",
+            "expected response.uid={sent:?}, got {:?}",
             reply.uid
         ));
     }
     if reply.patch.is_some() && reply.patch_type.as_deref() != Some("JSONPatch") {
-        return Err("failed to call webhook: a patch must come with patchType JSONPatch".into());
+        return Err("a patch must come with patchType JSONPatch".into());
     }
     Ok(reply)
 }
@@ -491,96 +491,12 @@ fn endpoint(
         return Ok((url.clone(), None));
     }
     let Some(service) = &config.service else {
-        return Err("failed to call webhook: neither url nor service is set".into());
+        return Err("neither url nor service is set".into());
     };
-    let port = service.port.unwrap_or(443);
-    let slices = shared
-        .cache
-        .typed_list::<EndpointSlice>(&format!("/registry/endpointslices/{}/", service.namespace));
-    let address = slices
-        .iter()
-        .filter(|s| {
-            s.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("kubernetes.io/service-name"))
-                == Some(&service.name)
-        })
-        .find_map(|slice| {
-            let target = slice.ports.iter().flatten().find(|p| {
-                p.port.is_some()
-                    && (slice.ports.as_ref().is_some_and(|all| all.len() == 1)
-                        || p.port == Some(port))
-            })?;
-            let ready = slice
-                .endpoints
-                .iter()
-                .find(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))?;
-            Some((ready.addresses.first()?.clone(), target.port?))
-        })
-        .ok_or_else(|| {
-            format!(
-                "failed to call webhook: service \"{}/{}\" has no ready endpoints",
-                service.namespace, service.name
-            )
-        })?;
-    let host = match address.0.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
-        _ => address.0,
-    };
+    let place = (service.namespace.as_str(), service.name.as_str());
+    let (base, name) = crate::dial::service_url(shared, place, service.port.unwrap_or(443))?;
     let path = service.path.as_deref().unwrap_or("");
-    Ok((
-        format!("https://{host}:{}{path}", address.1),
-        Some(format!("{}.{}.svc", service.name, service.namespace)),
-    ))
-}
-
-type Client = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
-
-/// An HTTPS client trusting the webhook's `caBundle` (the host's roots when it has
-/// none), checking the certificate against `server_name` when given.
-fn client(config: &WebhookClientConfig, server_name: Option<String>) -> Result<Client, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
-    let bad = |e: &dyn std::fmt::Display| format!("failed to call webhook: the caBundle: {e}");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(&e))?;
-    let trusting = match &config.ca_bundle {
-        Some(bundle) if !bundle.0.is_empty() => {
-            let mut roots = rustls::RootCertStore::empty();
-            for certificate in CertificateDer::pem_slice_iter(&bundle.0) {
-                roots
-                    .add(certificate.map_err(|e| bad(&e))?)
-                    .map_err(|e| bad(&e))?;
-            }
-            builder.with_root_certificates(roots)
-        }
-        _ => {
-            use hyper_rustls::ConfigBuilderExt as _;
-            builder.with_native_roots().map_err(|e| bad(&e))?
-        }
-    };
-    let tls = trusting.with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only();
-    let connector = match server_name {
-        Some(name) => {
-            let name = ServerName::try_from(name).map_err(|e| bad(&e))?;
-            connector.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-        }
-        None => connector,
-    };
-    let https = connector.enable_http1().build();
-    Ok(
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(https),
-    )
+    Ok((format!("{base}{path}"), Some(name)))
 }
 
 /// What is wrong with one webhook of a configuration, `at` its path.

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod aggregation;
+mod callees;
 mod client;
 mod cni;
 mod custom;

@@ -5,13 +5,11 @@
 //! refusals in kube-apiserver's words, unreachable webhooks failing the write or
 //! ignored by their failurePolicy, dry runs marked as such.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use base64::Engine as _;
-use berth_testkit::guard::ChildGuard;
 
+use crate::callees::{certificates, python_https};
 use crate::server::Server;
 
 /// The webhook: `/mutate` labels what it is sent `mutated: "yes"` and warns so;
@@ -142,94 +140,6 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).trim().to_string()
 }
 
-fn openssl(args: &[&str], dir: &Path) {
-    let made = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "openssl {args:?}: {made:?}");
-}
-
-/// A CA, and a certificate it signs for 127.0.0.1: the webhook's.
-fn certificates(dir: &Path) {
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=webhook-ca",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-        ],
-        dir,
-    );
-    openssl(
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "hook.key",
-            "-out",
-            "hook.csr",
-        ],
-        dir,
-    );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "hook.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "hook.crt",
-        ],
-        dir,
-    );
-}
-
-/// The webhook, serving until dropped, and its port.
-fn webhook(dir: &Path) -> (ChildGuard, u16) {
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(WEBHOOK)
-        .args([
-            dir.join("hook.crt"),
-            dir.join("hook.key"),
-            dir.join("reviews.log"),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let guard = ChildGuard(child);
-    (guard, line.trim().parse().unwrap())
-}
-
 fn refused(output: &Output, expected: &str) {
     assert!(!output.status.success(), "{output:?}");
     assert!(
@@ -244,7 +154,7 @@ fn admission_webhooks_mutate_and_refuse_writes_as_their_configurations_say() {
     let server = Server::start("webhooks", false);
     let dir = server.scratch.path().to_path_buf();
     certificates(&dir);
-    let (_webhook, port) = webhook(&dir);
+    let (_webhook, port) = python_https(WEBHOOK, &dir, &[&dir.join("reviews.log")]);
     let bundle = base64::engine::general_purpose::STANDARD
         .encode(std::fs::read(dir.join("ca.crt")).unwrap());
     let configurations = CONFIGURATIONS

@@ -1,0 +1,56 @@
+//! HTTPS servers the API server calls in tests — admission webhooks, aggregated API
+//! servers: a test CA with a certificate it signs for 127.0.0.1, and Python's
+//! http.server serving a script over TLS with it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use berth_testkit::guard::ChildGuard;
+
+fn openssl(args: &[&str], dir: &Path) {
+    let made = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "openssl {args:?}: {made:?}");
+}
+
+/// Makes `ca.crt` (with `ca.key`) in `dir`, and `server.crt` (with `server.key`), which
+/// it signs for 127.0.0.1.
+pub fn certificates(dir: &Path) {
+    let ca =
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.crt";
+    openssl(&ca.split(' ').collect::<Vec<_>>(), dir);
+    let request =
+        "req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr";
+    openssl(&request.split(' ').collect::<Vec<_>>(), dir);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let sign = "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile san.ext -out server.crt";
+    openssl(&sign.split(' ').collect::<Vec<_>>(), dir);
+}
+
+/// Runs `script` with Python, given the server certificate and key of `dir` and then
+/// `args`; it is to serve HTTPS on a port of its choice and print that port first. The
+/// server (stopped when dropped) and its port.
+pub fn python_https(script: &str, dir: &Path, args: &[&Path]) -> (ChildGuard, u16) {
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args([dir.join("server.crt"), dir.join("server.key")])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let guard = ChildGuard(child);
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no port: {line:?}"));
+    (guard, port)
+}
