@@ -89,12 +89,14 @@ struct Hook<'a> {
     side_effects: &'a str,
     timeout: Option<i32>,
     versions: &'a [String],
-    /// `IfNeeded` for a mutating webhook to be called again.
-    reinvoked: bool,
+    /// A mutating webhook's `reinvocationPolicy`: `IfNeeded` to be called again.
+    reinvocation: Option<&'a str>,
+    /// Whether it has CEL `matchConditions`, which this server cannot evaluate.
+    match_conditions: bool,
 }
 
 macro_rules! hook_of {
-    ($webhook:expr, $reinvoked:expr) => {
+    ($webhook:expr, $reinvocation:expr) => {
         Hook {
             name: &$webhook.name,
             client: &$webhook.client_config,
@@ -105,7 +107,11 @@ macro_rules! hook_of {
             side_effects: &$webhook.side_effects,
             timeout: $webhook.timeout_seconds,
             versions: &$webhook.admission_review_versions,
-            reinvoked: $reinvoked,
+            reinvocation: $reinvocation,
+            match_conditions: $webhook
+                .match_conditions
+                .as_ref()
+                .is_some_and(|c| !c.is_empty()),
         }
     };
 }
@@ -125,9 +131,7 @@ pub(crate) async fn mutate(
     let hooks: Vec<Hook<'_>> = configurations
         .iter()
         .flat_map(|c| c.webhooks.iter().flatten())
-        .map(|w: &MutatingWebhook| {
-            hook_of!(w, w.reinvocation_policy.as_deref() == Some("IfNeeded"))
-        })
+        .map(|w: &MutatingWebhook| hook_of!(w, w.reinvocation_policy.as_deref()))
         .collect();
     let mut last_change = None;
     for (index, hook) in hooks.iter().enumerate() {
@@ -138,7 +142,11 @@ pub(crate) async fn mutate(
     // Once more for those that asked to be, when a webhook after them changed the
     // object.
     if let Some(last) = last_change {
-        for hook in hooks.iter().take(last).filter(|h| h.reinvoked) {
+        for hook in hooks
+            .iter()
+            .take(last)
+            .filter(|h| h.reinvocation == Some("IfNeeded"))
+        {
             patched(shared, hook, write, (object, old), warnings).await?;
         }
     }
@@ -177,7 +185,7 @@ pub(crate) async fn validate(
         .iter()
         .flat_map(|c| c.webhooks.iter().flatten())
     {
-        let hook: Hook<'_> = hook_of!(webhook as &ValidatingWebhook, false);
+        let hook: Hook<'_> = hook_of!(webhook as &ValidatingWebhook, None);
         call(shared, &hook, write, (object, old), warnings).await?;
     }
     Ok(())
@@ -499,8 +507,16 @@ fn endpoint(
     Ok((format!("{base}{path}"), Some(name)))
 }
 
+/// What is wrong with the webhooks of a configuration.
+fn problems_of<'a>(hooks: impl Iterator<Item = Hook<'a>>) -> Vec<String> {
+    hooks
+        .enumerate()
+        .flat_map(|(index, hook)| hook_problems(&hook, &format!("webhooks[{index}]")))
+        .collect()
+}
+
 /// What is wrong with one webhook of a configuration, `at` its path.
-fn hook_problems(hook: &Hook<'_>, at: &str, match_conditions: bool) -> Vec<String> {
+fn hook_problems(hook: &Hook<'_>, at: &str) -> Vec<String> {
     let mut problems = Vec::new();
     if hook.name.split('.').count() < 3 {
         problems.push(format!(
@@ -543,7 +559,14 @@ fn hook_problems(hook: &Hook<'_>, at: &str, match_conditions: bool) -> Vec<Strin
             "{at}.timeoutSeconds: Invalid value: {timeout}: the timeout value must be between 1 and 30 seconds"
         ));
     }
-    if match_conditions {
+    if let Some(policy) = hook.reinvocation
+        && !matches!(policy, "Never" | "IfNeeded")
+    {
+        problems.push(format!(
+            "{at}.reinvocationPolicy: Unsupported value: {policy:?}: supported values: \"IfNeeded\", \"Never\""
+        ));
+    }
+    if hook.match_conditions {
         problems.push(format!(
             "{at}.matchConditions: Forbidden: CEL match conditions are not supported by this server"
         ));
@@ -581,27 +604,8 @@ impl Schema for MutatingWebhookConfiguration {
     }
 
     fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        for (index, webhook) in self.webhooks.iter().flatten().enumerate() {
-            let hook = hook_of!(webhook, false);
-            let conditions = webhook
-                .match_conditions
-                .as_ref()
-                .is_some_and(|c| !c.is_empty());
-            problems.extend(hook_problems(
-                &hook,
-                &format!("webhooks[{index}]"),
-                conditions,
-            ));
-            if let Some(policy) = &webhook.reinvocation_policy
-                && !matches!(policy.as_str(), "Never" | "IfNeeded")
-            {
-                problems.push(format!(
-                    "webhooks[{index}].reinvocationPolicy: Unsupported value: {policy:?}: supported values: \"IfNeeded\", \"Never\""
-                ));
-            }
-        }
-        problems
+        let hooks = self.webhooks.iter().flatten();
+        problems_of(hooks.map(|w| hook_of!(w, w.reinvocation_policy.as_deref())))
     }
 }
 
@@ -613,19 +617,6 @@ impl Schema for ValidatingWebhookConfiguration {
     }
 
     fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        for (index, webhook) in self.webhooks.iter().flatten().enumerate() {
-            let hook = hook_of!(webhook, false);
-            let conditions = webhook
-                .match_conditions
-                .as_ref()
-                .is_some_and(|c| !c.is_empty());
-            problems.extend(hook_problems(
-                &hook,
-                &format!("webhooks[{index}]"),
-                conditions,
-            ));
-        }
-        problems
+        problems_of(self.webhooks.iter().flatten().map(|w| hook_of!(w, None)))
     }
 }

@@ -14,9 +14,8 @@ use crate::server::Server;
 /// A metrics server of one node, which reports whom the API server said it asks for.
 const METRICS_SERVER: &str = r#"
 import http.server, json, ssl, sys
-cert, key = sys.argv[1:3]
 
-class Api(http.server.BaseHTTPRequestHandler):
+class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
@@ -46,13 +45,6 @@ class Api(http.server.BaseHTTPRequestHandler):
         else:
             self.reply(404, {'kind': 'Status', 'apiVersion': 'v1', 'status': 'Failure',
                              'reason': 'NotFound', 'code': 404, 'message': 'not found'})
-
-server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Api)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(cert, key)
-server.socket = context.wrap_socket(server.socket, server_side=True)
-print(server.server_address[1], flush=True)
-server.serve_forever()
 "#;
 
 /// metrics-server's Service and APIService as its manifest has them, with an

@@ -31,13 +31,26 @@ pub fn certificates(dir: &Path) {
     openssl(&sign.split(' ').collect::<Vec<_>>(), dir);
 }
 
-/// Runs `script` with Python, given the server certificate and key of `dir` and then
-/// `args`; it is to serve HTTPS on a port of its choice and print that port first. The
-/// server (stopped when dropped) and its port.
-pub fn python_https(script: &str, dir: &Path, args: &[&Path]) -> (ChildGuard, u16) {
+/// What follows a script's request handler (`class Handler`): serving it over HTTPS
+/// on a free port of loopback, with the certificate and key its first two arguments
+/// name, after printing that port.
+const SERVE: &str = r#"
+server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[1], sys.argv[2])
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// Serves `handler` (Python defining `class Handler`, an http.server request handler;
+/// `http.server`, `ssl` and `sys` imported) over HTTPS with the server certificate of
+/// `dir`, `args` following the certificate and key in its `sys.argv`. The server
+/// (stopped when dropped) and its port.
+pub fn python_https(handler: &str, dir: &Path, args: &[&Path]) -> (ChildGuard, u16) {
     let mut child = Command::new("python3")
         .arg("-c")
-        .arg(script)
+        .arg(format!("{handler}{SERVE}"))
         .args([dir.join("server.crt"), dir.join("server.key")])
         .args(args)
         .stdout(Stdio::piped())

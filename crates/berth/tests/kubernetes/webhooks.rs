@@ -14,12 +14,12 @@ use crate::server::Server;
 
 /// The webhook: `/mutate` labels what it is sent `mutated: "yes"` and warns so;
 /// `/validate` refuses objects labelled `deny: "true"`. Each review is logged, one JSON
-/// line each, to the file its third argument names. It prints its port first.
+/// line each, to the file its third argument names.
 const WEBHOOK: &str = r#"
 import base64, http.server, json, ssl, sys
-cert, key, log = sys.argv[1:4]
+log = sys.argv[3]
 
-class Hook(http.server.BaseHTTPRequestHandler):
+class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
@@ -46,13 +46,6 @@ class Hook(http.server.BaseHTTPRequestHandler):
         self.send_header('Content-Length', str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Hook)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(cert, key)
-server.socket = context.wrap_socket(server.socket, server_side=True)
-print(server.server_address[1], flush=True)
-server.serve_forever()
 "#;
 
 const CONFIGURATIONS: &str = r#"apiVersion: v1
