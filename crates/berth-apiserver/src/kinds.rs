@@ -350,6 +350,10 @@ impl Schema for Namespace {
             "Active".into(),
         );
     }
+
+    fn problems(&self) -> Vec<String> {
+        crate::podsecurity::label_problems(self.metadata.labels.as_ref())
+    }
 }
 
 impl Schema for ConfigMap {}

@@ -24,6 +24,7 @@ mod networking;
 mod objects;
 mod openapi;
 mod pki;
+mod podsecurity;
 mod priorities;
 mod protobuf;
 mod quota;

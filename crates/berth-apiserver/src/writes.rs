@@ -273,16 +273,21 @@ pub(crate) async fn create(
     touchable(&options.identity, resource, &object)?;
     crate::rbac::check_write(shared, &options.identity, resource, (None, &object))?;
     let namespace = place.namespace.as_deref().unwrap_or_default();
+    let mut warnings = admitted.warnings;
     if resource.kind == "Pod" {
         crate::accounts::admit(shared, &mut object)?;
         crate::priorities::admit(shared, &mut object).await?;
         crate::quota::limit(shared, namespace, &mut object)?;
+        crate::podsecurity::admit_pod(shared, namespace, &object, &mut warnings)?;
     }
     if resource.kind == "PersistentVolumeClaim" {
         crate::storage::admit(shared, &mut object);
     }
+    if resource.custom().is_none() {
+        let place = (resource.plural.as_str(), namespace);
+        crate::podsecurity::check_template(shared, place, &object, &mut warnings);
+    }
     let name = objects::name_of(&object).to_string();
-    let mut warnings = admitted.warnings;
     let write = options.webhooks_write(Operation::Create, place, (Part::Whole, &name));
     let mut object = webhooked(shared, &write, (object, None), &mut warnings).await?;
     if !options.manager.applying {
@@ -351,6 +356,13 @@ pub(crate) async fn change(
         let change = (Some(&current), &object);
         crate::rbac::check_write(shared, &options.identity, resource, change)?;
         let mut warnings = admitted.warnings;
+        if part == Part::Whole
+            && resource.custom().is_none()
+            && let Some(namespace) = place.namespace.as_deref()
+        {
+            let place = (resource.plural.as_str(), namespace);
+            crate::podsecurity::check_template(shared, place, &object, &mut warnings);
+        }
         let write = options.webhooks_write(Operation::Update, place, (part, name));
         let mut object = webhooked(shared, &write, (object, Some(&current)), &mut warnings).await?;
         if !options.manager.applying {

@@ -18,6 +18,7 @@ mod lifecycle;
 mod metrics;
 mod placement;
 mod pods;
+mod podsecurity;
 mod probes;
 mod pulls;
 mod quota;
