@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::{
     ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::{CSIDriver, StorageClass, VolumeAttachment};
@@ -477,6 +478,16 @@ impl Schema for PodTemplate {
             default_template(template);
         }
     }
+}
+
+/// API priority and fairness objects are accepted and stored, as charts ship them;
+/// Berth's server does not queue requests by them.
+impl Schema for FlowSchema {
+    const HAS_STATUS: bool = true;
+}
+
+impl Schema for PriorityLevelConfiguration {
+    const HAS_STATUS: bool = true;
 }
 
 impl Schema for RuntimeClass {

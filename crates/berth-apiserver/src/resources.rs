@@ -25,6 +25,7 @@ use k8s_openapi::api::batch::v1 as batch;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use k8s_openapi::api::networking::v1 as networking;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -218,6 +219,13 @@ pub(crate) static BUILT_IN: LazyLock<Vec<Arc<Resource>>> = LazyLock::new(|| {
             []
         ),
         resource!(APIService, "apiservice", false, []),
+        resource!(FlowSchema, "flowschema", false, []),
+        resource!(
+            PriorityLevelConfiguration,
+            "prioritylevelconfiguration",
+            false,
+            []
+        ),
         resource!(
             CustomResourceDefinition,
             "customresourcedefinition",

@@ -106,6 +106,43 @@ template:
     containers:
     - name: worker
       image: busybox
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata:
+  name: operator-level
+spec:
+  type: Limited
+  limited:
+    nominalConcurrencyShares: 10
+    limitResponse:
+      type: Queue
+      queuing:
+        queues: 16
+        handSize: 4
+        queueLengthLimit: 50
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata:
+  name: operator
+spec:
+  priorityLevelConfiguration:
+    name: operator-level
+  matchingPrecedence: 1000
+  distinguisherMethod:
+    type: ByUser
+  rules:
+  - subjects:
+    - kind: ServiceAccount
+      serviceAccount:
+        name: operator
+        namespace: default
+    resourceRules:
+    - verbs: ["*"]
+      apiGroups: ["*"]
+      resources: ["*"]
+      namespaces: ["*"]
 "#;
 
 fn stderr(output: &Output) -> String {
@@ -131,6 +168,8 @@ fn networking_storage_and_node_kinds_apply_print_and_default_as_kubernetes_does(
         "runtimeclass.node.k8s.io/sandboxed created",
         "csidriver.storage.k8s.io/hostpath.csi.k8s.io created",
         "podtemplate/worker created",
+        "prioritylevelconfiguration.flowcontrol.apiserver.k8s.io/operator-level created",
+        "flowschema.flowcontrol.apiserver.k8s.io/operator created",
     ] {
         assert!(applied.contains(object), "{applied}");
     }
