@@ -183,6 +183,9 @@ fn subresources(resource: &Resource) -> Vec<Value> {
             ));
             found.push(sub("log", None, "Pod", &["get"]));
         }
+        "certificatesigningrequests" => {
+            found.push(sub("approval", None, &resource.kind, writable));
+        }
         "serviceaccounts" => {
             let group_version = Some(("authentication.k8s.io", "v1"));
             found.push(sub("token", group_version, "TokenRequest", &["create"]));

@@ -12,6 +12,7 @@ mod accounts;
 mod aggregation;
 mod auth;
 mod cache;
+mod certificates;
 mod custom;
 mod dial;
 mod discovery;
@@ -176,6 +177,7 @@ pub async fn run(
     });
     tokio::spawn(scrapes::run(Arc::clone(&shared)));
     tokio::spawn(aggregation::run(Arc::clone(&shared)));
+    tokio::spawn(certificates::run(Arc::clone(&shared)));
     let router = discovery::routes()
         .merge(resources::routes())
         .merge(openapi::routes())

@@ -138,3 +138,43 @@ pub fn issue_client_certificate(
     let cert = params.signed_by(&key, &issuer).map_err(tls_error)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
+
+/// What a certificate signed for a CertificateSigningRequest is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// Authenticating to the API server (`kubernetes.io/kube-apiserver-client…`).
+    Client,
+    /// A kubelet's serving certificate (`kubernetes.io/kubelet-serving`).
+    Serving,
+}
+
+/// The certificate (PEM) the cluster CA under `dir` signs for the PEM certificate
+/// request `request`, for `purpose`, valid from now for `lifetime`; the request's
+/// signature is checked first.
+pub(crate) fn sign_request(
+    dir: &Path,
+    request: &str,
+    purpose: Purpose,
+    lifetime: std::time::Duration,
+) -> Result<String> {
+    let issuer = issuer(dir)?;
+    let mut request =
+        rcgen::CertificateSigningRequestParams::from_pem(request).map_err(tls_error)?;
+    let now = time::OffsetDateTime::now_utc();
+    request.params.not_before = now;
+    request.params.not_after = now + lifetime;
+    request.params.is_ca = rcgen::IsCa::NoCa;
+    request.params.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+    ];
+    request.params.extended_key_usages = vec![match purpose {
+        Purpose::Client => ExtendedKeyUsagePurpose::ClientAuth,
+        Purpose::Serving => ExtendedKeyUsagePurpose::ServerAuth,
+    }];
+    if purpose == Purpose::Client {
+        request.params.subject_alt_names.clear();
+    }
+    let certificate = request.signed_by(&issuer).map_err(tls_error)?;
+    Ok(certificate.pem())
+}

@@ -22,6 +22,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1 as batch;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -217,6 +218,12 @@ pub(crate) static BUILT_IN: LazyLock<Vec<Arc<Resource>>> = LazyLock::new(|| {
             "validatingwebhookconfiguration",
             false,
             []
+        ),
+        resource!(
+            CertificateSigningRequest,
+            "certificatesigningrequest",
+            false,
+            ["csr"]
         ),
         resource!(APIService, "apiservice", false, []),
         resource!(FlowSchema, "flowschema", false, []),

@@ -116,6 +116,14 @@ fn columns(kind: &str) -> &'static [Column] {
     match kind {
         "Namespace" => columns![NAME, text("Status"), AGE],
         "APIService" => columns![NAME, text("Service"), text("Available"), AGE],
+        "CertificateSigningRequest" => columns![
+            NAME,
+            AGE,
+            text("SignerName"),
+            text("Requestor"),
+            text("RequestedDuration"),
+            text("Condition"),
+        ],
         "ConfigMap" => columns![NAME, text("Data"), AGE],
         "Secret" => columns![NAME, text("Type"), text("Data"), AGE],
         "ServiceAccount" => columns![NAME, text("Secrets"), AGE],
@@ -489,6 +497,39 @@ fn api_service_cell(column: &str, object: &Value) -> Value {
     })
 }
 
+/// A CertificateSigningRequest's cells: its condition is `Pending` until approved or
+/// denied, then those conditions, with `Issued` once signed.
+fn request_cell(column: &str, object: &Value) -> Value {
+    let (spec, status) = (&object["spec"], &object["status"]);
+    match column {
+        "SignerName" => json!(text_of(&spec["signerName"])),
+        "Requestor" => json!(text_of(&spec["username"])),
+        "RequestedDuration" => json!(match spec["expirationSeconds"].as_i64() {
+            Some(seconds) => duration_text(seconds),
+            None => "<none>".into(),
+        }),
+        _ => {
+            let mut conditions: Vec<&str> = status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| c["status"] == "True")
+                .filter_map(|c| c["type"].as_str())
+                .collect();
+            if status["certificate"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+            {
+                conditions.push("Issued");
+            }
+            json!(match conditions.is_empty() {
+                true => "Pending".to_string(),
+                false => conditions.join(","),
+            })
+        }
+    }
+}
+
 /// One cell of `column` for `object` of `kind`, as kube-apiserver's printers fill it.
 fn cell(kind: &str, column: &str, object: &Value) -> Value {
     let (metadata, spec, status) = (&object["metadata"], &object["spec"], &object["status"]);
@@ -507,6 +548,7 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
         ("HorizontalPodAutoscaler", _) => autoscaler_cell(column, object),
         ("Namespace", "Status") => json!(text_of(&status["phase"])),
         ("APIService", _) => api_service_cell(column, object),
+        ("CertificateSigningRequest", _) => request_cell(column, object),
         ("Secret", "Type") => json!(text_of(&object["type"])),
         ("Secret", "Data") => json!(length(&object["data"])),
         ("ConfigMap", "Data") => json!(length(&object["data"]) + length(&object["binaryData"])),

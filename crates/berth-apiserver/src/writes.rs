@@ -37,6 +37,8 @@ pub(crate) enum Part {
     /// A pod's `/eviction`: its deletion, unless a disruption budget forbids it
     /// (create only).
     Eviction,
+    /// A CertificateSigningRequest's `/approval`: only its conditions.
+    Approval,
 }
 
 impl Part {
@@ -50,6 +52,7 @@ impl Part {
             Some("log") if resource.plural == "pods" => Some(Part::Log),
             Some("token") if resource.plural == "serviceaccounts" => Some(Part::Token),
             Some("eviction") if resource.plural == "pods" => Some(Part::Eviction),
+            Some("approval") if crate::certificates::is_requests(resource) => Some(Part::Approval),
             Some(_) => None,
         }
     }
@@ -64,6 +67,7 @@ impl Part {
             Part::Log => Some("log"),
             Part::Token => Some("token"),
             Part::Eviction => Some("eviction"),
+            Part::Approval => Some("approval"),
         }
     }
 }
@@ -168,9 +172,13 @@ pub(crate) const APPLY_PATCH: &str = "application/apply-patch";
 /// The part of `object` a client reads and writes at `part`.
 pub(crate) fn view(part: Part, object: Value) -> Value {
     match part {
-        Part::Whole | Part::Status | Part::Binding | Part::Log | Part::Token | Part::Eviction => {
-            object
-        }
+        Part::Whole
+        | Part::Status
+        | Part::Binding
+        | Part::Log
+        | Part::Token
+        | Part::Eviction
+        | Part::Approval => object,
         Part::Scale => {
             let metadata = &object["metadata"];
             let selector: Vec<String> = object["spec"]["selector"]["matchLabels"]
@@ -228,6 +236,11 @@ fn merged(
             object["status"] = given["status"].take();
             object
         }
+        Part::Approval => {
+            let mut object = current.clone();
+            object["status"]["conditions"] = given["status"]["conditions"].take();
+            object
+        }
         Part::Scale => {
             let Some(replicas) = given["spec"]["replicas"].as_i64().filter(|r| *r >= 0) else {
                 return Err(Status::invalid(
@@ -269,6 +282,9 @@ pub(crate) async fn create(
     let mut object = admitted.object;
     if crate::custom::is_definitions(resource) {
         crate::custom::establish(&mut object);
+    }
+    if crate::certificates::is_requests(resource) {
+        crate::certificates::record_requester(&options.identity, &mut object);
     }
     touchable(&options.identity, resource, &object)?;
     crate::rbac::check_write(shared, &options.identity, resource, (None, &object))?;
@@ -343,6 +359,9 @@ pub(crate) async fn change(
     loop {
         let (key, stored, current) = crate::resources::current(shared, place, name).await?;
         touchable(&options.identity, resource, &current)?;
+        if part == Part::Approval {
+            crate::certificates::may_approve(shared, &options.identity, &current)?;
+        }
         let given = edit(view(part, current.clone()))?;
         let proposed = merged(part, resource, &current, given)?;
         let (expected, proposed) =

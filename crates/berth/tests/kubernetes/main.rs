@@ -5,6 +5,7 @@
 
 mod aggregation;
 mod callees;
+mod certificates;
 mod client;
 mod cni;
 mod custom;
