@@ -9,7 +9,7 @@
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionVersion,
-    JSONSchemaProps,
+    CustomResourceSubresourceScale, JSONSchemaProps,
 };
 use serde_json::{Value, json};
 
@@ -25,6 +25,8 @@ pub(crate) struct Version {
     schema: Option<JSONSchemaProps>,
     /// Its `additionalPrinterColumns`.
     pub(crate) columns: Vec<CustomResourceColumnDefinition>,
+    /// Its scale subresource's paths, if it has one.
+    pub(crate) scale: Option<CustomResourceSubresourceScale>,
 }
 
 impl Version {
@@ -94,6 +96,7 @@ pub(crate) fn resources_of(definition: &CustomResourceDefinition) -> Vec<Resourc
                     .additional_printer_columns
                     .clone()
                     .unwrap_or_default(),
+                scale: version.subresources.as_ref().and_then(|s| s.scale.clone()),
             })),
         })
         .collect()

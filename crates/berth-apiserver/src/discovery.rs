@@ -169,7 +169,7 @@ fn subresources(resource: &Resource) -> Vec<Value> {
     if resource.has_status {
         found.push(sub("status", None, &resource.kind, writable));
     }
-    if crate::writes::SCALABLE.contains(&resource.plural.as_str()) {
+    if resource.scale().is_some() {
         found.push(sub("scale", Some(("autoscaling", "v1")), "Scale", writable));
     }
     match resource.plural.as_str() {

@@ -125,6 +125,26 @@ impl Resource {
         }
     }
 
+    /// Where its objects keep what a `/scale` subresource shows, if it has one.
+    pub(crate) fn scale(&self) -> Option<ScalePaths<'_>> {
+        match &self.definition {
+            Definition::BuiltIn { .. } => {
+                SCALABLE
+                    .contains(&self.plural.as_str())
+                    .then_some(ScalePaths {
+                        spec_replicas: ".spec.replicas",
+                        status_replicas: ".status.replicas",
+                        selector: None,
+                    })
+            }
+            Definition::Custom(version) => version.scale.as_ref().map(|scale| ScalePaths {
+                spec_replicas: &scale.spec_replicas_path,
+                status_replicas: &scale.status_replicas_path,
+                selector: scale.label_selector_path.as_deref(),
+            }),
+        }
+    }
+
     /// The version of a CustomResourceDefinition this resource is, if it is one.
     pub(crate) fn custom(&self) -> Option<&crate::custom::Version> {
         match &self.definition {
@@ -132,6 +152,19 @@ impl Resource {
             Definition::BuiltIn { .. } => None,
         }
     }
+}
+
+/// The built-in resources with a `/scale` subresource.
+const SCALABLE: [&str; 3] = ["deployments", "replicasets", "statefulsets"];
+
+/// Where an object keeps what its `/scale` subresource shows, as simple JSON paths
+/// (`.spec.replicas`).
+pub(crate) struct ScalePaths<'a> {
+    pub(crate) spec_replicas: &'a str,
+    pub(crate) status_replicas: &'a str,
+    /// A text field holding the selector (`.status.selector`): a custom resource's.
+    /// Built-in kinds' selector is their `spec.selector`.
+    pub(crate) selector: Option<&'a str>,
 }
 
 macro_rules! resource {
@@ -421,7 +454,7 @@ async fn get_any(
         }) => current(&shared, &place, &name)
             .await
             .and_then(|(_, stored, object)| {
-                let object = writes::view(part, object);
+                let object = writes::view(part, &place.resource, object);
                 match crate::tables::requested(&headers, &query.0)? {
                     Some(include) if part == Part::Whole => {
                         let revision = stored.mod_revision;

@@ -47,7 +47,7 @@ impl Part {
         match subresource {
             None => Some(Part::Whole),
             Some("status") if resource.has_status => Some(Part::Status),
-            Some("scale") if SCALABLE.contains(&resource.plural.as_str()) => Some(Part::Scale),
+            Some("scale") if resource.scale().is_some() => Some(Part::Scale),
             Some("binding") if resource.plural == "pods" => Some(Part::Binding),
             Some("log") if resource.plural == "pods" => Some(Part::Log),
             Some("token") if resource.plural == "serviceaccounts" => Some(Part::Token),
@@ -71,9 +71,6 @@ impl Part {
         }
     }
 }
-
-/// The resources with a `/scale` subresource.
-pub(crate) const SCALABLE: [&str; 3] = ["deployments", "replicasets", "statefulsets"];
 
 /// The options every write takes from its query.
 pub(crate) struct WriteOptions {
@@ -170,41 +167,60 @@ impl WriteOptions {
 pub(crate) const APPLY_PATCH: &str = "application/apply-patch";
 
 /// The part of `object` a client reads and writes at `part`.
-pub(crate) fn view(part: Part, object: Value) -> Value {
-    match part {
-        Part::Whole
-        | Part::Status
-        | Part::Binding
-        | Part::Log
-        | Part::Token
-        | Part::Eviction
-        | Part::Approval => object,
-        Part::Scale => {
-            let metadata = &object["metadata"];
-            let selector: Vec<String> = object["spec"]["selector"]["matchLabels"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect();
-            json!({
-                "kind": "Scale",
-                "apiVersion": "autoscaling/v1",
-                "metadata": {
-                    "name": metadata["name"],
-                    "namespace": metadata["namespace"],
-                    "uid": metadata["uid"],
-                    "resourceVersion": metadata["resourceVersion"],
-                    "creationTimestamp": metadata["creationTimestamp"],
-                },
-                "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(0)},
-                "status": {
-                    "replicas": object["status"]["replicas"].as_i64().unwrap_or(0),
-                    "selector": selector.join(","),
-                },
-            })
+pub(crate) fn view(part: Part, resource: &Resource, object: Value) -> Value {
+    let Some(paths) = resource.scale().filter(|_| part == Part::Scale) else {
+        return object;
+    };
+    let at = |path: &str| {
+        object
+            .pointer(&pointer_of(path))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let selector = match paths.selector {
+        Some(path) => at(path).as_str().unwrap_or_default().to_string(),
+        None => object["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    let metadata = &object["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "uid": metadata["uid"],
+            "resourceVersion": metadata["resourceVersion"],
+            "creationTimestamp": metadata["creationTimestamp"],
+        },
+        "spec": {"replicas": at(paths.spec_replicas).as_i64().unwrap_or(0)},
+        "status": {
+            "replicas": at(paths.status_replicas).as_i64().unwrap_or(0),
+            "selector": selector,
+        },
+    })
+}
+
+/// The JSON pointer of a simple JSON path: `/spec/replicas` for `.spec.replicas`.
+fn pointer_of(path: &str) -> String {
+    path.replace('.', "/")
+}
+
+/// Sets the field a simple JSON path names, making the objects on the way.
+fn set_at(object: &mut Value, path: &str, value: Value) {
+    let mut node = object;
+    for part in path.trim_start_matches('.').split('.') {
+        if !node.is_object() {
+            *node = json!({});
         }
+        node = &mut node[part];
     }
+    *node = value;
 }
 
 /// The object `given` at `part` makes of `current`: a write to one part leaves the
@@ -250,7 +266,10 @@ fn merged(
                 ));
             };
             let mut object = current.clone();
-            object["spec"]["replicas"] = json!(replicas);
+            let path = resource
+                .scale()
+                .map_or(".spec.replicas", |p| p.spec_replicas);
+            set_at(&mut object, path, json!(replicas));
             object
         }
     };
@@ -362,7 +381,7 @@ pub(crate) async fn change(
         if part == Part::Approval {
             crate::certificates::may_approve(shared, &options.identity, &current)?;
         }
-        let given = edit(view(part, current.clone()))?;
+        let given = edit(view(part, resource, current.clone()))?;
         let proposed = merged(part, resource, &current, given)?;
         let (expected, proposed) =
             objects::prepare_update(resource, place.namespace.as_deref(), name, proposed)?;
@@ -389,11 +408,19 @@ pub(crate) async fn change(
             managed::record_update(Some(&current), &mut object, manager, &api_version);
         }
         if options.dry_run {
-            return Ok(respond(StatusCode::OK, &view(part, object), &warnings));
+            return Ok(respond(
+                StatusCode::OK,
+                &view(part, resource, object),
+                &warnings,
+            ));
         }
         if objects::finalized(&object) {
             let last = remove(shared, place, name, &key, stored.mod_revision).await?;
-            return Ok(respond(StatusCode::OK, &view(part, last), &warnings));
+            return Ok(respond(
+                StatusCode::OK,
+                &view(part, resource, last),
+                &warnings,
+            ));
         }
         let guard = if expected == 0 {
             stored.mod_revision
@@ -407,7 +434,11 @@ pub(crate) async fn change(
         match result {
             Ok(kv) => {
                 let object = objects::from_stored(&kv).unwrap_or(object);
-                return Ok(respond(StatusCode::OK, &view(part, object), &warnings));
+                return Ok(respond(
+                    StatusCode::OK,
+                    &view(part, resource, object),
+                    &warnings,
+                ));
             }
             Err(berth_store::Error::Conflict { .. }) if expected == 0 => continue,
             Err(e) => return Err(Status::from_store(e, &resource.plural, name)),

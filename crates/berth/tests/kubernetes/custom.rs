@@ -29,6 +29,10 @@ spec:
     storage: true
     subresources:
       status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+        labelSelectorPath: .status.selector
     additionalPrinterColumns:
     - name: Spec
       type: string
@@ -74,6 +78,10 @@ spec:
             properties:
               ready:
                 type: boolean
+              replicas:
+                type: integer
+              selector:
+                type: string
   - name: v1beta1
     served: true
     storage: false
@@ -161,6 +169,35 @@ fn custom_resources_are_served_checked_and_printed_as_their_definition_says() {
     let row = server.kubectl_ok(&["get", "ct", "nightly", "--no-headers"]);
     let row: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(row[6..8], ["3", "true"]);
+
+    // The scale subresource reads and writes the paths the definition names, and the
+    // schema still holds.
+    server.kubectl_ok(&[
+        "patch",
+        "ct",
+        "nightly",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":3,"selector":"app=nightly"}}"#,
+    ]);
+    let scaled = server.kubectl_ok(&["scale", "ct", "nightly", "--replicas=5"]);
+    assert_eq!(scaled, "crontab.stable.example.com/nightly scaled\n");
+    assert_eq!(field("{.spec.replicas}"), "5");
+    let scale = server.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/apis/stable.example.com/v1/namespaces/default/crontabs/nightly/scale",
+    ]);
+    let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 5);
+    assert_eq!(scale["status"]["replicas"], 3);
+    assert_eq!(scale["status"]["selector"], "app=nightly");
+    refused(
+        server.kubectl(&["scale", "ct", "nightly", "--replicas=11"]),
+        "spec.replicas in body should be less than or equal to 10",
+    );
 
     // Every served version reads the same objects.
     let other = server.kubectl_ok(&["get", "crontabs.v1beta1.stable.example.com", "-o", "name"]);
