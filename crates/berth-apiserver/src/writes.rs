@@ -289,7 +289,12 @@ pub(crate) async fn create(
         objects::require_namespace(shared.store.as_ref(), namespace).await?;
     }
     if resource.has_status && resource.kind != "Node" {
-        object["status"] = json!({});
+        // What a new object says of its status is dropped: a custom object's whole (its
+        // schema may require fields of a status), a built-in one's left empty.
+        match (resource.custom(), object.as_object_mut()) {
+            (Some(_), Some(fields)) => drop(fields.remove("status")),
+            _ => object["status"] = json!({}),
+        }
     }
     let (key, object) = objects::prepare_create(
         resource,

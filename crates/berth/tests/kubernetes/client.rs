@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::server::Server;
 
 /// A kube-rs client from the server's admin kubeconfig.
-async fn client(server: &Server) -> Client {
+pub(crate) async fn client(server: &Server) -> Client {
     let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
     let options = kube::config::KubeConfigOptions::default();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)

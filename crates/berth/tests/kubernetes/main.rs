@@ -17,6 +17,7 @@ mod kinds;
 mod kubectl;
 mod lifecycle;
 mod metrics;
+mod operator;
 mod placement;
 mod pods;
 mod podsecurity;
