@@ -179,6 +179,12 @@ impl Schema for CustomResourceDefinition {
                 spec.names.plural
             ));
         }
+        let strategy = spec.conversion.as_ref().map(|c| c.strategy.as_str());
+        if let Some(strategy) = strategy.filter(|s| *s != "None") {
+            problems.push(format!(
+                "spec.conversion.strategy: Unsupported value: {strategy:?}: supported values: \"None\" (conversion webhooks are not supported by this server)"
+            ));
+        }
         problems.extend(version_problems(&spec.versions));
         problems
     }
@@ -217,6 +223,42 @@ fn version_problems(versions: &[CustomResourceDefinitionVersion]) -> Vec<String>
         }
     }
     problems
+}
+
+/// The warnings a definition (as stored) gets for what its schemas ask that this
+/// server does not do: CEL rules (`x-kubernetes-validations`) are kept but not
+/// evaluated, and the client is told which.
+pub(crate) fn unenforced(definition: &Value) -> Vec<String> {
+    fn walk(node: &Value, path: String, found: &mut Vec<String>) {
+        match node {
+            Value::Object(fields) => {
+                for (key, value) in fields {
+                    let below = format!("{path}.{key}");
+                    if key == "x-kubernetes-validations" {
+                        found.push(below);
+                    } else {
+                        walk(value, below, found);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    walk(item, format!("{path}[{index}]"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        &definition["spec"]["versions"],
+        "spec.versions".into(),
+        &mut found,
+    );
+    found
+        .into_iter()
+        .map(|path| format!("{path}: CEL validation rules are not evaluated by this server"))
+        .collect()
 }
 
 /// Whether `resource` is CustomResourceDefinitions themselves.

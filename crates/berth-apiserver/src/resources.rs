@@ -145,6 +145,22 @@ impl Resource {
         }
     }
 
+    /// Whether clients see its objects exactly as stored, so lists and watches can send
+    /// the stored JSON as it is.
+    pub(crate) fn shown_as_stored(&self) -> bool {
+        self.custom().is_none()
+    }
+
+    /// A stored object as this resource's clients see it: a custom object in the
+    /// version they asked for, whichever it was written in — with `conversion: None`
+    /// only its apiVersion differs.
+    pub(crate) fn present(&self, mut object: Value) -> Value {
+        if !self.shown_as_stored() {
+            object["apiVersion"] = json!(self.api_version());
+        }
+        object
+    }
+
     /// The version of a CustomResourceDefinition this resource is, if it is one.
     pub(crate) fn custom(&self) -> Option<&crate::custom::Version> {
         match &self.definition {
@@ -454,7 +470,7 @@ async fn get_any(
         }) => current(&shared, &place, &name)
             .await
             .and_then(|(_, stored, object)| {
-                let object = writes::view(part, &place.resource, object);
+                let object = writes::view(part, &place.resource, place.resource.present(object));
                 match crate::tables::requested(&headers, &query.0)? {
                     Some(include) if part == Part::Whole => {
                         let revision = stored.mod_revision;
@@ -633,15 +649,17 @@ async fn list(
     if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
         return crate::watch::watch(shared, place, query, table).await;
     }
-    if let Some((entries, revision)) = from_cache(&shared, &place, &query).await? {
-        let Some(include) = table else {
-            return Ok(list_body(&place.resource, &entries, revision));
-        };
-        let items: Vec<Value> = entries.iter().map(|e| e.object()).collect();
-        let table = crate::tables::table(&place.resource, &items, revision, include);
-        return Ok(json_response(StatusCode::OK, &table));
-    }
-    let (items, revision, next) = select(&shared, &place, &query).await?;
+    let resource = &place.resource;
+    let (items, revision, next) = match from_cache(&shared, &place, &query).await? {
+        Some((entries, revision)) => {
+            if table.is_none() && resource.shown_as_stored() {
+                return Ok(list_body(resource, &entries, revision));
+            }
+            (entries.iter().map(|e| e.object()).collect(), revision, None)
+        }
+        None => select(&shared, &place, &query).await?,
+    };
+    let items: Vec<Value> = items.into_iter().map(|o| resource.present(o)).collect();
     let body = if let Some(include) = table {
         crate::tables::table(&place.resource, &items, revision, include)
     } else {

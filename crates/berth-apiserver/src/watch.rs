@@ -252,6 +252,10 @@ impl Stream {
             let table = crate::tables::table(&self.resource, &[object], self.revision, include);
             return self.send_value(change.kind, table).await;
         }
+        if !self.resource.shown_as_stored() {
+            let object = self.resource.present(change.entry.object());
+            return self.send_value(change.kind, object).await;
+        }
         let json = &change.entry.json;
         let mut line = Vec::with_capacity(json.len() + 32);
         line.extend_from_slice(b"{\"type\":\"");

@@ -314,6 +314,9 @@ pub(crate) async fn create(
     crate::rbac::check_write(shared, &options.identity, resource, (None, &object))?;
     let namespace = place.namespace.as_deref().unwrap_or_default();
     let mut warnings = admitted.warnings;
+    if crate::custom::is_definitions(resource) {
+        warnings.extend(crate::custom::unenforced(&object));
+    }
     if resource.kind == "Pod" {
         crate::accounts::admit(shared, &mut object)?;
         crate::priorities::admit(shared, &mut object).await?;
@@ -399,6 +402,9 @@ pub(crate) async fn change(
         let change = (Some(&current), &object);
         crate::rbac::check_write(shared, &options.identity, resource, change)?;
         let mut warnings = admitted.warnings;
+        if part == Part::Whole && crate::custom::is_definitions(resource) {
+            warnings.extend(crate::custom::unenforced(&object));
+        }
         if part == Part::Whole
             && resource.custom().is_none()
             && let Some(namespace) = place.namespace.as_deref()

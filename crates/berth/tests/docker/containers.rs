@@ -216,13 +216,16 @@ fn a_missing_image_and_a_taken_name_are_refused_by_name() {
 fn the_python_sdk_runs_and_manages_containers() {
     let daemon = daemon_with_busybox("python-run");
     let script = r#"
-import sys, docker
+import sys, time, docker
 client = docker.DockerClient(base_url=sys.argv[1])
 assert client.containers.run("busybox", ["echo", "hi"], remove=True) == b"hi\n"
 c = client.containers.run("busybox", ["sh", "-c", "echo ready; exec sleep 300"], detach=True, name="py")
 c.reload()
 assert c.status == "running", c.status
-assert c.wait(timeout=0.1) if False else True
+# Killed once it has said it is ready: running does not mean it has written yet.
+deadline = time.time() + 10
+while c.logs() != b"ready\n" and time.time() < deadline:
+    time.sleep(0.05)
 c.kill()
 assert c.wait()["StatusCode"] == 137
 assert c.logs() == b"ready\n", c.logs()

@@ -58,6 +58,9 @@ spec:
           spec:
             type: object
             required: [cronSpec]
+            x-kubernetes-validations:
+            - rule: "self.replicas <= 10"
+              message: at most ten
             properties:
               cronSpec:
                 type: string
@@ -113,12 +116,19 @@ fn refused(output: Output, expected: &str) {
 fn custom_resources_are_served_checked_and_printed_as_their_definition_says() {
     let server = Server::start("custom", false);
     let definition = server.write("crd.yaml", DEFINITION);
-    let applied = server.kubectl_ok(&["apply", "-f", &definition]);
+    let applied = server.kubectl(&["apply", "-f", &definition]);
+    let said = String::from_utf8_lossy(&applied.stdout);
     assert!(
-        applied.contains(
+        said.contains(
             "customresourcedefinition.apiextensions.k8s.io/crontabs.stable.example.com created"
         ),
-        "{applied}"
+        "{applied:?}"
+    );
+    // CEL rules are kept, and the client told they are not evaluated.
+    assert!(
+        stderr(&applied).contains("Warning: spec.versions[0].schema.openAPIV3Schema.properties.spec.x-kubernetes-validations: CEL validation rules are not evaluated by this server"),
+        "{}",
+        stderr(&applied)
     );
     server.kubectl_ok(&[
         "wait",
@@ -206,6 +216,20 @@ fn custom_resources_are_served_checked_and_printed_as_their_definition_says() {
     // Every served version reads the same objects.
     let other = server.kubectl_ok(&["get", "crontabs.v1beta1.stable.example.com", "-o", "name"]);
     assert_eq!(other, "crontab.stable.example.com/nightly\n");
+    // Each in its own version (conversion: None changes only the apiVersion).
+    let version = |args: &[&str]| {
+        let mut all = vec!["get", "crontabs.v1beta1.stable.example.com"];
+        all.extend(args);
+        server.kubectl_ok(&all)
+    };
+    assert_eq!(
+        version(&["nightly", "-o", "jsonpath={.apiVersion}"]),
+        "stable.example.com/v1beta1"
+    );
+    assert_eq!(
+        version(&["-o", "jsonpath={.items[*].apiVersion}"]),
+        "stable.example.com/v1beta1"
+    );
 
     // Refused in kube-apiserver's words: unknown fields under kubectl's strict
     // validation, then values the schema does not allow.
