@@ -291,32 +291,22 @@ async fn record(
     name: &str,
     (available, reason, message): (bool, &'static str, String),
 ) -> Result<(), String> {
-    let key = format!("{DIRECTORY}{name}");
-    let stored = shared
-        .store
-        .get(&key)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("gone")?;
-    let mut object: APIService =
-        serde_json::from_slice(&stored.value).map_err(|e| e.to_string())?;
     let wanted = if available { "True" } else { "False" };
-    let current = object
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Available"));
-    if current.is_some_and(|c| c.status == wanted && c.reason.as_deref() == Some(reason)) {
-        return Ok(());
-    }
-    object.status = Some(available_status(wanted, reason, message));
-    let value = serde_json::to_vec(&object).map_err(|e| e.to_string())?;
-    shared
-        .store
-        .update(&key, value, stored.mod_revision)
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
+    let key = format!("{DIRECTORY}{name}");
+    crate::objects::update_stored(shared.store.as_ref(), &key, |object| {
+        let current = object["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Available");
+        if current.is_some_and(|c| c["status"] == wanted && c["reason"] == reason) {
+            return false;
+        }
+        let status = available_status(wanted, reason, message);
+        object["status"] = serde_json::to_value(status).unwrap_or_default();
+        true
+    })
+    .await
 }
 
 fn available_status(status: &str, reason: &str, message: String) -> APIServiceStatus {

@@ -133,21 +133,11 @@ async fn sign(
     let certificate = crate::pki::sign_request(&shared.tls_dir, &pem, purpose, lifetime)
         .map_err(|e| e.to_string())?;
     let key = format!("{DIRECTORY}{name}");
-    let stored = shared
-        .store
-        .get(&key)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("gone")?;
-    let mut object: Value = serde_json::from_slice(&stored.value).map_err(|e| e.to_string())?;
-    object["status"]["certificate"] = json!(base64_of(certificate.as_bytes()));
-    let value = serde_json::to_vec(&object).map_err(|e| e.to_string())?;
-    shared
-        .store
-        .update(&key, value, stored.mod_revision)
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
+    crate::objects::update_stored(shared.store.as_ref(), &key, |object| {
+        object["status"]["certificate"] = json!(base64_of(certificate.as_bytes()));
+        true
+    })
+    .await
 }
 
 fn base64_of(bytes: &[u8]) -> String {

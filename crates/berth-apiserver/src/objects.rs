@@ -357,6 +357,31 @@ pub(crate) async fn ensure_system_objects(store: &dyn berth_store::Store) -> cra
     Ok(())
 }
 
+/// Changes the object stored at `key` as `change` says (which returns false to leave
+/// it), written only if nobody wrote it meanwhile: the server's own status writes, such
+/// as an APIService's availability or a signed certificate. The error, in words.
+pub(crate) async fn update_stored(
+    store: &dyn berth_store::Store,
+    key: &str,
+    change: impl FnOnce(&mut Value) -> bool,
+) -> Result<(), String> {
+    let stored = store
+        .get(key)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the object is gone")?;
+    let mut object: Value = serde_json::from_slice(&stored.value).map_err(|e| e.to_string())?;
+    if !change(&mut object) {
+        return Ok(());
+    }
+    let value = serde_json::to_vec(&object).map_err(|e| e.to_string())?;
+    store
+        .update(key, value, stored.mod_revision)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// Now, as Kubernetes stamps objects (RFC 3339, seconds, UTC).
 fn now() -> String {
     rfc3339(SystemTime::now())

@@ -162,15 +162,18 @@ fn custom_resources_are_served_checked_and_printed_as_their_definition_says() {
     assert!(all.contains("crontab.stable.example.com/nightly"), "{all}");
 
     // Only the status subresource writes the status.
-    server.kubectl_ok(&[
-        "patch",
-        "ct",
-        "nightly",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"ready":true}}"#,
-    ]);
+    let patch_status = |status: &str| {
+        server.kubectl_ok(&[
+            "patch",
+            "ct",
+            "nightly",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ])
+    };
+    patch_status(r#"{"status":{"ready":true}}"#);
     server.kubectl_ok(&[
         "patch",
         "ct",
@@ -186,15 +189,7 @@ fn custom_resources_are_served_checked_and_printed_as_their_definition_says() {
 
     // The scale subresource reads and writes the paths the definition names, and the
     // schema still holds.
-    server.kubectl_ok(&[
-        "patch",
-        "ct",
-        "nightly",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"replicas":3,"selector":"app=nightly"}}"#,
-    ]);
+    patch_status(r#"{"status":{"replicas":3,"selector":"app=nightly"}}"#);
     let scaled = server.kubectl_ok(&["scale", "ct", "nightly", "--replicas=5"]);
     assert_eq!(scaled, "crontab.stable.example.com/nightly scaled\n");
     assert_eq!(field("{.spec.replicas}"), "5");
