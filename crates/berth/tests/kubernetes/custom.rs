@@ -255,7 +255,12 @@ fn custom_resources_are_served_checked_and_printed_as_their_definition_says() {
         assert!(message.contains(expected), "{message}");
     }
 
-    // Discovery and OpenAPI know the kind.
+    // Discovery and OpenAPI know the kind: kubectl explains its fields.
+    let explained = server.kubectl_ok(&["explain", "crontab.spec.replicas"]);
+    assert!(
+        explained.contains("KIND:       CronTab") && explained.contains("replicas"),
+        "{explained}"
+    );
     let resources = server.kubectl_ok(&["api-resources", "--api-group=stable.example.com"]);
     assert!(
         resources
