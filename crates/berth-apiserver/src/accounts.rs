@@ -5,6 +5,7 @@
 //! `/var/run/secrets/kubernetes.io/serviceaccount` in every container, which the node's
 //! agent fills from the TokenRequest API.
 
+use base64::Engine as _;
 use k8s_openapi::api::core::v1::{
     ConfigMapProjection, DownwardAPIProjection, DownwardAPIVolumeFile, KeyToPath,
     ObjectFieldSelector, PodSpec, ProjectedVolumeSource, ServiceAccount,
@@ -49,6 +50,54 @@ pub(crate) fn admit(shared: &Shared, pod: &mut Value) -> Result<(), Status> {
     }
     pod["spec"] = serde_json::to_value(&spec)
         .map_err(|e| Status::bad_request(format!("the pod's spec: {e}")))?;
+    Ok(())
+}
+
+/// The type of the Secrets that hold a legacy token of an account.
+const TOKEN_SECRET_TYPE: &str = "kubernetes.io/service-account-token";
+
+/// The annotation that names a token Secret's account, and the one the server adds
+/// with its uid.
+const ACCOUNT_NAME: &str = "kubernetes.io/service-account.name";
+const ACCOUNT_UID: &str = "kubernetes.io/service-account.uid";
+
+/// Fills a Secret being created as a legacy token Secret with the account's token, the
+/// cluster CA and the namespace, as kube-controller-manager's token controller fills
+/// it; other Secrets pass as they are. The account must exist: the token controller
+/// would delete a Secret whose account does not.
+pub(crate) fn issue_legacy_token(shared: &Shared, secret: &mut Value) -> Result<(), Status> {
+    if secret["type"] != TOKEN_SECRET_TYPE {
+        return Ok(());
+    }
+    let metadata = &secret["metadata"];
+    let name = metadata["name"].as_str().unwrap_or_default().to_string();
+    let namespace = metadata["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let account_name = metadata["annotations"][ACCOUNT_NAME]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            let field = format!("metadata.annotations[{ACCOUNT_NAME}]");
+            Status::invalid("Secret", &name, crate::kinds::required(&field))
+        })?
+        .to_string();
+    let account = account(shared, &namespace, &account_name)
+        .ok_or_else(|| Status::not_found("serviceaccounts", &account_name))?;
+    let uid = account.metadata.uid.unwrap_or_default();
+    let token = shared
+        .signer
+        .legacy_token((&namespace, &account_name, &uid), &name)?;
+    secret["metadata"]["annotations"][ACCOUNT_UID] = Value::from(uid);
+    let encode = |text: &str| Value::from(base64::engine::general_purpose::STANDARD.encode(text));
+    let data = &mut secret["data"];
+    if !data.is_object() {
+        *data = Value::Object(Default::default());
+    }
+    data["token"] = encode(&token);
+    data["ca.crt"] = encode(&shared.ca);
+    data["namespace"] = encode(&namespace);
     Ok(())
 }
 

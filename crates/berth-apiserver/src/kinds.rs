@@ -13,8 +13,8 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Endpoints, Event, Namespace, Node, PersistentVolume,
-    PersistentVolumeClaim, Pod, PodSpec, PodTemplate, PodTemplateSpec, Secret, Service,
-    ServiceAccount,
+    PersistentVolumeClaim, Pod, PodSpec, PodTemplate, PodTemplateSpec, ReplicationController,
+    Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
@@ -572,6 +572,50 @@ impl Schema for ReplicaSet {
         workload_problems(
             spec.and_then(|s| s.replicas),
             spec.map(|s| &s.selector),
+            spec.and_then(|s| s.template.as_ref()),
+        )
+    }
+}
+
+impl Schema for ReplicationController {
+    const HAS_STATUS: bool = true;
+    const CATEGORIES: &'static [&'static str] = &["all"];
+    /// The selector and the controller's own labels default to its template's labels,
+    /// as kube-apiserver defaults them.
+    fn default_fields(&mut self) {
+        let template_labels = self
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.as_ref())
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .filter(|l| !l.is_empty());
+        let spec = self.spec.get_or_insert_default();
+        set_default(&mut spec.replicas, 1);
+        if let Some(template) = spec.template.as_mut() {
+            default_template(template);
+        }
+        if let Some(labels) = template_labels {
+            if spec.selector.as_ref().is_none_or(|s| s.is_empty()) {
+                spec.selector = Some(labels.clone());
+            }
+            if self.metadata.labels.as_ref().is_none_or(|l| l.is_empty()) {
+                self.metadata.labels = Some(labels);
+            }
+        }
+    }
+    fn problems(&self) -> Vec<String> {
+        let spec = self.spec.as_ref();
+        let selector = spec
+            .and_then(|s| s.selector.clone())
+            .filter(|s| !s.is_empty())
+            .map(|labels| LabelSelector {
+                match_labels: Some(labels),
+                match_expressions: None,
+            });
+        workload_problems(
+            spec.and_then(|s| s.replicas),
+            selector.as_ref(),
             spec.and_then(|s| s.template.as_ref()),
         )
     }

@@ -17,6 +17,7 @@ mod custom;
 mod dial;
 mod discovery;
 mod disruption;
+mod events;
 mod kinds;
 mod kubelets;
 mod managed;

@@ -84,9 +84,21 @@ pub(crate) enum Definition {
         /// Adds the kind's OpenAPI schema (and those it refers to) to a generator; the
         /// schema's name: `io.k8s.api.apps.v1.Deployment`.
         schema: fn(&mut schemars::SchemaGenerator) -> String,
+        /// How its objects are turned into and out of the shape they are stored in,
+        /// when that is another version's: events.k8s.io Events are kept as core ones.
+        reshape: Option<Reshape>,
     },
     /// A version of a CustomResourceDefinition, through its structural schema.
     Custom(Arc<crate::custom::Version>),
+}
+
+/// A built-in kind's way into and out of another version's stored shape.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reshape {
+    /// A stored object in the kind's shape.
+    pub(crate) present: fn(Value) -> Value,
+    /// An object of the kind in the stored shape.
+    pub(crate) store: fn(Value) -> Value,
 }
 
 impl Resource {
@@ -128,19 +140,18 @@ impl Resource {
     /// Where its objects keep what a `/scale` subresource shows, if it has one.
     pub(crate) fn scale(&self) -> Option<ScalePaths<'_>> {
         match &self.definition {
-            Definition::BuiltIn { .. } => {
-                SCALABLE
-                    .contains(&self.plural.as_str())
-                    .then_some(ScalePaths {
-                        spec_replicas: ".spec.replicas",
-                        status_replicas: ".status.replicas",
-                        selector: None,
-                    })
-            }
+            Definition::BuiltIn { .. } => SCALABLE
+                .iter()
+                .find(|(plural, _)| *plural == self.plural)
+                .map(|(_, labels)| ScalePaths {
+                    spec_replicas: ".spec.replicas",
+                    status_replicas: ".status.replicas",
+                    selector: ScaleSelector::Labels(labels),
+                }),
             Definition::Custom(version) => version.scale.as_ref().map(|scale| ScalePaths {
                 spec_replicas: &scale.spec_replicas_path,
                 status_replicas: &scale.status_replicas_path,
-                selector: scale.label_selector_path.as_deref(),
+                selector: ScaleSelector::Text(scale.label_selector_path.as_deref()),
             }),
         }
     }
@@ -148,17 +159,36 @@ impl Resource {
     /// Whether clients see its objects exactly as stored, so lists and watches can send
     /// the stored JSON as it is.
     pub(crate) fn shown_as_stored(&self) -> bool {
-        self.custom().is_none()
+        matches!(self.definition, Definition::BuiltIn { reshape: None, .. })
     }
 
     /// A stored object as this resource's clients see it: a custom object in the
     /// version they asked for, whichever it was written in — with `conversion: None`
-    /// only its apiVersion differs.
+    /// only its apiVersion differs — and a reshaped built-in one in its own shape.
     pub(crate) fn present(&self, mut object: Value) -> Value {
-        if !self.shown_as_stored() {
-            object["apiVersion"] = json!(self.api_version());
+        match &self.definition {
+            Definition::BuiltIn { reshape: None, .. } => object,
+            Definition::BuiltIn {
+                reshape: Some(reshape),
+                ..
+            } => (reshape.present)(object),
+            Definition::Custom(_) => {
+                object["apiVersion"] = json!(self.api_version());
+                object
+            }
         }
-        object
+    }
+
+    /// An object as written to this resource, encoded in the shape it is stored in.
+    pub(crate) fn encode(&self, object: &Value) -> Vec<u8> {
+        let encoded = match &self.definition {
+            Definition::BuiltIn {
+                reshape: Some(reshape),
+                ..
+            } => serde_json::to_vec(&(reshape.store)(object.clone())),
+            _ => serde_json::to_vec(object),
+        };
+        encoded.unwrap_or_default()
     }
 
     /// The version of a CustomResourceDefinition this resource is, if it is one.
@@ -170,21 +200,37 @@ impl Resource {
     }
 }
 
-/// The built-in resources with a `/scale` subresource.
-const SCALABLE: [&str; 3] = ["deployments", "replicasets", "statefulsets"];
+/// The built-in resources with a `/scale` subresource, and where their selector's
+/// labels are.
+const SCALABLE: [(&str, &str); 4] = [
+    ("deployments", ".spec.selector.matchLabels"),
+    ("replicasets", ".spec.selector.matchLabels"),
+    ("statefulsets", ".spec.selector.matchLabels"),
+    ("replicationcontrollers", ".spec.selector"),
+];
 
 /// Where an object keeps what its `/scale` subresource shows, as simple JSON paths
 /// (`.spec.replicas`).
 pub(crate) struct ScalePaths<'a> {
     pub(crate) spec_replicas: &'a str,
     pub(crate) status_replicas: &'a str,
-    /// A text field holding the selector (`.status.selector`): a custom resource's.
-    /// Built-in kinds' selector is their `spec.selector`.
-    pub(crate) selector: Option<&'a str>,
+    pub(crate) selector: ScaleSelector<'a>,
+}
+
+/// Where a scalable object keeps the selector its `/scale` shows.
+pub(crate) enum ScaleSelector<'a> {
+    /// A text field holding it (`.status.selector`): a custom resource's, when its
+    /// definition names one.
+    Text(Option<&'a str>),
+    /// A map of labels: a built-in kind's.
+    Labels(&'a str),
 }
 
 macro_rules! resource {
     ($type:ty, $singular:expr, $namespaced:expr, [$($short:expr),*]) => {
+        resource!($type, $singular, $namespaced, [$($short),*], None)
+    };
+    ($type:ty, $singular:expr, $namespaced:expr, [$($short:expr),*], $reshape:expr) => {
         Resource {
             group: <$type as k8s_openapi::Resource>::GROUP.to_string(),
             version: <$type as k8s_openapi::Resource>::VERSION.to_string(),
@@ -200,6 +246,7 @@ macro_rules! resource {
             definition: Definition::BuiltIn {
                 admit: kinds::admit::<$type>,
                 schema: kinds::schema_of::<$type>,
+                reshape: $reshape,
             },
         }
     };
@@ -217,6 +264,16 @@ pub(crate) static BUILT_IN: LazyLock<Vec<Arc<Resource>>> = LazyLock::new(|| {
         resource!(core::Endpoints, "endpoints", true, ["ep"]),
         resource!(core::Node, "node", false, ["no"]),
         resource!(core::Event, "event", true, ["ev"]),
+        resource!(
+            k8s_openapi::api::events::v1::Event,
+            "event",
+            true,
+            ["ev"],
+            Some(Reshape {
+                present: crate::events::from_core,
+                store: crate::events::to_core,
+            })
+        ),
         resource!(core::ServiceAccount, "serviceaccount", true, ["sa"]),
         resource!(core::PersistentVolume, "persistentvolume", false, ["pv"]),
         resource!(core::ResourceQuota, "resourcequota", true, ["quota"]),
@@ -226,6 +283,12 @@ pub(crate) static BUILT_IN: LazyLock<Vec<Arc<Resource>>> = LazyLock::new(|| {
             "persistentvolumeclaim",
             true,
             ["pvc"]
+        ),
+        resource!(
+            core::ReplicationController,
+            "replicationcontroller",
+            true,
+            ["rc"]
         ),
         resource!(apps::Deployment, "deployment", true, ["deploy"]),
         resource!(apps::ReplicaSet, "replicaset", true, ["rs"]),
@@ -470,7 +533,7 @@ async fn get_any(
         }) => current(&shared, &place, &name)
             .await
             .and_then(|(_, stored, object)| {
-                let object = writes::view(part, &place.resource, place.resource.present(object));
+                // Tables are printed from the stored shape, as the watch prints them.
                 match crate::tables::requested(&headers, &query.0)? {
                     Some(include) if part == Part::Whole => {
                         let revision = stored.mod_revision;
@@ -478,7 +541,11 @@ async fn get_any(
                             crate::tables::table(&place.resource, &[object], revision, include);
                         Ok(json_response(StatusCode::OK, &table))
                     }
-                    _ => Ok(json_response(StatusCode::OK, &object)),
+                    _ => {
+                        let object = place.resource.present(object);
+                        let object = writes::view(part, &place.resource, object);
+                        Ok(json_response(StatusCode::OK, &object))
+                    }
                 }
             }),
         Ok(target) => list(shared, target.place, query, headers).await,
@@ -659,10 +726,10 @@ async fn list(
         }
         None => select(&shared, &place, &query).await?,
     };
-    let items: Vec<Value> = items.into_iter().map(|o| resource.present(o)).collect();
     let body = if let Some(include) = table {
         crate::tables::table(&place.resource, &items, revision, include)
     } else {
+        let items: Vec<Value> = items.into_iter().map(|o| resource.present(o)).collect();
         json!({
             "kind": format!("{}List", place.resource.kind),
             "apiVersion": place.resource.api_version(),

@@ -130,7 +130,7 @@ fn selectable(kind: &str) -> &'static [&'static str] {
         "Namespace" => &["status.phase"],
         "Secret" => &["type"],
         "Service" => &["spec.clusterIP", "spec.type"],
-        "ReplicaSet" => &["status.replicas"],
+        "ReplicaSet" | "ReplicationController" => &["status.replicas"],
         "Job" => &["status.successful"],
         _ => &[],
     }

@@ -217,7 +217,7 @@ fn columns(kind: &str) -> &'static [Column] {
             IMAGES,
             SELECTOR,
         ],
-        "ReplicaSet" => columns![
+        "ReplicaSet" | "ReplicationController" => columns![
             NAME,
             int("Desired"),
             int("Current"),
@@ -370,7 +370,7 @@ pub(crate) fn table(
                         "metadata": object["metadata"].clone(),
                     });
                 }
-                Include::Object => row["object"] = object.clone(),
+                Include::Object => row["object"] = resource.present(object.clone()),
             }
             if let Some(conditions) = row_conditions(&resource.kind, object) {
                 row["conditions"] = conditions;
@@ -565,9 +565,12 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
         ("Deployment", "Up-to-date") => json!(count(&status["updatedReplicas"])),
         ("Deployment", "Available") => json!(count(&status["availableReplicas"])),
         ("Deployment", "Selector") => json!(selector_text(&spec["selector"])),
-        ("ReplicaSet", "Desired") => json!(count(&spec["replicas"])),
-        ("ReplicaSet", "Current") => json!(count(&status["replicas"])),
-        ("ReplicaSet", "Ready") => json!(count(&status["readyReplicas"])),
+        ("ReplicaSet" | "ReplicationController", "Desired") => json!(count(&spec["replicas"])),
+        ("ReplicaSet" | "ReplicationController", "Current") => json!(count(&status["replicas"])),
+        ("ReplicaSet" | "ReplicationController", "Ready") => {
+            json!(count(&status["readyReplicas"]))
+        }
+        ("ReplicationController", "Selector") => json!(labels_text(&spec["selector"])),
         ("DaemonSet", "Desired") => json!(count(&status["desiredNumberScheduled"])),
         ("DaemonSet", "Current") => json!(count(&status["currentNumberScheduled"])),
         ("DaemonSet", "Ready") => json!(count(&status["numberReady"])),

@@ -3,7 +3,10 @@
 //! issued through the TokenRequest API (`serviceaccounts/NAME/token`), accepted as
 //! bearer tokens while they have not expired and the pod they are bound to still
 //! exists, and verifiable by anyone through OIDC discovery
-//! (`/.well-known/openid-configuration`, `/openid/v1/jwks`).
+//! (`/.well-known/openid-configuration`, `/openid/v1/jwks`). Legacy tokens — the
+//! non-expiring ones kept in Secrets of type `kubernetes.io/service-account-token` —
+//! are issued only when such a Secret is created, and accepted while it and its account
+//! exist.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,7 +20,7 @@ use axum::routing::get;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestStatus};
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -77,6 +80,25 @@ struct KubernetesClaims {
     pod: Option<Reference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     node: Option<Reference>,
+}
+
+/// The issuer of legacy tokens, as kube-apiserver names it.
+const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
+
+/// A legacy token's claims, kube-apiserver's names: no audience, no expiry; it is good
+/// while its Secret is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LegacyClaims {
+    iss: String,
+    sub: String,
+    #[serde(rename = "kubernetes.io/serviceaccount/namespace")]
+    namespace: String,
+    #[serde(rename = "kubernetes.io/serviceaccount/secret.name")]
+    secret: String,
+    #[serde(rename = "kubernetes.io/serviceaccount/service-account.name")]
+    account: String,
+    #[serde(rename = "kubernetes.io/serviceaccount/service-account.uid")]
+    account_uid: String,
 }
 
 /// An object by name and uid.
@@ -142,7 +164,7 @@ impl Signer {
         })
     }
 
-    fn sign(&self, claims: &Claims) -> std::result::Result<String, Status> {
+    fn sign(&self, claims: &impl Serialize) -> std::result::Result<String, Status> {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.key_id.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| {
@@ -198,6 +220,50 @@ impl Signer {
             .map(|(identity, _)| identity)
     }
 
+    /// A legacy token for `account` (namespace, name, uid), to be kept in the Secret
+    /// `secret`.
+    pub(crate) fn legacy_token(
+        &self,
+        (namespace, account, account_uid): (&str, &str, &str),
+        secret: &str,
+    ) -> std::result::Result<String, Status> {
+        self.sign(&LegacyClaims {
+            iss: LEGACY_ISSUER.into(),
+            sub: format!("system:serviceaccount:{namespace}:{account}"),
+            namespace: namespace.into(),
+            secret: secret.into(),
+            account: account.into(),
+            account_uid: account_uid.into(),
+        })
+    }
+
+    /// Who a legacy token stands for, if it is this server's and its Secret (still
+    /// holding it) and its account (the same uid) exist: deleting either revokes it.
+    fn legacy_identity(&self, token: &str, cache: &Cache) -> Option<Identity> {
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        validation.set_issuer(&[LEGACY_ISSUER]);
+        let claims = jsonwebtoken::decode::<LegacyClaims>(token, &self.decoding, &validation)
+            .ok()?
+            .claims;
+        let secret: Secret = cache.typed(&format!(
+            "/registry/secrets/{}/{}",
+            claims.namespace, claims.secret
+        ))?;
+        let kept = secret.data.as_ref()?.get("token")?;
+        let account: Named = cache.typed(&format!(
+            "/registry/serviceaccounts/{}/{}",
+            claims.namespace, claims.account
+        ))?;
+        let same_account = account.metadata.uid.as_deref() == Some(claims.account_uid.as_str());
+        (kept.0 == token.as_bytes() && same_account).then_some(Identity::ServiceAccount {
+            namespace: claims.namespace,
+            name: claims.account,
+        })
+    }
+
     /// Who a token stands for if it is live and meant for one of `audiences`, and which
     /// of them it names: a TokenReview's answer.
     pub(crate) fn review(
@@ -206,7 +272,13 @@ impl Signer {
         cache: &Cache,
         audiences: &[&str],
     ) -> Option<(Identity, Vec<String>)> {
-        let claims = self.verify(token, audiences)?;
+        let Some(claims) = self.verify(token, audiences) else {
+            // A legacy token is meant for the API alone.
+            let identity = audiences
+                .contains(&ISSUER)
+                .then(|| self.legacy_identity(token, cache))??;
+            return Some((identity, vec![ISSUER.to_string()]));
+        };
         let scope = &claims.kubernetes;
         if let Some(pod) = &scope.pod {
             let key = format!("/registry/pods/{}/{}", scope.namespace, pod.name);

@@ -15,7 +15,7 @@ use crate::auth::Identity;
 use crate::kinds::FieldValidation;
 use crate::managed::{self, Manager};
 use crate::objects;
-use crate::resources::{Place, Resource};
+use crate::resources::{Place, Resource, ScaleSelector};
 use crate::status::Status;
 use crate::webhooks::{self, Operation};
 
@@ -178,8 +178,10 @@ pub(crate) fn view(part: Part, resource: &Resource, object: Value) -> Value {
             .unwrap_or(Value::Null)
     };
     let selector = match paths.selector {
-        Some(path) => at(path).as_str().unwrap_or_default().to_string(),
-        None => object["spec"]["selector"]["matchLabels"]
+        ScaleSelector::Text(path) => path
+            .and_then(|path| at(path).as_str().map(str::to_string))
+            .unwrap_or_default(),
+        ScaleSelector::Labels(path) => at(path)
             .as_object()
             .into_iter()
             .flatten()
@@ -326,6 +328,9 @@ pub(crate) async fn create(
     if resource.kind == "PersistentVolumeClaim" {
         crate::storage::admit(shared, &mut object);
     }
+    if resource.kind == "Secret" {
+        crate::accounts::issue_legacy_token(shared, &mut object)?;
+    }
     if resource.custom().is_none() {
         let place = (resource.plural.as_str(), namespace);
         crate::podsecurity::check_template(shared, place, &object, &mut warnings);
@@ -346,10 +351,10 @@ pub(crate) async fn create(
     crate::quota::charge(shared, resource, namespace, &object).await?;
     let stored = shared
         .store
-        .create(&key, serde_json::to_vec(&object).unwrap_or_default())
+        .create(&key, resource.encode(&object))
         .await
         .map_err(|e| Status::from_store(e, &resource.plural, &name))?;
-    let created = objects::from_stored(&stored).unwrap_or(object);
+    let created = objects::from_stored(&stored).map_or(object, |o| resource.present(o));
     Ok(respond(StatusCode::CREATED, &created, &warnings))
 }
 
@@ -385,6 +390,7 @@ pub(crate) async fn change(
     let resource = &place.resource;
     loop {
         let (key, stored, current) = crate::resources::current(shared, place, name).await?;
+        let current = resource.present(current);
         touchable(&options.identity, resource, &current)?;
         if part == Part::Approval {
             crate::certificates::may_approve(shared, &options.identity, &current)?;
@@ -426,7 +432,8 @@ pub(crate) async fn change(
             ));
         }
         if objects::finalized(&object) {
-            let last = remove(shared, place, name, &key, stored.mod_revision).await?;
+            let last =
+                resource.present(remove(shared, place, name, &key, stored.mod_revision).await?);
             return Ok(respond(
                 StatusCode::OK,
                 &view(part, resource, last),
@@ -440,11 +447,11 @@ pub(crate) async fn change(
         };
         let result = shared
             .store
-            .update(&key, serde_json::to_vec(&object).unwrap_or_default(), guard)
+            .update(&key, resource.encode(&object), guard)
             .await;
         match result {
             Ok(kv) => {
-                let object = objects::from_stored(&kv).unwrap_or(object);
+                let object = objects::from_stored(&kv).map_or(object, |o| resource.present(o));
                 return Ok(respond(
                     StatusCode::OK,
                     &view(part, resource, object),
@@ -553,6 +560,7 @@ async fn delete_once(
 ) -> Result<Response, Status> {
     let resource = &place.resource;
     let (_, _, object) = crate::resources::current(shared, place, name).await?;
+    let object = resource.present(object);
     touchable(&options.identity, resource, &object)?;
     check_preconditions(resource, name, &object, options)?;
     let write = webhooks::Write {
@@ -606,7 +614,7 @@ async fn delete_once(
             .map_err(|e| Status::from_store(e, &resource.plural, name))?;
         object = objects::from_stored(&kv).unwrap_or(object);
     }
-    Ok(respond(StatusCode::OK, &object, &[]))
+    Ok(respond(StatusCode::OK, &resource.present(object), &[]))
 }
 
 /// A 403 unless `identity` may write `object` (a node: its own Node and Lease, and the

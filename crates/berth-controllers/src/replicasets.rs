@@ -1,7 +1,8 @@
 //! The ReplicaSet controller: keeps as many running pods as each ReplicaSet declares —
 //! making them from its template when too few (so a pod that dies is replaced), deleting
 //! the least useful when too many — and reports how many there are and how many are
-//! ready in its status.
+//! ready in its status. ReplicationControllers, ReplicaSets' forerunners with the same
+//! spec and status, run on the same loop.
 //!
 //! Like kube-controller-manager it remembers the creates and deletes it issued until its
 //! cache shows them (expectations), so a pass never counts twice what is in flight.
@@ -9,7 +10,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
@@ -22,10 +23,67 @@ use crate::watched::{Informers, Watched};
 /// How often ReplicaSets are looked at again when nothing changed.
 const RETRY: Duration = Duration::from_secs(5);
 
+/// What the loop reads of a ReplicaSet or a ReplicationController.
+pub(crate) trait Replicated:
+    crate::watched::Cached + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+{
+    /// How many pods it wants.
+    fn wanted(&self) -> i32;
+    /// What its pods are made from.
+    fn template(&self) -> PodTemplateSpec;
+    /// How long a pod must have been ready to count as available.
+    fn min_ready_seconds(&self) -> i32;
+    /// What its status reports: replicas, ready, available, and the generation seen.
+    fn reported(&self) -> (i32, i32, i32, Option<i64>);
+}
+
+/// Both kinds' specs and statuses have the same fields.
+macro_rules! replicated {
+    ($kind:ty) => {
+        impl Replicated for $kind {
+            fn wanted(&self) -> i32 {
+                self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+            }
+            fn template(&self) -> PodTemplateSpec {
+                let spec = self.spec.as_ref();
+                spec.and_then(|s| s.template.clone()).unwrap_or_default()
+            }
+            fn min_ready_seconds(&self) -> i32 {
+                self.spec
+                    .as_ref()
+                    .and_then(|s| s.min_ready_seconds)
+                    .unwrap_or(0)
+            }
+            fn reported(&self) -> (i32, i32, i32, Option<i64>) {
+                let status = self.status.clone().unwrap_or_default();
+                let (ready, available) = (status.ready_replicas, status.available_replicas);
+                let generation = status.observed_generation;
+                (
+                    status.replicas,
+                    ready.unwrap_or(0),
+                    available.unwrap_or(0),
+                    generation,
+                )
+            }
+        }
+    };
+}
+
+replicated!(ReplicaSet);
+replicated!(ReplicationController);
+
 /// Runs the controller until the client's watches end.
 pub async fn run(client: Client, informers: Informers) {
+    tokio::join!(
+        run_for::<ReplicaSet>(client.clone(), informers.clone()),
+        run_for::<ReplicationController>(client, informers),
+    );
+}
+
+/// The loop over one kind's objects.
+async fn run_for<K: Replicated>(client: Client, informers: Informers) {
     let mut watched = Watched::new(&informers);
-    let sets = watched.cache::<ReplicaSet>().await;
+    let sets = watched.cache::<K>().await;
     let pods = watched.cache::<Pod>().await;
     let mut expectations = Expectations::default();
     loop {
@@ -33,7 +91,7 @@ pub async fn run(client: Client, informers: Informers) {
         expectations.keep_only(&current.iter().filter_map(|s| s.uid()).collect());
         for set in current {
             let flight = expectations.of(set.uid());
-            if let Err(error) = reconcile(&client, &set, &pods, flight).await {
+            if let Err(error) = reconcile(&client, set.as_ref(), &pods, flight).await {
                 tracing::debug!(%error, replicaset = %set.name_any(), "reconcile failed");
             }
         }
@@ -64,9 +122,9 @@ where
         .collect()
 }
 
-async fn reconcile(
+async fn reconcile<K: Replicated>(
     client: &Client,
-    set: &ReplicaSet,
+    set: &K,
     pods: &Store<Pod>,
     flight: &mut InFlight,
 ) -> Result<(), kube::Error> {
@@ -76,19 +134,10 @@ async fn reconcile(
         .iter()
         .filter(|p| active(p) && !flight.deleting(&p.name_any()))
         .collect();
-    let wanted = set
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1)
-        .max(0) as usize;
+    let wanted = set.wanted().max(0) as usize;
     let have = running.len() + flight.creating();
     if have < wanted {
-        let template = set
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.clone())
-            .unwrap_or_default();
+        let template = set.template();
         for _ in have..wanted {
             let pod =
                 crate::pods::from_template(set, &template, Naming::Generated(set.name_any()))?;
@@ -113,35 +162,25 @@ async fn reconcile(
 }
 
 /// The set's status from its pods, written only when it changed.
-async fn report(
+async fn report<K: Replicated>(
     client: &Client,
-    set: &ReplicaSet,
+    set: &K,
     owned: &[std::sync::Arc<Pod>],
 ) -> Result<(), kube::Error> {
     let counted: Vec<_> = owned.iter().filter(|p| active(p)).collect();
     let ready_count = counted.iter().filter(|p| ready(p)).count() as i32;
-    let min_ready = set
-        .spec
-        .as_ref()
-        .and_then(|s| s.min_ready_seconds)
-        .unwrap_or(0);
+    let min_ready = set.min_ready_seconds();
     let now = k8s_openapi::jiff::Timestamp::now();
     let available_count = counted
         .iter()
         .filter(|p| available(p, min_ready, now))
         .count() as i32;
     let replicas = counted.len() as i32;
-    let status = set.status.clone().unwrap_or_default();
-    let generation = set.metadata.generation;
-    if status.replicas == replicas
-        && status.ready_replicas.unwrap_or(0) == ready_count
-        && status.available_replicas.unwrap_or(0) == available_count
-        && status.observed_generation == generation
-    {
+    let generation = set.meta().generation;
+    if set.reported() == (replicas, ready_count, available_count, generation) {
         return Ok(());
     }
-    let api: Api<ReplicaSet> =
-        Api::namespaced(client.clone(), &set.namespace().unwrap_or_default());
+    let api: Api<K> = Api::namespaced(client.clone(), &set.namespace().unwrap_or_default());
     let patch = json!({"status": {
         "replicas": replicas,
         "fullyLabeledReplicas": replicas,

@@ -6,6 +6,7 @@
 //! credentials.
 
 use std::process::Output;
+use std::time::Duration;
 
 use crate::server::Server;
 
@@ -334,4 +335,194 @@ fn token_reviews_answer_delegating_servers_and_version_needs_no_credentials() {
         "{}",
         stderr(&refused)
     );
+    // A legacy token, asked for with a Secret, is the account's until the Secret goes.
+    let secret = server.write(
+        "legacy.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: robot-token\n  annotations:\n    kubernetes.io/service-account.name: robot\ntype: kubernetes.io/service-account-token\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &secret]);
+    let field = |key: &str| {
+        let encoded = server.kubectl_ok(&[
+            "get",
+            "secret",
+            "robot-token",
+            "-o",
+            &format!("jsonpath={{.data.{key}}}"),
+        ]);
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim());
+        String::from_utf8(decoded.unwrap()).unwrap()
+    };
+    assert_eq!(field("namespace"), "default");
+    assert!(field("ca\\.crt").starts_with("-----BEGIN CERTIFICATE-----"));
+    let legacy = field("token");
+    let whoami = server.kubectl_as(
+        &legacy,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&whoami.stdout),
+        "system:serviceaccount:default:robot",
+        "{}",
+        stderr(&whoami)
+    );
+    server.kubectl_ok(&["delete", "secret", "robot-token"]);
+    // The server's cache sees the delete a moment after it answered it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let revoked = stderr(&server.kubectl_as(&legacy, &["auth", "whoami"]));
+        if revoked.contains("Unauthorized") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{revoked}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let unnamed = server.write(
+        "unnamed.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: unnamed\ntype: kubernetes.io/service-account-token\n",
+    );
+    let refused = stderr(&server.kubectl(&["apply", "-f", &unnamed]));
+    assert!(
+        refused
+            .contains("metadata.annotations[kubernetes.io/service-account.name]: Required value"),
+        "{refused}"
+    );
+}
+
+const EVENTS: &str = r#"apiVersion: events.k8s.io/v1
+kind: Event
+metadata:
+  name: web.scaled
+eventTime: "2026-12-04T04:00:00.000000Z"
+reportingController: example.com/operator
+reportingInstance: operator-0
+action: Scale
+reason: Scaled
+regarding:
+  apiVersion: apps/v1
+  kind: Deployment
+  name: web
+  namespace: default
+note: scaled up to 3
+type: Normal
+---
+apiVersion: v1
+kind: Event
+metadata:
+  name: db.pulled
+involvedObject:
+  kind: Pod
+  name: db
+  namespace: default
+reason: Pulled
+message: image pulled
+source:
+  component: kubelet
+type: Normal
+"#;
+
+#[test]
+fn events_of_both_api_groups_are_one_list() {
+    let server = Server::start("events", false);
+    let manifests = server.write("events.yaml", EVENTS);
+    let created = server.kubectl_ok(&["create", "-f", &manifests]);
+    assert!(
+        created.contains("event.events.k8s.io/web.scaled created"),
+        "{created}"
+    );
+    // What a kube-rs Recorder writes is what `kubectl get events` shows ...
+    let core = server.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web",
+        "-o",
+        "jsonpath={.items[0].message}/{.items[0].reportingComponent}",
+    ]);
+    assert_eq!(core, "scaled up to 3/example.com/operator");
+    let listed = server.kubectl_ok(&["get", "events"]);
+    assert!(listed.contains("deployment/web"), "{listed}");
+    // ... and the other way round.
+    let newer = server.kubectl_ok(&[
+        "get",
+        "events.v1.events.k8s.io",
+        "db.pulled",
+        "-o",
+        "jsonpath={.regarding.name}/{.note}/{.deprecatedSource.component}",
+    ]);
+    assert_eq!(newer, "db/image pulled/kubelet");
+    let patched = server.kubectl_ok(&[
+        "patch",
+        "events.v1.events.k8s.io",
+        "web.scaled",
+        "--type=merge",
+        "-p",
+        r#"{"note":"scaled up to 4"}"#,
+        "-o",
+        "jsonpath={.note}",
+    ]);
+    assert_eq!(patched, "scaled up to 4");
+    let message = server.kubectl_ok(&["get", "event", "web.scaled", "-o", "jsonpath={.message}"]);
+    assert_eq!(message, "scaled up to 4");
+
+    let anonymous = server.write(
+        "anonymous.yaml",
+        "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata:\n  name: who\neventTime: \"2026-12-04T04:00:00.000000Z\"\nreason: Guess\ntype: Normal\n",
+    );
+    let refused = stderr(&server.kubectl(&["create", "-f", &anonymous]));
+    assert!(
+        refused.contains("reportingController: Required value"),
+        "{refused}"
+    );
+}
+
+const REPLICATION_CONTROLLER: &str = r#"apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: legacy
+spec:
+  replicas: 2
+  template:
+    metadata:
+      labels:
+        app: legacy
+    spec:
+      containers:
+      - name: web
+        image: busybox
+"#;
+
+#[test]
+fn a_replication_controller_keeps_its_pods_and_scales() {
+    let server = Server::start("replication", false);
+    let _nodes = server.simulated_nodes(1);
+    let manifest = server.write("rc.yaml", REPLICATION_CONTROLLER);
+    server.kubectl_ok(&["apply", "-f", &manifest]);
+    // The selector and the labels come from the template, as kube-apiserver defaults.
+    let selector = server.kubectl_ok(&[
+        "get",
+        "rc",
+        "legacy",
+        "-o",
+        "jsonpath={.spec.selector.app}/{.metadata.labels.app}",
+    ]);
+    assert_eq!(selector, "legacy/legacy");
+    let pods = |count: usize| move |text: &str| text.split_whitespace().count() == count;
+    let names = ["get", "pods", "-l", "app=legacy", "-o", "name"];
+    server.kubectl_until(&names, Duration::from_secs(30), pods(2));
+    let row = server.kubectl_until(&["get", "rc", "legacy"], Duration::from_secs(30), |t| {
+        first_row(t).get(2).is_some_and(|current| current == "2")
+    });
+    assert_eq!(first_row(&row)[..3], ["legacy", "2", "2"]);
+    server.kubectl_ok(&["scale", "rc", "legacy", "--replicas=3"]);
+    server.kubectl_until(&names, Duration::from_secs(30), pods(3));
+    let wide = first_row(&server.kubectl_ok(&["get", "rc", "legacy", "-o", "wide"]));
+    assert_eq!(wide[5..], ["web", "busybox", "app=legacy"]);
+    server.kubectl_ok(&["delete", "rc", "legacy"]);
+    server.kubectl_until(&names, Duration::from_secs(30), pods(0));
 }
