@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 mod accounts;
 mod aggregation;
+mod audit;
 mod auth;
 mod cache;
 mod certificates;
@@ -32,6 +33,7 @@ mod protobuf;
 mod quota;
 mod rbac;
 mod registry;
+mod requests;
 mod resources;
 mod reviews;
 mod scrapes;
@@ -45,6 +47,7 @@ mod watch;
 mod webhooks;
 mod writes;
 
+pub use audit::AuditConfig;
 pub use auth::client_kubeconfig;
 pub use metrics::{CPU_USAGE, MEMORY_USAGE};
 pub use pki::{Pki, issue_client_certificate};
@@ -94,6 +97,9 @@ pub struct ServerConfig {
     /// How often the datastore's history is compacted to where it was one interval ago
     /// (kube-apiserver's `--etcd-compaction-interval`); never when zero.
     pub compaction_interval: std::time::Duration,
+    /// The audit policy and log (kube-apiserver's `--audit-policy-file` and
+    /// `--audit-log-path`); nothing is audited when None.
+    pub audit: Option<AuditConfig>,
 }
 
 /// What the request handlers share.
@@ -119,6 +125,8 @@ pub(crate) struct Shared {
     pub(crate) registry: registry::Registry,
     /// The group versions APIServices hand to other servers.
     pub(crate) aggregated: aggregation::Aggregated,
+    /// The audit log and its policy, when the server keeps one.
+    pub(crate) auditor: Option<Arc<audit::Auditor>>,
 }
 
 /// Runs the server until `shutdown` completes.
@@ -162,6 +170,10 @@ pub async fn run(
         ));
     }
     let tls_dir = config.data_dir.join("tls");
+    let auditor = match &config.audit {
+        Some(audit) => Some(Arc::new(audit::Auditor::open(audit)?)),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         store,
         cache,
@@ -175,6 +187,7 @@ pub async fn run(
         rules: rbac::Rules::new(rbac::POLICY_DIRECTORIES),
         registry: registry::Registry::default(),
         aggregated: aggregation::aggregated(),
+        auditor,
     });
     tokio::spawn(scrapes::run(Arc::clone(&shared)));
     tokio::spawn(aggregation::run(Arc::clone(&shared)));
@@ -199,6 +212,10 @@ pub async fn run(
         ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
+            audit::record,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
             auth::authenticate,
         ))
         .with_state(shared);
@@ -218,7 +235,7 @@ pub async fn run(
     );
     axum_server::bind_rustls(config.bind, tls)
         .handle(handle)
-        .serve(router.into_make_service())
+        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
         .await
         .map_err(|e| Error::Setup(format!("serve on {}: {e}", config.bind)))
 }

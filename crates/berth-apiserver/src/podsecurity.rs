@@ -1,6 +1,6 @@
 //! PodSecurity admission, as kube-apiserver's: a namespace's
 //! `pod-security.kubernetes.io/enforce` label refuses pods that break its level,
-//! `…/warn` warns about them, and workloads whose pod templates would be refused or
+//! `…/warn` warns about them, `…/audit` notes them in the audit log, and workloads whose pod templates would be refused or
 //! warned about get the warning when written. The levels' checks are crate
 //! berth-podsecurity's; a namespace without labels is privileged, as by default.
 
@@ -92,8 +92,21 @@ pub(crate) fn admit_pod(
         (&pod["metadata"], &pod["spec"]),
         warnings,
     );
+    let audited = mode(&labels, "audit");
+    let broken = violations(&audited, &pod["metadata"], &pod["spec"]);
+    if !broken.is_empty() {
+        let violations = format!(
+            "would violate PodSecurity \"{}\": {}",
+            audited.policy(),
+            broken.join(", ")
+        );
+        crate::audit::annotate(AUDIT_VIOLATIONS, violations);
+    }
     Ok(())
 }
+
+/// The audit annotation of a pod that breaks its namespace's audited level.
+const AUDIT_VIOLATIONS: &str = "pod-security.kubernetes.io/audit-violations";
 
 /// Warns about a workload whose pod template would be refused or warned about in its
 /// namespace.

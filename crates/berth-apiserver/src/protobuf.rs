@@ -140,19 +140,18 @@ fn unsupported(kind: Kind) -> Status {
     )
 }
 
+/// The JSON form of a protobuf body of whichever kind its envelope names; None when it
+/// is not a well-formed one of a kind served here.
+pub(crate) fn decode_named(body: &[u8]) -> Option<Value> {
+    let (type_meta, _) = read_envelope(body).ok()?;
+    let api_version = type_meta["apiVersion"].as_str()?;
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    decode(body, Kind::new(group, version, type_meta["kind"].as_str()?)).ok()
+}
+
 /// The encoded object inside a protobuf body, checked to be of kind `kind`.
 fn unwrap_envelope(body: &[u8], kind: Kind) -> Result<Vec<u8>, String> {
-    let envelope = body
-        .strip_prefix(MAGIC)
-        .ok_or("the protobuf body does not start with Kubernetes' magic bytes")?;
-    let unknown = DynamicMessage::decode(descriptor(UNKNOWN), envelope)
-        .map_err(|e| format!("the protobuf envelope is malformed: {e}"))?;
-    let type_meta = match unknown.get_field_by_name("typeMeta").as_deref() {
-        Some(prost_reflect::Value::Message(type_meta)) => {
-            json::message(type_meta).map_err(|p| p.to_string())?
-        }
-        _ => Value::Null,
-    };
+    let (type_meta, raw) = read_envelope(body)?;
     for (field, expected) in [
         ("kind", kind.name.to_string()),
         ("apiVersion", kind.api_version()),
@@ -165,10 +164,27 @@ fn unwrap_envelope(body: &[u8], kind: Kind) -> Result<Vec<u8>, String> {
             ));
         }
     }
+    Ok(raw)
+}
+
+/// What a protobuf body's envelope says: the TypeMeta (as JSON) and the encoded object.
+fn read_envelope(body: &[u8]) -> Result<(Value, Vec<u8>), String> {
+    let envelope = body
+        .strip_prefix(MAGIC)
+        .ok_or("the protobuf body does not start with Kubernetes' magic bytes")?;
+    let unknown = DynamicMessage::decode(descriptor(UNKNOWN), envelope)
+        .map_err(|e| format!("the protobuf envelope is malformed: {e}"))?;
+    let type_meta = match unknown.get_field_by_name("typeMeta").as_deref() {
+        Some(prost_reflect::Value::Message(type_meta)) => {
+            json::message(type_meta).map_err(|p| p.to_string())?
+        }
+        _ => Value::Null,
+    };
     let raw = unknown.get_field_by_name("raw");
-    Ok(raw
+    let raw = raw
         .and_then(|r| r.as_bytes().map(|b| b.to_vec()))
-        .unwrap_or_default())
+        .unwrap_or_default();
+    Ok((type_meta, raw))
 }
 
 /// A message `proto/` declares.

@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 
 use crate::Shared;
 use crate::auth::Identity;
+use crate::requests::RequestInfo;
 
 /// kube-apiserver's latency buckets, in seconds.
 const BUCKETS: [f64; 23] = [
@@ -170,53 +171,33 @@ async fn metrics(
 }
 
 /// The labels of a request to `uri` by `method`: its verb as kube-apiserver reports it
-/// (LIST and WATCH apart from GET), and for API paths the group, version, resource,
-/// subresource and scope.
+/// (LIST and WATCH apart from GET, POST and PUT for creates and updates), and for API
+/// paths the group, version, resource, subresource and scope.
 fn labels_of(method: &Method, uri: &axum::http::Uri) -> RequestLabels {
-    let parts: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
-    let (group, version, rest): (&str, &str, &[&str]) = match parts.as_slice() {
-        ["api", version, rest @ ..] => ("", version, rest),
-        ["apis", group, version, rest @ ..] => (group, version, rest),
-        _ => ("", "", &[]),
-    };
-    // `namespaces/NAME` alone is a namespace itself, not the place of what follows.
-    let (namespaced, rest) = match rest {
-        ["namespaces", namespace, rest @ ..] if !rest.is_empty() => (Some(*namespace), rest),
-        rest => (None, rest),
-    };
-    let (resource, name, subresource) = match rest {
-        [] => ("", None, ""),
-        [resource] => (*resource, None, ""),
-        [resource, name] => (*resource, Some(*name), ""),
-        [resource, name, subresource, ..] => (*resource, Some(*name), *subresource),
-    };
-    let watching = uri.query().is_some_and(|q| {
-        q.split('&')
-            .any(|pair| pair == "watch=true" || pair == "watch=1")
-    });
-    let verb = match *method {
-        Method::GET if watching => "WATCH",
-        Method::GET if name.is_none() && !resource.is_empty() => "LIST",
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE if name.is_none() => "DELETECOLLECTION",
-        Method::DELETE => "DELETE",
+    let info = RequestInfo::of(method, uri);
+    let verb = match info.verb {
+        "watch" => "WATCH",
+        "list" => "LIST",
+        "get" => "GET",
+        "create" | "post" => "POST",
+        "update" | "put" => "PUT",
+        "patch" => "PATCH",
+        "deletecollection" => "DELETECOLLECTION",
+        "delete" => "DELETE",
         _ => "OTHER",
     };
-    let scope = match (resource, name, namespaced) {
-        ("", _, _) => "",
-        (_, Some(_), _) => "resource",
-        (_, None, Some(_)) => "namespace",
-        (_, None, None) => "cluster",
+    let scope = match (&info.name, &info.namespace) {
+        _ if !info.is_resource() => "",
+        (Some(_), _) => "resource",
+        (None, Some(_)) => "namespace",
+        (None, None) => "cluster",
     };
     RequestLabels {
         verb,
-        group: group.to_string(),
-        version: version.to_string(),
-        resource: resource.to_string(),
-        subresource: subresource.to_string(),
+        group: info.group,
+        version: info.version,
+        resource: info.resource,
+        subresource: info.subresource,
         scope,
         component: "apiserver",
     }

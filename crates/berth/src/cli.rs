@@ -138,6 +138,12 @@ pub struct ServerArgs {
     /// How often to compact the datastore's history (0s: never)
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub compaction_interval: std::time::Duration,
+    /// Audit requests as this audit.k8s.io/v1 Policy says (kube-apiserver's flag)
+    #[arg(long, requires = "audit_log_path")]
+    pub audit_policy_file: Option<PathBuf>,
+    /// Where audit events go, one JSON line each; `-` for standard output
+    #[arg(long, requires = "audit_policy_file")]
+    pub audit_log_path: Option<PathBuf>,
     /// The pod addresses of the cluster; each node gets a /24 of it
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: berth_controllers::node_ipam::ClusterCidr,

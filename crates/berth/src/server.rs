@@ -23,6 +23,12 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
         bind: args.bind,
         write_kubeconfig: args.write_kubeconfig,
         compaction_interval: args.compaction_interval,
+        audit: args
+            .audit_policy_file
+            .map(|policy_file| berth_apiserver::AuditConfig {
+                policy_file,
+                log_path: args.audit_log_path.unwrap_or_default(),
+            }),
     };
     let agent = (!args.disable_agent).then(|| {
         let server = format!("https://{}", loopback_if_any(args.bind));

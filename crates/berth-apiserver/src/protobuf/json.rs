@@ -5,7 +5,8 @@
 //! out (`omitempty`), so an empty string or byte string is a field left out — the
 //! server's defaults then apply as they would to JSON. Zero numbers and `false` are kept:
 //! on a pointer field (`replicas: 0`) they mean something, and where they do not they
-//! read the same as a field left out. Kubernetes' own types have their JSON forms:
+//! read the same as a field left out — but for an object's `metadata.generation`, which
+//! clients see: zero is left out there, as Go's JSON leaves it out. Kubernetes' own types have their JSON forms:
 //! Time and MicroTime are RFC 3339 strings (null when zero), Quantity a string,
 //! IntOrString a number or a string, RawExtension and FieldsV1 the JSON they carry;
 //! byte strings are base64 (Secret data).
@@ -23,6 +24,7 @@ const QUANTITY: &str = "k8s.io.apimachinery.pkg.api.resource.Quantity";
 const INT_OR_STRING: &str = "k8s.io.apimachinery.pkg.util.intstr.IntOrString";
 const RAW_EXTENSION: &str = "k8s.io.apimachinery.pkg.runtime.RawExtension";
 const FIELDS_V1: &str = "k8s.io.apimachinery.pkg.apis.meta.v1.FieldsV1";
+const OBJECT_META: &str = "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 
 /// The first second of the year 10000, past which RFC 3339 has no four-digit year.
 const YEAR_10000: u64 = 253_402_300_800;
@@ -77,10 +79,12 @@ pub(super) fn message(message: &DynamicMessage) -> Result<Value, Problem> {
 /// An ordinary message: its fields set, by name, empty strings left out.
 fn object(message: &DynamicMessage) -> Result<Value, Problem> {
     let mut object = Map::new();
+    let metadata = message.descriptor().full_name() == OBJECT_META;
     for (field, value) in message.fields() {
         let left_out = match value {
             Field::String(text) => text.is_empty(),
             Field::Bytes(bytes) => bytes.is_empty(),
+            Field::I64(0) => metadata && field.name() == "generation",
             _ => false,
         };
         let value = self::value(value).map_err(|p| p.within(field.name()))?;

@@ -91,7 +91,7 @@ fn a_deployment_reads_as_kubectl_would_send_it_in_json() {
         }),
         status: Some(apps::DeploymentStatus::default()),
     };
-    let meta = json!({"name": "web", "generation": 0, "labels": {"app": "web"}});
+    let meta = json!({"name": "web", "labels": {"app": "web"}});
     assert_eq!(
         decoded(DEPLOYMENT, &deployment).unwrap(),
         json!({

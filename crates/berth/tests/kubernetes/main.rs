@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod aggregation;
+mod audit;
 mod callees;
 mod certificates;
 mod client;
