@@ -40,6 +40,7 @@ mod scrapes;
 mod selectors;
 mod status;
 mod storage;
+mod strategic;
 mod tables;
 mod telemetry;
 mod tokens;

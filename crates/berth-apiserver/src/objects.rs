@@ -195,11 +195,11 @@ pub(crate) fn prepare_update(
 }
 
 /// Applies a PATCH body of `content_type` to `object`: JSON patch (RFC 6902), JSON merge
-/// patch (RFC 7386), or a strategic merge patch — for the served kinds, whose fields are
-/// maps and scalars, a merge patch with kubectl's `$` directives left out.
+/// patch (RFC 7386), or a strategic merge patch along the kind's `schema`
+/// (crate::strategic) — which custom kinds have not, so they do not take one.
 pub(crate) fn apply_patch(
     object: &mut Value,
-    content_type: &str,
+    (content_type, schema): (&str, Option<&prost_reflect::MessageDescriptor>),
     body: &[u8],
 ) -> Result<(), String> {
     let media = content_type.split(';').next().unwrap_or_default().trim();
@@ -215,27 +215,13 @@ pub(crate) fn apply_patch(
             json_patch::merge(object, &parsed);
             Ok(())
         }
-        "application/strategic-merge-patch+json" => {
-            json_patch::merge(object, &without_directives(parsed));
-            Ok(())
-        }
+        "application/strategic-merge-patch+json" => match schema {
+            Some(schema) => crate::strategic::apply(object, parsed, schema),
+            None => Err("strategic merge patches are not served for custom resources: use application/json-patch+json or application/merge-patch+json".into()),
+        },
         other => Err(format!(
             "the patch type {other:?} is not served: use application/json-patch+json, application/merge-patch+json or application/strategic-merge-patch+json"
         )),
-    }
-}
-
-/// A strategic merge patch without its `$`-keys (`$setElementOrder/…`, `$patch`,
-/// `$retainKeys`), which order lists the served kinds do not have.
-fn without_directives(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(key, _)| !key.starts_with('$'))
-                .map(|(key, value)| (key, without_directives(value)))
-                .collect(),
-        ),
-        other => other,
     }
 }
 

@@ -63,6 +63,39 @@ fn operation(resource: &Resource, id: &str, with_body_checks: bool) -> Value {
     })
 }
 
+/// Which document an operation is written for: the media types a PATCH takes are
+/// `requestBody` content in OpenAPI v3 and `consumes` in Swagger 2.0.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Document {
+    V2,
+    V3,
+}
+
+/// The PATCH operation on `resource`, with the patch types it takes: kubectl computes a
+/// strategic merge patch from the schema only for kinds whose PATCH takes one.
+fn patch_operation(resource: &Resource, document: Document) -> Value {
+    let mut types = vec![
+        "application/json-patch+json",
+        "application/merge-patch+json",
+        "application/apply-patch+yaml",
+    ];
+    if resource.custom().is_none() {
+        types.push("application/strategic-merge-patch+json");
+    }
+    let mut operation = operation(resource, "patch", true);
+    match document {
+        Document::V2 => operation["consumes"] = json!(types),
+        Document::V3 => {
+            let content: Map<String, Value> = types
+                .iter()
+                .map(|t| (t.to_string(), json!({"schema": {"type": "object"}})))
+                .collect();
+            operation["requestBody"] = json!({"content": content, "required": true});
+        }
+    }
+    operation
+}
+
 async fn core_v1(State(shared): State<Arc<Shared>>) -> Json<Value> {
     Json(document(&shared.registry.table(&shared.cache), "", "v1"))
 }
@@ -92,7 +125,7 @@ struct KindSchema {
 /// built-in kinds added to `generator`).
 fn paths_of(
     table: &Table,
-    (group, version): (&str, &str),
+    (group, version, document): (&str, &str, Document),
     generator: &mut schemars::SchemaGenerator,
     paths: &mut Map<String, Value>,
 ) -> Vec<KindSchema> {
@@ -123,7 +156,7 @@ fn paths_of(
             json!({
                 "get": operation(resource, "read", false),
                 "put": operation(resource, "replace", true),
-                "patch": operation(resource, "patch", true),
+                "patch": patch_operation(resource, document),
                 "delete": operation(resource, "delete", false),
             }),
         );
@@ -158,6 +191,7 @@ fn tagged_schemas(
     kinds: Vec<KindSchema>,
 ) -> Map<String, Value> {
     let mut schemas = generator.take_definitions(true);
+    crate::strategic::mark_strategies(&mut schemas);
     for KindSchema {
         name,
         custom,
@@ -188,7 +222,12 @@ fn info() -> Value {
 fn document(table: &Table, group: &str, version: &str) -> Value {
     let mut paths = Map::new();
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
-    let kinds = paths_of(table, (group, version), &mut generator, &mut paths);
+    let kinds = paths_of(
+        table,
+        (group, version, Document::V3),
+        &mut generator,
+        &mut paths,
+    );
     json!({
         "openapi": "3.0.0",
         "info": info(),
@@ -211,7 +250,7 @@ async fn swagger(State(shared): State<Arc<Shared>>) -> Json<Value> {
     for (group, version) in &versions {
         kinds.extend(paths_of(
             &table,
-            (group, version),
+            (group, version, Document::V2),
             &mut generator,
             &mut paths,
         ));

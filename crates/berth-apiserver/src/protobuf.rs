@@ -140,6 +140,12 @@ fn unsupported(kind: Kind) -> Status {
     )
 }
 
+/// The message of `kind`, if one is declared here: its fields, and the messages they
+/// hold, describe the kind's schema (strategic merge patches walk it).
+pub(crate) fn message_of(kind: Kind) -> Option<MessageDescriptor> {
+    DESCRIPTORS.get_message_by_name(&kind.message_name())
+}
+
 /// The JSON form of a protobuf body of whichever kind its envelope names; None when it
 /// is not a well-formed one of a kind served here.
 pub(crate) fn decode_named(body: &[u8]) -> Option<Value> {

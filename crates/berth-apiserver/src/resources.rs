@@ -647,12 +647,24 @@ async fn patch_any(
             if options.manager.applying && target.part == Part::Whole {
                 return writes::apply(&shared, &target.place, &name, &options, &body).await;
             }
-            let kind = &target.place.resource.kind;
+            let resource = &target.place.resource;
+            let kind = &resource.kind;
+            let content_type = writes::content_type(&headers);
+            let schema = patch_schema(resource, target.part);
+            if content_type.starts_with("application/strategic-merge-patch+json")
+                && schema.is_none()
+            {
+                return Err(Status::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                ));
+            }
             // Without the current resourceVersion, a patch that names none is applied to
             // whatever is current, retried if another write lands in between.
             let edit = |current: Value| {
                 let mut current = objects::without_revision(current);
-                objects::apply_patch(&mut current, writes::content_type(&headers), &body)
+                objects::apply_patch(&mut current, (content_type, schema.as_ref()), &body)
                     .map_err(|m| Status::invalid(kind, &name, m))?;
                 Ok(current)
             };
@@ -660,6 +672,16 @@ async fn patch_any(
         }
         .await,
     )
+}
+
+/// The schema a strategic merge patch of `part` of `resource` walks: a built-in kind's,
+/// or the Scale of a `/scale`; none for custom objects.
+fn patch_schema(resource: &Resource, part: Part) -> Option<prost_reflect::MessageDescriptor> {
+    match part {
+        Part::Scale => crate::protobuf::message_of(crate::protobuf::SCALE),
+        _ if resource.custom().is_some() => None,
+        _ => crate::protobuf::message_of(resource.protobuf_kind()),
+    }
 }
 
 async fn delete_any(

@@ -27,7 +27,14 @@ struct Field {
     declaration: String,
     /// The message it holds, for the walk to the messages reached.
     message: Option<String>,
+    /// How strategic merge patches merge it, from the Go field's `+patchStrategy` and
+    /// `+patchMergeKey` tags that k8s-pb keeps in its doc comments: `merge name`.
+    patch: Option<String>,
 }
+
+/// The file beside the `.proto` files that lists the fields strategic merge patches
+/// merge rather than replace (crate::strategic reads it).
+const PATCH_STRATEGIES: &str = "patch-strategies.txt";
 
 /// The kinds decoded besides the served ones, with their schemas' adders.
 type Extra = (Kind<'static>, fn(&mut schemars::SchemaGenerator) -> String);
@@ -132,10 +139,62 @@ fn generate() -> BTreeMap<PathBuf, String> {
             .or_default()
             .insert(message.to_string(), fields);
     }
-    packages
+    let mut files: BTreeMap<PathBuf, String> = packages
         .iter()
         .map(|(package, messages)| (file_of(package), proto_file(package, messages, &version)))
-        .collect()
+        .collect();
+    files.insert(
+        PATCH_STRATEGIES.into(),
+        patch_strategies(&packages, &version),
+    );
+    files
+}
+
+/// The patch strategies file: `MESSAGE FIELD STRATEGY [MERGE-KEY]` per line.
+fn patch_strategies(
+    packages: &BTreeMap<String, BTreeMap<String, Vec<Field>>>,
+    version: &str,
+) -> String {
+    let mut text = format!(
+        "# Generated from k8s-pb {version}'s +patchStrategy and +patchMergeKey tags by\n\
+         # berth-apiserver's test protobuf::schema::protos_are_current. Do not edit.\n"
+    );
+    for (package, messages) in packages {
+        for (message, fields) in messages {
+            for field in fields {
+                if let Some(patch) = &field.patch {
+                    text.push_str(&format!("{package}.{message} {} {patch}\n", field.name));
+                }
+            }
+        }
+    }
+    text
+}
+
+/// A field's patch strategy and merge key from its doc comments, if it has a strategy.
+fn patch_tags(attributes: &[Attribute]) -> Option<String> {
+    let tag = |name: &str| {
+        attributes.iter().find_map(|a| {
+            let syn::Meta::NameValue(doc) = &a.meta else {
+                return None;
+            };
+            let syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(text),
+                ..
+            }) = &doc.value
+            else {
+                return None;
+            };
+            let text = text.value();
+            let value = text.trim().strip_prefix(&format!("+{name}="))?;
+            Some(value.trim().to_string())
+        })
+    };
+    let strategy = tag("patchStrategy")?;
+    Some(match tag("patchMergeKey") {
+        Some(key) => format!("{strategy} {key}"),
+        None => strategy,
+    })
 }
 
 /// The crate's directory, as the test runner says at run time: a test binary reused
@@ -213,12 +272,9 @@ fn parse_package(source: &Path, package: &str) -> BTreeMap<String, Vec<Field>> {
                 .filter_map(|f| {
                     let name = f.ident.as_ref()?.to_string();
                     let attribute = f.attrs.iter().find(|a| a.path().is_ident("prost"))?;
-                    Some(field(
-                        &module,
-                        name.trim_start_matches("r#"),
-                        attribute,
-                        &f.ty,
-                    ))
+                    let mut field = field(&module, name.trim_start_matches("r#"), attribute, &f.ty);
+                    field.patch = patch_tags(&f.attrs);
+                    Some(field)
                 })
                 .collect();
             messages.insert(item.ident.to_string(), fields);
@@ -275,6 +331,7 @@ fn field(module: &[&str], name: &str, attribute: &Attribute, ty: &Type) -> Field
         number,
         declaration,
         message,
+        patch: None,
     }
 }
 

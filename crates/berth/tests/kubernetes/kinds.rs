@@ -526,3 +526,67 @@ fn a_replication_controller_keeps_its_pods_and_scales() {
     server.kubectl_ok(&["delete", "rc", "legacy"]);
     server.kubectl_until(&names, Duration::from_secs(30), pods(0));
 }
+
+const TWO_CONTAINERS: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: busybox
+        ports:
+        - containerPort: 80
+        env:
+        - name: MODE
+          value: fast
+      - name: old
+        image: busybox
+"#;
+
+#[test]
+fn apply_and_set_image_merge_lists_by_their_keys() {
+    let server = Server::start("strategic", false);
+    let manifest = server.write("web.yaml", TWO_CONTAINERS);
+    server.kubectl_ok(&["apply", "-f", &manifest]);
+    // A container renamed in the manifest: kubectl's patch deletes the old one by name
+    // and orders the list; the other keeps its ports and env.
+    let renamed = server.write(
+        "web.yaml",
+        &TWO_CONTAINERS.replace("name: old", "name: new"),
+    );
+    server.kubectl_ok(&["apply", "-f", &renamed]);
+    server.kubectl_ok(&["set", "image", "deployment/web", "web=busybox:2"]);
+    let containers = server.kubectl_ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={range .spec.template.spec.containers[*]}{.name}/{.image}/{.ports[0].containerPort}/{.env[0].value};{end}",
+    ]);
+    assert_eq!(containers, "web/busybox:2/80/fast;new/busybox//;");
+    // A strategic patch merges the env list by name.
+    server.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","env":[{"name":"LEVEL","value":"3"}]}]}}}}"#,
+    ]);
+    let env = server.kubectl_ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].env[*].name}",
+    ]);
+    assert_eq!(env, "MODE LEVEL");
+}
