@@ -45,18 +45,20 @@ impl Version {
         &self,
         resource: &Resource,
         mut object: Value,
-        validation: FieldValidation,
+        (validation, old): (FieldValidation, Option<&Value>),
     ) -> Result<Admitted, Status> {
         let findings = match &self.schema {
-            Some(schema) => berth_schema::apply(schema, &mut object),
+            Some(schema) => berth_schema::apply(schema, &mut object, old),
             None => berth_schema::Findings::default(),
         };
-        kinds::judge(
+        let mut admitted = kinds::judge(
             &resource.qualified_kind(),
             object,
             (findings.unknown, findings.errors),
             validation,
-        )
+        )?;
+        admitted.warnings.extend(findings.warnings);
+        Ok(admitted)
     }
 }
 
@@ -226,38 +228,24 @@ fn version_problems(versions: &[CustomResourceDefinitionVersion]) -> Vec<String>
 }
 
 /// The warnings a definition (as stored) gets for what its schemas ask that this
-/// server does not do: CEL rules (`x-kubernetes-validations`) are kept but not
-/// evaluated, and the client is told which.
+/// server cannot do: CEL rules (`x-kubernetes-validations`) that do not parse here are
+/// kept but not evaluated, and the client is told which.
 pub(crate) fn unenforced(definition: &Value) -> Vec<String> {
-    fn walk(node: &Value, path: String, found: &mut Vec<String>) {
-        match node {
-            Value::Object(fields) => {
-                for (key, value) in fields {
-                    let below = format!("{path}.{key}");
-                    if key == "x-kubernetes-validations" {
-                        found.push(below);
-                    } else {
-                        walk(value, below, found);
-                    }
-                }
-            }
-            Value::Array(items) => {
-                for (index, item) in items.iter().enumerate() {
-                    walk(item, format!("{path}[{index}]"), found);
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut found = Vec::new();
-    walk(
-        &definition["spec"]["versions"],
-        "spec.versions".into(),
-        &mut found,
-    );
-    found
-        .into_iter()
-        .map(|path| format!("{path}: CEL validation rules are not evaluated by this server"))
+    let Ok(definition) = serde_json::from_value::<CustomResourceDefinition>(definition.clone())
+    else {
+        return Vec::new();
+    };
+    definition
+        .spec
+        .versions
+        .iter()
+        .enumerate()
+        .filter_map(|(index, version)| {
+            let schema = version.schema.as_ref()?.open_api_v3_schema.as_ref()?;
+            let path = format!("spec.versions[{index}].schema.openAPIV3Schema");
+            Some(berth_schema::unrunnable_rules(schema, &path))
+        })
+        .flatten()
         .collect()
 }
 

@@ -327,7 +327,7 @@ pub(crate) async fn ensure_system_objects(store: &dyn berth_store::Store) -> cra
         };
         let (key, object) = prepare_create(&resource, None, object, &prefix).map_err(refused)?;
         let admitted = resource
-            .admit(object, crate::kinds::FieldValidation::Strict)
+            .admit(object, (crate::kinds::FieldValidation::Strict, None))
             .map_err(refused)?;
         match store
             .create(

@@ -125,15 +125,16 @@ impl Resource {
         crate::protobuf::Kind::new(&self.group, &self.version, &self.kind)
     }
 
-    /// `object` read through the kind's schema: typed, defaulted and checked.
+    /// `object` read through the kind's schema: typed, defaulted and checked — a custom
+    /// object's transition rules against `old`, what an update changes.
     pub(crate) fn admit(
         &self,
         object: Value,
-        validation: FieldValidation,
+        (validation, old): (FieldValidation, Option<&Value>),
     ) -> Result<Admitted, Status> {
         match &self.definition {
             Definition::BuiltIn { admit, .. } => admit(&self.qualified_kind(), object, validation),
-            Definition::Custom(version) => version.admit(self, object, validation),
+            Definition::Custom(version) => version.admit(self, object, (validation, old)),
         }
     }
 

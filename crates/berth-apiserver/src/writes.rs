@@ -304,7 +304,7 @@ pub(crate) async fn create(
         object,
         &place.prefix(),
     )?;
-    let admitted = resource.admit(object, options.validation)?;
+    let admitted = resource.admit(object, (options.validation, None))?;
     let mut object = admitted.object;
     if crate::custom::is_definitions(resource) {
         crate::custom::establish(&mut object);
@@ -369,7 +369,7 @@ async fn webhooked(
     if webhooks::mutate(shared, write, (&mut object, old), warnings).await? {
         object = write
             .resource
-            .admit(object, FieldValidation::Ignore)?
+            .admit(object, (FieldValidation::Ignore, old))?
             .object;
     }
     webhooks::validate(shared, write, (Some(&object), old), warnings).await?;
@@ -399,7 +399,7 @@ pub(crate) async fn change(
         let proposed = merged(part, resource, &current, given)?;
         let (expected, proposed) =
             objects::prepare_update(resource, place.namespace.as_deref(), name, proposed)?;
-        let admitted = resource.admit(proposed, options.validation)?;
+        let admitted = resource.admit(proposed, (options.validation, Some(&current)))?;
         let mut object = objects::carry_over(admitted.object, &current, resource.has_status);
         if part == Part::Whole && crate::custom::is_definitions(resource) {
             crate::custom::establish(&mut object);

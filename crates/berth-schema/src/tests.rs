@@ -32,7 +32,7 @@ fn crontab() -> JSONSchemaProps {
 
 fn applied(object: Value) -> (Value, Findings) {
     let mut object = object;
-    let findings = apply(&crontab(), &mut object);
+    let findings = apply(&crontab(), &mut object, None);
     (object, findings)
 }
 
@@ -99,4 +99,80 @@ fn a_valid_object_passes_whole() {
     let (object, findings) = applied(given.clone());
     assert_eq!(findings, Findings::default());
     assert_eq!(object, given);
+}
+
+/// A gateway-like schema with CEL rules at the root, on an object and on list items.
+fn with_rules() -> JSONSchemaProps {
+    serde_json::from_value(json!({
+        "type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "self.metadata.name.startsWith('gw-')", "message": "names start with gw-"},
+        ],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "x-kubernetes-validations": [
+                    {"rule": "self.listeners.all(l, l.port > 0)", "messageExpression": "'ports must be positive, not ' + string(self.listeners[0].port)"},
+                    {"rule": "self.class == oldSelf.class", "message": "class is immutable", "reason": "FieldValueForbidden"},
+                ],
+                "properties": {
+                    "class": {"type": "string"},
+                    "listeners": {"type": "array", "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": ["name"],
+                        "items": {"type": "object",
+                            "x-kubernetes-validations": [{"rule": "self.name.size() <= 8"}],
+                            "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}},
+                },
+            },
+        },
+    }))
+    .unwrap()
+}
+
+fn judged(object: Value, old: Option<Value>) -> Findings {
+    let mut object = object;
+    apply(&with_rules(), &mut object, old.as_ref())
+}
+
+#[test]
+fn cel_rules_refuse_in_kube_apiserver_s_words() {
+    let gateway = |name: &str, class: &str, listener: &str, port: i64| {
+        json!({"apiVersion": "example.com/v1", "kind": "Gateway", "metadata": {"name": name},
+               "spec": {"class": class, "listeners": [{"name": listener, "port": port}]}})
+    };
+    assert_eq!(
+        judged(gateway("gw-a", "x", "http", 80), None),
+        Findings::default()
+    );
+    let findings = judged(gateway("a", "x", "a-long-listener", -1), None);
+    assert_eq!(
+        findings.errors,
+        [
+            "<nil>: Invalid value: \"object\": names start with gw-",
+            "spec.listeners[0]: Invalid value: \"object\": failed rule: self.name.size() <= 8",
+            "spec: Invalid value: \"object\": ports must be positive, not -1",
+        ]
+    );
+    // The transition rule only judges updates.
+    let old = gateway("gw-a", "x", "http", 80);
+    let findings = judged(gateway("gw-a", "y", "http", 80), Some(old));
+    assert_eq!(findings.errors, ["spec: Forbidden: class is immutable"]);
+}
+
+#[test]
+fn rules_this_server_cannot_run_warn_instead_of_refusing() {
+    let mut schema = with_rules();
+    schema.x_kubernetes_validations = Some(vec![
+        serde_json::from_value(json!({"rule": "isURL(self.metadata.name)"})).unwrap(),
+    ]);
+    let mut object = json!({"metadata": {"name": "gw-a"}, "spec": {"class": "x", "listeners": []}});
+    let findings = apply(&schema, &mut object, None);
+    assert!(findings.errors.is_empty(), "{findings:?}");
+    assert_eq!(findings.warnings.len(), 1);
+    assert!(
+        findings.warnings[0].starts_with(
+            "<nil>: the validation rule \"isURL(self.metadata.name)\" was not evaluated"
+        ),
+        "{findings:?}"
+    );
 }

@@ -24,7 +24,7 @@ pub(crate) fn validate_root(schema: &JSONSchemaProps, object: &Value, errors: &m
 }
 
 /// The name of a value's JSON type, as the schema's `type` names them.
-fn type_of(value: &Value) -> &'static str {
+pub(crate) fn type_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
