@@ -28,6 +28,7 @@ mod objects;
 mod openapi;
 mod pki;
 mod podsecurity;
+mod policies;
 mod priorities;
 mod protobuf;
 mod quota;

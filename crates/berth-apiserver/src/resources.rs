@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 use base64::Engine;
 
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    MutatingWebhookConfiguration, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -329,6 +330,18 @@ pub(crate) static BUILT_IN: LazyLock<Vec<Arc<Resource>>> = LazyLock::new(|| {
         resource!(
             ValidatingWebhookConfiguration,
             "validatingwebhookconfiguration",
+            false,
+            []
+        ),
+        resource!(
+            ValidatingAdmissionPolicy,
+            "validatingadmissionpolicy",
+            false,
+            []
+        ),
+        resource!(
+            ValidatingAdmissionPolicyBinding,
+            "validatingadmissionpolicybinding",
             false,
             []
         ),

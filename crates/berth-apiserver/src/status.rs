@@ -79,6 +79,12 @@ impl Status {
         status
     }
 
+    /// The same status with `details` (name, group, kind, causes).
+    pub(crate) fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+
     /// Whether this is a 409 Conflict (a stale revision), not an AlreadyExists.
     pub(crate) fn is_conflict(&self) -> bool {
         self.reason == "Conflict"

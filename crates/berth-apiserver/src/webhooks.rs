@@ -20,8 +20,8 @@ use base64::Engine as _;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhook,
-    ValidatingWebhookConfiguration, WebhookClientConfig,
+    MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations,
+    ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -91,8 +91,16 @@ struct Hook<'a> {
     versions: &'a [String],
     /// A mutating webhook's `reinvocationPolicy`: `IfNeeded` to be called again.
     reinvocation: Option<&'a str>,
-    /// Whether it has CEL `matchConditions`, which this server cannot evaluate.
-    match_conditions: bool,
+    /// Its CEL `matchConditions`: all must hold for it to be called.
+    match_conditions: &'a [MatchCondition],
+}
+
+/// What decides whether an admission check applies to a write: its rules, and the
+/// selectors of namespaces and objects.
+pub(crate) struct Scope<'a> {
+    pub(crate) rules: &'a [RuleWithOperations],
+    pub(crate) namespace_selector: Option<&'a LabelSelector>,
+    pub(crate) object_selector: Option<&'a LabelSelector>,
 }
 
 macro_rules! hook_of {
@@ -108,10 +116,7 @@ macro_rules! hook_of {
             timeout: $webhook.timeout_seconds,
             versions: &$webhook.admission_review_versions,
             reinvocation: $reinvocation,
-            match_conditions: $webhook
-                .match_conditions
-                .as_ref()
-                .is_some_and(|c| !c.is_empty()),
+            match_conditions: $webhook.match_conditions.as_deref().unwrap_or_default(),
         }
     };
 }
@@ -200,8 +205,29 @@ async fn call(
     (object, old): (&Value, Option<&Value>),
     warnings: &mut Vec<String>,
 ) -> Result<Option<Reply>, Status> {
-    if !matches(shared, hook, write, (object, old)) {
+    let scope = Scope {
+        rules: hook.rules,
+        namespace_selector: hook.namespace_selector,
+        object_selector: hook.object_selector,
+    };
+    if !in_scope(shared, &scope, write, (object, old)) {
         return Ok(None);
+    }
+    let bindings = crate::policies::Bindings::new(shared, write, (object, old));
+    match crate::policies::conditions_met(hook.match_conditions, &bindings) {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
+        Err(_) if hook.failure_policy == Some("Ignore") => return Ok(None),
+        Err(error) => {
+            return Err(Status::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!(
+                    "Internal error occurred: failed calling webhook {:?}: {error}",
+                    hook.name
+                ),
+            ));
+        }
     }
     if write.dry_run && !matches!(hook.side_effects, "None" | "NoneOnDryRun") {
         return Err(Status::bad_request(format!(
@@ -280,11 +306,11 @@ fn apply_patch(name: &str, object: &mut Value, patch: &str) -> Result<bool, Stat
     Ok(*object != before)
 }
 
-/// Whether `hook` is to be asked about `write`: a rule matches its operation and
-/// resource, and its namespace and the object (new or old) are selected.
-fn matches(
+/// Whether `write` is in `scope`: a rule matches its operation and resource, and its
+/// namespace and the object (new or old) are selected.
+pub(crate) fn in_scope(
     shared: &Shared,
-    hook: &Hook<'_>,
+    scope: &Scope<'_>,
     write: &Write<'_>,
     (object, old): (&Value, Option<&Value>),
 ) -> bool {
@@ -292,7 +318,7 @@ fn matches(
         Some(sub) => format!("{}/{sub}", write.resource.plural),
         None => write.resource.plural.clone(),
     };
-    let ruled = hook
+    let ruled = scope
         .rules
         .iter()
         .any(|rule| rule_matches(rule, write, &resource));
@@ -302,7 +328,7 @@ fn matches(
     let labels_of = |value: &Value| -> berth_labels::Labels {
         serde_json::from_value(value["metadata"]["labels"].clone()).ok()
     };
-    if let Some(selector) = hook.object_selector {
+    if let Some(selector) = scope.object_selector {
         let selected = [Some(object), old]
             .into_iter()
             .flatten()
@@ -312,7 +338,7 @@ fn matches(
             return false;
         }
     }
-    let Some(selector) = hook.namespace_selector else {
+    let Some(selector) = scope.namespace_selector else {
         return true;
     };
     let namespace_labels = match (write.namespace, write.resource.plural.as_str()) {
@@ -369,6 +395,18 @@ fn review(
     } else {
         "v1beta1"
     };
+    let mut request = request_of(write, uid);
+    request["object"] = object.clone();
+    request["oldObject"] = json!(old);
+    json!({
+        "apiVersion": format!("admission.k8s.io/{version}"),
+        "kind": "AdmissionReview",
+        "request": request,
+    })
+}
+
+/// What a review's `request` says of `write` besides its objects: also CEL's `request`.
+pub(crate) fn request_of(write: &Write<'_>, uid: &str) -> Value {
     let resource = write.resource;
     let kind = json!({"group": resource.group, "version": resource.version, "kind": resource.kind});
     let gvr =
@@ -382,8 +420,6 @@ fn review(
         "name": write.name,
         "operation": write.operation.name(),
         "userInfo": write.user,
-        "object": object,
-        "oldObject": old,
         "dryRun": write.dry_run,
         "options": {"kind": write.operation.options_kind(), "apiVersion": "meta.k8s.io/v1"},
     });
@@ -394,11 +430,7 @@ fn review(
         request["subResource"] = json!(sub);
         request["requestSubResource"] = json!(sub);
     }
-    json!({
-        "apiVersion": format!("admission.k8s.io/{version}"),
-        "kind": "AdmissionReview",
-        "request": request,
-    })
+    request
 }
 
 /// A webhook's answer, as much of it as the server reads.
@@ -566,11 +598,10 @@ fn hook_problems(hook: &Hook<'_>, at: &str) -> Vec<String> {
             "{at}.reinvocationPolicy: Unsupported value: {policy:?}: supported values: \"IfNeeded\", \"Never\""
         ));
     }
-    if hook.match_conditions {
-        problems.push(format!(
-            "{at}.matchConditions: Forbidden: CEL match conditions are not supported by this server"
-        ));
-    }
+    problems.extend(crate::policies::condition_problems(
+        hook.match_conditions,
+        &format!("{at}.matchConditions"),
+    ));
     problems
 }
 

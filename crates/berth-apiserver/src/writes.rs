@@ -372,6 +372,7 @@ async fn webhooked(
             .admit(object, (FieldValidation::Ignore, old))?
             .object;
     }
+    crate::policies::validate(shared, write, (Some(&object), old), warnings)?;
     webhooks::validate(shared, write, (Some(&object), old), warnings).await?;
     Ok(object)
 }
@@ -573,6 +574,7 @@ async fn delete_once(
         dry_run: options.dry_run,
     };
     let mut warnings = Vec::new();
+    crate::policies::validate(shared, &write, (None, Some(&object)), &mut warnings)?;
     webhooks::validate(shared, &write, (None, Some(&object)), &mut warnings).await?;
     if options.dry_run {
         return Ok(respond(StatusCode::OK, &object, &warnings));

@@ -2,14 +2,12 @@
 //! evaluates them: at each value whose schema has rules, with `self` bound to the value
 //! (a whole object's `metadata` narrowed to its name and generateName) and `oldSelf` to
 //! the same value before an update — rules that name `oldSelf` are transition rules,
-//! checked only when there was an old value. The expressions are parsed and run by the
-//! `cel` crate; a rule it cannot run (a Kubernetes library function it lacks, such as
-//! `isURL` or `quantity`) is let through with a warning rather than refusing what
-//! kube-apiserver might accept.
+//! checked only when there was an old value. The expressions run through berth-cel; a
+//! rule it cannot run (a Kubernetes library function it lacks, such as `isURL` or
+//! `quantity`) is let through with a warning rather than refusing what kube-apiserver
+//! might accept.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
+use berth_cel::Expression;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     JSONSchemaProps, ValidationRule,
 };
@@ -138,33 +136,25 @@ enum Outcome {
 
 /// Runs `rule` with `self` and `oldSelf` bound.
 fn evaluate(rule: &str, value: &Value, old: Option<&Value>) -> Outcome {
-    let program = match cel::Program::compile(rule) {
-        Ok(program) => program,
-        Err(error) => return Outcome::Unrunnable(error.to_string()),
+    let expression = match Expression::parse(rule) {
+        Ok(expression) => expression,
+        Err(error) => return Outcome::Unrunnable(error),
     };
-    let transition = program.references().has_variable("oldSelf");
-    if transition && old.is_none() {
+    if expression.reads("oldSelf") && old.is_none() {
         return Outcome::NotApplicable;
     }
-    match run(&program, value, old) {
-        Ok(cel::Value::Bool(true)) => Outcome::Passed,
-        Ok(cel::Value::Bool(false)) => Outcome::Failed,
-        Ok(other) => Outcome::Unrunnable(format!("it gave {other:?}, not a boolean")),
-        Err(error) => Outcome::Unrunnable(error.to_string()),
+    match expression.holds(&bindings(value, old)) {
+        Ok(true) => Outcome::Passed,
+        Ok(false) => Outcome::Failed,
+        Err(error) => Outcome::Unrunnable(error),
     }
 }
 
-fn run(
-    program: &cel::Program,
-    value: &Value,
-    old: Option<&Value>,
-) -> Result<cel::Value, cel::ExecutionError> {
-    let mut context = cel::Context::default();
-    context.add_variable_from_value("self", to_cel(value));
-    if let Some(old) = old {
-        context.add_variable_from_value("oldSelf", to_cel(old));
-    }
-    program.execute(&context)
+/// `self`, and `oldSelf` when there is one.
+fn bindings<'a>(value: &'a Value, old: Option<&'a Value>) -> Vec<(&'static str, &'a Value)> {
+    let mut bindings = vec![("self", value)];
+    bindings.extend(old.map(|old| ("oldSelf", old)));
+    bindings
 }
 
 /// The field error of a failed rule, as kube-apiserver words it.
@@ -172,13 +162,7 @@ fn refusal(rule: &ValidationRule, value: &Value, old: Option<&Value>, path: &str
     let message = rule
         .message_expression
         .as_deref()
-        .and_then(|expression| {
-            let program = cel::Program::compile(expression).ok()?;
-            match run(&program, value, old).ok()? {
-                cel::Value::String(text) if !text.is_empty() => Some(text.to_string()),
-                _ => None,
-            }
-        })
+        .and_then(|source| Expression::parse(source).ok()?.text(&bindings(value, old)))
         .or_else(|| rule.message.clone().filter(|m| !m.is_empty()))
         .unwrap_or_else(|| format!("failed rule: {}", rule.rule));
     let field = match rule.field_path.as_deref() {
@@ -200,34 +184,12 @@ fn shown_path(path: &str) -> &str {
     if path.is_empty() { "<nil>" } else { path }
 }
 
-/// A JSON value as CEL sees it: integers as `int`, objects as maps with string keys.
-fn to_cel(value: &Value) -> cel::Value {
-    match value {
-        Value::Null => cel::Value::Null,
-        Value::Bool(b) => cel::Value::Bool(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(int), _) => cel::Value::Int(int),
-            (None, Some(uint)) => cel::Value::UInt(uint),
-            _ => cel::Value::Float(n.as_f64().unwrap_or_default()),
-        },
-        Value::String(text) => cel::Value::String(Arc::new(text.clone())),
-        Value::Array(items) => cel::Value::List(Arc::new(items.iter().map(to_cel).collect())),
-        Value::Object(fields) => {
-            let map: HashMap<String, cel::Value> = fields
-                .iter()
-                .map(|(key, value)| (key.clone(), to_cel(value)))
-                .collect();
-            cel::Value::from(map)
-        }
-    }
-}
-
 /// The rules of a schema (and of the schemas inside it) that cannot be run here, each
 /// with why: what a definition's author is told when it is created.
 pub fn unrunnable_rules(schema: &JSONSchemaProps, path: &str) -> Vec<String> {
     let mut found = Vec::new();
     for (index, rule) in schema.x_kubernetes_validations.iter().flatten().enumerate() {
-        if let Err(error) = cel::Program::compile(&rule.rule) {
+        if let Err(error) = Expression::parse(&rule.rule) {
             found.push(format!(
                 "{path}.x-kubernetes-validations[{index}].rule: not evaluated by this server: {error}"
             ));

@@ -22,6 +22,7 @@ mod operator;
 mod placement;
 mod pods;
 mod podsecurity;
+mod policies;
 mod probes;
 mod pulls;
 mod quota;

@@ -106,6 +106,9 @@ webhooks:
   namespaceSelector:
     matchLabels:
       webhooks: enabled
+  matchConditions:
+  - name: not-exempt
+    expression: "object.metadata.name != 'exempt'"
   sideEffects: None
   timeoutSeconds: 2
   admissionReviewVersions: ["v1"]
@@ -206,6 +209,16 @@ fn admission_webhooks_mutate_and_refuse_writes_as_their_configurations_say() {
         r#"Internal error occurred: failed calling webhook "down.berth.example.com": failed to call webhook: Post "https://127.0.0.1:1/validate?timeout=2s""#,
     );
     server.kubectl_ok(&["create", "serviceaccount", "robot"]);
+    // A webhook whose match conditions do not hold is not called at all.
+    server.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "exempt",
+        "-n",
+        "guarded",
+        "--from-literal=a=b",
+    ]);
 
     // A dry run reaches the webhooks marked as one, and stores nothing.
     server.kubectl_ok(&[
