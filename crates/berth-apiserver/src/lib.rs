@@ -42,6 +42,7 @@ mod selectors;
 mod status;
 mod storage;
 mod strategic;
+mod swagger;
 mod tables;
 mod telemetry;
 mod tokens;

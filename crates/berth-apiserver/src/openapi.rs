@@ -237,8 +237,30 @@ fn document(table: &Table, group: &str, version: &str) -> Value {
 }
 
 /// `/openapi/v2`: every group version in one Swagger 2.0 document, for clients that
-/// predate OpenAPI v3 (served as JSON).
-async fn swagger(State(shared): State<Arc<Shared>>) -> Json<Value> {
+/// predate OpenAPI v3 — in protobuf when they ask for it (crate::swagger), as
+/// client-go's discovery does, JSON otherwise.
+async fn swagger(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let document = swagger_document(&shared);
+    let accepts = |media: &str| {
+        headers
+            .get_all(axum::http::header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains(media))
+    };
+    if accepts("application/com.github.proto-openapi.spec.v2") {
+        let body = crate::swagger::encode(&document);
+        return ([("content-type", crate::swagger::MEDIA_TYPE)], body).into_response();
+    }
+    Json(document).into_response()
+}
+
+/// The Swagger 2.0 document of every served group version.
+fn swagger_document(shared: &Shared) -> Value {
     let mut settings = schemars::generate::SchemaSettings::openapi3();
     settings.definitions_path = "/definitions".into();
     let mut generator = settings.into_generator();
@@ -255,10 +277,10 @@ async fn swagger(State(shared): State<Arc<Shared>>) -> Json<Value> {
             &mut paths,
         ));
     }
-    Json(json!({
+    json!({
         "swagger": "2.0",
         "info": info(),
         "paths": paths,
         "definitions": tagged_schemas(&mut generator, kinds),
-    }))
+    })
 }

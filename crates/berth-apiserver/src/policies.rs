@@ -400,7 +400,12 @@ fn matched(
             .collect()
     };
     let mut included = rules(&resources.resource_rules);
-    if resources.resource_rules.as_deref().unwrap_or_default().is_empty() {
+    if resources
+        .resource_rules
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+    {
         // A binding that names no resources narrows its policy's by selectors alone.
         let every = || Some(vec!["*".to_string()]);
         included.push(RuleWithOperations {

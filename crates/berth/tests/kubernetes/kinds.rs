@@ -590,3 +590,21 @@ fn apply_and_set_image_merge_lists_by_their_keys() {
     ]);
     assert_eq!(env, "MODE LEVEL");
 }
+
+#[test]
+fn the_openapi_v2_document_in_protobuf_serves_kubectl_explain() {
+    let server = Server::start("swagger", false);
+    // kubectl reads /openapi/v2 through client-go's discovery, which asks for protobuf.
+    let explained = server.kubectl_ok(&[
+        "explain",
+        "deployment.spec.strategy",
+        "--output=plaintext-openapiv2",
+    ]);
+    for expected in [
+        "RESOURCE: strategy <Object>",
+        "rollingUpdate\t<Object>",
+        "Type of deployment.",
+    ] {
+        assert!(explained.contains(expected), "{explained}");
+    }
+}
