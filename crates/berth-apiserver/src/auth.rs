@@ -130,18 +130,28 @@ current-context: berth
     )
 }
 
-/// Lets through requests with a known bearer token; health probes and the CA certificate
-/// need none, as with kube-apiserver's anonymous health checks and k3s's `/cacerts`.
+/// Lets through requests with a known bearer token; health probes, the CA certificate
+/// and the service-account issuer's discovery need none, as with kube-apiserver's
+/// anonymous health checks, k3s's `/cacerts` and clusters that let outside verifiers
+/// fetch the issuer's keys.
 pub(crate) async fn authenticate(
     State(shared): State<Arc<Shared>>,
     request: Request,
     next: Next,
 ) -> Response {
     // What kube-apiserver's system:public-info-viewer lets anyone read; the CA
-    // certificate is public too: joining agents check it against their token's hash.
+    // certificate is public too: joining agents check it against their token's hash;
+    // and the OIDC discovery of the tokens' issuer, which verifiers outside the
+    // cluster read without credentials.
     if matches!(
         request.uri().path(),
-        "/healthz" | "/livez" | "/readyz" | "/version" | "/cacerts"
+        "/healthz"
+            | "/livez"
+            | "/readyz"
+            | "/version"
+            | "/cacerts"
+            | "/.well-known/openid-configuration"
+            | "/openid/v1/jwks"
     ) {
         return next.run(request).await;
     }

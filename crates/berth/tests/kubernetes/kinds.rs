@@ -277,6 +277,19 @@ fn token_reviews_answer_delegating_servers_and_version_needs_no_credentials() {
     let version = server.curl(&["/version"]);
     let version: serde_json::Value = serde_json::from_slice(&version.stdout).unwrap();
     assert_eq!(version["major"], "1");
+    // So is the issuer's discovery, for verifiers outside the cluster; nothing else.
+    let discovery = server.curl(&["/.well-known/openid-configuration"]);
+    let discovery: serde_json::Value = serde_json::from_slice(&discovery.stdout).unwrap();
+    assert_eq!(
+        discovery["issuer"],
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    let keys = server.curl(&["/openid/v1/jwks"]);
+    let keys: serde_json::Value = serde_json::from_slice(&keys.stdout).unwrap();
+    assert_eq!(keys["keys"][0]["alg"], "ES256");
+    let pods = server.curl(&["/api/v1/pods"]);
+    let pods: serde_json::Value = serde_json::from_slice(&pods.stdout).unwrap();
+    assert_eq!(pods["code"], 401);
 
     for account in ["delegator", "robot"] {
         server.kubectl_ok(&["create", "serviceaccount", account]);
