@@ -172,6 +172,11 @@ pub(crate) async fn authenticate(
                 .into_response();
         }
     };
+    let identity = match crate::impersonation::impersonated(&shared, &identity, request.headers()) {
+        Ok(Some(impersonated)) => impersonated,
+        Ok(None) => identity,
+        Err(status) => return status.into_response(),
+    };
     let mut request = request;
     request.extensions_mut().insert(identity);
     next.run(request).await

@@ -344,7 +344,13 @@ fn default_template(template: &mut PodTemplateSpec) {
 impl Schema for Namespace {
     const HAS_STATUS: bool = true;
     const NAME_RULE: NameRule = NameRule::Label;
+    /// Every namespace carries its name as a label, as kube-apiserver sets it, so
+    /// selectors (network policies, admission bindings) can pick namespaces by name.
     fn default_fields(&mut self) {
+        if let Some(name) = self.metadata.name.clone() {
+            let labels = self.metadata.labels.get_or_insert_default();
+            labels.insert("kubernetes.io/metadata.name".into(), name);
+        }
         self.spec.get_or_insert_default().finalizers = Some(vec!["kubernetes".into()]);
         set_default(
             &mut self.status.get_or_insert_default().phase,

@@ -19,6 +19,7 @@ mod dial;
 mod discovery;
 mod disruption;
 mod events;
+mod impersonation;
 mod kinds;
 mod kubelets;
 mod managed;

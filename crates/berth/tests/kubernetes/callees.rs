@@ -31,6 +31,20 @@ pub fn certificates(dir: &Path) {
     openssl(&sign.split(' ').collect::<Vec<_>>(), dir);
 }
 
+/// A PKCS#10 request (PEM) for `subject` (`/CN=jane/O=devs`), made in `dir` with its
+/// key in `<name>.key`.
+pub fn signing_request(dir: &Path, subject: &str, name: &str) -> Vec<u8> {
+    let (key, request) = (format!("{name}.key"), format!("{name}.csr"));
+    openssl(
+        &[
+            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", &key,
+            "-out", &request,
+        ],
+        dir,
+    );
+    std::fs::read(dir.join(request)).unwrap()
+}
+
 /// What follows a script's request handler (`class Handler`): serving it over HTTPS
 /// on a free port of loopback, with the certificate and key its first two arguments
 /// name, after printing that port.

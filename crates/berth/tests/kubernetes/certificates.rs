@@ -3,7 +3,7 @@
 //! someone who may not approve for its signer), signed by the cluster CA, and the
 //! certificate then signing the user in.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -22,21 +22,7 @@ fn base64(bytes: &[u8]) -> String {
 fn an_approved_request_is_signed_and_its_certificate_signs_the_user_in() {
     let server = Server::start("certificates", false);
     let dir = server.scratch.path().to_path_buf();
-    let made = Command::new("openssl")
-        .args(["req", "-new", "-newkey", "rsa:2048", "-nodes"])
-        .args([
-            "-subj",
-            "/CN=jane/O=devs",
-            "-keyout",
-            "jane.key",
-            "-out",
-            "jane.csr",
-        ])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    let request = std::fs::read(dir.join("jane.csr")).unwrap();
+    let request = crate::callees::signing_request(&dir, "/CN=jane/O=devs", "jane");
     let manifest = format!(
         "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: jane\nspec:\n  request: {}\n  signerName: kubernetes.io/kube-apiserver-client\n  expirationSeconds: 86400\n  usages: [\"client auth\"]\n",
         base64(&request)

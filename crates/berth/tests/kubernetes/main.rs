@@ -17,6 +17,7 @@ mod joining;
 mod kinds;
 mod kubectl;
 mod lifecycle;
+mod manifests;
 mod metrics;
 mod operator;
 mod placement;

@@ -404,3 +404,40 @@ fn rbac_roles_and_bindings_decide_what_accounts_users_and_groups_may_do() {
         stderr(&invalid)
     );
 }
+
+#[test]
+fn kubectl_as_impersonates_only_for_those_allowed_to() {
+    let server = Server::start("impersonation", false);
+    server.kubectl_ok(&["create", "serviceaccount", "reader"]);
+    server.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "reader",
+        "--clusterrole=view",
+        "--serviceaccount=default:reader",
+    ]);
+    // The admin may act as anyone: as the account, only what its role grants.
+    let account = "--as=system:serviceaccount:default:reader";
+    let can = |verb: &str| server.kubectl(&["auth", "can-i", verb, "configmaps", account]);
+    assert_eq!(stdout(&can("list")).trim(), "yes");
+    assert_eq!(stdout(&can("delete")).trim(), "no");
+    let whoami = server.kubectl_ok(&[
+        "auth",
+        "whoami",
+        "--as=jane",
+        "--as-group=devs",
+        "-o",
+        "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+    ]);
+    assert_eq!(whoami, r#"jane ["devs","system:authenticated"]"#);
+    refused(
+        server.kubectl(&["get", "configmaps", "--as=jane"]),
+        r#"configmaps is forbidden: User "jane" cannot list resource "configmaps" in API group "" in the namespace "default""#,
+    );
+    // Anyone else needs the impersonate verb.
+    let viewer = server.token("viewer-token");
+    refused(
+        server.kubectl_as(&viewer, &["get", "pods", "--as=jane"]),
+        r#"users "jane" is forbidden: User "system:viewer" cannot impersonate resource "users" in API group "" at the cluster scope"#,
+    );
+}
