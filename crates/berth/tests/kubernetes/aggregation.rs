@@ -120,8 +120,17 @@ spec:
 "#;
 
 #[test]
-fn an_apiservice_hands_its_group_version_to_its_service() {
-    let server = Server::start("aggregation", false);
+fn an_apiservice_hands_its_group_version_to_its_service_on_sqlite() {
+    an_apiservice_hands_its_group_version_to_its_service(false);
+}
+
+#[test]
+fn an_apiservice_hands_its_group_version_to_its_service_on_etcd() {
+    an_apiservice_hands_its_group_version_to_its_service(true);
+}
+
+fn an_apiservice_hands_its_group_version_to_its_service(on_etcd: bool) {
+    let server = Server::start("aggregation", on_etcd);
     let dir = server.scratch.path().to_path_buf();
     certificates(&dir);
     let (_metrics_server, port) = python_https(METRICS_SERVER, &dir, &[]);

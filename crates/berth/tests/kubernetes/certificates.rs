@@ -19,8 +19,17 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn an_approved_request_is_signed_and_its_certificate_signs_the_user_in() {
-    let server = Server::start("certificates", false);
+fn an_approved_request_is_signed_and_its_certificate_signs_the_user_in_on_sqlite() {
+    an_approved_request_is_signed_and_its_certificate_signs_the_user_in(false);
+}
+
+#[test]
+fn an_approved_request_is_signed_and_its_certificate_signs_the_user_in_on_etcd() {
+    an_approved_request_is_signed_and_its_certificate_signs_the_user_in(true);
+}
+
+fn an_approved_request_is_signed_and_its_certificate_signs_the_user_in(on_etcd: bool) {
+    let server = Server::start("certificates", on_etcd);
     let dir = server.scratch.path().to_path_buf();
     let request = crate::callees::signing_request(&dir, "/CN=jane/O=devs", "jane");
     let manifest = format!(

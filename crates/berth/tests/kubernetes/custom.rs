@@ -118,8 +118,17 @@ fn refused(output: Output, expected: &str) {
 }
 
 #[test]
-fn custom_resources_are_served_checked_and_printed_as_their_definition_says() {
-    let server = Server::start("custom", false);
+fn custom_resources_are_served_checked_and_printed_as_their_definition_says_on_sqlite() {
+    custom_resources_are_served_checked_and_printed_as_their_definition_says(false);
+}
+
+#[test]
+fn custom_resources_are_served_checked_and_printed_as_their_definition_says_on_etcd() {
+    custom_resources_are_served_checked_and_printed_as_their_definition_says(true);
+}
+
+fn custom_resources_are_served_checked_and_printed_as_their_definition_says(on_etcd: bool) {
+    let server = Server::start("custom", on_etcd);
     let definition = server.write("crd.yaml", DEFINITION);
     let applied = server.kubectl(&["apply", "-f", &definition]);
     let said = String::from_utf8_lossy(&applied.stdout);

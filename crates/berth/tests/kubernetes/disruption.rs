@@ -46,8 +46,17 @@ spec:
 "#;
 
 #[test]
-fn kubectl_drain_evicts_only_what_the_disruption_budget_allows() {
-    let server = Server::start("drain", false);
+fn kubectl_drain_evicts_only_what_the_disruption_budget_allows_on_sqlite() {
+    kubectl_drain_evicts_only_what_the_disruption_budget_allows(false);
+}
+
+#[test]
+fn kubectl_drain_evicts_only_what_the_disruption_budget_allows_on_etcd() {
+    kubectl_drain_evicts_only_what_the_disruption_budget_allows(true);
+}
+
+fn kubectl_drain_evicts_only_what_the_disruption_budget_allows(on_etcd: bool) {
+    let server = Server::start("drain", on_etcd);
     let _nodes = server.simulated_nodes(3);
     server.kubectl_until(&["get", "nodes", "--no-headers"], LIMIT, |text| {
         text.lines().filter(|l| l.contains(" Ready ")).count() == 3

@@ -83,8 +83,17 @@ fn retry(_: Arc<Greeting>, _: &Failure, _: Arc<kube::Client>) -> Action {
 }
 
 #[test]
-fn a_kube_rs_operator_runs_on_a_definition_made_from_a_rust_type() {
-    let server = Server::start("operator", false);
+fn a_kube_rs_operator_runs_on_a_definition_made_from_a_rust_type_on_sqlite() {
+    a_kube_rs_operator_runs_on_a_definition_made_from_a_rust_type(false);
+}
+
+#[test]
+fn a_kube_rs_operator_runs_on_a_definition_made_from_a_rust_type_on_etcd() {
+    a_kube_rs_operator_runs_on_a_definition_made_from_a_rust_type(true);
+}
+
+fn a_kube_rs_operator_runs_on_a_definition_made_from_a_rust_type(on_etcd: bool) {
+    let server = Server::start("operator", on_etcd);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let client = client(&server).await;

@@ -38,8 +38,17 @@ fn stderr(output: &Output) -> String {
 }
 
 #[test]
-fn namespaces_enforce_and_warn_about_the_pod_security_standards() {
-    let server = Server::start("podsecurity", false);
+fn namespaces_enforce_and_warn_about_the_pod_security_standards_on_sqlite() {
+    namespaces_enforce_and_warn_about_the_pod_security_standards(false);
+}
+
+#[test]
+fn namespaces_enforce_and_warn_about_the_pod_security_standards_on_etcd() {
+    namespaces_enforce_and_warn_about_the_pod_security_standards(true);
+}
+
+fn namespaces_enforce_and_warn_about_the_pod_security_standards(on_etcd: bool) {
+    let server = Server::start("podsecurity", on_etcd);
     let namespaces = server.write("namespaces.yaml", NAMESPACES);
     server.kubectl_ok(&["apply", "-f", &namespaces]);
 

@@ -76,8 +76,17 @@ fn stderr(output: &Output) -> String {
 }
 
 #[test]
-fn admission_policies_refuse_warn_and_read_their_parameters() {
-    let server = Server::start("policies", false);
+fn admission_policies_refuse_warn_and_read_their_parameters_on_sqlite() {
+    admission_policies_refuse_warn_and_read_their_parameters(false);
+}
+
+#[test]
+fn admission_policies_refuse_warn_and_read_their_parameters_on_etcd() {
+    admission_policies_refuse_warn_and_read_their_parameters(true);
+}
+
+fn admission_policies_refuse_warn_and_read_their_parameters(on_etcd: bool) {
+    let server = Server::start("policies", on_etcd);
     server.kubectl_ok(&["create", "namespace", "test"]);
     server.kubectl_ok(&["label", "namespace", "test", "environment=test"]);
     server.kubectl_ok(&[

@@ -61,8 +61,17 @@ fn pod(name: &str, resources: &str) -> String {
 }
 
 #[test]
-fn quotas_and_limit_ranges_hold_a_namespace_to_what_they_say() {
-    let server = Server::start("quota", false);
+fn quotas_and_limit_ranges_hold_a_namespace_to_what_they_say_on_sqlite() {
+    quotas_and_limit_ranges_hold_a_namespace_to_what_they_say(false);
+}
+
+#[test]
+fn quotas_and_limit_ranges_hold_a_namespace_to_what_they_say_on_etcd() {
+    quotas_and_limit_ranges_hold_a_namespace_to_what_they_say(true);
+}
+
+fn quotas_and_limit_ranges_hold_a_namespace_to_what_they_say(on_etcd: bool) {
+    let server = Server::start("quota", on_etcd);
     let policy = server.write("policy.yaml", POLICY);
     server.kubectl_ok(&["apply", "-f", &policy]);
     let used = |quota: &str, resource: &str, wanted: &str| {

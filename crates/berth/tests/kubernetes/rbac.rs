@@ -106,8 +106,17 @@ fn refused(output: Output, message: &str) {
 }
 
 #[test]
-fn rbac_roles_and_bindings_decide_what_accounts_users_and_groups_may_do() {
-    let server = Server::start("rbac", false);
+fn rbac_roles_and_bindings_decide_what_accounts_users_and_groups_may_do_on_sqlite() {
+    rbac_roles_and_bindings_decide_what_accounts_users_and_groups_may_do(false);
+}
+
+#[test]
+fn rbac_roles_and_bindings_decide_what_accounts_users_and_groups_may_do_on_etcd() {
+    rbac_roles_and_bindings_decide_what_accounts_users_and_groups_may_do(true);
+}
+
+fn rbac_roles_and_bindings_decide_what_accounts_users_and_groups_may_do(on_etcd: bool) {
+    let server = Server::start("rbac", on_etcd);
 
     // The default policy: kube-apiserver's roles, cluster-admin bound to system:masters.
     let roles = server.kubectl_ok(&["get", "clusterroles", "-o", "name"]);

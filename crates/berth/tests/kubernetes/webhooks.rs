@@ -146,8 +146,17 @@ fn refused(output: &Output, expected: &str) {
 }
 
 #[test]
-fn admission_webhooks_mutate_and_refuse_writes_as_their_configurations_say() {
-    let server = Server::start("webhooks", false);
+fn admission_webhooks_mutate_and_refuse_writes_as_their_configurations_say_on_sqlite() {
+    admission_webhooks_mutate_and_refuse_writes_as_their_configurations_say(false);
+}
+
+#[test]
+fn admission_webhooks_mutate_and_refuse_writes_as_their_configurations_say_on_etcd() {
+    admission_webhooks_mutate_and_refuse_writes_as_their_configurations_say(true);
+}
+
+fn admission_webhooks_mutate_and_refuse_writes_as_their_configurations_say(on_etcd: bool) {
+    let server = Server::start("webhooks", on_etcd);
     let dir = server.scratch.path().to_path_buf();
     certificates(&dir);
     let (_webhook, port) = python_https(WEBHOOK, &dir, &[&dir.join("reviews.log")]);
