@@ -301,6 +301,12 @@ fn columns(kind: &str) -> &'static [Column] {
         ],
         "IngressClass" => columns![NAME, text("Controller"), text("Parameters"), AGE],
         "NetworkPolicy" => columns![NAME, text("Pod-Selector"), AGE],
+        "ValidatingAdmissionPolicy" => {
+            columns![NAME, int("Validations"), text("ParamKind"), AGE]
+        }
+        "ValidatingAdmissionPolicyBinding" => {
+            columns![NAME, text("PolicyName"), text("ParamRef"), AGE]
+        }
         "PodTemplate" => columns![
             text("Template"),
             text("Containers"),
@@ -620,6 +626,21 @@ fn cell(kind: &str, column: &str, object: &Value) -> Value {
         ("Ingress", _) => ingress_cell(column, object),
         ("IngressClass", "Controller") => json!(text_of(&spec["controller"])),
         ("IngressClass", "Parameters") => json!(ingress_class_parameters(&spec["parameters"])),
+        ("ValidatingAdmissionPolicy", "Validations") => json!(items(&spec["validations"]).count()),
+        ("ValidatingAdmissionPolicy", "ParamKind") => json!(match &spec["paramKind"] {
+            Value::Object(kind) => format!(
+                "{}/{}",
+                text_of(&kind["apiVersion"]),
+                text_of(&kind["kind"])
+            ),
+            _ => "<unset>".to_string(),
+        }),
+        ("ValidatingAdmissionPolicyBinding", "PolicyName") => {
+            json!(text_of(&spec["policyName"]))
+        }
+        ("ValidatingAdmissionPolicyBinding", "ParamRef") => {
+            json!(param_ref_text(&spec["paramRef"]))
+        }
         ("NetworkPolicy", "Pod-Selector") => json!(match selector_text(&spec["podSelector"]) {
             text if text.is_empty() => "<none>".to_string(),
             text => text,
@@ -774,6 +795,25 @@ fn int_or_string(value: &Value) -> String {
 }
 
 /// A text field, empty when it is not set.
+/// A binding's paramRef as kubectl prints it: `namespace/name`, `*/name` for any
+/// namespace, its selector, or `<unset>`.
+fn param_ref_text(reference: &Value) -> String {
+    if !reference.is_object() {
+        return "<unset>".into();
+    }
+    match (
+        text_of(&reference["name"]),
+        text_of(&reference["namespace"]),
+    ) {
+        ("", _) => match selector_text(&reference["selector"]) {
+            text if text.is_empty() => "*".into(),
+            text => text,
+        },
+        (name, "") => format!("*/{name}"),
+        (name, namespace) => format!("{namespace}/{name}"),
+    }
+}
+
 fn text_of(value: &Value) -> &str {
     value.as_str().unwrap_or_default()
 }

@@ -97,6 +97,29 @@ fn admission_policies_refuse_warn_and_read_their_parameters(on_etcd: bool) {
     ]);
     let policy = server.write("policy.yaml", POLICY);
     server.kubectl_ok(&["apply", "-f", &policy]);
+    let policies = server.kubectl_ok(&["get", "validatingadmissionpolicies"]);
+    let row: Vec<&str> = policies
+        .lines()
+        .nth(2)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..3], ["replica-limit.example.com", "1", "v1/ConfigMap"]);
+    let bindings = server.kubectl_ok(&["get", "validatingadmissionpolicybindings"]);
+    let row: Vec<&str> = bindings
+        .lines()
+        .nth(2)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[..3],
+        [
+            "replica-limit-binding.example.com",
+            "replica-limit.example.com",
+            "default/replica-limit"
+        ]
+    );
 
     // Bound to namespace test: six replicas are refused there, in kube-apiserver's words.
     let six = [
