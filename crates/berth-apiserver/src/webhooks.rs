@@ -218,16 +218,7 @@ async fn call(
         Ok(true) => {}
         Ok(false) => return Ok(None),
         Err(_) if hook.failure_policy == Some("Ignore") => return Ok(None),
-        Err(error) => {
-            return Err(Status::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                format!(
-                    "Internal error occurred: failed calling webhook {:?}: {error}",
-                    hook.name
-                ),
-            ));
-        }
+        Err(error) => return Err(call_failed(hook.name, &error)),
     }
     if write.dry_run && !matches!(hook.side_effects, "None" | "NoneOnDryRun") {
         return Err(Status::bad_request(format!(
@@ -245,13 +236,9 @@ async fn call(
         Ok(reply) => reply,
         Err(_) if hook.failure_policy == Some("Ignore") => return Ok(None),
         Err(error) => {
-            return Err(Status::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                format!(
-                    "Internal error occurred: failed calling webhook {:?}: failed to call webhook: {error}",
-                    hook.name
-                ),
+            return Err(call_failed(
+                hook.name,
+                &format!("failed to call webhook: {error}"),
             ));
         }
     };
@@ -260,6 +247,16 @@ async fn call(
         return Err(denied(hook.name, reply.status.unwrap_or_default()));
     }
     Ok(Some(reply))
+}
+
+/// What kube-apiserver says when a webhook could not be called (or its match
+/// conditions not run) and its failure policy is Fail.
+fn call_failed(name: &str, why: &str) -> Status {
+    Status::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        format!("Internal error occurred: failed calling webhook {name:?}: {why}"),
+    )
 }
 
 /// What kube-apiserver says when a webhook refuses: its message, its code if 400 or
