@@ -213,12 +213,14 @@ async fn call(
     if !in_scope(shared, &scope, write, (object, old)) {
         return Ok(None);
     }
-    let bindings = crate::policies::Bindings::new(shared, write, (object, old));
-    match crate::policies::conditions_met(hook.match_conditions, &bindings) {
-        Ok(true) => {}
-        Ok(false) => return Ok(None),
-        Err(_) if hook.failure_policy == Some("Ignore") => return Ok(None),
-        Err(error) => return Err(call_failed(hook.name, &error)),
+    if !hook.match_conditions.is_empty() {
+        let bindings = crate::policies::Bindings::new(shared, write, (object, old));
+        match crate::policies::conditions_met(hook.match_conditions, &bindings) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(_) if hook.failure_policy == Some("Ignore") => return Ok(None),
+            Err(error) => return Err(call_failed(hook.name, &error)),
+        }
     }
     if write.dry_run && !matches!(hook.side_effects, "None" | "NoneOnDryRun") {
         return Err(Status::bad_request(format!(
