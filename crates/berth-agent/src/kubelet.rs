@@ -53,6 +53,8 @@ pub struct Kubelet {
     pub node: NodeIdentity,
     /// Where pods' volumes live: `<dir>/<uid>/volumes/<name>`.
     pub pods_dir: PathBuf,
+    /// The cluster DNS pods ask, per their dnsPolicy.
+    pub dns: crate::ClusterDns,
 }
 
 impl Kubelet {
@@ -394,7 +396,8 @@ impl Worker {
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
         }
-        let request = spec::sandbox_request(&self.pod).map_err(|r| r.to_string())?;
+        let request =
+            spec::sandbox_request(&self.pod, &self.kubelet.dns).map_err(|r| r.to_string())?;
         let engine = Arc::clone(&self.kubelet.engine);
         tokio::task::spawn_blocking(move || engine.run_sandbox(request))
             .await

@@ -18,6 +18,7 @@ use kube::Client;
 use kube::runtime::watcher;
 
 mod api;
+mod dns;
 mod downward;
 mod eviction;
 mod images;
@@ -27,6 +28,7 @@ mod metrics;
 pub mod node;
 mod probes;
 mod security;
+mod services;
 pub mod simulate;
 mod spec;
 mod status;
@@ -74,6 +76,21 @@ pub struct AgentConfig {
     pub cni_conf_dir: PathBuf,
     /// Where the CNI plugins are, searched in order.
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// The Services' cluster IPs, routed to the node's Service rules.
+    pub service_cidr: berth_net::Ipv4Net,
+    /// The cluster DNS, which the node serves and its pods ask.
+    pub dns: ClusterDns,
+}
+
+/// The cluster DNS: the address pods ask (kube-dns's cluster IP, served by every node
+/// itself) and the cluster's domain — the kubelet's `--cluster-dns` and
+/// `--cluster-domain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDns {
+    /// The address.
+    pub address: Ipv4Addr,
+    /// The domain (`cluster.local`).
+    pub domain: String,
 }
 
 /// Why the agent stopped.
@@ -134,7 +151,15 @@ impl Agent {
             config.heartbeat,
         ));
         let cidr = node::pod_cidr(&client, &identity.name).await?;
-        let engine = Arc::new(open_engine(&config, &cidr)?);
+        let range: berth_net::Ipv4Net = cidr
+            .parse()
+            .map_err(|_| AgentError::PodCidr(cidr.clone()))?;
+        let cni = pod_network(&config, range)?;
+        if cni.is_none() {
+            route_services(&config, range);
+        }
+        let engine = Arc::new(open_engine(&config, range, cni)?);
+        tokio::spawn(services::run(client.clone(), range, config.dns.clone()));
         images::import_air_gap_images(&engine, &config.data_dir.join("images"));
         engine.restore();
         let address = api::address(std::net::IpAddr::V4(ip), config.port);
@@ -150,6 +175,7 @@ impl Agent {
             engine,
             node: identity,
             pods_dir: config.data_dir.join("pods"),
+            dns: config.dns.clone(),
         });
         Ok(Self {
             kubelet,
@@ -174,13 +200,15 @@ impl Agent {
 
 /// The node's engine: pods on the bridge whose gateway is the first address of the
 /// node's pod range.
-fn open_engine(config: &AgentConfig, cidr: &str) -> Result<Engine, AgentError> {
-    let range: berth_net::Ipv4Net = cidr.parse().map_err(|_| AgentError::PodCidr(cidr.into()))?;
+fn open_engine(
+    config: &AgentConfig,
+    range: berth_net::Ipv4Net,
+    cni: Option<CniNetwork>,
+) -> Result<Engine, AgentError> {
     let gateway = range
         .hosts()
         .next()
-        .ok_or_else(|| AgentError::PodCidr(cidr.into()))?;
-    let cni = pod_network(config, range)?;
+        .ok_or_else(|| AgentError::PodCidr(range.to_string()))?;
     Ok(Engine::open(&EngineConfig {
         data_dir: config.data_dir.join("engine"),
         run_dir: config.run_dir.clone(),
@@ -196,6 +224,26 @@ fn open_engine(config: &AgentConfig, cidr: &str) -> Result<Engine, AgentError> {
         cni,
         event_history: EVENT_HISTORY,
     })?)
+}
+
+/// Routes the Service range to the pods' bridge (up from the start, not from the first
+/// pod), so the node reaches cluster IPs with or without a default route; pods reach
+/// them through their gateway, the bridge. On a CNI network the host's routes serve.
+fn route_services(config: &AgentConfig, range: berth_net::Ipv4Net) {
+    if config.cni_conf_dir.is_dir()
+        && berth_net::cni::load_dir(&config.cni_conf_dir).is_ok_and(|n| n.is_some())
+    {
+        return;
+    }
+    let routed = range
+        .hosts()
+        .next()
+        .ok_or_else(|| berth_net::Error::Invalid(format!("no gateway in {range}")))
+        .and_then(|gateway| berth_net::ensure_bridge(POD_BRIDGE, gateway, range.prefix_len()))
+        .and_then(|()| berth_net::route_through(config.service_cidr, POD_BRIDGE));
+    if let Err(error) = routed {
+        tracing::warn!(%error, "cluster IPs are left to the host's routes");
+    }
 }
 
 /// The CNI network of the configuration directory, given the node's pod range; None
@@ -218,6 +266,29 @@ fn pod_network(
         plugins: berth_net::cni::Plugins::new(config.cni_bin_dirs.clone()),
         pod_range: Some(range),
     }))
+}
+
+/// A kind the agent watches with kube's watcher (and keeps in a reflector's store).
+pub(crate) trait Watchable:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watchable for K where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// A watch's error as the API client's.

@@ -91,7 +91,7 @@ fn host_aliases(pod: &Pod) -> Vec<String> {
 }
 
 /// The sandbox of `pod`.
-pub fn sandbox_request(pod: &Pod) -> Result<SandboxRequest, Refusal> {
+pub fn sandbox_request(pod: &Pod, dns: &crate::ClusterDns) -> Result<SandboxRequest, Refusal> {
     let spec = pod.spec.clone().unwrap_or_default();
     for (set, field) in [
         (spec.host_pid == Some(true), "hostPID"),
@@ -100,7 +100,6 @@ pub fn sandbox_request(pod: &Pod) -> Result<SandboxRequest, Refusal> {
             "shareProcessNamespace",
         ),
         (spec.host_users == Some(false), "hostUsers: false"),
-        (spec.dns_config.is_some(), "dnsConfig"),
     ] {
         if set {
             return Err(Refusal::Unsupported(format!("spec.{field}")));
@@ -142,6 +141,7 @@ pub fn sandbox_request(pod: &Pod) -> Result<SandboxRequest, Refusal> {
         labels: pod_labels(pod),
         cgroup: pod_cgroup(pod, &spec),
         limits: pod_limits(&spec)?,
+        resolv_conf: crate::dns::resolv_conf(pod, dns, &host_resolv_conf())?,
         network_args: vec![
             (
                 "K8S_POD_NAMESPACE".into(),
@@ -151,6 +151,12 @@ pub fn sandbox_request(pod: &Pod) -> Result<SandboxRequest, Refusal> {
             ("K8S_POD_UID".into(), pod.uid().unwrap_or_default()),
         ],
     })
+}
+
+/// The node's /etc/resolv.conf, which pods with dnsPolicy Default get and the
+/// others' search paths extend.
+fn host_resolv_conf() -> String {
+    std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
 }
 
 /// The pod's cgroup under the node's (`kubepods`), as the kubelet lays them out by QoS

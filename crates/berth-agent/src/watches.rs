@@ -132,15 +132,11 @@ fn watch(client: Client, key: ObjectKey, changed: UnboundedSender<ObjectKey>) ->
     task.abort_handle()
 }
 
-async fn follow<K>(api: Api<K>, key: ObjectKey, changed: UnboundedSender<ObjectKey>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + 'static,
-{
+async fn follow<K: crate::Watchable>(
+    api: Api<K>,
+    key: ObjectKey,
+    changed: UnboundedSender<ObjectKey>,
+) {
     let config = watcher::Config::default().fields(&format!("metadata.name={}", key.2));
     let mut events = std::pin::pin!(watcher(api, config).default_backoff());
     let mut listed_once = false;

@@ -421,6 +421,16 @@ impl Schema for Service {
         let spec = self.spec.get_or_insert_default();
         set_default(&mut spec.type_, "ClusterIP".into());
         set_default(&mut spec.session_affinity, "None".into());
+        let kind = spec.type_.clone().unwrap_or_default();
+        if kind != "ExternalName" {
+            set_default(&mut spec.internal_traffic_policy, "Cluster".into());
+        }
+        if kind == "NodePort" || kind == "LoadBalancer" {
+            set_default(&mut spec.external_traffic_policy, "Cluster".into());
+        }
+        if kind == "LoadBalancer" {
+            set_default(&mut spec.allocate_load_balancer_node_ports, true);
+        }
         for port in spec.ports.iter_mut().flatten() {
             set_default(&mut port.protocol, "TCP".into());
             // Zero and "" are unset, as kube-apiserver reads them: a Go client's
@@ -432,9 +442,10 @@ impl Schema for Service {
         }
     }
     fn problems(&self) -> Vec<String> {
-        let ports = self.spec.as_ref().and_then(|s| s.ports.as_ref());
-        ports
-            .into_iter()
+        let spec = self.spec.clone().unwrap_or_default();
+        let mut problems: Vec<String> = spec
+            .ports
+            .iter()
             .flatten()
             .enumerate()
             .filter(|(_, p)| !(1..=65535).contains(&p.port))
@@ -444,7 +455,18 @@ impl Schema for Service {
                     p.port
                 )
             })
-            .collect()
+            .collect();
+        const TYPES: [&str; 4] = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
+        match spec.type_.as_deref().unwrap_or_default() {
+            "ExternalName" if spec.external_name.as_deref().unwrap_or_default().is_empty() => {
+                problems.push("spec.externalName: Required value".into());
+            }
+            kind if !TYPES.contains(&kind) => {
+                problems.push(unsupported("spec.type", kind, &TYPES));
+            }
+            _ => {}
+        }
+        problems
     }
 }
 

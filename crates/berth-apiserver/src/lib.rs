@@ -40,6 +40,7 @@ mod resources;
 mod reviews;
 mod scrapes;
 mod selectors;
+mod services;
 mod status;
 mod storage;
 mod strategic;
@@ -55,6 +56,7 @@ pub use audit::AuditConfig;
 pub use auth::client_kubeconfig;
 pub use metrics::{CPU_USAGE, MEMORY_USAGE};
 pub use pki::{Pki, issue_client_certificate};
+pub use services::{DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, NodePortRange, ServiceRanges};
 
 /// The address `berth server` listens on when none is given (kube-apiserver's secure port).
 pub const DEFAULT_BIND: &str = "127.0.0.1:6443";
@@ -104,6 +106,10 @@ pub struct ServerConfig {
     /// The audit policy and log (kube-apiserver's `--audit-policy-file` and
     /// `--audit-log-path`); nothing is audited when None.
     pub audit: Option<AuditConfig>,
+    /// The cluster IPs and node ports Services are given.
+    pub service_ranges: ServiceRanges,
+    /// The cluster DNS's address: the `kube-dns` Service's cluster IP.
+    pub cluster_dns: std::net::Ipv4Addr,
 }
 
 /// What the request handlers share.
@@ -131,6 +137,10 @@ pub(crate) struct Shared {
     pub(crate) aggregated: aggregation::Aggregated,
     /// The audit log and its policy, when the server keeps one.
     pub(crate) auditor: Option<Arc<audit::Auditor>>,
+    /// The cluster IPs and node ports Services are given.
+    pub(crate) service_ranges: ServiceRanges,
+    /// Where the server listens: the `kubernetes` Service's target port.
+    pub(crate) bind: SocketAddr,
 }
 
 /// Runs the server until `shutdown` completes.
@@ -192,10 +202,13 @@ pub async fn run(
         registry: registry::Registry::default(),
         aggregated: aggregation::aggregated(),
         auditor,
+        service_ranges: config.service_ranges,
+        bind: config.bind,
     });
     tokio::spawn(scrapes::run(Arc::clone(&shared)));
     tokio::spawn(aggregation::run(Arc::clone(&shared)));
     tokio::spawn(certificates::run(Arc::clone(&shared)));
+    tokio::spawn(services::run(Arc::clone(&shared), config.cluster_dns));
     let router = discovery::routes()
         .merge(resources::routes())
         .merge(openapi::routes())

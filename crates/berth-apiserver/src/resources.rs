@@ -942,6 +942,11 @@ async fn delete_namespace_contents(shared: &Shared, namespace: &str) -> Result<(
     }
     for (resource, kv) in in_namespace(shared, namespace).await? {
         match shared.store.delete(&kv.key, 0).await {
+            Ok((last, _)) if crate::services::is_services(&resource) => {
+                if let Some(last) = objects::from_stored(&last) {
+                    crate::services::deleted(shared, &last).await;
+                }
+            }
             Ok(_) | Err(berth_store::Error::NotFound(_)) => {}
             Err(e) => return Err(Status::from_store(e, &resource.plural, &kv.key)),
         }

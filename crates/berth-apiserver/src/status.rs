@@ -102,7 +102,6 @@ impl Status {
     }
 
     /// What the client is told.
-    #[cfg(test)]
     pub(crate) fn message(&self) -> &str {
         &self.message
     }

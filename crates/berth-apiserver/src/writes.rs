@@ -16,6 +16,7 @@ use crate::kinds::FieldValidation;
 use crate::managed::{self, Manager};
 use crate::objects;
 use crate::resources::{Place, Resource, ScaleSelector};
+use crate::services;
 use crate::status::Status;
 use crate::webhooks::{self, Operation};
 
@@ -345,15 +346,30 @@ pub(crate) async fn create(
     if resource.has_status {
         object["metadata"]["generation"] = json!(1);
     }
+    let claims = if services::is_services(resource) {
+        services::claim(shared, namespace, (&mut object, None), options.dry_run).await?
+    } else {
+        services::Claims::default()
+    };
     if options.dry_run {
         return Ok(respond(StatusCode::CREATED, &object, &warnings));
     }
-    crate::quota::charge(shared, resource, namespace, &object).await?;
-    let stored = shared
-        .store
-        .create(&key, resource.encode(&object))
-        .await
-        .map_err(|e| Status::from_store(e, &resource.plural, &name))?;
+    let stored = async {
+        crate::quota::charge(shared, resource, namespace, &object).await?;
+        shared
+            .store
+            .create(&key, resource.encode(&object))
+            .await
+            .map_err(|e| Status::from_store(e, &resource.plural, &name))
+    }
+    .await;
+    let stored = match stored {
+        Ok(stored) => stored,
+        Err(status) => {
+            claims.undo(shared).await;
+            return Err(status);
+        }
+    };
     let created = objects::from_stored(&stored).map_or(object, |o| resource.present(o));
     Ok(respond(StatusCode::CREATED, &created, &warnings))
 }
@@ -425,6 +441,13 @@ pub(crate) async fn change(
             let (manager, api_version) = (&options.manager.name, resource.api_version());
             managed::record_update(Some(&current), &mut object, manager, &api_version);
         }
+        let claims = if part == Part::Whole && services::is_services(resource) {
+            let namespace = place.namespace.as_deref().unwrap_or_default();
+            let service = (&mut object, Some(&current));
+            services::claim(shared, namespace, service, options.dry_run).await?
+        } else {
+            services::Claims::default()
+        };
         if options.dry_run {
             return Ok(respond(
                 StatusCode::OK,
@@ -433,6 +456,7 @@ pub(crate) async fn change(
             ));
         }
         if objects::finalized(&object) {
+            claims.undo(shared).await;
             let last =
                 resource.present(remove(shared, place, name, &key, stored.mod_revision).await?);
             return Ok(respond(
@@ -452,6 +476,7 @@ pub(crate) async fn change(
             .await;
         match result {
             Ok(kv) => {
+                claims.settle(shared).await;
                 let object = objects::from_stored(&kv).map_or(object, |o| resource.present(o));
                 return Ok(respond(
                     StatusCode::OK,
@@ -459,8 +484,11 @@ pub(crate) async fn change(
                     &warnings,
                 ));
             }
-            Err(berth_store::Error::Conflict { .. }) if expected == 0 => continue,
-            Err(e) => return Err(Status::from_store(e, &resource.plural, name)),
+            Err(berth_store::Error::Conflict { .. }) if expected == 0 => claims.undo(shared).await,
+            Err(e) => {
+                claims.undo(shared).await;
+                return Err(Status::from_store(e, &resource.plural, name));
+            }
         }
     }
 }
@@ -703,7 +731,11 @@ async fn remove(
         .delete(key, revision)
         .await
         .map_err(|e| Status::from_store(e, &place.resource.plural, name))?;
-    Ok(objects::from_stored(&last).unwrap_or(Value::Null))
+    let last = objects::from_stored(&last).unwrap_or(Value::Null);
+    if services::is_services(&place.resource) {
+        services::deleted(shared, &last).await;
+    }
+    Ok(last)
 }
 
 /// kube-apiserver's answer to a delete that removed the object at once.

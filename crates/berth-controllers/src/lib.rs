@@ -25,6 +25,7 @@ pub mod replicasets;
 mod revisions;
 pub mod scheduler;
 pub mod serviceaccounts;
+pub mod servicelb;
 pub mod statefulsets;
 mod statuses;
 mod watched;
@@ -62,6 +63,7 @@ pub async fn run_controller_manager(
                 endpoints::run(client.clone(), informers.clone()),
                 serviceaccounts::run(client.clone(), informers.clone(), root_ca),
                 clusterroles::run(client.clone(), informers.clone()),
+                servicelb::run(client.clone(), informers.clone()),
                 disruption::run(client.clone(), informers.clone()),
                 quota::run(client.clone(), informers.clone()),
                 collector::run(client, informers),

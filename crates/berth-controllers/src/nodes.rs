@@ -105,6 +105,14 @@ async fn watch_over(
     }
 }
 
+/// Whether the node's Ready condition is True.
+pub(crate) fn is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 /// Whether the node has a Ready condition that is not True.
 fn said_not_ready(node: &Node) -> bool {
     node.status

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use berth_net::{
     DnsServer, Firewall, Ipv4Net, NameTable, Names, NetworkRules, Pool, PortMapping, Protocol,
@@ -263,8 +263,12 @@ fn bring_up(network: &Network, live: &mut Live) -> Result<()> {
     berth_net::ensure_bridge(&network.bridge, gateway, subnet.prefix_len()).map_err(net_error)?;
     if network.has_dns() && !live.dns.contains_key(&network.id) {
         let names = Names::default();
-        let server = DnsServer::start(gateway, names.clone(), berth_net::host_resolvers())
-            .map_err(net_error)?;
+        let server = DnsServer::start(
+            gateway,
+            Arc::new(names.clone()),
+            berth_net::host_resolvers(),
+        )
+        .map_err(net_error)?;
         live.dns.insert(network.id.clone(), (server, names));
     }
     Ok(())

@@ -49,6 +49,9 @@ pub struct SandboxRequest {
     pub network_args: Vec<(String, String)>,
     /// What the pod's cgroup bounds its containers to together.
     pub limits: PodLimits,
+    /// The /etc/resolv.conf its containers get (the agent's, per the pod's dnsPolicy);
+    /// None for the one its network gives.
+    pub resolv_conf: Option<String>,
 }
 
 /// The limits of a pod's cgroup (the kubelet's pod-level resources): what its containers
@@ -349,12 +352,16 @@ impl Engine {
             &sandbox.hostname,
         )?;
         if let Some(cni) = self.cni.as_ref().filter(|_| !request.host_network) {
-            return self.attach_cni(sandbox, request, cni);
+            self.attach_cni(sandbox, request, cni)?;
+        } else {
+            let network = self.connect(&stand_in(sandbox, request))?;
+            sandbox.netns = network.netns;
+            sandbox.endpoint = network.endpoint;
+            sandbox.resolv_conf = network.resolv_conf;
         }
-        let network = self.connect(&stand_in(sandbox, request))?;
-        sandbox.netns = network.netns;
-        sandbox.endpoint = network.endpoint;
-        sandbox.resolv_conf = network.resolv_conf;
+        if let Some(resolv_conf) = &request.resolv_conf {
+            sandbox.resolv_conf = resolv_conf.clone();
+        }
         Ok(())
     }
 

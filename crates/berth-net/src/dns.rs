@@ -83,6 +83,39 @@ fn lower_case(table: NameTable) -> NameTable {
         .collect()
 }
 
+/// What a DNS server answers from: a reply to the question `client` asked, or None to
+/// forward it to the upstream resolvers.
+pub trait Answers: Send + Sync {
+    /// The reply, or None when the question is not about names this knows.
+    fn answer(&self, question: &Message, client: Ipv4Addr) -> Option<Message>;
+}
+
+impl Answers for Names {
+    fn answer(&self, question: &Message, client: Ipv4Addr) -> Option<Message> {
+        answer(question, self, client)
+    }
+}
+
+/// An authoritative, recursion-available reply to `question` about `query`, with no
+/// records yet.
+pub(crate) fn reply_to(question: &Message, query: &hickory_proto::op::Query) -> Message {
+    let mut reply = Message::response(question.metadata.id, question.metadata.op_code);
+    reply.metadata.recursion_desired = question.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.metadata.authoritative = true;
+    reply.add_query(query.clone());
+    reply
+}
+
+/// The name `query` asks about, lower-case and without the root's dot.
+pub(crate) fn asked_name(query: &hickory_proto::op::Query) -> String {
+    query
+        .name()
+        .to_ascii()
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
 /// A running server; it stops when dropped.
 #[derive(Debug)]
 pub struct DnsServer {
@@ -91,8 +124,13 @@ pub struct DnsServer {
 }
 
 impl DnsServer {
-    /// Serves `names` on UDP port 53 of `address`, forwarding the rest to `upstream`.
-    pub fn start(address: Ipv4Addr, names: Names, upstream: Vec<SocketAddr>) -> Result<Self> {
+    /// Serves what `names` answers on UDP port 53 of `address`, forwarding the rest to
+    /// `upstream`.
+    pub fn start(
+        address: Ipv4Addr,
+        names: Arc<dyn Answers>,
+        upstream: Vec<SocketAddr>,
+    ) -> Result<Self> {
         let socket = UdpSocket::bind((address, 53)).or_os(|| format!("listen on {address}:53"))?;
         socket
             .set_read_timeout(Some(STOP_CHECK))
@@ -101,7 +139,7 @@ impl DnsServer {
         let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name(format!("dns {address}"))
-            .spawn(move || serve(&socket, &names, &upstream, &stopped))
+            .spawn(move || serve(&socket, names.as_ref(), &upstream, &stopped))
             .or_os(|| "start the DNS thread".into())?;
         Ok(Self {
             stop,
@@ -129,7 +167,7 @@ pub fn host_resolvers() -> Vec<SocketAddr> {
         .collect()
 }
 
-fn serve(socket: &UdpSocket, names: &Names, upstream: &[SocketAddr], stop: &AtomicBool) {
+fn serve(socket: &UdpSocket, names: &dyn Answers, upstream: &[SocketAddr], stop: &AtomicBool) {
     let mut buffer = [0u8; 4096];
     while !stop.load(Ordering::Relaxed) {
         let Ok((length, client)) = socket.recv_from(&mut buffer) else {
@@ -142,7 +180,7 @@ fn serve(socket: &UdpSocket, names: &Names, upstream: &[SocketAddr], stop: &Atom
             std::net::IpAddr::V4(ip) => ip,
             std::net::IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
         };
-        match answer(&question, names, client_ip) {
+        match names.answer(&question, client_ip) {
             Some(reply) => {
                 if let Ok(bytes) = reply.to_vec() {
                     let _ = socket.send_to(&bytes, client);
@@ -157,17 +195,9 @@ fn serve(socket: &UdpSocket, names: &Names, upstream: &[SocketAddr], stop: &Atom
 /// the names it is answered.
 fn answer(question: &Message, names: &Names, client: Ipv4Addr) -> Option<Message> {
     let query = question.queries.first()?;
-    let name = query
-        .name()
-        .to_ascii()
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
+    let name = asked_name(query);
     let addresses = names.get(&name, client)?;
-    let mut reply = Message::response(question.metadata.id, question.metadata.op_code);
-    reply.metadata.recursion_desired = question.metadata.recursion_desired;
-    reply.metadata.recursion_available = true;
-    reply.metadata.authoritative = true;
-    reply.add_query(query.clone());
+    let mut reply = reply_to(question, query);
     // Other record types of a known name get no records and no error, so resolvers
     // asking for A and AAAA together take the A answer.
     if matches!(query.query_type(), RecordType::A | RecordType::ANY) {

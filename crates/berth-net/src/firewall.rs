@@ -195,7 +195,7 @@ flush map ip {t} published_on
 }
 
 /// Runs one `nft` transaction.
-fn nft(script: &str) -> Result<()> {
+pub(crate) fn nft(script: &str) -> Result<()> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())

@@ -7,20 +7,24 @@
 //!
 //! Depends on nothing of ours; the engine and the node agent drive it.
 
+mod cluster_dns;
 pub mod cni;
 mod dns;
 mod firewall;
 mod ipam;
 mod netlink;
 pub mod netns;
+mod proxy;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-pub use dns::{DnsServer, NameTable, Names, host_resolvers};
+pub use cluster_dns::{ClusterZone, NameTarget, ServiceNames};
+pub use dns::{Answers, DnsServer, NameTable, Names, host_resolvers};
 pub use firewall::{Firewall, NetworkRules, PortMapping, Protocol};
 pub use ipam::{Pool, default_subnets, host_routes};
 pub use ipnet::Ipv4Net;
+pub use proxy::{Endpoint, ServiceProxy, ServiceRoute};
 
 /// Name of the default bridge that containers attach to, like Docker's `docker0`.
 pub const DEFAULT_BRIDGE: &str = "berth0";
@@ -166,6 +170,24 @@ pub fn set_default_route(netns: &Path, gateway: Ipv4Addr) -> Result<()> {
     netns::run_in(netns, move || {
         netlink::Netlink::open()?.add_default_route(gateway)
     })
+}
+
+/// Routes `destination` out through the link `name`, unless a route to it is there: the
+/// Service range through the pods' bridge, so the node reaches cluster IPs (which only
+/// its nftables rules give a meaning) whether or not it has a default route.
+pub fn route_through(destination: Ipv4Net, name: &str) -> Result<()> {
+    let mut netlink = netlink::Netlink::open()?;
+    let index = netlink::index_of(name)?;
+    netlink.add_route_through(destination, index)
+}
+
+/// Makes `address` one of the host's own on the link `name` (as a /32), so packets to
+/// it are delivered to the host wherever they come from: the cluster DNS address that
+/// each node serves itself, as NodeLocal DNSCache binds its address.
+pub fn add_local_address(address: Ipv4Addr, name: &str) -> Result<()> {
+    let mut netlink = netlink::Netlink::open()?;
+    let index = netlink::index_of(name)?;
+    netlink.add_address(index, address, 32)
 }
 
 /// Sets a sysctl of the calling thread's network namespace (`net/ipv4/ip_forward`).

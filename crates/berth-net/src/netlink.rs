@@ -173,6 +173,22 @@ impl Netlink {
         )
     }
 
+    pub(crate) fn add_route_through(
+        &mut self,
+        destination: ipnet::Ipv4Net,
+        index: u32,
+    ) -> Result<()> {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(destination.network(), destination.prefix_len())
+            .output_interface(index)
+            .build();
+        already_there_is_fine(self.request(
+            RouteNetlinkMessage::NewRoute(route),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &format!("add the route to {destination}"),
+        ))
+    }
+
     pub(crate) fn delete_link(&mut self, index: u32) -> Result<()> {
         let message = LinkUnspec::new_with_index(index).build();
         self.request(RouteNetlinkMessage::DelLink(message), 0, "delete link")

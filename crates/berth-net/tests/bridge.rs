@@ -130,7 +130,7 @@ fn a_published_port_answers_on_the_host_s_loopback_and_names_resolve() {
     let names = Names::default();
     names.set(HashMap::from([("web".to_string(), vec![CONTAINER])]));
     let _dns = in_ns(&host_ns, move || {
-        DnsServer::start(GATEWAY, names, Vec::new())
+        DnsServer::start(GATEWAY, std::sync::Arc::new(names), Vec::new())
     })
     .expect("dns");
     let answers = in_ns(&container.0, || {

@@ -147,6 +147,9 @@ pub struct ServerArgs {
     /// The pod addresses of the cluster; each node gets a /24 of it
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: berth_controllers::node_ipam::ClusterCidr,
+    /// The node ports NodePort and LoadBalancer Services are given
+    #[arg(long, default_value = berth_apiserver::DEFAULT_NODE_PORT_RANGE)]
+    pub service_node_port_range: berth_apiserver::NodePortRange,
     /// Do not run an agent for this machine: the server only serves the API and runs
     /// the controllers
     #[arg(long)]
@@ -159,6 +162,17 @@ pub struct ServerArgs {
 /// The flags of a node agent, `berth agent`'s and the one `berth server` runs.
 #[derive(Debug, Args)]
 pub struct NodeArgs {
+    /// The Services' cluster IPs; the first is the `kubernetes` Service's. The node
+    /// routes the range to its Service rules
+    #[arg(long, default_value = berth_apiserver::DEFAULT_SERVICE_CIDR)]
+    pub service_cidr: ipnet::Ipv4Net,
+    /// The cluster DNS's address (kube-dns's cluster IP), which every node serves and
+    /// pods ask
+    #[arg(long, default_value = "10.43.0.10")]
+    pub cluster_dns: std::net::Ipv4Addr,
+    /// The cluster's DNS domain
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
     /// The node's name [default: the host name]
     #[arg(long)]
     pub node_name: Option<String>,

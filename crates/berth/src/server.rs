@@ -29,6 +29,11 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
                 policy_file,
                 log_path: args.audit_log_path.unwrap_or_default(),
             }),
+        service_ranges: berth_apiserver::ServiceRanges {
+            cluster_ips: args.node.service_cidr,
+            node_ports: args.service_node_port_range,
+        },
+        cluster_dns: args.node.cluster_dns,
     };
     let agent = (!args.disable_agent).then(|| {
         let server = format!("https://{}", loopback_if_any(args.bind));
@@ -143,6 +148,11 @@ fn agent_config(
         port: node.kubelet_port,
         cni_conf_dir: node.cni_conf_dir.clone(),
         cni_bin_dirs: node.cni_bin_dir.clone(),
+        service_cidr: node.service_cidr,
+        dns: berth_agent::ClusterDns {
+            address: node.cluster_dns,
+            domain: node.cluster_domain.clone(),
+        },
     })
 }
 

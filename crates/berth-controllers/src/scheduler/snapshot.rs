@@ -182,13 +182,8 @@ impl NodeInfo {
                 .and_then(|q| milli(&q.0))
                 .unwrap_or(0)
         };
-        let ready = node
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
         NodeInfo {
-            ready,
+            ready: crate::nodes::is_ready(&node),
             cordoned: node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true),
             allocatable: Amounts {
                 cpu: get("cpu"),

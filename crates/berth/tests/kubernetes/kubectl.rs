@@ -243,8 +243,13 @@ fn kubectl_suite(server: &Server) {
         server.kubectl_ok(&["apply", "-f", &manifest]),
         "namespace/team unchanged\nconfigmap/settings unchanged\n"
     );
-    // Beside the namespace's kube-root-ca.crt, which the controllers publish.
-    let listed = server.kubectl_ok(&["-n", "team", "get", "configmaps"]);
+    // Beside the namespace's kube-root-ca.crt, which the controllers publish
+    // soon after the namespace appears.
+    let listed = server.kubectl_until(
+        &["-n", "team", "get", "configmaps"],
+        Duration::from_secs(10),
+        |out| out.contains("kube-root-ca.crt"),
+    );
     let rows: Vec<Vec<&str>> = listed
         .lines()
         .skip(1)
@@ -667,7 +672,7 @@ fn typed_commands_suite(server: &Server) {
     );
     assert_eq!(
         parsed(&ports)[0],
-        serde_json::json!({"name": "80-8080", "nodePort": 0, "port": 80, "protocol": "TCP", "targetPort": 8080})
+        serde_json::json!({"name": "80-8080", "port": 80, "protocol": "TCP", "targetPort": 8080})
     );
     both(
         &["expose", "deployment", "web", "--name=NAME", "--port=80"],

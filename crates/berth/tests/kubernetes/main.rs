@@ -30,6 +30,7 @@ mod quota;
 mod rbac;
 mod scenarios;
 mod server;
+mod services;
 mod storage;
 mod streams;
 mod volumes;

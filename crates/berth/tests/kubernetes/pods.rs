@@ -114,7 +114,7 @@ impl AllInOne {
             .unwrap()
     }
 
-    fn kubectl(&self, args: &[&str]) -> Output {
+    pub(crate) fn kubectl(&self, args: &[&str]) -> Output {
         let mut all = vec!["kubectl"];
         all.extend(args);
         self.on_host(&all)

@@ -1,0 +1,140 @@
+//! The built-in ServiceLB, as k3s's klipper-lb: a LoadBalancer Service (one that names
+//! no other `loadBalancerClass`) is answered on its ports at every node's address — the
+//! nodes' Service rules do that — and this controller writes those addresses into its
+//! `status.loadBalancer.ingress`, so `kubectl get svc` shows its EXTERNAL-IP.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{LoadBalancerIngress, Node, Service};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use crate::watched::{Informers, Watched};
+
+/// How soon a failed write is tried again.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// How often everything is looked over when nothing changed.
+const RECHECK: Duration = Duration::from_secs(60);
+
+/// Runs until the client's watches end.
+pub async fn run(client: Client, informers: Informers) {
+    let mut watched = Watched::new(&informers);
+    let services = watched.cache::<Service>().await;
+    let nodes = watched.cache::<Node>().await;
+    loop {
+        let wanted = ingress(&nodes.state());
+        let mut retry = false;
+        for service in services.state().iter().filter(|s| is_ours(s)) {
+            let current = service
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|l| l.ingress.clone())
+                .unwrap_or_default();
+            if current != wanted {
+                retry |= !write_ingress(&client, service, &wanted).await;
+            }
+        }
+        let wait = if retry { RETRY } else { RECHECK };
+        if !watched.next_change(wait).await {
+            return;
+        }
+    }
+}
+
+/// Whether ServiceLB serves `service`: a LoadBalancer with no other class.
+fn is_ours(service: &Service) -> bool {
+    let spec = service.spec.as_ref();
+    spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+        && spec
+            .and_then(|s| s.load_balancer_class.as_deref())
+            .is_none()
+}
+
+/// The ingress of every ServiceLB Service: the InternalIP of each Ready node, sorted.
+fn ingress(nodes: &[std::sync::Arc<Node>]) -> Vec<LoadBalancerIngress> {
+    let mut addresses: Vec<String> = nodes
+        .iter()
+        .filter(|node| crate::nodes::is_ready(node))
+        .filter_map(|node| {
+            let status = node.status.as_ref()?;
+            let addresses = status.addresses.as_ref()?;
+            let internal = addresses.iter().find(|a| a.type_ == "InternalIP")?;
+            Some(internal.address.clone())
+        })
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses
+        .into_iter()
+        .map(|ip| LoadBalancerIngress {
+            ip: Some(ip),
+            ip_mode: Some("VIP".into()),
+            ..LoadBalancerIngress::default()
+        })
+        .collect()
+}
+
+/// Writes `ingress` into the Service's status; false when it could not.
+async fn write_ingress(
+    client: &Client,
+    service: &Service,
+    ingress: &[LoadBalancerIngress],
+) -> bool {
+    let namespace = service.namespace().unwrap_or_default();
+    let api: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let patch = json!({"status": {"loadBalancer": {"ingress": ingress}}});
+    let name = service.name_any();
+    match api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(%error, service = %name, %namespace, "could not write the load balancer's addresses");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, ip: &str, ready: &str) -> std::sync::Arc<Node> {
+        std::sync::Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "status": {"addresses": [{"type": "Hostname", "address": name},
+                                         {"type": "InternalIP", "address": ip}],
+                           "conditions": [{"type": "Ready", "status": ready}]},
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn ready_nodes_internal_addresses_are_the_ingress() {
+        let nodes = [
+            node("b", "10.0.0.2", "True"),
+            node("a", "10.0.0.1", "True"),
+            node("c", "10.0.0.3", "Unknown"),
+        ];
+        let ips: Vec<String> = ingress(&nodes).into_iter().filter_map(|i| i.ip).collect();
+        assert_eq!(ips, ["10.0.0.1", "10.0.0.2"]);
+    }
+
+    #[test]
+    fn only_classless_load_balancers_are_served() {
+        let service = |spec: serde_json::Value| -> Service {
+            serde_json::from_value(json!({"metadata": {"name": "s"}, "spec": spec})).unwrap()
+        };
+        assert!(is_ours(&service(json!({"type": "LoadBalancer"}))));
+        assert!(!is_ours(&service(
+            json!({"type": "LoadBalancer", "loadBalancerClass": "example.com/lb"})
+        )));
+        assert!(!is_ours(&service(json!({"type": "NodePort"}))));
+    }
+}
