@@ -27,6 +27,7 @@ pub mod kubelet;
 mod metrics;
 pub mod node;
 mod probes;
+mod routes;
 mod security;
 mod services;
 pub mod simulate;
@@ -78,6 +79,8 @@ pub struct AgentConfig {
     pub cni_bin_dirs: Vec<PathBuf>,
     /// The Services' cluster IPs, routed to the node's Service rules.
     pub service_cidr: berth_net::Ipv4Net,
+    /// The cluster's pod addresses: other nodes' pods are reached without NAT.
+    pub cluster_cidr: berth_net::Ipv4Net,
     /// The cluster DNS, which the node serves and its pods ask.
     pub dns: ClusterDns,
 }
@@ -159,7 +162,9 @@ impl Agent {
             route_services(&config, range);
         }
         let engine = Arc::new(open_engine(&config, range, cni)?);
-        tokio::spawn(services::run(client.clone(), range, config.dns.clone()));
+        let node = (identity.name.clone(), range);
+        tokio::spawn(services::run(client.clone(), node, config.dns.clone()));
+        tokio::spawn(routes::run(client.clone(), identity.name.clone()));
         images::import_air_gap_images(&engine, &config.data_dir.join("images"));
         engine.restore();
         let address = api::address(std::net::IpAddr::V4(ip), config.port);
@@ -217,6 +222,7 @@ fn open_engine(
         bridge: BridgeConfig {
             name: POD_BRIDGE.into(),
             address: Some(format!("{gateway}/{}", range.prefix_len())),
+            routed: Some(config.cluster_cidr),
         },
         init_path: None,
         insecure_registries: config.insecure_registries.clone(),
@@ -289,6 +295,31 @@ impl<K> Watchable for K where
         + Sync
         + 'static
 {
+}
+
+/// A store of every `K` of the cluster, kept by a watch that wakes `changed` on every
+/// event: for the loops that act on the whole of a kind (Services, Nodes).
+pub(crate) fn reflected<K: Watchable>(
+    client: &Client,
+    changed: &Arc<tokio::sync::Notify>,
+) -> kube::runtime::reflector::Store<K> {
+    use futures_util::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    let (store, writer) = kube::runtime::reflector::store();
+    let api = kube::Api::<K>::all(client.clone());
+    let stream = kube::runtime::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff();
+    let changed = Arc::clone(changed);
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(error) = event {
+                tracing::debug!(%error, kind = %K::kind(&()), "a watch restarts");
+            }
+            changed.notify_one();
+        }
+    });
+    store
 }
 
 /// A watch's error as the API client's.

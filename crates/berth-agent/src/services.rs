@@ -19,12 +19,9 @@ use berth_net::{
     ClusterZone, DnsServer, Endpoint, NameTarget, Protocol, ServiceNames, ServiceProxy,
     ServiceRoute,
 };
-use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::Client;
 use tokio::sync::Notify;
 
 use crate::ClusterDns;
@@ -38,7 +35,7 @@ const SERVICE_NAME: &str = "kubernetes.io/service-name";
 /// Keeps the node's Service rules and the cluster's names to the cluster's Services
 /// until the process ends. `pod_range` is the node's: traffic from elsewhere is
 /// masqueraded.
-pub async fn run(client: Client, pod_range: berth_net::Ipv4Net, dns: ClusterDns) {
+pub async fn run(client: Client, (node, pod_range): (String, berth_net::Ipv4Net), dns: ClusterDns) {
     let zone = ClusterZone::new(&dns.domain);
     let _server = serve_names(&dns, &zone).await;
     let installed =
@@ -52,15 +49,15 @@ pub async fn run(client: Client, pod_range: berth_net::Ipv4Net, dns: ClusterDns)
         Err(_) => return,
     };
     let changed = Arc::new(Notify::new());
-    let services = watched::<Service>(&client, &changed);
-    let slices = watched::<EndpointSlice>(&client, &changed);
+    let services = crate::reflected::<Service>(&client, &changed);
+    let slices = crate::reflected::<EndpointSlice>(&client, &changed);
     services.wait_until_ready().await.ok();
     slices.wait_until_ready().await.ok();
     loop {
         let (services, slices) = (services.state(), slices.state());
         zone.set(&names(&services, &slices));
         if let Some(mut rules) = proxy.take() {
-            let wanted = routes(&services, &slices, dns.address);
+            let wanted = routes(&services, &slices, (&node, dns.address));
             let synced = tokio::task::spawn_blocking(move || {
                 let outcome = rules.sync(wanted);
                 (rules, outcome)
@@ -97,28 +94,6 @@ async fn serve_names(dns: &ClusterDns, zone: &ClusterZone) -> Option<DnsServer> 
         }
         Err(_) => None,
     }
-}
-
-/// A store of every `K` of the cluster, kept by a watch that wakes `changed` on every
-/// event.
-fn watched<K: crate::Watchable>(client: &Client, changed: &Arc<Notify>) -> Store<K> {
-    let (store, writer) = reflector::store();
-    let stream = reflector::reflector(
-        writer,
-        watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff();
-    let changed = Arc::clone(changed);
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            if let Err(error) = event {
-                tracing::debug!(%error, "the Service watch restarts");
-            }
-            changed.notify_one();
-        }
-    });
-    store
 }
 
 /// The EndpointSlices of each Service, by (namespace, name).
@@ -198,7 +173,7 @@ fn ready_addresses(slices: &[&EndpointSlice]) -> Vec<Ipv4Addr> {
 fn routes(
     services: &[Arc<Service>],
     slices: &[Arc<EndpointSlice>],
-    served_here: Ipv4Addr,
+    (node, served_here): (&str, Ipv4Addr),
 ) -> BTreeMap<String, ServiceRoute> {
     let by_service = by_service(slices);
     let mut routes = BTreeMap::new();
@@ -233,7 +208,10 @@ fn routes(
                 port: number,
                 protocol,
                 node_ports: node_ports(spec, port),
-                endpoints: endpoints(slices, port),
+                endpoints: endpoints(slices, port, node),
+                affinity: affinity(spec),
+                internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+                external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
             };
             routes.insert(key, route);
         }
@@ -255,6 +233,24 @@ fn node_ports(spec: &ServiceSpec, port: &ServicePort) -> Vec<u16> {
         .collect()
 }
 
+/// How long a client keeps its endpoint under `sessionAffinity: ClientIP` (its timeout,
+/// three hours unless set), in seconds.
+fn affinity(spec: &ServiceSpec) -> Option<u32> {
+    if spec.session_affinity.as_deref() != Some("ClientIP") {
+        return None;
+    }
+    let timeout = spec
+        .session_affinity_config
+        .as_ref()
+        .and_then(|c| c.client_ip.as_ref())
+        .and_then(|c| c.timeout_seconds);
+    Some(
+        timeout
+            .and_then(|t| u32::try_from(t).ok())
+            .unwrap_or(10_800),
+    )
+}
+
 fn protocol(port: &ServicePort) -> Option<Protocol> {
     match port.protocol.as_deref().unwrap_or("TCP") {
         "TCP" => Some(Protocol::Tcp),
@@ -265,7 +261,7 @@ fn protocol(port: &ServicePort) -> Option<Protocol> {
 
 /// The endpoints of Service port `port` in `slices`: the ready ones, or while none is,
 /// those serving as they terminate.
-fn endpoints(slices: &[&EndpointSlice], port: &ServicePort) -> Vec<Endpoint> {
+fn endpoints(slices: &[&EndpointSlice], port: &ServicePort, node: &str) -> Vec<Endpoint> {
     let mut ready = BTreeSet::new();
     let mut terminating = BTreeSet::new();
     for slice in slices {
@@ -288,7 +284,12 @@ fn endpoints(slices: &[&EndpointSlice], port: &ServicePort) -> Vec<Endpoint> {
                 continue;
             };
             let conditions = endpoint.conditions.clone().unwrap_or_default();
-            let found = Endpoint { ip, port: number };
+            let local = endpoint.node_name.as_deref() == Some(node);
+            let found = Endpoint {
+                ip,
+                port: number,
+                local,
+            };
             if conditions.ready != Some(false) {
                 ready.insert(found);
             } else if conditions.serving == Some(true) && conditions.terminating == Some(true) {
@@ -335,28 +336,45 @@ mod tests {
     #[test]
     fn ready_endpoints_are_routed_and_terminating_ones_only_while_none_is_ready() {
         let both = slice(serde_json::json!([
-            {"addresses": ["10.42.0.5"], "conditions": {"ready": true}},
+            {"addresses": ["10.42.0.5"], "conditions": {"ready": true}, "nodeName": "n1"},
             {"addresses": ["10.42.0.6"], "conditions": {"ready": false, "serving": true, "terminating": true}},
         ]));
-        let routes = routes(&[web()], &[both], DNS);
+        let routes = routes(&[web()], &[both], ("n1", DNS));
         let route = &routes["shop/web/tcp/80"];
         assert_eq!(route.cluster_ip, Ipv4Addr::new(10, 43, 0, 20));
         assert_eq!(route.node_ports, [30080]);
         let addresses: Vec<Ipv4Addr> = route.endpoints.iter().map(|e| e.ip).collect();
         assert_eq!(addresses, [Ipv4Addr::new(10, 42, 0, 5)]);
         assert_eq!(route.endpoints[0].port, 8080);
+        assert!(route.endpoints[0].local);
+        assert_eq!((route.affinity, route.internal_local), (None, false));
 
         let only_terminating = slice(serde_json::json!([
             {"addresses": ["10.42.0.6"], "conditions": {"ready": false, "serving": true, "terminating": true}},
             {"addresses": ["10.42.0.7"], "conditions": {"ready": false}},
         ]));
-        let routes = super::routes(&[web()], &[only_terminating], DNS);
+        let routes = super::routes(&[web()], &[only_terminating], ("n1", DNS));
         let addresses: Vec<Ipv4Addr> = routes["shop/web/tcp/80"]
             .endpoints
             .iter()
             .map(|e| e.ip)
             .collect();
         assert_eq!(addresses, [Ipv4Addr::new(10, 42, 0, 6)]);
+    }
+
+    #[test]
+    fn affinity_and_traffic_policies_come_from_the_spec() {
+        let sticky = service(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"clusterIP": "10.43.0.21", "sessionAffinity": "ClientIP",
+                     "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}},
+                     "internalTrafficPolicy": "Local", "externalTrafficPolicy": "Local",
+                     "ports": [{"port": 80}]},
+        }));
+        let routes = routes(&[sticky], &[], ("n1", DNS));
+        let route = &routes["shop/web/tcp/80"];
+        assert_eq!(route.affinity, Some(60));
+        assert!(route.internal_local && route.external_local);
     }
 
     #[test]
@@ -370,7 +388,7 @@ mod tests {
             "spec": {"type": "ExternalName", "externalName": "example.com"},
         }));
         let (services, slices) = ([headless, external], [slice(serde_json::json!([]))]);
-        assert!(routes(&services, &slices, DNS).is_empty());
+        assert!(routes(&services, &slices, ("n1", DNS)).is_empty());
         let names = names(&services, &slices);
         assert_eq!(names[0].target, NameTarget::Endpoints(vec![]));
         assert_eq!(names[1].target, NameTarget::Alias("example.com".into()));
@@ -385,7 +403,9 @@ mod tests {
         }));
         let services = [web(), dns];
         assert_eq!(
-            routes(&services, &[], DNS).keys().collect::<Vec<_>>(),
+            routes(&services, &[], ("n1", DNS))
+                .keys()
+                .collect::<Vec<_>>(),
             ["shop/web/tcp/80"]
         );
         let names = names(&services, &[]);

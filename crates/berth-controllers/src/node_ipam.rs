@@ -50,6 +50,12 @@ impl std::str::FromStr for ClusterCidr {
     }
 }
 
+impl std::fmt::Display for ClusterCidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", Ipv4Addr::from(self.base), self.prefix)
+    }
+}
+
 impl ClusterCidr {
     /// The node ranges, lowest first.
     fn ranges(self) -> impl Iterator<Item = String> {

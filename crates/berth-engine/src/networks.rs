@@ -79,6 +79,9 @@ pub struct BridgeConfig {
     pub name: String,
     /// Its address and prefix; Docker's 172.17.0.1/16 when None.
     pub address: Option<String>,
+    /// Destinations its containers reach without NAT: the cluster's pod range, which the
+    /// nodes route between them. None: all outbound traffic is masqueraded, as Docker's.
+    pub routed: Option<Ipv4Net>,
 }
 
 impl Default for BridgeConfig {
@@ -86,6 +89,7 @@ impl Default for BridgeConfig {
         Self {
             name: berth_net::DEFAULT_BRIDGE.to_string(),
             address: None,
+            routed: None,
         }
     }
 }
@@ -110,6 +114,8 @@ pub(crate) struct Networks {
     /// Host ports held open for the containers that publish them: no other program can
     /// take them, and the kernel picks free ones for `-P`.
     reservations: Mutex<HashMap<String, Vec<Reservation>>>,
+    /// The default bridge and the destinations it reaches without NAT.
+    routed: Option<(String, Ipv4Net)>,
 }
 
 impl std::fmt::Debug for Networks {
@@ -158,6 +164,7 @@ impl Networks {
             pools: Mutex::default(),
             live: Mutex::default(),
             reservations: Mutex::default(),
+            routed: bridge.routed.map(|range| (bridge.name.clone(), range)),
         };
         let (subnet, gateway) = default_bridge_address(bridge)?;
         for name in PREDEFINED {
@@ -238,7 +245,9 @@ impl Networks {
         for network in records.iter().filter(|n| n.driver == "bridge") {
             bring_up(network, &mut live)?;
         }
-        firewall.set_networks(&rules(&records)).map_err(net_error)?;
+        firewall
+            .set_networks(&self.rules(&records))
+            .map_err(net_error)?;
         live.firewall = Some(firewall);
         Ok(())
     }
@@ -274,17 +283,25 @@ fn bring_up(network: &Network, live: &mut Live) -> Result<()> {
     Ok(())
 }
 
-fn rules(records: &[Network]) -> Vec<NetworkRules> {
-    records
-        .iter()
-        .filter_map(|n| {
-            Some(NetworkRules {
-                bridge: n.bridge.clone(),
-                subnet: n.subnet?,
-                internal: n.internal,
+impl Networks {
+    /// The firewall's rules for `records`.
+    fn rules(&self, records: &[Network]) -> Vec<NetworkRules> {
+        records
+            .iter()
+            .filter_map(|n| {
+                let routed = self
+                    .routed
+                    .as_ref()
+                    .filter(|(bridge, _)| *bridge == n.bridge);
+                Some(NetworkRules {
+                    bridge: n.bridge.clone(),
+                    subnet: n.subnet?,
+                    internal: n.internal,
+                    routed: routed.map(|(_, range)| *range),
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
 }
 
 pub(crate) fn net_error(error: berth_net::Error) -> Error {
@@ -477,7 +494,9 @@ impl Engine {
         if let Some(firewall) = &live.firewall {
             let firewall = firewall.clone();
             bring_up(&network, &mut live)?;
-            firewall.set_networks(&rules(&all)).map_err(net_error)?;
+            firewall
+                .set_networks(&self.networks.rules(&all))
+                .map_err(net_error)?;
         }
         drop(live);
         self.emit_network(&network.id, "create", None);
@@ -513,7 +532,9 @@ impl Engine {
         let mut live = lock(&self.networks.live);
         live.dns.remove(&network.id);
         if let Some(firewall) = &live.firewall {
-            firewall.set_networks(&rules(&all)).map_err(net_error)?;
+            firewall
+                .set_networks(&self.networks.rules(&all))
+                .map_err(net_error)?;
             berth_net::delete_link(&network.bridge).map_err(net_error)?;
         }
         Ok(())

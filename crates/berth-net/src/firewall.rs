@@ -78,6 +78,8 @@ pub struct NetworkRules {
     pub subnet: Ipv4Net,
     /// No way out of the host (`--internal`).
     pub internal: bool,
+    /// Destinations reached without NAT (the cluster's pod range, routed between nodes).
+    pub routed: Option<Ipv4Net>,
 }
 
 /// The table of one engine.
@@ -142,9 +144,13 @@ flush map ip {t} published_on
                 );
                 continue;
             }
+            let routed = network
+                .routed
+                .map(|range| format!("ip daddr != {range} "))
+                .unwrap_or_default();
             let _ = writeln!(
                 script,
-                "add rule ip {t} postrouting ip saddr {subnet} oifname != \"{bridge}\" masquerade"
+                "add rule ip {t} postrouting ip saddr {subnet} {routed}oifname != \"{bridge}\" masquerade"
             );
             let others: Vec<&String> = bridges
                 .iter()

@@ -181,6 +181,17 @@ pub fn route_through(destination: Ipv4Net, name: &str) -> Result<()> {
     netlink.add_route_through(destination, index)
 }
 
+/// Routes another node's pod range through that node's address (flannel's host-gw),
+/// replacing whatever route to it there was.
+pub fn route_pods_via(range: Ipv4Net, node: Ipv4Addr) -> Result<()> {
+    netlink::Netlink::open()?.replace_route_via(range, node)
+}
+
+/// Takes the route to a pod range out (its node is gone); none there is no error.
+pub fn unroute_pods(range: Ipv4Net) -> Result<()> {
+    netlink::Netlink::open()?.delete_route(range)
+}
+
 /// Makes `address` one of the host's own on the link `name` (as a /32), so packets to
 /// it are delivered to the host wherever they come from: the cluster DNS address that
 /// each node serves itself, as NodeLocal DNSCache binds its address.

@@ -6,7 +6,8 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
 use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
+    NetlinkPayload,
 };
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
@@ -187,6 +188,42 @@ impl Netlink {
             NLM_F_CREATE | NLM_F_EXCL,
             &format!("add the route to {destination}"),
         ))
+    }
+
+    /// Routes `destination` through `gateway`, replacing any route to it there was.
+    pub(crate) fn replace_route_via(
+        &mut self,
+        destination: ipnet::Ipv4Net,
+        gateway: Ipv4Addr,
+    ) -> Result<()> {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(destination.network(), destination.prefix_len())
+            .gateway(gateway)
+            .build();
+        self.request(
+            RouteNetlinkMessage::NewRoute(route),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            &format!("route {destination} via {gateway}"),
+        )
+    }
+
+    /// Deletes the route to `destination`; none there is no error.
+    pub(crate) fn delete_route(&mut self, destination: ipnet::Ipv4Net) -> Result<()> {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(destination.network(), destination.prefix_len())
+            .build();
+        match self.request(
+            RouteNetlinkMessage::DelRoute(route),
+            0,
+            &format!("delete the route to {destination}"),
+        ) {
+            Err(crate::Error::Os { source, .. })
+                if source.raw_os_error() == Some(nix::errno::Errno::ESRCH as i32) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     pub(crate) fn delete_link(&mut self, index: u32) -> Result<()> {

@@ -1,9 +1,12 @@
 //! Services in the kernel, as kube-proxy's nftables mode puts them there: one table whose
 //! verdict maps send a Service's cluster IP (and, on the node's addresses, its node
-//! port) to a chain of its own, which picks one of its endpoints at random and DNATs to
-//! it. Traffic from outside the node's pod range, to a node port, or from an endpoint to
-//! its own Service (hairpin) is masqueraded; a Service without endpoints is refused at
-//! once rather than left to time out.
+//! port) to a chain of its own, which picks one of its endpoints at random — the one a
+//! client had, under ClientIP affinity — and DNATs to it. Traffic from outside the
+//! node's pod range, to a node port, or from an endpoint to its own Service (hairpin) is
+//! masqueraded; external traffic under `externalTrafficPolicy: Local` goes only to this
+//! node's endpoints and keeps its source, as internal traffic under
+//! `internalTrafficPolicy: Local` goes only to them; a Service without endpoints is
+//! refused at once rather than left to time out.
 //!
 //! Each sync writes one `nft` transaction holding only what changed — the chains and map
 //! elements of the Service ports that are new, different or gone — so an endpoint's
@@ -28,6 +31,8 @@ pub struct Endpoint {
     pub ip: Ipv4Addr,
     /// The port the pod serves on.
     pub port: u16,
+    /// Whether the pod runs on this node.
+    pub local: bool,
 }
 
 /// One port of a Service as this node routes it.
@@ -45,6 +50,15 @@ pub struct ServiceRoute {
     /// Where its traffic goes: the ready endpoints (or, while none is, the terminating
     /// ones that still serve); none to refuse connections.
     pub endpoints: Vec<Endpoint>,
+    /// How long a client sticks to the endpoint it got (`sessionAffinity: ClientIP`'s
+    /// timeout), in seconds; None for no affinity.
+    pub affinity: Option<u32>,
+    /// Traffic to the cluster IP goes only to this node's endpoints
+    /// (`internalTrafficPolicy: Local`).
+    pub internal_local: bool,
+    /// Traffic to the node ports from elsewhere goes only to this node's endpoints, its
+    /// source kept (`externalTrafficPolicy: Local`).
+    pub external_local: bool,
 }
 
 /// The node's Service rules and what they hold now.
@@ -136,156 +150,207 @@ fn transaction(
     for (key, old) in applied {
         let new = wanted.get(key);
         if new != Some(old) {
-            withdraw(&mut script, table, key, (old, new));
+            let new = new.map(|n| Layout::of(key, n, pod_range));
+            withdraw(
+                &mut script,
+                table,
+                &Layout::of(key, old, pod_range),
+                new.as_ref(),
+            );
             changed += 1;
         }
     }
     for (key, new) in wanted {
         if applied.get(key) != Some(new) {
-            route(&mut script, (table, pod_range), key, new);
+            route(&mut script, table, &Layout::of(key, new, pod_range));
             changed += usize::from(!applied.contains_key(key));
         }
     }
     (script, changed)
 }
 
-fn service_chain(key: &str) -> String {
-    format!("svc-{key}")
+/// Everything the rules of one Service port are made of.
+#[derive(Debug, Default)]
+struct Layout {
+    /// Its cluster IP's key in the maps and sets.
+    cluster: String,
+    /// Its node ports' keys.
+    node: Vec<String>,
+    /// The chain the cluster IP leads to, and the one the node ports lead to; None when
+    /// it has no endpoints (and is refused).
+    entries: Option<(String, Option<String>)>,
+    /// Its chains and their rules, endpoints' first.
+    chains: Vec<(String, Vec<String>)>,
+    /// Its affinity sets: (name, timeout in seconds).
+    sets: Vec<(String, u32)>,
 }
 
-fn external_chain(key: &str) -> String {
-    format!("ext-{key}")
-}
+impl Layout {
+    fn of(key: &str, route: &ServiceRoute, pod_range: Ipv4Net) -> Self {
+        let protocol = route.protocol.as_str();
+        let mut ports = route.node_ports.clone();
+        ports.sort_unstable();
+        ports.dedup();
+        let mut layout = Self {
+            cluster: format!("{} . {protocol} . {}", route.cluster_ip, route.port),
+            node: ports.iter().map(|p| format!("{protocol} . {p}")).collect(),
+            ..Self::default()
+        };
+        if route.endpoints.is_empty() {
+            return layout;
+        }
+        let chain = |kind: &str| format!("{kind}-{key}");
+        let endpoint = |e: &Endpoint| format!("ep-{key}/{}/{}", e.ip, e.port);
+        let affinity = |e: &Endpoint| format!("aff-{key}/{}/{}", e.ip, e.port);
+        for e in &route.endpoints {
+            let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", e.ip)];
+            if let Some(timeout) = route.affinity {
+                rules.push(format!("update @{} {{ ip saddr }}", affinity(e)));
+                layout.sets.push((affinity(e), timeout));
+            }
+            rules.push(format!(
+                "meta l4proto {protocol} dnat to {}:{}",
+                e.ip, e.port
+            ));
+            layout.chains.push((endpoint(e), rules));
+        }
+        let pick = |endpoints: Vec<&Endpoint>| -> Vec<String> {
+            if endpoints.is_empty() {
+                return vec!["drop".into()];
+            }
+            let mut rules: Vec<String> = endpoints
+                .iter()
+                .filter(|_| route.affinity.is_some())
+                .map(|e| format!("ip saddr @{} goto {}", affinity(e), endpoint(e)))
+                .collect();
+            let picks: Vec<String> = (0..endpoints.len())
+                .map(|i| format!("{i} : goto {}", endpoint(endpoints[i])))
+                .collect();
+            rules.push(format!(
+                "numgen random mod {} vmap {{ {} }}",
+                picks.len(),
+                picks.join(", ")
+            ));
+            rules
+        };
+        let (all, local) = (chain("all"), chain("local"));
+        layout
+            .chains
+            .push((all.clone(), pick(route.endpoints.iter().collect())));
+        if route.internal_local || route.external_local {
+            let here = route.endpoints.iter().filter(|e| e.local).collect();
+            layout.chains.push((local.clone(), pick(here)));
+        }
+        let service = chain("svc");
+        let internal = if route.internal_local { &local } else { &all };
+        let rules = vec![
+            format!("ip saddr != {pod_range} jump mark-for-masquerade"),
+            format!("goto {internal}"),
+        ];
+        layout.chains.push((service.clone(), rules));
+        let external = (!layout.node.is_empty()).then(|| chain("ext"));
+        if let Some(external) = &external {
+            let rules = if route.external_local {
+                vec![
+                    format!("ip saddr {pod_range} goto {service}"),
+                    "fib saddr type local jump mark-for-masquerade".into(),
+                    format!("fib saddr type local goto {service}"),
+                    format!("goto {local}"),
+                ]
+            } else {
+                vec!["jump mark-for-masquerade".into(), format!("goto {all}")]
+            };
+            layout.chains.push((external.clone(), rules));
+        }
+        layout.entries = Some((service, external));
+        layout
+    }
 
-fn endpoint_chain(key: &str, endpoint: &Endpoint) -> String {
-    format!("ep-{key}/{}/{}", endpoint.ip, endpoint.port)
-}
+    /// The map elements (or refusing set elements) that lead to its chains.
+    fn elements(&self) -> Vec<(&'static str, String)> {
+        let node = self.node.join(", ");
+        match &self.entries {
+            None => {
+                let mut elements = vec![("no-endpoint-services", self.cluster.clone())];
+                if !node.is_empty() {
+                    elements.push(("no-endpoint-nodeports", node));
+                }
+                elements
+            }
+            Some((service, external)) => {
+                let mut elements =
+                    vec![("service-ips", format!("{} : goto {service}", self.cluster))];
+                if let Some(external) = external {
+                    let targets: Vec<String> = self
+                        .node
+                        .iter()
+                        .map(|key| format!("{key} : goto {external}"))
+                        .collect();
+                    elements.push(("service-nodeports", targets.join(", ")));
+                }
+                elements
+            }
+        }
+    }
 
-/// The map and set keys of a Service port: its cluster IP's, and its node ports' joined
-/// (None when it has none).
-fn elements(route: &ServiceRoute) -> (String, Option<String>) {
-    let protocol = route.protocol.as_str();
-    let mut ports = route.node_ports.clone();
-    ports.sort_unstable();
-    ports.dedup();
-    let node: Vec<String> = ports.iter().map(|p| format!("{protocol} . {p}")).collect();
-    (
-        format!("{} . {protocol} . {}", route.cluster_ip, route.port),
-        (!node.is_empty()).then(|| node.join(", ")),
-    )
+    /// The keys of [`Self::elements`], which deletes name.
+    fn keys(&self) -> Vec<(&'static str, String)> {
+        let node = self.node.join(", ");
+        let (cluster_map, node_map) = match self.entries {
+            None => ("no-endpoint-services", "no-endpoint-nodeports"),
+            Some(_) => ("service-ips", "service-nodeports"),
+        };
+        let mut keys = vec![(cluster_map, self.cluster.clone())];
+        if !node.is_empty() {
+            keys.push((node_map, node));
+        }
+        keys
+    }
 }
 
 /// Takes out what routes `old` and what `new` (its replacement, if any) does not reuse:
-/// its map elements always, chains `new` has too only emptied.
-fn withdraw(
-    script: &mut String,
-    t: &str,
-    key: &str,
-    (old, new): (&ServiceRoute, Option<&ServiceRoute>),
-) {
-    let (cluster, node) = elements(old);
-    if old.endpoints.is_empty() {
-        let _ = writeln!(
-            script,
-            "delete element ip {t} no-endpoint-services {{ {cluster} }}"
-        );
-        if let Some(node) = &node {
-            let _ = writeln!(
-                script,
-                "delete element ip {t} no-endpoint-nodeports {{ {node} }}"
-            );
-        }
-        return;
+/// its map elements always, chains and affinity sets `new` has too only emptied (so
+/// clients keep their endpoints).
+fn withdraw(script: &mut String, t: &str, old: &Layout, new: Option<&Layout>) {
+    for (map, key) in old.keys() {
+        let _ = writeln!(script, "delete element ip {t} {map} {{ {key} }}");
     }
-    let _ = writeln!(script, "delete element ip {t} service-ips {{ {cluster} }}");
-    if let Some(node) = &node {
-        let _ = writeln!(
-            script,
-            "delete element ip {t} service-nodeports {{ {node} }}"
-        );
-    }
-    let routed = new.filter(|n| !n.endpoints.is_empty());
-    let mut empty = |chain: String, kept: bool| {
+    for (chain, _) in &old.chains {
         let _ = writeln!(script, "flush chain ip {t} {chain}");
-        if !kept {
+    }
+    let kept_chains: Vec<&String> = new.iter().flat_map(|n| &n.chains).map(|(c, _)| c).collect();
+    for (chain, _) in &old.chains {
+        if !kept_chains.contains(&chain) {
             let _ = writeln!(script, "delete chain ip {t} {chain}");
         }
-    };
-    if node.is_some() {
-        empty(
-            external_chain(key),
-            routed.is_some_and(|n| !n.node_ports.is_empty()),
-        );
     }
-    empty(service_chain(key), routed.is_some());
-    for endpoint in &old.endpoints {
-        let kept = routed.is_some_and(|n| n.endpoints.contains(endpoint));
-        empty(endpoint_chain(key, endpoint), kept);
+    for set in &old.sets {
+        if !new.is_some_and(|n| n.sets.contains(set)) {
+            let _ = writeln!(script, "delete set ip {t} {}", set.0);
+        }
     }
 }
 
-/// Puts a Service port's rules in, into chains made or emptied here: the chains first
-/// (`add chain` keeps one that is there), then their rules, then the map elements that
+/// Puts a Service port's rules in: its affinity sets and chains first (`add` keeps one
+/// that is there, emptied by [`withdraw`]), then their rules, then the map elements that
 /// lead to them.
-fn route(script: &mut String, (t, pod_range): (&str, Ipv4Net), key: &str, route: &ServiceRoute) {
-    let (cluster, node) = elements(route);
-    if route.endpoints.is_empty() {
+fn route(script: &mut String, t: &str, layout: &Layout) {
+    for (set, timeout) in &layout.sets {
         let _ = writeln!(
             script,
-            "add element ip {t} no-endpoint-services {{ {cluster} }}"
+            "add set ip {t} {set} {{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}"
         );
-        if let Some(node) = &node {
-            let _ = writeln!(
-                script,
-                "add element ip {t} no-endpoint-nodeports {{ {node} }}"
-            );
-        }
-        return;
     }
-    let protocol = route.protocol.as_str();
-    let mut rules: Vec<(String, String)> = Vec::new();
-    let mut picks = Vec::new();
-    for (i, endpoint) in route.endpoints.iter().enumerate() {
-        let chain = endpoint_chain(key, endpoint);
-        let ip = endpoint.ip;
-        rules.push((
-            chain.clone(),
-            format!("ip saddr {ip} jump mark-for-masquerade"),
-        ));
-        let dnat = format!("meta l4proto {protocol} dnat to {ip}:{}", endpoint.port);
-        rules.push((chain.clone(), dnat));
-        picks.push(format!("{i} : goto {chain}"));
-    }
-    let service = service_chain(key);
-    let masquerade = format!("ip saddr != {pod_range} jump mark-for-masquerade");
-    rules.push((service.clone(), masquerade));
-    let pick = format!(
-        "numgen random mod {} vmap {{ {} }}",
-        picks.len(),
-        picks.join(", ")
-    );
-    rules.push((service.clone(), pick));
-    let mut elements = vec![format!("service-ips {{ {cluster} : goto {service} }}")];
-    if let Some(node) = &node {
-        let external = external_chain(key);
-        rules.push((external.clone(), "jump mark-for-masquerade".into()));
-        rules.push((external.clone(), format!("goto {service}")));
-        let targets: Vec<String> = node
-            .split(", ")
-            .map(|key| format!("{key} : goto {external}"))
-            .collect();
-        elements.push(format!("service-nodeports {{ {} }}", targets.join(", ")));
-    }
-    let mut chains: Vec<&String> = rules.iter().map(|(chain, _)| chain).collect();
-    chains.dedup();
-    for chain in chains {
+    for (chain, _) in &layout.chains {
         let _ = writeln!(script, "add chain ip {t} {chain}");
     }
-    for (chain, rule) in &rules {
-        let _ = writeln!(script, "add rule ip {t} {chain} {rule}");
+    for (chain, rules) in &layout.chains {
+        for rule in rules {
+            let _ = writeln!(script, "add rule ip {t} {chain} {rule}");
+        }
     }
-    for element in elements {
-        let _ = writeln!(script, "add element ip {t} {element}");
+    for (map, element) in layout.elements() {
+        let _ = writeln!(script, "add element ip {t} {map} {{ {element} }}");
     }
 }
 
@@ -304,8 +369,12 @@ mod tests {
                 .map(|(last, port)| Endpoint {
                     ip: Ipv4Addr::new(10, 42, 0, *last),
                     port: *port,
+                    local: *last < 6,
                 })
                 .collect(),
+            affinity: None,
+            internal_local: false,
+            external_local: false,
         }
     }
 
@@ -330,7 +399,8 @@ mod tests {
         for line in [
             "add rule ip t ep-ns/web/tcp/80/10.42.0.5/8080 meta l4proto tcp dnat to 10.42.0.5:8080",
             "add rule ip t svc-ns/web/tcp/80 ip saddr != 10.42.0.0/24 jump mark-for-masquerade",
-            "add rule ip t svc-ns/web/tcp/80 numgen random mod 2 vmap { 0 : goto ep-ns/web/tcp/80/10.42.0.5/8080, 1 : goto ep-ns/web/tcp/80/10.42.0.6/8080 }",
+            "add rule ip t svc-ns/web/tcp/80 goto all-ns/web/tcp/80",
+            "add rule ip t all-ns/web/tcp/80 numgen random mod 2 vmap { 0 : goto ep-ns/web/tcp/80/10.42.0.5/8080, 1 : goto ep-ns/web/tcp/80/10.42.0.6/8080 }",
             "add element ip t service-ips { 10.43.0.20 . tcp . 80 : goto svc-ns/web/tcp/80 }",
             "add element ip t service-nodeports { tcp . 30080 : goto ext-ns/web/tcp/80 }",
         ] {
@@ -380,5 +450,65 @@ mod tests {
         assert!(script.contains("add element ip t no-endpoint-services { 10.43.0.20 . tcp . 80 }"));
         assert!(script.contains("add element ip t no-endpoint-nodeports { tcp . 30080 }"));
         assert!(!script.contains("add chain"), "{script}");
+    }
+
+    #[test]
+    fn affinity_keeps_a_client_on_its_endpoint_until_the_timeout() {
+        let sticky = ServiceRoute {
+            affinity: Some(10800),
+            ..web(&[(5, 8080)])
+        };
+        let (text, _) = script(&[], &[("ns/web/tcp/80", sticky.clone())]);
+        for line in [
+            "add set ip t aff-ns/web/tcp/80/10.42.0.5/8080 { type ipv4_addr; flags dynamic,timeout; timeout 10800s; }",
+            "add rule ip t ep-ns/web/tcp/80/10.42.0.5/8080 update @aff-ns/web/tcp/80/10.42.0.5/8080 { ip saddr }",
+            "add rule ip t all-ns/web/tcp/80 ip saddr @aff-ns/web/tcp/80/10.42.0.5/8080 goto ep-ns/web/tcp/80/10.42.0.5/8080",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        // A new endpoint beside it keeps the old one's set, and so its clients.
+        let grown = ServiceRoute {
+            affinity: Some(10800),
+            ..web(&[(5, 8080), (6, 8080)])
+        };
+        let (text, _) = script(&[("ns/web/tcp/80", sticky)], &[("ns/web/tcp/80", grown)]);
+        assert!(!text.contains("delete set"), "{text}");
+    }
+
+    #[test]
+    fn local_traffic_policies_use_only_this_node_s_endpoints() {
+        let local = ServiceRoute {
+            internal_local: true,
+            external_local: true,
+            ..web(&[(5, 8080), (7, 8080)])
+        };
+        let (text, _) = script(&[], &[("ns/web/tcp/80", local)]);
+        for line in [
+            "add rule ip t svc-ns/web/tcp/80 goto local-ns/web/tcp/80",
+            "add rule ip t local-ns/web/tcp/80 numgen random mod 1 vmap { 0 : goto ep-ns/web/tcp/80/10.42.0.5/8080 }",
+            "add rule ip t ext-ns/web/tcp/80 ip saddr 10.42.0.0/24 goto svc-ns/web/tcp/80",
+            "add rule ip t ext-ns/web/tcp/80 goto local-ns/web/tcp/80",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        assert!(
+            !text.contains("ext-ns/web/tcp/80 jump mark-for-masquerade\n"),
+            "{text}"
+        );
+        let remote = ServiceRoute {
+            internal_local: true,
+            ..web(&[(7, 8080)])
+        };
+        let (text, _) = script(&[], &[("ns/web/tcp/80", remote)]);
+        assert!(
+            text.contains("add rule ip t local-ns/web/tcp/80 drop\n"),
+            "{text}"
+        );
     }
 }

@@ -65,6 +65,7 @@ fn a_published_port_answers_on_the_host_s_loopback_and_names_resolve() {
             bridge: "bt0".into(),
             subnet: "10.77.0.0/24".parse().expect("subnet"),
             internal: false,
+            routed: None,
         }])?;
         firewall.publish(&[PortMapping {
             host_ip: None,

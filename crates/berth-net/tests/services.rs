@@ -77,8 +77,12 @@ fn web(endpoints: &[u8]) -> BTreeMap<String, ServiceRoute> {
             .map(|last| Endpoint {
                 ip: Ipv4Addr::new(10, 79, 0, *last),
                 port: 8080,
+                local: true,
             })
             .collect(),
+        affinity: None,
+        internal_local: false,
+        external_local: false,
     };
     BTreeMap::from([("default/web/tcp/80".to_string(), route)])
 }
@@ -130,6 +134,15 @@ fn cluster_ips_and_node_ports_reach_every_endpoint_and_follow_changes() {
         answers(node_port),
         BTreeSet::from(["pod2".into(), "pod3".into()])
     );
+
+    // Under ClientIP affinity, one client keeps one endpoint.
+    let mut sticky = web(&[2, 3]);
+    for route in sticky.values_mut() {
+        route.affinity = Some(60);
+    }
+    let (synced, _) = sync(proxy, sticky);
+    proxy = synced;
+    assert_eq!(answers(cluster).len(), 1);
 
     // One endpoint gone: the next connection already avoids it.
     let (synced, changed) = sync(proxy, web(&[3]));

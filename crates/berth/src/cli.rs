@@ -144,9 +144,6 @@ pub struct ServerArgs {
     /// Where audit events go, one JSON line each; `-` for standard output
     #[arg(long, requires = "audit_policy_file")]
     pub audit_log_path: Option<PathBuf>,
-    /// The pod addresses of the cluster; each node gets a /24 of it
-    #[arg(long, default_value = "10.42.0.0/16")]
-    pub cluster_cidr: berth_controllers::node_ipam::ClusterCidr,
     /// The node ports NodePort and LoadBalancer Services are given
     #[arg(long, default_value = berth_apiserver::DEFAULT_NODE_PORT_RANGE)]
     pub service_node_port_range: berth_apiserver::NodePortRange,
@@ -162,6 +159,10 @@ pub struct ServerArgs {
 /// The flags of a node agent, `berth agent`'s and the one `berth server` runs.
 #[derive(Debug, Args)]
 pub struct NodeArgs {
+    /// The pod addresses of the cluster; each node gets a /24 of it, and pods reach the
+    /// other nodes' without NAT
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: berth_controllers::node_ipam::ClusterCidr,
     /// The Services' cluster IPs; the first is the `kubernetes` Service's. The node
     /// routes the range to its Service rules
     #[arg(long, default_value = berth_apiserver::DEFAULT_SERVICE_CIDR)]

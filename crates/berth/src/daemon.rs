@@ -23,6 +23,7 @@ pub fn run(args: &DaemonArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
         bridge: berth_engine::BridgeConfig {
             name: args.bridge.clone(),
             address: args.bip.clone(),
+            routed: None,
         },
         init_path: args.init_path.clone(),
         insecure_registries: args.insecure_registry.clone(),

@@ -52,7 +52,11 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
                     args.default_unreachable_toleration_seconds,
                 ),
             };
-            tokio::spawn(controller_manager(kubeconfig, lifecycle, args.cluster_cidr));
+            tokio::spawn(controller_manager(
+                kubeconfig,
+                lifecycle,
+                args.node.cluster_cidr,
+            ));
         }
         if let Some((server, token_file, config)) = agent {
             tokio::spawn(own_agent(server, token_file, config?));
@@ -149,6 +153,11 @@ fn agent_config(
         cni_conf_dir: node.cni_conf_dir.clone(),
         cni_bin_dirs: node.cni_bin_dir.clone(),
         service_cidr: node.service_cidr,
+        cluster_cidr: node
+            .cluster_cidr
+            .to_string()
+            .parse()
+            .context("read the cluster CIDR")?,
         dns: berth_agent::ClusterDns {
             address: node.cluster_dns,
             domain: node.cluster_domain.clone(),
