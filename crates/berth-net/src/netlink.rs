@@ -13,7 +13,7 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use rtnetlink::{
-    AddressMessageBuilder, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    AddressMessageBuilder, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
     RouteMessageBuilder,
 };
 
@@ -151,6 +151,9 @@ impl Netlink {
         self.request(RouteNetlinkMessage::SetLink(message), 0, "set link up")
     }
 
+    /// Makes the link a port of `bridge`, up, in hairpin mode: a frame may leave by the
+    /// port it came in, so a pod reaches itself through its own Service (the kubelet's
+    /// `hairpin-veth`).
     pub(crate) fn set_controller_and_up(&mut self, index: u32, bridge: u32) -> Result<()> {
         let message = LinkUnspec::new_with_index(index)
             .controller(bridge)
@@ -160,6 +163,12 @@ impl Netlink {
             RouteNetlinkMessage::SetLink(message),
             0,
             "attach the veth to its bridge",
+        )?;
+        let hairpin = LinkBridgePort::new(index).hairpin(true).build();
+        self.request(
+            RouteNetlinkMessage::NewLink(hairpin),
+            0,
+            "set the bridge port's hairpin mode",
         )
     }
 

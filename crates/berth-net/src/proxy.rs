@@ -82,6 +82,8 @@ impl ServiceProxy {
         };
         let _ = nft(&format!("delete table ip {table}\n"));
         nft(&proxy.base())?;
+        // Traffic to a Service is forwarded to its endpoints.
+        crate::sysctl("net/ipv4/ip_forward", "1")?;
         Ok(proxy)
     }
 

@@ -97,7 +97,7 @@ fn cluster_ips_and_node_ports_reach_every_endpoint_and_follow_changes() {
         berth_net::route_through("10.96.0.0/16".parse().expect("a CIDR"), "bsvc0")
     })
     .expect("make the bridge");
-    let _pods = [pod(&scratch, &host_ns, 2), pod(&scratch, &host_ns, 3)];
+    let pods = [pod(&scratch, &host_ns, 2), pod(&scratch, &host_ns, 3)];
     let range = "10.79.0.0/24".parse().expect("a CIDR");
     let mut proxy = in_ns(&host_ns, move || {
         ServiceProxy::install("berth_svc_test", range)
@@ -134,6 +134,13 @@ fn cluster_ips_and_node_ports_reach_every_endpoint_and_follow_changes() {
         answers(node_port),
         BTreeSet::from(["pod2".into(), "pod3".into()])
     );
+
+    // Hairpin: a pod reaches itself through its Service.
+    let pod2 = pods[0].0.clone();
+    let from_pod2: BTreeSet<String> = (0..40)
+        .map(|_| ask(&pod2, cluster).expect("an answer from inside"))
+        .collect();
+    assert_eq!(from_pod2, BTreeSet::from(["pod2".into(), "pod3".into()]));
 
     // Under ClientIP affinity, one client keeps one endpoint.
     let mut sticky = web(&[2, 3]);

@@ -1,7 +1,8 @@
 //! A second machine joins: `berth agent --server URL --token TOKEN` on a test host of
 //! its own, linked to the server's host by a veth pair, registers its Node, runs the
-//! pods bound to it, and serves their logs and streams to the API server; a wrong token
-//! gets a clear refusal and no Node.
+//! pods bound to it, and serves their logs and streams to the API server; pods on the
+//! two nodes reach each other by address and through Services; a wrong token gets a
+//! clear refusal and no Node.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -167,13 +168,35 @@ apiVersion: v1
 kind: Pod
 metadata:
   name: away
+  labels: {app: away}
 spec:
   terminationGracePeriodSeconds: 1
   nodeSelector: {kubernetes.io/hostname: second}
   containers:
   - name: away
     image: busybox:1
-    command: ["sh", "-c", "echo running on $(hostname); exec sleep 3600"]
+    command: ["sh", "-c", "echo running on $(hostname); mkdir /www; echo served by away > /www/index.html; exec httpd -f -p 8080 -h /www"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: home
+spec:
+  terminationGracePeriodSeconds: 1
+  nodeSelector: {kubernetes.io/hostname: first}
+  containers:
+  - name: home
+    image: busybox:1
+    command: ["sleep", "3600"]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: away
+spec:
+  selector: {app: away}
+  ports:
+  - {port: 80, targetPort: 8080}
 "#;
 
 #[test]
@@ -233,7 +256,41 @@ fn a_second_agent_joins_with_the_server_url_and_token_alone() {
     hosts.kubectl_until(&["logs", "away"], |text| text == "running on away\n");
     let exec = hosts.kubectl_until(&["exec", "away", "--", "hostname"], |text| !text.is_empty());
     assert_eq!(exec, "away\n");
-    let deleted = hosts.kubectl(&["delete", "pod", "away", "--timeout=60s"]);
+
+    // The nodes route each other's pod ranges: a pod on the first node reaches the
+    // pod on the second by its address, and through its Service by name; the first
+    // host reaches it through the Service's cluster IP.
+    hosts.kubectl_until(
+        &["get", "pod", "home", "-o", "jsonpath={.status.phase}"],
+        |text| text == "Running",
+    );
+    let address = hosts.kubectl_until(
+        &["get", "pod", "away", "-o", "jsonpath={.status.podIP}"],
+        |text| !text.is_empty(),
+    );
+    assert!(address.starts_with("10.42.1."), "{address}");
+    let direct = format!("http://{address}:8080/");
+    let fetched = hosts.kubectl_until(&["exec", "home", "--", "wget", "-qO-", &direct], |text| {
+        !text.is_empty()
+    });
+    assert_eq!(fetched, "served by away\n");
+    let by_name = "http://away.default.svc.cluster.local/";
+    let fetched = hosts.kubectl_until(&["exec", "home", "--", "wget", "-qO-", by_name], |text| {
+        !text.is_empty()
+    });
+    assert_eq!(fetched, "served by away\n");
+    let ip = hosts.kubectl_until(
+        &["get", "svc", "away", "-o", "jsonpath={.spec.clusterIP}"],
+        |text| !text.is_empty(),
+    );
+    let curl = Command::new("nsenter")
+        .arg(format!("--net={}", hosts.server_host.path().display()))
+        .args(["curl", "-sf", "--max-time", "10", &format!("http://{ip}/")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "served by away\n");
+
+    let deleted = hosts.kubectl(&["delete", "pod", "away", "home", "--timeout=60s"]);
     assert!(
         deleted.status.success(),
         "{}",

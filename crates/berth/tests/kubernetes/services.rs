@@ -342,6 +342,13 @@ fn services_reach_their_ready_pods_from_the_node_and_from_pods() {
     let url = format!("http://{ip}/");
     let inside = cluster.kubectl_ok(&["exec", first, "--", "wget", "-qO-", &url]);
     assert!(inside.starts_with("hostname: web-"), "{inside}");
+    // Hairpin: a pod reaches itself through its own Service.
+    let itself = format!("hostname: {first}\n");
+    cluster.kubectl_until(
+        &["exec", first, "--", "wget", "-qO-", &url],
+        Duration::from_secs(30),
+        |text| text.starts_with(&itself),
+    );
 
     // Names: the pod asks the cluster DNS, which every node serves on its address.
     let resolv = cluster.kubectl_ok(&["exec", first, "--", "cat", "/etc/resolv.conf"]);
