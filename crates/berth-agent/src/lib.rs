@@ -26,6 +26,7 @@ pub mod join;
 pub mod kubelet;
 mod metrics;
 pub mod node;
+mod policies;
 mod probes;
 mod routes;
 mod security;
@@ -165,6 +166,7 @@ impl Agent {
         let node = (identity.name.clone(), range);
         tokio::spawn(services::run(client.clone(), node, config.dns.clone()));
         tokio::spawn(routes::run(client.clone(), identity.name.clone()));
+        tokio::spawn(policies::run(client.clone(), identity.name.clone()));
         images::import_air_gap_images(&engine, &config.data_dir.join("images"));
         engine.restore();
         let address = api::address(std::net::IpAddr::V4(ip), config.port);

@@ -255,14 +255,15 @@ pub(crate) struct Access<'a> {
     pub(crate) name: Option<&'a str>,
 }
 
-/// What node agents read to run pods, besides the configMaps, secrets and claims their
-/// pods use.
-const POD_INPUTS: [&str; 5] = [
+/// What node agents read to run pods and carry their traffic (Services' rules,
+/// NetworkPolicies), besides the configMaps, secrets and claims their pods use.
+const POD_INPUTS: [&str; 6] = [
     "persistentvolumes",
     "services",
     "endpoints",
     "endpointslices",
     "namespaces",
+    "networkpolicies",
 ];
 
 fn reading(verb: &str) -> bool {

@@ -4,7 +4,7 @@
 //! enforces NetworkPolicies.
 
 use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, Ingress, IngressClass, NetworkPolicy, NetworkPolicyPort,
+    HTTPIngressPath, IPBlock, Ingress, IngressClass, NetworkPolicy, NetworkPolicyPort,
 };
 
 use crate::kinds::{Schema, required, unsupported};
@@ -38,6 +38,31 @@ impl Schema for Ingress {
         }
         problems
     }
+}
+
+/// An ipBlock's problems, in kube-apiserver's words: a CIDR that is not one, an
+/// exception that is not strictly inside it.
+fn block_problems(field: &str, block: &IPBlock) -> Vec<String> {
+    let invalid = |field: String, value: &str| {
+        format!(
+            "{field}: Invalid value: {value:?}: must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+        )
+    };
+    let Ok(cidr) = block.cidr.parse::<ipnet::IpNet>() else {
+        return vec![invalid(format!("{field}.cidr"), &block.cidr)];
+    };
+    let mut problems = Vec::new();
+    for (k, except) in block.except.iter().flatten().enumerate() {
+        let field = format!("{field}.except[{k}]");
+        match except.parse::<ipnet::IpNet>() {
+            Err(_) => problems.push(invalid(field, except)),
+            Ok(inner) if !(cidr.contains(&inner) && inner != cidr) => problems.push(format!(
+                "{field}: Invalid value: {except:?}: must be a strict subset of `cidr`"
+            )),
+            Ok(_) => {}
+        }
+    }
+    problems
 }
 
 /// An Ingress path's problems: its type, and an absolute path for the types that match
@@ -115,12 +140,33 @@ impl Schema for NetworkPolicy {
             .as_ref()
             .and_then(|s| s.policy_types.as_deref())
             .unwrap_or_default();
-        types
+        let mut problems: Vec<String> = types
             .iter()
             .enumerate()
             .filter(|(_, t)| !matches!(t.as_str(), "Ingress" | "Egress"))
             .map(|(i, t)| unsupported(&format!("spec.policyTypes[{i}]"), t, &["Ingress", "Egress"]))
-            .collect()
+            .collect();
+        let spec = self.spec.clone().unwrap_or_default();
+        let ingress = spec.ingress.iter().flatten().enumerate().map(|(i, rule)| {
+            (
+                format!("spec.ingress[{i}].from"),
+                rule.from.clone().unwrap_or_default(),
+            )
+        });
+        let egress = spec.egress.iter().flatten().enumerate().map(|(i, rule)| {
+            (
+                format!("spec.egress[{i}].to"),
+                rule.to.clone().unwrap_or_default(),
+            )
+        });
+        for (field, peers) in ingress.chain(egress) {
+            for (j, peer) in peers.iter().enumerate() {
+                if let Some(block) = &peer.ip_block {
+                    problems.extend(block_problems(&format!("{field}[{j}].ipBlock"), block));
+                }
+            }
+        }
+        problems
     }
 }
 

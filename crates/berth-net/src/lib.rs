@@ -14,6 +14,7 @@ mod firewall;
 mod ipam;
 mod netlink;
 pub mod netns;
+mod policy;
 mod proxy;
 
 use std::net::Ipv4Addr;
@@ -24,6 +25,7 @@ pub use dns::{Answers, DnsServer, NameTable, Names, host_resolvers};
 pub use firewall::{Firewall, NetworkRules, PortMapping, Protocol};
 pub use ipam::{Pool, default_subnets, host_routes};
 pub use ipnet::Ipv4Net;
+pub use policy::{Allowance, Isolation, Peer, PolicyFirewall, PolicyRules, PortRange};
 pub use proxy::{Endpoint, ServiceProxy, ServiceRoute};
 
 /// Name of the default bridge that containers attach to, like Docker's `docker0`.

@@ -260,6 +260,19 @@ fn networking_storage_and_node_kinds_apply_print_and_default_as_kubernetes_does(
         ),
         "{refused}"
     );
+    let bad_block = server.write(
+        "bad-block.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: bad-block\nspec:\n  podSelector: {}\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/33}\n    - ipBlock: {cidr: 10.0.0.0/8, except: [192.168.0.0/16]}\n",
+    );
+    let refused = stderr(&server.kubectl(&["apply", "-f", &bad_block]));
+    assert!(
+        refused.contains(
+            "spec.ingress[0].from[0].ipBlock.cidr: Invalid value: \"10.0.0.0/33\": must be a valid CIDR value"
+        ) && refused.contains(
+            "spec.ingress[0].from[1].ipBlock.except[0]: Invalid value: \"192.168.0.0/16\": must be a strict subset of `cidr`"
+        ),
+        "{refused}"
+    );
     let classless = server.write(
         "classless.yaml",
         "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: classless\nspec: {}\n",

@@ -19,6 +19,7 @@ mod kubectl;
 mod lifecycle;
 mod manifests;
 mod metrics;
+mod netpol;
 mod operator;
 mod placement;
 mod pods;
