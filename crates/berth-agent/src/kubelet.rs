@@ -55,6 +55,9 @@ pub struct Kubelet {
     pub pods_dir: PathBuf,
     /// The cluster DNS pods ask, per their dnsPolicy.
     pub dns: crate::ClusterDns,
+    /// The `kubernetes` Service's cluster IP (the Service range's first address), which
+    /// containers find in their environment.
+    pub api_service: std::net::Ipv4Addr,
 }
 
 impl Kubelet {

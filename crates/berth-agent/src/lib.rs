@@ -22,6 +22,7 @@ mod dns;
 mod downward;
 mod eviction;
 mod images;
+mod ingress;
 pub mod join;
 pub mod kubelet;
 mod metrics;
@@ -84,6 +85,8 @@ pub struct AgentConfig {
     pub cluster_cidr: berth_net::Ipv4Net,
     /// The cluster DNS, which the node serves and its pods ask.
     pub dns: ClusterDns,
+    /// The port the built-in Ingress controller answers HTTP on (80); None for none.
+    pub ingress_port: Option<u16>,
 }
 
 /// The cluster DNS: the address pods ask (kube-dns's cluster IP, served by every node
@@ -164,7 +167,8 @@ impl Agent {
         }
         let engine = Arc::new(open_engine(&config, range, cni)?);
         let node = (identity.name.clone(), range);
-        tokio::spawn(services::run(client.clone(), node, config.dns.clone()));
+        let names = (config.dns.clone(), config.ingress_port);
+        tokio::spawn(services::run(client.clone(), node, names));
         tokio::spawn(routes::run(client.clone(), identity.name.clone()));
         tokio::spawn(policies::run(client.clone(), identity.name.clone()));
         images::import_air_gap_images(&engine, &config.data_dir.join("images"));
@@ -183,6 +187,11 @@ impl Agent {
             node: identity,
             pods_dir: config.data_dir.join("pods"),
             dns: config.dns.clone(),
+            api_service: config
+                .service_cidr
+                .hosts()
+                .next()
+                .unwrap_or(config.service_cidr.network()),
         });
         Ok(Self {
             kubelet,

@@ -35,7 +35,11 @@ const SERVICE_NAME: &str = "kubernetes.io/service-name";
 /// Keeps the node's Service rules and the cluster's names to the cluster's Services
 /// until the process ends. `pod_range` is the node's: traffic from elsewhere is
 /// masqueraded.
-pub async fn run(client: Client, (node, pod_range): (String, berth_net::Ipv4Net), dns: ClusterDns) {
+pub async fn run(
+    client: Client,
+    (node, pod_range): (String, berth_net::Ipv4Net),
+    (dns, ingress_port): (ClusterDns, Option<u16>),
+) {
     let zone = ClusterZone::new(&dns.domain);
     let _server = serve_names(&dns, &zone).await;
     let installed =
@@ -51,6 +55,16 @@ pub async fn run(client: Client, (node, pod_range): (String, berth_net::Ipv4Net)
     let changed = Arc::new(Notify::new());
     let services = crate::reflected::<Service>(&client, &changed);
     let slices = crate::reflected::<EndpointSlice>(&client, &changed);
+    if let Some(port) = ingress_port {
+        // Ingresses are read on each request; their changes need no sync.
+        let quiet = Arc::new(Notify::new());
+        let routes = crate::ingress::Routes::new(
+            crate::reflected(&client, &quiet),
+            crate::reflected(&client, &quiet),
+            services.clone(),
+        );
+        tokio::spawn(crate::ingress::serve(routes, port));
+    }
     services.wait_until_ready().await.ok();
     slices.wait_until_ready().await.ok();
     loop {

@@ -298,7 +298,9 @@ fn resources(container: &Container) -> Result<(i64, i64, i64), Refusal> {
     Ok((memory, cpu_limit, cpu_request))
 }
 
-/// The container's environment: `envFrom` first, then `env`, each with its source read.
+/// The container's environment, as the kubelet makes it: the `kubernetes` Service's
+/// variables (how in-cluster clients find the API), then `envFrom`, then `env`, each
+/// with its source read.
 async fn environment(
     kubelet: &Kubelet,
     pod: &Pod,
@@ -306,7 +308,7 @@ async fn environment(
     container: &Container,
 ) -> Result<Vec<(String, String)>, Refusal> {
     let namespace = pod.namespace().unwrap_or_default();
-    let mut env: Vec<(String, String)> = Vec::new();
+    let mut env: Vec<(String, String)> = api_service_env(kubelet.api_service);
     for source in container.env_from.iter().flatten() {
         let prefix = source.prefix.clone().unwrap_or_default();
         let (object, optional) = if let Some(reference) = &source.config_map_ref {
@@ -339,6 +341,25 @@ async fn environment(
         }
     }
     Ok(env)
+}
+
+/// The variables of the `kubernetes` Service at `address`, port 443, in the docker-links
+/// form the kubelet gives every container.
+fn api_service_env(address: std::net::Ipv4Addr) -> Vec<(String, String)> {
+    let url = format!("tcp://{address}:443");
+    [
+        ("KUBERNETES_SERVICE_HOST", address.to_string()),
+        ("KUBERNETES_SERVICE_PORT", "443".into()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS", "443".into()),
+        ("KUBERNETES_PORT", url.clone()),
+        ("KUBERNETES_PORT_443_TCP", url),
+        ("KUBERNETES_PORT_443_TCP_PROTO", "tcp".into()),
+        ("KUBERNETES_PORT_443_TCP_PORT", "443".into()),
+        ("KUBERNETES_PORT_443_TCP_ADDR", address.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// `$(NAME)` references to variables defined before, as the kubelet expands them; `$$`

@@ -256,14 +256,17 @@ pub(crate) struct Access<'a> {
 }
 
 /// What node agents read to run pods and carry their traffic (Services' rules,
-/// NetworkPolicies), besides the configMaps, secrets and claims their pods use.
-const POD_INPUTS: [&str; 6] = [
+/// NetworkPolicies, Ingresses), besides the configMaps, secrets and claims their pods
+/// use.
+const POD_INPUTS: [&str; 8] = [
     "persistentvolumes",
     "services",
     "endpoints",
     "endpointslices",
     "namespaces",
     "networkpolicies",
+    "ingresses",
+    "ingressclasses",
 ];
 
 fn reading(verb: &str) -> bool {

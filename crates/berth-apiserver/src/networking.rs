@@ -9,6 +9,18 @@ use k8s_openapi::api::networking::v1::{
 
 use crate::kinds::{Schema, required, unsupported};
 
+/// The cluster's default IngressClass, `berth`, which every node's built-in Ingress
+/// controller serves (as k3s makes `traefik` the default).
+pub(crate) fn default_ingress_class() -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": {"name": "berth",
+                     "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+        "spec": {"controller": "berth.dev/ingress-controller"},
+    })
+}
+
 /// The path types an Ingress path may have.
 const PATH_TYPES: [&str; 3] = ["Exact", "ImplementationSpecific", "Prefix"];
 

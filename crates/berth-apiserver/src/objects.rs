@@ -315,7 +315,10 @@ pub(crate) async fn ensure_system_objects(store: &dyn berth_store::Store) -> cra
         .iter()
         .map(|name| ("namespaces", json!({"metadata": {"name": name}})));
     let classes = crate::priorities::system_classes().map(|class| ("priorityclasses", class));
-    let storage = std::iter::once(("storageclasses", crate::storage::default_class()));
+    let storage = [
+        ("storageclasses", crate::storage::default_class()),
+        ("ingressclasses", crate::networking::default_ingress_class()),
+    ];
     let policy = crate::rbac::bootstrap_policy();
     for (plural, object) in namespaces.chain(classes).chain(storage).chain(policy) {
         let resource = crate::resources::resource(plural)

@@ -593,6 +593,9 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>, cluster_dns: Ipv4Addr) {
             tracing::warn!(%error, "could not make the {name} Service");
         }
     }
+    if let Err(error) = publish_api_endpoints(&shared).await {
+        tracing::warn!(%error, "could not add this server to the kubernetes Service's endpoints");
+    }
     loop {
         tokio::time::sleep(REPAIR_EVERY).await;
         repair(&shared).await;
@@ -628,9 +631,89 @@ fn dns_service(address: Ipv4Addr) -> Value {
         },
         "spec": {
             "clusterIP": address.to_string(),
-            "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53}],
+            "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                      {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}],
         },
     })
+}
+
+/// Adds this server's address and port to the `kubernetes` Service's Endpoints and
+/// EndpointSlice (made if missing), beside the other servers', as kube-apiserver's
+/// endpoint reconciler adds each server's: in-cluster clients reach the API through the
+/// Service's cluster IP.
+async fn publish_api_endpoints(shared: &Shared) -> Result<(), String> {
+    let address: std::net::SocketAddr = crate::reachable(shared.bind)
+        .parse()
+        .map_err(|e| format!("the server's address: {e}"))?;
+    let (ip, port) = (address.ip().to_string(), address.port());
+    let endpoints = serde_json::json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    });
+    let slice = serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": "IPv4", "endpoints": [],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    });
+    let with_ip = |object: &mut Value| -> bool {
+        let (list, entry) = match object["kind"].as_str() {
+            Some("Endpoints") => (
+                &mut object["subsets"][0]["addresses"],
+                serde_json::json!({"ip": ip}),
+            ),
+            _ => (
+                &mut object["endpoints"],
+                serde_json::json!({"addresses": [ip], "conditions": {"ready": true}}),
+            ),
+        };
+        let Some(list) = list.as_array_mut() else {
+            return false;
+        };
+        let present = list
+            .iter()
+            .any(|e| e["ip"] == ip.as_str() || e["addresses"][0] == ip.as_str());
+        if !present {
+            list.push(entry);
+        }
+        !present
+    };
+    for (plural, mut object) in [("endpoints", endpoints), ("endpointslices", slice)] {
+        let key = format!("/registry/{plural}/default/kubernetes");
+        let updated = crate::objects::update_stored(shared.store.as_ref(), &key, with_ip).await;
+        if updated.is_ok() {
+            continue;
+        }
+        with_ip(&mut object);
+        create_own(shared, plural, "default", object).await?;
+    }
+    Ok(())
+}
+
+/// Creates one of the server's own objects in `namespace` through its kind's schema;
+/// one of its name there already is no error.
+async fn create_own(
+    shared: &Shared,
+    plural: &str,
+    namespace: &str,
+    object: Value,
+) -> Result<(), String> {
+    let as_text = |status: Status| status.message().to_string();
+    let resource = crate::resources::resource(plural).map_err(as_text)?;
+    let directory = format!("/registry/{plural}/{namespace}/");
+    let (key, object) =
+        crate::objects::prepare_create(&resource, Some(namespace), object, &directory)
+            .map_err(as_text)?;
+    let object = resource
+        .admit(object, (crate::kinds::FieldValidation::Strict, None))
+        .map_err(as_text)?
+        .object;
+    let bytes = serde_json::to_vec(&object).map_err(|e| e.to_string())?;
+    match shared.store.create(&key, bytes).await {
+        Ok(_) | Err(berth_store::Error::Exists(_)) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Makes `service` in `namespace` unless a Service of its name is there.

@@ -1,11 +1,14 @@
 //! The built-in ServiceLB, as k3s's klipper-lb: a LoadBalancer Service (one that names
 //! no other `loadBalancerClass`) is answered on its ports at every node's address — the
 //! nodes' Service rules do that — and this controller writes those addresses into its
-//! `status.loadBalancer.ingress`, so `kubectl get svc` shows its EXTERNAL-IP.
+//! `status.loadBalancer.ingress`, so `kubectl get svc` shows its EXTERNAL-IP. The same
+//! for the Ingresses every node's built-in controller serves (class `berth`), so
+//! `kubectl get ingress` shows their ADDRESS.
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, Node, Service};
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -23,9 +26,27 @@ pub async fn run(client: Client, informers: Informers) {
     let mut watched = Watched::new(&informers);
     let services = watched.cache::<Service>().await;
     let nodes = watched.cache::<Node>().await;
+    let ingresses = watched.cache::<Ingress>().await;
+    let classes = watched.cache::<IngressClass>().await;
     loop {
         let wanted = ingress(&nodes.state());
         let mut retry = false;
+        let served = ingresses
+            .state()
+            .into_iter()
+            .filter(|i| is_served_ingress(i, &classes.state()));
+        for served in served {
+            let current = served
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|l| l.ingress.clone())
+                .unwrap_or_default();
+            let addresses: Vec<Option<String>> = wanted.iter().map(|w| w.ip.clone()).collect();
+            if current.iter().map(|c| c.ip.clone()).collect::<Vec<_>>() != addresses {
+                retry |= !write_status(&client, served.as_ref(), &addresses).await;
+            }
+        }
         for service in services.state().iter().filter(|s| is_ours(s)) {
             let current = service
                 .status
@@ -40,6 +61,49 @@ pub async fn run(client: Client, informers: Informers) {
         let wait = if retry { RETRY } else { RECHECK };
         if !watched.next_change(wait).await {
             return;
+        }
+    }
+}
+
+/// Whether the nodes' Ingress controller serves `ingress`: its class is `berth`, or it
+/// names none and `berth` is the default class.
+fn is_served_ingress(ingress: &Ingress, classes: &[std::sync::Arc<IngressClass>]) -> bool {
+    let named = ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.clone())
+        .or_else(|| {
+            ingress
+                .annotations()
+                .get("kubernetes.io/ingress.class")
+                .cloned()
+        });
+    match named {
+        Some(class) => class == "berth",
+        None => classes.iter().any(|c| {
+            c.name_any() == "berth"
+                && c.annotations()
+                    .get("ingressclass.kubernetes.io/is-default-class")
+                    .is_some_and(|v| v == "true")
+        }),
+    }
+}
+
+/// Writes `addresses` into the Ingress's status; false when it could not.
+async fn write_status(client: &Client, ingress: &Ingress, addresses: &[Option<String>]) -> bool {
+    let namespace = ingress.namespace().unwrap_or_default();
+    let api: Api<Ingress> = Api::namespaced(client.clone(), &namespace);
+    let entries: Vec<serde_json::Value> = addresses.iter().map(|ip| json!({"ip": ip})).collect();
+    let patch = json!({"status": {"loadBalancer": {"ingress": entries}}});
+    let name = ingress.name_any();
+    match api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(%error, ingress = %name, %namespace, "could not write the Ingress's addresses");
+            false
         }
     }
 }

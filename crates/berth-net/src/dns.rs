@@ -5,7 +5,8 @@
 //! aardvark-dns does the same).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -120,12 +121,12 @@ pub(crate) fn asked_name(query: &hickory_proto::op::Query) -> String {
 #[derive(Debug)]
 pub struct DnsServer {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl DnsServer {
-    /// Serves what `names` answers on UDP port 53 of `address`, forwarding the rest to
-    /// `upstream`.
+    /// Serves what `names` answers on port 53 of `address`, over UDP and TCP, forwarding
+    /// the rest to `upstream`.
     pub fn start(
         address: Ipv4Addr,
         names: Arc<dyn Answers>,
@@ -135,26 +136,134 @@ impl DnsServer {
         socket
             .set_read_timeout(Some(STOP_CHECK))
             .or_os(|| "set the DNS socket's timeout".into())?;
+        let listener =
+            TcpListener::bind((address, 53)).or_os(|| format!("listen on {address}:53 (TCP)"))?;
         let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let (stopped, answers, forward_to) =
+            (Arc::clone(&stop), Arc::clone(&names), upstream.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("dns {address}"))
+                .spawn(move || serve(&socket, answers.as_ref(), &forward_to, &stopped))
+                .or_os(|| "start the DNS thread".into())?,
+        );
         let stopped = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name(format!("dns {address}"))
-            .spawn(move || serve(&socket, names.as_ref(), &upstream, &stopped))
-            .or_os(|| "start the DNS thread".into())?;
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("dns tcp {address}"))
+                .spawn(move || serve_tcp(&listener, &names, &upstream, &stopped))
+                .or_os(|| "start the DNS TCP thread".into())?,
+        );
+        Ok(Self { stop, threads })
     }
 }
 
 impl Drop for DnsServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
+}
+
+/// Answers DNS over TCP (RFC 7766: each message after its two-byte length), a thread
+/// per connection, until `stop`.
+fn serve_tcp(
+    listener: &TcpListener,
+    names: &Arc<dyn Answers>,
+    upstream: &[SocketAddr],
+    stop: &AtomicBool,
+) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let check = PollTimeout::try_from(STOP_CHECK).unwrap_or(PollTimeout::NONE);
+    while !stop.load(Ordering::Relaxed) {
+        // Waits a while for a connection, then looks at `stop` again.
+        let mut waiting = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut waiting, check), Ok(ready) if ready > 0) {
+            continue;
+        }
+        let Ok((stream, _)) = listener.accept() else {
+            continue;
+        };
+        let (names, upstream) = (Arc::clone(names), upstream.to_vec());
+        std::thread::spawn(move || {
+            let _ = answer_connection(stream, names.as_ref(), &upstream);
+        });
+    }
+}
+
+/// Answers each question on one TCP connection until the client closes it or is idle.
+fn answer_connection(
+    mut stream: TcpStream,
+    names: &dyn Answers,
+    upstream: &[SocketAddr],
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(UPSTREAM_TIMEOUT))?;
+    let client = match stream.peer_addr()?.ip() {
+        std::net::IpAddr::V4(ip) => ip,
+        std::net::IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    };
+    loop {
+        let Ok(request) = read_framed(&mut stream) else {
+            return Ok(());
+        };
+        let Ok(question) = Message::from_vec(&request) else {
+            return Ok(());
+        };
+        let reply = match names.answer(&question, client) {
+            Some(reply) => reply.to_vec().map_err(std::io::Error::other)?,
+            None => forward_tcp(&request, upstream)
+                .or_else(|_| nxdomain(&question).to_vec().map_err(std::io::Error::other))?,
+        };
+        write_framed(&mut stream, &reply)?;
+    }
+}
+
+/// Asks the first upstream that answers over TCP.
+fn forward_tcp(request: &[u8], upstream: &[SocketAddr]) -> std::io::Result<Vec<u8>> {
+    let mut last = std::io::Error::other("no upstream resolver");
+    for server in upstream {
+        let attempt = (|| {
+            let mut stream = TcpStream::connect_timeout(server, UPSTREAM_TIMEOUT)?;
+            stream.set_read_timeout(Some(UPSTREAM_TIMEOUT))?;
+            write_framed(&mut stream, request)?;
+            read_framed(&mut stream)
+        })();
+        match attempt {
+            Ok(reply) => return Ok(reply),
+            Err(error) => last = error,
+        }
+    }
+    Err(last)
+}
+
+fn read_framed(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length)?;
+    let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    stream.read_exact(&mut message)?;
+    Ok(message)
+}
+
+fn write_framed(stream: &mut TcpStream, message: &[u8]) -> std::io::Result<()> {
+    let length = u16::try_from(message.len()).map_err(std::io::Error::other)?;
+    stream.write_all(&length.to_be_bytes())?;
+    stream.write_all(message)
+}
+
+/// "No such name", for a question nobody can answer.
+fn nxdomain(question: &Message) -> Message {
+    let mut reply = Message::error_msg(
+        question.metadata.id,
+        question.metadata.op_code,
+        ResponseCode::NXDomain,
+    );
+    reply.metadata.message_type = MessageType::Response;
+    reply.add_queries(question.queries.iter().cloned());
+    reply
 }
 
 /// The nameservers of the host's /etc/resolv.conf, on port 53.
@@ -182,7 +291,15 @@ fn serve(socket: &UdpSocket, names: &dyn Answers, upstream: &[SocketAddr], stop:
         };
         match names.answer(&question, client_ip) {
             Some(reply) => {
-                if let Ok(bytes) = reply.to_vec() {
+                // Too long for the client's UDP: truncated, so it asks again over TCP.
+                let bytes = reply.to_vec().ok().map(|bytes| {
+                    if bytes.len() > usize::from(question.max_payload()) {
+                        reply.truncate().to_vec().unwrap_or(bytes)
+                    } else {
+                        bytes
+                    }
+                });
+                if let Some(bytes) = bytes {
                     let _ = socket.send_to(&bytes, client);
                 }
             }
@@ -222,14 +339,7 @@ fn forward(
     upstream: &[SocketAddr],
 ) {
     let (Ok(reply_socket), false) = (socket.try_clone(), upstream.is_empty()) else {
-        let mut reply = Message::error_msg(
-            question.metadata.id,
-            question.metadata.op_code,
-            ResponseCode::NXDomain,
-        );
-        reply.metadata.message_type = MessageType::Response;
-        reply.add_queries(question.queries.iter().cloned());
-        if let Ok(bytes) = reply.to_vec() {
+        if let Ok(bytes) = nxdomain(question).to_vec() {
             let _ = socket.send_to(&bytes, client);
         }
         return;

@@ -154,4 +154,26 @@ fn a_published_port_answers_on_the_host_s_loopback_and_names_resolve() {
         "one answer"
     );
     assert_eq!(&answers[answers.len() - 4..], &CONTAINER.octets());
+
+    // The same question over TCP, each message after its two-byte length.
+    let over_tcp = in_ns(&container.0, || {
+        let mut stream = TcpStream::connect_timeout(
+            &std::net::SocketAddr::from((GATEWAY, 53)),
+            Duration::from_secs(5),
+        )?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let query = [
+            0x56, 0x78, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'e', b'b', 0, 0, 1, 0, 1,
+        ];
+        stream.write_all(&[0, 21])?;
+        stream.write_all(&query)?;
+        let mut length = [0u8; 2];
+        stream.read_exact(&mut length)?;
+        let mut reply = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        stream.read_exact(&mut reply)?;
+        std::io::Result::Ok(reply)
+    })
+    .expect("ask the DNS server over TCP");
+    assert_eq!(&over_tcp[..2], &[0x56, 0x78]);
+    assert_eq!(&over_tcp[over_tcp.len() - 4..], &CONTAINER.octets());
 }

@@ -174,6 +174,10 @@ pub struct NodeArgs {
     /// The cluster's DNS domain
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// Do not answer HTTP on port 80 for the cluster's Ingresses (the built-in Ingress
+    /// controller, as k3s's `--disable traefik`)
+    #[arg(long)]
+    pub disable_ingress: bool,
     /// The node's name [default: the host name]
     #[arg(long)]
     pub node_name: Option<String>,

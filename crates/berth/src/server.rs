@@ -162,6 +162,7 @@ fn agent_config(
             address: node.cluster_dns,
             domain: node.cluster_domain.clone(),
         },
+        ingress_port: (!node.disable_ingress).then_some(80),
     })
 }
 

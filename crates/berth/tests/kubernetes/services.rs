@@ -102,7 +102,7 @@ fn services_get_cluster_ips_and_node_ports(on_etcd: bool) {
         Duration::from_secs(10),
         |out| out.contains("10.43.0.10 "),
     );
-    assert!(dns.contains("53/UDP"), "{dns}");
+    assert!(dns.contains("53/UDP,53/TCP"), "{dns}");
 
     let manifest = server.write("services.yaml", SERVICES);
     server.kubectl_ok(&["apply", "-f", &manifest]);
@@ -276,6 +276,21 @@ spec:
   selector: {app: web}
   ports:
   - {port: 8081, targetPort: http}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: sites
+spec:
+  rules:
+  - host: web.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+  - host: lb.example
+    http:
+      paths:
+      - {path: /only, pathType: Exact, backend: {service: {name: balanced, port: {number: 8081}}}}
 "#;
 
 #[test]
@@ -337,6 +352,39 @@ fn services_reach_their_ready_pods_from_the_node_and_from_pods() {
     );
     assert_eq!(external, "127.0.0.1");
     assert_eq!(answering("http://127.0.0.1:8081/", &pods), pods);
+    // The built-in Ingress controller on the node's port 80, by host and path.
+    let through_ingress = |host: &str, path: &str| {
+        let url = format!("http://127.0.0.1{path}");
+        let header = format!("Host: {host}");
+        let output = cluster.on_host(&[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &header,
+            &url,
+        ]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert_eq!(through_ingress("web.example", "/any/path"), "200");
+    assert_eq!(through_ingress("lb.example", "/only"), "200");
+    assert_eq!(through_ingress("lb.example", "/only/not"), "404");
+    assert_eq!(through_ingress("elsewhere.example", "/"), "404");
+    let address = cluster.kubectl_until(
+        &[
+            "get",
+            "ingress",
+            "sites",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[*].ip}",
+        ],
+        Duration::from_secs(30),
+        |text| !text.is_empty(),
+    );
+    assert_eq!(address, "127.0.0.1");
     // From inside a pod, through its gateway.
     let first = pods.iter().next().unwrap();
     let url = format!("http://{ip}/");
@@ -368,6 +416,26 @@ fn services_reach_their_ready_pods_from_the_node_and_from_pods() {
     assert!(api.contains("Address: 10.43.0.1\n"), "{api}");
     let missing = lookup("nothing.default.svc.cluster.local");
     assert!(missing.contains("NXDOMAIN"), "{missing}");
+    // In-cluster clients find the API in their environment and reach it through the
+    // kubernetes Service (busybox's TLS and the server's have no cipher in common, so
+    // a connection is what is checked).
+    let api = cluster.kubectl_ok(&[
+        "exec",
+        first,
+        "--",
+        "sh",
+        "-c",
+        "echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT; nc -w 3 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT </dev/null && echo connected",
+    ]);
+    assert_eq!(api, "10.43.0.1:443\nconnected\n");
+    let endpoints = cluster.kubectl_ok(&[
+        "get",
+        "endpointslice",
+        "kubernetes",
+        "-o",
+        "jsonpath={.endpoints[*].addresses[0]} {.ports[0].port}",
+    ]);
+    assert!(endpoints.starts_with("127.0.0.1 "), "{endpoints}");
     let by_name = cluster.kubectl_ok(&[
         "exec",
         first,
