@@ -26,9 +26,6 @@ use kube::runtime::reflector::Store;
 /// The IngressClass this controller serves, which the server makes the default.
 pub const INGRESS_CLASS: &str = "berth";
 
-/// The annotation that makes an IngressClass the default.
-const DEFAULT_CLASS: &str = "ingressclass.kubernetes.io/is-default-class";
-
 /// What the proxy reads its routes from.
 #[derive(Clone)]
 pub(crate) struct Routes {
@@ -93,7 +90,7 @@ async fn proxy(
         .ingresses
         .state()
         .into_iter()
-        .filter(|i| is_ours(i, &routes.classes.state()))
+        .filter(|i| berth_labels::ingress_has_class(i, INGRESS_CLASS, &routes.classes.state()))
         .collect();
     let Some((namespace, backend)) = route(&ingresses, &host, request.uri().path()) else {
         return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
@@ -124,28 +121,6 @@ async fn proxy(
             tracing::debug!(%error, %target, "an Ingress backend did not answer");
             (StatusCode::BAD_GATEWAY, "bad gateway\n").into_response()
         }
-    }
-}
-
-/// Whether this controller serves `ingress`: its class is `berth`, or it names none
-/// and `berth` is the default class.
-fn is_ours(ingress: &Ingress, classes: &[Arc<IngressClass>]) -> bool {
-    let named = ingress
-        .spec
-        .as_ref()
-        .and_then(|s| s.ingress_class_name.clone())
-        .or_else(|| {
-            ingress
-                .annotations()
-                .get("kubernetes.io/ingress.class")
-                .cloned()
-        });
-    match named {
-        Some(class) => class == INGRESS_CLASS,
-        None => classes.iter().any(|class| {
-            class.name_any() == INGRESS_CLASS
-                && class.annotations().get(DEFAULT_CLASS).map(String::as_str) == Some("true")
-        }),
     }
 }
 
@@ -331,7 +306,7 @@ mod tests {
     fn only_ingresses_of_the_berth_class_are_served() {
         let default: Arc<IngressClass> = Arc::new(
             serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "berth", "annotations": {DEFAULT_CLASS: "true"}},
+                "metadata": {"name": "berth", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
                 "spec": {"controller": "berth.dev/ingress-controller"},
             }))
             .unwrap(),
@@ -340,8 +315,11 @@ mod tests {
         let other = ingress(
             serde_json::json!({"metadata": {"name": "b"}, "spec": {"ingressClassName": "nginx"}}),
         );
-        assert!(is_ours(&classless, std::slice::from_ref(&default)));
-        assert!(!is_ours(&classless, &[]));
-        assert!(!is_ours(&other, &[default]));
+        let ours = |ingress: &Ingress, classes: &[Arc<IngressClass>]| {
+            berth_labels::ingress_has_class(ingress, INGRESS_CLASS, classes)
+        };
+        assert!(ours(&classless, std::slice::from_ref(&default)));
+        assert!(!ours(&classless, &[]));
+        assert!(!ours(&other, &[default]));
     }
 }

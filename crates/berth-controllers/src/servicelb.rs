@@ -34,7 +34,7 @@ pub async fn run(client: Client, informers: Informers) {
         let served = ingresses
             .state()
             .into_iter()
-            .filter(|i| is_served_ingress(i, &classes.state()));
+            .filter(|i| berth_labels::ingress_has_class(i, "berth", &classes.state()));
         for served in served {
             let current = served
                 .status
@@ -44,7 +44,13 @@ pub async fn run(client: Client, informers: Informers) {
                 .unwrap_or_default();
             let addresses: Vec<Option<String>> = wanted.iter().map(|w| w.ip.clone()).collect();
             if current.iter().map(|c| c.ip.clone()).collect::<Vec<_>>() != addresses {
-                retry |= !write_status(&client, served.as_ref(), &addresses).await;
+                let entries = json!(
+                    addresses
+                        .iter()
+                        .map(|ip| json!({"ip": ip}))
+                        .collect::<Vec<_>>()
+                );
+                retry |= !write_ingress(&client, served.as_ref(), entries).await;
             }
         }
         for service in services.state().iter().filter(|s| is_ours(s)) {
@@ -55,55 +61,12 @@ pub async fn run(client: Client, informers: Informers) {
                 .and_then(|l| l.ingress.clone())
                 .unwrap_or_default();
             if current != wanted {
-                retry |= !write_ingress(&client, service, &wanted).await;
+                retry |= !write_ingress(&client, service.as_ref(), json!(wanted)).await;
             }
         }
         let wait = if retry { RETRY } else { RECHECK };
         if !watched.next_change(wait).await {
             return;
-        }
-    }
-}
-
-/// Whether the nodes' Ingress controller serves `ingress`: its class is `berth`, or it
-/// names none and `berth` is the default class.
-fn is_served_ingress(ingress: &Ingress, classes: &[std::sync::Arc<IngressClass>]) -> bool {
-    let named = ingress
-        .spec
-        .as_ref()
-        .and_then(|s| s.ingress_class_name.clone())
-        .or_else(|| {
-            ingress
-                .annotations()
-                .get("kubernetes.io/ingress.class")
-                .cloned()
-        });
-    match named {
-        Some(class) => class == "berth",
-        None => classes.iter().any(|c| {
-            c.name_any() == "berth"
-                && c.annotations()
-                    .get("ingressclass.kubernetes.io/is-default-class")
-                    .is_some_and(|v| v == "true")
-        }),
-    }
-}
-
-/// Writes `addresses` into the Ingress's status; false when it could not.
-async fn write_status(client: &Client, ingress: &Ingress, addresses: &[Option<String>]) -> bool {
-    let namespace = ingress.namespace().unwrap_or_default();
-    let api: Api<Ingress> = Api::namespaced(client.clone(), &namespace);
-    let entries: Vec<serde_json::Value> = addresses.iter().map(|ip| json!({"ip": ip})).collect();
-    let patch = json!({"status": {"loadBalancer": {"ingress": entries}}});
-    let name = ingress.name_any();
-    match api
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => true,
-        Err(error) => {
-            tracing::warn!(%error, ingress = %name, %namespace, "could not write the Ingress's addresses");
-            false
         }
     }
 }
@@ -141,23 +104,27 @@ fn ingress(nodes: &[std::sync::Arc<Node>]) -> Vec<LoadBalancerIngress> {
         .collect()
 }
 
-/// Writes `ingress` into the Service's status; false when it could not.
-async fn write_ingress(
-    client: &Client,
-    service: &Service,
-    ingress: &[LoadBalancerIngress],
-) -> bool {
-    let namespace = service.namespace().unwrap_or_default();
-    let api: Api<Service> = Api::namespaced(client.clone(), &namespace);
-    let patch = json!({"status": {"loadBalancer": {"ingress": ingress}}});
-    let name = service.name_any();
+/// Writes `entries` as the status.loadBalancer.ingress of `object` (a Service or an
+/// Ingress); false when it could not.
+async fn write_ingress<K>(client: &Client, object: &K, entries: serde_json::Value) -> bool
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    let namespace = object.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    let patch = json!({"status": {"loadBalancer": {"ingress": entries}}});
+    let name = object.name_any();
     match api
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
         Ok(_) => true,
         Err(error) => {
-            tracing::warn!(%error, service = %name, %namespace, "could not write the load balancer's addresses");
+            let kind = K::kind(&());
+            tracing::warn!(%error, %kind, %name, %namespace, "could not write the load balancer's addresses");
             false
         }
     }

@@ -1,6 +1,7 @@
 //! Label selectors as Kubernetes evaluates them: the `matchLabels` and
 //! `matchExpressions` of a LabelSelector (pod affinity, topology spread, Services'
-//! plain selectors, workloads' selectors) and the requirements of a node selector term.
+//! plain selectors, workloads' selectors) and the requirements of a node selector term;
+//! and which Ingresses an IngressClass selects.
 
 use std::collections::BTreeMap;
 
@@ -56,6 +57,38 @@ pub fn requirement_holds(operator: &str, value: Option<&str>, values: Option<&[S
         "Gt" => compared(std::cmp::Ordering::Greater),
         "Lt" => compared(std::cmp::Ordering::Less),
         _ => false,
+    }
+}
+
+/// Whether the controller of IngressClass `class` serves `ingress`: the Ingress names
+/// it (in `spec.ingressClassName`, or the older `kubernetes.io/ingress.class`
+/// annotation), or names none and `class` is the default among `classes` (annotated
+/// `ingressclass.kubernetes.io/is-default-class: "true"`).
+pub fn ingress_has_class(
+    ingress: &k8s_openapi::api::networking::v1::Ingress,
+    class: &str,
+    classes: &[impl AsRef<k8s_openapi::api::networking::v1::IngressClass>],
+) -> bool {
+    let annotation = |metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+                      key: &str| {
+        metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .cloned()
+    };
+    let named = ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.clone())
+        .or_else(|| annotation(&ingress.metadata, "kubernetes.io/ingress.class"));
+    match named {
+        Some(named) => named == class,
+        None => classes.iter().map(AsRef::as_ref).any(|c| {
+            c.metadata.name.as_deref() == Some(class)
+                && annotation(&c.metadata, "ingressclass.kubernetes.io/is-default-class").as_deref()
+                    == Some("true")
+        }),
     }
 }
 
