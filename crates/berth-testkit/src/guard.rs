@@ -150,17 +150,25 @@ impl CgroupGuard {
 
 impl Drop for CgroupGuard {
     fn drop(&mut self) {
-        let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-            return;
-        };
-        for hierarchy in hierarchies.flatten() {
-            let root = hierarchy.path();
-            remove_cgroup_tree(&root.join(&self.relative));
-            // Parents the runtime made on the way (`berth-test/`) go too once empty.
-            let mut parent = self.relative.parent();
-            while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
-                let _ = std::fs::remove_dir(root.join(dir));
-                parent = dir.parent();
+        // A runtime process still starting a container when the test ends joins the
+        // hierarchies one by one, and may make the group again in one this pass has
+        // already emptied: passes go on until no hierarchy has it (three at most).
+        for _ in 0..3 {
+            let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+                return;
+            };
+            let roots: Vec<PathBuf> = hierarchies.flatten().map(|h| h.path()).collect();
+            for root in &roots {
+                remove_cgroup_tree(&root.join(&self.relative));
+                // Parents the runtime made on the way (`berth-test/`) go too once empty.
+                let mut parent = self.relative.parent();
+                while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+                    let _ = std::fs::remove_dir(root.join(dir));
+                    parent = dir.parent();
+                }
+            }
+            if roots.iter().all(|root| !root.join(&self.relative).exists()) {
+                return;
             }
         }
     }
