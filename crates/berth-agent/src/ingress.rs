@@ -86,11 +86,12 @@ async fn proxy(
                 .to_ascii_lowercase()
         })
         .unwrap_or_default();
+    let classes = routes.classes.state();
     let ingresses: Vec<Arc<Ingress>> = routes
         .ingresses
         .state()
         .into_iter()
-        .filter(|i| berth_labels::ingress_has_class(i, INGRESS_CLASS, &routes.classes.state()))
+        .filter(|i| berth_labels::ingress_has_class(i, INGRESS_CLASS, &classes))
         .collect();
     let Some((namespace, backend)) = route(&ingresses, &host, request.uri().path()) else {
         return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();

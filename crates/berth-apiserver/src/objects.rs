@@ -308,6 +308,23 @@ pub(crate) async fn require_namespace(
     }
 }
 
+/// One of the server's own objects of `resource` (in `namespace`, for a namespaced
+/// kind), named, stamped and read through its kind's schema as a client's would be:
+/// its store key and stored form.
+pub(crate) fn prepare_own(
+    resource: &Resource,
+    namespace: Option<&str>,
+    object: Value,
+) -> Result<(String, Value), Status> {
+    let prefix = match namespace {
+        Some(namespace) => format!("{}{namespace}/", resource.directory),
+        None => resource.directory.clone(),
+    };
+    let (key, object) = prepare_create(resource, namespace, object, &prefix)?;
+    let admitted = resource.admit(object, (crate::kinds::FieldValidation::Strict, None))?;
+    Ok((key, admitted.object))
+}
+
 /// Makes the objects every cluster has, once: its namespaces, the system
 /// PriorityClasses, the default StorageClass and the default RBAC policy.
 pub(crate) async fn ensure_system_objects(store: &dyn berth_store::Store) -> crate::Result<()> {
@@ -323,20 +340,13 @@ pub(crate) async fn ensure_system_objects(store: &dyn berth_store::Store) -> cra
     for (plural, object) in namespaces.chain(classes).chain(storage).chain(policy) {
         let resource = crate::resources::resource(plural)
             .map_err(|_| crate::Error::Setup(format!("the {plural} resource is missing")))?;
-        let prefix = format!("/registry/{plural}/");
         // The objects are the server's own: one it cannot read is a bug to stop at.
         let refused = |status: Status| {
             crate::Error::Setup(format!("a default object of {plural}: {status:?}"))
         };
-        let (key, object) = prepare_create(&resource, None, object, &prefix).map_err(refused)?;
-        let admitted = resource
-            .admit(object, (crate::kinds::FieldValidation::Strict, None))
-            .map_err(refused)?;
+        let (key, object) = prepare_own(&resource, None, object).map_err(refused)?;
         match store
-            .create(
-                &key,
-                serde_json::to_vec(&admitted.object).unwrap_or_default(),
-            )
+            .create(&key, serde_json::to_vec(&object).unwrap_or_default())
             .await
         {
             Ok(_) | Err(berth_store::Error::Exists(_)) => {}

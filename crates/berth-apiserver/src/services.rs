@@ -691,24 +691,23 @@ async fn publish_api_endpoints(shared: &Shared) -> Result<(), String> {
     Ok(())
 }
 
-/// Creates one of the server's own objects in `namespace` through its kind's schema;
-/// one of its name there already is no error.
+/// One of the server's own objects of resource `plural` in `namespace`, read through
+/// its kind's schema: its store key and stored form.
+fn prepare_own(plural: &str, namespace: &str, object: Value) -> Result<(String, Value), String> {
+    let as_text = |status: Status| status.message().to_string();
+    let resource = crate::resources::resource(plural).map_err(as_text)?;
+    crate::objects::prepare_own(&resource, Some(namespace), object).map_err(as_text)
+}
+
+/// Creates one of the server's own objects in `namespace`; one of its name there
+/// already is no error.
 async fn create_own(
     shared: &Shared,
     plural: &str,
     namespace: &str,
     object: Value,
 ) -> Result<(), String> {
-    let as_text = |status: Status| status.message().to_string();
-    let resource = crate::resources::resource(plural).map_err(as_text)?;
-    let directory = format!("/registry/{plural}/{namespace}/");
-    let (key, object) =
-        crate::objects::prepare_create(&resource, Some(namespace), object, &directory)
-            .map_err(as_text)?;
-    let object = resource
-        .admit(object, (crate::kinds::FieldValidation::Strict, None))
-        .map_err(as_text)?
-        .object;
+    let (key, object) = prepare_own(plural, namespace, object)?;
     let bytes = serde_json::to_vec(&object).map_err(|e| e.to_string())?;
     match shared.store.create(&key, bytes).await {
         Ok(_) | Err(berth_store::Error::Exists(_)) => Ok(()),
@@ -718,10 +717,8 @@ async fn create_own(
 
 /// Makes `service` in `namespace` unless a Service of its name is there.
 async fn ensure_service(shared: &Shared, namespace: &str, service: Value) -> Result<(), String> {
-    let as_text = |status: Status| status.message().to_string();
-    let directory = format!("/registry/services/{namespace}/");
     let name = crate::objects::name_of(&service).to_string();
-    let key = format!("{directory}{name}");
+    let key = format!("/registry/services/{namespace}/{name}");
     if shared
         .store
         .get(&key)
@@ -731,18 +728,11 @@ async fn ensure_service(shared: &Shared, namespace: &str, service: Value) -> Res
     {
         return Ok(());
     }
-    let resource = crate::resources::resource("services").map_err(as_text)?;
-    let (key, object) =
-        crate::objects::prepare_create(&resource, Some(namespace), service, &directory)
-            .map_err(as_text)?;
-    let mut object = resource
-        .admit(object, (crate::kinds::FieldValidation::Strict, None))
-        .map_err(as_text)?
-        .object;
+    let (key, mut object) = prepare_own("services", namespace, service)?;
     object["status"] = serde_json::json!({"loadBalancer": {}});
     let claims = claim(shared, namespace, (&mut object, None), false)
         .await
-        .map_err(as_text)?;
+        .map_err(|status| status.message().to_string())?;
     let bytes = serde_json::to_vec(&object).map_err(|e| e.to_string())?;
     match shared.store.create(&key, bytes).await {
         Ok(_) => Ok(()),

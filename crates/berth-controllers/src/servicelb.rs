@@ -31,10 +31,11 @@ pub async fn run(client: Client, informers: Informers) {
     loop {
         let wanted = ingress(&nodes.state());
         let mut retry = false;
+        let current_classes = classes.state();
         let served = ingresses
             .state()
             .into_iter()
-            .filter(|i| berth_labels::ingress_has_class(i, "berth", &classes.state()));
+            .filter(|i| berth_labels::ingress_has_class(i, "berth", &current_classes));
         for served in served {
             let current = served
                 .status
