@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use berth_testkit::etcd::free_port;
 use berth_testkit::guard::{CgroupGuard, ChildGuard, NetnsGuard, Scratch};
 
-use crate::server::poll_kubectl;
+use crate::server::{poll_kubectl, succeeded};
 
 /// An all-in-one server on a test host; on drop the server stops, then the pods'
 /// processes, mounts and the host go.
@@ -121,14 +121,7 @@ impl AllInOne {
     }
 
     pub(crate) fn kubectl_ok(&self, args: &[&str]) -> String {
-        let output = self.kubectl(args);
-        assert!(
-            output.status.success(),
-            "kubectl {args:?}: {}\n{}",
-            String::from_utf8_lossy(&output.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        succeeded(self.kubectl(args), args, || self.log())
     }
 
     pub(crate) fn log(&self) -> String {

@@ -247,14 +247,11 @@ impl Server {
     }
 
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let output = self.kubectl(args);
-        assert!(
-            output.status.success(),
-            "kubectl {args:?}: {}\nserver log: {}",
-            String::from_utf8_lossy(&output.stderr),
-            std::fs::read_to_string(self.scratch.path().join("server.log")).unwrap_or_default()
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        let log = self.scratch.path().join("server.log");
+        succeeded(self.kubectl(args), args, || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            format!("server log: {text}")
+        })
     }
 
     pub fn write(&self, name: &str, text: &str) -> String {
@@ -262,6 +259,18 @@ impl Server {
         std::fs::write(&path, text).unwrap();
         path.display().to_string()
     }
+}
+
+/// The standard output of kubectl run with `args`, which must have succeeded; a
+/// failure shows what `log` says.
+pub fn succeeded(output: Output, args: &[&str], log: impl Fn() -> String) -> String {
+    assert!(
+        output.status.success(),
+        "kubectl {args:?}: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        log()
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Runs kubectl (as `kubectl` runs it) until its output satisfies `done`, for up to
