@@ -1,11 +1,14 @@
-//! The built-in Ingress controller, as k3s ships one: every node answers HTTP on port 80
-//! for the Ingresses of class `berth` (the cluster's default class), routing by host and
+//! The built-in Ingress controller, as k3s ships one: every node answers HTTP on port 80,
+//! and HTTPS on 443 with the certificates of the Ingresses' TLS Secrets ([`tls`]), for
+//! the Ingresses of class `berth` (the cluster's default class), routing by host and
 //! path as the Ingress specification says — an exact host before a wildcard before
 //! none, the longest path first, Exact before Prefix — to the backend Service's cluster
 //! IP, which the node's Service rules balance over its ready pods. Routes are read from
 //! the watched Ingresses and Services on each request, so a change is in force at once.
 //! A request no rule matches goes to a default backend, or gets a 404; a backend that
-//! is missing a 503.
+//! is missing a 503. Upgraded connections (WebSockets) are passed through both ways.
+
+mod tls;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -52,27 +55,72 @@ impl Routes {
     }
 }
 
-/// Serves HTTP on `port` of every address of the node until the process ends; an error
-/// (the port taken) is logged and the node serves no Ingress.
-pub(crate) async fn serve(routes: Routes, port: u16) {
-    let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-    let listener = match tokio::net::TcpListener::bind(address).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(%error, %address, "could not listen for Ingress traffic: this node serves no Ingress");
-            return;
-        }
+impl Routes {
+    /// The Ingresses this controller serves now: those of its class.
+    fn served(&self) -> Vec<Arc<Ingress>> {
+        let classes = self.classes.state();
+        self.ingresses
+            .state()
+            .into_iter()
+            .filter(|i| berth_labels::ingress_has_class(i, INGRESS_CLASS, &classes))
+            .collect()
+    }
+}
+
+/// What a listener's requests are handled with: the routes, and the scheme they came
+/// in on (for `X-Forwarded-Proto`).
+#[derive(Clone)]
+struct Front {
+    routes: Routes,
+    scheme: &'static str,
+}
+
+/// Serves HTTP and HTTPS on `ports` of every address of the node until the process
+/// ends, following the TLS Secrets of the served Ingresses as `served` says they
+/// change; a listener that cannot start (its port taken) is logged and left out.
+pub(crate) async fn serve(
+    client: kube::Client,
+    routes: Routes,
+    ports: crate::IngressPorts,
+    served: Arc<tokio::sync::Notify>,
+) {
+    let certificates = tls::Certificates::new(client, routes.clone());
+    tokio::spawn(Arc::clone(&certificates).follow(served));
+    let app = |scheme| {
+        let front = Front {
+            routes: routes.clone(),
+            scheme,
+        };
+        axum::Router::new()
+            .fallback(proxy)
+            .with_state(front)
+            .into_make_service_with_connect_info::<SocketAddr>()
     };
-    let app = axum::Router::new().fallback(proxy).with_state(routes);
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(error) = axum::serve(listener, service).await {
-        tracing::error!(%error, "the Ingress listener stopped");
+    let http = SocketAddr::from((Ipv4Addr::UNSPECIFIED, ports.http));
+    let https = SocketAddr::from((Ipv4Addr::UNSPECIFIED, ports.https));
+    let plain = async {
+        let listener = tokio::net::TcpListener::bind(http).await?;
+        axum::serve(listener, app("http")).await
+    };
+    let secure = async {
+        let config = certificates
+            .server_config()
+            .map_err(std::io::Error::other)?;
+        axum_server::bind_rustls(https, config)
+            .serve(app("https"))
+            .await
+    };
+    let (plain, secure) = tokio::join!(plain, secure);
+    for (address, outcome) in [(http, plain), (https, secure)] {
+        if let Err(error) = outcome {
+            tracing::error!(%error, %address, "the Ingress listener stopped (or never started)");
+        }
     }
 }
 
 /// One request, sent on to the backend its host and path route to.
 async fn proxy(
-    State(routes): State<Routes>,
+    State(Front { routes, scheme }): State<Front>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     mut request: Request,
 ) -> Response {
@@ -86,14 +134,7 @@ async fn proxy(
                 .to_ascii_lowercase()
         })
         .unwrap_or_default();
-    let classes = routes.classes.state();
-    let ingresses: Vec<Arc<Ingress>> = routes
-        .ingresses
-        .state()
-        .into_iter()
-        .filter(|i| berth_labels::ingress_has_class(i, INGRESS_CLASS, &classes))
-        .collect();
-    let Some((namespace, backend)) = route(&ingresses, &host, request.uri().path()) else {
+    let Some((namespace, backend)) = route(&routes.served(), &host, request.uri().path()) else {
         return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
     };
     let Some(target) = resolve(&routes.services.state(), &namespace, &backend) else {
@@ -115,13 +156,38 @@ async fn proxy(
     if let Ok(value) = HeaderValue::from_str(&host) {
         headers.insert("x-forwarded-host", value);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(scheme));
+    let upgrade = request
+        .headers()
+        .contains_key(header::UPGRADE)
+        .then(|| hyper::upgrade::on(&mut request));
     match routes.client.request(request).await {
-        Ok(response) => response.map(Body::new),
+        Ok(mut response) => {
+            if let Some(client_side) = upgrade
+                && response.status() == StatusCode::SWITCHING_PROTOCOLS
+            {
+                let backend_side = hyper::upgrade::on(&mut response);
+                tokio::spawn(pass_through(client_side, backend_side));
+            }
+            response.map(Body::new)
+        }
         Err(error) => {
             tracing::debug!(%error, %target, "an Ingress backend did not answer");
             (StatusCode::BAD_GATEWAY, "bad gateway\n").into_response()
         }
+    }
+}
+
+/// Copies an upgraded connection's bytes both ways between the client and the backend
+/// until either side closes.
+async fn pass_through(client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade) {
+    let (Ok(client), Ok(backend)) = tokio::join!(client, backend) else {
+        return;
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut backend = hyper_util::rt::TokioIo::new(backend);
+    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+        tracing::debug!(%error, "an upgraded Ingress connection ended");
     }
 }
 

@@ -85,8 +85,18 @@ pub struct AgentConfig {
     pub cluster_cidr: berth_net::Ipv4Net,
     /// The cluster DNS, which the node serves and its pods ask.
     pub dns: ClusterDns,
-    /// The port the built-in Ingress controller answers HTTP on (80); None for none.
-    pub ingress_port: Option<u16>,
+    /// The ports the built-in Ingress controller answers on; None for none.
+    pub ingress: Option<IngressPorts>,
+}
+
+/// Where the built-in Ingress controller listens on every address of the node, as
+/// k3s's bundled one: HTTP on 80 and HTTPS on 443.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngressPorts {
+    /// Plain HTTP, for every host.
+    pub http: u16,
+    /// HTTPS, for the hosts whose Ingress names a TLS Secret.
+    pub https: u16,
 }
 
 /// The cluster DNS: the address pods ask (kube-dns's cluster IP, served by every node
@@ -167,7 +177,7 @@ impl Agent {
         }
         let engine = Arc::new(open_engine(&config, range, cni)?);
         let node = (identity.name.clone(), range);
-        let names = (config.dns.clone(), config.ingress_port);
+        let names = (config.dns.clone(), config.ingress);
         tokio::spawn(services::run(client.clone(), node, names));
         tokio::spawn(routes::run(client.clone(), identity.name.clone()));
         tokio::spawn(policies::run(client.clone(), identity.name.clone()));

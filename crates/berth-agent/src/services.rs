@@ -38,7 +38,7 @@ const SERVICE_NAME: &str = "kubernetes.io/service-name";
 pub async fn run(
     client: Client,
     (node, pod_range): (String, berth_net::Ipv4Net),
-    (dns, ingress_port): (ClusterDns, Option<u16>),
+    (dns, ingress): (ClusterDns, Option<crate::IngressPorts>),
 ) {
     let zone = ClusterZone::new(&dns.domain);
     let _server = serve_names(&dns, &zone).await;
@@ -55,15 +55,16 @@ pub async fn run(
     let changed = Arc::new(Notify::new());
     let services = crate::reflected::<Service>(&client, &changed);
     let slices = crate::reflected::<EndpointSlice>(&client, &changed);
-    if let Some(port) = ingress_port {
-        // Ingresses are read on each request; their changes need no sync.
-        let quiet = Arc::new(Notify::new());
+    if let Some(ports) = ingress {
+        // Ingresses are read on each request; their changes only start and stop the
+        // watches of the TLS Secrets they name.
+        let served = Arc::new(Notify::new());
         let routes = crate::ingress::Routes::new(
-            crate::reflected(&client, &quiet),
-            crate::reflected(&client, &quiet),
+            crate::reflected(&client, &served),
+            crate::reflected(&client, &served),
             services.clone(),
         );
-        tokio::spawn(crate::ingress::serve(routes, port));
+        tokio::spawn(crate::ingress::serve(client.clone(), routes, ports, served));
     }
     services.wait_until_ready().await.ok();
     slices.wait_until_ready().await.ok();

@@ -411,7 +411,8 @@ impl Identity {
 
 /// Whether `identity` may read the object `name` of `place` as far as the Node
 /// authorizer's graph goes: a node reads a configMap, secret or claim only while a pod
-/// bound to it refers to it (read from the watch cache); everyone else passes. The 403 names the
+/// bound to it refers to it, or a secret an Ingress names for TLS (read from the watch
+/// cache); everyone else passes. The 403 names the
 /// missing relationship, in the Node authorizer's words.
 pub(crate) fn node_may_read(
     cache: &crate::cache::Cache,
@@ -440,11 +441,28 @@ pub(crate) fn node_may_read(
                 .as_ref()
                 .is_some_and(|spec| berth_podrefs::all(spec).contains(&wanted))
         });
-    if used {
+    if used || (kind == berth_podrefs::Kind::Secret && names_for_tls(cache, namespace, name)) {
         Ok(())
     } else {
         Err(no_relationship(identity, plural, namespace, name))
     }
+}
+
+/// Whether an Ingress in `namespace` names the Secret `name` for TLS: every node's
+/// built-in Ingress controller serves those certificates (as k3s's bundled controller
+/// reads every Secret an Ingress names).
+fn names_for_tls(cache: &crate::cache::Cache, namespace: &str, name: &str) -> bool {
+    let prefix = format!("/registry/ingresses/{namespace}/");
+    let ingresses = cache.typed_list::<k8s_openapi::api::networking::v1::Ingress>(&prefix);
+    ingresses
+        .into_iter()
+        .flat_map(|ingress| {
+            ingress
+                .spec
+                .into_iter()
+                .flat_map(|s| s.tls.unwrap_or_default())
+        })
+        .any(|tls| tls.secret_name.as_deref() == Some(name))
 }
 
 fn no_relationship(identity: &Identity, plural: &str, namespace: &str, name: &str) -> Status {

@@ -3,17 +3,23 @@
 //! nodes' Service rules do that — and this controller writes those addresses into its
 //! `status.loadBalancer.ingress`, so `kubectl get svc` shows its EXTERNAL-IP. The same
 //! for the Ingresses every node's built-in controller serves (class `berth`), so
-//! `kubectl get ingress` shows their ADDRESS.
+//! `kubectl get ingress` shows their ADDRESS; and when such an Ingress names a TLS
+//! Secret that is missing or lacks its certificate or key, a Warning event says so —
+//! once, while it stays so — since the nodes then serve those hosts without TLS.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{LoadBalancerIngress, Node, Service};
+use k8s_openapi::api::core::v1::{LoadBalancerIngress, Node, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::watched::{Informers, Watched};
+
+/// The source its events name.
+const COMPONENT: &str = "berth-ingress";
 
 /// How soon a failed write is tried again.
 const RETRY: Duration = Duration::from_secs(2);
@@ -28,14 +34,18 @@ pub async fn run(client: Client, informers: Informers) {
     let nodes = watched.cache::<Node>().await;
     let ingresses = watched.cache::<Ingress>().await;
     let classes = watched.cache::<IngressClass>().await;
+    let secrets = watched.cache::<Secret>().await;
+    let mut reported = BTreeSet::new();
     loop {
         let wanted = ingress(&nodes.state());
         let mut retry = false;
         let current_classes = classes.state();
-        let served = ingresses
+        let served: Vec<_> = ingresses
             .state()
             .into_iter()
-            .filter(|i| berth_labels::ingress_has_class(i, "berth", &current_classes));
+            .filter(|i| berth_labels::ingress_has_class(i, "berth", &current_classes))
+            .collect();
+        report_missing_secrets(&client, &served, &secrets, &mut reported).await;
         for served in served {
             let current = served
                 .status
@@ -69,6 +79,67 @@ pub async fn run(client: Client, informers: Informers) {
         if !watched.next_change(wait).await {
             return;
         }
+    }
+}
+
+/// An unusable TLS Secret an Ingress names: the Ingress's uid, the Secret's name.
+type Unusable = (String, String);
+
+/// Records a Warning event on each served Ingress naming a TLS Secret that is missing
+/// or lacks `tls.crt` or `tls.key`, unless it was already `reported`; forgets those
+/// that became usable (or are no longer named), so a relapse is reported again.
+async fn report_missing_secrets(
+    client: &Client,
+    served: &[std::sync::Arc<Ingress>],
+    secrets: &kube::runtime::reflector::Store<Secret>,
+    reported: &mut BTreeSet<Unusable>,
+) {
+    let mut unusable = BTreeSet::new();
+    for ingress in served {
+        let namespace = ingress.namespace().unwrap_or_default();
+        let entries = ingress.spec.iter().flat_map(|s| s.tls.iter().flatten());
+        for entry in entries {
+            let Some(name) = entry.secret_name.as_deref() else {
+                continue;
+            };
+            let secret =
+                secrets.get(&kube::runtime::reflector::ObjectRef::new(name).within(&namespace));
+            let Some(problem) = tls_problem(secret.as_deref()) else {
+                continue;
+            };
+            let key = (ingress.uid().unwrap_or_default(), name.to_string());
+            if !reported.contains(&key) {
+                let hosts = entry.hosts.as_deref().unwrap_or_default().join(", ");
+                let message = format!(
+                    "TLS Secret {namespace}/{name} {problem}: hosts [{hosts}] are served without TLS"
+                );
+                let event = ("Warning", "TLSSecretUnusable", message.as_str());
+                berth_events::record(client, ingress.as_ref(), event, COMPONENT).await;
+            }
+            unusable.insert(key);
+        }
+    }
+    *reported = unusable;
+}
+
+/// Why a TLS Secret cannot serve: missing, or without its certificate or key.
+fn tls_problem(secret: Option<&Secret>) -> Option<&'static str> {
+    let Some(secret) = secret else {
+        return Some("not found");
+    };
+    let has = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(key))
+            .is_some_and(|value| !value.0.is_empty())
+    };
+    if !has("tls.crt") {
+        Some("has no tls.crt")
+    } else if !has("tls.key") {
+        Some("has no tls.key")
+    } else {
+        None
     }
 }
 

@@ -5,7 +5,9 @@
 //!
 //! - `serve [PORT]`: an HTTP server (default port 8080). `GET /` answers with the hostname and
 //!   the request line; `GET /healthz` answers 200, or 500 once `GET /fail` (or `POST /fail`)
-//!   was called or the file `/tmp/unhealthy` exists; `GET /recover` undoes `/fail`.
+//!   was called or the file `/tmp/unhealthy` exists; `GET /recover` undoes `/fail`;
+//!   `GET /upgrade` switches protocols (101, `Upgrade: echo`) and then echoes every byte,
+//!   as a WebSocket upgrade would hand the connection over.
 //! - `udp-echo PORT`: answers every UDP datagram on PORT with the same bytes.
 //! - `hostname`: prints the hostname the kernel reports (UTS namespace check).
 //! - `exit CODE`: exits with that status.
@@ -118,6 +120,14 @@ fn answer(stream: TcpStream, failing: &AtomicBool) -> std::io::Result<()> {
         header.clear();
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    if path == "/upgrade" {
+        let mut stream = stream;
+        stream.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )?;
+        std::io::copy(&mut reader, &mut stream)?;
+        return Ok(());
+    }
     let (status, body) = match path {
         "/healthz" if failing.load(Ordering::SeqCst) || Path::new("/tmp/unhealthy").exists() => {
             ("500 Internal Server Error", "unhealthy\n".to_string())

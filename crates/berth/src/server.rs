@@ -162,7 +162,10 @@ fn agent_config(
             address: node.cluster_dns,
             domain: node.cluster_domain.clone(),
         },
-        ingress_port: (!node.disable_ingress).then_some(80),
+        ingress: (!node.disable_ingress).then_some(berth_agent::IngressPorts {
+            http: 80,
+            https: 443,
+        }),
     })
 }
 

@@ -174,7 +174,7 @@ impl Cluster {
     }
 
     /// Node `name`'s host's network namespace.
-    pub(crate) fn netns(&self, name: &str) -> PathBuf {
+    fn netns(&self, name: &str) -> PathBuf {
         self.host(name).netns().path()
     }
 
@@ -231,6 +231,26 @@ impl Cluster {
             (limit, done),
             || self.logs(),
         )
+    }
+
+    /// The file `name` in the cluster's scratch folder.
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
+        self.scratch.path().join(name)
+    }
+
+    /// `work` run on a thread of its own on node `name`'s host (its network namespace):
+    /// for clients the test holds in its own hands.
+    pub(crate) fn on_thread<T: Send + 'static>(
+        &self,
+        name: &str,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let netns = self.netns(name);
+        std::thread::spawn(move || {
+            let namespace = std::fs::File::open(netns).unwrap();
+            nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            work()
+        })
     }
 
     /// `kubectl apply` of `manifest`, kept in the scratch folder as `name`.

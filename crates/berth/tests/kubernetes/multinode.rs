@@ -1,14 +1,13 @@
 //! The multi-node suite: one `berth server` and three `berth agent`s, each on a test
 //! host of its own on one switch, running the test kit's web app as a Deployment of six
-//! replicas behind a LoadBalancer Service — reached from every node, from pods and by
-//! name; kept answering when a node dies, when a host is cut off and comes back, and
-//! through a rolling update and a drain under a steady 200 requests a second.
+//! replicas behind a LoadBalancer Service — reached from every node, from pods, by name
+//! and through an Ingress (over TLS too, and with a connection upgrade passed through);
+//! kept answering when a node dies, when a host is cut off and comes back, and through a
+//! rolling update and a drain under a steady 200 requests a second.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -60,6 +59,80 @@ spec:
   - name: http
     port: 8080
     targetPort: 8080
+"#;
+
+/// A second app behind its own Service, and an Ingress that routes a TLS host to the
+/// web app and a plain one to the second app; its third host names a Secret that does
+/// not exist.
+const SITES: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: api}
+  template:
+    metadata:
+      labels: {app: api}
+    spec:
+      containers:
+      - name: api
+        image: webapp:1
+        readinessProbe:
+          httpGet: {path: /healthz, port: 8080}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: api
+spec:
+  selector: {app: api}
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: sites
+spec:
+  tls:
+  - hosts: [secure.example]
+    secretName: secure-tls
+  - hosts: [absent.example]
+    secretName: absent-tls
+  rules:
+  - host: secure.example
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: web
+            port: {name: http}
+  - host: api.example
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: api
+            port: {number: 80}
+  - host: absent.example
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: web
+            port: {number: 8080}
 "#;
 
 /// The server (without a node of its own) and three agents; nodes silent for 8 s are
@@ -167,7 +240,7 @@ fn field(cluster: &Cluster, kind: &str, name: &str, path: &str) -> String {
 }
 
 #[test]
-fn a_service_answers_on_every_node_from_all_its_replicas() {
+fn services_and_ingresses_answer_on_every_node() {
     let cluster = three_nodes("mn-svc");
     deploy_web(&cluster);
     let pods: BTreeSet<String> = serving_pods(&cluster)
@@ -225,6 +298,132 @@ fn a_service_answers_on_every_node_from_all_its_replicas() {
                 "{url} from {pod}: {answer}"
             );
         }
+    }
+
+    ingress_routes_hosts_over_http_and_tls(&cluster);
+}
+
+/// The Ingress of [`SITES`] on every node's ports 80 and 443, as a client outside the
+/// cluster (the server's host) sees it.
+fn ingress_routes_hosts_over_http_and_tls(cluster: &Cluster) {
+    let (cert, key) = (cluster.file("secure.crt"), cluster.file("secure.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=secure.example",
+            "-addext",
+            "subjectAltName=DNS:secure.example",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    cluster.kubectl_ok(&[
+        "create",
+        "secret",
+        "tls",
+        "secure-tls",
+        "--cert",
+        cert,
+        "--key",
+        key,
+    ]);
+    cluster.apply("sites.yaml", SITES);
+    let status = "jsonpath={.status.readyReplicas}";
+    cluster.kubectl_until(&["get", "deployment", "api", "-o", status], |text| {
+        text == "2"
+    });
+
+    for node in NODES {
+        let address = cluster.address(node);
+        let fetch = |scheme: &str, host: &str| {
+            let port = if scheme == "https" { 443 } else { 80 };
+            let resolve = format!("{host}:{port}:{address}");
+            let url = format!("{scheme}://{host}/");
+            let args = [
+                "curl",
+                "-sf",
+                "--max-time",
+                "5",
+                "--cacert",
+                cert,
+                "--resolve",
+                &resolve,
+                &url,
+            ];
+            let output = cluster.on(SERVER_NODE, &args);
+            output
+                .status
+                .success()
+                .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+        };
+        // The TLS host with its certificate (curl checks it against the one made here).
+        let secure = wait_for(|| fetch("https", "secure.example"));
+        assert!(secure.starts_with("hostname: web-"), "{node}: {secure}");
+        let plain = wait_for(|| fetch("http", "api.example"));
+        assert!(plain.starts_with("hostname: api-"), "{node}: {plain}");
+        // A host whose Secret is missing: plain HTTP only.
+        let absent = wait_for(|| fetch("http", "absent.example"));
+        assert!(absent.starts_with("hostname: web-"), "{node}: {absent}");
+        assert_eq!(fetch("https", "absent.example"), None, "{node}");
+    }
+    let reported = "involvedObject.name=sites,reason=TLSSecretUnusable";
+    let events = cluster.kubectl_until(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            reported,
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        |text| !text.is_empty(),
+    );
+    assert!(
+        events.contains("TLS Secret default/absent-tls not found"),
+        "{events}"
+    );
+
+    // An upgraded connection is handed over both ways, as a WebSocket's is.
+    let address: SocketAddr = format!("{}:80", cluster.address("node-2")).parse().unwrap();
+    let echoed = cluster.on_thread(SERVER_NODE, move || {
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let ask = "GET /upgrade HTTP/1.1\r\nHost: api.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n";
+        stream.write_all(ask.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        stream.write_all(b"ping\n").unwrap();
+        let mut echo = [0u8; 5];
+        stream.read_exact(&mut echo).unwrap();
+        (String::from_utf8_lossy(&head).into_owned(), echo)
+    });
+    let (head, echo) = echoed.join().unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(&echo, b"ping\n");
+}
+
+/// What `attempt` gives once it gives something (within a minute): routes reach every
+/// node within moments of being written.
+fn wait_for(attempt: impl Fn() -> Option<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(found) = attempt() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "never answered");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -316,15 +515,15 @@ impl Tally {
 }
 
 impl Load {
-    /// `rate` requests a second to `target` from the host whose network namespace is `netns`.
-    fn start(netns: PathBuf, target: SocketAddr, rate: u32) -> Self {
+    /// `rate` requests a second to `target` from node `node`'s host.
+    fn start(cluster: &Cluster, node: &str, target: SocketAddr, rate: u32) -> Self {
         const THREADS: u32 = 4;
         let stop = Arc::new(AtomicBool::new(false));
         let interval = Duration::from_secs(1) * THREADS / rate;
         let threads = (0..THREADS)
             .map(|_| {
-                let (netns, stop) = (netns.clone(), stop.clone());
-                std::thread::spawn(move || send(&netns, target, interval, &stop))
+                let stop = stop.clone();
+                cluster.on_thread(node, move || send(target, interval, &stop))
             })
             .collect();
         Self { stop, threads }
@@ -342,15 +541,8 @@ impl Load {
     }
 }
 
-/// One load thread: joins the host's network, then sends a request every `interval`.
-fn send(
-    netns: &std::path::Path,
-    target: SocketAddr,
-    interval: Duration,
-    stop: &AtomicBool,
-) -> Tally {
-    let namespace = std::fs::File::open(netns).unwrap();
-    nix::sched::setns(namespace.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+/// One load thread: a request every `interval` until `stop`.
+fn send(target: SocketAddr, interval: Duration, stop: &AtomicBool) -> Tally {
     let started = Instant::now();
     let mut tally = Tally::default();
     let mut next = started;
@@ -396,11 +588,10 @@ fn a_rolling_update_and_a_drain_under_load_lose_no_request() {
     deploy_web(&cluster);
     let ip = field(&cluster, "service", "web", ".spec.clusterIP");
     let target: SocketAddr = format!("{ip}:8080").parse().unwrap();
-    let netns = cluster.netns("node-1");
 
     // The rolling update replaces every pod; the load runs until the old ones are gone.
     let before = names(&serving_pods(&cluster));
-    let load = Load::start(netns.clone(), target, 200);
+    let load = Load::start(&cluster, "node-1", target, 200);
     cluster.kubectl_ok(&["set", "env", "deployment/web", "ROUND=2"]);
     cluster.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
     wait_available(&cluster);
@@ -414,7 +605,7 @@ fn a_rolling_update_and_a_drain_under_load_lose_no_request() {
     tally.assert_all_answered("the rolling update");
 
     // The drain evicts node-2's pods; the load runs until they are gone.
-    let load = Load::start(netns, target, 200);
+    let load = Load::start(&cluster, "node-1", target, 200);
     cluster.kubectl_ok(&["drain", "node-2", "--ignore-daemonsets", "--timeout=120s"]);
     six_serving_away_from(&cluster, &["node-2"]);
     let on_node_2 = "jsonpath={.items[?(@.spec.nodeName==\"node-2\")].metadata.name}";
