@@ -308,6 +308,12 @@ impl Cluster {
     }
 }
 
+impl crate::server::Kubectl for Cluster {
+    fn run_kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl(args)
+    }
+}
+
 /// The test kit's images as `docker load` archives, named as the nodes know them.
 fn test_images(scratch: &Path) -> Vec<(&'static str, Vec<u8>)> {
     let busybox = berth_testkit::images::busybox_image(&scratch.join("busybox")).unwrap();

@@ -1,7 +1,8 @@
 //! The multi-node suite: one `berth server` and three `berth agent`s, each on a test
 //! host of its own on one switch, running the test kit's web app as a Deployment of six
 //! replicas behind a LoadBalancer Service — reached from every node, from pods, by name
-//! and through an Ingress (over TLS too, and with a connection upgrade passed through);
+//! and through an Ingress (over TLS too, and with a connection upgrade passed through),
+//! and cut off by NetworkPolicies exactly as far as they say;
 //! kept answering when a node dies, when a host is cut off and comes back, and through a
 //! rolling update and a drain under a steady 200 requests a second.
 
@@ -14,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::cluster::{Cluster, SERVER_NODE};
+use crate::netpol::{fetch, until};
 
 /// The agents' node names.
 const NODES: [&str; 3] = ["node-1", "node-2", "node-3"];
@@ -301,6 +303,76 @@ fn services_and_ingresses_answer_on_every_node() {
     }
 
     ingress_routes_hosts_over_http_and_tls(&cluster);
+    policies_cut_exactly_the_traffic_they_say(&cluster);
+}
+
+/// Every pod of the namespace refuses connections, but the web app takes them from the
+/// api app.
+const POLICIES: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: deny-all
+spec:
+  podSelector: {}
+  policyTypes: [Ingress]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: api-to-web
+spec:
+  podSelector:
+    matchLabels: {app: web}
+  ingress:
+  - from:
+    - podSelector:
+        matchLabels: {app: api}
+    ports:
+    - {port: 8080, protocol: TCP}
+"#;
+
+/// [`POLICIES`] across nodes: a web pod on another node than an api pod takes its
+/// connections, and no longer another web pod's; the api pods take none.
+fn policies_cut_exactly_the_traffic_they_say(cluster: &Cluster) {
+    let webs: Vec<(String, String)> = serving_pods(cluster).into_iter().collect();
+    let api = cluster.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=api",
+        "-o",
+        "jsonpath={.items[0].metadata.name} {.items[0].spec.nodeName} {.items[0].status.podIP}",
+    ]);
+    let [api, api_node, api_ip] = api.split(' ').collect::<Vec<_>>()[..] else {
+        panic!("no api pod: {api}");
+    };
+    let (target, _) = webs.iter().find(|(_, node)| node != api_node).unwrap();
+    let (other, _) = webs.iter().find(|(name, _)| name != target).unwrap();
+    let jsonpath = "jsonpath={.status.podIP}";
+    let ip = cluster.kubectl_ok(&["get", "pod", target, "-o", jsonpath]);
+    let (web, api_url) = (
+        format!("http://{ip}:8080/"),
+        format!("http://{api_ip}:8080/"),
+    );
+    assert!(until(cluster, (other, &web), true).is_some());
+
+    cluster.apply("policies.yaml", POLICIES);
+    assert_eq!(
+        until(cluster, (other, &web), false),
+        None,
+        "{other} to {target}"
+    );
+    let answer = fetch(cluster, api, &web).unwrap_or_default();
+    assert!(
+        answer.starts_with(&format!("hostname: {target}")),
+        "{api} to {target}: {answer}"
+    );
+    assert_eq!(
+        until(cluster, (other, &api_url), false),
+        None,
+        "{other} to {api}"
+    );
 }
 
 /// The Ingress of [`SITES`] on every node's ports 80 and 443, as a client outside the

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::pods::AllInOne;
+use crate::server::Kubectl;
 
 /// A pod labelled `app: <name>` that serves its name over HTTP on port 8080.
 fn serving(name: &str) -> String {
@@ -56,9 +57,9 @@ spec:
 "#;
 
 /// What `url` answers pod `from`; None when the connection fails within 3 s.
-fn fetch(cluster: &AllInOne, from: &str, url: &str) -> Option<String> {
+pub(crate) fn fetch(cluster: &impl Kubectl, from: &str, url: &str) -> Option<String> {
     let args = ["exec", from, "--", "timeout", "3", "wget", "-qO-", url];
-    let output = cluster.kubectl(&args);
+    let output = cluster.run_kubectl(&args);
     output
         .status
         .success()
@@ -67,7 +68,11 @@ fn fetch(cluster: &AllInOne, from: &str, url: &str) -> Option<String> {
 
 /// Waits until `from` reaching `url` is `open` (it answers) or not, for up to 30 s; the
 /// last answer.
-fn until(cluster: &AllInOne, (from, url): (&str, &str), open: bool) -> Option<String> {
+pub(crate) fn until(
+    cluster: &impl Kubectl,
+    (from, url): (&str, &str),
+    open: bool,
+) -> Option<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let answer = fetch(cluster, from, url);

@@ -178,6 +178,12 @@ impl AllInOne {
     }
 }
 
+impl crate::server::Kubectl for AllInOne {
+    fn run_kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl(args)
+    }
+}
+
 /// `berth server` with its agent, on the test host, its state in `dir`.
 fn spawn(dir: &Path, host: &NetnsGuard, port: u16, cgroup_parent: &str) -> ChildGuard {
     let log = std::fs::OpenOptions::new()

@@ -261,6 +261,12 @@ impl Server {
     }
 }
 
+/// A cluster the stock kubectl drives as its admin, for helpers that work on any.
+pub trait Kubectl {
+    /// kubectl run with `args`.
+    fn run_kubectl(&self, args: &[&str]) -> Output;
+}
+
 /// The standard output of kubectl run with `args`, which must have succeeded; a
 /// failure shows what `log` says.
 pub fn succeeded(output: Output, args: &[&str], log: impl Fn() -> String) -> String {
