@@ -7,58 +7,8 @@
 # Kubernetes' SLO is p99 <= 5 s; issue 14's goals: p99 <= 300 ms one by one, <= 2 s for
 # the burst, agent idle RSS <= 20 MiB (k3s's agent: 275 MB).
 set -euo pipefail
-: "${BERTH:?set by benches/run}" "${TESTKIT:?set by benches/run}"
-work=$(mktemp -d /tmp/berth-bench-pods.XXXXXX)
-host=berth-bench-pods-$$
-cgroup=berth-bench-pods
-server=""
-agent=""
-# The server runs under nsenter directly (not this function), so that $! is the
-# process itself, which nsenter becomes, and the clean-up kills it.
-on_host() { nsenter --net="/run/netns/$host" "$@"; }
-kube() { on_host env KUBECONFIG="$work/data/admin.kubeconfig" HOME="$work" kubectl "$@"; }
-cleanup() {
-  if [ -n "$server" ]; then
-    kube delete pods --all --grace-period=0 --wait --timeout=120s >/dev/null 2>&1 || true
-    for process in $agent $server; do
-      kill "$process" 2>/dev/null || true
-      wait "$process" 2>/dev/null || true
-    done
-  fi
-  grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-  ip netns del "$host" 2>/dev/null || true
-  # Depth first: the pods' QoS-class groups (besteffort/, burstable/) stay under it.
-  for dir in /sys/fs/cgroup/$cgroup /sys/fs/cgroup/*/$cgroup; do
-    [ -d "$dir" ] && find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
-  true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-ip netns add "$host"
-on_host ip link set lo up
-mkdir -p "$work/node/agent/images"
-"$TESTKIT" archive busybox "$work/node/agent/images/busybox.tar"
-nsenter --net="/run/netns/$host" "$BERTH" server --data-dir "$work/data" --bind 127.0.0.1:6443 --disable-agent \
-  >"$work/server.log" 2>&1 &
-server=$!
-for _ in $(seq 300); do [ -s "$work/data/token" ] && break; sleep 0.1; done
-# The agent on its own, to measure it alone.
-nsenter --net="/run/netns/$host" "$BERTH" agent --server https://127.0.0.1:6443 --token "$(cat "$work/data/token")" \
-  --data-dir "$work/node" --exec-root "$work/run" --node-name bench-node --node-ip 127.0.0.1 \
-  --cgroup-parent "$cgroup" >"$work/agent.log" 2>&1 &
-agent=$!
-for _ in $(seq 300); do
-  kube get nodes 2>/dev/null | grep -q ' Ready ' && break
-  sleep 0.1
-done
-
-agent_status() { cat "/proc/$(pgrep -f "berth agent --server" | head -1)/status"; }
-agent_rss() { agent_status | awk '/VmRSS/ {print $2}'; }
-# The resident set split: the agent's own memory (anonymous) and the pages of the berth
-# binary and libraries it touched (file-backed, shared with any other berth process).
-agent_split() { agent_status | awk '/RssAnon/ {a=$2} /RssFile/ {f=$2} END {printf "%d MiB anonymous + %d MiB file-backed", a/1024, f/1024}'; }
+source "$(dirname "$0")/lib/one-node.bash"
+one_node pods busybox
 sleep 2
 fresh=$(agent_rss)
 fresh_split=$(agent_split)

@@ -328,8 +328,8 @@ pub(crate) fn reflected<K: Watchable>(
     use kube::runtime::WatchStreamExt;
     let (store, writer) = kube::runtime::reflector::store();
     let api = kube::Api::<K>::all(client.clone());
-    let stream = kube::runtime::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff();
+    let events = watcher(api, watcher::Config::default()).modify(slim);
+    let stream = kube::runtime::reflector(writer, events).default_backoff();
     let changed = Arc::clone(changed);
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
@@ -341,6 +341,16 @@ pub(crate) fn reflected<K: Watchable>(
         }
     });
     store
+}
+
+/// Drops what no loop of the agent reads and the API server keeps on every object: its
+/// managed fields and kubectl's last-applied copy of the whole object, which together
+/// are often more than half of it — a cache of 1,000 Services holds less for it.
+fn slim<K: kube::Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+    if let Some(annotations) = object.meta_mut().annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 /// A watch's error as the API client's.

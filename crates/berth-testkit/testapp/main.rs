@@ -3,7 +3,8 @@
 //! It is compiled by berth-testkit's build script with `rustc -C target-feature=+crt-static`,
 //! uses only `std`, and so runs in an image that holds nothing but busybox. Subcommands:
 //!
-//! - `serve [PORT]`: an HTTP server (default port 8080). `GET /` answers with the hostname and
+//! - `serve [PORT]`: an HTTP server (default port 8080), keeping connections alive as
+//!   HTTP/1.1 says. `GET /` answers with the hostname and
 //!   the request line; `GET /healthz` answers 200, or 500 once `GET /fail` (or `POST /fail`)
 //!   was called or the file `/tmp/unhealthy` exists; `GET /recover` undoes `/fail`;
 //!   `GET /upgrade` switches protocols (101, `Upgrade: echo`) and then echoes every byte,
@@ -110,25 +111,52 @@ fn serve(port: &str) -> i32 {
     0
 }
 
+/// Answers the requests of one connection: one, or many while the client keeps it
+/// alive (HTTP/1.1 unless it says `Connection: close`, HTTP/1.0 when it says
+/// `Connection: keep-alive`).
 fn answer(stream: TcpStream, failing: &AtomicBool) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Drain the headers so the client sees a clean close.
-    let mut header = String::new();
-    while reader.read_line(&mut header)? > 2 {
-        header.clear();
+    let mut stream = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        let mut keep_alive = request_line.trim_end().ends_with("HTTP/1.1");
+        let mut header = String::new();
+        while reader.read_line(&mut header)? > 2 {
+            let lower = header.to_ascii_lowercase();
+            if let Some(value) = lower.strip_prefix("connection:") {
+                keep_alive = value.trim() == "keep-alive";
+            }
+            header.clear();
+        }
+        let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+        if path == "/upgrade" {
+            stream.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+            )?;
+            std::io::copy(&mut reader, &mut stream)?;
+            return Ok(());
+        }
+        let (status, body) = respond(path, &request_line, failing);
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        // One write: in pieces, Nagle's algorithm would hold the rest of a kept-alive
+        // answer until the client's delayed ACK.
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes())?;
+        if !keep_alive {
+            return Ok(());
+        }
     }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
-    if path == "/upgrade" {
-        let mut stream = stream;
-        stream.write_all(
-            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
-        )?;
-        std::io::copy(&mut reader, &mut stream)?;
-        return Ok(());
-    }
-    let (status, body) = match path {
+}
+
+/// The status and body for a request of `path`.
+fn respond(path: &str, request_line: &str, failing: &AtomicBool) -> (&'static str, String) {
+    match path {
         "/healthz" if failing.load(Ordering::SeqCst) || Path::new("/tmp/unhealthy").exists() => {
             ("500 Internal Server Error", "unhealthy\n".to_string())
         }
@@ -145,12 +173,5 @@ fn answer(stream: TcpStream, failing: &AtomicBool) -> std::io::Result<()> {
             "200 OK",
             format!("hostname: {}\nrequest: {}\n", hostname(), request_line.trim_end()),
         ),
-    };
-    let mut stream = stream;
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
+    }
 }
