@@ -179,7 +179,12 @@ impl Agent {
         let node = (identity.name.clone(), range);
         let names = (config.dns.clone(), config.ingress);
         tokio::spawn(services::run(client.clone(), node, names));
-        tokio::spawn(routes::run(client.clone(), identity.name.clone()));
+        let own = routes::OwnNode {
+            name: identity.name.clone(),
+            address: ip,
+            range,
+        };
+        tokio::spawn(routes::run(client.clone(), own));
         tokio::spawn(policies::run(client.clone(), identity.name.clone()));
         images::import_air_gap_images(&engine, &config.data_dir.join("images"));
         engine.restore();

@@ -1,7 +1,9 @@
-//! Pod traffic between nodes, as flannel's host-gw backend carries it: each other node's
-//! pod range is routed through that node's address, so pods reach each other by their
-//! own addresses (the bridge's outbound NAT leaves the cluster's pod range alone). A
-//! node that goes, or changes range or address, has its route replaced or taken out.
+//! Pod traffic between nodes, as flannel carries it with DirectRouting: each other node's
+//! pod range is routed through that node's address when it shares a link with this one
+//! (host-gw), and through the VXLAN device to it when a router stands between them
+//! (berth-net's overlay), so pods reach each other by their own addresses (the bridge's
+//! outbound NAT leaves the cluster's pod range alone). A node that goes, or changes
+//! range or address, has its route replaced or taken out.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -12,17 +14,25 @@ use k8s_openapi::api::core::v1::Node;
 use kube::{Client, ResourceExt};
 use tokio::sync::Notify;
 
+/// This node: its name, its address and its pod range.
+pub(crate) struct OwnNode {
+    pub(crate) name: String,
+    pub(crate) address: Ipv4Addr,
+    pub(crate) range: Ipv4Net,
+}
+
 /// Keeps the routes to the other nodes' pod ranges until the process ends.
-pub(crate) async fn run(client: Client, own: String) {
+pub(crate) async fn run(client: Client, own: OwnNode) {
+    let own = Arc::new(own);
     let changed = Arc::new(Notify::new());
     let nodes = crate::reflected::<Node>(&client, &changed);
     nodes.wait_until_ready().await.ok();
     let mut routed: BTreeMap<Ipv4Net, Ipv4Addr> = BTreeMap::new();
     loop {
-        let wanted = wanted_routes(&nodes.state(), &own);
+        let wanted = wanted_routes(&nodes.state(), &own.name);
         if wanted != routed {
-            let (before, after) = (routed.clone(), wanted.clone());
-            let applied = tokio::task::spawn_blocking(move || apply(&before, &after)).await;
+            let (before, after, own) = (routed.clone(), wanted.clone(), Arc::clone(&own));
+            let applied = tokio::task::spawn_blocking(move || apply(&own, &before, &after)).await;
             // What failed is tried again at the next change.
             routed = applied.unwrap_or_default();
         }
@@ -46,6 +56,7 @@ fn wanted_routes(nodes: &[Arc<Node>], own: &str) -> BTreeMap<Ipv4Net, Ipv4Addr> 
 
 /// Changes the routes from `routed` to `wanted`; the routes now in place.
 fn apply(
+    own: &OwnNode,
     routed: &BTreeMap<Ipv4Net, Ipv4Addr>,
     wanted: &BTreeMap<Ipv4Net, Ipv4Addr>,
 ) -> BTreeMap<Ipv4Net, Ipv4Addr> {
@@ -60,7 +71,7 @@ fn apply(
         if routed.get(range) == Some(node) {
             continue;
         }
-        match berth_net::route_pods_via(*range, *node) {
+        match route(own, *range, *node) {
             Ok(()) => drop(now.insert(*range, *node)),
             Err(error) => {
                 tracing::warn!(%error, %range, %node, "could not route a node's pods");
@@ -69,6 +80,17 @@ fn apply(
         }
     }
     now
+}
+
+/// Routes `range` to `node`: directly on a shared link, else over VXLAN (the device
+/// made on first need).
+fn route(own: &OwnNode, range: Ipv4Net, node: Ipv4Addr) -> berth_net::Result<()> {
+    if berth_net::on_a_shared_link(node)? {
+        berth_net::route_pods_via(range, node)
+    } else {
+        berth_net::ensure_vxlan(own.address, own.range)?;
+        berth_net::route_pods_over_vxlan(range, node)
+    }
 }
 
 #[cfg(test)]

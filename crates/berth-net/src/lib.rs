@@ -14,6 +14,7 @@ mod firewall;
 mod ipam;
 mod netlink;
 pub mod netns;
+mod overlay;
 mod policy;
 mod proxy;
 
@@ -25,6 +26,9 @@ pub use dns::{Answers, DnsServer, NameTable, Names, host_resolvers};
 pub use firewall::{Firewall, NetworkRules, PortMapping, Protocol};
 pub use ipam::{Pool, default_subnets, host_routes};
 pub use ipnet::Ipv4Net;
+pub use overlay::{
+    VXLAN_DEVICE, VXLAN_OVERHEAD, ensure_vxlan, on_a_shared_link, route_pods_over_vxlan, vxlan_mac,
+};
 pub use policy::{Allowance, Isolation, Peer, PolicyFirewall, PolicyRules, PortRange};
 pub use proxy::{Endpoint, ServiceProxy, ServiceRoute};
 

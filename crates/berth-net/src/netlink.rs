@@ -9,12 +9,16 @@ use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
     NetlinkPayload,
 };
-use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute};
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use rtnetlink::packet_route::route::RouteFlags;
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use rtnetlink::{
     AddressMessageBuilder, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
-    RouteMessageBuilder,
+    LinkVxlan, RouteMessageBuilder,
 };
 
 use crate::{Context, Result};
@@ -47,8 +51,13 @@ impl Netlink {
 
     /// Sends one request and reads the kernel's acknowledgement.
     fn request(&mut self, message: RouteNetlinkMessage, flags: u16, what: &str) -> Result<()> {
+        self.send(message, NLM_F_ACK | flags, what)?;
+        self.answer(what, |_| None)
+    }
+
+    fn send(&mut self, message: RouteNetlinkMessage, flags: u16, what: &str) -> Result<()> {
         let mut packet = NetlinkMessage::from(message);
-        packet.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        packet.header.flags = NLM_F_REQUEST | flags;
         self.sequence += 1;
         packet.header.sequence_number = self.sequence;
         packet.finalize();
@@ -57,6 +66,16 @@ impl Netlink {
         self.socket
             .send(&buffer, 0)
             .or_os(|| format!("{what}: send"))?;
+        Ok(())
+    }
+
+    /// Reads the answers to the last request until `pick` takes one (a reply that
+    /// carries data) or the kernel acknowledges or refuses it.
+    fn answer<T: Default>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&RouteNetlinkMessage) -> Option<T>,
+    ) -> Result<T> {
         loop {
             let (data, _) = self
                 .socket
@@ -68,14 +87,22 @@ impl Netlink {
                     .map_err(std::io::Error::other)
                     .or_os(|| format!("{what}: read the answer"))?;
                 let length = reply.header.length as usize;
-                if let NetlinkPayload::Error(error) = reply.payload
-                    && reply.header.sequence_number == self.sequence
-                {
-                    return match error.code {
-                        None => Ok(()),
-                        Some(code) => Err(std::io::Error::from_raw_os_error(-code.get()))
-                            .or_os(|| what.to_string()),
-                    };
+                if reply.header.sequence_number == self.sequence {
+                    match &reply.payload {
+                        NetlinkPayload::Error(error) => {
+                            return match error.code {
+                                None => Ok(T::default()),
+                                Some(code) => Err(std::io::Error::from_raw_os_error(-code.get()))
+                                    .or_os(|| what.to_string()),
+                            };
+                        }
+                        NetlinkPayload::InnerMessage(message) => {
+                            if let Some(found) = pick(message) {
+                                return Ok(found);
+                            }
+                        }
+                        _ => {}
+                    }
                 }
                 if length == 0 {
                     break;
@@ -233,6 +260,116 @@ impl Netlink {
             }
             other => other,
         }
+    }
+
+    /// Adds the VXLAN device `name` with network `vni` on UDP `port`, carried over the
+    /// interface `underlay` from its address `local`, with its MAC and MTU; learning
+    /// off: its neighbours and forwarding entries are written, never learnt. One of
+    /// that name already there is kept.
+    pub(crate) fn add_vxlan(
+        &mut self,
+        name: &str,
+        (vni, port): (u32, u16),
+        (underlay, local): (u32, Ipv4Addr),
+        mac: [u8; 6],
+        mtu: u32,
+    ) -> Result<()> {
+        let message = LinkVxlan::new(name, vni)
+            .dev(underlay)
+            .local(local)
+            .port(port)
+            .learning(false)
+            .address(mac.to_vec())
+            .mtu(mtu)
+            .build();
+        already_there_is_fine(self.request(
+            RouteNetlinkMessage::NewLink(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &format!("add VXLAN device {name}"),
+        ))
+    }
+
+    /// Writes the permanent neighbour entry: `address` is at `mac` on interface `index`.
+    pub(crate) fn replace_neighbour(
+        &mut self,
+        index: u32,
+        address: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> Result<()> {
+        let mut message = NeighbourMessage::default();
+        message.header.family = AddressFamily::Inet;
+        message.header.ifindex = index;
+        message.header.state = NeighbourState::Permanent;
+        message.attributes = vec![
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(address)),
+            NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
+        ];
+        self.request(
+            RouteNetlinkMessage::NewNeighbour(message),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            &format!("write the neighbour {address}"),
+        )
+    }
+
+    /// Writes the permanent forwarding entry of the VXLAN device `index`: frames for
+    /// `mac` go to `remote` (`bridge fdb replace MAC dev DEVICE dst REMOTE self`).
+    pub(crate) fn replace_forwarding(
+        &mut self,
+        index: u32,
+        mac: [u8; 6],
+        remote: Ipv4Addr,
+    ) -> Result<()> {
+        let mut message = NeighbourMessage::default();
+        message.header.family = AddressFamily::Bridge;
+        message.header.ifindex = index;
+        message.header.state = NeighbourState::Permanent;
+        message.header.flags = NeighbourFlags::Own;
+        message.attributes = vec![
+            NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(remote)),
+        ];
+        self.request(
+            RouteNetlinkMessage::NewNeighbour(message),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            &format!("write the forwarding entry to {remote}"),
+        )
+    }
+
+    /// Routes `destination` through `gateway` on interface `index`, the gateway taken
+    /// as on the link whatever the interface's addresses say; replaces any route to it.
+    pub(crate) fn replace_route_onlink(
+        &mut self,
+        destination: ipnet::Ipv4Net,
+        gateway: Ipv4Addr,
+        index: u32,
+    ) -> Result<()> {
+        let mut route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(destination.network(), destination.prefix_len())
+            .gateway(gateway)
+            .output_interface(index)
+            .build();
+        route.header.flags |= RouteFlags::Onlink;
+        self.request(
+            RouteNetlinkMessage::NewRoute(route),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            &format!("route {destination} via {gateway} on-link"),
+        )
+    }
+
+    /// The MTU of interface `index` (read here: /sys/class/net shows the namespace that
+    /// mounted /sys, not the caller's).
+    pub(crate) fn mtu(&mut self, index: u32) -> Result<u32> {
+        let message = LinkUnspec::new_with_index(index).build();
+        let what = "read an interface's MTU";
+        self.send(RouteNetlinkMessage::GetLink(message), 0, what)?;
+        let mtu = self.answer(what, |message| match message {
+            RouteNetlinkMessage::NewLink(link) => link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Mtu(mtu) => Some(Some(*mtu)),
+                _ => None,
+            }),
+            _ => None,
+        })?;
+        mtu.ok_or_else(|| crate::Error::Invalid(format!("interface {index} has no MTU")))
     }
 
     pub(crate) fn delete_link(&mut self, index: u32) -> Result<()> {

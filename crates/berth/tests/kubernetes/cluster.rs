@@ -10,7 +10,7 @@ use std::time::Duration;
 use berth_testkit::etcd::free_port;
 use berth_testkit::guard::{CgroupGuard, ChildGuard, Scratch};
 
-use crate::hosts::{Host, Switch};
+use crate::hosts::{Host, Router, Switch};
 use crate::server::{poll_kubectl, succeeded};
 
 /// A node agent and its machine. Dropped in field order: the process, its pods, the host.
@@ -31,6 +31,7 @@ pub(crate) struct Cluster {
     scratch: Scratch,
     server_host: Host,
     switch: Switch,
+    far: Option<(Router, Switch)>,
     label: String,
     port: u16,
     agent_flags: Vec<String>,
@@ -45,7 +46,7 @@ impl Cluster {
     pub(crate) fn start(label: &str, own_node: bool, flags: &[&str]) -> Self {
         let scratch = Scratch::new(label).unwrap();
         let images = test_images(scratch.path());
-        let switch = Switch::create(label);
+        let switch = Switch::create(label, "10.203.0");
         let server_host = switch.plug(label, 1);
         let port = free_port().unwrap();
         let cgroup = format!("berth-test/{label}-{}", std::process::id());
@@ -82,6 +83,7 @@ impl Cluster {
             scratch,
             server_host,
             switch,
+            far: None,
             label: label.to_string(),
             port,
             agent_flags: Vec::new(),
@@ -126,6 +128,32 @@ impl Cluster {
     /// Flags every agent started from now on gets.
     pub(crate) fn agent_flags(&mut self, flags: &[&str]) {
         self.agent_flags = flags.iter().map(|flag| flag.to_string()).collect();
+    }
+
+    /// Joins node `name` from a host on another LAN (10.204.0.0/24), which a router
+    /// joins to the server's: the node shares no link with the others.
+    pub(crate) fn join_across_a_router(&mut self, name: &str) {
+        if self.far.is_none() {
+            let far = Switch::create(&format!("{}-far", self.label), "10.204.0");
+            let router = self.switch.route_to(&far, &self.label);
+            let hosts =
+                std::iter::once(&self.server_host).chain(self.agents.iter().map(|a| &a.host));
+            for host in hosts {
+                host.route(&far.network(), &self.switch.gateway());
+            }
+            self.far = Some((router, far));
+        }
+        let (_, far) = self.far.as_ref().unwrap();
+        let number = u8::try_from(11 + self.agents.len()).unwrap();
+        let host = far.plug(&format!("{}-far", self.label), number);
+        host.route(&self.switch.network(), &far.gateway());
+        self.agents.push(Agent {
+            name: name.to_string(),
+            process: None,
+            pods: None,
+            host,
+        });
+        self.join(name);
     }
 
     /// Joins node `name` with the server's token, and waits until it is Ready.
@@ -295,6 +323,9 @@ impl Cluster {
             None => {
                 let number = u8::try_from(11 + self.agents.len()).unwrap();
                 let host = self.switch.plug(&self.label, number);
+                if let Some((_, far)) = &self.far {
+                    host.route(&far.network(), &self.switch.gateway());
+                }
                 self.agents.push(Agent {
                     name: name.to_string(),
                     process: None,

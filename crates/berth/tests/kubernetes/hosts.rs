@@ -1,21 +1,25 @@
-//! Test machines on one network: a switch (a network namespace holding a bridge) and
-//! hosts (network namespaces) each plugged into it by a veth pair, as machines on one
-//! LAN. A host's cable can be pulled and plugged back in to make a partition. Traffic
-//! stays on these namespaces: none of them has a route anywhere else.
+//! Test machines on networks: a switch (a network namespace holding a bridge) and hosts
+//! (network namespaces) each plugged into it by a veth pair, as machines on one LAN; a
+//! router (a namespace forwarding between two switches) joins two LANs. A host's cable
+//! can be pulled and plugged back in to make a partition. Traffic stays on these
+//! namespaces: none of them has a route anywhere else.
 
 use std::process::Command;
 
 use berth_testkit::guard::NetnsGuard;
 
-/// The hosts' network: 10.203.0.0/24.
-const PREFIX: &str = "10.203.0";
-
-/// The switch; dropping it after its hosts removes every link.
+/// The switch of one LAN (`prefix.0/24`); dropping it removes every link to it.
 pub(crate) struct Switch {
     ns: NetnsGuard,
+    prefix: &'static str,
 }
 
-/// A machine on the switch: its own network namespace, its address on the LAN, and the
+/// A router between two switches, at address 254 on each.
+pub(crate) struct Router {
+    _ns: NetnsGuard,
+}
+
+/// A machine on a switch: its own network namespace, its address on the LAN, and the
 /// switch port its cable is plugged into.
 pub(crate) struct Host {
     ns: NetnsGuard,
@@ -24,50 +28,50 @@ pub(crate) struct Host {
 }
 
 impl Switch {
-    /// A switch named after `label` and this process, with its bridge up.
-    pub(crate) fn create(label: &str) -> Self {
-        let ns = NetnsGuard::create(&format!("berth-{label}-sw-{}", std::process::id())).unwrap();
+    /// A switch for the LAN `prefix.0/24` (`10.203.0`), named `name` and after this
+    /// process, with its bridge up.
+    pub(crate) fn create(name: &str, prefix: &'static str) -> Self {
+        let ns = NetnsGuard::create(&format!("berth-{name}-sw-{}", std::process::id())).unwrap();
         ip(&["-n", ns.name(), "link", "add", "br0", "type", "bridge"]);
         ip(&["-n", ns.name(), "link", "set", "br0", "up"]);
-        Self { ns }
+        Self { ns, prefix }
     }
 
-    /// A new host plugged into switch port `number` (1–250), addressed 10.203.0.`number`;
-    /// its end of the cable is `eth0`.
-    pub(crate) fn plug(&self, label: &str, number: u8) -> Host {
+    /// A new host named `name` plugged into switch port `number` (1–250), addressed
+    /// `prefix.number`; its end of the cable is `eth0`.
+    pub(crate) fn plug(&self, name: &str, number: u8) -> Host {
         let ns =
-            NetnsGuard::create(&format!("berth-{label}-{number}-{}", std::process::id())).unwrap();
-        let port = format!("port{number}");
-        let switch = self.ns.name();
-        // Made in the switch with its other end straight in the host: no name is ever
-        // taken in the machine's own namespace.
-        ip(&[
-            "-n",
-            switch,
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns.name(),
-        ]);
-        ip(&["-n", switch, "link", "set", &port, "master", "br0", "up"]);
-        let address = format!("{PREFIX}.{number}");
-        ip(&[
-            "-n",
-            ns.name(),
-            "addr",
-            "add",
-            &format!("{address}/24"),
-            "dev",
-            "eth0",
-        ]);
-        ip(&["-n", ns.name(), "link", "set", "eth0", "up"]);
+            NetnsGuard::create(&format!("berth-{name}-{number}-{}", std::process::id())).unwrap();
+        let (address, port) = (format!("{}.{number}", self.prefix), format!("port{number}"));
+        self.cable(&ns, &port, "eth0", &address);
         Host { ns, address, port }
+    }
+
+    /// A router named `name` between this switch and `other`, at address 254 on both.
+    pub(crate) fn route_to(&self, other: &Switch, name: &str) -> Router {
+        let ns = NetnsGuard::create(&format!("berth-{name}-rt-{}", std::process::id())).unwrap();
+        for (switch, device) in [(self, "eth0"), (other, "eth1")] {
+            switch.cable(&ns, "router", device, &switch.gateway());
+        }
+        ip(&[
+            "netns",
+            "exec",
+            ns.name(),
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        Router { _ns: ns }
+    }
+
+    /// The LAN this switch makes, as `a.b.c.0/24`.
+    pub(crate) fn network(&self) -> String {
+        format!("{}.0/24", self.prefix)
+    }
+
+    /// The address of a router on this LAN.
+    pub(crate) fn gateway(&self) -> String {
+        format!("{}.254", self.prefix)
     }
 
     /// Pulls `host`'s cable: nothing reaches it or leaves it until [`Switch::reconnect`].
@@ -78,6 +82,38 @@ impl Switch {
     /// Plugs `host`'s cable back in.
     pub(crate) fn reconnect(&self, host: &Host) {
         ip(&["-n", self.ns.name(), "link", "set", &host.port, "up"]);
+    }
+
+    /// A cable from switch port `port` to `device` in `ns`, addressed `address`/24.
+    fn cable(&self, ns: &NetnsGuard, port: &str, device: &str, address: &str) {
+        let switch = self.ns.name();
+        // Made in the switch with its other end straight in the host: no name is ever
+        // taken in the machine's own namespace.
+        ip(&[
+            "-n",
+            switch,
+            "link",
+            "add",
+            port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            device,
+            "netns",
+            ns.name(),
+        ]);
+        ip(&["-n", switch, "link", "set", port, "master", "br0", "up"]);
+        ip(&[
+            "-n",
+            ns.name(),
+            "addr",
+            "add",
+            &format!("{address}/24"),
+            "dev",
+            device,
+        ]);
+        ip(&["-n", ns.name(), "link", "set", device, "up"]);
     }
 }
 
@@ -90,6 +126,19 @@ impl Host {
     /// The host's network namespace.
     pub(crate) fn netns(&self) -> &NetnsGuard {
         &self.ns
+    }
+
+    /// Routes `network` through `gateway` (a router on the host's LAN).
+    pub(crate) fn route(&self, network: &str, gateway: &str) {
+        ip(&[
+            "-n",
+            self.ns.name(),
+            "route",
+            "add",
+            network,
+            "via",
+            gateway,
+        ]);
     }
 
     /// `program` run on this host.

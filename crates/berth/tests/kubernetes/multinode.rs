@@ -687,3 +687,84 @@ fn a_rolling_update_and_a_drain_under_load_lose_no_request() {
     );
     load.stop().assert_all_answered("the drain");
 }
+
+/// A pod on the server's node and one on a node behind a router, serving a large file
+/// and a page, behind a Service.
+const FAR: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: far
+  labels: {app: far}
+spec:
+  terminationGracePeriodSeconds: 1
+  nodeSelector: {kubernetes.io/hostname: far}
+  containers:
+  - name: far
+    image: busybox:1
+    command: ["sh", "-c", "mkdir /www; echo far > /www/index.html; dd if=/dev/zero of=/www/big bs=1000 count=1000; exec httpd -f -p 8080 -h /www"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: near
+spec:
+  terminationGracePeriodSeconds: 1
+  nodeSelector: {kubernetes.io/hostname: first}
+  containers:
+  - name: near
+    image: busybox:1
+    command: ["sleep", "3600"]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: far
+spec:
+  selector: {app: far}
+  ports:
+  - {port: 80, targetPort: 8080}
+"#;
+
+#[test]
+fn nodes_without_a_shared_link_carry_pod_traffic_over_vxlan() {
+    let mut cluster = Cluster::start("mn-vxlan", true, &[]);
+    cluster.join_across_a_router("far");
+    cluster.apply("far.yaml", FAR);
+    cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/far",
+        "pod/near",
+        "--timeout=60s",
+    ]);
+    let ip = field(&cluster, "pod", "far", ".status.podIP");
+
+    // A megabyte crosses: full-size packets fit the tunnel (or its path MTU is learnt).
+    let fetch = format!("wget -qO- http://{ip}:8080/big | wc -c");
+    let size = cluster.kubectl_until(&["exec", "near", "--", "sh", "-c", &fetch], |text| {
+        text.trim() != "0"
+    });
+    assert_eq!(size.trim(), "1000000");
+    let by_name = "http://far.default.svc.cluster.local/";
+    let page = cluster.kubectl_ok(&["exec", "near", "--", "wget", "-qO-", by_name]);
+    assert_eq!(page, "far\n");
+
+    // Over the VXLAN device, on both ends, its MTU the link's less the tunnel's 50 bytes.
+    let mtu = |node: &str, device: &str| {
+        let output = cluster.on(node, &["ip", "-d", "link", "show", device]);
+        let shown = String::from_utf8_lossy(&output.stdout).into_owned();
+        let mtu: u32 = shown
+            .split(" mtu ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{node}: {shown}"));
+        (mtu, shown)
+    };
+    for node in [SERVER_NODE, "far"] {
+        let (link, _) = mtu(node, "eth0");
+        let (tunnel, shown) = mtu(node, "berth.vxlan");
+        assert!(shown.contains("vxlan id 1 "), "{node}: {shown}");
+        assert_eq!(tunnel, link - 50, "{node}: {shown}");
+    }
+}
