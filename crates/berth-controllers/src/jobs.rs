@@ -349,10 +349,17 @@ async fn report(
         return Ok(());
     }
     let api: Api<Job> = Api::namespaced(client.clone(), &job.namespace().unwrap_or_default());
+    // Written against the Job as this pass saw it: when the cache still shows the Job
+    // before this controller's last write, the write is refused (a conflict) rather
+    // than made again — with its event announced twice.
+    let patch = json!({
+        "metadata": {"resourceVersion": job.resource_version()},
+        "status": status,
+    });
     api.patch_status(
         &job.name_any(),
         &PatchParams::default(),
-        &Patch::Merge(&json!({"status": status})),
+        &Patch::Merge(&patch),
     )
     .await?;
     announce(client, job, &conditions).await;

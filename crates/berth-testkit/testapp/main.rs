@@ -3,8 +3,8 @@
 //! It is compiled by berth-testkit's build script with `rustc -C target-feature=+crt-static`,
 //! uses only `std`, and so runs in an image that holds nothing but busybox. Subcommands:
 //!
-//! - `serve [PORT]`: an HTTP server (default port 8080), keeping connections alive as
-//!   HTTP/1.1 says. `GET /` answers with the hostname and
+//! - `serve [PORT]`: an HTTP server (default port 8080), keeping a connection alive when
+//!   the client asks `Connection: keep-alive`. `GET /` answers with the hostname and
 //!   the request line; `GET /healthz` answers 200, or 500 once `GET /fail` (or `POST /fail`)
 //!   was called or the file `/tmp/unhealthy` exists; `GET /recover` undoes `/fail`;
 //!   `GET /upgrade` switches protocols (101, `Upgrade: echo`) and then echoes every byte,
@@ -111,9 +111,9 @@ fn serve(port: &str) -> i32 {
     0
 }
 
-/// Answers the requests of one connection: one, or many while the client keeps it
-/// alive (HTTP/1.1 unless it says `Connection: close`, HTTP/1.0 when it says
-/// `Connection: keep-alive`).
+/// Answers the requests of one connection: one, then it closes (as its answer says),
+/// unless the client asks `Connection: keep-alive` — so a client reading to the end of
+/// the stream gets its answer whichever HTTP version it spoke.
 fn answer(stream: TcpStream, failing: &AtomicBool) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut stream = stream;
@@ -122,7 +122,7 @@ fn answer(stream: TcpStream, failing: &AtomicBool) -> std::io::Result<()> {
         if reader.read_line(&mut request_line)? == 0 {
             return Ok(());
         }
-        let mut keep_alive = request_line.trim_end().ends_with("HTTP/1.1");
+        let mut keep_alive = false;
         let mut header = String::new();
         while reader.read_line(&mut header)? > 2 {
             let lower = header.to_ascii_lowercase();
