@@ -379,23 +379,7 @@ fn policies_cut_exactly_the_traffic_they_say(cluster: &Cluster) {
 /// cluster (the server's host) sees it.
 fn ingress_routes_hosts_over_http_and_tls(cluster: &Cluster) {
     let (cert, key) = (cluster.file("secure.crt"), cluster.file("secure.key"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=secure.example",
-            "-addext",
-            "subjectAltName=DNS:secure.example",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
+    crate::server::self_signed(&cert, &key, "secure.example");
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
     cluster.kubectl_ok(&[
         "create",

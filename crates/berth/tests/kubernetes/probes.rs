@@ -4,7 +4,7 @@
 //! they answer, not ready with the kubelet's words once one stops.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use berth_testkit::guard::ChildGuard;
@@ -91,17 +91,7 @@ fn grpc_and_https_probes_follow_real_servers() {
     let cluster = AllInOne::start("probes");
     let scratch = cluster.scratch_path();
     let (cert, key) = (scratch.join("cert.pem"), scratch.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=probed", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
+    crate::server::self_signed(&cert, &key, "probed");
     let mut grpc = etcd(&cluster, &scratch.join("etcd-grpc"), GRPC_PORT, None);
     let _https = etcd(
         &cluster,

@@ -261,6 +261,24 @@ impl Server {
     }
 }
 
+/// Writes a self-signed certificate for the DNS name `name` and its key (openssl, RSA
+/// 2048, a day long).
+pub fn self_signed(cert: &std::path::Path, key: &std::path::Path, name: &str) {
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", &format!("/CN={name}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+}
+
 /// A cluster the stock kubectl drives as its admin, for helpers that work on any.
 pub trait Kubectl {
     /// kubectl run with `args`.
