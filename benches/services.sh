@@ -126,9 +126,11 @@ token=$(awk '/token:/ {print $2}' "$kubeconfig")
 api() {
   on_host curl -sf -o /dev/null --cacert "$work/ca.pem" -H "Authorization: Bearer $token" "$@"
 }
-on_host nft monitor rules 2>/dev/null | while IFS= read -r line; do
-  printf '%s %s\n' "$EPOCHREALTIME" "$line"
-done >"$work/monitor" &
+# nft itself is the background process ($!, so the clean-up kills it); its lines are
+# timestamped as they arrive.
+nsenter --net="/run/netns/$host" nft monitor rules 2>/dev/null > >(
+  while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done >"$work/monitor"
+) &
 monitor=$!
 sleep 1
 : >"$work/changes"
@@ -156,7 +158,7 @@ for i in $(seq 0 $(( services - 1 ))); do echo "svc-$i.default.svc.cluster.local
 kube get services -o jsonpath='{range .items[*]}{.spec.clusterIP} {.metadata.name}.default.svc.cluster.local{"\n"}{end}' \
   >"$work/hosts"
 on_host ip addr add 127.0.0.53/8 dev lo 2>/dev/null || true
-on_host dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$work/hosts" \
+nsenter --net="/run/netns/$host" dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$work/hosts" \
   --listen-address=127.0.0.53 --bind-interfaces --port 53 --cache-size=10000 --user=root &
 dnsmasq=$!
 sleep 1
@@ -166,9 +168,9 @@ qps() {
 }
 berth_qps=$(qps 10.43.0.10)
 dnsmasq_qps=$(qps 127.0.0.53)
-python3 - "$berth_qps" "$dnsmasq_qps" <<'PY'
+python3 - "$berth_qps" "$dnsmasq_qps" "$services" <<'PY'
 import sys
 berth, dnsmasq = float(sys.argv[1]), float(sys.argv[2])
-print(f"cluster DNS (dnsperf, 1,000 Service names): berth {berth:.0f} QPS, dnsmasq {dnsmasq:.0f} QPS: "
+print(f"cluster DNS (dnsperf, {sys.argv[3]} Service names): berth {berth:.0f} QPS, dnsmasq {dnsmasq:.0f} QPS: "
       f"{berth / dnsmasq:.2f}x")
 PY
