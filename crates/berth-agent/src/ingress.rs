@@ -53,9 +53,7 @@ impl Routes {
             client,
         }
     }
-}
 
-impl Routes {
     /// The Ingresses this controller serves now: those of its class.
     fn served(&self) -> Vec<Arc<Ingress>> {
         let classes = self.classes.state();

@@ -329,23 +329,36 @@ pub(crate) fn reflected<K: Watchable>(
     client: &Client,
     changed: &Arc<tokio::sync::Notify>,
 ) -> kube::runtime::reflector::Store<K> {
+    let api = kube::Api::<K>::all(client.clone());
+    let (store, _) = reflect(api, watcher::Config::default(), Some(Arc::clone(changed)));
+    store
+}
+
+/// A store of the `K`s that `config` selects through `api`, kept by a watch (slimmed,
+/// re-listed with back-off) that wakes `changed`, if any, on every event; the watch's
+/// task, to stop it.
+pub(crate) fn reflect<K: Watchable>(
+    api: kube::Api<K>,
+    config: watcher::Config,
+    changed: Option<Arc<tokio::sync::Notify>>,
+) -> (kube::runtime::reflector::Store<K>, tokio::task::AbortHandle) {
     use futures_util::StreamExt;
     use kube::runtime::WatchStreamExt;
     let (store, writer) = kube::runtime::reflector::store();
-    let api = kube::Api::<K>::all(client.clone());
-    let events = watcher(api, watcher::Config::default()).modify(slim);
+    let events = watcher(api, config).modify(slim);
     let stream = kube::runtime::reflector(writer, events).default_backoff();
-    let changed = Arc::clone(changed);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             if let Err(error) = event {
                 tracing::debug!(%error, kind = %K::kind(&()), "a watch restarts");
             }
-            changed.notify_one();
+            if let Some(changed) = &changed {
+                changed.notify_one();
+            }
         }
     });
-    store
+    (store, task.abort_handle())
 }
 
 /// Drops what no loop of the agent reads and the API server keeps on every object: its

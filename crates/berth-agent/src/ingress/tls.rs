@@ -10,11 +10,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -175,21 +174,12 @@ fn secret_for(ingresses: &[Arc<Ingress>], host: &str) -> Option<SecretKey> {
 
 /// A watch of the one Secret `key`, into a store of its own.
 fn follow_secret(client: &Client, (namespace, name): &SecretKey) -> Followed {
-    let (store, writer) = kube::runtime::reflector::store();
     let api = Api::<Secret>::namespaced(client.clone(), namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let stream = kube::runtime::reflector(writer, watcher(api, config)).default_backoff();
-    let task = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            if let Err(error) = event {
-                tracing::debug!(%error, "an Ingress TLS Secret's watch restarts");
-            }
-        }
-    });
+    let (store, watch) = crate::reflect(api, config, None);
     Followed {
         store,
-        watch: task.abort_handle(),
+        watch,
         parsed: None,
     }
 }
