@@ -176,7 +176,7 @@ impl Agent {
             route_services(&config, range);
         }
         let engine = Arc::new(open_engine(&config, range, cni)?);
-        let node = (identity.name.clone(), range);
+        let node = (identity.name.clone(), range, config.cgroup_parent.clone());
         let names = (config.dns.clone(), config.ingress);
         tokio::spawn(services::run(client.clone(), node, names));
         let own = routes::OwnNode {

@@ -34,16 +34,23 @@ const SERVICE_NAME: &str = "kubernetes.io/service-name";
 
 /// Keeps the node's Service rules and the cluster's names to the cluster's Services
 /// until the process ends. `pod_range` is the node's: traffic from elsewhere is
-/// masqueraded.
+/// masqueraded; connections made by the pods under `pods_cgroup`, and on the node, are
+/// balanced when they connect.
 pub async fn run(
     client: Client,
-    (node, pod_range): (String, berth_net::Ipv4Net),
+    (node, pod_range, pods_cgroup): (String, berth_net::Ipv4Net, String),
     (dns, ingress): (ClusterDns, Option<crate::IngressPorts>),
 ) {
     let zone = ClusterZone::new(&dns.domain);
     let _server = serve_names(&dns, &zone).await;
-    let installed =
-        tokio::task::spawn_blocking(move || ServiceProxy::install(PROXY_TABLE, pod_range)).await;
+    let installed = tokio::task::spawn_blocking(move || {
+        let mut proxy = ServiceProxy::install(PROXY_TABLE, pod_range)?;
+        if let Err(error) = proxy.balance_connects(&pods_cgroup) {
+            tracing::warn!(%error, "connections to Services are balanced by the nftables rules alone");
+        }
+        Ok::<_, berth_net::Error>(proxy)
+    })
+    .await;
     let mut proxy = match installed {
         Ok(Ok(proxy)) => Some(proxy),
         Ok(Err(error)) => {

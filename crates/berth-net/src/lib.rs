@@ -7,8 +7,10 @@
 //!
 //! Depends on nothing of ours; the engine and the node agent drive it.
 
+mod bpf;
 mod cluster_dns;
 pub mod cni;
+mod connect_balancer;
 mod dns;
 mod firewall;
 mod ipam;
@@ -22,6 +24,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 pub use cluster_dns::{ClusterZone, NameTarget, ServiceNames};
+pub use connect_balancer::{ConnectBalancer, cgroup2_root};
 pub use dns::{Answers, DnsServer, NameTable, Names, host_resolvers};
 pub use firewall::{Firewall, NetworkRules, PortMapping, Protocol};
 pub use ipam::{Pool, default_subnets, host_routes};

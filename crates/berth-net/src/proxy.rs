@@ -11,6 +11,9 @@
 //! Each sync writes one `nft` transaction holding only what changed — the chains and map
 //! elements of the Service ports that are new, different or gone — so an endpoint's
 //! change costs the same with ten Services or ten thousand.
+//!
+//! Underneath [`ConnectBalancer`], when asked for: it takes TCP connections to cluster
+//! IPs before they reach these rules, and leaves them the rest.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,8 +21,8 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use crate::Result;
 use crate::firewall::{Protocol, nft};
+use crate::{ConnectBalancer, Result};
 
 /// The packet mark that asks the postrouting chain to masquerade.
 const MASQUERADE_MARK: &str = "0x4000";
@@ -69,6 +72,8 @@ pub struct ServiceProxy {
     /// detection): the node's own pods keep their addresses.
     pod_range: Ipv4Net,
     applied: BTreeMap<String, ServiceRoute>,
+    /// Connect-time balancing of what it can take over, once asked for.
+    balancer: Option<ConnectBalancer>,
 }
 
 impl ServiceProxy {
@@ -79,6 +84,7 @@ impl ServiceProxy {
             table: table.to_string(),
             pod_range,
             applied: BTreeMap::new(),
+            balancer: None,
         };
         let _ = nft(&format!("delete table ip {table}\n"));
         nft(&proxy.base())?;
@@ -121,6 +127,16 @@ impl ServiceProxy {
         )
     }
 
+    /// Also balances TCP connections to cluster IPs when they are made, from this network
+    /// namespace and from the processes under the cgroup `pods` (see
+    /// [`ConnectBalancer`]); the rules stay underneath for everything else.
+    pub fn balance_connects(&mut self, pods: &str) -> Result<()> {
+        let mut balancer = ConnectBalancer::attach(pods)?;
+        balancer.sync(&self.applied)?;
+        self.balancer = Some(balancer);
+        Ok(())
+    }
+
     /// Makes the rules route exactly `wanted` (keyed by `namespace/name/protocol/port`),
     /// changing only what differs from what they route now. How many Service ports
     /// changed.
@@ -130,6 +146,9 @@ impl ServiceProxy {
             nft(&script)?;
         }
         self.applied = wanted;
+        if let Some(balancer) = &mut self.balancer {
+            balancer.sync(&self.applied)?;
+        }
         Ok(changed)
     }
 

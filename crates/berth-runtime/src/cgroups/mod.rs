@@ -34,18 +34,27 @@ pub fn is_unified() -> bool {
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
-/// The v1 hierarchies mounted under /sys/fs/cgroup: (mount point, its controllers).
+/// The v1 hierarchies mounted under /sys/fs/cgroup: (mount point, its controllers) —
+/// and on a hybrid system the v2 tree beside them (/sys/fs/cgroup/unified), with no
+/// controllers: a container joins it too, as runc's "" subsystem does, so what works on
+/// v2 groups alone (BPF programs linked to a cgroup) reaches containers there as well.
 fn v1_hierarchies() -> Vec<(PathBuf, String)> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     info.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
             let mut right = right.split(' ');
-            if right.next()? != "cgroup" {
-                return None;
+            let target = left.split(' ').nth(4)?;
+            match right.next()? {
+                "cgroup" => {}
+                "cgroup2" => {
+                    return target
+                        .starts_with(CGROUP_ROOT)
+                        .then(|| (PathBuf::from(target), String::new()));
+                }
+                _ => return None,
             }
             let options = right.nth(1)?;
-            let target = left.split(' ').nth(4)?;
             let controllers: Vec<&str> = options
                 .split(',')
                 .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("name="))
