@@ -2,8 +2,7 @@
 # Services on one node (benches/lib/one-node.bash), in one run:
 # - throughput through a Service's cluster IP against straight to its pod's address: the
 #   test kit's web app (one pod) asked by ab over 8 kept-alive connections from another
-#   pod's network namespace (where Service traffic comes from: NAT on the way in, as it
-#   is routed) and from the node's own (NAT on the way out, each packet routed again), the two
+#   pod (its network namespace and cgroup) and from the node's own namespace, the two
 #   targets taken in turn five times each (a new connection per request would measure
 #   the server's TIME_WAIT sockets colliding with reused client ports, whichever the
 #   path);
@@ -62,22 +61,27 @@ client=$(cat /sys/fs/cgroup/pids/$cgroup/*/pod$uid/*/cgroup.procs 2>/dev/null | 
 pod_ip=$(kube get pods -l app=web -o jsonpath='{.items[0].status.podIP}')
 cluster_ip=$(kube get service web -o jsonpath='{.spec.clusterIP}')
 for _ in $(seq 50); do on_host curl -sf --max-time 1 -o /dev/null "http://$cluster_ip:8080/" && break; sleep 0.1; done
-# ab from the network namespace `$1` (a file) to `$2`.
+# The client's cgroup v2 group: ab joins it to be one of the pod's processes, which the
+# agent's connect-time balancing (linked to the pods' cgroup) serves as it serves pods.
+client_group="$(findmnt -n -o TARGET -t cgroup2 | head -1)$(awk -F: '$1 == "0" {print $3}' /proc/$client/cgroup)"
+# ab from the network namespace `$1` (a file) to `$2`, in the cgroup v2 group `$3` if given.
 rate() {
-  nsenter --net="$1" ab -q -k -n "${REQUESTS:-200000}" -c 8 "http://$2:8080/" 2>/dev/null |
+  sh -c '[ -z "$1" ] || echo $$ >"$1/cgroup.procs"; shift; exec "$@"' sh "${3:-}" \
+    nsenter --net="$1" ab -q -k -n "${REQUESTS:-200000}" -c 8 "http://$2:8080/" 2>/dev/null |
     awk '/Requests per second/ {print $4}'
 }
-# Five rounds, each target first in turn: on two shared cores a run's figure moves by
-# 10-15 % with whatever ran just before it.
+# Nine rounds, each target first in turn: on two shared cores a run's figure moves by
+# 10-15 % with whatever ran just before it, so the ratio is the median of each round's
+# (the two targets measured back to back) rather than a ratio of medians.
 throughput() {
-  local from=$1 label=$2
-  for round in 1 2 3 4 5; do
+  local from=$1 label=$2 group=${3:-}
+  for round in $(seq "${ROUNDS:-9}"); do
     if [ $((round % 2)) = 1 ]; then
-      pod=$(rate "$from" "$pod_ip")
-      service=$(rate "$from" "$cluster_ip")
+      pod=$(rate "$from" "$pod_ip" "$group")
+      service=$(rate "$from" "$cluster_ip" "$group")
     else
-      service=$(rate "$from" "$cluster_ip")
-      pod=$(rate "$from" "$pod_ip")
+      service=$(rate "$from" "$cluster_ip" "$group")
+      pod=$(rate "$from" "$pod_ip" "$group")
     fi
     echo "$pod $service"
   done >"$work/rates"
@@ -85,12 +89,14 @@ throughput() {
 import statistics, sys
 rows = [tuple(map(float, line.split())) for line in open(sys.argv[1])]
 pod, service = (statistics.median(column) for column in zip(*rows))
+ratio = statistics.median(s / p for p, s in rows)
 rounds = ", ".join(f"{p:.0f}/{s:.0f}" for p, s in rows)
 print(f"throughput from {sys.argv[2]} (ab, 8 kept-alive connections): pod IP {pod:.0f} req/s, "
-      f"cluster IP {service:.0f} req/s: {100 * service / pod:.1f} % of the pod IP's (rounds: {rounds})")
+      f"cluster IP {service:.0f} req/s (medians); per round {100 * ratio:.1f} % of the pod IP's "
+      f"(median; rounds: {rounds})")
 PY
 }
-throughput "/proc/$client/ns/net" "another pod"
+throughput "/proc/$client/ns/net" "another pod" "$client_group"
 throughput "/run/netns/$host" "the node"
 
 # --- 1,000 Services without selectors, each with an EndpointSlice of 10 endpoints.

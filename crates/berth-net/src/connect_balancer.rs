@@ -93,11 +93,13 @@ impl ConnectBalancer {
     pub fn sync(&mut self, routes: &BTreeMap<String, ServiceRoute>) -> Result<usize> {
         let wanted = balanced(routes);
         let mut changed = 0;
-        for (frontend, old) in &self.applied.clone() {
-            if !wanted.contains_key(frontend) {
-                self.withdraw(*frontend, old.len())?;
-                changed += 1;
-            }
+        let gone: Vec<(Frontend, usize)> = (self.applied.iter())
+            .filter(|(frontend, _)| !wanted.contains_key(frontend))
+            .map(|(frontend, old)| (*frontend, old.len()))
+            .collect();
+        for (frontend, count) in gone {
+            self.withdraw(frontend, count)?;
+            changed += 1;
         }
         for (frontend, backends) in &wanted {
             let old = self.applied.get(frontend).map_or(0, Vec::len);
