@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 mod accounts;
 mod aggregation;
+mod api_endpoints;
 mod audit;
 mod auth;
 mod cache;

@@ -593,9 +593,7 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>, cluster_dns: Ipv4Addr) {
             tracing::warn!(%error, "could not make the {name} Service");
         }
     }
-    if let Err(error) = publish_api_endpoints(&shared).await {
-        tracing::warn!(%error, "could not add this server to the kubernetes Service's endpoints");
-    }
+    tokio::spawn(crate::api_endpoints::keep(std::sync::Arc::clone(&shared)));
     loop {
         tokio::time::sleep(REPAIR_EVERY).await;
         repair(&shared).await;
@@ -637,60 +635,6 @@ fn dns_service(address: Ipv4Addr) -> Value {
     })
 }
 
-/// Adds this server's address and port to the `kubernetes` Service's Endpoints and
-/// EndpointSlice (made if missing), beside the other servers', as kube-apiserver's
-/// endpoint reconciler adds each server's: in-cluster clients reach the API through the
-/// Service's cluster IP.
-async fn publish_api_endpoints(shared: &Shared) -> Result<(), String> {
-    let address: std::net::SocketAddr = crate::reachable(shared.bind)
-        .parse()
-        .map_err(|e| format!("the server's address: {e}"))?;
-    let (ip, port) = (address.ip().to_string(), address.port());
-    let endpoints = serde_json::json!({
-        "apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": [], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
-    });
-    let slice = serde_json::json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
-        "addressType": "IPv4", "endpoints": [],
-        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-    });
-    let with_ip = |object: &mut Value| -> bool {
-        let (list, entry) = match object["kind"].as_str() {
-            Some("Endpoints") => (
-                &mut object["subsets"][0]["addresses"],
-                serde_json::json!({"ip": ip}),
-            ),
-            _ => (
-                &mut object["endpoints"],
-                serde_json::json!({"addresses": [ip], "conditions": {"ready": true}}),
-            ),
-        };
-        let Some(list) = list.as_array_mut() else {
-            return false;
-        };
-        let present = list
-            .iter()
-            .any(|e| e["ip"] == ip.as_str() || e["addresses"][0] == ip.as_str());
-        if !present {
-            list.push(entry);
-        }
-        !present
-    };
-    for (plural, mut object) in [("endpoints", endpoints), ("endpointslices", slice)] {
-        let key = format!("/registry/{plural}/default/kubernetes");
-        let updated = crate::objects::update_stored(shared.store.as_ref(), &key, with_ip).await;
-        if updated.is_ok() {
-            continue;
-        }
-        with_ip(&mut object);
-        create_own(shared, plural, "default", object).await?;
-    }
-    Ok(())
-}
-
 /// One of the server's own objects of resource `plural` in `namespace`, read through
 /// its kind's schema: its store key and stored form.
 fn prepare_own(plural: &str, namespace: &str, object: Value) -> Result<(String, Value), String> {
@@ -701,7 +645,7 @@ fn prepare_own(plural: &str, namespace: &str, object: Value) -> Result<(String, 
 
 /// Creates one of the server's own objects in `namespace`; one of its name there
 /// already is no error.
-async fn create_own(
+pub(crate) async fn create_own(
     shared: &Shared,
     plural: &str,
     namespace: &str,
