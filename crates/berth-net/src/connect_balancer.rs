@@ -18,9 +18,9 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use crate::bpf::{FP, Helper, Insn, Map, Program, Reg, Size};
 use crate::firewall::Protocol;
 use crate::{Context, Error, Result, ServiceRoute};
+use berth_bpf::{FP, Helper, Insn, Map, Program, Reg, Size};
 
 /// `BPF_PROG_TYPE_CGROUP_SOCK_ADDR` and its `BPF_CGROUP_INET4_CONNECT` hook.
 const SOCK_ADDR: u32 = 18;

@@ -7,7 +7,6 @@
 //!
 //! Depends on nothing of ours; the engine and the node agent drive it.
 
-mod bpf;
 mod cluster_dns;
 pub mod cni;
 mod connect_balancer;
@@ -72,6 +71,15 @@ pub enum Error {
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<berth_bpf::Error> for Error {
+    fn from(error: berth_bpf::Error) -> Self {
+        Self::Os {
+            what: error.what,
+            source: error.source,
+        }
+    }
+}
 
 pub(crate) trait Context<T> {
     fn or_os(self, what: impl FnOnce() -> String) -> Result<T>;

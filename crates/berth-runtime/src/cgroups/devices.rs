@@ -3,12 +3,13 @@
 //! program of type CGROUP_DEVICE attached to the group, which we generate from the same
 //! rules (as runc does). Without it a v2 container with CAP_MKNOD could read host disks.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
+
+use berth_bpf::{Insn, Reg, Size};
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType};
 
-use crate::error::{IoContext, SysContext};
+use crate::error::IoContext;
 use crate::{Error, Result};
 
 /// The spec's rules followed by the devices every container may use, as runc appends
@@ -66,39 +67,16 @@ pub(crate) fn v1_rule(rule: &LinuxDeviceCgroup) -> String {
 }
 
 // eBPF encoding (linux/bpf.h, linux/bpf_common.h).
-const LDX_MEM_W: u8 = 0x61;
-const ALU64_AND_K: u8 = 0x57;
-const ALU64_RSH_K: u8 = 0x77;
-const ALU64_MOV_K: u8 = 0xb7;
-const ALU64_MOV_X: u8 = 0xbf;
-const JMP_JEQ_K: u8 = 0x15;
-const JMP_JNE_K: u8 = 0x55;
-const JMP_EXIT: u8 = 0x95;
-/// bpf_cgroup_dev_ctx access bits, and its device types.
+/// The `bpf_cgroup_dev_ctx` fields' bits.
 const ACC_MKNOD: i32 = 1;
 const ACC_READ: i32 = 2;
 const ACC_WRITE: i32 = 4;
 const DEV_BLOCK: i32 = 1;
 const DEV_CHAR: i32 = 2;
 
-/// One eBPF instruction: opcode, registers (dst low nibble, src high), offset, immediate.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Insn {
-    code: u8,
-    regs: u8,
-    off: i16,
-    imm: i32,
-}
-
-fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-    Insn {
-        code,
-        regs: (src << 4) | dst,
-        off,
-        imm,
-    }
-}
+/// `BPF_PROG_TYPE_CGROUP_DEVICE` and its hook.
+const CGROUP_DEVICE_PROGRAM: u32 = 15;
+const CGROUP_DEVICE: u32 = 6;
 
 fn access_bits(access: &str) -> i32 {
     access.chars().fold(0, |bits, c| {
@@ -114,140 +92,87 @@ fn access_bits(access: &str) -> i32 {
 /// The program: registers r2 = device type, r3 = requested access, r4 = major,
 /// r5 = minor; then one block per rule, last rule first, each returning its verdict when
 /// it matches (the last matching rule wins, as in v1); allow when none matches.
+/// The program: r2 the device type, r3 the access asked, r4 and r5 major and minor; the
+/// rules' blocks last rule first (the last matching rule wins, as v1's files do), and
+/// allow when none matches.
 fn program(rules: &[LinuxDeviceCgroup]) -> Vec<Insn> {
+    let (ctx, kind, access) = (Reg(1), Reg(2), Reg(3));
     let mut code = vec![
-        insn(LDX_MEM_W, 2, 1, 0, 0),
-        insn(ALU64_AND_K, 2, 0, 0, 0xffff),
-        insn(LDX_MEM_W, 3, 1, 0, 0),
-        insn(ALU64_RSH_K, 3, 0, 0, 16),
-        insn(LDX_MEM_W, 4, 1, 4, 0),
-        insn(LDX_MEM_W, 5, 1, 8, 0),
+        Insn::load(Size::Word, kind, ctx, 0),
+        Insn::and_imm(kind, 0xffff),
+        Insn::load(Size::Word, access, ctx, 0),
+        Insn::rsh_imm(access, 16),
+        Insn::load(Size::Word, MAJOR, ctx, 4),
+        Insn::load(Size::Word, MINOR, ctx, 8),
     ];
     for rule in rules.iter().rev() {
         code.extend(rule_block(rule));
     }
-    code.push(insn(ALU64_MOV_K, 0, 0, 0, 1));
-    code.push(insn(JMP_EXIT, 0, 0, 0, 0));
+    code.extend(verdict(true));
     code
+}
+
+const MAJOR: Reg = Reg(4);
+const MINOR: Reg = Reg(5);
+
+/// Returns allow (1) or deny (0).
+fn verdict(allow: bool) -> [Insn; 2] {
+    [Insn::mov_imm(Reg(0), i32::from(allow)), Insn::exit()]
 }
 
 /// One rule's block. Each test jumps past the block's end when it fails; an allow rule
 /// needs every requested access in its own, a deny rule any of them.
 fn rule_block(rule: &LinuxDeviceCgroup) -> Vec<Insn> {
+    let (kind, asked) = (Reg(2), Reg(1));
     let mut tests: Vec<Insn> = Vec::new();
     match rule.typ() {
-        Some(LinuxDeviceType::B) => tests.push(insn(JMP_JNE_K, 2, 0, 0, DEV_BLOCK)),
+        Some(LinuxDeviceType::B) => tests.push(Insn::jump_ne_imm(kind, DEV_BLOCK, 0)),
         Some(LinuxDeviceType::C | LinuxDeviceType::U) => {
-            tests.push(insn(JMP_JNE_K, 2, 0, 0, DEV_CHAR))
+            tests.push(Insn::jump_ne_imm(kind, DEV_CHAR, 0))
         }
         _ => {}
     }
     let access = access_bits(rule.access().as_deref().unwrap_or("rwm"));
-    tests.push(insn(ALU64_MOV_X, 1, 3, 0, 0));
+    tests.push(Insn::mov(asked, Reg(3)));
     if rule.allow() {
-        tests.push(insn(ALU64_AND_K, 1, 0, 0, !access & 0x7));
-        tests.push(insn(JMP_JNE_K, 1, 0, 0, 0));
+        tests.push(Insn::and_imm(asked, !access & 0x7));
+        tests.push(Insn::jump_ne_imm(asked, 0, 0));
     } else {
-        tests.push(insn(ALU64_AND_K, 1, 0, 0, access));
-        tests.push(insn(JMP_JEQ_K, 1, 0, 0, 0));
+        tests.push(Insn::and_imm(asked, access));
+        tests.push(Insn::jump_eq_imm(asked, 0, 0));
     }
     if let Some(major) = rule.major() {
-        tests.push(insn(JMP_JNE_K, 4, 0, 0, major as i32));
+        tests.push(Insn::jump_ne_imm(MAJOR, major as i32, 0));
     }
     if let Some(minor) = rule.minor() {
-        tests.push(insn(JMP_JNE_K, 5, 0, 0, minor as i32));
+        tests.push(Insn::jump_ne_imm(MINOR, minor as i32, 0));
     }
-    let verdict = [
-        insn(ALU64_MOV_K, 0, 0, 0, i32::from(rule.allow())),
-        insn(JMP_EXIT, 0, 0, 0, 0),
-    ];
-    let count = tests.len();
-    // Jumps are relative to the next instruction: skip the remaining tests and the verdict.
-    for (i, test) in tests.iter_mut().enumerate() {
-        if matches!(test.code, JMP_JNE_K | JMP_JEQ_K) {
-            test.off = (count - i - 1 + verdict.len()) as i16;
-        }
+    // A failed test skips the rest of the block: its remaining tests and the verdict.
+    let end = tests.len() + 2;
+    for (at, test) in tests.iter_mut().enumerate() {
+        test.retarget_forward(end - at - 1);
     }
-    tests.extend(verdict);
+    tests.extend(verdict(rule.allow()));
     tests
 }
 
-/// `union bpf_attr` for BPF_PROG_LOAD, up to the fields we set.
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-}
-
-/// `union bpf_attr` for BPF_PROG_ATTACH.
-#[repr(C)]
-struct ProgAttachAttr {
-    target_fd: u32,
-    attach_bpf_fd: u32,
-    attach_type: u32,
-    attach_flags: u32,
-}
-
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_PROG_ATTACH: libc::c_long = 8;
-const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
-const BPF_CGROUP_DEVICE: u32 = 6;
-const BPF_F_ALLOW_MULTI: u32 = 2;
-
-/// Loads the program for `rules` and attaches it to the v2 group at `dir`.
+/// Loads the program for `rules` and attaches it to the v2 group at `dir`, for as long
+/// as the group lives.
 pub(crate) fn attach(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
-    let code = program(rules);
-    let license = c"Apache";
-    let load = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: code.len() as u32,
-        insns: code.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        ..Default::default()
+    let as_sys = |error: berth_bpf::Error| Error::Sys {
+        what: format!("{} ({})", error.what, dir.display()),
+        source: nix::Error::from_raw(error.source.raw_os_error().unwrap_or(0)),
     };
-    // SAFETY: bpf(2) with an attr struct that outlives the call and its exact size; the
-    // instructions and license it points to are alive too.
-    let prog = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &load as *const ProgLoadAttr,
-            std::mem::size_of::<ProgLoadAttr>(),
-        )
-    };
-    let prog = nix::errno::Errno::result(prog).or_sys(|| "load the device eBPF program".into())?;
-    // SAFETY: a fresh descriptor from bpf(2).
-    let prog = unsafe { OwnedFd::from_raw_fd(prog as i32) };
+    let program = berth_bpf::Program::load(
+        c"berth_devices",
+        (CGROUP_DEVICE_PROGRAM, CGROUP_DEVICE),
+        &program(rules),
+    )
+    .map_err(as_sys)?;
     let group = std::fs::File::open(dir).at(dir)?;
-    let attach = ProgAttachAttr {
-        target_fd: group.as_raw_fd() as u32,
-        attach_bpf_fd: prog.as_raw_fd() as u32,
-        attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: BPF_F_ALLOW_MULTI,
-    };
-    // SAFETY: as above, for BPF_PROG_ATTACH.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_ATTACH,
-            &attach as *const ProgAttachAttr,
-            std::mem::size_of::<ProgAttachAttr>(),
-        )
-    };
-    nix::errno::Errno::result(rc)
-        .map(|_| ())
-        .map_err(|source| Error::Sys {
-            what: format!("attach the device eBPF program to {}", dir.display()),
-            source,
-        })
+    program
+        .attach_to_cgroup(&group, CGROUP_DEVICE)
+        .map_err(as_sys)
 }
 
 #[cfg(test)]
@@ -271,21 +196,73 @@ mod tests {
         assert!(effective_rules(&[]).is_empty());
     }
 
+    /// A group of the cgroup v2 tree (at /sys/fs/cgroup, or /sys/fs/cgroup/unified on a
+    /// hybrid host), removed on drop.
+    struct V2Group(std::path::PathBuf);
+
+    impl Drop for V2Group {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+
+    /// Whether a shell moved into `group` can run `command`.
+    fn runs_in(group: &V2Group, command: &str) -> bool {
+        let script = format!("echo $$ > {}/cgroup.procs && {command}", group.0.display());
+        std::process::Command::new("sh")
+            .args(["-c", &script])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    #[test]
+    fn the_program_keeps_a_group_s_processes_to_the_devices_it_allows() {
+        let v2 = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            .into_iter()
+            .find(|dir| {
+                nix::sys::statfs::statfs(*dir)
+                    .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+            });
+        let Some(v2) = v2 else {
+            return;
+        };
+        let group =
+            V2Group(Path::new(v2).join(format!("berth-test-devices-{}", std::process::id())));
+        std::fs::create_dir(&group.0).unwrap();
+        assert!(runs_in(&group, "head -c1 /dev/zero >/dev/null"));
+        let null = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(LinuxDeviceType::C)
+            .major(1)
+            .minor(3)
+            .access("rwm")
+            .build()
+            .unwrap();
+        attach(&group.0, &[deny_all(), null]).unwrap();
+        assert!(runs_in(&group, "echo allowed >/dev/null"));
+        assert!(
+            !runs_in(&group, "head -c1 /dev/zero"),
+            "/dev/zero is denied"
+        );
+    }
+
     #[test]
     fn every_jump_lands_on_the_next_rule_block() {
         let rules = effective_rules(&[deny_all()]);
         let code = program(&rules);
+        let starts: Vec<usize> = std::iter::successors(Some(6), |start| {
+            let block = code[*start..].iter().position(|i| *i == Insn::exit())?;
+            Some(start + block + 1)
+        })
+        .collect();
         for (i, op) in code.iter().enumerate() {
-            if matches!(op.code, JMP_JNE_K | JMP_JEQ_K) {
-                let target = i + 1 + op.off as usize;
-                assert!(target < code.len(), "jump at {i} leaves the program");
-                // Every jump lands on the start of a block: a register move or the default.
-                assert!(
-                    matches!(code[target].code, JMP_JNE_K | ALU64_MOV_X | ALU64_MOV_K),
-                    "jump at {i} lands inside a block"
-                );
+            if let Some(offset) = op.jump_offset() {
+                let target = i + 1 + offset as usize;
+                // Every jump lands on the start of a block (the default's included).
+                assert!(starts.contains(&target), "jump at {i} lands inside a block");
             }
         }
-        assert_eq!(code[code.len() - 2], insn(ALU64_MOV_K, 0, 0, 0, 1));
+        assert_eq!(code[code.len() - 2..], verdict(true));
     }
 }

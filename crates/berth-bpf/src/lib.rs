@@ -1,15 +1,31 @@
-//! Just enough of the kernel's BPF interface to load one small program and keep its map:
-//! instruction encoding, and the `bpf(2)` commands to create a hash map, update and
-//! delete its elements, load a program and link it to a cgroup.
+//! Just enough of the kernel's BPF interface for the small programs Berth writes: typed
+//! instruction constructors, and the `bpf(2)` commands to create a hash map, update and
+//! delete its elements, load a program, and attach it to a cgroup (for good, or linked
+//! for as long as a descriptor lives).
 //!
 //! Our own rather than a crate's: aya and libbpf load programs from ELF objects, which
-//! need a BPF compiler (clang, or nightly Rust and bpf-linker) at build time; the one
-//! program Berth loads is thirty instructions, written here as data (docs/decisions/0020).
+//! need a BPF compiler (clang, or nightly Rust and bpf-linker) at build time; Berth's
+//! programs — the runtime's device rules, the agent's connect-time Service balancing —
+//! are tens of instructions, written as data (docs/decisions/0020).
+//!
+//! Depends on nothing of ours; berth-runtime and berth-net use it.
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::{Error, Result};
+/// A `bpf(2)` command that failed, named, with the kernel's answer (and, for a program
+/// the verifier refused, its words).
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct Error {
+    /// What was being done.
+    pub what: String,
+    /// The kernel's answer.
+    pub source: std::io::Error,
+}
+
+/// The result of a BPF operation.
+pub type Result<T> = std::result::Result<T, Error>;
 
 /// One BPF instruction, as the kernel's `struct bpf_insn` lays it out.
 #[repr(C)]
@@ -71,6 +87,16 @@ impl Insn {
     /// `dst = immediate`.
     pub fn mov_imm(dst: Reg, immediate: i32) -> Self {
         Self::new(ALU64 | 0xb0, dst, Reg(0), 0, immediate)
+    }
+
+    /// `dst &= immediate`.
+    pub fn and_imm(dst: Reg, immediate: i32) -> Self {
+        Self::new(ALU64 | 0x50, dst, Reg(0), 0, immediate)
+    }
+
+    /// `dst >>= immediate` (logical).
+    pub fn rsh_imm(dst: Reg, immediate: i32) -> Self {
+        Self::new(ALU64 | 0x70, dst, Reg(0), 0, immediate)
     }
 
     /// `dst += immediate`.
@@ -144,12 +170,17 @@ impl Insn {
         Self::new(JMP | 0x90, Reg(0), Reg(0), 0, 0)
     }
 
+    /// Where a conditional jump goes, relative to the next instruction; None for any
+    /// other instruction.
+    pub fn jump_offset(&self) -> Option<i16> {
+        let (class, operation) = (self.code & 0x07, self.code & 0xf0);
+        (class == JMP && !matches!(operation, 0x00 | 0x80 | 0x90)).then_some(self.offset)
+    }
+
     /// Points a conditional jump made with offset 0 (a jump not yet placed) at the
     /// instruction `distance` past the next one; leaves any other instruction alone.
     pub fn retarget_forward(&mut self, distance: usize) {
-        let (class, operation) = (self.code & 0x07, self.code & 0xf0);
-        let conditional = class == JMP && !matches!(operation, 0x00 | 0x80 | 0x90);
-        if conditional && self.offset == 0 {
+        if self.jump_offset() == Some(0) {
             self.offset = i16::try_from(distance).expect("a BPF program of under 32k instructions");
         }
     }
@@ -168,6 +199,7 @@ const MAP_CREATE: i32 = 0;
 const MAP_UPDATE_ELEM: i32 = 2;
 const MAP_DELETE_ELEM: i32 = 3;
 const PROG_LOAD: i32 = 5;
+const PROG_ATTACH: i32 = 8;
 const LINK_CREATE: i32 = 28;
 
 #[repr(C)]
@@ -209,6 +241,15 @@ struct ProgLoad {
 
 #[repr(C)]
 #[derive(Default)]
+struct ProgAttach {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
 struct LinkCreate {
     prog_fd: u32,
     target_fd: u32,
@@ -229,7 +270,7 @@ fn bpf<T>(command: i32, attr: &T, what: impl FnOnce() -> String) -> Result<i64> 
         )
     };
     if answer < 0 {
-        return Err(Error::Os {
+        return Err(Error {
             what: what(),
             source: std::io::Error::last_os_error(),
         });
@@ -288,7 +329,7 @@ impl Map {
             ..MapElement::default()
         };
         match bpf(MAP_DELETE_ELEM, &attr, || "delete a BPF map element".into()) {
-            Err(Error::Os { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(error) if error.source.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             other => other.map(drop),
         }
     }
@@ -300,9 +341,8 @@ pub struct Program(OwnedFd);
 
 impl Program {
     /// Loads `insns` as a program of `prog_type` for `attach_type`; the verifier's words
-    /// in the error when it refuses them.
+    /// in the error when it refuses them (asked for only then: logging slows it).
     pub fn load(name: &CStr, (prog_type, attach_type): (u32, u32), insns: &[Insn]) -> Result<Self> {
-        let mut log = vec![0u8; 64 * 1024];
         let mut prog_name = [0u8; 16];
         let name = name.to_bytes();
         let length = name.len().min(15);
@@ -312,26 +352,48 @@ impl Program {
             insn_cnt: insns.len() as u32,
             insns: insns.as_ptr() as u64,
             license: c"Apache-2.0".as_ptr() as u64,
-            log_level: 1,
-            log_size: log.len() as u32,
-            log_buf: log.as_mut_ptr() as u64,
             prog_name,
             expected_attach_type: attach_type,
             ..ProgLoad::default()
         };
-        match bpf(PROG_LOAD, &attr, || "load a BPF program".into()) {
-            Ok(fd) => Ok(Self(owned(fd))),
-            Err(Error::Os { what, source }) => {
+        if let Ok(fd) = bpf(PROG_LOAD, &attr, String::new) {
+            return Ok(Self(owned(fd)));
+        }
+        let mut log = vec![0u8; 64 * 1024];
+        let logged = ProgLoad {
+            log_level: 1,
+            log_size: log.len() as u32,
+            log_buf: log.as_mut_ptr() as u64,
+            ..attr
+        };
+        bpf(PROG_LOAD, &logged, || "load a BPF program".into())
+            .map(|fd| Self(owned(fd)))
+            .map_err(|Error { what, source }| {
                 let said = CStr::from_bytes_until_nul(&log)
                     .map(|s| s.to_string_lossy().trim().to_string())
                     .unwrap_or_default();
-                Err(Error::Os {
+                Error {
                     what: format!("{what} (the verifier said: {said})"),
                     source,
-                })
-            }
-            Err(other) => Err(other),
-        }
+                }
+            })
+    }
+
+    /// Attaches the program to the cgroup open as `cgroup` for `attach_type` for good —
+    /// it stays when this process ends, as long as the cgroup does — beside any others
+    /// attached there (`BPF_F_ALLOW_MULTI`).
+    pub fn attach_to_cgroup(&self, cgroup: &impl AsRawFd, attach_type: u32) -> Result<()> {
+        const ALLOW_MULTI: u32 = 2;
+        let attr = ProgAttach {
+            target_fd: cgroup.as_raw_fd() as u32,
+            attach_bpf_fd: self.0.as_raw_fd() as u32,
+            attach_type,
+            attach_flags: ALLOW_MULTI,
+        };
+        bpf(PROG_ATTACH, &attr, || {
+            "attach a BPF program to a cgroup".into()
+        })
+        .map(drop)
     }
 
     /// Attaches the program to the cgroup open as `cgroup` for `attach_type`, until the
