@@ -1,15 +1,14 @@
-//! The OCI distribution protocol: a registry server and the client that pushes and pulls.
+//! The OCI distribution protocol's server side: `berth registry serve` and (to come) the
+//! registry inside `berth server`. Storage is content-addressed on disk with blobs shared
+//! across repositories (`storage.rs`), the HTTP API in `server.rs`, the spec's errors in
+//! `errors.rs`.
 //!
-//! Depends on berth-image.
+//! Depends on berth-image (its content store and digests).
 
-/// The path prefix of every distribution API route.
-pub const API_PREFIX: &str = "/v2/";
+mod errors;
+mod server;
+mod storage;
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn api_prefix_is_rooted_and_versioned() {
-        assert!(super::API_PREFIX.starts_with("/v2"));
-        assert!(super::API_PREFIX.ends_with(char::from(b'/')));
-    }
-}
+pub use errors::{Code, RegistryError};
+pub use server::serve;
+pub use storage::{Manifest, Storage};

@@ -31,6 +31,32 @@ pub struct Pending {
     args: Vec<String>,
 }
 
+/// `berth registry`'s subcommands.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    #[command(subcommand)]
+    pub command: RegistryCommand,
+}
+
+/// What `berth registry` does.
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Serve an OCI distribution registry over plain HTTP (authentication, TLS and
+    /// garbage collection are still to come)
+    Serve(RegistryServeArgs),
+}
+
+/// `berth registry serve`'s flags.
+#[derive(Debug, Args)]
+pub struct RegistryServeArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    pub addr: std::net::SocketAddr,
+    /// Directory the registry stores its blobs and repositories in
+    #[arg(long, default_value = "/var/lib/berth/registry")]
+    pub root: PathBuf,
+}
+
 /// `berth run`'s flags, as docker names them.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -470,7 +496,7 @@ pub enum Command {
     /// Run the node agent that runs this machine's pods (today: simulated nodes)
     Agent(AgentArgs),
     /// Run an OCI distribution registry
-    Registry(Pending),
+    Registry(RegistryArgs),
 
     // --- Containers ----------------------------------------------------------------
     /// Create and run a new container from an image

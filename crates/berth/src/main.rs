@@ -14,6 +14,7 @@ mod listing;
 mod objects;
 mod oci;
 mod pull;
+mod registry;
 mod server;
 
 /// `berth --version`: the crate version and the git commit it was built from.
@@ -92,6 +93,7 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
         cli::Command::Server(args) => server::run(args),
         cli::Command::Kubeconfig(args) => server::kubeconfig(&args),
         cli::Command::Agent(args) => server::agent(args),
+        cli::Command::Registry(args) => registry::run(args),
         cli::Command::Run(args) => containers::run(&args, cli.host.as_deref()),
         cli::Command::Ps(args) => listing::ps(&args, cli.host.as_deref()),
         cli::Command::Images(args) => listing::images(&args, cli.host.as_deref()),

@@ -1,0 +1,434 @@
+//! The distribution API over [`Storage`]: `/v2/`, blobs (GET, HEAD, DELETE), uploads
+//! (monolithic, chunked with `Content-Range`, resumable with GET, cross-repository
+//! mounts), manifests by tag and digest (PUT, GET, HEAD, DELETE) and tag lists with
+//! `n`/`last` pagination. Every upload is verified against its digest before any
+//! repository links it.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use berth_image::{Digest, Ingest};
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use crate::errors::{Code, RegistryError};
+use crate::storage::Storage;
+
+/// The media type a manifest pushed without one is taken to be.
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// The registry's state: its storage and the uploads in progress.
+struct Registry {
+    storage: Storage,
+    uploads: Mutex<HashMap<String, Ingest>>,
+    ids: (RandomState, AtomicU64),
+}
+
+type Answer = Result<Response, RegistryError>;
+
+/// Serves the registry stored under `root` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, root: &Path) -> std::io::Result<()> {
+    let storage = Storage::open(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    let registry = Arc::new(Registry {
+        storage,
+        uploads: Mutex::new(HashMap::new()),
+        ids: (RandomState::new(), AtomicU64::new(0)),
+    });
+    let app = axum::Router::new().fallback(route).with_state(registry);
+    axum::serve(listener, app).await
+}
+
+/// The query parameters the API uses.
+#[derive(Debug, Default, Deserialize)]
+struct Params {
+    digest: Option<String>,
+    mount: Option<String>,
+    from: Option<String>,
+    n: Option<usize>,
+    last: Option<String>,
+}
+
+/// What a request's path names, under `/v2/`.
+enum Target<'a> {
+    Base,
+    Blob(&'a str, &'a str),
+    Upload(&'a str, &'a str),
+    Manifest(&'a str, &'a str),
+    Tags(&'a str),
+}
+
+fn target(path: &str) -> Option<Target<'_>> {
+    let rest = path.strip_prefix("/v2/")?;
+    if rest.is_empty() {
+        return Some(Target::Base);
+    }
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        return Some(Target::Tags(name));
+    }
+    if let Some((name, id)) = rest.rsplit_once("/blobs/uploads/") {
+        return Some(Target::Upload(name, id));
+    }
+    if let Some(name) = rest.strip_suffix("/blobs/uploads") {
+        return Some(Target::Upload(name, ""));
+    }
+    if let Some((name, digest)) = rest.rsplit_once("/blobs/") {
+        return Some(Target::Blob(name, digest));
+    }
+    let (name, reference) = rest.rsplit_once("/manifests/")?;
+    Some(Target::Manifest(name, reference))
+}
+
+async fn route(
+    State(registry): State<Arc<Registry>>,
+    method: Method,
+    uri: Uri,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let answer = match target(uri.path()) {
+        Some(Target::Base) => Ok(with_version(StatusCode::OK, "{}").into_response()),
+        Some(target) => {
+            let name = match &target {
+                Target::Blob(name, _)
+                | Target::Upload(name, _)
+                | Target::Manifest(name, _)
+                | Target::Tags(name) => *name,
+                Target::Base => "",
+            };
+            if valid_name(name) {
+                dispatch(&registry, (method, target), params, &headers, body).await
+            } else {
+                Err(RegistryError::new(Code::NameInvalid, name))
+            }
+        }
+        None => Err(RegistryError::new(Code::Unsupported, uri.path())),
+    };
+    answer.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn dispatch(
+    registry: &Registry,
+    (method, target): (Method, Target<'_>),
+    params: Params,
+    headers: &HeaderMap,
+    body: Body,
+) -> Answer {
+    match (method, target) {
+        (Method::GET | Method::HEAD, Target::Blob(name, digest)) => {
+            get_blob(registry, name, &digest_of(digest)?).await
+        }
+        (Method::DELETE, Target::Blob(name, digest)) => {
+            registry.storage.delete_blob(name, &digest_of(digest)?)?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Method::POST, Target::Upload(name, "")) => {
+            start_upload(registry, name, params, body).await
+        }
+        (Method::PATCH, Target::Upload(name, id)) => {
+            let start = content_range_start(headers);
+            let size = append(registry, id, start, body).await?;
+            Ok(upload_status(StatusCode::ACCEPTED, name, id, size))
+        }
+        (Method::PUT, Target::Upload(name, id)) => {
+            let digest = digest_of(params.digest.as_deref().unwrap_or_default())?;
+            append(registry, id, None, body).await?;
+            let upload = registry.uploads.lock().expect("uploads").remove(id);
+            let upload = upload.ok_or_else(|| RegistryError::new(Code::BlobUploadUnknown, id))?;
+            registry.storage.commit(name, upload, &digest)?;
+            Ok(blob_created(name, &digest))
+        }
+        (Method::GET, Target::Upload(name, id)) => {
+            let uploads = registry.uploads.lock().expect("uploads");
+            let size = uploads.get(id).map(Ingest::size);
+            let size = size.ok_or_else(|| RegistryError::new(Code::BlobUploadUnknown, id))?;
+            Ok(upload_status(StatusCode::NO_CONTENT, name, id, size))
+        }
+        (Method::DELETE, Target::Upload(_, id)) => {
+            let removed = registry.uploads.lock().expect("uploads").remove(id);
+            removed.ok_or_else(|| RegistryError::new(Code::BlobUploadUnknown, id))?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Method::PUT, Target::Manifest(name, reference)) => {
+            put_manifest(registry, name, reference, headers, body).await
+        }
+        (method @ (Method::GET | Method::HEAD), Target::Manifest(name, reference)) => {
+            let manifest = registry.storage.manifest(name, reference)?;
+            let mut response = if method == Method::HEAD {
+                let length = manifest.bytes.len();
+                let mut response = Response::new(Body::empty());
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_LENGTH, length.into());
+                response
+            } else {
+                Response::new(Body::from(manifest.bytes))
+            };
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, header_value(&manifest.media_type));
+            headers.insert(
+                "Docker-Content-Digest",
+                header_value(manifest.digest.as_str()),
+            );
+            Ok(response)
+        }
+        (Method::DELETE, Target::Manifest(name, reference)) => {
+            registry
+                .storage
+                .delete_manifest(name, &digest_of(reference)?)?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Method::GET, Target::Tags(name)) => list_tags(registry, name, params),
+        (method, _) => Err(RegistryError::new(Code::Unsupported, method.as_str())),
+    }
+}
+
+/// A repository name as the spec allows: lowercase components of letters and digits
+/// joined by `.`, `_`, `__` or dashes, separated by `/`.
+fn valid_name(name: &str) -> bool {
+    let component = |c: &str| {
+        let edge = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        edge(c.bytes().next())
+            && edge(c.bytes().last())
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    };
+    name.len() <= 255 && name.split('/').all(component)
+}
+
+fn digest_of(text: &str) -> Result<Digest, RegistryError> {
+    Digest::parse(text).map_err(|_| RegistryError::new(Code::DigestInvalid, text))
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("invalid"))
+}
+
+fn with_version(status: StatusCode, body: &'static str) -> impl IntoResponse {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (
+                header::HeaderName::from_static("docker-distribution-api-version"),
+                "registry/2.0",
+            ),
+        ],
+        body,
+    )
+}
+
+async fn get_blob(registry: &Registry, name: &str, digest: &Digest) -> Answer {
+    let (file, size) = registry.storage.blob(name, digest)?;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, size.into());
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert("Docker-Content-Digest", header_value(digest.as_str()));
+    Ok(response)
+}
+
+/// POST to the uploads: a mount, a whole blob in one request (`?digest=`), or a new
+/// upload session.
+async fn start_upload(registry: &Registry, name: &str, params: Params, body: Body) -> Answer {
+    if let (Some(mount), Some(from)) = (&params.mount, &params.from) {
+        let digest = digest_of(mount)?;
+        if registry.storage.mount(name, from, &digest)? {
+            return Ok(blob_created(name, &digest));
+        }
+    }
+    let (id_seed, counter) = &registry.ids;
+    let count = counter.fetch_add(1, Ordering::Relaxed);
+    let id = format!(
+        "{:016x}{:016x}",
+        id_seed.hash_one(count),
+        id_seed.hash_one(!count)
+    );
+    let upload = registry.storage.ingest()?;
+    registry
+        .uploads
+        .lock()
+        .expect("uploads")
+        .insert(id.clone(), upload);
+    if let Some(digest) = params.digest.filter(|_| params.mount.is_none()) {
+        let digest = digest_of(&digest)?;
+        append(registry, &id, None, body).await?;
+        let upload = registry.uploads.lock().expect("uploads").remove(&id);
+        let upload = upload.ok_or_else(|| RegistryError::new(Code::BlobUploadUnknown, &id))?;
+        registry.storage.commit(name, upload, &digest)?;
+        return Ok(blob_created(name, &digest));
+    }
+    Ok(upload_status(StatusCode::ACCEPTED, name, &id, 0))
+}
+
+/// Where a chunk says it starts (`Content-Range: <start>-<end>`), if it says.
+fn content_range_start(headers: &HeaderMap) -> Option<u64> {
+    let range = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    let (start, _) = range.trim_start_matches("bytes ").split_once('-')?;
+    start.trim().parse().ok()
+}
+
+/// Appends `body` to upload `id` (which must end where the chunk says it starts); the
+/// upload's size after it.
+async fn append(
+    registry: &Registry,
+    id: &str,
+    start: Option<u64>,
+    body: Body,
+) -> Result<u64, RegistryError> {
+    let unknown = || RegistryError::new(Code::BlobUploadUnknown, id);
+    let mut upload = registry
+        .uploads
+        .lock()
+        .expect("uploads")
+        .remove(id)
+        .ok_or_else(unknown)?;
+    if start.is_some_and(|start| start != upload.size()) {
+        let size = upload.size();
+        registry
+            .uploads
+            .lock()
+            .expect("uploads")
+            .insert(id.to_string(), upload);
+        return Err(RegistryError::new(
+            Code::RangeInvalid,
+            &format!(
+                "the chunk starts at {}, the upload ends at {size}",
+                start.unwrap_or_default()
+            ),
+        ));
+    }
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(RegistryError::internal)?;
+        std::io::Write::write_all(&mut upload, &chunk).map_err(RegistryError::internal)?;
+    }
+    let size = upload.size();
+    registry
+        .uploads
+        .lock()
+        .expect("uploads")
+        .insert(id.to_string(), upload);
+    Ok(size)
+}
+
+fn upload_status(status: StatusCode, name: &str, id: &str, size: u64) -> Response {
+    let range = format!("0-{}", size.saturating_sub(1));
+    let mut response = status.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::LOCATION,
+        header_value(&format!("/v2/{name}/blobs/uploads/{id}")),
+    );
+    headers.insert(header::RANGE, header_value(&range));
+    headers.insert("Docker-Upload-UUID", header_value(id));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    response
+}
+
+fn blob_created(name: &str, digest: &Digest) -> Response {
+    let mut response = StatusCode::CREATED.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::LOCATION,
+        header_value(&format!("/v2/{name}/blobs/{digest}")),
+    );
+    headers.insert("Docker-Content-Digest", header_value(digest.as_str()));
+    response
+}
+
+async fn put_manifest(
+    registry: &Registry,
+    name: &str,
+    reference: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Answer {
+    let bytes = axum::body::to_bytes(body, 32 << 20)
+        .await
+        .map_err(|e| RegistryError::new(Code::ManifestInvalid, &e.to_string()))?;
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let media_type = given
+        .map(str::to_string)
+        .unwrap_or_else(|| media_type_of(&bytes));
+    let tag = match Digest::parse(reference) {
+        Ok(digest) => {
+            if digest != Digest::of(&bytes) {
+                return Err(RegistryError::new(Code::DigestInvalid, reference));
+            }
+            None
+        }
+        Err(_) if valid_tag(reference) => Some(reference),
+        Err(_) => return Err(RegistryError::new(Code::TagInvalid, reference)),
+    };
+    let digest = registry
+        .storage
+        .put_manifest(name, tag, &media_type, &bytes)?;
+    let mut response = StatusCode::CREATED.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::LOCATION,
+        header_value(&format!("/v2/{name}/manifests/{digest}")),
+    );
+    headers.insert("Docker-Content-Digest", header_value(digest.as_str()));
+    Ok(response)
+}
+
+/// The `mediaType` a manifest names itself, or the OCI image manifest's.
+fn media_type_of(bytes: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Named {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<Named>(bytes)
+        .ok()
+        .and_then(|n| n.media_type)
+        .unwrap_or_else(|| OCI_MANIFEST.to_string())
+}
+
+/// A tag as the spec allows: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+fn valid_tag(tag: &str) -> bool {
+    let mut bytes = tag.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && tag.len() <= 128
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// The repository's tags after `last`, `n` of them at most, with a `Link` to the next
+/// page when there is one.
+fn list_tags(registry: &Registry, name: &str, params: Params) -> Answer {
+    let tags = registry
+        .storage
+        .tags(name)
+        .ok_or_else(|| RegistryError::new(Code::NameUnknown, name))?;
+    let after: Vec<String> = tags
+        .into_iter()
+        .filter(|tag| params.last.as_ref().is_none_or(|last| tag > last))
+        .collect();
+    let limit = params.n.unwrap_or(after.len());
+    let page: Vec<&String> = after.iter().take(limit).collect();
+    let mut response = axum::Json(serde_json::json!({"name": name, "tags": page})).into_response();
+    if let (true, Some(last)) = (after.len() > limit, page.last()) {
+        let link = format!("</v2/{name}/tags/list?n={limit}&last={last}>; rel=\"next\"");
+        response
+            .headers_mut()
+            .insert(header::LINK, header_value(&link));
+    }
+    Ok(response)
+}

@@ -1,0 +1,226 @@
+//! The registry against skopeo, the stock client: an image pushed to it (chunked uploads,
+//! a cross-repository mount, a multi-platform index) comes back byte for byte; and the
+//! spec's answers to what clients get wrong, read with curl: a chunk that leaves a gap,
+//! content that does not match its digest, a manifest naming a blob the repository does
+//! not hold, an unknown tag, tags listed a page at a time.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use berth_testkit::guard::Scratch;
+use berth_testkit::images::{busybox_image, busybox_multi_platform_image};
+use berth_testkit::layout::verify_layout;
+
+/// Serves a registry stored under `root` on a loopback port, on a thread of its own
+/// that ends with the test process.
+fn start(root: &Path) -> SocketAddr {
+    let root = root.to_path_buf();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            sender.send(listener.local_addr().unwrap()).unwrap();
+            berth_registry::serve(listener, &root).await.unwrap();
+        });
+    });
+    receiver.recv().unwrap()
+}
+
+fn skopeo(args: &[&str]) {
+    let output = Command::new("skopeo").args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// curl with `args`, its status code appended to the output after a newline.
+fn curl(args: &[&str]) -> (u16, String, String) {
+    let output: Output = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/stdout", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let (rest, code) = text.rsplit_once('\n').unwrap();
+    let (headers, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+    (code.parse().unwrap(), headers.to_string(), body.to_string())
+}
+
+#[test]
+fn skopeo_pushes_and_pulls_images_byte_for_byte() {
+    let scratch = Scratch::new("registry-skopeo").unwrap();
+    let registry = start(&scratch.path().join("registry"));
+    let image = busybox_image(&scratch.path().join("busybox")).unwrap();
+    let multi = busybox_multi_platform_image(&scratch.path().join("multi")).unwrap();
+    let source = |layout: &Path| format!("oci:{}:latest", layout.display());
+    let at = |repository: &str| format!("docker://{registry}/{repository}");
+    let push = ["copy", "--all", "--quiet", "--dest-tls-verify=false"];
+    let pull = ["copy", "--all", "--quiet", "--src-tls-verify=false"];
+
+    skopeo(&[&push[..], &[&source(&image.dir), &at("library/busybox:1")]].concat());
+    // The same layers into another repository: skopeo mounts them from the first.
+    skopeo(&[&push[..], &[&source(&image.dir), &at("other/busybox:1")]].concat());
+    skopeo(
+        &[
+            &push[..],
+            &[&source(&multi.dir), &at("library/busybox:multi")],
+        ]
+        .concat(),
+    );
+
+    for (tag, original) in [("1", &image), ("multi", &multi)] {
+        let copy = scratch.path().join(format!("copy-{tag}"));
+        let target = format!("oci:{}:latest", copy.display());
+        skopeo(
+            &[
+                &pull[..],
+                &[&at(&format!("library/busybox:{tag}")), &target],
+            ]
+            .concat(),
+        );
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(copy.join("index.json")).unwrap()).unwrap();
+        assert_eq!(
+            index["manifests"][0]["digest"], original.manifest_digest,
+            "the manifest comes back as pushed"
+        );
+        if tag == "1" {
+            // Every blob of the copy checks out against its digest.
+            assert_eq!(verify_layout(&copy).unwrap().len(), 1);
+        }
+    }
+    let other = format!("http://{registry}/v2/other/busybox/manifests/1");
+    let (code, headers, _) = curl(&["-I", &other]);
+    assert_eq!(code, 200);
+    assert!(
+        headers.contains(&image.manifest_digest),
+        "Docker-Content-Digest names the manifest: {headers}"
+    );
+}
+
+#[test]
+fn clients_mistakes_get_the_spec_s_errors() {
+    let scratch = Scratch::new("registry-errors").unwrap();
+    let registry = start(&scratch.path().join("registry"));
+    let url = |path: &str| format!("http://{registry}{path}");
+
+    let (code, headers, _) = curl(&[&url("/v2/")]);
+    assert_eq!(code, 200);
+    assert!(
+        headers
+            .to_lowercase()
+            .contains("docker-distribution-api-version: registry/2.0")
+    );
+
+    // An upload: one chunk, then a chunk that leaves a gap (416), then the rest.
+    let (code, headers, _) = curl(&["-X", "POST", &url("/v2/test/blobs/uploads/")]);
+    assert_eq!(code, 202);
+    let location = headers
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("location: ")
+                .or_else(|| l.strip_prefix("Location: "))
+        })
+        .unwrap()
+        .trim()
+        .to_string();
+    let chunk = |range: &str, data: &str| {
+        curl(&[
+            "-X",
+            "PATCH",
+            "-H",
+            &format!("Content-Range: {range}"),
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            data,
+            &url(&location),
+        ])
+    };
+    assert_eq!(chunk("0-4", "hello").0, 202);
+    let (code, _, body) = chunk("9-13", "world");
+    assert_eq!(code, 416, "{body}");
+    let (code, headers, _) = curl(&[&url(&location)]);
+    assert_eq!(code, 204);
+    assert!(headers.to_lowercase().contains("range: 0-4"), "{headers}");
+    assert_eq!(chunk("5-10", " world").0, 202);
+    let wrong = format!("{}?digest=sha256:{}", url(&location), "0".repeat(64));
+    let (code, _, body) = curl(&["-X", "PUT", &wrong]);
+    assert_eq!(code, 400);
+    assert!(body.contains("DIGEST_INVALID"), "{body}");
+
+    // Monolithic, with the right digest; then a manifest naming a blob it lacks.
+    let digest = "sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+    let monolithic = format!("/v2/test/blobs/uploads/?digest={digest}");
+    let (code, _, _) = curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        "hello world",
+        &url(&monolithic),
+    ]);
+    assert_eq!(code, 201);
+    let (code, _, body) = curl(&[&url(&format!("/v2/test/blobs/{digest}"))]);
+    assert_eq!((code, body.as_str()), (200, "hello world"));
+    let (code, _, _) = curl(&["-I", &url(&format!("/v2/elsewhere/blobs/{digest}"))]);
+    assert_eq!(code, 404, "a blob belongs to the repositories that hold it");
+    let missing = format!("sha256:{}", "1".repeat(64));
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest, "size": 11},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": missing, "size": 1}],
+    });
+    let put = |tag: &str, body: &serde_json::Value| {
+        curl(&[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            "--data-binary",
+            &body.to_string(),
+            &url(&format!("/v2/test/manifests/{tag}")),
+        ])
+    };
+    let (code, _, body) = put("v1", &manifest);
+    assert_eq!(code, 400);
+    assert!(body.contains("MANIFEST_BLOB_UNKNOWN"), "{body}");
+    let (code, _, body) = curl(&[&url("/v2/test/manifests/v1")]);
+    assert_eq!(code, 404);
+    assert!(body.contains("MANIFEST_UNKNOWN"), "{body}");
+    let (code, _, body) = curl(&[&url("/v2/Not_Valid/tags/list")]);
+    assert_eq!(code, 400);
+    assert!(body.contains("NAME_INVALID"), "{body}");
+
+    // Three tags, listed two at a time.
+    let config_only = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest, "size": 11},
+        "layers": [],
+    });
+    for tag in ["c", "a", "b"] {
+        assert_eq!(put(tag, &config_only).0, 201);
+    }
+    let (code, headers, body) = curl(&[&url("/v2/test/tags/list?n=2")]);
+    assert_eq!(code, 200);
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["tags"], serde_json::json!(["a", "b"]));
+    assert!(
+        headers.contains("/v2/test/tags/list?n=2&last=b"),
+        "{headers}"
+    );
+    let (_, _, body) = curl(&[&url("/v2/test/tags/list?n=2&last=b")]);
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["tags"], serde_json::json!(["c"]));
+}

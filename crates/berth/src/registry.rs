@@ -1,0 +1,28 @@
+//! `berth registry serve`: an OCI distribution registry on its own (berth-registry).
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::Outcome;
+use crate::cli::{RegistryArgs, RegistryCommand};
+
+/// Runs the registry until the process is stopped.
+pub fn run(args: RegistryArgs) -> Result<ExitCode, Outcome> {
+    let RegistryCommand::Serve(serve) = args.command;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(serve.addr)
+            .await
+            .with_context(|| format!("listen on {}", serve.addr))?;
+        tracing::info!(address = %serve.addr, root = %serve.root.display(), "serving the registry");
+        berth_registry::serve(listener, &serve.root)
+            .await
+            .with_context(|| format!("serve the registry in {}", serve.root.display()))
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
