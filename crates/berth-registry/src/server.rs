@@ -24,6 +24,17 @@ use crate::storage::Storage;
 /// The media type a manifest pushed without one is taken to be.
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
+/// The manifest media types the registry stores (OCI's and Docker's schema 2).
+const MANIFEST_TYPES: [&str; 4] = [
+    OCI_MANIFEST,
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// The largest manifest accepted, as distribution limits them.
+const MANIFEST_LIMIT: usize = 4 << 20;
+
 /// The registry's state: its storage and the uploads in progress.
 struct Registry {
     storage: Storage,
@@ -355,15 +366,19 @@ async fn put_manifest(
     headers: &HeaderMap,
     body: Body,
 ) -> Answer {
-    let bytes = axum::body::to_bytes(body, 32 << 20)
+    let bytes = axum::body::to_bytes(body, MANIFEST_LIMIT)
         .await
-        .map_err(|e| RegistryError::new(Code::ManifestInvalid, &e.to_string()))?;
+        .map_err(|_| RegistryError::new(Code::ManifestInvalid, "manifests are limited to 4 MiB"))?;
     let given = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let media_type = given
         .map(str::to_string)
         .unwrap_or_else(|| media_type_of(&bytes));
+    if !MANIFEST_TYPES.contains(&media_type.as_str()) {
+        let detail = format!("unknown manifest media type {media_type}");
+        return Err(RegistryError::new(Code::ManifestInvalid, &detail));
+    }
     let tag = match Digest::parse(reference) {
         Ok(digest) => {
             if digest != Digest::of(&bytes) {

@@ -2,7 +2,8 @@
 //! a cross-repository mount, a multi-platform index) comes back byte for byte; and the
 //! spec's answers to what clients get wrong, read with curl: a chunk that leaves a gap,
 //! content that does not match its digest, a manifest naming a blob the repository does
-//! not hold, an unknown tag, tags listed a page at a time.
+//! not hold, of an unknown media type or over 4 MiB, an unknown tag, tags listed a page
+//! at a time.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -195,6 +196,33 @@ fn clients_mistakes_get_the_spec_s_errors() {
     let (code, _, body) = put("v1", &manifest);
     assert_eq!(code, 400);
     assert!(body.contains("MANIFEST_BLOB_UNKNOWN"), "{body}");
+    let (code, _, body) = curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: text/plain",
+        "--data-binary",
+        "{}",
+        &url("/v2/test/manifests/v1"),
+    ]);
+    assert_eq!(code, 400);
+    assert!(
+        body.contains("unknown manifest media type text/plain"),
+        "{body}"
+    );
+    let huge = scratch.path().join("huge.json");
+    std::fs::write(&huge, format!("{{\"pad\": \"{}\"}}", "x".repeat(5 << 20))).unwrap();
+    let (code, _, body) = curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        "--data-binary",
+        &format!("@{}", huge.display()),
+        &url("/v2/test/manifests/v1"),
+    ]);
+    assert_eq!(code, 400);
+    assert!(body.contains("limited to 4 MiB"), "{body}");
     let (code, _, body) = curl(&[&url("/v2/test/manifests/v1")]);
     assert_eq!(code, 404);
     assert!(body.contains("MANIFEST_UNKNOWN"), "{body}");

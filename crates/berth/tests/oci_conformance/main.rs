@@ -159,7 +159,10 @@ impl Case {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let bundle = bundle_from_image(&image, &scratch.path().join("bundle"), &args).unwrap();
         let id = format!("{}-{}-{}", self.name, runtime.name(), std::process::id());
-        let cgroup = format!("berth-test/{id}");
+        // A group of its own at the top, not under a shared `berth-test/`: another test's
+        // guard removes that parent once it is empty, which can fall between runc's or
+        // crun's making it and making the group inside (ENOENT).
+        let cgroup = format!("berth-test-{id}");
         let config_path = bundle.join("config.json");
         let mut config: Value =
             serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
@@ -679,7 +682,7 @@ fn refuses(name: &str, prepare: impl Fn(&Path), expected: &str) {
         state_of(Runtime::Berth, &root, &id).is_none(),
         "{name}: state left behind"
     );
-    let cgroup_dir = Path::new("/sys/fs/cgroup/memory/berth-test").join(&id);
+    let cgroup_dir = Path::new("/sys/fs/cgroup/memory").join(format!("berth-test-{id}"));
     assert!(!cgroup_dir.exists(), "{name}: cgroup left behind");
 }
 
@@ -855,9 +858,9 @@ fn spec_writes_a_config_the_runtimes_accept_and_refuses_to_overwrite() {
     edit_config(scratch.path(), |c| {
         c["process"]["terminal"] = json!(false);
         c["process"]["args"] = json!(["echo", "from-spec"]);
-        c["linux"]["cgroupsPath"] = json!(format!("/berth-test/spec-{}", std::process::id()));
+        c["linux"]["cgroupsPath"] = json!(format!("/berth-test-spec-{}", std::process::id()));
     });
-    let _cgroup = CgroupGuard::new(format!("berth-test/spec-{}", std::process::id()));
+    let _cgroup = CgroupGuard::new(format!("berth-test-spec-{}", std::process::id()));
     for &runtime in runtimes() {
         let output = runtime
             .command(&root)
