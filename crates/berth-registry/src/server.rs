@@ -349,12 +349,14 @@ fn upload_status(status: StatusCode, name: &str, id: &str, size: u64) -> Respons
 }
 
 fn blob_created(name: &str, digest: &Digest) -> Response {
+    created(&format!("/v2/{name}/blobs/{digest}"), digest)
+}
+
+/// 201 for what now lives at `location` under `digest`.
+fn created(location: &str, digest: &Digest) -> Response {
     let mut response = StatusCode::CREATED.into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::LOCATION,
-        header_value(&format!("/v2/{name}/blobs/{digest}")),
-    );
+    headers.insert(header::LOCATION, header_value(location));
     headers.insert("Docker-Content-Digest", header_value(digest.as_str()));
     response
 }
@@ -392,14 +394,7 @@ async fn put_manifest(
     let digest = registry
         .storage
         .put_manifest(name, tag, &media_type, &bytes)?;
-    let mut response = StatusCode::CREATED.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::LOCATION,
-        header_value(&format!("/v2/{name}/manifests/{digest}")),
-    );
-    headers.insert("Docker-Content-Digest", header_value(digest.as_str()));
-    Ok(response)
+    Ok(created(&format!("/v2/{name}/manifests/{digest}"), &digest))
 }
 
 /// The `mediaType` a manifest names itself, or the OCI image manifest's.

@@ -32,11 +32,7 @@ pub fn run(args: &DaemonArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
         event_history: berth_engine::DOCKER_EVENT_HISTORY,
     })
     .with_context(|| format!("open the engine's state in {}", args.data_dir.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
+    let runtime = crate::async_runtime()?;
     let engine = Arc::new(engine);
     engine.restore();
     let served = runtime.block_on(serve(Arc::clone(&engine), socket));

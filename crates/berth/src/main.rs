@@ -123,6 +123,17 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
 }
 
 /// The words of the chosen subcommand, e.g. `network create`, for messages.
+/// The async runtime every long-running command serves from: two workers, as the
+/// machines Berth aims at have few cores to spare.
+fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")
+}
+
 fn command_path(matches: &clap::ArgMatches) -> String {
     let mut words = Vec::new();
     let mut current = matches;

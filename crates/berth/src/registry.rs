@@ -10,11 +10,7 @@ use crate::cli::{RegistryArgs, RegistryCommand};
 /// Runs the registry until the process is stopped.
 pub fn run(args: RegistryArgs) -> Result<ExitCode, Outcome> {
     let RegistryCommand::Serve(serve) = args.command;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
+    let runtime = crate::async_runtime()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(serve.addr)
             .await

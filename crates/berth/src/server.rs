@@ -11,11 +11,7 @@ use crate::cli::{AgentArgs, KubeconfigArgs, NodeArgs, ServerArgs};
 /// Runs the server, and the agent of its machine unless `--disable-agent`.
 pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
     return_memory_promptly();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
+    let runtime = crate::async_runtime()?;
     let kubeconfig = args.data_dir.join("admin.kubeconfig");
     let config = berth_apiserver::ServerConfig {
         data_dir: args.data_dir.clone(),
@@ -172,11 +168,7 @@ fn agent_config(
 /// `berth agent`: the node agent, or simulated nodes, until SIGINT or SIGTERM.
 pub fn agent(args: AgentArgs) -> Result<ExitCode, Outcome> {
     return_memory_promptly();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
+    let runtime = crate::async_runtime()?;
     runtime.block_on(async {
         let token = berth_agent::join::JoinToken::parse(&args.token)?;
         let ca_file = args.certificate_authority.as_deref();
