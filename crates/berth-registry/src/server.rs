@@ -44,6 +44,23 @@ struct Registry {
 
 type Answer = Result<Response, RegistryError>;
 
+impl Registry {
+    /// Takes upload `id` out while one request works on it, so two never write it at
+    /// once (the second finds it unknown).
+    fn take(&self, id: &str) -> Result<Ingest, RegistryError> {
+        let taken = self.uploads.lock().expect("uploads").remove(id);
+        taken.ok_or_else(|| RegistryError::new(Code::BlobUploadUnknown, id))
+    }
+
+    /// Puts upload `id` back for the next request.
+    fn put_back(&self, id: &str, upload: Ingest) {
+        self.uploads
+            .lock()
+            .expect("uploads")
+            .insert(id.to_string(), upload);
+    }
+}
+
 /// Serves the registry stored under `root` on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, root: &Path) -> std::io::Result<()> {
     let storage = Storage::open(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
@@ -151,9 +168,7 @@ async fn dispatch(
         (Method::PUT, Target::Upload(name, id)) => {
             let digest = digest_of(params.digest.as_deref().unwrap_or_default())?;
             append(registry, id, None, body).await?;
-            let upload = registry.uploads.lock().expect("uploads").remove(id);
-            let upload = upload.ok_or_else(|| RegistryError::new(Code::BlobUploadUnknown, id))?;
-            registry.storage.commit(name, upload, &digest)?;
+            registry.storage.commit(name, registry.take(id)?, &digest)?;
             Ok(blob_created(name, &digest))
         }
         (Method::GET, Target::Upload(name, id)) => {
@@ -163,8 +178,7 @@ async fn dispatch(
             Ok(upload_status(StatusCode::NO_CONTENT, name, id, size))
         }
         (Method::DELETE, Target::Upload(_, id)) => {
-            let removed = registry.uploads.lock().expect("uploads").remove(id);
-            removed.ok_or_else(|| RegistryError::new(Code::BlobUploadUnknown, id))?;
+            registry.take(id)?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         (Method::PUT, Target::Manifest(name, reference)) => {
@@ -266,18 +280,13 @@ async fn start_upload(registry: &Registry, name: &str, params: Params, body: Bod
         id_seed.hash_one(count),
         id_seed.hash_one(!count)
     );
-    let upload = registry.storage.ingest()?;
-    registry
-        .uploads
-        .lock()
-        .expect("uploads")
-        .insert(id.clone(), upload);
+    registry.put_back(&id, registry.storage.ingest()?);
     if let Some(digest) = params.digest.filter(|_| params.mount.is_none()) {
         let digest = digest_of(&digest)?;
         append(registry, &id, None, body).await?;
-        let upload = registry.uploads.lock().expect("uploads").remove(&id);
-        let upload = upload.ok_or_else(|| RegistryError::new(Code::BlobUploadUnknown, &id))?;
-        registry.storage.commit(name, upload, &digest)?;
+        registry
+            .storage
+            .commit(name, registry.take(&id)?, &digest)?;
         return Ok(blob_created(name, &digest));
     }
     Ok(upload_status(StatusCode::ACCEPTED, name, &id, 0))
@@ -298,40 +307,28 @@ async fn append(
     start: Option<u64>,
     body: Body,
 ) -> Result<u64, RegistryError> {
-    let unknown = || RegistryError::new(Code::BlobUploadUnknown, id);
-    let mut upload = registry
-        .uploads
-        .lock()
-        .expect("uploads")
-        .remove(id)
-        .ok_or_else(unknown)?;
-    if start.is_some_and(|start| start != upload.size()) {
+    let mut upload = registry.take(id)?;
+    if let Some(start) = start.filter(|start| *start != upload.size()) {
         let size = upload.size();
-        registry
-            .uploads
-            .lock()
-            .expect("uploads")
-            .insert(id.to_string(), upload);
-        return Err(RegistryError::new(
-            Code::RangeInvalid,
-            &format!(
-                "the chunk starts at {}, the upload ends at {size}",
-                start.unwrap_or_default()
-            ),
-        ));
+        registry.put_back(id, upload);
+        let detail = format!("the chunk starts at {start}, the upload ends at {size}");
+        return Err(RegistryError::new(Code::RangeInvalid, &detail));
     }
+    // What arrived before a failure stays: the client asks where the upload ends (GET)
+    // and resumes from there.
+    let written = write_body(&mut upload, body).await;
+    let size = upload.size();
+    registry.put_back(id, upload);
+    written.map(|()| size)
+}
+
+async fn write_body(upload: &mut Ingest, body: Body) -> Result<(), RegistryError> {
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(RegistryError::internal)?;
-        std::io::Write::write_all(&mut upload, &chunk).map_err(RegistryError::internal)?;
+        std::io::Write::write_all(upload, &chunk).map_err(RegistryError::internal)?;
     }
-    let size = upload.size();
-    registry
-        .uploads
-        .lock()
-        .expect("uploads")
-        .insert(id.to_string(), upload);
-    Ok(size)
+    Ok(())
 }
 
 fn upload_status(status: StatusCode, name: &str, id: &str, size: u64) -> Response {
