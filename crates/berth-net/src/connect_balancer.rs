@@ -104,8 +104,9 @@ impl ConnectBalancer {
         for (frontend, backends) in &wanted {
             let old = self.applied.get(frontend).map_or(0, Vec::len);
             if self.applied.get(frontend) != Some(backends) {
-                // Until the new endpoints are all in place it is not balanced here (the
-                // nftables rules take its connections) rather than half-written.
+                // Forgotten until written whole, so a write that fails halfway is done
+                // again by the next sync. Meanwhile the kernel's map keeps the old count
+                // until slot 0 is rewritten, so connections pick old or new endpoints.
                 self.applied.remove(frontend);
                 self.write(*frontend, backends, old)?;
                 self.applied.insert(*frontend, backends.clone());
