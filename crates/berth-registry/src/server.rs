@@ -83,20 +83,27 @@ struct Params {
     last: Option<String>,
 }
 
-/// What a request's path names, under `/v2/`.
+/// What a request's path names under `/v2/<name>/`, with the repository's name.
 enum Target<'a> {
-    Base,
     Blob(&'a str, &'a str),
     Upload(&'a str, &'a str),
     Manifest(&'a str, &'a str),
     Tags(&'a str),
 }
 
+impl<'a> Target<'a> {
+    fn name(&self) -> &'a str {
+        match self {
+            Self::Blob(name, _)
+            | Self::Upload(name, _)
+            | Self::Manifest(name, _)
+            | Self::Tags(name) => name,
+        }
+    }
+}
+
 fn target(path: &str) -> Option<Target<'_>> {
     let rest = path.strip_prefix("/v2/")?;
-    if rest.is_empty() {
-        return Some(Target::Base);
-    }
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return Some(Target::Tags(name));
     }
@@ -121,16 +128,12 @@ async fn route(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if uri.path() == "/v2/" {
+        return with_version(StatusCode::OK, "{}").into_response();
+    }
     let answer = match target(uri.path()) {
-        Some(Target::Base) => Ok(with_version(StatusCode::OK, "{}").into_response()),
         Some(target) => {
-            let name = match &target {
-                Target::Blob(name, _)
-                | Target::Upload(name, _)
-                | Target::Manifest(name, _)
-                | Target::Tags(name) => *name,
-                Target::Base => "",
-            };
+            let name = target.name();
             if valid_name(name) {
                 dispatch(&registry, (method, target), params, &headers, body).await
             } else {

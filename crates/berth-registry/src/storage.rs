@@ -109,7 +109,7 @@ impl Storage {
 
     /// Removes blob `digest` from repository `name` (the bytes stay while others hold it).
     pub fn delete_blob(&self, name: &str, digest: &Digest) -> Result<(), RegistryError> {
-        remove_link(&self.repository(name).join("_layers").join(digest.hex()))
+        std::fs::remove_file(self.repository(name).join("_layers").join(digest.hex()))
             .map_err(|_| RegistryError::new(Code::BlobUnknown, digest.as_str()))
     }
 
@@ -185,12 +185,12 @@ impl Storage {
 
     /// Removes manifest `digest` from repository `name`, with the tags that point at it.
     pub fn delete_manifest(&self, name: &str, digest: &Digest) -> Result<(), RegistryError> {
-        remove_link(&self.revision(name, digest))
+        std::fs::remove_file(self.revision(name, digest))
             .map_err(|_| RegistryError::new(Code::ManifestUnknown, digest.as_str()))?;
         let tags = self.repository(name).join("_manifests/tags");
         for tag in std::fs::read_dir(&tags).into_iter().flatten().flatten() {
             if std::fs::read_to_string(tag.path()).is_ok_and(|d| d.trim() == digest.as_str()) {
-                remove_link(&tag.path()).map_err(RegistryError::internal)?;
+                std::fs::remove_file(tag.path()).map_err(RegistryError::internal)?;
             }
         }
         Ok(())
@@ -252,8 +252,4 @@ fn write_link(dir: &Path, name: &str, content: &str) -> Result<(), RegistryError
     temp.persist(dir.join(name))
         .map(drop)
         .map_err(RegistryError::internal)
-}
-
-fn remove_link(path: &Path) -> std::io::Result<()> {
-    std::fs::remove_file(path)
 }
