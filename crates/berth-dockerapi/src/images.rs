@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, RawQuery, State as Extract};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_image::{ImageRecord, Reference, Removed};
 use futures_util::TryStreamExt;
@@ -233,30 +233,31 @@ pub(crate) async fn remove(
     )))
 }
 
-/// Query of `POST /images/{name}/tag`.
-#[derive(Deserialize)]
-pub(crate) struct TagQuery {
-    repo: String,
-    #[serde(default)]
-    tag: Option<String>,
-}
-
-/// `POST /images/{name}/tag`.
-pub(crate) async fn tag(
+/// `POST /images/{name}/tag` and `POST /images/{name}/push`: one route for both, as
+/// names hold slashes.
+pub(crate) async fn tag_or_push(
     Extract(engine): Extract<State>,
     Path(path): Path<String>,
-    Query(query): Query<TagQuery>,
-) -> Result<StatusCode, ApiError> {
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let query = QueryPairs::parse(query.as_deref());
+    if let Some(name) = path.strip_suffix("/push") {
+        return crate::push::push(engine, name, &query, &headers).await;
+    }
     let name = name_before(&path, "tag")?;
+    let repo = query
+        .first("repo")
+        .ok_or_else(|| ApiError::bad_request("repository name (repo) is required"))?;
     let tag = query
-        .tag
+        .first("tag")
         .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| "latest".into());
-    let target = Reference::parse(&format!("{}:{tag}", query.repo))?;
+        .unwrap_or("latest");
+    let target = Reference::parse(&format!("{repo}:{tag}"))?;
     engine.images().tag(&name, &target)?;
     let id = engine.images().resolve(&name)?.id;
     engine.emit_image(id.as_str(), "tag", &target.to_string());
-    Ok(StatusCode::CREATED)
+    Ok(StatusCode::CREATED.into_response())
 }
 
 /// `POST /images/prune`: removes the images no container uses: the dangling ones (those

@@ -25,6 +25,7 @@ mod images;
 mod import;
 mod networks;
 mod pull;
+mod push;
 mod query;
 mod system;
 mod time;
@@ -60,7 +61,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route(
             "/images/{*name}",
             get(images::get_image)
-                .post(images::tag)
+                .post(images::tag_or_push)
                 .delete(images::remove),
         )
         .route("/containers/json", get(containers::list))

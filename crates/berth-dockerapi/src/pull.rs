@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use berth_engine::Engine;
-use berth_image::{Credentials, Digest, PullOptions, PullProgress, Reference, Registry};
+use berth_image::{Credentials, Digest, PullProgress, Reference, Registry, RegistryOptions};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
@@ -57,14 +57,22 @@ pub(crate) async fn pull(
             None => None,
         }
     });
-    let lines = futures_util::stream::iter([opening, first])
-        .chain(rest)
-        .map(|line| Ok::<_, std::convert::Infallible>(format!("{line}\r\n")));
-    Ok((
+    Ok(progress_response(
+        futures_util::stream::iter([opening, first]).chain(rest),
+    ))
+}
+
+/// A stream of Docker's progress messages as the response the CLI reads, one JSON
+/// object per line.
+pub(crate) fn progress_response(
+    lines: impl futures_util::Stream<Item = Value> + Send + 'static,
+) -> Response {
+    let lines = lines.map(|line| Ok::<_, std::convert::Infallible>(format!("{line}\r\n")));
+    (
         [("Content-Type", "application/json")],
         Body::from_stream(lines),
     )
-        .into_response())
+        .into_response()
 }
 
 /// Pulls the image through the engine, sending progress as it goes.
@@ -121,15 +129,15 @@ fn progress_lines(progress: PullProgress) -> Vec<Value> {
     }
 }
 
-fn layer_line(status: &str, layer: &Digest) -> Value {
+pub(crate) fn layer_line(status: &str, layer: &Digest) -> Value {
     json!({"status": status, "progressDetail": {}, "id": short_id(layer)})
 }
 
-fn short_id(layer: &Digest) -> String {
+pub(crate) fn short_id(layer: &Digest) -> String {
     layer.hex().chars().take(12).collect()
 }
 
-fn error_line(message: &str) -> Value {
+pub(crate) fn error_line(message: &str) -> Value {
     json!({"errorDetail": {"message": message}, "error": message})
 }
 
@@ -147,7 +155,7 @@ pub(crate) async fn login(
         address if address.is_empty() => "docker.io".to_string(),
         address => address,
     };
-    let options = PullOptions {
+    let options = RegistryOptions {
         credentials: Some(credentials),
         insecure_registries: engine.insecure_registries().to_vec(),
     };
@@ -193,7 +201,7 @@ fn requested_reference(query: &QueryPairs) -> Result<Reference, ApiError> {
 }
 
 /// The credentials of `X-Registry-Auth` (base64url JSON, as the CLI sends them).
-fn registry_auth(headers: &HeaderMap) -> Option<Credentials> {
+pub(crate) fn registry_auth(headers: &HeaderMap) -> Option<Credentials> {
     let encoded = headers.get("x-registry-auth")?.to_str().ok()?;
     let decoded = base64::engine::general_purpose::URL_SAFE
         .decode(encoded.trim())

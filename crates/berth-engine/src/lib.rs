@@ -21,7 +21,7 @@ mod model;
 mod monitor;
 mod networks;
 mod pods;
-mod pulls;
+mod registries;
 mod rootfs;
 mod settings;
 mod spec;
@@ -50,7 +50,7 @@ pub use pods::{
     CniAttached, CniNetwork, ContainerSecurity, HostPort, PodContainerRequest, PodLimits,
     PodSandbox, SandboxRequest, Seccomp,
 };
-pub use pulls::Pulled;
+pub use registries::Pulled;
 pub use settings::parse_signal;
 pub use update::UpdateRequest;
 pub use usage::InterfaceUsage;

@@ -1,28 +1,21 @@
-//! Pulls from OCI distribution registries (distribution-spec 1.1): the manifest by tag,
-//! an image index resolved to this host's platform, then the config and the layers,
-//! fetched a few at a time into the content store and verified by digest. Registries ask
-//! for credentials with a 401: the bearer-token flow (with basic credentials if given)
-//! and plain basic auth are both followed. Plain HTTP is used only for loopback and for
-//! registries named insecure, as Docker does.
+//! Pulls from OCI distribution registries: the manifest by tag, an image index resolved
+//! to this host's platform, then the config and the layers, fetched a few at a time into
+//! the content store and verified by digest (the connection and its credentials are
+//! `registry.rs`'s).
 //!
 //! Fetching is async and touches only the content store; making the image of what was
 //! fetched ([`crate::ImageStore::import`], which unpacks layers) is the caller's, on a
 //! thread that may block.
 
-use std::sync::Mutex;
-
-use base64::Engine as _;
 use futures_util::StreamExt;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Method, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::digest::Digest;
-use crate::reference::Reference;
+use crate::registry::{Registry, empty, header, read_all, registry_error};
 use crate::store::{ImageStore, LayerBlob};
 use crate::{Error, Result};
 
@@ -33,64 +26,6 @@ const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+j
 
 /// Layers fetched at once, as Docker's default `max-concurrent-downloads`.
 const CONCURRENT_LAYERS: usize = 3;
-
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
-
-/// A user name and password (or token) for a registry, as `docker login` keeps them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Credentials {
-    /// The user name.
-    pub username: String,
-    /// The password or identity token.
-    pub password: String,
-}
-
-impl Credentials {
-    /// The credentials a Docker `config.json` (what `docker login` writes, and what an
-    /// `imagePullSecret` of type `kubernetes.io/dockerconfigjson` holds) keeps for
-    /// `registry` (`host[:port]`; `docker.io` for Docker Hub). Entries are keyed by host
-    /// or by URL; each holds `auth` (base64 of `user:password`) or the two fields.
-    pub fn from_docker_config(config: &[u8], registry: &str) -> Option<Self> {
-        let config: Value = serde_json::from_slice(config).ok()?;
-        let wanted = |key: &str| {
-            let host = registry_host(key);
-            host == registry
-                || (registry == "docker.io"
-                    && matches!(
-                        host,
-                        "index.docker.io" | "registry-1.docker.io" | "docker.io"
-                    ))
-        };
-        let (_, entry) = config["auths"]
-            .as_object()?
-            .iter()
-            .find(|(key, _)| wanted(key))?;
-        if let Some(auth) = entry["auth"].as_str().filter(|a| !a.is_empty()) {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(auth)
-                .ok()?;
-            let decoded = String::from_utf8(decoded).ok()?;
-            let (username, password) = decoded.split_once(':')?;
-            return Some(Self {
-                username: username.to_string(),
-                password: password.to_string(),
-            });
-        }
-        Some(Self {
-            username: entry["username"].as_str()?.to_string(),
-            password: entry["password"].as_str()?.to_string(),
-        })
-    }
-}
-
-/// How to reach registries.
-#[derive(Debug, Clone, Default)]
-pub struct PullOptions {
-    /// Credentials for the image's registry.
-    pub credentials: Option<Credentials>,
-    /// Registries (`host[:port]`) spoken to over plain HTTP besides loopback ones.
-    pub insecure_registries: Vec<String>,
-}
 
 /// What a pull is doing, for progress displays (Docker's pull messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,85 +89,7 @@ struct Platform {
     architecture: String,
 }
 
-/// One repository of one registry, with the credentials a pull earned.
-pub struct Registry {
-    client: HttpClient,
-    base: String,
-    repository: String,
-    reference: Reference,
-    credentials: Option<Credentials>,
-    /// `Bearer …` or `Basic …`, once a 401 said which.
-    authorization: Mutex<Option<String>>,
-}
-
 impl Registry {
-    /// The registry and repository `reference` names.
-    pub fn new(reference: &Reference, options: &PullOptions) -> Result<Self> {
-        let (host, repository) = reference.registry_and_path();
-        Self::connect(host, repository, reference.clone(), options)
-    }
-
-    /// Checks `options`' credentials with the registry at `server` (`host[:port]`, or a
-    /// URL as `docker login` sends it), as `docker login` does: its `/v2/` must let them
-    /// in.
-    pub async fn login(server: &str, options: &PullOptions) -> Result<()> {
-        let host = registry_host(server).replace("index.docker.io", "docker.io");
-        let reference = Reference {
-            repository: host.clone(),
-            tag: "latest".into(),
-        };
-        let registry = Self::connect(host, String::new(), reference, options)?;
-        let url = format!("{}/v2/", registry.base);
-        let mut response = registry.send(&url, "application/json", None).await?;
-        if response.status() == StatusCode::UNAUTHORIZED && registry.credentials.is_some() {
-            registry
-                .authenticate(&header(&response, "www-authenticate"))
-                .await?;
-            let authorization = registry.authorization.lock().ok().and_then(|a| a.clone());
-            response = registry
-                .send(&url, "application/json", authorization.as_deref())
-                .await?;
-        }
-        match response.status() {
-            status if status.is_success() => Ok(()),
-            status => Err(Error::RegistryDenied(format!(
-                "login attempt to {url} failed with status: {status}"
-            ))),
-        }
-    }
-
-    fn connect(
-        host: String,
-        repository: String,
-        reference: Reference,
-        options: &PullOptions,
-    ) -> Result<Self> {
-        let scheme = if is_loopback(&host) || options.insecure_registries.contains(&host) {
-            "http"
-        } else {
-            "https"
-        };
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| registry_error(format!("no TLS roots to trust: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let host = if host == "docker.io" {
-            "registry-1.docker.io".to_string()
-        } else {
-            host
-        };
-        Ok(Self {
-            client: Client::builder(hyper_util::rt::TokioExecutor::new()).build(https),
-            base: format!("{scheme}://{host}"),
-            repository,
-            reference,
-            credentials: options.credentials.clone(),
-            authorization: Mutex::new(None),
-        })
-    }
-
     /// Fetches the image into `store`'s content store, reporting what it does.
     pub async fn fetch(
         &self,
@@ -377,28 +234,21 @@ impl Registry {
         Ok(())
     }
 
-    fn blob_url(&self, digest: &Digest) -> String {
-        format!("{}/v2/{}/blobs/{digest}", self.base, self.repository)
-    }
-
     /// GETs `url`: answers a 401 by authenticating once, follows redirects, and turns
+    /// GETs `url`: authenticates when the registry asks, follows redirects, and turns
     /// what is not a success into an error in Docker's words.
     async fn get(&self, url: &str, accept: &str) -> Result<Response<Incoming>> {
         let mut url = url.to_string();
-        let mut authenticated = false;
+        let headers = [("Accept", accept)];
         for _ in 0..8 {
-            let same_registry = url.starts_with(&self.base);
-            let authorization = same_registry
-                .then(|| self.authorization.lock().ok().and_then(|a| a.clone()))
-                .flatten();
-            let response = self.send(&url, accept, authorization.as_deref()).await?;
+            // Credentials go only to the registry, not to where it redirects.
+            let response = if url.starts_with(&self.base) {
+                self.request(Method::GET, &url, &headers, &empty).await?
+            } else {
+                self.send(Method::GET, &url, &headers, None, empty()?)
+                    .await?
+            };
             let status = response.status();
-            if status == StatusCode::UNAUTHORIZED && same_registry && !authenticated {
-                let challenge = header(&response, "www-authenticate");
-                self.authenticate(&challenge).await?;
-                authenticated = true;
-                continue;
-            }
             if status.is_redirection() {
                 url = header(&response, "location");
                 continue;
@@ -410,74 +260,6 @@ impl Registry {
             return Err(self.refusal(status, &body.unwrap_or_default()));
         }
         Err(registry_error(format!("Get \"{url}\": too many redirects")))
-    }
-
-    async fn send(
-        &self,
-        url: &str,
-        accept: &str,
-        authorization: Option<&str>,
-    ) -> Result<Response<Incoming>> {
-        let mut request = Request::get(url).header("Accept", accept);
-        if let Some(authorization) = authorization {
-            request = request.header("Authorization", authorization);
-        }
-        let request = request
-            .body(Empty::new())
-            .map_err(|e| registry_error(format!("Get \"{url}\": {e}")))?;
-        self.client
-            .request(request)
-            .await
-            .map_err(|e| registry_error(format!("Get \"{url}\": {}", error_chain(&e))))
-    }
-
-    /// Earns the authorization a 401's challenge asks for.
-    async fn authenticate(&self, challenge: &str) -> Result<()> {
-        let basic = self.credentials.as_ref().map(|c| {
-            let pair = format!("{}:{}", c.username, c.password);
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(pair)
-            )
-        });
-        let (scheme, parameters) = challenge.split_once(' ').unwrap_or((challenge, ""));
-        let authorization = if scheme.eq_ignore_ascii_case("bearer") {
-            Some(format!("Bearer {}", self.token(parameters, basic).await?))
-        } else {
-            basic
-        };
-        if let Ok(mut slot) = self.authorization.lock() {
-            *slot = authorization;
-        }
-        Ok(())
-    }
-
-    /// A bearer token from the challenge's realm, for pulling this repository.
-    async fn token(&self, parameters: &str, basic: Option<String>) -> Result<String> {
-        let parameter = |name: &str| challenge_parameter(parameters, name);
-        let realm = parameter("realm")
-            .ok_or_else(|| registry_error("the registry's bearer challenge names no realm"))?;
-        let scope =
-            parameter("scope").unwrap_or_else(|| format!("repository:{}:pull", self.repository));
-        let mut query = vec![("scope", scope)];
-        if let Some(service) = parameter("service") {
-            query.push(("service", service));
-        }
-        let query = serde_urlencoded::to_string(&query).unwrap_or_default();
-        let url = format!("{realm}?{query}");
-        let response = self
-            .send(&url, "application/json", basic.as_deref())
-            .await?;
-        if !response.status().is_success() {
-            return Err(self.denied());
-        }
-        let body: Value = serde_json::from_slice(&read_all(response, &url).await?)
-            .map_err(|e| registry_error(format!("invalid token from {realm}: {e}")))?;
-        body["token"]
-            .as_str()
-            .or_else(|| body["access_token"].as_str())
-            .map(str::to_string)
-            .ok_or_else(|| registry_error(format!("no token from {realm}")))
     }
 
     /// A registry's refusal, as Docker words it.
@@ -512,123 +294,11 @@ impl Registry {
     }
 }
 
-/// The `host[:port]` of a registry named by host or by URL (`https://host/v1/`), as
-/// `docker login` and Docker configs name them.
-fn registry_host(address: &str) -> &str {
-    let rest = address.split_once("://").map_or(address, |(_, rest)| rest);
-    rest.split('/').next().unwrap_or_default()
-}
-
-fn registry_error(message: impl Into<String>) -> Error {
-    Error::Registry(message.into())
-}
-
-fn header(response: &Response<Incoming>, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
-async fn read_all(response: Response<Incoming>, url: &str) -> Result<Vec<u8>> {
-    response
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes().to_vec())
-        .map_err(|e| registry_error(format!("Get \"{url}\": {e}")))
-}
-
-/// `name="value"` out of a challenge's parameters.
-fn challenge_parameter(parameters: &str, name: &str) -> Option<String> {
-    parameters.split(',').find_map(|pair| {
-        let (key, value) = pair.trim().split_once('=')?;
-        (key.trim() == name).then(|| value.trim().trim_matches('"').to_string())
-    })
-}
-
-/// An error with its causes, as Go prints a wrapped one.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
-}
-
-/// `localhost` and addresses in 127.0.0.0/8 or ::1, with or without a port.
-fn is_loopback(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    name == "localhost"
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// This host's architecture in OCI's words (`amd64`, `arm64`): the platform pulls pick.
 pub fn host_architecture() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
         other => other,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_loopback_registries_are_plain_http() {
-        assert!(is_loopback("127.0.0.1:5000"));
-        assert!(is_loopback("127.8.9.10"));
-        assert!(is_loopback("localhost:5000"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(!is_loopback("registry.example.com:5000"));
-        assert!(!is_loopback("10.0.0.1:5000"));
-    }
-
-    #[test]
-    fn docker_configs_give_the_registry_s_credentials() {
-        let config = br#"{"auths": {
-            "127.0.0.1:5000": {"auth": "YWRhOnMzY3JldA=="},
-            "https://index.docker.io/v1/": {"username": "hub", "password": "pw"}
-        }}"#;
-        let ada = Credentials::from_docker_config(config, "127.0.0.1:5000").unwrap();
-        assert_eq!(
-            (ada.username.as_str(), ada.password.as_str()),
-            ("ada", "s3cret")
-        );
-        let hub = Credentials::from_docker_config(config, "docker.io").unwrap();
-        assert_eq!(
-            (hub.username.as_str(), hub.password.as_str()),
-            ("hub", "pw")
-        );
-        assert_eq!(Credentials::from_docker_config(config, "other:5000"), None);
-        assert_eq!(
-            Credentials::from_docker_config(b"not json", "docker.io"),
-            None
-        );
-    }
-
-    #[test]
-    fn challenges_are_read_as_registries_write_them() {
-        let parameters = r#"realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#;
-        assert_eq!(
-            challenge_parameter(parameters, "realm").as_deref(),
-            Some("https://auth.docker.io/token")
-        );
-        assert_eq!(
-            challenge_parameter(parameters, "scope").as_deref(),
-            Some("repository:library/busybox:pull")
-        );
-        assert_eq!(challenge_parameter(parameters, "nothing"), None);
     }
 }

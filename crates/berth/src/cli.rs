@@ -328,6 +328,42 @@ pub struct PullArgs {
     pub quiet: bool,
 }
 
+/// `berth push NAME[:TAG]`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The image: [REGISTRY/]REPOSITORY[:TAG]
+    pub name: String,
+    /// Suppress the progress output
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Push every tag of the repository (refused: not supported yet)
+    #[arg(short, long)]
+    pub all_tags: bool,
+}
+
+/// `berth login [SERVER]`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry (host[:port]); Docker Hub when none is given
+    pub server: Option<String>,
+    /// User name
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Take the password from stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `berth logout [SERVER]`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry (host[:port]); Docker Hub when none is given
+    pub server: Option<String>,
+}
+
 /// `berth tag SOURCE TARGET`.
 #[derive(Debug, Args)]
 pub struct TagArgs {
@@ -548,7 +584,11 @@ pub enum Command {
     /// Download an image from a registry
     Pull(PullArgs),
     /// Upload an image to a registry
-    Push(Pending),
+    Push(PushArgs),
+    /// Log in to a registry
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout(LogoutArgs),
     /// Create a tag that refers to an image
     Tag(TagArgs),
     /// Remove one or more images

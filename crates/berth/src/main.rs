@@ -9,11 +9,13 @@ use tracing_subscriber::EnvFilter;
 mod cli;
 mod commands;
 mod containers;
+mod credentials;
 mod daemon;
 mod listing;
 mod objects;
 mod oci;
 mod pull;
+mod push;
 mod registry;
 mod server;
 
@@ -115,6 +117,9 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
         cli::Command::Volume(command) => objects::volume(command, cli.host.as_deref()),
         cli::Command::Load(args) => commands::load(&args, cli.host.as_deref()),
         cli::Command::Pull(args) => pull::pull(&args, cli.host.as_deref()),
+        cli::Command::Push(args) => push::push(&args, cli.host.as_deref()),
+        cli::Command::Login(args) => credentials::login(&args, cli.host.as_deref()),
+        cli::Command::Logout(args) => credentials::logout(&args),
         cli::Command::Monitor(args) => Ok(ExitCode::from(
             berth_engine::run_monitor(&args.runtime_root, &args.dir, &args.id).clamp(0, 255) as u8,
         )),

@@ -1,12 +1,12 @@
 //! `berth pull`, and the pull `berth run` makes of an image that is not here: the
-//! daemon's progress shown as docker shows it — one line per layer, redrawn with a
-//! progress bar on a terminal, each change on a line of its own otherwise.
+//! daemon's progress (of pulls, and of pushes for `push.rs`) shown as docker shows it —
+//! one line per layer, redrawn with a progress bar on a terminal, each change on a line
+//! of its own otherwise.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use base64::Engine as _;
 use berth_dockerapi::client::Client;
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::Outcome;
 use crate::cli::PullArgs;
 use crate::containers::with_daemon;
+use crate::credentials::registry_auth;
 use crate::listing::size;
 
 /// `berth pull NAME[:TAG]`.
@@ -53,34 +54,14 @@ pub(crate) async fn pull_image(client: &Client, name: &str, quiet: bool) -> anyh
     Ok(())
 }
 
-/// The `X-Registry-Auth` header for `reference`'s registry from the Docker config `docker
-/// login` wrote (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`), as the docker
-/// CLI sends it; None without credentials for it.
-fn registry_auth(reference: &berth_image::Reference) -> Option<String> {
-    let dir = std::env::var_os("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".docker"))
-        })?;
-    let config = std::fs::read(dir.join("config.json")).ok()?;
-    let (registry, _) = reference.registry_and_path();
-    let credentials = berth_image::Credentials::from_docker_config(&config, &registry)?;
-    let auth = serde_json::json!({
-        "username": credentials.username,
-        "password": credentials.password,
-        "serveraddress": registry,
-    });
-    Some(base64::engine::general_purpose::URL_SAFE.encode(auth.to_string()))
-}
-
 /// What the terminal shows: one line per layer, in the order they appeared.
-struct Display {
+pub(crate) struct Display {
     terminal: bool,
     layers: Vec<(String, String)>,
 }
 
 impl Display {
-    fn new(terminal: bool) -> Self {
+    pub(crate) fn new(terminal: bool) -> Self {
         Self {
             terminal,
             layers: Vec::new(),
@@ -88,11 +69,15 @@ impl Display {
     }
 
     /// Shows one message of the daemon.
-    fn show(&mut self, message: &Value) -> std::io::Result<()> {
+    pub(crate) fn show(&mut self, message: &Value) -> std::io::Result<()> {
         let status = message["status"].as_str().unwrap_or_default();
         let id = message["id"].as_str().unwrap_or_default();
         let layer = id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit());
         let mut out = std::io::stdout().lock();
+        if status.is_empty() {
+            // An `aux` message (a push's digest) is for programs, not for people.
+            return Ok(());
+        }
         if !layer {
             let line = if id.is_empty() {
                 status.to_string()
@@ -104,7 +89,7 @@ impl Display {
         let text = format!("{status}{}", bar(&message["progressDetail"]));
         if !self.terminal {
             // Without a terminal, progress would be a flood of lines: changes of state only.
-            return if status == "Downloading" {
+            return if matches!(status, "Downloading" | "Pushing") {
                 Ok(())
             } else {
                 writeln!(out, "{id}: {text}")

@@ -43,7 +43,7 @@ fn help_shows_the_whole_product() {
 fn unimplemented_commands_say_so_and_exit_2() {
     let cases: [(&[&str], &str); 3] = [
         (&["build", "."], "build"),
-        (&["push", "web:1"], "push"),
+        (&["history", "web:1"], "history"),
         (&["network", "connect", "front", "web"], "network connect"),
     ];
     for (args, command) in cases {

@@ -16,6 +16,7 @@ mod events;
 mod images;
 mod networks;
 mod pull;
+mod push;
 mod settings;
 mod volumes;
 
@@ -144,10 +145,12 @@ impl Daemon {
         );
     }
 
-    /// Berth's own CLI against this daemon, killed after a minute.
+    /// Berth's own CLI against this daemon, with the docker CLI's config directory,
+    /// killed after a minute.
     fn berth(&self, args: &[&str]) -> Output {
         Command::new("timeout")
             .args(["60", env!("CARGO_BIN_EXE_berth"), "-H", &self.host()])
+            .env("DOCKER_CONFIG", self.scratch.path().join("docker-config"))
             .args(args)
             .stdin(Stdio::null())
             .output()
