@@ -29,6 +29,8 @@ pub enum Code {
     Unsupported,
     /// A chunk does not start where the upload ends.
     RangeInvalid,
+    /// A blob read asks for bytes the blob does not have.
+    RangeNotSatisfiable,
 }
 
 impl Code {
@@ -45,6 +47,7 @@ impl Code {
             Self::TagInvalid => "TAG_INVALID",
             Self::Unsupported => "UNSUPPORTED",
             Self::RangeInvalid => "BLOB_UPLOAD_INVALID",
+            Self::RangeNotSatisfiable => "RANGE_INVALID",
         }
     }
 
@@ -61,6 +64,7 @@ impl Code {
             Self::TagInvalid => "manifest tag did not match URI",
             Self::Unsupported => "The operation is unsupported.",
             Self::RangeInvalid => "blob upload invalid",
+            Self::RangeNotSatisfiable => "invalid content range",
         }
     }
 
@@ -71,7 +75,7 @@ impl Code {
             | Self::ManifestUnknown
             | Self::NameUnknown => StatusCode::NOT_FOUND,
             Self::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
-            Self::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::RangeInvalid | Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -11,4 +11,4 @@ mod storage;
 
 pub use errors::{Code, RegistryError};
 pub use server::serve;
-pub use storage::{Manifest, Storage};
+pub use storage::{Manifest, Storage, Stored};

@@ -1,8 +1,8 @@
 //! The distribution API over [`Storage`]: `/v2/`, blobs (GET, HEAD, DELETE), uploads
 //! (monolithic, chunked with `Content-Range`, resumable with GET, cross-repository
-//! mounts), manifests by tag and digest (PUT, GET, HEAD, DELETE) and tag lists with
-//! `n`/`last` pagination. Every upload is verified against its digest before any
-//! repository links it.
+//! mounts), manifests by tag and digest (PUT, GET, HEAD, DELETE), tag lists with
+//! `n`/`last` pagination, and the referrers API. Blob reads honour `Range`. Every upload
+//! is verified against its digest before any repository links it.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -81,6 +81,8 @@ struct Params {
     from: Option<String>,
     n: Option<usize>,
     last: Option<String>,
+    #[serde(rename = "artifactType")]
+    artifact_type: Option<String>,
 }
 
 /// What a request's path names under `/v2/<name>/`, with the repository's name.
@@ -89,6 +91,7 @@ enum Target<'a> {
     Upload(&'a str, &'a str),
     Manifest(&'a str, &'a str),
     Tags(&'a str),
+    Referrers(&'a str, &'a str),
 }
 
 impl<'a> Target<'a> {
@@ -97,6 +100,7 @@ impl<'a> Target<'a> {
             Self::Blob(name, _)
             | Self::Upload(name, _)
             | Self::Manifest(name, _)
+            | Self::Referrers(name, _)
             | Self::Tags(name) => name,
         }
     }
@@ -115,6 +119,9 @@ fn target(path: &str) -> Option<Target<'_>> {
     }
     if let Some((name, digest)) = rest.rsplit_once("/blobs/") {
         return Some(Target::Blob(name, digest));
+    }
+    if let Some((name, digest)) = rest.rsplit_once("/referrers/") {
+        return Some(Target::Referrers(name, digest));
     }
     let (name, reference) = rest.rsplit_once("/manifests/")?;
     Some(Target::Manifest(name, reference))
@@ -154,7 +161,7 @@ async fn dispatch(
 ) -> Answer {
     match (method, target) {
         (Method::GET | Method::HEAD, Target::Blob(name, digest)) => {
-            get_blob(registry, name, &digest_of(digest)?).await
+            get_blob(registry, name, &digest_of(digest)?, headers).await
         }
         (Method::DELETE, Target::Blob(name, digest)) => {
             registry.storage.delete_blob(name, &digest_of(digest)?)?;
@@ -214,6 +221,9 @@ async fn dispatch(
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Method::GET, Target::Tags(name)) => list_tags(registry, name, params),
+        (Method::GET, Target::Referrers(name, digest)) => {
+            list_referrers(registry, name, &digest_of(digest)?, params)
+        }
         (method, _) => Err(RegistryError::new(Code::Unsupported, method.as_str())),
     }
 }
@@ -253,18 +263,59 @@ fn with_version(status: StatusCode, body: &'static str) -> impl IntoResponse {
     )
 }
 
-async fn get_blob(registry: &Registry, name: &str, digest: &Digest) -> Answer {
-    let (file, size) = registry.storage.blob(name, digest)?;
-    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+/// Blob `digest` whole, or the part a `Range: bytes=<start>-<end>` asks for (206).
+async fn get_blob(registry: &Registry, name: &str, digest: &Digest, headers: &HeaderMap) -> Answer {
+    let (mut file, size) = registry.storage.blob(name, digest)?;
+    let range = match headers.get(header::RANGE) {
+        Some(asked) => Some(byte_range(asked, size).ok_or_else(|| {
+            let detail = format!(
+                "{} of a blob of {size} bytes",
+                asked.to_str().unwrap_or("?")
+            );
+            RegistryError::new(Code::RangeNotSatisfiable, &detail)
+        })?),
+        None => None,
+    };
+    let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
+    let length = if size == 0 { 0 } else { end - start + 1 };
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(start))
+        .map_err(RegistryError::internal)?;
+    let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), length);
+    let stream = tokio_util::io::ReaderStream::with_capacity(reader, 1 << 18);
     let mut response = Response::new(Body::from_stream(stream));
+    if range.is_some() {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let content_range = format!("bytes {start}-{end}/{size}");
+        response
+            .headers_mut()
+            .insert(header::CONTENT_RANGE, header_value(&content_range));
+    }
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_LENGTH, size.into());
+    headers.insert(header::CONTENT_LENGTH, length.into());
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
     headers.insert("Docker-Content-Digest", header_value(digest.as_str()));
     Ok(response)
+}
+
+/// The inclusive byte range `bytes=<start>-<end>` (or `<start>-`, or `-<suffix>`) asks
+/// of a blob of `size` bytes; None when it asks for none of them.
+fn byte_range(asked: &HeaderValue, size: u64) -> Option<(u64, u64)> {
+    let spec = asked.to_str().ok()?.strip_prefix("bytes=")?;
+    let (start, end) = spec.trim().split_once('-')?;
+    let last = size.checked_sub(1)?;
+    let (start, end) = match (start.parse::<u64>().ok(), end.parse::<u64>().ok()) {
+        (Some(start), Some(end)) => (start, end.min(last)),
+        (Some(start), None) if end.is_empty() => (start, last),
+        (None, Some(suffix)) if start.is_empty() && suffix > 0 => {
+            (size.saturating_sub(suffix), last)
+        }
+        _ => return None,
+    };
+    (start <= end).then_some((start, end))
 }
 
 /// POST to the uploads: a mount, a whole blob in one request (`?digest=`), or a new
@@ -391,10 +442,43 @@ async fn put_manifest(
         Err(_) if valid_tag(reference) => Some(reference),
         Err(_) => return Err(RegistryError::new(Code::TagInvalid, reference)),
     };
-    let digest = registry
+    let stored = registry
         .storage
         .put_manifest(name, tag, &media_type, &bytes)?;
-    Ok(created(&format!("/v2/{name}/manifests/{digest}"), &digest))
+    let digest = &stored.digest;
+    let mut response = created(&format!("/v2/{name}/manifests/{digest}"), digest);
+    if let Some(subject) = &stored.subject {
+        response
+            .headers_mut()
+            .insert("OCI-Subject", header_value(subject.as_str()));
+    }
+    Ok(response)
+}
+
+/// The referrers API: an image index of the repository's manifests whose subject is
+/// `digest`, filtered by `artifactType` when asked (and saying so in
+/// `OCI-Filters-Applied`).
+fn list_referrers(registry: &Registry, name: &str, digest: &Digest, params: Params) -> Answer {
+    let artifact_type = params.artifact_type.as_deref();
+    let manifests = registry.storage.referrers_of(name, digest, artifact_type);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    let mut response = axum::Json(index).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.oci.image.index.v1+json"),
+    );
+    if artifact_type.is_some() {
+        headers.insert(
+            "OCI-Filters-Applied",
+            HeaderValue::from_static("artifactType"),
+        );
+    }
+    Ok(response)
 }
 
 /// The `mediaType` a manifest names itself, or the OCI image manifest's.

@@ -8,6 +8,7 @@
 //! <root>/repositories/<name>/_layers/<hex>                   the repository holds a blob
 //! <root>/repositories/<name>/_manifests/revisions/<hex>      …a manifest (its media type)
 //! <root>/repositories/<name>/_manifests/tags/<tag>           a tag (its manifest's digest)
+//! <root>/repositories/<name>/_manifests/referrers/<subject>/<hex>  a referrer's descriptor
 //! ```
 //!
 //! A link is written only after the blob it names is whole and verified, so a reader
@@ -23,6 +24,15 @@ use crate::errors::{Code, RegistryError};
 pub struct Storage {
     content: ContentStore,
     repositories: PathBuf,
+}
+
+/// A manifest just stored: its digest and the manifest it refers to, if any (`subject`,
+/// which the response names in `OCI-Subject`).
+pub struct Stored {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its subject's digest.
+    pub subject: Option<Digest>,
 }
 
 /// A manifest as stored: its bytes and the media type it was pushed with.
@@ -121,8 +131,9 @@ impl Storage {
         tag: Option<&str>,
         media_type: &str,
         bytes: &[u8],
-    ) -> Result<Digest, RegistryError> {
-        for (digest, is_manifest) in references(bytes)? {
+    ) -> Result<Stored, RegistryError> {
+        let shape = Shape::parse(bytes)?;
+        for (digest, is_manifest) in shape.references()? {
             let held = if is_manifest {
                 self.revision(name, &digest).is_file()
             } else {
@@ -141,6 +152,15 @@ impl Storage {
             .content
             .put(bytes, None)
             .map_err(RegistryError::internal)?;
+        let subject = shape.subject()?;
+        if let Some(subject) = &subject {
+            let referrer = shape.referrer(&digest, media_type, bytes.len());
+            write_link(
+                &self.referrers(name, subject),
+                digest.hex(),
+                &referrer.to_string(),
+            )?;
+        }
         let revisions = self.repository(name).join("_manifests/revisions");
         write_link(&revisions, digest.hex(), media_type)?;
         if let Some(tag) = tag {
@@ -150,7 +170,37 @@ impl Storage {
                 digest.as_str(),
             )?;
         }
-        Ok(digest)
+        Ok(Stored { digest, subject })
+    }
+
+    /// Where the manifests of repository `name` that name `subject` are listed.
+    fn referrers(&self, name: &str, subject: &Digest) -> PathBuf {
+        self.repository(name)
+            .join("_manifests/referrers")
+            .join(subject.hex())
+    }
+
+    /// The descriptors of repository `name`'s manifests whose subject is `subject` and,
+    /// when `artifact_type` is given, whose artifact type is that, in digest order.
+    pub fn referrers_of(
+        &self,
+        name: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Vec<serde_json::Value> {
+        let mut entries: Vec<_> = std::fs::read_dir(self.referrers(name, subject))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .collect();
+        entries.sort();
+        entries
+            .iter()
+            .filter_map(|path| std::fs::read(path).ok())
+            .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .filter(|d| artifact_type.is_none_or(|wanted| d["artifactType"] == wanted))
+            .collect()
     }
 
     fn revision(&self, name: &str, digest: &Digest) -> PathBuf {
@@ -185,8 +235,17 @@ impl Storage {
 
     /// Removes manifest `digest` from repository `name`, with the tags that point at it.
     pub fn delete_manifest(&self, name: &str, digest: &Digest) -> Result<(), RegistryError> {
+        let subject = self
+            .content
+            .read(digest)
+            .ok()
+            .and_then(|bytes| Shape::parse(&bytes).ok()?.subject().ok()?);
         std::fs::remove_file(self.revision(name, digest))
             .map_err(|_| RegistryError::new(Code::ManifestUnknown, digest.as_str()))?;
+        if let Some(subject) = subject {
+            let link = self.referrers(name, &subject).join(digest.hex());
+            std::fs::remove_file(link).map_err(RegistryError::internal)?;
+        }
         let tags = self.repository(name).join("_manifests/tags");
         for tag in std::fs::read_dir(&tags).into_iter().flatten().flatten() {
             if std::fs::read_to_string(tag.path()).is_ok_and(|d| d.trim() == digest.as_str()) {
@@ -214,33 +273,74 @@ impl Storage {
     }
 }
 
-/// The blobs and manifests a manifest refers to: (digest, whether it is a manifest).
-fn references(bytes: &[u8]) -> Result<Vec<(Digest, bool)>, RegistryError> {
-    #[derive(serde::Deserialize)]
-    struct Descriptor {
-        digest: String,
+/// What the registry reads of a manifest: what it refers to, and what the referrers API
+/// lists of it.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Shape {
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+    subject: Option<Descriptor>,
+    artifact_type: Option<String>,
+    annotations: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    digest: String,
+    media_type: Option<String>,
+}
+
+impl Shape {
+    fn parse(bytes: &[u8]) -> Result<Self, RegistryError> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| RegistryError::new(Code::ManifestInvalid, &e.to_string()))
     }
-    #[derive(serde::Deserialize)]
-    struct Shape {
-        config: Option<Descriptor>,
-        #[serde(default)]
-        layers: Vec<Descriptor>,
-        #[serde(default)]
-        manifests: Vec<Descriptor>,
+
+    /// The blobs and manifests it refers to: (digest, whether it is a manifest).
+    fn references(&self) -> Result<Vec<(Digest, bool)>, RegistryError> {
+        let blobs = self.config.iter().chain(&self.layers).map(|d| (d, false));
+        let manifests = self.manifests.iter().map(|d| (d, true));
+        blobs
+            .chain(manifests)
+            .map(|(d, is_manifest)| parse_digest(&d.digest).map(|digest| (digest, is_manifest)))
+            .collect()
     }
-    let invalid = |detail: String| RegistryError::new(Code::ManifestInvalid, &detail);
-    let shape: Shape = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
-    let parse = |d: Descriptor| Digest::parse(&d.digest).map_err(|e| invalid(e.to_string()));
-    let blobs = shape
-        .config
-        .into_iter()
-        .chain(shape.layers)
-        .map(|d| parse(d).map(|d| (d, false)));
-    let manifests = shape
-        .manifests
-        .into_iter()
-        .map(|d| parse(d).map(|d| (d, true)));
-    blobs.chain(manifests).collect()
+
+    /// The manifest it is about (`subject`), if any.
+    fn subject(&self) -> Result<Option<Digest>, RegistryError> {
+        self.subject
+            .as_ref()
+            .map(|subject| parse_digest(&subject.digest))
+            .transpose()
+    }
+
+    /// Its descriptor as the referrers API lists it: the artifact type is its own or,
+    /// as the spec says, its config's media type.
+    fn referrer(&self, digest: &Digest, media_type: &str, size: usize) -> serde_json::Value {
+        let artifact_type = self
+            .artifact_type
+            .clone()
+            .or_else(|| self.config.as_ref().and_then(|c| c.media_type.clone()));
+        let mut descriptor = serde_json::json!({
+            "mediaType": media_type, "digest": digest.as_str(), "size": size,
+        });
+        if let Some(artifact_type) = artifact_type {
+            descriptor["artifactType"] = artifact_type.into();
+        }
+        if let Some(annotations) = &self.annotations {
+            descriptor["annotations"] = annotations.clone().into();
+        }
+        descriptor
+    }
+}
+
+fn parse_digest(text: &str) -> Result<Digest, RegistryError> {
+    Digest::parse(text).map_err(|e| RegistryError::new(Code::ManifestInvalid, &e.to_string()))
 }
 
 /// Writes `content` to `dir/name` whole: a temp file of its own renamed into place, so

@@ -3,7 +3,7 @@
 //! spec's answers to what clients get wrong, read with curl: a chunk that leaves a gap,
 //! content that does not match its digest, a manifest naming a blob the repository does
 //! not hold, of an unknown media type or over 4 MiB, an unknown tag, tags listed a page
-//! at a time.
+//! at a time. The spec's own conformance workflows are in `conformance.rs`.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -14,6 +14,8 @@ use std::process::{Command, Output};
 use berth_testkit::guard::Scratch;
 use berth_testkit::images::{busybox_image, busybox_multi_platform_image};
 use berth_testkit::layout::verify_layout;
+
+mod conformance;
 
 /// Serves a registry stored under `root` on a loopback port, on a thread of its own
 /// that ends with the test process.
