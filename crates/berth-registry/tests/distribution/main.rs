@@ -1,4 +1,4 @@
-//! The registry against skopeo, the stock client: an image pushed to it (chunked uploads,
+//! The registry against skopeo and podman, stock clients: an image pushed to it (chunked uploads,
 //! a cross-repository mount, a multi-platform index) comes back byte for byte; and the
 //! spec's answers to what clients get wrong, read with curl: a chunk that leaves a gap,
 //! content that does not match its digest, a manifest naming a blob the repository does
@@ -109,6 +109,56 @@ fn skopeo_pushes_and_pulls_images_byte_for_byte() {
         headers.contains(&image.manifest_digest),
         "Docker-Content-Digest names the manifest: {headers}"
     );
+}
+
+/// podman with a store of its own under `scratch` (vfs: no mounts to undo).
+fn podman(scratch: &Path, args: &[&str]) -> String {
+    let output = Command::new("podman")
+        .arg("--root")
+        .arg(scratch.join("podman-root"))
+        .arg("--runroot")
+        .arg(scratch.join("podman-run"))
+        .args(["--storage-driver", "vfs", "--events-backend", "none"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "podman {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn podman_pushes_and_pulls_images_back() {
+    let scratch = Scratch::new("registry-podman").unwrap();
+    let registry = start(&scratch.path().join("registry"));
+    let image = busybox_image(&scratch.path().join("busybox")).unwrap();
+    let seeded = format!("{registry}/seed/busybox:1");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:latest", image.dir.display()),
+        &format!("docker://{seeded}"),
+    ]);
+    podman(
+        scratch.path(),
+        &["pull", "-q", "--tls-verify=false", &seeded],
+    );
+    let name = format!("{registry}/pod/busybox:1");
+    podman(scratch.path(), &["tag", &seeded, &name]);
+    podman(scratch.path(), &["push", "-q", "--tls-verify=false", &name]);
+    podman(scratch.path(), &["rmi", "-a", "-f"]);
+    podman(scratch.path(), &["pull", "-q", "--tls-verify=false", &name]);
+    let listed = podman(
+        scratch.path(),
+        &["images", "--format", "{{.Repository}}:{{.Tag}}"],
+    );
+    assert_eq!(listed.trim(), name);
+    let tags = curl(&[&format!("http://{registry}/v2/pod/busybox/tags/list")]);
+    assert!(tags.2.contains("\"1\""), "{tags:?}");
 }
 
 #[test]
