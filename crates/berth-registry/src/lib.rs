@@ -6,6 +6,7 @@
 //! Depends on berth-image (its content store and digests).
 
 mod errors;
+mod mapped;
 mod server;
 mod storage;
 

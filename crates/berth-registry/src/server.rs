@@ -265,7 +265,7 @@ fn with_version(status: StatusCode, body: &'static str) -> impl IntoResponse {
 
 /// Blob `digest` whole, or the part a `Range: bytes=<start>-<end>` asks for (206).
 async fn get_blob(registry: &Registry, name: &str, digest: &Digest, headers: &HeaderMap) -> Answer {
-    let (mut file, size) = registry.storage.blob(name, digest)?;
+    let (file, size) = registry.storage.blob(name, digest)?;
     let range = match headers.get(header::RANGE) {
         Some(asked) => Some(byte_range(asked, size).ok_or_else(|| {
             let detail = format!(
@@ -277,12 +277,14 @@ async fn get_blob(registry: &Registry, name: &str, digest: &Digest, headers: &He
         None => None,
     };
     let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
-    let length = if size == 0 { 0 } else { end - start + 1 };
-    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(start))
-        .map_err(RegistryError::internal)?;
-    let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), length);
-    let stream = tokio_util::io::ReaderStream::with_capacity(reader, 1 << 18);
-    let mut response = Response::new(Body::from_stream(stream));
+    let bytes = crate::mapped::map(&file, size).map_err(RegistryError::internal)?;
+    let part = if size == 0 {
+        bytes
+    } else {
+        bytes.slice(start as usize..=end as usize)
+    };
+    let length = part.len();
+    let mut response = Response::new(Body::from(part));
     if range.is_some() {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
         let content_range = format!("bytes {start}-{end}/{size}");
