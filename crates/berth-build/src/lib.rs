@@ -1,15 +1,18 @@
-//! Dockerfile builds: parses a Dockerfile, runs its steps through berth-engine with a
-//! layer cache, and commits the result as an image.
+//! Dockerfile builds: the Dockerfile read into stages of typed steps (`dockerfile.rs`, on
+//! parse-dockerfile's syntax), its words expanded as BuildKit's shell lexer does
+//! (`words.rs`), and the steps carried out through berth-engine (`build.rs`): RUN in
+//! containers with the network off, COPY as reproducible layers of the context
+//! (`context.rs`), the result committed and tagged only when every step succeeded.
 //!
 //! Depends on berth-engine and berth-image.
 
+mod build;
+mod context;
+mod dockerfile;
+mod words;
+
+pub use build::{BuildError, BuildRequest, Progress, build};
+pub use dockerfile::{Command, Dockerfile, DockerfileError, Stage, Step, StepKind};
+
 /// The file name a build context is searched for when none is given, as `docker build` does.
 pub const DEFAULT_DOCKERFILE: &str = "Dockerfile";
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn default_dockerfile_is_a_plain_file_name() {
-        assert!(!super::DEFAULT_DOCKERFILE.contains(std::path::MAIN_SEPARATOR));
-    }
-}

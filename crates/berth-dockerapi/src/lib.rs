@@ -15,6 +15,7 @@ use axum::extract::Request;
 use axum::routing::{get, post};
 use berth_engine::Engine;
 
+mod build;
 mod changes;
 pub mod client;
 mod containers;
@@ -49,6 +50,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/version", get(system::version))
         .route("/info", get(system::info))
         .route("/system/df", get(system::df))
+        .route("/build", post(build::build))
         .route("/build/prune", post(system::build_prune))
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))

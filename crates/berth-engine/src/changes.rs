@@ -81,6 +81,14 @@ impl Engine {
         Ok(id)
     }
 
+    /// The container's changes to its image as an uncompressed layer blob in the content
+    /// store (whose digest is therefore also its diff_id): a build step's layer.
+    pub fn container_layer(&self, name: &str) -> Result<Digest> {
+        let container = self.container(name)?;
+        let image = self.images.resolve(&container.image_id)?;
+        self.write_changes(&container, &self.images.layer_dirs(&image))
+    }
+
     /// The container's changes over `lowers` as a layer blob in the content store.
     fn write_changes(&self, container: &Container, lowers: &[PathBuf]) -> Result<Digest> {
         let overlay = Overlay::of(&self.container_dir(&container.id));

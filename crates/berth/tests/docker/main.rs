@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use berth_testkit::guard::{CgroupGuard, ChildGuard, NetnsGuard, Scratch};
 
+mod build;
 mod changes;
 mod containers;
 mod events;

@@ -1,0 +1,633 @@
+//! Carrying out a Dockerfile, as Docker's classic builder does: each stage from its base
+//! image (a local image, pulled when missing, an earlier stage, or `scratch`), config
+//! steps applied to the image config in memory, RUN in a container of the image so far
+//! (network off) whose changes become a layer, COPY as a layer written from the context.
+//! Times in the image are `SOURCE_DATE_EPOCH` (or zero), so the same inputs give the same
+//! config and COPY layers. Nothing is tagged until the last step succeeded.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_engine::{CreateRequest, Engine, HostConfig, WaitCondition};
+use berth_image::{Digest, LayerBlob, Reference};
+use serde_json::{Map, Value, json};
+
+use crate::context::copy_layer;
+use crate::dockerfile::{Command, Dockerfile, DockerfileError, Stage, Step, StepKind};
+use crate::words::{WordError, pairs, word, words};
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// The build context: a directory.
+    pub context: PathBuf,
+    /// The Dockerfile's text.
+    pub dockerfile: String,
+    /// Names for the image.
+    pub tags: Vec<Reference>,
+    /// `--build-arg` values.
+    pub build_args: BTreeMap<String, String>,
+    /// The stage to stop at (`--target`); the last when None.
+    pub target: Option<String>,
+}
+
+/// What a build is doing, for its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// A step begins: its number, the number of steps, its text.
+    Step(usize, usize, String),
+    /// A RUN step's container started.
+    Running(String),
+    /// What a RUN step's command printed.
+    Output(String),
+    /// A step is done; the image so far, when it has one of its own.
+    Done(Option<Digest>),
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Dockerfile cannot be read or asks for what is not supported.
+    #[error(transparent)]
+    Dockerfile(#[from] DockerfileError),
+    /// A step failed, in Docker's words.
+    #[error("{0}")]
+    Step(String),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] berth_engine::Error),
+    /// The image store failed.
+    #[error(transparent)]
+    Image(#[from] berth_image::Error),
+}
+
+/// An image being built: its config document and its layers.
+#[derive(Debug, Clone)]
+struct Image {
+    config: Map<String, Value>,
+    layers: Vec<LayerBlob>,
+}
+
+/// What every step of a build sees.
+struct Build<'a> {
+    engine: &'a Arc<Engine>,
+    request: &'a BuildRequest,
+    /// The ARGs before the first FROM, with the build's values.
+    globals: BTreeMap<String, String>,
+    progress: &'a dyn Fn(Progress),
+}
+
+/// A stage's state between steps.
+struct StageState<'m> {
+    image: Image,
+    /// The intermediate images the build made (RUN's), removed when it ends.
+    made: &'m mut Vec<Digest>,
+    args: BTreeMap<String, String>,
+    shell: Vec<String>,
+    /// Whether CMD was set in this stage (ENTRYPOINT clears an inherited one only).
+    cmd_set: bool,
+}
+
+/// Builds the image `request` describes, reporting each step; its id.
+pub fn build(
+    engine: &Arc<Engine>,
+    request: &BuildRequest,
+    progress: &dyn Fn(Progress),
+) -> Result<Digest, BuildError> {
+    let mut made = Vec::new();
+    let built = build_stages(engine, request, progress, &mut made);
+    for image in made {
+        if built.as_ref().ok() != Some(&image) {
+            // Another image of the store may share it since; then it stays.
+            let _ = engine.images().remove(image.as_str(), false);
+        }
+    }
+    built
+}
+
+fn build_stages(
+    engine: &Arc<Engine>,
+    request: &BuildRequest,
+    progress: &dyn Fn(Progress),
+    made: &mut Vec<Digest>,
+) -> Result<Digest, BuildError> {
+    let file = Dockerfile::parse(&request.dockerfile)?;
+    let last = match &request.target {
+        Some(target) => file
+            .stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(target.to_lowercase().as_str()))
+            .ok_or_else(|| {
+                BuildError::Step(format!(
+                    "failed to reach build target {target} in Dockerfile"
+                ))
+            })?,
+        None => file.stages.len() - 1,
+    };
+    let stages = &file.stages[..=last];
+    let total = stages.iter().map(|s| s.steps.len() + 1).sum();
+    let build = Build {
+        engine,
+        request,
+        globals: declared(&file.global_args, &request.build_args, &BTreeMap::new())?,
+        progress,
+    };
+    let globals = &build.globals;
+    let mut built: Vec<(Option<String>, Image)> = Vec::new();
+    let mut number = 0;
+    for stage in stages {
+        number += 1;
+        progress(Progress::Step(
+            number,
+            total,
+            format!("FROM {}", from_text(stage)),
+        ));
+        let base = word(&stage.base, &|name| globals.get(name).cloned())
+            .map_err(|e| step_error(stage.line, &e))?;
+        let image = base_image(engine, &base, &built)?;
+        progress(Progress::Done(None));
+        let mut state = StageState {
+            image,
+            made: &mut *made,
+            args: BTreeMap::new(),
+            shell: vec!["/bin/sh".into(), "-c".into()],
+            cmd_set: false,
+        };
+        for step in &stage.steps {
+            number += 1;
+            progress(Progress::Step(number, total, step.text.clone()));
+            let made = build.run_step(&mut state, step)?;
+            progress(Progress::Done(made));
+        }
+        built.push((stage.name.clone(), state.image));
+    }
+    let (_, image) = built
+        .pop()
+        .ok_or_else(|| BuildError::Step("the Dockerfile has no stage".into()))?;
+    Ok(commit(engine, &image, &request.tags)?)
+}
+
+fn from_text(stage: &Stage) -> String {
+    match &stage.name {
+        Some(name) => format!("{} AS {name}", stage.base),
+        None => stage.base.clone(),
+    }
+}
+
+/// ARG declarations (`NAME[=default]`) with the build's values over their defaults.
+fn declared(
+    declarations: &[String],
+    build_args: &BTreeMap<String, String>,
+    outer: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, BuildError> {
+    let mut values = BTreeMap::new();
+    for declaration in declarations {
+        let lookup = |name: &str| values.get(name).cloned();
+        let words = words(declaration, &lookup).map_err(|e| BuildError::Step(e.to_string()))?;
+        for (name, default) in pairs(words) {
+            let value = build_args
+                .get(&name)
+                .cloned()
+                .or(default)
+                .or_else(|| outer.get(&name).cloned());
+            if let Some(value) = value {
+                values.insert(name, value);
+            }
+        }
+    }
+    Ok(values)
+}
+
+fn step_error(line: usize, error: &WordError) -> BuildError {
+    BuildError::Dockerfile(DockerfileError {
+        line,
+        message: error.to_string(),
+    })
+}
+
+/// The image a stage starts from.
+fn base_image(
+    engine: &Arc<Engine>,
+    base: &str,
+    built: &[(Option<String>, Image)],
+) -> Result<Image, BuildError> {
+    if base == "scratch" {
+        let config = json!({
+            "architecture": berth_image::host_architecture(),
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "history": [],
+        });
+        return Ok(Image {
+            config: object(config),
+            layers: Vec::new(),
+        });
+    }
+    if let Some((_, image)) = built
+        .iter()
+        .rev()
+        .find(|(name, _)| name.as_deref() == Some(base.to_lowercase().as_str()))
+    {
+        return Ok(image.clone());
+    }
+    let reference = Reference::parse(base)?;
+    let record = match engine.images().resolve(&reference.to_string()) {
+        Ok(record) => record,
+        Err(_) => {
+            let pull = engine.pull_image(&reference, None, &|_| {});
+            tokio::runtime::Handle::current().block_on(pull)?;
+            engine.images().resolve(&reference.to_string())?
+        }
+    };
+    let layers = record
+        .layers
+        .iter()
+        .map(|layer| LayerBlob {
+            digest: layer.digest.clone(),
+            media_type: layer.media_type.clone(),
+        })
+        .collect();
+    Ok(Image {
+        config: object(engine.images().config(&record)?),
+        layers,
+    })
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+impl Build<'_> {
+    /// Carries out one step; the image it made, when it made one.
+    fn run_step(
+        &self,
+        state: &mut StageState<'_>,
+        step: &Step,
+    ) -> Result<Option<Digest>, BuildError> {
+        let mut config = match state.image.config.remove("config") {
+            Some(Value::Object(config)) => config,
+            _ => Map::new(),
+        };
+        let made = self.apply(state, &mut config, step);
+        state
+            .image
+            .config
+            .insert("config".into(), Value::Object(config));
+        made
+    }
+
+    /// Applies one step to the stage: `config` is the image's run config, taken out of
+    /// it while the step works.
+    fn apply(
+        &self,
+        state: &mut StageState<'_>,
+        config: &mut Map<String, Value>,
+        step: &Step,
+    ) -> Result<Option<Digest>, BuildError> {
+        // ENV wins over an ARG of the same name.
+        let mut variables = state.args.clone();
+        variables.extend(environment_of(config));
+        let lookup = |name: &str| variables.get(name).cloned();
+        let expand = |text: &str| word(text, &lookup).map_err(|e| step_error(step.line, &e));
+        let split = |text: &str| words(text, &lookup).map_err(|e| step_error(step.line, &e));
+        let (engine, request) = (self.engine, self.request);
+        match &step.kind {
+            StepKind::Env(text) => {
+                let words = split(text)?;
+                let assignments = match words.first() {
+                    Some(first) if first.contains('=') => pairs(words)
+                        .into_iter()
+                        .map(|(k, v)| (k, v.unwrap_or_default()))
+                        .collect(),
+                    Some(_) => {
+                        let (key, rest) = text
+                            .trim()
+                            .split_once(char::is_whitespace)
+                            .unwrap_or((text, ""));
+                        vec![(key.to_string(), expand(rest.trim())?)]
+                    }
+                    None => Vec::new(),
+                };
+                let mut env = environment_of(config);
+                for (key, value) in assignments {
+                    env.retain(|(k, _)| *k != key);
+                    env.push((key, value));
+                }
+                config.insert(
+                    "Env".into(),
+                    json!(
+                        env.iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                    ),
+                );
+            }
+            StepKind::Arg(text) => {
+                let values = declared(
+                    std::slice::from_ref(text),
+                    &request.build_args,
+                    &self.globals,
+                )?;
+                state.args.extend(values);
+            }
+            StepKind::Label(text) => {
+                let labels = config.entry("Labels").or_insert_with(|| json!({}));
+                for (key, value) in pairs(split(text)?) {
+                    labels[key] = json!(value.unwrap_or_default());
+                }
+            }
+            StepKind::Workdir(text) => {
+                let dir = expand(text)?;
+                let current = config
+                    .get("WorkingDir")
+                    .and_then(Value::as_str)
+                    .filter(|w| !w.is_empty())
+                    .unwrap_or("/")
+                    .to_string();
+                let joined = std::path::Path::new(&current).join(&dir);
+                config.insert("WorkingDir".into(), json!(joined.to_string_lossy()));
+            }
+            StepKind::User(text) => {
+                config.insert("User".into(), json!(expand(text)?));
+            }
+            StepKind::Expose(ports) => {
+                let exposed = config.entry("ExposedPorts").or_insert_with(|| json!({}));
+                for port in ports {
+                    let port = expand(port)?;
+                    let key = if port.contains('/') {
+                        port
+                    } else {
+                        format!("{port}/tcp")
+                    };
+                    exposed[key] = json!({});
+                }
+            }
+            StepKind::Volume(paths) => {
+                let volumes = config.entry("Volumes").or_insert_with(|| json!({}));
+                for path in paths {
+                    volumes[expand(path)?] = json!({});
+                }
+            }
+            StepKind::Stopsignal(text) => {
+                config.insert("StopSignal".into(), json!(expand(text)?));
+            }
+            StepKind::Cmd(command) => {
+                config.insert("Cmd".into(), json!(argv(command, &state.shell)));
+                state.cmd_set = true;
+            }
+            StepKind::Entrypoint(command) => {
+                config.insert("Entrypoint".into(), json!(argv(command, &state.shell)));
+                if !state.cmd_set {
+                    config.insert("Cmd".into(), Value::Null);
+                }
+            }
+            StepKind::Shell(shell) => {
+                state.shell = shell.clone();
+                config.insert("Shell".into(), json!(shell));
+            }
+            StepKind::Maintainer(name) => {
+                state.image.config.insert("author".into(), json!(name));
+            }
+            StepKind::Run(command) => {
+                let command = argv(command, &state.shell);
+                return self.run(state, config, &command, step).map(Some);
+            }
+            StepKind::Copy {
+                sources,
+                dest,
+                from,
+                chown,
+                chmod,
+            } => {
+                if from.is_some() {
+                    return Err(BuildError::Dockerfile(DockerfileError {
+                        line: step.line,
+                        message: "COPY --from is not supported yet".into(),
+                    }));
+                }
+                let sources = sources
+                    .iter()
+                    .map(|s| expand(s))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let dest = expand(dest)?;
+                let workdir = config
+                    .get("WorkingDir")
+                    .and_then(Value::as_str)
+                    .filter(|w| !w.is_empty())
+                    .unwrap_or("/")
+                    .to_string();
+                let layer = copy_layer(
+                    engine.images().content(),
+                    &request.context,
+                    &sources,
+                    &std::path::Path::new(&workdir).join(dest),
+                    chown.as_deref(),
+                    chmod.as_deref(),
+                    epoch(),
+                )
+                .map_err(|message| BuildError::Step(format!("COPY failed: {message}")))?;
+                add_layer(&mut state.image, layer);
+                record_history(&mut state.image, &step.text, false);
+                return Ok(None);
+            }
+        }
+        record_history(&mut state.image, &step.text, true);
+        Ok(None)
+    }
+
+    /// Runs a RUN step's command in a container of the image so far (whose run config
+    /// is `config`), network off; its changes become the step's layer.
+    fn run(
+        &self,
+        state: &mut StageState<'_>,
+        config: &Map<String, Value>,
+        command: &[String],
+        step: &Step,
+    ) -> Result<Digest, BuildError> {
+        let (engine, progress) = (self.engine, self.progress);
+        state
+            .image
+            .config
+            .insert("config".into(), Value::Object(config.clone()));
+        let image = intermediate(engine, state)?;
+        let mut env: Vec<String> = environment_of(config)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        // ARG values are in RUN's environment unless an ENV of the same name is.
+        for (name, value) in &state.args {
+            if !env
+                .iter()
+                .any(|e| e.split_once('=').is_some_and(|(k, _)| k == name))
+            {
+                env.push(format!("{name}={value}"));
+            }
+        }
+        let text = |key: &str| {
+            config
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let container = engine.create_container(
+            None,
+            CreateRequest {
+                image: image.to_string(),
+                cmd: Some(command.to_vec()),
+                entrypoint: Some(Vec::new()),
+                env: Some(env),
+                working_dir: text("WorkingDir"),
+                user: text("User"),
+                host_config: HostConfig {
+                    network_mode: "none".into(),
+                    ..HostConfig::default()
+                },
+                ..CreateRequest::default()
+            },
+        )?;
+        let id = container.id.clone();
+        progress(Progress::Running(id.chars().take(12).collect()));
+        let outcome = run_container(engine, &id, progress);
+        let layer = outcome.and_then(|code| {
+            if code != 0 {
+                return Err(BuildError::Step(format!(
+                    "The command '{}' returned a non-zero code: {code}",
+                    command.join(" ")
+                )));
+            }
+            Ok(engine.container_layer(&id)?)
+        });
+        let removed = engine.remove_container(&id, true);
+        let layer = layer?;
+        removed?;
+        add_layer(&mut state.image, layer);
+        record_history(&mut state.image, &step.text, false);
+        intermediate(engine, state)
+    }
+}
+
+/// The stage's image so far as an image of the store, noted for removal at the end
+/// unless it was there before.
+fn intermediate(engine: &Arc<Engine>, state: &mut StageState<'_>) -> Result<Digest, BuildError> {
+    let existed = engine
+        .images()
+        .resolve(Digest::of(&config_bytes(&state.image)).as_str())
+        .is_ok();
+    let id = commit(engine, &state.image, &[])?;
+    if !existed {
+        state.made.push(id.clone());
+    }
+    Ok(id)
+}
+
+/// Starts the container, waits for it, and reports what it printed; its exit code.
+fn run_container(
+    engine: &Arc<Engine>,
+    id: &str,
+    progress: &dyn Fn(Progress),
+) -> Result<i32, BuildError> {
+    engine.start_container(id)?;
+    let code = engine.wait_container(id, WaitCondition::NotRunning)?;
+    let container = engine.container(id)?;
+    let logged = berth_engine::logs::read_all(&engine.log_path(&container)).unwrap_or_default();
+    for entry in logged {
+        progress(Progress::Output(entry.log));
+    }
+    Ok(code)
+}
+
+/// The `KEY=value` environment of a run config, as pairs.
+fn environment_of(config: &Map<String, Value>) -> Vec<(String, String)> {
+    config
+        .get("Env")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|e| {
+            let (k, v) = e.split_once('=').unwrap_or((e, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn argv(command: &Command, shell: &[String]) -> Vec<String> {
+    match command {
+        Command::Exec(words) => words.clone(),
+        Command::Shell(line) => {
+            let mut argv = shell.to_vec();
+            argv.push(line.clone());
+            argv
+        }
+    }
+}
+
+/// Adds an uncompressed layer (whose digest is its diff_id) to the image.
+fn add_layer(image: &mut Image, layer: Digest) {
+    let rootfs = image
+        .config
+        .entry("rootfs")
+        .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
+    match rootfs["diff_ids"].as_array_mut() {
+        Some(ids) => ids.push(json!(layer.as_str())),
+        None => rootfs["diff_ids"] = json!([layer.as_str()]),
+    }
+    image.layers.push(LayerBlob {
+        digest: layer,
+        media_type: String::new(),
+    });
+}
+
+fn record_history(image: &mut Image, created_by: &str, empty_layer: bool) {
+    let mut entry = json!({"created": created(), "created_by": created_by});
+    if empty_layer {
+        entry["empty_layer"] = json!(true);
+    }
+    match image
+        .config
+        .get_mut("history")
+        .and_then(Value::as_array_mut)
+    {
+        Some(history) => history.push(entry),
+        None => {
+            image.config.insert("history".into(), json!([entry]));
+        }
+    }
+}
+
+/// The build's time: `SOURCE_DATE_EPOCH` seconds, or zero.
+fn epoch() -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn created() -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch());
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// The image as an image of the store, tagged `tags`; its id.
+fn commit(
+    engine: &Arc<Engine>,
+    image: &Image,
+    tags: &[Reference],
+) -> Result<Digest, berth_image::Error> {
+    engine
+        .images()
+        .import(&config_bytes(image), &image.layers, tags)
+}
+
+/// The image's config as stored, dated at the build's epoch.
+fn config_bytes(image: &Image) -> Vec<u8> {
+    let mut config = image.config.clone();
+    config.insert("created".into(), json!(created()));
+    serde_json::to_vec(&Value::Object(config)).unwrap_or_default()
+}

@@ -1,0 +1,179 @@
+//! `docker build` through the daemon with the classic builder (`DOCKER_BUILDKIT=0`, the
+//! CLI's `POST /build`): a Dockerfile of ARG, ENV, WORKDIR, COPY, RUN, EXPOSE, LABEL and
+//! CMD gives an image that runs as written; a failing step and a syntax error say where
+//! and leave no image; the same context built twice gives the same image.
+
+use super::*;
+
+/// `DOCKER_BUILDKIT=0 docker build ARGS`.
+fn docker_build(daemon: &Daemon, args: &[&str]) -> Output {
+    daemon
+        .docker_command(&[&["build"], args].concat())
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A daemon holding the test kit's busybox as `busybox:latest`.
+fn daemon_with_busybox(name: &str) -> Daemon {
+    let daemon = Daemon::start(name);
+    let archive = daemon.archive("busybox");
+    daemon.docker_ok(&["load", "-i", &archive.display().to_string()]);
+    daemon
+}
+
+/// Writes `files` (path, content) under a new context directory; its path.
+fn context(daemon: &Daemon, name: &str, files: &[(&str, &str)]) -> String {
+    let dir = daemon.scratch.path().join(name);
+    for (path, content) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    dir.display().to_string()
+}
+
+#[test]
+fn docker_build_makes_an_image_that_runs_as_the_dockerfile_says() {
+    let daemon = daemon_with_busybox("build");
+    let dockerfile = r#"FROM busybox
+ARG GREETING=hello
+ENV APP_HOME=/app
+WORKDIR $APP_HOME
+COPY greet.sh data/ ./
+RUN echo "$GREETING from RUN" > /app/made \
+    && chmod +x /app/greet.sh
+EXPOSE 8080
+LABEL org.example.name="built by berth"
+CMD ["/app/greet.sh"]
+"#;
+    let dir = context(
+        &daemon,
+        "app",
+        &[
+            ("Dockerfile", dockerfile),
+            (
+                "greet.sh",
+                "#!/bin/sh\necho \"$(cat /app/made) and $(cat /app/note.txt)\"\n",
+            ),
+            ("data/note.txt", "a note"),
+        ],
+    );
+    let built = docker_build(
+        &daemon,
+        &["-t", "built:1", "--build-arg", "GREETING=hi", &dir],
+    );
+    let stdout = String::from_utf8_lossy(&built.stdout);
+    assert!(
+        built.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    assert!(stdout.contains("Step 1/9 : FROM busybox"), "{stdout}");
+    assert!(stdout.contains("Step 6/9 : RUN echo"), "{stdout}");
+    assert!(stdout.contains("Successfully built "), "{stdout}");
+    assert!(stdout.contains("Successfully tagged built:1"), "{stdout}");
+
+    let out = daemon.docker_ok(&["run", "--rm", "built:1"]);
+    assert_eq!(out.trim(), "hi from RUN and a note");
+    let inspect = daemon.docker_ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Config.WorkingDir}}|{{json .Config.ExposedPorts}}|{{index .Config.Labels \"org.example.name\"}}|{{len .RootFS.Layers}}",
+        "built:1",
+    ]);
+    assert_eq!(
+        inspect.trim(),
+        r#"/app|{"8080/tcp":{}}|built by berth|3"#,
+        "busybox's layer, COPY's and RUN's"
+    );
+    // The build's containers are gone.
+    assert_eq!(daemon.docker_ok(&["ps", "-aq"]).trim(), "");
+}
+
+#[test]
+fn failed_builds_say_where_and_leave_no_image() {
+    let daemon = daemon_with_busybox("build-fail");
+    let failing = context(
+        &daemon,
+        "failing",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo before\nRUN exit 3\nCMD [\"true\"]\n",
+        )],
+    );
+    let built = docker_build(&daemon, &["-t", "broken:1", &failing]);
+    assert!(!built.status.success(), "{built:?}");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&built.stdout),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    assert!(
+        said.contains("The command '/bin/sh -c exit 3' returned a non-zero code: 3"),
+        "{said}"
+    );
+    let bad = context(
+        &daemon,
+        "bad",
+        &[("Dockerfile", "FROM busybox\nRUN true\nFROBNICATE now\n")],
+    );
+    let built = docker_build(&daemon, &["-t", "broken:1", &bad]);
+    assert!(!built.status.success());
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert!(stderr.contains("Dockerfile:3"), "{stderr}");
+    let unsupported = context(
+        &daemon,
+        "unsupported",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=cache,target=/c true\n",
+        )],
+    );
+    let built = docker_build(&daemon, &[&unsupported]);
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert!(
+        stderr.contains("Dockerfile:2: the flag --mount is not supported yet"),
+        "{stderr}"
+    );
+    let images = daemon.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(images.trim(), "busybox:latest");
+    assert_eq!(daemon.docker_ok(&["ps", "-aq"]).trim(), "");
+}
+
+#[test]
+fn the_same_context_builds_the_same_image() {
+    let daemon = daemon_with_busybox("build-same");
+    let dir = context(
+        &daemon,
+        "same",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY files /files/\nENV MODE=same\nCMD [\"ls\", \"/files\"]\n",
+            ),
+            ("files/a.txt", "a"),
+            ("files/sub/b.txt", "b"),
+        ],
+    );
+    let first = docker_build(&daemon, &["-q", "-t", "same:1", &dir]);
+    assert!(first.status.success(), "{first:?}");
+    // New modification times on the context's files change nothing.
+    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let file = std::fs::File::options()
+        .write(true)
+        .open(daemon.scratch.path().join("same/files/a.txt"))
+        .unwrap();
+    file.set_modified(later).unwrap();
+    let second = docker_build(&daemon, &["-q", "-t", "same:2", &dir]);
+    assert!(second.status.success(), "{second:?}");
+    let id = |tag: &str| daemon.docker_ok(&["image", "inspect", "-f", "{{.Id}}", tag]);
+    assert_eq!(id("same:1"), id("same:2"));
+    let listed = daemon.docker_ok(&["run", "--rm", "same:2"]);
+    assert_eq!(
+        listed.split_whitespace().collect::<Vec<_>>(),
+        ["a.txt", "sub"]
+    );
+}
