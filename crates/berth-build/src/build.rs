@@ -13,6 +13,7 @@ use berth_engine::{CreateRequest, Engine, HostConfig, WaitCondition};
 use berth_image::{Digest, LayerBlob, Reference};
 use serde_json::{Map, Value, json};
 
+use crate::cache::{Cache, key};
 use crate::context::copy_layer;
 use crate::dockerfile::{Command, Dockerfile, DockerfileError, Stage, Step, StepKind};
 use crate::words::{WordError, pairs, word, words};
@@ -30,6 +31,8 @@ pub struct BuildRequest {
     pub build_args: BTreeMap<String, String>,
     /// The stage to stop at (`--target`); the last when None.
     pub target: Option<String>,
+    /// Run every step, as if nothing were cached (`--no-cache`).
+    pub no_cache: bool,
 }
 
 /// What a build is doing, for its output.
@@ -39,6 +42,8 @@ pub enum Progress {
     Step(usize, usize, String),
     /// A RUN step's container started.
     Running(String),
+    /// A RUN step's layer came from the cache.
+    Cached,
     /// What a RUN step's command printed.
     Output(String),
     /// A step is done; the image so far, when it has one of its own.
@@ -76,11 +81,14 @@ struct Build<'a> {
     /// The ARGs before the first FROM, with the build's values.
     globals: BTreeMap<String, String>,
     progress: &'a dyn Fn(Progress),
+    cache: Cache,
 }
 
 /// A stage's state between steps.
 struct StageState<'m> {
     image: Image,
+    /// What decides the stage's filesystem so far (cache.rs).
+    key: Digest,
     /// The intermediate images the build made (RUN's), removed when it ends.
     made: &'m mut Vec<Digest>,
     args: BTreeMap<String, String>,
@@ -132,6 +140,7 @@ fn build_stages(
         request,
         globals: declared(&file.global_args, &request.build_args, &BTreeMap::new())?,
         progress,
+        cache: Cache::open(engine.images(), !request.no_cache)?,
     };
     let globals = &build.globals;
     let mut built: Vec<(Option<String>, Image)> = Vec::new();
@@ -148,6 +157,7 @@ fn build_stages(
         let image = base_image(engine, &base, &built)?;
         progress(Progress::Done(None));
         let mut state = StageState {
+            key: filesystem_key(&image),
             image,
             made: &mut *made,
             args: BTreeMap::new(),
@@ -431,6 +441,7 @@ impl Build<'_> {
                     epoch(),
                 )
                 .map_err(|message| BuildError::Step(format!("COPY failed: {message}")))?;
+                state.key = key(&state.key, &["COPY", layer.as_str()]);
                 add_layer(&mut state.image, layer);
                 record_history(&mut state.image, &step.text, false);
                 return Ok(None);
@@ -454,20 +465,7 @@ impl Build<'_> {
             .image
             .config
             .insert("config".into(), Value::Object(config.clone()));
-        let image = intermediate(engine, state)?;
-        let mut env: Vec<String> = environment_of(config)
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        // ARG values are in RUN's environment unless an ENV of the same name is.
-        for (name, value) in &state.args {
-            if !env
-                .iter()
-                .any(|e| e.split_once('=').is_some_and(|(k, _)| k == name))
-            {
-                env.push(format!("{name}={value}"));
-            }
-        }
+        let env = run_environment(config, &state.args);
         let text = |key: &str| {
             config
                 .get(key)
@@ -475,37 +473,38 @@ impl Build<'_> {
                 .unwrap_or_default()
                 .to_string()
         };
-        let container = engine.create_container(
-            None,
-            CreateRequest {
-                image: image.to_string(),
-                cmd: Some(command.to_vec()),
-                entrypoint: Some(Vec::new()),
-                env: Some(env),
-                working_dir: text("WorkingDir"),
-                user: text("User"),
-                host_config: HostConfig {
-                    network_mode: "none".into(),
-                    ..HostConfig::default()
-                },
-                ..CreateRequest::default()
-            },
-        )?;
-        let id = container.id.clone();
-        progress(Progress::Running(id.chars().take(12).collect()));
-        let outcome = run_container(engine, &id, progress);
-        let layer = outcome.and_then(|code| {
-            if code != 0 {
-                return Err(BuildError::Step(format!(
-                    "The command '{}' returned a non-zero code: {code}",
-                    command.join(" ")
-                )));
+        let (working_dir, user) = (text("WorkingDir"), text("User"));
+        let mut parts = vec!["RUN", working_dir.as_str(), user.as_str()];
+        parts.extend(command.iter().map(String::as_str));
+        parts.push("\0env");
+        parts.extend(env.iter().map(String::as_str));
+        let step_key = key(&state.key, &parts);
+        let layer = match self.cache.layer(&step_key, engine.images().content()) {
+            Some(layer) => {
+                progress(Progress::Cached);
+                layer
             }
-            Ok(engine.container_layer(&id)?)
-        });
-        let removed = engine.remove_container(&id, true);
-        let layer = layer?;
-        removed?;
+            None => {
+                let image = intermediate(engine, state)?;
+                let request = CreateRequest {
+                    image: image.to_string(),
+                    cmd: Some(command.to_vec()),
+                    entrypoint: Some(Vec::new()),
+                    env: Some(env),
+                    working_dir,
+                    user,
+                    host_config: HostConfig {
+                        network_mode: "none".into(),
+                        ..HostConfig::default()
+                    },
+                    ..CreateRequest::default()
+                };
+                let layer = run_container(engine, request, command, progress)?;
+                self.cache.keep(&step_key, &layer);
+                layer
+            }
+        };
+        state.key = step_key;
         add_layer(&mut state.image, layer);
         record_history(&mut state.image, &step.text, false);
         intermediate(engine, state)
@@ -526,8 +525,33 @@ fn intermediate(engine: &Arc<Engine>, state: &mut StageState<'_>) -> Result<Dige
     Ok(id)
 }
 
-/// Starts the container, waits for it, and reports what it printed; its exit code.
+/// Runs a RUN step's container to its end, reporting what it printed, and removes it;
+/// its changes as a layer, or Docker's words for a command that failed.
 fn run_container(
+    engine: &Arc<Engine>,
+    request: CreateRequest,
+    command: &[String],
+    progress: &dyn Fn(Progress),
+) -> Result<Digest, BuildError> {
+    let id = engine.create_container(None, request)?.id;
+    progress(Progress::Running(id.chars().take(12).collect()));
+    let layer = run_to_end(engine, &id, progress).and_then(|code| {
+        if code != 0 {
+            return Err(BuildError::Step(format!(
+                "The command '{}' returned a non-zero code: {code}",
+                command.join(" ")
+            )));
+        }
+        Ok(engine.container_layer(&id)?)
+    });
+    let removed = engine.remove_container(&id, true);
+    let layer = layer?;
+    removed?;
+    Ok(layer)
+}
+
+/// Starts the container, waits for it, and reports what it printed; its exit code.
+fn run_to_end(
     engine: &Arc<Engine>,
     id: &str,
     progress: &dyn Fn(Progress),
@@ -540,6 +564,30 @@ fn run_container(
         progress(Progress::Output(entry.log));
     }
     Ok(code)
+}
+
+/// RUN's environment: the image's, and ARG values unless an ENV of the same name is set.
+fn run_environment(config: &Map<String, Value>, args: &BTreeMap<String, String>) -> Vec<String> {
+    let env = environment_of(config);
+    let mut out: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for (name, value) in args {
+        if !env.iter().any(|(k, _)| k == name) {
+            out.push(format!("{name}={value}"));
+        }
+    }
+    out
+}
+
+/// What decides the filesystem of `image`: its layers' diff_ids.
+fn filesystem_key(image: &Image) -> Digest {
+    let ids = image
+        .config
+        .get("rootfs")
+        .and_then(|rootfs| rootfs.get("diff_ids"))
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_str).collect::<Vec<_>>())
+        .unwrap_or_default();
+    key(&Digest::of(b"FROM"), &ids)
 }
 
 /// The `KEY=value` environment of a run config, as pairs.

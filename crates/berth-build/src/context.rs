@@ -9,6 +9,7 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
 
 use berth_image::{ContentStore, Digest};
+use sha2::{Digest as _, Sha256};
 
 /// Who owns the copied entries and what mode they get.
 struct Entries {
@@ -21,7 +22,9 @@ struct Entries {
 }
 
 /// Writes `sources` (relative to `context`) to `dest` (absolute, in the image) as a layer
-/// in `content`; its digest, or what is wrong in Docker's words.
+/// in `content`; its digest, or what is wrong in Docker's words. The layer is hashed
+/// first and written only when the content store lacks it, so an unchanged COPY costs a
+/// read of its sources and no write.
 pub fn copy_layer(
     content: &ContentStore,
     context: &Path,
@@ -38,58 +41,78 @@ pub fn copy_layer(
     let mode = chmod
         .map(|m| u32::from_str_radix(m, 8).map_err(|_| format!("invalid --chmod={m}")))
         .transpose()?;
-    let mut entries = Entries {
-        directories: std::collections::HashSet::new(),
-        uid,
-        gid,
-        mode,
-        mtime,
+    let write = |out: &mut dyn Write| {
+        let mut entries = Entries {
+            directories: std::collections::HashSet::new(),
+            uid,
+            gid,
+            mode,
+            mtime,
+        };
+        entries.write(out, context, sources, dest)
     };
-    let into_dir = sources.len() > 1 || dest.to_string_lossy().ends_with('/');
-    let mut ingest = content.ingest().map_err(|e| e.to_string())?;
-    let mut archive = tar::Builder::new(&mut ingest);
-    let dest = relative(dest);
-    for ancestor in dest
-        .ancestors()
-        .skip(1)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-    {
-        if !ancestor.as_os_str().is_empty() {
-            entries.directory(&mut archive, ancestor, 0o755)?;
-        }
-    }
-    for source in sources {
-        let path = inside(context, source)?;
-        let metadata = std::fs::symlink_metadata(&path).map_err(|_| {
-            format!(
-                "file not found in build context or excluded by .dockerignore: stat {source}: file does not exist"
-            )
-        })?;
-        if metadata.is_dir() {
-            entries.tree(&mut archive, &path, &dest)?;
-        } else {
-            let name = path.file_name().map(PathBuf::from).unwrap_or_default();
-            let target = if into_dir {
-                dest.join(name)
-            } else {
-                dest.clone()
-            };
-            if into_dir {
-                entries.directory(&mut archive, &dest, 0o755)?;
-            }
-            entries.file(&mut archive, &path, &target)?;
-        }
-    }
-    archive
-        .into_inner()
-        .and_then(|out| out.flush())
+    let mut hasher = Sha256::new();
+    write(&mut hasher)?;
+    let digest = Digest::parse(&format!("sha256:{}", hex::encode(hasher.finalize())))
         .map_err(|e| e.to_string())?;
-    ingest.commit(None).map_err(|e| e.to_string())
+    if content.contains(&digest) {
+        return Ok(digest);
+    }
+    let mut ingest = content.ingest().map_err(|e| e.to_string())?;
+    write(&mut ingest)?;
+    ingest.commit(Some(&digest)).map_err(|e| e.to_string())
 }
 
 impl Entries {
+    /// The whole layer, as a tar, to `out`.
+    fn write(
+        &mut self,
+        out: &mut dyn Write,
+        context: &Path,
+        sources: &[String],
+        dest: &Path,
+    ) -> Result<(), String> {
+        let into_dir = sources.len() > 1 || dest.to_string_lossy().ends_with('/');
+        let mut archive = tar::Builder::new(out);
+        let dest = relative(dest);
+        for ancestor in dest
+            .ancestors()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            if !ancestor.as_os_str().is_empty() {
+                self.directory(&mut archive, ancestor, 0o755)?;
+            }
+        }
+        for source in sources {
+            let path = inside(context, source)?;
+            let metadata = std::fs::symlink_metadata(&path).map_err(|_| {
+                format!(
+                    "file not found in build context or excluded by .dockerignore: stat {source}: file does not exist"
+                )
+            })?;
+            if metadata.is_dir() {
+                self.tree(&mut archive, &path, &dest)?;
+            } else {
+                let name = path.file_name().map(PathBuf::from).unwrap_or_default();
+                let target = if into_dir {
+                    dest.join(name)
+                } else {
+                    dest.clone()
+                };
+                if into_dir {
+                    self.directory(&mut archive, &dest, 0o755)?;
+                }
+                self.file(&mut archive, &path, &target)?;
+            }
+        }
+        archive
+            .into_inner()
+            .and_then(|out| out.flush())
+            .map_err(|e| e.to_string())
+    }
     /// A directory's contents under `target`, in name order, itself included.
     fn tree<W: Write>(
         &mut self,

@@ -7,6 +7,7 @@
 //! Depends on berth-engine and berth-image.
 
 mod build;
+mod cache;
 mod context;
 mod dockerfile;
 mod words;

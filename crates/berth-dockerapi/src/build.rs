@@ -27,6 +27,7 @@ struct Options {
     tags: Vec<Reference>,
     build_args: BTreeMap<String, String>,
     target: Option<String>,
+    no_cache: bool,
     quiet: bool,
 }
 
@@ -127,6 +128,9 @@ fn options(query: &QueryPairs) -> Result<Options, ApiError> {
         tags,
         build_args,
         target: query.first("target").map(str::to_string),
+        no_cache: query
+            .first("nocache")
+            .is_some_and(|v| v == "1" || v == "true"),
         quiet: query.first("q").is_some_and(|v| v == "1" || v == "true"),
     })
 }
@@ -152,6 +156,7 @@ fn run(
         tags: options.tags.clone(),
         build_args: options.build_args.clone(),
         target: options.target.clone(),
+        no_cache: options.no_cache,
     };
     let say = |text: String| {
         if !options.quiet {
@@ -161,6 +166,7 @@ fn run(
     let report = |progress: Progress| match progress {
         Progress::Step(number, total, text) => say(format!("Step {number}/{total} : {text}\n")),
         Progress::Running(id) => say(format!(" ---> Running in {id}\n")),
+        Progress::Cached => say(" ---> Using cache\n".into()),
         Progress::Output(text) => say(text),
         Progress::Done(Some(image)) => say(format!(" ---> {}\n", short(image.hex()))),
         Progress::Done(None) => {}

@@ -127,6 +127,14 @@ impl ImageStore {
         &self.content
     }
 
+    /// A directory beside the store's own for records kept about its images (the build
+    /// cache's), made if missing.
+    pub fn records_dir(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.layers.with_file_name(name);
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        Ok(dir)
+    }
+
     /// A fresh private directory for staging an archive.
     pub(crate) fn staging_dir(&self) -> Result<tempfile::TempDir> {
         tempfile::Builder::new()

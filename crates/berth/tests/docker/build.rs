@@ -91,6 +91,43 @@ CMD ["/app/greet.sh"]
     );
     // The build's containers are gone.
     assert_eq!(daemon.docker_ok(&["ps", "-aq"]).trim(), "");
+
+    // Built again: RUN comes from the cache and the image is the same one.
+    let again = docker_build(
+        &daemon,
+        &["-t", "built:2", "--build-arg", "GREETING=hi", &dir],
+    );
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains(" ---> Using cache"), "{stdout}");
+    assert!(!stdout.contains("Running in"), "{stdout}");
+    let id = |tag: &str| daemon.docker_ok(&["image", "inspect", "-f", "{{.Id}}", tag]);
+    assert_eq!(id("built:1"), id("built:2"));
+    // Another build arg is another RUN; --no-cache runs it whatever the cache holds.
+    let other = docker_build(
+        &daemon,
+        &["-t", "built:3", "--build-arg", "GREETING=hey", &dir],
+    );
+    assert!(String::from_utf8_lossy(&other.stdout).contains("Running in"));
+    let fresh = docker_build(
+        &daemon,
+        &[
+            "--no-cache",
+            "-t",
+            "built:4",
+            "--build-arg",
+            "GREETING=hi",
+            &dir,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&fresh.stdout);
+    assert!(
+        !stdout.contains("Using cache") && stdout.contains("Running in"),
+        "{stdout}"
+    );
+    assert_eq!(
+        daemon.docker_ok(&["run", "--rm", "built:3"]).trim(),
+        "hey from RUN and a note"
+    );
 }
 
 #[test]
