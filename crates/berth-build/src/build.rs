@@ -91,6 +91,8 @@ struct StageState<'m> {
     key: Digest,
     /// The intermediate images the build made (RUN's), removed when it ends.
     made: &'m mut Vec<Digest>,
+    /// The stages built before this one, for `COPY --from`.
+    earlier: &'m [(Option<String>, Image)],
     args: BTreeMap<String, String>,
     shell: Vec<String>,
     /// Whether CMD was set in this stage (ENTRYPOINT clears an inherited one only).
@@ -160,6 +162,7 @@ fn build_stages(
             key: filesystem_key(&image),
             image,
             made: &mut *made,
+            earlier: &built,
             args: BTreeMap::new(),
             shell: vec!["/bin/sh".into(), "-c".into()],
             cmd_set: false,
@@ -170,7 +173,8 @@ fn build_stages(
             let made = build.run_step(&mut state, step)?;
             progress(Progress::Done(made));
         }
-        built.push((stage.name.clone(), state.image));
+        let image = state.image;
+        built.push((stage.name.clone(), image));
     }
     let (_, image) = built
         .pop()
@@ -234,6 +238,13 @@ fn base_image(
             config: object(config),
             layers: Vec::new(),
         });
+    }
+    let by_index = base
+        .parse::<usize>()
+        .ok()
+        .and_then(|index| built.get(index));
+    if let Some((_, image)) = by_index {
+        return Ok(image.clone());
     }
     if let Some((_, image)) = built
         .iter()
@@ -414,12 +425,16 @@ impl Build<'_> {
                 chown,
                 chmod,
             } => {
-                if from.is_some() {
-                    return Err(BuildError::Dockerfile(DockerfileError {
-                        line: step.line,
-                        message: "COPY --from is not supported yet".into(),
-                    }));
-                }
+                // Another stage's or image's filesystem, mounted while the layer is
+                // written.
+                let root = match from {
+                    Some(from) => {
+                        let image = base_image(engine, &expand(from)?, state.earlier)?;
+                        let id = remember(engine, &image, state.made)?;
+                        Some(engine.mount_image(id.as_str())?)
+                    }
+                    None => None,
+                };
                 let sources = sources
                     .iter()
                     .map(|s| expand(s))
@@ -433,7 +448,7 @@ impl Build<'_> {
                     .to_string();
                 let layer = copy_layer(
                     engine.images().content(),
-                    &request.context,
+                    root.as_ref().map_or(&request.context, |root| root.path()),
                     &sources,
                     &std::path::Path::new(&workdir).join(dest),
                     chown.as_deref(),
@@ -511,16 +526,25 @@ impl Build<'_> {
     }
 }
 
-/// The stage's image so far as an image of the store, noted for removal at the end
-/// unless it was there before.
+/// The stage's image so far as an image of the store (see [`remember`]).
 fn intermediate(engine: &Arc<Engine>, state: &mut StageState<'_>) -> Result<Digest, BuildError> {
+    remember(engine, &state.image, state.made)
+}
+
+/// `image` as an image of the store, noted in `made` for removal at the end unless it
+/// was there before.
+fn remember(
+    engine: &Arc<Engine>,
+    image: &Image,
+    made: &mut Vec<Digest>,
+) -> Result<Digest, BuildError> {
     let existed = engine
         .images()
-        .resolve(Digest::of(&config_bytes(&state.image)).as_str())
+        .resolve(Digest::of(&config_bytes(image)).as_str())
         .is_ok();
-    let id = commit(engine, &state.image, &[])?;
+    let id = commit(engine, image, &[])?;
     if !existed {
-        state.made.push(id.clone());
+        made.push(id.clone());
     }
     Ok(id)
 }

@@ -41,6 +41,7 @@ pub fn copy_layer(
     let mode = chmod
         .map(|m| u32::from_str_radix(m, 8).map_err(|_| format!("invalid --chmod={m}")))
         .transpose()?;
+    let sources = matching(context, sources)?;
     let write = |out: &mut dyn Write| {
         let mut entries = Entries {
             directories: std::collections::HashSet::new(),
@@ -49,7 +50,7 @@ pub fn copy_layer(
             mode,
             mtime,
         };
-        entries.write(out, context, sources, dest)
+        entries.write(out, context, &sources, dest)
     };
     let mut hasher = Sha256::new();
     write(&mut hasher)?;
@@ -198,6 +199,37 @@ impl Entries {
             .append_data(&mut header, target, file)
             .map_err(|e| e.to_string())
     }
+}
+
+/// The sources with their wildcards (`*`, `?`, `[…]`) replaced by the paths of
+/// `context` they match, in name order; a wildcard that matches nothing is an error.
+fn matching(context: &Path, sources: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for source in sources {
+        if !source.contains(['*', '?', '[']) {
+            out.push(source.clone());
+            continue;
+        }
+        let pattern = format!(
+            "{}/{}",
+            glob::Pattern::escape(&context.to_string_lossy()),
+            relative(Path::new(source)).to_string_lossy()
+        );
+        let found: Vec<String> = glob::glob(&pattern)
+            .map_err(|e| format!("{source}: {e}"))?
+            .filter_map(Result::ok)
+            .filter_map(|path| {
+                path.strip_prefix(context)
+                    .ok()
+                    .map(|p| p.to_string_lossy().into_owned())
+            })
+            .collect();
+        if found.is_empty() {
+            return Err(format!("lstat {source}: no source files were specified"));
+        }
+        out.extend(found);
+    }
+    Ok(out)
 }
 
 /// `source` under `context`, refused if it climbs out of it.

@@ -89,6 +89,13 @@ impl Engine {
         self.write_changes(&container, &self.images.layer_dirs(&image))
     }
 
+    /// Image `name`'s filesystem, mounted read-only for reading until the value drops.
+    pub fn mount_image(&self, name: &str) -> Result<crate::rootfs::ImageRoot> {
+        let image = self.images.resolve(name)?;
+        let parent = self.data_dir.join("mounts");
+        crate::rootfs::ImageRoot::mount(&self.images.layer_dirs(&image), &parent)
+    }
+
     /// The container's changes over `lowers` as a layer blob in the content store.
     fn write_changes(&self, container: &Container, lowers: &[PathBuf]) -> Result<Digest> {
         let overlay = Overlay::of(&self.container_dir(&container.id));

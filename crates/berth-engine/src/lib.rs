@@ -51,6 +51,7 @@ pub use pods::{
     PodSandbox, SandboxRequest, Seccomp,
 };
 pub use registries::Pulled;
+pub use rootfs::ImageRoot;
 pub use settings::parse_signal;
 pub use update::UpdateRequest;
 pub use usage::InterfaceUsage;

@@ -76,3 +76,58 @@ impl Overlay {
             .any(|line| line.split(' ').nth(4) == Some(target.as_str()))
     }
 }
+
+/// An image's filesystem for reading (a build's `COPY --from`): its layers stacked in a
+/// read-only overlay, unmounted when dropped. One layer is its own directory, unmounted;
+/// no layer is an empty directory.
+pub struct ImageRoot {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+    mounted: bool,
+}
+
+impl ImageRoot {
+    /// Stacks `layers` (bottom first) on a new directory under `parent`.
+    pub(crate) fn mount(layers: &[PathBuf], parent: &Path) -> Result<Self> {
+        std::fs::create_dir_all(parent).map_err(|e| Error::Io(parent.to_path_buf(), e))?;
+        let dir = tempfile::Builder::new()
+            .prefix("image-root-")
+            .tempdir_in(parent)
+            .map_err(|e| Error::Io(parent.to_path_buf(), e))?;
+        let (path, mounted) = match layers {
+            [] => (dir.path().to_path_buf(), false),
+            [only] => (only.clone(), false),
+            _ => {
+                let lower: Vec<String> = layers
+                    .iter()
+                    .rev()
+                    .map(|l| l.display().to_string())
+                    .collect();
+                let options = format!("lowerdir={}", lower.join(":"));
+                nix::mount::mount(
+                    Some("overlay"),
+                    dir.path(),
+                    Some("overlay"),
+                    nix::mount::MsFlags::MS_RDONLY,
+                    Some(options.as_str()),
+                )
+                .map_err(|e| Error::Io(dir.path().to_path_buf(), e.into()))?;
+                (dir.path().to_path_buf(), true)
+            }
+        };
+        Ok(Self { dir, path, mounted })
+    }
+
+    /// The root of the image's filesystem.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ImageRoot {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = nix::mount::umount2(self.dir.path(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}

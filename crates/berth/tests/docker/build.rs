@@ -214,3 +214,69 @@ fn the_same_context_builds_the_same_image() {
         ["a.txt", "sub"]
     );
 }
+
+#[test]
+fn stages_copy_from_each_other_and_targets_stop_early() {
+    let daemon = daemon_with_busybox("build-stages");
+    let dockerfile = r#"FROM busybox AS build
+WORKDIR /src
+COPY *.txt ./
+RUN cat a.txt b.txt > /combined && mkdir -p /out/nested && echo deep > /out/nested/file
+
+FROM scratch
+COPY --from=build /combined /combined
+COPY --from=build /out /out
+COPY --from=busybox /bin/busybox /bin/busybox
+CMD ["/bin/busybox", "cat", "/combined", "/out/nested/file"]
+"#;
+    let dir = context(
+        &daemon,
+        "stages",
+        &[
+            ("Dockerfile", dockerfile),
+            ("a.txt", "a\n"),
+            ("b.txt", "b\n"),
+            ("c.md", "not copied\n"),
+        ],
+    );
+    let built = docker_build(&daemon, &["-t", "final:1", &dir]);
+    assert!(
+        built.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&built.stdout),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let out = daemon.docker_ok(&["run", "--rm", "final:1"]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["a", "b", "deep"]
+    );
+    let layers = daemon.docker_ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{len .RootFS.Layers}}",
+        "final:1",
+    ]);
+    assert_eq!(layers.trim(), "3", "only the final stage's layers");
+
+    let target = docker_build(&daemon, &["--target", "build", "-t", "stage:1", &dir]);
+    assert!(target.status.success(), "{target:?}");
+    let listed = daemon.docker_ok(&["run", "--rm", "stage:1", "ls", "/src"]);
+    assert_eq!(
+        listed.split_whitespace().collect::<Vec<_>>(),
+        ["a.txt", "b.txt"]
+    );
+    let missing = docker_build(&daemon, &["--target", "nowhere", &dir]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("failed to reach build target nowhere"),
+        "{missing:?}"
+    );
+    // No overlay of a stage is left mounted.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let scratch = daemon.scratch.path().display().to_string();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&scratch) && l.contains("image-root-")),
+        "{mounts}"
+    );
+}
