@@ -566,7 +566,7 @@ fn run_container(
                 command.join(" ")
             )));
         }
-        Ok(engine.container_layer(&id)?)
+        Ok(engine.container_layer(&id, epoch())?)
     });
     let removed = engine.remove_container(&id, true);
     let layer = layer?;

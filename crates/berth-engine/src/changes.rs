@@ -62,7 +62,7 @@ impl Engine {
         if pause {
             self.pause_container(&container.id, true)?;
         }
-        let layer = self.write_changes(&container, &self.images.layer_dirs(&image));
+        let layer = self.write_changes(&container, &self.images.layer_dirs(&image), None);
         if pause {
             self.pause_container(&container.id, false)?;
         }
@@ -82,11 +82,12 @@ impl Engine {
     }
 
     /// The container's changes to its image as an uncompressed layer blob in the content
-    /// store (whose digest is therefore also its diff_id): a build step's layer.
-    pub fn container_layer(&self, name: &str) -> Result<Digest> {
+    /// store (whose digest is therefore also its diff_id), no entry dated after `newest`:
+    /// a build step's layer.
+    pub fn container_layer(&self, name: &str, newest: u64) -> Result<Digest> {
         let container = self.container(name)?;
         let image = self.images.resolve(&container.image_id)?;
-        self.write_changes(&container, &self.images.layer_dirs(&image))
+        self.write_changes(&container, &self.images.layer_dirs(&image), Some(newest))
     }
 
     /// Image `name`'s filesystem, mounted read-only for reading until the value drops.
@@ -97,11 +98,16 @@ impl Engine {
     }
 
     /// The container's changes over `lowers` as a layer blob in the content store.
-    fn write_changes(&self, container: &Container, lowers: &[PathBuf]) -> Result<Digest> {
+    fn write_changes(
+        &self,
+        container: &Container,
+        lowers: &[PathBuf],
+        newest: Option<u64>,
+    ) -> Result<Digest> {
         let overlay = Overlay::of(&self.container_dir(&container.id));
         let mut ingest = self.images.content().ingest()?;
         upper_dir(&overlay, lowers)
-            .write_layer(&mut ingest)
+            .write_layer(&mut ingest, newest)
             .map_err(|e| Error::Io(overlay.upper().to_path_buf(), e))?;
         Ok(ingest.commit(None)?)
     }

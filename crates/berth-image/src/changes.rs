@@ -113,11 +113,13 @@ impl UpperDir<'_> {
     }
 
     /// Writes the changes as an uncompressed layer tar: deletions as `.wh.` files, a
-    /// replaced directory with `.wh..opq` in it.
-    pub fn write_layer(&self, out: impl Write) -> std::io::Result<()> {
+    /// replaced directory with `.wh..opq` in it. With `newest`, no entry is dated after
+    /// it (a build's `SOURCE_DATE_EPOCH`, as BuildKit's rewrite-timestamp does), so the
+    /// same changes make the same layer whenever they were made.
+    pub fn write_layer(&self, out: impl Write, newest: Option<u64>) -> std::io::Result<()> {
         let mut builder = tar::Builder::new(out);
         builder.follow_symlinks(false);
-        self.append_below(&mut builder, self.upper, "")?;
+        self.append_below(&mut builder, self.upper, "", newest)?;
         builder.into_inner()?.flush()
     }
 
@@ -126,6 +128,7 @@ impl UpperDir<'_> {
         builder: &mut tar::Builder<W>,
         dir: &Path,
         prefix: &str,
+        newest: Option<u64>,
     ) -> std::io::Result<()> {
         for entry in self.entries(dir, prefix)? {
             let name = entry.path.trim_start_matches('/');
@@ -134,12 +137,15 @@ impl UpperDir<'_> {
                 append_marker(builder, &join(parent, &format!(".wh.{base}")))?;
                 continue;
             }
-            builder.append_path_with_name(&entry.source, name)?;
+            match newest {
+                None => builder.append_path_with_name(&entry.source, name)?,
+                Some(newest) => append_dated(builder, &entry, name, newest)?,
+            }
             if entry.metadata.is_dir() {
                 if entry.is_opaque() {
                     append_marker(builder, &join(name, ".wh..opq"))?;
                 }
-                self.append_below(builder, &entry.source, &entry.path)?;
+                self.append_below(builder, &entry.source, &entry.path, newest)?;
             }
         }
         Ok(())
@@ -191,6 +197,33 @@ fn join(parent: &str, name: &str) -> String {
         name.to_string()
     } else {
         format!("{parent}/{name}")
+    }
+}
+
+/// Appends `entry` as `name` with every time in its header at most `newest`.
+fn append_dated<W: Write>(
+    builder: &mut tar::Builder<W>,
+    entry: &Entry,
+    name: &str,
+    newest: u64,
+) -> std::io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata_in_mode(&entry.metadata, tar::HeaderMode::Complete);
+    let mtime = header.mtime()?.min(newest);
+    header.set_mtime(mtime);
+    if let Some(gnu) = header.as_gnu_mut() {
+        gnu.set_atime(mtime);
+        gnu.set_ctime(mtime);
+    }
+    let kind = entry.metadata.file_type();
+    if kind.is_symlink() {
+        let target = std::fs::read_link(&entry.source)?;
+        builder.append_link(&mut header, name, target)
+    } else if kind.is_file() {
+        builder.append_data(&mut header, name, std::fs::File::open(&entry.source)?)
+    } else {
+        header.set_size(0);
+        builder.append_data(&mut header, name, std::io::empty())
     }
 }
 
@@ -308,7 +341,7 @@ mod tests {
             hidden: &["/etc/hostname"],
         };
         let mut tar = Vec::new();
-        dir.write_layer(&mut tar).unwrap();
+        dir.write_layer(&mut tar, None).unwrap();
         let mut names: Vec<String> = tar::Archive::new(tar.as_slice())
             .entries()
             .unwrap()

@@ -1,7 +1,7 @@
 //! `docker build` through the daemon with the classic builder (`DOCKER_BUILDKIT=0`, the
 //! CLI's `POST /build`): a Dockerfile of ARG, ENV, WORKDIR, COPY, RUN, EXPOSE, LABEL and
 //! CMD gives an image that runs as written; a failing step and a syntax error say where
-//! and leave no image; the same context built twice gives the same image.
+//! and leave no image; the same context built twice, RUN included, gives the same image.
 
 use super::*;
 
@@ -189,7 +189,7 @@ fn the_same_context_builds_the_same_image() {
         &[
             (
                 "Dockerfile",
-                "FROM busybox\nCOPY files /files/\nENV MODE=same\nCMD [\"ls\", \"/files\"]\n",
+                "FROM busybox\nCOPY files /files/\nRUN mkdir /made && echo same > /made/file && sleep 1\nENV MODE=same\nCMD [\"ls\", \"/files\"]\n",
             ),
             ("files/a.txt", "a"),
             ("files/sub/b.txt", "b"),
@@ -204,7 +204,9 @@ fn the_same_context_builds_the_same_image() {
         .open(daemon.scratch.path().join("same/files/a.txt"))
         .unwrap();
     file.set_modified(later).unwrap();
-    let second = docker_build(&daemon, &["-q", "-t", "same:2", &dir]);
+    // --no-cache: RUN runs again, a second or more later (its `sleep 1` sees to that),
+    // and makes the same layer.
+    let second = docker_build(&daemon, &["-q", "--no-cache", "-t", "same:2", &dir]);
     assert!(second.status.success(), "{second:?}");
     let id = |tag: &str| daemon.docker_ok(&["image", "inspect", "-f", "{{.Id}}", tag]);
     assert_eq!(id("same:1"), id("same:2"));
@@ -276,7 +278,9 @@ CMD ["/bin/busybox", "cat", "/combined", "/out/nested/file"]
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let scratch = daemon.scratch.path().display().to_string();
     assert!(
-        !mounts.lines().any(|l| l.contains(&scratch) && l.contains("image-root-")),
+        !mounts
+            .lines()
+            .any(|l| l.contains(&scratch) && l.contains("image-root-")),
         "{mounts}"
     );
 }
