@@ -103,7 +103,7 @@ impl Entries {
                 } else {
                     dest.clone()
                 };
-                if into_dir {
+                if into_dir && !dest.as_os_str().is_empty() {
                     self.directory(&mut archive, &dest, 0o755)?;
                 }
                 self.file(&mut archive, &path, &target)?;

@@ -159,8 +159,28 @@ impl Client {
         path: &str,
         headers: &[(&'static str, String)],
     ) -> Result<impl futures_util::Stream<Item = Result<Value, String>> + use<>, String> {
+        self.json_lines_after(Self::request(method, path, None)?, headers)
+            .await
+    }
+
+    /// POSTs `body` (`build`'s context, of `content_type`) and streams the answer's JSON
+    /// lines as [`Client::json_lines`] does.
+    pub async fn upload_json_lines(
+        &self,
+        path: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<impl futures_util::Stream<Item = Result<Value, String>> + use<>, String> {
+        self.json_lines_after(Self::raw_request("POST", path, body, content_type)?, &[])
+            .await
+    }
+
+    async fn json_lines_after(
+        &self,
+        mut request: Request<Full<Bytes>>,
+        headers: &[(&'static str, String)],
+    ) -> Result<impl futures_util::Stream<Item = Result<Value, String>> + use<>, String> {
         let mut sender = self.connect().await?;
-        let mut request = Self::request(method, path, None)?;
         for (name, value) in headers {
             let value = value
                 .parse()

@@ -328,6 +328,37 @@ pub struct PullArgs {
     pub quiet: bool,
 }
 
+/// `berth build [OPTIONS] CONTEXT`, as `docker build` names its flags.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The build context: a directory
+    pub context: PathBuf,
+    /// Name and optionally a tag (NAME[:TAG]); may be given more than once
+    #[arg(short, long = "tag")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile)
+    #[arg(short, long)]
+    pub file: Option<PathBuf>,
+    /// A build-time variable (KEY=VALUE)
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// The stage to build
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use the cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Print only the image id
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Always pull a newer base image (refused: not supported yet)
+    #[arg(long)]
+    pub pull: bool,
+    /// The network of RUN steps (only `none`, the default, is supported)
+    #[arg(long)]
+    pub network: Option<String>,
+}
+
 /// `berth push NAME[:TAG]`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -580,7 +611,7 @@ pub enum Command {
     /// List images
     Images(ImagesArgs),
     /// Build an image from a Dockerfile
-    Build(Pending),
+    Build(BuildArgs),
     /// Download an image from a registry
     Pull(PullArgs),
     /// Upload an image to a registry

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
+mod build;
 mod cli;
 mod commands;
 mod containers;
@@ -118,6 +119,7 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
         cli::Command::Load(args) => commands::load(&args, cli.host.as_deref()),
         cli::Command::Pull(args) => pull::pull(&args, cli.host.as_deref()),
         cli::Command::Push(args) => push::push(&args, cli.host.as_deref()),
+        cli::Command::Build(args) => build::build(&args, cli.host.as_deref()),
         cli::Command::Login(args) => credentials::login(&args, cli.host.as_deref()),
         cli::Command::Logout(args) => credentials::logout(&args),
         cli::Command::Monitor(args) => Ok(ExitCode::from(

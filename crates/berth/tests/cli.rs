@@ -42,7 +42,7 @@ fn help_shows_the_whole_product() {
 #[test]
 fn unimplemented_commands_say_so_and_exit_2() {
     let cases: [(&[&str], &str); 3] = [
-        (&["build", "."], "build"),
+        (&["save", "web:1"], "save"),
         (&["history", "web:1"], "history"),
         (&["network", "connect", "front", "web"], "network connect"),
     ];

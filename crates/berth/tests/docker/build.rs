@@ -284,3 +284,62 @@ CMD ["/bin/busybox", "cat", "/combined", "/out/nested/file"]
         "{mounts}"
     );
 }
+
+#[test]
+fn berth_build_sends_what_dockerignore_lets_through() {
+    let daemon = daemon_with_busybox("build-berth");
+    let dir = context(
+        &daemon,
+        "ignored",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY . /ctx/\nCMD [\"ls\", \"-A\", \"/ctx\"]\n",
+            ),
+            (
+                ".dockerignore",
+                "# logs stay home\n*.log\n!keep.log\nsecret\n",
+            ),
+            ("app.txt", "app"),
+            ("debug.log", "noise"),
+            ("keep.log", "kept"),
+            ("secret/key", "hidden"),
+        ],
+    );
+    let built = daemon.berth_ok(&["build", "-t", "ignored:1", &dir]);
+    assert!(built.contains("Step 1/3 : FROM busybox"), "{built}");
+    assert!(built.contains("Successfully tagged ignored:1"), "{built}");
+    let listed = daemon.docker_ok(&["run", "--rm", "ignored:1"]);
+    assert_eq!(
+        listed.split_whitespace().collect::<Vec<_>>(),
+        [".dockerignore", "Dockerfile", "app.txt", "keep.log"]
+    );
+
+    // A Dockerfile from outside the context, and -q printing the id alone.
+    let outside = daemon.scratch.path().join("outside.Dockerfile");
+    std::fs::write(
+        &outside,
+        "FROM busybox\nCOPY app.txt /\nCMD [\"cat\", \"/app.txt\"]\n",
+    )
+    .unwrap();
+    let quiet = daemon.berth_ok(&[
+        "build",
+        "-q",
+        "-f",
+        &outside.display().to_string(),
+        "-t",
+        "outside:1",
+        &dir,
+    ]);
+    let id = daemon.docker_ok(&["image", "inspect", "-f", "{{.Id}}", "outside:1"]);
+    assert_eq!(quiet.trim(), id.trim());
+    assert_eq!(
+        daemon.docker_ok(&["run", "--rm", "outside:1"]).trim(),
+        "app"
+    );
+    let pulled = daemon.berth(&["build", "--pull", &dir]);
+    assert!(
+        String::from_utf8_lossy(&pulled.stderr).contains("does not support --pull"),
+        "{pulled:?}"
+    );
+}
