@@ -2,7 +2,9 @@
 # Pulling a ~200 MiB image (one incompressible 192 MiB layer over busybox) from
 # distribution 2.8 on loopback: `docker pull` through `berth daemon` (fetch, verify and
 # unpack into the store) against `skopeo copy` to an OCI layout (fetch and verify only),
-# side by side in one hyperfine run. Each run starts from an empty store.
+# side by side in one hyperfine run. Each run starts from an empty store. Then pushing
+# the same image: `docker push` through `berth daemon` against `skopeo copy` from the OCI
+# layout, each run to a second registry started empty.
 set -euo pipefail
 : "${BERTH:?set by benches/run}" "${TESTKIT:?set by benches/run}"
 work=$(mktemp -d /tmp/berth-bench-pull.XXXXXX)
@@ -12,6 +14,7 @@ daemon=""
 cleanup() {
   [ -z "$daemon" ] || { kill "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null || true; }
   [ -z "$registry_pid" ] || { kill "$registry_pid" 2>/dev/null; wait "$registry_pid" 2>/dev/null || true; }
+  [ ! -f "$work/push-registry.pid" ] || kill "$(cat "$work/push-registry.pid")" 2>/dev/null || true
   grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   rm -rf "$work"
   rmdir /sys/fs/cgroup/*/berth-bench-pull 2>/dev/null || true
@@ -76,10 +79,33 @@ hyperfine -N --warmup 1 --runs "${RUNS:-5}" --export-json "$work/result.json" \
   "skopeo copy --quiet --src-tls-verify=false docker://127.0.0.1:$port/big:1 oci:$work/skopeo-out:big" \
   -n berth --prepare "docker rmi -f 127.0.0.1:$port/big:1" \
   "docker pull -q 127.0.0.1:$port/big:1" >/dev/null
-python3 - "$work/result.json" <<'PY'
+
+# Pushes: to a registry emptied and started again before every run.
+push_port=$((port + 1))
+cat >"$work/empty-registry" <<SH
+#!/usr/bin/env bash
+[ -f "$work/push-registry.pid" ] && { kill \$(cat "$work/push-registry.pid") 2>/dev/null; wait \$(cat "$work/push-registry.pid") 2>/dev/null; }
+while curl -s -o /dev/null "http://127.0.0.1:$push_port/v2/"; do sleep 0.02; done
+rm -rf "$work/push-registry"
+mkdir -p "$work/push-registry"
+printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: $work/push-registry/storage}}\nhttp: {addr: 127.0.0.1:$push_port}\n' >"$work/push-registry/config.yml"
+setsid docker-registry serve "$work/push-registry/config.yml" >/dev/null 2>&1 </dev/null &
+echo \$! >"$work/push-registry.pid"
+for _ in \$(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$push_port/v2/" && break; sleep 0.02; done
+SH
+chmod +x "$work/empty-registry"
+docker pull -q "127.0.0.1:$port/big:1" >/dev/null
+docker tag "127.0.0.1:$port/big:1" "127.0.0.1:$push_port/big:1"
+hyperfine -N --runs "${RUNS:-5}" --export-json "$work/push.json" --prepare "$work/empty-registry" \
+  -n skopeo "skopeo copy --quiet --dest-tls-verify=false oci:$work/layout:$tag docker://127.0.0.1:$push_port/big:1" \
+  -n berth "docker push -q 127.0.0.1:$push_port/big:1" >/dev/null
+kill "$(cat "$work/push-registry.pid")" 2>/dev/null || true
+
+python3 - "$work/result.json" "$work/push.json" <<'PY'
 import json, sys
-results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
-for name, r in results.items():
-    print(f"{name:8s} {r['mean']*1000:8.1f} ms ± {r['stddev']*1000:6.1f}  (median {r['median']*1000:.1f} ms)")
-print(f"berth/skopeo  {results['berth']['median'] / results['skopeo']['median']:.2f}")
+for label, path in (("pull", sys.argv[1]), ("push", sys.argv[2])):
+    results = {r["command"]: r for r in json.load(open(path))["results"]}
+    for name, r in results.items():
+        print(f"{label} {name:8s} {r['mean']*1000:8.1f} ms ± {r['stddev']*1000:6.1f}  (median {r['median']*1000:.1f} ms)")
+    print(f"{label} berth/skopeo  {results['berth']['median'] / results['skopeo']['median']:.2f}")
 PY
