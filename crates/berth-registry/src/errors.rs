@@ -31,6 +31,8 @@ pub enum Code {
     RangeInvalid,
     /// A blob read asks for bytes the blob does not have.
     RangeNotSatisfiable,
+    /// The request carries no credentials the registry takes.
+    Unauthorized,
 }
 
 impl Code {
@@ -48,6 +50,7 @@ impl Code {
             Self::Unsupported => "UNSUPPORTED",
             Self::RangeInvalid => "BLOB_UPLOAD_INVALID",
             Self::RangeNotSatisfiable => "RANGE_INVALID",
+            Self::Unauthorized => "UNAUTHORIZED",
         }
     }
 
@@ -65,6 +68,7 @@ impl Code {
             Self::Unsupported => "The operation is unsupported.",
             Self::RangeInvalid => "blob upload invalid",
             Self::RangeNotSatisfiable => "invalid content range",
+            Self::Unauthorized => "authentication required",
         }
     }
 
@@ -75,6 +79,7 @@ impl Code {
             | Self::ManifestUnknown
             | Self::NameUnknown => StatusCode::NOT_FOUND,
             Self::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::RangeInvalid | Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             _ => StatusCode::BAD_REQUEST,
         }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +18,7 @@ use berth_image::{Digest, Ingest};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use crate::auth::Htpasswd;
 use crate::errors::{Code, RegistryError};
 use crate::storage::Storage;
 
@@ -35,9 +36,10 @@ const MANIFEST_TYPES: [&str; 4] = [
 /// The largest manifest accepted, as distribution limits them.
 const MANIFEST_LIMIT: usize = 4 << 20;
 
-/// The registry's state: its storage and the uploads in progress.
+/// The registry's state: its storage, the uploads in progress, who may come in.
 struct Registry {
     storage: Storage,
+    htpasswd: Option<Htpasswd>,
     uploads: Mutex<HashMap<String, Ingest>>,
     ids: (RandomState, AtomicU64),
 }
@@ -61,16 +63,67 @@ impl Registry {
     }
 }
 
+/// How a registry is served besides where.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// An htpasswd file (bcrypt): only its users come in, with basic auth.
+    pub htpasswd: Option<PathBuf>,
+    /// A certificate chain and its key (PEM): HTTPS instead of plain HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
 /// Serves the registry stored under `root` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, root: &Path) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    root: &Path,
+    options: &ServeOptions,
+) -> std::io::Result<()> {
     let storage = Storage::open(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    let htpasswd = options
+        .htpasswd
+        .as_deref()
+        .map(Htpasswd::load)
+        .transpose()
+        .map_err(std::io::Error::other)?;
     let registry = Arc::new(Registry {
         storage,
+        htpasswd,
         uploads: Mutex::new(HashMap::new()),
         ids: (RandomState::new(), AtomicU64::new(0)),
     });
     let app = axum::Router::new().fallback(route).with_state(registry);
-    axum::serve(listener, app).await
+    match &options.tls {
+        None => axum::serve(listener, app).await,
+        Some((cert, key)) => {
+            let config = tls_config(cert, key)?;
+            axum_server::from_tcp_rustls(listener.into_std()?, config)?
+                .serve(app.into_make_service())
+                .await
+        }
+    }
+}
+
+/// A server TLS config of the chain in `cert` and the key in `key` (PEM files).
+fn tls_config(cert: &Path, key: &Path) -> std::io::Result<axum_server::tls_rustls::RustlsConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let setup = |what: &Path, e: &dyn std::fmt::Display| {
+        std::io::Error::other(format!("{}: {e}", what.display()))
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| setup(cert, &e))?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| setup(key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| setup(cert, &e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| setup(cert, &e))?;
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
+        Arc::new(config),
+    ))
 }
 
 /// The query parameters the API uses.
@@ -135,6 +188,11 @@ async fn route(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if let Some(htpasswd) = &registry.htpasswd
+        && !htpasswd.allows(headers.get(header::AUTHORIZATION))
+    {
+        return unauthorized();
+    }
     if uri.path() == "/v2/" {
         return with_version(StatusCode::OK, "{}").into_response();
     }
@@ -239,6 +297,16 @@ fn valid_name(name: &str) -> bool {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
     };
     name.len() <= 255 && name.split('/').all(component)
+}
+
+/// 401 with the challenge a client answers with basic credentials.
+fn unauthorized() -> Response {
+    let mut response = RegistryError::new(Code::Unauthorized, "").into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"berth-registry\""),
+    );
+    response
 }
 
 fn digest_of(text: &str) -> Result<Digest, RegistryError> {

@@ -41,8 +41,8 @@ pub struct RegistryArgs {
 /// What `berth registry` does.
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
-    /// Serve an OCI distribution registry over plain HTTP (authentication, TLS and
-    /// garbage collection are still to come)
+    /// Serve an OCI distribution registry (garbage collection and token authentication
+    /// are still to come)
     Serve(RegistryServeArgs),
 }
 
@@ -55,6 +55,19 @@ pub struct RegistryServeArgs {
     /// Directory the registry stores its blobs and repositories in
     #[arg(long, default_value = "/var/lib/berth/registry")]
     pub root: PathBuf,
+    /// Who may come in: `htpasswd` (basic auth from --htpasswd's file); none when not
+    /// given (token auth is still to come)
+    #[arg(long, value_parser = ["htpasswd"], requires = "htpasswd")]
+    pub auth: Option<String>,
+    /// The htpasswd file (bcrypt hashes, `htpasswd -B`) of --auth htpasswd
+    #[arg(long, requires = "auth")]
+    pub htpasswd: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM)
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `berth run`'s flags, as docker names them.

@@ -16,7 +16,11 @@ pub fn run(args: RegistryArgs) -> Result<ExitCode, Outcome> {
             .await
             .with_context(|| format!("listen on {}", serve.addr))?;
         tracing::info!(address = %serve.addr, root = %serve.root.display(), "serving the registry");
-        berth_registry::serve(listener, &serve.root)
+        let options = berth_registry::ServeOptions {
+            htpasswd: serve.htpasswd.clone(),
+            tls: serve.tls_cert.clone().zip(serve.tls_key.clone()),
+        };
+        berth_registry::serve(listener, &serve.root, &options)
             .await
             .with_context(|| format!("serve the registry in {}", serve.root.display()))
     })?;

@@ -20,6 +20,11 @@ mod conformance;
 /// Serves a registry stored under `root` on a loopback port, on a thread of its own
 /// that ends with the test process.
 fn start(root: &Path) -> SocketAddr {
+    start_with(root, berth_registry::ServeOptions::default())
+}
+
+/// [`start`] with `options` (users, TLS).
+fn start_with(root: &Path, options: berth_registry::ServeOptions) -> SocketAddr {
     let root = root.to_path_buf();
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -31,7 +36,9 @@ fn start(root: &Path) -> SocketAddr {
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             sender.send(listener.local_addr().unwrap()).unwrap();
-            berth_registry::serve(listener, &root).await.unwrap();
+            berth_registry::serve(listener, &root, &options)
+                .await
+                .unwrap();
         });
     });
     receiver.recv().unwrap()
@@ -158,6 +165,90 @@ fn podman_pushes_and_pulls_images_back() {
     );
     assert_eq!(listed.trim(), name);
     let tags = curl(&[&format!("http://{registry}/v2/pod/busybox/tags/list")]);
+    assert!(tags.2.contains("\"1\""), "{tags:?}");
+}
+
+#[test]
+fn users_of_an_htpasswd_file_come_in_over_https() {
+    let scratch = Scratch::new("registry-auth").unwrap();
+    let dir = scratch.path();
+    let hashed = Command::new("htpasswd")
+        .args(["-Bbn", "ada", "s3cret"])
+        .output()
+        .unwrap();
+    assert!(hashed.status.success());
+    std::fs::write(dir.join("htpasswd"), &hashed.stdout).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let registry = start_with(
+        &dir.join("registry"),
+        berth_registry::ServeOptions {
+            htpasswd: Some(dir.join("htpasswd")),
+            tls: Some((cert.clone(), key)),
+        },
+    );
+    let base = format!("https://{registry}/v2/");
+    let ca = cert.display().to_string();
+    let ca = ["--cacert", ca.as_str()];
+    let (code, headers, body) = curl(&[&ca[..], &[base.as_str()]].concat());
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("UNAUTHORIZED"), "{body}");
+    assert!(
+        headers
+            .to_lowercase()
+            .contains("www-authenticate: basic realm="),
+        "{headers}"
+    );
+    let as_user = |user: &str, url: &str| curl(&[&ca[..], &["-u", user, url]].concat());
+    assert_eq!(as_user("ada:wrong", &base).0, 401);
+    assert_eq!(as_user("ada:s3cret", &base).0, 200);
+    // Again: the remembered credentials.
+    assert_eq!(as_user("ada:s3cret", &base).0, 200);
+    assert_ne!(
+        curl(&[&format!("http://{registry}/v2/")]).0,
+        200,
+        "no plain HTTP"
+    );
+
+    let image = busybox_image(&dir.join("busybox")).unwrap();
+    let source = format!("oci:{}:latest", image.dir.display());
+    let target = format!("docker://{registry}/private/busybox:1");
+    let denied = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &source,
+            &target,
+        ])
+        .output()
+        .unwrap();
+    assert!(!denied.status.success(), "{denied:?}");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--dest-creds=ada:s3cret",
+        &source,
+        &target,
+    ]);
+    let tags = as_user("ada:s3cret", &format!("{base}private/busybox/tags/list"));
     assert!(tags.2.contains("\"1\""), "{tags:?}");
 }
 
