@@ -213,6 +213,66 @@ fn declared(
     Ok(values)
 }
 
+/// A HEALTHCHECK as the image config keeps it: the test (`CMD`, `CMD-SHELL` or `NONE`)
+/// and its times in nanoseconds.
+fn health_check(test: Option<&Command>, options: &[(String, String)]) -> Result<Value, String> {
+    let test = match test {
+        None => json!(["NONE"]),
+        Some(Command::Exec(words)) => json!([&["CMD".to_string()][..], words].concat()),
+        Some(Command::Shell(line)) => json!(["CMD-SHELL", line]),
+    };
+    let mut check = json!({"Test": test});
+    for (name, value) in options {
+        let key = match name.as_str() {
+            "retries" => {
+                let retries: u64 = value
+                    .parse()
+                    .map_err(|_| format!("invalid --retries={value}"))?;
+                check["Retries"] = json!(retries);
+                continue;
+            }
+            "interval" => "Interval",
+            "timeout" => "Timeout",
+            "start-period" => "StartPeriod",
+            _ => "StartInterval",
+        };
+        let nanoseconds = go_duration(value)
+            .ok_or_else(|| format!("invalid --{name}={value}: a duration like 30s"))?;
+        check[key] = json!(nanoseconds);
+    }
+    Ok(check)
+}
+
+/// A Go duration (`30s`, `1m30s`, `500ms`) in nanoseconds.
+fn go_duration(text: &str) -> Option<u64> {
+    let mut total = 0u64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+        let (number, tail) = rest.split_at(digits);
+        let unit = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit);
+        let scale = match unit {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += (number.parse::<f64>().ok()? * scale) as u64;
+        rest = next;
+    }
+    (!text.is_empty()).then_some(total)
+}
+
+fn step_error_text(line: usize, message: String) -> BuildError {
+    BuildError::Dockerfile(DockerfileError { line, message })
+}
+
 fn step_error(line: usize, error: &WordError) -> BuildError {
     BuildError::Dockerfile(DockerfileError {
         line,
@@ -413,6 +473,11 @@ impl Build<'_> {
             }
             StepKind::Maintainer(name) => {
                 state.image.config.insert("author".into(), json!(name));
+            }
+            StepKind::Healthcheck { test, options } => {
+                let check = health_check(test.as_ref(), options)
+                    .map_err(|message| step_error_text(step.line, message))?;
+                config.insert("Healthcheck".into(), check);
             }
             StepKind::Run(command) => {
                 let command = argv(command, &state.shell);
@@ -702,4 +767,27 @@ fn config_bytes(image: &Image) -> Vec<u8> {
     let mut config = image.config.clone();
     config.insert("created".into(), json!(created()));
     serde_json::to_vec(&Value::Object(config)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_checks_keep_docker_s_shape() {
+        assert_eq!(go_duration("1m30s"), Some(90_000_000_000));
+        assert_eq!(go_duration("500ms"), Some(500_000_000));
+        assert_eq!(go_duration("5"), None);
+        let options = [
+            ("interval".to_string(), "5s".to_string()),
+            ("retries".into(), "2".into()),
+        ];
+        let check = health_check(Some(&Command::Shell("true".into())), &options).unwrap();
+        assert_eq!(
+            check,
+            json!({"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000u64, "Retries": 2})
+        );
+        assert_eq!(health_check(None, &[]).unwrap(), json!({"Test": ["NONE"]}));
+        assert!(health_check(None, &[("timeout".into(), "soon".into())]).is_err());
+    }
 }

@@ -4,7 +4,9 @@
 //! it does not. Words keep their `$VARIABLES`: the build expands them step by step, as the
 //! ARG and ENV in force at each step say.
 
-use parse_dockerfile::{Command as ParsedCommand, Flag, Instruction, Source, UnescapedString};
+use parse_dockerfile::{
+    Command as ParsedCommand, Flag, HealthcheckArguments, Instruction, Source, UnescapedString,
+};
 
 /// Why a Dockerfile cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +94,13 @@ pub enum StepKind {
     Shell(Vec<String>),
     /// `MAINTAINER` (deprecated; kept as the image's author).
     Maintainer(String),
+    /// `HEALTHCHECK`: the test (None for `NONE`) and its flags (`interval`, `retries`…).
+    Healthcheck {
+        /// The command, or None to turn the base image's check off.
+        test: Option<Command>,
+        /// Flag names without `--`, with their values.
+        options: Vec<(String, String)>,
+    },
 }
 
 /// A command in exec form (`["a", "b"]`) or shell form (`a b`, run by the SHELL).
@@ -171,10 +180,19 @@ fn step(lines: &Lines, text: &str, instruction: &Instruction<'_>) -> Result<Step
     let kind = match instruction {
         Instruction::Run(run) => {
             refuse_flags(lines, start, &run.options, &[])?;
-            if !run.here_docs.is_empty() {
-                return Err(error("RUN with a heredoc is not supported yet".into()));
+            let parsed = command(&run.arguments).ok_or_else(|| error(unknown_form()))?;
+            match (&run.here_docs[..], parsed) {
+                ([], parsed) => StepKind::Run(parsed),
+                // `RUN <<EOF … EOF`: the document is the script the shell runs.
+                ([script], Command::Shell(line)) if is_opener(&line) => {
+                    StepKind::Run(Command::Shell(script.value.to_string()))
+                }
+                _ => {
+                    return Err(error(
+                        "RUN with a heredoc fed to a command is not supported yet".into(),
+                    ));
+                }
             }
-            StepKind::Run(command(&run.arguments).ok_or_else(|| error(unknown_form()))?)
         }
         Instruction::Copy(copy) => {
             refuse_flags(lines, start, &copy.options, &["from", "chown", "chmod"])?;
@@ -215,8 +233,31 @@ fn step(lines: &Lines, text: &str, instruction: &Instruction<'_>) -> Result<Step
         ),
         Instruction::Shell(shell) => StepKind::Shell(shell.arguments.iter().map(value).collect()),
         Instruction::Maintainer(maintainer) => StepKind::Maintainer(value(&maintainer.name)),
-        Instruction::Healthcheck(_) => {
-            return Err(error("HEALTHCHECK is not supported yet".into()));
+        Instruction::Healthcheck(check) => {
+            let known = [
+                "interval",
+                "timeout",
+                "start-period",
+                "start-interval",
+                "retries",
+            ];
+            refuse_flags(lines, start, &check.options, &known)?;
+            let options = check
+                .options
+                .iter()
+                .map(|flag| {
+                    let value = flag.value.as_ref().map(value).unwrap_or_default();
+                    (flag.name.value.to_string(), value)
+                })
+                .collect();
+            let test = match &check.arguments {
+                HealthcheckArguments::Cmd { arguments, .. } => {
+                    Some(command(arguments).ok_or_else(|| error(unknown_form()))?)
+                }
+                HealthcheckArguments::None { .. } => None,
+                _ => return Err(error(unknown_form())),
+            };
+            StepKind::Healthcheck { test, options }
         }
         Instruction::Onbuild(_) => return Err(error("ONBUILD is not supported yet".into())),
         // The parser starts a new stage at every FROM; none is inside one.
@@ -288,6 +329,12 @@ fn command(parsed: &ParsedCommand<'_>) -> Option<Command> {
         ParsedCommand::Shell(line) => Some(Command::Shell(line.value.to_string())),
         _ => None,
     }
+}
+
+/// Whether the shell line of a RUN with a heredoc is nothing but its opener (the parser
+/// gives what follows `<<EOF`; empty when the document is the whole command).
+fn is_opener(line: &str) -> bool {
+    line.trim().is_empty()
 }
 
 fn unknown_form() -> String {
@@ -377,6 +424,36 @@ mod tests {
             last.steps[1].kind,
             StepKind::Cmd(Command::Exec(vec!["/y".into()]))
         );
+    }
+
+    #[test]
+    fn heredocs_and_health_checks_are_read() {
+        let text = "FROM busybox\nRUN <<EOF\necho one\necho two\nEOF\nHEALTHCHECK --interval=5s --retries=2 CMD wget -q localhost\nHEALTHCHECK NONE\n";
+        let file = Dockerfile::parse(text).unwrap();
+        let steps = &file.stages[0].steps;
+        assert_eq!(
+            steps[0].kind,
+            StepKind::Run(Command::Shell("echo one\necho two\n".into()))
+        );
+        assert_eq!(
+            steps[1].kind,
+            StepKind::Healthcheck {
+                test: Some(Command::Shell("wget -q localhost".into())),
+                options: vec![
+                    ("interval".into(), "5s".into()),
+                    ("retries".into(), "2".into())
+                ],
+            }
+        );
+        assert_eq!(
+            steps[2].kind,
+            StepKind::Healthcheck {
+                test: None,
+                options: vec![]
+            }
+        );
+        let fed = Dockerfile::parse("FROM busybox\nRUN <<EOF python3\nx\nEOF\n").unwrap_err();
+        assert!(fed.message.contains("fed to a command"), "{fed}");
     }
 
     #[test]

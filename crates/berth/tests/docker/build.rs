@@ -343,3 +343,28 @@ fn berth_build_sends_what_dockerignore_lets_through() {
         "{pulled:?}"
     );
 }
+
+#[test]
+fn heredoc_scripts_run_and_health_checks_are_kept() {
+    let daemon = daemon_with_busybox("build-heredoc");
+    let dockerfile = "FROM busybox\nRUN <<EOF\necho one > /script-out\necho two >> /script-out\nEOF\nHEALTHCHECK --interval=5s --retries=2 CMD cat /script-out\n";
+    let dir = context(&daemon, "heredoc", &[("Dockerfile", dockerfile)]);
+    let built = docker_build(&daemon, &["-t", "heredoc:1", &dir]);
+    assert!(built.status.success(), "{built:?}");
+    let out = daemon.docker_ok(&["run", "--rm", "heredoc:1", "cat", "/script-out"]);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["one", "two"]);
+    let check = daemon.docker_ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Healthcheck}}",
+        "heredoc:1",
+    ]);
+    let check: serde_json::Value = serde_json::from_str(&check).unwrap();
+    assert_eq!(
+        check["Test"],
+        serde_json::json!(["CMD-SHELL", "cat /script-out"])
+    );
+    assert_eq!(check["Interval"], 5_000_000_000u64);
+    assert_eq!(check["Retries"], 2);
+}
