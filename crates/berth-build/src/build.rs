@@ -424,13 +424,7 @@ impl Build<'_> {
             }
             StepKind::Workdir(text) => {
                 let dir = expand(text)?;
-                let current = config
-                    .get("WorkingDir")
-                    .and_then(Value::as_str)
-                    .filter(|w| !w.is_empty())
-                    .unwrap_or("/")
-                    .to_string();
-                let joined = std::path::Path::new(&current).join(&dir);
+                let joined = std::path::Path::new(&working_dir(config)).join(&dir);
                 config.insert("WorkingDir".into(), json!(joined.to_string_lossy()));
             }
             StepKind::User(text) => {
@@ -505,12 +499,7 @@ impl Build<'_> {
                     .map(|s| expand(s))
                     .collect::<Result<Vec<_>, _>>()?;
                 let dest = expand(dest)?;
-                let workdir = config
-                    .get("WorkingDir")
-                    .and_then(Value::as_str)
-                    .filter(|w| !w.is_empty())
-                    .unwrap_or("/")
-                    .to_string();
+                let workdir = working_dir(config);
                 let layer = copy_layer(
                     engine.images().content(),
                     root.as_ref().map_or(&request.context, |root| root.path()),
@@ -677,6 +666,16 @@ fn filesystem_key(image: &Image) -> Digest {
         .map(|ids| ids.iter().filter_map(Value::as_str).collect::<Vec<_>>())
         .unwrap_or_default();
     key(&Digest::of(b"FROM"), &ids)
+}
+
+/// The run config's working directory, `/` when it names none.
+fn working_dir(config: &Map<String, Value>) -> String {
+    config
+        .get("WorkingDir")
+        .and_then(Value::as_str)
+        .filter(|w| !w.is_empty())
+        .unwrap_or("/")
+        .to_string()
 }
 
 /// The `KEY=value` environment of a run config, as pairs.

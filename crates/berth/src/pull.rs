@@ -35,8 +35,22 @@ pub(crate) async fn pull_image(client: &Client, name: &str, quiet: bool) -> anyh
         .map(|auth| ("X-Registry-Auth", auth))
         .into_iter()
         .collect();
+    let path = format!("/images/create?{query}");
+    show_progress(client, &path, &headers, quiet).await?;
+    println!("{reference}");
+    Ok(())
+}
+
+/// POSTs `path` and shows the daemon's progress lines as docker does (nothing when
+/// `quiet`); the first error line is the command's error.
+pub(crate) async fn show_progress(
+    client: &Client,
+    path: &str,
+    headers: &[(&'static str, String)],
+    quiet: bool,
+) -> anyhow::Result<()> {
     let lines = client
-        .json_lines("POST", &format!("/images/create?{query}"), &headers)
+        .json_lines("POST", path, headers)
         .await
         .map_err(|e| anyhow!(e))?;
     let mut lines = std::pin::pin!(lines);
@@ -50,18 +64,17 @@ pub(crate) async fn pull_image(client: &Client, name: &str, quiet: bool) -> anyh
             display.show(&message)?;
         }
     }
-    println!("{reference}");
     Ok(())
 }
 
 /// What the terminal shows: one line per layer, in the order they appeared.
-pub(crate) struct Display {
+struct Display {
     terminal: bool,
     layers: Vec<(String, String)>,
 }
 
 impl Display {
-    pub(crate) fn new(terminal: bool) -> Self {
+    fn new(terminal: bool) -> Self {
         Self {
             terminal,
             layers: Vec::new(),
@@ -69,7 +82,7 @@ impl Display {
     }
 
     /// Shows one message of the daemon.
-    pub(crate) fn show(&mut self, message: &Value) -> std::io::Result<()> {
+    fn show(&mut self, message: &Value) -> std::io::Result<()> {
         let status = message["status"].as_str().unwrap_or_default();
         let id = message["id"].as_str().unwrap_or_default();
         let layer = id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit());

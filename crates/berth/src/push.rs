@@ -1,17 +1,15 @@
 //! `berth push NAME[:TAG]`: the daemon pushes the image with the credentials `berth
 //! login` or `docker login` kept, and its progress is shown as `berth pull` shows a pull's.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use futures_util::StreamExt;
 
 use crate::Outcome;
 use crate::cli::PushArgs;
 use crate::containers::with_daemon;
 use crate::credentials::registry_auth;
-use crate::pull::Display;
+use crate::pull::show_progress;
 
 /// `berth push NAME[:TAG]`.
 pub fn push(args: &PushArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
@@ -31,21 +29,7 @@ pub fn push(args: &PushArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
         .collect();
     let quiet = args.quiet;
     with_daemon(host, |client| async move {
-        let lines = client
-            .json_lines("POST", &path, &headers)
-            .await
-            .map_err(|e| anyhow!(e))?;
-        let mut lines = std::pin::pin!(lines);
-        let mut display = Display::new(std::io::stdout().is_terminal() && !quiet);
-        while let Some(line) = lines.next().await {
-            let message = line.map_err(|e| anyhow!(e))?;
-            if let Some(error) = message["error"].as_str() {
-                return Err(anyhow!("{error}"));
-            }
-            if !quiet {
-                display.show(&message)?;
-            }
-        }
+        show_progress(&client, &path, &headers, quiet).await?;
         if quiet {
             println!("{reference}");
         }
