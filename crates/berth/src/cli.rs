@@ -654,8 +654,7 @@ pub enum Command {
     #[command(subcommand)]
     Volume(VolumeCommand),
     /// Run multi-container applications from a Compose file
-    #[command(subcommand)]
-    Compose(ComposeCommand),
+    Compose(ComposeArgs),
     /// Manage the engine: disk usage, pruning, events
     #[command(subcommand)]
     System(SystemCommand),
@@ -719,9 +718,26 @@ pub enum VolumeCommand {
     Prune(Pending),
 }
 
+/// `berth compose [-f FILE] [-p NAME] …`, as `docker compose` takes them.
+#[derive(Debug, Args)]
+pub struct ComposeArgs {
+    /// The Compose file (default: compose.yaml, compose.yml, docker-compose.yml or
+    /// docker-compose.yaml in the current directory)
+    #[arg(short, long)]
+    pub file: Option<PathBuf>,
+    /// The project's name (default: the file's `name`, else its directory's)
+    #[arg(short, long)]
+    pub project_name: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ComposeCommand,
+}
+
 /// `berth compose …`
 #[derive(Debug, Subcommand)]
 pub enum ComposeCommand {
+    /// Print the project's model, resolved (interpolated, normalised, checked)
+    Config(NoArgs),
     /// Create and start the application's containers
     Up(Pending),
     /// Stop and remove the application's containers and networks

@@ -69,3 +69,39 @@ fn unknown_commands_are_usage_errors_not_panics() {
     );
     assert!(!stderr.contains("panicked"));
 }
+
+#[test]
+fn compose_config_prints_the_resolved_project_and_refuses_loops() {
+    let dir = tempfile::tempdir().expect("scratch");
+    let file = dir.path().join("compose.yaml");
+    std::fs::write(
+        &file,
+        "name: shop\nservices:\n  web:\n    image: web:${TAG:-dev}\n    ports: [\"8080:80\"]\n    depends_on: [kv]\n    colour: blue\n  kv:\n    image: kv\n",
+    )
+    .expect("write compose.yaml");
+    let path = file.display().to_string();
+    let output = berth(&["compose", "-f", &path, "config"]);
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.starts_with("name: shop\n"), "{printed}");
+    assert!(printed.contains("image: web:dev"), "{printed}");
+    assert!(printed.contains("published: 8080"), "{printed}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unknown key services.web.colour"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        &file,
+        "services:\n  a: {image: x, depends_on: [b]}\n  b: {image: x, depends_on: [a]}\n",
+    )
+    .expect("write compose.yaml");
+    let output = berth(&["compose", "-f", &path, "config"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("dependency cycle detected: a -> b -> a"),
+        "{stderr}"
+    );
+}
