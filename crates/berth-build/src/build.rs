@@ -244,7 +244,7 @@ fn health_check(test: Option<&Command>, options: &[(String, String)]) -> Result<
 }
 
 /// A Go duration (`30s`, `1m30s`, `500ms`) in nanoseconds.
-fn go_duration(text: &str) -> Option<u64> {
+pub fn go_duration(text: &str) -> Option<u64> {
     let mut total = 0u64;
     let mut rest = text;
     while !rest.is_empty() {

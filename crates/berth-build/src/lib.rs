@@ -15,7 +15,7 @@ mod dockerfile;
 mod dockerignore;
 mod words;
 
-pub use build::{BuildError, BuildRequest, Progress, build};
+pub use build::{BuildError, BuildRequest, Progress, build, go_duration};
 pub use dockerfile::{Command, Dockerfile, DockerfileError, Stage, Step, StepKind};
 pub use dockerignore::{DockerIgnore, context_archive};
 

@@ -141,6 +141,17 @@ pub enum Command {
     Line(String),
 }
 
+impl Command {
+    /// The words to run: a line split as a POSIX shell would split it (quotes and
+    /// backslashes), as Compose does; None for a line with an unclosed quote.
+    pub fn words(&self) -> Option<Vec<String>> {
+        match self {
+            Self::Exec(words) => Some(words.clone()),
+            Self::Line(line) => shlex::split(line),
+        }
+    }
+}
+
 /// A published port in the long syntax.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Port {

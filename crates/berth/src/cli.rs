@@ -733,17 +733,36 @@ pub struct ComposeArgs {
     pub command: ComposeCommand,
 }
 
+/// `berth compose up`'s flags.
+#[derive(Debug, Args)]
+pub struct ComposeUpArgs {
+    /// Run in the background (required for now: attaching to the output is to come)
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Wait until the services are running or healthy
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `berth compose down`'s flags.
+#[derive(Debug, Args)]
+pub struct ComposeDownArgs {
+    /// Also remove the named volumes the file declares and anonymous ones
+    #[arg(short, long)]
+    pub volumes: bool,
+}
+
 /// `berth compose …`
 #[derive(Debug, Subcommand)]
 pub enum ComposeCommand {
     /// Print the project's model, resolved (interpolated, normalised, checked)
     Config(NoArgs),
     /// Create and start the application's containers
-    Up(Pending),
+    Up(ComposeUpArgs),
     /// Stop and remove the application's containers and networks
-    Down(Pending),
+    Down(ComposeDownArgs),
     /// List the application's containers
-    Ps(Pending),
+    Ps(NoArgs),
     /// Show the application's logs
     Logs(Pending),
 }

@@ -121,7 +121,7 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
         cli::Command::Pull(args) => pull::pull(&args, cli.host.as_deref()),
         cli::Command::Push(args) => push::push(&args, cli.host.as_deref()),
         cli::Command::Build(args) => build::build(&args, cli.host.as_deref()),
-        cli::Command::Compose(args) => compose::run(&args),
+        cli::Command::Compose(args) => compose::run(&args, cli.host.as_deref()),
         cli::Command::Login(args) => credentials::login(&args, cli.host.as_deref()),
         cli::Command::Logout(args) => credentials::logout(&args),
         cli::Command::Monitor(args) => Ok(ExitCode::from(

@@ -12,6 +12,7 @@ use berth_testkit::guard::{CgroupGuard, ChildGuard, NetnsGuard, Scratch};
 
 mod build;
 mod changes;
+mod compose;
 mod containers;
 mod events;
 mod images;
