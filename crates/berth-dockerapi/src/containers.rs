@@ -194,21 +194,62 @@ pub(crate) async fn remove(
 #[serde(default)]
 pub(crate) struct ListQuery {
     all: Option<String>,
+    filters: Option<String>,
 }
 
-/// `GET /containers/json`.
+/// `GET /containers/json`, with the filters `label` (every one must match), `name`, `id`
+/// and `status` (any of a key's values); others are refused by name.
 pub(crate) async fn list(
     Extract(engine): Extract<State>,
     Query(query): Query<ListQuery>,
-) -> Json<Value> {
-    let all = flag(query.all.as_deref());
-    Json(Value::Array(
+) -> Result<Json<Value>, ApiError> {
+    let filters = crate::query::filters(query.filters.as_deref())?;
+    if let Some(key) = filters
+        .keys()
+        .find(|k| !matches!(k.as_str(), "label" | "name" | "id" | "status"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "berth does not support the container filter {key:?} yet"
+        )));
+    }
+    let all = flag(query.all.as_deref()) || filters.contains_key("status");
+    Ok(Json(Value::Array(
         engine
             .containers(all)
             .iter()
+            .filter(|c| {
+                filters
+                    .iter()
+                    .all(|(key, values)| filter_matches(c, key, values))
+            })
             .map(|c| summary(&engine, c))
             .collect(),
-    ))
+    )))
+}
+
+/// Whether `container` passes one key of `docker ps --filter`.
+fn filter_matches(container: &Container, key: &str, values: &[String]) -> bool {
+    let labels = container.request.labels.as_ref();
+    match key {
+        "label" => values.iter().all(|wanted| match wanted.split_once('=') {
+            Some((k, v)) => labels.and_then(|l| l.get(k)).is_some_and(|have| have == v),
+            None => labels.is_some_and(|l| l.contains_key(wanted)),
+        }),
+        "name" => values
+            .iter()
+            .any(|wanted| container.name.contains(wanted.trim_start_matches('/'))),
+        "id" => values
+            .iter()
+            .any(|wanted| container.id.starts_with(wanted.as_str())),
+        _ => values.iter().any(|wanted| {
+            let status = if container.state.paused {
+                "paused"
+            } else {
+                container.state.status.as_str()
+            };
+            status == wanted
+        }),
+    }
 }
 
 fn command_line(container: &Container) -> String {

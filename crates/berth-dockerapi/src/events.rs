@@ -28,25 +28,7 @@ struct Filters(HashMap<String, Vec<String>>);
 
 impl Filters {
     fn parse(text: Option<&str>) -> Result<Self, ApiError> {
-        let Some(text) = text.filter(|t| !t.is_empty()) else {
-            return Ok(Self::default());
-        };
-        // Either {"type": ["container"]} or the older {"type": {"container": true}}.
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| ApiError::bad_request(format!("invalid filters {text:?}: {e}")))?;
-        let mut filters = HashMap::new();
-        for (key, values) in value.as_object().into_iter().flatten() {
-            let list: Vec<String> = match values {
-                serde_json::Value::Array(list) => list
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect(),
-                serde_json::Value::Object(map) => map.keys().cloned().collect(),
-                _ => Vec::new(),
-            };
-            filters.insert(key.clone(), list);
-        }
-        Ok(Self(filters))
+        crate::query::filters(text).map(Self)
     }
 
     fn matches(&self, event: &Event) -> bool {

@@ -44,3 +44,28 @@ impl QueryPairs {
         Ok(vec![reference])
     }
 }
+
+/// Docker's `filters` query parameter: `{"key": ["value", …]}` or the older
+/// `{"key": {"value": true}}`, as key → values.
+pub(crate) fn filters(
+    text: Option<&str>,
+) -> Result<std::collections::HashMap<String, Vec<String>>, crate::ApiError> {
+    let mut filters = std::collections::HashMap::new();
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(filters);
+    };
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| crate::ApiError::bad_request(format!("invalid filters {text:?}: {e}")))?;
+    for (key, values) in value.as_object().into_iter().flatten() {
+        let list: Vec<String> = match values {
+            serde_json::Value::Array(list) => list
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            serde_json::Value::Object(map) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        filters.insert(key.clone(), list);
+    }
+    Ok(filters)
+}

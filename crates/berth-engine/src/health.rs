@@ -22,13 +22,25 @@ pub struct HealthConfig {
     /// `["CMD", …]`, `["CMD-SHELL", "…"]` or `["NONE"]`.
     pub test: Vec<String>,
     /// Between probes; 30 s when 0.
+    #[serde(deserialize_with = "zero_if_null")]
     pub interval: u64,
     /// For one probe; 30 s when 0.
+    #[serde(deserialize_with = "zero_if_null")]
     pub timeout: u64,
     /// Failures in a row before unhealthy; 3 when 0.
+    #[serde(deserialize_with = "zero_if_null")]
     pub retries: u64,
     /// Grace after start during which failures do not count.
+    #[serde(deserialize_with = "zero_if_null")]
     pub start_period: u64,
+}
+
+/// A duration or count a client sent as `null` (docker-compose 1.29 does for those its
+/// file leaves out) is Docker's zero: the default.
+fn zero_if_null<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<u64, D::Error> {
+    Option::<u64>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 /// One probe's result, as inspect shows it.
