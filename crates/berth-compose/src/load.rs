@@ -341,17 +341,15 @@ pub fn config_yaml(loaded: &Loaded) -> Result<String, ComposeError> {
     .map_err(|e| ComposeError::File(e.to_string()))
 }
 
-/// Deserialises `text` for tests of the model alone.
-#[cfg(test)]
-pub(crate) fn parse(text: &str) -> Project {
-    Project::deserialize(serde_yaml_ng::Deserializer::from_str(text))
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{Command, Mount, Port};
+
+    /// Deserialises `text` for tests of the model alone.
+    fn parse(text: &str) -> Project {
+        serde_yaml_ng::from_str(text).unwrap_or_else(|e| panic!("{e}"))
+    }
 
     fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Loaded, ComposeError> {
         let dir = tempfile::tempdir().unwrap();
