@@ -30,7 +30,8 @@ one_node() {
   # shellcheck disable=SC2086
   nsenter --net="/run/netns/$host" ${AGENT_WRAPPER:-} "$BERTH" agent --server https://127.0.0.1:6443 \
     --token "$(cat "$work/data/token")" --data-dir "$work/node" --exec-root "$work/run" \
-    --node-name bench-node --node-ip 127.0.0.1 --cgroup-parent "$cgroup" >"$work/agent.log" 2>&1 &
+    --node-name bench-node --node-ip 127.0.0.1 --cgroup-parent "$cgroup" \
+    --cni-conf-dir "$work/no-cni" >"$work/agent.log" 2>&1 &
   agent=$!
   for _ in $(seq "${NODE_READY_TENTHS:-300}"); do
     kube get nodes 2>/dev/null | grep -q ' Ready ' && return

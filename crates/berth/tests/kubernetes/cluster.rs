@@ -71,7 +71,9 @@ impl Cluster {
                     "--node-ip",
                     server_host.address(),
                 ])
-                .args(["--cgroup-parent", &format!("{cgroup}/{SERVER_NODE}")]);
+                .args(["--cgroup-parent", &format!("{cgroup}/{SERVER_NODE}")])
+                .arg("--cni-conf-dir")
+                .arg(no_cni(scratch.path(), SERVER_NODE));
         } else {
             server.arg("--disable-agent");
         }
@@ -119,6 +121,8 @@ impl Cluster {
             .arg("--exec-root")
             .arg(self.scratch.path().join(format!("{name}-run")))
             .args(["--cgroup-parent", &cgroup])
+            .arg("--cni-conf-dir")
+            .arg(no_cni(self.scratch.path(), name))
             .args(&self.agent_flags);
         let agent = self.agent_mut(name);
         agent.pods.get_or_insert_with(|| CgroupGuard::new(cgroup));
@@ -382,6 +386,12 @@ fn processes_below(dir: &Path, pids: &mut Vec<String>) {
 }
 
 /// `berth` on `host`, its stderr in `<dir>/<log>.log`.
+/// An empty CNI configuration folder for node `name`: its pods use the built-in bridge
+/// whatever the machine's /etc/cni/net.d holds (podman's package puts a bridge there).
+fn no_cni(dir: &Path, name: &str) -> std::path::PathBuf {
+    dir.join(format!("{name}-cni"))
+}
+
 fn berth(host: &Host, dir: &Path, log: &str) -> Command {
     let log = std::fs::File::create(dir.join(format!("{log}.log"))).unwrap();
     let mut command = host.command(env!("CARGO_BIN_EXE_berth"));
