@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use crate::cache::{Cache, key};
 use crate::context::copy_layer;
 use crate::dockerfile::{Command, Dockerfile, DockerfileError, Stage, Step, StepKind};
-use crate::words::{WordError, pairs, word, words};
+use crate::words::{pairs, word, words};
 
 /// What to build.
 #[derive(Debug, Clone, Default)]
@@ -269,11 +269,8 @@ pub fn go_duration(text: &str) -> Option<u64> {
     (!text.is_empty()).then_some(total)
 }
 
-fn step_error_text(line: usize, message: String) -> BuildError {
-    BuildError::Dockerfile(DockerfileError { line, message })
-}
-
-fn step_error(line: usize, error: &WordError) -> BuildError {
+/// What is wrong with the instruction on `line`.
+fn step_error(line: usize, error: impl std::fmt::Display) -> BuildError {
     BuildError::Dockerfile(DockerfileError {
         line,
         message: error.to_string(),
@@ -470,7 +467,7 @@ impl Build<'_> {
             }
             StepKind::Healthcheck { test, options } => {
                 let check = health_check(test.as_ref(), options)
-                    .map_err(|message| step_error_text(step.line, message))?;
+                    .map_err(|message| step_error(step.line, message))?;
                 config.insert("Healthcheck".into(), check);
             }
             StepKind::Run(command) => {

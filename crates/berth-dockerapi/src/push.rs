@@ -24,7 +24,7 @@ pub(crate) async fn push(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let reference = pushed_reference(name, query)?;
-    engine.tagged_image(&reference)?;
+    let image = engine.tagged_image(&reference)?;
     let credentials = registry_auth(headers);
     let (sender, receiver) = unbounded_channel();
     let opening = json!({"status": format!(
@@ -37,7 +37,9 @@ pub(crate) async fn push(
                 let _ = sender.send(line);
             }
         };
-        let pushed = engine.push_image(&reference, credentials, &report).await;
+        let pushed = engine
+            .push_image(&reference, &image, credentials, &report)
+            .await;
         let lines = match pushed {
             Ok(pushed) => {
                 let tag = &reference.tag;

@@ -61,21 +61,22 @@ impl Engine {
         })
     }
 
-    /// Pushes the image tagged `reference` to the registry it names, with `credentials`,
-    /// reporting each step to `progress`; blobs the registry holds under the image's other
-    /// names there are mounted, not uploaded.
+    /// Pushes `image` (what [`Engine::tagged_image`] found for `reference`) to the
+    /// registry `reference` names, with `credentials`, reporting each step to `progress`;
+    /// blobs the registry holds under the image's other names there are mounted, not
+    /// uploaded.
     pub async fn push_image(
         &self,
         reference: &Reference,
+        image: &ImageRecord,
         credentials: Option<Credentials>,
         progress: &(dyn Fn(PushProgress) + Sync),
     ) -> Result<Pushed> {
         let name = reference.to_string();
-        let image = self.tagged_image(reference)?;
         let (host, _) = reference.registry_and_path();
         let mount_from: Vec<String> = self
             .images()
-            .tags(&image)
+            .tags(image)
             .iter()
             .filter_map(|tag| Reference::parse(tag).ok())
             .map(|other| other.registry_and_path())

@@ -65,8 +65,9 @@ async fn call(
     Ok(answer.json())
 }
 
-fn network_name(loaded: &Loaded, network: &str) -> String {
-    format!("{}_{network}", loaded.name)
+/// The engine's name of a network or volume the project declares: `<project>_<name>`.
+fn scoped(loaded: &Loaded, name: &str) -> String {
+    format!("{}_{name}", loaded.name)
 }
 
 /// The services `up` starts (those without profiles: none is active), dependencies
@@ -109,7 +110,7 @@ async fn up(client: &Client, loaded: &Loaded, args: &ComposeUpArgs) -> anyhow::R
             .networks
             .get(&network)
             .is_some_and(|n| n.external);
-        let name = network_name(loaded, &network);
+        let name = scoped(loaded, &network);
         if external
             || call(client, "GET", &format!("/networks/{name}"), None)
                 .await
@@ -127,7 +128,7 @@ async fn up(client: &Client, loaded: &Loaded, args: &ComposeUpArgs) -> anyhow::R
         if declared.external {
             continue;
         }
-        let name = network_name(loaded, volume);
+        let name = scoped(loaded, volume);
         let body = json!({"Name": name, "Labels": {
             "com.docker.compose.project": loaded.name, "com.docker.compose.volume": volume,
         }});
@@ -286,12 +287,12 @@ fn create_body(
     };
     let endpoints: serde_json::Map<String, Value> = networks
         .iter()
-        .map(|n| (network_name(loaded, n), json!({"Aliases": [name]})))
+        .map(|n| (scoped(loaded, n), json!({"Aliases": [name]})))
         .collect();
     let mut host_config = json!({
         "PortBindings": bindings,
         "Mounts": mounts,
-        "NetworkMode": network_name(loaded, &networks[0]),
+        "NetworkMode": scoped(loaded, &networks[0]),
         "RestartPolicy": restart_policy(service.restart.as_deref())?,
     });
     if let Some(limits) = service
@@ -393,7 +394,7 @@ fn mounts(loaded: &Loaded, service: &Service) -> Vec<Value> {
                     .is_some_and(|v| v.external)
             };
             let source = match (mount.kind.as_str(), &mount.source) {
-                ("volume", Some(volume)) if !external(volume) => Some(network_name(loaded, volume)),
+                ("volume", Some(volume)) if !external(volume) => Some(scoped(loaded, volume)),
                 ("bind", Some(path)) => Some(loaded.dir.join(path).display().to_string()),
                 (_, source) => source.clone(),
             };
@@ -559,7 +560,7 @@ async fn down(client: &Client, loaded: &Loaded, args: &ComposeDownArgs) -> anyho
     let default = "default".to_string();
     networks.push(&default);
     for network in networks {
-        let name = network_name(loaded, network);
+        let name = scoped(loaded, network);
         if call(client, "DELETE", &format!("/networks/{name}"), None)
             .await
             .is_ok()
@@ -569,7 +570,7 @@ async fn down(client: &Client, loaded: &Loaded, args: &ComposeDownArgs) -> anyho
     }
     if args.volumes {
         for (volume, declared) in &loaded.project.volumes {
-            let name = network_name(loaded, volume);
+            let name = scoped(loaded, volume);
             if !declared.external
                 && call(client, "DELETE", &format!("/volumes/{name}"), None)
                     .await
