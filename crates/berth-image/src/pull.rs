@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::digest::Digest;
-use crate::registry::{Registry, empty, header, read_all, registry_error};
+use crate::registry::{Registry, empty, header, read_all, registry_error, spec_error};
 use crate::store::{ImageStore, LayerBlob};
 use crate::{Error, Result};
 
@@ -264,15 +264,8 @@ impl Registry {
 
     /// A registry's refusal, as Docker words it.
     fn refusal(&self, status: StatusCode, body: &[u8]) -> Error {
-        let errors: Value = serde_json::from_slice(body).unwrap_or_default();
-        let first = &errors["errors"][0];
-        let code = first["code"].as_str().unwrap_or_default();
-        let said = format!(
-            "{}: {}",
-            code.to_ascii_lowercase().replace('_', " "),
-            first["message"].as_str().unwrap_or_default()
-        );
-        match (status, code) {
+        let (code, said) = spec_error(body);
+        match (status, code.as_deref().unwrap_or_default()) {
             (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) | (_, "NAME_UNKNOWN") => {
                 self.denied()
             }

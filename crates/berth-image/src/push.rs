@@ -16,12 +16,11 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Bytes, Frame, Incoming};
 use hyper::{Method, Response, StatusCode};
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::content::ContentStore;
 use crate::digest::Digest;
 use crate::error::IoContext;
-use crate::registry::{Registry, RequestBody, empty, header, read_all, registry_error};
+use crate::registry::{Registry, RequestBody, empty, header, read_all, registry_error, spec_error};
 use crate::{Error, Result};
 
 /// Layers uploaded at once, as Docker's default `max-concurrent-uploads`.
@@ -316,19 +315,13 @@ fn full(bytes: Vec<u8>) -> RequestBody {
 async fn refusal(response: Response<Incoming>, verb: &str, url: &str) -> Error {
     let status = response.status();
     let body = read_all(response, url).await.unwrap_or_default();
-    let errors: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let first = &errors["errors"][0];
-    let said = match first["code"].as_str() {
-        Some(code) => format!(
-            "{}: {}",
-            code.to_ascii_lowercase().replace('_', " "),
-            first["message"].as_str().unwrap_or_default()
-        ),
+    let said = match spec_error(&body) {
+        (Some(_), said) => said,
         // A HEAD's refusal has no body to say it in.
-        None if status == StatusCode::UNAUTHORIZED => {
+        (None, _) if status == StatusCode::UNAUTHORIZED => {
             "unauthorized: authentication required".into()
         }
-        None => format!("{verb} {url}: {status}"),
+        (None, _) => format!("{verb} {url}: {status}"),
     };
     if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
         Error::RegistryDenied(said)

@@ -263,6 +263,23 @@ impl Registry {
     }
 }
 
+/// What a registry's error body says, as Docker words it (`manifest unknown: manifest
+/// unknown`: the spec's first error's code, lowercased, and its message), and that code
+/// when the body names one.
+pub(crate) fn spec_error(body: &[u8]) -> (Option<String>, String) {
+    let errors: Value = serde_json::from_slice(body).unwrap_or_default();
+    let first = &errors["errors"][0];
+    let code = first["code"].as_str();
+    let said = format!(
+        "{}: {}",
+        code.unwrap_or_default()
+            .to_ascii_lowercase()
+            .replace('_', " "),
+        first["message"].as_str().unwrap_or_default()
+    );
+    (code.map(str::to_string), said)
+}
+
 /// A body of nothing.
 pub(crate) fn empty() -> Result<RequestBody> {
     Ok(http_body_util::Empty::new()

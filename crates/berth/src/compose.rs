@@ -70,6 +70,19 @@ fn scoped(loaded: &Loaded, name: &str) -> String {
     format!("{}_{name}", loaded.name)
 }
 
+/// The networks the project makes and removes: `default` and those it declares that are
+/// not external.
+fn own_networks(loaded: &Loaded) -> Vec<String> {
+    let declared = loaded.project.networks.iter();
+    std::iter::once("default".to_string())
+        .chain(
+            declared
+                .filter(|(_, n)| !n.external)
+                .map(|(k, _)| k.clone()),
+        )
+        .collect()
+}
+
 /// The services `up` starts (those without profiles: none is active), dependencies
 /// first.
 fn start_order(loaded: &Loaded) -> Vec<(&String, &Service)> {
@@ -102,19 +115,11 @@ async fn up(client: &Client, loaded: &Loaded, args: &ComposeUpArgs) -> anyhow::R
     if !args.detach {
         bail!("berth compose up attaches to no output yet: run it with -d");
     }
-    let mut networks: Vec<String> = vec!["default".into()];
-    networks.extend(loaded.project.networks.keys().cloned());
-    for network in networks {
-        let external = loaded
-            .project
-            .networks
-            .get(&network)
-            .is_some_and(|n| n.external);
+    for network in own_networks(loaded) {
         let name = scoped(loaded, &network);
-        if external
-            || call(client, "GET", &format!("/networks/{name}"), None)
-                .await
-                .is_ok()
+        if call(client, "GET", &format!("/networks/{name}"), None)
+            .await
+            .is_ok()
         {
             continue;
         }
@@ -550,17 +555,8 @@ async fn down(client: &Client, loaded: &Loaded, args: &ComposeDownArgs) -> anyho
         .await?;
         println!(" Container {name}  Removed");
     }
-    let mut networks: Vec<&String> = loaded
-        .project
-        .networks
-        .iter()
-        .filter(|(_, n)| !n.external)
-        .map(|(k, _)| k)
-        .collect();
-    let default = "default".to_string();
-    networks.push(&default);
-    for network in networks {
-        let name = scoped(loaded, network);
+    for network in own_networks(loaded) {
+        let name = scoped(loaded, &network);
         if call(client, "DELETE", &format!("/networks/{name}"), None)
             .await
             .is_ok()
