@@ -1,4 +1,4 @@
-//! Compiles `testapp/main.rs` into a static executable that test images carry.
+//! Compiles `testapp/main.rs` (and the modules beside it) into a static executable that test images carry.
 //!
 //! It is built with the same `rustc` cargo uses, straight from the single source file, so
 //! it needs no extra target installed and no network: glibc's static libraries (libc6-dev)
@@ -9,7 +9,8 @@ use std::process::Command;
 
 fn main() {
     let source = "testapp/main.rs";
-    println!("cargo:rerun-if-changed={source}");
+    // The directory: main.rs has modules beside it.
+    println!("cargo:rerun-if-changed=testapp");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let binary = out_dir.join("testapp");
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());

@@ -900,6 +900,28 @@ impl Worker {
         futures_util::future::join_all(stops).await;
     }
 
+    /// Removes sandbox `id` with what is in it, trying again for a few seconds when a
+    /// member will not go yet (a container still stopping on a busy machine): the pod
+    /// is forgotten only after, so nothing of it is left behind unseen.
+    async fn remove_sandbox(&self, engine: &Arc<Engine>, id: &str) {
+        let mut attempts = 0;
+        loop {
+            let (engine, id) = (Arc::clone(engine), id.to_string());
+            let removed = tokio::task::spawn_blocking(move || engine.remove_sandbox(&id)).await;
+            match removed {
+                Ok(Err(error)) if attempts < SANDBOX_REMOVAL_ATTEMPTS => {
+                    tracing::debug!(%error, pod = %self.pod.name_any(), "the pod's sandbox will not go yet");
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Ok(Err(error)) => {
+                    return tracing::warn!(%error, pod = %self.pod.name_any(), "could not remove the pod's sandbox");
+                }
+                _ => return,
+            }
+        }
+    }
+
     /// Stops the pod's containers within its grace period, removes its sandbox and
     /// volumes, and lets the API server forget it.
     async fn terminate(&self) {
@@ -916,12 +938,7 @@ impl Worker {
             .filter(|s| s.labels.get(POD_UID) == Some(&uid))
             .collect();
         for sandbox in sandboxes {
-            let engine = Arc::clone(&engine);
-            let removed =
-                tokio::task::spawn_blocking(move || engine.remove_sandbox(&sandbox.id)).await;
-            if let Ok(Err(error)) = removed {
-                tracing::warn!(%error, pod = %self.pod.name_any(), "could not remove the pod's sandbox");
-            }
+            self.remove_sandbox(&engine, &sandbox.id).await;
         }
         self.kubelet.remove_pod_dir(&uid);
         if self.gone {
@@ -944,6 +961,10 @@ impl Worker {
         }
     }
 }
+
+/// How many times a sandbox's removal is tried again before the pod is let go with a
+/// warning (a quarter second apart).
+const SANDBOX_REMOVAL_ATTEMPTS: u32 = 20;
 
 /// A duration as Go prints it, as the kubelet's messages have it: `10s`, `5m0s`.
 fn go_duration(duration: Duration) -> String {

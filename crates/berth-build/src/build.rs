@@ -1,7 +1,8 @@
 //! Carrying out a Dockerfile, as Docker's classic builder does: each stage from its base
 //! image (a local image, pulled when missing, an earlier stage, or `scratch`), config
 //! steps applied to the image config in memory, RUN in a container of the image so far
-//! (network off) whose changes become a layer, COPY as a layer written from the context.
+//! (network off unless asked, with its `--mount`s) whose changes become a layer, COPY as a
+//! layer written from the context.
 //! Times in the image are `SOURCE_DATE_EPOCH` (or zero), so the same inputs give the same
 //! config and COPY layers. Nothing is tagged until the last step succeeded.
 
@@ -9,13 +10,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use berth_engine::{CreateRequest, Engine, HostConfig, WaitCondition};
+use berth_engine::{CreateRequest, Engine, HostConfig, MountRequest, TmpfsOptions, WaitCondition};
 use berth_image::{Digest, LayerBlob, Reference};
 use serde_json::{Map, Value, json};
 
 use crate::cache::{Cache, key};
-use crate::context::copy_layer;
+use crate::context::{CopySpec, copy_layer, tree_digest};
 use crate::dockerfile::{Command, Dockerfile, DockerfileError, Stage, Step, StepKind};
+use crate::mounts::{RunMount, cache_dir};
 use crate::words::{pairs, word, words};
 
 /// What to build.
@@ -33,6 +35,10 @@ pub struct BuildRequest {
     pub target: Option<String>,
     /// Run every step, as if nothing were cached (`--no-cache`).
     pub no_cache: bool,
+    /// Pull base images even when they are here (`--pull`).
+    pub pull: bool,
+    /// The network of RUN steps: `none` (the default), `host` or `bridge`.
+    pub network: Option<String>,
 }
 
 /// What a build is doing, for its output.
@@ -42,8 +48,10 @@ pub enum Progress {
     Step(usize, usize, String),
     /// A RUN step's container started.
     Running(String),
-    /// A RUN step's layer came from the cache.
+    /// A step's layer came from the cache (RUN's cache, or a COPY layer the store had).
     Cached,
+    /// The base image's ONBUILD triggers, this many, run before the stage's steps.
+    Triggers(usize),
     /// What a RUN step's command printed.
     Output(String),
     /// A step is done; the image so far, when it has one of its own.
@@ -136,18 +144,39 @@ fn build_stages(
         None => file.stages.len() - 1,
     };
     let stages = &file.stages[..=last];
-    let total = stages.iter().map(|s| s.steps.len() + 1).sum();
+    let needed = needed_stages(stages);
+    let total = stages
+        .iter()
+        .zip(&needed)
+        .filter(|(_, needed)| **needed)
+        .map(|(s, _)| s.steps.len() + 1)
+        .sum();
     let build = Build {
         engine,
         request,
-        globals: declared(&file.global_args, &request.build_args, &BTreeMap::new())?,
+        globals: declared(&file.global_args, &request.build_args, &platform_args())?
+            .into_iter()
+            .chain(platform_args())
+            .fold(BTreeMap::new(), |mut all, (name, value)| {
+                all.entry(name).or_insert(value);
+                all
+            }),
         progress,
         cache: Cache::open(engine.images(), !request.no_cache)?,
     };
     let globals = &build.globals;
     let mut built: Vec<(Option<String>, Image)> = Vec::new();
     let mut number = 0;
-    for stage in stages {
+    for (stage, needed) in stages.iter().zip(needed) {
+        if !needed {
+            // Nothing the target needs comes from it: it is not built, as BuildKit has
+            // it (its place keeps the later stages' numbers).
+            built.push((
+                stage.name.clone(),
+                base_image(engine, "scratch", &[], false)?,
+            ));
+            continue;
+        }
         number += 1;
         progress(Progress::Step(
             number,
@@ -156,7 +185,18 @@ fn build_stages(
         ));
         let base = word(&stage.base, &|name| globals.get(name).cloned())
             .map_err(|e| step_error(stage.line, &e))?;
-        let image = base_image(engine, &base, &built)?;
+        if let Some(platform) = &stage.platform {
+            let platform = word(platform, &|name| globals.get(name).cloned())
+                .map_err(|e| step_error(stage.line, &e))?;
+            let host = format!("linux/{}", berth_image::host_architecture());
+            if platform != host {
+                let refused =
+                    format!("berth builds for {host}: --platform={platform} is not supported yet");
+                return Err(step_error(stage.line, refused));
+            }
+        }
+        let mut image = base_image(engine, &base, &built, request.pull)?;
+        let triggers = take_triggers(&mut image);
         progress(Progress::Done(None));
         let mut state = StageState {
             key: filesystem_key(&image),
@@ -167,6 +207,14 @@ fn build_stages(
             shell: vec!["/bin/sh".into(), "-c".into()],
             cmd_set: false,
         };
+        if !triggers.is_empty() {
+            progress(Progress::Triggers(triggers.len()));
+        }
+        for trigger in &triggers {
+            let mut step = trigger_step(trigger).map_err(|e| step_error(stage.line, e))?;
+            step.line = stage.line;
+            build.run_step(&mut state, &step)?;
+        }
         for step in &stage.steps {
             number += 1;
             progress(Progress::Step(number, total, step.text.clone()));
@@ -180,6 +228,99 @@ fn build_stages(
         .pop()
         .ok_or_else(|| BuildError::Step("the Dockerfile has no stage".into()))?;
     Ok(commit(engine, &image, &request.tags)?)
+}
+
+/// The platform ARGs BuildKit predefines in the global scope (`TARGETPLATFORM`,
+/// `BUILDARCH`…): builds are for this host's platform.
+fn platform_args() -> BTreeMap<String, String> {
+    let arch = berth_image::host_architecture();
+    let mut args = BTreeMap::new();
+    for side in ["BUILD", "TARGET"] {
+        args.insert(format!("{side}PLATFORM"), format!("linux/{arch}"));
+        args.insert(format!("{side}OS"), "linux".to_string());
+        args.insert(format!("{side}ARCH"), arch.to_string());
+    }
+    args
+}
+
+/// Which of `stages` the last one needs: itself, and what a needed stage starts from,
+/// copies from or mounts (a reference holding a variable may be any earlier stage).
+fn needed_stages(stages: &[Stage]) -> Vec<bool> {
+    let mut needed = vec![false; stages.len()];
+    if let Some(last) = needed.last_mut() {
+        *last = true;
+    }
+    for index in (0..stages.len()).rev() {
+        if !needed[index] {
+            continue;
+        }
+        for reference in stage_references(&stages[index]) {
+            if reference.contains('$') {
+                needed[..index].iter_mut().for_each(|n| *n = true);
+            } else if let Some(earlier) = stage_index(&stages[..index], reference) {
+                needed[earlier] = true;
+            }
+        }
+    }
+    needed
+}
+
+/// What a stage names that may be another stage: its base, `COPY --from`, `RUN
+/// --mount=…,from=`.
+fn stage_references(stage: &Stage) -> Vec<&str> {
+    let mut references = vec![stage.base.as_str()];
+    for step in &stage.steps {
+        match &step.kind {
+            StepKind::Copy {
+                from: Some(from), ..
+            } => references.push(from),
+            StepKind::Run { mounts, .. } => {
+                references.extend(mounts.iter().filter_map(|m| match m {
+                    RunMount::Bind {
+                        from: Some(from), ..
+                    } => Some(from.as_str()),
+                    _ => None,
+                }))
+            }
+            _ => {}
+        }
+    }
+    references
+}
+
+/// The stage of `earlier` that `reference` names (by index or by name, the last of a
+/// name), if one does.
+fn stage_index(earlier: &[Stage], reference: &str) -> Option<usize> {
+    if let Ok(index) = reference.parse::<usize>() {
+        return (index < earlier.len()).then_some(index);
+    }
+    let name = reference.to_lowercase();
+    earlier
+        .iter()
+        .rposition(|s| s.name.as_deref() == Some(name.as_str()))
+}
+
+/// The ONBUILD triggers of a stage's base image, taken out: they run once, in the stage
+/// that starts from it, and its own image does not keep them.
+fn take_triggers(image: &mut Image) -> Vec<String> {
+    let config = image
+        .config
+        .get_mut("config")
+        .and_then(Value::as_object_mut);
+    let triggers = config.and_then(|config| config.remove("OnBuild"));
+    triggers
+        .and_then(|list| serde_json::from_value(list).ok())
+        .unwrap_or_default()
+}
+
+/// An ONBUILD trigger's instruction as a step.
+fn trigger_step(trigger: &str) -> Result<Step, String> {
+    let file = Dockerfile::parse(&format!("FROM scratch\n{trigger}\n"))
+        .map_err(|e| format!("ONBUILD trigger {trigger:?}: {}", e.message))?;
+    let mut steps = file.stages.into_iter().flat_map(|stage| stage.steps);
+    steps
+        .next()
+        .ok_or_else(|| format!("ONBUILD trigger {trigger:?} is empty"))
 }
 
 fn from_text(stage: &Stage) -> String {
@@ -282,6 +423,7 @@ fn base_image(
     engine: &Arc<Engine>,
     base: &str,
     built: &[(Option<String>, Image)],
+    pull: bool,
 ) -> Result<Image, BuildError> {
     if base == "scratch" {
         let config = json!({
@@ -311,9 +453,10 @@ fn base_image(
         return Ok(image.clone());
     }
     let reference = Reference::parse(base)?;
-    let record = match engine.images().resolve(&reference.to_string()) {
-        Ok(record) => record,
-        Err(_) => {
+    let present = engine.images().resolve(&reference.to_string()).ok();
+    let record = match present.filter(|_| !pull) {
+        Some(record) => record,
+        None => {
             let pull = engine.pull_image(&reference, None, &|_| {});
             tokio::runtime::Handle::current().block_on(pull)?;
             engine.images().resolve(&reference.to_string())?
@@ -470,47 +613,112 @@ impl Build<'_> {
                     .map_err(|message| step_error(step.line, message))?;
                 config.insert("Healthcheck".into(), check);
             }
-            StepKind::Run(command) => {
+            StepKind::Run {
+                command,
+                mounts,
+                network,
+            } => {
                 let command = argv(command, &state.shell);
-                return self.run(state, config, &command, step).map(Some);
+                let build_network = request.network.as_deref().unwrap_or("none");
+                let network = match network.as_deref() {
+                    None | Some("default") => build_network,
+                    Some("host") if build_network != "host" => {
+                        let refused = "RUN --network=host needs the build's --network host";
+                        return Err(step_error(step.line, refused));
+                    }
+                    Some(other) => other,
+                };
+                let mut expanded = Vec::new();
+                for mount in mounts {
+                    expanded.push(expand_mount(mount, &expand)?);
+                }
+                let run = Run {
+                    command: &command,
+                    mounts: &expanded,
+                    network,
+                };
+                return self.run(state, config, &run, step).map(Some);
             }
             StepKind::Copy {
                 sources,
+                inline,
+                extract,
                 dest,
                 from,
                 chown,
                 chmod,
+                checksum,
             } => {
                 // Another stage's or image's filesystem, mounted while the layer is
-                // written.
+                // written; or the downloads of ADD's URLs.
+                let sources = sources
+                    .iter()
+                    .map(|s| expand(s))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let downloaded = match sources.first().filter(|s| crate::dockerfile::is_http(s)) {
+                    Some(_) => Some(download_all(engine, &sources, checksum.as_deref(), step)?),
+                    None => None,
+                };
                 let root = match from {
                     Some(from) => {
-                        let image = base_image(engine, &expand(from)?, state.earlier)?;
+                        let image = base_image(engine, &expand(from)?, state.earlier, false)?;
                         let id = remember(engine, &image, state.made)?;
                         Some(engine.mount_image(id.as_str())?)
                     }
                     None => None,
                 };
-                let sources = sources
-                    .iter()
-                    .map(|s| expand(s))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let dest = expand(dest)?;
-                let workdir = working_dir(config);
-                let layer = copy_layer(
-                    engine.images().content(),
-                    root.as_ref().map_or(&request.context, |root| root.path()),
-                    &sources,
-                    &std::path::Path::new(&workdir).join(dest),
-                    chown.as_deref(),
-                    chmod.as_deref(),
-                    epoch(),
-                )
-                .map_err(|message| BuildError::Step(format!("COPY failed: {message}")))?;
-                state.key = key(&state.key, &["COPY", layer.as_str()]);
+                let owner = match chown {
+                    Some(chown) => self.owner(state, &expand(chown)?)?,
+                    None => (0, 0),
+                };
+                let chmod = chmod
+                    .as_deref()
+                    .map(|m| {
+                        u32::from_str_radix(m, 8)
+                            .map_err(|_| step_error(step.line, format!("invalid --chmod={m}")))
+                    })
+                    .transpose()?
+                    // Downloads are 0600 unless asked, as Docker leaves them.
+                    .or(downloaded.as_ref().map(|_| 0o600));
+                let dest = std::path::Path::new(&working_dir(config)).join(expand(dest)?);
+                let (context, sources, unpack) = match &downloaded {
+                    Some((dir, names)) => (dir.path(), names, false),
+                    None => (
+                        root.as_ref()
+                            .map_or(request.context.as_path(), |root| root.path()),
+                        &sources,
+                        *extract,
+                    ),
+                };
+                let spec = CopySpec {
+                    context,
+                    sources,
+                    inline: inline.as_deref(),
+                    dest: &dest,
+                    owner,
+                    chmod,
+                    extract: unpack,
+                    mtime: epoch(),
+                };
+                let verb = if *extract { "ADD" } else { "COPY" };
+                let (layer, cached) = copy_layer(engine.images().content(), &spec)
+                    .map_err(|message| BuildError::Step(format!("{verb} failed: {message}")))?;
+                if cached && !request.no_cache {
+                    (self.progress)(Progress::Cached);
+                }
+                state.key = key(&state.key, &[verb, layer.as_str()]);
                 add_layer(&mut state.image, layer);
                 record_history(&mut state.image, &step.text, false);
                 return Ok(None);
+            }
+            StepKind::Onbuild(trigger) => {
+                let triggers = config.entry("OnBuild").or_insert_with(|| json!([]));
+                if !triggers.is_array() {
+                    *triggers = json!([]);
+                }
+                if let Some(list) = triggers.as_array_mut() {
+                    list.push(json!(trigger));
+                }
             }
         }
         record_history(&mut state.image, &step.text, true);
@@ -518,12 +726,12 @@ impl Build<'_> {
     }
 
     /// Runs a RUN step's command in a container of the image so far (whose run config
-    /// is `config`), network off; its changes become the step's layer.
+    /// is `config`), on its network with its mounts; its changes become the step's layer.
     fn run(
         &self,
         state: &mut StageState<'_>,
         config: &Map<String, Value>,
-        command: &[String],
+        run: &Run<'_>,
         step: &Step,
     ) -> Result<Digest, BuildError> {
         let (engine, progress) = (self.engine, self.progress);
@@ -540,10 +748,14 @@ impl Build<'_> {
                 .to_string()
         };
         let (working_dir, user) = (text("WorkingDir"), text("User"));
+        let mounted = self
+            .mounts(state, run.mounts)
+            .map_err(|message| step_error(step.line, message))?;
         let mut parts = vec!["RUN", working_dir.as_str(), user.as_str()];
-        parts.extend(command.iter().map(String::as_str));
+        parts.extend(run.command.iter().map(String::as_str));
         parts.push("\0env");
         parts.extend(env.iter().map(String::as_str));
+        parts.extend(mounted.keys.iter().map(String::as_str));
         let step_key = key(&state.key, &parts);
         let layer = match self.cache.layer(&step_key, engine.images().content()) {
             Some(layer) => {
@@ -554,27 +766,217 @@ impl Build<'_> {
                 let image = intermediate(engine, state)?;
                 let request = CreateRequest {
                     image: image.to_string(),
-                    cmd: Some(command.to_vec()),
+                    cmd: Some(run.command.to_vec()),
                     entrypoint: Some(Vec::new()),
                     env: Some(env),
                     working_dir,
                     user,
                     host_config: HostConfig {
-                        network_mode: "none".into(),
+                        network_mode: run.network.into(),
+                        mounts: Some(mounted.requests.clone()),
                         ..HostConfig::default()
                     },
                     ..CreateRequest::default()
                 };
-                let layer = run_container(engine, request, command, progress)?;
+                let layer = run_container(engine, request, run.command, progress)?;
                 self.cache.keep(&step_key, &layer);
                 layer
             }
         };
+        drop(mounted);
         state.key = step_key;
         add_layer(&mut state.image, layer);
         record_history(&mut state.image, &step.text, false);
         intermediate(engine, state)
     }
+
+    /// What a RUN step's `--mount`s need while it runs, and what they add to its key.
+    fn mounts(&self, state: &mut StageState<'_>, mounts: &[RunMount]) -> Result<Mounted, String> {
+        let engine = self.engine;
+        let mut mounted = Mounted::default();
+        for mount in mounts {
+            match mount {
+                RunMount::Cache(cache) => {
+                    let id = cache.id.as_deref().unwrap_or(&cache.target);
+                    let (dir, lock) = cache_dir(engine.data_dir(), cache, id)?;
+                    mounted.locks.extend(lock);
+                    mounted.keys.push(format!("\0cache {}", cache.target));
+                    mounted
+                        .requests
+                        .push(bind(&dir, &cache.target, cache.read_only));
+                }
+                RunMount::Tmpfs { target, size } => {
+                    mounted.keys.push(format!("\0tmpfs {target}"));
+                    mounted.requests.push(MountRequest {
+                        kind: "tmpfs".into(),
+                        target: target.clone(),
+                        tmpfs_options: Some(TmpfsOptions {
+                            size_bytes: size.map_or(0, |s| s as i64),
+                            ..TmpfsOptions::default()
+                        }),
+                        ..MountRequest::default()
+                    });
+                }
+                RunMount::Bind {
+                    target,
+                    source,
+                    from,
+                } => {
+                    let root = match from {
+                        Some(from) => {
+                            let image = base_image(engine, from, state.earlier, false)
+                                .map_err(|e| e.to_string())?;
+                            let id =
+                                remember(engine, &image, state.made).map_err(|e| e.to_string())?;
+                            let root =
+                                engine.mount_image(id.as_str()).map_err(|e| e.to_string())?;
+                            let path = root.path().to_path_buf();
+                            mounted.roots.push(root);
+                            path
+                        }
+                        None => self.request.context.clone(),
+                    };
+                    let (path, digest) = tree_digest(&root, source)?;
+                    mounted.keys.push(format!("\0bind {target} {digest}"));
+                    mounted.requests.push(bind(&path, target, true));
+                }
+            }
+        }
+        Ok(mounted)
+    }
+}
+
+impl Build<'_> {
+    /// `--chown`'s owner as numbers: ids as they are, names looked up in the stage's
+    /// /etc/passwd and /etc/group; a user alone stands for its group too, as Docker has it.
+    fn owner(&self, state: &mut StageState<'_>, chown: &str) -> Result<(u64, u64), BuildError> {
+        let (user, group) = chown.split_once(':').unwrap_or((chown, chown));
+        if let (Ok(uid), Ok(gid)) = (user.parse(), group.parse()) {
+            return Ok((uid, gid));
+        }
+        let id = intermediate(self.engine, state)?;
+        let root = self.engine.mount_image(id.as_str())?;
+        let lookup = |file: &str, name: &str| -> Result<u64, BuildError> {
+            if let Ok(number) = name.parse() {
+                return Ok(number);
+            }
+            let entries = std::fs::read_to_string(root.path().join(file)).unwrap_or_default();
+            entries
+                .lines()
+                .map(|line| line.split(':').collect::<Vec<_>>())
+                .find(|fields| fields.first() == Some(&name))
+                .and_then(|fields| fields.get(2)?.parse().ok())
+                .ok_or_else(|| {
+                    BuildError::Step(format!(
+                        "unable to convert {chown} to uid:gid: no {name} in /{file}"
+                    ))
+                })
+        };
+        let uid = lookup("etc/passwd", user)?;
+        let gid = if chown.contains(':') {
+            lookup("etc/group", group)?
+        } else {
+            uid
+        };
+        Ok((uid, gid))
+    }
+}
+
+/// A RUN step as it runs: its command, expanded mounts and network.
+struct Run<'a> {
+    command: &'a [String],
+    mounts: &'a [RunMount],
+    network: &'a str,
+}
+
+/// What a RUN step's mounts hold while it runs: the engine's mount requests, the locks of
+/// `sharing=locked` caches, the stages and images mounted for binds; and their part of
+/// the step's cache key.
+#[derive(Default)]
+struct Mounted {
+    requests: Vec<MountRequest>,
+    keys: Vec<String>,
+    locks: Vec<nix::fcntl::Flock<std::fs::File>>,
+    roots: Vec<berth_engine::ImageRoot>,
+}
+
+/// A bind mount of `source` at `target`.
+fn bind(source: &std::path::Path, target: &str, read_only: bool) -> MountRequest {
+    MountRequest {
+        kind: "bind".into(),
+        source: source.display().to_string(),
+        target: target.into(),
+        read_only,
+        ..MountRequest::default()
+    }
+}
+
+/// A mount with the ARG and ENV values in force expanded in its words.
+fn expand_mount(
+    mount: &RunMount,
+    expand: &dyn Fn(&str) -> Result<String, BuildError>,
+) -> Result<RunMount, BuildError> {
+    Ok(match mount {
+        RunMount::Cache(cache) => RunMount::Cache(crate::mounts::CacheMount {
+            target: expand(&cache.target)?,
+            id: cache.id.as_deref().map(expand).transpose()?,
+            ..cache.clone()
+        }),
+        RunMount::Tmpfs { target, size } => RunMount::Tmpfs {
+            target: expand(target)?,
+            size: *size,
+        },
+        RunMount::Bind {
+            target,
+            source,
+            from,
+        } => RunMount::Bind {
+            target: expand(target)?,
+            source: expand(source)?,
+            from: from.as_deref().map(expand).transpose()?,
+        },
+    })
+}
+
+/// ADD's URLs downloaded into a directory of their own (under the daemon's data
+/// directory), each named as its URL's last segment; the directory and the names. A
+/// `--checksum` must match the download.
+fn download_all(
+    engine: &Arc<Engine>,
+    urls: &[String],
+    checksum: Option<&str>,
+    step: &Step,
+) -> Result<(tempfile::TempDir, Vec<String>), BuildError> {
+    let failed = |message: String| step_error(step.line, message);
+    let dir = tempfile::Builder::new()
+        .prefix("add-")
+        .tempdir_in(engine.data_dir())
+        .map_err(|e| failed(e.to_string()))?;
+    let mut names = Vec::new();
+    for url in urls {
+        let path = url.split(['?', '#']).next().unwrap_or(url);
+        let name = path
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty() && *n != ".." && *n != ".")
+            .unwrap_or("download")
+            .to_string();
+        let mut bytes = Vec::new();
+        let fetch = berth_image::download(url, &mut bytes);
+        tokio::runtime::Handle::current()
+            .block_on(fetch)
+            .map_err(|e| failed(e.to_string()))?;
+        if let Some(expected) = checksum {
+            let expected =
+                Digest::parse(expected).map_err(|e| failed(format!("--checksum: {e}")))?;
+            expected
+                .verify(&Digest::of(&bytes), url.as_str())
+                .map_err(|e| failed(e.to_string()))?;
+        }
+        std::fs::write(dir.path().join(&name), bytes).map_err(|e| failed(e.to_string()))?;
+        names.push(name);
+    }
+    Ok((dir, names))
 }
 
 /// The stage's image so far as an image of the store (see [`remember`]).

@@ -12,6 +12,7 @@ use berth_image::{ContentStore, Digest};
 use sha2::{Digest as _, Sha256};
 
 /// Who owns the copied entries and what mode they get.
+#[derive(Default)]
 struct Entries {
     /// Directories already in the layer: a layer names each path once.
     directories: std::collections::HashSet<PathBuf>,
@@ -19,49 +20,76 @@ struct Entries {
     gid: u64,
     mode: Option<u32>,
     mtime: u64,
+    /// ADD: a local tar archive (plain or gzip) is unpacked, not copied.
+    extract: bool,
 }
 
-/// Writes `sources` (relative to `context`) to `dest` (absolute, in the image) as a layer
-/// in `content`; its digest, or what is wrong in Docker's words. The layer is hashed
-/// first and written only when the content store lacks it, so an unchanged COPY costs a
-/// read of its sources and no write.
-pub fn copy_layer(
-    content: &ContentStore,
-    context: &Path,
-    sources: &[String],
-    dest: &Path,
-    chown: Option<&str>,
-    chmod: Option<&str>,
-    mtime: u64,
-) -> Result<Digest, String> {
-    let (uid, gid) = match chown {
-        Some(owner) => numeric_owner(owner)?,
-        None => (0, 0),
-    };
-    let mode = chmod
-        .map(|m| u32::from_str_radix(m, 8).map_err(|_| format!("invalid --chmod={m}")))
-        .transpose()?;
-    let sources = matching(context, sources)?;
+/// What a COPY or ADD writes.
+#[derive(Debug, Clone, Copy)]
+pub struct CopySpec<'a> {
+    /// Where sources are found: the context, or a stage's or image's root.
+    pub context: &'a Path,
+    /// Source paths (globs allowed), relative to `context`.
+    pub sources: &'a [String],
+    /// A here-document's text, written to `dest` instead of sources.
+    pub inline: Option<&'a str>,
+    /// Where they land, absolute in the image.
+    pub dest: &'a Path,
+    /// The numeric owner and group of every entry (`--chown`).
+    pub owner: (u64, u64),
+    /// The mode of every entry (`--chmod`).
+    pub chmod: Option<u32>,
+    /// ADD: unpack local tar archives into `dest`.
+    pub extract: bool,
+    /// The entries' time.
+    pub mtime: u64,
+}
+
+/// Writes what `spec` says as a layer in `content`; its digest and whether the store
+/// had it already (the step was cached), or what is wrong in Docker's words. The layer
+/// is hashed first and written only when the content store lacks it, so an unchanged
+/// COPY costs a read of its sources and no write.
+pub fn copy_layer(content: &ContentStore, spec: &CopySpec<'_>) -> Result<(Digest, bool), String> {
+    let sources = matching(spec.context, spec.sources)?;
     let write = |out: &mut dyn Write| {
         let mut entries = Entries {
-            directories: std::collections::HashSet::new(),
-            uid,
-            gid,
-            mode,
-            mtime,
+            uid: spec.owner.0,
+            gid: spec.owner.1,
+            mode: spec.chmod,
+            mtime: spec.mtime,
+            extract: spec.extract,
+            ..Entries::default()
         };
-        entries.write(out, context, &sources, dest)
+        match spec.inline {
+            Some(text) => entries.inline(out, spec.dest, text),
+            None => entries.write(out, spec.context, &sources, spec.dest),
+        }
     };
-    let mut hasher = Sha256::new();
-    write(&mut hasher)?;
-    let digest = Digest::parse(&format!("sha256:{}", hex::encode(hasher.finalize())))
-        .map_err(|e| e.to_string())?;
+    let digest = digest_of(&write)?;
     if content.contains(&digest) {
-        return Ok(digest);
+        return Ok((digest, true));
     }
     let mut ingest = content.ingest().map_err(|e| e.to_string())?;
     write(&mut ingest)?;
-    ingest.commit(Some(&digest)).map_err(|e| e.to_string())
+    let written = ingest.commit(Some(&digest)).map_err(|e| e.to_string())?;
+    Ok((written, false))
+}
+
+/// The digest of what `write` writes.
+fn digest_of(write: &dyn Fn(&mut dyn Write) -> Result<(), String>) -> Result<Digest, String> {
+    let mut hasher = Sha256::new();
+    write(&mut hasher)?;
+    Digest::parse(&format!("sha256:{}", hex::encode(hasher.finalize()))).map_err(|e| e.to_string())
+}
+
+/// `source` of `root` (its root for `.`), checked not to climb out of it, with the digest
+/// of the layer COPY would make of it: what a bind mount of it adds to a RUN step's
+/// cache key, so the step runs again when the files it reads change.
+pub fn tree_digest(root: &Path, source: &str) -> Result<(PathBuf, Digest), String> {
+    let path = inside(root, source)?;
+    let sources = [source.to_string()];
+    let write = |out: &mut dyn Write| Entries::default().write(out, root, &sources, Path::new("/"));
+    Ok((path, digest_of(&write)?))
 }
 
 impl Entries {
@@ -76,17 +104,7 @@ impl Entries {
         let into_dir = sources.len() > 1 || dest.to_string_lossy().ends_with('/');
         let mut archive = tar::Builder::new(out);
         let dest = relative(dest);
-        for ancestor in dest
-            .ancestors()
-            .skip(1)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-        {
-            if !ancestor.as_os_str().is_empty() {
-                self.directory(&mut archive, ancestor, 0o755)?;
-            }
-        }
+        self.ancestors(&mut archive, &dest)?;
         for source in sources {
             let path = inside(context, source)?;
             let metadata = std::fs::symlink_metadata(&path).map_err(|_| {
@@ -96,6 +114,11 @@ impl Entries {
             })?;
             if metadata.is_dir() {
                 self.tree(&mut archive, &path, &dest)?;
+            } else if self.extract && is_tar_archive(&path)? {
+                if !dest.as_os_str().is_empty() {
+                    self.directory(&mut archive, &dest, 0o755)?;
+                }
+                self.unpack(&mut archive, &path, &dest)?;
             } else {
                 let name = path.file_name().map(PathBuf::from).unwrap_or_default();
                 let target = if into_dir {
@@ -114,6 +137,106 @@ impl Entries {
             .and_then(|out| out.flush())
             .map_err(|e| e.to_string())
     }
+    /// A here-document's text as the file `dest`, with its parent directories.
+    fn inline(&mut self, out: &mut dyn Write, dest: &Path, text: &str) -> Result<(), String> {
+        if dest.to_string_lossy().ends_with('/') {
+            return Err(
+                "COPY of a heredoc into a directory is not supported yet: name the file".into(),
+            );
+        }
+        let mut archive = tar::Builder::new(out);
+        let dest = relative(dest);
+        self.ancestors(&mut archive, &dest)?;
+        let mut header = self.header(tar::EntryType::Regular, 0o644);
+        header.set_size(text.len() as u64);
+        archive
+            .append_data(&mut header, &dest, text.as_bytes())
+            .and_then(|()| archive.into_inner())
+            .and_then(|out| out.flush())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The directories above `path`, as entries of their own.
+    fn ancestors<W: Write>(
+        &mut self,
+        archive: &mut tar::Builder<W>,
+        path: &Path,
+    ) -> Result<(), String> {
+        let ancestors: Vec<&Path> = path.ancestors().skip(1).collect();
+        for ancestor in ancestors.into_iter().rev() {
+            if !ancestor.as_os_str().is_empty() {
+                self.directory(archive, ancestor, 0o755)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// ADD of a local archive: its entries under `dest`, kept in the archive's order with
+    /// its modes; owned by `--chown`'s owner when given, else as the archive says; dated
+    /// at the build's epoch like every entry.
+    fn unpack<W: Write>(
+        &mut self,
+        archive: &mut tar::Builder<W>,
+        path: &Path,
+        dest: &Path,
+    ) -> Result<(), String> {
+        let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+        let file = std::fs::File::open(path).map_err(failed)?;
+        let mut reader = std::io::BufReader::new(file);
+        let gzip = std::io::BufRead::fill_buf(&mut reader)
+            .map_err(failed)?
+            .starts_with(&[0x1f, 0x8b]);
+        let input: Box<dyn std::io::Read> = if gzip {
+            Box::new(flate2::read::GzDecoder::new(reader))
+        } else {
+            Box::new(reader)
+        };
+        let mut input = tar::Archive::new(input);
+        for entry in input.entries().map_err(failed)? {
+            let entry = entry.map_err(failed)?;
+            let name = entry.path().map_err(failed)?.into_owned();
+            let inner = relative(&name);
+            if inner.components().any(|c| c == Component::ParentDir) {
+                return Err(format!(
+                    "{}: entry {} climbs out of the archive",
+                    path.display(),
+                    name.display()
+                ));
+            }
+            let target = dest.join(&inner);
+            let mut header = entry.header().clone();
+            if self.uid != 0 || self.gid != 0 {
+                header.set_uid(self.uid);
+                header.set_gid(self.gid);
+            }
+            header.set_mtime(self.mtime);
+            if let Some(mode) = self.mode {
+                header.set_mode(mode);
+            }
+            let kind = header.entry_type();
+            if kind.is_dir() {
+                if !self.directories.insert(target.clone()) {
+                    continue;
+                }
+                archive.append_data(&mut header, &target, std::io::empty())
+            } else if kind.is_hard_link() {
+                let link = entry.link_name().map_err(failed)?.unwrap_or_default();
+                archive.append_link(&mut header, &target, dest.join(relative(&link)))
+            } else if kind.is_symlink() {
+                let link = entry
+                    .link_name()
+                    .map_err(failed)?
+                    .unwrap_or_default()
+                    .into_owned();
+                archive.append_link(&mut header, &target, link)
+            } else {
+                archive.append_data(&mut header, &target, entry)
+            }
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// A directory's contents under `target`, in name order, itself included.
     fn tree<W: Write>(
         &mut self,
@@ -201,6 +324,40 @@ impl Entries {
     }
 }
 
+/// Whether `path` is a tar archive, plain or gzip-compressed, which ADD unpacks; other
+/// compressions ADD would unpack are refused rather than copied as they are.
+fn is_tar_archive(path: &Path) -> Result<bool, String> {
+    let mut head = [0u8; 512];
+    let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut file = std::fs::File::open(path).map_err(failed)?;
+    let read = std::io::Read::read(&mut file, &mut head).map_err(failed)?;
+    let head = &head[..read];
+    let compressed = [
+        (&b"BZh"[..], "bzip2"),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0][..], "xz"),
+        (&[0x28, 0xb5, 0x2f, 0xfd][..], "zstd"),
+    ];
+    if let Some((_, name)) = compressed.iter().find(|(magic, _)| head.starts_with(magic)) {
+        return Err(format!(
+            "{}: ADD of a {name} archive is not supported yet",
+            path.display()
+        ));
+    }
+    let is_tar = |head: &[u8]| head.len() >= 262 && &head[257..262] == b"ustar";
+    if !head.starts_with(&[0x1f, 0x8b]) {
+        return Ok(is_tar(head));
+    }
+    // A gzip file is unpacked only when it holds a tar, as Docker does.
+    let mut inner = Vec::with_capacity(512);
+    let file = std::fs::File::open(path).map_err(failed)?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(flate2::read::GzDecoder::new(file), 512),
+        &mut inner,
+    )
+    .map_err(failed)?;
+    Ok(is_tar(&inner))
+}
+
 /// The sources with their wildcards (`*`, `?`, `[…]`) replaced by the paths of
 /// `context` they match, in name order; a wildcard that matches nothing is an error.
 fn matching(context: &Path, sources: &[String]) -> Result<Vec<String>, String> {
@@ -248,14 +405,4 @@ fn relative(path: &Path) -> PathBuf {
     path.components()
         .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
         .collect()
-}
-
-fn numeric_owner(owner: &str) -> Result<(u64, u64), String> {
-    let (user, group) = owner.split_once(':').unwrap_or((owner, owner));
-    match (user.parse(), group.parse()) {
-        (Ok(uid), Ok(gid)) => Ok((uid, gid)),
-        _ => Err(format!(
-            "--chown={owner}: user and group names are not supported yet, give numeric ids"
-        )),
-    }
 }

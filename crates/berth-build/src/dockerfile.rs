@@ -8,6 +8,8 @@ use parse_dockerfile::{
     Command as ParsedCommand, Flag, HealthcheckArguments, Instruction, Source, UnescapedString,
 };
 
+use crate::mounts::RunMount;
+
 /// Why a Dockerfile cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Dockerfile:{line}: {message}")]
@@ -34,6 +36,8 @@ pub struct Stage {
     pub base: String,
     /// The stage's name (`AS name`), lowercased as Docker keeps it.
     pub name: Option<String>,
+    /// `FROM --platform=…` as written (`$BUILDPLATFORM` and friends unexpanded).
+    pub platform: Option<String>,
     /// The line of its `FROM`.
     pub line: usize,
     /// Its steps.
@@ -56,11 +60,22 @@ pub struct Step {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepKind {
     /// `RUN`: a command in a container of the image so far.
-    Run(Command),
-    /// `COPY` (and `ADD` of local files): sources of the context, or of a stage.
+    Run {
+        /// What it runs.
+        command: Command,
+        /// What it mounts (`--mount`).
+        mounts: Vec<RunMount>,
+        /// Its network (`--network=default|none|host`), the build's when None.
+        network: Option<String>,
+    },
+    /// `COPY` and `ADD`: sources of the context or of a stage, or a here-document.
     Copy {
         /// Source paths, relative to the context (or the stage's root).
         sources: Vec<String>,
+        /// A here-document written to `dest` instead (`COPY <<EOF /file`).
+        inline: Option<String>,
+        /// ADD: local tar archives are unpacked.
+        extract: bool,
         /// Where they go.
         dest: String,
         /// The stage (or image) to copy from (`--from`).
@@ -69,6 +84,8 @@ pub enum StepKind {
         chown: Option<String>,
         /// Mode (`--chmod=0755`).
         chmod: Option<String>,
+        /// ADD of a URL: the digest the download must have (`--checksum=sha256:…`).
+        checksum: Option<String>,
     },
     /// `ENV`, raw text (`K=V ...` or the legacy `K V`).
     Env(String),
@@ -94,6 +111,8 @@ pub enum StepKind {
     Shell(Vec<String>),
     /// `MAINTAINER` (deprecated; kept as the image's author).
     Maintainer(String),
+    /// `ONBUILD`: an instruction kept in the image, run by builds that start from it.
+    Onbuild(String),
     /// `HEALTHCHECK`: the test (None for `NONE`) and its flags (`interval`, `retries`…).
     Healthcheck {
         /// The command, or None to turn the base image's check off.
@@ -129,15 +148,22 @@ impl Dockerfile {
             .stages()
             .map(|stage| {
                 let from = stage.from;
-                refuse_flags(&lines, from.from.span.start, &from.options, &[])?;
+                refuse_flags(&lines, from.from.span.start, &from.options, &["platform"])?;
                 let steps = stage
                     .instructions
                     .iter()
                     .map(|instruction| step(&lines, text, instruction))
                     .collect::<Result<_, _>>()?;
+                let platform = from
+                    .options
+                    .iter()
+                    .find(|flag| flag.name.value == "platform")
+                    .and_then(|flag| flag.value.as_ref())
+                    .map(|value| value.value.to_string());
                 Ok(Stage {
                     base: from.image.value.to_string(),
                     name: from.as_.as_ref().map(|(_, name)| name.value.to_lowercase()),
+                    platform,
                     line: lines.line(from.from.span.start),
                     steps,
                 })
@@ -179,34 +205,76 @@ fn step(lines: &Lines, text: &str, instruction: &Instruction<'_>) -> Result<Step
     let value = |s: &UnescapedString<'_>| s.value.to_string();
     let kind = match instruction {
         Instruction::Run(run) => {
-            refuse_flags(lines, start, &run.options, &[])?;
+            refuse_flags(lines, start, &run.options, &["mount", "network"])?;
             let parsed = command(&run.arguments).ok_or_else(|| error(unknown_form()))?;
-            match (&run.here_docs[..], parsed) {
-                ([], parsed) => StepKind::Run(parsed),
+            let command = match (&run.here_docs[..], parsed) {
+                ([], parsed) => parsed,
                 // `RUN <<EOF … EOF`: the document is the script the shell runs.
                 ([script], Command::Shell(line)) if is_opener(&line) => {
-                    StepKind::Run(Command::Shell(script.value.to_string()))
+                    Command::Shell(script.value.to_string())
                 }
                 _ => {
                     return Err(error(
                         "RUN with a heredoc fed to a command is not supported yet".into(),
                     ));
                 }
+            };
+            let mut mounts = Vec::new();
+            let mut network = None;
+            for flag in &run.options {
+                let value = flag.value.as_ref().map(value).unwrap_or_default();
+                if flag.name.value == "mount" {
+                    mounts.push(RunMount::parse(&value).map_err(&error)?);
+                } else if matches!(value.as_str(), "default" | "none" | "host") {
+                    network = Some(value);
+                } else {
+                    return Err(error(format!(
+                        "unsupported RUN --network={value}: default, none or host"
+                    )));
+                }
+            }
+            StepKind::Run {
+                command,
+                mounts,
+                network,
             }
         }
         Instruction::Copy(copy) => {
-            refuse_flags(lines, start, &copy.options, &["from", "chown", "chmod"])?;
-            copy_step(lines, start, &copy.options, &copy.src, value(&copy.dest))?
+            refuse_flags(
+                lines,
+                start,
+                &copy.options,
+                &["from", "chown", "chmod", "link"],
+            )?;
+            copy_step(
+                lines,
+                start,
+                &copy.options,
+                &copy.src,
+                value(&copy.dest),
+                false,
+            )?
         }
         Instruction::Add(add) => {
-            refuse_flags(lines, start, &add.options, &["chown", "chmod"])?;
-            let step = copy_step(lines, start, &add.options, &add.src, value(&add.dest))?;
-            if let StepKind::Copy { sources, .. } = &step
-                && let Some(remote) = sources.iter().find(|s| s.contains("://"))
-            {
-                return Err(error(format!(
-                    "ADD of a URL ({remote}) is not supported yet"
-                )));
+            refuse_flags(
+                lines,
+                start,
+                &add.options,
+                &["chown", "chmod", "link", "checksum"],
+            )?;
+            let step = copy_step(lines, start, &add.options, &add.src, value(&add.dest), true)?;
+            if let StepKind::Copy { sources, .. } = &step {
+                let remote = sources.iter().filter(|s| s.contains("://")).count();
+                if let Some(other) = sources.iter().find(|s| s.contains("://") && !is_http(s)) {
+                    return Err(error(format!(
+                        "ADD of {other} is not supported yet: http and https URLs only"
+                    )));
+                }
+                if remote > 0 && remote < sources.len() {
+                    return Err(error(
+                        "ADD of URLs together with local files is not supported yet".into(),
+                    ));
+                }
             }
             step
         }
@@ -259,7 +327,24 @@ fn step(lines: &Lines, text: &str, instruction: &Instruction<'_>) -> Result<Step
             };
             StepKind::Healthcheck { test, options }
         }
-        Instruction::Onbuild(_) => return Err(error("ONBUILD is not supported yet".into())),
+        Instruction::Onbuild(onbuild) => {
+            let inner = &*onbuild.instruction;
+            if matches!(
+                inner,
+                Instruction::Onbuild(_) | Instruction::From(_) | Instruction::Maintainer(_)
+            ) {
+                let name = instruction_text(text, keyword(inner).map_or(start, |s| s.start));
+                let name = name
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_uppercase();
+                return Err(error(format!("{name} isn't allowed as an ONBUILD trigger")));
+            }
+            // Checked now, run when a build starts from the image.
+            let trigger = step(lines, text, inner)?;
+            StepKind::Onbuild(trigger.text)
+        }
         // The parser starts a new stage at every FROM; none is inside one.
         Instruction::From(_) => return Err(error("FROM inside a stage".into())),
         _ => return Err(error("this instruction is not supported yet".into())),
@@ -275,16 +360,32 @@ fn copy_step(
     lines: &Lines,
     start: usize,
     options: &[Flag<'_>],
-    sources: &[Source<'_>],
+    parsed: &[Source<'_>],
     dest: String,
+    extract: bool,
 ) -> Result<StepKind, DockerfileError> {
-    let sources = sources
-        .iter()
-        .map(|source| match source {
-            Source::Path(path) => Ok(path.value.to_string()),
-            _ => Err(lines.error(start, "COPY of a heredoc is not supported yet")),
-        })
-        .collect::<Result<_, _>>()?;
+    let mut sources = Vec::new();
+    let mut inline = None;
+    for source in parsed {
+        match source {
+            Source::Path(path) => sources.push(path.value.to_string()),
+            Source::HereDoc(doc) if inline.is_none() && parsed.len() == 1 => {
+                if doc.expand && doc.value.contains('$') {
+                    return Err(lines.error(
+                        start,
+                        "variables in a heredoc are not expanded yet: quote its delimiter (<<'EOF')",
+                    ));
+                }
+                inline = Some(doc.value.to_string());
+            }
+            Source::HereDoc(_) => {
+                return Err(
+                    lines.error(start, "a heredoc among other sources is not supported yet")
+                );
+            }
+            _ => return Err(lines.error(start, "a source form that is not supported yet")),
+        }
+    }
     let flag = |name: &str| {
         options
             .iter()
@@ -294,11 +395,19 @@ fn copy_step(
     };
     Ok(StepKind::Copy {
         sources,
+        inline,
+        extract,
         dest,
         from: flag("from"),
         chown: flag("chown"),
         chmod: flag("chmod"),
+        checksum: flag("checksum"),
     })
+}
+
+/// Whether ADD downloads `source`: an `http://` or `https://` URL.
+pub(crate) fn is_http(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://")
 }
 
 /// Refuses any flag not in `supported`, naming it and the line.
@@ -406,16 +515,23 @@ mod tests {
         assert_eq!(build.steps[0].text, "RUN echo one two");
         assert_eq!(
             build.steps[0].kind,
-            StepKind::Run(Command::Shell("echo one \\\n    two".into()))
+            StepKind::Run {
+                command: Command::Shell("echo one \\\n    two".into()),
+                mounts: vec![],
+                network: None
+            }
         );
         assert_eq!(
             build.steps[1].kind,
             StepKind::Copy {
                 sources: vec!["a".into(), "b".into()],
+                inline: None,
+                extract: false,
                 dest: "/dest/".into(),
                 from: None,
                 chown: Some("1:1".into()),
-                chmod: None
+                chmod: None,
+                checksum: None
             }
         );
         let last = &file.stages[1];
@@ -433,7 +549,11 @@ mod tests {
         let steps = &file.stages[0].steps;
         assert_eq!(
             steps[0].kind,
-            StepKind::Run(Command::Shell("echo one\necho two\n".into()))
+            StepKind::Run {
+                command: Command::Shell("echo one\necho two\n".into()),
+                mounts: vec![],
+                network: None
+            }
         );
         assert_eq!(
             steps[1].kind,
@@ -460,15 +580,20 @@ mod tests {
     fn errors_name_the_line() {
         let unknown = Dockerfile::parse("FROM busybox\nRUN true\nFROBNICATE now\n").unwrap_err();
         assert_eq!(unknown.line, 3, "{unknown}");
-        let flag =
-            Dockerfile::parse("FROM busybox\nRUN --mount=type=cache,target=/c true\n").unwrap_err();
+        let flag = Dockerfile::parse("FROM busybox\nRUN --security=insecure true\n").unwrap_err();
         assert_eq!(
             flag.to_string(),
-            "Dockerfile:2: the flag --mount is not supported yet"
+            "Dockerfile:2: the flag --security is not supported yet"
         );
-        let url = Dockerfile::parse("FROM busybox\n\nADD https://example.com/x /x\n").unwrap_err();
-        assert_eq!(url.line, 3);
-        assert!(url.message.contains("ADD of a URL"), "{url}");
+        let secret =
+            Dockerfile::parse("FROM busybox\nRUN --mount=type=secret,id=x true\n").unwrap_err();
+        assert_eq!(
+            secret.to_string(),
+            "Dockerfile:2: --mount=type=secret is not supported yet"
+        );
+        let git = Dockerfile::parse("FROM busybox\n\nADD git://example.com/x /x\n").unwrap_err();
+        assert_eq!(git.line, 3);
+        assert!(git.message.contains("http and https URLs only"), "{git}");
         assert!(Dockerfile::parse("RUN true\n").is_err());
     }
 }

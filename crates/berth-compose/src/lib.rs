@@ -13,6 +13,6 @@ mod model;
 pub use interpolate::{InterpolationError, dotenv, interpolate};
 pub use load::{ComposeError, FILE_NAMES, Loaded, config_yaml, find, load};
 pub use model::{
-    Build, Command, Dependency, Deploy, Healthcheck, Limits, Mount, Network, Port, Project,
-    Resources, Service, Volume,
+    Build, Command, Dependency, Deploy, Develop, Healthcheck, Limits, Mount, Network, Port,
+    Project, Resources, Service, Volume, WatchAction, WatchRule,
 };

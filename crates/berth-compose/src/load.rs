@@ -41,7 +41,6 @@ const NOT_YET: &[&str] = &[
     "cpus",
     "cpuset",
     "credential_spec",
-    "develop",
     "device_cgroup_rules",
     "devices",
     "dns",
@@ -125,6 +124,35 @@ pub struct Loaded {
     pub dir: PathBuf,
     /// Keys that are not the compose-spec's, named.
     pub warnings: Vec<String>,
+}
+
+impl Loaded {
+    /// Keeps the services the `profiles` enable (with `*`, all of them) and those without
+    /// profiles, which are always on, as Compose does; an enabled service that depends on
+    /// one left out is an error, as Compose's.
+    pub fn activate(&mut self, profiles: &[String]) -> Result<(), ComposeError> {
+        let all = profiles.iter().any(|p| p == "*");
+        let active = |service: &crate::Service| {
+            all || service.profiles.is_empty()
+                || service.profiles.iter().any(|p| profiles.contains(p))
+        };
+        self.project.services.retain(|_, service| active(service));
+        for (name, service) in &self.project.services {
+            if let Some(missing) = service
+                .depends_on
+                .keys()
+                .find(|d| !self.project.services.contains_key(*d))
+            {
+                return Err(ComposeError::Invalid {
+                    file: self.name.clone(),
+                    message: format!(
+                        "service {name:?} depends on undefined service {missing:?}: its profiles are not enabled"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The Compose file `file` names, or the first of [`FILE_NAMES`] in `dir`.
@@ -237,6 +265,28 @@ fn check(project: &Project) -> Result<(), String> {
         if service.image.is_none() && service.build.is_none() {
             return Err(format!(
                 "service {name:?} has neither an image nor build context specified"
+            ));
+        }
+        let rules = service.develop.iter().flat_map(|d| d.watch.iter());
+        for (index, rule) in rules.enumerate() {
+            let at = format!("services.{name}.develop.watch[{index}]");
+            if rule.action != crate::WatchAction::Rebuild && rule.target.is_none() {
+                return Err(format!("{at}: a sync needs a target"));
+            }
+            if rule.action == crate::WatchAction::Rebuild && service.build.is_none() {
+                return Err(format!(
+                    "{at}: a rebuild needs the service to have a build section"
+                ));
+            }
+        }
+        let replicas = service
+            .deploy
+            .as_ref()
+            .and_then(|d| d.replicas)
+            .unwrap_or(1);
+        if service.container_name.is_some() && replicas > 1 {
+            return Err(format!(
+                "services.deploy.replicas: can't set container_name and {name} as container name must be unique"
             ));
         }
         for dependency in service.depends_on.keys() {
@@ -468,5 +518,83 @@ mod tests {
         );
         let broken = load_text("services:\n  web: [\n", &[]).unwrap_err();
         assert!(broken.to_string().contains("compose.yaml"), "{broken}");
+    }
+
+    #[test]
+    fn profiles_choose_services_and_names_stay_unique() {
+        let text = "services:\n  web: {image: x, depends_on: [db]}\n  db: {image: x}\n  debug: {image: x, profiles: [debug]}\n  tools: {image: x, profiles: [tools, debug]}\n";
+        let names = |profiles: &[&str]| {
+            let mut loaded = load_text(text, &[]).unwrap();
+            let profiles: Vec<String> = profiles.iter().map(|p| p.to_string()).collect();
+            loaded.activate(&profiles).unwrap();
+            loaded.project.services.into_keys().collect::<Vec<_>>()
+        };
+        assert_eq!(names(&[]), ["db", "web"]);
+        assert_eq!(names(&["tools"]), ["db", "tools", "web"]);
+        assert_eq!(names(&["debug"]), ["db", "debug", "tools", "web"]);
+        assert_eq!(names(&["*"]).len(), 4);
+
+        let mut gated = load_text(
+            "services:\n  web: {image: x, depends_on: [db]}\n  db: {image: x, profiles: [db]}\n",
+            &[],
+        )
+        .unwrap();
+        let error = gated.activate(&[]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("depends on undefined service \"db\""),
+            "{error}"
+        );
+
+        let named = load_text(
+            "services:\n  web: {image: x, container_name: web, deploy: {replicas: 2}}\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            named
+                .to_string()
+                .contains("can't set container_name and web"),
+            "{named}"
+        );
+    }
+
+    #[test]
+    fn watch_rules_are_read_and_checked() {
+        let loaded = load_text(
+            "services:\n  web:\n    build: .\n    develop:\n      watch:\n        - {action: sync, path: ./src, target: /app, ignore: [\"*.tmp\"]}\n        - {action: rebuild, path: Dockerfile}\n",
+            &[],
+        )
+        .unwrap();
+        let rules = &loaded.project.services["web"]
+            .develop
+            .as_ref()
+            .unwrap()
+            .watch;
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].action, crate::WatchAction::Sync);
+        assert_eq!(rules[0].ignore, ["*.tmp"]);
+        for (text, error) in [
+            (
+                "services:\n  web:\n    build: .\n    develop:\n      watch:\n        - {action: sync, path: ./src}\n",
+                "a sync needs a target",
+            ),
+            (
+                "services:\n  web:\n    image: x\n    develop:\n      watch:\n        - {action: rebuild, path: .}\n",
+                "a rebuild needs the service to have a build section",
+            ),
+            (
+                "services:\n  web:\n    build: .\n    develop:\n      watch:\n        - {action: sync, path: ., target: /a, initial_sync: true}\n",
+                "initial_sync",
+            ),
+            (
+                "services:\n  web:\n    build: .\n    develop:\n      watch:\n        - {action: sync+exec, path: ., target: /a}\n",
+                "sync+exec",
+            ),
+        ] {
+            let refused = load_text(text, &[]).unwrap_err().to_string();
+            assert!(refused.contains(error), "{refused}");
+        }
     }
 }

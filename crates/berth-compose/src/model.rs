@@ -113,6 +113,49 @@ pub struct Service {
     /// Keep stdin open.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stdin_open: bool,
+    /// What `compose watch` does when its files change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub develop: Option<Develop>,
+}
+
+/// `develop:`. A key of the spec Berth does not carry out (`initial_sync`, `exec`…) is
+/// an error naming it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Develop {
+    /// The rules, each for a path of the project.
+    #[serde(default)]
+    pub watch: Vec<WatchRule>,
+}
+
+/// One `develop.watch` rule.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchRule {
+    /// What a change does.
+    pub action: WatchAction,
+    /// The file or directory watched, relative to the project directory.
+    pub path: String,
+    /// Where in the container a sync puts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Paths under `path` left alone, in `.dockerignore` patterns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<String>,
+}
+
+/// A watch rule's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum WatchAction {
+    /// Copy changed files into the running containers (and remove deleted ones).
+    #[serde(rename = "sync")]
+    Sync,
+    /// Build the image again and recreate the containers.
+    #[serde(rename = "rebuild")]
+    Rebuild,
+    /// Sync, then restart the containers.
+    #[serde(rename = "sync+restart")]
+    SyncRestart,
 }
 
 /// `build:` as a context path or in full.

@@ -29,6 +29,8 @@ struct Options {
     target: Option<String>,
     no_cache: bool,
     quiet: bool,
+    pull: bool,
+    network: Option<String>,
 }
 
 /// `POST /build`.
@@ -88,19 +90,15 @@ fn options(query: &QueryPairs) -> Result<Options, ApiError> {
             "berth's builder is the classic one: build with DOCKER_BUILDKIT=0",
         ));
     }
-    if query.first("pull").is_some_and(|v| v == "1" || v == "true") {
-        return Err(ApiError::bad_request(
-            "berth's builder does not support --pull yet",
-        ));
-    }
-    if let Some(network) = query
-        .first("networkmode")
-        .filter(|n| !matches!(*n, "default" | "none"))
-    {
-        return Err(ApiError::bad_request(format!(
-            "berth's builder runs steps without a network: --network {network} is not supported yet"
-        )));
-    }
+    let network = match query.first("networkmode") {
+        None | Some("" | "default") => None,
+        Some(mode @ ("none" | "host" | "bridge")) => Some(mode.to_string()),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "berth's builder runs steps on none, host or bridge: --network {other} is not supported"
+            )));
+        }
+    };
     if query.first("labels").is_some_and(|v| v != "{}") {
         return Err(ApiError::bad_request(
             "berth's builder does not support --label yet",
@@ -132,6 +130,8 @@ fn options(query: &QueryPairs) -> Result<Options, ApiError> {
             .first("nocache")
             .is_some_and(|v| v == "1" || v == "true"),
         quiet: query.first("q").is_some_and(|v| v == "1" || v == "true"),
+        pull: query.first("pull").is_some_and(|v| v == "1" || v == "true"),
+        network,
     })
 }
 
@@ -157,6 +157,8 @@ fn run(
         build_args: options.build_args.clone(),
         target: options.target.clone(),
         no_cache: options.no_cache,
+        pull: options.pull,
+        network: options.network.clone(),
     };
     let say = |text: String| {
         if !options.quiet {
@@ -167,6 +169,10 @@ fn run(
         Progress::Step(number, total, text) => say(format!("Step {number}/{total} : {text}\n")),
         Progress::Running(id) => say(format!(" ---> Running in {id}\n")),
         Progress::Cached => say(" ---> Using cache\n".into()),
+        Progress::Triggers(count) => say(format!(
+            "# Executing {count} build trigger{}\n",
+            if count == 1 { "" } else { "s" }
+        )),
         Progress::Output(text) => say(text),
         Progress::Done(Some(image)) => say(format!(" ---> {}\n", short(image.hex()))),
         Progress::Done(None) => {}

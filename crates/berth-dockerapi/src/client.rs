@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use axum::body::Bytes;
+use futures_util::TryStreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -120,16 +121,29 @@ impl Client {
             .map_err(|e| e.to_string())
     }
 
-    /// Sends `body` as it is (`load`'s archive) and reads the whole answer.
+    /// POSTs `body` as it is (`load`'s archive) and reads the whole answer.
     pub async fn upload(
         &self,
         path: &str,
         body: Bytes,
         content_type: &str,
     ) -> Result<Answer, String> {
+        self.upload_with_method("POST", path, body, content_type)
+            .await
+    }
+
+    /// Sends `body` as it is with `method` (a PUT of an archive into a container) and
+    /// reads the whole answer.
+    pub async fn upload_with_method(
+        &self,
+        method: &str,
+        path: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<Answer, String> {
         let mut sender = self.connect().await?;
         let response = sender
-            .send_request(Self::raw_request("POST", path, body, content_type)?)
+            .send_request(Self::raw_request(method, path, body, content_type)?)
             .await
             .map_err(|e| e.to_string())?;
         read_answer(response).await
@@ -221,6 +235,27 @@ impl Client {
                 }
             },
         ))
+    }
+
+    /// GETs `path` and hands over its body as bytes to read while they come (`logs
+    /// --follow`); an error status is the daemon's message.
+    pub async fn stream(
+        &self,
+        path: &str,
+    ) -> Result<impl tokio::io::AsyncRead + Unpin + use<>, String> {
+        let mut sender = self.connect().await?;
+        let response = sender
+            .send_request(Self::request("GET", path, None)?)
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status().as_u16() >= 400 {
+            return Err(read_answer(response).await?.ok().err().unwrap_or_default());
+        }
+        let data = response
+            .into_body()
+            .into_data_stream()
+            .map_err(std::io::Error::other);
+        Ok(tokio_util::io::StreamReader::new(data))
     }
 
     /// Sends a request whose answer comes later (`wait`): returns once the headers are

@@ -231,13 +231,14 @@ pub(crate) async fn list(
 fn filter_matches(container: &Container, key: &str, values: &[String]) -> bool {
     let labels = container.request.labels.as_ref();
     match key {
-        "label" => values.iter().all(|wanted| match wanted.split_once('=') {
-            Some((k, v)) => labels.and_then(|l| l.get(k)).is_some_and(|have| have == v),
-            None => labels.is_some_and(|l| l.contains_key(wanted)),
+        "label" => crate::query::labels_match(values, |key| {
+            labels.and_then(|l| l.get(key)).map(String::as_str)
         }),
-        "name" => values
-            .iter()
-            .any(|wanted| container.name.contains(wanted.trim_start_matches('/'))),
+        // A regular expression on the name with its leading slash, as Docker matches it
+        // (`^/web$` for exactly `web`); one that does not compile matches nothing.
+        "name" => values.iter().any(|wanted| {
+            regex::Regex::new(wanted).is_ok_and(|re| re.is_match(&format!("/{}", container.name)))
+        }),
         "id" => values
             .iter()
             .any(|wanted| container.id.starts_with(wanted.as_str())),

@@ -22,7 +22,7 @@ pub(crate) struct EventsQuery {
     filters: Option<String>,
 }
 
-/// `docker events --filter`: each key must match one of its values.
+/// `docker events --filter`: each key must match one of its values (`label`: all of them).
 #[derive(Default)]
 struct Filters(HashMap<String, Vec<String>>);
 
@@ -34,6 +34,9 @@ impl Filters {
     fn matches(&self, event: &Event) -> bool {
         let attribute = |name: &str| event.actor.attributes.get(name).map(String::as_str);
         self.0.iter().all(|(key, values)| {
+            if key == "label" {
+                return crate::query::labels_match(values, attribute);
+            }
             values.iter().any(|wanted| match key.as_str() {
                 "type" => event.kind == wanted,
                 "event" => {
@@ -45,10 +48,6 @@ impl Filters {
                         || attribute("name") == Some(wanted.as_str())
                 }
                 "image" => attribute("image") == Some(wanted.as_str()),
-                "label" => match wanted.split_once('=') {
-                    Some((k, v)) => attribute(k) == Some(v),
-                    None => attribute(wanted).is_some(),
-                },
                 _ => false,
             })
         })

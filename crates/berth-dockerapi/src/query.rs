@@ -47,6 +47,15 @@ impl QueryPairs {
 
 /// Docker's `filters` query parameter: `{"key": ["value", …]}` or the older
 /// `{"key": {"value": true}}`, as key → values.
+/// Whether labels (looked up by `label`) pass every value of a `label` filter (`KEY` or
+/// `KEY=VALUE`): Docker requires them all, for containers and events alike.
+pub(crate) fn labels_match<'a>(values: &[String], label: impl Fn(&str) -> Option<&'a str>) -> bool {
+    values.iter().all(|wanted| match wanted.split_once('=') {
+        Some((key, value)) => label(key) == Some(value),
+        None => label(wanted).is_some(),
+    })
+}
+
 pub(crate) fn filters(
     text: Option<&str>,
 ) -> Result<std::collections::HashMap<String, Vec<String>>, crate::ApiError> {

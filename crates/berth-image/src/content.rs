@@ -57,14 +57,63 @@ impl ContentStore {
             path: self.ingest.clone(),
             source: e.error,
         })?;
-        Ok(Ingest {
+        Ok(self.ingest_of(file, path, Sha256::new(), 0))
+    }
+
+    /// Starts writing a blob under `name` in the ingest directory, so that a process
+    /// after this one can go on with it ([`ContentStore::resume`]): a registry's upload
+    /// outlives a restart. Names are letters, digits, `-` and `_`.
+    pub fn ingest_named(&self, name: &str) -> Result<Ingest> {
+        let path = self.ingest_path(name)?;
+        let file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&path)
+            .at(&path)?;
+        Ok(self.ingest_of(file, path, Sha256::new(), 0))
+    }
+
+    /// The ingest `name` that this or an earlier process began, its bytes so far read
+    /// again into the hash; None when there is none.
+    pub fn resume(&self, name: &str) -> Result<Option<Ingest>> {
+        let path = self.ingest_path(name)?;
+        let mut file = match std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::Io { path, source: e }),
+        };
+        let mut hasher = Sha256::new();
+        let size = std::io::copy(&mut file, &mut hasher).at(&path)?;
+        Ok(Some(self.ingest_of(file, path, hasher, size)))
+    }
+
+    fn ingest_path(&self, name: &str) -> Result<PathBuf> {
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(Error::Invalid {
+                what: "upload name".into(),
+                reason: format!("{name:?}: letters, digits, - and _ only"),
+            });
+        }
+        Ok(self.ingest.join(name))
+    }
+
+    fn ingest_of(&self, file: std::fs::File, path: PathBuf, hasher: Sha256, size: u64) -> Ingest {
+        Ingest {
             file,
             path,
-            hasher: Sha256::new(),
-            size: 0,
-            written_back: 0,
+            hasher,
+            size,
+            written_back: size,
             blobs: self.blobs.clone(),
-        })
+        }
     }
 
     /// Stores `data` in one step, verified against `expected` when given.

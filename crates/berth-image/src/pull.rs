@@ -14,6 +14,7 @@ use hyper::{Method, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::content::ContentStore;
 use crate::digest::Digest;
 use crate::registry::{Registry, empty, header, read_all, registry_error, spec_error};
 use crate::store::{ImageStore, LayerBlob};
@@ -172,18 +173,32 @@ impl Registry {
 
     /// A manifest by tag or digest, with its digest (checked when asked by digest).
     async fn manifest(&self, tag_or_digest: &str) -> Result<(Digest, Vec<u8>)> {
+        let (digest, _, body) = self.fetch_manifest(tag_or_digest).await?;
+        Ok((digest, body))
+    }
+
+    /// A manifest of this repository by tag or digest, as the registry holds it: its
+    /// digest (checked when asked by digest), media type and bytes. What a pull-through
+    /// cache keeps.
+    pub async fn fetch_manifest(&self, tag_or_digest: &str) -> Result<(Digest, String, Vec<u8>)> {
         let url = format!(
             "{}/v2/{}/manifests/{tag_or_digest}",
             self.base, self.repository
         );
         let accept = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(", ");
         let response = self.get(&url, &accept).await?;
+        let media_type = header(&response, "content-type");
         let body = read_all(response, &url).await?;
         let digest = Digest::of(&body);
         if tag_or_digest.starts_with("sha256:") {
             Digest::parse(tag_or_digest)?.verify(&digest, format!("manifest {tag_or_digest}"))?;
         }
-        Ok((digest, body))
+        Ok((digest, media_type, body))
+    }
+
+    /// Blob `digest` of this repository into `content`, verified, unless it is there.
+    pub async fn fetch_blob(&self, content: &ContentStore, digest: &Digest) -> Result<()> {
+        self.fetch_into(content, digest, 0, &|_| {}).await
     }
 
     /// A small blob (the config), verified.
@@ -202,19 +217,31 @@ impl Registry {
         total: u64,
         progress: &(dyn Fn(PullProgress) + Sync),
     ) -> Result<()> {
-        if store.content().contains(digest) {
+        self.fetch_into(store.content(), digest, total, progress)
+            .await
+    }
+
+    /// A blob of `total` bytes into `content`, unless it is there, reporting progress.
+    async fn fetch_into(
+        &self,
+        content: &ContentStore,
+        digest: &Digest,
+        total: u64,
+        progress: &(dyn Fn(PullProgress) + Sync),
+    ) -> Result<()> {
+        if content.contains(digest) {
             progress(PullProgress::LayerExists(digest.clone()));
             return Ok(());
         }
         let url = self.blob_url(digest);
         let mut body = self.get(&url, "*/*").await?.into_body();
-        let mut ingest = store.content().ingest()?;
+        let mut ingest = content.ingest()?;
         let (mut current, mut reported) = (0, 0);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| registry_error(format!("Get \"{url}\": {e}")))?;
             if let Some(data) = frame.data_ref() {
                 std::io::Write::write_all(&mut ingest, data).map_err(|e| Error::Io {
-                    path: store.content().path(digest),
+                    path: content.path(digest),
                     source: e,
                 })?;
                 current += data.len() as u64;

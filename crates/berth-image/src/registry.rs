@@ -131,19 +131,13 @@ impl Registry {
         } else {
             "https"
         };
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| registry_error(format!("no TLS roots to trust: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .build();
         let host = if host == "docker.io" {
             "registry-1.docker.io".to_string()
         } else {
             host
         };
         Ok(Self {
-            client: Client::builder(hyper_util::rt::TokioExecutor::new()).build(https),
+            client: http_client()?,
             base: format!("{scheme}://{host}"),
             repository,
             reference,
@@ -342,6 +336,17 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// `localhost` and addresses in 127.0.0.0/8 or ::1, with or without a port.
+/// An HTTP/1.1 client for `http://` and `https://` URLs, trusting the system's roots.
+pub(crate) fn http_client() -> Result<HttpClient> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
+        .map_err(|e| registry_error(format!("no TLS roots to trust: {e}")))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(hyper_util::rt::TokioExecutor::new()).build(https))
+}
+
 fn is_loopback(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or_default(),

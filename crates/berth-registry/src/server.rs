@@ -9,6 +9,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -20,7 +21,10 @@ use serde::Deserialize;
 
 use crate::auth::Htpasswd;
 use crate::errors::{Code, RegistryError};
+use crate::gc::{GcPolicy, GcReport};
+use crate::proxy::Upstream;
 use crate::storage::Storage;
+use crate::token::{Scope, TokenAuth};
 
 /// The media type a manifest pushed without one is taken to be.
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -40,7 +44,11 @@ const MANIFEST_LIMIT: usize = 4 << 20;
 struct Registry {
     storage: Storage,
     htpasswd: Option<Htpasswd>,
-    uploads: Mutex<HashMap<String, Ingest>>,
+    token: Option<TokenAuth>,
+    /// Each with when a request last worked on it, so abandoned ones can go.
+    uploads: Mutex<HashMap<String, (Ingest, Instant)>>,
+    /// The registry this one caches, when it is a pull-through cache.
+    proxy: Option<Upstream>,
     ids: (RandomState, AtomicU64),
 }
 
@@ -48,10 +56,14 @@ type Answer = Result<Response, RegistryError>;
 
 impl Registry {
     /// Takes upload `id` out while one request works on it, so two never write it at
-    /// once (the second finds it unknown).
+    /// once (the second finds it unknown); one an earlier process began is taken up
+    /// again from its file.
     fn take(&self, id: &str) -> Result<Ingest, RegistryError> {
         let taken = self.uploads.lock().expect("uploads").remove(id);
-        taken.ok_or_else(|| RegistryError::new(Code::BlobUploadUnknown, id))
+        taken
+            .map(|(upload, _)| upload)
+            .or_else(|| self.storage.resume_upload(id))
+            .ok_or_else(|| RegistryError::new(Code::BlobUploadUnknown, id))
     }
 
     /// Puts upload `id` back for the next request.
@@ -59,7 +71,35 @@ impl Registry {
         self.uploads
             .lock()
             .expect("uploads")
-            .insert(id.to_string(), upload);
+            .insert(id.to_string(), (upload, Instant::now()));
+    }
+
+    /// Forgets uploads no request has worked on for `grace` (their files go with them).
+    fn drop_abandoned(&self, grace: Duration) {
+        let mut uploads = self.uploads.lock().expect("uploads");
+        uploads.retain(|_, (_, touched)| touched.elapsed() <= grace);
+    }
+}
+
+/// Collects garbage every `every`, on a blocking thread, logging what went.
+async fn collect_garbage(registry: Arc<Registry>, every: Duration, policy: GcPolicy) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        ticker.tick().await;
+        registry.drop_abandoned(policy.grace);
+        let (registry, policy) = (Arc::clone(&registry), policy.clone());
+        let outcome = tokio::task::spawn_blocking(move || {
+            registry.storage.collect(&policy, SystemTime::now())
+        })
+        .await;
+        match outcome {
+            Ok(Ok(report)) if report != GcReport::default() => {
+                tracing::info!(?report, "registry garbage collected");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(?error, "registry garbage collection failed"),
+            Err(error) => tracing::warn!(%error, "registry garbage collection panicked"),
+        }
     }
 }
 
@@ -68,8 +108,29 @@ impl Registry {
 pub struct ServeOptions {
     /// An htpasswd file (bcrypt): only its users come in, with basic auth.
     pub htpasswd: Option<PathBuf>,
+    /// Token authentication: only requests with a token of this authority come in.
+    pub token: Option<TokenSettings>,
     /// A certificate chain and its key (PEM): HTTPS instead of plain HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Collect garbage this often while serving (never when None).
+    pub gc_every: Option<Duration>,
+    /// What a collection keeps.
+    pub gc_policy: GcPolicy,
+    /// Be a pull-through cache of this registry (`--proxy`).
+    pub proxy: Option<Upstream>,
+}
+
+/// Where tokens come from and what a registry checks of them (`--auth token`).
+#[derive(Debug, Clone, Default)]
+pub struct TokenSettings {
+    /// The authorization server clients get tokens from.
+    pub realm: String,
+    /// The name of this registry's service: a token's audience.
+    pub service: String,
+    /// Who signs the tokens: a token's issuer.
+    pub issuer: String,
+    /// The certificates (PEM) whose keys sign them.
+    pub root_cert_bundle: PathBuf,
 }
 
 /// Serves the registry stored under `root` on `listener` until the process ends.
@@ -85,12 +146,24 @@ pub async fn serve(
         .map(Htpasswd::load)
         .transpose()
         .map_err(std::io::Error::other)?;
+    let token = options
+        .token
+        .as_ref()
+        .map(|t| TokenAuth::new(&t.realm, &t.service, &t.issuer, &t.root_cert_bundle))
+        .transpose()
+        .map_err(std::io::Error::other)?;
     let registry = Arc::new(Registry {
         storage,
         htpasswd,
+        token,
         uploads: Mutex::new(HashMap::new()),
+        proxy: options.proxy.clone(),
         ids: (RandomState::new(), AtomicU64::new(0)),
     });
+    if let Some(every) = options.gc_every {
+        let policy = options.gc_policy.clone();
+        tokio::spawn(collect_garbage(Arc::clone(&registry), every, policy));
+    }
     let app = axum::Router::new().fallback(route).with_state(registry);
     match &options.tls {
         None => axum::serve(listener, app).await,
@@ -193,8 +266,28 @@ async fn route(
     {
         return unauthorized();
     }
+    if let Some(token) = &registry.token {
+        let scope = match uri.path() {
+            "/v2/_catalog" => Some(Scope::catalog()),
+            path => target(path).map(|target| scope_of(&method, &target)),
+        };
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|a| a.to_str().ok());
+        if !token.allows(authorization, scope.as_ref()) {
+            let mut response = RegistryError::new(Code::Unauthorized, "").into_response();
+            let challenge = header_value(&token.challenge(scope.as_ref()));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+            return response;
+        }
+    }
     if uri.path() == "/v2/" {
         return with_version(StatusCode::OK, "{}").into_response();
+    }
+    if uri.path() == "/v2/_catalog" {
+        return list_catalog(&registry, params);
     }
     let answer = match target(uri.path()) {
         Some(target) => {
@@ -217,8 +310,17 @@ async fn dispatch(
     headers: &HeaderMap,
     body: Body,
 ) -> Answer {
+    if let Some(upstream) = &registry.proxy {
+        pull_through(registry, upstream, &method, &target).await?;
+    }
     match (method, target) {
-        (Method::GET | Method::HEAD, Target::Blob(name, digest)) => {
+        (Method::HEAD, Target::Blob(name, digest)) => {
+            // A push asks before it skips an upload: the blob gets a new grace period.
+            let digest = digest_of(digest)?;
+            registry.storage.has_blob_for_push(name, &digest);
+            get_blob(registry, name, &digest, headers).await
+        }
+        (Method::GET, Target::Blob(name, digest)) => {
             get_blob(registry, name, &digest_of(digest)?, headers).await
         }
         (Method::DELETE, Target::Blob(name, digest)) => {
@@ -240,9 +342,9 @@ async fn dispatch(
             Ok(blob_created(name, &digest))
         }
         (Method::GET, Target::Upload(name, id)) => {
-            let uploads = registry.uploads.lock().expect("uploads");
-            let size = uploads.get(id).map(Ingest::size);
-            let size = size.ok_or_else(|| RegistryError::new(Code::BlobUploadUnknown, id))?;
+            let upload = registry.take(id)?;
+            let size = upload.size();
+            registry.put_back(id, upload);
             Ok(upload_status(StatusCode::NO_CONTENT, name, id, size))
         }
         (Method::DELETE, Target::Upload(_, id)) => {
@@ -299,6 +401,20 @@ fn valid_name(name: &str) -> bool {
     name.len() <= 255 && name.split('/').all(component)
 }
 
+/// What a request needs a token to grant: reads pull, writes push, deletes delete.
+fn scope_of(method: &Method, target: &Target<'_>) -> Scope {
+    let actions = match (method, target) {
+        (&Method::DELETE, _) => vec!["delete"],
+        (_, Target::Upload(..)) | (&Method::PUT, Target::Manifest(..)) => vec!["pull", "push"],
+        _ => vec!["pull"],
+    };
+    Scope {
+        kind: "repository",
+        name: target.name().to_string(),
+        actions,
+    }
+}
+
 /// 401 with the challenge a client answers with basic credentials.
 fn unauthorized() -> Response {
     let mut response = RegistryError::new(Code::Unauthorized, "").into_response();
@@ -329,6 +445,30 @@ fn with_version(status: StatusCode, body: &'static str) -> impl IntoResponse {
         ],
         body,
     )
+}
+
+/// What a pull-through cache does before answering: brings the manifest or blob asked
+/// for from the upstream; refuses what would write.
+async fn pull_through(
+    registry: &Registry,
+    upstream: &Upstream,
+    method: &Method,
+    target: &Target<'_>,
+) -> Result<(), RegistryError> {
+    let storage = &registry.storage;
+    match (method, target) {
+        (&Method::GET | &Method::HEAD, Target::Manifest(name, reference)) => {
+            upstream.manifest(storage, name, reference).await
+        }
+        (&Method::GET | &Method::HEAD, Target::Blob(name, digest)) => {
+            upstream.blob(storage, name, &digest_of(digest)?).await
+        }
+        (&Method::GET, Target::Tags(_) | Target::Referrers(..)) => Ok(()),
+        _ => Err(RegistryError::new(
+            Code::Unsupported,
+            "a pull-through cache takes no pushes or deletes",
+        )),
+    }
 }
 
 /// Blob `digest` whole, or the part a `Range: bytes=<start>-<end>` asks for (206).
@@ -404,7 +544,7 @@ async fn start_upload(registry: &Registry, name: &str, params: Params, body: Bod
         id_seed.hash_one(count),
         id_seed.hash_one(!count)
     );
-    registry.put_back(&id, registry.storage.ingest()?);
+    registry.put_back(&id, registry.storage.ingest_upload(&id)?);
     if let Some(digest) = params.digest.filter(|_| params.mount.is_none()) {
         let digest = digest_of(&digest)?;
         append(registry, &id, None, body).await?;
@@ -581,18 +721,43 @@ fn list_tags(registry: &Registry, name: &str, params: Params) -> Answer {
         .storage
         .tags(name)
         .ok_or_else(|| RegistryError::new(Code::NameUnknown, name))?;
-    let after: Vec<String> = tags
-        .into_iter()
-        .filter(|tag| params.last.as_ref().is_none_or(|last| tag > last))
-        .collect();
-    let limit = params.n.unwrap_or(after.len());
-    let page: Vec<&String> = after.iter().take(limit).collect();
+    let (page, next) = paged(tags, &params);
     let mut response = axum::Json(serde_json::json!({"name": name, "tags": page})).into_response();
-    if let (true, Some(last)) = (after.len() > limit, page.last()) {
-        let link = format!("</v2/{name}/tags/list?n={limit}&last={last}>; rel=\"next\"");
+    if let Some(next) = next {
+        let link = format!("</v2/{name}/tags/list?{next}>; rel=\"next\"");
         response
             .headers_mut()
             .insert(header::LINK, header_value(&link));
     }
     Ok(response)
+}
+
+/// `GET /v2/_catalog`: the repositories, a page at a time as distribution lists them.
+fn list_catalog(registry: &Registry, params: Params) -> Response {
+    let (page, next) = paged(registry.storage.repository_names(), &params);
+    let mut response = axum::Json(serde_json::json!({"repositories": page})).into_response();
+    if let Some(next) = next {
+        let link = format!("</v2/_catalog?{next}>; rel=\"next\"");
+        response
+            .headers_mut()
+            .insert(header::LINK, header_value(&link));
+    }
+    response
+}
+
+/// The page of sorted `items` that `n` and `last` ask for, and the query of the next
+/// page when there is one.
+fn paged(items: Vec<String>, params: &Params) -> (Vec<String>, Option<String>) {
+    let after: Vec<String> = items
+        .into_iter()
+        .filter(|item| params.last.as_ref().is_none_or(|last| item > last))
+        .collect();
+    let limit = params.n.unwrap_or(after.len());
+    let more = after.len() > limit;
+    let page: Vec<String> = after.into_iter().take(limit).collect();
+    let next = page
+        .last()
+        .filter(|_| more)
+        .map(|last| format!("n={limit}&last={last}"));
+    (page, next)
 }

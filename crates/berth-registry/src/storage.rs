@@ -15,6 +15,7 @@
 //! never finds a link to a missing or partial blob.
 
 use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use berth_image::{ContentStore, Digest, Ingest};
 
@@ -23,7 +24,12 @@ use crate::errors::{Code, RegistryError};
 /// One registry's storage.
 pub struct Storage {
     content: ContentStore,
+    root: PathBuf,
     repositories: PathBuf,
+    /// Held shared by whatever adds links (uploads, mounts, manifests, a HEAD that
+    /// promises a push will use a blob) and exclusively by garbage collection, so a
+    /// collection never judges a blob unused while a push is linking it.
+    lock: RwLock<()>,
 }
 
 /// A manifest just stored: its digest and the manifest it refers to, if any (`subject`,
@@ -53,8 +59,41 @@ impl Storage {
         std::fs::create_dir_all(&repositories).map_err(RegistryError::internal)?;
         Ok(Self {
             content,
+            root: root.to_path_buf(),
             repositories,
+            lock: RwLock::new(()),
         })
+    }
+
+    fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.lock
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The lock garbage collection holds while it runs.
+    pub(crate) fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.lock
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn repositories_dir(&self) -> &Path {
+        &self.repositories
+    }
+
+    /// Where the content store keeps blobs and manifests.
+    pub(crate) fn content_dir(&self) -> PathBuf {
+        self.root.join("blobs/sha256")
+    }
+
+    /// Where uploads in progress are written.
+    pub(crate) fn ingest_dir(&self) -> PathBuf {
+        self.root.join("ingest")
+    }
+
+    pub(crate) fn read_content(&self, digest: &Digest) -> Option<Vec<u8>> {
+        self.content.read(digest).ok()
     }
 
     fn repository(&self, name: &str) -> PathBuf {
@@ -67,6 +106,19 @@ impl Storage {
             .join("_layers")
             .join(digest.hex())
             .is_file()
+    }
+
+    /// Whether repository `name` holds blob `digest`, renewing its link when it does: a
+    /// client asks before a push that will then reference the blob without uploading
+    /// it, so garbage collection must leave it a grace period again.
+    pub fn has_blob_for_push(&self, name: &str, digest: &Digest) -> bool {
+        let _shared = self.shared();
+        let link = self.repository(name).join("_layers").join(digest.hex());
+        std::fs::File::options()
+            .write(true)
+            .open(link)
+            .and_then(|file| file.set_modified(std::time::SystemTime::now()))
+            .is_ok()
     }
 
     /// Blob `digest` of repository `name`, opened, with its size.
@@ -87,6 +139,18 @@ impl Storage {
         self.content.ingest().map_err(RegistryError::internal)
     }
 
+    /// Starts upload `id`, kept on disk under its id so it outlives a restart.
+    pub fn ingest_upload(&self, id: &str) -> Result<Ingest, RegistryError> {
+        self.content
+            .ingest_named(id)
+            .map_err(RegistryError::internal)
+    }
+
+    /// Upload `id` as an earlier process of this registry left it, if it did.
+    pub fn resume_upload(&self, id: &str) -> Option<Ingest> {
+        self.content.resume(id).ok().flatten()
+    }
+
     /// Finishes an upload into repository `name`, refusing it unless its bytes hash to
     /// `expected`.
     pub fn commit(
@@ -95,6 +159,7 @@ impl Storage {
         upload: Ingest,
         expected: &Digest,
     ) -> Result<(), RegistryError> {
+        let _shared = self.shared();
         upload.commit(Some(expected)).map_err(|_| {
             RegistryError::new(
                 Code::DigestInvalid,
@@ -107,10 +172,23 @@ impl Storage {
     /// Gives repository `name` blob `digest` that another repository holds (a
     /// cross-repository mount); false when `from` does not hold it.
     pub fn mount(&self, name: &str, from: &str, digest: &Digest) -> Result<bool, RegistryError> {
+        let _shared = self.shared();
         if !self.has_blob(from, digest) {
             return Ok(false);
         }
         self.link_blob(name, digest).map(|()| true)
+    }
+
+    /// Gives repository `name` blob `digest`, which the content store holds (a
+    /// pull-through cache's fetched blob).
+    pub(crate) fn adopt_blob(&self, name: &str, digest: &Digest) -> Result<(), RegistryError> {
+        let _shared = self.shared();
+        self.link_blob(name, digest)
+    }
+
+    /// The content store, for blobs fetched from elsewhere.
+    pub(crate) fn content(&self) -> &ContentStore {
+        &self.content
     }
 
     fn link_blob(&self, name: &str, digest: &Digest) -> Result<(), RegistryError> {
@@ -132,6 +210,7 @@ impl Storage {
         media_type: &str,
         bytes: &[u8],
     ) -> Result<Stored, RegistryError> {
+        let _shared = self.shared();
         let shape = Shape::parse(bytes)?;
         for (digest, is_manifest) in shape.references()? {
             let held = if is_manifest {
@@ -148,6 +227,30 @@ impl Storage {
                 return Err(RegistryError::new(code, digest.as_str()));
             }
         }
+        self.store_manifest(name, tag, media_type, bytes, &shape)
+    }
+
+    /// Keeps `bytes` as a manifest of repository `name` (tagged `tag`, if given) without
+    /// asking for what it names: a pull-through cache fetches blobs when they are asked.
+    pub(crate) fn cache_manifest(
+        &self,
+        name: &str,
+        tag: Option<&str>,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Stored, RegistryError> {
+        let _shared = self.shared();
+        self.store_manifest(name, tag, media_type, bytes, &Shape::parse(bytes)?)
+    }
+
+    fn store_manifest(
+        &self,
+        name: &str,
+        tag: Option<&str>,
+        media_type: &str,
+        bytes: &[u8],
+        shape: &Shape,
+    ) -> Result<Stored, RegistryError> {
         let digest = self
             .content
             .put(bytes, None)
@@ -235,24 +338,54 @@ impl Storage {
 
     /// Removes manifest `digest` from repository `name`, with the tags that point at it.
     pub fn delete_manifest(&self, name: &str, digest: &Digest) -> Result<(), RegistryError> {
-        let subject = self
-            .content
-            .read(digest)
-            .ok()
-            .and_then(|bytes| Shape::parse(&bytes).ok()?.subject().ok()?);
-        std::fs::remove_file(self.revision(name, digest))
-            .map_err(|_| RegistryError::new(Code::ManifestUnknown, digest.as_str()))?;
-        if let Some(subject) = subject {
-            let link = self.referrers(name, &subject).join(digest.hex());
-            std::fs::remove_file(link).map_err(RegistryError::internal)?;
+        let _shared = self.shared();
+        let repository = self.repository(name);
+        let revision = self.revision(name, digest);
+        if !revision.is_file() {
+            return Err(RegistryError::new(Code::ManifestUnknown, digest.as_str()));
         }
-        let tags = self.repository(name).join("_manifests/tags");
+        self.remove_revision(&repository, digest, &revision)?;
+        let tags = repository.join("_manifests/tags");
         for tag in std::fs::read_dir(&tags).into_iter().flatten().flatten() {
             if std::fs::read_to_string(tag.path()).is_ok_and(|d| d.trim() == digest.as_str()) {
                 std::fs::remove_file(tag.path()).map_err(RegistryError::internal)?;
             }
         }
         Ok(())
+    }
+
+    /// Removes the revision link of manifest `digest` at `revision` in `repository`, and
+    /// its entry among its subject's referrers.
+    pub(crate) fn remove_revision(
+        &self,
+        repository: &Path,
+        digest: &Digest,
+        revision: &Path,
+    ) -> Result<(), RegistryError> {
+        let subject = self
+            .read_content(digest)
+            .and_then(|bytes| Shape::parse(&bytes).ok()?.subject().ok()?);
+        std::fs::remove_file(revision).map_err(RegistryError::internal)?;
+        if let Some(subject) = subject {
+            let link = repository
+                .join("_manifests/referrers")
+                .join(subject.hex())
+                .join(digest.hex());
+            std::fs::remove_file(link).map_err(RegistryError::internal)?;
+        }
+        Ok(())
+    }
+
+    /// Every repository's name, sorted.
+    pub fn repository_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = crate::gc::repositories(&self.repositories)
+            .iter()
+            .filter_map(|dir| dir.strip_prefix(&self.repositories).ok())
+            .map(|name| name.to_string_lossy().into_owned())
+            .filter(|name| !name.is_empty())
+            .collect();
+        names.sort();
+        names
     }
 
     /// Repository `name`'s tags, sorted; None when the repository does not exist.
@@ -277,7 +410,7 @@ impl Storage {
 /// lists of it.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Shape {
+pub(crate) struct Shape {
     config: Option<Descriptor>,
     #[serde(default)]
     layers: Vec<Descriptor>,
@@ -296,13 +429,13 @@ struct Descriptor {
 }
 
 impl Shape {
-    fn parse(bytes: &[u8]) -> Result<Self, RegistryError> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, RegistryError> {
         serde_json::from_slice(bytes)
             .map_err(|e| RegistryError::new(Code::ManifestInvalid, &e.to_string()))
     }
 
     /// The blobs and manifests it refers to: (digest, whether it is a manifest).
-    fn references(&self) -> Result<Vec<(Digest, bool)>, RegistryError> {
+    pub(crate) fn references(&self) -> Result<Vec<(Digest, bool)>, RegistryError> {
         let blobs = self.config.iter().chain(&self.layers).map(|d| (d, false));
         let manifests = self.manifests.iter().map(|d| (d, true));
         blobs

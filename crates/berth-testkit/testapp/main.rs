@@ -9,14 +9,24 @@
 //!   was called or the file `/tmp/unhealthy` exists; `GET /recover` undoes `/fail`;
 //!   `GET /upgrade` switches protocols (101, `Upgrade: echo`) and then echoes every byte,
 //!   as a WebSocket upgrade would hand the connection over.
+//! - `kv [PORT] [DIR]`: a key-value store over HTTP (default port 6379, values kept as
+//!   files in DIR, default `/data`): `GET /KEY`, `PUT /KEY` with the value as body,
+//!   `POST /KEY/incr` adds one and answers the new count; `GET /healthz` answers 200.
+//! - `web [PORT]`: a web app (default port 8080) counting its visits in the `kv` store at
+//!   `$STORE_URL` (default `http://kv:6379`, found through /etc/hosts or the DNS server of
+//!   /etc/resolv.conf): `GET /` answers `seen N times`; `GET /healthz` answers 200.
+//!   Both end on SIGTERM (the other modes ignore it, as PID 1 does by default).
 //! - `udp-echo PORT`: answers every UDP datagram on PORT with the same bytes.
 //! - `hostname`: prints the hostname the kernel reports (UTS namespace check).
 //! - `exit CODE`: exits with that status.
 //! - `syscall NR [ARG...]`: makes raw system call NR with integer arguments and prints
 //!   `ok` or `errno N` (seccomp checks).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+mod dns;
+mod http;
+mod kv;
+
+use std::net::UdpSocket;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,6 +35,11 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
         Some("serve") => serve(args.get(1).map(String::as_str).unwrap_or("8080")),
+        Some("kv") => kv::serve_store(
+            args.get(1).map(String::as_str).unwrap_or("6379"),
+            Path::new(args.get(2).map(String::as_str).unwrap_or("/data")),
+        ),
+        Some("web") => kv::serve_counter(args.get(1).map(String::as_str).unwrap_or("8080")),
         Some("udp-echo") => udp_echo(args.get(1).map(String::as_str).unwrap_or("9000")),
         Some("hostname") => {
             println!("{}", hostname());
@@ -34,7 +49,7 @@ fn main() {
         Some("syscall") => raw_syscall(&args[1..]),
         _ => {
             eprintln!(
-                "usage: testapp serve [PORT] | udp-echo PORT | hostname | exit CODE | syscall NR [ARG...]"
+                "usage: testapp serve [PORT] | kv [PORT] [DIR] | web [PORT] | udp-echo PORT | hostname | exit CODE | syscall NR [ARG...]"
             );
             2
         }
@@ -93,65 +108,10 @@ fn udp_echo(port: &str) -> i32 {
 }
 
 fn serve(port: &str) -> i32 {
-    let listener = match TcpListener::bind(format!("0.0.0.0:{port}")) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("testapp: cannot listen on port {port}: {e}");
-            return 1;
-        }
-    };
-    eprintln!("testapp: listening on port {port}");
     let failing = Arc::new(AtomicBool::new(false));
-    for stream in listener.incoming().flatten() {
-        let failing = Arc::clone(&failing);
-        std::thread::spawn(move || {
-            let _ = answer(stream, &failing);
-        });
-    }
-    0
-}
-
-/// Answers the requests of one connection: one, then it closes (as its answer says),
-/// unless the client asks `Connection: keep-alive` — so a client reading to the end of
-/// the stream gets its answer whichever HTTP version it spoke.
-fn answer(stream: TcpStream, failing: &AtomicBool) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut stream = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line)? == 0 {
-            return Ok(());
-        }
-        let mut keep_alive = false;
-        let mut header = String::new();
-        while reader.read_line(&mut header)? > 2 {
-            let lower = header.to_ascii_lowercase();
-            if let Some(value) = lower.strip_prefix("connection:") {
-                keep_alive = value.trim() == "keep-alive";
-            }
-            header.clear();
-        }
-        let path = request_line.split_whitespace().nth(1).unwrap_or("/");
-        if path == "/upgrade" {
-            stream.write_all(
-                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
-            )?;
-            std::io::copy(&mut reader, &mut stream)?;
-            return Ok(());
-        }
-        let (status, body) = respond(path, &request_line, failing);
-        let connection = if keep_alive { "keep-alive" } else { "close" };
-        // One write: in pieces, Nagle's algorithm would hold the rest of a kept-alive
-        // answer until the client's delayed ACK.
-        let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(response.as_bytes())?;
-        if !keep_alive {
-            return Ok(());
-        }
-    }
+    http::listen(port, move |request| {
+        respond(&request.path, &request.line, &failing)
+    })
 }
 
 /// The status and body for a request of `path`.

@@ -124,8 +124,25 @@ fn skopeo_accepts_the_layout_when_installed() {
 }
 
 fn get(port: u16, path: &str) -> String {
+    request(port, "GET", path, "")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn request(port: u16, method: &str, path: &str, body: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
@@ -144,11 +161,7 @@ fn wait_for_port(port: u16) {
 
 #[test]
 fn testapp_reports_hostname_and_fails_health_on_request() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new(berth_testkit::testapp_path())
         .args(["serve", &port.to_string()])
         .stderr(Stdio::null())
@@ -191,4 +204,36 @@ fn bundle_holds_rootfs_and_config() {
     let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).unwrap();
     let args = spec.process().as_ref().unwrap().args().clone().unwrap();
     assert_eq!(args, ["echo", "hi"]);
+}
+
+#[test]
+fn testapp_web_counts_visits_in_the_kv_store_which_keeps_them_in_files() {
+    let scratch = Scratch::new("testapp-kv").unwrap();
+    let (kv_port, web_port) = (free_port(), free_port());
+    let kv = Command::new(berth_testkit::testapp_path())
+        .args(["kv", &kv_port.to_string()])
+        .arg(scratch.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _kv = ChildGuard(kv);
+    let web = Command::new(berth_testkit::testapp_path())
+        .args(["web", &web_port.to_string()])
+        .env("STORE_URL", format!("http://localhost:{kv_port}"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _web = ChildGuard(web);
+    wait_for_port(kv_port);
+    wait_for_port(web_port);
+    assert!(get(web_port, "/").ends_with("\r\n\r\nseen 1 times\n"));
+    assert!(get(web_port, "/").ends_with("\r\n\r\nseen 2 times\n"));
+    assert_eq!(
+        std::fs::read_to_string(scratch.path().join("hits")).unwrap(),
+        "2\n"
+    );
+    assert!(request(kv_port, "PUT", "/greeting", "hello").starts_with("HTTP/1.1 200"));
+    assert!(request(kv_port, "GET", "/greeting", "").ends_with("\r\n\r\nhello"));
+    assert!(request(kv_port, "GET", "/missing", "").starts_with("HTTP/1.1 404"));
+    assert!(request(kv_port, "GET", "/../etc", "").starts_with("HTTP/1.1 400"));
 }

@@ -1,14 +1,15 @@
 //! `berth build CONTEXT`: the context sent to the daemon as a tar without what its
 //! `.dockerignore` leaves out, as the docker CLI sends it to `POST /build`, and the
-//! build's steps printed as they come.
+//! build's steps shown as they come, as BuildKit shows them (`build_progress.rs`).
 
-use std::io::Write;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use futures_util::StreamExt;
 
 use crate::Outcome;
+use crate::build_progress::{BuildDisplay, Mode};
 use crate::cli::BuildArgs;
 use crate::containers::with_daemon;
 
@@ -17,19 +18,6 @@ const OUTSIDE_DOCKERFILE: &str = ".berth-dockerfile";
 
 /// `berth build [OPTIONS] CONTEXT`.
 pub fn build(args: &BuildArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
-    if args.pull {
-        return Err(anyhow!("berth build does not support --pull yet").into());
-    }
-    if let Some(network) = args
-        .network
-        .as_deref()
-        .filter(|n| !matches!(*n, "none" | "default"))
-    {
-        return Err(anyhow!(
-            "berth build runs steps without a network: --network {network} is not supported yet"
-        )
-        .into());
-    }
     let (archive, dockerfile) = context(args)?;
     let mut query: Vec<(&str, String)> = args.tags.iter().map(|t| ("t", t.clone())).collect();
     query.push(("dockerfile", dockerfile));
@@ -55,23 +43,52 @@ pub fn build(args: &BuildArgs, host: Option<&str>) -> Result<ExitCode, Outcome> 
     if args.quiet {
         query.push(("q", "1".into()));
     }
+    if args.pull {
+        query.push(("pull", "1".into()));
+    }
+    if let Some(network) = &args.network {
+        query.push(("networkmode", network.clone()));
+    }
     let path = format!("/build?{}", serde_urlencoded::to_string(&query)?);
+    let mode = match args.progress.as_str() {
+        "plain" => Mode::Plain,
+        "tty" => Mode::Tty,
+        "auto" if std::io::stdout().is_terminal() => Mode::Tty,
+        "auto" => Mode::Plain,
+        other => return Err(anyhow!("invalid --progress {other:?}: auto, plain or tty").into()),
+    };
+    let quiet = args.quiet;
     with_daemon(host, |client| async move {
         let lines = client
             .upload_json_lines(&path, archive.into(), "application/x-tar")
             .await
             .map_err(|e| anyhow!(e))?;
         let mut lines = std::pin::pin!(lines);
-        let mut out = std::io::stdout();
-        while let Some(line) = lines.next().await {
-            let message = line.map_err(|e| anyhow!(e))?;
+        let mut display = BuildDisplay::new(mode);
+        let mut ticks = tokio::time::interval(std::time::Duration::from_millis(100));
+        loop {
+            let message = tokio::select! {
+                line = lines.next() => match line {
+                    Some(line) => line.map_err(|e| anyhow!(e))?,
+                    None => break,
+                },
+                _ = ticks.tick() => {
+                    display.redraw()?;
+                    continue;
+                }
+            };
             if let Some(error) = message["error"].as_str() {
+                display.finish()?;
                 return Err(anyhow!("{error}"));
             }
-            if let Some(text) = message["stream"].as_str() {
-                write!(out, "{text}")?;
-                out.flush()?;
+            match message["stream"].as_str() {
+                Some(text) if quiet => print!("{text}"),
+                Some(text) => display.stream(text)?,
+                None => {}
             }
+        }
+        if !quiet {
+            display.finish()?;
         }
         Ok(())
     })?;

@@ -55,19 +55,46 @@ pub struct RegistryServeArgs {
     /// Directory the registry stores its blobs and repositories in
     #[arg(long, default_value = "/var/lib/berth/registry")]
     pub root: PathBuf,
-    /// Who may come in: `htpasswd` (basic auth from --htpasswd's file); none when not
-    /// given (token auth is still to come)
-    #[arg(long, value_parser = ["htpasswd"], requires = "htpasswd")]
+    /// Who may come in: `htpasswd` (basic auth from --htpasswd's file) or `token`
+    /// (JWTs of the --token-* authorization server); anyone when not given
+    #[arg(long, value_parser = ["htpasswd", "token"])]
     pub auth: Option<String>,
     /// The htpasswd file (bcrypt hashes, `htpasswd -B`) of --auth htpasswd
     #[arg(long, requires = "auth")]
     pub htpasswd: Option<PathBuf>,
+    /// --auth token: where clients get tokens (the authorization server's URL)
+    #[arg(long, requires = "auth")]
+    pub token_realm: Option<String>,
+    /// --auth token: this registry's service name, the tokens' audience
+    #[arg(long, requires = "auth")]
+    pub token_service: Option<String>,
+    /// --auth token: who signs the tokens, their issuer
+    #[arg(long, requires = "auth")]
+    pub token_issuer: Option<String>,
+    /// --auth token: the certificates (PEM) whose keys sign the tokens
+    #[arg(long, requires = "auth")]
+    pub token_rootcertbundle: Option<PathBuf>,
     /// Serve HTTPS with this certificate chain (PEM)
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) of --tls-cert
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Collect garbage this often while serving (`0s` never): untagged manifests, blobs
+    /// no manifest names, abandoned uploads
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub gc_interval: std::time::Duration,
+    /// How long garbage collection leaves what a push may still reference: new
+    /// untagged manifests, new or just-asked-about blobs, uploads in progress
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub gc_grace: std::time::Duration,
+    /// Keep only the N most recently pushed tags of each repository
+    #[arg(long, value_name = "N")]
+    pub keep_tags: Option<usize>,
+    /// Be a pull-through cache of the registry at this URL (credentials for it from
+    /// `berth login`); pushes are refused
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
 }
 
 /// `berth run`'s flags, as docker names them.
@@ -190,6 +217,14 @@ pub struct ServerArgs {
     /// the controllers
     #[arg(long)]
     pub disable_agent: bool,
+    /// Where the cluster's registry listens (its storage is <data-dir>/registry); without
+    /// it, 127.0.0.1:5000 when that port is free. Nothing authenticates there yet: give
+    /// an address beyond loopback only on a trusted network
+    #[arg(long, conflicts_with = "disable_registry")]
+    pub registry_addr: Option<std::net::SocketAddr>,
+    /// Do not run the cluster's registry
+    #[arg(long)]
+    pub disable_registry: bool,
     /// The machine's agent (unless --disable-agent); its state is <data-dir>/agent
     #[command(flatten)]
     pub node: NodeArgs,
@@ -364,12 +399,15 @@ pub struct BuildArgs {
     /// Print only the image id
     #[arg(short, long)]
     pub quiet: bool,
-    /// Always pull a newer base image (refused: not supported yet)
+    /// Always pull the base images, even when they are here
     #[arg(long)]
     pub pull: bool,
-    /// The network of RUN steps (only `none`, the default, is supported)
+    /// The network of RUN steps: none (the default), host or bridge
     #[arg(long)]
     pub network: Option<String>,
+    /// How to show the build: auto (tty on a terminal, else plain), plain or tty
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
 }
 
 /// `berth push NAME[:TAG]`.
@@ -476,6 +514,46 @@ pub struct LogsArgs {
     pub tail: String,
     /// The container
     pub container: String,
+}
+
+/// How a command runs in a running container: `berth exec`'s and `berth compose
+/// exec`'s flags, as docker's.
+#[derive(Debug, Args, Clone)]
+pub struct ExecFlags {
+    /// Run in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Set an environment variable (KEY=VALUE; repeatable)
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// User to run as (name or UID[:GID])
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Give the process extended privileges
+    #[arg(long)]
+    pub privileged: bool,
+}
+
+/// `berth exec [OPTIONS] CONTAINER COMMAND [ARG...]`.
+#[derive(Debug, Args)]
+pub struct ContainerExecArgs {
+    /// How it runs
+    #[command(flatten)]
+    pub flags: ExecFlags,
+    /// Keep STDIN open and send ours to it
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// The container
+    pub container: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
 }
 
 /// `berth port`'s arguments.
@@ -598,7 +676,7 @@ pub enum Command {
     /// Fetch the logs of a container
     Logs(LogsArgs),
     /// Execute a command in a running container
-    Exec(Pending),
+    Exec(ContainerExecArgs),
     /// Attach to a running container's input and output
     Attach(Pending),
     /// Block until containers stop, then print their exit codes
@@ -718,7 +796,7 @@ pub enum VolumeCommand {
     Prune(Pending),
 }
 
-/// `berth compose [-f FILE] [-p NAME] …`, as `docker compose` takes them.
+/// `berth compose [-f FILE] [-p NAME] [--profile P] …`, as `docker compose` takes them.
 #[derive(Debug, Args)]
 pub struct ComposeArgs {
     /// The Compose file (default: compose.yaml, compose.yml, docker-compose.yml or
@@ -728,6 +806,10 @@ pub struct ComposeArgs {
     /// The project's name (default: the file's `name`, else its directory's)
     #[arg(short, long)]
     pub project_name: Option<String>,
+    /// Enable the services of a profile (repeatable; `*` for all; also COMPOSE_PROFILES,
+    /// comma-separated)
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: ComposeCommand,
@@ -736,12 +818,30 @@ pub struct ComposeArgs {
 /// `berth compose up`'s flags.
 #[derive(Debug, Args)]
 pub struct ComposeUpArgs {
-    /// Run in the background (required for now: attaching to the output is to come)
+    /// Run in the background; without it, up follows the services' output and stops them
+    /// on Ctrl+C
     #[arg(short, long)]
     pub detach: bool,
     /// Wait until the services are running or healthy
     #[arg(long)]
     pub wait: bool,
+    /// Build images before starting, even when they exist
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Do not build images, even when they are missing
+    #[arg(long)]
+    pub no_build: bool,
+    /// Recreate containers even when their configuration is unchanged
+    #[arg(long, conflicts_with = "no_recreate")]
+    pub force_recreate: bool,
+    /// Keep existing containers even when their configuration changed
+    #[arg(long)]
+    pub no_recreate: bool,
+    /// Also carry out the services' develop.watch rules as files change
+    #[arg(short, long)]
+    pub watch: bool,
+    /// Only these services (and what they depend on)
+    pub services: Vec<String>,
 }
 
 /// `berth compose down`'s flags.
@@ -750,6 +850,45 @@ pub struct ComposeDownArgs {
     /// Also remove the named volumes the file declares and anonymous ones
     #[arg(short, long)]
     pub volumes: bool,
+    /// Seconds to wait for each container to stop before killing it
+    #[arg(short, long, default_value_t = 10)]
+    pub timeout: u32,
+}
+
+/// Commands that take a list of services (all when none is named).
+#[derive(Debug, Args)]
+pub struct ComposeServicesArgs {
+    /// The services (default: all)
+    pub services: Vec<String>,
+}
+
+/// `berth compose stop` and `restart`.
+#[derive(Debug, Args)]
+pub struct ComposeStopArgs {
+    /// Seconds to wait for each container to stop before killing it
+    #[arg(short, long, default_value_t = 10)]
+    pub timeout: u32,
+    /// The services (default: all)
+    pub services: Vec<String>,
+}
+
+/// `berth compose logs`.
+#[derive(Debug, Args)]
+pub struct ComposeLogsArgs {
+    /// Follow the output as it comes
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Lines from the end of each container's log (`all` for every line)
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Do not prefix lines with the container's name
+    #[arg(long)]
+    pub no_log_prefix: bool,
+    /// The services (default: all)
+    pub services: Vec<String>,
 }
 
 /// `berth compose …`
@@ -764,7 +903,75 @@ pub enum ComposeCommand {
     /// List the application's containers
     Ps(NoArgs),
     /// Show the application's logs
-    Logs(Pending),
+    Logs(ComposeLogsArgs),
+    /// Build the services' images
+    Build(ComposeServicesArgs),
+    /// Pull the services' images
+    Pull(ComposeServicesArgs),
+    /// Push the services' images
+    Push(ComposeServicesArgs),
+    /// Start the services' existing containers
+    Start(ComposeServicesArgs),
+    /// Stop the services' containers
+    Stop(ComposeStopArgs),
+    /// Restart the services' containers
+    Restart(ComposeStopArgs),
+    /// Bring the services up and carry out their develop.watch rules as files change
+    Watch(ComposeServicesArgs),
+    /// Run a command in a running service container
+    Exec(ComposeExecArgs),
+    /// Run a one-off command on a service
+    Run(ComposeRunArgs),
+}
+
+/// `berth compose exec [OPTIONS] SERVICE COMMAND [ARG...]`.
+#[derive(Debug, Args)]
+pub struct ComposeExecArgs {
+    /// How it runs
+    #[command(flatten)]
+    pub flags: ExecFlags,
+    /// Do not allocate a TTY (compose allocates one when stdin is a terminal)
+    #[arg(short = 'T', long = "no-TTY")]
+    pub no_tty: bool,
+    /// Which of the service's containers, from 1
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    /// The service
+    pub service: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// `berth compose run [OPTIONS] SERVICE [COMMAND [ARG...]]`.
+#[derive(Debug, Args)]
+pub struct ComposeRunArgs {
+    /// Run in the background and print the container's id
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Its name (default: <project>-<service>-run-<id>)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (KEY=VALUE; repeatable)
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Do not start the services it depends on
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Its entrypoint, over the service's and the image's
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Do not allocate a TTY (none is allocated yet: accepted for compose's scripts)
+    #[arg(short = 'T', long = "no-TTY")]
+    pub no_tty: bool,
+    /// The service
+    pub service: String,
+    /// The command and its arguments, over the service's
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 /// `berth system …`

@@ -69,13 +69,19 @@ async fn run_container(client: &Client, args: &RunArgs) -> anyhow::Result<i64> {
         println!("{id}");
         return Ok(0);
     }
+    run_attached(client, &id, args.rm).await
+}
+
+/// Starts container `id` with its output on ours, as `docker run` without `-d` does;
+/// its exit status once it ends (and, with `rm`, is removed).
+pub(crate) async fn run_attached(client: &Client, id: &str, rm: bool) -> anyhow::Result<i64> {
     let attach = client
         .hijack(&format!(
             "/containers/{id}/attach?stream=1&stdout=1&stderr=1"
         ))
         .await
         .map_err(|e| anyhow!(e))?;
-    let condition = if args.rm { "removed" } else { "next-exit" };
+    let condition = if rm { "removed" } else { "next-exit" };
     let wait = client
         .call_later(
             "POST",
@@ -83,7 +89,7 @@ async fn run_container(client: &Client, args: &RunArgs) -> anyhow::Result<i64> {
         )
         .await
         .map_err(|e| anyhow!(e))?;
-    start(client, &id).await?;
+    start(client, id).await?;
     let output = tokio::spawn(demultiplex(attach));
     let answer = wait.await.and_then(|a| a.ok()).map_err(|e| anyhow!(e))?;
     let _ = output.await;
@@ -92,7 +98,7 @@ async fn run_container(client: &Client, args: &RunArgs) -> anyhow::Result<i64> {
         .ok_or_else(|| anyhow!("the daemon gave no exit status: {}", answer.json()))
 }
 
-async fn start(client: &Client, id: &str) -> anyhow::Result<()> {
+pub(crate) async fn start(client: &Client, id: &str) -> anyhow::Result<()> {
     client
         .call("POST", &format!("/containers/{id}/start"), None)
         .await
@@ -105,14 +111,8 @@ async fn start(client: &Client, id: &str) -> anyhow::Result<()> {
 pub(crate) async fn demultiplex(mut stream: impl AsyncRead + Unpin) {
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
-    let mut header = [0u8; 8];
-    while stream.read_exact(&mut header).await.is_ok() {
-        let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        let mut payload = vec![0u8; size];
-        if stream.read_exact(&mut payload).await.is_err() {
-            return;
-        }
-        let written = if header[0] == 2 {
+    while let Some((kind, payload)) = read_frame(&mut stream).await {
+        let written = if kind == 2 {
             stderr.write_all(&payload).await.and(stderr.flush().await)
         } else {
             stdout.write_all(&payload).await.and(stdout.flush().await)
@@ -121,6 +121,17 @@ pub(crate) async fn demultiplex(mut stream: impl AsyncRead + Unpin) {
             return;
         }
     }
+}
+
+/// The next frame of Docker's multiplexed stream: its kind (1 stdout, 2 stderr) and
+/// payload; None at the end.
+pub(crate) async fn read_frame(stream: &mut (impl AsyncRead + Unpin)) -> Option<(u8, Vec<u8>)> {
+    let mut header = [0u8; 8];
+    stream.read_exact(&mut header).await.ok()?;
+    let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    let mut payload = vec![0u8; size];
+    stream.read_exact(&mut payload).await.ok()?;
+    Some((header[0], payload))
 }
 
 /// The create request of Docker's API for the flags given.

@@ -68,15 +68,21 @@ pub fn logout(args: &LogoutArgs) -> Result<ExitCode, Outcome> {
 /// The `X-Registry-Auth` header for `reference`'s registry from the kept credentials, as
 /// the docker CLI sends it; None without credentials for it.
 pub(crate) fn registry_auth(reference: &berth_image::Reference) -> Option<String> {
-    let config = std::fs::read(config_path()?).ok()?;
     let (registry, _) = reference.registry_and_path();
-    let credentials = berth_image::Credentials::from_docker_config(&config, &registry)?;
+    let credentials = kept_credentials(&registry)?;
     let auth = json!({
         "username": credentials.username,
         "password": credentials.password,
         "serveraddress": registry,
     });
     Some(base64::engine::general_purpose::URL_SAFE.encode(auth.to_string()))
+}
+
+/// The kept credentials for `registry` (`host[:port]`), if any: what a pull-through
+/// cache uses upstream.
+pub(crate) fn kept_credentials(registry: &str) -> Option<berth_image::Credentials> {
+    let config = std::fs::read(config_path()?).ok()?;
+    berth_image::Credentials::from_docker_config(&config, registry)
 }
 
 fn config_path() -> Option<PathBuf> {

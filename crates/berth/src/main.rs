@@ -7,12 +7,14 @@ use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
 mod build;
+mod build_progress;
 mod cli;
 mod commands;
 mod compose;
 mod containers;
 mod credentials;
 mod daemon;
+mod exec;
 mod listing;
 mod objects;
 mod oci;
@@ -104,6 +106,7 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
         cli::Command::Stop(args) => commands::stop(&args, cli.host.as_deref()),
         cli::Command::Rm(args) => commands::rm(&args, cli.host.as_deref()),
         cli::Command::Logs(args) => commands::logs(&args, cli.host.as_deref()),
+        cli::Command::Exec(args) => exec::run(&args, cli.host.as_deref()),
         cli::Command::Port(args) => commands::port(&args, cli.host.as_deref()),
         cli::Command::Start(args) => commands::start(&args, cli.host.as_deref()),
         cli::Command::Restart(args) => commands::restart(&args, cli.host.as_deref()),

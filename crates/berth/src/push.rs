@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::anyhow;
+use berth_dockerapi::client::Client;
 
 use crate::Outcome;
 use crate::cli::PushArgs;
@@ -17,7 +18,17 @@ pub fn push(args: &PushArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
         let refused = "berth does not support pushing every tag yet (--all-tags): name a tag";
         return Err(anyhow!(refused).into());
     }
-    let reference = berth_image::Reference::parse(&args.name)?;
+    let quiet = args.quiet;
+    with_daemon(host, |client| async move {
+        push_image(&client, &args.name, quiet).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Has the daemon push `name` with the credentials kept for its registry, showing the
+/// progress (only the name, when `quiet`).
+pub(crate) async fn push_image(client: &Client, name: &str, quiet: bool) -> anyhow::Result<()> {
+    let reference = berth_image::Reference::parse(name)?;
     let path = format!(
         "/images/{}/push?{}",
         reference.repository,
@@ -27,13 +38,9 @@ pub fn push(args: &PushArgs, host: Option<&str>) -> Result<ExitCode, Outcome> {
         .map(|auth| ("X-Registry-Auth", auth))
         .into_iter()
         .collect();
-    let quiet = args.quiet;
-    with_daemon(host, |client| async move {
-        show_progress(&client, &path, &headers, quiet).await?;
-        if quiet {
-            println!("{reference}");
-        }
-        Ok(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+    show_progress(client, &path, &headers, quiet).await?;
+    if quiet {
+        println!("{reference}");
+    }
+    Ok(())
 }

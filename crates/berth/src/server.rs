@@ -54,6 +54,9 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
                 args.node.cluster_cidr,
             ));
         }
+        if !args.disable_registry {
+            crate::registry::cluster_registry(args.registry_addr, &args.data_dir).await?;
+        }
         if let Some((server, token_file, config)) = agent {
             tokio::spawn(own_agent(server, token_file, config?));
         }

@@ -104,4 +104,30 @@ fn compose_config_prints_the_resolved_project_and_refuses_loops() {
         stderr.contains("dependency cycle detected: a -> b -> a"),
         "{stderr}"
     );
+
+    // Profiles from --profile and COMPOSE_PROFILES.
+    std::fs::write(
+        &file,
+        "services:\n  web: {image: x}\n  debug: {image: y, profiles: [debug]}\n",
+    )
+    .expect("write compose.yaml");
+    let plain = berth(&["compose", "-f", &path, "config"]);
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("debug:"),
+        "{plain:?}"
+    );
+    let flagged = berth(&["compose", "-f", &path, "--profile", "debug", "config"]);
+    assert!(
+        String::from_utf8_lossy(&flagged.stdout).contains("debug:"),
+        "{flagged:?}"
+    );
+    let from_env = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["compose", "-f", &path, "config"])
+        .env("COMPOSE_PROFILES", "other,debug")
+        .output()
+        .expect("run berth");
+    assert!(
+        String::from_utf8_lossy(&from_env.stdout).contains("debug:"),
+        "{from_env:?}"
+    );
 }

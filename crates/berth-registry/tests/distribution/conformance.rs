@@ -7,7 +7,7 @@ use super::*;
 use berth_image::Digest;
 use serde_json::{Value, json};
 
-const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
@@ -105,7 +105,11 @@ impl Reply {
 }
 
 /// An image manifest of `config` and `layers` (digest, size), with `extra` fields.
-fn image_manifest(config: (&Digest, usize), layers: &[(&Digest, usize)], extra: Value) -> Value {
+pub(crate) fn image_manifest(
+    config: (&Digest, usize),
+    layers: &[(&Digest, usize)],
+    extra: Value,
+) -> Value {
     let mut manifest = json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST,

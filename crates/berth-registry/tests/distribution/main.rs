@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use berth_testkit::guard::Scratch;
@@ -16,6 +16,9 @@ use berth_testkit::images::{busybox_image, busybox_multi_platform_image};
 use berth_testkit::layout::verify_layout;
 
 mod conformance;
+mod gc;
+mod proxy;
+mod token;
 
 /// Serves a registry stored under `root` on a loopback port, on a thread of its own
 /// that ends with the test process.
@@ -51,6 +54,29 @@ fn skopeo(args: &[&str]) {
         "skopeo {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// A self-signed certificate for `name` and its key, made by openssl in `dir`
+/// (`<name>.key`, `<name>.crt`): `key` chooses the key, `extra` adds extensions.
+fn self_signed(dir: &Path, name: &str, key: &[&str], extra: &[&str]) -> (PathBuf, PathBuf) {
+    let (key_file, cert) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.crt")),
+    );
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-days", "1"])
+        .args(key)
+        .arg("-subj")
+        .arg(format!("/CN={name}"))
+        .args(extra)
+        .arg("-keyout")
+        .arg(&key_file)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    (key_file, cert)
 }
 
 /// curl with `args`, its status code appended to the output after a newline.
@@ -116,6 +142,19 @@ fn skopeo_pushes_and_pulls_images_byte_for_byte() {
         headers.contains(&image.manifest_digest),
         "Docker-Content-Digest names the manifest: {headers}"
     );
+    // The catalog lists both repositories, a page at a time when asked.
+    let (code, _, body) = curl(&[&format!("http://{registry}/v2/_catalog")]);
+    assert_eq!(code, 200);
+    assert_eq!(
+        body,
+        r#"{"repositories":["library/busybox","other/busybox"]}"#
+    );
+    let (_, headers, body) = curl(&[&format!("http://{registry}/v2/_catalog?n=1")]);
+    assert_eq!(body, r#"{"repositories":["library/busybox"]}"#);
+    assert!(
+        headers.contains("</v2/_catalog?n=1&last=library/busybox>; rel=\"next\""),
+        "{headers}"
+    );
 }
 
 /// podman with a store of its own under `scratch` (vfs: no mounts to undo).
@@ -178,29 +217,18 @@ fn users_of_an_htpasswd_file_come_in_over_https() {
         .unwrap();
     assert!(hashed.status.success());
     std::fs::write(dir.join("htpasswd"), &hashed.stdout).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
+    let (key, cert) = self_signed(
+        dir,
+        "127.0.0.1",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+        &["-addext", "subjectAltName=IP:127.0.0.1"],
+    );
     let registry = start_with(
         &dir.join("registry"),
         berth_registry::ServeOptions {
             htpasswd: Some(dir.join("htpasswd")),
             tls: Some((cert.clone(), key)),
+            ..Default::default()
         },
     );
     let base = format!("https://{registry}/v2/");
@@ -394,4 +422,56 @@ fn clients_mistakes_get_the_spec_s_errors() {
     let (_, _, body) = curl(&[&url("/v2/test/tags/list?n=2&last=b")]);
     let page: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(page["tags"], serde_json::json!(["c"]));
+}
+
+#[test]
+fn an_upload_outlives_a_restart_of_the_registry() {
+    let scratch = Scratch::new("registry-resume").unwrap();
+    let root = scratch.path().join("registry");
+    let before = start(&root);
+    let (code, headers, _) = curl(&[
+        "-X",
+        "POST",
+        &format!("http://{before}/v2/test/blobs/uploads/"),
+    ]);
+    assert_eq!(code, 202);
+    let location = headers
+        .lines()
+        .find_map(|l| {
+            l.to_lowercase()
+                .strip_prefix("location: ")
+                .map(|_| l[10..].trim().to_string())
+        })
+        .unwrap();
+    let patch = |registry: SocketAddr, range: &str, data: &str| {
+        curl(&[
+            "-X",
+            "PATCH",
+            "-H",
+            &format!("Content-Range: {range}"),
+            "--data-binary",
+            data,
+            &format!("http://{registry}{location}"),
+        ])
+        .0
+    };
+    assert_eq!(patch(before, "0-4", "hello"), 202);
+    // Another process of the registry on the same storage: it knows nothing of the
+    // upload but its file, and takes it up where it ended.
+    let after = start(&root);
+    let (code, headers, _) = curl(&[&format!("http://{after}{location}")]);
+    assert_eq!(code, 204);
+    assert!(headers.to_lowercase().contains("range: 0-4"), "{headers}");
+    assert_eq!(patch(after, "5-10", " world"), 202);
+    let digest = "sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+    let (code, _, body) = curl(&[
+        "-X",
+        "PUT",
+        &format!("http://{after}{location}?digest={digest}"),
+    ]);
+    assert_eq!(code, 201, "{body}");
+    let (code, _, body) = curl(&[&format!("http://{after}/v2/test/blobs/{digest}")]);
+    assert_eq!((code, body.as_str()), (200, "hello world"));
+    let (code, _, _) = curl(&[&format!("http://{after}/v2/test/blobs/uploads/not..an-id")]);
+    assert_eq!(code, 404);
 }

@@ -164,15 +164,12 @@ fn failed_builds_say_where_and_leave_no_image() {
     let unsupported = context(
         &daemon,
         "unsupported",
-        &[(
-            "Dockerfile",
-            "FROM busybox\nRUN --mount=type=cache,target=/c true\n",
-        )],
+        &[("Dockerfile", "FROM busybox\nRUN --security=insecure true\n")],
     );
     let built = docker_build(&daemon, &[&unsupported]);
     let stderr = String::from_utf8_lossy(&built.stderr);
     assert!(
-        stderr.contains("Dockerfile:2: the flag --mount is not supported yet"),
+        stderr.contains("Dockerfile:2: the flag --security is not supported yet"),
         "{stderr}"
     );
     let images = daemon.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
@@ -225,6 +222,9 @@ WORKDIR /src
 COPY *.txt ./
 RUN cat a.txt b.txt > /combined && mkdir -p /out/nested && echo deep > /out/nested/file
 
+FROM busybox AS unused
+RUN echo this stage is not needed && exit 1
+
 FROM scratch
 COPY --from=build /combined /combined
 COPY --from=build /out /out
@@ -247,6 +247,11 @@ CMD ["/bin/busybox", "cat", "/combined", "/out/nested/file"]
         "{}{}",
         String::from_utf8_lossy(&built.stdout),
         String::from_utf8_lossy(&built.stderr)
+    );
+    // The stage nothing needs was not built (it would have failed), as BuildKit has it.
+    assert!(
+        !String::from_utf8_lossy(&built.stdout).contains("not needed"),
+        "{built:?}"
     );
     let out = daemon.docker_ok(&["run", "--rm", "final:1"]);
     assert_eq!(
@@ -307,8 +312,13 @@ fn berth_build_sends_what_dockerignore_lets_through() {
         ],
     );
     let built = daemon.berth_ok(&["build", "-t", "ignored:1", &dir]);
-    assert!(built.contains("Step 1/3 : FROM busybox"), "{built}");
-    assert!(built.contains("Successfully tagged ignored:1"), "{built}");
+    // Shown as BuildKit shows a build when not on a terminal.
+    assert!(built.contains("#1 [1/3] FROM busybox\n#1 DONE "), "{built}");
+    assert!(built.contains("#2 [2/3] COPY . /ctx/"), "{built}");
+    assert!(built.contains("#4 exporting to image"), "{built}");
+    assert!(built.contains("#4 naming to ignored:1 done"), "{built}");
+    let again = daemon.berth_ok(&["build", "--progress", "plain", "-t", "ignored:1", &dir]);
+    assert!(again.contains("#2 CACHED"), "{again}");
     let listed = daemon.docker_ok(&["run", "--rm", "ignored:1"]);
     assert_eq!(
         listed.split_whitespace().collect::<Vec<_>>(),
@@ -337,10 +347,11 @@ fn berth_build_sends_what_dockerignore_lets_through() {
         daemon.docker_ok(&["run", "--rm", "outside:1"]).trim(),
         "app"
     );
-    let pulled = daemon.berth(&["build", "--pull", &dir]);
+    let network = daemon.berth(&["build", "--network", "container:web", &dir]);
     assert!(
-        String::from_utf8_lossy(&pulled.stderr).contains("does not support --pull"),
-        "{pulled:?}"
+        String::from_utf8_lossy(&network.stderr)
+            .contains("--network container:web is not supported"),
+        "{network:?}"
     );
 }
 
@@ -367,4 +378,257 @@ fn heredoc_scripts_run_and_health_checks_are_kept() {
     );
     assert_eq!(check["Interval"], 5_000_000_000u64);
     assert_eq!(check["Retries"], 2);
+}
+
+#[test]
+fn run_mounts_keep_caches_bind_the_context_and_stay_out_of_the_layer() {
+    let daemon = daemon_with_busybox("build-mounts");
+    let dockerfile = r#"FROM busybox
+RUN --mount=type=cache,target=/cache,id=counter sh -c 'echo $(( $(cat /cache/n 2>/dev/null || echo 0) + 1 )) > /cache/n && cp /cache/n /seen'
+RUN --mount=type=bind,source=data,target=/src cat /src/value > /bound
+RUN --mount=type=tmpfs,target=/scratch sh -c 'echo x > /scratch/y && grep " /scratch tmpfs " /proc/mounts > /tmpfs-seen'
+"#;
+    let dir = context(
+        &daemon,
+        "mounts",
+        &[("Dockerfile", dockerfile), ("data/value", "one")],
+    );
+    let read = |image: &str, path: &str| {
+        daemon
+            .docker_ok(&["run", "--rm", image, "cat", path])
+            .trim()
+            .to_string()
+    };
+    let first = docker_build(&daemon, &["-t", "mounts:1", &dir]);
+    assert!(first.status.success(), "{first:?}");
+    assert_eq!(read("mounts:1", "/seen"), "1");
+    assert_eq!(read("mounts:1", "/bound"), "one");
+    assert!(read("mounts:1", "/tmpfs-seen").contains("tmpfs"));
+    // What the mounts held is not in the image.
+    for dir in ["/cache", "/src", "/scratch"] {
+        let script = format!("ls -A {dir} 2>/dev/null");
+        let left = daemon.docker_ok(&["run", "--rm", "mounts:1", "sh", "-c", &script]);
+        assert_eq!(left.trim(), "", "{dir} holds what its mount held");
+    }
+
+    // The cache outlives the build.
+    let again = docker_build(&daemon, &["--no-cache", "-t", "mounts:2", &dir]);
+    assert!(again.status.success(), "{again:?}");
+    assert_eq!(read("mounts:2", "/seen"), "2");
+
+    // A changed bound file runs its step again; the cache step stays cached.
+    std::fs::write(Path::new(&dir).join("data/value"), "two").unwrap();
+    let third = docker_build(&daemon, &["-t", "mounts:3", &dir]);
+    let output = String::from_utf8_lossy(&third.stdout);
+    assert!(third.status.success(), "{third:?}");
+    let step = |number: usize| {
+        output
+            .split(&format!("Step {number}/4"))
+            .nth(1)
+            .and_then(|rest| rest.split("Step ").next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(step(2).contains("Using cache"), "{output}");
+    assert!(step(3).contains("Running in"), "{output}");
+    assert_eq!(read("mounts:3", "/bound"), "two");
+
+    let refused = context(
+        &daemon,
+        "secret",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=secret,id=token cat /run/secrets/token\n",
+        )],
+    );
+    let secret = docker_build(&daemon, &[&refused]);
+    assert!(
+        String::from_utf8_lossy(&secret.stderr)
+            .contains("Dockerfile:2: --mount=type=secret is not supported yet"),
+        "{secret:?}"
+    );
+}
+
+#[test]
+fn add_unpacks_archives_copy_writes_heredocs_and_onbuild_triggers_run_downstream() {
+    let daemon = daemon_with_busybox("build-add");
+    let base = context(
+        &daemon,
+        "base",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nONBUILD RUN echo triggered > /onbuild\nONBUILD COPY note.txt /from-trigger.txt\n",
+        )],
+    );
+    let built = docker_build(&daemon, &["-t", "base:1", &base]);
+    assert!(built.status.success(), "{built:?}");
+    let triggers = daemon.docker_ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.OnBuild}}",
+        "base:1",
+    ]);
+    assert_eq!(
+        triggers.trim(),
+        r#"["RUN echo triggered > /onbuild","COPY note.txt /from-trigger.txt"]"#
+    );
+
+    let dockerfile = r#"FROM base:1
+ADD bundle.tar.gz /opt/
+ADD plain.tar /plain/
+ADD single.gz /raw/
+COPY --chown=nobody:nogroup --link note.txt /owned
+COPY <<'EOF' /etc/greeting
+hello $NAME
+EOF
+"#;
+    let dir = context(
+        &daemon,
+        "child",
+        &[
+            ("Dockerfile", dockerfile),
+            ("note.txt", "a note"),
+            ("tree/app/run.sh", "echo run"),
+        ],
+    );
+    let shell = |script: &str| {
+        let status = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{script}");
+    };
+    shell(
+        "tar czf bundle.tar.gz -C tree app && tar cf plain.tar -C tree app && echo zipped | gzip > single.gz",
+    );
+    let built = docker_build(&daemon, &["-t", "child:1", &dir]);
+    assert!(built.status.success(), "{built:?}");
+    assert!(
+        String::from_utf8_lossy(&built.stdout).contains("# Executing 2 build triggers"),
+        "{built:?}"
+    );
+    let run = |script: &str| daemon.docker_ok(&["run", "--rm", "child:1", "sh", "-c", script]);
+    assert_eq!(run("cat /onbuild").trim(), "triggered");
+    assert_eq!(run("cat /from-trigger.txt").trim(), "a note");
+    assert_eq!(run("cat /opt/app/run.sh").trim(), "echo run");
+    assert_eq!(run("cat /plain/app/run.sh").trim(), "echo run");
+    // A gzip file that holds no tar is copied as it is.
+    assert_eq!(run("zcat /raw/single.gz").trim(), "zipped");
+    assert_eq!(run("stat -c '%u:%g' /owned").trim(), "65534:65534");
+    assert_eq!(run("cat /etc/greeting"), "hello $NAME\n");
+    // The triggers ran here and are not handed on.
+    let handed = daemon.docker_ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.OnBuild}}",
+        "child:1",
+    ]);
+    assert!(matches!(handed.trim(), "null" | "[]"), "{handed}");
+
+    let unknown = context(
+        &daemon,
+        "unknown-owner",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nCOPY --chown=nosuchuser Dockerfile /x\n",
+        )],
+    );
+    let refused = docker_build(&daemon, &[&unknown]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no nosuchuser in /etc/passwd"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn add_downloads_urls_and_checks_their_checksum() {
+    let daemon = daemon_with_busybox("build-url");
+    let served = daemon.scratch.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::write(served.join("tool.txt"), "downloaded\n").unwrap();
+    let served = served.display().to_string();
+    let server = [
+        "python3",
+        "-m",
+        "http.server",
+        "8123",
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        &served,
+    ];
+    let _server = ChildGuard(
+        daemon
+            .on_host(&server)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while daemon.curl("http://127.0.0.1:8123/tool.txt").is_none() {
+        assert!(Instant::now() < deadline, "the file server did not answer");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // sha256 of "downloaded\n".
+    let digest = "sha256:82b2dc93e7e8e4b0d5ae6ac2b0ab2c3b1f4ad6fd0d3bb31d39d32d0b6e5e1a4d";
+    let right = berth_image::Digest::of(b"downloaded\n");
+    assert_ne!(right.as_str(), digest);
+    let dockerfile = format!(
+        "FROM busybox\nADD http://127.0.0.1:8123/tool.txt /opt/\nADD --checksum={right} http://127.0.0.1:8123/tool.txt /renamed\n"
+    );
+    let dir = context(&daemon, "url", &[("Dockerfile", &dockerfile)]);
+    let built = docker_build(&daemon, &["-t", "url:1", &dir]);
+    assert!(built.status.success(), "{built:?}");
+    let shown = daemon.docker_ok(&[
+        "run",
+        "--rm",
+        "url:1",
+        "sh",
+        "-c",
+        "cat /opt/tool.txt /renamed; stat -c %a /renamed",
+    ]);
+    assert_eq!(shown, "downloaded\ndownloaded\n600\n");
+
+    let wrong =
+        format!("FROM busybox\nADD --checksum={digest} http://127.0.0.1:8123/tool.txt /x\n");
+    let dir = context(&daemon, "url-wrong", &[("Dockerfile", &wrong)]);
+    let refused = docker_build(&daemon, &[&dir]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Dockerfile:2"),
+        "{refused:?}"
+    );
+    let missing = "FROM busybox\nADD http://127.0.0.1:8123/nothing.txt /x\n";
+    let dir = context(&daemon, "url-missing", &[("Dockerfile", missing)]);
+    let refused = docker_build(&daemon, &[&dir]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("with status 404"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn from_platform_builds_for_this_host_with_buildkit_s_platform_args() {
+    let daemon = daemon_with_busybox("build-platform");
+    let dockerfile = "FROM --platform=$BUILDPLATFORM busybox AS build\nARG TARGETARCH\nARG TARGETPLATFORM\nRUN echo $TARGETARCH $TARGETPLATFORM > /arch\nFROM --platform=$TARGETPLATFORM busybox\nCOPY --from=build /arch /arch\n";
+    let dir = context(&daemon, "platform", &[("Dockerfile", dockerfile)]);
+    let built = docker_build(&daemon, &["-t", "platform:1", &dir]);
+    assert!(built.status.success(), "{built:?}");
+    let arch = berth_image::host_architecture();
+    let shown = daemon.docker_ok(&["run", "--rm", "platform:1", "cat", "/arch"]);
+    assert_eq!(shown, format!("{arch} linux/{arch}\n"));
+    let other = context(
+        &daemon,
+        "other-platform",
+        &[("Dockerfile", "FROM --platform=linux/s390x busybox\n")],
+    );
+    let refused = docker_build(&daemon, &[&other]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Dockerfile:1: berth builds for linux/"),
+        "{refused:?}"
+    );
 }

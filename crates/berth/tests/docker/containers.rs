@@ -358,46 +358,14 @@ fn docker_exec_runs_in_the_container_with_stdin_user_and_exit_status() {
         "id -u; echo $GREETING",
     ]);
     assert_eq!(user, "1000\nhi\n");
-    let mut piped = daemon
-        .docker_command(&["exec", "-i", "target", "sh", "-c", "cat; echo done"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut piped.stdin.take().unwrap(), b"through stdin\n").unwrap();
-    let output = piped.wait_with_output().unwrap();
+    let exec_i = ["exec", "-i", "target", "sh", "-c", "cat; echo done"];
     assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
+        through_stdin(daemon.docker_command(&exec_i)),
         "through stdin\ndone\n"
     );
     // An interactive shell on a terminal (script gives docker one) answers as it runs,
     // not only once it has ended.
-    let mut terminal = Command::new("timeout")
-        .args([
-            "-k",
-            "5",
-            "60",
-            "script",
-            "-qec",
-            "stty rows 33 cols 101; docker exec -it target sh",
-            "/dev/null",
-        ])
-        .env("DOCKER_CONFIG", daemon.scratch.path().join("docker-config"))
-        .env("DOCKER_HOST", daemon.host())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The input stays open until docker has ended: script ends the session at its end.
-    let mut typed = terminal.stdin.take().unwrap();
-    // The terminal takes the client's size (a resize), which the shell waits for.
-    let input =
-        b"tty; until [ \"$(stty size)\" = \"33 101\" ]; do :; done; echo $((6*7)); exit 5\n";
-    std::io::Write::write_all(&mut typed, input).unwrap();
-    let status = terminal.wait().unwrap();
-    drop(typed);
-    let mut shown = String::new();
-    std::io::Read::read_to_string(&mut terminal.stdout.take().unwrap(), &mut shown).unwrap();
+    let (status, shown) = shell_on_terminal(&daemon, "docker exec -it target sh");
     assert_eq!(status.code(), Some(5), "{shown}");
     assert!(
         shown.contains("/dev/pts/") && shown.contains("42\r\n"),
@@ -419,6 +387,110 @@ print("ok")
         "ok",
         "{}",
         String::from_utf8_lossy(&python.stderr)
+    );
+}
+
+/// What `command` prints with `through stdin` and a newline on its stdin.
+fn through_stdin(mut command: Command) -> String {
+    let mut piped = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut piped.stdin.take().unwrap(), b"through stdin\n").unwrap();
+    let output = piped.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `client` (a shell line that runs `sh` in a container on a TTY) on a terminal that
+/// `script` gives it, sized 33x101, with a session typed in that prints its tty, waits
+/// for the terminal's size to reach the shell, prints 42 and exits 5; the client's exit
+/// status and what the terminal showed.
+fn shell_on_terminal(daemon: &Daemon, client: &str) -> (std::process::ExitStatus, String) {
+    let mut terminal = Command::new("timeout")
+        .args([
+            "-k",
+            "5",
+            "60",
+            "script",
+            "-qec",
+            &format!("stty rows 33 cols 101; {client}"),
+            "/dev/null",
+        ])
+        .env("DOCKER_CONFIG", daemon.scratch.path().join("docker-config"))
+        .env("DOCKER_HOST", daemon.host())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The input stays open until the client has ended: script ends the session at its end.
+    let mut typed = terminal.stdin.take().unwrap();
+    // The terminal takes the client's size (a resize), which the shell waits for.
+    let input =
+        b"tty; until [ \"$(stty size)\" = \"33 101\" ]; do :; done; echo $((6*7)); exit 5\n";
+    std::io::Write::write_all(&mut typed, input).unwrap();
+    let status = terminal.wait().unwrap();
+    drop(typed);
+    let mut shown = String::new();
+    std::io::Read::read_to_string(&mut terminal.stdout.take().unwrap(), &mut shown).unwrap();
+    (status, shown)
+}
+
+#[test]
+fn berth_exec_is_a_client_of_the_same_api() {
+    let daemon = daemon_with_busybox("berth-exec");
+    daemon.docker_ok(&["run", "-d", "--name", "target", "busybox", "sleep", "300"]);
+    let out = daemon.berth(&[
+        "exec",
+        "-e",
+        "A=1",
+        "-w",
+        "/tmp",
+        "target",
+        "sh",
+        "-c",
+        "echo $A $PWD; echo err >&2; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1 /tmp\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    let mut exec_i = Command::new(env!("CARGO_BIN_EXE_berth"));
+    exec_i.args([
+        "-H",
+        &daemon.host(),
+        "exec",
+        "-i",
+        "target",
+        "sh",
+        "-c",
+        "cat; echo done",
+    ]);
+    assert_eq!(through_stdin(exec_i), "through stdin\ndone\n");
+    let berth = env!("CARGO_BIN_EXE_berth");
+    let (status, shown) = shell_on_terminal(
+        &daemon,
+        &format!("{berth} -H {} exec -it target sh", daemon.host()),
+    );
+    assert_eq!(status.code(), Some(5), "{shown}");
+    assert!(
+        shown.contains("/dev/pts/") && shown.contains("42\r\n"),
+        "{shown}"
+    );
+    let detached = daemon.berth_ok(&["exec", "-d", "target", "touch", "/tmp/detached"]);
+    assert_eq!(detached, "");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon
+        .docker(&["exec", "target", "test", "-e", "/tmp/detached"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the detached exec never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tty = daemon.berth(&["exec", "-t", "target", "true"]);
+    assert!(
+        String::from_utf8_lossy(&tty.stderr).contains("the input device is not a TTY"),
+        "{tty:?}"
     );
 }
 

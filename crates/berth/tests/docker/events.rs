@@ -29,6 +29,10 @@ fn events_replay_filter_and_stream_live() {
         "run",
         "--name",
         "ev",
+        "--label",
+        "tier=web",
+        "--label",
+        "team=a",
         "--network",
         "evnet",
         "busybox",
@@ -66,17 +70,20 @@ fn events_replay_filter_and_stream_live() {
 
     // Replay: since the start, until now, with the events' attributes.
     let until = (unix_now() + 1).to_string();
-    let replay = daemon.docker_ok(&[
-        "events",
-        "--since",
-        &since,
-        "--until",
-        &until,
-        "--filter",
-        "type=container",
-        "--format",
+    let replayed = |filters: &[&str], format: &str| {
+        let window = ["events", "--since", &since, "--until", &until];
+        let filters = filters.iter().flat_map(|f| ["--filter", f]);
+        let args: Vec<&str> = window
+            .into_iter()
+            .chain(filters)
+            .chain(["--format", format])
+            .collect();
+        daemon.docker_ok(&args)
+    };
+    let replay = replayed(
+        &["type=container"],
         "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}",
-    ]);
+    );
     let replay: Vec<&str> = replay.lines().map(str::trim).collect();
     // Go templates print a missing attribute as "<no value>".
     assert_eq!(
@@ -90,18 +97,18 @@ fn events_replay_filter_and_stream_live() {
     );
 
     // Filters: only what was asked for.
-    let filtered = daemon.docker_ok(&[
-        "events",
-        "--since",
-        &since,
-        "--until",
-        &until,
-        "--filter",
-        "type=network",
-        "--filter",
-        "event=create",
-        "--format",
-        "{{.Type}} {{.Action}}",
-    ]);
+    let filtered = replayed(&["type=network", "event=create"], "{{.Type}} {{.Action}}");
     assert_eq!(filtered.trim(), "network create");
+    // Every label filter must hold, as Docker has it.
+    let labelled = |team: &str| {
+        replayed(
+            &["label=tier=web", &format!("label=team={team}")],
+            "{{.Action}}",
+        )
+    };
+    assert_eq!(
+        labelled("a").lines().collect::<Vec<_>>(),
+        ["create", "start", "die", "destroy"]
+    );
+    assert_eq!(labelled("b").trim(), "");
 }

@@ -185,4 +185,39 @@ fn docker_push_to_berth_s_own_registry_and_back() {
     assert!(pulled.contains(&format!("Digest: {digest}")), "{pulled}");
     let out = daemon.docker_ok(&["run", "--rm", ours, "echo", "round trip"]);
     assert_eq!(out.trim(), "round trip");
+
+    // A build reaches the registry only on the host's network; and --pull takes the base
+    // image the registry now has over the one here.
+    let dir = daemon.scratch.path().join("newer");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dockerfile = format!(
+        "FROM {ours}\nRUN --network=host wget -q -O /catalog http://127.0.0.1:5001/v2/apps/busybox/tags/list || echo offline > /catalog\n"
+    );
+    std::fs::write(dir.join("Dockerfile"), &dockerfile).unwrap();
+    let context = dir.display().to_string();
+    let refused = daemon.berth(&["build", &context]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("RUN --network=host needs the build's --network host"),
+        "{refused:?}"
+    );
+    daemon.docker_ok(&["tag", ours, "older:1"]);
+    daemon.berth_ok(&["build", "--network", "host", "-t", ours, &context]);
+    let catalog = daemon.docker_ok(&["run", "--rm", ours, "cat", "/catalog"]);
+    assert!(catalog.contains("\"apps/busybox\""), "{catalog}");
+    daemon.docker_ok(&["push", ours]);
+    daemon.docker_ok(&["tag", "older:1", ours]);
+    let uses = daemon.scratch.path().join("uses");
+    std::fs::create_dir_all(&uses).unwrap();
+    std::fs::write(
+        uses.join("Dockerfile"),
+        format!("FROM {ours}\nCMD [\"cat\", \"/catalog\"]\n"),
+    )
+    .unwrap();
+    let uses = uses.display().to_string();
+    daemon.berth_ok(&["build", "-t", "local:1", &uses]);
+    assert!(!daemon.docker(&["run", "--rm", "local:1"]).status.success());
+    daemon.berth_ok(&["build", "--pull", "-t", "pulled:1", &uses]);
+    let pulled = daemon.docker_ok(&["run", "--rm", "pulled:1"]);
+    assert!(pulled.contains("\"apps/busybox\""), "{pulled}");
 }

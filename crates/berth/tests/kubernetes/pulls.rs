@@ -85,7 +85,8 @@ spec:
 "#;
 
 /// Build → ship → run: `berth build` and `berth push` through a daemon on the node's
-/// host, to `berth registry serve` there, and a pod of the cluster runs what was built.
+/// host, to the registry `berth server` runs for its cluster (on the host's loopback,
+/// port 5000), and a pod of the cluster runs what was built.
 #[test]
 fn a_pod_runs_an_image_berth_built_and_pushed() {
     use std::process::Stdio;
@@ -95,18 +96,8 @@ fn a_pod_runs_an_image_berth_built_and_pushed() {
 
     let cluster = AllInOne::start("built");
     let scratch = cluster.scratch_path().to_path_buf();
-    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    let address = "127.0.0.1:5000";
     let berth = env!("CARGO_BIN_EXE_berth");
-    let root = scratch.join("registry").display().to_string();
-    let serve = ["registry", "serve", "--addr", &address, "--root", &root];
-    let _registry = ChildGuard(
-        cluster
-            .host_command(&[&[berth][..], &serve[..]].concat())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
     let cgroup_parent = format!("berth-test/built-daemon-{}", std::process::id());
     let _cgroups = CgroupGuard::new(&cgroup_parent);
     let socket = scratch.join("daemon.sock");
@@ -172,7 +163,7 @@ fn a_pod_runs_an_image_berth_built_and_pushed() {
     let pushed = berth_ok(&["push", &image]);
     assert!(pushed.contains("1: digest: sha256:"), "{pushed}");
 
-    cluster.apply("built.yaml", &BUILT_POD.replace("REGISTRY", &address));
+    cluster.apply("built.yaml", &BUILT_POD.replace("REGISTRY", address));
     cluster.pod_field("built", ".status.phase", |phase| phase == "Running");
     let logs = cluster.kubectl_until(&["logs", "built"], Duration::from_secs(30), |out| {
         out.contains("built by berth")
