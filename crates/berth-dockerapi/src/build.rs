@@ -22,27 +22,46 @@ use crate::query::QueryPairs;
 use crate::{ApiError, State};
 
 /// What the query asks for, checked before the context is read.
-struct Options {
-    dockerfile: String,
-    tags: Vec<Reference>,
-    build_args: BTreeMap<String, String>,
-    target: Option<String>,
-    no_cache: bool,
-    quiet: bool,
-    pull: bool,
-    network: Option<String>,
+pub(crate) struct Options {
+    pub(crate) dockerfile: String,
+    pub(crate) tags: Vec<Reference>,
+    pub(crate) build_args: BTreeMap<String, String>,
+    pub(crate) target: Option<String>,
+    pub(crate) no_cache: bool,
+    pub(crate) quiet: bool,
+    pub(crate) pull: bool,
+    pub(crate) network: Option<String>,
+    pub(crate) dialect: Dialect,
+}
+
+/// Whose words the progress is in: the classic builder's (`Step 1/2 : …`, `Successfully
+/// built`) or buildah's (`STEP 1/2: …`, the image's id last), which podman reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Docker,
+    Podman,
 }
 
 /// `POST /build`.
 pub(crate) async fn build(
-    Extract(engine): Extract<State>,
+    engine: Extract<State>,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let options = match options(&QueryPairs::parse(query.as_deref())) {
+    start(engine, options(&QueryPairs::parse(query.as_deref())), body).await
+}
+
+/// Reads the context from `body` and builds it as `options` asks, streaming the progress
+/// back. Refused options are answered once the body is read, so that a client still
+/// sending it hears the refusal.
+pub(crate) async fn start<E: From<ApiError>>(
+    Extract(engine): Extract<State>,
+    options: Result<Options, E>,
+    body: Body,
+) -> Result<Response, E> {
+    let options = match options {
         Ok(options) => options,
         Err(error) => {
-            // Read what the client is still sending, so it hears the refusal.
             let _ = axum::body::to_bytes(body, usize::MAX).await;
             return Err(error);
         }
@@ -50,7 +69,12 @@ pub(crate) async fn build(
     let context = tempfile::Builder::new()
         .prefix("berth-build-")
         .tempdir()
-        .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(|e| {
+            E::from(ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                e.to_string(),
+            ))
+        })?;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     let (sender, receiver) = unbounded_channel();
@@ -132,6 +156,7 @@ fn options(query: &QueryPairs) -> Result<Options, ApiError> {
         quiet: query.first("q").is_some_and(|v| v == "1" || v == "true"),
         pull: query.first("pull").is_some_and(|v| v == "1" || v == "true"),
         network,
+        dialect: Dialect::Docker,
     })
 }
 
@@ -165,28 +190,41 @@ fn run(
             let _ = sender.send(json!({"stream": text}));
         }
     };
+    let podman = options.dialect == Dialect::Podman;
     let report = |progress: Progress| match progress {
+        Progress::Step(number, total, text) if podman => {
+            say(format!("STEP {number}/{total}: {text}\n"));
+        }
         Progress::Step(number, total, text) => say(format!("Step {number}/{total} : {text}\n")),
+        Progress::Running(_) if podman => {}
         Progress::Running(id) => say(format!(" ---> Running in {id}\n")),
+        Progress::Cached if podman => say("--> Using cache\n".into()),
         Progress::Cached => say(" ---> Using cache\n".into()),
         Progress::Triggers(count) => say(format!(
             "# Executing {count} build trigger{}\n",
             if count == 1 { "" } else { "s" }
         )),
         Progress::Output(text) => say(text),
+        Progress::Done(Some(image)) if podman => say(format!("--> {}\n", short(image.hex()))),
         Progress::Done(Some(image)) => say(format!(" ---> {}\n", short(image.hex()))),
         Progress::Done(None) => {}
     };
     let id = berth_build::build(engine, &request, &report).map_err(|e| e.to_string())?;
-    let _ = sender.send(json!({"aux": {"ID": id.as_str()}}));
-    if options.quiet {
-        let _ = sender.send(json!({"stream": format!("{id}\n")}));
-        return Ok(());
+    if !podman {
+        let _ = sender.send(json!({"aux": {"ID": id.as_str()}}));
+        if options.quiet {
+            let _ = sender.send(json!({"stream": format!("{id}\n")}));
+            return Ok(());
+        }
+        say(format!("Successfully built {}\n", short(id.hex())));
     }
-    say(format!("Successfully built {}\n", short(id.hex())));
     for tag in &options.tags {
         say(format!("Successfully tagged {tag}\n"));
         engine.emit_image(id.as_str(), "tag", &tag.to_string());
+    }
+    if podman {
+        // podman takes the last line that holds an id for the image's, quiet or not.
+        let _ = sender.send(json!({"stream": format!("{}\n", id.hex())}));
     }
     Ok(())
 }

@@ -138,10 +138,21 @@ pub(crate) async fn stop(
     Path(id): Path<String>,
     Query(query): Query<StopQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let was_running = engine.container(&id)?.state.status == Status::Running;
     let signal = query.signal.as_deref().map(signal).transpose()?;
+    stop_container(engine, id, query.t, signal).await
+}
+
+/// Stops container `id`, waiting `timeout` seconds (its own when None) after `signal`
+/// (its stop signal when None): 204, or 304 when it was not running.
+pub(crate) async fn stop_container(
+    engine: State,
+    id: String,
+    timeout: Option<u64>,
+    signal: Option<nix::sys::signal::Signal>,
+) -> Result<StatusCode, ApiError> {
+    let was_running = engine.container(&id)?.state.status == Status::Running;
     // Stopped even when down between restarts: the engine then cancels the restart.
-    let timeout = query.t.map(Duration::from_secs);
+    let timeout = timeout.map(Duration::from_secs);
     blocking(move || engine.stop_container(&id, timeout, signal)).await?;
     Ok(if was_running {
         StatusCode::NO_CONTENT
@@ -197,13 +208,30 @@ pub(crate) struct ListQuery {
     filters: Option<String>,
 }
 
-/// `GET /containers/json`, with the filters `label` (every one must match), `name`, `id`
-/// and `status` (any of a key's values); others are refused by name.
+/// `GET /containers/json`.
 pub(crate) async fn list(
     Extract(engine): Extract<State>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let filters = crate::query::filters(query.filters.as_deref())?;
+    let containers = matching(
+        &engine,
+        flag(query.all.as_deref()),
+        query.filters.as_deref(),
+    )?;
+    Ok(Json(Value::Array(
+        containers.iter().map(|c| summary(&engine, c)).collect(),
+    )))
+}
+
+/// The containers (running ones unless `all`) that pass `docker ps`'s and `podman ps`'s
+/// filters: `label` (every one must match), `name`, `id` and `status` (any of a key's
+/// values); others are refused by name.
+pub(crate) fn matching(
+    engine: &Engine,
+    all: bool,
+    filters: Option<&str>,
+) -> Result<Vec<Container>, ApiError> {
+    let filters = crate::query::filters(filters)?;
     if let Some(key) = filters
         .keys()
         .find(|k| !matches!(k.as_str(), "label" | "name" | "id" | "status"))
@@ -212,19 +240,16 @@ pub(crate) async fn list(
             "berth does not support the container filter {key:?} yet"
         )));
     }
-    let all = flag(query.all.as_deref()) || filters.contains_key("status");
-    Ok(Json(Value::Array(
-        engine
-            .containers(all)
-            .iter()
-            .filter(|c| {
-                filters
-                    .iter()
-                    .all(|(key, values)| filter_matches(c, key, values))
-            })
-            .map(|c| summary(&engine, c))
-            .collect(),
-    )))
+    let all = all || filters.contains_key("status");
+    Ok(engine
+        .containers(all)
+        .into_iter()
+        .filter(|c| {
+            filters
+                .iter()
+                .all(|(key, values)| filter_matches(c, key, values))
+        })
+        .collect())
 }
 
 /// Whether `container` passes one key of `docker ps --filter`.

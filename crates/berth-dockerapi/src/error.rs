@@ -93,6 +93,15 @@ pub(crate) async fn no_such_plugin(
 pub(crate) async fn not_implemented(uri: Uri, _body: axum::body::Bytes) -> ApiError {
     let path = uri.path();
     if let Some(version) = path.strip_prefix("/_unsupported_version/") {
+        if version.matches('.').count() == 2 {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "podman API version {version} is not supported: this daemon serves libpod API {}",
+                    crate::libpod::LIBPOD_API_VERSION
+                ),
+            );
+        }
         return ApiError::new(
             StatusCode::BAD_REQUEST,
             format!(

@@ -4,6 +4,8 @@
 //! Requests may carry a version prefix (`/v1.50/images/json`); it is checked against the
 //! range we serve and stripped before routing. Every error is Docker's JSON
 //! `{"message": …}` with Docker's status code; endpoints not served yet answer 501.
+//! Podman's libpod API (`/v4.X.Y/libpod/…`) is served beside it, for `podman --remote`
+//! and podman-compose (see `libpod`).
 //!
 //! Depends on berth-engine and berth-image; berth-build, berth-registry and berth-ui join
 //! when they have code.
@@ -24,6 +26,7 @@ mod events;
 mod exec;
 mod images;
 mod import;
+mod libpod;
 mod networks;
 mod pull;
 mod push;
@@ -119,6 +122,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
             get(volumes::inspect).delete(volumes::remove),
         )
         .route("/plugins/{*name}", get(error::no_such_plugin))
+        .merge(libpod::router())
         .fallback(error::not_implemented)
         .with_state(engine)
 }
@@ -133,8 +137,9 @@ pub async fn serve(engine: Arc<Engine>, listener: tokio::net::UnixListener) -> s
     axum::serve(listener, app.into_make_service()).await
 }
 
-/// Removes a `/v1.NN` prefix so that one router serves every version; an unsupported
-/// version is routed to a path that answers Docker's error for it.
+/// Removes a `/v1.NN` prefix so that one router serves every version, and podman's
+/// `/v4.X.Y` before `/libpod/…`; an unsupported version is routed to a path that answers
+/// the error for it.
 fn strip_version(mut request: Request) -> Request {
     let path = request.uri().path();
     let Some(rest) = path.strip_prefix("/v") else {
@@ -143,13 +148,14 @@ fn strip_version(mut request: Request) -> Request {
     let Some((version, tail)) = rest.split_once('/') else {
         return request;
     };
-    let parsed = version
-        .split_once('.')
-        .and_then(|(major, minor)| Some((major.parse().ok()?, minor.parse().ok()?)));
-    let new_path = match parsed {
-        Some(v) if (MIN_API_VERSION..=MAX_API_VERSION).contains(&v) => format!("/{tail}"),
-        Some(_) => format!("/_unsupported_version/{version}"),
-        None => return request,
+    let numbers: Option<Vec<u32>> = version.split('.').map(|n| n.parse().ok()).collect();
+    let new_path = match numbers.as_deref() {
+        Some(&[major, minor]) if (MIN_API_VERSION..=MAX_API_VERSION).contains(&(major, minor)) => {
+            format!("/{tail}")
+        }
+        Some(&[libpod::LIBPOD_MAJOR, _, _]) if tail.starts_with("libpod/") => format!("/{tail}"),
+        Some(&[_, _] | [_, _, _]) => format!("/_unsupported_version/{version}"),
+        _ => return request,
     };
     let query = request
         .uri()
@@ -186,6 +192,12 @@ mod tests {
         assert_eq!(path("/v1.50/images/json?all=1"), "/images/json?all=1");
         assert_eq!(path("/v1.41/_ping"), "/_ping");
         assert_eq!(path("/v1.12/_ping"), "/_unsupported_version/1.12");
+        assert_eq!(
+            path("/v4.3.1/libpod/containers/json?all=true"),
+            "/libpod/containers/json?all=true"
+        );
+        assert_eq!(path("/v5.0.0/libpod/_ping"), "/_unsupported_version/5.0.0");
+        assert_eq!(path("/v4.3.1/_ping"), "/_unsupported_version/4.3.1");
         assert_eq!(path("/_ping"), "/_ping");
         assert_eq!(path("/volumes"), "/volumes");
     }

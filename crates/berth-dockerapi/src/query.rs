@@ -22,6 +22,11 @@ impl QueryPairs {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every key and value, in order.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Every value of `key`, in order.
     pub(crate) fn all(&self, key: &str) -> Vec<String> {
         self.0

@@ -41,8 +41,8 @@ pub use events::{Actor, DOCKER_EVENT_HISTORY, Event};
 pub use exec::{ExecPipes, ExecRecord, ExecRequest, exec_pipes};
 pub use health::{Health, HealthConfig, ProbeResult};
 pub use model::{
-    Container, CreateRequest, DeviceMapping, Endpoint, EndpointConfig, HostConfig, PublishedPort,
-    State, Status, Ulimit,
+    Container, CreateRequest, DeviceMapping, Endpoint, EndpointConfig, EndpointIpam, HostConfig,
+    NetworkingConfig, PortBinding, PublishedPort, RestartPolicy, State, Status, Ulimit,
 };
 pub use monitor::{ExitRecord, run_monitor};
 pub use networks::{BridgeConfig, Network, NetworkRequest};

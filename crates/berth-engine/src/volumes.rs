@@ -2,6 +2,7 @@
 //! driver live in `<data>/volumes/<name>/_data` and outlive their containers; binds
 //! name host paths; tmpfs mounts are the container's own.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,18 @@ pub struct Volume {
     pub name: String,
     /// Where its data lives on the host.
     pub mountpoint: PathBuf,
+    /// Its labels: Compose tools find a project's volumes by them.
+    pub labels: BTreeMap<String, String>,
+    /// When it was made, RFC 3339; empty for volumes older than the record of it.
+    pub created: String,
+}
+
+/// What is kept of a volume beside its data, in `<name>/volume.json`.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
+struct VolumeRecord {
+    labels: BTreeMap<String, String>,
+    created: String,
 }
 
 impl Volume {
@@ -80,7 +93,7 @@ impl Volume {
     pub fn to_json(&self) -> Value {
         json!({
             "Name": self.name, "Driver": "local", "Mountpoint": self.mountpoint,
-            "Scope": "local", "Labels": {}, "Options": {},
+            "CreatedAt": self.created, "Scope": "local", "Labels": self.labels, "Options": {},
         })
     }
 }
@@ -115,35 +128,47 @@ impl Engine {
         self.data_dir.join("volumes")
     }
 
-    /// Creates volume `name` (a random one when empty); an existing one is returned as is.
-    pub fn create_volume(&self, name: &str) -> Result<Volume> {
+    /// Creates volume `name` (a random one when empty) with `labels`; an existing one is
+    /// returned as is.
+    pub fn create_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<Volume> {
         let name = if name.is_empty() {
             crate::containers::random_hex(32)?
         } else {
             valid_volume_name(name)?
         };
-        let mountpoint = self.volumes_dir().join(&name).join("_data");
+        let dir = self.volumes_dir().join(&name);
+        let mountpoint = dir.join("_data");
         if !mountpoint.is_dir() {
             std::fs::create_dir_all(&mountpoint).map_err(|e| Error::Io(mountpoint.clone(), e))?;
+            let record = VolumeRecord {
+                labels: labels.clone(),
+                created: berth_runtime::state::now_rfc3339(),
+            };
+            let path = dir.join("volume.json");
+            let text = serde_json::to_vec(&record).unwrap_or_default();
+            std::fs::write(&path, text).map_err(|e| Error::Io(path, e))?;
             self.emit_volume(&name, "create");
         }
-        Ok(Volume { name, mountpoint })
+        self.volume(&name)
     }
 
     /// Volume `name`.
     pub fn volume(&self, name: &str) -> Result<Volume> {
-        let mountpoint = self
-            .volumes_dir()
-            .join(valid_volume_name(name)?)
-            .join("_data");
-        if mountpoint.is_dir() {
-            Ok(Volume {
-                name: name.to_string(),
-                mountpoint,
-            })
-        } else {
-            Err(Error::NoSuchVolume(name.to_string()))
+        let dir = self.volumes_dir().join(valid_volume_name(name)?);
+        let mountpoint = dir.join("_data");
+        if !mountpoint.is_dir() {
+            return Err(Error::NoSuchVolume(name.to_string()));
         }
+        let record: VolumeRecord = std::fs::read(dir.join("volume.json"))
+            .ok()
+            .and_then(|text| serde_json::from_slice(&text).ok())
+            .unwrap_or_default();
+        Ok(Volume {
+            name: name.to_string(),
+            mountpoint,
+            labels: record.labels,
+            created: record.created,
+        })
     }
 
     /// Every volume, by name.
@@ -308,7 +333,7 @@ impl Engine {
         fill: bool,
     ) -> Result<PathBuf> {
         let fresh = self.volume(name).is_err();
-        let volume = self.create_volume(name)?;
+        let volume = self.create_volume(name, &BTreeMap::new())?;
         if let (true, true, Some(rootfs)) = (fresh, fill, rootfs) {
             copy_up(rootfs, target, &volume.mountpoint)?;
         }

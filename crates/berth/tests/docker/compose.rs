@@ -1,7 +1,8 @@
 //! Compose against the daemon, on the project in examples/compose: a web app counting its
 //! visits in a key-value store, both built from Dockerfiles on the test kit's `webapp`
 //! image, the web app reaching the store by its service name once the store is healthy.
-//! It comes up with `berth compose up -d --wait` and with Debian's docker-compose 1.29,
+//! It comes up with `berth compose up -d --wait`, with Debian's docker-compose 1.29 and
+//! with podman-compose 1.0.3 (through the daemon's libpod API),
 //! answers on its published port, keeps its counts in a volume across `down` and `up`,
 //! and `down -v` leaves nothing behind.
 
@@ -218,6 +219,51 @@ fn docker_compose_brings_the_same_project_up_and_down() {
     assert!(!volumes.lines().any(|v| v == "shop_counts"), "{volumes}");
 }
 
+/// podman-compose 1.0.3 (Python, driving the podman CLI, which speaks the libpod API with
+/// `CONTAINER_HOST` set) against the daemon.
+fn podman_compose(daemon: &Daemon, project: &Path, args: &[&str]) -> Output {
+    super::podman::podman_command(daemon, 180, "podman-compose")
+        .args(args)
+        .current_dir(project)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn podman_compose_brings_the_same_project_up_and_down() {
+    let daemon = daemon_with_base("podman-compose");
+    let project = example();
+    let up = podman_compose(&daemon, &project, &["-p", "shop", "up", "-d"]);
+    let said = |output: &Output| {
+        format!(
+            "{}\n{}\ndaemon log: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            read_log(daemon.scratch.path())
+        )
+    };
+    // podman-compose carries on past a failed podman command: its output tells.
+    assert!(
+        up.status.success() && !String::from_utf8_lossy(&up.stdout).contains("exit code: 1"),
+        "{}",
+        said(&up)
+    );
+    // podman-compose 1.0.3 names containers <project>_<service>_<n>, as docker-compose 1.29.
+    assert_eq!(visit(&daemon), "seen 1 times\n");
+    let ps = podman_compose(&daemon, &project, &["-p", "shop", "ps"]);
+    let listed = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        listed.contains("shop_web_1") && listed.contains("shop_kv_1"),
+        "{}",
+        said(&ps)
+    );
+    let down = podman_compose(&daemon, &project, &["-p", "shop", "down", "-v"]);
+    assert!(down.status.success(), "{}", said(&down));
+    assert_eq!(daemon.docker_ok(&["ps", "-aq"]).trim(), "");
+    let volumes = daemon.docker_ok(&["volume", "ls", "-q"]);
+    assert!(!volumes.lines().any(|v| v == "shop_counts"), "{volumes}");
+}
+
 /// `berth compose -f FILE -p PROJECT ARGS` left running, with its output's lines as
 /// they come (its stderr kept for the end).
 fn compose_running(
@@ -373,7 +419,11 @@ fn compose_watch_syncs_files_into_containers_and_rebuilds_on_dockerfile_changes(
 
     // up --watch: attached to the output and watching; Ctrl+C stops the service.
     let (mut attached, lines) = compose_running(&daemon, &file, "live", &["up", "--watch"]);
-    lines_until(&lines, "Attaching to live-app-1");
+    // The output and the watch start together: a change counts once both are under way.
+    let seen = lines_until(&lines, "Attaching to live-app-1");
+    if !seen.iter().any(|line| line == "Watch enabled") {
+        lines_until(&lines, "Watch enabled");
+    }
     std::fs::write(project.join("src/later.txt"), "later").unwrap();
     until("up --watch did not sync", &|| {
         read("/app/src/later.txt").as_deref() == Some("later")

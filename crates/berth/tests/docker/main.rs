@@ -17,6 +17,7 @@ mod containers;
 mod events;
 mod images;
 mod networks;
+mod podman;
 mod pull;
 mod push;
 mod settings;

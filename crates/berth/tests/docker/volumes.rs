@@ -1,6 +1,6 @@
 //! Volumes and mounts through the docker CLI: named volumes outlive their containers,
 //! binds show host files (read-only when asked), tmpfs mounts are private, and a volume
-//! in use cannot be removed.
+//! in use cannot be removed. Volumes keep their labels, and `volume ls` filters on them.
 
 use super::*;
 
@@ -46,6 +46,37 @@ fn a_named_volume_outlives_its_container_and_is_refused_removal_while_used() {
     daemon.docker_ok(&["rm", "user"]);
     daemon.docker_ok(&["volume", "rm", "data"]);
     assert_eq!(daemon.docker_ok(&["volume", "ls", "-q"]).trim(), "");
+}
+
+#[test]
+fn volumes_keep_their_labels_and_are_listed_by_them() {
+    let daemon = Daemon::start("volume-labels");
+    daemon.docker_ok(&[
+        "volume", "create", "--label", "team=web", "--label", "tier", "a",
+    ]);
+    daemon.docker_ok(&["volume", "create", "--label", "team=db", "b"]);
+    let labels = daemon.docker_ok(&["volume", "inspect", "-f", "{{json .Labels}}", "a"]);
+    assert_eq!(labels.trim(), r#"{"team":"web","tier":""}"#);
+    let listed = |filter: &str| {
+        daemon
+            .docker_ok(&["volume", "ls", "-q", "--filter", filter])
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed("label=team=web"), ["a"]);
+    assert_eq!(listed("label=team"), ["a", "b"]);
+    assert_eq!(listed("name=b"), ["b"]);
+    let refused = daemon.docker(&["volume", "ls", "--filter", "dangling=true"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("dangling"),
+        "{refused:?}"
+    );
+    let driver = daemon.docker(&["volume", "create", "-d", "nfs", "c"]);
+    assert!(
+        String::from_utf8_lossy(&driver.stderr).contains("local volume driver only"),
+        "{driver:?}"
+    );
 }
 
 #[test]
