@@ -2,7 +2,8 @@
 //! image (a local image, pulled when missing, an earlier stage, or `scratch`), config
 //! steps applied to the image config in memory, RUN in a container of the image so far
 //! (network off unless asked, with its `--mount`s) whose changes become a layer, COPY as a
-//! layer written from the context.
+//! layer written from the context. Stages that do not use each other build at the same
+//! time, each on a thread, their progress passed on as if they had built in order.
 //! Times in the image are `SOURCE_DATE_EPOCH` (or zero), so the same inputs give the same
 //! config and COPY layers. Nothing is tagged until the last step succeeded.
 
@@ -83,13 +84,14 @@ struct Image {
 }
 
 /// What every step of a build sees.
+#[derive(Clone, Copy)]
 struct Build<'a> {
     engine: &'a Arc<Engine>,
     request: &'a BuildRequest,
     /// The ARGs before the first FROM, with the build's values.
-    globals: BTreeMap<String, String>,
+    globals: &'a BTreeMap<String, String>,
     progress: &'a dyn Fn(Progress),
-    cache: Cache,
+    cache: &'a Cache,
 }
 
 /// A stage's state between steps.
@@ -145,41 +147,118 @@ fn build_stages(
     };
     let stages = &file.stages[..=last];
     let needed = needed_stages(stages);
-    let total = stages
-        .iter()
-        .zip(&needed)
-        .filter(|(_, needed)| **needed)
-        .map(|(s, _)| s.steps.len() + 1)
-        .sum();
+    // Steps are numbered through the needed stages in the Dockerfile's order.
+    let mut first_numbers = Vec::with_capacity(stages.len());
+    let mut total = 0;
+    for (stage, needed) in stages.iter().zip(&needed) {
+        first_numbers.push(total + 1);
+        if *needed {
+            total += stage.steps.len() + 1;
+        }
+    }
+    let globals = declared(&file.global_args, &request.build_args, &platform_args())?
+        .into_iter()
+        .chain(platform_args())
+        .fold(BTreeMap::new(), |mut all, (name, value)| {
+            all.entry(name).or_insert(value);
+            all
+        });
+    let cache = Cache::open(engine.images(), !request.no_cache)?;
     let build = Build {
         engine,
         request,
-        globals: declared(&file.global_args, &request.build_args, &platform_args())?
-            .into_iter()
-            .chain(platform_args())
-            .fold(BTreeMap::new(), |mut all, (name, value)| {
-                all.entry(name).or_insert(value);
-                all
-            }),
+        globals: &globals,
         progress,
-        cache: Cache::open(engine.images(), !request.no_cache)?,
+        cache: &cache,
     };
-    let globals = &build.globals;
-    let mut built: Vec<(Option<String>, Image)> = Vec::new();
-    let mut number = 0;
-    for (stage, needed) in stages.iter().zip(needed) {
-        if !needed {
-            // Nothing the target needs comes from it: it is not built, as BuildKit has
-            // it (its place keeps the later stages' numbers).
-            built.push((
-                stage.name.clone(),
-                base_image(engine, "scratch", &[], false)?,
-            ));
-            continue;
+    let mut built: Vec<Option<Image>> = vec![None; stages.len()];
+    for wave in waves(stages, &needed) {
+        // A stage sees the stages before it; those it does not use may not be built yet.
+        let earlier: Vec<(Option<String>, Image)> = stages
+            .iter()
+            .zip(&built)
+            .map(|(stage, image)| (stage.name.clone(), image.clone().unwrap_or_else(scratch)))
+            .collect();
+        let numbered = |index: usize| (index, &stages[index], first_numbers[index]);
+        let images = match wave.as_slice() {
+            [index] => {
+                let (index, stage, first) = numbered(*index);
+                let image = build.stage(stage, &earlier[..index], first, total, made)?;
+                vec![(index, image)]
+            }
+            _ => build.stages_at_once(
+                &wave.iter().map(|i| numbered(*i)).collect::<Vec<_>>(),
+                &earlier,
+                total,
+                made,
+            )?,
+        };
+        for (index, image) in images {
+            built[index] = Some(image);
         }
-        number += 1;
+    }
+    let image = built
+        .pop()
+        .flatten()
+        .ok_or_else(|| BuildError::Step("the Dockerfile has no stage".into()))?;
+    Ok(commit(engine, &image, &request.tags)?)
+}
+
+/// The needed stages in waves: each wave's stages use only stages of earlier waves, so
+/// they build at the same time. A stage the target does not need is not built, as
+/// BuildKit has it (its place keeps the later stages' numbers).
+fn waves(stages: &[Stage], needed: &[bool]) -> Vec<Vec<usize>> {
+    let mut wave_of: Vec<usize> = Vec::with_capacity(stages.len());
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    for (index, stage) in stages.iter().enumerate() {
+        let after = stage_references(stage)
+            .into_iter()
+            .flat_map(|reference| {
+                // A reference holding a variable may be any earlier stage.
+                if reference.contains('$') {
+                    (0..index).collect()
+                } else {
+                    stage_index(&stages[..index], reference)
+                        .into_iter()
+                        .collect::<Vec<_>>()
+                }
+            })
+            .filter(|earlier| needed[*earlier])
+            .map(|earlier| wave_of[earlier] + 1)
+            .max()
+            .unwrap_or(0);
+        wave_of.push(after);
+        if needed[index] {
+            if waves.len() <= after {
+                waves.resize_with(after + 1, Vec::new);
+            }
+            waves[after].push(index);
+        }
+    }
+    waves.retain(|wave| !wave.is_empty());
+    waves
+}
+
+/// What a stage building beside others tells the thread that orders the output.
+enum Report {
+    Progress(usize, Progress),
+    Finished(usize),
+}
+
+impl Build<'_> {
+    /// Builds one stage on `earlier`, its steps numbered from `first` of `total`.
+    fn stage(
+        &self,
+        stage: &Stage,
+        earlier: &[(Option<String>, Image)],
+        first: usize,
+        total: usize,
+        made: &mut Vec<Digest>,
+    ) -> Result<Image, BuildError> {
+        let progress = self.progress;
+        let globals = self.globals;
         progress(Progress::Step(
-            number,
+            first,
             total,
             format!("FROM {}", from_text(stage)),
         ));
@@ -195,14 +274,14 @@ fn build_stages(
                 return Err(step_error(stage.line, refused));
             }
         }
-        let mut image = base_image(engine, &base, &built, request.pull)?;
+        let mut image = base_image(self.engine, &base, earlier, self.request.pull)?;
         let triggers = take_triggers(&mut image);
         progress(Progress::Done(None));
         let mut state = StageState {
             key: filesystem_key(&image),
             image,
-            made: &mut *made,
-            earlier: &built,
+            made,
+            earlier,
             args: BTreeMap::new(),
             shell: vec!["/bin/sh".into(), "-c".into()],
             cmd_set: false,
@@ -213,21 +292,124 @@ fn build_stages(
         for trigger in &triggers {
             let mut step = trigger_step(trigger).map_err(|e| step_error(stage.line, e))?;
             step.line = stage.line;
-            build.run_step(&mut state, &step)?;
+            self.run_step(&mut state, &step)?;
         }
-        for step in &stage.steps {
-            number += 1;
+        for (number, step) in (first + 1..).zip(&stage.steps) {
             progress(Progress::Step(number, total, step.text.clone()));
-            let made = build.run_step(&mut state, step)?;
+            let made = self.run_step(&mut state, step)?;
             progress(Progress::Done(made));
         }
-        let image = state.image;
-        built.push((stage.name.clone(), image));
+        Ok(state.image)
     }
-    let (_, image) = built
-        .pop()
-        .ok_or_else(|| BuildError::Step("the Dockerfile has no stage".into()))?;
-    Ok(commit(engine, &image, &request.tags)?)
+
+    /// Builds `stages` (index, stage, first step number) at once, each on a thread of
+    /// its own. Their progress comes out as if they had built one after the other: the
+    /// first stage's as it happens, each next one's once those before it are done.
+    fn stages_at_once(
+        &self,
+        stages: &[(usize, &Stage, usize)],
+        earlier: &[(Option<String>, Image)],
+        total: usize,
+        made: &mut Vec<Digest>,
+    ) -> Result<Vec<(usize, Image)>, BuildError> {
+        let (sender, reports) = std::sync::mpsc::channel();
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let (engine, request, globals, cache) =
+            (self.engine, self.request, self.globals, self.cache);
+        let results = std::thread::scope(|scope| {
+            let handles: Vec<_> = stages
+                .iter()
+                .map(|&(index, stage, first)| {
+                    let sender = sender.clone();
+                    let runtime = runtime.clone();
+                    scope.spawn(move || {
+                        let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
+                        let report = |progress| {
+                            let _ = sender.send(Report::Progress(index, progress));
+                        };
+                        let build = Build {
+                            engine,
+                            request,
+                            globals,
+                            progress: &report,
+                            cache,
+                        };
+                        let mut made = Vec::new();
+                        let image = build.stage(stage, &earlier[..index], first, total, &mut made);
+                        let _ = sender.send(Report::Finished(index));
+                        (image, made)
+                    })
+                })
+                .collect();
+            drop(sender);
+            self.in_order(stages, reports);
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle.join().unwrap_or_else(|_| {
+                        (
+                            Err(BuildError::Step("a build stage's thread panicked".into())),
+                            Vec::new(),
+                        )
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut images = Vec::new();
+        let mut failure = None;
+        for (&(index, _, _), (image, stage_made)) in stages.iter().zip(results) {
+            made.extend(stage_made);
+            match image {
+                Ok(image) => images.push((index, image)),
+                Err(error) => failure = failure.or(Some(error)),
+            }
+        }
+        failure.map_or(Ok(images), Err)
+    }
+
+    /// Passes on the stages' progress in their order, holding back a stage's until the
+    /// ones before it have finished.
+    fn in_order(
+        &self,
+        stages: &[(usize, &Stage, usize)],
+        reports: std::sync::mpsc::Receiver<Report>,
+    ) {
+        let position = |index: usize| stages.iter().position(|(i, _, _)| *i == index).unwrap_or(0);
+        let mut held: Vec<Vec<Progress>> = vec![Vec::new(); stages.len()];
+        let mut finished = vec![false; stages.len()];
+        let mut head = 0;
+        for report in reports {
+            match report {
+                Report::Progress(index, progress) if position(index) == head => {
+                    (self.progress)(progress);
+                }
+                Report::Progress(index, progress) => held[position(index)].push(progress),
+                Report::Finished(index) => finished[position(index)] = true,
+            }
+            while head < stages.len() && finished[head] {
+                head += 1;
+                if let Some(next) = held.get_mut(head) {
+                    next.drain(..)
+                        .for_each(|progress| (self.progress)(progress));
+                }
+            }
+        }
+    }
+}
+
+/// The empty image `FROM scratch` starts from.
+fn scratch() -> Image {
+    let config = json!({
+        "architecture": berth_image::host_architecture(),
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [],
+    });
+    Image {
+        config: object(config),
+        layers: Vec::new(),
+    }
 }
 
 /// The platform ARGs BuildKit predefines in the global scope (`TARGETPLATFORM`,
@@ -426,17 +608,7 @@ fn base_image(
     pull: bool,
 ) -> Result<Image, BuildError> {
     if base == "scratch" {
-        let config = json!({
-            "architecture": berth_image::host_architecture(),
-            "os": "linux",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": []},
-            "history": [],
-        });
-        return Ok(Image {
-            config: object(config),
-            layers: Vec::new(),
-        });
+        return Ok(scratch());
     }
     let by_index = base
         .parse::<usize>()
@@ -552,7 +724,7 @@ impl Build<'_> {
                 let values = declared(
                     std::slice::from_ref(text),
                     &request.build_args,
-                    &self.globals,
+                    self.globals,
                 )?;
                 state.args.extend(values);
             }

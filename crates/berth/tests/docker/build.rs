@@ -291,6 +291,48 @@ CMD ["/bin/busybox", "cat", "/combined", "/out/nested/file"]
 }
 
 #[test]
+fn independent_stages_build_at_once_and_report_in_order() {
+    let daemon = daemon_with_busybox("build-parallel");
+    // Each of the two stages waits for the other's mark in a shared cache mount: built
+    // one after the other, the first would give up waiting and fail.
+    let waits_for = |mine: &str, theirs: &str| {
+        format!(
+            "RUN --mount=type=cache,target=/meet,id=meet sh -c 'touch /meet/{mine}; \
+for i in $(seq 600); do [ -e /meet/{theirs} ] && echo {mine} > /{mine} && exit 0; sleep 0.05; done; \
+echo {mine} never met {theirs}; exit 1'"
+        )
+    };
+    let dockerfile = format!(
+        "FROM busybox AS left\n{}\n\nFROM busybox AS right\n{}\n\nFROM busybox\nCOPY --from=left /left /left\nCOPY --from=right /right /right\n",
+        waits_for("left", "right"),
+        waits_for("right", "left"),
+    );
+    let dir = context(&daemon, "parallel", &[("Dockerfile", &dockerfile)]);
+    let built = docker_build(&daemon, &["-t", "met:1", &dir]);
+    let output = String::from_utf8_lossy(&built.stdout);
+    assert!(
+        built.status.success(),
+        "{output}{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let both = daemon.docker_ok(&["run", "--rm", "met:1", "cat", "/left", "/right"]);
+    assert_eq!(
+        both.split_whitespace().collect::<Vec<_>>(),
+        ["left", "right"]
+    );
+    // The steps are reported one stage after the other, numbered in order.
+    let numbers: Vec<&str> = output
+        .lines()
+        .filter_map(|line| line.strip_prefix("Step ")?.split(' ').next())
+        .collect();
+    assert_eq!(
+        numbers,
+        ["1/7", "2/7", "3/7", "4/7", "5/7", "6/7", "7/7"],
+        "{output}"
+    );
+}
+
+#[test]
 fn berth_build_sends_what_dockerignore_lets_through() {
     let daemon = daemon_with_busybox("build-berth");
     let dir = context(
