@@ -1,9 +1,10 @@
 //! Podman's libpod REST API (v4), beside Docker's on the same socket, so that
 //! `podman --remote` (`CONTAINER_HOST=unix:///run/berth/berth.sock`) and podman-compose,
-//! which drives the podman CLI, work against `berth daemon`: ping and version,
-//! containers from podman's own spec, networks, volumes with labels, images (exists,
-//! inspect, pull with podman's policies) and builds. Errors are libpod's JSON
-//! (`cause`, `message`, `response`); endpoints not served answer 501 naming the path.
+//! which drives the podman CLI, work against `berth daemon`: ping, version and info,
+//! containers from podman's own spec, networks, volumes with labels, images (list,
+//! exists, inspect, remove, pull with podman's policies) and builds. Errors are
+//! libpod's JSON (`cause`, `message`, `response`); endpoints not served answer 501
+//! naming the path.
 
 mod build;
 mod containers;
@@ -65,7 +66,13 @@ pub(crate) fn router() -> Router<State> {
             "/libpod/volumes/{name}",
             axum::routing::delete(o::remove_volume),
         )
+        .route("/libpod/info", get(info))
         .route("/libpod/images/pull", post(o::pull))
+        .route("/libpod/images/json", get(o::list_images))
+        .route(
+            "/libpod/images/remove",
+            axum::routing::delete(o::remove_images),
+        )
         // Image names hold slashes: one catch-all route, split on the trailing action.
         .route("/libpod/images/{*name}", get(o::get_image))
         .route("/libpod/build", post(build::build))
@@ -138,6 +145,40 @@ async fn ping() -> impl IntoResponse {
         }
     }
     (StatusCode::OK, headers, "OK")
+}
+
+/// `GET /libpod/info`: `podman info`'s host, store and version parts.
+async fn info(axum::extract::State(engine): axum::extract::State<State>) -> Json<Value> {
+    let containers = engine.containers(true);
+    let running = containers
+        .iter()
+        .filter(|c| c.state.status == berth_engine::Status::Running)
+        .count();
+    let hostname = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let arch = berth_image::host_architecture();
+    Json(json!({
+        "host": {
+            "arch": arch, "os": "linux", "hostname": hostname, "kernel": kernel,
+            "cpus": std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            "ociRuntime": {"name": "berth", "version": env!("CARGO_PKG_VERSION")},
+        },
+        "store": {
+            "containerStore": {
+                "number": containers.len(), "running": running,
+                "stopped": containers.len() - running, "paused": 0,
+            },
+            "imageStore": {"number": engine.images().list().len()},
+        },
+        "version": {
+            "APIVersion": LIBPOD_API_VERSION, "Version": env!("CARGO_PKG_VERSION"),
+            "OsArch": format!("linux/{arch}"),
+        },
+    }))
 }
 
 /// `GET /libpod/version`: `podman version`'s server part.

@@ -276,6 +276,72 @@ pub(crate) async fn get_image(
     .into_response())
 }
 
+/// `GET /libpod/images/json`: `podman images`.
+pub(crate) async fn list_images(Extract(engine): Extract<State>) -> Json<Value> {
+    let containers = engine.containers(true);
+    let images = engine.images().list();
+    let summaries = images.iter().map(|(image, tags)| {
+        let config = engine.images().config(image).unwrap_or_default();
+        let size = crate::images::size(image);
+        let users = containers
+            .iter()
+            .filter(|c| c.image_id == image.id.as_str())
+            .count();
+        json!({
+            "Id": bare_id(image.id.as_str()),
+            "ParentId": "",
+            "RepoTags": tags,
+            "RepoDigests": [],
+            "Created": crate::time::unix_seconds(config["created"].as_str().unwrap_or_default()),
+            "Size": size,
+            "SharedSize": 0,
+            "VirtualSize": size,
+            "Labels": config["config"]["Labels"].clone(),
+            "Containers": users,
+            "Dangling": tags.is_empty(),
+            "Names": tags,
+        })
+    });
+    Json(summaries.collect())
+}
+
+/// `DELETE /libpod/images/remove?images=…` (`podman rmi`): a report of what was untagged
+/// and deleted, and what could not be.
+pub(crate) async fn remove_images(
+    Extract(engine): Extract<State>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, PodmanError> {
+    let query = QueryPairs::parse(query.as_deref());
+    if flag(query.first("all")) {
+        return Err(PodmanError::bad_request(
+            "berth does not support removing every image (--all)",
+        ));
+    }
+    let force = flag(query.first("force"));
+    let ignore = flag(query.first("ignore"));
+    let (mut deleted, mut untagged, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    for name in query.all("images") {
+        match engine.remove_image(&name, force) {
+            Ok(removed) => {
+                for step in removed {
+                    match step {
+                        berth_image::Removed::Untagged(tag) => untagged.push(tag),
+                        berth_image::Removed::Deleted(id) => {
+                            deleted.push(bare_id(id.as_str()).to_string())
+                        }
+                    }
+                }
+            }
+            Err(berth_engine::Error::Image(berth_image::Error::NotFound(_))) if ignore => {}
+            Err(error) => errors.push(error.to_string()),
+        }
+    }
+    let exit_code = i32::from(!errors.is_empty());
+    Ok(Json(json!({
+        "Deleted": deleted, "Untagged": untagged, "Errors": errors, "ExitCode": exit_code,
+    })))
+}
+
 /// `POST /libpod/images/pull?reference=…&policy=…`: with the policy `missing` (podman
 /// run's) an image already here is not pulled again. The answer streams `stream` lines
 /// and ends with the image's id, or an `error`.
@@ -301,7 +367,10 @@ pub(crate) async fn pull(
     }
     let present = engine.images().resolve(&reference).ok();
     if let (Some(image), "missing" | "never") = (&present, policy.as_str()) {
-        return Ok(pulled_response(vec![], bare_id(image.id.as_str())));
+        let line = pulled_line(bare_id(image.id.as_str()));
+        return Ok(crate::pull::progress_response(futures_util::stream::iter(
+            [line],
+        )));
     }
     if policy == "never" {
         return Err(crate::ApiError::new(
@@ -326,18 +395,13 @@ async fn run_pull(
 ) -> Vec<Value> {
     let mut lines = vec![json!({"stream": format!("Trying to pull {reference}...\n")})];
     match engine.pull_image(&reference, credentials, &|_| {}).await {
-        Ok(pulled) => lines.extend(pulled_lines(bare_id(pulled.id.as_str()))),
+        Ok(pulled) => lines.push(pulled_line(bare_id(pulled.id.as_str()))),
         Err(error) => lines.push(json!({"error": error.to_string()})),
     }
     lines
 }
 
 /// The last line of a pull: the image's id.
-fn pulled_lines(id: &str) -> Vec<Value> {
-    vec![json!({"images": [id], "id": id})]
-}
-
-fn pulled_response(mut lines: Vec<Value>, id: &str) -> Response {
-    lines.extend(pulled_lines(id));
-    crate::pull::progress_response(futures_util::stream::iter(lines))
+fn pulled_line(id: &str) -> Value {
+    json!({"images": [id], "id": id})
 }

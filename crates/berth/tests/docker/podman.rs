@@ -1,6 +1,7 @@
 //! The podman CLI in remote mode (`CONTAINER_HOST`) against the daemon's libpod API:
-//! containers run, list, log, stop and go; volumes keep their labels; networks come and
-//! go; a setting the engine does not carry out is refused by name.
+//! containers run, list, log, stop and go; images are listed and removed; volumes keep
+//! their labels; networks come and go; a setting the engine does not carry out is
+//! refused by name.
 
 use super::*;
 
@@ -85,6 +86,8 @@ fn podman_remote_runs_lists_logs_stops_and_removes_containers() {
     assert_eq!(podman_ok(&daemon, &["ps", "-aq"]).trim(), "");
     assert_eq!(daemon.docker_ok(&["ps", "-aq"]).trim(), "");
 
+    let images = podman_ok(&daemon, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(images.contains("busybox:latest"), "{images}");
     let refused = podman(&daemon, &["run", "--umask", "0077", "busybox", "true"]);
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -92,11 +95,15 @@ fn podman_remote_runs_lists_logs_stops_and_removes_containers() {
         "{refused:?}"
     );
     assert_eq!(daemon.docker_ok(&["ps", "-aq"]).trim(), "");
+    podman_ok(&daemon, &["rmi", "busybox"]);
+    assert_eq!(daemon.docker_ok(&["images", "-q"]).trim(), "");
 }
 
 #[test]
 fn podman_remote_manages_labelled_volumes_and_networks() {
     let daemon = Daemon::start("podman-objects");
+    let runtime = podman_ok(&daemon, &["info", "--format", "{{.Host.OCIRuntime.Name}}"]);
+    assert_eq!(runtime.trim(), "berth");
     podman_ok(
         &daemon,
         &["volume", "create", "--label", "app=shop", "data"],
