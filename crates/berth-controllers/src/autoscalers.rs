@@ -18,7 +18,9 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::watched::{Informers, Watched};
+use berth_runner::Informers;
+
+use crate::watched::Watched;
 use berth_quantity::{format_milli, milli};
 
 /// How often autoscalers look at their metrics.

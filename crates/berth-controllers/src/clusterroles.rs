@@ -10,7 +10,9 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::watched::{Informers, Watched};
+use berth_runner::Informers;
+
+use crate::watched::Watched;
 
 /// How soon a failed write is tried again.
 const RETRY: Duration = Duration::from_secs(2);

@@ -6,16 +6,18 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use berth_runner::Cache;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 
-use crate::watched::{Informers, Watched};
+use berth_runner::Informers;
+
+use crate::watched::Watched;
 
 /// The longest a collection waits when nothing changed; the shortest between two.
 const RETRY: Duration = Duration::from_secs(5);
@@ -41,12 +43,9 @@ pub async fn run(client: Client, informers: Informers) {
 
 /// Deletes the objects of `store` none of whose owners exist. `owners` remembers, for
 /// this pass, which owners (by uid) were found.
-async fn collect<K>(client: &Client, store: &Store<K>, owners: &mut HashMap<String, bool>)
+async fn collect<K>(client: &Client, store: &Cache<K>, owners: &mut HashMap<String, bool>)
 where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: berth_runner::Cached + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
 {
     for object in store.state() {
         let references = object.owner_references();

@@ -16,19 +16,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_runner::Cache;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::jobs::finished;
-use crate::replicasets::owned_by;
-use crate::watched::{Informers, Watched};
+use berth_runner::Informers;
+
+use crate::watched::Watched;
 
 /// The longest the controller sleeps when no change and no schedule wakes it sooner.
 const RETRY: Duration = Duration::from_secs(10);
@@ -124,7 +125,7 @@ fn due(schedule: &Cron, after: Timestamp, now: &Zoned) -> Option<Zoned> {
 async fn reconcile(
     client: &Client,
     cronjob: &CronJob,
-    jobs: &Store<Job>,
+    jobs: &Cache<Job>,
 ) -> Result<Result<Duration, Unschedulable>, kube::Error> {
     let spec = cronjob.spec.clone().unwrap_or_default();
     let schedule = match parse_schedule(&spec.schedule) {
@@ -139,7 +140,7 @@ async fn reconcile(
         Err(problem) => return Ok(Err(problem)),
     };
     let now = Timestamp::now().to_zoned(zone);
-    let mut owned = owned_by(cronjob, jobs);
+    let mut owned = jobs.controlled_by(cronjob);
     owned.sort_by_key(|j| j.metadata.creation_timestamp.clone());
     prune_history(client, cronjob, &owned).await?;
     let mut active: Vec<Arc<Job>> = owned.iter().filter(|j| !finished(j)).cloned().collect();

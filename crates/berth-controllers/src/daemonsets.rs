@@ -15,12 +15,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
+use berth_runner::{Action, Cache, Controller, Informers};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
@@ -29,10 +29,6 @@ use crate::pods::{Naming, active, ready};
 use crate::revisions::{HASH_LABEL, Revision};
 use crate::scheduler::filters::tolerates;
 use crate::scheduler::node_affinity;
-use crate::watched::{Informers, Watched};
-
-/// How often DaemonSets are looked at again when nothing changed.
-const RETRY: Duration = Duration::from_secs(5);
 
 /// The name events give the controller.
 const COMPONENT: &str = "daemonset-controller";
@@ -50,37 +46,46 @@ const TOLERATIONS: [(&str, &str); 6] = [
 
 /// What the controller reads.
 struct Caches {
-    nodes: Store<Node>,
-    pods: Store<Pod>,
-    revisions: Store<ControllerRevision>,
+    nodes: Cache<Node>,
+    pods: Cache<Pod>,
+    revisions: Cache<ControllerRevision>,
 }
 
-/// Runs the controller until the client's watches end.
+/// Runs the controller until the client's watches end: called for each DaemonSet, for
+/// its own when one of its pods or revisions changes, and for all when a node does.
 pub async fn run(client: Client, informers: Informers) {
-    let mut watched = Watched::new(&informers);
-    let sets = watched.cache::<DaemonSet>().await;
     let caches = Caches {
-        nodes: watched.cache::<Node>().await,
-        pods: watched.cache::<Pod>().await,
-        revisions: watched.cache::<ControllerRevision>().await,
+        nodes: informers.cache::<Node>().await,
+        pods: informers.cache::<Pod>().await,
+        revisions: informers.cache::<ControllerRevision>().await,
     };
-    let mut expectations = Expectations::default();
-    loop {
-        let current = sets.state();
-        expectations.keep_only(&current.iter().filter_map(|s| s.uid()).collect());
-        for set in current {
-            if set.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let flight = expectations.of(set.uid());
-            if let Err(error) = reconcile(&client, &set, &caches, flight).await {
-                tracing::debug!(%error, daemonset = %set.name_any(), "reconcile failed");
-            }
-        }
-        if !watched.next_change(RETRY).await {
-            return;
-        }
-    }
+    let controller = Controller::<DaemonSet>::new(&informers).await;
+    let sets = controller.cache().clone();
+    let controller = controller
+        .owns::<Pod>()
+        .await
+        .owns::<ControllerRevision>()
+        .await
+        .watches::<Node>(move |_| {
+            sets.state()
+                .iter()
+                .map(|s| ObjectRef::from_obj(&**s))
+                .collect()
+        })
+        .await;
+    let expectations = Expectations::default();
+    controller
+        .run(|set| {
+            let (client, caches, expectations) = (&client, &caches, &expectations);
+            expectations.with(set.uid(), async move |flight| {
+                if set.metadata.deletion_timestamp.is_some() {
+                    return Ok(Action::AwaitChange);
+                }
+                reconcile(client, &set, caches, flight).await?;
+                Ok(Action::AwaitChange)
+            })
+        })
+        .await;
 }
 
 /// The set's pod for `node`, of `revision`: its template with the revision's labels,
@@ -182,7 +187,7 @@ fn survey(
     caches: &Caches,
     flight: &InFlight,
 ) -> Result<Survey, kube::Error> {
-    let owned = crate::replicasets::owned_by(set, &caches.pods);
+    let owned = caches.pods.controlled_by(set);
     let mut nodes = HashMap::new();
     for node in caches.nodes.state() {
         let (should_run, may_stay) = placement(&pod_for(set, revision, &node.name_any())?, &node);
@@ -227,7 +232,7 @@ async fn reconcile(
     let spec = set.spec.clone().unwrap_or_default();
     let revision =
         crate::revisions::current(client, set, &spec.template, &caches.revisions).await?;
-    let owned = crate::replicasets::owned_by(set, &caches.pods);
+    let owned = caches.pods.controlled_by(set);
     flight.observe(&owned.iter().map(|p| p.name_any()).collect());
     let survey = survey(set, &revision, caches, flight)?;
     let mut doomed: Vec<Arc<Pod>> = survey.orphans.clone();

@@ -10,38 +10,69 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_runner::{Action, Cache, Controller, Informers};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use sha2::Digest;
 
-use crate::watched::{Informers, Watched};
-
-const RETRY: Duration = Duration::from_secs(5);
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const HASH_LABEL: &str = "pod-template-hash";
 
-/// Runs the controller until the client's watches end.
+/// Runs the controller until the client's watches end: called for each Deployment, and
+/// for a Deployment when one of its ReplicaSets changes.
 pub async fn run(client: Client, informers: Informers) {
-    let mut watched = Watched::new(&informers);
-    let deployments = watched.cache::<Deployment>().await;
-    let sets = watched.cache::<ReplicaSet>().await;
-    loop {
-        for deployment in deployments.state() {
-            if deployment.metadata.deletion_timestamp.is_some() {
-                continue;
+    let sets = informers.cache::<ReplicaSet>().await;
+    let controller = Controller::<Deployment>::new(&informers)
+        .await
+        .owns::<ReplicaSet>()
+        .await;
+    controller
+        .run(|deployment| {
+            let (client, sets) = (&client, &sets);
+            async move {
+                if deployment.metadata.deletion_timestamp.is_some() {
+                    return Ok(Action::AwaitChange);
+                }
+                reconcile(client, &deployment, sets).await?;
+                Ok(next_look(&deployment))
             }
-            if let Err(error) = reconcile(&client, &deployment, &sets).await {
-                tracing::debug!(%error, deployment = %deployment.name_any(), "reconcile failed");
-            }
+        })
+        .await;
+}
+
+/// When a rollout in progress needs a look though nothing changes: when its progress
+/// deadline passes, counted from its Progressing condition's last update. A status
+/// write changes the Deployment, and so brings a call with the new condition.
+fn next_look(deployment: &Deployment) -> Action {
+    let deadline = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.progress_deadline_seconds);
+    let conditions = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref());
+    let progressing = conditions
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "Progressing")
+        .filter(|c| c.reason.as_deref() == Some("ReplicaSetUpdated"));
+    let since = progressing.and_then(|c| c.last_update_time.as_ref());
+    match since.zip(deadline) {
+        Some((since, deadline)) => {
+            let end = since.0 + k8s_openapi::jiff::SignedDuration::from_secs(deadline.into());
+            let left = end.duration_since(k8s_openapi::jiff::Timestamp::now());
+            Action::RequeueAfter(
+                Duration::try_from(left)
+                    .unwrap_or_default()
+                    .max(Duration::from_secs(1)),
+            )
         }
-        if !watched.next_change(RETRY).await {
-            return;
-        }
+        None => Action::AwaitChange,
     }
 }
 
@@ -108,13 +139,13 @@ pub(crate) fn resolve(
 async fn reconcile(
     client: &Client,
     deployment: &Deployment,
-    sets: &Store<ReplicaSet>,
+    sets: &Cache<ReplicaSet>,
 ) -> Result<(), kube::Error> {
     let namespace = deployment.namespace().unwrap_or_default();
     let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace);
     let spec = deployment.spec.clone().unwrap_or_default();
     let desired = spec.replicas.unwrap_or(1);
-    let mut owned = crate::replicasets::owned_by(deployment, sets);
+    let mut owned = sets.controlled_by(deployment);
     owned.sort_by_key(|s| revision(s));
     let key = template_key(&spec.template);
     let max_revision = owned.iter().map(|s| revision(s)).max().unwrap_or(0);

@@ -11,17 +11,19 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use berth_runner::Cache;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::labels::has_all;
 use crate::pods::ready;
-use crate::watched::{Informers, Watched};
+use berth_runner::Informers;
+
+use crate::watched::Watched;
 
 /// How often Services are looked at again when nothing changed.
 const RETRY: Duration = Duration::from_secs(10);
@@ -145,7 +147,7 @@ fn served_on(pod: &Pod, port: &ServicePort) -> Option<Value> {
 async fn reconcile(
     client: &Client,
     service: &Service,
-    (pods, existing): (&Store<Pod>, &Store<Endpoints>),
+    (pods, existing): (&Cache<Pod>, &Cache<Endpoints>),
     written: &mut HashMap<(String, String), Value>,
 ) -> Result<(), kube::Error> {
     let has_selector = service
@@ -291,7 +293,7 @@ fn target(pod: &Pod) -> Value {
 }
 
 /// Deletes the Endpoints this controller made for Services that are gone.
-async fn remove_orphans(client: &Client, endpoints: &Store<Endpoints>, live: &[(String, String)]) {
+async fn remove_orphans(client: &Client, endpoints: &Cache<Endpoints>, live: &[(String, String)]) {
     for object in endpoints.state() {
         let ours = object.labels().get(ENDPOINTS_MANAGER.0).map(String::as_str)
             == Some(ENDPOINTS_MANAGER.1);

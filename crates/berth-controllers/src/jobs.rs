@@ -14,22 +14,16 @@
 
 use std::time::Duration;
 
+use berth_runner::{Action, Cache, Controller, Informers};
 use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::expectations::{Expectations, InFlight};
 use crate::pods::{Naming, active, ready};
-use crate::replicasets::owned_by;
-use crate::watched::{Informers, Watched};
-
-/// How often Jobs are looked at again when nothing changed (back-offs and deadlines
-/// end on this beat).
-const RETRY: Duration = Duration::from_secs(2);
 
 /// The name events give the controller.
 const COMPONENT: &str = "job-controller";
@@ -37,28 +31,23 @@ const COMPONENT: &str = "job-controller";
 /// The first retry's delay after a failure, and the longest.
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(360));
 
-/// Runs the controller until the client's watches end.
+/// Runs the controller until the client's watches end: called for each Job, and for a
+/// Job when one of its pods changes.
 pub async fn run(client: Client, informers: Informers) {
-    let mut watched = Watched::new(&informers);
-    let jobs = watched.cache::<Job>().await;
-    let pods = watched.cache::<Pod>().await;
-    let mut expectations = Expectations::default();
-    loop {
-        let current = jobs.state();
-        expectations.keep_only(&current.iter().filter_map(|j| j.uid()).collect());
-        for job in current {
-            if finished(&job) || job.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let flight = expectations.of(job.uid());
-            if let Err(error) = reconcile(&client, &job, &pods, flight).await {
-                tracing::debug!(%error, job = %job.name_any(), "reconcile failed");
-            }
-        }
-        if !watched.next_change(RETRY).await {
-            return;
-        }
-    }
+    let pods = informers.cache::<Pod>().await;
+    let controller = Controller::<Job>::new(&informers).await.owns::<Pod>().await;
+    let expectations = Expectations::default();
+    controller
+        .run(|job| {
+            let (client, pods, expectations) = (&client, &pods, &expectations);
+            expectations.with(job.uid(), async move |flight| {
+                if finished(&job) || job.metadata.deletion_timestamp.is_some() {
+                    return Ok(Action::AwaitChange);
+                }
+                reconcile(client, &job, pods, flight).await
+            })
+        })
+        .await;
 }
 
 /// Whether the condition of `kind` is True on the job.
@@ -185,10 +174,10 @@ enum Verdict {
 async fn reconcile(
     client: &Client,
     job: &Job,
-    pods: &Store<Pod>,
+    pods: &Cache<Pod>,
     flight: &mut InFlight,
-) -> Result<(), kube::Error> {
-    let owned = owned_by(job, pods);
+) -> Result<Action, kube::Error> {
+    let owned = pods.controlled_by(job);
     flight.observe(&owned.iter().map(|p| p.name_any()).collect());
     let mut tally = tally(owned, flight);
     let spec = job.spec.clone().unwrap_or_default();
@@ -215,7 +204,8 @@ async fn reconcile(
     let waited = tally.last_failure.map_or(Duration::MAX, |t| {
         Duration::try_from(now.duration_since(t)).unwrap_or_default()
     });
-    if have < wanted && waited >= backoff(tally.failed) {
+    let held_back = backoff(tally.failed).saturating_sub(waited);
+    if have < wanted && held_back.is_zero() {
         for _ in have..wanted {
             let pod =
                 crate::pods::from_template(job, &spec.template, Naming::Generated(job.name_any()))?;
@@ -254,7 +244,29 @@ async fn reconcile(
             }
         }
     }
-    report(client, job, &tally, verdict).await
+    report(client, job, &tally, verdict).await?;
+    let waiting = (have < wanted).then_some(held_back);
+    Ok(next_look(job, verdict, waiting, now))
+}
+
+/// When the Job needs a look though nothing changes: when a held-back pod may start,
+/// or when its active deadline passes.
+fn next_look(job: &Job, verdict: Verdict, held_back: Option<Duration>, now: Timestamp) -> Action {
+    if verdict != Verdict::Running {
+        return Action::AwaitChange;
+    }
+    let started = job.status.as_ref().and_then(|s| s.start_time.as_ref());
+    let deadline = job.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+    let to_deadline = started.zip(deadline).map(|(started, deadline)| {
+        let end = started.0 + SignedDuration::from_secs(deadline);
+        Duration::try_from(end.duration_since(now)).unwrap_or_default()
+    });
+    // A Job just started has no start time in this view: the next call, after the
+    // status write, sees it.
+    match held_back.into_iter().chain(to_deadline).min() {
+        Some(after) => Action::RequeueAfter(after.max(Duration::from_millis(100))),
+        None => Action::AwaitChange,
+    }
 }
 
 /// The conditions the Job has after this pass: those it had, with the verdict's added

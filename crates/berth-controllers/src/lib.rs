@@ -30,8 +30,8 @@ pub mod statefulsets;
 mod statuses;
 mod watched;
 
+pub use berth_runner::Informers;
 pub use leader::Election;
-pub use watched::Informers;
 
 /// Runs the controller manager: competes for leadership through its Lease and, while
 /// leading, runs the scheduler and the controllers.

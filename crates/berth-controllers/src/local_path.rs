@@ -9,15 +9,18 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use berth_runner::Cache;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::scheduler::SELECTED_NODE;
-use crate::watched::{Informers, Watched};
+use berth_runner::Informers;
+
+use crate::watched::Watched;
 
 /// The provisioner name of Berth's local volumes.
 pub const PROVISIONER: &str = "berth.dev/local-path";
@@ -33,10 +36,10 @@ const RECHECK: Duration = Duration::from_secs(60);
 
 /// What the provisioner watches.
 struct Caches {
-    claims: Store<PersistentVolumeClaim>,
-    volumes: Store<PersistentVolume>,
-    classes: Store<StorageClass>,
-    nodes: Store<Node>,
+    claims: Cache<PersistentVolumeClaim>,
+    volumes: Cache<PersistentVolume>,
+    classes: Cache<StorageClass>,
+    nodes: Cache<Node>,
 }
 
 /// Runs the provisioner until the client's watches end.

@@ -12,7 +12,9 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::watched::{Informers, Watched};
+use berth_runner::Informers;
+
+use crate::watched::Watched;
 
 /// The prefix length of each node's range, as kube-controller-manager's default.
 const NODE_PREFIX: u8 = 24;

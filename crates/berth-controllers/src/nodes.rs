@@ -9,14 +9,17 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use berth_runner::Cache;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::watched::{Informers, Watched};
+use berth_runner::Informers;
+
+use crate::watched::Watched;
 
 /// The taint of a node the controller has not heard from.
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -75,7 +78,7 @@ fn unreachable_taint(node: &Node) -> Option<&Taint> {
 async fn watch_over(
     client: &Client,
     node: &Node,
-    (leases, pods): (&Store<Lease>, &Store<Pod>),
+    (leases, pods): (&Cache<Lease>, &Cache<Pod>),
     heard: &mut Heard,
     lifecycle: Lifecycle,
 ) -> Result<(), kube::Error> {
@@ -186,7 +189,7 @@ async fn mark(client: &Client, node: &Node, unreachable: bool) -> Result<(), kub
 async fn mark_pods_not_ready(
     client: &Client,
     node: &str,
-    pods: &Store<Pod>,
+    pods: &Cache<Pod>,
 ) -> Result<(), kube::Error> {
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     for pod in pods.state() {
@@ -247,7 +250,7 @@ async fn evict(
     client: &Client,
     node: &Node,
     taint: &Taint,
-    pods: &Store<Pod>,
+    pods: &Cache<Pod>,
     default_toleration: Duration,
 ) -> Result<(), kube::Error> {
     let tainted_at = taint

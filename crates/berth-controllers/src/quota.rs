@@ -14,7 +14,9 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::statuses::merge_status;
-use crate::watched::{Informers, Watched};
+use berth_runner::Informers;
+
+use crate::watched::Watched;
 
 /// How soon a failed write is tried again.
 const RETRY: Duration = Duration::from_secs(2);

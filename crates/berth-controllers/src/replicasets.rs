@@ -5,27 +5,24 @@
 //! spec and status, run on the same loop.
 //!
 //! Like kube-controller-manager it remembers the creates and deletes it issued until its
-//! cache shows them (expectations), so a pass never counts twice what is in flight.
+//! cache shows them (expectations), so a call never counts twice what is in flight.
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use berth_runner::{Action, Cache, Controller, Informers};
+
 use crate::expectations::{Expectations, InFlight};
 use crate::pods::{Naming, active, available, ready};
-use crate::watched::{Informers, Watched};
-
-/// How often ReplicaSets are looked at again when nothing changed.
-const RETRY: Duration = Duration::from_secs(5);
 
 /// What the loop reads of a ReplicaSet or a ReplicationController.
 pub(crate) trait Replicated:
-    crate::watched::Cached + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+    berth_runner::Cached + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
 {
     /// How many pods it wants.
     fn wanted(&self) -> i32;
@@ -80,55 +77,29 @@ pub async fn run(client: Client, informers: Informers) {
     );
 }
 
-/// The loop over one kind's objects.
+/// The controller of one kind: called for each set, and for a set when one of its pods
+/// changes.
 async fn run_for<K: Replicated>(client: Client, informers: Informers) {
-    let mut watched = Watched::new(&informers);
-    let sets = watched.cache::<K>().await;
-    let pods = watched.cache::<Pod>().await;
-    let mut expectations = Expectations::default();
-    loop {
-        let current = sets.state();
-        expectations.keep_only(&current.iter().filter_map(|s| s.uid()).collect());
-        for set in current {
-            let flight = expectations.of(set.uid());
-            if let Err(error) = reconcile(&client, set.as_ref(), &pods, flight).await {
-                tracing::debug!(%error, replicaset = %set.name_any(), "reconcile failed");
-            }
-        }
-        if !watched.next_change(RETRY).await {
-            return;
-        }
-    }
-}
-
-/// The objects of `store` that `owner` controls.
-pub(crate) fn owned_by<O, K>(owner: &O, store: &Store<K>) -> Vec<std::sync::Arc<K>>
-where
-    O: kube::Resource,
-    K: kube::Resource<DynamicType = ()> + Clone,
-{
-    let uid = owner.uid();
-    let namespace = owner.namespace();
-    store
-        .state()
-        .into_iter()
-        .filter(|object| object.namespace() == namespace)
-        .filter(|object| {
-            object
-                .owner_references()
-                .iter()
-                .any(|r| r.controller == Some(true) && Some(&r.uid) == uid.as_ref())
+    let pods = informers.cache::<Pod>().await;
+    let expectations = Expectations::default();
+    let controller = Controller::<K>::new(&informers).await.owns::<Pod>().await;
+    controller
+        .run(|set| {
+            let (client, pods, expectations) = (&client, &pods, &expectations);
+            expectations.with(set.uid(), async move |flight| {
+                reconcile(client, set.as_ref(), pods, flight).await
+            })
         })
-        .collect()
+        .await;
 }
 
 async fn reconcile<K: Replicated>(
     client: &Client,
     set: &K,
-    pods: &Store<Pod>,
+    pods: &Cache<Pod>,
     flight: &mut InFlight,
-) -> Result<(), kube::Error> {
-    let owned = owned_by(set, pods);
+) -> Result<Action, kube::Error> {
+    let owned = pods.controlled_by(set);
     flight.observe(&owned.iter().map(|p| p.name_any()).collect());
     let mut running: Vec<_> = owned
         .iter()
@@ -161,12 +132,13 @@ async fn reconcile<K: Replicated>(
     report(client, set, &owned).await
 }
 
-/// The set's status from its pods, written only when it changed.
+/// The set's status from its pods, written only when it changed; a call again when a
+/// ready pod is yet to count as available.
 async fn report<K: Replicated>(
     client: &Client,
     set: &K,
     owned: &[std::sync::Arc<Pod>],
-) -> Result<(), kube::Error> {
+) -> Result<Action, kube::Error> {
     let counted: Vec<_> = owned.iter().filter(|p| active(p)).collect();
     let ready_count = counted.iter().filter(|p| ready(p)).count() as i32;
     let min_ready = set.min_ready_seconds();
@@ -177,8 +149,13 @@ async fn report<K: Replicated>(
         .count() as i32;
     let replicas = counted.len() as i32;
     let generation = set.meta().generation;
+    let next = if available_count < ready_count {
+        Action::RequeueAfter(Duration::from_secs(min_ready.max(1) as u64))
+    } else {
+        Action::AwaitChange
+    };
     if set.reported() == (replicas, ready_count, available_count, generation) {
-        return Ok(());
+        return Ok(next);
     }
     let api: Api<K> = Api::namespaced(client.clone(), &set.namespace().unwrap_or_default());
     let patch = json!({"status": {
@@ -193,6 +170,6 @@ async fn report<K: Replicated>(
         &PatchParams::default(),
         &Patch::Merge(&patch),
     )
-    .await
-    .map(drop)
+    .await?;
+    Ok(next)
 }

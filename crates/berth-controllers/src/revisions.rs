@@ -8,10 +8,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use berth_runner::Cache;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -46,9 +46,9 @@ fn template_of(revision: &ControllerRevision) -> Option<PodTemplateSpec> {
 /// The revisions `owner` controls, oldest first.
 fn owned<O: Resource<DynamicType = ()>>(
     owner: &O,
-    revisions: &Store<ControllerRevision>,
+    revisions: &Cache<ControllerRevision>,
 ) -> Vec<Arc<ControllerRevision>> {
-    let mut owned = crate::replicasets::owned_by(owner, revisions);
+    let mut owned = revisions.controlled_by(owner);
     owned.sort_by_key(|r| r.revision);
     owned
 }
@@ -56,7 +56,7 @@ fn owned<O: Resource<DynamicType = ()>>(
 /// The revision named `name` of `owner`, if it is still kept.
 pub(crate) fn find<O: Resource<DynamicType = ()>>(
     owner: &O,
-    revisions: &Store<ControllerRevision>,
+    revisions: &Cache<ControllerRevision>,
     name: &str,
 ) -> Option<Revision> {
     let revision = owned(owner, revisions)
@@ -79,7 +79,7 @@ pub(crate) async fn current<O: Resource<DynamicType = ()>>(
     client: &Client,
     owner: &O,
     template: &PodTemplateSpec,
-    revisions: &Store<ControllerRevision>,
+    revisions: &Cache<ControllerRevision>,
 ) -> Result<Revision, kube::Error> {
     let hash = crate::deployments::template_hash(template);
     let name = format!("{}-{hash}", owner.name_any());
@@ -132,7 +132,7 @@ pub(crate) async fn current<O: Resource<DynamicType = ()>>(
 pub(crate) async fn prune<O: Resource<DynamicType = ()>>(
     client: &Client,
     owner: &O,
-    revisions: &Store<ControllerRevision>,
+    revisions: &Cache<ControllerRevision>,
     (used, limit): (&HashSet<String>, i32),
 ) -> Result<(), kube::Error> {
     let idle: Vec<_> = owned(owner, revisions)

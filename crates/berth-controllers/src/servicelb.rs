@@ -16,7 +16,9 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::watched::{Informers, Watched};
+use berth_runner::Informers;
+
+use crate::watched::Watched;
 
 /// The source its events name.
 const COMPONENT: &str = "berth-ingress";
@@ -91,7 +93,7 @@ type Unusable = (String, String);
 async fn report_missing_secrets(
     client: &Client,
     served: &[std::sync::Arc<Ingress>],
-    secrets: &kube::runtime::reflector::Store<Secret>,
+    secrets: &berth_runner::Cache<Secret>,
     reported: &mut BTreeSet<Unusable>,
 ) {
     let mut unusable = BTreeSet::new();

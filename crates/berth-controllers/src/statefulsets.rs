@@ -17,16 +17,19 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_runner::Cache;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Volume};
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::pods::{Naming, running_and_ready};
 use crate::revisions::{HASH_LABEL, Revision};
-use crate::watched::{Informers, Watched};
+use berth_runner::Informers;
+
+use crate::watched::Watched;
 
 /// How often StatefulSets are looked at again when nothing changed.
 const RETRY: Duration = Duration::from_secs(5);
@@ -36,9 +39,9 @@ const COMPONENT: &str = "statefulset-controller";
 
 /// What the controller reads.
 struct Caches {
-    pods: Store<Pod>,
-    claims: Store<PersistentVolumeClaim>,
-    revisions: Store<ControllerRevision>,
+    pods: Cache<Pod>,
+    claims: Cache<PersistentVolumeClaim>,
+    revisions: Cache<ControllerRevision>,
 }
 
 /// Runs the controller until the client's watches end.
@@ -108,7 +111,7 @@ fn pod_for(set: &StatefulSet, revision: &Revision, ordinal: i32) -> Result<Pod, 
 async fn ensure_claims(
     client: &Client,
     set: &StatefulSet,
-    claims: &Store<PersistentVolumeClaim>,
+    claims: &Cache<PersistentVolumeClaim>,
     ordinal: i32,
 ) -> Result<(), kube::Error> {
     let namespace = set.namespace().unwrap_or_default();
@@ -259,7 +262,7 @@ fn plan(set: &StatefulSet, pods: &BTreeMap<i32, Arc<Pod>>, update: &str) -> Vec<
 async fn reconcile(client: &Client, set: &StatefulSet, caches: &Caches) -> Result<(), kube::Error> {
     let (current, update) = revisions(client, set, caches).await?;
     let name = set.name_any();
-    let owned = crate::replicasets::owned_by(set, &caches.pods);
+    let owned = caches.pods.controlled_by(set);
     let pods: BTreeMap<i32, Arc<Pod>> = owned
         .iter()
         .filter_map(|p| Some((ordinal(&name, &p.name_any())?, p.clone())))

@@ -23,14 +23,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_runner::Cache;
 use futures_util::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::watched::{Informers, Watched};
+use berth_runner::Informers;
+
+use crate::watched::Watched;
 use filters::{Plan, Unfit};
 use preemption::{Preemption, priority};
 use snapshot::NodeInfo;
@@ -47,11 +49,11 @@ const RETRY: Duration = Duration::from_secs(5);
 
 /// What the scheduler watches.
 struct Caches {
-    nodes: Store<Node>,
-    pods: Store<Pod>,
-    namespaces: Store<Namespace>,
-    claims: Store<PersistentVolumeClaim>,
-    volumes: Store<PersistentVolume>,
+    nodes: Cache<Node>,
+    pods: Cache<Pod>,
+    namespaces: Cache<Namespace>,
+    claims: Cache<PersistentVolumeClaim>,
+    volumes: Cache<PersistentVolume>,
 }
 
 /// Runs the scheduler until the client's watches end.

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use berth_runner::Cache;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
-use kube::runtime::reflector::Store;
 
 use berth_quantity::milli;
 
@@ -264,7 +264,7 @@ pub(crate) fn node_of(pod: &Pod) -> Option<&str> {
 /// Every node with the pods bound to it, in the caches' order — counting the pods
 /// `assumed` bound (uid → node) that the cache does not show bound yet.
 pub(crate) fn take(
-    nodes: &Store<Node>,
+    nodes: &Cache<Node>,
     pods: &[Arc<Pod>],
     assumed: &HashMap<String, String>,
 ) -> Vec<NodeInfo> {

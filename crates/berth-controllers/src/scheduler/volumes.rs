@@ -4,11 +4,12 @@
 //! given the chosen node in its `volume.kubernetes.io/selected-node` annotation, which
 //! the provisioner makes the volume on.
 
+use berth_runner::Cache;
 use k8s_openapi::api::core::v1::{
     Node, NodeSelector, PersistentVolume, PersistentVolumeClaim, Pod,
 };
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
@@ -28,8 +29,8 @@ impl Needs {
     /// What the pod's claims need, or why it cannot be placed yet.
     pub(crate) fn of(
         pod: &Pod,
-        claims: &Store<PersistentVolumeClaim>,
-        volumes: &Store<PersistentVolume>,
+        claims: &Cache<PersistentVolumeClaim>,
+        volumes: &Cache<PersistentVolume>,
     ) -> Result<Self, String> {
         let namespace = pod.namespace().unwrap_or_default();
         let mut needs = Needs::default();

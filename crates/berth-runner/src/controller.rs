@@ -1,0 +1,177 @@
+//! A controller as kube-runtime's `Controller` runs one: a reconcile function called
+//! with each object of its kind that may need work — because it changed, because an
+//! object it owns or watches changed, because the last call asked to be called again,
+//! or because the last call failed (then after an exponential back-off). The queue
+//! between the changes and the calls de-duplicates them, never hands one object to two
+//! workers at once, and lets a bounded number of calls run at the same time.
+//!
+//! A reconcile function is idempotent and works from the caches, so a call that comes
+//! twice, late or after a restart does no harm.
+
+use std::future::Future;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+
+use crate::informers::{Cache, Cached, Changed, Informers, key_of};
+use crate::queue::{Outcome, WorkQueue};
+
+/// What a reconcile call asks for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing until something changes.
+    AwaitChange,
+    /// A call again after this long, change or not: for what time alone changes
+    /// (a pod becoming available after minReadySeconds, a deadline).
+    RequeueAfter(Duration),
+}
+
+/// How many calls of one controller run at once unless it says otherwise:
+/// kube-controller-manager's `--concurrent-*-syncs` default.
+const CONCURRENCY: usize = 5;
+
+/// One controller: its kind's cache, the queue of objects to look at, and how many
+/// calls run at once.
+pub struct Controller<K: Cached> {
+    informers: Informers,
+    cache: Cache<K>,
+    queue: Arc<WorkQueue<ObjectRef<K>>>,
+    concurrency: usize,
+}
+
+impl<K: Cached> Controller<K> {
+    /// A controller of the kind `K`, called for each object of it that changes.
+    pub async fn new(informers: &Informers) -> Self {
+        let queue = Arc::new(WorkQueue::default());
+        let controller = Controller {
+            informers: informers.clone(),
+            cache: informers.cache::<K>().await,
+            queue,
+            concurrency: CONCURRENCY,
+        };
+        let cache = controller.cache.clone();
+        controller.on_change::<K>(move |changed| match changed {
+            Changed::Object(object) => vec![key_of(object)],
+            Changed::Relisted => cache.state().iter().map(|o| key_of(o.as_ref())).collect(),
+        });
+        controller
+    }
+
+    /// Also calls it for the owner named by the controller ownerReference of each
+    /// object of kind `C` that changes (a ReplicaSet when one of its pods does).
+    #[must_use]
+    pub async fn owns<C: Cached>(self) -> Self {
+        self.informers.cache::<C>().await;
+        let all = self.cache.clone();
+        self.on_change::<C>(move |changed| match changed {
+            Changed::Object(object) => owner_of::<K, C>(object).into_iter().collect(),
+            Changed::Relisted => all.state().iter().map(|o| key_of(o.as_ref())).collect(),
+        });
+        self
+    }
+
+    /// Also calls it for the objects `map` names when an object of kind `C` changes (the
+    /// Services that select a pod, say). After `C`'s cache was listed anew every object
+    /// is called for: what vanished meanwhile names no one.
+    #[must_use]
+    pub async fn watches<C: Cached>(
+        self,
+        map: impl Fn(&C) -> Vec<ObjectRef<K>> + Send + Sync + 'static,
+    ) -> Self {
+        self.informers.cache::<C>().await;
+        let all = self.cache.clone();
+        self.on_change::<C>(move |changed| match changed {
+            Changed::Object(object) => map(object),
+            Changed::Relisted => all.state().iter().map(|o| key_of(o.as_ref())).collect(),
+        });
+        self
+    }
+
+    /// Lets `concurrency` calls run at once (at least one).
+    #[must_use]
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// The cache of the controller's own kind.
+    pub fn cache(&self) -> &Cache<K> {
+        &self.cache
+    }
+
+    /// Queues the keys `keys` gives for each change of `C`, as long as the queue lives.
+    fn on_change<C: Cached>(
+        &self,
+        keys: impl Fn(Changed<'_, C>) -> Vec<ObjectRef<K>> + Send + Sync + 'static,
+    ) {
+        let queue: Weak<WorkQueue<ObjectRef<K>>> = Arc::downgrade(&self.queue);
+        self.informers.subscribe::<C>(Box::new(move |changed| {
+            let Some(queue) = queue.upgrade() else {
+                return false;
+            };
+            for key in keys(changed) {
+                queue.add(key);
+            }
+            true
+        }));
+    }
+
+    /// Calls `reconcile` for every object now and for each one that needs it from then
+    /// on, until the future is dropped. Objects gone from the cache by their turn are
+    /// skipped: what their deletion leaves behind is the garbage collector's.
+    pub async fn run<F, Fut>(self, reconcile: F)
+    where
+        F: Fn(Arc<K>) -> Fut,
+        Fut: Future<Output = Result<Action, kube::Error>>,
+    {
+        for object in self.cache.state() {
+            self.queue.add(key_of(object.as_ref()));
+        }
+        let worker = || async {
+            loop {
+                let key = self.queue.next().await;
+                let outcome = match self.cache.get(&key) {
+                    Some(object) => match reconcile(object).await {
+                        Ok(Action::AwaitChange) => Outcome::Done,
+                        Ok(Action::RequeueAfter(delay)) => Outcome::RequeueAfter(delay),
+                        Err(error) => {
+                            report::<K>(&key, &error);
+                            Outcome::Failed
+                        }
+                    },
+                    None => Outcome::Done,
+                };
+                self.queue.done(&key, outcome);
+            }
+        };
+        futures_util::future::join_all((0..self.concurrency).map(|_| worker())).await;
+    }
+}
+
+/// Logs a failed call: at warn with the object named, except a conflict, which only
+/// says the cache was a step behind the server (the retry reads it anew).
+fn report<K: Cached>(key: &ObjectRef<K>, error: &kube::Error) {
+    let kind = K::kind(&());
+    let namespace = key.namespace.as_deref().unwrap_or_default();
+    let name = &key.name;
+    match error {
+        kube::Error::Api(status) if status.code == 409 => {
+            tracing::debug!(%kind, namespace, name, %error, "reconcile conflicted; retrying");
+        }
+        _ => tracing::warn!(%kind, namespace, name, %error, "reconcile failed; retrying"),
+    }
+}
+
+/// The object of kind `K` that controls `object`, by its controller ownerReference.
+fn owner_of<K: Cached, C: Resource>(object: &C) -> Option<ObjectRef<K>> {
+    let owner = object.owner_references().iter().find(|r| {
+        r.controller == Some(true) && r.kind == K::kind(&()) && r.api_version == K::api_version(&())
+    })?;
+    let key = ObjectRef::new(&owner.name);
+    Some(match object.namespace() {
+        Some(namespace) => key.within(&namespace),
+        None => key,
+    })
+}

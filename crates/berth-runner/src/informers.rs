@@ -1,0 +1,355 @@
+//! The shared caches, as kube-controller-manager's shared informers: one watch and one
+//! cache per kind for the whole controller manager, however many controllers read it.
+//! Eight controllers watch pods; with a cache each, every pod change was sent, parsed
+//! and kept eight times — most of the server's and the controllers' work and memory at
+//! scale.
+//!
+//! Each cache also keeps an index from owner uid to the objects whose ownerReferences
+//! name it, so "the pods of this ReplicaSet" is a lookup rather than a pass over every
+//! pod, and tells its subscribers (the runners' queues) of each object that changed.
+
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, HashSet};
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use futures_util::StreamExt;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+/// A kind the controllers can cache.
+pub trait Cached:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+{
+}
+
+impl<K> Cached for K where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// What a cache tells its subscribers.
+pub(crate) enum Changed<'a, K> {
+    /// This object was added, changed or deleted (the cache already shows it).
+    Object(&'a K),
+    /// The cache was listed anew (its watch restarted): anything may have changed,
+    /// deletions included, which no object stands for.
+    Relisted,
+}
+
+impl<K> Clone for Changed<'_, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K> Copy for Changed<'_, K> {}
+
+/// Called with each change of a kind; returns false once it no longer wants any (its
+/// runner is gone), and is then dropped.
+pub(crate) type Subscriber<K> = Box<dyn Fn(Changed<'_, K>) -> bool + Send + Sync>;
+
+/// One kind's shared cache: the reflector's store, read as kube-runtime's `Store` (it
+/// dereferences to one), and the index of objects by owner.
+pub struct Cache<K: Cached> {
+    store: Store<K>,
+    owners: Arc<RwLock<OwnerIndex<K>>>,
+}
+
+impl<K: Cached> Clone for Cache<K> {
+    fn clone(&self) -> Self {
+        Cache {
+            store: self.store.clone(),
+            owners: self.owners.clone(),
+        }
+    }
+}
+
+impl<K: Cached> Deref for Cache<K> {
+    type Target = Store<K>;
+
+    fn deref(&self) -> &Store<K> {
+        &self.store
+    }
+}
+
+impl<K: Cached> Cache<K> {
+    /// The objects whose ownerReferences name the owner with `uid`, controller or not:
+    /// what the garbage collector deletes with it.
+    pub fn dependents(&self, uid: &str) -> Vec<Arc<K>> {
+        let owners = self.owners.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(refs) = owners.dependents.get(uid) else {
+            return Vec::new();
+        };
+        refs.iter().filter_map(|r| self.store.get(r)).collect()
+    }
+
+    /// The objects `owner` controls: their controller ownerReference names its uid.
+    pub fn controlled_by<O: Resource>(&self, owner: &O) -> Vec<Arc<K>> {
+        let Some(uid) = owner.uid() else {
+            return Vec::new();
+        };
+        let mut controlled = self.dependents(&uid);
+        controlled.retain(|object| {
+            object
+                .owner_references()
+                .iter()
+                .any(|r| r.controller == Some(true) && r.uid == uid)
+        });
+        controlled
+    }
+}
+
+/// Owner uid → the objects naming it, kept by the cache's feeder.
+struct OwnerIndex<K: Cached> {
+    dependents: HashMap<String, HashSet<ObjectRef<K>>>,
+}
+
+impl<K: Cached> OwnerIndex<K> {
+    /// Moves `key` from the owners of `before` to those of `after`.
+    fn update(&mut self, key: &ObjectRef<K>, before: Option<&K>, after: Option<&K>) {
+        let uids = |object: Option<&K>| -> Vec<String> {
+            object
+                .map(|o| o.owner_references().iter().map(|r| r.uid.clone()).collect())
+                .unwrap_or_default()
+        };
+        let (before, after) = (uids(before), uids(after));
+        for uid in before.iter().filter(|uid| !after.contains(uid)) {
+            if let Some(refs) = self.dependents.get_mut(uid) {
+                refs.remove(key);
+                if refs.is_empty() {
+                    self.dependents.remove(uid);
+                }
+            }
+        }
+        for uid in after {
+            self.dependents.entry(uid).or_default().insert(key.clone());
+        }
+    }
+
+    /// The index of everything `store` holds, made anew.
+    fn rebuild(&mut self, store: &Store<K>) {
+        self.dependents.clear();
+        for object in store.state() {
+            self.update(&key_of(&object), None, Some(&object));
+        }
+    }
+}
+
+/// The reference naming `object`, without the extras (uid, version) that keys need
+/// not keep.
+pub(crate) fn key_of<K: Cached>(object: &K) -> ObjectRef<K> {
+    let key = ObjectRef::new(&object.name_any());
+    match object.namespace() {
+        Some(namespace) => key.within(&namespace),
+        None => key,
+    }
+}
+
+/// One kind's cache, its change count (which the whole-pass controllers wait on) and
+/// its subscribers.
+struct Informer<K: Cached> {
+    cache: Cache<K>,
+    changes: watch::Receiver<u64>,
+    subscribers: Arc<Mutex<Vec<Subscriber<K>>>>,
+}
+
+impl<K: Cached> Clone for Informer<K> {
+    fn clone(&self) -> Self {
+        Informer {
+            cache: self.cache.clone(),
+            changes: self.changes.clone(),
+            subscribers: self.subscribers.clone(),
+        }
+    }
+}
+
+/// The controller manager's caches, one per kind, each started by its first reader and
+/// kept current by a task of its own until the last handle is dropped (leadership lost
+/// drops them with the controllers).
+#[derive(Clone)]
+pub struct Informers {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    kinds: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+    feeders: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let feeders = self
+            .feeders
+            .get_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        for feeder in feeders {
+            feeder.abort();
+        }
+    }
+}
+
+impl Informers {
+    /// Caches over `client`, none started yet.
+    pub fn new(client: Client) -> Self {
+        Informers {
+            inner: Arc::new(Inner {
+                client,
+                kinds: Mutex::new(HashMap::new()),
+                feeders: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The client the caches watch through.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The shared cache of every object of kind `K`, once its initial list is in.
+    pub async fn cache<K: Cached>(&self) -> Cache<K> {
+        let cache = self.informer::<K>().cache;
+        let _ = cache.store.wait_until_ready().await;
+        cache
+    }
+
+    /// A receiver of the kind's change count, marked seen: it changes on each change of
+    /// the kind. For controllers that still run whole passes.
+    pub fn changes<K: Cached>(&self) -> watch::Receiver<u64> {
+        let mut changes = self.informer::<K>().changes;
+        changes.mark_unchanged();
+        changes
+    }
+
+    /// Has `subscriber` told of each change of the kind from now on.
+    pub(crate) fn subscribe<K: Cached>(&self, subscriber: Subscriber<K>) {
+        self.informer::<K>()
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(subscriber);
+    }
+
+    /// The kind's informer, started on first use.
+    fn informer<K: Cached>(&self) -> Informer<K> {
+        let mut kinds = self
+            .inner
+            .kinds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let kind = TypeId::of::<K>();
+        if let Some(informer) = kinds
+            .get(&kind)
+            .and_then(|e| e.downcast_ref::<Informer<K>>())
+        {
+            return informer.clone();
+        }
+        let informer = self.start::<K>();
+        kinds.insert(kind, Box::new(informer.clone()));
+        informer
+    }
+
+    fn start<K: Cached>(&self) -> Informer<K> {
+        let (store, writer) = reflector::store::<K>();
+        let (counter, changes) = watch::channel(0u64);
+        let informer = Informer {
+            cache: Cache {
+                store,
+                owners: Arc::new(RwLock::new(OwnerIndex {
+                    dependents: HashMap::new(),
+                })),
+            },
+            changes,
+            subscribers: Arc::new(Mutex::new(Vec::new())),
+        };
+        let api = Api::<K>::all(self.inner.client.clone());
+        // managedFields are the server's record of who set which field; no controller
+        // reads them, and they are often the larger half of an object.
+        let events = watcher(api, watcher::Config::default())
+            .modify(|object: &mut K| object.meta_mut().managed_fields = None)
+            .default_backoff();
+        let feeder = Feeder {
+            informer: informer.clone(),
+            writer,
+            counter,
+        };
+        let task = tokio::spawn(feeder.run(events));
+        self.inner
+            .feeders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task.abort_handle());
+        informer
+    }
+}
+
+/// Keeps one kind's cache and index current from its watch, and tells of each change.
+struct Feeder<K: Cached> {
+    informer: Informer<K>,
+    writer: reflector::store::Writer<K>,
+    counter: watch::Sender<u64>,
+}
+
+impl<K: Cached> Feeder<K> {
+    async fn run(
+        mut self,
+        events: impl futures_util::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    ) {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => self.apply(&event),
+                Err(error) => tracing::warn!(kind = %K::kind(&()), %error, "watch failed"),
+            }
+        }
+    }
+
+    fn apply(&mut self, event: &watcher::Event<K>) {
+        let changed = match event {
+            watcher::Event::Apply(object) | watcher::Event::Delete(object) => {
+                let key = key_of(object);
+                let before = self.informer.cache.store.get(&key);
+                self.writer.apply_watcher_event(event);
+                let after = matches!(event, watcher::Event::Apply(_)).then_some(object);
+                self.index().update(&key, before.as_deref(), after);
+                Changed::Object(object)
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => {
+                // Buffered by the writer until the list is whole.
+                self.writer.apply_watcher_event(event);
+                return;
+            }
+            watcher::Event::InitDone => {
+                self.writer.apply_watcher_event(event);
+                self.index().rebuild(&self.informer.cache.store);
+                Changed::Relisted
+            }
+        };
+        self.informer
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|subscriber| subscriber(changed));
+        self.counter
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    fn index(&self) -> std::sync::RwLockWriteGuard<'_, OwnerIndex<K>> {
+        self.informer
+            .cache
+            .owners
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
