@@ -9,6 +9,7 @@
 //! shed pods at once. The target is scaled through its `scale` subresource.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscaler, ResourceMetricSource};
@@ -18,9 +19,10 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use berth_runner::Informers;
+use berth_runner::{Action, Controller, Informers};
+use kube::runtime::reflector::ObjectRef;
 
-use crate::watched::Watched;
+use crate::lock;
 use berth_quantity::{format_milli, milli};
 
 /// How often autoscalers look at their metrics.
@@ -31,27 +33,30 @@ const TOLERANCE: f64 = 0.1;
 const SCALE_DOWN_WINDOW: Duration = Duration::from_secs(300);
 
 /// Each autoscaler's recent recommendations.
-type Recommendations = HashMap<String, Vec<(Instant, i32)>>;
+type Recommendations = HashMap<ObjectRef<HorizontalPodAutoscaler>, Vec<(Instant, i32)>>;
 
-/// Runs the controller until the client's watches end.
+/// Runs the controller until the client's watches end: each autoscaler looks at its
+/// metrics every PERIOD, and at once when it changes.
 pub async fn run(client: Client, informers: Informers) {
-    let mut watched = Watched::new(&informers);
-    let autoscalers = watched.cache::<HorizontalPodAutoscaler>().await;
-    let mut recommendations = Recommendations::new();
-    loop {
-        for hpa in autoscalers.state() {
-            let history = recommendations
-                .entry(hpa.uid().unwrap_or_default())
-                .or_default();
-            if let Err(error) = reconcile(&client, &hpa, history).await {
-                tracing::debug!(%error, hpa = %hpa.name_any(), "autoscaling step failed");
-            }
-        }
-        tokio::time::sleep(PERIOD).await;
-        if !watched.next_change(Duration::ZERO).await {
-            return;
-        }
-    }
+    let controller = Controller::<HorizontalPodAutoscaler>::new(&informers).await;
+    let recommendations: Mutex<Recommendations> = Mutex::default();
+    let (client, recommendations) = (&client, &recommendations);
+    controller
+        .run_or_gone(
+            |hpa| async move {
+                let key = ObjectRef::from_obj(hpa.as_ref());
+                let mut history = lock(recommendations).remove(&key).unwrap_or_default();
+                let result = reconcile(client, &hpa, &mut history).await;
+                lock(recommendations).insert(key, history);
+                result?;
+                Ok(Action::RequeueAfter(PERIOD))
+            },
+            |gone| async move {
+                lock(recommendations).remove(&gone);
+                Ok(Action::AwaitChange)
+            },
+        )
+        .await;
 }
 
 async fn reconcile(

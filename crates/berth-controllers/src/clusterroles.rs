@@ -3,43 +3,40 @@
 //! keeps them: `admin`, `edit` and `view` grow with the `aggregate-to-*` roles that
 //! add-ons install, and shrink when those are deleted.
 
-use std::time::Duration;
-
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use berth_runner::Informers;
+use berth_runner::{Action, Controller, Informers};
 
-use crate::watched::Watched;
-
-/// How soon a failed write is tried again.
-const RETRY: Duration = Duration::from_secs(2);
-
-/// How often everything is looked over when nothing changed.
-const RECHECK: Duration = Duration::from_secs(60);
-
-/// Runs until the client's watches end.
+/// Runs the controller until the client's watches end: called for each ClusterRole, and
+/// for every aggregating one when any ClusterRole changes (its labels may have come into
+/// or gone out of a selector, its rules changed).
 pub async fn run(client: Client, informers: Informers) {
-    let mut watched = Watched::new(&informers);
-    let roles = watched.cache::<ClusterRole>().await;
+    let controller = Controller::<ClusterRole>::new(&informers).await;
+    let roles = controller.cache().clone();
+    let all = roles.clone();
+    let controller = controller
+        .watches::<ClusterRole>(move |_| all.keys(|role| role.aggregation_rule.is_some()))
+        .await;
     let api: Api<ClusterRole> = Api::all(client);
-    loop {
-        let mut all = roles.state();
-        all.sort_by_key(|role| role.name_any());
-        let mut retry = false;
-        for role in all.iter().filter(|r| r.aggregation_rule.is_some()) {
-            let wanted = aggregated_rules(role, &all);
-            if role.rules.as_deref().unwrap_or_default() != wanted.as_slice() {
-                retry |= !write_rules(&api, &role.name_any(), &wanted).await;
+    controller
+        .run(|role| {
+            let (api, roles) = (&api, &roles);
+            async move {
+                if role.aggregation_rule.is_some() {
+                    let mut all = roles.state();
+                    all.sort_by_key(|role| role.name_any());
+                    let wanted = aggregated_rules(&role, &all);
+                    if role.rules.as_deref().unwrap_or_default() != wanted.as_slice() {
+                        write_rules(api, &role.name_any(), &wanted).await?;
+                    }
+                }
+                Ok(Action::AwaitChange)
             }
-        }
-        let wait = if retry { RETRY } else { RECHECK };
-        if !watched.next_change(wait).await {
-            return;
-        }
-    }
+        })
+        .await;
 }
 
 /// The rules of every other role `role`'s selectors match, in the roles' name order,
@@ -65,17 +62,14 @@ fn aggregated_rules(role: &ClusterRole, all: &[std::sync::Arc<ClusterRole>]) -> 
     rules
 }
 
-/// Writes `rules` into the role; false when it could not.
-async fn write_rules(api: &Api<ClusterRole>, name: &str, rules: &[PolicyRule]) -> bool {
+/// Writes `rules` into the role.
+async fn write_rules(
+    api: &Api<ClusterRole>,
+    name: &str,
+    rules: &[PolicyRule],
+) -> Result<(), kube::Error> {
     let patch = json!({"rules": rules});
-    match api
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-    {
-        Ok(_) => true,
-        Err(error) => {
-            tracing::warn!(%error, role = name, "could not aggregate the ClusterRole's rules");
-            false
-        }
-    }
+        .map(drop)
 }

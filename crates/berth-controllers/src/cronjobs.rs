@@ -13,10 +13,10 @@
 //! lastSuccessfulTime — is what `kubectl get cronjobs` prints.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_runner::Cache;
+use berth_runner::{Action, Cache, Controller, Informers};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use jiff::tz::TimeZone;
@@ -27,9 +27,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::jobs::finished;
-use berth_runner::Informers;
-
-use crate::watched::Watched;
+use crate::lock;
 
 /// The longest the controller sleeps when no change and no schedule wakes it sooner.
 const RETRY: Duration = Duration::from_secs(10);
@@ -43,41 +41,41 @@ pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-tim
 /// Why a CronJob cannot be scheduled: an event reason and message.
 type Unschedulable = (&'static str, String);
 
-/// Runs the controller until the client's watches end.
+/// Runs the controller until the client's watches end: called for each CronJob at its
+/// next scheduled time, when it changes, and when one of its Jobs does.
 pub async fn run(client: Client, informers: Informers) {
-    let mut watched = Watched::new(&informers);
-    let cronjobs = watched.cache::<CronJob>().await;
-    let jobs = watched.cache::<Job>().await;
+    let jobs = informers.cache::<Job>().await;
+    let controller = Controller::<CronJob>::new(&informers)
+        .await
+        .owns::<Job>()
+        .await;
     // The problem each broken CronJob was last told of, so it is told once.
-    let mut warned: HashMap<String, String> = HashMap::new();
-    loop {
-        let mut wake = RETRY;
-        for cronjob in cronjobs.state() {
-            if cronjob.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            match reconcile(&client, &cronjob, &jobs).await {
-                Ok(Ok(next)) => {
-                    warned.remove(&cronjob.uid().unwrap_or_default());
-                    wake = wake.min(next);
+    let warned: Mutex<HashMap<String, String>> = Mutex::default();
+    controller
+        .run(|cronjob| {
+            let (client, jobs, warned) = (&client, &jobs, &warned);
+            async move {
+                if cronjob.metadata.deletion_timestamp.is_some() {
+                    return Ok(Action::AwaitChange);
                 }
-                Ok(Err((reason, message))) => {
-                    if warned.insert(cronjob.uid().unwrap_or_default(), message.clone())
-                        != Some(message.clone())
-                    {
-                        let event = ("Warning", reason, message.as_str());
-                        berth_events::record(&client, cronjob.as_ref(), event, COMPONENT).await;
+                let uid = cronjob.uid().unwrap_or_default();
+                match reconcile(client, &cronjob, jobs).await? {
+                    Ok(next) => {
+                        lock(warned).remove(&uid);
+                        Ok(Action::RequeueAfter(next))
+                    }
+                    Err((reason, message)) => {
+                        let told = lock(warned).insert(uid, message.clone());
+                        if told.as_ref() != Some(&message) {
+                            let event = ("Warning", reason, message.as_str());
+                            berth_events::record(client, cronjob.as_ref(), event, COMPONENT).await;
+                        }
+                        Ok(Action::AwaitChange)
                     }
                 }
-                Err(error) => {
-                    tracing::debug!(%error, cronjob = %cronjob.name_any(), "reconcile failed");
-                }
             }
-        }
-        if !watched.next_change(wake).await {
-            return;
-        }
-    }
+        })
+        .await;
 }
 
 /// The schedule of a CronJob, read as Kubernetes reads it: five fields (minute, hour,

@@ -20,7 +20,6 @@ use berth_runner::{Action, Cache, Controller, Informers};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
@@ -66,12 +65,7 @@ pub async fn run(client: Client, informers: Informers) {
         .await
         .owns::<ControllerRevision>()
         .await
-        .watches::<Node>(move |_| {
-            sets.state()
-                .iter()
-                .map(|s| ObjectRef::from_obj(&**s))
-                .collect()
-        })
+        .watches::<Node>(move |_| sets.keys(|_| true))
         .await;
     let expectations = Expectations::default();
     controller

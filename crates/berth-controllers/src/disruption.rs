@@ -17,15 +17,10 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::statuses::merge_status;
-use berth_runner::Informers;
+use berth_runner::{Action, Cache, Controller, Informers};
 
-use crate::watched::Watched;
-
-/// How soon a failed write is tried again, and pending disruptions looked at again.
-const RETRY: Duration = Duration::from_secs(2);
-
-/// How often everything is looked over when nothing changed.
-const RECHECK: Duration = Duration::from_secs(60);
+/// How soon pending disruptions are looked at again.
+const RECHECK_DISRUPTED: Duration = Duration::from_secs(2);
 
 /// How long an evicted pod counts as disrupted while it has not gone, as upstream's
 /// `DeletionTimeout`.
@@ -34,60 +29,73 @@ const DISRUPTION_TIMEOUT: Duration = Duration::from_secs(120);
 /// The replicas each controller of pods asks for, by the controller's uid.
 type Scales = BTreeMap<String, i32>;
 
-/// Runs until the client's watches end.
+/// Runs until the client's watches end: called for each budget, and for a namespace's
+/// budgets when a pod there changes or a ReplicaSet's or StatefulSet's scale does;
+/// again while evicted pods are still counted as disrupted.
 pub async fn run(client: Client, informers: Informers) {
-    let mut watched = Watched::new(&informers);
-    let budgets = watched.cache::<PodDisruptionBudget>().await;
-    let pods = watched.cache::<Pod>().await;
-    let replica_sets = watched.cache::<ReplicaSet>().await;
-    let stateful_sets = watched.cache::<StatefulSet>().await;
-    loop {
-        let all = budgets.state();
-        // Without budgets there is nothing to count: pods change often, budgets seldom.
-        if all.is_empty() {
-            if !watched.next_change(RECHECK).await {
-                return;
-            }
-            continue;
-        }
-        let pods = pods.state();
-        let scales: Scales = replica_sets
-            .state()
-            .iter()
-            .map(|rs| (rs.uid(), rs.spec.as_ref().and_then(|s| s.replicas)))
-            .chain(
-                stateful_sets
-                    .state()
-                    .iter()
-                    .map(|sts| (sts.uid(), sts.spec.as_ref().and_then(|s| s.replicas))),
+    let controller = Controller::<PodDisruptionBudget>::new(&informers).await;
+    let budgets = controller.cache().clone();
+    let controller = controller
+        .watches::<Pod>(budgets.same_namespace())
+        .await
+        .watches::<ReplicaSet>(budgets.same_namespace())
+        .await
+        .watches::<StatefulSet>(budgets.same_namespace())
+        .await;
+    let pods = informers.cache::<Pod>().await;
+    let replica_sets = informers.cache::<ReplicaSet>().await;
+    let stateful_sets = informers.cache::<StatefulSet>().await;
+    let (client, pods, sets) = (&client, &pods, (&replica_sets, &stateful_sets));
+    controller
+        .run(|budget| async move { reconcile(client, &budget, pods, sets).await })
+        .await;
+}
+
+/// Writes the budget's status when it changed.
+async fn reconcile(
+    client: &Client,
+    budget: &PodDisruptionBudget,
+    pods: &Cache<Pod>,
+    (replica_sets, stateful_sets): (&Cache<ReplicaSet>, &Cache<StatefulSet>),
+) -> Result<Action, kube::Error> {
+    let namespace = budget.namespace();
+    let mut pods = pods.state();
+    pods.retain(|p| p.namespace() == namespace);
+    let here = |uid: Option<String>, ns: Option<String>, replicas: Option<i32>| {
+        (ns == namespace).then_some((uid?, replicas.unwrap_or(1)))
+    };
+    let scales: Scales = replica_sets
+        .state()
+        .iter()
+        .filter_map(|rs| {
+            here(
+                rs.uid(),
+                rs.namespace(),
+                rs.spec.as_ref().and_then(|s| s.replicas),
             )
-            .filter_map(|(uid, replicas)| Some((uid?, replicas.unwrap_or(1))))
-            .collect();
-        let now = Timestamp::now();
-        let mut again = false;
-        for budget in all {
-            let wanted = status_of(&budget, &pods, &scales, now);
-            again |= wanted["disruptedPods"]
-                .as_object()
-                .is_some_and(|d| !d.is_empty());
-            let current = serde_json::to_value(&budget.status).unwrap_or_default();
-            if !same_status(&current, &wanted) {
-                let api = Api::namespaced(client.clone(), &budget.namespace().unwrap_or_default());
-                let change = (&current, wanted);
-                again |= !merge_status::<PodDisruptionBudget>(
-                    &api,
-                    &budget.name_any(),
-                    change,
-                    &["disruptedPods"],
-                )
-                .await;
-            }
-        }
-        let wait = if again { RETRY } else { RECHECK };
-        if !watched.next_change(wait).await {
-            return;
-        }
+        })
+        .chain(stateful_sets.state().iter().filter_map(|sts| {
+            here(
+                sts.uid(),
+                sts.namespace(),
+                sts.spec.as_ref().and_then(|s| s.replicas),
+            )
+        }))
+        .collect();
+    let wanted = status_of(budget, &pods, &scales, Timestamp::now());
+    // Evicted pods not gone yet stop counting as disrupted after a while: look again.
+    let next = match wanted["disruptedPods"].as_object() {
+        Some(disrupted) if !disrupted.is_empty() => Action::RequeueAfter(RECHECK_DISRUPTED),
+        _ => Action::AwaitChange,
+    };
+    let current = serde_json::to_value(&budget.status).unwrap_or_default();
+    if !same_status(&current, &wanted) {
+        let api = Api::namespaced(client.clone(), &namespace.unwrap_or_default());
+        let change = (&current, wanted);
+        merge_status::<PodDisruptionBudget>(&api, &budget.name_any(), change, &["disruptedPods"])
+            .await?;
     }
+    Ok(next)
 }
 
 /// The status `budget` should have now.

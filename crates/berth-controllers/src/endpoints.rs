@@ -9,24 +9,20 @@
 //! when a Service goes; slices are owned by their Service and go with it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::sync::Mutex;
 
-use berth_runner::Cache;
+use berth_runner::{Action, Cache, Controller, Informers};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::labels::has_all;
+use crate::lock;
 use crate::pods::ready;
-use berth_runner::Informers;
-
-use crate::watched::Watched;
-
-/// How often Services are looked at again when nothing changed.
-const RETRY: Duration = Duration::from_secs(10);
 
 /// The label marking Endpoints this controller keeps.
 const ENDPOINTS_MANAGER: (&str, &str) =
@@ -44,28 +40,53 @@ const SERVICE_NAME: &str = "kubernetes.io/service-name";
 /// The field manager of the controller's server-side applies.
 const MANAGER: &str = "endpoint-controller";
 
-/// Runs both controllers until the client's watches end.
+/// Runs both controllers until the client's watches end: called for each Service, for
+/// the Services that select a pod (as it was and as it is) when it changes, and for a
+/// Service when its Endpoints change or it is gone (its Endpoints are then removed).
 pub async fn run(client: Client, informers: Informers) {
-    let mut watched = Watched::new(&informers);
-    let services = watched.cache::<Service>().await;
-    let pods = watched.cache::<Pod>().await;
-    let endpoints = watched.cache::<Endpoints>().await;
-    let mut written: HashMap<(String, String), Value> = HashMap::new();
-    loop {
-        let current = services.state();
-        for service in &current {
-            let caches = (&pods, &endpoints);
-            if let Err(error) = reconcile(&client, service, caches, &mut written).await {
-                tracing::debug!(%error, service = %service.name_any(), "endpoints not written");
-            }
-        }
-        let live: Vec<(String, String)> = current.iter().map(|s| key(s.as_ref())).collect();
-        written.retain(|k, _| live.contains(k));
-        remove_orphans(&client, &endpoints, &live).await;
-        if !watched.next_change(RETRY).await {
-            return;
-        }
-    }
+    let pods = informers.cache::<Pod>().await;
+    let endpoints = informers.cache::<Endpoints>().await;
+    let controller = Controller::<Service>::new(&informers).await;
+    let services = controller.cache().clone();
+    let controller = controller
+        .watches::<Pod>(move |pod| selecting(&services, pod))
+        .await
+        .watches::<Endpoints>(|object| vec![same_name::<Service>(object)])
+        .await;
+    let written: Mutex<HashMap<(String, String), Value>> = Mutex::default();
+    let (client, caches, written) = (&client, (&pods, &endpoints), &written);
+    controller
+        .run_or_gone(
+            |service| async move {
+                reconcile(client, &service, caches, written).await?;
+                Ok(Action::AwaitChange)
+            },
+            |gone| async move {
+                let key = (
+                    gone.namespace.clone().unwrap_or_default(),
+                    gone.name.clone(),
+                );
+                lock(written).remove(&key);
+                remove_orphan(client, caches.1, &key).await?;
+                Ok(Action::AwaitChange)
+            },
+        )
+        .await;
+}
+
+/// The Services in the pod's namespace whose selector selects it.
+fn selecting(services: &Cache<Service>, pod: &Pod) -> Vec<ObjectRef<Service>> {
+    let namespace = pod.namespace();
+    let selects = |service: &Service| {
+        let selector = service.spec.as_ref().and_then(|s| s.selector.as_ref());
+        selector.is_some_and(|s| !s.is_empty() && has_all(s, &pod.metadata.labels))
+    };
+    services.keys(|s| s.namespace() == namespace && selects(s))
+}
+
+/// The Service named as `object` (its Endpoints) is.
+fn same_name<K: kube::Resource<DynamicType = ()>>(object: &Endpoints) -> ObjectRef<K> {
+    ObjectRef::new(&object.name_any()).within(&object.namespace().unwrap_or_default())
 }
 
 fn key<K: kube::Resource>(object: &K) -> (String, String) {
@@ -148,7 +169,7 @@ async fn reconcile(
     client: &Client,
     service: &Service,
     (pods, existing): (&Cache<Pod>, &Cache<Endpoints>),
-    written: &mut HashMap<(String, String), Value>,
+    written: &Mutex<HashMap<(String, String), Value>>,
 ) -> Result<(), kube::Error> {
     let has_selector = service
         .spec
@@ -164,9 +185,9 @@ async fn reconcile(
         json!({"endpoints": endpoints_of(service, &found), "slice": slice_of(service, &found)});
     let key = key(service);
     let present = existing
-        .get(&kube::runtime::reflector::ObjectRef::new(&key.1).within(&key.0))
+        .get(&ObjectRef::new(&key.1).within(&key.0))
         .is_some();
-    if present && written.get(&key) == Some(&wanted) {
+    if present && lock(written).get(&key) == Some(&wanted) {
         return Ok(());
     }
     let namespace = service.namespace().unwrap_or_default();
@@ -187,7 +208,7 @@ async fn reconcile(
             &Patch::Apply(&wanted["slice"]),
         )
         .await?;
-    written.insert(key, wanted);
+    lock(written).insert(key, wanted);
     Ok(())
 }
 
@@ -292,21 +313,25 @@ fn target(pod: &Pod) -> Value {
     json!({"kind": "Pod", "name": pod.name_any(), "namespace": pod.namespace(), "uid": pod.uid()})
 }
 
-/// Deletes the Endpoints this controller made for Services that are gone.
-async fn remove_orphans(client: &Client, endpoints: &Cache<Endpoints>, live: &[(String, String)]) {
-    for object in endpoints.state() {
-        let ours = object.labels().get(ENDPOINTS_MANAGER.0).map(String::as_str)
-            == Some(ENDPOINTS_MANAGER.1);
-        if !ours || live.contains(&key(object.as_ref())) {
-            continue;
-        }
-        let api: Api<Endpoints> =
-            Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
-        if let Err(error) = api
-            .delete(&object.name_any(), &DeleteParams::default())
-            .await
-        {
-            tracing::debug!(%error, endpoints = %object.name_any(), "could not remove");
-        }
+/// Deletes the Endpoints this controller made for a Service that is gone.
+async fn remove_orphan(
+    client: &Client,
+    endpoints: &Cache<Endpoints>,
+    (namespace, name): &(String, String),
+) -> Result<(), kube::Error> {
+    let key = ObjectRef::new(name).within(namespace);
+    let Some(object) = endpoints.get(&key) else {
+        return Ok(());
+    };
+    let ours =
+        object.labels().get(ENDPOINTS_MANAGER.0).map(String::as_str) == Some(ENDPOINTS_MANAGER.1);
+    if !ours {
+        return Ok(());
+    }
+    let api: Api<Endpoints> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error),
     }
 }

@@ -33,6 +33,14 @@ mod watched;
 pub use berth_runner::Informers;
 pub use leader::Election;
 
+/// The mutex's value; a poisoned one (a panic while held) is still read, as what the
+/// controllers keep under one is a cache they can do without.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs the controller manager: competes for leadership through its Lease and, while
 /// leading, runs the scheduler and the controllers.
 pub async fn run_controller_manager(

@@ -6,10 +6,7 @@
 //! claim on that node; the agent makes the directory when a pod mounts it. A deleted
 //! claim releases its volume, which goes too when its reclaim policy is Delete.
 
-use std::collections::HashSet;
-use std::time::Duration;
-
-use berth_runner::Cache;
+use berth_runner::{Action, Cache, Controller, Informers};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -18,21 +15,12 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::scheduler::SELECTED_NODE;
-use berth_runner::Informers;
-
-use crate::watched::Watched;
 
 /// The provisioner name of Berth's local volumes.
 pub const PROVISIONER: &str = "berth.dev/local-path";
 
 /// The Node annotation naming the folder its agent keeps local volumes in.
 pub const STORAGE_ANNOTATION: &str = "berth.dev/local-storage";
-
-/// How soon work that failed is tried again.
-const RETRY: Duration = Duration::from_secs(2);
-
-/// How often everything is looked over when nothing changed.
-const RECHECK: Duration = Duration::from_secs(60);
 
 /// What the provisioner watches.
 struct Caches {
@@ -42,34 +30,51 @@ struct Caches {
     nodes: Cache<Node>,
 }
 
-/// Runs the provisioner until the client's watches end.
+/// Runs the provisioner until the client's watches end: a controller of claims (called
+/// when a claim, its class or its selected node changes) and one of volumes (called
+/// when a volume or the claim it was made for changes).
 pub async fn run(client: Client, informers: Informers) {
-    let mut watched = Watched::new(&informers);
     let caches = Caches {
-        claims: watched.cache::<PersistentVolumeClaim>().await,
-        volumes: watched.cache::<PersistentVolume>().await,
-        classes: watched.cache::<StorageClass>().await,
-        nodes: watched.cache::<Node>().await,
+        claims: informers.cache().await,
+        volumes: informers.cache().await,
+        classes: informers.cache().await,
+        nodes: informers.cache().await,
     };
-    loop {
-        let mut retry = false;
-        for claim in caches.claims.state() {
-            if let Err(error) = provision(&client, &caches, &claim).await {
-                tracing::warn!(%error, claim = %claim.name_any(), "provisioning failed");
-                retry = true;
-            }
-        }
-        if let Err(error) = reclaim(&client, &caches).await {
-            tracing::warn!(%error, "reclaiming volumes failed");
-            retry = true;
-        }
-        if !watched
-            .next_change(if retry { RETRY } else { RECHECK })
+    let (client, caches) = (&client, &caches);
+    let claims = {
+        let claims = caches.claims.clone();
+        Controller::<PersistentVolumeClaim>::new(&informers)
             .await
-        {
-            return;
-        }
-    }
+            .watches::<StorageClass>({
+                let claims = claims.clone();
+                move |_| claims.keys(|_| true)
+            })
+            .await
+            .watches::<Node>(move |node| {
+                let name = node.name_any();
+                claims.keys(|c| c.annotations().get(SELECTED_NODE) == Some(&name))
+            })
+            .await
+    };
+    let volumes = Controller::<PersistentVolume>::new(&informers)
+        .await
+        .watches::<PersistentVolumeClaim>(|claim| {
+            vec![ObjectRef::new(&format!(
+                "pvc-{}",
+                claim.uid().unwrap_or_default()
+            ))]
+        })
+        .await;
+    tokio::join!(
+        claims.run(|claim| async move {
+            provision(client, caches, &claim).await?;
+            Ok(Action::AwaitChange)
+        }),
+        volumes.run(|volume| async move {
+            reclaim(client, caches, &volume).await?;
+            Ok(Action::AwaitChange)
+        }),
+    );
 }
 
 /// Makes and binds the claim's volume, when it is one of ours, unbound and placed.
@@ -194,43 +199,45 @@ async fn bind(
         .map(drop)
 }
 
-/// Volumes of ours whose claim is gone: deleted under the Delete policy, else Released.
-async fn reclaim(client: &Client, caches: &Caches) -> Result<(), kube::Error> {
-    let claims: HashSet<String> = caches
-        .claims
-        .state()
-        .iter()
-        .filter_map(|c| c.uid())
-        .collect();
+/// A volume of ours whose claim is gone: deleted under the Delete policy, else Released.
+async fn reclaim(
+    client: &Client,
+    caches: &Caches,
+    volume: &PersistentVolume,
+) -> Result<(), kube::Error> {
+    let provisioned = volume.annotations().get("pv.kubernetes.io/provisioned-by");
+    let spec = volume.spec.clone().unwrap_or_default();
+    let claim = spec.claim_ref.as_ref();
+    let claimed = claim.is_none_or(|claim| {
+        let key = ObjectRef::new(claim.name.as_deref().unwrap_or_default())
+            .within(claim.namespace.as_deref().unwrap_or_default());
+        caches
+            .claims
+            .get(&key)
+            .is_some_and(|c| c.uid() == claim.uid)
+    });
+    let phase = volume.status.as_ref().and_then(|s| s.phase.as_deref());
+    if provisioned.map(String::as_str) != Some(PROVISIONER) || claimed || phase == Some("Released")
+    {
+        return Ok(());
+    }
     let api: Api<PersistentVolume> = Api::all(client.clone());
-    for volume in caches.volumes.state() {
-        let provisioned = volume.annotations().get("pv.kubernetes.io/provisioned-by");
-        let spec = volume.spec.clone().unwrap_or_default();
-        let claim = spec.claim_ref.as_ref().and_then(|c| c.uid.clone());
-        let phase = volume.status.as_ref().and_then(|s| s.phase.as_deref());
-        if provisioned.map(String::as_str) != Some(PROVISIONER)
-            || claim.is_none_or(|uid| claims.contains(&uid))
-            || phase == Some("Released")
+    if spec.persistent_volume_reclaim_policy.as_deref() == Some("Retain") {
+        let released = json!({"status": {"phase": "Released"}});
+        api.patch_status(
+            &volume.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&released),
+        )
+        .await?;
+    } else {
+        match api
+            .delete(&volume.name_any(), &DeleteParams::default())
+            .await
         {
-            continue;
-        }
-        if spec.persistent_volume_reclaim_policy.as_deref() == Some("Retain") {
-            let released = json!({"status": {"phase": "Released"}});
-            api.patch_status(
-                &volume.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&released),
-            )
-            .await?;
-        } else {
-            match api
-                .delete(&volume.name_any(), &DeleteParams::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => return Err(error),
-            }
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => return Err(error),
         }
     }
     Ok(())

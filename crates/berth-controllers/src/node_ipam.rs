@@ -3,27 +3,22 @@
 //! k3s's), which its agent puts its pods' addresses in. Ranges already given are kept;
 //! a node gets the lowest free one.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::time::Duration;
+use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use berth_runner::Informers;
+use berth_runner::{Action, Controller, Informers};
 
-use crate::watched::Watched;
+use crate::lock;
 
 /// The prefix length of each node's range, as kube-controller-manager's default.
 const NODE_PREFIX: u8 = 24;
-
-/// How soon a node whose range could not be written is tried again.
-const RETRY: Duration = Duration::from_secs(2);
-
-/// How often the nodes are looked over when nothing changed.
-const RECHECK: Duration = Duration::from_secs(60);
 
 /// The cluster's pod addresses: an IPv4 network from which each node gets a /24.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,49 +64,48 @@ impl ClusterCidr {
     }
 }
 
-/// Runs the allocator until the client's watches end.
+/// Runs the controller until the client's watches end: called for each node, one at a
+/// time — two calls at once could both find the same range free.
 pub async fn run(client: Client, informers: Informers, cluster: ClusterCidr) {
-    let mut watched = Watched::new(&informers);
-    let nodes = watched.cache::<Node>().await;
+    let controller = Controller::<Node>::new(&informers).await.concurrency(1);
+    let nodes = controller.cache().clone();
     let api: Api<Node> = Api::all(client);
-    loop {
-        let current = nodes.state();
-        let mut taken: BTreeSet<String> = current
-            .iter()
-            .filter_map(|n| n.spec.as_ref().and_then(|s| s.pod_cidr.clone()))
-            .collect();
-        let mut retry = false;
-        for node in current
-            .iter()
-            .filter(|n| n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_none())
-        {
-            let Some(range) = cluster.ranges().find(|r| !taken.contains(r)) else {
-                tracing::warn!(node = %node.name_any(), "the cluster CIDR has no free node range left");
-                break;
-            };
-            let patch = json!({"spec": {"podCIDR": range, "podCIDRs": [range]}});
-            match api
-                .patch(
-                    &node.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(_) => {
-                    taken.insert(range);
+    // Ranges written that the cache may not show yet, by node.
+    let given: Mutex<BTreeMap<String, String>> = Mutex::default();
+    let given = &given;
+    let gone = |node: ObjectRef<Node>| async move {
+        lock(given).remove(&node.name);
+        Ok(Action::AwaitChange)
+    };
+    controller
+        .run_or_gone(|node| {
+            let (api, nodes) = (&api, &nodes);
+            async move {
+                if pod_cidr(&node).is_some() {
+                    lock(given).remove(&node.name_any());
+                    return Ok(Action::AwaitChange);
                 }
-                Err(error) => {
-                    tracing::debug!(%error, node = %node.name_any(), "pod range not written");
-                    retry = true;
-                }
+                let mut taken: BTreeSet<String> =
+                    nodes.state().iter().filter_map(|n| pod_cidr(n)).collect();
+                taken.extend(lock(given).values().cloned());
+                let Some(range) = cluster.ranges().find(|r| !taken.contains(r)) else {
+                    tracing::warn!(node = %node.name_any(), "the cluster CIDR has no free node range left");
+                    return Ok(Action::AwaitChange);
+                };
+                let patch = json!({"spec": {"podCIDR": range, "podCIDRs": [range]}});
+                let params = PatchParams::default();
+                api.patch(&node.name_any(), &params, &Patch::Merge(&patch))
+                    .await?;
+                lock(given).insert(node.name_any(), range);
+                Ok(Action::AwaitChange)
             }
-        }
-        let wait = if retry { RETRY } else { RECHECK };
-        if !watched.next_change(wait).await {
-            return;
-        }
-    }
+        }, gone)
+        .await;
+}
+
+/// The node's pod range, once it has one.
+fn pod_cidr(node: &Node) -> Option<String> {
+    node.spec.as_ref().and_then(|s| s.pod_cidr.clone())
 }
 
 #[cfg(test)]

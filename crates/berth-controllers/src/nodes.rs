@@ -7,9 +7,10 @@
 //! elsewhere. A node heard from again gets its taint removed and is Ready again.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use berth_runner::Cache;
+use berth_runner::{Action, Cache, Controller, Informers};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -17,9 +18,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use berth_runner::Informers;
-
-use crate::watched::Watched;
+use crate::lock;
 
 /// The taint of a node the controller has not heard from.
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -36,37 +35,41 @@ pub struct Lifecycle {
     pub default_toleration: Duration,
 }
 
-/// How often the nodes are looked over.
+/// How often a node that is silent or says it is not ready is looked at again: its pods
+/// are marked not ready (those bound since too) and evicted on time.
 const PERIOD: Duration = Duration::from_secs(1);
 
 /// When this controller last saw each node's Lease change.
 type Heard = HashMap<String, (Option<String>, Instant)>;
 
-/// Runs the controller until the client's watches end.
+/// Runs the controller until the client's watches end: called for each node when it
+/// changes, when its Lease does, and when it would have been silent for the grace
+/// period.
 pub async fn run(client: Client, informers: Informers, lifecycle: Lifecycle) {
-    let mut watched = Watched::new(&informers);
-    let nodes = watched.cache::<Node>().await;
-    let leases = watched.cache::<Lease>().await;
-    let pods = watched.cache::<Pod>().await;
-    let mut heard = Heard::new();
-    loop {
-        for node in nodes.state() {
-            if let Err(error) =
-                watch_over(&client, &node, (&leases, &pods), &mut heard, lifecycle).await
-            {
-                tracing::debug!(%error, node = %node.name_any(), "node lifecycle step failed");
-            }
-        }
-        // Silence is what this controller watches for, so it looks every second
-        // rather than on every change: at 5,000 nodes, Lease renewals and pod updates
-        // arrive hundreds of times a second, and a pass over every node on each was the
-        // controller manager's largest cost.
-        tokio::time::sleep(PERIOD).await;
-        if !watched.next_change(Duration::ZERO).await {
-            return;
-        }
-    }
+    let leases = informers.cache::<Lease>().await;
+    let pods = informers.cache::<Pod>().await;
+    let controller = Controller::<Node>::new(&informers)
+        .await
+        .watches::<Lease>(|lease| match lease.namespace().as_deref() {
+            Some(LEASES) => vec![ObjectRef::new(&lease.name_any())],
+            _ => Vec::new(),
+        })
+        .await;
+    let heard: Mutex<Heard> = Mutex::default();
+    let (client, caches, heard) = (&client, (&leases, &pods), &heard);
+    controller
+        .run_or_gone(
+            |node| async move { watch_over(client, &node, caches, heard, lifecycle).await },
+            |gone| async move {
+                lock(heard).remove(&gone.name);
+                Ok(Action::AwaitChange)
+            },
+        )
+        .await;
 }
+
+/// The namespace of the nodes' Leases.
+const LEASES: &str = "kube-node-lease";
 
 fn unreachable_taint(node: &Node) -> Option<&Taint> {
     node.spec
@@ -79,33 +82,47 @@ async fn watch_over(
     client: &Client,
     node: &Node,
     (leases, pods): (&Cache<Lease>, &Cache<Pod>),
-    heard: &mut Heard,
+    heard: &Mutex<Heard>,
     lifecycle: Lifecycle,
-) -> Result<(), kube::Error> {
+) -> Result<Action, kube::Error> {
     let name = node.name_any();
-    let lease = leases.get(&ObjectRef::new(&name).within("kube-node-lease"));
+    let lease = leases.get(&ObjectRef::new(&name).within(LEASES));
     let renewed = lease
         .and_then(|l| l.spec.clone())
         .and_then(|s| s.renew_time)
         .map(|t| t.0.to_string());
-    let entry = heard
-        .entry(name.clone())
-        .or_insert((renewed.clone(), Instant::now()));
-    if entry.0 != renewed {
-        *entry = (renewed, Instant::now());
-    }
-    let silent = entry.1.elapsed() > lifecycle.grace_period;
+    let since = {
+        let mut heard = lock(heard);
+        let entry = heard
+            .entry(name.clone())
+            .or_insert((renewed.clone(), Instant::now()));
+        if entry.0 != renewed {
+            *entry = (renewed, Instant::now());
+        }
+        entry.1.elapsed()
+    };
+    let silent = since > lifecycle.grace_period;
+    // A node heard from is looked at again when it would have been silent too long.
+    let until_silent = Action::RequeueAfter(
+        lifecycle.grace_period.saturating_sub(since) + Duration::from_millis(10),
+    );
     match (silent, unreachable_taint(node)) {
-        (true, None) => mark(client, node, true).await,
-        (false, Some(_)) => mark(client, node, false).await,
+        (true, None) => mark(client, node, true).await?,
+        (false, Some(_)) => {
+            mark(client, node, false).await?;
+            return Ok(until_silent);
+        }
         (true, Some(taint)) => {
             mark_pods_not_ready(client, &name, pods).await?;
-            evict(client, node, taint, pods, lifecycle.default_toleration).await
+            evict(client, node, taint, pods, lifecycle.default_toleration).await?;
         }
         // A node its agent itself says is not ready: its pods are not either.
-        (false, None) if said_not_ready(node) => mark_pods_not_ready(client, &name, pods).await,
-        (false, None) => Ok(()),
+        (false, None) if said_not_ready(node) => {
+            mark_pods_not_ready(client, &name, pods).await?;
+        }
+        (false, None) => return Ok(until_silent),
     }
+    Ok(Action::RequeueAfter(PERIOD))
 }
 
 /// Whether the node's Ready condition is True.

@@ -4,8 +4,6 @@
 //! admits them; both count with berth-quota.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, Pod, ResourceQuota, Secret, Service,
@@ -14,88 +12,98 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::statuses::merge_status;
-use berth_runner::Informers;
+use berth_runner::{Action, Cache, Cached, Controller, Informers};
 
-use crate::watched::Watched;
-
-/// How soon a failed write is tried again.
-const RETRY: Duration = Duration::from_secs(2);
-
-/// How often everything is looked over when nothing changed.
-const RECHECK: Duration = Duration::from_secs(60);
-
-/// Runs until the client's watches end.
+/// Runs until the client's watches end: called for each quota, and for a namespace's
+/// quotas when an object they count changes there.
 pub async fn run(client: Client, informers: Informers) {
-    let mut watched = Watched::new(&informers);
-    let quotas = watched.cache::<ResourceQuota>().await;
-    let pods = watched.cache::<Pod>().await;
-    let claims = watched.cache::<PersistentVolumeClaim>().await;
-    let services = watched.cache::<Service>().await;
-    let maps = watched.cache::<ConfigMap>().await;
-    let secrets = watched.cache::<Secret>().await;
-    loop {
-        let all = quotas.state();
-        // Without quotas there is nothing to total: objects change often, quotas seldom.
-        if all.is_empty() {
-            if !watched.next_change(RECHECK).await {
-                return;
-            }
-            continue;
-        }
-        let (pods, claims) = (pods.state(), claims.state());
-        let counts = [
-            ("services", namespaces_of(&services.state())),
-            ("configmaps", namespaces_of(&maps.state())),
-            ("secrets", namespaces_of(&secrets.state())),
-        ];
-        let mut retry = false;
-        for quota in all {
-            let namespace = quota.namespace();
-            let in_namespace = |object_namespace: Option<String>| object_namespace == namespace;
-            let objects = pods
-                .iter()
-                .filter(|p| in_namespace(p.namespace()))
-                .map(|p| berth_quota::Object::Pod(p))
-                .chain(
-                    claims
-                        .iter()
-                        .filter(|c| in_namespace(c.namespace()))
-                        .map(|c| berth_quota::Object::Claim(c)),
-                )
-                .chain(counts.iter().flat_map(|(plural, namespaces)| {
-                    namespaces
-                        .iter()
-                        .filter(|n| in_namespace(Some(n.to_string())))
-                        .map(|_| berth_quota::Object::Other(plural))
-                }))
-                .collect::<Vec<_>>();
-            let wanted = status_of(&quota, &objects);
-            let current = serde_json::to_value(&quota.status).unwrap_or_default();
-            if current["hard"] != wanted["hard"] || current["used"] != wanted["used"] {
-                let api = Api::namespaced(client.clone(), &quota.namespace().unwrap_or_default());
-                let change = (&current, wanted);
-                retry |= !merge_status::<ResourceQuota>(
-                    &api,
-                    &quota.name_any(),
-                    change,
-                    &["hard", "used"],
-                )
-                .await;
-            }
-        }
-        let wait = if retry { RETRY } else { RECHECK };
-        if !watched.next_change(wait).await {
-            return;
-        }
-    }
+    let controller = Controller::<ResourceQuota>::new(&informers).await;
+    let quotas = controller.cache().clone();
+    let controller = controller
+        .watches::<Pod>(quotas.same_namespace())
+        .await
+        .watches::<PersistentVolumeClaim>(quotas.same_namespace())
+        .await
+        .watches::<Service>(quotas.same_namespace())
+        .await
+        .watches::<ConfigMap>(quotas.same_namespace())
+        .await
+        .watches::<Secret>(quotas.same_namespace())
+        .await;
+    let counted = Counted {
+        pods: informers.cache().await,
+        claims: informers.cache().await,
+        services: informers.cache().await,
+        maps: informers.cache().await,
+        secrets: informers.cache().await,
+    };
+    let (client, counted) = (&client, &counted);
+    controller
+        .run(|quota| async move {
+            reconcile(client, &quota, counted).await?;
+            Ok(Action::AwaitChange)
+        })
+        .await;
 }
 
-/// The namespace of each object, once per object.
-fn namespaces_of<K: kube::Resource>(objects: &[Arc<K>]) -> Vec<String> {
-    objects
+/// The caches of what quotas count.
+struct Counted {
+    pods: Cache<Pod>,
+    claims: Cache<PersistentVolumeClaim>,
+    services: Cache<Service>,
+    maps: Cache<ConfigMap>,
+    secrets: Cache<Secret>,
+}
+
+/// Writes the quota's status when what its namespace uses changed.
+async fn reconcile(
+    client: &Client,
+    quota: &ResourceQuota,
+    counted: &Counted,
+) -> Result<(), kube::Error> {
+    let namespace = quota.namespace();
+    let here = |object_namespace: Option<String>| object_namespace == namespace;
+    let pods = counted.pods.state();
+    let claims = counted.claims.state();
+    let counts = [
+        ("services", count_in(&counted.services, &here)),
+        ("configmaps", count_in(&counted.maps, &here)),
+        ("secrets", count_in(&counted.secrets, &here)),
+    ];
+    let objects = pods
         .iter()
-        .filter_map(|o| o.meta().namespace.clone())
-        .collect()
+        .filter(|p| here(p.namespace()))
+        .map(|p| berth_quota::Object::Pod(p))
+        .chain(
+            claims
+                .iter()
+                .filter(|c| here(c.namespace()))
+                .map(|c| berth_quota::Object::Claim(c)),
+        )
+        .chain(
+            counts
+                .iter()
+                .flat_map(|(plural, n)| (0..*n).map(|_| berth_quota::Object::Other(plural))),
+        )
+        .collect::<Vec<_>>();
+    let wanted = status_of(quota, &objects);
+    let current = serde_json::to_value(&quota.status).unwrap_or_default();
+    if current["hard"] == wanted["hard"] && current["used"] == wanted["used"] {
+        return Ok(());
+    }
+    let api = Api::namespaced(client.clone(), &namespace.unwrap_or_default());
+    merge_status::<ResourceQuota>(
+        &api,
+        &quota.name_any(),
+        (&current, wanted),
+        &["hard", "used"],
+    )
+    .await
+}
+
+/// How many objects of the cache are in the namespace `here` accepts.
+fn count_in<K: Cached>(cache: &Cache<K>, here: &dyn Fn(Option<String>) -> bool) -> usize {
+    cache.state().iter().filter(|o| here(o.namespace())).count()
 }
 
 /// The quota's status: its hard limits, and what `objects` (its namespace's) use of each.

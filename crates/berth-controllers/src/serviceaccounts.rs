@@ -3,62 +3,60 @@
 //! serviceaccounts controller and root-ca-cert-publisher keep them: made in each active
 //! namespace, made again when deleted, the CA written again when it differs.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
-use berth_runner::Informers;
-
-use crate::watched::Watched;
+use berth_runner::{Action, Controller, Informers};
 
 /// The ConfigMap of the cluster CA in every namespace.
 pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
 
-/// How soon a failed write is tried again.
-const RETRY: Duration = Duration::from_secs(2);
-
-/// How often everything is looked over when nothing changed.
-const RECHECK: Duration = Duration::from_secs(60);
-
-/// Runs both until the client's watches end; `root_ca` is the cluster CA's PEM.
+/// Runs the controller until the client's watches end: called for each namespace, and
+/// for a namespace when its `default` account or its `kube-root-ca.crt` changes.
 pub async fn run(client: Client, informers: Informers, root_ca: String) {
-    let mut watched = Watched::new(&informers);
-    let namespaces = watched.cache::<Namespace>().await;
-    let accounts = watched.cache::<ServiceAccount>().await;
-    let maps = watched.cache::<ConfigMap>().await;
-    loop {
-        let with_default: BTreeSet<String> = accounts
-            .state()
-            .iter()
-            .filter(|a| a.name_any() == "default")
-            .filter_map(|a| a.namespace())
-            .collect();
-        let published: BTreeSet<String> = maps
-            .state()
-            .iter()
-            .filter(|m| m.name_any() == ROOT_CA_CONFIG_MAP)
-            .filter(|m| m.data.as_ref().and_then(|d| d.get("ca.crt")) == Some(&root_ca))
-            .filter_map(|m| m.namespace())
-            .collect();
-        let mut retry = false;
-        for namespace in namespaces.state().iter().filter(|n| active(n)) {
-            let name = namespace.name_any();
-            if !with_default.contains(&name) {
-                retry |= !make_default_account(&client, &name).await;
+    let accounts = informers.cache::<ServiceAccount>().await;
+    let maps = informers.cache::<ConfigMap>().await;
+    let controller = Controller::<Namespace>::new(&informers)
+        .await
+        .watches::<ServiceAccount>(|account| namespace_of(account, "default"))
+        .await
+        .watches::<ConfigMap>(|map| namespace_of(map, ROOT_CA_CONFIG_MAP))
+        .await;
+    let (client, root_ca) = (&client, root_ca.as_str());
+    controller
+        .run(|namespace| {
+            let (accounts, maps) = (&accounts, &maps);
+            async move {
+                if !active(&namespace) {
+                    return Ok(Action::AwaitChange);
+                }
+                let name = namespace.name_any();
+                if accounts
+                    .get(&ObjectRef::new("default").within(&name))
+                    .is_none()
+                {
+                    make_default_account(client, &name).await?;
+                }
+                let published = maps.get(&ObjectRef::new(ROOT_CA_CONFIG_MAP).within(&name));
+                let data = published.as_ref().and_then(|m| m.data.as_ref());
+                if data.and_then(|d| d.get("ca.crt")).map(String::as_str) != Some(root_ca) {
+                    publish_root_ca(client, &name, root_ca).await?;
+                }
+                Ok(Action::AwaitChange)
             }
-            if !published.contains(&name) {
-                retry |= !publish_root_ca(&client, &name, &root_ca).await;
-            }
-        }
-        let wait = if retry { RETRY } else { RECHECK };
-        if !watched.next_change(wait).await {
-            return;
-        }
+        })
+        .await;
+}
+
+/// The namespace of `object` when it is the one named `name` there.
+fn namespace_of<K: Resource>(object: &K, name: &str) -> Vec<ObjectRef<Namespace>> {
+    match object.namespace() {
+        Some(namespace) if object.name_any() == name => vec![ObjectRef::new(&namespace)],
+        _ => Vec::new(),
     }
 }
 
@@ -67,8 +65,8 @@ fn active(namespace: &Namespace) -> bool {
         && namespace.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating")
 }
 
-/// Makes the namespace's `default` account; false when it could not.
-async fn make_default_account(client: &Client, namespace: &str) -> bool {
+/// Makes the namespace's `default` account.
+async fn make_default_account(client: &Client, namespace: &str) -> Result<(), kube::Error> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let account = ServiceAccount {
         metadata: ObjectMeta {
@@ -78,17 +76,18 @@ async fn make_default_account(client: &Client, namespace: &str) -> bool {
         ..ServiceAccount::default()
     };
     match api.create(&PostParams::default(), &account).await {
-        Ok(_) => true,
-        Err(kube::Error::Api(status)) if status.code == 409 => true,
-        Err(error) => {
-            tracing::warn!(%error, namespace, "could not make the default ServiceAccount");
-            false
-        }
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(error) => Err(error),
     }
 }
 
-/// Writes the CA into the namespace's `kube-root-ca.crt`; false when it could not.
-async fn publish_root_ca(client: &Client, namespace: &str, root_ca: &str) -> bool {
+/// Writes the CA into the namespace's `kube-root-ca.crt`.
+async fn publish_root_ca(
+    client: &Client,
+    namespace: &str,
+    root_ca: &str,
+) -> Result<(), kube::Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let map = json!({
         "apiVersion": "v1",
@@ -100,14 +99,7 @@ async fn publish_root_ca(client: &Client, namespace: &str, root_ca: &str) -> boo
         "data": {"ca.crt": root_ca},
     });
     let params = PatchParams::apply("root-ca-cert-publisher").force();
-    match api
-        .patch(ROOT_CA_CONFIG_MAP, &params, &Patch::Apply(&map))
+    api.patch(ROOT_CA_CONFIG_MAP, &params, &Patch::Apply(&map))
         .await
-    {
-        Ok(_) => true,
-        Err(error) => {
-            tracing::warn!(%error, namespace, "could not publish the root CA");
-            false
-        }
-    }
+        .map(drop)
 }

@@ -7,8 +7,8 @@
 //! Secret that is missing or lacks its certificate or key, a Warning event says so —
 //! once, while it stays so — since the nodes then serve those hosts without TLS.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, Node, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -16,112 +16,133 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use berth_runner::Informers;
+use berth_runner::{Action, Cache, Controller, Informers};
+use kube::runtime::reflector::ObjectRef;
 
-use crate::watched::Watched;
+use crate::lock;
 
 /// The source its events name.
 const COMPONENT: &str = "berth-ingress";
 
-/// How soon a failed write is tried again.
-const RETRY: Duration = Duration::from_secs(2);
-
-/// How often everything is looked over when nothing changed.
-const RECHECK: Duration = Duration::from_secs(60);
-
-/// Runs until the client's watches end.
+/// Runs until the client's watches end: a controller of LoadBalancer Services and one
+/// of Ingresses, each called for its objects when they change and for all of them when
+/// a node does (the addresses are the Ready nodes'); Ingresses also when classes change
+/// and when a Secret of their namespace does.
 pub async fn run(client: Client, informers: Informers) {
-    let mut watched = Watched::new(&informers);
-    let services = watched.cache::<Service>().await;
-    let nodes = watched.cache::<Node>().await;
-    let ingresses = watched.cache::<Ingress>().await;
-    let classes = watched.cache::<IngressClass>().await;
-    let secrets = watched.cache::<Secret>().await;
-    let mut reported = BTreeSet::new();
-    loop {
-        let wanted = ingress(&nodes.state());
-        let mut retry = false;
-        let current_classes = classes.state();
-        let served: Vec<_> = ingresses
-            .state()
-            .into_iter()
-            .filter(|i| berth_labels::ingress_has_class(i, "berth", &current_classes))
-            .collect();
-        report_missing_secrets(&client, &served, &secrets, &mut reported).await;
-        for served in served {
-            let current = served
-                .status
-                .as_ref()
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|l| l.ingress.clone())
-                .unwrap_or_default();
-            let addresses: Vec<Option<String>> = wanted.iter().map(|w| w.ip.clone()).collect();
-            if current.iter().map(|c| c.ip.clone()).collect::<Vec<_>>() != addresses {
-                let entries = json!(
-                    addresses
-                        .iter()
-                        .map(|ip| json!({"ip": ip}))
-                        .collect::<Vec<_>>()
-                );
-                retry |= !write_ingress(&client, served.as_ref(), entries).await;
-            }
-        }
-        for service in services.state().iter().filter(|s| is_ours(s)) {
+    let nodes = informers.cache::<Node>().await;
+    tokio::join!(
+        services(&client, &informers, &nodes),
+        ingresses(&client, &informers, &nodes),
+    );
+}
+
+async fn services(client: &Client, informers: &Informers, nodes: &Cache<Node>) {
+    let controller = Controller::<Service>::new(informers).await;
+    let services = controller.cache().clone();
+    let controller = controller
+        .watches::<Node>(move |_| services.keys(is_ours))
+        .await;
+    controller
+        .run(|service| async move {
+            let wanted = ingress(&nodes.state());
             let current = service
                 .status
                 .as_ref()
                 .and_then(|s| s.load_balancer.as_ref())
                 .and_then(|l| l.ingress.clone())
                 .unwrap_or_default();
-            if current != wanted {
-                retry |= !write_ingress(&client, service.as_ref(), json!(wanted)).await;
+            if is_ours(&service) && current != wanted {
+                write_ingress(client, service.as_ref(), json!(wanted)).await?;
             }
-        }
-        let wait = if retry { RETRY } else { RECHECK };
-        if !watched.next_change(wait).await {
-            return;
-        }
-    }
+            Ok(Action::AwaitChange)
+        })
+        .await;
 }
 
-/// An unusable TLS Secret an Ingress names: the Ingress's uid, the Secret's name.
-type Unusable = (String, String);
+async fn ingresses(client: &Client, informers: &Informers, nodes: &Cache<Node>) {
+    let controller = Controller::<Ingress>::new(informers).await;
+    let all = controller.cache().clone();
+    let controller = controller
+        .watches::<Node>({
+            let all = all.clone();
+            move |_| all.keys(|_| true)
+        })
+        .await
+        .watches::<IngressClass>({
+            let all = all.clone();
+            move |_| all.keys(|_| true)
+        })
+        .await
+        .watches::<Secret>(all.same_namespace())
+        .await;
+    let classes = informers.cache::<IngressClass>().await;
+    let secrets = informers.cache::<Secret>().await;
+    // The unusable Secrets each Ingress was told of, so it is told once while they stay so.
+    let reported: Mutex<HashMap<ObjectRef<Ingress>, BTreeSet<String>>> = Mutex::default();
+    let (classes, secrets, reported) = (&classes, &secrets, &reported);
+    controller
+        .run_or_gone(
+            |served| async move {
+                if !berth_labels::ingress_has_class(&served, "berth", &classes.state()) {
+                    return Ok(Action::AwaitChange);
+                }
+                let key = ObjectRef::from_obj(served.as_ref());
+                let told = lock(reported).remove(&key).unwrap_or_default();
+                let told = report_unusable_secrets(client, &served, secrets, told).await;
+                lock(reported).insert(key, told);
+                let current = served
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.load_balancer.as_ref())
+                    .and_then(|l| l.ingress.clone())
+                    .unwrap_or_default();
+                let addresses: Vec<Option<String>> =
+                    ingress(&nodes.state()).into_iter().map(|w| w.ip).collect();
+                if current.iter().map(|c| c.ip.clone()).collect::<Vec<_>>() != addresses {
+                    let entries: Vec<_> = addresses.iter().map(|ip| json!({"ip": ip})).collect();
+                    write_ingress(client, served.as_ref(), json!(entries)).await?;
+                }
+                Ok(Action::AwaitChange)
+            },
+            |gone| async move {
+                lock(reported).remove(&gone);
+                Ok(Action::AwaitChange)
+            },
+        )
+        .await;
+}
 
-/// Records a Warning event on each served Ingress naming a TLS Secret that is missing
-/// or lacks `tls.crt` or `tls.key`, unless it was already `reported`; forgets those
-/// that became usable (or are no longer named), so a relapse is reported again.
-async fn report_missing_secrets(
+/// Records a Warning event on the Ingress for each TLS Secret it names that is missing
+/// or lacks `tls.crt` or `tls.key`, unless it was already `told`; returns the Secrets
+/// unusable now, so one that became usable and relapses is reported again.
+async fn report_unusable_secrets(
     client: &Client,
-    served: &[std::sync::Arc<Ingress>],
-    secrets: &berth_runner::Cache<Secret>,
-    reported: &mut BTreeSet<Unusable>,
-) {
+    ingress: &Ingress,
+    secrets: &Cache<Secret>,
+    told: BTreeSet<String>,
+) -> BTreeSet<String> {
     let mut unusable = BTreeSet::new();
-    for ingress in served {
-        let namespace = ingress.namespace().unwrap_or_default();
-        let entries = ingress.spec.iter().flat_map(|s| s.tls.iter().flatten());
-        for entry in entries {
-            let Some(name) = entry.secret_name.as_deref() else {
-                continue;
-            };
-            let secret =
-                secrets.get(&kube::runtime::reflector::ObjectRef::new(name).within(&namespace));
-            let Some(problem) = tls_problem(secret.as_deref()) else {
-                continue;
-            };
-            let key = (ingress.uid().unwrap_or_default(), name.to_string());
-            if !reported.contains(&key) {
-                let hosts = entry.hosts.as_deref().unwrap_or_default().join(", ");
-                let message = format!(
-                    "TLS Secret {namespace}/{name} {problem}: hosts [{hosts}] are served without TLS"
-                );
-                let event = ("Warning", "TLSSecretUnusable", message.as_str());
-                berth_events::record(client, ingress.as_ref(), event, COMPONENT).await;
-            }
-            unusable.insert(key);
+    let namespace = ingress.namespace().unwrap_or_default();
+    let entries = ingress.spec.iter().flat_map(|s| s.tls.iter().flatten());
+    for entry in entries {
+        let Some(name) = entry.secret_name.as_deref() else {
+            continue;
+        };
+        let secret = secrets.get(&ObjectRef::new(name).within(&namespace));
+        let Some(problem) = tls_problem(secret.as_deref()) else {
+            continue;
+        };
+        if !told.contains(name) {
+            let hosts = entry.hosts.as_deref().unwrap_or_default().join(", ");
+            let message = format!(
+                "TLS Secret {namespace}/{name} {problem}: hosts [{hosts}] are served without TLS"
+            );
+            let event = ("Warning", "TLSSecretUnusable", message.as_str());
+            berth_events::record(client, ingress, event, COMPONENT).await;
         }
+        unusable.insert(name.to_string());
     }
-    *reported = unusable;
+    unusable
 }
 
 /// Why a TLS Secret cannot serve: missing, or without its certificate or key.
@@ -179,8 +200,12 @@ fn ingress(nodes: &[std::sync::Arc<Node>]) -> Vec<LoadBalancerIngress> {
 }
 
 /// Writes `entries` as the status.loadBalancer.ingress of `object` (a Service or an
-/// Ingress); false when it could not.
-async fn write_ingress<K>(client: &Client, object: &K, entries: serde_json::Value) -> bool
+/// Ingress).
+async fn write_ingress<K>(
+    client: &Client,
+    object: &K,
+    entries: serde_json::Value,
+) -> Result<(), kube::Error>
 where
     K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -191,17 +216,9 @@ where
     let api: Api<K> = Api::namespaced(client.clone(), &namespace);
     let patch = json!({"status": {"loadBalancer": {"ingress": entries}}});
     let name = object.name_any();
-    match api
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-    {
-        Ok(_) => true,
-        Err(error) => {
-            let kind = K::kind(&());
-            tracing::warn!(%error, %kind, %name, %namespace, "could not write the load balancer's addresses");
-            false
-        }
-    }
+        .map(drop)
 }
 
 #[cfg(test)]

@@ -15,9 +15,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
-use berth_runner::Cache;
+use berth_runner::{Action, Cache, Controller, Informers};
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Volume};
 use kube::api::{Patch, PatchParams, PostParams};
@@ -27,12 +26,6 @@ use serde_json::json;
 
 use crate::pods::{Naming, running_and_ready};
 use crate::revisions::{HASH_LABEL, Revision};
-use berth_runner::Informers;
-
-use crate::watched::Watched;
-
-/// How often StatefulSets are looked at again when nothing changed.
-const RETRY: Duration = Duration::from_secs(5);
 
 /// The name events give the controller.
 const COMPONENT: &str = "statefulset-controller";
@@ -44,28 +37,37 @@ struct Caches {
     revisions: Cache<ControllerRevision>,
 }
 
-/// Runs the controller until the client's watches end.
+/// Runs the controller until the client's watches end: called for each StatefulSet, for
+/// its own when one of its pods or revisions changes, and for a namespace's sets when
+/// one of its claims does (claims from a set's templates name no owner).
 pub async fn run(client: Client, informers: Informers) {
-    let mut watched = Watched::new(&informers);
-    let sets = watched.cache::<StatefulSet>().await;
     let caches = Caches {
-        pods: watched.cache::<Pod>().await,
-        claims: watched.cache::<PersistentVolumeClaim>().await,
-        revisions: watched.cache::<ControllerRevision>().await,
+        pods: informers.cache::<Pod>().await,
+        claims: informers.cache::<PersistentVolumeClaim>().await,
+        revisions: informers.cache::<ControllerRevision>().await,
     };
-    loop {
-        for set in sets.state() {
-            if set.metadata.deletion_timestamp.is_some() {
-                continue;
+    let controller = Controller::<StatefulSet>::new(&informers).await;
+    let sets = controller.cache().clone();
+    let controller = controller
+        .owns::<Pod>()
+        .await
+        .owns::<ControllerRevision>()
+        .await
+        .watches::<PersistentVolumeClaim>(move |claim| {
+            sets.keys(|set| set.namespace() == claim.namespace())
+        })
+        .await;
+    controller
+        .run(|set| {
+            let (client, caches) = (&client, &caches);
+            async move {
+                if set.metadata.deletion_timestamp.is_none() {
+                    reconcile(client, &set, caches).await?;
+                }
+                Ok(Action::AwaitChange)
             }
-            if let Err(error) = reconcile(&client, &set, &caches).await {
-                tracing::debug!(%error, statefulset = %set.name_any(), "reconcile failed");
-            }
-        }
-        if !watched.next_change(RETRY).await {
-            return;
-        }
-    }
+        })
+        .await;
 }
 
 /// The ordinal in a pod's name `<set>-<ordinal>`, if it is one of the set's names.

@@ -7,14 +7,13 @@ use serde_json::{Value, json};
 
 /// Writes `wanted` as the status of the object `name` by a merge patch. A merge patch
 /// keeps the map entries it does not name, so the entries of the maps named in `maps`
-/// that `current` has and `wanted` lacks are named null. False, with a warning, when the
-/// write failed.
+/// that `current` has and `wanted` lacks are named null.
 pub(crate) async fn merge_status<K>(
     api: &Api<K>,
     name: &str,
     (current, mut wanted): (&Value, Value),
     maps: &[&str],
-) -> bool
+) -> Result<(), kube::Error>
 where
     K: Clone + DeserializeOwned + std::fmt::Debug,
 {
@@ -26,14 +25,7 @@ where
         }
     }
     let patch = json!({"status": wanted});
-    match api
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-    {
-        Ok(_) => true,
-        Err(error) => {
-            tracing::warn!(%error, name, "could not write the status");
-            false
-        }
-    }
+        .map(drop)
 }

@@ -44,18 +44,13 @@ pub struct Controller<K: Cached> {
 impl<K: Cached> Controller<K> {
     /// A controller of the kind `K`, called for each object of it that changes.
     pub async fn new(informers: &Informers) -> Self {
-        let queue = Arc::new(WorkQueue::default());
         let controller = Controller {
             informers: informers.clone(),
             cache: informers.cache::<K>().await,
-            queue,
+            queue: Arc::new(WorkQueue::default()),
             concurrency: CONCURRENCY,
         };
-        let cache = controller.cache.clone();
-        controller.on_change::<K>(move |changed| match changed {
-            Changed::Object(object) => vec![key_of(object)],
-            Changed::Relisted => cache.state().iter().map(|o| key_of(o.as_ref())).collect(),
-        });
+        controller.on_change(controller.cache.clone(), |object: &K| vec![key_of(object)]);
         controller
     }
 
@@ -63,29 +58,22 @@ impl<K: Cached> Controller<K> {
     /// object of kind `C` that changes (a ReplicaSet when one of its pods does).
     #[must_use]
     pub async fn owns<C: Cached>(self) -> Self {
-        self.informers.cache::<C>().await;
-        let all = self.cache.clone();
-        self.on_change::<C>(move |changed| match changed {
-            Changed::Object(object) => owner_of::<K, C>(object).into_iter().collect(),
-            Changed::Relisted => all.state().iter().map(|o| key_of(o.as_ref())).collect(),
+        let owned = self.informers.cache::<C>().await;
+        self.on_change(owned, |object: &C| {
+            owner_of::<K, C>(object).into_iter().collect()
         });
         self
     }
 
     /// Also calls it for the objects `map` names when an object of kind `C` changes (the
-    /// Services that select a pod, say). After `C`'s cache was listed anew every object
-    /// is called for: what vanished meanwhile names no one.
+    /// Services that select a pod, say) — named by the object as it was and as it is.
     #[must_use]
     pub async fn watches<C: Cached>(
         self,
         map: impl Fn(&C) -> Vec<ObjectRef<K>> + Send + Sync + 'static,
     ) -> Self {
-        self.informers.cache::<C>().await;
-        let all = self.cache.clone();
-        self.on_change::<C>(move |changed| match changed {
-            Changed::Object(object) => map(object),
-            Changed::Relisted => all.state().iter().map(|o| key_of(o.as_ref())).collect(),
-        });
+        let watched = self.informers.cache::<C>().await;
+        self.on_change(watched, map);
         self
     }
 
@@ -101,18 +89,33 @@ impl<K: Cached> Controller<K> {
         &self.cache
     }
 
-    /// Queues the keys `keys` gives for each change of `C`, as long as the queue lives.
+    /// Queues the keys `keys` gives for each change of `C`, as long as the queue lives;
+    /// and for every object of `C` now, and again whenever `C`'s cache is listed anew
+    /// (with every object of the controller's kind then: what vanished meanwhile names
+    /// no one).
     fn on_change<C: Cached>(
         &self,
-        keys: impl Fn(Changed<'_, C>) -> Vec<ObjectRef<K>> + Send + Sync + 'static,
+        cache: Cache<C>,
+        keys: impl Fn(&C) -> Vec<ObjectRef<K>> + Send + Sync + 'static,
     ) {
         let queue: Weak<WorkQueue<ObjectRef<K>>> = Arc::downgrade(&self.queue);
+        let own = self.cache.clone();
+        let queue_all = move |queue: &WorkQueue<ObjectRef<K>>, keys: &dyn Fn(&C) -> Vec<_>| {
+            for object in cache.state() {
+                keys(&object).into_iter().for_each(|key| queue.add(key));
+            }
+            for object in own.state() {
+                queue.add(key_of(object.as_ref()));
+            }
+        };
+        queue_all(&self.queue, &keys);
         self.informers.subscribe::<C>(Box::new(move |changed| {
             let Some(queue) = queue.upgrade() else {
                 return false;
             };
-            for key in keys(changed) {
-                queue.add(key);
+            match changed {
+                Changed::Object(object) => keys(object).into_iter().for_each(|key| queue.add(key)),
+                Changed::Relisted => queue_all(&queue, &keys),
             }
             true
         }));
@@ -126,22 +129,33 @@ impl<K: Cached> Controller<K> {
         F: Fn(Arc<K>) -> Fut,
         Fut: Future<Output = Result<Action, kube::Error>>,
     {
-        for object in self.cache.state() {
-            self.queue.add(key_of(object.as_ref()));
-        }
+        let nothing = |_| std::future::ready(Ok(Action::AwaitChange));
+        self.run_or_gone(reconcile, nothing).await;
+    }
+
+    /// As `run`, with `gone` called for objects no longer in the cache: for what a
+    /// deletion leaves that no ownerReference ties to it (a Service's Endpoints).
+    pub async fn run_or_gone<F, Fut, G, GoneFut>(self, reconcile: F, gone: G)
+    where
+        F: Fn(Arc<K>) -> Fut,
+        Fut: Future<Output = Result<Action, kube::Error>>,
+        G: Fn(ObjectRef<K>) -> GoneFut,
+        GoneFut: Future<Output = Result<Action, kube::Error>>,
+    {
         let worker = || async {
             loop {
                 let key = self.queue.next().await;
-                let outcome = match self.cache.get(&key) {
-                    Some(object) => match reconcile(object).await {
-                        Ok(Action::AwaitChange) => Outcome::Done,
-                        Ok(Action::RequeueAfter(delay)) => Outcome::RequeueAfter(delay),
-                        Err(error) => {
-                            report::<K>(&key, &error);
-                            Outcome::Failed
-                        }
-                    },
-                    None => Outcome::Done,
+                let result = match self.cache.get(&key) {
+                    Some(object) => reconcile(object).await,
+                    None => gone(key.clone()).await,
+                };
+                let outcome = match result {
+                    Ok(Action::AwaitChange) => Outcome::Done,
+                    Ok(Action::RequeueAfter(delay)) => Outcome::RequeueAfter(delay),
+                    Err(error) => {
+                        report::<K>(&key, &error);
+                        Outcome::Failed
+                    }
                 };
                 self.queue.done(&key, outcome);
             }

@@ -83,6 +83,25 @@ impl<K: Cached> Deref for Cache<K> {
 }
 
 impl<K: Cached> Cache<K> {
+    /// The references of the objects `chosen` picks: what a controller's mapping of a
+    /// watched change returns (the DaemonSets when a node changes, the quotas of a
+    /// pod's namespace).
+    pub fn keys(&self, chosen: impl Fn(&K) -> bool) -> Vec<ObjectRef<K>> {
+        let state = self.store.state();
+        state
+            .iter()
+            .filter(|o| chosen(o))
+            .map(|o| key_of(o.as_ref()))
+            .collect()
+    }
+
+    /// A mapping for `Controller::watches`: a changed object to the objects of this
+    /// cache in its namespace (a namespace's quotas, say, when a pod there changes).
+    pub fn same_namespace<C: Resource>(&self) -> impl Fn(&C) -> Vec<ObjectRef<K>> + use<K, C> {
+        let cache = self.clone();
+        move |changed: &C| cache.keys(|o| o.namespace() == changed.namespace())
+    }
+
     /// The objects whose ownerReferences name the owner with `uid`, controller or not:
     /// what the garbage collector deletes with it.
     pub fn dependents(&self, uid: &str) -> Vec<Arc<K>> {
@@ -316,14 +335,14 @@ impl<K: Cached> Feeder<K> {
     }
 
     fn apply(&mut self, event: &watcher::Event<K>) {
-        let changed = match event {
+        let (changed, before) = match event {
             watcher::Event::Apply(object) | watcher::Event::Delete(object) => {
                 let key = key_of(object);
                 let before = self.informer.cache.store.get(&key);
                 self.writer.apply_watcher_event(event);
                 let after = matches!(event, watcher::Event::Apply(_)).then_some(object);
                 self.index().update(&key, before.as_deref(), after);
-                Changed::Object(object)
+                (Changed::Object(object), before)
             }
             watcher::Event::Init | watcher::Event::InitApply(_) => {
                 // Buffered by the writer until the list is whole.
@@ -333,14 +352,17 @@ impl<K: Cached> Feeder<K> {
             watcher::Event::InitDone => {
                 self.writer.apply_watcher_event(event);
                 self.index().rebuild(&self.informer.cache.store);
-                Changed::Relisted
+                (Changed::Relisted, None)
             }
         };
+        // Subscribers hear of the object as it was too: a pod whose labels changed may
+        // have left a Service's selection, one whose owner changed its old owner.
+        let before = before.as_deref().map(Changed::Object);
         self.informer
             .subscribers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|subscriber| subscriber(changed));
+            .retain(|subscriber| subscriber(changed) && before.is_none_or(subscriber));
         self.counter
             .send_modify(|count| *count = count.wrapping_add(1));
     }
