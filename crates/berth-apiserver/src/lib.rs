@@ -327,30 +327,53 @@ async fn too_large_as_status(response: axum::response::Response) -> axum::respon
     .into_response()
 }
 
-/// Compacts the store's history every `interval` to the revision it had reached one
-/// interval before, as kube-apiserver does: watchers get that long to catch up. Another
-/// server on the same etcd may have compacted further already, which is fine.
+/// Compacts the store's history as kube-apiserver does — every `interval`, to the
+/// revision it had reached one interval before, so watchers get that long to catch up —
+/// and sooner when churn outgrows the data (`berth_store::compaction_for_size`).
+/// Another server on the same etcd may have compacted further already, which is fine.
 async fn compact_periodically(
     store: Arc<dyn berth_store::Store>,
     cache: Arc<cache::Cache>,
     interval: std::time::Duration,
 ) {
-    let mut ticks = tokio::time::interval(interval);
-    let mut previous = 0;
+    let mut ticks = tokio::time::interval(interval.min(COMPACTION_CHECK));
+    // The revisions seen at each check within the last interval, oldest first.
+    let mut seen: std::collections::VecDeque<(tokio::time::Instant, i64)> = Default::default();
+    let mut compacted = 0;
     loop {
-        ticks.tick().await;
-        if previous > 0 {
-            match store.compact(previous).await {
-                Ok(()) => cache.forget_through(previous),
-                Err(error) => tracing::debug!(%error, revision = previous, "compaction skipped"),
+        let now = ticks.tick().await;
+        let (revision, keys) = match (store.revision().await, store.keys().await) {
+            (Ok(revision), Ok(keys)) => (revision, keys),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%error, "could not read the datastore's revision and size");
+                continue;
             }
+        };
+        seen.push_back((now, revision));
+        while seen.len() > 1 && seen[1].0 + interval <= now {
+            seen.pop_front();
         }
-        match store.revision().await {
-            Ok(revision) => previous = revision,
-            Err(error) => tracing::warn!(%error, "could not read the datastore's revision"),
+        let by_time = seen
+            .front()
+            .filter(|(at, _)| *at + interval <= now)
+            .map_or(0, |(_, revision)| *revision);
+        let by_size = berth_store::compaction_for_size(revision, keys, compacted);
+        let target = by_time.max(by_size.unwrap_or(0));
+        if target <= compacted {
+            continue;
+        }
+        match store.compact(target).await {
+            Ok(()) => {
+                cache.forget_through(target);
+                compacted = target;
+            }
+            Err(error) => tracing::debug!(%error, revision = target, "compaction skipped"),
         }
     }
 }
+
+/// How often compaction looks at how much history the store keeps.
+const COMPACTION_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The address clients on this machine reach a server bound to `bind` at: loopback for
 /// a wildcard bind.

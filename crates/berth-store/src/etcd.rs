@@ -273,11 +273,29 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: i64) -> Result<()> {
-        self.client
-            .clone()
+        let mut client = self.client.clone();
+        client
             .compact(revision, None)
             .await
-            .map(|_| ())
-            .map_err(error(revision))
+            .map_err(error(revision))?;
+        // Compaction frees space inside etcd's file but never gives it back: that takes
+        // a defragmentation, which blocks the member while it runs, so only once half
+        // the file is free.
+        let status = client.status().await.map_err(error(revision))?;
+        if status.raft_used_db_size() * 2 < status.db_size() {
+            client.defragment().await.map_err(error(revision))?;
+        }
+        Ok(())
+    }
+
+    async fn keys(&self) -> Result<u64> {
+        let everything = GetOptions::new().with_from_key().with_count_only();
+        let response = self
+            .client
+            .clone()
+            .get(vec![0u8], Some(everything))
+            .await
+            .map_err(error(0))?;
+        Ok(response.count().max(0) as u64)
     }
 }

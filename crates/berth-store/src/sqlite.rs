@@ -11,6 +11,7 @@
 //! WAL lets run beside the writer.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -91,6 +92,35 @@ pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
     live: broadcast::Sender<Arc<Announced>>,
     writes: std::sync::mpsc::Sender<Write>,
+    /// How many keys are live, kept by the writer thread.
+    keys: Arc<AtomicU64>,
+}
+
+/// What the writer thread tells of each commit: the live watches, and the live keys'
+/// count.
+type Listeners = (broadcast::Sender<Arc<Announced>>, Arc<AtomicU64>);
+
+/// Makes the database give freed pages back to the file system on request (incremental
+/// auto-vacuum), converting one made without it: that takes a whole VACUUM, once.
+fn reclaimable(connection: &Connection) -> rusqlite::Result<()> {
+    let mode: i64 = connection.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    if mode != INCREMENTAL_VACUUM {
+        connection.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
+    }
+    Ok(())
+}
+
+/// `PRAGMA auto_vacuum`'s value for INCREMENTAL.
+const INCREMENTAL_VACUUM: i64 = 2;
+
+/// How many keys are live: the newest row of each name that is not a deletion.
+fn count_keys(connection: &Connection) -> rusqlite::Result<u64> {
+    connection.query_row(
+        "SELECT COUNT(*) FROM kine JOIN (SELECT MAX(id) AS newest FROM kine GROUP BY name)
+         ON id = newest WHERE deleted = 0",
+        [],
+        |r| r.get::<_, i64>(0).map(|count| count.max(0) as u64),
+    )
 }
 
 /// How a write turns the key's newest row (if any) into the new row's fields: deleted,
@@ -107,11 +137,15 @@ struct Write {
     done: tokio::sync::oneshot::Sender<Result<Written>>,
 }
 
+/// Opens a connection in WAL mode. The WAL is cut back to 4 MiB (SQLite's automatic
+/// checkpoint size) after each checkpoint that empties it: without a limit it keeps the
+/// largest size it ever reached, which under a burst of writes is gigabytes.
 fn connect(path: &Path) -> Result<Connection> {
     let connection = Connection::open(path).map_err(backend)?;
     connection
         .execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;
+             PRAGMA journal_size_limit = 4194304;",
         )
         .map_err(|e| Error::Backend(format!("open {}: {e}", path.display())))?;
     Ok(connection)
@@ -124,14 +158,17 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(backend)?;
         }
         let connection = connect(path)?;
+        let opened = |e: rusqlite::Error| Error::Backend(format!("open {}: {e}", path.display()));
+        reclaimable(&connection).map_err(opened)?;
         connection
             .execute_batch(SCHEMA)
             .and_then(|()| connection.execute_batch(FIRST_REVISION))
-            .map_err(|e| Error::Backend(format!("open {}: {e}", path.display())))?;
+            .map_err(opened)?;
+        let keys = Arc::new(AtomicU64::new(count_keys(&connection).map_err(opened)?));
         let writer = connect(path)?;
         let live = broadcast::channel(LIVE_BUFFER).0;
         let (writes, queue) = std::sync::mpsc::channel();
-        let announce = live.clone();
+        let announce = (live.clone(), Arc::clone(&keys));
         std::thread::Builder::new()
             .name("berth-sqlite-writer".into())
             .spawn(move || write_batches(writer, &queue, &announce))
@@ -140,6 +177,7 @@ impl SqliteStore {
             connection: Arc::new(Mutex::new(connection)),
             live,
             writes,
+            keys,
         })
     }
 
@@ -222,7 +260,7 @@ struct Announced {
 fn write_batches(
     mut connection: Connection,
     queue: &std::sync::mpsc::Receiver<Write>,
-    live: &broadcast::Sender<Arc<Announced>>,
+    live: &Listeners,
 ) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
@@ -239,11 +277,7 @@ fn write_batches(
 /// Writes a batch in one transaction, then answers each write and announces what was
 /// committed, in revision order. A write whose check fails (a conflict, say) fails
 /// alone; a failed commit fails them all.
-fn commit(
-    connection: &mut Connection,
-    batch: Vec<Write>,
-    live: &broadcast::Sender<Arc<Announced>>,
-) {
+fn commit(connection: &mut Connection, batch: Vec<Write>, (live, keys): &Listeners) {
     let transaction =
         match connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
             Ok(transaction) => transaction,
@@ -268,6 +302,11 @@ fn commit(
     }
     for (done, outcome) in outcomes {
         if let Ok((row, replaced)) = &outcome {
+            match (row.deleted, replaced.is_some()) {
+                (false, false) => keys.fetch_add(1, Ordering::Relaxed),
+                (true, true) => keys.fetch_sub(1, Ordering::Relaxed),
+                _ => 0,
+            };
             announce(live, row, replaced.clone());
         }
         let _ = done.send(outcome);
@@ -559,34 +598,106 @@ impl Store for SqliteStore {
     }
 
     async fn compact(&self, revision: i64) -> Result<()> {
-        self.with(move |c, _| {
-            let transaction = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            // Each key keeps its newest row before the compaction revision, unless that
-            // row is a deletion; everything older goes.
-            transaction
-                .execute(
-                    "DELETE FROM kine WHERE id < ?1 AND id NOT IN (
-                         SELECT MAX(id) FROM kine WHERE id < ?1 GROUP BY name)",
-                    params![revision],
-                )
-                .and_then(|_| {
-                    transaction.execute(
-                        "DELETE FROM kine WHERE id < ?1 AND deleted = 1",
-                        params![revision],
-                    )
-                })
-                .and_then(|_| {
-                    transaction.execute(
-                        "INSERT INTO meta (key, value) VALUES ('compact_revision', ?1)
-                         ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
-                        params![revision],
-                    )
-                })
-                .map_err(backend)?;
-            transaction.commit().map_err(backend)
-        })
-        .await
+        // Reads before `revision` are refused from now on, then its rows go: in steps of
+        // a bounded number of rows, each its own transaction, so that the writer and the
+        // readers wait for one step at most, not for the whole history. Every row before
+        // `revision` is looked at, those an earlier compaction kept too (each key's
+        // newest then may be superseded now).
+        self.with(move |c, _| mark_compacted(c, revision)).await?;
+        let mut cursor = 0;
+        while let Some(next) = self
+            .with(move |c, _| compact_step(c, cursor, revision))
+            .await?
+        {
+            cursor = next;
+        }
+        // Freed pages go back to the file system once they are a quarter of the file:
+        // a file that only ever grows is what k3s users find their kine database doing.
+        if self.with(|c, _| free_share(c)).await? > 0.25 {
+            while self.with(|c, _| vacuum_step(c)).await? {}
+        }
+        self.with(|c, _| checkpoint(c)).await
     }
+
+    async fn keys(&self) -> Result<u64> {
+        Ok(self.keys.load(Ordering::Relaxed))
+    }
+}
+
+/// How many rows one compaction transaction goes over.
+const COMPACTION_STEP: i64 = 10_000;
+
+/// How many free pages one incremental vacuum gives back (8 MiB of 4 KiB pages).
+const VACUUM_STEP: i64 = 2048;
+
+/// Records that revisions before `revision` can no longer be read.
+fn mark_compacted(connection: &Connection, revision: i64) -> Result<()> {
+    connection
+        .execute(
+            "INSERT INTO meta (key, value) VALUES ('compact_revision', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+            params![revision],
+        )
+        .map(drop)
+        .map_err(backend)
+}
+
+/// Removes, of the next COMPACTION_STEP rows from `cursor` on before `revision`, those
+/// compacting to `revision` drops: rows a newer row of their key before `revision`
+/// supersedes, and deletions. Where the next step starts; None when none is left.
+fn compact_step(connection: &mut Connection, cursor: i64, revision: i64) -> Result<Option<i64>> {
+    let transaction = connection
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let last: Option<i64> = transaction
+        .query_row(
+            "SELECT MAX(id) FROM (SELECT id FROM kine WHERE id >= ?1 AND id < ?2
+                                  ORDER BY id LIMIT ?3)",
+            params![cursor, revision, COMPACTION_STEP],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    let Some(last) = last else {
+        return Ok(None);
+    };
+    transaction
+        .execute(
+            "DELETE FROM kine WHERE id >= ?1 AND id <= ?2 AND (deleted = 1 OR EXISTS (
+                 SELECT 1 FROM kine AS newer
+                 WHERE newer.name = kine.name AND newer.id > kine.id AND newer.id < ?3))",
+            params![cursor, last, revision],
+        )
+        .map_err(backend)?;
+    transaction.commit().map_err(backend)?;
+    Ok(Some(last + 1))
+}
+
+/// How much of the file is free pages.
+fn free_share(connection: &Connection) -> Result<f64> {
+    let pragma = |name: &str| -> Result<i64> {
+        connection
+            .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+            .map_err(backend)
+    };
+    let (pages, free) = (pragma("page_count")?, pragma("freelist_count")?);
+    Ok(free as f64 / pages.max(1) as f64)
+}
+
+/// Gives a step of free pages back to the file system; whether any are left.
+fn vacuum_step(connection: &Connection) -> Result<bool> {
+    connection
+        .execute_batch(&format!("PRAGMA incremental_vacuum({VACUUM_STEP})"))
+        .and_then(|()| connection.query_row("PRAGMA freelist_count", [], |r| r.get::<_, i64>(0)))
+        .map(|free| free > 0)
+        .map_err(backend)
+}
+
+/// Copies the WAL's pages into the database and empties it: compaction and vacuuming
+/// wrote the WAL full of pages, and the file system gets the space back only once they
+/// are in the database and the WAL is cut. Waits for readers (and holds writers) for
+/// as long as that takes, which compactions' rarity affords.
+fn checkpoint(connection: &Connection) -> Result<()> {
+    connection
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(backend)
 }
