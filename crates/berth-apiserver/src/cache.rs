@@ -153,9 +153,36 @@ fn directory(key: &str) -> &str {
     &key[..end]
 }
 
+/// The objects under a prefix as they were at a revision, kept for the pages of a list
+/// that began there: kubectl reads lists in pages of 500, and each page from the store
+/// cost what the whole list costs from the cache.
+pub(crate) struct Snapshot {
+    prefix: String,
+    pub(crate) revision: i64,
+    taken: std::time::Instant,
+    /// The keys and objects, in key order.
+    pub(crate) entries: Vec<(String, Arc<Entry>)>,
+}
+
+impl Snapshot {
+    /// The entries after `cursor` (a key; empty for the first page).
+    pub(crate) fn after(&self, cursor: &str) -> &[(String, Arc<Entry>)] {
+        let start = self
+            .entries
+            .partition_point(|(key, _)| key.as_str() <= cursor);
+        &self.entries[start..]
+    }
+}
+
+/// How many list snapshots are kept, and for how long: a continue token older than
+/// that, or whose snapshot was pushed out, is served from the store.
+const SNAPSHOTS: usize = 16;
+const SNAPSHOT_LIFE: Duration = Duration::from_secs(60);
+
 /// The cache of a server's store.
 pub(crate) struct Cache {
     state: RwLock<State>,
+    snapshots: Mutex<VecDeque<Arc<Snapshot>>>,
     feed: broadcast::Sender<Arc<Change>>,
     reached: tokio::sync::watch::Sender<i64>,
 }
@@ -171,6 +198,7 @@ impl Cache {
     pub(crate) fn start(store: Arc<dyn berth_store::Store>) -> Arc<Self> {
         let cache = Arc::new(Self {
             state: RwLock::default(),
+            snapshots: Mutex::default(),
             feed: broadcast::channel(FEED_CAPACITY).0,
             reached: tokio::sync::watch::channel(0).0,
         });
@@ -318,6 +346,48 @@ impl Cache {
             .map(|(_, entry)| Arc::clone(entry))
             .collect();
         (items, state.revision)
+    }
+
+    /// The objects under `prefix` now, kept for the pages that follow (the one already
+    /// taken at this revision, if any).
+    pub(crate) fn snapshot(&self, prefix: &str) -> Arc<Snapshot> {
+        let state = self.read();
+        if let Some(kept) = self.snapshot_at(prefix, state.revision) {
+            return kept;
+        }
+        let entries = under(&state.objects, prefix)
+            .map(|(key, entry)| (key.clone(), Arc::clone(entry)))
+            .collect();
+        let snapshot = Arc::new(Snapshot {
+            prefix: prefix.to_string(),
+            revision: state.revision,
+            taken: std::time::Instant::now(),
+            entries,
+        });
+        drop(state);
+        let mut kept = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.retain(|s| s.taken.elapsed() < SNAPSHOT_LIFE);
+        if kept.len() == SNAPSHOTS {
+            kept.pop_front();
+        }
+        kept.push_back(Arc::clone(&snapshot));
+        snapshot
+    }
+
+    /// The snapshot of `prefix` at `revision`, if one is kept.
+    pub(crate) fn snapshot_at(&self, prefix: &str, revision: i64) -> Option<Arc<Snapshot>> {
+        let kept = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.iter()
+            .find(|s| {
+                s.prefix == prefix && s.revision == revision && s.taken.elapsed() < SNAPSHOT_LIFE
+            })
+            .cloned()
     }
 
     /// A watch of `prefix` after `revision` (the objects now, as ADDED, when 0), or None

@@ -754,11 +754,11 @@ async fn list(
     }
     let resource = &place.resource;
     let (items, revision, next) = match from_cache(&shared, &place, &query).await? {
-        Some((entries, revision)) => {
+        Some((entries, revision, next)) => {
             if table.is_none() && resource.shown_as_stored() {
-                return Ok(list_body(resource, &entries, revision));
+                return Ok(list_body(resource, &entries, revision, next));
             }
-            (entries.iter().map(|e| e.object()).collect(), revision, None)
+            (entries.iter().map(|e| e.object()).collect(), revision, next)
         }
         None => select(&shared, &place, &query).await?,
     };
@@ -780,17 +780,15 @@ async fn list(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-/// A whole list (not in pages, not at an exact older revision) from the watch cache,
-/// once it has caught up with the store; None when the store must answer.
+/// A list from the watch cache, once it has caught up with the store: whole, or a page
+/// of a snapshot taken with the first page (and the token of the next); None when the
+/// store must answer (an exact older revision, a page whose snapshot is gone).
 async fn from_cache(
     shared: &Shared,
     place: &Place,
     query: &HashMap<String, String>,
-) -> Result<Option<(Vec<Arc<crate::cache::Entry>>, i64)>, Status> {
+) -> Result<Option<CachedList>, Status> {
     let given = |key: &str| query.get(key).filter(|v| !v.is_empty() && *v != "0");
-    if given("limit").is_some() || given("continue").is_some() {
-        return Ok(None);
-    }
     if query
         .get("resourceVersionMatch")
         .is_some_and(|m| m == "Exact")
@@ -798,29 +796,74 @@ async fn from_cache(
         return Ok(None);
     }
     let selection = Selection::parse(query, &place.resource.kind)?;
-    // resourceVersion=0 takes any state; otherwise the latest is wanted.
-    if query.get("resourceVersion").is_none_or(|v| v != "0") {
-        let latest = shared
-            .store
-            .revision()
-            .await
-            .map_err(|e| Status::from_store(e, &place.resource.plural, ""))?;
-        if !shared.cache.caught_up(latest).await {
-            return Ok(None);
+    let limit: usize = given("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let prefix = place.prefix();
+    let snapshot = match given("continue") {
+        Some(token) => {
+            let (cursor, revision) = continue_from(token)?;
+            match shared.cache.snapshot_at(&prefix, revision) {
+                Some(snapshot) => Some((snapshot, cursor)),
+                None => return Ok(None),
+            }
+        }
+        None => None,
+    };
+    let (snapshot, cursor) = match snapshot {
+        Some(kept) => kept,
+        None => {
+            // resourceVersion=0 takes any state; otherwise the latest is wanted.
+            if query.get("resourceVersion").is_none_or(|v| v != "0") {
+                let latest = shared
+                    .store
+                    .revision()
+                    .await
+                    .map_err(|e| Status::from_store(e, &place.resource.plural, ""))?;
+                if !shared.cache.caught_up(latest).await {
+                    return Ok(None);
+                }
+            }
+            if limit == 0 {
+                let (mut entries, revision) = shared.cache.list(&prefix);
+                entries.retain(|entry| selection.matches_entry(entry));
+                return Ok(Some((entries, revision, None)));
+            }
+            (shared.cache.snapshot(&prefix), String::new())
+        }
+    };
+    let mut page = Vec::new();
+    let rest = snapshot.after(&cursor);
+    for (index, (key, entry)) in rest.iter().enumerate() {
+        if !selection.matches_entry(entry) {
+            continue;
+        }
+        page.push(Arc::clone(entry));
+        if page.len() == limit {
+            let more = index + 1 < rest.len();
+            let token = more.then(|| continue_token(snapshot.revision, key));
+            return Ok(Some((page, snapshot.revision, token)));
         }
     }
-    let (mut entries, revision) = shared.cache.list(&place.prefix());
-    entries.retain(|entry| selection.matches_entry(entry));
-    Ok(Some((entries, revision)))
+    Ok(Some((page, snapshot.revision, None)))
 }
 
+/// A list read from the cache: its objects, their revision, the next page's token.
+type CachedList = (Vec<Arc<crate::cache::Entry>>, i64, Option<String>);
+
 /// A list's JSON from the objects' own, without reading them again.
-fn list_body(resource: &Resource, entries: &[Arc<crate::cache::Entry>], revision: i64) -> Response {
-    let head = json!({
+fn list_body(
+    resource: &Resource,
+    entries: &[Arc<crate::cache::Entry>],
+    revision: i64,
+    next: Option<String>,
+) -> Response {
+    let mut head = json!({
         "kind": format!("{}List", resource.kind),
         "apiVersion": resource.api_version(),
         "metadata": {"resourceVersion": revision.to_string()},
     });
+    if let Some(token) = next {
+        head["metadata"]["continue"] = json!(token);
+    }
     let mut body = serde_json::to_vec(&head).unwrap_or_default();
     body.pop(); // the closing brace: the items follow
     body.extend_from_slice(b",\"items\":[");

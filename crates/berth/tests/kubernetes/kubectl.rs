@@ -383,6 +383,23 @@ fn kubectl_suite(server: &Server) {
     ));
     assert_eq!(rest["items"][0]["metadata"]["name"], "third");
     assert!(rest["metadata"]["continue"].is_null(), "{rest}");
+    // Later pages show the list as it was at the first: what changed since is not in it.
+    let first = server.api("/api/v1/namespaces/typed/configmaps?limit=2");
+    let token = first["metadata"]["continue"].as_str().unwrap();
+    server.kubectl_ok(&["-n", "typed", "delete", "configmap", "third"]);
+    server.kubectl_ok(&["-n", "typed", "create", "configmap", "zfourth"]);
+    let rest = server.api(&format!(
+        "/api/v1/namespaces/typed/configmaps?limit=5&continue={token}"
+    ));
+    let names: Vec<&str> = rest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["second", "third"], "{rest}");
+    server.kubectl_ok(&["-n", "typed", "create", "configmap", "third"]);
+    server.kubectl_ok(&["-n", "typed", "delete", "configmap", "zfourth"]);
     assert_eq!(
         server.kubectl_ok(&[
             "-n",
