@@ -53,9 +53,7 @@ pub async fn run(client: Client, informers: Informers) {
         .await
         .owns::<ControllerRevision>()
         .await
-        .watches::<PersistentVolumeClaim>(move |claim| {
-            sets.keys(|set| set.namespace() == claim.namespace())
-        })
+        .watches::<PersistentVolumeClaim>(sets.same_namespace())
         .await;
     controller
         .run(|set| {
