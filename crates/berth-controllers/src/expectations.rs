@@ -7,7 +7,7 @@
 //! watch event lost) stops blocking its owner after five minutes.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long an expectation holds without being seen: upstream's ExpectationsTimeout.
@@ -101,7 +101,7 @@ impl Expectations {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, InFlight>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock(&self.0)
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
-use crate::informers::{Cache, Cached, Changed, Informers, key_of};
+use crate::informers::{Cache, Cached, Changed, Informers, key_in, key_of};
 use crate::queue::{Outcome, WorkQueue};
 
 /// What a reconcile call asks for next.
@@ -183,9 +183,5 @@ fn owner_of<K: Cached, C: Resource>(object: &C) -> Option<ObjectRef<K>> {
     let owner = object.owner_references().iter().find(|r| {
         r.controller == Some(true) && r.kind == K::kind(&()) && r.api_version == K::api_version(&())
     })?;
-    let key = ObjectRef::new(&owner.name);
-    Some(match object.namespace() {
-        Some(namespace) => key.within(&namespace),
-        None => key,
-    })
+    Some(key_in(&owner.name, object.namespace()))
 }

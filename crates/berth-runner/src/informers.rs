@@ -167,8 +167,13 @@ impl<K: Cached> OwnerIndex<K> {
 /// The reference naming `object`, without the extras (uid, version) that keys need
 /// not keep.
 pub(crate) fn key_of<K: Cached>(object: &K) -> ObjectRef<K> {
-    let key = ObjectRef::new(&object.name_any());
-    match object.namespace() {
+    key_in(&object.name_any(), object.namespace())
+}
+
+/// The reference to the object named `name` in `namespace` (none: cluster-scoped).
+pub(crate) fn key_in<K: Cached>(name: &str, namespace: Option<String>) -> ObjectRef<K> {
+    let key = ObjectRef::new(name);
+    match namespace {
         Some(namespace) => key.within(&namespace),
         None => key,
     }
@@ -229,11 +234,6 @@ impl Informers {
                 feeders: Mutex::new(Vec::new()),
             }),
         }
-    }
-
-    /// The client the caches watch through.
-    pub fn client(&self) -> &Client {
-        &self.inner.client
     }
 
     /// The shared cache of every object of kind `K`, once its initial list is in.
