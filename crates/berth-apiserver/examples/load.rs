@@ -11,6 +11,11 @@
 //!   load DATA_DIR ADDRESS schedule COUNT
 //!       COUNT pods created as fast as they go; the time until the scheduler has bound
 //!       them all (pods/s) and each pod's delay from created to bound.
+//!   load DATA_DIR ADDRESS deletion COUNT
+//!       deletes as fast as creates? A Deployment of COUNT (pending) pods made, scaled
+//!       to 0 by its ReplicaSet, scaled up again and deleted, its pods then going by
+//!       the garbage collector; then COUNT pods created in a namespace that is deleted.
+//!       Each as the time from the request until the last pod has gone (or appeared).
 //!   load DATA_DIR ADDRESS watchers WATCHERS EVENTS
 //!       WATCHERS watches of ConfigMaps in namespace `watched`, then EVENTS creates at
 //!       100/s: every watcher must see every event; the delay from each create's answer
@@ -366,6 +371,130 @@ async fn schedule(target: &Target, count: u64) {
     );
 }
 
+/// How many pods namespace `namespace` has, kept up to date from a watch.
+fn count_pods(target: &Target, namespace: &str) -> tokio::sync::watch::Receiver<u64> {
+    let (count, counted) = tokio::sync::watch::channel(0);
+    let (target, path) = (
+        target.clone(),
+        format!("/api/v1/namespaces/{namespace}/pods?watch=true&resourceVersion=0"),
+    );
+    tokio::spawn(async move {
+        let mut live = std::collections::HashSet::new();
+        follow(&target, &path, None, |event, _| {
+            let name = event["object"]["metadata"]["name"].as_str().unwrap_or("");
+            match event["type"].as_str() {
+                Some("ADDED") => live.insert(name.to_string()),
+                Some("DELETED") => live.remove(name),
+                _ => false,
+            };
+            count.send_replace(live.len() as u64);
+            false
+        })
+        .await;
+    });
+    counted
+}
+
+/// Runs `request`, then waits until the pod count is `wanted`; prints how long that
+/// took and the rate of the `moved` pods that came or went.
+async fn timed(
+    what: &str,
+    counted: &mut tokio::sync::watch::Receiver<u64>,
+    (wanted, moved): (u64, u64),
+    request: impl std::future::Future<Output = usize>,
+) {
+    let start = Instant::now();
+    request.await;
+    counted.wait_for(|n| *n == wanted).await.unwrap();
+    let elapsed = start.elapsed();
+    println!(
+        "{what} in {:.2} s ({:.0} pods/s)",
+        elapsed.as_secs_f64(),
+        moved as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// Deletion beside creation: see the module's words on `deletion`.
+async fn deletion(target: &Target, count: u64) {
+    let mut sender = target.connect().await;
+    namespace(target, "deletion").await;
+    let mut counted = count_pods(target, "deletion");
+    let deployments = "/apis/apps/v1/namespaces/deletion/deployments";
+    let deployment = format!(
+        r#"{{"metadata":{{"name":"wide"}},"spec":{{"replicas":{count},"selector":{{"matchLabels":{{"app":"wide"}}}},"template":{{"metadata":{{"labels":{{"app":"wide"}}}},"spec":{{"containers":[{{"name":"app","image":"webapp:1"}}]}}}}}}}}"#
+    );
+    let scale = |replicas: u64| format!(r#"{{"spec":{{"replicas":{replicas}}}}}"#);
+    let wide = format!("{deployments}/wide");
+    let create = ("POST", deployments, deployment);
+    let made = format!("deployment of {count} pods made");
+    timed(
+        &made,
+        &mut counted,
+        (count, count),
+        target.send(&mut sender, create, 201),
+    )
+    .await;
+    let down = ("PATCH", wide.as_str(), scale(0));
+    let scaled = format!("deployment scaled {count} -> 0");
+    timed(
+        &scaled,
+        &mut counted,
+        (0, count),
+        target.send(&mut sender, down, 200),
+    )
+    .await;
+    let up = ("PATCH", wide.as_str(), scale(count));
+    let again = format!("deployment scaled 0 -> {count}");
+    timed(
+        &again,
+        &mut counted,
+        (count, count),
+        target.send(&mut sender, up, 200),
+    )
+    .await;
+    let delete = ("DELETE", wide.as_str(), String::new());
+    let collected = format!("deployment deleted, its {count} pods collected");
+    timed(
+        &collected,
+        &mut counted,
+        (0, count),
+        target.send(&mut sender, delete, 200),
+    )
+    .await;
+
+    let created = create_pods(target, count, &Created::default()).await;
+    println!(
+        "{count} pods created in {:.2} s ({:.0} pods/s)",
+        created.as_secs_f64(),
+        count as f64 / created.as_secs_f64()
+    );
+    let start = Instant::now();
+    target
+        .send(
+            &mut sender,
+            ("DELETE", "/api/v1/namespaces/bench", String::new()),
+            200,
+        )
+        .await;
+    loop {
+        sender.ready().await.unwrap();
+        let request = target.request("GET", "/api/v1/namespaces/bench", String::new());
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        if status == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "namespace of {count} pods deleted in {:.2} s ({:.0} pods/s)",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64()
+    );
+}
+
 /// Lists every pod `repeat` times, whole and in kubectl's pages of 500.
 async fn list(target: &Target, repeat: usize) {
     let mut sender = target.connect().await;
@@ -491,6 +620,7 @@ async fn main() {
         "list" => list(&target, number(0) as usize).await,
         "watchers" => watchers(&target, number(0) as usize, number(1)).await,
         "schedule" => schedule(&target, number(0)).await,
+        "deletion" => deletion(&target, number(0)).await,
         other => {
             eprintln!("unknown mode {other}");
             std::process::exit(2);

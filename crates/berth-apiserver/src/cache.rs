@@ -17,8 +17,6 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use crate::selectors::SUMMARY_FIELDS;
-
 /// How many recent changes a watch may start from without going to the store.
 const WINDOW: usize = 10_000;
 
@@ -37,6 +35,15 @@ pub(crate) struct Entry {
     /// What selectors usually ask about, kept apart so they need not read the JSON.
     pub(crate) summary: Summary,
 }
+
+/// The fields a [`Summary`] keeps: selectors on them need not read the
+/// whole object.
+pub(crate) const SUMMARY_FIELDS: [&str; 4] = [
+    "metadata.name",
+    "metadata.namespace",
+    "spec.nodeName",
+    "status.phase",
+];
 
 /// An object's labels and the fields of [`SUMMARY_FIELDS`], compactly: the cache holds
 /// one per object of the cluster.

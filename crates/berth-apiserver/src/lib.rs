@@ -20,6 +20,7 @@ mod dial;
 mod discovery;
 mod disruption;
 mod events;
+mod forms;
 mod impersonation;
 mod kinds;
 mod kubelets;

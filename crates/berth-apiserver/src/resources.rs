@@ -39,6 +39,7 @@ use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 
 use crate::Shared;
 use crate::auth::Identity;
+use crate::forms::Form;
 use crate::kinds::{self, Admitted, FieldValidation, Schema};
 use crate::objects;
 use crate::selectors::Selection;
@@ -548,12 +549,11 @@ async fn get_any(
             .await
             .and_then(|(_, stored, object)| {
                 // Tables are printed from the stored shape, as the watch prints them.
-                match crate::tables::requested(&headers, &query.0)? {
-                    Some(include) if part == Part::Whole => {
+                match crate::forms::requested(&headers, &query.0)? {
+                    Some(form) if part == Part::Whole => {
                         let revision = stored.mod_revision;
-                        let table =
-                            crate::tables::table(&place.resource, &[object], revision, include);
-                        Ok(json_response(StatusCode::OK, &table))
+                        let answer = crate::forms::one(form, &place.resource, object, revision);
+                        Ok(json_response(StatusCode::OK, &answer))
                     }
                     _ => {
                         let object = place.resource.present(object);
@@ -748,30 +748,34 @@ async fn list(
     Query(query): Params,
     headers: HeaderMap,
 ) -> Result<Response, Status> {
-    let table = crate::tables::requested(&headers, &query)?;
+    let form = crate::forms::requested(&headers, &query)?;
     if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
-        return crate::watch::watch(shared, place, query, table).await;
+        return crate::watch::watch(shared, place, query, form).await;
     }
     let resource = &place.resource;
     let (items, revision, next) = match from_cache(&shared, &place, &query).await? {
         Some((entries, revision, next)) => {
-            if table.is_none() && resource.shown_as_stored() {
+            if form.is_none() && resource.shown_as_stored() {
                 return Ok(list_body(resource, &entries, revision, next));
             }
             (entries.iter().map(|e| e.object()).collect(), revision, next)
         }
         None => select(&shared, &place, &query).await?,
     };
-    let body = if let Some(include) = table {
-        crate::tables::table(&place.resource, &items, revision, include)
-    } else {
-        let items: Vec<Value> = items.into_iter().map(|o| resource.present(o)).collect();
-        json!({
-            "kind": format!("{}List", place.resource.kind),
-            "apiVersion": place.resource.api_version(),
-            "metadata": {"resourceVersion": revision.to_string()},
-            "items": items,
-        })
+    let body = match form {
+        Some(Form::Table(include)) => {
+            crate::tables::table(&place.resource, &items, revision, include)
+        }
+        Some(Form::Metadata) => crate::forms::metadata_list(&items, revision),
+        None => {
+            let items: Vec<Value> = items.into_iter().map(|o| resource.present(o)).collect();
+            json!({
+                "kind": format!("{}List", place.resource.kind),
+                "apiVersion": place.resource.api_version(),
+                "metadata": {"resourceVersion": revision.to_string()},
+                "items": items,
+            })
+        }
     };
     let mut body = body;
     if let Some(token) = next {

@@ -216,15 +216,6 @@ impl FieldSelector {
     }
 }
 
-/// The fields a [`crate::cache::Summary`] keeps: selectors on them need not read the
-/// whole object.
-pub(crate) const SUMMARY_FIELDS: [&str; 4] = [
-    "metadata.name",
-    "metadata.namespace",
-    "spec.nodeName",
-    "status.phase",
-];
-
 /// What a list or watch selects: its label and field selectors together.
 pub(crate) struct Selection {
     labels: LabelSelector,
@@ -254,8 +245,9 @@ impl Selection {
     /// about fields its summary lacks.
     pub(crate) fn matches_entry(&self, entry: &crate::cache::Entry) -> bool {
         let summary = &entry.summary;
-        let summarized =
-            |(path, _, _): &(String, String, bool)| SUMMARY_FIELDS.contains(&path.as_str());
+        let summarized = |(path, _, _): &(String, String, bool)| {
+            crate::cache::SUMMARY_FIELDS.contains(&path.as_str())
+        };
         if !self.fields.terms.iter().all(summarized) {
             return self.matches(&entry.object());
         }

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceColumnDefinition;
@@ -25,23 +24,12 @@ pub(crate) enum Include {
     Object,
 }
 
-/// The Table a request asks for — kubectl's server-side printing names `as=Table` in its
-/// Accept header — and what its rows carry; None when it asks for objects.
-pub(crate) fn requested(
-    headers: &HeaderMap,
-    query: &HashMap<String, String>,
-) -> Result<Option<Include>, Status> {
-    let wanted = headers
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"));
-    if !wanted {
-        return Ok(None);
-    }
+/// What a Table's rows are to carry, from the request's `includeObject`.
+pub(crate) fn included(query: &HashMap<String, String>) -> Result<Include, Status> {
     match query.get("includeObject").map(String::as_str) {
-        None | Some("" | "Metadata") => Ok(Some(Include::Metadata)),
-        Some("Object") => Ok(Some(Include::Object)),
-        Some("None") => Ok(Some(Include::Nothing)),
+        None | Some("" | "Metadata") => Ok(Include::Metadata),
+        Some("Object") => Ok(Include::Object),
+        Some("None") => Ok(Include::Nothing),
         Some(other) => Err(Status::bad_request(format!(
             "includeObject: Unsupported value: {other:?}: supported values: \"Metadata\", \"None\", \"Object\""
         ))),
@@ -369,13 +357,7 @@ pub(crate) fn table(
             let mut row = json!({"cells": cells(object)});
             match include {
                 Include::Nothing => {}
-                Include::Metadata => {
-                    row["object"] = json!({
-                        "kind": "PartialObjectMetadata",
-                        "apiVersion": "meta.k8s.io/v1",
-                        "metadata": object["metadata"].clone(),
-                    });
-                }
+                Include::Metadata => row["object"] = crate::forms::metadata(object),
                 Include::Object => row["object"] = resource.present(object.clone()),
             }
             if let Some(conditions) = row_conditions(&resource.kind, object) {
@@ -1567,20 +1549,9 @@ mod tests {
             "PartialObjectMetadata"
         );
         assert!(row(Include::Nothing).get("object").is_none());
-        let mut headers = HeaderMap::new();
         let query = |value: &str| HashMap::from([("includeObject".to_string(), value.to_string())]);
-        assert_eq!(requested(&headers, &query("Object")).ok(), Some(None));
-        headers.insert(
-            "accept",
-            "application/json;as=Table;v=v1;g=meta.k8s.io"
-                .parse()
-                .unwrap(),
-        );
-        assert_eq!(
-            requested(&headers, &query("Object")).ok(),
-            Some(Some(Include::Object))
-        );
-        assert!(requested(&headers, &query("Everything")).is_err());
+        assert_eq!(included(&query("Object")).ok(), Some(Include::Object));
+        assert!(included(&query("Everything")).is_err());
     }
 
     #[test]

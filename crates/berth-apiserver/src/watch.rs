@@ -18,10 +18,10 @@ use tokio::sync::broadcast;
 
 use crate::Shared;
 use crate::cache::{Change, Entry};
+use crate::forms::Form;
 use crate::resources::{Place, Resource};
 use crate::selectors::Selection;
 use crate::status::Status;
-use crate::tables::Include;
 
 /// How often a watch that allows bookmarks is told the revision it has reached.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
@@ -32,11 +32,12 @@ struct WatchOptions {
     initial_events: bool,
     bookmarks: bool,
     timeout: Option<Duration>,
-    as_table: Option<Include>,
+    /// A form other than the objects (kubectl's one-row Tables, metadata only).
+    form: Option<Form>,
 }
 
 impl WatchOptions {
-    fn from_query(query: &HashMap<String, String>, as_table: Option<Include>) -> Self {
+    fn from_query(query: &HashMap<String, String>, form: Option<Form>) -> Self {
         let flag = |key: &str| matches!(query.get(key).map(String::as_str), Some("true" | "1"));
         let from = query
             .get("resourceVersion")
@@ -51,7 +52,7 @@ impl WatchOptions {
                 .get("timeoutSeconds")
                 .and_then(|t| t.parse().ok())
                 .map(Duration::from_secs),
-            as_table,
+            form,
         }
     }
 }
@@ -62,9 +63,9 @@ pub(crate) async fn watch(
     shared: Arc<Shared>,
     place: Place,
     query: HashMap<String, String>,
-    as_table: Option<Include>,
+    form: Option<Form>,
 ) -> Result<Response, Status> {
-    let options = WatchOptions::from_query(&query, as_table);
+    let options = WatchOptions::from_query(&query, form);
     let selection = Selection::parse(&query, &place.resource.kind)?;
     let prefix = place.prefix();
     let resource = place.resource;
@@ -246,11 +247,11 @@ impl Stream {
     /// Sends one change; false once the client has gone.
     async fn send(&mut self, change: &Change) -> bool {
         self.revision = self.revision.max(change.revision);
-        if let Some(include) = self.options.as_table {
+        if let Some(form) = self.options.form {
             // kubectl get -w asks for each object as a one-row Table.
             let object = change.entry.object();
-            let table = crate::tables::table(&self.resource, &[object], self.revision, include);
-            return self.send_value(change.kind, table).await;
+            let answer = crate::forms::one(form, &self.resource, object, self.revision);
+            return self.send_value(change.kind, answer).await;
         }
         if !self.resource.shown_as_stored() {
             let object = self.resource.present(change.entry.object());
@@ -279,11 +280,14 @@ impl Stream {
         if let Some(annotations) = annotations {
             metadata["annotations"] = annotations;
         }
-        let object = json!({
-            "kind": self.resource.kind,
-            "apiVersion": self.resource.api_version(),
-            "metadata": metadata,
-        });
+        let object = match self.options.form {
+            Some(Form::Metadata) => crate::forms::metadata(&json!({"metadata": metadata})),
+            _ => json!({
+                "kind": self.resource.kind,
+                "apiVersion": self.resource.api_version(),
+                "metadata": metadata,
+            }),
+        };
         self.send_value("BOOKMARK", object).await
     }
 

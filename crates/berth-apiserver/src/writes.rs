@@ -496,20 +496,87 @@ pub(crate) async fn change(
 /// What a DELETE asks for, from its query and its DeleteOptions body.
 pub(crate) struct DeleteOptions {
     identity: Identity,
-    propagation: Propagation,
+    /// None when the request named none: Background, leaving the finalizers of an object
+    /// already being deleted as they are.
+    propagation: Option<Propagation>,
     grace_period: Option<i64>,
     precondition_uid: Option<String>,
     precondition_revision: Option<String>,
     dry_run: bool,
 }
 
-/// What happens to an object's dependents (those whose ownerReferences name it).
+/// What happens to an object's dependents (those whose ownerReferences name it): the
+/// garbage collector's work, asked for by the owner's finalizers as in Kubernetes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Propagation {
-    /// They are deleted too: Background and Foreground (here both before the owner goes).
-    Cascade,
-    /// They stay, without the reference to their owner.
+    /// The owner goes at once; the collector deletes its dependents after it.
+    Background,
+    /// The owner stays, being deleted, until the collector has deleted the dependents
+    /// that block it (`blockOwnerDeletion`).
+    Foreground,
+    /// The owner stays until the collector has taken its reference out of its
+    /// dependents, which stay.
     Orphan,
+}
+
+/// The finalizers by which an owner asks the garbage collector for its propagation.
+const FOREGROUND: &str = "foregroundDeletion";
+const ORPHAN: &str = "orphan";
+
+impl Propagation {
+    /// The finalizer that asks for it, if any.
+    fn finalizer(self) -> Option<&'static str> {
+        match self {
+            Propagation::Background => None,
+            Propagation::Foreground => Some(FOREGROUND),
+            Propagation::Orphan => Some(ORPHAN),
+        }
+    }
+
+    /// The propagation a DELETE names: its `propagationPolicy`, else the deprecated
+    /// `orphanDependents`.
+    fn asked(policy: Option<&str>, orphan: Option<bool>) -> Result<Option<Self>, Status> {
+        match (policy, orphan) {
+            (Some("Background"), _) => Ok(Some(Propagation::Background)),
+            (Some("Foreground"), _) => Ok(Some(Propagation::Foreground)),
+            (Some("Orphan"), _) => Ok(Some(Propagation::Orphan)),
+            (Some(other), _) => Err(Status::bad_request(format!(
+                "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+            ))),
+            (None, Some(true)) => Ok(Some(Propagation::Orphan)),
+            (None, Some(false)) => Ok(Some(Propagation::Background)),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// Sets the object's garbage-collection finalizers to the one `propagation` asks for
+/// (none for Background); whether they changed.
+fn ask_propagation(object: &mut Value, propagation: Propagation) -> bool {
+    let mut finalizers: Vec<Value> = object["metadata"]["finalizers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let before = finalizers.len();
+    finalizers.retain(|f| f != FOREGROUND && f != ORPHAN);
+    let removed = finalizers.len() != before;
+    let wanted = propagation.finalizer();
+    if let Some(wanted) = wanted {
+        finalizers.push(json!(wanted));
+    }
+    let had = |name: &str| {
+        object["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|v| v == name))
+    };
+    let changed = match wanted {
+        Some(wanted) => !had(wanted) || finalizers.len() != before,
+        None => removed,
+    };
+    if changed {
+        object["metadata"]["finalizers"] = json!(finalizers);
+    }
+    changed
 }
 
 impl DeleteOptions {
@@ -531,15 +598,11 @@ impl DeleteOptions {
                 .cloned()
                 .or_else(|| body[key].as_str().map(str::to_string))
         };
-        let propagation = match text("propagationPolicy").as_deref() {
-            None | Some("Background" | "Foreground") => Propagation::Cascade,
-            Some("Orphan") => Propagation::Orphan,
-            Some(other) => {
-                return Err(Status::bad_request(format!(
-                    "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
-                )));
-            }
-        };
+        let orphan = query
+            .get("orphanDependents")
+            .map(|o| o == "true")
+            .or_else(|| body["orphanDependents"].as_bool());
+        let propagation = Propagation::asked(text("propagationPolicy").as_deref(), orphan)?;
         let grace_period = query
             .get("gracePeriodSeconds")
             .and_then(|g| g.parse().ok())
@@ -588,10 +651,10 @@ async fn delete_once(
     options: &DeleteOptions,
 ) -> Result<Response, Status> {
     let resource = &place.resource;
-    let (_, _, object) = crate::resources::current(shared, place, name).await?;
-    let object = resource.present(object);
-    touchable(&options.identity, resource, &object)?;
-    check_preconditions(resource, name, &object, options)?;
+    let (key, stored, mut object) = crate::resources::current(shared, place, name).await?;
+    let shown = resource.present(object.clone());
+    touchable(&options.identity, resource, &shown)?;
+    check_preconditions(resource, name, &shown, options)?;
     let write = webhooks::Write {
         operation: Operation::Delete,
         resource,
@@ -602,44 +665,38 @@ async fn delete_once(
         dry_run: options.dry_run,
     };
     let mut warnings = Vec::new();
-    crate::policies::validate(shared, &write, (None, Some(&object)), &mut warnings)?;
-    webhooks::validate(shared, &write, (None, Some(&object)), &mut warnings).await?;
+    crate::policies::validate(shared, &write, (None, Some(&shown)), &mut warnings)?;
+    webhooks::validate(shared, &write, (None, Some(&shown)), &mut warnings).await?;
     if options.dry_run {
-        return Ok(respond(StatusCode::OK, &object, &warnings));
+        return Ok(respond(StatusCode::OK, &shown, &warnings));
     }
-    let uid = object["metadata"]["uid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    if let Some(namespace) = &place.namespace {
-        Box::pin(settle_dependents(
-            shared,
-            namespace,
-            &uid,
-            options.propagation,
-        ))
-        .await?;
-    }
-    // Settling the dependents takes a while, and their controllers write meanwhile.
-    let (key, stored, mut object) = crate::resources::current(shared, place, name).await?;
     let grace = pod_grace_period(resource, &object, options.grace_period);
-    if !has_finalizers(&object) && grace.is_none() {
+    let finalizer = options.propagation.and_then(Propagation::finalizer);
+    if !has_finalizers(&object) && grace.is_none() && finalizer.is_none() {
         let last = remove(shared, place, name, &key, stored.mod_revision).await?;
         return Ok(deleted(resource, name, &last));
     }
+    let mut changed = options
+        .propagation
+        .is_some_and(|p| ask_propagation(&mut object, p));
     if object["metadata"]["deletionTimestamp"].is_null() {
         let grace = grace.unwrap_or(0);
         let deadline =
             std::time::SystemTime::now() + std::time::Duration::from_secs(grace.max(0) as u64);
         object["metadata"]["deletionTimestamp"] = json!(objects::rfc3339(deadline));
         object["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        changed = true;
+    }
+    if grace.is_none() && objects::finalized(&object) {
+        // A Background delete took away the last finalizer, a collector's.
+        let last = remove(shared, place, name, &key, stored.mod_revision).await?;
+        return Ok(deleted(resource, name, &last));
+    }
+    if changed {
+        let value = serde_json::to_vec(&objects::without_revision(object.clone()));
         let kv = shared
             .store
-            .update(
-                &key,
-                serde_json::to_vec(&object).unwrap_or_default(),
-                stored.mod_revision,
-            )
+            .update(&key, value.unwrap_or_default(), stored.mod_revision)
             .await
             .map_err(|e| Status::from_store(e, &resource.plural, name))?;
         object = objects::from_stored(&kv).unwrap_or(object);
@@ -753,69 +810,6 @@ fn deleted(resource: &Resource, name: &str, last: &Value) -> Response {
         },
     });
     respond(StatusCode::OK, &body, &[])
-}
-
-/// Deletes the objects in `namespace` owned by `uid` (and theirs, in turn), or takes
-/// the owner's reference out of them when they are to be orphaned.
-async fn settle_dependents(
-    shared: &Shared,
-    namespace: &str,
-    uid: &str,
-    propagation: Propagation,
-) -> Result<(), Status> {
-    for (resource, kv) in crate::resources::in_namespace(shared, namespace).await? {
-        let Some(mut dependent) = objects::from_stored(&kv) else {
-            continue;
-        };
-        let Some(references) = dependent["metadata"]["ownerReferences"].as_array_mut() else {
-            continue;
-        };
-        let before = references.len();
-        references.retain(|r| r["uid"] != uid);
-        if references.len() == before {
-            continue;
-        }
-        if references.is_empty()
-            && let Some(metadata) = dependent["metadata"].as_object_mut()
-        {
-            metadata.remove("ownerReferences");
-        }
-        let place = Place {
-            resource,
-            namespace: Some(namespace.to_string()),
-        };
-        let name = objects::name_of(&dependent).to_string();
-        let outcome = match propagation {
-            Propagation::Orphan => shared
-                .store
-                .update(
-                    &kv.key,
-                    serde_json::to_vec(&dependent).unwrap_or_default(),
-                    kv.mod_revision,
-                )
-                .await
-                .map(drop)
-                .map_err(|e| Status::from_store(e, &place.resource.plural, &name)),
-            Propagation::Cascade => {
-                let options = DeleteOptions {
-                    // The server's own garbage collection.
-                    identity: Identity::Admin,
-                    propagation,
-                    grace_period: None,
-                    precondition_uid: None,
-                    precondition_revision: None,
-                    dry_run: false,
-                };
-                delete(shared, &place, &name, &options).await.map(drop)
-            }
-        };
-        match outcome {
-            Ok(()) => {}
-            Err(status) if status.is_not_found() => {}
-            Err(status) => return Err(status),
-        }
-    }
-    Ok(())
 }
 
 /// A JSON answer with kube-apiserver's `Warning` headers.

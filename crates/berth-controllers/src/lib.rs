@@ -73,8 +73,8 @@ pub async fn run_controller_manager(
                 clusterroles::run(client.clone(), informers.clone()),
                 servicelb::run(client.clone(), informers.clone()),
                 disruption::run(client.clone(), informers.clone()),
-                quota::run(client.clone(), informers.clone()),
-                collector::run(client, informers),
+                quota::run(client.clone(), informers),
+                collector::run(client),
             );
         }
     };

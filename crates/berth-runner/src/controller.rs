@@ -8,7 +8,9 @@
 //! A reconcile function is idempotent and works from the caches, so a call that comes
 //! twice, late or after a restart does no harm.
 
+use std::fmt::Display;
 use std::future::Future;
+use std::hash::Hash;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -142,39 +144,99 @@ impl<K: Cached> Controller<K> {
         G: Fn(ObjectRef<K>) -> GoneFut,
         GoneFut: Future<Output = Result<Action, kube::Error>>,
     {
-        let worker = || async {
-            loop {
-                let key = self.queue.next().await;
-                let result = match self.cache.get(&key) {
-                    Some(object) => reconcile(object).await,
-                    None => gone(key.clone()).await,
-                };
-                let outcome = match result {
-                    Ok(Action::AwaitChange) => Outcome::Done,
-                    Ok(Action::RequeueAfter(delay)) => Outcome::RequeueAfter(delay),
-                    Err(error) => {
-                        report::<K>(&key, &error);
-                        Outcome::Failed
-                    }
-                };
-                self.queue.done(&key, outcome);
+        let (cache, reconcile, gone) = (&self.cache, &reconcile, &gone);
+        let call = move |key: ObjectRef<K>| async move {
+            match cache.get(&key) {
+                Some(object) => reconcile(object).await,
+                None => gone(key).await,
             }
         };
-        futures_util::future::join_all((0..self.concurrency).map(|_| worker())).await;
+        let kind = K::kind(&());
+        let describe = |key: &ObjectRef<K>| {
+            let namespace = key.namespace.as_deref().unwrap_or_default();
+            format!("{kind} {namespace}/{}", key.name)
+        };
+        work(&self.queue, self.concurrency, call, describe).await;
     }
+}
+
+/// A queue of keys that are not objects of one kind (the garbage collector's uids, of
+/// objects of every kind) with the runner's workers: the same de-duplication, back-off,
+/// requeue-after and bounded concurrency as a [`Controller`]'s.
+pub struct Queue<T> {
+    queue: Arc<WorkQueue<T>>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            queue: Arc::clone(&self.queue),
+        }
+    }
+}
+
+impl<T: Hash + Eq + Clone + Display> Default for Queue<T> {
+    fn default() -> Self {
+        Queue {
+            queue: Arc::new(WorkQueue::default()),
+        }
+    }
+}
+
+impl<T: Hash + Eq + Clone + Display> Queue<T> {
+    /// Queues `key` unless it already waits.
+    pub fn add(&self, key: T) {
+        self.queue.add(key);
+    }
+
+    /// Calls `reconcile` with each key queued, `concurrency` calls at once, until the
+    /// future is dropped; a failure is logged with the key and retried after back-off.
+    pub async fn run<F, Fut>(&self, concurrency: usize, reconcile: F)
+    where
+        F: Fn(T) -> Fut,
+        Fut: Future<Output = Result<Action, kube::Error>>,
+    {
+        work(&self.queue, concurrency.max(1), reconcile, T::to_string).await;
+    }
+}
+
+/// Hands `queue`'s keys to `concurrency` workers calling `call`, and puts each key back
+/// as its call's outcome says; `describe` names a key whose call failed.
+async fn work<T, F, Fut>(
+    queue: &WorkQueue<T>,
+    concurrency: usize,
+    call: F,
+    describe: impl Fn(&T) -> String,
+) where
+    T: Hash + Eq + Clone,
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = Result<Action, kube::Error>>,
+{
+    let worker = || async {
+        loop {
+            let key = queue.next().await;
+            let outcome = match call(key.clone()).await {
+                Ok(Action::AwaitChange) => Outcome::Done,
+                Ok(Action::RequeueAfter(delay)) => Outcome::RequeueAfter(delay),
+                Err(error) => {
+                    report(&describe(&key), &error);
+                    Outcome::Failed
+                }
+            };
+            queue.done(&key, outcome);
+        }
+    };
+    futures_util::future::join_all((0..concurrency).map(|_| worker())).await;
 }
 
 /// Logs a failed call: at warn with the object named, except a conflict, which only
 /// says the cache was a step behind the server (the retry reads it anew).
-fn report<K: Cached>(key: &ObjectRef<K>, error: &kube::Error) {
-    let kind = K::kind(&());
-    let namespace = key.namespace.as_deref().unwrap_or_default();
-    let name = &key.name;
+fn report(object: &str, error: &kube::Error) {
     match error {
         kube::Error::Api(status) if status.code == 409 => {
-            tracing::debug!(%kind, namespace, name, %error, "reconcile conflicted; retrying");
+            tracing::debug!(object, %error, "reconcile conflicted; retrying");
         }
-        _ => tracing::warn!(%kind, namespace, name, %error, "reconcile failed; retrying"),
+        _ => tracing::warn!(object, %error, "reconcile failed; retrying"),
     }
 }
 

@@ -11,5 +11,5 @@ mod controller;
 mod informers;
 mod queue;
 
-pub use controller::{Action, Controller};
+pub use controller::{Action, Controller, Queue};
 pub use informers::{Cache, Cached, Informers};

@@ -278,13 +278,15 @@ async fn deployments(api: &Api<Deployment>) {
     );
 }
 
-/// Deleting an owner deletes what it owns, unless the dependents are to be orphaned.
+/// Deleting an owner deletes what it owns, unless the dependents are to be orphaned:
+/// the garbage collector's work, which follows the DELETE.
 /// (The pods name the ReplicaSet as an owner but not as their controller, so that the
 /// ReplicaSet controller leaves them alone.)
 async fn cascades(client: &Client) {
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "cascade");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "cascade");
     for (set, policy) in [
+        ("first", DeleteParams::foreground()),
         ("gone", DeleteParams::background()),
         ("kept", DeleteParams::orphan()),
     ] {
@@ -299,16 +301,50 @@ async fn cascades(client: &Client) {
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": format!("{set}-pod"), "ownerReferences": [{
                 "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": set,
-                "uid": owner.uid().unwrap(), "controller": false}]},
+                "uid": owner.uid().unwrap(), "controller": false, "blockOwnerDeletion": true}]},
             "spec": {"containers": [{"name": "c", "image": "i"}]},
         }))
         .unwrap();
         pods.create(&PostParams::default(), &pod).await.unwrap();
-        sets.delete(set, &policy).await.unwrap();
+        let deleted = sets.delete(set, &policy).await.unwrap();
+        // Foreground and Orphan leave the owner being deleted, with the finalizer that
+        // asks the garbage collector for them; Background removes it at once.
+        let finalizers = deleted.left().map(|owner| owner.finalizers().to_vec());
+        let expected = match set {
+            "first" => Some(vec!["foregroundDeletion".to_string()]),
+            "kept" => Some(vec!["orphan".to_string()]),
+            _ => None,
+        };
+        assert_eq!(finalizers, expected, "{set}");
     }
-    assert!(pods.get_opt("gone-pod").await.unwrap().is_none());
-    let orphan = pods.get("kept-pod").await.unwrap();
-    assert!(orphan.owner_references().is_empty());
+    // What the garbage collector watches: the objects' metadata alone.
+    let metadata = pods.list_metadata(&ListParams::default()).await.unwrap();
+    assert!(
+        metadata
+            .items
+            .iter()
+            .all(|p| p.types.as_ref().unwrap().kind == "PartialObjectMetadata")
+    );
+    assert!(!metadata.items.is_empty());
+    // The garbage collector does the rest, after the DELETE has answered.
+    settled(&pods, "first-pod", |pod: Option<&Pod>| pod.is_none()).await;
+    settled(&sets, "first", |set: Option<&ReplicaSet>| set.is_none()).await;
+    settled(&pods, "gone-pod", |pod: Option<&Pod>| pod.is_none()).await;
+    let orphaned = |pod: Option<&Pod>| pod.is_some_and(|p| p.owner_references().is_empty());
+    settled(&pods, "kept-pod", orphaned).await;
+    settled(&sets, "kept", |set: Option<&ReplicaSet>| set.is_none()).await;
+}
+
+/// Waits up to 30 s for the object `name` to satisfy `condition`.
+async fn settled<K>(api: &Api<K>, name: &str, condition: impl kube::runtime::wait::Condition<K>)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let wait = kube::runtime::wait::await_condition(api.clone(), name, condition);
+    tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("{name} not settled within 30 s"))
+        .unwrap();
 }
 
 /// What kube-runtime's watcher gives before it says its initial state is complete.

@@ -153,7 +153,7 @@ fn workloads_suite(server: &Server) {
     server.kubectl_ok(&["apply", "-f", &deployment]);
     let uid = server.kubectl_ok(&["get", "deployment", "web", "-o", "jsonpath={.metadata.uid}"]);
     let adopt = format!(
-        r#"{{"metadata":{{"ownerReferences":[{{"apiVersion":"apps/v1","kind":"Deployment","name":"web","uid":"{uid}","controller":true}}]}}}}"#
+        r#"{{"metadata":{{"ownerReferences":[{{"apiVersion":"apps/v1","kind":"Deployment","name":"web","uid":"{uid}","controller":true,"blockOwnerDeletion":true}}]}}}}"#
     );
     server.kubectl_ok(&["patch", "rs", "web-1", "--type=merge", "-p", &adopt]);
     server.kubectl_ok(&["delete", "deployment", "web", "--cascade=foreground"]);
