@@ -11,6 +11,11 @@
 //!   load DATA_DIR ADDRESS schedule COUNT
 //!       COUNT pods created as fast as they go; the time until the scheduler has bound
 //!       them all (pods/s) and each pod's delay from created to bound.
+//!   load DATA_DIR ADDRESS backlog COUNT COMMAND…
+//!       COUNT pods created while no scheduler runs, then COMMAND started (a
+//!       `berth controller-manager`) and killed once all are bound: pods/s from its
+//!       first binding to its last — the scheduler alone, not the create rate — and how
+//!       long its start took.
 //!   load DATA_DIR ADDRESS deletion COUNT
 //!       deletes as fast as creates? A Deployment of COUNT (pending) pods made, scaled
 //!       to 0 by its ReplicaSet, scaled up again and deleted, its pods then going by
@@ -495,6 +500,48 @@ async fn deletion(target: &Target, count: u64) {
     );
 }
 
+/// A backlog of `count` pending pods, then the scheduler `command` starts: see the
+/// module's words on `backlog`.
+async fn backlog(target: &Target, count: u64, command: &[String]) {
+    let created = create_pods(target, count, &Created::default()).await;
+    println!(
+        "backlog of {count} pods created in {:.2} s ({:.0}/s)",
+        created.as_secs_f64(),
+        count as f64 / created.as_secs_f64()
+    );
+    let (program, args) = command.split_first().expect("a scheduler to start");
+    let started = Instant::now();
+    let mut scheduler = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut bindings = Vec::new();
+    let mut bound = std::collections::HashSet::new();
+    let path = "/api/v1/namespaces/bench/pods?watch=true&resourceVersion=0";
+    follow(target, path, None, |event, received| {
+        let object = &event["object"];
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        if object["spec"]["nodeName"].is_string() && bound.insert(name.to_string()) {
+            bindings.push(received);
+        }
+        bound.len() as u64 >= count
+    })
+    .await;
+    let _ = scheduler.kill().await;
+    let (first, last) = (bindings[0], bindings[bindings.len() - 1]);
+    let window = last.saturating_duration_since(first);
+    println!(
+        "scheduled {} pods in {:.2} s ({:.0} pods/s; first binding {:.2} s after the scheduler's start)",
+        bindings.len(),
+        window.as_secs_f64(),
+        bindings.len() as f64 / window.as_secs_f64(),
+        first.saturating_duration_since(started).as_secs_f64()
+    );
+}
+
 /// Lists every pod `repeat` times, whole and in kubectl's pages of 500.
 async fn list(target: &Target, repeat: usize) {
     let mut sender = target.connect().await;
@@ -621,6 +668,7 @@ async fn main() {
         "watchers" => watchers(&target, number(0) as usize, number(1)).await,
         "schedule" => schedule(&target, number(0)).await,
         "deletion" => deletion(&target, number(0)).await,
+        "backlog" => backlog(&target, number(0), &rest[1..]).await,
         other => {
             eprintln!("unknown mode {other}");
             std::process::exit(2);

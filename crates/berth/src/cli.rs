@@ -195,12 +195,9 @@ pub struct ServerArgs {
     /// Run the controller manager on whichever server holds its Lease
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
-    /// How long a node may be silent before it is marked NotReady and tainted
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
-    pub node_monitor_grace_period: std::time::Duration,
-    /// How long pods stay on an unreachable node unless they tolerate it otherwise
-    #[arg(long, default_value_t = 30)]
-    pub default_unreachable_toleration_seconds: u64,
+    /// The node lifecycle controller's settings
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
     /// How often to compact the datastore's history (0s: never)
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub compaction_interval: std::time::Duration,
@@ -627,6 +624,32 @@ pub struct DaemonArgs {
 }
 
 /// `berth monitor`'s arguments, as the engine passes them.
+/// The node lifecycle controller's flags, kube-controller-manager's names.
+#[derive(Debug, Args)]
+pub struct LifecycleArgs {
+    /// How long a node may be silent before it is marked NotReady and tainted
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub node_monitor_grace_period: std::time::Duration,
+    /// How long pods stay on an unreachable node unless they tolerate it otherwise
+    #[arg(long, default_value_t = 30)]
+    pub default_unreachable_toleration_seconds: u64,
+}
+
+/// `berth controller-manager`: the scheduler and controllers apart from the API server.
+#[derive(Debug, Args)]
+pub struct ControllerManagerArgs {
+    /// The kubeconfig of the cluster to run them for (a `berth server`'s
+    /// admin.kubeconfig)
+    #[arg(long)]
+    pub kubeconfig: PathBuf,
+    /// The pod addresses of the cluster, handed out to nodes a /24 each
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: berth_controllers::node_ipam::ClusterCidr,
+    /// The node lifecycle controller's settings
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct MonitorArgs {
     /// The runtime's state root
@@ -649,6 +672,11 @@ pub enum Command {
     Monitor(MonitorArgs),
     /// Run the Kubernetes-compatible API server, scheduler and controllers
     Server(ServerArgs),
+    /// Run the scheduler and controllers against a cluster's API server, as
+    /// kube-controller-manager and kube-scheduler run apart from kube-apiserver (a
+    /// `berth server --leader-elect=false` serves the API alone); they compete for the
+    /// same Lease as the servers'
+    ControllerManager(ControllerManagerArgs),
     /// Print a kubeconfig for a user authenticating with a client certificate
     Kubeconfig(KubeconfigArgs),
     /// Run the node agent that runs this machine's pods (today: simulated nodes)

@@ -97,6 +97,7 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
         cli::Command::Oci(oci) => oci::run(*oci),
         cli::Command::Daemon(args) => daemon::run(&args, cli.host.as_deref()),
         cli::Command::Server(args) => server::run(args),
+        cli::Command::ControllerManager(args) => server::controller_manager_alone(args),
         cli::Command::Kubeconfig(args) => server::kubeconfig(&args),
         cli::Command::Agent(args) => server::agent(args),
         cli::Command::Registry(args) => registry::run(args),

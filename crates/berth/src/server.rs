@@ -42,12 +42,7 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
     });
     runtime.block_on(async {
         if args.leader_elect {
-            let lifecycle = berth_controllers::nodes::Lifecycle {
-                grace_period: args.node_monitor_grace_period,
-                default_toleration: std::time::Duration::from_secs(
-                    args.default_unreachable_toleration_seconds,
-                ),
-            };
+            let lifecycle = lifecycle(&args.lifecycle);
             tokio::spawn(controller_manager(
                 kubeconfig,
                 lifecycle,
@@ -236,6 +231,33 @@ fn return_memory_promptly() {
 
 /// The controller manager, a client of this server's API through the admin
 /// kubeconfig the server writes as it starts.
+/// `berth controller-manager`: the controller manager of the kubeconfig's cluster, run
+/// until interrupted.
+pub fn controller_manager_alone(
+    args: crate::cli::ControllerManagerArgs,
+) -> Result<ExitCode, Outcome> {
+    return_memory_promptly();
+    let runtime = crate::async_runtime()?;
+    runtime.block_on(async {
+        let lifecycle = lifecycle(&args.lifecycle);
+        tokio::select! {
+            () = controller_manager(args.kubeconfig, lifecycle, args.cluster_cidr) => {}
+            () = crate::daemon::shutdown_signal() => {}
+        }
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The node lifecycle controller's settings from its flags.
+fn lifecycle(args: &crate::cli::LifecycleArgs) -> berth_controllers::nodes::Lifecycle {
+    berth_controllers::nodes::Lifecycle {
+        grace_period: args.node_monitor_grace_period,
+        default_toleration: std::time::Duration::from_secs(
+            args.default_unreachable_toleration_seconds,
+        ),
+    }
+}
+
 async fn controller_manager(
     kubeconfig: std::path::PathBuf,
     lifecycle: berth_controllers::nodes::Lifecycle,

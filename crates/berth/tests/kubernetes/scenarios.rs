@@ -671,3 +671,29 @@ fn silent_nodes_on_sqlite() {
 fn silent_nodes_on_etcd() {
     pods_leave_a_silent_node(&Server::start_with("silent-etcd", true, &LIFECYCLE));
 }
+
+/// A server that serves the API alone (`--leader-elect=false`) runs no controller: a
+/// Deployment stays without a ReplicaSet until `berth controller-manager` runs them
+/// against it, as kube-controller-manager runs apart from kube-apiserver.
+#[test]
+fn the_controller_manager_runs_apart_from_the_api_server() {
+    let server = Server::start_with("apart", false, &["--leader-elect=false"]);
+    server.kubectl_ok(&["create", "deployment", "apart", "--image=webapp:1"]);
+    assert_eq!(server.kubectl_ok(&["get", "replicasets", "-o", "name"]), "");
+    let log = std::fs::File::create(server.scratch.path().join("controllers.log")).unwrap();
+    let _controllers = berth_testkit::guard::ChildGuard(
+        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("controller-manager")
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let made = server.kubectl_until(&["get", "replicasets", "-o", "name"], LIMIT, |out| {
+        out.starts_with("replicaset.apps/apart-")
+    });
+    assert!(made.starts_with("replicaset.apps/apart-"), "{made}");
+}
