@@ -417,7 +417,7 @@ impl Identity {
 pub(crate) fn node_may_read(
     cache: &crate::cache::Cache,
     identity: &Identity,
-    place: &crate::resources::Place,
+    place: &crate::stored::Place,
     name: Option<&str>,
 ) -> std::result::Result<(), Status> {
     let Identity::Node(node) = identity else {

@@ -20,9 +20,10 @@ use tokio::sync::broadcast;
 /// How many recent changes a watch may start from without going to the store.
 const WINDOW: usize = 10_000;
 
-/// How many changes a slow watcher may fall behind before its watch is ended (it then
-/// watches again from where it got to, as clients do).
-const FEED_CAPACITY: usize = 8_192;
+/// How many changes a slow watcher may fall behind the feed before it is caught up
+/// from the history instead (its watch ends only once the history no longer reaches
+/// back to it; the client then watches again from where it got to, as clients do).
+pub(crate) const FEED_CAPACITY: usize = 8_192;
 
 /// How long a list waits for the cache to catch up before reading the store instead.
 const CATCH_UP: Duration = Duration::from_secs(3);
@@ -182,8 +183,10 @@ impl Snapshot {
 }
 
 /// How many list snapshots are kept, and for how long: a continue token older than
-/// that, or whose snapshot was pushed out, is served from the store.
-const SNAPSHOTS: usize = 16;
+/// that, or whose snapshot was pushed out, is served from the store. A controller
+/// manager starting lists some forty resources in pages at once (its informers and the
+/// garbage collector's): with 16 kept, later pages of pods and nodes went to the store.
+const SNAPSHOTS: usize = 64;
 const SNAPSHOT_LIFE: Duration = Duration::from_secs(60);
 
 /// The cache of a server's store.
@@ -203,14 +206,39 @@ pub(crate) struct Following {
 impl Cache {
     /// A cache of `store`, filled and kept current by a task of its own.
     pub(crate) fn start(store: Arc<dyn berth_store::Store>) -> Arc<Self> {
-        let cache = Arc::new(Self {
+        let cache = Self::empty();
+        tokio::spawn(Arc::clone(&cache).follow(store));
+        cache
+    }
+
+    /// A cache that follows nothing until changes are applied to it.
+    fn empty() -> Arc<Self> {
+        Arc::new(Self {
             state: RwLock::default(),
             snapshots: Mutex::default(),
             feed: broadcast::channel(FEED_CAPACITY).0,
             reached: tokio::sync::watch::channel(0).0,
-        });
-        tokio::spawn(Arc::clone(&cache).follow(store));
-        cache
+        })
+    }
+
+    /// A cache fed by hand, and a feeder that makes the object at `key` anew at each
+    /// revision: for tests of what reads the cache.
+    #[cfg(test)]
+    pub(crate) fn by_hand() -> (Arc<Self>, impl Fn(&str, i64)) {
+        let cache = Self::empty();
+        let feeder = Arc::clone(&cache);
+        let feed = move |key: &str, revision: i64| {
+            let value = format!(r#"{{"metadata":{{"name":"{revision}"}}}}"#);
+            let entry = Entry::of(value.as_bytes(), revision).expect("JSON");
+            let change = Change {
+                kind: "ADDED",
+                key: key.to_string(),
+                entry: Arc::new(entry),
+                revision,
+            };
+            feeder.apply(Arc::new(change));
+        };
+        (cache, feed)
     }
 
     /// Loads the store, then applies its changes; loads again if the watch breaks.

@@ -16,8 +16,9 @@ use serde_json::{Value, json};
 use crate::Shared;
 use crate::auth::Identity;
 use crate::kinds::Schema;
-use crate::resources::{Place, resource};
+use crate::resources::resource;
 use crate::status::Status;
+use crate::stored::Place;
 use crate::writes::{self, DeleteOptions, Part, WriteOptions};
 
 impl Schema for PodDisruptionBudget {
@@ -49,7 +50,7 @@ pub(crate) async fn evict(
         options => serde_json::to_vec(options).unwrap_or_default(),
     };
     let options = DeleteOptions::from_request(&HashMap::new(), &delete_options, identity.clone())?;
-    let (_, _, pod) = crate::resources::current(shared, place, name).await?;
+    let (_, _, pod) = crate::stored::current(shared, place, name).await?;
     let pod: Pod = serde_json::from_value(pod)
         .map_err(|e| Status::bad_request(format!("the pod {name}: {e}")))?;
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());

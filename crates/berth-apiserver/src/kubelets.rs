@@ -26,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::Identity;
-use crate::resources::{Place, current, resource};
+use crate::resources::resource;
 use crate::status::Status;
+use crate::stored::{Place, current};
 use crate::{Error, Result, Shared};
 
 /// The port agents serve on unless their Node says another, as kubelets' default.

@@ -21,6 +21,7 @@ mod discovery;
 mod disruption;
 mod events;
 mod forms;
+mod handlers;
 mod impersonation;
 mod kinds;
 mod kubelets;
@@ -45,6 +46,7 @@ mod selectors;
 mod services;
 mod status;
 mod storage;
+mod stored;
 mod strategic;
 mod swagger;
 mod tables;
@@ -212,7 +214,7 @@ pub async fn run(
     tokio::spawn(certificates::run(Arc::clone(&shared)));
     tokio::spawn(services::run(Arc::clone(&shared), config.cluster_dns));
     let router = discovery::routes()
-        .merge(resources::routes())
+        .merge(handlers::routes())
         .merge(openapi::routes())
         .merge(metrics::routes())
         .merge(kubelets::routes())

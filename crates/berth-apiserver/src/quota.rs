@@ -18,8 +18,9 @@ use serde_json::{Value, json};
 
 use crate::Shared;
 use crate::kinds::Schema;
-use crate::resources::{Place, Resource, resource};
+use crate::resources::{Resource, resource};
 use crate::status::Status;
+use crate::stored::Place;
 use crate::writes::{self, Part, WriteOptions};
 
 impl Schema for ResourceQuota {

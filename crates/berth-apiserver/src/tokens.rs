@@ -26,8 +26,8 @@ use serde_json::json;
 
 use crate::auth::Identity;
 use crate::cache::Cache;
-use crate::resources::Place;
 use crate::status::Status;
+use crate::stored::Place;
 use crate::{Error, Result, Shared};
 
 /// The issuer of the cluster's tokens, which is also the audience the API server
@@ -327,7 +327,7 @@ pub(crate) async fn request(
     }
     let mut request: TokenRequest = serde_json::from_value(body)
         .map_err(|e| Status::bad_request(format!("the TokenRequest: {e}")))?;
-    let (_, _, account) = crate::resources::current(shared, place, name).await?;
+    let (_, _, account) = crate::stored::current(shared, place, name).await?;
     let account: ServiceAccount = serde_json::from_value(account)
         .map_err(|e| Status::bad_request(format!("the ServiceAccount: {e}")))?;
     let spec = &request.spec;
@@ -430,7 +430,7 @@ async fn bound_pod(
         resource: crate::resources::resource("pods")?,
         namespace: Some(namespace.to_string()),
     };
-    let (_, _, pod) = crate::resources::current(shared, &place, &name).await?;
+    let (_, _, pod) = crate::stored::current(shared, &place, &name).await?;
     let pod: Pod = serde_json::from_value(pod)
         .map_err(|e| Status::bad_request(format!("the bound pod: {e}")))?;
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();

@@ -19,9 +19,10 @@ use tokio::sync::broadcast;
 use crate::Shared;
 use crate::cache::{Change, Entry};
 use crate::forms::Form;
-use crate::resources::{Place, Resource};
+use crate::resources::Resource;
 use crate::selectors::Selection;
 use crate::status::Status;
+use crate::stored::Place;
 
 /// How often a watch that allows bookmarks is told the revision it has reached.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
@@ -82,6 +83,9 @@ pub(crate) async fn watch(
             let feed = Feed::Cache {
                 feed: following.feed,
                 prefix,
+                cache: Arc::clone(&shared.cache),
+                replay: std::collections::VecDeque::new(),
+                last: revision,
             };
             (following.replay, Ok(feed), revision.max(start))
         }
@@ -142,27 +146,50 @@ async fn from_store(
 /// Where a watch's changes come from.
 enum Feed {
     /// The watch cache's changes, of every resource: those under `prefix` are this
-    /// watch's.
+    /// watch's. A watcher that falls behind the feed is caught up from the cache's
+    /// history (`replay`) after `last`, the revision of the last change it was given.
     Cache {
         feed: broadcast::Receiver<Arc<Change>>,
         prefix: String,
+        cache: Arc<crate::cache::Cache>,
+        replay: std::collections::VecDeque<Arc<Change>>,
+        last: i64,
     },
     /// The store's own watch.
     Store(berth_store::Watch),
 }
 
 impl Feed {
-    /// The next change; None when the feed has ended (or this watcher fell too far
-    /// behind: the client then watches again from the last revision it saw).
+    /// The next change; None when the feed has ended (or this watcher fell behind
+    /// further than the cache's history reaches: the client then watches again from
+    /// the last revision it saw, as clients do).
     async fn next(&mut self) -> Option<berth_store::Result<Arc<Change>>> {
         match self {
-            Feed::Cache { feed, prefix } => loop {
+            Feed::Cache {
+                feed,
+                prefix,
+                cache,
+                replay,
+                last,
+            } => loop {
+                if let Some(change) = replay.pop_front() {
+                    *last = change.revision;
+                    return Some(Ok(change));
+                }
                 match feed.recv().await {
-                    Ok(change) if change.key.starts_with(prefix.as_str()) => {
+                    Ok(change)
+                        if change.key.starts_with(prefix.as_str()) && change.revision > *last =>
+                    {
+                        *last = change.revision;
                         return Some(Ok(change));
                     }
                     Ok(_) => {}
-                    Err(_) => return None,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let (following, _) = cache.follow_from(prefix, *last)?;
+                        *feed = following.feed;
+                        replay.extend(following.replay);
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
             },
             Feed::Store(watch) => loop {
@@ -307,5 +334,42 @@ impl Stream {
             }),
         };
         self.send_value("ERROR", status).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_watcher_that_falls_behind_is_caught_up_from_the_history() {
+        let (cache, feed) = crate::cache::Cache::by_hand();
+        feed("/registry/configmaps/ns/first", 1);
+        let prefix = "/registry/configmaps/";
+        let (following, revision) = cache.follow_from(prefix, 1).unwrap();
+        let mut watched = Feed::Cache {
+            feed: following.feed,
+            prefix: prefix.to_string(),
+            cache: Arc::clone(&cache),
+            replay: following.replay.into(),
+            last: revision,
+        };
+        // More changes than the feed holds, while the watcher reads none of them; some
+        // of another resource, which the watcher skips.
+        let last = 2 + crate::cache::FEED_CAPACITY as i64 + 100;
+        for revision in 2..=last {
+            let resource = if revision % 10 == 0 {
+                "secrets"
+            } else {
+                "configmaps"
+            };
+            feed(&format!("/registry/{resource}/ns/{revision}"), revision);
+        }
+        for revision in (2..=last).filter(|r| r % 10 != 0) {
+            let change = watched.next().await.unwrap().unwrap();
+            assert_eq!(change.revision, revision);
+        }
     }
 }

@@ -15,9 +15,10 @@ use crate::auth::Identity;
 use crate::kinds::FieldValidation;
 use crate::managed::{self, Manager};
 use crate::objects;
-use crate::resources::{Place, Resource, ScaleSelector};
+use crate::resources::{Resource, ScaleSelector};
 use crate::services;
 use crate::status::Status;
+use crate::stored::Place;
 use crate::webhooks::{self, Operation};
 
 /// The part of an object a request addresses.
@@ -406,7 +407,7 @@ pub(crate) async fn change(
 ) -> Result<Response, Status> {
     let resource = &place.resource;
     loop {
-        let (key, stored, current) = crate::resources::current(shared, place, name).await?;
+        let (key, stored, current) = crate::stored::current(shared, place, name).await?;
         let current = resource.present(current);
         touchable(&options.identity, resource, &current)?;
         if part == Part::Approval {
@@ -651,7 +652,7 @@ async fn delete_once(
     options: &DeleteOptions,
 ) -> Result<Response, Status> {
     let resource = &place.resource;
-    let (key, stored, mut object) = crate::resources::current(shared, place, name).await?;
+    let (key, stored, mut object) = crate::stored::current(shared, place, name).await?;
     let shown = resource.present(object.clone());
     touchable(&options.identity, resource, &shown)?;
     check_preconditions(resource, name, &shown, options)?;
@@ -883,7 +884,7 @@ pub(crate) async fn apply(
         let message = managed::conflict_message(&conflicts, &api_version);
         Status::new(StatusCode::CONFLICT, "Conflict", message)
     };
-    let exists = crate::resources::current(shared, place, name).await;
+    let exists = crate::stored::current(shared, place, name).await;
     if matches!(&exists, Err(status) if status.is_not_found()) {
         let object =
             managed::apply(None, &applied, &options.manager, &api_version).map_err(conflicts)?;

@@ -59,28 +59,18 @@ async fn reconcile(
     (replica_sets, stateful_sets): (&Cache<ReplicaSet>, &Cache<StatefulSet>),
 ) -> Result<Action, kube::Error> {
     let namespace = budget.namespace();
-    let mut pods = pods.state();
-    pods.retain(|p| p.namespace() == namespace);
-    let here = |uid: Option<String>, ns: Option<String>, replicas: Option<i32>| {
-        (ns == namespace).then_some((uid?, replicas.unwrap_or(1)))
-    };
+    let pods = pods.in_namespace(namespace.as_deref());
+    let scale = |uid: Option<String>, replicas: Option<i32>| Some((uid?, replicas.unwrap_or(1)));
+    let stateful_sets = stateful_sets.in_namespace(namespace.as_deref());
     let scales: Scales = replica_sets
-        .state()
+        .in_namespace(namespace.as_deref())
         .iter()
-        .filter_map(|rs| {
-            here(
-                rs.uid(),
-                rs.namespace(),
-                rs.spec.as_ref().and_then(|s| s.replicas),
-            )
-        })
-        .chain(stateful_sets.state().iter().filter_map(|sts| {
-            here(
-                sts.uid(),
-                sts.namespace(),
-                sts.spec.as_ref().and_then(|s| s.replicas),
-            )
-        }))
+        .filter_map(|rs| scale(rs.uid(), rs.spec.as_ref().and_then(|s| s.replicas)))
+        .chain(
+            stateful_sets
+                .iter()
+                .filter_map(|sts| scale(sts.uid(), sts.spec.as_ref().and_then(|s| s.replicas))),
+        )
         .collect();
     let wanted = status_of(budget, &pods, &scales, Timestamp::now());
     // Evicted pods not gone yet stop counting as disrupted after a while: look again.

@@ -81,7 +81,7 @@ fn selecting(services: &Cache<Service>, pod: &Pod) -> Vec<ObjectRef<Service>> {
         let selector = service.spec.as_ref().and_then(|s| s.selector.as_ref());
         selector.is_some_and(|s| !s.is_empty() && has_all(s, &pod.metadata.labels))
     };
-    services.keys(|s| s.namespace() == namespace && selects(s))
+    services.keys_in(namespace.as_deref(), selects)
 }
 
 /// The Service named as `object` (its Endpoints) is.
@@ -179,8 +179,8 @@ async fn reconcile(
     if !has_selector {
         return Ok(());
     }
-    let all = pods.state();
-    let found = backends(service, &all);
+    let here = pods.in_namespace(service.namespace().as_deref());
+    let found = backends(service, &here);
     let wanted =
         json!({"endpoints": endpoints_of(service, &found), "slice": slice_of(service, &found)});
     let key = key(service);

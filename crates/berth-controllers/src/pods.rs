@@ -55,6 +55,64 @@ pub(crate) async fn create(client: &Client, pod: &Pod) -> Result<Pod, kube::Erro
     api.create(&PostParams::default(), pod).await
 }
 
+/// The most creates or deletes one call of a controller issues:
+/// kube-controller-manager's `burstReplicas`.
+pub(crate) const BURST: usize = 500;
+
+/// Creates `count` pods made by `make` as kube-controller-manager's slow start does:
+/// batches of 1, 2, 4… created at once, none after a batch in which one failed (a
+/// quota that refuses, a webhook that is down: not worth 500 tries). The names made,
+/// and the first failure.
+pub(crate) async fn create_slow_start(
+    client: &Client,
+    count: usize,
+    make: impl Fn() -> Result<Pod, kube::Error>,
+) -> (Vec<String>, Option<kube::Error>) {
+    let mut made = Vec::new();
+    let mut batch = 1;
+    while made.len() < count {
+        let size = batch.min(count - made.len());
+        let creates = (0..size).map(|_| async {
+            let pod = make()?;
+            create(client, &pod).await
+        });
+        let mut failure = None;
+        for outcome in futures_util::future::join_all(creates).await {
+            match outcome {
+                Ok(pod) => made.push(pod.name_any()),
+                Err(error) => failure = failure.or(Some(error)),
+            }
+        }
+        if failure.is_some() {
+            return (made, failure);
+        }
+        batch *= 2;
+    }
+    (made, None)
+}
+
+/// Deletes `pods` all at once (each by its uid); the names deleted, and the first
+/// failure.
+pub(crate) async fn delete_all(
+    client: &Client,
+    pods: &[&Pod],
+) -> (Vec<String>, Option<kube::Error>) {
+    let deletes = pods.iter().map(|pod| async move {
+        delete(client, pod)
+            .await
+            .map(|deleted| deleted.then(|| pod.name_any()))
+    });
+    let mut deleted = Vec::new();
+    let mut failure = None;
+    for outcome in futures_util::future::join_all(deletes).await {
+        match outcome {
+            Ok(name) => deleted.extend(name),
+            Err(error) => failure = failure.or(Some(error)),
+        }
+    }
+    (deleted, failure)
+}
+
 /// Deletes the pod — this very pod, by its uid: not one made since under its name —
 /// false when it was already gone.
 pub(crate) async fn delete(client: &Client, pod: &Pod) -> Result<bool, kube::Error> {

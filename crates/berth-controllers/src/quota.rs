@@ -12,7 +12,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::statuses::merge_status;
-use berth_runner::{Action, Cache, Cached, Controller, Informers};
+use berth_runner::{Action, Cache, Controller, Informers};
 
 /// Runs until the client's watches end: called for each quota, and for a namespace's
 /// quotas when an object they count changes there.
@@ -62,24 +62,18 @@ async fn reconcile(
     counted: &Counted,
 ) -> Result<(), kube::Error> {
     let namespace = quota.namespace();
-    let here = |object_namespace: Option<String>| object_namespace == namespace;
-    let pods = counted.pods.state();
-    let claims = counted.claims.state();
+    let here = namespace.as_deref();
+    let pods = counted.pods.in_namespace(here);
+    let claims = counted.claims.in_namespace(here);
     let counts = [
-        ("services", count_in(&counted.services, &here)),
-        ("configmaps", count_in(&counted.maps, &here)),
-        ("secrets", count_in(&counted.secrets, &here)),
+        ("services", counted.services.in_namespace(here).len()),
+        ("configmaps", counted.maps.in_namespace(here).len()),
+        ("secrets", counted.secrets.in_namespace(here).len()),
     ];
     let objects = pods
         .iter()
-        .filter(|p| here(p.namespace()))
         .map(|p| berth_quota::Object::Pod(p))
-        .chain(
-            claims
-                .iter()
-                .filter(|c| here(c.namespace()))
-                .map(|c| berth_quota::Object::Claim(c)),
-        )
+        .chain(claims.iter().map(|c| berth_quota::Object::Claim(c)))
         .chain(
             counts
                 .iter()
@@ -99,11 +93,6 @@ async fn reconcile(
         &["hard", "used"],
     )
     .await
-}
-
-/// How many objects of the cache are in the namespace `here` accepts.
-fn count_in<K: Cached>(cache: &Cache<K>, here: &dyn Fn(Option<String>) -> bool) -> usize {
-    cache.state().iter().filter(|o| here(o.namespace())).count()
 }
 
 /// The quota's status: its hard limits, and what `objects` (its namespace's) use of each.

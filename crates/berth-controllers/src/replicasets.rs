@@ -109,11 +109,12 @@ async fn reconcile<K: Replicated>(
     let have = running.len() + flight.creating();
     if have < wanted {
         let template = set.template();
-        for _ in have..wanted {
-            let pod =
-                crate::pods::from_template(set, &template, Naming::Generated(set.name_any()))?;
-            let created = crate::pods::create(client, &pod).await?;
-            flight.created(created.name_any());
+        let make = || crate::pods::from_template(set, &template, Naming::Generated(set.name_any()));
+        let count = (wanted - have).min(crate::pods::BURST);
+        let (made, failure) = crate::pods::create_slow_start(client, count, make).await;
+        made.into_iter().for_each(|name| flight.created(name));
+        if let Some(error) = failure {
+            return Err(error);
         }
     } else if running.len() > wanted && flight.creating() == 0 {
         // The least useful go first: not ready, then the newest.
@@ -123,10 +124,12 @@ async fn reconcile<K: Replicated>(
                 std::cmp::Reverse(p.metadata.creation_timestamp.clone()),
             )
         });
-        for pod in running.iter().take(running.len() - wanted) {
-            if crate::pods::delete(client, pod).await? {
-                flight.deleted(pod.name_any());
-            }
+        let surplus = (running.len() - wanted).min(crate::pods::BURST);
+        let doomed: Vec<&Pod> = running.iter().take(surplus).map(|p| &***p).collect();
+        let (deleted, failure) = crate::pods::delete_all(client, &doomed).await;
+        deleted.into_iter().for_each(|name| flight.deleted(name));
+        if let Some(error) = failure {
+            return Err(error);
         }
     }
     report(client, set, &owned).await

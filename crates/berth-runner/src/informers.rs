@@ -59,17 +59,17 @@ impl<K> Copy for Changed<'_, K> {}
 pub(crate) type Subscriber<K> = Box<dyn Fn(Changed<'_, K>) -> bool + Send + Sync>;
 
 /// One kind's shared cache: the reflector's store, read as kube-runtime's `Store` (it
-/// dereferences to one), and the index of objects by owner.
+/// dereferences to one), and its indexes of objects by owner and by namespace.
 pub struct Cache<K: Cached> {
     store: Store<K>,
-    owners: Arc<RwLock<OwnerIndex<K>>>,
+    indexes: Arc<RwLock<Indexes<K>>>,
 }
 
 impl<K: Cached> Clone for Cache<K> {
     fn clone(&self) -> Self {
         Cache {
             store: self.store.clone(),
-            owners: self.owners.clone(),
+            indexes: self.indexes.clone(),
         }
     }
 }
@@ -99,14 +99,39 @@ impl<K: Cached> Cache<K> {
     /// cache in its namespace (a namespace's quotas, say, when a pod there changes).
     pub fn same_namespace<C: Resource>(&self) -> impl Fn(&C) -> Vec<ObjectRef<K>> + use<K, C> {
         let cache = self.clone();
-        move |changed: &C| cache.keys(|o| o.namespace() == changed.namespace())
+        move |changed: &C| cache.keys_in(changed.namespace().as_deref(), |_| true)
     }
 
-    /// The objects whose ownerReferences name the owner with `uid`, controller or not:
-    /// what the garbage collector deletes with it.
+    /// The references of the objects in `namespace` that `chosen` picks (the Services
+    /// of a pod's namespace that select it).
+    pub fn keys_in(
+        &self,
+        namespace: Option<&str>,
+        chosen: impl Fn(&K) -> bool,
+    ) -> Vec<ObjectRef<K>> {
+        let objects = self.in_namespace(namespace);
+        objects
+            .iter()
+            .filter(|o| chosen(o))
+            .map(|o| key_of(o.as_ref()))
+            .collect()
+    }
+
+    /// The objects in `namespace` (None: the cluster-scoped ones), from the index: a
+    /// Service's pods are looked for among its namespace's, not all the cluster's.
+    pub fn in_namespace(&self, namespace: Option<&str>) -> Vec<Arc<K>> {
+        let indexes = self.indexes.read().unwrap_or_else(PoisonError::into_inner);
+        let keys = indexes.namespaces.get(namespace.unwrap_or_default());
+        keys.into_iter()
+            .flatten()
+            .filter_map(|key| self.store.get(key))
+            .collect()
+    }
+
+    /// The objects whose ownerReferences name the owner with `uid`, controller or not.
     pub fn dependents(&self, uid: &str) -> Vec<Arc<K>> {
-        let owners = self.owners.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(refs) = owners.dependents.get(uid) else {
+        let indexes = self.indexes.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(refs) = indexes.dependents.get(uid) else {
             return Vec::new();
         };
         refs.iter().filter_map(|r| self.store.get(r)).collect()
@@ -128,38 +153,63 @@ impl<K: Cached> Cache<K> {
     }
 }
 
-/// Owner uid → the objects naming it, kept by the cache's feeder.
-struct OwnerIndex<K: Cached> {
+/// The cache's indexes, kept by its feeder: owner uid → the objects naming it, and
+/// namespace ("" for cluster-scoped objects) → the objects in it.
+struct Indexes<K: Cached> {
     dependents: HashMap<String, HashSet<ObjectRef<K>>>,
+    namespaces: HashMap<String, HashSet<ObjectRef<K>>>,
 }
 
-impl<K: Cached> OwnerIndex<K> {
-    /// Moves `key` from the owners of `before` to those of `after`.
+impl<K: Cached> Indexes<K> {
+    /// Moves `key` from the entries of `before` to those of `after` (None: gone).
     fn update(&mut self, key: &ObjectRef<K>, before: Option<&K>, after: Option<&K>) {
         let uids = |object: Option<&K>| -> Vec<String> {
             object
                 .map(|o| o.owner_references().iter().map(|r| r.uid.clone()).collect())
                 .unwrap_or_default()
         };
-        let (before, after) = (uids(before), uids(after));
-        for uid in before.iter().filter(|uid| !after.contains(uid)) {
-            if let Some(refs) = self.dependents.get_mut(uid) {
-                refs.remove(key);
-                if refs.is_empty() {
-                    self.dependents.remove(uid);
-                }
-            }
+        let (owners_before, owners_after) = (uids(before), uids(after));
+        for uid in owners_before
+            .iter()
+            .filter(|uid| !owners_after.contains(uid))
+        {
+            remove_from(&mut self.dependents, uid, key);
         }
-        for uid in after {
+        for uid in owners_after {
             self.dependents.entry(uid).or_default().insert(key.clone());
+        }
+        let namespace = key.namespace.clone().unwrap_or_default();
+        match after {
+            Some(_) => {
+                self.namespaces
+                    .entry(namespace)
+                    .or_default()
+                    .insert(key.clone());
+            }
+            None => remove_from(&mut self.namespaces, &namespace, key),
         }
     }
 
     /// The index of everything `store` holds, made anew.
     fn rebuild(&mut self, store: &Store<K>) {
         self.dependents.clear();
+        self.namespaces.clear();
         for object in store.state() {
             self.update(&key_of(&object), None, Some(&object));
+        }
+    }
+}
+
+/// Takes `key` out of the entry `name` of `index`, and the entry once empty.
+fn remove_from<K: Cached>(
+    index: &mut HashMap<String, HashSet<ObjectRef<K>>>,
+    name: &str,
+    key: &ObjectRef<K>,
+) {
+    if let Some(keys) = index.get_mut(name) {
+        keys.remove(key);
+        if keys.is_empty() {
+            index.remove(name);
         }
     }
 }
@@ -285,8 +335,9 @@ impl Informers {
         let informer = Informer {
             cache: Cache {
                 store,
-                owners: Arc::new(RwLock::new(OwnerIndex {
+                indexes: Arc::new(RwLock::new(Indexes {
                     dependents: HashMap::new(),
+                    namespaces: HashMap::new(),
                 })),
             },
             changes,
@@ -367,10 +418,10 @@ impl<K: Cached> Feeder<K> {
             .send_modify(|count| *count = count.wrapping_add(1));
     }
 
-    fn index(&self) -> std::sync::RwLockWriteGuard<'_, OwnerIndex<K>> {
+    fn index(&self) -> std::sync::RwLockWriteGuard<'_, Indexes<K>> {
         self.informer
             .cache
-            .owners
+            .indexes
             .write()
             .unwrap_or_else(PoisonError::into_inner)
     }
