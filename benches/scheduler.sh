@@ -11,23 +11,8 @@
 set -euo pipefail
 : "${BERTH:?set by benches/run}" "${LOAD:?set by benches/run}"
 nodes=${NODES:-5000} pods=${PODS:-10000}
-work=$(mktemp -d /tmp/berth-bench-scheduler.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-address="127.0.0.1:$port" data="$work/data"
-"$BERTH" server --data-dir "$data" --bind "$address" ${BACKLOG:+--leader-elect=false} \
-  >"$work/server.log" 2>&1 &
-server=$!
-pids+=("$server")
-for _ in $(seq 300); do
-  [ -f "$data/admin.kubeconfig" ] && curl -sf --cacert "$data/tls/ca.crt" "https://$address/healthz" >/dev/null && break
-  sleep 0.05
-done
+source "$(dirname "$0")/lib/server.bash"
+serve scheduler ${BACKLOG:+--leader-elect=false}
 "$BERTH" agent --simulate "$nodes" --node-name bench --server "https://$address" \
   --token "$(cat "$data/node-token")" --certificate-authority "$data/tls/ca.crt" >"$work/agent.log" 2>&1 &
 pids+=($!)
