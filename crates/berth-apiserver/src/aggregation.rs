@@ -22,9 +22,9 @@ use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::{
 };
 
 use crate::Shared;
-use crate::auth::{Access, Identity};
 use crate::cache::Memo;
 use crate::dial::Trust;
+use crate::identity::{Access, Identity};
 use crate::kinds::Schema;
 use crate::status::Status;
 
@@ -159,7 +159,7 @@ fn authorize(
         namespace,
         name,
     };
-    crate::auth::require(shared, identity, access)
+    crate::authorization::require(shared, identity, access)
 }
 
 /// The 503 kube-apiserver answers when an aggregated server cannot be reached.
@@ -293,20 +293,21 @@ async fn record(
 ) -> Result<(), String> {
     let wanted = if available { "True" } else { "False" };
     let key = format!("{DIRECTORY}{name}");
-    crate::objects::update_stored(shared.store.as_ref(), &key, |object| {
+    crate::stored::edit(shared.store.as_ref(), ("apiservices", &key), |object| {
         let current = object["status"]["conditions"]
             .as_array()
             .into_iter()
             .flatten()
             .find(|c| c["type"] == "Available");
         if current.is_some_and(|c| c["status"] == wanted && c["reason"] == reason) {
-            return false;
+            return Ok(false);
         }
-        let status = available_status(wanted, reason, message);
+        let status = available_status(wanted, reason, message.clone());
         object["status"] = serde_json::to_value(status).unwrap_or_default();
-        true
+        Ok(true)
     })
     .await
+    .map_err(|status| status.message().to_string())
 }
 
 fn available_status(status: &str, reason: &str, message: String) -> APIServiceStatus {

@@ -125,12 +125,15 @@ async fn publish(shared: &Shared, port: u16, live: &BTreeSet<String>) -> Result<
         };
     for (plural, mut object) in [("endpoints", endpoints), ("endpointslices", slice)] {
         let key = format!("/registry/{plural}/default/kubernetes");
-        let updated = crate::objects::update_stored(shared.store.as_ref(), &key, with_live).await;
+        let store = shared.store.as_ref();
+        let updated = crate::stored::edit(store, (plural, &key), |o| Ok(with_live(o))).await;
         if updated.is_ok() {
             continue;
         }
         with_live(&mut object);
-        crate::services::create_own(shared, plural, "default", object).await?;
+        crate::stored::create_own(store, plural, Some("default"), object)
+            .await
+            .map_err(|status| status.message().to_string())?;
     }
     Ok(())
 }

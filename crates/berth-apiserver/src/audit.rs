@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Shared;
-use crate::auth::Identity;
-use crate::rbac::UserInfo;
+use crate::identity::Identity;
+use crate::identity::UserInfo;
 use crate::requests::RequestInfo;
 use crate::{Error, Result};
 

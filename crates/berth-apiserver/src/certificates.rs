@@ -13,7 +13,7 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::auth::{Access, Identity};
+use crate::identity::{Access, Identity};
 use crate::kinds::Schema;
 use crate::pki::Purpose;
 use crate::status::Status;
@@ -67,7 +67,7 @@ pub(crate) fn may_approve(
         namespace: None,
         name: Some(signer),
     };
-    if crate::auth::authorize(shared, identity, access) {
+    if crate::authorization::authorize(shared, identity, access) {
         return Ok(());
     }
     let name = request["metadata"]["name"].as_str().unwrap_or_default();
@@ -133,11 +133,13 @@ async fn sign(
     let certificate = crate::pki::sign_request(&shared.tls_dir, &pem, purpose, lifetime)
         .map_err(|e| e.to_string())?;
     let key = format!("{DIRECTORY}{name}");
-    crate::objects::update_stored(shared.store.as_ref(), &key, |object| {
+    let place = ("certificatesigningrequests", key.as_str());
+    crate::stored::edit(shared.store.as_ref(), place, |object| {
         object["status"]["certificate"] = json!(base64_of(certificate.as_bytes()));
-        true
+        Ok(true)
     })
     .await
+    .map_err(|status| status.message().to_string())
 }
 
 fn base64_of(bytes: &[u8]) -> String {

@@ -1,137 +1,21 @@
-//! CustomResourceDefinitions: the kind itself — checked, defaulted and given the status
-//! kube-apiserver's apiextensions controllers give it (names accepted, established) —
-//! and the resources its served versions add to the registry, whose objects are read
-//! through the version's structural schema (crate `berth-schema`) and printed with its
-//! `additionalPrinterColumns`.
+//! CustomResourceDefinitions, the kind itself: checked, defaulted and given the status
+//! kube-apiserver's apiextensions controllers give it (names accepted, established).
+//! The resources its served versions add are the registry's (`registry.rs`), their
+//! objects read through the version's structural schema (crate `berth-schema`) and
+//! printed with its `additionalPrinterColumns` (`resources.rs`' `CustomVersion`).
 //!
 //! Custom objects are stored under `/registry/<group>/<plural>/`, as kube-apiserver
 //! stores them, and go with their definition.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionVersion,
-    CustomResourceSubresourceScale, JSONSchemaProps,
+    CustomResourceDefinition, CustomResourceDefinitionVersion,
 };
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::kinds::{self, Admitted, FieldValidation, NameRule, Schema};
-use crate::resources::{Definition, Resource};
+use crate::kinds::Schema;
+use crate::resources::Resource;
 use crate::status::Status;
-
-/// A served version of a definition: what its objects are checked and printed with.
-#[derive(Debug)]
-pub(crate) struct Version {
-    /// Its `openAPIV3Schema`.
-    schema: Option<JSONSchemaProps>,
-    /// Its `additionalPrinterColumns`.
-    pub(crate) columns: Vec<CustomResourceColumnDefinition>,
-    /// Its scale subresource's paths, if it has one.
-    pub(crate) scale: Option<CustomResourceSubresourceScale>,
-}
-
-impl Version {
-    /// Its schema as OpenAPI documents carry it (any object, when it has none).
-    pub(crate) fn schema_json(&self) -> Value {
-        self.schema
-            .as_ref()
-            .and_then(|s| serde_json::to_value(s).ok())
-            .unwrap_or_else(
-                || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
-            )
-    }
-
-    /// `object` pruned, defaulted and validated by the version's schema.
-    pub(crate) fn admit(
-        &self,
-        resource: &Resource,
-        mut object: Value,
-        (validation, old): (FieldValidation, Option<&Value>),
-    ) -> Result<Admitted, Status> {
-        let findings = match &self.schema {
-            Some(schema) => berth_schema::apply(schema, &mut object, old),
-            None => berth_schema::Findings::default(),
-        };
-        let mut admitted = kinds::judge(
-            &resource.qualified_kind(),
-            object,
-            (findings.unknown, findings.errors),
-            validation,
-        )?;
-        admitted.warnings.extend(findings.warnings);
-        Ok(admitted)
-    }
-}
-
-/// The resources `definition` serves: one per served version, the preferred first.
-pub(crate) fn resources_of(definition: &CustomResourceDefinition) -> Vec<Resource> {
-    let spec = &definition.spec;
-    let names = &spec.names;
-    let mut versions: Vec<&CustomResourceDefinitionVersion> =
-        spec.versions.iter().filter(|v| v.served).collect();
-    versions.sort_by_key(|v| std::cmp::Reverse(priority(&v.name)));
-    versions
-        .into_iter()
-        .map(|version| Resource {
-            group: spec.group.clone(),
-            version: version.name.clone(),
-            plural: names.plural.clone(),
-            singular: names
-                .singular
-                .clone()
-                .unwrap_or_else(|| names.kind.to_lowercase()),
-            kind: names.kind.clone(),
-            namespaced: spec.scope == "Namespaced",
-            short_names: names.short_names.clone().unwrap_or_default(),
-            has_status: version
-                .subresources
-                .as_ref()
-                .is_some_and(|s| s.status.is_some()),
-            name_rule: NameRule::Subdomain,
-            categories: names.categories.clone().unwrap_or_default(),
-            directory: directory_of(definition),
-            definition: Definition::Custom(std::sync::Arc::new(Version {
-                schema: version
-                    .schema
-                    .as_ref()
-                    .and_then(|s| s.open_api_v3_schema.clone()),
-                columns: version
-                    .additional_printer_columns
-                    .clone()
-                    .unwrap_or_default(),
-                scale: version.subresources.as_ref().and_then(|s| s.scale.clone()),
-            })),
-        })
-        .collect()
-}
-
-/// Where a definition's objects are stored: `/registry/<group>/<plural>/`.
-fn directory_of(definition: &CustomResourceDefinition) -> String {
-    format!(
-        "/registry/{}/{}/",
-        definition.spec.group, definition.spec.names.plural
-    )
-}
-
-/// How Kubernetes ranks version names: GA over beta over alpha, higher numbers first,
-/// names of no such shape last.
-fn priority(name: &str) -> (u8, u32, u32) {
-    let Some(rest) = name.strip_prefix('v') else {
-        return (0, 0, 0);
-    };
-    let digits = rest.chars().take_while(char::is_ascii_digit).count();
-    let Ok(major) = rest[..digits].parse::<u32>() else {
-        return (0, 0, 0);
-    };
-    let (stage, minor) = match &rest[digits..] {
-        "" => (3, 0),
-        suffix => match (suffix.strip_prefix("beta"), suffix.strip_prefix("alpha")) {
-            (Some(n), _) => (2, n.parse().unwrap_or(0)),
-            (_, Some(n)) => (1, n.parse().unwrap_or(0)),
-            _ => return (0, 0, 0),
-        },
-    };
-    (stage, major, minor)
-}
 
 impl Schema for CustomResourceDefinition {
     const HAS_STATUS: bool = true;
@@ -311,7 +195,7 @@ pub(crate) async fn delete_objects(shared: &Shared, name: &str) -> Result<(), St
     else {
         return Ok(());
     };
-    let directory = directory_of(&definition);
+    let directory = crate::registry::directory_of(&definition);
     let listed = shared
         .store
         .list(&directory, "", 0, 0)
@@ -330,19 +214,4 @@ pub(crate) async fn delete_objects(shared: &Shared, name: &str) -> Result<(), St
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::priority;
-
-    #[test]
-    fn versions_rank_as_kubernetes_ranks_them() {
-        let mut names = ["v1alpha1", "v2", "v1beta2", "v1", "foo", "v1beta1", "v10"];
-        names.sort_by_key(|n| std::cmp::Reverse(priority(n)));
-        assert_eq!(
-            names,
-            ["v10", "v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
-        );
-    }
 }

@@ -14,7 +14,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::auth::Identity;
+use crate::identity::Identity;
 use crate::kinds::Schema;
 use crate::resources::resource;
 use crate::status::Status;

@@ -38,22 +38,13 @@ pub(crate) fn requested(
         .then_some(Form::Metadata))
 }
 
-/// `object`'s metadata as a PartialObjectMetadata.
-pub(crate) fn metadata(object: &Value) -> Value {
-    json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": object["metadata"].clone(),
-    })
-}
-
 /// A list's objects as a PartialObjectMetadataList at `revision`.
 pub(crate) fn metadata_list(items: &[Value], revision: i64) -> Value {
     json!({
         "kind": "PartialObjectMetadataList",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": revision.to_string()},
-        "items": items.iter().map(metadata).collect::<Vec<_>>(),
+        "items": items.iter().map(crate::objects::metadata_only).collect::<Vec<_>>(),
     })
 }
 
@@ -66,7 +57,7 @@ pub(crate) fn one(
 ) -> Value {
     match form {
         Form::Table(include) => crate::tables::table(resource, &[object], revision, include),
-        Form::Metadata => metadata(&object),
+        Form::Metadata => crate::objects::metadata_only(&object),
     }
 }
 

@@ -18,8 +18,8 @@ use base64::Engine;
 use futures_util::StreamExt;
 
 use crate::Shared;
-use crate::auth::Identity;
 use crate::forms::Form;
+use crate::identity::Identity;
 use crate::objects;
 use crate::resources::{Resource, not_served};
 use crate::selectors::Selection;
@@ -109,7 +109,7 @@ async fn authorized(
     // A list or watch of one object by name is authorized as reading that object, as
     // kube-apiserver's request info takes the name from a `metadata.name` selector.
     let selected = uri.query().and_then(selected_name);
-    let access = crate::auth::Access {
+    let access = crate::identity::Access {
         verb,
         group: &place.resource.group,
         plural: &place.resource.plural,
@@ -117,8 +117,8 @@ async fn authorized(
         namespace: place.namespace.as_deref(),
         name: target.name.as_deref().or(selected.as_deref()),
     };
-    crate::auth::require(shared, identity, access)?;
-    crate::auth::node_may_read(&shared.cache, identity, place, access.name)?;
+    crate::authorization::require(shared, identity, access)?;
+    crate::authorization::node_may_read(&shared.cache, identity, place, access.name)?;
     if matches!(target.part, Part::Token | Part::Eviction) && verb != "create" {
         return Err(method_not_allowed());
     }

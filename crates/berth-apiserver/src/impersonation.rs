@@ -9,7 +9,7 @@
 use axum::http::HeaderMap;
 
 use crate::Shared;
-use crate::auth::{Access, Identity};
+use crate::identity::{Access, Identity};
 use crate::status::Status;
 
 const USER: &str = "impersonate-user";
@@ -68,7 +68,7 @@ pub(crate) fn impersonated(
             name: Some(user),
         },
     };
-    crate::auth::require(shared, identity, target)?;
+    crate::authorization::require(shared, identity, target)?;
     for group in &groups {
         let access = Access {
             plural: "groups",
@@ -76,7 +76,7 @@ pub(crate) fn impersonated(
             name: Some(group),
             ..target
         };
-        crate::auth::require(shared, identity, access)?;
+        crate::authorization::require(shared, identity, access)?;
     }
     Ok(Some(match account {
         Some((namespace, name)) if groups.is_empty() => Identity::ServiceAccount {

@@ -25,7 +25,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::auth::Identity;
+use crate::identity::Identity;
 use crate::resources::resource;
 use crate::status::Status;
 use crate::stored::{Place, current};
@@ -423,7 +423,7 @@ async fn to_agent(
     if !matches!(kind.as_str(), "exec" | "attach" | "portforward") {
         return Err(Status::bad_request(format!("pods/{kind} is not a stream")));
     }
-    let access = crate::auth::Access {
+    let access = crate::identity::Access {
         verb: "create",
         group: "",
         plural: "pods",
@@ -431,7 +431,7 @@ async fn to_agent(
         namespace: Some(&namespace),
         name: Some(&name),
     };
-    crate::auth::require(shared, identity, access)?;
+    crate::authorization::require(shared, identity, access)?;
     let place = Place {
         resource: resource("pods")?,
         namespace: Some(namespace.clone()),

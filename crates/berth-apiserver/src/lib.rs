@@ -9,19 +9,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod accounts;
+mod admission;
 mod aggregation;
 mod api_endpoints;
 mod audit;
-mod auth;
+mod authentication;
+mod authorization;
 mod cache;
 mod certificates;
 mod custom;
 mod dial;
 mod discovery;
 mod disruption;
+mod escalation;
 mod events;
 mod forms;
 mod handlers;
+mod identity;
 mod impersonation;
 mod kinds;
 mod kubelets;
@@ -33,6 +37,7 @@ mod openapi;
 mod pki;
 mod podsecurity;
 mod policies;
+mod prepare;
 mod priorities;
 mod protobuf;
 mod quota;
@@ -49,6 +54,7 @@ mod storage;
 mod stored;
 mod strategic;
 mod swagger;
+mod system_objects;
 mod tables;
 mod telemetry;
 mod tokens;
@@ -57,7 +63,7 @@ mod webhooks;
 mod writes;
 
 pub use audit::AuditConfig;
-pub use auth::client_kubeconfig;
+pub use authentication::client_kubeconfig;
 pub use metrics::{CPU_USAGE, MEMORY_USAGE};
 pub use pki::{Pki, issue_client_certificate};
 pub use services::{DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, NodePortRange, ServiceRanges};
@@ -120,7 +126,7 @@ pub struct ServerConfig {
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn berth_store::Store>,
     pub(crate) cache: Arc<cache::Cache>,
-    pub(crate) tokens: auth::Tokens,
+    pub(crate) tokens: authentication::Tokens,
     /// The cluster CA certificate (PEM), which joining agents fetch from `/cacerts`.
     pub(crate) ca: String,
     /// Where the CA's key is, for the certificates it issues agents.
@@ -159,19 +165,19 @@ pub async fn run(
         )
     });
     let store = open_store(&datastore).await?;
-    objects::ensure_system_objects(store.as_ref()).await?;
+    system_objects::ensure(store.as_ref()).await?;
     let pki = Pki::ensure(&config.data_dir.join("tls"), config.bind.ip())?;
-    let tokens = auth::Tokens::ensure(&config.data_dir)?;
+    let tokens = authentication::Tokens::ensure(&config.data_dir)?;
     write_private(
         &config.data_dir.join("token"),
-        format!("{}\n", auth::join_token(&pki.ca, &tokens.node)).as_bytes(),
+        format!("{}\n", authentication::join_token(&pki.ca, &tokens.node)).as_bytes(),
     )?;
-    let kubeconfig = auth::kubeconfig(&pki, ("admin", &tokens.admin), config.bind);
+    let kubeconfig = authentication::kubeconfig(&pki, ("admin", &tokens.admin), config.bind);
     write_private(
         &config.data_dir.join("admin.kubeconfig"),
         kubeconfig.as_bytes(),
     )?;
-    let viewer = auth::kubeconfig(&pki, ("viewer", &tokens.viewer), config.bind);
+    let viewer = authentication::kubeconfig(&pki, ("viewer", &tokens.viewer), config.bind);
     write_private(
         &config.data_dir.join("viewer.kubeconfig"),
         viewer.as_bytes(),
@@ -212,7 +218,12 @@ pub async fn run(
     tokio::spawn(scrapes::run(Arc::clone(&shared)));
     tokio::spawn(aggregation::run(Arc::clone(&shared)));
     tokio::spawn(certificates::run(Arc::clone(&shared)));
-    tokio::spawn(services::run(Arc::clone(&shared), config.cluster_dns));
+    let own = Arc::clone(&shared);
+    tokio::spawn(async move {
+        services::make_own(&own, config.cluster_dns).await;
+        tokio::spawn(api_endpoints::keep(Arc::clone(&own)));
+        services::repair_periodically(own).await;
+    });
     let router = discovery::routes()
         .merge(handlers::routes())
         .merge(openapi::routes())
@@ -237,7 +248,7 @@ pub async fn run(
         ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
-            auth::authenticate,
+            authentication::authenticate,
         ))
         .with_state(shared);
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -17,7 +17,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::auth::{Access, Identity};
+use crate::identity::{Access, Identity};
 use crate::selectors::Selection;
 use crate::status::Status;
 
@@ -146,7 +146,7 @@ fn allowed(
         namespace,
         name: None,
     };
-    crate::auth::require(shared, identity, access)
+    crate::authorization::require(shared, identity, access)
 }
 
 /// The PodMetricsList of the running pods (of `namespace`, or all) the query selects.

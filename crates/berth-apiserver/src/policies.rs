@@ -1,9 +1,8 @@
 //! ValidatingAdmissionPolicies, as kube-apiserver's admission plugin: a policy's CEL
 //! validations judge each write its bindings (and its own match constraints) select,
 //! with the binding's parameters; a failure denies the write, warns, or is noted in the
-//! audit log, as the binding's `validationActions` say. Also the CEL every admission
-//! expression sees — `object`, `oldObject`, `request`, `params`, `namespaceObject`,
-//! `variables` — which admission webhooks' `matchConditions` read too.
+//! audit log, as the binding's `validationActions` say. The CEL variables every
+//! admission expression sees are `admission.rs`'.
 //!
 //! The expressions run through berth-cel, which lacks Kubernetes' CEL libraries (the
 //! `authorizer`, `quantity`, `isURL`…): an expression that calls one fails to run, and
@@ -14,103 +13,17 @@ use std::collections::BTreeMap;
 use axum::http::StatusCode;
 use berth_cel::Expression;
 use k8s_openapi::api::admissionregistration::v1::{
-    MatchCondition, MatchResources, NamedRuleWithOperations, RuleWithOperations,
-    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding, Validation,
+    MatchResources, NamedRuleWithOperations, RuleWithOperations, ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding, Validation,
 };
 use serde_json::{Value, json};
 
 use crate::Shared;
+use crate::admission::{
+    Bindings, Scope, Write, condition_problems, conditions_met, expression_problems, in_scope,
+};
 use crate::kinds::Schema;
 use crate::status::Status;
-use crate::webhooks::{Operation, Scope, Write};
-
-/// The variables of an admission expression.
-pub(crate) struct Bindings {
-    object: Value,
-    old_object: Value,
-    request: Value,
-    namespace_object: Value,
-    params: Value,
-    variables: Value,
-}
-
-impl Bindings {
-    /// What expressions about `write` see: the object (null for a delete), the old one
-    /// (null for a create), the request and the namespace.
-    pub(crate) fn new(
-        shared: &Shared,
-        write: &Write<'_>,
-        (object, old): (&Value, Option<&Value>),
-    ) -> Self {
-        let namespace_object = write
-            .namespace
-            .and_then(|namespace| {
-                shared
-                    .cache
-                    .typed::<Value>(&format!("/registry/namespaces/{namespace}"))
-            })
-            .unwrap_or(Value::Null);
-        let object = match write.operation {
-            Operation::Delete => Value::Null,
-            _ => object.clone(),
-        };
-        Self {
-            object,
-            old_object: old.cloned().unwrap_or(Value::Null),
-            request: crate::webhooks::request_of(write, ""),
-            namespace_object,
-            params: Value::Null,
-            variables: Value::Object(Default::default()),
-        }
-    }
-
-    fn list(&self) -> [(&'static str, &Value); 6] {
-        [
-            ("object", &self.object),
-            ("oldObject", &self.old_object),
-            ("request", &self.request),
-            ("namespaceObject", &self.namespace_object),
-            ("params", &self.params),
-            ("variables", &self.variables),
-        ]
-    }
-}
-
-/// Whether every match condition holds; an error names the condition that could not
-/// be run.
-pub(crate) fn conditions_met(
-    conditions: &[MatchCondition],
-    bindings: &Bindings,
-) -> Result<bool, String> {
-    for condition in conditions {
-        let holds = Expression::parse(&condition.expression)
-            .and_then(|expression| expression.holds(&bindings.list()))
-            .map_err(|e| format!("matchCondition {:?} failed: {e}", condition.name))?;
-        if !holds {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// What is wrong with match conditions, `at` their path: expressions that do not parse.
-pub(crate) fn condition_problems(conditions: &[MatchCondition], at: &str) -> Vec<String> {
-    let expressions = conditions.iter().map(|c| c.expression.as_str());
-    expression_problems(expressions, at)
-}
-
-/// `{at}[i].expression` for each expression that does not parse.
-fn expression_problems<'a>(expressions: impl Iterator<Item = &'a str>, at: &str) -> Vec<String> {
-    expressions
-        .enumerate()
-        .filter_map(|(index, source)| {
-            let error = Expression::parse(source).err()?;
-            Some(format!(
-                "{at}[{index}].expression: Invalid value: {source:?}: compilation failed: {error}"
-            ))
-        })
-        .collect()
-}
 
 /// Judges `write` by every policy a binding applies to it: the first denial refuses it;
 /// warnings and audit annotations are added as the bindings ask.
@@ -346,10 +259,7 @@ fn params_of(
         ));
     };
     let namespace = reference.namespace.as_deref().or(write.namespace);
-    let prefix = match (resource.namespaced, namespace) {
-        (true, Some(namespace)) => format!("{}{namespace}/", resource.directory),
-        _ => resource.directory.clone(),
-    };
+    let prefix = resource.prefix(namespace.filter(|_| resource.namespaced));
     let found: Vec<Value> = match (&reference.name, &reference.selector) {
         (Some(name), _) => shared
             .cache
@@ -421,7 +331,7 @@ fn matched(
         namespace_selector: resources.namespace_selector.as_ref(),
         object_selector: resources.object_selector.as_ref(),
     };
-    if !crate::webhooks::in_scope(shared, &scope, write, (object, old)) {
+    if !in_scope(shared, &scope, write, (object, old)) {
         return false;
     }
     let excluded = rules(&resources.exclude_resource_rules);
@@ -430,7 +340,7 @@ fn matched(
         namespace_selector: None,
         object_selector: None,
     };
-    excluded.is_empty() || !crate::webhooks::in_scope(shared, &exclusions, write, (object, old))
+    excluded.is_empty() || !in_scope(shared, &exclusions, write, (object, old))
 }
 
 /// Kubernetes' defaults for what a policy's match constraints leave out.

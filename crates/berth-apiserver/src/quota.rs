@@ -18,10 +18,8 @@ use serde_json::{Value, json};
 
 use crate::Shared;
 use crate::kinds::Schema;
-use crate::resources::{Resource, resource};
+use crate::resources::Resource;
 use crate::status::Status;
-use crate::stored::Place;
-use crate::writes::{self, Part, WriteOptions};
 
 impl Schema for ResourceQuota {
     const HAS_STATUS: bool = true;
@@ -283,15 +281,11 @@ async fn spend(
     wanted: &BTreeMap<String, i128>,
     refused: &(dyn Fn(String) -> Status + Sync),
 ) -> Result<(), Status> {
-    let place = Place {
-        resource: resource("resourcequotas")?,
-        namespace: Some(namespace.to_string()),
-    };
-    let options = WriteOptions::by_server("resourcequota");
+    let key = format!("/registry/resourcequotas/{namespace}/{quota_name}");
     let amount = |status: &Value, field: &str, name: &str| {
         status[field][name].as_str().and_then(berth_quantity::milli)
     };
-    let edit = |mut quota: Value| {
+    let edit = |quota: &mut Value| {
         let status = &mut quota["status"];
         let mut over = Vec::new();
         for (name, more) in wanted {
@@ -321,8 +315,7 @@ async fn spend(
                 list(|o| o.3)
             )));
         }
-        Ok(crate::objects::without_revision(quota))
+        Ok(true)
     };
-    writes::change(shared, &place, quota_name, (Part::Status, &options), edit).await?;
-    Ok(())
+    crate::stored::edit(shared.store.as_ref(), ("resourcequotas", &key), edit).await
 }

@@ -22,59 +22,15 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::auth::{Access, Identity};
 use crate::cache::{Cache, Memo};
+use crate::identity::{Access, UserInfo, VIEWERS};
 use crate::kinds::{NameRule, Schema, required, unsupported};
-use crate::resources::Resource;
-use crate::status::Status;
 
 /// The API group of RBAC's kinds.
 pub(crate) const GROUP: &str = "rbac.authorization.k8s.io";
 
-/// The group every authenticated user is in.
-pub(crate) const AUTHENTICATED: &str = "system:authenticated";
-
-/// The group whose members may do anything, without consulting roles, as
-/// kube-apiserver's privileged-group authorizer.
-pub(crate) const MASTERS: &str = "system:masters";
-
-/// The group of read-only users (`viewer.kubeconfig`, certificates in `berth:viewers`).
-pub(crate) const VIEWERS: &str = "berth:viewers";
-
 /// The ClusterRole that group is bound to.
 const VIEW_CLUSTER: &str = "berth:view-cluster";
-
-/// A user as RBAC's subjects name it, serialized as reviews' `userInfo`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
-pub(crate) struct UserInfo {
-    /// `system:serviceaccount:default:builder`, `system:node:a`, `alice`.
-    #[serde(rename = "username")]
-    pub(crate) name: String,
-    /// Its groups, `system:authenticated` among them.
-    pub(crate) groups: Vec<String>,
-}
-
-impl UserInfo {
-    /// Whether `subject` of a binding in `namespace` (none for a ClusterRoleBinding)
-    /// names this user, one of its groups, or its ServiceAccount — an account's namespace
-    /// is the binding's unless the subject names one.
-    fn is(&self, subject: &Subject, namespace: Option<&str>) -> bool {
-        match subject.kind.as_str() {
-            "User" => subject.name == self.name,
-            "Group" => self.groups.contains(&subject.name),
-            "ServiceAccount" => {
-                let namespace = subject
-                    .namespace
-                    .as_deref()
-                    .filter(|n| !n.is_empty())
-                    .or(namespace)
-                    .unwrap_or_default();
-                self.name == format!("system:serviceaccount:{namespace}:{}", subject.name)
-            }
-            _ => false,
-        }
-    }
-}
 
 /// Whether RBAC lets `user` make `access`.
 pub(crate) fn allows(shared: &Shared, user: &UserInfo, access: &Access<'_>) -> bool {
@@ -153,7 +109,11 @@ fn binds(subjects: Option<&[Subject]>, user: &UserInfo, namespace: Option<&str>)
 }
 
 /// The rules of the role `role_ref` names: a ClusterRole, or a Role of `namespace`.
-fn role_rules(cache: &Cache, role_ref: &RoleRef, namespace: Option<&str>) -> Vec<PolicyRule> {
+pub(crate) fn role_rules(
+    cache: &Cache,
+    role_ref: &RoleRef,
+    namespace: Option<&str>,
+) -> Vec<PolicyRule> {
     let rules = match (role_ref.kind.as_str(), namespace) {
         ("ClusterRole", _) => cache
             .typed::<ClusterRole>(&format!("/registry/clusterroles/{}", role_ref.name))
@@ -379,97 +339,9 @@ role_schema!(ClusterRole, false);
 binding_schema!(RoleBinding, true);
 binding_schema!(ClusterRoleBinding, false);
 
-/// What a write of a role or binding must pass besides its schema, as kube-apiserver's
-/// RBAC storage checks it: a binding's roleRef never changes, and nobody grants what
-/// they do not hold — a role's rules, or a bound role's, must all be the writer's own
-/// (in the namespace, for Roles and RoleBindings) unless RBAC lets them `escalate` the
-/// role or `bind` it. `current` is the object being replaced, none for a create.
-pub(crate) fn check_write(
-    shared: &Shared,
-    identity: &Identity,
-    resource: &Resource,
-    (current, object): (Option<&Value>, &Value),
-) -> Result<(), Status> {
-    let name = object["metadata"]["name"].as_str().unwrap_or_default();
-    let namespace = object["metadata"]["namespace"].as_str();
-    let (granted, verb, role): (Vec<PolicyRule>, _, _) = match resource.kind.as_str() {
-        "Role" | "ClusterRole" => {
-            let rules = serde_json::from_value(object["rules"].clone()).unwrap_or_default();
-            (
-                rules,
-                "escalate",
-                (resource.plural.as_str(), name.to_string()),
-            )
-        }
-        "RoleBinding" | "ClusterRoleBinding" => {
-            if let Some(current) = current
-                && current["roleRef"] != object["roleRef"]
-            {
-                return Err(Status::invalid(
-                    &resource.qualified_kind(),
-                    name,
-                    format!(
-                        "roleRef: Invalid value: {}: cannot change roleRef",
-                        object["roleRef"]
-                    ),
-                ));
-            }
-            let role_ref: RoleRef =
-                serde_json::from_value(object["roleRef"].clone()).unwrap_or_default();
-            let plural = if role_ref.kind == "Role" {
-                "roles"
-            } else {
-                "clusterroles"
-            };
-            let rules = role_rules(&shared.cache, &role_ref, namespace);
-            (rules, "bind", (plural, role_ref.name.clone()))
-        }
-        _ => return Ok(()),
-    };
-    let (plural, role_name) = role;
-    let access = Access {
-        verb,
-        group: GROUP,
-        plural,
-        subresource: None,
-        namespace,
-        name: Some(&role_name),
-    };
-    if crate::auth::authorize(shared, identity, access) {
-        return Ok(());
-    }
-    let held = rules_for(shared, &identity.info(), namespace);
-    let missing: Vec<String> = granted
-        .iter()
-        .flat_map(atoms)
-        .filter(|atom| {
-            !held
-                .iter()
-                .any(|rule| grants(rule, atom, Reading::Escalation))
-        })
-        .map(|atom| atom.to_string())
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let info = identity.info();
-    let groups: Vec<String> = info.groups.iter().map(|g| format!("{g:?}")).collect();
-    Err(Status::new(
-        axum::http::StatusCode::FORBIDDEN,
-        "Forbidden",
-        format!(
-            "{}.{GROUP} \"{name}\" is forbidden: user \"{}\" (groups=[{}]) is attempting to grant RBAC permissions not currently held:\n{}",
-            resource.plural,
-            info.name,
-            groups.join(" "),
-            missing.join("\n")
-        ),
-    ))
-}
-
 /// One permission a rule grants: a verb on one resource of one group (and one name, if
 /// the rule names them), or on one non-resource URL.
-enum Atom<'a> {
+pub(crate) enum Atom<'a> {
     Resource {
         verb: &'a str,
         group: &'a str,
@@ -504,7 +376,7 @@ impl std::fmt::Display for Atom<'_> {
 
 /// A rule broken into the single permissions it grants, as RBAC's escalation check
 /// breaks it down.
-fn atoms(rule: &PolicyRule) -> Vec<Atom<'_>> {
+pub(crate) fn atoms(rule: &PolicyRule) -> Vec<Atom<'_>> {
     let mut found = Vec::new();
     for verb in &rule.verbs {
         for url in rule.non_resource_urls.iter().flatten() {
@@ -538,7 +410,7 @@ fn atoms(rule: &PolicyRule) -> Vec<Atom<'_>> {
 /// How a rule is read: by the authorizer deciding a request, or by the escalation check
 /// asking whether a held rule covers one being granted.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Reading {
+pub(crate) enum Reading {
     /// RBAC's `RuleAllows`.
     Authorizer,
     /// RBAC's escalation check, which also reads a held `RESOURCE/*` as every
@@ -548,7 +420,7 @@ enum Reading {
 
 /// Whether `rule` grants `atom`: wildcards in the rule cover anything, a wildcard in the
 /// atom only a wildcard.
-fn grants(rule: &PolicyRule, atom: &Atom<'_>, reading: Reading) -> bool {
+pub(crate) fn grants(rule: &PolicyRule, atom: &Atom<'_>, reading: Reading) -> bool {
     let has = |values: &[String], wanted: &str| values.iter().any(|v| v == "*" || v == wanted);
     match *atom {
         Atom::Url { verb, url } => {

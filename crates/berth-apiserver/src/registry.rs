@@ -5,11 +5,14 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, CustomResourceDefinitionVersion,
+};
 
 use crate::Shared;
 use crate::cache::{Cache, Memo};
-use crate::resources::{BUILT_IN, Resource, not_served};
+use crate::kinds::NameRule;
+use crate::resources::{BUILT_IN, CustomVersion, Definition, Resource, not_served};
 use crate::status::Status;
 
 /// Where the cache keeps CustomResourceDefinitions.
@@ -39,12 +42,7 @@ impl Registry {
             BUILT_IN
                 .iter()
                 .cloned()
-                .chain(
-                    definitions
-                        .iter()
-                        .flat_map(crate::custom::resources_of)
-                        .map(Arc::new),
-                )
+                .chain(definitions.iter().flat_map(resources_of).map(Arc::new))
                 .collect()
         })
     }
@@ -100,4 +98,80 @@ pub(crate) fn each_group_version(table: &[Arc<Resource>]) -> Vec<(String, String
         .into_iter()
         .flat_map(|(group, versions)| versions.into_iter().map(move |v| (group.clone(), v)))
         .collect()
+}
+
+/// The resources `definition` serves: one per served version, the preferred first.
+fn resources_of(definition: &CustomResourceDefinition) -> Vec<Resource> {
+    let spec = &definition.spec;
+    let names = &spec.names;
+    let mut versions: Vec<&CustomResourceDefinitionVersion> =
+        spec.versions.iter().filter(|v| v.served).collect();
+    versions.sort_by_key(|v| std::cmp::Reverse(priority(&v.name)));
+    versions
+        .into_iter()
+        .map(|version| Resource {
+            group: spec.group.clone(),
+            version: version.name.clone(),
+            plural: names.plural.clone(),
+            singular: names
+                .singular
+                .clone()
+                .unwrap_or_else(|| names.kind.to_lowercase()),
+            kind: names.kind.clone(),
+            namespaced: spec.scope == "Namespaced",
+            short_names: names.short_names.clone().unwrap_or_default(),
+            has_status: version
+                .subresources
+                .as_ref()
+                .is_some_and(|s| s.status.is_some()),
+            name_rule: NameRule::Subdomain,
+            categories: names.categories.clone().unwrap_or_default(),
+            directory: directory_of(definition),
+            definition: Definition::Custom(Arc::new(CustomVersion::of(version))),
+        })
+        .collect()
+}
+
+/// Where a definition's objects are stored: `/registry/<group>/<plural>/`.
+pub(crate) fn directory_of(definition: &CustomResourceDefinition) -> String {
+    format!(
+        "/registry/{}/{}/",
+        definition.spec.group, definition.spec.names.plural
+    )
+}
+
+/// How Kubernetes ranks version names: GA over beta over alpha, higher numbers first,
+/// names of no such shape last.
+fn priority(name: &str) -> (u8, u32, u32) {
+    let Some(rest) = name.strip_prefix('v') else {
+        return (0, 0, 0);
+    };
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    let Ok(major) = rest[..digits].parse::<u32>() else {
+        return (0, 0, 0);
+    };
+    let (stage, minor) = match &rest[digits..] {
+        "" => (3, 0),
+        suffix => match (suffix.strip_prefix("beta"), suffix.strip_prefix("alpha")) {
+            (Some(n), _) => (2, n.parse().unwrap_or(0)),
+            (_, Some(n)) => (1, n.parse().unwrap_or(0)),
+            _ => return (0, 0, 0),
+        },
+    };
+    (stage, major, minor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::priority;
+
+    #[test]
+    fn versions_rank_as_kubernetes_ranks_them() {
+        let mut names = ["v1alpha1", "v2", "v1beta2", "v1", "foo", "v1beta1", "v10"];
+        names.sort_by_key(|n| std::cmp::Reverse(priority(n)));
+        assert_eq!(
+            names,
+            ["v10", "v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+        );
+    }
 }

@@ -26,7 +26,10 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1 as rbac;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1 as storage;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionVersion,
+    CustomResourceSubresourceScale, JSONSchemaProps,
+};
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 
 use crate::kinds::{self, Admitted, FieldValidation, Schema};
@@ -77,7 +80,7 @@ pub(crate) enum Definition {
         reshape: Option<Reshape>,
     },
     /// A version of a CustomResourceDefinition, through its structural schema.
-    Custom(Arc<crate::custom::Version>),
+    Custom(Arc<CustomVersion>),
 }
 
 /// A built-in kind's way into and out of another version's stored shape.
@@ -96,6 +99,14 @@ impl Resource {
             self.version.clone()
         } else {
             format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The store prefix of its objects in `namespace` (none: a cluster-scoped kind's).
+    pub(crate) fn prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(namespace) => format!("{}{namespace}/", self.directory),
+            None => self.directory.clone(),
         }
     }
 
@@ -181,7 +192,7 @@ impl Resource {
     }
 
     /// The version of a CustomResourceDefinition this resource is, if it is one.
-    pub(crate) fn custom(&self) -> Option<&crate::custom::Version> {
+    pub(crate) fn custom(&self) -> Option<&CustomVersion> {
         match &self.definition {
             Definition::Custom(version) => Some(version),
             Definition::BuiltIn { .. } => None,
@@ -375,4 +386,63 @@ pub(crate) fn not_served() -> Status {
         "NotFound",
         "the server could not find the requested resource",
     )
+}
+
+/// A served version of a definition: what its objects are checked and printed with.
+#[derive(Debug)]
+pub(crate) struct CustomVersion {
+    /// Its `openAPIV3Schema`.
+    schema: Option<JSONSchemaProps>,
+    /// Its `additionalPrinterColumns`.
+    pub(crate) columns: Vec<CustomResourceColumnDefinition>,
+    /// Its scale subresource's paths, if it has one.
+    pub(crate) scale: Option<CustomResourceSubresourceScale>,
+}
+
+impl CustomVersion {
+    /// What `version` of a definition checks and prints its objects with.
+    pub(crate) fn of(version: &CustomResourceDefinitionVersion) -> Self {
+        Self {
+            schema: version
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.clone()),
+            columns: version
+                .additional_printer_columns
+                .clone()
+                .unwrap_or_default(),
+            scale: version.subresources.as_ref().and_then(|s| s.scale.clone()),
+        }
+    }
+
+    /// Its schema as OpenAPI documents carry it (any object, when it has none).
+    pub(crate) fn schema_json(&self) -> Value {
+        self.schema
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok())
+            .unwrap_or_else(
+                || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+            )
+    }
+
+    /// `object` pruned, defaulted and validated by the version's schema.
+    pub(crate) fn admit(
+        &self,
+        resource: &Resource,
+        mut object: Value,
+        (validation, old): (FieldValidation, Option<&Value>),
+    ) -> Result<Admitted, Status> {
+        let findings = match &self.schema {
+            Some(schema) => berth_schema::apply(schema, &mut object, old),
+            None => berth_schema::Findings::default(),
+        };
+        let mut admitted = kinds::judge(
+            &resource.qualified_kind(),
+            object,
+            (findings.unknown, findings.errors),
+            validation,
+        )?;
+        admitted.warnings.extend(findings.warnings);
+        Ok(admitted)
+    }
 }

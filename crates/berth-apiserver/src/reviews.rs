@@ -19,7 +19,7 @@ use k8s_openapi::api::rbac::v1::PolicyRule;
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::auth::{Access, Identity};
+use crate::identity::{Access, Identity};
 use crate::protobuf::Kind;
 use crate::rbac;
 use crate::status::Status;
@@ -146,7 +146,7 @@ fn may_review(
         namespace: None,
         name: None,
     };
-    crate::auth::require(shared, identity, access)
+    crate::authorization::require(shared, identity, access)
 }
 
 /// Whether a token is live and for whom, as servers that delegate authentication ask
@@ -179,7 +179,8 @@ async fn token_review(
         .collect();
     let api = [crate::tokens::ISSUER];
     let reviewed = if asked.is_empty() || asked == api {
-        crate::auth::of_token(&shared, token).map(|identity| (identity, vec![api[0].to_string()]))
+        crate::authentication::of_token(&shared, token)
+            .map(|identity| (identity, vec![api[0].to_string()]))
     } else {
         shared.signer.review(token, &shared.cache, &asked)
     };
@@ -209,13 +210,13 @@ fn decide(shared: &Shared, identity: &Identity, spec: &Value) -> Value {
             namespace: attributes.namespace.as_deref().filter(|n| !n.is_empty()),
             name: attributes.name.as_deref().filter(|n| !n.is_empty()),
         };
-        crate::auth::authorize(shared, identity, access)
+        crate::authorization::authorize(shared, identity, access)
     } else if let Ok(attributes) =
         serde_json::from_value::<NonResourceAttributes>(spec["nonResourceAttributes"].clone())
     {
         let path = attributes.path.unwrap_or_default();
         let verb = attributes.verb.unwrap_or_default();
-        crate::auth::authorize_path(shared, identity, &verb, &path)
+        crate::authorization::authorize_path(shared, identity, &verb, &path)
     } else {
         false
     };

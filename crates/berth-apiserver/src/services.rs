@@ -575,10 +575,9 @@ async fn claim_free_port(claimer: &mut Claimer<'_>) -> Result<i32, String> {
     })
 }
 
-/// Keeps the cluster's own Services and gives back leaked addresses: makes the
-/// `kubernetes` Service in `default` and `kube-dns` in `kube-system` once, then repairs
-/// every minute.
-pub(crate) async fn run(shared: std::sync::Arc<Shared>, cluster_dns: Ipv4Addr) {
+/// Makes the cluster's own Services unless they are there: `kubernetes` in `default`
+/// and `kube-dns` in `kube-system`.
+pub(crate) async fn make_own(shared: &Shared, cluster_dns: Ipv4Addr) {
     let api = shared.service_ranges.first_address();
     let own = [
         (
@@ -589,11 +588,14 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>, cluster_dns: Ipv4Addr) {
         ("kube-system", "kube-dns", dns_service(cluster_dns)),
     ];
     for (namespace, name, service) in own {
-        if let Err(error) = ensure_service(&shared, namespace, service).await {
+        if let Err(error) = ensure_service(shared, namespace, service).await {
             tracing::warn!(%error, "could not make the {name} Service");
         }
     }
-    tokio::spawn(crate::api_endpoints::keep(std::sync::Arc::clone(&shared)));
+}
+
+/// Gives back leaked addresses every minute.
+pub(crate) async fn repair_periodically(shared: std::sync::Arc<Shared>) {
     loop {
         tokio::time::sleep(REPAIR_EVERY).await;
         repair(&shared).await;
@@ -635,30 +637,6 @@ fn dns_service(address: Ipv4Addr) -> Value {
     })
 }
 
-/// One of the server's own objects of resource `plural` in `namespace`, read through
-/// its kind's schema: its store key and stored form.
-fn prepare_own(plural: &str, namespace: &str, object: Value) -> Result<(String, Value), String> {
-    let as_text = |status: Status| status.message().to_string();
-    let resource = crate::resources::resource(plural).map_err(as_text)?;
-    crate::objects::prepare_own(&resource, Some(namespace), object).map_err(as_text)
-}
-
-/// Creates one of the server's own objects in `namespace`; one of its name there
-/// already is no error.
-pub(crate) async fn create_own(
-    shared: &Shared,
-    plural: &str,
-    namespace: &str,
-    object: Value,
-) -> Result<(), String> {
-    let (key, object) = prepare_own(plural, namespace, object)?;
-    let bytes = serde_json::to_vec(&object).map_err(|e| e.to_string())?;
-    match shared.store.create(&key, bytes).await {
-        Ok(_) | Err(berth_store::Error::Exists(_)) => Ok(()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 /// Makes `service` in `namespace` unless a Service of its name is there.
 async fn ensure_service(shared: &Shared, namespace: &str, service: Value) -> Result<(), String> {
     let name = crate::objects::name_of(&service).to_string();
@@ -672,7 +650,8 @@ async fn ensure_service(shared: &Shared, namespace: &str, service: Value) -> Res
     {
         return Ok(());
     }
-    let (key, mut object) = prepare_own("services", namespace, service)?;
+    let (key, mut object) = crate::prepare::own("services", Some(namespace), service)
+        .map_err(|status| status.message().to_string())?;
     object["status"] = serde_json::json!({"loadBalancer": {}});
     let claims = claim(shared, namespace, (&mut object, None), false)
         .await

@@ -21,10 +21,7 @@ pub(crate) struct Place {
 impl Place {
     /// The store prefix of the objects in this place.
     pub(crate) fn prefix(&self) -> String {
-        match &self.namespace {
-            Some(namespace) => format!("{}{namespace}/", self.resource.directory),
-            None => self.resource.directory.clone(),
-        }
+        self.resource.prefix(self.namespace.as_deref())
     }
 }
 
@@ -60,7 +57,7 @@ pub(crate) async fn in_namespace(
             continue;
         }
         directories.push(&resource.directory);
-        let prefix = format!("{}{namespace}/", resource.directory);
+        let prefix = resource.prefix(Some(namespace));
         let listed = shared
             .store
             .list(&prefix, "", 0, 0)
@@ -74,4 +71,92 @@ pub(crate) async fn in_namespace(
         );
     }
     Ok(found)
+}
+
+/// A 404 unless `namespace` exists, a 403 while it is being deleted: objects are only
+/// made in namespaces that live (kube-apiserver's NamespaceLifecycle).
+pub(crate) async fn require_namespace(
+    store: &dyn berth_store::Store,
+    namespace: &str,
+) -> Result<(), Status> {
+    match store
+        .get(&format!("/registry/namespaces/{namespace}"))
+        .await
+    {
+        Ok(Some(kv))
+            if objects::from_stored(&kv)
+                .is_some_and(|n| !n["metadata"]["deletionTimestamp"].is_null()) =>
+        {
+            Err(Status::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "unable to create new content in namespace {namespace} because it is being terminated"
+                ),
+            ))
+        }
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Status::not_found("namespaces", namespace)),
+        Err(e) => Err(Status::from_store(e, "namespaces", namespace)),
+    }
+}
+
+/// Creates one of the server's own objects of `plural` (in `namespace`, for a
+/// namespaced kind), read through its kind's schema as a client's would be; one of its
+/// name there already is no error.
+pub(crate) async fn create_own(
+    store: &dyn berth_store::Store,
+    plural: &str,
+    namespace: Option<&str>,
+    object: Value,
+) -> Result<(), Status> {
+    let (key, object) = crate::prepare::own(plural, namespace, object)?;
+    let name = objects::name_of(&object).to_string();
+    match store.create(&key, encoded(&object)?).await {
+        Ok(_) | Err(berth_store::Error::Exists(_)) => Ok(()),
+        Err(e) => Err(Status::from_store(e, plural, &name)),
+    }
+}
+
+/// The server's own change to the object of `plural` stored at `key`: `edit` changes it
+/// in place (false leaves it as it is, an error refuses), and it is written only if
+/// nobody wrote it meanwhile — read again and edited anew when somebody did. A quota's
+/// charge, an APIService's availability and a signed certificate are written so.
+pub(crate) async fn edit(
+    store: &dyn berth_store::Store,
+    (plural, key): (&str, &str),
+    mut edit: impl FnMut(&mut Value) -> Result<bool, Status>,
+) -> Result<(), Status> {
+    let name = key.rsplit('/').next().unwrap_or_default();
+    let gone = || Status::not_found(plural, name);
+    loop {
+        let stored = store
+            .get(key)
+            .await
+            .map_err(|e| Status::from_store(e, plural, name))?
+            .ok_or_else(gone)?;
+        let mut object: Value = serde_json::from_slice(&stored.value).map_err(|_| gone())?;
+        if !edit(&mut object)? {
+            return Ok(());
+        }
+        match store
+            .update(key, encoded(&object)?, stored.mod_revision)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(berth_store::Error::Conflict { .. }) => {}
+            Err(e) => return Err(Status::from_store(e, plural, name)),
+        }
+    }
+}
+
+/// An object as the store keeps it.
+fn encoded(object: &Value) -> Result<Vec<u8>, Status> {
+    serde_json::to_vec(object).map_err(|e| {
+        Status::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            e.to_string(),
+        )
+    })
 }

@@ -357,7 +357,7 @@ pub(crate) fn table(
             let mut row = json!({"cells": cells(object)});
             match include {
                 Include::Nothing => {}
-                Include::Metadata => row["object"] = crate::forms::metadata(object),
+                Include::Metadata => row["object"] = crate::objects::metadata_only(object),
                 Include::Object => row["object"] = resource.present(object.clone()),
             }
             if let Some(conditions) = row_conditions(&resource.kind, object) {

@@ -22,7 +22,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::Shared;
-use crate::auth::Identity;
+use crate::identity::Identity;
 use crate::requests::RequestInfo;
 
 /// kube-apiserver's latency buckets, in seconds.
@@ -134,7 +134,7 @@ async fn metrics(
     State(shared): State<Arc<Shared>>,
     Extension(identity): Extension<Identity>,
 ) -> Response {
-    if !crate::auth::authorize_path(&shared, &identity, "get", "/metrics") {
+    if !crate::authorization::authorize_path(&shared, &identity, "get", "/metrics") {
         return crate::status::Status::new(
             StatusCode::FORBIDDEN,
             "Forbidden",

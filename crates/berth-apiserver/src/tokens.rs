@@ -24,8 +24,8 @@ use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::auth::Identity;
 use crate::cache::Cache;
+use crate::identity::Identity;
 use crate::status::Status;
 use crate::stored::Place;
 use crate::{Error, Result, Shared};

@@ -308,7 +308,7 @@ impl Stream {
             metadata["annotations"] = annotations;
         }
         let object = match self.options.form {
-            Some(Form::Metadata) => crate::forms::metadata(&json!({"metadata": metadata})),
+            Some(Form::Metadata) => crate::objects::metadata_only(&json!({"metadata": metadata})),
             _ => json!({
                 "kind": self.resource.kind,
                 "apiVersion": self.resource.api_version(),

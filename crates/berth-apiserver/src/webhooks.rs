@@ -23,60 +23,22 @@ use k8s_openapi::api::admissionregistration::v1::{
     MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations,
     ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Shared;
+use crate::admission::{
+    Bindings, Scope, Write, condition_problems, conditions_met, in_scope, request_of,
+};
 use crate::dial::Trust;
 use crate::kinds::Schema;
-use crate::rbac::UserInfo;
-use crate::resources::Resource;
 use crate::status::Status;
 
 /// How long a webhook may take when its configuration does not say (Kubernetes'
 /// default), and the longest it may ask for.
 const DEFAULT_TIMEOUT: i32 = 10;
 const LONGEST_TIMEOUT: i32 = 30;
-
-/// What a write does, as AdmissionReviews name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Operation {
-    Create,
-    Update,
-    Delete,
-}
-
-impl Operation {
-    fn name(self) -> &'static str {
-        match self {
-            Operation::Create => "CREATE",
-            Operation::Update => "UPDATE",
-            Operation::Delete => "DELETE",
-        }
-    }
-
-    /// The options kind a review carries for it.
-    fn options_kind(self) -> &'static str {
-        match self {
-            Operation::Create => "CreateOptions",
-            Operation::Update => "UpdateOptions",
-            Operation::Delete => "DeleteOptions",
-        }
-    }
-}
-
-/// One write, as the webhooks are asked about it.
-pub(crate) struct Write<'a> {
-    pub(crate) operation: Operation,
-    pub(crate) resource: &'a Resource,
-    pub(crate) subresource: Option<&'a str>,
-    pub(crate) namespace: Option<&'a str>,
-    pub(crate) name: &'a str,
-    pub(crate) user: UserInfo,
-    pub(crate) dry_run: bool,
-}
 
 /// A webhook of either kind of configuration, as far as calling it goes.
 struct Hook<'a> {
@@ -93,14 +55,6 @@ struct Hook<'a> {
     reinvocation: Option<&'a str>,
     /// Its CEL `matchConditions`: all must hold for it to be called.
     match_conditions: &'a [MatchCondition],
-}
-
-/// What decides whether an admission check applies to a write: its rules, and the
-/// selectors of namespaces and objects.
-pub(crate) struct Scope<'a> {
-    pub(crate) rules: &'a [RuleWithOperations],
-    pub(crate) namespace_selector: Option<&'a LabelSelector>,
-    pub(crate) object_selector: Option<&'a LabelSelector>,
 }
 
 macro_rules! hook_of {
@@ -214,8 +168,8 @@ async fn call(
         return Ok(None);
     }
     if !hook.match_conditions.is_empty() {
-        let bindings = crate::policies::Bindings::new(shared, write, (object, old));
-        match crate::policies::conditions_met(hook.match_conditions, &bindings) {
+        let bindings = Bindings::new(shared, write, (object, old));
+        match conditions_met(hook.match_conditions, &bindings) {
             Ok(true) => {}
             Ok(false) => return Ok(None),
             Err(_) if hook.failure_policy == Some("Ignore") => return Ok(None),
@@ -305,83 +259,6 @@ fn apply_patch(name: &str, object: &mut Value, patch: &str) -> Result<bool, Stat
     Ok(*object != before)
 }
 
-/// Whether `write` is in `scope`: a rule matches its operation and resource, and its
-/// namespace and the object (new or old) are selected.
-pub(crate) fn in_scope(
-    shared: &Shared,
-    scope: &Scope<'_>,
-    write: &Write<'_>,
-    (object, old): (&Value, Option<&Value>),
-) -> bool {
-    let resource = match write.subresource {
-        Some(sub) => format!("{}/{sub}", write.resource.plural),
-        None => write.resource.plural.clone(),
-    };
-    let ruled = scope
-        .rules
-        .iter()
-        .any(|rule| rule_matches(rule, write, &resource));
-    if !ruled {
-        return false;
-    }
-    let labels_of = |value: &Value| -> berth_labels::Labels {
-        serde_json::from_value(value["metadata"]["labels"].clone()).ok()
-    };
-    if let Some(selector) = scope.object_selector {
-        let selected = [Some(object), old]
-            .into_iter()
-            .flatten()
-            .filter(|o| !o.is_null())
-            .any(|o| berth_labels::selects(selector, &labels_of(o)));
-        if !selected {
-            return false;
-        }
-    }
-    let Some(selector) = scope.namespace_selector else {
-        return true;
-    };
-    let namespace_labels = match (write.namespace, write.resource.plural.as_str()) {
-        (Some(namespace), _) => shared
-            .cache
-            .typed::<Namespace>(&format!("/registry/namespaces/{namespace}"))
-            .and_then(|n| n.metadata.labels),
-        // A namespace is selected by its own labels; other cluster objects always are.
-        (None, "namespaces") if write.resource.group.is_empty() => labels_of(object),
-        (None, _) => return true,
-    };
-    berth_labels::selects(selector, &namespace_labels)
-}
-
-fn rule_matches(rule: &RuleWithOperations, write: &Write<'_>, resource: &str) -> bool {
-    let any = |list: &Option<Vec<String>>, wanted: &str| {
-        list.iter()
-            .flatten()
-            .any(|item| item == "*" || item == wanted)
-    };
-    let resources = rule.resources.iter().flatten().any(|pattern| {
-        pattern == "*/*"
-            || pattern == resource
-            || (pattern == "*" && write.subresource.is_none())
-            || match pattern.split_once('/') {
-                Some((plural, "*")) => {
-                    plural == write.resource.plural && write.subresource.is_some()
-                }
-                Some(("*", sub)) => write.subresource == Some(sub),
-                _ => false,
-            }
-    });
-    let scope = match rule.scope.as_deref() {
-        Some("Cluster") => !write.resource.namespaced,
-        Some("Namespaced") => write.resource.namespaced,
-        _ => true,
-    };
-    any(&rule.operations, write.operation.name())
-        && any(&rule.api_groups, &write.resource.group)
-        && any(&rule.api_versions, &write.resource.version)
-        && resources
-        && scope
-}
-
 /// The AdmissionReview a webhook is sent, in the newest version it accepts.
 fn review(
     write: &Write<'_>,
@@ -402,34 +279,6 @@ fn review(
         "kind": "AdmissionReview",
         "request": request,
     })
-}
-
-/// What a review's `request` says of `write` besides its objects: also CEL's `request`.
-pub(crate) fn request_of(write: &Write<'_>, uid: &str) -> Value {
-    let resource = write.resource;
-    let kind = json!({"group": resource.group, "version": resource.version, "kind": resource.kind});
-    let gvr =
-        json!({"group": resource.group, "version": resource.version, "resource": resource.plural});
-    let mut request = json!({
-        "uid": uid,
-        "kind": kind,
-        "resource": gvr,
-        "requestKind": kind,
-        "requestResource": gvr,
-        "name": write.name,
-        "operation": write.operation.name(),
-        "userInfo": write.user,
-        "dryRun": write.dry_run,
-        "options": {"kind": write.operation.options_kind(), "apiVersion": "meta.k8s.io/v1"},
-    });
-    if let Some(namespace) = write.namespace {
-        request["namespace"] = json!(namespace);
-    }
-    if let Some(sub) = write.subresource {
-        request["subResource"] = json!(sub);
-        request["requestSubResource"] = json!(sub);
-    }
-    request
 }
 
 /// A webhook's answer, as much of it as the server reads.
@@ -597,7 +446,7 @@ fn hook_problems(hook: &Hook<'_>, at: &str) -> Vec<String> {
             "{at}.reinvocationPolicy: Unsupported value: {policy:?}: supported values: \"IfNeeded\", \"Never\""
         ));
     }
-    problems.extend(crate::policies::condition_problems(
+    problems.extend(condition_problems(
         hook.match_conditions,
         &format!("{at}.matchConditions"),
     ));

@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::auth::Identity;
+use crate::admission::{Operation, Write};
+use crate::identity::Identity;
 use crate::kinds::FieldValidation;
 use crate::managed::{self, Manager};
 use crate::objects;
@@ -19,7 +20,7 @@ use crate::resources::{Resource, ScaleSelector};
 use crate::services;
 use crate::status::Status;
 use crate::stored::Place;
-use crate::webhooks::{self, Operation};
+use crate::webhooks;
 
 /// The part of an object a request addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +92,8 @@ impl WriteOptions {
         operation: Operation,
         place: &'a Place,
         (part, name): (Part, &'a str),
-    ) -> webhooks::Write<'a> {
-        webhooks::Write {
+    ) -> Write<'a> {
+        Write {
             operation,
             resource: &place.resource,
             subresource: part.subresource(),
@@ -290,7 +291,7 @@ pub(crate) async fn create(
 ) -> Result<Response, Status> {
     let resource = &place.resource;
     if let Some(namespace) = &place.namespace {
-        objects::require_namespace(shared.store.as_ref(), namespace).await?;
+        crate::stored::require_namespace(shared.store.as_ref(), namespace).await?;
     }
     if resource.has_status && resource.kind != "Node" {
         // What a new object says of its status is dropped: a custom object's whole (its
@@ -300,7 +301,7 @@ pub(crate) async fn create(
             _ => object["status"] = json!({}),
         }
     }
-    let (key, object) = objects::prepare_create(
+    let (key, object) = crate::prepare::create(
         resource,
         place.namespace.as_deref(),
         object,
@@ -315,7 +316,7 @@ pub(crate) async fn create(
         crate::certificates::record_requester(&options.identity, &mut object);
     }
     touchable(&options.identity, resource, &object)?;
-    crate::rbac::check_write(shared, &options.identity, resource, (None, &object))?;
+    crate::escalation::check_write(shared, &options.identity, resource, (None, &object))?;
     let namespace = place.namespace.as_deref().unwrap_or_default();
     let mut warnings = admitted.warnings;
     if crate::custom::is_definitions(resource) {
@@ -379,7 +380,7 @@ pub(crate) async fn create(
 /// through its schema again when they changed it), then the validating ones.
 async fn webhooked(
     shared: &Shared,
-    write: &webhooks::Write<'_>,
+    write: &Write<'_>,
     (mut object, old): (Value, Option<&Value>),
     warnings: &mut Vec<String>,
 ) -> Result<Value, Status> {
@@ -416,7 +417,7 @@ pub(crate) async fn change(
         let given = edit(view(part, resource, current.clone()))?;
         let proposed = merged(part, resource, &current, given)?;
         let (expected, proposed) =
-            objects::prepare_update(resource, place.namespace.as_deref(), name, proposed)?;
+            crate::prepare::update(resource, place.namespace.as_deref(), name, proposed)?;
         let admitted = resource.admit(proposed, (options.validation, Some(&current)))?;
         let mut object = objects::carry_over(admitted.object, &current, resource.has_status);
         if part == Part::Whole && crate::custom::is_definitions(resource) {
@@ -424,7 +425,7 @@ pub(crate) async fn change(
         }
         touchable(&options.identity, resource, &object)?;
         let change = (Some(&current), &object);
-        crate::rbac::check_write(shared, &options.identity, resource, change)?;
+        crate::escalation::check_write(shared, &options.identity, resource, change)?;
         let mut warnings = admitted.warnings;
         if part == Part::Whole && crate::custom::is_definitions(resource) {
             warnings.extend(crate::custom::unenforced(&object));
@@ -656,7 +657,7 @@ async fn delete_once(
     let shown = resource.present(object.clone());
     touchable(&options.identity, resource, &shown)?;
     check_preconditions(resource, name, &shown, options)?;
-    let write = webhooks::Write {
+    let write = Write {
         operation: Operation::Delete,
         resource,
         subresource: None,
@@ -712,7 +713,11 @@ fn touchable(identity: &Identity, resource: &Resource, object: &Value) -> Result
         return Ok(());
     }
     let name = objects::name_of(object);
-    Err(crate::auth::not_its_own(identity, &resource.plural, name))
+    Err(crate::authorization::not_its_own(
+        identity,
+        &resource.plural,
+        name,
+    ))
 }
 
 fn check_preconditions(
