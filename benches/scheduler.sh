@@ -12,7 +12,10 @@ set -euo pipefail
 : "${BERTH:?set by benches/run}" "${LOAD:?set by benches/run}"
 nodes=${NODES:-5000} pods=${PODS:-10000}
 source "$(dirname "$0")/lib/server.bash"
-serve scheduler ${BACKLOG:+--leader-elect=false}
+# No agent of the server's own: the machine would join as a real node beside the simulated
+# ones. 5,000 nodes need more /24s than the default /16 has.
+cidr=(--cluster-cidr 10.0.0.0/8)
+serve scheduler --disable-agent --disable-registry "${cidr[@]}" ${BACKLOG:+--leader-elect=false}
 "$BERTH" agent --simulate "$nodes" --node-name bench --server "https://$address" \
   --token "$(cat "$data/node-token")" --certificate-authority "$data/tls/ca.crt" >"$work/agent.log" 2>&1 &
 pids+=($!)
@@ -25,7 +28,7 @@ until [ "$(count_nodes)" -ge "$nodes" ]; do sleep 0.5; done
 printf 'scheduler  %s simulated nodes registered in %s s\n' "$nodes" "$((SECONDS - start))"
 if [ -n "${BACKLOG:-}" ]; then
   "$LOAD" "$data" "$address" backlog "$pods" \
-    "$BERTH" controller-manager --kubeconfig "$data/admin.kubeconfig" | sed 's/^/scheduler  /'
+    "$BERTH" controller-manager --kubeconfig "$data/admin.kubeconfig" "${cidr[@]}" | sed 's/^/scheduler  /'
 else
   printf 'scheduler  '; "$LOAD" "$data" "$address" schedule "$pods"
 fi

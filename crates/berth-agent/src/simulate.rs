@@ -14,12 +14,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
+use futures_util::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
@@ -144,8 +144,17 @@ async fn run_pods(client: Client, names: &[String]) -> Result<(), kube::Error> {
     let mut next_address: HashMap<usize, u32> = HashMap::new();
     let mut exiting: HashSet<String> = HashSet::new();
     let config = watcher::Config::default().fields("spec.nodeName!=");
-    let mut events = std::pin::pin!(watcher(pods, config));
-    while let Some(event) = events.try_next().await.map_err(crate::watch_error)? {
+    // A watch that fell behind the server's history ends with 410 and is listed anew,
+    // after a back-off: routine on a busy server, not a reason to stop.
+    let mut events = std::pin::pin!(watcher(pods, config).default_backoff());
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(%error, "the watch of pods failed; watching again");
+                continue;
+            }
+        };
         let pod = match event {
             watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => pod,
             watcher::Event::Delete(pod) => {

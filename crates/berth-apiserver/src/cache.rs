@@ -383,8 +383,8 @@ impl Cache {
         (items, state.revision)
     }
 
-    /// The objects under `prefix` now, kept for the pages that follow (the one already
-    /// taken at this revision, if any).
+    /// The objects under `prefix` now: the snapshot already kept at this revision, if
+    /// any, or a new one, which [`Cache::keep`] keeps for the pages that follow.
     pub(crate) fn snapshot(&self, prefix: &str) -> Arc<Snapshot> {
         let state = self.read();
         if let Some(kept) = self.snapshot_at(prefix, state.revision) {
@@ -393,32 +393,44 @@ impl Cache {
         let entries = under(&state.objects, prefix)
             .map(|(key, entry)| (key.clone(), Arc::clone(entry)))
             .collect();
-        let snapshot = Arc::new(Snapshot {
+        Arc::new(Snapshot {
             prefix: prefix.to_string(),
             revision: state.revision,
             taken: std::time::Instant::now(),
             entries,
-        });
-        drop(state);
-        let mut kept = self
-            .snapshots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        })
+    }
+
+    /// Keeps `snapshot` for the pages of its list still to come.
+    pub(crate) fn keep(&self, snapshot: &Arc<Snapshot>) {
+        let mut kept = self.snapshots();
+        if kept.iter().any(|s| Arc::ptr_eq(s, snapshot)) {
+            return;
+        }
         kept.retain(|s| s.taken.elapsed() < SNAPSHOT_LIFE);
         if kept.len() == SNAPSHOTS {
             kept.pop_front();
         }
-        kept.push_back(Arc::clone(&snapshot));
-        snapshot
+        kept.push_back(Arc::clone(snapshot));
+    }
+
+    /// Lets go of `snapshot` once its list's last page is served: a snapshot holds on to
+    /// every object as it was, and relists of 150,000 pods kept for a minute each held
+    /// gigabytes.
+    pub(crate) fn release(&self, snapshot: &Arc<Snapshot>) {
+        self.snapshots().retain(|s| !Arc::ptr_eq(s, snapshot));
+    }
+
+    fn snapshots(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Snapshot>>> {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The snapshot of `prefix` at `revision`, if one is kept.
     pub(crate) fn snapshot_at(&self, prefix: &str, revision: i64) -> Option<Arc<Snapshot>> {
-        let kept = self
-            .snapshots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        kept.iter()
+        self.snapshots()
+            .iter()
             .find(|s| {
                 s.prefix == prefix && s.revision == revision && s.taken.elapsed() < SNAPSHOT_LIFE
             })
@@ -527,7 +539,23 @@ fn under<'s>(
 
 #[cfg(test)]
 mod tests {
-    use super::directory;
+    use super::{Cache, directory};
+
+    #[test]
+    fn a_snapshot_is_kept_while_its_pages_are_read_and_let_go_after() {
+        let (cache, feed) = Cache::by_hand();
+        feed("/registry/pods/a/one", 1);
+        feed("/registry/pods/a/two", 2);
+        let snapshot = cache.snapshot("/registry/pods/");
+        assert_eq!(snapshot.entries.len(), 2);
+        assert!(cache.snapshot_at("/registry/pods/", 2).is_none());
+        cache.keep(&snapshot);
+        feed("/registry/pods/a/three", 3);
+        let kept = cache.snapshot_at("/registry/pods/", 2).expect("kept");
+        assert_eq!(kept.after("/registry/pods/a/one").len(), 1);
+        cache.release(&kept);
+        assert!(cache.snapshot_at("/registry/pods/", 2).is_none());
+    }
 
     #[test]
     fn a_keys_directory_is_its_resources() {

@@ -461,12 +461,13 @@ async fn from_cache(
             continue;
         }
         page.push(Arc::clone(entry));
-        if page.len() == limit {
-            let more = index + 1 < rest.len();
-            let token = more.then(|| continue_token(snapshot.revision, key));
-            return Ok(Some((page, snapshot.revision, token)));
+        if page.len() == limit && index + 1 < rest.len() {
+            shared.cache.keep(&snapshot);
+            let token = continue_token(snapshot.revision, key);
+            return Ok(Some((page, snapshot.revision, Some(token))));
         }
     }
+    shared.cache.release(&snapshot);
     Ok(Some((page, snapshot.revision, None)))
 }
 
