@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_engine::{Engine, PodSandbox};
-use futures_util::TryStreamExt;
+use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -98,11 +98,13 @@ enum Wake {
     Objects,
 }
 
-/// Runs the pods bound to the node until the watch of them fails for good.
-pub async fn run(kubelet: Arc<Kubelet>) -> Result<(), kube::Error> {
+/// Runs the pods bound to the node until the engine stops. A watch of them that fails
+/// — one that fell behind the server's history ends with 410, routine on a busy server
+/// — is made again after a back-off, listing the pods anew.
+pub async fn run(kubelet: Arc<Kubelet>) {
     let pods: Api<Pod> = Api::all(kubelet.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", kubelet.node.name));
-    let mut stream = std::pin::pin!(watcher(pods, config));
+    let mut stream = std::pin::pin!(watcher(pods, config).default_backoff());
     let (_, mut engine_events) = kubelet.engine.subscribe_events();
     let mut workers: HashMap<String, UnboundedSender<Wake>> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
@@ -117,8 +119,15 @@ pub async fn run(kubelet: Arc<Kubelet>) -> Result<(), kube::Error> {
                     }
                 }
             }
-            event = stream.try_next() => {
-                let Some(event) = event.map_err(crate::watch_error)? else { return Ok(()) };
+            event = stream.next() => {
+                let event = match event {
+                    Some(Ok(event)) => event,
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "the watch of the node's pods failed; watching again");
+                        continue;
+                    }
+                    None => return,
+                };
                 match event {
                     watcher::Event::Init => listed.clear(),
                     watcher::Event::InitApply(pod) => {
@@ -161,7 +170,7 @@ pub async fn run(kubelet: Arc<Kubelet>) -> Result<(), kube::Error> {
                         let _ = worker.send(Wake::Changed);
                     }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
         }
     }

@@ -220,12 +220,11 @@ impl Agent {
         Arc::clone(&self.kubelet.engine)
     }
 
-    /// Runs the node's pods until the API watch ends for good.
-    pub async fn run(self) -> Result<(), AgentError> {
-        let result = kubelet::run(Arc::clone(&self.kubelet)).await;
+    /// Runs the node's pods until its engine stops.
+    pub async fn run(self) {
+        kubelet::run(Arc::clone(&self.kubelet)).await;
         self.heartbeat.abort();
         self.api.abort();
-        Ok(result?)
     }
 }
 
@@ -368,16 +367,6 @@ fn slim<K: kube::Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
     if let Some(annotations) = object.meta_mut().annotations.as_mut() {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
-}
-
-/// A watch's error as the API client's.
-pub(crate) fn watch_error(error: watcher::Error) -> kube::Error {
-    match error {
-        watcher::Error::InitialListFailed(e)
-        | watcher::Error::WatchStartFailed(e)
-        | watcher::Error::WatchFailed(e) => e,
-        other => kube::Error::Service(Box::new(other)),
     }
 }
 

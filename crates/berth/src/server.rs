@@ -117,7 +117,8 @@ async fn run_agent(client: kube::Client, config: berth_agent::AgentConfig) -> an
             tracing::warn!(%error, "could not serve the agent's engine to the operator");
         }
     });
-    Ok(agent.run().await?)
+    agent.run().await;
+    Ok(())
 }
 
 /// An agent's settings from its flags: state under `<data_dir>/agent`, runtime state
