@@ -17,8 +17,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-/// How many recent changes a watch may start from without going to the store.
-const WINDOW: usize = 10_000;
+/// How many recent changes a watch may start from without going to the store, and a
+/// watcher that fell behind be caught up from. With 10,000 (2–3 s of 40,000 pods being
+/// scheduled beside 5,000 nodes' Leases) pod watchers fell behind it, got 410 and listed
+/// every pod again, over and over; 50,000 ended those relists and cut the run's RSS from
+/// 1.3 GiB to 0.9 GiB, though it keeps that many changes' objects alive.
+const WINDOW: usize = 50_000;
 
 /// How many changes a slow watcher may fall behind the feed before it is caught up
 /// from the history instead (its watch ends only once the history no longer reaches
