@@ -1,6 +1,7 @@
-//! Objects as the API server keeps and shows them: parsing and checking what clients
-//! send (kind, names as DNS names, the namespace), the fields the server owns (uid,
-//! creationTimestamp, resourceVersion from the store revision) and defaults.
+//! Objects as JSON, whatever their kind: what clients send parsed and patched, the
+//! resourceVersion read from the store revision, the fields the server owns (uid,
+//! creationTimestamp, generation) carried over an update, and a metadata-only view.
+//! Checking an object against its resource is `prepare.rs`'.
 
 use std::time::SystemTime;
 

@@ -555,28 +555,19 @@ impl Propagation {
 /// Sets the object's garbage-collection finalizers to the one `propagation` asks for
 /// (none for Background); whether they changed.
 fn ask_propagation(object: &mut Value, propagation: Propagation) -> bool {
-    let mut finalizers: Vec<Value> = object["metadata"]["finalizers"]
+    let current: Vec<Value> = object["metadata"]["finalizers"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let before = finalizers.len();
-    finalizers.retain(|f| f != FOREGROUND && f != ORPHAN);
-    let removed = finalizers.len() != before;
-    let wanted = propagation.finalizer();
-    if let Some(wanted) = wanted {
-        finalizers.push(json!(wanted));
-    }
-    let had = |name: &str| {
-        object["metadata"]["finalizers"]
-            .as_array()
-            .is_some_and(|f| f.iter().any(|v| v == name))
-    };
-    let changed = match wanted {
-        Some(wanted) => !had(wanted) || finalizers.len() != before,
-        None => removed,
-    };
+    let mut wanted: Vec<Value> = current
+        .iter()
+        .filter(|f| *f != FOREGROUND && *f != ORPHAN)
+        .cloned()
+        .collect();
+    wanted.extend(propagation.finalizer().map(|f| json!(f)));
+    let changed = wanted.len() != current.len() || wanted.iter().any(|f| !current.contains(f));
     if changed {
-        object["metadata"]["finalizers"] = json!(finalizers);
+        object["metadata"]["finalizers"] = json!(wanted);
     }
     changed
 }

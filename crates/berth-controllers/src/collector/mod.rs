@@ -219,17 +219,7 @@ impl Collector {
         let Some(uid) = &metadata.uid else {
             return Vec::new();
         };
-        let finalizers = metadata.finalizers.as_deref().unwrap_or_default();
-        let node = Node {
-            resource: Arc::clone(&served.resource),
-            namespace: metadata.namespace.clone(),
-            name: metadata.name.clone().unwrap_or_default(),
-            owners: metadata.owner_references.clone().unwrap_or_default(),
-            deleting: metadata.deletion_timestamp.is_some(),
-            foreground: finalizers.iter().any(|f| f == FOREGROUND),
-            orphan: finalizers.iter().any(|f| f == ORPHAN),
-        };
-        self.graph().observe(uid, node)
+        self.graph().observe(uid, node_of(served, metadata))
     }
 
     /// Does what the object `uid` calls for now, if anything.
@@ -319,10 +309,8 @@ impl Collector {
             absent.insert(reference.uid.clone());
             return Ok(Some(Owner::Dangling));
         };
-        let finalizers = found.metadata.finalizers.unwrap_or_default();
-        let foreground = finalizers.iter().any(|f| f == FOREGROUND);
         Ok(Some(
-            if found.metadata.deletion_timestamp.is_some() && foreground {
+            if node_of(&served, &found.metadata).awaits_dependents() {
                 Owner::Waiting
             } else {
                 Owner::Solid
@@ -414,6 +402,20 @@ impl Collector {
             Err(error) if code(&error) == Some(404) => Ok(()),
             outcome => outcome.map(drop),
         }
+    }
+}
+
+/// An object of `served` as the graph keeps it, from its metadata.
+fn node_of(served: &Served, metadata: &ObjectMeta) -> Node {
+    let finalizers = metadata.finalizers.as_deref().unwrap_or_default();
+    Node {
+        resource: Arc::clone(&served.resource),
+        namespace: metadata.namespace.clone(),
+        name: metadata.name.clone().unwrap_or_default(),
+        owners: metadata.owner_references.clone().unwrap_or_default(),
+        deleting: metadata.deletion_timestamp.is_some(),
+        foreground: finalizers.iter().any(|f| f == FOREGROUND),
+        orphan: finalizers.iter().any(|f| f == ORPHAN),
     }
 }
 
