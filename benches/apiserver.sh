@@ -23,7 +23,7 @@ run_on() {  # NAME [DATASTORE]
   # the controllers on, the 150,000 pods (no nodes) would also be cached, judged and
   # reported unschedulable by the scheduler — benches/scheduler.sh measures those.
   "$BERTH" server --data-dir "$data" --bind "$address" ${datastore:+--datastore "$datastore"} \
-    --leader-elect=false >"$work/$name.log" 2>&1 &
+    --leader-elect=false --disable-agent --disable-registry >"$work/$name.log" 2>&1 &
   local server=$!
   pids+=("$server")
   for _ in $(seq 300); do
