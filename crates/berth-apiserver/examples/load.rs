@@ -530,6 +530,7 @@ async fn backlog(target: &Target, count: u64, command: &[String]) {
         bound.len() as u64 >= count
     })
     .await;
+    let memory = scheduler.id().map(memory_of).unwrap_or_default();
     let _ = scheduler.kill().await;
     let (first, last) = (bindings[0], bindings[bindings.len() - 1]);
     let window = last.saturating_duration_since(first);
@@ -540,6 +541,20 @@ async fn backlog(target: &Target, count: u64, command: &[String]) {
         bindings.len() as f64 / window.as_secs_f64(),
         first.saturating_duration_since(started).as_secs_f64()
     );
+    println!("controller manager {memory}");
+}
+
+/// A process's resident memory now and at its peak, as /proc says (`VmRSS`, `VmHWM`).
+fn memory_of(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map_or("?", str::trim)
+            .to_string()
+    };
+    format!("RSS {} (peak {})", field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Lists every pod `repeat` times, whole and in kubectl's pages of 500.

@@ -10,19 +10,24 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-/// How many recent changes a watch may start from without going to the store, and a
-/// watcher that fell behind be caught up from. With 10,000 (2–3 s of 40,000 pods being
-/// scheduled beside 5,000 nodes' Leases) pod watchers fell behind it, got 410 and listed
-/// every pod again, over and over; 50,000 ended those relists and cut the run's RSS from
-/// 1.3 GiB to 0.9 GiB, though it keeps that many changes' objects alive.
-const WINDOW: usize = 50_000;
+/// How long each resource's recent changes are kept for a watch to start from without
+/// going to the store, or a watcher that fell behind to be caught up from — at least
+/// kube-apiserver's 75 s. One window of 10,000 changes for all kinds was 2–3 s of
+/// 40,000 pods being scheduled beside 5,000 nodes' Lease renewals: pod watchers fell
+/// behind it, got 410 and listed every pod again, over and over.
+const FRESH: Duration = Duration::from_secs(75);
+
+/// How many changes a resource's history keeps whatever their age, and at most whatever
+/// their age: kube-apiserver's bounds of a watch cache's capacity.
+const HISTORY_MIN: usize = 100;
+const HISTORY_MAX: usize = 100 * 1024;
 
 /// How many changes a slow watcher may fall behind the feed before it is caught up
 /// from the history instead (its watch ends only once the history no longer reaches
@@ -125,6 +130,18 @@ pub(crate) struct Change {
 }
 
 impl Change {
+    /// The object at `key` made anew at `revision`, for tests.
+    #[cfg(test)]
+    fn made(key: &str, revision: i64) -> Arc<Self> {
+        let value = format!(r#"{{"metadata":{{"name":"{revision}"}}}}"#);
+        Arc::new(Change {
+            kind: "ADDED",
+            key: key.to_string(),
+            entry: Arc::new(Entry::of(value.as_bytes(), revision).expect("JSON")),
+            revision,
+        })
+    }
+
     /// The change a store event makes.
     pub(crate) fn of(event: &berth_store::Event) -> Option<Self> {
         let (kind, kv, revision) = match event {
@@ -143,10 +160,64 @@ impl Change {
     }
 }
 
+/// One resource's recent changes (those under a directory: `/registry/pods/`), each
+/// with when the cache saw it. Kept per resource, so that Lease renewals cannot push the
+/// pods' changes out.
+struct History {
+    changes: VecDeque<(Instant, Arc<Change>)>,
+    /// The revision after which the history holds every change of its resource: that of
+    /// the last change it let go of.
+    complete_after: i64,
+}
+
+impl History {
+    fn new(complete_after: i64) -> Self {
+        Self {
+            changes: VecDeque::new(),
+            complete_after,
+        }
+    }
+
+    fn push(&mut self, change: Arc<Change>, now: Instant) {
+        self.changes.push_back((now, change));
+        self.trim(now);
+    }
+
+    /// Lets go of the changes beyond [`HISTORY_MAX`], and of those older than [`FRESH`]
+    /// while more than [`HISTORY_MIN`] are kept.
+    fn trim(&mut self, now: Instant) {
+        while let Some((seen, change)) = self.changes.front() {
+            let kept = self.changes.len();
+            let stale = kept > HISTORY_MIN && now.saturating_duration_since(*seen) > FRESH;
+            if kept <= HISTORY_MAX && !stale {
+                break;
+            }
+            self.complete_after = change.revision;
+            self.changes.pop_front();
+        }
+    }
+
+    /// Lets go of the changes up to `revision`.
+    fn forget_through(&mut self, revision: i64) {
+        while self
+            .changes
+            .front()
+            .is_some_and(|(_, c)| c.revision <= revision)
+        {
+            self.changes.pop_front();
+        }
+        self.complete_after = self.complete_after.max(revision);
+    }
+}
+
 #[derive(Default)]
 struct State {
     objects: BTreeMap<String, Arc<Entry>>,
-    history: VecDeque<Arc<Change>>,
+    /// Each resource's recent changes, by directory.
+    histories: HashMap<String, History>,
+    /// The revision after which a resource with no history has had no change: the
+    /// load's, or the store's compaction's.
+    quiet_after: i64,
     /// The store revision the cache reflects; 0 until it has loaded.
     revision: i64,
     /// The revision the cache last loaded the whole store at.
@@ -171,7 +242,7 @@ fn directory(key: &str) -> &str {
 pub(crate) struct Snapshot {
     prefix: String,
     pub(crate) revision: i64,
-    taken: std::time::Instant,
+    taken: Instant,
     /// The keys and objects, in key order.
     pub(crate) entries: Vec<(String, Arc<Entry>)>,
 }
@@ -231,17 +302,7 @@ impl Cache {
     pub(crate) fn by_hand() -> (Arc<Self>, impl Fn(&str, i64)) {
         let cache = Self::empty();
         let feeder = Arc::clone(&cache);
-        let feed = move |key: &str, revision: i64| {
-            let value = format!(r#"{{"metadata":{{"name":"{revision}"}}}}"#);
-            let entry = Entry::of(value.as_bytes(), revision).expect("JSON");
-            let change = Change {
-                kind: "ADDED",
-                key: key.to_string(),
-                entry: Arc::new(entry),
-                revision,
-            };
-            feeder.apply(Arc::new(change));
-        };
+        let feed = move |key: &str, revision: i64| feeder.apply(Change::made(key, revision));
         (cache, feed)
     }
 
@@ -271,7 +332,8 @@ impl Cache {
             let mut state = self.write();
             *state = State {
                 objects,
-                history: VecDeque::new(),
+                histories: HashMap::new(),
+                quiet_after: listed.revision,
                 revision: listed.revision,
                 loaded: listed.revision,
                 changed: HashMap::new(),
@@ -294,6 +356,10 @@ impl Cache {
     }
 
     fn apply(&self, change: Arc<Change>) {
+        self.apply_at(change, Instant::now());
+    }
+
+    fn apply_at(&self, change: Arc<Change>, now: Instant) {
         let revision = change.revision;
         {
             let mut state = self.write();
@@ -304,14 +370,15 @@ impl Cache {
                     .objects
                     .insert(change.key.clone(), Arc::clone(&change.entry));
             }
-            if state.history.len() == WINDOW {
-                state.history.pop_front();
-            }
-            state.history.push_back(Arc::clone(&change));
-            state.revision = revision;
+            let directory = directory(&change.key);
+            let quiet_after = state.quiet_after;
             state
-                .changed
-                .insert(directory(&change.key).to_string(), revision);
+                .histories
+                .entry(directory.to_string())
+                .or_insert_with(|| History::new(quiet_after))
+                .push(Arc::clone(&change), now);
+            state.revision = revision;
+            state.changed.insert(directory.to_string(), revision);
             // Sent under the lock, so a watch that subscribes under it misses nothing.
             let _ = self.feed.send(change);
         }
@@ -331,15 +398,15 @@ impl Cache {
     }
 
     /// Forgets the changes up to `revision`, which the store has compacted away: a watch
-    /// from before it is told its revision is gone, as it would be by the store.
+    /// from before it is told its revision is gone, as it would be by the store. The
+    /// changes of resources that changed little since are let go of too.
     pub(crate) fn forget_through(&self, revision: i64) {
+        let now = Instant::now();
         let mut state = self.write();
-        while state
-            .history
-            .front()
-            .is_some_and(|c| c.revision <= revision)
-        {
-            state.history.pop_front();
+        state.quiet_after = state.quiet_after.max(revision);
+        for history in state.histories.values_mut() {
+            history.forget_through(revision);
+            history.trim(now);
         }
     }
 
@@ -400,7 +467,7 @@ impl Cache {
         Arc::new(Snapshot {
             prefix: prefix.to_string(),
             revision: state.revision,
-            taken: std::time::Instant::now(),
+            taken: Instant::now(),
             entries,
         })
     }
@@ -461,19 +528,32 @@ impl Cache {
                 })
                 .collect()
         } else {
-            let oldest = state
-                .history
-                .front()
-                .map_or(state.revision, |c| c.revision - 1);
-            if revision < oldest || revision > state.revision {
+            // The histories of the resources under `prefix`: one, unless it is shorter
+            // than a resource's directory.
+            let directory = directory(prefix);
+            let histories: Vec<&History> = state
+                .histories
+                .iter()
+                .filter(|(d, _)| d.starts_with(directory))
+                .map(|(_, history)| history)
+                .collect();
+            let complete_after = histories
+                .iter()
+                .map(|h| h.complete_after)
+                .fold(state.quiet_after, i64::max);
+            if revision < complete_after || revision > state.revision {
                 return None;
             }
-            state
-                .history
+            let mut replay: Vec<Arc<Change>> = histories
                 .iter()
+                .flat_map(|h| h.changes.iter().map(|(_, change)| change))
                 .filter(|c| c.revision > revision && c.key.starts_with(prefix))
                 .cloned()
-                .collect()
+                .collect();
+            if histories.len() > 1 {
+                replay.sort_by_key(|c| c.revision);
+            }
+            replay
         };
         Some((Following { replay, feed }, state.revision))
     }
@@ -543,7 +623,44 @@ fn under<'s>(
 
 #[cfg(test)]
 mod tests {
-    use super::{Cache, directory};
+    use std::time::{Duration, Instant};
+
+    use super::{Cache, Change, FRESH, HISTORY_MAX, HISTORY_MIN, directory};
+
+    #[test]
+    fn a_resources_history_is_its_own_whatever_others_change() {
+        let (cache, feed) = Cache::by_hand();
+        feed("/registry/pods/a/one", 1);
+        feed("/registry/pods/a/one", 2);
+        let leases = HISTORY_MAX as i64 + 10;
+        for revision in 3..3 + leases {
+            feed("/registry/leases/kube-node-lease/node", revision);
+        }
+        feed("/registry/pods/a/one", 3 + leases);
+        let (pods, _) = cache.follow_from("/registry/pods/", 1).expect("kept");
+        let revisions: Vec<i64> = pods.replay.iter().map(|c| c.revision).collect();
+        assert_eq!(revisions, [2, 3 + leases]);
+        // Ten Lease changes went: their watches from before them go to the store.
+        assert!(cache.follow_from("/registry/leases/", 11).is_none());
+        let (all, _) = cache.follow_from("/registry/", 12).expect("kept");
+        assert_eq!(all.replay.len(), HISTORY_MAX + 1);
+        assert!(all.replay.is_sorted_by_key(|c| c.revision));
+    }
+
+    #[test]
+    fn changes_older_than_fresh_go_once_more_than_the_fewest_are_kept() {
+        let (cache, _) = Cache::by_hand();
+        let start = Instant::now();
+        let old = HISTORY_MIN as i64 + 1;
+        for revision in 1..=old {
+            cache.apply_at(Change::made("/registry/pods/a/one", revision), start);
+        }
+        let later = start + FRESH + Duration::from_secs(1);
+        cache.apply_at(Change::made("/registry/pods/a/one", old + 1), later);
+        assert!(cache.follow_from("/registry/pods/", 1).is_none());
+        let (kept, _) = cache.follow_from("/registry/pods/", 2).expect("kept");
+        assert_eq!(kept.replay.len(), HISTORY_MIN);
+    }
 
     #[test]
     fn a_snapshot_is_kept_while_its_pages_are_read_and_let_go_after() {
