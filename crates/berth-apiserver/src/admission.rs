@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::Shared;
 use crate::identity::UserInfo;
+use crate::kinds::Hooks;
 use crate::resources::Resource;
 
 /// What a write does, as AdmissionReviews name it.
@@ -96,13 +97,13 @@ pub(crate) fn in_scope(
     let Some(selector) = scope.namespace_selector else {
         return true;
     };
-    let namespace_labels = match (write.namespace, write.resource.plural.as_str()) {
+    let namespace_labels = match (write.namespace, write.resource.hooks()) {
         (Some(namespace), _) => shared
             .cache
             .typed::<Namespace>(&format!("/registry/namespaces/{namespace}"))
             .and_then(|n| n.metadata.labels),
         // A namespace is selected by its own labels; other cluster objects always are.
-        (None, "namespaces") if write.resource.group.is_empty() => labels_of(object),
+        (None, Hooks::Namespaces) => labels_of(object),
         (None, _) => return true,
     };
     berth_labels::selects(selector, &namespace_labels)

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::Shared;
 use crate::identity::{Access, Identity};
-use crate::kinds::Schema;
+use crate::kinds::{Hooks, Schema};
 use crate::pki::Purpose;
 use crate::status::Status;
 
@@ -34,11 +34,6 @@ fn purpose_of(signer: &str) -> Option<Purpose> {
         "kubernetes.io/kubelet-serving" => Some(Purpose::Serving),
         _ => None,
     }
-}
-
-/// Whether `resource` is CertificateSigningRequests.
-pub(crate) fn is_requests(resource: &crate::resources::Resource) -> bool {
-    resource.plural == "certificatesigningrequests" && resource.custom().is_none()
 }
 
 /// Records the requester in a new request, as kube-apiserver does whatever it said.
@@ -149,6 +144,7 @@ fn base64_of(bytes: &[u8]) -> String {
 
 impl Schema for CertificateSigningRequest {
     const HAS_STATUS: bool = true;
+    const HOOKS: Hooks = Hooks::SigningRequests;
 
     fn default_fields(&mut self) {
         if self.spec.usages.as_ref().is_none_or(Vec::is_empty) {

@@ -13,12 +13,12 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::kinds::Schema;
-use crate::resources::Resource;
+use crate::kinds::{Hooks, Schema};
 use crate::status::Status;
 
 impl Schema for CustomResourceDefinition {
     const HAS_STATUS: bool = true;
+    const HOOKS: Hooks = Hooks::Definitions;
 
     fn default_fields(&mut self) {
         let names = &mut self.spec.names;
@@ -131,11 +131,6 @@ pub(crate) fn unenforced(definition: &Value) -> Vec<String> {
         })
         .flatten()
         .collect()
-}
-
-/// Whether `resource` is CustomResourceDefinitions themselves.
-pub(crate) fn is_definitions(resource: &Resource) -> bool {
-    resource.plural == "customresourcedefinitions" && resource.custom().is_none()
 }
 
 /// Gives a definition (as it is about to be stored) the status kube-apiserver's

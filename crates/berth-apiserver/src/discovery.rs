@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use crate::kinds::Hooks;
 use crate::registry::group_versions;
 use crate::resources::Resource;
 use crate::reviews::{AUTHORIZATION, AUTHORIZATION_RESOURCES};
@@ -172,8 +173,8 @@ fn subresources(resource: &Resource) -> Vec<Value> {
     if resource.scale().is_some() {
         found.push(sub("scale", Some(("autoscaling", "v1")), "Scale", writable));
     }
-    match resource.plural.as_str() {
-        "pods" => {
+    match resource.hooks() {
+        Hooks::Pods => {
             found.push(sub("binding", None, "Binding", &["create"]));
             found.push(sub(
                 "eviction",
@@ -183,10 +184,10 @@ fn subresources(resource: &Resource) -> Vec<Value> {
             ));
             found.push(sub("log", None, "Pod", &["get"]));
         }
-        "certificatesigningrequests" => {
+        Hooks::SigningRequests => {
             found.push(sub("approval", None, &resource.kind, writable));
         }
-        "serviceaccounts" => {
+        Hooks::ServiceAccounts => {
             let group_version = Some(("authentication.k8s.io", "v1"));
             found.push(sub("token", group_version, "TokenRequest", &["create"]));
         }

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::Shared;
 use crate::identity::{Access, Identity};
+use crate::kinds::Hooks;
 use crate::rbac::{GROUP, Reading, atoms, grants, role_rules, rules_for};
 use crate::resources::Resource;
 use crate::status::Status;
@@ -25,8 +26,8 @@ pub(crate) fn check_write(
 ) -> Result<(), Status> {
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
     let namespace = object["metadata"]["namespace"].as_str();
-    let (granted, verb, role): (Vec<PolicyRule>, _, _) = match resource.kind.as_str() {
-        "Role" | "ClusterRole" => {
+    let (granted, verb, role): (Vec<PolicyRule>, _, _) = match resource.hooks() {
+        Hooks::Roles => {
             let rules = serde_json::from_value(object["rules"].clone()).unwrap_or_default();
             (
                 rules,
@@ -34,7 +35,7 @@ pub(crate) fn check_write(
                 (resource.plural.as_str(), name.to_string()),
             )
         }
-        "RoleBinding" | "ClusterRoleBinding" => {
+        Hooks::Bindings => {
             if let Some(current) = current
                 && current["roleRef"] != object["roleRef"]
             {

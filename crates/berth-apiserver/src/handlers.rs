@@ -20,6 +20,7 @@ use futures_util::StreamExt;
 use crate::Shared;
 use crate::forms::Form;
 use crate::identity::Identity;
+use crate::kinds::Hooks;
 use crate::objects;
 use crate::resources::{Resource, not_served};
 use crate::selectors::Selection;
@@ -333,11 +334,9 @@ async fn delete_any(
                 return Err(method_not_allowed());
             }
             let options = DeleteOptions::from_request(&query, &body, identity)?;
-            match target.place.resource.plural.as_str() {
-                "namespaces" => delete_namespace_contents(&shared, &name).await?,
-                "customresourcedefinitions" => {
-                    crate::custom::delete_objects(&shared, &name).await?
-                }
+            match target.place.resource.hooks() {
+                Hooks::Namespaces => delete_namespace_contents(&shared, &name).await?,
+                Hooks::Definitions => crate::custom::delete_objects(&shared, &name).await?,
                 _ => {}
             }
             writes::delete(&shared, &target.place, &name, &options).await
@@ -598,7 +597,7 @@ async fn delete_namespace_contents(shared: &Shared, namespace: &str) -> Result<(
     let contents = in_namespace(shared, namespace).await?;
     let deletes = contents.into_iter().map(|(resource, kv)| async move {
         match shared.store.delete(&kv.key, 0).await {
-            Ok((last, _)) if crate::services::is_services(&resource) => {
+            Ok((last, _)) if resource.hooks() == Hooks::Services => {
                 if let Some(last) = objects::from_stored(&last) {
                     crate::services::deleted(shared, &last).await;
                 }

@@ -75,8 +75,49 @@ pub enum NameRule {
     PathSegment,
 }
 
+/// What a kind's requests do beyond the path every kind's take (read through its
+/// schema, admission, webhooks, the store). Named with the kind, in its [`Schema`], and
+/// carried out by the layers that serve requests (`writes.rs`, `handlers.rs`,
+/// `discovery.rs`), which ask for it instead of comparing resource names — a custom
+/// resource may be called `pods` too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hooks {
+    /// Nothing beyond the common path: most kinds, and every custom one.
+    None,
+    /// Namespaces: deleting one deletes what is in it; admission selects one by its own
+    /// labels.
+    Namespaces,
+    /// Nodes: a new one keeps the status it is created with, as agents register.
+    Nodes,
+    /// Pods: ServiceAccount credentials, priority, LimitRange defaults and PodSecurity
+    /// admission when created; quota counts them; `/binding`, `/eviction` and `/log`.
+    Pods,
+    /// PersistentVolumeClaims: the default StorageClass when created; quota counts
+    /// them.
+    Claims,
+    /// Secrets: a legacy ServiceAccount token filled in when created.
+    Secrets,
+    /// ServiceAccounts: `/token`.
+    ServiceAccounts,
+    /// Services: cluster IPs and node ports claimed by writes, given back by deletion.
+    Services,
+    /// CustomResourceDefinitions: established by writes, rules the server cannot
+    /// enforce warned of; their objects deleted with them.
+    Definitions,
+    /// CertificateSigningRequests: the requester recorded when created; `/approval`.
+    SigningRequests,
+    /// Roles and ClusterRoles: nobody writes rules they do not hold themselves.
+    Roles,
+    /// RoleBindings and ClusterRoleBindings: nobody binds a role whose rules they do
+    /// not hold; the roleRef never changes.
+    Bindings,
+}
+
 /// What the server knows of a kind beyond its fields: defaults and checks.
 pub(crate) trait Schema: DeserializeOwned + Serialize {
+    /// What its requests do beyond every kind's.
+    const HOOKS: Hooks = Hooks::None;
+
     /// Whether the kind has a status that only its `/status` subresource changes.
     const HAS_STATUS: bool = false;
 
@@ -343,6 +384,7 @@ fn default_template(template: &mut PodTemplateSpec) {
 
 impl Schema for Namespace {
     const HAS_STATUS: bool = true;
+    const HOOKS: Hooks = Hooks::Namespaces;
     const NAME_RULE: NameRule = NameRule::Label;
     /// Every namespace carries its name as a label, as kube-apiserver sets it, so
     /// selectors (network policies, admission bindings) can pick namespaces by name.
@@ -366,6 +408,7 @@ impl Schema for Namespace {
 impl Schema for ConfigMap {}
 
 impl Schema for Secret {
+    const HOOKS: Hooks = Hooks::Secrets;
     /// `stringData` is written into `data`, as kube-apiserver does.
     fn default_fields(&mut self) {
         if self.type_.as_deref().is_none_or(str::is_empty) {
@@ -382,6 +425,7 @@ impl Schema for Secret {
 
 impl Schema for Pod {
     const HAS_STATUS: bool = true;
+    const HOOKS: Hooks = Hooks::Pods;
     const CATEGORIES: &'static [&'static str] = &["all"];
     fn default_fields(&mut self) {
         default_pod_spec(self.spec.get_or_insert_default());
@@ -416,6 +460,7 @@ fn qos_class(spec: Option<&PodSpec>) -> &'static str {
 
 impl Schema for Service {
     const HAS_STATUS: bool = true;
+    const HOOKS: Hooks = Hooks::Services;
     const CATEGORIES: &'static [&'static str] = &["all"];
     fn default_fields(&mut self) {
         let spec = self.spec.get_or_insert_default();
@@ -472,13 +517,16 @@ impl Schema for Service {
 
 impl Schema for Endpoints {}
 impl Schema for Event {}
-impl Schema for ServiceAccount {}
+impl Schema for ServiceAccount {
+    const HOOKS: Hooks = Hooks::ServiceAccounts;
+}
 impl Schema for Lease {}
 impl Schema for EndpointSlice {}
 impl Schema for ControllerRevision {}
 
 impl Schema for Node {
     const HAS_STATUS: bool = true;
+    const HOOKS: Hooks = Hooks::Nodes;
 }
 
 impl Schema for PersistentVolume {
@@ -487,6 +535,7 @@ impl Schema for PersistentVolume {
 
 impl Schema for PersistentVolumeClaim {
     const HAS_STATUS: bool = true;
+    const HOOKS: Hooks = Hooks::Claims;
     fn default_fields(&mut self) {
         let spec = self.spec.get_or_insert_default();
         set_default(&mut spec.volume_mode, "Filesystem".into());

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::kinds::Schema;
+use crate::kinds::{Hooks, Schema};
 use crate::resources::Resource;
 use crate::status::Status;
 
@@ -220,10 +220,10 @@ pub(crate) async fn charge(
     if quotas.is_empty() {
         return Ok(());
     }
-    let pod: Option<Pod> = (resource.plural == "pods")
+    let pod: Option<Pod> = (resource.hooks() == Hooks::Pods)
         .then(|| serde_json::from_value(object.clone()).ok())
         .flatten();
-    let claim: Option<PersistentVolumeClaim> = (resource.plural == "persistentvolumeclaims")
+    let claim: Option<PersistentVolumeClaim> = (resource.hooks() == Hooks::Claims)
         .then(|| serde_json::from_value(object.clone()).ok())
         .flatten();
     let counted = match (&pod, &claim) {

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use crate::Shared;
 use crate::cache::{Cache, Memo};
 use crate::identity::{Access, UserInfo, VIEWERS};
-use crate::kinds::{NameRule, Schema, required, unsupported};
+use crate::kinds::{Hooks, NameRule, Schema, required, unsupported};
 
 /// The API group of RBAC's kinds.
 pub(crate) const GROUP: &str = "rbac.authorization.k8s.io";
@@ -308,6 +308,7 @@ macro_rules! role_schema {
     ($kind:ty, $namespaced:expr) => {
         impl Schema for $kind {
             const NAME_RULE: NameRule = NameRule::PathSegment;
+            const HOOKS: Hooks = Hooks::Roles;
 
             fn problems(&self) -> Vec<String> {
                 rule_problems(self.rules.as_deref(), $namespaced)
@@ -322,6 +323,7 @@ macro_rules! binding_schema {
     ($kind:ty, $namespaced:expr) => {
         impl Schema for $kind {
             const NAME_RULE: NameRule = NameRule::PathSegment;
+            const HOOKS: Hooks = Hooks::Bindings;
 
             fn default_fields(&mut self) {
                 default_subjects(self.subjects.as_mut());

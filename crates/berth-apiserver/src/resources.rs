@@ -78,6 +78,8 @@ pub(crate) enum Definition {
         /// How its objects are turned into and out of the shape they are stored in,
         /// when that is another version's: events.k8s.io Events are kept as core ones.
         reshape: Option<Reshape>,
+        /// What its requests do beyond every kind's.
+        hooks: kinds::Hooks,
     },
     /// A version of a CustomResourceDefinition, through its structural schema.
     Custom(Arc<CustomVersion>),
@@ -191,6 +193,14 @@ impl Resource {
         encoded.unwrap_or_default()
     }
 
+    /// What its requests do beyond every kind's: nothing, for a custom resource.
+    pub(crate) fn hooks(&self) -> kinds::Hooks {
+        match &self.definition {
+            Definition::BuiltIn { hooks, .. } => *hooks,
+            Definition::Custom(_) => kinds::Hooks::None,
+        }
+    }
+
     /// The version of a CustomResourceDefinition this resource is, if it is one.
     pub(crate) fn custom(&self) -> Option<&CustomVersion> {
         match &self.definition {
@@ -247,6 +257,7 @@ macro_rules! resource {
                 admit: kinds::admit::<$type>,
                 schema: kinds::schema_of::<$type>,
                 reshape: $reshape,
+                hooks: <$type as Schema>::HOOKS,
             },
         }
     };

@@ -141,11 +141,6 @@ impl Claims {
     }
 }
 
-/// Whether `resource` is the core Services, whose writes claim addresses.
-pub(crate) fn is_services(resource: &crate::resources::Resource) -> bool {
-    resource.plural == "services" && resource.group.is_empty() && resource.custom().is_none()
-}
-
 /// The keys of what a Service holds.
 fn held_keys(service: &Service) -> BTreeSet<String> {
     let spec = service.spec.clone().unwrap_or_default();

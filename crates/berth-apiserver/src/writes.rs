@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::Shared;
 use crate::admission::{Operation, Write};
 use crate::identity::Identity;
-use crate::kinds::FieldValidation;
+use crate::kinds::{FieldValidation, Hooks};
 use crate::managed::{self, Manager};
 use crate::objects;
 use crate::resources::{Resource, ScaleSelector};
@@ -51,11 +51,11 @@ impl Part {
             None => Some(Part::Whole),
             Some("status") if resource.has_status => Some(Part::Status),
             Some("scale") if resource.scale().is_some() => Some(Part::Scale),
-            Some("binding") if resource.plural == "pods" => Some(Part::Binding),
-            Some("log") if resource.plural == "pods" => Some(Part::Log),
-            Some("token") if resource.plural == "serviceaccounts" => Some(Part::Token),
-            Some("eviction") if resource.plural == "pods" => Some(Part::Eviction),
-            Some("approval") if crate::certificates::is_requests(resource) => Some(Part::Approval),
+            Some("binding") if resource.hooks() == Hooks::Pods => Some(Part::Binding),
+            Some("log") if resource.hooks() == Hooks::Pods => Some(Part::Log),
+            Some("token") if resource.hooks() == Hooks::ServiceAccounts => Some(Part::Token),
+            Some("eviction") if resource.hooks() == Hooks::Pods => Some(Part::Eviction),
+            Some("approval") if resource.hooks() == Hooks::SigningRequests => Some(Part::Approval),
             Some(_) => None,
         }
     }
@@ -293,7 +293,7 @@ pub(crate) async fn create(
     if let Some(namespace) = &place.namespace {
         crate::stored::require_namespace(shared.store.as_ref(), namespace).await?;
     }
-    if resource.has_status && resource.kind != "Node" {
+    if resource.has_status && resource.hooks() != Hooks::Nodes {
         // What a new object says of its status is dropped: a custom object's whole (its
         // schema may require fields of a status), a built-in one's left empty.
         match (resource.custom(), object.as_object_mut()) {
@@ -309,31 +309,12 @@ pub(crate) async fn create(
     )?;
     let admitted = resource.admit(object, (options.validation, None))?;
     let mut object = admitted.object;
-    if crate::custom::is_definitions(resource) {
-        crate::custom::establish(&mut object);
-    }
-    if crate::certificates::is_requests(resource) {
-        crate::certificates::record_requester(&options.identity, &mut object);
-    }
     touchable(&options.identity, resource, &object)?;
     crate::escalation::check_write(shared, &options.identity, resource, (None, &object))?;
     let namespace = place.namespace.as_deref().unwrap_or_default();
     let mut warnings = admitted.warnings;
-    if crate::custom::is_definitions(resource) {
-        warnings.extend(crate::custom::unenforced(&object));
-    }
-    if resource.kind == "Pod" {
-        crate::accounts::admit(shared, &mut object)?;
-        crate::priorities::admit(shared, &mut object).await?;
-        crate::quota::limit(shared, namespace, &mut object)?;
-        crate::podsecurity::admit_pod(shared, namespace, &object, &mut warnings)?;
-    }
-    if resource.kind == "PersistentVolumeClaim" {
-        crate::storage::admit(shared, &mut object);
-    }
-    if resource.kind == "Secret" {
-        crate::accounts::issue_legacy_token(shared, &mut object)?;
-    }
+    let new = (&mut object, &mut warnings);
+    admit_new(shared, &options.identity, (resource, namespace), new).await?;
     if resource.custom().is_none() {
         let place = (resource.plural.as_str(), namespace);
         crate::podsecurity::check_template(shared, place, &object, &mut warnings);
@@ -348,7 +329,7 @@ pub(crate) async fn create(
     if resource.has_status {
         object["metadata"]["generation"] = json!(1);
     }
-    let claims = if services::is_services(resource) {
+    let claims = if resource.hooks() == Hooks::Services {
         services::claim(shared, namespace, (&mut object, None), options.dry_run).await?
     } else {
         services::Claims::default()
@@ -374,6 +355,38 @@ pub(crate) async fn create(
     };
     let created = objects::from_stored(&stored).map_or(object, |o| resource.present(o));
     Ok(respond(StatusCode::CREATED, &created, &warnings))
+}
+
+/// What a new object gets for its kind's [`Hooks`] before the webhooks see it.
+async fn admit_new(
+    shared: &Shared,
+    identity: &Identity,
+    (resource, namespace): (&Resource, &str),
+    (object, warnings): (&mut Value, &mut Vec<String>),
+) -> Result<(), Status> {
+    match resource.hooks() {
+        Hooks::Pods => {
+            crate::accounts::admit(shared, object)?;
+            crate::priorities::admit(shared, object).await?;
+            crate::quota::limit(shared, namespace, object)?;
+            crate::podsecurity::admit_pod(shared, namespace, object, warnings)?;
+        }
+        Hooks::Claims => crate::storage::admit(shared, object),
+        Hooks::Secrets => crate::accounts::issue_legacy_token(shared, object)?,
+        Hooks::Definitions => {
+            crate::custom::establish(object);
+            warnings.extend(crate::custom::unenforced(object));
+        }
+        Hooks::SigningRequests => crate::certificates::record_requester(identity, object),
+        Hooks::None
+        | Hooks::Namespaces
+        | Hooks::Nodes
+        | Hooks::ServiceAccounts
+        | Hooks::Services
+        | Hooks::Roles
+        | Hooks::Bindings => {}
+    }
+    Ok(())
 }
 
 /// The admission webhooks' part of a write: the mutating ones over `object` (read
@@ -420,14 +433,15 @@ pub(crate) async fn change(
             crate::prepare::update(resource, place.namespace.as_deref(), name, proposed)?;
         let admitted = resource.admit(proposed, (options.validation, Some(&current)))?;
         let mut object = objects::carry_over(admitted.object, &current, resource.has_status);
-        if part == Part::Whole && crate::custom::is_definitions(resource) {
+        let definition = part == Part::Whole && resource.hooks() == Hooks::Definitions;
+        if definition {
             crate::custom::establish(&mut object);
         }
         touchable(&options.identity, resource, &object)?;
         let change = (Some(&current), &object);
         crate::escalation::check_write(shared, &options.identity, resource, change)?;
         let mut warnings = admitted.warnings;
-        if part == Part::Whole && crate::custom::is_definitions(resource) {
+        if definition {
             warnings.extend(crate::custom::unenforced(&object));
         }
         if part == Part::Whole
@@ -443,7 +457,7 @@ pub(crate) async fn change(
             let (manager, api_version) = (&options.manager.name, resource.api_version());
             managed::record_update(Some(&current), &mut object, manager, &api_version);
         }
-        let claims = if part == Part::Whole && services::is_services(resource) {
+        let claims = if part == Part::Whole && resource.hooks() == Hooks::Services {
             let namespace = place.namespace.as_deref().unwrap_or_default();
             let service = (&mut object, Some(&current));
             services::claim(shared, namespace, service, options.dry_run).await?
@@ -786,7 +800,7 @@ async fn remove(
         .await
         .map_err(|e| Status::from_store(e, &place.resource.plural, name))?;
     let last = objects::from_stored(&last).unwrap_or(Value::Null);
-    if services::is_services(&place.resource) {
+    if place.resource.hooks() == Hooks::Services {
         services::deleted(shared, &last).await;
     }
     Ok(last)

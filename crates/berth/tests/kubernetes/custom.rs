@@ -332,3 +332,66 @@ fn custom_resources_are_served_checked_and_printed_as_their_definition_says(on_e
     assert!(after.status.success(), "{after:?}");
     assert_eq!(String::from_utf8_lossy(&after.stdout), "");
 }
+
+/// Custom kinds named as built-in ones (operators publish `Pod`s, `Namespace`s and
+/// `Role`s of their own groups) get none of the built-in kind's behaviour.
+const NAMESAKES: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: namespaces.tenancy.example.com
+spec:
+  group: tenancy.example.com
+  scope: Cluster
+  names: {plural: namespaces, singular: namespace, kind: Namespace}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: pods.tenancy.example.com
+spec:
+  group: tenancy.example.com
+  scope: Namespaced
+  names: {plural: pods, singular: pod, kind: Pod}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+#[test]
+fn custom_kinds_named_as_built_in_ones_behave_as_custom_ones() {
+    let server = Server::start("namesakes", false);
+    let definitions = server.write("namesakes.yaml", NAMESAKES);
+    server.kubectl_ok(&["apply", "-f", &definitions]);
+    for name in ["namespaces", "pods"] {
+        server.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{name}.tenancy.example.com"),
+            "--timeout=10s",
+        ]);
+    }
+    server.kubectl_ok(&["create", "configmap", "kept", "-n", "default"]);
+    let tenant = server.write(
+        "tenant.yaml",
+        "apiVersion: tenancy.example.com/v1\nkind: Namespace\nmetadata: {name: default}\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &tenant]);
+    // Deleting the custom Namespace "default" deletes that object only, not what the
+    // real namespace of the same name holds.
+    server.kubectl_ok(&["delete", "namespaces.tenancy.example.com", "default"]);
+    server.kubectl_ok(&["get", "configmap", "kept", "-n", "default"]);
+    // The custom pods have no subresources of the built-in kind's.
+    let discovery = server.kubectl_ok(&["get", "--raw", "/apis/tenancy.example.com/v1"]);
+    assert!(discovery.contains(r#""name":"pods""#), "{discovery}");
+    assert!(!discovery.contains("pods/binding"), "{discovery}");
+    assert!(!discovery.contains("pods/log"), "{discovery}");
+}
