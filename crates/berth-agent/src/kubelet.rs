@@ -5,9 +5,12 @@
 //! kubelet does, and at deletion stops the containers within the grace period, removes
 //! everything the pod had and lets the API server forget the pod.
 //!
-//! Workers are woken by changes, never by polling: the pod's own watch events, and the
-//! engine's container events (start, die) routed to the worker of the pod whose labels
-//! they carry. A timer wakes a worker only when a back-off it waits out ends.
+//! A pod's sync runs on berth-runner's queue, keyed by the pod's uid: woken by changes,
+//! never by polling — the pod's own watch events, the engine's container events (start,
+//! die) routed to the pod whose labels they carry, its probers' findings. The queue
+//! calls it again when a back-off it waits out ends, and never runs two syncs of one
+//! pod at once. What a pod's worker remembers between syncs (back-offs, probe states,
+//! the last status reported) is the kubelet's, as kube's pod workers keep theirs.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -15,12 +18,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_engine::{Engine, PodSandbox};
+use berth_runner::{Action, Queue};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::unbounded_channel;
 
 use crate::node::NodeIdentity;
 use crate::probes::{ProbeState, ProbeStates, Target};
@@ -85,38 +89,138 @@ impl Kubelet {
 /// How long a postStart hook may take before it counts as failed.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// What wakes a pod's worker.
-enum Wake {
-    /// The pod changed in the API.
-    Pod(Box<Pod>),
+/// How many pods sync at once: the kubelet's default `maxPods`, so that no pod waits
+/// for another's image pull or stop.
+const SYNCS_AT_ONCE: usize = 110;
+
+/// What happened to a pod since its last sync, kept until the sync that takes it.
+#[derive(Default)]
+struct News {
+    /// The pod as the API now has it.
+    pod: Option<Box<Pod>>,
     /// The pod is gone from the API.
-    Gone,
-    /// One of its containers started or ended.
-    Changed,
+    gone: bool,
     /// A configMap, secret or claim its volumes use changed: volumes made of them are
     /// written again, and a container waiting for one is tried again.
-    Objects,
+    objects: bool,
 }
 
-/// Runs the pods bound to the node until the engine stops. A watch of them that fails
-/// — one that fell behind the server's history ends with 410, routine on a busy server
-/// — is made again after a back-off, listing the pods anew.
+/// Every pod's worker state and news, by uid: what the runner's queue calls a sync with.
+#[derive(Default)]
+struct Pods {
+    workers: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Worker>>>>,
+    news: std::sync::Mutex<HashMap<String, News>>,
+}
+
+impl Pods {
+    /// Records `change` of the pod `uid` for its next sync.
+    fn tell(&self, uid: &str, change: impl FnOnce(&mut News)) {
+        change(lock(&self.news).entry(uid.to_string()).or_default());
+    }
+
+    /// Whether the pod `uid` has a worker.
+    fn has(&self, uid: &str) -> bool {
+        lock(&self.workers).contains_key(uid)
+    }
+
+    fn uids(&self) -> Vec<String> {
+        lock(&self.workers).keys().cloned().collect()
+    }
+
+    /// One sync of the pod `uid` with its news: its worker made when the pod is new, let
+    /// go of once the pod is gone and everything it had removed.
+    async fn sync(&self, kubelet: &Arc<Kubelet>, queue: &Queue<String>, uid: String) -> Action {
+        let news = lock(&self.news).remove(&uid).unwrap_or_default();
+        let existing = lock(&self.workers).get(&uid).cloned();
+        let worker = match (existing, news.pod) {
+            (Some(worker), pod) => {
+                let mut state = worker.lock().await;
+                if let Some(pod) = pod {
+                    state.pod = *pod;
+                }
+                state.gone |= news.gone;
+                state.objects_changed |= news.objects;
+                drop(state);
+                worker
+            }
+            (None, Some(pod)) if !news.gone => {
+                let wake = waker(queue, &uid);
+                let worker = Arc::new(tokio::sync::Mutex::new(Worker::new(
+                    Arc::clone(kubelet),
+                    *pod,
+                    wake,
+                )));
+                lock(&self.workers).insert(uid.clone(), Arc::clone(&worker));
+                worker
+            }
+            (None, _) => return Action::AwaitChange,
+        };
+        let step = worker.lock().await.sync().await;
+        match step {
+            Step::Wait(None) => Action::AwaitChange,
+            Step::Wait(Some(at)) => {
+                Action::RequeueAfter(at.saturating_duration_since(Instant::now()))
+            }
+            Step::Done => {
+                lock(&self.workers).remove(&uid);
+                Action::AwaitChange
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What wakes the pod `uid`'s sync from outside the loop: its probers.
+fn waker(queue: &Queue<String>, uid: &str) -> Arc<dyn Fn() + Send + Sync> {
+    let (queue, uid) = (queue.clone(), uid.to_string());
+    Arc::new(move || queue.add(uid.clone()))
+}
+
+/// Runs the pods bound to the node until the engine stops: each pod's sync is called
+/// from berth-runner's queue — one sync of a pod at a time, again at once when it
+/// changed meanwhile, again when the back-off it waits out ends — for each change of
+/// the pod, of its containers or of the objects its volumes use. A watch of the pods
+/// that fails — one that fell behind the server's history ends with 410, routine on a
+/// busy server — is made again after a back-off, listing the pods anew.
 pub async fn run(kubelet: Arc<Kubelet>) {
-    let pods: Api<Pod> = Api::all(kubelet.client.clone());
+    let (pods, queue) = (Pods::default(), Queue::default());
+    let (pods, queue, kubelet) = (&pods, &queue, &kubelet);
+    let syncs = queue.run(SYNCS_AT_ONCE, move |uid| async move {
+        Ok::<_, kube::Error>(pods.sync(kubelet, queue, uid).await)
+    });
+    tokio::select! {
+        () = follow(kubelet, pods, queue) => {}
+        () = syncs => {}
+    }
+}
+
+/// Tells the pods' syncs of what changed: the node's pods in the API, their containers
+/// in the engine, the objects their volumes use.
+async fn follow(kubelet: &Arc<Kubelet>, pods: &Pods, queue: &Queue<String>) {
+    let api: Api<Pod> = Api::all(kubelet.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", kubelet.node.name));
-    let mut stream = std::pin::pin!(watcher(pods, config).default_backoff());
+    let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
     let (_, mut engine_events) = kubelet.engine.subscribe_events();
-    let mut workers: HashMap<String, UnboundedSender<Wake>> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
     let (changed, mut changes) = unbounded_channel();
     let mut watched = ObjectWatches::new(kubelet.client.clone(), changed);
+    let apply = |pod: Pod, watched: &mut ObjectWatches| {
+        let uid = pod.uid().unwrap_or_default();
+        watched.track(&pod);
+        pods.tell(&uid, |news| news.pod = Some(Box::new(pod)));
+        queue.add(uid);
+    };
     loop {
         tokio::select! {
             Some(key) = changes.recv() => {
                 for uid in watched.users(&key) {
-                    if let Some(worker) = workers.get(uid) {
-                        let _ = worker.send(Wake::Objects);
-                    }
+                    pods.tell(uid, |news| news.objects = true);
+                    queue.add(uid.clone());
                 }
             }
             event = stream.next() => {
@@ -132,8 +236,7 @@ pub async fn run(kubelet: Arc<Kubelet>) {
                     watcher::Event::Init => listed.clear(),
                     watcher::Event::InitApply(pod) => {
                         listed.insert(pod.uid().unwrap_or_default());
-                        watched.track(&pod);
-                        dispatch(&kubelet, &mut workers, pod);
+                        apply(pod, &mut watched);
                     }
                     watcher::Event::InitDone => {
                         for uid in watched.pods() {
@@ -141,61 +244,35 @@ pub async fn run(kubelet: Arc<Kubelet>) {
                                 watched.forget(&uid);
                             }
                         }
-                        remove_orphans(&kubelet, &listed).await;
+                        remove_orphans(kubelet, &listed).await;
                     }
-                    watcher::Event::Apply(pod) => {
-                        watched.track(&pod);
-                        dispatch(&kubelet, &mut workers, pod);
-                    }
+                    watcher::Event::Apply(pod) => apply(pod, &mut watched),
                     watcher::Event::Delete(pod) => {
                         let uid = pod.uid().unwrap_or_default();
                         watched.forget(&uid);
-                        if let Some(worker) = workers.remove(&uid) {
-                            let _ = worker.send(Wake::Gone);
-                        }
+                        pods.tell(&uid, |news| news.gone = true);
+                        queue.add(uid);
                     }
                 }
             }
             event = engine_events.recv() => match event {
                 Ok(event) if event.kind == "container" => {
                     let uid = event.actor.attributes.get(POD_UID);
-                    if let Some(worker) = uid.and_then(|uid| workers.get(uid)) {
-                        let _ = worker.send(Wake::Changed);
+                    if let Some(uid) = uid.filter(|uid| pods.has(uid)) {
+                        queue.add(uid.clone());
                     }
                 }
                 Ok(_) => {}
-                // Missed events: every worker looks again.
+                // Missed events: every pod looks again.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    for worker in workers.values() {
-                        let _ = worker.send(Wake::Changed);
+                    for uid in pods.uids() {
+                        queue.add(uid);
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
         }
     }
-}
-
-/// Hands the pod to its worker, starting one if it has none (or its last one ended).
-fn dispatch(
-    kubelet: &Arc<Kubelet>,
-    workers: &mut HashMap<String, UnboundedSender<Wake>>,
-    pod: Pod,
-) {
-    let uid = pod.uid().unwrap_or_default();
-    let pod = Box::new(pod);
-    let pod = match workers.get(&uid) {
-        Some(worker) => match worker.send(Wake::Pod(pod)) {
-            Ok(()) => return,
-            Err(tokio::sync::mpsc::error::SendError(Wake::Pod(pod))) => pod,
-            Err(_) => return,
-        },
-        None => pod,
-    };
-    let (sender, receiver) = unbounded_channel();
-    let worker = Worker::new(Arc::clone(kubelet), *pod, sender.clone());
-    workers.insert(uid, sender);
-    tokio::spawn(worker.run(receiver));
 }
 
 /// Removes the sandboxes (and so the containers) of pods the API no longer has: pods
@@ -228,8 +305,8 @@ struct Worker {
     reported: Option<serde_json::Value>,
     /// What the probes of the running containers found, by engine id.
     probes: ProbeStates,
-    /// Its own wake-up line, for its probers.
-    wake: UnboundedSender<Wake>,
+    /// Wakes its sync: for its probers.
+    wake: Arc<dyn Fn() + Send + Sync>,
     /// An object its volumes use changed, or its tokens are due, since the last sync.
     objects_changed: bool,
     /// Its sandbox's network was checked, or made by this worker.
@@ -249,7 +326,7 @@ enum Step {
 }
 
 impl Worker {
-    fn new(kubelet: Arc<Kubelet>, pod: Pod, wake: UnboundedSender<Wake>) -> Self {
+    fn new(kubelet: Arc<Kubelet>, pod: Pod, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
         Self {
             kubelet,
             pod,
@@ -263,36 +340,6 @@ impl Worker {
             sandbox_checked: false,
             evicted: None,
             tokens_fetched: None,
-        }
-    }
-
-    async fn run(mut self, mut wakes: UnboundedReceiver<Wake>) {
-        loop {
-            let deadline = match self.sync().await {
-                Step::Done => return,
-                Step::Wait(deadline) => deadline,
-            };
-            let first = match deadline {
-                Some(at) => match tokio::time::timeout_at(at.into(), wakes.recv()).await {
-                    Ok(None) => return,
-                    Ok(Some(wake)) => Some(wake),
-                    Err(_) => None,
-                },
-                None => match wakes.recv().await {
-                    None => return,
-                    wake => wake,
-                },
-            };
-            let mut next = first;
-            while let Some(wake) = next {
-                match wake {
-                    Wake::Pod(pod) => self.pod = *pod,
-                    Wake::Gone => self.gone = true,
-                    Wake::Changed => {}
-                    Wake::Objects => self.objects_changed = true,
-                }
-                next = wakes.try_recv().ok();
-            }
         }
     }
 
@@ -783,12 +830,12 @@ impl Worker {
     fn notifier(&self) -> crate::probes::Notify {
         let client = self.kubelet.client.clone();
         let pod = self.pod.clone();
-        let wake = self.wake.clone();
+        let wake = Arc::clone(&self.wake);
         Arc::new(move |event| {
             if let Some((kind, reason, message)) = event {
                 record_later(client.clone(), pod.clone(), (kind, reason, message));
             }
-            let _ = wake.send(Wake::Changed);
+            wake();
         })
     }
 
