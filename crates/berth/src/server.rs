@@ -287,7 +287,14 @@ async fn client_of(kubeconfig: &std::path::Path) -> anyhow::Result<(kube::Client
         .context("the admin kubeconfig names no certificate authority")?;
     let root_ca = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(authority)?)?;
     let options = kube::config::KubeConfigOptions::default();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+    // The name the server records the controllers' writes under in managedFields, as
+    // kube-controller-manager's (without one they were "unknown").
+    let agent = concat!("kube-controller-manager/", env!("CARGO_PKG_VERSION"));
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(agent),
+    ));
     Ok((kube::Client::try_from(config)?, root_ca))
 }
 

@@ -333,43 +333,37 @@ fn custom_resources_are_served_checked_and_printed_as_their_definition_says(on_e
     assert_eq!(String::from_utf8_lossy(&after.stdout), "");
 }
 
-/// Custom kinds named as built-in ones (operators publish `Pod`s, `Namespace`s and
+/// A definition of the kind `kind` in tenancy.example.com, whose objects may be anything:
+/// custom kinds named as built-in ones (operators publish `Pod`s, `Namespace`s and
 /// `Role`s of their own groups) get none of the built-in kind's behaviour.
-const NAMESAKES: &str = r#"apiVersion: apiextensions.k8s.io/v1
+fn namesake((plural, singular, kind): (&str, &str, &str), scope: &str) -> String {
+    format!(
+        r#"apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
-  name: namespaces.tenancy.example.com
+  name: {plural}.tenancy.example.com
 spec:
   group: tenancy.example.com
-  scope: Cluster
-  names: {plural: namespaces, singular: namespace, kind: Namespace}
+  scope: {scope}
+  names: {{plural: {plural}, singular: {singular}, kind: {kind}}}
   versions:
   - name: v1
     served: true
     storage: true
     schema:
-      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: pods.tenancy.example.com
-spec:
-  group: tenancy.example.com
-  scope: Namespaced
-  names: {plural: pods, singular: pod, kind: Pod}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-"#;
+      openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#
+    )
+}
 
 #[test]
 fn custom_kinds_named_as_built_in_ones_behave_as_custom_ones() {
     let server = Server::start("namesakes", false);
-    let definitions = server.write("namesakes.yaml", NAMESAKES);
+    let definitions = [
+        namesake(("namespaces", "namespace", "Namespace"), "Cluster"),
+        namesake(("pods", "pod", "Pod"), "Namespaced"),
+    ];
+    let definitions = server.write("namesakes.yaml", &definitions.join("---\n"));
     server.kubectl_ok(&["apply", "-f", &definitions]);
     for name in ["namespaces", "pods"] {
         server.kubectl_ok(&[
