@@ -168,6 +168,9 @@ struct History {
     /// The revision after which the history holds every change of its resource: that of
     /// the last change it let go of.
     complete_after: i64,
+    /// The revision its resource last changed at, kept when that change is let go of:
+    /// what [`Memo`]s depend on.
+    changed: i64,
 }
 
 impl History {
@@ -175,10 +178,12 @@ impl History {
         Self {
             changes: VecDeque::new(),
             complete_after,
+            changed: complete_after,
         }
     }
 
     fn push(&mut self, change: Arc<Change>, now: Instant) {
+        self.changed = change.revision;
         self.changes.push_back((now, change));
         self.trim(now);
     }
@@ -222,8 +227,6 @@ struct State {
     revision: i64,
     /// The revision the cache last loaded the whole store at.
     loaded: i64,
-    /// The revision each directory (`/registry/roles/`) last changed at, since the load.
-    changed: HashMap<String, i64>,
 }
 
 /// The directory of a key, `/registry/roles/` of `/registry/roles/ns/name`: what
@@ -336,7 +339,6 @@ impl Cache {
                 quiet_after: listed.revision,
                 revision: listed.revision,
                 loaded: listed.revision,
-                changed: HashMap::new(),
             };
         }
         self.reached.send_replace(listed.revision);
@@ -371,14 +373,14 @@ impl Cache {
                     .insert(change.key.clone(), Arc::clone(&change.entry));
             }
             let directory = directory(&change.key);
-            let quiet_after = state.quiet_after;
-            state
-                .histories
-                .entry(directory.to_string())
-                .or_insert_with(|| History::new(quiet_after))
-                .push(Arc::clone(&change), now);
+            if !state.histories.contains_key(directory) {
+                let history = History::new(state.quiet_after);
+                state.histories.insert(directory.to_string(), history);
+            }
+            if let Some(history) = state.histories.get_mut(directory) {
+                history.push(Arc::clone(&change), now);
+            }
             state.revision = revision;
-            state.changed.insert(directory.to_string(), revision);
             // Sent under the lock, so a watch that subscribes under it misses nothing.
             let _ = self.feed.send(change);
         }
@@ -425,7 +427,7 @@ impl Cache {
         let state = self.read();
         directories
             .iter()
-            .filter_map(|d| state.changed.get(*d).copied())
+            .filter_map(|d| state.histories.get(*d).map(|h| h.changed))
             .fold(state.loaded, i64::max)
     }
 
