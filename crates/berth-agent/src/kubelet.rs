@@ -144,12 +144,8 @@ impl Pods {
                 worker
             }
             (None, Some(pod)) if !news.gone => {
-                let wake = waker(queue, &uid);
-                let worker = Arc::new(tokio::sync::Mutex::new(Worker::new(
-                    Arc::clone(kubelet),
-                    *pod,
-                    wake,
-                )));
+                let worker = Worker::new(Arc::clone(kubelet), *pod, queue.clone());
+                let worker = Arc::new(tokio::sync::Mutex::new(worker));
                 lock(&self.workers).insert(uid.clone(), Arc::clone(&worker));
                 worker
             }
@@ -173,12 +169,6 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// What wakes the pod `uid`'s sync from outside the loop: its probers.
-fn waker(queue: &Queue<String>, uid: &str) -> Arc<dyn Fn() + Send + Sync> {
-    let (queue, uid) = (queue.clone(), uid.to_string());
-    Arc::new(move || queue.add(uid.clone()))
 }
 
 /// Runs the pods bound to the node until the engine stops: each pod's sync is called
@@ -305,8 +295,8 @@ struct Worker {
     reported: Option<serde_json::Value>,
     /// What the probes of the running containers found, by engine id.
     probes: ProbeStates,
-    /// Wakes its sync: for its probers.
-    wake: Arc<dyn Fn() + Send + Sync>,
+    /// The queue its syncs are called from, which its probers add its uid to.
+    queue: Queue<String>,
     /// An object its volumes use changed, or its tokens are due, since the last sync.
     objects_changed: bool,
     /// Its sandbox's network was checked, or made by this worker.
@@ -326,7 +316,7 @@ enum Step {
 }
 
 impl Worker {
-    fn new(kubelet: Arc<Kubelet>, pod: Pod, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
+    fn new(kubelet: Arc<Kubelet>, pod: Pod, queue: Queue<String>) -> Self {
         Self {
             kubelet,
             pod,
@@ -335,7 +325,7 @@ impl Worker {
             waiting: HashMap::new(),
             reported: None,
             probes: ProbeStates::default(),
-            wake,
+            queue,
             objects_changed: false,
             sandbox_checked: false,
             evicted: None,
@@ -830,12 +820,12 @@ impl Worker {
     fn notifier(&self) -> crate::probes::Notify {
         let client = self.kubelet.client.clone();
         let pod = self.pod.clone();
-        let wake = Arc::clone(&self.wake);
+        let (queue, uid) = (self.queue.clone(), self.uid());
         Arc::new(move |event| {
             if let Some((kind, reason, message)) = event {
                 record_later(client.clone(), pod.clone(), (kind, reason, message));
             }
-            wake();
+            queue.add(uid.clone());
         })
     }
 

@@ -111,10 +111,17 @@ fn version_problems(versions: &[CustomResourceDefinitionVersion]) -> Vec<String>
     problems
 }
 
+/// A definition about to be stored, created or replaced whole: established, and the
+/// client warned of what its schemas ask that this server cannot do.
+pub(crate) fn written(definition: &mut Value, warnings: &mut Vec<String>) {
+    establish(definition);
+    warnings.extend(unenforced(definition));
+}
+
 /// The warnings a definition (as stored) gets for what its schemas ask that this
 /// server cannot do: CEL rules (`x-kubernetes-validations`) that do not parse here are
 /// kept but not evaluated, and the client is told which.
-pub(crate) fn unenforced(definition: &Value) -> Vec<String> {
+fn unenforced(definition: &Value) -> Vec<String> {
     let Ok(definition) = serde_json::from_value::<CustomResourceDefinition>(definition.clone())
     else {
         return Vec::new();
@@ -136,7 +143,7 @@ pub(crate) fn unenforced(definition: &Value) -> Vec<String> {
 /// Gives a definition (as it is about to be stored) the status kube-apiserver's
 /// controllers give one whose names nothing else uses: its names accepted, itself
 /// established, its storage version recorded.
-pub(crate) fn establish(object: &mut Value) {
+fn establish(object: &mut Value) {
     let names = object["spec"]["names"].clone();
     let storage = object["spec"]["versions"]
         .as_array()

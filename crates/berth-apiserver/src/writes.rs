@@ -373,10 +373,7 @@ async fn admit_new(
         }
         Hooks::Claims => crate::storage::admit(shared, object),
         Hooks::Secrets => crate::accounts::issue_legacy_token(shared, object)?,
-        Hooks::Definitions => {
-            crate::custom::establish(object);
-            warnings.extend(crate::custom::unenforced(object));
-        }
+        Hooks::Definitions => crate::custom::written(object, warnings),
         Hooks::SigningRequests => crate::certificates::record_requester(identity, object),
         Hooks::None
         | Hooks::Namespaces
@@ -433,16 +430,12 @@ pub(crate) async fn change(
             crate::prepare::update(resource, place.namespace.as_deref(), name, proposed)?;
         let admitted = resource.admit(proposed, (options.validation, Some(&current)))?;
         let mut object = objects::carry_over(admitted.object, &current, resource.has_status);
-        let definition = part == Part::Whole && resource.hooks() == Hooks::Definitions;
-        if definition {
-            crate::custom::establish(&mut object);
-        }
         touchable(&options.identity, resource, &object)?;
         let change = (Some(&current), &object);
         crate::escalation::check_write(shared, &options.identity, resource, change)?;
         let mut warnings = admitted.warnings;
-        if definition {
-            warnings.extend(crate::custom::unenforced(&object));
+        if part == Part::Whole && resource.hooks() == Hooks::Definitions {
+            crate::custom::written(&mut object, &mut warnings);
         }
         if part == Part::Whole
             && resource.custom().is_none()
