@@ -13,7 +13,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscaler, ResourceMetricSource};
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client, ResourceExt};
@@ -22,6 +21,7 @@ use serde_json::json;
 use berth_runner::{Action, Controller, Informers};
 use kube::runtime::reflector::ObjectRef;
 
+use crate::cached_pod::CachedPod;
 use crate::lock;
 use berth_quantity::{format_milli, milli};
 
@@ -202,8 +202,8 @@ async fn usage(client: &Client, namespace: &str, selector: &str) -> Result<Usage
     let mut resource = ApiResource::from_gvk(&metrics_kind);
     resource.plural = "pods".into();
     let metrics: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let requests: HashMap<String, Pod> = pods
+    let pods: Api<CachedPod> = Api::namespaced(client.clone(), namespace);
+    let requests: HashMap<String, CachedPod> = pods
         .list(&params)
         .await?
         .items

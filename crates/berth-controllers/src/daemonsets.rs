@@ -23,6 +23,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use crate::cached_pod::CachedPod;
 use crate::expectations::{Expectations, InFlight};
 use crate::pods::{Naming, active, ready};
 use crate::revisions::{HASH_LABEL, Revision};
@@ -46,7 +47,7 @@ const TOLERATIONS: [(&str, &str); 6] = [
 /// What the controller reads.
 struct Caches {
     nodes: Cache<Node>,
-    pods: Cache<Pod>,
+    pods: Cache<CachedPod>,
     revisions: Cache<ControllerRevision>,
 }
 
@@ -55,13 +56,13 @@ struct Caches {
 pub async fn run(client: Client, informers: Informers) {
     let caches = Caches {
         nodes: informers.cache::<Node>().await,
-        pods: informers.cache::<Pod>().await,
+        pods: informers.cache::<CachedPod>().await,
         revisions: informers.cache::<ControllerRevision>().await,
     };
     let controller = Controller::<DaemonSet>::new(&informers).await;
     let sets = controller.cache().clone();
     let controller = controller
-        .owns::<Pod>()
+        .owns::<CachedPod>()
         .await
         .owns::<ControllerRevision>()
         .await
@@ -119,7 +120,7 @@ fn pod_for(set: &DaemonSet, revision: &Revision, node: &str) -> Result<Pod, kube
 /// Whether the node should run `pod` (its own pod for the node), and whether a pod
 /// already there may stay: untolerated NoSchedule taints keep new pods off, NoExecute
 /// ones drive running pods away too.
-fn placement(pod: &Pod, node: &Node) -> (bool, bool) {
+fn placement(pod: &CachedPod, node: &Node) -> (bool, bool) {
     if !node_affinity::admits(pod, node) {
         return (false, false);
     }
@@ -140,9 +141,26 @@ fn placement(pod: &Pod, node: &Node) -> (bool, bool) {
     (may_stay && !untolerated("NoSchedule"), may_stay)
 }
 
+/// What `placement` reads of a pod the set would make: its selector, affinity and
+/// tolerations.
+fn placed(pod: Pod) -> CachedPod {
+    let spec = pod.spec.unwrap_or_default();
+    let spec = crate::cached_pod::PodSpec {
+        node_selector: spec.node_selector,
+        affinity: spec.affinity.map(Box::new),
+        tolerations: spec.tolerations,
+        ..Default::default()
+    };
+    CachedPod {
+        metadata: pod.metadata,
+        spec: Some(spec),
+        status: None,
+    }
+}
+
 /// The node a pod of the set is for: the one it is bound to, else the one its node
 /// affinity names.
-fn node_of(pod: &Pod) -> Option<String> {
+fn node_of(pod: &CachedPod) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     if let Some(node) = spec.node_name.clone().filter(|n| !n.is_empty()) {
         return Some(node);
@@ -165,14 +183,14 @@ fn node_of(pod: &Pod) -> Option<String> {
 struct NodeState {
     should_run: bool,
     may_stay: bool,
-    pods: Vec<Arc<Pod>>,
+    pods: Vec<Arc<CachedPod>>,
 }
 
 /// What a pass found: each node's state and the pods on nodes that are gone.
 struct Survey {
     nodes: HashMap<String, NodeState>,
-    orphans: Vec<Arc<Pod>>,
-    failed: Vec<Arc<Pod>>,
+    orphans: Vec<Arc<CachedPod>>,
+    failed: Vec<Arc<CachedPod>>,
 }
 
 fn survey(
@@ -184,7 +202,8 @@ fn survey(
     let owned = caches.pods.controlled_by(set);
     let mut nodes = HashMap::new();
     for node in caches.nodes.state() {
-        let (should_run, may_stay) = placement(&pod_for(set, revision, &node.name_any())?, &node);
+        let own = pod_for(set, revision, &node.name_any())?;
+        let (should_run, may_stay) = placement(&placed(own), &node);
         let state = NodeState {
             should_run,
             may_stay,
@@ -213,7 +232,7 @@ fn survey(
     })
 }
 
-fn has_hash(pod: &Pod, hash: &str) -> bool {
+fn has_hash(pod: &CachedPod, hash: &str) -> bool {
     pod.labels().get(HASH_LABEL).map(String::as_str) == Some(hash)
 }
 
@@ -229,7 +248,7 @@ async fn reconcile(
     let owned = caches.pods.controlled_by(set);
     flight.observe(&owned.iter().map(|p| p.name_any()).collect());
     let survey = survey(set, &revision, caches, flight)?;
-    let mut doomed: Vec<Arc<Pod>> = survey.orphans.clone();
+    let mut doomed: Vec<Arc<CachedPod>> = survey.orphans.clone();
     doomed.extend(survey.failed.iter().cloned());
     let mut wanting = Vec::new();
     for (name, state) in &survey.nodes {
@@ -278,7 +297,7 @@ async fn reconcile(
 
 /// The old pods a RollingUpdate replaces now: those not ready at once, ready ones while
 /// fewer than maxUnavailable nodes lack a ready pod.
-fn rolling_out(set: &DaemonSet, survey: &Survey, hash: &str) -> Vec<Arc<Pod>> {
+fn rolling_out(set: &DaemonSet, survey: &Survey, hash: &str) -> Vec<Arc<CachedPod>> {
     let strategy = set
         .spec
         .as_ref()
@@ -302,7 +321,7 @@ fn rolling_out(set: &DaemonSet, survey: &Survey, hash: &str) -> Vec<Arc<Pod>> {
         .iter()
         .filter(|s| !s.pods.iter().any(|p| ready(p)))
         .count() as i32;
-    let old: Vec<&Arc<Pod>> = wanted
+    let old: Vec<&Arc<CachedPod>> = wanted
         .iter()
         .filter_map(|s| s.pods.first())
         .filter(|p| !has_hash(p, hash))
@@ -433,7 +452,12 @@ mod tests {
         ];
         for (node, expected) in cases {
             let pod = pod_for(&set, &revision(&set), &node.name_any()).unwrap();
-            assert_eq!(placement(&pod, &node), expected, "{}", node.name_any());
+            assert_eq!(
+                placement(&placed(pod), &node),
+                expected,
+                "{}",
+                node.name_any()
+            );
         }
     }
 
@@ -441,7 +465,7 @@ mod tests {
     fn each_pod_names_its_node() {
         let set = set();
         let pod = pod_for(&set, &revision(&set), "sim-2").unwrap();
-        assert_eq!(node_of(&pod).as_deref(), Some("sim-2"));
+        assert_eq!(node_of(&placed(pod.clone())).as_deref(), Some("sim-2"));
         assert_eq!(pod.labels().get(HASH_LABEL).map(String::as_str), Some("h"));
         let tolerations = pod.spec.unwrap().tolerations.unwrap();
         assert_eq!(tolerations.len(), TOLERATIONS.len());

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
+use crate::cached_pod::CachedPod;
 use crate::statuses::merge_status;
 use berth_runner::{Action, Cache, Controller, Informers};
 
@@ -36,13 +36,13 @@ pub async fn run(client: Client, informers: Informers) {
     let controller = Controller::<PodDisruptionBudget>::new(&informers).await;
     let budgets = controller.cache().clone();
     let controller = controller
-        .watches::<Pod>(budgets.same_namespace())
+        .watches::<CachedPod>(budgets.same_namespace())
         .await
         .watches::<ReplicaSet>(budgets.same_namespace())
         .await
         .watches::<StatefulSet>(budgets.same_namespace())
         .await;
-    let pods = informers.cache::<Pod>().await;
+    let pods = informers.cache::<CachedPod>().await;
     let replica_sets = informers.cache::<ReplicaSet>().await;
     let stateful_sets = informers.cache::<StatefulSet>().await;
     let (client, pods, sets) = (&client, &pods, (&replica_sets, &stateful_sets));
@@ -55,7 +55,7 @@ pub async fn run(client: Client, informers: Informers) {
 async fn reconcile(
     client: &Client,
     budget: &PodDisruptionBudget,
-    pods: &Cache<Pod>,
+    pods: &Cache<CachedPod>,
     (replica_sets, stateful_sets): (&Cache<ReplicaSet>, &Cache<StatefulSet>),
 ) -> Result<Action, kube::Error> {
     let namespace = budget.namespace();
@@ -91,13 +91,13 @@ async fn reconcile(
 /// The status `budget` should have now.
 fn status_of(
     budget: &PodDisruptionBudget,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     scales: &Scales,
     now: Timestamp,
 ) -> Value {
     let spec = budget.spec.clone().unwrap_or_default();
     let namespace = budget.namespace();
-    let covered: Vec<&Arc<Pod>> = pods
+    let covered: Vec<&Arc<CachedPod>> = pods
         .iter()
         .filter(|pod| pod.namespace() == namespace)
         .filter(|pod| {
@@ -157,7 +157,7 @@ fn status_of(
 /// most, as upstream's.
 fn still_disrupted(
     budget: &PodDisruptionBudget,
-    covered: &[&Arc<Pod>],
+    covered: &[&Arc<CachedPod>],
     now: Timestamp,
 ) -> BTreeMap<String, String> {
     let present: BTreeSet<String> = covered.iter().map(|p| p.name_any()).collect();
@@ -192,7 +192,7 @@ fn transition_time(budget: &PodDisruptionBudget, allowed: bool, now: Timestamp) 
 /// The pods the covered pods' controllers ask for, each controller once: percentages
 /// and maxUnavailable are of those, not of the pods that happen to exist. A pod
 /// without a controller counts as one.
-fn expected_from_controllers(covered: &[&Arc<Pod>], scales: &Scales) -> i32 {
+fn expected_from_controllers(covered: &[&Arc<CachedPod>], scales: &Scales) -> i32 {
     let mut controllers = BTreeSet::new();
     let mut loose = 0;
     for pod in covered {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use berth_runner::{Action, Cache, Controller, Informers};
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service, ServicePort};
+use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -20,6 +20,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
+use crate::cached_pod::CachedPod;
 use crate::labels::has_all;
 use crate::lock;
 use crate::pods::ready;
@@ -44,12 +45,12 @@ const MANAGER: &str = "endpoint-controller";
 /// the Services that select a pod (as it was and as it is) when it changes, and for a
 /// Service when its Endpoints change or it is gone (its Endpoints are then removed).
 pub async fn run(client: Client, informers: Informers) {
-    let pods = informers.cache::<Pod>().await;
+    let pods = informers.cache::<CachedPod>().await;
     let endpoints = informers.cache::<Endpoints>().await;
     let controller = Controller::<Service>::new(&informers).await;
     let services = controller.cache().clone();
     let controller = controller
-        .watches::<Pod>(move |pod| selecting(&services, pod))
+        .watches::<CachedPod>(move |pod| selecting(&services, pod))
         .await
         .watches::<Endpoints>(|object| vec![same_name::<Service>(object)])
         .await;
@@ -75,7 +76,7 @@ pub async fn run(client: Client, informers: Informers) {
 }
 
 /// The Services in the pod's namespace whose selector selects it.
-fn selecting(services: &Cache<Service>, pod: &Pod) -> Vec<ObjectRef<Service>> {
+fn selecting(services: &Cache<Service>, pod: &CachedPod) -> Vec<ObjectRef<Service>> {
     let namespace = pod.namespace();
     let selects = |service: &Service| {
         let selector = service.spec.as_ref().and_then(|s| s.selector.as_ref());
@@ -95,7 +96,7 @@ fn key<K: kube::Resource>(object: &K) -> (String, String) {
 
 /// One selected pod as an endpoint: its address and the ports it serves on.
 struct Backend<'a> {
-    pod: &'a Pod,
+    pod: &'a CachedPod,
     ip: String,
     ports: Vec<Value>,
     ready: bool,
@@ -103,7 +104,7 @@ struct Backend<'a> {
 }
 
 /// The pods the Service selects that have an address and serve every port it names.
-fn backends<'a>(service: &Service, pods: &'a [std::sync::Arc<Pod>]) -> Vec<Backend<'a>> {
+fn backends<'a>(service: &Service, pods: &'a [std::sync::Arc<CachedPod>]) -> Vec<Backend<'a>> {
     let Some(spec) = service.spec.as_ref() else {
         return Vec::new();
     };
@@ -140,7 +141,7 @@ fn backends<'a>(service: &Service, pods: &'a [std::sync::Arc<Pod>]) -> Vec<Backe
 
 /// The Service port as the pod serves it: the target port, named ports looked up in
 /// the pod's containers; None when the pod has no port of that name.
-fn served_on(pod: &Pod, port: &ServicePort) -> Option<Value> {
+fn served_on(pod: &CachedPod, port: &ServicePort) -> Option<Value> {
     let number = match port.target_port.as_ref() {
         None => port.port,
         Some(IntOrString::Int(number)) => *number,
@@ -168,7 +169,7 @@ fn served_on(pod: &Pod, port: &ServicePort) -> Option<Value> {
 async fn reconcile(
     client: &Client,
     service: &Service,
-    (pods, existing): (&Cache<Pod>, &Cache<Endpoints>),
+    (pods, existing): (&Cache<CachedPod>, &Cache<Endpoints>),
     written: &Mutex<HashMap<(String, String), Value>>,
 ) -> Result<(), kube::Error> {
     let has_selector = service
@@ -309,7 +310,7 @@ fn slice_of(service: &Service, found: &[Backend]) -> Value {
     })
 }
 
-fn target(pod: &Pod) -> Value {
+fn target(pod: &CachedPod) -> Value {
     json!({"kind": "Pod", "name": pod.name_any(), "namespace": pod.namespace(), "uid": pod.uid()})
 }
 

@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use berth_runner::{Action, Cache, Controller, Informers};
 use k8s_openapi::api::batch::v1::{Job, JobCondition};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use crate::cached_pod::CachedPod;
 use crate::expectations::{Expectations, InFlight};
 use crate::pods::{Naming, active, ready};
 
@@ -34,8 +34,11 @@ const BACKOFF: (Duration, Duration) = (Duration::from_secs(10), Duration::from_s
 /// Runs the controller until the client's watches end: called for each Job, and for a
 /// Job when one of its pods changes.
 pub async fn run(client: Client, informers: Informers) {
-    let pods = informers.cache::<Pod>().await;
-    let controller = Controller::<Job>::new(&informers).await.owns::<Pod>().await;
+    let pods = informers.cache::<CachedPod>().await;
+    let controller = Controller::<Job>::new(&informers)
+        .await
+        .owns::<CachedPod>()
+        .await;
     let expectations = Expectations::default();
     controller
         .run(|job| {
@@ -66,7 +69,7 @@ pub(crate) fn finished(job: &Job) -> bool {
 /// The Job's pods, counted as its status counts them.
 #[derive(Default)]
 struct Tally {
-    active: Vec<std::sync::Arc<Pod>>,
+    active: Vec<std::sync::Arc<CachedPod>>,
     succeeded: i32,
     failed: i32,
     terminating: i32,
@@ -76,7 +79,7 @@ struct Tally {
     last_failure: Option<Timestamp>,
 }
 
-fn tally(owned: Vec<std::sync::Arc<Pod>>, flight: &InFlight) -> Tally {
+fn tally(owned: Vec<std::sync::Arc<CachedPod>>, flight: &InFlight) -> Tally {
     let mut tally = Tally::default();
     for pod in owned {
         match crate::pods::phase(&pod) {
@@ -96,7 +99,7 @@ fn tally(owned: Vec<std::sync::Arc<Pod>>, flight: &InFlight) -> Tally {
 }
 
 /// The sum of the pod's containers' restart counts.
-fn restarts(pod: &Pod) -> i32 {
+fn restarts(pod: &CachedPod) -> i32 {
     let status = pod.status.as_ref();
     let all = status
         .and_then(|s| s.container_statuses.as_ref())
@@ -106,7 +109,7 @@ fn restarts(pod: &Pod) -> i32 {
 }
 
 /// When the pod's last container finished; its creation when none says.
-fn finish_time(pod: &Pod) -> Option<Timestamp> {
+fn finish_time(pod: &CachedPod) -> Option<Timestamp> {
     let statuses = pod
         .status
         .as_ref()
@@ -174,7 +177,7 @@ enum Verdict {
 async fn reconcile(
     client: &Client,
     job: &Job,
-    pods: &Cache<Pod>,
+    pods: &Cache<CachedPod>,
     flight: &mut InFlight,
 ) -> Result<Action, kube::Error> {
     let owned = pods.controlled_by(job);
@@ -399,7 +402,7 @@ async fn announce(client: &Client, job: &Job, conditions: &[JobCondition]) {
 mod tests {
     use super::*;
 
-    fn pod(phase: &str, restarts: i32) -> std::sync::Arc<Pod> {
+    fn pod(phase: &str, restarts: i32) -> std::sync::Arc<CachedPod> {
         let pod = json!({"metadata": {"name": format!("p-{phase}-{restarts}")},
             "status": {"phase": phase, "containerStatuses": [{
                 "name": "c", "image": "i", "imageID": "", "ready": false,

@@ -15,6 +15,7 @@ pub mod endpoints;
 mod expectations;
 pub mod jobs;
 use berth_labels as labels;
+pub mod cached_pod;
 pub mod leader;
 pub mod local_path;
 pub mod node_ipam;

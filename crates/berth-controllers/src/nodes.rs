@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use berth_runner::{Action, Cache, Controller, Informers};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, Taint};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use crate::cached_pod::CachedPod;
 use crate::lock;
 
 /// The taint of a node the controller has not heard from.
@@ -47,7 +48,7 @@ type Heard = HashMap<String, (Option<String>, Instant)>;
 /// period.
 pub async fn run(client: Client, informers: Informers, lifecycle: Lifecycle) {
     let leases = informers.cache::<Lease>().await;
-    let pods = informers.cache::<Pod>().await;
+    let pods = informers.cache::<CachedPod>().await;
     let controller = Controller::<Node>::new(&informers)
         .await
         .watches::<Lease>(|lease| match lease.namespace().as_deref() {
@@ -81,7 +82,7 @@ fn unreachable_taint(node: &Node) -> Option<&Taint> {
 async fn watch_over(
     client: &Client,
     node: &Node,
-    (leases, pods): (&Cache<Lease>, &Cache<Pod>),
+    (leases, pods): (&Cache<Lease>, &Cache<CachedPod>),
     heard: &Mutex<Heard>,
     lifecycle: Lifecycle,
 ) -> Result<Action, kube::Error> {
@@ -206,47 +207,35 @@ async fn mark(client: &Client, node: &Node, unreachable: bool) -> Result<(), kub
 async fn mark_pods_not_ready(
     client: &Client,
     node: &str,
-    pods: &Cache<Pod>,
+    pods: &Cache<CachedPod>,
 ) -> Result<(), kube::Error> {
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     for pod in pods.state() {
         if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node) {
             continue;
         }
-        let conditions = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.clone())
-            .unwrap_or_default();
-        if !conditions
-            .iter()
+        let ready = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+        if !ready
+            .into_iter()
+            .flatten()
             .any(|c| c.type_ == "Ready" && c.status != "False")
         {
             continue;
         }
-        let conditions: Vec<serde_json::Value> = conditions
-            .into_iter()
-            .filter_map(|c| {
-                let ready = c.type_ == "Ready";
-                let mut c = serde_json::to_value(c).ok()?;
-                if ready {
-                    c["status"] = json!("False");
-                    c["lastTransitionTime"] = json!(now);
-                }
-                Some(c)
-            })
-            .collect();
-        // The revision read is a precondition: a pod changed since is looked at again.
+        // Conditions merge by type: only Ready changes, as the node lifecycle controller
+        // changes it. The revision read is a precondition: a pod changed since is looked
+        // at again.
         let patch = json!({
             "metadata": {"resourceVersion": pod.resource_version()},
-            "status": {"conditions": conditions},
+            "status": {"conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": now}]},
         });
-        let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+        let api: Api<CachedPod> =
+            Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
         match api
             .patch_status(
                 &pod.name_any(),
                 &PatchParams::default(),
-                &Patch::Merge(&patch),
+                &Patch::Strategic(&patch),
             )
             .await
         {
@@ -267,7 +256,7 @@ async fn evict(
     client: &Client,
     node: &Node,
     taint: &Taint,
-    pods: &Cache<Pod>,
+    pods: &Cache<CachedPod>,
     default_toleration: Duration,
 ) -> Result<(), kube::Error> {
     let tainted_at = taint
@@ -285,7 +274,8 @@ async fn evict(
         if tainted_for < toleration(&pod, default_toleration) {
             continue;
         }
-        let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+        let api: Api<CachedPod> =
+            Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
         api.delete(&pod.name_any(), &DeleteParams::default())
             .await?;
         tracing::info!(pod = %pod.name_any(), node = %name, "evicted from an unreachable node");
@@ -295,7 +285,7 @@ async fn evict(
 
 /// How long the pod tolerates its node being unreachable: its own toleration's
 /// seconds, for ever if it tolerates without a limit, else the default.
-fn toleration(pod: &Pod, default: Duration) -> Duration {
+fn toleration(pod: &CachedPod, default: Duration) -> Duration {
     let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_ref());
     let own = tolerations.into_iter().flatten().find(|t| {
         let key = t.key.as_deref().unwrap_or_default();

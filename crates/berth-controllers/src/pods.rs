@@ -7,6 +7,8 @@ use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
+use crate::cached_pod::CachedPod;
+
 /// How a new pod is named.
 pub(crate) enum Naming {
     /// `BASE-` and a random suffix, as ReplicaSets, Jobs and DaemonSets name theirs.
@@ -95,7 +97,7 @@ pub(crate) async fn create_slow_start(
 /// failure.
 pub(crate) async fn delete_all(
     client: &Client,
-    pods: &[&Pod],
+    pods: &[&CachedPod],
 ) -> (Vec<String>, Option<kube::Error>) {
     let deletes = pods.iter().map(|pod| async move {
         delete(client, pod)
@@ -115,8 +117,8 @@ pub(crate) async fn delete_all(
 
 /// Deletes the pod — this very pod, by its uid: not one made since under its name —
 /// false when it was already gone.
-pub(crate) async fn delete(client: &Client, pod: &Pod) -> Result<bool, kube::Error> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+pub(crate) async fn delete(client: &Client, pod: &CachedPod) -> Result<bool, kube::Error> {
+    let api: Api<CachedPod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     let this = DeleteParams {
         preconditions: Some(Preconditions {
             uid: pod.uid(),
@@ -132,7 +134,7 @@ pub(crate) async fn delete(client: &Client, pod: &Pod) -> Result<bool, kube::Err
 }
 
 /// The pod's phase, `Pending` when not reported yet.
-pub(crate) fn phase(pod: &Pod) -> &str {
+pub(crate) fn phase(pod: &CachedPod) -> &str {
     pod.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
@@ -140,17 +142,17 @@ pub(crate) fn phase(pod: &Pod) -> &str {
 }
 
 /// Whether the pod's containers are done for good: Succeeded or Failed.
-pub(crate) fn finished(pod: &Pod) -> bool {
+pub(crate) fn finished(pod: &CachedPod) -> bool {
     matches!(phase(pod), "Succeeded" | "Failed")
 }
 
 /// Whether the pod counts as one of its owner's: not finished and not being deleted.
-pub(crate) fn active(pod: &Pod) -> bool {
+pub(crate) fn active(pod: &CachedPod) -> bool {
     pod.metadata.deletion_timestamp.is_none() && !finished(pod)
 }
 
 /// Whether the pod's Ready condition is True.
-pub(crate) fn ready(pod: &Pod) -> bool {
+pub(crate) fn ready(pod: &CachedPod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -160,7 +162,7 @@ pub(crate) fn ready(pod: &Pod) -> bool {
 /// Whether the pod has been ready for `min_ready_seconds` by `now`: what Kubernetes
 /// calls available, so a pod that crashes right after starting does not count.
 pub(crate) fn available(
-    pod: &Pod,
+    pod: &CachedPod,
     min_ready_seconds: i32,
     now: k8s_openapi::jiff::Timestamp,
 ) -> bool {
@@ -180,6 +182,6 @@ pub(crate) fn available(
 
 /// Whether the pod is Running and Ready: what ordered StatefulSets and rolling updates
 /// wait for.
-pub(crate) fn running_and_ready(pod: &Pod) -> bool {
+pub(crate) fn running_and_ready(pod: &CachedPod) -> bool {
     active(pod) && phase(pod) == "Running" && ready(pod)
 }

@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Pod, ResourceQuota, Secret, Service,
+    ConfigMap, PersistentVolumeClaim, ResourceQuota, Secret, Service,
 };
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
+use crate::cached_pod::CachedPod;
 use crate::statuses::merge_status;
 use berth_runner::{Action, Cache, Controller, Informers};
 
@@ -20,7 +21,7 @@ pub async fn run(client: Client, informers: Informers) {
     let controller = Controller::<ResourceQuota>::new(&informers).await;
     let quotas = controller.cache().clone();
     let controller = controller
-        .watches::<Pod>(quotas.same_namespace())
+        .watches::<CachedPod>(quotas.same_namespace())
         .await
         .watches::<PersistentVolumeClaim>(quotas.same_namespace())
         .await
@@ -48,7 +49,7 @@ pub async fn run(client: Client, informers: Informers) {
 
 /// The caches of what quotas count.
 struct Counted {
-    pods: Cache<Pod>,
+    pods: Cache<CachedPod>,
     claims: Cache<PersistentVolumeClaim>,
     services: Cache<Service>,
     maps: Cache<ConfigMap>,
@@ -72,7 +73,7 @@ async fn reconcile(
     ];
     let objects = pods
         .iter()
-        .map(|p| berth_quota::Object::Pod(p))
+        .map(|p| berth_quota::Object::Pod(p.as_ref()))
         .chain(claims.iter().map(|c| berth_quota::Object::Claim(c)))
         .chain(
             counts

@@ -10,13 +10,14 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
+use k8s_openapi::api::core::v1::{PodTemplateSpec, ReplicationController};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use berth_runner::{Action, Cache, Controller, Informers};
 
+use crate::cached_pod::CachedPod;
 use crate::expectations::{Expectations, InFlight};
 use crate::pods::{Naming, active, available, ready};
 
@@ -80,9 +81,12 @@ pub async fn run(client: Client, informers: Informers) {
 /// The controller of one kind: called for each set, and for a set when one of its pods
 /// changes.
 async fn run_for<K: Replicated>(client: Client, informers: Informers) {
-    let pods = informers.cache::<Pod>().await;
+    let pods = informers.cache::<CachedPod>().await;
     let expectations = Expectations::default();
-    let controller = Controller::<K>::new(&informers).await.owns::<Pod>().await;
+    let controller = Controller::<K>::new(&informers)
+        .await
+        .owns::<CachedPod>()
+        .await;
     controller
         .run(|set| {
             let (client, pods, expectations) = (&client, &pods, &expectations);
@@ -96,7 +100,7 @@ async fn run_for<K: Replicated>(client: Client, informers: Informers) {
 async fn reconcile<K: Replicated>(
     client: &Client,
     set: &K,
-    pods: &Cache<Pod>,
+    pods: &Cache<CachedPod>,
     flight: &mut InFlight,
 ) -> Result<Action, kube::Error> {
     let owned = pods.controlled_by(set);
@@ -125,7 +129,7 @@ async fn reconcile<K: Replicated>(
             )
         });
         let surplus = (running.len() - wanted).min(crate::pods::BURST);
-        let doomed: Vec<&Pod> = running.iter().take(surplus).map(|p| &***p).collect();
+        let doomed: Vec<&CachedPod> = running.iter().take(surplus).map(|p| &***p).collect();
         let (deleted, failure) = crate::pods::delete_all(client, &doomed).await;
         deleted.into_iter().for_each(|name| flight.deleted(name));
         if let Some(error) = failure {
@@ -140,7 +144,7 @@ async fn reconcile<K: Replicated>(
 async fn report<K: Replicated>(
     client: &Client,
     set: &K,
-    owned: &[std::sync::Arc<Pod>],
+    owned: &[std::sync::Arc<CachedPod>],
 ) -> Result<Action, kube::Error> {
     let counted: Vec<_> = owned.iter().filter(|p| active(p)).collect();
     let ready_count = counted.iter().filter(|p| ready(p)).count() as i32;

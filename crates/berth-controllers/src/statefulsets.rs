@@ -24,6 +24,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use crate::cached_pod::CachedPod;
 use crate::pods::{Naming, running_and_ready};
 use crate::revisions::{HASH_LABEL, Revision};
 
@@ -32,7 +33,7 @@ const COMPONENT: &str = "statefulset-controller";
 
 /// What the controller reads.
 struct Caches {
-    pods: Cache<Pod>,
+    pods: Cache<CachedPod>,
     claims: Cache<PersistentVolumeClaim>,
     revisions: Cache<ControllerRevision>,
 }
@@ -42,14 +43,14 @@ struct Caches {
 /// one of its claims does (claims from a set's templates name no owner).
 pub async fn run(client: Client, informers: Informers) {
     let caches = Caches {
-        pods: informers.cache::<Pod>().await,
+        pods: informers.cache::<CachedPod>().await,
         claims: informers.cache::<PersistentVolumeClaim>().await,
         revisions: informers.cache::<ControllerRevision>().await,
     };
     let controller = Controller::<StatefulSet>::new(&informers).await;
     let sets = controller.cache().clone();
     let controller = controller
-        .owns::<Pod>()
+        .owns::<CachedPod>()
         .await
         .owns::<ControllerRevision>()
         .await
@@ -184,12 +185,12 @@ enum Step {
     /// the update revision (false).
     Create(i32, bool),
     /// Delete this pod: failed, condemned, or of an old revision.
-    Delete(Arc<Pod>),
+    Delete(Arc<CachedPod>),
 }
 
 /// The steps of this pass over the set's pods, by ordinal, as kube-controller-manager
 /// orders them.
-fn plan(set: &StatefulSet, pods: &BTreeMap<i32, Arc<Pod>>, update: &str) -> Vec<Step> {
+fn plan(set: &StatefulSet, pods: &BTreeMap<i32, Arc<CachedPod>>, update: &str) -> Vec<Step> {
     let spec = set.spec.clone().unwrap_or_default();
     let replicas = spec.replicas.unwrap_or(1).max(0);
     let ordered = spec.pod_management_policy.as_deref() != Some("Parallel");
@@ -227,7 +228,7 @@ fn plan(set: &StatefulSet, pods: &BTreeMap<i32, Arc<Pod>>, update: &str) -> Vec<
     }
     // Condemned pods: the highest first; ordered, one at a time and only while the
     // rest are healthy.
-    let condemned: Vec<&Arc<Pod>> = pods.range(replicas..).rev().map(|(_, p)| p).collect();
+    let condemned: Vec<&Arc<CachedPod>> = pods.range(replicas..).rev().map(|(_, p)| p).collect();
     if !condemned.is_empty() {
         if ordered
             && (!healthy
@@ -263,7 +264,7 @@ async fn reconcile(client: &Client, set: &StatefulSet, caches: &Caches) -> Resul
     let (current, update) = revisions(client, set, caches).await?;
     let name = set.name_any();
     let owned = caches.pods.controlled_by(set);
-    let pods: BTreeMap<i32, Arc<Pod>> = owned
+    let pods: BTreeMap<i32, Arc<CachedPod>> = owned
         .iter()
         .filter_map(|p| Some((ordinal(&name, &p.name_any())?, p.clone())))
         .collect();
@@ -319,10 +320,10 @@ async fn reconcile(client: &Client, set: &StatefulSet, caches: &Caches) -> Resul
 async fn report(
     client: &Client,
     set: &StatefulSet,
-    pods: &BTreeMap<i32, Arc<Pod>>,
+    pods: &BTreeMap<i32, Arc<CachedPod>>,
     (current, update): (&str, &str),
 ) -> Result<(), kube::Error> {
-    let live: Vec<&Arc<Pod>> = pods
+    let live: Vec<&Arc<CachedPod>> = pods
         .values()
         .filter(|p| !crate::pods::finished(p))
         .collect();
@@ -387,7 +388,7 @@ mod tests {
         .unwrap()
     }
 
-    fn pod(ordinal: i32, revision: &str, ready: bool) -> (i32, Arc<Pod>) {
+    fn pod(ordinal: i32, revision: &str, ready: bool) -> (i32, Arc<CachedPod>) {
         let status = if ready {
             json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]})
         } else {

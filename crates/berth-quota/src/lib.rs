@@ -5,7 +5,10 @@
 //! so they never disagree. Amounts are thousandths (berth-quantity's), so CPU is in
 //! millicores and one object counts 1000.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{Container, PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// The object counts a quota can limit, by their plain names and as `count/<plural>`.
 pub const COUNTED: [&str; 5] = [
@@ -39,11 +42,78 @@ pub fn supported(resource: &str) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub enum Object<'a> {
     /// A pod: counted, and its compute resources, while it has not ended.
-    Pod(&'a Pod),
+    Pod(&'a dyn QuotaPod),
     /// A claim: counted, and the storage it asks for.
     Claim(&'a PersistentVolumeClaim),
     /// Any other object, by its resource's plural: counted.
     Other(&'static str),
+}
+
+/// A pod as a quota reads it — its phase and what its containers declare — whichever
+/// type holds it: the API server's whole pod, the controllers' cached one.
+pub trait QuotaPod: std::fmt::Debug + Sync {
+    /// Its phase, None until reported.
+    fn phase(&self) -> Option<&str>;
+    /// What each container, then each init container, declares of `resource` (`cpu`,
+    /// `memory`).
+    fn declared(&self, resource: &str) -> (Vec<Declared<'_>>, Vec<Declared<'_>>);
+}
+
+/// What one container declares of a resource.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Declared<'a> {
+    /// Its request.
+    pub request: Option<&'a Quantity>,
+    /// Its limit.
+    pub limit: Option<&'a Quantity>,
+}
+
+impl<'a> Declared<'a> {
+    /// What a container with these requests and limits declares of `resource`.
+    pub fn of<A: Amounts>(requests: Option<&'a A>, limits: Option<&'a A>, resource: &str) -> Self {
+        Declared {
+            request: requests.and_then(|r| r.amount(resource)),
+            limit: limits.and_then(|l| l.amount(resource)),
+        }
+    }
+}
+
+/// Amounts by resource name, whichever type holds them.
+pub trait Amounts {
+    /// The amount of `resource`, if named.
+    fn amount(&self, resource: &str) -> Option<&Quantity>;
+}
+
+impl Amounts for BTreeMap<String, Quantity> {
+    fn amount(&self, resource: &str) -> Option<&Quantity> {
+        self.get(resource)
+    }
+}
+
+impl QuotaPod for Pod {
+    fn phase(&self) -> Option<&str> {
+        self.status.as_ref()?.phase.as_deref()
+    }
+
+    fn declared(&self, resource: &str) -> (Vec<Declared<'_>>, Vec<Declared<'_>>) {
+        let Some(spec) = self.spec.as_ref() else {
+            return (Vec::new(), Vec::new());
+        };
+        let of = |c| declared_by(c, resource);
+        let init = spec.init_containers.iter().flatten().map(of);
+        (spec.containers.iter().map(of).collect(), init.collect())
+    }
+}
+
+/// What `container` declares of `resource`.
+fn declared_by<'a>(container: &'a Container, resource: &str) -> Declared<'a> {
+    let resources = container.resources.as_ref();
+    let requests = resources.and_then(|r| r.requests.as_ref());
+    Declared::of(
+        requests,
+        resources.and_then(|r| r.limits.as_ref()),
+        resource,
+    )
 }
 
 /// What `object` uses of `resource`, in thousandths.
@@ -68,30 +138,21 @@ pub fn usage(object: Object<'_>, resource: &str) -> i128 {
 }
 
 /// Whether the pod has ended: a quota stops counting it then.
-fn ended(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    matches!(phase, Some("Succeeded" | "Failed"))
+fn ended(pod: &dyn QuotaPod) -> bool {
+    matches!(pod.phase(), Some("Succeeded" | "Failed"))
 }
 
 /// The pod's effective request or limit of a compute resource: its containers' sum, or
 /// its largest init container's if more, as Kubernetes' quota counts it.
-fn pod_compute(pod: &Pod, resource: &str) -> i128 {
+fn pod_compute(pod: &dyn QuotaPod, resource: &str) -> i128 {
     let Some((kind, name)) = compute_parts(resource) else {
         return 0;
     };
-    let Some(spec) = pod.spec.as_ref() else {
-        return 0;
-    };
-    let amount = |c: &Container| declared(c, kind, name).unwrap_or(0);
-    let sum: i128 = spec.containers.iter().map(amount).sum();
-    let init = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .map(amount)
-        .max()
-        .unwrap_or(0);
-    sum.max(init)
+    let amount = |d: &Declared| amount_of(d, kind).unwrap_or(0);
+    let (containers, init) = pod.declared(name);
+    let sum: i128 = containers.iter().map(amount).sum();
+    let init = init.iter().map(amount).max();
+    sum.max(init.unwrap_or(0))
 }
 
 /// `requests.cpu` as (`requests`, `cpu`); bare `cpu` and `memory` are requests.
@@ -104,21 +165,14 @@ fn compute_parts(resource: &str) -> Option<(&'static str, &str)> {
     }
 }
 
-/// What the container declares of `name` under `kind` (`requests` or `limits`); a limit
-/// alone stands for the request too, as Kubernetes defaults it.
-fn declared(container: &Container, kind: &str, name: &str) -> Option<i128> {
-    let resources = container.resources.as_ref()?;
-    let of = |map: &Option<
-        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
-    >| {
-        map.as_ref()?
-            .get(name)
-            .and_then(|q| berth_quantity::milli(&q.0))
+/// What a container declares under `kind` (`requests` or `limits`); a limit alone
+/// stands for the request too, as Kubernetes defaults it.
+fn amount_of(declared: &Declared, kind: &str) -> Option<i128> {
+    let quantity = match kind {
+        "requests" => declared.request.or(declared.limit),
+        _ => declared.limit,
     };
-    match kind {
-        "requests" => of(&resources.requests).or_else(|| of(&resources.limits)),
-        _ => of(&resources.limits),
-    }
+    quantity.and_then(|q| berth_quantity::milli(&q.0))
 }
 
 /// The pod's containers (init containers too) that declare nothing of a compute
@@ -130,12 +184,14 @@ pub fn undeclared(pod: &Pod, resource: &str) -> Vec<String> {
     let Some(spec) = pod.spec.as_ref() else {
         return Vec::new();
     };
-    spec.init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers)
-        .filter(|c| declared(c, kind, name).is_none())
-        .map(|c| c.name.clone())
+    let (containers, init) = pod.declared(name);
+    let names = spec.containers.iter().map(|c| &c.name);
+    let init_names = spec.init_containers.iter().flatten().map(|c| &c.name);
+    init_names
+        .zip(init)
+        .chain(names.zip(containers))
+        .filter(|(_, declared)| amount_of(declared, kind).is_none())
+        .map(|(name, _)| name.clone())
         .collect()
 }
 

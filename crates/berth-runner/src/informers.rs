@@ -14,7 +14,6 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -364,42 +363,11 @@ impl Informers {
 }
 
 /// Drops what no controller reads of an object before it is cached: managedFields, the
-/// server's record of who set which field (often the larger half of an object), and
-/// what of a pod only its node's agent reads.
+/// server's record of who set which field (often the larger half of an object). Kinds
+/// cached by the thousand have a type of their own that keeps only what controllers
+/// read (berth-controllers' `CachedPod`).
 fn slim<K: Cached>(object: &mut K) {
     object.meta_mut().managed_fields = None;
-    if let Some(pod) = (object as &mut dyn Any).downcast_mut::<Pod>() {
-        slim_pod(pod);
-    }
-}
-
-/// A pod without the volumes that are not claims and without its containers'
-/// environment, mounts, probes, hooks, commands and security settings, which the agent
-/// reads and no controller does (the scheduler reads claims, requests and ports). Typed,
-/// the ServiceAccount token volume every pod has is some 5 KiB of a pod's ~10 KiB; at
-/// 150,000 pods the controller manager's pods were most of its memory. Controllers change
-/// pods by patches and never write a cached pod back whole, so nothing dropped here is
-/// lost from the object itself.
-fn slim_pod(pod: &mut Pod) {
-    let Some(spec) = pod.spec.as_mut() else {
-        return;
-    };
-    if let Some(volumes) = spec.volumes.as_mut() {
-        volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
-    }
-    let init = spec.init_containers.iter_mut().flatten();
-    for container in spec.containers.iter_mut().chain(init) {
-        container.env = None;
-        container.env_from = None;
-        container.volume_mounts = None;
-        container.liveness_probe = None;
-        container.readiness_probe = None;
-        container.startup_probe = None;
-        container.lifecycle = None;
-        container.command = None;
-        container.args = None;
-        container.security_context = None;
-    }
 }
 
 /// Keeps one kind's cache and index current from its watch, and tells of each change.
@@ -462,42 +430,5 @@ impl<K: Cached> Feeder<K> {
             .indexes
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use k8s_openapi::api::core::v1::Pod;
-    use serde_json::json;
-
-    #[test]
-    fn a_cached_pod_keeps_what_controllers_read() {
-        let mut pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "p", "managedFields": [{"manager": "kubectl"}]},
-            "spec": {
-                "containers": [{
-                    "name": "app",
-                    "resources": {"requests": {"cpu": "1"}},
-                    "ports": [{"containerPort": 80, "name": "http"}],
-                    "env": [{"name": "A", "value": "1"}],
-                    "volumeMounts": [{"name": "token", "mountPath": "/var/run"}],
-                    "readinessProbe": {"tcpSocket": {"port": 80}},
-                }],
-                "volumes": [
-                    {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
-                    {"name": "token", "projected": {"sources": []}},
-                ],
-            },
-        }))
-        .unwrap();
-        super::slim(&mut pod);
-        assert!(pod.metadata.managed_fields.is_none());
-        let spec = pod.spec.unwrap();
-        let volumes: Vec<_> = spec.volumes.unwrap().into_iter().map(|v| v.name).collect();
-        assert_eq!(volumes, ["data"]);
-        let container = &spec.containers[0];
-        assert!(container.resources.is_some() && container.ports.is_some());
-        assert!(container.env.is_none() && container.volume_mounts.is_none());
-        assert!(container.readiness_probe.is_none());
     }
 }

@@ -3,11 +3,12 @@
 //! PodTopologySpread, InterPodAffinity. The first a node fails is its reason, and says
 //! whether evicting lower-priority pods could help (preemption).
 
-use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Node, Taint, Toleration};
 
 use super::node_affinity;
 use super::snapshot::{Demand, HostPort, NodeInfo};
 use super::topology::{Guarded, NamespaceLabels, PodAffinity, Spread};
+use crate::cached_pod::CachedPod;
 
 /// Why a node cannot take a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +37,7 @@ impl Unfit {
 
 /// What is worked out once per pod before its nodes are judged.
 pub(crate) struct Plan<'a> {
-    pub pod: &'a Pod,
+    pub pod: &'a CachedPod,
     pub demand: Demand,
     pub ports: Vec<HostPort>,
     pub affinity: PodAffinity,
@@ -47,7 +48,7 @@ pub(crate) struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     pub(crate) fn new(
-        pod: &'a Pod,
+        pod: &'a CachedPod,
         nodes: &[NodeInfo],
         (guarded, namespaces): (&[Guarded], &NamespaceLabels),
     ) -> Self {
@@ -97,7 +98,7 @@ fn schedulable(node: &NodeInfo) -> Option<Unfit> {
 }
 
 /// The node's first NoSchedule or NoExecute taint the pod does not tolerate.
-fn untolerated(node: &Node, pod: &Pod) -> Option<Unfit> {
+fn untolerated(node: &Node, pod: &CachedPod) -> Option<Unfit> {
     let tolerations = tolerations(pod);
     let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref());
     let taint = taints.into_iter().flatten().find(|taint| {
@@ -112,7 +113,7 @@ fn untolerated(node: &Node, pod: &Pod) -> Option<Unfit> {
 }
 
 /// How many PreferNoSchedule taints of the node the pod does not tolerate.
-pub(crate) fn untolerated_preferences(node: &Node, pod: &Pod) -> i64 {
+pub(crate) fn untolerated_preferences(node: &Node, pod: &CachedPod) -> i64 {
     let tolerations = tolerations(pod);
     let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref());
     taints
@@ -122,7 +123,7 @@ pub(crate) fn untolerated_preferences(node: &Node, pod: &Pod) -> i64 {
         .count() as i64
 }
 
-fn tolerations(pod: &Pod) -> &[Toleration] {
+fn tolerations(pod: &CachedPod) -> &[Toleration] {
     pod.spec
         .as_ref()
         .and_then(|s| s.tolerations.as_deref())

@@ -25,13 +25,14 @@ use std::time::Duration;
 
 use berth_runner::Cache;
 use futures_util::{StreamExt, stream};
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use berth_runner::Informers;
 
+use crate::cached_pod::CachedPod;
 use crate::watched::Watched;
 use filters::{Plan, Unfit};
 use preemption::{Preemption, priority};
@@ -50,7 +51,7 @@ const RETRY: Duration = Duration::from_secs(5);
 /// What the scheduler watches.
 struct Caches {
     nodes: Cache<Node>,
-    pods: Cache<Pod>,
+    pods: Cache<CachedPod>,
     namespaces: Cache<Namespace>,
     claims: Cache<PersistentVolumeClaim>,
     volumes: Cache<PersistentVolume>,
@@ -61,7 +62,7 @@ pub async fn run(client: Client, informers: Informers) {
     let mut watched = Watched::new(&informers);
     let caches = Caches {
         nodes: watched.cache::<Node>().await,
-        pods: watched.cache::<Pod>().await,
+        pods: watched.cache::<CachedPod>().await,
         namespaces: watched.cache::<Namespace>().await,
         claims: watched.cache::<PersistentVolumeClaim>().await,
         volumes: watched.cache::<PersistentVolume>().await,
@@ -75,7 +76,7 @@ pub async fn run(client: Client, informers: Informers) {
     }
 }
 
-fn pending(pod: &Pod) -> bool {
+fn pending(pod: &CachedPod) -> bool {
     let spec = pod.spec.as_ref();
     spec.is_some_and(|s| s.node_name.as_deref().unwrap_or_default().is_empty())
         && spec
@@ -189,7 +190,7 @@ async fn schedule_pending(client: &Client, caches: &Caches, memory: &mut Memory)
 }
 
 /// Forgets the assumed pods the cache now shows bound, or no longer has.
-fn forget_confirmed(assumed: &mut HashMap<String, String>, pods: &[Arc<Pod>]) {
+fn forget_confirmed(assumed: &mut HashMap<String, String>, pods: &[Arc<CachedPod>]) {
     if assumed.is_empty() {
         return;
     }
@@ -247,7 +248,7 @@ fn decide(nodes: &[NodeInfo], plan: &Plan, start: &mut usize) -> Outcome {
 }
 
 /// The node preemption set aside for the pod, if any.
-fn nominated(pod: &Pod) -> Option<&str> {
+fn nominated(pod: &CachedPod) -> Option<&str> {
     pod.status
         .as_ref()
         .and_then(|s| s.nominated_node_name.as_deref())
@@ -270,7 +271,7 @@ fn unschedulable_message(nodes: usize, reasons: &BTreeMap<String, usize>) -> Str
 /// Reports the pod unschedulable, unless this was the last thing said about it.
 async fn report_once(
     client: &Client,
-    pod: &Pod,
+    pod: &CachedPod,
     message: String,
     reported: &mut HashMap<String, String>,
 ) {
@@ -283,10 +284,10 @@ async fn report_once(
 
 /// Evicts the victims (gracefully, as kube-scheduler deletes them) and nominates the
 /// node for the pod, which takes it once they are gone.
-async fn preempt(client: &Client, pod: &Pod, node: &str, victims: &[Arc<Pod>]) {
+async fn preempt(client: &Client, pod: &CachedPod, node: &str, victims: &[Arc<CachedPod>]) {
     let uid = pod.uid().unwrap_or_default();
     for victim in victims {
-        let api: Api<Pod> =
+        let api: Api<CachedPod> =
             Api::namespaced(client.clone(), &victim.namespace().unwrap_or_default());
         match api
             .delete(&victim.name_any(), &DeleteParams::default())
@@ -306,7 +307,7 @@ async fn preempt(client: &Client, pod: &Pod, node: &str, victims: &[Arc<Pod>]) {
         }
     }
     let nomination = json!({"status": {"nominatedNodeName": node}});
-    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    let api: Api<CachedPod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     if let Err(error) = api
         .patch_status(
             &pod.name_any(),
@@ -321,8 +322,9 @@ async fn preempt(client: &Client, pod: &Pod, node: &str, victims: &[Arc<Pod>]) {
 
 /// Binds the pod to the node, saying whether it worked; a failure (the pod bound
 /// meanwhile, or gone) is logged and the pod tried again in a later pass.
-async fn bind(client: &Client, pod: &Pod, node: &str) -> bool {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+async fn bind(client: &Client, pod: &CachedPod, node: &str) -> bool {
+    let pods: Api<CachedPod> =
+        Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     let binding = json!({
         "apiVersion": "v1", "kind": "Binding",
         "metadata": {"name": pod.name_any(), "namespace": pod.namespace()},
@@ -346,7 +348,7 @@ async fn bind(client: &Client, pod: &Pod, node: &str) -> bool {
 }
 
 /// The FailedScheduling event and the PodScheduled=False condition.
-async fn report_unschedulable(client: &Client, pod: &Pod, message: &str) {
+async fn report_unschedulable(client: &Client, pod: &CachedPod, message: &str) {
     let namespace = pod.namespace().unwrap_or_default();
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     // Only the version of the pod that was judged: if it was bound meanwhile (by another
@@ -355,7 +357,7 @@ async fn report_unschedulable(client: &Client, pod: &Pod, message: &str) {
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
         "message": message, "lastProbeTime": null, "lastTransitionTime": now,
     }]}});
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let pods: Api<CachedPod> = Api::namespaced(client.clone(), &namespace);
     if let Err(error) = pods
         .patch_status(
             &pod.name_any(),

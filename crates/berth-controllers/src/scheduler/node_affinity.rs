@@ -4,14 +4,15 @@
 //! name their node.
 
 use k8s_openapi::api::core::v1::{
-    Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PreferredSchedulingTerm,
+    Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PreferredSchedulingTerm,
 };
 use kube::ResourceExt;
 
+use crate::cached_pod::CachedPod;
 use crate::labels::{has_all, requirement_holds};
 
 /// Whether the pod's nodeSelector and required node affinity admit the node.
-pub(crate) fn admits(pod: &Pod, node: &Node) -> bool {
+pub(crate) fn admits(pod: &CachedPod, node: &Node) -> bool {
     let spec = pod.spec.as_ref();
     let selected = spec
         .and_then(|s| s.node_selector.as_ref())
@@ -36,7 +37,7 @@ pub(crate) fn selector_admits(selector: &NodeSelector, node: &Node) -> bool {
 }
 
 /// The pod's preferred node affinity terms.
-fn preferred_terms(pod: &Pod) -> &[PreferredSchedulingTerm] {
+fn preferred_terms(pod: &CachedPod) -> &[PreferredSchedulingTerm] {
     pod.spec
         .as_ref()
         .and_then(|s| s.affinity.as_ref())
@@ -49,7 +50,7 @@ fn preferred_terms(pod: &Pod) -> &[PreferredSchedulingTerm] {
 }
 
 /// The summed weights of the pod's preferred node affinity terms the node meets.
-pub(crate) fn preference(pod: &Pod, node: &Node) -> i64 {
+pub(crate) fn preference(pod: &CachedPod, node: &Node) -> i64 {
     preferred_terms(pod)
         .iter()
         .filter(|p| term_matches(&p.preference, node))
@@ -58,7 +59,7 @@ pub(crate) fn preference(pod: &Pod, node: &Node) -> i64 {
 }
 
 /// Whether the pod has preferred node affinity terms at all.
-pub(crate) fn has_preferences(pod: &Pod) -> bool {
+pub(crate) fn has_preferences(pod: &CachedPod) -> bool {
     !preferred_terms(pod).is_empty()
 }
 
@@ -94,7 +95,7 @@ mod tests {
             .unwrap()
     }
 
-    fn pod(affinity: serde_json::Value) -> Pod {
+    fn pod(affinity: serde_json::Value) -> CachedPod {
         serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {
             "containers": [], "affinity": {"nodeAffinity": affinity}}}))
         .unwrap()

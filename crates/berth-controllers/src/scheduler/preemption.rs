@@ -6,20 +6,19 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
-
 use super::filters::{Plan, Unfit, unfit};
 use super::snapshot::NodeInfo;
+use crate::cached_pod::CachedPod;
 
 /// A pod's priority, as admission resolved it from its PriorityClass (0 without one).
-pub(crate) fn priority(pod: &Pod) -> i32 {
+pub(crate) fn priority(pod: &CachedPod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
 /// The node to take and the pods to evict from it.
 pub(crate) struct Preemption {
     pub node: usize,
-    pub victims: Vec<Arc<Pod>>,
+    pub victims: Vec<Arc<CachedPod>>,
 }
 
 /// Why preemption cannot help: the message kube-scheduler appends after `preemption:`.
@@ -68,9 +67,9 @@ pub(crate) fn find(
 
 /// The fewest pods to evict from `node` so the pod fits, or None when evicting every
 /// lower-priority pod would not be enough (or there is none).
-fn victims_on(node: &NodeInfo, plan: &Plan) -> Option<Vec<Arc<Pod>>> {
+fn victims_on(node: &NodeInfo, plan: &Plan) -> Option<Vec<Arc<CachedPod>>> {
     let mine = priority(plan.pod);
-    let mut lower: Vec<Arc<Pod>> = node
+    let mut lower: Vec<Arc<CachedPod>> = node
         .pods
         .iter()
         .filter(|p| priority(p) < mine)
@@ -99,7 +98,7 @@ fn victims_on(node: &NodeInfo, plan: &Plan) -> Option<Vec<Arc<Pod>>> {
 }
 
 /// Cheapest first: the lowest highest victim priority, the lowest sum, the fewest pods.
-fn cost(victims: &[Arc<Pod>]) -> (i32, i64, usize) {
+fn cost(victims: &[Arc<CachedPod>]) -> (i32, i64, usize) {
     let highest = victims
         .iter()
         .map(|p| priority(p))

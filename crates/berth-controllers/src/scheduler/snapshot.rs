@@ -6,10 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use berth_runner::Cache;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 
 use berth_quantity::milli;
+
+use crate::cached_pod::CachedPod;
 
 /// Amounts of the resources the scheduler counts, in thousandths (millicores, and one
 /// pod is 1,000).
@@ -65,7 +67,7 @@ pub(crate) struct Demand {
 }
 
 impl Demand {
-    pub(crate) fn of(pod: &Pod) -> Demand {
+    pub(crate) fn of(pod: &CachedPod) -> Demand {
         let Some(spec) = pod.spec.as_ref() else {
             return Demand::default();
         };
@@ -101,7 +103,7 @@ impl Demand {
     }
 }
 
-fn container_requests(container: &k8s_openapi::api::core::v1::Container) -> Amounts {
+fn container_requests(container: &crate::cached_pod::Container) -> Amounts {
     let requests = container
         .resources
         .as_ref()
@@ -130,7 +132,7 @@ pub(crate) struct HostPort {
 
 impl HostPort {
     /// The host ports the pod's containers ask for.
-    pub(crate) fn of(pod: &Pod) -> Vec<HostPort> {
+    pub(crate) fn of(pod: &CachedPod) -> Vec<HostPort> {
         let containers = pod.spec.iter().flat_map(|s| &s.containers);
         containers
             .flat_map(|c| c.ports.iter().flatten())
@@ -169,7 +171,7 @@ pub(crate) struct NodeInfo {
     /// CPU and memory requested as scoring counts them.
     pub scored: (i128, i128),
     /// The pods bound to it that have not finished (terminating ones still count).
-    pub pods: Vec<Arc<Pod>>,
+    pub pods: Vec<Arc<CachedPod>>,
     pub ports: Vec<HostPort>,
 }
 
@@ -209,7 +211,7 @@ impl NodeInfo {
     }
 
     /// Counts `pod` as running here.
-    pub(crate) fn add(&mut self, pod: Arc<Pod>) {
+    pub(crate) fn add(&mut self, pod: Arc<CachedPod>) {
         let demand = Demand::of(&pod);
         self.requested = self.requested.plus(demand.requests);
         self.scored = (
@@ -226,7 +228,7 @@ impl NodeInfo {
     }
 
     /// This node as it would be without the pods `leaving` selects.
-    pub(crate) fn without(&self, leaving: impl Fn(&Pod) -> bool) -> NodeInfo {
+    pub(crate) fn without(&self, leaving: impl Fn(&CachedPod) -> bool) -> NodeInfo {
         let mut rest = NodeInfo::new(Arc::clone(&self.node));
         rest.requested = self.requested;
         rest.scored = self.scored;
@@ -248,13 +250,13 @@ impl NodeInfo {
 }
 
 /// Whether a pod still occupies its node: bound and not finished.
-fn occupies(pod: &Pod) -> bool {
+fn occupies(pod: &CachedPod) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
 /// The node a pod is bound to, if any.
-pub(crate) fn node_of(pod: &Pod) -> Option<&str> {
+pub(crate) fn node_of(pod: &CachedPod) -> Option<&str> {
     pod.spec
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
@@ -265,7 +267,7 @@ pub(crate) fn node_of(pod: &Pod) -> Option<&str> {
 /// `assumed` bound (uid → node) that the cache does not show bound yet.
 pub(crate) fn take(
     nodes: &Cache<Node>,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     assumed: &HashMap<String, String>,
 ) -> Vec<NodeInfo> {
     let mut infos: Vec<NodeInfo> = nodes.state().into_iter().map(NodeInfo::new).collect();
@@ -294,7 +296,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(spec: serde_json::Value) -> Pod {
+    fn pod(spec: serde_json::Value) -> CachedPod {
         serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": spec})).unwrap()
     }
 

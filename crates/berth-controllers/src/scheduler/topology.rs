@@ -9,12 +9,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, TopologySpreadConstraint};
+use k8s_openapi::api::core::v1::{PodAffinityTerm, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use kube::ResourceExt;
 
 use super::node_affinity;
 use super::snapshot::NodeInfo;
+use crate::cached_pod::CachedPod;
 use crate::labels::{Labels, selects};
 
 /// The labels of every namespace, for terms with a namespaceSelector.
@@ -39,7 +40,7 @@ impl Domains {
 fn term_selects(
     term: &PodAffinityTerm,
     owner_namespace: &str,
-    pod: &Pod,
+    pod: &CachedPod,
     namespaces: &NamespaceLabels,
 ) -> bool {
     let namespace = pod.namespace().unwrap_or_default();
@@ -61,7 +62,7 @@ fn term_selects(
 }
 
 /// The domains of `key` holding pods that `selected` picks, over all nodes.
-fn domains(nodes: &[NodeInfo], key: &str, selected: impl Fn(&Pod) -> bool) -> Domains {
+fn domains(nodes: &[NodeInfo], key: &str, selected: impl Fn(&CachedPod) -> bool) -> Domains {
     let mut found = Domains {
         key: key.to_string(),
         counts: HashMap::new(),
@@ -101,7 +102,7 @@ pub(crate) const EXISTING_ANTI_AFFINITY_UNMET: &str =
 
 impl PodAffinity {
     pub(crate) fn of(
-        pod: &Pod,
+        pod: &CachedPod,
         nodes: &[NodeInfo],
         (guarded, namespaces): (&[Guarded], &NamespaceLabels),
     ) -> Self {
@@ -203,9 +204,9 @@ impl PodAffinity {
 }
 
 /// A placed pod with required anti-affinity, and the index of its node.
-pub(crate) type Guarded = (usize, Arc<Pod>);
+pub(crate) type Guarded = (usize, Arc<CachedPod>);
 
-fn required_anti_affinity(pod: &Pod) -> &[PodAffinityTerm] {
+fn required_anti_affinity(pod: &CachedPod) -> &[PodAffinityTerm] {
     pod.spec
         .as_ref()
         .and_then(|s| s.affinity.as_ref())
@@ -218,7 +219,7 @@ fn required_anti_affinity(pod: &Pod) -> &[PodAffinityTerm] {
 }
 
 /// Whether the pod keeps others away through required anti-affinity.
-pub(crate) fn guards(pod: &Pod) -> bool {
+pub(crate) fn guards(pod: &CachedPod) -> bool {
     !required_anti_affinity(pod).is_empty()
 }
 
@@ -240,7 +241,7 @@ pub(crate) fn guarded(nodes: &[NodeInfo]) -> Vec<Guarded> {
 /// The domains that pods already placed keep `pod` out of through their required
 /// anti-affinity.
 fn kept_out(
-    pod: &Pod,
+    pod: &CachedPod,
     nodes: &[NodeInfo],
     (guarded, namespaces): (&[Guarded], &NamespaceLabels),
 ) -> Vec<(String, String)> {
@@ -280,7 +281,7 @@ pub(crate) const SPREAD_LABEL_MISSING: &str =
 impl Spread {
     /// The pod's constraints, counted over the nodes its node affinity admits (the
     /// default `nodeAffinityPolicy: Honor`).
-    pub(crate) fn of(pod: &Pod, nodes: &[NodeInfo]) -> Vec<Spread> {
+    pub(crate) fn of(pod: &CachedPod, nodes: &[NodeInfo]) -> Vec<Spread> {
         let constraints = pod
             .spec
             .as_ref()
@@ -292,10 +293,10 @@ impl Spread {
             .collect()
     }
 
-    fn one(pod: &Pod, constraint: &TopologySpreadConstraint, nodes: &[NodeInfo]) -> Spread {
+    fn one(pod: &CachedPod, constraint: &TopologySpreadConstraint, nodes: &[NodeInfo]) -> Spread {
         let selector = with_match_label_keys(pod, constraint);
         let namespace = pod.namespace();
-        let chosen = |p: &Pod| {
+        let chosen = |p: &CachedPod| {
             p.namespace() == namespace
                 && p.metadata.deletion_timestamp.is_none()
                 && selector
@@ -362,7 +363,7 @@ impl Spread {
 /// The constraint's selector narrowed by `matchLabelKeys`: the pod's own values of those
 /// labels. Without a selector the constraint selects no pod, as in Kubernetes.
 fn with_match_label_keys(
-    pod: &Pod,
+    pod: &CachedPod,
     constraint: &TopologySpreadConstraint,
 ) -> Option<LabelSelector> {
     let mut selector = constraint.label_selector.clone()?;

@@ -5,13 +5,13 @@
 //! the provisioner makes the volume on.
 
 use berth_runner::Cache;
-use k8s_openapi::api::core::v1::{
-    Node, NodeSelector, PersistentVolume, PersistentVolumeClaim, Pod,
-};
+use k8s_openapi::api::core::v1::{Node, NodeSelector, PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
+
+use crate::cached_pod::CachedPod;
 
 /// The annotation naming the node a claim's volume is to be made on.
 pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
@@ -28,7 +28,7 @@ pub(crate) struct Needs {
 impl Needs {
     /// What the pod's claims need, or why it cannot be placed yet.
     pub(crate) fn of(
-        pod: &Pod,
+        pod: &CachedPod,
         claims: &Cache<PersistentVolumeClaim>,
         volumes: &Cache<PersistentVolume>,
     ) -> Result<Self, String> {
@@ -72,7 +72,7 @@ impl Needs {
     }
 
     /// Gives the unbound claims the chosen node; false if one could not be.
-    pub(crate) async fn select(&self, client: &Client, pod: &Pod, node: &str) -> bool {
+    pub(crate) async fn select(&self, client: &Client, pod: &CachedPod, node: &str) -> bool {
         let api: Api<PersistentVolumeClaim> =
             Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
         let patch = json!({"metadata": {"annotations": {SELECTED_NODE: node}}});

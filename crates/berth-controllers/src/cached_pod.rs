@@ -1,0 +1,353 @@
+//! The pod as the controllers cache it: the fields the scheduler, the workload
+//! controllers, endpoints, quota, disruption and node controllers read, under
+//! k8s-openapi's names and types, and nothing else. k8s-openapi's `Pod` holds every
+//! optional field inline — 2.2 KiB for the pod, 2.1 KiB per container, 750 bytes per
+//! container status, before anything is set — and at 150,000 pods the controller
+//! manager's typed pods were most of the server's memory (issue 18). This one is a
+//! fraction of that, and the same field paths keep the controllers' code reading as it
+//! reads Kubernetes' pods.
+//!
+//! A cached pod is never written back: controllers change pods by patches, and create
+//! theirs from templates as k8s-openapi's `Pod`, so what it leaves out is never lost.
+
+use std::collections::BTreeMap;
+
+use berth_quota::Declared;
+use k8s_openapi::api::core::v1::{
+    Affinity, ContainerPort, ContainerStateTerminated, EphemeralVolumeSource,
+    PersistentVolumeClaimVolumeSource, Toleration, TopologySpreadConstraint,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use serde::{Deserialize, Deserializer};
+
+/// A pod without what no controller reads (annotations, managedFields, most of its
+/// spec and status).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct CachedPod {
+    /// Its metadata, without annotations and managedFields.
+    #[serde(default, deserialize_with = "slim_metadata")]
+    pub metadata: ObjectMeta,
+    /// What the scheduler and the workload controllers read of its spec.
+    pub spec: Option<PodSpec>,
+    /// What they read of its status.
+    pub status: Option<PodStatus>,
+}
+
+/// The pod's metadata as sent, less what no controller reads of a pod: annotations and
+/// managedFields, often most of its metadata.
+fn slim_metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
+    let mut metadata = ObjectMeta::deserialize(deserializer)?;
+    metadata.annotations = None;
+    metadata.managed_fields = None;
+    Ok(metadata)
+}
+
+impl k8s_openapi::Resource for CachedPod {
+    const API_VERSION: &'static str = "v1";
+    const GROUP: &'static str = "";
+    const KIND: &'static str = "Pod";
+    const VERSION: &'static str = "v1";
+    const URL_PATH_SEGMENT: &'static str = "pods";
+    type Scope = k8s_openapi::NamespaceResourceScope;
+}
+
+impl k8s_openapi::Metadata for CachedPod {
+    type Ty = ObjectMeta;
+
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// What controllers read of a pod's spec: placement (node, selector, affinity,
+/// tolerations, spread, priority), what it asks of a node (containers' resources and
+/// host ports, overhead, claims) and its DNS name (hostname, subdomain).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    /// Its containers.
+    #[serde(default, deserialize_with = "exact")]
+    pub containers: Vec<Container>,
+    /// Its init containers.
+    #[serde(default, deserialize_with = "exact")]
+    pub init_containers: Option<Vec<Container>>,
+    /// The node it is bound to.
+    pub node_name: Option<String>,
+    /// The labels a node needs to take it.
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Node and pod (anti-)affinity; boxed, as most pods have none.
+    pub affinity: Option<Box<Affinity>>,
+    /// The taints it tolerates.
+    #[serde(default, deserialize_with = "exact")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// How it spreads over topology domains.
+    #[serde(default, deserialize_with = "exact")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    /// Its priority, resolved from its class by admission.
+    pub priority: Option<i32>,
+    /// Whether it may preempt lower-priority pods.
+    pub preemption_policy: Option<String>,
+    /// The scheduler it asks for.
+    pub scheduler_name: Option<String>,
+    /// Its volumes that are claims (the others read as empty).
+    #[serde(default, deserialize_with = "claims_only")]
+    pub volumes: Option<Vec<Volume>>,
+    /// What running it costs beyond its containers (RuntimeClass overhead).
+    pub overhead: Option<BTreeMap<String, Quantity>>,
+    /// Its hostname, for its DNS record.
+    pub hostname: Option<String>,
+    /// Its subdomain, for its DNS record.
+    pub subdomain: Option<String>,
+}
+
+/// A list as sent, without the spare room a vector grows by while it is read (a list of
+/// one would keep room for four): cached by the hundred thousand, that was a fifth of a
+/// pod.
+fn exact<'de, D, L>(deserializer: D) -> Result<L, D::Error>
+where
+    D: Deserializer<'de>,
+    L: Deserialize<'de> + Exact,
+{
+    let mut list = L::deserialize(deserializer)?;
+    list.shrink();
+    Ok(list)
+}
+
+/// A list that can give back its spare room.
+trait Exact {
+    fn shrink(&mut self);
+}
+
+impl<T> Exact for Vec<T> {
+    fn shrink(&mut self) {
+        self.shrink_to_fit();
+    }
+}
+
+impl<T> Exact for Option<Vec<T>> {
+    fn shrink(&mut self) {
+        if let Some(list) = self {
+            list.shrink_to_fit();
+        }
+    }
+}
+
+/// The pod's volumes that name a claim, its own or an ephemeral one; the scheduler
+/// keeps a pod on its claims' node, and the rest are the agent's.
+fn claims_only<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<Volume>>, D::Error> {
+    let mut volumes = Option::<Vec<Volume>>::deserialize(deserializer)?.unwrap_or_default();
+    volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
+    volumes.shrink_to_fit();
+    Ok((!volumes.is_empty()).then_some(volumes))
+}
+
+/// A volume of a pod, as far as it names a claim.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    /// Its name in the pod.
+    pub name: String,
+    /// The claim it mounts.
+    pub persistent_volume_claim: Option<PersistentVolumeClaimVolumeSource>,
+    /// The claim made for the pod alone.
+    pub ephemeral: Option<Box<EphemeralVolumeSource>>,
+}
+
+/// What controllers read of a container: its name, resources and ports.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    /// Its name.
+    pub name: String,
+    /// What it requests and is limited to.
+    pub resources: Option<ResourceRequirements>,
+    /// Its ports: host ports for the scheduler, named ones for Services.
+    #[serde(default, deserialize_with = "exact")]
+    pub ports: Option<Vec<ContainerPort>>,
+}
+
+/// What a container requests and is limited to.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct ResourceRequirements {
+    /// What it requests of each resource.
+    pub requests: Option<ResourceList>,
+    /// What it is limited to.
+    pub limits: Option<ResourceList>,
+}
+
+/// Amounts by resource name (`cpu`, `memory`…), as Kubernetes' `ResourceList`: a short
+/// list rather than k8s-openapi's B-tree, whose first node is 546 bytes however few
+/// resources a container names.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResourceList(Vec<(String, Quantity)>);
+
+impl ResourceList {
+    /// The amount of `resource`, if named.
+    pub fn get(&self, resource: &str) -> Option<&Quantity> {
+        self.0
+            .iter()
+            .find(|(name, _)| name == resource)
+            .map(|(_, q)| q)
+    }
+}
+
+impl<'de> Deserialize<'de> for ResourceList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let amounts = BTreeMap::<String, Quantity>::deserialize(deserializer)?;
+        Ok(ResourceList(amounts.into_iter().collect()))
+    }
+}
+
+/// What controllers read of a pod's status.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    /// Pending, Running, Succeeded, Failed or Unknown.
+    pub phase: Option<String>,
+    /// Its conditions (Ready, PodScheduled…).
+    #[serde(default, deserialize_with = "exact")]
+    pub conditions: Option<Vec<PodCondition>>,
+    /// Its containers' states.
+    #[serde(default, deserialize_with = "exact")]
+    pub container_statuses: Option<Vec<ContainerStatus>>,
+    /// Its init containers' states.
+    #[serde(default, deserialize_with = "exact")]
+    pub init_container_statuses: Option<Vec<ContainerStatus>>,
+    /// Its address.
+    #[serde(rename = "podIP")]
+    pub pod_ip: Option<String>,
+    /// When its node's agent took it.
+    pub start_time: Option<Time>,
+    /// The node preemption set aside for it.
+    pub nominated_node_name: Option<String>,
+}
+
+/// What controllers read of a pod's condition.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodCondition {
+    /// Ready, ContainersReady, Initialized, PodScheduled, DisruptionTarget…
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    /// When its status last changed: a pod is available once ready for minReadySeconds.
+    pub last_transition_time: Option<Time>,
+}
+
+/// What controllers read of a container's status: restarts and how it ended.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatus {
+    /// The container's name.
+    pub name: String,
+    /// Whether it passes its readiness probe.
+    #[serde(default)]
+    pub ready: bool,
+    /// How often it restarted.
+    #[serde(default)]
+    pub restart_count: i32,
+    /// What it is doing now, as far as it ended.
+    pub state: Option<ContainerState>,
+}
+
+/// What controllers read of a container's state: how it ended, if it did (boxed: most
+/// containers run).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct ContainerState {
+    /// Its exit code and when it ended.
+    pub terminated: Option<Box<ContainerStateTerminated>>,
+}
+
+impl berth_quota::QuotaPod for CachedPod {
+    fn phase(&self) -> Option<&str> {
+        self.status.as_ref()?.phase.as_deref()
+    }
+
+    fn declared(&self, resource: &str) -> (Vec<Declared<'_>>, Vec<Declared<'_>>) {
+        let of = |c| Container::declared(c, resource);
+        let spec = self.spec.iter();
+        let containers = spec.clone().flat_map(|s| &s.containers).map(of);
+        let init = spec
+            .flat_map(|s| s.init_containers.iter().flatten())
+            .map(of);
+        (containers.collect(), init.collect())
+    }
+}
+
+impl Container {
+    /// What it declares of `resource`, for quotas.
+    fn declared(&self, resource: &str) -> Declared<'_> {
+        let resources = self.resources.as_ref();
+        let requests = resources.and_then(|r| r.requests.as_ref());
+        Declared::of(
+            requests,
+            resources.and_then(|r| r.limits.as_ref()),
+            resource,
+        )
+    }
+}
+
+impl berth_quota::Amounts for ResourceList {
+    fn amount(&self, resource: &str) -> Option<&Quantity> {
+        self.get(resource)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CachedPod;
+    use serde_json::json;
+
+    #[test]
+    fn a_cached_pod_keeps_what_controllers_read() {
+        let pod: CachedPod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": "p", "labels": {"app": "web"},
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                "managedFields": [{"manager": "kubectl"}],
+            },
+            "spec": {
+                "nodeName": "n1",
+                "containers": [{
+                    "name": "app",
+                    "resources": {"requests": {"cpu": "1"}},
+                    "ports": [{"containerPort": 80, "name": "http"}],
+                    "env": [{"name": "A", "value": "1"}],
+                    "readinessProbe": {"tcpSocket": {"port": 80}},
+                }],
+                "volumes": [
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+                    {"name": "token", "projected": {"sources": []}},
+                ],
+            },
+            "status": {"phase": "Running", "podIP": "10.42.0.5", "containerStatuses": [
+                {"name": "app", "ready": true, "restartCount": 2, "image": "web", "imageID": "",
+                 "state": {"terminated": {"exitCode": 1}}},
+            ]},
+        }))
+        .unwrap();
+        assert_eq!(pod.metadata.labels.unwrap()["app"], "web");
+        assert!(pod.metadata.annotations.is_none() && pod.metadata.managed_fields.is_none());
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("n1"));
+        let volumes: Vec<_> = spec.volumes.unwrap().into_iter().map(|v| v.name).collect();
+        assert_eq!(volumes, ["data"]);
+        let container = &spec.containers[0];
+        assert!(container.resources.is_some() && container.ports.is_some());
+        let status = pod.status.unwrap();
+        assert_eq!(status.pod_ip.as_deref(), Some("10.42.0.5"));
+        let app = &status.container_statuses.unwrap()[0];
+        assert!(app.ready && app.restart_count == 2);
+        let ended = app.state.as_ref().and_then(|s| s.terminated.as_ref());
+        assert_eq!(ended.map(|t| t.exit_code), Some(1));
+    }
+}
