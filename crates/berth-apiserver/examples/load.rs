@@ -1,9 +1,9 @@
 //! A load generator for `berth server` over keep-alive HTTPS connections:
 //!
-//!   load DATA_DIR ADDRESS create|patch|get RATE SECONDS [CONNECTIONS]
-//!       ConfigMap creates, merge patches or gets at a fixed rate; each latency is
-//!       measured from the moment the request was due, so a slow server cannot hide
-//!       its queue; p50/p99/max.
+//!   load DATA_DIR ADDRESS create|patch|get|pod-create RATE SECONDS [CONNECTIONS]
+//!       ConfigMap creates, merge patches or gets, or pod creates in namespace `bench`,
+//!       at a fixed rate; each latency is measured from the moment the request was due,
+//!       so a slow server cannot hide its queue; p50/p99/max.
 //!   load DATA_DIR ADDRESS pods COUNT
 //!       COUNT pods created in namespace `bench` as fast as 32 connections go.
 //!   load DATA_DIR ADDRESS list REPEAT
@@ -199,11 +199,14 @@ async fn fixed_rate(
 
 const CONFIG_MAPS: &str = "/api/v1/namespaces/default/configmaps";
 
-/// ConfigMap creates, patches or gets at a fixed rate.
+/// ConfigMap creates, patches or gets, or pod creates (`pod-create`), at a fixed rate.
 async fn verbs(target: &Target, verb: &str, rate: u64, seconds: u64, connections: usize) {
     let run = run_id();
+    if verb == "pod-create" {
+        namespace(target, "bench").await;
+    }
     // Patches and gets go round 100 objects made first.
-    if verb != "create" {
+    if verb == "patch" || verb == "get" {
         let mut sender = target.connect().await;
         for i in 0..100 {
             let body = format!(r#"{{"metadata":{{"name":"rw-{run}-{i}"}},"data":{{"v":"0"}}}}"#);
@@ -218,6 +221,10 @@ async fn verbs(target: &Target, verb: &str, rate: u64, seconds: u64, connections
                 format!(r#"{{"metadata":{{"name":"load-{run}-{i}"}},"data":{{"i":"{i}"}}}}"#);
             ("POST", CONFIG_MAPS.to_string(), body)
         }),
+        "pod-create" => Box::new(move |i| {
+            let body = pod_body(&format!("rate-{run}-{i}"), i);
+            ("POST", PODS.to_string(), body)
+        }),
         "patch" => Box::new(move |i| {
             let path = format!("{CONFIG_MAPS}/rw-{run}-{}", i % 100);
             ("PATCH", path, format!(r#"{{"data":{{"v":"{i}"}}}}"#))
@@ -227,7 +234,7 @@ async fn verbs(target: &Target, verb: &str, rate: u64, seconds: u64, connections
             ("GET", path, String::new())
         }),
     };
-    let expected = if verb == "create" { 201 } else { 200 };
+    let expected = if verb.ends_with("create") { 201 } else { 200 };
     let (mut latencies, elapsed) =
         fixed_rate(target, (rate, seconds, connections), expected, make).await;
     println!(
@@ -253,6 +260,18 @@ async fn namespace(target: &Target, name: &str) {
 /// When each pod was created, by name.
 type Created = Arc<Mutex<HashMap<String, Instant>>>;
 
+/// Where the pods of the load are made.
+const PODS: &str = "/api/v1/namespaces/bench/pods";
+
+/// The load's pod `name`, the `i`th made: one container with requests, in one of ten
+/// shards.
+fn pod_body(name: &str, i: u64) -> String {
+    format!(
+        r#"{{"metadata":{{"name":"{name}","labels":{{"app":"bench","shard":"{}"}}}},"spec":{{"containers":[{{"name":"app","image":"webapp:1","resources":{{"requests":{{"cpu":"100m","memory":"64Mi"}}}}}}]}}}}"#,
+        i % 10
+    )
+}
+
 /// Creates `count` pods in namespace `bench` over 32 connections, as fast as they go,
 /// noting when each was answered; how long it took.
 async fn create_pods(target: &Target, count: u64, created: &Created) -> Duration {
@@ -272,12 +291,8 @@ async fn create_pods(target: &Target, count: u64, created: &Created) -> Duration
                     return;
                 }
                 let name = format!("pod-{run}-{i}");
-                let body = format!(
-                    r#"{{"metadata":{{"name":"{name}","labels":{{"app":"bench","shard":"{}"}}}},"spec":{{"containers":[{{"name":"app","image":"webapp:1","resources":{{"requests":{{"cpu":"100m","memory":"64Mi"}}}}}}]}}}}"#,
-                    i % 10
-                );
-                let path = "/api/v1/namespaces/bench/pods";
-                target.send(&mut sender, ("POST", path, body), 201).await;
+                let body = pod_body(&name, i);
+                target.send(&mut sender, ("POST", PODS, body), 201).await;
                 created.lock().unwrap().insert(name, Instant::now());
             }
         }));
@@ -668,13 +683,15 @@ async fn watchers(target: &Target, watchers: usize, events: u64) {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, address, mode, rest @ ..] = args.as_slice() else {
-        eprintln!("usage: load DATA_DIR ADDRESS create|patch|get|pods|list|watchers ARGS…");
+        eprintln!(
+            "usage: load DATA_DIR ADDRESS create|patch|get|pod-create|pods|list|watchers ARGS…"
+        );
         std::process::exit(2);
     };
     let target = Target::of(std::path::Path::new(dir), address);
     let number = |i: usize| -> u64 { rest.get(i).map_or(0, |n| n.parse().unwrap()) };
     match mode.as_str() {
-        "create" | "patch" | "get" => {
+        "create" | "pod-create" | "patch" | "get" => {
             let connections = rest.get(2).map_or(16, |c| c.parse().unwrap());
             verbs(&target, mode, number(0), number(1), connections).await
         }
