@@ -94,7 +94,7 @@ pub struct PodSpec {
     pub preemption_policy: Option<String>,
     /// The scheduler it asks for.
     pub scheduler_name: Option<String>,
-    /// Its volumes that are claims (the others read as empty).
+    /// Its volumes that are claims; the others are dropped as it is read.
     #[serde(default, deserialize_with = "claims_only")]
     pub volumes: Option<Vec<Volume>>,
     /// What running it costs beyond its containers (RuntimeClass overhead).
