@@ -184,14 +184,12 @@ pub fn undeclared(pod: &Pod, resource: &str) -> Vec<String> {
     let Some(spec) = pod.spec.as_ref() else {
         return Vec::new();
     };
-    let (containers, init) = pod.declared(name);
-    let names = spec.containers.iter().map(|c| &c.name);
-    let init_names = spec.init_containers.iter().flatten().map(|c| &c.name);
-    init_names
-        .zip(init)
-        .chain(names.zip(containers))
-        .filter(|(_, declared)| amount_of(declared, kind).is_none())
-        .map(|(name, _)| name.clone())
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .filter(|c| amount_of(&declared_by(c, name), kind).is_none())
+        .map(|c| c.name.clone())
         .collect()
 }
 
