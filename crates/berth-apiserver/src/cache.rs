@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use berth_labels::LabelSet;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -59,7 +60,7 @@ pub(crate) const SUMMARY_FIELDS: [&str; 4] = [
 /// one per object of the cluster.
 #[derive(Debug)]
 pub(crate) struct Summary {
-    labels: Box<[(Box<str>, Box<str>)]>,
+    labels: LabelSet,
     fields: [Option<Box<str>>; SUMMARY_FIELDS.len()],
 }
 
@@ -69,7 +70,7 @@ impl Summary {
             .as_object()
             .into_iter()
             .flatten()
-            .map(|(k, v)| (k.as_str().into(), v.as_str().unwrap_or_default().into()))
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default()))
             .collect();
         let fields = SUMMARY_FIELDS.map(|path| {
             let value = path.split('.').fold(object, |node, part| &node[part]);
@@ -80,10 +81,7 @@ impl Summary {
 
     /// The value of label `key`.
     pub(crate) fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| &**k == key)
-            .map(|(_, v)| &**v)
+        self.labels.get(key)
     }
 
     /// The value of a field of [`SUMMARY_FIELDS`].

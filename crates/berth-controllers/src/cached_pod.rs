@@ -10,8 +10,10 @@
 //! A cached pod is never written back: controllers change pods by patches, and create
 //! theirs from templates as k8s-openapi's `Pod`, so what it leaves out is never lost.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use berth_labels::LabelSet;
 use berth_quota::Declared;
 use k8s_openapi::api::core::v1::{
     Affinity, ContainerPort, ContainerStateTerminated, EphemeralVolumeSource,
@@ -24,23 +26,53 @@ use serde::{Deserialize, Deserializer};
 /// A pod without what no controller reads (annotations, managedFields, most of its
 /// spec and status).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(from = "WirePod")]
 pub struct CachedPod {
-    /// Its metadata, without annotations and managedFields.
-    #[serde(default, deserialize_with = "slim_metadata")]
+    /// Its metadata, without annotations and managedFields, and without its labels:
+    /// they are in [`CachedPod::labels`].
     pub metadata: ObjectMeta,
+    /// Its labels as a short list rather than the metadata's B-tree (540 bytes for
+    /// the first node of any map, a quarter of a cached pod). Private, so that every
+    /// read goes through [`CachedPod::labels`], which hides kube's `ResourceExt::labels`
+    /// (the metadata's, always empty here).
+    labels: LabelSet,
     /// What the scheduler and the workload controllers read of its spec.
     pub spec: Option<PodSpec>,
     /// What they read of its status.
     pub status: Option<PodStatus>,
 }
 
-/// The pod's metadata as sent, less what no controller reads of a pod: annotations and
-/// managedFields, often most of its metadata.
-fn slim_metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
-    let mut metadata = ObjectMeta::deserialize(deserializer)?;
-    metadata.annotations = None;
-    metadata.managed_fields = None;
-    Ok(metadata)
+impl CachedPod {
+    /// Its labels.
+    pub fn labels(&self) -> &LabelSet {
+        &self.labels
+    }
+}
+
+/// A pod as sent, as far as [`CachedPod`] reads it.
+#[derive(Deserialize)]
+struct WirePod {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    spec: Option<PodSpec>,
+    status: Option<PodStatus>,
+}
+
+/// The pod's metadata less what no controller reads of a pod (annotations and
+/// managedFields, often most of its metadata), its labels set apart.
+impl From<WirePod> for CachedPod {
+    fn from(pod: WirePod) -> Self {
+        let mut metadata = pod.metadata;
+        metadata.annotations = None;
+        metadata.managed_fields = None;
+        let labels = metadata.labels.take().into_iter().flatten().collect();
+        Self {
+            metadata,
+            labels,
+            spec: pod.spec,
+            status: pod.status,
+        }
+    }
 }
 
 impl k8s_openapi::Resource for CachedPod {
@@ -71,81 +103,106 @@ impl k8s_openapi::Metadata for CachedPod {
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
     /// Its containers.
-    #[serde(default, deserialize_with = "exact")]
-    pub containers: Vec<Container>,
+    #[serde(default)]
+    pub containers: Box<[Container]>,
     /// Its init containers.
-    #[serde(default, deserialize_with = "exact")]
-    pub init_containers: Option<Vec<Container>>,
+    pub init_containers: Option<Box<[Container]>>,
     /// The node it is bound to.
-    pub node_name: Option<String>,
+    pub node_name: Option<Box<str>>,
     /// The labels a node needs to take it.
     pub node_selector: Option<BTreeMap<String, String>>,
     /// Node and pod (anti-)affinity; boxed, as most pods have none.
     pub affinity: Option<Box<Affinity>>,
     /// The taints it tolerates.
-    #[serde(default, deserialize_with = "exact")]
-    pub tolerations: Option<Vec<Toleration>>,
+    pub tolerations: Option<Box<[Toleration]>>,
     /// How it spreads over topology domains.
-    #[serde(default, deserialize_with = "exact")]
-    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    pub topology_spread_constraints: Option<Box<[TopologySpreadConstraint]>>,
     /// Its priority, resolved from its class by admission.
     pub priority: Option<i32>,
     /// Whether it may preempt lower-priority pods.
-    pub preemption_policy: Option<String>,
+    #[serde(default, deserialize_with = "preemption_policy")]
+    pub preemption_policy: Option<Cow<'static, str>>,
     /// The scheduler it asks for.
-    pub scheduler_name: Option<String>,
+    #[serde(default, deserialize_with = "scheduler_name")]
+    pub scheduler_name: Option<Cow<'static, str>>,
     /// Its volumes that are claims; the others are dropped as it is read.
     #[serde(default, deserialize_with = "claims_only")]
-    pub volumes: Option<Vec<Volume>>,
+    pub volumes: Option<Box<[Volume]>>,
     /// What running it costs beyond its containers (RuntimeClass overhead).
     pub overhead: Option<BTreeMap<String, Quantity>>,
     /// Its hostname, for its DNS record.
-    pub hostname: Option<String>,
+    pub hostname: Option<Box<str>>,
     /// Its subdomain, for its DNS record.
-    pub subdomain: Option<String>,
+    pub subdomain: Option<Box<str>>,
 }
 
-/// A list as sent, without the spare room a vector grows by while it is read (a list of
-/// one would keep room for four): cached by the hundred thousand, that was a fifth of a
-/// pod.
-fn exact<'de, D, L>(deserializer: D) -> Result<L, D::Error>
-where
-    D: Deserializer<'de>,
-    L: Deserialize<'de> + Exact,
-{
-    let mut list = L::deserialize(deserializer)?;
-    list.shrink();
-    Ok(list)
-}
-
-/// A list that can give back its spare room.
-trait Exact {
-    fn shrink(&mut self);
-}
-
-impl<T> Exact for Vec<T> {
-    fn shrink(&mut self) {
-        self.shrink_to_fit();
+/// Text that is nearly always one of a few words (a phase, a condition's type or
+/// status, the default scheduler's name): borrowed from `words` when it is one, so that
+/// the hundred thousand pods of a cluster do not each hold their copy.
+fn common(text: String, words: &[&'static str]) -> Cow<'static, str> {
+    match words.iter().find(|word| **word == text) {
+        Some(word) => Cow::Borrowed(word),
+        None => Cow::Owned(text),
     }
 }
 
-impl<T> Exact for Option<Vec<T>> {
-    fn shrink(&mut self) {
-        if let Some(list) = self {
-            list.shrink_to_fit();
-        }
-    }
+/// Reads text that is nearly always one of `words` (see [`common`]).
+fn one_of<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    words: &[&'static str],
+) -> Result<Cow<'static, str>, D::Error> {
+    String::deserialize(deserializer).map(|text| common(text, words))
+}
+
+fn condition_type<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Cow<'static, str>, D::Error> {
+    let types = [
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+        "PodScheduled",
+        "DisruptionTarget",
+        "PodReadyToStartContainers",
+    ];
+    one_of(deserializer, &types)
+}
+
+fn condition_status<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Cow<'static, str>, D::Error> {
+    one_of(deserializer, &["True", "False", "Unknown"])
+}
+
+fn phase<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'static, str>>, D::Error> {
+    let phases = ["Pending", "Running", "Succeeded", "Failed", "Unknown"];
+    Option::<String>::deserialize(deserializer).map(|p| p.map(|p| common(p, &phases)))
+}
+
+fn scheduler_name<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'static, str>>, D::Error> {
+    Option::<String>::deserialize(deserializer)
+        .map(|n| n.map(|n| common(n, &["default-scheduler"])))
+}
+
+fn preemption_policy<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'static, str>>, D::Error> {
+    let policies = ["PreemptLowerPriority", "Never"];
+    Option::<String>::deserialize(deserializer).map(|p| p.map(|p| common(p, &policies)))
 }
 
 /// The pod's volumes that name a claim, its own or an ephemeral one; the scheduler
 /// keeps a pod on its claims' node, and the rest are the agent's.
 fn claims_only<'de, D: Deserializer<'de>>(
     deserializer: D,
-) -> Result<Option<Vec<Volume>>, D::Error> {
+) -> Result<Option<Box<[Volume]>>, D::Error> {
     let mut volumes = Option::<Vec<Volume>>::deserialize(deserializer)?.unwrap_or_default();
     volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
-    volumes.shrink_to_fit();
-    Ok((!volumes.is_empty()).then_some(volumes))
+    Ok((!volumes.is_empty()).then(|| volumes.into_boxed_slice()))
 }
 
 /// A volume of a pod, as far as it names a claim.
@@ -169,8 +226,7 @@ pub struct Container {
     /// What it requests and is limited to.
     pub resources: Option<ResourceRequirements>,
     /// Its ports: host ports for the scheduler, named ones for Services.
-    #[serde(default, deserialize_with = "exact")]
-    pub ports: Option<Vec<ContainerPort>>,
+    pub ports: Option<Box<[ContainerPort]>>,
 }
 
 /// What a container requests and is limited to.
@@ -210,23 +266,21 @@ impl<'de> Deserialize<'de> for ResourceList {
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
     /// Pending, Running, Succeeded, Failed or Unknown.
-    pub phase: Option<String>,
+    #[serde(default, deserialize_with = "phase")]
+    pub phase: Option<Cow<'static, str>>,
     /// Its conditions (Ready, PodScheduled…).
-    #[serde(default, deserialize_with = "exact")]
-    pub conditions: Option<Vec<PodCondition>>,
+    pub conditions: Option<Box<[PodCondition]>>,
     /// Its containers' states.
-    #[serde(default, deserialize_with = "exact")]
-    pub container_statuses: Option<Vec<ContainerStatus>>,
+    pub container_statuses: Option<Box<[ContainerStatus]>>,
     /// Its init containers' states.
-    #[serde(default, deserialize_with = "exact")]
-    pub init_container_statuses: Option<Vec<ContainerStatus>>,
+    pub init_container_statuses: Option<Box<[ContainerStatus]>>,
     /// Its address.
     #[serde(rename = "podIP")]
-    pub pod_ip: Option<String>,
+    pub pod_ip: Option<Box<str>>,
     /// When its node's agent took it.
     pub start_time: Option<Time>,
     /// The node preemption set aside for it.
-    pub nominated_node_name: Option<String>,
+    pub nominated_node_name: Option<Box<str>>,
 }
 
 /// What controllers read of a pod's condition.
@@ -234,10 +288,11 @@ pub struct PodStatus {
 #[serde(rename_all = "camelCase")]
 pub struct PodCondition {
     /// Ready, ContainersReady, Initialized, PodScheduled, DisruptionTarget…
-    #[serde(rename = "type")]
-    pub type_: String,
+    #[serde(rename = "type", deserialize_with = "condition_type")]
+    pub type_: Cow<'static, str>,
     /// True, False or Unknown.
-    pub status: String,
+    #[serde(deserialize_with = "condition_status")]
+    pub status: Cow<'static, str>,
     /// When its status last changed: a pod is available once ready for minReadySeconds.
     pub last_transition_time: Option<Time>,
 }
@@ -335,7 +390,8 @@ mod tests {
             ]},
         }))
         .unwrap();
-        assert_eq!(pod.metadata.labels.unwrap()["app"], "web");
+        assert_eq!(pod.labels().get("app"), Some("web"));
+        assert!(pod.metadata.labels.is_none());
         assert!(pod.metadata.annotations.is_none() && pod.metadata.managed_fields.is_none());
         let spec = pod.spec.unwrap();
         assert_eq!(spec.node_name.as_deref(), Some("n1"));

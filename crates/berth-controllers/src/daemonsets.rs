@@ -148,14 +148,12 @@ fn placed(pod: Pod) -> CachedPod {
     let spec = crate::cached_pod::PodSpec {
         node_selector: spec.node_selector,
         affinity: spec.affinity.map(Box::new),
-        tolerations: spec.tolerations,
+        tolerations: spec.tolerations.map(Vec::into_boxed_slice),
         ..Default::default()
     };
-    CachedPod {
-        metadata: pod.metadata,
-        spec: Some(spec),
-        status: None,
-    }
+    let mut placed = CachedPod::default();
+    placed.spec = Some(spec);
+    placed
 }
 
 /// The node a pod of the set is for: the one it is bound to, else the one its node
@@ -163,7 +161,7 @@ fn placed(pod: Pod) -> CachedPod {
 fn node_of(pod: &CachedPod) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     if let Some(node) = spec.node_name.clone().filter(|n| !n.is_empty()) {
-        return Some(node);
+        return Some(node.into());
     }
     let required = spec
         .affinity
@@ -233,7 +231,7 @@ fn survey(
 }
 
 fn has_hash(pod: &CachedPod, hash: &str) -> bool {
-    pod.labels().get(HASH_LABEL).map(String::as_str) == Some(hash)
+    pod.labels().get(HASH_LABEL) == Some(hash)
 }
 
 async fn reconcile(
@@ -287,7 +285,7 @@ async fn reconcile(
     }
     let used: HashSet<String> = owned
         .iter()
-        .filter_map(|p| p.labels().get(HASH_LABEL).cloned())
+        .filter_map(|p| p.labels().get(HASH_LABEL).map(str::to_string))
         .chain([revision.hash.clone()])
         .collect();
     let limit = spec.revision_history_limit.unwrap_or(10);

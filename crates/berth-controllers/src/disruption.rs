@@ -103,7 +103,7 @@ fn status_of(
         .filter(|pod| {
             spec.selector
                 .as_ref()
-                .is_some_and(|s| crate::labels::selects(s, &pod.metadata.labels))
+                .is_some_and(|s| crate::labels::selects(s, pod.labels()))
         })
         .collect();
     let disrupted = still_disrupted(budget, &covered, now);

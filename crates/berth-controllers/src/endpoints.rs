@@ -80,7 +80,7 @@ fn selecting(services: &Cache<Service>, pod: &CachedPod) -> Vec<ObjectRef<Servic
     let namespace = pod.namespace();
     let selects = |service: &Service| {
         let selector = service.spec.as_ref().and_then(|s| s.selector.as_ref());
-        selector.is_some_and(|s| !s.is_empty() && has_all(s, &pod.metadata.labels))
+        selector.is_some_and(|s| !s.is_empty() && has_all(s, pod.labels()))
     };
     services.keys_in(namespace.as_deref(), selects)
 }
@@ -115,10 +115,14 @@ fn backends<'a>(service: &Service, pods: &'a [std::sync::Arc<CachedPod>]) -> Vec
     let ports = spec.ports.as_deref().unwrap_or_default();
     let mut found: Vec<Backend> = pods
         .iter()
-        .filter(|p| p.namespace() == namespace && has_all(selector, &p.metadata.labels))
+        .filter(|p| p.namespace() == namespace && has_all(selector, p.labels()))
         .filter_map(|pod| {
             let status = pod.status.as_ref()?;
-            let ip = status.pod_ip.clone().filter(|ip| !ip.is_empty())?;
+            let ip = status
+                .pod_ip
+                .as_deref()
+                .filter(|ip| !ip.is_empty())?
+                .to_string();
             if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
                 return None;
             }

@@ -254,7 +254,7 @@ fn plan(set: &StatefulSet, pods: &BTreeMap<i32, Arc<CachedPod>>, update: &str) -
             .range(partition.max(0)..replicas)
             .rev()
             .map(|(_, p)| p)
-            .find(|p| p.labels().get(HASH_LABEL).map(String::as_str) != Some(update));
+            .find(|p| p.labels().get(HASH_LABEL) != Some(update));
         steps.extend(old.map(|p| Step::Delete(p.clone())));
     }
     steps
@@ -303,7 +303,7 @@ async fn reconcile(client: &Client, set: &StatefulSet, caches: &Caches) -> Resul
         .chain(
             owned
                 .iter()
-                .filter_map(|p| p.labels().get(HASH_LABEL).cloned()),
+                .filter_map(|p| p.labels().get(HASH_LABEL).map(str::to_string)),
         )
         .collect();
     let limit = set
@@ -329,7 +329,7 @@ async fn report(
         .collect();
     let at = |revision: &str| {
         live.iter()
-            .filter(|p| p.labels().get(HASH_LABEL).map(String::as_str) == Some(revision))
+            .filter(|p| p.labels().get(HASH_LABEL) == Some(revision))
             .count() as i32
     };
     let replicas = live.len() as i32;

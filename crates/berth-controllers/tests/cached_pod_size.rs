@@ -108,7 +108,7 @@ fn a_cached_pod_is_a_fraction_of_a_typed_one() {
     let cached = held_per_pod::<CachedPod>(&texts);
     let typed = held_per_pod::<Pod>(&texts);
     assert!(
-        cached <= 2600 && cached * 6 < typed,
+        cached <= 1900 && cached * 9 < typed,
         "a cached pod holds {cached} bytes, a typed one {typed}"
     );
 }

@@ -10,10 +10,67 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 /// Labels as objects carry them: absent means none.
 pub type Labels = Option<BTreeMap<String, String>>;
 
+/// What selectors read of an object's labels: the value of one key. Objects carry
+/// [`Labels`]; what is cached by the hundred thousand carries a [`LabelSet`].
+pub trait LabelValues {
+    /// The value of label `key`, if the object has it.
+    fn value(&self, key: &str) -> Option<&str>;
+}
+
+impl LabelValues for Labels {
+    fn value(&self, key: &str) -> Option<&str> {
+        self.as_ref().and_then(|l| l.get(key)).map(String::as_str)
+    }
+}
+
+/// An object's labels in one short sorted list: a B-tree's first node is 540 bytes
+/// however few labels it holds, and the API server's cache and the controllers' keep
+/// one label set per pod of the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabelSet(Box<[(Box<str>, Box<str>)]>);
+
+impl LabelSet {
+    /// The value of label `key`, if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|at| &*self.0[at].1)
+    }
+
+    /// The labels as key and value, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<K: Into<Box<str>>, V: Into<Box<str>>> FromIterator<(K, V)> for LabelSet {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        let mut pairs: Vec<(Box<str>, Box<str>)> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs.dedup_by(|a, b| a.0 == b.0);
+        Self(pairs.into_boxed_slice())
+    }
+}
+
+impl LabelValues for LabelSet {
+    fn value(&self, key: &str) -> Option<&str> {
+        self.get(key)
+    }
+}
+
 /// Whether `selector` selects an object labelled `labels`. An empty selector selects
 /// everything (as `{}` does in Kubernetes); operators it does not know select nothing.
-pub fn selects(selector: &LabelSelector, labels: &Labels) -> bool {
-    let value = |key: &str| labels.as_ref().and_then(|l| l.get(key)).map(String::as_str);
+pub fn selects(selector: &LabelSelector, labels: &impl LabelValues) -> bool {
+    let value = |key: &str| labels.value(key);
     let plain = selector
         .match_labels
         .iter()
@@ -28,10 +85,10 @@ pub fn selects(selector: &LabelSelector, labels: &Labels) -> bool {
 }
 
 /// Whether `labels` carry every pair of `wanted` (a Service's or a nodeSelector's map).
-pub fn has_all(wanted: &BTreeMap<String, String>, labels: &Labels) -> bool {
+pub fn has_all(wanted: &BTreeMap<String, String>, labels: &impl LabelValues) -> bool {
     wanted
         .iter()
-        .all(|(k, v)| labels.as_ref().and_then(|l| l.get(k)) == Some(v))
+        .all(|(k, v)| labels.value(k) == Some(v.as_str()))
 }
 
 /// One requirement `key OPERATOR values` against the key's value on an object (None
@@ -130,6 +187,22 @@ mod tests {
         ));
         assert!(!selects(&selector, &None));
         assert!(selects(&LabelSelector::default(), &None));
+    }
+
+    #[test]
+    fn a_label_set_reads_as_the_map_it_was_made_from() {
+        let pairs = [("tier", "edge"), ("app", "web"), ("canary", "1")];
+        let set: LabelSet = pairs.into_iter().collect();
+        let map = labels(&pairs);
+        for key in ["app", "tier", "canary", "zone", ""] {
+            assert_eq!(set.value(key), map.value(key), "{key}");
+        }
+        let keys: Vec<&str> = set.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["app", "canary", "tier"]);
+        let selector: LabelSelector =
+            serde_json::from_value(json!({"matchLabels": {"app": "web", "tier": "edge"}})).unwrap();
+        assert!(selects(&selector, &set));
+        assert!(!selects(&selector, &LabelSet::default()));
     }
 
     #[test]

@@ -121,10 +121,10 @@ impl<K: Cached> Cache<K> {
     /// Service's pods are looked for among its namespace's, not all the cluster's.
     pub fn in_namespace(&self, namespace: Option<&str>) -> Vec<Arc<K>> {
         let indexes = self.indexes.read().unwrap_or_else(PoisonError::into_inner);
-        let keys = indexes.namespaces.get(namespace.unwrap_or_default());
-        keys.into_iter()
-            .flatten()
-            .filter_map(|key| self.store.get(key))
+        let objects = indexes.namespaces.get(namespace.unwrap_or_default());
+        objects
+            .into_iter()
+            .flat_map(|o| o.values().cloned())
             .collect()
     }
 
@@ -154,21 +154,24 @@ impl<K: Cached> Cache<K> {
 }
 
 /// The cache's indexes, kept by its feeder: owner uid → the objects naming it, and
-/// namespace ("" for cluster-scoped objects) → the objects in it.
+/// namespace ("" for cluster-scoped objects) → the objects in it by name. The latter
+/// holds the store's own `Arc`s, kept in step with it, rather than keys to look up
+/// there: a key is 96 bytes before its strings, once per object of the cluster.
 struct Indexes<K: Cached> {
     dependents: HashMap<String, HashSet<ObjectRef<K>>>,
-    namespaces: HashMap<String, HashSet<ObjectRef<K>>>,
+    namespaces: HashMap<String, HashMap<Box<str>, Arc<K>>>,
 }
 
 impl<K: Cached> Indexes<K> {
-    /// Moves `key` from the entries of `before` to those of `after` (None: gone).
-    fn update(&mut self, key: &ObjectRef<K>, before: Option<&K>, after: Option<&K>) {
+    /// Moves `key` from the entries of `before` to those of `after`, the object now in
+    /// the store (None: gone).
+    fn update(&mut self, key: &ObjectRef<K>, before: Option<&K>, after: Option<Arc<K>>) {
         let uids = |object: Option<&K>| -> Vec<String> {
             object
                 .map(|o| o.owner_references().iter().map(|r| r.uid.clone()).collect())
                 .unwrap_or_default()
         };
-        let (owners_before, owners_after) = (uids(before), uids(after));
+        let (owners_before, owners_after) = (uids(before), uids(after.as_deref()));
         for uid in owners_before
             .iter()
             .filter(|uid| !owners_after.contains(uid))
@@ -178,15 +181,26 @@ impl<K: Cached> Indexes<K> {
         for uid in owners_after {
             self.dependents.entry(uid).or_default().insert(key.clone());
         }
-        let namespace = key.namespace.clone().unwrap_or_default();
+        let namespace = key.namespace.as_deref().unwrap_or_default();
         match after {
-            Some(_) => {
-                self.namespaces
-                    .entry(namespace)
-                    .or_default()
-                    .insert(key.clone());
+            Some(object) => {
+                let objects = match self.namespaces.get_mut(namespace) {
+                    Some(objects) => objects,
+                    None => self.namespaces.entry(namespace.to_string()).or_default(),
+                };
+                match objects.get_mut(key.name.as_str()) {
+                    Some(held) => *held = object,
+                    None => drop(objects.insert(key.name.as_str().into(), object)),
+                }
             }
-            None => remove_from(&mut self.namespaces, &namespace, key),
+            None => {
+                if let Some(objects) = self.namespaces.get_mut(namespace) {
+                    objects.remove(key.name.as_str());
+                    if objects.is_empty() {
+                        self.namespaces.remove(namespace);
+                    }
+                }
+            }
         }
     }
 
@@ -195,7 +209,7 @@ impl<K: Cached> Indexes<K> {
         self.dependents.clear();
         self.namespaces.clear();
         for object in store.state() {
-            self.update(&key_of(&object), None, Some(&object));
+            self.update(&key_of(object.as_ref()), None, Some(object));
         }
     }
 }
@@ -397,7 +411,10 @@ impl<K: Cached> Feeder<K> {
                 let key = key_of(object);
                 let before = self.informer.cache.store.get(&key);
                 self.writer.apply_watcher_event(event);
-                let after = matches!(event, watcher::Event::Apply(_)).then_some(object);
+                let after = match event {
+                    watcher::Event::Apply(_) => self.informer.cache.store.get(&key),
+                    _ => None,
+                };
                 self.index().update(&key, before.as_deref(), after);
                 (Changed::Object(object), before)
             }

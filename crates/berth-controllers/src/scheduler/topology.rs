@@ -58,7 +58,7 @@ fn term_selects(
         && term
             .label_selector
             .as_ref()
-            .is_some_and(|s| selects(s, &pod.metadata.labels))
+            .is_some_and(|s| selects(s, pod.labels()))
 }
 
 /// The domains of `key` holding pods that `selected` picks, over all nodes.
@@ -299,9 +299,7 @@ impl Spread {
         let chosen = |p: &CachedPod| {
             p.namespace() == namespace
                 && p.metadata.deletion_timestamp.is_none()
-                && selector
-                    .as_ref()
-                    .is_some_and(|s| selects(s, &p.metadata.labels))
+                && selector.as_ref().is_some_and(|s| selects(s, p.labels()))
         };
         let key = &constraint.topology_key;
         let eligible: Vec<&NodeInfo> = nodes
@@ -375,7 +373,7 @@ fn with_match_label_keys(
                 .push(LabelSelectorRequirement {
                     key: key.clone(),
                     operator: "In".into(),
-                    values: Some(vec![value.clone()]),
+                    values: Some(vec![value.to_string()]),
                 });
         }
     }
