@@ -97,43 +97,104 @@ impl k8s_openapi::Metadata for CachedPod {
 }
 
 /// What controllers read of a pod's spec: placement (node, selector, affinity,
-/// tolerations, spread, priority), what it asks of a node (containers' resources and
-/// host ports, overhead, claims) and its DNS name (hostname, subdomain).
+/// tolerations, spread, priority) and what it asks of a node (containers' resources and
+/// host ports, overhead, claims).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(from = "WireSpec")]
 pub struct PodSpec {
     /// Its containers.
-    #[serde(default)]
     pub containers: Box<[Container]>,
-    /// Its init containers.
-    pub init_containers: Option<Box<[Container]>>,
     /// The node it is bound to.
     pub node_name: Option<Box<str>>,
-    /// The labels a node needs to take it.
-    pub node_selector: Option<BTreeMap<String, String>>,
     /// Node and pod (anti-)affinity; boxed, as most pods have none.
     pub affinity: Option<Box<Affinity>>,
     /// The taints it tolerates.
     pub tolerations: Option<Box<[Toleration]>>,
-    /// How it spreads over topology domains.
-    pub topology_spread_constraints: Option<Box<[TopologySpreadConstraint]>>,
     /// Its priority, resolved from its class by admission.
     pub priority: Option<i32>,
     /// Whether it may preempt lower-priority pods.
-    #[serde(default, deserialize_with = "preemption_policy")]
     pub preemption_policy: Option<Cow<'static, str>>,
     /// The scheduler it asks for.
-    #[serde(default, deserialize_with = "scheduler_name")]
     pub scheduler_name: Option<Cow<'static, str>>,
+    /// What few pods set, boxed: None when the pod sets none of it. Read through
+    /// [`PodSpec::extras`].
+    pub extras: Option<Box<Extras>>,
+}
+
+/// The parts of a pod's spec that few pods set: five fields of most pods' spec for
+/// one pointer, which brings a cached pod into a smaller class of the allocator.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Extras {
+    /// Its init containers.
+    pub init_containers: Option<Box<[Container]>>,
+    /// The labels a node needs to take it.
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// How it spreads over topology domains.
+    pub topology_spread_constraints: Option<Box<[TopologySpreadConstraint]>>,
     /// Its volumes that are claims; the others are dropped as it is read.
-    #[serde(default, deserialize_with = "claims_only")]
     pub volumes: Option<Box<[Volume]>>,
     /// What running it costs beyond its containers (RuntimeClass overhead).
     pub overhead: Option<BTreeMap<String, Quantity>>,
-    /// Its hostname, for its DNS record.
-    pub hostname: Option<Box<str>>,
-    /// Its subdomain, for its DNS record.
-    pub subdomain: Option<Box<str>>,
+}
+
+/// The extras of a pod that sets none.
+static NO_EXTRAS: Extras = Extras {
+    init_containers: None,
+    node_selector: None,
+    topology_spread_constraints: None,
+    volumes: None,
+    overhead: None,
+};
+
+impl PodSpec {
+    /// What few pods set: init containers, node selector, spread, claims, overhead.
+    pub fn extras(&self) -> &Extras {
+        self.extras.as_deref().unwrap_or(&NO_EXTRAS)
+    }
+}
+
+/// A pod's spec as sent, as far as [`PodSpec`] reads it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireSpec {
+    #[serde(default)]
+    containers: Box<[Container]>,
+    init_containers: Option<Box<[Container]>>,
+    node_name: Option<Box<str>>,
+    node_selector: Option<BTreeMap<String, String>>,
+    affinity: Option<Box<Affinity>>,
+    tolerations: Option<Box<[Toleration]>>,
+    topology_spread_constraints: Option<Box<[TopologySpreadConstraint]>>,
+    priority: Option<i32>,
+    #[serde(default, deserialize_with = "preemption_policy")]
+    preemption_policy: Option<Cow<'static, str>>,
+    #[serde(default, deserialize_with = "scheduler_name")]
+    scheduler_name: Option<Cow<'static, str>>,
+    #[serde(default, deserialize_with = "claims_only")]
+    volumes: Option<Box<[Volume]>>,
+    overhead: Option<BTreeMap<String, Quantity>>,
+}
+
+impl From<WireSpec> for PodSpec {
+    fn from(spec: WireSpec) -> Self {
+        let extras = Extras {
+            init_containers: spec.init_containers,
+            node_selector: spec.node_selector,
+            topology_spread_constraints: spec.topology_spread_constraints,
+            volumes: spec.volumes,
+            overhead: spec.overhead,
+        };
+        Self {
+            containers: spec.containers,
+            node_name: spec.node_name,
+            affinity: spec.affinity,
+            tolerations: spec.tolerations,
+            priority: spec.priority,
+            preemption_policy: spec.preemption_policy,
+            scheduler_name: spec.scheduler_name,
+            extras: (extras != NO_EXTRAS).then(|| Box::new(extras)),
+        }
+    }
 }
 
 /// Text that is nearly always one of a few words (a phase, a condition's type or
@@ -331,7 +392,7 @@ impl berth_quota::QuotaPod for CachedPod {
         let spec = self.spec.iter();
         let containers = spec.clone().flat_map(|s| &s.containers).map(of);
         let init = spec
-            .flat_map(|s| s.init_containers.iter().flatten())
+            .flat_map(|s| s.extras().init_containers.iter().flatten())
             .map(of);
         (containers.collect(), init.collect())
     }
@@ -395,7 +456,13 @@ mod tests {
         assert!(pod.metadata.annotations.is_none() && pod.metadata.managed_fields.is_none());
         let spec = pod.spec.unwrap();
         assert_eq!(spec.node_name.as_deref(), Some("n1"));
-        let volumes: Vec<_> = spec.volumes.unwrap().into_iter().map(|v| v.name).collect();
+        let volumes: Vec<_> = spec
+            .extras()
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| &v.name)
+            .collect();
         assert_eq!(volumes, ["data"]);
         let container = &spec.containers[0];
         assert!(container.resources.is_some() && container.ports.is_some());

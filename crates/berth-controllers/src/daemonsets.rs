@@ -145,8 +145,12 @@ fn placement(pod: &CachedPod, node: &Node) -> (bool, bool) {
 /// tolerations.
 fn placed(pod: Pod) -> CachedPod {
     let spec = pod.spec.unwrap_or_default();
-    let spec = crate::cached_pod::PodSpec {
+    let extras = crate::cached_pod::Extras {
         node_selector: spec.node_selector,
+        ..Default::default()
+    };
+    let spec = crate::cached_pod::PodSpec {
+        extras: Some(Box::new(extras)),
         affinity: spec.affinity.map(Box::new),
         tolerations: spec.tolerations.map(Vec::into_boxed_slice),
         ..Default::default()

@@ -15,7 +15,7 @@ use crate::labels::{has_all, requirement_holds};
 pub(crate) fn admits(pod: &CachedPod, node: &Node) -> bool {
     let spec = pod.spec.as_ref();
     let selected = spec
-        .and_then(|s| s.node_selector.as_ref())
+        .and_then(|s| s.extras().node_selector.as_ref())
         .is_none_or(|wanted| has_all(wanted, &node.metadata.labels));
     let required = spec
         .and_then(|s| s.affinity.as_ref())

@@ -87,10 +87,10 @@ impl Demand {
                 asked.memory
             };
         }
-        for container in spec.init_containers.iter().flatten() {
+        for container in spec.extras().init_containers.iter().flatten() {
             requests = requests.at_least(container_requests(container));
         }
-        for (key, quantity) in spec.overhead.iter().flatten() {
+        for (key, quantity) in spec.extras().overhead.iter().flatten() {
             let amount = milli(&quantity.0).unwrap_or(0);
             match key.as_str() {
                 "cpu" => requests.cpu += amount,

@@ -285,7 +285,7 @@ impl Spread {
         let constraints = pod
             .spec
             .as_ref()
-            .and_then(|s| s.topology_spread_constraints.as_deref())
+            .and_then(|s| s.extras().topology_spread_constraints.as_deref())
             .unwrap_or_default();
         constraints
             .iter()

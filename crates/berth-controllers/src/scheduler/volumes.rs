@@ -37,7 +37,7 @@ impl Needs {
         let names = pod
             .spec
             .iter()
-            .flat_map(|s| s.volumes.iter().flatten())
+            .flat_map(|s| s.extras().volumes.iter().flatten())
             .filter_map(|v| v.persistent_volume_claim.as_ref())
             .map(|c| c.claim_name.clone());
         for name in names {
