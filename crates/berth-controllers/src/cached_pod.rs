@@ -235,25 +235,31 @@ fn condition_status<'de, D: Deserializer<'de>>(
     one_of(deserializer, &["True", "False", "Unknown"])
 }
 
+/// Reads optional text that is nearly always one of `words` (see [`common`]).
+fn maybe_one_of<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    words: &[&'static str],
+) -> Result<Option<Cow<'static, str>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(|text| text.map(|t| common(t, words)))
+}
+
 fn phase<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Cow<'static, str>>, D::Error> {
     let phases = ["Pending", "Running", "Succeeded", "Failed", "Unknown"];
-    Option::<String>::deserialize(deserializer).map(|p| p.map(|p| common(p, &phases)))
+    maybe_one_of(deserializer, &phases)
 }
 
 fn scheduler_name<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Cow<'static, str>>, D::Error> {
-    Option::<String>::deserialize(deserializer)
-        .map(|n| n.map(|n| common(n, &["default-scheduler"])))
+    maybe_one_of(deserializer, &["default-scheduler"])
 }
 
 fn preemption_policy<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Cow<'static, str>>, D::Error> {
-    let policies = ["PreemptLowerPriority", "Never"];
-    Option::<String>::deserialize(deserializer).map(|p| p.map(|p| common(p, &policies)))
+    maybe_one_of(deserializer, &["PreemptLowerPriority", "Never"])
 }
 
 /// The pod's volumes that name a claim, its own or an ephemeral one; the scheduler
@@ -467,6 +473,11 @@ mod tests {
         let container = &spec.containers[0];
         assert!(container.resources.is_some() && container.ports.is_some());
         let status = pod.status.unwrap();
+        // A common word is borrowed, not held by every pod.
+        assert!(matches!(
+            status.phase,
+            Some(std::borrow::Cow::Borrowed("Running"))
+        ));
         assert_eq!(status.pod_ip.as_deref(), Some("10.42.0.5"));
         let app = &status.container_statuses.unwrap()[0];
         assert!(app.ready && app.restart_count == 2);
