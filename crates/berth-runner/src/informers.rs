@@ -176,7 +176,10 @@ impl<K: Cached> Indexes<K> {
             .iter()
             .filter(|uid| !owners_after.contains(uid))
         {
-            remove_from(&mut self.dependents, uid, key);
+            remove_from(&mut self.dependents, uid, |keys| {
+                keys.remove(key);
+                keys.is_empty()
+            });
         }
         for uid in owners_after {
             self.dependents.entry(uid).or_default().insert(key.clone());
@@ -190,17 +193,15 @@ impl<K: Cached> Indexes<K> {
                 };
                 match objects.get_mut(key.name.as_str()) {
                     Some(held) => *held = object,
-                    None => drop(objects.insert(key.name.as_str().into(), object)),
-                }
-            }
-            None => {
-                if let Some(objects) = self.namespaces.get_mut(namespace) {
-                    objects.remove(key.name.as_str());
-                    if objects.is_empty() {
-                        self.namespaces.remove(namespace);
+                    None => {
+                        objects.insert(key.name.as_str().into(), object);
                     }
                 }
             }
+            None => remove_from(&mut self.namespaces, namespace, |objects| {
+                objects.remove(key.name.as_str());
+                objects.is_empty()
+            }),
         }
     }
 
@@ -214,17 +215,11 @@ impl<K: Cached> Indexes<K> {
     }
 }
 
-/// Takes `key` out of the entry `name` of `index`, and the entry once empty.
-fn remove_from<K: Cached>(
-    index: &mut HashMap<String, HashSet<ObjectRef<K>>>,
-    name: &str,
-    key: &ObjectRef<K>,
-) {
-    if let Some(keys) = index.get_mut(name) {
-        keys.remove(key);
-        if keys.is_empty() {
-            index.remove(name);
-        }
+/// Takes something out of the entry `name` of `index` with `take`, which says whether
+/// the entry is left empty; an empty entry goes.
+fn remove_from<C>(index: &mut HashMap<String, C>, name: &str, take: impl FnOnce(&mut C) -> bool) {
+    if index.get_mut(name).is_some_and(take) {
+        index.remove(name);
     }
 }
 
