@@ -213,7 +213,7 @@ async fn post_any(
             }
             let options = WriteOptions::from_request(&query, &headers, identity)?;
             if let (Some(name), Part::Binding) = (&target.name, target.part) {
-                return writes::bind(&shared, &target.place, name, &options, &body).await;
+                return crate::binding::bind(&shared, &target.place, name, &options, &body).await;
             }
             if target.name.is_some() {
                 return Err(method_not_allowed());

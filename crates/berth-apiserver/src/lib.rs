@@ -15,6 +15,7 @@ mod api_endpoints;
 mod audit;
 mod authentication;
 mod authorization;
+mod binding;
 mod cache;
 mod certificates;
 mod custom;

@@ -84,6 +84,12 @@ pub(crate) fn without_revision(mut object: Value) -> Value {
     object
 }
 
+/// The store revision an object read from the store or the watch cache is at: its
+/// resourceVersion.
+pub(crate) fn revision_of(object: &Value) -> Option<i64> {
+    object["metadata"]["resourceVersion"].as_str()?.parse().ok()
+}
+
 /// The object's name.
 pub(crate) fn name_of(object: &Value) -> &str {
     object["metadata"]["name"].as_str().unwrap_or_default()

@@ -78,7 +78,7 @@ impl Part {
 /// The options every write takes from its query.
 pub(crate) struct WriteOptions {
     validation: FieldValidation,
-    dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Who writes: the `fieldManager`, else the client program's name.
     pub(crate) manager: Manager,
     /// Who asks, for the checks of what a node may touch.
@@ -87,7 +87,7 @@ pub(crate) struct WriteOptions {
 
 impl WriteOptions {
     /// The write the admission webhooks are asked about.
-    fn webhooks_write<'a>(
+    pub(crate) fn webhooks_write<'a>(
         &self,
         operation: Operation,
         place: &'a Place,
@@ -102,6 +102,12 @@ impl WriteOptions {
             user: self.identity.info(),
             dry_run: self.dry_run,
         }
+    }
+
+    /// Refuses a write of `object` that its writer may not touch (a node, another
+    /// node's pods).
+    pub(crate) fn touchable(&self, resource: &Resource, object: &Value) -> Result<(), Status> {
+        touchable(&self.identity, resource, object)
     }
 
     /// The options of a write the server makes itself on a client's behalf (an
@@ -898,61 +904,4 @@ pub(crate) async fn apply(
         managed::apply(Some(&current), &applied, &options.manager, &api_version).map_err(conflicts)
     };
     change(shared, place, name, (Part::Whole, options), edit).await
-}
-
-/// POST `pods/NAME/binding`: the pod is assigned to the Binding's target node (once:
-/// a bound pod is a 409) and marked PodScheduled, as kube-apiserver does for the
-/// scheduler.
-pub(crate) async fn bind(
-    shared: &Shared,
-    place: &Place,
-    name: &str,
-    options: &WriteOptions,
-    body: &[u8],
-) -> Result<Response, Status> {
-    let binding: Value = serde_json::from_slice(body)
-        .map_err(|e| Status::bad_request(format!("the Binding is not valid JSON: {e}")))?;
-    let Some(node) = binding["target"]["name"].as_str().filter(|n| !n.is_empty()) else {
-        return Err(Status::invalid(
-            "Binding",
-            name,
-            "target.name: Required value",
-        ));
-    };
-    let edit = |pod: Value| {
-        let mut pod = objects::without_revision(pod);
-        if let Some(bound) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-            return Err(Status::new(
-                StatusCode::CONFLICT,
-                "Conflict",
-                format!(
-                    "Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{bound}\""
-                ),
-            ));
-        }
-        pod["spec"]["nodeName"] = json!(node);
-        let scheduled = json!({
-            "type": "PodScheduled",
-            "status": "True",
-            "lastProbeTime": null,
-            "lastTransitionTime": objects::rfc3339(std::time::SystemTime::now()),
-        });
-        let conditions = pod["status"]["conditions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let mut conditions: Vec<Value> = conditions
-            .into_iter()
-            .filter(|c| c["type"] != "PodScheduled")
-            .collect();
-        conditions.push(scheduled);
-        pod["status"]["conditions"] = json!(conditions);
-        Ok(pod)
-    };
-    change(shared, place, name, (Part::Binding, options), edit).await?;
-    let status = json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {},
-        "status": "Success", "code": 201,
-    });
-    Ok(respond(StatusCode::CREATED, &status, &[]))
 }

@@ -187,16 +187,30 @@ async fn pods(api: &Api<Pod>) {
 
     // The scheduler's binding: once, and the pod is marked scheduled.
     let binding = json!({
-        "apiVersion": "v1", "kind": "Binding", "metadata": {"name": "web"},
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": "web", "annotations": {"example.com/placed-by": "test"}},
         "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"},
     });
     let post = PostParams::default();
+    let misnamed = json!({"metadata": {"name": "other"}, "target": {"name": "node-1"}});
+    let refused = api
+        .create_subresource::<_, serde_json::Value>("binding", "web", &post, &misnamed)
+        .await;
+    assert_eq!(
+        refusal(refused),
+        (
+            400,
+            "name in URL does not match name in Binding object".into()
+        )
+    );
     let bound: serde_json::Value = api
         .create_subresource("binding", "web", &post, &binding)
         .await
         .unwrap();
     assert_eq!(bound["status"], "Success");
     let pod = api.get("web").await.unwrap();
+    let annotations = pod.metadata.annotations.unwrap_or_default();
+    assert_eq!(annotations["example.com/placed-by"], "test");
     assert_eq!(pod.spec.unwrap().node_name.as_deref(), Some("node-1"));
     let conditions = pod.status.unwrap().conditions.unwrap();
     assert!(
