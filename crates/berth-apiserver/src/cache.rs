@@ -18,6 +18,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+mod outline;
+
 /// How long each resource's recent changes are kept for a watch to start from without
 /// going to the store, or a watcher that fell behind to be caught up from — at least
 /// kube-apiserver's 75 s. One window of 10,000 changes for all kinds was 2–3 s of
@@ -65,6 +67,23 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
+    /// The summary of an object read through its outline.
+    fn outlined(outline: &outline::Outline<'_>, metadata: outline::MetadataOutline<'_>) -> Self {
+        let labels = metadata.labels.into_iter().flatten().collect();
+        let node = outline.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        let phase = outline.status.as_ref().and_then(|s| s.phase.as_deref());
+        let fields = [
+            metadata.name.as_deref(),
+            metadata.namespace.as_deref(),
+            node,
+            phase,
+        ];
+        Self {
+            labels,
+            fields: fields.map(|field| field.map(Box::from)),
+        }
+    }
+
     fn of(object: &Value) -> Self {
         let labels = object["metadata"]["labels"]
             .as_object()
@@ -94,6 +113,12 @@ impl Summary {
 impl Entry {
     /// The object of a store value at `revision`; None when it is not JSON.
     pub(crate) fn of(value: &[u8], revision: i64) -> Option<Self> {
+        if let Some((json, outline, metadata)) = outline::stamped(value, revision) {
+            return Some(Self {
+                json: Bytes::from(json.into_boxed_slice()),
+                summary: Summary::outlined(&outline, metadata),
+            });
+        }
         let mut object: Value = serde_json::from_slice(value).ok()?;
         object["metadata"]["resourceVersion"] = json!(revision.to_string());
         let summary = Summary::of(&object);
@@ -103,6 +128,12 @@ impl Entry {
             json: Bytes::from(serde_json::to_vec(&object).ok()?.into_boxed_slice()),
             summary,
         })
+    }
+
+    /// The text of the object's metadata, as it stands in its JSON: a
+    /// PartialObjectMetadata made without parsing the rest.
+    pub(crate) fn metadata_json(&self) -> Option<&str> {
+        outline::metadata(&self.json)
     }
 
     /// The whole object, parsed.

@@ -274,6 +274,16 @@ impl Stream {
     /// Sends one change; false once the client has gone.
     async fn send(&mut self, change: &Change) -> bool {
         self.revision = self.revision.max(change.revision);
+        if self.options.form == Some(Form::Metadata)
+            && let Some(metadata) = change.entry.metadata_json()
+        {
+            let object = [
+                br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#,
+                metadata.as_bytes(),
+                b"}",
+            ];
+            return self.send_line(change.kind, &object).await;
+        }
         if let Some(form) = self.options.form {
             // kubectl get -w asks for each object as a one-row Table.
             let object = change.entry.object();
@@ -284,12 +294,19 @@ impl Stream {
             let object = self.resource.present(change.entry.object());
             return self.send_value(change.kind, object).await;
         }
-        let json = &change.entry.json;
-        let mut line = Vec::with_capacity(json.len() + 32);
+        self.send_line(change.kind, &[&change.entry.json]).await
+    }
+
+    /// Sends an event of `kind` whose object is the JSON text `object` in parts.
+    async fn send_line(&mut self, kind: &str, object: &[&[u8]]) -> bool {
+        let length = object.iter().map(|part| part.len()).sum::<usize>();
+        let mut line = Vec::with_capacity(length + 32);
         line.extend_from_slice(b"{\"type\":\"");
-        line.extend_from_slice(change.kind.as_bytes());
+        line.extend_from_slice(kind.as_bytes());
         line.extend_from_slice(b"\",\"object\":");
-        line.extend_from_slice(json);
+        for part in object {
+            line.extend_from_slice(part);
+        }
         line.extend_from_slice(b"}\n");
         self.sender.send(Ok(Bytes::from(line))).await.is_ok()
     }
