@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
+use crate::cache::Entry;
 use crate::status::Status;
 use crate::tables::Include;
 
@@ -36,6 +37,17 @@ pub(crate) fn requested(
     Ok(accept
         .contains("as=PartialObjectMetadata")
         .then_some(Form::Metadata))
+}
+
+/// The JSON text of a cached object as a PartialObjectMetadata, in parts cut from its
+/// own text without parsing the rest; None when its metadata cannot be found that way.
+pub(crate) fn metadata_text(entry: &Entry) -> Option<[&[u8]; 3]> {
+    let metadata = entry.metadata_json()?;
+    Some([
+        br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#,
+        metadata.as_bytes(),
+        b"}",
+    ])
 }
 
 /// A list's objects as a PartialObjectMetadataList at `revision`.

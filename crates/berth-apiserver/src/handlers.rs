@@ -375,7 +375,22 @@ async fn list(
     let (items, revision, next) = match from_cache(&shared, &place, &query).await? {
         Some((entries, revision, next)) => {
             if form.is_none() && resource.shown_as_stored() {
-                return Ok(list_body(resource, &entries, revision, next));
+                let head = (format!("{}List", resource.kind), resource.api_version());
+                let items = entries.iter().map(|entry| [&entry.json[..]]);
+                return Ok(list_body(head, items, revision, next));
+            }
+            if form == Some(Form::Metadata) {
+                let items: Option<Vec<_>> = entries
+                    .iter()
+                    .map(|e| crate::forms::metadata_text(e))
+                    .collect();
+                if let Some(items) = items {
+                    let head = (
+                        "PartialObjectMetadataList".to_string(),
+                        "meta.k8s.io/v1".to_string(),
+                    );
+                    return Ok(list_body(head, items.into_iter(), revision, next));
+                }
             }
             (entries.iter().map(|e| e.object()).collect(), revision, next)
         }
@@ -473,16 +488,17 @@ async fn from_cache(
 /// A list read from the cache: its objects, their revision, the next page's token.
 type CachedList = (Vec<Arc<crate::cache::Entry>>, i64, Option<String>);
 
-/// A list's JSON from the objects' own, without reading them again.
-fn list_body(
-    resource: &Resource,
-    entries: &[Arc<crate::cache::Entry>],
+/// A list's JSON put together from its items' own text (each in `N` parts), without
+/// parsing them again.
+fn list_body<'a, const N: usize>(
+    (kind, api_version): (String, String),
+    items: impl Iterator<Item = [&'a [u8]; N]>,
     revision: i64,
     next: Option<String>,
 ) -> Response {
     let mut head = json!({
-        "kind": format!("{}List", resource.kind),
-        "apiVersion": resource.api_version(),
+        "kind": kind,
+        "apiVersion": api_version,
         "metadata": {"resourceVersion": revision.to_string()},
     });
     if let Some(token) = next {
@@ -491,11 +507,13 @@ fn list_body(
     let mut body = serde_json::to_vec(&head).unwrap_or_default();
     body.pop(); // the closing brace: the items follow
     body.extend_from_slice(b",\"items\":[");
-    for (i, entry) in entries.iter().enumerate() {
+    for (i, parts) in items.enumerate() {
         if i > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(&entry.json);
+        for part in parts {
+            body.extend_from_slice(part);
+        }
     }
     body.extend_from_slice(b"]}");
     (StatusCode::OK, [("content-type", "application/json")], body).into_response()

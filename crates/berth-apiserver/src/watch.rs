@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt as _;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::Sender;
 
@@ -99,6 +100,7 @@ pub(crate) async fn watch(
         sender,
         options,
         revision,
+        pending: Vec::new(),
     };
     tokio::spawn(stream.run(initial, feed, selection));
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
@@ -206,6 +208,10 @@ impl Feed {
     }
 }
 
+/// How many bytes of events a watch gathers before it sends them even though more
+/// are ready.
+const GATHER_AT: usize = 128 * 1024;
+
 /// One client's watch: what it asked for and where it has got to.
 struct Stream {
     resource: Arc<Resource>,
@@ -213,6 +219,10 @@ struct Stream {
     options: WatchOptions,
     /// The revision of the last event sent.
     revision: i64,
+    /// Events not sent yet. While changes come faster than one at a time they are sent
+    /// together — one write and one wake-up of the client for many, as kube-apiserver
+    /// flushes a watch only when no event is waiting.
+    pending: Vec<u8>,
 }
 
 impl Stream {
@@ -227,15 +237,16 @@ impl Stream {
             .timeout
             .map(|t| tokio::time::Instant::now() + t);
         for change in initial {
-            if selection.matches_entry(&change.entry) && !self.send(&change).await {
+            if selection.matches_entry(&change.entry) {
+                self.queue(&change);
+            }
+            if self.pending.len() >= GATHER_AT && !self.flush().await {
                 return;
             }
         }
         if self.options.initial_events && self.options.bookmarks {
             let end = json!({"k8s.io/initial-events-end": "true"});
-            if !self.bookmark(Some(end)).await {
-                return;
-            }
+            self.bookmark(Some(end));
         }
         let mut feed = match feed {
             Ok(feed) => feed,
@@ -244,63 +255,71 @@ impl Stream {
         let mut ticks = tokio::time::interval(BOOKMARK_INTERVAL);
         ticks.tick().await;
         loop {
-            let timeout = async {
-                match deadline {
-                    Some(deadline) => tokio::time::sleep_until(deadline).await,
-                    None => std::future::pending().await,
-                }
+            let ready = if self.pending.len() < GATHER_AT {
+                feed.next().now_or_never()
+            } else {
+                None
             };
-            let change = tokio::select! {
-                change = feed.next() => change,
-                _ = ticks.tick(), if self.options.bookmarks => {
-                    if !self.bookmark(None).await {
+            let change = match ready {
+                Some(change) => change,
+                None => {
+                    if !self.flush().await {
                         return;
                     }
-                    continue;
+                    let timeout = async {
+                        match deadline {
+                            Some(deadline) => tokio::time::sleep_until(deadline).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        change = feed.next() => change,
+                        _ = ticks.tick(), if self.options.bookmarks => {
+                            self.bookmark(None);
+                            continue;
+                        }
+                        () = timeout => return,
+                    }
                 }
-                () = timeout => return,
             };
             let change = match change {
                 Some(Ok(change)) => change,
                 Some(Err(error)) => return self.fail(error).await,
-                None => return,
+                None => {
+                    self.flush().await;
+                    return;
+                }
             };
-            if selection.matches_entry(&change.entry) && !self.send(&change).await {
-                return;
+            if selection.matches_entry(&change.entry) {
+                self.queue(&change);
             }
         }
     }
 
-    /// Sends one change; false once the client has gone.
-    async fn send(&mut self, change: &Change) -> bool {
+    /// Adds one change to the events to send.
+    fn queue(&mut self, change: &Change) {
         self.revision = self.revision.max(change.revision);
         if self.options.form == Some(Form::Metadata)
-            && let Some(metadata) = change.entry.metadata_json()
+            && let Some(object) = crate::forms::metadata_text(&change.entry)
         {
-            let object = [
-                br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#,
-                metadata.as_bytes(),
-                b"}",
-            ];
-            return self.send_line(change.kind, &object).await;
+            return self.queue_line(change.kind, &object);
         }
         if let Some(form) = self.options.form {
             // kubectl get -w asks for each object as a one-row Table.
             let object = change.entry.object();
             let answer = crate::forms::one(form, &self.resource, object, self.revision);
-            return self.send_value(change.kind, answer).await;
+            return self.queue_value(change.kind, &answer);
         }
         if !self.resource.shown_as_stored() {
             let object = self.resource.present(change.entry.object());
-            return self.send_value(change.kind, object).await;
+            return self.queue_value(change.kind, &object);
         }
-        self.send_line(change.kind, &[&change.entry.json]).await
+        self.queue_line(change.kind, &[&change.entry.json]);
     }
 
-    /// Sends an event of `kind` whose object is the JSON text `object` in parts.
-    async fn send_line(&mut self, kind: &str, object: &[&[u8]]) -> bool {
-        let length = object.iter().map(|part| part.len()).sum::<usize>();
-        let mut line = Vec::with_capacity(length + 32);
+    /// Adds an event of `kind` whose object is the JSON text `object`, in parts.
+    fn queue_line(&mut self, kind: &str, object: &[&[u8]]) {
+        let line = &mut self.pending;
         line.extend_from_slice(b"{\"type\":\"");
         line.extend_from_slice(kind.as_bytes());
         line.extend_from_slice(b"\",\"object\":");
@@ -308,18 +327,24 @@ impl Stream {
             line.extend_from_slice(part);
         }
         line.extend_from_slice(b"}\n");
-        self.sender.send(Ok(Bytes::from(line))).await.is_ok()
     }
 
-    async fn send_value(&mut self, kind: &str, object: Value) -> bool {
-        let mut line =
-            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-        line.push(b'\n');
-        self.sender.send(Ok(Bytes::from(line))).await.is_ok()
+    fn queue_value(&mut self, kind: &str, object: &Value) {
+        let object = serde_json::to_vec(object).unwrap_or_default();
+        self.queue_line(kind, &[&object]);
+    }
+
+    /// Sends the events gathered; false once the client has gone.
+    async fn flush(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        let events = Bytes::from(std::mem::take(&mut self.pending));
+        self.sender.send(Ok(events)).await.is_ok()
     }
 
     /// A BOOKMARK: the revision the watch has reached, and nothing else of the object.
-    async fn bookmark(&mut self, annotations: Option<Value>) -> bool {
+    fn bookmark(&mut self, annotations: Option<Value>) {
         let mut metadata = json!({"resourceVersion": self.revision.to_string()});
         if let Some(annotations) = annotations {
             metadata["annotations"] = annotations;
@@ -332,7 +357,7 @@ impl Stream {
                 "metadata": metadata,
             }),
         };
-        self.send_value("BOOKMARK", object).await
+        self.queue_value("BOOKMARK", &object);
     }
 
     /// Ends the watch with an ERROR event: 410 Expired when the revision asked for is
@@ -350,7 +375,8 @@ impl Stream {
                 "message": error.to_string(),
             }),
         };
-        self.send_value("ERROR", status).await;
+        self.queue_value("ERROR", &status);
+        self.flush().await;
     }
 }
 
