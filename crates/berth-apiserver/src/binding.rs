@@ -44,7 +44,7 @@ pub(crate) async fn bind(
     let write = options.webhooks_write(Operation::Create, place, (Part::Binding, name));
     let mut warnings = Vec::new();
     webhooks::mutate(shared, &write, (&mut posted, None), &mut warnings).await?;
-    let binding: Binding = serde_json::from_value(posted.clone())
+    let binding = Binding::deserialize(&posted)
         .map_err(|e| Status::bad_request(format!("the Binding is not valid: {e}")))?;
     let node = checked(&binding, name)?;
     crate::policies::validate(shared, &write, (Some(&posted), None), &mut warnings)?;

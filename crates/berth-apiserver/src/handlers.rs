@@ -375,7 +375,7 @@ async fn list(
     let (items, revision, next) = match from_cache(&shared, &place, &query).await? {
         Some((entries, revision, next)) => {
             if form.is_none() && resource.shown_as_stored() {
-                let head = (format!("{}List", resource.kind), resource.api_version());
+                let head = (&*format!("{}List", resource.kind), &*resource.api_version());
                 let items = entries.iter().map(|entry| [&entry.json[..]]);
                 return Ok(list_body(head, items, revision, next));
             }
@@ -385,10 +385,7 @@ async fn list(
                     .map(|e| crate::forms::metadata_text(e))
                     .collect();
                 if let Some(items) = items {
-                    let head = (
-                        "PartialObjectMetadataList".to_string(),
-                        "meta.k8s.io/v1".to_string(),
-                    );
+                    let head = ("PartialObjectMetadataList", "meta.k8s.io/v1");
                     return Ok(list_body(head, items.into_iter(), revision, next));
                 }
             }
@@ -491,7 +488,7 @@ type CachedList = (Vec<Arc<crate::cache::Entry>>, i64, Option<String>);
 /// A list's JSON put together from its items' own text (each in `N` parts), without
 /// parsing them again.
 fn list_body<'a, const N: usize>(
-    (kind, api_version): (String, String),
+    (kind, api_version): (&str, &str),
     items: impl Iterator<Item = [&'a [u8]; N]>,
     revision: i64,
     next: Option<String>,

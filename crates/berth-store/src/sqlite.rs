@@ -228,12 +228,8 @@ fn current_revision(connection: &Connection) -> Result<i64> {
 }
 
 fn compacted_revision(connection: &Connection) -> Result<i64> {
-    connection
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'compact_revision'",
-            [],
-            |r| r.get(0),
-        )
+    let sql = "SELECT value FROM meta WHERE key = 'compact_revision'";
+    first_row(connection, sql, [], |r| r.get(0))
         .optional()
         .map(|v| v.unwrap_or(0))
         .map_err(backend)
