@@ -238,6 +238,38 @@ pub(crate) fn key_in<K: Cached>(name: &str, namespace: Option<String>) -> Object
     }
 }
 
+/// What changed of one kind since it was last taken (see [`Informers::changed_keys`]).
+pub struct ChangedKeys<K: Cached> {
+    set: Arc<Mutex<KeySet<K>>>,
+}
+
+struct KeySet<K: Cached> {
+    keys: HashSet<ObjectRef<K>>,
+    relisted: bool,
+}
+
+/// The changes taken at once.
+pub enum Changes<K: Cached> {
+    /// The objects of these keys were added, changed or deleted.
+    Keys(Vec<ObjectRef<K>>),
+    /// Anything may have changed: the cache was listed anew (its watch restarted), or
+    /// this is the first take.
+    Relisted,
+}
+
+impl<K: Cached> ChangedKeys<K> {
+    /// What changed since the last take, forgotten here.
+    pub fn take(&self) -> Changes<K> {
+        let mut set = self.set.lock().unwrap_or_else(PoisonError::into_inner);
+        let keys = std::mem::take(&mut set.keys);
+        if std::mem::take(&mut set.relisted) {
+            Changes::Relisted
+        } else {
+            Changes::Keys(keys.into_iter().collect())
+        }
+    }
+}
+
 /// One kind's cache, its change count (which the whole-pass controllers wait on) and
 /// its subscribers.
 struct Informer<K: Cached> {
@@ -308,6 +340,33 @@ impl Informers {
         let mut changes = self.informer::<K>().changes;
         changes.mark_unchanged();
         changes
+    }
+
+    /// The keys of the kind's objects changed from now on, for a reader that keeps
+    /// state of its own from the cache (the scheduler's nodes and their pods) and
+    /// brings it up to date with what changed rather than passing over every object.
+    pub fn changed_keys<K: Cached>(&self) -> ChangedKeys<K> {
+        let changed = ChangedKeys {
+            set: Arc::new(Mutex::new(KeySet {
+                keys: HashSet::new(),
+                relisted: true,
+            })),
+        };
+        let set = Arc::downgrade(&changed.set);
+        self.subscribe::<K>(Box::new(move |change| {
+            let Some(set) = set.upgrade() else {
+                return false;
+            };
+            let mut set = set.lock().unwrap_or_else(PoisonError::into_inner);
+            match change {
+                Changed::Object(object) => {
+                    set.keys.insert(key_of(object));
+                }
+                Changed::Relisted => set.relisted = true,
+            }
+            true
+        }));
+        changed
     }
 
     /// Has `subscriber` told of each change of the kind from now on.

@@ -12,4 +12,4 @@ mod informers;
 mod queue;
 
 pub use controller::{Action, Controller, Queue};
-pub use informers::{Cache, Cached, Informers};
+pub use informers::{Cache, Cached, ChangedKeys, Changes, Informers};

@@ -1,6 +1,7 @@
-//! What the scheduler knows of the cluster during one pass: every node with what is
-//! allocatable on it, what its pods request, its pods and the host ports they hold.
-//! Placing a pod updates the snapshot at once, so the next pod of the pass sees it.
+//! What the scheduler knows of the cluster: every node with what is allocatable on it,
+//! what its pods request, its pods and the host ports they hold, kept between passes
+//! and brought up to date from what changed. Placing a pod updates the snapshot at
+//! once, so the next pod of the pass sees it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use berth_runner::Cache;
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
 
 use berth_quantity::milli;
 
@@ -222,6 +224,29 @@ impl NodeInfo {
         self.pods.push(pod);
     }
 
+    /// Stops counting the pod of `key` here.
+    fn remove(&mut self, key: &ObjectRef<CachedPod>) {
+        let Some(at) = self.pods.iter().position(|p| {
+            p.metadata.name.as_deref() == Some(key.name.as_str())
+                && p.metadata.namespace == key.namespace
+        }) else {
+            return;
+        };
+        let pod = self.pods.swap_remove(at);
+        let demand = Demand::of(&pod);
+        self.requested = self.requested.minus(demand.requests);
+        self.scored = (
+            self.scored.0 - demand.scored.0,
+            self.scored.1 - demand.scored.1,
+        );
+        self.ports = self.pods.iter().flat_map(|p| HostPort::of(p)).collect();
+    }
+
+    /// Gives back what [`NodeInfo::reserve`] held.
+    pub(crate) fn release(&mut self, demand: &Demand) {
+        self.requested = self.requested.minus(demand.requests);
+    }
+
     /// Holds `demand` here for a pod not placed yet (one nominated by preemption).
     pub(crate) fn reserve(&mut self, demand: &Demand) {
         self.requested = self.requested.plus(demand.requests);
@@ -263,32 +288,138 @@ pub(crate) fn node_of(pod: &CachedPod) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
-/// Every node with the pods bound to it, in the caches' order — counting the pods
-/// `assumed` bound (uid → node) that the cache does not show bound yet.
-pub(crate) fn take(
-    nodes: &Cache<Node>,
-    pods: &[Arc<CachedPod>],
-    assumed: &HashMap<String, String>,
-) -> Vec<NodeInfo> {
-    let mut infos: Vec<NodeInfo> = nodes.state().into_iter().map(NodeInfo::new).collect();
-    let index: HashMap<String, usize> = infos
-        .iter()
-        .enumerate()
-        .map(|(i, info)| (info.name(), i))
-        .collect();
-    for pod in pods {
-        let node = node_of(pod).or_else(|| {
-            let uid = pod.uid()?;
-            assumed.get(&uid).map(String::as_str)
-        });
-        let Some(&at) = node.and_then(|node| index.get(node)) else {
-            continue;
-        };
-        if occupies(pod) {
-            infos[at].add(Arc::clone(pod));
+/// The pods placed by the scheduler whose binding the pod cache does not show yet, and
+/// their nodes: kube-scheduler's assumed pods. Without them a pass right after a
+/// placement would see the node without the pod and could overfill it.
+#[derive(Default)]
+pub(crate) struct Assumed {
+    /// Pod → its uid (a pod made anew under the name is another pod) and its node.
+    pods: HashMap<ObjectRef<CachedPod>, (String, String)>,
+}
+
+impl Assumed {
+    pub(crate) fn insert(&mut self, pod: &CachedPod, node: String) {
+        let uid = pod.uid().unwrap_or_default();
+        self.pods.insert(ObjectRef::from_obj(pod), (uid, node));
+    }
+
+    pub(crate) fn remove(&mut self, key: &ObjectRef<CachedPod>) {
+        self.pods.remove(key);
+    }
+
+    pub(crate) fn contains(&self, key: &ObjectRef<CachedPod>) -> bool {
+        self.pods.contains_key(key)
+    }
+
+    /// The node `pod` is assumed on; an assumption the cache has caught up with (the
+    /// pod bound, gone or made anew) is forgotten.
+    fn still_on(&mut self, key: &ObjectRef<CachedPod>, pod: Option<&CachedPod>) -> Option<String> {
+        let (uid, node) = self.pods.get(key)?;
+        let current = pod.filter(|p| p.uid().as_ref() == Some(uid) && node_of(p).is_none());
+        if current.is_none() {
+            self.pods.remove(key);
+            return None;
+        }
+        Some(node.clone())
+    }
+}
+
+/// Every node with the pods on it, kept between passes: brought up to date from the
+/// pods and nodes changed since the last pass rather than counted anew from every pod
+/// (at 10,000 pods counting anew took 10–17 ms a pass, and streaming pods runs a pass
+/// every few milliseconds).
+#[derive(Default)]
+pub(crate) struct Snapshot {
+    pub nodes: Vec<NodeInfo>,
+    /// Node name → its place in `nodes`.
+    index: HashMap<String, usize>,
+    /// Pod → the place in `nodes` of the node it is counted on.
+    placed: HashMap<ObjectRef<CachedPod>, usize>,
+}
+
+impl Snapshot {
+    /// Every node and pod counted anew: at the start and after a relist.
+    pub(crate) fn rebuild(
+        &mut self,
+        nodes: &Cache<Node>,
+        pods: &Cache<CachedPod>,
+        assumed: &mut Assumed,
+    ) {
+        self.nodes = nodes.state().into_iter().map(NodeInfo::new).collect();
+        self.index = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, info)| (info.name(), i))
+            .collect();
+        self.placed.clear();
+        for pod in pods.state() {
+            let key = ObjectRef::from_obj(pod.as_ref());
+            let assumed_on = assumed.still_on(&key, Some(&pod));
+            self.count(key, pod, assumed_on);
         }
     }
-    infos
+
+    /// Brings one node up to date: false when it is gone, which takes a rebuild (the
+    /// places of the others would shift).
+    pub(crate) fn update_node(&mut self, name: &str, node: Option<Arc<Node>>) -> bool {
+        let Some(node) = node else {
+            return !self.index.contains_key(name);
+        };
+        match self.index.get(name) {
+            Some(&at) => {
+                let info = &mut self.nodes[at];
+                let fresh = NodeInfo::new(node);
+                info.node = fresh.node;
+                info.ready = fresh.ready;
+                info.cordoned = fresh.cordoned;
+                info.allocatable = fresh.allocatable;
+            }
+            None => {
+                self.index.insert(name.to_string(), self.nodes.len());
+                self.nodes.push(NodeInfo::new(node));
+            }
+        }
+        true
+    }
+
+    /// Counts one pod again as the cache (or an assumed binding) now places it.
+    pub(crate) fn update_pod(
+        &mut self,
+        key: ObjectRef<CachedPod>,
+        pod: Option<Arc<CachedPod>>,
+        assumed: &mut Assumed,
+    ) {
+        if let Some(at) = self.placed.remove(&key) {
+            self.nodes[at].remove(&key);
+        }
+        let assumed_on = assumed.still_on(&key, pod.as_deref());
+        if let Some(pod) = pod {
+            self.count(key, pod, assumed_on);
+        }
+    }
+
+    /// Counts a pod this pass placed on the node at `at` (it is assumed there).
+    pub(crate) fn place(&mut self, at: usize, pod: Arc<CachedPod>) {
+        self.placed.insert(ObjectRef::from_obj(pod.as_ref()), at);
+        self.nodes[at].add(pod);
+    }
+
+    fn count(
+        &mut self,
+        key: ObjectRef<CachedPod>,
+        pod: Arc<CachedPod>,
+        assumed_on: Option<String>,
+    ) {
+        let node = node_of(&pod).map(str::to_string).or(assumed_on);
+        let Some(&at) = node.and_then(|node| self.index.get(&node)) else {
+            return;
+        };
+        if occupies(&pod) {
+            self.placed.insert(key, at);
+            self.nodes[at].add(pod);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -326,5 +457,94 @@ mod tests {
         assert!(port("0.0.0.0", "TCP").clashes(&port("10.0.0.1", "TCP")));
         assert!(!port("10.0.0.2", "TCP").clashes(&port("10.0.0.1", "TCP")));
         assert!(!port("0.0.0.0", "UDP").clashes(&port("0.0.0.0", "TCP")));
+    }
+
+    /// A pod of 100 millicores, `uid` u1, bound to `node` when one is given.
+    fn versioned(node: Option<&str>, phase: &str) -> Arc<CachedPod> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+                "spec": {"nodeName": node, "containers": [
+                    {"name": "a", "resources": {"requests": {"cpu": "100m"}}},
+                ]},
+                "status": {"phase": phase},
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn node(name: &str) -> Arc<Node> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "status": {"allocatable": {"cpu": "2", "pods": "110"}},
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_snapshot_follows_a_pod_from_assumed_to_bound_to_gone() {
+        let mut snapshot = Snapshot::default();
+        let mut assumed = Assumed::default();
+        assert!(snapshot.update_node("n1", Some(node("n1"))));
+        assert!(snapshot.update_node("n2", Some(node("n2"))));
+        let pending = versioned(None, "Pending");
+        let key = ObjectRef::from_obj(pending.as_ref());
+        snapshot.update_pod(key.clone(), Some(Arc::clone(&pending)), &mut assumed);
+        assert!(snapshot.nodes.iter().all(|n| n.pods.is_empty()));
+
+        // Placed by a pass: counted where it was assumed, also when it changes unbound.
+        assumed.insert(&pending, "n2".into());
+        snapshot.place(1, Arc::clone(&pending));
+        snapshot.update_pod(key.clone(), Some(Arc::clone(&pending)), &mut assumed);
+        assert_eq!(
+            (
+                snapshot.nodes[1].pods.len(),
+                snapshot.nodes[1].requested.cpu
+            ),
+            (1, 100)
+        );
+
+        // Bound: counted once, where the cache says, and no longer assumed.
+        let bound = versioned(Some("n1"), "Running");
+        snapshot.update_pod(key.clone(), Some(bound), &mut assumed);
+        assert!(!assumed.contains(&key));
+        assert_eq!(snapshot.nodes[0].requested.cpu, 100);
+        assert_eq!(
+            (
+                snapshot.nodes[1].pods.len(),
+                snapshot.nodes[1].requested.cpu
+            ),
+            (0, 0)
+        );
+
+        // Finished pods hold nothing; a node changing keeps its pods.
+        snapshot.update_pod(
+            key.clone(),
+            Some(versioned(Some("n1"), "Succeeded")),
+            &mut assumed,
+        );
+        assert_eq!(snapshot.nodes[0].requested.cpu, 0);
+        snapshot.update_pod(
+            key.clone(),
+            Some(versioned(Some("n1"), "Running")),
+            &mut assumed,
+        );
+        assert!(snapshot.update_node("n1", Some(node("n1"))));
+        assert_eq!(
+            (
+                snapshot.nodes[0].pods.len(),
+                snapshot.nodes[0].requested.cpu
+            ),
+            (1, 100)
+        );
+
+        snapshot.update_pod(key, None, &mut assumed);
+        assert!(snapshot.nodes[0].pods.is_empty());
+        assert_eq!(snapshot.nodes[0].requested, Amounts::default());
+        // A node gone shifts the others: that takes a rebuild.
+        assert!(!snapshot.update_node("n1", None));
+        assert!(snapshot.update_node("n3", None));
     }
 }
