@@ -150,18 +150,25 @@ fn run(cli: cli::Cli) -> Result<ExitCode, Outcome> {
     }
 }
 
-/// The words of the chosen subcommand, e.g. `network create`, for messages.
 /// The async runtime every long-running command serves from: two workers, as the
 /// machines Berth aims at have few cores to spare.
 fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    async_runtime_named("tokio-runtime-worker")
+}
+
+/// An async runtime like [`async_runtime`] whose threads are named `name` (what `top -H`
+/// and `perf` show them as).
+fn async_runtime_named(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context as _;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name(name)
         .enable_all()
         .build()
-        .context("start the async runtime")
+        .with_context(|| format!("start the async runtime of {name}"))
 }
 
+/// The words of the chosen subcommand, e.g. `network create`, for messages.
 fn command_path(matches: &clap::ArgMatches) -> String {
     let mut words = Vec::new();
     let mut current = matches;

@@ -40,15 +40,14 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
             agent_config(&args.data_dir, &args.node, None),
         )
     });
+    if args.leader_elect {
+        let lifecycle = lifecycle(&args.lifecycle);
+        run_apart(
+            "controllers",
+            controller_manager(kubeconfig, lifecycle, args.node.cluster_cidr),
+        )?;
+    }
     runtime.block_on(async {
-        if args.leader_elect {
-            let lifecycle = lifecycle(&args.lifecycle);
-            tokio::spawn(controller_manager(
-                kubeconfig,
-                lifecycle,
-                args.node.cluster_cidr,
-            ));
-        }
         if !args.disable_registry {
             crate::registry::cluster_registry(args.registry_addr, &args.data_dir).await?;
         }
@@ -60,6 +59,24 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, Outcome> {
             .context("serve the Kubernetes API")
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `work` on a runtime of its own threads, named `name`, for as long as the process
+/// lives. The controller manager runs so: on the API's runtime its tasks waited behind
+/// every request ready before them (tokio schedules cooperatively), and under a flood
+/// of creates the scheduler fell up to a second behind; on threads of their own the
+/// kernel shares the cores between the two, as between kube-apiserver and
+/// kube-controller-manager.
+fn run_apart(
+    name: &str,
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let runtime = crate::async_runtime_named(name)?;
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || runtime.block_on(work))
+        .with_context(|| format!("start the {name} thread"))?;
+    Ok(())
 }
 
 /// The address this server's own agent reaches it at: loopback when it listens on all.
