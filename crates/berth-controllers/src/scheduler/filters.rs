@@ -3,7 +3,7 @@
 //! PodTopologySpread, InterPodAffinity. The first a node fails is its reason, and says
 //! whether evicting lower-priority pods could help (preemption).
 
-use k8s_openapi::api::core::v1::{Node, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Taint, Toleration};
 
 use super::node_affinity;
 use super::snapshot::{Demand, HostPort, NodeInfo};
@@ -66,7 +66,7 @@ impl<'a> Plan<'a> {
 /// Why the node cannot take the planned pod; None when it can.
 pub(crate) fn unfit(node: &NodeInfo, plan: &Plan) -> Option<Unfit> {
     schedulable(node)
-        .or_else(|| untolerated(&node.node, plan.pod))
+        .or_else(|| untolerated(node, plan.pod))
         .or_else(|| {
             (!node_affinity::admits(plan.pod, &node.node))
                 .then(|| Unfit::unresolvable("node(s) didn't match Pod's node affinity/selector"))
@@ -98,10 +98,9 @@ fn schedulable(node: &NodeInfo) -> Option<Unfit> {
 }
 
 /// The node's first NoSchedule or NoExecute taint the pod does not tolerate.
-fn untolerated(node: &Node, pod: &CachedPod) -> Option<Unfit> {
+fn untolerated(node: &NodeInfo, pod: &CachedPod) -> Option<Unfit> {
     let tolerations = tolerations(pod);
-    let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref());
-    let taint = taints.into_iter().flatten().find(|taint| {
+    let taint = node.taints.iter().find(|taint| {
         matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute")
             && !tolerations.iter().any(|t| tolerates(t, taint))
     })?;
@@ -113,12 +112,10 @@ fn untolerated(node: &Node, pod: &CachedPod) -> Option<Unfit> {
 }
 
 /// How many PreferNoSchedule taints of the node the pod does not tolerate.
-pub(crate) fn untolerated_preferences(node: &Node, pod: &CachedPod) -> i64 {
+pub(crate) fn untolerated_preferences(node: &NodeInfo, pod: &CachedPod) -> i64 {
     let tolerations = tolerations(pod);
-    let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref());
-    taints
-        .into_iter()
-        .flatten()
+    node.taints
+        .iter()
         .filter(|t| t.effect == "PreferNoSchedule" && !tolerations.iter().any(|o| tolerates(o, t)))
         .count() as i64
 }
