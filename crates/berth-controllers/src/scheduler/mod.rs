@@ -179,6 +179,9 @@ impl Memory {
     /// caches since the last pass, and with the pods whose binding `failed` (no longer
     /// assumed: pending again).
     fn catch_up(&mut self, caches: &Caches, failed: Vec<ObjectRef<CachedPod>>) {
+        for pod in &failed {
+            self.assumed.remove(pod);
+        }
         let nodes_current = match caches.changed_nodes.take() {
             Changes::Relisted => false,
             Changes::Keys(keys) => keys.into_iter().all(|key| {
@@ -188,18 +191,9 @@ impl Memory {
         };
         let keys = match caches.changed_pods.take() {
             Changes::Keys(keys) if nodes_current => keys,
-            _ => {
-                for pod in &failed {
-                    self.assumed.remove(pod);
-                }
-                return self.rebuild(caches);
-            }
+            _ => return self.rebuild(caches),
         };
-        for key in failed {
-            self.assumed.remove(&key);
-            self.recount(caches, key);
-        }
-        for key in keys {
+        for key in failed.into_iter().chain(keys) {
             self.recount(caches, key);
         }
     }
@@ -285,9 +279,10 @@ async fn schedule_pending(client: &Client, caches: &Caches, memory: &mut Memory,
                 if topology::guards(&pod) {
                     guarded.push((index, Arc::clone(&pod)));
                 }
-                memory.assumed.insert(&pod, node.clone());
-                memory.pending.remove(&ObjectRef::from_obj(pod.as_ref()));
-                memory.snapshot.place(index, Arc::clone(&pod));
+                let key = ObjectRef::from_obj(pod.as_ref());
+                memory.pending.remove(&key);
+                memory.assumed.insert(key.clone(), &pod, node.clone());
+                memory.snapshot.place(index, key, Arc::clone(&pod));
                 let _ = binder.placements.send((pod, node, claims));
                 placed += 1;
                 if placed % BINDINGS_IN_FLIGHT == 0 {

@@ -243,13 +243,19 @@ impl NodeInfo {
             return;
         };
         let pod = self.pods.swap_remove(at);
-        let demand = Demand::of(&pod);
+        self.uncount(&Demand::of(&pod));
+        if !HostPort::of(&pod).is_empty() {
+            self.ports = self.pods.iter().flat_map(|p| HostPort::of(p)).collect();
+        }
+    }
+
+    /// Takes away what a pod leaving the node had requested.
+    fn uncount(&mut self, demand: &Demand) {
         self.requested = self.requested.minus(demand.requests);
         self.scored = (
             self.scored.0 - demand.scored.0,
             self.scored.1 - demand.scored.1,
         );
-        self.ports = self.pods.iter().flat_map(|p| HostPort::of(p)).collect();
     }
 
     /// Gives back what [`NodeInfo::reserve`] held.
@@ -269,12 +275,7 @@ impl NodeInfo {
         rest.scored = self.scored;
         for pod in &self.pods {
             if leaving(pod) {
-                let demand = Demand::of(pod);
-                rest.requested = rest.requested.minus(demand.requests);
-                rest.scored = (
-                    rest.scored.0 - demand.scored.0,
-                    rest.scored.1 - demand.scored.1,
-                );
+                rest.uncount(&Demand::of(pod));
             } else {
                 rest.ports.extend(HostPort::of(pod));
                 rest.pods.push(Arc::clone(pod));
@@ -308,9 +309,8 @@ pub(crate) struct Assumed {
 }
 
 impl Assumed {
-    pub(crate) fn insert(&mut self, pod: &CachedPod, node: String) {
-        let uid = pod.uid().unwrap_or_default();
-        self.pods.insert(ObjectRef::from_obj(pod), (uid, node));
+    pub(crate) fn insert(&mut self, key: ObjectRef<CachedPod>, pod: &CachedPod, node: String) {
+        self.pods.insert(key, (pod.uid().unwrap_or_default(), node));
     }
 
     pub(crate) fn remove(&mut self, key: &ObjectRef<CachedPod>) {
@@ -411,8 +411,8 @@ impl Snapshot {
     }
 
     /// Counts a pod this pass placed on the node at `at` (it is assumed there).
-    pub(crate) fn place(&mut self, at: usize, pod: Arc<CachedPod>) {
-        self.placed.insert(ObjectRef::from_obj(pod.as_ref()), at);
+    pub(crate) fn place(&mut self, at: usize, key: ObjectRef<CachedPod>, pod: Arc<CachedPod>) {
+        self.placed.insert(key, at);
         self.nodes[at].add(pod);
     }
 
@@ -506,8 +506,8 @@ mod tests {
         assert!(snapshot.nodes.iter().all(|n| n.pods.is_empty()));
 
         // Placed by a pass: counted where it was assumed, also when it changes unbound.
-        assumed.insert(&pending, "n2".into());
-        snapshot.place(1, Arc::clone(&pending));
+        assumed.insert(key.clone(), &pending, "n2".into());
+        snapshot.place(1, key.clone(), Arc::clone(&pending));
         snapshot.update_pod(key.clone(), Some(Arc::clone(&pending)), &mut assumed);
         assert_eq!(
             (
