@@ -142,7 +142,7 @@ pub(crate) fn admit<K: Schema>(
     object: Value,
     validation: FieldValidation,
 ) -> Result<Admitted, Status> {
-    let mut typed: K = serde_path_to_error::deserialize(object.clone()).map_err(|e| {
+    let mut typed: K = serde_path_to_error::deserialize(&object).map_err(|e| {
         let kind = qualified_kind.split('.').next().unwrap_or_default();
         Status::bad_request(format!(
             "{kind} in version \"{}\" cannot be handled as a {kind}: {}: {}",

@@ -297,7 +297,7 @@ pub(crate) async fn create(
 ) -> Result<Response, Status> {
     let resource = &place.resource;
     if let Some(namespace) = &place.namespace {
-        crate::stored::require_namespace(shared.store.as_ref(), namespace).await?;
+        crate::stored::require_namespace(shared, namespace).await?;
     }
     if resource.has_status && resource.hooks() != Hooks::Nodes {
         // What a new object says of its status is dropped: a custom object's whole (its
@@ -359,7 +359,13 @@ pub(crate) async fn create(
             return Err(status);
         }
     };
-    let created = objects::from_stored(&stored).map_or(object, |o| resource.present(o));
+    let created = if resource.shown_as_stored() {
+        // What was stored is `object` itself: given its revision, not parsed back.
+        object["metadata"]["resourceVersion"] = json!(stored.mod_revision.to_string());
+        object
+    } else {
+        objects::from_stored(&stored).map_or(object, |o| resource.present(o))
+    };
     Ok(respond(StatusCode::CREATED, &created, &warnings))
 }
 
