@@ -163,6 +163,7 @@ fn priority_preempts(server: &Server) {
     server.kubectl_ok(&["apply", "-f", &class]);
     let listed = server.kubectl_ok(&["get", "priorityclasses", "--no-headers"]);
     assert!(listed.contains("system-node-critical"), "{listed}");
+    default_priority_follows_its_class(server);
 
     // Each node all but full of a low pod; the important pod takes one's place.
     let cpu = |amount: &str| {
@@ -204,6 +205,26 @@ fn priority_preempts(server: &Server) {
         .unwrap();
     let preempted = server.event_message(&victim, "Preempted");
     assert!(preempted.starts_with("Preempted by pod "), "{preempted}");
+}
+
+/// A pod that names no class gets the globalDefault one's value, and 0 once it is gone.
+fn default_priority_follows_its_class(server: &Server) {
+    let class = server.write(
+        "everyday.yaml",
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: everyday}\nvalue: 10\nglobalDefault: true\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &class]);
+    let probe = [
+        "run",
+        "probe",
+        "--image=busybox",
+        "--dry-run=server",
+        "-o",
+        "jsonpath={.spec.priority}",
+    ];
+    assert_eq!(server.kubectl_until(&probe, LIMIT, |p| p == "10"), "10");
+    server.kubectl_ok(&["delete", "priorityclass", "everyday"]);
+    assert_eq!(server.kubectl_until(&probe, LIMIT, |p| p == "0"), "0");
 }
 
 fn placement(server: &Server) {
