@@ -359,14 +359,19 @@ pub(crate) async fn create(
             return Err(status);
         }
     };
-    let created = if resource.shown_as_stored() {
-        // What was stored is `object` itself: given its revision, not parsed back.
-        object["metadata"]["resourceVersion"] = json!(stored.mod_revision.to_string());
-        object
-    } else {
-        objects::from_stored(&stored).map_or(object, |o| resource.present(o))
-    };
+    let created = as_written(resource, object, &stored);
     Ok(respond(StatusCode::CREATED, &created, &warnings))
+}
+
+/// What a write answers with: `object`, which was stored as it is, given the revision it
+/// was stored at — parsed back from the store's bytes only for a resource whose clients
+/// see another shape than the stored one.
+fn as_written(resource: &Resource, mut object: Value, stored: &berth_store::KeyValue) -> Value {
+    if resource.shown_as_stored() {
+        object["metadata"]["resourceVersion"] = json!(stored.mod_revision.to_string());
+        return object;
+    }
+    objects::from_stored(stored).map_or(object, |o| resource.present(o))
 }
 
 /// What a new object gets for its kind's [`Hooks`] before the webhooks see it.
@@ -498,7 +503,7 @@ pub(crate) async fn change(
         match result {
             Ok(kv) => {
                 claims.settle(shared).await;
-                let object = objects::from_stored(&kv).map_or(object, |o| resource.present(o));
+                let object = as_written(resource, object, &kv);
                 return Ok(respond(
                     StatusCode::OK,
                     &view(part, resource, object),
